@@ -1,0 +1,211 @@
+"""The stressor contract shared by every built-in and third-party stressor.
+
+A stressor turns a batch of clean images into a batch of stressed images in two
+steps, as in kornia and albumentations:
+
+1. ``sample_params(sample_ids, severity, seed=...)`` draws every random quantity
+   (positions, angles, noise seeds ...) and returns them as a small
+   :class:`Params` object. Randomness is keyed by ``(seed, stressor name,
+   severity, sample id)``, never by batch position or the global RNG, so a
+   sample is stressed identically whatever the batch size, order or shard.
+2. ``apply(images, params)`` is pure and batched: it runs on ``images.device``
+   and returns a tensor of the same shape, dtype, device and value range.
+
+Model-aware stressors (adversarial attacks) set ``model_aware = True`` and
+implement :meth:`ModelAwareStressor.perturb` instead of ``apply``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+class StressorError(ValueError):
+    """A stressor was misconfigured or given unusable input.
+
+    The message always names the stressor (and the option, if one is at fault).
+    """
+
+
+@dataclass(frozen=True)
+class Params:
+    """Per-sample parameters drawn by ``sample_params``.
+
+    Attributes:
+        severity: the severity the parameters were drawn for.
+        values: tensors whose first dimension is the batch (N, ...), on the CPU.
+            They are small (a few numbers per sample) and recordable.
+        seeds: one 63-bit integer per sample, for stressors that draw a whole
+            noise field inside ``apply`` (see :func:`noise_like`).
+    """
+
+    severity: float
+    values: dict[str, Tensor] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
+
+    def __getitem__(self, key: str) -> Tensor:
+        return self.values[key]
+
+    def record(self, index: int) -> dict[str, Any]:
+        """The parameters of one sample, as plain JSON-serialisable values."""
+        out: dict[str, Any] = {"severity": self.severity}
+        for key, value in self.values.items():
+            item = value[index]
+            out[key] = item.tolist() if item.ndim else item.item()
+        return out
+
+
+@runtime_checkable
+class Stressor(Protocol):
+    """An image-only stressor (see the module docstring for the contract)."""
+
+    name: str
+    severities: Sequence[int]
+    model_aware: bool
+
+    def sample_params(self, sample_ids: Tensor, severity: int, *, seed: int) -> Params: ...
+
+    def apply(self, images: Tensor, params: Params) -> Tensor: ...
+
+
+class ModelAwareStressor(Protocol):
+    """A stressor that needs the model and the labels (an adversarial attack).
+
+    ``severities`` are the attack's epsilons in pixel units of [0, 1].
+    """
+
+    name: str
+    severities: Sequence[float]
+    model_aware: bool  # always True
+
+    def perturb(
+        self,
+        model: torch.nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        severity: float,
+        sample_ids: Tensor,
+        seed: int,
+    ) -> Tensor: ...
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def sample_key(sample_id: str) -> int:
+    """A stable 63-bit integer key for a sample id string (independent of the process)."""
+    digest = hashlib.sha256(sample_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def sample_keys(sample_ids: Sequence[str]) -> Tensor:
+    """Keys of several sample ids as an int64 tensor of shape (N,)."""
+    return torch.tensor([sample_key(s) for s in sample_ids], dtype=torch.int64)
+
+
+def per_sample_seeds(sample_ids: Tensor, *, seed: int, name: str, severity: float) -> list[int]:
+    """One 63-bit seed per sample, keyed by (seed, stressor name, severity, sample id)."""
+    out = []
+    for key in sample_ids.tolist():
+        material = f"{seed}|{name}|{float(severity)!r}|{int(key)}".encode()
+        digest = hashlib.sha256(material).digest()
+        out.append(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return out
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` (never the global RNG)."""
+    g = torch.Generator(device="cpu")
+    g.manual_seed(seed)
+    return g
+
+
+def uniform(seeds: Sequence[int], *shape: int, stream: int = 0) -> Tensor:
+    """Per-sample uniform draws in [0, 1) on the CPU, float64, shape (N, *shape).
+
+    Each sample's row depends only on its seed and ``stream`` (use distinct
+    streams for independent quantities).
+    """
+    rows = [torch.rand(shape, generator=generator(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))), dtype=torch.float64) for s in seeds]
+    return torch.stack(rows) if rows else torch.empty((0, *shape), dtype=torch.float64)
+
+
+def noise_like(images: Tensor, seeds: Sequence[int], *, stream: int = 1) -> Tensor:
+    """Standard-normal noise with the shape of ``images``, drawn per sample.
+
+    The field of sample i depends only on ``seeds[i]`` and ``stream``; it is drawn
+    on the CPU in float32 (identical on every device) and moved to ``images.device``.
+
+    Shape:
+        images: (N, C, H, W); returns (N, C, H, W) float32 on ``images.device``.
+    """
+    if len(seeds) != images.shape[0]:
+        raise StressorError(f"noise_like: {len(seeds)} seeds for a batch of {images.shape[0]}")
+    fields = [
+        torch.randn(images.shape[1:], generator=generator(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))))
+        for s in seeds
+    ]
+    if not fields:
+        return torch.empty(images.shape, dtype=torch.float32, device=images.device)
+    return torch.stack(fields).to(images.device)
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def check_images(images: Tensor, name: str) -> None:
+    """Raise :class:`StressorError` unless ``images`` is a float (N, C, H, W) tensor in [0, 1]."""
+    if not isinstance(images, Tensor):
+        raise StressorError(f"{name}: images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4:
+        raise StressorError(f"{name}: images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise StressorError(f"{name}: images must be a float tensor in [0, 1], got dtype {images.dtype}")
+    if images.numel():
+        lo, hi = float(images.min()), float(images.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise StressorError(f"{name}: images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+
+
+def check_severity(severity: float, severities: Sequence[float], name: str) -> None:
+    """Raise :class:`StressorError` unless ``severity`` is one of ``severities``."""
+    if severity not in severities:
+        raise StressorError(f"{name}: severity {severity!r} out of range; expected one of {list(severities)}")
+
+
+class ImageStressor:
+    """Convenience base class for image-only stressors: holds settings, checks input.
+
+    Subclasses set ``name``, ``severities``, ``description`` (one line per
+    severity: its physical meaning) and implement ``_sample`` and ``_apply``.
+    """
+
+    name: ClassVar[str] = ""
+    severities: Sequence[int] = (1, 2, 3, 4, 5)
+    model_aware: ClassVar[bool] = False
+    devices: ClassVar[str] = "cpu, cuda"
+    #: severity -> what that severity means physically (shown by `cvaudit stressors list`).
+    severity_meaning: ClassVar[dict[int, str]] = {}
+
+    def sample_params(self, sample_ids: Tensor, severity: int, *, seed: int) -> Params:
+        check_severity(severity, self.severities, self.name)
+        seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=severity)
+        return Params(severity=severity, values=self._sample(seeds, severity), seeds=tuple(seeds))
+
+    def apply(self, images: Tensor, params: Params) -> Tensor:
+        check_images(images, self.name)
+        dtype = images.dtype
+        out = self._apply(images.float(), params)
+        return out.clamp_(0.0, 1.0).to(dtype)
+
+    def _sample(self, seeds: list[int], severity: int) -> dict[str, Tensor]:
+        return {}
+
+    def _apply(self, images: Tensor, params: Params) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
