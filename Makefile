@@ -1,0 +1,45 @@
+# cvaudit: `make demo` runs the embedded demo audit, `make test` runs the tests.
+# Both create (or reuse) the virtual environment .venv and install what they need.
+#
+# torch: on a machine without a GPU we install the CPU wheel torch==2.13.0 first, so
+# that no requirement pulls the multi-GB CUDA build. A GPU user installs the CUDA build
+# of their choice instead, e.g.
+#   make TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" demo
+# (or installs torch into .venv first: an importable torch is kept as it is).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.cvaudit-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cvaudit demo --out cvaudit-demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_stressors.py
+	$(PY) benchmarks/bench_attacks.py
+	$(PY) benchmarks/bench_overhead.py
+	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_report.py
+
+clean:
+	rm -rf cvaudit-demo build *.egg-info

@@ -1,0 +1,191 @@
+"""The streaming evaluation loop: batches -> stressors -> model -> mergeable statistics.
+
+One pass over the data. For every batch and every condition the stressed
+batch is built on the model's device, the model runs, the probabilities are
+checked, and the per-condition :class:`audit.metrics.AuditStats` are updated.
+Per-sample rows go to ``predictions.csv`` as they are produced. Nothing here
+holds a per-sample list of the whole dataset.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from audit.conditions import Condition, format_severity
+from audit.data import AuditDataset, SampleTable, make_loader
+from audit.errors import AuditError
+from audit.metrics import AuditStats
+from audit.model import AuditModel
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class EvalSettings:
+    seed: int
+    batch_size: int
+    num_workers: int
+    num_classes: int
+    n_bootstrap: int
+    top_k: int | None
+    on_bad_image: str
+    gallery_mode: str = "none"  # none | anonymized | raw
+    attack_indices: set[int] | None = None  # None: attack every sample
+
+
+@dataclass
+class EvalState:
+    stats: dict[str, AuditStats]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    gallery: dict[str, str] = field(default_factory=dict)
+    attack_failures: dict[str, int] = field(default_factory=dict)
+
+
+PRED_COLUMNS = ["sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"]
+
+
+def _png_data_uri(image: Tensor, mode: str) -> str:
+    arr = (image.detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8)
+    arr = arr.permute(1, 2, 0).numpy()
+    img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+    if mode == "anonymized":
+        w, h = img.size
+        small = img.resize((max(1, w // 16), max(1, h // 16)), Image.Resampling.BOX)
+        img = small.resize((w, h), Image.Resampling.NEAREST)
+    scale = max(1, 128 // max(img.size))
+    if scale > 1:
+        img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _stress(cond: Condition, model: AuditModel, images: Tensor, labels: Tensor, keys: Tensor, seed: int) -> Tensor:
+    if cond.stressor is None:
+        return images
+    if cond.model_aware:
+        with torch.enable_grad():
+            return cond.stressor.perturb(model, images, labels, severity=cond.severity, sample_ids=keys, seed=seed)
+    params = cond.stressor.sample_params(keys, cond.severity, seed=seed)
+    return cond.stressor.apply(images, params)
+
+
+def _probabilities(model: AuditModel, images: Tensor, *, num_classes: int) -> Tensor:
+    with torch.no_grad():
+        logits = model(images)
+    if logits.shape[1] != num_classes:
+        raise AuditError(
+            f"model output has {logits.shape[1]} columns but the audit has {num_classes} classes "
+            "(model.class_names or the labels)"
+        )
+    bad = ~torch.isfinite(logits).all(dim=1)
+    if bad.any():
+        raise AuditError(f"model output: {int(bad.sum())} rows contain NaN or inf")
+    return torch.softmax(logits.double(), dim=1)
+
+
+def evaluate(
+    *,
+    model: AuditModel,
+    table: SampleTable,
+    dataset: AuditDataset,
+    conditions: list[Condition],
+    slots: Tensor,
+    keys: Tensor,
+    num_slots: int,
+    settings: EvalSettings,
+    device: torch.device,
+    predictions_path: Path,
+    progress: Progress | None = None,
+) -> EvalState:
+    """Run every condition over the dataset once, streaming.
+
+    Args:
+        slots: (N_total, G+1) slot index of every sample of ``table``.
+        keys: (N_total,) stable per-sample keys.
+        predictions_path: where this process writes its predictions rows (CSV with
+            a leading ``_index`` column so shards can be merged in dataset order).
+
+    Raises:
+        AuditError: bad image (unless skipping), label out of range, bad model output.
+    """
+    state = EvalState(
+        stats={
+            c.id: AuditStats(
+                num_classes=settings.num_classes,
+                num_slots=num_slots,
+                n_bootstrap=settings.n_bootstrap,
+                seed=settings.seed,
+                top_k=settings.top_k,
+            )
+            for c in conditions
+        }
+    )
+    attr_names = list(table.attributes)
+    loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
+    with open(predictions_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        for batch in loader:
+            for index, reason in batch["bad"]:
+                where = table.paths[index] if table.paths is not None else f"{table.source}[{index}]"
+                if settings.on_bad_image == "error":
+                    raise AuditError(f"{where}: sample {table.ids[index]}: {reason}")
+                state.skipped.append({"sample": table.ids[index], "reason": reason})
+            if batch["images"] is None:
+                if progress:
+                    progress(len(batch["bad"]))
+                continue
+            idx = batch["index"]
+            labels = torch.tensor([table.labels[i] for i in idx.tolist()], dtype=torch.int64)
+            out_of_range = (labels < 0) | (labels >= settings.num_classes)
+            if out_of_range.any():
+                i = int(idx[out_of_range.nonzero()[0, 0]])
+                raise AuditError(
+                    f"{table.source}: sample {table.ids[i]}: label {table.labels[i]} is outside the model's "
+                    f"{settings.num_classes} classes (0..{settings.num_classes - 1})"
+                )
+            images = batch["images"].to(device)
+            labels_dev = labels.to(device)
+            batch_keys, batch_slots = keys[idx], slots[idx]
+            rows: list[tuple[int, int, list]] = []
+            for order, cond in enumerate(conditions):
+                sel = torch.ones(len(idx), dtype=torch.bool)
+                if cond.model_aware and settings.attack_indices is not None:
+                    sel = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
+                    if not sel.any():
+                        continue
+                sel_dev = sel.to(device)
+                x = _stress(cond, model, images[sel_dev], labels_dev[sel_dev], batch_keys[sel], settings.seed)
+                probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
+                y = labels[sel]
+                state.stats[cond.id].update(probs, y, batch_slots[sel], batch_keys[sel])
+                if settings.gallery_mode != "none" and cond.id not in state.gallery:
+                    state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
+                rows.extend(_rows(order, cond, idx[sel], y, probs, table, attr_names))
+            rows.sort(key=lambda r: (r[0], r[1]))
+            writer.writerows(r[2] for r in rows)
+            if progress:
+                progress(len(idx) + len(batch["bad"]))
+    return state
+
+
+def _rows(order: int, cond: Condition, idx: Tensor, labels: Tensor, probs: Tensor, table: SampleTable, attrs: list[str]):
+    """Predictions rows of one condition, keyed (sample index, condition order) for sorting."""
+    conf, pred = probs.max(dim=1)
+    p_true = probs.gather(1, labels.view(-1, 1)).squeeze(1)
+    severity = "" if cond.stressor is None else format_severity(cond.severity)
+    stressor = "" if cond.stressor is None else cond.label
+    for j, i in enumerate(idx.tolist()):
+        yield i, order, (
+            [i, table.ids[i], cond.id, stressor, severity, int(labels[j]), int(pred[j]),
+             f"{float(conf[j]):.6f}", f"{float(p_true[j]):.6f}", *(table.attributes[a][i] for a in attrs)]
+        )

@@ -1,0 +1,36 @@
+"""``predictions.csv``: one row per (sample, condition), in dataset order.
+
+Every process writes its rows, sorted by (sample index, condition order), to a
+part file with a leading ``_index`` column; :func:`merge_predictions` merges the
+parts (one or one per rank) into the final file without loading them whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import os
+from pathlib import Path
+from typing import Iterator
+
+COLUMNS = ["sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"]
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.reader(fh):
+            yield int(row[0]), row[1:]
+
+
+def merge_predictions(work: Path, dest: Path, *, attributes: list[str]) -> None:
+    """Merge ``work/predictions.part-*.csv`` into ``dest`` (atomically)."""
+    parts = sorted(work.glob("predictions.part-*.csv"))
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS + attributes)
+        # heapq.merge is stable across its inputs, and each part is sorted by index
+        # (condition order breaks ties inside a part), so the order is deterministic.
+        for _, row in heapq.merge(*(_rows(p) for p in parts), key=lambda r: r[0]):
+            writer.writerow(row)
+    os.replace(tmp, dest)

@@ -1,0 +1,176 @@
+"""Assembling ``results.json`` (schema in DESIGN.md) from the computed statistics.
+
+Only arrangement happens here: every number comes from :mod:`audit.metrics`,
+:mod:`audit.fairness`, :mod:`audit.robustness` or
+:mod:`audit.adversarial_checks`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audit.conditions import Condition, stressor_descriptions
+from audit.config import AuditConfig
+from audit.data import SampleTable
+from audit.groups import SlotLayout
+from audit.model import sha256_file
+
+SCHEMA_VERSION = "1.0"
+METRIC_KEYS = (
+    "n", "accuracy", "accuracy_ci", "balanced_accuracy", "macro_f1", "top_k_accuracy",
+    "ece", "mce", "adaptive_ece", "brier", "nll",
+)
+GROUP_KEYS = METRIC_KEYS + ("confusion",)
+ERROR_KEYS = ("per_class_fnr", "per_class_fpr", "top_confusions", "overconfident_errors")
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("cvaudit")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchmetrics", "numpy", "foolbox", "albumentations", "weasyprint", "pyhanko"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: d[k] for k in keys if k in d}
+
+
+def _condition_entry(cond: Condition, slots: list[dict[str, Any]], layout: SlotLayout, min_size: int, subset: int | None) -> dict[str, Any]:
+    overall = slots[0]
+    groups = []
+    for (attribute, value), slot in zip(layout.describe()[1:], slots[1:]):
+        groups.append(
+            {
+                "attribute": attribute,
+                "value": value,
+                "insufficient_data": slot["n"] < min_size,
+                "metrics": _pick(slot, GROUP_KEYS),
+            }
+        )
+    entry = {
+        "id": cond.id,
+        "stressor": cond.stressor_name,
+        "severity": cond.severity if cond.stressor is not None else 0,
+        "model_aware": cond.model_aware,
+        "metrics": _pick(overall, METRIC_KEYS),
+        "confusion": overall["confusion"],
+        "error_types": _pick(overall, ERROR_KEYS),
+        "reliability": {"bins": overall.get("reliability", [])},
+        "groups": groups,
+    }
+    if cond.model_aware and subset is not None:
+        entry["attack_subset"] = subset
+    return entry
+
+
+def _fairness(conditions: list[dict[str, Any]], layout: SlotLayout, min_size: int) -> list[dict[str, Any]]:
+    from audit.fairness import fairness_summary
+
+    out = []
+    for cond in conditions:
+        for g in layout.groupings:
+            groups = [
+                {"value": x["value"], **x["metrics"]} for x in cond["groups"] if x["attribute"] == g.name
+            ]
+            summary = fairness_summary(groups, min_group_size=min_size)
+            out.append({"condition": cond["id"], "attribute": g.name, **summary})
+    return out
+
+
+def assemble_results(
+    *,
+    cfg: AuditConfig,
+    config_path: Path | None,
+    model_info: dict[str, Any],
+    class_names: list[str],
+    table: SampleTable,
+    conditions: list[Condition],
+    layout: SlotLayout,
+    computed: dict[str, list[dict[str, Any]]],
+    state: Any,
+    findings: list[dict[str, Any]],
+    attack_indices: set[int] | None,
+    baseline: dict[str, Any] | None,
+    started: dt.datetime,
+) -> dict[str, Any]:
+    """The results dict (everything but ``policy``, which the policy engine adds)."""
+    from audit import robustness
+    from audit.adversarial_checks import sanity_checks
+
+    min_size = cfg.evaluation.min_group_size
+    subset = len(attack_indices) if attack_indices is not None else None
+    cond_entries = [_condition_entry(c, computed[c.id], layout, min_size, subset) for c in conditions]
+    skipped = {s["sample"] for s in state.skipped}
+    attrs = {
+        a: dict(sorted(Counter(v for sid, v in zip(table.ids, values) if sid not in skipped).items()))
+        for a, values in table.attributes.items()
+    }
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "cvaudit", "version": tool_version()},
+        "seed": cfg.seed,
+        "model": {
+            "path": model_info["path"],
+            "sha256": model_info["sha256"],
+            "format": model_info["format"],
+            "num_classes": len(class_names),
+            "class_names": class_names,
+        },
+        "dataset": {
+            "path": str(table.source),
+            "sha256": sha256_file(table.source) if table.source.is_file() else None,
+            "num_samples": len(table) - len(skipped),
+            "num_skipped": len(skipped),
+            "skipped": state.skipped,
+            "attributes": attrs,
+            "intersections": [g.name for g in layout.groupings if len(g.attributes) > 1],
+        },
+        "evaluation": {
+            "min_group_size": min_size,
+            "n_bootstrap": cfg.evaluation.n_bootstrap,
+            "confidence_level": 0.95,
+            "ece_bins": 15,
+            "attack_samples": subset,
+            "top_k": cfg.evaluation.top_k,
+        },
+        "stressors": stressor_descriptions(conditions),
+        "conditions": cond_entries,
+    }
+    results["fairness"] = _fairness(cond_entries, layout, min_size)
+    results["robustness"] = robustness.accuracy_drops(cond_entries)
+    results["robustness_summary"] = robustness.corruption_errors(cond_entries)
+    results["robustness_disparity"] = robustness.robustness_disparity(cond_entries, min_group_size=min_size)
+    results["error_shift"] = robustness.error_shift(cond_entries)
+    if baseline is not None:
+        results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline)
+    results["adversarial_checks"] = sanity_checks(cond_entries) if any(c.model_aware for c in conditions) else []
+    results["governance"] = {"findings": findings}
+    if state.gallery:
+        results["gallery"] = [{"condition": cid, "image": uri} for cid, uri in state.gallery.items()]
+    results["provenance"] = {
+        "config": str(config_path) if config_path else None,
+        "config_sha256": sha256_file(config_path) if config_path and Path(config_path).is_file() else None,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": cfg.device,
+        "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
+        "versions": _versions(),
+    }
+    return results

@@ -1,0 +1,257 @@
+"""``cvaudit run``: from a config to a verdict and every output file.
+
+Order of work (so that nothing is written over invalid input):
+
+1. load and validate everything that can fail cheaply: config, policy, signing
+   keys, model, sample table, stressors;
+2. governance checks over the manifest (they decide whether images may appear
+   in the report);
+3. one streaming pass over the data (:mod:`audit.evaluate`);
+4. results assembly (:mod:`audit.results`), policy verdict;
+5. outputs, each written atomically; the PDF signature and the attestation last.
+
+Single process, or one rank of ``torchrun`` (see :mod:`audit.distributed`):
+every rank evaluates its shard; statistics are all-reduced when computed;
+rank 0 writes the outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from audit import distributed
+from audit.conditions import build_conditions
+from audit.config import AuditConfig
+from audit.data import AuditDataset, read_samples, sample_keys_of
+from audit.errors import AuditError
+from audit.evaluate import EvalSettings, evaluate
+from audit.groups import build_layout, slot_matrix
+from audit.model import load_model, resolve_device, sha256_file
+from audit.predictions import merge_predictions
+from audit.results import assemble_results
+
+ProgressFactory = Callable[[int, str], Callable[[int], None]]
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """What a run produced. ``exit_code`` is 0 (pass) or 1 (a blocking rule failed)."""
+
+    results: dict[str, Any]
+    out_dir: Path
+    files: list[Path]
+
+    @property
+    def verdict(self) -> str:
+        return self.results["policy"]["verdict"]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.verdict == "pass" else 1
+
+
+def _class_names(cfg: AuditConfig, table_names: list[str] | None, width: int) -> list[str]:
+    if cfg.model.class_names is not None:
+        if len(cfg.model.class_names) != width:
+            raise AuditError(
+                f"model.class_names has {len(cfg.model.class_names)} names but the model outputs {width} classes"
+            )
+        return list(cfg.model.class_names)
+    if table_names is not None:
+        if len(table_names) != width:
+            raise AuditError(f"the image folder has {len(table_names)} classes but the model outputs {width}")
+        return table_names
+    return [str(k) for k in range(width)]
+
+
+def _probe_width(model: Any, dataset: AuditDataset, device: torch.device) -> int:
+    """The model's output width, from one forward pass on a blank image."""
+    c, (h, w) = dataset.channels, dataset.size
+    with torch.no_grad():
+        out = model(torch.full((1, c, h, w), 0.5, device=device))
+    return int(out.shape[1])
+
+
+def run_audit(
+    cfg: AuditConfig,
+    *,
+    config_path: Path | None,
+    out_dir: Path,
+    baseline: Path | None = None,
+    progress: ProgressFactory | None = None,
+    now: dt.datetime | None = None,
+) -> AuditOutcome:
+    """Run the whole audit and write the outputs into ``out_dir`` (rank 0 only).
+
+    Raises:
+        AuditError: anything that prevents a valid audit (exit code 2). Nothing
+            is written to ``out_dir`` in that case.
+    """
+    import policies
+    from policies.governance import check_governance, report_image_mode
+    from reports import load_signing_keys
+
+    started = now or dt.datetime.now(dt.timezone.utc)
+    rank, world = distributed.rank_and_world()
+    policy = _load_policy(cfg.policy)
+    passphrase = os.environ.get("CVAUDIT_KEY_PASSPHRASE")
+    passphrase_bytes = passphrase.encode() if passphrase else None
+    keys = None
+    if cfg.report.sign_key is not None:
+        keys = _guard(lambda: load_signing_keys(cfg.report.sign_key, passphrase_bytes))
+    baseline_results = _load_baseline(baseline) if baseline else None
+
+    device = resolve_device(cfg.device if world == 1 else distributed.local_device(cfg.device))
+    model, model_info = load_model(cfg.model, device)
+    table = read_samples(cfg.data, class_names=cfg.model.class_names)
+    dataset_all = AuditDataset(table, cfg.model)
+    width = _probe_width(model, dataset_all, device)
+    class_names = _class_names(cfg, table.class_names, width)
+    conditions = build_conditions(cfg.stressors, source=str(config_path or "config"))
+    if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
+        gradient = [c.stressor.name for c in conditions if c.model_aware and c.stressor.name != "hopskipjump"]
+        if gradient:
+            raise AuditError(
+                f"stressor {gradient[0]!r} needs gradients, but the model ({model_info['format']}) has none; "
+                "use the gradient-free 'hopskipjump' attack instead"
+            )
+
+    findings = _guard(lambda: check_governance(table.rows, policy=policy, id_column=cfg.data.id_column, now=started))
+    gallery_mode = report_image_mode(policy, findings, cfg.report.images)
+
+    layout = build_layout(table, cfg.data.intersections)
+    slots = slot_matrix(table, layout)
+    keys_all = sample_keys_of(table)
+    attack_indices = _attack_subset(cfg, table, keys_all, layout, slots)
+    shard = distributed.shard_indices(len(table), rank, world)
+    settings = EvalSettings(
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.data.num_workers,
+        num_classes=width,
+        n_bootstrap=cfg.evaluation.n_bootstrap,
+        top_k=cfg.evaluation.top_k,
+        on_bad_image=cfg.data.on_bad_image,
+        gallery_mode=gallery_mode if rank == 0 else "none",
+        attack_indices=attack_indices,
+    )
+    work = Path(tempfile.mkdtemp(prefix=".cvaudit-", dir=_work_parent(out_dir))) if rank == 0 else Path()
+    work = distributed.shared_work_dir(work)
+    try:
+        tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
+        state = evaluate(
+            model=model, table=table, dataset=AuditDataset(table, cfg.model, shard), conditions=conditions,
+            slots=slots, keys=keys_all, num_slots=layout.num_slots, settings=settings, device=device,
+            predictions_path=distributed.part_path(work, rank), progress=tick,
+        )
+        state.skipped = distributed.gather_lists(state.skipped)
+        computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks
+        distributed.barrier()  # every part file is complete
+        if rank != 0:
+            return AuditOutcome({}, out_dir, [])
+        if computed["clean"][0]["n"] == 0:
+            raise AuditError(f"{table.source}: no image could be decoded; nothing to audit")
+
+        results = assemble_results(
+            cfg=cfg, config_path=config_path, model_info=model_info, class_names=class_names, table=table,
+            conditions=conditions, layout=layout, computed=computed, state=state, findings=findings,
+            attack_indices=attack_indices, baseline=baseline_results, started=started,
+        )
+        results["policy"] = _guard(lambda: policies.check_policy(results, policy))
+        files = _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase_bytes, model_info, table)
+        return AuditOutcome(results, out_dir, files)
+    finally:
+        if rank == 0:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    """Turn the library's ValueError subclasses (PolicyError, SigningError) into AuditError."""
+    try:
+        return fn()
+    except AuditError:
+        raise
+    except ValueError as err:
+        raise AuditError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from None
+
+
+def _load_policy(name: str) -> Any:
+    import policies
+
+    return _guard(lambda: policies.load_policy(name))
+
+
+def _load_baseline(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AuditError(f"{path}: baseline results not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise AuditError(f"{path}: baseline is not a results.json (invalid JSON)") from None
+    if not isinstance(data, dict) or "conditions" not in data:
+        raise AuditError(f"{path}: baseline is not a results.json (no 'conditions')")
+    return data
+
+
+def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
+    n = cfg.evaluation.attack_samples
+    if n is None or n >= len(table):
+        return None
+    from audit.subset import stratified_subset
+
+    strata = [tuple(slots[i, 1 : 1 + len(table.attributes)].tolist()) + (table.labels[i],) for i in range(len(table))]
+    return set(int(i) for i in stratified_subset(keys_all, strata, n, seed=cfg.seed))
+
+
+def _work_parent(out_dir: Path) -> Path:
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
+def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, model_info, table) -> list[Path]:
+    """Write every output into a staging folder, then move them into ``out_dir``.
+
+    The staging folder sits beside ``out_dir`` (same file system), so each
+    file lands with an atomic rename, and the signed files are produced last.
+    """
+    from reports import write_reports
+    from reports.atomic import atomic_write_text
+    from reports.junit import write_junit
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = work / "out"
+    stage.mkdir()
+    merge_predictions(work, stage / "predictions.csv", attributes=list(table.attributes))
+    atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_junit(results["policy"], findings, stage / "junit.xml")
+    extra = {}
+    if model_info.get("sha256") and model_info.get("path"):
+        extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
+    if table.source.is_file():
+        extra["dataset:" + table.source.name] = table.source
+    write_reports(
+        stage, results, formats=tuple(cfg.report.formats), sign_key=cfg.report.sign_key if keys else None,
+        passphrase=passphrase, extra_subjects=extra,
+    )
+    # Stale files from an earlier run must not sit beside the new ones.
+    for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem"):
+        if not (stage / name).exists() and (out_dir / name).exists():
+            (out_dir / name).unlink()
+    files = []
+    for f in sorted(stage.iterdir()):
+        os.replace(f, out_dir / f.name)
+        files.append(out_dir / f.name)
+    return files
+
+
+__all__ = ["AuditOutcome", "run_audit", "sha256_file"]
