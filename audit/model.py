@@ -111,8 +111,8 @@ def _load_factory(cfg: ModelConfig) -> nn.Module:
         try:
             net.load_state_dict(state)
         except (RuntimeError, TypeError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise AuditError(f"{cfg.weights}: does not match the factory's model ({first})") from None
+            detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])[:200]
+            raise AuditError(f"{cfg.weights}: does not match the factory's model ({detail})") from None
     return net
 
 
