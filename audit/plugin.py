@@ -1,7 +1,155 @@
-"""cvaudit's pytest plugin (entry point ``pytest11``). Work in progress: options only."""
+"""cvaudit's pytest plugin (registered through the ``pytest11`` entry point).
+
+Thin on purpose: options, fixtures, one marker and the terminal summary. torch
+and the audit machinery are imported only when a test asks for results.
+
+- ``--cvaudit-config PATH``: run that audit once per session;
+  ``--cvaudit-results PATH``: reuse a stored ``results.json`` instead;
+  ``--cvaudit-out DIR``: where the run writes its outputs (default: a temp dir).
+- fixture ``cvaudit_results`` (session): an :class:`audit.testing.AuditResults`.
+- marker ``@pytest.mark.cvaudit(policy="ci-gate")`` on a test that takes the
+  ``cvaudit_rule`` argument expands into one test per policy rule; call
+  ``cvaudit_rule.check()`` in its body (blocking failures fail, warnings warn,
+  ``insufficient_data`` skips).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_RESULTS_KEY = pytest.StashKey[Any]()
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("cvaudit")
-    group.addoption("--cvaudit-config", default=None, help="Run this cvaudit config once per session.")
-    group.addoption("--cvaudit-results", default=None, help="Reuse a stored results.json.")
+class CvauditWarning(UserWarning):
+    """A non-blocking policy rule did not pass."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cvaudit", "model audits with cvaudit")
+    group.addoption("--cvaudit-config", default=None, metavar="PATH", help="Run this cvaudit config once per session.")
+    group.addoption("--cvaudit-results", default=None, metavar="PATH", help="Reuse a stored results.json.")
+    group.addoption("--cvaudit-out", default=None, metavar="DIR", help="Output folder of the session's audit run.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cvaudit(policy='ci-gate'): expand the test (taking `cvaudit_rule`) into one test per policy rule"
+    )
+
+
+def _load_results(config: pytest.Config, tmp_factory: pytest.TempPathFactory) -> Any:
+    from audit.errors import AuditError
+    from audit.testing import AuditResults
+
+    results_path = config.getoption("--cvaudit-results")
+    config_path = config.getoption("--cvaudit-config")
+    if results_path:
+        path = Path(results_path)
+        if not path.is_file():
+            raise pytest.UsageError(f"--cvaudit-results: {path}: file not found")
+        return AuditResults.load(path)
+    if not config_path:
+        return None
+    from audit.cli import run_config
+
+    out = Path(config.getoption("--cvaudit-out") or tmp_factory.mktemp("cvaudit"))
+    try:
+        outcome = run_config(Path(config_path), out_dir=out, quiet=True)
+    except AuditError as err:
+        pytest.fail(f"cvaudit could not run: {err}", pytrace=False)
+    return AuditResults(outcome.results, source=str(out / "results.json"))
+
+
+@pytest.fixture(scope="session")
+def cvaudit_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The session's audit results (runs the audit on first use)."""
+    config = request.config
+    if _RESULTS_KEY not in config.stash:
+        config.stash[_RESULTS_KEY] = _load_results(config, tmp_path_factory)
+    results = config.stash[_RESULTS_KEY]
+    if results is None:
+        pytest.skip("no audit: pass --cvaudit-config PATH or --cvaudit-results PATH")
+    return results
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One policy rule's outcome; ``check()`` turns it into a test result."""
+
+    rule: dict[str, Any]
+    policy: str
+
+    def check(self) -> None:
+        __tracebackhide__ = True
+        r = self.rule
+        detail = (
+            f"policy {self.policy}, rule {r['id']}: {r.get('message', '')}\n"
+            f"  observed: {r.get('observed')}  threshold: {r.get('threshold')}  blocking: {r.get('blocking')}"
+        )
+        if r["status"] == "insufficient_data":
+            pytest.skip(f"insufficient data: {detail}")
+        if r["status"] == "fail" and r.get("blocking"):
+            raise AssertionError(detail)
+        if r["status"] in ("fail", "warn"):
+            warnings.warn(CvauditWarning(detail))
+
+
+def _policy_of(marker: pytest.Mark) -> str:
+    return str(marker.kwargs.get("policy", marker.args[0] if marker.args else "ci-gate"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("cvaudit")
+    if marker is None or "cvaudit_rule" not in metafunc.fixturenames:
+        return
+    import policies
+
+    policy = policies.load_policy(_policy_of(marker))
+    ids = [rule.id for rule in policy.rules]
+    metafunc.parametrize("cvaudit_rule", ids, ids=ids, indirect=True)
+
+
+_OUTCOMES = pytest.StashKey[dict]()
+
+
+@pytest.fixture()
+def cvaudit_rule(request: pytest.FixtureRequest, cvaudit_results: Any) -> RuleOutcome:
+    """The outcome of one policy rule (see the ``cvaudit`` marker)."""
+    import policies
+
+    marker = request.node.get_closest_marker("cvaudit")
+    name = _policy_of(marker) if marker else "ci-gate"
+    cache = request.config.stash.setdefault(_OUTCOMES, {})
+    if name not in cache:
+        findings = cvaudit_results.get("governance", {}).get("findings", [])
+        cache[name] = policies.check_policy(dict(cvaudit_results), policies.load_policy(name), findings=findings)
+    rule_id = request.param
+    rule = next(r for r in cache[name]["rules"] if r["id"] == rule_id)
+    return RuleOutcome(rule, name)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    results = config.stash.get(_RESULTS_KEY, None)
+    if not results:
+        return
+    policy = results.get("policy", {})
+    tr = terminalreporter
+    tr.section("cvaudit")
+    tr.write_line(f"verdict: {str(policy.get('verdict', '?')).upper()} (policy {policy.get('name', '?')})")
+    bad = [r for r in policy.get("rules", []) if r.get("status") in ("fail", "warn")]
+    bad.sort(key=lambda r: (not r.get("blocking"), r.get("id")))
+    for r in bad[:5]:
+        kind = "FAIL" if r.get("status") == "fail" and r.get("blocking") else "warn"
+        tr.write_line(f"  {kind} {r['id']}: observed {r.get('observed')} vs threshold {r.get('threshold')}")
+    findings = [f for f in results.get("governance", {}).get("findings", []) if f.get("status") != "pass"]
+    for f in findings[:5]:
+        tr.write_line(f"  governance {f.get('check')}: {f.get('count')} sample(s) - {f.get('message', '')}")
+    gaps = sorted((f for f in results.get("fairness", []) if f.get("accuracy_gap") is not None),
+                  key=lambda f: -f["accuracy_gap"])[:3]
+    for f in gaps:
+        tr.write_line(f"  largest gap: {f['attribute']} under {f['condition']}: {f['accuracy_gap']:.3f} (worst {f['worst_group']})")

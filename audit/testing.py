@@ -1,0 +1,191 @@
+"""Assertion helpers for audits as tests (used by the pytest plugin and by users).
+
+Example::
+
+    from audit.testing import assert_metric, assert_policy
+
+    def test_night_accuracy(cvaudit_results):
+        assert_metric(cvaudit_results, "accuracy", ">=", 0.8, condition="night@3", group=("camera", "B"))
+
+Each helper hides its own frames from pytest tracebacks (``__tracebackhide__``)
+and fails with the observed value, the threshold, the interval, n, and the
+per-group table of the attribute concerned.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+
+class AuditResults(Mapping[str, Any]):
+    """A read-only view of ``results.json`` with a small query API."""
+
+    def __init__(self, data: Mapping[str, Any], *, source: str | None = None):
+        self._data = dict(data)
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AuditResults":
+        path = Path(path)
+        return cls(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def verdict(self) -> str | None:
+        return self._data.get("policy", {}).get("verdict")
+
+    @property
+    def condition_ids(self) -> list[str]:
+        return [c["id"] for c in self._data["conditions"]]
+
+    def condition(self, condition: str = "clean") -> dict[str, Any]:
+        for c in self._data["conditions"]:
+            if c["id"] == condition:
+                return c
+        raise KeyError(f"no condition {condition!r}; conditions: {self.condition_ids}")
+
+    def group(self, condition: str, attribute: str, value: str) -> dict[str, Any]:
+        for g in self.condition(condition)["groups"]:
+            if g["attribute"] == attribute and g["value"] == value:
+                return g
+        values = sorted({g["value"] for g in self.condition(condition)["groups"] if g["attribute"] == attribute})
+        raise KeyError(f"no group {attribute}={value!r} in {condition!r}; values: {values}")
+
+    def metrics(self, *, condition: str = "clean", group: tuple[str, str] | None = None) -> dict[str, Any]:
+        node = self.condition(condition) if group is None else self.group(condition, *group)
+        return node["metrics"]
+
+    def metric(self, name: str, *, condition: str = "clean", group: tuple[str, str] | None = None) -> Any:
+        """One metric, e.g. ``results.metric("accuracy", condition="night@3", group=("camera", "B"))``."""
+        m = self.metrics(condition=condition, group=group)
+        if name not in m:
+            raise KeyError(f"no metric {name!r}; metrics: {sorted(m)}")
+        return m[name]
+
+    def fairness(self, *, condition: str = "clean", attribute: str) -> dict[str, Any]:
+        for f in self._data.get("fairness", []):
+            if f["condition"] == condition and f["attribute"] == attribute:
+                return f
+        raise KeyError(f"no fairness entry for {attribute!r} under {condition!r}")
+
+
+def _as_results(results: Any) -> AuditResults:
+    if isinstance(results, AuditResults):
+        return results
+    if isinstance(results, (str, Path)):
+        return AuditResults.load(results)
+    return AuditResults(results)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, float) for v in value):
+        return f"[{value[0]:.4f}, {value[1]:.4f}]"
+    return str(value)
+
+
+def group_table(results: AuditResults, metric: str, *, condition: str, attribute: str) -> str:
+    """A plain-text table of ``metric`` for every value of ``attribute``."""
+    lines = [f"  {attribute:<20} {'n':>6} {metric:>10} {'95% CI':>20}"]
+    for g in results.condition(condition)["groups"]:
+        if g["attribute"] != attribute:
+            continue
+        m = g["metrics"]
+        flag = "  (insufficient data)" if g.get("insufficient_data") else ""
+        lines.append(
+            f"  {g['value']:<20} {m.get('n', 0):>6} {_fmt(m.get(metric)):>10} {_fmt(m.get(metric + '_ci')):>20}{flag}"
+        )
+    return "\n".join(lines)
+
+
+def assert_metric(
+    results: Any,
+    metric: str,
+    op: str,
+    threshold: float,
+    *,
+    condition: str = "clean",
+    group: tuple[str, str] | None = None,
+) -> None:
+    """Assert ``metric <op> threshold`` for a condition (and group)."""
+    __tracebackhide__ = True
+    if op not in _OPS:
+        raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
+    res = _as_results(results)
+    m = res.metrics(condition=condition, group=group)
+    observed = m.get(metric)
+    where = condition + ("" if group is None else f", {group[0]}={group[1]}")
+    if observed is None or not _OPS[op](observed, threshold):
+        lines = [
+            f"cvaudit: {metric} {op} {threshold} failed for {where}",
+            f"  observed: {_fmt(observed)}  95% CI: {_fmt(m.get(metric + '_ci'))}  n: {m.get('n')}",
+        ]
+        if group is not None:
+            lines.append(group_table(res, metric, condition=condition, attribute=group[0]))
+        else:
+            attributes = list(res["dataset"].get("attributes", {}))
+            for attr in attributes[:3]:
+                lines.append(group_table(res, metric, condition=condition, attribute=attr))
+        raise AssertionError("\n".join(lines))
+
+
+def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any]:
+    """Judge the results against ``policy`` (a built-in name or a YAML path); fail if a blocking rule fails."""
+    __tracebackhide__ = True
+    import policies
+
+    res = _as_results(results)
+    outcome = policies.check_policy(dict(res), policies.load_policy(policy),
+                                    findings=res.get("governance", {}).get("findings", []))
+    if outcome["verdict"] != "pass":
+        failed = [r for r in outcome["rules"] if r["status"] == "fail" and r.get("blocking")]
+        lines = [f"cvaudit: policy {outcome['name']} failed ({len(failed)} blocking rule(s))"]
+        for r in failed:
+            lines.append(f"  {r['id']}: observed {_fmt(r.get('observed'))}, threshold {_fmt(r.get('threshold'))} - {r.get('message', '')}")
+        raise AssertionError("\n".join(lines))
+    return outcome
+
+
+def assert_no_regression(results: Any, baseline: Any, *, tolerance: float = 0.01, metric: str = "accuracy",
+                         conditions: Iterable[str] | None = None) -> None:
+    """Assert that no condition (and no sufficiently large group) lost more than ``tolerance`` of ``metric``."""
+    __tracebackhide__ = True
+    res, base = _as_results(results), _as_results(baseline)
+    wanted = set(conditions) if conditions is not None else None
+    regressions = []
+    base_ids = set(base.condition_ids)
+    for cid in res.condition_ids:
+        if cid not in base_ids or (wanted is not None and cid not in wanted):
+            continue
+        new, old = res.metric(metric, condition=cid), base.metric(metric, condition=cid)
+        if new is not None and old is not None and old - new > tolerance:
+            regressions.append(f"  {cid}: {_fmt(old)} -> {_fmt(new)} ({new - old:+.4f})")
+        for g in res.condition(cid)["groups"]:
+            if g.get("insufficient_data"):
+                continue
+            try:
+                old_g = base.group(cid, g["attribute"], g["value"])
+            except KeyError:
+                continue
+            a, b = g["metrics"].get(metric), old_g["metrics"].get(metric)
+            if a is not None and b is not None and b - a > tolerance:
+                regressions.append(f"  {cid} {g['attribute']}={g['value']}: {_fmt(b)} -> {_fmt(a)} ({a - b:+.4f})")
+    if regressions:
+        raise AssertionError(
+            f"cvaudit: {metric} regressed by more than {tolerance} against the baseline in {len(regressions)} place(s):\n"
+            + "\n".join(regressions)
+        )

@@ -1,0 +1,209 @@
+"""End to end: `cvaudit run` on a tiny generated dataset; exit codes 0, 1 and 2; bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+from audit.cli import main
+
+
+class ColourNet(nn.Module):
+    """Predicts the class from the mean of each channel (deterministic, no training)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 8.0 * x.mean(dim=(2, 3))
+
+
+class ConstantNet(nn.Module):
+    def __init__(self, value: float, width: int):
+        super().__init__()
+        self.value, self.width = value, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], self.width), self.value)
+
+
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+
+
+def make_dataset(root: Path, n: int = 24) -> Path:
+    """n images of three colours (class = dominant channel), two cameras, written as PNG."""
+    (root / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        label = i % 3
+        arr = np.clip(np.array(COLOURS[label]) + rng.integers(-20, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / "img" / f"{i}.png")
+        rows.append({"sample_id": f"s{i:03d}", "path": f"img/{i}.png", "label": label,
+                     "camera": "A" if i % 2 else "B", "capture_date": "2026-01-01", "consent": "granted"})
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"
+
+
+def save_model(path: Path, module: nn.Module) -> Path:
+    torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
+POLICY = """\
+version: 1
+name: e2e
+rules:
+  - id: clean-accuracy
+    condition: clean
+    metric: accuracy
+    min: {threshold}
+    blocking: true
+"""
+
+
+def write_config(root: Path, *, model: str = "model.pt", threshold: float = 0.5, extra: str = "", stressors: str | None = None) -> Path:
+    (root / "policy.yaml").write_text(POLICY.format(threshold=threshold))
+    stressors = stressors if stressors is not None else (
+        "  - {name: night, severities: [1, 5]}\n  - {name: blur, kind: gaussian, severities: [1, 5]}\n"
+    )
+    text = (
+        "seed: 0\ndevice: cpu\nbatch_size: 5\n"
+        f"model:\n  path: {model}\n  input_size: [16, 16]\n  mean: [0, 0, 0]\n  std: [1, 1, 1]\n  class_names: [red, green, blue]\n"
+        "data:\n  manifest: manifest.csv\n  attributes: [camera]\n  num_workers: 0\n"
+        f"stressors:\n{stressors}"
+        "policy: policy.yaml\n"
+        "evaluation:\n  min_group_size: 5\n  n_bootstrap: 50\n"
+        "report:\n  formats: [html]\n" + extra
+    )
+    cfg = root / "config.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> Path:
+    make_dataset(tmp_path)
+    save_model(tmp_path / "model.pt", ColourNet())
+    return tmp_path
+
+
+def run(cfg: Path, out: Path, *args: str):
+    return CliRunner().invoke(main, ["run", str(cfg), "--out", str(out), "--quiet", *args])
+
+
+def test_pass_writes_every_output(workspace):
+    out = workspace / "out"
+    result = run(write_config(workspace), out)
+    assert result.exit_code == 0, result.output
+    for name in ("results.json", "predictions.csv", "report.html", "junit.xml"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema_version"] == "1.0" and results["policy"]["verdict"] == "pass"
+    ids = [c["id"] for c in results["conditions"]]
+    assert ids == ["clean", "night@1", "night@5", "blur@1", "blur@5"]
+    clean = results["conditions"][0]
+    assert clean["metrics"]["n"] == 24 and clean["metrics"]["accuracy"] == 1.0
+    groups = {(g["attribute"], g["value"]): g["metrics"]["n"] for g in clean["groups"]}
+    assert groups == {("camera", "A"): 12, ("camera", "B"): 12}
+    with open(out / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 24 * 5
+    assert list(rows[0]) == ["sample_id", "condition", "stressor", "severity", "label", "prediction",
+                             "confidence", "p_true", "camera"]
+    # predictions.csv agrees with results.json (an independent recount).
+    clean_rows = [r for r in rows if r["condition"] == "clean"]
+    assert sum(r["label"] == r["prediction"] for r in clean_rows) / len(clean_rows) == clean["metrics"]["accuracy"]
+    night5 = [r for r in rows if r["condition"] == "night@5"]
+    acc5 = sum(r["label"] == r["prediction"] for r in night5) / len(night5)
+    assert acc5 == pytest.approx(next(c for c in results["conditions"] if c["id"] == "night@5")["metrics"]["accuracy"])
+
+
+def test_blocking_failure_exits_1(workspace):
+    result = run(write_config(workspace, threshold=1.01), workspace / "out")
+    assert result.exit_code == 1, result.output
+    results = json.loads((workspace / "out" / "results.json").read_text())
+    assert results["policy"]["verdict"] == "fail"
+
+
+def test_same_seed_same_results(workspace):
+    cfg = write_config(workspace)
+    assert run(cfg, workspace / "a").exit_code == 0
+    assert run(cfg, workspace / "b", "--batch-size", "7").exit_code == 0
+    a = json.loads((workspace / "a" / "results.json").read_text())
+    b = json.loads((workspace / "b" / "results.json").read_text())
+    assert a["conditions"] == b["conditions"]
+    assert (workspace / "a" / "predictions.csv").read_text() == (workspace / "b" / "predictions.csv").read_text()
+
+
+def test_skip_bad_images_is_counted(workspace):
+    (workspace / "img" / "3.png").write_bytes(b"broken")
+    out = workspace / "out"
+    result = run(write_config(workspace, extra="", stressors="  - {name: night, severities: [1]}\n").parent / "config.yaml", out)
+    assert result.exit_code == 2 and "img/3.png" in result.output and "corrupt" in result.output
+    assert not out.exists()
+    cfg = workspace / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("num_workers: 0", "num_workers: 0\n  on_bad_image: skip"))
+    result = run(cfg, out)
+    assert result.exit_code == 0, result.output
+    dataset = json.loads((out / "results.json").read_text())["dataset"]
+    assert dataset["num_skipped"] == 1 and dataset["skipped"][0]["sample"] == "s003"
+    assert dataset["num_samples"] == 23
+
+
+def _bad(workspace: Path, case: str) -> tuple[Path, str]:
+    """Set up one bad input; return the config and a fragment the error line must contain."""
+    if case == "missing-image":
+        (workspace / "img" / "0.png").unlink()
+        return write_config(workspace), "img/0.png"
+    if case == "label-out-of-range":
+        text = (workspace / "manifest.csv").read_text().replace("s001,img/1.png,1", "s001,img/1.png,7")
+        (workspace / "manifest.csv").write_text(text)
+        return write_config(workspace), "label 7 is outside"
+    if case == "empty-dataset":
+        (workspace / "manifest.csv").write_text("sample_id,path,label,camera\n")
+        return write_config(workspace), "empty"
+    if case == "width-mismatch":
+        save_model(workspace / "wide.pt", ConstantNet(0.0, 5))
+        return write_config(workspace, model="wide.pt"), "outputs 5 classes"
+    if case == "nan-output":
+        save_model(workspace / "nan.pt", ConstantNet(float("nan"), 3))
+        return write_config(workspace, model="nan.pt"), "NaN or inf"
+    if case == "unknown-key":
+        cfg = write_config(workspace)
+        cfg.write_text(cfg.read_text() + "colour: red\n")
+        return cfg, "colour: unknown key"
+    if case == "missing-model":
+        return write_config(workspace, model="nothing.pt"), "model file not found"
+    if case == "unreadable-model":
+        (workspace / "junk.pt").write_bytes(b"junk")
+        return write_config(workspace, model="junk.pt"), "unreadable model file"
+    if case == "unknown-stressor":
+        return write_config(workspace, stressors="  - {name: fog}\n"), "fog"
+    if case == "missing-config":
+        return workspace / "nope.yaml", "config file not found"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing-image", "label-out-of-range", "empty-dataset", "width-mismatch", "nan-output", "unknown-key",
+     "missing-model", "unreadable-model", "unknown-stressor", "missing-config"],
+)
+def test_bad_input_exits_2_with_one_line_and_no_report(workspace, case):
+    cfg, fragment = _bad(workspace, case)
+    out = workspace / "out"
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(out), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("cvaudit: error: "), result.output
+    assert fragment in lines[0]
+    assert not out.exists() or not any(out.iterdir())
