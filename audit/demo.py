@@ -140,6 +140,7 @@ def _governance_columns(i: int) -> dict[str, str]:
         "consent": "granted",
         "region": "eu-west" if i % 2 else "eu-central",
         "purpose": "model evaluation",
+        "lawful_basis": "consent",
     }
     if i % 97 == 5:
         row["capture_date"] = "2017-03-14"  # retention period long expired
@@ -147,11 +148,13 @@ def _governance_columns(i: int) -> dict[str, str]:
         row["consent"] = "withdrawn"
     if i % 199 == 11:
         row["region"] = "us-east"  # outside the allowed regions
+    if i % 173 == 13:
+        row["lawful_basis"] = ""  # no recorded lawful basis
     return row
 
 
 def write_manifest(path: Path, rel_paths: list[str], data: dict[str, np.ndarray]) -> None:
-    cols = ["sample_id", "path", "label", "camera", "ink", "capture_date", "consent", "region", "purpose"]
+    cols = ["sample_id", "path", "label", "camera", "ink", "capture_date", "consent", "region", "purpose", "lawful_basis"]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()

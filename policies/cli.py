@@ -1,0 +1,184 @@
+"""``cvaudit policy``: list and show policies, judge stored results again.
+
+Exit codes of ``check``: 0 every blocking rule and governance check passed,
+1 one failed, 2 bad input (one line on stderr naming the file and problem).
+No model is run: the stored results.json is judged as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from policies.dates import parse_date
+from policies.errors import PolicyError
+from policies.governance import check_governance
+from policies.loader import available_policies, builtin_policy_text, load_policy
+from policies.manifest import ManifestError, read_manifest
+from policies.schema import GovernanceConfig
+
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output on stdout.",
+)
+
+
+class BadInput(click.ClickException):
+    """Bad input: exit code 2, one line on stderr."""
+
+    exit_code = 2
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Policies: rules over results.json and data-governance checks."""
+
+
+@policy_group.command("list")
+@_FORMAT
+def list_command(fmt: str) -> None:
+    """List the built-in policies."""
+    rows = []
+    for name in available_policies():
+        policy = load_policy(name)
+        rows.append(
+            {"name": name, "rules": len(policy.rules), "description": policy.description or ""}
+        )
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['name']:<12} {row['rules']:>3} rules  {' '.join(row['description'].split())}"
+        )
+
+
+@policy_group.command("show")
+@click.argument("name")
+def show_command(name: str) -> None:
+    """Print a policy file (a built-in NAME or a path), after validating it."""
+    try:
+        load_policy(name)
+        text = (
+            builtin_policy_text(name).decode("utf-8")
+            if name in available_policies()
+            else Path(name).read_text("utf-8")
+        )
+    except PolicyError as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@policy_group.command("check")
+@click.argument(
+    "results_path", metavar="RESULTS.json", type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--policy", "policy_name", required=True, help="A built-in policy name or a policy YAML path."
+)
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Dataset manifest (CSV/JSONL) for the governance checks; "
+    "default: the findings stored in RESULTS.json.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write JUnit XML here.",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a Markdown summary here.",
+)
+@click.option(
+    "--now",
+    "now_text",
+    default=None,
+    help="Reference time (ISO 8601) for retention checks; default: now.",
+)
+@_FORMAT
+def check_command(
+    results_path: Path,
+    policy_name: str,
+    manifest: Path | None,
+    junit_path: Path | None,
+    markdown_path: Path | None,
+    now_text: str | None,
+    fmt: str,
+) -> None:
+    """Judge RESULTS.json against a policy again, without running a model."""
+    from policies.engine import check_policy
+    from reports.junit import write_junit
+    from reports.summary_md import render_markdown_summary
+
+    results = _read_results(results_path)
+    try:
+        policy = load_policy(policy_name)
+        now = parse_date(now_text) if now_text else None
+        if manifest is not None:
+            config = policy.governance or GovernanceConfig()
+            if policy.governance is None:
+                click.echo(
+                    f"note: policy {policy.name} has no governance section; {manifest} not checked",
+                    err=True,
+                )
+            findings = check_governance(read_manifest(manifest), config=config, now=now)
+        else:
+            findings = list(((results.get("governance") or {}).get("findings")) or [])
+        section = check_policy(results, policy, findings=findings)
+    except (PolicyError, ManifestError) as exc:
+        raise BadInput(str(exc)) from None
+    except ValueError as exc:
+        raise BadInput(f"--now: {exc}") from None
+    judged = {**results, "policy": section, "governance": {"findings": findings}}
+    try:
+        if junit_path is not None:
+            write_junit(section, findings, junit_path)
+        if markdown_path is not None:
+            markdown_path.write_text(render_markdown_summary(judged), encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"{exc.filename}: cannot write ({exc.strerror})") from None
+    if fmt == "json":
+        click.echo(json.dumps({"policy": section, "governance": {"findings": findings}}, indent=2))
+    else:
+        _print_text(section, findings)
+    if section["verdict"] != "pass":
+        raise click.exceptions.Exit(1)
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("conditions", []), list):
+        raise BadInput(f"{path}: expected a results object with a 'conditions' list")
+    return results
+
+
+def _print_text(section: dict[str, Any], findings: list[dict[str, Any]]) -> None:
+    click.echo(
+        f"policy {section['name']} (sha256 {section['sha256'][:12]}): "
+        f"verdict {section['verdict'].upper()}"
+    )
+    for rule in section["rules"]:
+        status = str(rule["status"]).upper().replace("INSUFFICIENT_DATA", "NODATA")
+        click.echo(f"  {status:<6} {rule['id']:<28} {rule['message']}")
+    for finding in findings:
+        click.echo(
+            f"  {str(finding.get('status')).upper():<6} "
+            f"governance.{finding.get('check'):<17} {finding.get('message', '')}"
+        )

@@ -1,0 +1,371 @@
+"""Pydantic models of a policy file (``version: 1``).
+
+Every model forbids unknown keys. Cross-field problems are raised as
+:class:`pydantic_core.PydanticCustomError` of type ``policy_key`` whose
+context names the offending key, so :mod:`policies.loader` can turn any
+validation error into a one-line :class:`~policies.errors.PolicyError`.
+
+A policy has three parts:
+
+- ``rules``: ``kind: metric`` rules (a threshold on a number in
+  results.json) and ``kind: finding`` rules (fail when a named check, e.g. an
+  adversarial sanity check, has status ``fail``);
+- ``governance``: which data-governance checks to run over the dataset
+  manifest, and which of them block;
+- ``report``: which example images the report may show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    Tag,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+SUPPORTED_VERSIONS = (1,)
+
+Judge = Literal["point", "ci_lower", "ci_upper"]
+Aggregate = Literal["gap", "ratio", "worst"]
+InsufficientMode = Literal["fail", "warn", "pass"]
+ImageMode = Literal["none", "anonymized", "raw"]
+PiiPattern = Literal["email", "phone", "national_id"]
+
+_RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+_CONDITION = re.compile(r"^(clean|\*|[A-Za-z0-9_*?!\[\]-]+@[^@\s]+)$")
+
+DEFAULT_PII_COLUMNS = (
+    "name",
+    "full_name",
+    "first_name",
+    "last_name",
+    "surname",
+    "email",
+    "e_mail",
+    "email_address",
+    "phone",
+    "phone_number",
+    "telephone",
+    "mobile",
+    "address",
+    "street",
+    "date_of_birth",
+    "dob",
+    "ssn",
+    "national_id",
+    "passport",
+    "passport_number",
+    "tax_id",
+    "driver_license",
+)
+
+
+def _number(value: Any) -> Any:
+    """Accept an int or a float (not a bool, not a string) for a threshold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError(
+            "not_a_number", "expected a number, got {got}", {"got": repr(value)}
+        )
+    return float(value)
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+
+
+def _key_error(key: str, message: str, *, rule_id: str | None = None) -> PydanticCustomError:
+    context = {"key": key, "message": message}
+    if rule_id is not None:
+        context["rule_id"] = rule_id
+    return PydanticCustomError("policy_key", "{message}", context)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricRule(_Strict):
+    """A threshold on one number of results.json.
+
+    Target selection (exactly one of the first three):
+
+    - ``condition``: a condition id or a glob (``clean``, ``night@3``,
+      ``night@*``); or ``stressor`` (+ optional ``severity``);
+    - ``section`` (+ ``entry`` for a list): any other top-level key of
+      results.json, e.g. ``section: robustness, entry: night, metric: auc``
+      or ``section: dataset, metric: num_skipped``.
+
+    Within a condition: no ``attribute`` judges ``metrics.<metric>``;
+    ``attribute`` + ``value`` judges one group; ``attribute`` + ``aggregate``
+    judges a gap, ratio or the worst group across groups; ``attribute`` alone
+    reads ``<metric>`` from the ``fairness`` entry of that condition and
+    attribute (e.g. ``equalized_odds_difference``). ``attribute`` may be a
+    glob (``"*"``: every attribute).
+
+    A glob may match several targets; the rule takes the worst of them.
+    """
+
+    kind: Literal["metric"] = "metric"
+    id: str = Field(pattern=_RULE_ID)
+    metric: str = Field(min_length=1)
+    description: str | None = None
+    clause: str | None = None
+    condition: str | None = None
+    stressor: str | None = None
+    severity: Number | None = None
+    section: str | None = None
+    entry: str | None = None
+    attribute: str | None = None
+    value: str | None = None
+    aggregate: Aggregate | None = None
+    min: Number | None = None
+    max: Number | None = None
+    judge: Judge = "point"
+    blocking: StrictBool = True
+    min_samples: int | None = Field(default=None, ge=0)
+    required: StrictBool = False
+    on_insufficient_data: InsufficientMode | None = None
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> MetricRule:
+        if (self.min is None) == (self.max is None):
+            key = "max" if self.min is not None else "min"
+            raise _key_error(key, "set exactly one of 'min' or 'max' (write two rules for a range)")
+        if self.section is not None:
+            for key in ("condition", "stressor", "severity", "attribute", "value", "aggregate"):
+                if getattr(self, key) is not None:
+                    raise _key_error(key, f"'{key}' cannot be combined with 'section'")
+        else:
+            if self.condition is None and self.stressor is None:
+                raise _key_error("condition", "set 'condition', 'stressor' or 'section'")
+            if self.condition is not None and self.stressor is not None:
+                raise _key_error("stressor", "set either 'condition' or 'stressor', not both")
+            if self.entry is not None:
+                raise _key_error("entry", "'entry' needs 'section'")
+        if self.condition is not None and not _CONDITION.match(self.condition):
+            raise _key_error(
+                "condition",
+                f"expected 'clean', '<stressor>@<severity>' or a glob such as 'night@*', "
+                f"got {self.condition!r}",
+            )
+        if self.severity is not None and self.stressor is None:
+            raise _key_error("severity", "'severity' needs 'stressor'")
+        if self.value is not None and self.attribute is None:
+            raise _key_error("value", "'value' needs 'attribute'")
+        if self.aggregate is not None and (self.attribute is None or self.value is not None):
+            raise _key_error("aggregate", "'aggregate' needs 'attribute' and no 'value'")
+        if self.value is not None and any(ch in self.attribute for ch in "*?["):
+            raise _key_error("attribute", "a glob 'attribute' cannot be combined with 'value'")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """The bound (``min`` or ``max``)."""
+        return self.min if self.min is not None else self.max  # type: ignore[return-value]
+
+    @property
+    def op(self) -> Literal["min", "max"]:
+        """``"min"`` when the observed value must be at least the threshold."""
+        return "min" if self.min is not None else "max"
+
+
+class FindingRule(_Strict):
+    """Fail when a named check (a glob) has a status listed in ``fail_on``.
+
+    Checks are looked up among the governance findings and in
+    ``results["adversarial_checks"]`` (or only in ``section`` when set); an
+    entry's name is its ``check``, ``id`` or ``name`` key.
+    """
+
+    kind: Literal["finding"]
+    id: str = Field(pattern=_RULE_ID)
+    check: str = Field(min_length=1)
+    description: str | None = None
+    clause: str | None = None
+    section: str | None = None
+    fail_on: list[Literal["fail", "warn"]] = Field(default_factory=lambda: ["fail"], min_length=1)
+    blocking: StrictBool = True
+    required: StrictBool = False
+
+
+def _rule_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("kind", "metric")
+    return getattr(value, "kind", "metric")
+
+
+Rule = Annotated[
+    Annotated[MetricRule, Tag("metric")] | Annotated[FindingRule, Tag("finding")],
+    Discriminator(_rule_kind),
+]
+
+
+class CheckConfig(_Strict):
+    """Settings every governance check has."""
+
+    enabled: StrictBool = True
+    blocking: StrictBool = False
+    clause: str | None = None
+
+
+class RetentionCheck(CheckConfig):
+    """Capture date + ``period_days`` must lie after ``now``."""
+
+    period_days: int = Field(gt=0)
+
+
+class ConsentCheck(CheckConfig):
+    """Consent must be recorded (a ``granted`` value) and not withdrawn."""
+
+    granted: list[str] = Field(
+        default_factory=lambda: ["yes", "y", "true", "1", "granted", "given", "obtained"]
+    )
+    withdrawn: list[str] = Field(
+        default_factory=lambda: [
+            "withdrawn",
+            "revoked",
+            "no",
+            "n",
+            "false",
+            "0",
+            "refused",
+            "denied",
+        ]
+    )
+
+
+class RecordedCheck(CheckConfig):
+    """A value (purpose, lawful basis) must be recorded, and be in ``allowed`` when set."""
+
+    allowed: list[str] | None = None
+
+
+class PiiCheck(CheckConfig):
+    """Forbidden PII columns, and a conservative regex scan of string values."""
+
+    columns: list[str] = Field(default_factory=lambda: list(DEFAULT_PII_COLUMNS))
+    scan: StrictBool = True
+    patterns: list[PiiPattern] = Field(default_factory=lambda: ["email", "phone", "national_id"])
+    scan_columns: list[str] | None = None
+
+
+class BiometricCheck(CheckConfig):
+    """Rows marked as biometric (e.g. a face) need a recorded basis."""
+
+    true_values: list[str] = Field(default_factory=lambda: ["true", "yes", "y", "1"])
+
+
+class RegionCheck(CheckConfig):
+    """Storage/processing region columns must hold an ``allowed`` value."""
+
+    allowed: list[str] = Field(min_length=1)
+    columns: list[str] | None = None
+
+
+class GovernanceColumns(_Strict):
+    """Manifest column names the checks read."""
+
+    capture_date: str = "capture_date"
+    consent: str = "consent"
+    purpose: str = "purpose"
+    lawful_basis: str = "lawful_basis"
+    region: str = "region"
+    contains_face: str = "contains_face"
+    biometric_basis: str = "biometric_basis"
+
+
+class GovernanceConfig(_Strict):
+    """The ``governance:`` section; a check runs only when its key is present."""
+
+    id_column: str = "sample_id"
+    date_format: str = "iso"
+    max_ids: int = Field(default=10, ge=0)
+    columns: GovernanceColumns = Field(default_factory=GovernanceColumns)
+    retention: RetentionCheck | None = None
+    consent: ConsentCheck | None = None
+    purpose: RecordedCheck | None = None
+    lawful_basis: RecordedCheck | None = None
+    pii: PiiCheck | None = None
+    biometric: BiometricCheck | None = None
+    region: RegionCheck | None = None
+    unparseable_dates: CheckConfig = Field(default_factory=CheckConfig)
+
+    @model_validator(mode="after")
+    def _check_date_format(self) -> GovernanceConfig:
+        if (
+            self.date_format not in ("iso", "day_first", "month_first")
+            and "%" not in self.date_format
+        ):
+            raise _key_error(
+                "date_format",
+                "expected 'iso', 'day_first', 'month_first' or a strftime pattern such as "
+                f"'%d/%m/%Y', got {self.date_format!r}",
+            )
+        return self
+
+
+class ReportConfig(_Strict):
+    """What the report may show: ``images`` caps the requested image mode;
+    ``images_with_personal_data`` caps it when a PII or biometric finding exists."""
+
+    images: ImageMode = "anonymized"
+    images_with_personal_data: ImageMode = "none"
+
+
+class Policy(_Strict):
+    """A whole policy file.
+
+    ``on_insufficient_data`` says what a rule that cannot be judged (too few
+    samples, a missing condition or value) does to the verdict: ``warn``
+    (default) reports it as ``insufficient_data`` without failing; ``fail``
+    turns it into ``fail`` for a blocking rule (``warn`` for a non-blocking
+    one); ``pass`` reports it as ``pass`` with a note. A rule may override it.
+    """
+
+    version: int
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str | None = None
+    on_insufficient_data: InsufficientMode = "warn"
+    rules: list[Rule] = Field(default_factory=list)
+    governance: GovernanceConfig | None = None
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    _source: str = PrivateAttr(default="<policy>")
+    _sha256: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _check_policy(self) -> Policy:
+        if self.version not in SUPPORTED_VERSIONS:
+            raise _key_error(
+                "version",
+                f"unsupported policy version {self.version}; this cvaudit reads version 1",
+            )
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                raise _key_error("id", "duplicate rule id", rule_id=rule.id)
+            seen.add(rule.id)
+        return self
+
+    @property
+    def source(self) -> str:
+        """Where the policy was read from (a path or ``builtin:<name>``)."""
+        return self._source
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the policy file bytes (of a canonical dump when built in memory)."""
+        if not self._sha256:
+            dump = self.model_dump_json(exclude_defaults=True).encode("utf-8")
+            self._sha256 = hashlib.sha256(dump).hexdigest()
+        return self._sha256

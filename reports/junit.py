@@ -1,0 +1,140 @@
+"""JUnit XML for CI systems: one test case per policy rule and per governance check.
+
+Mapping: ``fail`` -> ``<failure>`` (message names the observed value and the
+threshold); ``warn`` -> a passing case with ``<system-out>WARNING: ...``;
+``insufficient_data`` -> ``<skipped>``; ``pass`` -> a passing case.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from reports.atomic import atomic_write_bytes
+
+_INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def write_junit(
+    policy_section: dict[str, Any], governance_findings: Iterable[dict[str, Any]], path: str | Path
+) -> Path:
+    """Write junit.xml atomically (:func:`reports.atomic.atomic_write_bytes`).
+
+    Args:
+        policy_section: The results.json ``policy`` section (:func:`policies.check_policy`).
+        governance_findings: Findings from :func:`policies.check_governance`.
+        path: Where to write.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    name = str(policy_section.get("name", "policy"))
+    root = ET.Element("testsuites", name=f"cvaudit policy {name}")
+    policy_properties = {
+        f"policy.{key}": policy_section[key]
+        for key in ("verdict", "sha256", "version")
+        if policy_section.get(key) is not None
+    }
+    suites = [
+        _suite(
+            root,
+            f"policy.{name}",
+            f"cvaudit.policy.{name}",
+            [_rule_case(r) for r in policy_section.get("rules") or []],
+            policy_properties,
+        ),
+        _suite(
+            root,
+            "governance",
+            "cvaudit.governance",
+            [_finding_case(f) for f in governance_findings],
+            {},
+        ),
+    ]
+    for key in ("tests", "failures", "errors", "skipped"):
+        root.set(key, str(sum(int(suite.get(key, "0")) for suite in suites)))
+    ET.indent(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+    return path
+
+
+def _clean(value: Any) -> str:
+    return _INVALID_XML.sub("?", str(value))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "n/a" if value is None else str(value)
+
+
+def _rule_case(rule: dict[str, Any]) -> tuple[str, str, str, str]:
+    status = str(rule.get("status"))
+    threshold = rule.get("threshold")
+    op = rule.get("op")
+    bound = f"{op} {_number(threshold)}" if op else _number(threshold)
+    detail = f"observed {_number(rule.get('observed'))}, threshold {bound}"
+    where = " / ".join(str(x) for x in (rule.get("condition"), rule.get("group")) if x)
+    lines = [
+        f"{k}: {v}"
+        for k, v in (
+            ("target", where),
+            ("clause", rule.get("clause")),
+            ("blocking", rule.get("blocking")),
+        )
+        if v not in (None, "")
+    ]
+    text = f"{rule.get('message', '')} ({detail})"
+    return str(rule.get("id")), status, text, "\n".join([text, *lines])
+
+
+def _finding_case(finding: dict[str, Any]) -> tuple[str, str, str, str]:
+    ids = ", ".join(str(i) for i in finding.get("sample_ids") or [])
+    text = f"{finding.get('message', '')} (count {finding.get('count', 0)})"
+    lines = [text]
+    if ids:
+        lines.append(f"first samples: {ids}")
+    if finding.get("clause"):
+        lines.append(f"clause: {finding['clause']}")
+    return str(finding.get("check")), str(finding.get("status")), text, "\n".join(lines)
+
+
+def _suite(
+    root: ET.Element,
+    name: str,
+    classname: str,
+    cases: list[tuple[str, str, str, str]],
+    properties: dict[str, Any],
+) -> ET.Element:
+    suite = ET.SubElement(root, "testsuite", name=name)
+    if properties:
+        holder = ET.SubElement(suite, "properties")
+        for key, value in properties.items():
+            ET.SubElement(holder, "property", name=key, value=_clean(value))
+    failures = skipped = 0
+    for case_name, status, message, body in cases:
+        case = ET.SubElement(
+            suite, "testcase", name=_clean(case_name), classname=classname, time="0"
+        )
+        if status == "fail":
+            failures += 1
+            failure = ET.SubElement(case, "failure", message=_clean(message), type="blocking")
+            failure.text = _clean(body)
+        elif status == "insufficient_data":
+            skipped += 1
+            ET.SubElement(case, "skipped", message=_clean(f"insufficient data: {message}"))
+        elif status == "warn":
+            ET.SubElement(case, "system-out").text = _clean(f"WARNING: {body}")
+        else:
+            ET.SubElement(case, "system-out").text = _clean(body)
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", str(skipped))
+    suite.set("time", "0")
+    return suite

@@ -1,0 +1,215 @@
+"""A realistic results.json (as the audit stores it) and helpers for policy tests.
+
+The numbers are chosen by hand so tests can state expected values exactly:
+clean accuracy 0.95; camera A/B accuracy 0.96/0.94 (gap 0.02) clean and
+0.84/0.76 (gap 0.08) under night@3; the intersection B×thick is flagged
+insufficient_data (n=12).
+"""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# id, stressor, severity, accuracy, ece, {group: accuracy}
+_CONDITIONS: list[
+    tuple[str, str | None, float | int | None, float, float | None, dict[str, float]]
+] = [
+    ("clean", None, None, 0.95, 0.030, {"A": 0.96, "B": 0.94, "thin": 0.93, "thick": 0.97}),
+    ("night@1", "night", 1, 0.93, 0.040, {"A": 0.94, "B": 0.92, "thin": 0.91, "thick": 0.95}),
+    ("night@2", "night", 2, 0.88, 0.050, {"A": 0.90, "B": 0.86, "thin": 0.86, "thick": 0.90}),
+    ("night@3", "night", 3, 0.80, 0.070, {"A": 0.84, "B": 0.76, "thin": 0.78, "thick": 0.82}),
+    ("night@4", "night", 4, 0.65, 0.120, {"A": 0.70, "B": 0.60, "thin": 0.62, "thick": 0.68}),
+    ("night@5", "night", 5, 0.45, 0.200, {"A": 0.50, "B": 0.40, "thin": 0.43, "thick": 0.47}),
+    ("blur@1", "blur", 1, 0.92, 0.035, {"A": 0.92, "B": 0.92, "thin": 0.90, "thick": 0.94}),
+    ("blur@3", "blur", 3, 0.81, 0.060, {"A": 0.82, "B": 0.80, "thin": 0.78, "thick": 0.84}),
+    ("blur@5", "blur", 5, 0.62, 0.110, {"A": 0.63, "B": 0.61, "thin": 0.58, "thick": 0.66}),
+    ("glare@3", "glare", 3, 0.85, 0.050, {"A": 0.86, "B": 0.84, "thin": 0.84, "thick": 0.86}),
+    (
+        "occlusion@2",
+        "occlusion",
+        2,
+        0.77,
+        0.080,
+        {"A": 0.78, "B": 0.76, "thin": 0.75, "thick": 0.79},
+    ),
+    ("pgd@0.0078", "pgd", 0.0078, 0.41, None, {"A": 0.42, "B": 0.40, "thin": 0.39, "thick": 0.43}),
+]
+_SIZES = {"A": 500, "B": 500, "thin": 480, "thick": 520}
+_ATTRIBUTE = {"A": "camera", "B": "camera", "thin": "ink", "thick": "ink"}
+_N = 1000
+
+
+def _ci(p: float, n: int) -> list[float]:
+    half = 1.96 * (p * (1 - p) / n) ** 0.5
+    return [round(max(0.0, p - half), 4), round(min(1.0, p + half), 4)]
+
+
+def _metrics(acc: float, ece: float | None, n: int) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "n": n,
+        "accuracy": acc,
+        "accuracy_ci": _ci(acc, n),
+        "macro_f1": round(acc - 0.01, 4),
+        "balanced_accuracy": round(acc - 0.005, 4),
+        "brier": round((1 - acc) * 1.4, 4),
+        "nll": round((1 - acc) * 3.0, 4),
+    }
+    if ece is not None:
+        metrics.update(
+            ece=ece, ece_ci=[round(ece * 0.7, 4), round(ece * 1.3, 4)], mce=round(ece * 3, 4)
+        )
+    else:
+        metrics.update(ece=None, mce=None)
+    return metrics
+
+
+def _condition(
+    cid: str,
+    stressor: str | None,
+    severity: Any,
+    acc: float,
+    ece: float | None,
+    groups: dict[str, float],
+) -> dict[str, Any]:
+    out_groups = []
+    for value, g_acc in groups.items():
+        out_groups.append(
+            {
+                "attribute": _ATTRIBUTE[value],
+                "value": value,
+                "insufficient_data": False,
+                "metrics": _metrics(g_acc, ece, _SIZES[value]),
+            }
+        )
+    intersections = {
+        ("A", "thin"): 240,
+        ("A", "thick"): 260,
+        ("B", "thin"): 240,
+        ("B", "thick"): 12,
+    }
+    for (cam, ink), n in intersections.items():
+        g_acc = round((groups[cam] + groups[ink]) / 2, 4)
+        if (cam, ink) == ("B", "thick"):
+            g_acc = 0.5  # tiny group: noisy and excluded from gaps
+        out_groups.append(
+            {
+                "attribute": "camera×ink",
+                "value": f"{cam}×{ink}",
+                "insufficient_data": n < 30,
+                "metrics": _metrics(g_acc, ece, n),
+            }
+        )
+    return {
+        "id": cid,
+        "stressor": stressor,
+        "severity": severity,
+        "metrics": _metrics(acc, ece, _N),
+        "confusion": [[90, 10], [5, 95]],
+        "groups": out_groups,
+    }
+
+
+def _fairness(cond: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = []
+    for attribute in ("camera", "ink", "camera×ink"):
+        groups = [
+            g for g in cond["groups"] if g["attribute"] == attribute and not g["insufficient_data"]
+        ]
+        accs = {g["value"]: g["metrics"]["accuracy"] for g in groups}
+        worst = min(accs, key=accs.get)
+        hi, lo = max(accs.values()), min(accs.values())
+        entry = {
+            "condition": cond["id"],
+            "attribute": attribute,
+            "worst_group": worst,
+            "accuracy_gap": round(hi - lo, 6),
+            "accuracy_ratio": round(lo / hi, 6),
+            "equalized_odds_difference": round((hi - lo) * 1.5, 6),
+            "demographic_parity_difference": round((hi - lo) / 2, 6),
+            "ece_gap": 0.01,
+            "extra_key_from_a_future_version": {"ignored": True},
+        }
+        if cond["id"] == "clean":
+            entry["accuracy_gap_ci"] = [0.0, round((hi - lo) * 2.5, 6)]
+        entries.append(entry)
+    return entries
+
+
+def make_results() -> dict[str, Any]:
+    """A fresh results dict shaped like results.json (schema 1.0, plus extra keys)."""
+    conditions = [_condition(*row) for row in _CONDITIONS]
+    return {
+        "schema_version": "1.0",
+        "tool": {"name": "cvaudit", "version": "0.1.0"},
+        "seed": 0,
+        "model": {
+            "path": "model.pt",
+            "sha256": "ab" * 32,
+            "format": "torchscript",
+            "num_classes": 10,
+            "class_names": [str(i) for i in range(10)],
+        },
+        "dataset": {
+            "path": "data/manifest.csv",
+            "sha256": "cd" * 32,
+            "num_samples": _N,
+            "num_skipped": 0,
+            "attributes": {"camera": {"A": 500, "B": 500}, "ink": {"thin": 480, "thick": 520}},
+        },
+        "conditions": conditions,
+        "fairness": [entry for cond in conditions for entry in _fairness(cond)],
+        "robustness": [
+            {
+                "condition": c["id"],
+                "stressor": c["stressor"],
+                "severity": c["severity"],
+                "accuracy": c["metrics"]["accuracy"],
+                "clean_accuracy": 0.95,
+                "drop": round(0.95 - c["metrics"]["accuracy"], 6),
+            }
+            for c in conditions[1:]
+        ],
+        "robustness_summary": {"mce": 0.21, "relative_mce": 0.16, "stressors": []},
+        "adversarial_checks": [
+            {
+                "check": "adversarial.monotone_in_epsilon",
+                "status": "pass",
+                "attack": "pgd",
+                "observed": 0.0,
+                "message": "pgd: robust accuracy does not rise with epsilon",
+            },
+            {
+                "check": "adversarial.zero_epsilon_matches_clean",
+                "status": "warn",
+                "attack": "pgd",
+                "observed": 0.02,
+                "message": "pgd: accuracy at eps=0 is close to clean",
+            },
+        ],
+        "governance": {"findings": []},
+        "some_future_section": {"whatever": [1, 2, 3]},
+    }
+
+
+@pytest.fixture
+def results() -> dict[str, Any]:
+    return copy.deepcopy(make_results())
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path) -> Callable[[str], Path]:
+    """Write dedented YAML to a file in tmp_path and return its path."""
+    counter = iter(range(1000))
+
+    def write(text: str, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"policy{next(counter)}.yaml")
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,420 @@
+"""The rule engine against the hand-made results in conftest.py.
+
+Expected values are worked out by hand from the fixture's table, not by
+calling the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from policies import PolicyError, check_policy, load_policy
+from policies.loader import policy_from_dict
+
+
+def _policy(*rules: dict[str, Any], **top: Any):
+    return policy_from_dict(
+        {"version": 1, "name": "t", "rules": list(rules), **top}, source="t.yaml"
+    )
+
+
+def _rule(results: dict[str, Any], rule: dict[str, Any], **top: Any) -> dict[str, Any]:
+    rule = {"id": "r", **rule}
+    section = check_policy(results, _policy(rule, **top))
+    return section["rules"][0]
+
+
+def test_point_pass_and_fail(results):
+    ok = _rule(results, {"condition": "clean", "metric": "accuracy", "min": 0.9})
+    assert ok["status"] == "pass" and ok["observed"] == 0.95 and ok["threshold"] == 0.9
+    bad = _rule(results, {"condition": "clean", "metric": "accuracy", "min": 0.96})
+    assert bad["status"] == "fail" and bad["blocking"] is True
+    assert "0.95 < min 0.96" in bad["message"]
+    assert bad["condition"] == "clean" and bad["group"] is None
+
+
+def test_non_blocking_failure_is_a_warning(results):
+    rule = _rule(results, {"condition": "night@5", "metric": "ece", "max": 0.05, "blocking": False})
+    assert rule["status"] == "warn" and rule["observed"] == 0.2
+
+
+def test_judge_interval_bounds(results):
+    lo, hi = results["conditions"][0]["metrics"]["accuracy_ci"]
+    rule = _rule(
+        results, {"condition": "clean", "metric": "accuracy", "judge": "ci_lower", "min": 0.94}
+    )
+    assert rule["observed"] == lo and rule["status"] == ("pass" if lo >= 0.94 else "fail")
+    assert lo < 0.94 and rule["status"] == "fail"
+    rule = _rule(results, {"condition": "clean", "metric": "ece", "judge": "ci_upper", "max": 0.05})
+    assert rule["observed"] == 0.039 and rule["status"] == "pass"
+    assert hi > 0.95
+
+
+def test_glob_takes_the_worst_condition(results):
+    rule = _rule(results, {"condition": "night@*", "metric": "accuracy", "min": 0.5})
+    assert rule["status"] == "fail" and rule["condition"] == "night@5" and rule["observed"] == 0.45
+    assert len(rule["evaluations"]) == 5
+    assert [e["status"] for e in rule["evaluations"]] == ["pass"] * 4 + ["fail"]
+
+
+def test_stressor_and_severity_select(results):
+    rule = _rule(results, {"stressor": "blur", "severity": 3, "metric": "accuracy", "min": 0.5})
+    assert rule["condition"] == "blur@3" and rule["observed"] == 0.81
+    rule = _rule(results, {"stressor": "pgd", "severity": 0.0078, "metric": "accuracy", "min": 0.5})
+    assert rule["condition"] == "pgd@0.0078" and rule["status"] == "fail"
+    rule = _rule(results, {"stressor": "blur", "metric": "accuracy", "max": 1.0})
+    assert (
+        len(rule["evaluations"]) == 3 and rule["observed"] == 0.92
+    )  # worst for a max rule = highest
+
+
+def test_one_group(results):
+    rule = _rule(
+        results,
+        {
+            "condition": "night@3",
+            "attribute": "camera",
+            "value": "B",
+            "metric": "accuracy",
+            "min": 0.8,
+        },
+    )
+    assert (
+        rule["status"] == "fail"
+        and rule["observed"] == 0.76
+        and rule["group"] == "camera=B"
+        and rule["n"] == 500
+    )
+
+
+def test_intersectional_group_flagged_insufficient(results):
+    rule = _rule(
+        results,
+        {
+            "condition": "clean",
+            "attribute": "camera×ink",
+            "value": "B×thick",
+            "metric": "accuracy",
+            "min": 0.8,
+        },
+    )
+    assert rule["status"] == "insufficient_data" and "flagged insufficient_data" in rule["message"]
+
+
+def test_gap_ratio_worst_computed_from_groups(results):
+    gap = _rule(
+        results,
+        {
+            "condition": "night@3",
+            "attribute": "camera",
+            "aggregate": "gap",
+            "metric": "accuracy",
+            "max": 0.02,
+            "blocking": False,
+        },
+    )
+    assert gap["status"] == "warn" and math.isclose(gap["observed"], 0.84 - 0.76)
+    assert gap["group"] == "camera" and "camera=B 0.76 vs camera=A 0.84" in gap["message"]
+    ratio = _rule(
+        results,
+        {
+            "condition": "night@3",
+            "attribute": "camera",
+            "aggregate": "ratio",
+            "metric": "accuracy",
+            "min": 0.8,
+        },
+    )
+    assert math.isclose(ratio["observed"], 0.76 / 0.84) and ratio["status"] == "pass"
+    worst = _rule(
+        results,
+        {
+            "condition": "night@3",
+            "attribute": "ink",
+            "aggregate": "worst",
+            "metric": "accuracy",
+            "min": 0.8,
+        },
+    )
+    assert worst["group"] == "ink=thin" and worst["observed"] == 0.78 and worst["status"] == "fail"
+
+
+def test_gap_leaves_out_insufficient_groups(results):
+    # B×thick (n=12, accuracy 0.5) is flagged: the gap is over the other three cells.
+    rule = _rule(
+        results,
+        {
+            "condition": "clean",
+            "attribute": "camera×ink",
+            "aggregate": "gap",
+            "metric": "accuracy",
+            "max": 0.1,
+        },
+    )
+    assert math.isclose(rule["observed"], (0.96 + 0.97) / 2 - (0.94 + 0.93) / 2)
+    assert "1 small group(s) left out" in rule["message"]
+
+
+def test_min_samples_excludes_small_groups_then_needs_two(results):
+    rule = _rule(
+        results,
+        {
+            "condition": "clean",
+            "attribute": "camera×ink",
+            "aggregate": "gap",
+            "metric": "accuracy",
+            "max": 0.1,
+            "min_samples": 250,
+        },
+    )
+    assert rule["status"] == "insufficient_data" and "fewer than two" in rule["message"]
+
+
+def test_attribute_glob_covers_every_attribute(results):
+    rule = _rule(
+        results,
+        {
+            "condition": "clean",
+            "attribute": "*",
+            "aggregate": "gap",
+            "metric": "accuracy",
+            "max": 0.03,
+        },
+    )
+    assert (
+        rule["status"] == "fail" and rule["group"] == "ink" and math.isclose(rule["observed"], 0.04)
+    )
+    assert {e["group"] for e in rule["evaluations"]} == {"camera", "ink", "camera×ink"}
+
+
+def test_fairness_metric_is_read_from_fairness(results):
+    rule = _rule(
+        results,
+        {
+            "condition": "night@3",
+            "attribute": "camera",
+            "metric": "equalized_odds_difference",
+            "max": 0.1,
+        },
+    )
+    assert math.isclose(rule["observed"], 0.12) and rule["status"] == "fail"
+
+
+def test_gap_interval_bound_comes_from_fairness(results):
+    rule = _rule(
+        results,
+        {
+            "condition": "clean",
+            "attribute": "camera",
+            "aggregate": "gap",
+            "metric": "accuracy",
+            "judge": "ci_upper",
+            "max": 0.1,
+        },
+    )
+    assert math.isclose(rule["observed"], 0.05) and rule["status"] == "pass"
+
+
+def test_min_samples_makes_rule_insufficient(results):
+    rule = _rule(
+        results, {"condition": "clean", "metric": "accuracy", "min": 0.5, "min_samples": 5000}
+    )
+    assert rule["status"] == "insufficient_data" and "n=1000 < min_samples 5000" in rule["message"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "blocking", "status", "verdict"),
+    [
+        ("warn", True, "insufficient_data", "pass"),
+        ("fail", True, "fail", "fail"),
+        ("fail", False, "warn", "pass"),
+        ("pass", True, "pass", "pass"),
+    ],
+)
+def test_on_insufficient_data(results, mode, blocking, status, verdict):
+    rule = {
+        "id": "r",
+        "condition": "clean",
+        "metric": "accuracy",
+        "min": 0.5,
+        "min_samples": 5000,
+        "blocking": blocking,
+    }
+    section = check_policy(results, _policy(rule, on_insufficient_data=mode))
+    assert section["rules"][0]["status"] == status
+    assert section["verdict"] == verdict
+
+
+def test_rule_overrides_on_insufficient_data(results):
+    rule = {
+        "condition": "clean",
+        "metric": "accuracy",
+        "min": 0.5,
+        "min_samples": 5000,
+        "on_insufficient_data": "fail",
+    }
+    assert _rule(results, rule, on_insufficient_data="warn")["status"] == "fail"
+
+
+def test_null_metric_is_insufficient(results):
+    rule = _rule(results, {"condition": "pgd@*", "metric": "ece", "max": 0.1})
+    assert rule["status"] == "insufficient_data" and "null" in rule["message"]
+
+
+def test_absent_condition_is_insufficient_unless_required(results):
+    rule = _rule(results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5})
+    assert rule["status"] == "insufficient_data" and "no condition 'fog@*'" in rule["message"]
+    with pytest.raises(PolicyError) as info:
+        _rule(results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": True})
+    assert str(info.value).startswith(
+        "t.yaml: rule 'r': key 'condition': required condition 'fog@*'"
+    )
+
+
+def test_unknown_metric_is_an_error(results):
+    with pytest.raises(PolicyError) as info:
+        _rule(results, {"condition": "clean", "metric": "acuracy", "min": 0.5})
+    assert (info.value.rule_id, info.value.key) == ("r", "metric")
+    assert "have: accuracy," in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_interval_is_an_error(results):
+    with pytest.raises(PolicyError) as info:
+        _rule(results, {"condition": "clean", "metric": "brier", "judge": "ci_upper", "max": 0.5})
+    assert info.value.key == "judge"
+
+
+@pytest.mark.parametrize(
+    ("rule", "key"),
+    [
+        ({"attribute": "skin_tone", "value": "V"}, "attribute"),
+        ({"attribute": "camera", "value": "C"}, "value"),
+        ({"attribute": "camera", "aggregate": "gap", "metric": "precision"}, "metric"),
+    ],
+)
+def test_unknown_group_is_an_error(results, rule, key):
+    rule = {"condition": "clean", "metric": "accuracy", "min": 0.5, **rule}
+    with pytest.raises(PolicyError) as info:
+        _rule(results, rule)
+    assert info.value.key == key and "t.yaml: rule 'r'" in str(info.value)
+
+
+def test_section_rules(results):
+    rule = {"section": "robustness", "entry": "night@*", "metric": "drop", "max": 0.3}
+    rule = _rule(results, {**rule, "blocking": False})
+    assert rule["status"] == "warn" and rule["observed"] == 0.5
+    assert rule["condition"] == "robustness[night@5]" and len(rule["evaluations"]) == 5
+    rule = _rule(results, {"section": "robustness_summary", "metric": "mce", "max": 0.25})
+    assert rule["status"] == "pass" and rule["observed"] == 0.21
+    rule = _rule(results, {"section": "dataset", "metric": "num_skipped", "max": 0})
+    assert rule["status"] == "pass"
+    rule = _rule(results, {"section": "dataset", "metric": "attributes.camera.B", "min": 100})
+    assert rule["observed"] == 500
+    rule = _rule(
+        results,
+        {
+            "section": "conditions",
+            "entry": "clean",
+            "metric": "groups[value=A].metrics.accuracy",
+            "min": 0.9,
+        },
+    )
+    assert rule["observed"] == 0.96
+    rule = _rule(results, {"section": "calibration_curves", "metric": "x", "max": 1})
+    assert rule["status"] == "insufficient_data"
+    with pytest.raises(PolicyError, match="key 'entry'"):
+        _rule(results, {"section": "robustness", "metric": "drop", "max": 0.3})
+
+
+def test_finding_rules_over_adversarial_checks(results):
+    rule = _rule(results, {"kind": "finding", "check": "adversarial.monotone_in_epsilon"})
+    assert rule["status"] == "pass"
+    rule = _rule(results, {"kind": "finding", "check": "*zero_epsilon*"})
+    assert rule["status"] == "warn" and rule["observed"] == "warn"
+    rule = _rule(
+        results, {"kind": "finding", "check": "*zero_epsilon*", "fail_on": ["warn", "fail"]}
+    )
+    assert rule["status"] == "fail"
+    results["adversarial_checks"][0]["status"] = "fail"
+    section = check_policy(
+        results, _policy({"id": "m", "kind": "finding", "check": "adversarial.monotone_in_epsilon"})
+    )
+    assert section["rules"][0]["status"] == "fail" and section["verdict"] == "fail"
+    assert section["blocking_failures"] == ["m"]
+
+
+def test_finding_rule_absent_check(results):
+    rule = _rule(results, {"kind": "finding", "check": "label_leakage"})
+    assert rule["status"] == "insufficient_data"
+    with pytest.raises(PolicyError, match="key 'check': required check 'label_leakage'"):
+        _rule(results, {"kind": "finding", "check": "label_leakage", "required": True})
+
+
+def test_governance_findings_drive_the_verdict(results):
+    findings = [
+        {"check": "consent_missing", "status": "fail", "blocking": True, "count": 3},
+        {"check": "purpose_missing", "status": "warn", "blocking": False, "count": 1},
+    ]
+    section = check_policy(results, _policy(), findings=findings)
+    assert section["verdict"] == "fail" and section["blocking_failures"] == [
+        "governance.consent_missing"
+    ]
+    rule = {"id": "consent", "kind": "finding", "check": "consent_*"}
+    assert check_policy(results, _policy(rule), findings=findings)["rules"][0]["status"] == "fail"
+    results["governance"]["findings"] = findings
+    assert check_policy(results, _policy())["verdict"] == "fail"
+
+
+def test_verdict_is_fail_iff_a_blocking_rule_failed(results):
+    rules = [
+        {"id": "a", "condition": "clean", "metric": "accuracy", "min": 0.9},
+        {"id": "b", "condition": "night@5", "metric": "accuracy", "min": 0.9, "blocking": False},
+    ]
+    section = check_policy(results, _policy(*rules))
+    assert section["verdict"] == "pass" and section["counts"] == {"pass": 1, "warn": 1}
+    rules[0]["min"] = 0.99
+    assert check_policy(results, _policy(*rules))["verdict"] == "fail"
+
+
+def test_section_shape_and_builtin_demo(results):
+    policy = load_policy("demo")
+    section = check_policy(results, policy)
+    assert set(section) >= {"name", "version", "sha256", "verdict", "rules"}
+    assert section["sha256"] == policy.sha256
+    assert section["verdict"] == "pass"
+    by_id = {r["id"]: r for r in section["rules"]}
+    assert by_id["night3-camera-gap"]["status"] == "warn"
+    assert by_id["night5-calibration"]["status"] == "warn"
+    for rule in section["rules"]:
+        assert set(rule) >= {
+            "id",
+            "status",
+            "blocking",
+            "observed",
+            "threshold",
+            "message",
+            "condition",
+            "group",
+            "clause",
+        }
+
+
+def test_demo_tolerates_missing_conditions(results):
+    results["conditions"] = [c for c in results["conditions"] if c["id"] in ("clean", "night@1")]
+    results["fairness"] = [f for f in results["fairness"] if f["condition"] in ("clean", "night@1")]
+    del results["adversarial_checks"]
+    section = check_policy(results, load_policy("demo"))
+    assert section["verdict"] == "pass"
+    assert section["counts"]["insufficient_data"] == 5
+
+
+def test_high_risk_fails_what_it_cannot_judge(results):
+    del results["adversarial_checks"]
+    section = check_policy(results, load_policy("high-risk"))
+    by_id = {r["id"]: r for r in section["rules"]}
+    assert by_id["adversarial-sanity"]["status"] == "fail"
+    assert by_id["moderate-stress-accuracy"]["status"] == "fail"  # occlusion@2 ci_lower < 0.75
+    assert section["verdict"] == "fail"
