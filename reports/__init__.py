@@ -1,0 +1,143 @@
+"""Reports: render results as HTML/PDF, sign them, and verify signatures.
+
+The orchestrator calls :func:`write_reports` once, after it has written
+``results.json`` (and ``predictions.csv``, ``junit.xml``) into the output
+folder. Heavy dependencies (WeasyPrint, pyHanko) are imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from reports.atomic import atomic_write_bytes, atomic_write_text
+from reports.html import ResultsSchemaError, check_schema_version, render_html
+from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
+
+__all__ = [
+    "ATTESTED_FILES",
+    "ResultsSchemaError",
+    "SigningError",
+    "SigningKeys",
+    "keygen",
+    "load_signing_keys",
+    "render_html",
+    "tool_version",
+    "write_reports",
+]
+
+ATTESTED_FILES = ("results.json", "predictions.csv", "junit.xml", "report.html", "report.pdf")
+FORMATS = ("html", "pdf")
+
+
+def tool_version() -> str:
+    """The installed cvaudit version, or ``"0+unknown"`` when not installed."""
+    try:
+        return metadata.version("cvaudit")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def write_reports(
+    out_dir: str | os.PathLike[str],
+    results: Mapping[str, Any],
+    *,
+    formats: Sequence[str] = FORMATS,
+    sign_key: str | os.PathLike[str] | None = None,
+    passphrase: bytes | None = None,
+    extra_subjects: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> list[Path]:
+    """Render, sign and attest the reports of one run; every write is atomic.
+
+    Order: check the schema and load the keys (so a bad key writes nothing),
+    remove a stale ``attestation.dsse.json``, write ``report.html``, render
+    the PDF with ``results.json`` attached and sign it in memory before its
+    single atomic write, then write ``attestation.pub.pem`` and the
+    attestation over every report file present plus ``extra_subjects``.
+
+    Args:
+        out_dir: The run's output folder; ``results.json`` should already be
+            there (it is written from ``results`` if missing).
+        results: The results dict, as in results.json.
+        formats: Any of ``"html"`` and ``"pdf"``.
+        sign_key: A key folder from ``cvaudit keygen``; ``None`` writes
+            unsigned reports and no attestation.
+        passphrase: Passphrase of the key folder's private keys.
+        extra_subjects: Name -> file to attest besides the folder's files,
+            e.g. ``{"model.pt": model_path, "manifest.csv": manifest_path}``.
+
+    Returns:
+        The files written, in writing order.
+
+    Raises:
+        ResultsSchemaError: The results have a newer or unknown schema.
+        SigningError: The key folder cannot be used (nothing is written).
+        ValueError: An unknown format.
+        OSError: The folder or an extra subject cannot be read or written.
+    """
+    check_schema_version(results)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown report format(s) {', '.join(unknown)}; expected html and/or pdf")
+    keys = load_signing_keys(sign_key, passphrase) if sign_key is not None else None
+    for name, path in (extra_subjects or {}).items():
+        if not Path(path).is_file():
+            raise OSError(f"{path}: attestation subject {name!r} is not a readable file")
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if keys is not None:
+        _remove_stale_attestation(folder)
+    results_path = folder / "results.json"
+    if not results_path.exists():
+        written.append(atomic_write_text(results_path, json.dumps(results, indent=2, sort_keys=True) + "\n"))
+    html = render_html(results)
+    if "html" in formats:
+        written.append(atomic_write_text(folder / "report.html", html))
+    if "pdf" in formats:
+        written.append(_write_pdf(folder / "report.pdf", html, [results_path], keys))
+    if keys is not None:
+        written.extend(_write_attestation(folder, results, keys, extra_subjects or {}))
+    return written
+
+
+def _write_pdf(path: Path, html: str, attachments: list[Path], keys: SigningKeys | None) -> Path:
+    from reports.pdf import pdf_bytes
+
+    data = pdf_bytes(html, attachments=attachments)
+    if keys is not None:
+        from reports.signing import sign_pdf_bytes
+
+        data = sign_pdf_bytes(data, keys)
+    return atomic_write_bytes(path, data)
+
+
+def _write_attestation(folder: Path, results: Mapping[str, Any], keys: SigningKeys, extra) -> list[Path]:
+    from reports.attestation import write_attestation
+    from reports.keys import ATTESTATION_PUB
+
+    policy = results.get("policy") if isinstance(results.get("policy"), Mapping) else {}
+    audit_tool = results.get("tool") if isinstance(results.get("tool"), Mapping) else {}
+    predicate = {
+        "verdict": policy.get("verdict"),
+        "policy": {"name": policy.get("name"), "sha256": policy.get("sha256")},
+        "tool": {"name": "cvaudit", "version": tool_version()},
+        "audit_tool_version": audit_tool.get("version"),
+        "schema_version": results.get("schema_version"),
+    }
+    pub = atomic_write_bytes(folder / ATTESTATION_PUB, keys.attestation_public_pem)
+    files = [folder / name for name in ATTESTED_FILES if (folder / name).is_file()]
+    return [pub, write_attestation(folder, files, extra, predicate, keys)]
+
+
+def _remove_stale_attestation(folder: Path) -> None:
+    """An attestation from an earlier run must not outlive a partial re-run."""
+    from reports.attestation import ATTESTATION_FILE
+
+    try:
+        (folder / ATTESTATION_FILE).unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,391 @@
+"""Render results.json as one self-contained HTML report.
+
+``render_html(results)`` turns the results dict (exactly as written to
+results.json) into a single HTML document: no ``<script>``, no external
+request (system fonts, inline SVG charts, images only as ``data:`` URIs),
+print-ready CSS for A4. Every user-supplied string is escaped by Jinja2's
+autoescaping; charts escape their text in :mod:`reports.plots`.
+
+The report never computes a metric: it selects (the worst condition, the
+largest gap) and formats what the results contain, and shows "—" for what
+is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+
+from reports import plots
+
+__all__ = ["ResultsSchemaError", "SUPPORTED_SCHEMA_MAJOR", "check_schema_version", "render_html"]
+
+SUPPORTED_SCHEMA_MAJOR = 1
+ADVERSARIAL = frozenset({"fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump", "apgd", "cw", "square"})
+_DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
+
+
+class ResultsSchemaError(ValueError):
+    """The results dict is not a results.json this version can render."""
+
+
+def check_schema_version(results: Mapping[str, Any]) -> None:
+    """Refuse results of an unknown or newer major schema version.
+
+    Args:
+        results: The parsed results.json.
+
+    Raises:
+        ResultsSchemaError: ``schema_version`` is missing, malformed or has a
+            major version above :data:`SUPPORTED_SCHEMA_MAJOR`.
+    """
+    if not isinstance(results, Mapping):
+        raise ResultsSchemaError("results must be a JSON object")
+    version = results.get("schema_version")
+    if version is None:
+        raise ResultsSchemaError("results.json has no schema_version: not a cvaudit results file")
+    match = re.fullmatch(r"(\d+)(\.\d+)*", str(version))
+    if not match:
+        raise ResultsSchemaError(f"results.json schema_version {version!r} is not of the form MAJOR.MINOR")
+    if int(match.group(1)) > SUPPORTED_SCHEMA_MAJOR:
+        raise ResultsSchemaError(
+            f"results.json schema_version {version} is newer than this cvaudit supports "
+            f"({SUPPORTED_SCHEMA_MAJOR}.x); upgrade cvaudit to render it"
+        )
+
+
+def render_html(results: Mapping[str, Any]) -> str:
+    """Render the report as one self-contained HTML string.
+
+    Args:
+        results: The results dict as in results.json; optional keys may be
+            missing and unknown keys are ignored.
+
+    Returns:
+        The HTML document.
+
+    Raises:
+        ResultsSchemaError: See :func:`check_schema_version`.
+    """
+    check_schema_version(results)
+    return _environment().get_template("report.html.j2").render(**build_view(results))
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(pct=fmt_pct, num=fmt_num, ci=fmt_ci, value=fmt_value)
+    return env
+
+
+def fmt_pct(value: Any, digits: int = 1) -> str:
+    """``0.8234 -> "82.3%"``; anything not a finite number -> "—"."""
+    number = _number(value)
+    return "\u2014" if number is None else f"{100 * number:.{digits}f}%"
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; "—" when missing."""
+    number = _number(value)
+    return "\u2014" if number is None else f"{number:.{digits}f}"
+
+
+def fmt_ci(value: Any) -> str:
+    """``[0.78, 0.85] -> "78.0–85.0%"``; "—" when missing."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) is not None for v in value):
+        return f"{100 * float(value[0]):.1f}\u2013{100 * float(value[1]):.1f}%"
+    return "\u2014"
+
+
+def fmt_value(value: Any) -> str:
+    """Observed values and thresholds of policy rules, whatever their type."""
+    if value is None:
+        return "\u2014"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt_value(v) for v in value)
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _acc(condition: Mapping[str, Any]) -> float | None:
+    return _number(_dict(condition.get("metrics")).get("accuracy"))
+
+
+def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's context: selected and formatted, never computed, data.
+
+    Args:
+        results: The results dict.
+
+    Returns:
+        A dict of plain values and :class:`markupsafe.Markup` charts.
+    """
+    model, dataset, policy = _dict(results.get("model")), _dict(results.get("dataset")), _dict(results.get("policy"))
+    conditions = [c for c in _list(results.get("conditions")) if isinstance(c, dict)]
+    clean = next((c for c in conditions if c.get("id") == "clean"), conditions[0] if conditions else {})
+    stressed = [c for c in conditions if c is not clean and _acc(c) is not None]
+    worst = min(stressed, key=_acc) if stressed else None
+    adversarial = _adversarial_names(results)
+    class_names = [str(n) for n in _list(model.get("class_names"))] or [
+        str(i) for i in range(len(_list(clean.get("confusion"))))
+    ]
+    gallery, dropped = _gallery(results)
+    groups = [g for g in _list(clean.get("groups")) if isinstance(g, dict)]
+    rules = [r for r in _list(policy.get("rules")) if isinstance(r, dict)]
+    verdict = policy.get("verdict") if policy.get("verdict") in ("pass", "fail") else None
+    view = {
+        "results": results,
+        "tool": _dict(results.get("tool")),
+        "model": model,
+        "model_name": Path(str(model.get("path") or "model")).name,
+        "dataset": dataset,
+        "attributes": _dict(dataset.get("attributes")),
+        "skipped": _list(dataset.get("skipped")),
+        "policy": policy,
+        "verdict": verdict,
+        "rules": rules,
+        "rule_counts": {s: sum(1 for r in rules if r.get("status") == s) for s in ("pass", "fail", "warn", "insufficient_data")},
+        "blocking_failures": [r for r in rules if r.get("status") == "fail" and r.get("blocking")],
+        "conditions": conditions,
+        "clean": clean,
+        "worst": worst,
+        "worst_natural": min((c for c in stressed if str(c.get("stressor")) not in adversarial), key=_acc, default=None),
+        "worst_attack": min((c for c in stressed if str(c.get("stressor")) in adversarial), key=_acc, default=None),
+        "drops": {r.get("condition"): r.get("accuracy_drop") for r in _list(results.get("robustness")) if isinstance(r, dict)},
+        "stressors": [s for s in _list(results.get("stressors")) if isinstance(s, dict)],
+        "severity_chart": _severity_chart(conditions, clean, adversarial),
+        "adversarial_chart": _adversarial_chart(conditions, clean, adversarial),
+        "adversarial_checks": [a for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)],
+        "reliability": _reliability(clean, worst),
+        "group_charts": [(c.get("id"), _group_chart(c)) for c in (clean, worst) if c and _list(c.get("groups"))],
+        "confusion_chart": _confusion_chart(clean, class_names),
+        "class_names": class_names,
+        "error_types": _dict(clean.get("error_types")),
+        "fairness": [f for f in _list(results.get("fairness")) if isinstance(f, dict)],
+        "disparity": [d for d in _list(results.get("robustness_disparity")) if isinstance(d, dict)],
+        "findings": [f for f in _list(_dict(results.get("governance")).get("findings")) if isinstance(f, dict)],
+        "gallery": gallery,
+        "group_columns": [(g.get("attribute"), g.get("value")) for g in groups],
+        "group_header": _spans([g.get("attribute") for g in groups]),
+        "group_matrix": [(c.get("id"), _group_accuracies(c, groups)) for c in conditions],
+        "provenance": _dict(results.get("provenance")),
+    }
+    view["summary"] = _summary(view)
+    view["limitations"] = _limitations(view, dropped_images=dropped)
+    return view
+
+
+def _adversarial_names(results: Mapping[str, Any]) -> set[str]:
+    names = set(ADVERSARIAL)
+    names |= {str(a.get("attack")) for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)}
+    for s in _list(results.get("stressors")):
+        if isinstance(s, dict) and (s.get("adversarial") or s.get("kind") == "adversarial"):
+            names.add(str(s.get("name")))
+    return names
+
+
+def _curves(conditions, clean, names) -> dict[str, list[tuple[float, float]]]:
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for c in conditions:
+        sev, acc = _number(c.get("severity")), _acc(c)
+        if c is clean or c.get("stressor") is None or sev is None or acc is None:
+            continue
+        if str(c["stressor"]) in names:
+            curves.setdefault(str(c["stressor"]), []).append((sev, acc))
+    base = _acc(clean)
+    if base is not None:
+        for points in curves.values():
+            points.insert(0, (0.0, base))
+    return curves
+
+
+def _severity_chart(conditions, clean, adversarial):
+    names = {str(c.get("stressor")) for c in conditions if c.get("stressor") is not None} - adversarial
+    curves = _curves(conditions, clean, names)
+    if not curves:
+        return None
+    series = [plots.Series(name, pts) for name, pts in sorted(curves.items())]
+    return plots.line_chart(series, title="Accuracy against stressor severity", x_label="severity (0 = unaltered images)",
+                            x_names={0.0: "0 clean"})
+
+
+def _adversarial_chart(conditions, clean, adversarial):
+    curves = _curves(conditions, clean, adversarial)
+    if not curves:
+        return None
+    series = [plots.Series(f"{name} (all)", pts) for name, pts in sorted(curves.items())]
+    attack = sorted(curves)[0]
+    attribute = next((g.get("attribute") for g in _list(clean.get("groups")) if isinstance(g, dict)), None)
+    if attribute is not None:
+        by_group: dict[str, list[tuple[float, float]]] = {}
+        for c in [clean] + [c for c in conditions if c.get("stressor") == attack]:
+            eps = 0.0 if c is clean else _number(c.get("severity"))
+            for g in _list(c.get("groups")):
+                acc = _number(_dict(g.get("metrics")).get("accuracy"))
+                if g.get("attribute") == attribute and eps is not None and acc is not None:
+                    by_group.setdefault(str(g.get("value")), []).append((eps, acc))
+        series += [plots.Series(f"{attack}: {attribute} = {v}", pts) for v, pts in by_group.items()]
+    return plots.line_chart(series, title="Robust accuracy against attack budget epsilon",
+                            x_label="\u03b5 (L\u221e budget in pixel units of [0, 1]; 8/255 \u2248 0.031)",
+                            x_names={0.0: "0 clean"}, y_label="robust accuracy")
+
+
+def _reliability(clean, worst) -> list[tuple[str, Any]]:
+    panels = []
+    for label, c, colour in (("unaltered", clean, plots.PALETTE[0]), ("worst condition", worst, plots.PALETTE[1])):
+        bins = [b for b in _list(_dict((c or {}).get("reliability")).get("bins")) if isinstance(b, dict)]
+        if bins:
+            title = f"{c.get('id')} ({label}), ECE {fmt_num(_dict(c.get('metrics')).get('ece'))}"
+            panels.append((c.get("id"), plots.reliability_diagram(bins, title=title, colour=colour)))
+    return panels
+
+
+def _group_chart(condition):
+    bars = []
+    for g in _list(condition.get("groups")):
+        if not isinstance(g, dict):
+            continue
+        m = _dict(g.get("metrics"))
+        ci = m.get("accuracy_ci") if isinstance(m.get("accuracy_ci"), (list, tuple)) else (None, None)
+        lo, hi = (_number(ci[0]), _number(ci[1])) if len(ci) == 2 else (None, None)
+        bars.append(plots.Bar(f"{g.get('attribute')} = {g.get('value')}", _number(m.get("accuracy")), lo, hi,
+                              bool(g.get("insufficient_data")), m.get("n") if isinstance(m.get("n"), int) else None))
+    return plots.bar_chart_ci(bars, title=f"Accuracy per group, {condition.get('id')}")
+
+
+def _confusion_chart(clean, class_names):
+    matrix = _list(clean.get("confusion"))
+    if not matrix or not all(isinstance(r, list) and len(r) == len(matrix) for r in matrix):
+        return None
+    return plots.heatmap(matrix, class_names, title=f"Confusion matrix, {clean.get('id')}")
+
+
+def _group_accuracies(condition, columns) -> list[Any]:
+    found = {(g.get("attribute"), g.get("value")): g for g in _list(condition.get("groups")) if isinstance(g, dict)}
+    cells = []
+    for col in columns:
+        g = found.get((col.get("attribute"), col.get("value")))
+        cells.append(None if g is None else (_dict(g.get("metrics")).get("accuracy"), bool(g.get("insufficient_data"))))
+    return cells
+
+
+def _spans(labels: list[Any]) -> list[tuple[Any, int]]:
+    """Runs of equal consecutive labels: ``[a, a, b] -> [(a, 2), (b, 1)]``."""
+    runs: list[tuple[Any, int]] = []
+    for label in labels:
+        if runs and runs[-1][0] == label:
+            runs[-1] = (label, runs[-1][1] + 1)
+        else:
+            runs.append((label, 1))
+    return runs
+
+
+def _gallery(results) -> tuple[list[dict], int]:
+    items, dropped = [], 0
+    for item in _list(results.get("gallery")):
+        image = item.get("image") if isinstance(item, dict) else None
+        if isinstance(image, str) and _DATA_IMAGE.match(image):
+            items.append({"condition": item.get("condition"), "image": image})
+        else:
+            dropped += 1
+    return items, dropped
+
+
+def _summary(v: Mapping[str, Any]) -> list[str]:
+    """Plain-language sentences for a reader who is not an ML engineer."""
+    ds, clean_m = v["dataset"], _dict(v["clean"].get("metrics"))
+    stressor_names = sorted({str(c.get("stressor")) for c in v["conditions"] if c.get("stressor") is not None})
+    out = [
+        f"The model {v['model_name']} was tested on {ds.get('num_samples', 'an unknown number of')} images"
+        f" ({ds.get('num_skipped', 0)} unreadable images skipped) under {len(v['conditions'])} conditions: the"
+        f" unaltered images and {max(len(v['conditions']) - 1, 0)} altered versions"
+        + (f" ({', '.join(stressor_names)})." if stressor_names else ".")
+    ]
+    if clean_m:
+        out.append(f"On unaltered images its answer is correct {fmt_pct(clean_m.get('accuracy'))} of the time"
+                   f" (95% interval {fmt_ci(clean_m.get('accuracy_ci'))}).")
+    for kind, worst in (("altered-image", v["worst_natural"]), ("attack", v["worst_attack"])):
+        if worst:
+            drop = _number(v["drops"].get(worst.get("id")))
+            out.append(f"The hardest {kind} condition was {worst.get('id')}, where accuracy fell to"
+                       f" {fmt_pct(_acc(worst))}"
+                       + (f", {100 * drop:.1f} percentage points below unaltered images." if drop is not None else "."))
+    clean_fair = [f for f in v["fairness"] if f.get("condition") == v["clean"].get("id")
+                  and _number(f.get("accuracy_gap")) is not None]
+    if clean_fair:
+        top = max(clean_fair, key=lambda f: f["accuracy_gap"])
+        out.append(f"Between subgroups of unaltered images, the largest accuracy gap is"
+                   f" {100 * top['accuracy_gap']:.1f} percentage points, for {top.get('attribute')}"
+                   f" (lowest: {top.get('worst_group')}).")
+    if _number(clean_m.get("ece")) is not None:
+        out.append(f"Its stated confidence differs from its actual accuracy by {fmt_pct(clean_m.get('ece'))} on"
+                   " average (expected calibration error; 0% is perfect).")
+    n = v["rule_counts"]
+    if v["rules"]:
+        out.append(f"Policy {v['policy'].get('name', '')}: {_count(n['pass'], 'rule')} passed, {n['fail']} failed"
+                   f" ({len(v['blocking_failures'])} of them blocking), {_count(n['warn'], 'warning')},"
+                   f" {n['insufficient_data']} with too little data.")
+    flagged = [f for f in v["findings"] if f.get("status") in ("fail", "warn")]
+    if flagged:
+        out.append(f"{_count(len(flagged), 'data-governance check')} raised a finding: "
+                   + ", ".join(str(f.get("check")) for f in flagged) + ".")
+    return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _limitations(v: Mapping[str, Any], *, dropped_images: int) -> list[str]:
+    """What the numbers do not show, specific to these results where possible."""
+    out = [
+        "Stressors are synthetic approximations of night, glare, blur and occlusion; they do not replace data"
+        " collected in the deployment setting.",
+        "All figures hold for this model file and this dataset only (see the SHA-256 digests); another model"
+        " version or another population may behave differently.",
+        "Intervals are 95% bootstrap intervals over the test samples: they express sampling uncertainty, not a"
+        " shift in the population.",
+        "Subgroup attributes come from the data manifest; this tool did not check that they are correct or complete.",
+        "Calibration errors use 15 equal-width bins and are biased upwards for small groups.",
+    ]
+    if v["adversarial_chart"] is not None:
+        out.append("Robust accuracy under attack is an upper bound: a stronger or different attack may lower it.")
+    small = [f"{g.get('attribute')} = {g.get('value')}" for g in _list(v["clean"].get("groups"))
+             if isinstance(g, dict) and g.get("insufficient_data")]
+    if small:
+        out.append("Groups with too few samples are shown but left out of gaps and ratios: " + ", ".join(small) + ".")
+    if v["dataset"].get("num_skipped"):
+        out.append(f"{v['dataset']['num_skipped']} images could not be read and were skipped; see the data section.")
+    if dropped_images:
+        out.append(f"{dropped_images} gallery images were left out because they were not inline PNG/JPEG data.")
+    if not v["rules"]:
+        out.append("No policy rules were evaluated: there is no pass/fail verdict.")
+    return out

@@ -1,0 +1,332 @@
+"""Inline SVG charts for the report, in pure Python (no matplotlib, no script).
+
+Each function returns :class:`markupsafe.Markup` holding one ``<svg>``
+element that WeasyPrint and browsers both render. Every piece of user text
+(series names, class names, group values) goes through
+:func:`markupsafe.escape`; numbers are formatted here. Colours follow the
+Okabe-Ito colour-blind-safe palette and lines also differ by dash pattern and
+marker, so charts stay readable in grey-scale print.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from markupsafe import Markup, escape
+
+__all__ = ["Bar", "Series", "bar_chart_ci", "heatmap", "line_chart", "reliability_diagram"]
+
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999933")
+DASHES = ("", "6 3", "2 2", "8 3 2 3", "1 3", "10 4")
+FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of a :func:`line_chart`.
+
+    Attributes:
+        label: Legend text (escaped when drawn).
+        points: ``(x, y)`` pairs; ``x`` is a category (drawn in sorted order
+            of the union of all series' ``x``), ``y`` in the chart's range.
+    """
+
+    label: str
+    points: Sequence[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a :func:`bar_chart_ci`.
+
+    Attributes:
+        label: Row label, e.g. ``"camera = phone"``.
+        value: Bar length (accuracy in [0, 1]), or ``None`` when unknown.
+        lo: Lower end of the whisker, or ``None``.
+        hi: Upper end of the whisker, or ``None``.
+        flagged: Drawn hatched grey with a note (too few samples).
+        n: Sample count shown after the bar.
+    """
+
+    label: str
+    value: float | None
+    lo: float | None = None
+    hi: float | None = None
+    flagged: bool = False
+    n: int | None = None
+
+
+def _text(x: float, y: float, content: object, *, size: float = 10, anchor: str = "start", extra: str = "") -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" {FONT}{extra}>'
+        f"{escape(str(content))}</text>"
+    )
+
+
+def _svg(width: float, height: float, body: list[str], title: str) -> Markup:
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(title)}" class="chart">'
+        f"<title>{escape(title)}</title>"
+    )
+    return Markup(head + "".join(body) + "</svg>")
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.0f}%"
+
+
+def _tick(x: float) -> str:
+    if float(x).is_integer():
+        return str(int(x))
+    return f"{x:.4g}"
+
+
+def _shorten(label: str, limit: int) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
+
+
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str = "accuracy",
+    y_range: tuple[float, float] = (0.0, 1.0),
+    x_names: dict[float, str] | None = None,
+    width: int = 640,
+    height: int = 280,
+) -> Markup:
+    """A categorical-x line chart with a legend (severity or ε curves).
+
+    Args:
+        series: The lines; ``y`` outside ``y_range`` is clipped to the frame.
+        title: Accessible title (also the SVG ``<title>``).
+        x_label: Axis label under the x ticks.
+        y_label: Axis label; y ticks are drawn as percentages.
+        y_range: The y axis extent.
+        x_names: Optional tick text for some x values (``{0: "clean"}``).
+        width: SVG width in px.
+        height: SVG height in px (the legend adds rows below).
+
+    Returns:
+        The SVG markup.
+    """
+    xs = sorted({float(x) for s in series for x, _ in s.points})
+    legend_rows = math.ceil(len(series) / 3)
+    left, right, top, bottom = 52, 12, 12, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    total_h = height + 16 * legend_rows + 6
+    lo, hi = y_range
+    body: list[str] = []
+
+    def px(x: float) -> float:
+        if len(xs) == 1:
+            return left + plot_w / 2
+        return left + plot_w * xs.index(float(x)) / (len(xs) - 1)
+
+    def py(y: float) -> float:
+        y = min(max(y, lo), hi)
+        return top + plot_h * (1 - (y - lo) / (hi - lo or 1))
+
+    for i in range(6):
+        value = lo + (hi - lo) * i / 5
+        y = py(value)
+        body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        body.append(_text(left - 6, y + 3.5, _pct(value), size=9, anchor="end"))
+    for x in xs:
+        name = (x_names or {}).get(x, _tick(x))
+        body.append(_text(px(x), top + plot_h + 14, name, size=9, anchor="middle"))
+    body.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>')
+    body.append(_text(left + plot_w / 2, top + plot_h + 30, x_label, size=10, anchor="middle"))
+    body.append(
+        _text(14, top + plot_h / 2, y_label, size=10, anchor="middle",
+              extra=f' transform="rotate(-90 14 {top + plot_h / 2:.1f})"')
+    )
+    for i, s in enumerate(series):
+        colour, dash = PALETTE[i % len(PALETTE)], DASHES[i % len(DASHES)]
+        pts = sorted((float(x), float(y)) for x, y in s.points if y is not None)
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        body.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}/>')
+        for x, y in pts:
+            body.append(_marker(i, px(x), py(y), colour))
+        lx = left + (i % 3) * (plot_w / 3)
+        ly = height + 6 + 16 * (i // 3)
+        body.append(f'<line x1="{lx:.1f}" x2="{lx + 22:.1f}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{colour}" '
+                    f'stroke-width="2"{dash_attr}/>')
+        body.append(_marker(i, lx + 11, ly, colour))
+        body.append(_text(lx + 28, ly + 3.5, _shorten(s.label, 34), size=9))
+    return _svg(width, total_h, body, title)
+
+
+def _marker(i: int, x: float, y: float, colour: str) -> str:
+    shape = i % 3
+    if shape == 0:
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>'
+    if shape == 1:
+        return f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" fill="{colour}"/>'
+    return f'<path d="M{x:.1f},{y - 4:.1f} L{x + 4:.1f},{y + 3:.1f} L{x - 4:.1f},{y + 3:.1f} Z" fill="{colour}"/>'
+
+
+def reliability_diagram(bins: Sequence[dict], *, title: str, colour: str = PALETTE[0], size: int = 300) -> Markup:
+    """A reliability diagram: accuracy per confidence bin against the diagonal.
+
+    Args:
+        bins: ``{lo, hi, n, accuracy, confidence}`` dicts as in results.json;
+            empty bins (``n == 0``) are skipped.
+        title: Accessible title, drawn above the frame.
+        colour: Bar colour.
+        size: Width and height of the plot area's SVG.
+
+    Returns:
+        The SVG markup. Bars show accuracy; the red outline is the gap to the
+        bin's mean confidence (over-confidence when the outline is above).
+    """
+    left, top, right, bottom = 44, 22, 10, 36
+    plot = size - left - right
+    body = [_text(left + plot / 2, 14, title, size=10, anchor="middle", extra=' font-weight="bold"')]
+
+    def px(v: float) -> float:
+        return left + plot * min(max(v, 0.0), 1.0)
+
+    def py(v: float) -> float:
+        return top + plot * (1 - min(max(v, 0.0), 1.0))
+
+    for i in range(6):
+        v = i / 5
+        body.append(f'<line x1="{left}" x2="{left + plot}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#eee"/>')
+        body.append(_text(left - 5, py(v) + 3.5, _pct(v), size=8, anchor="end"))
+        body.append(_text(px(v), top + plot + 12, _pct(v), size=8, anchor="middle"))
+    for b in bins:
+        if not b.get("n") or b.get("accuracy") is None:
+            continue
+        x0, x1 = px(float(b["lo"])), px(float(b["hi"]))
+        acc, conf = float(b["accuracy"]), float(b.get("confidence", b["accuracy"]))
+        body.append(f'<rect x="{x0:.1f}" y="{py(acc):.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+                    f'height="{py(0) - py(acc):.1f}" fill="{colour}" fill-opacity="0.75"/>')
+        top_y, bot_y = min(py(acc), py(conf)), max(py(acc), py(conf))
+        body.append(f'<rect x="{x0:.1f}" y="{top_y:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+                    f'height="{bot_y - top_y:.1f}" fill="none" stroke="#c62828" stroke-width="1"/>')
+    body.append(f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#444" stroke-dasharray="4 3"/>')
+    body.append(f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" stroke="#888"/>')
+    body.append(_text(left + plot / 2, top + plot + 28, "confidence (top class)", size=9, anchor="middle"))
+    body.append(_text(12, top + plot / 2, "accuracy", size=9, anchor="middle",
+                      extra=f' transform="rotate(-90 12 {top + plot / 2:.1f})"'))
+    return _svg(size, size, body, title)
+
+
+def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_width: int = 210) -> Markup:
+    """Horizontal bars in [0, 1] with confidence-interval whiskers.
+
+    Args:
+        bars: One bar per group, drawn top to bottom in the given order.
+        title: Accessible title.
+        width: SVG width in px.
+        label_width: Space for the row labels (longer labels are shortened;
+            the full text is in a ``<title>`` tooltip).
+
+    Returns:
+        The SVG markup. Flagged bars are grey and hatched and say "(few)".
+    """
+    row, top, bottom = 18, 8, 30
+    right = 92
+    plot_w = width - label_width - right
+    height = top + row * len(bars) + bottom
+    hatch = "hatch-" + hashlib.sha1(title.encode("utf-8")).hexdigest()[:10]
+    body = [
+        f'<defs><pattern id="{hatch}" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+        '<rect width="6" height="6" fill="#e0e0e0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#888" stroke-width="2"/>'
+        "</pattern></defs>"
+    ]
+
+    def px(v: float) -> float:
+        return label_width + plot_w * min(max(v, 0.0), 1.0)
+
+    for i in range(6):
+        v = i / 5
+        body.append(f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#e5e5e5"/>')
+        body.append(_text(px(v), top + row * len(bars) + 12, _pct(v), size=8, anchor="middle"))
+    body.append(_text(px(0.5), height - 4, "accuracy (whiskers: 95% interval)", size=9, anchor="middle"))
+    for j, bar in enumerate(bars):
+        y = top + row * j
+        body.append(f"<g><title>{escape(bar.label)}</title>"
+                    + _text(label_width - 6, y + 12.5, _shorten(bar.label, 34), size=9, anchor="end") + "</g>")
+        if bar.value is None:
+            body.append(_text(px(0) + 4, y + 12.5, "no data", size=8))
+            continue
+        fill = f"url(#{hatch})" if bar.flagged else PALETTE[0]
+        body.append(f'<rect x="{px(0):.1f}" y="{y + 3}" width="{px(bar.value) - px(0):.1f}" height="{row - 6}" '
+                    f'fill="{fill}" fill-opacity="{1 if bar.flagged else 0.8}"/>')
+        if bar.lo is not None and bar.hi is not None:
+            cy = y + row / 2
+            body.append(f'<line x1="{px(bar.lo):.1f}" x2="{px(bar.hi):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+                        'stroke="#000" stroke-width="1.2"/>')
+            for end in (bar.lo, bar.hi):
+                body.append(f'<line x1="{px(end):.1f}" x2="{px(end):.1f}" y1="{cy - 4:.1f}" y2="{cy + 4:.1f}" '
+                            'stroke="#000" stroke-width="1.2"/>')
+        note = f"{_pct(bar.value)}" + (f" n={bar.n}" if bar.n is not None else "")
+        if bar.flagged:
+            note += " (few)"
+        body.append(_text(px(1) + 4, y + 12.5, note, size=8))
+    body.append(f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#555"/>')
+    return _svg(width, height, body, title)
+
+
+def heatmap(
+    matrix: Sequence[Sequence[int]],
+    labels: Sequence[str],
+    *,
+    title: str,
+    max_width: int = 640,
+    annotate_limit: int = 12,
+) -> Markup:
+    """A confusion-matrix heatmap, shaded by each row's share (recall view).
+
+    Args:
+        matrix: Counts; rows are the true class, columns the prediction.
+        labels: Class names for rows and columns (escaped, shortened).
+        title: Accessible title.
+        max_width: Maximum SVG width in px; cells shrink to fit.
+        annotate_limit: Counts are written in cells only up to this many classes.
+
+    Returns:
+        The SVG markup.
+    """
+    k = len(matrix)
+    label_w, top = 120, 96
+    cell = max(4.0, min(40.0, (max_width - label_w - 10) / max(k, 1)))
+    size_w = label_w + cell * k + 10
+    size_h = top + cell * k + 22
+    body = [_text(label_w + cell * k / 2, size_h - 6, "predicted class", size=9, anchor="middle")]
+    body.append(_text(10, top - 6, "true class \u2193", size=9))
+    show_labels = cell >= 9
+    for i, row in enumerate(matrix):
+        total = sum(row) or 1
+        if show_labels:
+            name = labels[i] if i < len(labels) else str(i)
+            body.append(_text(label_w - 4, top + cell * i + cell / 2 + 3, _shorten(str(name), 18), size=8, anchor="end"))
+            cx = label_w + cell * i + cell / 2 + 3
+            body.append(_text(cx, top - 4, _shorten(str(name), 16), size=8,
+                              extra=f' transform="rotate(-60 {cx:.1f} {top - 4})"'))
+        for j, count in enumerate(row):
+            share = count / total
+            shade = _blend(share)
+            x, y = label_w + cell * j, top + cell * i
+            body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" fill="{shade}" '
+                        'stroke="#fff" stroke-width="0.5"/>')
+            if k <= annotate_limit:
+                ink = "#fff" if share > 0.55 else "#000"
+                body.append(_text(x + cell / 2, y + cell / 2 + 3, count, size=8, anchor="middle", extra=f' fill="{ink}"'))
+    body.append(f'<rect x="{label_w}" y="{top}" width="{cell * k:.1f}" height="{cell * k:.1f}" fill="none" stroke="#888"/>')
+    return _svg(size_w, size_h, body, title)
+
+
+def _blend(share: float) -> str:
+    """White to dark blue as ``share`` goes from 0 to 1."""
+    share = min(max(share, 0.0), 1.0) ** 0.6
+    r, g, b = (int(255 + (c - 255) * share) for c in (8, 48, 107))
+    return f"#{r:02x}{g:02x}{b:02x}"

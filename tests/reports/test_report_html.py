@@ -1,0 +1,113 @@
+"""render_html: content, escaping, self-containment and schema checks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from reports.html import ResultsSchemaError, render_html
+
+HOSTILE_CLASS = "<script>alert(1)</script>"
+HOSTILE_VALUE = "&\"'"
+
+
+def test_sections_in_reading_order(results):
+    html = render_html(results)
+    order = ["id=\"verdict\"", "Executive summary", "What was tested", "Policy rules", "Robustness",
+             "Adversarial robustness", "Calibration", "Subgroups", "Which mistakes", "Fairness",
+             "Data governance", "Stressor gallery", "Method notes", "Annex IV", "Art. 10", "Art. 15",
+             "MEASURE 2.11", "Model card", "<h2>Limitations"]
+    positions = [html.find(marker) for marker in order]
+    assert all(p >= 0 for p in positions), [m for m, p in zip(order, positions) if p < 0]
+    assert positions == sorted(positions)
+
+
+def test_verdict_is_big_and_coloured(results):
+    assert 'class="verdict verdict-fail"' in render_html(results)
+    results["policy"]["verdict"] = "pass"
+    assert 'class="verdict verdict-pass"' in render_html(results)
+    del results["policy"]
+    html = render_html(results)
+    assert "NO VERDICT" in html and "verdict-none" in html
+
+
+def test_identity_digests_and_numbers_shown(results):
+    html = render_html(results)
+    assert results["model"]["sha256"] in html and results["dataset"]["sha256"] in html
+    assert results["policy"]["sha256"] in html
+    assert "91.0%" in html  # clean accuracy, formatted not recomputed
+    assert "worst_group_gap" in html and "torch 2.13.0" in html
+
+
+def test_every_user_string_is_escaped(results):
+    results["model"]["class_names"][2] = HOSTILE_CLASS
+    results["conditions"][0]["groups"][0]["value"] = HOSTILE_VALUE
+    results["dataset"]["attributes"]["skin_tone"] = {HOSTILE_VALUE: 3}
+    results["dataset"]["skipped"][0]["sample"] = "<img src=x onerror=alert(1)>.jpg"
+    results["policy"]["rules"][0]["message"] = HOSTILE_CLASS
+    results["conditions"][0]["error_types"]["top_confusions"][0]["true"] = HOSTILE_CLASS
+    html = render_html(results)
+    assert "<script" not in html.lower()
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&amp;&#34;&#39;" in html  # attribute value &"' in tables and SVG labels
+    assert "&amp;\"'" not in html and "&\"'" not in html
+
+
+def test_self_contained_no_script_no_external_request(results):
+    html = render_html(results)
+    lower = html.lower()
+    assert "<script" not in lower and "javascript:" not in lower and "@import" not in lower
+    assert "<link" not in lower
+    assert all(ref.startswith("#") for ref in re.findall(r"url\(([^)]*)\)", lower))
+    for src in re.findall(r'src="([^"]*)"', html):
+        assert src.startswith("data:image/"), src
+    for href in re.findall(r'href="([^"]*)"', html):
+        assert href.startswith("#"), href
+    assert lower.count("<svg") >= 6  # severity, adversarial, 2 reliability, 2 group bars, heatmap
+
+
+def test_gallery_only_when_present_and_only_data_images(results):
+    results["gallery"].append({"condition": "blur@1", "image": "javascript:alert(1)"})
+    results["gallery"].append({"condition": "blur@3", "image": "https://example.com/x.png"})
+    html = render_html(results)
+    assert html.count("<img ") == 2
+    assert "example.com" not in html and "javascript:" not in html
+    assert "2 gallery images were left out" in html
+    del results["gallery"]
+    assert "Stressor gallery" not in render_html(results)
+
+
+def test_minimal_results_render(results):
+    minimal = {"schema_version": "1.0", "conditions": [{"id": "clean", "metrics": {"accuracy": 0.5}}],
+               "unexpected": {"extra": "keys are ignored"}}
+    html = render_html(minimal)
+    assert "NO VERDICT" in html and "50.0%" in html and "—" in html
+
+
+@pytest.mark.parametrize("version", ["2.0", "10.1"])
+def test_newer_schema_is_refused(results, version):
+    results["schema_version"] = version
+    with pytest.raises(ResultsSchemaError, match=f"schema_version {version} is newer"):
+        render_html(results)
+
+
+@pytest.mark.parametrize("version", [None, "one", ""])
+def test_missing_or_malformed_schema_is_refused(results, version):
+    if version is None:
+        del results["schema_version"]
+    else:
+        results["schema_version"] = version
+    with pytest.raises(ResultsSchemaError):
+        render_html(results)
+
+
+def test_minor_versions_are_accepted(results):
+    results["schema_version"] = "1.7"
+    assert "<html" in render_html(results)
+
+
+def test_print_css(results):
+    html = render_html(results)
+    assert "size: A4" in html and "break-inside: avoid" in html and "table-header-group" in html

@@ -1,0 +1,113 @@
+"""keygen and load_signing_keys: file modes, passphrases and every bad-key path."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+
+import pytest
+from conftest import PASSPHRASE
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from reports.keys import (ATTESTATION_KEY, ATTESTATION_PUB, PDF_CERT, PDF_KEY, SigningError, keygen,
+                          load_signing_keys)
+
+
+def _pem(key, passphrase=None) -> bytes:
+    enc = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+
+
+@pytest.fixture
+def own_keys(key_dir, tmp_path):
+    folder = tmp_path / "k"
+    shutil.copytree(key_dir, folder)
+    return folder
+
+
+def test_keygen_files_and_modes(key_dir_pw):
+    for name in (PDF_KEY, ATTESTATION_KEY):
+        assert stat.S_IMODE((key_dir_pw / name).stat().st_mode) == 0o600
+        assert b"ENCRYPTED PRIVATE KEY" in (key_dir_pw / name).read_bytes()
+    assert b"BEGIN CERTIFICATE" in (key_dir_pw / PDF_CERT).read_bytes()
+    keys = load_signing_keys(key_dir_pw, PASSPHRASE)
+    assert isinstance(keys.pdf_key, ec.EllipticCurvePrivateKey) and keys.pdf_key.curve.name == "secp256r1"
+    assert isinstance(keys.attestation_key, ed25519.Ed25519PrivateKey)
+    assert keys.attestation_public_pem == (key_dir_pw / ATTESTATION_PUB).read_bytes()
+
+
+def test_keygen_refuses_to_overwrite(key_dir):
+    with pytest.raises(SigningError, match="already exists"):
+        keygen(key_dir)
+
+
+def test_plain_keys_ignore_a_passphrase(key_dir):
+    assert load_signing_keys(key_dir, b"unused").key_dir == key_dir
+
+
+def _one_line(exc_info) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_wrong_passphrase(key_dir_pw):
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(key_dir_pw, b"wrong")
+    assert f"{PDF_KEY}: wrong passphrase" in _one_line(info)
+
+
+def test_missing_passphrase(key_dir_pw):
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(key_dir_pw, None)
+    assert "encrypted; set CVAUDIT_KEY_PASSPHRASE" in _one_line(info)
+
+
+def test_key_not_matching_certificate(own_keys, tmp_path):
+    other = tmp_path / "other"
+    keygen(other)
+    shutil.copy2(other / PDF_CERT, own_keys / PDF_CERT)
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(own_keys)
+    assert "does not match the certificate" in _one_line(info)
+
+
+def test_attestation_key_not_matching_public_key(own_keys):
+    (own_keys / ATTESTATION_KEY).write_bytes(_pem(ed25519.Ed25519PrivateKey.generate()))
+    with pytest.raises(SigningError, match=f"{ATTESTATION_KEY}: private key does not match"):
+        load_signing_keys(own_keys)
+
+
+@pytest.mark.parametrize("name", [PDF_KEY, PDF_CERT, ATTESTATION_KEY])
+def test_missing_file(own_keys, name):
+    (own_keys / name).unlink()
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(own_keys)
+    assert f"{name}: missing" in _one_line(info)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(SigningError, match="key folder does not exist"):
+        load_signing_keys(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("key", [rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP384R1())],
+                         ids=["rsa", "p384"])
+def test_unsupported_pdf_key_type(own_keys, key):
+    (own_keys / PDF_KEY).write_bytes(_pem(key))
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(own_keys)
+    assert "unsupported key type" in _one_line(info) and "expected ECDSA P-256" in str(info.value)
+
+
+def test_unsupported_attestation_key_type(own_keys):
+    (own_keys / ATTESTATION_KEY).write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(SigningError, match="expected Ed25519"):
+        load_signing_keys(own_keys)
+
+
+def test_garbage_key_file(own_keys):
+    (own_keys / PDF_KEY).write_text("hello")
+    with pytest.raises(SigningError, match="not a PEM private key"):
+        load_signing_keys(own_keys)
