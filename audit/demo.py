@@ -226,7 +226,7 @@ def prepare_demo(workspace: Path, *, seed: int = 0, sign: bool = True, log: Call
     sign_key = "null"
     if sign:
         keys = workspace / "keys"
-        if not (keys / "pdf-cert.pem").exists():
+        if not (keys / "pdf-signing.cert.pem").exists():
             from reports.keys import keygen
 
             keygen(keys, passphrase=None)

@@ -28,7 +28,6 @@ METRIC_KEYS = (
     "ece", "mce", "adaptive_ece", "brier", "nll",
 )
 GROUP_KEYS = METRIC_KEYS + ("confusion",)
-ERROR_KEYS = ("per_class_fnr", "per_class_fpr", "top_confusions", "overconfident_errors")
 
 
 def tool_version() -> str:
@@ -52,7 +51,22 @@ def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: d[k] for k in keys if k in d}
 
 
-def _condition_entry(cond: Condition, slots: list[dict[str, Any]], layout: SlotLayout, min_size: int, subset: int | None) -> dict[str, Any]:
+def _error_types(overall: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
+    """Per-class error rates keyed by class name; confusions named by class."""
+    return {
+        "per_class_fnr": dict(zip(class_names, overall["per_class_fnr"])),
+        "per_class_fpr": dict(zip(class_names, overall["per_class_fpr"])),
+        "top_confusions": [
+            {"true": class_names[t["true"]], "predicted": class_names[t["predicted"]], "count": t["count"]}
+            for t in overall["top_confusions"]
+        ],
+        "overconfident_errors": overall["overconfident_errors"],
+    }
+
+
+def _condition_entry(
+    cond: Condition, slots: list[dict[str, Any]], layout: SlotLayout, min_size: int, subset: int | None, class_names: list[str]
+) -> dict[str, Any]:
     overall = slots[0]
     groups = []
     for (attribute, value), slot in zip(layout.describe()[1:], slots[1:]):
@@ -71,7 +85,7 @@ def _condition_entry(cond: Condition, slots: list[dict[str, Any]], layout: SlotL
         "model_aware": cond.model_aware,
         "metrics": _pick(overall, METRIC_KEYS),
         "confusion": overall["confusion"],
-        "error_types": _pick(overall, ERROR_KEYS),
+        "error_types": _error_types(overall, class_names),
         "reliability": {"bins": overall.get("reliability", [])},
         "groups": groups,
     }
@@ -116,7 +130,7 @@ def assemble_results(
 
     min_size = cfg.evaluation.min_group_size
     subset = len(attack_indices) if attack_indices is not None else None
-    cond_entries = [_condition_entry(c, computed[c.id], layout, min_size, subset) for c in conditions]
+    cond_entries = [_condition_entry(c, computed[c.id], layout, min_size, subset, class_names) for c in conditions]
     skipped = {s["sample"] for s in state.skipped}
     attrs = {
         a: dict(sorted(Counter(v for sid, v in zip(table.ids, values) if sid not in skipped).items()))
@@ -159,7 +173,7 @@ def assemble_results(
     results["robustness_disparity"] = robustness.robustness_disparity(cond_entries, min_group_size=min_size)
     results["error_shift"] = robustness.error_shift(cond_entries)
     if baseline is not None:
-        results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline)
+        results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline, min_group_size=min_size)
     results["adversarial_checks"] = sanity_checks(cond_entries) if any(c.model_aware for c in conditions) else []
     results["governance"] = {"findings": findings}
     if state.gallery:
