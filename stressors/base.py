@@ -18,9 +18,11 @@ implement :meth:`ModelAwareStressor.perturb` instead of ``apply``.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -141,19 +143,19 @@ def noise_like(images: Tensor, seeds: Sequence[int], *, stream: int = 1) -> Tens
 
     The field of sample i depends only on ``seeds[i]`` and ``stream``; it is drawn
     on the CPU in float32 (identical on every device) and moved to ``images.device``.
+    It uses numpy's PCG64 generator and ziggurat sampler, about four times faster
+    on the CPU than ``torch.randn`` with a per-sample ``torch.Generator``.
 
     Shape:
         images: (N, C, H, W); returns (N, C, H, W) float32 on ``images.device``.
     """
     if len(seeds) != images.shape[0]:
         raise StressorError(f"noise_like: {len(seeds)} seeds for a batch of {images.shape[0]}")
-    fields = [
-        torch.randn(images.shape[1:], generator=generator(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))))
-        for s in seeds
-    ]
-    if not fields:
-        return torch.empty(images.shape, dtype=torch.float32, device=images.device)
-    return torch.stack(fields).to(images.device)
+    out = np.empty(tuple(images.shape), dtype=np.float32)
+    for i, s in enumerate(seeds):
+        rng = np.random.Generator(np.random.PCG64(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))))
+        rng.standard_normal(out.shape[1:], dtype=np.float32, out=out[i])
+    return torch.from_numpy(out).to(images.device)
 
 
 # ----------------------------------------------------------------------- validation
@@ -168,22 +170,34 @@ def check_images(images: Tensor, name: str) -> None:
     if not images.is_floating_point():
         raise StressorError(f"{name}: images must be a float tensor in [0, 1], got dtype {images.dtype}")
     if images.numel():
-        lo, hi = float(images.min()), float(images.max())
+        lo_t, hi_t = torch.aminmax(images.detach())
+        lo, hi = float(lo_t), float(hi_t)
+        if math.isnan(lo) or math.isnan(hi):
+            raise StressorError(f"{name}: images contain NaN")
         if lo < -1e-6 or hi > 1 + 1e-6:
             raise StressorError(f"{name}: images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
 
 
 def check_severity(severity: float, severities: Sequence[float], name: str) -> None:
     """Raise :class:`StressorError` unless ``severity`` is one of ``severities``."""
-    if severity not in severities:
+    if isinstance(severity, bool) or severity not in severities:
         raise StressorError(f"{name}: severity {severity!r} out of range; expected one of {list(severities)}")
 
 
 class ImageStressor:
     """Convenience base class for image-only stressors: holds settings, checks input.
 
-    Subclasses set ``name``, ``severities``, ``description`` (one line per
-    severity: its physical meaning) and implement ``_sample`` and ``_apply``.
+    Subclasses set ``name``, ``severity_meaning`` (severity -> its physical
+    meaning, one line each) and implement ``_sample`` (draw per-sample
+    parameters on the CPU from the seeds) and ``_apply`` (pure, float32, on the
+    images' device). :meth:`apply` validates the input, computes in float32
+    and returns the input's dtype, clamped to [0, 1].
+
+    Args:
+        severities: the subset of severities (1..5) to run; default all.
+
+    Raises:
+        StressorError: ``severities`` is empty or holds an unknown level.
     """
 
     name: ClassVar[str] = ""
@@ -193,13 +207,79 @@ class ImageStressor:
     #: severity -> what that severity means physically (shown by `cvaudit stressors list`).
     severity_meaning: ClassVar[dict[int, str]] = {}
 
+    def __init__(self, *, severities: Sequence[int] | None = None) -> None:
+        levels = tuple(self.severity_meaning) or (1, 2, 3, 4, 5)
+        if severities is None:
+            self.severities = levels
+            return
+        if isinstance(severities, (str, bytes)) or not isinstance(severities, Sequence) or not severities:
+            raise StressorError(f"{self.name}: option 'severities' must be a non-empty list, got {severities!r}")
+        for level in severities:
+            if isinstance(level, bool) or level not in levels:
+                raise StressorError(f"{self.name}: option 'severities' holds {level!r}; expected a subset of {list(levels)}")
+        self.severities = tuple(int(level) for level in severities)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The settings this stressor was built with (recorded in the report)."""
+        return {"severities": list(self.severities)}
+
+    def describe(self) -> dict[str, Any]:
+        """Name, severities, their physical meaning, devices and options, JSON-serialisable."""
+        return {
+            "name": self.name,
+            "model_aware": False,
+            "severities": list(self.severities),
+            "severity_meaning": {str(k): v for k, v in self.severity_meaning.items() if k in self.severities},
+            "devices": self.devices,
+            "options": self.options,
+        }
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({opts})"
+
     def sample_params(self, sample_ids: Tensor, severity: int, *, seed: int) -> Params:
+        """Draw every random quantity for these samples at this severity.
+
+        Args:
+            sample_ids: int64 sample keys (see :func:`sample_keys`), shape (N,).
+            severity: one of ``self.severities``.
+            seed: the audit's seed.
+
+        Returns:
+            a :class:`Params` whose tensors have first dimension N.
+
+        Raises:
+            StressorError: severity out of range or sample ids not a 1-D integer tensor.
+        """
         check_severity(severity, self.severities, self.name)
+        if not isinstance(sample_ids, Tensor) or sample_ids.ndim != 1 or sample_ids.is_floating_point():
+            raise StressorError(f"{self.name}: sample_ids must be a 1-D integer tensor (see stressors.base.sample_keys)")
         seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=severity)
-        return Params(severity=severity, values=self._sample(seeds, severity), seeds=tuple(seeds))
+        return Params(severity=severity, values=self._sample(seeds, int(severity)), seeds=tuple(seeds))
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
+        """Stress ``images`` with ``params`` (pure: same input, same output).
+
+        Args:
+            images: float images in [0, 1] (float16/bfloat16 are computed in float32).
+            params: drawn by :meth:`sample_params` for the same samples, in the same order.
+
+        Returns:
+            the stressed images: same shape, dtype and device, in [0, 1].
+
+        Shape:
+            images: (N, C, H, W); returns (N, C, H, W).
+
+        Raises:
+            StressorError: bad images, or params drawn for another batch size.
+        """
         check_images(images, self.name)
+        if params.seeds and len(params.seeds) != images.shape[0]:
+            raise StressorError(
+                f"{self.name}: params were drawn for {len(params.seeds)} samples, images hold {images.shape[0]}"
+            )
         dtype = images.dtype
         out = self._apply(images.float(), params)
         return out.clamp_(0.0, 1.0).to(dtype)

@@ -6,94 +6,11 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
-from PIL import Image
-from torch import nn
+from cvaudit_fixtures import ConstantNet, save_model, write_config
 
 from audit.cli import main
-
-
-class ColourNet(nn.Module):
-    """Predicts the class from the mean of each channel (deterministic, no training)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 8.0 * x.mean(dim=(2, 3))
-
-
-class ConstantNet(nn.Module):
-    def __init__(self, value: float, width: int):
-        super().__init__()
-        self.value, self.width = value, width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.full((x.shape[0], self.width), self.value)
-
-
-COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
-
-
-def make_dataset(root: Path, n: int = 24) -> Path:
-    """n images of three colours (class = dominant channel), two cameras, written as PNG."""
-    (root / "img").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(n):
-        label = i % 3
-        arr = np.clip(np.array(COLOURS[label]) + rng.integers(-20, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / "img" / f"{i}.png")
-        rows.append({"sample_id": f"s{i:03d}", "path": f"img/{i}.png", "label": label,
-                     "camera": "A" if i % 2 else "B", "capture_date": "2026-01-01", "consent": "granted"})
-    with open(root / "manifest.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return root / "manifest.csv"
-
-
-def save_model(path: Path, module: nn.Module) -> Path:
-    torch.jit.save(torch.jit.script(module), str(path))
-    return path
-
-
-POLICY = """\
-version: 1
-name: e2e
-rules:
-  - id: clean-accuracy
-    condition: clean
-    metric: accuracy
-    min: {threshold}
-    blocking: true
-"""
-
-
-def write_config(root: Path, *, model: str = "model.pt", threshold: float = 0.5, extra: str = "", stressors: str | None = None) -> Path:
-    (root / "policy.yaml").write_text(POLICY.format(threshold=threshold))
-    stressors = stressors if stressors is not None else (
-        "  - {name: night, severities: [1, 5]}\n  - {name: blur, kind: gaussian, severities: [1, 5]}\n"
-    )
-    text = (
-        "seed: 0\ndevice: cpu\nbatch_size: 5\n"
-        f"model:\n  path: {model}\n  input_size: [16, 16]\n  mean: [0, 0, 0]\n  std: [1, 1, 1]\n  class_names: [red, green, blue]\n"
-        "data:\n  manifest: manifest.csv\n  attributes: [camera]\n  num_workers: 0\n"
-        f"stressors:\n{stressors}"
-        "policy: policy.yaml\n"
-        "evaluation:\n  min_group_size: 5\n  n_bootstrap: 50\n"
-        "report:\n  formats: [html]\n" + extra
-    )
-    cfg = root / "config.yaml"
-    cfg.write_text(text)
-    return cfg
-
-
-@pytest.fixture()
-def workspace(tmp_path: Path) -> Path:
-    make_dataset(tmp_path)
-    save_model(tmp_path / "model.pt", ColourNet())
-    return tmp_path
 
 
 def run(cfg: Path, out: Path, *args: str):
@@ -140,8 +57,28 @@ def test_same_seed_same_results(workspace):
     assert run(cfg, workspace / "b", "--batch-size", "7").exit_code == 0
     a = json.loads((workspace / "a" / "results.json").read_text())
     b = json.loads((workspace / "b" / "results.json").read_text())
-    assert a["conditions"] == b["conditions"]
-    assert (workspace / "a" / "predictions.csv").read_text() == (workspace / "b" / "predictions.csv").read_text()
+    assert_tree_close(a["conditions"], b["conditions"], tol=1e-9)
+    rows_a, rows_b = (list(csv.DictReader(open(workspace / d / "predictions.csv"))) for d in "ab")
+    assert [(r["sample_id"], r["condition"], r["prediction"]) for r in rows_a] == [
+        (r["sample_id"], r["condition"], r["prediction"]) for r in rows_b
+    ]
+    assert max(abs(float(x["p_true"]) - float(y["p_true"])) for x, y in zip(rows_a, rows_b)) <= 2e-6
+
+
+def assert_tree_close(a, b, *, tol: float, path: str = "") -> None:
+    """Equal structure and integers; floats equal to ``tol`` (summation order may differ)."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, abs=tol, rel=tol), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_tree_close(a[k], b[k], tol=tol, path=f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_tree_close(x, y, tol=tol, path=f"{path}[{i}]")
+    else:
+        assert a == b, path
 
 
 def test_skip_bad_images_is_counted(workspace):
