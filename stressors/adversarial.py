@@ -1,0 +1,17 @@
+"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump.
+
+Each class has ``name``, ``severities`` (the epsilons, pixel units of [0, 1]),
+``model_aware = True`` and
+``perturb(model, images, labels, *, severity, sample_ids, seed) -> Tensor``.
+``attack(...)`` takes the same arguments and returns an
+:class:`~stressors.attacks.common.AttackResult` (images, fooled mask, failed
+starts); ``perturb`` keeps it in ``last_result`` and HopSkipJump's samples
+without a starting point are in ``last_failed_starts``.
+
+Defaults and their sources are in :mod:`stressors.attacks.gradient` and
+:mod:`stressors.attacks.hopskipjump`.
+"""
+
+from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump
+
+__all__ = ["FGSM", "PGD", "PGDL2", "Attack", "AttackResult", "DeepFool", "HopSkipJump"]
