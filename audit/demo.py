@@ -100,8 +100,22 @@ def build_demo_data(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def train_demo_model(data: dict[str, np.ndarray], *, seed: int = 0, epochs: int = 30) -> DigitsCNN:
-    """Train :class:`DigitsCNN` on the demo's training split (a few seconds on a CPU)."""
+def _photometric_jitter(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Mild training augmentation: contrast, brightness and sensor-noise jitter per image."""
+    n = x.shape[0]
+    contrast = 0.5 + 0.5 * torch.rand(n, 1, 1, 1, generator=g)
+    brightness = 0.3 * (torch.rand(n, 1, 1, 1, generator=g) - 0.5)
+    sigma = 0.08 * torch.rand(n, 1, 1, 1, generator=g)
+    x = 0.5 + contrast * (x - 0.5) + brightness + sigma * torch.randn(x.shape, generator=g)
+    return x.clamp(0, 1)
+
+
+def train_demo_model(data: dict[str, np.ndarray], *, seed: int = 0, epochs: int = 12) -> DigitsCNN:
+    """Train :class:`DigitsCNN` on the demo's training split (seconds on a CPU).
+
+    Half of each batch gets mild photometric jitter, as a production model would be
+    trained with; the model stays clearly worse on camera B, which it rarely saw.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DigitsCNN()
@@ -115,7 +129,10 @@ def train_demo_model(data: dict[str, np.ndarray], *, seed: int = 0, epochs: int 
             perm = torch.randperm(len(y), generator=g)
             for start in range(0, len(y), 64):
                 idx = perm[start : start + 64]
-                loss = F.cross_entropy(model((x[idx] - mean) / std), y[idx])
+                xb = x[idx]
+                half = len(idx) // 2
+                xb = torch.cat([_photometric_jitter(xb[:half], g), xb[half:]])
+                loss = F.cross_entropy(model((xb - mean) / std), y[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -14,11 +14,11 @@ from stressors.filters import coordinate_grid, linear_to_srgb, srgb_to_linear
 #: Per severity: (light lost in stops, camera gain in stops, sodium cast 0..1, desaturation 0..1,
 #: vignetting 0..1, highlight compression 0..0.5).
 LEVELS = (
-    (3.0, 1.0, 0.40, 0.20, 0.15, 0.20),
-    (4.0, 1.3, 0.55, 0.30, 0.20, 0.30),
-    (5.0, 1.7, 0.70, 0.40, 0.25, 0.40),
-    (6.0, 2.0, 0.80, 0.50, 0.30, 0.45),
-    (7.0, 2.5, 0.90, 0.60, 0.35, 0.50),
+    (2.0, 1.0, 0.30, 0.20, 0.15, 0.20),
+    (3.0, 1.5, 0.45, 0.30, 0.20, 0.30),
+    (4.0, 2.0, 0.60, 0.40, 0.25, 0.40),
+    (5.0, 2.5, 0.75, 0.50, 0.30, 0.45),
+    (6.0, 3.0, 0.90, 0.60, 0.35, 0.50),
 )
 #: Electrons collected by a pixel at full scale in daylight exposure, and read noise (e- rms):
 #: typical of a small (phone / dash-cam) sensor.
@@ -47,11 +47,11 @@ class Night(ImageStressor):
     ========  ==========  =========  ============  ===========  ===============
     severity  light lost  gain       net exposure  sodium cast  SNR at mid-grey
     ========  ==========  =========  ============  ===========  ===============
-    1         3 stops     +1 stop    -2 stops      40 %         ~9
-    2         4 stops     +1.3       -2.7 stops    55 %         ~6
-    3         5 stops     +1.7       -3.3 stops    70 %         ~4
-    4         6 stops     +2         -4 stops      80 %         ~2.5
-    5         7 stops     +2.5       -4.5 stops    90 %         ~1.5
+    1         2 stops     +1 stop    -1 stop       30 %         ~13 (dusk)
+    2         3 stops     +1.5       -1.5 stops    45 %         ~9
+    3         4 stops     +2         -2 stops      60 %         ~6
+    4         5 stops     +2.5       -2.5 stops    75 %         ~4
+    5         6 stops     +3         -3 stops      90 %         ~2.8 (deep night)
     ========  ==========  =========  ============  ===========  ===============
 
     Daylight highlights are also compressed (the sky is not lit at night) and
