@@ -76,8 +76,7 @@ def write_config(root: Path, *, model: str = "model.pt", threshold: float = 0.5,
         f"model:\n  path: {model}\n  input_size: [16, 16]\n  mean: [0, 0, 0]\n  std: [1, 1, 1]\n  class_names: [red, green, blue]\n"
         "data:\n  manifest: manifest.csv\n  attributes: [camera]\n  num_workers: 0\n"
         + (f"stressors:\n{stressors}" if stressors else "stressors: []\n")
-        + 
-        "policy: policy.yaml\n"
+        + "policy: policy.yaml\n"
         "evaluation:\n  min_group_size: 5\n  n_bootstrap: 50\n"
         "report:\n  formats: [html]\n" + extra
     )
