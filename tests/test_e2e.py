@@ -144,3 +144,53 @@ def test_bad_input_exits_2_with_one_line_and_no_report(workspace, case):
     assert len(lines) == 1 and lines[0].startswith("cvaudit: error: "), result.output
     assert fragment in lines[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+def test_signed_run_verifies_and_detects_tampering(workspace):
+    keys = workspace / "keys"
+    assert CliRunner().invoke(main, ["keygen", "--out", str(keys)]).exit_code == 0
+    cfg = write_config(workspace, stressors="  - {name: night, severities: [3]}\n",
+                       extra="  sign_key: keys\n")
+    cfg.write_text(cfg.read_text().replace("formats: [html]", "formats: [html, pdf]"))
+    out = workspace / "out"
+    result = run(cfg, out)
+    assert result.exit_code == 0, result.output
+    for name in ("report.pdf", "attestation.dsse.json"):
+        assert (out / name).is_file()
+    verify = CliRunner().invoke(main, ["verify", str(out), "--key", str(keys)])
+    assert verify.exit_code == 0, verify.output
+    envelope = json.loads((out / "attestation.dsse.json").read_text())
+    import base64
+
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    subjects = {s["name"] for s in statement["subject"]}
+    assert {"results.json", "predictions.csv", "junit.xml", "report.html", "report.pdf"} <= subjects
+    assert any(name.startswith("model:") or name.endswith("model.pt") for name in subjects), subjects
+    data = bytearray((out / "predictions.csv").read_bytes())
+    data[-3] ^= 1
+    (out / "predictions.csv").write_bytes(bytes(data))
+    tampered = CliRunner().invoke(main, ["verify", str(out), "--key", str(keys)])
+    assert tampered.exit_code == 1 and "predictions.csv" in tampered.output
+
+
+def test_bad_sign_key_exits_2_before_any_output(workspace):
+    (workspace / "keys").mkdir()
+    cfg = write_config(workspace, stressors="", extra="  sign_key: keys\n")
+    out = workspace / "out"
+    result = run(cfg, out)
+    assert result.exit_code == 2 and "keys" in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_baseline_comparison(workspace):
+    cfg = write_config(workspace, stressors="  - {name: night, severities: [5]}\n")
+    assert run(cfg, workspace / "old").exit_code == 0
+    result = run(cfg, workspace / "new", "--baseline", str(workspace / "old" / "results.json"))
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((workspace / "new" / "results.json").read_text())["baseline_comparison"]
+    overall = [c for c in comparison if c["attribute"] is None] if any("attribute" in c for c in comparison) else comparison
+    assert {c["condition"] for c in overall} >= {"clean", "night@5"}
+    assert all(c["delta"] == 0 and not c["regressed"] for c in comparison if c.get("delta") is not None)
+    bad = run(cfg, workspace / "x", "--baseline", str(workspace / "nothing.json"))
+    assert bad.exit_code == 2 and "baseline results not found" in bad.output
