@@ -205,7 +205,7 @@ stressors:
   - {name: blur, kind: defocus, severities: [1, 3, 5]}
   - {name: occlusion, fill: black, severities: [1, 3, 5]}
   - {name: pgd, epsilons: [0.0, 0.01, 0.03, 0.1, 0.5], steps: 20}
-  - {name: fgsm, epsilons: [0.01, 0.03, 0.1]}
+  - {name: fgsm, epsilons: [0.0, 0.01, 0.03, 0.1]}
 policy: demo
 evaluation:
   min_group_size: 30

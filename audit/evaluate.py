@@ -50,6 +50,9 @@ class EvalState:
     attack_failures: dict[str, int] = field(default_factory=dict)
 
 
+#: Statistics key of the clean images restricted to the attack subset (not a condition of its own).
+SUBSET_CLEAN = "clean@attack-subset"
+
 PRED_COLUMNS = ["sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"]
 
 
@@ -130,6 +133,12 @@ def evaluate(
             for c in conditions
         }
     )
+    subset_clean = settings.attack_indices is not None and any(c.model_aware for c in conditions)
+    if subset_clean:  # the clean reference of attacks run on a subset (like-for-like drops)
+        state.stats[SUBSET_CLEAN] = AuditStats(
+            num_classes=settings.num_classes, num_slots=num_slots, n_bootstrap=settings.n_bootstrap,
+            seed=settings.seed, top_k=settings.top_k,
+        )
     attr_names = list(table.attributes)
     loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
     with open(predictions_path, "w", newline="", encoding="utf-8") as fh:
@@ -168,6 +177,13 @@ def evaluate(
                 probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
                 y = labels[sel]
                 state.stats[cond.id].update(probs, y, batch_slots[sel], batch_keys[sel])
+                if cond.stressor is None and subset_clean:
+                    in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
+                    if in_subset.any():
+                        state.stats[SUBSET_CLEAN].update(probs[in_subset], y[in_subset], batch_slots[in_subset], batch_keys[in_subset])
+                failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
+                if failed is not None:
+                    state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
                 if settings.gallery_mode != "none" and cond.id not in state.gallery:
                     state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
                 rows.extend(_rows(order, cond, idx[sel], y, probs, table, attr_names))

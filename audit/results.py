@@ -19,6 +19,7 @@ import torch
 from audit.conditions import Condition, stressor_descriptions
 from audit.config import AuditConfig
 from audit.data import SampleTable
+from audit.evaluate import SUBSET_CLEAN
 from audit.groups import SlotLayout
 from audit.model import sha256_file
 
@@ -131,6 +132,17 @@ def assemble_results(
     min_size = cfg.evaluation.min_group_size
     subset = len(attack_indices) if attack_indices is not None else None
     cond_entries = [_condition_entry(c, computed[c.id], layout, min_size, subset, class_names) for c in conditions]
+    for entry in cond_entries:
+        if entry["id"] in state.attack_failures:
+            entry["failed_starts"] = state.attack_failures[entry["id"]]
+    natural = [e for e in cond_entries if not e["model_aware"]]
+    attacks = [e for e in cond_entries if e["model_aware"]]
+    # Attacks on a subset are compared with the clean images of the same subset.
+    reference = cond_entries[0]
+    if SUBSET_CLEAN in computed:
+        reference = _condition_entry(Condition("clean"), computed[SUBSET_CLEAN], layout, min_size, None, class_names)
+        reference["attack_subset"] = subset
+    adversarial = [reference, *attacks] if attacks else []
     skipped = {s["sample"] for s in state.skipped}
     attrs = {
         a: dict(sorted(Counter(v for sid, v in zip(table.ids, values) if sid not in skipped).items()))
@@ -168,13 +180,18 @@ def assemble_results(
         "conditions": cond_entries,
     }
     results["fairness"] = _fairness(cond_entries, layout, min_size)
-    results["robustness"] = robustness.accuracy_drops(cond_entries)
-    results["robustness_summary"] = robustness.corruption_errors(cond_entries)
-    results["robustness_disparity"] = robustness.robustness_disparity(cond_entries, min_group_size=min_size)
-    results["error_shift"] = robustness.error_shift(cond_entries)
+    results["robustness"] = robustness.accuracy_drops(natural) + (robustness.accuracy_drops(adversarial) if attacks else [])
+    results["robustness_summary"] = robustness.corruption_errors(natural)
+    results["robustness_disparity"] = robustness.robustness_disparity(natural, min_group_size=min_size) + (
+        robustness.robustness_disparity(adversarial, min_group_size=min_size) if attacks else []
+    )
+    results["error_shift"] = robustness.error_shift(natural) + (robustness.error_shift(adversarial) if attacks else [])
+    if SUBSET_CLEAN in computed:
+        results["attack_reference"] = {"attack_subset": subset, "metrics": reference["metrics"], "groups": reference["groups"]}
     if baseline is not None:
         results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline, min_group_size=min_size)
-    results["adversarial_checks"] = sanity_checks(cond_entries) if any(c.model_aware for c in conditions) else []
+    attack_kinds = {c.label: c.stressor.name for c in conditions if c.model_aware}
+    results["adversarial_checks"] = sanity_checks(adversarial, attacks=attack_kinds) if attacks else []
     results["governance"] = {"findings": findings}
     if state.gallery:
         results["gallery"] = [{"condition": cid, "image": uri} for cid, uri in state.gallery.items()]

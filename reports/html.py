@@ -179,7 +179,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "worst": worst,
         "worst_natural": min((c for c in stressed if str(c.get("stressor")) not in adversarial), key=_acc, default=None),
         "worst_attack": min((c for c in stressed if str(c.get("stressor")) in adversarial), key=_acc, default=None),
-        "drops": {r.get("condition"): r.get("accuracy_drop") for r in _list(results.get("robustness")) if isinstance(r, dict)},
+        "drops": {r.get("condition"): r.get("drop", r.get("accuracy_drop")) for r in _list(results.get("robustness")) if isinstance(r, dict)},
         "stressors": [s for s in _list(results.get("stressors")) if isinstance(s, dict)],
         "severity_chart": _severity_chart(conditions, clean, adversarial),
         "adversarial_chart": _adversarial_chart(conditions, clean, adversarial),
@@ -190,7 +190,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "class_names": class_names,
         "error_types": _dict(clean.get("error_types")),
         "fairness": [f for f in _list(results.get("fairness")) if isinstance(f, dict)],
-        "disparity": [d for d in _list(results.get("robustness_disparity")) if isinstance(d, dict)],
+        "disparity": [_disparity_row(d) for d in _list(results.get("robustness_disparity")) if isinstance(d, dict)],
         "findings": [f for f in _list(_dict(results.get("governance")).get("findings")) if isinstance(f, dict)],
         "gallery": gallery,
         "group_columns": [(g.get("attribute"), g.get("value")) for g in groups],
@@ -362,6 +362,19 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _disparity_row(d: Mapping[str, Any]) -> dict[str, Any]:
+    """One robustness-disparity row: the group that loses most, its drop, and the spread of drops."""
+    drops = d.get("drops") if isinstance(d.get("drops"), Mapping) else {}
+    worst = d.get("worst_group", d.get("group"))
+    return {
+        "condition": d.get("condition"),
+        "attribute": d.get("attribute"),
+        "group": worst,
+        "accuracy_drop": _number(drops.get(worst)) if worst is not None else _number(d.get("accuracy_drop")),
+        "disparity": _number(d.get("disparity")),
+    }
 
 
 def _limitations(v: Mapping[str, Any], *, dropped_images: int) -> list[str]:

@@ -123,8 +123,11 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
                              "equalized_odds_difference": round(rng.uniform(0.02, 0.2), 4),
                              "demographic_parity_difference": round(rng.uniform(0.01, 0.1), 4)})
             if c["stressor"]:
-                disparity.append({"condition": c["id"], "attribute": attribute, "group": worst["value"],
-                                  "accuracy_drop": round(rng.uniform(0.05, 0.3), 4), "worst": True})
+                drops = {g["value"]: round(rng.uniform(0.05, 0.3), 4) for g in gs}
+                loser = max(drops, key=drops.get)
+                disparity.append({"condition": c["id"], "stressor": c["stressor"], "severity": c["severity"],
+                                  "attribute": attribute, "worst_group": loser, "drops": drops,
+                                  "disparity": round(max(drops.values()) - min(drops.values()), 4), "excluded": []})
     counts = {a: {v: 2000 // len(vs) for v in vs} for a, vs in ATTRIBUTES.items()}
     results = {
         "schema_version": "1.0",
@@ -139,7 +142,8 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
         "conditions": conditions,
         "fairness": fairness,
         "robustness": [{"condition": c["id"], "stressor": c["stressor"], "severity": c["severity"],
-                        "accuracy_drop": round(clean - c["metrics"]["accuracy"], 4)} for c in conditions[1:]],
+                        "accuracy": c["metrics"]["accuracy"], "clean_accuracy": clean,
+                        "drop": round(clean - c["metrics"]["accuracy"], 4)} for c in conditions[1:]],
         "robustness_disparity": disparity,
         "adversarial_checks": [
             {"check": "gradient_masking", "status": "pass", "attack": "pgd", "observed": 0.0,
