@@ -196,6 +196,7 @@ def assemble_results(
     if state.gallery:
         results["gallery"] = [{"condition": cid, "image": uri} for cid, uri in state.gallery.items()]
     results["provenance"] = {
+        "seed": cfg.seed,
         "config": str(config_path) if config_path else None,
         "config_sha256": sha256_file(config_path) if config_path and Path(config_path).is_file() else None,
         "started": started.isoformat(timespec="seconds"),
