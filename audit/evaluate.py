@@ -167,19 +167,21 @@ def evaluate(
             labels_dev = labels.to(device)
             batch_keys, batch_slots = keys[idx], slots[idx]
             rows: list[tuple[int, int, list]] = []
+            in_subset = None
+            if settings.attack_indices is not None:
+                in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
             for order, cond in enumerate(conditions):
-                sel = torch.ones(len(idx), dtype=torch.bool)
-                if cond.model_aware and settings.attack_indices is not None:
-                    sel = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
-                    if not sel.any():
+                if cond.model_aware and in_subset is not None:
+                    if not in_subset.any():
                         continue
-                sel_dev = sel.to(device)
-                x = _stress(cond, model, images[sel_dev], labels_dev[sel_dev], batch_keys[sel], settings.seed)
+                    sel, sel_dev = in_subset, in_subset.to(device)
+                    x_in, y_dev, k, sl, ix, y = images[sel_dev], labels_dev[sel_dev], batch_keys[sel], batch_slots[sel], idx[sel], labels[sel]
+                else:  # the whole batch: no copies
+                    x_in, y_dev, k, sl, ix, y = images, labels_dev, batch_keys, batch_slots, idx, labels
+                x = _stress(cond, model, x_in, y_dev, k, settings.seed)
                 probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
-                y = labels[sel]
-                state.stats[cond.id].update(probs, y, batch_slots[sel], batch_keys[sel])
+                state.stats[cond.id].update(probs, y, sl, k)
                 if cond.stressor is None and subset_clean:
-                    in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
                     if in_subset.any():
                         state.stats[SUBSET_CLEAN].update(probs[in_subset], y[in_subset], batch_slots[in_subset], batch_keys[in_subset])
                 failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
@@ -187,7 +189,7 @@ def evaluate(
                     state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
                 if settings.gallery_mode != "none" and cond.id not in state.gallery:
                     state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
-                rows.extend(_rows(order, cond, idx[sel], y, probs, table, attr_names))
+                rows.extend(_rows(order, cond, ix, y, probs, table, attr_names))
             rows.sort(key=lambda r: (r[0], r[1]))
             writer.writerows(r[2] for r in rows)
             if progress:

@@ -194,3 +194,24 @@ def test_baseline_comparison(workspace):
     assert all(c["delta"] == 0 and not c["regressed"] for c in comparison if c.get("delta") is not None)
     bad = run(cfg, workspace / "x", "--baseline", str(workspace / "nothing.json"))
     assert bad.exit_code == 2 and "baseline results not found" in bad.output
+
+
+def test_attack_subset_is_compared_like_for_like(workspace):
+    cfg = write_config(workspace, stressors="  - {name: pgd, epsilons: [0.0, 0.05], steps: 5}\n")
+    out = workspace / "out"
+    result = run(cfg, out, "--attack-samples", "9")
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    pgd = {c["id"]: c for c in results["conditions"] if c["model_aware"]}
+    assert set(pgd) == {"pgd@0", "pgd@0.05"}
+    assert all(c["metrics"]["n"] == 9 and c["attack_subset"] == 9 for c in pgd.values())
+    assert results["evaluation"]["attack_samples"] == 9
+    reference = results["attack_reference"]
+    assert reference["metrics"]["n"] == 9 and reference["metrics"]["accuracy"] == pgd["pgd@0"]["metrics"]["accuracy"]
+    drop0 = next(r for r in results["robustness"] if r["condition"] == "pgd@0")
+    assert drop0["drop"] == 0
+    zero = next(c for c in results["adversarial_checks"] if c["check"] == "adversarial.zero_epsilon_matches_clean")
+    assert zero["status"] == "pass"
+    with open(out / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sum(r["condition"] == "pgd@0.05" for r in rows) == 9
