@@ -114,6 +114,11 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
     if case == "nan-output":
         save_model(workspace / "nan.pt", ConstantNet(float("nan"), 3))
         return write_config(workspace, model="nan.pt"), "NaN or inf"
+    if case == "probabilities-not-normalised":
+        save_model(workspace / "prob.pt", ConstantNet(0.5, 3))
+        cfg = write_config(workspace, model="prob.pt")
+        cfg.write_text(cfg.read_text().replace("  path: prob.pt", "  path: prob.pt\n  outputs: probabilities"))
+        return cfg, "do not sum to 1"
     if case == "unknown-key":
         cfg = write_config(workspace)
         cfg.write_text(cfg.read_text() + "colour: red\n")
@@ -132,7 +137,8 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing-image", "label-out-of-range", "empty-dataset", "width-mismatch", "nan-output", "unknown-key",
+    ["missing-image", "label-out-of-range", "empty-dataset", "width-mismatch", "nan-output",
+     "probabilities-not-normalised", "unknown-key",
      "missing-model", "unreadable-model", "unknown-stressor", "missing-config"],
 )
 def test_bad_input_exits_2_with_one_line_and_no_report(workspace, case):
@@ -181,6 +187,17 @@ def test_bad_sign_key_exits_2_before_any_output(workspace):
     result = run(cfg, out)
     assert result.exit_code == 2 and "keys" in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_attribute_values_are_a_reported_group(workspace):
+    text = (workspace / "manifest.csv").read_text().replace("s001,img/1.png,1,A", "s001,img/1.png,1,")
+    (workspace / "manifest.csv").write_text(text)
+    out = workspace / "out"
+    assert run(write_config(workspace, stressors=""), out).exit_code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"]["attributes"]["camera"] == {"<missing>": 1, "A": 11, "B": 12}
+    groups = {g["value"]: g for g in results["conditions"][0]["groups"]}
+    assert groups["<missing>"]["metrics"]["n"] == 1 and groups["<missing>"]["insufficient_data"]
 
 
 def test_baseline_comparison(workspace):
