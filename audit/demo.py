@@ -143,7 +143,7 @@ def train_demo_model(data: dict[str, np.ndarray], *, seed: int = 0, epochs: int 
 def _write_images(folder: Path, data: dict[str, np.ndarray]) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, (img, k) in enumerate(zip(data["audit_x"], data["audit_index"])):
+    for img, k in zip(data["audit_x"], data["audit_index"]):
         name = f"digit-{int(k):04d}.png"
         Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / name)
         paths.append(f"images/{name}")

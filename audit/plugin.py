@@ -96,7 +96,7 @@ class RuleOutcome:
         if r["status"] == "fail" and r.get("blocking"):
             raise AssertionError(detail)
         if r["status"] in ("fail", "warn"):
-            warnings.warn(CvauditWarning(detail))
+            warnings.warn(CvauditWarning(detail), stacklevel=2)
 
 
 def _policy_of(marker: pytest.Mark) -> str:

@@ -186,7 +186,7 @@ def reliability_diagram(bins: Sequence[dict], *, title: str, colour: str = PALET
         The SVG markup. Bars show accuracy; the red outline is the gap to the
         bin's mean confidence (over-confidence when the outline is above).
     """
-    left, top, right, bottom = 44, 22, 10, 36
+    left, top, right = 44, 22, 10
     plot = size - left - right
     body = [_text(left + plot / 2, 14, title, size=10, anchor="middle", extra=' font-weight="bold"')]
 

@@ -321,7 +321,7 @@ def _verify_subjects(folder: Path, listed, report_files: set[str], given, acc: _
         if actual == expected:
             acc.add(name, True, f"sha256 matches the attestation ({actual[:16]}...)")
         else:
-            acc.add(name, False, f"sha256 differs from the attestation: file changed after signing")
+            acc.add(name, False, "sha256 differs from the attestation: file changed after signing")
 
 
 def _inside(folder: Path, path: Path) -> bool:

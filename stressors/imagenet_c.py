@@ -40,6 +40,9 @@ MOTION_RADIUS_SIGMA = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))
 CONTRAST_FACTOR = (0.4, 0.3, 0.2, 0.1, 0.05)
 BRIGHTNESS_SHIFT = (0.1, 0.2, 0.3, 0.4, 0.5)
 
+#: Elements per chunk for elementwise passes on the CPU (about 2 MB of float32: L2/L3-resident).
+_CACHE_ELEMENTS = 1 << 19
+
 
 class _ImageNetC(ImageStressor):
     """Shared settings: the severities and the reference size for spatial scaling."""
@@ -166,10 +169,27 @@ class Brightness(_ImageNetC):
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         shift = BRIGHTNESS_SHIFT[int(params.severity) - 1]
-        value = images.amax(dim=1, keepdim=True)
-        new_value = (value + shift).clamp(max=1.0)
-        ratio = new_value / value.clamp(min=1e-12)
-        return torch.where(value > 0, images * ratio, new_value.expand_as(images))
+        n, c = images.shape[:2]
+        out = torch.empty_like(images)
+        # A few images at a time, so that the planes stay in the CPU cache between passes.
+        chunk = n if images.device.type != "cpu" else max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
+        for start in range(0, n, chunk):
+            x, o = images[start : start + chunk], out[start : start + chunk]
+            value = x[:, 0].clone()
+            for ch in range(1, c):
+                torch.maximum(value, x[:, ch], out=value)
+            new_value = (value + shift).clamp_(max=1.0)
+            # Float arithmetic instead of boolean masks (several times faster on the CPU):
+            # lit = 1 where V > 0, else 0; there ratio = V'/V and offset = 0, elsewhere
+            # (black pixels) ratio = 0 and offset = V', so out = x * ratio + offset is exactly
+            # x * V'/V for lit pixels and grey V' for black ones.
+            lit = torch.sign(value).clamp_(min=0.0)
+            scaled = new_value * lit
+            ratio = scaled.div(value.clamp_(min=1e-12))
+            offset = new_value.sub_(scaled)
+            for ch in range(c):
+                torch.addcmul(offset, x[:, ch], ratio, out=o[:, ch])
+        return out
 
 
 # ------------------------------------------------------------------ kernels
