@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from stressors.base import ImageStressor, Params, StressorError, uniform
-from stressors.filters import disk_kernel, fft_filter, gaussian_kernel2d, line_kernels
+from stressors.filters import correlate, disk_kernel, fft_filter, gaussian_kernel2d, line_kernels
 
 #: Kernel size per severity as a fraction of the image's shorter side, per kind.
 FRACTIONS: dict[str, tuple[float, ...]] = {
@@ -84,5 +84,5 @@ class Blur(ImageStressor):
         elif self.kind == "gaussian":
             kernels = gaussian_kernel2d(size)
         else:
-            kernels = line_kernels(size, params["angle_deg"])
+            return correlate(images, line_kernels(size, params["angle_deg"]), border="reflect")
         return fft_filter(images, kernels, border="reflect")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stressors.base import ImageStressor, Params, StressorError, noise_like, uniform
-from stressors.filters import disk_kernel, fft_filter
+from stressors.filters import correlate, disk_kernel, fft_filter
 
 # Constants of imagecorruptions 1.1.2, corruptions.py (severity 1..5).
 GAUSSIAN_NOISE_SIGMA = (0.08, 0.12, 0.18, 0.26, 0.38)
@@ -136,7 +136,7 @@ class MotionBlur(_ImageNetC):
         kernels = imagenet_c_motion_kernels(
             max(0, round(radius * scale)), max(sigma * scale, 1e-3), params["angle_deg"], images.shape[-2:]
         )
-        return fft_filter(images, kernels, border="replicate")
+        return correlate(images, kernels, border="replicate")
 
 
 class Contrast(_ImageNetC):
