@@ -39,7 +39,9 @@ class Blur(ImageStressor):
     centred, anti-aliased line (uniform camera or subject motion during the
     exposure) at an angle drawn per sample uniformly in [0, 180) degrees;
     gaussian an isotropic Gaussian (a generic soft lens or atmospheric blur).
-    Borders are reflected. All kinds run as one FFT correlation per batch.
+    Borders are reflected. Defocus and gaussian run as one FFT correlation per
+    batch; motion streaks (few non-zero taps) as direct sums of shifted images on
+    the CPU (see :func:`stressors.filters.correlate`), with the same result.
 
     Args:
         kind: ``"defocus"`` (default), ``"motion"`` or ``"gaussian"``.

@@ -9,6 +9,10 @@ transformed back. The cost does not depend on the kernel size, and per-sample
 kernels (a motion blur with a different angle per image) cost nothing extra.
 The result equals a direct spatial correlation up to float32 rounding.
 
+Kernels with few non-zero taps (motion streaks) are cheaper as that direct
+correlation: :func:`sparse_filter` sums one shifted view of the image per tap.
+:func:`correlate` picks, per sample, whichever of the two is cheaper on the CPU.
+
 Kernels are built on the CPU in float64 (they are tiny) and moved to the
 images' device by :func:`fft_filter`.
 """

@@ -19,7 +19,8 @@ Motion blur: the original ImageNet-C used Wand/ImageMagick's ``motion_blur``;
 one-sided line of ``2 * radius + 1`` taps with half-Gaussian weights of the
 given sigma, at an angle drawn uniformly in [-45, 45] degrees, edges
 replicated). :class:`MotionBlur` builds that same line kernel per sample and
-applies it with one FFT correlation.
+applies it as a direct sum of its 2 * radius + 1 shifted taps (on the CPU; an FFT
+correlation elsewhere, see :func:`stressors.filters.correlate`).
 """
 
 from __future__ import annotations
