@@ -42,6 +42,8 @@ class ModelConfig(_Strict):
             raise ValueError("model.factory must look like 'package.module:function'")
         if len(self.mean) != len(self.std):
             raise ValueError("model.mean and model.std must have the same length")
+        if len(self.mean) not in (1, self.channels):
+            raise ValueError(f"model.mean and model.std need 1 or {self.channels} values (model.channels)")
         if any(s <= 0 for s in self.std):
             raise ValueError("model.std must be positive")
         return self

@@ -76,8 +76,16 @@ def _class_names(cfg: AuditConfig, table_names: list[str] | None, width: int) ->
 def _probe_width(model: Any, dataset: AuditDataset, device: torch.device) -> int:
     """The model's output width, from one forward pass on a blank image."""
     c, (h, w) = dataset.channels, dataset.size
-    with torch.no_grad():
-        out = model(torch.full((1, c, h, w), 0.5, device=device))
+    try:
+        with torch.no_grad():
+            out = model(torch.full((1, c, h, w), 0.5, device=device))
+    except AuditError:
+        raise
+    except Exception as err:  # the user's model rejected an input of the configured shape
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise AuditError(
+            f"model: the forward pass failed on a (1, {c}, {h}, {w}) input (model.channels, model.input_size): {first}"
+        ) from None
     return int(out.shape[1])
 
 

@@ -119,6 +119,11 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
         cfg = write_config(workspace, model="prob.pt")
         cfg.write_text(cfg.read_text().replace("  path: prob.pt", "  path: prob.pt\n  outputs: probabilities"))
         return cfg, "do not sum to 1"
+    if case == "wrong-input-channels":
+        import torch
+
+        save_model(workspace / "gray.pt", torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()))
+        return write_config(workspace, model="gray.pt"), "forward pass failed on a (1, 3, 16, 16) input"
     if case == "unknown-key":
         cfg = write_config(workspace)
         cfg.write_text(cfg.read_text() + "colour: red\n")
@@ -138,7 +143,7 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
 @pytest.mark.parametrize(
     "case",
     ["missing-image", "label-out-of-range", "empty-dataset", "width-mismatch", "nan-output",
-     "probabilities-not-normalised", "unknown-key",
+     "probabilities-not-normalised", "wrong-input-channels", "unknown-key",
      "missing-model", "unreadable-model", "unknown-stressor", "missing-config"],
 )
 def test_bad_input_exits_2_with_one_line_and_no_report(workspace, case):

@@ -55,6 +55,7 @@ def test_overrides_win(tmp_path):
         ("- 1\n- 2\n", "must be a YAML mapping"),
         (BASE.replace("seed: 3", "seed: three"), "seed"),
         (BASE + "device: tpu\n", "device"),
+        (BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  channels: 1"), "need 1 or 1 values"),
         (BASE.replace("attributes: [camera]", "attributes: [camera]\n  intersections: [[camera, ink]]"), "not listed in data.attributes"),
     ],
 )
