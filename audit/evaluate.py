@@ -14,7 +14,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from PIL import Image
@@ -122,79 +122,93 @@ def evaluate(
     Raises:
         AuditError: bad image (unless skipping), label out of range, bad model output.
     """
-    state = EvalState(
-        stats={
-            c.id: AuditStats(
-                num_classes=settings.num_classes,
-                num_slots=num_slots,
-                n_bootstrap=settings.n_bootstrap,
-                seed=settings.seed,
-                top_k=settings.top_k,
-            )
-            for c in conditions
-        }
-    )
+    def new_stats() -> AuditStats:
+        return AuditStats(num_classes=settings.num_classes, num_slots=num_slots,
+                          n_bootstrap=settings.n_bootstrap, seed=settings.seed, top_k=settings.top_k)
+
+    state = EvalState(stats={c.id: new_stats() for c in conditions})
     subset_clean = settings.attack_indices is not None and any(c.model_aware for c in conditions)
     if subset_clean:  # the clean reference of attacks run on a subset (like-for-like drops)
-        state.stats[SUBSET_CLEAN] = AuditStats(
-            num_classes=settings.num_classes, num_slots=num_slots, n_bootstrap=settings.n_bootstrap,
-            seed=settings.seed, top_k=settings.top_k,
-        )
+        state.stats[SUBSET_CLEAN] = new_stats()
     attr_names = list(table.attributes)
     loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
     with open(predictions_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        for batch in loader:
-            for index, reason in batch["bad"]:
-                where = table.paths[index] if table.paths is not None else f"{table.source}[{index}]"
-                if settings.on_bad_image == "error":
-                    raise AuditError(f"{where}: sample {table.ids[index]}: {reason}")
-                state.skipped.append({"sample": table.ids[index], "reason": reason})
-            if batch["images"] is None:
-                if progress:
-                    progress(len(batch["bad"]))
-                continue
-            idx = batch["index"]
-            labels = torch.tensor([table.labels[i] for i in idx.tolist()], dtype=torch.int64)
-            out_of_range = (labels < 0) | (labels >= settings.num_classes)
-            if out_of_range.any():
-                i = int(idx[out_of_range.nonzero()[0, 0]])
-                raise AuditError(
-                    f"{table.source}: sample {table.ids[i]}: label {table.labels[i]} is outside the model's "
-                    f"{settings.num_classes} classes (0..{settings.num_classes - 1})"
-                )
-            images = batch["images"].to(device)
-            labels_dev = labels.to(device)
-            batch_keys, batch_slots = keys[idx], slots[idx]
-            rows: list[tuple[int, int, list]] = []
-            in_subset = None
-            if settings.attack_indices is not None:
-                in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
-            for order, cond in enumerate(conditions):
-                if cond.model_aware and in_subset is not None:
-                    if not in_subset.any():
+        for raw in loader:
+            _record_bad_images(raw["bad"], table, settings, state)
+            if raw["images"] is not None:
+                batch = _Batch.build(raw, table, keys, slots, settings, device)
+                rows: list[tuple[int, int, list]] = []
+                for order, cond in enumerate(conditions):
+                    part = batch.attack_part() if cond.model_aware else batch
+                    if part is None:
                         continue
-                    sel, sel_dev = in_subset, in_subset.to(device)
-                    x_in, y_dev, k, sl, ix, y = images[sel_dev], labels_dev[sel_dev], batch_keys[sel], batch_slots[sel], idx[sel], labels[sel]
-                else:  # the whole batch: no copies
-                    x_in, y_dev, k, sl, ix, y = images, labels_dev, batch_keys, batch_slots, idx, labels
-                x = _stress(cond, model, x_in, y_dev, k, settings.seed)
-                probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
-                state.stats[cond.id].update(probs, y, sl, k)
-                if cond.stressor is None and subset_clean:
-                    if in_subset.any():
-                        state.stats[SUBSET_CLEAN].update(probs[in_subset], y[in_subset], batch_slots[in_subset], batch_keys[in_subset])
-                failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
-                if failed is not None:
-                    state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
-                if settings.gallery_mode != "none" and cond.id not in state.gallery:
-                    state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
-                rows.extend(_rows(order, cond, ix, y, probs, table, attr_names))
-            rows.sort(key=lambda r: (r[0], r[1]))
-            writer.writerows(r[2] for r in rows)
+                    x = _stress(cond, model, part.images, part.labels_dev, part.keys, settings.seed)
+                    probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
+                    state.stats[cond.id].update(probs, part.labels, part.slots, part.keys)
+                    if cond.stressor is None and subset_clean and batch.in_subset.any():
+                        m = batch.in_subset
+                        state.stats[SUBSET_CLEAN].update(probs[m], part.labels[m], part.slots[m], part.keys[m])
+                    failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
+                    if failed is not None:
+                        state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
+                    if settings.gallery_mode != "none" and cond.id not in state.gallery:
+                        state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
+                    rows.extend(_rows(order, cond, part.index, part.labels, probs, table, attr_names))
+                rows.sort(key=lambda r: (r[0], r[1]))
+                writer.writerows(r[2] for r in rows)
             if progress:
-                progress(len(idx) + len(batch["bad"]))
+                progress(len(raw["index"]) + len(raw["bad"]))
     return state
+
+
+def _record_bad_images(bad: list[tuple[int, str]], table: SampleTable, settings: EvalSettings, state: EvalState) -> None:
+    """Fail on the first undecodable image, or count it as skipped (``on_bad_image``)."""
+    for index, reason in bad:
+        where = table.paths[index] if table.paths is not None else f"{table.source}[{index}]"
+        if settings.on_bad_image == "error":
+            raise AuditError(f"{where}: sample {table.ids[index]}: {reason}")
+        state.skipped.append({"sample": table.ids[index], "reason": reason})
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One decoded batch with everything a condition needs (images and labels on the device)."""
+
+    index: Tensor
+    images: Tensor
+    labels: Tensor
+    labels_dev: Tensor
+    keys: Tensor
+    slots: Tensor
+    in_subset: Tensor | None  # attack subset mask, when attacks run on a subset
+
+    @classmethod
+    def build(cls, raw: dict[str, Any], table: SampleTable, keys: Tensor, slots: Tensor,
+              settings: EvalSettings, device: torch.device) -> "_Batch":
+        idx = raw["index"]
+        labels = torch.tensor([table.labels[i] for i in idx.tolist()], dtype=torch.int64)
+        out_of_range = (labels < 0) | (labels >= settings.num_classes)
+        if out_of_range.any():
+            i = int(idx[out_of_range.nonzero()[0, 0]])
+            raise AuditError(
+                f"{table.source}: sample {table.ids[i]}: label {table.labels[i]} is outside the model's "
+                f"{settings.num_classes} classes (0..{settings.num_classes - 1})"
+            )
+        in_subset = None
+        if settings.attack_indices is not None:
+            in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
+        return cls(idx, raw["images"].to(device), labels, labels.to(device), keys[idx], slots[idx], in_subset)
+
+    def attack_part(self) -> "_Batch | None":
+        """The samples to attack: the whole batch, its attack-subset part, or None if empty."""
+        if self.in_subset is None:
+            return self
+        if not self.in_subset.any():
+            return None
+        m, m_dev = self.in_subset, self.in_subset.to(self.images.device)
+        return _Batch(self.index[m], self.images[m_dev], self.labels[m], self.labels_dev[m_dev],
+                      self.keys[m], self.slots[m], None)
 
 
 def _rows(order: int, cond: Condition, idx: Tensor, labels: Tensor, probs: Tensor, table: SampleTable, attrs: list[str]):
