@@ -87,7 +87,7 @@ def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     table = Table(title="cvaudit: accuracy per condition")
     for col in ("condition", "n", "accuracy", "95% CI", "ECE", "worst group (gap)"):
         table.add_column(col, justify="right" if col not in ("condition", "worst group (gap)") else "left")
