@@ -133,8 +133,8 @@ def main() -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("cvaudit-out"), show_default=True, help="Output folder.")
 @click.option("--seed", type=int, default=None, help="Override the config's seed.")
 @click.option("--device", type=str, default=None, help="auto | cpu | cuda | cuda:N (overrides the config).")
-@click.option("--batch-size", type=int, default=None, help="Override the config's batch size.")
-@click.option("--attack-samples", type=int, default=None, help="Attack a seeded subset of N samples, stratified by group and class.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the config's batch size.")
+@click.option("--attack-samples", type=click.IntRange(min=1), default=None, help="Attack a seeded subset of N samples, stratified by group and class.")
 @click.option("--baseline", type=click.Path(path_type=Path), default=None, help="A results.json of the deployed model to compare against.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -155,10 +155,7 @@ def run_config(config: Path, *, out_dir: Path, seed=None, device=None, batch_siz
     from audit.config import load_config
     from audit.runner import run_audit
 
-    overrides: dict[str, Any] = {"seed": seed, "device": device, "batch_size": batch_size}
-    cfg = load_config(config, **overrides)
-    if attack_samples is not None:
-        cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"attack_samples": attack_samples})})
+    cfg = load_config(config, seed=seed, device=device, batch_size=batch_size, attack_samples=attack_samples)
     outcome = run_audit(cfg, config_path=config, out_dir=out_dir, baseline=baseline,
                         progress=_progress_factory(not quiet))
     return outcome if outcome.results else None

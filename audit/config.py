@@ -6,11 +6,13 @@ are relative to the config file and are resolved by :func:`load_config`.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from audit.errors import AuditError
 
@@ -26,7 +28,7 @@ class ModelConfig(_Strict):
     factory: str | None = None
     weights: Path | None = None
     outputs: Literal["logits", "probabilities"] = "logits"
-    input_size: tuple[int, int] = (224, 224)
+    input_size: tuple[PositiveInt, PositiveInt] = (224, 224)
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     channels: Literal[1, 3] = 3
@@ -44,8 +46,12 @@ class ModelConfig(_Strict):
             raise ValueError("model.mean and model.std must have the same length")
         if len(self.mean) not in (1, self.channels):
             raise ValueError(f"model.mean and model.std need 1 or {self.channels} values (model.channels)")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ValueError("model.mean and model.std must be finite numbers")
         if any(s <= 0 for s in self.std):
             raise ValueError("model.std must be positive")
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            raise ValueError("model.class_names contains a name twice")
         return self
 
 
@@ -66,7 +72,19 @@ class DataConfig(_Strict):
         given = [k for k in ("manifest", "images", "npz") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of data.manifest, data.images or data.npz")
+        if len(set(self.attributes)) != len(self.attributes):
+            raise ValueError("data.attributes names an attribute twice")
+        reserved = {"sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"}
+        clash = [a for a in self.attributes if a in reserved]
+        if clash:
+            raise ValueError(f"data.attributes: {clash[0]!r} is a predictions.csv column; rename the attribute")
+        seen_combos: set[frozenset[str]] = set()
         for combo in self.intersections:
+            if len(set(combo)) != len(combo):
+                raise ValueError(f"data.intersections: {combo} names an attribute twice")
+            if frozenset(combo) in seen_combos:
+                raise ValueError(f"data.intersections: {combo} is listed twice")
+            seen_combos.add(frozenset(combo))
             if len(combo) < 2:
                 raise ValueError(f"data.intersections: {combo} needs at least two attributes")
             missing = [a for a in combo if a not in self.attributes]
@@ -82,10 +100,13 @@ class StressorConfig(BaseModel):
 
     name: str
     severities: list[float] | None = None
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     @property
     def options(self) -> dict[str, Any]:
         opts = dict(self.model_extra or {})
+        if self.label is not None:
+            opts["label"] = self.label
         if self.severities is not None:
             opts["severities"] = [int(s) if float(s).is_integer() else s for s in self.severities]
         return opts
@@ -122,7 +143,7 @@ class AuditConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value in ("auto", "cpu", "cuda") or value.startswith("cuda:"):
+        if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
 
@@ -171,7 +192,7 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
 
 
 def load_config(path: str | Path, **overrides: Any) -> AuditConfig:
-    """Read and validate ``config.yaml``; ``overrides`` (seed, device, batch_size) win.
+    """Read and validate ``config.yaml``; ``overrides`` (seed, device, batch_size, attack_samples) win.
 
     Raises:
         AuditError: the file is missing, not YAML, or does not match the schema.
@@ -190,5 +211,11 @@ def load_config(path: str | Path, **overrides: Any) -> AuditConfig:
         where = f" (line {mark.line + 1})" if mark else ""
         raise AuditError(f"{path}: not valid YAML{where}") from None
     if isinstance(raw, dict):
-        raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        nested = {"attack_samples": "evaluation"}  # command-line options that live in a section
+        raw = {**raw, **{k: v for k, v in given.items() if k not in nested}}
+        for key, section in nested.items():
+            if key in given:
+                base = raw.get(section) if isinstance(raw.get(section), dict) else {}
+                raw[section] = {**base, key: given[key]}
     return parse_config(raw, source=path, base_dir=path.parent.resolve())

@@ -67,11 +67,12 @@ class SampleTable:
 # ----------------------------------------------------------------------- reading
 
 
-def _read_manifest_rows(path: Path) -> list[dict[str, str]]:
+def _read_manifest_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs of a CSV (header on line 1) or JSONL manifest."""
     try:
         if path.suffix.lower() == ".jsonl":
             rows = []
-            with path.open(encoding="utf-8") as fh:
+            with path.open(encoding="utf-8-sig") as fh:
                 for lineno, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
@@ -81,66 +82,94 @@ def _read_manifest_rows(path: Path) -> list[dict[str, str]]:
                         raise AuditError(f"{path}: line {lineno}: not valid JSON") from None
                     if not isinstance(obj, dict):
                         raise AuditError(f"{path}: line {lineno}: expected a JSON object")
-                    rows.append({k: "" if v is None else str(v) for k, v in obj.items()})
+                    rows.append((lineno, {k: "" if v is None else str(v) for k, v in obj.items()}))
             return rows
-        with path.open(encoding="utf-8", newline="") as fh:
-            return [dict(r) for r in csv.DictReader(fh)]
+        with path.open(encoding="utf-8-sig", newline="") as fh:  # -sig: Excel writes a BOM
+            reader = csv.DictReader(fh)
+            rows = []
+            for row in reader:
+                lineno = reader.line_num
+                if None in row or any(v is None for v in row.values()):
+                    got = len([v for k, v in row.items() if k is not None and v is not None]) + len(row.get(None) or [])
+                    raise AuditError(f"{path}: line {lineno}: expected {len(reader.fieldnames or [])} fields, got {got}")
+                rows.append((lineno, dict(row)))
+            return rows
     except FileNotFoundError:
         raise AuditError(f"{path}: manifest not found") from None
     except UnicodeDecodeError:
         raise AuditError(f"{path}: manifest is not UTF-8 text") from None
+    except csv.Error as err:
+        raise AuditError(f"{path}: not a readable CSV file ({err})") from None
 
 
-def _parse_label(raw: str, *, where: str, class_names: Sequence[str] | None) -> int:
-    raw = (raw or "").strip()
-    if class_names is not None and raw in class_names:
-        return list(class_names).index(raw)
-    try:
-        return int(raw)
-    except ValueError:
-        known = f"; known class names: {list(class_names)}" if class_names else ""
-        raise AuditError(f"{where}: label {raw!r} is not an integer or a class name{known}") from None
+def _label_reader(raw_labels: list[str], *, path: Path, class_names: Sequence[str] | None):
+    """Decide once per manifest whether labels are class names or integer indices.
+
+    Mixing the two readings would silently mislabel samples when class names look
+    like integers, so the whole column must be of one kind.
+    """
+    names = list(class_names) if class_names is not None else None
+    if names is not None and all(r in names for r in raw_labels):
+        return lambda raw, where: names.index(raw)
+
+    def as_int(raw: str, where: str) -> int:
+        try:
+            return int(raw)
+        except ValueError:
+            known = f"; known class names: {names}" if names else ""
+            raise AuditError(f"{where}: label {raw!r} is not an integer or a class name{known}") from None
+
+    return as_int
 
 
 def read_manifest(path: Path, cfg: DataConfig, *, class_names: Sequence[str] | None) -> SampleTable:
-    rows = _read_manifest_rows(path)
-    if not rows:
+    numbered = _read_manifest_rows(path)
+    if not numbered:
         raise AuditError(f"{path}: the dataset is empty (no rows)")
-    columns = set(rows[0])
-    for required in ("path", "label"):
-        if required not in columns:
-            raise AuditError(f"{path}: column {required!r} is missing (columns: {sorted(columns)})")
-    for attr in cfg.attributes:
-        if attr not in columns:
-            raise AuditError(f"{path}: attribute {attr!r} named in data.attributes is not a column")
+    rows = [row for _, row in numbered]
+    for lineno, row in numbered:
+        for required in ("path", "label", *cfg.attributes):
+            if required not in row:
+                what = "attribute " if required in cfg.attributes else ""
+                raise AuditError(f"{path}: line {lineno}: {what}column {required!r} is missing (columns: {sorted(row)})")
+    use_ids = cfg.id_column in rows[0]
+    if not use_ids and "id_column" in cfg.model_fields_set:
+        raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(rows[0])})")
+    read_label = _label_reader([(r["label"] or "").strip() for r in rows], path=path, class_names=class_names)
     base = path.parent
     ids, labels, paths = [], [], []
-    for i, row in enumerate(rows):
-        sid = (row.get(cfg.id_column) or row["path"]).strip()
-        where = f"{path}: row {i + 2} (sample {sid})"
-        if not row["path"]:
+    for lineno, row in numbered:
+        sid = ((row.get(cfg.id_column) if use_ids else None) or row["path"]).strip()
+        where = f"{path}: line {lineno} (sample {sid})"
+        if not row["path"].strip():
             raise AuditError(f"{where}: empty path")
         ids.append(sid)
-        labels.append(_parse_label(row["label"], where=where, class_names=class_names))
-        p = Path(row["path"])
+        labels.append(read_label((row["label"] or "").strip(), where))
+        p = Path(row["path"].strip())
         paths.append(p if p.is_absolute() else base / p)
     _check_unique(ids, path)
     attributes = {a: [(r.get(a) or "").strip() or MISSING for r in rows] for a in cfg.attributes}
     return SampleTable(path, ids, labels, attributes, paths=paths, rows=rows)
 
 
-def read_image_folder(root: Path, cfg: DataConfig) -> SampleTable:
+def read_image_folder(root: Path, cfg: DataConfig, *, class_names: Sequence[str] | None = None) -> SampleTable:
+    """An ImageFolder tree: one folder per class. Labels follow ``model.class_names`` when
+    given (every folder must be one of them), else the sorted folder names."""
     if not root.is_dir():
         raise AuditError(f"{root}: image folder not found")
     if cfg.attributes:
         raise AuditError(f"{root}: data.attributes needs a manifest; an ImageFolder has no attribute columns")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir())
+    classes = list(class_names) if class_names is not None else folders
+    unknown = [f for f in folders if f not in classes]
+    if unknown:
+        raise AuditError(f"{root}: class folder {unknown[0]!r} is not in model.class_names {classes}")
     ids, labels, paths = [], [], []
-    for k, cls in enumerate(classes):
+    for cls in folders:
         for f in sorted((root / cls).rglob("*")):
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
                 ids.append(f.relative_to(root).as_posix())
-                labels.append(k)
+                labels.append(classes.index(cls))
                 paths.append(f)
     if not ids:
         raise AuditError(f"{root}: the dataset is empty (no images in class folders)")
@@ -149,30 +178,45 @@ def read_image_folder(root: Path, cfg: DataConfig) -> SampleTable:
 
 
 def read_npz(path: Path, cfg: DataConfig) -> SampleTable:
+    """An ``.npz`` with ``images`` (N,H,W), (N,H,W,C) or (N,C,H,W) with C in 1 or 3 — uint8,
+    uint16 or float in [0, 1] — integer ``labels`` (N,), optional ``sample_ids`` and one (N,)
+    array per attribute. The arrays are memory-mapped only as far as NumPy's npz reader
+    allows: an npz is loaded whole, so use a manifest for datasets larger than memory."""
     try:
         archive = np.load(path, allow_pickle=False)
+        files = archive.files
+        for key in ("images", "labels"):
+            if key not in files:
+                raise AuditError(f"{path}: array {key!r} is missing (arrays: {files})")
+        images, labels = archive["images"], archive["labels"]
+        extra = {k: archive[k] for k in ["sample_ids", *cfg.attributes] if k in files}
     except FileNotFoundError:
         raise AuditError(f"{path}: npz file not found") from None
     except (OSError, ValueError) as err:
-        raise AuditError(f"{path}: not a readable .npz file ({err})") from None
-    for key in ("images", "labels"):
-        if key not in archive.files:
-            raise AuditError(f"{path}: array {key!r} is missing (arrays: {archive.files})")
-    images, labels = archive["images"], archive["labels"]
+        raise AuditError(f"{path}: not a readable .npz file ({str(err).splitlines()[0]})") from None
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))):
+        raise AuditError(f"{path}: 'labels' must be a 1-D array of integers (got shape {labels.shape}, dtype {labels.dtype})")
     n = len(labels)
     if n == 0:
         raise AuditError(f"{path}: the dataset is empty (no samples)")
-    if images.shape[0] != n:
-        raise AuditError(f"{path}: {images.shape[0]} images but {n} labels")
-    ids = [str(s) for s in archive["sample_ids"]] if "sample_ids" in archive.files else [str(i) for i in range(n)]
+    channels_ok = images.ndim == 3 or (images.ndim == 4 and (images.shape[-1] in (1, 3) or images.shape[1] in (1, 3)))
+    if images.shape[0] != n or not channels_ok or images.dtype.kind not in "uif":
+        raise AuditError(
+            f"{path}: 'images' must be (N,H,W), (N,H,W,C) or (N,C,H,W) with C = 1 or 3 and N = {n} labels, "
+            f"numeric; got shape {images.shape}, dtype {images.dtype}"
+        )
+    ids = [str(s) for s in extra["sample_ids"]] if "sample_ids" in extra else [str(i) for i in range(n)]
     _check_unique(ids, path)
     attributes = {}
     for attr in cfg.attributes:
-        if attr not in archive.files:
+        if attr not in extra:
             raise AuditError(f"{path}: attribute {attr!r} named in data.attributes is not an array in the file")
-        attributes[attr] = [str(v) if str(v) != "" else MISSING for v in archive[attr]]
-    rows = [{"sample_id": i, "label": str(int(y)), **{a: attributes[a][j] for a in attributes}} for j, (i, y) in enumerate(zip(ids, labels))]
-    return SampleTable(path, ids, [int(y) for y in labels], attributes, rows=rows, npz_images=images)
+        if extra[attr].shape != (n,):
+            raise AuditError(f"{path}: attribute {attr!r} has shape {extra[attr].shape}; expected ({n},)")
+        attributes[attr] = [str(v) if str(v) != "" else MISSING for v in extra[attr]]
+    int_labels = [int(y) for y in labels]
+    rows = [{"sample_id": i, "label": str(y), **{a: attributes[a][j] for a in attributes}} for j, (i, y) in enumerate(zip(ids, int_labels))]
+    return SampleTable(path, ids, int_labels, attributes, rows=rows, npz_images=images)
 
 
 def _check_unique(ids: list[str], source: Path) -> None:
@@ -188,12 +232,20 @@ def read_samples(cfg: DataConfig, *, class_names: Sequence[str] | None) -> Sampl
     if cfg.manifest is not None:
         return read_manifest(cfg.manifest, cfg, class_names=class_names)
     if cfg.images is not None:
-        return read_image_folder(cfg.images, cfg)
+        return read_image_folder(cfg.images, cfg, class_names=class_names)
     assert cfg.npz is not None
     return read_npz(cfg.npz, cfg)
 
 
 # ----------------------------------------------------------------------- decoding
+
+
+def _check_unit_range(arr: np.ndarray, what: str) -> None:
+    """Raise ValueError (a bad image) for NaN/inf or values outside [0, 1]: never clip silently."""
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contain NaN or inf")
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError(f"{what} outside [0, 1] (got {arr.min():.3g}..{arr.max():.3g})")
 
 
 def to_float_array(img: Image.Image) -> np.ndarray:
@@ -203,7 +255,9 @@ def to_float_array(img: Image.Image) -> np.ndarray:
         scale = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         return (np.clip(arr / scale, 0, 1)[..., None]).astype(np.float32)
     if img.mode == "F":
-        return np.clip(np.asarray(img, dtype=np.float32), 0, 1)[..., None]
+        arr = np.asarray(img, dtype=np.float32)
+        _check_unit_range(arr, "float image")
+        return arr[..., None]
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -255,8 +309,7 @@ class AuditDataset(Dataset):
                 arr = arr.astype(np.float32) / 65535.0
             else:
                 arr = arr.astype(np.float32)
-                if arr.min() < 0 or arr.max() > 1:
-                    raise ValueError("float pixel values outside [0, 1]")
+                _check_unit_range(arr, f"{self.table.npz_images.dtype} pixels")
             return to_tensor(arr, channels=self.channels, size=self.size)
         with Image.open(self.table.paths[i]) as img:
             img.load()

@@ -6,7 +6,8 @@ samples. Statistics are torchmetrics states with ``dist_reduce_fx="sum"``, so
 parameters, attack starts, bootstrap weights) is keyed by sample id, the
 merged result equals the single-process one. Each rank writes its own
 predictions part; rank 0 merges the parts in dataset order and writes every
-output. The backend is NCCL when the ranks run on CUDA devices, gloo otherwise.
+output. The statistics live on the CPU, so they are reduced with gloo; CUDA ranks
+add NCCL for CUDA tensors (``cpu:gloo,cuda:nccl``), each bound to its own GPU.
 """
 
 from __future__ import annotations
@@ -23,15 +24,24 @@ def _env_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def rank_and_world() -> tuple[int, int]:
+def rank_and_world(requested_device: str = "auto") -> tuple[int, int]:
     """Initialise the process group when launched by torchrun; return (rank, world size)."""
     world = _env_world()
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("CVAUDIT_DIST_BACKEND") != "gloo" else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend_for(requested_device))
     return dist.get_rank(), dist.get_world_size()
+
+
+def backend_for(requested_device: str) -> str:
+    """gloo for CPU ranks; for CUDA ranks NCCL for CUDA tensors and gloo for the CPU-side
+    statistics and object collectives (``cpu:gloo,cuda:nccl``). Each CUDA rank first
+    binds to its own GPU (``LOCAL_RANK``). ``CVAUDIT_DIST_BACKEND=gloo`` forces gloo."""
+    if os.environ.get("CVAUDIT_DIST_BACKEND") == "gloo" or local_device(requested_device) == "cpu":
+        return "gloo"
+    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return "cpu:gloo,cuda:nccl"
 
 
 def is_distributed() -> bool:
@@ -61,6 +71,19 @@ def shared_work_dir(path: Path) -> Path:
 
 def part_path(work: Path, rank: int) -> Path:
     return work / f"predictions.part-{rank:05d}.csv"
+
+
+def sum_counts(counts: dict[str, int]) -> dict[str, int]:
+    """Add small per-rank counters (e.g. attack failed starts) across ranks."""
+    if not is_distributed():
+        return counts
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, counts)
+    total: dict[str, int] = {}
+    for part in out:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def gather_lists(items: list[Any]) -> list[Any]:

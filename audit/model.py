@@ -35,12 +35,15 @@ PROB_TOLERANCE = 1e-3
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu."""
+    """``auto`` -> cuda if available, else cpu; a CUDA ordinal must exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise AuditError(f"device: {name!r} requested but CUDA is not available on this machine")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise AuditError(f"device: {name!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    return device
 
 
 def sha256_file(path: Path) -> str:
@@ -89,16 +92,24 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
 
 
-def _load_factory(cfg: ModelConfig) -> nn.Module:
+def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
+    """Import ``package.module:function`` (the config's folder and the working directory are
+    searched first, so a module beside the config is found) and call it."""
     module_name, _, func_name = cfg.factory.partition(":")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, ".")
+    search = [str(p) for p in (base_dir, Path.cwd()) if p is not None]
+    saved = list(sys.path)
+    sys.path[:0] = [p for p in search if p not in sys.path]
     try:
         module = importlib.import_module(module_name)
         factory = getattr(module, func_name)
     except (ImportError, AttributeError) as err:
         raise AuditError(f"model.factory: cannot import {cfg.factory!r} ({err})") from None
-    net = factory()
+    finally:
+        sys.path[:] = saved
+    try:
+        net = factory()
+    except Exception as err:
+        raise AuditError(f"model.factory: {cfg.factory!r} raised {type(err).__name__}: {str(err).strip()[:200]}") from None
     if not isinstance(net, nn.Module):
         raise AuditError(f"model.factory: {cfg.factory!r} returned {type(net).__name__}, not a torch.nn.Module")
     if cfg.weights is not None:
@@ -182,7 +193,7 @@ def check_probabilities(p: Tensor) -> None:
         )
 
 
-def load_model(cfg: ModelConfig, device: torch.device) -> tuple[AuditModel, dict]:
+def load_model(cfg: ModelConfig, device: torch.device, *, base_dir: Path | None = None) -> tuple[AuditModel, dict]:
     """Load the configured model onto ``device``, in eval mode.
 
     Returns:
@@ -192,7 +203,7 @@ def load_model(cfg: ModelConfig, device: torch.device) -> tuple[AuditModel, dict
         AuditError: missing or unreadable file, bad factory or weights.
     """
     if cfg.factory is not None:
-        net, fmt = _load_factory(cfg), "factory"
+        net, fmt = _load_factory(cfg, base_dir), "factory"
         ident_path = cfg.weights
     else:
         net, fmt = _load_file(cfg.path)

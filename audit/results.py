@@ -124,6 +124,7 @@ def assemble_results(
     attack_indices: set[int] | None,
     baseline: dict[str, Any] | None,
     started: dt.datetime,
+    device: str,
 ) -> dict[str, Any]:
     """The results dict (everything but ``policy``, which the policy engine adds)."""
     from audit import robustness
@@ -201,7 +202,7 @@ def assemble_results(
         "config_sha256": sha256_file(config_path) if config_path and Path(config_path).is_file() else None,
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": cfg.device,
+        "device": device,
         "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
         "versions": _versions(),
     }

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -59,11 +60,11 @@ class AuditOutcome:
         return 0 if self.verdict == "pass" else 1
 
 
-def _class_names(cfg: AuditConfig, table_names: list[str] | None, width: int) -> list[str]:
+def _class_names(cfg: AuditConfig, table_names: list[str] | None, width: int, source: str) -> list[str]:
     if cfg.model.class_names is not None:
         if len(cfg.model.class_names) != width:
             raise AuditError(
-                f"model.class_names has {len(cfg.model.class_names)} names but the model outputs {width} classes"
+                f"{source}: model.class_names has {len(cfg.model.class_names)} names but the model outputs {width} classes"
             )
         return list(cfg.model.class_names)
     if table_names is not None:
@@ -109,7 +110,8 @@ def run_audit(
     from reports import load_signing_keys
 
     started = now or dt.datetime.now(dt.timezone.utc)
-    rank, world = distributed.rank_and_world()
+    rank, world = distributed.rank_and_world(cfg.device)
+    _check_out_dir(out_dir)
     policy = _load_policy(cfg.policy)
     passphrase = os.environ.get("CVAUDIT_KEY_PASSPHRASE")
     passphrase_bytes = passphrase.encode() if passphrase else None
@@ -119,11 +121,12 @@ def run_audit(
     baseline_results = _load_baseline(baseline) if baseline else None
 
     device = resolve_device(cfg.device if world == 1 else distributed.local_device(cfg.device))
-    model, model_info = load_model(cfg.model, device)
+    base_dir = Path(config_path).resolve().parent if config_path else None
+    model, model_info = load_model(cfg.model, device, base_dir=base_dir)
     table = read_samples(cfg.data, class_names=cfg.model.class_names)
     dataset_all = AuditDataset(table, cfg.model)
     width = _probe_width(model, dataset_all, device)
-    class_names = _class_names(cfg, table.class_names, width)
+    class_names = _class_names(cfg, table.class_names, width, str(config_path or "config"))
     conditions = build_conditions(cfg.stressors, source=str(config_path or "config"))
     if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
         gradient = [c.stressor.name for c in conditions if c.model_aware and c.stressor.name != "hopskipjump"]
@@ -162,7 +165,12 @@ def run_audit(
             predictions_path=distributed.part_path(work, rank), progress=tick,
         )
         state.skipped = distributed.gather_lists(state.skipped)
-        computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks
+        order = {sid: i for i, sid in enumerate(table.ids)} if state.skipped else {}
+        state.skipped.sort(key=lambda s: order[s["sample"]])  # dataset order, whatever the ranks
+        state.attack_failures = distributed.sum_counts(state.attack_failures)
+        with warnings.catch_warnings():  # a condition with no sample (all skipped) is reported with n = 0
+            warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+            computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks
         distributed.barrier()  # every part file is complete
         if rank != 0:
             return AuditOutcome({}, out_dir, [])
@@ -172,7 +180,7 @@ def run_audit(
         results = assemble_results(
             cfg=cfg, config_path=config_path, model_info=model_info, class_names=class_names, table=table,
             conditions=conditions, layout=layout, computed=computed, state=state, findings=findings,
-            attack_indices=attack_indices, baseline=baseline_results, started=started,
+            attack_indices=attack_indices, baseline=baseline_results, started=started, device=str(device),
         )
         results["policy"] = _guard(lambda: policies.check_policy(results, policy))
         files = _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase_bytes, model_info, table)
@@ -180,6 +188,17 @@ def run_audit(
     finally:
         if rank == 0:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Fail before any work when --out cannot hold the outputs."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AuditError(f"--out {out_dir}: exists and is not a folder")
+    parent = out_dir.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise AuditError(f"--out {out_dir}: {parent} is not writable")
 
 
 def _guard(fn: Callable[[], Any]) -> Any:

@@ -135,6 +135,8 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
         return write_config(workspace, model="junk.pt"), "unreadable model file"
     if case == "unknown-stressor":
         return write_config(workspace, stressors="  - {name: fog}\n"), "fog"
+    if case == "out-is-a-file":
+        return write_config(workspace), "exists and is not a folder"
     if case == "missing-config":
         return workspace / "nope.yaml", "config file not found"
     raise AssertionError(case)
@@ -144,17 +146,19 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
     "case",
     ["missing-image", "label-out-of-range", "empty-dataset", "width-mismatch", "nan-output",
      "probabilities-not-normalised", "wrong-input-channels", "unknown-key",
-     "missing-model", "unreadable-model", "unknown-stressor", "missing-config"],
+     "missing-model", "unreadable-model", "unknown-stressor", "missing-config", "out-is-a-file"],
 )
 def test_bad_input_exits_2_with_one_line_and_no_report(workspace, case):
     cfg, fragment = _bad(workspace, case)
     out = workspace / "out"
+    if case == "out-is-a-file":
+        out.write_text("not a folder")
     result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(out), "--quiet"])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("cvaudit: error: "), result.output
     assert fragment in lines[0]
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists() or out.is_file() or not any(out.iterdir())
 
 
 @pytest.mark.slow
@@ -237,3 +241,28 @@ def test_attack_subset_is_compared_like_for_like(workspace):
     with open(out / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert sum(r["condition"] == "pgd@0.05" for r in rows) == 9
+
+
+def test_factory_beside_the_config_from_another_folder(workspace, monkeypatch, tmp_path_factory):
+    (workspace / "mynet.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return 8.0 * x.mean(dim=(2, 3))\n"
+        "def make():\n"
+        "    return Net()\n"
+        "def broken():\n"
+        "    raise RuntimeError('boom')\n"
+    )
+    cfg = write_config(workspace, stressors="")
+    cfg.write_text(cfg.read_text().replace("  path: model.pt", "  factory: 'mynet:make'"))
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    assert run(cfg, workspace / "out").exit_code == 0
+    cfg.write_text(cfg.read_text().replace("mynet:make", "mynet:broken"))
+    result = run(cfg, workspace / "out2")
+    assert result.exit_code == 2 and "'mynet:broken' raised RuntimeError: boom" in result.output
+
+
+def test_attack_samples_must_be_positive(workspace):
+    result = run(write_config(workspace, stressors=""), workspace / "out", "--attack-samples", "0")
+    assert result.exit_code == 2 and "--attack-samples" in result.output

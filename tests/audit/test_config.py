@@ -55,6 +55,15 @@ def test_overrides_win(tmp_path):
         ("- 1\n- 2\n", "must be a YAML mapping"),
         (BASE.replace("seed: 3", "seed: three"), "seed"),
         (BASE + "device: tpu\n", "device"),
+        (BASE + "device: cuda:x\n", "device"),
+        (BASE.replace("input_size: [32, 32]", "input_size: [0, 32]"), "model.input_size.0"),
+        (BASE.replace("input_size: [32, 32]", "input_size: [32, 32]\n  mean: [.nan, 0, 0]"), "finite"),
+        (BASE.replace("input_size: [32, 32]", "input_size: [32, 32]\n  class_names: [a, a]"), "a name twice"),
+        (BASE.replace("attributes: [camera]", "attributes: [camera, camera]"), "attribute twice"),
+        (BASE.replace("attributes: [camera]", "attributes: [label]"), "predictions.csv column"),
+        (BASE.replace("attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, camera]]"), "names an attribute twice"),
+        (BASE.replace("attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, ink], [ink, camera]]"), "listed twice"),
+        (BASE.replace("{name: night, severities: [1, 2]}", "{name: night, label: 'a b@c'}"), "stressors.0.label"),
         (BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  channels: 1"), "need 1 or 1 values"),
         (BASE.replace("attributes: [camera]", "attributes: [camera]\n  intersections: [[camera, ink]]"), "not listed in data.attributes"),
     ],
@@ -71,3 +80,9 @@ def test_bad_configs_name_the_file_and_key(tmp_path, text, expected):
 def test_missing_config_file(tmp_path):
     with pytest.raises(AuditError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_attack_samples_override_is_validated(tmp_path):
+    assert load_config(write(tmp_path, BASE), attack_samples=5).evaluation.attack_samples == 5
+    with pytest.raises(AuditError, match="evaluation.attack_samples"):
+        load_config(write(tmp_path, BASE), attack_samples=0)
