@@ -49,6 +49,7 @@ def write_reports(
     sign_key: str | os.PathLike[str] | None = None,
     passphrase: bytes | None = None,
     extra_subjects: Mapping[str, str | os.PathLike[str]] | None = None,
+    attest_files: Sequence[str] | None = None,
 ) -> list[Path]:
     """Render, sign and attest the reports of one run; every write is atomic.
 
@@ -68,6 +69,10 @@ def write_reports(
         passphrase: Passphrase of the key folder's private keys.
         extra_subjects: Name -> file to attest besides the folder's files,
             e.g. ``{"model.pt": model_path, "manifest.csv": manifest_path}``.
+        attest_files: Names of the folder's files to attest; ``None`` attests
+            every file of :data:`ATTESTED_FILES` present (right for a fresh run
+            folder). A caller re-rendering into a folder that may hold files of
+            another run passes only the files it wrote or checked.
 
     Returns:
         The files written, in writing order.
@@ -100,7 +105,8 @@ def write_reports(
     if "pdf" in formats:
         written.append(_write_pdf(folder / "report.pdf", html, [results_path], keys))
     if keys is not None:
-        written.extend(_write_attestation(folder, results, keys, extra_subjects or {}))
+        names = ATTESTED_FILES if attest_files is None else tuple(attest_files)
+        written.extend(_write_attestation(folder, results, keys, extra_subjects or {}, names))
     return written
 
 
@@ -115,7 +121,9 @@ def _write_pdf(path: Path, html: str, attachments: list[Path], keys: SigningKeys
     return atomic_write_bytes(path, data)
 
 
-def _write_attestation(folder: Path, results: Mapping[str, Any], keys: SigningKeys, extra) -> list[Path]:
+def _write_attestation(
+    folder: Path, results: Mapping[str, Any], keys: SigningKeys, extra, names: Sequence[str]
+) -> list[Path]:
     from reports.attestation import write_attestation
     from reports.keys import ATTESTATION_PUB
 
@@ -129,7 +137,7 @@ def _write_attestation(folder: Path, results: Mapping[str, Any], keys: SigningKe
         "schema_version": results.get("schema_version"),
     }
     pub = atomic_write_bytes(folder / ATTESTATION_PUB, keys.attestation_public_pem)
-    files = [folder / name for name in ATTESTED_FILES if (folder / name).is_file()]
+    files = [folder / name for name in names if (folder / name).is_file()]
     return [pub, write_attestation(folder, files, extra, predicate, keys)]
 
 

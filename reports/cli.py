@@ -73,10 +73,20 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
 
     The results are rendered as stored, never recomputed. results.json is
     copied into --out when it is elsewhere, so it is attached to the PDF and
-    covered by the attestation. Exit 0 when written, 2 on bad input or key.
+    covered by the attestation; junit.xml is written afresh from the results.
+    The attestation covers only what belongs to these results: the files
+    written now, predictions.csv only when --out is the folder the results
+    came from, and the model and manifest only when their files still have the
+    digests recorded in the results. Exit 0 when written, 2 on bad input or key.
     """
-    from reports import ResultsSchemaError, SigningError, write_reports
+    from reports import FORMATS, ResultsSchemaError, SigningError, write_reports
 
+    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    if not wanted:
+        _fail(f"--format {formats!r}: no format given; expected {' and/or '.join(FORMATS)}")
+    unknown = sorted(set(wanted) - set(FORMATS))
+    if unknown:
+        _fail(f"--format {formats!r}: unknown format(s) {', '.join(unknown)}; expected {' and/or '.join(FORMATS)}")
     try:
         raw = results_path.read_bytes()
         results = json.loads(raw)
@@ -84,22 +94,46 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
         _fail(f"{results_path}: cannot be read ({exc.strerror or exc})")
     except ValueError as exc:
         _fail(f"{results_path}: not valid JSON ({str(exc).splitlines()[0]})")
-    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    if not isinstance(results, dict):
+        _fail(f"{results_path}: not a cvaudit results object")
+    notes: list[str] = []
     try:
+        from reports.atomic import atomic_write_bytes
         from reports.html import check_schema_version
+        from reports.junit import write_junit
         from reports.keys import load_signing_keys
 
         check_schema_version(results)
         if sign_key is not None:
             load_signing_keys(sign_key, passphrase_from_env())  # fail before writing anything
-        out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / "results.json"
-        if not (target.exists() and target.resolve() == results_path.resolve()):
-            from reports.atomic import atomic_write_bytes
-
-            atomic_write_bytes(target, raw)
-        written = write_reports(out_dir, results, formats=wanted, sign_key=sign_key,
-                                passphrase=passphrase_from_env(), extra_subjects=None)
+        same_folder = target.is_file() and target.resolve() == results_path.resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        if not same_folder:
+            written.append(atomic_write_bytes(target, raw))
+        attest = ["results.json"]
+        policy = results.get("policy")
+        if isinstance(policy, dict):
+            governance = results.get("governance") if isinstance(results.get("governance"), dict) else {}
+            findings = [f for f in governance.get("findings") or [] if isinstance(f, dict)]
+            written.append(write_junit(policy, findings, out_dir / "junit.xml"))
+            attest.append("junit.xml")
+        elif (out_dir / "junit.xml").exists():
+            notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
+        attest += [f"report.{fmt}" for fmt in wanted]
+        attest_predictions = same_folder and (out_dir / "predictions.csv").is_file()
+        if attest_predictions:
+            attest.append("predictions.csv")
+        elif (out_dir / "predictions.csv").exists():
+            notes.append(f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
+                         "known to belong to these results (render into the folder the results came from)")
+        elif (results_path.parent / "predictions.csv").is_file():
+            notes.append(f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
+                         "re-rendered (render into that folder to attest it)")
+        extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
+        written += write_reports(out_dir, results, formats=wanted, sign_key=sign_key,
+                                 passphrase=passphrase_from_env(), extra_subjects=extra, attest_files=attest)
     except ResultsSchemaError as exc:
         _fail(f"{results_path}: {exc}")
     except (SigningError, ValueError) as exc:
@@ -108,6 +142,33 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
         _fail(f"{getattr(exc, 'filename', None) or out_dir}: {exc.strerror or exc}")
     for path in written:
         click.echo(str(path))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def _external_subjects(results: dict, results_path: Path, notes: list[str]) -> dict[str, Path]:
+    """``model:<name>`` / ``dataset:<name>`` subjects whose files still match the recorded digests."""
+    from reports.attestation import sha256_file
+
+    extra: dict[str, Path] = {}
+    for kind in ("model", "dataset"):
+        section = results.get(kind) if isinstance(results.get(kind), dict) else {}
+        recorded, where = section.get("sha256"), section.get("path")
+        if not where:
+            continue
+        candidates = [Path(str(where))]
+        if not candidates[0].is_absolute():
+            candidates.append(results_path.parent / candidates[0])
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            notes.append(f"{kind} {where}: not found, so it is not in the attestation")
+            continue
+        if not recorded or sha256_file(found) != str(recorded):
+            notes.append(f"{kind} {found}: sha256 differs from the one recorded in the results, so it is not in "
+                         "the attestation")
+            continue
+        extra[f"{kind}:{found.name}"] = found
+    return extra
 
 
 @click.command("verify")

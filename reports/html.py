@@ -85,7 +85,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=fmt_pct, num=fmt_num, ci=fmt_ci, value=fmt_value)
+    env.filters.update(pct=fmt_pct, num=fmt_num, ci=fmt_ci, value=fmt_value, pp=fmt_pp)
     return env
 
 
@@ -93,6 +93,12 @@ def fmt_pct(value: Any, digits: int = 1) -> str:
     """``0.8234 -> "82.3%"``; anything not a finite number -> "—"."""
     number = _number(value)
     return "\u2014" if number is None else f"{100 * number:.{digits}f}%"
+
+
+def fmt_pp(value: Any, digits: int = 1) -> str:
+    """A difference of two accuracies in percentage points: ``0.162 -> "16.2 pp"``; "—" when missing."""
+    number = _number(value)
+    return "\u2014" if number is None else f"{100 * number:.{digits}f} pp"
 
 
 def fmt_num(value: Any, digits: int = 3) -> str:
@@ -173,14 +179,15 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "verdict": verdict,
         "rules": rules,
         "rule_counts": {s: sum(1 for r in rules if r.get("status") == s) for s in ("pass", "fail", "warn", "insufficient_data")},
-        "blocking_failures": [r for r in rules if r.get("status") == "fail" and r.get("blocking")],
+        "blocking_failures": _blocking_failures(policy, rules),
+        "blocking_rule_failures": [r for r in rules if r.get("status") == "fail" and r.get("blocking")],
         "conditions": conditions,
         "clean": clean,
         "worst": worst,
         "worst_natural": min((c for c in stressed if str(c.get("stressor")) not in adversarial), key=_acc, default=None),
         "worst_attack": min((c for c in stressed if str(c.get("stressor")) in adversarial), key=_acc, default=None),
         "drops": {r.get("condition"): r.get("drop", r.get("accuracy_drop")) for r in _list(results.get("robustness")) if isinstance(r, dict)},
-        "stressors": [s for s in _list(results.get("stressors")) if isinstance(s, dict)],
+        "stressors": [_run_levels_only(s) for s in _list(results.get("stressors")) if isinstance(s, dict)],
         "severity_chart": _severity_chart(conditions, clean, adversarial),
         "adversarial_chart": _adversarial_chart(conditions, clean, adversarial),
         "adversarial_checks": [a for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)],
@@ -332,12 +339,14 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
     if clean_m:
         out.append(f"On unaltered images its answer is correct {fmt_pct(clean_m.get('accuracy'))} of the time"
                    f" (95% interval {fmt_ci(clean_m.get('accuracy_ci'))}).")
-    for kind, worst in (("altered-image", v["worst_natural"]), ("attack", v["worst_attack"])):
+    # An attack runs on a subset; its drop is relative to that subset unaltered (results["attack_reference"]).
+    for kind, worst, reference in (("altered-image", v["worst_natural"], "unaltered images"),
+                                   ("attack", v["worst_attack"], "the same images unaltered")):
         if worst:
             drop = _number(v["drops"].get(worst.get("id")))
             out.append(f"The hardest {kind} condition was {worst.get('id')}, where accuracy fell to"
                        f" {fmt_pct(_acc(worst))}"
-                       + (f", {100 * drop:.1f} percentage points below unaltered images." if drop is not None else "."))
+                       + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else "."))
     clean_fair = [f for f in v["fairness"] if f.get("condition") == v["clean"].get("id")
                   and _number(f.get("accuracy_gap")) is not None]
     if clean_fair:
@@ -351,13 +360,41 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
     n = v["rule_counts"]
     if v["rules"]:
         out.append(f"Policy {v['policy'].get('name', '')}: {_count(n['pass'], 'rule')} passed, {n['fail']} failed"
-                   f" ({len(v['blocking_failures'])} of them blocking), {_count(n['warn'], 'warning')},"
+                   f" ({len(v['blocking_rule_failures'])} of them blocking), {_count(n['warn'], 'warning')},"
                    f" {n['insufficient_data']} with too little data.")
     flagged = [f for f in v["findings"] if f.get("status") in ("fail", "warn")]
     if flagged:
         out.append(f"{_count(len(flagged), 'data-governance check')} raised a finding: "
                    + ", ".join(str(f.get("check")) for f in flagged) + ".")
     return out
+
+
+def _blocking_failures(policy: Mapping[str, Any], rules: list[dict]) -> list[str]:
+    """Ids of what made the verdict fail: policy.blocking_failures (rules and governance checks).
+
+    Older results without that key fall back to the failed blocking rules.
+    """
+    listed = policy.get("blocking_failures")
+    if isinstance(listed, list):
+        return [str(x) for x in listed]
+    return [str(r.get("id")) for r in rules if r.get("status") == "fail" and r.get("blocking")]
+
+
+def _run_levels_only(stressor: Mapping[str, Any]) -> dict[str, Any]:
+    """The stressor with ``severity_meaning`` cut to the severities that were run."""
+    out = dict(stressor)
+    meaning, run = stressor.get("severity_meaning"), stressor.get("severities")
+    if isinstance(meaning, Mapping) and isinstance(run, (list, tuple)):
+        wanted = {_as_float(x) for x in run} - {None}
+        out["severity_meaning"] = {k: t for k, t in meaning.items() if _as_float(k) in wanted}
+    return out
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _count(n: int, noun: str) -> str:

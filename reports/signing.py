@@ -4,6 +4,13 @@ The signature is ECDSA P-256 over SHA-256 with ``/SubFilter
 /ETSI.CAdES.detached`` (PAdES baseline B-B), made with the key folder's
 self-signed certificate, which is embedded in the signature. No timestamp
 authority, OCSP or CRL is contacted.
+
+The signed file stays a PDF 1.7 document, as PDF/A-3b requires: pyHanko would
+otherwise declare ``/Version /2.0`` and the ISO 32002 extension because ECDSA
+on P-256 is specified for PDF signatures in ISO 32002 (an extension of PDF
+2.0). PAdES on PDF 1.7 is declared instead with the ETSI ESIC extension
+(``/ESIC``, level 2), which ETSI EN 319 142-1 defines for exactly this case;
+see :class:`_Pdf17Signer`.
 """
 
 from __future__ import annotations
@@ -60,10 +67,30 @@ def sign_pdf_bytes(pdf: bytes, keys: SigningKeys, *, reason: str = "cvaudit audi
     )
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-        out = signers.sign_pdf(writer, meta, signer=signer)
+        out = _pdf17_signer_class()(meta, signer).sign_pdf(writer)
     except (PdfError, ValueError) as exc:
         raise SigningError(f"cannot sign PDF: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     return out.getvalue()
+
+
+def _pdf17_signer_class():
+    """A :class:`pyhanko.sign.signers.PdfSigner` that keeps the document at PDF 1.7 (PDF/A-3b).
+
+    pyHanko's ``PdfSigner.register_extensions`` adds the ESIC extension for
+    PAdES and, for ECDSA on a NIST curve, the ISO 32002 extension, which raises
+    the catalogue's ``/Version`` to 2.0. The override registers only what PAdES
+    on PDF 1.7 needs; the signature bytes are the same.
+    """
+    from pyhanko.sign import signers
+    from pyhanko.sign.fields import SigSeedSubFilter
+    from pyhanko.sign.signers.pdf_signer import _ensure_esic_ext
+
+    class _Pdf17Signer(signers.PdfSigner):
+        def register_extensions(self, pdf_out, *, md_algorithm: str) -> None:
+            if self.signature_meta.subfilter == SigSeedSubFilter.PADES:
+                _ensure_esic_ext(pdf_out)
+
+    return _Pdf17Signer
 
 
 def sign_pdf(

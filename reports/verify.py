@@ -15,7 +15,14 @@
   (integrity only: whoever can replace the files can replace that key too).
   Then every subject's SHA-256 is recomputed: report files must be present
   next to the attestation; extra subjects (model, manifest) are checked when
-  their file is given in ``subjects`` and otherwise listed as not checked.
+  their file is given in ``subjects`` (named as attested, ``model:x.pt``, or
+  without the ``model:``/``dataset:`` prefix, ``x.pt``; a name matching no
+  subject or a missing file is unusable input) and otherwise listed as not
+  checked.
+* **Folder without attestation** — when the PDF is signed (or
+  ``attestation.pub.pem`` shows the folder was signed), a missing
+  ``attestation.dsse.json`` is a failure naming the files left unverified:
+  deleting it must not turn a tampered folder into a valid one.
 
 Exit codes (:attr:`VerifyReport.exit_code`): 0 valid, 1 invalid or tampered
 (naming the file), 2 unusable input (missing path, unknown file type, no
@@ -150,12 +157,20 @@ def verify(
     target = Path(path)
     acc = _Acc()
     try:
+        given = dict(subjects or {})
+        for name, file in given.items():
+            if not Path(file).is_file():
+                raise _Unusable(f"--subject {name}={file}: no such file")
         pdf, att = _targets(target)
         trusted_cert, pub_path = _trusted_material(key_dir, att)
         if pdf is not None:
             _verify_pdf(pdf, trusted_cert, acc)
         if att is not None:
-            _verify_attestation(att, pub_path, key_dir is not None, subjects or {}, acc)
+            _verify_attestation(att, pub_path, key_dir is not None, given, acc)
+        elif target.is_dir():
+            _missing_attestation(target, pdf, acc)
+        elif given:
+            raise _Unusable(f"--subject {', '.join(given)}: only an attestation lists subjects, and none is checked here")
     except _Unusable as exc:
         return VerifyReport(path=target, unusable=str(exc))
     return VerifyReport(path=target, checks=tuple(acc.checks), notes=tuple(acc.notes))
@@ -166,7 +181,7 @@ def _targets(target: Path) -> tuple[Path | None, Path | None]:
         pdf, att = target / PDF_FILE, target / ATTESTATION_FILE
         pdf_opt = pdf if pdf.is_file() else None
         att_opt = att if att.is_file() else None
-        if pdf_opt is None and att_opt is None:
+        if pdf_opt is None and att_opt is None and not (target / ATTESTATION_PUB).is_file():
             raise _Unusable(f"no {PDF_FILE} or {ATTESTATION_FILE} in this folder: nothing to verify")
         return pdf_opt, att_opt
     if not target.is_file():
@@ -176,6 +191,25 @@ def _targets(target: Path) -> tuple[Path | None, Path | None]:
     if target.name.endswith(".json"):
         return None, target
     raise _Unusable("not a report folder, a .pdf or an attestation .json")
+
+
+def _missing_attestation(folder: Path, pdf: Path | None, acc: _Acc) -> None:
+    """A signed report folder without its attestation hides changes to every other file.
+
+    When the PDF carries a signature, or ``attestation.pub.pem`` shows the folder
+    was signed, the missing ``attestation.dsse.json`` is a failure naming the
+    files that are left unverified. An entirely unsigned folder already fails
+    on its unsigned PDF and gets no extra line.
+    """
+    pdf_signed = pdf is not None and any(c.file == pdf.name and c.ok for c in acc.checks)
+    pdf_checked = pdf is not None and any(c.file == pdf.name and "not signed" not in c.message for c in acc.checks)
+    if not (pdf_signed or pdf_checked or (folder / ATTESTATION_PUB).is_file()):
+        return
+    left = sorted(p.name for p in folder.iterdir()
+                  if p.is_file() and p.name not in (PDF_FILE, ATTESTATION_FILE, ATTESTATION_PUB))
+    acc.add(ATTESTATION_FILE, False,
+            "missing from a signed report folder: " + (", ".join(left) if left else "no other file")
+            + (" left unverified" if left else " to verify") + " (only report.pdf carries its own signature)")
 
 
 def _trusted_material(key_dir: str | os.PathLike[str] | None, att: Path | None):
@@ -296,12 +330,39 @@ def _any_signature_verifies(public_key, payload_type: str, payload: bytes, signa
     return False
 
 
+SUBJECT_PREFIXES = ("model:", "dataset:")
+
+
+def _short_name(name: str) -> str:
+    """``model:resnet.pt`` -> ``resnet.pt``; other names unchanged."""
+    for prefix in SUBJECT_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _given_for(name: str, given) -> str | None:
+    """The ``--subject`` key that names this subject (exactly or without its prefix), if any."""
+    if name in given:
+        return name
+    short = _short_name(name)
+    return short if short in given else None
+
+
 def _verify_subjects(folder: Path, listed, report_files: set[str], given, acc: _Acc) -> None:
+    names = [str(subject.get("name", "?")) for subject in listed if isinstance(subject, dict)]
+    unmatched = [key for key in given if not any(_given_for(n, {key: None}) for n in names)]
+    if unmatched:
+        raise _Unusable(
+            f"--subject {', '.join(unmatched)}: no attested subject has that name; attested: "
+            + (", ".join(f"{n} (or {_short_name(n)})" if _short_name(n) != n else n for n in names) or "none")
+        )
     for subject in listed:
         name = str(subject.get("name", "?"))
         expected = str(subject.get("digest", {}).get("sha256", ""))
-        if name in given:
-            path = Path(given[name])
+        key = _given_for(name, given)
+        if key is not None:
+            path = Path(given[key])
         else:
             path = folder / name
             if not _inside(folder, path):
@@ -311,7 +372,7 @@ def _verify_subjects(folder: Path, listed, report_files: set[str], given, acc: _
                 if name in report_files:
                     acc.add(name, False, "attested report file is missing")
                 else:
-                    acc.notes.append(f"{name}: not in the report folder, digest not checked (pass --subject {name}=PATH)")
+                    acc.notes.append(f"{name}: not in the report folder, digest not checked (pass --subject {_short_name(name)}=PATH)")
                 continue
         try:
             actual = sha256_file(path)

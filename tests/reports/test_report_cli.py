@@ -41,7 +41,7 @@ def test_report_then_verify(runner, tmp_path, results_file, key_dir_pw):
     result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
                            env=env)
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"results.json", "report.html", "report.pdf",
+    assert {p.name for p in out.iterdir()} == {"results.json", "junit.xml", "report.html", "report.pdf",
                                                "attestation.pub.pem", "attestation.dsse.json"}
     assert (out / "results.json").read_bytes() == results_file.read_bytes()
     ok = runner.invoke(verify_command, [str(out), "--key", str(key_dir_pw)])
@@ -82,9 +82,102 @@ def test_report_unsigned_html_only(runner, tmp_path, results_file):
     out = tmp_path / "out"
     result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--format", "html"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"results.json", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "junit.xml", "report.html"}
 
 
 def test_verify_bad_subject_syntax_and_missing_path(runner, tmp_path):
     assert runner.invoke(verify_command, [str(tmp_path), "--subject", "nope"]).exit_code == 2
     assert runner.invoke(verify_command, [str(tmp_path / "missing")]).exit_code == 2
+
+
+def _subject_names(folder) -> list[str]:
+    import base64
+
+    envelope = json.loads((folder / "attestation.dsse.json").read_text())
+    return sorted(s["name"] for s in json.loads(base64.b64decode(envelope["payload"]))["subject"])
+
+
+def test_report_does_not_attest_stale_files_of_another_run(runner, tmp_path, results_file, key_dir_pw):
+    """B6: old junit.xml/predictions.csv in --out must not be signed next to new results."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "junit.xml").write_text('<?xml version="1.0"?><testsuite name="old run" tests="0"/>\n')
+    (out / "predictions.csv").write_text("sample_id,condition\nold,clean\n")
+    env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
+    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
+                           env=env)
+    assert result.exit_code == 0, result.output
+    assert "old run" not in (out / "junit.xml").read_text()
+    assert "cvaudit policy" in (out / "junit.xml").read_text()
+    assert "predictions.csv" not in _subject_names(out)
+    assert "junit.xml" in _subject_names(out)
+    assert "predictions.csv" in result.output and "not known to belong" in result.output
+
+
+def test_report_in_the_results_folder_attests_its_predictions(runner, tmp_path, results_file, key_dir_pw):
+    (results_file.parent / "predictions.csv").write_text("sample_id,condition\nimg_1,clean\n")
+    env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
+    result = runner.invoke(report_command, [str(results_file), "--out", str(results_file.parent),
+                                            "--sign-key", str(key_dir_pw)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "predictions.csv" in _subject_names(results_file.parent)
+
+
+def test_report_carries_model_and_dataset_subjects_when_digests_match(runner, tmp_path, results_file, key_dir_pw):
+    import hashlib
+
+    model, manifest = tmp_path / "model.pt", tmp_path / "manifest.csv"
+    model.write_bytes(b"weights" * 50)
+    manifest.write_text("path,label\na.png,0\n")
+    data = json.loads(results_file.read_text())
+    data["model"].update(path=str(model), sha256=hashlib.sha256(model.read_bytes()).hexdigest())
+    data["dataset"].update(path=str(manifest), sha256="0" * 64)  # does not match: left out, with a note
+    results_file.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
+    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
+                           env=env)
+    assert result.exit_code == 0, result.output
+    names = _subject_names(out)
+    assert "model:model.pt" in names and not any(n.startswith("dataset:") for n in names)
+    assert "sha256 differs" in result.output
+    ok = runner.invoke(verify_command, [str(out), "--subject", f"model.pt={model}"])
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("fmt", ["", " , ", "html,docx", "pdf,HTML"])
+def test_report_bad_format_writes_nothing(runner, tmp_path, results_file, fmt):
+    out = tmp_path / "out"
+    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--format", fmt])
+    assert result.exit_code == 2 and "--format" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_verify_subject_with_the_attested_prefixless_name(runner, tmp_path, signed_report):
+    """B2: --subject NAME matches `model:NAME`; unknown names and missing paths are exit 2."""
+    import base64
+
+    from reports import write_reports
+    from reports.keys import keygen
+
+    model = tmp_path / "weights.pt"
+    model.write_bytes(b"model bytes" * 10)
+    results = json.loads((signed_report / "results.json").read_text())
+    keygen(tmp_path / "k")
+    write_reports(signed_report, results, formats=("html",), sign_key=tmp_path / "k",
+                  extra_subjects={"model:weights.pt": model})
+    assert "model:weights.pt" in [s["name"] for s in json.loads(base64.b64decode(
+        json.loads((signed_report / "attestation.dsse.json").read_text())["payload"]))["subject"]]
+    ok = runner.invoke(verify_command, [str(signed_report), "--subject", f"weights.pt={model}"])
+    assert ok.exit_code == 0, ok.output
+    assert "model:weights.pt: sha256 matches" in ok.output
+    full = runner.invoke(verify_command, [str(signed_report), "--subject", f"model:weights.pt={model}"])
+    assert full.exit_code == 0, full.output
+    unknown = runner.invoke(verify_command, [str(signed_report), "--subject", f"model.pt={model}"])
+    assert unknown.exit_code == 2 and "no attested subject" in unknown.output
+    missing = runner.invoke(verify_command, [str(signed_report), "--subject", f"weights.pt={tmp_path / 'nope.pt'}"])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    flip_byte(model, 3)
+    bad = runner.invoke(verify_command, [str(signed_report), "--subject", f"weights.pt={model}"])
+    assert bad.exit_code == 1 and "model:weights.pt" in bad.output

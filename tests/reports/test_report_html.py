@@ -111,3 +111,42 @@ def test_minor_versions_are_accepted(results):
 def test_print_css(results):
     html = render_html(results)
     assert "size: A4" in html and "break-inside: avoid" in html and "table-header-group" in html
+
+
+def _verdict_text(html: str) -> str:
+    block = html[html.index('id="verdict"'):]
+    return re.sub(r"\s+", " ", block[:block.index("</div>\n</div>") if "</div>\n</div>" in block else 600])
+
+
+def test_fail_by_governance_check_only_names_it(results):
+    """B5: a verdict failed by a blocking governance check must not read '0 blocking rules'."""
+    for rule in results["policy"]["rules"]:
+        rule["status"] = "pass"
+    results["policy"]["verdict"] = "fail"
+    results["policy"]["blocking_failures"] = ["governance.consent_withdrawn"]
+    text = _verdict_text(render_html(results))
+    assert "0 blocking" not in text
+    assert "1 blocking rule/check" in text and "governance.consent_withdrawn" in text
+
+
+def test_fail_counts_rules_and_checks(results):
+    results["policy"]["blocking_failures"] = ["min-accuracy", "governance.region_not_allowed"]
+    text = _verdict_text(render_html(results))
+    assert "2 blocking rules/checks" in text
+    assert "min-accuracy, governance.region_not_allowed" in text
+
+
+def test_attack_drop_wording_and_pp_column(results):
+    results["robustness"] = [{"condition": c["id"], "drop": 0.25} for c in results["conditions"]
+                             if c["id"] != "clean"]
+    html = render_html(results)
+    assert "percentage points below the same images unaltered" in html
+    assert "25.0 pp" in html and "25.0%" not in html
+
+
+def test_severity_table_lists_only_the_levels_run(results):
+    stressor = results["stressors"][0]
+    stressor["severities"] = [1, 3]
+    stressor["severity_meaning"] = {"1": "ONE-LEVEL", "2": "TWO-LEVEL", "3": "THREE-LEVEL"}
+    html = render_html(results)
+    assert "ONE-LEVEL" in html and "THREE-LEVEL" in html and "TWO-LEVEL" not in html

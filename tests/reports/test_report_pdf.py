@@ -61,3 +61,19 @@ def test_pdfa3b_with_attachment(tmp_path, small_results):
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-r", "20", "-png", str(out), str(tmp_path / "page")], check=True, timeout=120)
         assert len(list(tmp_path.glob("page-*.png"))) >= 3
+
+
+def test_long_file_names_wrap_in_headings_and_lists():
+    """Long checkpoint names must wrap instead of running off the A4 page."""
+    import re
+    from pathlib import Path
+
+    import reports
+
+    css = re.sub(r"/\*.*?\*/", "", (Path(reports.__file__).parent / "templates" / "report.css").read_text(), flags=re.S)
+    rules: dict[str, str] = {}
+    for sels, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        for sel in sels.split(","):
+            rules[sel.strip()] = rules.get(sel.strip(), "") + body
+    for selector in ("h1", "h2", "p", "li", "td", "figcaption"):
+        assert "overflow-wrap: anywhere" in rules.get(selector, ""), selector

@@ -67,3 +67,14 @@ def test_sign_non_pdf_is_a_signing_error(tmp_path, key_dir):
     bogus.write_text("not a pdf")
     with pytest.raises(SigningError, match="cannot sign PDF"):
         sign_pdf(bogus, key_dir)
+
+
+def test_signed_pdf_stays_pdf_1_7_for_pdf_a_3b(signed_report):
+    """pyHanko must not raise the catalogue to /Version /2.0 (PDF/A-3b is based on PDF 1.7)."""
+    import re
+
+    data = (signed_report / "report.pdf").read_bytes()
+    assert data.startswith(b"%PDF-1.7")
+    assert not re.search(rb"/Version\s*/2\.0", data)
+    assert b"/ESIC" in data and b"/ISO_" not in data
+    assert verify(signed_report / "report.pdf").exit_code == 0

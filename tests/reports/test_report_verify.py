@@ -124,3 +124,40 @@ def test_unusable_inputs(signed_report, tmp_path):
 def test_report_as_dict(signed_report):
     data = verify(signed_report).to_dict()
     assert data["valid"] and data["exit_code"] == 0 and len(data["checks"]) == 7
+
+
+def test_deleted_attestation_next_to_signed_pdf_is_invalid(signed_report):
+    """B1: removing attestation.dsse.json must not hide changes to the other files."""
+    (signed_report / "attestation.dsse.json").unlink()
+    flip_byte(signed_report / "results.json", 40)
+    report = verify(signed_report)
+    assert report.exit_code == 1, report.to_text()
+    failure = next(c for c in report.failures if c.file == "attestation.dsse.json")
+    for name in ("results.json", "report.html", "predictions.csv", "junit.xml"):
+        assert name in failure.message
+    assert "report.pdf" not in [c.file for c in report.failures]
+
+
+def test_only_public_key_left_is_invalid_not_unusable(signed_report):
+    for name in ("attestation.dsse.json", "report.pdf"):
+        (signed_report / name).unlink()
+    report = verify(signed_report)
+    assert report.exit_code == 1 and report.failures[0].file == "attestation.dsse.json"
+
+
+def test_unsigned_folder_stays_invalid(tmp_path):
+    from reports.pdf import render_pdf
+
+    render_pdf("<p>x</p>", tmp_path / "report.pdf")
+    (tmp_path / "results.json").write_text("{}")
+    report = verify(tmp_path)
+    assert report.exit_code == 1
+    assert [c.file for c in report.failures] == ["report.pdf"]
+
+
+def test_subject_matched_with_or_without_prefix(signed_report, tmp_path):
+    model = signed_report.parent / "derm-resnet50.pt"
+    unknown = verify(signed_report, subjects={"resnet.pt": model})
+    assert unknown.exit_code == 2 and "no attested subject" in unknown.unusable and "model.pt" in unknown.unusable
+    missing = verify(signed_report, subjects={"model.pt": tmp_path / "absent.pt"})
+    assert missing.exit_code == 2 and "no such file" in missing.unusable
