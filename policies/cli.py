@@ -2,7 +2,11 @@
 
 Exit codes of ``check``: 0 every blocking rule and governance check passed,
 1 one failed, 2 bad input (one line on stderr naming the file and problem).
-No model is run: the stored results.json is judged as it is.
+No model is run: the stored results.json is judged as it is. Governance
+findings (from ``--manifest``, or else those stored in results.json) are judged
+under the policy given now: a stored finding's own status and blocking flag,
+set by the policy of the original run, do not count (see
+:func:`policies.findings.judge_findings`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import click
 
 from policies.dates import parse_date
 from policies.errors import PolicyError
+from policies.findings import judge_findings
 from policies.governance import check_governance
 from policies.loader import available_policies, builtin_policy_text, load_policy
 from policies.manifest import ManifestError, read_manifest
@@ -31,9 +36,12 @@ _FORMAT = click.option(
 
 
 class BadInput(click.ClickException):
-    """Bad input: exit code 2, one line on stderr."""
+    """Bad input: exit code 2, one line on stderr (``cvaudit: error: ...``, like the main CLI)."""
 
     exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"cvaudit: error: {' '.join(self.format_message().split())}", err=True)
 
 
 @click.group("policy")
@@ -136,6 +144,7 @@ def check_command(
             findings = check_governance(read_manifest(manifest), config=config, now=now)
         else:
             findings = list(((results.get("governance") or {}).get("findings")) or [])
+        findings = judge_findings(findings, policy)
         section = check_policy(results, policy, findings=findings)
     except (PolicyError, ManifestError) as exc:
         raise BadInput(str(exc)) from None
@@ -181,4 +190,5 @@ def _print_text(section: dict[str, Any], findings: list[dict[str, Any]]) -> None
         click.echo(
             f"  {str(finding.get('status')).upper():<6} "
             f"governance.{finding.get('check'):<17} {finding.get('message', '')}"
+            + (" (informational: not configured by this policy)" if finding.get("informational") else "")
         )

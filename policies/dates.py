@@ -11,7 +11,10 @@
 - a :func:`~datetime.datetime.strptime` pattern containing ``%``, e.g. ``"%d %b %Y"``.
 
 ISO 8601 is always accepted too: it starts with the year, so it cannot be
-mistaken for either order. A value without a zone is taken as UTC. Every
+mistaken for either order. With a strptime pattern the pattern is tried
+first and only extended ISO 8601 (``YYYY-MM-DD...``, with separators) is the
+fallback: the basic form ``YYYYMMDD`` could be the pattern's own digits in
+another order (``"%Y%d%m"``, ``"%d%m%Y"``). A value without a zone is taken as UTC. Every
 result is an aware :class:`~datetime.datetime` in UTC.
 """
 
@@ -59,20 +62,38 @@ def parse_date(text: str, *, date_format: str = "iso") -> datetime:
     value = str(text).strip()
     if not value:
         raise ValueError("empty date")
+    if "%" in date_format:
+        try:
+            return _to_utc(datetime.strptime(value, date_format))
+        except ValueError:
+            match = _ISO.match(value)
+            if match is None:
+                raise ValueError(f"not {describe_date_format(date_format)}") from None
+            return _from_match(match)
     match = _ISO.match(value) or _ISO_BASIC.match(value)
     if match is None:
         if date_format == "day_first":
             match = _DAY_FIRST.match(value)
         elif date_format == "month_first":
             match = _MONTH_FIRST.match(value)
-        elif "%" in date_format:
-            parsed = datetime.strptime(value, date_format)
-            return _to_utc(parsed)
         elif date_format != "iso":
             raise ValueError(f"unknown date_format {date_format!r}")
     if match is None:
-        raise ValueError(f"not a {date_format} date")
+        raise ValueError(f"not {describe_date_format(date_format)}")
     return _from_match(match)
+
+
+def describe_date_format(date_format: str) -> str:
+    """``"an ISO date"``, ``"a day-first date"`` ... for messages.
+
+    >>> describe_date_format("iso")
+    'an ISO date'
+    """
+    return {
+        "iso": "an ISO date",
+        "day_first": "a day-first date (DD/MM/YYYY)",
+        "month_first": "a month-first date (MM/DD/YYYY)",
+    }.get(date_format, f"a date in the format {date_format!r}")
 
 
 def _from_match(match: re.Match[str]) -> datetime:

@@ -10,8 +10,12 @@ ignored) and never runs a model. Decisions written here once:
   and does not fail; ``fail`` reports ``fail`` for a blocking rule (``warn``
   otherwise); ``pass`` reports ``pass`` with a note.
 - A condition (or finding) absent from the results is an error
-  (:class:`~policies.errors.PolicyError`) only when the rule says
-  ``required: true``. A metric, interval, attribute or group value that
+  (:class:`~policies.errors.PolicyError`) when the rule says
+  ``required: true``. A selector whose stressor name (``stressor``, or
+  ``condition`` before ``@``) matches no stressor in the results and no
+  registered stressor, or a ``section`` absent from the results, is an error
+  too (a typo such as ``nite``) unless the rule says ``required: false``
+  explicitly; a registered stressor that was not run is insufficient data. A metric, interval, attribute or group value that
   exists nowhere in the results is always an error: it is a typo, not a
   missing measurement.
 - A rule whose selector matches several targets (``night@*``, ``attribute:
@@ -21,13 +25,17 @@ ignored) and never runs a model. Decisions written here once:
   rule's ``min_samples``; the ``fairness`` entry (``<metric>_gap``,
   ``<metric>_ratio``) is read when the groups do not carry the metric or an
   interval bound is judged.
+- Governance findings are judged under *this* policy
+  (:func:`policies.findings.judge_findings`): a stored finding's own
+  status and ``blocking`` (from the policy of the original run) do not count.
 - The verdict is ``fail`` iff a blocking rule has status ``fail`` or a
-  blocking governance check has status ``fail``.
+  governance check this policy configures as blocking has status ``fail``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from fnmatch import fnmatchcase
 from typing import Any
 
 from policies import targets as t
@@ -38,7 +46,7 @@ from policies.evaluate import (
     condition_evaluations,
     section_evaluations,
 )
-from policies.findings import evaluate_finding_rule, finding_is_blocking
+from policies.findings import evaluate_finding_rule, finding_is_blocking, judge_findings
 from policies.schema import MetricRule, Policy
 
 _RANK = {"fail": 2, "insufficient_data": 1, "pass": 0}
@@ -54,6 +62,8 @@ def check_policy(
         policy: From :func:`policies.load_policy`.
         findings: Governance findings (:func:`policies.check_governance`);
             default: ``results["governance"]["findings"]`` when present.
+            Either way they are judged again under ``policy``
+            (:func:`policies.findings.judge_findings`).
 
     Returns:
         ``{name, version, sha256, verdict, on_insufficient_data, counts,
@@ -67,6 +77,7 @@ def check_policy(
     """
     if findings is None:
         findings = list(((results.get("governance") or {}).get("findings")) or [])
+    findings = judge_findings(findings, policy)
     rules = []
     for rule in policy.rules:
         if isinstance(rule, MetricRule):
@@ -113,6 +124,7 @@ def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> d
                     "condition",
                     f"required condition {selector!r} is not in the results (have: {have})",
                 )
+            _check_stressor_known(results, rule, error)
             evaluations = [
                 Evaluation(
                     "insufficient_data", None, note=f"no condition {selector!r} in the results"
@@ -131,6 +143,44 @@ def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> d
                     )
                 ]
     return _rule_result(policy, rule, evaluations)
+
+
+def _registered_stressors() -> list[str]:
+    """Names in the stressor registry (names only; nothing is built or run)."""
+    try:
+        import stressors
+
+        return list(stressors.available())
+    except Exception:  # noqa: BLE001 - a broken registry must not break judging
+        return []
+
+
+def _check_stressor_known(results: dict[str, Any], rule: MetricRule, error: Any) -> None:
+    """A selector that matched nothing: a typo unless it names a known stressor.
+
+    Its stressor name (``stressor``, or the part of ``condition`` before
+    ``@``) may be a glob. When it matches a stressor or condition in the
+    results (another severity of it ran) or a registered stressor (it could
+    have run), the rule is ``insufficient_data``; otherwise it is an error,
+    unless the rule says ``required: false`` explicitly.
+    """
+    if "required" in rule.model_fields_set:
+        return
+    name = rule.stressor if rule.stressor is not None else str(rule.condition).split("@")[0]
+    present = {str(c.get("stressor")) for c in results.get("conditions") or [] if isinstance(c, dict) and c.get("stressor")}
+    present |= {cid.split("@")[0] for cid in t.condition_ids(results)}
+    if name == "clean" or any(fnmatchcase(p, name) for p in present):
+        return
+    registered = _registered_stressors()
+    if any(fnmatchcase(r, name) for r in registered):
+        return
+    key = "stressor" if rule.stressor is not None else "condition"
+    raise error(
+        key,
+        f"unknown stressor {name!r}: neither registered ({', '.join(registered) or 'none'}) "
+        f"nor in the results ({', '.join(sorted(present)) or 'none'}); "
+        "set 'required: false' to allow it",
+    )
 
 
 def _decisive(rule: MetricRule, evaluations: list[Evaluation]) -> Evaluation:

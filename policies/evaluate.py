@@ -88,8 +88,13 @@ def section_evaluations(
     """Judge ``metric`` in ``results[section]`` (in each ``entry`` matching the glob for a list)."""
     node = results.get(rule.section)  # type: ignore[arg-type]
     if node is None:
-        if rule.required:
-            raise error("section", f"required section {rule.section!r} is not in the results")
+        if rule.required or "required" not in rule.model_fields_set:
+            have = ", ".join(sorted(str(k) for k in results)) or "none"
+            raise error(
+                "section",
+                f"section {rule.section!r} is not in the results (have: {have}); "
+                "set 'required: false' if it may be absent",
+            )
         return [
             Evaluation(
                 "insufficient_data", None, note=f"no section {rule.section!r} in the results"

@@ -6,29 +6,115 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from policies.errors import PolicyError
-from policies.governance import CHECK_SECTIONS
+from policies.governance import CHECK_SECTIONS, check_blocking, check_is_configured
 from policies.schema import FindingRule, Policy
 from policies.targets import entry_name
 
 
-def finding_is_blocking(finding: dict[str, Any], policy: Policy) -> bool:
-    """Whether a governance finding can fail the verdict.
+def judge_findings(findings: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
+    """Judge governance findings again under ``policy`` (the policy applied now).
 
-    The finding's own ``blocking`` flag wins; otherwise the policy's
-    configuration of that check decides; an unknown check blocks.
+    Stored findings carry the status and ``blocking`` of the policy they were
+    computed with; only their ``count`` (and sample ids) are facts. So:
+
+    - a check the policy configures: ``fail`` when ``count > 0`` and it
+      blocks, ``warn`` when ``count > 0`` and it does not, ``pass`` when
+      ``count == 0`` (a stored ``warn`` with ``count == 0`` -- "cannot tell",
+      e.g. the biometric column is absent -- stays ``warn``);
+    - a check the policy does not configure: kept as ``informational``
+      (``warn`` or ``pass``, ``blocking: false``): it never fails the verdict,
+      but ``kind: finding`` rules can still judge it;
+    - a check the policy configures that is not among the findings:
+      ``insufficient_data`` (a note says to pass ``--manifest``), turned into
+      ``fail``/``warn``/``pass`` by ``on_insufficient_data`` like a rule.
+
+    Findings just computed by :func:`policies.check_governance` with the same
+    policy come out unchanged.
     """
-    if isinstance(finding.get("blocking"), bool):
-        return finding["blocking"]
-    section = CHECK_SECTIONS.get(str(finding.get("check")))
-    settings = getattr(policy.governance, section, None) if policy.governance and section else None
-    return bool(getattr(settings, "blocking", True))
+    config = policy.governance
+    judged: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for finding in findings:
+        if not isinstance(finding, dict):
+            continue
+        check = str(finding.get("check"))
+        count = finding.get("count")
+        count = count if isinstance(count, int) and not isinstance(count, bool) else None
+        if not check_is_configured(config, check):
+            judged.append(
+                {
+                    **finding,
+                    "status": (
+                        "warn" if (count or 0) > 0 or finding.get("status") == "warn" else "pass"
+                    ),
+                    "blocking": False,
+                    "informational": True,
+                }
+            )
+            continue
+        seen.add(check)
+        blocking = check_blocking(config, check)  # type: ignore[arg-type]
+        if count is None:  # no count stored: keep the outcome, re-derive only blocking
+            stored = finding.get("status")
+            if stored in ("fail", "warn"):
+                status = "fail" if blocking else "warn"
+            else:
+                status = stored if stored in ("pass", "insufficient_data") else "insufficient_data"
+        elif count > 0:
+            status = "fail" if blocking else "warn"
+        else:
+            status = "warn" if finding.get("status") == "warn" else "pass"
+        entry = {**finding, "status": status, "blocking": blocking}
+        entry.pop("informational", None)
+        judged.append(entry)
+    for check in CHECK_SECTIONS:
+        if check in seen or not check_is_configured(config, check):
+            continue
+        blocking = check_blocking(config, check)  # type: ignore[arg-type]
+        mode = policy.on_insufficient_data
+        status = {"warn": "insufficient_data", "pass": "pass"}.get(
+            mode, "fail" if blocking else "warn"
+        )
+        judged.append(
+            {
+                "check": check,
+                "status": status,
+                "blocking": blocking,
+                "count": None,
+                "total": None,
+                "sample_ids": [],
+                "message": (
+                    "insufficient data: not among the stored findings; pass --manifest to "
+                    f"run this check; on_insufficient_data={mode}"
+                ),
+            }
+        )
+    return judged
+
+
+def finding_is_blocking(finding: dict[str, Any], policy: Policy) -> bool:
+    """Whether a governance finding (as judged by :func:`judge_findings`) can fail the verdict:
+    only a check the policy configures as blocking."""
+    check = str(finding.get("check"))
+    if not check_is_configured(policy.governance, check):
+        return False
+    return check_blocking(policy.governance, check)  # type: ignore[arg-type]
 
 
 def _entries(
-    results: dict[str, Any], rule: FindingRule, findings: list[dict[str, Any]]
+    results: dict[str, Any], policy: Policy, rule: FindingRule, findings: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     if rule.section is not None:
         node = results.get(rule.section)
+        if rule.section not in results and "required" not in rule.model_fields_set:
+            have = ", ".join(sorted(str(k) for k in results)) or "none"
+            raise PolicyError(
+                f"section {rule.section!r} is not in the results (have: {have}); "
+                "set 'required: false' if it may be absent",
+                file=policy.source,
+                rule_id=rule.id,
+                key="section",
+            )
         if isinstance(node, dict):
             node = node.get("findings") or node.get("checks")
         return [e for e in node or [] if isinstance(e, dict)]
@@ -49,7 +135,7 @@ def evaluate_finding_rule(
     Returns:
         The rule result dict (same keys as a metric rule).
     """
-    entries = _entries(results, rule, findings)
+    entries = _entries(results, policy, rule, findings)
     matched = [e for e in entries if fnmatchcase(entry_name(e) or "", rule.check)]
     if not matched and rule.required:
         have = ", ".join(sorted({entry_name(e) or "?" for e in entries})) or "none"

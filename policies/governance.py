@@ -14,11 +14,18 @@ Checks (finding names; the policy key that configures them):
 
 - ``retention_expired`` (``retention``): capture date + ``period_days`` is before ``now``;
 - ``date_unparseable`` (``unparseable_dates``; runs with ``retention``): capture
-  date missing or not in ``date_format``;
+  date missing or not in ``date_format``; blocks when ``unparseable_dates``
+  sets ``blocking: true``, or, when it does not set ``blocking``, when
+  ``retention`` blocks (an unreadable date cannot be shown to be in retention);
+- ``date_in_future`` (``future_dates``; runs with ``retention``): capture date
+  more than a day after ``now`` (a clock or entry error); warns unless
+  ``future_dates`` sets ``blocking: true``;
 - ``consent_missing`` / ``consent_withdrawn`` (``consent``);
 - ``purpose_missing`` (``purpose``), ``lawful_basis_missing`` (``lawful_basis``):
   empty, or not in ``allowed`` when given;
-- ``pii_columns`` / ``pii_values`` (``pii``): forbidden columns holding values;
+- ``pii_columns`` / ``pii_values`` (``pii``): forbidden columns holding values
+  (listed in ``columns``, or with a name whose tokens mean personal data, see
+  :func:`policies.pii.pii_column_kind`);
   e-mail addresses, phone numbers, national ids found by a conservative scan;
 - ``biometric_without_basis`` (``biometric``): ``contains_face`` true and no
   ``biometric_basis``;
@@ -33,8 +40,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from policies.dates import parse_date
-from policies.pii import PERSONAL_DATA_CHECKS, normalise_column, pii_kinds
+from policies.dates import describe_date_format, parse_date
+from policies.pii import PERSONAL_DATA_CHECKS, normalise_column, pii_column_kind, pii_kinds
 from policies.privacy import report_image_mode
 from policies.schema import GovernanceConfig, Policy
 
@@ -48,6 +55,7 @@ __all__ = [
 CHECK_SECTIONS: dict[str, str] = {
     "retention_expired": "retention",
     "date_unparseable": "unparseable_dates",
+    "date_in_future": "future_dates",
     "consent_missing": "consent",
     "consent_withdrawn": "consent",
     "purpose_missing": "purpose",
@@ -58,6 +66,27 @@ CHECK_SECTIONS: dict[str, str] = {
     "region_not_allowed": "region",
 }
 """Finding name -> the ``governance`` key that configures it."""
+
+_DATE_CHECKS = {"date_unparseable", "date_in_future"}
+_FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def check_is_configured(config: GovernanceConfig | None, check: str) -> bool:
+    """Whether ``config`` runs the governance check ``check``."""
+    section = CHECK_SECTIONS.get(check)
+    if config is None or section is None:
+        return False
+    if check in _DATE_CHECKS and not _on(config.retention):
+        return False
+    return _on(getattr(config, section))
+
+
+def check_blocking(config: GovernanceConfig, check: str) -> bool:
+    """Whether the configured check ``check`` blocks the verdict."""
+    section = CHECK_SECTIONS[check]
+    if check in _DATE_CHECKS:
+        return config.date_check_blocking(section)
+    return bool(getattr(config, section).blocking)
 
 
 @dataclass
@@ -110,6 +139,10 @@ def check_governance(
     tallies["biometric_rows"] = _Tally(0)
     seen_columns: set[str] = set()
     forbidden = {normalise_column(c) for c in config.pii.columns} if _on(config.pii) else set()
+    allowed_columns = (
+        {normalise_column(c) for c in config.pii.allow_columns} if _on(config.pii) else set()
+    )
+    pii_columns: dict[str, bool] = {}
     total = 0
     for total, row in enumerate(rows, start=1):
         seen_columns.update(row)
@@ -127,7 +160,14 @@ def check_governance(
             if _on(check) and not _recorded(row.get(column), check.allowed):
                 tallies[f"{key}_missing"].add(sample)
         if _on(config.pii):
-            _pii(row, sample, config, forbidden, tallies)
+            for column in row:
+                if column not in pii_columns:
+                    norm = normalise_column(column)
+                    pii_columns[column] = norm not in allowed_columns and (
+                        norm in forbidden
+                        or (config.pii.match_tokens and pii_column_kind(column) is not None)
+                    )
+            _pii(row, sample, config, pii_columns, tallies)
         if _on(config.biometric):
             if _text(row.get(cols.contains_face)).lower() in {
                 v.lower() for v in config.biometric.true_values
@@ -184,6 +224,9 @@ def _retention(
     except ValueError:
         tallies["date_unparseable"].add(sample)
         return
+    if captured > now + _FUTURE_TOLERANCE:
+        tallies["date_in_future"].add(sample)
+        return
     if captured + timedelta(days=config.retention.period_days) < now:  # type: ignore[union-attr]
         tallies["retention_expired"].add(sample)
 
@@ -192,11 +235,11 @@ def _pii(
     row: Mapping[str, Any],
     sample: str,
     config: GovernanceConfig,
-    forbidden: set[str],
+    forbidden: dict[str, bool],
     tallies: dict[str, _Tally],
 ) -> None:
     pii = config.pii
-    filled = [c for c in row if normalise_column(c) in forbidden and _text(row.get(c))]
+    filled = [c for c in row if forbidden.get(c) and _text(row.get(c))]
     if filled:
         tallies["pii_columns"].add(sample, *filled)
     if pii.scan:  # type: ignore[union-attr]
@@ -213,7 +256,10 @@ def _findings(
     period = config.retention.period_days if config.retention else 0
     messages = {
         "retention_expired": f"capture date + {period} days has passed",
-        "date_unparseable": f"'{cols.capture_date}' missing or not a {config.date_format} date",
+        "date_unparseable": (
+            f"'{cols.capture_date}' missing or not {describe_date_format(config.date_format)}"
+        ),
+        "date_in_future": f"'{cols.capture_date}' lies in the future",
         "consent_missing": f"no consent recorded in '{cols.consent}'",
         "consent_withdrawn": f"consent withdrawn in '{cols.consent}'",
         "purpose_missing": f"'{cols.purpose}' missing or not an allowed purpose",
@@ -227,11 +273,12 @@ def _findings(
     }
     findings = []
     for check, section in CHECK_SECTIONS.items():
-        settings = getattr(config, section)
-        if not _on(settings) or (check == "date_unparseable" and not _on(config.retention)):
+        if not check_is_configured(config, check):
             continue
+        settings = getattr(config, section)
+        blocking = check_blocking(config, check)
         tally = tallies[check]
-        status = ("fail" if settings.blocking else "warn") if tally.count else "pass"
+        status = ("fail" if blocking else "warn") if tally.count else "pass"
         message = (
             f"{tally.count} of {total} samples: {messages[check]}"
             if tally.count
@@ -240,7 +287,7 @@ def _findings(
         finding: dict[str, Any] = {
             "check": check,
             "status": status,
-            "blocking": settings.blocking,
+            "blocking": blocking,
             "count": tally.count,
             "total": total,
             "sample_ids": list(tally.ids),

@@ -18,10 +18,12 @@ def report_image_mode(
 
     1. ``requested`` (the run's ``report.images``);
     2. the policy's ``report.images`` (default ``anonymized``);
-    3. when a PII or biometric finding is not ``pass`` and counts samples: the policy's
-       ``report.images_with_personal_data`` (default ``none``); when the
-       manifest marks biometric samples (even with a recorded basis), at most
-       ``anonymized``.
+    3. whenever personal data is found -- a ``pii_columns``, ``pii_values``
+       or ``biometric_without_basis`` finding that counts samples (whatever
+       its status), or any sample marked biometric, even with a recorded
+       basis -- the policy's ``report.images_with_personal_data``: ``none``
+       by default, ``anonymized`` only when the policy says so explicitly;
+       raw images of personal data are never allowed.
 
     Args:
         policy: The policy, or ``None`` for the defaults.
@@ -45,16 +47,18 @@ def report_image_mode(
     caps = [requested, report.images]
     findings = list(findings)
     if any(_personal(f) for f in findings):
-        caps.append(report.images_with_personal_data)
-    if any((f.get("biometric_rows") or 0) > 0 for f in findings):
-        caps.append("anonymized")
+        personal = report.images_with_personal_data
+        caps.append(personal if personal in ("none", "anonymized") else "none")
     return min(caps, key=IMAGE_MODES.index)
 
 
+def _count(value: Any) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
 def _personal(finding: dict[str, Any]) -> bool:
-    """A PII or biometric finding that found samples (not a mere "cannot tell" warning)."""
-    return (
-        finding.get("check") in PERSONAL_DATA_CHECKS
-        and finding.get("status") != "pass"
-        and (finding.get("count") or 0) > 0
-    )
+    """A PII or biometric finding that found samples, or biometric samples at all
+    (not a mere "cannot tell" warning with a zero count)."""
+    if _count(finding.get("biometric_rows")) > 0:
+        return True
+    return finding.get("check") in PERSONAL_DATA_CHECKS and _count(finding.get("count")) > 0

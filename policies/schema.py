@@ -18,7 +18,9 @@ A policy has three parts:
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -40,6 +42,7 @@ Judge = Literal["point", "ci_lower", "ci_upper"]
 Aggregate = Literal["gap", "ratio", "worst"]
 InsufficientMode = Literal["fail", "warn", "pass"]
 ImageMode = Literal["none", "anonymized", "raw"]
+PersonalImageMode = Literal["none", "anonymized"]
 PiiPattern = Literal["email", "phone", "national_id"]
 
 _RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -72,15 +75,37 @@ DEFAULT_PII_COLUMNS = (
 
 
 def _number(value: Any) -> Any:
-    """Accept an int or a float (not a bool, not a string) for a threshold."""
+    """Accept a finite int or float (not a bool, not a string, not NaN/inf) for a threshold."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PydanticCustomError(
             "not_a_number", "expected a number, got {got}", {"got": repr(value)}
+        )
+    if not math.isfinite(float(value)):
+        raise PydanticCustomError(
+            "not_a_number", "expected a finite number, got {got}", {"got": repr(value)}
         )
     return float(value)
 
 
 Number = Annotated[float, BeforeValidator(_number)]
+
+
+def _group_value(value: Any) -> Any:
+    """An unquoted numeric group value (``value: 1``) means the string ``"1"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+GroupValue = Annotated[str, BeforeValidator(_group_value)]
+
+
+def check_strptime_pattern(pattern: str) -> None:
+    """Raise ``ValueError`` when a strptime ``pattern`` cannot parse what it formats
+    (a bad directive such as ``%Q``, or a pattern that does not round-trip)."""
+    sample = datetime(2001, 2, 3, 4, 5, 6)
+    text = sample.strftime(pattern)
+    datetime.strptime(text, pattern)
 
 
 def _key_error(key: str, message: str, *, rule_id: str | None = None) -> PydanticCustomError:
@@ -126,7 +151,7 @@ class MetricRule(_Strict):
     section: str | None = None
     entry: str | None = None
     attribute: str | None = None
-    value: str | None = None
+    value: GroupValue | None = None
     aggregate: Aggregate | None = None
     min: Number | None = None
     max: Number | None = None
@@ -251,9 +276,17 @@ class RecordedCheck(CheckConfig):
 
 
 class PiiCheck(CheckConfig):
-    """Forbidden PII columns, and a conservative regex scan of string values."""
+    """Forbidden PII columns, and a conservative regex scan of string values.
+
+    A column is forbidden when its normalised name is in ``columns``, or (with
+    ``match_tokens``, the default) when its name tokens look like personal
+    data (see :func:`policies.pii.pii_column_kind`, e.g. ``patient_name``,
+    ``customer_email``, ``"E-mail Address"``), unless it is in ``allow_columns``.
+    """
 
     columns: list[str] = Field(default_factory=lambda: list(DEFAULT_PII_COLUMNS))
+    match_tokens: StrictBool = True
+    allow_columns: list[str] = Field(default_factory=list)
     scan: StrictBool = True
     patterns: list[PiiPattern] = Field(default_factory=lambda: ["email", "phone", "national_id"])
     scan_columns: list[str] | None = None
@@ -299,6 +332,7 @@ class GovernanceConfig(_Strict):
     biometric: BiometricCheck | None = None
     region: RegionCheck | None = None
     unparseable_dates: CheckConfig = Field(default_factory=CheckConfig)
+    future_dates: CheckConfig = Field(default_factory=CheckConfig)
 
     @model_validator(mode="after")
     def _check_date_format(self) -> GovernanceConfig:
@@ -311,15 +345,36 @@ class GovernanceConfig(_Strict):
                 "expected 'iso', 'day_first', 'month_first' or a strftime pattern such as "
                 f"'%d/%m/%Y', got {self.date_format!r}",
             )
+        if "%" in self.date_format:
+            try:
+                check_strptime_pattern(self.date_format)
+            except ValueError as exc:
+                raise _key_error(
+                    "date_format", f"not a usable strptime pattern {self.date_format!r} ({exc})"
+                ) from None
         return self
+
+    def date_check_blocking(self, section: str) -> bool:
+        """Whether ``unparseable_dates`` / ``future_dates`` block: their own
+        ``blocking`` when set explicitly; otherwise an unparseable date inherits
+        ``retention``'s ``blocking`` (a date that cannot be read cannot be shown
+        to be within retention), and a future date does not block."""
+        settings: CheckConfig = getattr(self, section)
+        if "blocking" in settings.model_fields_set:
+            return settings.blocking
+        if section == "unparseable_dates" and self.retention is not None:
+            return self.retention.blocking
+        return False
 
 
 class ReportConfig(_Strict):
     """What the report may show: ``images`` caps the requested image mode;
-    ``images_with_personal_data`` caps it when a PII or biometric finding exists."""
+    ``images_with_personal_data`` (``none`` by default, at most ``anonymized``;
+    ``raw`` is refused) caps it whenever a PII finding counts samples or the
+    manifest marks biometric samples."""
 
     images: ImageMode = "anonymized"
-    images_with_personal_data: ImageMode = "none"
+    images_with_personal_data: PersonalImageMode = "none"
 
 
 class Policy(_Strict):

@@ -56,6 +56,7 @@ def test_clean_manifest_passes_every_check():
     assert {f["check"] for f in findings} == {
         "retention_expired",
         "date_unparseable",
+        "date_in_future",
         "consent_missing",
         "consent_withdrawn",
         "purpose_missing",
@@ -286,7 +287,7 @@ def _policy(**report):
                 }
             ],
             "raw",
-            "anonymized",
+            "none",  # biometric data with a basis: still none unless the policy allows more
         ),
         (
             {"images": "raw"},

@@ -265,7 +265,13 @@ def test_null_metric_is_insufficient(results):
 
 
 def test_absent_condition_is_insufficient_unless_required(results):
-    rule = _rule(results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5})
+    # defocus_blur is a registered stressor the fixture did not run
+    rule = _rule(results, {"condition": "defocus_blur@*", "metric": "accuracy", "min": 0.5})
+    assert rule["status"] == "insufficient_data"
+    assert "no condition 'defocus_blur@*'" in rule["message"]
+    rule = _rule(
+        results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": False}
+    )
     assert rule["status"] == "insufficient_data" and "no condition 'fog@*'" in rule["message"]
     with pytest.raises(PolicyError) as info:
         _rule(results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": True})
@@ -323,7 +329,9 @@ def test_section_rules(results):
         },
     )
     assert rule["observed"] == 0.96
-    rule = _rule(results, {"section": "calibration_curves", "metric": "x", "max": 1})
+    rule = _rule(
+        results, {"section": "calibration_curves", "metric": "x", "max": 1, "required": False}
+    )
     assert rule["status"] == "insufficient_data"
     with pytest.raises(PolicyError, match="key 'entry'"):
         _rule(results, {"section": "robustness", "metric": "drop", "max": 0.3})
@@ -358,14 +366,16 @@ def test_governance_findings_drive_the_verdict(results):
         {"check": "consent_missing", "status": "fail", "blocking": True, "count": 3},
         {"check": "purpose_missing", "status": "warn", "blocking": False, "count": 1},
     ]
-    section = check_policy(results, _policy(), findings=findings)
+    governance = {"consent": {"blocking": True}, "purpose": {}}
+    section = check_policy(results, _policy(governance=governance), findings=findings)
     assert section["verdict"] == "fail" and section["blocking_failures"] == [
         "governance.consent_missing"
     ]
     rule = {"id": "consent", "kind": "finding", "check": "consent_*"}
-    assert check_policy(results, _policy(rule), findings=findings)["rules"][0]["status"] == "fail"
+    judged = check_policy(results, _policy(rule, governance=governance), findings=findings)
+    assert judged["rules"][0]["status"] == "fail"
     results["governance"]["findings"] = findings
-    assert check_policy(results, _policy())["verdict"] == "fail"
+    assert check_policy(results, _policy(governance=governance))["verdict"] == "fail"
 
 
 def test_verdict_is_fail_iff_a_blocking_rule_failed(results):
