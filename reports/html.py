@@ -158,8 +158,12 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
     conditions = [c for c in _list(results.get("conditions")) if isinstance(c, dict)]
     clean = next((c for c in conditions if c.get("id") == "clean"), conditions[0] if conditions else {})
     stressed = [c for c in conditions if c is not clean and _acc(c) is not None]
-    worst = min(stressed, key=_acc) if stressed else None
     adversarial = _adversarial_names(results)
+    natural = [c for c in stressed if str(c.get("stressor")) not in adversarial]
+    # charts of "the worst condition" show the hardest natural condition: a large-epsilon
+    # attack probe (accuracy ~0 by design) would say nothing
+    worst = min(natural or stressed, key=_acc) if stressed else None
+    attack_clean = _attack_reference(results, clean)
     class_names = [str(n) for n in _list(model.get("class_names"))] or [
         str(i) for i in range(len(_list(clean.get("confusion"))))
     ]
@@ -184,12 +188,12 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "conditions": conditions,
         "clean": clean,
         "worst": worst,
-        "worst_natural": min((c for c in stressed if str(c.get("stressor")) not in adversarial), key=_acc, default=None),
+        "worst_natural": min(natural, key=_acc, default=None),
         "worst_attack": min((c for c in stressed if str(c.get("stressor")) in adversarial), key=_acc, default=None),
         "drops": {r.get("condition"): r.get("drop", r.get("accuracy_drop")) for r in _list(results.get("robustness")) if isinstance(r, dict)},
         "stressors": [_run_levels_only(s) for s in _list(results.get("stressors")) if isinstance(s, dict)],
         "severity_chart": _severity_chart(conditions, clean, adversarial),
-        "adversarial_chart": _adversarial_chart(conditions, clean, adversarial),
+        "adversarial_chart": _adversarial_chart(conditions, attack_clean, adversarial),
         "adversarial_checks": [a for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)],
         "reliability": _reliability(clean, worst),
         "group_charts": [(c.get("id"), _group_chart(c)) for c in (clean, worst) if c and _list(c.get("groups"))],
@@ -210,8 +214,18 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _attack_reference(results: Mapping[str, Any], clean: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The clean point of the attack curves: the attacked subset's clean images when attacks
+    ran on a subset (``attack_reference``), else the clean condition."""
+    ref = _dict(results.get("attack_reference"))
+    if ref.get("metrics"):
+        return {"id": "clean", "stressor": None, "metrics": ref.get("metrics"), "groups": ref.get("groups")}
+    return clean
+
+
 def _adversarial_names(results: Mapping[str, Any]) -> set[str]:
     names = set(ADVERSARIAL)
+    names |= {str(c.get("stressor")) for c in _list(results.get("conditions")) if isinstance(c, dict) and c.get("model_aware")}
     names |= {str(a.get("attack")) for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)}
     for s in _list(results.get("stressors")):
         if isinstance(s, dict) and (s.get("adversarial") or s.get("kind") == "adversarial"):
@@ -249,12 +263,15 @@ def _adversarial_chart(conditions, clean, adversarial):
     if not curves:
         return None
     series = [plots.Series(f"{name} (all)", pts) for name, pts in sorted(curves.items())]
-    attack = sorted(curves)[0]
+    # per-group lines for the strongest attack (lowest mean robust accuracy)
+    attack = min(sorted(curves), key=lambda name: sum(a for _, a in curves[name]) / len(curves[name]))
     attribute = next((g.get("attribute") for g in _list(clean.get("groups")) if isinstance(g, dict)), None)
     if attribute is not None:
         by_group: dict[str, list[tuple[float, float]]] = {}
         for c in [clean] + [c for c in conditions if c.get("stressor") == attack]:
             eps = 0.0 if c is clean else _number(c.get("severity"))
+            if c is not clean and eps == 0.0:
+                continue  # the clean point is already there
             for g in _list(c.get("groups")):
                 acc = _number(_dict(g.get("metrics")).get("accuracy"))
                 if g.get("attribute") == attribute and eps is not None and acc is not None:

@@ -150,3 +150,13 @@ def test_severity_table_lists_only_the_levels_run(results):
     stressor["severity_meaning"] = {"1": "ONE-LEVEL", "2": "TWO-LEVEL", "3": "THREE-LEVEL"}
     html = render_html(results)
     assert "ONE-LEVEL" in html and "THREE-LEVEL" in html and "TWO-LEVEL" not in html
+
+
+def test_worst_condition_charts_use_the_hardest_natural_condition(results):
+    natural = [c for c in results["conditions"] if c["stressor"] not in (None, "pgd")]
+    hardest = min(natural, key=lambda c: c["metrics"]["accuracy"])
+    attack = next(c for c in results["conditions"] if c["stressor"] == "pgd")
+    attack["metrics"]["accuracy"] = 0.0  # a large-epsilon probe is the lowest accuracy overall
+    html = render_html(results)
+    assert f"{hardest['id']} (worst condition" in html
+    assert f"{attack['id']} (worst condition" not in html
