@@ -26,7 +26,7 @@ from audit.model import sha256_file
 SCHEMA_VERSION = "1.0"
 METRIC_KEYS = (
     "n", "accuracy", "accuracy_ci", "balanced_accuracy", "macro_f1", "top_k_accuracy",
-    "ece", "mce", "adaptive_ece", "brier", "nll",
+    "ece", "ece_ci", "mce", "adaptive_ece", "brier", "nll",
 )
 GROUP_KEYS = METRIC_KEYS + ("confusion",)
 

@@ -29,6 +29,7 @@ def test_pass_writes_every_output(workspace):
     assert ids == ["clean", "night@1", "night@5", "blur@1", "blur@5"]
     clean = results["conditions"][0]
     assert clean["metrics"]["n"] == 24 and clean["metrics"]["accuracy"] == 1.0
+    assert {"accuracy_ci", "ece", "ece_ci", "mce", "brier", "nll", "macro_f1", "balanced_accuracy"} <= set(clean["metrics"])
     groups = {(g["attribute"], g["value"]): g["metrics"]["n"] for g in clean["groups"]}
     assert groups == {("camera", "A"): 12, ("camera", "B"): 12}
     with open(out / "predictions.csv") as fh:
