@@ -22,6 +22,7 @@ from audit.data import SampleTable
 from audit.evaluate import SUBSET_CLEAN
 from audit.groups import SlotLayout
 from audit.model import sha256_file
+from reports import tool_version
 
 SCHEMA_VERSION = "1.0"
 METRIC_KEYS = (
@@ -29,13 +30,6 @@ METRIC_KEYS = (
     "ece", "ece_ci", "mce", "adaptive_ece", "brier", "nll",
 )
 GROUP_KEYS = METRIC_KEYS + ("confusion",)
-
-
-def tool_version() -> str:
-    try:
-        return metadata.version("cvaudit")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
 
 
 def _versions() -> dict[str, str]:

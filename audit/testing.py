@@ -160,32 +160,28 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
     return outcome
 
 
-def assert_no_regression(results: Any, baseline: Any, *, tolerance: float = 0.01, metric: str = "accuracy",
+def _where(row: Mapping[str, Any]) -> str:
+    group = "" if row["attribute"] is None else f" {row['attribute']}={row['value']}"
+    return f"{row['condition']}{group}"
+
+
+def assert_no_regression(results: Any, baseline: Any, *, tolerance: float = 0.01,
                          conditions: Iterable[str] | None = None) -> None:
-    """Assert that no condition (and no sufficiently large group) lost more than ``tolerance`` of ``metric``."""
+    """Assert that no condition, and no group large enough to judge, lost more than ``tolerance``
+    of accuracy against ``baseline`` (see :func:`audit.robustness.compare_to_baseline`)."""
     __tracebackhide__ = True
+    from audit.robustness import compare_to_baseline
+
     res, base = _as_results(results), _as_results(baseline)
+    min_size = res.get("evaluation", {}).get("min_group_size", 0)
     wanted = set(conditions) if conditions is not None else None
-    regressions = []
-    base_ids = set(base.condition_ids)
-    for cid in res.condition_ids:
-        if cid not in base_ids or (wanted is not None and cid not in wanted):
-            continue
-        new, old = res.metric(metric, condition=cid), base.metric(metric, condition=cid)
-        if new is not None and old is not None and old - new > tolerance:
-            regressions.append(f"  {cid}: {_fmt(old)} -> {_fmt(new)} ({new - old:+.4f})")
-        for g in res.condition(cid)["groups"]:
-            if g.get("insufficient_data"):
-                continue
-            try:
-                old_g = base.group(cid, g["attribute"], g["value"])
-            except KeyError:
-                continue
-            a, b = g["metrics"].get(metric), old_g["metrics"].get(metric)
-            if a is not None and b is not None and b - a > tolerance:
-                regressions.append(f"  {cid} {g['attribute']}={g['value']}: {_fmt(b)} -> {_fmt(a)} ({a - b:+.4f})")
+    regressions = [
+        f"  {_where(row)}: {_fmt(row['baseline_accuracy'])} -> {_fmt(row['accuracy'])} ({row['delta']:+.4f})"
+        for row in compare_to_baseline(dict(res), dict(base), tolerance=tolerance, min_group_size=min_size)
+        if row["regressed"] and (wanted is None or row["condition"] in wanted)
+    ]
     if regressions:
         raise AssertionError(
-            f"cvaudit: {metric} regressed by more than {tolerance} against the baseline in {len(regressions)} place(s):\n"
+            f"cvaudit: accuracy regressed by more than {tolerance} against the baseline in {len(regressions)} place(s):\n"
             + "\n".join(regressions)
         )

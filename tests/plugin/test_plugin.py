@@ -6,6 +6,8 @@ Runs use ``runpytest_subprocess``: an in-process run would import numpy and torc
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -82,12 +84,12 @@ def test_missing_config(pytester, tmp_path):
 
 
 def test_stored_results_are_reused(pytester, workspace, audit_config):
-    from click.testing import CliRunner
-
-    from audit.cli import main
-
     out = workspace / "out"
-    assert CliRunner().invoke(main, ["run", str(audit_config), "--out", str(out), "--quiet"]).exit_code == 0
+    # a subprocess: an in-process audit inside a pytester test would import torch's and numpy's
+    # extension modules under pytester's sys.modules snapshot, which later tests cannot re-import
+    run = subprocess.run([sys.executable, "-m", "audit", "run", str(audit_config), "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
     results = json.loads((out / "results.json").read_text())
     pytester.makepyfile(PASSING.replace("{policy}", str(audit_config.parent / "policy.yaml")))
     result = pytester.runpytest_subprocess("--cvaudit-results", str(out / "results.json"), "-p", "no:cacheprovider")
