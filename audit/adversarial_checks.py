@@ -31,12 +31,19 @@ a violation is a ``warn``, not a ``fail``.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 #: Built-in attacks: condition ``stressor`` name -> attack kind.
 DEFAULT_ATTACKS: Mapping[str, str] = {a: a for a in ("fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump")}
 #: Smallest ε that counts as "very large" per attack kind (L∞ pixel units, L2 for pgd_l2).
-DEFAULT_LARGE_EPSILONS: Mapping[str, float] = {"fgsm": 0.3, "pgd": 0.3, "deepfool": 0.3, "hopskipjump": 0.3, "pgd_l2": 10.0}
+DEFAULT_LARGE_EPSILONS: Mapping[str, float] = {
+    "fgsm": 0.3,
+    "pgd": 0.3,
+    "deepfool": 0.3,
+    "hopskipjump": 0.3,
+    "pgd_l2": 10.0,
+}
 #: Attack kinds expected to reach ~0% at a very large ε (FGSM is single-step: not expected).
 ITERATIVE = ("pgd", "pgd_l2", "deepfool", "hopskipjump")
 
@@ -66,7 +73,9 @@ def noise_tolerance(p1: float, n1: int, p2: float, n2: int, *, z: float = 1.96) 
     return z * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2) + 1 / min(n1, n2)
 
 
-def _curves(conditions: Sequence[Mapping[str, Any]], attacks: Mapping[str, str]) -> dict[str, list[tuple[float, int, float]]]:
+def _curves(
+    conditions: Sequence[Mapping[str, Any]], attacks: Mapping[str, str]
+) -> dict[str, list[tuple[float, int, float]]]:
     """Per attack label, its (ε, n, accuracy) points sorted by ε (conditions with n = 0 dropped)."""
     curves: dict[str, list[tuple[float, int, float]]] = {}
     for cond in conditions:
@@ -104,7 +113,10 @@ def check_monotone(label: str, points, clean, tolerance: float | None) -> dict[s
         return _finding(MONOTONE, "pass", label, 0.0, f"{label}: robust accuracy does not rise with epsilon")
     (e1, _, a1), (e2, _, a2) = where
     return _finding(
-        MONOTONE, "fail", label, worst,
+        MONOTONE,
+        "fail",
+        label,
+        worst,
         f"{label}: accuracy rises from {a1:.3f} at eps={e1:.4g} to {a2:.3f} at eps={e2:.4g}; "
         "the attack is not converging (too few steps, bad step size or gradient masking)",
     )
@@ -112,17 +124,23 @@ def check_monotone(label: str, points, clean, tolerance: float | None) -> dict[s
 
 def check_large_epsilon(label: str, kind: str, points, threshold: float, max_accuracy: float) -> dict[str, Any]:
     """At the largest ε (if very large) accuracy must be about 0."""
-    eps, n, acc = points[-1]
+    eps, _n, acc = points[-1]
     if eps < threshold:
         return _finding(
-            LARGE_EPSILON, "insufficient_data", label, None,
+            LARGE_EPSILON,
+            "insufficient_data",
+            label,
+            None,
             f"{label}: largest epsilon {eps:.4g} < {threshold:g}; add a probe condition "
             f"(e.g. {label}@0.5) to test for gradient masking",
         )
     if acc <= max_accuracy:
         return _finding(LARGE_EPSILON, "pass", label, acc, f"{label}: accuracy {acc:.3f} at eps={eps:.4g}")
     return _finding(
-        LARGE_EPSILON, "fail", label, acc,
+        LARGE_EPSILON,
+        "fail",
+        label,
+        acc,
         f"{label}: accuracy is still {acc:.3f} at eps={eps:.4g} (expected <= {max_accuracy:g}); "
         "gradient masking or a broken attack is suspected",
     )
@@ -133,16 +151,29 @@ def check_iterative_stronger(pgd_label: str, pgd, fgsm_label: str, fgsm, toleran
     by_eps = {p[0]: p for p in fgsm}
     shared = [(p, by_eps[p[0]]) for p in pgd if p[0] in by_eps and p[0] > 0]
     if not shared:
-        return _finding(ITERATIVE_STRONGER, "insufficient_data", pgd_label, None,
-                        f"{pgd_label} and {fgsm_label} share no epsilon > 0")
+        return _finding(
+            ITERATIVE_STRONGER,
+            "insufficient_data",
+            pgd_label,
+            None,
+            f"{pgd_label} and {fgsm_label} share no epsilon > 0",
+        )
     excess = [(p[2] - f[2], p, f) for p, f in shared if p[2] - f[2] > _tol(tolerance, p, f)]
     if not excess:
         worst = max(p[2] - f[2] for p, f in shared)
-        return _finding(ITERATIVE_STRONGER, "pass", pgd_label, max(worst, 0.0),
-                        f"{pgd_label} is at least as strong as {fgsm_label} at every shared epsilon")
+        return _finding(
+            ITERATIVE_STRONGER,
+            "pass",
+            pgd_label,
+            max(worst, 0.0),
+            f"{pgd_label} is at least as strong as {fgsm_label} at every shared epsilon",
+        )
     gap, p, f = max(excess)
     return _finding(
-        ITERATIVE_STRONGER, "fail", pgd_label, gap,
+        ITERATIVE_STRONGER,
+        "fail",
+        pgd_label,
+        gap,
         f"{pgd_label} accuracy {p[2]:.3f} exceeds {fgsm_label} accuracy {f[2]:.3f} at eps={p[0]:.4g}; "
         "the iterative attack is broken (step size, steps) or gradients are masked",
     )
@@ -158,11 +189,16 @@ def check_zero_epsilon(label: str, points, clean, tolerance: float | None) -> di
     same_samples = zero[1] == clean[1]
     allowed = (tolerance if tolerance is not None else 1 / zero[1]) if same_samples else _tol(tolerance, zero, clean)
     if diff <= allowed + 1e-9:  # float slack: one sample in n is allowed exactly
-        return _finding(ZERO_EPSILON, "pass", label, diff, f"{label}: accuracy at eps=0 {zero[2]:.3f}, clean {clean[2]:.3f}")
+        return _finding(
+            ZERO_EPSILON, "pass", label, diff, f"{label}: accuracy at eps=0 {zero[2]:.3f}, clean {clean[2]:.3f}"
+        )
     status = "fail" if same_samples else "warn"
     note = "" if same_samples else f" (the attack ran on {zero[1]} of {clean[1]} samples)"
     return _finding(
-        ZERO_EPSILON, status, label, diff,
+        ZERO_EPSILON,
+        status,
+        label,
+        diff,
         f"{label}: accuracy at eps=0 is {zero[2]:.3f} but clean accuracy is {clean[2]:.3f}{note}; "
         "the attack changes images at eps=0 or the attack path preprocesses differently",
     )
@@ -203,7 +239,9 @@ def sanity_checks(
         kind = attacks[label]
         findings.append(check_monotone(label, points, clean, tolerance))
         if kind in ITERATIVE:
-            findings.append(check_large_epsilon(label, kind, points, thresholds.get(kind, 0.3), max_large_epsilon_accuracy))
+            findings.append(
+                check_large_epsilon(label, kind, points, thresholds.get(kind, 0.3), max_large_epsilon_accuracy)
+            )
         if kind == "pgd":  # FGSM is L-inf: compare with L-inf PGD only
             for fgsm_label, fgsm_points in fgsm:
                 findings.append(check_iterative_stronger(label, points, fgsm_label, fgsm_points, tolerance))

@@ -12,9 +12,10 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -56,8 +57,12 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], Non
 
     def factory(total: int, label: str) -> Callable[[int], None]:
         progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         )
         progress.start()
         task = progress.add_task(label, total=total)
@@ -78,11 +83,19 @@ def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") 
     """A short summary table on stdout (or the verdict and paths as JSON)."""
     policy = results["policy"]
     if fmt == "json":
-        click.echo(json.dumps({
-            "verdict": policy["verdict"],
-            "out": str(out_dir),
-            "rules": [{k: r.get(k) for k in ("id", "status", "blocking", "observed", "threshold")} for r in policy["rules"]],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "verdict": policy["verdict"],
+                    "out": str(out_dir),
+                    "rules": [
+                        {k: r.get(k) for k in ("id", "status", "blocking", "observed", "threshold")}
+                        for r in policy["rules"]
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -93,14 +106,17 @@ def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") 
         table.add_column(col, justify="right" if col not in ("condition", "worst group (gap)") else "left")
     gaps: dict[str, Any] = {}
     for f in results.get("fairness", []):
-        if f.get("accuracy_gap") is not None and (f["condition"] not in gaps or f["accuracy_gap"] > gaps[f["condition"]]["accuracy_gap"]):
+        if f.get("accuracy_gap") is not None and (
+            f["condition"] not in gaps or f["accuracy_gap"] > gaps[f["condition"]]["accuracy_gap"]
+        ):
             gaps[f["condition"]] = f
     for c in results["conditions"]:
         m = c["metrics"]
         ci = m.get("accuracy_ci")
         g = gaps.get(c["id"])
         table.add_row(
-            c["id"], str(m["n"]),
+            c["id"],
+            str(m["n"]),
             "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}",
             "-" if not ci or ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
             "-" if m.get("ece") is None else f"{m['ece']:.3f}",
@@ -130,41 +146,78 @@ def main() -> None:
 
 @main.command("run")
 @click.argument("config", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("cvaudit-out"), show_default=True, help="Output folder.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("cvaudit-out"),
+    show_default=True,
+    help="Output folder.",
+)
 @click.option("--seed", type=int, default=None, help="Override the config's seed.")
 @click.option("--device", type=str, default=None, help="auto | cpu | cuda | cuda:N (overrides the config).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the config's batch size.")
-@click.option("--attack-samples", type=click.IntRange(min=1), default=None, help="Attack a seeded subset of N samples, stratified by group and class.")
-@click.option("--baseline", type=click.Path(path_type=Path), default=None, help="A results.json of the deployed model to compare against.")
+@click.option(
+    "--attack-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Attack a seeded subset of N samples, stratified by group and class.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A results.json of the deployed model to compare against.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_command(config: Path, out_dir: Path, seed, device, batch_size, attack_samples, baseline, fmt, quiet) -> None:
     """Run the audit described by CONFIG (a config.yaml) and write every output into --out."""
     with command_boundary():
-        outcome = run_config(config, out_dir=out_dir, seed=seed, device=device, batch_size=batch_size,
-                             attack_samples=attack_samples, baseline=baseline, quiet=quiet)
+        outcome = run_config(
+            config,
+            out_dir=out_dir,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            attack_samples=attack_samples,
+            baseline=baseline,
+            quiet=quiet,
+        )
         if outcome is None:  # a non-zero rank of a distributed run
             return
         print_summary(outcome.results, out_dir, fmt=fmt)
     sys.exit(outcome.exit_code)
 
 
-def run_config(config: Path, *, out_dir: Path, seed=None, device=None, batch_size=None, attack_samples=None,
-               baseline=None, quiet=False):
+def run_config(
+    config: Path,
+    *,
+    out_dir: Path,
+    seed=None,
+    device=None,
+    batch_size=None,
+    attack_samples=None,
+    baseline=None,
+    quiet=False,
+):
     """Load a config file (with CLI overrides) and run it; None on non-zero ranks."""
     from audit.config import load_config
     from audit.runner import run_audit
 
     cfg = load_config(config, seed=seed, device=device, batch_size=batch_size, attack_samples=attack_samples)
-    outcome = run_audit(cfg, config_path=config, out_dir=out_dir, baseline=baseline,
-                        progress=_progress_factory(not quiet))
+    outcome = run_audit(
+        cfg, config_path=config, out_dir=out_dir, baseline=baseline, progress=_progress_factory(not quiet)
+    )
     return outcome if outcome.results else None
 
 
 @main.command("demo")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("cvaudit-demo"), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--sign/--no-sign", default=True, show_default=True, help="Sign the report with a demo key made in --out.")
+@click.option(
+    "--sign/--no-sign", default=True, show_default=True, help="Sign the report with a demo key made in --out."
+)
 def demo_command(out_dir: Path, quiet: bool, sign: bool) -> None:
     """Train a small CNN on scikit-learn's digits and audit it (nothing is downloaded)."""
     from audit.demo import prepare_demo

@@ -35,7 +35,7 @@ class ModelConfig(_Strict):
     class_names: list[str] | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelConfig":
+    def _one_source(self) -> ModelConfig:
         if (self.path is None) == (self.factory is None):
             raise ValueError("give exactly one of model.path or model.factory")
         if self.weights is not None and self.factory is None:
@@ -68,7 +68,7 @@ class DataConfig(_Strict):
     num_workers: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "DataConfig":
+    def _one_source(self) -> DataConfig:
         given = [k for k in ("manifest", "images", "npz") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of data.manifest, data.images or data.npz")

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,9 @@ def _read_manifest_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
                 lineno = reader.line_num
                 if None in row or any(v is None for v in row.values()):
                     got = len([v for k, v in row.items() if k is not None and v is not None]) + len(row.get(None) or [])
-                    raise AuditError(f"{path}: line {lineno}: expected {len(reader.fieldnames or [])} fields, got {got}")
+                    raise AuditError(
+                        f"{path}: line {lineno}: expected {len(reader.fieldnames or [])} fields, got {got}"
+                    )
                 rows.append((lineno, dict(row)))
             return rows
     except FileNotFoundError:
@@ -131,7 +134,9 @@ def read_manifest(path: Path, cfg: DataConfig, *, class_names: Sequence[str] | N
         for required in ("path", "label", *cfg.attributes):
             if required not in row:
                 what = "attribute " if required in cfg.attributes else ""
-                raise AuditError(f"{path}: line {lineno}: {what}column {required!r} is missing (columns: {sorted(row)})")
+                raise AuditError(
+                    f"{path}: line {lineno}: {what}column {required!r} is missing (columns: {sorted(row)})"
+                )
     use_ids = cfg.id_column in rows[0]
     if not use_ids and "id_column" in cfg.model_fields_set:
         raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(rows[0])})")
@@ -195,7 +200,9 @@ def read_npz(path: Path, cfg: DataConfig) -> SampleTable:
     except (OSError, ValueError) as err:
         raise AuditError(f"{path}: not a readable .npz file ({str(err).splitlines()[0]})") from None
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))):
-        raise AuditError(f"{path}: 'labels' must be a 1-D array of integers (got shape {labels.shape}, dtype {labels.dtype})")
+        raise AuditError(
+            f"{path}: 'labels' must be a 1-D array of integers (got shape {labels.shape}, dtype {labels.dtype})"
+        )
     n = len(labels)
     if n == 0:
         raise AuditError(f"{path}: the dataset is empty (no samples)")
@@ -215,7 +222,10 @@ def read_npz(path: Path, cfg: DataConfig) -> SampleTable:
             raise AuditError(f"{path}: attribute {attr!r} has shape {extra[attr].shape}; expected ({n},)")
         attributes[attr] = [str(v) if str(v) != "" else MISSING for v in extra[attr]]
     int_labels = [int(y) for y in labels]
-    rows = [{"sample_id": i, "label": str(y), **{a: attributes[a][j] for a in attributes}} for j, (i, y) in enumerate(zip(ids, int_labels))]
+    rows = [
+        {"sample_id": i, "label": str(y), **{a: attributes[a][j] for a in attributes}}
+        for j, (i, y) in enumerate(zip(ids, int_labels))
+    ]
     return SampleTable(path, ids, int_labels, attributes, rows=rows, npz_images=images)
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,9 +42,15 @@ class DigitsCNN(nn.Module):
     def __init__(self, num_classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
         )
         self.head = nn.Linear(64 * 4, num_classes)
 
@@ -94,9 +100,13 @@ def build_demo_data(seed: int = 0) -> dict[str, np.ndarray]:
     ink_mass = digits.images.reshape(n, -1).sum(axis=1)
     thick = ink_mass > np.median(ink_mass)
     return {
-        "train_x": out[train_idx], "train_y": labels[train_idx],
-        "audit_x": out[audit_idx], "audit_y": labels[audit_idx], "audit_index": audit_idx,
-        "audit_camera": np.where(cam[audit_idx], "B", "A"), "audit_ink": np.where(thick[audit_idx], "thick", "thin"),
+        "train_x": out[train_idx],
+        "train_y": labels[train_idx],
+        "audit_x": out[audit_idx],
+        "audit_y": labels[audit_idx],
+        "audit_index": audit_idx,
+        "audit_camera": np.where(cam[audit_idx], "B", "A"),
+        "audit_ink": np.where(thick[audit_idx], "thick", "thin"),
     }
 
 
@@ -171,15 +181,32 @@ def _governance_columns(i: int) -> dict[str, str]:
 
 
 def write_manifest(path: Path, rel_paths: list[str], data: dict[str, np.ndarray]) -> None:
-    cols = ["sample_id", "path", "label", "camera", "ink", "capture_date", "consent", "region", "purpose", "lawful_basis"]
+    cols = [
+        "sample_id",
+        "path",
+        "label",
+        "camera",
+        "ink",
+        "capture_date",
+        "consent",
+        "region",
+        "purpose",
+        "lawful_basis",
+    ]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         for i, rel in enumerate(rel_paths):
-            w.writerow({
-                "sample_id": f"digits-{int(data['audit_index'][i]):04d}", "path": rel, "label": int(data["audit_y"][i]),
-                "camera": data["audit_camera"][i], "ink": data["audit_ink"][i], **_governance_columns(i),
-            })
+            w.writerow(
+                {
+                    "sample_id": f"digits-{int(data['audit_index'][i]):04d}",
+                    "path": rel,
+                    "label": int(data["audit_y"][i]),
+                    "camera": data["audit_camera"][i],
+                    "ink": data["audit_ink"][i],
+                    **_governance_columns(i),
+                }
+            )
 
 
 DEMO_CONFIG = """\

@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from PIL import Image
@@ -122,9 +123,15 @@ def evaluate(
     Raises:
         AuditError: bad image (unless skipping), label out of range, bad model output.
     """
+
     def new_stats() -> AuditStats:
-        return AuditStats(num_classes=settings.num_classes, num_slots=num_slots,
-                          n_bootstrap=settings.n_bootstrap, seed=settings.seed, top_k=settings.top_k)
+        return AuditStats(
+            num_classes=settings.num_classes,
+            num_slots=num_slots,
+            n_bootstrap=settings.n_bootstrap,
+            seed=settings.seed,
+            top_k=settings.top_k,
+        )
 
     state = EvalState(stats={c.id: new_stats() for c in conditions})
     subset_clean = settings.attack_indices is not None and any(c.model_aware for c in conditions)
@@ -162,7 +169,9 @@ def evaluate(
     return state
 
 
-def _record_bad_images(bad: list[tuple[int, str]], table: SampleTable, settings: EvalSettings, state: EvalState) -> None:
+def _record_bad_images(
+    bad: list[tuple[int, str]], table: SampleTable, settings: EvalSettings, state: EvalState
+) -> None:
     """Fail on the first undecodable image, or count it as skipped (``on_bad_image``)."""
     for index, reason in bad:
         where = table.paths[index] if table.paths is not None else f"{table.source}[{index}]"
@@ -184,8 +193,15 @@ class _Batch:
     in_subset: Tensor | None  # attack subset mask, when attacks run on a subset
 
     @classmethod
-    def build(cls, raw: dict[str, Any], table: SampleTable, keys: Tensor, slots: Tensor,
-              settings: EvalSettings, device: torch.device) -> "_Batch":
+    def build(
+        cls,
+        raw: dict[str, Any],
+        table: SampleTable,
+        keys: Tensor,
+        slots: Tensor,
+        settings: EvalSettings,
+        device: torch.device,
+    ) -> _Batch:
         idx = raw["index"]
         labels = torch.tensor([table.labels[i] for i in idx.tolist()], dtype=torch.int64)
         out_of_range = (labels < 0) | (labels >= settings.num_classes)
@@ -200,25 +216,42 @@ class _Batch:
             in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
         return cls(idx, raw["images"].to(device), labels, labels.to(device), keys[idx], slots[idx], in_subset)
 
-    def attack_part(self) -> "_Batch | None":
+    def attack_part(self) -> _Batch | None:
         """The samples to attack: the whole batch, its attack-subset part, or None if empty."""
         if self.in_subset is None:
             return self
         if not self.in_subset.any():
             return None
         m, m_dev = self.in_subset, self.in_subset.to(self.images.device)
-        return _Batch(self.index[m], self.images[m_dev], self.labels[m], self.labels_dev[m_dev],
-                      self.keys[m], self.slots[m], None)
+        return _Batch(
+            self.index[m], self.images[m_dev], self.labels[m], self.labels_dev[m_dev], self.keys[m], self.slots[m], None
+        )
 
 
-def _rows(order: int, cond: Condition, idx: Tensor, labels: Tensor, probs: Tensor, table: SampleTable, attrs: list[str]):
+def _rows(
+    order: int, cond: Condition, idx: Tensor, labels: Tensor, probs: Tensor, table: SampleTable, attrs: list[str]
+):
     """Predictions rows of one condition, keyed (sample index, condition order) for sorting."""
     conf, pred = probs.max(dim=1)
     p_true = probs.gather(1, labels.view(-1, 1)).squeeze(1)
     severity = "" if cond.stressor is None else format_severity(cond.severity)
     stressor = "" if cond.stressor is None else cond.label
     for j, i in enumerate(idx.tolist()):
-        yield i, order, (
-            [i, table.ids[i], cond.id, stressor, severity, int(labels[j]), int(pred[j]),
-             f"{float(conf[j]):.6f}", f"{float(p_true[j]):.6f}", *(table.attributes[a][i] for a in attrs)]
+        yield (
+            i,
+            order,
+            (
+                [
+                    i,
+                    table.ids[i],
+                    cond.id,
+                    stressor,
+                    severity,
+                    int(labels[j]),
+                    int(pred[j]),
+                    f"{float(conf[j]):.6f}",
+                    f"{float(p_true[j]):.6f}",
+                    *(table.attributes[a][i] for a in attrs),
+                ]
+            ),
         )

@@ -125,8 +125,13 @@ def fairness_summary(groups: Sequence[dict], *, min_group_size: int) -> dict:
     eligible = [g for g in groups if g["n"] > 0 and g["n"] >= min_group_size]
     excluded = [g["value"] for g in groups if not (g["n"] > 0 and g["n"] >= min_group_size)]
     summary = {
-        "worst_group": None, "accuracy_gap": None, "accuracy_ratio": None, "equalized_odds_difference": None,
-        "demographic_parity_difference": None, "ece_gap": None, "excluded": excluded,
+        "worst_group": None,
+        "accuracy_gap": None,
+        "accuracy_ratio": None,
+        "equalized_odds_difference": None,
+        "demographic_parity_difference": None,
+        "ece_gap": None,
+        "excluded": excluded,
     }
     if len(eligible) < 2:
         return summary

@@ -193,10 +193,23 @@ def _compute_slot(st: dict[str, Tensor], i: int, *, top_k: int | None, adaptive_
     reliability = calibration.reliability(st["bin_count"][i], st["bin_conf"][i], st["bin_correct"][i])
     if n == 0:
         return {
-            "n": 0, "accuracy": None, "accuracy_ci": None, "balanced_accuracy": None, "macro_f1": None,
-            "top_k_accuracy": None, "ece": None, "ece_ci": None, "mce": None, "adaptive_ece": None,
-            "brier": None, "nll": None, "confusion": cm_list, "per_class_fnr": [None] * k,
-            "per_class_fpr": [None] * k, "top_confusions": [], "overconfident_errors": 0,
+            "n": 0,
+            "accuracy": None,
+            "accuracy_ci": None,
+            "balanced_accuracy": None,
+            "macro_f1": None,
+            "top_k_accuracy": None,
+            "ece": None,
+            "ece_ci": None,
+            "mce": None,
+            "adaptive_ece": None,
+            "brier": None,
+            "nll": None,
+            "confusion": cm_list,
+            "per_class_fnr": [None] * k,
+            "per_class_fpr": [None] * k,
+            "top_confusions": [],
+            "overconfident_errors": 0,
             "reliability": reliability,
         }
     cmf = cm.to(_F64)
@@ -232,9 +245,7 @@ def _compute_slot(st: dict[str, Tensor], i: int, *, top_k: int | None, adaptive_
         "confusion": cm_list,
         "per_class_fnr": [_rate(float(fn[c]), float(support[c])) for c in range(k)],
         "per_class_fpr": [_rate(float(fp[c]), float(fp[c] + tn[c])) for c in range(k)],
-        "top_confusions": [
-            {"true": c // k, "predicted": c % k, "count": int(cm[c // k, c % k])} for c in top
-        ],
+        "top_confusions": [{"true": c // k, "predicted": c % k, "count": int(cm[c // k, c % k])} for c in top],
         "overconfident_errors": int(st["overconfident"][i]),
         "reliability": reliability,
     }
@@ -245,10 +256,23 @@ def _compute(states: dict[str, Tensor], *, top_k: int | None, adaptive_bins: int
     return [_compute_slot(st, i, top_k=top_k, adaptive_bins=adaptive_bins) for i in range(st["confusion"].shape[0])]
 
 
-def _check_settings(*, num_classes: int, num_slots: int, n_bins: int, adaptive_bins: int, n_bootstrap: int,
-                    top_k: int | None, overconfidence: float) -> None:
-    for name, value, low in (("num_classes", num_classes, 1), ("num_slots", num_slots, 1), ("n_bins", n_bins, 1),
-                             ("adaptive_bins", adaptive_bins, 1), ("n_bootstrap", n_bootstrap, 0)):
+def _check_settings(
+    *,
+    num_classes: int,
+    num_slots: int,
+    n_bins: int,
+    adaptive_bins: int,
+    n_bootstrap: int,
+    top_k: int | None,
+    overconfidence: float,
+) -> None:
+    for name, value, low in (
+        ("num_classes", num_classes, 1),
+        ("num_slots", num_slots, 1),
+        ("n_bins", n_bins, 1),
+        ("adaptive_bins", adaptive_bins, 1),
+        ("n_bootstrap", n_bootstrap, 0),
+    ):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
     if top_k is not None and not (isinstance(top_k, int) and 1 <= top_k <= num_classes):
@@ -292,12 +316,29 @@ class AuditStats(Metric):
     higher_is_better = None
     full_state_update = False
 
-    def __init__(self, *, num_classes: int, num_slots: int, n_bins: int = 15, adaptive_bins: int = 15,
-                 n_bootstrap: int = 200, seed: int = 0, top_k: int | None = None, overconfidence: float = 0.9,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        num_slots: int,
+        n_bins: int = 15,
+        adaptive_bins: int = 15,
+        n_bootstrap: int = 200,
+        seed: int = 0,
+        top_k: int | None = None,
+        overconfidence: float = 0.9,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        _check_settings(num_classes=num_classes, num_slots=num_slots, n_bins=n_bins, adaptive_bins=adaptive_bins,
-                        n_bootstrap=n_bootstrap, top_k=top_k, overconfidence=overconfidence)
+        _check_settings(
+            num_classes=num_classes,
+            num_slots=num_slots,
+            n_bins=n_bins,
+            adaptive_bins=adaptive_bins,
+            n_bootstrap=n_bootstrap,
+            top_k=top_k,
+            overconfidence=overconfidence,
+        )
         self.num_classes, self.num_slots, self.n_bins = num_classes, num_slots, n_bins
         self.adaptive_bins, self.n_bootstrap, self.seed = adaptive_bins, n_bootstrap, seed
         self.top_k, self.overconfidence = top_k, float(overconfidence)
@@ -323,9 +364,19 @@ class AuditStats(Metric):
             probs (N, K) float; labels (N,), slots (N, G), sample_keys (N,) int.
         """
         _validate(probs, labels, slots, sample_keys, num_classes=self.num_classes, num_slots=self.num_slots)
-        stats = _update_stats(probs, labels, slots, sample_keys, num_classes=self.num_classes,
-                              num_slots=self.num_slots, n_bins=self.n_bins, n_bootstrap=self.n_bootstrap,
-                              seed=self.seed, top_k=self.top_k, overconfidence=self.overconfidence)
+        stats = _update_stats(
+            probs,
+            labels,
+            slots,
+            sample_keys,
+            num_classes=self.num_classes,
+            num_slots=self.num_slots,
+            n_bins=self.n_bins,
+            n_bootstrap=self.n_bootstrap,
+            seed=self.seed,
+            top_k=self.top_k,
+            overconfidence=self.overconfidence,
+        )
         for name, value in stats.items():
             getattr(self, name).add_(value.to(getattr(self, name).device))
 
@@ -338,15 +389,26 @@ class AuditStats(Metric):
             confusion, per_class_fnr, per_class_fpr, top_confusions,
             overconfident_errors, reliability.
         """
-        names = _state_shapes(num_classes=self.num_classes, num_slots=self.num_slots, n_bins=self.n_bins,
-                              n_bootstrap=self.n_bootstrap)
-        return _compute({name: getattr(self, name) for name in names}, top_k=self.top_k,
-                        adaptive_bins=self.adaptive_bins)
+        names = _state_shapes(
+            num_classes=self.num_classes, num_slots=self.num_slots, n_bins=self.n_bins, n_bootstrap=self.n_bootstrap
+        )
+        return _compute(
+            {name: getattr(self, name) for name in names}, top_k=self.top_k, adaptive_bins=self.adaptive_bins
+        )
 
 
-def audit_metrics(probs: Tensor, labels: Tensor, *, sample_keys: Tensor | None = None, n_bins: int = 15,
-                  adaptive_bins: int = 15, n_bootstrap: int = 200, seed: int = 0, top_k: int | None = None,
-                  overconfidence: float = 0.9) -> dict:
+def audit_metrics(
+    probs: Tensor,
+    labels: Tensor,
+    *,
+    sample_keys: Tensor | None = None,
+    n_bins: int = 15,
+    adaptive_bins: int = 15,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    top_k: int | None = None,
+    overconfidence: float = 0.9,
+) -> dict:
     """One-shot metrics of a whole set of predictions (the functional ``AuditStats``).
 
     Args:
@@ -367,12 +429,30 @@ def audit_metrics(probs: Tensor, labels: Tensor, *, sample_keys: Tensor | None =
     if probs.ndim != 2:
         raise ValueError(f"probs must have shape (N, K); got {tuple(probs.shape)}")
     num_classes = probs.shape[1]
-    _check_settings(num_classes=num_classes, num_slots=1, n_bins=n_bins, adaptive_bins=adaptive_bins,
-                    n_bootstrap=n_bootstrap, top_k=top_k, overconfidence=overconfidence)
+    _check_settings(
+        num_classes=num_classes,
+        num_slots=1,
+        n_bins=n_bins,
+        adaptive_bins=adaptive_bins,
+        n_bootstrap=n_bootstrap,
+        top_k=top_k,
+        overconfidence=overconfidence,
+    )
     if sample_keys is None:
         sample_keys = torch.arange(probs.shape[0], device=probs.device)
     slots = torch.zeros(probs.shape[0], 1, dtype=_I64, device=probs.device)
     _validate(probs, labels, slots, sample_keys, num_classes=num_classes, num_slots=1)
-    stats = _update_stats(probs, labels, slots, sample_keys, num_classes=num_classes, num_slots=1, n_bins=n_bins,
-                          n_bootstrap=n_bootstrap, seed=seed, top_k=top_k, overconfidence=overconfidence)
+    stats = _update_stats(
+        probs,
+        labels,
+        slots,
+        sample_keys,
+        num_classes=num_classes,
+        num_slots=1,
+        n_bins=n_bins,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        top_k=top_k,
+        overconfidence=overconfidence,
+    )
     return _compute(stats, top_k=top_k, adaptive_bins=adaptive_bins)[0]

@@ -109,7 +109,9 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
     try:
         net = factory()
     except Exception as err:
-        raise AuditError(f"model.factory: {cfg.factory!r} raised {type(err).__name__}: {str(err).strip()[:200]}") from None
+        raise AuditError(
+            f"model.factory: {cfg.factory!r} raised {type(err).__name__}: {str(err).strip()[:200]}"
+        ) from None
     if not isinstance(net, nn.Module):
         raise AuditError(f"model.factory: {cfg.factory!r} returned {type(net).__name__}, not a torch.nn.Module")
     if cfg.weights is not None:

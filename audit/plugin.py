@@ -149,7 +149,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     findings = [f for f in results.get("governance", {}).get("findings", []) if f.get("status") != "pass"]
     for f in findings[:5]:
         tr.write_line(f"  governance {f.get('check')}: {f.get('count')} sample(s) - {f.get('message', '')}")
-    gaps = sorted((f for f in results.get("fairness", []) if f.get("accuracy_gap") is not None),
-                  key=lambda f: -f["accuracy_gap"])[:3]
+    gaps = sorted(
+        (f for f in results.get("fairness", []) if f.get("accuracy_gap") is not None), key=lambda f: -f["accuracy_gap"]
+    )[:3]
     for f in gaps:
-        tr.write_line(f"  largest gap: {f['attribute']} under {f['condition']}: {f['accuracy_gap']:.3f} (worst {f['worst_group']})")
+        tr.write_line(
+            f"  largest gap: {f['attribute']} under {f['condition']}: {f['accuracy_gap']:.3f} (worst {f['worst_group']})"
+        )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import heapq
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 COLUMNS = ["sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"]
 

@@ -26,8 +26,18 @@ from reports import tool_version
 
 SCHEMA_VERSION = "1.0"
 METRIC_KEYS = (
-    "n", "accuracy", "accuracy_ci", "balanced_accuracy", "macro_f1", "top_k_accuracy",
-    "ece", "ece_ci", "mce", "adaptive_ece", "brier", "nll",
+    "n",
+    "accuracy",
+    "accuracy_ci",
+    "balanced_accuracy",
+    "macro_f1",
+    "top_k_accuracy",
+    "ece",
+    "ece_ci",
+    "mce",
+    "adaptive_ece",
+    "brier",
+    "nll",
 )
 GROUP_KEYS = METRIC_KEYS + ("confusion",)
 
@@ -60,7 +70,12 @@ def _error_types(overall: dict[str, Any], class_names: list[str]) -> dict[str, A
 
 
 def _condition_entry(
-    cond: Condition, slots: list[dict[str, Any]], layout: SlotLayout, min_size: int, subset: int | None, class_names: list[str]
+    cond: Condition,
+    slots: list[dict[str, Any]],
+    layout: SlotLayout,
+    min_size: int,
+    subset: int | None,
+    class_names: list[str],
 ) -> dict[str, Any]:
     overall = slots[0]
     groups = []
@@ -95,9 +110,7 @@ def _fairness(conditions: list[dict[str, Any]], layout: SlotLayout, min_size: in
     out = []
     for cond in conditions:
         for g in layout.groupings:
-            groups = [
-                {"value": x["value"], **x["metrics"]} for x in cond["groups"] if x["attribute"] == g.name
-            ]
+            groups = [{"value": x["value"], **x["metrics"]} for x in cond["groups"] if x["attribute"] == g.name]
             summary = fairness_summary(groups, min_group_size=min_size)
             out.append({"condition": cond["id"], "attribute": g.name, **summary})
     return out
@@ -175,14 +188,20 @@ def assemble_results(
         "conditions": cond_entries,
     }
     results["fairness"] = _fairness(cond_entries, layout, min_size)
-    results["robustness"] = robustness.accuracy_drops(natural) + (robustness.accuracy_drops(adversarial) if attacks else [])
+    results["robustness"] = robustness.accuracy_drops(natural) + (
+        robustness.accuracy_drops(adversarial) if attacks else []
+    )
     results["robustness_summary"] = robustness.corruption_errors(natural)
     results["robustness_disparity"] = robustness.robustness_disparity(natural, min_group_size=min_size) + (
         robustness.robustness_disparity(adversarial, min_group_size=min_size) if attacks else []
     )
     results["error_shift"] = robustness.error_shift(natural) + (robustness.error_shift(adversarial) if attacks else [])
     if SUBSET_CLEAN in computed:
-        results["attack_reference"] = {"attack_subset": subset, "metrics": reference["metrics"], "groups": reference["groups"]}
+        results["attack_reference"] = {
+            "attack_subset": subset,
+            "metrics": reference["metrics"],
+            "groups": reference["groups"],
+        }
     if baseline is not None:
         results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline, min_group_size=min_size)
     attack_kinds = {c.label: c.stressor.name for c in conditions if c.model_aware}

@@ -75,8 +75,16 @@ def accuracy_drops(conditions: Conditions) -> list[dict]:
         if cond.get("stressor") is None:
             continue
         acc = _accuracy(cond["metrics"])
-        rows.append({"condition": cond["id"], "stressor": cond["stressor"], "severity": cond.get("severity"),
-                     "accuracy": acc, "clean_accuracy": clean_acc, "drop": _sub(clean_acc, acc)})
+        rows.append(
+            {
+                "condition": cond["id"],
+                "stressor": cond["stressor"],
+                "severity": cond.get("severity"),
+                "accuracy": acc,
+                "clean_accuracy": clean_acc,
+                "drop": _sub(clean_acc, acc),
+            }
+        )
     return rows
 
 
@@ -116,16 +124,22 @@ def corruption_errors(conditions: Conditions, *, reference: Conditions | Mapping
     rows = []
     for stressor, errs in table.items():
         severities = sorted(errs, key=lambda s: (s is None, s))
-        row = {"stressor": stressor, "severities": severities, "ce": _mean(errs.values()),
-               "relative_ce": _mean(_sub(e, e_clean) for e in errs.values()),
-               "normalized_ce": None, "normalized_relative_ce": None}
+        row = {
+            "stressor": stressor,
+            "severities": severities,
+            "ce": _mean(errs.values()),
+            "relative_ce": _mean(_sub(e, e_clean) for e in errs.values()),
+            "normalized_ce": None,
+            "normalized_relative_ce": None,
+        }
         shared = [s for s in severities if s in ref_table.get(stressor, {})]
         if shared:
             ref = ref_table[stressor]
             row["normalized_ce"] = _ratio(sum(errs[s] for s in shared), sum(ref[s] for s in shared))
             if e_clean is not None and ref_clean is not None:
-                row["normalized_relative_ce"] = _ratio(sum(errs[s] - e_clean for s in shared),
-                                                       sum(ref[s] - ref_clean for s in shared))
+                row["normalized_relative_ce"] = _ratio(
+                    sum(errs[s] - e_clean for s in shared), sum(ref[s] - ref_clean for s in shared)
+                )
         rows.append(row)
     return {
         "stressors": rows,
@@ -160,6 +174,7 @@ def compare_to_baseline(results, baseline, *, tolerance: float = 0.01, min_group
         - baseline, and status is ``regressed``, ``ok``,
         ``insufficient_data``, ``missing_in_baseline`` or ``missing_in_candidate``.
     """
+
     def index(conds):
         table = {}
         for cond in _conditions(conds):
@@ -180,10 +195,20 @@ def compare_to_baseline(results, baseline, *, tolerance: float = 0.01, min_group
             status = "insufficient_data"
         else:
             status = "regressed" if delta < -tolerance else "ok"
-        rows.append({"condition": key[0], "attribute": key[1], "value": key[2],
-                     "n": None if c is None else c.get("n"), "baseline_n": None if b is None else b.get("n"),
-                     "accuracy": acc_c, "baseline_accuracy": acc_b, "delta": delta,
-                     "regressed": status == "regressed", "status": status})
+        rows.append(
+            {
+                "condition": key[0],
+                "attribute": key[1],
+                "value": key[2],
+                "n": None if c is None else c.get("n"),
+                "baseline_n": None if b is None else b.get("n"),
+                "accuracy": acc_c,
+                "baseline_accuracy": acc_b,
+                "delta": delta,
+                "regressed": status == "regressed",
+                "status": status,
+            }
+        )
     return rows
 
 
@@ -218,18 +243,26 @@ def robustness_disparity(conditions: Conditions, *, min_group_size: int) -> list
             drops, excluded = {}, []
             for value, metrics in members:
                 base = clean.get((attribute, value))
-                drop = None if base is None else _sub(_accuracy(base, min_group_size),
-                                                      _accuracy(metrics, min_group_size))
+                drop = (
+                    None if base is None else _sub(_accuracy(base, min_group_size), _accuracy(metrics, min_group_size))
+                )
                 if drop is None:
                     excluded.append(value)
                 else:
                     drops[value] = drop
             enough = len(drops) >= 2
-            rows.append({"condition": cond["id"], "stressor": cond["stressor"], "severity": cond.get("severity"),
-                         "attribute": attribute,
-                         "worst_group": max(drops, key=drops.get) if enough else None,
-                         "drops": drops, "disparity": max(drops.values()) - min(drops.values()) if enough else None,
-                         "excluded": excluded})
+            rows.append(
+                {
+                    "condition": cond["id"],
+                    "stressor": cond["stressor"],
+                    "severity": cond.get("severity"),
+                    "attribute": attribute,
+                    "worst_group": max(drops, key=drops.get) if enough else None,
+                    "drops": drops,
+                    "disparity": max(drops.values()) - min(drops.values()) if enough else None,
+                    "excluded": excluded,
+                }
+            )
     return rows
 
 
@@ -255,8 +288,10 @@ def error_shift(conditions: Conditions, *, top: int = 5) -> list[dict]:
         n = sum(map(sum, confusion))
         errors = n - sum(confusion[i][i] for i in range(len(confusion)))
         cells = {(t, p): c for t, row in enumerate(confusion) for p, c in enumerate(row) if t != p}
-        return ({k: c / errors if errors else None for k, c in cells.items()},
-                {k: c / n if n else None for k, c in cells.items()})
+        return (
+            {k: c / errors if errors else None for k, c in cells.items()},
+            {k: c / n if n else None for k, c in cells.items()},
+        )
 
     clean_share, clean_rate = shares(_clean(conditions)["confusion"])
     rows = []
@@ -264,10 +299,24 @@ def error_shift(conditions: Conditions, *, top: int = 5) -> list[dict]:
         if cond.get("stressor") is None:
             continue
         share, rate = shares(cond["confusion"])
-        pairs = [{"true": t, "predicted": p, "clean_share": clean_share[(t, p)], "share": share[(t, p)],
-                  "share_change": _sub(share[(t, p)], clean_share[(t, p)] if clean_share[(t, p)] is not None else 0.0),
-                  "clean_rate": clean_rate[(t, p)], "rate": rate[(t, p)]} for t, p in share]
-        pairs.sort(key=lambda r: (-(r["share_change"] if r["share_change"] is not None else -float("inf")),
-                                  r["true"], r["predicted"]))
+        pairs = [
+            {
+                "true": t,
+                "predicted": p,
+                "clean_share": clean_share[(t, p)],
+                "share": share[(t, p)],
+                "share_change": _sub(share[(t, p)], clean_share[(t, p)] if clean_share[(t, p)] is not None else 0.0),
+                "clean_rate": clean_rate[(t, p)],
+                "rate": rate[(t, p)],
+            }
+            for t, p in share
+        ]
+        pairs.sort(
+            key=lambda r: (
+                -(r["share_change"] if r["share_change"] is not None else -float("inf")),
+                r["true"],
+                r["predicted"],
+            )
+        )
         rows.append({"condition": cond["id"], "pairs": pairs[:top]})
     return rows

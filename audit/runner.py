@@ -23,9 +23,10 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -160,9 +161,17 @@ def run_audit(
     try:
         tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
         state = evaluate(
-            model=model, table=table, dataset=AuditDataset(table, cfg.model, shard), conditions=conditions,
-            slots=slots, keys=keys_all, num_slots=layout.num_slots, settings=settings, device=device,
-            predictions_path=distributed.part_path(work, rank), progress=tick,
+            model=model,
+            table=table,
+            dataset=AuditDataset(table, cfg.model, shard),
+            conditions=conditions,
+            slots=slots,
+            keys=keys_all,
+            num_slots=layout.num_slots,
+            settings=settings,
+            device=device,
+            predictions_path=distributed.part_path(work, rank),
+            progress=tick,
         )
         state.skipped = distributed.gather_lists(state.skipped)
         order = {sid: i for i, sid in enumerate(table.ids)} if state.skipped else {}
@@ -178,9 +187,20 @@ def run_audit(
             raise AuditError(f"{table.source}: no image could be decoded; nothing to audit")
 
         results = assemble_results(
-            cfg=cfg, config_path=config_path, model_info=model_info, class_names=class_names, table=table,
-            conditions=conditions, layout=layout, computed=computed, state=state, findings=findings,
-            attack_indices=attack_indices, baseline=baseline_results, started=started, device=str(device),
+            cfg=cfg,
+            config_path=config_path,
+            model_info=model_info,
+            class_names=class_names,
+            table=table,
+            conditions=conditions,
+            layout=layout,
+            computed=computed,
+            state=state,
+            findings=findings,
+            attack_indices=attack_indices,
+            baseline=baseline_results,
+            started=started,
+            device=str(device),
         )
         results["policy"] = _guard(lambda: policies.check_policy(results, policy))
         files = _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase_bytes, model_info, table)
@@ -267,8 +287,12 @@ def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, mode
     if table.source.is_file():
         extra["dataset:" + table.source.name] = table.source
     write_reports(
-        stage, results, formats=tuple(cfg.report.formats), sign_key=cfg.report.sign_key if keys else None,
-        passphrase=passphrase, extra_subjects=extra,
+        stage,
+        results,
+        formats=tuple(cfg.report.formats),
+        sign_key=cfg.report.sign_key if keys else None,
+        passphrase=passphrase,
+        extra_subjects=extra,
     )
     # Stale files from an earlier run must not sit beside the new ones.
     for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem"):

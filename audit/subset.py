@@ -10,7 +10,7 @@ the shard.
 from __future__ import annotations
 
 import hashlib
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 from torch import Tensor

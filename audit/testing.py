@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
@@ -30,7 +31,7 @@ class AuditResults(Mapping[str, Any]):
         self.source = source
 
     @classmethod
-    def load(cls, path: str | Path) -> "AuditResults":
+    def load(cls, path: str | Path) -> AuditResults:
         path = Path(path)
         return cls(json.loads(path.read_text(encoding="utf-8")), source=str(path))
 
@@ -149,13 +150,16 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
     import policies
 
     res = _as_results(results)
-    outcome = policies.check_policy(dict(res), policies.load_policy(policy),
-                                    findings=res.get("governance", {}).get("findings", []))
+    outcome = policies.check_policy(
+        dict(res), policies.load_policy(policy), findings=res.get("governance", {}).get("findings", [])
+    )
     if outcome["verdict"] != "pass":
         failed = [r for r in outcome["rules"] if r["status"] == "fail" and r.get("blocking")]
         lines = [f"cvaudit: policy {outcome['name']} failed ({len(failed)} blocking rule(s))"]
         for r in failed:
-            lines.append(f"  {r['id']}: observed {_fmt(r.get('observed'))}, threshold {_fmt(r.get('threshold'))} - {r.get('message', '')}")
+            lines.append(
+                f"  {r['id']}: observed {_fmt(r.get('observed'))}, threshold {_fmt(r.get('threshold'))} - {r.get('message', '')}"
+            )
         raise AssertionError("\n".join(lines))
     return outcome
 
@@ -165,8 +169,9 @@ def _where(row: Mapping[str, Any]) -> str:
     return f"{row['condition']}{group}"
 
 
-def assert_no_regression(results: Any, baseline: Any, *, tolerance: float = 0.01,
-                         conditions: Iterable[str] | None = None) -> None:
+def assert_no_regression(
+    results: Any, baseline: Any, *, tolerance: float = 0.01, conditions: Iterable[str] | None = None
+) -> None:
     """Assert that no condition, and no group large enough to judge, lost more than ``tolerance``
     of accuracy against ``baseline`` (see :func:`audit.robustness.compare_to_baseline`)."""
     __tracebackhide__ = True

@@ -33,16 +33,25 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stressors.adversarial import PGD  # noqa: E402
+from stressors.adversarial import PGD
 
 
 def small_cnn(classes: int = 10) -> nn.Module:
     """A small CIFAR-sized CNN (about 0.3 M parameters)."""
     return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-        nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, classes),
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(64 * 16, 128),
+        nn.ReLU(),
+        nn.Linear(128, classes),
     )
 
 
@@ -82,8 +91,8 @@ def bench(name: str, model: nn.Module, n: int, epsilons: list[float], steps: int
         step = ours.step_for(eps)
         plain = fb.attacks.LinfPGD(abs_stepsize=step, steps=steps, random_start=True)
         runs = {
-            "cvaudit": lambda: ours.perturb(model, x, y, severity=eps, sample_ids=ids, seed=0),
-            "foolbox": lambda: plain(fmodel, x, y, epsilons=eps),
+            "cvaudit": lambda eps=eps: ours.perturb(model, x, y, severity=eps, sample_ids=ids, seed=0),
+            "foolbox": lambda eps=eps, plain=plain: plain(fmodel, x, y, epsilons=eps),
             "fwd+bwd x steps": lambda: forward_backward(model, x, y),
         }
         times: dict[str, list[float]] = {k: [] for k in runs}
@@ -109,14 +118,20 @@ def main() -> None:
     resnet = resnet18_like()
     if resnet is not None:
         rows += bench("ResNet-18-like 32x32", resnet, args.resnet_n, [8 / 255], args.steps, args.repeats)
-    print(f"torch {torch.__version__}, foolbox {fb.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, steps={args.steps}, step=2.5*eps/steps, median of {args.repeats}")
-    print("| model | n | eps | cvaudit PGD ms/img | foolbox LinfPGD ms/img | fwd+bwd x steps ms/img | overhead vs foolbox |")
+    print(
+        f"torch {torch.__version__}, foolbox {fb.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, steps={args.steps}, step=2.5*eps/steps, median of {args.repeats}"
+    )
+    print(
+        "| model | n | eps | cvaudit PGD ms/img | foolbox LinfPGD ms/img | fwd+bwd x steps ms/img | overhead vs foolbox |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         overhead = 100 * (r["cvaudit"] / r["foolbox"] - 1)
-        print(f"| {r['model']} | {r['n']} | {r['eps'] * 255:.0f}/255 | {r['cvaudit']:.2f} | {r['foolbox']:.2f} "
-              f"| {r['fwd+bwd x steps']:.2f} | {overhead:+.1f}% |")
+        print(
+            f"| {r['model']} | {r['n']} | {r['eps'] * 255:.0f}/255 | {r['cvaudit']:.2f} | {r['foolbox']:.2f} "
+            f"| {r['fwd+bwd x steps']:.2f} | {overhead:+.1f}% |"
+        )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,14 @@ def measure(n_images: int) -> dict:
     seconds = time.perf_counter() - t0
     result = metric.compute()
     assert result[0]["n"] == n_images
-    return {"n_images": n_images, "state_mib": round(state_mib, 2), "rss_after_first_batch_mib": round(after_first, 1),
-            "peak_rss_mib": round(_rss_mib(), 1), "seconds": round(seconds, 2),
-            "images_per_s": round((n_images - BATCH) / seconds) if seconds else None}
+    return {
+        "n_images": n_images,
+        "state_mib": round(state_mib, 2),
+        "rss_after_first_batch_mib": round(after_first, 1),
+        "peak_rss_mib": round(_rss_mib(), 1),
+        "seconds": round(seconds, 2),
+        "images_per_s": round((n_images - BATCH) / seconds) if seconds else None,
+    }
 
 
 def main() -> None:
@@ -71,8 +76,10 @@ def main() -> None:
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--child", str(n)], check=True, capture_output=True, text=True)
         r = json.loads(out.stdout)
-        print(f"| {r['n_images']:,} | {r['state_mib']} | {r['rss_after_first_batch_mib']} | {r['peak_rss_mib']} "
-              f"| {r['seconds']} | {r['images_per_s']:,} |")
+        print(
+            f"| {r['n_images']:,} | {r['state_mib']} | {r['rss_after_first_batch_mib']} | {r['peak_rss_mib']} "
+            f"| {r['seconds']} | {r['images_per_s']:,} |"
+        )
 
 
 if __name__ == "__main__":

@@ -89,13 +89,15 @@ def make_images(folder: Path, n: int, size: int, seed: int = 0) -> Path:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         name = f"img_{i:05d}.png"
         crop.save(img_dir / name)
-        rows.append({
-            "sample_id": f"s{i:05d}",
-            "path": f"images/{name}",
-            "label": int(rng.integers(0, NUM_CLASSES)),
-            "camera": ["A", "B", "C"][int(rng.integers(0, 3))],
-            "site": ["north", "south"][int(rng.integers(0, 2))],
-        })
+        rows.append(
+            {
+                "sample_id": f"s{i:05d}",
+                "path": f"images/{name}",
+                "label": int(rng.integers(0, NUM_CLASSES)),
+                "camera": ["A", "B", "C"][int(rng.integers(0, 3))],
+                "site": ["north", "south"][int(rng.integers(0, 2))],
+            }
+        )
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -235,10 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         make_images(folder, args.n, args.size)
         make_model(folder)
         config = write_config(folder, size=args.size, batch_size=args.batch_size, workers=args.workers)
-        print(f"fixtures: {args.n} PNG {args.size}x{args.size} + TorchScript model in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
-        print(f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-              f"load average before {os.getloadavg()}", file=sys.stderr)
+        print(
+            f"fixtures: {args.n} PNG {args.size}x{args.size} + TorchScript model in {time.perf_counter() - t:.1f} s",
+            file=sys.stderr,
+        )
+        print(
+            f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+            f"load average before {os.getloadavg()}",
+            file=sys.stderr,
+        )
 
         out = folder / "out"
         # warm-up (imports, page cache, allocator)
@@ -257,8 +264,11 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_audit(config, out)
                     audit.append(r)
                 assert r["n"] == args.n, r
-                print(f"run {i + 1} {variant:5s}: {r['total']:.2f} s"
-                      + (f" (evaluate {r['evaluate']:.2f} s)" if "evaluate" in r else ""), file=sys.stderr)
+                print(
+                    f"run {i + 1} {variant:5s}: {r['total']:.2f} s"
+                    + (f" (evaluate {r['evaluate']:.2f} s)" if "evaluate" in r else ""),
+                    file=sys.stderr,
+                )
 
         bare_t = statistics.median(r["total"] for r in bare)
         audit_t = statistics.median(r["total"] for r in audit)
@@ -267,22 +277,32 @@ def main(argv: list[str] | None = None) -> int:
         eval_ratios = [a["evaluate"] / b["total"] for a, b in zip(audit, bare)]
 
         print()
-        print(f"N = {args.n} PNG {args.size}x{args.size}, batch size {args.batch_size}, {args.workers} workers, "
-              f"{torch.get_num_threads()} torch threads, {args.repeats} runs each (alternating, after a warm-up), "
-              f"1-min load average during the runs {min(loads):.1f}-{max(loads):.1f}")
+        print(
+            f"N = {args.n} PNG {args.size}x{args.size}, batch size {args.batch_size}, {args.workers} workers, "
+            f"{torch.get_num_threads()} torch threads, {args.repeats} runs each (alternating, after a warm-up), "
+            f"1-min load average during the runs {min(loads):.1f}-{max(loads):.1f}"
+        )
         print()
         print("| variant | median s | min-max s | images/s | x bare (median of pairs) |")
         print("|---|---:|---:|---:|---:|")
         rng = lambda xs: f"{min(xs):.2f}-{max(xs):.2f}"  # noqa: E731
-        print(f"| bare loop (decode + forward + softmax) | {bare_t:.2f} | {rng([r['total'] for r in bare])} | "
-              f"{args.n / bare_t:.0f} | 1.00 |")
-        print(f"| audit: `evaluate` only (streaming pass) | {eval_t:.2f} | {rng([r['evaluate'] for r in audit])} | "
-              f"{args.n / eval_t:.0f} | {statistics.median(eval_ratios):.3f} |")
-        print(f"| audit: end-to-end `run_config` | {audit_t:.2f} | {rng([r['total'] for r in audit])} | "
-              f"{args.n / audit_t:.0f} | {statistics.median(ratios):.3f} |")
+        print(
+            f"| bare loop (decode + forward + softmax) | {bare_t:.2f} | {rng([r['total'] for r in bare])} | "
+            f"{args.n / bare_t:.0f} | 1.00 |"
+        )
+        print(
+            f"| audit: `evaluate` only (streaming pass) | {eval_t:.2f} | {rng([r['evaluate'] for r in audit])} | "
+            f"{args.n / eval_t:.0f} | {statistics.median(eval_ratios):.3f} |"
+        )
+        print(
+            f"| audit: end-to-end `run_config` | {audit_t:.2f} | {rng([r['total'] for r in audit])} | "
+            f"{args.n / audit_t:.0f} | {statistics.median(ratios):.3f} |"
+        )
         print()
-        print(f"ratio of medians: end-to-end {audit_t / bare_t:.3f}, evaluate only {eval_t / bare_t:.3f}; "
-              f"target <= 1.15: {'met' if audit_t / bare_t <= 1.15 else 'NOT met'}")
+        print(
+            f"ratio of medians: end-to-end {audit_t / bare_t:.3f}, evaluate only {eval_t / bare_t:.3f}; "
+            f"target <= 1.15: {'met' if audit_t / bare_t <= 1.15 else 'NOT met'}"
+        )
         if not args.no_profile:
             print()
             print(profile_audit(config, out, args.top))

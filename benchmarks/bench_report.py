@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reports"))
 
-from reports_fixture import make_results  # noqa: E402
+from reports_fixture import make_results
 
-from reports.html import render_html  # noqa: E402
-from reports.pdf import render_pdf  # noqa: E402
+from reports.html import render_html
+from reports.pdf import render_pdf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         html_s.append(t1 - t0)
         pdf_s.append(t2 - t1)
     best = min(h + p for h, p in zip(html_s, pdf_s))
-    print(f"conditions={len(results['conditions'])} groups={groups} html_s={min(html_s):.3f} "
-          f"pdf_s={min(pdf_s):.3f} total_best_s={best:.3f} total_worst_s={max(h + p for h, p in zip(html_s, pdf_s)):.3f}")
+    print(
+        f"conditions={len(results['conditions'])} groups={groups} html_s={min(html_s):.3f} "
+        f"pdf_s={min(pdf_s):.3f} total_best_s={best:.3f} total_worst_s={max(h + p for h, p in zip(html_s, pdf_s)):.3f}"
+    )
     if args.sign:
         from reports import write_reports
         from reports.keys import keygen

@@ -19,21 +19,22 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.models import ResNet18  # noqa: E402
-from stressors.base import sample_keys  # noqa: E402
-from stressors.blur import Blur  # noqa: E402
-from stressors.glare import Glare  # noqa: E402
-from stressors.imagenet_c import Brightness, Contrast, DefocusBlur, GaussianNoise, MotionBlur  # noqa: E402
-from stressors.night import Night  # noqa: E402
-from stressors.occlusion import Occlusion  # noqa: E402
+from benchmarks.models import ResNet18
+from stressors.base import sample_keys
+from stressors.blur import Blur
+from stressors.glare import Glare
+from stressors.imagenet_c import Brightness, Contrast, DefocusBlur, GaussianNoise, MotionBlur
+from stressors.night import Night
+from stressors.occlusion import Occlusion
 
 SEVERITY = 3
 
@@ -45,8 +46,12 @@ def albumentations_counterparts() -> dict[str, tuple[str, Any]]:
     return {
         "night": (
             "RandomBrightnessContrast(-0.75) + ISONoise",
-            A.Compose([A.RandomBrightnessContrast(brightness_limit=(-0.75, -0.75), contrast_limit=0, p=1),
-                       A.ISONoise(intensity=(0.5, 0.5), p=1)]),
+            A.Compose(
+                [
+                    A.RandomBrightnessContrast(brightness_limit=(-0.75, -0.75), contrast_limit=0, p=1),
+                    A.ISONoise(intensity=(0.5, 0.5), p=1),
+                ]
+            ),
         ),
         "glare": ("RandomSunFlare(src_radius=100)", A.RandomSunFlare(src_radius=100, p=1)),
         "blur kind=defocus": ("Defocus(radius=7)", A.Defocus(radius=(7, 7), p=1)),
@@ -59,8 +64,14 @@ def albumentations_counterparts() -> dict[str, tuple[str, Any]]:
         "gaussian_noise": ("GaussNoise(std=0.18)", A.GaussNoise(std_range=(0.18, 0.18), p=1)),
         "defocus_blur": ("Defocus(radius=6)", A.Defocus(radius=(6, 6), p=1)),
         "motion_blur": ("MotionBlur(blur_limit=15)", A.MotionBlur(blur_limit=(15, 15), p=1)),
-        "contrast": ("RandomBrightnessContrast(contrast=-0.8)", A.RandomBrightnessContrast(brightness_limit=0, contrast_limit=(-0.8, -0.8), p=1)),
-        "brightness": ("RandomBrightnessContrast(brightness=+0.3)", A.RandomBrightnessContrast(brightness_limit=(0.3, 0.3), contrast_limit=0, p=1)),
+        "contrast": (
+            "RandomBrightnessContrast(contrast=-0.8)",
+            A.RandomBrightnessContrast(brightness_limit=0, contrast_limit=(-0.8, -0.8), p=1),
+        ),
+        "brightness": (
+            "RandomBrightnessContrast(brightness=+0.3)",
+            A.RandomBrightnessContrast(brightness_limit=(0.3, 0.3), contrast_limit=0, p=1),
+        ),
     }
 
 
@@ -104,7 +115,9 @@ def photo_batch(batch: int, size: int) -> torch.Tensor:
         side = int(rng.integers(300, 420))
         top = int(rng.integers(0, photo.shape[0] - side + 1))
         left = int(rng.integers(0, photo.shape[1] - side + 1))
-        crop = Image.fromarray(photo[top : top + side, left : left + side]).resize((size, size), Image.Resampling.BICUBIC)
+        crop = Image.fromarray(photo[top : top + side, left : left + side]).resize(
+            (size, size), Image.Resampling.BICUBIC
+        )
         crops.append(np.asarray(crop))
     # Contiguous (N, C, H, W), as the audit's data loader stacks its batches: the bare
     # permute of an (N, H, W, C) array would leave a channels-last batch, on which every
@@ -165,7 +178,9 @@ def main(argv: list[str] | None = None) -> None:
             row["albu"] = args.batch / timed(lambda t=transform: [t(image=u)["image"] for u in uint8], args.repeats)
         if corrupt is not None and label in IMAGENET_C:
             name = IMAGENET_C[label]
-            row["icc"] = args.batch / timed(lambda n=name: [corrupt(u, corruption_name=n, severity=SEVERITY) for u in uint8], args.repeats)
+            row["icc"] = args.batch / timed(
+                lambda n=name: [corrupt(u, corruption_name=n, severity=SEVERITY) for u in uint8], args.repeats
+            )
         rows.append(row)
         print(f"{label}: {row['ours']:.0f} img/s", file=sys.stderr)
 

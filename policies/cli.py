@@ -56,16 +56,12 @@ def list_command(fmt: str) -> None:
     rows = []
     for name in available_policies():
         policy = load_policy(name)
-        rows.append(
-            {"name": name, "rules": len(policy.rules), "description": policy.description or ""}
-        )
+        rows.append({"name": name, "rules": len(policy.rules), "description": policy.description or ""})
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        click.echo(
-            f"{row['name']:<12} {row['rules']:>3} rules  {' '.join(row['description'].split())}"
-        )
+        click.echo(f"{row['name']:<12} {row['rules']:>3} rules  {' '.join(row['description'].split())}")
 
 
 @policy_group.command("show")
@@ -75,9 +71,7 @@ def show_command(name: str) -> None:
     try:
         load_policy(name)
         text = (
-            builtin_policy_text(name).decode("utf-8")
-            if name in available_policies()
-            else Path(name).read_text("utf-8")
+            builtin_policy_text(name).decode("utf-8") if name in available_policies() else Path(name).read_text("utf-8")
         )
     except PolicyError as exc:
         raise BadInput(str(exc)) from None
@@ -85,17 +79,12 @@ def show_command(name: str) -> None:
 
 
 @policy_group.command("check")
-@click.argument(
-    "results_path", metavar="RESULTS.json", type=click.Path(dir_okay=False, path_type=Path)
-)
-@click.option(
-    "--policy", "policy_name", required=True, help="A built-in policy name or a policy YAML path."
-)
+@click.argument("results_path", metavar="RESULTS.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--policy", "policy_name", required=True, help="A built-in policy name or a policy YAML path.")
 @click.option(
     "--manifest",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Dataset manifest (CSV/JSONL) for the governance checks; "
-    "default: the findings stored in RESULTS.json.",
+    help="Dataset manifest (CSV/JSONL) for the governance checks; default: the findings stored in RESULTS.json.",
 )
 @click.option(
     "--junit",
@@ -179,10 +168,7 @@ def _read_results(path: Path) -> dict[str, Any]:
 
 
 def _print_text(section: dict[str, Any], findings: list[dict[str, Any]]) -> None:
-    click.echo(
-        f"policy {section['name']} (sha256 {section['sha256'][:12]}): "
-        f"verdict {section['verdict'].upper()}"
-    )
+    click.echo(f"policy {section['name']} (sha256 {section['sha256'][:12]}): verdict {section['verdict'].upper()}")
     for rule in section["rules"]:
         status = str(rule["status"]).upper().replace("INSUFFICIENT_DATA", "NODATA")
         click.echo(f"  {status:<6} {rule['id']:<28} {rule['message']}")

@@ -24,18 +24,12 @@ import re
 from datetime import datetime, timedelta, timezone
 
 _ZONE = r"(?P<zone>Z|z|[+-]\d{2}(?::?\d{2})?)?"
-_TIME = (
-    r"(?:[T ](?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d{1,9}))?)?\s*" + _ZONE + r")?"
-)
+_TIME = r"(?:[T ](?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d{1,9}))?)?\s*" + _ZONE + r")?"
 _ISO = re.compile(r"^(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})" + _TIME + r"$")
 _ISO_BASIC = re.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$")
 _NUMERIC_TIME = r"(?:[T ]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*" + _ZONE + r")?"
-_DAY_FIRST = re.compile(
-    r"^(?P<d>\d{1,2})(?P<sep>[/.-])(?P<m>\d{1,2})(?P=sep)(?P<y>\d{4})" + _NUMERIC_TIME + r"$"
-)
-_MONTH_FIRST = re.compile(
-    r"^(?P<m>\d{1,2})(?P<sep>[/.-])(?P<d>\d{1,2})(?P=sep)(?P<y>\d{4})" + _NUMERIC_TIME + r"$"
-)
+_DAY_FIRST = re.compile(r"^(?P<d>\d{1,2})(?P<sep>[/.-])(?P<m>\d{1,2})(?P=sep)(?P<y>\d{4})" + _NUMERIC_TIME + r"$")
+_MONTH_FIRST = re.compile(r"^(?P<m>\d{1,2})(?P<sep>[/.-])(?P<d>\d{1,2})(?P=sep)(?P<y>\d{4})" + _NUMERIC_TIME + r"$")
 
 DATE_FORMATS = ("iso", "day_first", "month_first")
 

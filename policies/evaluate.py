@@ -39,14 +39,11 @@ def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) 
         if rule.attribute not in known:
             raise error(
                 "attribute",
-                f"attribute {rule.attribute!r} is not in the results "
-                f"(have: {', '.join(sorted(known)) or 'none'})",
+                f"attribute {rule.attribute!r} is not in the results (have: {', '.join(sorted(known)) or 'none'})",
             )
         if rule.value is not None and rule.value not in known[rule.attribute]:
             have = ", ".join(sorted(known[rule.attribute]))
-            raise error(
-                "value", f"group {rule.attribute}={rule.value} is not in the results (have: {have})"
-            )
+            raise error("value", f"group {rule.attribute}={rule.value} is not in the results (have: {have})")
     if rule.attribute is None:
         nodes, where = t.condition_metric_nodes(results), "condition metrics"
     elif rule.value is not None or rule.aggregate == "worst":
@@ -77,14 +74,11 @@ def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) 
     ):
         raise error(
             "judge",
-            f"judge {rule.judge!r} needs an interval '{rule.metric}_ci' in {where}, "
-            "which the results lack",
+            f"judge {rule.judge!r} needs an interval '{rule.metric}_ci' in {where}, which the results lack",
         )
 
 
-def section_evaluations(
-    results: dict[str, Any], rule: MetricRule, error: ErrorFactory
-) -> list[Evaluation]:
+def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) -> list[Evaluation]:
     """Judge ``metric`` in ``results[section]`` (in each ``entry`` matching the glob for a list)."""
     node = results.get(rule.section)  # type: ignore[arg-type]
     if node is None:
@@ -95,46 +89,29 @@ def section_evaluations(
                 f"section {rule.section!r} is not in the results (have: {have}); "
                 "set 'required: false' if it may be absent",
             )
-        return [
-            Evaluation(
-                "insufficient_data", None, note=f"no section {rule.section!r} in the results"
-            )
-        ]
+        return [Evaluation("insufficient_data", None, note=f"no section {rule.section!r} in the results")]
     if isinstance(node, list):
         if rule.entry is None:
-            raise error(
-                "entry", f"section {rule.section!r} is a list; name the entry to judge with 'entry'"
-            )
+            raise error("entry", f"section {rule.section!r} is a list; name the entry to judge with 'entry'")
         entries = [(t.entry_name(e), e) for e in node if isinstance(e, dict)]
-        chosen = [
-            (name, e) for name, e in entries if name is not None and fnmatchcase(name, rule.entry)
-        ]
+        chosen = [(name, e) for name, e in entries if name is not None and fnmatchcase(name, rule.entry)]
     elif rule.entry is not None:
         chosen = [(str(k), v) for k, v in node.items() if fnmatchcase(str(k), rule.entry)]
     else:
         chosen = [(None, node)]
     if not chosen:
         if rule.required:
-            raise error(
-                "entry", f"required entry {rule.entry!r} is not in section {rule.section!r}"
-            )
-        return [
-            Evaluation(
-                "insufficient_data", None, note=f"no entry {rule.entry!r} in {rule.section!r}"
-            )
-        ]
+            raise error("entry", f"required entry {rule.entry!r} is not in section {rule.section!r}")
+        return [Evaluation("insufficient_data", None, note=f"no entry {rule.entry!r} in {rule.section!r}")]
     if not any(t.resolve_path(e, rule.metric) is not t.MISSING for _, e in chosen):
         raise error("metric", f"unknown metric {rule.metric!r} in section {rule.section!r}")
     label = rule.section
     return [
-        _judge(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e))
-        for name, e in chosen
+        _judge(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e)) for name, e in chosen
     ]
 
 
-def condition_evaluations(
-    results: dict[str, Any], cond: dict[str, Any], rule: MetricRule
-) -> list[Evaluation]:
+def condition_evaluations(results: dict[str, Any], cond: dict[str, Any], rule: MetricRule) -> list[Evaluation]:
     """Judge one condition: its metrics, one group, groups aggregated, or a fairness entry."""
     cid = str(cond.get("id"))
     if rule.attribute is None:
@@ -144,11 +121,7 @@ def condition_evaluations(
         label = f"{rule.attribute}={rule.value}"
         group = t.find_group(cond, rule.attribute, rule.value)
         if group is None:
-            return [
-                Evaluation(
-                    "insufficient_data", None, cid, label, note=f"no group {label} under {cid}"
-                )
-            ]
+            return [Evaluation("insufficient_data", None, cid, label, note=f"no group {label} under {cid}")]
         metrics = group.get("metrics") or {}
         if group.get("insufficient_data"):
             return [
@@ -169,9 +142,7 @@ def condition_evaluations(
         ]
     by_attr = t.groups_by_attribute(cond, rule.attribute)
     attrs = sorted(set(by_attr) | set(t.fairness_attributes(results, cid, rule.attribute)))
-    return [
-        _aggregate_evaluation(results, cond, attr, by_attr.get(attr, []), rule) for attr in attrs
-    ]
+    return [_aggregate_evaluation(results, cond, attr, by_attr.get(attr, []), rule) for attr in attrs]
 
 
 def _eligible(groups: list[dict[str, Any]], rule: MetricRule) -> list[dict[str, Any]]:
@@ -197,17 +168,13 @@ def _aggregate_evaluation(
     eligible = _eligible(groups, rule)
     excluded = len(groups) - len(eligible)
     note_excluded = f"; {excluded} small group(s) left out" if excluded else ""
-    smallest = min(
-        (n for g in eligible if (n := _n(g.get("metrics") or {})) is not None), default=None
-    )
+    smallest = min((n for g in eligible if (n := _n(g.get("metrics") or {})) is not None), default=None)
     if rule.aggregate == "worst":
         scored = []
         for group in eligible:
             value = t.as_number(t.judged_value(group.get("metrics") or {}, rule.metric, rule.judge))
             if value is not None:
-                scored.append(
-                    (value, f"{attr}={group.get('value')}", _n(group.get("metrics") or {}))
-                )
+                scored.append((value, f"{attr}={group.get('value')}", _n(group.get("metrics") or {})))
         if not scored:
             return Evaluation(
                 "insufficient_data",
@@ -217,17 +184,13 @@ def _aggregate_evaluation(
                 note=f"no group of {attr} under {cid} with enough data{note_excluded}",
             )
         value, label, n = (min if rule.op == "min" else max)(scored, key=lambda s: s[0])
-        return _compare(
-            rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{note_excluded}"
-        )
+        return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{note_excluded}")
     points = [
         (v, str(g.get("value")))
         for g in eligible
         if (v := t.as_number(t.resolve_path(g.get("metrics") or {}, rule.metric))) is not None
     ]
-    carried = any(
-        t.resolve_path(g.get("metrics") or {}, rule.metric) is not t.MISSING for g in groups
-    )
+    carried = any(t.resolve_path(g.get("metrics") or {}, rule.metric) is not t.MISSING for g in groups)
     if rule.judge == "point" and carried:
         if len(points) < 2:
             return Evaluation(
@@ -266,17 +229,13 @@ def _aggregate_evaluation(
     )
 
 
-def _fairness_evaluation(
-    results: dict[str, Any], cond: dict[str, Any], attr: str, rule: MetricRule
-) -> Evaluation:
+def _fairness_evaluation(results: dict[str, Any], cond: dict[str, Any], attr: str, rule: MetricRule) -> Evaluation:
     cid = str(cond.get("id"))
     entry = t.fairness_entry(results, cid, attr) or {}
     eligible = _eligible(t.groups_by_attribute(cond, attr).get(attr, []), rule)
     sizes = [n for g in eligible if (n := _n(g.get("metrics") or {})) is not None]
     n = min(sizes) if sizes else _n(cond.get("metrics") or {})
-    return _judge(
-        rule, entry, rule.metric, condition=cid, group=attr, n=n, note="from the fairness entry"
-    )
+    return _judge(rule, entry, rule.metric, condition=cid, group=attr, n=n, note="from the fairness entry")
 
 
 def _judge(
@@ -292,14 +251,10 @@ def _judge(
     raw = t.judged_value(node, path, rule.judge)
     if raw is t.MISSING:
         what = path if rule.judge == "point" else f"{path}_ci"
-        return Evaluation(
-            "insufficient_data", None, condition, group, n, f"{what} is not stored for this target"
-        )
+        return Evaluation("insufficient_data", None, condition, group, n, f"{what} is not stored for this target")
     value = t.as_number(raw)
     if value is None:
-        return Evaluation(
-            "insufficient_data", None, condition, group, n, f"{path} is null or not a finite number"
-        )
+        return Evaluation("insufficient_data", None, condition, group, n, f"{path} is null or not a finite number")
     if rule.min_samples is not None and n is not None and n < rule.min_samples:
         return Evaluation(
             "insufficient_data",

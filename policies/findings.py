@@ -44,9 +44,7 @@ def judge_findings(findings: list[dict[str, Any]], policy: Policy) -> list[dict[
             judged.append(
                 {
                     **finding,
-                    "status": (
-                        "warn" if (count or 0) > 0 or finding.get("status") == "warn" else "pass"
-                    ),
+                    "status": ("warn" if (count or 0) > 0 or finding.get("status") == "warn" else "pass"),
                     "blocking": False,
                     "informational": True,
                 }
@@ -72,9 +70,7 @@ def judge_findings(findings: list[dict[str, Any]], policy: Policy) -> list[dict[
             continue
         blocking = check_blocking(config, check)  # type: ignore[arg-type]
         mode = policy.on_insufficient_data
-        status = {"warn": "insufficient_data", "pass": "pass"}.get(
-            mode, "fail" if blocking else "warn"
-        )
+        status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if blocking else "warn")
         judged.append(
             {
                 "check": check,
@@ -158,9 +154,7 @@ def evaluate_finding_rule(
         status, pick = None, (matched[0] if matched else None)
     if status is None:
         mode = policy.on_insufficient_data
-        status = {"warn": "insufficient_data", "pass": "pass"}.get(
-            mode, "fail" if rule.blocking else "warn"
-        )
+        status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if rule.blocking else "warn")
         what = (
             f"check {rule.check!r} has no pass/warn/fail status"
             if matched

@@ -139,9 +139,7 @@ def check_governance(
     tallies["biometric_rows"] = _Tally(0)
     seen_columns: set[str] = set()
     forbidden = {normalise_column(c) for c in config.pii.columns} if _on(config.pii) else set()
-    allowed_columns = (
-        {normalise_column(c) for c in config.pii.allow_columns} if _on(config.pii) else set()
-    )
+    allowed_columns = {normalise_column(c) for c in config.pii.allow_columns} if _on(config.pii) else set()
     pii_columns: dict[str, bool] = {}
     total = 0
     for total, row in enumerate(rows, start=1):
@@ -164,24 +162,18 @@ def check_governance(
                 if column not in pii_columns:
                     norm = normalise_column(column)
                     pii_columns[column] = norm not in allowed_columns and (
-                        norm in forbidden
-                        or (config.pii.match_tokens and pii_column_kind(column) is not None)
+                        norm in forbidden or (config.pii.match_tokens and pii_column_kind(column) is not None)
                     )
             _pii(row, sample, config, pii_columns, tallies)
-        if _on(config.biometric):
-            if _text(row.get(cols.contains_face)).lower() in {
-                v.lower() for v in config.biometric.true_values
-            }:
-                tallies["biometric_rows"].add(sample)
-                if not _text(row.get(cols.biometric_basis)):
-                    tallies["biometric_without_basis"].add(sample)
+        if _on(config.biometric) and _text(row.get(cols.contains_face)).lower() in {
+            v.lower() for v in config.biometric.true_values
+        }:
+            tallies["biometric_rows"].add(sample)
+            if not _text(row.get(cols.biometric_basis)):
+                tallies["biometric_without_basis"].add(sample)
         if _on(config.region):
             allowed = {a.lower() for a in config.region.allowed}
-            bad = [
-                c
-                for c in (config.region.columns or [cols.region])
-                if _text(row.get(c)).lower() not in allowed
-            ]
+            bad = [c for c in (config.region.columns or [cols.region]) if _text(row.get(c)).lower() not in allowed]
             if bad:
                 tallies["region_not_allowed"].add(sample, *bad)
     return _findings(config, tallies, total, seen_columns)
@@ -218,9 +210,7 @@ def _retention(
     tallies: dict[str, _Tally],
 ) -> None:
     try:
-        captured = parse_date(
-            _text(row.get(config.columns.capture_date)), date_format=config.date_format
-        )
+        captured = parse_date(_text(row.get(config.columns.capture_date)), date_format=config.date_format)
     except ValueError:
         tallies["date_unparseable"].add(sample)
         return
@@ -256,9 +246,7 @@ def _findings(
     period = config.retention.period_days if config.retention else 0
     messages = {
         "retention_expired": f"capture date + {period} days has passed",
-        "date_unparseable": (
-            f"'{cols.capture_date}' missing or not {describe_date_format(config.date_format)}"
-        ),
+        "date_unparseable": (f"'{cols.capture_date}' missing or not {describe_date_format(config.date_format)}"),
         "date_in_future": f"'{cols.capture_date}' lies in the future",
         "consent_missing": f"no consent recorded in '{cols.consent}'",
         "consent_withdrawn": f"consent withdrawn in '{cols.consent}'",
@@ -266,9 +254,7 @@ def _findings(
         "lawful_basis_missing": f"'{cols.lawful_basis}' missing or not an allowed lawful basis",
         "pii_columns": "forbidden personal-data columns hold values",
         "pii_values": "values look like e-mail addresses, phone numbers or national ids",
-        "biometric_without_basis": (
-            f"'{cols.contains_face}' is true but '{cols.biometric_basis}' is empty"
-        ),
+        "biometric_without_basis": (f"'{cols.contains_face}' is true but '{cols.biometric_basis}' is empty"),
         "region_not_allowed": "storage/processing region missing or not allowed",
     }
     findings = []
@@ -315,15 +301,11 @@ def _explain_unknowable(
         face["biometric_rows"] = tallies["biometric_rows"].count
         if config.columns.contains_face not in seen_columns and face["status"] == "pass":
             face["status"] = "warn"
-            face["message"] = (
-                f"column '{config.columns.contains_face}' absent: "
-                "cannot tell which samples are biometric"
-            )
+            face["message"] = f"column '{config.columns.contains_face}' absent: cannot tell which samples are biometric"
     expired = by_check.get("retention_expired")
     unparseable = tallies["date_unparseable"].count
     if expired is not None and expired["status"] == "pass" and unparseable:
         expired["status"] = "warn"
         expired["message"] = (
-            f"{unparseable} of {expired['total']} samples have no usable capture date; "
-            "retention not verified for them"
+            f"{unparseable} of {expired['total']} samples have no usable capture date; retention not verified for them"
         )

@@ -66,9 +66,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise PolicyError(
-                f"cannot read the policy file ({exc.strerror or exc})", file=text
-            ) from None
+            raise PolicyError(f"cannot read the policy file ({exc.strerror or exc})", file=text) from None
         return parse_policy(data, source=text)
     if text in available_policies():
         return parse_policy(builtin_policy_text(text), source=f"builtin:{text}")
@@ -131,11 +129,7 @@ def _to_policy_error(exc: ValidationError, document: dict[str, Any], source: str
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
         rules = document.get("rules") or []
         raw_rule = rules[loc[1]] if loc[1] < len(rules) else None
-        rule_id = (
-            str(raw_rule.get("id"))
-            if isinstance(raw_rule, dict) and "id" in raw_rule
-            else f"#{loc[1] + 1}"
-        )
+        rule_id = str(raw_rule.get("id")) if isinstance(raw_rule, dict) and "id" in raw_rule else f"#{loc[1] + 1}"
         loc = loc[2:]
         if loc and loc[0] in _RULE_TAGS:
             model = FindingRule if loc[0] == "finding" else MetricRule
@@ -156,9 +150,7 @@ def _to_policy_error(exc: ValidationError, document: dict[str, Any], source: str
     elif error["type"] == "missing":
         problem = "required key is missing"
     else:
-        problem = (
-            f"{error['msg']}, got {error.get('input')!r}" if "input" in error else error["msg"]
-        )
+        problem = f"{error['msg']}, got {error.get('input')!r}" if "input" in error else error["msg"]
         if error["type"] == "not_a_number":
             problem = error["msg"]
     key = ".".join(str(part) for part in loc) or None

@@ -39,9 +39,7 @@ def read_manifest(path: str | Path) -> Iterator[dict[str, str]]:
         elif suffix == ".json":
             yield from _read_json(path)
         else:
-            raise ManifestError(
-                f"{path}: unknown manifest type {suffix!r} (expected .csv, .tsv, .jsonl or .json)"
-            )
+            raise ManifestError(f"{path}: unknown manifest type {suffix!r} (expected .csv, .tsv, .jsonl or .json)")
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
     except UnicodeDecodeError:

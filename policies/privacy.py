@@ -11,9 +11,7 @@ from policies.schema import Policy, ReportConfig
 IMAGE_MODES = ("none", "anonymized", "raw")
 
 
-def report_image_mode(
-    policy: Policy | None, findings: Iterable[dict[str, Any]], requested: str
-) -> str:
+def report_image_mode(policy: Policy | None, findings: Iterable[dict[str, Any]], requested: str) -> str:
     """The image mode the report may use: the most private of the three caps.
 
     1. ``requested`` (the run's ``report.images``);
@@ -40,9 +38,7 @@ def report_image_mode(
     'anonymized'
     """
     if requested not in IMAGE_MODES:
-        raise ValueError(
-            f"report image mode must be one of {', '.join(IMAGE_MODES)}, got {requested!r}"
-        )
+        raise ValueError(f"report image mode must be one of {', '.join(IMAGE_MODES)}, got {requested!r}")
     report = policy.report if policy is not None else ReportConfig()
     caps = [requested, report.images]
     findings = list(findings)

@@ -77,13 +77,9 @@ DEFAULT_PII_COLUMNS = (
 def _number(value: Any) -> Any:
     """Accept a finite int or float (not a bool, not a string, not NaN/inf) for a threshold."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PydanticCustomError(
-            "not_a_number", "expected a number, got {got}", {"got": repr(value)}
-        )
+        raise PydanticCustomError("not_a_number", "expected a number, got {got}", {"got": repr(value)})
     if not math.isfinite(float(value)):
-        raise PydanticCustomError(
-            "not_a_number", "expected a finite number, got {got}", {"got": repr(value)}
-        )
+        raise PydanticCustomError("not_a_number", "expected a finite number, got {got}", {"got": repr(value)})
     return float(value)
 
 
@@ -180,8 +176,7 @@ class MetricRule(_Strict):
         if self.condition is not None and not _CONDITION.match(self.condition):
             raise _key_error(
                 "condition",
-                f"expected 'clean', '<stressor>@<severity>' or a glob such as 'night@*', "
-                f"got {self.condition!r}",
+                f"expected 'clean', '<stressor>@<severity>' or a glob such as 'night@*', got {self.condition!r}",
             )
         if self.severity is not None and self.stressor is None:
             raise _key_error("severity", "'severity' needs 'stressor'")
@@ -252,9 +247,7 @@ class RetentionCheck(CheckConfig):
 class ConsentCheck(CheckConfig):
     """Consent must be recorded (a ``granted`` value) and not withdrawn."""
 
-    granted: list[str] = Field(
-        default_factory=lambda: ["yes", "y", "true", "1", "granted", "given", "obtained"]
-    )
+    granted: list[str] = Field(default_factory=lambda: ["yes", "y", "true", "1", "granted", "given", "obtained"])
     withdrawn: list[str] = Field(
         default_factory=lambda: [
             "withdrawn",
@@ -336,10 +329,7 @@ class GovernanceConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_date_format(self) -> GovernanceConfig:
-        if (
-            self.date_format not in ("iso", "day_first", "month_first")
-            and "%" not in self.date_format
-        ):
+        if self.date_format not in ("iso", "day_first", "month_first") and "%" not in self.date_format:
             raise _key_error(
                 "date_format",
                 "expected 'iso', 'day_first', 'month_first' or a strftime pattern such as "
@@ -349,9 +339,7 @@ class GovernanceConfig(_Strict):
             try:
                 check_strptime_pattern(self.date_format)
             except ValueError as exc:
-                raise _key_error(
-                    "date_format", f"not a usable strptime pattern {self.date_format!r} ({exc})"
-                ) from None
+                raise _key_error("date_format", f"not a usable strptime pattern {self.date_format!r} ({exc})") from None
         return self
 
     def date_check_blocking(self, section: str) -> bool:

@@ -129,9 +129,7 @@ def known_attributes(results: dict[str, Any]) -> dict[str, set[str]]:
     dataset_attrs = (results.get("dataset") or {}).get("attributes") or {}
     if isinstance(dataset_attrs, dict):
         for attr, counts in dataset_attrs.items():
-            known.setdefault(str(attr), set()).update(
-                str(v) for v in (counts if isinstance(counts, dict) else [])
-            )
+            known.setdefault(str(attr), set()).update(str(v) for v in (counts if isinstance(counts, dict) else []))
     for cond in results.get("conditions") or []:
         for group in _groups(cond):
             known.setdefault(str(group.get("attribute")), set()).add(str(group.get("value")))
@@ -162,9 +160,7 @@ def find_group(cond: dict[str, Any], attribute: str, value: str) -> dict[str, An
     return None
 
 
-def fairness_entry(
-    results: dict[str, Any], condition_id: str, attribute: str
-) -> dict[str, Any] | None:
+def fairness_entry(results: dict[str, Any], condition_id: str, attribute: str) -> dict[str, Any] | None:
     """The ``fairness`` entry of one condition and attribute, or ``None``."""
     for entry in results.get("fairness") or []:
         if (
@@ -200,9 +196,7 @@ def metric_names(nodes: Iterable[Any]) -> list[str]:
 
 def group_metric_nodes(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every stored group's ``metrics`` dict."""
-    return [
-        g.get("metrics") or {} for cond in results.get("conditions") or [] for g in _groups(cond)
-    ]
+    return [g.get("metrics") or {} for cond in results.get("conditions") or [] for g in _groups(cond)]
 
 
 def condition_metric_nodes(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from reports.atomic import atomic_write_bytes, atomic_write_text
 from reports.html import ResultsSchemaError, check_schema_version, render_html

@@ -23,8 +23,9 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from reports.atomic import atomic_write_text
 from reports.keys import SigningKeys, key_id, load_signing_keys

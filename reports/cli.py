@@ -33,11 +33,21 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 @click.command("keygen")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to create for the keys.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to create for the keys.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing keys in the folder.")
-@click.option("--name", "common_name", default="cvaudit report signer", show_default=True,
-              help="Common name in the self-signed PDF-signing certificate.")
+@click.option(
+    "--name",
+    "common_name",
+    default="cvaudit report signer",
+    show_default=True,
+    help="Common name in the self-signed PDF-signing certificate.",
+)
 def keygen_command(out_dir: Path, force: bool, common_name: str) -> None:
     """Create offline signing keys (ECDSA P-256 + certificate for the PDF, Ed25519 for the attestation).
 
@@ -62,12 +72,22 @@ def keygen_command(out_dir: Path, force: bool, common_name: str) -> None:
 
 @click.command("report")
 @click.argument("results_path", metavar="RESULTS.json", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for report.html, report.pdf (and the attestation).")
-@click.option("--sign-key", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Key folder from `cvaudit keygen`; signs the PDF and writes attestation.dsse.json.")
-@click.option("--format", "formats", default="html,pdf", show_default=True,
-              help="Comma-separated report formats: html, pdf.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.html, report.pdf (and the attestation).",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Key folder from `cvaudit keygen`; signs the PDF and writes attestation.dsse.json.",
+)
+@click.option(
+    "--format", "formats", default="html,pdf", show_default=True, help="Comma-separated report formats: html, pdf."
+)
 def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, formats: str) -> None:
     """Render (and sign) the reports again from a stored results.json.
 
@@ -126,14 +146,25 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
         if attest_predictions:
             attest.append("predictions.csv")
         elif (out_dir / "predictions.csv").exists():
-            notes.append(f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
-                         "known to belong to these results (render into the folder the results came from)")
+            notes.append(
+                f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
+                "known to belong to these results (render into the folder the results came from)"
+            )
         elif (results_path.parent / "predictions.csv").is_file():
-            notes.append(f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
-                         "re-rendered (render into that folder to attest it)")
+            notes.append(
+                f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
+                "re-rendered (render into that folder to attest it)"
+            )
         extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
-        written += write_reports(out_dir, results, formats=wanted, sign_key=sign_key,
-                                 passphrase=passphrase_from_env(), extra_subjects=extra, attest_files=attest)
+        written += write_reports(
+            out_dir,
+            results,
+            formats=wanted,
+            sign_key=sign_key,
+            passphrase=passphrase_from_env(),
+            extra_subjects=extra,
+            attest_files=attest,
+        )
     except ResultsSchemaError as exc:
         _fail(f"{results_path}: {exc}")
     except (SigningError, ValueError) as exc:
@@ -164,8 +195,9 @@ def _external_subjects(results: dict, results_path: Path, notes: list[str]) -> d
             notes.append(f"{kind} {where}: not found, so it is not in the attestation")
             continue
         if not recorded or sha256_file(found) != str(recorded):
-            notes.append(f"{kind} {found}: sha256 differs from the one recorded in the results, so it is not in "
-                         "the attestation")
+            notes.append(
+                f"{kind} {found}: sha256 differs from the one recorded in the results, so it is not in the attestation"
+            )
             continue
         extra[f"{kind}:{found.name}"] = found
     return extra
@@ -173,10 +205,20 @@ def _external_subjects(results: dict, results_path: Path, notes: list[str]) -> d
 
 @click.command("verify")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--key", "key_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Key folder (public files suffice) that must have signed; without it only integrity is checked.")
-@click.option("--subject", "subjects", multiple=True, metavar="NAME=PATH",
-              help="Also check an attested file kept outside the report folder (model, manifest).")
+@click.option(
+    "--key",
+    "key_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Key folder (public files suffice) that must have signed; without it only integrity is checked.",
+)
+@click.option(
+    "--subject",
+    "subjects",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Also check an attested file kept outside the report folder (model, manifest).",
+)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def verify_command(path: Path, key_dir: Path | None, subjects: tuple[str, ...], output_format: str) -> None:
     """Verify a report folder, report.pdf or attestation.dsse.json.

@@ -16,14 +16,15 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 
 from reports import plots
 
-__all__ = ["ResultsSchemaError", "SUPPORTED_SCHEMA_MAJOR", "check_schema_version", "render_html"]
+__all__ = ["SUPPORTED_SCHEMA_MAJOR", "ResultsSchemaError", "check_schema_version", "render_html"]
 
 SUPPORTED_SCHEMA_MAJOR = 1
 ADVERSARIAL = frozenset({"fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump", "apgd", "cw", "square"})
@@ -182,7 +183,9 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "policy": policy,
         "verdict": verdict,
         "rules": rules,
-        "rule_counts": {s: sum(1 for r in rules if r.get("status") == s) for s in ("pass", "fail", "warn", "insufficient_data")},
+        "rule_counts": {
+            s: sum(1 for r in rules if r.get("status") == s) for s in ("pass", "fail", "warn", "insufficient_data")
+        },
         "blocking_failures": _blocking_failures(policy, rules),
         "blocking_rule_failures": [r for r in rules if r.get("status") == "fail" and r.get("blocking")],
         "conditions": conditions,
@@ -190,7 +193,11 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "worst": worst,
         "worst_natural": min(natural, key=_acc, default=None),
         "worst_attack": min((c for c in stressed if str(c.get("stressor")) in adversarial), key=_acc, default=None),
-        "drops": {r.get("condition"): r.get("drop", r.get("accuracy_drop")) for r in _list(results.get("robustness")) if isinstance(r, dict)},
+        "drops": {
+            r.get("condition"): r.get("drop", r.get("accuracy_drop"))
+            for r in _list(results.get("robustness"))
+            if isinstance(r, dict)
+        },
         "stressors": [_run_levels_only(s) for s in _list(results.get("stressors")) if isinstance(s, dict)],
         "severity_chart": _severity_chart(conditions, clean, adversarial),
         "adversarial_chart": _adversarial_chart(conditions, attack_clean, adversarial),
@@ -225,7 +232,9 @@ def _attack_reference(results: Mapping[str, Any], clean: Mapping[str, Any]) -> M
 
 def _adversarial_names(results: Mapping[str, Any]) -> set[str]:
     names = set(ADVERSARIAL)
-    names |= {str(c.get("stressor")) for c in _list(results.get("conditions")) if isinstance(c, dict) and c.get("model_aware")}
+    names |= {
+        str(c.get("stressor")) for c in _list(results.get("conditions")) if isinstance(c, dict) and c.get("model_aware")
+    }
     names |= {str(a.get("attack")) for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)}
     for s in _list(results.get("stressors")):
         if isinstance(s, dict) and (s.get("adversarial") or s.get("kind") == "adversarial"):
@@ -254,8 +263,12 @@ def _severity_chart(conditions, clean, adversarial):
     if not curves:
         return None
     series = [plots.Series(name, pts) for name, pts in sorted(curves.items())]
-    return plots.line_chart(series, title="Accuracy against stressor severity", x_label="severity (0 = unaltered images)",
-                            x_names={0.0: "0 clean"})
+    return plots.line_chart(
+        series,
+        title="Accuracy against stressor severity",
+        x_label="severity (0 = unaltered images)",
+        x_names={0.0: "0 clean"},
+    )
 
 
 def _adversarial_chart(conditions, clean, adversarial):
@@ -277,9 +290,13 @@ def _adversarial_chart(conditions, clean, adversarial):
                 if g.get("attribute") == attribute and eps is not None and acc is not None:
                     by_group.setdefault(str(g.get("value")), []).append((eps, acc))
         series += [plots.Series(f"{attack}: {attribute} = {v}", pts) for v, pts in by_group.items()]
-    return plots.line_chart(series, title="Robust accuracy against attack budget epsilon",
-                            x_label="\u03b5 (L\u221e budget in pixel units of [0, 1]; 8/255 \u2248 0.031)",
-                            x_names={0.0: "0 clean"}, y_label="robust accuracy")
+    return plots.line_chart(
+        series,
+        title="Robust accuracy against attack budget epsilon",
+        x_label="\u03b5 (L\u221e budget in pixel units of [0, 1]; 8/255 \u2248 0.031)",
+        x_names={0.0: "0 clean"},
+        y_label="robust accuracy",
+    )
 
 
 def _reliability(clean, worst) -> list[tuple[str, Any]]:
@@ -300,8 +317,16 @@ def _group_chart(condition):
         m = _dict(g.get("metrics"))
         ci = m.get("accuracy_ci") if isinstance(m.get("accuracy_ci"), (list, tuple)) else (None, None)
         lo, hi = (_number(ci[0]), _number(ci[1])) if len(ci) == 2 else (None, None)
-        bars.append(plots.Bar(f"{g.get('attribute')} = {g.get('value')}", _number(m.get("accuracy")), lo, hi,
-                              bool(g.get("insufficient_data")), m.get("n") if isinstance(m.get("n"), int) else None))
+        bars.append(
+            plots.Bar(
+                f"{g.get('attribute')} = {g.get('value')}",
+                _number(m.get("accuracy")),
+                lo,
+                hi,
+                bool(g.get("insufficient_data")),
+                m.get("n") if isinstance(m.get("n"), int) else None,
+            )
+        )
     return plots.bar_chart_ci(bars, title=f"Accuracy per group, {condition.get('id')}")
 
 
@@ -354,35 +379,53 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
         + (f" ({', '.join(stressor_names)})." if stressor_names else ".")
     ]
     if clean_m:
-        out.append(f"On unaltered images its answer is correct {fmt_pct(clean_m.get('accuracy'))} of the time"
-                   f" (95% interval {fmt_ci(clean_m.get('accuracy_ci'))}).")
+        out.append(
+            f"On unaltered images its answer is correct {fmt_pct(clean_m.get('accuracy'))} of the time"
+            f" (95% interval {fmt_ci(clean_m.get('accuracy_ci'))})."
+        )
     # An attack runs on a subset; its drop is relative to that subset unaltered (results["attack_reference"]).
-    for kind, worst, reference in (("altered-image", v["worst_natural"], "unaltered images"),
-                                   ("attack", v["worst_attack"], "the same images unaltered")):
+    for kind, worst, reference in (
+        ("altered-image", v["worst_natural"], "unaltered images"),
+        ("attack", v["worst_attack"], "the same images unaltered"),
+    ):
         if worst:
             drop = _number(v["drops"].get(worst.get("id")))
-            out.append(f"The hardest {kind} condition was {worst.get('id')}, where accuracy fell to"
-                       f" {fmt_pct(_acc(worst))}"
-                       + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else "."))
-    clean_fair = [f for f in v["fairness"] if f.get("condition") == v["clean"].get("id")
-                  and _number(f.get("accuracy_gap")) is not None]
+            out.append(
+                f"The hardest {kind} condition was {worst.get('id')}, where accuracy fell to"
+                f" {fmt_pct(_acc(worst))}"
+                + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else ".")
+            )
+    clean_fair = [
+        f
+        for f in v["fairness"]
+        if f.get("condition") == v["clean"].get("id") and _number(f.get("accuracy_gap")) is not None
+    ]
     if clean_fair:
         top = max(clean_fair, key=lambda f: f["accuracy_gap"])
-        out.append(f"Between subgroups of unaltered images, the largest accuracy gap is"
-                   f" {100 * top['accuracy_gap']:.1f} percentage points, for {top.get('attribute')}"
-                   f" (lowest: {top.get('worst_group')}).")
+        out.append(
+            f"Between subgroups of unaltered images, the largest accuracy gap is"
+            f" {100 * top['accuracy_gap']:.1f} percentage points, for {top.get('attribute')}"
+            f" (lowest: {top.get('worst_group')})."
+        )
     if _number(clean_m.get("ece")) is not None:
-        out.append(f"Its stated confidence differs from its actual accuracy by {fmt_pct(clean_m.get('ece'))} on"
-                   " average (expected calibration error; 0% is perfect).")
+        out.append(
+            f"Its stated confidence differs from its actual accuracy by {fmt_pct(clean_m.get('ece'))} on"
+            " average (expected calibration error; 0% is perfect)."
+        )
     n = v["rule_counts"]
     if v["rules"]:
-        out.append(f"Policy {v['policy'].get('name', '')}: {_count(n['pass'], 'rule')} passed, {n['fail']} failed"
-                   f" ({len(v['blocking_rule_failures'])} of them blocking), {_count(n['warn'], 'warning')},"
-                   f" {n['insufficient_data']} with too little data.")
+        out.append(
+            f"Policy {v['policy'].get('name', '')}: {_count(n['pass'], 'rule')} passed, {n['fail']} failed"
+            f" ({len(v['blocking_rule_failures'])} of them blocking), {_count(n['warn'], 'warning')},"
+            f" {n['insufficient_data']} with too little data."
+        )
     flagged = [f for f in v["findings"] if f.get("status") in ("fail", "warn")]
     if flagged:
-        out.append(f"{_count(len(flagged), 'data-governance check')} raised a finding: "
-                   + ", ".join(str(f.get("check")) for f in flagged) + ".")
+        out.append(
+            f"{_count(len(flagged), 'data-governance check')} raised a finding: "
+            + ", ".join(str(f.get("check")) for f in flagged)
+            + "."
+        )
     return out
 
 
@@ -445,8 +488,11 @@ def _limitations(v: Mapping[str, Any], *, dropped_images: int) -> list[str]:
     ]
     if v["adversarial_chart"] is not None:
         out.append("Robust accuracy under attack is an upper bound: a stronger or different attack may lower it.")
-    small = [f"{g.get('attribute')} = {g.get('value')}" for g in _list(v["clean"].get("groups"))
-             if isinstance(g, dict) and g.get("insufficient_data")]
+    small = [
+        f"{g.get('attribute')} = {g.get('value')}"
+        for g in _list(v["clean"].get("groups"))
+        if isinstance(g, dict) and g.get("insufficient_data")
+    ]
     if small:
         out.append("Groups with too few samples are shown but left out of gaps and ratios: " + ", ".join(small) + ".")
     if v["dataset"].get("num_skipped"):

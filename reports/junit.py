@@ -118,9 +118,7 @@ def _suite(
             ET.SubElement(holder, "property", name=key, value=_clean(value))
     failures = skipped = 0
     for case_name, status, message, body in cases:
-        case = ET.SubElement(
-            suite, "testcase", name=_clean(case_name), classname=classname, time="0"
-        )
+        case = ET.SubElement(suite, "testcase", name=_clean(case_name), classname=classname, time="0")
         if status == "fail":
             failures += 1
             failure = ET.SubElement(case, "failure", message=_clean(message), type="blocking")

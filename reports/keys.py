@@ -43,8 +43,8 @@ __all__ = [
     "PDF_PUB",
     "SigningError",
     "SigningKeys",
-    "keygen",
     "key_id",
+    "keygen",
     "load_attestation_public_key",
     "load_signing_keys",
 ]
@@ -149,9 +149,15 @@ def _self_signed_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) 
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=True, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

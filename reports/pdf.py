@@ -8,8 +8,8 @@ them instead of reaching the network or the disk.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from reports.atomic import atomic_write_bytes
 
@@ -63,8 +63,13 @@ def pdf_bytes(html: str, *, attachments: Sequence[str | os.PathLike[str]] = ()) 
     for item in attachments:
         path = Path(item)
         embedded.append(
-            Attachment(string=path.read_bytes(), name=path.name, url_fetcher=fetcher, relationship="Data",
-                       description=f"{path.name} (machine-readable source of this report)")
+            Attachment(
+                string=path.read_bytes(),
+                name=path.name,
+                url_fetcher=fetcher,
+                relationship="Data",
+                description=f"{path.name} (machine-readable source of this report)",
+            )
         )
     document = HTML(string=html, base_url=None, url_fetcher=fetcher)
     return document.write_pdf(pdf_variant="pdf/a-3b", attachments=embedded, uncompressed_pdf=False)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from markupsafe import Markup, escape
 
@@ -143,8 +143,14 @@ def line_chart(
     body.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>')
     body.append(_text(left + plot_w / 2, top + plot_h + 30, x_label, size=10, anchor="middle"))
     body.append(
-        _text(14, top + plot_h / 2, y_label, size=10, anchor="middle",
-              extra=f' transform="rotate(-90 14 {top + plot_h / 2:.1f})"')
+        _text(
+            14,
+            top + plot_h / 2,
+            y_label,
+            size=10,
+            anchor="middle",
+            extra=f' transform="rotate(-90 14 {top + plot_h / 2:.1f})"',
+        )
     )
     for i, s in enumerate(series):
         colour, dash = PALETTE[i % len(PALETTE)], DASHES[i % len(DASHES)]
@@ -156,8 +162,10 @@ def line_chart(
             body.append(_marker(i, px(x), py(y), colour))
         lx = left + (i % 3) * (plot_w / 3)
         ly = height + 6 + 16 * (i // 3)
-        body.append(f'<line x1="{lx:.1f}" x2="{lx + 22:.1f}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{colour}" '
-                    f'stroke-width="2"{dash_attr}/>')
+        body.append(
+            f'<line x1="{lx:.1f}" x2="{lx + 22:.1f}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{colour}" '
+            f'stroke-width="2"{dash_attr}/>'
+        )
         body.append(_marker(i, lx + 11, ly, colour))
         body.append(_text(lx + 28, ly + 3.5, _shorten(s.label, 34), size=9))
     return _svg(width, total_h, body, title)
@@ -206,16 +214,28 @@ def reliability_diagram(bins: Sequence[dict], *, title: str, colour: str = PALET
             continue
         x0, x1 = px(float(b["lo"])), px(float(b["hi"]))
         acc, conf = float(b["accuracy"]), float(b.get("confidence", b["accuracy"]))
-        body.append(f'<rect x="{x0:.1f}" y="{py(acc):.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
-                    f'height="{py(0) - py(acc):.1f}" fill="{colour}" fill-opacity="0.75"/>')
+        body.append(
+            f'<rect x="{x0:.1f}" y="{py(acc):.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+            f'height="{py(0) - py(acc):.1f}" fill="{colour}" fill-opacity="0.75"/>'
+        )
         top_y, bot_y = min(py(acc), py(conf)), max(py(acc), py(conf))
-        body.append(f'<rect x="{x0:.1f}" y="{top_y:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
-                    f'height="{bot_y - top_y:.1f}" fill="none" stroke="#c62828" stroke-width="1"/>')
+        body.append(
+            f'<rect x="{x0:.1f}" y="{top_y:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+            f'height="{bot_y - top_y:.1f}" fill="none" stroke="#c62828" stroke-width="1"/>'
+        )
     body.append(f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#444" stroke-dasharray="4 3"/>')
     body.append(f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" stroke="#888"/>')
     body.append(_text(left + plot / 2, top + plot + 28, "confidence (top class)", size=9, anchor="middle"))
-    body.append(_text(12, top + plot / 2, "accuracy", size=9, anchor="middle",
-                      extra=f' transform="rotate(-90 12 {top + plot / 2:.1f})"'))
+    body.append(
+        _text(
+            12,
+            top + plot / 2,
+            "accuracy",
+            size=9,
+            anchor="middle",
+            extra=f' transform="rotate(-90 12 {top + plot / 2:.1f})"',
+        )
+    )
     return _svg(size, size, body, title)
 
 
@@ -248,26 +268,37 @@ def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_wid
 
     for i in range(6):
         v = i / 5
-        body.append(f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#e5e5e5"/>')
+        body.append(
+            f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#e5e5e5"/>'
+        )
         body.append(_text(px(v), top + row * len(bars) + 12, _pct(v), size=8, anchor="middle"))
     body.append(_text(px(0.5), height - 4, "accuracy (whiskers: 95% interval)", size=9, anchor="middle"))
     for j, bar in enumerate(bars):
         y = top + row * j
-        body.append(f"<g><title>{escape(bar.label)}</title>"
-                    + _text(label_width - 6, y + 12.5, _shorten(bar.label, 34), size=9, anchor="end") + "</g>")
+        body.append(
+            f"<g><title>{escape(bar.label)}</title>"
+            + _text(label_width - 6, y + 12.5, _shorten(bar.label, 34), size=9, anchor="end")
+            + "</g>"
+        )
         if bar.value is None:
             body.append(_text(px(0) + 4, y + 12.5, "no data", size=8))
             continue
         fill = f"url(#{hatch})" if bar.flagged else PALETTE[0]
-        body.append(f'<rect x="{px(0):.1f}" y="{y + 3}" width="{px(bar.value) - px(0):.1f}" height="{row - 6}" '
-                    f'fill="{fill}" fill-opacity="{1 if bar.flagged else 0.8}"/>')
+        body.append(
+            f'<rect x="{px(0):.1f}" y="{y + 3}" width="{px(bar.value) - px(0):.1f}" height="{row - 6}" '
+            f'fill="{fill}" fill-opacity="{1 if bar.flagged else 0.8}"/>'
+        )
         if bar.lo is not None and bar.hi is not None:
             cy = y + row / 2
-            body.append(f'<line x1="{px(bar.lo):.1f}" x2="{px(bar.hi):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
-                        'stroke="#000" stroke-width="1.2"/>')
+            body.append(
+                f'<line x1="{px(bar.lo):.1f}" x2="{px(bar.hi):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+                'stroke="#000" stroke-width="1.2"/>'
+            )
             for end in (bar.lo, bar.hi):
-                body.append(f'<line x1="{px(end):.1f}" x2="{px(end):.1f}" y1="{cy - 4:.1f}" y2="{cy + 4:.1f}" '
-                            'stroke="#000" stroke-width="1.2"/>')
+                body.append(
+                    f'<line x1="{px(end):.1f}" x2="{px(end):.1f}" y1="{cy - 4:.1f}" y2="{cy + 4:.1f}" '
+                    'stroke="#000" stroke-width="1.2"/>'
+                )
         note = f"{_pct(bar.value)}" + (f" n={bar.n}" if bar.n is not None else "")
         if bar.flagged:
             note += " (few)"
@@ -308,20 +339,31 @@ def heatmap(
         total = sum(row) or 1
         if show_labels:
             name = labels[i] if i < len(labels) else str(i)
-            body.append(_text(label_w - 4, top + cell * i + cell / 2 + 3, _shorten(str(name), 18), size=8, anchor="end"))
+            body.append(
+                _text(label_w - 4, top + cell * i + cell / 2 + 3, _shorten(str(name), 18), size=8, anchor="end")
+            )
             cx = label_w + cell * i + cell / 2 + 3
-            body.append(_text(cx, top - 4, _shorten(str(name), 16), size=8,
-                              extra=f' transform="rotate(-60 {cx:.1f} {top - 4})"'))
+            body.append(
+                _text(
+                    cx, top - 4, _shorten(str(name), 16), size=8, extra=f' transform="rotate(-60 {cx:.1f} {top - 4})"'
+                )
+            )
         for j, count in enumerate(row):
             share = count / total
             shade = _blend(share)
             x, y = label_w + cell * j, top + cell * i
-            body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" fill="{shade}" '
-                        'stroke="#fff" stroke-width="0.5"/>')
+            body.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" fill="{shade}" '
+                'stroke="#fff" stroke-width="0.5"/>'
+            )
             if k <= annotate_limit:
                 ink = "#fff" if share > 0.55 else "#000"
-                body.append(_text(x + cell / 2, y + cell / 2 + 3, count, size=8, anchor="middle", extra=f' fill="{ink}"'))
-    body.append(f'<rect x="{label_w}" y="{top}" width="{cell * k:.1f}" height="{cell * k:.1f}" fill="none" stroke="#888"/>')
+                body.append(
+                    _text(x + cell / 2, y + cell / 2 + 3, count, size=8, anchor="middle", extra=f' fill="{ink}"')
+                )
+    body.append(
+        f'<rect x="{label_w}" y="{top}" width="{cell * k:.1f}" height="{cell * k:.1f}" fill="none" stroke="#888"/>'
+    )
     return _svg(size_w, size_h, body, title)
 
 

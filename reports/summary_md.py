@@ -40,8 +40,7 @@ def render_markdown_summary(results: dict[str, Any]) -> str:
     lines += [
         "| rules | ❌ fail | ⚠️ warn | ❔ insufficient data | ✅ pass |",
         "|---:|---:|---:|---:|---:|",
-        f"| {len(rules)} | {counts['fail']} | {counts['warn']} "
-        f"| {counts['insufficient_data']} | {counts['pass']} |",
+        f"| {len(rules)} | {counts['fail']} | {counts['warn']} | {counts['insufficient_data']} | {counts['pass']} |",
         "",
     ]
     if policy.get("blocking_failures"):
@@ -124,9 +123,7 @@ def _findings_table(findings: list[dict[str, Any]]) -> list[str]:
         "|---|---|---:|---|---|",
     ]
     order = {"fail": 0, "warn": 1, "pass": 2}
-    for finding in sorted(
-        findings, key=lambda f: (order.get(str(f.get("status")), 3), str(f.get("check")))
-    ):
+    for finding in sorted(findings, key=lambda f: (order.get(str(f.get("status")), 3), str(f.get("check")))):
         status = _STATUS.get(str(finding.get("status")), _cell(finding.get("status")))
         blocking = "yes" if finding.get("blocking") else "no"
         lines.append(
@@ -137,19 +134,14 @@ def _findings_table(findings: list[dict[str, Any]]) -> list[str]:
 
 
 def _fairness_table(fairness: list[dict[str, Any]]) -> list[str]:
-    entries = [
-        f
-        for f in fairness
-        if isinstance(f, dict) and isinstance(f.get("accuracy_gap"), (int, float))
-    ]
+    entries = [f for f in fairness if isinstance(f, dict) and isinstance(f.get("accuracy_gap"), (int, float))]
     if not entries:
         return []
     entries.sort(key=lambda f: -float(f["accuracy_gap"]))
     lines = [
         f"### Worst fairness gaps (top {min(_TOP_GAPS, len(entries))} of {len(entries)})",
         "",
-        "| condition | attribute | worst group | accuracy gap | accuracy ratio "
-        "| equalized odds diff. |",
+        "| condition | attribute | worst group | accuracy gap | accuracy ratio | equalized odds diff. |",
         "|---|---|---|---:|---:|---:|",
     ]
     for entry in entries[:_TOP_GAPS]:

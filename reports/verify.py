@@ -35,9 +35,10 @@ import base64
 import binascii
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
@@ -170,7 +171,9 @@ def verify(
         elif target.is_dir():
             _missing_attestation(target, pdf, acc)
         elif given:
-            raise _Unusable(f"--subject {', '.join(given)}: only an attestation lists subjects, and none is checked here")
+            raise _Unusable(
+                f"--subject {', '.join(given)}: only an attestation lists subjects, and none is checked here"
+            )
     except _Unusable as exc:
         return VerifyReport(path=target, unusable=str(exc))
     return VerifyReport(path=target, checks=tuple(acc.checks), notes=tuple(acc.notes))
@@ -205,11 +208,17 @@ def _missing_attestation(folder: Path, pdf: Path | None, acc: _Acc) -> None:
     pdf_checked = pdf is not None and any(c.file == pdf.name and "not signed" not in c.message for c in acc.checks)
     if not (pdf_signed or pdf_checked or (folder / ATTESTATION_PUB).is_file()):
         return
-    left = sorted(p.name for p in folder.iterdir()
-                  if p.is_file() and p.name not in (PDF_FILE, ATTESTATION_FILE, ATTESTATION_PUB))
-    acc.add(ATTESTATION_FILE, False,
-            "missing from a signed report folder: " + (", ".join(left) if left else "no other file")
-            + (" left unverified" if left else " to verify") + " (only report.pdf carries its own signature)")
+    left = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.name not in (PDF_FILE, ATTESTATION_FILE, ATTESTATION_PUB)
+    )
+    acc.add(
+        ATTESTATION_FILE,
+        False,
+        "missing from a signed report folder: "
+        + (", ".join(left) if left else "no other file")
+        + (" left unverified" if left else " to verify")
+        + " (only report.pdf carries its own signature)",
+    )
 
 
 def _trusted_material(key_dir: str | os.PathLike[str] | None, att: Path | None):
@@ -246,13 +255,15 @@ def _verify_pdf(pdf: Path, trusted_cert, acc: _Acc) -> None:
             for sig in signatures:
                 signer = sig.signer_cert
                 if trusted_cert is not None and signer.dump() != trusted_cert.dump():
-                    acc.add(name, False, f"signed by {signer.subject.human_friendly}, not by the key folder's certificate")
+                    acc.add(
+                        name, False, f"signed by {signer.subject.human_friendly}, not by the key folder's certificate"
+                    )
                     continue
                 root = trusted_cert if trusted_cert is not None else signer
                 context = ValidationContext(trust_roots=[root], allow_fetching=False, revocation_mode="soft-fail")
                 status = validate_pdf_signature(sig, context)
                 _judge_pdf_status(name, sig.field_name, signer, status, SignatureCoverageLevel, trusted_cert, acc)
-    except Exception as exc:  # noqa: BLE001 - any parse failure of a signed file means damage
+    except Exception as exc:
         acc.add(name, False, f"cannot be validated as a signed PDF (damaged or tampered): {_one_line(exc)}")
 
 
@@ -337,7 +348,7 @@ def _short_name(name: str) -> str:
     """``model:resnet.pt`` -> ``resnet.pt``; other names unchanged."""
     for prefix in SUBJECT_PREFIXES:
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
@@ -372,7 +383,9 @@ def _verify_subjects(folder: Path, listed, report_files: set[str], given, acc: _
                 if name in report_files:
                     acc.add(name, False, "attested report file is missing")
                 else:
-                    acc.notes.append(f"{name}: not in the report folder, digest not checked (pass --subject {_short_name(name)}=PATH)")
+                    acc.notes.append(
+                        f"{name}: not in the report folder, digest not checked (pass --subject {_short_name(name)}=PATH)"
+                    )
                 continue
         try:
             actual = sha256_file(path)

@@ -13,7 +13,8 @@ much slower than a built-in on a GPU.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,8 @@ class AlbumentationsStressor(ImageStressor):
         cls = _transform_class(self.name, transform)
         table = _severity_table(self.name, params)
         self.severity_meaning = {  # type: ignore[misc]
-            level: f"{transform}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})" for level, kwargs in table.items()
+            level: f"{transform}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+            for level, kwargs in table.items()
         }
         super().__init__(severities=severities)
         self.transform_name = transform
@@ -60,7 +62,11 @@ class AlbumentationsStressor(ImageStressor):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"transform": self.transform_name, "params": {k: dict(v) for k, v in self.params.items()}, **super().options}
+        return {
+            "transform": self.transform_name,
+            "params": {k: dict(v) for k, v in self.params.items()},
+            **super().options,
+        }
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         transform = self._transforms[int(params.severity)]
@@ -71,7 +77,7 @@ class AlbumentationsStressor(ImageStressor):
             transform.set_random_seed(seed)
             try:
                 out = transform(image=np.ascontiguousarray(array))["image"]
-            except Exception as exc:  # noqa: BLE001 - report which transform failed, with its error
+            except Exception as exc:
                 raise StressorError(f"{self.name}: the transform failed on a {array.shape} image: {exc}") from exc
             out = np.asarray(out)
             if out.ndim == 2:
@@ -124,5 +130,5 @@ def _build(name: str, cls: type, level: int, kwargs: dict[str, Any]) -> Any:
             )
     try:
         return cls(**{**kwargs, "p": 1.0})
-    except Exception as exc:  # noqa: BLE001 - pydantic validation errors and others
+    except Exception as exc:
         raise StressorError(f"{name}: option 'params' at severity {level}: {exc}") from exc

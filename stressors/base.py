@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -134,7 +135,10 @@ def uniform(seeds: Sequence[int], *shape: int, stream: int = 0) -> Tensor:
     Each sample's row depends only on its seed and ``stream`` (use distinct
     streams for independent quantities).
     """
-    rows = [torch.rand(shape, generator=generator(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))), dtype=torch.float64) for s in seeds]
+    rows = [
+        torch.rand(shape, generator=generator(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))), dtype=torch.float64)
+        for s in seeds
+    ]
     return torch.stack(rows) if rows else torch.empty((0, *shape), dtype=torch.float64)
 
 
@@ -216,7 +220,9 @@ class ImageStressor:
             raise StressorError(f"{self.name}: option 'severities' must be a non-empty list, got {severities!r}")
         for level in severities:
             if isinstance(level, bool) or level not in levels:
-                raise StressorError(f"{self.name}: option 'severities' holds {level!r}; expected a subset of {list(levels)}")
+                raise StressorError(
+                    f"{self.name}: option 'severities' holds {level!r}; expected a subset of {list(levels)}"
+                )
         self.severities = tuple(int(level) for level in severities)
 
     @property
@@ -255,7 +261,9 @@ class ImageStressor:
         """
         check_severity(severity, self.severities, self.name)
         if not isinstance(sample_ids, Tensor) or sample_ids.ndim != 1 or sample_ids.is_floating_point():
-            raise StressorError(f"{self.name}: sample_ids must be a 1-D integer tensor (see stressors.base.sample_keys)")
+            raise StressorError(
+                f"{self.name}: sample_ids must be a 1-D integer tensor (see stressors.base.sample_keys)"
+            )
         seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=severity)
         return Params(severity=severity, values=self._sample(seeds, int(severity)), seeds=tuple(seeds))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -53,7 +54,8 @@ class Blur(ImageStressor):
 
     name = "blur"
     severity_meaning = {
-        i + 1: ", ".join(f"{kind} {_WHAT[kind]} {100 * FRACTIONS[kind][i]:g}%" for kind in FRACTIONS) + " of the shorter side"
+        i + 1: ", ".join(f"{kind} {_WHAT[kind]} {100 * FRACTIONS[kind][i]:g}%" for kind in FRACTIONS)
+        + " of the shorter side"
         for i in range(5)
     }
 

@@ -86,11 +86,17 @@ def list_command(fmt: str) -> None:
 
 @stressors_group.command("preview")
 @click.argument("image")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("grid.png"), show_default=True,
-              help="Where to write the PNG grid.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("grid.png"),
+    show_default=True,
+    help="Where to write the PNG grid.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed keying the random draws.")
-@click.option("--size", type=click.IntRange(min=8), default=224, show_default=True,
-              help="Shorter side of each tile, in pixels.")
+@click.option(
+    "--size", type=click.IntRange(min=8), default=224, show_default=True, help="Shorter side of each tile, in pixels."
+)
 @click.option("--name", "names", multiple=True, help="Only these stressors (repeatable); default all image stressors.")
 def preview_command(image: str, out: Path, seed: int, size: int, names: tuple[str, ...]) -> None:
     """Render IMAGE under every stressor and severity into one PNG grid.

@@ -112,7 +112,7 @@ def line_kernels(length: float, angles_deg: Tensor) -> Tensor:
     n = angles_deg.shape[0]
     half = math.ceil(length / 2) + 1
     size = 2 * half + 1
-    steps = max(2, int(math.ceil(length * 4)) + 1)
+    steps = max(2, math.ceil(length * 4) + 1)
     t = torch.linspace(-length / 2, length / 2, steps, dtype=torch.float64)
     theta = torch.deg2rad(angles_deg.to(torch.float64))[:, None]
     xs = half + t[None, :] * torch.cos(theta)
@@ -204,7 +204,7 @@ def correlate(images: Tensor, kernels: Tensor, *, border: str = "reflect") -> Te
         kernels = kernels[None]
     if images.device.type != "cpu" or images.shape[0] == 0:
         return fft_filter(images, kernels, border=border)
-    n, _, h, w = images.shape
+    _n, _, h, w = images.shape
     kh, kw = kernels.shape[-2:]
     hf, wf = fast_fft_size(h + 2 * (kh // 2)), fast_fft_size(w + 2 * (kw // 2))
     budget = _FFT_VS_TAP * hf * wf * math.log2(hf * wf) / (h * w)
@@ -241,7 +241,7 @@ def sparse_filter(images: Tensor, kernels: Tensor, *, border: str = "reflect") -
     """
     if kernels.ndim == 2:
         kernels = kernels[None]
-    n, c, h, w = images.shape
+    n, _c, h, w = images.shape
     kh, kw = kernels.shape[-2:]
     ry, rx = kh // 2, kw // 2
     mode = border if (border == "replicate" or (ry < h and rx < w)) else "replicate"

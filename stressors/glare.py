@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +72,8 @@ class Glare(ImageStressor):
 
     name = "glare"
     severity_meaning = {
-        i + 1: f"veiling glare {int(v * 100)}% of white (contrast loss), bloom radius {int(r * 100)}% of the shorter side, "
+        i
+        + 1: f"veiling glare {int(v * 100)}% of white (contrast loss), bloom radius {int(r * 100)}% of the shorter side, "
         f"source {s:g}x white"
         for i, (v, r, s, _) in enumerate(LEVELS)
     }
@@ -96,7 +98,7 @@ class Glare(ImageStressor):
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         veil, radius, brightness, ghost = LEVELS[int(params.severity) - 1]
-        n, c, h, w = images.shape
+        _n, c, h, w = images.shape
         dev = images.device
         # The added light is smooth: compute it at most FIELD_SIZE px on the shorter side, then upsample.
         f = min(1.0, FIELD_SIZE / min(h, w))
@@ -109,7 +111,9 @@ class Glare(ImageStressor):
         d2 = dx**2 + dy**2
         # Bloom (Gaussian core + diffraction streaks) and the long veiling tail.
         d = torch.sqrt(d2)
-        streaks = _streaks(dx, dy, d, params["streak_angle_deg"].to(dev, torch.float32)) * torch.exp(-d / (1.2 * radius))
+        streaks = _streaks(dx, dy, d, params["streak_angle_deg"].to(dev, torch.float32)) * torch.exp(
+            -d / (1.2 * radius)
+        )
         light = brightness * (torch.exp(-d2 / (2 * (0.35 * radius) ** 2)) + 0.35 * torch.exp(-d2 / (2 * radius**2)))
         light = light + 0.25 * brightness * streaks + veil / (1 + d2 / radius**2) + veil
         colour = torch.tensor(SOURCE_COLOUR if c == 3 else (1.0,) * c, device=dev).view(1, c, 1, 1)

@@ -25,7 +25,8 @@ correlation elsewhere, see :func:`stressors.filters.correlate`).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,9 @@ class _ImageNetC(ImageStressor):
         if reference_size is not None and (
             isinstance(reference_size, bool) or not isinstance(reference_size, int) or reference_size <= 0
         ):
-            raise StressorError(f"{self.name}: option 'reference_size' must be a positive int or null, got {reference_size!r}")
+            raise StressorError(
+                f"{self.name}: option 'reference_size' must be a positive int or null, got {reference_size!r}"
+            )
         self.reference_size = reference_size
 
     @property
@@ -74,7 +77,9 @@ class GaussianNoise(_ImageNetC):
     """
 
     name = "gaussian_noise"
-    severity_meaning = {i + 1: f"additive Gaussian noise, sigma = {s} ({s * 255:.0f}/255)" for i, s in enumerate(GAUSSIAN_NOISE_SIGMA)}
+    severity_meaning = {
+        i + 1: f"additive Gaussian noise, sigma = {s} ({s * 255:.0f}/255)" for i, s in enumerate(GAUSSIAN_NOISE_SIGMA)
+    }
 
     def _sample(self, seeds: list[int], severity: int) -> dict[str, Tensor]:
         return {"sigma": torch.full((len(seeds),), GAUSSIAN_NOISE_SIGMA[severity - 1], dtype=torch.float64)}
@@ -148,7 +153,9 @@ class Contrast(_ImageNetC):
     """
 
     name = "contrast"
-    severity_meaning = {i + 1: f"contrast reduced to {int(c * 100)}% around the channel mean" for i, c in enumerate(CONTRAST_FACTOR)}
+    severity_meaning = {
+        i + 1: f"contrast reduced to {int(c * 100)}% around the channel mean" for i, c in enumerate(CONTRAST_FACTOR)
+    }
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         c = CONTRAST_FACTOR[int(params.severity) - 1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +70,10 @@ class Night(ImageStressor):
         i + 1: f"{ev:g} stops less light, +{g:g} stops gain (net {g - ev:g} EV), "
         f"{int(cast * 100)}% sodium-lamp cast, shot+read noise (SNR at mid-grey ~{_snr:.1f})"
         for i, ((ev, g, cast, *_), _snr) in enumerate(
-            zip(LEVELS, [(0.18 * FULL_WELL / 2**ev) / (0.18 * FULL_WELL / 2**ev + READ_NOISE**2) ** 0.5 for ev, *_ in LEVELS])
+            zip(
+                LEVELS,
+                [(0.18 * FULL_WELL / 2**ev) / (0.18 * FULL_WELL / 2**ev + READ_NOISE**2) ** 0.5 for ev, *_ in LEVELS],
+            )
         )
     }
 
@@ -88,7 +91,7 @@ class Night(ImageStressor):
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         ev, gain, cast, desat, vignette, compress = LEVELS[int(params.severity) - 1]
-        n, c, h, w = images.shape
+        _n, c, h, w = images.shape
         lin = srgb_to_linear(images)
         if c == 3:
             lin = _street_lighting(lin, cast, desat)

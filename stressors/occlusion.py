@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,7 +40,9 @@ class Occlusion(ImageStressor):
     """
 
     name = "occlusion"
-    severity_meaning = {i + 1: f"{int(c * 100)}% of the image area hidden by one rectangle or ellipse" for i, c in enumerate(COVERAGE)}
+    severity_meaning = {
+        i + 1: f"{int(c * 100)}% of the image area hidden by one rectangle or ellipse" for i, c in enumerate(COVERAGE)
+    }
 
     def __init__(self, *, fill: str = "black", severities: Sequence[int] | None = None) -> None:
         super().__init__(severities=severities)
@@ -56,7 +59,9 @@ class Occlusion(ImageStressor):
         u = uniform(seeds, 4, stream=1)
         ellipse = u[:, 0] < 0.5
         # Area of the bounding box (in units of the image area) that yields the coverage.
-        box_area = torch.where(ellipse, torch.full_like(u[:, 0], coverage * 4 / math.pi), torch.full_like(u[:, 0], coverage))
+        box_area = torch.where(
+            ellipse, torch.full_like(u[:, 0], coverage * 4 / math.pi), torch.full_like(u[:, 0], coverage)
+        )
         # Aspect ratio limited so that the box fits in the frame: box_area <= aspect <= 1 / box_area.
         lo = torch.clamp(box_area, min=ASPECT_RANGE[0]).log()
         hi = torch.clamp(1.0 / box_area, max=ASPECT_RANGE[1]).log()
@@ -68,7 +73,7 @@ class Occlusion(ImageStressor):
         return {"ellipse": ellipse, "cx": cx, "cy": cy, "width": width, "height": height}
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        n, c, h, w = images.shape
+        _n, _c, h, w = images.shape
         mask = occluder_mask(params, h, w, images.device)
         if self.fill == "black":
             fill = torch.zeros_like(images)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,9 @@ def load_image(source: Any) -> np.ndarray:
     if isinstance(source, str) and source.startswith("sample:"):
         key = source.split(":", 1)[1]
         if key not in SAMPLES:
-            raise StressorError(f"preview: unknown sample {source!r}; expected one of {[f'sample:{k}' for k in SAMPLES]}")
+            raise StressorError(
+                f"preview: unknown sample {source!r}; expected one of {[f'sample:{k}' for k in SAMPLES]}"
+            )
         from sklearn.datasets import load_sample_images
 
         photos = load_sample_images()

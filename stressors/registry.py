@@ -21,7 +21,8 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from stressors.base import StressorError
 
@@ -69,7 +70,7 @@ class Registry:
             origins[ep.name] = ep.value
             try:
                 factory = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure must be contained
+            except Exception as exc:
                 broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
             else:
                 if callable(factory) and (hasattr(factory, "apply") or hasattr(factory, "perturb")):

@@ -40,8 +40,16 @@ def make_dataset(root: Path, n: int = 24) -> Path:
         label = i % 3
         arr = np.clip(np.array(COLOURS[label]) + rng.integers(-20, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(arr).save(root / "img" / f"{i}.png")
-        rows.append({"sample_id": f"s{i:03d}", "path": f"img/{i}.png", "label": label,
-                     "camera": "A" if i % 2 else "B", "capture_date": "2026-01-01", "consent": "granted"})
+        rows.append(
+            {
+                "sample_id": f"s{i:03d}",
+                "path": f"img/{i}.png",
+                "label": label,
+                "camera": "A" if i % 2 else "B",
+                "capture_date": "2026-01-01",
+                "consent": "granted",
+            }
+        )
     with open(root / "manifest.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -66,10 +74,14 @@ rules:
 """
 
 
-def write_config(root: Path, *, model: str = "model.pt", threshold: float = 0.5, extra: str = "", stressors: str | None = None) -> Path:
+def write_config(
+    root: Path, *, model: str = "model.pt", threshold: float = 0.5, extra: str = "", stressors: str | None = None
+) -> Path:
     (root / "policy.yaml").write_text(POLICY.format(threshold=threshold))
-    stressors = stressors if stressors is not None else (
-        "  - {name: night, severities: [1, 5]}\n  - {name: blur, kind: gaussian, severities: [1, 5]}\n"
+    stressors = (
+        stressors
+        if stressors is not None
+        else ("  - {name: night, severities: [1, 5]}\n  - {name: blur, kind: gaussian, severities: [1, 5]}\n")
     )
     text = (
         "seed: 0\ndevice: cpu\nbatch_size: 5\n"

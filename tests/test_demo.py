@@ -71,9 +71,17 @@ def test_demo_verifies(demo):
 
 
 BUILTIN = [
-    ("night", {}), ("glare", {}), ("blur", {"kind": "defocus"}), ("blur", {"kind": "motion"}),
-    ("blur", {"kind": "gaussian"}), ("occlusion", {}), ("gaussian_noise", {}), ("defocus_blur", {}),
-    ("motion_blur", {}), ("contrast", {}), ("brightness", {}),
+    ("night", {}),
+    ("glare", {}),
+    ("blur", {"kind": "defocus"}),
+    ("blur", {"kind": "motion"}),
+    ("blur", {"kind": "gaussian"}),
+    ("occlusion", {}),
+    ("gaussian_noise", {}),
+    ("defocus_blur", {}),
+    ("motion_blur", {}),
+    ("contrast", {}),
+    ("brightness", {}),
 ]
 
 

@@ -22,15 +22,38 @@ def _torchrun() -> list[str]:
 
 
 def test_two_ranks_equal_one_process(workspace):
-    cfg = write_config(workspace, stressors="  - {name: night, severities: [2]}\n  - {name: occlusion, severities: [3]}\n")
+    cfg = write_config(
+        workspace, stressors="  - {name: night, severities: [2]}\n  - {name: occlusion, severities: [3]}\n"
+    )
     env = {**os.environ, "CVAUDIT_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "audit", "run", str(cfg), "--out", str(workspace / "one"), "--quiet"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "audit", "run", str(cfg), "--out", str(workspace / "one"), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     multi = subprocess.run(
-        [*_torchrun(), "--nproc-per-node", "2", "--master-port", "29533", "-m", "audit", "run", str(cfg),
-         "--out", str(workspace / "two"), "--quiet"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=workspace,
+        [
+            *_torchrun(),
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29533",
+            "-m",
+            "audit",
+            "run",
+            str(cfg),
+            "--out",
+            str(workspace / "two"),
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=workspace,
     )
     assert multi.returncode == 0, multi.stderr[-3000:]
     one = json.loads((workspace / "one" / "results.json").read_text())
@@ -39,8 +62,8 @@ def test_two_ranks_equal_one_process(workspace):
     assert_tree_close(one["conditions"], two["conditions"], tol=1e-9)
     assert_tree_close(one["fairness"], two["fairness"], tol=1e-9)
     assert one["policy"]["verdict"] == two["policy"]["verdict"]
-    rows_one = list(csv.reader(open(workspace / "one" / "predictions.csv")))
-    rows_two = list(csv.reader(open(workspace / "two" / "predictions.csv")))
+    rows_one = list(csv.reader((workspace / "one" / "predictions.csv").read_text().splitlines()))
+    rows_two = list(csv.reader((workspace / "two" / "predictions.csv").read_text().splitlines()))
     # same rows in the same order; probabilities to print precision (batch composition differs per rank)
     assert [r[:6] + r[8:] for r in rows_one] == [r[:6] + r[8:] for r in rows_two]
     assert max(abs(float(a[7]) - float(b[7])) for a, b in zip(rows_one[1:], rows_two[1:])) <= 2e-6

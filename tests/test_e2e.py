@@ -29,14 +29,25 @@ def test_pass_writes_every_output(workspace):
     assert ids == ["clean", "night@1", "night@5", "blur@1", "blur@5"]
     clean = results["conditions"][0]
     assert clean["metrics"]["n"] == 24 and clean["metrics"]["accuracy"] == 1.0
-    assert {"accuracy_ci", "ece", "ece_ci", "mce", "brier", "nll", "macro_f1", "balanced_accuracy"} <= set(clean["metrics"])
+    assert {"accuracy_ci", "ece", "ece_ci", "mce", "brier", "nll", "macro_f1", "balanced_accuracy"} <= set(
+        clean["metrics"]
+    )
     groups = {(g["attribute"], g["value"]): g["metrics"]["n"] for g in clean["groups"]}
     assert groups == {("camera", "A"): 12, ("camera", "B"): 12}
     with open(out / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 24 * 5
-    assert list(rows[0]) == ["sample_id", "condition", "stressor", "severity", "label", "prediction",
-                             "confidence", "p_true", "camera"]
+    assert list(rows[0]) == [
+        "sample_id",
+        "condition",
+        "stressor",
+        "severity",
+        "label",
+        "prediction",
+        "confidence",
+        "p_true",
+        "camera",
+    ]
     # predictions.csv agrees with results.json (an independent recount).
     clean_rows = [r for r in rows if r["condition"] == "clean"]
     assert sum(r["label"] == r["prediction"] for r in clean_rows) / len(clean_rows) == clean["metrics"]["accuracy"]
@@ -59,7 +70,7 @@ def test_same_seed_same_results(workspace):
     a = json.loads((workspace / "a" / "results.json").read_text())
     b = json.loads((workspace / "b" / "results.json").read_text())
     assert_tree_close(a["conditions"], b["conditions"], tol=1e-9)
-    rows_a, rows_b = (list(csv.DictReader(open(workspace / d / "predictions.csv"))) for d in "ab")
+    rows_a, rows_b = (list(csv.DictReader((workspace / d / "predictions.csv").read_text().splitlines())) for d in "ab")
     assert [(r["sample_id"], r["condition"], r["prediction"]) for r in rows_a] == [
         (r["sample_id"], r["condition"], r["prediction"]) for r in rows_b
     ]
@@ -85,7 +96,9 @@ def assert_tree_close(a, b, *, tol: float, path: str = "") -> None:
 def test_skip_bad_images_is_counted(workspace):
     (workspace / "img" / "3.png").write_bytes(b"broken")
     out = workspace / "out"
-    result = run(write_config(workspace, extra="", stressors="  - {name: night, severities: [1]}\n").parent / "config.yaml", out)
+    result = run(
+        write_config(workspace, extra="", stressors="  - {name: night, severities: [1]}\n").parent / "config.yaml", out
+    )
     assert result.exit_code == 2 and "img/3.png" in result.output and "corrupt" in result.output
     assert not out.exists()
     cfg = workspace / "config.yaml"
@@ -123,7 +136,10 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
     if case == "wrong-input-channels":
         import torch
 
-        save_model(workspace / "gray.pt", torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()))
+        save_model(
+            workspace / "gray.pt",
+            torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()),
+        )
         return write_config(workspace, model="gray.pt"), "forward pass failed on a (1, 3, 16, 16) input"
     if case == "unknown-key":
         cfg = write_config(workspace)
@@ -145,9 +161,21 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing-image", "label-out-of-range", "empty-dataset", "width-mismatch", "nan-output",
-     "probabilities-not-normalised", "wrong-input-channels", "unknown-key",
-     "missing-model", "unreadable-model", "unknown-stressor", "missing-config", "out-is-a-file"],
+    [
+        "missing-image",
+        "label-out-of-range",
+        "empty-dataset",
+        "width-mismatch",
+        "nan-output",
+        "probabilities-not-normalised",
+        "wrong-input-channels",
+        "unknown-key",
+        "missing-model",
+        "unreadable-model",
+        "unknown-stressor",
+        "missing-config",
+        "out-is-a-file",
+    ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_report(workspace, case):
     cfg, fragment = _bad(workspace, case)
@@ -166,8 +194,7 @@ def test_bad_input_exits_2_with_one_line_and_no_report(workspace, case):
 def test_signed_run_verifies_and_detects_tampering(workspace):
     keys = workspace / "keys"
     assert CliRunner().invoke(main, ["keygen", "--out", str(keys)]).exit_code == 0
-    cfg = write_config(workspace, stressors="  - {name: night, severities: [3]}\n",
-                       extra="  sign_key: keys\n")
+    cfg = write_config(workspace, stressors="  - {name: night, severities: [3]}\n", extra="  sign_key: keys\n")
     cfg.write_text(cfg.read_text().replace("formats: [html]", "formats: [html, pdf]"))
     out = workspace / "out"
     result = run(cfg, out)
@@ -216,7 +243,9 @@ def test_baseline_comparison(workspace):
     result = run(cfg, workspace / "new", "--baseline", str(workspace / "old" / "results.json"))
     assert result.exit_code == 0, result.output
     comparison = json.loads((workspace / "new" / "results.json").read_text())["baseline_comparison"]
-    overall = [c for c in comparison if c["attribute"] is None] if any("attribute" in c for c in comparison) else comparison
+    overall = (
+        [c for c in comparison if c["attribute"] is None] if any("attribute" in c for c in comparison) else comparison
+    )
     assert {c["condition"] for c in overall} >= {"clean", "night@5"}
     assert all(c["delta"] == 0 and not c["regressed"] for c in comparison if c.get("delta") is not None)
     bad = run(cfg, workspace / "x", "--baseline", str(workspace / "nothing.json"))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import math
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import foolbox as fb
 import torch
@@ -254,7 +255,9 @@ class LastBatchCache:
         versions = tuple(p._version for p in model.parameters())
         return (seed, tuple(sample_ids.tolist()), versions)
 
-    def get(self, model: torch.nn.Module, images: Tensor, labels: Tensor, sample_ids: Tensor, seed: int) -> tuple | None:
+    def get(
+        self, model: torch.nn.Module, images: Tensor, labels: Tensor, sample_ids: Tensor, seed: int
+    ) -> tuple | None:
         """The cached value for this batch, or None."""
         if self._model is None or self._model() is not model or self._key != self._key_of(model, seed, sample_ids):
             return None
@@ -262,7 +265,9 @@ class LastBatchCache:
             return None
         return self._value
 
-    def put(self, model: torch.nn.Module, images: Tensor, labels: Tensor, sample_ids: Tensor, seed: int, value: tuple) -> None:
+    def put(
+        self, model: torch.nn.Module, images: Tensor, labels: Tensor, sample_ids: Tensor, seed: int, value: tuple
+    ) -> None:
         """Remember ``value`` for this batch (replacing the previous one)."""
         self._key = self._key_of(model, seed, sample_ids)
         self._model = weakref.ref(model)
@@ -305,7 +310,9 @@ class Attack:
     def severity_meaning(self) -> dict[float, str]:
         """What each ε means physically."""
         if self.norm == "linf":
-            return {e: f"L-inf perturbation <= {e:.4g} per pixel ({e * 255:.3g}/255 grey levels)" for e in self.severities}
+            return {
+                e: f"L-inf perturbation <= {e:.4g} per pixel ({e * 255:.3g}/255 grey levels)" for e in self.severities
+            }
         return {e: f"L2 norm of the perturbation <= {e:.4g} (pixel units of [0, 1])" for e in self.severities}
 
     @property

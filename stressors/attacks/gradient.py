@@ -20,7 +20,8 @@ Defaults and their sources:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import eagerpy as ep
 import foolbox.attacks as fa
@@ -90,7 +91,9 @@ class FGSM(Attack):
 
     name: ClassVar[str] = "fgsm"
 
-    def __init__(self, *, epsilons: Sequence[float] | None = None, severities: Sequence[float] | None = None, **unknown: Any):
+    def __init__(
+        self, *, epsilons: Sequence[float] | None = None, severities: Sequence[float] | None = None, **unknown: Any
+    ):
         reject_unknown(self.name, unknown, ["epsilons", "severities"])
         self.severities = resolve_epsilons(self.name, epsilons, severities, self.default_epsilons)
 
@@ -139,7 +142,9 @@ class PGD(Attack):
         **unknown: Any,
     ):
         reject_unknown(self.name, unknown, list(self._option_names()))
-        self.severities = resolve_epsilons(self.name, epsilons, severities, self.default_epsilons, upper=self._epsilon_upper)
+        self.severities = resolve_epsilons(
+            self.name, epsilons, severities, self.default_epsilons, upper=self._epsilon_upper
+        )
         self.steps = positive_int(self.name, "steps", steps)
         self.thorough = check_flag(self.name, "thorough", thorough)
         self.random_start = check_flag(self.name, "random_start", random_start)
@@ -149,13 +154,24 @@ class PGD(Attack):
             raise StressorError(f"{self.name}: option 'restarts' > 1 needs random_start: true (restarts would repeat)")
         if step_size is not None and step_size_factor is not None:
             raise StressorError(f"{self.name}: give 'step_size' or 'step_size_factor', not both")
-        self.step_size = None if step_size is None else positive_float(self.name, "step_size", step_size, upper=self._epsilon_upper)
+        self.step_size = (
+            None if step_size is None else positive_float(self.name, "step_size", step_size, upper=self._epsilon_upper)
+        )
         factor = DEFAULT_STEP_SIZE_FACTOR if step_size_factor is None else step_size_factor
         self.step_size_factor = positive_float(self.name, "step_size_factor", factor)
 
     @staticmethod
     def _option_names() -> tuple[str, ...]:
-        return ("epsilons", "severities", "steps", "restarts", "thorough", "step_size", "step_size_factor", "random_start")
+        return (
+            "epsilons",
+            "severities",
+            "steps",
+            "restarts",
+            "thorough",
+            "step_size",
+            "step_size_factor",
+            "random_start",
+        )
 
     @property
     def options(self) -> dict[str, Any]:
@@ -261,7 +277,12 @@ class DeepFool(Attack):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"epsilons": list(self.severities), "steps": self.steps, "candidates": self.candidates, "overshoot": self.overshoot}
+        return {
+            "epsilons": list(self.severities),
+            "steps": self.steps,
+            "candidates": self.candidates,
+            "overshoot": self.overshoot,
+        }
 
     def _minimal(self, model, images, labels, sample_ids, seed) -> Tensor:
         cached = self._cache.get(model, images, labels, sample_ids, seed)

@@ -30,8 +30,9 @@ composition changes (a different batch size or shard).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import foolbox.attacks as fa
 import torch
@@ -84,7 +85,10 @@ def noise_starts(
         todo = (need & ~found).nonzero().squeeze(1)
         if todo.numel() == 0:
             break
-        draws = [torch.rand(images.shape[1:], generator=generator(stream_seed(seeds[i], _NOISE_STREAM + attempt))) for i in todo.tolist()]
+        draws = [
+            torch.rand(images.shape[1:], generator=generator(stream_seed(seeds[i], _NOISE_STREAM + attempt)))
+            for i in todo.tolist()
+        ]
         noise = torch.stack(draws).to(images.device, images.dtype)
         ok = predict(model, noise) != labels[todo]
         starts[todo[ok]] = noise[ok]
@@ -98,7 +102,14 @@ def _pair_score(seed: int, key: int, other: int) -> int:
 
 
 def batch_starts(
-    images: Tensor, labels: Tensor, clean_pred: Tensor, sample_ids: Tensor, seed: int, starts: Tensor, found: Tensor, need: Tensor
+    images: Tensor,
+    labels: Tensor,
+    clean_pred: Tensor,
+    sample_ids: Tensor,
+    seed: int,
+    starts: Tensor,
+    found: Tensor,
+    need: Tensor,
 ) -> None:
     """Fill missing starting points (in place) with a correctly classified image of another class.
 
@@ -150,11 +161,21 @@ class HopSkipJump(Attack):
         init_tries: int = 10,
         **unknown: Any,
     ):
-        allowed = ["epsilons", "severities", "steps", "initial_gradient_eval_steps", "max_gradient_eval_steps", "gamma", "init_tries"]
+        allowed = [
+            "epsilons",
+            "severities",
+            "steps",
+            "initial_gradient_eval_steps",
+            "max_gradient_eval_steps",
+            "gamma",
+            "init_tries",
+        ]
         reject_unknown(self.name, unknown, allowed)
         self.severities = resolve_epsilons(self.name, epsilons, severities, self.default_epsilons)
         self.steps = positive_int(self.name, "steps", steps)
-        self.initial_gradient_eval_steps = positive_int(self.name, "initial_gradient_eval_steps", initial_gradient_eval_steps)
+        self.initial_gradient_eval_steps = positive_int(
+            self.name, "initial_gradient_eval_steps", initial_gradient_eval_steps
+        )
         self.max_gradient_eval_steps = positive_int(self.name, "max_gradient_eval_steps", max_gradient_eval_steps)
         self.gamma = positive_float(self.name, "gamma", gamma)
         self.init_tries = positive_int(self.name, "init_tries", init_tries)
@@ -193,7 +214,9 @@ class HopSkipJump(Attack):
         if todo.numel():
             with seeded_global_rng(batch_seed([seeds[i] for i in todo.tolist()]), images.device):
                 run = self._foolbox_attack().run
-                minimal[todo] = run(foolbox_model(model, images.device), images[todo], labels[todo], starting_points=starts[todo])
+                minimal[todo] = run(
+                    foolbox_model(model, images.device), images[todo], labels[todo], starting_points=starts[todo]
+                )
         value = (minimal.detach(), (need & ~found).cpu())
         self._cache.put(model, images, labels, sample_ids, seed, value)
         return value

@@ -105,7 +105,11 @@ def test_missing_data_and_labels():
     assert sanity_checks([cond(None, 0, 0.9), cond("night", 1, 0.8)]) == []
     findings = sanity_checks([cond("pgd_strong", 0.01, 0.5)], attacks={"pgd_strong": "pgd"})
     statuses = {f["check"]: f["status"] for f in findings}
-    assert statuses == {MONOTONE: "insufficient_data", LARGE_EPSILON: "insufficient_data", ZERO_EPSILON: "insufficient_data"}
+    assert statuses == {
+        MONOTONE: "insufficient_data",
+        LARGE_EPSILON: "insufficient_data",
+        ZERO_EPSILON: "insufficient_data",
+    }
 
 
 def test_noise_tolerance_matches_hand_computation():

@@ -61,11 +61,22 @@ def test_overrides_win(tmp_path):
         (BASE.replace("input_size: [32, 32]", "input_size: [32, 32]\n  class_names: [a, a]"), "a name twice"),
         (BASE.replace("attributes: [camera]", "attributes: [camera, camera]"), "attribute twice"),
         (BASE.replace("attributes: [camera]", "attributes: [label]"), "predictions.csv column"),
-        (BASE.replace("attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, camera]]"), "names an attribute twice"),
-        (BASE.replace("attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, ink], [ink, camera]]"), "listed twice"),
+        (
+            BASE.replace("attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, camera]]"),
+            "names an attribute twice",
+        ),
+        (
+            BASE.replace(
+                "attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, ink], [ink, camera]]"
+            ),
+            "listed twice",
+        ),
         (BASE.replace("{name: night, severities: [1, 2]}", "{name: night, label: 'a b@c'}"), "stressors.0.label"),
         (BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  channels: 1"), "need 1 or 1 values"),
-        (BASE.replace("attributes: [camera]", "attributes: [camera]\n  intersections: [[camera, ink]]"), "not listed in data.attributes"),
+        (
+            BASE.replace("attributes: [camera]", "attributes: [camera]\n  intersections: [[camera, ink]]"),
+            "not listed in data.attributes",
+        ),
     ],
 )
 def test_bad_configs_name_the_file_and_key(tmp_path, text, expected):

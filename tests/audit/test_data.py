@@ -58,7 +58,12 @@ def test_image_folder(tmp_path):
 
 
 def test_npz(tmp_path):
-    np.savez(tmp_path / "d.npz", images=np.zeros((3, 8, 8), np.uint8), labels=np.array([0, 1, 2]), site=np.array(["x", "y", "x"]))
+    np.savez(
+        tmp_path / "d.npz",
+        images=np.zeros((3, 8, 8), np.uint8),
+        labels=np.array([0, 1, 2]),
+        site=np.array(["x", "y", "x"]),
+    )
     table = read_samples(DataConfig(npz=tmp_path / "d.npz", attributes=["site"]), class_names=None)
     ds = AuditDataset(table, MODEL)
     assert ds[1]["image"].shape == (3, 16, 16) and table.attributes["site"] == ["x", "y", "x"]
@@ -156,10 +161,15 @@ def test_float_images_out_of_range_are_bad_images_not_clipped(tmp_path):
         ({"images": np.zeros((2, 4, 4)), "labels": np.array([0.7, 1.0])}, "1-D array of integers"),
         ({"images": np.zeros((2, 4, 4)), "labels": np.eye(2)}, "1-D array of integers"),
         ({"images": np.zeros((2, 4, 4, 4)), "labels": np.array([0, 1])}, "C = 1 or 3"),
-        ({"images": np.zeros((2, 4, 4)), "labels": np.array([0, 1]), "site": np.array(["x"])}, "attribute 'site' has shape"),
+        (
+            {"images": np.zeros((2, 4, 4)), "labels": np.array([0, 1]), "site": np.array(["x"])},
+            "attribute 'site' has shape",
+        ),
     ],
 )
 def test_bad_npz(tmp_path, arrays, expected):
     np.savez(tmp_path / "d.npz", **arrays)
     with pytest.raises(AuditError, match=expected):
-        read_samples(DataConfig(npz=tmp_path / "d.npz", attributes=["site"] if "site" in arrays else []), class_names=None)
+        read_samples(
+            DataConfig(npz=tmp_path / "d.npz", attributes=["site"] if "site" in arrays else []), class_names=None
+        )

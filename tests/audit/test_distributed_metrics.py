@@ -52,8 +52,15 @@ def _compare(a, b, path="result"):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
             _compare(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and path.split(".")[-1].split("[")[0] in {"ece", "ece_ci", "mce", "adaptive_ece",
-                                                                          "brier", "nll", "confidence"}:
+    elif isinstance(a, float) and path.split(".")[-1].split("[")[0] in {
+        "ece",
+        "ece_ci",
+        "mce",
+        "adaptive_ece",
+        "brier",
+        "nll",
+        "confidence",
+    }:
         assert abs(a - b) <= 1e-12 * max(1.0, abs(a)), f"{path}: {a} vs {b}"
     else:
         assert a == b, f"{path}: {a} vs {b}"
@@ -66,8 +73,9 @@ def test_two_process_gloo_equals_single_process(tmp_path):
     expected = single.compute()
     # fork lets the children inherit the imported modules (seconds saved); it is unsafe once CUDA is initialised
     method = "spawn" if torch.cuda.is_initialized() else "fork"
-    mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
-                       start_method=method)
+    mp.start_processes(
+        _worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True, start_method=method
+    )
     for rank in range(2):
         _compare(pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()), expected)
     assert expected[0]["accuracy_ci"] is not None

@@ -30,8 +30,9 @@ def audited():
     metric = AuditStats(num_classes=K, num_slots=1 + len(GROUPS), n_bootstrap=20, top_k=2)
     metric.update(probs, labels, slots, torch.arange(N))
     out = metric.compute()
-    groups = [{"value": v, **{k: out[1 + i][k] for k in ("n", "confusion", "accuracy", "ece")}}
-              for i, v in enumerate(GROUPS)]
+    groups = [
+        {"value": v, **{k: out[1 + i][k] for k in ("n", "confusion", "accuracy", "ece")}} for i, v in enumerate(GROUPS)
+    ]
     return probs.numpy(), labels.numpy(), group.numpy(), out, groups
 
 
@@ -44,10 +45,18 @@ def test_equalized_odds_and_demographic_parity_match_fairlearn(audited):
     pred = p.argmax(axis=1)
     sensitive = np.array(GROUPS)[group]
     summary = fairness_summary(groups, min_group_size=1)
-    assert math.isclose(summary["equalized_odds_difference"], _fairlearn_max_over_classes(fl_eo, y, pred, sensitive),
-                        rel_tol=1e-9, abs_tol=1e-12)
-    assert math.isclose(summary["demographic_parity_difference"],
-                        _fairlearn_max_over_classes(fl_dp, y, pred, sensitive), rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(
+        summary["equalized_odds_difference"],
+        _fairlearn_max_over_classes(fl_eo, y, pred, sensitive),
+        rel_tol=1e-9,
+        abs_tol=1e-12,
+    )
+    assert math.isclose(
+        summary["demographic_parity_difference"],
+        _fairlearn_max_over_classes(fl_dp, y, pred, sensitive),
+        rel_tol=1e-9,
+        abs_tol=1e-12,
+    )
     accs = {v: skm.accuracy_score(y[group == i], pred[group == i]) for i, v in enumerate(GROUPS)}
     assert summary["worst_group"] == min(accs, key=accs.get)
     assert math.isclose(summary["accuracy_gap"], max(accs.values()) - min(accs.values()), rel_tol=1e-12)

@@ -5,7 +5,9 @@ from audit.groups import build_layout, slot_matrix
 
 
 def test_intersections_keep_empty_cells():
-    table = SampleTable(Path("m.csv"), ["a", "b", "c"], [0, 1, 0], {"cam": ["A", "A", "B"], "ink": ["thin", "thick", "thin"]})
+    table = SampleTable(
+        Path("m.csv"), ["a", "b", "c"], [0, 1, 0], {"cam": ["A", "A", "B"], "ink": ["thin", "thick", "thin"]}
+    )
     layout = build_layout(table, [["cam", "ink"]])
     names = layout.describe()
     assert names[0] is None

@@ -123,7 +123,12 @@ def test_ece_mce_match_hand_reference_including_bin_edges():
     rel = result["reliability"]
     assert len(rel) == 15 and sum(row["n"] for row in rel) == len(conf)
     assert bin_index(torch.tensor([0.0, 1 / 15, 0.6, 0.6 + 1e-12, 1.0], dtype=torch.float64), 15).tolist() == [
-        0, 0, 8, 9, 14]
+        0,
+        0,
+        8,
+        9,
+        14,
+    ]
 
 
 def test_confidence_one_goes_in_last_bin_unlike_torchmetrics_issue_3510():
@@ -205,16 +210,18 @@ def test_slot_equals_one_shot_on_its_subset_and_empty_slot_is_kept():
     assert [row["n"] for row in out] == [300, int((group == 0).sum()), int((group == 1).sum()), 0]
     for value in (0, 1):
         mask = group == value
-        assert_close(out[1 + value], audit_metrics(probs[mask], labels[mask], sample_keys=keys[mask],
-                                                   n_bootstrap=30, top_k=3))
+        assert_close(
+            out[1 + value], audit_metrics(probs[mask], labels[mask], sample_keys=keys[mask], n_bootstrap=30, top_k=3)
+        )
     empty = out[3]
     assert empty["accuracy"] is None and empty["accuracy_ci"] is None and empty["ece"] is None
     assert empty["confusion"] == [[0] * K for _ in range(K)] and empty["top_confusions"] == []
 
 
 def test_overconfident_errors_top_confusions_and_nll_floor():
-    probs = torch.tensor([[0.95, 0.05, 0.0], [0.9, 0.1, 0.0], [0.89, 0.11, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]],
-                         dtype=torch.float64)
+    probs = torch.tensor(
+        [[0.95, 0.05, 0.0], [0.9, 0.1, 0.0], [0.89, 0.11, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64
+    )
     labels = torch.tensor([1, 1, 1, 0, 1])
     r = audit_metrics(probs, labels, n_bootstrap=0)
     assert r["overconfident_errors"] == 3  # conf 0.95, 0.9 and 1.0 wrong; 0.89 below threshold

@@ -54,7 +54,9 @@ def test_torchscript_and_normalisation(tmp_path, net):
 
 def test_torch_export_program_keeps_gradients(tmp_path, net):
     path = tmp_path / "m.pt2"
-    torch.export.save(torch.export.export(net, (torch.rand(2, 3, 8, 8),), dynamic_shapes=({0: torch.export.Dim("b")},)), str(path))
+    torch.export.save(
+        torch.export.export(net, (torch.rand(2, 3, 8, 8),), dynamic_shapes=({0: torch.export.Dim("b")},)), str(path)
+    )
     model, info = load_model(_cfg(path=path), CPU)
     x = torch.rand(3, 3, 8, 8, requires_grad=True)
     model(x).sum().backward()

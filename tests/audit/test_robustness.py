@@ -15,7 +15,9 @@ from audit.robustness import (
 
 def _cond(cid, stressor, severity, acc, groups=(), n=100, confusion=None):
     return {
-        "id": cid, "stressor": stressor, "severity": severity,
+        "id": cid,
+        "stressor": stressor,
+        "severity": severity,
         "metrics": {"n": n, "accuracy": acc},
         "confusion": confusion,
         "groups": [{"attribute": a, "value": v, "metrics": {"n": gn, "accuracy": ga}} for a, v, gn, ga in groups],
@@ -25,14 +27,38 @@ def _cond(cid, stressor, severity, acc, groups=(), n=100, confusion=None):
 @pytest.fixture()
 def conditions():
     return [
-        _cond("clean", None, 0, 0.9, [("tone", "light", 60, 0.92), ("tone", "dark", 40, 0.87), ("tone", "x", 3, 1.0)],
-              confusion=[[45, 5], [5, 45]]),
-        _cond("night@1", "night", 1, 0.8, [("tone", "light", 60, 0.85), ("tone", "dark", 40, 0.72),
-                                           ("tone", "x", 3, 0.0)], confusion=[[40, 10], [10, 40]]),
-        _cond("night@3", "night", 3, 0.6, [("tone", "light", 60, 0.70), ("tone", "dark", 40, 0.45)],
-              confusion=[[50, 0], [40, 10]]),
-        _cond("blur@1", "blur", 1, 0.85, [("tone", "light", 60, 0.85), ("tone", "dark", 40, 0.85)],
-              confusion=[[42, 8], [7, 43]]),
+        _cond(
+            "clean",
+            None,
+            0,
+            0.9,
+            [("tone", "light", 60, 0.92), ("tone", "dark", 40, 0.87), ("tone", "x", 3, 1.0)],
+            confusion=[[45, 5], [5, 45]],
+        ),
+        _cond(
+            "night@1",
+            "night",
+            1,
+            0.8,
+            [("tone", "light", 60, 0.85), ("tone", "dark", 40, 0.72), ("tone", "x", 3, 0.0)],
+            confusion=[[40, 10], [10, 40]],
+        ),
+        _cond(
+            "night@3",
+            "night",
+            3,
+            0.6,
+            [("tone", "light", 60, 0.70), ("tone", "dark", 40, 0.45)],
+            confusion=[[50, 0], [40, 10]],
+        ),
+        _cond(
+            "blur@1",
+            "blur",
+            1,
+            0.85,
+            [("tone", "light", 60, 0.85), ("tone", "dark", 40, 0.85)],
+            confusion=[[42, 8], [7, 43]],
+        ),
     ]
 
 
@@ -40,8 +66,14 @@ def test_accuracy_drops(conditions):
     rows = {r["condition"]: r for r in accuracy_drops(conditions)}
     assert set(rows) == {"night@1", "night@3", "blur@1"}
     assert rows["night@3"]["drop"] == pytest.approx(0.3)
-    assert rows["blur@1"] == {"condition": "blur@1", "stressor": "blur", "severity": 1, "accuracy": 0.85,
-                              "clean_accuracy": 0.9, "drop": pytest.approx(0.05)}
+    assert rows["blur@1"] == {
+        "condition": "blur@1",
+        "stressor": "blur",
+        "severity": 1,
+        "accuracy": 0.85,
+        "clean_accuracy": 0.9,
+        "drop": pytest.approx(0.05),
+    }
 
 
 def test_corruption_errors_and_reference_normalisation(conditions):
@@ -53,8 +85,13 @@ def test_corruption_errors_and_reference_normalisation(conditions):
     assert result["mce"] == pytest.approx(((0.2 + 0.4) / 2 + 0.15) / 2)
     assert result["relative_mce"] == pytest.approx((0.2 + 0.05) / 2)
     assert result["normalized_mce"] is None
-    reference = {"conditions": [_cond("clean", None, 0, 0.8), _cond("night@1", "night", 1, 0.5),
-                                _cond("night@3", "night", 3, 0.3)]}
+    reference = {
+        "conditions": [
+            _cond("clean", None, 0, 0.8),
+            _cond("night@1", "night", 1, 0.5),
+            _cond("night@3", "night", 3, 0.3),
+        ]
+    }
     result = corruption_errors(conditions, reference=reference)
     night = next(r for r in result["stressors"] if r["stressor"] == "night")
     assert night["normalized_ce"] == pytest.approx((0.2 + 0.4) / (0.5 + 0.7))
@@ -66,8 +103,7 @@ def test_compare_to_baseline_finds_where_we_regressed(conditions):
     baseline = [dict(c) for c in conditions]
     baseline[2] = _cond("night@3", "night", 3, 0.65, [("tone", "light", 60, 0.70), ("tone", "dark", 40, 0.60)])
     baseline = baseline[:3]  # blur@1 not in the baseline
-    rows = compare_to_baseline({"conditions": conditions}, {"conditions": baseline}, tolerance=0.02,
-                               min_group_size=10)
+    rows = compare_to_baseline({"conditions": conditions}, {"conditions": baseline}, tolerance=0.02, min_group_size=10)
     by_key = {(r["condition"], r["attribute"], r["value"]): r for r in rows}
     overall = by_key[("night@3", None, None)]
     assert overall["delta"] == pytest.approx(-0.05) and overall["regressed"] and overall["status"] == "regressed"

@@ -14,7 +14,9 @@ from audit.subset import stratified_subset, subset_mask
 def population(n: int = 500, seed: int = 0):
     rng = random.Random(seed)
     keys = rng.sample(range(10**12), n)
-    strata = [(rng.choice(["dark", "light", "medium"]), rng.choice(["cam_a", "cam_b"]), rng.randrange(4)) for _ in range(n)]
+    strata = [
+        (rng.choice(["dark", "light", "medium"]), rng.choice(["cam_a", "cam_b"]), rng.randrange(4)) for _ in range(n)
+    ]
     strata[0] = ("rare", "cam_c", 9)  # a stratum of one sample
     return keys, strata
 

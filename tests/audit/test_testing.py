@@ -8,13 +8,25 @@ from audit.testing import AuditResults, assert_metric, assert_no_regression
 
 
 def _results(acc_clean=0.9, acc_b=0.8):
-    group = lambda v, acc, n: {"attribute": "camera", "value": v, "insufficient_data": n < 30,  # noqa: E731
-                               "metrics": {"n": n, "accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05]}}
+    def group(v, acc, n):
+        return {
+            "attribute": "camera",
+            "value": v,
+            "insufficient_data": n < 30,
+            "metrics": {"n": n, "accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05]},
+        }
+
     return {
         "dataset": {"attributes": {"camera": {"A": 100, "B": 100, "C": 5}}},
         "evaluation": {"min_group_size": 30},
-        "conditions": [{"id": "clean", "stressor": None, "metrics": {"n": 205, "accuracy": acc_clean},
-                        "groups": [group("A", 0.95, 100), group("B", acc_b, 100), group("C", 0.2, 5)]}],
+        "conditions": [
+            {
+                "id": "clean",
+                "stressor": None,
+                "metrics": {"n": 205, "accuracy": acc_clean},
+                "groups": [group("A", 0.95, 100), group("B", acc_b, 100), group("C", 0.2, 5)],
+            }
+        ],
     }
 
 

@@ -49,7 +49,9 @@ def test_passing_audit_one_test_per_rule(pytester, audit_config):
     policy = audit_config.parent / "policy.yaml"
     pytester.makepyfile(PASSING.replace("{policy}", str(policy)))
     junit = pytester.path / "junit.xml"
-    result = pytester.runpytest_subprocess("--cvaudit-config", str(audit_config), f"--junitxml={junit}", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--cvaudit-config", str(audit_config), f"--junitxml={junit}", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=3)  # test_clean, test_policy, one test per rule (the policy has one)
     result.stdout.fnmatch_lines(["*cvaudit*", "verdict: PASS (policy e2e)"])
     cases = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase")]
@@ -87,8 +89,12 @@ def test_stored_results_are_reused(pytester, workspace, audit_config):
     out = workspace / "out"
     # a subprocess: an in-process audit inside a pytester test would import torch's and numpy's
     # extension modules under pytester's sys.modules snapshot, which later tests cannot re-import
-    run = subprocess.run([sys.executable, "-m", "audit", "run", str(audit_config), "--out", str(out), "--quiet"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "audit", "run", str(audit_config), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     results = json.loads((out / "results.json").read_text())
     pytester.makepyfile(PASSING.replace("{policy}", str(audit_config.parent / "policy.yaml")))

@@ -17,9 +17,7 @@ from typing import Any
 import pytest
 
 # id, stressor, severity, accuracy, ece, {group: accuracy}
-_CONDITIONS: list[
-    tuple[str, str | None, float | int | None, float, float | None, dict[str, float]]
-] = [
+_CONDITIONS: list[tuple[str, str | None, float | int | None, float, float | None, dict[str, float]]] = [
     ("clean", None, None, 0.95, 0.030, {"A": 0.96, "B": 0.94, "thin": 0.93, "thick": 0.97}),
     ("night@1", "night", 1, 0.93, 0.040, {"A": 0.94, "B": 0.92, "thin": 0.91, "thick": 0.95}),
     ("night@2", "night", 2, 0.88, 0.050, {"A": 0.90, "B": 0.86, "thin": 0.86, "thick": 0.90}),
@@ -61,9 +59,7 @@ def _metrics(acc: float, ece: float | None, n: int) -> dict[str, Any]:
         "nll": round((1 - acc) * 3.0, 4),
     }
     if ece is not None:
-        metrics.update(
-            ece=ece, ece_ci=[round(ece * 0.7, 4), round(ece * 1.3, 4)], mce=round(ece * 3, 4)
-        )
+        metrics.update(ece=ece, ece_ci=[round(ece * 0.7, 4), round(ece * 1.3, 4)], mce=round(ece * 3, 4))
     else:
         metrics.update(ece=None, mce=None)
     return metrics
@@ -118,9 +114,7 @@ def _condition(
 def _fairness(cond: dict[str, Any]) -> list[dict[str, Any]]:
     entries = []
     for attribute in ("camera", "ink", "camera×ink"):
-        groups = [
-            g for g in cond["groups"] if g["attribute"] == attribute and not g["insufficient_data"]
-        ]
+        groups = [g for g in cond["groups"] if g["attribute"] == attribute and not g["insufficient_data"]]
         accs = {g["value"]: g["metrics"]["accuracy"] for g in groups}
         worst = min(accs, key=accs.get)
         hi, lo = max(accs.values()), min(accs.values())

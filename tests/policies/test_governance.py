@@ -71,9 +71,7 @@ def test_clean_manifest_passes_every_check():
 
 def test_only_configured_checks_run():
     assert check_governance([_row(1)], config=_config(), now=NOW) == []
-    findings = check_governance(
-        [_row(1)], config=_config(consent={"enabled": False}, purpose={}), now=NOW
-    )
+    findings = check_governance([_row(1)], config=_config(consent={"enabled": False}, purpose={}), now=NOW)
     assert [f["check"] for f in findings] == ["purpose_missing"]
 
 
@@ -87,43 +85,28 @@ def test_retention_uses_injected_now():
         ["s1"],
         True,
     )
-    later = _by_check(check_governance(rows, config=config, now=datetime(2030, 1, 1)))[
-        "retention_expired"
-    ]
+    later = _by_check(check_governance(rows, config=config, now=datetime(2030, 1, 1)))["retention_expired"]
     assert later["count"] == 3
 
 
 def test_unparseable_dates_are_a_finding_not_a_crash():
     rows = [_row(1, capture_date="31/12/2023"), _row(2, capture_date=""), _row(3)]
-    found = _by_check(
-        check_governance(rows, config=_config(retention={"period_days": 3650}), now=NOW)
-    )
+    found = _by_check(check_governance(rows, config=_config(retention={"period_days": 3650}), now=NOW))
     assert found["date_unparseable"]["count"] == 2 and found["date_unparseable"]["sample_ids"] == [
         "s1",
         "s2",
     ]
     assert found["date_unparseable"]["status"] == "warn"
-    assert (
-        found["retention_expired"]["status"] == "warn"
-        and "not verified" in found["retention_expired"]["message"]
-    )
+    assert found["retention_expired"]["status"] == "warn" and "not verified" in found["retention_expired"]["message"]
     day_first = _config(retention={"period_days": 3650}, date_format="day_first")
-    assert (
-        _by_check(check_governance(rows[:1], config=day_first, now=NOW))["date_unparseable"][
-            "count"
-        ]
-        == 0
-    )
+    assert _by_check(check_governance(rows[:1], config=day_first, now=NOW))["date_unparseable"]["count"] == 0
 
 
 def test_consent_missing_and_withdrawn():
     rows = [_row(1, consent=""), _row(2, consent="Withdrawn"), _row(3, consent="maybe"), _row(4)]
     found = _by_check(check_governance(rows, config=_config(consent={"blocking": True}), now=NOW))
     assert found["consent_missing"]["sample_ids"] == ["s1", "s3"]
-    assert (
-        found["consent_withdrawn"]["sample_ids"] == ["s2"]
-        and found["consent_withdrawn"]["status"] == "fail"
-    )
+    assert found["consent_withdrawn"]["sample_ids"] == ["s2"] and found["consent_withdrawn"]["status"] == "fail"
 
 
 def test_missing_column_counts_every_row():
@@ -134,9 +117,7 @@ def test_missing_column_counts_every_row():
 
 def test_purpose_and_lawful_basis_allowed_lists():
     rows = [_row(1, lawful_basis="because"), _row(2, purpose="marketing"), _row(3)]
-    config = _config(
-        purpose={"allowed": ["model evaluation"]}, lawful_basis={"allowed": ["consent", "contract"]}
-    )
+    config = _config(purpose={"allowed": ["model evaluation"]}, lawful_basis={"allowed": ["consent", "contract"]})
     found = _by_check(check_governance(rows, config=config, now=NOW))
     assert found["purpose_missing"]["sample_ids"] == ["s2"]
     assert found["lawful_basis_missing"]["sample_ids"] == ["s1"]
@@ -151,9 +132,7 @@ def test_pii_columns_and_values_never_leak_values():
     ]
     findings = check_governance(rows, config=_config(pii={"blocking": True}), now=NOW)
     found = _by_check(findings)
-    assert found["pii_columns"]["sample_ids"] == ["s1"] and found["pii_columns"]["columns"] == [
-        "E-mail"
-    ]
+    assert found["pii_columns"]["sample_ids"] == ["s1"] and found["pii_columns"]["columns"] == ["E-mail"]
     assert found["pii_values"]["sample_ids"] == ["s1", "s2", "s3"]
     assert found["pii_values"]["columns"] == ["E-mail", "note"]
     text = json.dumps(findings)
@@ -179,12 +158,8 @@ def test_biometric_without_basis():
         _row(2, contains_face="yes", biometric_basis="explicit consent"),
         _row(3),
     ]
-    found = _by_check(check_governance(rows, config=_config(biometric={}), now=NOW))[
-        "biometric_without_basis"
-    ]
-    assert (
-        found["sample_ids"] == ["s1"] and found["biometric_rows"] == 2 and found["status"] == "warn"
-    )
+    found = _by_check(check_governance(rows, config=_config(biometric={}), now=NOW))["biometric_without_basis"]
+    assert found["sample_ids"] == ["s1"] and found["biometric_rows"] == 2 and found["status"] == "warn"
     no_column = check_governance([{"sample_id": "a"}], config=_config(biometric={}), now=NOW)[0]
     assert no_column["status"] == "warn" and "cannot tell" in no_column["message"]
 
@@ -196,9 +171,7 @@ def test_region_allowed_list_and_columns():
         _row(3, region="eu", processing_region="US"),
         _row(4),
     ]
-    config = _config(
-        region={"allowed": ["EU"], "columns": ["region", "processing_region"], "blocking": True}
-    )
+    config = _config(region={"allowed": ["EU"], "columns": ["region", "processing_region"], "blocking": True})
     found = check_governance(rows, config=config, now=NOW)[0]
     assert found["sample_ids"] == ["s1", "s2", "s3", "s4"]  # s4 has no processing_region
     assert found["columns"] == ["processing_region", "region"] and found["status"] == "fail"
@@ -223,9 +196,7 @@ def test_read_manifest_csv_jsonl_json(tmp_path):
         {"sample_id": "b", "consent": ""},
     ]
     jsonl = tmp_path / "m.jsonl"
-    jsonl.write_text(
-        '{"sample_id": 1, "contains_face": true, "x": null}\n\n{"sample_id": 2}\n', encoding="utf-8"
-    )
+    jsonl.write_text('{"sample_id": 1, "contains_face": true, "x": null}\n\n{"sample_id": 2}\n', encoding="utf-8")
     assert list(read_manifest(jsonl)) == [
         {"sample_id": "1", "contains_face": "true", "x": ""},
         {"sample_id": "2"},

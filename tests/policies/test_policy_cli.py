@@ -62,12 +62,9 @@ def test_check_pass_writes_junit_and_markdown(runner, results_file, tmp_path):
 
 def test_check_fail_exit_1_and_json(runner, results_file, write_policy):
     policy = write_policy(
-        "version: 1\nname: strict\nrules:\n"
-        "  - {id: acc, condition: clean, metric: accuracy, min: 0.99}\n"
+        "version: 1\nname: strict\nrules:\n  - {id: acc, condition: clean, metric: accuracy, min: 0.99}\n"
     )
-    out = runner.invoke(
-        policy_group, ["check", str(results_file), "--policy", str(policy), "--format", "json"]
-    )
+    out = runner.invoke(policy_group, ["check", str(results_file), "--policy", str(policy), "--format", "json"])
     assert out.exit_code == 1
     data = json.loads(out.stdout)
     assert data["policy"]["verdict"] == "fail" and data["policy"]["rules"][0]["observed"] == 0.95
@@ -98,9 +95,7 @@ def test_check_with_manifest_runs_governance(runner, results_file, tmp_path):
     )
     assert out.exit_code == 0, out.output  # demo governance checks warn, they do not block
     findings = {f["check"]: f for f in json.loads(out.stdout)["governance"]["findings"]}
-    assert findings["consent_withdrawn"]["status"] == "warn" and findings["consent_withdrawn"][
-        "sample_ids"
-    ] == ["b"]
+    assert findings["consent_withdrawn"]["status"] == "warn" and findings["consent_withdrawn"]["sample_ids"] == ["b"]
     assert "bob@example.com" not in out.output
     out = runner.invoke(
         policy_group,
@@ -120,9 +115,7 @@ def test_check_with_manifest_runs_governance(runner, results_file, tmp_path):
         ("unknown_metric", "key 'metric'"),
     ],
 )
-def test_check_bad_input_exit_2_one_line(
-    runner, results_file, tmp_path, write_policy, setup, match
-):
+def test_check_bad_input_exit_2_one_line(runner, results_file, tmp_path, write_policy, setup, match):
     args = ["check", str(results_file), "--policy", "demo"]
     if setup == "bad_json":
         results_file.write_text("{nope", encoding="utf-8")
@@ -136,11 +129,7 @@ def test_check_bad_input_exit_2_one_line(
     elif setup == "bad_now":
         args += ["--now", "soon"]
     else:
-        args[3] = str(
-            write_policy(
-                "version: 1\nname: x\nrules: [{id: a, condition: clean, metric: acc, min: 1}]\n"
-            )
-        )
+        args[3] = str(write_policy("version: 1\nname: x\nrules: [{id: a, condition: clean, metric: acc, min: 1}]\n"))
     out = runner.invoke(policy_group, args)
     assert out.exit_code == 2, out.output
     lines = out.stderr.strip().splitlines()

@@ -16,9 +16,7 @@ from policies.loader import policy_from_dict
 
 
 def _policy(*rules: dict[str, Any], **top: Any):
-    return policy_from_dict(
-        {"version": 1, "name": "t", "rules": list(rules), **top}, source="t.yaml"
-    )
+    return policy_from_dict({"version": 1, "name": "t", "rules": list(rules), **top}, source="t.yaml")
 
 
 def _rule(results: dict[str, Any], rule: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -43,9 +41,7 @@ def test_non_blocking_failure_is_a_warning(results):
 
 def test_judge_interval_bounds(results):
     lo, hi = results["conditions"][0]["metrics"]["accuracy_ci"]
-    rule = _rule(
-        results, {"condition": "clean", "metric": "accuracy", "judge": "ci_lower", "min": 0.94}
-    )
+    rule = _rule(results, {"condition": "clean", "metric": "accuracy", "judge": "ci_lower", "min": 0.94})
     assert rule["observed"] == lo and rule["status"] == ("pass" if lo >= 0.94 else "fail")
     assert lo < 0.94 and rule["status"] == "fail"
     rule = _rule(results, {"condition": "clean", "metric": "ece", "judge": "ci_upper", "max": 0.05})
@@ -66,9 +62,7 @@ def test_stressor_and_severity_select(results):
     rule = _rule(results, {"stressor": "pgd", "severity": 0.0078, "metric": "accuracy", "min": 0.5})
     assert rule["condition"] == "pgd@0.0078" and rule["status"] == "fail"
     rule = _rule(results, {"stressor": "blur", "metric": "accuracy", "max": 1.0})
-    assert (
-        len(rule["evaluations"]) == 3 and rule["observed"] == 0.92
-    )  # worst for a max rule = highest
+    assert len(rule["evaluations"]) == 3 and rule["observed"] == 0.92  # worst for a max rule = highest
 
 
 def test_one_group(results):
@@ -82,12 +76,7 @@ def test_one_group(results):
             "min": 0.8,
         },
     )
-    assert (
-        rule["status"] == "fail"
-        and rule["observed"] == 0.76
-        and rule["group"] == "camera=B"
-        and rule["n"] == 500
-    )
+    assert rule["status"] == "fail" and rule["observed"] == 0.76 and rule["group"] == "camera=B" and rule["n"] == 500
 
 
 def test_intersectional_group_flagged_insufficient(results):
@@ -184,9 +173,7 @@ def test_attribute_glob_covers_every_attribute(results):
             "max": 0.03,
         },
     )
-    assert (
-        rule["status"] == "fail" and rule["group"] == "ink" and math.isclose(rule["observed"], 0.04)
-    )
+    assert rule["status"] == "fail" and rule["group"] == "ink" and math.isclose(rule["observed"], 0.04)
     assert {e["group"] for e in rule["evaluations"]} == {"camera", "ink", "camera×ink"}
 
 
@@ -219,9 +206,7 @@ def test_gap_interval_bound_comes_from_fairness(results):
 
 
 def test_min_samples_makes_rule_insufficient(results):
-    rule = _rule(
-        results, {"condition": "clean", "metric": "accuracy", "min": 0.5, "min_samples": 5000}
-    )
+    rule = _rule(results, {"condition": "clean", "metric": "accuracy", "min": 0.5, "min_samples": 5000})
     assert rule["status"] == "insufficient_data" and "n=1000 < min_samples 5000" in rule["message"]
 
 
@@ -269,15 +254,11 @@ def test_absent_condition_is_insufficient_unless_required(results):
     rule = _rule(results, {"condition": "defocus_blur@*", "metric": "accuracy", "min": 0.5})
     assert rule["status"] == "insufficient_data"
     assert "no condition 'defocus_blur@*'" in rule["message"]
-    rule = _rule(
-        results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": False}
-    )
+    rule = _rule(results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": False})
     assert rule["status"] == "insufficient_data" and "no condition 'fog@*'" in rule["message"]
     with pytest.raises(PolicyError) as info:
         _rule(results, {"condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": True})
-    assert str(info.value).startswith(
-        "t.yaml: rule 'r': key 'condition': required condition 'fog@*'"
-    )
+    assert str(info.value).startswith("t.yaml: rule 'r': key 'condition': required condition 'fog@*'")
 
 
 def test_unknown_metric_is_an_error(results):
@@ -329,9 +310,7 @@ def test_section_rules(results):
         },
     )
     assert rule["observed"] == 0.96
-    rule = _rule(
-        results, {"section": "calibration_curves", "metric": "x", "max": 1, "required": False}
-    )
+    rule = _rule(results, {"section": "calibration_curves", "metric": "x", "max": 1, "required": False})
     assert rule["status"] == "insufficient_data"
     with pytest.raises(PolicyError, match="key 'entry'"):
         _rule(results, {"section": "robustness", "metric": "drop", "max": 0.3})
@@ -342,14 +321,10 @@ def test_finding_rules_over_adversarial_checks(results):
     assert rule["status"] == "pass"
     rule = _rule(results, {"kind": "finding", "check": "*zero_epsilon*"})
     assert rule["status"] == "warn" and rule["observed"] == "warn"
-    rule = _rule(
-        results, {"kind": "finding", "check": "*zero_epsilon*", "fail_on": ["warn", "fail"]}
-    )
+    rule = _rule(results, {"kind": "finding", "check": "*zero_epsilon*", "fail_on": ["warn", "fail"]})
     assert rule["status"] == "fail"
     results["adversarial_checks"][0]["status"] = "fail"
-    section = check_policy(
-        results, _policy({"id": "m", "kind": "finding", "check": "adversarial.monotone_in_epsilon"})
-    )
+    section = check_policy(results, _policy({"id": "m", "kind": "finding", "check": "adversarial.monotone_in_epsilon"}))
     assert section["rules"][0]["status"] == "fail" and section["verdict"] == "fail"
     assert section["blocking_failures"] == ["m"]
 
@@ -368,9 +343,7 @@ def test_governance_findings_drive_the_verdict(results):
     ]
     governance = {"consent": {"blocking": True}, "purpose": {}}
     section = check_policy(results, _policy(governance=governance), findings=findings)
-    assert section["verdict"] == "fail" and section["blocking_failures"] == [
-        "governance.consent_missing"
-    ]
+    assert section["verdict"] == "fail" and section["blocking_failures"] == ["governance.consent_missing"]
     rule = {"id": "consent", "kind": "finding", "check": "consent_*"}
     judged = check_policy(results, _policy(rule, governance=governance), findings=findings)
     assert judged["rules"][0]["status"] == "fail"

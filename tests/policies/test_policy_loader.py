@@ -58,9 +58,7 @@ def test_load_from_path_hashes_the_file_bytes(write_policy):
 
 
 def test_finding_rules_parse(write_policy):
-    policy = load_policy(
-        write_policy(_GOOD + "  - {id: masking, kind: finding, check: gradient_masking}\n")
-    )
+    policy = load_policy(write_policy(_GOOD + "  - {id: masking, kind: finding, check: gradient_masking}\n"))
     assert isinstance(policy.rules[1], FindingRule)
     assert policy.rules[1].fail_on == ["fail"]
 
@@ -149,9 +147,7 @@ def test_rule_without_id_is_named_by_position(write_policy):
 
 
 def test_duplicate_rule_id(write_policy):
-    error = _error(
-        write_policy, _GOOD + "  - {id: clean-accuracy, condition: clean, metric: ece, max: 0.1}\n"
-    )
+    error = _error(write_policy, _GOOD + "  - {id: clean-accuracy, condition: clean, metric: ece, max: 0.1}\n")
     assert error.rule_id == "clean-accuracy" and "duplicate" in str(error)
 
 

@@ -23,8 +23,15 @@ def _policy(*rules: dict[str, Any], **top: Any):
 
 
 def _stored(check: str, status: str, blocking: bool, count: int) -> dict[str, Any]:
-    return {"check": check, "status": status, "blocking": blocking, "count": count,
-            "total": 10, "sample_ids": ["s1"][:count], "message": f"{count} of 10"}
+    return {
+        "check": check,
+        "status": status,
+        "blocking": blocking,
+        "count": count,
+        "total": 10,
+        "sample_ids": ["s1"][:count],
+        "message": f"{count} of 10",
+    }
 
 
 # B3 ---------------------------------------------------------------------------------------
@@ -32,10 +39,12 @@ def _stored(check: str, status: str, blocking: bool, count: int) -> dict[str, An
 
 @pytest.fixture
 def stored_results(tmp_path, results):
-    results["governance"] = {"findings": [
-        _stored("consent_withdrawn", "warn", False, 4),
-        _stored("pii_values", "fail", True, 2),
-    ]}
+    results["governance"] = {
+        "findings": [
+            _stored("consent_withdrawn", "warn", False, 4),
+            _stored("pii_values", "fail", True, 2),
+        ]
+    }
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results), encoding="utf-8")
     return path
@@ -44,8 +53,7 @@ def stored_results(tmp_path, results):
 def test_stored_findings_are_judged_by_the_current_policy(stored_results, write_policy):
     runner = CliRunner()
     strict = write_policy("version: 1\nname: s\ngovernance:\n  consent: {blocking: true}\n")
-    out = runner.invoke(policy_group, ["check", str(stored_results), "--policy", str(strict),
-                                       "--format", "json"])
+    out = runner.invoke(policy_group, ["check", str(stored_results), "--policy", str(strict), "--format", "json"])
     assert out.exit_code == 1, out.output
     body = json.loads(out.output)
     assert body["policy"]["blocking_failures"] == ["governance.consent_withdrawn"]
@@ -64,10 +72,11 @@ def test_stored_findings_are_judged_by_the_current_policy(stored_results, write_
 
 
 def test_findings_from_the_same_policy_are_unchanged():
-    policy = _policy(governance={"retention": {"period_days": 30}, "pii": {"blocking": True},
-                                 "biometric": {}})
-    rows = [{"sample_id": "a", "capture_date": "2025-05-30", "email": "x@example.org"},
-            {"sample_id": "b", "capture_date": "garbage"}]
+    policy = _policy(governance={"retention": {"period_days": 30}, "pii": {"blocking": True}, "biometric": {}})
+    rows = [
+        {"sample_id": "a", "capture_date": "2025-05-30", "email": "x@example.org"},
+        {"sample_id": "b", "capture_date": "garbage"},
+    ]
     findings = check_governance(rows, policy=policy, now=NOW)
     from policies.findings import judge_findings
 
@@ -80,16 +89,15 @@ def test_findings_from_the_same_policy_are_unchanged():
 
 def test_unparseable_dates_inherit_retention_blocking():
     policy = _policy(governance={"retention": {"period_days": 1095, "blocking": True}})
-    findings = check_governance([{"sample_id": "a", "capture_date": "31/12/2010"}],
-                                policy=policy, now=NOW)
+    findings = check_governance([{"sample_id": "a", "capture_date": "31/12/2010"}], policy=policy, now=NOW)
     bad = next(f for f in findings if f["check"] == "date_unparseable")
     assert bad["status"] == "fail" and bad["blocking"] is True
     assert check_policy({"conditions": []}, policy, findings=findings)["verdict"] == "fail"
     assert "not an ISO date" in bad["message"]
-    explicit = _policy(governance={"retention": {"period_days": 1095, "blocking": True},
-                                   "unparseable_dates": {"blocking": False}})
-    findings = check_governance([{"sample_id": "a", "capture_date": "31/12/2010"}],
-                                policy=explicit, now=NOW)
+    explicit = _policy(
+        governance={"retention": {"period_days": 1095, "blocking": True}, "unparseable_dates": {"blocking": False}}
+    )
+    findings = check_governance([{"sample_id": "a", "capture_date": "31/12/2010"}], policy=explicit, now=NOW)
     assert next(f for f in findings if f["check"] == "date_unparseable")["status"] == "warn"
 
 
@@ -112,9 +120,20 @@ def test_bad_strptime_pattern_is_a_policy_error():
 # B8 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("column", ["patient_name", "home_address", "mobile_number",
-                                    "customer_email", "E-mail Address", "date_of_birth",
-                                    "passport_no", "tax_id", "customerPhone"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "patient_name",
+        "home_address",
+        "mobile_number",
+        "customer_email",
+        "E-mail Address",
+        "date_of_birth",
+        "passport_no",
+        "tax_id",
+        "customerPhone",
+    ],
+)
 def test_pii_columns_by_token(column):
     assert pii_column_kind(column) is not None
     policy = _policy(governance={"pii": {"blocking": True, "scan": False}})
@@ -122,9 +141,23 @@ def test_pii_columns_by_token(column):
     assert next(f for f in findings if f["check"] == "pii_columns")["status"] == "fail"
 
 
-@pytest.mark.parametrize("column", ["file_name", "class_name", "image_name", "filename",
-                                    "camera_name", "site_name", "sample_id", "capture_date",
-                                    "lawful_basis", "contains_face", "label", "path"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "file_name",
+        "class_name",
+        "image_name",
+        "filename",
+        "camera_name",
+        "site_name",
+        "sample_id",
+        "capture_date",
+        "lawful_basis",
+        "contains_face",
+        "label",
+        "path",
+    ],
+)
 def test_innocent_columns_are_not_pii(column):
     assert pii_column_kind(column) is None
 
@@ -140,11 +173,14 @@ def test_pii_allow_columns_and_token_switch():
 # B9 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rule", [
-    {"stressor": "nite", "metric": "accuracy", "min": 0.5},
-    {"condition": "nigth@*", "metric": "accuracy", "min": 0.5},
-    {"section": "robustnes", "metric": "auc", "min": 0.5},
-])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"stressor": "nite", "metric": "accuracy", "min": 0.5},
+        {"condition": "nigth@*", "metric": "accuracy", "min": 0.5},
+        {"section": "robustnes", "metric": "auc", "min": 0.5},
+    ],
+)
 def test_typos_in_selectors_are_errors(results, rule):
     with pytest.raises(PolicyError, match="nite|nigth|robustnes"):
         check_policy(results, _policy({"id": "r", **rule}))
@@ -153,16 +189,14 @@ def test_typos_in_selectors_are_errors(results, rule):
 
 
 def test_registered_but_not_run_stressor_is_insufficient(results):
-    section = check_policy(results, _policy({"id": "r", "stressor": "defocus_blur",
-                                             "metric": "accuracy", "min": 0.5}))
+    section = check_policy(results, _policy({"id": "r", "stressor": "defocus_blur", "metric": "accuracy", "min": 0.5}))
     assert section["rules"][0]["status"] == "insufficient_data"
 
 
 def test_typo_exits_2_with_one_cvaudit_error_line(tmp_path, results, write_policy):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results), encoding="utf-8")
-    policy = write_policy("version: 1\nname: x\nrules:\n"
-                          "  - {id: a, stressor: nite, metric: accuracy, min: 0.5}\n")
+    policy = write_policy("version: 1\nname: x\nrules:\n  - {id: a, stressor: nite, metric: accuracy, min: 0.5}\n")
     out = CliRunner().invoke(policy_group, ["check", str(path), "--policy", str(policy)])
     assert out.exit_code == 2
     lines = out.output.strip().splitlines()
@@ -202,15 +236,18 @@ def test_non_finite_thresholds_are_errors(bad):
 
 
 def test_numeric_group_value_is_a_string():
-    policy = _policy({"id": "r", "condition": "clean", "attribute": "camera", "value": 1,
-                      "metric": "accuracy", "min": 0.5})
+    policy = _policy(
+        {"id": "r", "condition": "clean", "attribute": "camera", "value": 1, "metric": "accuracy", "min": 0.5}
+    )
     assert policy.rules[0].value == "1"
 
 
 def test_future_capture_dates_are_flagged():
     config = GovernanceConfig(retention={"period_days": 30})
-    findings = check_governance([{"sample_id": "a", "capture_date": "2030-01-01"},
-                                 {"sample_id": "b", "capture_date": "2025-05-31"}],
-                                config=config, now=NOW)
+    findings = check_governance(
+        [{"sample_id": "a", "capture_date": "2030-01-01"}, {"sample_id": "b", "capture_date": "2025-05-31"}],
+        config=config,
+        now=NOW,
+    )
     future = next(f for f in findings if f["check"] == "date_in_future")
     assert future["status"] == "warn" and future["sample_ids"] == ["a"]

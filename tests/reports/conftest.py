@@ -66,8 +66,7 @@ def signed_report_master(tmp_path_factory, base_results, key_dir_pw) -> Path:
     (out / "junit.xml").write_text('<?xml version="1.0"?><testsuite name="cvaudit" tests="0"/>\n')
     model = root / "derm-resnet50.pt"
     model.write_bytes(b"not really torchscript" * 100)
-    write_reports(out, base_results, sign_key=key_dir_pw, passphrase=PASSPHRASE,
-                  extra_subjects={"model.pt": model})
+    write_reports(out, base_results, sign_key=key_dir_pw, passphrase=PASSPHRASE, extra_subjects={"model.pt": model})
     return out
 
 

@@ -69,25 +69,43 @@ def _condition(rng: random.Random, cid: str, stressor, severity, acc: float) -> 
         for j, value in enumerate(values):
             gn = 40 if value == "Clinic D" else n // len(values)
             gacc = min(max(acc - 0.04 * j + rng.uniform(-0.02, 0.02), 0.05), 0.99)
-            groups.append({"attribute": attribute, "value": value, "metrics": _metrics(rng, gacc, gn),
-                           "insufficient_data": gn < 50})
+            groups.append(
+                {
+                    "attribute": attribute,
+                    "value": value,
+                    "metrics": _metrics(rng, gacc, gn),
+                    "insufficient_data": gn < 50,
+                }
+            )
     bins = []
     for b in range(15):
         lo, hi = b / 15, (b + 1) / 15
         conf = (lo + hi) / 2
         count = 0 if b < 3 else int(n * (b + 1) / 120)
-        bins.append({"lo": round(lo, 4), "hi": round(hi, 4), "n": count,
-                     "accuracy": round(min(max(conf - (0.9 - acc) * 0.4 + rng.uniform(-0.03, 0.03), 0), 1), 4),
-                     "confidence": round(conf, 4)})
+        bins.append(
+            {
+                "lo": round(lo, 4),
+                "hi": round(hi, 4),
+                "n": count,
+                "accuracy": round(min(max(conf - (0.9 - acc) * 0.4 + rng.uniform(-0.03, 0.03), 0), 1), 4),
+                "confidence": round(conf, 4),
+            }
+        )
     return {
-        "id": cid, "stressor": stressor, "severity": severity,
-        "metrics": _metrics(rng, acc, n), "confusion": confusion, "groups": groups,
+        "id": cid,
+        "stressor": stressor,
+        "severity": severity,
+        "metrics": _metrics(rng, acc, n),
+        "confusion": confusion,
+        "groups": groups,
         "reliability": {"bins": bins},
         "error_types": {
             "per_class_fnr": {c: round(1 - acc + rng.uniform(-0.05, 0.05), 3) for c in CLASSES},
             "per_class_fpr": {c: round((1 - acc) / 4, 3) for c in CLASSES},
-            "top_confusions": [{"true": CLASSES[0], "predicted": CLASSES[1], "count": confusion[0][1]},
-                               {"true": CLASSES[3], "predicted": CLASSES[2], "count": confusion[3][2]}],
+            "top_confusions": [
+                {"true": CLASSES[0], "predicted": CLASSES[1], "count": confusion[0][1]},
+                {"true": CLASSES[3], "predicted": CLASSES[2], "count": confusion[3][2]},
+            ],
             "overconfident_errors": int(n * (1 - acc) * 0.2),
         },
     }
@@ -117,64 +135,159 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
             gs = [g for g in c["groups"] if g["attribute"] == attribute and not g["insufficient_data"]]
             worst = min(gs, key=lambda g: g["metrics"]["accuracy"])
             best = max(g["metrics"]["accuracy"] for g in gs)
-            fairness.append({"condition": c["id"], "attribute": attribute, "worst_group": worst["value"],
-                             "accuracy_gap": round(best - worst["metrics"]["accuracy"], 4),
-                             "accuracy_ratio": round(worst["metrics"]["accuracy"] / best, 4),
-                             "equalized_odds_difference": round(rng.uniform(0.02, 0.2), 4),
-                             "demographic_parity_difference": round(rng.uniform(0.01, 0.1), 4)})
+            fairness.append(
+                {
+                    "condition": c["id"],
+                    "attribute": attribute,
+                    "worst_group": worst["value"],
+                    "accuracy_gap": round(best - worst["metrics"]["accuracy"], 4),
+                    "accuracy_ratio": round(worst["metrics"]["accuracy"] / best, 4),
+                    "equalized_odds_difference": round(rng.uniform(0.02, 0.2), 4),
+                    "demographic_parity_difference": round(rng.uniform(0.01, 0.1), 4),
+                }
+            )
             if c["stressor"]:
                 drops = {g["value"]: round(rng.uniform(0.05, 0.3), 4) for g in gs}
                 loser = max(drops, key=drops.get)
-                disparity.append({"condition": c["id"], "stressor": c["stressor"], "severity": c["severity"],
-                                  "attribute": attribute, "worst_group": loser, "drops": drops,
-                                  "disparity": round(max(drops.values()) - min(drops.values()), 4), "excluded": []})
+                disparity.append(
+                    {
+                        "condition": c["id"],
+                        "stressor": c["stressor"],
+                        "severity": c["severity"],
+                        "attribute": attribute,
+                        "worst_group": loser,
+                        "drops": drops,
+                        "disparity": round(max(drops.values()) - min(drops.values()), 4),
+                        "excluded": [],
+                    }
+                )
     counts = {a: {v: 2000 // len(vs) for v in vs} for a, vs in ATTRIBUTES.items()}
     results = {
         "schema_version": "1.0",
         "tool": {"name": "cvaudit", "version": "0.1.0"},
         "seed": 0,
-        "model": {"path": "models/derm-resnet50.pt", "sha256": "ab" * 32, "format": "torchscript",
-                  "num_classes": len(CLASSES), "class_names": CLASSES},
-        "dataset": {"path": "data/manifest.csv", "sha256": "cd" * 32, "num_samples": 2000, "num_skipped": 2,
-                    "attributes": counts,
-                    "skipped": [{"sample": "img_0042.jpg", "reason": "cannot decode JPEG"},
-                                {"sample": "img_1337.png", "reason": "image is 1x1 pixels"}]},
+        "model": {
+            "path": "models/derm-resnet50.pt",
+            "sha256": "ab" * 32,
+            "format": "torchscript",
+            "num_classes": len(CLASSES),
+            "class_names": CLASSES,
+        },
+        "dataset": {
+            "path": "data/manifest.csv",
+            "sha256": "cd" * 32,
+            "num_samples": 2000,
+            "num_skipped": 2,
+            "attributes": counts,
+            "skipped": [
+                {"sample": "img_0042.jpg", "reason": "cannot decode JPEG"},
+                {"sample": "img_1337.png", "reason": "image is 1x1 pixels"},
+            ],
+        },
         "conditions": conditions,
         "fairness": fairness,
-        "robustness": [{"condition": c["id"], "stressor": c["stressor"], "severity": c["severity"],
-                        "accuracy": c["metrics"]["accuracy"], "clean_accuracy": clean,
-                        "drop": round(clean - c["metrics"]["accuracy"], 4)} for c in conditions[1:]],
+        "robustness": [
+            {
+                "condition": c["id"],
+                "stressor": c["stressor"],
+                "severity": c["severity"],
+                "accuracy": c["metrics"]["accuracy"],
+                "clean_accuracy": clean,
+                "drop": round(clean - c["metrics"]["accuracy"], 4),
+            }
+            for c in conditions[1:]
+        ],
         "robustness_disparity": disparity,
         "adversarial_checks": [
-            {"check": "gradient_masking", "status": "pass", "attack": "pgd", "observed": 0.0,
-             "message": "accuracy decreases monotonically with epsilon"},
-            {"check": "unbounded_attack_success", "status": "warn", "attack": "pgd", "observed": 0.93,
-             "message": "a large-epsilon attack reached 93% success; expected close to 100%"},
+            {
+                "check": "gradient_masking",
+                "status": "pass",
+                "attack": "pgd",
+                "observed": 0.0,
+                "message": "accuracy decreases monotonically with epsilon",
+            },
+            {
+                "check": "unbounded_attack_success",
+                "status": "warn",
+                "attack": "pgd",
+                "observed": 0.93,
+                "message": "a large-epsilon attack reached 93% success; expected close to 100%",
+            },
         ],
-        "stressors": [{"name": n, "severities": s, "options": {},
-                       "severity_meaning": {str(v): f"{n} level {v}" for v in s}} for n, s in STRESSORS]
-        + [{"name": "pgd", "severities": EPSILONS, "options": {"steps": 20},
-            "severity_meaning": {str(e): f"L-inf budget {e} ({e * 255:.1f}/255)" for e in EPSILONS}}],
-        "governance": {"findings": [
-            {"check": "duplicates", "status": "pass", "count": 0, "message": "no duplicate images"},
-            {"check": "label_balance", "status": "warn", "count": 1, "message": "class 'dermatofibroma' has 4% of samples"},
-            {"check": "consent_field", "status": "fail", "count": 12, "message": "12 rows lack a consent value"},
-        ]},
-        "policy": {"name": "ci-gate", "sha256": "ef" * 32, "verdict": "fail", "rules": [
-            {"id": "clean_accuracy", "status": "pass", "blocking": True, "observed": clean, "threshold": 0.85,
-             "message": "clean accuracy 0.91 >= 0.85"},
-            {"id": "worst_group_gap", "status": "fail", "blocking": True, "observed": 0.11, "threshold": 0.05,
-             "message": "skin_tone gap 0.11 > 0.05 at clean"},
-            {"id": "ece_max", "status": "warn", "blocking": False, "observed": 0.062, "threshold": 0.05,
-             "message": "ECE 0.062 > 0.05"},
-            {"id": "min_group_size", "status": "insufficient_data", "blocking": False, "observed": 40,
-             "threshold": 50, "message": "site=Clinic D has 40 samples < 50"},
-        ]},
-        "provenance": {"seed": 0, "versions": {"torch": "2.13.0", "cvaudit": "0.1.0", "python": "3.11.9"},
-                       "started": "2026-11-29T01:00:00Z", "finished": "2026-11-29T01:07:12Z",
-                       "command": "cvaudit run config.yaml --out out"},
+        "stressors": [
+            {"name": n, "severities": s, "options": {}, "severity_meaning": {str(v): f"{n} level {v}" for v in s}}
+            for n, s in STRESSORS
+        ]
+        + [
+            {
+                "name": "pgd",
+                "severities": EPSILONS,
+                "options": {"steps": 20},
+                "severity_meaning": {str(e): f"L-inf budget {e} ({e * 255:.1f}/255)" for e in EPSILONS},
+            }
+        ],
+        "governance": {
+            "findings": [
+                {"check": "duplicates", "status": "pass", "count": 0, "message": "no duplicate images"},
+                {
+                    "check": "label_balance",
+                    "status": "warn",
+                    "count": 1,
+                    "message": "class 'dermatofibroma' has 4% of samples",
+                },
+                {"check": "consent_field", "status": "fail", "count": 12, "message": "12 rows lack a consent value"},
+            ]
+        },
+        "policy": {
+            "name": "ci-gate",
+            "sha256": "ef" * 32,
+            "verdict": "fail",
+            "rules": [
+                {
+                    "id": "clean_accuracy",
+                    "status": "pass",
+                    "blocking": True,
+                    "observed": clean,
+                    "threshold": 0.85,
+                    "message": "clean accuracy 0.91 >= 0.85",
+                },
+                {
+                    "id": "worst_group_gap",
+                    "status": "fail",
+                    "blocking": True,
+                    "observed": 0.11,
+                    "threshold": 0.05,
+                    "message": "skin_tone gap 0.11 > 0.05 at clean",
+                },
+                {
+                    "id": "ece_max",
+                    "status": "warn",
+                    "blocking": False,
+                    "observed": 0.062,
+                    "threshold": 0.05,
+                    "message": "ECE 0.062 > 0.05",
+                },
+                {
+                    "id": "min_group_size",
+                    "status": "insufficient_data",
+                    "blocking": False,
+                    "observed": 40,
+                    "threshold": 50,
+                    "message": "site=Clinic D has 40 samples < 50",
+                },
+            ],
+        },
+        "provenance": {
+            "seed": 0,
+            "versions": {"torch": "2.13.0", "cvaudit": "0.1.0", "python": "3.11.9"},
+            "started": "2026-11-29T01:00:00Z",
+            "finished": "2026-11-29T01:07:12Z",
+            "command": "cvaudit run config.yaml --out out",
+        },
     }
     if gallery:
-        results["gallery"] = [{"condition": "night@3", "image": _png(seed=1)},
-                              {"condition": "glare@5", "image": _png(seed=2)}]
+        results["gallery"] = [
+            {"condition": "night@3", "image": _png(seed=1)},
+            {"condition": "glare@5", "image": _png(seed=2)},
+        ]
     return results

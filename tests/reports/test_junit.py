@@ -109,9 +109,7 @@ def test_one_case_per_rule_and_check(tmp_path):
         ("cvaudit.governance", "pii_values"),
     }
     failure = cases[("cvaudit.policy.demo", "clean-accuracy")].find("failure")
-    assert "observed 0.71" in failure.get("message") and "threshold min 0.8" in failure.get(
-        "message"
-    )
+    assert "observed 0.71" in failure.get("message") and "threshold min 0.8" in failure.get("message")
     assert "EU AI Act Art. 15" in failure.text
     warn = cases[("cvaudit.policy.demo", "night-gap")]
     assert warn.find("failure") is None and warn.find("system-out").text.startswith("WARNING:")

@@ -38,11 +38,18 @@ def test_keygen_with_passphrase_from_env(runner, tmp_path):
 def test_report_then_verify(runner, tmp_path, results_file, key_dir_pw):
     out = tmp_path / "out"
     env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
-    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
-                           env=env)
+    result = runner.invoke(
+        report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)], env=env
+    )
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"results.json", "junit.xml", "report.html", "report.pdf",
-                                               "attestation.pub.pem", "attestation.dsse.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "results.json",
+        "junit.xml",
+        "report.html",
+        "report.pdf",
+        "attestation.pub.pem",
+        "attestation.dsse.json",
+    }
     assert (out / "results.json").read_bytes() == results_file.read_bytes()
     ok = runner.invoke(verify_command, [str(out), "--key", str(key_dir_pw)])
     assert ok.exit_code == 0 and ok.output.strip().endswith("VALID")
@@ -55,8 +62,11 @@ def test_report_then_verify(runner, tmp_path, results_file, key_dir_pw):
 
 def test_report_with_bad_key_writes_nothing(runner, tmp_path, results_file, key_dir_pw):
     out = tmp_path / "out"
-    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
-                           env={"CVAUDIT_KEY_PASSPHRASE": "wrong"})
+    result = runner.invoke(
+        report_command,
+        [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
+        env={"CVAUDIT_KEY_PASSPHRASE": "wrong"},
+    )
     assert result.exit_code == 2
     assert "wrong passphrase" in result.output and len(result.output.strip().splitlines()) == 1
     assert not out.exists()
@@ -104,8 +114,9 @@ def test_report_does_not_attest_stale_files_of_another_run(runner, tmp_path, res
     (out / "junit.xml").write_text('<?xml version="1.0"?><testsuite name="old run" tests="0"/>\n')
     (out / "predictions.csv").write_text("sample_id,condition\nold,clean\n")
     env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
-    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
-                           env=env)
+    result = runner.invoke(
+        report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)], env=env
+    )
     assert result.exit_code == 0, result.output
     assert "old run" not in (out / "junit.xml").read_text()
     assert "cvaudit policy" in (out / "junit.xml").read_text()
@@ -117,8 +128,9 @@ def test_report_does_not_attest_stale_files_of_another_run(runner, tmp_path, res
 def test_report_in_the_results_folder_attests_its_predictions(runner, tmp_path, results_file, key_dir_pw):
     (results_file.parent / "predictions.csv").write_text("sample_id,condition\nimg_1,clean\n")
     env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
-    result = runner.invoke(report_command, [str(results_file), "--out", str(results_file.parent),
-                                            "--sign-key", str(key_dir_pw)], env=env)
+    result = runner.invoke(
+        report_command, [str(results_file), "--out", str(results_file.parent), "--sign-key", str(key_dir_pw)], env=env
+    )
     assert result.exit_code == 0, result.output
     assert "predictions.csv" in _subject_names(results_file.parent)
 
@@ -135,8 +147,9 @@ def test_report_carries_model_and_dataset_subjects_when_digests_match(runner, tm
     results_file.write_text(json.dumps(data))
     out = tmp_path / "out"
     env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
-    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)],
-                           env=env)
+    result = runner.invoke(
+        report_command, [str(results_file), "--out", str(out), "--sign-key", str(key_dir_pw)], env=env
+    )
     assert result.exit_code == 0, result.output
     names = _subject_names(out)
     assert "model:model.pt" in names and not any(n.startswith("dataset:") for n in names)
@@ -165,10 +178,15 @@ def test_verify_subject_with_the_attested_prefixless_name(runner, tmp_path, sign
     model.write_bytes(b"model bytes" * 10)
     results = json.loads((signed_report / "results.json").read_text())
     keygen(tmp_path / "k")
-    write_reports(signed_report, results, formats=("html",), sign_key=tmp_path / "k",
-                  extra_subjects={"model:weights.pt": model})
-    assert "model:weights.pt" in [s["name"] for s in json.loads(base64.b64decode(
-        json.loads((signed_report / "attestation.dsse.json").read_text())["payload"]))["subject"]]
+    write_reports(
+        signed_report, results, formats=("html",), sign_key=tmp_path / "k", extra_subjects={"model:weights.pt": model}
+    )
+    assert "model:weights.pt" in [
+        s["name"]
+        for s in json.loads(
+            base64.b64decode(json.loads((signed_report / "attestation.dsse.json").read_text())["payload"])
+        )["subject"]
+    ]
     ok = runner.invoke(verify_command, [str(signed_report), "--subject", f"weights.pt={model}"])
     assert ok.exit_code == 0, ok.output
     assert "model:weights.pt: sha256 matches" in ok.output

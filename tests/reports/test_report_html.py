@@ -14,10 +14,27 @@ HOSTILE_VALUE = "&\"'"
 
 def test_sections_in_reading_order(results):
     html = render_html(results)
-    order = ["id=\"verdict\"", "Executive summary", "What was tested", "Policy rules", "Robustness",
-             "Adversarial robustness", "Calibration", "Subgroups", "Which mistakes", "Fairness",
-             "Data governance", "Stressor gallery", "Method notes", "Annex IV", "Art. 10", "Art. 15",
-             "MEASURE 2.11", "Model card", "<h2>Limitations"]
+    order = [
+        'id="verdict"',
+        "Executive summary",
+        "What was tested",
+        "Policy rules",
+        "Robustness",
+        "Adversarial robustness",
+        "Calibration",
+        "Subgroups",
+        "Which mistakes",
+        "Fairness",
+        "Data governance",
+        "Stressor gallery",
+        "Method notes",
+        "Annex IV",
+        "Art. 10",
+        "Art. 15",
+        "MEASURE 2.11",
+        "Model card",
+        "<h2>Limitations",
+    ]
     positions = [html.find(marker) for marker in order]
     assert all(p >= 0 for p in positions), [m for m, p in zip(order, positions) if p < 0]
     assert positions == sorted(positions)
@@ -80,8 +97,11 @@ def test_gallery_only_when_present_and_only_data_images(results):
 
 
 def test_minimal_results_render(results):
-    minimal = {"schema_version": "1.0", "conditions": [{"id": "clean", "metrics": {"accuracy": 0.5}}],
-               "unexpected": {"extra": "keys are ignored"}}
+    minimal = {
+        "schema_version": "1.0",
+        "conditions": [{"id": "clean", "metrics": {"accuracy": 0.5}}],
+        "unexpected": {"extra": "keys are ignored"},
+    }
     html = render_html(minimal)
     assert "NO VERDICT" in html and "50.0%" in html and "—" in html
 
@@ -114,8 +134,8 @@ def test_print_css(results):
 
 
 def _verdict_text(html: str) -> str:
-    block = html[html.index('id="verdict"'):]
-    return re.sub(r"\s+", " ", block[:block.index("</div>\n</div>") if "</div>\n</div>" in block else 600])
+    block = html[html.index('id="verdict"') :]
+    return re.sub(r"\s+", " ", block[: block.index("</div>\n</div>") if "</div>\n</div>" in block else 600])
 
 
 def test_fail_by_governance_check_only_names_it(results):
@@ -137,8 +157,7 @@ def test_fail_counts_rules_and_checks(results):
 
 
 def test_attack_drop_wording_and_pp_column(results):
-    results["robustness"] = [{"condition": c["id"], "drop": 0.25} for c in results["conditions"]
-                             if c["id"] != "clean"]
+    results["robustness"] = [{"condition": c["id"], "drop": 0.25} for c in results["conditions"] if c["id"] != "clean"]
     html = render_html(results)
     assert "percentage points below the same images unaltered" in html
     assert "25.0 pp" in html and "25.0%" not in html

@@ -16,7 +16,9 @@ from reports.attestation import pae
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} not installed (Debian: apt-get install {'openssl' if name == 'openssl' else 'poppler-utils'})")
+        pytest.skip(
+            f"{name} not installed (Debian: apt-get install {'openssl' if name == 'openssl' else 'poppler-utils'})"
+        )
     return path
 
 
@@ -38,8 +40,9 @@ def test_pdfsig_rejects_a_changed_byte(signed_report):
 
 
 def test_pdfdetach_lists_results_json(signed_report):
-    out = subprocess.run([_tool("pdfdetach"), "-list", str(signed_report / "report.pdf")],
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [_tool("pdfdetach"), "-list", str(signed_report / "report.pdf")], capture_output=True, text=True, timeout=60
+    ).stdout
     assert "results.json" in out
 
 
@@ -49,9 +52,23 @@ def _openssl_verify(folder, tmp_path) -> subprocess.CompletedProcess:
     (tmp_path / "pae.bin").write_bytes(pae(envelope["payloadType"], payload))
     (tmp_path / "sig.bin").write_bytes(base64.b64decode(envelope["signatures"][0]["sig"]))
     return subprocess.run(
-        [_tool("openssl"), "pkeyutl", "-verify", "-pubin", "-inkey", str(folder / "attestation.pub.pem"),
-         "-rawin", "-in", str(tmp_path / "pae.bin"), "-sigfile", str(tmp_path / "sig.bin")],
-        capture_output=True, text=True, timeout=60)
+        [
+            _tool("openssl"),
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            str(folder / "attestation.pub.pem"),
+            "-rawin",
+            "-in",
+            str(tmp_path / "pae.bin"),
+            "-sigfile",
+            str(tmp_path / "sig.bin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_openssl_verifies_the_dsse_signature(signed_report, tmp_path):

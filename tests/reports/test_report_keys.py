@@ -10,8 +10,7 @@ from conftest import PASSPHRASE
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from reports.keys import (ATTESTATION_KEY, ATTESTATION_PUB, PDF_CERT, PDF_KEY, SigningError, keygen,
-                          load_signing_keys)
+from reports.keys import ATTESTATION_KEY, ATTESTATION_PUB, PDF_CERT, PDF_KEY, SigningError, keygen, load_signing_keys
 
 
 def _pem(key, passphrase=None) -> bytes:
@@ -92,8 +91,9 @@ def test_missing_folder(tmp_path):
         load_signing_keys(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("key", [rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP384R1())],
-                         ids=["rsa", "p384"])
+@pytest.mark.parametrize(
+    "key", [rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP384R1())], ids=["rsa", "p384"]
+)
 def test_unsupported_pdf_key_type(own_keys, key):
     (own_keys / PDF_KEY).write_bytes(_pem(key))
     with pytest.raises(SigningError) as info:

@@ -10,8 +10,16 @@ import pytest
 from reports.pdf import BlockedURLError, offline_url_fetcher, pdf_bytes, render_pdf
 
 
-@pytest.mark.parametrize("url", ["http://example.com/a.png", "https://example.com/a.css",
-                                 "file:///etc/hostname", "ftp://example.com/x", "FILE:///etc/passwd"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/a.png",
+        "https://example.com/a.css",
+        "file:///etc/hostname",
+        "ftp://example.com/x",
+        "FILE:///etc/passwd",
+    ],
+)
 def test_fetcher_blocks_everything_but_data(url):
     with pytest.raises(BlockedURLError):
         offline_url_fetcher().fetch(url)
@@ -28,10 +36,15 @@ def test_external_resources_are_not_fetched(tmp_path, monkeypatch):
     calls = []
     import urllib.request
 
-    monkeypatch.setattr(urllib.request.OpenerDirector, "open",
-                        lambda self, *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError("fetched")))
-    html = (f'<img src="{secret.as_uri()}"><img src="http://203.0.113.1/x.png">'
-            '<link rel="stylesheet" href="https://203.0.113.1/a.css"><p>ok</p>')
+    monkeypatch.setattr(
+        urllib.request.OpenerDirector,
+        "open",
+        lambda self, *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError("fetched")),
+    )
+    html = (
+        f'<img src="{secret.as_uri()}"><img src="http://203.0.113.1/x.png">'
+        '<link rel="stylesheet" href="https://203.0.113.1/a.css"><p>ok</p>'
+    )
     assert pdf_bytes(html).startswith(b"%PDF-")
     assert calls == []
 

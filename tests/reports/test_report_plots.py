@@ -14,9 +14,12 @@ def _parse(svg) -> ET.Element:
 
 
 def test_line_chart_escapes_and_parses():
-    svg = plots.line_chart([plots.Series("<b>&night'", [(0, 0.9), (1, 0.8), (2, 0.5)]),
-                            plots.Series("glare", [(0, 0.9), (2, 0.7)])],
-                           title="t <&>", x_label="severity", x_names={0.0: "clean"})
+    svg = plots.line_chart(
+        [plots.Series("<b>&night'", [(0, 0.9), (1, 0.8), (2, 0.5)]), plots.Series("glare", [(0, 0.9), (2, 0.7)])],
+        title="t <&>",
+        x_label="severity",
+        x_names={0.0: "clean"},
+    )
     root = _parse(svg)
     texts = [t.text for t in root.iter(NS + "text")]
     assert "<b>&night'" in texts and "clean" in texts
@@ -32,16 +35,21 @@ def test_values_outside_range_are_clipped():
 
 
 def test_reliability_diagram_skips_empty_bins():
-    bins = [{"lo": 0.0, "hi": 0.5, "n": 0, "accuracy": None, "confidence": None},
-            {"lo": 0.5, "hi": 1.0, "n": 10, "accuracy": 0.6, "confidence": 0.8}]
+    bins = [
+        {"lo": 0.0, "hi": 0.5, "n": 0, "accuracy": None, "confidence": None},
+        {"lo": 0.5, "hi": 1.0, "n": 10, "accuracy": 0.6, "confidence": 0.8},
+    ]
     root = _parse(plots.reliability_diagram(bins, title="clean"))
     assert root.get("width") == "300"
     assert len([r for r in root.iter(NS + "rect") if r.get("fill-opacity") == "0.75"]) == 1
 
 
 def test_bar_chart_flags_and_unique_pattern_ids():
-    bars = [plots.Bar("a = x", 0.8, 0.75, 0.85, n=100), plots.Bar("a = &\"'", 0.5, 0.3, 0.7, flagged=True, n=9),
-            plots.Bar("a = none", None)]
+    bars = [
+        plots.Bar("a = x", 0.8, 0.75, 0.85, n=100),
+        plots.Bar("a = &\"'", 0.5, 0.3, 0.7, flagged=True, n=9),
+        plots.Bar("a = none", None),
+    ]
     one, two = plots.bar_chart_ci(bars, title="one"), plots.bar_chart_ci(bars, title="two")
     root = _parse(one)
     assert "(few)" in str(one) and "no data" in str(one)

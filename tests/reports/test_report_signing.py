@@ -38,8 +38,13 @@ def test_pae_matches_dsse_spec():
 
 def test_duplicate_subject_names_are_refused(signed_report, key_dir):
     with pytest.raises(ValueError, match="given twice"):
-        write_attestation(signed_report, [signed_report / "results.json"],
-                          {"results.json": signed_report / "report.html"}, {"verdict": "pass"}, key_dir)
+        write_attestation(
+            signed_report,
+            [signed_report / "results.json"],
+            {"results.json": signed_report / "report.html"},
+            {"verdict": "pass"},
+            key_dir,
+        )
 
 
 def test_sign_pdf_in_place(tmp_path, key_dir_pw):

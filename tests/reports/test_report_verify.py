@@ -55,8 +55,7 @@ def test_one_byte_changed_in_attested_file(signed_report, name):
 def test_one_byte_changed_in_pdf(signed_report, where):
     pdf = signed_report / "report.pdf"
     data = pdf.read_bytes()
-    offset = {"start": 20, "middle": len(data) // 2, "end": -3,
-              "signature": data.rindex(b"/Contents <") + 40}[where]
+    offset = {"start": 20, "middle": len(data) // 2, "end": -3, "signature": data.rindex(b"/Contents <") + 40}[where]
     flip_byte(pdf, offset)
     alone = verify(pdf)
     assert alone.exit_code == 1, alone.to_text()

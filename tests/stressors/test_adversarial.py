@@ -129,7 +129,9 @@ def test_fgsm_is_no_stronger_than_pgd(digits):
 def test_robust_accuracy_curve_decreases_to_zero(digits):
     model, x, y, ids = digits
     attack = PGD(epsilons=[0.0, 0.05, EPS, 0.5])
-    curve = [accuracy(model, attack.perturb(model, x, y, severity=e, sample_ids=ids, seed=0), y) for e in attack.severities]
+    curve = [
+        accuracy(model, attack.perturb(model, x, y, severity=e, sample_ids=ids, seed=0), y) for e in attack.severities
+    ]
     assert curve[0] == accuracy(model, x, y)
     assert curve == sorted(curve, reverse=True)
     assert curve[-1] == 0.0

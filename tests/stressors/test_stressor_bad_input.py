@@ -9,7 +9,17 @@ import torch
 import stressors
 from stressors.base import StressorError, sample_keys
 
-NAMES = ["night", "glare", "blur", "occlusion", "gaussian_noise", "defocus_blur", "motion_blur", "contrast", "brightness"]
+NAMES = [
+    "night",
+    "glare",
+    "blur",
+    "occlusion",
+    "gaussian_noise",
+    "defocus_blur",
+    "motion_blur",
+    "contrast",
+    "brightness",
+]
 
 
 @pytest.fixture(params=NAMES)

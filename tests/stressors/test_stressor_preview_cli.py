@@ -74,7 +74,9 @@ def test_cli_preview_writes_a_png(tmp_path):
 
 
 def test_cli_preview_bad_image_exits_2(tmp_path):
-    result = CliRunner().invoke(stressors_group, ["preview", str(tmp_path / "missing.png"), "--out", str(tmp_path / "g.png")])
+    result = CliRunner().invoke(
+        stressors_group, ["preview", str(tmp_path / "missing.png"), "--out", str(tmp_path / "g.png")]
+    )
     assert result.exit_code == 2
     assert "cannot read image" in result.output
 

@@ -13,7 +13,17 @@ import stressors
 from stressors.base import StressorError
 from stressors.registry import PluginWarning, Registry
 
-BUILTINS = ["blur", "brightness", "contrast", "defocus_blur", "gaussian_noise", "glare", "motion_blur", "night", "occlusion"]
+BUILTINS = [
+    "blur",
+    "brightness",
+    "contrast",
+    "defocus_blur",
+    "gaussian_noise",
+    "glare",
+    "motion_blur",
+    "night",
+    "occlusion",
+]
 
 
 def fake_entry_points(monkeypatch, specs):
