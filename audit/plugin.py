@@ -43,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _load_results(config: pytest.Config, tmp_factory: pytest.TempPathFactory) -> Any:
-    from audit.errors import AuditError
+    from audit.contract.errors import CvauditError
     from audit.testing import AuditResults
 
     results_path = config.getoption("--cvaudit-results")
@@ -52,15 +52,18 @@ def _load_results(config: pytest.Config, tmp_factory: pytest.TempPathFactory) ->
         path = Path(results_path)
         if not path.is_file():
             raise pytest.UsageError(f"--cvaudit-results: {path}: file not found")
-        return AuditResults.load(path)
+        try:
+            return AuditResults.load(path)
+        except CvauditError as err:
+            raise pytest.UsageError(f"--cvaudit-results: {err}") from None
     if not config_path:
         return None
-    from audit.cli import run_config
+    from audit.cli.run import run_config
 
     out = Path(config.getoption("--cvaudit-out") or tmp_factory.mktemp("cvaudit"))
     try:
         outcome = run_config(Path(config_path), out_dir=out, quiet=True)
-    except AuditError as err:
+    except CvauditError as err:
         pytest.fail(f"cvaudit could not run: {err}", pytrace=False)
     return AuditResults(outcome.results, source=str(out / "results.json"))
 
@@ -127,7 +130,11 @@ def cvaudit_rule(request: pytest.FixtureRequest, cvaudit_results: Any) -> RuleOu
     cache = request.config.stash.setdefault(_OUTCOMES, {})
     if name not in cache:
         findings = cvaudit_results.get("governance", {}).get("findings", [])
-        cache[name] = policies.check_policy(dict(cvaudit_results), policies.load_policy(name), findings=findings)
+        import stressors
+
+        cache[name] = policies.check_policy(
+            dict(cvaudit_results), policies.load_policy(name), findings=findings, known_stressors=stressors.available()
+        )
     rule_id = request.param
     rule = next(r for r in cache[name]["rules"] if r["id"] == rule_id)
     return RuleOutcome(rule, name)

@@ -6,11 +6,11 @@ Order of work (so that nothing is written over invalid input):
    keys, model, sample table, stressors;
 2. governance checks over the manifest (they decide whether images may appear
    in the report);
-3. one streaming pass over the data (:mod:`audit.evaluate`);
-4. results assembly (:mod:`audit.results`), policy verdict;
+3. one streaming pass over the data (:mod:`audit.evaluation.evaluate`);
+4. results assembly (:mod:`audit.evaluation.results`), policy verdict;
 5. outputs, each written atomically; the PDF signature and the attestation last.
 
-Single process, or one rank of ``torchrun`` (see :mod:`audit.distributed`):
+Single process, or one rank of ``torchrun`` (see :mod:`audit.evaluation.distributed`):
 every rank evaluates its shard; statistics are all-reduced when computed;
 rank 0 writes the outputs.
 """
@@ -30,16 +30,18 @@ from typing import Any
 
 import torch
 
-from audit import distributed
-from audit.conditions import build_conditions
-from audit.config import AuditConfig
-from audit.data import AuditDataset, read_samples, sample_keys_of
-from audit.errors import AuditError
-from audit.evaluate import EvalSettings, evaluate
-from audit.groups import build_layout, slot_matrix
-from audit.model import load_model, resolve_device, sha256_file
-from audit.predictions import merge_predictions
-from audit.results import assemble_results
+from audit.contract.config import AuditConfig
+from audit.contract.errors import AuditError, ExitCode
+from audit.contract.load import ResultsError, load_results
+from audit.contract.results import Results
+from audit.evaluation import distributed
+from audit.evaluation.conditions import build_conditions
+from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
+from audit.evaluation.evaluate import EvalSettings, evaluate
+from audit.evaluation.groups import build_layout, slot_matrix
+from audit.evaluation.model import load_model, resolve_device
+from audit.evaluation.predictions import merge_predictions
+from audit.evaluation.results import assemble_results
 
 ProgressFactory = Callable[[int, str], Callable[[int], None]]
 
@@ -57,8 +59,8 @@ class AuditOutcome:
         return self.results["policy"]["verdict"]
 
     @property
-    def exit_code(self) -> int:
-        return 0 if self.verdict == "pass" else 1
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PASS if self.verdict == "pass" else ExitCode.FAIL
 
 
 def _class_names(cfg: AuditConfig, table_names: list[str] | None, width: int, source: str) -> list[str]:
@@ -107,18 +109,16 @@ def run_audit(
             is written to ``out_dir`` in that case.
     """
     import policies
+    import stressors
     from policies.governance import check_governance, report_image_mode
-    from reports import load_signing_keys
+    from reports.keys import load_signing_keys, passphrase_from_env
 
     started = now or dt.datetime.now(dt.timezone.utc)
     rank, world = distributed.rank_and_world(cfg.device)
     _check_out_dir(out_dir)
-    policy = _load_policy(cfg.policy)
-    passphrase = os.environ.get("CVAUDIT_KEY_PASSPHRASE")
-    passphrase_bytes = passphrase.encode() if passphrase else None
-    keys = None
-    if cfg.report.sign_key is not None:
-        keys = _guard(lambda: load_signing_keys(cfg.report.sign_key, passphrase_bytes))
+    policy = policies.load_policy(cfg.policy)
+    passphrase_bytes = passphrase_from_env()
+    keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
     baseline_results = _load_baseline(baseline) if baseline else None
 
     device = resolve_device(cfg.device if world == 1 else distributed.local_device(cfg.device))
@@ -137,7 +137,7 @@ def run_audit(
                 "use the gradient-free 'hopskipjump' attack instead"
             )
 
-    findings = _guard(lambda: check_governance(table.rows, policy=policy, id_column=cfg.data.id_column, now=started))
+    findings = check_governance(table.rows, policy=policy, id_column=cfg.data.id_column, now=started)
     gallery_mode = report_image_mode(policy, findings, cfg.report.images)
 
     layout = build_layout(table, cfg.data.intersections)
@@ -202,7 +202,8 @@ def run_audit(
             started=started,
             device=str(device),
         )
-        results["policy"] = _guard(lambda: policies.check_policy(results, policy))
+        results["policy"] = policies.check_policy(results, policy, known_stressors=stressors.available())
+        results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
         files = _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase_bytes, model_info, table)
         return AuditOutcome(results, out_dir, files)
     finally:
@@ -221,39 +222,19 @@ def _check_out_dir(out_dir: Path) -> None:
         raise AuditError(f"--out {out_dir}: {parent} is not writable")
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
-    """Turn the library's ValueError subclasses (PolicyError, SigningError) into AuditError."""
-    try:
-        return fn()
-    except AuditError:
-        raise
-    except ValueError as err:
-        raise AuditError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from None
-
-
-def _load_policy(name: str) -> Any:
-    import policies
-
-    return _guard(lambda: policies.load_policy(name))
-
-
 def _load_baseline(path: Path) -> dict[str, Any]:
+    """The deployed model's results, through the one reader."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AuditError(f"{path}: baseline results not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise AuditError(f"{path}: baseline is not a results.json (invalid JSON)") from None
-    if not isinstance(data, dict) or "conditions" not in data:
-        raise AuditError(f"{path}: baseline is not a results.json (no 'conditions')")
-    return data
+        return load_results(path).to_dict()
+    except ResultsError as err:
+        raise AuditError(f"--baseline: {err}") from None
 
 
 def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
     n = cfg.evaluation.attack_samples
     if n is None or n >= len(table):
         return None
-    from audit.subset import stratified_subset
+    from audit.evaluation.subset import stratified_subset
 
     strata = [tuple(slots[i, 1 : 1 + len(table.attributes)].tolist()) + (table.labels[i],) for i in range(len(table))]
     return set(int(i) for i in stratified_subset(keys_all, strata, n, seed=cfg.seed))
@@ -305,4 +286,4 @@ def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, mode
     return files
 
 
-__all__ = ["AuditOutcome", "run_audit", "sha256_file"]
+__all__ = ["AuditOutcome", "run_audit"]

@@ -14,7 +14,6 @@ per-group table of the attribute concerned.
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,8 +31,14 @@ class AuditResults(Mapping[str, Any]):
 
     @classmethod
     def load(cls, path: str | Path) -> AuditResults:
-        path = Path(path)
-        return cls(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+        """Read a results.json through the one reader (:func:`audit.contract.load_results`).
+
+        Raises:
+            ResultsError: the file is missing or not valid results.
+        """
+        from audit.contract.load import load_results
+
+        return cls(load_results(path).to_dict(), source=str(path))
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -84,11 +89,18 @@ class AuditResults(Mapping[str, Any]):
 
 
 def _as_results(results: Any) -> AuditResults:
+    """Results given as :class:`AuditResults`, a path, typed :class:`~audit.contract.Results` or a dict
+    (validated by the one reader)."""
+    from audit.contract.load import parse_results
+    from audit.contract.results import Results
+
     if isinstance(results, AuditResults):
         return results
     if isinstance(results, (str, Path)):
         return AuditResults.load(results)
-    return AuditResults(results)
+    if isinstance(results, Results):
+        return AuditResults(results.to_dict())
+    return AuditResults(parse_results(dict(results), source="results").to_dict())
 
 
 def _fmt(value: Any) -> str:
@@ -148,10 +160,14 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
     """Judge the results against ``policy`` (a built-in name or a YAML path); fail if a blocking rule fails."""
     __tracebackhide__ = True
     import policies
+    import stressors
 
     res = _as_results(results)
     outcome = policies.check_policy(
-        dict(res), policies.load_policy(policy), findings=res.get("governance", {}).get("findings", [])
+        dict(res),
+        policies.load_policy(policy),
+        findings=res.get("governance", {}).get("findings", []),
+        known_stressors=stressors.available(),
     )
     if outcome["verdict"] != "pass":
         failed = [r for r in outcome["rules"] if r["status"] == "fail" and r.get("blocking")]
@@ -173,9 +189,9 @@ def assert_no_regression(
     results: Any, baseline: Any, *, tolerance: float = 0.01, conditions: Iterable[str] | None = None
 ) -> None:
     """Assert that no condition, and no group large enough to judge, lost more than ``tolerance``
-    of accuracy against ``baseline`` (see :func:`audit.robustness.compare_to_baseline`)."""
+    of accuracy against ``baseline`` (see :func:`audit.evaluation.robustness.compare_to_baseline`)."""
     __tracebackhide__ = True
-    from audit.robustness import compare_to_baseline
+    from audit.evaluation.robustness import compare_to_baseline
 
     res, base = _as_results(results), _as_results(baseline)
     min_size = res.get("evaluation", {}).get("min_group_size", 0)

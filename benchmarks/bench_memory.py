@@ -31,7 +31,7 @@ def measure(n_images: int) -> dict:
     """Feed ``n_images`` predictions and report peak RSS before and after."""
     import torch
 
-    from audit.metrics import AuditStats
+    from audit.evaluation.metrics import AuditStats
 
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)

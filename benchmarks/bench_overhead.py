@@ -20,10 +20,10 @@ One run:
 3. times, alternating (bare, audit, audit, bare, ...) after one warm-up of each:
 
    - **bare**: ``torch.jit.load`` of the same file, the same
-     ``audit.data.AuditDataset`` + ``audit.data.make_loader`` (same batch size
+     ``audit.evaluation.data.AuditDataset`` + ``audit.evaluation.data.make_loader`` (same batch size
      and workers), mean/std normalisation, forward under ``torch.no_grad`` and
      softmax; nothing else;
-   - **audit**: ``audit.cli.run_config(config.yaml, out_dir=..., quiet=True)``
+   - **audit**: ``audit.cli.run.run_config(config.yaml, out_dir=..., quiet=True)``
      in-process with no stressors and ``report.formats: []`` (results.json,
      predictions.csv and junit.xml are still written; no HTML/PDF);
 
@@ -144,8 +144,8 @@ report:
 
 def run_bare(config_path: Path) -> dict:
     """Decode with the audit's DataLoader, normalise, forward, softmax. Returns timings."""
-    from audit.config import load_config
-    from audit.data import AuditDataset, make_loader, read_samples
+    from audit.contract.config import load_config
+    from audit.evaluation.data import AuditDataset, make_loader, read_samples
 
     t0 = time.perf_counter()
     cfg = load_config(config_path)
@@ -187,7 +187,7 @@ def _timed_evaluate(sink: dict):
 
 def run_audit(config_path: Path, out_dir: Path) -> dict:
     """A clean-only audit through the real code path (in-process). Returns timings."""
-    from audit.cli import run_config
+    from audit.cli.run import run_config
 
     sink: dict = {}
     with _timed_evaluate(sink):
@@ -199,7 +199,7 @@ def run_audit(config_path: Path, out_dir: Path) -> dict:
 
 
 def profile_audit(config_path: Path, out_dir: Path, top: int) -> str:
-    from audit.cli import run_config
+    from audit.cli.run import run_config
 
     prof = cProfile.Profile()
     prof.enable()

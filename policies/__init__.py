@@ -6,10 +6,12 @@ Public surface::
     available_policies() -> list[str]
     check_policy(results, policy, *, findings=None) -> dict      # results.json "policy"
     check_governance(rows, *, config, id_column=None, now=None) -> list[dict]
-    read_manifest(path) -> Iterator[dict[str, str]]
     report_image_mode(policy, findings, requested) -> str
     parse_date(text, *, date_format="iso") -> datetime
-    PolicyError, ManifestError
+    PolicyError
+
+Manifests are read by :func:`audit.contract.manifest.read_manifest` (one reader for
+the evaluator and the governance checks).
 
 Policies never run a model: they judge the results dict as stored.
 """
@@ -19,12 +21,10 @@ from policies.engine import check_policy
 from policies.errors import PolicyError
 from policies.governance import check_governance
 from policies.loader import available_policies, load_policy, parse_policy
-from policies.manifest import ManifestError, read_manifest
 from policies.privacy import report_image_mode
 from policies.schema import Policy
 
 __all__ = [
-    "ManifestError",
     "Policy",
     "PolicyError",
     "available_policies",
@@ -33,6 +33,5 @@ __all__ = [
     "load_policy",
     "parse_date",
     "parse_policy",
-    "read_manifest",
     "report_image_mode",
 ]

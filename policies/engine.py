@@ -35,6 +35,7 @@ ignored) and never runs a model. Decisions written here once:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -53,7 +54,11 @@ _RANK = {"fail": 2, "insufficient_data": 1, "pass": 0}
 
 
 def check_policy(
-    results: dict[str, Any], policy: Policy, *, findings: list[dict[str, Any]] | None = None
+    results: dict[str, Any],
+    policy: Policy,
+    *,
+    findings: list[dict[str, Any]] | None = None,
+    known_stressors: Collection[str] = (),
 ) -> dict[str, Any]:
     """Judge results against a policy.
 
@@ -64,6 +69,10 @@ def check_policy(
             default: ``results["governance"]["findings"]`` when present.
             Either way they are judged again under ``policy``
             (:func:`policies.findings.judge_findings`).
+        known_stressors: stressor names that exist though they did not run
+            (the caller passes the registry's names; policies never import
+            the stressors): a rule naming one of them is insufficient data
+            rather than a typo.
 
     Returns:
         ``{name, version, sha256, verdict, on_insufficient_data, counts,
@@ -81,7 +90,7 @@ def check_policy(
     rules = []
     for rule in policy.rules:
         if isinstance(rule, MetricRule):
-            rules.append(_metric_rule(results, policy, rule))
+            rules.append(_metric_rule(results, policy, rule, known_stressors))
         else:
             rules.append(evaluate_finding_rule(results, policy, rule, findings))
     blocking_failures = [r["id"] for r in rules if r["status"] == "fail"]
@@ -100,7 +109,9 @@ def check_policy(
     }
 
 
-def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> dict[str, Any]:
+def _metric_rule(
+    results: dict[str, Any], policy: Policy, rule: MetricRule, known_stressors: Collection[str]
+) -> dict[str, Any]:
     def error(key: str, problem: str) -> PolicyError:
         return PolicyError(problem, file=policy.source, rule_id=rule.id, key=key)
 
@@ -119,7 +130,7 @@ def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> d
                     "condition",
                     f"required condition {selector!r} is not in the results (have: {have})",
                 )
-            _check_stressor_known(results, rule, error)
+            _check_stressor_known(results, rule, error, known_stressors)
             evaluations = [Evaluation("insufficient_data", None, note=f"no condition {selector!r} in the results")]
         else:
             evaluations = [e for cond in conditions for e in condition_evaluations(results, cond, rule)]
@@ -134,17 +145,9 @@ def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> d
     return _rule_result(policy, rule, evaluations)
 
 
-def _registered_stressors() -> list[str]:
-    """Names in the stressor registry (names only; nothing is built or run)."""
-    try:
-        import stressors
-
-        return list(stressors.available())
-    except Exception:
-        return []
-
-
-def _check_stressor_known(results: dict[str, Any], rule: MetricRule, error: Any) -> None:
+def _check_stressor_known(
+    results: dict[str, Any], rule: MetricRule, error: Any, known_stressors: Collection[str]
+) -> None:
     """A selector that matched nothing: a typo unless it names a known stressor.
 
     Its stressor name (``stressor``, or the part of ``condition`` before
@@ -162,7 +165,7 @@ def _check_stressor_known(results: dict[str, Any], rule: MetricRule, error: Any)
     present |= {cid.split("@")[0] for cid in t.condition_ids(results)}
     if name == "clean" or any(fnmatchcase(p, name) for p in present):
         return
-    registered = _registered_stressors()
+    registered = sorted(known_stressors)
     if any(fnmatchcase(r, name) for r in registered):
         return
     key = "stressor" if rule.stressor is not None else "condition"

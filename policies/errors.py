@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from audit.contract.errors import CvauditError
 
-class PolicyError(ValueError):
+
+class PolicyError(CvauditError):
     """A policy file, or the results it is applied to, cannot be used.
 
     ``str(error)`` is a single line naming the file, the rule id (when the

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from audit.contract.groupstats import fairness_summary, takes_part
 from policies import targets as t
 from policies.errors import PolicyError
 from policies.schema import MetricRule
@@ -145,16 +146,40 @@ def condition_evaluations(results: dict[str, Any], cond: dict[str, Any], rule: M
     return [_aggregate_evaluation(results, cond, attr, by_attr.get(attr, []), rule) for attr in attrs]
 
 
-def _eligible(groups: list[dict[str, Any]], rule: MetricRule) -> list[dict[str, Any]]:
-    keep = []
-    for group in groups:
-        n = _n(group.get("metrics") or {})
-        if group.get("insufficient_data"):
-            continue
-        if rule.min_samples is not None and (n is None or n < rule.min_samples):
-            continue
-        keep.append(group)
-    return keep
+def _min_group_size(results: dict[str, Any], rule: MetricRule) -> tuple[int, bool]:
+    """The group size a rule judges with, and whether the rule raised it above the results' own.
+
+    One definition of "too small to judge": ``evaluation.min_group_size`` of the
+    results; a rule's ``min_samples`` can only raise it.
+    """
+    stored = (results.get("evaluation") or {}).get("min_group_size")
+    base = stored if isinstance(stored, int) and not isinstance(stored, bool) else 0
+    if rule.min_samples is not None and rule.min_samples > base:
+        return rule.min_samples, True
+    return base, False
+
+
+def _flat(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored groups as :func:`~audit.contract.groupstats.fairness_summary` takes them."""
+    return [{"value": str(g.get("value")), **(g.get("metrics") or {})} for g in groups]
+
+
+def _group_summary(
+    results: dict[str, Any], cid: str, attr: str, groups: list[dict[str, Any]], rule: MetricRule, key: str
+) -> tuple[dict[str, Any], int]:
+    """The fairness entry of (condition, attribute) as the evaluator stored it, or, when the rule
+    raises the group size (or the results predate ``key``), the same statistics from the one
+    definition (:func:`~audit.contract.groupstats.fairness_summary`) over the stored groups."""
+    min_n, raised = _min_group_size(results, rule)
+    entry = t.fairness_entry(results, cid, attr)
+    if not raised and entry is not None and key in entry:
+        return entry, min_n
+    return fairness_summary(_flat(groups), min_group_size=min_n), min_n
+
+
+def _smallest(groups: list[dict[str, Any]], min_n: int) -> int | None:
+    sizes = [n for g in groups if takes_part(n := _n(g.get("metrics") or {}), min_n)]
+    return min(sizes) if sizes else None
 
 
 def _aggregate_evaluation(
@@ -165,13 +190,13 @@ def _aggregate_evaluation(
     rule: MetricRule,
 ) -> Evaluation:
     cid = str(cond.get("id"))
-    eligible = _eligible(groups, rule)
-    excluded = len(groups) - len(eligible)
-    note_excluded = f"; {excluded} small group(s) left out" if excluded else ""
-    smallest = min((n for g in eligible if (n := _n(g.get("metrics") or {})) is not None), default=None)
+    min_n, _ = _min_group_size(results, rule)
+    taking_part = [g for g in groups if takes_part(_n(g.get("metrics") or {}), min_n)]
+    left_out = len(groups) - len(taking_part)
+    note_excluded = f"; {left_out} small group(s) left out (n < {min_n})" if left_out else ""
     if rule.aggregate == "worst":
         scored = []
-        for group in eligible:
+        for group in taking_part:
             value = t.as_number(t.judged_value(group.get("metrics") or {}, rule.metric, rule.judge))
             if value is not None:
                 scored.append((value, f"{attr}={group.get('value')}", _n(group.get("metrics") or {})))
@@ -185,57 +210,38 @@ def _aggregate_evaluation(
             )
         value, label, n = (min if rule.op == "min" else max)(scored, key=lambda s: s[0])
         return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{note_excluded}")
+    key = f"{rule.metric}_{rule.aggregate}"
+    if rule.judge != "point":  # an interval of a gap is stored by the evaluator or not at all
+        entry = t.fairness_entry(results, cid, attr) or {}
+        return _judge(
+            rule, entry, key, condition=cid, group=attr, n=_smallest(groups, min_n), note="from the fairness entry"
+        )
+    summary, min_n = _group_summary(results, cid, attr, groups, rule, key)
+    value = t.as_number(summary.get(key))
+    if value is None:
+        reason = (
+            f"fewer than two {attr} groups under {cid} with at least {min_n} samples{note_excluded}"
+            if (summary.get("groups_compared") or len(taking_part)) < 2
+            else f"{key} is undefined for {attr} under {cid}"
+        )
+        return Evaluation("insufficient_data", None, cid, attr, _smallest(groups, min_n), reason)
     points = [
-        (v, str(g.get("value")))
-        for g in eligible
-        if (v := t.as_number(t.resolve_path(g.get("metrics") or {}, rule.metric))) is not None
+        (v, str(g.get("value"))) for g in taking_part if (v := t.as_number((g.get("metrics") or {}).get(rule.metric))) is not None
     ]
-    carried = any(t.resolve_path(g.get("metrics") or {}, rule.metric) is not t.MISSING for g in groups)
-    if rule.judge == "point" and carried:
-        if len(points) < 2:
-            return Evaluation(
-                "insufficient_data",
-                None,
-                cid,
-                attr,
-                smallest,
-                f"fewer than two {attr} groups under {cid} with enough data{note_excluded}",
-            )
+    note = note_excluded.lstrip("; ")
+    if len(points) >= 2:  # which groups the spread runs between (selected, not computed)
         (lo, lo_name), (hi, hi_name) = min(points), max(points)
-        if rule.aggregate == "gap":
-            value = hi - lo
-        elif hi > 0:
-            value = lo / hi
-        else:
-            return Evaluation(
-                "insufficient_data",
-                None,
-                cid,
-                attr,
-                smallest,
-                f"ratio undefined: every {attr} group has {rule.metric} 0",
-            )
         note = f"{attr}={lo_name} {lo:.4g} vs {attr}={hi_name} {hi:.4g}{note_excluded}"
-        return _compare(rule, value, cid, attr, smallest, note)
-    entry = t.fairness_entry(results, cid, attr) or {}
-    return _judge(
-        rule,
-        entry,
-        f"{rule.metric}_{rule.aggregate}",
-        condition=cid,
-        group=attr,
-        n=smallest,
-        note="from the fairness entry",
-    )
+    return _compare(rule, value, cid, attr, _smallest(groups, min_n), note)
 
 
 def _fairness_evaluation(results: dict[str, Any], cond: dict[str, Any], attr: str, rule: MetricRule) -> Evaluation:
+    """A fairness-entry metric (equalized odds, demographic parity ...) of one attribute, with the rule's group size."""
     cid = str(cond.get("id"))
-    entry = t.fairness_entry(results, cid, attr) or {}
-    eligible = _eligible(t.groups_by_attribute(cond, attr).get(attr, []), rule)
-    sizes = [n for g in eligible if (n := _n(g.get("metrics") or {})) is not None]
-    n = min(sizes) if sizes else _n(cond.get("metrics") or {})
-    return _judge(rule, entry, rule.metric, condition=cid, group=attr, n=n, note="from the fairness entry")
+    groups = t.groups_by_attribute(cond, attr).get(attr, [])
+    summary, min_n = _group_summary(results, cid, attr, groups, rule, rule.metric)
+    n = _smallest(groups, min_n)
+    return _judge(rule, summary, rule.metric, condition=cid, group=attr, n=n, note=f"groups with >= {min_n} samples")
 
 
 def _judge(

@@ -114,7 +114,7 @@ def check_governance(
     """Run the configured governance checks over manifest rows (one pass).
 
     Args:
-        rows: Manifest rows, e.g. from :func:`policies.read_manifest`.
+        rows: Manifest rows, e.g. from :func:`audit.contract.manifest.read_manifest`.
         config: The governance settings; default: ``policy.governance``.
         policy: The policy whose ``governance`` section to use (when no
             ``config``). With neither, or a policy without that section,

@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from audit.contract.yaml_loader import load_yaml
 from policies.errors import PolicyError
 from policies.schema import FindingRule, MetricRule, Policy
 
@@ -84,16 +84,11 @@ def parse_policy(data: bytes | str, *, source: str = "<policy>") -> Policy:
         source: Name used in error messages and kept as ``policy.source``.
 
     Raises:
-        PolicyError: malformed YAML or an invalid policy.
+        YamlError: not acceptable YAML (size, alias expansion, syntax).
+        PolicyError: an invalid policy.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        document = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "cannot parse"
-        raise PolicyError(f"malformed YAML{where}: {problem}", file=source) from None
+    document = load_yaml(raw, source=source)
     if not isinstance(document, dict):
         raise PolicyError("expected a mapping with 'version', 'name' and 'rules'", file=source)
     policy = policy_from_dict(document, source=source)

@@ -10,36 +10,26 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from audit.contract.version import tool_version
 from reports.atomic import atomic_write_bytes, atomic_write_text
-from reports.html import ResultsSchemaError, check_schema_version, render_html
+from reports.html import as_results_dict, render_html
 from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
 
 __all__ = [
     "ATTESTED_FILES",
-    "ResultsSchemaError",
     "SigningError",
     "SigningKeys",
     "keygen",
     "load_signing_keys",
     "render_html",
-    "tool_version",
     "write_reports",
 ]
 
 ATTESTED_FILES = ("results.json", "predictions.csv", "junit.xml", "report.html", "report.pdf")
 FORMATS = ("html", "pdf")
-
-
-def tool_version() -> str:
-    """The installed cvaudit version, or ``"0+unknown"`` when not installed."""
-    try:
-        return metadata.version("cvaudit")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def write_reports(
@@ -63,7 +53,7 @@ def write_reports(
     Args:
         out_dir: The run's output folder; ``results.json`` should already be
             there (it is written from ``results`` if missing).
-        results: The results dict, as in results.json.
+        results: The results (typed, or a dict as in results.json: validated first).
         formats: Any of ``"html"`` and ``"pdf"``.
         sign_key: A key folder from ``cvaudit keygen``; ``None`` writes
             unsigned reports and no attestation.
@@ -79,12 +69,12 @@ def write_reports(
         The files written, in writing order.
 
     Raises:
-        ResultsSchemaError: The results have a newer or unknown schema.
+        ResultsError: The results are not valid results.json content.
         SigningError: The key folder cannot be used (nothing is written).
         ValueError: An unknown format.
         OSError: The folder or an extra subject cannot be read or written.
     """
-    check_schema_version(results)
+    results = as_results_dict(results)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(unknown)}; expected html and/or pdf")

@@ -20,13 +20,13 @@ caller gives; digests are SHA-256.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from audit.contract.digest import sha256_file
 from reports.atomic import atomic_write_text
 from reports.keys import SigningKeys, key_id, load_signing_keys
 
@@ -37,7 +37,6 @@ __all__ = [
     "STATEMENT_TYPE",
     "build_statement",
     "pae",
-    "sha256_file",
     "sign_envelope",
     "write_attestation",
 ]
@@ -64,15 +63,6 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     """
     kind = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
-
-
-def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (memory independent of size)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_statement(subjects: Mapping[str, str | os.PathLike[str]], predicate: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,45 +22,28 @@ from typing import Any
 
 import jinja2
 
+from audit.contract.load import parse_results
+from audit.contract.results import Results
 from reports import plots
 
-__all__ = ["SUPPORTED_SCHEMA_MAJOR", "ResultsSchemaError", "check_schema_version", "render_html"]
+__all__ = ["as_results_dict", "render_html"]
 
-SUPPORTED_SCHEMA_MAJOR = 1
 ADVERSARIAL = frozenset({"fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump", "apgd", "cw", "square"})
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
 
 
-class ResultsSchemaError(ValueError):
-    """The results dict is not a results.json this version can render."""
-
-
-def check_schema_version(results: Mapping[str, Any]) -> None:
-    """Refuse results of an unknown or newer major schema version.
-
-    Args:
-        results: The parsed results.json.
+def as_results_dict(results: Results | Mapping[str, Any]) -> dict[str, Any]:
+    """The results as a plain dict, validated by the one reader when they come as a mapping.
 
     Raises:
-        ResultsSchemaError: ``schema_version`` is missing, malformed or has a
-            major version above :data:`SUPPORTED_SCHEMA_MAJOR`.
+        ResultsError: the mapping is not valid results (see :func:`audit.contract.parse_results`).
     """
-    if not isinstance(results, Mapping):
-        raise ResultsSchemaError("results must be a JSON object")
-    version = results.get("schema_version")
-    if version is None:
-        raise ResultsSchemaError("results.json has no schema_version: not a cvaudit results file")
-    match = re.fullmatch(r"(\d+)(\.\d+)*", str(version))
-    if not match:
-        raise ResultsSchemaError(f"results.json schema_version {version!r} is not of the form MAJOR.MINOR")
-    if int(match.group(1)) > SUPPORTED_SCHEMA_MAJOR:
-        raise ResultsSchemaError(
-            f"results.json schema_version {version} is newer than this cvaudit supports "
-            f"({SUPPORTED_SCHEMA_MAJOR}.x); upgrade cvaudit to render it"
-        )
+    if isinstance(results, Results):
+        return results.to_dict()
+    return parse_results(dict(results), source="results").to_dict()
 
 
-def render_html(results: Mapping[str, Any]) -> str:
+def render_html(results: Results | Mapping[str, Any]) -> str:
     """Render the report as one self-contained HTML string.
 
     Args:
@@ -71,9 +54,9 @@ def render_html(results: Mapping[str, Any]) -> str:
         The HTML document.
 
     Raises:
-        ResultsSchemaError: See :func:`check_schema_version`.
+        ResultsError: the results are not valid (see :func:`as_results_dict`).
     """
-    check_schema_version(results)
+    results = as_results_dict(results)
     return _environment().get_template("report.html.j2").render(**build_view(results))
 
 

@@ -33,11 +33,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from audit.contract.errors import CvauditError
 from reports.atomic import atomic_write_bytes
 
 __all__ = [
     "ATTESTATION_KEY",
     "ATTESTATION_PUB",
+    "PASSPHRASE_ENV",
     "PDF_CERT",
     "PDF_KEY",
     "PDF_PUB",
@@ -47,6 +49,7 @@ __all__ = [
     "keygen",
     "load_attestation_public_key",
     "load_signing_keys",
+    "passphrase_from_env",
 ]
 
 PDF_KEY = "pdf-signing.key.pem"
@@ -59,8 +62,18 @@ _CERT_DAYS = 3 * 365
 _PEM_PUBLIC = dict(encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-class SigningError(ValueError):
+#: The environment variable holding the passphrase of encrypted private keys.
+PASSPHRASE_ENV = "CVAUDIT_KEY_PASSPHRASE"
+
+
+class SigningError(CvauditError):
     """A key folder cannot be used; the message is one line naming the file."""
+
+
+def passphrase_from_env() -> bytes | None:
+    """The key passphrase from ``CVAUDIT_KEY_PASSPHRASE``, or ``None`` if unset or empty."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode("utf-8") if value else None
 
 
 @dataclass(frozen=True)

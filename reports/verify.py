@@ -42,7 +42,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
-from reports.attestation import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE, pae, sha256_file
+from audit.contract.digest import sha256_file
+from reports.attestation import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE, pae
 from reports.keys import ATTESTATION_PUB, PDF_CERT, SigningError, key_id, load_attestation_public_key
 
 __all__ = ["Check", "VerifyReport", "verify"]

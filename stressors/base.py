@@ -17,7 +17,6 @@ implement :meth:`ModelAwareStressor.perturb` instead of ``apply``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,8 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from audit.contract.errors import CvauditError
+from audit.contract.seeds import derive_seed, sample_key, stream_seed
 
-class StressorError(ValueError):
+
+class StressorError(CvauditError, ValueError):
     """A stressor was misconfigured or given unusable input.
 
     The message always names the stressor (and the option, if one is at fault).
@@ -101,25 +103,14 @@ class ModelAwareStressor(Protocol):
 # --------------------------------------------------------------------------- keys
 
 
-def sample_key(sample_id: str) -> int:
-    """A stable 63-bit integer key for a sample id string (independent of the process)."""
-    digest = hashlib.sha256(sample_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 def sample_keys(sample_ids: Sequence[str]) -> Tensor:
-    """Keys of several sample ids as an int64 tensor of shape (N,)."""
+    """Keys of several sample ids (:func:`audit.contract.seeds.sample_key`) as an int64 tensor of shape (N,)."""
     return torch.tensor([sample_key(s) for s in sample_ids], dtype=torch.int64)
 
 
 def per_sample_seeds(sample_ids: Tensor, *, seed: int, name: str, severity: float) -> list[int]:
     """One 63-bit seed per sample, keyed by (seed, stressor name, severity, sample id)."""
-    out = []
-    for key in sample_ids.tolist():
-        material = f"{seed}|{name}|{float(severity)!r}|{int(key)}".encode()
-        digest = hashlib.sha256(material).digest()
-        out.append(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-    return out
+    return [derive_seed(seed, name, float(severity), int(key)) for key in sample_ids.tolist()]
 
 
 def generator(seed: int) -> torch.Generator:
@@ -135,10 +126,7 @@ def uniform(seeds: Sequence[int], *shape: int, stream: int = 0) -> Tensor:
     Each sample's row depends only on its seed and ``stream`` (use distinct
     streams for independent quantities).
     """
-    rows = [
-        torch.rand(shape, generator=generator(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))), dtype=torch.float64)
-        for s in seeds
-    ]
+    rows = [torch.rand(shape, generator=generator(stream_seed(s, stream)), dtype=torch.float64) for s in seeds]
     return torch.stack(rows) if rows else torch.empty((0, *shape), dtype=torch.float64)
 
 
@@ -157,7 +145,7 @@ def noise_like(images: Tensor, seeds: Sequence[int], *, stream: int = 1) -> Tens
         raise StressorError(f"noise_like: {len(seeds)} seeds for a batch of {images.shape[0]}")
     out = np.empty(tuple(images.shape), dtype=np.float32)
     for i, s in enumerate(seeds):
-        rng = np.random.Generator(np.random.PCG64(s ^ (stream * 0x9E3779B97F4A7C15 & ((1 << 63) - 1))))
+        rng = np.random.Generator(np.random.PCG64(stream_seed(s, stream)))
         rng.standard_normal(out.shape[1:], dtype=np.float32, out=out[i])
     return torch.from_numpy(out).to(images.device)
 

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 import stressors
 from audit.cli import main
-from audit.config import load_config
-from audit.data import AuditDataset, read_samples
-from audit.model import load_model
+from audit.contract.config import load_config
+from audit.evaluation.data import AuditDataset, read_samples
+from audit.evaluation.model import load_model
 from stressors.base import sample_keys
 
 pytestmark = pytest.mark.slow

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from cvaudit_fixtures import ConstantNet, save_model, write_config
 
 from audit.cli import main
+from audit.contract.results import SCHEMA_VERSION
 
 
 def run(cfg: Path, out: Path, *args: str):
@@ -24,7 +25,7 @@ def test_pass_writes_every_output(workspace):
     for name in ("results.json", "predictions.csv", "report.html", "junit.xml"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
-    assert results["schema_version"] == "1.0" and results["policy"]["verdict"] == "pass"
+    assert results["schema_version"] == SCHEMA_VERSION and results["policy"]["verdict"] == "pass"
     ids = [c["id"] for c in results["conditions"]]
     assert ids == ["clean", "night@1", "night@5", "blur@1", "blur@5"]
     clean = results["conditions"][0]
@@ -249,7 +250,7 @@ def test_baseline_comparison(workspace):
     assert {c["condition"] for c in overall} >= {"clean", "night@5"}
     assert all(c["delta"] == 0 and not c["regressed"] for c in comparison if c.get("delta") is not None)
     bad = run(cfg, workspace / "x", "--baseline", str(workspace / "nothing.json"))
-    assert bad.exit_code == 2 and "baseline results not found" in bad.output
+    assert bad.exit_code == 2 and "--baseline: " in bad.output and "results file not found" in bad.output
 
 
 def test_attack_subset_is_compared_like_for_like(workspace):

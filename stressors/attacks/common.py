@@ -8,7 +8,6 @@ by small pure functions here and in the attack modules.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import weakref
 from collections.abc import Mapping, Sequence
@@ -20,11 +19,10 @@ import foolbox as fb
 import torch
 from torch import Tensor
 
+from audit.contract.seeds import derive_seed, stream_seed
 from stressors.base import StressorError, check_images, check_severity, generator, per_sample_seeds
 
 #: Stream offsets for independent per-sample draws (random starts, HSJ inits).
-_STREAM_MIX = 0x9E3779B97F4A7C15
-_MASK63 = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -183,11 +181,6 @@ def require_gradients(name: str, model: torch.nn.Module, images: Tensor, labels:
 # ---------------------------------------------------------------------------- seeding
 
 
-def stream_seed(seed: int, stream: int) -> int:
-    """An independent 63-bit seed for draw number ``stream`` of one sample."""
-    return (seed ^ ((stream * _STREAM_MIX) & _MASK63)) & _MASK63
-
-
 def linf_starts(images: Tensor, seeds: Sequence[int], epsilon: float, *, stream: int) -> Tensor:
     """Random starts uniform in the L∞ ball of radius ``epsilon``, one generator per sample.
 
@@ -217,8 +210,7 @@ def l2_starts(images: Tensor, seeds: Sequence[int], epsilon: float, *, stream: i
 
 def batch_seed(seeds: Sequence[int]) -> int:
     """One seed for a whole batch, independent of the order of its samples."""
-    material = ",".join(str(s) for s in sorted(seeds)).encode()
-    return int.from_bytes(hashlib.sha256(material).digest()[:8], "little") & _MASK63
+    return derive_seed("batch", *sorted(seeds))
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -29,7 +29,6 @@ composition changes (a different batch size or shard).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -38,6 +37,7 @@ import foolbox.attacks as fa
 import torch
 from torch import Tensor
 
+from audit.contract.seeds import derive_seed, stream_seed
 from stressors.attacks.common import (
     Attack,
     LastBatchCache,
@@ -48,7 +48,6 @@ from stressors.attacks.common import (
     predict,
     reject_unknown,
     resolve_epsilons,
-    stream_seed,
 )
 from stressors.base import generator
 
@@ -97,8 +96,7 @@ def noise_starts(
 
 
 def _pair_score(seed: int, key: int, other: int) -> int:
-    digest = hashlib.sha256(f"{seed}|hopskipjump-start|{key}|{other}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
+    return derive_seed(seed, "hopskipjump-start", key, other)
 
 
 def batch_starts(

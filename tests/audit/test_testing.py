@@ -3,6 +3,7 @@
 import copy
 
 import pytest
+from results_builder import complete_results
 
 from audit.testing import AuditResults, assert_metric, assert_no_regression
 
@@ -16,18 +17,20 @@ def _results(acc_clean=0.9, acc_b=0.8):
             "metrics": {"n": n, "accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05]},
         }
 
-    return {
-        "dataset": {"attributes": {"camera": {"A": 100, "B": 100, "C": 5}}},
-        "evaluation": {"min_group_size": 30},
-        "conditions": [
-            {
-                "id": "clean",
-                "stressor": None,
-                "metrics": {"n": 205, "accuracy": acc_clean},
-                "groups": [group("A", 0.95, 100), group("B", acc_b, 100), group("C", 0.2, 5)],
-            }
-        ],
-    }
+    return complete_results(
+        {
+            "dataset": {"attributes": {"camera": {"A": 100, "B": 100, "C": 5}}},
+            "evaluation": {"min_group_size": 30},
+            "conditions": [
+                {
+                    "id": "clean",
+                    "stressor": None,
+                    "metrics": {"n": 205, "accuracy": acc_clean},
+                    "groups": [group("A", 0.95, 100), group("B", acc_b, 100), group("C", 0.2, 5)],
+                }
+            ],
+        }
+    )
 
 
 def test_query_api():

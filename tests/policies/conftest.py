@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from results_builder import complete_results
+
+from audit.contract.groupstats import fairness_summary
+from audit.contract.results import SCHEMA_VERSION
 
 # id, stressor, severity, accuracy, ece, {group: accuracy}
 _CONDITIONS: list[tuple[str, str | None, float | int | None, float, float | None, dict[str, float]]] = [
-    ("clean", None, None, 0.95, 0.030, {"A": 0.96, "B": 0.94, "thin": 0.93, "thick": 0.97}),
+    ("clean", None, 0, 0.95, 0.030, {"A": 0.96, "B": 0.94, "thin": 0.93, "thick": 0.97}),
     ("night@1", "night", 1, 0.93, 0.040, {"A": 0.94, "B": 0.92, "thin": 0.91, "thick": 0.95}),
     ("night@2", "night", 2, 0.88, 0.050, {"A": 0.90, "B": 0.86, "thin": 0.86, "thick": 0.90}),
     ("night@3", "night", 3, 0.80, 0.070, {"A": 0.84, "B": 0.76, "thin": 0.78, "thick": 0.82}),
@@ -41,11 +45,21 @@ _CONDITIONS: list[tuple[str, str | None, float | int | None, float, float | None
 _SIZES = {"A": 500, "B": 500, "thin": 480, "thick": 520}
 _ATTRIBUTE = {"A": "camera", "B": "camera", "thin": "ink", "thick": "ink"}
 _N = 1000
+MIN_GROUP_SIZE = 30
 
 
 def _ci(p: float, n: int) -> list[float]:
     half = 1.96 * (p * (1 - p) / n) ** 0.5
     return [round(max(0.0, p - half), 4), round(min(1.0, p + half), 4)]
+
+
+def _confusion(acc: float, n: int) -> list[list[int]]:
+    """A two-class confusion matrix of n samples with round(acc * n) on the diagonal."""
+    correct = round(acc * n)
+    first = n // 2
+    tp0 = min(first, round(correct / 2))
+    tp1 = correct - tp0
+    return [[tp0, first - tp0], [n - first - tp1, tp1]]
 
 
 def _metrics(acc: float, ece: float | None, n: int) -> dict[str, Any]:
@@ -80,7 +94,7 @@ def _condition(
                 "attribute": _ATTRIBUTE[value],
                 "value": value,
                 "insufficient_data": False,
-                "metrics": _metrics(g_acc, ece, _SIZES[value]),
+                "metrics": {**_metrics(g_acc, ece, _SIZES[value]), "confusion": _confusion(g_acc, _SIZES[value])},
             }
         )
     intersections = {
@@ -97,8 +111,8 @@ def _condition(
             {
                 "attribute": "camera×ink",
                 "value": f"{cam}×{ink}",
-                "insufficient_data": n < 30,
-                "metrics": _metrics(g_acc, ece, n),
+                "insufficient_data": n < MIN_GROUP_SIZE,
+                "metrics": {**_metrics(g_acc, ece, n), "confusion": _confusion(g_acc, n)},
             }
         )
     return {
@@ -112,25 +126,15 @@ def _condition(
 
 
 def _fairness(cond: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fairness entries as the evaluator stores them (the one definition), plus test-only extras."""
     entries = []
     for attribute in ("camera", "ink", "camera×ink"):
-        groups = [g for g in cond["groups"] if g["attribute"] == attribute and not g["insufficient_data"]]
-        accs = {g["value"]: g["metrics"]["accuracy"] for g in groups}
-        worst = min(accs, key=accs.get)
-        hi, lo = max(accs.values()), min(accs.values())
-        entry = {
-            "condition": cond["id"],
-            "attribute": attribute,
-            "worst_group": worst,
-            "accuracy_gap": round(hi - lo, 6),
-            "accuracy_ratio": round(lo / hi, 6),
-            "equalized_odds_difference": round((hi - lo) * 1.5, 6),
-            "demographic_parity_difference": round((hi - lo) / 2, 6),
-            "ece_gap": 0.01,
-            "extra_key_from_a_future_version": {"ignored": True},
-        }
+        groups = [{"value": g["value"], **g["metrics"]} for g in cond["groups"] if g["attribute"] == attribute]
+        entry = {"condition": cond["id"], "attribute": attribute}
+        entry.update(fairness_summary(groups, min_group_size=MIN_GROUP_SIZE))
+        entry["extra_key_from_a_future_version"] = {"ignored": True}
         if cond["id"] == "clean":
-            entry["accuracy_gap_ci"] = [0.0, round((hi - lo) * 2.5, 6)]
+            entry["accuracy_gap_ci"] = [0.0, round(entry["accuracy_gap"] * 2.5, 6)]
         entries.append(entry)
     return entries
 
@@ -156,6 +160,7 @@ def make_results() -> dict[str, Any]:
             "num_skipped": 0,
             "attributes": {"camera": {"A": 500, "B": 500}, "ink": {"thin": 480, "thick": 520}},
         },
+        "evaluation": {"min_group_size": MIN_GROUP_SIZE, "n_bootstrap": 200, "confidence_level": 0.95, "ece_bins": 15},
         "conditions": conditions,
         "fairness": [entry for cond in conditions for entry in _fairness(cond)],
         "robustness": [
@@ -194,6 +199,18 @@ def make_results() -> dict[str, Any]:
 @pytest.fixture
 def results() -> dict[str, Any]:
     return copy.deepcopy(make_results())
+
+
+def stored_results(results: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``results`` (default :func:`make_results`) as a valid results.json of the current schema:
+    the keys "from a future version" dropped, every other required key filled."""
+    results = copy.deepcopy(results if results is not None else make_results())
+    results.pop("some_future_section", None)
+    results["schema_version"] = SCHEMA_VERSION
+    for entry in results.get("fairness", []):
+        entry.pop("extra_key_from_a_future_version", None)
+        entry.pop("accuracy_gap_ci", None)  # the evaluator stores no interval of a gap
+    return complete_results(results)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from policies import ManifestError, check_governance, read_manifest, report_image_mode
+from policies import check_governance, report_image_mode
 from policies.loader import policy_from_dict
 from policies.schema import GovernanceConfig
 
@@ -186,42 +186,6 @@ def test_max_ids_limits_the_list_not_the_count():
 def test_clause_is_carried():
     found = check_governance([_row(1)], config=_config(consent={"clause": "GDPR Art. 7"}), now=NOW)
     assert found[0]["clause"] == "GDPR Art. 7"
-
-
-def test_read_manifest_csv_jsonl_json(tmp_path):
-    csv_path = tmp_path / "m.csv"
-    csv_path.write_text("sample_id,consent\na,yes\nb,\n", encoding="utf-8")
-    assert list(read_manifest(csv_path)) == [
-        {"sample_id": "a", "consent": "yes"},
-        {"sample_id": "b", "consent": ""},
-    ]
-    jsonl = tmp_path / "m.jsonl"
-    jsonl.write_text('{"sample_id": 1, "contains_face": true, "x": null}\n\n{"sample_id": 2}\n', encoding="utf-8")
-    assert list(read_manifest(jsonl)) == [
-        {"sample_id": "1", "contains_face": "true", "x": ""},
-        {"sample_id": "2"},
-    ]
-    js = tmp_path / "m.json"
-    js.write_text('[{"sample_id": "z"}]', encoding="utf-8")
-    assert list(read_manifest(js)) == [{"sample_id": "z"}]
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "match"),
-    [
-        ("m.jsonl", '{"a": 1}\n{oops\n', "line 2: invalid JSON"),
-        ("m.csv", "a,b\n1,2,3\n", "more values than columns"),
-        ("m.txt", "x", "unknown manifest type"),
-        ("m.json", '{"a": 1}', "expected a JSON list"),
-    ],
-)
-def test_read_manifest_errors(tmp_path, name, content, match):
-    path = tmp_path / name
-    path.write_text(content, encoding="utf-8")
-    with pytest.raises(ManifestError, match=match):
-        list(read_manifest(path))
-    with pytest.raises(ManifestError, match="cannot read"):
-        list(read_manifest(tmp_path / "absent.csv"))
 
 
 def _policy(**report):

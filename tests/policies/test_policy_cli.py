@@ -7,8 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
+from conftest import stored_results as as_stored
 
-from policies.cli import policy_group
+from audit.cli.policy import policy_group
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def runner() -> CliRunner:
 @pytest.fixture
 def results_file(tmp_path, results):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(results), encoding="utf-8")
+    path.write_text(json.dumps(as_stored(results)), encoding="utf-8")
     return path
 
 
@@ -108,7 +109,7 @@ def test_check_with_manifest_runs_governance(runner, results_file, tmp_path):
     ("setup", "match"),
     [
         ("bad_json", "not valid JSON"),
-        ("missing", "cannot read"),
+        ("missing", "results file not found"),
         ("bad_policy", "no-such-policy"),
         ("bad_manifest", "unknown manifest type"),
         ("bad_now", "--now"),

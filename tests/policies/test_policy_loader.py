@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from audit.contract.yaml_loader import YamlError
 from policies import PolicyError, available_policies, check_policy, load_policy
 from policies.schema import FindingRule, MetricRule
 
@@ -74,8 +75,10 @@ def _error(write_policy, text: str) -> PolicyError:
 
 
 def test_malformed_yaml(write_policy):
-    error = _error(write_policy, "version: 1\nname: x\nrules: [\n  - id: a\n")
-    assert "malformed YAML at line" in str(error)
+    path = write_policy("version: 1\nname: x\nrules: [\n  - id: a\n", name="bad.yaml")
+    with pytest.raises(YamlError) as info:
+        load_policy(str(path))
+    assert str(info.value).startswith(f"{path}: malformed YAML at line 4")
 
 
 def test_not_a_mapping(write_policy):

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import stored_results as as_stored
 
+import stressors
+from audit.cli.policy import policy_group
 from policies import PolicyError, check_governance, check_policy, parse_date, report_image_mode
-from policies.cli import policy_group
 from policies.loader import load_policy, policy_from_dict
 from policies.pii import pii_column_kind
 from policies.schema import GovernanceConfig
@@ -46,7 +48,7 @@ def stored_results(tmp_path, results):
         ]
     }
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(results), encoding="utf-8")
+    path.write_text(json.dumps(as_stored(results)), encoding="utf-8")
     return path
 
 
@@ -189,13 +191,17 @@ def test_typos_in_selectors_are_errors(results, rule):
 
 
 def test_registered_but_not_run_stressor_is_insufficient(results):
-    section = check_policy(results, _policy({"id": "r", "stressor": "defocus_blur", "metric": "accuracy", "min": 0.5}))
+    section = check_policy(
+        results,
+        _policy({"id": "r", "stressor": "defocus_blur", "metric": "accuracy", "min": 0.5}),
+        known_stressors=stressors.available(),
+    )
     assert section["rules"][0]["status"] == "insufficient_data"
 
 
 def test_typo_exits_2_with_one_cvaudit_error_line(tmp_path, results, write_policy):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(results), encoding="utf-8")
+    path.write_text(json.dumps(as_stored(results)), encoding="utf-8")
     policy = write_policy("version: 1\nname: x\nrules:\n  - {id: a, stressor: nite, metric: accuracy, min: 0.5}\n")
     out = CliRunner().invoke(policy_group, ["check", str(path), "--policy", str(policy)])
     assert out.exit_code == 2

@@ -13,6 +13,9 @@ import random
 import struct
 import zlib
 
+from audit.contract.groupstats import fairness_summary
+from audit.contract.results import SCHEMA_VERSION
+
 CLASSES = ["melanoma", "nevus", "basal cell carcinoma", "keratosis", "dermatofibroma"]
 ATTRIBUTES = {
     "skin_tone": ["I-II", "III-IV", "V-VI"],
@@ -21,6 +24,7 @@ ATTRIBUTES = {
 }
 STRESSORS = [("night", [1, 2, 3, 4, 5]), ("glare", [1, 2, 3, 4, 5]), ("blur", [1, 3, 5]), ("occlusion", [1, 2, 3])]
 EPSILONS = [0.001, 0.004, 0.016]
+MIN_GROUP_SIZE = 50
 
 
 def _png(width: int = 16, height: int = 12, seed: int = 0) -> str:
@@ -50,7 +54,25 @@ def _metrics(rng: random.Random, acc: float, n: int) -> dict:
         "macro_f1": round(acc - 0.03, 4),
         "balanced_accuracy": round(acc - 0.02, 4),
         "adaptive_ece": round(ece * 1.1, 4),
+        "top_k_accuracy": None,
+        "ece_ci": [round(max(ece - 0.01, 0), 4), round(min(ece + 0.01, 1), 4)],
     }
+
+
+def _group_confusion(rng: random.Random, acc: float, n: int) -> list[list[int]]:
+    """A K x K confusion matrix of n samples with about ``acc`` on the diagonal."""
+    k = len(CLASSES)
+    rows = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    out = []
+    for i, row_n in enumerate(rows):
+        correct = min(row_n, round(row_n * acc))
+        wrong = [0] * k
+        for _ in range(row_n - correct):
+            j = rng.randrange(k - 1)
+            wrong[j if j < i else j + 1] += 1
+        wrong[i] = correct
+        out.append(wrong)
+    return out
 
 
 def _condition(rng: random.Random, cid: str, stressor, severity, acc: float) -> dict:
@@ -69,12 +91,14 @@ def _condition(rng: random.Random, cid: str, stressor, severity, acc: float) -> 
         for j, value in enumerate(values):
             gn = 40 if value == "Clinic D" else n // len(values)
             gacc = min(max(acc - 0.04 * j + rng.uniform(-0.02, 0.02), 0.05), 0.99)
+            confusion_g = _group_confusion(rng, gacc, gn)
+            gacc = sum(confusion_g[i][i] for i in range(len(CLASSES))) / gn
             groups.append(
                 {
                     "attribute": attribute,
                     "value": value,
-                    "metrics": _metrics(rng, gacc, gn),
-                    "insufficient_data": gn < 50,
+                    "metrics": {**_metrics(rng, gacc, gn), "accuracy": gacc, "confusion": confusion_g},
+                    "insufficient_data": gn < MIN_GROUP_SIZE,
                 }
             )
     bins = []
@@ -95,6 +119,7 @@ def _condition(rng: random.Random, cid: str, stressor, severity, acc: float) -> 
         "id": cid,
         "stressor": stressor,
         "severity": severity,
+        "model_aware": stressor == "pgd",
         "metrics": _metrics(rng, acc, n),
         "confusion": confusion,
         "groups": groups,
@@ -111,6 +136,23 @@ def _condition(rng: random.Random, cid: str, stressor, severity, acc: float) -> 
     }
 
 
+def _rule(rule_id, status, blocking, observed, threshold, op, message, condition) -> dict:
+    return {
+        "id": rule_id,
+        "kind": "metric",
+        "status": status,
+        "blocking": blocking,
+        "observed": observed,
+        "threshold": threshold,
+        "op": op,
+        "condition": condition,
+        "group": None,
+        "clause": None,
+        "description": None,
+        "message": message,
+    }
+
+
 def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
     """Build the fixture results dict.
 
@@ -119,7 +161,7 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
         gallery: Include two stressor gallery images (policy allows images).
 
     Returns:
-        A results dict following DESIGN.md's schema plus the optional keys.
+        A results dict valid under the results.json schema (audit.contract.results).
     """
     rng = random.Random(seed)
     conditions = [_condition(rng, "clean", None, 0, 0.91)]
@@ -133,17 +175,12 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
     for c in conditions:
         for attribute in ATTRIBUTES:
             gs = [g for g in c["groups"] if g["attribute"] == attribute and not g["insufficient_data"]]
-            worst = min(gs, key=lambda g: g["metrics"]["accuracy"])
-            best = max(g["metrics"]["accuracy"] for g in gs)
+            members = [{"value": g["value"], **g["metrics"]} for g in c["groups"] if g["attribute"] == attribute]
             fairness.append(
                 {
                     "condition": c["id"],
                     "attribute": attribute,
-                    "worst_group": worst["value"],
-                    "accuracy_gap": round(best - worst["metrics"]["accuracy"], 4),
-                    "accuracy_ratio": round(worst["metrics"]["accuracy"] / best, 4),
-                    "equalized_odds_difference": round(rng.uniform(0.02, 0.2), 4),
-                    "demographic_parity_difference": round(rng.uniform(0.01, 0.1), 4),
+                    **fairness_summary(members, min_group_size=MIN_GROUP_SIZE),
                 }
             )
             if c["stressor"]:
@@ -163,7 +200,7 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
                 )
     counts = {a: {v: 2000 // len(vs) for v in vs} for a, vs in ATTRIBUTES.items()}
     results = {
-        "schema_version": "1.0",
+        "schema_version": SCHEMA_VERSION,
         "tool": {"name": "cvaudit", "version": "0.1.0"},
         "seed": 0,
         "model": {
@@ -179,13 +216,30 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
             "num_samples": 2000,
             "num_skipped": 2,
             "attributes": counts,
+            "intersections": [],
             "skipped": [
                 {"sample": "img_0042.jpg", "reason": "cannot decode JPEG"},
                 {"sample": "img_1337.png", "reason": "image is 1x1 pixels"},
             ],
         },
+        "evaluation": {
+            "min_group_size": MIN_GROUP_SIZE,
+            "n_bootstrap": 200,
+            "confidence_level": 0.95,
+            "ece_bins": 15,
+            "attack_samples": None,
+            "top_k": None,
+        },
         "conditions": conditions,
         "fairness": fairness,
+        "robustness_summary": {
+            "stressors": [],
+            "mce": None,
+            "relative_mce": None,
+            "normalized_mce": None,
+            "normalized_relative_mce": None,
+        },
+        "error_shift": [],
         "robustness": [
             {
                 "condition": c["id"],
@@ -215,12 +269,23 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
             },
         ],
         "stressors": [
-            {"name": n, "severities": s, "options": {}, "severity_meaning": {str(v): f"{n} level {v}" for v in s}}
+            {
+                "name": n,
+                "stressor": n,
+                "model_aware": False,
+                "description": f"{n} stressor",
+                "severities": s,
+                "options": {},
+                "severity_meaning": {str(v): f"{n} level {v}" for v in s},
+            }
             for n, s in STRESSORS
         ]
         + [
             {
                 "name": "pgd",
+                "stressor": "pgd",
+                "model_aware": True,
+                "description": "Projected gradient descent (L-inf).",
                 "severities": EPSILONS,
                 "options": {"steps": 20},
                 "severity_meaning": {str(e): f"L-inf budget {e} ({e * 255:.1f}/255)" for e in EPSILONS},
@@ -228,61 +293,70 @@ def make_results(*, seed: int = 0, gallery: bool = True) -> dict:
         ],
         "governance": {
             "findings": [
-                {"check": "duplicates", "status": "pass", "count": 0, "message": "no duplicate images"},
                 {
-                    "check": "label_balance",
-                    "status": "warn",
-                    "count": 1,
-                    "message": "class 'dermatofibroma' has 4% of samples",
+                    "check": "retention_expired",
+                    "status": "pass",
+                    "blocking": True,
+                    "count": 0,
+                    "total": 2000,
+                    "sample_ids": [],
+                    "message": "2000 samples checked: none found",
                 },
-                {"check": "consent_field", "status": "fail", "count": 12, "message": "12 rows lack a consent value"},
+                {
+                    "check": "region_not_allowed",
+                    "status": "warn",
+                    "blocking": False,
+                    "count": 1,
+                    "total": 2000,
+                    "sample_ids": ["img_0007.jpg"],
+                    "message": "1 of 2000 samples: storage/processing region missing or not allowed",
+                },
+                {
+                    "check": "consent_missing",
+                    "status": "fail",
+                    "blocking": True,
+                    "count": 12,
+                    "total": 2000,
+                    "sample_ids": ["img_0001.jpg", "img_0002.jpg"],
+                    "message": "12 of 2000 samples: no consent recorded in 'consent'",
+                },
             ]
         },
         "policy": {
             "name": "ci-gate",
+            "version": 1,
             "sha256": "ef" * 32,
             "verdict": "fail",
+            "on_insufficient_data": "warn",
+            "counts": {"pass": 1, "fail": 1, "warn": 1, "insufficient_data": 1},
+            "blocking_failures": ["worst_group_gap", "governance.consent_missing"],
             "rules": [
-                {
-                    "id": "clean_accuracy",
-                    "status": "pass",
-                    "blocking": True,
-                    "observed": clean,
-                    "threshold": 0.85,
-                    "message": "clean accuracy 0.91 >= 0.85",
-                },
-                {
-                    "id": "worst_group_gap",
-                    "status": "fail",
-                    "blocking": True,
-                    "observed": 0.11,
-                    "threshold": 0.05,
-                    "message": "skin_tone gap 0.11 > 0.05 at clean",
-                },
-                {
-                    "id": "ece_max",
-                    "status": "warn",
-                    "blocking": False,
-                    "observed": 0.062,
-                    "threshold": 0.05,
-                    "message": "ECE 0.062 > 0.05",
-                },
-                {
-                    "id": "min_group_size",
-                    "status": "insufficient_data",
-                    "blocking": False,
-                    "observed": 40,
-                    "threshold": 50,
-                    "message": "site=Clinic D has 40 samples < 50",
-                },
+                _rule("clean_accuracy", "pass", True, clean, 0.85, "min", "clean accuracy 0.91 >= 0.85", "clean"),
+                _rule(
+                    "worst_group_gap", "fail", True, 0.11, 0.05, "max", "skin_tone gap 0.11 > 0.05 at clean", "clean"
+                ),
+                _rule("ece_max", "warn", False, 0.062, 0.05, "max", "ECE 0.062 > 0.05", "clean"),
+                _rule(
+                    "min_group_size",
+                    "insufficient_data",
+                    False,
+                    40,
+                    50,
+                    "min",
+                    "site=Clinic D has 40 samples < 50",
+                    "clean",
+                ),
             ],
         },
         "provenance": {
             "seed": 0,
+            "config": "config.yaml",
+            "config_sha256": "12" * 32,
+            "device": "cpu",
+            "world_size": 1,
             "versions": {"torch": "2.13.0", "cvaudit": "0.1.0", "python": "3.11.9"},
             "started": "2026-11-29T01:00:00Z",
             "finished": "2026-11-29T01:07:12Z",
-            "command": "cvaudit run config.yaml --out out",
         },
     }
     if gallery:

@@ -9,6 +9,7 @@ import pytest
 from conftest import PASSPHRASE
 
 import reports.pdf
+from audit.contract.results import SCHEMA_VERSION
 from reports import write_reports
 from reports.atomic import atomic_write_bytes, atomic_write_text
 from reports.keys import SigningError
@@ -62,7 +63,7 @@ def test_failed_pdf_leaves_no_signed_output(tmp_path, small_results, key_dir_pw,
 def test_unsigned_reports_and_missing_results_json(tmp_path, small_results):
     written = write_reports(tmp_path, small_results, formats=("html",), sign_key=None)
     assert [p.name for p in written] == ["results.json", "report.html"]
-    assert json.loads((tmp_path / "results.json").read_text())["schema_version"] == "1.0"
+    assert json.loads((tmp_path / "results.json").read_text())["schema_version"] == SCHEMA_VERSION
 
 
 def test_unknown_format_and_missing_extra_subject(tmp_path, small_results, key_dir):

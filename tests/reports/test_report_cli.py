@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import PASSPHRASE, flip_byte
 
-from reports.cli import keygen_command, report_command, verify_command
+from audit.cli.report import keygen_command, report_command, verify_command
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_report_newer_schema(runner, tmp_path, results_file):
     data["schema_version"] = "2.0"
     results_file.write_text(json.dumps(data))
     result = runner.invoke(report_command, [str(results_file), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "newer than this cvaudit supports" in result.output
+    assert result.exit_code == 2 and "is a newer major version than this cvaudit reads" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from results_builder import complete_results
 
-from reports.html import ResultsSchemaError, render_html
+from audit.contract.load import ResultsError
+from reports.html import render_html
 
 HOSTILE_CLASS = "<script>alert(1)</script>"
 HOSTILE_VALUE = "&\"'"
@@ -97,19 +99,23 @@ def test_gallery_only_when_present_and_only_data_images(results):
 
 
 def test_minimal_results_render(results):
-    minimal = {
-        "schema_version": "1.0",
-        "conditions": [{"id": "clean", "metrics": {"accuracy": 0.5}}],
-        "unexpected": {"extra": "keys are ignored"},
-    }
+    minimal = complete_results(
+        {"conditions": [{"id": "clean", "stressor": None, "metrics": {"n": 2, "accuracy": 0.5}}]}
+    )
     html = render_html(minimal)
     assert "NO VERDICT" in html and "50.0%" in html and "—" in html
+
+
+def test_results_that_break_the_schema_are_refused(results):
+    results["unexpected"] = {"extra": "keys"}
+    with pytest.raises(ResultsError, match=r"\$\.unexpected: unknown key"):
+        render_html(results)
 
 
 @pytest.mark.parametrize("version", ["2.0", "10.1"])
 def test_newer_schema_is_refused(results, version):
     results["schema_version"] = version
-    with pytest.raises(ResultsSchemaError, match=f"schema_version {version} is newer"):
+    with pytest.raises(ResultsError, match=f"schema_version: {version} is a newer major version"):
         render_html(results)
 
 
@@ -119,7 +125,7 @@ def test_missing_or_malformed_schema_is_refused(results, version):
         del results["schema_version"]
     else:
         results["schema_version"] = version
-    with pytest.raises(ResultsSchemaError):
+    with pytest.raises(ResultsError, match="schema_version"):
         render_html(results)
 
 
@@ -157,7 +163,8 @@ def test_fail_counts_rules_and_checks(results):
 
 
 def test_attack_drop_wording_and_pp_column(results):
-    results["robustness"] = [{"condition": c["id"], "drop": 0.25} for c in results["conditions"] if c["id"] != "clean"]
+    for row in results["robustness"]:
+        row["drop"] = 0.25
     html = render_html(results)
     assert "percentage points below the same images unaltered" in html
     assert "25.0 pp" in html and "25.0%" not in html

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from stressors.cli import stressors_group
+from audit.cli.stressors import stressors_group
 from stressors.preview import load_image, render_preview
 
 SMALL = ["night", "blur", "contrast"]

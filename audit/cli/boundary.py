@@ -1,0 +1,83 @@
+"""The one command boundary: where exceptions become exit codes and one line on stderr.
+
+Every ``cvaudit`` subcommand runs inside :func:`command_boundary` (or is
+decorated with :func:`boundary`):
+
+- a :class:`~audit.contract.errors.CvauditError` (bad input the user can fix)
+  and an :class:`OSError` (a file that cannot be read or written) become
+  ``cvaudit: error: <one line>`` and exit code 2;
+- ``KeyboardInterrupt`` becomes exit code 2 and says that nothing was written;
+- any other exception is a bug in cvaudit: it says so, exit code 2, and
+  ``CVAUDIT_DEBUG=1`` prints the traceback.
+
+Every line printed here is neutralised (:func:`audit.contract.text.neutralise`),
+so users' strings cannot carry terminal escape sequences to the terminal.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from audit.contract.errors import CvauditError, ExitCode
+from audit.contract.text import neutralise
+
+__all__ = ["boundary", "command_boundary", "fail", "say"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def say(message: str, *, err: bool = True) -> None:
+    """Print one neutralised line (stderr by default)."""
+    click.echo(neutralise(message), err=err)
+
+
+def fail(message: str, code: int = ExitCode.ERROR) -> NoReturn:
+    """Print ``cvaudit: error: <message>`` on stderr and exit with ``code`` (2 by default)."""
+    say(f"cvaudit: error: {message}")
+    sys.exit(int(code))
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
+@contextmanager
+def command_boundary() -> Iterator[None]:
+    """Map exceptions to exit codes (see the module docstring)."""
+    try:
+        yield
+    except CvauditError as err:
+        fail(str(err))
+    except OSError as err:
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        fail(f"{where}{err.strerror or _first_line(err) or type(err).__name__}")
+    except KeyboardInterrupt:
+        fail("interrupted; no report was written")
+    except (click.exceptions.Exit, click.ClickException, SystemExit):
+        raise
+    except Exception as err:
+        debug = bool(os.environ.get("CVAUDIT_DEBUG"))
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else "; set CVAUDIT_DEBUG=1 for the traceback"
+        fail(f"internal error (a bug in cvaudit; please report it): {type(err).__name__}: {_first_line(err)}{hint}")
+
+
+def boundary(fn: F) -> F:
+    """Decorate a click command's function so that it runs inside :func:`command_boundary`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with command_boundary():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,156 @@
+"""``cvaudit policy``: list and show policies, judge stored results again.
+
+Exit codes of ``check``: 0 every blocking rule and governance check passed,
+1 one failed, 2 bad input (one line on stderr naming the file and problem).
+No model is run: the stored results.json is judged as it is. Governance
+findings (from ``--manifest``, or else those stored in results.json) are judged
+under the policy given now: a stored finding's own status and blocking flag,
+set by the policy of the original run, do not count (see
+:func:`policies.findings.judge_findings`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from audit.cli.boundary import boundary, fail, say
+from audit.contract.errors import ExitCode
+
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output on stdout.",
+)
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Policies: rules over results.json and data-governance checks."""
+
+
+@policy_group.command("list")
+@_FORMAT
+@boundary
+def list_command(fmt: str) -> None:
+    """List the built-in policies."""
+    from policies.loader import available_policies, load_policy
+
+    rows = []
+    for name in available_policies():
+        policy = load_policy(name)
+        rows.append({"name": name, "rules": len(policy.rules), "description": policy.description or ""})
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<12} {row['rules']:>3} rules  {' '.join(row['description'].split())}")
+
+
+@policy_group.command("show")
+@click.argument("name")
+@boundary
+def show_command(name: str) -> None:
+    """Print a policy file (a built-in NAME or a path), after validating it."""
+    from policies.loader import available_policies, builtin_policy_text, load_policy
+
+    load_policy(name)
+    text = builtin_policy_text(name).decode("utf-8") if name in available_policies() else Path(name).read_text("utf-8")
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@policy_group.command("check")
+@click.argument("results_path", metavar="RESULTS.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--policy", "policy_name", required=True, help="A built-in policy name or a policy YAML path.")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Dataset manifest (CSV/JSONL) for the governance checks; default: the findings stored in RESULTS.json.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write JUnit XML here.",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a Markdown summary here.",
+)
+@click.option(
+    "--now",
+    "now_text",
+    default=None,
+    help="Reference time (ISO 8601) for retention checks; default: now.",
+)
+@_FORMAT
+@boundary
+def check_command(
+    results_path: Path,
+    policy_name: str,
+    manifest: Path | None,
+    junit_path: Path | None,
+    markdown_path: Path | None,
+    now_text: str | None,
+    fmt: str,
+) -> None:
+    """Judge RESULTS.json against a policy again, without running a model."""
+    import stressors
+    from audit.contract.load import load_results
+    from audit.contract.manifest import read_manifest
+    from policies.dates import parse_date
+    from policies.engine import check_policy
+    from policies.findings import judge_findings
+    from policies.governance import check_governance
+    from policies.loader import load_policy
+    from policies.schema import GovernanceConfig
+    from reports.junit import write_junit
+    from reports.summary_md import render_markdown_summary
+
+    results = load_results(results_path).to_dict()
+    policy = load_policy(policy_name)
+    try:
+        now = parse_date(now_text) if now_text else None
+    except ValueError as exc:
+        fail(f"--now: {exc}")
+    if manifest is not None:
+        if policy.governance is None:
+            say(f"note: policy {policy.name} has no governance section; {manifest} not checked")
+        findings = check_governance(read_manifest(manifest), config=policy.governance or GovernanceConfig(), now=now)
+    else:
+        findings = list(((results.get("governance") or {}).get("findings")) or [])
+    findings = judge_findings(findings, policy)
+    section = check_policy(results, policy, findings=findings, known_stressors=stressors.available())
+    judged = {**results, "policy": section, "governance": {"findings": findings}}
+    if junit_path is not None:
+        write_junit(section, findings, junit_path)
+    if markdown_path is not None:
+        markdown_path.write_text(render_markdown_summary(judged), encoding="utf-8")
+    if fmt == "json":
+        click.echo(json.dumps({"policy": section, "governance": {"findings": findings}}, indent=2))
+    else:
+        _print_text(section, findings)
+    if section["verdict"] != "pass":
+        raise click.exceptions.Exit(ExitCode.FAIL)
+
+
+def _print_text(section: dict[str, Any], findings: list[dict[str, Any]]) -> None:
+    say(f"policy {section['name']} (sha256 {section['sha256'][:12]}): verdict {section['verdict'].upper()}", err=False)
+    for rule in section["rules"]:
+        status = str(rule["status"]).upper().replace("INSUFFICIENT_DATA", "NODATA")
+        say(f"  {status:<6} {rule['id']:<28} {rule['message']}", err=False)
+    for finding in findings:
+        say(
+            f"  {str(finding.get('status')).upper():<6} "
+            f"governance.{finding.get('check'):<17} {finding.get('message', '')}"
+            + (" (informational: not configured by this policy)" if finding.get("informational") else ""),
+            err=False,
+        )

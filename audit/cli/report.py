@@ -1,0 +1,211 @@
+"""``cvaudit keygen``, ``cvaudit report`` and ``cvaudit verify``: keys, reports from stored results, verification.
+
+Exit codes: 0 success (``verify``: valid), 1 invalid or tampered
+(``verify``), 2 unusable input, with one line on stderr (the command boundary,
+:mod:`audit.cli.boundary`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from audit.cli.boundary import boundary, fail, say
+
+__all__ = ["keygen_command", "report_command", "verify_command"]
+
+
+@click.command("keygen")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to create for the keys.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing keys in the folder.")
+@click.option(
+    "--name",
+    "common_name",
+    default="cvaudit report signer",
+    show_default=True,
+    help="Common name in the self-signed PDF-signing certificate.",
+)
+@boundary
+def keygen_command(out_dir: Path, force: bool, common_name: str) -> None:
+    """Create offline signing keys (ECDSA P-256 + certificate for the PDF, Ed25519 for the attestation).
+
+    Private keys are written with mode 0600 and encrypted with
+    $CVAUDIT_KEY_PASSPHRASE when it is set. Give the public files
+    (attestation.pub.pem, pdf-signing.cert.pem) to whoever verifies reports.
+    """
+    from reports.keys import PASSPHRASE_ENV, keygen, passphrase_from_env
+
+    passphrase = passphrase_from_env()
+    files = keygen(out_dir, passphrase=passphrase, common_name=common_name, overwrite=force)
+    for path in files:
+        click.echo(str(path))
+    if passphrase is None:
+        say(f"warning: private keys are not encrypted (set {PASSPHRASE_ENV} to encrypt them)")
+
+
+@click.command("report")
+@click.argument("results_path", metavar="RESULTS.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.html, report.pdf (and the attestation).",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Key folder from `cvaudit keygen`; signs the PDF and writes attestation.dsse.json.",
+)
+@click.option(
+    "--format", "formats", default="html,pdf", show_default=True, help="Comma-separated report formats: html, pdf."
+)
+@boundary
+def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, formats: str) -> None:
+    """Render (and sign) the reports again from a stored results.json.
+
+    The results are rendered as stored, never recomputed. results.json is
+    copied into --out when it is elsewhere, so it is attached to the PDF and
+    covered by the attestation; junit.xml is written afresh from the results.
+    The attestation covers only what belongs to these results: the files
+    written now, predictions.csv only when --out is the folder the results
+    came from, and the model and manifest only when their files still have the
+    digests recorded in the results. Exit 0 when written, 2 on bad input or key.
+    """
+    from audit.contract.load import parse_results
+    from reports import FORMATS, write_reports
+    from reports.atomic import atomic_write_bytes
+    from reports.junit import write_junit
+    from reports.keys import load_signing_keys, passphrase_from_env
+
+    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    if not wanted:
+        fail(f"--format {formats!r}: no format given; expected {' and/or '.join(FORMATS)}")
+    unknown = sorted(set(wanted) - set(FORMATS))
+    if unknown:
+        fail(f"--format {formats!r}: unknown format(s) {', '.join(unknown)}; expected {' and/or '.join(FORMATS)}")
+    raw = results_path.read_bytes()
+    results = parse_results(raw, source=str(results_path)).to_dict()
+    if sign_key is not None:
+        load_signing_keys(sign_key, passphrase_from_env())  # fail before writing anything
+    notes: list[str] = []
+    target = out_dir / "results.json"
+    same_folder = target.is_file() and target.resolve() == results_path.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if not same_folder:
+        written.append(atomic_write_bytes(target, raw))
+    attest = ["results.json"]
+    policy = results.get("policy")
+    if isinstance(policy, dict):
+        findings = list((results.get("governance") or {}).get("findings") or [])
+        written.append(write_junit(policy, findings, out_dir / "junit.xml"))
+        attest.append("junit.xml")
+    elif (out_dir / "junit.xml").exists():
+        notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
+    attest += [f"report.{fmt}" for fmt in wanted]
+    if same_folder and (out_dir / "predictions.csv").is_file():
+        attest.append("predictions.csv")
+    elif (out_dir / "predictions.csv").exists():
+        notes.append(
+            f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
+            "known to belong to these results (render into the folder the results came from)"
+        )
+    elif (results_path.parent / "predictions.csv").is_file():
+        notes.append(
+            f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
+            "re-rendered (render into that folder to attest it)"
+        )
+    extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
+    written += write_reports(
+        out_dir,
+        results,
+        formats=wanted,
+        sign_key=sign_key,
+        passphrase=passphrase_from_env(),
+        extra_subjects=extra,
+        attest_files=attest,
+    )
+    for path in written:
+        click.echo(str(path))
+    for note in notes:
+        say(f"note: {note}")
+
+
+def _external_subjects(results: dict, results_path: Path, notes: list[str]) -> dict[str, Path]:
+    """``model:<name>`` / ``dataset:<name>`` subjects whose files still match the recorded digests."""
+    from audit.contract.digest import sha256_file
+
+    extra: dict[str, Path] = {}
+    for kind in ("model", "dataset"):
+        section = results.get(kind) if isinstance(results.get(kind), dict) else {}
+        recorded, where = section.get("sha256"), section.get("path")
+        if not where:
+            continue
+        candidates = [Path(str(where))]
+        if not candidates[0].is_absolute():
+            candidates.append(results_path.parent / candidates[0])
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            notes.append(f"{kind} {where}: not found, so it is not in the attestation")
+            continue
+        if not recorded or sha256_file(found) != str(recorded):
+            notes.append(
+                f"{kind} {found}: sha256 differs from the one recorded in the results, so it is not in the attestation"
+            )
+            continue
+        extra[f"{kind}:{found.name}"] = found
+    return extra
+
+
+@click.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "key_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Key folder (public files suffice) that must have signed; without it only integrity is checked.",
+)
+@click.option(
+    "--subject",
+    "subjects",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Also check an attested file kept outside the report folder (model, manifest).",
+)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@boundary
+def verify_command(path: Path, key_dir: Path | None, subjects: tuple[str, ...], output_format: str) -> None:
+    """Verify a report folder, report.pdf or attestation.dsse.json.
+
+    Checks the PDF's PAdES signature (intact, whole file covered), the DSSE
+    signature and every attested file's SHA-256. Exit 0 valid, 1 invalid or
+    tampered (the file is named), 2 unusable input.
+    """
+    from reports.verify import verify
+
+    given: dict[str, Path] = {}
+    for item in subjects:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            fail(f"--subject {item!r}: expected NAME=PATH")
+        given[name] = Path(file)
+    report = verify(path, key_dir=key_dir, subjects=given)
+    if output_format == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in report.to_text().splitlines():
+            say(line, err=report.exit_code == 2)
+    sys.stdout.flush()
+    raise SystemExit(report.exit_code)

@@ -1,0 +1,217 @@
+"""The audit configuration (``cvaudit run config.yaml``), parsed by pydantic.
+
+The keys are part of cvaudit's contract (README, "Running an audit"); unknown keys are an error. Paths in the file
+are relative to the config file and are resolved by :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+
+from audit.contract.errors import AuditError
+from audit.contract.yaml_loader import load_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """How to load the model and prepare its input."""
+
+    path: Path | None = None
+    factory: str | None = None
+    weights: Path | None = None
+    outputs: Literal["logits", "probabilities"] = "logits"
+    input_size: tuple[PositiveInt, PositiveInt] = (224, 224)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    channels: Literal[1, 3] = 3
+    class_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.path is None) == (self.factory is None):
+            raise ValueError("give exactly one of model.path or model.factory")
+        if self.weights is not None and self.factory is None:
+            raise ValueError("model.weights needs model.factory")
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError("model.factory must look like 'package.module:function'")
+        if len(self.mean) != len(self.std):
+            raise ValueError("model.mean and model.std must have the same length")
+        if len(self.mean) not in (1, self.channels):
+            raise ValueError(f"model.mean and model.std need 1 or {self.channels} values (model.channels)")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ValueError("model.mean and model.std must be finite numbers")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("model.std must be positive")
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            raise ValueError("model.class_names contains a name twice")
+        return self
+
+
+class DataConfig(_Strict):
+    """Where the images, labels and subgroup attributes come from."""
+
+    manifest: Path | None = None
+    images: Path | None = None
+    npz: Path | None = None
+    attributes: list[str] = Field(default_factory=list)
+    intersections: list[list[str]] = Field(default_factory=list)
+    on_bad_image: Literal["error", "skip"] = "error"
+    id_column: str = "sample_id"
+    num_workers: int = Field(default=2, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        given = [k for k in ("manifest", "images", "npz") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of data.manifest, data.images or data.npz")
+        if len(set(self.attributes)) != len(self.attributes):
+            raise ValueError("data.attributes names an attribute twice")
+        reserved = {"sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"}
+        clash = [a for a in self.attributes if a in reserved]
+        if clash:
+            raise ValueError(f"data.attributes: {clash[0]!r} is a predictions.csv column; rename the attribute")
+        seen_combos: set[frozenset[str]] = set()
+        for combo in self.intersections:
+            if len(set(combo)) != len(combo):
+                raise ValueError(f"data.intersections: {combo} names an attribute twice")
+            if frozenset(combo) in seen_combos:
+                raise ValueError(f"data.intersections: {combo} is listed twice")
+            seen_combos.add(frozenset(combo))
+            if len(combo) < 2:
+                raise ValueError(f"data.intersections: {combo} needs at least two attributes")
+            missing = [a for a in combo if a not in self.attributes]
+            if missing:
+                raise ValueError(f"data.intersections: {missing} not listed in data.attributes")
+        return self
+
+
+class StressorConfig(BaseModel):
+    """One stressor entry; keys other than ``name``/``severities``/``epsilons`` are its options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    severities: list[float] | None = None
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        opts = dict(self.model_extra or {})
+        if self.label is not None:
+            opts["label"] = self.label
+        if self.severities is not None:
+            opts["severities"] = [int(s) if float(s).is_integer() else s for s in self.severities]
+        return opts
+
+
+class ReportConfig(_Strict):
+    formats: list[Literal["html", "pdf"]] = Field(default_factory=lambda: ["html", "pdf"])
+    images: Literal["none", "anonymized", "raw"] = "none"
+    sign_key: Path | None = None
+
+
+class EvaluationConfig(_Strict):
+    """Evaluator settings that DESIGN.md leaves open (defaults are sensible)."""
+
+    n_bootstrap: int = Field(default=200, ge=0)
+    min_group_size: int = Field(default=30, ge=1)
+    top_k: int | None = Field(default=None, ge=1)
+    attack_samples: int | None = Field(default=None, ge=1)
+
+
+class AuditConfig(_Strict):
+    """The whole ``config.yaml``."""
+
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = Field(default=64, ge=1)
+    model: ModelConfig
+    data: DataConfig
+    stressors: list[StressorConfig] = Field(default_factory=list)
+    policy: str = "ci-gate"
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
+            return value
+        raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    return f"{path}: {key}: {msg}"
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    value = Path(value).expanduser()
+    return value if value.is_absolute() else (base / value)
+
+
+def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditConfig:
+    """Validate a config mapping and resolve its paths against ``base_dir``.
+
+    Raises:
+        AuditError: one line naming ``source``, the key and the problem.
+    """
+    if not isinstance(raw, dict):
+        raise AuditError(f"{source}: the config must be a YAML mapping")
+    try:
+        cfg = AuditConfig.model_validate(raw)
+    except ValidationError as err:
+        raise AuditError(_format_validation_error(source, err)) from None
+    model = cfg.model.model_copy(
+        update={"path": _resolve(base_dir, cfg.model.path), "weights": _resolve(base_dir, cfg.model.weights)}
+    )
+    data = cfg.data.model_copy(
+        update={k: _resolve(base_dir, getattr(cfg.data, k)) for k in ("manifest", "images", "npz")}
+    )
+    report = cfg.report.model_copy(update={"sign_key": _resolve(base_dir, cfg.report.sign_key)})
+    policy = cfg.policy
+    if policy.endswith((".yaml", ".yml")):
+        policy = str(_resolve(base_dir, Path(policy)))
+    return cfg.model_copy(update={"model": model, "data": data, "report": report, "policy": policy})
+
+
+def load_config(path: str | Path, **overrides: Any) -> AuditConfig:
+    """Read and validate ``config.yaml``; ``overrides`` (seed, device, batch_size, attack_samples) win.
+
+    Raises:
+        AuditError: the file is missing or does not match the schema.
+        YamlError: the file is not acceptable YAML (size, alias expansion, syntax).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise AuditError(f"{path}: config file not found") from None
+    except OSError as err:
+        raise AuditError(f"{path}: cannot read config: {err.strerror}") from None
+    raw = load_yaml(data, source=str(path))
+    if isinstance(raw, dict):
+        given = {k: v for k, v in overrides.items() if v is not None}
+        nested = {"attack_samples": "evaluation"}  # command-line options that live in a section
+        raw = {**raw, **{k: v for k, v in given.items() if k not in nested}}
+        for key, section in nested.items():
+            if key in given:
+                base = raw.get(section) if isinstance(raw.get(section), dict) else {}
+                raw[section] = {**base, key: given[key]}
+    return parse_config(raw, source=path, base_dir=path.parent.resolve())

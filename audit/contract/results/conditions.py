@@ -1,0 +1,127 @@
+"""results.json ``conditions``: metrics per condition, overall and per subgroup."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from audit.contract.results.base import Interval, Node, Rate
+
+__all__ = ["ConditionResult", "ConfusionPair", "ErrorTypes", "GroupMetrics", "GroupResult", "Metrics", "ReliabilityBin"]
+
+_N = "number of samples evaluated (images that could not be decoded are not counted)"
+
+
+class Metrics(Node):
+    """The metrics of one slice of samples (a condition, or one group under a condition).
+
+    Every rate is in [0, 1]; each is null when the slice has no sample (n = 0).
+    Definitions are in CONTRIBUTING.md ("Metric definitions") and the README.
+    """
+
+    n: int = Field(ge=0, description=_N)
+    accuracy: Rate = Field(
+        description="share of samples whose top-1 prediction (argmax, ties to the lower class) equals the label"
+    )
+    accuracy_ci: Interval | None = Field(
+        description="95 % interval of accuracy (percentile Poisson bootstrap over samples; null without replicates)"
+    )
+    balanced_accuracy: Rate = Field(description="mean recall over the classes present among the labels")
+    macro_f1: Rate = Field(
+        description="mean F1 over the classes in labels ∪ predictions (scikit-learn f1_score average='macro')"
+    )
+    top_k_accuracy: Rate = Field(
+        description="share of samples whose label has fewer than k classes with strictly higher probability; null unless evaluation.top_k is set"
+    )
+    ece: Rate = Field(
+        description="expected calibration error of the top-label confidence: 15 equal-width bins (lo, hi], sum over bins of (n_b / n) |accuracy_b - confidence_b|"
+    )
+    ece_ci: Interval | None = Field(description="95 % interval of ece (percentile Poisson bootstrap)")
+    mce: Rate = Field(
+        description="maximum calibration error: the largest |accuracy_b - confidence_b| over non-empty bins"
+    )
+    adaptive_ece: Rate = Field(description="ECE over 15 equal-mass bins (resolution 0.001 in confidence)")
+    brier: float | None = Field(
+        ge=0.0, le=2.0, description="mean over samples of sum_k (p_k - 1[k = label])^2, in [0, 2]"
+    )
+    nll: float | None = Field(
+        ge=0.0,
+        description="negative log-likelihood in nats: -mean log p(label), p clipped at float64 eps (36.04 nats at most)",
+    )
+
+
+class GroupMetrics(Metrics):
+    """The metrics of one group, with its confusion matrix (rows = true class, columns = predicted)."""
+
+    confusion: list[list[int]] = Field(description="K x K counts: rows are true classes, columns predicted classes")
+
+
+class GroupResult(Node):
+    """One subgroup (an attribute value, or an intersection such as ``B×thick``) under one condition."""
+
+    attribute: str = Field(description="attribute name, or an intersection of names joined by '×' (e.g. 'camera×ink')")
+    value: str = Field(description="the group's value, or the intersection's values joined by '×' (e.g. 'B×thick')")
+    insufficient_data: bool = Field(
+        description="true when n < evaluation.min_group_size: shown, but left out of every gap, ratio and disparity"
+    )
+    metrics: GroupMetrics
+
+
+class ConfusionPair(Node):
+    """A (true, predicted) confusion, by class name."""
+
+    true: str
+    predicted: str
+    count: int = Field(ge=0)
+
+
+class ErrorTypes(Node):
+    """Kinds of error of one condition (overall)."""
+
+    per_class_fnr: dict[str, float | None] = Field(
+        description="class name -> false-negative rate FN / (TP + FN); null when the class has no sample"
+    )
+    per_class_fpr: dict[str, float | None] = Field(
+        description="class name -> false-positive rate FP / (FP + TN); null when undefined"
+    )
+    top_confusions: list[ConfusionPair] = Field(description="the five most frequent (true, predicted) errors")
+    overconfident_errors: int = Field(ge=0, description="wrong predictions made with confidence >= 0.9")
+
+
+class ReliabilityBin(Node):
+    """One equal-width confidence bin of the reliability diagram."""
+
+    lo: float = Field(ge=0.0, le=1.0, description="lower edge (exclusive, except the first bin which takes 0)")
+    hi: float = Field(ge=0.0, le=1.0, description="upper edge (inclusive)")
+    n: int = Field(ge=0)
+    accuracy: Rate = Field(description="share correct in the bin; null when empty")
+    confidence: Rate = Field(description="mean top-label confidence in the bin; null when empty")
+
+
+class Reliability(Node):
+    bins: list[ReliabilityBin]
+
+
+class ConditionResult(Node):
+    """One evaluated condition: the clean images, or one stressor at one severity (or attack at one ε)."""
+
+    id: str = Field(
+        description="'clean', or '<stressor>@<severity>' (integer severities: 'night@3'; attack budgets ε in pixel units of [0, 1] with 4 significant digits: 'pgd@0.007843')"
+    )
+    stressor: str | None = Field(description="the stressor entry's name (its 'label' when given); null for clean")
+    severity: int | float = Field(description="the severity level, or the attack's ε; 0 for clean")
+    model_aware: bool = Field(description="true for adversarial attacks (they need the model and the labels)")
+    probe: bool | None = Field(
+        default=None,
+        description="true for an attack sanity probe (ε = 0 replay, or the large-ε gradient-masking check), left out of 'hardest condition' summaries and wildcard rules",
+    )
+    metrics: Metrics
+    confusion: list[list[int]] = Field(description="K x K counts: rows are true classes, columns predicted classes")
+    error_types: ErrorTypes
+    reliability: Reliability
+    groups: list[GroupResult] = Field(description="every subgroup and intersection, empty ones included (n = 0)")
+    attack_subset: int | None = Field(
+        default=None, description="attacks run on a stratified subset: its size (see attack_reference)"
+    )
+    failed_starts: int | None = Field(
+        default=None, ge=0, description="hopskipjump: samples without a starting point (counted as not fooled)"
+    )

@@ -1,0 +1,87 @@
+"""results.json identity sections: tool, model, dataset, evaluation settings, stressors, provenance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from audit.contract.results.base import Node
+
+__all__ = [
+    "DatasetInfo",
+    "EvaluationSettings",
+    "GalleryItem",
+    "ModelInfo",
+    "Provenance",
+    "SkippedImage",
+    "StressorInfo",
+    "Tool",
+]
+
+
+class Tool(Node):
+    name: str = Field(description="always 'cvaudit'")
+    version: str = Field(description="the cvaudit version that wrote the results")
+
+
+class ModelInfo(Node):
+    path: str | None = Field(description="the model file (or the factory 'module:function' when no weights file)")
+    sha256: str | None = Field(description="SHA-256 of the model file (hex); null for a factory without weights")
+    format: str = Field(description="torchscript | torch.export | onnx | factory")
+    num_classes: int = Field(ge=1)
+    class_names: list[str] = Field(description="class names in output order (default '0'..'K-1')")
+
+
+class SkippedImage(Node):
+    sample: str = Field(description="sample id")
+    reason: str = Field(description="why the image could not be decoded")
+
+
+class DatasetInfo(Node):
+    path: str = Field(description="the manifest, image folder or .npz file")
+    sha256: str | None = Field(description="SHA-256 of the manifest or .npz file; null for an image folder")
+    num_samples: int = Field(ge=0, description="samples evaluated (skipped images excluded)")
+    num_skipped: int = Field(ge=0, description="images that could not be decoded (data.on_bad_image: skip)")
+    skipped: list[SkippedImage]
+    attributes: dict[str, dict[str, int]] = Field(description="attribute -> value -> number of evaluated samples")
+    intersections: list[str] = Field(description="intersections evaluated, e.g. 'camera×ink'")
+
+
+class EvaluationSettings(Node):
+    min_group_size: int = Field(
+        ge=1, description="the one 'too small to judge' threshold: smaller groups are shown but take no part in gaps"
+    )
+    n_bootstrap: int = Field(ge=0, description="bootstrap replicates behind the intervals")
+    confidence_level: float = Field(gt=0.0, lt=1.0, description="coverage of every interval (0.95)")
+    ece_bins: int = Field(ge=1, description="equal-width bins of ece and the reliability diagram")
+    attack_samples: int | None = Field(
+        description="size of the stratified attack subset; null when every sample is attacked"
+    )
+    top_k: int | None = Field(description="k of top_k_accuracy; null when not computed")
+
+
+class StressorInfo(Node):
+    name: str = Field(description="the name condition ids use (the entry's label when given)")
+    stressor: str = Field(description="the registered stressor")
+    model_aware: bool
+    severities: list[int | float] = Field(description="severities (or ε) evaluated")
+    severity_meaning: dict[str, str] = Field(description="severity -> its physical meaning")
+    description: str
+    options: dict[str, Any] = Field(description="the options the stressor was built with")
+
+
+class GalleryItem(Node):
+    condition: str
+    image: str = Field(description="a data:image/png;base64 URI (anonymized or raw, as the policy allows)")
+
+
+class Provenance(Node):
+    seed: int
+    config: str | None = Field(description="the config file")
+    config_sha256: str | None
+    started: str = Field(description="ISO 8601 UTC time the run started")
+    finished: str = Field(description="ISO 8601 UTC time the results were assembled")
+    device: str
+    world_size: int = Field(ge=1, description="processes under torchrun (1 when run directly)")
+    versions: dict[str, str] = Field(description="python and library versions")

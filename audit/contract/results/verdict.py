@@ -1,0 +1,88 @@
+"""results.json ``governance`` and ``policy``: data-governance findings, rule outcomes, the verdict."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from audit.contract.results.base import Node
+
+__all__ = ["Evaluation", "Governance", "GovernanceFinding", "PolicyOutcome", "RuleResult", "Status"]
+
+Status = Literal["pass", "fail", "warn", "insufficient_data"]
+
+
+class GovernanceFinding(Node):
+    """One data-governance check over the manifest (retention, consent, PII, region ...)."""
+
+    check: str = Field(description="e.g. 'consent_withdrawn', 'retention_expired', 'pii_columns'")
+    status: Status = Field(
+        description="fail (blocking and found), warn (found, or cannot tell), pass, insufficient_data"
+    )
+    blocking: bool = Field(description="whether this check fails the verdict under the policy that judged it")
+    count: int | None = Field(ge=0, description="samples affected; null when the check was not run")
+    total: int | None = Field(ge=0, description="samples checked")
+    sample_ids: list[str] = Field(description="the first affected sample ids (never personal values)")
+    message: str
+    clause: str | None = Field(default=None, description="the regulation clause the check serves")
+    columns: list[str] | None = Field(default=None, description="manifest columns involved")
+    biometric_rows: int | None = Field(default=None, ge=0, description="rows marked biometric (biometric check)")
+    informational: bool | None = Field(
+        default=None, description="true when the judging policy does not configure this check: it never blocks"
+    )
+
+
+class Governance(Node):
+    findings: list[GovernanceFinding]
+
+
+class Evaluation(Node):
+    """One target of a rule whose selector matched several (e.g. every condition of 'night@*')."""
+
+    condition: str | None
+    group: str | None
+    observed: float | None
+    n: int | None
+    status: Literal["pass", "fail", "insufficient_data"]
+
+
+class RuleResult(Node):
+    """The outcome of one policy rule."""
+
+    id: str
+    kind: Literal["metric", "finding"]
+    status: Status = Field(description="fail only for a blocking rule; a failed non-blocking rule is 'warn'")
+    blocking: bool
+    observed: float | str | None = Field(description="the judged value (a check's status for kind 'finding')")
+    threshold: float | str | None
+    op: Literal["min", "max"] | None = Field(default=None, description="min: observed must be >= threshold")
+    metric: str | None = None
+    judge: Literal["point", "ci_lower", "ci_upper"] | None = None
+    aggregate: Literal["gap", "ratio", "worst"] | None = None
+    check: str | None = None
+    condition: str | None
+    group: str | None
+    n: int | None = Field(default=None, description="samples behind the judged value (the smallest group for gaps)")
+    count: int | None = None
+    clause: str | None
+    description: str | None
+    message: str
+    evaluations: list[Evaluation] | None = Field(default=None, description="every target, when several matched")
+
+
+class PolicyOutcome(Node):
+    """The verdict of one policy over these results."""
+
+    name: str
+    version: int
+    sha256: str = Field(description="SHA-256 of the policy file bytes")
+    verdict: Literal["pass", "fail"] = Field(
+        description="fail iff a blocking rule or a blocking governance check failed"
+    )
+    on_insufficient_data: Literal["fail", "warn", "pass"]
+    counts: dict[str, int] = Field(description="rule status -> number of rules")
+    blocking_failures: list[str] = Field(
+        description="ids of everything that failed the verdict: rule ids and 'governance.<check>'"
+    )
+    rules: list[RuleResult]

@@ -1,0 +1,39 @@
+"""Neutralising users' strings for the terminal and other plain-text media.
+
+Class names, attribute values, sample ids and file names come from users'
+data. Printed raw they can move the cursor, retitle the terminal (OSC
+sequences) or reorder text (bidirectional overrides). :func:`neutralise`
+replaces every such character by a visible escape, so the text reads the same
+and cannot act.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["BIDI_CONTROLS", "neutralise"]
+
+#: Unicode bidirectional embedding, override and isolate controls (and the marks).
+BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + BIDI_CONTROLS + "]")
+_CONTROL_WITH_NEWLINES = re.compile("[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + "]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def neutralise(text: str, *, keep_newlines: bool = False) -> str:
+    """Replace C0/C1 control characters (tab kept) and bidi controls by visible escapes.
+
+    Args:
+        text: any string.
+        keep_newlines: keep ``\\n`` (multi-line output); otherwise it becomes ``\\x0a``.
+
+    >>> neutralise("a\\x1b]0;owned\\x07b")
+    'a\\\\x1b]0;owned\\\\x07b'
+    """
+    pattern = _CONTROL if keep_newlines else _CONTROL_WITH_NEWLINES
+    return pattern.sub(_escape, text.replace("\t", " ") if not keep_newlines else text)

@@ -1,0 +1,90 @@
+"""The one YAML loader for config and policy files, with limits a hostile file cannot pass.
+
+PyYAML's ``safe_load`` builds no objects beyond plain data, but it still lets a
+few hundred bytes of nested aliases ("billion laughs") stand for billions of
+values, which later code (validation, error messages) then walks. This loader
+refuses, before anything is built:
+
+- files larger than :data:`MAX_BYTES`;
+- documents whose nodes, with every alias expanded, exceed :data:`MAX_NODES`;
+- more than one document in a file (and, like ``safe_load``, any Python object tag).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from audit.contract.errors import CvauditError
+
+__all__ = ["MAX_BYTES", "MAX_NODES", "YamlError", "load_yaml"]
+
+#: Largest config or policy file read (bytes).
+MAX_BYTES = 1 << 20
+#: Most YAML nodes a document may hold once aliases are expanded.
+MAX_NODES = 100_000
+
+
+class YamlError(CvauditError):
+    """A config or policy file is not acceptable YAML; one line naming the file."""
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Number of nodes with every alias expanded (stops counting past ``limit``)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children = (
+            [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        )
+        if done:
+            sizes[id(node)] = min(limit + 1, 1 + sum(sizes.get(id(c), 0) for c in children))
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def load_yaml(data: bytes | str, *, source: str) -> Any:
+    """Parse one YAML document with the limits of the module docstring.
+
+    Args:
+        data: the file's contents.
+        source: the file name, for messages.
+
+    Returns:
+        The plain data (dicts, lists, strings, numbers, booleans, None).
+
+    Raises:
+        YamlError: too large, not UTF-8, too many nodes after alias expansion,
+            several documents, or malformed YAML (with the line and column).
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > MAX_BYTES:
+        raise YamlError(f"{source}: file is {len(raw)} bytes; at most {MAX_BYTES} are read")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise YamlError(f"{source}: not UTF-8 text") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()  # a second document is a ComposerError
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_NODES) > MAX_NODES:
+            raise YamlError(f"{source}: more than {MAX_NODES} values once YAML aliases are expanded (an alias bomb?)")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or "cannot parse").split())[:120]
+        raise YamlError(f"{source}: malformed YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()

@@ -1,0 +1,328 @@
+"""Audit datasets: a CSV/JSONL manifest, an ImageFolder tree, or an ``.npz`` file.
+
+Images are decoded lazily by a :class:`torch.utils.data.DataLoader` (with
+workers), never all held in memory. Every sample yields a float image in
+[0, 1] of shape (C, H, W) at the model's input size, its label, a stable
+sample id and its subgroup attribute values.
+
+Conversions (documented in the README):
+- grayscale images are replicated to three channels (or kept as one channel
+  for a one-channel model); colour images for a one-channel model use the
+  ITU-R BT.601 luma;
+- RGBA / LA images are composited over a white background;
+- 16-bit images (``I;16``, ``I``) are scaled by 1/65535;
+- images are resized to ``model.input_size`` with antialiased bilinear
+  interpolation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+from audit.contract.config import DataConfig, ModelConfig
+from audit.contract.errors import AuditError
+from audit.contract.manifest import read_manifest
+from audit.contract.seeds import sample_key
+
+MISSING = "<missing>"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+
+
+@dataclass
+class SampleTable:
+    """What is known about the samples before any image is decoded.
+
+    Attributes:
+        source: the manifest / folder / npz path (for messages and digests).
+        ids: sample ids (unique strings).
+        labels: integer labels.
+        attributes: attribute name -> one value per sample (strings, ``<missing>`` if absent).
+        paths: image paths (None for npz data).
+        rows: the raw manifest rows (all columns), for governance checks.
+        class_names: class names known from the data (ImageFolder), else None.
+    """
+
+    source: Path
+    ids: list[str]
+    labels: list[int]
+    attributes: dict[str, list[str]]
+    paths: list[Path] | None = None
+    rows: list[dict[str, str]] = field(default_factory=list)
+    class_names: list[str] | None = None
+    npz_images: Any = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# ----------------------------------------------------------------------- reading
+
+
+def _label_reader(raw_labels: list[str], *, path: Path, class_names: Sequence[str] | None):
+    """Decide once per manifest whether labels are class names or integer indices.
+
+    Mixing the two readings would silently mislabel samples when class names look
+    like integers, so the whole column must be of one kind.
+    """
+    names = list(class_names) if class_names is not None else None
+    if names is not None and all(r in names for r in raw_labels):
+        return lambda raw, where: names.index(raw)
+
+    def as_int(raw: str, where: str) -> int:
+        try:
+            return int(raw)
+        except ValueError:
+            known = f"; known class names: {names}" if names else ""
+            raise AuditError(f"{where}: label {raw!r} is not an integer or a class name{known}") from None
+
+    return as_int
+
+
+def manifest_table(path: Path, cfg: DataConfig, *, class_names: Sequence[str] | None) -> SampleTable:
+    numbered = [(row.line, row) for row in read_manifest(path)]
+    if not numbered:
+        raise AuditError(f"{path}: the dataset is empty (no rows)")
+    rows = [row for _, row in numbered]
+    for lineno, row in numbered:
+        for required in ("path", "label", *cfg.attributes):
+            if required not in row:
+                what = "attribute " if required in cfg.attributes else ""
+                raise AuditError(
+                    f"{path}: line {lineno}: {what}column {required!r} is missing (columns: {sorted(row)})"
+                )
+    use_ids = cfg.id_column in rows[0]
+    if not use_ids and "id_column" in cfg.model_fields_set:
+        raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(rows[0])})")
+    read_label = _label_reader([(r["label"] or "").strip() for r in rows], path=path, class_names=class_names)
+    base = path.parent
+    ids, labels, paths = [], [], []
+    for lineno, row in numbered:
+        sid = ((row.get(cfg.id_column) if use_ids else None) or row["path"]).strip()
+        where = f"{path}: line {lineno} (sample {sid})"
+        if not row["path"].strip():
+            raise AuditError(f"{where}: empty path")
+        ids.append(sid)
+        labels.append(read_label((row["label"] or "").strip(), where))
+        p = Path(row["path"].strip())
+        paths.append(p if p.is_absolute() else base / p)
+    _check_unique(ids, path)
+    attributes = {a: [(r.get(a) or "").strip() or MISSING for r in rows] for a in cfg.attributes}
+    return SampleTable(path, ids, labels, attributes, paths=paths, rows=rows)
+
+
+def read_image_folder(root: Path, cfg: DataConfig, *, class_names: Sequence[str] | None = None) -> SampleTable:
+    """An ImageFolder tree: one folder per class. Labels follow ``model.class_names`` when
+    given (every folder must be one of them), else the sorted folder names."""
+    if not root.is_dir():
+        raise AuditError(f"{root}: image folder not found")
+    if cfg.attributes:
+        raise AuditError(f"{root}: data.attributes needs a manifest; an ImageFolder has no attribute columns")
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir())
+    classes = list(class_names) if class_names is not None else folders
+    unknown = [f for f in folders if f not in classes]
+    if unknown:
+        raise AuditError(f"{root}: class folder {unknown[0]!r} is not in model.class_names {classes}")
+    ids, labels, paths = [], [], []
+    for cls in folders:
+        for f in sorted((root / cls).rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                ids.append(f.relative_to(root).as_posix())
+                labels.append(classes.index(cls))
+                paths.append(f)
+    if not ids:
+        raise AuditError(f"{root}: the dataset is empty (no images in class folders)")
+    rows = [{"sample_id": i, "path": str(p), "label": str(y)} for i, p, y in zip(ids, paths, labels)]
+    return SampleTable(root, ids, labels, {}, paths=paths, rows=rows, class_names=classes)
+
+
+def read_npz(path: Path, cfg: DataConfig) -> SampleTable:
+    """An ``.npz`` with ``images`` (N,H,W), (N,H,W,C) or (N,C,H,W) with C in 1 or 3 — uint8,
+    uint16 or float in [0, 1] — integer ``labels`` (N,), optional ``sample_ids`` and one (N,)
+    array per attribute. The arrays are memory-mapped only as far as NumPy's npz reader
+    allows: an npz is loaded whole, so use a manifest for datasets larger than memory."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        files = archive.files
+        for key in ("images", "labels"):
+            if key not in files:
+                raise AuditError(f"{path}: array {key!r} is missing (arrays: {files})")
+        images, labels = archive["images"], archive["labels"]
+        extra = {k: archive[k] for k in ["sample_ids", *cfg.attributes] if k in files}
+    except FileNotFoundError:
+        raise AuditError(f"{path}: npz file not found") from None
+    except (OSError, ValueError) as err:
+        raise AuditError(f"{path}: not a readable .npz file ({str(err).splitlines()[0]})") from None
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))):
+        raise AuditError(
+            f"{path}: 'labels' must be a 1-D array of integers (got shape {labels.shape}, dtype {labels.dtype})"
+        )
+    n = len(labels)
+    if n == 0:
+        raise AuditError(f"{path}: the dataset is empty (no samples)")
+    channels_ok = images.ndim == 3 or (images.ndim == 4 and (images.shape[-1] in (1, 3) or images.shape[1] in (1, 3)))
+    if images.shape[0] != n or not channels_ok or images.dtype.kind not in "uif":
+        raise AuditError(
+            f"{path}: 'images' must be (N,H,W), (N,H,W,C) or (N,C,H,W) with C = 1 or 3 and N = {n} labels, "
+            f"numeric; got shape {images.shape}, dtype {images.dtype}"
+        )
+    ids = [str(s) for s in extra["sample_ids"]] if "sample_ids" in extra else [str(i) for i in range(n)]
+    _check_unique(ids, path)
+    attributes = {}
+    for attr in cfg.attributes:
+        if attr not in extra:
+            raise AuditError(f"{path}: attribute {attr!r} named in data.attributes is not an array in the file")
+        if extra[attr].shape != (n,):
+            raise AuditError(f"{path}: attribute {attr!r} has shape {extra[attr].shape}; expected ({n},)")
+        attributes[attr] = [str(v) if str(v) != "" else MISSING for v in extra[attr]]
+    int_labels = [int(y) for y in labels]
+    rows = [
+        {"sample_id": i, "label": str(y), **{a: attributes[a][j] for a in attributes}}
+        for j, (i, y) in enumerate(zip(ids, int_labels))
+    ]
+    return SampleTable(path, ids, int_labels, attributes, rows=rows, npz_images=images)
+
+
+def _check_unique(ids: list[str], source: Path) -> None:
+    seen: set[str] = set()
+    for sid in ids:
+        if sid in seen:
+            raise AuditError(f"{source}: sample id {sid!r} appears more than once")
+        seen.add(sid)
+
+
+def read_samples(cfg: DataConfig, *, class_names: Sequence[str] | None) -> SampleTable:
+    """Read the sample table of whichever source the config names."""
+    if cfg.manifest is not None:
+        return manifest_table(cfg.manifest, cfg, class_names=class_names)
+    if cfg.images is not None:
+        return read_image_folder(cfg.images, cfg, class_names=class_names)
+    assert cfg.npz is not None
+    return read_npz(cfg.npz, cfg)
+
+
+# ----------------------------------------------------------------------- decoding
+
+
+def _check_unit_range(arr: np.ndarray, what: str) -> None:
+    """Raise ValueError (a bad image) for NaN/inf or values outside [0, 1]: never clip silently."""
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contain NaN or inf")
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError(f"{what} outside [0, 1] (got {arr.min():.3g}..{arr.max():.3g})")
+
+
+def to_float_array(img: Image.Image) -> np.ndarray:
+    """Decode a PIL image to float32 HWC in [0, 1] (see the module docstring)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return (np.clip(arr / scale, 0, 1)[..., None]).astype(np.float32)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        _check_unit_range(arr, "float image")
+        return arr[..., None]
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("RGB")
+    elif img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+def to_tensor(arr: np.ndarray, *, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """HWC float array -> (channels, H, W) float tensor at ``size`` (H, W)."""
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+    if t.shape[0] == 1 and channels == 3:
+        t = t.expand(3, -1, -1)
+    elif t.shape[0] == 3 and channels == 1:
+        t = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0)
+    if tuple(t.shape[1:]) != tuple(size):
+        t = F.interpolate(t.unsqueeze(0), size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return t.clamp(0, 1).contiguous()
+
+
+class AuditDataset(Dataset):
+    """Map-style dataset over a :class:`SampleTable`, optionally restricted to ``indices``.
+
+    ``__getitem__`` never raises on a bad image: it returns the error so that the
+    collate step can apply ``on_bad_image`` with the sample named.
+    """
+
+    def __init__(self, table: SampleTable, model_cfg: ModelConfig, indices: Sequence[int] | None = None):
+        self.table = table
+        self.size = tuple(model_cfg.input_size)
+        self.channels = model_cfg.channels
+        self.indices = list(range(len(table))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _decode(self, i: int) -> torch.Tensor:
+        if self.table.npz_images is not None:
+            arr = np.asarray(self.table.npz_images[i])
+            if arr.ndim == 2:
+                arr = arr[..., None]
+            elif arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+                arr = arr.transpose(1, 2, 0)
+            if arr.dtype == np.uint8:
+                arr = arr.astype(np.float32) / 255.0
+            elif arr.dtype == np.uint16:
+                arr = arr.astype(np.float32) / 65535.0
+            else:
+                arr = arr.astype(np.float32)
+                _check_unit_range(arr, f"{self.table.npz_images.dtype} pixels")
+            return to_tensor(arr, channels=self.channels, size=self.size)
+        with Image.open(self.table.paths[i]) as img:
+            img.load()
+            return to_tensor(to_float_array(img), channels=self.channels, size=self.size)
+
+    def __getitem__(self, pos: int) -> dict[str, Any]:
+        i = self.indices[pos]
+        item: dict[str, Any] = {"index": i}
+        try:
+            item["image"] = self._decode(i)
+        except FileNotFoundError:
+            item["error"] = "image file not found"
+        except UnidentifiedImageError:
+            item["error"] = "not a readable image (corrupt or unknown format)"
+        except (OSError, ValueError, SyntaxError) as err:
+            item["error"] = f"cannot decode image ({err})"
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the good images; pass the failures on as (index, reason)."""
+    good = [it for it in items if "image" in it]
+    return {
+        "index": torch.tensor([it["index"] for it in good], dtype=torch.int64),
+        "images": torch.stack([it["image"] for it in good]) if good else None,
+        "bad": [(it["index"], it["error"]) for it in items if "error" in it],
+    }
+
+
+def make_loader(dataset: AuditDataset, *, batch_size: int, num_workers: int) -> DataLoader:
+    """A deterministic (unshuffled) DataLoader with workers for streaming decode."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+        persistent_workers=False,
+    )
+
+
+def sample_keys_of(table: SampleTable) -> torch.Tensor:
+    """Stable 63-bit keys of every sample id (see :func:`audit.contract.seeds.sample_key`)."""
+    return torch.tensor([sample_key(s) for s in table.ids], dtype=torch.int64)

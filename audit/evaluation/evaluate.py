@@ -1,0 +1,257 @@
+"""The streaming evaluation loop: batches -> stressors -> model -> mergeable statistics.
+
+One pass over the data. For every batch and every condition the stressed
+batch is built on the model's device, the model runs, the probabilities are
+checked, and the per-condition :class:`audit.evaluation.metrics.AuditStats` are updated.
+Per-sample rows go to ``predictions.csv`` as they are produced. Nothing here
+holds a per-sample list of the whole dataset.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from audit.contract.errors import AuditError
+from audit.evaluation.conditions import Condition, format_severity
+from audit.evaluation.data import AuditDataset, SampleTable, make_loader
+from audit.evaluation.metrics import AuditStats
+from audit.evaluation.model import AuditModel
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class EvalSettings:
+    seed: int
+    batch_size: int
+    num_workers: int
+    num_classes: int
+    n_bootstrap: int
+    top_k: int | None
+    on_bad_image: str
+    gallery_mode: str = "none"  # none | anonymized | raw
+    attack_indices: set[int] | None = None  # None: attack every sample
+
+
+@dataclass
+class EvalState:
+    stats: dict[str, AuditStats]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    gallery: dict[str, str] = field(default_factory=dict)
+    attack_failures: dict[str, int] = field(default_factory=dict)
+
+
+#: Statistics key of the clean images restricted to the attack subset (not a condition of its own).
+SUBSET_CLEAN = "clean@attack-subset"
+
+PRED_COLUMNS = ["sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"]
+
+
+def _png_data_uri(image: Tensor, mode: str) -> str:
+    arr = (image.detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8)
+    arr = arr.permute(1, 2, 0).numpy()
+    img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+    if mode == "anonymized":  # heavy pixelation: 8 blocks across the shorter side
+        w, h = img.size
+        block = max(1, min(w, h) // 8)
+        small = img.resize((max(1, w // block), max(1, h // block)), Image.Resampling.BOX)
+        img = small.resize((w, h), Image.Resampling.NEAREST)
+    scale = max(1, 128 // max(img.size))
+    if scale > 1:
+        img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _stress(cond: Condition, model: AuditModel, images: Tensor, labels: Tensor, keys: Tensor, seed: int) -> Tensor:
+    if cond.stressor is None:
+        return images
+    if cond.model_aware:
+        with torch.enable_grad():
+            return cond.stressor.perturb(model, images, labels, severity=cond.severity, sample_ids=keys, seed=seed)
+    params = cond.stressor.sample_params(keys, cond.severity, seed=seed)
+    return cond.stressor.apply(images, params)
+
+
+def _probabilities(model: AuditModel, images: Tensor, *, num_classes: int) -> Tensor:
+    with torch.no_grad():
+        logits = model(images)
+    if logits.shape[1] != num_classes:
+        raise AuditError(
+            f"model output has {logits.shape[1]} columns but the audit has {num_classes} classes "
+            "(model.class_names or the labels)"
+        )
+    bad = ~torch.isfinite(logits).all(dim=1)
+    if bad.any():
+        raise AuditError(f"model output: {int(bad.sum())} rows contain NaN or inf")
+    return torch.softmax(logits.double(), dim=1)
+
+
+def evaluate(
+    *,
+    model: AuditModel,
+    table: SampleTable,
+    dataset: AuditDataset,
+    conditions: list[Condition],
+    slots: Tensor,
+    keys: Tensor,
+    num_slots: int,
+    settings: EvalSettings,
+    device: torch.device,
+    predictions_path: Path,
+    progress: Progress | None = None,
+) -> EvalState:
+    """Run every condition over the dataset once, streaming.
+
+    Args:
+        slots: (N_total, G+1) slot index of every sample of ``table``.
+        keys: (N_total,) stable per-sample keys.
+        predictions_path: where this process writes its predictions rows (CSV with
+            a leading ``_index`` column so shards can be merged in dataset order).
+
+    Raises:
+        AuditError: bad image (unless skipping), label out of range, bad model output.
+    """
+
+    def new_stats() -> AuditStats:
+        return AuditStats(
+            num_classes=settings.num_classes,
+            num_slots=num_slots,
+            n_bootstrap=settings.n_bootstrap,
+            seed=settings.seed,
+            top_k=settings.top_k,
+        )
+
+    state = EvalState(stats={c.id: new_stats() for c in conditions})
+    subset_clean = settings.attack_indices is not None and any(c.model_aware for c in conditions)
+    if subset_clean:  # the clean reference of attacks run on a subset (like-for-like drops)
+        state.stats[SUBSET_CLEAN] = new_stats()
+    attr_names = list(table.attributes)
+    loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
+    with open(predictions_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        for raw in loader:
+            _record_bad_images(raw["bad"], table, settings, state)
+            if raw["images"] is not None:
+                batch = _Batch.build(raw, table, keys, slots, settings, device)
+                rows: list[tuple[int, int, list]] = []
+                for order, cond in enumerate(conditions):
+                    part = batch.attack_part() if cond.model_aware else batch
+                    if part is None:
+                        continue
+                    x = _stress(cond, model, part.images, part.labels_dev, part.keys, settings.seed)
+                    probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
+                    state.stats[cond.id].update(probs, part.labels, part.slots, part.keys)
+                    if cond.stressor is None and subset_clean and batch.in_subset.any():
+                        m = batch.in_subset
+                        state.stats[SUBSET_CLEAN].update(probs[m], part.labels[m], part.slots[m], part.keys[m])
+                    failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
+                    if failed is not None:
+                        state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
+                    if settings.gallery_mode != "none" and cond.id not in state.gallery:
+                        state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
+                    rows.extend(_rows(order, cond, part.index, part.labels, probs, table, attr_names))
+                rows.sort(key=lambda r: (r[0], r[1]))
+                writer.writerows(r[2] for r in rows)
+            if progress:
+                progress(len(raw["index"]) + len(raw["bad"]))
+    return state
+
+
+def _record_bad_images(
+    bad: list[tuple[int, str]], table: SampleTable, settings: EvalSettings, state: EvalState
+) -> None:
+    """Fail on the first undecodable image, or count it as skipped (``on_bad_image``)."""
+    for index, reason in bad:
+        where = table.paths[index] if table.paths is not None else f"{table.source}[{index}]"
+        if settings.on_bad_image == "error":
+            raise AuditError(f"{where}: sample {table.ids[index]}: {reason}")
+        state.skipped.append({"sample": table.ids[index], "reason": reason})
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One decoded batch with everything a condition needs (images and labels on the device)."""
+
+    index: Tensor
+    images: Tensor
+    labels: Tensor
+    labels_dev: Tensor
+    keys: Tensor
+    slots: Tensor
+    in_subset: Tensor | None  # attack subset mask, when attacks run on a subset
+
+    @classmethod
+    def build(
+        cls,
+        raw: dict[str, Any],
+        table: SampleTable,
+        keys: Tensor,
+        slots: Tensor,
+        settings: EvalSettings,
+        device: torch.device,
+    ) -> _Batch:
+        idx = raw["index"]
+        labels = torch.tensor([table.labels[i] for i in idx.tolist()], dtype=torch.int64)
+        out_of_range = (labels < 0) | (labels >= settings.num_classes)
+        if out_of_range.any():
+            i = int(idx[out_of_range.nonzero()[0, 0]])
+            raise AuditError(
+                f"{table.source}: sample {table.ids[i]}: label {table.labels[i]} is outside the model's "
+                f"{settings.num_classes} classes (0..{settings.num_classes - 1})"
+            )
+        in_subset = None
+        if settings.attack_indices is not None:
+            in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
+        return cls(idx, raw["images"].to(device), labels, labels.to(device), keys[idx], slots[idx], in_subset)
+
+    def attack_part(self) -> _Batch | None:
+        """The samples to attack: the whole batch, its attack-subset part, or None if empty."""
+        if self.in_subset is None:
+            return self
+        if not self.in_subset.any():
+            return None
+        m, m_dev = self.in_subset, self.in_subset.to(self.images.device)
+        return _Batch(
+            self.index[m], self.images[m_dev], self.labels[m], self.labels_dev[m_dev], self.keys[m], self.slots[m], None
+        )
+
+
+def _rows(
+    order: int, cond: Condition, idx: Tensor, labels: Tensor, probs: Tensor, table: SampleTable, attrs: list[str]
+):
+    """Predictions rows of one condition, keyed (sample index, condition order) for sorting."""
+    conf, pred = probs.max(dim=1)
+    p_true = probs.gather(1, labels.view(-1, 1)).squeeze(1)
+    severity = "" if cond.stressor is None else format_severity(cond.severity)
+    stressor = "" if cond.stressor is None else cond.label
+    for j, i in enumerate(idx.tolist()):
+        yield (
+            i,
+            order,
+            (
+                [
+                    i,
+                    table.ids[i],
+                    cond.id,
+                    stressor,
+                    severity,
+                    int(labels[j]),
+                    int(pred[j]),
+                    f"{float(conf[j]):.6f}",
+                    f"{float(p_true[j]):.6f}",
+                    *(table.attributes[a][i] for a in attrs),
+                ]
+            ),
+        )

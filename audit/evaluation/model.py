@@ -1,0 +1,218 @@
+"""Loading the model under audit and wrapping it with its preprocessing.
+
+Supported artifacts (teams audit what they deploy):
+
+- TorchScript files (``torch.jit.save``), any suffix;
+- ``torch.export`` programs (``.pt2``);
+- a factory ``package.module:function`` returning an ``nn.Module``, with an
+  optional ``state_dict`` file (``weights``);
+- ONNX files (``.onnx``) through onnxruntime (the ``cvaudit[onnx]`` extra).
+  ONNX models have no gradients: gradient attacks refuse them and name the
+  gradient-free alternative.
+
+:class:`AuditModel` maps images in [0, 1] (N, C, H, W) to logits: the mean/std
+normalisation happens inside it, after the stressors, so an attack's epsilon is
+in pixel units. A model that outputs probabilities is checked (finite,
+non-negative, rows sum to 1) and its log-probabilities serve as logits
+(softmax of them gives back the probabilities).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from audit.contract.config import ModelConfig
+from audit.contract.digest import sha256_file
+from audit.contract.errors import AuditError
+
+PROB_TOLERANCE = 1e-3
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available, else cpu; a CUDA ordinal must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AuditError(f"device: {name!r} requested but CUDA is not available on this machine")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise AuditError(f"device: {name!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    return device
+
+
+class OnnxModule(nn.Module):
+    """An onnxruntime session as a (gradient-free) module; pads a fixed batch dimension."""
+
+    has_gradients = False
+
+    def __init__(self, path: Path):
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise AuditError(f"{path}: ONNX models need onnxruntime: pip install 'cvaudit[onnx]'") from None
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise AuditError(f"{path}: unreadable ONNX model ({type(err).__name__})") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        dim0 = inp.shape[0]
+        self.fixed_batch = dim0 if isinstance(dim0, int) and dim0 > 0 else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        arr = x.detach().cpu().numpy().astype(np.float32)
+        n = arr.shape[0]
+        if self.fixed_batch is None:
+            out = self.session.run(None, {self.input_name: arr})[0]
+        else:
+            b = self.fixed_batch
+            parts = []
+            for start in range(0, n, b):
+                chunk = arr[start : start + b]
+                pad = b - chunk.shape[0]
+                if pad:
+                    chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+                parts.append(self.session.run(None, {self.input_name: chunk})[0][: b - pad])
+            out = np.concatenate(parts)
+        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
+
+
+def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
+    """Import ``package.module:function`` (the config's folder and the working directory are
+    searched first, so a module beside the config is found) and call it."""
+    module_name, _, func_name = cfg.factory.partition(":")
+    search = [str(p) for p in (base_dir, Path.cwd()) if p is not None]
+    saved = list(sys.path)
+    sys.path[:0] = [p for p in search if p not in sys.path]
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, func_name)
+    except (ImportError, AttributeError) as err:
+        raise AuditError(f"model.factory: cannot import {cfg.factory!r} ({err})") from None
+    finally:
+        sys.path[:] = saved
+    try:
+        net = factory()
+    except Exception as err:
+        raise AuditError(
+            f"model.factory: {cfg.factory!r} raised {type(err).__name__}: {str(err).strip()[:200]}"
+        ) from None
+    if not isinstance(net, nn.Module):
+        raise AuditError(f"model.factory: {cfg.factory!r} returned {type(net).__name__}, not a torch.nn.Module")
+    if cfg.weights is not None:
+        try:
+            state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise AuditError(f"{cfg.weights}: weights file not found") from None
+        except Exception as err:
+            raise AuditError(f"{cfg.weights}: unreadable state_dict ({type(err).__name__})") from None
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError) as err:
+            detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])[:200]
+            raise AuditError(f"{cfg.weights}: does not match the factory's model ({detail})") from None
+    return net
+
+
+def _load_file(path: Path) -> tuple[nn.Module, str]:
+    if not path.exists():
+        raise AuditError(f"{path}: model file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return OnnxModule(path), "onnx"
+    if suffix == ".pt2":
+        try:
+            return torch.export.load(str(path)).module(), "torch.export"
+        except Exception as err:
+            raise AuditError(f"{path}: unreadable torch.export program ({type(err).__name__})") from None
+    try:
+        return torch.jit.load(str(path), map_location="cpu"), "torchscript"
+    except Exception:
+        pass
+    try:
+        return torch.export.load(str(path)).module(), "torch.export"
+    except Exception:
+        raise AuditError(f"{path}: unreadable model file (neither TorchScript nor torch.export)") from None
+
+
+class AuditModel(nn.Module):
+    """The model under audit with its preprocessing: [0, 1] images -> logits.
+
+    Attributes:
+        has_gradients: False for models that cannot be differentiated (ONNX).
+        outputs: ``logits`` or ``probabilities`` (what the wrapped network emits).
+    """
+
+    def __init__(self, net: nn.Module, cfg: ModelConfig):
+        super().__init__()
+        self.net = net
+        self.outputs = cfg.outputs
+        self.has_gradients = getattr(net, "has_gradients", True)
+        c = len(cfg.mean)
+        self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).view(1, c, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Shape: images (N, C, H, W) in [0, 1] -> logits (N, K)."""
+        out = self.net((images - self.mean) / self.std)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if out.ndim != 2:
+            raise AuditError(f"model output has shape {tuple(out.shape)}; expected (batch, classes)")
+        if self.outputs == "probabilities":
+            check_probabilities(out.detach())
+            return torch.log(out.clamp_min(1e-12))
+        return out
+
+
+def check_probabilities(p: Tensor) -> None:
+    """Raise unless ``p`` holds finite, non-negative rows that sum to 1 (within 1e-3)."""
+    bad = ~torch.isfinite(p).all(dim=1)
+    if bad.any():
+        raise AuditError(f"model output: {int(bad.sum())} rows contain NaN or inf")
+    if (p < 0).any():
+        raise AuditError("model output: negative probabilities, but model.outputs is 'probabilities'")
+    err = (p.sum(dim=1) - 1).abs()
+    if (err > PROB_TOLERANCE).any():
+        raise AuditError(
+            f"model output: {int((err > PROB_TOLERANCE).sum())} rows do not sum to 1 "
+            f"(max error {float(err.max()):.3g}), but model.outputs is 'probabilities'"
+        )
+
+
+def load_model(cfg: ModelConfig, device: torch.device, *, base_dir: Path | None = None) -> tuple[AuditModel, dict]:
+    """Load the configured model onto ``device``, in eval mode.
+
+    Returns:
+        The wrapped model and its identity ``{path, sha256, format}`` for results.json.
+
+    Raises:
+        AuditError: missing or unreadable file, bad factory or weights.
+    """
+    if cfg.factory is not None:
+        net, fmt = _load_factory(cfg, base_dir), "factory"
+        ident_path = cfg.weights
+    else:
+        net, fmt = _load_file(cfg.path)
+        ident_path = cfg.path
+    model = AuditModel(net, cfg)
+    if fmt != "onnx":
+        model = model.to(device)
+    else:
+        model.mean, model.std = model.mean.to(device), model.std.to(device)
+    if fmt != "torch.export":
+        model.eval()
+    info = {
+        "path": str(ident_path) if ident_path is not None else cfg.factory,
+        "sha256": sha256_file(ident_path) if ident_path is not None else None,
+        "format": fmt,
+        "factory": cfg.factory,
+    }
+    return model, info

@@ -1,0 +1,99 @@
+"""Config parsing: keys of DESIGN.md, unknown keys rejected, paths relative to the file."""
+
+from pathlib import Path
+
+import pytest
+
+from audit.contract.config import load_config
+from audit.contract.errors import AuditError, CvauditError
+
+BASE = """
+seed: 3
+model:
+  path: model.pt
+  input_size: [32, 32]
+data:
+  manifest: data/manifest.csv
+  attributes: [camera]
+stressors:
+  - {name: night, severities: [1, 2]}
+  - {name: pgd, epsilons: [0.01], steps: 20}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.model.path == tmp_path.resolve() / "model.pt"
+    assert cfg.data.manifest == tmp_path.resolve() / "data" / "manifest.csv"
+    assert cfg.seed == 3 and cfg.device == "auto" and cfg.batch_size == 64
+
+
+def test_stressor_options_pass_through(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.stressors[0].options == {"severities": [1, 2]}
+    assert cfg.stressors[1].options == {"epsilons": [0.01], "steps": 20}
+
+
+def test_overrides_win(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), seed=9, batch_size=8, device="cpu")
+    assert (cfg.seed, cfg.batch_size, cfg.device) == (9, 8, "cpu")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (BASE + "colour: red\n", "colour: unknown key"),
+        (BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  mena: [0.5]"), "model.mena: unknown key"),
+        (BASE.replace("data:\n  manifest: data/manifest.csv\n", "data:\n"), "data"),
+        ("seed: [1\n", "malformed YAML"),
+        ("- 1\n- 2\n", "must be a YAML mapping"),
+        (BASE.replace("seed: 3", "seed: three"), "seed"),
+        (BASE + "device: tpu\n", "device"),
+        (BASE + "device: cuda:x\n", "device"),
+        (BASE.replace("input_size: [32, 32]", "input_size: [0, 32]"), "model.input_size.0"),
+        (BASE.replace("input_size: [32, 32]", "input_size: [32, 32]\n  mean: [.nan, 0, 0]"), "finite"),
+        (BASE.replace("input_size: [32, 32]", "input_size: [32, 32]\n  class_names: [a, a]"), "a name twice"),
+        (BASE.replace("attributes: [camera]", "attributes: [camera, camera]"), "attribute twice"),
+        (BASE.replace("attributes: [camera]", "attributes: [label]"), "predictions.csv column"),
+        (
+            BASE.replace("attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, camera]]"),
+            "names an attribute twice",
+        ),
+        (
+            BASE.replace(
+                "attributes: [camera]", "attributes: [camera, ink]\n  intersections: [[camera, ink], [ink, camera]]"
+            ),
+            "listed twice",
+        ),
+        (BASE.replace("{name: night, severities: [1, 2]}", "{name: night, label: 'a b@c'}"), "stressors.0.label"),
+        (BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  channels: 1"), "need 1 or 1 values"),
+        (
+            BASE.replace("attributes: [camera]", "attributes: [camera]\n  intersections: [[camera, ink]]"),
+            "not listed in data.attributes",
+        ),
+    ],
+)
+def test_bad_configs_name_the_file_and_key(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(CvauditError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and expected in message
+    assert "\n" not in message
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(AuditError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_attack_samples_override_is_validated(tmp_path):
+    assert load_config(write(tmp_path, BASE), attack_samples=5).evaluation.attack_samples == 5
+    with pytest.raises(AuditError, match="evaluation.attack_samples"):
+        load_config(write(tmp_path, BASE), attack_samples=0)
