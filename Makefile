@@ -14,7 +14,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.cvaudit-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast install bench clean
+.PHONY: demo test test-fast lint install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,11 +28,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cvaudit demo --out cvaudit-demo
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# Formatting, lint, the import layers (pyproject.toml [tool.importlinter]) and the
+# results.json schema generated from the models (python -m audit.contract.schema).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m audit.contract.schema --check
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_stressors.py

@@ -226,7 +226,9 @@ def _aggregate_evaluation(
         )
         return Evaluation("insufficient_data", None, cid, attr, _smallest(groups, min_n), reason)
     points = [
-        (v, str(g.get("value"))) for g in taking_part if (v := t.as_number((g.get("metrics") or {}).get(rule.metric))) is not None
+        (v, str(g.get("value")))
+        for g in taking_part
+        if (v := t.as_number((g.get("metrics") or {}).get(rule.metric))) is not None
     ]
     note = note_excluded.lstrip("; ")
     if len(points) >= 2:  # which groups the spread runs between (selected, not computed)
