@@ -6,12 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 from cvaudit_fixtures import ConstantNet, save_model, write_config
 
 from audit.cli import main
 from audit.contract.results import SCHEMA_VERSION
+from audit.contract.schema import shipped_schema
 
 
 def run(cfg: Path, out: Path, *args: str):
@@ -25,6 +27,7 @@ def test_pass_writes_every_output(workspace):
     for name in ("results.json", "predictions.csv", "report.html", "junit.xml"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
+    jsonschema.validate(results, shipped_schema())  # an independent validator, the shipped schema
     assert results["schema_version"] == SCHEMA_VERSION and results["policy"]["verdict"] == "pass"
     ids = [c["id"] for c in results["conditions"]]
     assert ids == ["clean", "night@1", "night@5", "blur@1", "blur@5"]
@@ -47,6 +50,7 @@ def test_pass_writes_every_output(workspace):
         "prediction",
         "confidence",
         "p_true",
+        "prob_sq_sum",
         "camera",
     ]
     # predictions.csv agrees with results.json (an independent recount).

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from audit.contract.errors import AuditError
+from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.yaml_loader import load_yaml
 
 
@@ -74,7 +75,7 @@ class DataConfig(_Strict):
             raise ValueError("give exactly one of data.manifest, data.images or data.npz")
         if len(set(self.attributes)) != len(self.attributes):
             raise ValueError("data.attributes names an attribute twice")
-        reserved = {"sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"}
+        reserved = set(PREDICTIONS_COLUMNS)
         clash = [a for a in self.attributes if a in reserved]
         if clash:
             raise ValueError(f"data.attributes: {clash[0]!r} is a predictions.csv column; rename the attribute")

@@ -50,7 +50,7 @@ def echo(value: object, limit: int = MAX_ECHO) -> str:
     """``repr(value)`` cut to ``limit`` characters, for quoting user input in a message.
 
     >>> echo("x" * 300, 10)
-    "'xxxxxxxx… (302 characters)"
+    "'xxxxxxx… (302 characters)"
     """
     text = repr(value)
     if len(text) <= limit:

@@ -54,8 +54,6 @@ class EvalState:
 #: Statistics key of the clean images restricted to the attack subset (not a condition of its own).
 SUBSET_CLEAN = "clean@attack-subset"
 
-PRED_COLUMNS = ["sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"]
-
 
 def _png_data_uri(image: Tensor, mode: str) -> str:
     arr = (image.detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8)
@@ -234,6 +232,7 @@ def _rows(
     """Predictions rows of one condition, keyed (sample index, condition order) for sorting."""
     conf, pred = probs.max(dim=1)
     p_true = probs.gather(1, labels.view(-1, 1)).squeeze(1)
+    sq_sum = (probs * probs).sum(dim=1)
     severity = "" if cond.stressor is None else format_severity(cond.severity)
     stressor = "" if cond.stressor is None else cond.label
     for j, i in enumerate(idx.tolist()):
@@ -249,8 +248,9 @@ def _rows(
                     severity,
                     int(labels[j]),
                     int(pred[j]),
-                    f"{float(conf[j]):.6f}",
-                    f"{float(p_true[j]):.6f}",
+                    repr(float(conf[j])),  # shortest exact float64 text: metrics recompute to 1e-12
+                    repr(float(p_true[j])),
+                    repr(float(sq_sum[j])),
                     *(table.attributes[a][i] for a in attrs),
                 ]
             ),

@@ -1,4 +1,4 @@
-"""``predictions.csv``: one row per (sample, condition), in dataset order.
+"""Writing ``predictions.csv`` (the contract: :mod:`audit.contract.predictions`), in dataset order.
 
 Every process writes its rows, sorted by (sample index, condition order), to a
 part file with a leading ``_index`` column; :func:`merge_predictions` merges the
@@ -13,7 +13,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-COLUMNS = ["sample_id", "condition", "stressor", "severity", "label", "prediction", "confidence", "p_true"]
+from audit.contract.predictions import PREDICTIONS_COLUMNS
+
+COLUMNS = list(PREDICTIONS_COLUMNS)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:

@@ -77,7 +77,7 @@ def stratified_subset(
 
     Example:
         >>> stratified_subset([10, 11, 12, 13], [("a", 0), ("a", 0), ("b", 1), ("b", 1)], 2, seed=0)
-        [1, 3]
+        [0, 3]
     """
     keys = sample_keys.tolist() if isinstance(sample_keys, Tensor) else [int(k) for k in sample_keys]
     if len(keys) != len(strata):

@@ -69,9 +69,9 @@ class GroupResult(Node):
 class ConfusionPair(Node):
     """A (true, predicted) confusion, by class name."""
 
-    true: str
-    predicted: str
-    count: int = Field(ge=0)
+    true: str = Field(description="true class name")
+    predicted: str = Field(description="predicted class name")
+    count: int = Field(description="samples of that class predicted as the other", ge=0)
 
 
 class ErrorTypes(Node):
@@ -92,7 +92,7 @@ class ReliabilityBin(Node):
 
     lo: float = Field(ge=0.0, le=1.0, description="lower edge (exclusive, except the first bin which takes 0)")
     hi: float = Field(ge=0.0, le=1.0, description="upper edge (inclusive)")
-    n: int = Field(ge=0)
+    n: int = Field(description="samples in the bin", ge=0)
     accuracy: Rate = Field(description="share correct in the bin; null when empty")
     confidence: Rate = Field(description="mean top-label confidence in the bin; null when empty")
 

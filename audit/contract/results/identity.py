@@ -29,7 +29,7 @@ class ModelInfo(Node):
     path: str | None = Field(description="the model file (or the factory 'module:function' when no weights file)")
     sha256: str | None = Field(description="SHA-256 of the model file (hex); null for a factory without weights")
     format: str = Field(description="torchscript | torch.export | onnx | factory")
-    num_classes: int = Field(ge=1)
+    num_classes: int = Field(description="K, the model's output width", ge=1)
     class_names: list[str] = Field(description="class names in output order (default '0'..'K-1')")
 
 
@@ -64,24 +64,24 @@ class EvaluationSettings(Node):
 class StressorInfo(Node):
     name: str = Field(description="the name condition ids use (the entry's label when given)")
     stressor: str = Field(description="the registered stressor")
-    model_aware: bool
+    model_aware: bool = Field(description="true for attacks")
     severities: list[int | float] = Field(description="severities (or ε) evaluated")
     severity_meaning: dict[str, str] = Field(description="severity -> its physical meaning")
-    description: str
+    description: str = Field(description="first line of the stressor's documentation")
     options: dict[str, Any] = Field(description="the options the stressor was built with")
 
 
 class GalleryItem(Node):
-    condition: str
+    condition: str = Field(description="condition id the image shows")
     image: str = Field(description="a data:image/png;base64 URI (anonymized or raw, as the policy allows)")
 
 
 class Provenance(Node):
-    seed: int
+    seed: int = Field(description="the audit seed")
     config: str | None = Field(description="the config file")
-    config_sha256: str | None
+    config_sha256: str | None = Field(description="SHA-256 of the config file")
     started: str = Field(description="ISO 8601 UTC time the run started")
     finished: str = Field(description="ISO 8601 UTC time the results were assembled")
-    device: str
+    device: str = Field(description="the device the model ran on")
     world_size: int = Field(ge=1, description="processes under torchrun (1 when run directly)")
     versions: dict[str, str] = Field(description="python and library versions")

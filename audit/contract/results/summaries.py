@@ -30,9 +30,9 @@ _RATIO = "min / max of the group {m} over the groups that take part; null with f
 class Exclusion(Node):
     """A group left out of a fairness entry, and why."""
 
-    value: str
-    n: int = Field(ge=0)
-    reason: Literal["empty", "below min_group_size"]
+    value: str = Field(description="group value")
+    n: int = Field(description="its samples", ge=0)
+    reason: Literal["empty", "below min_group_size"] = Field(description="empty (n = 0) or below min_group_size")
 
 
 class FairnessEntry(Node):
@@ -77,10 +77,10 @@ class FairnessEntry(Node):
 class RobustnessRow(Node):
     """Accuracy drop of one stressed condition from its reference clean accuracy."""
 
-    condition: str
-    stressor: str
-    severity: int | float
-    accuracy: Rate
+    condition: str = Field(description="condition id")
+    stressor: str = Field(description="stressor name")
+    severity: int | float = Field(description="severity or ε")
+    accuracy: Rate = Field(description="accuracy under the condition")
     clean_accuracy: Rate = Field(description="clean accuracy of the same samples (the attacked subset for attacks)")
     drop: float | None = Field(description="clean_accuracy - accuracy (positive is worse)")
 
@@ -88,8 +88,8 @@ class RobustnessRow(Node):
 class CorruptionError(Node):
     """Corruption error of one stressor (ImageNet-C style), E = 1 - accuracy."""
 
-    stressor: str
-    severities: list[int | float]
+    stressor: str = Field(description="stressor name")
+    severities: list[int | float] = Field(description="severities averaged over")
     ce: float | None = Field(description="mean over severities of E_s")
     relative_ce: float | None = Field(description="mean over severities of E_s - E_clean")
     normalized_ce: float | None = Field(description="sum_s E_s / sum_s E_s of a reference model; null without one")
@@ -101,18 +101,20 @@ class CorruptionError(Node):
 class CorruptionSummary(Node):
     stressors: list[CorruptionError]
     mce: float | None = Field(description="mean CE over the natural stressors")
-    relative_mce: float | None
-    normalized_mce: float | None
-    normalized_relative_mce: float | None
+    relative_mce: float | None = Field(description="mean relative CE over the natural stressors")
+    normalized_mce: float | None = Field(description="mean normalized CE; null without a reference model")
+    normalized_relative_mce: float | None = Field(
+        description="mean normalized relative CE; null without a reference model"
+    )
 
 
 class DisparityRow(Node):
     """Which group loses most accuracy, from its own clean accuracy, under one condition."""
 
-    condition: str
-    stressor: str
-    severity: int | float
-    attribute: str
+    condition: str = Field(description="condition id")
+    stressor: str = Field(description="stressor name")
+    severity: int | float = Field(description="severity or ε")
+    attribute: str = Field(description="attribute or intersection")
     worst_group: str | None = Field(
         description="the group with the largest drop; null with fewer than two eligible groups"
     )
@@ -134,14 +136,14 @@ class ErrorShiftPair(Node):
 class ErrorShift(Node):
     """The confusions that grow most, as a share of errors, from clean to one condition."""
 
-    condition: str
+    condition: str = Field(description="condition id")
     pairs: list[ErrorShiftPair]
 
 
 class AttackReference(Node):
     """The clean images of the attacked subset (attacks ran on ``attack_subset`` samples)."""
 
-    attack_subset: int | None
+    attack_subset: int | None = Field(description="number of samples attacked")
     metrics: Metrics
     groups: list[GroupResult]
 
@@ -149,23 +151,29 @@ class AttackReference(Node):
 class BaselineRow(Node):
     """Candidate against baseline (``--baseline``) for one condition and group."""
 
-    condition: str
-    attribute: str | None
-    value: str | None
-    n: int | None
-    baseline_n: int | None
-    accuracy: float | None
-    baseline_accuracy: float | None
+    condition: str = Field(description="condition id")
+    attribute: str | None = Field(description="attribute or intersection; null for the whole condition")
+    value: str | None = Field(description="the group's value; null for the whole condition")
+    n: int | None = Field(description="samples of the candidate's run")
+    baseline_n: int | None = Field(description="samples of the baseline's run")
+    accuracy: float | None = Field(description="candidate accuracy in [0, 1]; null when n < min_group_size")
+    baseline_accuracy: float | None = Field(description="baseline accuracy in [0, 1]; null when its n < min_group_size")
     delta: float | None = Field(description="candidate - baseline accuracy")
     regressed: bool = Field(description="delta < -0.01 (an accuracy drop of more than one percentage point)")
-    status: Literal["regressed", "ok", "insufficient_data", "missing_in_baseline", "missing_in_candidate"]
+    status: Literal["regressed", "ok", "insufficient_data", "missing_in_baseline", "missing_in_candidate"] = Field(
+        description="regressed, ok, insufficient_data (too few samples), or missing on one side"
+    )
 
 
 class AdversarialCheck(Node):
     """A sanity check of an adversarial evaluation (Carlini et al. 2019)."""
 
     check: str = Field(description="e.g. 'adversarial.large_epsilon_zero_accuracy'")
-    status: Literal["pass", "fail", "warn", "insufficient_data"]
-    attack: str | None
-    observed: float | None
-    message: str
+    status: Literal["pass", "fail", "warn", "insufficient_data"] = Field(
+        description="pass, fail (the check failed), warn (failed on a subset), insufficient_data (the run lacks what the check needs)"
+    )
+    attack: str | None = Field(description="the attack's stressor name (its label when given)")
+    observed: float | None = Field(
+        description="the measured quantity (accuracy units, in [0, 1]); see the check's message"
+    )
+    message: str = Field(description="one line saying what was compared and what was found")

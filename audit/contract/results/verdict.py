@@ -24,7 +24,7 @@ class GovernanceFinding(Node):
     count: int | None = Field(ge=0, description="samples affected; null when the check was not run")
     total: int | None = Field(ge=0, description="samples checked")
     sample_ids: list[str] = Field(description="the first affected sample ids (never personal values)")
-    message: str
+    message: str = Field(description="one line: how many samples, and what was found")
     clause: str | None = Field(default=None, description="the regulation clause the check serves")
     columns: list[str] | None = Field(default=None, description="manifest columns involved")
     biometric_rows: int | None = Field(default=None, ge=0, description="rows marked biometric (biometric check)")
@@ -40,47 +40,57 @@ class Governance(Node):
 class Evaluation(Node):
     """One target of a rule whose selector matched several (e.g. every condition of 'night@*')."""
 
-    condition: str | None
-    group: str | None
-    observed: float | None
-    n: int | None
-    status: Literal["pass", "fail", "insufficient_data"]
+    condition: str | None = Field(description="condition id of this target")
+    group: str | None = Field(description="group ('attribute=value') or attribute of this target")
+    observed: float | None = Field(description="the judged value")
+    n: int | None = Field(description="samples behind the value")
+    status: Literal["pass", "fail", "insufficient_data"] = Field(description="this target's outcome")
 
 
 class RuleResult(Node):
     """The outcome of one policy rule."""
 
-    id: str
-    kind: Literal["metric", "finding"]
+    id: str = Field(description="the rule's id in the policy")
+    kind: Literal["metric", "finding"] = Field(
+        description="metric (a threshold on a number) or finding (a named check's status)"
+    )
     status: Status = Field(description="fail only for a blocking rule; a failed non-blocking rule is 'warn'")
-    blocking: bool
+    blocking: bool = Field(description="whether a failure fails the verdict")
     observed: float | str | None = Field(description="the judged value (a check's status for kind 'finding')")
-    threshold: float | str | None
+    threshold: float | str | None = Field(description="the bound (a number; a status set for kind 'finding')")
     op: Literal["min", "max"] | None = Field(default=None, description="min: observed must be >= threshold")
-    metric: str | None = None
-    judge: Literal["point", "ci_lower", "ci_upper"] | None = None
-    aggregate: Literal["gap", "ratio", "worst"] | None = None
-    check: str | None = None
-    condition: str | None
-    group: str | None
+    metric: str | None = Field(default=None, description="the judged metric (a results.json key under the target)")
+    judge: Literal["point", "ci_lower", "ci_upper"] | None = Field(
+        default=None, description="point (the estimate), ci_lower or ci_upper (a bound of its interval)"
+    )
+    aggregate: Literal["gap", "ratio", "worst"] | None = Field(
+        default=None, description="gap, ratio or worst across the groups of an attribute"
+    )
+    check: str | None = Field(default=None, description="the judged check (kind 'finding')")
+    condition: str | None = Field(description="the condition of the decisive target")
+    group: str | None = Field(description="the group or attribute of the decisive target")
     n: int | None = Field(default=None, description="samples behind the judged value (the smallest group for gaps)")
-    count: int | None = None
-    clause: str | None
-    description: str | None
-    message: str
+    count: int | None = Field(default=None, description="samples affected (kind 'finding' over a governance check)")
+    clause: str | None = Field(description="the regulation clause the rule serves")
+    description: str | None = Field(description="the rule's description from the policy")
+    message: str = Field(
+        description="one line: observed value, comparison and threshold, or why it could not be judged"
+    )
     evaluations: list[Evaluation] | None = Field(default=None, description="every target, when several matched")
 
 
 class PolicyOutcome(Node):
     """The verdict of one policy over these results."""
 
-    name: str
-    version: int
+    name: str = Field(description="policy name")
+    version: int = Field(description="policy file format version")
     sha256: str = Field(description="SHA-256 of the policy file bytes")
     verdict: Literal["pass", "fail"] = Field(
         description="fail iff a blocking rule or a blocking governance check failed"
     )
-    on_insufficient_data: Literal["fail", "warn", "pass"]
+    on_insufficient_data: Literal["fail", "warn", "pass"] = Field(
+        description="what an unjudgeable rule does by default: fail, warn or pass"
+    )
     counts: dict[str, int] = Field(description="rule status -> number of rules")
     blocking_failures: list[str] = Field(
         description="ids of everything that failed the verdict: rule ids and 'governance.<check>'"

@@ -1,0 +1,80 @@
+"""One command boundary for every subcommand: one line, exit 2, and bugs called bugs."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from audit.cli import COMMANDS, main
+from audit.contract.errors import ExitCode
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == ExitCode.ERROR, result.output
+    assert len(lines) == 1 and lines[0].startswith("cvaudit: error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "absent.yaml"],
+        ["policy", "check", "absent.json", "--policy", "ci-gate"],
+        ["policy", "show", "no-such-policy"],
+        ["report", "absent.json", "--out", "out"],
+        ["report", "absent.json", "--out", "out", "--format", "docx"],
+        ["keygen", "--out", "keys"],  # run twice below: refuses to overwrite
+        ["verify", "nothing-here"],
+        ["verify", ".", "--subject", "no-equals-sign"],
+        ["stressors", "preview", "absent.png"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_every_subcommand_reports_bad_input_in_one_line(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    if args[0] == "keygen":
+        assert runner.invoke(main, args).exit_code == 0
+    result = runner.invoke(main, args)
+    if args[0] == "verify" and args[1] == "nothing-here":
+        assert result.exit_code == ExitCode.ERROR and "UNUSABLE" in result.output
+        return
+    _one_error_line(result)
+
+
+def test_every_registered_subcommand_loads():
+    for name in COMMANDS:
+        assert main.get_command(None, name) is not None, name
+
+
+def test_an_unexpected_exception_is_called_a_bug(tmp_path, monkeypatch):
+    import audit.cli.run as run_module
+
+    def broken(*args, **kwargs):
+        raise TypeError("NoneType is not subscriptable")
+
+    monkeypatch.setattr(run_module, "run_config", broken)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "c.yaml")])
+    line = _one_error_line(result)
+    assert "internal error (a bug in cvaudit; please report it): TypeError: NoneType is not subscriptable" in line
+    assert "CVAUDIT_DEBUG=1" in line
+
+    monkeypatch.setenv("CVAUDIT_DEBUG", "1")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "c.yaml")])
+    assert result.exit_code == ExitCode.ERROR and "Traceback" in result.output
+
+
+def test_terminal_escape_sequences_in_user_input_are_neutralised(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "evil\x1b]0;owned\x07.json"
+    result = CliRunner().invoke(main, ["policy", "check", name, "--policy", "ci-gate"])
+    line = _one_error_line(result)
+    assert "\x1b" not in line and "\x07" not in line and "\\x1b]0;owned\\x07" in line
+
+
+def test_help_lists_every_subcommand():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output

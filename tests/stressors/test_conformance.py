@@ -1,0 +1,166 @@
+"""The stressor contract (stressors.testing.check_stressor) over every registered stressor and option mode.
+
+The list comes from the registry, not from this file: a new built-in or an
+installed plugin is checked without editing a test. Each check is also shown
+to fail on a stressor that breaks it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import stressors
+from stressors.base import ImageStressor, Params, noise_like, uniform
+from stressors.testing import (
+    check_batch_invariance,
+    check_determinism,
+    check_monotone_severity,
+    check_output_contract,
+    check_perturbation_bound,
+    check_stressor,
+    photo_like,
+    tiny_classifier,
+)
+
+REGISTERED = stressors.available()
+ATTACKS = {name for name in REGISTERED if getattr(stressors.get(name), "model_aware", False)}
+
+#: Option modes of the built-ins beyond their defaults.
+MODES = [
+    ("glare", {"ghosts": False}),
+    ("blur", {"kind": "defocus"}),
+    ("blur", {"kind": "motion"}),
+    ("blur", {"kind": "gaussian"}),
+    ("occlusion", {"fill": "black"}),
+    ("occlusion", {"fill": "noise"}),
+    ("occlusion", {"fill": "mean"}),
+    ("albumentations:GaussianBlur", {"params": {1: {"blur_limit": (3, 3)}, 3: {"blur_limit": (7, 7)}}}),
+]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in ATTACKS else n for n in REGISTERED],
+)
+def test_every_registered_stressor_meets_the_contract(name):
+    check_stressor(stressors.get(name))
+
+
+@pytest.mark.parametrize(("name", "options"), MODES, ids=[f"{n}-{o}" for n, o in MODES])
+def test_every_option_mode_meets_the_contract(name, options):
+    check_stressor(stressors.get(name, **options))
+
+
+def test_the_registry_is_not_empty_and_holds_attacks():
+    assert {"night", "glare", "blur", "occlusion", "pgd"} <= set(REGISTERED)
+    assert {"pgd", "fgsm"} <= ATTACKS
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("name", [n for n in REGISTERED if n not in ATTACKS])
+def test_contract_holds_on_the_gpu_and_matches_the_cpu(name):
+    s = stressors.get(name)
+    check_stressor(s, device="cuda")
+    x = photo_like()
+    params = s.sample_params(torch.arange(6), s.severities[-1], seed=0)
+    assert torch.allclose(s.apply(x.cuda(), params).cpu(), s.apply(x, params), atol=1e-4)
+
+
+# ------------------------------------------------------------------ the checks can fail
+
+
+class _Base(ImageStressor):
+    severity_meaning = {1: "a little", 2: "more", 3: "most"}
+
+
+class GlobalRandom(_Base):
+    name = "global_random"
+
+    def _apply(self, images, params):
+        return images + 0.05 * torch.rand(images.shape)  # the global RNG: not replayable
+
+
+class ByPosition(_Base):
+    name = "by_position"
+
+    def _apply(self, images, params):
+        return images * (1 - 0.05 * torch.arange(images.shape[0]).view(-1, 1, 1, 1))  # depends on the batch slot
+
+
+class Overflows(ImageStressor):
+    name = "overflows"
+    severity_meaning = {1: "bright"}
+
+    def apply(self, images, params):  # skips the base class's clamp
+        return images + 0.5
+
+
+class WrongDtype(ImageStressor):
+    name = "wrong_dtype"
+    severity_meaning = {1: "double"}
+
+    def apply(self, images, params):
+        return images.double()
+
+
+class Inverted(_Base):
+    name = "inverted"
+
+    def _sample(self, seeds, severity):
+        return {"u": uniform(seeds, 1)}
+
+    def _apply(self, images, params):
+        amount = {1: 0.3, 2: 0.2, 3: 0.1}[int(params.severity)]  # gets easier with severity
+        return images * (1 - amount) + amount * noise_like(images, params.seeds).clamp(0, 1)
+
+
+class Oversteps:
+    """An L-inf 'attack' that moves every pixel by twice its budget."""
+
+    name = "oversteps"
+    model_aware = True
+    norm = "linf"
+    severities = (0.01, 0.02)
+
+    def perturb(self, model, images, labels, *, severity, sample_ids, seed):
+        return (images + 2 * severity).clamp(0, 1)
+
+
+@pytest.mark.parametrize(
+    ("stressor", "check", "message"),
+    [
+        (GlobalRandom(), check_determinism, "determinism"),
+        (ByPosition(), check_batch_invariance, "batch invariance"),
+        (Overflows(), check_output_contract, "values outside"),
+        (WrongDtype(), check_output_contract, "torch.float64"),
+        (Inverted(), check_monotone_severity, "does not grow with severity"),
+    ],
+    ids=["global-rng", "batch-position", "range", "dtype", "monotone"],
+)
+def test_each_check_fails_on_a_stressor_that_breaks_it(stressor, check, message):
+    with pytest.raises(AssertionError, match=message):
+        check(stressor, photo_like())
+    with pytest.raises(AssertionError, match=f"stressor '{stressor.name}'"):
+        check_stressor(stressor)
+
+
+def test_the_epsilon_bound_check_fails_on_an_attack_that_oversteps():
+    with pytest.raises(AssertionError, match="perturbation bound"):
+        check_perturbation_bound(Oversteps(), photo_like(), model=tiny_classifier())
+
+
+def test_a_plugin_can_opt_out_of_monotone_difficulty():
+    Inverted.monotone_severity = False
+    try:
+        check_monotone_severity(Inverted(), photo_like())
+    finally:
+        del Inverted.monotone_severity
+
+
+def test_params_of_a_broken_batch_size_are_refused():
+    s = stressors.get("night")
+    params = s.sample_params(torch.arange(2), 1, seed=0)
+    assert isinstance(params, Params)
+    with pytest.raises(stressors.StressorError, match="params were drawn for 2 samples"):
+        s.apply(photo_like(3), params)
