@@ -120,7 +120,7 @@ class ReportConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    """Evaluator settings that DESIGN.md leaves open (defaults are sensible)."""
+    """Evaluator settings (the README's "Running an audit" lists them with their defaults)."""
 
     n_bootstrap: int = Field(default=200, ge=0)
     min_group_size: int = Field(default=30, ge=1)

@@ -1,7 +1,7 @@
 """Sanity checks of an adversarial evaluation (Carlini et al. 2019, "On Evaluating
 Adversarial Robustness", Section 5 checklist), as a pure function over results.
 
-Input: the ``conditions`` of results.json (DESIGN.md), i.e. dicts with ``id``,
+Input: the ``conditions`` of results.json (:mod:`audit.contract.results`), i.e. dicts with ``id``,
 ``stressor`` (None for clean), ``severity`` (the ε) and ``metrics`` (``n``,
 ``accuracy``). Output: findings ``{check, status, attack, observed, message}``
 with status ``pass | fail | warn | insufficient_data``. The check ids are stable

@@ -1,6 +1,6 @@
 """Calibration binning and calibration errors from binned sufficient statistics.
 
-Binning (DESIGN.md, "Metric definitions"): ``n_bins`` equal-width bins on
+Binning (CONTRIBUTING.md, "Metric definitions"): ``n_bins`` equal-width bins on
 [0, 1] with edges ``i / n_bins`` computed in float64; a bin is ``(lo, hi]``
 and the first bin also takes 0. A confidence of exactly 1.0 therefore falls
 in the LAST bin. (torchmetrics' ``MulticlassCalibrationError`` uses

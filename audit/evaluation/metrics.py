@@ -1,6 +1,6 @@
 """Mergeable audit statistics for one condition, per slot (overall and groups).
 
-Metric definitions (DESIGN.md, "Metric definitions"), per slot of N samples:
+Metric definitions (CONTRIBUTING.md, "Metric definitions"), per slot of N samples:
 
 - accuracy = mean(argmax p == label); argmax ties go to the lowest class.
 - accuracy_ci: 95% percentile interval of a Poisson bootstrap (see

@@ -1,4 +1,4 @@
-"""Config parsing: keys of DESIGN.md, unknown keys rejected, paths relative to the file."""
+"""Config parsing: the documented keys, unknown keys rejected, paths relative to the file."""
 
 from pathlib import Path
 

@@ -45,7 +45,7 @@ def assert_close(a, b, path="result", tol=1e-9):
 
 
 def _ece_reference(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15):
-    """DESIGN.md's ECE/MCE written as plainly as possible: bins (lo, hi], the first also takes 0."""
+    """The documented ECE/MCE written as plainly as possible: bins (lo, hi], the first also takes 0."""
     ece, mce, n = 0.0, 0.0, len(conf)
     for b in range(n_bins):
         lo, hi = b / n_bins, (b + 1) / n_bins
@@ -132,7 +132,7 @@ def test_ece_mce_match_hand_reference_including_bin_edges():
 
 
 def test_confidence_one_goes_in_last_bin_unlike_torchmetrics_issue_3510():
-    """One sample at confidence 1.0 (wrong) and one at 0.95 (right): DESIGN.md puts both in bin (14/15, 1]."""
+    """One sample at confidence 1.0 (wrong) and one at 0.95 (right): the documented binning puts both in bin (14/15, 1]."""
     from torchmetrics.classification import MulticlassCalibrationError
 
     probs = torch.tensor([[1.0, 0.0], [0.95, 0.05]], dtype=torch.float64)
