@@ -130,11 +130,7 @@ def cvaudit_rule(request: pytest.FixtureRequest, cvaudit_results: Any) -> RuleOu
     cache = request.config.stash.setdefault(_OUTCOMES, {})
     if name not in cache:
         findings = cvaudit_results.get("governance", {}).get("findings", [])
-        import stressors
-
-        cache[name] = policies.check_policy(
-            dict(cvaudit_results), policies.load_policy(name), findings=findings, known_stressors=stressors.available()
-        )
+        cache[name] = policies.check_policy(dict(cvaudit_results), policies.load_policy(name), findings=findings)
     rule_id = request.param
     rule = next(r for r in cache[name]["rules"] if r["id"] == rule_id)
     return RuleOutcome(rule, name)

@@ -33,6 +33,7 @@ import torch
 from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, ExitCode
 from audit.contract.load import ResultsError, load_results
+from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Results
 from audit.evaluation import distributed
 from audit.evaluation.conditions import build_conditions
@@ -109,8 +110,9 @@ def run_audit(
             is written to ``out_dir`` in that case.
     """
     import policies
-    import stressors
+    from policies.findings import judge_findings
     from policies.governance import check_governance, report_image_mode
+    from policies.validate import validate_policy
     from reports.keys import load_signing_keys, passphrase_from_env
 
     started = now or dt.datetime.now(dt.timezone.utc)
@@ -121,14 +123,28 @@ def run_audit(
     keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
     baseline_results = _load_baseline(baseline) if baseline else None
 
+    source = str(config_path or "config")
+    conditions = build_conditions(cfg.stressors, source=source)
+    table = read_samples(cfg.data, class_names=cfg.model.class_names)
+    affected: list[dict[str, Any]] = []
+    findings = judge_findings(
+        check_governance(table.rows, policy=policy, id_column=cfg.data.id_column, now=started, affected=affected),
+        policy,
+    )
+    gallery_mode = report_image_mode(policy, findings, cfg.report.images)
+    layout = build_layout(table, cfg.data.intersections)
+    slots = slot_matrix(table, layout)
+    keys_all = sample_keys_of(table)
+    attack_indices = _attack_subset(cfg, table, keys_all, layout, slots)
+    plan = _plan(source, cfg, conditions, layout, attack_indices, baseline_results, gallery_mode)
+    validate_policy(policy, plan)  # a rule that can never match fails here, before any image is evaluated
+
     device = resolve_device(cfg.device if world == 1 else distributed.local_device(cfg.device))
     base_dir = Path(config_path).resolve().parent if config_path else None
     model, model_info = load_model(cfg.model, device, base_dir=base_dir)
-    table = read_samples(cfg.data, class_names=cfg.model.class_names)
     dataset_all = AuditDataset(table, cfg.model)
     width = _probe_width(model, dataset_all, device)
-    class_names = _class_names(cfg, table.class_names, width, str(config_path or "config"))
-    conditions = build_conditions(cfg.stressors, source=str(config_path or "config"))
+    class_names = _class_names(cfg, table.class_names, width, source)
     if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
         gradient = [c.stressor.name for c in conditions if c.model_aware and c.stressor.name != "hopskipjump"]
         if gradient:
@@ -137,13 +153,6 @@ def run_audit(
                 "use the gradient-free 'hopskipjump' attack instead"
             )
 
-    findings = check_governance(table.rows, policy=policy, id_column=cfg.data.id_column, now=started)
-    gallery_mode = report_image_mode(policy, findings, cfg.report.images)
-
-    layout = build_layout(table, cfg.data.intersections)
-    slots = slot_matrix(table, layout)
-    keys_all = sample_keys_of(table)
-    attack_indices = _attack_subset(cfg, table, keys_all, layout, slots)
     shard = distributed.shard_indices(len(table), rank, world)
     settings = EvalSettings(
         seed=cfg.seed,
@@ -196,15 +205,19 @@ def run_audit(
             layout=layout,
             computed=computed,
             state=state,
-            findings=findings,
             attack_indices=attack_indices,
             baseline=baseline_results,
             started=started,
             device=str(device),
         )
-        results["policy"] = policies.check_policy(results, policy, known_stressors=stressors.available())
+        results["governance"] = {
+            "findings": findings,
+            "policy": policy.name,
+            "audit_date": started.date().isoformat(),
+        }
+        results["policy"] = policies.check_policy(results, policy, findings=findings)
         results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
-        files = _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase_bytes, model_info, table)
+        files = _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase_bytes, model_info, table)
         return AuditOutcome(results, out_dir, files)
     finally:
         if rank == 0:
@@ -220,6 +233,31 @@ def _check_out_dir(out_dir: Path) -> None:
         parent = parent.parent
     if not os.access(parent, os.W_OK):
         raise AuditError(f"--out {out_dir}: {parent} is not writable")
+
+
+def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mode) -> RunPlan:
+    """What this run will write: the targets policy rules are validated against."""
+    from audit.evaluation.adversarial_checks import CHECKS
+
+    attacks = any(c.model_aware for c in conditions)
+    sections = set(Results.model_fields) - {"attack_reference", "baseline_comparison", "gallery", "policy"}
+    if attacks and attack_indices is not None:
+        sections.add("attack_reference")
+    if baseline is not None:
+        sections.add("baseline_comparison")
+    if gallery_mode != "none":
+        sections.add("gallery")
+    return RunPlan(
+        source=source,
+        conditions=tuple(
+            PlannedCondition(c.id, c.stressor_name, float(c.severity), c.model_aware, c.probe) for c in conditions
+        ),
+        attributes={g.name: tuple(g.values) for g in layout.groupings},
+        intervals=frozenset({"accuracy", "ece"}) if cfg.evaluation.n_bootstrap > 0 else frozenset(),
+        top_k=cfg.evaluation.top_k is not None,
+        sections=frozenset(sections),
+        checks=frozenset(CHECKS) if attacks else frozenset(),
+    )
 
 
 def _load_baseline(path: Path) -> dict[str, Any]:
@@ -246,14 +284,16 @@ def _work_parent(out_dir: Path) -> Path:
     return parent
 
 
-def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, model_info, table) -> list[Path]:
+def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, model_info, table) -> list[Path]:
     """Write every output into a staging folder, then move them into ``out_dir``.
 
     The staging folder sits beside ``out_dir`` (same file system), so each
     file lands with an atomic rename, and the signed files are produced last.
     """
+    from policies.governance import CHECK_SECTIONS
     from reports import write_reports
     from reports.atomic import atomic_write_text
+    from reports.governance_csv import write_governance_csv
     from reports.junit import write_junit
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +301,8 @@ def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, mode
     stage.mkdir()
     merge_predictions(work, stage / "predictions.csv", attributes=list(table.attributes))
     atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    write_junit(results["policy"], findings, stage / "junit.xml")
+    write_junit(results["policy"], results["governance"]["findings"], stage / "junit.xml")
+    write_governance_csv(affected, stage / "governance.csv", check_order=list(CHECK_SECTIONS))
     extra = {}
     if model_info.get("sha256") and model_info.get("path"):
         extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
@@ -276,7 +317,7 @@ def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, mode
         extra_subjects=extra,
     )
     # Stale files from an earlier run must not sit beside the new ones.
-    for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem"):
+    for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem", "governance.csv"):
         if not (stage / name).exists() and (out_dir / name).exists():
             (out_dir / name).unlink()
     files = []

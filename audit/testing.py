@@ -160,14 +160,12 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
     """Judge the results against ``policy`` (a built-in name or a YAML path); fail if a blocking rule fails."""
     __tracebackhide__ = True
     import policies
-    import stressors
 
     res = _as_results(results)
     outcome = policies.check_policy(
         dict(res),
         policies.load_policy(policy),
         findings=res.get("governance", {}).get("findings", []),
-        known_stressors=stressors.available(),
     )
     if outcome["verdict"] != "pass":
         failed = [r for r in outcome["rules"] if r["status"] == "fail" and r.get("blocking")]

@@ -1,44 +1,41 @@
 """Judge stored results against a policy: the ``policy`` section of results.json.
 
-The engine reads the results dict exactly as stored (extra keys are
-ignored) and never runs a model. Decisions written here once:
+The engine reads the results dict exactly as stored and never runs a model.
+Decisions written here once:
 
-- A rule that cannot be judged (its condition, group or value is absent,
-  the value is null/NaN, or ``n < min_samples``) is *insufficient data*;
-  what that does to the verdict is the policy's (or the rule's)
-  ``on_insufficient_data``: ``warn`` (default) reports ``insufficient_data``
-  and does not fail; ``fail`` reports ``fail`` for a blocking rule (``warn``
-  otherwise); ``pass`` reports ``pass`` with a note.
-- A condition (or finding) absent from the results is an error
-  (:class:`~policies.errors.PolicyError`) when the rule says
-  ``required: true``. A selector whose stressor name (``stressor``, or
-  ``condition`` before ``@``) matches no stressor in the results and no
-  registered stressor, or a ``section`` absent from the results, is an error
-  too (a typo such as ``nite``) unless the rule says ``required: false``
-  explicitly; a registered stressor that was not run is insufficient data. A metric, interval, attribute or group value that
-  exists nowhere in the results is always an error: it is a typo, not a
-  missing measurement.
-- A rule whose selector matches several targets (``night@*``, ``attribute:
-  "*"``) fails if any target fails and reports the worst one.
-- Gaps and ratios across groups are computed from the stored group metrics,
-  leaving out groups flagged ``insufficient_data`` and groups below the
-  rule's ``min_samples``; the ``fairness`` entry (``<metric>_gap``,
-  ``<metric>_ratio``) is read when the groups do not carry the metric or an
-  interval bound is judged.
+- Every rule is first validated against what the run produced
+  (:func:`policies.validate.validate_policy`): a rule that can never match
+  (an unknown stressor, severity, attribute, value, metric or check, or an
+  interval the run does not compute) is a :class:`~policies.errors.PolicyError`,
+  never a silent non-match.
+- A rule whose target is absent and that says ``required: false`` is
+  ``not_applicable``: it neither passes nor fails the verdict.
+- A rule that cannot be judged (its group is too small, the value is null,
+  ``n < min_samples``) is *insufficient data*; what that does is
+  ``on_insufficient_data`` of the rule, else of the policy: ``fail`` (the
+  default: fail closed) reports ``fail`` for a blocking rule and ``warn`` for a
+  non-blocking one; ``warn`` reports ``insufficient_data``; ``pass`` reports
+  ``pass`` with a note.
+- A glob selector (``night@*``, ``attribute: "*"``) fails if any target fails
+  and reports the worst one; it never selects an attack sanity probe
+  (``probe: true``), which a rule must name explicitly.
+- Gaps, ratios, equalized odds and demographic parity are read from the
+  evaluator's ``fairness`` entries; a rule raising ``min_samples`` above
+  ``evaluation.min_group_size`` gets them from the same definition
+  (:func:`audit.contract.groupstats.fairness_summary`) over the stored groups.
 - Governance findings are judged under *this* policy
-  (:func:`policies.findings.judge_findings`): a stored finding's own
-  status and ``blocking`` (from the policy of the original run) do not count.
+  (:func:`policies.findings.judge_findings`).
 - The verdict is ``fail`` iff a blocking rule has status ``fail`` or a
-  governance check this policy configures as blocking has status ``fail``.
+  governance check this policy configures as blocking has status ``fail``;
+  ``failures`` names each of them with its observed value and threshold.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
-from fnmatch import fnmatchcase
 from typing import Any
 
+from audit.contract.plan import RunPlan
 from policies import targets as t
 from policies.errors import PolicyError
 from policies.evaluate import (
@@ -49,8 +46,9 @@ from policies.evaluate import (
 )
 from policies.findings import evaluate_finding_rule, finding_is_blocking, judge_findings
 from policies.schema import MetricRule, Policy
+from policies.validate import validate_policy
 
-_RANK = {"fail": 2, "insufficient_data": 1, "pass": 0}
+_RANK = {"fail": 2, "insufficient_data": 1, "pass": 0, "not_applicable": -1}
 
 
 def check_policy(
@@ -58,7 +56,7 @@ def check_policy(
     policy: Policy,
     *,
     findings: list[dict[str, Any]] | None = None,
-    known_stressors: Collection[str] = (),
+    plan: RunPlan | None = None,
 ) -> dict[str, Any]:
     """Judge results against a policy.
 
@@ -69,49 +67,69 @@ def check_policy(
             default: ``results["governance"]["findings"]`` when present.
             Either way they are judged again under ``policy``
             (:func:`policies.findings.judge_findings`).
-        known_stressors: stressor names that exist though they did not run
-            (the caller passes the registry's names; policies never import
-            the stressors): a rule naming one of them is insufficient data
-            rather than a typo.
+        plan: what the run produced; default: read from ``results``
+            (:meth:`~audit.contract.plan.RunPlan.from_results`). Every rule is
+            validated against it first (:func:`policies.validate.validate_policy`).
 
     Returns:
         ``{name, version, sha256, verdict, on_insufficient_data, counts,
-        blocking_failures, rules: [{id, kind, status, blocking, observed,
-        threshold, message, condition, group, clause, ...}]}``.
+        governance_counts, blocking_failures, failures, rules: [{id, kind,
+        status, blocking, observed, threshold, message, condition, group,
+        clause, ...}]}``.
 
     Raises:
-        PolicyError: a rule names a metric, interval, attribute or group
-            that exists nowhere in the results, or a ``required`` condition
-            or check is absent.
+        PolicyError: a rule can never match what the run produced (see
+            :func:`policies.validate.validate_policy`).
     """
+    validate_policy(policy, plan if plan is not None else RunPlan.from_results(results))
     if findings is None:
         findings = list(((results.get("governance") or {}).get("findings")) or [])
     findings = judge_findings(findings, policy)
     rules = []
     for rule in policy.rules:
         if isinstance(rule, MetricRule):
-            rules.append(_metric_rule(results, policy, rule, known_stressors))
+            rules.append(_metric_rule(results, policy, rule))
         else:
             rules.append(evaluate_finding_rule(results, policy, rule, findings))
-    blocking_failures = [r["id"] for r in rules if r["status"] == "fail"]
-    blocking_failures += [
-        f"governance.{f.get('check')}" for f in findings if f.get("status") == "fail" and finding_is_blocking(f, policy)
+    failures = [
+        {
+            "id": r["id"],
+            "kind": "rule",
+            "observed": r.get("observed"),
+            "threshold": r.get("threshold"),
+            "op": r.get("op"),
+            "message": r["message"],
+        }
+        for r in rules
+        if r["status"] == "fail"
+    ]
+    failures += [
+        {
+            "id": f"governance.{f.get('check')}",
+            "kind": "governance",
+            "observed": f.get("count"),
+            "threshold": 0,
+            "op": "max",
+            "message": str(f.get("message", "")),
+        }
+        for f in findings
+        if f.get("status") == "fail" and finding_is_blocking(f, policy)
     ]
     return {
         "name": policy.name,
         "version": policy.version,
         "sha256": policy.sha256,
-        "verdict": "fail" if blocking_failures else "pass",
+        "verdict": "fail" if failures else "pass",
         "on_insufficient_data": policy.on_insufficient_data,
         "counts": dict(Counter(r["status"] for r in rules)),
-        "blocking_failures": blocking_failures,
+        "governance_counts": dict(Counter(str(f.get("status")) for f in findings)),
+        "blocking_failures": [f["id"] for f in failures],
+        "failures": failures,
         "rules": rules,
     }
 
 
-def _metric_rule(
-    results: dict[str, Any], policy: Policy, rule: MetricRule, known_stressors: Collection[str]
-) -> dict[str, Any]:
+def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> dict[str, Any]:
     def error(key: str, problem: str) -> PolicyError:
         return PolicyError(problem, file=policy.source, rule_id=rule.id, key=key)
 
@@ -123,15 +141,11 @@ def _metric_rule(
             results, condition=rule.condition, stressor=rule.stressor, severity=rule.severity
         )
         if not conditions:
+            # validate_policy let this through: the rule says its target may be absent
             selector = rule.condition or f"{rule.stressor}@{rule.severity if rule.severity is not None else '*'}"
-            if rule.required:
-                have = ", ".join(t.condition_ids(results)) or "none"
-                raise error(
-                    "condition",
-                    f"required condition {selector!r} is not in the results (have: {have})",
-                )
-            _check_stressor_known(results, rule, error, known_stressors)
-            evaluations = [Evaluation("insufficient_data", None, note=f"no condition {selector!r} in the results")]
+            evaluations = [
+                Evaluation("not_applicable", None, note=f"{selector!r} is not in this run (required: false)")
+            ]
         else:
             evaluations = [e for cond in conditions for e in condition_evaluations(results, cond, rule)]
             if not evaluations:
@@ -143,38 +157,6 @@ def _metric_rule(
                     )
                 ]
     return _rule_result(policy, rule, evaluations)
-
-
-def _check_stressor_known(
-    results: dict[str, Any], rule: MetricRule, error: Any, known_stressors: Collection[str]
-) -> None:
-    """A selector that matched nothing: a typo unless it names a known stressor.
-
-    Its stressor name (``stressor``, or the part of ``condition`` before
-    ``@``) may be a glob. When it matches a stressor or condition in the
-    results (another severity of it ran) or a registered stressor (it could
-    have run), the rule is ``insufficient_data``; otherwise it is an error,
-    unless the rule says ``required: false`` explicitly.
-    """
-    if "required" in rule.model_fields_set:
-        return
-    name = rule.stressor if rule.stressor is not None else str(rule.condition).split("@")[0]
-    present = {
-        str(c.get("stressor")) for c in results.get("conditions") or [] if isinstance(c, dict) and c.get("stressor")
-    }
-    present |= {cid.split("@")[0] for cid in t.condition_ids(results)}
-    if name == "clean" or any(fnmatchcase(p, name) for p in present):
-        return
-    registered = sorted(known_stressors)
-    if any(fnmatchcase(r, name) for r in registered):
-        return
-    key = "stressor" if rule.stressor is not None else "condition"
-    raise error(
-        key,
-        f"unknown stressor {name!r}: neither registered ({', '.join(registered) or 'none'}) "
-        f"nor in the results ({', '.join(sorted(present)) or 'none'}); "
-        "set 'required: false' to allow it",
-    )
 
 
 def _decisive(rule: MetricRule, evaluations: list[Evaluation]) -> Evaluation:
@@ -195,7 +177,10 @@ def _rule_result(policy: Policy, rule: MetricRule, evaluations: list[Evaluation]
     multi = f" [worst of {len(evaluations)} targets]" if len(evaluations) > 1 else ""
     note = f" ({pick.note})" if pick.note else ""
     cmp_ok, cmp_bad = (">=", "<") if rule.op == "min" else ("<=", ">")
-    if pick.status == "insufficient_data":
+    if pick.status == "not_applicable":
+        status = "not_applicable"
+        message = f"not applicable: {pick.note}"
+    elif pick.status == "insufficient_data":
         mode = rule.on_insufficient_data or policy.on_insufficient_data
         status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if rule.blocking else "warn")
         message = f"insufficient data for {subject}: {pick.note}{multi}; on_insufficient_data={mode}"

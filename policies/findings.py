@@ -6,32 +6,50 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from policies.errors import PolicyError
-from policies.governance import CHECK_SECTIONS, check_blocking, check_is_configured
+from policies.governance import CHECK_SECTIONS, check_blocking, check_is_configured, check_settings
 from policies.schema import FindingRule, Policy
 from policies.targets import entry_name
 
 
-def judge_findings(findings: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
-    """Judge governance findings again under ``policy`` (the policy applied now).
+def _unjudged_status(policy: Policy, blocking: bool) -> str:
+    """What a check that cannot be judged becomes under the policy's ``on_insufficient_data``."""
+    mode = policy.on_insufficient_data
+    return {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if blocking else "warn")
 
-    Stored findings carry the status and ``blocking`` of the policy they were
-    computed with; only their ``count`` (and sample ids) are facts. So:
 
-    - a check the policy configures: ``fail`` when ``count > 0`` and it
-      blocks, ``warn`` when ``count > 0`` and it does not, ``pass`` when
-      ``count == 0`` (a stored ``warn`` with ``count == 0`` -- "cannot tell",
-      e.g. the biometric column is absent -- stays ``warn``);
-    - a check the policy does not configure: kept as ``informational``
+def judge_findings(
+    findings: list[dict[str, Any]], policy: Policy, *, computed_by: str | None = None
+) -> list[dict[str, Any]]:
+    """Judge governance findings under ``policy`` (the policy applied now).
+
+    A stored finding's count is a fact only for the settings it was counted
+    with (its ``settings``); its status and ``blocking`` belong to the policy of
+    the original run. So, per check:
+
+    - a check this policy does not configure is kept as ``informational``
       (``warn`` or ``pass``, ``blocking: false``): it never fails the verdict,
       but ``kind: finding`` rules can still judge it;
-    - a check the policy configures that is not among the findings:
-      ``insufficient_data`` (a note says to pass ``--manifest``), turned into
-      ``fail``/``warn``/``pass`` by ``on_insufficient_data`` like a rule.
+    - a configured check whose stored ``settings`` differ from this policy's
+      (another retention period, region list, date format ...) is *not
+      re-judged*: its old count is dropped and it is unjudgeable (pass
+      ``--manifest`` to count again);
+    - a configured check that could not be judged (a column absent), or that is
+      not stored at all, is unjudgeable;
+    - otherwise: ``fail`` when ``count > 0`` and the check blocks, ``warn`` when
+      it does not, ``pass`` when ``count == 0``.
 
-    Findings just computed by :func:`policies.check_governance` with the same
-    policy come out unchanged.
+    An unjudgeable check becomes what the policy's ``on_insufficient_data``
+    says: ``fail`` (blocking) or ``warn`` under ``fail``, ``insufficient_data``
+    under ``warn``, ``pass`` under ``pass``. Findings just computed by
+    :func:`policies.check_governance` with the same policy are judged as counted.
+
+    Args:
+        findings: stored (or freshly computed) findings.
+        policy: the judging policy.
+        computed_by: the policy that counted the stored findings, named in messages.
     """
     config = policy.governance
+    origin = f"counted under policy {computed_by}" if computed_by else "counted by the run"
     judged: list[dict[str, Any]] = []
     seen: set[str] = set()
     for finding in findings:
@@ -44,7 +62,7 @@ def judge_findings(findings: list[dict[str, Any]], policy: Policy) -> list[dict[
             judged.append(
                 {
                     **finding,
-                    "status": ("warn" if (count or 0) > 0 or finding.get("status") == "warn" else "pass"),
+                    "status": "warn" if (count or 0) > 0 or finding.get("status") in ("warn", "fail") else "pass",
                     "blocking": False,
                     "informational": True,
                 }
@@ -52,36 +70,54 @@ def judge_findings(findings: list[dict[str, Any]], policy: Policy) -> list[dict[
             continue
         seen.add(check)
         blocking = check_blocking(config, check)  # type: ignore[arg-type]
-        if count is None:  # no count stored: keep the outcome, re-derive only blocking
-            stored = finding.get("status")
-            if stored in ("fail", "warn"):
-                status = "fail" if blocking else "warn"
-            else:
-                status = stored if stored in ("pass", "insufficient_data") else "insufficient_data"
-        elif count > 0:
-            status = "fail" if blocking else "warn"
-        else:
-            status = "warn" if finding.get("status") == "warn" else "pass"
-        entry = {**finding, "status": status, "blocking": blocking}
+        entry = {**finding, "blocking": blocking}
         entry.pop("informational", None)
+        now_settings = check_settings(config, check)  # type: ignore[arg-type]
+        stored_settings = finding.get("settings")
+        if stored_settings is not None and stored_settings != now_settings:
+            differ = sorted(
+                k for k in set(now_settings) | set(stored_settings) if now_settings.get(k) != stored_settings.get(k)
+            )
+            shown = "; ".join(f"{k}: {stored_settings.get(k)!r} then, {now_settings.get(k)!r} now" for k in differ)
+            entry.update(
+                status=_unjudged_status(policy, blocking),
+                judgeable=False,
+                count=None,
+                sample_ids=[],
+                settings=now_settings,
+                message=f"not re-judged: {origin} with other settings ({shown}); pass --manifest to count again",
+            )
+        elif count is None or finding.get("judgeable") is False:
+            entry.update(status=_unjudged_status(policy, blocking), judgeable=False)
+            if finding.get("judgeable") is not False:  # first judgement: say why
+                reason = finding.get("message") or "no count stored"
+                entry["message"] = f"cannot be judged: {reason}"
+        else:
+            entry["status"] = (
+                ("fail" if blocking else "warn")
+                if count > 0
+                else ("warn" if finding.get("status") == "warn" else "pass")
+            )
+            if computed_by and stored_settings is not None:
+                entry["message"] = f"{finding.get('message', '')} ({origin})"
         judged.append(entry)
     for check in CHECK_SECTIONS:
         if check in seen or not check_is_configured(config, check):
             continue
         blocking = check_blocking(config, check)  # type: ignore[arg-type]
-        mode = policy.on_insufficient_data
-        status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if blocking else "warn")
         judged.append(
             {
                 "check": check,
-                "status": status,
+                "status": _unjudged_status(policy, blocking),
                 "blocking": blocking,
                 "count": None,
                 "total": None,
                 "sample_ids": [],
+                "settings": check_settings(config, check),  # type: ignore[arg-type]
+                "judgeable": False,
                 "message": (
-                    "insufficient data: not among the stored findings; pass --manifest to "
-                    f"run this check; on_insufficient_data={mode}"
+                    "not among the stored findings: pass --manifest to run this check; "
+                    f"on_insufficient_data={policy.on_insufficient_data}"
                 ),
             }
         )
@@ -152,7 +188,9 @@ def evaluate_finding_rule(
         status, pick = "pass", passed[0]
     else:
         status, pick = None, (matched[0] if matched else None)
-    if status is None:
+    if status is None and not matched and "required" in rule.model_fields_set and not rule.required:
+        status, message = "not_applicable", f"not applicable: no check {rule.check!r} in this run (required: false)"
+    elif status is None:
         mode = policy.on_insufficient_data
         status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if rule.blocking else "warn")
         what = (

@@ -2,13 +2,19 @@
 
 Each configured check yields one finding::
 
-    {check, status: pass|warn|fail, blocking, count, total, sample_ids, message}
+    {check, status, blocking, count, total, sample_ids, message, settings, ...}
 
-``status`` is ``fail`` when a blocking check finds violations, ``warn`` when
-a non-blocking one does (or when a check cannot be evaluated), ``pass``
-otherwise. A finding carries counts, the first ``max_ids`` sample ids and
-column names, never the personal values themselves; a sample id that itself
-looks like personal data is replaced by ``row <n>``.
+``status`` is ``fail`` when a blocking check finds violations, ``warn`` when a
+non-blocking one does, ``pass`` when none is found, and ``insufficient_data``
+when the check cannot be judged because the manifest lacks the column it
+reads (:func:`policies.findings.judge_findings` then applies the policy's
+``on_insufficient_data``: a fail-closed policy fails a blocking check it could
+not judge). A finding carries counts, the first ``max_ids`` sample ids, the
+column names involved and the ``settings`` it was computed with (so a later
+``policy check`` under another policy knows whether the count still holds),
+never the personal values themselves; a sample id that itself looks like
+personal data is replaced by ``row <n>``. Every affected row can also be
+listed (``affected=``; the runner writes them to ``governance.csv``).
 
 Checks (finding names; the policy key that configures them):
 
@@ -25,8 +31,8 @@ Checks (finding names; the policy key that configures them):
   empty, or not in ``allowed`` when given;
 - ``pii_columns`` / ``pii_values`` (``pii``): forbidden columns holding values
   (listed in ``columns``, or with a name whose tokens mean personal data, see
-  :func:`policies.pii.pii_column_kind`);
-  e-mail addresses, phone numbers, national ids found by a conservative scan;
+  :func:`policies.pii.pii_column_kind`); e-mail addresses, phone numbers,
+  national ids found by a conservative scan;
 - ``biometric_without_basis`` (``biometric``): ``contains_face`` true and no
   ``biometric_basis``;
 - ``region_not_allowed`` (``region``): storage/processing region missing or
@@ -48,7 +54,10 @@ from policies.schema import GovernanceConfig, Policy
 __all__ = [
     "CHECK_SECTIONS",
     "PERSONAL_DATA_CHECKS",
+    "check_blocking",
     "check_governance",
+    "check_is_configured",
+    "check_settings",
     "report_image_mode",
 ]
 
@@ -89,18 +98,58 @@ def check_blocking(config: GovernanceConfig, check: str) -> bool:
     return bool(getattr(config, section).blocking)
 
 
+def check_settings(config: GovernanceConfig, check: str) -> dict[str, Any]:
+    """The settings that decide the count of ``check`` (not its blocking, clause or id column).
+
+    Two policies whose settings of a check are equal count the same samples,
+    so a stored count can be judged again under the other; otherwise it cannot.
+    """
+    cols = config.columns
+    section = CHECK_SECTIONS[check]
+    if section in ("retention", "unparseable_dates", "future_dates"):
+        out: dict[str, Any] = {"column": cols.capture_date, "date_format": config.date_format}
+        if check == "retention_expired" and config.retention is not None:
+            out["period_days"] = config.retention.period_days
+        return out
+    settings = getattr(config, section)
+    if section == "consent":
+        return {"column": cols.consent, "granted": sorted(settings.granted), "withdrawn": sorted(settings.withdrawn)}
+    if section in ("purpose", "lawful_basis"):
+        allowed = sorted(settings.allowed) if settings.allowed is not None else None
+        return {"column": getattr(cols, section), "allowed": allowed}
+    if section == "pii":
+        if check == "pii_columns":
+            return {
+                "columns": sorted(settings.columns),
+                "match_tokens": settings.match_tokens,
+                "allow_columns": sorted(settings.allow_columns),
+            }
+        scan_columns = sorted(settings.scan_columns) if settings.scan_columns is not None else None
+        return {"scan": settings.scan, "patterns": sorted(settings.patterns), "scan_columns": scan_columns}
+    if section == "biometric":
+        return {
+            "column": cols.contains_face,
+            "basis_column": cols.biometric_basis,
+            "true_values": sorted(settings.true_values),
+        }
+    return {"columns": sorted(settings.columns or [cols.region]), "allowed": sorted(settings.allowed)}
+
+
 @dataclass
 class _Tally:
     limit: int
+    affected: list[dict[str, Any]] | None = None
     count: int = 0
     ids: list[str] = field(default_factory=list)
     columns: set[str] = field(default_factory=set)
 
-    def add(self, sample_id: str, *columns: str) -> None:
+    def add(self, sample_id: str, check: str, *columns: str, **values: str) -> None:
         self.count += 1
         if len(self.ids) < self.limit:
             self.ids.append(sample_id)
         self.columns.update(columns)
+        if self.affected is not None:
+            self.affected.append({"sample_id": sample_id, "check": check, **values})
 
 
 def check_governance(
@@ -110,6 +159,7 @@ def check_governance(
     policy: Policy | None = None,
     id_column: str | None = None,
     now: datetime | None = None,
+    affected: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the configured governance checks over manifest rows (one pass).
 
@@ -123,9 +173,12 @@ def check_governance(
             falling back to ``path``, then to ``row <n>``).
         now: Reference time for retention (default: the current UTC time);
             a naive datetime is taken as UTC.
+        affected: when given, one dict per (affected sample, check) is appended:
+            ``{sample_id, check, reason, <the manifest values the check read>}``
+            (column names only for personal data, never its values).
 
     Returns:
-        One finding per enabled check, in a fixed order.
+        One finding per enabled check, in a fixed order (see the module docstring).
     """
     if config is None:
         config = policy.governance if policy is not None else None
@@ -135,12 +188,14 @@ def check_governance(
     now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
     id_column = id_column or config.id_column
     cols = config.columns
-    tallies = {name: _Tally(config.max_ids) for name in CHECK_SECTIONS}
+    tallies = {name: _Tally(config.max_ids, affected) for name in CHECK_SECTIONS}
     tallies["biometric_rows"] = _Tally(0)
     seen_columns: set[str] = set()
     forbidden = {normalise_column(c) for c in config.pii.columns} if _on(config.pii) else set()
     allowed_columns = {normalise_column(c) for c in config.pii.allow_columns} if _on(config.pii) else set()
     pii_columns: dict[str, bool] = {}
+    withdrawn = {v.lower() for v in config.consent.withdrawn} if _on(config.consent) else set()
+    granted = {v.lower() for v in config.consent.granted} if _on(config.consent) else set()
     total = 0
     for total, row in enumerate(rows, start=1):
         seen_columns.update(row)
@@ -148,15 +203,17 @@ def check_governance(
         if _on(config.retention):
             _retention(row, sample, config, now, tallies)
         if _on(config.consent):
-            value = _text(row.get(cols.consent)).lower()
-            if value in {v.lower() for v in config.consent.withdrawn}:
-                tallies["consent_withdrawn"].add(sample)
-            elif value not in {v.lower() for v in config.consent.granted}:
-                tallies["consent_missing"].add(sample)
+            raw = _text(row.get(cols.consent))
+            if raw.lower() in withdrawn:
+                tallies["consent_withdrawn"].add(sample, "consent_withdrawn", reason="consent withdrawn", consent=raw)
+            elif raw.lower() not in granted:
+                tallies["consent_missing"].add(sample, "consent_missing", reason="no consent recorded", consent=raw)
         for key, column in (("purpose", cols.purpose), ("lawful_basis", cols.lawful_basis)):
             check = getattr(config, key)
             if _on(check) and not _recorded(row.get(column), check.allowed):
-                tallies[f"{key}_missing"].add(sample)
+                value = _text(row.get(column))
+                reason = f"{key} missing" if not value else f"{key} not allowed"
+                tallies[f"{key}_missing"].add(sample, f"{key}_missing", reason=reason, **{column: value})
         if _on(config.pii):
             for column in row:
                 if column not in pii_columns:
@@ -168,14 +225,19 @@ def check_governance(
         if _on(config.biometric) and _text(row.get(cols.contains_face)).lower() in {
             v.lower() for v in config.biometric.true_values
         }:
-            tallies["biometric_rows"].add(sample)
+            tallies["biometric_rows"].add(sample, "biometric_rows")
             if not _text(row.get(cols.biometric_basis)):
-                tallies["biometric_without_basis"].add(sample)
+                tallies["biometric_without_basis"].add(
+                    sample, "biometric_without_basis", reason="biometric without a recorded basis"
+                )
         if _on(config.region):
             allowed = {a.lower() for a in config.region.allowed}
             bad = [c for c in (config.region.columns or [cols.region]) if _text(row.get(c)).lower() not in allowed]
             if bad:
-                tallies["region_not_allowed"].add(sample, *bad)
+                values = {c: _text(row.get(c)) for c in bad}
+                tallies["region_not_allowed"].add(
+                    sample, "region_not_allowed", *bad, reason="region not allowed", **values
+                )
     return _findings(config, tallies, total, seen_columns)
 
 
@@ -209,16 +271,22 @@ def _retention(
     now: datetime,
     tallies: dict[str, _Tally],
 ) -> None:
+    column = config.columns.capture_date
+    raw = _text(row.get(column))
     try:
-        captured = parse_date(_text(row.get(config.columns.capture_date)), date_format=config.date_format)
+        captured = parse_date(raw, date_format=config.date_format)
     except ValueError:
-        tallies["date_unparseable"].add(sample)
+        tallies["date_unparseable"].add(sample, "date_unparseable", reason="capture date unreadable", **{column: raw})
         return
     if captured > now + _FUTURE_TOLERANCE:
-        tallies["date_in_future"].add(sample)
+        tallies["date_in_future"].add(sample, "date_in_future", reason="capture date in the future", **{column: raw})
         return
-    if captured + timedelta(days=config.retention.period_days) < now:  # type: ignore[union-attr]
-        tallies["retention_expired"].add(sample)
+    period = config.retention.period_days  # type: ignore[union-attr]
+    if captured + timedelta(days=period) < now:
+        expired = (captured + timedelta(days=period)).date().isoformat()
+        tallies["retention_expired"].add(
+            sample, "retention_expired", reason=f"retention of {period} days ended {expired}", **{column: raw}
+        )
 
 
 def _pii(
@@ -231,12 +299,33 @@ def _pii(
     pii = config.pii
     filled = [c for c in row if forbidden.get(c) and _text(row.get(c))]
     if filled:
-        tallies["pii_columns"].add(sample, *filled)
+        tallies["pii_columns"].add(
+            sample,
+            "pii_columns",
+            *filled,
+            reason="forbidden personal-data column holds a value",
+            columns=";".join(filled),
+        )
     if pii.scan:  # type: ignore[union-attr]
         scanned = pii.scan_columns if pii.scan_columns is not None else list(row)  # type: ignore[union-attr]
         hits = [c for c in scanned if pii_kinds(row.get(c), pii.patterns)]  # type: ignore[union-attr]
         if hits:
-            tallies["pii_values"].add(sample, *hits)
+            tallies["pii_values"].add(
+                sample, "pii_values", *hits, reason="a value looks like personal data", columns=";".join(hits)
+            )
+
+
+_COLUMN_OF = {
+    "retention": lambda c: [c.columns.capture_date],
+    "unparseable_dates": lambda c: [c.columns.capture_date],
+    "future_dates": lambda c: [c.columns.capture_date],
+    "consent": lambda c: [c.columns.consent],
+    "purpose": lambda c: [c.columns.purpose],
+    "lawful_basis": lambda c: [c.columns.lawful_basis],
+    "biometric": lambda c: [c.columns.contains_face],
+    "region": lambda c: list(c.region.columns or [c.columns.region]),
+}
+"""The manifest columns a check cannot be judged without (PII checks need none)."""
 
 
 def _findings(
@@ -264,45 +353,44 @@ def _findings(
         settings = getattr(config, section)
         blocking = check_blocking(config, check)
         tally = tallies[check]
-        status = ("fail" if blocking else "warn") if tally.count else "pass"
-        message = (
-            f"{tally.count} of {total} samples: {messages[check]}"
-            if tally.count
-            else f"{total} samples checked: none found"
-        )
+        needed = _COLUMN_OF.get(section, lambda c: [])(config)
+        absent = [c for c in needed if c not in seen_columns]
         finding: dict[str, Any] = {
             "check": check,
-            "status": status,
+            "status": ("fail" if blocking else "warn") if tally.count else "pass",
             "blocking": blocking,
             "count": tally.count,
             "total": total,
             "sample_ids": list(tally.ids),
-            "message": message,
+            "message": (
+                f"{tally.count} of {total} samples: {messages[check]}"
+                if tally.count
+                else f"{total} samples checked: none found"
+            ),
+            "settings": check_settings(config, check),
         }
+        if total and absent and len(absent) == len(needed):
+            finding.update(
+                status="insufficient_data",
+                judgeable=False,
+                count=None,
+                sample_ids=[],
+                message=f"cannot be judged: column {', '.join(repr(c) for c in absent)} is absent from the manifest",
+            )
         if settings.clause:
             finding["clause"] = settings.clause
         if tally.columns:
             finding["columns"] = sorted(tally.columns)
+        if check == "biometric_without_basis":
+            finding["biometric_rows"] = tallies["biometric_rows"].count
         findings.append(finding)
-    _explain_unknowable(config, findings, tallies, seen_columns)
+    _explain_unverified_retention(findings, tallies)
     return findings
 
 
-def _explain_unknowable(
-    config: GovernanceConfig,
-    findings: list[dict[str, Any]],
-    tallies: dict[str, _Tally],
-    seen_columns: set[str],
-) -> None:
-    """A check that cannot see its column warns instead of passing silently."""
-    by_check = {f["check"]: f for f in findings}
-    face = by_check.get("biometric_without_basis")
-    if face is not None:
-        face["biometric_rows"] = tallies["biometric_rows"].count
-        if config.columns.contains_face not in seen_columns and face["status"] == "pass":
-            face["status"] = "warn"
-            face["message"] = f"column '{config.columns.contains_face}' absent: cannot tell which samples are biometric"
-    expired = by_check.get("retention_expired")
+def _explain_unverified_retention(findings: list[dict[str, Any]], tallies: dict[str, _Tally]) -> None:
+    """Retention that passed only because some dates could not be read warns instead."""
+    expired = next((f for f in findings if f["check"] == "retention_expired"), None)
     unparseable = tallies["date_unparseable"].count
     if expired is not None and expired["status"] == "pass" and unparseable:
         expired["status"] = "warn"

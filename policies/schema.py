@@ -36,6 +36,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from audit.contract.conditions import canonical_condition
+
 SUPPORTED_VERSIONS = (1,)
 
 Judge = Literal["point", "ci_lower", "ci_upper"]
@@ -173,7 +175,10 @@ class MetricRule(_Strict):
                 raise _key_error("stressor", "set either 'condition' or 'stressor', not both")
             if self.entry is not None:
                 raise _key_error("entry", "'entry' needs 'section'")
-        if self.condition is not None and not _CONDITION.match(self.condition):
+        if self.condition is not None and _CONDITION.match(self.condition):
+            # one spelling per condition: "pgd@2/255" and "pgd@0.0078431" name pgd@0.007843
+            object.__setattr__(self, "condition", canonical_condition(self.condition))
+        elif self.condition is not None:
             raise _key_error(
                 "condition",
                 f"expected 'clean', '<stressor>@<severity>' or a glob such as 'night@*', got {self.condition!r}",
@@ -368,17 +373,19 @@ class ReportConfig(_Strict):
 class Policy(_Strict):
     """A whole policy file.
 
-    ``on_insufficient_data`` says what a rule that cannot be judged (too few
-    samples, a missing condition or value) does to the verdict: ``warn``
-    (default) reports it as ``insufficient_data`` without failing; ``fail``
-    turns it into ``fail`` for a blocking rule (``warn`` for a non-blocking
-    one); ``pass`` reports it as ``pass`` with a note. A rule may override it.
+    ``on_insufficient_data`` says what a rule that cannot be judged (a group
+    too small, a value that is null, an interval that is missing) does to the
+    verdict: ``fail`` (the default: a gate fails closed) turns it into
+    ``fail`` for a blocking rule (``warn`` for a non-blocking one); ``warn``
+    reports it as ``insufficient_data`` without failing; ``pass`` reports it as
+    ``pass`` with a note. A rule may override it. Governance checks that
+    cannot be judged (a column they need is absent) follow the same setting.
     """
 
     version: int
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str | None = None
-    on_insufficient_data: InsufficientMode = "warn"
+    on_insufficient_data: InsufficientMode = "fail"
     rules: list[Rule] = Field(default_factory=list)
     governance: GovernanceConfig | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)

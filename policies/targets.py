@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
+from audit.contract.conditions import format_severity, is_glob
+
 MISSING: Any = object()
 """Returned by :func:`resolve_path` when the path does not exist."""
 
@@ -97,24 +99,35 @@ def select_conditions(
     stressor: str | None,
     severity: float | None,
 ) -> list[dict[str, Any]]:
-    """Conditions whose id matches the glob ``condition``, or whose stressor
-    matches the glob ``stressor`` (and whose severity equals ``severity``)."""
+    """Conditions whose id matches ``condition`` (an id or a glob), or whose stressor
+    matches the glob ``stressor`` (and whose severity reads the same as ``severity``
+    to four significant digits, see :mod:`audit.contract.conditions`).
+
+    A selector that names several conditions (a glob, or a stressor without a
+    severity) leaves out attack sanity probes (``probe: true``): a rule judges a
+    probe only when it names it exactly.
+    """
     chosen = []
+    wanted = None if severity is None else format_severity(severity)
     for cond in results.get("conditions") or []:
         if not isinstance(cond, dict):
             continue
+        cid = str(cond.get("id", ""))
         if condition is not None:
-            if fnmatchcase(str(cond.get("id", "")), condition):
+            exact = not is_glob(condition)
+            if (cid == condition) if exact else (fnmatchcase(cid, condition) and not cond.get("probe")):
                 chosen.append(cond)
             continue
         name = cond.get("stressor")
         if name is None or not fnmatchcase(str(name), stressor or ""):
             continue
-        if severity is not None:
-            level = as_number(cond.get("severity"))
-            if level is None or not math.isclose(level, severity, rel_tol=1e-9, abs_tol=1e-12):
-                continue
-        chosen.append(cond)
+        if wanted is None:
+            if not cond.get("probe"):
+                chosen.append(cond)
+            continue
+        level = as_number(cond.get("severity"))
+        if level is not None and format_severity(level) == wanted:
+            chosen.append(cond)
     return chosen
 
 

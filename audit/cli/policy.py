@@ -103,9 +103,9 @@ def check_command(
     fmt: str,
 ) -> None:
     """Judge RESULTS.json against a policy again, without running a model."""
-    import stressors
     from audit.contract.load import load_results
     from audit.contract.manifest import read_manifest
+    from audit.contract.plan import RunPlan
     from policies.dates import parse_date
     from policies.engine import check_policy
     from policies.findings import judge_findings
@@ -125,10 +125,14 @@ def check_command(
         if policy.governance is None:
             say(f"note: policy {policy.name} has no governance section; {manifest} not checked")
         findings = check_governance(read_manifest(manifest), config=policy.governance or GovernanceConfig(), now=now)
+        findings = judge_findings(findings, policy)
     else:
-        findings = list(((results.get("governance") or {}).get("findings")) or [])
-    findings = judge_findings(findings, policy)
-    section = check_policy(results, policy, findings=findings, known_stressors=stressors.available())
+        stored = results.get("governance") or {}
+        counted_by = stored.get("policy") or (results.get("policy") or {}).get("name")
+        findings = judge_findings(list(stored.get("findings") or []), policy, computed_by=counted_by)
+    section = check_policy(
+        results, policy, findings=findings, plan=RunPlan.from_results(results, source=str(results_path))
+    )
     judged = {**results, "policy": section, "governance": {"findings": findings}}
     if junit_path is not None:
         write_junit(section, findings, junit_path)

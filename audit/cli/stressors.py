@@ -13,13 +13,7 @@ from typing import Any
 import click
 
 from audit.cli.boundary import boundary
-
-
-def format_severity(level: Any) -> str:
-    """``3`` -> ``"3"``, ``0.0039215`` -> ``"0.003922"`` (short, for tables and JSON keys)."""
-    if isinstance(level, float) and not level.is_integer():
-        return f"{level:.4g}"
-    return str(int(level)) if isinstance(level, (int, float)) else str(level)
+from audit.contract.conditions import format_severity
 
 
 def describe(name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BIDI_CONTROLS", "neutralise"]
+__all__ = ["BIDI_CONTROLS", "csv_cell", "neutralise"]
 
 #: Unicode bidirectional embedding, override and isolate controls (and the marks).
 BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -37,3 +37,20 @@ def neutralise(text: str, *, keep_newlines: bool = False) -> str:
     """
     pattern = _CONTROL if keep_newlines else _CONTROL_WITH_NEWLINES
     return pattern.sub(_escape, text.replace("\t", " ") if not keep_newlines else text)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A value for a CSV that people open in spreadsheets: neutralised (see :func:`neutralise`),
+    and prefixed with ``'`` when it would start a formula (``= + - @``, tab, carriage return),
+    as OWASP recommends against CSV injection.
+
+    >>> csv_cell("=HYPERLINK(1)"), csv_cell("-0.5"), csv_cell("B")
+    ("'=HYPERLINK(1)", "'-0.5", 'B')
+    """
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START):
+        text = "'" + text
+    return neutralise(text)

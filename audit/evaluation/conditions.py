@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import stressors
+from audit.contract.conditions import format_severity
 from audit.contract.config import StressorConfig
 from audit.contract.errors import AuditError
+from audit.evaluation.adversarial_checks import DEFAULT_LARGE_EPSILONS, ITERATIVE
 from stressors.base import StressorError
 
 
@@ -16,9 +18,11 @@ class Condition:
     """One evaluated condition.
 
     Attributes:
-        id: ``clean``, ``<stressor>@<severity>`` or ``<attack>@<epsilon>``.
+        id: ``clean``, ``<stressor>@<severity>`` or ``<attack>@<epsilon>`` (canonical, see
+            :mod:`audit.contract.conditions`).
         stressor: the stressor object (None for clean).
         severity: the severity or epsilon (0 for clean).
+        label: the config entry's name (its ``label`` when given).
     """
 
     id: str
@@ -34,12 +38,17 @@ class Condition:
     def stressor_name(self) -> str | None:
         return None if self.stressor is None else self.label
 
-
-def format_severity(severity: float) -> str:
-    """``3`` -> "3", ``0.0078431`` -> "0.007843" (4 significant digits)."""
-    if float(severity).is_integer():
-        return str(int(severity))
-    return f"{severity:.4g}"
+    @property
+    def probe(self) -> bool:
+        """An attack sanity probe rather than a robustness measurement: the ε = 0 replay
+        (must equal clean accuracy) or, for an iterative attack, an ε at or above the
+        gradient-masking threshold (must reach about 0 %); see
+        :mod:`audit.evaluation.adversarial_checks`."""
+        if not self.model_aware:
+            return False
+        kind = getattr(self.stressor, "name", "")
+        large = DEFAULT_LARGE_EPSILONS.get(kind) if kind in ITERATIVE else None
+        return self.severity == 0 or (large is not None and self.severity >= large)
 
 
 def build_conditions(entries: list[StressorConfig], *, source: str = "config") -> list[Condition]:

@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from audit.contract.conditions import format_severity
 from audit.contract.errors import AuditError
-from audit.evaluation.conditions import Condition, format_severity
+from audit.evaluation.conditions import Condition
 from audit.evaluation.data import AuditDataset, SampleTable, make_loader
 from audit.evaluation.metrics import AuditStats
 from audit.evaluation.model import AuditModel

@@ -84,6 +84,7 @@ def _condition_entry(
         "stressor": cond.stressor_name,
         "severity": cond.severity if cond.stressor is not None else 0,
         "model_aware": cond.model_aware,
+        "probe": cond.probe,
         "metrics": _pick(overall, METRIC_KEYS),
         "confusion": overall["confusion"],
         "error_types": _error_types(overall, class_names),
@@ -117,13 +118,12 @@ def assemble_results(
     layout: SlotLayout,
     computed: dict[str, list[dict[str, Any]]],
     state: Any,
-    findings: list[dict[str, Any]],
     attack_indices: set[int] | None,
     baseline: dict[str, Any] | None,
     started: dt.datetime,
     device: str,
 ) -> dict[str, Any]:
-    """The results dict (everything but ``policy``, which the policy engine adds)."""
+    """The results dict (everything but ``governance`` and ``policy``, which the runner adds)."""
     from audit.evaluation import robustness
     from audit.evaluation.adversarial_checks import sanity_checks
 
@@ -196,7 +196,6 @@ def assemble_results(
         results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline, min_group_size=min_size)
     attack_kinds = {c.label: c.stressor.name for c in conditions if c.model_aware}
     results["adversarial_checks"] = sanity_checks(adversarial, attacks=attack_kinds) if attacks else []
-    results["governance"] = {"findings": findings}
     if state.gallery:
         results["gallery"] = [{"condition": cid, "image": uri} for cid, uri in state.gallery.items()]
     results["provenance"] = {

@@ -109,8 +109,20 @@ def test_consent_missing_and_withdrawn():
     assert found["consent_withdrawn"]["sample_ids"] == ["s2"] and found["consent_withdrawn"]["status"] == "fail"
 
 
-def test_missing_column_counts_every_row():
+def test_a_column_absent_from_the_manifest_cannot_be_judged():
     rows = [{"sample_id": "a"}, {"sample_id": "b"}]
+    found = _by_check(check_governance(rows, config=_config(consent={}, lawful_basis={}), now=NOW))
+    for check, column in (("consent_missing", "consent"), ("lawful_basis_missing", "lawful_basis")):
+        f = found[check]
+        assert (f["status"], f["count"], f["judgeable"]) == ("insufficient_data", None, False)
+        assert f"column '{column}' is absent from the manifest" in f["message"]
+
+
+def test_empty_values_in_a_present_column_are_counted():
+    rows = [
+        {"sample_id": "a", "consent": "", "lawful_basis": ""},
+        {"sample_id": "b", "consent": "", "lawful_basis": ""},
+    ]
     found = _by_check(check_governance(rows, config=_config(consent={}, lawful_basis={}), now=NOW))
     assert found["consent_missing"]["count"] == 2 and found["lawful_basis_missing"]["count"] == 2
 
@@ -147,7 +159,7 @@ def test_sample_id_that_is_personal_data_is_replaced():
 
 
 def test_id_falls_back_to_path_then_row_number():
-    rows = [{"path": "img/x.png"}, {}]
+    rows = [{"path": "img/x.png", "consent": ""}, {"consent": ""}]
     found = check_governance(rows, config=_config(consent={}), id_column="uid", now=NOW)[0]
     assert found["sample_ids"] == ["img/x.png", "row 2"]
 
@@ -161,7 +173,7 @@ def test_biometric_without_basis():
     found = _by_check(check_governance(rows, config=_config(biometric={}), now=NOW))["biometric_without_basis"]
     assert found["sample_ids"] == ["s1"] and found["biometric_rows"] == 2 and found["status"] == "warn"
     no_column = check_governance([{"sample_id": "a"}], config=_config(biometric={}), now=NOW)[0]
-    assert no_column["status"] == "warn" and "cannot tell" in no_column["message"]
+    assert no_column["status"] == "insufficient_data" and "cannot be judged" in no_column["message"]
 
 
 def test_region_allowed_list_and_columns():

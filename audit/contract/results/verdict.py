@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from audit.contract.results.base import Node
 
-__all__ = ["Evaluation", "Governance", "GovernanceFinding", "PolicyOutcome", "RuleResult", "Status"]
+__all__ = ["Evaluation", "Failure", "Governance", "GovernanceFinding", "PolicyOutcome", "RuleResult", "Status"]
 
 Status = Literal["pass", "fail", "warn", "insufficient_data"]
+RuleStatus = Literal["pass", "fail", "warn", "insufficient_data", "not_applicable"]
 
 
 class GovernanceFinding(Node):
@@ -31,10 +32,24 @@ class GovernanceFinding(Node):
     informational: bool | None = Field(
         default=None, description="true when the judging policy does not configure this check: it never blocks"
     )
+    settings: dict[str, Any] | None = Field(
+        default=None,
+        description="the settings the count was made with (retention period, allowed regions, columns ...): "
+        "a policy with other settings cannot re-judge the count",
+    )
+    judgeable: bool | None = Field(
+        default=None,
+        description="false when the check could not be judged (a column it reads is absent, or the count was made "
+        "under other settings); its status then follows on_insufficient_data",
+    )
 
 
 class Governance(Node):
-    findings: list[GovernanceFinding]
+    findings: list[GovernanceFinding] = Field(description="one per governance check the policy configures")
+    policy: str | None = Field(default=None, description="the policy whose settings the findings were counted with")
+    audit_date: str | None = Field(
+        default=None, description="ISO 8601 date the checks were run on (retention is measured to it)"
+    )
 
 
 class Evaluation(Node):
@@ -44,7 +59,7 @@ class Evaluation(Node):
     group: str | None = Field(description="group ('attribute=value') or attribute of this target")
     observed: float | None = Field(description="the judged value")
     n: int | None = Field(description="samples behind the value")
-    status: Literal["pass", "fail", "insufficient_data"] = Field(description="this target's outcome")
+    status: Literal["pass", "fail", "insufficient_data", "not_applicable"] = Field(description="this target's outcome")
 
 
 class RuleResult(Node):
@@ -54,7 +69,10 @@ class RuleResult(Node):
     kind: Literal["metric", "finding"] = Field(
         description="metric (a threshold on a number) or finding (a named check's status)"
     )
-    status: Status = Field(description="fail only for a blocking rule; a failed non-blocking rule is 'warn'")
+    status: RuleStatus = Field(
+        description="fail only for a blocking rule (a failed non-blocking rule is 'warn'); not_applicable when the "
+        "rule's target is absent and the rule says required: false"
+    )
     blocking: bool = Field(description="whether a failure fails the verdict")
     observed: float | str | None = Field(description="the judged value (a check's status for kind 'finding')")
     threshold: float | str | None = Field(description="the bound (a number; a status set for kind 'finding')")
@@ -79,6 +97,17 @@ class RuleResult(Node):
     evaluations: list[Evaluation] | None = Field(default=None, description="every target, when several matched")
 
 
+class Failure(Node):
+    """One thing that failed the verdict."""
+
+    id: str = Field(description="the rule id, or 'governance.<check>'")
+    kind: Literal["rule", "governance"] = Field(description="a policy rule or a governance check")
+    observed: float | str | None = Field(description="the judged value (samples affected for a governance check)")
+    threshold: float | str | None = Field(description="the bound (0 samples for a governance check)")
+    op: Literal["min", "max"] | None = Field(description="min: observed must be >= threshold; max: <=")
+    message: str = Field(description="one line saying what failed")
+
+
 class PolicyOutcome(Node):
     """The verdict of one policy over these results."""
 
@@ -92,7 +121,13 @@ class PolicyOutcome(Node):
         description="what an unjudgeable rule does by default: fail, warn or pass"
     )
     counts: dict[str, int] = Field(description="rule status -> number of rules")
+    governance_counts: dict[str, int] | None = Field(
+        default=None, description="governance finding status -> number of checks, as judged by this policy"
+    )
     blocking_failures: list[str] = Field(
         description="ids of everything that failed the verdict: rule ids and 'governance.<check>'"
+    )
+    failures: list[Failure] | None = Field(
+        default=None, description="each blocking failure with its observed value and threshold (same order)"
     )
     rules: list[RuleResult]

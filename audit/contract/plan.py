@@ -1,0 +1,123 @@
+"""What a run will produce (or, for stored results, did produce): the targets a policy rule may name.
+
+A :class:`RunPlan` is built from the config before any image is evaluated
+(:func:`audit.runner` does it from the conditions, the attributes of the
+sample table and the evaluation settings) or from a stored results.json
+(:meth:`RunPlan.from_results`). Policies validate every rule against it
+(:func:`policies.validate.validate_policy`), so a rule that can never match is
+an error before the audit starts, and the same error for ``policy check``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit.contract.conditions import format_severity
+
+__all__ = ["PlannedCondition", "RunPlan"]
+
+
+@dataclass(frozen=True)
+class PlannedCondition:
+    """One condition the run evaluates.
+
+    Attributes:
+        id: the canonical condition id (``clean``, ``night@3``, ``pgd@0.007843``).
+        stressor: the config entry's name (its label); None for clean.
+        severity: the severity or ε (0 for clean).
+        model_aware: an adversarial attack.
+        probe: an attack sanity probe (ε = 0 replay or the large-ε check).
+    """
+
+    id: str
+    stressor: str | None = None
+    severity: float = 0.0
+    model_aware: bool = False
+    probe: bool = False
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The targets of a run.
+
+    Attributes:
+        source: what the plan was read from (a config or a results file), for messages.
+        conditions: every condition, clean first.
+        attributes: attribute (or intersection ``a×b``) -> its values (``a×b`` values ``x×y``).
+        intervals: metrics that carry a 95 % interval (``<metric>_ci``); empty without bootstrap.
+        top_k: whether ``top_k_accuracy`` is computed.
+        sections: the top-level results.json keys the run writes.
+        checks: names of the checks a ``kind: finding`` rule can judge (adversarial sanity
+            checks; governance checks come from the judging policy itself).
+    """
+
+    source: str
+    conditions: tuple[PlannedCondition, ...]
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    intervals: frozenset[str] = frozenset()
+    top_k: bool = False
+    sections: frozenset[str] = frozenset()
+    checks: frozenset[str] = frozenset()
+
+    @property
+    def condition_ids(self) -> list[str]:
+        return [c.id for c in self.conditions]
+
+    @property
+    def stressors(self) -> list[str]:
+        """Stressor names (labels) in the order they run."""
+        out: list[str] = []
+        for c in self.conditions:
+            if c.stressor is not None and c.stressor not in out:
+                out.append(c.stressor)
+        return out
+
+    def ids_of(self, stressor: str) -> list[str]:
+        """The condition ids of one stressor."""
+        return [c.id for c in self.conditions if c.stressor == stressor]
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, Any], *, source: str = "results.json") -> RunPlan:
+        """The plan a stored results.json was produced by (as far as it shows)."""
+        conditions = tuple(
+            PlannedCondition(
+                id=str(c.get("id")),
+                stressor=c.get("stressor"),
+                severity=float(c.get("severity") or 0.0),
+                model_aware=bool(c.get("model_aware")),
+                probe=bool(c.get("probe")),
+            )
+            for c in results.get("conditions") or []
+            if isinstance(c, Mapping)
+        )
+        attributes: dict[str, list[str]] = {}
+        for attr, counts in ((results.get("dataset") or {}).get("attributes") or {}).items():
+            attributes.setdefault(str(attr), []).extend(str(v) for v in counts)
+        for c in results.get("conditions") or []:
+            for g in c.get("groups") or []:
+                values = attributes.setdefault(str(g.get("attribute")), [])
+                if str(g.get("value")) not in values:
+                    values.append(str(g.get("value")))
+        evaluation = results.get("evaluation") or {}
+        first = next(iter(results.get("conditions") or []), {}) or {}
+        metrics = first.get("metrics") or {}
+        intervals = frozenset(k[: -len("_ci")] for k, v in metrics.items() if k.endswith("_ci") and v is not None)
+        checks = frozenset(
+            str(a.get("check")) for a in results.get("adversarial_checks") or [] if isinstance(a, Mapping)
+        )
+        return cls(
+            source=source,
+            conditions=conditions,
+            attributes={k: tuple(v) for k, v in attributes.items()},
+            intervals=intervals,
+            top_k=evaluation.get("top_k") is not None,
+            sections=frozenset(k for k, v in results.items() if v is not None),
+            checks=checks,
+        )
+
+
+def condition_id(stressor: str | None, severity: float) -> str:
+    """The canonical id of a stressor at a severity (``clean`` for no stressor)."""
+    return "clean" if stressor is None else f"{stressor}@{format_severity(severity)}"

@@ -1,0 +1,249 @@
+"""Rules checked against what a run produces, before any image is evaluated.
+
+:func:`validate_policy` takes the policy and a :class:`~audit.contract.plan.RunPlan`
+(built from the config by the runner, or from a stored results.json by
+``policy check``) and raises :class:`~policies.errors.PolicyError` for the
+first rule that can never match: one line naming the policy file, the rule id,
+the key, and the valid choices. A rule that can never match is a mistake (a
+typo, a severity written differently from the run's, a metric without an
+interval), never "insufficient data".
+
+What a rule may name:
+
+- ``condition``: ``clean``, a condition id of the run in any equivalent
+  spelling (:mod:`audit.contract.conditions`), or a glob matching at least one
+  condition. A stressor or severity that is not in the run is allowed only
+  with an explicit ``required: false`` (the rule is then not applicable); a
+  severity within 5 % of one the run has (``pgd@0.0078`` against
+  ``pgd@0.007843``) is always an error: a near miss, not a condition that
+  did not run.
+- ``stressor`` (+ ``severity``): the same rules.
+- ``attribute`` / ``value``: an attribute or intersection of the run (or a glob
+  matching one) and one of its values.
+- ``metric``: a key the target carries: a condition's or group's metric
+  (:class:`~audit.contract.results.Metrics`), a gap or ratio of the fairness
+  entries (``aggregate: gap|ratio``), a fairness entry key (``attribute``
+  alone), or a key of a ``section``. ``top_k_accuracy`` needs
+  ``evaluation.top_k``; ``judge: ci_lower|ci_upper`` needs an interval of that
+  metric (bootstrap replicates > 0).
+- ``kind: finding`` rules: a check the policy's governance section runs or the
+  run produces (the adversarial sanity checks when an attack runs).
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import get_args
+
+from pydantic import BaseModel
+
+from audit.contract.conditions import canonical_condition, format_severity, is_glob, parse_severity, split_condition
+from audit.contract.plan import RunPlan
+from audit.contract.results import FairnessEntry, GroupMetrics, Metrics, Results
+from policies.errors import PolicyError
+from policies.governance import CHECK_SECTIONS, check_is_configured
+from policies.schema import FindingRule, MetricRule, Policy
+
+__all__ = ["validate_policy"]
+
+_CONDITION_METRICS = tuple(k for k in Metrics.model_fields if not k.endswith("_ci"))
+_GROUP_METRICS = tuple(k for k in GroupMetrics.model_fields if not k.endswith("_ci"))
+_FAIRNESS_KEYS = tuple(
+    k
+    for k in FairnessEntry.model_fields
+    if k not in ("condition", "attribute", "excluded", "exclusions", "worst_group", "best_group", "min_group_size")
+)
+
+
+def _choices(values: list[str], limit: int = 12) -> str:
+    shown = ", ".join(values[:limit])
+    return f"{shown}, … ({len(values)} in all)" if len(values) > limit else (shown or "none")
+
+
+def _optional(rule: MetricRule | FindingRule) -> bool:
+    """The rule says explicitly that its target may be absent from the run."""
+    return "required" in rule.model_fields_set and not rule.required
+
+
+def validate_policy(policy: Policy, plan: RunPlan) -> None:
+    """Raise on the first rule of ``policy`` that can never match ``plan`` (see the module docstring).
+
+    Raises:
+        PolicyError: one line: policy file, rule id, key, problem and the valid choices.
+    """
+    for rule in policy.rules:
+
+        def error(key: str, problem: str, rule_id: str = rule.id) -> PolicyError:
+            return PolicyError(f"{problem} (in {plan.source})", file=policy.source, rule_id=rule_id, key=key)
+
+        if isinstance(rule, MetricRule):
+            _validate_metric_rule(rule, plan, error)
+        else:
+            _validate_finding_rule(rule, policy, plan, error)
+
+
+def _validate_metric_rule(rule: MetricRule, plan: RunPlan, error) -> None:
+    if rule.section is not None:
+        _validate_section(rule, plan, error)
+        return
+    if rule.condition is not None:
+        _validate_condition(rule, plan, error)
+    else:
+        _validate_stressor(rule, plan, error)
+    if rule.attribute is not None:
+        _validate_attribute(rule, plan, error)
+    _validate_metric(rule, plan, error)
+
+
+def _validate_condition(rule: MetricRule, plan: RunPlan, error) -> None:
+    selector = canonical_condition(str(rule.condition))
+    if selector == "clean":
+        return
+    ids = plan.condition_ids
+    name, severity = split_condition(selector)
+    if not is_glob(selector):
+        if selector in ids:
+            return
+        if name in plan.stressors and (not _optional(rule) or _near_miss(severity, plan, name)):
+            raise error(
+                "condition", f"no condition {rule.condition!r} in the run; {name} runs {_choices(plan.ids_of(name))}"
+            )
+        if not _optional(rule):
+            raise error(
+                "condition",
+                f"no stressor {name!r} in the run (stressors: {_choices(plan.stressors)}); "
+                "set 'required: false' if the rule may not apply",
+            )
+        return
+    if not any(fnmatchcase(cid, selector) for cid in ids) and not _optional(rule):
+        raise error("condition", f"{rule.condition!r} matches no condition of the run (conditions: {_choices(ids)})")
+
+
+def _near_miss(severity: str | None, plan: RunPlan, stressor: str) -> bool:
+    """A severity within 5 % of one the stressor runs, written differently: a typo, never "not run"."""
+    try:
+        wanted = parse_severity(str(severity))
+    except ValueError:
+        return False
+    return any(
+        condition.stressor == stressor
+        and condition.severity
+        and abs(wanted - condition.severity) <= 0.05 * abs(condition.severity)
+        for condition in plan.conditions
+    )
+
+
+def _validate_stressor(rule: MetricRule, plan: RunPlan, error) -> None:
+    stressors = [s for s in plan.stressors if fnmatchcase(s, str(rule.stressor))]
+    if not stressors:
+        if _optional(rule):
+            return
+        raise error(
+            "stressor",
+            f"no stressor {rule.stressor!r} in the run (stressors: {_choices(plan.stressors)}); "
+            "set 'required: false' if the rule may not apply",
+        )
+    if rule.severity is None:
+        return
+    wanted = format_severity(rule.severity)
+    ids = [cid for s in stressors for cid in plan.ids_of(s)]
+    if not any(split_condition(cid)[1] == wanted for cid in ids):
+        raise error(
+            "severity", f"severity {rule.severity:g} is not run by {rule.stressor!r} (conditions: {_choices(ids)})"
+        )
+
+
+def _validate_attribute(rule: MetricRule, plan: RunPlan, error) -> None:
+    attributes = list(plan.attributes)
+    attribute = str(rule.attribute)
+    if is_glob(attribute):
+        if not any(fnmatchcase(a, attribute) for a in attributes):
+            raise error(
+                "attribute", f"{attribute!r} matches no attribute of the run (attributes: {_choices(attributes)})"
+            )
+        return
+    if attribute not in plan.attributes:
+        raise error("attribute", f"no attribute {attribute!r} in the run (attributes: {_choices(attributes)})")
+    if rule.value is not None and rule.value not in plan.attributes[attribute]:
+        raise error(
+            "value",
+            f"no group {attribute}={rule.value} in the data ({attribute}: {_choices(list(plan.attributes[attribute]))})",
+        )
+
+
+def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
+    metric = rule.metric
+    if rule.attribute is None:
+        known, where = _CONDITION_METRICS, "condition metrics"
+    elif rule.value is not None or rule.aggregate == "worst":
+        known, where = _GROUP_METRICS, "group metrics"
+    elif rule.aggregate is not None:
+        key = f"{metric}_{rule.aggregate}"
+        if key not in FairnessEntry.model_fields:
+            have = [
+                k[: -len(rule.aggregate) - 1] for k in FairnessEntry.model_fields if k.endswith(f"_{rule.aggregate}")
+            ]
+            raise error(
+                "metric",
+                f"no {rule.aggregate} of {metric!r} is computed (metrics with a {rule.aggregate}: {_choices(have)})",
+            )
+        if rule.judge != "point":
+            raise error(
+                "judge",
+                f"judge {rule.judge!r} needs an interval of the {rule.aggregate}, which no run computes; use judge: point",
+            )
+        return
+    else:
+        known, where = _FAIRNESS_KEYS, "fairness entries"
+    if metric not in known:
+        raise error("metric", f"unknown metric {metric!r} for {where} (metrics: {_choices(list(known))})")
+    if metric == "top_k_accuracy" and not plan.top_k:
+        raise error("metric", "top_k_accuracy is not computed in this run; set evaluation.top_k")
+    if rule.judge != "point" and metric not in plan.intervals:
+        have = sorted(plan.intervals)
+        reason = (
+            "the run computes no intervals (evaluation.n_bootstrap is 0)"
+            if not have
+            else f"intervals exist for {_choices(have)}"
+        )
+        raise error("judge", f"judge {rule.judge!r} needs an interval of {metric!r}: {reason}")
+
+
+def _validate_section(rule: MetricRule, plan: RunPlan, error) -> None:
+    section = str(rule.section)
+    if section not in plan.sections:
+        if section in Results.model_fields and _optional(rule):
+            return
+        have = sorted(plan.sections | {"conditions"})
+        raise error("section", f"section {section!r} is not written by this run (sections: {_choices(have)})")
+    model = Results.model_fields[section].annotation if section in Results.model_fields else None
+    fields = _model_fields(model)
+    first = rule.metric.split(".")[0].split("[")[0]
+    if fields and first not in fields:
+        raise error(
+            "metric", f"unknown metric {rule.metric!r} in section {section!r} (keys: {_choices(sorted(fields))})"
+        )
+
+
+def _model_fields(annotation) -> set[str]:
+    """The field names of the model a section holds (or of its list entries)."""
+    stack = [annotation]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return set(item.model_fields)
+        stack.extend(get_args(item))
+    return set()
+
+
+def _validate_finding_rule(rule: FindingRule, policy: Policy, plan: RunPlan, error) -> None:
+    governance = [c for c in CHECK_SECTIONS if check_is_configured(policy.governance, c)]
+    if rule.section == "adversarial_checks":
+        names = sorted(plan.checks)
+    elif rule.section in (None, "governance"):
+        names = sorted(set(governance) | (set(plan.checks) if rule.section is None else set()))
+    else:
+        raise error("section", f"finding rules read 'governance' or 'adversarial_checks', not {rule.section!r}")
+    if any(fnmatchcase(n, rule.check) for n in names) or _optional(rule):
+        return
+    raise error("check", f"no check {rule.check!r} in the run (checks: {_choices(names)})")
