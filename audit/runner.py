@@ -44,7 +44,7 @@ from audit.evaluation.model import load_model, resolve_device
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
 
-ProgressFactory = Callable[[int, str], Callable[[int], None]]
+ProgressFactory = Callable[[int, str], Callable[..., None]]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,23 +9,36 @@ from typing import Any
 
 import click
 
-from audit.cli.boundary import boundary
+from audit.cli.boundary import boundary, say
+from audit.cli.summary import print_summary
+from audit.contract.text import neutralise
 
 
-def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], None]] | None:
+def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[..., None]] | None:
+    """A rich progress bar on stderr that names the condition being evaluated and shows an ETA."""
     if not enabled:
         return None
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
 
-    def factory(total: int, label: str) -> Callable[[int], None]:
+    def factory(total: int, label: str) -> Callable[..., None]:
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("images"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=console,
             transient=False,
         )
@@ -34,10 +46,14 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], Non
         task = progress.add_task(label, total=total)
         done = [0]
 
-        def tick(n: int) -> None:
-            done[0] += n
-            progress.update(task, advance=n)
+        def tick(n: int, condition: str | None = None) -> None:
+            if condition is not None:
+                progress.update(task, description=f"{label}: {neutralise(condition)}")
+            if n:
+                done[0] += n
+                progress.update(task, advance=n)
             if done[0] >= total:
+                progress.update(task, description=label)
                 progress.stop()
 
         return tick
@@ -45,63 +61,17 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], Non
     return factory
 
 
-def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") -> None:
-    """A short summary table on stdout (or the verdict and paths as JSON)."""
-    policy = results["policy"]
-    if fmt == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "verdict": policy["verdict"],
-                    "out": str(out_dir),
-                    "rules": [
-                        {k: r.get(k) for k in ("id", "status", "blocking", "observed", "threshold")}
-                        for r in policy["rules"]
-                    ],
-                },
-                indent=2,
-            )
-        )
+def report_skipped(results: dict[str, Any], *, shown: int = 5) -> None:
+    """Skipped (undecodable) images on stderr: how many, and the first few names."""
+    dataset = results.get("dataset") or {}
+    skipped = dataset.get("skipped") or []
+    if not skipped:
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    table = Table(title="cvaudit: accuracy per condition")
-    for col in ("condition", "n", "accuracy", "95% CI", "ECE", "worst group (gap)"):
-        table.add_column(col, justify="right" if col not in ("condition", "worst group (gap)") else "left")
-    gaps: dict[str, Any] = {}
-    for f in results.get("fairness", []):
-        if f.get("accuracy_gap") is not None and (
-            f["condition"] not in gaps or f["accuracy_gap"] > gaps[f["condition"]]["accuracy_gap"]
-        ):
-            gaps[f["condition"]] = f
-    for c in results["conditions"]:
-        m = c["metrics"]
-        ci = m.get("accuracy_ci")
-        g = gaps.get(c["id"])
-        table.add_row(
-            c["id"],
-            str(m["n"]),
-            "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}",
-            "-" if not ci or ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
-            "-" if m.get("ece") is None else f"{m['ece']:.3f}",
-            "" if g is None else f"{g['attribute']}={g['worst_group']} ({g['accuracy_gap']:.3f})",
-        )
-    console.print(table)
-    counts: dict[str, int] = {}
-    for r in policy["rules"]:
-        key = r["status"] if not (r["status"] == "fail" and not r.get("blocking")) else "warn"
-        counts[key] = counts.get(key, 0) + 1
-    findings = [f for f in results.get("governance", {}).get("findings", []) if f.get("status") != "pass"]
-    colour = "green" if policy["verdict"] == "pass" else "red"
-    console.print(
-        f"verdict: [bold {colour}]{policy['verdict'].upper()}[/] (policy {policy['name']}; "
-        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-        + f"; {len(findings)} governance finding(s))"
+    names = ", ".join(str(s.get("sample")) for s in skipped[:shown])
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    say(
+        f"warning: {len(skipped)} image(s) could not be decoded and were skipped: {names}{more} (see results.json dataset.skipped)"
     )
-    report = out_dir / "report.html"
-    console.print(f"report: {report if report.exists() else out_dir}")
 
 
 @click.command("run")
@@ -146,6 +116,7 @@ def run_command(config: Path, out_dir: Path, seed, device, batch_size, attack_sa
     )
     if outcome is None:  # a non-zero rank of a distributed run
         return
+    report_skipped(outcome.results)
     print_summary(outcome.results, out_dir, fmt=fmt)
     sys.exit(outcome.exit_code)
 
@@ -185,5 +156,6 @@ def demo_command(out_dir: Path, quiet: bool, sign: bool) -> None:
 
     config = prepare_demo(out_dir / "workspace", sign=sign, log=lambda m: click.echo(m, err=True))
     outcome = run_config(config, out_dir=out_dir, quiet=quiet)
+    report_skipped(outcome.results)
     print_summary(outcome.results, out_dir)
     sys.exit(outcome.exit_code)

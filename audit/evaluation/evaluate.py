@@ -28,7 +28,8 @@ from audit.evaluation.data import AuditDataset, SampleTable, make_loader
 from audit.evaluation.metrics import AuditStats
 from audit.evaluation.model import AuditModel
 
-Progress = Callable[[int], None]
+#: progress(images_done, condition=None): advance by the images of a batch; name the condition being evaluated.
+Progress = Callable[..., None]
 
 
 @dataclass
@@ -149,6 +150,8 @@ def evaluate(
                     part = batch.attack_part() if cond.model_aware else batch
                     if part is None:
                         continue
+                    if progress:
+                        progress(0, cond.id)
                     x = _stress(cond, model, part.images, part.labels_dev, part.keys, settings.seed)
                     probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
                     state.stats[cond.id].update(probs, part.labels, part.slots, part.keys)

@@ -1,0 +1,112 @@
+"""The terminal summary of ``cvaudit run``: one table, every blocking failure by name, the verdict last.
+
+It only selects and formats what results.json holds: the counts printed are
+``policy.counts`` (rules) and ``policy.governance_counts`` (governance
+checks), and the failures are ``policy.failures``, so the terminal, the JSON
+output, the JUnit file, the pytest plugin and the report tell the same story.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from audit.cli.fmt import interval, observed, pp, rate, threshold
+from audit.contract.text import neutralise
+
+__all__ = ["print_summary", "summary_json", "verdict_line"]
+
+_STATUS_ORDER = ("fail", "warn", "insufficient_data", "pass", "not_applicable")
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in _STATUS_ORDER if counts.get(s)]
+    return ", ".join(parts) or "none"
+
+
+def verdict_line(results: Mapping[str, Any]) -> str:
+    """``verdict: FAIL (policy ci-gate: 2 blocking failures; rules: …; governance: …)``."""
+    policy = results["policy"]
+    failures = policy.get("failures") or []
+    return (
+        f"verdict: {policy['verdict'].upper()} (policy {policy['name']}: {len(failures)} blocking "
+        f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.get('counts') or {})}; "
+        f"governance: {_counts(policy.get('governance_counts') or {})})"
+    )
+
+
+def failure_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per blocking failure: id, observed value and threshold, message."""
+    return [
+        f"  FAIL {f['id']}: observed {observed(f)}, required {threshold(f)} - {f.get('message', '')}"
+        for f in results["policy"].get("failures") or []
+    ]
+
+
+def summary_json(results: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
+    """What ``--format json`` prints: the verdict, the counts, every failure and every rule."""
+    policy = results["policy"]
+    return {
+        "verdict": policy["verdict"],
+        "policy": policy["name"],
+        "out": str(out_dir),
+        "counts": policy.get("counts") or {},
+        "governance_counts": policy.get("governance_counts") or {},
+        "blocking_failures": policy.get("blocking_failures") or [],
+        "failures": policy.get("failures") or [],
+        "rules": [
+            {k: r.get(k) for k in ("id", "status", "blocking", "observed", "threshold", "op")} for r in policy["rules"]
+        ],
+        "skipped_images": (results.get("dataset") or {}).get("num_skipped", 0),
+    }
+
+
+def _largest_gaps(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    gaps: dict[str, Mapping[str, Any]] = {}
+    for f in results.get("fairness") or []:
+        gap = f.get("accuracy_gap")
+        if gap is None or gap <= 0:  # no group differs: nothing to name
+            continue
+        if f["condition"] not in gaps or gap > gaps[f["condition"]]["accuracy_gap"]:
+            gaps[f["condition"]] = f
+    return gaps
+
+
+def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text") -> None:
+    """The summary on stdout: a table, the failures, the report path, and the verdict as the last line."""
+    if fmt == "json":
+        click.echo(json.dumps(summary_json(results, out_dir), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
+    table = Table(title="cvaudit: accuracy per condition")
+    for col in ("condition", "n", "accuracy", "95% CI", "ECE", "worst group (gap)"):
+        table.add_column(col, justify="right" if col not in ("condition", "worst group (gap)") else "left")
+    gaps = _largest_gaps(results)
+    for c in results["conditions"]:
+        m = c["metrics"]
+        g = gaps.get(c["id"])
+        label = c["id"] + (" (probe)" if c.get("probe") else "")
+        worst = "" if g is None else f"{g['attribute']}={g['worst_group']} ({pp(g['accuracy_gap'])})"
+        table.add_row(
+            neutralise(label),
+            str(m["n"]),
+            rate(m.get("accuracy")),
+            interval(m.get("accuracy_ci")),
+            rate(m.get("ece")),
+            neutralise(worst),
+        )
+    console.print(table)
+    for line in failure_lines(results):
+        console.print(neutralise(line), markup=False)
+    report = out_dir / "report.html"
+    console.print(f"report: {report if report.exists() else out_dir}", markup=False)
+    colour = "green" if results["policy"]["verdict"] == "pass" else "red"
+    console.print(f"[bold {colour}]{neutralise(verdict_line(results))}[/]")
