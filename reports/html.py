@@ -9,27 +9,82 @@ autoescaping; charts escape their text in :mod:`reports.plots`.
 The report never computes a metric: it selects (the worst condition, the
 largest gap) and formats what the results contain, and shows "—" for what
 is missing.
+
+Accessibility (WCAG 2.2 AA, checked with axe-core in
+``tests/reports/test_report_accessibility.py``): the page declares its
+language (``report.language`` in the results, default ``en``), has a skip
+link, a ``main`` landmark and one named region per section, headings that
+form one outline, tables with captions and header scopes, and every chart
+comes with a text alternative that states its data plus the same numbers as
+a table in a ``<details>`` element (:class:`ChartView`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from audit.contract.load import parse_results
 from audit.contract.results import Results
 from reports import plots
 
-__all__ = ["as_results_dict", "render_html"]
+__all__ = ["ChartView", "DataTable", "as_results_dict", "render_html"]
 
+DEFAULT_LANGUAGE = "en"
 ADVERSARIAL = frozenset({"fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump", "apgd", "cw", "square"})
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
+# Metrics stored as shares in [0, 1] (shown in %) and differences of shares (shown in percentage points).
+SHARE_METRICS = frozenset(
+    {"accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy", "ece", "mce", "adaptive_ece", "fnr", "fpr"}
+)
+GAP_METRICS = frozenset(
+    {"accuracy_gap", "equalized_odds_difference", "demographic_parity_difference", "drop", "accuracy_drop"}
+)
+# Metrics that count images.
+COUNT_METRICS = frozenset({"n", "num_samples", "num_skipped", "count"})
+
+
+@dataclass(frozen=True)
+class DataTable:
+    """A table of formatted numbers: one header cell per row and per column.
+
+    Attributes:
+        caption: What the table holds, with its units.
+        corner: Header of the row-header column.
+        columns: Column headers.
+        rows: ``(row header, cells)``; every cell is already formatted with its unit.
+    """
+
+    caption: str
+    corner: str
+    columns: list[str]
+    rows: list[tuple[str, list[str]]]
+
+
+@dataclass(frozen=True)
+class ChartView:
+    """A chart and its numbers: the SVG (whose ``<title>`` states the data), a caption, the data as a table.
+
+    Attributes:
+        name: The chart's name (the first sentence of its text alternative).
+        svg: The ``<svg role="img">`` markup from :mod:`reports.plots`.
+        caption: The visible figure caption.
+        table: The numbers drawn, shown under the chart in a ``<details>`` element.
+    """
+
+    name: str
+    svg: Markup
+    caption: str
+    table: DataTable
 
 
 def as_results_dict(results: Results | Mapping[str, Any]) -> dict[str, Any]:
@@ -69,7 +124,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=fmt_pct, num=fmt_num, ci=fmt_ci, value=fmt_value, pp=fmt_pp)
+    env.filters.update(
+        pct=fmt_pct, num=fmt_num, ci=fmt_ci, value=fmt_value, pp=fmt_pp, when=fmt_datetime, rule_value=fmt_rule_value
+    )
     return env
 
 
@@ -109,6 +166,44 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt_value(v) for v in value)
     return str(value)
+
+
+def fmt_rule_value(value: Any, rule: Mapping[str, Any]) -> str:
+    """A policy rule's observed value or threshold in the unit of its metric.
+
+    Shares (accuracy, ECE, ...) in %, gaps between groups and accuracy drops in
+    percentage points, ratios as plain ratios, counts in images; values of
+    other metrics and of governance findings as stored (:func:`fmt_value`).
+    """
+    number = _number(value)
+    metric, aggregate = str(rule.get("metric") or ""), rule.get("aggregate")
+    if number is None or rule.get("kind") == "finding":
+        return fmt_value(value)
+    if aggregate == "gap" or metric in GAP_METRICS:
+        return fmt_pp(number, 2)
+    if aggregate == "ratio" or metric.endswith("ratio"):
+        return f"{number:.3f} (ratio)"
+    if metric in SHARE_METRICS:
+        return fmt_pct(number, 2)
+    if metric in COUNT_METRICS:
+        return f"{fmt_value(value)} images"
+    return fmt_value(value)
+
+
+def fmt_datetime(value: Any) -> str:
+    """An ISO 8601 time as ``2026-11-29 01:07:12 UTC`` (offset kept when not UTC); other text as given."""
+    if not isinstance(value, str):
+        return "\u2014" if value is None else str(value)
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if when.tzinfo is None:
+        return when.strftime("%Y-%m-%d %H:%M:%S")
+    offset = when.utcoffset()
+    return when.strftime("%Y-%m-%d %H:%M:%S") + (
+        " UTC" if not offset else " UTC" + when.strftime("%z")[:3] + ":" + when.strftime("%z")[3:]
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -186,7 +281,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "adversarial_chart": _adversarial_chart(conditions, attack_clean, adversarial),
         "adversarial_checks": [a for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)],
         "reliability": _reliability(clean, worst),
-        "group_charts": [(c.get("id"), _group_chart(c)) for c in (clean, worst) if c and _list(c.get("groups"))],
+        "group_charts": [_group_chart(c) for c in (clean, worst) if c and _list(c.get("groups"))],
         "confusion_chart": _confusion_chart(clean, class_names),
         "class_names": class_names,
         "error_types": _dict(clean.get("error_types")),
@@ -198,6 +293,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "group_header": _spans([g.get("attribute") for g in groups]),
         "group_matrix": [(c.get("id"), _group_accuracies(c, groups)) for c in conditions],
         "provenance": _dict(results.get("provenance")),
+        "language": _dict(results.get("report")).get("language") or DEFAULT_LANGUAGE,
     }
     view["summary"] = _summary(view)
     view["limitations"] = _limitations(view, dropped_images=dropped)
@@ -240,21 +336,46 @@ def _curves(conditions, clean, names) -> dict[str, list[tuple[float, float]]]:
     return curves
 
 
-def _severity_chart(conditions, clean, adversarial):
+def _tick(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
+def _series_table(series: Sequence[plots.Series], *, caption: str, corner: str, x_header) -> DataTable:
+    """The points of line-chart series as a table: one row per series, one column per x."""
+    xs = sorted({float(x) for s in series for x, _ in s.points})
+    rows = []
+    for s in series:
+        by_x = {float(x): y for x, y in s.points}
+        rows.append((s.label, [fmt_pct(by_x.get(x)) for x in xs]))
+    return DataTable(caption, corner, [x_header(x) for x in xs], rows)
+
+
+def _severity_chart(conditions, clean, adversarial) -> ChartView | None:
     names = {str(c.get("stressor")) for c in conditions if c.get("stressor") is not None} - adversarial
     curves = _curves(conditions, clean, names)
     if not curves:
         return None
     series = [plots.Series(name, pts) for name, pts in sorted(curves.items())]
-    return plots.line_chart(
+    title = "Accuracy against stressor severity"
+    svg = plots.line_chart(
         series,
-        title="Accuracy against stressor severity",
+        title=title,
         x_label="severity (0 = unaltered images)",
         x_names={0.0: "0 clean"},
+        x_words={0.0: "clean"},
+        x_prefix="at severity",
     )
+    table = _series_table(
+        series,
+        caption="Accuracy in % per stressor (rows) and severity (columns); severity 0 is the unaltered images.",
+        corner="stressor",
+        x_header=lambda x: "0 (clean)" if x == 0 else f"severity {_tick(x)}",
+    )
+    caption = "Accuracy against severity, one line per stressor; 0 is the unaltered images."
+    return ChartView(title, svg, caption, table)
 
 
-def _adversarial_chart(conditions, clean, adversarial):
+def _adversarial_chart(conditions, clean, adversarial) -> ChartView | None:
     curves = _curves(conditions, clean, adversarial)
     if not curves:
         return None
@@ -273,26 +394,57 @@ def _adversarial_chart(conditions, clean, adversarial):
                 if g.get("attribute") == attribute and eps is not None and acc is not None:
                     by_group.setdefault(str(g.get("value")), []).append((eps, acc))
         series += [plots.Series(f"{attack}: {attribute} = {v}", pts) for v, pts in by_group.items()]
-    return plots.line_chart(
+    title = "Robust accuracy against attack budget epsilon"
+    svg = plots.line_chart(
         series,
-        title="Robust accuracy against attack budget epsilon",
+        title=title,
         x_label="\u03b5 (L\u221e budget in pixel units of [0, 1]; 8/255 \u2248 0.031)",
         x_names={0.0: "0 clean"},
+        x_words={0.0: "unattacked"},
+        x_prefix="at \u03b5 =",
         y_label="robust accuracy",
     )
+    table = _series_table(
+        series,
+        caption="Robust accuracy in % per attack and group (rows) and attack budget \u03b5 in pixel units of"
+        " [0, 1] (columns); \u03b5 = 0 is the attacked images unaltered.",
+        corner="attack (group)",
+        x_header=lambda x: "\u03b5 = 0 (unattacked)" if x == 0 else f"\u03b5 = {_tick(x)}",
+    )
+    caption = (
+        "Robust accuracy against \u03b5 for every attack, and per group of the first attribute for the strongest"
+        " attack; \u03b5 = 0 is the attacked images unaltered."
+    )
+    return ChartView(title, svg, caption, table)
 
 
-def _reliability(clean, worst) -> list[tuple[str, Any]]:
+def _reliability(clean, worst) -> list[ChartView]:
     panels = []
     for label, c, colour in (("unaltered", clean, plots.PALETTE[0]), ("worst condition", worst, plots.PALETTE[1])):
         bins = [b for b in _list(_dict((c or {}).get("reliability")).get("bins")) if isinstance(b, dict)]
         if bins:
             title = f"{c.get('id')} ({label}), ECE {fmt_num(_dict(c.get('metrics')).get('ece'))}"
-            panels.append((c.get("id"), plots.reliability_diagram(bins, title=title, colour=colour)))
+            svg = plots.reliability_diagram(bins, title=title, colour=colour)
+            shown = [b for b in bins if b.get("n") and b.get("accuracy") is not None]
+            table = DataTable(
+                f"Reliability bins of {c.get('id')}: number of images, accuracy and mean confidence in % per"
+                " bin of top-class confidence (empty bins left out).",
+                "confidence bin",
+                ["images", "accuracy", "mean confidence"],
+                [
+                    (
+                        f"{fmt_pct(b.get('lo'))} to {fmt_pct(b.get('hi'))}",
+                        [str(b.get("n")), fmt_pct(b.get("accuracy")), fmt_pct(b.get("confidence"))],
+                    )
+                    for b in shown
+                ],
+            )
+            caption = f"Reliability diagram, {c.get('id')} ({label}); ECE on a 0 to 1 scale."
+            panels.append(ChartView(f"Reliability diagram, {title}", svg, caption, table))
     return panels
 
 
-def _group_chart(condition):
+def _group_chart(condition) -> ChartView:
     bars = []
     for g in _list(condition.get("groups")):
         if not isinstance(g, dict):
@@ -310,14 +462,64 @@ def _group_chart(condition):
                 m.get("n") if isinstance(m.get("n"), int) else None,
             )
         )
-    return plots.bar_chart_ci(bars, title=f"Accuracy per group, {condition.get('id')}")
+    title = f"Accuracy per group, {condition.get('id')}"
+    table = DataTable(
+        f"Accuracy and its 95% interval in % and number of images per group, condition {condition.get('id')}.",
+        "group",
+        ["accuracy", "95% interval", "images", "compared?"],
+        [
+            (
+                b.label,
+                [
+                    fmt_pct(b.value),
+                    fmt_ci([b.lo, b.hi]),
+                    "\u2014" if b.n is None else str(b.n),
+                    "no: too few images" if b.flagged else "yes",
+                ],
+            )
+            for b in bars
+        ],
+    )
+    caption = (
+        f"Accuracy per group, condition {condition.get('id')}. Hatched grey bars have too few images to be compared."
+    )
+    return ChartView(title, plots.bar_chart_ci(bars, title=title), caption, table)
 
 
-def _confusion_chart(clean, class_names):
+def _confusion_chart(clean, class_names) -> ChartView | None:
     matrix = _list(clean.get("confusion"))
     if not matrix or not all(isinstance(r, list) and len(r) == len(matrix) for r in matrix):
         return None
-    return plots.heatmap(matrix, class_names, title=f"Confusion matrix, {clean.get('id')}")
+    title = f"Confusion matrix, {clean.get('id')}"
+    names = [class_names[i] if i < len(class_names) else str(i) for i in range(len(matrix))]
+    if len(matrix) <= 12:
+        table = DataTable(
+            f"Number of images per true class (rows) and predicted class (columns), {clean.get('id')}.",
+            "true class",
+            [f"predicted {n}" for n in names],
+            [(names[i], [str(count) for count in row]) for i, row in enumerate(matrix)],
+        )
+    else:
+        table = DataTable(
+            f"Per true class, {clean.get('id')}: images predicted correctly and the most frequent wrong prediction"
+            " with its number of images.",
+            "true class",
+            ["predicted correctly (images)", "most frequent wrong prediction", "its images"],
+            [(names[i], _confusion_summary(names, i, row)) for i, row in enumerate(matrix)],
+        )
+    caption = (
+        f"Confusion matrix on {clean.get('id')}: rows are the true class, columns the prediction; darker means a"
+        " larger share of the row."
+    )
+    return ChartView(title, plots.heatmap(matrix, class_names, title=title), caption, table)
+
+
+def _confusion_summary(names: list[str], i: int, row: list[Any]) -> list[str]:
+    errors = [(count, j) for j, count in enumerate(row) if j != i and isinstance(count, int) and count > 0]
+    if not errors:
+        return [str(row[i]), "\u2014", "0"]
+    count, j = max(errors, key=lambda e: (e[0], -e[1]))
+    return [str(row[i]), names[j], str(count)]
 
 
 def _group_accuracies(condition, columns) -> list[Any]:

@@ -301,3 +301,11 @@ def test_factory_beside_the_config_from_another_folder(workspace, monkeypatch, t
 def test_attack_samples_must_be_positive(workspace):
     result = run(write_config(workspace, stressors=""), workspace / "out", "--attack-samples", "0")
     assert result.exit_code == 2 and "--attack-samples" in result.output
+
+
+def test_report_language_is_recorded_and_declared(workspace):
+    out = workspace / "out"
+    result = run(write_config(workspace, extra="  language: en-GB\n", stressors=""), out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "results.json").read_text())["report"] == {"language": "en-GB"}
+    assert '<html lang="en-GB">' in (out / "report.html").read_text()

@@ -113,10 +113,27 @@ class StressorConfig(BaseModel):
         return opts
 
 
+ENGLISH_TAG = re.compile(r"en(-[A-Za-z0-9]{1,8})*")
+"""BCP 47 tags of English (``en``, ``en-GB``, ``en-US``...): the language the report text is written in."""
+
+
 class ReportConfig(_Strict):
     formats: list[Literal["html", "pdf"]] = Field(default_factory=lambda: ["html", "pdf"])
     images: Literal["none", "anonymized", "raw"] = "none"
     sign_key: Path | None = None
+    language: str = "en"
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        # The tag is declared in report.html (<html lang>) and report.pdf (/Lang, dc:language), so that a
+        # screen reader picks the right voice; declaring another language over English text would mislead it.
+        if not ENGLISH_TAG.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not available: the report text is written in English only; "
+                "use an English language tag such as en, en-GB or en-US"
+            )
+        return value
 
 
 class EvaluationConfig(_Strict):

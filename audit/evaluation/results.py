@@ -208,4 +208,5 @@ def assemble_results(
         "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
         "versions": _versions(),
     }
+    results["report"] = {"language": cfg.report.language}
     return results

@@ -136,8 +136,18 @@ def _condition(rng: random.Random, cid: str, stressor, severity, acc: float) -> 
     }
 
 
+# What each fixture rule judges (the report shows observed values and thresholds in the metric's unit).
+_RULE_METRICS = {
+    "clean_accuracy": {"metric": "accuracy"},
+    "worst_group_gap": {"metric": "accuracy", "aggregate": "gap"},
+    "ece_max": {"metric": "ece"},
+    "min_group_size": {"metric": "n"},
+}
+
+
 def _rule(rule_id, status, blocking, observed, threshold, op, message, condition) -> dict:
     return {
+        **_RULE_METRICS.get(rule_id, {}),
         "id": rule_id,
         "kind": "metric",
         "status": status,

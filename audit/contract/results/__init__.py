@@ -38,6 +38,7 @@ from audit.contract.results.identity import (
     GalleryItem,
     ModelInfo,
     Provenance,
+    ReportSettings,
     SkippedImage,
     StressorInfo,
     Tool,
@@ -86,6 +87,7 @@ __all__ = [
     "Provenance",
     "Reliability",
     "ReliabilityBin",
+    "ReportSettings",
     "Results",
     "RobustnessRow",
     "RuleResult",
@@ -120,6 +122,9 @@ class Results(Node):
     governance: Governance
     gallery: list[GalleryItem] | None = Field(default=None, description="present when the policy allows images")
     provenance: Provenance
+    report: ReportSettings | None = Field(
+        default=None, description="how the reports are rendered (config report.*); absent: English ('en')"
+    )
     policy: PolicyOutcome | None = Field(default=None, description="the verdict (absent only while results are built)")
 
     _notes: list[str] = PrivateAttr(default_factory=list)

@@ -14,6 +14,7 @@ __all__ = [
     "GalleryItem",
     "ModelInfo",
     "Provenance",
+    "ReportSettings",
     "SkippedImage",
     "StressorInfo",
     "Tool",
@@ -85,3 +86,13 @@ class Provenance(Node):
     device: str = Field(description="the device the model ran on")
     world_size: int = Field(ge=1, description="processes under torchrun (1 when run directly)")
     versions: dict[str, str] = Field(description="python and library versions")
+
+
+class ReportSettings(Node):
+    """How the reports of these results are rendered (config ``report.*``)."""
+
+    language: str = Field(
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
+        description="BCP 47 tag of the report's language, declared in report.html and report.pdf (config "
+        "report.language); absent means 'en'",
+    )

@@ -97,3 +97,19 @@ def test_attack_samples_override_is_validated(tmp_path):
     assert load_config(write(tmp_path, BASE), attack_samples=5).evaluation.attack_samples == 5
     with pytest.raises(AuditError, match="evaluation.attack_samples"):
         load_config(write(tmp_path, BASE), attack_samples=0)
+
+
+@pytest.mark.parametrize("tag", ["en", "en-GB", "en-US", "en-Latn-IE"])
+def test_report_language_takes_english_tags(tmp_path, tag):
+    assert load_config(write(tmp_path, BASE)).report.language == "en"
+    assert load_config(write(tmp_path, BASE + f"report:\n  language: {tag}\n")).report.language == tag
+
+
+@pytest.mark.parametrize("tag", ["de", "fr-FR", "en_GB", "english", "", "en-"])
+def test_report_language_other_than_english_is_refused(tmp_path, tag):
+    path = write(tmp_path, BASE + f"report:\n  language: '{tag}'\n")
+    with pytest.raises(AuditError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and "report.language" in message and "English only" in message
+    assert "\n" not in message
