@@ -90,12 +90,14 @@ class RuleOutcome:
     def check(self) -> None:
         __tracebackhide__ = True
         r = self.rule
+        from audit.cli.fmt import observed, threshold
+
         detail = (
             f"policy {self.policy}, rule {r['id']}: {r.get('message', '')}\n"
-            f"  observed: {r.get('observed')}  threshold: {r.get('threshold')}  blocking: {r.get('blocking')}"
+            f"  observed: {observed(r)}  required: {threshold(r)}  blocking: {r.get('blocking')}"
         )
-        if r["status"] == "insufficient_data":
-            pytest.skip(f"insufficient data: {detail}")
+        if r["status"] in ("insufficient_data", "not_applicable"):
+            pytest.skip(f"{r['status'].replace('_', ' ')}: {detail}")
         if r["status"] == "fail" and r.get("blocking"):
             raise AssertionError(detail)
         if r["status"] in ("fail", "warn"):
@@ -137,25 +139,25 @@ def cvaudit_rule(request: pytest.FixtureRequest, cvaudit_results: Any) -> RuleOu
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The verdict, every blocking failure (as ``cvaudit run`` prints them), then the largest gaps."""
     results = config.stash.get(_RESULTS_KEY, None)
-    if not results:
+    if not results or not results.get("policy"):
         return
-    policy = results.get("policy", {})
+    from audit.cli.fmt import pp
+    from audit.cli.summary import failure_lines, verdict_line
+    from audit.contract.text import neutralise
+
     tr = terminalreporter
     tr.section("cvaudit")
-    tr.write_line(f"verdict: {str(policy.get('verdict', '?')).upper()} (policy {policy.get('name', '?')})")
-    bad = [r for r in policy.get("rules", []) if r.get("status") in ("fail", "warn")]
-    bad.sort(key=lambda r: (not r.get("blocking"), r.get("id")))
-    for r in bad[:5]:
-        kind = "FAIL" if r.get("status") == "fail" and r.get("blocking") else "warn"
-        tr.write_line(f"  {kind} {r['id']}: observed {r.get('observed')} vs threshold {r.get('threshold')}")
-    findings = [f for f in results.get("governance", {}).get("findings", []) if f.get("status") != "pass"]
-    for f in findings[:5]:
-        tr.write_line(f"  governance {f.get('check')}: {f.get('count')} sample(s) - {f.get('message', '')}")
-    gaps = sorted(
-        (f for f in results.get("fairness", []) if f.get("accuracy_gap") is not None), key=lambda f: -f["accuracy_gap"]
-    )[:3]
+    tr.write_line(neutralise(verdict_line(results)))
+    for line in failure_lines(results):
+        tr.write_line(neutralise(line))
+    gaps = sorted((f for f in results.get("fairness", []) if f.get("accuracy_gap")), key=lambda f: -f["accuracy_gap"])[
+        :3
+    ]
     for f in gaps:
         tr.write_line(
-            f"  largest gap: {f['attribute']} under {f['condition']}: {f['accuracy_gap']:.3f} (worst {f['worst_group']})"
+            neutralise(
+                f"  largest gap: {f['attribute']} under {f['condition']}: {pp(f['accuracy_gap'])} (worst {f['worst_group']})"
+            )
         )

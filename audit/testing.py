@@ -104,10 +104,13 @@ def _as_results(results: Any) -> AuditResults:
 
 
 def _fmt(value: Any) -> str:
+    """Rates with three significant digits, intervals likewise (full precision stays in results.json)."""
+    from audit.cli.fmt import interval, rate
+
     if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, float) for v in value):
-        return f"[{value[0]:.4f}, {value[1]:.4f}]"
+        return rate(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return interval(value)
     return str(value)
 
 
@@ -168,12 +171,11 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
         findings=res.get("governance", {}).get("findings", []),
     )
     if outcome["verdict"] != "pass":
-        failed = [r for r in outcome["rules"] if r["status"] == "fail" and r.get("blocking")]
-        lines = [f"cvaudit: policy {outcome['name']} failed ({len(failed)} blocking rule(s))"]
-        for r in failed:
-            lines.append(
-                f"  {r['id']}: observed {_fmt(r.get('observed'))}, threshold {_fmt(r.get('threshold'))} - {r.get('message', '')}"
-            )
+        from audit.cli.summary import failure_lines
+
+        failures = outcome.get("failures") or []
+        lines = [f"cvaudit: policy {outcome['name']} failed ({len(failures)} blocking failure(s))"]
+        lines += failure_lines({"policy": outcome})
         raise AssertionError("\n".join(lines))
     return outcome
 
@@ -195,7 +197,7 @@ def assert_no_regression(
     min_size = res.get("evaluation", {}).get("min_group_size", 0)
     wanted = set(conditions) if conditions is not None else None
     regressions = [
-        f"  {_where(row)}: {_fmt(row['baseline_accuracy'])} -> {_fmt(row['accuracy'])} ({row['delta']:+.4f})"
+        f"  {_where(row)}: {_fmt(row['baseline_accuracy'])} -> {_fmt(row['accuracy'])} ({100 * row['delta']:+.1f} pp)"
         for row in compare_to_baseline(dict(res), dict(base), tolerance=tolerance, min_group_size=min_size)
         if row["regressed"] and (wanted is None or row["condition"] in wanted)
     ]

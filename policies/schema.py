@@ -320,7 +320,7 @@ class GovernanceConfig(_Strict):
 
     id_column: str = "sample_id"
     date_format: str = "iso"
-    max_ids: int = Field(default=10, ge=0)
+    max_ids: int = Field(default=20, ge=0)
     columns: GovernanceColumns = Field(default_factory=GovernanceColumns)
     retention: RetentionCheck | None = None
     consent: ConsentCheck | None = None

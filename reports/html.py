@@ -40,6 +40,8 @@ from reports import plots
 __all__ = ["ChartView", "DataTable", "as_results_dict", "render_html"]
 
 DEFAULT_LANGUAGE = "en"
+#: Sample ids shown per governance finding (all of them are in governance.csv).
+SAMPLE_ID_LIMIT = 20
 ADVERSARIAL = frozenset({"fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump", "apgd", "cw", "square"})
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
 # Metrics stored as shares in [0, 1] (shown in %) and differences of shares (shown in percentage points).
@@ -265,12 +267,21 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
             s: sum(1 for r in rules if r.get("status") == s) for s in ("pass", "fail", "warn", "insufficient_data")
         },
         "blocking_failures": _blocking_failures(policy, rules),
+        "failures": [f for f in _list(policy.get("failures")) if isinstance(f, dict)],
+        "governance_counts": _dict(policy.get("governance_counts")),
+        "governance": _dict(results.get("governance")),
         "blocking_rule_failures": [r for r in rules if r.get("status") == "fail" and r.get("blocking")],
         "conditions": conditions,
         "clean": clean,
         "worst": worst,
         "worst_natural": min(natural, key=_acc, default=None),
-        "worst_attack": min((c for c in stressed if str(c.get("stressor")) in adversarial), key=_acc, default=None),
+        # a sanity probe (eps = 0, or the large-eps gradient-masking check) is not a robustness measurement
+        "worst_attack": min(
+            (c for c in stressed if str(c.get("stressor")) in adversarial and not c.get("probe")),
+            key=_acc,
+            default=None,
+        ),
+        "probes": [c.get("id") for c in conditions if c.get("probe")],
         "drops": {
             r.get("condition"): r.get("drop", r.get("accuracy_drop"))
             for r in _list(results.get("robustness"))
@@ -288,6 +299,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "fairness": [f for f in _list(results.get("fairness")) if isinstance(f, dict)],
         "disparity": [_disparity_row(d) for d in _list(results.get("robustness_disparity")) if isinstance(d, dict)],
         "findings": [f for f in _list(_dict(results.get("governance")).get("findings")) if isinstance(f, dict)],
+        "sample_id_limit": SAMPLE_ID_LIMIT,
         "gallery": gallery,
         "group_columns": [(g.get("attribute"), g.get("value")) for g in groups],
         "group_header": _spans([g.get("attribute") for g in groups]),

@@ -2,7 +2,9 @@
 
 Mapping: ``fail`` -> ``<failure>`` (message names the observed value and the
 threshold); ``warn`` -> a passing case with ``<system-out>WARNING: ...``;
-``insufficient_data`` -> ``<skipped>``; ``pass`` -> a passing case.
+``insufficient_data`` and ``not_applicable`` -> ``<skipped>``; ``pass`` -> a passing case.
+The ``<failure>`` elements are exactly the verdict's ``policy.failures`` (blocking
+rules that failed and blocking governance checks that failed).
 """
 
 from __future__ import annotations
@@ -123,9 +125,9 @@ def _suite(
             failures += 1
             failure = ET.SubElement(case, "failure", message=_clean(message), type="blocking")
             failure.text = _clean(body)
-        elif status == "insufficient_data":
+        elif status in ("insufficient_data", "not_applicable"):
             skipped += 1
-            ET.SubElement(case, "skipped", message=_clean(f"insufficient data: {message}"))
+            ET.SubElement(case, "skipped", message=_clean(f"{status.replace('_', ' ')}: {message}"))
         elif status == "warn":
             ET.SubElement(case, "system-out").text = _clean(f"WARNING: {body}")
         else:

@@ -68,3 +68,65 @@ def test_two_ranks_equal_one_process(workspace):
     assert [r[:6] + r[8:] for r in rows_one] == [r[:6] + r[8:] for r in rows_two]
     assert max(abs(float(a[7]) - float(b[7])) for a, b in zip(rows_one[1:], rows_two[1:])) <= 2e-6
     assert not [p for p in workspace.iterdir() if p.name.startswith(".cvaudit-")]  # work folders cleaned up
+
+
+def _cvaudit() -> str:
+    return str(Path(sys.executable).with_name("cvaudit"))
+
+
+def test_documented_torchrun_command_works_from_a_folder_with_its_own_packages(workspace):
+    """`torchrun --no-python cvaudit run` imports the installed cvaudit, not ./reports or ./policies."""
+    for shadow in ("reports", "policies", "audit"):
+        (workspace / shadow).mkdir()
+        (workspace / shadow / "__init__.py").write_text("raise SystemExit('imported the wrong package')\n")
+    cfg = write_config(workspace, threshold=1.01, stressors="  - {name: night, severities: [2]}\n")
+    env = {**os.environ, "CVAUDIT_DIST_BACKEND": "gloo", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        [
+            *_torchrun(),
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29537",
+            "--no-python",
+            "cvaudit",
+            "run",
+            cfg.name,
+            "--out",
+            "out",
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=workspace,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]  # the policy failed; torchrun reports it as exit 1
+    assert "wrong package" not in done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("verdict: FAIL (policy e2e: 1 blocking failure")
+    assert json.loads((workspace / "out" / "results.json").read_text())["policy"]["verdict"] == "fail"
+
+
+def test_nproc_per_node_keeps_cvaudit_exit_codes_without_launcher_tracebacks(workspace):
+    cfg = write_config(workspace, threshold=1.01, stressors="  - {name: night, severities: [2]}\n")
+    env = {**os.environ, "CVAUDIT_DIST_BACKEND": "gloo"}
+    failed = subprocess.run(
+        [_cvaudit(), "run", str(cfg), "--out", str(workspace / "out"), "--quiet", "--nproc-per-node", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr and "ChildFailedError" not in failed.stderr, failed.stderr
+    assert failed.stdout.strip().splitlines()[-1].startswith("verdict: FAIL (policy e2e: 1 blocking failure")
+    bad = subprocess.run(
+        [_cvaudit(), "run", str(workspace / "missing.yaml"), "--out", str(workspace / "o2"), "--nproc-per-node", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2, bad.stderr[-3000:]
+    assert "Traceback" not in bad.stderr and "config file not found" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -101,9 +102,32 @@ def report_skipped(results: dict[str, Any], *, shown: int = 5) -> None:
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--nproc-per-node",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes on this machine (one per GPU, or CPU processes with gloo); exit codes stay 0/1/2.",
+)
 @boundary
-def run_command(config: Path, out_dir: Path, seed, device, batch_size, attack_samples, baseline, fmt, quiet) -> None:
+def run_command(
+    config: Path, out_dir: Path, seed, device, batch_size, attack_samples, baseline, fmt, quiet, nproc_per_node
+) -> None:
     """Run the audit described by CONFIG (a config.yaml) and write every output into --out."""
+    if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
+        from audit.cli.launch import launch
+
+        argv = ["run", str(config), "--out", str(out_dir), "--format", fmt]
+        for flag, value in (
+            ("--seed", seed),
+            ("--device", device),
+            ("--batch-size", batch_size),
+            ("--attack-samples", attack_samples),
+            ("--baseline", baseline),
+        ):
+            if value is not None:
+                argv += [flag, str(value)]
+        sys.exit(launch(nproc_per_node, [*argv, *(["--quiet"] if quiet else [])]))
     outcome = run_config(
         config,
         out_dir=out_dir,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from audit.contract.conditions import parse_severity
 from audit.contract.errors import AuditError
 from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.yaml_loader import load_yaml
@@ -94,14 +95,39 @@ class DataConfig(_Strict):
         return self
 
 
+def _levels(value: Any) -> Any:
+    """Severities and epsilons may be written as fractions (``2/255``), as condition ids may."""
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                try:
+                    item = parse_severity(item)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not a number or a fraction such as 2/255") from None
+            out.append(item)
+        return out
+    return value
+
+
 class StressorConfig(BaseModel):
-    """One stressor entry; keys other than ``name``/``severities``/``epsilons`` are its options."""
+    """One stressor entry; keys other than ``name``/``severities``/``epsilons`` are its options.
+
+    ``severities`` and ``epsilons`` take numbers or fractions (``8/255``).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str
     severities: list[float] | None = None
     label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fractions(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {k: (_levels(v) if k in ("severities", "epsilons") else v) for k, v in data.items()}
+        return data
 
     @property
     def options(self) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def test_no_regression_passes_within_tolerance_and_ignores_small_groups():
 def test_regression_names_condition_and_group():
     with pytest.raises(AssertionError) as err:
         assert_no_regression(_results(acc_b=0.7), _results(), tolerance=0.01)
-    assert "clean camera=B: 0.8000 -> 0.7000 (-0.1000)" in str(err.value)
+    assert "clean camera=B: 0.800 -> 0.700 (-10.0 pp)" in str(err.value)
     assert "1 place(s)" in str(err.value)
 
 
@@ -58,5 +58,5 @@ def test_assert_metric_message_has_interval_n_and_group_table():
         assert_metric(copy.deepcopy(_results()), "accuracy", ">=", 0.9, group=("camera", "B"))
     message = str(err.value)
     assert "accuracy >= 0.9 failed for clean, camera=B" in message
-    assert "observed: 0.8000" in message and "n: 100" in message
+    assert "observed: 0.800" in message and "n: 100" in message
     assert "(insufficient data)" in message  # group C in the table

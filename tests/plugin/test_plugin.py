@@ -53,7 +53,7 @@ def test_passing_audit_one_test_per_rule(pytester, audit_config):
         "--cvaudit-config", str(audit_config), f"--junitxml={junit}", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=3)  # test_clean, test_policy, one test per rule (the policy has one)
-    result.stdout.fnmatch_lines(["*cvaudit*", "verdict: PASS (policy e2e)"])
+    result.stdout.fnmatch_lines(["*= cvaudit =*", "verdict: PASS (policy e2e: 0 blocking failures*"])
     cases = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase")]
     assert "test_rule[clean-accuracy]" in cases
 
@@ -75,7 +75,10 @@ def test_blocking_rule_failure_fails_its_test(pytester, workspace):
     pytester.makepyfile(PASSING.replace("{policy}", str(cfg.parent / "policy.yaml")))
     result = pytester.runpytest_subprocess("--cvaudit-config", str(cfg), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines(["*rule clean-accuracy*", "*observed: 1.0*threshold: 1.01*", "verdict: FAIL*"])
+    result.stdout.fnmatch_lines(
+        ["*rule clean-accuracy*", "*observed: 1  required: >= 1.01*", "verdict: FAIL (policy e2e: 1 blocking failure*"]
+    )
+    result.stdout.fnmatch_lines(["  FAIL clean-accuracy: observed 1, required >= 1.01*"])
 
 
 def test_missing_config(pytester, tmp_path):
