@@ -39,7 +39,7 @@ from audit.evaluation.conditions import build_conditions
 from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
 from audit.evaluation.evaluate import EvalSettings, evaluate
 from audit.evaluation.groups import build_layout, slot_matrix
-from audit.evaluation.model import load_model, resolve_device
+from audit.evaluation.model import load_model, resolve_device, resolve_model_config
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
 
@@ -121,6 +121,7 @@ def run_audit(
     keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
     baseline_results = _load_baseline(baseline) if baseline else None
 
+    cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
     device = resolve_device(cfg.device if world == 1 else distributed.local_device(cfg.device))
     base_dir = Path(config_path).resolve().parent if config_path else None
     model, model_info = load_model(cfg.model, device, base_dir=base_dir)
