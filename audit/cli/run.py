@@ -130,9 +130,18 @@ def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") 
     help="A results.json of the deployed model to compare against.",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--mlflow",
+    "mlflow_experiment",
+    metavar="EXPERIMENT",
+    default=None,
+    help="Also log the run to this MLflow experiment (overrides tracking.mlflow.experiment; extra cvaudit[mlflow]).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @boundary
-def run_command(config: Path, out_dir: Path, seed, device, batch_size, attack_samples, baseline, fmt, quiet) -> None:
+def run_command(
+    config: Path, out_dir: Path, seed, device, batch_size, attack_samples, baseline, fmt, mlflow_experiment, quiet
+) -> None:
     """Run the audit described by CONFIG (a config.yaml) and write every output into --out."""
     outcome = run_config(
         config,
@@ -143,6 +152,7 @@ def run_command(config: Path, out_dir: Path, seed, device, batch_size, attack_sa
         attack_samples=attack_samples,
         baseline=baseline,
         quiet=quiet,
+        mlflow=mlflow_experiment,
     )
     if outcome is None:  # a non-zero rank of a distributed run
         return
@@ -160,12 +170,20 @@ def run_config(
     attack_samples=None,
     baseline=None,
     quiet=False,
+    mlflow=None,
 ):
-    """Load a config file (with CLI overrides) and run it; None on non-zero ranks."""
+    """Load a config file (with CLI overrides) and run it; None on non-zero ranks.
+
+    ``mlflow`` names an MLflow experiment to log the run to (``--mlflow``).
+    """
     from audit.contract.config import load_config
     from audit.runner import run_audit
+    from audit.tracking import require_tracking, with_experiment
 
     cfg = load_config(config, seed=seed, device=device, batch_size=batch_size, attack_samples=attack_samples)
+    if mlflow:
+        cfg = with_experiment(cfg, mlflow)
+    require_tracking(cfg)
     outcome = run_audit(
         cfg, config_path=config, out_dir=out_dir, baseline=baseline, progress=_progress_factory(not quiet)
     )

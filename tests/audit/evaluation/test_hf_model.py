@@ -22,6 +22,11 @@ from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPi
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: E402
 from transformers.models.convnext.image_processing_pil_convnext import ConvNextImageProcessorPil  # noqa: E402
 from transformers.models.deit.image_processing_pil_deit import DeiTImageProcessorPil  # noqa: E402
+from transformers.models.mobilenet_v1.image_processing_pil_mobilenet_v1 import (  # noqa: E402
+    MobileNetV1ImageProcessorPil,
+)
+from transformers.models.pvt.image_processing_pil_pvt import PvtImageProcessorPil  # noqa: E402
+from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil  # noqa: E402
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -46,6 +51,11 @@ PROCESSORS = {
         size={"shortest_edge": 33}, crop_size={"height": 32, "width": 32}, resample=1
     ),
     "convnext-crop-pct": lambda: ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875),
+    "mobilenet-v1-shortest-edge": lambda: MobileNetV1ImageProcessorPil(
+        size={"shortest_edge": 37}, crop_size={"height": 32, "width": 32}
+    ),
+    "pvt-bicubic": lambda: PvtImageProcessorPil(size={"height": 32, "width": 32}),
+    "siglip-bicubic": lambda: SiglipImageProcessorPil(size={"height": 32, "width": 32}),
     "vit-no-rescale-no-normalize": lambda: ViTImageProcessorPil(
         size={"height": 32, "width": 32}, do_rescale=False, do_normalize=False
     ),
