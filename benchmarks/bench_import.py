@@ -6,7 +6,11 @@ huggingface_hub) only when they run. This script times the console script in
 fresh processes (median and spread after one warm-up) and lists which heavy
 modules a ``--help`` loads (none is expected).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_import.py --runs 20
+    .venv/bin/python benchmarks/bench_import.py --runs 20
+
+To time another revision with the same installed packages, put its source tree first on
+``PYTHONPATH`` (``git archive REV | tar -x -C /tmp/rev``, then ``PYTHONPATH=/tmp/rev``): the
+console script and the probe import ``audit`` from there.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +51,10 @@ def time_help(exe: Path, runs: int) -> list[float]:
 
 def imported_heavy(python: Path) -> list[str]:
     """Heavy top-level packages present in ``sys.modules`` after ``--help``."""
-    out = subprocess.run([str(python), "-c", _PROBE], check=True, capture_output=True, text=True).stdout
+    # run outside the checkout: `python -c` puts the working directory first on sys.path
+    out = subprocess.run(
+        [str(python), "-c", _PROBE], check=True, capture_output=True, text=True, cwd=tempfile.gettempdir()
+    ).stdout
     loaded = set(json.loads(out))
     return [m for m in HEAVY if m in loaded]
 
