@@ -127,6 +127,13 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
 def _load_file(path: Path) -> tuple[nn.Module, str]:
     if not path.exists():
         raise AuditError(f"{path}: model file not found")
+    if path.is_dir():
+        hint = (
+            "; for a Hugging Face model folder set model.format: huggingface"
+            if (path / "config.json").is_file()
+            else ""
+        )
+        raise AuditError(f"{path}: is a folder, not a model file{hint}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return OnnxModule(path), "onnx"

@@ -128,6 +128,7 @@ def _run_folder(tmp_path: Path) -> tuple[Path, dict]:
     (out / "results.json").write_text(json.dumps(results))
     (out / "junit.xml").write_text("<testsuite/>\n")
     (out / "predictions.csv").write_text("sample_id,condition\n")
+    (out / "attestation.dsse.json").write_text('{"payload": ""}\n')
     return out, results
 
 
@@ -152,7 +153,12 @@ def test_file_store_read_back_with_mlflow(tmp_path, monkeypatch, capsys):
     assert run.data.tags["cvaudit.verdict"] == "fail" and run.data.tags["cvaudit.policy_sha256"] == "ef" * 32
     client = mlflow.MlflowClient(tracking_uri=uri)
     names = {a.path for a in client.list_artifacts(run_id)}
-    assert names == {"results.json", "junit.xml"} and names <= set(ARTIFACTS)  # predictions.csv stays local
+    assert names == {"results.json", "junit.xml", "attestation.dsse.json"}  # predictions.csv stays local
+    assert names <= set(ARTIFACTS)
+    attestation = hashlib.sha256((out / "attestation.dsse.json").read_bytes()).hexdigest()
+    assert run.data.tags["cvaudit.attestation_sha256"] == attestation
+    results_digest = hashlib.sha256((out / "results.json").read_bytes()).hexdigest()
+    assert run.data.tags["cvaudit.results_sha256"] == results_digest
 
 
 def test_unreachable_server_only_warns(tmp_path, capsys):

@@ -269,3 +269,9 @@ def test_processor_cvaudit_cannot_express(tmp_path):
 def test_without_transformers_the_extra_is_named(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     _fails(ModelConfig(path=tmp_path, format="huggingface"), r"pip install 'cvaudit\[hf\]'")
+
+
+def test_a_folder_without_format_names_the_key(tmp_path):
+    folder = save_tiny_vit(tmp_path / "m")
+    with pytest.raises(AuditError, match="set model.format: huggingface"):
+        load_model(ModelConfig(path=folder), CPU)
