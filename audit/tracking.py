@@ -335,10 +335,13 @@ def track_run(
     """
     if mlflow_cfg is None:
         return None
+    if importlib.util.find_spec("mlflow") is None:
+        _warn("MLflow tracking skipped: MLflow is not installed (pip install 'cvaudit[mlflow]')")
+        return None
     try:
         run_id = log_to_mlflow(mlflow_cfg, results=results, out_dir=out_dir, params=params, base_dir=base_dir)
-    except ImportError:
-        _warn("MLflow tracking skipped: MLflow is not installed (pip install 'cvaudit[mlflow]')")
+    except KeyboardInterrupt:  # the outputs are complete: only the tracking stops
+        _warn(f"MLflow tracking interrupted; the audit's outputs are in {out_dir} and its verdict stands")
         return None
     except Exception as err:  # any tracking failure is a warning: the audit's outcome stands
         _warn(

@@ -146,6 +146,11 @@ def _load_processor(transformers: Any, folder: Path) -> Any | None:
         ) from None
 
 
+def _size_text(size: Any) -> str:
+    keys = ("height", "width", "shortest_edge", "longest_edge", "max_height", "max_width")
+    return str({k: getattr(size, k) for k in keys if getattr(size, k, None)})
+
+
 def _per_channel(value: Any, channels: int) -> tuple[float, ...]:
     values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
     return tuple(values * channels) if len(values) == 1 else tuple(values)
@@ -181,6 +186,8 @@ def hf_preprocessing(processor: Any, *, channels: int, source: str) -> dict[str,
     if name == "ConvNextImageProcessor":
         if crop is not None:
             raise AuditError(f"{source}: ConvNeXT's crop_pct together with do_center_crop is not supported; {instead}")
+        if not size.shortest_edge or not getattr(processor, "crop_pct", None):
+            raise AuditError(f"{source}: ConvNeXT needs size.shortest_edge and crop_pct; {instead}")
         edge = int(size.shortest_edge)
         resize: int | tuple[int, int] = int(edge / processor.crop_pct) if edge < 384 else (edge, edge)
         input_size = (edge, edge)
@@ -195,9 +202,7 @@ def hf_preprocessing(processor: Any, *, channels: int, source: str) -> dict[str,
             )
         input_size = None
     else:
-        raise AuditError(
-            f"{source}: size {dict(size.items()) if hasattr(size, 'items') else size} is not supported; {instead}"
-        )
+        raise AuditError(f"{source}: size {_size_text(size)} is not supported; {instead}")
     if crop is not None:
         input_size = (int(crop.height), int(crop.width))
     resample = processor.resample if processor.resample is not None else 2

@@ -113,12 +113,15 @@ def test_tracking_config_errors(tmp_path):
         _config(tmp_path, {"wandb": {}})
 
 
-def test_missing_mlflow_is_an_error_before_the_audit(tmp_path, monkeypatch):
+def test_missing_mlflow_is_an_error_before_the_audit(tmp_path, monkeypatch, capsys):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     with pytest.raises(AuditError, match=r"pip install 'cvaudit\[mlflow\]'"):
         require_tracking(_config(tmp_path, {"mlflow": {"experiment": "e"}}))
     require_tracking(_config(tmp_path))  # no tracking: nothing needed
+    out, results = _run_folder(tmp_path)  # at the end of a run (the API without the CLI's check): a warning
+    assert track_run(MlflowConfig(experiment="e"), results=results, out_dir=out, params={}) is None
+    assert "MLflow tracking skipped: MLflow is not installed" in capsys.readouterr().err
 
 
 def _run_folder(tmp_path: Path) -> tuple[Path, dict]:
