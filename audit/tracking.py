@@ -10,8 +10,8 @@ What a run logs (names are stable; README, "MLflow"):
 
 - **params**: the config (as the run used it, Hugging Face values filled in),
   flattened with dots: ``model.path``, ``data.attributes``, ``stressors.0.name``,
-  ``evaluation.n_bootstrap``... (``tracking`` itself is left out; unset keys are
-  omitted; lists of plain values are JSON text);
+  ``evaluation.n_bootstrap``... (defaults included; ``tracking`` itself and null
+  values are left out; lists of plain values are JSON text);
 - **metrics**: per condition ``<condition>/<metric>`` where ``<condition>`` is
   ``clean`` or ``<stressor>/<severity>`` (``night@3`` -> ``night/3``) and
   ``<metric>`` one of :data:`CONDITION_METRICS`; per group
@@ -196,7 +196,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 
 def config_params(cfg: AuditConfig) -> dict[str, str]:
-    """The config as MLflow parameters: flattened with dots, ``tracking`` and unset keys left out."""
+    """The config as MLflow parameters: flattened with dots, ``tracking`` and null values left out."""
     out: dict[str, str] = {}
     _flatten("", cfg.model_dump(mode="json", exclude={"tracking"}), out)
     return out
