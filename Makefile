@@ -6,12 +6,19 @@
 # of their choice instead, e.g.
 #   make TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" demo
 # (or installs torch into .venv first: an importable torch is kept as it is).
+#
+# Every later install runs with a constraint file pinning the installed torch (torch==2.13.0
+# after a CPU install), so no dependency can replace it (e.g. with a CUDA build).
+# `make test` also installs the optional extras the tests exercise: hf (transformers) and
+# mlflow.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.cvaudit-installed
+EXTRAS_STAMP := $(VENV)/.cvaudit-extras-installed
+CONSTRAINTS  := $(VENV)/torch-constraint.txt
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast lint install bench clean
@@ -20,18 +27,23 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(CONSTRAINTS)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
+
+$(EXTRAS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,hf,mlflow]'
+	touch $(EXTRAS_STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/cvaudit demo --out cvaudit-demo
 
-test: lint
+test: lint $(EXTRAS_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: lint
+test-fast: lint $(EXTRAS_STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Formatting, lint, the import layers (pyproject.toml [tool.importlinter]) and the
@@ -43,6 +55,7 @@ lint: $(STAMP)
 	$(PY) -m audit.contract.schema --check
 
 bench: $(STAMP)
+	$(PY) benchmarks/bench_import.py
 	$(PY) benchmarks/bench_stressors.py
 	$(PY) benchmarks/bench_attacks.py
 	$(PY) benchmarks/bench_overhead.py

@@ -5,7 +5,9 @@ and the audit machinery are imported only when a test asks for results.
 
 - ``--cvaudit-config PATH``: run that audit once per session;
   ``--cvaudit-results PATH``: reuse a stored ``results.json`` instead;
-  ``--cvaudit-out DIR``: where the run writes its outputs (default: a temp dir).
+  ``--cvaudit-out DIR``: where the run writes its outputs (default: a temp dir);
+  ``--cvaudit-mlflow EXPERIMENT``: log the session's audit to MLflow (the run's
+  config, or the stored results' folder), as ``cvaudit run --mlflow`` does.
 - fixture ``cvaudit_results`` (session): an :class:`audit.testing.AuditResults`.
 - marker ``@pytest.mark.cvaudit(policy="ci-gate")`` on a test that takes the
   ``cvaudit_rule`` argument expands into one test per policy rule; call
@@ -34,6 +36,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cvaudit-config", default=None, metavar="PATH", help="Run this cvaudit config once per session.")
     group.addoption("--cvaudit-results", default=None, metavar="PATH", help="Reuse a stored results.json.")
     group.addoption("--cvaudit-out", default=None, metavar="DIR", help="Output folder of the session's audit run.")
+    group.addoption(
+        "--cvaudit-mlflow",
+        default=None,
+        metavar="EXPERIMENT",
+        help="Log the session's audit to this MLflow experiment (extra cvaudit[mlflow]).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,24 +56,43 @@ def _load_results(config: pytest.Config, tmp_factory: pytest.TempPathFactory) ->
 
     results_path = config.getoption("--cvaudit-results")
     config_path = config.getoption("--cvaudit-config")
+    experiment = config.getoption("--cvaudit-mlflow")
     if results_path:
         path = Path(results_path)
         if not path.is_file():
             raise pytest.UsageError(f"--cvaudit-results: {path}: file not found")
         try:
-            return AuditResults.load(path)
+            results = AuditResults.load(path)
         except CvauditError as err:
             raise pytest.UsageError(f"--cvaudit-results: {err}") from None
+        if experiment:
+            _track_stored(dict(results), path, experiment)
+        return results
     if not config_path:
         return None
     from audit.cli.run import run_config
 
     out = Path(config.getoption("--cvaudit-out") or tmp_factory.mktemp("cvaudit"))
     try:
-        outcome = run_config(Path(config_path), out_dir=out, quiet=True)
+        outcome = run_config(Path(config_path), out_dir=out, quiet=True, mlflow=experiment)
     except CvauditError as err:
         pytest.fail(f"cvaudit could not run: {err}", pytrace=False)
     return AuditResults(outcome.results, source=str(out / "results.json"))
+
+
+def _track_stored(results: dict[str, Any], path: Path, experiment: str) -> None:
+    """Log stored results (and the outputs beside them) to MLflow; params record where they came from."""
+    from audit.contract.config import MlflowConfig
+    from audit.tracking import track_run
+
+    params = {
+        "results": str(path.resolve()),
+        "seed": str(results.get("seed")),
+        "model.path": str((results.get("model") or {}).get("path")),
+        "data.path": str((results.get("dataset") or {}).get("path")),
+        "policy": str((results.get("policy") or {}).get("name")),
+    }
+    track_run(MlflowConfig(experiment=experiment), results=results, out_dir=path.parent, params=params)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ Order of work (so that nothing is written over invalid input):
    in the report);
 3. one streaming pass over the data (:mod:`audit.evaluation.evaluate`);
 4. results assembly (:mod:`audit.evaluation.results`), policy verdict;
-5. outputs, each written atomically; the PDF signature and the attestation last.
+5. outputs, each written atomically; the PDF signature and the attestation last;
+6. tracking (MLflow, when configured: :mod:`audit.tracking`), which only warns on failure.
 
 Single process, or one rank of ``torchrun`` (see :mod:`audit.evaluation.distributed`):
 every rank evaluates its shard; statistics are all-reduced when computed;
@@ -40,9 +41,10 @@ from audit.evaluation.conditions import build_conditions
 from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
 from audit.evaluation.evaluate import EvalSettings, evaluate
 from audit.evaluation.groups import build_layout, slot_matrix
-from audit.evaluation.model import load_model, resolve_device
+from audit.evaluation.model import load_model, resolve_device, resolve_model_config
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
+from audit.tracking import track_audit
 
 ProgressFactory = Callable[[int, str], Callable[..., None]]
 
@@ -123,6 +125,7 @@ def run_audit(
     keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
     baseline_results = _load_baseline(baseline) if baseline else None
 
+    cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
     source = str(config_path or "config")
     conditions = build_conditions(cfg.stressors, source=source)
     table = read_samples(cfg.data, class_names=cfg.model.class_names)
@@ -218,6 +221,7 @@ def run_audit(
         results["policy"] = policies.check_policy(results, policy, findings=findings)
         results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
         files = _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase_bytes, model_info, table)
+        track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
         return AuditOutcome(results, out_dir, files)
     finally:
         if rank == 0:

@@ -7,7 +7,7 @@ exit codes only at the command boundary (:mod:`audit.cli.boundary`). Progress
 and logs go to stderr; results to stdout or files.
 
 Subcommands live in small modules (``run``, ``policy``, ``report``,
-``stressors``) that import their heavy dependencies (torch, WeasyPrint,
+``stressors``, ``model_card``) that import their heavy dependencies (torch, WeasyPrint,
 pyHanko) only when they run, so ``cvaudit --help`` stays fast.
 """
 
@@ -29,6 +29,7 @@ COMMANDS = {
     "verify": "audit.cli.report:verify_command",
     "keygen": "audit.cli.report:keygen_command",
     "stressors": "audit.cli.stressors:stressors_group",
+    "model-card": "audit.cli.model_card:model_card_command",
 }
 
 

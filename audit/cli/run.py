@@ -101,6 +101,13 @@ def report_skipped(results: dict[str, Any], *, shown: int = 5) -> None:
     help="A results.json of the deployed model to compare against.",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--mlflow",
+    "mlflow_experiment",
+    metavar="EXPERIMENT",
+    default=None,
+    help="Also log the run to this MLflow experiment (overrides tracking.mlflow.experiment; extra cvaudit[mlflow]).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option(
     "--nproc-per-node",
@@ -111,7 +118,17 @@ def report_skipped(results: dict[str, Any], *, shown: int = 5) -> None:
 )
 @boundary
 def run_command(
-    config: Path, out_dir: Path, seed, device, batch_size, attack_samples, baseline, fmt, quiet, nproc_per_node
+    config: Path,
+    out_dir: Path,
+    seed,
+    device,
+    batch_size,
+    attack_samples,
+    baseline,
+    fmt,
+    mlflow_experiment,
+    quiet,
+    nproc_per_node,
 ) -> None:
     """Run the audit described by CONFIG (a config.yaml) and write every output into --out."""
     if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
@@ -124,6 +141,7 @@ def run_command(
             ("--batch-size", batch_size),
             ("--attack-samples", attack_samples),
             ("--baseline", baseline),
+            ("--mlflow", mlflow_experiment),
         ):
             if value is not None:
                 argv += [flag, str(value)]
@@ -137,6 +155,7 @@ def run_command(
         attack_samples=attack_samples,
         baseline=baseline,
         quiet=quiet,
+        mlflow=mlflow_experiment,
     )
     if outcome is None:  # a non-zero rank of a distributed run
         return
@@ -155,12 +174,20 @@ def run_config(
     attack_samples=None,
     baseline=None,
     quiet=False,
+    mlflow=None,
 ):
-    """Load a config file (with CLI overrides) and run it; None on non-zero ranks."""
+    """Load a config file (with CLI overrides) and run it; None on non-zero ranks.
+
+    ``mlflow`` names an MLflow experiment to log the run to (``--mlflow``).
+    """
     from audit.contract.config import load_config
     from audit.runner import run_audit
+    from audit.tracking import require_tracking, with_experiment
 
     cfg = load_config(config, seed=seed, device=device, batch_size=batch_size, attack_samples=attack_samples)
+    if mlflow:
+        cfg = with_experiment(cfg, mlflow)
+    require_tracking(cfg)
     outcome = run_audit(
         cfg, config_path=config, out_dir=out_dir, baseline=baseline, progress=_progress_factory(not quiet)
     )

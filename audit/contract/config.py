@@ -23,14 +23,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Resampling filters of ``model.interpolation``; the torch backend has the first three.
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
+
 class ModelConfig(_Strict):
-    """How to load the model and prepare its input."""
+    """How to load the model and prepare its input.
+
+    Preprocessing (README, "Preprocessing"): an image is resized, then center-cropped to
+    ``input_size`` (H, W). Without ``resize`` it is resized straight to ``input_size``; an int
+    ``resize`` sets the shorter edge (aspect ratio kept), ``[H, W]`` an exact size. ``resize_backend``
+    ``torch`` resizes the float image with antialiasing; ``pil`` resizes 8-bit images in 8 bits with
+    Pillow, as PIL-based pipelines (Hugging Face image processors) do. With ``format: huggingface``
+    every preprocessing key left out is taken from the folder's image-processor config.
+    """
 
     path: Path | None = None
+    format: Literal["huggingface"] | None = None
     factory: str | None = None
     weights: Path | None = None
     outputs: Literal["logits", "probabilities"] = "logits"
     input_size: tuple[PositiveInt, PositiveInt] = (224, 224)
+    resize: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
+    interpolation: Literal["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"] = "bilinear"
+    resize_backend: Literal["torch", "pil"] = "torch"
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     channels: Literal[1, 3] = 3
@@ -40,6 +56,10 @@ class ModelConfig(_Strict):
     def _one_source(self) -> ModelConfig:
         if (self.path is None) == (self.factory is None):
             raise ValueError("give exactly one of model.path or model.factory")
+        if self.format == "huggingface" and self.path is None:
+            raise ValueError("model.format huggingface needs model.path (the saved model's folder)")
+        if self.resize_backend == "torch" and self.interpolation not in INTERPOLATIONS[:3]:
+            raise ValueError(f"model.interpolation {self.interpolation} needs model.resize_backend: pil")
         if self.weights is not None and self.factory is None:
             raise ValueError("model.weights needs model.factory")
         if self.factory is not None and ":" not in self.factory:
@@ -171,6 +191,20 @@ class EvaluationConfig(_Strict):
     attack_samples: int | None = Field(default=None, ge=1)
 
 
+class MlflowConfig(_Strict):
+    """``tracking.mlflow``: log each run to MLflow (the ``cvaudit[mlflow]`` extra)."""
+
+    experiment: str = Field(min_length=1)
+    run_name: str | None = None
+    tracking_uri: str | None = None
+
+
+class TrackingConfig(_Strict):
+    """Where runs are also recorded besides the output folder."""
+
+    mlflow: MlflowConfig | None = None
+
+
 class AuditConfig(_Strict):
     """The whole ``config.yaml``."""
 
@@ -183,6 +217,7 @@ class AuditConfig(_Strict):
     policy: str = "ci-gate"
     report: ReportConfig = Field(default_factory=ReportConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("device")
     @classmethod

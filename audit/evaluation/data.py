@@ -11,8 +11,9 @@ Conversions (documented in the README):
   ITU-R BT.601 luma;
 - RGBA / LA images are composited over a white background;
 - 16-bit images (``I;16``, ``I``) are scaled by 1/65535;
-- images are resized to ``model.input_size`` with antialiased bilinear
-  interpolation.
+- images are resized (and center-cropped) to ``model.input_size`` as
+  :mod:`audit.evaluation.preprocess` describes; by default straight to
+  ``input_size`` with antialiased bilinear interpolation.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
@@ -32,6 +32,7 @@ from audit.contract.config import DataConfig, ModelConfig
 from audit.contract.errors import AuditError
 from audit.contract.manifest import read_manifest
 from audit.contract.seeds import sample_key
+from audit.evaluation.preprocess import Geometry
 
 MISSING = "<missing>"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -240,16 +241,44 @@ def to_float_array(img: Image.Image) -> np.ndarray:
     return arr if arr.ndim == 3 else arr[..., None]
 
 
-def to_tensor(arr: np.ndarray, *, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """HWC float array -> (channels, H, W) float tensor at ``size`` (H, W)."""
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+def _channels(t: torch.Tensor, channels: int) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3:
-        t = t.expand(3, -1, -1)
-    elif t.shape[0] == 3 and channels == 1:
-        t = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0)
-    if tuple(t.shape[1:]) != tuple(size):
-        t = F.interpolate(t.unsqueeze(0), size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0]
-    return t.clamp(0, 1).contiguous()
+        return t.expand(3, -1, -1)
+    if t.shape[0] == 3 and channels == 1:
+        return (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0)
+    return t
+
+
+def to_tensor(arr: np.ndarray, *, channels: int, geometry: Geometry) -> torch.Tensor:
+    """HWC float array in [0, 1] -> (channels, H, W) float tensor at ``geometry.size``."""
+    if geometry.backend == "pil":
+        t = torch.from_numpy(geometry.resize_pil_float(arr))
+        return _channels(t, channels).clamp(0, 1).contiguous()
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+    return geometry.resize_tensor(_channels(t, channels)).clamp(0, 1).contiguous()
+
+
+def _eight_bit(img: Image.Image) -> Image.Image | None:
+    """An 8-bit ``L`` or ``RGB`` image (transparency composited over white), or None for 16-bit and float."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return None
+    if "A" in img.getbands() or img.info.get("transparency") is not None:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return img if img.mode in ("L", "RGB") else img.convert("RGB")
+
+
+def pil_to_tensor(img: Image.Image, *, channels: int, geometry: Geometry) -> torch.Tensor:
+    """A decoded image -> (channels, H, W) float tensor in [0, 1] at ``geometry.size``.
+
+    With the ``pil`` backend an 8-bit image is resized in 8 bits (as the Hugging Face image
+    processors do); everything else goes through :func:`to_float_array` and :func:`to_tensor`.
+    """
+    eight = _eight_bit(img) if geometry.backend == "pil" else None
+    if eight is None:
+        return to_tensor(to_float_array(img), channels=channels, geometry=geometry)
+    t = torch.from_numpy(geometry.resize_pil(eight))
+    return _channels(t, channels).contiguous()
 
 
 class AuditDataset(Dataset):
@@ -262,6 +291,7 @@ class AuditDataset(Dataset):
     def __init__(self, table: SampleTable, model_cfg: ModelConfig, indices: Sequence[int] | None = None):
         self.table = table
         self.size = tuple(model_cfg.input_size)
+        self.geometry = Geometry.of(model_cfg)
         self.channels = model_cfg.channels
         self.indices = list(range(len(table))) if indices is None else list(indices)
 
@@ -275,6 +305,9 @@ class AuditDataset(Dataset):
                 arr = arr[..., None]
             elif arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
                 arr = arr.transpose(1, 2, 0)
+            if arr.dtype == np.uint8 and self.geometry.backend == "pil":
+                img = Image.fromarray(np.ascontiguousarray(arr[..., 0] if arr.shape[-1] == 1 else arr))
+                return pil_to_tensor(img, channels=self.channels, geometry=self.geometry)
             if arr.dtype == np.uint8:
                 arr = arr.astype(np.float32) / 255.0
             elif arr.dtype == np.uint16:
@@ -282,10 +315,10 @@ class AuditDataset(Dataset):
             else:
                 arr = arr.astype(np.float32)
                 _check_unit_range(arr, f"{self.table.npz_images.dtype} pixels")
-            return to_tensor(arr, channels=self.channels, size=self.size)
+            return to_tensor(arr, channels=self.channels, geometry=self.geometry)
         with Image.open(self.table.paths[i]) as img:
             img.load()
-            return to_tensor(to_float_array(img), channels=self.channels, size=self.size)
+            return pil_to_tensor(img, channels=self.channels, geometry=self.geometry)
 
     def __getitem__(self, pos: int) -> dict[str, Any]:
         i = self.indices[pos]

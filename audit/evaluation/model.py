@@ -8,7 +8,10 @@ Supported artifacts (teams audit what they deploy):
   optional ``state_dict`` file (``weights``);
 - ONNX files (``.onnx``) through onnxruntime (the ``cvaudit[onnx]`` extra).
   ONNX models have no gradients: gradient attacks refuse them and name the
-  gradient-free alternative.
+  gradient-free alternative;
+- a Hugging Face folder (``format: huggingface``, the ``cvaudit[hf]`` extra):
+  see :mod:`audit.evaluation.hf_model`; :func:`resolve_model_config` fills the
+  class names and preprocessing from the folder before anything else reads them.
 
 :class:`AuditModel` maps images in [0, 1] (N, C, H, W) to logits: the mean/std
 normalisation happens inside it, after the stressors, so an attack's epsilon is
@@ -124,6 +127,13 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
 def _load_file(path: Path) -> tuple[nn.Module, str]:
     if not path.exists():
         raise AuditError(f"{path}: model file not found")
+    if path.is_dir():
+        hint = (
+            "; for a Hugging Face model folder set model.format: huggingface"
+            if (path / "config.json").is_file()
+            else ""
+        )
+        raise AuditError(f"{path}: is a folder, not a model file{hint}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return OnnxModule(path), "onnx"
@@ -187,16 +197,40 @@ def check_probabilities(p: Tensor) -> None:
         )
 
 
+def resolve_model_config(cfg: ModelConfig) -> ModelConfig:
+    """The ``model`` section with what the model's own files define filled in.
+
+    A Hugging Face folder supplies its class names and, for every preprocessing key the
+    config leaves out, its image processor's values
+    (:func:`audit.evaluation.hf_model.resolve_hf_config`); other formats are returned as they are.
+
+    Raises:
+        AuditError: see :func:`~audit.evaluation.hf_model.resolve_hf_config`.
+    """
+    if cfg.format != "huggingface":
+        return cfg
+    from audit.evaluation.hf_model import resolve_hf_config
+
+    return resolve_hf_config(cfg)
+
+
 def load_model(cfg: ModelConfig, device: torch.device, *, base_dir: Path | None = None) -> tuple[AuditModel, dict]:
     """Load the configured model onto ``device``, in eval mode.
 
     Returns:
-        The wrapped model and its identity ``{path, sha256, format}`` for results.json.
+        The wrapped model and its identity ``{path, sha256, format}`` for results.json
+        (plus ``files``, name -> sha256, for a Hugging Face folder).
 
     Raises:
         AuditError: missing or unreadable file, bad factory or weights.
     """
-    if cfg.factory is not None:
+    files = None
+    if cfg.format == "huggingface":
+        from audit.evaluation.hf_model import load_hf_model
+
+        net, ident_path, files = load_hf_model(cfg)
+        fmt = "huggingface"
+    elif cfg.factory is not None:
         net, fmt = _load_factory(cfg, base_dir), "factory"
         ident_path = cfg.weights
     else:
@@ -215,4 +249,6 @@ def load_model(cfg: ModelConfig, device: torch.device, *, base_dir: Path | None 
         "format": fmt,
         "factory": cfg.factory,
     }
+    if files is not None:
+        info["files"] = files
     return model, info

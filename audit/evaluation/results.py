@@ -156,6 +156,7 @@ def assemble_results(
             "format": model_info["format"],
             "num_classes": len(class_names),
             "class_names": class_names,
+            **({"files": model_info["files"]} if model_info.get("files") else {}),
         },
         "dataset": {
             "path": str(table.source),

@@ -29,9 +29,15 @@ class Tool(Node):
 class ModelInfo(Node):
     path: str | None = Field(description="the model file (or the factory 'module:function' when no weights file)")
     sha256: str | None = Field(description="SHA-256 of the model file (hex); null for a factory without weights")
-    format: str = Field(description="torchscript | torch.export | onnx | factory")
+    format: str = Field(description="torchscript | torch.export | onnx | factory | huggingface")
     num_classes: int = Field(description="K, the model's output width", ge=1)
-    class_names: list[str] = Field(description="class names in output order (default '0'..'K-1')")
+    class_names: list[str] = Field(
+        description="class names in output order (default '0'..'K-1'; a Hugging Face model's id2label)"
+    )
+    files: dict[str, str] | None = Field(
+        default=None,
+        description="Hugging Face folder: every file that defines the model (config, image-processor config, safetensors weights), by name relative to the folder -> SHA-256 (hex); 'path' is then the weights file",
+    )
 
 
 class SkippedImage(Node):

@@ -77,6 +77,18 @@ def test_overrides_win(tmp_path):
             BASE.replace("attributes: [camera]", "attributes: [camera]\n  intersections: [[camera, ink]]"),
             "not listed in data.attributes",
         ),
+        (
+            BASE.replace("  path: model.pt", "  factory: pkg.mod:make\n  format: huggingface"),
+            "model.format huggingface needs model.path",
+        ),
+        (BASE.replace("  path: model.pt", "  path: model.pt\n  format: onnx"), "model.format"),
+        (
+            BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  interpolation: lanczos"),
+            "needs model.resize_backend: pil",
+        ),
+        (BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  resize: [0, 40]"), "model.resize"),
+        (BASE + "tracking:\n  mlflow:\n    run_name: x\n", "tracking.mlflow.experiment: required key is missing"),
+        (BASE + "tracking:\n  mlflow:\n    experiment: ''\n", "tracking.mlflow.experiment"),
     ],
 )
 def test_bad_configs_name_the_file_and_key(tmp_path, text, expected):
@@ -113,3 +125,16 @@ def test_report_language_other_than_english_is_refused(tmp_path, tag):
     message = str(err.value)
     assert str(path) in message and "report.language" in message and "English only" in message
     assert "\n" not in message
+
+
+def test_preprocessing_and_tracking_keys(tmp_path):
+    text = BASE.replace(
+        "  input_size: [32, 32]",
+        "  input_size: [32, 32]\n  resize: 36\n  interpolation: lanczos\n  resize_backend: pil",
+    )
+    text += "tracking:\n  mlflow: {experiment: audits, run_name: nightly, tracking_uri: 'sqlite:///m.db'}\n"
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.model.resize, cfg.model.interpolation, cfg.model.resize_backend) == (36, "lanczos", "pil")
+    assert cfg.tracking.mlflow.experiment == "audits" and cfg.tracking.mlflow.tracking_uri == "sqlite:///m.db"
+    pair = load_config(write(tmp_path, BASE.replace("  input_size: [32, 32]", "  resize: [40, 36]")))
+    assert pair.model.resize == (40, 36) and pair.model.format is None and pair.tracking.mlflow is None

@@ -1,0 +1,260 @@
+"""The one code path from a run folder to the numbers and statements every model card shows.
+
+:func:`read_run` reads ``results.json`` through the contract's one reader
+(:func:`audit.contract.load_results`), hashes it, and reads the run's
+``attestation.dsse.json`` when the run was signed; :func:`card_facts` turns the
+typed results into :class:`CardFacts`. The Hugging Face, Model Card Toolkit
+and Markdown renderers read nothing else, so the three cards cannot disagree
+with each other or with results.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit.contract.digest import sha256_file
+from audit.contract.errors import CvauditError
+from audit.contract.load import load_results
+from audit.contract.results import Results
+
+__all__ = [
+    "AttestationFacts",
+    "CardFacts",
+    "ConditionFacts",
+    "ModelCardError",
+    "SliceFacts",
+    "card_facts",
+    "read_run",
+]
+
+ATTESTATION_FILE = "attestation.dsse.json"
+
+
+class ModelCardError(CvauditError):
+    """A run folder a model card cannot be made from: one line naming the file and the problem."""
+
+
+@dataclass(frozen=True)
+class SliceFacts:
+    """The metrics of one slice: a condition overall, or one group under a condition.
+
+    Rates are shares in [0, 1] exactly as in results.json; None where undefined (n = 0).
+    """
+
+    condition: str
+    attribute: str | None
+    value: str | None
+    n: int
+    accuracy: float | None
+    accuracy_ci: tuple[float, float] | None
+    balanced_accuracy: float | None = None
+    macro_f1: float | None = None
+    ece: float | None = None
+    ece_ci: tuple[float, float] | None = None
+    insufficient_data: bool = False
+
+    @property
+    def name(self) -> str:
+        """``clean`` or ``night@3``; with a group ``clean | camera=A``."""
+        return self.condition if self.attribute is None else f"{self.condition} | {self.attribute}={self.value}"
+
+
+@dataclass(frozen=True)
+class ConditionFacts:
+    """One evaluated condition with its groups and its accuracy drop from clean."""
+
+    id: str
+    stressor: str | None
+    severity: int | float
+    model_aware: bool
+    probe: bool
+    meaning: str | None
+    overall: SliceFacts
+    groups: list[SliceFacts]
+    clean_accuracy: float | None = None
+    drop: float | None = None
+
+
+@dataclass(frozen=True)
+class AttestationFacts:
+    """What a signed run's attestation says about the results the card was made from."""
+
+    sha256: str
+    key_ids: list[str]
+    results_sha256: str
+    subjects: list[str]
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """Everything a model card states, from one results.json (and its attestation)."""
+
+    model_name: str
+    model: dict[str, Any]
+    dataset: dict[str, Any]
+    evaluation: dict[str, Any]
+    tool_version: str
+    started: str
+    finished: str
+    seed: int
+    conditions: list[ConditionFacts]
+    fairness: list[dict[str, Any]]
+    policy: dict[str, Any] | None
+    findings: list[dict[str, Any]]
+    adversarial_checks: list[dict[str, Any]]
+    results_sha256: str
+    attestation: AttestationFacts | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> ConditionFacts:
+        return self.conditions[0]
+
+    @property
+    def stressed(self) -> list[ConditionFacts]:
+        """Every condition but clean and the attack sanity probes."""
+        return [c for c in self.conditions[1:] if not c.probe]
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    if value is None or value[0] is None or value[1] is None:
+        return None
+    return float(value[0]), float(value[1])
+
+
+def _slice(condition: str, metrics: Any, attribute: str | None = None, value: str | None = None, **extra) -> SliceFacts:
+    return SliceFacts(
+        condition=condition,
+        attribute=attribute,
+        value=value,
+        n=metrics.n,
+        accuracy=metrics.accuracy,
+        accuracy_ci=_interval(metrics.accuracy_ci),
+        balanced_accuracy=metrics.balanced_accuracy,
+        macro_f1=metrics.macro_f1,
+        ece=metrics.ece,
+        ece_ci=_interval(metrics.ece_ci),
+        **extra,
+    )
+
+
+def _model_name(results: Results) -> str:
+    path = Path(str(results.model.path or "model"))
+    if results.model.format == "huggingface":
+        return path.parent.name or path.name
+    return path.stem or path.name
+
+
+def card_facts(
+    results: Results, *, results_sha256: str, attestation: AttestationFacts | None = None, name: str | None = None
+) -> CardFacts:
+    """Collect what the cards state from typed results.
+
+    Args:
+        results: Results read by :func:`audit.contract.load_results`.
+        results_sha256: SHA-256 of the results.json file they were read from.
+        attestation: The run's attestation (signed runs), checked by :func:`read_run`.
+        name: The model's name in the cards; default the model folder's (Hugging Face) or
+            file's name.
+
+    Returns:
+        The card facts; conditions in results order (clean first).
+    """
+    meanings = {
+        s.name: {str(k): v for k, v in s.severity_meaning.items()} for s in results.stressors if s.severity_meaning
+    }
+    drops = {r.condition: r for r in results.robustness}
+    conditions = []
+    for c in results.conditions:
+        row = drops.get(c.id)
+        conditions.append(
+            ConditionFacts(
+                id=c.id,
+                stressor=c.stressor,
+                severity=c.severity,
+                model_aware=c.model_aware,
+                probe=bool(c.probe),
+                meaning=meanings.get(c.stressor or "", {}).get(str(c.severity)) if c.stressor else None,
+                overall=_slice(c.id, c.metrics),
+                groups=[
+                    _slice(c.id, g.metrics, g.attribute, g.value, insufficient_data=g.insufficient_data)
+                    for g in c.groups
+                ],
+                clean_accuracy=row.clean_accuracy if row is not None else None,
+                drop=row.drop if row is not None else None,
+            )
+        )
+    policy = results.policy.to_dict() if results.policy is not None else None
+    data = results.to_dict()
+    return CardFacts(
+        model_name=name or _model_name(results),
+        model=data["model"],
+        dataset=data["dataset"],
+        evaluation=data["evaluation"],
+        tool_version=results.tool.version,
+        started=results.provenance.started,
+        finished=results.provenance.finished,
+        seed=results.seed,
+        conditions=conditions,
+        fairness=data["fairness"],
+        policy=policy,
+        findings=data["governance"]["findings"],
+        adversarial_checks=data["adversarial_checks"],
+        results_sha256=results_sha256,
+        attestation=attestation,
+        notes=list(results.notes),
+    )
+
+
+def _attestation(folder: Path, results_sha256: str) -> AttestationFacts | None:
+    """The run's attestation, which must list results.json with the digest of the file read."""
+    path = folder / ATTESTATION_FILE
+    if not path.exists():
+        return None
+    try:
+        envelope = json.loads(path.read_bytes())
+        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
+        subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+        key_ids = [str(s["keyid"]) for s in envelope["signatures"]]
+    except (json.JSONDecodeError, binascii.Error, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ModelCardError(f"{path}: not a cvaudit attestation ({type(err).__name__})") from None
+    if "results.json" not in subjects:
+        raise ModelCardError(f"{path}: does not attest results.json")
+    if subjects["results.json"] != results_sha256:
+        raise ModelCardError(
+            f"{path}: attests a different results.json (sha256 {subjects['results.json'][:12]}…, the file has "
+            f"{results_sha256[:12]}…); the results changed after signing: run `cvaudit verify` on the folder"
+        )
+    return AttestationFacts(
+        sha256=sha256_file(path), key_ids=key_ids, results_sha256=results_sha256, subjects=sorted(subjects)
+    )
+
+
+def read_run(run: str | Path, *, name: str | None = None) -> CardFacts:
+    """Read a run folder (or its results.json) into card facts.
+
+    Args:
+        run: The run's output folder, or the results.json in it.
+        name: The model's name in the cards (see :func:`card_facts`).
+
+    Returns:
+        The facts; ``attestation`` is set when the folder holds ``attestation.dsse.json``.
+
+    Raises:
+        ResultsError: results.json is missing or not valid results (through the one reader).
+        ModelCardError: the results have no policy verdict yet, or the attestation is malformed
+            or attests another results.json.
+    """
+    path = Path(run)
+    results_path = path / "results.json" if path.is_dir() else path
+    results = load_results(results_path)
+    if results.policy is None:
+        raise ModelCardError(f"{results_path}: the results have no policy verdict (not a finished run)")
+    digest = sha256_file(results_path)
+    attestation = _attestation(results_path.parent, digest)
+    return card_facts(results, results_sha256=digest, attestation=attestation, name=name)
