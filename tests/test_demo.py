@@ -24,12 +24,8 @@ OUTPUTS = ("results.json", "predictions.csv", "report.html", "report.pdf", "juni
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "cvaudit-demo"
-    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--quiet"])
-    assert result.exit_code == 0, result.output
-    assert "verdict: PASS" in result.output and "report:" in result.output
-    return out
+def demo(demo_run: Path) -> Path:
+    return demo_run
 
 
 def test_demo_writes_every_output(demo):

@@ -187,3 +187,43 @@ def test_worst_condition_charts_use_the_hardest_natural_condition(results):
     html = render_html(results)
     assert f"{hardest['id']} (worst condition" in html
     assert f"{attack['id']} (worst condition" not in html
+
+
+def test_fail_banner_names_every_failure_with_observed_and_threshold(results):
+    results["policy"]["failures"] = [
+        {"id": "worst_group_gap", "kind": "rule", "observed": 0.11, "threshold": 0.05, "op": "max", "message": "gap"},
+        {
+            "id": "governance.consent_missing",
+            "kind": "governance",
+            "observed": 12,
+            "threshold": 0,
+            "op": "max",
+            "message": "12 of 2000 samples: no consent recorded",
+        },
+    ]
+    html = render_html(results)
+    banner = html[html.index('id="verdict"') : html.index('id="summary"')]
+    assert "worst_group_gap</strong>: observed 0.11, required ≤ 0.05" in banner
+    assert "governance.consent_missing</strong>: observed 12, required ≤ 0 samples" in banner
+
+
+def test_pass_banner_says_what_still_deserves_a_look(results):
+    results["policy"].update(
+        verdict="pass", blocking_failures=[], failures=[], governance_counts={"warn": 2, "pass": 1}
+    )
+    for rule in results["policy"]["rules"]:
+        if rule["status"] == "fail":
+            rule["status"] = "warn"
+    html = render_html(results)
+    banner = html[html.index('id="verdict"') : html.index('id="summary"')]
+    assert "Still read: 3 rule warnings and 2 governance findings" in banner  # 2 warn + 1 insufficient data
+
+
+def test_probes_are_not_the_hardest_attack(results):
+    attacks = [c for c in results["conditions"] if c["stressor"] == "pgd"]
+    attacks[-1]["probe"] = True
+    attacks[-1]["metrics"]["accuracy"] = 0.0
+    html = render_html(results)
+    summary = html[html.index('id="summary"') : html.index("</section>", html.index('id="summary"'))]
+    assert f"hardest attack condition was {attacks[-1]['id']}" not in summary
+    assert "hardest attack condition was pgd@" in summary
