@@ -56,7 +56,9 @@ def render(results: dict[str, Any]) -> str:
             attacks[c["stressor"]].append(c)
     lines.append("")
     for name, conds in attacks.items():
-        points = ", ".join(f"{_acc(c):.3f} at ε = {c['severity']:g}" for c in sorted(conds, key=lambda c: c["severity"]))
+        points = ", ".join(
+            f"{_acc(c):.3f} at ε = {c['severity']:g}" for c in sorted(conds, key=lambda c: c["severity"])
+        )
         subset = conds[0].get("attack_subset")
         lines.append(
             f"Under {name} ({subset or clean['metrics']['n']} stratified samples) robust accuracy is {points}."

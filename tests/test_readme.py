@@ -14,7 +14,7 @@ one real ``cvaudit demo`` run:
 - ``python``: executed there; a block defining pytest tests is run by pytest
   against the demo's results.
 
-A command may exit 0 or 1 (a failed gate, an untrusted signature), never 2
+A ``text`` block (a command synopsis) is documentation only. A command may exit 0 or 1 (a failed gate, an untrusted signature), never 2
 (bad input) and never with a traceback. A block that cannot run here says why
 in a ``<!-- readme-test: skip (reason) -->`` line right above it; any other
 block is run, so an example cannot drift from the code.
@@ -124,7 +124,7 @@ BLOCKS = readme_blocks()
 
 
 def test_every_block_is_run_or_says_why_not():
-    unknown = [b.name for b in BLOCKS if b.skip is None and b.lang not in ("bash", "yaml", "python")]
+    unknown = [b.name for b in BLOCKS if b.skip is None and b.lang not in ("bash", "yaml", "python", "text")]
     assert not unknown, f"blocks neither run nor marked '<!-- readme-test: skip (reason) -->': {unknown}"
     for block in BLOCKS:
         if block.lang == "bash" and block.skip is None:
@@ -133,7 +133,7 @@ def test_every_block_is_run_or_says_why_not():
                 assert word in RUNNABLE, f"{block.name}: {word!r} cannot run here; mark the block with a reason"
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.skip is None], ids=lambda b: b.name)
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.skip is None and b.lang != "text"], ids=lambda b: b.name)
 def test_readme_block_runs(block: Block, sandbox: Path):
     env = _env(sandbox)
     if block.lang == "yaml":
