@@ -35,6 +35,7 @@ from audit.contract.errors import AuditError, ExitCode
 from audit.contract.load import ResultsError, load_results
 from audit.contract.results import Results
 from audit.evaluation import distributed
+from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
 from audit.evaluation.conditions import build_conditions
 from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
 from audit.evaluation.evaluate import EvalSettings, evaluate
@@ -129,6 +130,7 @@ def run_audit(
     width = _probe_width(model, dataset_all, device)
     class_names = _class_names(cfg, table.class_names, width, str(config_path or "config"))
     conditions = build_conditions(cfg.stressors, source=str(config_path or "config"))
+    check_refinement(cfg.breaking_points, conditions, source=str(config_path or "config"))
     if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
         gradient = [c.stressor.name for c in conditions if c.model_aware and c.stressor.name != "hopskipjump"]
         if gradient:
@@ -202,6 +204,8 @@ def run_audit(
             started=started,
             device=str(device),
         )
+        refine = RefineContext(model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions)
+        results.update(run_breaking_points(work, cfg, conditions, layout, table, refine))
         results["policy"] = policies.check_policy(results, policy, known_stressors=stressors.available())
         results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
         files = _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase_bytes, model_info, table)
@@ -260,6 +264,8 @@ def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, mode
     stage = work / "out"
     stage.mkdir()
     merge_predictions(work, stage / "predictions.csv", attributes=list(table.attributes))
+    if (work / BREAKING_POINTS_CSV).exists():
+        os.replace(work / BREAKING_POINTS_CSV, stage / BREAKING_POINTS_CSV)
     atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     write_junit(results["policy"], findings, stage / "junit.xml")
     extra = {}
@@ -276,7 +282,7 @@ def _write_outputs(cfg, results, work, out_dir, findings, keys, passphrase, mode
         extra_subjects=extra,
     )
     # Stale files from an earlier run must not sit beside the new ones.
-    for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem"):
+    for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem", BREAKING_POINTS_CSV):
         if not (stage / name).exists() and (out_dir / name).exists():
             (out_dir / name).unlink()
     files = []

@@ -28,7 +28,7 @@ __all__ = [
     "write_reports",
 ]
 
-ATTESTED_FILES = ("results.json", "predictions.csv", "junit.xml", "report.html", "report.pdf")
+ATTESTED_FILES = ("results.json", "predictions.csv", "breaking_points.csv", "junit.xml", "report.html", "report.pdf")
 FORMATS = ("html", "pdf")
 
 
