@@ -172,6 +172,12 @@ def run_cli(*args: str):
     return CliRunner().invoke(main, [*args], catch_exceptions=False)
 
 
+def predicted(model, stressor, x, keys, severity: float) -> int:
+    if severity == 0:
+        return int(model(x).argmax())
+    return int(model(stressor.apply(x, stressor.sample_params(keys, severity, seed=0, fractional=True))).argmax())
+
+
 def test_refined_breaking_points_hold_when_checked_again(workspace):
     extra = "breaking_points: {stressors: [night], resolution: 0.25}\n"
     cfg = write_config(workspace, extra=extra, stressors="  - {name: night, severities: [1, 3, 5]}\n")
@@ -198,14 +204,8 @@ def test_refined_breaking_points_hold_when_checked_again(workspace):
         breaking, survived = float(r["breaking_point"]), float(r["survived"])
         assert 0 <= breaking - survived <= 0.25 or survived == 0.0
 
-        def predicted(s: float) -> int:
-            if s == 0:
-                return int(model(x).argmax())
-            params = night.sample_params(keys[i : i + 1], s, seed=0, fractional=True)
-            return int(model(night.apply(x, params)).argmax())
-
-        assert predicted(breaking) != table.labels[i]
-        assert predicted(survived) == table.labels[i]
+        assert predicted(model, night, x, keys[i : i + 1], breaking) != table.labels[i]
+        assert predicted(model, night, x, keys[i : i + 1], survived) == table.labels[i]
     results = json.loads((out / "results.json").read_text())
     overall = next(e for e in results["breaking_points"] if e["id"] == "night")
     assert overall["method"] == "bisection" and overall["resolution"] == 0.25
