@@ -25,6 +25,7 @@ import jinja2
 from audit.contract.load import parse_results
 from audit.contract.results import Results
 from reports import plots
+from reports.breaking_points_view import breaking_point_view
 
 __all__ = ["as_results_dict", "render_html"]
 
@@ -198,6 +199,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "group_header": _spans([g.get("attribute") for g in groups]),
         "group_matrix": [(c.get("id"), _group_accuracies(c, groups)) for c in conditions],
         "provenance": _dict(results.get("provenance")),
+        "breaking_points": breaking_point_view(results),
     }
     view["summary"] = _summary(view)
     view["limitations"] = _limitations(view, dropped_images=dropped)
