@@ -29,6 +29,8 @@ COMMANDS = {
     "verify": "audit.cli.report:verify_command",
     "keygen": "audit.cli.report:keygen_command",
     "stressors": "audit.cli.stressors:stressors_group",
+    "queue": "audit.cli.queue:queue_command",
+    "recipe": "audit.cli.recipe:recipe_command",
 }
 
 
