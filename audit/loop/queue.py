@@ -313,8 +313,8 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
         ranked = sorted(by_stratum.get(s, []), key=lambda c: (-c.priority, c.sample_id))
         chosen.extend((s, c) for c in ranked[: quota[s]])
     chosen.sort(key=lambda sc: (-sc[1].priority, sc[1].sample_id))
-    if bp_path is not None and settings.variants:
-        breaks = breaking_of(run, bp_path, {c.sample_id for _, c in chosen})
+    if settings.variants:
+        breaks = breaking_of(run, bp_path, {c.sample_id for _, c in chosen}) if bp_path is not None else {}
         for _, c in chosen:
             c.breaking = breaks.get(c.sample_id, [])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -472,7 +472,8 @@ def _save_png(image, path: Path) -> Path:
 
 
 def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[str]:
-    """The stressed image at each breaking point (natural stressors), with the parameters that reproduce it."""
+    """Per queued sample and image stressor, the stressed image at its breaking point (else at the mildest
+    evaluated severity), with the parameters that reproduce it (``variants/params.jsonl``)."""
     import stressors
     from audit.contract.seeds import sample_key
     from stressors.base import sample_keys
@@ -484,12 +485,15 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
     entries = {str(s["name"]): s for s in run.results.get("stressors", [])}
     seed = int(run.results["seed"])
     records = []
+    levels = _natural_levels(run)
     for rank, (_, c) in enumerate(chosen, start=1):
         x = _decoded(table, cfg, index_of[c.sample_id])[None]
-        for name, severity in c.breaking:
+        broken = dict(c.breaking)
+        for name, evaluated in levels.items():
             info = entries.get(name)
-            if info is None or info.get("model_aware"):
+            if info is None:
                 continue
+            severity = broken.get(name, evaluated[0])  # its breaking point, else the mildest level
             options = {k: v for k, v in (info.get("options") or {}).items() if k != "severities"}
             stressor = stressors.get(str(info["stressor"]), **options)
             fractional = not float(severity).is_integer() or int(severity) not in stressor.severities
