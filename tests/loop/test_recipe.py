@@ -20,8 +20,8 @@ def recipe(run_dir, out):
 
 @pytest.fixture(scope="module")
 def colour_run(tmp_path_factory):
-    from conftest import finish_run
     from cvaudit_fixtures import ColourNet
+    from loop_helpers import finish_run
 
     stress = "  - {name: night, severities: [1, 3, 5]}\n  - {name: occlusion, severities: [1, 5]}\n"
     return finish_run(tmp_path_factory.mktemp("colour"), stressors=stress, model=ColourNet())
@@ -86,8 +86,8 @@ def test_the_albumentations_transform_drops_into_compose(written):
 
 
 def test_attacks_never_enter_a_recipe(tmp_path):
-    from conftest import finish_run
     from cvaudit_fixtures import ColourNet
+    from loop_helpers import finish_run
 
     run_dir = finish_run(
         tmp_path,
@@ -100,7 +100,7 @@ def test_attacks_never_enter_a_recipe(tmp_path):
 
 
 def test_a_run_without_stressors(tmp_path):
-    from conftest import finish_run
+    from loop_helpers import finish_run
 
     run_dir = finish_run(tmp_path, stressors="")
     one_line_error(recipe(run_dir, tmp_path / "r.yaml"), "has no image stressors")
