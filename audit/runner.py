@@ -37,6 +37,7 @@ from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Results
 from audit.evaluation import distributed
+from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
 from audit.evaluation.conditions import build_conditions
 from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
 from audit.evaluation.evaluate import EvalSettings, evaluate
@@ -128,6 +129,7 @@ def run_audit(
     cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
     source = str(config_path or "config")
     conditions = build_conditions(cfg.stressors, source=source)
+    check_refinement(cfg.breaking_points, conditions, source=source)
     table = read_samples(cfg.data, class_names=cfg.model.class_names)
     affected: list[dict[str, Any]] = []
     findings = judge_findings(
@@ -218,6 +220,8 @@ def run_audit(
             "policy": policy.name,
             "audit_date": started.date().isoformat(),
         }
+        refine = RefineContext(model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions)
+        results.update(run_breaking_points(work, cfg, conditions, layout, table, refine))
         results["policy"] = policies.check_policy(results, policy, findings=findings)
         results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
         files = _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase_bytes, model_info, table)
@@ -304,6 +308,8 @@ def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, mode
     stage = work / "out"
     stage.mkdir()
     merge_predictions(work, stage / "predictions.csv", attributes=list(table.attributes))
+    if (work / BREAKING_POINTS_CSV).exists():
+        os.replace(work / BREAKING_POINTS_CSV, stage / BREAKING_POINTS_CSV)
     atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     write_junit(results["policy"], results["governance"]["findings"], stage / "junit.xml")
     write_governance_csv(affected, stage / "governance.csv", check_order=list(CHECK_SECTIONS))
@@ -321,7 +327,14 @@ def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, mode
         extra_subjects=extra,
     )
     # Stale files from an earlier run must not sit beside the new ones.
-    for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem", "governance.csv"):
+    for name in (
+        "report.html",
+        "report.pdf",
+        "attestation.dsse.json",
+        "attestation.pub.pem",
+        "governance.csv",
+        BREAKING_POINTS_CSV,
+    ):
         if not (stage / name).exists() and (out_dir / name).exists():
             (out_dir / name).unlink()
     files = []

@@ -80,7 +80,11 @@ def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) 
 
 
 def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) -> list[Evaluation]:
-    """Judge ``metric`` in ``results[section]`` (in each ``entry`` matching the glob for a list)."""
+    """Judge ``metric`` in ``results[section]`` (in each ``entry`` matching the glob for a list).
+
+    An entry flagged ``insufficient_data: true`` (a group too small to judge, e.g. in
+    ``breaking_points``) is judged ``insufficient_data``.
+    """
     node = results.get(rule.section)  # type: ignore[arg-type]
     if node is None:
         if rule.required or "required" not in rule.model_fields_set:
@@ -108,7 +112,10 @@ def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorF
         raise error("metric", f"unknown metric {rule.metric!r} in section {rule.section!r}")
     label = rule.section
     return [
-        _judge(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e)) for name, e in chosen
+        Evaluation("insufficient_data", None, f"{label}[{name}]", None, _n(e), "flagged insufficient_data")
+        if isinstance(e, dict) and e.get("insufficient_data") is True
+        else _judge(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e))
+        for name, e in chosen
     ]
 
 

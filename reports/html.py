@@ -36,6 +36,7 @@ from markupsafe import Markup
 from audit.contract.load import parse_results
 from audit.contract.results import Results
 from reports import plots
+from reports.breaking_points_view import breaking_point_view
 
 __all__ = ["ChartView", "DataTable", "as_results_dict", "render_html"]
 
@@ -306,6 +307,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "group_matrix": [(c.get("id"), _group_accuracies(c, groups)) for c in conditions],
         "provenance": _dict(results.get("provenance")),
         "language": _dict(results.get("report")).get("language") or DEFAULT_LANGUAGE,
+        "breaking_points": breaking_point_view(results),
     }
     view["summary"] = _summary(view)
     view["limitations"] = _limitations(view, dropped_images=dropped)

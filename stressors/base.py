@@ -13,6 +13,20 @@ steps, as in kornia and albumentations:
 
 Model-aware stressors (adversarial attacks) set ``model_aware = True`` and
 implement :meth:`ModelAwareStressor.perturb` instead of ``apply``.
+
+Fractional severities (opt-in): a stressor whose severity is a continuous
+physical quantity sets ``fractional_severities = True``; asked with
+``sample_params(..., fractional=True)`` it then accepts any severity in
+:attr:`ImageStressor.severity_range` (e.g. 2.75), its physical
+parameters are interpolated linearly between the neighbouring integer levels
+(:func:`interpolate_level`), and its random draws are keyed by the integer
+level ``ceil(severity)`` (:func:`seed_level`): within (k, k + 1] the random
+layout (noise field, occluder position, source position, angle) is that of
+level k + 1 and only the magnitude changes, so a sample's image moves
+continuously towards the audited level-(k + 1) image. Integer severities are
+unchanged. Without ``fractional=True`` (the audit's conditions) a severity
+must be one of the configured levels, and a stressor that does not declare
+fractional severities refuses ``fractional=True`` with a :class:`StressorError`.
 """
 
 from __future__ import annotations
@@ -73,7 +87,7 @@ class Stressor(Protocol):
     severities: Sequence[int]
     model_aware: bool
 
-    def sample_params(self, sample_ids: Tensor, severity: int, *, seed: int) -> Params: ...
+    def sample_params(self, sample_ids: Tensor, severity: float, *, seed: int, fractional: bool = False) -> Params: ...
 
     def apply(self, images: Tensor, params: Params) -> Tensor: ...
 
@@ -176,6 +190,50 @@ def check_severity(severity: float, severities: Sequence[float], name: str) -> N
         raise StressorError(f"{name}: severity {severity!r} out of range; expected one of {list(severities)}")
 
 
+def check_fractional_severity(severity: Any, lo: float, hi: float, name: str) -> float:
+    """The severity as a float, if it is a finite number in ``[lo, hi]``.
+
+    Raises:
+        StressorError: a bool, a non-number, NaN/inf, or outside ``[lo, hi]``.
+    """
+    ok = not isinstance(severity, bool) and isinstance(severity, (int, float)) and math.isfinite(float(severity))
+    if not ok or not lo <= float(severity) <= hi:
+        raise StressorError(f"{name}: severity {severity!r} out of range; expected a number in [{lo:g}, {hi:g}]")
+    return float(severity)
+
+
+def seed_level(severity: float) -> int:
+    """The integer level whose random draws a (fractional) severity uses: ``ceil(severity)``.
+
+    >>> seed_level(3), seed_level(2.25), seed_level(3.0)
+    (3, 3, 3)
+    """
+    return math.ceil(severity)
+
+
+def interpolate_level(levels: Sequence[Any], severity: float) -> Any:
+    """The per-level value of a 1-based table at a (fractional) severity.
+
+    At an integer severity k it is exactly ``levels[k - 1]``; between k and k + 1
+    it is the linear interpolation of the two neighbours. Entries may be numbers
+    or tuples of numbers (interpolated element by element).
+
+    >>> interpolate_level((2.0, 3.0, 4.0), 2), interpolate_level((2.0, 3.0, 4.0), 2.25)
+    (3.0, 3.25)
+    >>> interpolate_level(((1.0, 10.0), (2.0, 20.0)), 1.5)
+    (1.5, 15.0)
+    """
+    s = float(severity)
+    if s.is_integer():
+        return levels[int(s) - 1]
+    k = math.floor(s)
+    t = s - k
+    a, b = levels[k - 1], levels[k]
+    if isinstance(a, tuple):
+        return tuple(x + t * (y - x) for x, y in zip(a, b))
+    return a + t * (b - a)
+
+
 class ImageStressor:
     """Convenience base class for image-only stressors: holds settings, checks input.
 
@@ -184,6 +242,11 @@ class ImageStressor:
     parameters on the CPU from the seeds) and ``_apply`` (pure, float32, on the
     images' device). :meth:`apply` validates the input, computes in float32
     and returns the input's dtype, clamped to [0, 1].
+
+    A subclass whose severity is a continuous physical quantity may set
+    ``fractional_severities = True`` (see the module docstring); ``_sample`` and
+    ``_apply`` then receive the severity as a float and interpolate their
+    per-level tables with :func:`interpolate_level`.
 
     Args:
         severities: the subset of severities (1..5) to run; default all.
@@ -198,6 +261,8 @@ class ImageStressor:
     devices: ClassVar[str] = "cpu, cuda"
     #: severity -> what that severity means physically (shown by `cvaudit stressors list`).
     severity_meaning: ClassVar[dict[int, str]] = {}
+    #: True when any severity in :attr:`severity_range` (e.g. 2.75) is accepted (opt-in).
+    fractional_severities: ClassVar[bool] = False
 
     def __init__(self, *, severities: Sequence[int] | None = None) -> None:
         levels = tuple(self.severity_meaning) or (1, 2, 3, 4, 5)
@@ -218,6 +283,12 @@ class ImageStressor:
         """The settings this stressor was built with (recorded in the report)."""
         return {"severities": list(self.severities)}
 
+    @property
+    def severity_range(self) -> tuple[int, int]:
+        """The lowest and highest level this stressor defines (not only the configured subset)."""
+        levels = tuple(self.severity_meaning) or (1, 2, 3, 4, 5)
+        return min(levels), max(levels)
+
     def describe(self) -> dict[str, Any]:
         """Name, severities, their physical meaning, devices and options, JSON-serialisable."""
         return {
@@ -233,25 +304,37 @@ class ImageStressor:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({opts})"
 
-    def sample_params(self, sample_ids: Tensor, severity: int, *, seed: int) -> Params:
+    def sample_params(self, sample_ids: Tensor, severity: float, *, seed: int, fractional: bool = False) -> Params:
         """Draw every random quantity for these samples at this severity.
 
         Args:
             sample_ids: int64 sample keys (see :func:`sample_keys`), shape (N,).
-            severity: one of ``self.severities``.
+            severity: one of ``self.severities``; with ``fractional=True`` (only for a
+                stressor with ``fractional_severities``) any number in :attr:`severity_range`.
             seed: the audit's seed.
+            fractional: accept a fractional severity (see the module docstring).
 
         Returns:
             a :class:`Params` whose tensors have first dimension N.
 
         Raises:
-            StressorError: severity out of range or sample ids not a 1-D integer tensor.
+            StressorError: severity out of range, fractional severities asked of a
+                stressor without them, or sample ids not a 1-D integer tensor.
         """
-        check_severity(severity, self.severities, self.name)
+        if fractional and not self.fractional_severities:
+            raise StressorError(f"{self.name}: does not support fractional severities (levels {list(self.severities)})")
+        if fractional:
+            value = check_fractional_severity(severity, *self.severity_range, self.name)
+            severity = int(value) if value.is_integer() else value
+        else:
+            check_severity(severity, self.severities, self.name)
         if not isinstance(sample_ids, Tensor) or sample_ids.ndim != 1 or sample_ids.is_floating_point():
             raise StressorError(
                 f"{self.name}: sample_ids must be a 1-D integer tensor (see stressors.base.sample_keys)"
             )
+        if self.fractional_severities:  # an integer level gives the same seeds on both paths
+            seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=seed_level(severity))
+            return Params(severity=severity, values=self._sample(seeds, severity), seeds=tuple(seeds))
         seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=severity)
         return Params(severity=severity, values=self._sample(seeds, int(severity)), seeds=tuple(seeds))
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stressors.base import ImageStressor, Params, StressorError, uniform
+from stressors.base import ImageStressor, Params, StressorError, interpolate_level, uniform
 from stressors.filters import correlate, disk_kernel, fft_filter, gaussian_kernel2d, line_kernels
 
 #: Kernel size per severity as a fraction of the image's shorter side, per kind.
@@ -44,6 +44,10 @@ class Blur(ImageStressor):
     batch; motion streaks (few non-zero taps) as direct sums of shifted images on
     the CPU (see :func:`stressors.filters.correlate`), with the same result.
 
+    Fractional severities interpolate the kernel size linearly (2.5: a defocus
+    radius of 2.5 % of the shorter side); a motion streak keeps the angle of
+    the next integer level.
+
     Args:
         kind: ``"defocus"`` (default), ``"motion"`` or ``"gaussian"``.
         severities: subset of 1..5 to run.
@@ -53,6 +57,7 @@ class Blur(ImageStressor):
     """
 
     name = "blur"
+    fractional_severities = True
     severity_meaning = {
         i + 1: ", ".join(f"{kind} {_WHAT[kind]} {100 * FRACTIONS[kind][i]:g}%" for kind in FRACTIONS)
         + " of the shorter side"
@@ -75,14 +80,15 @@ class Blur(ImageStressor):
     def options(self) -> dict[str, Any]:
         return {"kind": self.kind, **super().options}
 
-    def _sample(self, seeds: list[int], severity: int) -> dict[str, Tensor]:
-        values = {"fraction": torch.full((len(seeds),), FRACTIONS[self.kind][severity - 1], dtype=torch.float64)}
+    def _sample(self, seeds: list[int], severity: float) -> dict[str, Tensor]:
+        fraction = interpolate_level(FRACTIONS[self.kind], severity)
+        values = {"fraction": torch.full((len(seeds),), fraction, dtype=torch.float64)}
         if self.kind == "motion":
             values["angle_deg"] = uniform(seeds, stream=1) * 180.0
         return values
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        size = FRACTIONS[self.kind][int(params.severity) - 1] * min(images.shape[-2:])
+        size = interpolate_level(FRACTIONS[self.kind], params.severity) * min(images.shape[-2:])
         if self.kind == "defocus":
             kernels = disk_kernel(size)
         elif self.kind == "gaussian":

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stressors.base import ImageStressor, Params, StressorError, uniform
+from stressors.base import ImageStressor, Params, StressorError, interpolate_level, uniform
 from stressors.filters import coordinate_grid, linear_to_srgb, srgb_to_linear
 
 #: Per severity: (veiling glare as a fraction of white, bloom radius as a fraction of the shorter side,
@@ -62,6 +62,9 @@ class Glare(ImageStressor):
     5         32 %             24 %                          9 x
     ========  ===============  ============================  ===================
 
+    Fractional severities interpolate every column of the table linearly; the
+    source position is that of the next integer level.
+
     Args:
         ghosts: add lens ghost reflections (default True).
         severities: subset of 1..5 to run.
@@ -71,6 +74,7 @@ class Glare(ImageStressor):
     """
 
     name = "glare"
+    fractional_severities = True
     severity_meaning = {
         i
         + 1: f"veiling glare {int(v * 100)}% of white (contrast loss), bloom radius {int(r * 100)}% of the shorter side, "
@@ -97,7 +101,7 @@ class Glare(ImageStressor):
         }
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        veil, radius, brightness, ghost = LEVELS[int(params.severity) - 1]
+        veil, radius, brightness, ghost = interpolate_level(LEVELS, params.severity)
         _n, c, h, w = images.shape
         dev = images.device
         # The added light is smooth: compute it at most FIELD_SIZE px on the shorter side, then upsample.

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stressors.base import ImageStressor, Params, StressorError, noise_like, uniform
+from stressors.base import ImageStressor, Params, StressorError, interpolate_level, noise_like, uniform
 from stressors.filters import correlate, disk_kernel, fft_filter
 
 # Constants of imagecorruptions 1.1.2, corruptions.py (severity 1..5).
@@ -74,18 +74,21 @@ class GaussianNoise(_ImageNetC):
 
     Severity 1..5 is the noise standard deviation in [0, 1] units:
     0.08, 0.12, 0.18, 0.26, 0.38 (about 20 to 97 grey levels of 255). Size-independent.
+    Fractional severities interpolate sigma linearly (the noise field is that of the next level).
     """
 
     name = "gaussian_noise"
+    fractional_severities = True
     severity_meaning = {
         i + 1: f"additive Gaussian noise, sigma = {s} ({s * 255:.0f}/255)" for i, s in enumerate(GAUSSIAN_NOISE_SIGMA)
     }
 
-    def _sample(self, seeds: list[int], severity: int) -> dict[str, Tensor]:
-        return {"sigma": torch.full((len(seeds),), GAUSSIAN_NOISE_SIGMA[severity - 1], dtype=torch.float64)}
+    def _sample(self, seeds: list[int], severity: float) -> dict[str, Tensor]:
+        sigma = interpolate_level(GAUSSIAN_NOISE_SIGMA, severity)
+        return {"sigma": torch.full((len(seeds),), sigma, dtype=torch.float64)}
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        return images + GAUSSIAN_NOISE_SIGMA[int(params.severity) - 1] * noise_like(images, params.seeds)
+        return images + interpolate_level(GAUSSIAN_NOISE_SIGMA, params.severity) * noise_like(images, params.seeds)
 
 
 class DefocusBlur(_ImageNetC):
@@ -149,16 +152,18 @@ class Contrast(_ImageNetC):
     """ImageNet-C ``contrast``: pull every pixel toward the image's per-channel mean.
 
     Severity 1..5 keeps 40 %, 30 %, 20 %, 10 %, 5 % of the deviation from the
-    mean (out = (x - mean) * c + mean). Size-independent.
+    mean (out = (x - mean) * c + mean). Size-independent. Fractional severities
+    interpolate the kept share linearly.
     """
 
     name = "contrast"
+    fractional_severities = True
     severity_meaning = {
         i + 1: f"contrast reduced to {int(c * 100)}% around the channel mean" for i, c in enumerate(CONTRAST_FACTOR)
     }
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        c = CONTRAST_FACTOR[int(params.severity) - 1]
+        c = interpolate_level(CONTRAST_FACTOR, params.severity)
         mean = images.mean(dim=(-2, -1), keepdim=True)
         return (images - mean) * c + mean
 
@@ -170,13 +175,15 @@ class Brightness(_ImageNetC):
     1) keeping hue and saturation, i.e. RGB is scaled by V'/V (black becomes
     grey V'). Identical to ImageNet-C's RGB -> HSV -> RGB round trip without
     computing hue. Size-independent; expects RGB (1-channel images are treated as V).
+    Fractional severities interpolate the shift linearly.
     """
 
     name = "brightness"
+    fractional_severities = True
     severity_meaning = {i + 1: f"HSV value + {c} (hue and saturation kept)" for i, c in enumerate(BRIGHTNESS_SHIFT)}
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        shift = BRIGHTNESS_SHIFT[int(params.severity) - 1]
+        shift = interpolate_level(BRIGHTNESS_SHIFT, params.severity)
         n, c = images.shape[:2]
         out = torch.empty_like(images)
         # A few images at a time, so that the planes stay in the CPU cache between passes.

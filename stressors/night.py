@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stressors.base import ImageStressor, Params, noise_like
+from stressors.base import ImageStressor, Params, interpolate_level, noise_like
 from stressors.filters import coordinate_grid, linear_to_srgb, srgb_to_linear
 
 #: Per severity: (light lost in stops, camera gain in stops, sodium cast 0..1, desaturation 0..1,
@@ -57,6 +57,9 @@ class Night(ImageStressor):
     Daylight highlights are also compressed (the sky is not lit at night) and
     saturation is reduced (20 % to 60 %) before the cast.
 
+    Fractional severities (e.g. 2.75: 4.75 stops less light) interpolate every
+    column of the table linearly; the noise field is that of the next integer level.
+
     Args:
         severities: subset of 1..5 to run.
 
@@ -66,6 +69,7 @@ class Night(ImageStressor):
     """
 
     name = "night"
+    fractional_severities = True
     severity_meaning = {
         i + 1: f"{ev:g} stops less light, +{g:g} stops gain (net {g - ev:g} EV), "
         f"{int(cast * 100)}% sodium-lamp cast, shot+read noise (SNR at mid-grey ~{_snr:.1f})"
@@ -80,8 +84,8 @@ class Night(ImageStressor):
     def __init__(self, *, severities: Sequence[int] | None = None) -> None:
         super().__init__(severities=severities)
 
-    def _sample(self, seeds: list[int], severity: int) -> dict[str, Tensor]:
-        ev, gain, cast, *_ = LEVELS[severity - 1]
+    def _sample(self, seeds: list[int], severity: float) -> dict[str, Tensor]:
+        ev, gain, cast, *_ = interpolate_level(LEVELS, severity)
         n = len(seeds)
         return {
             "stops_lost": torch.full((n,), ev, dtype=torch.float64),
@@ -90,7 +94,7 @@ class Night(ImageStressor):
         }
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        ev, gain, cast, desat, vignette, compress = LEVELS[int(params.severity) - 1]
+        ev, gain, cast, desat, vignette, compress = interpolate_level(LEVELS, params.severity)
         _n, c, h, w = images.shape
         lin = srgb_to_linear(images)
         if c == 3:

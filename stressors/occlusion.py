@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stressors.base import ImageStressor, Params, StressorError, noise_like, uniform
+from stressors.base import ImageStressor, Params, StressorError, interpolate_level, noise_like, uniform
 
 #: Fraction of the image area hidden, per severity.
 COVERAGE = (0.05, 0.10, 0.20, 0.30, 0.45)
@@ -28,6 +28,10 @@ class Occlusion(ImageStressor):
     the occluder is never clipped, the hidden fraction is the stated one up to
     pixel rounding.
 
+    Fractional severities interpolate the hidden area linearly (2.5: 15 %);
+    the occluder's shape, aspect ratio and relative position are those of the
+    next integer level, so within (k, k + 1] it grows in place.
+
     Args:
         fill: what the occluder looks like: ``"black"`` (default), ``"noise"``
             (uniform random grey levels per pixel and channel) or ``"mean"``
@@ -40,6 +44,7 @@ class Occlusion(ImageStressor):
     """
 
     name = "occlusion"
+    fractional_severities = True
     severity_meaning = {
         i + 1: f"{int(c * 100)}% of the image area hidden by one rectangle or ellipse" for i, c in enumerate(COVERAGE)
     }
@@ -54,8 +59,8 @@ class Occlusion(ImageStressor):
     def options(self) -> dict[str, Any]:
         return {"fill": self.fill, **super().options}
 
-    def _sample(self, seeds: list[int], severity: int) -> dict[str, Tensor]:
-        coverage = COVERAGE[severity - 1]
+    def _sample(self, seeds: list[int], severity: float) -> dict[str, Tensor]:
+        coverage = interpolate_level(COVERAGE, severity)
         u = uniform(seeds, 4, stream=1)
         ellipse = u[:, 0] < 0.5
         # Area of the bounding box (in units of the image area) that yields the coverage.

@@ -26,11 +26,21 @@ built-in and a plugin are held to the same contract:
 - monotone difficulty (image stressors with two or more severities, unless the
   class sets ``monotone_severity = False``): the mean absolute change from the
   clean image grows strictly with severity on photo-like images;
+- fractional severities (image stressors): a stressor that declares
+  ``fractional_severities = True``, asked with ``sample_params(..., fractional=True)``,
+  meets the output contract, determinism and
+  batch invariance at fractional severities across its whole
+  ``severity_range``, gives at an integer written as a float (``3.0``) exactly
+  the image of the integer level, grows strictly in damage on a grid of
+  half-levels on images of at least 96 px (unless ``monotone_severity = False``) and refuses a severity
+  outside its range; without ``fractional=True`` (and for a stressor that does
+  not declare it) a fractional severity is refused with a ``StressorError``;
 - attacks: the perturbation stays inside the ε ball of the attack's norm.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -40,11 +50,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stressors.base import sample_keys
+from stressors.base import StressorError, sample_keys
 
 __all__ = [
     "check_batch_invariance",
     "check_determinism",
+    "check_fractional_severity",
     "check_interface",
     "check_low_precision",
     "check_monotone_severity",
@@ -102,8 +113,19 @@ def _fail(stressor: Any, check: str, message: str) -> AssertionError:
     return AssertionError(f"stressor {_name(stressor)!r}: {check}: {message}")
 
 
-def _run(stressor: Any, images: Tensor, ids: list[str], severity: Any, *, seed: int, model: nn.Module | None) -> Tensor:
+def _run(
+    stressor: Any,
+    images: Tensor,
+    ids: list[str],
+    severity: Any,
+    *,
+    seed: int,
+    model: nn.Module | None,
+    fractional: bool = False,
+) -> Tensor:
     keys = sample_keys(ids)
+    if fractional:
+        return stressor.apply(images, stressor.sample_params(keys, severity, seed=seed, fractional=True))
     if getattr(stressor, "model_aware", False):
         with torch.no_grad():
             labels = model(images.float()).argmax(dim=1)
@@ -228,6 +250,72 @@ def check_monotone_severity(stressor: Any, images: Tensor, *, seed: int = 0) -> 
         raise _fail(stressor, "monotone difficulty", f"mean |stressed - clean| does not grow with severity ({shown})")
 
 
+def fractional_grid(stressor: Any, step: float = 0.5) -> list[float]:
+    """Severities from the lowest to the highest level of ``stressor.severity_range`` in ``step``s.
+
+    >>> class S: severity_range = (1, 3)
+    >>> fractional_grid(S())
+    [1.0, 1.5, 2.0, 2.5, 3.0]
+    """
+    lo, hi = stressor.severity_range
+    count = round((hi - lo) / step)
+    return [lo + k * step for k in range(count + 1)]
+
+
+def check_fractional_severity(stressor: Any, images: Tensor, *, seed: int = 0) -> None:
+    """Fractional severities are either supported under the same rules or refused (module docstring)."""
+    if getattr(stressor, "model_aware", False) or not callable(getattr(stressor, "sample_params", None)):
+        return
+    ids = _IDS[: images.shape[0]]
+    keys = sample_keys(ids)
+    probe = sorted(stressor.severities)[0] + 0.5
+    try:
+        stressor.sample_params(keys, probe, seed=seed)
+    except StressorError:
+        pass
+    else:
+        raise _fail(stressor, "fractional severity", f"severity {probe} was accepted without fractional=True")
+    if not getattr(stressor, "fractional_severities", False):
+        return
+    grid = fractional_grid(stressor, 0.25)
+    lo, hi = grid[0], grid[-1]
+    for bad in (lo - 0.5, hi + 0.5, float("nan")):
+        try:
+            stressor.sample_params(keys, bad, seed=seed, fractional=True)
+        except StressorError:
+            continue
+        raise _fail(stressor, "fractional severity", f"severity {bad} outside [{lo:g}, {hi:g}] was accepted")
+    order = [i for i in (4, 1, 5, 0) if i < images.shape[0]]
+    run = functools.partial(_run, stressor, seed=seed, model=None, fractional=True)
+    for severity in grid:
+        out = run(images, ids, severity)
+        where = f"severity {severity:g}"
+        if out.shape != images.shape or out.dtype != images.dtype or out.device != images.device:
+            raise _fail(stressor, "fractional severity", f"{where}: shape, dtype or device changed")
+        if not torch.isfinite(out).all() or float(out.min()) < 0 or float(out.max()) > 1:
+            raise _fail(stressor, "fractional severity", f"{where}: values not finite or outside [0, 1]")
+        if not torch.equal(out, run(images, ids, severity)):
+            raise _fail(stressor, "fractional severity", f"{where}: two calls with seed {seed} differ")
+        sub = run(images[order], [ids[i] for i in order], severity)
+        if not torch.equal(sub, out[order]):
+            raise _fail(stressor, "fractional severity", f"{where}: a reordered sub-batch differs")
+        if float(severity).is_integer() and int(severity) in stressor.severities:
+            exact = _run(stressor, images, ids, int(severity), seed=seed, model=None)
+            if not torch.equal(out, exact):
+                raise _fail(
+                    stressor, "fractional severity", f"{where}: {severity!r} differs from level {int(severity)}"
+                )
+    if getattr(stressor, "monotone_severity", True):
+        # at least 96 px: a blur of a fraction of a pixel (defocus level 1 at 32 px) changes nothing
+        if min(images.shape[-2:]) < 96:
+            images = F.interpolate(images.float(), size=(96, 96), mode="bilinear", align_corners=False).to(images.dtype)
+        half = fractional_grid(stressor, 0.5)
+        damage = [float((run(images, ids, s) - images).abs().mean()) for s in half]
+        if not all(b > a for a, b in zip(damage, damage[1:])):
+            shown = ", ".join(f"{s:g}: {d:.4g}" for s, d in zip(half, damage))
+            raise _fail(stressor, "fractional severity", f"mean |stressed - clean| does not grow ({shown})")
+
+
 def check_perturbation_bound(stressor: Any, images: Tensor, *, seed: int = 0, model: nn.Module | None = None) -> None:
     """An attack's perturbation stays within ε in its norm (``norm``: ``linf`` or ``l2``)."""
     if not getattr(stressor, "model_aware", False):
@@ -282,10 +370,10 @@ def check_stressor(
         check_low_precision,
         check_perturbation_bound,
     )
-    for check in checks or every + (check_params_recordable, check_monotone_severity):
+    for check in checks or every + (check_params_recordable, check_monotone_severity, check_fractional_severity):
         if check is check_params_recordable:
             check(stressor, seed=seed)
-        elif check is check_monotone_severity:
+        elif check in (check_monotone_severity, check_fractional_severity):
             check(stressor, x, seed=seed)
         else:
             check(stressor, x, seed=seed, model=model)

@@ -30,6 +30,8 @@ COMMANDS = {
     "keygen": "audit.cli.report:keygen_command",
     "stressors": "audit.cli.stressors:stressors_group",
     "model-card": "audit.cli.model_card:model_card_command",
+    "queue": "audit.cli.queue:queue_command",
+    "recipe": "audit.cli.recipe:recipe_command",
 }
 
 

@@ -205,6 +205,23 @@ class TrackingConfig(_Strict):
     mlflow: MlflowConfig | None = None
 
 
+class BreakingPointsConfig(_Strict):
+    """Refine per-sample breaking points beyond the evaluated levels (``breaking_points:``).
+
+    ``stressors`` names stressor entries (their label when given): image
+    stressors with fractional severities are bisected between the evaluated
+    levels down to ``resolution``; ``deepfool`` reports the size of its minimal
+    perturbation; ``pgd``, ``pgd_l2`` and ``fgsm`` are bisected over ε down to
+    ``epsilon_resolution``. Each bisection takes at most ``max_steps`` extra
+    evaluations of a sample (the cost bound).
+    """
+
+    stressors: list[str] = Field(default_factory=list)
+    resolution: float = Field(default=0.25, gt=0, le=1)
+    epsilon_resolution: float = Field(default=0.001, gt=0, le=1)
+    max_steps: int = Field(default=8, ge=1, le=20)
+
+
 class AuditConfig(_Strict):
     """The whole ``config.yaml``."""
 
@@ -218,6 +235,8 @@ class AuditConfig(_Strict):
     report: ReportConfig = Field(default_factory=ReportConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    breaking_points: BreakingPointsConfig = Field(default_factory=BreakingPointsConfig)
 
     @field_validator("device")
     @classmethod

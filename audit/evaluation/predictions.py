@@ -24,15 +24,22 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             yield int(row[0]), row[1:]
 
 
+def merged_rows(work: Path) -> Iterator[list[str]]:
+    """The rows of ``work/predictions.part-*.csv`` in dataset order, as predictions.csv holds them.
+
+    heapq.merge is stable across its inputs, and each part is sorted by index
+    (condition order breaks ties inside a part), so the order is deterministic.
+    """
+    parts = sorted(work.glob("predictions.part-*.csv"))
+    for _, row in heapq.merge(*(_rows(p) for p in parts), key=lambda r: r[0]):
+        yield row
+
+
 def merge_predictions(work: Path, dest: Path, *, attributes: list[str]) -> None:
     """Merge ``work/predictions.part-*.csv`` into ``dest`` (atomically)."""
-    parts = sorted(work.glob("predictions.part-*.csv"))
     tmp = dest.with_name(dest.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS + attributes)
-        # heapq.merge is stable across its inputs, and each part is sorted by index
-        # (condition order breaks ties inside a part), so the order is deterministic.
-        for _, row in heapq.merge(*(_rows(p) for p in parts), key=lambda r: r[0]):
-            writer.writerow(row)
+        writer.writerows(merged_rows(work))
     os.replace(tmp, dest)

@@ -31,6 +31,7 @@ from torch import Tensor
 from stressors.attacks.common import (
     Attack,
     LastBatchCache,
+    check_batch,
     check_flag,
     foolbox_model,
     l2_starts,
@@ -39,6 +40,7 @@ from stressors.attacks.common import (
     positive_int,
     predict,
     reject_unknown,
+    require_gradients,
     resolve_epsilons,
 )
 from stressors.base import StressorError
@@ -283,6 +285,20 @@ class DeepFool(Attack):
             "candidates": self.candidates,
             "overshoot": self.overshoot,
         }
+
+    def minimal(self, model, images: Tensor, labels: Tensor, *, sample_ids: Tensor, seed: int) -> Tensor:
+        """DeepFool's minimal adversarial images, not clipped to any ε (per-sample breaking points).
+
+        ``(minimal - images).abs().amax()`` per sample is the L∞ size of the
+        perturbation DeepFool found (an upper bound on the true minimal ε); a
+        sample it could not fool within ``steps`` is still classified correctly.
+
+        Shape:
+            images: (N, C, H, W) in [0, 1]; labels, sample_ids: (N,). Returns (N, C, H, W).
+        """
+        check_batch(self.name, images, labels, sample_ids)
+        require_gradients(self.name, model, images, labels)
+        return self._minimal(model, images.detach(), labels, sample_ids, seed).clamp(0, 1)
 
     def _minimal(self, model, images, labels, sample_ids, seed) -> Tensor:
         cached = self._cache.get(model, images, labels, sample_ids, seed)

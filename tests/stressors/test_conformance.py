@@ -15,6 +15,7 @@ from stressors.base import ImageStressor, Params, noise_like, uniform
 from stressors.testing import (
     check_batch_invariance,
     check_determinism,
+    check_fractional_severity,
     check_monotone_severity,
     check_output_contract,
     check_perturbation_bound,
@@ -164,3 +165,76 @@ def test_params_of_a_broken_batch_size_are_refused():
     assert isinstance(params, Params)
     with pytest.raises(stressors.StressorError, match="params were drawn for 2 samples"):
         s.apply(photo_like(3), params)
+
+
+# ------------------------------------------------------------------ fractional severities
+
+
+class FractionalNoisy(_Base):
+    """Declares fractional severities but draws its fractional noise from the global RNG."""
+
+    name = "fractional_noisy"
+    fractional_severities = True
+
+    def _apply(self, images, params):
+        extra = 0.0 if float(params.severity).is_integer() else 0.01 * torch.rand(images.shape)
+        return images * (1 - 0.1 * params.severity) + extra
+
+
+class FractionalDecreasing(_Base):
+    """Declares fractional severities but gets milder between the integer levels."""
+
+    name = "fractional_decreasing"
+    fractional_severities = True
+
+    def _apply(self, images, params):
+        s = float(params.severity)
+        amount = 0.1 * s if s.is_integer() else 0.1 * (s - 0.9)
+        return images * (1 - amount)
+
+
+class AcceptsAnything(_Base):
+    """Takes any severity although it declares no fractional support."""
+
+    name = "accepts_anything"
+
+    def sample_params(self, sample_ids, severity, *, seed, fractional=False):
+        return Params(severity=severity, values={}, seeds=tuple(range(len(sample_ids))))
+
+    def _apply(self, images, params):
+        return images * (1 - 0.1 * params.severity)
+
+
+@pytest.mark.parametrize(
+    ("stressor", "message"),
+    [
+        (FractionalNoisy(), "differ"),
+        (FractionalDecreasing(), "does not grow"),
+        (AcceptsAnything(), "accepted without fractional=True"),
+    ],
+    ids=["nondeterministic", "not-monotone", "undeclared"],
+)
+def test_the_fractional_check_fails_on_a_stressor_that_breaks_it(stressor, message):
+    with pytest.raises(AssertionError, match=message):
+        check_fractional_severity(stressor, photo_like())
+
+
+def test_fractional_severities_interpolate_the_physical_parameters():
+    night = stressors.get("night")
+    keys = torch.arange(3)
+    half = night.sample_params(keys, 2.5, seed=0, fractional=True)
+    lo, hi = night.sample_params(keys, 2, seed=0), night.sample_params(keys, 3, seed=0)
+    assert torch.allclose(half["stops_lost"], (lo["stops_lost"] + hi["stops_lost"]) / 2)
+    assert half.seeds == hi.seeds  # the random layout of the next integer level
+    occlusion = stressors.get("occlusion")
+    a, b = (occlusion.sample_params(keys, s, seed=0, fractional=True) for s in (2.25, 3))
+    assert torch.allclose(a["width"] * a["height"], b["width"] * b["height"] * 0.125 / 0.2, rtol=1e-6)
+
+
+def test_fractional_severities_are_opt_in():
+    with pytest.raises(stressors.StressorError, match="does not support fractional severities"):
+        stressors.get("motion_blur").sample_params(torch.arange(2), 2.5, seed=0, fractional=True)
+    with pytest.raises(stressors.StressorError, match="night: severity 2.5 out of range"):
+        stressors.get("night").sample_params(torch.arange(2), 2.5, seed=0)
+    with pytest.raises(stressors.StressorError, match=r"expected a number in \[1, 5\]"):
+        stressors.get("night").sample_params(torch.arange(2), 5.5, seed=0, fractional=True)

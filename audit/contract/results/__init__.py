@@ -22,6 +22,7 @@ from __future__ import annotations
 from pydantic import Field, PrivateAttr
 
 from audit.contract.results.base import Node
+from audit.contract.results.breaking_points import BreakingPointDisparity, BreakingPointSummary, SurvivalPoint
 from audit.contract.results.conditions import (
     ConditionResult,
     ConfusionPair,
@@ -63,6 +64,8 @@ __all__ = [
     "AdversarialCheck",
     "AttackReference",
     "BaselineRow",
+    "BreakingPointDisparity",
+    "BreakingPointSummary",
     "ConditionResult",
     "ConfusionPair",
     "CorruptionError",
@@ -93,6 +96,7 @@ __all__ = [
     "RuleResult",
     "SkippedImage",
     "StressorInfo",
+    "SurvivalPoint",
     "Tool",
 ]
 
@@ -119,6 +123,13 @@ class Results(Node):
     attack_reference: AttackReference | None = Field(default=None, description="present when attacks ran on a subset")
     baseline_comparison: list[BaselineRow] | None = Field(default=None, description="present with --baseline")
     adversarial_checks: list[AdversarialCheck]
+    breaking_points: list[BreakingPointSummary] | None = Field(
+        default=None,
+        description="per stressor with two or more severities, over all samples and per group: survival curve and median breaking point (per sample: breaking_points.csv)",
+    )
+    breaking_point_disparity: list[BreakingPointDisparity] | None = Field(
+        default=None, description="per stressor and attribute: how far the groups' survival curves lie apart"
+    )
     governance: Governance
     gallery: list[GalleryItem] | None = Field(default=None, description="present when the policy allows images")
     provenance: Provenance

@@ -1,0 +1,62 @@
+"""``cvaudit queue RUN_DIR --out QUEUE_DIR``: the samples most worth labelling next, governance-checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from audit.cli.boundary import boundary, say
+
+
+@click.command("queue")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the queue.")
+@click.option("--budget", default="100", show_default=True, help="How many samples to select (at least 1).")
+@click.option(
+    "--format", "fmt", default="label-studio", show_default=True, help="label-studio (tasks JSON + XML + CSV) or csv."
+)
+@click.option(
+    "--stratify", multiple=True, help="Attribute to share the budget over (repeatable; default: every attribute)."
+)
+@click.option(
+    "--variants", is_flag=True, help="Also write the stressed image at each breaking point, with its parameters."
+)
+@click.option(
+    "--image-prefix", default="/data/local-files/?d=", show_default=True, help="URL prefix of images/ in tasks.json."
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The run's config (default: the one it recorded).",
+)
+@click.option("--policy", "policy_name", default=None, help="Judge governance under this policy instead of the run's.")
+@boundary
+def queue_command(run_dir, out_dir, budget, fmt, stratify, variants, image_prefix, config, policy_name) -> None:
+    """Select from RUN_DIR (a cvaudit run folder) the samples most worth labelling or re-checking next."""
+    from audit.contract.errors import AuditError
+    from audit.loop.queue import FORMATS, QueueSettings, build_queue
+    from audit.loop.run_folder import open_run
+    from audit.loop.setup import run_config_and_policy
+
+    try:
+        amount = int(budget)
+    except ValueError:
+        raise AuditError(f"--budget {budget!r}: not a whole number") from None
+    if amount < 1:
+        raise AuditError(f"--budget {amount}: must be at least 1 sample")
+    if fmt not in FORMATS:
+        raise AuditError(f"--format {fmt!r}: unknown format (expected one of: {', '.join(FORMATS)})")
+    run = open_run(run_dir)
+    cfg, policy = run_config_and_policy(run, config, policy_name)
+    settings = QueueSettings(amount, fmt, tuple(stratify), variants, image_prefix)
+    summary = build_queue(run, cfg=cfg, policy=policy, out_dir=out_dir, settings=settings)
+    held = ", ".join(f"{k} {v}" for k, v in summary["held_back_by_check"].items()) or "none"
+    say(
+        f"queue: {summary['selected']} of {summary['candidates']} candidates selected (budget {amount}); "
+        f"{summary['held_back']} held back by governance under policy {summary['policy']} ({held}); "
+        f"written to {out_dir}",
+        err=False,
+    )

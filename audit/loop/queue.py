@@ -1,0 +1,524 @@
+"""``cvaudit queue``: the samples most worth labelling or re-checking next, within a budget.
+
+Candidates come from the run's per-sample files (``predictions.csv``,
+``breaking_points.csv``), natural conditions only (attacks are left out):
+
+- ``label_noise_suspect``: wrong on the clean image with confidence >= 0.9
+  (the model is sure it is another class: the label may be wrong); score = confidence;
+- ``confident_error``: wrong with confidence >= 0.8 on the clean image or at
+  the mildest evaluated severity of a stressor (errors under heavy stress are
+  expected; these are not), and not a label-noise suspect; score = that confidence;
+- ``low_breaking_point``: right on clean but breaking at (or below) the lowest
+  evaluated severity of a stressor; score = 1 - breaking point / highest severity;
+- ``prediction_flip``: the prediction changes two or more times between
+  neighbouring severities of one stressor (clean, 1, 2, ...): the sample sits on
+  a decision boundary; score = changes / (2 x number of levels) (at most 0.5).
+
+A sample's priority is its best score plus 0.1 per further reason. The budget
+is stratified: each stratum (the combination of the stratification
+attributes, by default every attribute of the run) gets a share proportional
+to its error rate over the natural conditions, so the worst groups get their
+share even when they are small; a stratum with fewer candidates than its share
+passes the rest on (largest remainders, then priority).
+
+Governance: every candidate's manifest row is checked with the run's policy
+(:func:`policies.check_governance`, one row at a time, now); a sample with
+missing or withdrawn consent, expired or unverifiable retention, a region not
+allowed, a missing purpose or lawful basis, or a biometric image without a
+basis is never exported; ``summary.json`` counts the samples held back per check.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit.contract.errors import AuditError
+from audit.loop.run_folder import RunFolder
+
+__all__ = ["HELD_BACK_CHECKS", "Candidate", "QueueSettings", "allocate", "build_queue"]
+
+#: Governance checks that keep a sample out of every export.
+HELD_BACK_CHECKS = (
+    "consent_missing",
+    "consent_withdrawn",
+    "retention_expired",
+    "date_unparseable",
+    "region_not_allowed",
+    "purpose_missing",
+    "lawful_basis_missing",
+    "biometric_without_basis",
+)
+LABEL_NOISE_CONFIDENCE = 0.9
+ERROR_CONFIDENCE = 0.8
+FORMATS = ("label-studio", "csv")
+
+
+@dataclass
+class Candidate:
+    """One sample worth a look, with its reasons."""
+
+    sample_id: str
+    label: int
+    prediction: int
+    confidence: float
+    attributes: dict[str, str]
+    reasons: dict[str, tuple[float, str]] = field(default_factory=dict)  # reason -> (score, rationale)
+    breaking: list[tuple[str, float]] = field(default_factory=list)  # (stressor, breaking severity)
+
+    @property
+    def priority(self) -> float:
+        scores = sorted((s for s, _ in self.reasons.values()), reverse=True)
+        return scores[0] + 0.1 * (len(scores) - 1) if scores else 0.0
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    budget: int = 100
+    fmt: str = "label-studio"
+    stratify: tuple[str, ...] = ()
+    variants: bool = False
+    image_prefix: str = "/data/local-files/?d="
+
+
+def _rows(path: Path) -> Iterator[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        yield from csv.DictReader(fh)
+
+
+def _by_sample(rows: Iterator[dict[str, str]]) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    current, group = None, []
+    for row in rows:
+        if row["sample_id"] != current:
+            if current is not None:
+                yield current, group
+            current, group = row["sample_id"], []
+        group.append(row)
+    if current is not None:
+        yield current, group
+
+
+def find_candidates(
+    run: RunFolder,
+    class_names: Sequence[str],
+    attributes: Sequence[str],
+    strata_of: Any,
+    breaking_reasons: dict[str, dict[str, tuple[float, str]]],
+) -> tuple[dict[str, Candidate], Counter, Counter]:
+    """Candidates by sample id (only samples with a reason are kept), and per stratum the natural
+    rows and errors seen (for the allocation)."""
+    natural = run.natural_conditions
+    mild = {"clean"} | {min(ids, key=lambda c: c[0])[1] for ids in _natural_conditions_by_stressor(run).values()}
+    candidates: dict[str, Candidate] = {}
+    rows_seen: Counter = Counter()
+    errors_seen: Counter = Counter()
+    for sid, rows in _by_sample(_rows(run.predictions)):
+        clean = next((r for r in rows if r["condition"] == "clean"), None)
+        if clean is None:
+            continue
+        attrs = {a: clean.get(a, "") for a in attributes}
+        stratum = strata_of(attrs)
+        cand = Candidate(sid, int(clean["label"]), int(clean["prediction"]), float(clean["confidence"]), attrs)
+        worst: tuple[float, str, int] | None = None
+        for r in rows:
+            if r["condition"] not in natural:
+                continue
+            wrong = r["label"] != r["prediction"]
+            rows_seen[stratum] += 1
+            errors_seen[stratum] += wrong
+            if wrong and r["condition"] in mild and (worst is None or float(r["confidence"]) > worst[0]):
+                worst = (float(r["confidence"]), r["condition"], int(r["prediction"]))
+        name = lambda k: class_names[k] if 0 <= k < len(class_names) else str(k)  # noqa: E731
+        if cand.prediction != cand.label and cand.confidence >= LABEL_NOISE_CONFIDENCE:
+            cand.reasons["label_noise_suspect"] = (
+                cand.confidence,
+                f"predicted {name(cand.prediction)} with confidence {cand.confidence:.2f} on the clean image; "
+                f"recorded label {name(cand.label)} may be wrong",
+            )
+        elif worst is not None and worst[0] >= ERROR_CONFIDENCE:
+            cand.reasons["confident_error"] = (
+                worst[0],
+                f"wrong {'on the clean image' if worst[1] == 'clean' else 'under ' + worst[1]} with confidence "
+                f"{worst[0]:.2f} (predicted {name(worst[2])})",
+            )
+        if cand.prediction == cand.label:
+            cand.reasons.update(breaking_reasons.get(sid, {}))
+        if cand.reasons:
+            candidates[sid] = cand
+    return candidates, rows_seen, errors_seen
+
+
+def _natural_conditions_by_stressor(run: RunFolder) -> dict[str, list[tuple[float, str]]]:
+    out: dict[str, list[tuple[float, str]]] = {}
+    for c in run.results.get("conditions", []):
+        if c.get("stressor") and not c.get("model_aware"):
+            out.setdefault(str(c["stressor"]), []).append((float(c["severity"]), str(c["id"])))
+    return out
+
+
+def _natural_levels(run: RunFolder) -> dict[str, list[float]]:
+    levels: dict[str, list[float]] = {}
+    for c in run.results.get("conditions", []):
+        if c.get("stressor") and not c.get("model_aware"):
+            levels.setdefault(str(c["stressor"]), []).append(float(c["severity"]))
+    return {k: sorted(v) for k, v in levels.items()}
+
+
+def breaking_reasons(run: RunFolder, bp_path: Path) -> dict[str, dict[str, tuple[float, str]]]:
+    """Reasons from breaking_points.csv (natural stressors): the lowest breaking points and prediction flips."""
+    levels = _natural_levels(run)
+    out: dict[str, dict[str, tuple[float, str]]] = {}
+    for r in _rows(bp_path):
+        lv = levels.get(r["stressor"])
+        if not lv:
+            continue
+        name, found = r["stressor"], {}
+        if r["state"] == "broken" and r["breaking_point"] and float(r["breaking_point"]) <= lv[0]:
+            value = float(r["breaking_point"])
+            found["low_breaking_point"] = (
+                1.0 - value / lv[-1],
+                f"right on the clean image, wrong from {name} severity {value:g} (the lowest evaluated is {lv[0]:g})",
+            )
+        flips = int(r["flips"] or 0)
+        if flips >= 2:
+            found["prediction_flip"] = (
+                min(0.5, flips / (2 * len(lv))),
+                f"prediction changes {flips} times between neighbouring {name} severities (clean to {lv[-1]:g})",
+            )
+        mine = out.setdefault(r["sample_id"], {}) if found else {}
+        for reason, value in found.items():
+            if reason not in mine or value[0] > mine[reason][0]:
+                mine[reason] = value
+    return out
+
+
+def breaking_of(run: RunFolder, bp_path: Path, wanted: set[str]) -> dict[str, list[tuple[str, float]]]:
+    """(natural stressor, breaking point) of the ``wanted`` samples that break."""
+    levels = _natural_levels(run)
+    out: dict[str, list[tuple[str, float]]] = {}
+    for r in _rows(bp_path):
+        if r["sample_id"] in wanted and r["stressor"] in levels and r["state"] == "broken" and r["breaking_point"]:
+            out.setdefault(r["sample_id"], []).append((r["stressor"], float(r["breaking_point"])))
+    return out
+
+
+def allocate(budget: int, weights: dict[Any, float], available: dict[Any, int]) -> dict[Any, int]:
+    """Share ``budget`` among strata in proportion to ``weights``, never more than ``available``.
+
+    Water-filling: strata whose share exceeds what they have take all of it and
+    the rest is shared again among the others; fractional shares go to the
+    largest remainders (ties: higher weight, then stratum order).
+
+    >>> allocate(10, {"A": 0.1, "B": 0.3}, {"A": 50, "B": 50})
+    {'A': 2, 'B': 8}
+    >>> allocate(10, {"A": 0.1, "B": 0.3}, {"A": 50, "B": 3})
+    {'A': 7, 'B': 3}
+    """
+    out = {k: 0 for k in weights}
+    open_ = {k for k in weights if available.get(k, 0) > 0}
+    left = min(budget, sum(available.get(k, 0) for k in open_))
+    while left > 0 and open_:
+        total = sum(max(weights[k], 1e-12) for k in open_)
+        shares = {k: left * max(weights[k], 1e-12) / total for k in open_}
+        full = {k for k in open_ if shares[k] >= available[k] - out[k]}
+        if full:
+            for k in full:
+                left -= available[k] - out[k]
+                out[k] = available[k]
+            open_ -= full
+            continue
+        base = {k: math.floor(shares[k]) for k in open_}
+        for k in open_:
+            out[k] += base[k]
+        rest = left - sum(base.values())
+        order = sorted(open_, key=lambda k: (-(shares[k] - base[k]), -weights[k], list(weights).index(k)))
+        for k in order[:rest]:
+            out[k] += 1
+        left = 0
+    return out
+
+
+def _governance(run: RunFolder, cfg: Any, policy: Any, table: Any, wanted: set[str]) -> dict[str, list[str]]:
+    """sample id -> the held-back checks that find it, under ``policy`` (checked now, row by row)."""
+    from policies import check_governance
+
+    gov = getattr(policy, "governance", None)
+    if gov is None:
+        return {}
+    now = dt.datetime.now(dt.timezone.utc)
+    out: dict[str, list[str]] = {}
+    for sid, row in zip(table.ids, table.rows):
+        if sid not in wanted:
+            continue
+        findings = check_governance([row], config=gov, id_column=cfg.data.id_column, now=now)
+        hits = [f["check"] for f in findings if f["check"] in HELD_BACK_CHECKS and f.get("count")]
+        if hits:
+            out[sid] = hits
+    return out
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_name(sample_id: str, index: int) -> str:
+    return f"{index:05d}-{_SAFE.sub('_', sample_id)[:80]}"
+
+
+def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, settings: QueueSettings) -> dict[str, Any]:
+    """Select, check and export the queue; returns the summary (also written to ``summary.json``).
+
+    Raises:
+        AuditError: bad settings, an unknown stratification attribute, unreadable images.
+    """
+    from audit.evaluation.data import read_samples
+
+    if settings.budget < 1:
+        raise AuditError(f"--budget {settings.budget}: must be at least 1 sample")
+    if settings.fmt not in FORMATS:
+        raise AuditError(f"--format {settings.fmt!r}: unknown format (expected one of: {', '.join(FORMATS)})")
+    results = run.results
+    class_names = list(results["model"]["class_names"])
+    attributes = list((results.get("dataset") or {}).get("attributes") or {})
+    strat = list(settings.stratify) or attributes
+    unknown = [a for a in strat if a not in attributes]
+    if unknown:
+        raise AuditError(
+            f"--stratify {unknown[0]!r}: not an attribute of the run (have: {', '.join(attributes) or 'none'})"
+        )
+    strata_of = lambda attrs: "×".join(attrs.get(a, "") for a in strat) if strat else "all"  # noqa: E731
+    bp_path = run.breaking_points or _derive_breaking_points(run, out_dir, attributes)
+    reasons = breaking_reasons(run, bp_path) if bp_path is not None else {}
+    candidates, rows_seen, errors_seen = find_candidates(run, class_names, attributes, strata_of, reasons)
+    table = read_samples(cfg.data, class_names=cfg.model.class_names)
+    held = _governance(run, cfg, policy, table, set(candidates))
+    held_counts = Counter(check for checks in held.values() for check in checks)
+    eligible = {k: c for k, c in candidates.items() if k not in held}
+    by_stratum: dict[str, list[Candidate]] = {}
+    for c in eligible.values():
+        by_stratum.setdefault(strata_of(c.attributes), []).append(c)
+    strata = sorted(set(rows_seen) | set(by_stratum))
+    error_rate = {s: errors_seen[s] / rows_seen[s] if rows_seen[s] else 0.0 for s in strata}
+    quota = allocate(settings.budget, error_rate, {s: len(by_stratum.get(s, [])) for s in strata})
+    chosen: list[tuple[str, Candidate]] = []
+    for s in strata:
+        ranked = sorted(by_stratum.get(s, []), key=lambda c: (-c.priority, c.sample_id))
+        chosen.extend((s, c) for c in ranked[: quota[s]])
+    chosen.sort(key=lambda sc: (-sc[1].priority, sc[1].sample_id))
+    if settings.variants:
+        breaks = breaking_of(run, bp_path, {c.sample_id for _, c in chosen}) if bp_path is not None else {}
+        for _, c in chosen:
+            c.breaking = breaks.get(c.sample_id, [])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index_of = {sid: i for i, sid in enumerate(table.ids)}
+    exported = _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir, settings)
+    summary = {
+        "run": str(run.path),
+        "policy": getattr(policy, "name", None),
+        "budget": settings.budget,
+        "candidates": len(candidates),
+        "selected": len(chosen),
+        "held_back": len(held),
+        "held_back_by_check": dict(sorted(held_counts.items())),
+        "reasons": dict(sorted(Counter(r for _, c in chosen for r in c.reasons).items())),
+        "strata": [
+            {
+                "stratum": s,
+                "error_rate": error_rate[s],
+                "candidates": len(by_stratum.get(s, [])),
+                "selected": quota[s],
+            }
+            for s in strata
+        ],
+        "stratified_by": strat,
+        "files": exported,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if bp_path is not None and bp_path.name.startswith("."):
+        bp_path.unlink()
+    return summary
+
+
+def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]) -> Path | None:
+    """breaking_points.csv of a run that has none (an older run), derived from its predictions."""
+    from audit.evaluation.breaking_points import compute_breaking_points
+
+    def rows() -> Iterator[list[str]]:
+        with open(run.predictions, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            yield from reader
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ".breaking_points.csv"
+    keys = compute_breaking_points(
+        rows=rows,
+        conditions=run.results.get("conditions", []),
+        attributes=attributes,
+        groupings=[],
+        min_group_size=1,
+        out_csv=path,
+    )
+    return path if keys else None
+
+
+def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir: Path, settings) -> list[str]:
+    from audit.loop.labelstudio import labeling_config, task
+
+    images_dir = out_dir / "images"
+    if images_dir.exists():
+        shutil.rmtree(images_dir)
+    images_dir.mkdir()
+    files: list[str] = []
+    rows, tasks = [], []
+    model = run.results.get("model") or {}
+    version = f"cvaudit:{(model.get('sha256') or 'model')[:12]}"
+    for rank, (stratum, c) in enumerate(chosen, start=1):
+        i = index_of.get(c.sample_id)
+        if i is None:
+            raise AuditError(
+                f"sample {c.sample_id!r} of the run is not in the dataset of {cfg.data.manifest or cfg.data.images or cfg.data.npz}"
+            )
+        image = _write_image(table, cfg, i, images_dir / _safe_name(c.sample_id, rank))
+        rel = f"images/{image.name}"
+        reasons = sorted(c.reasons, key=lambda r: -c.reasons[r][0])
+        rationale = "; ".join(c.reasons[r][1] for r in reasons)
+        row = {
+            "rank": rank,
+            "sample_id": c.sample_id,
+            "stratum": stratum,
+            "priority": round(c.priority, 4),
+            "reasons": " ".join(reasons),
+            "rationale": rationale,
+            "label": class_names[c.label] if 0 <= c.label < len(class_names) else c.label,
+            "prediction": class_names[c.prediction] if 0 <= c.prediction < len(class_names) else c.prediction,
+            "confidence": round(c.confidence, 4),
+            "image": rel,
+            **c.attributes,
+        }
+        rows.append(row)
+        tasks.append(task(row, image_url=settings.image_prefix + rel, model_version=version, attributes=attributes))
+    with open(out_dir / "queue.csv", "w", newline="", encoding="utf-8") as fh:
+        columns = [
+            "rank",
+            "sample_id",
+            "stratum",
+            "priority",
+            "reasons",
+            "rationale",
+            "label",
+            "prediction",
+            "confidence",
+            "image",
+            *attributes,
+        ]
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(_neutral(r) for r in rows)
+    files.append("queue.csv")
+    if settings.fmt == "label-studio":
+        (out_dir / "tasks.json").write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out_dir / "labeling_config.xml").write_text(labeling_config(class_names), encoding="utf-8")
+        files += ["tasks.json", "labeling_config.xml"]
+    files.append("images/")
+    if settings.variants:
+        files += _write_variants(run, cfg, table, index_of, chosen, out_dir)
+    return files
+
+
+def _neutral(row: dict[str, Any]) -> dict[str, Any]:
+    """Cells a spreadsheet would run as a formula (=, +, -, @) are prefixed with a quote."""
+    return {k: ("'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v) for k, v in row.items()}
+
+
+def _write_image(table, cfg, i: int, stem: Path) -> Path:
+    """The sample's image file as it is (npz data: a PNG at the model's input size)."""
+    if table.paths is not None:
+        source = Path(table.paths[i])
+        dest = stem.with_suffix(source.suffix.lower() or ".png")
+        try:
+            shutil.copyfile(source, dest)
+        except OSError as exc:
+            raise AuditError(
+                f"{source}: sample {table.ids[i]}: cannot copy the image ({exc.strerror or exc})"
+            ) from None
+        return dest
+    return _save_png(_decoded(table, cfg, i), stem.with_suffix(".png"))
+
+
+def _decoded(table, cfg, i: int):
+    from audit.evaluation.data import AuditDataset
+
+    item = AuditDataset(table, cfg.model, [i])[0]
+    if "error" in item:
+        raise AuditError(f"{table.source}: sample {table.ids[i]}: {item['error']}")
+    return item["image"]
+
+
+def _save_png(image, path: Path) -> Path:
+    from PIL import Image
+
+    arr = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(path)
+    return path
+
+
+def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[str]:
+    """Per queued sample and image stressor, the stressed image at its breaking point (else at the mildest
+    evaluated severity), with the parameters that reproduce it (``variants/params.jsonl``)."""
+    import stressors
+    from audit.contract.seeds import sample_key
+    from stressors.base import sample_keys
+
+    folder = out_dir / "variants"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    entries = {str(s["name"]): s for s in run.results.get("stressors", [])}
+    seed = int(run.results["seed"])
+    records = []
+    levels = _natural_levels(run)
+    for rank, (_, c) in enumerate(chosen, start=1):
+        x = _decoded(table, cfg, index_of[c.sample_id])[None]
+        broken = dict(c.breaking)
+        for name, evaluated in levels.items():
+            info = entries.get(name)
+            if info is None:
+                continue
+            severity = broken.get(name, evaluated[0])  # its breaking point, else the mildest level
+            options = {k: v for k, v in (info.get("options") or {}).items() if k != "severities"}
+            stressor = stressors.get(str(info["stressor"]), **options)
+            fractional = not float(severity).is_integer() or int(severity) not in stressor.severities
+            level = severity if fractional else int(severity)
+            params = stressor.sample_params(sample_keys([c.sample_id]), level, seed=seed, fractional=fractional)
+            path = _save_png(
+                stressor.apply(x, params)[0],
+                folder / f"{_safe_name(c.sample_id, rank)}__{_SAFE.sub('_', name)}@{severity:g}.png",
+            )
+            records.append(
+                {
+                    "file": f"variants/{path.name}",
+                    "sample_id": c.sample_id,
+                    "sample_key": sample_key(c.sample_id),
+                    "stressor": info["stressor"],
+                    "entry": name,
+                    "options": options,
+                    "severity": level,
+                    "fractional": fractional,
+                    "seed": seed,
+                    "params": params.record(0),
+                    "input_size": list(cfg.model.input_size),
+                }
+            )
+    with open(folder / "params.jsonl", "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec) + "\n")
+    return ["variants/"]

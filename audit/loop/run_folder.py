@@ -1,0 +1,56 @@
+"""A finished run folder (``cvaudit run --out RUN_DIR``) as the loop commands read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audit.contract.errors import AuditError
+from audit.contract.load import ResultsError, load_results
+
+__all__ = ["RunFolder", "open_run"]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The parts of a run folder: its results (as stored) and its per-sample files."""
+
+    path: Path
+    results: dict[str, Any]
+    predictions: Path
+    breaking_points: Path | None
+
+    @property
+    def natural_conditions(self) -> set[str]:
+        """Ids of the clean and image-stressor conditions (not attacks)."""
+        return {str(c["id"]) for c in self.results.get("conditions", []) if not c.get("model_aware")}
+
+    @property
+    def config_path(self) -> Path | None:
+        config = (self.results.get("provenance") or {}).get("config")
+        return Path(config) if config else None
+
+
+def open_run(run_dir: Path, *, need_predictions: bool = True) -> RunFolder:
+    """Read ``results.json`` of a run folder (through the one reader) and find its per-sample files.
+
+    Raises:
+        AuditError: not a folder, no results.json, or (``need_predictions``) no predictions.csv.
+        ResultsError: a results.json the schema refuses.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AuditError(f"{run_dir}: not a folder (expected the --out folder of cvaudit run)")
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise AuditError(f"{run_dir}: no results.json (not the --out folder of cvaudit run)")
+    try:
+        results = load_results(results_path).to_dict()
+    except ResultsError:
+        raise
+    predictions = run_dir / "predictions.csv"
+    if need_predictions and not predictions.is_file():
+        raise AuditError(f"{run_dir}: no predictions.csv; the queue needs the per-sample predictions of the run")
+    bp = run_dir / "breaking_points.csv"
+    return RunFolder(run_dir, results, predictions, bp if bp.is_file() else None)

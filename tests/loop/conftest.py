@@ -1,0 +1,13 @@
+"""A finished tiny run to build queues and recipes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from loop_helpers import finish_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return finish_run(tmp_path_factory.mktemp("run"))
