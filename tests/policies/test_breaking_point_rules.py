@@ -26,13 +26,14 @@ RESULTS = {
 POLICY = """
 version: 1
 name: bp
+on_insufficient_data: {mode}
 rules:
   - {{id: night-median, section: breaking_points, entry: "{entry}", metric: median, min: {threshold}, judge: {judge}}}
 """
 
 
-def judge(threshold: float, judge: str = "point", entry: str = "night:camera=*") -> dict:
-    policy = parse_policy(POLICY.format(threshold=threshold, judge=judge, entry=entry))
+def judge(threshold: float, judge: str = "point", entry: str = "night:camera=*", mode: str = "warn") -> dict:
+    policy = parse_policy(POLICY.format(threshold=threshold, judge=judge, entry=entry, mode=mode))
     return check_policy(RESULTS, policy)["rules"][0]
 
 
@@ -45,7 +46,8 @@ def test_every_group_must_reach_the_median():
 
 def test_a_small_group_is_insufficient_data_not_a_failure():
     rule = judge(1.0)
-    assert rule["status"] == "insufficient_data"  # what on_insufficient_data (warn by default) makes of it
+    assert rule["status"] == "insufficient_data"  # what on_insufficient_data: warn makes of it
+    assert judge(1.0, mode="fail")["status"] == "fail"  # the default fails closed
     statuses = {e["condition"]: e["status"] for e in rule["evaluations"]}
     assert statuses["breaking_points[night:camera=C]"] == "insufficient_data"
     assert statuses["breaking_points[night:camera=A]"] == "pass"
