@@ -213,3 +213,41 @@ def test_verify_subject_with_the_attested_prefixless_name(runner, tmp_path, sign
         verify_command, [str(signed_report), "--key", str(tmp_path / "k"), "--subject", f"weights.pt={model}"]
     )
     assert bad.exit_code == 1 and "model:weights.pt" in bad.output
+
+
+def test_report_refuses_a_world_readable_unencrypted_key(runner, tmp_path, results_file, key_dir):
+    import shutil
+
+    keys = tmp_path / "keys"
+    shutil.copytree(key_dir, keys)
+    (keys / "attestation.key.pem").chmod(0o644)
+    out = tmp_path / "out"
+    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(keys)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "chmod 600" in result.output
+    assert not out.exists()
+
+
+def test_keygen_subject_prints_fingerprints(runner, tmp_path):
+    out = tmp_path / "keys"
+    result = runner.invoke(keygen_command, ["--out", str(out), "--subject", "CN=Jane Doe,O=Acme"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("fingerprint: sha256:") == 2 and "public" in result.output
+    bad = runner.invoke(keygen_command, ["--out", str(tmp_path / "k2"), "--subject", "O=Acme"])
+    assert bad.exit_code == 2 and "needs a CN" in bad.output
+
+
+def test_verify_cli_trust_options(runner, signed_report, key_dir_pw, tmp_path):
+    trust = key_dir_pw / "public" / "trust.txt"
+    assert runner.invoke(verify_command, [str(signed_report), "--trust", str(trust)]).exit_code == 0
+    env_ok = runner.invoke(verify_command, [str(signed_report)], env={"CVAUDIT_TRUST": str(trust)})
+    assert env_ok.exit_code == 0 and env_ok.output.strip().endswith("VALID")
+    untrusted = runner.invoke(verify_command, [str(signed_report)], env={"CVAUDIT_TRUST": ""})
+    assert untrusted.exit_code == 1 and "UNTRUSTED" in untrusted.output
+    assert "\nVALID" not in untrusted.output
+    intact = runner.invoke(verify_command, [str(signed_report), "--allow-untrusted"], env={"CVAUDIT_TRUST": ""})
+    assert intact.exit_code == 0 and intact.output.strip().splitlines()[-1].startswith("INTACT")
+    both = runner.invoke(verify_command, [str(signed_report), "--allow-untrusted", "--trust", str(trust)])
+    assert both.exit_code == 2 and "contradicts" in both.output
+    missing = runner.invoke(verify_command, [str(signed_report), "--trust", str(tmp_path / "none.txt")])
+    assert missing.exit_code == 2 and "none.txt" in missing.output
