@@ -94,8 +94,10 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     from audit.contract.load import parse_results
     from reports import FORMATS, write_reports
     from reports.atomic import atomic_write_bytes
+    from reports.attestation import ATTESTATION_FILE
     from reports.junit import write_junit
-    from reports.keys import load_signing_keys, passphrase_from_env
+    from reports.keys import ATTESTATION_PUB, load_signing_keys, passphrase_from_env
+    from reports.outputs import OUTPUT_FILES, OutputTransaction
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not wanted:
@@ -110,43 +112,52 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     notes: list[str] = []
     target = out_dir / "results.json"
     same_folder = target.is_file() and target.resolve() == results_path.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    if not same_folder:
-        written.append(atomic_write_bytes(target, raw))
-    attest = ["results.json"]
-    policy = results.get("policy")
-    if isinstance(policy, dict):
-        findings = list((results.get("governance") or {}).get("findings") or [])
-        written.append(write_junit(policy, findings, out_dir / "junit.xml"))
-        attest.append("junit.xml")
-    elif (out_dir / "junit.xml").exists():
-        notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
-    attest += [f"report.{fmt}" for fmt in wanted]
-    if same_folder and (out_dir / "predictions.csv").is_file():
-        attest.append("predictions.csv")
-    elif (out_dir / "predictions.csv").exists():
-        notes.append(
-            f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
-            "known to belong to these results (render into the folder the results came from)"
+    with OutputTransaction(out_dir) as outputs:  # all or nothing, under a lock on --out
+        for note in outputs.notes:
+            say(f"note: {note}")
+        stage = outputs.stage
+        written: list[Path] = []
+        if not same_folder:
+            written.append(atomic_write_bytes(stage / "results.json", raw))
+        attest = ["results.json"]
+        policy = results.get("policy")
+        if isinstance(policy, dict):
+            findings = list((results.get("governance") or {}).get("findings") or [])
+            written.append(write_junit(policy, findings, stage / "junit.xml"))
+            attest.append("junit.xml")
+        elif (out_dir / "junit.xml").exists():
+            notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
+        attest += [f"report.{fmt}" for fmt in wanted]
+        if same_folder and (out_dir / "predictions.csv").is_file():
+            attest.append("predictions.csv")
+        elif (out_dir / "predictions.csv").exists():
+            notes.append(
+                f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
+                "known to belong to these results (render into the folder the results came from)"
+            )
+        elif (results_path.parent / "predictions.csv").is_file():
+            notes.append(
+                f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
+                "re-rendered (render into that folder to attest it)"
+            )
+        # outputs this call does not write stay as they are; an old attestation never does
+        rewritten = {ATTESTATION_FILE, ATTESTATION_PUB} | {f"report.{fmt}" for fmt in wanted}
+        outputs.keep(name for name in OUTPUT_FILES if name not in rewritten)
+        extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
+        written += write_reports(
+            stage,
+            results,
+            formats=wanted,
+            sign_key=sign_key,
+            passphrase=passphrase_from_env(),
+            extra_subjects=extra,
+            attest_files=attest,
         )
-    elif (results_path.parent / "predictions.csv").is_file():
-        notes.append(
-            f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
-            "re-rendered (render into that folder to attest it)"
-        )
-    extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
-    written += write_reports(
-        out_dir,
-        results,
-        formats=wanted,
-        sign_key=sign_key,
-        passphrase=passphrase_from_env(),
-        extra_subjects=extra,
-        attest_files=attest,
-    )
+        before = len(outputs.notes)
+        outputs.commit()
+        notes += outputs.notes[before:]
     for path in written:
-        click.echo(str(path))
+        click.echo(str(out_dir / path.name))
     for note in notes:
         say(f"note: {note}")
 
