@@ -179,7 +179,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     state = evaluate(
         model=model,
         table=table,
-        dataset=AuditDataset(table, cfg.model, shard),
+        dataset=AuditDataset(table, cfg.model, shard, max_pixels=cfg.data.max_image_pixels),
         conditions=conditions,
         slots=slots,
         keys=keys_all,

@@ -55,8 +55,21 @@ class ModelConfig(_Strict):
         return self
 
 
+#: Default ``data.max_image_pixels``: 64 megapixels (e.g. 8000 x 8000, larger than most camera
+#: sensors). Decoding one image this size peaks near 3 GB (benchmarks/bench_limits.py), once per
+#: DataLoader worker; the 12000 x 12000 image of issue 13 needs 4.4 GB and more.
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+
+
 class DataConfig(_Strict):
-    """Where the images, labels and subgroup attributes come from."""
+    """Where the images, labels and subgroup attributes come from.
+
+    ``root`` bounds where images may be read from: every image path of a
+    manifest or an image folder, once ``..`` and symbolic links are resolved,
+    must lie inside it (default: the manifest's folder, or the image folder)
+    unless ``allow_outside_root`` is true. ``max_image_pixels`` is the largest
+    width x height decoded; a larger image is a bad image (``on_bad_image``).
+    """
 
     manifest: Path | None = None
     images: Path | None = None
@@ -66,6 +79,9 @@ class DataConfig(_Strict):
     on_bad_image: Literal["error", "skip"] = "error"
     id_column: str = "sample_id"
     num_workers: int = Field(default=2, ge=0)
+    root: Path | None = None
+    allow_outside_root: bool = False
+    max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -182,7 +198,7 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
         update={"path": _resolve(base_dir, cfg.model.path), "weights": _resolve(base_dir, cfg.model.weights)}
     )
     data = cfg.data.model_copy(
-        update={k: _resolve(base_dir, getattr(cfg.data, k)) for k in ("manifest", "images", "npz")}
+        update={k: _resolve(base_dir, getattr(cfg.data, k)) for k in ("manifest", "images", "npz", "root")}
     )
     report = cfg.report.model_copy(update={"sign_key": _resolve(base_dir, cfg.report.sign_key)})
     policy = cfg.policy
