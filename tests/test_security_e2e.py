@@ -58,3 +58,22 @@ def test_bomb_is_skipped_under_on_bad_image_skip(workspace):
     strict = write_config(workspace)
     failed = run(strict, workspace / "out2")
     assert failed.exit_code == 2 and "bomb.png: sample bomb:" in failed.output
+
+
+OSC = "\x1b]0;owned\x07"
+
+
+def test_terminal_output_carries_no_escape_sequences(workspace):
+    """Regression: an OSC title sequence from the data reached the terminal."""
+    manifest = workspace / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace(",A,", f",A{OSC}[bold],"))
+    out = workspace / "out"
+    result = CliRunner().invoke(main, ["run", str(write_config(workspace)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b]0;owned\\x07[bold]" in result.output  # visible, and not read as markup
+
+    manifest.write_text(manifest.read_text().replace(",0,", f",0{OSC},", 1))
+    failed = CliRunner().invoke(main, ["run", str(write_config(workspace)), "--out", str(out), "--quiet"])
+    assert failed.exit_code == 2
+    assert "\x1b" not in failed.output and "\x07" not in failed.output and "\\x1b]0;owned" in failed.output

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from audit.cli.boundary import boundary
+from audit.contract.text import neutralise
 
 
 def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], None]] | None:
@@ -45,6 +46,13 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], Non
     return factory
 
 
+def _plain(text: str):
+    """A user's string for the terminal: control characters escaped, never read as rich markup."""
+    from rich.text import Text
+
+    return Text(neutralise(str(text)))
+
+
 def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") -> None:
     """A short summary table on stdout (or the verdict and paths as JSON)."""
     policy = results["policy"]
@@ -64,6 +72,7 @@ def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") 
         )
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 120)
@@ -81,12 +90,12 @@ def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") 
         ci = m.get("accuracy_ci")
         g = gaps.get(c["id"])
         table.add_row(
-            c["id"],
+            _plain(c["id"]),
             str(m["n"]),
             "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}",
             "-" if not ci or ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
             "-" if m.get("ece") is None else f"{m['ece']:.3f}",
-            "" if g is None else f"{g['attribute']}={g['worst_group']} ({g['accuracy_gap']:.3f})",
+            "" if g is None else _plain(f"{g['attribute']}={g['worst_group']} ({g['accuracy_gap']:.3f})"),
         )
     console.print(table)
     counts: dict[str, int] = {}
@@ -96,12 +105,12 @@ def print_summary(results: dict[str, Any], out_dir: Path, *, fmt: str = "text") 
     findings = [f for f in results.get("governance", {}).get("findings", []) if f.get("status") != "pass"]
     colour = "green" if policy["verdict"] == "pass" else "red"
     console.print(
-        f"verdict: [bold {colour}]{policy['verdict'].upper()}[/] (policy {policy['name']}; "
+        f"verdict: [bold {colour}]{policy['verdict'].upper()}[/] (policy {escape(neutralise(str(policy['name'])))}; "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         + f"; {len(findings)} governance finding(s))"
     )
     report = out_dir / "report.html"
-    console.print(f"report: {report if report.exists() else out_dir}")
+    console.print(_plain(f"report: {report if report.exists() else out_dir}"))
 
 
 @click.command("run")
