@@ -14,7 +14,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.cvaudit-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint install bench clean
+.PHONY: demo test test-fast lint install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: lint
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The loaders' property-based fuzzing with many more examples than `make test` runs (CVAUDIT_FUZZ=ci).
+fuzz: $(STAMP)
+	CVAUDIT_FUZZ=long $(PY) -m pytest -q tests/audit/contract/test_fuzz_loaders.py $(PYTEST_ARGS)
 
 # Formatting, lint, the import layers (pyproject.toml [tool.importlinter]) and the
 # results.json schema generated from the models (python -m audit.contract.schema).

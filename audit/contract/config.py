@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from audit.contract.errors import AuditError
+from audit.contract.errors import AuditError, echo
 from audit.contract.yaml_loader import load_yaml
 
 
@@ -175,10 +175,15 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
     return f"{path}: {key}: {msg}"
 
 
-def _resolve(base: Path, value: Path | None) -> Path | None:
+def _resolve(base: Path, value: Path | None, *, source: Path | None = None, key: str = "path") -> Path | None:
     if value is None:
         return None
-    value = Path(value).expanduser()
+    try:
+        value = Path(value).expanduser()
+    except RuntimeError:  # "~user/..." for a user this machine does not know
+        raise AuditError(f"{source}: {key}: cannot expand the home folder in {echo(str(value))}") from None
+    if "\x00" in str(value):
+        raise AuditError(f"{source}: {key}: a path cannot contain a NUL character")
     return value if value.is_absolute() else (base / value)
 
 
@@ -195,15 +200,22 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
     except ValidationError as err:
         raise AuditError(_format_validation_error(source, err)) from None
     model = cfg.model.model_copy(
-        update={"path": _resolve(base_dir, cfg.model.path), "weights": _resolve(base_dir, cfg.model.weights)}
+        update={
+            k: _resolve(base_dir, getattr(cfg.model, k), source=source, key=f"model.{k}") for k in ("path", "weights")
+        }
     )
     data = cfg.data.model_copy(
-        update={k: _resolve(base_dir, getattr(cfg.data, k)) for k in ("manifest", "images", "npz", "root")}
+        update={
+            k: _resolve(base_dir, getattr(cfg.data, k), source=source, key=f"data.{k}")
+            for k in ("manifest", "images", "npz", "root")
+        }
     )
-    report = cfg.report.model_copy(update={"sign_key": _resolve(base_dir, cfg.report.sign_key)})
+    report = cfg.report.model_copy(
+        update={"sign_key": _resolve(base_dir, cfg.report.sign_key, source=source, key="report.sign_key")}
+    )
     policy = cfg.policy
     if policy.endswith((".yaml", ".yml")):
-        policy = str(_resolve(base_dir, Path(policy)))
+        policy = str(_resolve(base_dir, Path(policy), source=source, key="policy"))
     return cfg.model_copy(update={"model": model, "data": data, "report": report, "policy": policy})
 
 
