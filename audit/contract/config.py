@@ -56,8 +56,8 @@ class ModelConfig(_Strict):
 
 
 #: Default ``data.max_image_pixels``: 64 megapixels (e.g. 8000 x 8000, larger than most camera
-#: sensors). Decoding one image this size peaks near 3 GB (benchmarks/bench_limits.py), once per
-#: DataLoader worker; the 12000 x 12000 image of issue 13 needs 4.4 GB and more.
+#: sensors). Decoding one RGB image this size peaks near 2 GB (benchmarks/bench_limits.py), once
+#: per DataLoader worker; the 12000 x 12000 RGB image of issue 13 took 4.1 GB.
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 
 
