@@ -21,7 +21,7 @@ EXTRAS_STAMP := $(VENV)/.cvaudit-extras-installed
 CONSTRAINTS  := $(VENV)/torch-constraint.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint install bench clean
+.PHONY: demo test test-fast lint install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ test: lint $(EXTRAS_STAMP)
 
 test-fast: lint $(EXTRAS_STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The loaders' property-based fuzzing with many more examples than `make test` runs (CVAUDIT_FUZZ=ci).
+fuzz: $(STAMP)
+	CVAUDIT_FUZZ=long $(PY) -m pytest -q tests/audit/contract/test_fuzz_loaders.py $(PYTEST_ARGS)
 
 # Formatting, lint, the import layers (pyproject.toml [tool.importlinter]) and the
 # results.json schema generated from the models (python -m audit.contract.schema).

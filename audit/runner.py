@@ -8,7 +8,9 @@ Order of work (so that nothing is written over invalid input):
    in the report);
 3. one streaming pass over the data (:mod:`audit.evaluation.evaluate`);
 4. results assembly (:mod:`audit.evaluation.results`), policy verdict;
-5. outputs, each written atomically; the PDF signature and the attestation last;
+5. outputs, written into a staging folder (the attestation last) that is then
+   swapped in for ``--out`` as a whole, under an advisory lock on ``--out``
+   (:mod:`reports.outputs`);
 6. tracking (MLflow, when configured: :mod:`audit.tracking`), which only warns on failure.
 
 Single process, or one rank of ``torchrun`` (see :mod:`audit.evaluation.distributed`):
@@ -21,8 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +46,12 @@ from audit.evaluation.model import load_model, resolve_device, resolve_model_con
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
 from audit.tracking import track_audit
+from reports.outputs import OutputTransaction
+
+
+class OutputRecoveryWarning(UserWarning):
+    """What the output transaction found and cleaned up (leftovers of interrupted runs)."""
+
 
 ProgressFactory = Callable[[int, str], Callable[..., None]]
 
@@ -112,15 +118,28 @@ def run_audit(
         AuditError: anything that prevents a valid audit (exit code 2). Nothing
             is written to ``out_dir`` in that case.
     """
+    started = now or dt.datetime.now(dt.timezone.utc)
+    rank, world = distributed.rank_and_world(cfg.device)
+    outputs = OutputTransaction(out_dir) if rank == 0 else None
+    if outputs is not None:
+        outputs.begin()  # lock --out (a second run exits 2), clean up after killed runs
+        for note in outputs.notes:
+            warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
+    try:
+        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs)
+    finally:
+        if outputs is not None:
+            outputs.close()
+
+
+def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs) -> AuditOutcome:
+    """The body of :func:`run_audit`; ``outputs`` is the output transaction on rank 0, else None."""
     import policies
     from policies.findings import judge_findings
     from policies.governance import check_governance, report_image_mode
     from policies.validate import validate_policy
     from reports.keys import load_signing_keys, passphrase_from_env
 
-    started = now or dt.datetime.now(dt.timezone.utc)
-    rank, world = distributed.rank_and_world(cfg.device)
-    _check_out_dir(out_dir)
     policy = policies.load_policy(cfg.policy)
     passphrase_bytes = passphrase_from_env()
     keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
@@ -170,77 +189,61 @@ def run_audit(
         gallery_mode=gallery_mode if rank == 0 else "none",
         attack_indices=attack_indices,
     )
-    work = Path(tempfile.mkdtemp(prefix=".cvaudit-", dir=_work_parent(out_dir))) if rank == 0 else Path()
-    work = distributed.shared_work_dir(work)
-    try:
-        tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
-        state = evaluate(
-            model=model,
-            table=table,
-            dataset=AuditDataset(table, cfg.model, shard),
-            conditions=conditions,
-            slots=slots,
-            keys=keys_all,
-            num_slots=layout.num_slots,
-            settings=settings,
-            device=device,
-            predictions_path=distributed.part_path(work, rank),
-            progress=tick,
-        )
-        state.skipped = distributed.gather_lists(state.skipped)
-        order = {sid: i for i, sid in enumerate(table.ids)} if state.skipped else {}
-        state.skipped.sort(key=lambda s: order[s["sample"]])  # dataset order, whatever the ranks
-        state.attack_failures = distributed.sum_counts(state.attack_failures)
-        with warnings.catch_warnings():  # a condition with no sample (all skipped) is reported with n = 0
-            warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
-            computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks
-        distributed.barrier()  # every part file is complete
-        if rank != 0:
-            return AuditOutcome({}, out_dir, [])
-        if computed["clean"][0]["n"] == 0:
-            raise AuditError(f"{table.source}: no image could be decoded; nothing to audit")
+    work = distributed.shared_work_dir(outputs.work if outputs is not None else Path())
+    tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
+    state = evaluate(
+        model=model,
+        table=table,
+        dataset=AuditDataset(table, cfg.model, shard, max_pixels=cfg.data.max_image_pixels),
+        conditions=conditions,
+        slots=slots,
+        keys=keys_all,
+        num_slots=layout.num_slots,
+        settings=settings,
+        device=device,
+        predictions_path=distributed.part_path(work, rank),
+        progress=tick,
+    )
+    state.skipped = distributed.gather_lists(state.skipped)
+    order = {sid: i for i, sid in enumerate(table.ids)} if state.skipped else {}
+    state.skipped.sort(key=lambda s: order[s["sample"]])  # dataset order, whatever the ranks
+    state.attack_failures = distributed.sum_counts(state.attack_failures)
+    with warnings.catch_warnings():  # a condition with no sample (all skipped) is reported with n = 0
+        warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+        computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks
+    distributed.barrier()  # every part file is complete
+    if rank != 0:
+        return AuditOutcome({}, out_dir, [])
+    if computed["clean"][0]["n"] == 0:
+        raise AuditError(f"{table.source}: no image could be decoded; nothing to audit")
 
-        results = assemble_results(
-            cfg=cfg,
-            config_path=config_path,
-            model_info=model_info,
-            class_names=class_names,
-            table=table,
-            conditions=conditions,
-            layout=layout,
-            computed=computed,
-            state=state,
-            attack_indices=attack_indices,
-            baseline=baseline_results,
-            started=started,
-            device=str(device),
-        )
-        results["governance"] = {
-            "findings": findings,
-            "policy": policy.name,
-            "audit_date": started.date().isoformat(),
-        }
-        refine = RefineContext(model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions)
-        results.update(run_breaking_points(work, cfg, conditions, layout, table, refine))
-        results["policy"] = policies.check_policy(results, policy, findings=findings)
-        results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
-        files = _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase_bytes, model_info, table)
-        track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
-        return AuditOutcome(results, out_dir, files)
-    finally:
-        if rank == 0:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """Fail before any work when --out cannot hold the outputs."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AuditError(f"--out {out_dir}: exists and is not a folder")
-    parent = out_dir.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise AuditError(f"--out {out_dir}: {parent} is not writable")
+    results = assemble_results(
+        cfg=cfg,
+        config_path=config_path,
+        model_info=model_info,
+        class_names=class_names,
+        table=table,
+        conditions=conditions,
+        layout=layout,
+        computed=computed,
+        state=state,
+        attack_indices=attack_indices,
+        baseline=baseline_results,
+        started=started,
+        device=str(device),
+    )
+    results["governance"] = {
+        "findings": findings,
+        "policy": policy.name,
+        "audit_date": started.date().isoformat(),
+    }
+    refine = RefineContext(model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions)
+    results.update(run_breaking_points(work, cfg, conditions, layout, table, refine))
+    results["policy"] = policies.check_policy(results, policy, findings=findings)
+    results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
+    files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
+    track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
+    return AuditOutcome(results, out_dir, files)
 
 
 def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mode) -> RunPlan:
@@ -286,17 +289,12 @@ def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
     return set(int(i) for i in stratified_subset(keys_all, strata, n, seed=cfg.seed))
 
 
-def _work_parent(out_dir: Path) -> Path:
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return parent
+def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, model_info, table) -> list[Path]:
+    """Write every output into the staging folder, the attestation last, then swap it in for ``--out``.
 
-
-def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, model_info, table) -> list[Path]:
-    """Write every output into a staging folder, then move them into ``out_dir``.
-
-    The staging folder sits beside ``out_dir`` (same file system), so each
-    file lands with an atomic rename, and the signed files are produced last.
+    An output file is listed in :data:`reports.outputs.OUTPUT_FILES` and
+    written here before :func:`reports.write_reports`, which signs the PDF and
+    writes the attestation over every output present.
     """
     from policies.governance import CHECK_SECTIONS
     from reports import write_reports
@@ -304,9 +302,7 @@ def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, mode
     from reports.governance_csv import write_governance_csv
     from reports.junit import write_junit
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = work / "out"
-    stage.mkdir()
+    stage = outputs.stage
     merge_predictions(work, stage / "predictions.csv", attributes=list(table.attributes))
     if (work / BREAKING_POINTS_CSV).exists():
         os.replace(work / BREAKING_POINTS_CSV, stage / BREAKING_POINTS_CSV)
@@ -326,21 +322,10 @@ def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, mode
         passphrase=passphrase,
         extra_subjects=extra,
     )
-    # Stale files from an earlier run must not sit beside the new ones.
-    for name in (
-        "report.html",
-        "report.pdf",
-        "attestation.dsse.json",
-        "attestation.pub.pem",
-        "governance.csv",
-        BREAKING_POINTS_CSV,
-    ):
-        if not (stage / name).exists() and (out_dir / name).exists():
-            (out_dir / name).unlink()
-    files = []
-    for f in sorted(stage.iterdir()):
-        os.replace(f, out_dir / f.name)
-        files.append(out_dir / f.name)
+    before = len(outputs.notes)
+    files = outputs.commit()  # the whole set at once; files of an earlier run are not carried over
+    for note in outputs.notes[before:]:
+        warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
     return files
 
 

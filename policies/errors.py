@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audit.contract.errors import CvauditError
+from audit.contract.errors import CvauditError, one_line
 
 
 class PolicyError(CvauditError):
@@ -31,7 +31,7 @@ class PolicyError(CvauditError):
         self.file = file or "<policy>"
         self.rule_id = rule_id
         self.key = key
-        self.problem = " ".join(str(problem).split())
+        self.problem = one_line(str(problem))
         super().__init__(self._line())
 
     def _line(self) -> str:
@@ -41,7 +41,7 @@ class PolicyError(CvauditError):
         if self.key is not None:
             parts.append(f"key '{self.key}'")
         parts.append(self.problem)
-        return ": ".join(parts)
+        return one_line(": ".join(parts))
 
     def __str__(self) -> str:
         return self._line()

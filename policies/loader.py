@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from audit.contract.errors import echo
 from audit.contract.yaml_loader import load_yaml
 from policies.errors import PolicyError
 from policies.schema import FindingRule, MetricRule, Policy
@@ -145,7 +146,7 @@ def _to_policy_error(exc: ValidationError, document: dict[str, Any], source: str
     elif error["type"] == "missing":
         problem = "required key is missing"
     else:
-        problem = f"{error['msg']}, got {error.get('input')!r}" if "input" in error else error["msg"]
+        problem = f"{error['msg']}, got {echo(error.get('input'))}" if "input" in error else error["msg"]
         if error["type"] == "not_a_number":
             problem = error["msg"]
     key = ".".join(str(part) for part in loc) or None

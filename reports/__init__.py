@@ -134,6 +134,13 @@ def _write_attestation(
         "tool": {"name": "cvaudit", "version": tool_version()},
         "audit_tool_version": audit_tool.get("version"),
         "schema_version": results.get("schema_version"),
+        # binds this attestation to the PDF signature: the verifier requires report.pdf to be
+        # signed by exactly this certificate (and the DSSE keyid is the attestation key's fingerprint)
+        "signer": {
+            "pdf_certificate": keys.certificate_fingerprint,
+            "attestation_key": keys.attestation_key_id,
+            "subject": keys.subject,
+        },
     }
     pub = atomic_write_bytes(folder / ATTESTATION_PUB, keys.attestation_public_pem)
     files = [folder / name for name in names if (folder / name).is_file()]

@@ -5,7 +5,7 @@ values the check read (a capture date, a consent value, a region; for
 personal data only the column names, never the values). Rows are grouped by
 check in a fixed order and keep the manifest's order within a check. It is a
 file for people (opened in spreadsheets), so every cell is neutralised against
-formula injection (:func:`audit.contract.text.csv_cell`). The attestation
+formula injection (:func:`audit.contract.text.spreadsheet_safe`). The attestation
 covers it when the run is signed.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from audit.contract.text import csv_cell
+from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 
 __all__ = ["GOVERNANCE_CSV", "write_governance_csv"]
@@ -50,5 +50,5 @@ def write_governance_csv(
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*_FIRST, *extra])
     for _, row in ordered:
-        writer.writerow([csv_cell(row.get(k, "")) for k in (*_FIRST, *extra)])
+        writer.writerow([spreadsheet_safe(row.get(k, "")) for k in (*_FIRST, *extra)])
     return atomic_write_text(Path(path), buffer.getvalue())

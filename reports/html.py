@@ -6,6 +6,19 @@ request (system fonts, inline SVG charts, images only as ``data:`` URIs),
 print-ready CSS for A4. Every user-supplied string is escaped by Jinja2's
 autoescaping; charts escape their text in :mod:`reports.plots`.
 
+Users' strings (class names, attribute values, sample ids, file names) are
+neutralised for the medium before anything else (:func:`build_view`): C0 and
+C1 control characters (tab and newline kept), bidirectional controls, lone
+surrogates and noncharacters become visible escapes such as ``\x1b``
+(:func:`audit.contract.text.neutralise`), so the HTML is valid and nothing in
+it can reorder or hide text. Right-to-left text is isolated: every ``{{ }}``
+in element content goes through the ``isolate`` filter (added by
+:class:`IsolateText` at compile time, so templates need no change), which
+wraps a string holding right-to-left characters in ``<bdi>``; in attribute
+values and ``<title>`` (where no element may go) the Unicode isolates
+U+2068/U+2069 do the same. The summary marks the user values inside its
+sentences so that only they are isolated.
+
 The report never computes a metric: it selects (the worst condition, the
 largest gap) and formats what the results contain, and shows "—" for what
 is missing.
@@ -25,16 +38,20 @@ import datetime as dt
 import functools
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+import jinja2.ext
+from jinja2.lexer import Token
+from markupsafe import Markup, escape
 
 from audit.contract.load import parse_results
 from audit.contract.results import Results
+from audit.contract.text import neutralise
 from reports import plots
 from reports.breaking_points_view import breaking_point_view
 
@@ -126,11 +143,144 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=[IsolateText],
+        finalize=_finalize,
     )
     env.filters.update(
-        pct=fmt_pct, num=fmt_num, ci=fmt_ci, value=fmt_value, pp=fmt_pp, when=fmt_datetime, rule_value=fmt_rule_value
+        pct=fmt_pct,
+        num=fmt_num,
+        ci=fmt_ci,
+        value=fmt_value,
+        pp=fmt_pp,
+        when=fmt_datetime,
+        rule_value=fmt_rule_value,
+        isolate=isolate,
     )
     return env
+
+
+# ----------------------------------------------------------- users' strings in HTML
+
+#: Marks a user value inside a sentence built here (private-use code points, never in the output).
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_MARKED = re.compile(re.escape(str(escape(_OPEN))) + "(.*?)" + re.escape(str(escape(_CLOSE))), re.DOTALL)
+_RTL_CLASSES = frozenset({"R", "AL", "AN"})
+_RAW_TEXT_ELEMENTS = ("title", "style", "script", "textarea")
+
+
+def _has_rtl(text: str) -> bool:
+    """Whether ``text`` holds a right-to-left letter or an Arabic digit (which can reorder its neighbours)."""
+    return any(unicodedata.bidirectional(ch) in _RTL_CLASSES for ch in text if ord(ch) >= 0x0590)
+
+
+def user(value: Any) -> str:
+    """A user value inside a sentence: neutralised and marked, so that :func:`isolate` wraps it in ``<bdi>``."""
+    text = neutralise(str(value), keep_newlines=True).replace(_OPEN, "\\ue000").replace(_CLOSE, "\\ue001")
+    return f"{_OPEN}{text}{_CLOSE}"
+
+
+def isolate(value: Any) -> Any:
+    """The filter on every ``{{ }}`` in element content: escape, and isolate right-to-left text in ``<bdi>``.
+
+    Markup (charts, pre-built HTML), numbers and undefined values pass
+    unchanged. A string with marked user values (:func:`user`) gets each of
+    them in its own ``<bdi>``; any other string holding right-to-left text is
+    wrapped whole.
+    """
+    if isinstance(value, (Markup, jinja2.Undefined)) or value is None or isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    safe = str(escape(text))
+    if _OPEN in text:
+        return Markup(
+            _MARKED.sub(lambda m: f"<bdi>{m.group(1)}</bdi>", safe)
+            .replace(str(escape(_OPEN)), "")
+            .replace(str(escape(_CLOSE)), "")
+        )
+    return Markup(f"<bdi>{safe}</bdi>") if _has_rtl(text) else Markup(safe)
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ }}`` outside element content (attribute values, ``<title>``): Unicode isolates, no tags."""
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    text = value.replace(_OPEN, "").replace(_CLOSE, "")
+    return f"\u2068{text}\u2069" if _has_rtl(text) else text
+
+
+class IsolateText(jinja2.ext.Extension):
+    """Adds ``| isolate`` to every ``{{ }}`` that stands in element content (not in a tag, not in ``<title>``).
+
+    The context is read from the template text before each expression: inside
+    ``<...>`` (an attribute value) or inside a raw-text element the expression
+    is left to ``finalize``; elsewhere it becomes ``{{ (expr) | isolate }}``.
+    """
+
+    def filter_stream(self, stream):
+        state = _HtmlState()
+        for token in stream:
+            if token.type == "data":
+                state.feed(token.value)
+                yield token
+            elif token.type == "variable_begin" and state.in_content:
+                yield token
+                yield Token(token.lineno, "lparen", "(")
+                for inner in stream:
+                    if inner.type == "variable_end":
+                        yield Token(inner.lineno, "rparen", ")")
+                        yield Token(inner.lineno, "pipe", "|")
+                        yield Token(inner.lineno, "name", "isolate")
+                        yield inner
+                        break
+                    yield inner
+            else:
+                yield token
+
+
+class _HtmlState:
+    """Just enough of an HTML tokenizer to tell element content from tags and raw-text elements."""
+
+    def __init__(self) -> None:
+        self.in_tag = False
+        self.tag = ""
+        self.raw: str | None = None
+
+    @property
+    def in_content(self) -> bool:
+        return not self.in_tag and self.raw is None
+
+    def feed(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            if self.raw is not None:
+                end = text.lower().find(f"</{self.raw}", i)
+                if end < 0:
+                    return
+                self.raw, self.in_tag, self.tag, i = None, True, "/", end + 2
+            elif self.in_tag:
+                end = text.find(">", i)
+                if end < 0:
+                    return
+                self.in_tag, i = False, end + 1
+                if self.tag in _RAW_TEXT_ELEMENTS:
+                    self.raw = self.tag
+            else:
+                start = text.find("<", i)
+                if start < 0:
+                    return
+                name = re.match(r"<([A-Za-z][A-Za-z0-9-]*)", text[start:])
+                self.in_tag, self.tag, i = True, name.group(1).lower() if name else "", start + 1
+
+
+def _clean_tree(value: Any) -> Any:
+    """``value`` with every string (keys too) neutralised for HTML (see the module docstring)."""
+    if isinstance(value, str):
+        return neutralise(value, keep_newlines=True)
+    if isinstance(value, dict):
+        return {_clean_tree(k): _clean_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_tree(v) for v in value]
+    return value
 
 
 def fmt_pct(value: Any, digits: int = 1) -> str:
@@ -234,8 +384,10 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         results: The results dict.
 
     Returns:
-        A dict of plain values and :class:`markupsafe.Markup` charts.
+        A dict of plain values and :class:`markupsafe.Markup` charts; every
+        string from the results is neutralised (see the module docstring).
     """
+    results = _clean_tree(results)
     model, dataset, policy = _dict(results.get("model")), _dict(results.get("dataset")), _dict(results.get("policy"))
     conditions = [c for c in _list(results.get("conditions")) if isinstance(c, dict)]
     clean = next((c for c in conditions if c.get("id") == "clean"), conditions[0] if conditions else {})
@@ -572,10 +724,10 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
     ds, clean_m = v["dataset"], _dict(v["clean"].get("metrics"))
     stressor_names = sorted({str(c.get("stressor")) for c in v["conditions"] if c.get("stressor") is not None})
     out = [
-        f"The model {v['model_name']} was tested on {ds.get('num_samples', 'an unknown number of')} images"
+        f"The model {user(v['model_name'])} was tested on {ds.get('num_samples', 'an unknown number of')} images"
         f" ({ds.get('num_skipped', 0)} unreadable images skipped) under {len(v['conditions'])} conditions: the"
         f" unaltered images and {max(len(v['conditions']) - 1, 0)} altered versions"
-        + (f" ({', '.join(stressor_names)})." if stressor_names else ".")
+        + (f" ({', '.join(user(n) for n in stressor_names)})." if stressor_names else ".")
     ]
     if clean_m:
         out.append(
@@ -590,7 +742,7 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
         if worst:
             drop = _number(v["drops"].get(worst.get("id")))
             out.append(
-                f"The hardest {kind} condition was {worst.get('id')}, where accuracy fell to"
+                f"The hardest {kind} condition was {user(worst.get('id'))}, where accuracy fell to"
                 f" {fmt_pct(_acc(worst))}"
                 + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else ".")
             )
@@ -603,8 +755,8 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
         top = max(clean_fair, key=lambda f: f["accuracy_gap"])
         out.append(
             f"Between subgroups of unaltered images, the largest accuracy gap is"
-            f" {100 * top['accuracy_gap']:.1f} percentage points, for {top.get('attribute')}"
-            f" (lowest: {top.get('worst_group')})."
+            f" {100 * top['accuracy_gap']:.1f} percentage points, for {user(top.get('attribute'))}"
+            f" (lowest: {user(top.get('worst_group'))})."
         )
     if _number(clean_m.get("ece")) is not None:
         out.append(
@@ -614,7 +766,7 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
     n = v["rule_counts"]
     if v["rules"]:
         out.append(
-            f"Policy {v['policy'].get('name', '')}: {_count(n['pass'], 'rule')} passed, {n['fail']} failed"
+            f"Policy {user(v['policy'].get('name', ''))}: {_count(n['pass'], 'rule')} passed, {n['fail']} failed"
             f" ({len(v['blocking_rule_failures'])} of them blocking), {_count(n['warn'], 'warning')},"
             f" {n['insufficient_data']} with too little data."
         )
@@ -622,7 +774,7 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
     if flagged:
         out.append(
             f"{_count(len(flagged), 'data-governance check')} raised a finding: "
-            + ", ".join(str(f.get("check")) for f in flagged)
+            + ", ".join(user(f.get("check")) for f in flagged)
             + "."
         )
     return out
@@ -688,7 +840,7 @@ def _limitations(v: Mapping[str, Any], *, dropped_images: int) -> list[str]:
     if v["adversarial_chart"] is not None:
         out.append("Robust accuracy under attack is an upper bound: a stronger or different attack may lower it.")
     small = [
-        f"{g.get('attribute')} = {g.get('value')}"
+        f"{user(g.get('attribute'))} = {user(g.get('value'))}"
         for g in _list(v["clean"].get("groups"))
         if isinstance(g, dict) and g.get("insufficient_data")
     ]

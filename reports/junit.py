@@ -5,19 +5,24 @@ threshold); ``warn`` -> a passing case with ``<system-out>WARNING: ...``;
 ``insufficient_data`` and ``not_applicable`` -> ``<skipped>``; ``pass`` -> a passing case.
 The ``<failure>`` elements are exactly the verdict's ``policy.failures`` (blocking
 rules that failed and blocking governance checks that failed).
+
+The file validates against the Jenkins JUnit schema ``junit-10.xsd`` (so
+``<testsuites>`` carries ``tests``, ``failures`` and ``errors`` but no
+``skipped``, which only ``<testsuite>`` may have). Users' strings are
+neutralised: control characters (tab and newline kept), bidirectional controls
+and code points XML cannot carry become visible escapes such as ``\x1b``
+(:func:`audit.contract.text.neutralise`).
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from audit.contract.text import neutralise
 from reports.atomic import atomic_write_bytes
-
-_INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def write_junit(
@@ -35,7 +40,7 @@ def write_junit(
     """
     path = Path(path)
     name = str(policy_section.get("name", "policy"))
-    root = ET.Element("testsuites", name=f"cvaudit policy {name}")
+    root = ET.Element("testsuites", name=_clean(f"cvaudit policy {name}"))
     policy_properties = {
         f"policy.{key}": policy_section[key]
         for key in ("verdict", "sha256", "version")
@@ -57,7 +62,7 @@ def write_junit(
             {},
         ),
     ]
-    for key in ("tests", "failures", "errors", "skipped"):
+    for key in ("tests", "failures", "errors"):  # junit-10.xsd: no "skipped" on <testsuites>
         root.set(key, str(sum(int(suite.get(key, "0")) for suite in suites)))
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +71,7 @@ def write_junit(
 
 
 def _clean(value: Any) -> str:
-    return _INVALID_XML.sub("?", str(value))
+    return neutralise(str(value), keep_newlines=True)
 
 
 def _number(value: Any) -> str:
@@ -113,14 +118,14 @@ def _suite(
     cases: list[tuple[str, str, str, str]],
     properties: dict[str, Any],
 ) -> ET.Element:
-    suite = ET.SubElement(root, "testsuite", name=name)
+    suite = ET.SubElement(root, "testsuite", name=_clean(name))
     if properties:
         holder = ET.SubElement(suite, "properties")
         for key, value in properties.items():
             ET.SubElement(holder, "property", name=key, value=_clean(value))
     failures = skipped = 0
     for case_name, status, message, body in cases:
-        case = ET.SubElement(suite, "testcase", name=_clean(case_name), classname=classname, time="0")
+        case = ET.SubElement(suite, "testcase", name=_clean(case_name), classname=_clean(classname), time="0")
         if status == "fail":
             failures += 1
             failure = ET.SubElement(case, "failure", message=_clean(message), type="blocking")

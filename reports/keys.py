@@ -10,8 +10,24 @@ A key folder holds two key pairs, each for one job:
 ``pdf-signing.pub.pem``    its public key.
 ``attestation.key.pem``    Ed25519 private key (PKCS#8, mode 0600) that signs
                            ``attestation.dsse.json``.
-``attestation.pub.pem``    its public key; verification needs only this file.
+``attestation.pub.pem``    its public key.
+``public/``                the shareable public bundle for reviewers: the
+                           certificate, the attestation public key and
+                           ``trust.txt`` (both fingerprints, in the format
+                           ``cvaudit verify --trust`` reads).
 =========================  ==================================================
+
+A key set is identified by two fingerprints (:func:`certificate_fingerprint`
+of the certificate, :func:`key_id` of the attestation public key), both
+``sha256:<hex>``. They are bound to each other in both directions: the
+certificate carries the attestation key's fingerprint in a non-critical
+extension (:data:`ATTESTATION_KEY_OID`), and every attestation names the
+certificate's fingerprint, so that a verifier can tell that the PDF signature
+and the attestation come from the same key set.
+
+Private keys are checked like ssh checks them: an unencrypted private key
+that group or others may read is refused (``chmod 600`` fixes it); an
+encrypted one may be looser but gets a :class:`KeyPermissionWarning`.
 
 Both private keys are encrypted with the same passphrase when one is given
 (the CLI reads it from ``CVAUDIT_KEY_PASSPHRASE``). Nothing here touches the
@@ -24,7 +40,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-from dataclasses import dataclass
+import stat
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -33,22 +51,29 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from audit.contract.errors import CvauditError
+from audit.contract.errors import CvauditError, echo
 from reports.atomic import atomic_write_bytes
 
 __all__ = [
     "ATTESTATION_KEY",
+    "ATTESTATION_KEY_OID",
     "ATTESTATION_PUB",
     "PASSPHRASE_ENV",
     "PDF_CERT",
     "PDF_KEY",
     "PDF_PUB",
+    "PUBLIC_DIR",
+    "TRUST_FILE",
+    "KeyPermissionWarning",
     "SigningError",
     "SigningKeys",
+    "attestation_key_of_certificate",
+    "certificate_fingerprint",
     "key_id",
     "keygen",
     "load_attestation_public_key",
     "load_signing_keys",
+    "parse_subject",
     "passphrase_from_env",
 ]
 
@@ -57,6 +82,13 @@ PDF_CERT = "pdf-signing.cert.pem"
 PDF_PUB = "pdf-signing.pub.pem"
 ATTESTATION_KEY = "attestation.key.pem"
 ATTESTATION_PUB = "attestation.pub.pem"
+PUBLIC_DIR = "public"
+TRUST_FILE = "trust.txt"
+
+#: Extension of the PDF-signing certificate naming the attestation key's
+#: fingerprint (UTF8String ``sha256:<hex>``). A UUID-based OID (ITU-T X.667,
+#: arc 2.25), so it needs no registration; non-critical, other tools ignore it.
+ATTESTATION_KEY_OID = x509.ObjectIdentifier("2.25.4448436788810008238773743744737812543")
 
 _CERT_DAYS = 3 * 365
 _PEM_PUBLIC = dict(encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -68,6 +100,10 @@ PASSPHRASE_ENV = "CVAUDIT_KEY_PASSPHRASE"
 
 class SigningError(CvauditError):
     """A key folder cannot be used; the message is one line naming the file."""
+
+
+class KeyPermissionWarning(UserWarning):
+    """An encrypted private key that group or others may read (it is still used)."""
 
 
 def passphrase_from_env() -> bytes | None:
@@ -91,18 +127,57 @@ class SigningKeys:
     pdf_key: ec.EllipticCurvePrivateKey
     pdf_cert: x509.Certificate
     attestation_key: ed25519.Ed25519PrivateKey
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def attestation_public_pem(self) -> bytes:
         """The attestation public key as a SubjectPublicKeyInfo PEM."""
         return self.attestation_key.public_key().public_bytes(**_PEM_PUBLIC)
 
+    @property
+    def certificate_fingerprint(self) -> str:
+        """``sha256:<hex>`` of the PDF-signing certificate (DER)."""
+        return certificate_fingerprint(self.pdf_cert)
+
+    @property
+    def attestation_key_id(self) -> str:
+        """``sha256:<hex>`` of the attestation public key (the DSSE ``keyid``)."""
+        return key_id(self.attestation_key.public_key())
+
+    @property
+    def subject(self) -> str:
+        """The certificate subject as an RFC 4514 string (``CN=...,O=...``)."""
+        return self.pdf_cert.subject.rfc4514_string()
+
+
+def parse_subject(subject: str) -> x509.Name:
+    """Parse an RFC 4514 distinguished name such as ``"CN=Jane Doe,O=Acme Audit"``.
+
+    Args:
+        subject: The name; it must contain a ``CN``.
+
+    Returns:
+        The X.509 name.
+
+    Raises:
+        SigningError: Not a distinguished name, or no ``CN``.
+    """
+    try:
+        name = x509.Name.from_rfc4514_string(subject)
+    except ValueError as exc:
+        raise SigningError(
+            f"--subject {echo(subject)}: not a distinguished name such as 'CN=Jane Doe,O=Acme' ({_first_line(exc)})"
+        ) from None
+    if not name.get_attributes_for_oid(NameOID.COMMON_NAME):
+        raise SigningError(f"--subject {echo(subject)}: needs a CN (common name), e.g. 'CN=Jane Doe,O=Acme'")
+    return name
+
 
 def keygen(
     out_dir: str | os.PathLike[str],
     *,
     passphrase: bytes | None = None,
-    common_name: str = "cvaudit report signer",
+    subject: str | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
     """Create a key folder for signing reports, fully offline.
@@ -110,21 +185,29 @@ def keygen(
     Args:
         out_dir: Folder to create or fill (created with mode 0700).
         passphrase: Encrypts both private keys when given (and non-empty).
-        common_name: Subject CN of the self-signed PDF-signing certificate.
+        subject: The certificate subject as an RFC 4514 name
+            (``"CN=Jane Doe,O=Acme Audit"``), the signer's identity shown by
+            every verifier. ``None`` gives ``CN=cvaudit report signer <first 16
+            hex digits of the attestation key fingerprint>,O=cvaudit``, which
+            tells key sets apart but names nobody.
         overwrite: Replace existing key files instead of refusing.
 
     Returns:
-        The five files written, in the order of the module table.
+        The files written: the five of the module table, then the public
+        bundle (``public/pdf-signing.cert.pem``, ``public/attestation.pub.pem``,
+        ``public/trust.txt``).
 
     Raises:
-        SigningError: A key file already exists and ``overwrite`` is false.
+        SigningError: A key file already exists and ``overwrite`` is false, or
+            ``subject`` is not a distinguished name with a CN.
     """
     folder = Path(out_dir)
     names = (PDF_KEY, PDF_CERT, PDF_PUB, ATTESTATION_KEY, ATTESTATION_PUB)
+    name = parse_subject(subject) if subject is not None else None
     if not overwrite:
-        for name in names:
-            if (folder / name).exists():
-                raise SigningError(f"{folder / name}: already exists; refusing to overwrite a signing key")
+        for file in names:
+            if (folder / file).exists():
+                raise SigningError(f"{folder / file}: already exists; refusing to overwrite a signing key")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
@@ -132,23 +215,60 @@ def keygen(
     private = dict(encoding=serialization.Encoding.PEM, format=serialization.PrivateFormat.PKCS8)
 
     pdf_key = ec.generate_private_key(ec.SECP256R1())
-    cert = _self_signed_certificate(pdf_key, common_name)
     att_key = ed25519.Ed25519PrivateKey.generate()
+    att_id = key_id(att_key.public_key())
+    if name is None:
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, f"cvaudit report signer {att_id.split(':')[1][:16]}"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cvaudit"),
+            ]
+        )
+    cert = _self_signed_certificate(pdf_key, name, att_id)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    att_pub_pem = att_key.public_key().public_bytes(**_PEM_PUBLIC)
     contents = (
         (PDF_KEY, pdf_key.private_bytes(encryption_algorithm=encryption, **private), 0o600),
-        (PDF_CERT, cert.public_bytes(serialization.Encoding.PEM), 0o644),
+        (PDF_CERT, cert_pem, 0o644),
         (PDF_PUB, pdf_key.public_key().public_bytes(**_PEM_PUBLIC), 0o644),
         (ATTESTATION_KEY, att_key.private_bytes(encryption_algorithm=encryption, **private), 0o600),
-        (ATTESTATION_PUB, att_key.public_key().public_bytes(**_PEM_PUBLIC), 0o644),
+        (ATTESTATION_PUB, att_pub_pem, 0o644),
     )
-    return [atomic_write_bytes(folder / name, data, mode=mode) for name, data, mode in contents]
+    written = [atomic_write_bytes(folder / file, data, mode=mode) for file, data, mode in contents]
+    public = folder / PUBLIC_DIR
+    public.mkdir(mode=0o755, exist_ok=True)
+    trust = trust_file_text(cert, att_id)
+    for file, data in ((PDF_CERT, cert_pem), (ATTESTATION_PUB, att_pub_pem), (TRUST_FILE, trust.encode("utf-8"))):
+        written.append(atomic_write_bytes(public / file, data, mode=0o644))
+    return written
 
 
-def _self_signed_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.Certificate:
-    """A self-signed certificate fit for document signing."""
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, common_name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cvaudit")]
+def trust_file_text(cert: x509.Certificate, attestation_key_id: str) -> str:
+    """The ``trust.txt`` of a key set: its two fingerprints, in the format ``cvaudit verify --trust`` reads.
+
+    Args:
+        cert: The PDF-signing certificate.
+        attestation_key_id: ``sha256:<hex>`` of the attestation public key.
+
+    Returns:
+        Comment lines naming the subject and how to check the fingerprints with
+        openssl, then one fingerprint per line.
+    """
+    subject = cert.subject.rfc4514_string()
+    return (
+        f"# cvaudit trust anchors for the report signer {subject}\n"
+        "# Check them against what the signer tells you over another channel:\n"
+        "#   openssl x509 -in pdf-signing.cert.pem -outform DER | sha256sum\n"
+        "#   openssl pkey -pubin -in attestation.pub.pem -outform DER | sha256sum\n"
+        f"{certificate_fingerprint(cert)}  pdf-certificate {subject}\n"
+        f"{attestation_key_id}  attestation-key {subject}\n"
     )
+
+
+def _self_signed_certificate(
+    key: ec.EllipticCurvePrivateKey, name: x509.Name, attestation_key_id: str
+) -> x509.Certificate:
+    """A self-signed certificate fit for document signing, naming its attestation key."""
     now = _dt.datetime.now(_dt.timezone.utc)
     public = key.public_key()
     return (
@@ -175,8 +295,54 @@ def _self_signed_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) 
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.UnrecognizedExtension(ATTESTATION_KEY_OID, _der_utf8(attestation_key_id)), critical=False)
         .sign(key, hashes.SHA256())
     )
+
+
+def _der_utf8(text: str) -> bytes:
+    """DER encoding of an ASN.1 UTF8String (short texts only)."""
+    data = text.encode("utf-8")
+    if len(data) >= 128:
+        raise ValueError("text too long for a short-form DER length")
+    return bytes([0x0C, len(data)]) + data
+
+
+def certificate_fingerprint(cert: x509.Certificate) -> str:
+    """``sha256:<hex>`` of a certificate's DER encoding.
+
+    Args:
+        cert: Any X.509 certificate.
+
+    Returns:
+        The fingerprint ``openssl x509 -outform DER | sha256sum`` gives (as
+        ``sha256:`` plus lower-case hex).
+    """
+    return "sha256:" + hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def attestation_key_of_certificate(cert: x509.Certificate) -> str | None:
+    """The attestation key fingerprint a certificate names (:data:`ATTESTATION_KEY_OID`), if any.
+
+    Args:
+        cert: A PDF-signing certificate.
+
+    Returns:
+        ``sha256:<hex>``, or ``None`` for a certificate without the extension
+        (made by another tool or an older cvaudit) or with a malformed one.
+    """
+    try:
+        value = cert.extensions.get_extension_for_oid(ATTESTATION_KEY_OID).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    raw = getattr(value, "value", b"")
+    if len(raw) < 2 or raw[0] != 0x0C or raw[1] != len(raw) - 2:
+        return None
+    try:
+        text = raw[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.startswith("sha256:") and len(text) == 71 else None
 
 
 def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str | None = None) -> SigningKeys:
@@ -192,15 +358,21 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
     Raises:
         SigningError: The folder or a file is missing, unreadable, encrypted
             without a passphrase, the passphrase is wrong, a key type is
-            unsupported, the certificate is not valid now, or the PDF key
-            does not match its certificate.
+            unsupported, an unencrypted private key is readable by group or
+            others, the certificate is not valid now, or the PDF key does not
+            match its certificate.
+
+    Warns:
+        KeyPermissionWarning: An encrypted private key is readable by group or
+            others (also listed in :attr:`SigningKeys.warnings`).
     """
     folder = Path(key_dir)
     if not folder.is_dir():
         raise SigningError(f"{folder}: key folder does not exist (create one with `cvaudit keygen --out {folder}`)")
     if isinstance(passphrase, str):
         passphrase = passphrase.encode()
-    pdf_key = _load_private_key(folder / PDF_KEY, passphrase)
+    notes: list[str] = []
+    pdf_key = _load_private_key(folder / PDF_KEY, passphrase, notes)
     if not isinstance(pdf_key, ec.EllipticCurvePrivateKey) or pdf_key.curve.name != "secp256r1":
         raise SigningError(f"{folder / PDF_KEY}: unsupported key type {_describe(pdf_key)}; expected ECDSA P-256")
     cert = _load_certificate(folder / PDF_CERT)
@@ -213,7 +385,7 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
             f"{folder / PDF_CERT}: certificate is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} "
             f"to {cert.not_valid_after_utc:%Y-%m-%d})"
         )
-    att_key = _load_private_key(folder / ATTESTATION_KEY, passphrase)
+    att_key = _load_private_key(folder / ATTESTATION_KEY, passphrase, notes)
     if not isinstance(att_key, ed25519.Ed25519PrivateKey):
         raise SigningError(f"{folder / ATTESTATION_KEY}: unsupported key type {_describe(att_key)}; expected Ed25519")
     pub_path = folder / ATTESTATION_PUB
@@ -221,7 +393,15 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
         pub = load_attestation_public_key(pub_path)
         if pub.public_bytes(**_PEM_PUBLIC) != att_key.public_key().public_bytes(**_PEM_PUBLIC):
             raise SigningError(f"{folder / ATTESTATION_KEY}: private key does not match {pub_path}")
-    return SigningKeys(key_dir=folder, pdf_key=pdf_key, pdf_cert=cert, attestation_key=att_key)
+    named = attestation_key_of_certificate(cert)
+    if named is not None and named != key_id(att_key.public_key()):
+        raise SigningError(
+            f"{folder / PDF_CERT}: the certificate names attestation key {named}, but {folder / ATTESTATION_KEY} "
+            f"is {key_id(att_key.public_key())}: the two keys are not one key set"
+        )
+    for note in notes:
+        warnings.warn(note, KeyPermissionWarning, stacklevel=2)
+    return SigningKeys(key_dir=folder, pdf_key=pdf_key, pdf_cert=cert, attestation_key=att_key, warnings=tuple(notes))
 
 
 def load_attestation_public_key(path: str | os.PathLike[str]) -> ed25519.Ed25519PublicKey:
@@ -270,15 +450,38 @@ def _read(path: Path) -> bytes:
         raise SigningError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def _load_private_key(path: Path, passphrase: bytes | None):
+def _loose_mode(path: Path) -> int | None:
+    """The permission bits of ``path`` when group or others may read or write it (POSIX), else None."""
+    if os.name != "posix":
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    return mode if mode & 0o077 else None
+
+
+def _load_private_key(path: Path, passphrase: bytes | None, notes: list[str]):
     data = _read(path)
     if b"PRIVATE KEY" not in data:
         raise SigningError(f"{path}: not a PEM private key")
+    loose = _loose_mode(path)
+    encrypted = b"ENCRYPTED PRIVATE KEY" in data or b"Proc-Type: 4,ENCRYPTED" in data
+    if loose is not None and not encrypted:
+        raise SigningError(
+            f"{path}: unencrypted private key is accessible by group or others (mode {loose:04o}); "
+            f"run `chmod 600 {path}` (or encrypt it with a passphrase)"
+        )
+    if loose is not None:
+        notes.append(
+            f"{path}: private key is accessible by group or others (mode {loose:04o}); it is encrypted, "
+            f"but `chmod 600 {path}` is safer"
+        )
     try:
         return serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError:
         if passphrase:  # the key is not encrypted: the passphrase is not needed
-            return _load_private_key(path, None)
+            return _load_private_key(path, None, [])
         raise SigningError(f"{path}: key is encrypted; set CVAUDIT_KEY_PASSPHRASE") from None
     except UnsupportedAlgorithm:
         raise SigningError(f"{path}: unsupported key type") from None

@@ -1,38 +1,50 @@
-"""Verify a signed report: the PDF signature, the attestation and every digest.
+"""Verify a signed report: who signed it, the PDF signature, the attestation and every digest.
 
 ``verify(path)`` accepts a report folder, a ``report.pdf`` or an
-``attestation.dsse.json``. It never needs a private key:
+``attestation.dsse.json``. It never needs a private key. It answers two
+questions and keeps them apart:
 
-* **PDF** — pyHanko validates the PAdES signature: the CMS signature must be
-  intact and valid and cover the *entire* file (nothing appended after
-  signing). With ``key_dir`` the signer must be that folder's certificate,
-  which is the trust anchor; without it, the certificate embedded in the
-  signature is trusted and the report says it is self-signed, because that
-  proves integrity only, not who signed.
-* **Attestation** — the Ed25519 DSSE signature is checked with the public
-  key ``key_dir/attestation.pub.pem`` when ``key_dir`` is given (proves who
-  signed), otherwise with ``attestation.pub.pem`` next to the attestation
-  (integrity only: whoever can replace the files can replace that key too).
-  Then every subject's SHA-256 is recomputed: report files must be present
-  next to the attestation; extra subjects (model, manifest) are checked when
-  their file is given in ``subjects`` (named as attested, ``model:x.pt``, or
-  without the ``model:``/``dataset:`` prefix, ``x.pt``; a name matching no
-  subject or a missing file is unusable input) and otherwise listed as not
-  checked.
-* **Folder without attestation** — when the PDF is signed (or
-  ``attestation.pub.pem`` shows the folder was signed), a missing
-  ``attestation.dsse.json`` is a failure naming the files left unverified:
-  deleting it must not turn a tampered folder into a valid one.
+1. **Integrity** — is everything as it was signed?
 
-Exit codes (:attr:`VerifyReport.exit_code`): 0 valid, 1 invalid or tampered
-(naming the file), 2 unusable input (missing path, unknown file type, no
-public key, unreadable key folder).
+   * **PDF**: pyHanko validates the PAdES signature: the CMS signature must be
+     intact and valid and cover the *entire* file (nothing appended after
+     signing). In a folder, the ``results.json`` attached inside the PDF must
+     equal the folder's ``results.json``, byte for byte.
+   * **Attestation**: the Ed25519 DSSE signature is checked with the public
+     key whose fingerprint is the envelope's ``keyid`` (``attestation.pub.pem``
+     next to it, or the one in ``--key``); then every subject's SHA-256 is
+     recomputed: report files must be present next to the attestation; extra
+     subjects (model, manifest) are checked when their file is given in
+     ``subjects`` (named as attested, ``model:x.pt``, or without the
+     ``model:``/``dataset:`` prefix, ``x.pt``; a name matching no subject or
+     a missing file is unusable input) and otherwise listed as not checked.
+   * **One key set**: the attestation names the fingerprint of the
+     certificate that must have signed the PDF, and a cvaudit certificate
+     names the attestation key's fingerprint; a PDF and an attestation from
+     different key sets are invalid.
+   * **Folder without attestation**: when the PDF is signed (or
+     ``attestation.pub.pem`` shows the folder was signed), a missing
+     ``attestation.dsse.json`` is a failure naming the files left unverified.
+
+2. **Trust** — is the signer one the reviewer trusts? Only trust anchors
+   (:mod:`reports.trust`: ``--key``, ``--trust``, ``CVAUDIT_TRUST``) answer
+   that, never a key or certificate shipped inside the report. A signature is
+   trusted when its fingerprint is an anchor, or when the other half of the
+   same key set is trusted and names it (the attestation names the PDF
+   certificate; the certificate names the attestation key).
+
+Outcome (:attr:`VerifyReport.outcome`) and exit code: ``VALID`` 0 (intact and
+every signer trusted) · ``INVALID`` 1 (changed, damaged, mixed key sets;
+the file is named) · ``UNTRUSTED`` 1 (intact, but a signer is not among the
+anchors, or no anchor was given) · ``INTACT`` 0 (intact, no anchor given and
+``allow_untrusted``: the signer is not authenticated) · ``UNUSABLE`` 2.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -40,15 +52,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from audit.contract.digest import sha256_file
+from audit.contract.errors import echo
 from reports.attestation import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE, pae
-from reports.keys import ATTESTATION_PUB, PDF_CERT, SigningError, key_id, load_attestation_public_key
+from reports.keys import ATTESTATION_PUB, SigningError, attestation_key_of_certificate, key_id
+from reports.keys import load_attestation_public_key as _load_public_key
+from reports.trust import TrustAnchors, load_anchors
 
-__all__ = ["Check", "VerifyReport", "verify"]
+__all__ = ["Check", "Signer", "VerifyReport", "verify"]
 
 PDF_FILE = "report.pdf"
+RESULTS_FILE = "results.json"
 
 
 @dataclass(frozen=True)
@@ -67,60 +84,143 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Signer:
+    """One signature's signer, identified by fingerprint.
+
+    Attributes:
+        file: The signed file (``report.pdf`` or ``attestation.dsse.json``).
+        kind: ``"pdf-certificate"`` or ``"attestation-key"``.
+        fingerprint: ``sha256:<hex>`` of the certificate (DER) or of the
+            public key (DER SubjectPublicKeyInfo, the DSSE ``keyid``).
+        subject: The certificate subject (PDF), or the subject named for this
+            key in the attestation (unauthenticated unless trusted).
+        trusted: Whether a trust anchor vouches for it.
+        why: How it is trusted, or why not.
+    """
+
+    file: str
+    kind: str
+    fingerprint: str
+    subject: str
+    trusted: bool
+    why: str
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     """The outcome of :func:`verify`.
 
     Attributes:
         path: What was verified.
-        checks: Each signature and digest check.
-        notes: Caveats that do not change the outcome (self-signed, unchecked
-            external subjects, where the public key came from).
+        checks: Each integrity check (signatures, digests, bindings).
+        signers: Each signature's signer and whether it is trusted.
+        notes: Caveats that do not change the outcome (unchecked external
+            subjects, where a public key came from).
         unusable: Why the input could not be verified at all, or ``None``.
+        anchored: Whether any trust anchor was given.
+        allow_untrusted: Whether an intact report with no anchor given may
+            exit 0 (outcome ``INTACT``).
     """
 
     path: Path
     checks: tuple[Check, ...] = ()
+    signers: tuple[Signer, ...] = ()
     notes: tuple[str, ...] = ()
     unusable: str | None = None
+    anchored: bool = False
+    allow_untrusted: bool = False
 
     @property
-    def valid(self) -> bool:
-        """True when the input was usable and every check passed."""
+    def intact(self) -> bool:
+        """True when the input was usable and every integrity check passed."""
         return self.unusable is None and bool(self.checks) and all(c.ok for c in self.checks)
 
     @property
-    def exit_code(self) -> int:
-        """0 valid, 1 invalid or tampered, 2 unusable input."""
+    def trusted(self) -> bool:
+        """True when intact, there is a signer, and every signer is trusted."""
+        return self.intact and bool(self.signers) and all(s.trusted for s in self.signers)
+
+    @property
+    def valid(self) -> bool:
+        """True only for ``VALID``: intact and signed by trusted signers."""
+        return self.trusted
+
+    @property
+    def outcome(self) -> str:
+        """``VALID``, ``INVALID``, ``UNTRUSTED``, ``INTACT`` or ``UNUSABLE`` (see the module docstring)."""
         if self.unusable is not None:
-            return 2
-        return 0 if self.valid else 1
+            return "UNUSABLE"
+        if not self.intact:
+            return "INVALID"
+        if self.trusted:
+            return "VALID"
+        if not self.anchored and self.allow_untrusted:
+            return "INTACT"
+        return "UNTRUSTED"
+
+    @property
+    def exit_code(self) -> int:
+        """0 ``VALID`` or ``INTACT``, 1 ``INVALID`` or ``UNTRUSTED``, 2 ``UNUSABLE``."""
+        return {"VALID": 0, "INTACT": 0, "INVALID": 1, "UNTRUSTED": 1}.get(self.outcome, 2)
 
     @property
     def failures(self) -> list[Check]:
-        """The checks that failed."""
+        """The integrity checks that failed."""
         return [c for c in self.checks if not c.ok]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form (for ``--format json``)."""
         return {
             "path": str(self.path),
+            "outcome": self.outcome,
             "valid": self.valid,
+            "intact": self.intact,
+            "trusted": self.trusted,
             "exit_code": self.exit_code,
             "unusable": self.unusable,
             "checks": [{"file": c.file, "ok": c.ok, "message": c.message} for c in self.checks],
+            "signers": [
+                {
+                    "file": s.file,
+                    "kind": s.kind,
+                    "fingerprint": s.fingerprint,
+                    "subject": s.subject,
+                    "trusted": s.trusted,
+                    "why": s.why,
+                }
+                for s in self.signers
+            ],
             "notes": list(self.notes),
         }
 
     def to_text(self) -> str:
-        """Human-readable lines: one per check, then notes and the outcome."""
+        """Human-readable lines: one per check and signer, then notes and the outcome."""
         if self.unusable is not None:
             return f"UNUSABLE {self.path}: {self.unusable}"
         lines = [f"{'OK  ' if c.ok else 'FAIL'} {c.file}: {c.message}" for c in self.checks]
+        lines += [
+            f"signer {s.file}: {s.subject} {s.kind} {s.fingerprint} "
+            f"({'trusted' if s.trusted else 'NOT trusted'}: {s.why})"
+            for s in self.signers
+        ]
         lines += [f"note: {n}" for n in self.notes]
-        if self.valid:
-            lines.append("VALID")
-        else:
+        outcome = self.outcome
+        if outcome == "INVALID":
             lines.append("INVALID: " + ", ".join(sorted({c.file for c in self.failures})))
+        elif outcome == "UNTRUSTED":
+            if not self.signers:
+                lines.append("UNTRUSTED: no signature to tell who signed")
+            elif self.anchored:
+                lines.append("UNTRUSTED: the signer is not among the trust anchors given")
+            else:
+                lines.append(
+                    "UNTRUSTED: intact, but no trust anchor was given, so who signed is unknown; pass --key DIR, "
+                    "--trust FILE or set CVAUDIT_TRUST (or --allow-untrusted to accept integrity alone)"
+                )
+        elif outcome == "INTACT":
+            lines.append("INTACT (not authenticated: --allow-untrusted and no trust anchor; anyone could have signed)")
+        else:
+            lines.append("VALID")
         return "\n".join(lines)
 
 
@@ -128,6 +228,10 @@ class VerifyReport:
 class _Acc:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pdf_signers: list[tuple[str, str, str | None]] = field(default_factory=list)  # fingerprint, subject, names key
+    att_signer: tuple[str, str | None, str | None] | None = None  # key fingerprint, named cert, named subject
+    attached_results: bytes | None = None
+    bound: bool = False  # the PDF certificate and the attestation key proved to be one key set
 
     def add(self, file: str, ok: bool, message: str) -> None:
         self.checks.append(Check(file, ok, message))
@@ -141,43 +245,74 @@ def verify(
     path: str | os.PathLike[str],
     *,
     key_dir: str | os.PathLike[str] | None = None,
+    anchors: TrustAnchors | None = None,
+    allow_untrusted: bool = False,
     subjects: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> VerifyReport:
-    """Verify a report folder, a signed PDF or an attestation.
+    """Verify a report folder, a signed PDF or an attestation, and who signed it.
 
     Args:
         path: A report folder, ``report.pdf`` or ``attestation.dsse.json``.
-        key_dir: A key folder (only its public files are read:
-            ``pdf-signing.cert.pem`` and ``attestation.pub.pem``). Without it
-            the signer is not authenticated, only the integrity is checked.
+        key_dir: A key folder or its public bundle (only the public files are
+            read); a trust anchor, and a source of the attestation public key.
+        anchors: Further trust anchors (:func:`reports.trust.load_anchors`).
+        allow_untrusted: With no anchor at all, an intact report exits 0 as
+            ``INTACT`` instead of 1 as ``UNTRUSTED``.
         subjects: Name -> file for attested artefacts outside the report
             folder (model file, manifest) to check as well.
 
     Returns:
-        The report; see :attr:`VerifyReport.exit_code`.
+        The report; see :attr:`VerifyReport.outcome` and :attr:`VerifyReport.exit_code`.
     """
     target = Path(path)
     acc = _Acc()
     try:
+        trust = TrustAnchors() if anchors is None else anchors
+        if key_dir is not None:
+            extra = load_anchors(key_dirs=[key_dir])
+            trust = _merge(trust, extra)
         given = dict(subjects or {})
         for name, file in given.items():
             if not Path(file).is_file():
                 raise _Unusable(f"--subject {name}={file}: no such file")
         pdf, att = _targets(target)
-        trusted_cert, pub_path = _trusted_material(key_dir, att)
         if pdf is not None:
-            _verify_pdf(pdf, trusted_cert, acc)
+            _verify_pdf(pdf, acc)
         if att is not None:
-            _verify_attestation(att, pub_path, key_dir is not None, given, acc)
+            key_folder = Path(key_dir) if key_dir is not None else None
+            _verify_attestation(att, key_folder, given, acc)
         elif target.is_dir():
             _missing_attestation(target, pdf, acc)
         elif given:
             raise _Unusable(
                 f"--subject {', '.join(given)}: only an attestation lists subjects, and none is checked here"
             )
+        if target.is_dir() and pdf is not None:
+            _compare_attached_results(target, acc)
+        _check_binding(acc)
+        signers = _judge_trust(acc, trust)
+    except SigningError as exc:
+        return VerifyReport(path=target, unusable=str(exc))
     except _Unusable as exc:
         return VerifyReport(path=target, unusable=str(exc))
-    return VerifyReport(path=target, checks=tuple(acc.checks), notes=tuple(acc.notes))
+    return VerifyReport(
+        path=target,
+        checks=tuple(acc.checks),
+        signers=tuple(signers),
+        notes=tuple(acc.notes),
+        anchored=bool(trust),
+        allow_untrusted=allow_untrusted,
+    )
+
+
+def _merge(a: TrustAnchors, b: TrustAnchors) -> TrustAnchors:
+    out = TrustAnchors(dict(a.fingerprints), dict(a.vouched), list(a.sources))
+    for fingerprint, source in b.fingerprints.items():
+        out.add(fingerprint, source)
+    for fingerprint, cert in b.vouched.items():
+        out.vouched.setdefault(fingerprint, cert)
+    out.sources += b.sources
+    return out
 
 
 def _targets(target: Path) -> tuple[Path | None, Path | None]:
@@ -222,24 +357,10 @@ def _missing_attestation(folder: Path, pdf: Path | None, acc: _Acc) -> None:
     )
 
 
-def _trusted_material(key_dir: str | os.PathLike[str] | None, att: Path | None):
-    """The trusted certificate (or None) and the attestation public key path."""
-    if key_dir is None:
-        return None, (att.parent / ATTESTATION_PUB) if att is not None else None
-    folder = Path(key_dir)
-    if not folder.is_dir():
-        raise _Unusable(f"key folder {folder} does not exist")
-    from pyhanko.keys import load_cert_from_pemder
-
-    cert_path = folder / PDF_CERT
-    try:
-        cert = load_cert_from_pemder(str(cert_path))
-    except (OSError, ValueError) as exc:
-        raise _Unusable(f"{cert_path}: cannot load certificate ({exc.__class__.__name__})") from None
-    return cert, folder / ATTESTATION_PUB
+# --------------------------------------------------------------------------- PDF
 
 
-def _verify_pdf(pdf: Path, trusted_cert, acc: _Acc) -> None:
+def _verify_pdf(pdf: Path, acc: _Acc) -> None:
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import validate_pdf_signature
     from pyhanko.sign.validation.status import SignatureCoverageLevel
@@ -255,20 +376,27 @@ def _verify_pdf(pdf: Path, trusted_cert, acc: _Acc) -> None:
                 return
             for sig in signatures:
                 signer = sig.signer_cert
-                if trusted_cert is not None and signer.dump() != trusted_cert.dump():
-                    acc.add(
-                        name, False, f"signed by {signer.subject.human_friendly}, not by the key folder's certificate"
-                    )
-                    continue
-                root = trusted_cert if trusted_cert is not None else signer
-                context = ValidationContext(trust_roots=[root], allow_fetching=False, revocation_mode="soft-fail")
+                # Integrity only: the signer's own certificate is the root here; whether the
+                # signer is trusted is decided by fingerprint against the anchors (_judge_trust).
+                context = ValidationContext(trust_roots=[signer], allow_fetching=False, revocation_mode="soft-fail")
                 status = validate_pdf_signature(sig, context)
-                _judge_pdf_status(name, sig.field_name, signer, status, SignatureCoverageLevel, trusted_cert, acc)
+                ok = _judge_pdf_status(name, sig.field_name, signer, status, SignatureCoverageLevel, acc)
+                if ok:
+                    der = signer.dump()
+                    cert = x509.load_der_x509_certificate(der)
+                    acc.pdf_signers.append(
+                        (
+                            "sha256:" + hashlib.sha256(der).hexdigest(),
+                            cert.subject.rfc4514_string(),
+                            attestation_key_of_certificate(cert),
+                        )
+                    )
+            acc.attached_results = _attached_file(reader, RESULTS_FILE)
     except Exception as exc:
         acc.add(name, False, f"cannot be validated as a signed PDF (damaged or tampered): {_one_line(exc)}")
 
 
-def _judge_pdf_status(name, field_name, signer, status, coverage_levels, trusted_cert, acc: _Acc) -> None:
+def _judge_pdf_status(name, field_name, signer, status, coverage_levels, acc: _Acc) -> bool:
     problems = []
     if not status.intact:
         problems.append("content changed after signing (digest mismatch)")
@@ -276,70 +404,153 @@ def _judge_pdf_status(name, field_name, signer, status, coverage_levels, trusted
         problems.append("signature does not verify")
     if status.coverage != coverage_levels.ENTIRE_FILE:
         problems.append(f"signature does not cover the whole file ({status.coverage.name})")
-    if not status.trusted:
-        problems.append("certificate not trusted")
-    who = signer.subject.human_friendly
     if problems:
         acc.add(name, False, f"signature {field_name!r}: " + "; ".join(problems))
-        return
-    acc.add(name, True, f"PAdES signature {field_name!r} by {who} is valid and covers the whole file")
-    if trusted_cert is None:
-        kind = "self-signed" if signer.self_signed in ("yes", "maybe") else "not checked against a trust anchor"
-        acc.notes.append(
-            f"{name}: the certificate ({who}) is {kind} and was taken from the signature itself: this proves "
-            "integrity, not who signed; pass --key DIR to check the signer"
-        )
+        return False
+    acc.add(
+        name,
+        True,
+        f"PAdES signature {field_name!r} by {signer.subject.human_friendly} is intact and covers the whole file",
+    )
+    return True
 
 
-def _verify_attestation(att: Path, pub_path: Path | None, trusted: bool, subjects, acc: _Acc) -> None:
-    name = att.name
-    if pub_path is None or not pub_path.is_file():
-        raise _Unusable(f"no public key to check {name}: pass --key DIR or put {ATTESTATION_PUB} next to it")
+def _attached_file(reader, wanted: str) -> bytes | None:
+    """The bytes of the embedded file named ``wanted`` (the /EmbeddedFiles name tree), or None."""
     try:
-        public_key = load_attestation_public_key(pub_path)
-    except SigningError as exc:
-        raise _Unusable(str(exc)) from None
-    if not trusted:
-        acc.notes.append(
-            f"{name}: checked with the {ATTESTATION_PUB} found next to it, which proves integrity, not who "
-            "signed; pass --key DIR to check the signer"
+        tree = reader.root["/Names"]["/EmbeddedFiles"]
+    except (KeyError, TypeError):
+        return None
+    stack, seen = [tree], 0
+    while stack and seen < 1000:
+        node = stack.pop()
+        seen += 1
+        if "/Kids" in node:
+            stack.extend(kid for kid in node["/Kids"])
+        names = node.get("/Names") if hasattr(node, "get") else None
+        if names:
+            for i in range(0, len(names) - 1, 2):
+                if str(names[i]) == wanted:
+                    return names[i + 1]["/EF"]["/F"].data
+    return None
+
+
+def _compare_attached_results(folder: Path, acc: _Acc) -> None:
+    """The results.json inside the signed PDF must be the folder's results.json."""
+    if not any(c.file == PDF_FILE and c.ok for c in acc.checks):
+        return
+    attached = acc.attached_results
+    here = folder / RESULTS_FILE
+    if attached is None:
+        if here.is_file():
+            acc.add(PDF_FILE, False, f"carries no attached {RESULTS_FILE}, so it cannot vouch for {here.name}")
+        return
+    if not here.is_file():
+        acc.notes.append(f"{PDF_FILE} carries {RESULTS_FILE} (sha256 {_sha(attached)[:16]}...); none in the folder")
+        return
+    try:
+        data = here.read_bytes()
+    except OSError as exc:
+        acc.add(RESULTS_FILE, False, f"cannot be read ({exc.strerror})")
+        return
+    if data == attached:
+        acc.add(RESULTS_FILE, True, f"equals the {RESULTS_FILE} attached inside the signed {PDF_FILE}")
+    else:
+        acc.add(
+            RESULTS_FILE,
+            False,
+            f"differs from the {RESULTS_FILE} attached inside the signed {PDF_FILE} "
+            f"(folder sha256 {_sha(data)[:16]}..., attached sha256 {_sha(attached)[:16]}...)",
         )
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------- attestation
+
+
+def _public_key_for(att: Path, key_folder: Path | None, keyids: list[str]):
+    """The attestation public key: the one whose fingerprint the envelope names, from --key or beside it."""
+    candidates = []
+    if key_folder is not None and (key_folder / ATTESTATION_PUB).is_file():
+        candidates.append(key_folder / ATTESTATION_PUB)
+    if (att.parent / ATTESTATION_PUB).is_file():
+        candidates.append(att.parent / ATTESTATION_PUB)
+    if not candidates:
+        raise _Unusable(f"no public key to check {att.name}: pass --key DIR or put {ATTESTATION_PUB} next to it")
+    loaded = []
+    for path in candidates:
+        try:
+            loaded.append((path, _load_public_key(path)))
+        except SigningError as exc:
+            raise _Unusable(str(exc)) from None
+    for path, key in loaded:
+        if key_id(key) in keyids:
+            return path, key
+    return loaded[0]
+
+
+def _verify_attestation(att: Path, key_folder: Path | None, subjects, acc: _Acc) -> None:
+    name = att.name
     try:
         envelope = json.loads(att.read_bytes())
         payload = base64.b64decode(envelope["payload"], validate=True)
         signatures = envelope["signatures"]
         payload_type = envelope["payloadType"]
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        keyids = [str(s.get("keyid")) for s in signatures if isinstance(s, dict)]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error) as exc:
         acc.add(name, False, f"not a readable DSSE envelope (damaged or tampered): {_one_line(exc)}")
         return
+    pub_path, public_key = _public_key_for(att, key_folder, keyids)
+    fingerprint = key_id(public_key)
     if payload_type != PAYLOAD_TYPE:
-        acc.add(name, False, f"payloadType is {payload_type!r}, expected {PAYLOAD_TYPE!r}")
+        acc.add(name, False, f"payloadType is {echo(payload_type, 80)}, expected {PAYLOAD_TYPE!r}")
         return
-    if not _any_signature_verifies(public_key, payload_type, payload, signatures):
-        acc.add(name, False, f"DSSE signature does not verify with {key_id(public_key)}")
+    signature_keyid = _verifying_keyid(public_key, payload_type, payload, signatures)
+    if signature_keyid is None:
+        acc.add(name, False, f"DSSE signature does not verify with {fingerprint} ({pub_path})")
+        return
+    if signature_keyid != fingerprint:
+        acc.add(
+            name,
+            False,
+            f"the signature's keyid {echo(signature_keyid, 80)} is not the fingerprint {fingerprint} of the key "
+            "that verifies it",
+        )
         return
     try:
         statement = json.loads(payload)
         if statement.get("_type") != STATEMENT_TYPE:
             raise ValueError(f"_type is not {STATEMENT_TYPE}")
         listed = statement["subject"]
-        report_files = set(statement.get("predicate", {}).get("report_files", []))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        predicate = statement.get("predicate", {})
+        report_files = set(predicate.get("report_files", []))
+        signer = predicate.get("signer") if isinstance(predicate.get("signer"), dict) else {}
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         acc.add(name, False, f"signed payload is not an in-toto Statement v1: {_one_line(exc)}")
         return
-    acc.add(name, True, f"DSSE signature valid ({key_id(public_key)}), {len(listed)} subjects")
+    acc.add(name, True, f"DSSE signature intact (keyid {fingerprint}), {len(listed)} subjects")
+    named_cert = signer.get("pdf_certificate")
+    acc.att_signer = (
+        fingerprint,
+        str(named_cert) if named_cert else None,
+        str(signer.get("subject")) if signer.get("subject") else None,
+    )
     _verify_subjects(att.parent, listed, report_files, subjects, acc)
 
 
-def _any_signature_verifies(public_key, payload_type: str, payload: bytes, signatures) -> bool:
+def _verifying_keyid(public_key, payload_type: str, payload: bytes, signatures) -> str | None:
+    """The ``keyid`` of the first signature that verifies with ``public_key``, or None."""
     message = pae(payload_type, payload)
     for entry in signatures if isinstance(signatures, list) else []:
         try:
             public_key.verify(base64.b64decode(entry["sig"], validate=True), message)
-            return True
-        except (InvalidSignature, KeyError, TypeError, ValueError, binascii.Error):
+            return str(entry.get("keyid"))
+        except (InvalidSignature, KeyError, TypeError, ValueError, AttributeError, binascii.Error):
             continue
-    return False
+    return None
 
 
 SUBJECT_PREFIXES = ("model:", "dataset:")
@@ -405,6 +616,77 @@ def _inside(folder: Path, path: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+# ------------------------------------------------------------- binding and trust
+
+
+def _check_binding(acc: _Acc) -> None:
+    """The PDF signature and the attestation must come from one key set."""
+    if acc.att_signer is None or not acc.pdf_signers:
+        return
+    att_fp, named_cert, _ = acc.att_signer
+    for cert_fp, subject, named_key in acc.pdf_signers:
+        if named_cert is None:
+            acc.add(
+                ATTESTATION_FILE,
+                False,
+                f"names no PDF certificate, so nothing shows that it and {PDF_FILE} (signed by {cert_fp}) come "
+                "from one signer (re-sign with this cvaudit: `cvaudit report RESULTS --out DIR --sign-key KEYS`)",
+            )
+        elif named_cert != cert_fp:
+            acc.add(
+                ATTESTATION_FILE,
+                False,
+                f"names PDF certificate {echo(named_cert, 80)}, but {PDF_FILE} is signed by {cert_fp} ({subject}): "
+                "the PDF and the attestation come from different key sets",
+            )
+        elif named_key is not None and named_key != att_fp:
+            acc.add(
+                PDF_FILE,
+                False,
+                f"its certificate ({subject}) names attestation key {named_key}, but {ATTESTATION_FILE} is signed "
+                f"by {att_fp}: different key sets",
+            )
+        else:
+            acc.add(PDF_FILE, True, f"signed by the key set of the attestation (certificate {cert_fp})")
+            acc.bound = True
+
+
+def _judge_trust(acc: _Acc, anchors: TrustAnchors) -> list[Signer]:
+    """Who signed, and whether the anchors vouch for each signature (see the module docstring)."""
+    bound = acc.bound
+    att_fp = acc.att_signer[0] if acc.att_signer else None
+    att_direct = anchors.trusts(att_fp)
+    pdf_direct = {fp: anchors.trusts(fp) for fp, _, _ in acc.pdf_signers}
+    signers: list[Signer] = []
+    for fp, subject, _ in acc.pdf_signers:
+        if pdf_direct[fp]:
+            ok, why = True, f"fingerprint in {anchors.fingerprints[fp]}"
+        elif bound and att_direct:
+            ok, why = True, f"named by the attestation, whose key is in {anchors.fingerprints[att_fp]}"
+        else:
+            ok, why = False, _untrusted_reason(anchors)
+        signers.append(Signer(PDF_FILE, "pdf-certificate", fp, subject, ok, why))
+    if acc.att_signer is not None:
+        subject = next((s for _, s, _ in acc.pdf_signers), None) or acc.att_signer[2] or "(no certificate subject)"
+        vouching_pdf = [fp for fp, _, named in acc.pdf_signers if named == att_fp and pdf_direct[fp]]
+        if att_direct:
+            ok, why = True, f"fingerprint in {anchors.fingerprints[att_fp]}"
+        elif bound and vouching_pdf:
+            ok, why = True, f"named by the PDF certificate {vouching_pdf[0]}, which is trusted"
+        elif att_fp in anchors.vouched:
+            ok, why = True, f"named by the trusted certificate {anchors.vouched[att_fp]}"
+        else:
+            ok, why = False, _untrusted_reason(anchors)
+        signers.append(Signer(ATTESTATION_FILE, "attestation-key", att_fp, subject, ok, why))
+    return signers
+
+
+def _untrusted_reason(anchors: TrustAnchors) -> str:
+    if not anchors:
+        return "no trust anchor given"
+    return f"not among the anchors ({anchors.describe()})"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,24 @@ def workspace(tmp_path: Path) -> Path:
     make_dataset(tmp_path)
     save_model(tmp_path / "model.pt", ColourNet())
     return tmp_path
+
+
+def write_png_bomb(path: Path, width: int, height: int, channels: int = 1) -> Path:
+    """A valid 8-bit grayscale (``channels=1``) or RGB (3) PNG of zeros, compressed as far as deflate goes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width * channels + 1)  # filter byte + pixels
+    parts, done = [], 0
+    while done < height:
+        n = min(256, height - done)
+        parts.append(compressor.compress(row * n))
+        done += n
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+    )
+    return path

@@ -8,7 +8,10 @@ decorated with :func:`boundary`):
   ``cvaudit: error: <one line>`` and exit code 2;
 - ``KeyboardInterrupt`` becomes exit code 2 and says that nothing was written;
 - any other exception is a bug in cvaudit: it says so, exit code 2, and
-  ``CVAUDIT_DEBUG=1`` prints the traceback.
+  ``CVAUDIT_DEBUG=1`` prints the traceback;
+- a warning (``warnings.warn``: a loosely protected encrypted key, the
+  leftovers of an interrupted run cleaned up) is one line
+  ``cvaudit: warning: <message>`` on stderr.
 
 Every line printed here is neutralised (:func:`audit.contract.text.neutralise`),
 so users' strings cannot carry terminal escape sequences to the terminal.
@@ -20,6 +23,7 @@ import functools
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
@@ -50,11 +54,17 @@ def _first_line(err: BaseException) -> str:
     return lines[0][:300] if lines else ""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    say(f"cvaudit: warning: {_first_line(message) if isinstance(message, Warning) else message}")
+
+
 @contextmanager
 def command_boundary() -> Iterator[None]:
-    """Map exceptions to exit codes (see the module docstring)."""
+    """Map exceptions to exit codes and warnings to one line each (see the module docstring)."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            yield
     except CvauditError as err:
         fail(str(err))
     except OSError as err:

@@ -28,28 +28,37 @@ __all__ = ["keygen_command", "report_command", "verify_command"]
 )
 @click.option("--force", is_flag=True, help="Overwrite existing keys in the folder.")
 @click.option(
-    "--name",
-    "common_name",
-    default="cvaudit report signer",
-    show_default=True,
-    help="Common name in the self-signed PDF-signing certificate.",
+    "--subject",
+    default=None,
+    metavar="DN",
+    help='The signer\'s identity in the certificate, e.g. "CN=Jane Doe,O=Acme Audit" (RFC 4514). '
+    "Default: a CN with the key's fingerprint, which names nobody.",
 )
 @boundary
-def keygen_command(out_dir: Path, force: bool, common_name: str) -> None:
+def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
     """Create offline signing keys (ECDSA P-256 + certificate for the PDF, Ed25519 for the attestation).
 
     Private keys are written with mode 0600 and encrypted with
-    $CVAUDIT_KEY_PASSPHRASE when it is set. Give the public files
-    (attestation.pub.pem, pdf-signing.cert.pem) to whoever verifies reports.
+    $CVAUDIT_KEY_PASSPHRASE when it is set. OUT/public/ is the bundle to give
+    reviewers (certificate, attestation public key, trust.txt with both
+    fingerprints): they verify with `cvaudit verify DIR --key OUT/public` or
+    `--trust trust.txt`, after checking the fingerprints with you.
     """
-    from reports.keys import PASSPHRASE_ENV, keygen, passphrase_from_env
+    from reports.keys import PASSPHRASE_ENV, PUBLIC_DIR, TRUST_FILE, keygen, passphrase_from_env
 
     passphrase = passphrase_from_env()
-    files = keygen(out_dir, passphrase=passphrase, common_name=common_name, overwrite=force)
+    files = keygen(out_dir, passphrase=passphrase, subject=subject, overwrite=force)
     for path in files:
         click.echo(str(path))
+    trust = out_dir / PUBLIC_DIR / TRUST_FILE
+    for line in trust.read_text("utf-8").splitlines():
+        if line.startswith("sha256:"):
+            say(f"fingerprint: {line}")
+    say(f"give {out_dir / PUBLIC_DIR} to reviewers; tell them the fingerprints over another channel")
     if passphrase is None:
         say(f"warning: private keys are not encrypted (set {PASSPHRASE_ENV} to encrypt them)")
+    if subject is None:
+        say('warning: the certificate names no one (pass --subject "CN=...,O=..." to name the signer)')
 
 
 @click.command("report")
@@ -85,8 +94,10 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     from audit.contract.load import parse_results
     from reports import FORMATS, write_reports
     from reports.atomic import atomic_write_bytes
+    from reports.attestation import ATTESTATION_FILE
     from reports.junit import write_junit
-    from reports.keys import load_signing_keys, passphrase_from_env
+    from reports.keys import ATTESTATION_PUB, load_signing_keys, passphrase_from_env
+    from reports.outputs import OUTPUT_FILES, OutputTransaction
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not wanted:
@@ -101,43 +112,52 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     notes: list[str] = []
     target = out_dir / "results.json"
     same_folder = target.is_file() and target.resolve() == results_path.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    if not same_folder:
-        written.append(atomic_write_bytes(target, raw))
-    attest = ["results.json"]
-    policy = results.get("policy")
-    if isinstance(policy, dict):
-        findings = list((results.get("governance") or {}).get("findings") or [])
-        written.append(write_junit(policy, findings, out_dir / "junit.xml"))
-        attest.append("junit.xml")
-    elif (out_dir / "junit.xml").exists():
-        notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
-    attest += [f"report.{fmt}" for fmt in wanted]
-    if same_folder and (out_dir / "predictions.csv").is_file():
-        attest.append("predictions.csv")
-    elif (out_dir / "predictions.csv").exists():
-        notes.append(
-            f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
-            "known to belong to these results (render into the folder the results came from)"
+    with OutputTransaction(out_dir) as outputs:  # all or nothing, under a lock on --out
+        for note in outputs.notes:
+            say(f"note: {note}")
+        stage = outputs.stage
+        written: list[Path] = []
+        if not same_folder:
+            written.append(atomic_write_bytes(stage / "results.json", raw))
+        attest = ["results.json"]
+        policy = results.get("policy")
+        if isinstance(policy, dict):
+            findings = list((results.get("governance") or {}).get("findings") or [])
+            written.append(write_junit(policy, findings, stage / "junit.xml"))
+            attest.append("junit.xml")
+        elif (out_dir / "junit.xml").exists():
+            notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
+        attest += [f"report.{fmt}" for fmt in wanted]
+        if same_folder and (out_dir / "predictions.csv").is_file():
+            attest.append("predictions.csv")
+        elif (out_dir / "predictions.csv").exists():
+            notes.append(
+                f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
+                "known to belong to these results (render into the folder the results came from)"
+            )
+        elif (results_path.parent / "predictions.csv").is_file():
+            notes.append(
+                f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
+                "re-rendered (render into that folder to attest it)"
+            )
+        # outputs this call does not write stay as they are; an old attestation never does
+        rewritten = {ATTESTATION_FILE, ATTESTATION_PUB} | {f"report.{fmt}" for fmt in wanted}
+        outputs.keep(name for name in OUTPUT_FILES if name not in rewritten)
+        extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
+        written += write_reports(
+            stage,
+            results,
+            formats=wanted,
+            sign_key=sign_key,
+            passphrase=passphrase_from_env(),
+            extra_subjects=extra,
+            attest_files=attest,
         )
-    elif (results_path.parent / "predictions.csv").is_file():
-        notes.append(
-            f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
-            "re-rendered (render into that folder to attest it)"
-        )
-    extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
-    written += write_reports(
-        out_dir,
-        results,
-        formats=wanted,
-        sign_key=sign_key,
-        passphrase=passphrase_from_env(),
-        extra_subjects=extra,
-        attest_files=attest,
-    )
+        before = len(outputs.notes)
+        outputs.commit()
+        notes += outputs.notes[before:]
     for path in written:
-        click.echo(str(path))
+        click.echo(str(out_dir / path.name))
     for note in notes:
         say(f"note: {note}")
 
@@ -172,10 +192,22 @@ def _external_subjects(results: dict, results_path: Path, notes: list[str]) -> d
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
     "--key",
-    "key_dir",
+    "key_dirs",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Key folder (public files suffice) that must have signed; without it only integrity is checked.",
+    multiple=True,
+    help="A trusted signer's key folder or its public bundle (public files suffice); repeatable.",
+)
+@click.option(
+    "--trust",
+    "trust_files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="A file of trusted signer fingerprints (e.g. public/trust.txt) or PEM certificates/public keys; repeatable.",
+)
+@click.option(
+    "--allow-untrusted",
+    is_flag=True,
+    help="With no trust anchor at all, exit 0 for an intact report (outcome INTACT: the signer is not authenticated).",
 )
 @click.option(
     "--subject",
@@ -186,22 +218,46 @@ def _external_subjects(results: dict, results_path: Path, notes: list[str]) -> d
 )
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @boundary
-def verify_command(path: Path, key_dir: Path | None, subjects: tuple[str, ...], output_format: str) -> None:
-    """Verify a report folder, report.pdf or attestation.dsse.json.
+def verify_command(
+    path: Path,
+    key_dirs: tuple[Path, ...],
+    trust_files: tuple[Path, ...],
+    allow_untrusted: bool,
+    subjects: tuple[str, ...],
+    output_format: str,
+) -> None:
+    """Verify a report folder, report.pdf or attestation.dsse.json, and who signed it.
 
     Checks the PDF's PAdES signature (intact, whole file covered), the DSSE
-    signature and every attested file's SHA-256. Exit 0 valid, 1 invalid or
-    tampered (the file is named), 2 unusable input.
+    signature, every attested file's SHA-256, that the PDF and the attestation
+    come from one key set and that the results.json inside the PDF is the
+    folder's; then whether the signer is trusted: its fingerprint must come
+    from --key, --trust or $CVAUDIT_TRUST. Exit 0 VALID, 1 INVALID (the file is
+    named) or UNTRUSTED (intact but the signer is not trusted, or no anchor
+    was given), 2 unusable input. --allow-untrusted: with no anchor, an intact
+    report exits 0 as INTACT, never VALID.
     """
+    import os
+
+    from reports.trust import TRUST_ENV, load_anchors
     from reports.verify import verify
 
+    if allow_untrusted and (key_dirs or trust_files):
+        fail("--allow-untrusted contradicts --key/--trust: with trust anchors, the signer must be among them")
     given: dict[str, Path] = {}
     for item in subjects:
         name, sep, file = item.partition("=")
         if not sep or not name or not file:
             fail(f"--subject {item!r}: expected NAME=PATH")
         given[name] = Path(file)
-    report = verify(path, key_dir=key_dir, subjects=given)
+    anchors = load_anchors(key_dirs=key_dirs[1:], trust_files=trust_files, env=os.environ.get(TRUST_ENV))
+    report = verify(
+        path,
+        key_dir=key_dirs[0] if key_dirs else None,
+        anchors=anchors,
+        allow_untrusted=allow_untrusted,
+        subjects=given,
+    )
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

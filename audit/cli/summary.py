@@ -84,6 +84,10 @@ def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    def plain(text: str) -> Text:  # users' strings: escapes visible, never read as rich markup
+        return Text(neutralise(str(text)))
 
     console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
     table = Table(title="cvaudit: accuracy per condition")
@@ -105,8 +109,8 @@ def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text
         )
     console.print(table)
     for line in failure_lines(results):
-        console.print(neutralise(line), markup=False)
+        console.print(plain(line))
     report = out_dir / "report.html"
-    console.print(f"report: {report if report.exists() else out_dir}", markup=False)
+    console.print(plain(f"report: {report if report.exists() else out_dir}"))
     colour = "green" if results["policy"]["verdict"] == "pass" else "red"
-    console.print(f"[bold {colour}]{neutralise(verdict_line(results))}[/]")
+    console.print(Text(neutralise(verdict_line(results)), style=f"bold {colour}"))

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from audit.contract.conditions import parse_severity
-from audit.contract.errors import AuditError
+from audit.contract.errors import AuditError, echo
 from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.yaml_loader import load_yaml
 
@@ -77,8 +77,21 @@ class ModelConfig(_Strict):
         return self
 
 
+#: Default ``data.max_image_pixels``: 64 megapixels (e.g. 8000 x 8000, larger than most camera
+#: sensors). Decoding one RGB image this size peaks near 2 GB (benchmarks/bench_limits.py), once
+#: per DataLoader worker; the 12000 x 12000 RGB image of issue 13 took 4.1 GB.
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+
+
 class DataConfig(_Strict):
-    """Where the images, labels and subgroup attributes come from."""
+    """Where the images, labels and subgroup attributes come from.
+
+    ``root`` bounds where images may be read from: every image path of a
+    manifest or an image folder, once ``..`` and symbolic links are resolved,
+    must lie inside it (default: the manifest's folder, or the image folder)
+    unless ``allow_outside_root`` is true. ``max_image_pixels`` is the largest
+    width x height decoded; a larger image is a bad image (``on_bad_image``).
+    """
 
     manifest: Path | None = None
     images: Path | None = None
@@ -88,6 +101,9 @@ class DataConfig(_Strict):
     on_bad_image: Literal["error", "skip"] = "error"
     id_column: str = "sample_id"
     num_workers: int = Field(default=2, ge=0)
+    root: Path | None = None
+    allow_outside_root: bool = False
+    max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -257,10 +273,15 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
     return f"{path}: {key}: {msg}"
 
 
-def _resolve(base: Path, value: Path | None) -> Path | None:
+def _resolve(base: Path, value: Path | None, *, source: Path | None = None, key: str = "path") -> Path | None:
     if value is None:
         return None
-    value = Path(value).expanduser()
+    try:
+        value = Path(value).expanduser()
+    except RuntimeError:  # "~user/..." for a user this machine does not know
+        raise AuditError(f"{source}: {key}: cannot expand the home folder in {echo(str(value))}") from None
+    if "\x00" in str(value):
+        raise AuditError(f"{source}: {key}: a path cannot contain a NUL character")
     return value if value.is_absolute() else (base / value)
 
 
@@ -277,15 +298,22 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
     except ValidationError as err:
         raise AuditError(_format_validation_error(source, err)) from None
     model = cfg.model.model_copy(
-        update={"path": _resolve(base_dir, cfg.model.path), "weights": _resolve(base_dir, cfg.model.weights)}
+        update={
+            k: _resolve(base_dir, getattr(cfg.model, k), source=source, key=f"model.{k}") for k in ("path", "weights")
+        }
     )
     data = cfg.data.model_copy(
-        update={k: _resolve(base_dir, getattr(cfg.data, k)) for k in ("manifest", "images", "npz")}
+        update={
+            k: _resolve(base_dir, getattr(cfg.data, k), source=source, key=f"data.{k}")
+            for k in ("manifest", "images", "npz", "root")
+        }
     )
-    report = cfg.report.model_copy(update={"sign_key": _resolve(base_dir, cfg.report.sign_key)})
+    report = cfg.report.model_copy(
+        update={"sign_key": _resolve(base_dir, cfg.report.sign_key, source=source, key="report.sign_key")}
+    )
     policy = cfg.policy
     if policy.endswith((".yaml", ".yml")):
-        policy = str(_resolve(base_dir, Path(policy)))
+        policy = str(_resolve(base_dir, Path(policy), source=source, key="policy"))
     return cfg.model_copy(update={"model": model, "data": data, "report": report, "policy": policy})
 
 

@@ -9,12 +9,16 @@ any other exception is a bug in cvaudit and is reported as one.
 
 from __future__ import annotations
 
+import reprlib
 from enum import IntEnum
 
-__all__ = ["MAX_ECHO", "AuditError", "CvauditError", "ExitCode", "echo"]
+__all__ = ["MAX_ECHO", "MAX_MESSAGE", "AuditError", "CvauditError", "ExitCode", "echo", "one_line"]
 
 #: The most characters of user input an error message quotes (longer input is cut).
 MAX_ECHO = 200
+#: The most characters of any error message (a safety net behind :func:`echo`): a hostile
+#: input cannot make cvaudit print a megabyte-long line.
+MAX_MESSAGE = 1000
 
 
 class ExitCode(IntEnum):
@@ -39,7 +43,22 @@ class CvauditError(Exception):
     """
 
     def __str__(self) -> str:
-        return " ".join(super().__str__().split()) or type(self).__name__
+        return one_line(super().__str__()) or type(self).__name__
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` with whitespace runs (newlines included) collapsed, cut to ``limit`` characters.
+
+    >>> one_line("a\\n  b")
+    'a b'
+    >>> len(one_line("x" * 5000))
+    1000
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    tail = f"… (message cut, {len(flat)} characters)"
+    return flat[: limit - len(tail)] + tail
 
 
 class AuditError(CvauditError):
@@ -52,7 +71,16 @@ def echo(value: object, limit: int = MAX_ECHO) -> str:
     >>> echo("x" * 300, 10)
     "'xxxxxxx… (302 characters)"
     """
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit - 2]}… ({len(text)} characters)"
+    if isinstance(value, str):
+        text = repr(value)
+        if len(text) <= limit:
+            return text
+        return f"{text[: limit - 2]}… ({len(text)} characters)"
+    text = _SHORT_REPR.repr(value)  # bounded work and size, whatever the nesting (YAML aliases)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 3
+_SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxdict = _SHORT_REPR.maxset = 8
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80

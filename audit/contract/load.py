@@ -73,8 +73,10 @@ def parse_results(data: bytes | str | dict[str, Any], *, source: str = "results.
     if isinstance(data, (bytes, str)):
         try:
             document = json.loads(data, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and Python's limit on integer digits
             raise ResultsError(f"{source}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+        except RecursionError:
+            raise ResultsError(f"{source}: not valid results: JSON nested too deeply") from None
     else:
         document = data
     if not isinstance(document, dict):
@@ -98,6 +100,8 @@ def parse_results(data: bytes | str | dict[str, Any], *, source: str = "results.
         document, dropped = _drop_unknown_keys(document)
     try:
         results = Results.model_validate(document)
+    except RecursionError:
+        raise ResultsError(f"{source}: $: nested too deeply to be results") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ResultsError(f"{source}: {json_path(error['loc'])}: {_describe(error)}") from None

@@ -120,28 +120,38 @@ def _read_jsonl(path: Path) -> Iterator[ManifestRow]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            item = _json(line, path, number)
             yield _as_row(item, path, number, "line")
 
 
 def _read_json(path: Path) -> Iterator[ManifestRow]:
-    try:
-        items = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    items = _json(path.read_text(encoding="utf-8-sig"), path, None)
     if not isinstance(items, list):
         raise ManifestError(f"{path}: expected a JSON list of objects")
     for number, item in enumerate(items, start=1):
         yield _as_row(item, path, number, "item")
 
 
+def _json(text: str, path: Path, line: int | None) -> Any:
+    """``json.loads`` with every way it refuses input as a ManifestError naming the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = line if line is not None else exc.lineno
+        raise ManifestError(f"{path}: line {where}: not valid JSON ({exc.msg})") from None
+    except ValueError as exc:  # Python's limit on the digits of an integer
+        raise ManifestError(f"{path}: line {line or 1}: not valid JSON ({str(exc)[:120]})") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: line {line or 1}: JSON nested too deeply") from None
+
+
 def _as_row(item: Any, path: Path, number: int, unit: str) -> ManifestRow:
     if not isinstance(item, dict):
         raise ManifestError(f"{path}: {unit} {number}: expected a JSON object, got {type(item).__name__}")
-    return ManifestRow({str(k).strip(): as_text(v) for k, v in item.items()}, number)
+    try:
+        return ManifestRow({str(k).strip(): as_text(v) for k, v in item.items()}, number)
+    except RecursionError:
+        raise ManifestError(f"{path}: {unit} {number}: a value is nested too deeply") from None
 
 
 def as_text(value: Any) -> str:

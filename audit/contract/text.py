@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BIDI_CONTROLS", "csv_cell", "neutralise"]
+__all__ = ["BIDI_CONTROLS", "neutralise", "spreadsheet_safe"]
 
 #: Unicode bidirectional embedding, override and isolate controls (and the marks).
 BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + BIDI_CONTROLS + "]")
-_CONTROL_WITH_NEWLINES = re.compile("[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + "]")
+#: Code points no text medium may carry: lone surrogates (unencodable) and Unicode noncharacters.
+_INVALID = "\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + BIDI_CONTROLS + _INVALID + "]")
+_CONTROL_WITH_NEWLINES = re.compile("[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + _INVALID + "]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -26,7 +30,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def neutralise(text: str, *, keep_newlines: bool = False) -> str:
-    """Replace C0/C1 control characters (tab kept) and bidi controls by visible escapes.
+    """Replace C0/C1 control characters (tab kept), bidi controls, lone surrogates and noncharacters by visible escapes.
 
     Args:
         text: any string.
@@ -39,18 +43,22 @@ def neutralise(text: str, *, keep_newlines: bool = False) -> str:
     return pattern.sub(_escape, text.replace("\t", " ") if not keep_newlines else text)
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+def spreadsheet_safe(value: object) -> str:
+    """A cell for a CSV meant for people: text that a spreadsheet would run as a formula is quoted.
 
+    A cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+    gets a leading apostrophe (OWASP "CSV injection"), and control characters
+    are escaped (:func:`neutralise`). Numbers are left alone. Machine-readable
+    CSVs (``predictions.csv``) stay raw and must not use this.
 
-def csv_cell(value: object) -> str:
-    """A value for a CSV that people open in spreadsheets: neutralised (see :func:`neutralise`),
-    and prefixed with ``'`` when it would start a formula (``= + - @``, tab, carriage return),
-    as OWASP recommends against CSV injection.
-
-    >>> csv_cell("=HYPERLINK(1)"), csv_cell("-0.5"), csv_cell("B")
-    ("'=HYPERLINK(1)", "'-0.5", 'B')
+    >>> spreadsheet_safe("=SUM(A1:A9)")
+    "'=SUM(A1:A9)"
+    >>> spreadsheet_safe(-0.5)
+    '-0.5'
     """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
     text = "" if value is None else str(value)
     if text.startswith(_FORMULA_START):
         text = "'" + text
-    return neutralise(text)
+    return neutralise(text, keep_newlines=True)

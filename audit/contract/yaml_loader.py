@@ -6,7 +6,10 @@ values, which later code (validation, error messages) then walks. This loader
 refuses, before anything is built:
 
 - files larger than :data:`MAX_BYTES`;
-- documents whose nodes, with every alias expanded, exceed :data:`MAX_NODES`;
+- documents whose nodes, with every alias expanded, exceed :data:`MAX_NODES`,
+  or whose text (scalar characters), with every alias expanded, exceeds
+  :data:`MAX_CHARS` (a long string repeated through aliases);
+- collections nested deeper than :data:`MAX_DEPTH` (PyYAML parses recursively);
 - more than one document in a file (and, like ``safe_load``, any Python object tag).
 """
 
@@ -18,34 +21,61 @@ import yaml
 
 from audit.contract.errors import CvauditError
 
-__all__ = ["MAX_BYTES", "MAX_NODES", "YamlError", "load_yaml"]
+__all__ = ["MAX_BYTES", "MAX_CHARS", "MAX_DEPTH", "MAX_NODES", "YamlError", "load_yaml"]
 
 #: Largest config or policy file read (bytes).
 MAX_BYTES = 1 << 20
 #: Most YAML nodes a document may hold once aliases are expanded.
 MAX_NODES = 100_000
+#: Most characters of scalar text a document may hold once aliases are expanded.
+MAX_CHARS = 4 * MAX_BYTES
+#: Deepest nesting of collections (a config or policy needs fewer than ten levels).
+MAX_DEPTH = 64
+
+_OPEN = (
+    yaml.FlowSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.BlockMappingStartToken,
+)
+_CLOSE = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH`, from the scanner's tokens (no recursion)."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = token.start_mark.line + 1
+                raise YamlError(f"{source}: collections nested deeper than {MAX_DEPTH} levels at line {line}")
+        elif isinstance(token, _CLOSE):
+            depth -= 1
 
 
 class YamlError(CvauditError):
     """A config or policy file is not acceptable YAML; one line naming the file."""
 
 
-def _expanded_size(root: yaml.Node, limit: int) -> int:
-    """Number of nodes with every alias expanded (stops counting past ``limit``)."""
-    sizes: dict[int, int] = {}
+def _expanded_size(root: yaml.Node, limit: int, char_limit: int = MAX_CHARS) -> tuple[int, int]:
+    """Nodes and scalar characters with every alias expanded (each stops counting past its limit)."""
+    sizes: dict[int, tuple[int, int]] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if id(node) in sizes:
             continue
         if isinstance(node, yaml.ScalarNode):
-            sizes[id(node)] = 1
+            sizes[id(node)] = (1, min(char_limit + 1, len(node.value)))
             continue
         children = (
             [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
         )
         if done:
-            sizes[id(node)] = min(limit + 1, 1 + sum(sizes.get(id(c), 0) for c in children))
+            nodes = 1 + sum(sizes.get(id(c), (0, 0))[0] for c in children)
+            chars = sum(sizes.get(id(c), (0, 0))[1] for c in children)
+            sizes[id(node)] = (min(limit + 1, nodes), min(char_limit + 1, chars))
             continue
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in sizes)
@@ -63,7 +93,7 @@ def load_yaml(data: bytes | str, *, source: str) -> Any:
         The plain data (dicts, lists, strings, numbers, booleans, None).
 
     Raises:
-        YamlError: too large, not UTF-8, too many nodes after alias expansion,
+        YamlError: too large, not UTF-8, nested too deeply, too many nodes or characters after alias expansion,
             several documents, or malformed YAML (with the line and column).
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -73,18 +103,33 @@ def load_yaml(data: bytes | str, *, source: str) -> Any:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise YamlError(f"{source}: not UTF-8 text") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters here already
+        _check_depth(text, source)
         node = loader.get_single_node()  # a second document is a ComposerError
         if node is None:
             return None
-        if _expanded_size(node, MAX_NODES) > MAX_NODES:
+        nodes, chars = _expanded_size(node, MAX_NODES)
+        if nodes > MAX_NODES:
             raise YamlError(f"{source}: more than {MAX_NODES} values once YAML aliases are expanded (an alias bomb?)")
-        return loader.construct_document(node)
+        if chars > MAX_CHARS:
+            raise YamlError(
+                f"{source}: more than {MAX_CHARS} characters of text once YAML aliases are expanded (an alias bomb?)"
+            )
+        try:
+            return loader.construct_document(node)
+        except ValueError as exc:  # int() of a scalar: Python's limit on the digits of an integer
+            mark = getattr(node, "start_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise YamlError(f"{source}: a value cannot be read{where}: {str(exc)[:120]}") from None
+    except RecursionError:  # a safety net behind _check_depth
+        raise YamlError(f"{source}: collections nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(exc, "problem", None) or "cannot parse").split())[:120]
         raise YamlError(f"{source}: malformed YAML{where}: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

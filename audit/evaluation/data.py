@@ -18,7 +18,10 @@ Conversions (documented in the README):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import struct
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from audit.contract.config import DataConfig, ModelConfig
-from audit.contract.errors import AuditError
+from audit.contract.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig, ModelConfig
+from audit.contract.errors import AuditError, echo
 from audit.contract.manifest import read_manifest
 from audit.contract.seeds import sample_key
 from audit.evaluation.preprocess import Geometry
@@ -88,6 +91,41 @@ def _label_reader(raw_labels: list[str], *, path: Path, class_names: Sequence[st
     return as_int
 
 
+def _data_root(cfg: DataConfig, default: Path) -> Path | None:
+    """The folder every image must lie in (``data.root``, else ``default``), resolved; None when unbounded."""
+    if cfg.allow_outside_root:
+        return None
+    root = cfg.root if cfg.root is not None else default
+    try:
+        return root.resolve()
+    except (OSError, RuntimeError, ValueError) as err:
+        raise AuditError(f"data.root {root}: cannot be resolved ({err})") from None
+
+
+def _contained(path: Path, root: Path | None, where: str, given: str) -> Path:
+    """``path`` with ``..`` and symbolic links resolved; an error when it leaves ``root``.
+
+    Args:
+        path: The image path (absolute, or joined to the manifest's folder).
+        root: The resolved data root, or None (``data.allow_outside_root``).
+        where: The manifest row or folder entry, for the message.
+        given: The path as written, for the message.
+
+    Raises:
+        AuditError: the resolved path is outside ``root``, or cannot be resolved.
+    """
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError) as err:  # a symbolic-link loop, an embedded NUL
+        raise AuditError(f"{where}: image path {echo(given)} cannot be resolved ({err})") from None
+    if root is not None and not resolved.is_relative_to(root):
+        raise AuditError(
+            f"{where}: image path {echo(given)} resolves to {resolved}, outside the data root {root} "
+            "(set data.root to a folder that holds every image, or data.allow_outside_root: true)"
+        )
+    return resolved
+
+
 def manifest_table(path: Path, cfg: DataConfig, *, class_names: Sequence[str] | None) -> SampleTable:
     numbered = [(row.line, row) for row in read_manifest(path)]
     if not numbered:
@@ -105,6 +143,7 @@ def manifest_table(path: Path, cfg: DataConfig, *, class_names: Sequence[str] | 
         raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(rows[0])})")
     read_label = _label_reader([(r["label"] or "").strip() for r in rows], path=path, class_names=class_names)
     base = path.parent
+    root = _data_root(cfg, base)
     ids, labels, paths = [], [], []
     for lineno, row in numbered:
         sid = ((row.get(cfg.id_column) if use_ids else None) or row["path"]).strip()
@@ -113,8 +152,9 @@ def manifest_table(path: Path, cfg: DataConfig, *, class_names: Sequence[str] | 
             raise AuditError(f"{where}: empty path")
         ids.append(sid)
         labels.append(read_label((row["label"] or "").strip(), where))
-        p = Path(row["path"].strip())
-        paths.append(p if p.is_absolute() else base / p)
+        given = row["path"].strip()
+        p = Path(given)
+        paths.append(_contained(p if p.is_absolute() else base / p, root, where, given))
     _check_unique(ids, path)
     attributes = {a: [(r.get(a) or "").strip() or MISSING for r in rows] for a in cfg.attributes}
     return SampleTable(path, ids, labels, attributes, paths=paths, rows=rows)
@@ -132,13 +172,15 @@ def read_image_folder(root: Path, cfg: DataConfig, *, class_names: Sequence[str]
     unknown = [f for f in folders if f not in classes]
     if unknown:
         raise AuditError(f"{root}: class folder {unknown[0]!r} is not in model.class_names {classes}")
+    bound = _data_root(cfg, root)
     ids, labels, paths = [], [], []
     for cls in folders:
         for f in sorted((root / cls).rglob("*")):
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                ids.append(f.relative_to(root).as_posix())
+                sid = f.relative_to(root).as_posix()
+                ids.append(sid)
                 labels.append(classes.index(cls))
-                paths.append(f)
+                paths.append(_contained(f, bound, f"{root}: {sid}", sid))
     if not ids:
         raise AuditError(f"{root}: the dataset is empty (no images in class folders)")
     rows = [{"sample_id": i, "path": str(p), "label": str(y)} for i, p, y in zip(ids, paths, labels)]
@@ -281,19 +323,53 @@ def pil_to_tensor(img: Image.Image, *, channels: int, geometry: Geometry) -> tor
     return _channels(t, channels).contiguous()
 
 
+class _ImageTooLarge(ValueError):
+    """An image whose header announces more pixels than ``data.max_image_pixels``."""
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's own decompression-bomb limit set to ``max_pixels`` while one image is opened.
+
+    Pillow raises :class:`PIL.Image.DecompressionBombError` above twice its
+    ``MAX_IMAGE_PIXELS`` and warns above it; cvaudit's own check
+    (:meth:`AuditDataset._decode`) refuses anything above ``max_pixels`` before
+    a pixel is decoded, so the warning is not needed.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
 class AuditDataset(Dataset):
     """Map-style dataset over a :class:`SampleTable`, optionally restricted to ``indices``.
 
     ``__getitem__`` never raises on a bad image: it returns the error so that the
-    collate step can apply ``on_bad_image`` with the sample named.
+    collate step can apply ``on_bad_image`` with the sample named. This holds in
+    DataLoader workers too. An image whose header announces more than
+    ``max_pixels`` pixels (``data.max_image_pixels``) is a bad image, refused
+    before it is decoded, as is one Pillow itself refuses as a decompression bomb.
     """
 
-    def __init__(self, table: SampleTable, model_cfg: ModelConfig, indices: Sequence[int] | None = None):
+    def __init__(
+        self,
+        table: SampleTable,
+        model_cfg: ModelConfig,
+        indices: Sequence[int] | None = None,
+        *,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    ):
         self.table = table
         self.size = tuple(model_cfg.input_size)
         self.geometry = Geometry.of(model_cfg)
         self.channels = model_cfg.channels
         self.indices = list(range(len(table))) if indices is None else list(indices)
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -316,7 +392,13 @@ class AuditDataset(Dataset):
                 arr = arr.astype(np.float32)
                 _check_unit_range(arr, f"{self.table.npz_images.dtype} pixels")
             return to_tensor(arr, channels=self.channels, geometry=self.geometry)
-        with Image.open(self.table.paths[i]) as img:
+        with _pillow_pixel_limit(self.max_pixels), Image.open(self.table.paths[i]) as img:
+            width, height = img.size
+            if width * height > self.max_pixels:
+                raise _ImageTooLarge(
+                    f"image is {width}x{height} = {width * height} pixels, more than data.max_image_pixels "
+                    f"({self.max_pixels}); refused before decoding"
+                )
             img.load()
             return pil_to_tensor(img, channels=self.channels, geometry=self.geometry)
 
@@ -329,8 +411,12 @@ class AuditDataset(Dataset):
             item["error"] = "image file not found"
         except UnidentifiedImageError:
             item["error"] = "not a readable image (corrupt or unknown format)"
-        except (OSError, ValueError, SyntaxError) as err:
-            item["error"] = f"cannot decode image ({err})"
+        except _ImageTooLarge as err:
+            item["error"] = str(err)
+        except Image.DecompressionBombError as err:
+            item["error"] = f"refused as a decompression bomb ({err})"
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error) as err:
+            item["error"] = f"cannot decode image ({str(err)[:200]})"
         return item
 
 

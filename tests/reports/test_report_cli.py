@@ -53,10 +53,12 @@ def test_report_then_verify(runner, tmp_path, results_file, key_dir_pw):
     assert (out / "results.json").read_bytes() == results_file.read_bytes()
     ok = runner.invoke(verify_command, [str(out), "--key", str(key_dir_pw)])
     assert ok.exit_code == 0 and ok.output.strip().endswith("VALID")
-    as_json = runner.invoke(verify_command, [str(out), "--format", "json"])
+    as_json = runner.invoke(verify_command, [str(out), "--key", str(key_dir_pw), "--format", "json"])
     assert json.loads(as_json.output)["valid"] is True
+    untrusted = runner.invoke(verify_command, [str(out), "--format", "json"])
+    assert untrusted.exit_code == 1 and json.loads(untrusted.output)["outcome"] == "UNTRUSTED"
     flip_byte(out / "report.html", 100)
-    bad = runner.invoke(verify_command, [str(out)])
+    bad = runner.invoke(verify_command, [str(out), "--key", str(key_dir_pw)])
     assert bad.exit_code == 1 and "INVALID: report.html" in bad.output
 
 
@@ -154,7 +156,7 @@ def test_report_carries_model_and_dataset_subjects_when_digests_match(runner, tm
     names = _subject_names(out)
     assert "model:model.pt" in names and not any(n.startswith("dataset:") for n in names)
     assert "sha256 differs" in result.output
-    ok = runner.invoke(verify_command, [str(out), "--subject", f"model.pt={model}"])
+    ok = runner.invoke(verify_command, [str(out), "--key", str(key_dir_pw), "--subject", f"model.pt={model}"])
     assert ok.exit_code == 0, ok.output
 
 
@@ -178,6 +180,7 @@ def test_verify_subject_with_the_attested_prefixless_name(runner, tmp_path, sign
     model.write_bytes(b"model bytes" * 10)
     results = json.loads((signed_report / "results.json").read_text())
     keygen(tmp_path / "k")
+    (signed_report / "report.pdf").unlink()  # signed by another key set: it would make the folder invalid
     write_reports(
         signed_report, results, formats=("html",), sign_key=tmp_path / "k", extra_subjects={"model:weights.pt": model}
     )
@@ -187,15 +190,64 @@ def test_verify_subject_with_the_attested_prefixless_name(runner, tmp_path, sign
             base64.b64decode(json.loads((signed_report / "attestation.dsse.json").read_text())["payload"])
         )["subject"]
     ]
-    ok = runner.invoke(verify_command, [str(signed_report), "--subject", f"weights.pt={model}"])
+    ok = runner.invoke(
+        verify_command, [str(signed_report), "--key", str(tmp_path / "k"), "--subject", f"weights.pt={model}"]
+    )
     assert ok.exit_code == 0, ok.output
     assert "model:weights.pt: sha256 matches" in ok.output
-    full = runner.invoke(verify_command, [str(signed_report), "--subject", f"model:weights.pt={model}"])
+    full = runner.invoke(
+        verify_command, [str(signed_report), "--key", str(tmp_path / "k"), "--subject", f"model:weights.pt={model}"]
+    )
     assert full.exit_code == 0, full.output
-    unknown = runner.invoke(verify_command, [str(signed_report), "--subject", f"model.pt={model}"])
+    unknown = runner.invoke(
+        verify_command, [str(signed_report), "--key", str(tmp_path / "k"), "--subject", f"model.pt={model}"]
+    )
     assert unknown.exit_code == 2 and "no attested subject" in unknown.output
-    missing = runner.invoke(verify_command, [str(signed_report), "--subject", f"weights.pt={tmp_path / 'nope.pt'}"])
+    missing = runner.invoke(
+        verify_command,
+        [str(signed_report), "--key", str(tmp_path / "k"), "--subject", f"weights.pt={tmp_path / 'nope.pt'}"],
+    )
     assert missing.exit_code == 2 and "no such file" in missing.output
     flip_byte(model, 3)
-    bad = runner.invoke(verify_command, [str(signed_report), "--subject", f"weights.pt={model}"])
+    bad = runner.invoke(
+        verify_command, [str(signed_report), "--key", str(tmp_path / "k"), "--subject", f"weights.pt={model}"]
+    )
     assert bad.exit_code == 1 and "model:weights.pt" in bad.output
+
+
+def test_report_refuses_a_world_readable_unencrypted_key(runner, tmp_path, results_file, key_dir):
+    import shutil
+
+    keys = tmp_path / "keys"
+    shutil.copytree(key_dir, keys)
+    (keys / "attestation.key.pem").chmod(0o644)
+    out = tmp_path / "out"
+    result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--sign-key", str(keys)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "chmod 600" in result.output
+    assert not out.exists()
+
+
+def test_keygen_subject_prints_fingerprints(runner, tmp_path):
+    out = tmp_path / "keys"
+    result = runner.invoke(keygen_command, ["--out", str(out), "--subject", "CN=Jane Doe,O=Acme"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("fingerprint: sha256:") == 2 and "public" in result.output
+    bad = runner.invoke(keygen_command, ["--out", str(tmp_path / "k2"), "--subject", "O=Acme"])
+    assert bad.exit_code == 2 and "needs a CN" in bad.output
+
+
+def test_verify_cli_trust_options(runner, signed_report, key_dir_pw, tmp_path):
+    trust = key_dir_pw / "public" / "trust.txt"
+    assert runner.invoke(verify_command, [str(signed_report), "--trust", str(trust)]).exit_code == 0
+    env_ok = runner.invoke(verify_command, [str(signed_report)], env={"CVAUDIT_TRUST": str(trust)})
+    assert env_ok.exit_code == 0 and env_ok.output.strip().endswith("VALID")
+    untrusted = runner.invoke(verify_command, [str(signed_report)], env={"CVAUDIT_TRUST": ""})
+    assert untrusted.exit_code == 1 and "UNTRUSTED" in untrusted.output
+    assert "\nVALID" not in untrusted.output
+    intact = runner.invoke(verify_command, [str(signed_report), "--allow-untrusted"], env={"CVAUDIT_TRUST": ""})
+    assert intact.exit_code == 0 and intact.output.strip().splitlines()[-1].startswith("INTACT")
+    both = runner.invoke(verify_command, [str(signed_report), "--allow-untrusted", "--trust", str(trust)])
+    assert both.exit_code == 2 and "contradicts" in both.output
+    missing = runner.invoke(verify_command, [str(signed_report), "--trust", str(tmp_path / "none.txt")])
+    assert missing.exit_code == 2 and "none.txt" in missing.output

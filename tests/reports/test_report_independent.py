@@ -85,3 +85,36 @@ def test_openssl_rejects_a_changed_payload(signed_report, tmp_path):
     envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     path.write_text(json.dumps(envelope))
     assert _openssl_verify(signed_report, tmp_path).returncode != 0
+
+
+def _openssl_sha256_der(args: list[str], path) -> str:
+    der = subprocess.run(
+        [_tool("openssl"), *args, "-in", str(path), "-outform", "DER"], capture_output=True, timeout=60
+    )
+    assert der.returncode == 0, der.stderr
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(der.stdout).hexdigest()
+
+
+def test_openssl_fingerprints_match_the_trust_file_and_the_keyid(signed_report, key_dir_pw):
+    """A reviewer can check the fingerprints the signer gave them with openssl alone."""
+    public = key_dir_pw / "public"
+    trust = (public / "trust.txt").read_text()
+    cert_fp = _openssl_sha256_der(["x509"], public / "pdf-signing.cert.pem")
+    key_fp = _openssl_sha256_der(["pkey", "-pubin"], public / "attestation.pub.pem")
+    assert f"{cert_fp}  pdf-certificate" in trust and f"{key_fp}  attestation-key" in trust
+    envelope = json.loads((signed_report / "attestation.dsse.json").read_text())
+    assert envelope["signatures"][0]["keyid"] == key_fp
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["predicate"]["signer"]["pdf_certificate"] == cert_fp
+
+
+def test_pdfsig_names_the_subject_given_to_keygen(tmp_path, small_results):
+    from reports import write_reports
+    from reports.keys import keygen
+
+    keygen(tmp_path / "k", subject="CN=Jane Doe,O=Acme Audit")
+    write_reports(tmp_path / "out", small_results, formats=("pdf",), sign_key=tmp_path / "k")
+    out = _pdfsig(tmp_path / "out" / "report.pdf")
+    assert "Signature is Valid." in out and "Jane Doe" in out

@@ -10,7 +10,19 @@ from conftest import PASSPHRASE
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from reports.keys import ATTESTATION_KEY, ATTESTATION_PUB, PDF_CERT, PDF_KEY, SigningError, keygen, load_signing_keys
+from reports.keys import (
+    ATTESTATION_KEY,
+    ATTESTATION_PUB,
+    PDF_CERT,
+    PDF_KEY,
+    PUBLIC_DIR,
+    TRUST_FILE,
+    KeyPermissionWarning,
+    SigningError,
+    attestation_key_of_certificate,
+    keygen,
+    load_signing_keys,
+)
 
 
 def _pem(key, passphrase=None) -> bytes:
@@ -110,4 +122,63 @@ def test_unsupported_attestation_key_type(own_keys):
 def test_garbage_key_file(own_keys):
     (own_keys / PDF_KEY).write_text("hello")
     with pytest.raises(SigningError, match="not a PEM private key"):
+        load_signing_keys(own_keys)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_unencrypted_key_readable_by_others_is_refused(own_keys, mode):
+    """Regression: a world-readable unencrypted private key signed without a word."""
+    (own_keys / PDF_KEY).chmod(mode)
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(own_keys)
+    message = _one_line(info)
+    assert f"mode {mode:04o}" in message and f"chmod 600 {own_keys / PDF_KEY}" in message
+
+
+def test_encrypted_key_readable_by_others_warns(key_dir_pw, tmp_path):
+    folder = tmp_path / "k"
+    shutil.copytree(key_dir_pw, folder)
+    (folder / ATTESTATION_KEY).chmod(0o644)
+    with pytest.warns(KeyPermissionWarning, match="chmod 600"):
+        keys = load_signing_keys(folder, PASSPHRASE)
+    assert len(keys.warnings) == 1 and ATTESTATION_KEY in keys.warnings[0]
+
+
+def test_keygen_subject_and_public_bundle(tmp_path):
+    files = keygen(tmp_path / "k", subject="CN=Jane Doe,O=Acme Audit,C=DE")
+    public = tmp_path / "k" / PUBLIC_DIR
+    assert [p.name for p in files[-3:]] == [PDF_CERT, ATTESTATION_PUB, TRUST_FILE] and all(
+        p.parent == public for p in files[-3:]
+    )
+    assert not [p for p in public.iterdir() if b"PRIVATE" in p.read_bytes()]
+    keys = load_signing_keys(tmp_path / "k")
+    assert keys.subject == "CN=Jane Doe,O=Acme Audit,C=DE"
+    assert attestation_key_of_certificate(keys.pdf_cert) == keys.attestation_key_id
+    trust = (public / TRUST_FILE).read_text()
+    assert f"{keys.certificate_fingerprint}  pdf-certificate" in trust
+    assert f"{keys.attestation_key_id}  attestation-key" in trust
+
+
+def test_default_subjects_tell_key_sets_apart(tmp_path):
+    """Regression: every key pair had the subject 'cvaudit report signer'."""
+    keygen(tmp_path / "a")
+    keygen(tmp_path / "b")
+    a, b = load_signing_keys(tmp_path / "a"), load_signing_keys(tmp_path / "b")
+    assert a.subject != b.subject
+    assert a.attestation_key_id.split(":")[1][:16] in a.subject
+
+
+@pytest.mark.parametrize(("subject", "message"), [("O=Acme", "needs a CN"), ("not a name", "not a distinguished name")])
+def test_keygen_bad_subject(tmp_path, subject, message):
+    with pytest.raises(SigningError, match=message):
+        keygen(tmp_path / "k", subject=subject)
+    assert not (tmp_path / "k").exists()
+
+
+def test_certificate_naming_another_attestation_key_is_refused(own_keys, tmp_path):
+    other = tmp_path / "other"
+    keygen(other)
+    for name in (ATTESTATION_KEY, ATTESTATION_PUB):
+        shutil.copy2(other / name, own_keys / name)
+    with pytest.raises(SigningError, match="not one key set"):
         load_signing_keys(own_keys)

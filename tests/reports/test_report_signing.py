@@ -54,7 +54,7 @@ def test_sign_pdf_in_place(tmp_path, key_dir_pw):
     sign_pdf(pdf, key_dir_pw, PASSPHRASE)
     after = pdf.read_bytes()
     assert after.startswith(before)  # an incremental update: the rendered bytes are untouched
-    assert verify(pdf).exit_code == 0
+    assert verify(pdf, key_dir=key_dir_pw).exit_code == 0
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -74,7 +74,7 @@ def test_sign_non_pdf_is_a_signing_error(tmp_path, key_dir):
         sign_pdf(bogus, key_dir)
 
 
-def test_signed_pdf_stays_pdf_1_7_for_pdf_a_3b(signed_report):
+def test_signed_pdf_stays_pdf_1_7_for_pdf_a_3b(signed_report, key_dir_pw):
     """pyHanko must not raise the catalogue to /Version /2.0 (PDF/A-3b is based on PDF 1.7)."""
     import re
 
@@ -82,4 +82,4 @@ def test_signed_pdf_stays_pdf_1_7_for_pdf_a_3b(signed_report):
     assert data.startswith(b"%PDF-1.7")
     assert not re.search(rb"/Version\s*/2\.0", data)
     assert b"/ESIC" in data and b"/ISO_" not in data
-    assert verify(signed_report / "report.pdf").exit_code == 0
+    assert verify(signed_report / "report.pdf", key_dir=key_dir_pw).exit_code == 0

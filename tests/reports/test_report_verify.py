@@ -1,102 +1,253 @@
-"""verify(): valid reports, every one-byte tampering, wrong keys and unusable input."""
+"""verify(): valid reports, every one-byte tampering, wrong keys, trust anchors and unusable input."""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 
 import pytest
 from conftest import flip_byte
 
-from reports.keys import ATTESTATION_KEY, ATTESTATION_PUB, PDF_KEY, keygen
+from reports import write_reports
+from reports.keys import ATTESTATION_KEY, ATTESTATION_PUB, PDF_CERT, PDF_KEY, keygen
+from reports.trust import load_anchors
 from reports.verify import verify
 
 
-def test_valid_folder(signed_report):
-    report = verify(signed_report)
-    assert report.exit_code == 0, report.to_text()
-    assert any("self-signed" in note for note in report.notes)
+@pytest.fixture
+def trusted(key_dir_pw):
+    """verify() with the fixture's key folder as the trust anchor."""
+
+    def run(path, **kwargs):
+        return verify(path, key_dir=key_dir_pw, **kwargs)
+
+    return run
+
+
+def _statement(folder) -> dict:
+    envelope = json.loads((folder / "attestation.dsse.json").read_text())
+    return json.loads(base64.b64decode(envelope["payload"]))
+
+
+def test_valid_folder(signed_report, trusted):
+    report = trusted(signed_report)
+    assert report.exit_code == 0 and report.outcome == "VALID", report.to_text()
+    assert report.to_text().splitlines()[-1] == "VALID"
     assert any("model.pt: not in the report folder" in note for note in report.notes)
+    assert [s.trusted for s in report.signers] == [True, True]
 
 
-def test_valid_with_public_key_folder_only(signed_report, key_dir_pw, tmp_path):
+def test_no_trust_anchor_is_untrusted_never_valid(signed_report):
+    """Regression: without an anchor, any key was accepted and verify printed VALID, exit 0."""
+    report = verify(signed_report)
+    assert report.exit_code == 1 and report.outcome == "UNTRUSTED"
+    text = report.to_text()
+    assert "VALID" not in text.replace("INVALID", "") and text.splitlines()[-1].startswith("UNTRUSTED")
+    fingerprints = {s.fingerprint for s in report.signers}
+    assert len(fingerprints) == 2 and all(fp in text for fp in fingerprints)
+
+
+def test_allow_untrusted_is_intact_not_valid(signed_report):
+    report = verify(signed_report, allow_untrusted=True)
+    assert report.exit_code == 0 and report.outcome == "INTACT" and not report.valid
+    assert "VALID" not in report.to_text().replace("INVALID", "")
+    tampered = signed_report / "junit.xml"
+    flip_byte(tampered, 10)
+    assert verify(signed_report, allow_untrusted=True).exit_code == 1
+
+
+def test_valid_with_public_bundle_only(signed_report, key_dir_pw, trusted):
+    (signed_report / ATTESTATION_PUB).unlink()  # the public key comes from --key
+    report = verify(signed_report, key_dir=key_dir_pw / "public")
+    assert report.exit_code == 0, report.to_text()
+
+
+def test_valid_with_copied_public_files(signed_report, key_dir_pw, tmp_path):
     public_only = tmp_path / "public"
     shutil.copytree(key_dir_pw, public_only)
     (public_only / PDF_KEY).unlink()
     (public_only / ATTESTATION_KEY).unlink()
-    (signed_report / ATTESTATION_PUB).unlink()  # the trusted key comes from --key
     report = verify(signed_report, key_dir=public_only)
     assert report.exit_code == 0, report.to_text()
-    assert not any("self-signed" in note for note in report.notes)
 
 
-def test_pdf_and_attestation_alone(signed_report):
-    assert verify(signed_report / "report.pdf").exit_code == 0
-    assert verify(signed_report / "attestation.dsse.json").exit_code == 0
+def test_trust_file_from_keygen(signed_report, key_dir_pw):
+    anchors = load_anchors(trust_files=[key_dir_pw / "public" / "trust.txt"])
+    assert verify(signed_report, anchors=anchors).exit_code == 0
 
 
-def test_extra_subject_checked_when_given(signed_report):
+def test_env_anchor(signed_report, key_dir_pw, tmp_path):
+    other = tmp_path / "other"
+    keygen(other)
+    anchors = load_anchors(env=f"{other / 'public' / 'trust.txt'}:{key_dir_pw / 'public'}")
+    assert verify(signed_report, anchors=anchors).exit_code == 0
+    only_other = load_anchors(env=str(other))
+    assert verify(signed_report, anchors=only_other).outcome == "UNTRUSTED"
+
+
+def test_certificate_alone_vouches_for_the_attestation_key(signed_report, key_dir_pw):
+    """The certificate names the attestation key, so trusting the certificate trusts both signatures."""
+    anchors = load_anchors(trust_files=[key_dir_pw / PDF_CERT])
+    report = verify(signed_report, anchors=anchors)
+    assert report.exit_code == 0, report.to_text()
+    assert "named by" in report.signers[1].why
+    # a lone attestation is trusted through the certificate's extension too
+    assert verify(signed_report / "attestation.dsse.json", anchors=anchors).exit_code == 0
+
+
+def test_attestation_key_alone_vouches_for_the_pdf(signed_report, key_dir_pw):
+    fingerprint = [
+        line for line in (key_dir_pw / "public" / "trust.txt").read_text().splitlines() if "attestation-key" in line
+    ]
+    trust = signed_report.parent / "att-only.txt"
+    trust.write_text(fingerprint[0] + "\n")
+    report = verify(signed_report, anchors=load_anchors(trust_files=[trust]))
+    assert report.exit_code == 0, report.to_text()
+    # the PDF alone carries nothing that names the attestation key's owner: untrusted
+    assert verify(signed_report / "report.pdf", anchors=load_anchors(trust_files=[trust])).outcome == "UNTRUSTED"
+
+
+def test_openssl_style_fingerprint_is_accepted(signed_report, key_dir_pw):
+    lines = (key_dir_pw / "public" / "trust.txt").read_text().splitlines()
+    cert_fp = next(line.split()[0] for line in lines if "pdf-certificate" in line)
+    digits = cert_fp.split(":")[1].upper()
+    trust = signed_report.parent / "openssl.txt"
+    trust.write_text("SHA256 Fingerprint=" + ":".join(digits[i : i + 2] for i in range(0, 64, 2)) + "\n")
+    assert verify(signed_report, anchors=load_anchors(trust_files=[trust])).exit_code == 0
+
+
+def test_pdf_and_attestation_alone(signed_report, trusted):
+    assert trusted(signed_report / "report.pdf").exit_code == 0
+    assert trusted(signed_report / "attestation.dsse.json").exit_code == 0
+
+
+def test_extra_subject_checked_when_given(signed_report, trusted):
     model = signed_report.parent / "derm-resnet50.pt"
-    assert verify(signed_report, subjects={"model.pt": model}).exit_code == 0
+    assert trusted(signed_report, subjects={"model.pt": model}).exit_code == 0
     flip_byte(model, 5)
-    report = verify(signed_report, subjects={"model.pt": model})
+    report = trusted(signed_report, subjects={"model.pt": model})
     assert report.exit_code == 1 and [c.file for c in report.failures] == ["model.pt"]
 
 
-@pytest.mark.parametrize("name", ["results.json", "predictions.csv", "junit.xml", "report.html"])
-def test_one_byte_changed_in_attested_file(signed_report, name):
+@pytest.mark.parametrize("name", ["predictions.csv", "junit.xml", "report.html"])
+def test_one_byte_changed_in_attested_file(signed_report, trusted, name):
     flip_byte(signed_report / name, len((signed_report / name).read_bytes()) // 2)
-    report = verify(signed_report)
+    report = trusted(signed_report)
     assert report.exit_code == 1
     assert [c.file for c in report.failures] == [name]
     assert name in report.to_text().splitlines()[-1]
 
 
+def test_results_json_changed_fails_twice(signed_report, trusted):
+    """results.json is checked against the attestation and against the copy inside the signed PDF."""
+    flip_byte(signed_report / "results.json", len((signed_report / "results.json").read_bytes()) // 2)
+    report = trusted(signed_report)
+    assert report.exit_code == 1
+    messages = [c.message for c in report.failures if c.file == "results.json"]
+    assert len(messages) == 2 and any("attached inside the signed report.pdf" in m for m in messages)
+
+
 @pytest.mark.parametrize("where", ["start", "middle", "signature", "end"])
-def test_one_byte_changed_in_pdf(signed_report, where):
+def test_one_byte_changed_in_pdf(signed_report, trusted, where):
     pdf = signed_report / "report.pdf"
     data = pdf.read_bytes()
     offset = {"start": 20, "middle": len(data) // 2, "end": -3, "signature": data.rindex(b"/Contents <") + 40}[where]
     flip_byte(pdf, offset)
-    alone = verify(pdf)
+    alone = trusted(pdf)
     assert alone.exit_code == 1, alone.to_text()
     assert alone.failures[0].file == "report.pdf"
-    assert verify(signed_report).exit_code == 1
+    assert trusted(signed_report).exit_code == 1
 
 
-def test_bytes_appended_to_pdf(signed_report):
+def test_bytes_appended_to_pdf(signed_report, trusted):
     pdf = signed_report / "report.pdf"
     pdf.write_bytes(pdf.read_bytes() + b"\n% appended\n")
-    report = verify(pdf)
+    report = trusted(pdf)
     assert report.exit_code == 1 and "whole file" in report.to_text()
 
 
 @pytest.mark.parametrize("offset", [10, 200, -40])
-def test_one_byte_changed_in_attestation(signed_report, offset):
+def test_one_byte_changed_in_attestation(signed_report, trusted, offset):
     flip_byte(signed_report / "attestation.dsse.json", offset)
-    report = verify(signed_report)
+    report = trusted(signed_report)
     assert report.exit_code == 1
     assert "attestation.dsse.json" in {c.file for c in report.failures}
 
 
-def test_attested_file_removed(signed_report):
+def test_keyid_must_be_the_attestation_key_fingerprint(signed_report, trusted):
+    path = signed_report / "attestation.dsse.json"
+    envelope = json.loads(path.read_text())
+    assert envelope["signatures"][0]["keyid"] == next(
+        s.fingerprint for s in trusted(signed_report).signers if s.kind == "attestation-key"
+    )
+    envelope["signatures"][0]["keyid"] = "sha256:" + "0" * 64
+    path.write_text(json.dumps(envelope))
+    report = trusted(signed_report)
+    assert report.exit_code == 1 and "keyid" in report.failures[0].message
+
+
+def test_attestation_names_the_pdf_certificate(signed_report, trusted):
+    statement = _statement(signed_report)
+    pdf_signer = next(s for s in trusted(signed_report).signers if s.kind == "pdf-certificate")
+    assert statement["predicate"]["signer"]["pdf_certificate"] == pdf_signer.fingerprint
+
+
+def test_attested_file_removed(signed_report, trusted):
     (signed_report / "junit.xml").unlink()
-    report = verify(signed_report)
+    report = trusted(signed_report)
     assert report.exit_code == 1 and report.failures[0].message == "attested report file is missing"
 
 
-def test_other_signer_is_rejected_with_key(signed_report, tmp_path):
+def test_other_signer_is_untrusted_with_key(signed_report, tmp_path):
     other = tmp_path / "other"
     keygen(other)
     report = verify(signed_report, key_dir=other)
-    assert report.exit_code == 1
-    assert {c.file for c in report.failures} == {"report.pdf", "attestation.dsse.json"}
+    assert report.exit_code == 1 and report.outcome in ("UNTRUSTED", "INVALID")
+    assert not report.valid
 
 
-def test_replaced_public_key_next_to_report_fails(signed_report, tmp_path):
+def test_replaced_public_key_next_to_report_fails(signed_report, trusted, tmp_path):
     other = tmp_path / "other"
     keygen(other)
     shutil.copy2(other / ATTESTATION_PUB, signed_report / ATTESTATION_PUB)
     assert verify(signed_report).exit_code == 1
+    assert trusted(signed_report).exit_code == 0  # --key's own public key is used, by the envelope's keyid
+
+
+def test_forged_report_signed_with_another_key(signed_report, key_dir_pw, tmp_path):
+    """Regression: edit a number, re-sign with key B: VALID, exit 0 without --key; now UNTRUSTED / not VALID."""
+    results = json.loads((signed_report / "results.json").read_text())
+    results["conditions"][0]["metrics"]["accuracy"] = 0.999
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    (forged / "results.json").write_text(json.dumps(results, indent=2))
+    key_b = tmp_path / "keyB"
+    keygen(key_b)
+    write_reports(forged, results, sign_key=key_b)
+    assert verify(forged).outcome == "UNTRUSTED" and verify(forged).exit_code == 1
+    against_a = verify(forged, key_dir=key_dir_pw)
+    assert against_a.exit_code == 1 and not against_a.valid
+    assert "not among the anchors" in against_a.to_text()
+
+
+def test_pdf_of_key_a_with_attestation_of_key_b_is_invalid(signed_report, key_dir_pw, tmp_path):
+    """Regression: a genuine PDF (key A) with an attestation by key B over an edited results.json was VALID."""
+    results = json.loads((signed_report / "results.json").read_text())
+    results["conditions"][0]["metrics"]["accuracy"] = 0.999
+    (signed_report / "results.json").write_text(json.dumps(results, indent=2))
+    key_b = tmp_path / "keyB"
+    keygen(key_b)
+    write_reports(
+        signed_report, results, formats=("html",), sign_key=key_b, attest_files=["results.json", "report.html"]
+    )
+    # even a reviewer who trusts both A and B must see that the two halves do not belong together
+    anchors = load_anchors(key_dirs=[key_dir_pw, key_b])
+    report = verify(signed_report, anchors=anchors)
+    assert report.exit_code == 1 and report.outcome == "INVALID", report.to_text()
+    text = report.to_text()
+    assert "different key sets" in text and "attached inside the signed report.pdf" in text
+    assert verify(signed_report).exit_code == 1 and verify(signed_report, key_dir=key_dir_pw).exit_code == 1
 
 
 def test_unsigned_pdf_is_invalid(tmp_path):
@@ -120,16 +271,35 @@ def test_unusable_inputs(signed_report, tmp_path):
     assert verify(signed_report, key_dir=tmp_path / "nokeys").exit_code == 2
 
 
-def test_report_as_dict(signed_report):
-    data = verify(signed_report).to_dict()
-    assert data["valid"] and data["exit_code"] == 0 and len(data["checks"]) == 7
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("sha256:1234\n", "not a SHA-256 fingerprint"),
+        ("# only a comment\n", "no fingerprint"),
+        ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "private key"),
+        ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "cannot be parsed"),
+    ],
+)
+def test_bad_trust_file_is_an_error(tmp_path, content, message):
+    from reports.keys import SigningError
+
+    path = tmp_path / "trust.txt"
+    path.write_text(content)
+    with pytest.raises(SigningError, match=message):
+        load_anchors(trust_files=[path])
 
 
-def test_deleted_attestation_next_to_signed_pdf_is_invalid(signed_report):
+def test_report_as_dict(signed_report, trusted):
+    data = trusted(signed_report).to_dict()
+    assert data["valid"] and data["exit_code"] == 0 and data["outcome"] == "VALID" and len(data["signers"]) == 2
+    assert len(data["checks"]) == 9
+
+
+def test_deleted_attestation_next_to_signed_pdf_is_invalid(signed_report, trusted):
     """B1: removing attestation.dsse.json must not hide changes to the other files."""
     (signed_report / "attestation.dsse.json").unlink()
-    flip_byte(signed_report / "results.json", 40)
-    report = verify(signed_report)
+    flip_byte(signed_report / "junit.xml", 40)
+    report = trusted(signed_report)
     assert report.exit_code == 1, report.to_text()
     failure = next(c for c in report.failures if c.file == "attestation.dsse.json")
     for name in ("results.json", "report.html", "predictions.csv", "junit.xml"):
@@ -137,10 +307,10 @@ def test_deleted_attestation_next_to_signed_pdf_is_invalid(signed_report):
     assert "report.pdf" not in [c.file for c in report.failures]
 
 
-def test_only_public_key_left_is_invalid_not_unusable(signed_report):
+def test_only_public_key_left_is_invalid_not_unusable(signed_report, trusted):
     for name in ("attestation.dsse.json", "report.pdf"):
         (signed_report / name).unlink()
-    report = verify(signed_report)
+    report = trusted(signed_report)
     assert report.exit_code == 1 and report.failures[0].file == "attestation.dsse.json"
 
 
