@@ -38,7 +38,6 @@ import datetime as dt
 import functools
 import math
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ from markupsafe import Markup, escape
 
 from audit.contract.load import parse_results
 from audit.contract.results import Results
-from audit.contract.text import neutralise
+from audit.contract.text import bidi_isolate, has_rtl, neutralise
 from reports import plots
 from reports.breaking_points_view import breaking_point_view
 
@@ -164,13 +163,7 @@ def _environment() -> jinja2.Environment:
 #: Marks a user value inside a sentence built here (private-use code points, never in the output).
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _MARKED = re.compile(re.escape(str(escape(_OPEN))) + "(.*?)" + re.escape(str(escape(_CLOSE))), re.DOTALL)
-_RTL_CLASSES = frozenset({"R", "AL", "AN"})
 _RAW_TEXT_ELEMENTS = ("title", "style", "script", "textarea")
-
-
-def _has_rtl(text: str) -> bool:
-    """Whether ``text`` holds a right-to-left letter or an Arabic digit (which can reorder its neighbours)."""
-    return any(unicodedata.bidirectional(ch) in _RTL_CLASSES for ch in text if ord(ch) >= 0x0590)
 
 
 def user(value: Any) -> str:
@@ -197,7 +190,7 @@ def isolate(value: Any) -> Any:
             .replace(str(escape(_OPEN)), "")
             .replace(str(escape(_CLOSE)), "")
         )
-    return Markup(f"<bdi>{safe}</bdi>") if _has_rtl(text) else Markup(safe)
+    return Markup(f"<bdi>{safe}</bdi>") if has_rtl(text) else Markup(safe)
 
 
 def _finalize(value: Any) -> Any:
@@ -205,7 +198,7 @@ def _finalize(value: Any) -> Any:
     if isinstance(value, Markup) or not isinstance(value, str):
         return value
     text = value.replace(_OPEN, "").replace(_CLOSE, "")
-    return f"\u2068{text}\u2069" if _has_rtl(text) else text
+    return bidi_isolate(text)
 
 
 class IsolateText(jinja2.ext.Extension):

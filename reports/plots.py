@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from audit.contract.text import bidi_isolate
+
 __all__ = ["Bar", "Series", "bar_chart_ci", "contrast_ratio", "heatmap", "line_chart", "reliability_diagram"]
 
 # Every colour has a contrast of at least 3:1 against white (WCAG 2.2, 1.4.11 non-text contrast).
@@ -72,11 +74,20 @@ def _text(x: float, y: float, content: object, *, size: float = 10, anchor: str 
     )
 
 
+def _isolates_as_references(markup: str) -> str:
+    """The isolates :func:`bidi_isolate` put around right-to-left labels, written as character references.
+
+    Users' own bidirectional controls were removed before a label reaches a chart; the ones left are this
+    module's, and writing them as ``&#x2068;`` keeps the page's source free of invisible characters.
+    """
+    return markup.replace("\u2068", "&#x2068;").replace("\u2069", "&#x2069;")
+
+
 def _svg(width: float, height: float, body: list[str], alt: str) -> Markup:
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" class="chart">'
-        f"<title>{escape(alt)}</title>"
+        f"<title>{_isolates_as_references(str(escape(alt)))}</title>"
     )
     return Markup(head + "".join(body) + "</svg>")
 
@@ -203,7 +214,7 @@ def line_chart(
         body.append(_text(lx + 28, ly + 3.5, _shorten(s.label, 34), size=9))
     words = x_words or {}
     lines = [
-        f"{s.label}: {y_label} "
+        f"{bidi_isolate(s.label)}: {y_label} "
         + ", ".join(
             f"{_pct1(float(y))} {words.get(float(x)) or f'{x_prefix} {_tick(x)}'}"
             for x, y in sorted((float(x), y) for x, y in s.points if y is not None)
@@ -357,7 +368,7 @@ def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_wid
     body.append(f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#555"/>')
     described = []
     for bar in bars:
-        text = f"{bar.label}: accuracy {_pct1(bar.value)}"
+        text = f"{bidi_isolate(bar.label)}: accuracy {_pct1(bar.value)}"
         if bar.value is not None and bar.lo is not None and bar.hi is not None:
             text += f" (95% interval {_pct1(bar.lo)} to {_pct1(bar.hi)})"
         if bar.n is not None:
@@ -436,14 +447,14 @@ def heatmap(
 
 
 def _describe_confusion_row(names: Sequence[str], i: int, row: Sequence[int], *, full: bool) -> str:
-    head = f"true {names[i]}, {sum(row)} images: "
+    head = f"true {bidi_isolate(names[i])}, {sum(row)} images: "
     if full:
-        return head + ", ".join(f"{count} predicted {names[j]}" for j, count in enumerate(row))
+        return head + ", ".join(f"{count} predicted {bidi_isolate(names[j])}" for j, count in enumerate(row))
     errors = [(count, j) for j, count in enumerate(row) if j != i and count > 0]
     text = head + f"{row[i]} predicted correctly"
     if errors:
         count, j = max(errors, key=lambda e: (e[0], -e[1]))
-        text += f", most often mistaken for {names[j]} ({count} images)"
+        text += f", most often mistaken for {bidi_isolate(names[j])} ({count} images)"
     return text
 
 

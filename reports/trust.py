@@ -92,7 +92,7 @@ class TrustAnchors:
 def normalise_fingerprint(text: str) -> str | None:
     """``sha256:<hex>``, ``SHA256:AB:CD:...`` or bare hex -> ``sha256:<lower hex>``; None if not SHA-256.
 
-    >>> normalise_fingerprint("AB:" * 31 + "AB")[:12]
+    >>> normalise_fingerprint("AB:" * 31 + "AB")[:11]
     'sha256:abab'
     """
     value = text.strip()

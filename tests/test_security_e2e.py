@@ -66,7 +66,7 @@ OSC = "\x1b]0;owned\x07"
 def test_terminal_output_carries_no_escape_sequences(workspace):
     """Regression: an OSC title sequence from the data reached the terminal."""
     manifest = workspace / "manifest.csv"
-    manifest.write_text(manifest.read_text().replace(",A,", f",A{OSC}[bold],"))
+    manifest.write_text(manifest.read_text().replace(",B,", f",B{OSC}[bold],"))  # B: the worst group at night@5
     out = workspace / "out"
     result = CliRunner().invoke(main, ["run", str(write_config(workspace)), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output

@@ -100,12 +100,12 @@ def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text
         label = c["id"] + (" (probe)" if c.get("probe") else "")
         worst = "" if g is None else f"{g['attribute']}={g['worst_group']} ({pp(g['accuracy_gap'])})"
         table.add_row(
-            neutralise(label),
+            plain(label),
             str(m["n"]),
             rate(m.get("accuracy")),
             interval(m.get("accuracy_ci")),
             rate(m.get("ece")),
-            neutralise(worst),
+            plain(worst),
         )
     console.print(table)
     for line in failure_lines(results):

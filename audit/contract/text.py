@@ -10,8 +10,9 @@ and cannot act.
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["BIDI_CONTROLS", "neutralise", "spreadsheet_safe"]
+__all__ = ["BIDI_CONTROLS", "bidi_isolate", "has_rtl", "neutralise", "spreadsheet_safe"]
 
 #: Unicode bidirectional embedding, override and isolate controls (and the marks).
 BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -62,3 +63,21 @@ def spreadsheet_safe(value: object) -> str:
     if text.startswith(_FORMULA_START):
         text = "'" + text
     return neutralise(text, keep_newlines=True)
+
+
+_RTL_CLASSES = frozenset({"R", "AL", "AN"})
+
+
+def has_rtl(text: str) -> bool:
+    """Whether ``text`` holds a right-to-left letter or an Arabic digit (which can reorder its neighbours)."""
+    return any(unicodedata.bidirectional(ch) in _RTL_CLASSES for ch in text if ord(ch) >= 0x0590)
+
+
+def bidi_isolate(text: str) -> str:
+    """``text`` between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE when it holds right-to-left text,
+    for plain text (attribute values, SVG titles) where ``<bdi>`` cannot stand.
+
+    >>> bidi_isolate("camera A") == "camera A", bidi_isolate("\u05e9\u05dc") == "\u2068\u05e9\u05dc\u2069"
+    (True, True)
+    """
+    return f"\u2068{text}\u2069" if has_rtl(text) else text
