@@ -57,12 +57,13 @@ from cryptography.exceptions import InvalidSignature
 
 from audit.contract.digest import sha256_file
 from audit.contract.errors import echo
+from audit.contract.load import ResultsError, parse_results
 from reports.attestation import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE, pae
 from reports.keys import ATTESTATION_PUB, SigningError, attestation_key_of_certificate, key_id
 from reports.keys import load_attestation_public_key as _load_public_key
 from reports.trust import TrustAnchors, load_anchors
 
-__all__ = ["Check", "Signer", "VerifyReport", "verify"]
+__all__ = ["Check", "SignedResults", "Signer", "VerifyReport", "verify"]
 
 PDF_FILE = "report.pdf"
 RESULTS_FILE = "results.json"
@@ -81,6 +82,35 @@ class Check:
     file: str
     ok: bool
     message: str
+
+
+@dataclass(frozen=True)
+class SignedResults:
+    """What the signed results.json says, read through :func:`audit.contract.parse_results`.
+
+    Attributes:
+        source: The file read (the folder's results.json, or the copy attached inside the PDF).
+        schema_version: Its ``schema_version``.
+        policy: The policy it was judged against.
+        verdict: ``"pass"`` or ``"fail"``.
+        blocking_failures: The ids that failed the verdict.
+    """
+
+    source: str
+    schema_version: str
+    policy: str
+    verdict: str
+    blocking_failures: tuple[str, ...]
+
+    def to_text(self) -> str:
+        """One line: the signed verdict, its policy and its blocking failures."""
+        failures = (
+            f"{len(self.blocking_failures)} blocking failure(s)" if self.blocking_failures else "no blocking failure"
+        )
+        return (
+            f"signed results: verdict {self.verdict.upper()} under policy {echo(self.policy)} "
+            f"({failures}; schema {self.schema_version}; {self.source})"
+        )
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,8 @@ class VerifyReport:
         anchored: Whether any trust anchor was given.
         allow_untrusted: Whether an intact report with no anchor given may
             exit 0 (outcome ``INTACT``).
+        results: What the signed results.json says, when the report is
+            intact and carries one; ``None`` otherwise.
     """
 
     path: Path
@@ -129,6 +161,7 @@ class VerifyReport:
     unusable: str | None = None
     anchored: bool = False
     allow_untrusted: bool = False
+    results: SignedResults | None = None
 
     @property
     def intact(self) -> bool:
@@ -191,6 +224,15 @@ class VerifyReport:
                 for s in self.signers
             ],
             "notes": list(self.notes),
+            "results": None
+            if self.results is None
+            else {
+                "source": self.results.source,
+                "schema_version": self.results.schema_version,
+                "policy": self.results.policy,
+                "verdict": self.results.verdict,
+                "blocking_failures": list(self.results.blocking_failures),
+            },
         }
 
     def to_text(self) -> str:
@@ -204,6 +246,8 @@ class VerifyReport:
             for s in self.signers
         ]
         lines += [f"note: {n}" for n in self.notes]
+        if self.results is not None:
+            lines.append(self.results.to_text())
         outcome = self.outcome
         if outcome == "INVALID":
             lines.append("INVALID: " + ", ".join(sorted({c.file for c in self.failures})))
@@ -290,6 +334,7 @@ def verify(
         if target.is_dir() and pdf is not None:
             _compare_attached_results(target, acc)
         _check_binding(acc)
+        signed = _read_signed_results(target, pdf, acc)
         signers = _judge_trust(acc, trust)
     except SigningError as exc:
         return VerifyReport(path=target, unusable=str(exc))
@@ -302,6 +347,7 @@ def verify(
         notes=tuple(acc.notes),
         anchored=bool(trust),
         allow_untrusted=allow_untrusted,
+        results=signed,
     )
 
 
@@ -462,6 +508,41 @@ def _compare_attached_results(folder: Path, acc: _Acc) -> None:
             f"differs from the {RESULTS_FILE} attached inside the signed {PDF_FILE} "
             f"(folder sha256 {_sha(data)[:16]}..., attached sha256 {_sha(attached)[:16]}...)",
         )
+
+
+def _read_signed_results(target: Path, pdf: Path | None, acc: _Acc) -> SignedResults | None:
+    """Read the signed results through the one reader, once every integrity check has passed.
+
+    A changed or damaged report is not read (INVALID says which file). An intact
+    one whose results.json the reader rejects (another schema major version, a
+    key this version does not allow) is unusable input: one line naming the
+    file and the JSON path, exit 2.
+    """
+    if not acc.checks or not all(c.ok for c in acc.checks):
+        return None
+    here = target / RESULTS_FILE if target.is_dir() else None
+    if here is not None and here.is_file():
+        try:
+            data, source = here.read_bytes(), str(here)
+        except OSError as exc:
+            raise _Unusable(f"{here}: cannot be read ({exc.strerror})") from None
+    elif acc.attached_results is not None and pdf is not None:
+        data, source = acc.attached_results, f"{pdf} (attached {RESULTS_FILE})"
+    else:
+        return None
+    try:
+        results = parse_results(data, source=source)
+    except ResultsError as exc:
+        raise _Unusable(str(exc)) from None
+    if results.policy is None:
+        raise _Unusable(f"{source}: $.policy: required key is missing (results without a verdict were never final)")
+    return SignedResults(
+        source=source,
+        schema_version=results.schema_version,
+        policy=results.policy.name,
+        verdict=results.policy.verdict,
+        blocking_failures=tuple(results.policy.blocking_failures),
+    )
 
 
 def _sha(data: bytes) -> str:

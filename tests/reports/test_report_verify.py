@@ -7,9 +7,10 @@ import json
 import shutil
 
 import pytest
-from conftest import flip_byte
+from conftest import PASSPHRASE, flip_byte
 
 from reports import write_reports
+from reports.attestation import write_attestation
 from reports.keys import ATTESTATION_KEY, ATTESTATION_PUB, PDF_CERT, PDF_KEY, keygen
 from reports.trust import load_anchors
 from reports.verify import verify
@@ -120,6 +121,40 @@ def test_openssl_style_fingerprint_is_accepted(signed_report, key_dir_pw):
 def test_pdf_and_attestation_alone(signed_report, trusted):
     assert trusted(signed_report / "report.pdf").exit_code == 0
     assert trusted(signed_report / "attestation.dsse.json").exit_code == 0
+
+
+def test_signed_verdict_is_read_through_the_results_reader(signed_report, trusted, base_results):
+    """The reviewer sees which verdict was signed: from the folder's results.json, or the copy inside the PDF."""
+    policy = base_results["policy"]
+    for target, source in [(signed_report, "results.json"), (signed_report / "report.pdf", "attached results.json")]:
+        report = trusted(target)
+        assert report.outcome == "VALID" and report.results is not None and source in report.results.source
+        assert (report.results.verdict, report.results.policy) == (policy["verdict"], policy["name"])
+        assert report.results.blocking_failures == tuple(policy["blocking_failures"])
+        line = report.to_text().splitlines()[-2]
+        assert line.startswith(f"signed results: verdict {policy['verdict'].upper()} under policy ")
+        assert report.to_dict()["results"]["verdict"] == policy["verdict"]
+    flip_byte(signed_report / "results.json", 40)
+    assert trusted(signed_report).results is None  # a changed file is not read: INVALID names it
+
+
+def test_intact_report_with_results_this_version_cannot_read_is_unusable(signed_report, trusted, key_dir_pw):
+    """Signed by someone, intact, but its results.json is another schema major version: exit 2, one line."""
+    statement = _statement(signed_report)
+    (signed_report / "report.pdf").unlink()
+    results = json.loads((signed_report / "results.json").read_text())
+    results["schema_version"] = "9.0"
+    (signed_report / "results.json").write_text(json.dumps(results))
+    files = [
+        signed_report / s["name"] for s in statement["subject"] if s["name"] in statement["predicate"]["report_files"]
+    ]
+    files = [f for f in files if f.name != "report.pdf"]
+    predicate = {k: v for k, v in statement["predicate"].items() if k != "report_files"}
+    write_attestation(signed_report, files, None, predicate, key_dir_pw, PASSPHRASE)
+    report = trusted(signed_report)
+    assert report.exit_code == 2 and report.outcome == "UNUSABLE", report.to_text()
+    assert "results.json: $.schema_version: 9.0 is a newer major version" in report.to_text()
+    assert len(report.to_text().splitlines()) == 1
 
 
 def test_extra_subject_checked_when_given(signed_report, trusted):
