@@ -8,7 +8,8 @@ one real ``cvaudit demo`` run:
 - ``yaml`` with ``version:`` and ``rules:``: a policy, judged with ``cvaudit
   policy check`` against the demo's results.json;
 - ``bash``: each command (``\\``-continued lines joined), in the sandbox, whose
-  ``out/`` is the demo's output folder, ``keys/`` its signing keys,
+  ``out/`` is the demo's output folder, ``keys/`` its signing keys (and
+  ``trust.txt`` the reviewer's copy of ``keys/public/trust.txt``),
   ``config.yaml``, ``model.pt``, ``manifest.csv`` and ``images/`` its workspace,
   plus ``data/manifest.csv`` and ``models/model.pt`` as the examples name them;
 - ``python``: executed there; a block defining pytest tests is run by pytest
@@ -92,8 +93,9 @@ def sandbox(demo_run: Path, tmp_path_factory) -> Path:
     workspace = demo_run / "workspace"
     for item in ("config.yaml", "model.pt", "manifest.csv"):
         shutil.copy(workspace / item, box / item)
-    (box / "images").symlink_to(workspace / "images")
+    shutil.copytree(workspace / "images", box / "images")  # a copy: a symlink would leave the data root
     shutil.copytree(workspace / "keys", box / "keys")
+    shutil.copy(box / "keys" / "public" / "trust.txt", box / "trust.txt")  # what a reviewer keeps
     shutil.copytree(demo_run, box / "out", ignore=shutil.ignore_patterns("workspace"))
     (box / "data").mkdir()
     shutil.copy(workspace / "manifest.csv", box / "data" / "manifest.csv")
@@ -129,7 +131,8 @@ def test_every_block_is_run_or_says_why_not():
     for block in BLOCKS:
         if block.lang == "bash" and block.skip is None:
             for command in commands(block.text):
-                word = shlex.split(command)[0]
+                words = shlex.split(command, comments=True)
+                word = next(w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w))  # after VAR=value
                 assert word in RUNNABLE, f"{block.name}: {word!r} cannot run here; mark the block with a reason"
 
 
