@@ -1,4 +1,4 @@
-"""Counter-based Poisson bootstrap weights and percentile intervals.
+"""Counter-based Poisson bootstrap weights and bootstrap intervals.
 
 The Poisson bootstrap replaces "resample N items with replacement" by giving
 every sample an independent Poisson(1) weight in each replicate. Because each
@@ -119,3 +119,49 @@ def percentile_interval(replicates: Tensor, *, level: float = 0.95) -> list[floa
     alpha = (1.0 - level) / 2.0
     q = torch.quantile(values.cpu(), torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
     return [float(q[0]), float(q[1])]
+
+
+def bias_corrected_interval(replicates: Tensor, estimate: float, *, level: float = 0.95) -> list[float] | None:
+    """Percentile interval moved by the bootstrap estimate of the bias.
+
+    ``[q_lo - b, q_hi - b]`` with ``b = mean(replicates) - estimate``: for an
+    estimator that is unbiased for its target (the debiased squared calibration
+    error) while its replicates, drawn from the empirical distribution, are not
+    centred on it (the empirical distribution's own calibration error is the
+    biased plug-in value), this centres the interval on the estimate and keeps
+    the bootstrap's spread.
+
+    Args:
+        replicates: one statistic per replicate; non-finite values are dropped.
+        estimate: the statistic on the data.
+        level: coverage of the interval.
+
+    Returns:
+        ``[lo, hi]`` as floats, or None when no replicate is defined.
+
+    Shape:
+        replicates: (R,)
+    """
+    values = replicates.to(torch.float64)
+    values = values[torch.isfinite(values)]
+    interval = percentile_interval(values, level=level)
+    if interval is None:
+        return None
+    bias = float(values.mean()) - estimate
+    return [interval[0] - bias, interval[1] - bias]
+
+
+def percentile_intervals(replicates: Tensor, *, level: float = 0.95) -> list[list[float] | None]:
+    """:func:`percentile_interval` of every row (non-finite values dropped per row).
+
+    Shape:
+        replicates: (M, R) -> M intervals
+    """
+    values = replicates.to(torch.float64).cpu()
+    values = torch.where(torch.isfinite(values), values, torch.full_like(values, float("nan")))
+    alpha = (1.0 - level) / 2.0
+    q = torch.nanquantile(values, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64), dim=1)  # (2, M)
+    out: list[list[float] | None] = []
+    for lo, hi in zip(q[0].tolist(), q[1].tolist()):
+        out.append(None if lo != lo else [lo, hi])
+    return out

@@ -248,10 +248,12 @@ def test_bootstrap_interval_reproducible_and_covers():
     labels = torch.zeros(n, dtype=torch.long)
     probs = torch.tensor([[0.7, 0.3]]).repeat(n, 1)
     probs[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:80]] = torch.tensor([0.3, 0.7])
-    a = audit_metrics(probs, labels, n_bootstrap=400, seed=0)
+    a = audit_metrics(probs, labels, n_bootstrap=400, seed=0, interval="bootstrap")
     assert a["accuracy"] == p
-    assert a["accuracy_ci"] == audit_metrics(probs, labels, n_bootstrap=400, seed=0)["accuracy_ci"]
-    other = audit_metrics(probs, labels, n_bootstrap=400, seed=1)["accuracy_ci"]
+    assert (
+        a["accuracy_ci"] == audit_metrics(probs, labels, n_bootstrap=400, seed=0, interval="bootstrap")["accuracy_ci"]
+    )
+    other = audit_metrics(probs, labels, n_bootstrap=400, seed=1, interval="bootstrap")["accuracy_ci"]
     assert other != a["accuracy_ci"] and abs(other[0] - a["accuracy_ci"][0]) < 0.02
     lo, hi = a["accuracy_ci"]
     assert lo < p < hi
