@@ -372,7 +372,7 @@ def _power_summary(
         if kind == "gap":
             testable = tolerance > 0 and tolerance / max(se, 1e-12) >= _z(1 - alpha) + _z(0.5 + POWER / 2)
             needed = None
-            if proportions and tolerance > 0:
+            if proportions and tolerance > 0 and hardest.family in PROPORTION_METRICS:
                 q = min(max(p_bar, 1e-3), 1 - 1e-3)
                 needed = math.ceil(2 * q * (1 - q) * ((_z(1 - alpha) + _z(0.5 + POWER / 2)) / tolerance) ** 2)
             return None, testable, needed
@@ -388,7 +388,7 @@ def _power_summary(
         return detectable, None, None
     testable = detectable <= 2 * tolerance
     needed = None
-    if proportions:
+    if proportions and hardest.family in PROPORTION_METRICS:  # per-class rates have no "samples per group"
         q = p_bar if p_bar is not None else 0.5
         lo, hi = 2, 10**9
         while lo < hi:  # smallest equal group size whose detectable gap is at most 2τ

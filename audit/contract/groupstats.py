@@ -108,7 +108,7 @@ def _driver(
     """The largest (max - min over groups) of a per-class rate, and what drove it.
 
     Returns:
-        ``{value, class, rate, groups: [low, high], n: [low, high]}`` or None when no class
+        ``{value, class_index, rate, groups: [low, high], n: [low, high]}`` or None when no class
         has the rate defined in two groups. Ties go to the lower class, then TPR before FPR.
     """
     best: dict[str, Any] | None = None
@@ -123,10 +123,10 @@ def _driver(
             lo = int(defined[np.argmin(column[defined])])
             hi = int(defined[np.argmax(column[defined])])
             value = float(column[hi] - column[lo])
-            if best is None or value > best["value"] or (value == best["value"] and c < best["class"]):
+            if best is None or value > best["value"] or (value == best["value"] and c < best["class_index"]):
                 best = {
                     "value": value,
-                    "class": c,
+                    "class_index": c,
                     "rate": kind,
                     "groups": [str(names[lo]), str(names[hi])],
                     "n": [int(denominators[lo, c]), int(denominators[hi, c])],
@@ -157,7 +157,7 @@ def equalized_odds_driver(
     """The equalized-odds difference with the class, rate, groups and counts that produced it.
 
     Returns:
-        ``{value, class, rate ('tpr' | 'fpr'), groups: [low, high], n: [low, high]}`` or None.
+        ``{value, class_index, rate ("tpr" | "fpr"), groups: [low, high], n: [low, high]}`` or None.
     """
     if len(confusions) < 2:
         return None
@@ -184,7 +184,7 @@ def demographic_parity_driver(confusions: Sequence[Any], names: Sequence[str]) -
     """The demographic-parity difference with the class, groups and group sizes that produced it.
 
     Returns:
-        ``{value, class, rate: 'selection', groups: [low, high], n: [low, high]}`` or None.
+        ``{value, class_index, rate: "selection", groups: [low, high], n: [low, high]}`` or None.
     """
     if len(confusions) < 2:
         return None

@@ -29,11 +29,21 @@ import math
 from statistics import NormalDist
 from typing import Literal
 
-__all__ = ["CLOSED_FORM", "INTERVAL_METHODS", "clopper_pearson", "normal_quantile", "proportion_interval", "wilson"]
+__all__ = [
+    "CLOSED_FORM",
+    "CONFIDENCE_LEVEL",
+    "INTERVAL_METHODS",
+    "clopper_pearson",
+    "normal_quantile",
+    "proportion_interval",
+    "wilson",
+]
 
 IntervalMethod = Literal["wilson", "clopper-pearson", "bootstrap"]
 #: The values of ``evaluation.interval``.
 INTERVAL_METHODS: tuple[str, ...] = ("wilson", "clopper-pearson", "bootstrap")
+#: The coverage of every interval results.json holds (``evaluation.confidence_level``).
+CONFIDENCE_LEVEL = 0.95
 #: The methods computed from counts (the others come from bootstrap replicates).
 CLOSED_FORM: tuple[str, ...] = ("wilson", "clopper-pearson")
 

@@ -172,6 +172,7 @@ def test_attribute_glob_covers_every_attribute(results):
             "aggregate": "gap",
             "metric": "accuracy",
             "max": 0.03,
+            "test": "point",
         },
     )
     assert rule["status"] == "fail" and rule["group"] == "ink" and math.isclose(rule["observed"], 0.04)

@@ -25,12 +25,14 @@ from audit.contract.results.base import Node
 from audit.contract.results.conditions import (
     ConditionResult,
     ConfusionPair,
+    EarlyStop,
     ErrorTypes,
     GroupMetrics,
     GroupResult,
     Metrics,
     Reliability,
     ReliabilityBin,
+    StopDecision,
 )
 from audit.contract.results.identity import (
     DatasetInfo,
@@ -54,6 +56,8 @@ from audit.contract.results.summaries import (
     ErrorShiftPair,
     Exclusion,
     FairnessEntry,
+    GapTest,
+    RateDriver,
     RobustnessRow,
 )
 from audit.contract.results.verdict import Evaluation, Governance, GovernanceFinding, PolicyOutcome, RuleResult
@@ -69,6 +73,7 @@ __all__ = [
     "CorruptionSummary",
     "DatasetInfo",
     "DisparityRow",
+    "EarlyStop",
     "ErrorShift",
     "ErrorShiftPair",
     "ErrorTypes",
@@ -77,6 +82,7 @@ __all__ = [
     "Exclusion",
     "FairnessEntry",
     "GalleryItem",
+    "GapTest",
     "Governance",
     "GovernanceFinding",
     "GroupMetrics",
@@ -85,6 +91,7 @@ __all__ = [
     "ModelInfo",
     "PolicyOutcome",
     "Provenance",
+    "RateDriver",
     "Reliability",
     "ReliabilityBin",
     "ReportSettings",
@@ -92,6 +99,7 @@ __all__ = [
     "RobustnessRow",
     "RuleResult",
     "SkippedImage",
+    "StopDecision",
     "StressorInfo",
     "Tool",
 ]

@@ -148,7 +148,7 @@ def test_undefined_rates_follow_fairlearn_and_min_positives_leaves_them_out():
     assert math.isclose(summary["equalized_odds_difference"], expected, rel_tol=1e-12)
     driver = summary["equalized_odds_driver"]
     # class 2 in group b: TPR undefined -> 0 (fairlearn), which drives the difference
-    assert driver["class"] == 2 and driver["rate"] == "tpr" and driver["groups"][0] == "b" and driver["n"][0] == 0
+    assert driver["class_index"] == 2 and driver["rate"] == "tpr" and driver["groups"][0] == "b" and driver["n"][0] == 0
     left_out = fairness_summary(groups, min_group_size=1, min_positives=1)
     assert left_out["equalized_odds_difference"] < expected and left_out["min_positives"] == 1
     assert min(left_out["equalized_odds_driver"]["n"]) >= 1
