@@ -72,7 +72,7 @@ def describe(rule: MetricRule, e: Evaluation) -> str:
     outcome: TargetTest | None = e.test
     if outcome is None or outcome.decision is None or e.observed is None:
         return ""
-    statistic, kind = rule.difference  # type: ignore[misc]
+    kind = rule.difference[1]  # type: ignore[index]
     percent = f"{100 * rule.confidence:g}%"
     bound = f"{'max' if kind == 'gap' else 'min'} {rule.threshold:g}"
     pairs = f"{outcome.pairs} pair{'s' if outcome.pairs != 1 else ''}"
@@ -93,7 +93,7 @@ def describe(rule: MetricRule, e: Evaluation) -> str:
             text = f"shown to keep {bound} at {percent} (p = {p}, {pairs})"
         else:
             text = f"not shown to keep {bound} at {percent} (p = {p}, {pairs})"
-    if outcome.testable is False:
+    if outcome.testable is False and outcome.decision in ("no_evidence", "not_shown"):
         smallest = min((x.n for pair in outcome.all_pairs for x in (pair.low, pair.high)), default=None)
         if outcome.samples_needed is not None:
             text += f"; {kind} {bound} cannot be tested below about {outcome.samples_needed} samples per group" + (

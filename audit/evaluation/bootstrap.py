@@ -37,6 +37,11 @@ _POISSON_CDF = torch.tensor(
     [sum(math.exp(-1.0) / math.factorial(j) for j in range(k + 1)) for k in range(_POISSON_MAX + 1)],
     dtype=torch.float64,
 )
+# The inverse CDF on the 32-bit draw u itself: (u + 0.5) / 2**32 <= F(k)  <=>  u <= floor(F(k) 2**32 - 0.5)
+# (every step exact in float64), so no float conversion of the N x R draws is needed.
+_POISSON_THRESHOLDS = torch.floor(_POISSON_CDF * 2.0**32 - 0.5).to(torch.int64)
+# Draws are made in blocks of about this many weights, which keeps the temporaries in cache.
+_BLOCK = 1 << 16
 
 
 def _mul32(x, c: int):
@@ -87,11 +92,15 @@ def poisson_weights(sample_keys: Tensor, n_bootstrap: int, *, seed: int) -> Tens
     h2 = _mix32(_mix32(lo ^ s ^ _SECOND_SALT) ^ hi)
     reps = torch.arange(n_bootstrap, dtype=torch.int64, device=keys.device)
     g = _mix32(reps ^ _REPLICATE_SALT)
-    u32 = _mix32(_mix32(h1[:, None] ^ g[None, :]) ^ h2[:, None])
-    uniform = (u32.to(torch.float64) + 0.5) / 2.0**32  # strictly inside (0, 1)
-    cdf = _POISSON_CDF.to(keys.device)
-    # smallest k with u <= F(k): the inverse CDF of Poisson(1)
-    return torch.bucketize(uniform, cdf, right=False).to(torch.int64)
+    thresholds = _POISSON_THRESHOLDS.to(keys.device)
+    out = torch.empty((keys.shape[0], n_bootstrap), dtype=torch.int64, device=keys.device)
+    step = max(1, _BLOCK // max(n_bootstrap, 1)) if keys.device.type == "cpu" else max(keys.shape[0], 1)
+    for lo in range(0, keys.shape[0], step):
+        hi = lo + step
+        u32 = _mix32(_mix32(h1[lo:hi, None] ^ g[None, :]) ^ h2[lo:hi, None])
+        # smallest k with (u + 0.5) / 2**32 <= F(k): the inverse CDF of Poisson(1)
+        out[lo:hi] = torch.bucketize(u32, thresholds, right=False)
+    return out
 
 
 def percentile_interval(replicates: Tensor, *, level: float = 0.95) -> list[float] | None:

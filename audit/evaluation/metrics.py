@@ -23,13 +23,15 @@ Intervals (two-sided, coverage ``level``):
   (:mod:`audit.contract.intervals`: exact under any split, no seed), or
   ``bootstrap``: the percentile interval of the replicates (with 0 or N
   successes, where every replicate is equal, the Wilson interval instead);
-- ece_ci, brier_ci, nll_ci, macro_f1_ci, balanced_accuracy_ci: percentile
-  interval of the Poisson bootstrap (``audit.evaluation.bootstrap``);
-  macro_f1_ci and balanced_accuracy_ci need per-class replicate sums, kept
-  only up to :data:`CLASSWISE_BOOTSTRAP_MAX_CLASSES` classes (else None);
-- debiased_l2_ce_ci: the bootstrap interval of the debiased squared error moved
-  by its bootstrap bias (:func:`~audit.evaluation.bootstrap.bias_corrected_interval`),
-  then ``sqrt(max(., 0))`` of each end.
+- brier_ci, nll_ci, macro_f1_ci, balanced_accuracy_ci: percentile interval of
+  the Poisson bootstrap (``audit.evaluation.bootstrap``); macro_f1_ci and
+  balanced_accuracy_ci need per-class replicate sums, kept only up to
+  :data:`CLASSWISE_BOOTSTRAP_MAX_CLASSES` classes (else None);
+- ece_ci: the percentile interval moved by the bootstrap estimate of the bias
+  (:func:`~audit.evaluation.bootstrap.bias_corrected_interval`), its ends
+  clipped at 0: the plug-in ECE is biased upwards and its replicates more so;
+- debiased_l2_ce_ci: the same bias-corrected interval of the debiased squared
+  error, then ``sqrt(max(., 0))`` of each end.
 
 Slots: column g of ``slots`` gives each sample's slot in grouping g (column 0
 is the overall slot 0). Every state is a sum indexed by slot, so states merge
@@ -258,6 +260,10 @@ def _proportion_ci(
     return replicate_ci
 
 
+def _clip_low(interval: list[float] | None) -> list[float] | None:
+    return None if interval is None else [max(interval[0], 0.0), max(interval[1], 0.0)]
+
+
 def _sqrt_ends(interval: list[float] | None) -> list[float] | None:
     return None if interval is None else [max(interval[0], 0.0) ** 0.5, max(interval[1], 0.0) ** 0.5]
 
@@ -302,6 +308,7 @@ def _replicate_intervals(st: dict[str, Tensor], lo: int, hi: int, *, level: floa
             out[i][name] = ci
     for i in range(size):
         out[i]["ce2"] = ce2[i]
+        out[i]["ece_reps"] = rows["ece"][i]
         if classwise:
             out[i]["fnr"] = percentile_intervals(1.0 - recall[i], level=level)
             out[i]["fpr"] = percentile_intervals(fpr[i], level=level)
@@ -392,7 +399,7 @@ def _compute_slot(
             else None
         ),
         "ece": ece,
-        "ece_ci": boot.get("ece"),
+        "ece_ci": _clip_low(bias_corrected_interval(boot["ece_reps"], ece, level=level)) if "ece_reps" in boot else None,
         "debiased_l2_ce": debiased,
         "debiased_l2_ce_ci": (
             _sqrt_ends(bias_corrected_interval(ce2_reps, squared, level=level))

@@ -60,7 +60,7 @@ class Metrics(Node):
         description="plug-in expected calibration error of the top-label confidence: 15 equal-width bins (lo, hi], sum over bins of (n_b / n) |accuracy_b - confidence_b|; biased upwards (about 0.98/sqrt(n) for a perfectly calibrated model)"
     )
     ece_ci: Interval | None = Field(
-        description="95 % percentile Poisson-bootstrap interval of ece; it inherits ece's upward bias (it does not reach 0 for a calibrated model: see debiased_l2_ce_ci)"
+        description="95 % Poisson-bootstrap interval of ece, the percentile interval moved down by the bootstrap estimate of ece's bias (ends clipped at 0); it still rarely reaches 0 for a calibrated model: use debiased_l2_ce_ci to judge calibration"
     )
     debiased_l2_ce: Rate = Field(
         default=None,
