@@ -399,7 +399,9 @@ def _compute_slot(
             else None
         ),
         "ece": ece,
-        "ece_ci": _clip_low(bias_corrected_interval(boot["ece_reps"], ece, level=level)) if "ece_reps" in boot else None,
+        "ece_ci": _clip_low(bias_corrected_interval(boot["ece_reps"], ece, level=level))
+        if "ece_reps" in boot
+        else None,
         "debiased_l2_ce": debiased,
         "debiased_l2_ce_ci": (
             _sqrt_ends(bias_corrected_interval(ce2_reps, squared, level=level))
