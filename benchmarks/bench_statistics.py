@@ -48,22 +48,30 @@ def _covers(ci: np.ndarray, truth: float) -> np.ndarray:
 
 def intervals(datasets: int, replicates: int) -> str:
     lines = [
-        f"Coverage of the true accuracy (and mean width) over {datasets} simulated datasets per cell; "
-        f"bootstrap: {replicates} Poisson replicates, percentile interval as computed (cvaudit replaces a "
-        "degenerate one, at 0 or n correct, by Wilson).",
+        f"Coverage of the true accuracy p (and mean width) over {datasets} simulated datasets per cell, through "
+        f"cvaudit's `AuditStats` (one slot per dataset); exact: the coverage summed over the binomial distribution. "
+        f"Percentile bootstrap: {replicates} Poisson replicates, raw; `interval: bootstrap` is the same except "
+        "that an interval at 0 or n correct (every replicate equal, width 0) is replaced by Wilson's.",
         "",
-        "| p | n | Wilson (default) | Clopper-Pearson | percentile bootstrap | bootstrap degenerate |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| p | n | Wilson (default) | exact | Clopper-Pearson | exact | percentile bootstrap | degenerate "
+        "| `interval: bootstrap` |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in PS:
         for n in NS:
             r = sim.proportion_intervals(p, n, datasets, replicates=replicates)
             cells = []
-            for key in ("wilson", "clopper-pearson", "bootstrap"):
+            for key in ("wilson", "clopper-pearson"):
                 ci = r[key]
-                cells.append(f"{_covers(ci, p).mean():.3f} ({np.nanmean(ci[:, 1] - ci[:, 0]):.3f})")
-            degenerate = np.mean(r["bootstrap"][:, 1] - r["bootstrap"][:, 0] <= 0)
-            lines.append(f"| {p} | {n} | " + " | ".join(cells) + f" | {degenerate:.1%} |")
+                cells.append(f"{_covers(ci, p).mean():.3f} ({np.mean(ci[:, 1] - ci[:, 0]):.3f})")
+                cells.append(f"{sim.exact_coverage(p, n, key):.3f}")
+            boot = r["bootstrap"]
+            cells.append(f"{_covers(boot, p).mean():.3f} ({np.nanmean(boot[:, 1] - boot[:, 0]):.3f})")
+            degenerate = (r["k"] == 0) | (r["k"] == n)
+            cells.append(f"{degenerate.mean():.1%}")
+            used = np.where(degenerate[:, None], r["wilson"], boot)
+            cells.append(f"{_covers(used, p).mean():.3f} ({np.mean(used[:, 1] - used[:, 0]):.3f})")
+            lines.append(f"| {p} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -245,7 +253,38 @@ def sizes() -> str:
                 (r,) = gaptests.decide_targets([items], kind="gap", tolerance=tol, mode=mode)
                 cells.append(f"{r.samples_needed:,}" if r.samples_needed else "—")
             lines.append(f"| {tol} | {mode} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Images for an accuracy bound `judge: ci_lower, min: t` (Wilson) to pass a model whose accuracy is t + 0.05 "
+        "with 80 % probability (exact, over the binomial distribution):",
+        "",
+        "| t | images |",
+        "|---:|---:|",
+    ]
+    for t in (0.70, 0.80, 0.90, 0.94):
+        lines.append(f"| {t:.2f} | {_bound_size(t, t + 0.05):,} |")
     return "\n".join(lines)
+
+
+def _bound_size(threshold: float, true: float, power: float = 0.8) -> int:
+    """The smallest n with P(Wilson lower bound >= threshold) >= power when the accuracy is ``true``."""
+    from scipy.stats import binom
+
+    def smallest_passing_k(n: int) -> int | None:
+        if wilson(n, n)[0] < threshold:
+            return None
+        lo, hi = 0, n
+        while lo < hi:  # the Wilson lower bound grows with k
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if wilson(mid, n)[0] < threshold else (lo, mid)
+        return lo
+
+    n = 1
+    while True:
+        k = smallest_passing_k(n)
+        if k is not None and binom.sf(k - 1, n, true) >= power:
+            return n
+        n += 1
 
 
 def sequential(datasets: int, threshold: float = 0.8, n_max: int = 10_000, batch: int = 128) -> str:

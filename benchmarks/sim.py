@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audit.contract.intervals import clopper_pearson
+from audit.contract.intervals import clopper_pearson, proportion_interval
 from audit.evaluation import metrics as m
 
 CHUNK = 250  # datasets per AuditStats (memory: slots x replicates)
@@ -58,15 +58,27 @@ def proportion_intervals(
         _updates(stats, probs, labels, slot, key0 + start * n)
         key0 += d * n
         st = {name: getattr(stats, name).detach() for name in stats._names}
-        boots = m._replicate_intervals(st, 0, d, level=0.95)
+        boots = m._replicate_intervals(st, 0, d, level=0.95) if replicates else [{} for _ in range(d)]
         results = stats.compute()
         for i in range(d):
             k = int(results[i]["confusion"][0][0])
             out["k"].append(k)
             out["wilson"].append(results[i]["accuracy_ci"])
             out["clopper-pearson"].append(clopper_pearson(k, n))
-            out["bootstrap"].append(boots[i]["accuracy"] or [math.nan, math.nan])
+            out["bootstrap"].append(boots[i].get("accuracy") or [math.nan, math.nan])
     return {key: np.asarray(value, dtype=float) for key, value in out.items()}
+
+
+def exact_coverage(p: float, n: int, method: str) -> float:
+    """The coverage of a closed-form interval at (p, n), summed over the binomial distribution."""
+    from scipy.stats import binom
+
+    total = 0.0
+    for k in range(n + 1):
+        lo, hi = proportion_interval(k, n, method=method)
+        if lo <= p <= hi:
+            total += float(binom.pmf(k, n, p))
+    return total
 
 
 def synthetic_predictions(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -63,6 +64,29 @@ def _mix32(x):
     return x ^ (x >> 16)
 
 
+def _mix32_u32(x: np.ndarray) -> np.ndarray:
+    """:func:`_mix32` on a uint32 array, whose multiplication wraps modulo 2**32 by itself."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def _cpu_weights(h1: Tensor, h2: Tensor, g: Tensor) -> Tensor:
+    """The last two mixing rounds and the inverse CDF on the CPU, in uint32 blocks (the same numbers)."""
+    a, b, c = (t.numpy().astype(np.uint32) for t in (h1, h2, g))
+    thresholds = _POISSON_THRESHOLDS.numpy()[:-1].astype(np.uint32)  # F(20) * 2**32 exceeds every draw
+    out = np.empty((a.shape[0], c.shape[0]), dtype=np.int64)
+    step = max(1, _BLOCK // max(c.shape[0], 1))
+    with np.errstate(over="ignore"):
+        for lo in range(0, a.shape[0], step):
+            hi = lo + step
+            u32 = _mix32_u32(_mix32_u32(a[lo:hi, None] ^ c[None, :]) ^ b[lo:hi, None])
+            out[lo:hi] = np.searchsorted(thresholds, u32, side="left")
+    return torch.from_numpy(out)
+
+
 def poisson_weights(sample_keys: Tensor, n_bootstrap: int, *, seed: int) -> Tensor:
     """Draw Poisson(1) bootstrap weights keyed by sample, replicate and seed.
 
@@ -92,9 +116,11 @@ def poisson_weights(sample_keys: Tensor, n_bootstrap: int, *, seed: int) -> Tens
     h2 = _mix32(_mix32(lo ^ s ^ _SECOND_SALT) ^ hi)
     reps = torch.arange(n_bootstrap, dtype=torch.int64, device=keys.device)
     g = _mix32(reps ^ _REPLICATE_SALT)
+    if keys.device.type == "cpu":
+        return _cpu_weights(h1, h2, g)
     thresholds = _POISSON_THRESHOLDS.to(keys.device)
     out = torch.empty((keys.shape[0], n_bootstrap), dtype=torch.int64, device=keys.device)
-    step = max(1, _BLOCK // max(n_bootstrap, 1)) if keys.device.type == "cpu" else max(keys.shape[0], 1)
+    step = max(keys.shape[0], 1)
     for lo in range(0, keys.shape[0], step):
         hi = lo + step
         u32 = _mix32(_mix32(h1[lo:hi, None] ^ g[None, :]) ^ h2[lo:hi, None])
