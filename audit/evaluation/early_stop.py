@@ -19,8 +19,12 @@ it, as without early stopping.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import csv
+import heapq
+import tempfile
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +35,7 @@ from audit.contract.seeds import MASK63, derive_seed
 from audit.contract.sequential import confidence_bound, decide
 from audit.evaluation.groups import SlotLayout
 
-__all__ = ["StopMonitor", "stratified_order"]
+__all__ = ["StopMonitor", "sort_rows", "stratified_order"]
 
 
 def stratified_order(sample_keys: Sequence[int] | Tensor, strata: Sequence[Hashable], *, seed: int) -> list[int]:
@@ -259,3 +263,34 @@ class StopMonitor:
             "reason": reason,
             "decisions": decisions,
         }
+
+
+def sort_rows(path: Path, *, key: Callable[[list[str]], Any], chunk: int = 200_000) -> None:
+    """Sort a headerless CSV file by ``key`` in chunks of ``chunk`` rows (then a merge), in place.
+
+    The predictions rows of an early-stopped run come in evaluation order; this puts them back in
+    dataset order with memory bounded by ``chunk`` rows.
+    """
+    parts: list[Path] = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        while True:
+            rows = [row for _, row in zip(range(chunk), reader)]
+            if not rows:
+                break
+            rows.sort(key=key)
+            handle, name = tempfile.mkstemp(prefix="rows-", suffix=".csv", dir=path.parent)
+            with open(handle, "w", newline="", encoding="utf-8") as out:
+                csv.writer(out).writerows(rows)
+            parts.append(Path(name))
+    try:
+        files = [open(p, newline="", encoding="utf-8") for p in parts]  # noqa: SIM115 (closed below)
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerows(heapq.merge(*(csv.reader(f) for f in files), key=key))
+        finally:
+            for f in files:
+                f.close()
+    finally:
+        for p in parts:
+            p.unlink(missing_ok=True)

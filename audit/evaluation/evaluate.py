@@ -32,7 +32,7 @@ from audit.contract.errors import AuditError
 from audit.evaluation.bootstrap import poisson_weights
 from audit.evaluation.conditions import Condition
 from audit.evaluation.data import AuditDataset, SampleTable, make_loader
-from audit.evaluation.early_stop import StopMonitor
+from audit.evaluation.early_stop import StopMonitor, sort_rows
 from audit.evaluation.metrics import AuditStats
 from audit.evaluation.model import AuditModel
 
@@ -198,36 +198,6 @@ def evaluate(
         order = {c.id: i for i, c in enumerate(conditions)}
         sort_rows(predictions_path, key=lambda row: (int(row[0]), order[row[2]]))
     return state
-
-
-def sort_rows(path: Path, *, key: Callable[[list[str]], Any], chunk: int = 200_000) -> None:
-    """Sort a headerless CSV file by ``key`` in chunks of ``chunk`` rows (then a merge), in place."""
-    import heapq
-    import tempfile
-
-    parts: list[Path] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        while True:
-            rows = [row for _, row in zip(range(chunk), reader)]
-            if not rows:
-                break
-            rows.sort(key=key)
-            handle, name = tempfile.mkstemp(prefix="rows-", suffix=".csv", dir=path.parent)
-            with open(handle, "w", newline="", encoding="utf-8") as out:
-                csv.writer(out).writerows(rows)
-            parts.append(Path(name))
-    try:
-        files = [open(p, newline="", encoding="utf-8") for p in parts]  # noqa: SIM115 (closed below)
-        try:
-            with open(path, "w", newline="", encoding="utf-8") as fh:
-                csv.writer(fh).writerows(heapq.merge(*(csv.reader(f) for f in files), key=key))
-        finally:
-            for f in files:
-                f.close()
-    finally:
-        for p in parts:
-            p.unlink(missing_ok=True)
 
 
 def _record_bad_images(

@@ -214,3 +214,16 @@ def test_equalized_odds_rule_reports_the_n_that_drove_it_and_min_positives():
 def test_bad_test_settings_are_policy_errors(rule, key):
     with pytest.raises(PolicyError, match=f"key '{key}'"):
         policy_from_dict({"version": 1, "name": "t", "rules": [{"id": "r", **rule}]}, source="t.yaml")
+
+
+def test_a_tested_gap_of_a_metric_without_intervals_is_refused_before_the_run():
+    from audit.contract.plan import PlannedCondition, RunPlan
+    from policies.validate import validate_policy
+
+    plan = RunPlan("config.yaml", (PlannedCondition("clean"),), {"site": ("a", "b")}, intervals=frozenset({"accuracy"}))
+    rule = {"id": "r", "condition": "clean", "attribute": "site", "aggregate": "gap", "metric": "ece", "max": 0.05}
+    policy = policy_from_dict({"version": 1, "name": "t", "rules": [rule]}, source="t.yaml")
+    with pytest.raises(PolicyError, match="test 'detect' of a gap of 'ece' needs the groups' intervals"):
+        validate_policy(policy, plan)
+    point = policy_from_dict({"version": 1, "name": "t", "rules": [{**rule, "test": "point"}]}, source="t.yaml")
+    validate_policy(point, plan)  # the estimate needs no interval

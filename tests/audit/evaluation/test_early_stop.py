@@ -221,3 +221,18 @@ def test_early_stop_is_refused_under_torchrun():
 
     with pytest.raises(AuditError, match="evaluation.early_stop needs a single process"):
         _early_stop(None, None, None, None, None, None, None, [], None, 2)
+
+
+def test_sort_rows_puts_rows_back_in_dataset_order_in_chunks(tmp_path):
+    from audit.evaluation.early_stop import sort_rows
+
+    rows = [[str(i), f"s{i}", cond] for i in (7, 3, 9, 0, 3, 7, 1) for cond in ("night@1", "clean")][:11]
+    path = tmp_path / "part.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    order = {"clean": 0, "night@1": 1}
+    sort_rows(path, key=lambda r: (int(r[0]), order[r[2]]), chunk=3)
+    with open(path, newline="") as fh:
+        back = list(csv.reader(fh))
+    assert back == sorted(rows, key=lambda r: (int(r[0]), order[r[2]]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.csv"]  # no chunk file left behind
