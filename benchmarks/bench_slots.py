@@ -6,8 +6,11 @@ every image to one slot per grouping. The update adds into the persistent states
 number of slots; the states themselves grow with slots x replicates.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_slots.py
-    git show <commit>:audit/evaluation/metrics.py > /tmp/metrics_before.py   # the code before, to compare
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_slots.py --before /tmp/metrics_before.py
+    # the code before, with its own bootstrap weights, to compare:
+    mkdir -p /tmp/before && git show <commit>:audit/evaluation/bootstrap.py > /tmp/before/bootstrap_before.py
+    git show <commit>:audit/evaluation/metrics.py \
+        | sed 's/^from audit.evaluation.bootstrap import/from bootstrap_before import/' > /tmp/before/metrics_before.py
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_slots.py --before /tmp/before/metrics_before.py
 
 Each setting: 10 classes, batches of 128 float64 softmax rows, one torch thread, 5 warm-up
 batches then the median of 30 timed ones (the Poisson weights of the batch are drawn once and
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +46,7 @@ def _slots(num_slots: int, groupings: int, g: torch.Generator) -> torch.Tensor:
 
 
 def _load(path: Path):
+    sys.path.insert(0, str(path.parent))  # its own bootstrap module sits beside it
     spec = importlib.util.spec_from_file_location("metrics_before", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]

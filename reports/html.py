@@ -741,7 +741,7 @@ def _limitations(v: Mapping[str, Any], *, dropped_images: int) -> list[str]:
         " shift in the population.",
         "Subgroup attributes come from the data manifest; this tool did not check that they are correct or complete.",
         "Calibration errors use 15 equal-width bins; the ECE is biased upwards for small groups (a calibrated model"
-        " scores about 0.98/√N), the debiased calibration error is not.",
+        " scores of order 1/√N), the debiased calibration error is not.",
     ]
     if v["adversarial_chart"] is not None:
         out.append("Robust accuracy under attack is an upper bound: a stronger or different attack may lower it.")

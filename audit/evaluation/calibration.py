@@ -26,7 +26,8 @@ From per-bin ``count``, ``sum confidence`` and ``sum correct``:
   of ``a_b`` makes ``CE2`` an unbiased estimate of the squared L2 calibration
   error of the binned model (it may be negative); the reported value is
   ``sqrt(max(CE2, 0))``. The plug-in ECE of a perfectly calibrated model is
-  about 0.98 / sqrt(N) on average; the debiased value is about 0.
+  of order 1 / sqrt(N) on average (0.98 / sqrt(N) for typical confidences); the debiased
+  value is about 0.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class Metrics(Node):
         default=None, description="95 % interval of top_k_accuracy, by evaluation.interval like accuracy_ci"
     )
     ece: Rate = Field(
-        description="plug-in expected calibration error of the top-label confidence: 15 equal-width bins (lo, hi], sum over bins of (n_b / n) |accuracy_b - confidence_b|; biased upwards (about 0.98/sqrt(n) for a perfectly calibrated model)"
+        description="plug-in expected calibration error of the top-label confidence: 15 equal-width bins (lo, hi], sum over bins of (n_b / n) |accuracy_b - confidence_b|; biased upwards (of order 1/sqrt(n) for a perfectly calibrated model)"
     )
     ece_ci: Interval | None = Field(
         description="95 % Poisson-bootstrap interval of ece, the percentile interval moved down by the bootstrap estimate of ece's bias (ends clipped at 0); it still rarely reaches 0 for a calibrated model: use debiased_l2_ce_ci to judge calibration"
