@@ -49,9 +49,11 @@ def _condition(cid, stressor, severity, low, rng, keys):
     names = [("camera", "A"), ("camera", "B"), ("ink", "thin"), ("ink", "thick")] + [
         ("camera×ink", f"{c}×{i}") for c, i in GROUPS
     ]
-    pick = lambda m: {
-        k: v for k, v in m.items() if k not in ("reliability", "top_confusions") and not k.startswith("per_class")
-    }
+
+    def pick(m):
+        skip = ("reliability", "top_confusions")
+        return {k: v for k, v in m.items() if k not in skip and not k.startswith("per_class")}
+
     groups = [
         {"attribute": a, "value": v, "insufficient_data": False, "metrics": pick(m)}
         for (a, v), m in zip(names, out[1:])
