@@ -157,7 +157,8 @@ def run_audit(
             )
 
     shard = distributed.shard_indices(len(table), rank, world)
-    _warn_slot_memory(cfg, layout.num_slots, len(conditions), width)
+    if rank == 0:
+        _warn_slot_memory(cfg, layout.num_slots, len(conditions), width)
     order, monitor = shard, None
     if cfg.evaluation.early_stop:
         order, monitor = _early_stop(cfg, policy, plan, table, slots, keys_all, layout, shard, attack_indices, world)

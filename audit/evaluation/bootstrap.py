@@ -118,15 +118,14 @@ def poisson_weights(sample_keys: Tensor, n_bootstrap: int, *, seed: int) -> Tens
     g = _mix32(reps ^ _REPLICATE_SALT)
     if keys.device.type == "cpu":
         return _cpu_weights(h1, h2, g)
-    thresholds = _POISSON_THRESHOLDS.to(keys.device)
-    out = torch.empty((keys.shape[0], n_bootstrap), dtype=torch.int64, device=keys.device)
-    step = max(keys.shape[0], 1)
-    for lo in range(0, keys.shape[0], step):
-        hi = lo + step
-        u32 = _mix32(_mix32(h1[lo:hi, None] ^ g[None, :]) ^ h2[lo:hi, None])
-        # smallest k with (u + 0.5) / 2**32 <= F(k): the inverse CDF of Poisson(1)
-        out[lo:hi] = torch.bucketize(u32, thresholds, right=False)
-    return out
+    return _tensor_weights(h1, h2, g)
+
+
+def _tensor_weights(h1: Tensor, h2: Tensor, g: Tensor) -> Tensor:
+    """The last two mixing rounds and the inverse CDF in int64 tensors, on the keys' device (GPUs)."""
+    u32 = _mix32(_mix32(h1[:, None] ^ g[None, :]) ^ h2[:, None])
+    # smallest k with (u + 0.5) / 2**32 <= F(k): the inverse CDF of Poisson(1)
+    return torch.bucketize(u32, _POISSON_THRESHOLDS.to(h1.device), right=False)
 
 
 def percentile_interval(replicates: Tensor, *, level: float = 0.95) -> list[float] | None:

@@ -308,3 +308,18 @@ def test_bad_settings():
         AuditStats(num_classes=3, num_slots=1, top_k=4)
     with pytest.raises(ValueError, match="num_slots"):
         AuditStats(num_classes=3, num_slots=0)
+
+
+def test_cpu_and_device_weight_paths_draw_the_same_weights():
+    """The uint32 numpy path (CPU) and the int64 tensor path (other devices, run here on the CPU) agree."""
+    from audit.contract.seeds import derive_seed
+    from audit.evaluation import bootstrap as b
+
+    keys = torch.randint(0, 2**62, (300,), generator=torch.Generator().manual_seed(3))
+    derived = derive_seed(5, "bootstrap")
+    s = b._mix32(b._mix32((derived & b._MASK32) ^ b._SEED_SALT) ^ ((derived >> 32) & b._MASK32))
+    lo, hi = keys & b._MASK32, keys >> 32
+    h1, h2 = b._mix32(b._mix32(hi ^ s) ^ lo), b._mix32(b._mix32(lo ^ s ^ b._SECOND_SALT) ^ hi)
+    g = b._mix32(torch.arange(77, dtype=torch.int64) ^ b._REPLICATE_SALT)
+    assert torch.equal(b._tensor_weights(h1, h2, g), b._cpu_weights(h1, h2, g))
+    assert torch.equal(b._cpu_weights(h1, h2, g), poisson_weights(keys, 77, seed=5))
