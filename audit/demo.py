@@ -236,7 +236,7 @@ stressors:
 policy: demo
 evaluation:
   min_group_size: 30
-  n_bootstrap: 200
+  n_bootstrap: 1000
   attack_samples: 200
 report:
   formats: [html, pdf]

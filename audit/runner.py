@@ -178,6 +178,11 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
             )
 
     shard = distributed.shard_indices(len(table), rank, world)
+    if rank == 0:
+        _warn_slot_memory(cfg, layout.num_slots, len(conditions), width)
+    order, monitor = shard, None
+    if cfg.evaluation.early_stop:
+        order, monitor = _early_stop(cfg, policy, plan, table, slots, keys_all, layout, shard, attack_indices, world)
     settings = EvalSettings(
         seed=cfg.seed,
         batch_size=cfg.batch_size,
@@ -188,13 +193,15 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         on_bad_image=cfg.data.on_bad_image,
         gallery_mode=gallery_mode if rank == 0 else "none",
         attack_indices=attack_indices,
+        interval=cfg.evaluation.interval,
+        monitor=monitor,
     )
     work = distributed.shared_work_dir(outputs.work if outputs is not None else Path())
     tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
     state = evaluate(
         model=model,
         table=table,
-        dataset=AuditDataset(table, cfg.model, shard, max_pixels=cfg.data.max_image_pixels),
+        dataset=AuditDataset(table, cfg.model, order, max_pixels=cfg.data.max_image_pixels),
         conditions=conditions,
         slots=slots,
         keys=keys_all,
@@ -264,11 +271,76 @@ def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mod
             PlannedCondition(c.id, c.stressor_name, float(c.severity), c.model_aware, c.probe) for c in conditions
         ),
         attributes={g.name: tuple(g.values) for g in layout.groupings},
-        intervals=frozenset({"accuracy", "ece"}) if cfg.evaluation.n_bootstrap > 0 else frozenset(),
+        intervals=_intervals(cfg),
         top_k=cfg.evaluation.top_k is not None,
         sections=frozenset(sections),
         checks=frozenset(CHECKS) if attacks else frozenset(),
     )
+
+
+def _intervals(cfg: AuditConfig) -> frozenset[str]:
+    """The metrics the run gives an interval (``<metric>_ci``)."""
+    closed = {"accuracy"} | ({"top_k_accuracy"} if cfg.evaluation.top_k is not None else set())
+    if cfg.evaluation.n_bootstrap == 0:
+        return frozenset(closed)
+    return frozenset(closed | {"ece", "debiased_l2_ce", "brier", "nll", "macro_f1", "balanced_accuracy"})
+
+
+#: Above this many slots (the whole dataset, plus one per group and intersection value) the run warns
+#: with the memory its statistics will take (README, "Statistics").
+SLOT_WARNING = 256
+
+
+def _warn_slot_memory(cfg: AuditConfig, num_slots: int, num_conditions: int, num_classes: int) -> None:
+    if num_slots <= SLOT_WARNING:
+        return
+    from audit.cli.boundary import say
+    from audit.evaluation.metrics import state_bytes
+
+    per = state_bytes(
+        num_classes=num_classes,
+        num_slots=num_slots,
+        n_bootstrap=cfg.evaluation.n_bootstrap,
+        top_k=cfg.evaluation.top_k,
+        interval=cfg.evaluation.interval,
+    )
+    say(
+        f"cvaudit: warning: {num_slots} group slots (more than {SLOT_WARNING}): the statistics take "
+        f"{per / 2**20:.0f} MiB per condition, {per * num_conditions / 2**20:.0f} MiB for the {num_conditions} "
+        f"conditions (evaluation.n_bootstrap {cfg.evaluation.n_bootstrap} replicates; fewer intersections or "
+        "replicates take less)"
+    )
+
+
+def _early_stop(cfg, policy, plan, table, slots, keys_all, layout, shard, attack_indices, world):
+    """The stratified evaluation order and the stop monitor of ``evaluation.early_stop``."""
+    from audit.contract.intervals import CONFIDENCE_LEVEL
+    from audit.evaluation.early_stop import StopMonitor, stratified_order
+    from policies.early_stop import stop_targets
+
+    if world > 1:
+        raise AuditError(
+            f"evaluation.early_stop needs a single process (this run has {world}): turn it off under torchrun"
+        )
+    n_attrs = len(table.attributes)
+    strata = [tuple(slots[i, 1 : 1 + n_attrs].tolist()) + (table.labels[i],) for i in shard]
+    positions = stratified_order(keys_all[shard], strata, seed=cfg.seed)
+    order = [shard[p] for p in positions]
+    attacked = len(shard) if attack_indices is None else len(set(shard) & attack_indices)
+    monitor = StopMonitor(
+        stop_targets(policy, plan),
+        conditions=[(c.id, c.model_aware) for c in plan.conditions],
+        available={c.id: attacked if c.model_aware else len(shard) for c in plan.conditions},
+        layout=layout,
+        slot_sizes=torch.bincount(slots[shard].reshape(-1), minlength=layout.num_slots).tolist(),
+        min_samples=cfg.evaluation.early_stop_min_samples,
+        min_group_size=cfg.evaluation.min_group_size,
+        alpha=(1 - CONFIDENCE_LEVEL) / 2,
+        interval=cfg.evaluation.interval,
+        level=CONFIDENCE_LEVEL,
+        hold_clean=attack_indices is not None and any(c.model_aware for c in plan.conditions),
+    )
+    return order, monitor
 
 
 def _load_baseline(path: Path) -> dict[str, Any]:

@@ -21,8 +21,14 @@ Decisions written here once:
   (``probe: true``), which a rule must name explicitly.
 - Gaps, ratios, equalized odds and demographic parity are read from the
   evaluator's ``fairness`` entries; a rule raising ``min_samples`` above
-  ``evaluation.min_group_size`` gets them from the same definition
-  (:func:`audit.contract.groupstats.fairness_summary`) over the stored groups.
+  ``evaluation.min_group_size`` (or setting ``min_positives``) gets them from the
+  same definition (:func:`audit.contract.groupstats.fairness_summary`) over the
+  stored groups. Such a rule is decided by a test (``test: detect`` by default,
+  ``demonstrate`` on request; :mod:`policies.differences`), corrected across
+  every pair of every target; its result carries the p-value, the minimum
+  detectable gap and whether the data can test it at all.
+- A target decided early by an anytime-valid test (``evaluation.early_stop``)
+  says so in its message and ``decided_early``.
 - Governance findings are judged under *this* policy
   (:func:`policies.findings.judge_findings`).
 - The verdict is ``fail`` iff a blocking rule has status ``fail`` or a
@@ -37,6 +43,7 @@ from typing import Any
 
 from audit.contract.plan import RunPlan
 from policies import targets as t
+from policies.differences import decide_differences, describe
 from policies.errors import PolicyError
 from policies.evaluate import (
     Evaluation,
@@ -156,7 +163,20 @@ def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> d
                         note=f"no groups for attribute {rule.attribute!r}",
                     )
                 ]
-    return _rule_result(policy, rule, evaluations)
+            elif rule.test_mode != "point":
+                evaluations = decide_differences(results, rule, evaluations)
+    return _rule_result(policy, rule, evaluations, _early_decisions(results, rule))
+
+
+def _early_decisions(results: dict[str, Any], rule: MetricRule) -> dict[tuple[str, str | None], int]:
+    """(condition, group) -> samples after which an anytime-valid test decided this rule (early stop)."""
+    out: dict[tuple[str, str | None], int] = {}
+    for cond in results.get("conditions") or []:
+        stop = cond.get("early_stop") if isinstance(cond, dict) else None
+        for d in (stop or {}).get("decisions") or []:
+            if d.get("rule") == rule.id:
+                out[(str(cond.get("id")), d.get("group"))] = int(d.get("n") or 0)
+    return out
 
 
 def _decisive(rule: MetricRule, evaluations: list[Evaluation]) -> Evaluation:
@@ -165,10 +185,19 @@ def _decisive(rule: MetricRule, evaluations: list[Evaluation]) -> Evaluation:
     judged = [e for e in candidates if e.observed is not None]
     if worst_rank == 1 or not judged:
         return candidates[0]
+    tested = [e for e in judged if e.p_value is not None]
+    if tested:  # the target closest to the other outcome: detect, the smallest p; demonstrate, the largest
+        pick = min if rule.test_mode == "detect" else max
+        return pick(tested, key=lambda e: e.p_value)  # type: ignore[arg-type,return-value]
     return (min if rule.op == "min" else max)(judged, key=lambda e: e.observed)  # type: ignore[arg-type,return-value]
 
 
-def _rule_result(policy: Policy, rule: MetricRule, evaluations: list[Evaluation]) -> dict[str, Any]:
+def _rule_result(
+    policy: Policy,
+    rule: MetricRule,
+    evaluations: list[Evaluation],
+    early: dict[tuple[str, str | None], int] | None = None,
+) -> dict[str, Any]:
     pick = _decisive(rule, evaluations)
     judge = "" if rule.judge == "point" else f" ({rule.judge})"
     where = " / ".join(x for x in (pick.condition, pick.group) if x)
@@ -184,12 +213,18 @@ def _rule_result(policy: Policy, rule: MetricRule, evaluations: list[Evaluation]
         mode = rule.on_insufficient_data or policy.on_insufficient_data
         status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if rule.blocking else "warn")
         message = f"insufficient data for {subject}: {pick.note}{multi}; on_insufficient_data={mode}"
+    elif pick.test is not None:
+        status = ("fail" if rule.blocking else "warn") if pick.status == "fail" else "pass"
+        message = f"{subject} = {pick.observed:.4g}: {describe(rule, pick)}{note}{multi}"
     elif pick.status == "fail":
         status = "fail" if rule.blocking else "warn"
         message = f"{subject} = {pick.observed:.4g} {cmp_bad} {rule.op} {rule.threshold:g}{note}{multi}"
     else:
         status = "pass"
         message = f"{subject} = {pick.observed:.4g} {cmp_ok} {rule.op} {rule.threshold:g}{note}{multi}"
+    decided_early = (early or {}).get((str(pick.condition), pick.group))
+    if decided_early is not None and pick.status in ("pass", "fail"):
+        message += f" (decided after {decided_early} samples by an anytime-valid test; early stop)"
     result: dict[str, Any] = {
         "id": rule.id,
         "kind": "metric",
@@ -201,6 +236,13 @@ def _rule_result(policy: Policy, rule: MetricRule, evaluations: list[Evaluation]
         "metric": rule.metric,
         "judge": rule.judge,
         "aggregate": rule.aggregate,
+        "test": rule.test_mode if rule.difference is not None else None,
+        "confidence": rule.confidence if rule.test_mode != "point" else None,
+        "p_value": pick.p_value,
+        "min_detectable": pick.min_detectable,
+        "testable": pick.test.testable if pick.test is not None else None,
+        "samples_needed": pick.test.samples_needed if pick.test is not None else None,
+        "decided_early": decided_early,
         "condition": pick.condition,
         "group": pick.group,
         "n": pick.n,
@@ -216,6 +258,8 @@ def _rule_result(policy: Policy, rule: MetricRule, evaluations: list[Evaluation]
                 "observed": e.observed,
                 "n": e.n,
                 "status": e.status,
+                **({"p_value": e.p_value} if e.p_value is not None else {}),
+                **({"min_detectable": e.min_detectable} if e.min_detectable is not None else {}),
             }
             for e in evaluations
         ]

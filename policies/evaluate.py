@@ -9,21 +9,35 @@ the results raise :class:`~policies.errors.PolicyError` through ``error``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
 from audit.contract.groupstats import fairness_summary, takes_part
+from audit.contract.results import FairnessEntry, GroupMetrics, Metrics
 from policies import targets as t
 from policies.errors import PolicyError
 from policies.schema import MetricRule
 
 ErrorFactory = Callable[[str, str], PolicyError]
 
+#: Keys the contract defines for each kind of node (older results may lack the newer ones).
+_CONTRACT_KEYS = {
+    "condition metrics": frozenset(Metrics.model_fields),
+    "group metrics": frozenset(GroupMetrics.model_fields),
+    "fairness entries": frozenset(FairnessEntry.model_fields),
+}
+
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One target of a rule, judged."""
+    """One target of a rule, judged.
+
+    A difference between groups also carries ``groups`` (the stored groups, flat) and the
+    sizes its test uses (``min_n``, ``min_positives``) until :func:`policies.engine` tests it;
+    then ``p_value`` and ``min_detectable`` (and ``test``, the
+    :class:`~audit.contract.gaptests.TargetTest`).
+    """
 
     status: str  # pass | fail | insufficient_data
     observed: float | None
@@ -31,6 +45,12 @@ class Evaluation:
     group: str | None = None
     n: int | None = None
     note: str = ""
+    groups: tuple[dict[str, Any], ...] | None = None
+    min_n: int = 0
+    min_positives: int = 0
+    p_value: float | None = None
+    min_detectable: float | None = None
+    test: Any = None
 
 
 def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) -> None:
@@ -67,6 +87,8 @@ def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) 
         )
     if not any(isinstance(node, dict) and node for node in nodes):
         return  # nothing of that kind is stored at all: judged as insufficient data
+    if rule.metric in _CONTRACT_KEYS.get(where, ()):
+        return  # a key of the contract that results written before it existed lack: insufficient data
     if not any(t.resolve_path(node, rule.metric) is not t.MISSING for node in nodes):
         have = ", ".join(n for n in t.metric_names(nodes) if not n.endswith("_ci")) or "none"
         raise error("metric", f"unknown metric {rule.metric!r} in {where} (have: {have})")
@@ -175,13 +197,16 @@ def _group_summary(
     results: dict[str, Any], cid: str, attr: str, groups: list[dict[str, Any]], rule: MetricRule, key: str
 ) -> tuple[dict[str, Any], int]:
     """The fairness entry of (condition, attribute) as the evaluator stored it, or, when the rule
-    raises the group size (or the results predate ``key``), the same statistics from the one
-    definition (:func:`~audit.contract.groupstats.fairness_summary`) over the stored groups."""
+    raises the group size or sets ``min_positives`` (or the results predate ``key``), the same
+    statistics from the one definition (:func:`~audit.contract.groupstats.fairness_summary`) over
+    the stored groups."""
     min_n, raised = _min_group_size(results, rule)
     entry = t.fairness_entry(results, cid, attr)
-    if not raised and entry is not None and key in entry:
+    positives = rule.min_positives or 0
+    stored_positives = (entry or {}).get("min_positives") or 0
+    if not raised and entry is not None and key in entry and positives == stored_positives:
         return entry, min_n
-    return fairness_summary(_flat(groups), min_group_size=min_n), min_n
+    return fairness_summary(_flat(groups), min_group_size=min_n, min_positives=positives), min_n
 
 
 def _smallest(groups: list[dict[str, Any]], min_n: int) -> int | None:
@@ -241,16 +266,37 @@ def _aggregate_evaluation(
     if len(points) >= 2:  # which groups the spread runs between (selected, not computed)
         (lo, lo_name), (hi, hi_name) = min(points), max(points)
         note = f"{attr}={lo_name} {lo:.4g} vs {attr}={hi_name} {hi:.4g}{note_excluded}"
-    return _compare(rule, value, cid, attr, _smallest(groups, min_n), note)
+    judged = _compare(rule, value, cid, attr, _smallest(groups, min_n), note)
+    return replace(judged, groups=tuple(_flat(groups)), min_n=min_n) if rule.test_mode != "point" else judged
 
 
 def _fairness_evaluation(results: dict[str, Any], cond: dict[str, Any], attr: str, rule: MetricRule) -> Evaluation:
-    """A fairness-entry metric (equalized odds, demographic parity ...) of one attribute, with the rule's group size."""
+    """A fairness-entry metric (equalized odds, demographic parity ...) of one attribute, with the rule's
+    group size and ``min_positives``; ``n`` is the smallest count behind the rates that drove the value."""
     cid = str(cond.get("id"))
     groups = t.groups_by_attribute(cond, attr).get(attr, [])
     summary, min_n = _group_summary(results, cid, attr, groups, rule, rule.metric)
     n = _smallest(groups, min_n)
-    return _judge(rule, summary, rule.metric, condition=cid, group=attr, n=n, note=f"groups with >= {min_n} samples")
+    note = f"groups with >= {min_n} samples"
+    driver_key = {
+        "equalized_odds_difference": "equalized_odds_driver",
+        "demographic_parity_difference": "demographic_parity_driver",
+    }.get(rule.metric)
+    driver = summary.get(driver_key) if driver_key else None
+    if isinstance(driver, dict) and isinstance(driver.get("n"), list) and driver["n"]:
+        n = min(int(x) for x in driver["n"])
+        names = (results.get("model") or {}).get("class_names") or []
+        index = driver.get("class_index")
+        label = names[index] if isinstance(index, int) and 0 <= index < len(names) else index
+        lo, hi = (driver.get("groups") or [None, None])[:2]
+        note = (
+            f"class {label} {driver.get('rate')}: {attr}={lo} (n={driver['n'][0]}) vs {attr}={hi} "
+            f"(n={driver['n'][1]}); groups with >= {min_n} samples"
+        )
+    judged = _judge(rule, summary, rule.metric, condition=cid, group=attr, n=n, note=note)
+    if rule.test_mode == "point" or judged.status not in ("pass", "fail"):
+        return judged
+    return replace(judged, groups=tuple(_flat(groups)), min_n=min_n, min_positives=rule.min_positives or 0)
 
 
 def _judge(

@@ -37,10 +37,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from audit.contract.conditions import canonical_condition
+from audit.contract.gaptests import RATE_DIFFERENCES
+from audit.contract.groupstats import GAP_METRICS, RATIO_METRICS
 
 SUPPORTED_VERSIONS = (1,)
 
 Judge = Literal["point", "ci_lower", "ci_upper"]
+TestMode = Literal["detect", "demonstrate", "point"]
 Aggregate = Literal["gap", "ratio", "worst"]
 InsufficientMode = Literal["fail", "warn", "pass"]
 ImageMode = Literal["none", "anonymized", "raw"]
@@ -156,8 +159,60 @@ class MetricRule(_Strict):
     judge: Judge = "point"
     blocking: StrictBool = True
     min_samples: int | None = Field(default=None, ge=0)
+    min_positives: int | None = Field(default=None, ge=0)
+    test: TestMode | None = None
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
     required: StrictBool = False
     on_insufficient_data: InsufficientMode | None = None
+
+    @model_validator(mode="after")
+    def _check_tests(self) -> MetricRule:
+        difference = self.difference
+        if self.test in ("detect", "demonstrate"):
+            if difference is None:
+                raise _key_error(
+                    "test",
+                    "'test' applies to a difference between groups: aggregate gap or ratio, or "
+                    "equalized_odds_difference / demographic_parity_difference / <metric>_gap / <metric>_ratio "
+                    "with 'attribute'",
+                )
+            if (difference[1] == "gap") != (self.op == "max"):
+                want = "max" if difference[1] == "gap" else "min"
+                raise _key_error("test", f"a tested {difference[1]} rule sets '{want}' (or use test: point)")
+            if self.judge != "point":
+                raise _key_error("judge", "a tested rule judges its test, not an interval bound: use judge: point")
+        if self.min_positives is not None and self.metric != "equalized_odds_difference":
+            raise _key_error("min_positives", "'min_positives' applies to equalized_odds_difference rules")
+        if "confidence" in self.model_fields_set and self.test_mode == "point":
+            raise _key_error("confidence", "'confidence' applies to tested rules (test: detect or demonstrate)")
+        return self
+
+    @property
+    def difference(self) -> tuple[str, Literal["gap", "ratio"]] | None:
+        """``(statistic, kind)`` when the rule judges a difference between groups, else None."""
+        if self.attribute is None or self.value is not None or self.section is not None:
+            return None
+        if self.aggregate in ("gap", "ratio"):
+            return self.metric, self.aggregate  # type: ignore[return-value]
+        if self.aggregate is not None:
+            return None
+        if self.metric in RATE_DIFFERENCES:
+            return self.metric, "gap"
+        for kind in ("gap", "ratio"):
+            base = self.metric.removesuffix(f"_{kind}")
+            if base != self.metric and base in (GAP_METRICS if kind == "gap" else RATIO_METRICS):
+                return base, kind  # type: ignore[return-value]
+        return None
+
+    @property
+    def test_mode(self) -> TestMode:
+        """How the rule is decided: its ``test``, or ``detect`` for a difference rule with the natural bound."""
+        if self.test is not None:
+            return self.test
+        difference = self.difference
+        if difference is None or self.judge != "point" or (difference[1] == "gap") != (self.op == "max"):
+            return "point"
+        return "detect"
 
     @model_validator(mode="after")
     def _check_shape(self) -> MetricRule:

@@ -25,7 +25,9 @@ What a rule may name:
   entries (``aggregate: gap|ratio``), a fairness entry key (``attribute``
   alone), or a key of a ``section``. ``top_k_accuracy`` needs
   ``evaluation.top_k``; ``judge: ci_lower|ci_upper`` needs an interval of that
-  metric (bootstrap replicates > 0).
+  metric (accuracy and top-k accuracy always have one; the others need
+  bootstrap replicates > 0); a tested difference (``test: detect|demonstrate``)
+  of a metric that is not a proportion needs the groups' intervals of it.
 - ``kind: finding`` rules: a check the policy's governance section runs or the
   run produces (the adversarial sanity checks when an attack runs).
 """
@@ -38,6 +40,7 @@ from typing import get_args
 from pydantic import BaseModel
 
 from audit.contract.conditions import canonical_condition, format_severity, is_glob, parse_severity, split_condition
+from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
 from audit.contract.plan import RunPlan
 from audit.contract.results import FairnessEntry, GroupMetrics, Metrics, Results
 from policies.errors import PolicyError
@@ -51,7 +54,20 @@ _GROUP_METRICS = tuple(k for k in GroupMetrics.model_fields if not k.endswith("_
 _FAIRNESS_KEYS = tuple(
     k
     for k in FairnessEntry.model_fields
-    if k not in ("condition", "attribute", "excluded", "exclusions", "worst_group", "best_group", "min_group_size")
+    if k
+    not in (
+        "condition",
+        "attribute",
+        "excluded",
+        "exclusions",
+        "worst_group",
+        "best_group",
+        "min_group_size",
+        "min_positives",
+        "equalized_odds_driver",
+        "demographic_parity_driver",
+        "tests",
+    )
 )
 
 
@@ -171,7 +187,23 @@ def _validate_attribute(rule: MetricRule, plan: RunPlan, error) -> None:
         )
 
 
+def _validate_test(rule: MetricRule, plan: RunPlan, error) -> None:
+    """A tested difference of a metric that is not a count needs the groups' intervals."""
+    difference = rule.difference
+    if difference is None or rule.test_mode == "point":
+        return
+    statistic = difference[0]
+    if statistic in PROPORTION_METRICS or statistic in RATE_DIFFERENCES or statistic in plan.intervals:
+        return
+    raise error(
+        "test",
+        f"test {rule.test_mode!r} of a {difference[1]} of {statistic!r} needs the groups' intervals of {statistic}, "
+        "which the run does not compute (evaluation.n_bootstrap is 0); set test: point to compare the estimate",
+    )
+
+
 def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
+    _validate_test(rule, plan, error)
     metric = rule.metric
     if rule.attribute is None:
         known, where = _CONDITION_METRICS, "condition metrics"

@@ -68,6 +68,12 @@ SHARE_METRICS = frozenset(
 GAP_METRICS = frozenset(
     {"accuracy_gap", "equalized_odds_difference", "demographic_parity_difference", "drop", "accuracy_drop"}
 )
+#: How each evaluation.interval is described (results written before it existed used the bootstrap).
+INTERVAL_METHODS = {
+    "wilson": "the Wilson score interval from the counts (exact for any split of the run, no seed)",
+    "clopper-pearson": "the Clopper-Pearson (exact) interval from the counts",
+    "bootstrap": "the percentile interval of a seeded Poisson bootstrap over images",
+}
 # Metrics that count images.
 COUNT_METRICS = frozenset({"n", "num_samples", "num_skipped", "count"})
 
@@ -154,6 +160,7 @@ def _environment() -> jinja2.Environment:
         when=fmt_datetime,
         rule_value=fmt_rule_value,
         isolate=isolate,
+        p_value=fmt_p,
     )
     return env
 
@@ -292,6 +299,14 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     """A number with ``digits`` decimals; "—" when missing."""
     number = _number(value)
     return "\u2014" if number is None else f"{number:.{digits}f}"
+
+
+def fmt_p(value: Any) -> str:
+    """A p-value: ``"< 0.001"`` below 0.001, else three decimals; "—" when missing."""
+    number = _number(value)
+    if number is None:
+        return "\u2014"
+    return "< 0.001" if number < 0.001 else f"{number:.3f}"
 
 
 def fmt_ci(value: Any) -> str:
@@ -453,6 +468,10 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "provenance": _dict(results.get("provenance")),
         "language": _dict(results.get("report")).get("language") or DEFAULT_LANGUAGE,
         "breaking_points": breaking_point_view(results),
+        "evaluation": _dict(results.get("evaluation")),
+        "interval_method": INTERVAL_METHODS.get(
+            str(_dict(results.get("evaluation")).get("interval")), INTERVAL_METHODS["bootstrap"]
+        ),
     }
     view["summary"] = _summary(view)
     view["limitations"] = _limitations(view, dropped_images=dropped)
@@ -751,10 +770,23 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
             f" {100 * top['accuracy_gap']:.1f} percentage points, for {user(top.get('attribute'))}"
             f" (lowest: {user(top.get('worst_group'))})."
         )
-    if _number(clean_m.get("ece")) is not None:
+    if _number(clean_m.get("debiased_l2_ce")) is not None:
+        out.append(
+            f"Its stated confidence differs from its actual accuracy by about {fmt_pct(clean_m.get('debiased_l2_ce'))}"
+            f" (debiased calibration error, 95% interval {fmt_ci(clean_m.get('debiased_l2_ce_ci'))}; 0% is perfect;"
+            f" the plain expected calibration error, {fmt_pct(clean_m.get('ece'))}, is biased upwards on small sets)."
+        )
+    elif _number(clean_m.get("ece")) is not None:
         out.append(
             f"Its stated confidence differs from its actual accuracy by {fmt_pct(clean_m.get('ece'))} on"
             " average (expected calibration error; 0% is perfect)."
+        )
+    out.extend(_early_stop_summary(v["conditions"]))
+    untestable = [str(r.get("id")) for r in v["rules"] if r.get("testable") is False]
+    if untestable:
+        out.append(
+            f"{_count(len(untestable), 'rule')} cannot be tested with these data (too few images per group to tell"
+            f" a real difference from chance): {', '.join(untestable)}; see their explanation under Policy rules."
         )
     n = v["rule_counts"]
     if v["rules"]:
@@ -771,6 +803,27 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
             + "."
         )
     return out
+
+
+def _early_stop_summary(conditions: list[dict]) -> list[str]:
+    """What early stopping did, in the words of each condition's ``early_stop`` record."""
+    records = [(c.get("id"), _dict(c.get("early_stop"))) for c in conditions if isinstance(c.get("early_stop"), dict)]
+    if not records:
+        return []
+    stopped = [(cid, r) for cid, r in records if r.get("stopped")]
+    shown = "; ".join(
+        f"{cid} after {r.get('samples_used')} of {r.get('samples_available')} images" for cid, r in stopped[:3]
+    )
+    more = f" and {len(stopped) - 3} more" if len(stopped) > 3 else ""
+    full = [str(cid) for cid, r in records if not r.get("stopped")]
+    out = (
+        f"Early stopping was on: {len(stopped)} of {len(records)} conditions stopped as soon as the blocking rules"
+        f" that read them were decided by an anytime-valid test"
+        + (f" ({shown}{more})" if stopped else "")
+        + (f"; {', '.join(full[:5])}{' …' if len(full) > 5 else ''} ran on every image" if full else "")
+        + ". Their metrics describe the images they used."
+    )
+    return [out]
 
 
 def _blocking_failures(policy: Mapping[str, Any], rules: list[dict]) -> list[str]:
@@ -825,10 +878,11 @@ def _limitations(v: Mapping[str, Any], *, dropped_images: int) -> list[str]:
         " collected in the deployment setting.",
         "All figures hold for this model file and this dataset only (see the SHA-256 digests); another model"
         " version or another population may behave differently.",
-        "Intervals are 95% bootstrap intervals over the test samples: they express sampling uncertainty, not a"
+        "Intervals are 95% intervals over the test samples: they express sampling uncertainty, not a"
         " shift in the population.",
         "Subgroup attributes come from the data manifest; this tool did not check that they are correct or complete.",
-        "Calibration errors use 15 equal-width bins and are biased upwards for small groups.",
+        "Calibration errors use 15 equal-width bins; the ECE is biased upwards for small groups (a calibrated model"
+        " scores of order 1/√N), the debiased calibration error is not.",
     ]
     if v["adversarial_chart"] is not None:
         out.append("Robust accuracy under attack is an upper bound: a stronger or different attack may lower it.")

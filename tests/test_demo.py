@@ -46,6 +46,11 @@ def test_demo_groups_genuinely_differ_and_governance_fires(demo):
     night3 = next(c for c in results["conditions"] if c["id"] == "night@3")
     acc3 = {(g["attribute"], g["value"]): g["metrics"]["accuracy"] for g in night3["groups"]}
     assert acc3[("camera", "A")] - acc3[("camera", "B")] > 0.2
+    # the built-in demo policy still catches the deliberately unfair camera gap, by its test
+    gap = next(r for r in results["policy"]["rules"] if r["id"] == "night3-camera-gap")
+    assert gap["status"] == "warn" and gap["test"] == "detect" and gap["p_value"] < 1e-6
+    assert "shown to break max 0.02" in gap["message"]
+    assert results["evaluation"]["interval"] == "wilson" and clean["metrics"]["debiased_l2_ce"] is not None
     findings = {f["check"]: f for f in results["governance"]["findings"]}
     for check in ("retention_expired", "consent_withdrawn", "region_not_allowed", "lawful_basis_missing"):
         assert findings[check]["count"] > 0 and findings[check]["status"] == "warn", check

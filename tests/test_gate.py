@@ -41,8 +41,8 @@ PGD = "  - {name: pgd, epsilons: [0, 2/255, 0.5], steps: 5}\n"
             "rule 'cam': key 'attribute': no attribute 'camra' in the run (attributes: camera)",
         ),
         (
-            "{id: ci, metric: accuracy, condition: clean, judge: ci_lower, min: 0.5}",
-            "rule 'ci': key 'judge': judge 'ci_lower' needs an interval of 'accuracy': the run computes no intervals",
+            "{id: ci, metric: ece, condition: clean, judge: ci_upper, max: 0.5}",
+            "rule 'ci': key 'judge': judge 'ci_upper' needs an interval of 'ece': intervals exist for accuracy",
         ),
         (
             "{id: tk, metric: top_k_accuracy, condition: clean, min: 0.5}",

@@ -199,12 +199,26 @@ class ReportConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    """Evaluator settings (the README's "Running an audit" lists them with their defaults)."""
+    """Evaluator settings (the README's "Running an audit" lists them with their defaults).
 
-    n_bootstrap: int = Field(default=200, ge=0)
+    ``interval`` is the method of the intervals of proportions (README, "Statistics");
+    ``early_stop`` evaluates samples in a seeded stratified order and stops each condition as
+    soon as every blocking rule on it is decided by an anytime-valid test.
+    """
+
+    n_bootstrap: int = Field(default=1000, ge=0)
+    interval: Literal["wilson", "clopper-pearson", "bootstrap"] = "wilson"
     min_group_size: int = Field(default=30, ge=1)
     top_k: int | None = Field(default=None, ge=1)
     attack_samples: int | None = Field(default=None, ge=1)
+    early_stop: bool = False
+    early_stop_min_samples: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _bootstrap_interval(self) -> EvaluationConfig:
+        if self.interval == "bootstrap" and self.n_bootstrap == 0:
+            raise ValueError("evaluation.interval bootstrap needs evaluation.n_bootstrap > 0")
+        return self
 
 
 class MlflowConfig(_Strict):

@@ -23,11 +23,23 @@ is None):
 - ``equalized_odds_difference``: for each class c, binarise (label == c,
   prediction == c); per group TPR = TP / (TP + FN), FPR = FP / (FP + TN); the
   class's value is the larger of the TPR gap and the FPR gap (max - min over
-  groups); the result is the maximum over classes. A group in which a rate is
-  undefined (no positives, or no negatives, of that class) is left out of that
-  rate's gap (fairlearn would count the rate as 0);
+  groups); the result is the maximum over classes. A rate that is undefined in
+  a group (no positives, or no negatives, of that class) counts as 0, as in
+  fairlearn (``equalized_odds_difference`` of each binarised class gives the
+  same number). With ``min_positives`` > 0 a rate whose denominator (positives
+  of the class for the TPR, negatives for the FPR) is below it is left out of
+  that rate's gap instead — so an undefined rate is then never used;
 - ``demographic_parity_difference``: for each class c, max - min over groups
-  of the rate of prediction == c; the maximum over classes.
+  of the rate of prediction == c; the maximum over classes. It compares what
+  the model predicts, not whether it is right: groups whose labels differ
+  (other base rates) differ in it even under a perfect model.
+
+Each difference comes with the *driver* of its value (``equalized_odds_driver``,
+``demographic_parity_driver``): the class, the rate, the two groups and the
+sample counts behind the two rates (positives, negatives or group sizes), so a
+reader sees the n that decided it. With ``level`` set the entry also carries
+``tests``: for every gap and difference, the Holm-corrected test of "no
+difference" (:func:`audit.contract.gaptests.entry_tests`).
 """
 
 from __future__ import annotations
@@ -41,13 +53,24 @@ __all__ = [
     "GAP_METRICS",
     "RATIO_METRICS",
     "demographic_parity_difference",
+    "demographic_parity_driver",
     "equalized_odds_difference",
+    "equalized_odds_driver",
     "fairness_summary",
     "takes_part",
 ]
 
 #: Group metrics whose spread (max - min) every fairness entry carries as ``<metric>_gap``.
-GAP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy", "ece", "brier", "nll")
+GAP_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "top_k_accuracy",
+    "ece",
+    "debiased_l2_ce",
+    "brier",
+    "nll",
+)
 #: Higher-is-better group metrics whose ``min / max`` every fairness entry carries as ``<metric>_ratio``.
 RATIO_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy")
 
@@ -64,46 +87,81 @@ def _number(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _rates(confusion: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class TPR, FPR (NaN where undefined) and selection rate of one group."""
+def _rates(confusion: Any, min_positives: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-class (rate, denominator) of one group: TPR, FPR (see the module docstring) and selection."""
     cm = np.asarray(confusion, dtype=np.float64)
     n = cm.sum()
     tp, pos, sel = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
     fp, neg = sel - tp, n - pos
     with np.errstate(divide="ignore", invalid="ignore"):
-        tpr = np.where(pos > 0, tp / np.maximum(pos, 1), np.nan)
-        fpr = np.where(neg > 0, fp / np.maximum(neg, 1), np.nan)
-    return tpr, fpr, sel / n
+        tpr = np.where(pos > 0, tp / np.maximum(pos, 1), 0.0)  # fairlearn: an undefined rate is 0
+        fpr = np.where(neg > 0, fp / np.maximum(neg, 1), 0.0)
+    if min_positives > 0:
+        tpr = np.where(pos >= min_positives, tpr, np.nan)
+        fpr = np.where(neg >= min_positives, fpr, np.nan)
+    return {"tpr": (tpr, pos), "fpr": (fpr, neg), "selection": (sel / n, np.full_like(sel, n))}
 
 
-def _max_class_gap(per_group: np.ndarray) -> float | None:
-    """Max over classes of (max - min over groups), ignoring NaN; (G, K) -> float."""
-    defined = ~np.isnan(per_group)
-    counts = defined.sum(axis=0)
-    hi = np.where(defined, per_group, -np.inf).max(axis=0)
-    lo = np.where(defined, per_group, np.inf).min(axis=0)
-    gaps = (hi - lo)[counts >= 2]
-    return float(gaps.max()) if gaps.size else None
+def _driver(
+    rates: Sequence[dict[str, tuple[np.ndarray, np.ndarray]]], kinds: Sequence[str], names: Sequence[str]
+) -> dict[str, Any] | None:
+    """The largest (max - min over groups) of a per-class rate, and what drove it.
+
+    Returns:
+        ``{value, class_index, rate, groups: [low, high], n: [low, high]}`` or None when no class
+        has the rate defined in two groups. Ties go to the lower class, then TPR before FPR.
+    """
+    best: dict[str, Any] | None = None
+    for kind in kinds:
+        per_group = np.stack([r[kind][0] for r in rates])  # (G, K)
+        denominators = np.stack([r[kind][1] for r in rates])
+        for c in range(per_group.shape[1]):
+            column = per_group[:, c]
+            defined = np.flatnonzero(~np.isnan(column))
+            if defined.size < 2:
+                continue
+            lo = int(defined[np.argmin(column[defined])])
+            hi = int(defined[np.argmax(column[defined])])
+            value = float(column[hi] - column[lo])
+            if best is None or value > best["value"] or (value == best["value"] and c < best["class_index"]):
+                best = {
+                    "value": value,
+                    "class_index": c,
+                    "rate": kind,
+                    "groups": [str(names[lo]), str(names[hi])],
+                    "n": [int(denominators[lo, c]), int(denominators[hi, c])],
+                }
+    return best
 
 
-def equalized_odds_difference(confusions: Sequence[Any]) -> float | None:
+def equalized_odds_difference(confusions: Sequence[Any], *, min_positives: int = 0) -> float | None:
     """Equalized-odds difference, max over one-vs-rest classes (see the module docstring).
 
     Args:
         confusions: one confusion matrix per group (rows = true, cols = predicted).
+        min_positives: rates with a smaller denominator are left out (0: fairlearn's convention).
 
     Returns:
-        The difference, or None when no class has a defined rate in two groups.
+        The difference, or None when no class has a rate in two groups.
 
     Shape:
         each confusion: (K, K)
     """
+    detail = equalized_odds_driver(confusions, [str(i) for i in range(len(confusions))], min_positives=min_positives)
+    return None if detail is None else detail["value"]
+
+
+def equalized_odds_driver(
+    confusions: Sequence[Any], names: Sequence[str], *, min_positives: int = 0
+) -> dict[str, Any] | None:
+    """The equalized-odds difference with the class, rate, groups and counts that produced it.
+
+    Returns:
+        ``{value, class_index, rate ("tpr" | "fpr"), groups: [low, high], n: [low, high]}`` or None.
+    """
     if len(confusions) < 2:
         return None
-    rates = [_rates(cm) for cm in confusions]
-    gaps = [_max_class_gap(np.stack([r[i] for r in rates])) for i in (0, 1)]
-    defined = [g for g in gaps if g is not None]
-    return max(defined) if defined else None
+    return _driver([_rates(cm, min_positives) for cm in confusions], ("tpr", "fpr"), names)
 
 
 def demographic_parity_difference(confusions: Sequence[Any]) -> float | None:
@@ -118,9 +176,19 @@ def demographic_parity_difference(confusions: Sequence[Any]) -> float | None:
     Shape:
         each confusion: (K, K)
     """
+    detail = demographic_parity_driver(confusions, [str(i) for i in range(len(confusions))])
+    return None if detail is None else detail["value"]
+
+
+def demographic_parity_driver(confusions: Sequence[Any], names: Sequence[str]) -> dict[str, Any] | None:
+    """The demographic-parity difference with the class, groups and group sizes that produced it.
+
+    Returns:
+        ``{value, class_index, rate: "selection", groups: [low, high], n: [low, high]}`` or None.
+    """
     if len(confusions) < 2:
         return None
-    return _max_class_gap(np.stack([_rates(cm)[2] for cm in confusions]))
+    return _driver([_rates(cm) for cm in confusions], ("selection",), names)
 
 
 def _spread(groups: Sequence[Mapping[str, Any]], metric: str) -> tuple[float | None, float | None]:
@@ -131,23 +199,28 @@ def _spread(groups: Sequence[Mapping[str, Any]], metric: str) -> tuple[float | N
     return hi - lo, (lo / hi if hi > 0 else None)
 
 
-def fairness_summary(groups: Sequence[Mapping[str, Any]], *, min_group_size: int) -> dict[str, Any]:
+def fairness_summary(
+    groups: Sequence[Mapping[str, Any]], *, min_group_size: int, min_positives: int = 0, level: float | None = None
+) -> dict[str, Any]:
     """Every group statistic of one condition and one grouping (see the module docstring).
 
     Args:
         groups: one dict per group value with ``value``, ``n``, ``confusion``
-            and the group metrics (None where undefined).
+            and the group metrics (None where undefined) with their ``<metric>_ci``.
         min_group_size: groups with fewer samples take no part.
+        min_positives: per-class rates of equalized odds with a smaller denominator are
+            left out (0: undefined rates count as 0, as in fairlearn).
+        level: when given, add ``tests`` (see the module docstring) at this confidence.
 
     Returns:
-        ``{min_group_size, groups_compared, worst_group, best_group,
-        equalized_odds_difference, demographic_parity_difference, excluded,
-        exclusions, <m>_gap for m in GAP_METRICS, <m>_ratio for m in
-        RATIO_METRICS}``; ``excluded`` lists the values left out and
-        ``exclusions`` gives ``{value, n, reason}`` for each.
+        ``{min_group_size, min_positives, groups_compared, worst_group, best_group,
+        equalized_odds_difference, equalized_odds_driver, demographic_parity_difference,
+        demographic_parity_driver, excluded, exclusions, <m>_gap for m in GAP_METRICS,
+        <m>_ratio for m in RATIO_METRICS[, tests]}``; ``excluded`` lists the values left
+        out and ``exclusions`` gives ``{value, n, reason}`` for each.
 
     Raises:
-        ValueError: ``min_group_size`` is negative.
+        ValueError: ``min_group_size`` or ``min_positives`` is negative.
 
     Example:
         >>> g = [{"value": "a", "n": 2, "confusion": [[1, 0], [1, 0]], "accuracy": 0.5, "ece": 0.1},
@@ -158,6 +231,8 @@ def fairness_summary(groups: Sequence[Mapping[str, Any]], *, min_group_size: int
     """
     if min_group_size < 0:
         raise ValueError(f"min_group_size must be >= 0; got {min_group_size}")
+    if min_positives < 0:
+        raise ValueError(f"min_positives must be >= 0; got {min_positives}")
     taking_part = [g for g in groups if takes_part(g.get("n"), min_group_size)]
     exclusions = [
         {"value": g.get("value"), "n": g.get("n"), "reason": "empty" if not g.get("n") else "below min_group_size"}
@@ -166,11 +241,14 @@ def fairness_summary(groups: Sequence[Mapping[str, Any]], *, min_group_size: int
     ]
     summary: dict[str, Any] = {
         "min_group_size": min_group_size,
+        "min_positives": min_positives,
         "groups_compared": len(taking_part),
         "worst_group": None,
         "best_group": None,
         "equalized_odds_difference": None,
+        "equalized_odds_driver": None,
         "demographic_parity_difference": None,
+        "demographic_parity_driver": None,
         "excluded": [e["value"] for e in exclusions],
         "exclusions": exclusions,
     }
@@ -178,6 +256,8 @@ def fairness_summary(groups: Sequence[Mapping[str, Any]], *, min_group_size: int
         summary[f"{metric}_gap"] = None
     for metric in RATIO_METRICS:
         summary[f"{metric}_ratio"] = None
+    if level is not None:
+        summary["tests"] = {}
     if len(taking_part) < 2:
         return summary
     scored = [(a, i) for i, g in enumerate(taking_part) if (a := _number(g.get("accuracy"))) is not None]
@@ -186,11 +266,22 @@ def fairness_summary(groups: Sequence[Mapping[str, Any]], *, min_group_size: int
         summary["best_group"] = taking_part[max(scored, key=lambda s: (s[0], -s[1]))[1]].get("value")
     confusions = [g["confusion"] for g in taking_part if g.get("confusion") is not None]
     if len(confusions) == len(taking_part):
-        summary["equalized_odds_difference"] = equalized_odds_difference(confusions)
-        summary["demographic_parity_difference"] = demographic_parity_difference(confusions)
+        names = [str(g.get("value")) for g in taking_part]
+        eo = equalized_odds_driver(confusions, names, min_positives=min_positives)
+        dp = demographic_parity_driver(confusions, names)
+        summary["equalized_odds_difference"] = None if eo is None else eo.pop("value")
+        summary["equalized_odds_driver"] = eo
+        summary["demographic_parity_difference"] = None if dp is None else dp.pop("value")
+        summary["demographic_parity_driver"] = dp
     for metric in GAP_METRICS:
         gap, ratio = _spread(taking_part, metric)
         summary[f"{metric}_gap"] = gap
         if metric in RATIO_METRICS:
             summary[f"{metric}_ratio"] = ratio
+    if level is not None:
+        from audit.contract.gaptests import RATE_DIFFERENCES, entry_tests  # gaptests builds on takes_part
+
+        summary["tests"] = entry_tests(
+            taking_part, statistics=(*GAP_METRICS, *RATE_DIFFERENCES), min_group_size=min_group_size, level=level
+        )
     return summary

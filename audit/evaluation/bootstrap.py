@@ -1,4 +1,4 @@
-"""Counter-based Poisson bootstrap weights and percentile intervals.
+"""Counter-based Poisson bootstrap weights and bootstrap intervals.
 
 The Poisson bootstrap replaces "resample N items with replacement" by giving
 every sample an independent Poisson(1) weight in each replicate. Because each
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,6 +38,11 @@ _POISSON_CDF = torch.tensor(
     [sum(math.exp(-1.0) / math.factorial(j) for j in range(k + 1)) for k in range(_POISSON_MAX + 1)],
     dtype=torch.float64,
 )
+# The inverse CDF on the 32-bit draw u itself: (u + 0.5) / 2**32 <= F(k)  <=>  u <= floor(F(k) 2**32 - 0.5)
+# (every step exact in float64), so no float conversion of the N x R draws is needed.
+_POISSON_THRESHOLDS = torch.floor(_POISSON_CDF * 2.0**32 - 0.5).to(torch.int64)
+# Draws are made in blocks of about this many weights, which keeps the temporaries in cache.
+_BLOCK = 1 << 16
 
 
 def _mul32(x, c: int):
@@ -56,6 +62,29 @@ def _mix32(x):
     x = x ^ (x >> 15)
     x = _mul32(x, 0x846CA68B)
     return x ^ (x >> 16)
+
+
+def _mix32_u32(x: np.ndarray) -> np.ndarray:
+    """:func:`_mix32` on a uint32 array, whose multiplication wraps modulo 2**32 by itself."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def _cpu_weights(h1: Tensor, h2: Tensor, g: Tensor) -> Tensor:
+    """The last two mixing rounds and the inverse CDF on the CPU, in uint32 blocks (the same numbers)."""
+    a, b, c = (t.numpy().astype(np.uint32) for t in (h1, h2, g))
+    thresholds = _POISSON_THRESHOLDS.numpy()[:-1].astype(np.uint32)  # F(20) * 2**32 exceeds every draw
+    out = np.empty((a.shape[0], c.shape[0]), dtype=np.int64)
+    step = max(1, _BLOCK // max(c.shape[0], 1))
+    with np.errstate(over="ignore"):
+        for lo in range(0, a.shape[0], step):
+            hi = lo + step
+            u32 = _mix32_u32(_mix32_u32(a[lo:hi, None] ^ c[None, :]) ^ b[lo:hi, None])
+            out[lo:hi] = np.searchsorted(thresholds, u32, side="left")
+    return torch.from_numpy(out)
 
 
 def poisson_weights(sample_keys: Tensor, n_bootstrap: int, *, seed: int) -> Tensor:
@@ -87,11 +116,16 @@ def poisson_weights(sample_keys: Tensor, n_bootstrap: int, *, seed: int) -> Tens
     h2 = _mix32(_mix32(lo ^ s ^ _SECOND_SALT) ^ hi)
     reps = torch.arange(n_bootstrap, dtype=torch.int64, device=keys.device)
     g = _mix32(reps ^ _REPLICATE_SALT)
+    if keys.device.type == "cpu":
+        return _cpu_weights(h1, h2, g)
+    return _tensor_weights(h1, h2, g)
+
+
+def _tensor_weights(h1: Tensor, h2: Tensor, g: Tensor) -> Tensor:
+    """The last two mixing rounds and the inverse CDF in int64 tensors, on the keys' device (GPUs)."""
     u32 = _mix32(_mix32(h1[:, None] ^ g[None, :]) ^ h2[:, None])
-    uniform = (u32.to(torch.float64) + 0.5) / 2.0**32  # strictly inside (0, 1)
-    cdf = _POISSON_CDF.to(keys.device)
-    # smallest k with u <= F(k): the inverse CDF of Poisson(1)
-    return torch.bucketize(uniform, cdf, right=False).to(torch.int64)
+    # smallest k with (u + 0.5) / 2**32 <= F(k): the inverse CDF of Poisson(1)
+    return torch.bucketize(u32, _POISSON_THRESHOLDS.to(h1.device), right=False)
 
 
 def percentile_interval(replicates: Tensor, *, level: float = 0.95) -> list[float] | None:
@@ -119,3 +153,49 @@ def percentile_interval(replicates: Tensor, *, level: float = 0.95) -> list[floa
     alpha = (1.0 - level) / 2.0
     q = torch.quantile(values.cpu(), torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
     return [float(q[0]), float(q[1])]
+
+
+def bias_corrected_interval(replicates: Tensor, estimate: float, *, level: float = 0.95) -> list[float] | None:
+    """Percentile interval moved by the bootstrap estimate of the bias.
+
+    ``[q_lo - b, q_hi - b]`` with ``b = mean(replicates) - estimate``: for an
+    estimator that is unbiased for its target (the debiased squared calibration
+    error) while its replicates, drawn from the empirical distribution, are not
+    centred on it (the empirical distribution's own calibration error is the
+    biased plug-in value), this centres the interval on the estimate and keeps
+    the bootstrap's spread.
+
+    Args:
+        replicates: one statistic per replicate; non-finite values are dropped.
+        estimate: the statistic on the data.
+        level: coverage of the interval.
+
+    Returns:
+        ``[lo, hi]`` as floats, or None when no replicate is defined.
+
+    Shape:
+        replicates: (R,)
+    """
+    values = replicates.to(torch.float64)
+    values = values[torch.isfinite(values)]
+    interval = percentile_interval(values, level=level)
+    if interval is None:
+        return None
+    bias = float(values.mean()) - estimate
+    return [interval[0] - bias, interval[1] - bias]
+
+
+def percentile_intervals(replicates: Tensor, *, level: float = 0.95) -> list[list[float] | None]:
+    """:func:`percentile_interval` of every row (non-finite values dropped per row).
+
+    Shape:
+        replicates: (M, R) -> M intervals
+    """
+    values = replicates.to(torch.float64).cpu()
+    values = torch.where(torch.isfinite(values), values, torch.full_like(values, float("nan")))
+    alpha = (1.0 - level) / 2.0
+    q = torch.nanquantile(values, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64), dim=1)  # (2, M)
+    out: list[list[float] | None] = []
+    for lo, hi in zip(q[0].tolist(), q[1].tolist()):
+        out.append(None if lo != lo else [lo, hi])
+    return out

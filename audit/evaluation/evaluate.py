@@ -3,8 +3,14 @@
 One pass over the data. For every batch and every condition the stressed
 batch is built on the model's device, the model runs, the probabilities are
 checked, and the per-condition :class:`audit.evaluation.metrics.AuditStats` are updated.
+The bootstrap weights of a batch are drawn once and shared by every condition.
 Per-sample rows go to ``predictions.csv`` as they are produced. Nothing here
 holds a per-sample list of the whole dataset.
+
+With ``evaluation.early_stop`` the dataset comes in a stratified random order and a
+:class:`~audit.evaluation.early_stop.StopMonitor` stops conditions whose blocking rules
+are decided (see :mod:`audit.evaluation.early_stop`); the loop ends when all have stopped,
+and the predictions rows are put back in dataset order.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from torch import Tensor
 
 from audit.contract.conditions import format_severity
 from audit.contract.errors import AuditError
+from audit.evaluation.bootstrap import poisson_weights
 from audit.evaluation.conditions import Condition
 from audit.evaluation.data import AuditDataset, SampleTable, make_loader
+from audit.evaluation.early_stop import StopMonitor, sort_rows
 from audit.evaluation.metrics import AuditStats
 from audit.evaluation.model import AuditModel
 
@@ -43,6 +51,8 @@ class EvalSettings:
     on_bad_image: str
     gallery_mode: str = "none"  # none | anonymized | raw
     attack_indices: set[int] | None = None  # None: attack every sample
+    interval: str = "wilson"  # evaluation.interval
+    monitor: StopMonitor | None = None  # evaluation.early_stop
 
 
 @dataclass
@@ -51,6 +61,7 @@ class EvalState:
     skipped: list[dict[str, str]] = field(default_factory=list)
     gallery: dict[str, str] = field(default_factory=dict)
     attack_failures: dict[str, int] = field(default_factory=dict)
+    early_stop: dict[str, dict] = field(default_factory=dict)
 
 
 #: Statistics key of the clean images restricted to the attack subset (not a condition of its own).
@@ -131,6 +142,7 @@ def evaluate(
             n_bootstrap=settings.n_bootstrap,
             seed=settings.seed,
             top_k=settings.top_k,
+            interval=settings.interval,
         )
 
     state = EvalState(stats={c.id: new_stats() for c in conditions})
@@ -138,7 +150,9 @@ def evaluate(
     if subset_clean:  # the clean reference of attacks run on a subset (like-for-like drops)
         state.stats[SUBSET_CLEAN] = new_stats()
     attr_names = list(table.attributes)
+    monitor = settings.monitor
     loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
+    done = 0
     with open(predictions_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         for raw in loader:
@@ -147,6 +161,8 @@ def evaluate(
                 batch = _Batch.build(raw, table, keys, slots, settings, device)
                 rows: list[tuple[int, int, list]] = []
                 for order, cond in enumerate(conditions):
+                    if monitor is not None and not monitor.active(cond.id):
+                        continue
                     part = batch.attack_part() if cond.model_aware else batch
                     if part is None:
                         continue
@@ -154,10 +170,11 @@ def evaluate(
                         progress(0, cond.id)
                     x = _stress(cond, model, part.images, part.labels_dev, part.keys, settings.seed)
                     probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
-                    state.stats[cond.id].update(probs, part.labels, part.slots, part.keys)
+                    state.stats[cond.id].update(probs, part.labels, part.slots, part.keys, part.weights)
                     if cond.stressor is None and subset_clean and batch.in_subset.any():
                         m = batch.in_subset
-                        state.stats[SUBSET_CLEAN].update(probs[m], part.labels[m], part.slots[m], part.keys[m])
+                        w = part.weights[m] if part.weights is not None else None
+                        state.stats[SUBSET_CLEAN].update(probs[m], part.labels[m], part.slots[m], part.keys[m], w)
                     failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
                     if failed is not None:
                         state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
@@ -168,6 +185,18 @@ def evaluate(
                 writer.writerows(r[2] for r in rows)
             if progress:
                 progress(len(raw["index"]) + len(raw["bad"]))
+            done += len(raw["index"]) + len(raw["bad"])
+            if monitor is not None:
+                monitor.after_batch(state.stats)
+                if monitor.all_stopped():
+                    break
+    if monitor is not None:
+        if progress and done < len(dataset):
+            progress(len(dataset) - done, "stopped early")
+        for cond in conditions:
+            state.early_stop[cond.id] = monitor.summary(cond.id, int(state.stats[cond.id].confusion[0].sum()))
+        order = {c.id: i for i, c in enumerate(conditions)}
+        sort_rows(predictions_path, key=lambda row: (int(row[0]), order[row[2]]))
     return state
 
 
@@ -193,6 +222,7 @@ class _Batch:
     keys: Tensor
     slots: Tensor
     in_subset: Tensor | None  # attack subset mask, when attacks run on a subset
+    weights: Tensor | None = None  # bootstrap weights (N, R), drawn once per batch
 
     @classmethod
     def build(
@@ -216,7 +246,11 @@ class _Batch:
         in_subset = None
         if settings.attack_indices is not None:
             in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
-        return cls(idx, raw["images"].to(device), labels, labels.to(device), keys[idx], slots[idx], in_subset)
+        batch_keys = keys[idx]
+        weights = (
+            poisson_weights(batch_keys, settings.n_bootstrap, seed=settings.seed) if settings.n_bootstrap else None
+        )
+        return cls(idx, raw["images"].to(device), labels, labels.to(device), batch_keys, slots[idx], in_subset, weights)
 
     def attack_part(self) -> _Batch | None:
         """The samples to attack: the whole batch, its attack-subset part, or None if empty."""
@@ -226,7 +260,14 @@ class _Batch:
             return None
         m, m_dev = self.in_subset, self.in_subset.to(self.images.device)
         return _Batch(
-            self.index[m], self.images[m_dev], self.labels[m], self.labels_dev[m_dev], self.keys[m], self.slots[m], None
+            self.index[m],
+            self.images[m_dev],
+            self.labels[m],
+            self.labels_dev[m_dev],
+            self.keys[m],
+            self.slots[m],
+            None,
+            self.weights[m] if self.weights is not None else None,
         )
 
 

@@ -21,6 +21,7 @@ import torch
 from audit.contract.config import AuditConfig
 from audit.contract.digest import sha256_file
 from audit.contract.groupstats import fairness_summary
+from audit.contract.intervals import CONFIDENCE_LEVEL
 from audit.contract.results import SCHEMA_VERSION, GroupMetrics, Metrics
 from audit.contract.version import tool_version
 from audit.evaluation.conditions import Condition, stressor_descriptions
@@ -48,10 +49,12 @@ def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _error_types(overall: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
-    """Per-class error rates keyed by class name; confusions named by class."""
+    """Per-class error rates (and their intervals) keyed by class name; confusions named by class."""
     return {
         "per_class_fnr": dict(zip(class_names, overall["per_class_fnr"])),
         "per_class_fpr": dict(zip(class_names, overall["per_class_fpr"])),
+        "per_class_fnr_ci": dict(zip(class_names, overall["per_class_fnr_ci"])),
+        "per_class_fpr_ci": dict(zip(class_names, overall["per_class_fpr_ci"])),
         "top_confusions": [
             {"true": class_names[t["true"]], "predicted": class_names[t["predicted"]], "count": t["count"]}
             for t in overall["top_confusions"]
@@ -97,12 +100,13 @@ def _condition_entry(
 
 
 def _fairness(conditions: list[dict[str, Any]], layout: SlotLayout, min_size: int) -> list[dict[str, Any]]:
-    """Every group statistic of every condition and grouping (the one definition, computed once here)."""
+    """Every group statistic of every condition and grouping (the one definition, computed once here),
+    with the test of each difference at the run's confidence level."""
     out = []
     for cond in conditions:
         for g in layout.groupings:
             groups = [{"value": x["value"], **x["metrics"]} for x in cond["groups"] if x["attribute"] == g.name]
-            summary = fairness_summary(groups, min_group_size=min_size)
+            summary = fairness_summary(groups, min_group_size=min_size, level=CONFIDENCE_LEVEL)
             out.append({"condition": cond["id"], "attribute": g.name, **summary})
     return out
 
@@ -133,6 +137,8 @@ def assemble_results(
     for entry in cond_entries:
         if entry["id"] in state.attack_failures:
             entry["failed_starts"] = state.attack_failures[entry["id"]]
+        if entry["id"] in state.early_stop:
+            entry["early_stop"] = state.early_stop[entry["id"]]
     natural = [e for e in cond_entries if not e["model_aware"]]
     attacks = [e for e in cond_entries if e["model_aware"]]
     # Attacks on a subset are compared with the clean images of the same subset.
@@ -170,7 +176,10 @@ def assemble_results(
         "evaluation": {
             "min_group_size": min_size,
             "n_bootstrap": cfg.evaluation.n_bootstrap,
-            "confidence_level": 0.95,
+            "confidence_level": CONFIDENCE_LEVEL,
+            "interval": cfg.evaluation.interval,
+            "early_stop": cfg.evaluation.early_stop,
+            **({"early_stop_min_samples": cfg.evaluation.early_stop_min_samples} if cfg.evaluation.early_stop else {}),
             "ece_bins": 15,
             "attack_samples": subset,
             "top_k": cfg.evaluation.top_k,

@@ -17,6 +17,14 @@ __all__ = ["escape", "render_body", "render_markdown"]
 _ESCAPE = re.compile(r"([\\`*_\[\]<>|#])")
 
 
+#: The words for results.json evaluation.interval (absent in results before 1.1: the percentile bootstrap).
+_INTERVALS = {
+    "wilson": "Wilson score intervals",
+    "clopper-pearson": "Clopper-Pearson intervals",
+    "bootstrap": "percentile bootstrap intervals",
+}
+
+
 def escape(text: str) -> str:
     """One line of user text, safe inside Markdown prose and table cells."""
     return _ESCAPE.sub(r"\\\1", " ".join(str(text).split()))
@@ -94,9 +102,11 @@ def render_body(f: CardFacts) -> str:
     lines += ["## Evaluation", ""]
     lines += [
         f"Audit set: {escape(f.dataset['path'])}: {f.dataset['num_samples']} images evaluated, "
-        f"{f.dataset['num_skipped']} skipped. Intervals are two-sided 95 % percentile bootstrap intervals "
-        f"({f.evaluation['n_bootstrap']} replicates); groups with fewer than {f.evaluation['min_group_size']} "
-        "samples take no part in gaps. Shares are in [0, 1]; drops and gaps in percentage points.",
+        f"{f.dataset['num_skipped']} skipped. Intervals are two-sided 95 %: "
+        f"{_INTERVALS.get(str(f.evaluation.get('interval')), _INTERVALS['bootstrap'])} for accuracies, "
+        f"a Poisson bootstrap ({f.evaluation['n_bootstrap']} replicates) for the other metrics; groups with fewer "
+        f"than {f.evaluation['min_group_size']} samples take no part in gaps. Shares are in [0, 1]; drops and gaps "
+        "in percentage points.",
         "",
     ]
     attributes = f.dataset["attributes"]

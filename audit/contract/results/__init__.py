@@ -26,12 +26,14 @@ from audit.contract.results.breaking_points import BreakingPointDisparity, Break
 from audit.contract.results.conditions import (
     ConditionResult,
     ConfusionPair,
+    EarlyStop,
     ErrorTypes,
     GroupMetrics,
     GroupResult,
     Metrics,
     Reliability,
     ReliabilityBin,
+    StopDecision,
 )
 from audit.contract.results.identity import (
     DatasetInfo,
@@ -55,6 +57,8 @@ from audit.contract.results.summaries import (
     ErrorShiftPair,
     Exclusion,
     FairnessEntry,
+    GapTest,
+    RateDriver,
     RobustnessRow,
 )
 from audit.contract.results.verdict import Evaluation, Governance, GovernanceFinding, PolicyOutcome, RuleResult
@@ -72,6 +76,7 @@ __all__ = [
     "CorruptionSummary",
     "DatasetInfo",
     "DisparityRow",
+    "EarlyStop",
     "ErrorShift",
     "ErrorShiftPair",
     "ErrorTypes",
@@ -80,6 +85,7 @@ __all__ = [
     "Exclusion",
     "FairnessEntry",
     "GalleryItem",
+    "GapTest",
     "Governance",
     "GovernanceFinding",
     "GroupMetrics",
@@ -88,6 +94,7 @@ __all__ = [
     "ModelInfo",
     "PolicyOutcome",
     "Provenance",
+    "RateDriver",
     "Reliability",
     "ReliabilityBin",
     "ReportSettings",
@@ -95,6 +102,7 @@ __all__ = [
     "RobustnessRow",
     "RuleResult",
     "SkippedImage",
+    "StopDecision",
     "StressorInfo",
     "SurvivalPoint",
     "Tool",

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from audit.contract.results.base import Interval, Node, Rate
 
-__all__ = ["ConditionResult", "ConfusionPair", "ErrorTypes", "GroupMetrics", "GroupResult", "Metrics", "ReliabilityBin"]
+__all__ = [
+    "ConditionResult",
+    "ConfusionPair",
+    "EarlyStop",
+    "ErrorTypes",
+    "GroupMetrics",
+    "GroupResult",
+    "Metrics",
+    "ReliabilityBin",
+    "StopDecision",
+]
 
 _N = "number of samples evaluated (images that could not be decoded are not counted)"
 
@@ -23,19 +35,41 @@ class Metrics(Node):
         description="share of samples whose top-1 prediction (argmax, ties to the lower class) equals the label"
     )
     accuracy_ci: Interval | None = Field(
-        description="95 % interval of accuracy (percentile Poisson bootstrap over samples; null without replicates)"
+        description="95 % interval of accuracy by evaluation.interval: the Wilson score interval from the counts "
+        "(default), Clopper-Pearson, or the percentile Poisson bootstrap; null when n = 0"
     )
     balanced_accuracy: Rate = Field(description="mean recall over the classes present among the labels")
+    balanced_accuracy_ci: Interval | None = Field(
+        default=None,
+        description="95 % percentile Poisson-bootstrap interval of balanced_accuracy; null without replicates or above 100 classes",
+    )
     macro_f1: Rate = Field(
         description="mean F1 over the classes in labels ∪ predictions (scikit-learn f1_score average='macro')"
+    )
+    macro_f1_ci: Interval | None = Field(
+        default=None,
+        description="95 % percentile Poisson-bootstrap interval of macro_f1; null without replicates or above 100 classes",
     )
     top_k_accuracy: Rate = Field(
         description="share of samples whose label has fewer than k classes with strictly higher probability; null unless evaluation.top_k is set"
     )
-    ece: Rate = Field(
-        description="expected calibration error of the top-label confidence: 15 equal-width bins (lo, hi], sum over bins of (n_b / n) |accuracy_b - confidence_b|"
+    top_k_accuracy_ci: Interval | None = Field(
+        default=None, description="95 % interval of top_k_accuracy, by evaluation.interval like accuracy_ci"
     )
-    ece_ci: Interval | None = Field(description="95 % interval of ece (percentile Poisson bootstrap)")
+    ece: Rate = Field(
+        description="plug-in expected calibration error of the top-label confidence: 15 equal-width bins (lo, hi], sum over bins of (n_b / n) |accuracy_b - confidence_b|; biased upwards (of order 1/sqrt(n) for a perfectly calibrated model)"
+    )
+    ece_ci: Interval | None = Field(
+        description="95 % Poisson-bootstrap interval of ece, the percentile interval moved down by the bootstrap estimate of ece's bias (ends clipped at 0); it still rarely reaches 0 for a calibrated model: use debiased_l2_ce_ci to judge calibration"
+    )
+    debiased_l2_ce: Rate = Field(
+        default=None,
+        description="debiased L2 calibration error (Kumar et al. 2019) over the same 15 bins: sqrt(max(0, sum_b (n_b/n) [(accuracy_b - confidence_b)^2 - accuracy_b (1 - accuracy_b)/(n_b - 1)])); about 0 for a calibrated model at any n; the value built-in policies judge",
+    )
+    debiased_l2_ce_ci: Interval | None = Field(
+        default=None,
+        description="95 % interval of debiased_l2_ce: bias-corrected Poisson-bootstrap interval of the squared estimate, square root of each end (0 when the end is negative)",
+    )
     mce: Rate = Field(
         description="maximum calibration error: the largest |accuracy_b - confidence_b| over non-empty bins"
     )
@@ -43,9 +77,13 @@ class Metrics(Node):
     brier: float | None = Field(
         ge=0.0, le=2.0, description="mean over samples of sum_k (p_k - 1[k = label])^2, in [0, 2]"
     )
+    brier_ci: Interval | None = Field(default=None, description="95 % percentile Poisson-bootstrap interval of brier")
     nll: float | None = Field(
         ge=0.0,
         description="negative log-likelihood in nats: -mean log p(label), p clipped at float64 eps (36.04 nats at most)",
+    )
+    nll_ci: Interval | None = Field(
+        default=None, description="95 % percentile Poisson-bootstrap interval of nll (nats)"
     )
 
 
@@ -83,6 +121,12 @@ class ErrorTypes(Node):
     per_class_fpr: dict[str, float | None] = Field(
         description="class name -> false-positive rate FP / (FP + TN); null when undefined"
     )
+    per_class_fnr_ci: dict[str, Interval | None] | None = Field(
+        default=None, description="class name -> 95 % interval of its false-negative rate (evaluation.interval)"
+    )
+    per_class_fpr_ci: dict[str, Interval | None] | None = Field(
+        default=None, description="class name -> 95 % interval of its false-positive rate (evaluation.interval)"
+    )
     top_confusions: list[ConfusionPair] = Field(description="the five most frequent (true, predicted) errors")
     overconfident_errors: int = Field(ge=0, description="wrong predictions made with confidence >= 0.9")
 
@@ -99,6 +143,33 @@ class ReliabilityBin(Node):
 
 class Reliability(Node):
     bins: list[ReliabilityBin]
+
+
+class StopDecision(Node):
+    """One blocking rule target decided by an anytime-valid test while the condition ran."""
+
+    rule: str = Field(description="the rule id")
+    group: str | None = Field(description="'attribute=value' for a group target; null for the whole condition")
+    decision: Literal["pass", "fail"] = Field(description="what the test showed at confidence 1 - alpha")
+    n: int = Field(ge=0, description="samples of the target when it was decided")
+    observed: float = Field(description="the target's accuracy when it was decided, in [0, 1]")
+    bound: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="the bound of the anytime-valid confidence sequence (at level alpha per side) that crossed the threshold: its lower bound when the accuracy was shown above, its upper bound when shown below",
+    )
+
+
+class EarlyStop(Node):
+    """How much of the data one condition used under evaluation.early_stop."""
+
+    samples_used: int = Field(ge=0, description="samples this condition evaluated (= metrics.n)")
+    samples_available: int = Field(ge=0, description="samples the condition would evaluate without early stopping")
+    stopped: bool = Field(description="true when the condition stopped before the end of the data")
+    reason: str = Field(
+        description="one line: every blocking rule decided (after how many samples), or why the condition ran to the end"
+    )
+    decisions: list[StopDecision] = Field(description="the rule targets decided by the anytime-valid test")
 
 
 class ConditionResult(Node):
@@ -124,4 +195,7 @@ class ConditionResult(Node):
     )
     failed_starts: int | None = Field(
         default=None, ge=0, description="hopskipjump: samples without a starting point (counted as not fooled)"
+    )
+    early_stop: EarlyStop | None = Field(
+        default=None, description="with evaluation.early_stop: how many samples this condition used and why it stopped"
     )

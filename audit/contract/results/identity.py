@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -59,8 +59,23 @@ class EvaluationSettings(Node):
     min_group_size: int = Field(
         ge=1, description="the one 'too small to judge' threshold: smaller groups are shown but take no part in gaps"
     )
-    n_bootstrap: int = Field(ge=0, description="bootstrap replicates behind the intervals")
+    n_bootstrap: int = Field(
+        ge=0, description="Poisson-bootstrap replicates behind the intervals of ece, brier, nll, macro_f1 ..."
+    )
     confidence_level: float = Field(gt=0.0, lt=1.0, description="coverage of every interval (0.95)")
+    interval: Literal["wilson", "clopper-pearson", "bootstrap"] | None = Field(
+        default=None,
+        description="method of the intervals of proportions (accuracy, top-k accuracy, per-class rates): wilson "
+        "(score interval from the counts), clopper-pearson (exact) or bootstrap (percentile); absent in results "
+        "written before 1.1 (percentile bootstrap)",
+    )
+    early_stop: bool | None = Field(
+        default=None,
+        description="true when conditions stopped as soon as their blocking rules were decided (evaluation.early_stop)",
+    )
+    early_stop_min_samples: int | None = Field(
+        default=None, ge=1, description="with early_stop: samples every condition evaluates before it may stop"
+    )
     ece_bins: int = Field(ge=1, description="equal-width bins of ece and the reliability diagram")
     attack_samples: int | None = Field(
         description="size of the stratified attack subset; null when every sample is attacked"

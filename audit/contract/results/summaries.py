@@ -20,6 +20,8 @@ __all__ = [
     "ErrorShiftPair",
     "Exclusion",
     "FairnessEntry",
+    "GapTest",
+    "RateDriver",
     "RobustnessRow",
 ]
 
@@ -35,6 +37,38 @@ class Exclusion(Node):
     reason: Literal["empty", "below min_group_size"] = Field(description="empty (n = 0) or below min_group_size")
 
 
+class RateDriver(Node):
+    """What produced an equalized-odds or demographic-parity difference."""
+
+    class_index: int = Field(ge=0, description="the class (index into model.class_names) whose rate gap is largest")
+    rate: Literal["tpr", "fpr", "selection"] = Field(
+        description="tpr or fpr (equalized odds: among the class's positives or negatives), selection (demographic parity)"
+    )
+    groups: list[str] = Field(min_length=2, max_length=2, description="[the group with the lower rate, the higher]")
+    n: list[int] = Field(
+        min_length=2,
+        max_length=2,
+        description="samples behind the two rates (the class's positives for tpr, negatives for fpr, the group sizes for selection)",
+    )
+
+
+class GapTest(Node):
+    """The stored test of one group statistic: do the groups differ at all?"""
+
+    p_value: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="smallest Holm-adjusted p-value over the pairs of groups for 'no difference' (tolerance 0)",
+    )
+    pairs: int = Field(ge=1, description="pairs of groups tested (times classes and rates for equalized odds)")
+    min_detectable: float | None = Field(
+        description="the smallest true difference detected with 80 % probability, for the two smallest groups"
+    )
+    method: Literal["agresti-caffo", "wald-bootstrap-se"] = Field(
+        description="agresti-caffo (counts) or a Wald test with standard errors from the groups' bootstrap intervals"
+    )
+
+
 class FairnessEntry(Node):
     """Every group statistic of one condition and one attribute (or intersection).
 
@@ -47,6 +81,11 @@ class FairnessEntry(Node):
     min_group_size: int | None = Field(
         default=None,
         description="the threshold used: groups with fewer samples take no part (evaluation.min_group_size)",
+    )
+    min_positives: int | None = Field(
+        default=None,
+        ge=0,
+        description="equalized odds leaves out per-class rates with fewer samples behind them (0: undefined rates count as 0, as in fairlearn)",
     )
     groups_compared: int | None = Field(default=None, ge=0, description="how many groups take part")
     worst_group: str | None = Field(description="the value with the lowest accuracy")
@@ -62,13 +101,24 @@ class FairnessEntry(Node):
     top_k_accuracy_gap: float | None = Field(default=None, description=_GAP.format(m="top-k accuracy"))
     top_k_accuracy_ratio: float | None = Field(default=None, description=_RATIO.format(m="top-k accuracy"))
     ece_gap: float | None = Field(description=_GAP.format(m="ECE"))
+    debiased_l2_ce_gap: float | None = Field(default=None, description=_GAP.format(m="debiased L2 calibration error"))
     brier_gap: float | None = Field(default=None, description=_GAP.format(m="Brier score"))
     nll_gap: float | None = Field(default=None, description=_GAP.format(m="NLL (nats)"))
     equalized_odds_difference: float | None = Field(
-        description="max over classes c of the larger of the TPR gap and the FPR gap of the one-vs-rest problem 'label == c'; rates undefined in a group leave that group out"
+        description="max over classes c of the larger of the TPR gap and the FPR gap of the one-vs-rest problem 'label == c'; a rate undefined in a group counts as 0 (fairlearn's convention) unless min_positives leaves it out"
+    )
+    equalized_odds_driver: RateDriver | None = Field(
+        default=None, description="the class, rate, groups and sample counts behind equalized_odds_difference"
     )
     demographic_parity_difference: float | None = Field(
         description="max over classes c of the gap in the rate of 'prediction == c' (tracks base rates: differs when groups differ in their labels)"
+    )
+    demographic_parity_driver: RateDriver | None = Field(
+        default=None, description="the class, groups and group sizes behind demographic_parity_difference"
+    )
+    tests: dict[str, GapTest] | None = Field(
+        default=None,
+        description="'<metric>_gap', 'equalized_odds_difference' or 'demographic_parity_difference' -> its test of 'no difference' at evaluation.confidence_level (Holm over the pairs)",
     )
     excluded: list[str] = Field(description="values left out (empty, or fewer samples than min_group_size)")
     exclusions: list[Exclusion] | None = Field(default=None, description="each value left out, with n and the reason")

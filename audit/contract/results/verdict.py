@@ -60,6 +60,16 @@ class Evaluation(Node):
     observed: float | None = Field(description="the judged value")
     n: int | None = Field(description="samples behind the value")
     status: Literal["pass", "fail", "insufficient_data", "not_applicable"] = Field(description="this target's outcome")
+    p_value: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="tested rules: this target's p-value (detect: smallest Holm-adjusted over all the rule's pairs; demonstrate: largest per-pair)",
+    )
+    min_detectable: float | None = Field(
+        default=None,
+        description="tested detect rules: the smallest true gap (ratio rules: the largest true ratio) found with 80 % probability here",
+    )
 
 
 class RuleResult(Node):
@@ -83,6 +93,32 @@ class RuleResult(Node):
     )
     aggregate: Literal["gap", "ratio", "worst"] | None = Field(
         default=None, description="gap, ratio or worst across the groups of an attribute"
+    )
+    test: Literal["detect", "demonstrate", "point"] | None = Field(
+        default=None,
+        description="how a difference between groups was decided: detect (fail only when the data show it exceeds the tolerance), demonstrate (pass only when they show it is within), point (the estimate against the threshold)",
+    )
+    confidence: float | None = Field(default=None, gt=0.0, lt=1.0, description="the test's confidence 1 - alpha")
+    p_value: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="the decisive target's p-value (see evaluations[].p_value)"
+    )
+    min_detectable: float | None = Field(
+        default=None,
+        description="detect: the smallest true gap (ratio rules: the largest true ratio) the rule finds with 80 % probability at the decisive target",
+    )
+    testable: bool | None = Field(
+        default=None,
+        description="false when the data are too few for the rule to tell (detect: the minimum detectable gap exceeds twice the tolerance; demonstrate: a true gap of 0 would not be shown within tolerance with 80 % probability)",
+    )
+    samples_needed: int | None = Field(
+        default=None,
+        ge=1,
+        description="samples per group at which the rule becomes testable (proportion gaps and ratios)",
+    )
+    decided_early: int | None = Field(
+        default=None,
+        ge=0,
+        description="evaluation.early_stop: the samples after which an anytime-valid test decided this rule",
     )
     check: str | None = Field(default=None, description="the judged check (kind 'finding')")
     condition: str | None = Field(description="the condition of the decisive target")

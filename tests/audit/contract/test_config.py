@@ -89,6 +89,10 @@ def test_overrides_win(tmp_path):
         (BASE.replace("  input_size: [32, 32]", "  input_size: [32, 32]\n  resize: [0, 40]"), "model.resize"),
         (BASE + "tracking:\n  mlflow:\n    run_name: x\n", "tracking.mlflow.experiment: required key is missing"),
         (BASE + "tracking:\n  mlflow:\n    experiment: ''\n", "tracking.mlflow.experiment"),
+        (BASE + "evaluation:\n  interval: wald\n", "evaluation.interval"),
+        (BASE + "evaluation:\n  interval: bootstrap\n  n_bootstrap: 0\n", "needs evaluation.n_bootstrap > 0"),
+        (BASE + "evaluation:\n  early_stop: sometimes\n", "evaluation.early_stop"),
+        (BASE + "evaluation:\n  early_stop_min_samples: 0\n", "evaluation.early_stop_min_samples"),
     ],
 )
 def test_bad_configs_name_the_file_and_key(tmp_path, text, expected):
@@ -138,3 +142,11 @@ def test_preprocessing_and_tracking_keys(tmp_path):
     assert cfg.tracking.mlflow.experiment == "audits" and cfg.tracking.mlflow.tracking_uri == "sqlite:///m.db"
     pair = load_config(write(tmp_path, BASE.replace("  input_size: [32, 32]", "  resize: [40, 36]")))
     assert pair.model.resize == (40, 36) and pair.model.format is None and pair.tracking.mlflow is None
+
+
+def test_statistics_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.evaluation.interval == "wilson" and cfg.evaluation.n_bootstrap == 1000
+    assert cfg.evaluation.early_stop is False and cfg.evaluation.early_stop_min_samples == 200
+    cfg = load_config(write(tmp_path, BASE + "evaluation:\n  interval: clopper-pearson\n  early_stop: true\n"))
+    assert cfg.evaluation.interval == "clopper-pearson" and cfg.evaluation.early_stop is True

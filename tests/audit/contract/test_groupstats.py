@@ -108,20 +108,71 @@ def test_small_groups_are_excluded_and_marked(audited):
 def test_fewer_than_two_eligible_groups_gives_none():
     empty = {"value": "x", "n": 0, "confusion": [[0, 0], [0, 0]], "accuracy": None, "ece": None}
     one = {"value": "y", "n": 3, "confusion": [[2, 0], [0, 1]], "accuracy": 1.0, "ece": 0.0}
-    summary = fairness_summary([empty, one], min_group_size=1)
+    summary = fairness_summary([empty, one], min_group_size=1, level=0.95)
     assert summary["excluded"] == ["x"]
     assert summary["exclusions"] == [{"value": "x", "n": 0, "reason": "empty"}]
     assert summary["groups_compared"] == 1 and summary["min_group_size"] == 1
-    bookkeeping = ("excluded", "exclusions", "groups_compared", "min_group_size")
+    assert summary["tests"] == {}
+    bookkeeping = ("excluded", "exclusions", "groups_compared", "min_group_size", "min_positives", "tests")
     assert all(summary[k] is None for k in summary if k not in bookkeeping)
 
 
-def test_undefined_rates_are_left_out_of_equalized_odds():
-    # group b has no positives of class 1: its TPR for class 1 is undefined, not 0
-    a = {"value": "a", "n": 4, "confusion": [[2, 0], [1, 1]], "accuracy": 0.75, "ece": None}
-    b = {"value": "b", "n": 2, "confusion": [[2, 0], [0, 0]], "accuracy": 1.0, "ece": None}
-    summary = fairness_summary([a, b], min_group_size=1)
-    # class 0: TPR 1 vs 1, FPR 1/2 vs undefined; class 1: TPR 1/2 vs undefined, FPR 0 vs 0
-    assert summary["equalized_odds_difference"] == 0.0
-    assert summary["demographic_parity_difference"] == pytest.approx(0.25)
-    assert summary["ece_gap"] is None and summary["accuracy_ratio"] == 0.75
+def _labels_with_an_absent_class():
+    """Three groups; class 2 never occurs in group b (its TPR is undefined there), class 0 is never predicted in c."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 300)
+    group = np.array(["a", "b", "c"])[rng.integers(0, 3, 300)]
+    y[(group == "b") & (y == 2)] = 1
+    pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, 300))
+    pred[(group == "c") & (pred == 0)] = 1
+    return y, pred, group
+
+
+def _groups_of(y, pred, group, k=3):
+    return [
+        {
+            "value": v,
+            "n": int((group == v).sum()),
+            "confusion": skm.confusion_matrix(y[group == v], pred[group == v], labels=list(range(k))).tolist(),
+            "accuracy": float((y[group == v] == pred[group == v]).mean()),
+        }
+        for v in ("a", "b", "c")
+    ]
+
+
+def test_undefined_rates_follow_fairlearn_and_min_positives_leaves_them_out():
+    y, pred, group = _labels_with_an_absent_class()
+    groups = _groups_of(y, pred, group)
+    summary = fairness_summary(groups, min_group_size=1)
+    expected = max(fl_eo((y == c).astype(int), (pred == c).astype(int), sensitive_features=group) for c in range(3))
+    assert math.isclose(summary["equalized_odds_difference"], expected, rel_tol=1e-12)
+    driver = summary["equalized_odds_driver"]
+    # class 2 in group b: TPR undefined -> 0 (fairlearn), which drives the difference
+    assert driver["class_index"] == 2 and driver["rate"] == "tpr" and driver["groups"][0] == "b" and driver["n"][0] == 0
+    left_out = fairness_summary(groups, min_group_size=1, min_positives=1)
+    assert left_out["equalized_odds_difference"] < expected and left_out["min_positives"] == 1
+    assert min(left_out["equalized_odds_driver"]["n"]) >= 1
+    dp = fairness_summary(groups, min_group_size=1)
+    exp_dp = max(fl_dp((y == c).astype(int), (pred == c).astype(int), sensitive_features=group) for c in range(3))
+    assert math.isclose(dp["demographic_parity_difference"], exp_dp, rel_tol=1e-12)
+    drv = dp["demographic_parity_driver"]
+    assert drv["rate"] == "selection" and drv["n"] == [int((group == g).sum()) for g in drv["groups"]]
+
+
+def test_min_positives_drops_rates_with_few_positives():
+    a = {"value": "a", "n": 4, "confusion": [[2, 0], [1, 1]], "accuracy": 0.75}
+    b = {"value": "b", "n": 3, "confusion": [[2, 0], [0, 1]], "accuracy": 1.0}
+    # class 1: TPR 1/2 (2 positives) vs 1 (1 positive); FPR of class 0 the same; class 0 TPR 1 vs 1
+    assert fairness_summary([a, b], min_group_size=1)["equalized_odds_difference"] == 0.5
+    assert fairness_summary([a, b], min_group_size=1, min_positives=2)["equalized_odds_difference"] == 0.0
+    with pytest.raises(ValueError, match="min_positives"):
+        fairness_summary([a, b], min_group_size=1, min_positives=-1)
+
+
+def test_entry_tests_are_stored_with_the_level(audited):
+    _, _, _, _, groups = audited
+    summary = fairness_summary(groups, min_group_size=1, level=0.95)
+    tests = summary["tests"]
+    assert set(tests) >= {"accuracy_gap", "equalized_odds_difference", "demographic_parity_difference"}
+    assert 0.0 <= tests["accuracy_gap"]["p_value"] <= 1.0 and tests["accuracy_gap"]["pairs"] == 3
+    assert tests["accuracy_gap"]["method"] == "agresti-caffo" and tests["accuracy_gap"]["min_detectable"] > 0

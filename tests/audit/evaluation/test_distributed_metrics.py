@@ -43,7 +43,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 def _compare(a, b, path="result"):
-    """Integers (counts, accuracies, their bootstrap CIs) exactly; float sums to 1e-12."""
+    """Integers (counts, accuracies, their intervals, bootstrap counts) exactly; float sums to 1e-12."""
     if isinstance(a, dict):
         assert a.keys() == b.keys(), path
         for key in a:
@@ -58,7 +58,11 @@ def _compare(a, b, path="result"):
         "mce",
         "adaptive_ece",
         "brier",
+        "brier_ci",
         "nll",
+        "nll_ci",
+        "debiased_l2_ce",
+        "debiased_l2_ce_ci",
         "confidence",
     }:
         assert abs(a - b) <= 1e-12 * max(1.0, abs(a)), f"{path}: {a} vs {b}"

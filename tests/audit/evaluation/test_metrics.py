@@ -248,10 +248,12 @@ def test_bootstrap_interval_reproducible_and_covers():
     labels = torch.zeros(n, dtype=torch.long)
     probs = torch.tensor([[0.7, 0.3]]).repeat(n, 1)
     probs[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:80]] = torch.tensor([0.3, 0.7])
-    a = audit_metrics(probs, labels, n_bootstrap=400, seed=0)
+    a = audit_metrics(probs, labels, n_bootstrap=400, seed=0, interval="bootstrap")
     assert a["accuracy"] == p
-    assert a["accuracy_ci"] == audit_metrics(probs, labels, n_bootstrap=400, seed=0)["accuracy_ci"]
-    other = audit_metrics(probs, labels, n_bootstrap=400, seed=1)["accuracy_ci"]
+    assert (
+        a["accuracy_ci"] == audit_metrics(probs, labels, n_bootstrap=400, seed=0, interval="bootstrap")["accuracy_ci"]
+    )
+    other = audit_metrics(probs, labels, n_bootstrap=400, seed=1, interval="bootstrap")["accuracy_ci"]
     assert other != a["accuracy_ci"] and abs(other[0] - a["accuracy_ci"][0]) < 0.02
     lo, hi = a["accuracy_ci"]
     assert lo < p < hi
@@ -306,3 +308,18 @@ def test_bad_settings():
         AuditStats(num_classes=3, num_slots=1, top_k=4)
     with pytest.raises(ValueError, match="num_slots"):
         AuditStats(num_classes=3, num_slots=0)
+
+
+def test_cpu_and_device_weight_paths_draw_the_same_weights():
+    """The uint32 numpy path (CPU) and the int64 tensor path (other devices, run here on the CPU) agree."""
+    from audit.contract.seeds import derive_seed
+    from audit.evaluation import bootstrap as b
+
+    keys = torch.randint(0, 2**62, (300,), generator=torch.Generator().manual_seed(3))
+    derived = derive_seed(5, "bootstrap")
+    s = b._mix32(b._mix32((derived & b._MASK32) ^ b._SEED_SALT) ^ ((derived >> 32) & b._MASK32))
+    lo, hi = keys & b._MASK32, keys >> 32
+    h1, h2 = b._mix32(b._mix32(hi ^ s) ^ lo), b._mix32(b._mix32(lo ^ s ^ b._SECOND_SALT) ^ hi)
+    g = b._mix32(torch.arange(77, dtype=torch.int64) ^ b._REPLICATE_SALT)
+    assert torch.equal(b._tensor_weights(h1, h2, g), b._cpu_weights(h1, h2, g))
+    assert torch.equal(b._cpu_weights(h1, h2, g), poisson_weights(keys, 77, seed=5))
