@@ -113,7 +113,7 @@ def run_audit(
     """
     import policies
     from policies.findings import judge_findings
-    from policies.governance import check_governance, report_image_mode
+    from policies.governance import GovernanceScan, report_image_mode
     from policies.validate import validate_policy
     from reports.keys import load_signing_keys, passphrase_from_env
 
@@ -128,12 +128,14 @@ def run_audit(
     cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
     source = str(config_path or "config")
     conditions = build_conditions(cfg.stressors, source=source)
-    table = read_samples(cfg.data, class_names=cfg.model.class_names)
     affected: list[dict[str, Any]] = []
-    findings = judge_findings(
-        check_governance(table.rows, policy=policy, id_column=cfg.data.id_column, now=started, affected=affected),
-        policy,
+    scan = (  # the governance checks see the manifest rows chunk by chunk as they are read; no row is kept
+        GovernanceScan(policy.governance, id_column=cfg.data.id_column, now=started, affected=affected)
+        if policy.governance is not None
+        else None
     )
+    table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
+    findings = judge_findings(scan.findings() if scan else [], policy)
     gallery_mode = report_image_mode(policy, findings, cfg.report.images)
     layout = build_layout(table, cfg.data.intersections)
     slots = slot_matrix(table, layout)
@@ -186,8 +188,9 @@ def run_audit(
             progress=tick,
         )
         state.skipped = distributed.gather_lists(state.skipped)
-        order = {sid: i for i, sid in enumerate(table.ids)} if state.skipped else {}
-        state.skipped.sort(key=lambda s: order[s["sample"]])  # dataset order, whatever the ranks
+        if state.skipped:  # dataset order, whatever the ranks
+            order = table.indices_of([s["sample"] for s in state.skipped]).tolist()
+            state.skipped = [s for _, s in sorted(zip(order, state.skipped), key=lambda p: p[0])]
         state.attack_failures = distributed.sum_counts(state.attack_failures)
         with warnings.catch_warnings():  # a condition with no sample (all skipped) is reported with n = 0
             warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
@@ -278,7 +281,8 @@ def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
         return None
     from audit.evaluation.subset import stratified_subset
 
-    strata = [tuple(slots[i, 1 : 1 + len(table.attributes)].tolist()) + (table.labels[i],) for i in range(len(table))]
+    groups = slots[:, 1 : 1 + len(table.attributes)].tolist()
+    strata = [(*g, y) for g, y in zip(groups, table.labels.tolist())]
     return set(int(i) for i in stratified_subset(keys_all, strata, n, seed=cfg.seed))
 
 
