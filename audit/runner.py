@@ -44,6 +44,7 @@ from audit.evaluation.groups import build_layout, slot_matrix
 from audit.evaluation.model import load_model, resolve_device, resolve_model_config
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
+from audit.evaluation.threads import plan_threads, using_threads
 from audit.tracking import track_audit
 
 ProgressFactory = Callable[[int, str], Callable[..., None]]
@@ -159,10 +160,17 @@ def run_audit(
             )
 
     shard = distributed.shard_indices(len(table), rank, world)
+    threads = plan_threads(
+        threads=cfg.threads,
+        num_workers=cfg.data.num_workers,
+        device=device,
+        input_size=tuple(cfg.model.input_size),
+        first_image=table.paths[0] if table.paths is not None else None,
+    )
     settings = EvalSettings(
         seed=cfg.seed,
         batch_size=cfg.batch_size,
-        num_workers=cfg.data.num_workers,
+        num_workers=threads.num_workers,
         num_classes=width,
         n_bootstrap=cfg.evaluation.n_bootstrap,
         top_k=cfg.evaluation.top_k,
@@ -174,19 +182,20 @@ def run_audit(
     work = distributed.shared_work_dir(work)
     try:
         tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
-        state = evaluate(
-            model=model,
-            table=table,
-            dataset=AuditDataset(table, cfg.model, shard),
-            conditions=conditions,
-            slots=slots,
-            keys=keys_all,
-            num_slots=layout.num_slots,
-            settings=settings,
-            device=device,
-            predictions_path=distributed.part_path(work, rank),
-            progress=tick,
-        )
+        with using_threads(threads):
+            state = evaluate(
+                model=model,
+                table=table,
+                dataset=AuditDataset(table, cfg.model, shard),
+                conditions=conditions,
+                slots=slots,
+                keys=keys_all,
+                num_slots=layout.num_slots,
+                settings=settings,
+                device=device,
+                predictions_path=distributed.part_path(work, rank),
+                progress=tick,
+            )
         state.skipped = distributed.gather_lists(state.skipped)
         if state.skipped:  # dataset order, whatever the ranks
             order = table.indices_of([s["sample"] for s in state.skipped]).tolist()
@@ -216,6 +225,7 @@ def run_audit(
             started=started,
             device=str(device),
         )
+        results["provenance"].update(threads=threads.threads, num_workers=threads.num_workers)
         results["governance"] = {
             "findings": findings,
             "policy": policy.name,

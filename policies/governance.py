@@ -42,6 +42,7 @@ Checks (finding names; the policy key that configures them):
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -53,7 +54,6 @@ from audit.contract.manifest import ManifestChunk, chunks_of_rows
 from policies.dates import describe_date_format, parse_date
 from policies.pii import (
     _MAX_SCANNED_CHARS,
-    PATTERNS,
     PERSONAL_DATA_CHECKS,
     normalise_column,
     pii_column_kind,
@@ -165,29 +165,84 @@ class _Hit:
     values: list[dict[str, str]] | None = None  # per row: reason and the manifest values read
 
 
-def _encode(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
-    """The distinct values (first-seen order) and one code per value: every check runs once per distinct value."""
-    index: dict[Any, int] = {}
-    try:
-        codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values))
-    except TypeError:  # an unhashable value (a caller's own rows): one entry per row
-        return list(values), np.arange(len(values), dtype=np.int64)
-    return list(index), codes
+class _Column:
+    """One column of a chunk, for checks that run once per distinct value.
+
+    ``uniques`` are the distinct values (first-seen order); ``codes`` (each row's index into
+    them) are computed only when some distinct value is flagged.
+    """
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = values
+        try:
+            self.uniques: list[Any] = list(dict.fromkeys(values))
+            self._hashable = True
+        except TypeError:  # an unhashable value (a caller's own rows): one entry per row
+            self.uniques, self._hashable = list(values), False
+        self._codes: np.ndarray | None = None
+
+    @property
+    def codes(self) -> np.ndarray:
+        if self._codes is None:
+            n = len(self.values)
+            if self._hashable:
+                index = {v: k for k, v in enumerate(self.uniques)}
+                self._codes = np.fromiter(map(index.__getitem__, self.values), dtype=np.int64, count=n)
+            else:
+                self._codes = np.arange(n, dtype=np.int64)
+        return self._codes
+
+    def mask(self, flags: Sequence[bool] | np.ndarray) -> np.ndarray:
+        """Per row: whether its value is flagged (``flags`` has one entry per distinct value)."""
+        flags = np.asarray(flags, dtype=bool)
+        if not flags.any():
+            return np.zeros(len(self.values), dtype=bool)
+        return flags[self.codes]
+
+    def value(self, j: int) -> Any:
+        """Row ``j``'s value."""
+        return self.values[j]
+
+
+#: Necessary conditions of the personal-data patterns (:data:`policies.pii.PATTERNS`), each cheap to scan for:
+#: an e-mail address has ``@``, a phone number ``+``, ``(`` or a digit after ``-``/``.``, a social security
+#: number a digit after ``-``, a national insurance number two capitals and a digit. Only values that hold one
+#: of them are searched with the full patterns.
+_PII_PREFILTERS = (
+    re.compile(r"[@+(]"),
+    re.compile(r"[.-]\d"),
+    re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d"),
+)
 
 
 def _pii_flags(uniques: Sequence[Any], patterns: Sequence[str]) -> np.ndarray:
-    """Which values :func:`policies.pii.pii_kinds` flags with ``patterns``: one regex pass per pattern
-    over all the values joined by newlines (no pattern matches a newline, and a newline is a boundary
-    for every look-around in them), instead of one search per value and pattern."""
+    """Per distinct value: whether :func:`policies.pii.pii_kinds` flags it with ``patterns``.
+
+    The values are joined by newlines (no pattern or prefilter matches a newline, so every match
+    lies inside one value) and scanned once per prefilter; only the values a prefilter hits are
+    then checked with :func:`~policies.pii.pii_kinds` itself.
+    """
     flags = np.zeros(len(uniques), dtype=bool)
-    texts = [v[:_MAX_SCANNED_CHARS] if isinstance(v, str) else "" for v in uniques]
-    if not any(texts):
+    if set(map(type, uniques)) <= {str}:
+        texts = uniques
+        if texts and max(map(len, texts)) > _MAX_SCANNED_CHARS:
+            texts = [v[:_MAX_SCANNED_CHARS] for v in texts]
+    else:
+        texts = [v[:_MAX_SCANNED_CHARS] if isinstance(v, str) else "" for v in uniques]
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    if not lengths.any():
         return flags
-    starts = np.cumsum([0] + [len(t) + 1 for t in texts])[:-1]
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
     joined = "\n".join(texts)
-    for kind in patterns:
-        for match in PATTERNS[kind].finditer(joined):
-            flags[np.searchsorted(starts, match.start(), side="right") - 1] = True
+    candidates: set[int] = set()
+    for prefilter in _PII_PREFILTERS:
+        pos = 0
+        while (match := prefilter.search(joined, pos)) is not None:  # one hit per value is enough
+            k = int(np.searchsorted(starts, match.start(), side="right")) - 1
+            candidates.add(k)
+            pos = int(starts[k + 1]) if k + 1 < len(starts) else len(joined)
+    for k in candidates:
+        flags[k] = bool(pii_kinds(uniques[k], patterns))
     return flags
 
 
@@ -230,11 +285,11 @@ class GovernanceScan:
         """Check the rows of one chunk (chunks must come in file order)."""
         config, cols = self.config, self.config.columns
         self.seen_columns.update(chunk.columns)
-        encoded: dict[str, tuple[list[Any], np.ndarray]] = {}
+        encoded: dict[str, _Column] = {}
 
-        def coded(column: str) -> tuple[list[Any], np.ndarray]:
+        def coded(column: str) -> _Column:
             if column not in encoded:
-                encoded[column] = _encode(chunk.column(column))
+                encoded[column] = _Column(chunk.column(column))
             return encoded[column]
 
         hits: list[_Hit] = []
@@ -264,9 +319,9 @@ class GovernanceScan:
     def _retention(self, coded) -> list[_Hit]:
         config = self.config
         column, period = config.columns.capture_date, config.retention.period_days  # type: ignore[union-attr]
-        uniques, codes = coded(column)
+        col = coded(column)
         kinds, reasons = [], []
-        for value in uniques:
+        for value in col.uniques:
             raw = _text(value)
             try:
                 captured = parse_date(raw, date_format=config.date_format)
@@ -286,9 +341,8 @@ class GovernanceScan:
                 reasons.append("")
         out = []
         for check in ("retention_expired", "date_unparseable", "date_in_future"):
-            flagged = np.array([k == check for k in kinds], dtype=bool)
-            rows = np.flatnonzero(flagged[codes]).tolist() if flagged.any() else []
-            values = [{"reason": reasons[codes[j]], column: _text(uniques[codes[j]])} for j in rows]
+            rows = np.flatnonzero(col.mask([k == check for k in kinds])).tolist()
+            values = [{"reason": reasons[col.codes[j]], column: _text(col.value(j))} for j in rows]
             out.append(_Hit(check, rows, values=values))
         return out
 
@@ -297,27 +351,23 @@ class GovernanceScan:
         column = self.config.columns.consent
         withdrawn = {v.lower() for v in consent.withdrawn}  # type: ignore[union-attr]
         granted = {v.lower() for v in consent.granted}  # type: ignore[union-attr]
-        uniques, codes = coded(column)
-        lowered = [_text(v).lower() for v in uniques]
+        col = coded(column)
+        lowered = [_text(v).lower() for v in col.uniques]
         out = []
         for check, flag, reason in (
             ("consent_withdrawn", [v in withdrawn for v in lowered], "consent withdrawn"),
             ("consent_missing", [v not in withdrawn and v not in granted for v in lowered], "no consent recorded"),
         ):
-            flags = np.array(flag, dtype=bool)
-            rows = np.flatnonzero(flags[codes]).tolist() if flags.any() else []
-            out.append(
-                _Hit(check, rows, values=[{"reason": reason, "consent": _text(uniques[codes[j]])} for j in rows])
-            )
+            rows = np.flatnonzero(col.mask(flag)).tolist()
+            out.append(_Hit(check, rows, values=[{"reason": reason, "consent": _text(col.value(j))} for j in rows]))
         return out
 
     def _recorded(self, key: str, column: str, allowed: list[str] | None, coded) -> _Hit:
-        uniques, codes = coded(column)
-        flags = np.array([not _recorded(v, allowed) for v in uniques], dtype=bool)
-        rows = np.flatnonzero(flags[codes]).tolist() if flags.any() else []
+        col = coded(column)
+        rows = np.flatnonzero(col.mask([not _recorded(v, allowed) for v in col.uniques])).tolist()
         values = []
         for j in rows:
-            value = _text(uniques[codes[j]])
+            value = _text(col.value(j))
             values.append({"reason": f"{key} missing" if not value else f"{key} not allowed", column: value})
         return _Hit(f"{key}_missing", rows, values=values)
 
@@ -335,28 +385,26 @@ class GovernanceScan:
         filled: list[tuple[str, np.ndarray]] = []
         for column in chunk.columns:  # the manifest's column order, as a row lists its columns
             if self._pii_column.get(column):
-                uniques, codes = coded(column)
-                flags = np.array([bool(_text(v)) for v in uniques], dtype=bool)
-                filled.append((column, flags[codes]))
+                col = coded(column)
+                filled.append((column, col.mask([bool(_text(v)) for v in col.uniques])))
         out = [_columns_hit("pii_columns", filled, n, "forbidden personal-data column holds a value")]
         if pii.scan:  # type: ignore[union-attr]
             scanned = pii.scan_columns if pii.scan_columns is not None else list(chunk.columns)  # type: ignore[union-attr]
             found = []
             for column in scanned:
                 if column in chunk.columns:
-                    uniques, codes = coded(column)
-                    flags = _pii_flags(uniques, pii.patterns)  # type: ignore[union-attr]
-                    found.append((column, flags[codes]))
+                    col = coded(column)
+                    found.append((column, col.mask(_pii_flags(col.uniques, pii.patterns))))  # type: ignore[union-attr]
             out.append(_columns_hit("pii_values", found, n, "a value looks like personal data"))
         return out
 
     def _biometric(self, coded) -> list[_Hit]:
         cols, biometric = self.config.columns, self.config.biometric
         true_values = {v.lower() for v in biometric.true_values}  # type: ignore[union-attr]
-        uniques, codes = coded(cols.contains_face)
-        face = np.array([_text(v).lower() in true_values for v in uniques], dtype=bool)[codes]
-        basis_uniques, basis_codes = coded(cols.biometric_basis)
-        no_basis = np.array([not _text(v) for v in basis_uniques], dtype=bool)[basis_codes]
+        col = coded(cols.contains_face)
+        face = col.mask([_text(v).lower() in true_values for v in col.uniques])
+        basis = coded(cols.biometric_basis)
+        no_basis = basis.mask([not _text(v) for v in basis.uniques])
         rows = np.flatnonzero(face & no_basis).tolist()
         return [
             _Hit("biometric_rows", np.flatnonzero(face).tolist()),
@@ -370,19 +418,20 @@ class GovernanceScan:
         allowed = {a.lower() for a in region.allowed}  # type: ignore[union-attr]
         bad = []
         for column in region.columns or [cols.region]:  # type: ignore[union-attr]
-            uniques, codes = coded(column)
-            flags = np.array([_text(v).lower() not in allowed for v in uniques], dtype=bool)
-            bad.append((column, flags[codes], uniques, codes))
+            col = coded(column)
+            bad.append((column, col.mask([_text(v).lower() not in allowed for v in col.uniques]), col))
         n = len(bad[0][1]) if bad else 0
         any_bad = np.zeros(n, dtype=bool)
-        for _, flags, _, _ in bad:
+        for _, flags, _ in bad:
             any_bad |= flags
         rows = np.flatnonzero(any_bad).tolist()
         columns, values = [], []
         for j in rows:
-            names = tuple(c for c, flags, _, _ in bad if flags[j])
+            names = tuple(c for c, flags, _ in bad if flags[j])
             columns.append(names)
-            values.append({"reason": "region not allowed", **{c: _text(u[k[j]]) for c, flags, u, k in bad if flags[j]}})
+            values.append(
+                {"reason": "region not allowed", **{c: _text(col.value(j)) for c, flags, col in bad if flags[j]}}
+            )
         return _Hit("region_not_allowed", rows, columns=columns, values=values)
 
     # --------------------------------------------------------------- counting

@@ -92,50 +92,40 @@ def manifest_table(
             integer nor a class name, a repeated sample id (one line naming the file and line).
     """
     required = ("path", "label", *cfg.attributes)
-    ids, paths = TextBuilder(), TextBuilder()
-    attributes = {a: CodeBuilder() for a in cfg.attributes}
-    label_codes: dict[str, int] = {}
-    label_first: list[tuple[int, int]] = []  # (position, line) of each distinct raw label's first row
-    label_parts: list[np.ndarray] = []
+    ids, paths = TextBuilder(keys=True), TextBuilder()
+    attributes = {a: CodeBuilder(_attribute_value) for a in cfg.attributes}
+    labels = CodeBuilder(_label_text)
+    label_first: dict[str, tuple[int, int]] = {}  # label text -> (position, line) of its first row
     first_keys: list[str] | None = None
     empty_path: tuple[int, int] | None = None
-    total = 0
     for chunk in read_manifest_chunks(path):
         if first_keys is None:
             first_keys = chunk.keys_of(0)
         _check_columns(chunk, required, cfg.attributes, path)
-        use_ids = cfg.id_column in first_keys
         raw_paths = chunk.column("path")
-        raw_ids = chunk.column(cfg.id_column) if use_ids else raw_paths
-        ids.extend([(r or p).strip() for r, p in zip(raw_ids, raw_paths)])
-        stripped = [p.strip() for p in raw_paths]
+        stripped = list(map(str.strip, raw_paths))
+        ids.extend(_sample_ids(chunk.column(cfg.id_column), stripped) if cfg.id_column in first_keys else stripped)
         if empty_path is None and not all(stripped):
             j = stripped.index("")
             empty_path = (chunk.start + j, chunk.lines[j])
         paths.extend(stripped)
-        codes = np.empty(len(chunk), dtype=np.int32)
-        for j, raw in enumerate(chunk.column("label")):
-            text = (raw or "").strip()
-            code = label_codes.get(text)
-            if code is None:
-                code = label_codes[text] = len(label_codes)
-                label_first.append((chunk.start + j, chunk.lines[j]))
-            codes[j] = code
-        label_parts.append(codes)
+        raw_labels = chunk.column("label")
+        for j, text in _first_positions(raw_labels, label_first):
+            label_first[text] = (chunk.start + j, chunk.lines[j])
+        labels.extend(raw_labels)
         for a, builder in attributes.items():
-            builder.extend([(v or "").strip() or MISSING for v in chunk.column(a)])
-        total += len(chunk)
+            builder.extend(chunk.column(a))
         if on_chunk is not None:
             on_chunk(chunk)
     if first_keys is None:
         raise AuditError(f"{path}: the dataset is empty (no rows)")
     if cfg.id_column not in first_keys and "id_column" in cfg.model_fields_set:
         raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(first_keys)})")
-    id_column = ids.build()
-    raw_labels = list(label_codes)
-    values = _label_values(raw_labels, class_names=class_names)
-    bad = [k for k, v in enumerate(values) if v is None]
-    bad_label = min((label_first[k][0], label_first[k][1], k) for k in bad) if bad else None
+    id_column, keys = ids.build(), ids.build_keys()
+    label_column = labels.build()
+    values = _label_values(label_column.values, class_names=class_names)
+    bad = [label_first[label_column.values[k]] + (k,) for k, v in enumerate(values) if v is None]
+    bad_label = min(bad) if bad else None
     if empty_path is not None and (bad_label is None or empty_path[0] <= bad_label[0]):
         pos, line = empty_path
         raise AuditError(f"{path}: line {line} (sample {id_column[pos]}): empty path")
@@ -143,19 +133,47 @@ def manifest_table(
         pos, line, k = bad_label
         known = f"; known class names: {list(class_names)}" if class_names else ""
         raise AuditError(
-            f"{path}: line {line} (sample {id_column[pos]}): label {raw_labels[k]!r} is not an integer or a "
-            f"class name{known}"
+            f"{path}: line {line} (sample {id_column[pos]}): label {label_column.values[k]!r} is not an integer or "
+            f"a class name{known}"
         )
-    labels = np.asarray(values, dtype=np.int64)[np.concatenate(label_parts)]
     table = SampleTable(
         path,
         id_column,
-        labels,
+        np.asarray(values, dtype=np.int64)[label_column.codes],
         {a: b.build() for a, b in attributes.items()},
         paths=PathColumn(paths.build(), path.parent),
+        keys=keys,
     )
     check_unique_ids(table.ids, table.keys, path)
     return table
+
+
+def _attribute_value(raw: str) -> str:
+    return (raw or "").strip() or MISSING
+
+
+def _label_text(raw: str) -> str:
+    return (raw or "").strip()
+
+
+def _sample_ids(raw_ids: Sequence[str], stripped_paths: list[str]) -> list[str]:
+    """A row's id is its id column, or its path where that is empty (before stripping, as always)."""
+    ids = list(map(str.strip, raw_ids))
+    if "" in raw_ids:
+        for j, raw in enumerate(raw_ids):
+            if not raw:
+                ids[j] = stripped_paths[j]
+    return ids
+
+
+def _first_positions(raw_labels: Sequence[str], known: dict[str, tuple[int, int]]) -> list[tuple[int, str]]:
+    """(position in the chunk, label text) of the first row of every label text not seen before."""
+    out = []
+    for raw in dict.fromkeys(raw_labels):
+        text = _label_text(raw)
+        if text not in known and all(t != text for _, t in out):
+            out.append((raw_labels.index(raw), text))
+    return sorted(out)
 
 
 def _check_columns(chunk: ManifestChunk, required: Sequence[str], attributes: Sequence[str], path: Path) -> None:

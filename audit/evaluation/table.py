@@ -19,7 +19,8 @@ by chunk, and dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from audit.contract.errors import AuditError
-from audit.contract.seeds import sample_key
+from audit.contract.seeds import MASK63, sample_key
 
 __all__ = ["CodeBuilder", "CodedColumn", "PathColumn", "SampleTable", "StringColumn", "TextBuilder"]
 
@@ -80,17 +81,25 @@ class StringColumn:
 
 
 class TextBuilder:
-    """Appends strings chunk by chunk and builds a :class:`StringColumn` without a copy per string."""
+    """Appends strings chunk by chunk and builds a :class:`StringColumn` without a copy per string.
 
-    def __init__(self) -> None:
+    Args:
+        keys: also compute every string's sample key (:func:`audit.contract.seeds.sample_key`)
+            from its UTF-8 bytes while they are at hand (``build_keys``).
+    """
+
+    def __init__(self, *, keys: bool = False) -> None:
         self._parts: list[bytes] = []
         self._lengths: list[np.ndarray] = []
+        self._keys: list[np.ndarray] | None = [] if keys else None
 
     def extend(self, values: Sequence[str]) -> None:
         """Append ``values`` (strings)."""
-        encoded = [v.encode("utf-8") for v in values]
+        encoded = list(map(str.encode, values))  # UTF-8
         self._lengths.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
         self._parts.append(b"".join(encoded))
+        if self._keys is not None:
+            self._keys.append(sample_keys_of_bytes(encoded))
 
     def build(self) -> StringColumn:
         """The column of everything appended (the builder is emptied)."""
@@ -100,6 +109,23 @@ class TextBuilder:
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64 if len(buffer) >= 2**31 else np.int32)
         np.cumsum(lengths, out=offsets[1:])
         return StringColumn(buffer, offsets)
+
+    def build_keys(self) -> np.ndarray:
+        """The sample keys of everything appended (int64), when the builder was made with ``keys=True``."""
+        assert self._keys is not None, "TextBuilder(keys=True) computes keys"
+        keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.int64)
+        self._keys = []
+        return keys
+
+
+def sample_keys_of_bytes(encoded: Sequence[bytes]) -> np.ndarray:
+    """:func:`audit.contract.seeds.sample_key` of every UTF-8 encoded id, as int64 (one array op per step).
+
+    The key is the first 8 bytes of the id's SHA-256 read little-endian, top bit cleared.
+    """
+    sha256 = hashlib.sha256
+    digests = b"".join([sha256(e).digest()[:8] for e in encoded])
+    return (np.frombuffer(digests, dtype="<u8") & np.uint64(MASK63)).astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,18 +170,26 @@ class CodedColumn:
 
 
 class CodeBuilder:
-    """Appends values chunk by chunk and builds a :class:`CodedColumn` (values sorted at the end)."""
+    """Appends values chunk by chunk and builds a :class:`CodedColumn` (values sorted at the end).
 
-    def __init__(self) -> None:
-        self._index: dict[str, int] = {}
+    Args:
+        normalise: applied to each distinct raw value once (e.g. strip and mark empties missing).
+    """
+
+    def __init__(self, normalise: Callable[[str], str] | None = None) -> None:
+        self._normalise = normalise
+        self._raw: dict[str, int] = {}  # raw value -> code
+        self._index: dict[str, int] = {}  # normalised value -> code
         self._codes: list[np.ndarray] = []
 
     def extend(self, values: Sequence[str]) -> None:
         """Append ``values`` (strings)."""
-        index = self._index
-        self._codes.append(
-            np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int32, count=len(values))
-        )
+        raw, index = self._raw, self._index
+        for value in dict.fromkeys(values):  # the chunk's distinct values, at C speed
+            if value not in raw:
+                text = self._normalise(value) if self._normalise is not None else value
+                raw[value] = index.setdefault(text, len(index))
+        self._codes.append(np.fromiter(map(raw.__getitem__, values), dtype=np.int32, count=len(values)))
 
     def build(self) -> CodedColumn:
         """The column of everything appended."""
@@ -189,7 +223,7 @@ class PathColumn:
 
 def _keys_of(ids: StringColumn) -> np.ndarray:
     """The 63-bit sample key of every id (:func:`audit.contract.seeds.sample_key`), as int64."""
-    return np.fromiter((sample_key(s) for s in ids), dtype=np.int64, count=len(ids))
+    return sample_keys_of_bytes([s.encode("utf-8") for s in ids])
 
 
 @dataclass(eq=False)

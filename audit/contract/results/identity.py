@@ -92,6 +92,12 @@ class Provenance(Node):
     device: str = Field(description="the device the model ran on")
     world_size: int = Field(ge=1, description="processes under torchrun (1 when run directly)")
     versions: dict[str, str] = Field(description="python and library versions")
+    threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads of the main process (config threads, or automatic)"
+    )
+    num_workers: int | None = Field(
+        default=None, ge=0, description="DataLoader worker processes (config data.num_workers, or automatic)"
+    )
 
 
 class ReportSettings(Node):
