@@ -312,7 +312,9 @@ def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, mode
     from reports import write_reports
     from reports.atomic import atomic_write_text
     from reports.governance_csv import write_governance_csv
+    from reports.groups_csv import write_groups_csv
     from reports.junit import write_junit
+    from reports.skipped_csv import write_skipped_csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = work / "out"
@@ -321,6 +323,8 @@ def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, mode
     atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     write_junit(results["policy"], results["governance"]["findings"], stage / "junit.xml")
     write_governance_csv(affected, stage / "governance.csv", check_order=list(CHECK_SECTIONS))
+    write_groups_csv(results, stage / "groups.csv")
+    write_skipped_csv(results, stage / "skipped.csv")
     extra = {}
     if model_info.get("sha256") and model_info.get("path"):
         extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
@@ -335,7 +339,15 @@ def _write_outputs(cfg, results, work, out_dir, affected, keys, passphrase, mode
         extra_subjects=extra,
     )
     # Stale files from an earlier run must not sit beside the new ones.
-    for name in ("report.html", "report.pdf", "attestation.dsse.json", "attestation.pub.pem", "governance.csv"):
+    for name in (
+        "report.html",
+        "report.pdf",
+        "attestation.dsse.json",
+        "attestation.pub.pem",
+        "governance.csv",
+        "groups.csv",
+        "skipped.csv",
+    ):
         if not (stage / name).exists() and (out_dir / name).exists():
             (out_dir / name).unlink()
     files = []

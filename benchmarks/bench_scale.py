@@ -321,7 +321,9 @@ def main() -> None:
     def fmt(v, spec=".1f"):
         return "—" if v is None else format(v, spec)
 
-    print("\n| samples | wall (s) | set-up (s) | first batch (s) | peak RSS main (MB) | peak PSS tree (MB) | bare (s) | load |")
+    print(
+        "\n| samples | wall (s) | set-up (s) | first batch (s) | peak RSS main (MB) | peak PSS tree (MB) | bare (s) | load |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(

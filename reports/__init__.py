@@ -28,7 +28,16 @@ __all__ = [
     "write_reports",
 ]
 
-ATTESTED_FILES = ("results.json", "predictions.csv", "governance.csv", "junit.xml", "report.html", "report.pdf")
+ATTESTED_FILES = (
+    "results.json",
+    "predictions.csv",
+    "governance.csv",
+    "groups.csv",
+    "skipped.csv",
+    "junit.xml",
+    "report.html",
+    "report.pdf",
+)
 FORMATS = ("html", "pdf")
 
 

@@ -163,6 +163,7 @@ def assemble_results(
             "sha256": sha256_file(table.source) if table.source.is_file() else None,
             "num_samples": len(table) - len(skipped),
             "num_skipped": len(skipped),
+            "skipped_share": len(skipped) / len(table),
             "skipped": state.skipped,
             "attributes": attrs,
             "intersections": [g.name for g in layout.groupings if len(g.attributes) > 1],
