@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scale import CONFIG, prepare, run_audit  # noqa: E402
+from bench_scale import CONFIG, prepare, run_audit
 
 
 def _spin() -> None:
@@ -41,9 +41,9 @@ def variants(folder: Path, n: int) -> dict[str, Path]:
     base = CONFIG.format(n=n)
     texts = {
         "automatic": base,
-        "torch default": base.replace("batch_size: 128", f"batch_size: 128\nthreads: {torch.get_num_threads()}").replace(
-            "  intersections:", "  num_workers: 2\n  intersections:"
-        ),
+        "torch default": base.replace(
+            "batch_size: 128", f"batch_size: 128\nthreads: {torch.get_num_threads()}"
+        ).replace("  intersections:", "  num_workers: 2\n  intersections:"),
         "one thread": base.replace("batch_size: 128", "batch_size: 128\nthreads: 1").replace(
             "  intersections:", "  num_workers: 2\n  intersections:"
         ),
@@ -66,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     prepare(args.dir, [args.n], 3000)
     configs = variants(args.dir, args.n)
-    for loaded in ([False, True] if args.hogs else [False]):
+    for loaded in [False, True] if args.hogs else [False]:
         hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.hogs if loaded else 0)]
         for hog in hogs:
             hog.start()

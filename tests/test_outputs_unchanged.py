@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from make_output_reference import REFERENCE, normalise  # noqa: E402
+from make_output_reference import REFERENCE, normalise
 
 pytestmark = pytest.mark.slow
 
