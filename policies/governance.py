@@ -246,6 +246,24 @@ def _pii_flags(uniques: Sequence[Any], patterns: Sequence[str]) -> np.ndarray:
     return flags
 
 
+def _looks_unique(values: Sequence[Any]) -> bool:
+    """Whether most of the first values differ (ids, paths): then removing repeats would not pay."""
+    head = values[:64]
+    try:
+        return len(set(head)) > len(head) // 2
+    except TypeError:
+        return True
+
+
+def _pii_column(values: Sequence[Any], encoded: dict[str, _Column], name: str, patterns: Sequence[str]) -> np.ndarray:
+    """Per row: whether the value looks like personal data. A column of repeated values is scanned once
+    per distinct value; a column of (nearly) unique values, such as ids and paths, is scanned as it is."""
+    if name in encoded or not _looks_unique(values):
+        col = encoded.setdefault(name, _Column(values))
+        return col.mask(_pii_flags(col.uniques, patterns))
+    return _pii_flags(values, patterns)
+
+
 class GovernanceScan:
     """The configured governance checks, fed manifest rows chunk by chunk (:class:`ManifestChunk`).
 
@@ -302,7 +320,7 @@ class GovernanceScan:
             if _on(check):
                 hits.append(self._recorded(key, column, check.allowed, coded))
         if _on(config.pii):
-            hits += self._pii(chunk, coded)
+            hits += self._pii(chunk, coded, encoded)
         if _on(config.biometric):
             hits += self._biometric(coded)
         if _on(config.region):
@@ -371,7 +389,7 @@ class GovernanceScan:
             values.append({"reason": f"{key} missing" if not value else f"{key} not allowed", column: value})
         return _Hit(f"{key}_missing", rows, values=values)
 
-    def _pii(self, chunk: ManifestChunk, coded) -> list[_Hit]:
+    def _pii(self, chunk: ManifestChunk, coded, encoded: dict[str, _Column]) -> list[_Hit]:
         pii = self.config.pii
         forbidden = {normalise_column(c) for c in pii.columns}  # type: ignore[union-attr]
         allowed_columns = {normalise_column(c) for c in pii.allow_columns}  # type: ignore[union-attr]
@@ -393,8 +411,7 @@ class GovernanceScan:
             found = []
             for column in scanned:
                 if column in chunk.columns:
-                    col = coded(column)
-                    found.append((column, col.mask(_pii_flags(col.uniques, pii.patterns))))  # type: ignore[union-attr]
+                    found.append((column, _pii_column(chunk.column(column), encoded, column, pii.patterns)))  # type: ignore[union-attr]
             out.append(_columns_hit("pii_values", found, n, "a value looks like personal data"))
         return out
 

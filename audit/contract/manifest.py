@@ -124,7 +124,7 @@ class ManifestChunk:
     """
 
     start: int
-    columns: dict[str, list[Any]]
+    columns: dict[str, Sequence[Any]]
     lines: list[int]
     rows: list[Mapping[str, Any]] | None = None
 
@@ -250,7 +250,7 @@ def _csv_block(
         if not filled.all():
             records = tuple(r for r, keep in zip(records, filled.tolist()) if keep)
             starts = starts[filled]
-        values = dict(zip(columns, map(list, zip(*records)))) if records else {c: [] for c in columns}
+        values = dict(zip(columns, zip(*records))) if records else {c: () for c in columns}
         return ManifestChunk(start, values, starts.tolist()), end
     finally:
         if enabled:
