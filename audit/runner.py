@@ -45,6 +45,7 @@ from audit.evaluation.groups import build_layout, slot_matrix
 from audit.evaluation.model import load_model, resolve_device, resolve_model_config
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
+from audit.evaluation.threads import plan_threads, using_threads
 from audit.tracking import track_audit
 from reports.outputs import OutputTransaction
 
@@ -136,7 +137,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     """The body of :func:`run_audit`; ``outputs`` is the output transaction on rank 0, else None."""
     import policies
     from policies.findings import judge_findings
-    from policies.governance import check_governance, report_image_mode
+    from policies.governance import GovernanceScan, report_image_mode
     from policies.validate import validate_policy
     from reports.keys import load_signing_keys, passphrase_from_env
 
@@ -149,12 +150,14 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     source = str(config_path or "config")
     conditions = build_conditions(cfg.stressors, source=source)
     check_refinement(cfg.breaking_points, conditions, source=source)
-    table = read_samples(cfg.data, class_names=cfg.model.class_names)
     affected: list[dict[str, Any]] = []
-    findings = judge_findings(
-        check_governance(table.rows, policy=policy, id_column=cfg.data.id_column, now=started, affected=affected),
-        policy,
+    scan = (  # the governance checks see the manifest rows chunk by chunk as they are read; no row is kept
+        GovernanceScan(policy.governance, id_column=cfg.data.id_column, now=started, affected=affected)
+        if policy.governance is not None
+        else None
     )
+    table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
+    findings = judge_findings(scan.findings() if scan else [], policy)
     gallery_mode = report_image_mode(policy, findings, cfg.report.images)
     layout = build_layout(table, cfg.data.intersections)
     slots = slot_matrix(table, layout)
@@ -178,6 +181,13 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
             )
 
     shard = distributed.shard_indices(len(table), rank, world)
+    threads = plan_threads(
+        threads=cfg.threads,
+        num_workers=cfg.data.num_workers,
+        device=device,
+        input_size=tuple(cfg.model.input_size),
+        first_image=table.paths[0] if table.paths is not None else None,
+    )
     if rank == 0:
         _warn_slot_memory(cfg, layout.num_slots, len(conditions), width)
     order, monitor = shard, None
@@ -186,7 +196,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     settings = EvalSettings(
         seed=cfg.seed,
         batch_size=cfg.batch_size,
-        num_workers=cfg.data.num_workers,
+        num_workers=threads.num_workers,
         num_classes=width,
         n_bootstrap=cfg.evaluation.n_bootstrap,
         top_k=cfg.evaluation.top_k,
@@ -198,22 +208,24 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     )
     work = distributed.shared_work_dir(outputs.work if outputs is not None else Path())
     tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
-    state = evaluate(
-        model=model,
-        table=table,
-        dataset=AuditDataset(table, cfg.model, order, max_pixels=cfg.data.max_image_pixels),
-        conditions=conditions,
-        slots=slots,
-        keys=keys_all,
-        num_slots=layout.num_slots,
-        settings=settings,
-        device=device,
-        predictions_path=distributed.part_path(work, rank),
-        progress=tick,
-    )
+    with using_threads(threads):
+        state = evaluate(
+            model=model,
+            table=table,
+            dataset=AuditDataset(table, cfg.model, order, max_pixels=cfg.data.max_image_pixels),
+            conditions=conditions,
+            slots=slots,
+            keys=keys_all,
+            num_slots=layout.num_slots,
+            settings=settings,
+            device=device,
+            predictions_path=distributed.part_path(work, rank),
+            progress=tick,
+        )
     state.skipped = distributed.gather_lists(state.skipped)
-    order = {sid: i for i, sid in enumerate(table.ids)} if state.skipped else {}
-    state.skipped.sort(key=lambda s: order[s["sample"]])  # dataset order, whatever the ranks
+    if state.skipped:  # dataset order, whatever the ranks
+        positions = table.indices_of([s["sample"] for s in state.skipped]).tolist()
+        state.skipped = [s for _, s in sorted(zip(positions, state.skipped), key=lambda p: p[0])]
     state.attack_failures = distributed.sum_counts(state.attack_failures)
     with warnings.catch_warnings():  # a condition with no sample (all skipped) is reported with n = 0
         warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
@@ -239,6 +251,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         started=started,
         device=str(device),
     )
+    results["provenance"].update(threads=threads.threads, num_workers=threads.num_workers)
     results["governance"] = {
         "findings": findings,
         "policy": policy.name,
@@ -357,7 +370,8 @@ def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
         return None
     from audit.evaluation.subset import stratified_subset
 
-    strata = [tuple(slots[i, 1 : 1 + len(table.attributes)].tolist()) + (table.labels[i],) for i in range(len(table))]
+    groups = slots[:, 1 : 1 + len(table.attributes)].tolist()
+    strata = [(*g, y) for g, y in zip(groups, table.labels.tolist())]
     return set(int(i) for i in stratified_subset(keys_all, strata, n, seed=cfg.seed))
 
 
@@ -372,7 +386,9 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
     from reports import write_reports
     from reports.atomic import atomic_write_text
     from reports.governance_csv import write_governance_csv
+    from reports.groups_csv import write_groups_csv
     from reports.junit import write_junit
+    from reports.skipped_csv import write_skipped_csv
 
     stage = outputs.stage
     merge_predictions(work, stage / "predictions.csv", attributes=list(table.attributes))
@@ -381,6 +397,8 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
     atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     write_junit(results["policy"], results["governance"]["findings"], stage / "junit.xml")
     write_governance_csv(affected, stage / "governance.csv", check_order=list(CHECK_SECTIONS))
+    write_groups_csv(results, stage / "groups.csv")
+    write_skipped_csv(results, stage / "skipped.csv")
     extra = {}
     if model_info.get("sha256") and model_info.get("path"):
         extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])

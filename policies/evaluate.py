@@ -131,6 +131,10 @@ def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorF
             raise error("entry", f"required entry {rule.entry!r} is not in section {rule.section!r}")
         return [Evaluation("insufficient_data", None, note=f"no entry {rule.entry!r} in {rule.section!r}")]
     if not any(t.resolve_path(e, rule.metric) is not t.MISSING for _, e in chosen):
+        if "required" in rule.model_fields_set and not rule.required:  # a key older results lack (a known key)
+            return [
+                Evaluation("not_applicable", None, note=f"no {rule.metric!r} in {rule.section!r} (required: false)")
+            ]
         raise error("metric", f"unknown metric {rule.metric!r} in section {rule.section!r}")
     label = rule.section
     return [

@@ -41,19 +41,31 @@ Checks (finding names; the policy key that configures them):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
+
+from audit.contract.manifest import ManifestChunk, chunks_of_rows
 from policies.dates import describe_date_format, parse_date
-from policies.pii import PERSONAL_DATA_CHECKS, normalise_column, pii_column_kind, pii_kinds
+from policies.pii import (
+    _MAX_SCANNED_CHARS,
+    PERSONAL_DATA_CHECKS,
+    normalise_column,
+    pii_column_kind,
+    pii_kinds,
+)
 from policies.privacy import report_image_mode
 from policies.schema import GovernanceConfig, Policy
 
 __all__ = [
     "CHECK_SECTIONS",
     "PERSONAL_DATA_CHECKS",
+    "GovernanceScan",
     "check_blocking",
     "check_governance",
     "check_is_configured",
@@ -138,22 +150,348 @@ def check_settings(config: GovernanceConfig, check: str) -> dict[str, Any]:
 @dataclass
 class _Tally:
     limit: int
-    affected: list[dict[str, Any]] | None = None
     count: int = 0
     ids: list[str] = field(default_factory=list)
     columns: set[str] = field(default_factory=set)
 
-    def add(self, sample_id: str, check: str, *columns: str, **values: str) -> None:
-        self.count += 1
-        if len(self.ids) < self.limit:
-            self.ids.append(sample_id)
-        self.columns.update(columns)
+
+@dataclass
+class _Hit:
+    """Rows of one chunk one check flagged: their positions, and per row the columns and values recorded."""
+
+    check: str
+    rows: list[int]
+    columns: list[tuple[str, ...]] | None = None  # per row (personal-data and region checks)
+    values: list[dict[str, str]] | None = None  # per row: reason and the manifest values read
+
+
+class _Column:
+    """One column of a chunk, for checks that run once per distinct value.
+
+    ``uniques`` are the distinct values (first-seen order); ``codes`` (each row's index into
+    them) are computed only when some distinct value is flagged.
+    """
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = values
+        try:
+            self.uniques: list[Any] = list(dict.fromkeys(values))
+            self._hashable = True
+        except TypeError:  # an unhashable value (a caller's own rows): one entry per row
+            self.uniques, self._hashable = list(values), False
+        self._codes: np.ndarray | None = None
+
+    @property
+    def codes(self) -> np.ndarray:
+        if self._codes is None:
+            n = len(self.values)
+            if self._hashable:
+                index = {v: k for k, v in enumerate(self.uniques)}
+                self._codes = np.fromiter(map(index.__getitem__, self.values), dtype=np.int64, count=n)
+            else:
+                self._codes = np.arange(n, dtype=np.int64)
+        return self._codes
+
+    def mask(self, flags: Sequence[bool] | np.ndarray) -> np.ndarray:
+        """Per row: whether its value is flagged (``flags`` has one entry per distinct value)."""
+        flags = np.asarray(flags, dtype=bool)
+        if not flags.any():
+            return np.zeros(len(self.values), dtype=bool)
+        return flags[self.codes]
+
+    def value(self, j: int) -> Any:
+        """Row ``j``'s value."""
+        return self.values[j]
+
+
+#: Necessary conditions of the personal-data patterns (:data:`policies.pii.PATTERNS`), each cheap to scan for:
+#: an e-mail address has ``@``, a phone number ``+``, ``(`` or a digit after ``-``/``.``, a social security
+#: number a digit after ``-``, a national insurance number two capitals and a digit. Only values that hold one
+#: of them are searched with the full patterns.
+_PII_PREFILTERS = (
+    re.compile(r"[@+(]"),
+    re.compile(r"[.-]\d"),
+    re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d"),
+)
+
+
+def _pii_flags(uniques: Sequence[Any], patterns: Sequence[str]) -> np.ndarray:
+    """Per distinct value: whether :func:`policies.pii.pii_kinds` flags it with ``patterns``.
+
+    The values are joined by newlines (no pattern or prefilter matches a newline, so every match
+    lies inside one value) and scanned once per prefilter; only the values a prefilter hits are
+    then checked with :func:`~policies.pii.pii_kinds` itself.
+    """
+    flags = np.zeros(len(uniques), dtype=bool)
+    if set(map(type, uniques)) <= {str}:
+        texts = uniques
+        if texts and max(map(len, texts)) > _MAX_SCANNED_CHARS:
+            texts = [v[:_MAX_SCANNED_CHARS] for v in texts]
+    else:
+        texts = [v[:_MAX_SCANNED_CHARS] if isinstance(v, str) else "" for v in uniques]
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    if not lengths.any():
+        return flags
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
+    joined = "\n".join(texts)
+    candidates: set[int] = set()
+    for prefilter in _PII_PREFILTERS:
+        pos = 0
+        while (match := prefilter.search(joined, pos)) is not None:  # one hit per value is enough
+            k = int(np.searchsorted(starts, match.start(), side="right")) - 1
+            candidates.add(k)
+            pos = int(starts[k + 1]) if k + 1 < len(starts) else len(joined)
+    for k in candidates:
+        flags[k] = bool(pii_kinds(uniques[k], patterns))
+    return flags
+
+
+def _looks_unique(values: Sequence[Any]) -> bool:
+    """Whether most of the first values differ (ids, paths): then removing repeats would not pay."""
+    head = values[:64]
+    try:
+        return len(set(head)) > len(head) // 2
+    except TypeError:
+        return True
+
+
+def _pii_column(values: Sequence[Any], encoded: dict[str, _Column], name: str, patterns: Sequence[str]) -> np.ndarray:
+    """Per row: whether the value looks like personal data. A column of repeated values is scanned once
+    per distinct value; a column of (nearly) unique values, such as ids and paths, is scanned as it is."""
+    if name in encoded or not _looks_unique(values):
+        col = encoded.setdefault(name, _Column(values))
+        return col.mask(_pii_flags(col.uniques, patterns))
+    return _pii_flags(values, patterns)
+
+
+class GovernanceScan:
+    """The configured governance checks, fed manifest rows chunk by chunk (:class:`ManifestChunk`).
+
+    Each check runs once per distinct value of the column it reads within a chunk (dates,
+    consent values and regions repeat a lot), and the personal-data scan runs one regular
+    expression per pattern over a chunk's values at once. The result is the same as a check of
+    every row in turn: the same findings, and the same affected rows in the same order.
+
+    Args:
+        config: the governance settings.
+        id_column: column naming a sample (default ``config.id_column``, then ``path``, then ``row <n>``).
+        now: reference time for retention (default: the current UTC time); naive means UTC.
+        affected: when given, one dict per (affected sample, check) is appended (see :func:`check_governance`).
+    """
+
+    def __init__(
+        self,
+        config: GovernanceConfig,
+        *,
+        id_column: str | None = None,
+        now: datetime | None = None,
+        affected: list[dict[str, Any]] | None = None,
+    ) -> None:
+        now = datetime.now(timezone.utc) if now is None else now
+        self.now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        self.config = config
+        self.id_column = id_column or config.id_column
+        self.affected = affected
+        self.tallies = {name: _Tally(config.max_ids) for name in CHECK_SECTIONS}
+        self.tallies["biometric_rows"] = _Tally(0)
+        self.seen_columns: set[str] = set()
+        self.total = 0
+        self._pii_column: dict[str, bool] = {}
+        self._rank = {name: k for k, name in enumerate(CHECK_SECTIONS)}
+
+    def feed(self, chunk: ManifestChunk) -> None:
+        """Check the rows of one chunk (chunks must come in file order)."""
+        config, cols = self.config, self.config.columns
+        self.seen_columns.update(chunk.columns)
+        encoded: dict[str, _Column] = {}
+
+        def coded(column: str) -> _Column:
+            if column not in encoded:
+                encoded[column] = _Column(chunk.column(column))
+            return encoded[column]
+
+        hits: list[_Hit] = []
+        if _on(config.retention):
+            hits += self._retention(coded)
+        if _on(config.consent):
+            hits += self._consent(coded)
+        for key, column in (("purpose", cols.purpose), ("lawful_basis", cols.lawful_basis)):
+            check = getattr(config, key)
+            if _on(check):
+                hits.append(self._recorded(key, column, check.allowed, coded))
+        if _on(config.pii):
+            hits += self._pii(chunk, coded, encoded)
+        if _on(config.biometric):
+            hits += self._biometric(coded)
+        if _on(config.region):
+            hits.append(self._region(coded))
+        self._tally(chunk, hits)
+        self.total += len(chunk)
+
+    def findings(self) -> list[dict[str, Any]]:
+        """One finding per configured check, in the fixed order (see the module docstring)."""
+        return _findings(self.config, self.tallies, self.total, self.seen_columns)
+
+    # --------------------------------------------------------------- the checks, per chunk
+
+    def _retention(self, coded) -> list[_Hit]:
+        config = self.config
+        column, period = config.columns.capture_date, config.retention.period_days  # type: ignore[union-attr]
+        col = coded(column)
+        kinds, reasons = [], []
+        for value in col.uniques:
+            raw = _text(value)
+            try:
+                captured = parse_date(raw, date_format=config.date_format)
+            except ValueError:
+                kinds.append("date_unparseable")
+                reasons.append("capture date unreadable")
+                continue
+            if captured > self.now + _FUTURE_TOLERANCE:
+                kinds.append("date_in_future")
+                reasons.append("capture date in the future")
+            elif captured + timedelta(days=period) < self.now:
+                expired = (captured + timedelta(days=period)).date().isoformat()
+                kinds.append("retention_expired")
+                reasons.append(f"retention of {period} days ended {expired}")
+            else:
+                kinds.append(None)
+                reasons.append("")
+        out = []
+        for check in ("retention_expired", "date_unparseable", "date_in_future"):
+            rows = np.flatnonzero(col.mask([k == check for k in kinds])).tolist()
+            values = [{"reason": reasons[col.codes[j]], column: _text(col.value(j))} for j in rows]
+            out.append(_Hit(check, rows, values=values))
+        return out
+
+    def _consent(self, coded) -> list[_Hit]:
+        consent = self.config.consent
+        column = self.config.columns.consent
+        withdrawn = {v.lower() for v in consent.withdrawn}  # type: ignore[union-attr]
+        granted = {v.lower() for v in consent.granted}  # type: ignore[union-attr]
+        col = coded(column)
+        lowered = [_text(v).lower() for v in col.uniques]
+        out = []
+        for check, flag, reason in (
+            ("consent_withdrawn", [v in withdrawn for v in lowered], "consent withdrawn"),
+            ("consent_missing", [v not in withdrawn and v not in granted for v in lowered], "no consent recorded"),
+        ):
+            rows = np.flatnonzero(col.mask(flag)).tolist()
+            out.append(_Hit(check, rows, values=[{"reason": reason, "consent": _text(col.value(j))} for j in rows]))
+        return out
+
+    def _recorded(self, key: str, column: str, allowed: list[str] | None, coded) -> _Hit:
+        col = coded(column)
+        rows = np.flatnonzero(col.mask([not _recorded(v, allowed) for v in col.uniques])).tolist()
+        values = []
+        for j in rows:
+            value = _text(col.value(j))
+            values.append({"reason": f"{key} missing" if not value else f"{key} not allowed", column: value})
+        return _Hit(f"{key}_missing", rows, values=values)
+
+    def _pii(self, chunk: ManifestChunk, coded, encoded: dict[str, _Column]) -> list[_Hit]:
+        pii = self.config.pii
+        forbidden = {normalise_column(c) for c in pii.columns}  # type: ignore[union-attr]
+        allowed_columns = {normalise_column(c) for c in pii.allow_columns}  # type: ignore[union-attr]
+        for column in chunk.columns:
+            if column not in self._pii_column:
+                norm = normalise_column(column)
+                self._pii_column[column] = norm not in allowed_columns and (
+                    norm in forbidden or (pii.match_tokens and pii_column_kind(column) is not None)  # type: ignore[union-attr]
+                )
+        n = len(chunk)
+        filled: list[tuple[str, np.ndarray]] = []
+        for column in chunk.columns:  # the manifest's column order, as a row lists its columns
+            if self._pii_column.get(column):
+                col = coded(column)
+                filled.append((column, col.mask([bool(_text(v)) for v in col.uniques])))
+        out = [_columns_hit("pii_columns", filled, n, "forbidden personal-data column holds a value")]
+        if pii.scan:  # type: ignore[union-attr]
+            scanned = pii.scan_columns if pii.scan_columns is not None else list(chunk.columns)  # type: ignore[union-attr]
+            found = []
+            for column in scanned:
+                if column in chunk.columns:
+                    found.append((column, _pii_column(chunk.column(column), encoded, column, pii.patterns)))  # type: ignore[union-attr]
+            out.append(_columns_hit("pii_values", found, n, "a value looks like personal data"))
+        return out
+
+    def _biometric(self, coded) -> list[_Hit]:
+        cols, biometric = self.config.columns, self.config.biometric
+        true_values = {v.lower() for v in biometric.true_values}  # type: ignore[union-attr]
+        col = coded(cols.contains_face)
+        face = col.mask([_text(v).lower() in true_values for v in col.uniques])
+        basis = coded(cols.biometric_basis)
+        no_basis = basis.mask([not _text(v) for v in basis.uniques])
+        rows = np.flatnonzero(face & no_basis).tolist()
+        return [
+            _Hit("biometric_rows", np.flatnonzero(face).tolist()),
+            _Hit(
+                "biometric_without_basis", rows, values=[{"reason": "biometric without a recorded basis"}] * len(rows)
+            ),
+        ]
+
+    def _region(self, coded) -> _Hit:
+        region, cols = self.config.region, self.config.columns
+        allowed = {a.lower() for a in region.allowed}  # type: ignore[union-attr]
+        bad = []
+        for column in region.columns or [cols.region]:  # type: ignore[union-attr]
+            col = coded(column)
+            bad.append((column, col.mask([_text(v).lower() not in allowed for v in col.uniques]), col))
+        n = len(bad[0][1]) if bad else 0
+        any_bad = np.zeros(n, dtype=bool)
+        for _, flags, _ in bad:
+            any_bad |= flags
+        rows = np.flatnonzero(any_bad).tolist()
+        columns, values = [], []
+        for j in rows:
+            names = tuple(c for c, flags, _ in bad if flags[j])
+            columns.append(names)
+            values.append(
+                {"reason": "region not allowed", **{c: _text(col.value(j)) for c, flags, col in bad if flags[j]}}
+            )
+        return _Hit("region_not_allowed", rows, columns=columns, values=values)
+
+    # --------------------------------------------------------------- counting
+
+    def _tally(self, chunk: ManifestChunk, hits: list[_Hit]) -> None:
+        """Count the hits; append the affected rows in the order a row-by-row check appends them."""
+        id_values, path_values = chunk.column(self.id_column), chunk.column("path")
+
+        def sample(j: int) -> str:
+            return _sample_id(
+                {self.id_column: id_values[j], "path": path_values[j]}, self.id_column, chunk.start + j + 1
+            )
+
+        events = []
+        for hit in hits:
+            tally = self.tallies[hit.check]
+            tally.count += len(hit.rows)
+            for k, j in enumerate(hit.rows):
+                if hit.columns is not None:
+                    tally.columns.update(hit.columns[k])
+                if len(tally.ids) < tally.limit:
+                    tally.ids.append(sample(j))
+                if self.affected is not None and hit.values is not None:
+                    events.append((j, self._rank[hit.check], hit.check, hit.values[k]))
         if self.affected is not None:
-            self.affected.append({"sample_id": sample_id, "check": check, **values})
+            for j, _, check, values in sorted(events, key=lambda e: (e[0], e[1])):
+                self.affected.append({"sample_id": sample(j), "check": check, **values})
+
+
+def _columns_hit(check: str, flagged: list[tuple[str, np.ndarray]], n: int, reason: str) -> _Hit:
+    """Rows where any of the columns is flagged; per row the flagged columns in order, joined by ``;``."""
+    if not flagged:
+        return _Hit(check, [], columns=[], values=[])
+    any_flag = np.zeros(n, dtype=bool)
+    for _, flags in flagged:
+        any_flag |= flags
+    rows = np.flatnonzero(any_flag).tolist()
+    columns = [tuple(c for c, flags in flagged if flags[j]) for j in rows]
+    return _Hit(check, rows, columns=columns, values=[{"reason": reason, "columns": ";".join(c)} for c in columns])
 
 
 def check_governance(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Mapping[str, Any]] | Iterable[ManifestChunk],
     *,
     config: GovernanceConfig | None = None,
     policy: Policy | None = None,
@@ -161,10 +499,11 @@ def check_governance(
     now: datetime | None = None,
     affected: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the configured governance checks over manifest rows (one pass).
+    """Run the configured governance checks over manifest rows (one pass, see :class:`GovernanceScan`).
 
     Args:
-        rows: Manifest rows, e.g. from :func:`audit.contract.manifest.read_manifest`.
+        rows: Manifest rows, e.g. from :func:`audit.contract.manifest.read_manifest`, or chunks
+            of rows from :func:`audit.contract.manifest.read_manifest_chunks`.
         config: The governance settings; default: ``policy.governance``.
         policy: The policy whose ``governance`` section to use (when no
             ``config``). With neither, or a policy without that section,
@@ -184,61 +523,14 @@ def check_governance(
         config = policy.governance if policy is not None else None
         if config is None:
             return []
-    now = datetime.now(timezone.utc) if now is None else now
-    now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    id_column = id_column or config.id_column
-    cols = config.columns
-    tallies = {name: _Tally(config.max_ids, affected) for name in CHECK_SECTIONS}
-    tallies["biometric_rows"] = _Tally(0)
-    seen_columns: set[str] = set()
-    forbidden = {normalise_column(c) for c in config.pii.columns} if _on(config.pii) else set()
-    allowed_columns = {normalise_column(c) for c in config.pii.allow_columns} if _on(config.pii) else set()
-    pii_columns: dict[str, bool] = {}
-    withdrawn = {v.lower() for v in config.consent.withdrawn} if _on(config.consent) else set()
-    granted = {v.lower() for v in config.consent.granted} if _on(config.consent) else set()
-    total = 0
-    for total, row in enumerate(rows, start=1):
-        seen_columns.update(row)
-        sample = _sample_id(row, id_column, total)
-        if _on(config.retention):
-            _retention(row, sample, config, now, tallies)
-        if _on(config.consent):
-            raw = _text(row.get(cols.consent))
-            if raw.lower() in withdrawn:
-                tallies["consent_withdrawn"].add(sample, "consent_withdrawn", reason="consent withdrawn", consent=raw)
-            elif raw.lower() not in granted:
-                tallies["consent_missing"].add(sample, "consent_missing", reason="no consent recorded", consent=raw)
-        for key, column in (("purpose", cols.purpose), ("lawful_basis", cols.lawful_basis)):
-            check = getattr(config, key)
-            if _on(check) and not _recorded(row.get(column), check.allowed):
-                value = _text(row.get(column))
-                reason = f"{key} missing" if not value else f"{key} not allowed"
-                tallies[f"{key}_missing"].add(sample, f"{key}_missing", reason=reason, **{column: value})
-        if _on(config.pii):
-            for column in row:
-                if column not in pii_columns:
-                    norm = normalise_column(column)
-                    pii_columns[column] = norm not in allowed_columns and (
-                        norm in forbidden or (config.pii.match_tokens and pii_column_kind(column) is not None)
-                    )
-            _pii(row, sample, config, pii_columns, tallies)
-        if _on(config.biometric) and _text(row.get(cols.contains_face)).lower() in {
-            v.lower() for v in config.biometric.true_values
-        }:
-            tallies["biometric_rows"].add(sample, "biometric_rows")
-            if not _text(row.get(cols.biometric_basis)):
-                tallies["biometric_without_basis"].add(
-                    sample, "biometric_without_basis", reason="biometric without a recorded basis"
-                )
-        if _on(config.region):
-            allowed = {a.lower() for a in config.region.allowed}
-            bad = [c for c in (config.region.columns or [cols.region]) if _text(row.get(c)).lower() not in allowed]
-            if bad:
-                values = {c: _text(row.get(c)) for c in bad}
-                tallies["region_not_allowed"].add(
-                    sample, "region_not_allowed", *bad, reason="region not allowed", **values
-                )
-    return _findings(config, tallies, total, seen_columns)
+    scan = GovernanceScan(config, id_column=id_column, now=now, affected=affected)
+    items = iter(rows)
+    first = next(items, None)
+    if first is not None:
+        rest = itertools.chain([first], items)
+        for chunk in rest if isinstance(first, ManifestChunk) else chunks_of_rows(rest):  # type: ignore[arg-type]
+            scan.feed(chunk)  # type: ignore[arg-type]
+    return scan.findings()
 
 
 def _on(check: Any) -> bool:
@@ -262,57 +554,6 @@ def _sample_id(row: Mapping[str, Any], id_column: str, number: int) -> str:
         if value:
             return f"row {number}" if pii_kinds(value) else value
     return f"row {number}"
-
-
-def _retention(
-    row: Mapping[str, Any],
-    sample: str,
-    config: GovernanceConfig,
-    now: datetime,
-    tallies: dict[str, _Tally],
-) -> None:
-    column = config.columns.capture_date
-    raw = _text(row.get(column))
-    try:
-        captured = parse_date(raw, date_format=config.date_format)
-    except ValueError:
-        tallies["date_unparseable"].add(sample, "date_unparseable", reason="capture date unreadable", **{column: raw})
-        return
-    if captured > now + _FUTURE_TOLERANCE:
-        tallies["date_in_future"].add(sample, "date_in_future", reason="capture date in the future", **{column: raw})
-        return
-    period = config.retention.period_days  # type: ignore[union-attr]
-    if captured + timedelta(days=period) < now:
-        expired = (captured + timedelta(days=period)).date().isoformat()
-        tallies["retention_expired"].add(
-            sample, "retention_expired", reason=f"retention of {period} days ended {expired}", **{column: raw}
-        )
-
-
-def _pii(
-    row: Mapping[str, Any],
-    sample: str,
-    config: GovernanceConfig,
-    forbidden: dict[str, bool],
-    tallies: dict[str, _Tally],
-) -> None:
-    pii = config.pii
-    filled = [c for c in row if forbidden.get(c) and _text(row.get(c))]
-    if filled:
-        tallies["pii_columns"].add(
-            sample,
-            "pii_columns",
-            *filled,
-            reason="forbidden personal-data column holds a value",
-            columns=";".join(filled),
-        )
-    if pii.scan:  # type: ignore[union-attr]
-        scanned = pii.scan_columns if pii.scan_columns is not None else list(row)  # type: ignore[union-attr]
-        hits = [c for c in scanned if pii_kinds(row.get(c), pii.patterns)]  # type: ignore[union-attr]
-        if hits:
-            tallies["pii_values"].add(
-                sample, "pii_values", *hits, reason="a value looks like personal data", columns=";".join(hits)
-            )
 
 
 _COLUMN_OF = {

@@ -33,6 +33,8 @@ ATTESTED_FILES = (
     "predictions.csv",
     "governance.csv",
     "breaking_points.csv",
+    "groups.csv",
+    "skipped.csv",
     "junit.xml",
     "report.html",
     "report.pdf",

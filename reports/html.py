@@ -53,17 +53,37 @@ from audit.contract.results import Results
 from audit.contract.text import bidi_isolate, has_rtl, neutralise
 from reports import plots
 from reports.breaking_points_view import breaking_point_view
+from reports.group_view import group_tables, name_some, pick_chart_groups
 
 __all__ = ["ChartView", "DataTable", "as_results_dict", "render_html"]
 
 DEFAULT_LANGUAGE = "en"
 #: Sample ids shown per governance finding (all of them are in governance.csv).
 SAMPLE_ID_LIMIT = 20
+#: Skipped images listed by name (all of them are in skipped.csv; every reason is counted).
+SKIPPED_LIMIT = 50
+#: Values of one attribute named in "What was tested" (every value's count is in groups.csv).
+ATTRIBUTE_VALUES_LIMIT = 30
+#: Too-small groups named in the limitations (all of them are marked in the tables and groups.csv).
+SMALL_GROUPS_LIMIT = 20
+#: Groups drawn as their own lines in the attack chart (beyond: the lowest and highest three).
+ATTACK_GROUP_LINES = 6
 ADVERSARIAL = frozenset({"fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump", "apgd", "cw", "square"})
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
 # Metrics stored as shares in [0, 1] (shown in %) and differences of shares (shown in percentage points).
 SHARE_METRICS = frozenset(
-    {"accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy", "ece", "mce", "adaptive_ece", "fnr", "fpr"}
+    {
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "top_k_accuracy",
+        "ece",
+        "mce",
+        "adaptive_ece",
+        "fnr",
+        "fpr",
+        "skipped_share",
+    }
 )
 GAP_METRICS = frozenset(
     {"accuracy_gap", "equalized_odds_difference", "demographic_parity_difference", "drop", "accuracy_drop"}
@@ -420,7 +440,11 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "model_name": Path(str(model.get("path") or "model")).name,
         "dataset": dataset,
         "attributes": _dict(dataset.get("attributes")),
-        "skipped": _list(dataset.get("skipped")),
+        "attribute_rows": _attribute_rows(_dict(dataset.get("attributes"))),
+        "attribute_values_limit": ATTRIBUTE_VALUES_LIMIT,
+        "skipped": _list(dataset.get("skipped"))[:SKIPPED_LIMIT],
+        "skipped_total": len(_list(dataset.get("skipped"))),
+        "skipped_reasons": _skipped_reasons(_list(dataset.get("skipped"))),
         "policy": policy,
         "verdict": verdict,
         "rules": rules,
@@ -462,9 +486,8 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "findings": [f for f in _list(_dict(results.get("governance")).get("findings")) if isinstance(f, dict)],
         "sample_id_limit": SAMPLE_ID_LIMIT,
         "gallery": gallery,
-        "group_columns": [(g.get("attribute"), g.get("value")) for g in groups],
-        "group_header": _spans([g.get("attribute") for g in groups]),
-        "group_matrix": [(c.get("id"), _group_accuracies(c, groups)) for c in conditions],
+        "group_count": len(groups),
+        "group_tables": group_tables(conditions),
         "provenance": _dict(results.get("provenance")),
         "language": _dict(results.get("report")).get("language") or DEFAULT_LANGUAGE,
         "breaking_points": breaking_point_view(results),
@@ -561,6 +584,7 @@ def _adversarial_chart(conditions, clean, adversarial) -> ChartView | None:
     # per-group lines for the strongest attack (lowest mean robust accuracy)
     attack = min(sorted(curves), key=lambda name: sum(a for _, a in curves[name]) / len(curves[name]))
     attribute = next((g.get("attribute") for g in _list(clean.get("groups")) if isinstance(g, dict)), None)
+    extra = ""
     if attribute is not None:
         by_group: dict[str, list[tuple[float, float]]] = {}
         for c in [clean] + [c for c in conditions if c.get("stressor") == attack]:
@@ -571,6 +595,15 @@ def _adversarial_chart(conditions, clean, adversarial) -> ChartView | None:
                 acc = _number(_dict(g.get("metrics")).get("accuracy"))
                 if g.get("attribute") == attribute and eps is not None and acc is not None:
                     by_group.setdefault(str(g.get("value")), []).append((eps, acc))
+        if len(by_group) > ATTACK_GROUP_LINES:  # the lowest and highest three at the largest budget
+            ranked = sorted(by_group, key=lambda v: max(by_group[v])[1])
+            half = ATTACK_GROUP_LINES // 2
+            kept = set(ranked[:half] + ranked[-half:])
+            extra = (
+                f" (the {half} lowest and {half} highest of {len(by_group)} groups at the largest ε; the"
+                f" {len(by_group) - len(kept)} others are in groups.csv)"
+            )
+            by_group = {v: pts for v, pts in by_group.items() if v in kept}
         series += [plots.Series(f"{attack}: {attribute} = {v}", pts) for v, pts in by_group.items()]
     title = "Robust accuracy against attack budget epsilon"
     svg = plots.line_chart(
@@ -591,7 +624,7 @@ def _adversarial_chart(conditions, clean, adversarial) -> ChartView | None:
     )
     caption = (
         "Robust accuracy against \u03b5 for every attack, and per group of the first attribute for the strongest"
-        " attack; \u03b5 = 0 is the attacked images unaltered."
+        f" attack{extra}; \u03b5 = 0 is the attacked images unaltered."
     )
     return ChartView(title, svg, caption, table)
 
@@ -623,10 +656,10 @@ def _reliability(clean, worst) -> list[ChartView]:
 
 
 def _group_chart(condition) -> ChartView:
+    groups = [g for g in _list(condition.get("groups")) if isinstance(g, dict)]
+    pick = pick_chart_groups(groups)
     bars = []
-    for g in _list(condition.get("groups")):
-        if not isinstance(g, dict):
-            continue
+    for g in pick.shown:
         m = _dict(g.get("metrics"))
         ci = m.get("accuracy_ci") if isinstance(m.get("accuracy_ci"), (list, tuple)) else (None, None)
         lo, hi = (_number(ci[0]), _number(ci[1])) if len(ci) == 2 else (None, None)
@@ -641,8 +674,20 @@ def _group_chart(condition) -> ChartView:
             )
         )
     title = f"Accuracy per group, {condition.get('id')}"
+    note = None
+    what = "per group"
+    if pick.split is not None:
+        note = (
+            pick.split,
+            f"… and {pick.omitted} more groups: see “Accuracy by condition and group” and groups.csv",
+        )
+        what = (
+            f"of the {pick.split} groups with the lowest and the {len(pick.shown) - pick.split} with the highest"
+            f" accuracy among those with enough images ({len(groups)} groups in all; the {pick.omitted} others are in"
+            " the tables “Accuracy by condition and group” below and in groups.csv)"
+        )
     table = DataTable(
-        f"Accuracy and its 95% interval in % and number of images per group, condition {condition.get('id')}.",
+        f"Accuracy and its 95% interval in % and number of images {what}, condition {condition.get('id')}.",
         "group",
         ["accuracy", "95% interval", "images", "compared?"],
         [
@@ -651,17 +696,15 @@ def _group_chart(condition) -> ChartView:
                 [
                     fmt_pct(b.value),
                     fmt_ci([b.lo, b.hi]),
-                    "\u2014" if b.n is None else str(b.n),
+                    "—" if b.n is None else str(b.n),
                     "no: too few images" if b.flagged else "yes",
                 ],
             )
             for b in bars
         ],
     )
-    caption = (
-        f"Accuracy per group, condition {condition.get('id')}. Hatched grey bars have too few images to be compared."
-    )
-    return ChartView(title, plots.bar_chart_ci(bars, title=title), caption, table)
+    caption = f"Accuracy {what}, condition {condition.get('id')}. Hatched grey bars have too few images to be compared."
+    return ChartView(title, plots.bar_chart_ci(bars, title=title, note=note), caption, table)
 
 
 def _confusion_chart(clean, class_names) -> ChartView | None:
@@ -700,24 +743,22 @@ def _confusion_summary(names: list[str], i: int, row: list[Any]) -> list[str]:
     return [str(row[i]), names[j], str(count)]
 
 
-def _group_accuracies(condition, columns) -> list[Any]:
-    found = {(g.get("attribute"), g.get("value")): g for g in _list(condition.get("groups")) if isinstance(g, dict)}
-    cells = []
-    for col in columns:
-        g = found.get((col.get("attribute"), col.get("value")))
-        cells.append(None if g is None else (_dict(g.get("metrics")).get("accuracy"), bool(g.get("insufficient_data"))))
-    return cells
+def _attribute_rows(attributes: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, Any]], int]]:
+    """Per attribute: the values named (at most :data:`ATTRIBUTE_VALUES_LIMIT`, as stored) and how many more."""
+    rows = []
+    for attr, counts in attributes.items():
+        items = list(_dict(counts).items())
+        rows.append((str(attr), items[:ATTRIBUTE_VALUES_LIMIT], max(0, len(items) - ATTRIBUTE_VALUES_LIMIT)))
+    return rows
 
 
-def _spans(labels: list[Any]) -> list[tuple[Any, int]]:
-    """Runs of equal consecutive labels: ``[a, a, b] -> [(a, 2), (b, 1)]``."""
-    runs: list[tuple[Any, int]] = []
-    for label in labels:
-        if runs and runs[-1][0] == label:
-            runs[-1] = (label, runs[-1][1] + 1)
-        else:
-            runs.append((label, 1))
-    return runs
+def _skipped_reasons(skipped: list[Any]) -> list[tuple[str, int]]:
+    """Reason -> number of skipped images, most frequent first (ties in order of first appearance)."""
+    counts: dict[str, int] = {}
+    for s in skipped:
+        reason = str(s.get("reason")) if isinstance(s, dict) else "unknown"
+        counts[reason] = counts.get(reason, 0) + 1
+    return sorted(counts.items(), key=lambda item: -item[1])
 
 
 def _gallery(results) -> tuple[list[dict], int]:
@@ -892,9 +933,13 @@ def _limitations(v: Mapping[str, Any], *, dropped_images: int) -> list[str]:
         if isinstance(g, dict) and g.get("insufficient_data")
     ]
     if small:
-        out.append("Groups with too few samples are shown but left out of gaps and ratios: " + ", ".join(small) + ".")
+        names = name_some(small, limit=SMALL_GROUPS_LIMIT, rest="(marked * in the tables and in groups.csv)")
+        out.append("Groups with too few samples are shown but left out of gaps and ratios: " + names + ".")
     if v["dataset"].get("num_skipped"):
-        out.append(f"{v['dataset']['num_skipped']} images could not be read and were skipped; see the data section.")
+        out.append(
+            f"{v['dataset']['num_skipped']} images could not be read and were skipped; see the data section and"
+            " skipped.csv."
+        )
     if dropped_images:
         out.append(f"{dropped_images} gallery images were left out because they were not inline PNG/JPEG data.")
     if not v["rules"]:

@@ -56,6 +56,8 @@ OUTPUT_FILES = (
     "predictions.csv",
     "governance.csv",
     "breaking_points.csv",
+    "groups.csv",
+    "skipped.csv",
     "junit.xml",
     "report.html",
     "report.pdf",

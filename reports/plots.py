@@ -300,7 +300,14 @@ def reliability_diagram(bins: Sequence[dict], *, title: str, colour: str = PALET
     return _svg(size, size, body, alt)
 
 
-def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_width: int = 210) -> Markup:
+def bar_chart_ci(
+    bars: Sequence[Bar],
+    *,
+    title: str,
+    width: int = 640,
+    label_width: int = 210,
+    note: tuple[int, str] | None = None,
+) -> Markup:
     """Horizontal bars in [0, 1] with confidence-interval whiskers.
 
     Args:
@@ -309,6 +316,9 @@ def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_wid
         width: SVG width in px.
         label_width: Space for the row labels (longer labels are shortened;
             the full text is in a ``<title>`` tooltip).
+        note: ``(position, text)``: a row of text drawn before bar ``position`` (and said
+            there in the text alternative), e.g. how many groups are left out between the
+            lowest and the highest.
 
     Returns:
         The SVG markup. Flagged bars are grey and hatched and say "(few)". The
@@ -317,7 +327,8 @@ def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_wid
     row, top, bottom = 18, 8, 30
     right = 92
     plot_w = width - label_width - right
-    height = top + row * len(bars) + bottom
+    rows = len(bars) + (1 if note is not None else 0)
+    height = top + row * rows + bottom
     hatch = "hatch-" + hashlib.sha1(title.encode("utf-8")).hexdigest()[:10]
     body = [
         f'<defs><pattern id="{hatch}" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
@@ -330,13 +341,15 @@ def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_wid
 
     for i in range(6):
         v = i / 5
-        body.append(
-            f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#e5e5e5"/>'
-        )
-        body.append(_text(px(v), top + row * len(bars) + 12, _pct(v), size=8, anchor="middle"))
+        body.append(f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + row * rows}" stroke="#e5e5e5"/>')
+        body.append(_text(px(v), top + row * rows + 12, _pct(v), size=8, anchor="middle"))
     body.append(_text(px(0.5), height - 4, "accuracy (whiskers: 95% interval)", size=9, anchor="middle"))
+    if note is not None:
+        y = top + row * note[0]
+        body.append(f'<rect x="0" y="{y}" width="{width}" height="{row}" fill="#ffffff"/>')
+        body.append(_text(width / 2, y + 12.5, note[1], size=9, anchor="middle"))
     for j, bar in enumerate(bars):
-        y = top + row * j
+        y = top + row * (j + (1 if note is not None and j >= note[0] else 0))
         body.append(
             f"<g><title>{escape(bar.label)}</title>"
             + _text(label_width - 6, y + 12.5, _shorten(bar.label, 34), size=9, anchor="end")
@@ -361,13 +374,15 @@ def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_wid
                     f'<line x1="{px(end):.1f}" x2="{px(end):.1f}" y1="{cy - 4:.1f}" y2="{cy + 4:.1f}" '
                     'stroke="#000" stroke-width="1.2"/>'
                 )
-        note = f"{_pct(bar.value)}" + (f" n={bar.n}" if bar.n is not None else "")
+        label = f"{_pct(bar.value)}" + (f" n={bar.n}" if bar.n is not None else "")
         if bar.flagged:
-            note += " (few)"
-        body.append(_text(px(1) + 4, y + 12.5, note, size=8))
-    body.append(f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="{top}" y2="{top + row * len(bars)}" stroke="#555"/>')
+            label += " (few)"
+        body.append(_text(px(1) + 4, y + 12.5, label, size=8))
+    body.append(f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="{top}" y2="{top + row * rows}" stroke="#555"/>')
     described = []
-    for bar in bars:
+    for j, bar in enumerate(bars):
+        if note is not None and j == note[0]:
+            described.append(note[1])
         text = f"{bidi_isolate(bar.label)}: accuracy {_pct1(bar.value)}"
         if bar.value is not None and bar.lo is not None and bar.hi is not None:
             text += f" (95% interval {_pct1(bar.lo)} to {_pct1(bar.hi)})"
@@ -376,6 +391,8 @@ def bar_chart_ci(bars: Sequence[Bar], *, title: str, width: int = 640, label_wid
         if bar.flagged:
             text += ", too few images to compare"
         described.append(text)
+    if note is not None and note[0] >= len(bars):
+        described.append(note[1])
     return _svg(width, height, body, f"{title}. " + "; ".join(described) + ".")
 
 

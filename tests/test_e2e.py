@@ -113,6 +113,11 @@ def test_skip_bad_images_is_counted(workspace):
     dataset = json.loads((out / "results.json").read_text())["dataset"]
     assert dataset["num_skipped"] == 1 and dataset["skipped"][0]["sample"] == "s003"
     assert dataset["num_samples"] == 23
+    assert dataset["skipped_share"] == 1 / 24
+    assert (out / "skipped.csv").read_text().splitlines() == [
+        "sample_id,reason",
+        "s003,not a readable image (corrupt or unknown format)",
+    ]
 
 
 def _bad(workspace: Path, case: str) -> tuple[Path, str]:
@@ -214,6 +219,7 @@ def test_signed_run_verifies_and_detects_tampering(workspace):
     statement = json.loads(base64.b64decode(envelope["payload"]))
     subjects = {s["name"] for s in statement["subject"]}
     assert {"results.json", "predictions.csv", "junit.xml", "report.html", "report.pdf"} <= subjects
+    assert {"groups.csv", "skipped.csv", "governance.csv"} <= subjects
     assert any(name.startswith("model:") or name.endswith("model.pt") for name in subjects), subjects
     data = bytearray((out / "predictions.csv").read_bytes())
     data[-3] ^= 1

@@ -85,7 +85,8 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
 
     The results are rendered as stored, never recomputed. results.json is
     copied into --out when it is elsewhere, so it is attached to the PDF and
-    covered by the attestation; junit.xml is written afresh from the results.
+    covered by the attestation; junit.xml, groups.csv and skipped.csv are written
+    afresh from the results.
     The attestation covers only what belongs to these results: the files
     written now, predictions.csv only when --out is the folder the results
     came from, and the model and manifest only when their files still have the
@@ -95,9 +96,11 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     from reports import FORMATS, write_reports
     from reports.atomic import atomic_write_bytes
     from reports.attestation import ATTESTATION_FILE
+    from reports.groups_csv import write_groups_csv
     from reports.junit import write_junit
     from reports.keys import ATTESTATION_PUB, load_signing_keys, passphrase_from_env
     from reports.outputs import OUTPUT_FILES, OutputTransaction
+    from reports.skipped_csv import write_skipped_csv
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not wanted:
@@ -127,6 +130,9 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
             attest.append("junit.xml")
         elif (out_dir / "junit.xml").exists():
             notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
+        written.append(write_groups_csv(results, stage / "groups.csv"))
+        written.append(write_skipped_csv(results, stage / "skipped.csv"))
+        attest += ["groups.csv", "skipped.csv"]
         attest += [f"report.{fmt}" for fmt in wanted]
         if same_folder and (out_dir / "predictions.csv").is_file():
             attest.append("predictions.csv")

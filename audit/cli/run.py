@@ -71,7 +71,8 @@ def report_skipped(results: dict[str, Any], *, shown: int = 5) -> None:
     names = ", ".join(str(s.get("sample")) for s in skipped[:shown])
     more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
     say(
-        f"warning: {len(skipped)} image(s) could not be decoded and were skipped: {names}{more} (see results.json dataset.skipped)"
+        f"warning: {len(skipped)} image(s) could not be decoded and were skipped: {names}{more}"
+        " (all of them in skipped.csv and results.json dataset.skipped)"
     )
 
 

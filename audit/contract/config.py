@@ -100,7 +100,9 @@ class DataConfig(_Strict):
     intersections: list[list[str]] = Field(default_factory=list)
     on_bad_image: Literal["error", "skip"] = "error"
     id_column: str = "sample_id"
-    num_workers: int = Field(default=2, ge=0)
+    num_workers: int | None = Field(
+        default=None, ge=0, description="DataLoader workers; null: from the cores and the image size"
+    )
     root: Path | None = None
     allow_outside_root: bool = False
     max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
@@ -258,6 +260,9 @@ class AuditConfig(_Strict):
     seed: int = 0
     device: str = "auto"
     batch_size: int = Field(default=64, ge=1)
+    threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads on the CPU; null: the cores the workers leave"
+    )
     model: ModelConfig
     data: DataConfig
     stressors: list[StressorConfig] = Field(default_factory=list)

@@ -19,10 +19,11 @@ Conversions (documented in the README):
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,62 +34,54 @@ from torch.utils.data import DataLoader, Dataset
 
 from audit.contract.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig, ModelConfig
 from audit.contract.errors import AuditError, echo
-from audit.contract.manifest import read_manifest
-from audit.contract.seeds import sample_key
+from audit.contract.manifest import CHUNK_ROWS, ManifestChunk, read_manifest_chunks
 from audit.evaluation.preprocess import Geometry
+from audit.evaluation.table import (
+    MISSING,
+    CodeBuilder,
+    PathColumn,
+    SampleTable,
+    StringColumn,
+    TextBuilder,
+    check_unique_ids,
+)
 
-MISSING = "<missing>"
+__all__ = [
+    "MISSING",
+    "AuditDataset",
+    "SampleTable",
+    "collate",
+    "make_loader",
+    "read_samples",
+    "sample_keys_of",
+]
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
-
-@dataclass
-class SampleTable:
-    """What is known about the samples before any image is decoded.
-
-    Attributes:
-        source: the manifest / folder / npz path (for messages and digests).
-        ids: sample ids (unique strings).
-        labels: integer labels.
-        attributes: attribute name -> one value per sample (strings, ``<missing>`` if absent).
-        paths: image paths (None for npz data).
-        rows: the raw manifest rows (all columns), for governance checks.
-        class_names: class names known from the data (ImageFolder), else None.
-    """
-
-    source: Path
-    ids: list[str]
-    labels: list[int]
-    attributes: dict[str, list[str]]
-    paths: list[Path] | None = None
-    rows: list[dict[str, str]] = field(default_factory=list)
-    class_names: list[str] | None = None
-    npz_images: Any = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
+#: Called with every chunk of manifest rows as it is read (the governance checks), before the rows are dropped.
+ChunkHook = Callable[[ManifestChunk], None]
 
 
 # ----------------------------------------------------------------------- reading
 
 
-def _label_reader(raw_labels: list[str], *, path: Path, class_names: Sequence[str] | None):
-    """Decide once per manifest whether labels are class names or integer indices.
+def _label_values(raw_labels: Sequence[str], *, class_names: Sequence[str] | None) -> list[int | None]:
+    """The integer label of every distinct raw label, or None where it is neither an integer nor a class name.
 
-    Mixing the two readings would silently mislabel samples when class names look
-    like integers, so the whole column must be of one kind.
+    Whether labels are class names or integer indices is decided once per manifest: mixing the
+    two readings would silently mislabel samples when class names look like integers, so the
+    whole column must be of one kind.
     """
     names = list(class_names) if class_names is not None else None
     if names is not None and all(r in names for r in raw_labels):
-        return lambda raw, where: names.index(raw)
-
-    def as_int(raw: str, where: str) -> int:
+        return [names.index(r) for r in raw_labels]
+    out: list[int | None] = []
+    for raw in raw_labels:
         try:
-            return int(raw)
+            out.append(int(raw))
         except ValueError:
-            known = f"; known class names: {names}" if names else ""
-            raise AuditError(f"{where}: label {raw!r} is not an integer or a class name{known}") from None
-
-    return as_int
+            out.append(None)
+    return out
 
 
 def _data_root(cfg: DataConfig, default: Path) -> Path | None:
@@ -100,6 +93,13 @@ def _data_root(cfg: DataConfig, default: Path) -> Path | None:
         return root.resolve()
     except (OSError, RuntimeError, ValueError) as err:
         raise AuditError(f"data.root {root}: cannot be resolved ({err})") from None
+
+
+def _outside(resolved: Path, root: Path, where: str, given: str) -> AuditError:
+    return AuditError(
+        f"{where}: image path {echo(given)} resolves to {resolved}, outside the data root {root} "
+        "(set data.root to a folder that holds every image, or data.allow_outside_root: true)"
+    )
 
 
 def _contained(path: Path, root: Path | None, where: str, given: str) -> Path:
@@ -119,50 +119,183 @@ def _contained(path: Path, root: Path | None, where: str, given: str) -> Path:
     except (OSError, RuntimeError, ValueError) as err:  # a symbolic-link loop, an embedded NUL
         raise AuditError(f"{where}: image path {echo(given)} cannot be resolved ({err})") from None
     if root is not None and not resolved.is_relative_to(root):
-        raise AuditError(
-            f"{where}: image path {echo(given)} resolves to {resolved}, outside the data root {root} "
-            "(set data.root to a folder that holds every image, or data.allow_outside_root: true)"
-        )
+        raise _outside(resolved, root, where, given)
     return resolved
 
 
-def manifest_table(path: Path, cfg: DataConfig, *, class_names: Sequence[str] | None) -> SampleTable:
-    numbered = [(row.line, row) for row in read_manifest(path)]
-    if not numbered:
+class _RootGuard:
+    """Checks that a manifest's image paths stay inside the data root, chunk by chunk.
+
+    The same decision as :func:`_contained` (``..`` and symbolic links resolved) at a
+    million rows: every distinct folder is resolved once, and a file is resolved only when
+    it is itself a symbolic link (one ``lstat`` per distinct path of a chunk). A file that
+    does not exist is left to the decoder, which reports it as not found.
+    """
+
+    def __init__(self, base: Path, root: Path) -> None:
+        self.base, self.root = base, root
+        self._prefix = str(root) if str(root).endswith(os.sep) else str(root) + os.sep
+        self._folders: dict[str, str] = {}
+
+    def _resolve(self, full: str) -> str:
+        folder, name = os.path.split(full)
+        if name in ("", ".", ".."):
+            return os.path.realpath(full)
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        candidate = os.path.join(real, name)
+        try:
+            if stat.S_ISLNK(os.lstat(candidate).st_mode):
+                return os.path.realpath(candidate, strict=True)
+        except FileNotFoundError:
+            pass
+        return candidate
+
+    def check(self, given: Sequence[str], where: Callable[[int], str]) -> None:
+        """Raise for the first of ``given`` (paths as written) that resolves outside the root."""
+        base = str(self.base)
+        for j, text in enumerate(given):
+            if not text:
+                continue  # an empty path is reported on its own
+            try:
+                resolved = self._resolve(os.path.join(base, text))
+            except (OSError, ValueError) as err:  # a symbolic-link loop, an embedded NUL
+                raise AuditError(f"{where(j)}: image path {echo(text)} cannot be resolved ({err})") from None
+            if resolved != str(self.root) and not resolved.startswith(self._prefix):
+                raise _outside(Path(resolved), self.root, where(j), text)
+
+
+def manifest_table(
+    path: Path, cfg: DataConfig, *, class_names: Sequence[str] | None, on_chunk: ChunkHook | None = None
+) -> SampleTable:
+    """The sample table of a CSV/TSV/JSON(L) manifest, read chunk by chunk (the rows are not kept).
+
+    Args:
+        on_chunk: called with every chunk of rows after its columns were checked.
+
+    Raises:
+        AuditError: an empty manifest, a missing column, an empty path, a label that is neither an
+            integer nor a class name, a repeated sample id (one line naming the file and line).
+    """
+    required = ("path", "label", *cfg.attributes)
+    ids, paths = TextBuilder(keys=True), TextBuilder()
+    attributes = {a: CodeBuilder(_attribute_value) for a in cfg.attributes}
+    labels = CodeBuilder(_label_text)
+    label_first: dict[str, tuple[int, int]] = {}  # label text -> (position, line) of its first row
+    first_keys: list[str] | None = None
+    empty_path: tuple[int, int] | None = None
+    root = _data_root(cfg, path.parent)
+    guard = _RootGuard(path.parent, root) if root is not None else None
+    for chunk in read_manifest_chunks(path):
+        if first_keys is None:
+            first_keys = chunk.keys_of(0)
+        _check_columns(chunk, required, cfg.attributes, path)
+        raw_paths = chunk.column("path")
+        stripped = list(map(str.strip, raw_paths))
+        chunk_ids = _sample_ids(chunk.column(cfg.id_column), stripped) if cfg.id_column in first_keys else stripped
+        ids.extend(chunk_ids)
+        if guard is not None:
+            guard.check(stripped, lambda j: f"{path}: line {chunk.lines[j]} (sample {chunk_ids[j]})")  # noqa: B023
+        if empty_path is None and not all(stripped):
+            j = stripped.index("")
+            empty_path = (chunk.start + j, chunk.lines[j])
+        paths.extend(stripped)
+        raw_labels = chunk.column("label")
+        for j, text in _first_positions(raw_labels, label_first):
+            label_first[text] = (chunk.start + j, chunk.lines[j])
+        labels.extend(raw_labels)
+        for a, builder in attributes.items():
+            builder.extend(chunk.column(a))
+        if on_chunk is not None:
+            on_chunk(chunk)
+    if first_keys is None:
         raise AuditError(f"{path}: the dataset is empty (no rows)")
-    rows = [row for _, row in numbered]
-    for lineno, row in numbered:
-        for required in ("path", "label", *cfg.attributes):
-            if required not in row:
-                what = "attribute " if required in cfg.attributes else ""
+    if cfg.id_column not in first_keys and "id_column" in cfg.model_fields_set:
+        raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(first_keys)})")
+    id_column, keys = ids.build(), ids.build_keys()
+    label_column = labels.build()
+    values = _label_values(label_column.values, class_names=class_names)
+    bad = [label_first[label_column.values[k]] + (k,) for k, v in enumerate(values) if v is None]
+    bad_label = min(bad) if bad else None
+    if empty_path is not None and (bad_label is None or empty_path[0] <= bad_label[0]):
+        pos, line = empty_path
+        raise AuditError(f"{path}: line {line} (sample {id_column[pos]}): empty path")
+    if bad_label is not None:
+        pos, line, k = bad_label
+        known = f"; known class names: {list(class_names)}" if class_names else ""
+        raise AuditError(
+            f"{path}: line {line} (sample {id_column[pos]}): label {label_column.values[k]!r} is not an integer or "
+            f"a class name{known}"
+        )
+    table = SampleTable(
+        path,
+        id_column,
+        np.asarray(values, dtype=np.int64)[label_column.codes],
+        {a: b.build() for a, b in attributes.items()},
+        paths=PathColumn(paths.build(), path.parent),
+        keys=keys,
+    )
+    check_unique_ids(table.ids, table.keys, path)
+    return table
+
+
+def _attribute_value(raw: str) -> str:
+    return (raw or "").strip() or MISSING
+
+
+def _label_text(raw: str) -> str:
+    return (raw or "").strip()
+
+
+def _sample_ids(raw_ids: Sequence[str], stripped_paths: list[str]) -> list[str]:
+    """A row's id is its id column, or its path where that is empty (before stripping, as always)."""
+    ids = list(map(str.strip, raw_ids))
+    if "" in raw_ids:
+        for j, raw in enumerate(raw_ids):
+            if not raw:
+                ids[j] = stripped_paths[j]
+    return ids
+
+
+def _first_positions(raw_labels: Sequence[str], known: dict[str, tuple[int, int]]) -> list[tuple[int, str]]:
+    """(position in the chunk, label text) of the first row of every label text not seen before."""
+    out = []
+    for raw in dict.fromkeys(raw_labels):
+        text = _label_text(raw)
+        if text not in known and all(t != text for _, t in out):
+            out.append((raw_labels.index(raw), text))
+    return sorted(out)
+
+
+def _check_columns(chunk: ManifestChunk, required: Sequence[str], attributes: Sequence[str], path: Path) -> None:
+    """The first row that lacks a required column (path, label, the attributes) is an error."""
+    rows: Sequence[Mapping[str, Any]] = chunk.rows if chunk.rows is not None else [dict.fromkeys(chunk.columns)]
+    for j, row in enumerate(rows):
+        for name in required:
+            if name not in row:
+                what = "attribute " if name in attributes else ""
                 raise AuditError(
-                    f"{path}: line {lineno}: {what}column {required!r} is missing (columns: {sorted(row)})"
+                    f"{path}: line {chunk.lines[j]}: {what}column {name!r} is missing (columns: {sorted(row)})"
                 )
-    use_ids = cfg.id_column in rows[0]
-    if not use_ids and "id_column" in cfg.model_fields_set:
-        raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(rows[0])})")
-    read_label = _label_reader([(r["label"] or "").strip() for r in rows], path=path, class_names=class_names)
-    base = path.parent
-    root = _data_root(cfg, base)
-    ids, labels, paths = [], [], []
-    for lineno, row in numbered:
-        sid = ((row.get(cfg.id_column) if use_ids else None) or row["path"]).strip()
-        where = f"{path}: line {lineno} (sample {sid})"
-        if not row["path"].strip():
-            raise AuditError(f"{where}: empty path")
-        ids.append(sid)
-        labels.append(read_label((row["label"] or "").strip(), where))
-        given = row["path"].strip()
-        p = Path(given)
-        paths.append(_contained(p if p.is_absolute() else base / p, root, where, given))
-    _check_unique(ids, path)
-    attributes = {a: [(r.get(a) or "").strip() or MISSING for r in rows] for a in cfg.attributes}
-    return SampleTable(path, ids, labels, attributes, paths=paths, rows=rows)
 
 
-def read_image_folder(root: Path, cfg: DataConfig, *, class_names: Sequence[str] | None = None) -> SampleTable:
+def _emit(on_chunk: ChunkHook | None, columns: dict[str, list[str]]) -> None:
+    """Hand synthetic rows (an image folder's or an npz file's) to ``on_chunk``, chunk by chunk."""
+    if on_chunk is None:
+        return
+    n = len(next(iter(columns.values())))
+    for start in range(0, n, CHUNK_ROWS):
+        part = {k: v[start : start + CHUNK_ROWS] for k, v in columns.items()}
+        on_chunk(ManifestChunk(start, part, list(range(start + 1, start + 1 + len(part["label"])))))
+
+
+def read_image_folder(
+    root: Path, cfg: DataConfig, *, class_names: Sequence[str] | None = None, on_chunk: ChunkHook | None = None
+) -> SampleTable:
     """An ImageFolder tree: one folder per class. Labels follow ``model.class_names`` when
-    given (every folder must be one of them), else the sorted folder names."""
+    given (every folder must be one of them), else the sorted folder names. ``on_chunk`` sees
+    rows ``sample_id, path, label``."""
     if not root.is_dir():
         raise AuditError(f"{root}: image folder not found")
     if cfg.attributes:
@@ -180,18 +313,20 @@ def read_image_folder(root: Path, cfg: DataConfig, *, class_names: Sequence[str]
                 sid = f.relative_to(root).as_posix()
                 ids.append(sid)
                 labels.append(classes.index(cls))
-                paths.append(_contained(f, bound, f"{root}: {sid}", sid))
+                paths.append(str(_contained(f, bound, f"{root}: {sid}", sid)))
     if not ids:
         raise AuditError(f"{root}: the dataset is empty (no images in class folders)")
-    rows = [{"sample_id": i, "path": str(p), "label": str(y)} for i, p, y in zip(ids, paths, labels)]
-    return SampleTable(root, ids, labels, {}, paths=paths, rows=rows, class_names=classes)
+    _emit(on_chunk, {"sample_id": ids, "path": paths, "label": [str(y) for y in labels]})
+    path_column = PathColumn(StringColumn.from_strings(paths))
+    return SampleTable(root, ids, labels, {}, paths=path_column, class_names=classes)
 
 
-def read_npz(path: Path, cfg: DataConfig) -> SampleTable:
+def read_npz(path: Path, cfg: DataConfig, *, on_chunk: ChunkHook | None = None) -> SampleTable:
     """An ``.npz`` with ``images`` (N,H,W), (N,H,W,C) or (N,C,H,W) with C in 1 or 3 — uint8,
     uint16 or float in [0, 1] — integer ``labels`` (N,), optional ``sample_ids`` and one (N,)
     array per attribute. The arrays are memory-mapped only as far as NumPy's npz reader
-    allows: an npz is loaded whole, so use a manifest for datasets larger than memory."""
+    allows: an npz is loaded whole, so use a manifest for datasets larger than memory.
+    ``on_chunk`` sees rows ``sample_id, label`` and the attributes."""
     try:
         archive = np.load(path, allow_pickle=False)
         files = archive.files
@@ -218,7 +353,6 @@ def read_npz(path: Path, cfg: DataConfig) -> SampleTable:
             f"numeric; got shape {images.shape}, dtype {images.dtype}"
         )
     ids = [str(s) for s in extra["sample_ids"]] if "sample_ids" in extra else [str(i) for i in range(n)]
-    _check_unique(ids, path)
     attributes = {}
     for attr in cfg.attributes:
         if attr not in extra:
@@ -227,29 +361,27 @@ def read_npz(path: Path, cfg: DataConfig) -> SampleTable:
             raise AuditError(f"{path}: attribute {attr!r} has shape {extra[attr].shape}; expected ({n},)")
         attributes[attr] = [str(v) if str(v) != "" else MISSING for v in extra[attr]]
     int_labels = [int(y) for y in labels]
-    rows = [
-        {"sample_id": i, "label": str(y), **{a: attributes[a][j] for a in attributes}}
-        for j, (i, y) in enumerate(zip(ids, int_labels))
-    ]
-    return SampleTable(path, ids, int_labels, attributes, rows=rows, npz_images=images)
+    table = SampleTable(path, ids, int_labels, attributes, npz_images=images)
+    check_unique_ids(table.ids, table.keys, path)
+    _emit(on_chunk, {"sample_id": ids, "label": [str(y) for y in int_labels], **attributes})
+    return table
 
 
-def _check_unique(ids: list[str], source: Path) -> None:
-    seen: set[str] = set()
-    for sid in ids:
-        if sid in seen:
-            raise AuditError(f"{source}: sample id {sid!r} appears more than once")
-        seen.add(sid)
+def read_samples(
+    cfg: DataConfig, *, class_names: Sequence[str] | None, on_chunk: ChunkHook | None = None
+) -> SampleTable:
+    """Read the sample table of whichever source the config names.
 
-
-def read_samples(cfg: DataConfig, *, class_names: Sequence[str] | None) -> SampleTable:
-    """Read the sample table of whichever source the config names."""
+    Args:
+        on_chunk: called with the rows (in chunks) as they are read: the manifest's rows, or an
+            image folder's / npz file's ``sample_id, path, label`` (and attribute) values.
+    """
     if cfg.manifest is not None:
-        return manifest_table(cfg.manifest, cfg, class_names=class_names)
+        return manifest_table(cfg.manifest, cfg, class_names=class_names, on_chunk=on_chunk)
     if cfg.images is not None:
-        return read_image_folder(cfg.images, cfg, class_names=class_names)
+        return read_image_folder(cfg.images, cfg, class_names=class_names, on_chunk=on_chunk)
     assert cfg.npz is not None
-    return read_npz(cfg.npz, cfg)
+    return read_npz(cfg.npz, cfg, on_chunk=on_chunk)
 
 
 # ----------------------------------------------------------------------- decoding
@@ -364,19 +496,23 @@ class AuditDataset(Dataset):
         *,
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ):
-        self.table = table
+        # Only what decoding needs: DataLoader workers receive (or inherit) nothing else of the table.
+        self.paths = table.paths
+        self.npz_images = table.npz_images
         self.size = tuple(model_cfg.input_size)
         self.geometry = Geometry.of(model_cfg)
         self.channels = model_cfg.channels
-        self.indices = list(range(len(table))) if indices is None else list(indices)
+        if indices is None:
+            indices = range(len(table))
+        self.indices = indices if isinstance(indices, range) else np.asarray(indices, dtype=np.int64)
         self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def _decode(self, i: int) -> torch.Tensor:
-        if self.table.npz_images is not None:
-            arr = np.asarray(self.table.npz_images[i])
+        if self.npz_images is not None:
+            arr = np.asarray(self.npz_images[i])
             if arr.ndim == 2:
                 arr = arr[..., None]
             elif arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
@@ -390,9 +526,9 @@ class AuditDataset(Dataset):
                 arr = arr.astype(np.float32) / 65535.0
             else:
                 arr = arr.astype(np.float32)
-                _check_unit_range(arr, f"{self.table.npz_images.dtype} pixels")
+                _check_unit_range(arr, f"{self.npz_images.dtype} pixels")
             return to_tensor(arr, channels=self.channels, geometry=self.geometry)
-        with _pillow_pixel_limit(self.max_pixels), Image.open(self.table.paths[i]) as img:
+        with _pillow_pixel_limit(self.max_pixels), Image.open(self.paths[i]) as img:
             width, height = img.size
             if width * height > self.max_pixels:
                 raise _ImageTooLarge(
@@ -403,7 +539,7 @@ class AuditDataset(Dataset):
             return pil_to_tensor(img, channels=self.channels, geometry=self.geometry)
 
     def __getitem__(self, pos: int) -> dict[str, Any]:
-        i = self.indices[pos]
+        i = int(self.indices[pos])
         item: dict[str, Any] = {"index": i}
         try:
             item["image"] = self._decode(i)
@@ -443,5 +579,5 @@ def make_loader(dataset: AuditDataset, *, batch_size: int, num_workers: int) -> 
 
 
 def sample_keys_of(table: SampleTable) -> torch.Tensor:
-    """Stable 63-bit keys of every sample id (see :func:`audit.contract.seeds.sample_key`)."""
-    return torch.tensor([sample_key(s) for s in table.ids], dtype=torch.int64)
+    """Stable 63-bit keys of every sample id (see :func:`audit.contract.seeds.sample_key`), sharing the table's memory."""
+    return torch.from_numpy(table.keys)

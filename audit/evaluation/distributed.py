@@ -55,9 +55,9 @@ def local_device(requested: str) -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
 
 
-def shard_indices(n: int, rank: int, world: int) -> list[int]:
-    """The sample indices this rank evaluates (deterministic, disjoint, covering)."""
-    return list(range(rank, n, world))
+def shard_indices(n: int, rank: int, world: int) -> range:
+    """The sample indices this rank evaluates (deterministic, disjoint, covering), as a range (no list)."""
+    return range(rank, n, world)
 
 
 def shared_work_dir(path: Path) -> Path:

@@ -235,7 +235,7 @@ class _Batch:
         device: torch.device,
     ) -> _Batch:
         idx = raw["index"]
-        labels = torch.tensor([table.labels[i] for i in idx.tolist()], dtype=torch.int64)
+        labels = torch.from_numpy(table.labels[idx.numpy()])
         out_of_range = (labels < 0) | (labels >= settings.num_classes)
         if out_of_range.any():
             i = int(idx[out_of_range.nonzero()[0, 0]])

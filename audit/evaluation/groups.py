@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from audit.evaluation.data import SampleTable
@@ -44,7 +45,7 @@ class SlotLayout:
 
 def build_layout(table: SampleTable, intersections: list[list[str]]) -> SlotLayout:
     groupings, next_slot = [], 1
-    values = {a: tuple(sorted(set(vs))) for a, vs in table.attributes.items()}
+    values = {a: column.values for a, column in table.attributes.items()}  # sorted distinct values
     for attr, vals in values.items():
         groupings.append(Grouping(attr, (attr,), vals, next_slot))
         next_slot += len(vals)
@@ -56,11 +57,17 @@ def build_layout(table: SampleTable, intersections: list[list[str]]) -> SlotLayo
 
 
 def slot_matrix(table: SampleTable, layout: SlotLayout) -> torch.Tensor:
-    """(N, 1 + number of groupings) int64: the slot of every sample in every grouping."""
+    """(N, 1 + number of groupings) int64: the slot of every sample in every grouping.
+
+    Computed from the attributes' codes: an intersection's slot is its first slot plus the
+    mixed-radix number of its attributes' codes (the order of :func:`itertools.product`).
+    """
     n = len(table)
-    cols = [torch.zeros(n, dtype=torch.int64)]
-    for g in layout.groupings:
-        index = {v: g.first_slot + k for k, v in enumerate(g.values)}
-        keys = [SEP.join(table.attributes[a][i] for a in g.attributes) for i in range(n)]
-        cols.append(torch.tensor([index[k] for k in keys], dtype=torch.int64))
-    return torch.stack(cols, dim=1)
+    out = np.zeros((n, 1 + len(layout.groupings)), dtype=np.int64)
+    for g_index, g in enumerate(layout.groupings, start=1):
+        code = np.zeros(n, dtype=np.int64)
+        for a in g.attributes:
+            column = table.attributes[a]
+            code = code * len(column.values) + column.codes
+        out[:, g_index] = g.first_slot + code
+    return torch.from_numpy(out)

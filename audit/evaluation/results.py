@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from audit.contract.config import AuditConfig
@@ -148,10 +148,10 @@ def assemble_results(
         reference["attack_subset"] = subset
     adversarial = [reference, *attacks] if attacks else []
     skipped = {s["sample"] for s in state.skipped}
-    attrs = {
-        a: dict(sorted(Counter(v for sid, v in zip(table.ids, values) if sid not in skipped).items()))
-        for a, values in table.attributes.items()
-    }
+    evaluated = np.ones(len(table), dtype=bool)
+    if skipped:
+        evaluated[table.indices_of(sorted(skipped))] = False
+    attrs = {a: column.counts(evaluated) for a, column in table.attributes.items()}
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "cvaudit", "version": tool_version()},
@@ -169,6 +169,7 @@ def assemble_results(
             "sha256": sha256_file(table.source) if table.source.is_file() else None,
             "num_samples": len(table) - len(skipped),
             "num_skipped": len(skipped),
+            "skipped_share": len(skipped) / len(table),
             "skipped": state.skipped,
             "attributes": attrs,
             "intersections": [g.name for g in layout.groupings if len(g.attributes) > 1],

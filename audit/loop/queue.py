@@ -247,22 +247,25 @@ def allocate(budget: int, weights: dict[Any, float], available: dict[Any, int]) 
     return out
 
 
-def _governance(run: RunFolder, cfg: Any, policy: Any, table: Any, wanted: set[str]) -> dict[str, list[str]]:
-    """sample id -> the held-back checks that find it, under ``policy`` (checked now, row by row)."""
-    from policies import check_governance
+def _governance_scan(cfg: Any, policy: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """The policy's governance checks as a scan fed by the manifest reader (checked now), and its affected rows."""
+    from policies.governance import GovernanceScan
 
     gov = getattr(policy, "governance", None)
     if gov is None:
-        return {}
+        return None, []
+    affected: list[dict[str, Any]] = []
     now = dt.datetime.now(dt.timezone.utc)
+    return GovernanceScan(gov, id_column=cfg.data.id_column, now=now, affected=affected), affected
+
+
+def _held_back(affected: list[dict[str, Any]], wanted: set[str]) -> dict[str, list[str]]:
+    """sample id -> the held-back checks that find it (in the checks' order), for the ``wanted`` samples."""
     out: dict[str, list[str]] = {}
-    for sid, row in zip(table.ids, table.rows):
-        if sid not in wanted:
-            continue
-        findings = check_governance([row], config=gov, id_column=cfg.data.id_column, now=now)
-        hits = [f["check"] for f in findings if f["check"] in HELD_BACK_CHECKS and f.get("count")]
-        if hits:
-            out[sid] = hits
+    for hit in affected:
+        sid, check = str(hit["sample_id"]), hit["check"]
+        if check in HELD_BACK_CHECKS and sid in wanted and check not in out.get(sid, []):
+            out.setdefault(sid, []).append(check)
     return out
 
 
@@ -298,8 +301,9 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
     bp_path = run.breaking_points or _derive_breaking_points(run, out_dir, attributes)
     reasons = breaking_reasons(run, bp_path) if bp_path is not None else {}
     candidates, rows_seen, errors_seen = find_candidates(run, class_names, attributes, strata_of, reasons)
-    table = read_samples(cfg.data, class_names=cfg.model.class_names)
-    held = _governance(run, cfg, policy, table, set(candidates))
+    scan, affected = _governance_scan(cfg, policy)
+    table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
+    held = _held_back(affected, set(candidates))
     held_counts = Counter(check for checks in held.values() for check in checks)
     eligible = {k: c for k, c in candidates.items() if k not in held}
     by_stratum: dict[str, list[Candidate]] = {}

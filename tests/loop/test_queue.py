@@ -144,7 +144,7 @@ def test_variants_reproduce_from_their_parameters(built, run_dir):
         params = s.sample_params(
             sample_keys([rec["sample_id"]]), rec["severity"], seed=rec["seed"], fractional=rec["fractional"]
         )
-        x = AuditDataset(table, cfg.model, [table.ids.index(rec["sample_id"])])[0]["image"][None]
+        x = AuditDataset(table, cfg.model, table.indices_of([rec["sample_id"]]).tolist())[0]["image"][None]
         expected = (s.apply(x, params)[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
         assert np.array_equal(np.asarray(Image.open(out / rec["file"])), expected)
         assert torch.is_tensor(x)

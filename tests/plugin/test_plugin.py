@@ -109,4 +109,4 @@ def test_stored_results_are_reused(pytester, workspace, audit_config):
 def test_without_options_the_tests_skip(pytester):
     pytester.makepyfile(PASSING.replace("{policy}", "ci-gate"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(skipped=7)  # test_clean, test_policy and the five rules of ci-gate
+    result.assert_outcomes(skipped=8)  # test_clean, test_policy and the six rules of ci-gate

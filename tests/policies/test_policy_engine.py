@@ -425,7 +425,8 @@ def test_demo_tolerates_missing_conditions(results):
     del results["adversarial_checks"]
     section = check_policy(results, load_policy("demo"))
     assert section["verdict"] == "pass"
-    assert section["counts"]["not_applicable"] == 5
+    # four absent conditions, the absent adversarial checks, and dataset.skipped_share (older results lack it)
+    assert section["counts"]["not_applicable"] == 6
 
 
 def test_high_risk_fails_what_it_cannot_judge(results):
@@ -446,3 +447,19 @@ def test_a_contract_key_older_results_lack_is_insufficient_data_not_an_error(res
     assert rule["status"] == "insufficient_data" and "debiased_l2_ce is not stored" in rule["message"]
     with pytest.raises(PolicyError, match="unknown metric 'debiased_l2'"):
         _rule(results, {"condition": "clean", "metric": "debiased_l2", "max": 0.1})
+
+
+@pytest.mark.parametrize(("policy", "status"), [("ci-gate", "fail"), ("demo", "warn")])
+def test_builtin_policies_bound_the_share_of_unreadable_images(results, policy, status):
+    results["dataset"]["skipped_share"] = 0.02
+    rule = next(r for r in check_policy(results, load_policy(policy))["rules"] if r["id"] == "dataset-skipped-share")
+    assert (rule["status"], rule["observed"], rule["threshold"]) == (status, 0.02, 0.01)
+    results["dataset"]["skipped_share"] = 0.0
+    rule = next(r for r in check_policy(results, load_policy(policy))["rules"] if r["id"] == "dataset-skipped-share")
+    assert rule["status"] == "pass"
+
+
+def test_high_risk_still_allows_no_unreadable_image(results):
+    results["dataset"]["num_skipped"] = 1
+    rule = next(r for r in check_policy(results, load_policy("high-risk"))["rules"] if r["id"] == "dataset-complete")
+    assert rule["status"] == "fail"

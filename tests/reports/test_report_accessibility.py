@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from results_builder import complete_results
+from test_report_many_groups import many_groups_results
 
 from reports.html import render_html
 
@@ -72,6 +73,7 @@ CASES = {
     "fail verdict, screen": (lambda r: r, "screen"),
     "fail verdict, print (the PDF's CSS)": (lambda r: r, "print"),
     "pass verdict, English (UK)": (lambda r: {**_pass_results(r), "report": {"language": "en-GB"}}, "screen"),
+    "500 groups and 300 skipped images, print": (lambda r: many_groups_results(conditions=10, skipped=300), "print"),
     "no verdict, minimal results": (
         lambda r: complete_results(
             {"conditions": [{"id": "clean", "stressor": None, "metrics": {"n": 2, "accuracy": 0.5}}]}

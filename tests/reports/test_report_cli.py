@@ -45,6 +45,8 @@ def test_report_then_verify(runner, tmp_path, results_file, key_dir_pw):
     assert {p.name for p in out.iterdir()} == {
         "results.json",
         "junit.xml",
+        "groups.csv",
+        "skipped.csv",
         "report.html",
         "report.pdf",
         "attestation.pub.pem",
@@ -94,7 +96,7 @@ def test_report_unsigned_html_only(runner, tmp_path, results_file):
     out = tmp_path / "out"
     result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--format", "html"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"results.json", "junit.xml", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "junit.xml", "groups.csv", "skipped.csv", "report.html"}
 
 
 def test_verify_bad_subject_syntax_and_missing_path(runner, tmp_path):

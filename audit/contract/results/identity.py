@@ -50,6 +50,13 @@ class DatasetInfo(Node):
     sha256: str | None = Field(description="SHA-256 of the manifest or .npz file; null for an image folder")
     num_samples: int = Field(ge=0, description="samples evaluated (skipped images excluded)")
     num_skipped: int = Field(ge=0, description="images that could not be decoded (data.on_bad_image: skip)")
+    skipped_share: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="share of the dataset's images that could not be decoded: num_skipped / (num_samples + "
+        "num_skipped), in [0, 1] (a policy can bound it: section dataset, metric skipped_share)",
+    )
     skipped: list[SkippedImage]
     attributes: dict[str, dict[str, int]] = Field(description="attribute -> value -> number of evaluated samples")
     intersections: list[str] = Field(description="intersections evaluated, e.g. 'camera×ink'")
@@ -107,6 +114,12 @@ class Provenance(Node):
     device: str = Field(description="the device the model ran on")
     world_size: int = Field(ge=1, description="processes under torchrun (1 when run directly)")
     versions: dict[str, str] = Field(description="python and library versions")
+    threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads of the main process (config threads, or automatic)"
+    )
+    num_workers: int | None = Field(
+        default=None, ge=0, description="DataLoader worker processes (config data.num_workers, or automatic)"
+    )
 
 
 class ReportSettings(Node):

@@ -27,8 +27,8 @@ def test_manifest_csv_and_conversions(tmp_path):
     Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "deep.png")
     (tmp_path / "m.csv").write_text("path,label,camera\ngray.png,0,A\nrgba.png,1,\ndeep.png,1,B\n")
     table = read_samples(DataConfig(manifest=tmp_path / "m.csv", attributes=["camera"]), class_names=None)
-    assert table.ids == ["gray.png", "rgba.png", "deep.png"]
-    assert table.attributes["camera"] == ["A", "<missing>", "B"]
+    assert table.ids.tolist() == ["gray.png", "rgba.png", "deep.png"]
+    assert table.attributes["camera"].tolist() == ["A", "<missing>", "B"]
     ds = AuditDataset(table, MODEL)
     gray, rgba_t, deep = (ds[i]["image"] for i in range(3))
     assert gray.shape == (3, 16, 16) and torch.allclose(gray, torch.full_like(gray, 128 / 255))
@@ -45,7 +45,7 @@ def test_jsonl_manifest_with_class_names(tmp_path):
     _png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     (tmp_path / "m.jsonl").write_text(json.dumps({"sample_id": "s1", "path": "a.png", "label": "dog"}) + "\n")
     table = read_samples(DataConfig(manifest=tmp_path / "m.jsonl"), class_names=["cat", "dog"])
-    assert table.ids == ["s1"] and table.labels == [1]
+    assert table.ids.tolist() == ["s1"] and table.labels.tolist() == [1]
 
 
 def test_image_folder(tmp_path):
@@ -53,8 +53,8 @@ def test_image_folder(tmp_path):
         (tmp_path / cls).mkdir()
         _png(tmp_path / cls / "x.png", np.zeros((4, 4, 3), np.uint8))
     table = read_samples(DataConfig(images=tmp_path), class_names=None)
-    assert table.class_names == ["cat", "dog"] and table.labels == [0, 1]
-    assert table.ids == ["cat/x.png", "dog/x.png"]
+    assert table.class_names == ["cat", "dog"] and table.labels.tolist() == [0, 1]
+    assert table.ids.tolist() == ["cat/x.png", "dog/x.png"]
 
 
 def test_npz(tmp_path):
@@ -66,7 +66,7 @@ def test_npz(tmp_path):
     )
     table = read_samples(DataConfig(npz=tmp_path / "d.npz", attributes=["site"]), class_names=None)
     ds = AuditDataset(table, MODEL)
-    assert ds[1]["image"].shape == (3, 16, 16) and table.attributes["site"] == ["x", "y", "x"]
+    assert ds[1]["image"].shape == (3, 16, 16) and table.attributes["site"].tolist() == ["x", "y", "x"]
 
 
 def test_loader_streams_and_reports_bad_images(tmp_path):
@@ -115,7 +115,7 @@ def test_image_folder_follows_class_names(tmp_path):
         (tmp_path / cls).mkdir()
         _png(tmp_path / cls / "x.png", np.zeros((4, 4, 3), np.uint8))
     table = read_samples(DataConfig(images=tmp_path), class_names=["red", "green", "blue"])
-    assert dict(zip(table.ids, table.labels)) == {"blue/x.png": 2, "green/x.png": 1, "red/x.png": 0}
+    assert dict(zip(table.ids, table.labels.tolist())) == {"blue/x.png": 2, "green/x.png": 1, "red/x.png": 0}
     with pytest.raises(AuditError, match="class folder 'blue' is not in model.class_names"):
         read_samples(DataConfig(images=tmp_path), class_names=["red", "green"])
 
@@ -123,14 +123,14 @@ def test_image_folder_follows_class_names(tmp_path):
 def test_labels_are_all_names_or_all_integers(tmp_path):
     (tmp_path / "m.csv").write_text("path,label\na.png,0\nb.png,1\nc.png,2\n")
     table = read_samples(DataConfig(manifest=tmp_path / "m.csv"), class_names=["1", "2", "3"])
-    assert table.labels == [0, 1, 2]  # integers, because "0" is not a class name
+    assert table.labels.tolist() == [0, 1, 2]  # integers, because "0" is not a class name
     table = read_samples(DataConfig(manifest=tmp_path / "m.csv"), class_names=["0", "2", "1"])
-    assert table.labels == [0, 2, 1]  # every label is a class name: names win
+    assert table.labels.tolist() == [0, 2, 1]  # every label is a class name: names win
 
 
 def test_bom_and_jsonl_line_numbers(tmp_path):
     (tmp_path / "m.csv").write_bytes("\ufeffsample_id,path,label\ns1,a.png,0\n".encode("utf-8"))
-    assert read_samples(DataConfig(manifest=tmp_path / "m.csv"), class_names=None).ids == ["s1"]
+    assert read_samples(DataConfig(manifest=tmp_path / "m.csv"), class_names=None).ids.tolist() == ["s1"]
     (tmp_path / "m.jsonl").write_text('{"path": "a.png", "label": 0}\n\n{"path": "b.png", "label": null}\n')
     with pytest.raises(AuditError, match="line 3 .*label ''"):
         read_samples(DataConfig(manifest=tmp_path / "m.jsonl"), class_names=None)

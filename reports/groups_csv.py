@@ -1,0 +1,95 @@
+"""``groups.csv``: every group's numbers under every condition, whatever the report shows.
+
+One row per (condition, group), in the order of results.json: ``condition, attribute, value,
+insufficient_data`` and every group metric (``n``, ``accuracy`` with ``accuracy_ci_low`` and
+``accuracy_ci_high``, ``balanced_accuracy``, ``macro_f1``, ``top_k_accuracy``, ``ece`` with its
+interval, ``mce``, ``adaptive_ece``, ``brier``, ``nll``) and the group's ``confusion`` matrix as
+compact JSON (rows are true classes, columns predicted classes). Shares are in [0, 1], written
+as the shortest text that reads back as the stored float; an empty cell is a missing value.
+The report shows the lowest and highest groups of long lists and points here for the rest; the
+attestation covers this file when the run is signed. Text cells are neutralised against formula
+injection (:func:`audit.contract.text.spreadsheet_safe`); numbers are written as numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from audit.contract.text import spreadsheet_safe
+from reports.atomic import atomic_write_text
+
+__all__ = ["GROUPS_COLUMNS", "GROUPS_CSV", "groups_csv_text", "write_groups_csv"]
+
+GROUPS_CSV = "groups.csv"
+_METRICS = (
+    "n",
+    "accuracy",
+    "accuracy_ci",
+    "balanced_accuracy",
+    "macro_f1",
+    "top_k_accuracy",
+    "ece",
+    "ece_ci",
+    "mce",
+    "adaptive_ece",
+    "brier",
+    "nll",
+)
+GROUPS_COLUMNS = (
+    "condition",
+    "attribute",
+    "value",
+    "insufficient_data",
+    *(c for m in _METRICS for c in ((f"{m}_low", f"{m}_high") if m.endswith("_ci") else (m,))),
+    "confusion",
+)
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _row(condition: str, group: Mapping[str, Any]) -> list[str]:
+    metrics = group.get("metrics") if isinstance(group.get("metrics"), Mapping) else {}
+    cells = [spreadsheet_safe(condition), spreadsheet_safe(group.get("attribute")), spreadsheet_safe(group.get("value"))]
+    cells.append(_number(bool(group.get("insufficient_data"))))
+    for m in _METRICS:
+        value = metrics.get(m)
+        if m.endswith("_ci"):
+            pair = value if isinstance(value, (list, tuple)) and len(value) == 2 else (None, None)
+            cells += [_number(pair[0]), _number(pair[1])]
+        else:
+            cells.append(_number(value))
+    confusion = metrics.get("confusion")
+    cells.append(json.dumps(confusion, separators=(",", ":")) if isinstance(confusion, list) else "")
+    return cells
+
+
+def groups_csv_text(results: Mapping[str, Any]) -> str:
+    """The file's text for ``results`` (a results.json dict)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(GROUPS_COLUMNS)
+    for condition in results.get("conditions") or []:
+        if not isinstance(condition, Mapping):
+            continue
+        for group in condition.get("groups") or []:
+            if isinstance(group, Mapping):
+                writer.writerow(_row(str(condition.get("id")), group))
+    return buffer.getvalue()
+
+
+def write_groups_csv(results: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``groups.csv`` for ``results`` atomically; returns the path."""
+    return atomic_write_text(Path(path), groups_csv_text(results))

@@ -1,0 +1,40 @@
+"""``skipped.csv``: every image that could not be read (``data.on_bad_image: skip``), with the reason.
+
+One row per skipped image, in dataset order: ``sample_id, reason``. The report names the
+first 50 and counts them all by reason; results.json ``dataset.skipped`` holds the same list.
+The attestation covers this file when the run is signed. Cells are neutralised against formula
+injection (:func:`audit.contract.text.spreadsheet_safe`). Written for every run (a header only when no
+image was skipped), so a folder never holds a stale list.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from audit.contract.text import spreadsheet_safe
+from reports.atomic import atomic_write_text
+
+__all__ = ["SKIPPED_CSV", "skipped_csv_text", "write_skipped_csv"]
+
+SKIPPED_CSV = "skipped.csv"
+
+
+def skipped_csv_text(results: Mapping[str, Any]) -> str:
+    """The file's text for ``results`` (a results.json dict)."""
+    dataset = results.get("dataset") if isinstance(results.get("dataset"), Mapping) else {}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["sample_id", "reason"])
+    for item in dataset.get("skipped") or []:
+        if isinstance(item, Mapping):
+            writer.writerow([spreadsheet_safe(item.get("sample")), spreadsheet_safe(item.get("reason"))])
+    return buffer.getvalue()
+
+
+def write_skipped_csv(results: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``skipped.csv`` for ``results`` atomically; returns the path."""
+    return atomic_write_text(Path(path), skipped_csv_text(results))
