@@ -60,6 +60,22 @@ def test_bomb_is_skipped_under_on_bad_image_skip(workspace):
     assert failed.exit_code == 2 and "bomb.png: sample bomb:" in failed.output
 
 
+def test_bomb_as_the_first_image_with_automatic_workers(workspace):
+    """Regression: the worker default reads the first image's header, and Pillow's bomb error escaped as a bug."""
+    write_png_bomb(workspace / "img" / "bomb.png", 20000, 20000)
+    manifest = workspace / "manifest.csv"
+    header, *rows = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([header, "bomb,img/bomb.png,0,A,2026-01-01,granted", *rows]) + "\n")
+    cfg = write_config(workspace)
+    cfg.write_text(cfg.read_text().replace("  num_workers: 0\n", "  on_bad_image: skip\n"))
+    out = workspace / "out"
+    result = run(cfg, out)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"]["num_skipped"] == 1 and results["dataset"]["skipped"][0]["sample"] == "bomb"
+    assert results["provenance"]["num_workers"] >= 0
+
+
 OSC = "\x1b]0;owned\x07"
 
 

@@ -59,14 +59,19 @@ def default_num_workers(cores: int, pixels: int) -> int:
 
 
 def _first_image_pixels(path: Path | None) -> int:
+    """The first image's pixel count from its header, or 0 when it cannot be read (the decoder reports that).
+
+    An image Pillow refuses as a decompression bomb counts as 0 here too: it is refused, as a bad
+    image, when it is decoded.
+    """
     if path is None:
         return 0
-    try:
-        from PIL import Image
+    from PIL import Image
 
+    try:
         with Image.open(path) as img:  # reads the header only
             return int(img.size[0] * img.size[1])
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         return 0
 
 

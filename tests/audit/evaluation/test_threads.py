@@ -74,6 +74,15 @@ def test_the_first_images_own_size_counts(cores, tmp_path):
     assert _plan(first_image=tmp_path / "missing.png").num_workers == 1
 
 
+def test_a_decompression_bomb_as_the_first_image_is_left_to_the_decoder(cores, tmp_path):
+    """Regression: Pillow's DecompressionBombError from the header read crashed the run as an internal error."""
+    from cvaudit_fixtures import write_png_bomb
+
+    cores(16)
+    bomb = write_png_bomb(tmp_path / "bomb.png", 20_000, 20_000)
+    assert _plan(first_image=bomb).num_workers == 1  # sized by the model's 32x32 input
+
+
 def test_config_and_environment_win(cores, monkeypatch):
     cores(8)
     plan = _plan(threads=3, num_workers=5)
