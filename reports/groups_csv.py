@@ -62,7 +62,11 @@ def _number(value: Any) -> str:
 
 def _row(condition: str, group: Mapping[str, Any]) -> list[str]:
     metrics = group.get("metrics") if isinstance(group.get("metrics"), Mapping) else {}
-    cells = [spreadsheet_safe(condition), spreadsheet_safe(group.get("attribute")), spreadsheet_safe(group.get("value"))]
+    cells = [
+        spreadsheet_safe(condition),
+        spreadsheet_safe(group.get("attribute")),
+        spreadsheet_safe(group.get("value")),
+    ]
     cells.append(_number(bool(group.get("insufficient_data"))))
     for m in _METRICS:
         value = metrics.get(m)
