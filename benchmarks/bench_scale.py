@@ -18,9 +18,9 @@ Each size runs ``cvaudit run`` as a child process (``--cvaudit``; put another re
 source first with ``--src DIR`` to measure it with the same packages) and records:
 
 - **wall**: process start to exit (imports, set-up, evaluation, outputs);
-- **set-up**: process start until the run's work folder appears (everything before the
-  streaming pass: imports, config, policy, manifest, governance, groups, model, width probe),
-  and **first batch**: until the first predictions rows reach the disk;
+- **set-up**: process start until the evaluation opens its predictions file in the run's work
+  folder (everything before the streaming pass: imports, config, policy, manifest, governance,
+  groups, model, width probe), and **first batch**: until the first predictions rows reach the disk;
 - **peak RSS, main**: the main process's ``ru_maxrss`` (``os.wait4``);
 - **peak, whole tree**: the largest sum over the main process and its DataLoader workers of
   the proportional set size (PSS, ``/proc/PID/smaps_rollup``: pages shared by n processes
@@ -186,13 +186,16 @@ class Sampler(threading.Thread):
             pids = _descendants(self.pid)
             self.peak_main_rss = max(self.peak_main_rss, _kib(f"/proc/{self.pid}/status", "VmRSS:"))
             self.peak_tree_pss = max(self.peak_tree_pss, sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids))
-            work = [w for w in self.out_parent.glob(".cvaudit-*") if w.is_dir()]
-            if work and self.setup is None:
-                self.setup = time.perf_counter() - self.t0
-            if work and self.first_batch is None:
-                parts = list(work[0].glob("predictions.part-*.csv"))
-                if parts and parts[0].stat().st_size > 0:
-                    self.first_batch = time.perf_counter() - self.t0
+            if self.first_batch is None:
+                work = [w for w in self.out_parent.glob("*.cvaudit-*") if w.is_dir()]  # .out.cvaudit-<pid>-*
+                parts = [p for w in work for p in w.glob("predictions.part-*.csv")]
+                if parts and self.setup is None:
+                    self.setup = time.perf_counter() - self.t0
+                try:
+                    if parts and parts[0].stat().st_size > 0:
+                        self.first_batch = time.perf_counter() - self.t0
+                except OSError:  # the run finished and removed its work folder
+                    pass
             time.sleep(0.1)
 
 

@@ -58,6 +58,21 @@ def test_symlink_in_manifest_folder_pointing_outside_is_refused(data):
         read_samples(DataConfig(manifest=data / "m.csv"), class_names=None)
 
 
+def test_symlinked_folder_in_a_manifest_path_pointing_outside_is_refused(data):
+    (data / "sub").symlink_to(data.parent / "secret", target_is_directory=True)
+    rows = "".join(f"ok.png,0\n" for _ in range(3))  # repeated rows are checked once
+    (data / "m.csv").write_text(f"path,label\n{rows}sub/secret.png,1\n")
+    with pytest.raises(AuditError, match="line 5 .*sub/secret.png.*resolves to .*secret.png, outside the data root"):
+        read_samples(DataConfig(manifest=data / "m.csv"), class_names=None)
+
+
+def test_dangling_symlink_inside_the_root_is_a_bad_image_not_a_refusal(data):
+    (data / "gone.png").symlink_to(data / "never-written.png")
+    (data / "m.csv").write_text("path,label\ngone.png,0\n")
+    table = read_samples(DataConfig(manifest=data / "m.csv"), class_names=None)
+    assert AuditDataset(table, MODEL)[0]["error"] == "image file not found"
+
+
 def test_symlinks_in_an_image_folder_are_refused(data):
     images = data.parent / "images"
     (images / "cat").mkdir(parents=True)
