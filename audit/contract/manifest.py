@@ -197,18 +197,26 @@ def _chunk_of(start: int, rows: list[Mapping[str, Any]]) -> ManifestChunk:
     return ManifestChunk(start, columns, lines, rows)
 
 
+def _csv_header(reader: Any, path: Path) -> list[str] | None:
+    """The header's column names (stripped), or None for an empty file; a repeated name is an error."""
+    header = next(reader, None)
+    if header is None:
+        return None
+    columns = [c.strip() for c in header]
+    seen: set[str] = set()
+    for column in columns:
+        if column in seen:
+            raise ManifestError(f"{path}: line 1: column {echo(column)} appears twice in the header")
+        seen.add(column)
+    return columns
+
+
 def _csv_chunks(path: Path, delimiter: str, rows_per_chunk: int) -> Iterator[ManifestChunk]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
+        columns = _csv_header(reader, path)
+        if columns is None:
             return
-        columns = [c.strip() for c in header]
-        seen: set[str] = set()
-        for column in columns:
-            if column in seen:
-                raise ManifestError(f"{path}: line 1: column {echo(column)} appears twice in the header")
-            seen.add(column)
         start, last_line = 0, reader.line_num
         while True:
             chunk, last_line = _csv_block(reader, path, columns, start, last_line, rows_per_chunk)
@@ -265,15 +273,9 @@ def read_manifest_rows(path: str | Path) -> list[ManifestRow]:
 def _read_csv(path: Path, delimiter: str) -> Iterator[ManifestRow]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
+        columns = _csv_header(reader, path)
+        if columns is None:
             return
-        columns = [c.strip() for c in header]
-        seen: set[str] = set()
-        for column in columns:
-            if column in seen:
-                raise ManifestError(f"{path}: line 1: column {echo(column)} appears twice in the header")
-            seen.add(column)
         start = reader.line_num + 1
         for fields in reader:
             line = start
