@@ -131,6 +131,11 @@ class _RootGuard:
     listed once (``os.scandir``, whose entries say whether they are symbolic links), and a
     file is resolved on its own only when it is a symbolic link. A file that does not exist
     is left to the decoder, which reports it as not found.
+
+    The check runs when the manifest is read; the decoder opens the paths later. A symbolic link
+    planted in the data folder between the two is not seen: the check guards against manifests
+    and folders as they are given, not against someone who can write to the data folder during
+    the run.
     """
 
     def __init__(self, base: Path, root: Path) -> None:
