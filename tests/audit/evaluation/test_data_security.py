@@ -60,7 +60,7 @@ def test_symlink_in_manifest_folder_pointing_outside_is_refused(data):
 
 def test_symlinked_folder_in_a_manifest_path_pointing_outside_is_refused(data):
     (data / "sub").symlink_to(data.parent / "secret", target_is_directory=True)
-    rows = "".join(f"ok.png,0\n" for _ in range(3))  # repeated rows are checked once
+    rows = "".join("ok.png,0\n" for _ in range(3))  # repeated rows are checked once
     (data / "m.csv").write_text(f"path,label\n{rows}sub/secret.png,1\n")
     with pytest.raises(AuditError, match="line 5 .*sub/secret.png.*resolves to .*secret.png, outside the data root"):
         read_samples(DataConfig(manifest=data / "m.csv"), class_names=None)
