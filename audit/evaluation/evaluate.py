@@ -280,7 +280,9 @@ def _rows(
     sq_sum = (probs * probs).sum(dim=1)
     severity = "" if cond.stressor is None else format_severity(cond.severity)
     stressor = "" if cond.stressor is None else cond.label
-    for j, i in enumerate(idx.tolist()):
+    # Python numbers first (one conversion per column, not per cell); floats stay exact float64.
+    columns = zip(idx.tolist(), labels.tolist(), pred.tolist(), conf.tolist(), p_true.tolist(), sq_sum.tolist())
+    for i, label, predicted, confidence, true_prob, squares in columns:
         yield (
             i,
             order,
@@ -291,11 +293,11 @@ def _rows(
                     cond.id,
                     stressor,
                     severity,
-                    int(labels[j]),
-                    int(pred[j]),
-                    repr(float(conf[j])),  # shortest exact float64 text: metrics recompute to 1e-12
-                    repr(float(p_true[j])),
-                    repr(float(sq_sum[j])),
+                    label,
+                    predicted,
+                    repr(confidence),  # shortest exact float64 text: metrics recompute to 1e-12
+                    repr(true_prob),
+                    repr(squares),
                     *(table.attributes[a][i] for a in attrs),
                 ]
             ),
