@@ -17,6 +17,7 @@ from audit.contract.version import tool_version
 from reports.atomic import atomic_write_bytes, atomic_write_text
 from reports.html import as_results_dict, render_html
 from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
+from reports.outputs import ATTESTED_FILES
 
 __all__ = [
     "ATTESTED_FILES",
@@ -28,17 +29,6 @@ __all__ = [
     "write_reports",
 ]
 
-ATTESTED_FILES = (
-    "results.json",
-    "predictions.csv",
-    "governance.csv",
-    "breaking_points.csv",
-    "groups.csv",
-    "skipped.csv",
-    "junit.xml",
-    "report.html",
-    "report.pdf",
-)
 FORMATS = ("html", "pdf")
 
 

@@ -41,6 +41,7 @@ from reports.attestation import ATTESTATION_FILE
 from reports.keys import ATTESTATION_PUB
 
 __all__ = [
+    "ATTESTED_FILES",
     "OUTPUT_FILES",
     "OutputBusyError",
     "OutputError",
@@ -50,8 +51,8 @@ __all__ = [
     "recover_leftovers",
 ]
 
-#: Every file cvaudit writes into an output folder. The attestation files come last.
-OUTPUT_FILES = (
+#: The outputs an attestation covers (those present), in the order it lists them.
+ATTESTED_FILES = (
     "results.json",
     "predictions.csv",
     "governance.csv",
@@ -61,9 +62,10 @@ OUTPUT_FILES = (
     "junit.xml",
     "report.html",
     "report.pdf",
-    ATTESTATION_PUB,
-    ATTESTATION_FILE,
 )
+
+#: Every file cvaudit writes into an output folder. The attestation files come last.
+OUTPUT_FILES = (*ATTESTED_FILES, ATTESTATION_PUB, ATTESTATION_FILE)
 
 _TEMPORARY = re.compile(r"^\..+\.tmp$|^.+\.tmp$")
 

@@ -20,6 +20,7 @@ Problems are one-line :class:`ManifestError`\\ s naming the file and line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import itertools
@@ -72,6 +73,23 @@ class ManifestRow(dict):
         self.line = line
 
 
+@contextlib.contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Reading errors of a manifest file as one-line :class:`ManifestError` s naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a folder, not a manifest file") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: manifest is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: not a readable CSV file ({exc})") from None
+
+
 def read_manifest(path: str | Path) -> Iterator[ManifestRow]:
     """Stream the rows of a manifest (see the module docstring for the rules).
 
@@ -89,23 +107,13 @@ def read_manifest(path: str | Path) -> Iterator[ManifestRow]:
     suffix = path.suffix.lower()
     if suffix not in MANIFEST_SUFFIXES:
         raise ManifestError(f"{path}: unknown manifest type {suffix!r} (expected {', '.join(MANIFEST_SUFFIXES)})")
-    try:
+    with _read_errors(path):
         if suffix in (".csv", ".tsv"):
             yield from _read_csv(path, "\t" if suffix == ".tsv" else ",")
         elif suffix == ".json":
             yield from _read_json(path)
         else:
             yield from _read_jsonl(path)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{path}: is a folder, not a manifest file") from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: manifest is not UTF-8 text") from None
-    except csv.Error as exc:
-        raise ManifestError(f"{path}: not a readable CSV file ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -156,18 +164,8 @@ def read_manifest_chunks(path: str | Path, *, rows_per_chunk: int = CHUNK_ROWS) 
     if suffix not in (".csv", ".tsv"):
         yield from chunks_of_rows(read_manifest(path), rows_per_chunk=rows_per_chunk)
         return
-    try:
+    with _read_errors(path):
         yield from _csv_chunks(path, "\t" if suffix == ".tsv" else ",", rows_per_chunk)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{path}: is a folder, not a manifest file") from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: manifest is not UTF-8 text") from None
-    except csv.Error as exc:
-        raise ManifestError(f"{path}: not a readable CSV file ({exc})") from None
 
 
 def chunks_of_rows(rows: Iterable[Mapping[str, Any]], *, rows_per_chunk: int = CHUNK_ROWS) -> Iterator[ManifestChunk]:
