@@ -11,6 +11,10 @@ cvaudit's own stressors are declared the same way in its ``pyproject.toml``.
 Entry points are loaded once, on first use; a plugin that fails to import is
 reported (a :class:`PluginWarning` naming it and the error, and listed by
 :func:`broken`) and skipped, so one broken plugin never hides the others.
+:func:`get` of a name declared by exactly one entry point loads that entry point
+alone (an audit without attacks does not import foolbox); anything else (an unknown
+name, a name declared twice, a plugin that fails to load) loads them all and reports
+as described.
 
 The name ``albumentations:<Transform>`` is resolved without an entry point: it
 wraps any Albumentations transform (see :mod:`stressors.albumentations_adapter`).
@@ -49,11 +53,28 @@ class Registry:
         self.group = group
         self._factories: dict[str, Callable[..., Any]] | None = None
         self._broken: dict[str, str] = {}
+        self._single: dict[str, Callable[..., Any]] = {}
 
     def refresh(self) -> None:
         """Forget what was loaded; the next call scans the entry points again."""
         self._factories = None
         self._broken = {}
+        self._single = {}
+
+    def _load_single(self, name: str) -> Callable[..., Any] | None:
+        """The factory of ``name`` when exactly one entry point declares it and it loads; else None."""
+        if name not in self._single:
+            eps = [ep for ep in importlib.metadata.entry_points(group=self.group) if ep.name == name]
+            if len(eps) != 1:
+                return None
+            try:
+                factory = eps[0].load()
+            except Exception:
+                return None
+            if not (callable(factory) and (hasattr(factory, "apply") or hasattr(factory, "perturb"))):
+                return None
+            self._single[name] = factory
+        return self._single[name]
 
     def _load(self) -> dict[str, Callable[..., Any]]:
         if self._factories is not None:
@@ -101,6 +122,10 @@ class Registry:
         Raises:
             StressorError: no loaded stressor has that name.
         """
+        if self._factories is None:
+            single = self._load_single(name)
+            if single is not None:
+                return single
         factories = self._load()
         if name in factories:
             return factories[name]

@@ -3,8 +3,11 @@
 One pass over the data. For every batch and every condition the stressed
 batch is built on the model's device, the model runs, the probabilities are
 checked, and the per-condition :class:`audit.evaluation.metrics.AuditStats` are updated.
-The bootstrap weights of a batch are drawn once and shared by every condition.
-Per-sample rows go to ``predictions.csv`` as they are produced. Nothing here
+The bookkeeping of a batch (its bootstrap weights, drawn once and shared by every condition,
+the statistics updates and the predictions rows) runs in order in a second thread
+(:mod:`audit.evaluation.ordered_jobs`) while the next batch is stressed and evaluated; the
+statistics and the predictions file are read only after it has caught up.
+Per-sample rows go to the predictions file batch by batch. Nothing here
 holds a per-sample list of the whole dataset.
 
 With ``evaluation.early_stop`` the dataset comes in a stratified random order and a
@@ -20,6 +23,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from audit.evaluation.data import AuditDataset, SampleTable, make_loader
 from audit.evaluation.early_stop import StopMonitor, sort_rows
 from audit.evaluation.metrics import AuditStats
 from audit.evaluation.model import AuditModel
+from audit.evaluation.ordered_jobs import OrderedJobs
 
 #: progress(images_done, condition=None): advance by the images of a batch; name the condition being evaluated.
 Progress = Callable[..., None]
@@ -153,13 +158,14 @@ def evaluate(
     monitor = settings.monitor
     loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
     done = 0
-    with open(predictions_path, "w", newline="", encoding="utf-8") as fh:
+    with open(predictions_path, "w", newline="", encoding="utf-8") as fh, OrderedJobs() as jobs:
         writer = csv.writer(fh)
         for raw in loader:
             _record_bad_images(raw["bad"], table, settings, state)
             if raw["images"] is not None:
                 batch = _Batch.build(raw, table, keys, slots, settings, device)
-                rows: list[tuple[int, int, list]] = []
+                pending: list[_Update] = []
+                rows: list[_Rows] = []
                 for order, cond in enumerate(conditions):
                     if monitor is not None and not monitor.active(cond.id):
                         continue
@@ -170,26 +176,32 @@ def evaluate(
                         progress(0, cond.id)
                     x = _stress(cond, model, part.images, part.labels_dev, part.keys, settings.seed)
                     probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
-                    state.stats[cond.id].update(probs, part.labels, part.slots, part.keys, part.weights)
+                    pending.append(
+                        _Update(state.stats[cond.id], probs, part.labels, part.slots, part.keys, part.subset)
+                    )
                     if cond.stressor is None and subset_clean and batch.in_subset.any():
                         m = batch.in_subset
-                        w = part.weights[m] if part.weights is not None else None
-                        state.stats[SUBSET_CLEAN].update(probs[m], part.labels[m], part.slots[m], part.keys[m], w)
+                        pending.append(
+                            _Update(state.stats[SUBSET_CLEAN], probs[m], part.labels[m], part.slots[m], part.keys[m], m)
+                        )
                     failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
                     if failed is not None:
                         state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
                     if settings.gallery_mode != "none" and cond.id not in state.gallery:
                         state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
-                    rows.extend(_rows(order, cond, part.index, part.labels, probs, table, attr_names))
-                rows.sort(key=lambda r: (r[0], r[1]))
-                writer.writerows(r[2] for r in rows)
+                    rows.append(_Rows(order, cond, part.index, part.labels, probs))
+                jobs.submit(
+                    partial(_bookkeeping, pending, rows, batch.keys, settings, writer, table=table, attrs=attr_names)
+                )
             if progress:
                 progress(len(raw["index"]) + len(raw["bad"]))
             done += len(raw["index"]) + len(raw["bad"])
             if monitor is not None:
+                jobs.drain()
                 monitor.after_batch(state.stats)
                 if monitor.all_stopped():
                     break
+        jobs.drain()
     if monitor is not None:
         if progress and done < len(dataset):
             progress(len(dataset) - done, "stopped early")
@@ -222,7 +234,7 @@ class _Batch:
     keys: Tensor
     slots: Tensor
     in_subset: Tensor | None  # attack subset mask, when attacks run on a subset
-    weights: Tensor | None = None  # bootstrap weights (N, R), drawn once per batch
+    subset: Tensor | None = None  # of an attack part: its rows of the whole batch (a mask)
 
     @classmethod
     def build(
@@ -246,11 +258,7 @@ class _Batch:
         in_subset = None
         if settings.attack_indices is not None:
             in_subset = torch.tensor([i in settings.attack_indices for i in idx.tolist()], dtype=torch.bool)
-        batch_keys = keys[idx]
-        weights = (
-            poisson_weights(batch_keys, settings.n_bootstrap, seed=settings.seed) if settings.n_bootstrap else None
-        )
-        return cls(idx, raw["images"].to(device), labels, labels.to(device), batch_keys, slots[idx], in_subset, weights)
+        return cls(idx, raw["images"].to(device), labels, labels.to(device), keys[idx], slots[idx], in_subset)
 
     def attack_part(self) -> _Batch | None:
         """The samples to attack: the whole batch, its attack-subset part, or None if empty."""
@@ -267,8 +275,51 @@ class _Batch:
             self.keys[m],
             self.slots[m],
             None,
-            self.weights[m] if self.weights is not None else None,
+            m,
         )
+
+
+@dataclass(frozen=True)
+class _Update:
+    """One statistics update: these rows of a batch into ``stats`` (``subset``: their mask in the batch, None: all)."""
+
+    stats: AuditStats
+    probs: Tensor
+    labels: Tensor
+    slots: Tensor
+    keys: Tensor
+    subset: Tensor | None
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The predictions rows of one condition of a batch (``order``: the condition's place in the run)."""
+
+    order: int
+    cond: Condition
+    index: Tensor
+    labels: Tensor
+    probs: Tensor
+
+
+def _bookkeeping(
+    updates: list[_Update],
+    rows: list[_Rows],
+    batch_keys: Tensor,
+    settings: EvalSettings,
+    writer: Any,
+    *,
+    table: SampleTable,
+    attrs: list[str],
+) -> None:
+    """One batch's statistics updates (its bootstrap weights drawn once, shared) and predictions rows."""
+    weights = poisson_weights(batch_keys, settings.n_bootstrap, seed=settings.seed) if settings.n_bootstrap else None
+    for u in updates:
+        w = None if weights is None else weights if u.subset is None else weights[u.subset]
+        u.stats.update(u.probs, u.labels, u.slots, u.keys, w)
+    keyed = [row for r in rows for row in _rows(r.order, r.cond, r.index, r.labels, r.probs, table, attrs)]
+    keyed.sort(key=lambda r: (r[0], r[1]))
+    writer.writerows(r[2] for r in keyed)
 
 
 def _rows(

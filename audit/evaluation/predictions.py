@@ -2,13 +2,17 @@
 
 Every process writes its rows, sorted by (sample index, condition order), to a
 part file with a leading ``_index`` column; :func:`merge_predictions` merges the
-parts (one or one per rank) into the final file without loading them whole.
+parts (one or one per rank) into the final file without loading them whole. A single
+part with no quoted field (no ``"`` anywhere: then every line is one row and its first
+comma ends ``_index``) is copied line by line without its first field, which gives the
+same bytes as the CSV round trip at a fraction of its cost.
 """
 
 from __future__ import annotations
 
 import csv
 import heapq
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,11 +39,24 @@ def merged_rows(work: Path) -> Iterator[list[str]]:
         yield row
 
 
+def _unquoted(path: Path) -> bool:
+    """True if the file has no double quote, so no field of it is quoted."""
+    with open(path, "rb") as fh:
+        return not any(b'"' in block for block in iter(lambda: fh.read(1 << 20), b""))
+
+
 def merge_predictions(work: Path, dest: Path, *, attributes: list[str]) -> None:
     """Merge ``work/predictions.part-*.csv`` into ``dest`` (atomically)."""
     tmp = dest.with_name(dest.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COLUMNS + attributes)
-        writer.writerows(merged_rows(work))
+    parts = sorted(work.glob("predictions.part-*.csv"))
+    header = io.StringIO()
+    csv.writer(header).writerow(COLUMNS + attributes)
+    if len(parts) == 1 and _unquoted(parts[0]):
+        with open(tmp, "wb") as out, open(parts[0], "rb") as src:
+            out.write(header.getvalue().encode("utf-8"))
+            out.writelines(line[line.index(b",") + 1 :] for line in src)
+    else:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            fh.write(header.getvalue())
+            csv.writer(fh).writerows(merged_rows(work))
     os.replace(tmp, dest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
 import sys
 import types
 import warnings
@@ -168,3 +169,24 @@ def test_albumentations_prefix_returns_the_adapter():
     s = stressors.get("albumentations:RandomSunFlare", params={1: {"src_radius": 20}, 5: {"src_radius": 60}})
     assert isinstance(s, AlbumentationsStressor)
     assert s.name == "albumentations:RandomSunFlare" and list(s.severities) == [1, 5]
+
+
+def test_get_loads_only_the_entry_point_it_needs(monkeypatch, plugin_module):
+    fake_entry_points(
+        monkeypatch, [("invert", "cvaudit_test_plugin:Invert"), ("rain", "cvaudit_no_such_module_xyz:Rain")]
+    )
+    registry = Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the broken 'rain' is not loaded, so not reported
+        assert isinstance(registry.get("invert"), plugin_module.Invert)
+    with pytest.warns(PluginWarning, match="'rain'"), pytest.raises(StressorError, match="rain.*broken"):
+        registry.get("rain")  # a name that does not load: everything is loaded and reported
+
+
+def test_a_run_without_attacks_does_not_import_foolbox():
+    code = (
+        "import sys, stressors; stressors.get('night'); stressors.get('occlusion');"
+        "print('foolbox' in sys.modules, 'stressors.attacks' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
