@@ -32,6 +32,10 @@ paths with the csv module, decode each PNG with PIL into a float tensor in a Dat
 the same workers, batch size and torch threads as the audit used (read from the audit's
 ``provenance``), apply the same two stressors with the same per-sample parameters, normalise,
 forward and softmax; nothing else. Its wall time includes its own start-up.
+``--pairs K`` (with ``--bare-at N``) measures the audit against the bare loop K times at size N,
+alternating which of the two runs first (this machine's speed drifts between minutes, so each
+ratio is taken within one pair and the order cannot favour either side), and prints every pair
+and the median ratio.
 ``--first-batch-only`` stops each audit after its first batch (for revisions that would take
 too long or too much memory at a million rows).
 """
@@ -299,6 +303,42 @@ def run_bare(folder: Path, n: int, *, workers: int, threads: int) -> float:
     return time.perf_counter() - t0
 
 
+def run_pairs(folder: Path, n: int, pairs: int, *, cvaudit: str, src: str | None) -> None:
+    """K audit/bare pairs at size n, the audit first in odd pairs and second in even ones."""
+    results = []
+    for k in range(pairs):
+        load = os.getloadavg()[0]
+        audit_first = k % 2 == 0
+        if not audit_first:
+            bare = run_bare(folder, n, workers=results[0]["workers"], threads=results[0]["threads"])
+        row = run_audit(folder, n, cvaudit=cvaudit, src=src, first_batch_only=False)
+        if audit_first:
+            bare = run_bare(folder, n, workers=row["num_workers"] or 2, threads=row["threads"] or 2)
+        result = {
+            "pair": k + 1,
+            "first": "audit" if audit_first else "bare",
+            "audit": row["wall"],
+            "bare": bare,
+            "ratio": row["wall"] / bare,
+            "setup": row["setup"],
+            "workers": row["num_workers"] or 2,
+            "threads": row["threads"] or 2,
+            "load": load,
+        }
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    print("\n| pair | first | audit (s) | bare (s) | ratio | load before |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['pair']} | {r['first']} | {r['audit']:.1f} | {r['bare']:.1f} | {r['ratio']:.3f} | {r['load']:.1f} |"
+        )
+    ratios = sorted(r["ratio"] for r in results)
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    print(f"\nmedian ratio {median:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f}) over {len(ratios)} pairs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="workspace (made once, then reused)")
@@ -308,9 +348,15 @@ def main() -> None:
     parser.add_argument("--src", default=None, help="a source tree to put first on PYTHONPATH (another revision)")
     parser.add_argument("--bare-at", type=int, default=None, help="also time the bare loop at this size")
     parser.add_argument("--first-batch-only", action="store_true", help="stop each audit after its first batch")
+    parser.add_argument("--pairs", type=int, default=0, help="only K audit/bare pairs at --bare-at, alternating order")
     args = parser.parse_args()
     prepare(args.dir, args.sizes, args.images)
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    if args.pairs:
+        if args.bare_at is None:
+            raise SystemExit("--pairs needs --bare-at")
+        run_pairs(args.dir, args.bare_at, args.pairs, cvaudit=args.cvaudit, src=args.src)
+        return
     rows = []
     for n in args.sizes:
         row = run_audit(args.dir, n, cvaudit=args.cvaudit, src=args.src, first_batch_only=args.first_batch_only)

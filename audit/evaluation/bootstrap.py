@@ -45,6 +45,20 @@ _POISSON_THRESHOLDS = torch.floor(_POISSON_CDF * 2.0**32 - 0.5).to(torch.int64)
 _BLOCK = 1 << 16
 
 
+def _bucket_table() -> tuple[np.ndarray, np.ndarray]:
+    """The inverse CDF by the top 16 bits of the draw: the weight of each of the 65,536 buckets
+    of 2**16 draws, and whether a threshold falls inside the bucket (then the weight depends on
+    the low bits and is looked up exactly)."""
+    thresholds = _POISSON_THRESHOLDS.numpy()[:-1]  # F(20) * 2**32 exceeds every draw
+    first = np.arange(1 << 16, dtype=np.int64) << 16
+    low = np.searchsorted(thresholds, first, side="left")
+    high = np.searchsorted(thresholds, first + _MASK16, side="left")
+    return low.astype(np.uint8), low != high
+
+
+_BUCKET_WEIGHT, _BUCKET_SPLIT = _bucket_table()
+
+
 def _mul32(x, c: int):
     """Return ``(x * c) mod 2**32`` for ``0 <= x, c < 2**32`` without overflow.
 
@@ -73,17 +87,30 @@ def _mix32_u32(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint32(16))
 
 
+def _poisson_u32(u32: np.ndarray) -> np.ndarray:
+    """The inverse CDF of Poisson(1) on uint32 draws: ``searchsorted(thresholds, u32)``, by bucket.
+
+    A table lookup on the top 16 bits gives the weight of all but the draws in the (at most
+    20) buckets a threshold splits; those are searched exactly. Returns uint8 weights.
+    """
+    bucket = u32 >> np.uint32(16)
+    weight = _BUCKET_WEIGHT[bucket]
+    split = _BUCKET_SPLIT[bucket]
+    if split.any():
+        thresholds = _POISSON_THRESHOLDS.numpy()[:-1].astype(np.uint32)
+        weight[split] = np.searchsorted(thresholds, u32[split], side="left")
+    return weight
+
+
 def _cpu_weights(h1: Tensor, h2: Tensor, g: Tensor) -> Tensor:
     """The last two mixing rounds and the inverse CDF on the CPU, in uint32 blocks (the same numbers)."""
     a, b, c = (t.numpy().astype(np.uint32) for t in (h1, h2, g))
-    thresholds = _POISSON_THRESHOLDS.numpy()[:-1].astype(np.uint32)  # F(20) * 2**32 exceeds every draw
     out = np.empty((a.shape[0], c.shape[0]), dtype=np.int64)
     step = max(1, _BLOCK // max(c.shape[0], 1))
     with np.errstate(over="ignore"):
         for lo in range(0, a.shape[0], step):
             hi = lo + step
-            u32 = _mix32_u32(_mix32_u32(a[lo:hi, None] ^ c[None, :]) ^ b[lo:hi, None])
-            out[lo:hi] = np.searchsorted(thresholds, u32, side="left")
+            out[lo:hi] = _poisson_u32(_mix32_u32(_mix32_u32(a[lo:hi, None] ^ c[None, :]) ^ b[lo:hi, None]))
     return torch.from_numpy(out)
 
 

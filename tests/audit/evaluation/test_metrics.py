@@ -323,3 +323,19 @@ def test_cpu_and_device_weight_paths_draw_the_same_weights():
     g = b._mix32(torch.arange(77, dtype=torch.int64) ^ b._REPLICATE_SALT)
     assert torch.equal(b._tensor_weights(h1, h2, g), b._cpu_weights(h1, h2, g))
     assert torch.equal(b._cpu_weights(h1, h2, g), poisson_weights(keys, 77, seed=5))
+
+
+def test_the_bucket_table_inverse_cdf_equals_the_exact_search():
+    """Draws at, just below and just above every threshold and at every bucket edge near one, plus random draws."""
+    import numpy as np
+
+    from audit.evaluation import bootstrap as b
+
+    thresholds = b._POISSON_THRESHOLDS.numpy()[:-1]
+    near = np.concatenate([thresholds + d for d in (-65537, -65536, -1, 0, 1, 65535, 65536)])
+    edges = np.concatenate([(thresholds >> 16 << 16) + d for d in (0, 0xFFFF)])
+    rand = np.random.default_rng(0).integers(0, 2**32, 200_000)
+    u = np.concatenate([near, edges, rand, [0, 2**32 - 1]])
+    u = u[(u >= 0) & (u < 2**32)].astype(np.uint32)
+    assert int(b._BUCKET_SPLIT.sum()) <= len(thresholds)
+    assert np.array_equal(b._poisson_u32(u), np.searchsorted(thresholds.astype(np.uint32), u, side="left"))
