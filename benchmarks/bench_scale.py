@@ -35,7 +35,9 @@ forward and softmax; nothing else. Its wall time includes its own start-up.
 ``--pairs K`` (with ``--bare-at N``) measures the audit against the bare loop K times at size N,
 alternating which of the two runs first (this machine's speed drifts between minutes, so each
 ratio is taken within one pair and the order cannot favour either side), and prints every pair
-and the median ratio.
+and the median and geometric mean of the ratios (with the alternation, the geometric mean cancels
+a steady slow-down of the machine between the first and the second run of a pair);
+``--pause S`` idles S seconds before each run.
 ``--first-batch-only`` stops each audit after its first batch (for revisions that would take
 too long or too much memory at a million rows).
 """
@@ -45,6 +47,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -303,16 +306,19 @@ def run_bare(folder: Path, n: int, *, workers: int, threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_pairs(folder: Path, n: int, pairs: int, *, cvaudit: str, src: str | None) -> None:
-    """K audit/bare pairs at size n, the audit first in odd pairs and second in even ones."""
+def run_pairs(folder: Path, n: int, pairs: int, *, cvaudit: str, src: str | None, pause: float) -> None:
+    """K audit/bare pairs at size n, the audit first in odd pairs and second in even ones, ``pause`` s before each run."""
     results = []
     for k in range(pairs):
         load = os.getloadavg()[0]
         audit_first = k % 2 == 0
         if not audit_first:
+            time.sleep(pause)
             bare = run_bare(folder, n, workers=results[0]["workers"], threads=results[0]["threads"])
+        time.sleep(pause)
         row = run_audit(folder, n, cvaudit=cvaudit, src=src, first_batch_only=False)
         if audit_first:
+            time.sleep(pause)
             bare = run_bare(folder, n, workers=row["num_workers"] or 2, threads=row["threads"] or 2)
         result = {
             "pair": k + 1,
@@ -336,7 +342,11 @@ def run_pairs(folder: Path, n: int, pairs: int, *, cvaudit: str, src: str | None
     ratios = sorted(r["ratio"] for r in results)
     mid = len(ratios) // 2
     median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-    print(f"\nmedian ratio {median:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f}) over {len(ratios)} pairs")
+    geometric = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(
+        f"\nmedian ratio {median:.3f}, geometric mean {geometric:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f})"
+        f" over {len(ratios)} pairs"
+    )
 
 
 def main() -> None:
@@ -349,13 +359,14 @@ def main() -> None:
     parser.add_argument("--bare-at", type=int, default=None, help="also time the bare loop at this size")
     parser.add_argument("--first-batch-only", action="store_true", help="stop each audit after its first batch")
     parser.add_argument("--pairs", type=int, default=0, help="only K audit/bare pairs at --bare-at, alternating order")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds of idle before each run of --pairs")
     args = parser.parse_args()
     prepare(args.dir, args.sizes, args.images)
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     if args.pairs:
         if args.bare_at is None:
             raise SystemExit("--pairs needs --bare-at")
-        run_pairs(args.dir, args.bare_at, args.pairs, cvaudit=args.cvaudit, src=args.src)
+        run_pairs(args.dir, args.bare_at, args.pairs, cvaudit=args.cvaudit, src=args.src, pause=args.pause)
         return
     rows = []
     for n in args.sizes:
