@@ -40,6 +40,11 @@ class PluginWarning(UserWarning):
     """A stressor plugin could not be loaded (or clashed with another) and was skipped."""
 
 
+def _is_stressor(factory: Any) -> bool:
+    """A loaded entry point is a stressor factory: callable, with ``apply`` or ``perturb``."""
+    return callable(factory) and (hasattr(factory, "apply") or hasattr(factory, "perturb"))
+
+
 class Registry:
     """Stressor factories loaded from one entry-point group.
 
@@ -71,7 +76,7 @@ class Registry:
                 factory = eps[0].load()
             except Exception:
                 return None
-            if not (callable(factory) and (hasattr(factory, "apply") or hasattr(factory, "perturb"))):
+            if not _is_stressor(factory):
                 return None
             self._single[name] = factory
         return self._single[name]
@@ -94,7 +99,7 @@ class Registry:
             except Exception as exc:
                 broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
             else:
-                if callable(factory) and (hasattr(factory, "apply") or hasattr(factory, "perturb")):
+                if _is_stressor(factory):
                     factories[ep.name] = factory
                 else:
                     broken[ep.name] = f"{ep.value}: not a stressor class (no apply or perturb)"

@@ -22,8 +22,6 @@ The contract that keeps every output the same:
   not run;
 - the queue holds at most ``max_pending`` jobs, so the main thread never runs more than
   that many batches ahead (memory stays bounded by a few batches of probabilities).
-
-``OrderedJobs(threaded=False)`` runs each job inline in :meth:`~OrderedJobs.submit`.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ _STOP = object()
 
 
 class OrderedJobs:
-    """Run submitted jobs in submission order, in a background thread or inline.
+    """Run submitted jobs in submission order, in a background thread.
 
     Use as a context manager: leaving it stops the thread (after the queued jobs when
     leaving normally; skipping them when leaving on an exception).
@@ -55,26 +53,22 @@ class OrderedJobs:
         [0, 1, 2]
     """
 
-    def __init__(self, *, threaded: bool = True, max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, *, max_pending: int = MAX_PENDING) -> None:
         self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if threaded:
-            self._jobs: queue.Queue = queue.Queue(maxsize=max_pending)
-            self._thread = threading.Thread(target=self._work, name="cvaudit-bookkeeping", daemon=True)
-            self._thread.start()
+        self._jobs: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._work, name="cvaudit-bookkeeping", daemon=True
+        )
+        self._thread.start()
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Queue ``job`` (or run it now when not threaded); raise the error of an earlier job."""
+        """Queue ``job``; raise the error of an earlier job."""
         self._raise()
-        if self._thread is None:
-            job()
-        else:
-            self._jobs.put(job)
+        self._jobs.put(job)
 
     def drain(self) -> None:
         """Wait until every submitted job has run; raise the error of a failed one."""
-        if self._thread is not None:
-            self._jobs.join()
+        self._jobs.join()
         self._raise()
 
     def close(self, *, run_pending: bool = True) -> None:

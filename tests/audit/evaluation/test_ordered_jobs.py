@@ -52,14 +52,6 @@ def test_jobs_run_in_submission_order_off_the_main_thread():
     assert {name for _, name in seen} == {"cvaudit-bookkeeping"}
 
 
-def test_inline_mode_runs_in_submit():
-    seen: list[int] = []
-    updates = OrderedJobs(threaded=False)
-    updates.submit(lambda: seen.append(threading.get_ident()))
-    assert seen == [threading.get_ident()]
-    updates.close()
-
-
 def test_an_error_in_a_job_is_raised_in_the_main_thread_and_later_jobs_do_not_run():
     ran: list[int] = []
 
