@@ -37,6 +37,7 @@ from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Results
 from audit.evaluation import distributed
+from audit.evaluation.allocator import apply_allocator
 from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
 from audit.evaluation.conditions import build_conditions
 from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
@@ -208,6 +209,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     )
     work = distributed.shared_work_dir(outputs.work if outputs is not None else Path())
     tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
+    allocator = apply_allocator(cfg.allocator)
     with using_threads(threads):
         state = evaluate(
             model=model,
@@ -251,7 +253,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         started=started,
         device=str(device),
     )
-    results["provenance"].update(threads=threads.threads, num_workers=threads.num_workers)
+    results["provenance"].update(threads=threads.threads, num_workers=threads.num_workers, allocator=allocator)
     results["governance"] = {
         "findings": findings,
         "policy": policy.name,

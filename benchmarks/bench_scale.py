@@ -248,6 +248,7 @@ def run_audit(folder: Path, n: int, *, cvaudit: str, src: str | None, first_batc
         "tree_mb": sampler.peak_tree_pss / 1024,
         "threads": provenance.get("threads"),
         "num_workers": provenance.get("num_workers"),
+        "allocator": provenance.get("allocator"),
     }
 
 
@@ -261,6 +262,9 @@ import stressors
 from stressors.base import sample_keys
 manifest, model_path, workers, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
+if sys.argv[5] == "retain":  # the audit's allocator setting (audit/evaluation/allocator.py)
+    from audit.evaluation.allocator import apply_allocator
+    assert apply_allocator("retain") == "retain"
 with open(manifest, newline="") as fh:
     rows = list(csv.DictReader(fh))
 base = manifest.rsplit("/", 1)[0]
@@ -287,7 +291,8 @@ print(n, time.perf_counter() - t0)
 """
 
 
-def run_bare(folder: Path, n: int, *, workers: int, threads: int) -> float:
+def run_bare(folder: Path, n: int, *, workers: int, threads: int, allocator: str = "system") -> float:
+    """Wall time of the bare loop at size n in a child process; ``allocator`` as the audit's config key."""
     t0 = time.perf_counter()
     subprocess.run(
         [
@@ -298,6 +303,7 @@ def run_bare(folder: Path, n: int, *, workers: int, threads: int) -> float:
             str(folder / "model.pt"),
             str(workers),
             str(threads),
+            allocator,
         ],
         check=True,
         cwd=ROOT,
@@ -306,47 +312,69 @@ def run_bare(folder: Path, n: int, *, workers: int, threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_pairs(folder: Path, n: int, pairs: int, *, cvaudit: str, src: str | None, pause: float) -> None:
-    """K audit/bare pairs at size n, the audit first in odd pairs and second in even ones, ``pause`` s before each run."""
-    results = []
-    for k in range(pairs):
-        load = os.getloadavg()[0]
-        audit_first = k % 2 == 0
-        if not audit_first:
-            time.sleep(pause)
-            bare = run_bare(folder, n, workers=results[0]["workers"], threads=results[0]["threads"])
-        time.sleep(pause)
-        row = run_audit(folder, n, cvaudit=cvaudit, src=src, first_batch_only=False)
-        if audit_first:
-            time.sleep(pause)
-            bare = run_bare(folder, n, workers=row["num_workers"] or 2, threads=row["threads"] or 2)
-        result = {
-            "pair": k + 1,
-            "first": "audit" if audit_first else "bare",
-            "audit": row["wall"],
-            "bare": bare,
-            "ratio": row["wall"] / bare,
-            "setup": row["setup"],
-            "workers": row["num_workers"] or 2,
-            "threads": row["threads"] or 2,
-            "load": load,
-        }
-        results.append(result)
-        print(json.dumps(result), flush=True)
-    print("\n| pair | first | audit (s) | bare (s) | ratio | load before |")
-    print("|---:|---|---:|---:|---:|---:|")
-    for r in results:
-        print(
-            f"| {r['pair']} | {r['first']} | {r['audit']:.1f} | {r['bare']:.1f} | {r['ratio']:.3f} | {r['load']:.1f} |"
-        )
-    ratios = sorted(r["ratio"] for r in results)
+def _summary(ratios: list[float]) -> str:
+    ratios = sorted(ratios)
     mid = len(ratios) // 2
     median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
     geometric = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(
-        f"\nmedian ratio {median:.3f}, geometric mean {geometric:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f})"
-        f" over {len(ratios)} pairs"
+    return (
+        f"median {median:.3f}, geometric mean {geometric:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f})"
+        f" over {len(ratios)}"
     )
+
+
+def run_pairs(
+    folder: Path, n: int, pairs: int, *, cvaudit: str, src: str | None, pause: float, bare_allocators: list[str]
+) -> None:
+    """K rounds at size n of the audit and one bare loop per allocator setting, ``pause`` s before each run.
+
+    The order rotates from round to round (with one bare loop: the audit first in odd rounds and
+    second in even ones), so no run is always first or always last.
+    """
+    kinds = ["audit", *(f"bare-{a}" for a in bare_allocators)]
+    plan = {"workers": None, "threads": None}
+    results = []
+    for k in range(pairs):
+        load = os.getloadavg()[0]
+        order = kinds[k % len(kinds) :] + kinds[: k % len(kinds)]
+        if plan["workers"] is None and order[0] != "audit":  # the bare loops take the audit's workers and threads
+            order = kinds
+        walls: dict[str, float] = {}
+        for kind in order:
+            time.sleep(pause)
+            if kind == "audit":
+                row = run_audit(folder, n, cvaudit=cvaudit, src=src, first_batch_only=False)
+                walls["audit"] = row["wall"]
+                plan.update(workers=row["num_workers"] or 2, threads=row["threads"] or 2, allocator=row["allocator"])
+            else:
+                walls[kind] = run_bare(
+                    folder, n, workers=plan["workers"], threads=plan["threads"], allocator=kind.split("-", 1)[1]
+                )
+        result = {"round": k + 1, "order": order, **walls, "audit_allocator": plan["allocator"], "load": load}
+        for kind in kinds[1:]:
+            result[f"ratio_{kind}"] = walls["audit"] / walls[kind]
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    bares = kinds[1:]
+    print(
+        "\n| round | order | audit (s) | "
+        + " | ".join(f"{b} (s)" for b in bares)
+        + " | "
+        + " | ".join(f"audit / {b}" for b in bares)
+        + " | load before |"
+    )
+    print("|---:|---|---:|" + "---:|" * (2 * len(bares)) + "---:|")
+    for r in results:
+        print(
+            f"| {r['round']} | {', '.join(r['order'])} | {r['audit']:.1f} | "
+            + " | ".join(f"{r[b]:.1f}" for b in bares)
+            + " | "
+            + " | ".join(f"{r['ratio_' + b]:.3f}" for b in bares)
+            + f" | {r['load']:.1f} |"
+        )
+    print()
+    for b in bares:
+        print(f"audit / {b}: " + _summary([r["ratio_" + b] for r in results]))
 
 
 def main() -> None:
@@ -360,20 +388,41 @@ def main() -> None:
     parser.add_argument("--first-batch-only", action="store_true", help="stop each audit after its first batch")
     parser.add_argument("--pairs", type=int, default=0, help="only K audit/bare pairs at --bare-at, alternating order")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds of idle before each run of --pairs")
+    parser.add_argument(
+        "--bare-allocator",
+        nargs="+",
+        choices=["system", "retain"],
+        default=["system"],
+        help="the bare loop's allocator (the audit's config key allocator); two values: a bare loop with each",
+    )
     args = parser.parse_args()
     prepare(args.dir, args.sizes, args.images)
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     if args.pairs:
         if args.bare_at is None:
             raise SystemExit("--pairs needs --bare-at")
-        run_pairs(args.dir, args.bare_at, args.pairs, cvaudit=args.cvaudit, src=args.src, pause=args.pause)
+        run_pairs(
+            args.dir,
+            args.bare_at,
+            args.pairs,
+            cvaudit=args.cvaudit,
+            src=args.src,
+            pause=args.pause,
+            bare_allocators=args.bare_allocator,
+        )
         return
     rows = []
     for n in args.sizes:
         row = run_audit(args.dir, n, cvaudit=args.cvaudit, src=args.src, first_batch_only=args.first_batch_only)
         row["load"] = os.getloadavg()[0]
         if args.bare_at == n and row["wall"] is not None:
-            row["bare"] = run_bare(args.dir, n, workers=row["num_workers"] or 2, threads=row["threads"] or 2)
+            row["bare"] = run_bare(
+                args.dir,
+                n,
+                workers=row["num_workers"] or 2,
+                threads=row["threads"] or 2,
+                allocator=args.bare_allocator[0],
+            )
             row["load_after_bare"] = os.getloadavg()[0]
         rows.append(row)
         print(json.dumps(row), flush=True)

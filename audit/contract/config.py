@@ -263,6 +263,10 @@ class AuditConfig(_Strict):
     threads: int | None = Field(
         default=None, ge=1, description="torch intra-op threads on the CPU; null: the cores the workers leave"
     )
+    allocator: Literal["retain", "system"] = Field(
+        default="retain",
+        description="retain: the C allocator keeps memory freed by a batch for the next (glibc); system: as it is",
+    )
     model: ModelConfig
     data: DataConfig
     stressors: list[StressorConfig] = Field(default_factory=list)

@@ -37,7 +37,7 @@ from audit.evaluation.bootstrap import poisson_weights
 from audit.evaluation.conditions import Condition
 from audit.evaluation.data import AuditDataset, SampleTable, make_loader
 from audit.evaluation.early_stop import StopMonitor, sort_rows
-from audit.evaluation.metrics import AuditStats
+from audit.evaluation.metrics import AuditStats, BootstrapWeights
 from audit.evaluation.model import AuditModel
 from audit.evaluation.ordered_jobs import OrderedJobs
 
@@ -313,9 +313,13 @@ def _bookkeeping(
     attrs: list[str],
 ) -> None:
     """One batch's statistics updates (its bootstrap weights drawn once, shared) and predictions rows."""
-    weights = poisson_weights(batch_keys, settings.n_bootstrap, seed=settings.seed) if settings.n_bootstrap else None
+    weights = (
+        BootstrapWeights.of(poisson_weights(batch_keys, settings.n_bootstrap, seed=settings.seed))
+        if settings.n_bootstrap
+        else None
+    )
     for u in updates:
-        w = None if weights is None else weights if u.subset is None else weights[u.subset]
+        w = None if weights is None else weights if u.subset is None else weights.rows(u.subset)
         u.stats.update(u.probs, u.labels, u.slots, u.keys, w)
     keyed = [row for r in rows for row in _rows(r.order, r.cond, r.index, r.labels, r.probs, table, attrs)]
     keyed.sort(key=lambda r: (r[0], r[1]))

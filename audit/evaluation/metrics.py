@@ -46,6 +46,7 @@ states int64 and float64.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -66,6 +67,34 @@ _CHUNK = 64  # slots whose replicate statistics are derived at once in compute()
 
 #: Per-class bootstrap sums (macro_f1_ci, balanced_accuracy_ci, bootstrap per-class rates) up to this many classes.
 CLASSWISE_BOOTSTRAP_MAX_CLASSES = 100
+
+
+class BootstrapWeights(NamedTuple):
+    """A batch's Poisson weights in the two dtypes the replicate sums take, converted once.
+
+    The conditions of a batch share its weights; passing them to :meth:`AuditStats.update` in
+    this form saves each condition the two conversions (the same values: the weights are small
+    integers, exact in both dtypes).
+    """
+
+    counts: Tensor  # float32, for the replicate counts
+    sums: Tensor  # float64, for the replicate sums of confidences, Brier scores and log-losses
+
+    @classmethod
+    def of(cls, weights: Tensor) -> BootstrapWeights:
+        """From :func:`~audit.evaluation.bootstrap.poisson_weights` (N, R)."""
+        return cls(weights.to(_F32), weights.to(_F64))
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.sums.shape
+
+    def rows(self, mask: Tensor) -> BootstrapWeights:
+        """The weights of the samples ``mask`` selects."""
+        return BootstrapWeights(self.counts[mask], self.sums[mask])
+
+    def to(self, device: torch.device) -> BootstrapWeights:
+        return BootstrapWeights(self.counts.to(device), self.sums.to(device))
 
 
 def state_shapes(
@@ -120,7 +149,7 @@ def _validate(
     *,
     num_classes: int,
     num_slots: int,
-    weights: Tensor | None = None,
+    weights: Tensor | BootstrapWeights | None = None,
     n_bootstrap: int = 0,
 ) -> None:
     """Raise ValueError naming the problem (and how many entries) in a batch."""
@@ -160,7 +189,8 @@ def _validate(
     bad = int((sample_keys < 0).sum())
     if bad:
         raise ValueError(f"{bad} sample_keys are negative; keys must be non-negative 63-bit integers")
-    if weights is not None and (tuple(weights.shape) != (n, n_bootstrap) or bool((weights < 0).any())):
+    values = weights.counts if isinstance(weights, BootstrapWeights) else weights
+    if values is not None and (tuple(weights.shape) != (n, n_bootstrap) or bool((values < 0).any())):
         raise ValueError(
             f"weights must be non-negative bootstrap weights of shape ({n}, {n_bootstrap}); got {tuple(weights.shape)}"
         )
@@ -171,7 +201,7 @@ def _accumulate(
     probs: Tensor,
     labels: Tensor,
     slots: Tensor,
-    weights: Tensor | None,
+    weights: BootstrapWeights | None,
     *,
     n_bins: int,
     top_k: int | None,
@@ -180,7 +210,7 @@ def _accumulate(
     """Add one batch (validated inputs, on the states' device) into the states ``st`` in place.
 
     Shape:
-        probs (N, K); labels (N,); slots (N, G); weights (N, R) or None.
+        probs (N, K); labels (N,); slots (N, G); weights (N, R) each, or None.
     """
     if probs.shape[0] == 0:
         return
@@ -218,8 +248,7 @@ def _accumulate(
     if weights is None or "boot_bins" not in st:
         return
     # Bootstrap: one row of R replicate sums per sample, added to its slot's row in every grouping.
-    w = weights.to(_F32)
-    w64 = weights.to(_F64)
+    w, w64 = weights.counts, weights.sums
     s = st["boot_bins"].shape[0]
     one = torch.ones(n, dtype=_F32, device=probs.device)
     hit = correct.to(_F32)
@@ -564,7 +593,12 @@ class AuditStats(Metric):
         )
 
     def update(
-        self, probs: Tensor, labels: Tensor, slots: Tensor, sample_keys: Tensor, weights: Tensor | None = None
+        self,
+        probs: Tensor,
+        labels: Tensor,
+        slots: Tensor,
+        sample_keys: Tensor,
+        weights: Tensor | BootstrapWeights | None = None,
     ) -> None:
         """Add one batch.
 
@@ -576,7 +610,8 @@ class AuditStats(Metric):
             sample_keys: stable non-negative per-sample keys (bootstrap).
             weights: the bootstrap weights of these samples,
                 ``poisson_weights(sample_keys, n_bootstrap, seed=seed)``, when the
-                caller already drew them for another condition of the same batch;
+                caller already drew them for another condition of the same batch
+                (as :class:`BootstrapWeights`, converted once for all of them);
                 None draws them here.
 
         Raises:
@@ -599,6 +634,8 @@ class AuditStats(Metric):
         device = self.confusion.device
         if self.n_bootstrap and weights is None:
             weights = poisson_weights(sample_keys.to(device), self.n_bootstrap, seed=self.seed)
+        if self.n_bootstrap and not isinstance(weights, BootstrapWeights):
+            weights = BootstrapWeights.of(weights)
         _accumulate(
             {name: getattr(self, name) for name in self._names},
             probs.to(device),

@@ -120,6 +120,11 @@ class Provenance(Node):
     num_workers: int | None = Field(
         default=None, ge=0, description="DataLoader worker processes (config data.num_workers, or automatic)"
     )
+    allocator: Literal["retain", "system"] | None = Field(
+        default=None,
+        description="retain: glibc kept the memory a batch freed for the next (config allocator); system: the "
+        "allocator as it was",
+    )
 
 
 class ReportSettings(Node):
