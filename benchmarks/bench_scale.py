@@ -37,7 +37,11 @@ alternating which of the two runs first (this machine's speed drifts between min
 ratio is taken within one pair and the order cannot favour either side), and prints every pair
 and the median and geometric mean of the ratios (with the alternation, the geometric mean cancels
 a steady slow-down of the machine between the first and the second run of a pair);
-``--pause S`` idles S seconds before each run.
+``--pause S`` idles S seconds before each run. ``--bare-allocator system retain`` runs two bare
+loops per round, one with glibc's defaults and one that calls the audit's
+``apply_allocator("retain")`` after its imports (config ``allocator``; the audit's own setting is
+read from its ``provenance``), so the audit's overhead is also measured against a bare loop that
+gets the same allocator; the order of the three runs rotates from round to round.
 ``--first-batch-only`` stops each audit after its first batch (for revisions that would take
 too long or too much memory at a million rows).
 """
