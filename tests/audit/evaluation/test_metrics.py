@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 
 from audit.evaluation.bootstrap import percentile_interval, poisson_weights
 from audit.evaluation.calibration import bin_index
-from audit.evaluation.metrics import AuditStats, audit_metrics
+from audit.evaluation.metrics import AuditStats, BootstrapWeights, audit_metrics
 
 K = 6
 
@@ -339,3 +339,23 @@ def test_the_bucket_table_inverse_cdf_equals_the_exact_search():
     u = u[(u >= 0) & (u < 2**32)].astype(np.uint32)
     assert int(b._BUCKET_SPLIT.sum()) <= len(thresholds)
     assert np.array_equal(b._poisson_u32(u), np.searchsorted(thresholds.astype(np.uint32), u, side="left"))
+
+
+def test_shared_bootstrap_weights_give_the_states_of_weights_drawn_per_update():
+    gen = torch.Generator().manual_seed(3)
+    n, k, r = 96, 4, 50
+    probs = torch.softmax(torch.randn(n, k, generator=gen, dtype=torch.float64), dim=1)
+    labels = torch.randint(0, k, (n,), generator=gen)
+    slots = torch.stack([torch.zeros(n, dtype=torch.long), 1 + torch.randint(0, 3, (n,), generator=gen)], dim=1)
+    keys = torch.arange(n) * 7919
+    mask = torch.rand(n, generator=gen) < 0.4
+    drawn, shared = (AuditStats(num_classes=k, num_slots=4, n_bootstrap=r, seed=5) for _ in range(2))
+    drawn.update(probs, labels, slots, keys)  # weights drawn inside, int64
+    drawn.update(probs[mask], labels[mask], slots[mask], keys[mask])
+    weights = BootstrapWeights.of(poisson_weights(keys, r, seed=5))
+    shared.update(probs, labels, slots, keys, weights)
+    shared.update(probs[mask], labels[mask], slots[mask], keys[mask], weights.rows(mask))
+    for name in drawn._names:
+        assert torch.equal(getattr(drawn, name), getattr(shared, name)), name
+    with pytest.raises(ValueError, match="non-negative bootstrap weights"):
+        shared.update(probs, labels, slots, keys, BootstrapWeights(-weights.counts, weights.sums))
