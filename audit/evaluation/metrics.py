@@ -632,16 +632,17 @@ class AuditStats(Metric):
             n_bootstrap=self.n_bootstrap,
         )
         device = self.confusion.device
-        if self.n_bootstrap and weights is None:
-            weights = poisson_weights(sample_keys.to(device), self.n_bootstrap, seed=self.seed)
-        if self.n_bootstrap and not isinstance(weights, BootstrapWeights):
-            weights = BootstrapWeights.of(weights)
+        shared = None
+        if self.n_bootstrap:
+            if weights is None:
+                weights = poisson_weights(sample_keys.to(device), self.n_bootstrap, seed=self.seed)
+            shared = weights if isinstance(weights, BootstrapWeights) else BootstrapWeights.of(weights)
         _accumulate(
             {name: getattr(self, name) for name in self._names},
             probs.to(device),
             labels.to(device),
             slots.to(device),
-            weights.to(device) if weights is not None and self.n_bootstrap else None,
+            None if shared is None else shared.to(device),
             n_bins=self.n_bins,
             top_k=self.top_k,
             overconfidence=self.overconfidence,
