@@ -16,12 +16,24 @@ The manifest has subgroup attributes that genuinely differ:
 and governance columns (``capture_date``, ``consent``, ``region``,
 ``purpose``) with a few deliberate violations: expired retention, withdrawn
 consent, a region outside the allowed list.
+
+**The same numbers on every CPU.** Training a network is not reproducible across
+processors: torch's CPU kernels (AVX-512, AVX2, the portable default) and oneDNN
+round differently, and a few thousand optimiser steps turn one ulp into different
+weights. So the demo ships the weights :func:`train_demo_model` produced for seed 0
+(``audit/demo_weights/digits_cnn_seed0.pt``, recorded by
+``scripts/train_demo_weights.py``, checked against :data:`DEMO_WEIGHTS_SHA256`) and
+trains only when asked (``cvaudit demo --train``) or for another seed. The audit set
+is built so that its PNG files are byte-identical everywhere: exact dyadic
+arithmetic for the upsampling and the blur, numpy's float64 generator for the
+camera-B noise (torch's vectorised ``randn`` differs between CPU kernels).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +44,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-DEMO_VERSION = "1"  # bump when the data or the training recipe changes (invalidates the cache)
+DEMO_VERSION = "2"  # bump when the data, the weights or the training recipe change (invalidates the cache)
 SIZE = 32
+DEMO_WEIGHTS_SEED = 0
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "demo_weights" / "digits_cnn_seed0.pt"
+# SHA-256 of DEMO_WEIGHTS: scripts/train_demo_weights.py prints it when it records new weights.
+DEMO_WEIGHTS_SHA256 = "2ef13f99c40c8c485ae442ac4c55eb78c1cbffe34e4a460e06b294ecb2ba8327"
 
 
 class DigitsCNN(nn.Module):
@@ -59,24 +75,41 @@ class DigitsCNN(nn.Module):
 
 
 def _upsample(digits: np.ndarray) -> np.ndarray:
-    """(N, 8, 8) in 0..16 -> (N, 32, 32, 3) float in [0, 1]: dark ink on light paper."""
-    x = torch.from_numpy(digits.astype(np.float32) / 16.0).unsqueeze(1)
-    x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
-    gray = 1.0 - x.clamp(0, 1)
-    return gray.repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy()
+    """(N, 8, 8) in 0..16 -> (N, 32, 32, 3) float in [0, 1]: dark ink on light paper.
+
+    Bilinear upsampling by 4 with half-pixel centres (``align_corners=False``, edges
+    replicated), written out in numpy: the inputs are multiples of 1/16 and the weights
+    multiples of 1/8, so every value is exact and the result is the same on any CPU.
+    """
+    x = digits.astype(np.float64) / 16.0
+    n = x.shape[1]
+    src = (np.arange(SIZE) + 0.5) * (n / SIZE) - 0.5
+    lo = np.clip(np.floor(src).astype(np.int64), 0, n - 1)
+    hi = np.clip(lo + 1, 0, n - 1)
+    w = np.clip(src - np.floor(src), 0.0, 1.0)
+    w[src < 0] = 0.0
+    rows = x[:, lo, :] * (1 - w)[None, :, None] + x[:, hi, :] * w[None, :, None]
+    up = rows[:, :, lo] * (1 - w)[None, None, :] + rows[:, :, hi] * w[None, None, :]
+    gray = 1.0 - np.clip(up, 0.0, 1.0)
+    return np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
 
 
 def camera_b(images: np.ndarray, seed: int) -> np.ndarray:
-    """Sensor profile B: dim, low contrast, warm tint, slight blur, noise (deterministic)."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2)
-    kernel = torch.tensor([1.0, 2.0, 1.0]) / 4
-    k2 = (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3).contiguous()
-    x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k2, groups=3)
+    """Sensor profile B: dim, low contrast, warm tint, slight blur, noise (deterministic).
+
+    float64 numpy throughout (a [1, 2, 1]/4 blur, an affine dimming, a per-channel tint
+    and Gaussian noise of sigma 0.06 from ``numpy.random.default_rng(seed)``), so the
+    8-bit images are the same on every CPU.
+    """
+    x = images.astype(np.float64)
+    k = np.array([0.25, 0.5, 0.25])
+    p = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    h = k[0] * p[:, :, :-2] + k[1] * p[:, :, 1:-1] + k[2] * p[:, :, 2:]
+    x = k[0] * h[:, :-2] + k[1] * h[:, 1:-1] + k[2] * h[:, 2:]
     x = 0.25 + 0.45 * x
-    x = x * torch.tensor([1.0, 0.85, 0.6]).view(1, 3, 1, 1)
-    g = torch.Generator().manual_seed(seed)
-    x = x + 0.06 * torch.randn(x.shape, generator=g)
-    return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    x = x * np.array([1.0, 0.85, 0.6])
+    x = x + 0.06 * np.random.default_rng(seed).standard_normal(x.shape)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
 def build_demo_data(seed: int = 0) -> dict[str, np.ndarray]:
@@ -251,16 +284,47 @@ def _fingerprint(seed: int) -> str:
     return hashlib.sha256(f"{DEMO_VERSION}|{seed}|{torch.__version__}|{sklearn.__version__}".encode()).hexdigest()[:16]
 
 
-def prepare_demo(workspace: Path, *, seed: int = 0, sign: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Build (or reuse) the demo workspace and return the path of its ``config.yaml``."""
+def load_demo_weights() -> DigitsCNN:
+    """The shipped demo CNN (trained by :func:`train_demo_model` for seed 0), its file checked by digest."""
+    from audit.contract.errors import CvauditError
+
+    if not DEMO_WEIGHTS.is_file():
+        raise CvauditError(f"{DEMO_WEIGHTS.name}: the demo's weights are missing from the installation")
+    blob = DEMO_WEIGHTS.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != DEMO_WEIGHTS_SHA256:
+        raise CvauditError(f"{DEMO_WEIGHTS.name}: the demo's weights do not match their recorded SHA-256")
+    model = DigitsCNN()
+    model.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def prepare_demo(
+    workspace: Path,
+    *,
+    seed: int = 0,
+    sign: bool = True,
+    train: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Build (or reuse) the demo workspace and return the path of its ``config.yaml``.
+
+    The model is the shipped one (the same numbers on every CPU) unless ``train`` is set or
+    ``seed`` is not the seed it was trained for; then :func:`train_demo_model` trains it here,
+    and the numbers depend on this machine's CPU kernels.
+    """
     workspace.mkdir(parents=True, exist_ok=True)
     stamp = workspace / "demo.json"
-    fingerprint = _fingerprint(seed)
+    train = train or seed != DEMO_WEIGHTS_SEED
+    fingerprint = _fingerprint(seed) + ("-trained" if train else "-shipped")
     cached = stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint
     if not cached:
-        log("cvaudit demo: building the digits audit set and training the demo CNN ...")
         data = build_demo_data(seed)
-        model = train_demo_model(data, seed=seed)
+        if train:
+            log("cvaudit demo: building the digits audit set and training the demo CNN ...")
+            model = train_demo_model(data, seed=seed)
+        else:
+            log("cvaudit demo: building the digits audit set with the shipped demo CNN ...")
+            model = load_demo_weights()
         torch.jit.save(torch.jit.script(model), str(workspace / "model.pt"))
         rel = _write_images(workspace / "images", data)
         write_manifest(workspace / "manifest.csv", rel, data)

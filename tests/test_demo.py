@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +115,93 @@ def test_accuracy_does_not_rise_with_severity(demo_model_and_data, name, options
     for before, after in zip([clean, *curve], curve):
         assert after <= before + tolerance, (name, clean, curve)
     assert curve[-1] > 0.1 + 0.03, f"{name} severity 5 is pure noise: {curve}"  # ten classes: chance is 0.1
+
+
+# The demo's audit set, built on any CPU: names and bytes of its PNG files, in name order
+# (audit.demo builds them with exact or float64 arithmetic; recorded with the shipped weights).
+DEMO_IMAGES_SHA256 = "4628c72cc9fd6328edd8a576f8031d43315a362cbb0a6a575626093ba78f3f7e"
+PORTABLE_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+}
+
+
+def _images_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.png")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_demo_images_are_the_same_bytes_on_every_cpu(demo):
+    assert _images_digest(demo / "workspace" / "images") == DEMO_IMAGES_SHA256
+
+
+def test_demo_uses_the_shipped_weights(demo):
+    from audit.demo import load_demo_weights
+
+    shipped = load_demo_weights()
+    scripted = torch.jit.load(str(demo / "workspace" / "model.pt"))
+    for name, value in shipped.state_dict().items():
+        assert torch.equal(scripted.state_dict()[name], value), name
+
+
+def test_changed_demo_weights_are_refused(tmp_path, monkeypatch):
+    import audit.demo as demo_module
+    from audit.contract.errors import CvauditError
+
+    changed = tmp_path / "digits_cnn_seed0.pt"
+    blob = bytearray(demo_module.DEMO_WEIGHTS.read_bytes())
+    blob[-100] ^= 1
+    changed.write_bytes(bytes(blob))
+    monkeypatch.setattr(demo_module, "DEMO_WEIGHTS", changed)
+    with pytest.raises(CvauditError, match="do not match their recorded SHA-256"):
+        demo_module.load_demo_weights()
+
+
+def test_demo_on_the_portable_cpu_kernels_matches_the_reference(tmp_path):
+    """`cvaudit demo` with torch's portable kernels (a stand-in for another CPU) writes the recorded outputs.
+
+    A fresh process: the kernels are chosen when torch is imported. Compared with the tolerances of
+    ``scripts/make_output_reference.py`` (the same as ``tests/test_outputs_unchanged.py``).
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        from make_output_reference import REFERENCE, attacked_conditions, compare_csv, compare_json, normalise
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "demo"
+    env = {**os.environ, **PORTABLE_KERNELS}
+    probe = [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"]
+    assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "DEFAULT"
+    done = subprocess.run(
+        [sys.executable, "-m", "audit", "demo", "--out", str(out), "--quiet", "--no-sign"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _images_digest(out / "workspace" / "images") == DEMO_IMAGES_SHA256
+    reference = json.loads(gzip.decompress(REFERENCE.read_bytes()))
+    attacked = attacked_conditions(reference["results"])
+    for name, text in reference["csv"].items():
+        assert compare_csv(name, text, (out / name).read_bytes().decode("utf-8"), attacked) == [], name
+    new = normalise(json.loads((out / "results.json").read_text(encoding="utf-8")))
+    for section in ("conditions", "fairness", "robustness", "breaking_points"):
+        assert compare_json(reference["results"][section], new[section], f"$.{section}", attacked) == [], section
+
+
+def test_demo_training_still_trains_a_usable_model():
+    """`cvaudit demo --train` (the training code is the example): a model that learns, worse on camera B."""
+    from audit.demo import build_demo_data, train_demo_model
+
+    data = build_demo_data(0)
+    model = train_demo_model(data, seed=0, epochs=4)
+    x = (torch.from_numpy(data["audit_x"]).permute(0, 3, 1, 2) - 0.5) / 0.25
+    with torch.no_grad():
+        correct = model(x).argmax(1).numpy() == data["audit_y"]
+    on_b = data["audit_camera"] == "B"
+    assert correct.mean() > 0.7 and correct[~on_b].mean() > correct[on_b].mean()

@@ -195,7 +195,11 @@ def test_readme_block_runs(block: Block, sandbox: Path):
 
 
 def test_readme_demo_numbers_match_a_demo_run(demo_run: Path):
-    """The README's demo block is what scripts/update_readme_demo.py writes from a demo run (to 0.03)."""
+    """The README's demo block is what scripts/update_readme_demo.py writes from a demo run (to 0.01).
+
+    The demo's weights are shipped and its images byte-identical on every CPU, so its numbers are too
+    (to the last printed digit on the kernels measured; 0.01 leaves two attacked samples of 200 room).
+    """
     import json
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -210,7 +214,7 @@ def test_readme_demo_numbers_match_a_demo_run(demo_run: Path):
     mine, theirs = [float(x) for x in number.findall(stored)], [float(x) for x in number.findall(fresh)]
     assert len(mine) == len(theirs), "the README's demo block has another shape: run scripts/update_readme_demo.py"
     worst = max((abs(a - b) for a, b in zip(mine, theirs)), default=0.0)
-    assert worst <= 0.03, (
+    assert worst <= 0.01, (
         f"README demo numbers differ from a fresh run by {worst:.3f}: run scripts/update_readme_demo.py"
     )
 

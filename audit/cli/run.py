@@ -201,12 +201,17 @@ def run_config(
 @click.option(
     "--sign/--no-sign", default=True, show_default=True, help="Sign the report with a demo key made in --out."
 )
+@click.option(
+    "--train",
+    is_flag=True,
+    help="Train the demo CNN here instead of using the shipped weights (numbers then depend on the CPU).",
+)
 @boundary
-def demo_command(out_dir: Path, quiet: bool, sign: bool) -> None:
-    """Train a small CNN on scikit-learn's digits and audit it (nothing is downloaded)."""
+def demo_command(out_dir: Path, quiet: bool, sign: bool, train: bool) -> None:
+    """Audit a small CNN trained on scikit-learn's digits (nothing is downloaded)."""
     from audit.demo import prepare_demo
 
-    config = prepare_demo(out_dir / "workspace", sign=sign, log=lambda m: click.echo(m, err=True))
+    config = prepare_demo(out_dir / "workspace", sign=sign, train=train, log=lambda m: click.echo(m, err=True))
     outcome = run_config(config, out_dir=out_dir, quiet=quiet)
     report_skipped(outcome.results)
     print_summary(outcome.results, out_dir)
