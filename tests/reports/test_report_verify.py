@@ -453,3 +453,13 @@ def _root_pem(folder, path):
     blocks = (folder / "public" / "ca.cert.pem").read_text().split("-----END CERTIFICATE-----")
     path.write_text(blocks[1].strip() + "\n-----END CERTIFICATE-----\n")
     return path
+
+
+def test_a_folder_holding_only_the_ca_certificate_is_an_anchor(signed_report, key_dir_pw, tmp_path):
+    """--key reads ca.cert.pem: a reviewer's folder with the CA alone verifies the report."""
+    folder = tmp_path / "reviewer"
+    folder.mkdir()
+    shutil.copy2(key_dir_pw / "public" / "ca.cert.pem", folder / "ca.cert.pem")
+    report = verify(signed_report, key_dir=folder)
+    assert report.outcome == "VALID", report.to_text()
+    assert report.signers[0].why.startswith("issued under the trusted CA")
