@@ -18,6 +18,7 @@ from reports.atomic import atomic_write_bytes, atomic_write_text
 from reports.html import as_results_dict, render_html
 from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
 from reports.outputs import ATTESTED_FILES
+from reports.signature_view import signature_view
 
 __all__ = [
     "ATTESTED_FILES",
@@ -90,7 +91,7 @@ def write_reports(
     results_path = folder / "results.json"
     if not results_path.exists():
         written.append(atomic_write_text(results_path, json.dumps(results, indent=2, sort_keys=True) + "\n"))
-    html = render_html(results)
+    html = render_html(results, signature=signature_view(keys, pdf="pdf" in formats))
     if "html" in formats:
         written.append(atomic_write_text(folder / "report.html", html))
     if "pdf" in formats:

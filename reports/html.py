@@ -143,12 +143,14 @@ def as_results_dict(results: Results | Mapping[str, Any]) -> dict[str, Any]:
     return parse_results(dict(results), source="results").to_dict()
 
 
-def render_html(results: Results | Mapping[str, Any]) -> str:
+def render_html(results: Results | Mapping[str, Any], *, signature: Mapping[str, Any] | None = None) -> str:
     """Render the report as one self-contained HTML string.
 
     Args:
         results: The results dict as in results.json; optional keys may be
             missing and unknown keys are ignored.
+        signature: Who signs the report (:func:`reports.signature_view.signature_view`);
+            ``None``: the report says it is unsigned.
 
     Returns:
         The HTML document.
@@ -157,7 +159,7 @@ def render_html(results: Results | Mapping[str, Any]) -> str:
         ResultsError: the results are not valid (see :func:`as_results_dict`).
     """
     results = as_results_dict(results)
-    return _environment().get_template("report.html.j2").render(**build_view(results))
+    return _environment().get_template("report.html.j2").render(**build_view(results), signature=signature)
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,20 +1,29 @@
 """Offline signing keys: creation (``cvaudit keygen``) and checked loading.
 
-A key folder holds two key pairs, each for one job:
+A key folder holds two key pairs, each for one job, and the certificate of the
+CA that issued the PDF-signing certificate:
 
 =========================  ==================================================
 ``pdf-signing.key.pem``    ECDSA P-256 private key (PKCS#8, mode 0600) that
                            signs ``report.pdf`` (PAdES).
-``pdf-signing.cert.pem``   its self-signed X.509 certificate, embedded in the
-                           PDF signature.
+``pdf-signing.cert.pem``   its X.509 certificate, issued by ``ca.cert.pem``
+                           and embedded in the PDF signature.
+``ca.cert.pem``            the issuer: the small CA ``cvaudit keygen`` makes
+                           (its private key is thrown away after issuing, see
+                           :mod:`reports.certificates`), or an organisation's
+                           chain, issuer first and root last. The root is the
+                           trust anchor reviewers import. Folders made by
+                           cvaudit before the CA have no such file and a
+                           self-signed certificate; they still work, anchored
+                           on the certificate's own fingerprint.
 ``pdf-signing.pub.pem``    its public key.
 ``attestation.key.pem``    Ed25519 private key (PKCS#8, mode 0600) that signs
                            ``attestation.dsse.json``.
 ``attestation.pub.pem``    its public key.
-``public/``                the shareable public bundle for reviewers: the
-                           certificate, the attestation public key and
-                           ``trust.txt`` (both fingerprints, in the format
-                           ``cvaudit verify --trust`` reads).
+``public/``                the shareable public bundle for reviewers: the CA
+                           and signing certificates, the attestation public
+                           key and ``trust.txt`` (the fingerprints, in the
+                           format ``cvaudit verify --trust`` reads).
 =========================  ==================================================
 
 A key set is identified by two fingerprints (:func:`certificate_fingerprint`
@@ -23,7 +32,9 @@ of the certificate, :func:`key_id` of the attestation public key), both
 certificate carries the attestation key's fingerprint in a non-critical
 extension (:data:`ATTESTATION_KEY_OID`), and every attestation names the
 certificate's fingerprint, so that a verifier can tell that the PDF signature
-and the attestation come from the same key set.
+and the attestation come from the same key set. The fingerprint of the CA
+certificate (the trust anchor) is a third one: trusting it trusts whatever
+certificate that CA issued.
 
 Private keys are checked like ssh checks them: an unencrypted private key
 that group or others may read is refused (``chmod 600`` fixes it); an
@@ -47,17 +58,19 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from audit.contract.errors import CvauditError, echo
 from reports.atomic import atomic_write_bytes
+from reports.certificates import ATTESTATION_KEY_OID, ca_name_for, check_chain, issue_signing_certificate, make_ca
 
 __all__ = [
     "ATTESTATION_KEY",
     "ATTESTATION_KEY_OID",
     "ATTESTATION_PUB",
+    "CA_CERT",
     "PASSPHRASE_ENV",
     "PDF_CERT",
     "PDF_KEY",
@@ -82,15 +95,10 @@ PDF_CERT = "pdf-signing.cert.pem"
 PDF_PUB = "pdf-signing.pub.pem"
 ATTESTATION_KEY = "attestation.key.pem"
 ATTESTATION_PUB = "attestation.pub.pem"
+CA_CERT = "ca.cert.pem"
 PUBLIC_DIR = "public"
 TRUST_FILE = "trust.txt"
 
-#: Extension of the PDF-signing certificate naming the attestation key's
-#: fingerprint (UTF8String ``sha256:<hex>``). A UUID-based OID (ITU-T X.667,
-#: arc 2.25), so it needs no registration; non-critical, other tools ignore it.
-ATTESTATION_KEY_OID = x509.ObjectIdentifier("2.25.4448436788810008238773743744737812543")
-
-_CERT_DAYS = 3 * 365
 _PEM_PUBLIC = dict(encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -121,6 +129,9 @@ class SigningKeys:
         pdf_key: ECDSA P-256 private key for the PDF signature.
         pdf_cert: Its certificate (public key checked to match ``pdf_key``).
         attestation_key: Ed25519 private key for the DSSE attestation.
+        warnings: Problems that did not stop loading (loose permissions).
+        chain: The certificates that issued ``pdf_cert`` (``ca.cert.pem``),
+            issuer first, root last; empty for an older, self-signed folder.
     """
 
     key_dir: Path
@@ -128,6 +139,12 @@ class SigningKeys:
     pdf_cert: x509.Certificate
     attestation_key: ed25519.Ed25519PrivateKey
     warnings: tuple[str, ...] = field(default=())
+    chain: tuple[x509.Certificate, ...] = field(default=())
+
+    @property
+    def anchor(self) -> x509.Certificate:
+        """The trust anchor reviewers pin: the chain's root, or the self-signed certificate itself."""
+        return self.chain[-1] if self.chain else self.pdf_cert
 
     @property
     def attestation_public_pem(self) -> bytes:
@@ -192,17 +209,21 @@ def keygen(
             tells key sets apart but names nobody.
         overwrite: Replace existing key files instead of refusing.
 
+    The PDF-signing certificate is issued by a new CA (``ca.cert.pem``)
+    whose private key is used for that one certificate and never written
+    (see :mod:`reports.certificates`).
+
     Returns:
-        The files written: the five of the module table, then the public
-        bundle (``public/pdf-signing.cert.pem``, ``public/attestation.pub.pem``,
-        ``public/trust.txt``).
+        The files written: the six of the module table, then the public
+        bundle (``public/ca.cert.pem``, ``public/pdf-signing.cert.pem``,
+        ``public/attestation.pub.pem``, ``public/trust.txt``).
 
     Raises:
         SigningError: A key file already exists and ``overwrite`` is false, or
             ``subject`` is not a distinguished name with a CN.
     """
     folder = Path(out_dir)
-    names = (PDF_KEY, PDF_CERT, PDF_PUB, ATTESTATION_KEY, ATTESTATION_PUB)
+    names = (PDF_KEY, PDF_CERT, CA_CERT, PDF_PUB, ATTESTATION_KEY, ATTESTATION_PUB)
     name = parse_subject(subject) if subject is not None else None
     if not overwrite:
         for file in names:
@@ -224,12 +245,17 @@ def keygen(
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cvaudit"),
             ]
         )
-    cert = _self_signed_certificate(pdf_key, name, att_id)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = make_ca(ca_key, ca_name_for(name))
+    cert = issue_signing_certificate(pdf_key.public_key(), name, att_id, ca=ca, ca_key=ca_key)
+    del ca_key  # never written: no further certificate can be issued under this CA
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
     att_pub_pem = att_key.public_key().public_bytes(**_PEM_PUBLIC)
     contents = (
         (PDF_KEY, pdf_key.private_bytes(encryption_algorithm=encryption, **private), 0o600),
         (PDF_CERT, cert_pem, 0o644),
+        (CA_CERT, ca_pem, 0o644),
         (PDF_PUB, pdf_key.public_key().public_bytes(**_PEM_PUBLIC), 0o644),
         (ATTESTATION_KEY, att_key.private_bytes(encryption_algorithm=encryption, **private), 0o600),
         (ATTESTATION_PUB, att_pub_pem, 0o644),
@@ -237,75 +263,44 @@ def keygen(
     written = [atomic_write_bytes(folder / file, data, mode=mode) for file, data, mode in contents]
     public = folder / PUBLIC_DIR
     public.mkdir(mode=0o755, exist_ok=True)
-    trust = trust_file_text(cert, att_id)
-    for file, data in ((PDF_CERT, cert_pem), (ATTESTATION_PUB, att_pub_pem), (TRUST_FILE, trust.encode("utf-8"))):
+    trust = trust_file_text(cert, att_id, ca=ca)
+    bundle = ((CA_CERT, ca_pem), (PDF_CERT, cert_pem), (ATTESTATION_PUB, att_pub_pem), (TRUST_FILE, trust.encode()))
+    for file, data in bundle:
         written.append(atomic_write_bytes(public / file, data, mode=0o644))
     return written
 
 
-def trust_file_text(cert: x509.Certificate, attestation_key_id: str) -> str:
-    """The ``trust.txt`` of a key set: its two fingerprints, in the format ``cvaudit verify --trust`` reads.
+def trust_file_text(cert: x509.Certificate, attestation_key_id: str, *, ca: x509.Certificate | None = None) -> str:
+    """The ``trust.txt`` of a key set: its fingerprints, in the format ``cvaudit verify --trust`` reads.
 
     Args:
         cert: The PDF-signing certificate.
         attestation_key_id: ``sha256:<hex>`` of the attestation public key.
+        ca: The CA certificate that issued ``cert``, if any.
 
     Returns:
         Comment lines naming the subject and how to check the fingerprints with
-        openssl, then one fingerprint per line.
+        openssl, then one fingerprint per line: the CA (first, when given),
+        the PDF certificate and the attestation key.
     """
     subject = cert.subject.rfc4514_string()
-    return (
-        f"# cvaudit trust anchors for the report signer {subject}\n"
-        "# Check them against what the signer tells you over another channel:\n"
-        "#   openssl x509 -in pdf-signing.cert.pem -outform DER | sha256sum\n"
-        "#   openssl pkey -pubin -in attestation.pub.pem -outform DER | sha256sum\n"
-        f"{certificate_fingerprint(cert)}  pdf-certificate {subject}\n"
-        f"{attestation_key_id}  attestation-key {subject}\n"
-    )
-
-
-def _self_signed_certificate(
-    key: ec.EllipticCurvePrivateKey, name: x509.Name, attestation_key_id: str
-) -> x509.Certificate:
-    """A self-signed certificate fit for document signing, naming its attestation key."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    public = key.public_key()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=_CERT_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.UnrecognizedExtension(ATTESTATION_KEY_OID, _der_utf8(attestation_key_id)), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _der_utf8(text: str) -> bytes:
-    """DER encoding of an ASN.1 UTF8String (short texts only)."""
-    data = text.encode("utf-8")
-    if len(data) >= 128:
-        raise ValueError("text too long for a short-form DER length")
-    return bytes([0x0C, len(data)]) + data
+    lines = [
+        f"# cvaudit trust anchors for the report signer {subject}",
+        "# Check them against what the signer tells you over another channel:",
+    ]
+    if ca is not None:
+        lines.append("#   openssl x509 -in ca.cert.pem -outform DER | sha256sum")
+    lines += [
+        "#   openssl x509 -in pdf-signing.cert.pem -outform DER | sha256sum",
+        "#   openssl pkey -pubin -in attestation.pub.pem -outform DER | sha256sum",
+    ]
+    if ca is not None:
+        lines.append(f"{certificate_fingerprint(ca)}  ca-certificate {ca.subject.rfc4514_string()}")
+    lines += [
+        f"{certificate_fingerprint(cert)}  pdf-certificate {subject}",
+        f"{attestation_key_id}  attestation-key {subject}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def certificate_fingerprint(cert: x509.Certificate) -> str:
@@ -359,8 +354,9 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
         SigningError: The folder or a file is missing, unreadable, encrypted
             without a passphrase, the passphrase is wrong, a key type is
             unsupported, an unencrypted private key is readable by group or
-            others, the certificate is not valid now, or the PDF key does not
-            match its certificate.
+            others, the certificate is not valid now, the PDF key does not
+            match its certificate, or the certificate does not chain to
+            ``ca.cert.pem`` (or, without that file, is not self-signed).
 
     Warns:
         KeyPermissionWarning: An encrypted private key is readable by group or
@@ -379,6 +375,15 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
     own = pdf_key.public_key().public_bytes(**_PEM_PUBLIC)
     if cert.public_key().public_bytes(**_PEM_PUBLIC) != own:
         raise SigningError(f"{folder / PDF_KEY}: private key does not match the certificate {folder / PDF_CERT}")
+    chain = _load_chain(folder / CA_CERT) if (folder / CA_CERT).exists() else []
+    broken = check_chain(cert, chain)
+    if broken is not None and chain:
+        raise SigningError(f"{folder / PDF_CERT}: does not chain to {folder / CA_CERT}: {broken}")
+    if broken is not None:
+        raise SigningError(
+            f"{folder / PDF_CERT}: {broken}; put the issuing CA certificates in {folder / CA_CERT} "
+            "(issuer first, root last)"
+        )
     now = _dt.datetime.now(_dt.timezone.utc)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise SigningError(
@@ -401,7 +406,14 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
         )
     for note in notes:
         warnings.warn(note, KeyPermissionWarning, stacklevel=2)
-    return SigningKeys(key_dir=folder, pdf_key=pdf_key, pdf_cert=cert, attestation_key=att_key, warnings=tuple(notes))
+    return SigningKeys(
+        key_dir=folder,
+        pdf_key=pdf_key,
+        pdf_cert=cert,
+        attestation_key=att_key,
+        warnings=tuple(notes),
+        chain=tuple(chain),
+    )
 
 
 def load_attestation_public_key(path: str | os.PathLike[str]) -> ed25519.Ed25519PublicKey:
@@ -497,6 +509,14 @@ def _load_certificate(path: Path) -> x509.Certificate:
         return x509.load_pem_x509_certificate(data)
     except ValueError as exc:
         raise SigningError(f"{path}: not a PEM certificate ({_first_line(exc)})") from None
+
+
+def _load_chain(path: Path) -> list[x509.Certificate]:
+    data = _read(path)
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise SigningError(f"{path}: not PEM certificates ({_first_line(exc)})") from None
 
 
 def _describe(key: object) -> str:

@@ -2,7 +2,9 @@
 
 The signature is ECDSA P-256 over SHA-256 with ``/SubFilter
 /ETSI.CAdES.detached`` (PAdES baseline B-B), made with the key folder's
-self-signed certificate, which is embedded in the signature. No timestamp
+certificate, which is embedded in the signature together with its issuing
+chain (``ca.cert.pem``), so that a verifier holding only the root's
+fingerprint can build the path. No timestamp
 authority, OCSP or CRL is contacted.
 
 The signed file stays a PDF 1.7 document, as PDF/A-3b requires: pyHanko would
@@ -67,13 +69,14 @@ def sign_pdf_bytes(pdf: bytes, keys: SigningKeys, *, reason: str = "cvaudit audi
     from pyhanko_certvalidator.registry import SimpleCertificateStore
 
     cert = asn1_x509.Certificate.load(keys.pdf_cert.public_bytes(serialization.Encoding.DER))
+    chain = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in keys.chain]
     key = asn1_keys.PrivateKeyInfo.load(
         keys.pdf_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
     signer = signers.SimpleSigner(
-        signing_cert=cert, signing_key=key, cert_registry=SimpleCertificateStore.from_certs([cert])
+        signing_cert=cert, signing_key=key, cert_registry=SimpleCertificateStore.from_certs([cert, *chain])
     )
     meta = signers.PdfSignatureMetadata(
         field_name=SIGNATURE_FIELD,

@@ -4,8 +4,8 @@ A signature only says who signed when the verifier knows the signer's key from
 somewhere other than the report itself. The anchors come from:
 
 - ``--key DIR``: a key folder made by ``cvaudit keygen`` or its public bundle
-  (``DIR/public``); its ``pdf-signing.cert.pem`` and ``attestation.pub.pem``
-  are read (never a private key);
+  (``DIR/public``); its ``ca.cert.pem``, ``pdf-signing.cert.pem`` and
+  ``attestation.pub.pem`` are read (never a private key);
 - ``--trust FILE`` (several allowed): a text file of fingerprints, one per
   line (``sha256:<64 hex digits>``, or the colon-separated upper-case form
   ``openssl ... -fingerprint -sha256`` prints; anything after the first word
@@ -16,7 +16,11 @@ somewhere other than the report itself. The anchors come from:
 
 A fingerprint is SHA-256 over the DER encoding of a certificate, or of a
 public key's SubjectPublicKeyInfo (for the attestation key, the DSSE
-``keyid``). Every problem with an anchor is a one-line :class:`SigningError`
+``keyid``). The fingerprint of a CA certificate (CA:TRUE, such as the
+``ca.cert.pem`` of ``cvaudit keygen``) also trusts every certificate that
+chains to it: :mod:`reports.verify` has pyHanko validate the path, using the
+CA certificate given here or the copy embedded in the signature with that
+fingerprint. Every problem with an anchor is a one-line :class:`SigningError`
 (exit 2): a verifier that cannot read its anchors must not guess.
 """
 
@@ -35,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from audit.contract.errors import echo
 from reports.keys import (
     ATTESTATION_PUB,
+    CA_CERT,
     PDF_CERT,
     SigningError,
     attestation_key_of_certificate,
@@ -61,11 +66,14 @@ class TrustAnchors:
             (:func:`reports.keys.attestation_key_of_certificate`) -> the
             certificate's fingerprint.
         sources: The anchors given, for messages.
+        certificates: The trusted certificates given as files (fingerprint ->
+            DER), for path validation when a signature does not embed them.
     """
 
     fingerprints: dict[str, str] = field(default_factory=dict)
     vouched: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    certificates: dict[str, bytes] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.fingerprints)
@@ -84,6 +92,7 @@ class TrustAnchors:
     def add_certificate(self, cert: x509.Certificate, source: str) -> None:
         fingerprint = certificate_fingerprint(cert)
         self.add(fingerprint, source)
+        self.certificates.setdefault(fingerprint, cert.public_bytes(serialization.Encoding.DER))
         named = attestation_key_of_certificate(cert)
         if named is not None:
             self.vouched.setdefault(named, fingerprint)
@@ -128,6 +137,15 @@ def _add_key_folder(anchors: TrustAnchors, folder: Path, what: str) -> None:
     if not folder.is_dir():
         raise SigningError(f"{what} {folder}: key folder does not exist")
     found = False
+    ca_path = folder / CA_CERT
+    if ca_path.is_file():
+        try:
+            chain = x509.load_pem_x509_certificates(_read(ca_path, what))
+        except ValueError:
+            raise SigningError(f"{what} {ca_path}: not PEM certificates") from None
+        for cert in chain:
+            anchors.add_certificate(cert, f"{what} {folder}")
+        found = True
     cert_path = folder / PDF_CERT
     if cert_path.is_file():
         try:
@@ -145,7 +163,7 @@ def _add_key_folder(anchors: TrustAnchors, folder: Path, what: str) -> None:
         anchors.add(_spki_fingerprint(key), f"{what} {folder}")
         found = True
     if not found:
-        raise SigningError(f"{what} {folder}: holds neither {PDF_CERT} nor {ATTESTATION_PUB}")
+        raise SigningError(f"{what} {folder}: holds none of {CA_CERT}, {PDF_CERT}, {ATTESTATION_PUB}")
     anchors.sources.append(f"{what} {folder}")
 
 

@@ -29,9 +29,13 @@ questions and keeps them apart:
 2. **Trust** — is the signer one the reviewer trusts? Only trust anchors
    (:mod:`reports.trust`: ``--key``, ``--trust``, ``CVAUDIT_TRUST``) answer
    that, never a key or certificate shipped inside the report. A signature is
-   trusted when its fingerprint is an anchor, or when the other half of the
-   same key set is trusted and names it (the attestation names the PDF
-   certificate; the certificate names the attestation key).
+   trusted when its fingerprint is an anchor, when the PDF certificate chains
+   to a CA certificate whose fingerprint is an anchor (pyHanko validates the
+   path: signatures, validity now, basic constraints, key usage; the CA
+   certificate is the anchor's file or the copy embedded in the signature
+   with that exact fingerprint), or when the other half of the same key set
+   is trusted and names it (the attestation names the PDF certificate; the
+   certificate names the attestation key).
 
 Outcome (:attr:`VerifyReport.outcome`) and exit code: ``VALID`` 0 (intact and
 every signer trusted) · ``INVALID`` 1 (changed, damaged, mixed key sets;
@@ -273,6 +277,7 @@ class _Acc:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     pdf_signers: list[tuple[str, str, str | None]] = field(default_factory=list)  # fingerprint, subject, names key
+    pdf_chains: dict[str, str] = field(default_factory=dict)  # PDF certificate -> why a trusted CA vouches for it
     att_signer: tuple[str, str | None, str | None] | None = None  # key fingerprint, named cert, named subject
     attached_results: bytes | None = None
     bound: bool = False  # the PDF certificate and the attestation key proved to be one key set
@@ -321,7 +326,7 @@ def verify(
                 raise _Unusable(f"--subject {name}={file}: no such file")
         pdf, att = _targets(target)
         if pdf is not None:
-            _verify_pdf(pdf, acc)
+            _verify_pdf(pdf, acc, trust)
         if att is not None:
             key_folder = Path(key_dir) if key_dir is not None else None
             _verify_attestation(att, key_folder, given, acc)
@@ -352,7 +357,9 @@ def verify(
 
 
 def _merge(a: TrustAnchors, b: TrustAnchors) -> TrustAnchors:
-    out = TrustAnchors(dict(a.fingerprints), dict(a.vouched), list(a.sources))
+    out = TrustAnchors(dict(a.fingerprints), dict(a.vouched), list(a.sources), dict(a.certificates))
+    for fingerprint, der in b.certificates.items():
+        out.certificates.setdefault(fingerprint, der)
     for fingerprint, source in b.fingerprints.items():
         out.add(fingerprint, source)
     for fingerprint, cert in b.vouched.items():
@@ -406,7 +413,7 @@ def _missing_attestation(folder: Path, pdf: Path | None, acc: _Acc) -> None:
 # --------------------------------------------------------------------------- PDF
 
 
-def _verify_pdf(pdf: Path, acc: _Acc) -> None:
+def _verify_pdf(pdf: Path, acc: _Acc, trust: TrustAnchors) -> None:
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import validate_pdf_signature
     from pyhanko.sign.validation.status import SignatureCoverageLevel
@@ -430,16 +437,48 @@ def _verify_pdf(pdf: Path, acc: _Acc) -> None:
                 if ok:
                     der = signer.dump()
                     cert = x509.load_der_x509_certificate(der)
+                    fingerprint = "sha256:" + hashlib.sha256(der).hexdigest()
                     acc.pdf_signers.append(
-                        (
-                            "sha256:" + hashlib.sha256(der).hexdigest(),
-                            cert.subject.rfc4514_string(),
-                            attestation_key_of_certificate(cert),
-                        )
+                        (fingerprint, cert.subject.rfc4514_string(), attestation_key_of_certificate(cert))
                     )
+                    if not trust.trusts(fingerprint):
+                        chained = _trusted_ca(sig, trust)
+                        if chained is not None:
+                            acc.pdf_chains[fingerprint] = chained
             acc.attached_results = _attached_file(reader, RESULTS_FILE)
     except Exception as exc:
         acc.add(name, False, f"cannot be validated as a signed PDF (damaged or tampered): {_one_line(exc)}")
+
+
+def _trusted_ca(sig, trust: TrustAnchors) -> str | None:
+    """How a trusted CA vouches for the PDF signer's certificate, or None when none does.
+
+    The candidate roots are CA certificates whose fingerprint is an anchor:
+    those given as files, and those embedded in the signature (matched by
+    fingerprint, so a certificate an attacker embeds is used only when it is
+    exactly the trusted one). pyHanko then validates the signer's path to one
+    of them, offline, now; the signature must also be intact and valid.
+    """
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    roots: dict[str, asn1_x509.Certificate] = {}
+    for cert in sig.other_embedded_certs:
+        fingerprint = "sha256:" + hashlib.sha256(cert.dump()).hexdigest()
+        if trust.trusts(fingerprint):
+            roots.setdefault(fingerprint, cert)
+    for fingerprint, der in trust.certificates.items():
+        roots.setdefault(fingerprint, asn1_x509.Certificate.load(der))
+    for fingerprint, root in roots.items():
+        if not root.ca:
+            continue
+        context = ValidationContext(trust_roots=[root], allow_fetching=False, revocation_mode="soft-fail")
+        status = validate_pdf_signature(sig, context)
+        if status.intact and status.valid and status.trusted:
+            subject = x509.load_der_x509_certificate(root.dump()).subject.rfc4514_string()
+            return f"issued under the trusted CA {subject} ({fingerprint}, in {trust.fingerprints[fingerprint]})"
+    return None
 
 
 def _judge_pdf_status(name, field_name, signer, status, coverage_levels, acc: _Acc) -> bool:
@@ -739,11 +778,13 @@ def _judge_trust(acc: _Acc, anchors: TrustAnchors) -> list[Signer]:
     bound = acc.bound
     att_fp = acc.att_signer[0] if acc.att_signer else None
     att_direct = anchors.trusts(att_fp)
-    pdf_direct = {fp: anchors.trusts(fp) for fp, _, _ in acc.pdf_signers}
+    pdf_direct = {fp: anchors.trusts(fp) or fp in acc.pdf_chains for fp, _, _ in acc.pdf_signers}
     signers: list[Signer] = []
     for fp, subject, _ in acc.pdf_signers:
-        if pdf_direct[fp]:
+        if anchors.trusts(fp):
             ok, why = True, f"fingerprint in {anchors.fingerprints[fp]}"
+        elif fp in acc.pdf_chains:
+            ok, why = True, acc.pdf_chains[fp]
         elif bound and att_direct:
             ok, why = True, f"named by the attestation, whose key is in {anchors.fingerprints[att_fp]}"
         else:

@@ -38,13 +38,15 @@ __all__ = ["keygen_command", "report_command", "verify_command"]
 def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
     """Create offline signing keys (ECDSA P-256 + certificate for the PDF, Ed25519 for the attestation).
 
-    Private keys are written with mode 0600 and encrypted with
-    $CVAUDIT_KEY_PASSPHRASE when it is set. OUT/public/ is the bundle to give
-    reviewers (certificate, attestation public key, trust.txt with both
-    fingerprints): they verify with `cvaudit verify DIR --key OUT/public` or
-    `--trust trust.txt`, after checking the fingerprints with you.
+    The PDF certificate is issued by a small CA made for it (ca.cert.pem; its
+    private key is thrown away). Private keys are written with mode 0600 and
+    encrypted with $CVAUDIT_KEY_PASSPHRASE when it is set. OUT/public/ is the
+    bundle to give reviewers (CA and signing certificates, attestation public
+    key, trust.txt with the fingerprints): they verify with `cvaudit verify DIR
+    --key OUT/public` or `--trust trust.txt`, after checking the fingerprints
+    with you, and may import ca.cert.pem into an NSS database for pdfsig.
     """
-    from reports.keys import PASSPHRASE_ENV, PUBLIC_DIR, TRUST_FILE, keygen, passphrase_from_env
+    from reports.keys import CA_CERT, PASSPHRASE_ENV, PUBLIC_DIR, TRUST_FILE, keygen, passphrase_from_env
 
     passphrase = passphrase_from_env()
     files = keygen(out_dir, passphrase=passphrase, subject=subject, overwrite=force)
@@ -55,6 +57,10 @@ def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
         if line.startswith("sha256:"):
             say(f"fingerprint: {line}")
     say(f"give {out_dir / PUBLIC_DIR} to reviewers; tell them the fingerprints over another channel")
+    say(
+        f"pdfsig users: certutil -d sql:NSSDIR -A -t ',C,' -n cvaudit-ca -i {out_dir / PUBLIC_DIR / CA_CERT}, "
+        "then pdfsig -nssdir sql:NSSDIR report.pdf"
+    )
     if passphrase is None:
         say(f"warning: private keys are not encrypted (set {PASSPHRASE_ENV} to encrypt them)")
     if subject is None:

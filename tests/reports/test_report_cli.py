@@ -234,7 +234,9 @@ def test_keygen_subject_prints_fingerprints(runner, tmp_path):
     out = tmp_path / "keys"
     result = runner.invoke(keygen_command, ["--out", str(out), "--subject", "CN=Jane Doe,O=Acme"])
     assert result.exit_code == 0, result.output
-    assert result.output.count("fingerprint: sha256:") == 2 and "public" in result.output
+    assert result.output.count("fingerprint: sha256:") == 3 and "public" in result.output
+    assert "ca-certificate CN=Jane Doe (cvaudit CA),O=Acme" in result.output
+    assert "certutil" in result.output  # how reviewers make pdfsig trust the CA
     bad = runner.invoke(keygen_command, ["--out", str(tmp_path / "k2"), "--subject", "O=Acme"])
     assert bad.exit_code == 2 and "needs a CN" in bad.output
 

@@ -1,9 +1,10 @@
-"""Independent verification with Debian's pdfsig/pdfdetach and openssl (skipped when missing)."""
+"""Independent verification with Debian's pdfsig/pdfdetach, certutil and openssl (skipped when missing, not in CI)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 
@@ -12,13 +13,17 @@ from conftest import flip_byte
 
 from reports.attestation import pae
 
+PACKAGES = {"openssl": "openssl", "certutil": "libnss3-tools"}  # Debian packages; the rest: poppler-utils
+
 
 def _tool(name: str) -> str:
+    """The tool's path; skipped when missing, except in CI (``CVAUDIT_CI``), where ``.ci/run`` installs it."""
     path = shutil.which(name)
     if path is None:
-        pytest.skip(
-            f"{name} not installed (Debian: apt-get install {'openssl' if name == 'openssl' else 'poppler-utils'})"
-        )
+        message = f"{name} not installed (Debian: apt-get install {PACKAGES.get(name, 'poppler-utils')})"
+        if os.environ.get("CVAUDIT_CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 
@@ -118,3 +123,89 @@ def test_pdfsig_names_the_subject_given_to_keygen(tmp_path, small_results):
     write_reports(tmp_path / "out", small_results, formats=("pdf",), sign_key=tmp_path / "k")
     out = _pdfsig(tmp_path / "out" / "report.pdf")
     assert "Signature is Valid." in out and "Jane Doe" in out
+
+
+# ------------------------------------------- who signed, checked by other tools (issue 30)
+
+
+def _openssl_fingerprint(cert) -> str:
+    """``openssl x509 -noout -fingerprint -sha256`` as ``sha256:<lower hex>``."""
+    done = subprocess.run(
+        [_tool("openssl"), "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    label, _, colons = done.stdout.strip().partition("=")
+    assert label.lower() == "sha256 fingerprint", done.stdout
+    return "sha256:" + colons.replace(":", "").lower()
+
+
+def _subject(cert) -> str:
+    done = subprocess.run(
+        [_tool("openssl"), "x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", str(cert)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip().removeprefix("subject=")
+
+
+def test_report_names_the_signer_and_the_anchor_as_openssl_sees_them(signed_report, key_dir_pw):
+    """The report's Signature section: subject and fingerprints equal to what openssl computes from the key folder."""
+    public = key_dir_pw / "public"
+    cert_fp, ca_fp = _openssl_fingerprint(public / "pdf-signing.cert.pem"), _openssl_fingerprint(public / "ca.cert.pem")
+    key_fp = _openssl_sha256_der(["pkey", "-pubin"], public / "attestation.pub.pem")
+    subject, ca_subject = _subject(public / "pdf-signing.cert.pem"), _subject(public / "ca.cert.pem")
+    assert "CN=cvaudit report signer " in subject and "(cvaudit CA)" in ca_subject and ca_fp != cert_fp
+    html = (signed_report / "report.html").read_text()
+    section = html[html.index('<section id="signature"') :]
+    section = section[: section.index("</section>")]
+    for value in (subject, cert_fp, ca_subject, ca_fp, key_fp):
+        assert value in section, value
+    # the PDF's own text says the same (pdftotext; fingerprints may wrap, so compare without white space)
+    text = subprocess.run(
+        [_tool("pdftotext"), str(signed_report / "report.pdf"), "-"], capture_output=True, text=True, timeout=60
+    ).stdout
+    flat = "".join(text.split())
+    for value in (subject, cert_fp, ca_fp):
+        assert "".join(value.split()) in flat, value
+    # and cvaudit verify prints that same certificate fingerprint
+    from reports.verify import verify
+
+    assert verify(signed_report, key_dir=public).signers[0].fingerprint == cert_fp
+
+
+def test_pdfsig_trusts_the_certificate_once_the_ca_is_in_the_nss_database(signed_report, key_dir_pw, tmp_path):
+    """The README's steps: import ca.cert.pem with certutil, then pdfsig shows the chain as trusted."""
+    pdf = signed_report / "report.pdf"
+    certutil = _tool("certutil")
+
+    def pdfsig_with(db) -> str:
+        done = subprocess.run(
+            [_tool("pdfsig"), "-nssdir", f"sql:{db}", str(pdf)], capture_output=True, text=True, timeout=60
+        )
+        return done.stdout
+
+    def new_db(name):
+        db = tmp_path / name
+        db.mkdir()
+        subprocess.run([certutil, "-N", "-d", f"sql:{db}", "--empty-password"], check=True, timeout=60)
+        return db
+
+    empty = pdfsig_with(new_db("empty"))
+    assert "Signature is Valid." in empty and "Certificate issuer isn't Trusted." in empty, empty
+    db = new_db("nss")
+    ca = key_dir_pw / "public" / "ca.cert.pem"
+    subprocess.run(
+        [certutil, "-d", f"sql:{db}", "-A", "-t", ",C,", "-n", "cvaudit-ca", "-i", str(ca)], check=True, timeout=60
+    )
+    out = pdfsig_with(db)
+    assert "Signature Validation: Signature is Valid." in out, out
+    assert "Certificate Validation: Certificate is Trusted." in out, out
+    assert "Total document signed" in out
+    # a changed byte is still caught with the CA trusted
+    flip_byte(pdf, pdf.stat().st_size // 3)
+    assert "Signature is Valid." not in pdfsig_with(db)

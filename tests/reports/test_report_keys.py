@@ -182,3 +182,115 @@ def test_certificate_naming_another_attestation_key_is_refused(own_keys, tmp_pat
         shutil.copy2(other / name, own_keys / name)
     with pytest.raises(SigningError, match="not one key set"):
         load_signing_keys(own_keys)
+
+
+# ------------------------------------------------------------ the CA of keygen (issue 30)
+
+
+def _ext(cert, kind):
+    from cryptography import x509
+
+    return cert.extensions.get_extension_for_class(getattr(x509, kind)).value
+
+
+def test_keygen_issues_the_signing_certificate_from_a_ca(key_dir):
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from reports.certificates import DOCUMENT_SIGNING_OID
+    from reports.keys import CA_CERT
+
+    ca = x509.load_pem_x509_certificate((key_dir / CA_CERT).read_bytes())
+    cert = x509.load_pem_x509_certificate((key_dir / PDF_CERT).read_bytes())
+    assert _ext(ca, "BasicConstraints").ca and _ext(ca, "BasicConstraints").path_length == 0
+    usage = _ext(ca, "KeyUsage")
+    assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
+    assert ca.issuer == ca.subject and cert.issuer == ca.subject != cert.subject
+    cert.verify_directly_issued_by(ca)
+    assert not _ext(cert, "BasicConstraints").ca
+    usage = _ext(cert, "KeyUsage")
+    assert usage.digital_signature and usage.content_commitment and not usage.key_cert_sign
+    assert set(_ext(cert, "ExtendedKeyUsage")) == {ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING_OID}
+    assert (key_dir / PUBLIC_DIR / CA_CERT).read_bytes() == (key_dir / CA_CERT).read_bytes()
+    # the CA's private key is never written: only the two signing keys are private keys
+    private = sorted(p.name for p in key_dir.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes())
+    assert private == sorted([ATTESTATION_KEY, PDF_KEY])
+    assert load_signing_keys(key_dir).chain == (ca,)
+
+
+def test_openssl_accepts_the_chain_for_signing(key_dir):
+    """openssl builds the path from the CA to the signing certificate (S/MIME signing purpose, as NSS checks)."""
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    done = subprocess.run(
+        [openssl, "verify", "-purpose", "smimesign", "-CAfile", key_dir / "ca.cert.pem", key_dir / PDF_CERT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith(": OK"), done.stdout + done.stderr
+
+
+def test_trust_file_lists_the_ca_first(key_dir):
+    from cryptography import x509
+
+    from reports.keys import CA_CERT, certificate_fingerprint
+
+    ca = x509.load_pem_x509_certificate((key_dir / CA_CERT).read_bytes())
+    lines = [line for line in (key_dir / PUBLIC_DIR / TRUST_FILE).read_text().splitlines() if line.startswith("sha")]
+    assert [line.split()[1] for line in lines] == ["ca-certificate", "pdf-certificate", "attestation-key"]
+    assert lines[0].split()[0] == certificate_fingerprint(ca)
+
+
+def test_keygen_refuses_to_overwrite_a_ca(tmp_path):
+    folder = tmp_path / "k"
+    keygen(folder)
+    for name in (PDF_KEY, PDF_CERT, ATTESTATION_KEY, ATTESTATION_PUB, "pdf-signing.pub.pem"):
+        (folder / name).unlink()
+    with pytest.raises(SigningError, match="ca.cert.pem: already exists"):
+        keygen(folder)
+
+
+def test_folder_of_the_old_keygen_still_loads(key_dir, tmp_path):
+    from key_folders import legacy_folder
+
+    folder = legacy_folder(shutil.copytree(key_dir, tmp_path / "old"))
+    keys = load_signing_keys(folder)
+    assert keys.chain == () and keys.anchor == keys.pdf_cert
+
+
+def test_issued_certificate_without_its_ca_is_refused(own_keys):
+    (own_keys / "ca.cert.pem").unlink()
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(own_keys)
+    assert "not self-signed, and no issuer is given" in _one_line(info) and "ca.cert.pem" in _one_line(info)
+
+
+def test_another_ca_is_refused(own_keys, tmp_path):
+    keygen(tmp_path / "other")
+    shutil.copy2(tmp_path / "other" / "ca.cert.pem", own_keys / "ca.cert.pem")
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(own_keys)
+    assert "does not chain to" in _one_line(info) and "is not issued by" in _one_line(info)
+
+
+def test_a_non_ca_issuer_is_refused(own_keys):
+    """A leaf certificate named as the issuer (CA:FALSE) is not a CA, whatever it signed."""
+    shutil.copy2(own_keys / PDF_CERT, own_keys / "ca.cert.pem")
+    with pytest.raises(SigningError) as info:
+        load_signing_keys(own_keys)
+    assert "is not a CA" in _one_line(info)
+
+
+def test_an_organisations_chain_loads(key_dir, tmp_path):
+    from key_folders import org_folder
+
+    keys = load_signing_keys(org_folder(key_dir, tmp_path / "org"))
+    assert [c.subject.rfc4514_string() for c in keys.chain] == [
+        "O=Acme Audit,CN=Acme Document Signing CA",
+        "O=Acme Audit,CN=Acme Root CA",
+    ]
+    assert keys.anchor == keys.chain[-1]

@@ -365,3 +365,101 @@ def test_subject_matched_with_or_without_prefix(signed_report, tmp_path):
     assert unknown.exit_code == 2 and "no attested subject" in unknown.unusable and "model.pt" in unknown.unusable
     missing = verify(signed_report, subjects={"model.pt": tmp_path / "absent.pt"})
     assert missing.exit_code == 2 and "no such file" in missing.unusable
+
+
+# ------------------------------------------------- anchoring on the CA (issue 30)
+
+
+def _signed(folder, results, key_dir, **kwargs):
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    write_reports(folder, results, formats=("pdf",), sign_key=key_dir, **kwargs)
+    return folder
+
+
+def _trust_lines(path, key_dir, *kinds):
+    lines = (key_dir / "public" / "trust.txt").read_text().splitlines()
+    path.write_text("".join(line + "\n" for line in lines if line.split()[1:2] and line.split()[1] in kinds))
+    return path
+
+
+def test_the_ca_fingerprint_alone_anchors_the_report(signed_report, key_dir_pw, tmp_path):
+    ca_only = _trust_lines(tmp_path / "ca.txt", key_dir_pw, "ca-certificate")
+    assert len(ca_only.read_text().splitlines()) == 1
+    report = verify(signed_report, anchors=load_anchors(trust_files=[ca_only]))
+    assert report.outcome == "VALID", report.to_text()
+    pdf, att = report.signers
+    assert pdf.trusted and pdf.why.startswith("issued under the trusted CA") and "(cvaudit CA)" in pdf.why
+    assert att.trusted and "named by the PDF certificate" in att.why
+    # the CA as a PEM file (a reviewer's ca.cert.pem) anchors it the same way
+    pem = verify(signed_report, anchors=load_anchors(trust_files=[key_dir_pw / "public" / "ca.cert.pem"]))
+    assert pem.outcome == "VALID", pem.to_text()
+
+
+def test_a_ca_of_the_same_name_from_another_key_set_does_not_anchor(tmp_path, small_results):
+    """Trust is by the CA's fingerprint and a validated path, never by its name."""
+    subject = "CN=Jane Doe,O=Acme Audit"
+    keygen(tmp_path / "mine", subject=subject)
+    keygen(tmp_path / "theirs", subject=subject)
+    out = _signed(tmp_path / "out", small_results, tmp_path / "mine")
+    theirs = tmp_path / "theirs" / "public"
+    for anchors in (
+        load_anchors(trust_files=[_trust_lines(tmp_path / "t.txt", tmp_path / "theirs", "ca-certificate")]),
+        load_anchors(trust_files=[theirs / "ca.cert.pem"]),
+    ):
+        report = verify(out, anchors=anchors)
+        assert report.outcome == "UNTRUSTED" and report.intact, report.to_text()
+        assert not any(s.trusted for s in report.signers)
+    mine = verify(out, anchors=load_anchors(trust_files=[tmp_path / "mine" / "public" / "ca.cert.pem"]))
+    assert mine.outcome == "VALID", mine.to_text()
+
+
+def test_a_trusted_certificate_that_is_no_ca_vouches_for_nothing_else(tmp_path, small_results):
+    """A leaf certificate's fingerprint trusts that certificate only, not what it might have signed."""
+    keygen(tmp_path / "mine")
+    keygen(tmp_path / "other")
+    out = _signed(tmp_path / "out", small_results, tmp_path / "mine")
+    leaf = load_anchors(trust_files=[tmp_path / "other" / "public" / PDF_CERT])
+    assert verify(out, anchors=leaf).outcome == "UNTRUSTED"
+
+
+def test_a_report_signed_with_an_old_key_folder_still_verifies(key_dir, tmp_path, small_results):
+    from key_folders import legacy_folder
+
+    old = legacy_folder(shutil.copytree(key_dir, tmp_path / "old"))
+    out = _signed(tmp_path / "out", small_results, old)
+    report = verify(out, key_dir=old / "public")
+    assert report.outcome == "VALID", report.to_text()
+    assert verify(out, anchors=load_anchors(trust_files=[old / "public" / "trust.txt"])).outcome == "VALID"
+    assert verify(out).outcome == "UNTRUSTED"
+
+
+def test_an_organisations_certificate_needs_its_attestation_key_trusted_too(key_dir, tmp_path, small_results):
+    """An organisation's certificate does not name the attestation key: trusting its root trusts the PDF only."""
+    from key_folders import org_folder
+
+    org = org_folder(key_dir, tmp_path / "org")
+    out = _signed(tmp_path / "out", small_results, org)
+    root_only = load_anchors(trust_files=[_root_pem(org, tmp_path / "root.pem")])
+    report = verify(out, anchors=root_only)
+    assert report.outcome == "UNTRUSTED" and report.intact, report.to_text()
+    pdf, att = report.signers
+    assert pdf.trusted and "Acme Root CA" in pdf.why and not att.trusted
+    both = load_anchors(trust_files=[tmp_path / "root.pem", org / "public" / ATTESTATION_PUB])
+    assert verify(out, anchors=both).outcome == "VALID"
+
+
+def _root_pem(folder, path):
+    blocks = (folder / "public" / "ca.cert.pem").read_text().split("-----END CERTIFICATE-----")
+    path.write_text(blocks[1].strip() + "\n-----END CERTIFICATE-----\n")
+    return path
+
+
+def test_a_folder_holding_only_the_ca_certificate_is_an_anchor(signed_report, key_dir_pw, tmp_path):
+    """--key reads ca.cert.pem: a reviewer's folder with the CA alone verifies the report."""
+    folder = tmp_path / "reviewer"
+    folder.mkdir()
+    shutil.copy2(key_dir_pw / "public" / "ca.cert.pem", folder / "ca.cert.pem")
+    report = verify(signed_report, key_dir=folder)
+    assert report.outcome == "VALID", report.to_text()
+    assert report.signers[0].why.startswith("issued under the trusted CA")
