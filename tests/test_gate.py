@@ -258,6 +258,10 @@ def test_a_report_only_run_says_so_in_every_output(workspace):
     assert "REPORT ONLY" in banner and ">PASS<" not in banner
     properties = {p.get("name"): p.get("value") for p in ET.parse(workspace / "out" / "junit.xml").iter("property")}
     assert properties["policy.report_only"] == "True"
+    from reports.verify import Check, _Acc, _read_signed_results  # what `cvaudit verify` says of these results
+
+    signed = _read_signed_results(workspace / "out", None, _Acc(checks=[Check("results.json", True, "intact")]))
+    assert signed is not None and signed.to_text().startswith("signed results: verdict REPORT ONLY")
 
 
 def test_ci_gate_audits_a_model_without_subgroup_attributes(tmp_path):
