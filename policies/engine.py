@@ -105,6 +105,7 @@ def check_policy(
             rules.append(_metric_rule(results, policy, rule))
         else:
             rules.append(evaluate_finding_rule(results, policy, rule, findings))
+    _refuse_a_gate_on_nothing(policy, rules)
     failures = [
         {
             "id": r["id"],
@@ -142,6 +143,21 @@ def check_policy(
         "failures": failures,
         "rules": rules,
     }
+
+
+def _refuse_a_gate_on_nothing(policy: Policy, rules: list[dict[str, Any]]) -> None:
+    """Fail closed after judging too: a target found absent only in the results (a section entry)
+    may leave every blocking rule not applicable, which :func:`validate_policy` could not see."""
+    blocking = [r for r in rules if r["blocking"]]
+    if policy.report_only or policy.blocking_governance or not blocking:
+        return
+    if all(r["status"] == "not_applicable" for r in blocking):
+        why = "; ".join(f"{r['id']}: {r['message']}" for r in blocking)
+        raise PolicyError(
+            f"no blocking rule applies to these results, so the gate would pass on nothing ({why})",
+            file=policy.source,
+            key="rules",
+        )
 
 
 def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> dict[str, Any]:

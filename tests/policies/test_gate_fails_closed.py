@@ -167,6 +167,18 @@ def test_required_false_means_the_same_whatever_the_spelling(results, as_conditi
     assert outcomes == ["not_applicable", "not_applicable"]
 
 
+def test_an_absent_section_entry_with_required_false_is_not_applicable_too(results):
+    by_entry = {"id": "r", "section": "robustness", "entry": "fog@*", "metric": "drop", "max": 0.3, "required": False}
+    by_condition = {"id": "r", "condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": False}
+    for rule in (by_entry, by_condition):
+        judged = check_policy(results, _policy(rule, CLEAN))["rules"][0]
+        assert judged["status"] == "not_applicable", judged
+    assert judged["message"] == "not applicable: 'fog@*' is not in this run (required: false)"
+    # found absent only while judging: the verdict still refuses a gate left with nothing to judge
+    with pytest.raises(PolicyError, match=r"^t\.yaml: key 'rules': no blocking rule applies to these results"):
+        check_policy(results, _policy(by_entry, {**CLEAN, "blocking": False}))
+
+
 @pytest.mark.parametrize("target", [{"condition": "pgd@0.0077"}, {"stressor": "pgd", "severity": 0.0077}])
 def test_a_near_miss_is_an_error_whatever_the_spelling(results, target):
     rule = {"id": "r", "metric": "accuracy", "min": 0.5, "required": False, **target}
