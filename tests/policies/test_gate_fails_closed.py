@@ -204,6 +204,44 @@ def test_both_spellings_give_the_same_exit_code(runner_cli, results_file, write_
         assert "key 'severity': no condition 'night@6' in the run; night runs night@1" in lines[1]
 
 
+def _with_probe(results: dict[str, Any]) -> dict[str, Any]:
+    """The fixture plus an attack sanity probe pgd@0.5 (accuracy 0.01, as a working attack gives)."""
+    results = copy.deepcopy(results)
+    probe = copy.deepcopy(next(c for c in results["conditions"] if c["id"] == "pgd@0.0078"))
+    probe.update(id="pgd@0.5", severity=0.5, probe=True)
+    probe["metrics"]["accuracy"] = 0.01
+    results["conditions"].append(probe)
+    return results
+
+
+@pytest.mark.parametrize(
+    "as_condition, as_stressor, picked",
+    [
+        ({"condition": "pgd@*"}, {"stressor": "pgd"}, "pgd@0.0078"),  # a wildcard leaves the probe out
+        ({"condition": "pgd@0.5"}, {"stressor": "pgd", "severity": 0.5}, "pgd@0.5"),  # naming it judges it
+    ],
+)
+def test_probes_are_picked_the_same_whatever_the_spelling(results, as_condition, as_stressor, picked):
+    results = _with_probe(results)
+    judged = [
+        check_policy(results, _policy({"id": "r", "metric": "accuracy", "min": 0.0, **target}))["rules"][0]
+        for target in (as_condition, as_stressor)
+    ]
+    assert [(r["condition"], r["observed"], "evaluations" in r) for r in judged] == [
+        (picked, 0.41 if picked == "pgd@0.0078" else 0.01, False)
+    ] * 2
+
+
+def test_a_wildcard_that_only_finds_probes_matches_nothing(results):
+    results = _with_probe(results)
+    for cond in results["conditions"]:
+        cond["probe"] = cond["id"].startswith("pgd@")
+    with pytest.raises(PolicyError, match=r"key 'stressor': stressor 'pgd' \('pgd@\*'\) matches no condition"):
+        check_policy(results, _policy({"id": "r", "stressor": "pgd", "metric": "accuracy", "min": 0.0}))
+    optional = {"id": "r", "condition": "pgd@*", "metric": "accuracy", "min": 0.0, "required": False}
+    assert check_policy(results, _policy(optional, CLEAN))["rules"][0]["status"] == "not_applicable"
+
+
 def test_a_stressor_label_with_dots_is_one_spelling(results):
     results = copy.deepcopy(results)
     for cond in results["conditions"]:
