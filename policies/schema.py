@@ -118,6 +118,10 @@ def _key_error(key: str, message: str, *, rule_id: str | None = None) -> Pydanti
     return PydanticCustomError("policy_key", "{message}", context)
 
 
+def _bound_outcome(*, never: bool) -> str:
+    return "can never be met" if never else "is met whatever the data (the rule judges nothing)"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -253,22 +257,25 @@ class MetricRule(_Strict):
     @model_validator(mode="after")
     def _check_bounds(self) -> MetricRule:
         # a difference between groups is >= 0 (a ratio, smallest over largest, lies in [0, 1]): a bound
-        # outside that range can never be met, and the tests of differences refuse it (a negative tolerance)
+        # outside that range is never met or always met, and the tests of differences refuse it (a
+        # negative tolerance)
         difference = self.difference
         if difference is None:
             return self
         statistic, kind = difference
         if self.threshold < 0:
+            outcome = _bound_outcome(never=self.op == "max")
             raise _key_error(
                 self.op,
-                f"a {kind} of {statistic} is never negative, so {self.op} {self.threshold:g} can never be met; "
+                f"a {kind} of {statistic} is never negative, so {self.op} {self.threshold:g} {outcome}; "
                 "expected a bound >= 0",
             )
         if kind == "ratio" and self.threshold > 1:
+            outcome = _bound_outcome(never=self.op == "min")
             raise _key_error(
                 self.op,
-                f"a ratio of {statistic} (smallest group over largest) is at most 1, so {self.op} {self.threshold:g} "
-                "can never be met; expected a bound between 0 and 1",
+                f"a ratio of {statistic} (smallest group over largest) is at most 1, so {self.op} "
+                f"{self.threshold:g} {outcome}; expected a bound between 0 and 1",
             )
         return self
 

@@ -271,7 +271,19 @@ IMPOSSIBLE = {
     "ratio below 0": (
         {"condition": "clean", "attribute": "camera", "aggregate": "ratio", "metric": "accuracy", "min": -0.5},
         "min",
-        "a ratio of accuracy is never negative, so min -0.5 can never be met",
+        "a ratio of accuracy is never negative, so min -0.5 is met whatever the data (the rule judges nothing)",
+    ),
+    "point ratio above 1": (
+        {"condition": "clean", "attribute": "camera", "aggregate": "ratio", "metric": "accuracy", "max": 1.5}
+        | {"test": "point"},
+        "max",
+        "a ratio of accuracy (smallest group over largest) is at most 1, so max 1.5 is met whatever the data",
+    ),
+    "point gap with a negative min": (
+        {"condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "accuracy", "min": -0.1}
+        | {"test": "point"},
+        "min",
+        "a gap of accuracy is never negative, so min -0.1 is met whatever the data",
     ),
     "ratio above 1": (
         {"condition": "clean", "attribute": "camera", "aggregate": "ratio", "metric": "accuracy", "min": 1.2},
