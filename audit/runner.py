@@ -139,10 +139,11 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     import policies
     from policies.findings import judge_findings
     from policies.governance import GovernanceScan, report_image_mode
-    from policies.validate import validate_policy
+    from policies.validate import check_gate, validate_policy
     from reports.keys import load_signing_keys, passphrase_from_env
 
     policy = policies.load_policy(cfg.policy)
+    check_gate(policy)  # a policy with nothing that can fail is refused before the data are read
     passphrase_bytes = passphrase_from_env()
     keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
     baseline_results = _load_baseline(baseline) if baseline else None

@@ -93,8 +93,9 @@ def _judge(rule, metrics: dict) -> bool:
     from policies import check_policy
     from policies.loader import policy_from_dict
 
-    policy = policy_from_dict(
-        {"version": 1, "name": "p", "rules": [rule.model_dump(exclude_unset=True)]}, source="builtin"
+    policy = policy_from_dict(  # a non-blocking rule alone is no gate: judged in a report-only policy
+        {"version": 1, "name": "p", "report_only": not rule.blocking, "rules": [rule.model_dump(exclude_unset=True)]},
+        source="builtin",
     )
     results = {
         "evaluation": {"min_group_size": 30, "confidence_level": 0.95},

@@ -15,12 +15,11 @@ plain records the evaluator maps onto its slots; it judges nothing.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 
-from audit.contract.conditions import canonical_condition, format_severity, is_glob
 from audit.contract.plan import PlannedCondition, RunPlan
 from policies.schema import FindingRule, MetricRule, Policy
+from policies.targets import selector_matches
 
 __all__ = ["DECIDABLE_METRICS", "stop_targets"]
 
@@ -31,16 +30,7 @@ _RUN_SECTIONS = {"dataset", "evaluation", "model", "tool", "provenance", "govern
 
 
 def _matches(rule: MetricRule, condition: PlannedCondition) -> bool:
-    if rule.condition is not None:
-        selector = canonical_condition(rule.condition)
-        if not is_glob(selector):
-            return condition.id == selector
-        return fnmatchcase(condition.id, selector) and not condition.probe
-    if condition.stressor is None or not fnmatchcase(condition.stressor, str(rule.stressor)):
-        return False
-    if rule.severity is None:
-        return not condition.probe
-    return format_severity(condition.severity) == format_severity(rule.severity)
+    return selector_matches(rule.selector, condition.id, probe=condition.probe)
 
 
 def _undecidable(rule: MetricRule) -> str | None:

@@ -9,7 +9,12 @@ Decisions written here once:
   interval the run does not compute) is a :class:`~policies.errors.PolicyError`,
   never a silent non-match.
 - A rule whose target is absent and that says ``required: false`` is
-  ``not_applicable``: it neither passes nor fails the verdict.
+  ``not_applicable``: it neither passes nor fails the verdict. Which rules
+  those are is decided once, by :func:`~policies.validate.validate_policy`,
+  whatever the spelling of the target (``condition: night@2`` or ``stressor:
+  night, severity: 2``; an ``attribute`` glob in a run without attributes; an
+  absent section or check). A policy none of whose blocking rules applies is
+  refused there (its gate would pass on nothing).
 - A rule that cannot be judged (its group is too small, the value is null,
   ``n < min_samples``) is *insufficient data*; what that does is
   ``on_insufficient_data`` of the rule, else of the policy: ``fail`` (the
@@ -79,7 +84,7 @@ def check_policy(
             validated against it first (:func:`policies.validate.validate_policy`).
 
     Returns:
-        ``{name, version, sha256, verdict, on_insufficient_data, counts,
+        ``{name, version, sha256, verdict, [report_only,] on_insufficient_data, counts,
         governance_counts, blocking_failures, failures, rules: [{id, kind,
         status, blocking, observed, threshold, message, condition, group,
         clause, ...}]}``.
@@ -88,16 +93,19 @@ def check_policy(
         PolicyError: a rule can never match what the run produced (see
             :func:`policies.validate.validate_policy`).
     """
-    validate_policy(policy, plan if plan is not None else RunPlan.from_results(results))
+    inapplicable = validate_policy(policy, plan if plan is not None else RunPlan.from_results(results))
     if findings is None:
         findings = list(((results.get("governance") or {}).get("findings")) or [])
     findings = judge_findings(findings, policy)
     rules = []
     for rule in policy.rules:
-        if isinstance(rule, MetricRule):
+        if rule.id in inapplicable and isinstance(rule, MetricRule):
+            rules.append(_rule_result(policy, rule, [Evaluation("not_applicable", None, note=inapplicable[rule.id])]))
+        elif isinstance(rule, MetricRule):
             rules.append(_metric_rule(results, policy, rule))
         else:
             rules.append(evaluate_finding_rule(results, policy, rule, findings))
+    _refuse_a_gate_on_nothing(policy, rules)
     failures = [
         {
             "id": r["id"],
@@ -127,6 +135,7 @@ def check_policy(
         "version": policy.version,
         "sha256": policy.sha256,
         "verdict": "fail" if failures else "pass",
+        **({"report_only": True} if policy.report_only else {}),
         "on_insufficient_data": policy.on_insufficient_data,
         "counts": dict(Counter(r["status"] for r in rules)),
         "governance_counts": dict(Counter(str(f.get("status")) for f in findings)),
@@ -134,6 +143,21 @@ def check_policy(
         "failures": failures,
         "rules": rules,
     }
+
+
+def _refuse_a_gate_on_nothing(policy: Policy, rules: list[dict[str, Any]]) -> None:
+    """Fail closed after judging too: a target found absent only in the results (a section entry)
+    may leave every blocking rule not applicable, which :func:`validate_policy` could not see."""
+    blocking = [r for r in rules if r["blocking"]]
+    if policy.report_only or policy.blocking_governance or not blocking:
+        return
+    if all(r["status"] == "not_applicable" for r in blocking):
+        why = "; ".join(f"{r['id']}: {r['message']}" for r in blocking)
+        raise PolicyError(
+            f"no blocking rule applies to these results, so the gate would pass on nothing ({why})",
+            file=policy.source,
+            key="rules",
+        )
 
 
 def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> dict[str, Any]:
@@ -144,27 +168,14 @@ def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> d
         evaluations = section_evaluations(results, rule, error)
     else:
         check_names(results, rule, error)
-        conditions = t.select_conditions(
-            results, condition=rule.condition, stressor=rule.stressor, severity=rule.severity
-        )
-        if not conditions:
-            # validate_policy let this through: the rule says its target may be absent
-            selector = rule.condition or f"{rule.stressor}@{rule.severity if rule.severity is not None else '*'}"
-            evaluations = [
-                Evaluation("not_applicable", None, note=f"{selector!r} is not in this run (required: false)")
-            ]
-        else:
-            evaluations = [e for cond in conditions for e in condition_evaluations(results, cond, rule)]
-            if not evaluations:
-                evaluations = [
-                    Evaluation(
-                        "insufficient_data",
-                        None,
-                        note=f"no groups for attribute {rule.attribute!r}",
-                    )
-                ]
-            elif rule.test_mode != "point":
-                evaluations = decide_differences(results, rule, evaluations)
+        conditions = t.select_conditions(results, rule.selector)
+        if not conditions:  # validate_policy found them in the plan: results and plan disagree
+            raise error("condition", f"{rule.selector!r} matches no condition stored in the results")
+        evaluations = [e for cond in conditions for e in condition_evaluations(results, cond, rule)]
+        if not evaluations:
+            evaluations = [Evaluation("insufficient_data", None, note=f"no groups for attribute {rule.attribute!r}")]
+        elif rule.test_mode != "point":
+            evaluations = decide_differences(results, rule, evaluations)
     return _rule_result(policy, rule, evaluations, _early_decisions(results, rule))
 
 

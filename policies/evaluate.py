@@ -39,7 +39,7 @@ class Evaluation:
     :class:`~audit.contract.gaptests.TargetTest`).
     """
 
-    status: str  # pass | fail | insufficient_data
+    status: str  # pass | fail | insufficient_data | not_applicable
     observed: float | None
     condition: str | None = None
     group: str | None = None
@@ -105,18 +105,21 @@ def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorF
     """Judge ``metric`` in ``results[section]`` (in each ``entry`` matching the glob for a list).
 
     An entry flagged ``insufficient_data: true`` (a group too small to judge, e.g. in
-    ``breaking_points``) is judged ``insufficient_data``.
+    ``breaking_points``) is judged ``insufficient_data``. A section, entry or key that is absent
+    is ``not_applicable`` when the rule says ``required: false`` (as an absent condition is).
     """
     node = results.get(rule.section)  # type: ignore[arg-type]
     if node is None:
-        if rule.required or "required" not in rule.model_fields_set:
+        if not rule.optional:
             have = ", ".join(sorted(str(k) for k in results)) or "none"
             raise error(
                 "section",
                 f"section {rule.section!r} is not in the results (have: {have}); "
                 "set 'required: false' if it may be absent",
             )
-        return [Evaluation("insufficient_data", None, note=f"no section {rule.section!r} in the results")]
+        return [
+            Evaluation("not_applicable", None, note=f"no section {rule.section!r} in the results (required: false)")
+        ]
     if isinstance(node, list):
         if rule.entry is None:
             raise error("entry", f"section {rule.section!r} is a list; name the entry to judge with 'entry'")
@@ -129,9 +132,15 @@ def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorF
     if not chosen:
         if rule.required:
             raise error("entry", f"required entry {rule.entry!r} is not in section {rule.section!r}")
+        if rule.optional:  # as for a condition: a target the rule says may be absent is not applicable
+            return [
+                Evaluation(
+                    "not_applicable", None, note=f"no entry {rule.entry!r} in {rule.section!r} (required: false)"
+                )
+            ]
         return [Evaluation("insufficient_data", None, note=f"no entry {rule.entry!r} in {rule.section!r}")]
     if not any(t.resolve_path(e, rule.metric) is not t.MISSING for _, e in chosen):
-        if "required" in rule.model_fields_set and not rule.required:  # a key older results lack (a known key)
+        if rule.optional:  # a key older results lack (a known key)
             return [
                 Evaluation("not_applicable", None, note=f"no {rule.metric!r} in {rule.section!r} (required: false)")
             ]

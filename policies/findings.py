@@ -188,7 +188,7 @@ def evaluate_finding_rule(
         status, pick = "pass", passed[0]
     else:
         status, pick = None, (matched[0] if matched else None)
-    if status is None and not matched and "required" in rule.model_fields_set and not rule.required:
+    if status is None and not matched and rule.optional:
         status, message = "not_applicable", f"not applicable: no check {rule.check!r} in this run (required: false)"
     elif status is None:
         mode = policy.on_insufficient_data

@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from audit.contract.conditions import canonical_condition
+from audit.contract.conditions import canonical_condition, format_severity
 from audit.contract.gaptests import RATE_DIFFERENCES
 from audit.contract.groupstats import GAP_METRICS, RATIO_METRICS
 
@@ -51,7 +51,9 @@ PersonalImageMode = Literal["none", "anonymized"]
 PiiPattern = Literal["email", "phone", "national_id"]
 
 _RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-_CONDITION = re.compile(r"^(clean|\*|[A-Za-z0-9_*?!\[\]-]+@[^@\s]+)$")
+#: a stressor name (a config entry's name or label, which may hold "." and ":") or a glob of names
+_STRESSOR = r"[A-Za-z0-9_.:*?!\[\]-]+"
+_CONDITION = re.compile(rf"^(clean|\*|{_STRESSOR}@[^@\s]+)$")
 
 DEFAULT_PII_COLUMNS = (
     "name",
@@ -116,6 +118,10 @@ def _key_error(key: str, message: str, *, rule_id: str | None = None) -> Pydanti
     return PydanticCustomError("policy_key", "{message}", context)
 
 
+def _bound_outcome(*, never: bool) -> str:
+    return "can never be met" if never else "is met whatever the data (the rule judges nothing)"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,7 +153,7 @@ class MetricRule(_Strict):
     description: str | None = None
     clause: str | None = None
     condition: str | None = None
-    stressor: str | None = None
+    stressor: str | None = Field(default=None, pattern=rf"^{_STRESSOR}$")
     severity: Number | None = None
     section: str | None = None
     entry: str | None = None
@@ -248,6 +254,52 @@ class MetricRule(_Strict):
             raise _key_error("attribute", "a glob 'attribute' cannot be combined with 'value'")
         return self
 
+    @model_validator(mode="after")
+    def _check_bounds(self) -> MetricRule:
+        # a difference between groups is >= 0 (a ratio, smallest over largest, lies in [0, 1]): a bound
+        # outside that range is never met or always met, and the tests of differences refuse it (a
+        # negative tolerance)
+        difference = self.difference
+        if difference is None:
+            return self
+        statistic, kind = difference
+        if self.threshold < 0:
+            outcome = _bound_outcome(never=self.op == "max")
+            raise _key_error(
+                self.op,
+                f"a {kind} of {statistic} is never negative, so {self.op} {self.threshold:g} {outcome}; "
+                "expected a bound >= 0",
+            )
+        if kind == "ratio" and self.threshold > 1:
+            outcome = _bound_outcome(never=self.op == "min")
+            raise _key_error(
+                self.op,
+                f"a ratio of {statistic} (smallest group over largest) is at most 1, so {self.op} "
+                f"{self.threshold:g} {outcome}; expected a bound between 0 and 1",
+            )
+        return self
+
+    @property
+    def selector(self) -> str:
+        """The condition selector of the rule, however it is spelled: ``condition`` as its canonical id or
+        glob, or ``stressor`` + ``severity`` as ``<stressor>@<severity>`` (``<stressor>@*`` without a
+        severity); empty for a ``section`` rule. Every look-up of a rule's conditions matches this one
+        text (:func:`policies.targets.selector_matches`), so the spellings cannot drift apart.
+
+        >>> MetricRule(id="a", stressor="night", severity=2, metric="accuracy", min=0.5).selector
+        'night@2'
+        """
+        if self.condition is not None:
+            return self.condition
+        if self.stressor is None:
+            return ""
+        return f"{self.stressor}@{'*' if self.severity is None else format_severity(self.severity)}"
+
+    @property
+    def optional(self) -> bool:
+        """The rule says explicitly (``required: false``) that its target may be absent from the run."""
+        return "required" in self.model_fields_set and not self.required
+
     @property
     def threshold(self) -> float:
         """The bound (``min`` or ``max``)."""
@@ -276,6 +328,11 @@ class FindingRule(_Strict):
     fail_on: list[Literal["fail", "warn"]] = Field(default_factory=lambda: ["fail"], min_length=1)
     blocking: StrictBool = True
     required: StrictBool = False
+
+    @property
+    def optional(self) -> bool:
+        """The rule says explicitly (``required: false``) that its check may be absent from the run."""
+        return "required" in self.model_fields_set and not self.required
 
 
 def _rule_kind(value: Any) -> str:
@@ -370,6 +427,20 @@ class GovernanceColumns(_Strict):
     biometric_basis: str = "biometric_basis"
 
 
+#: the governance checks a policy may configure (keys of ``governance:`` holding a :class:`CheckConfig`)
+_GOVERNANCE_CHECKS = (
+    "retention",
+    "consent",
+    "purpose",
+    "lawful_basis",
+    "pii",
+    "biometric",
+    "region",
+    "unparseable_dates",
+    "future_dates",
+)
+
+
 class GovernanceConfig(_Strict):
     """The ``governance:`` section; a check runs only when its key is present."""
 
@@ -440,6 +511,7 @@ class Policy(_Strict):
     version: int
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str | None = None
+    report_only: StrictBool = False
     on_insufficient_data: InsufficientMode = "fail"
     rules: list[Rule] = Field(default_factory=list)
     governance: GovernanceConfig | None = None
@@ -460,7 +532,43 @@ class Policy(_Strict):
             if rule.id in seen:
                 raise _key_error("id", "duplicate rule id", rule_id=rule.id)
             seen.add(rule.id)
+        self._check_gates()
         return self
+
+    def _check_gates(self) -> None:
+        """A report-only policy blocks nothing, so its ``pass`` is never mistaken for a gate's (that a
+        gate has a blocking rule that applies is checked when it judges: :func:`policies.validate.check_gate`)."""
+        if not self.report_only:
+            return
+        for rule in self.rules:
+            if rule.blocking:
+                raise _key_error(
+                    "blocking",
+                    "a report_only policy blocks nothing: set 'blocking: false' (rules block by default) "
+                    "or remove 'report_only: true'",
+                    rule_id=rule.id,
+                )
+        for section in self.blocking_governance:
+            raise _key_error(
+                f"governance.{section}.blocking",
+                "a report_only policy blocks nothing: set 'blocking: false' or remove 'report_only: true'",
+            )
+
+    @property
+    def blocking_governance(self) -> list[str]:
+        """The ``governance:`` checks this policy runs and lets block the verdict (their section names)."""
+        governance = self.governance
+        out = []
+        for section in _GOVERNANCE_CHECKS if governance is not None else ():
+            check = getattr(governance, section)
+            if section in ("unparseable_dates", "future_dates"):  # run with retention, may inherit its blocking
+                on = governance.retention is not None and governance.retention.enabled and check.enabled
+                blocking = on and governance.date_check_blocking(section)
+            else:
+                blocking = check is not None and check.enabled and check.blocking
+            if blocking:
+                out.append(section)
+        return out
 
     @property
     def source(self) -> str:

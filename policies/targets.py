@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
-from audit.contract.conditions import format_severity, is_glob
+from audit.contract.conditions import is_glob
 
 MISSING: Any = object()
 """Returned by :func:`resolve_path` when the path does not exist."""
@@ -92,43 +92,30 @@ def entry_name(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def select_conditions(
-    results: dict[str, Any],
-    *,
-    condition: str | None,
-    stressor: str | None,
-    severity: float | None,
-) -> list[dict[str, Any]]:
-    """Conditions whose id matches ``condition`` (an id or a glob), or whose stressor
-    matches the glob ``stressor`` (and whose severity reads the same as ``severity``
-    to four significant digits, see :mod:`audit.contract.conditions`).
+def selector_matches(selector: str, condition_id: str, *, probe: bool = False) -> bool:
+    """Whether a rule's condition selector (:attr:`policies.schema.MetricRule.selector`) picks a condition.
 
-    A selector that names several conditions (a glob, or a stressor without a
-    severity) leaves out attack sanity probes (``probe: true``): a rule judges a
-    probe only when it names it exactly.
+    The one matching rule for every spelling of a target (``condition: night@2``,
+    ``stressor: night, severity: 2``, ``condition: "night@*"``, ``stressor: night``):
+    an exact id picks that condition; a glob picks every condition whose id it
+    matches except attack sanity probes (``probe: true``), which a rule judges
+    only when it names one exactly.
+
+    >>> selector_matches("night@*", "night@2"), selector_matches("pgd@*", "pgd@0.5", probe=True)
+    (True, False)
     """
-    chosen = []
-    wanted = None if severity is None else format_severity(severity)
-    for cond in results.get("conditions") or []:
-        if not isinstance(cond, dict):
-            continue
-        cid = str(cond.get("id", ""))
-        if condition is not None:
-            exact = not is_glob(condition)
-            if (cid == condition) if exact else (fnmatchcase(cid, condition) and not cond.get("probe")):
-                chosen.append(cond)
-            continue
-        name = cond.get("stressor")
-        if name is None or not fnmatchcase(str(name), stressor or ""):
-            continue
-        if wanted is None:
-            if not cond.get("probe"):
-                chosen.append(cond)
-            continue
-        level = as_number(cond.get("severity"))
-        if level is not None and format_severity(level) == wanted:
-            chosen.append(cond)
-    return chosen
+    if not is_glob(selector):
+        return condition_id == selector
+    return fnmatchcase(condition_id, selector) and not probe
+
+
+def select_conditions(results: dict[str, Any], selector: str) -> list[dict[str, Any]]:
+    """The stored conditions a rule's ``selector`` picks (:func:`selector_matches`), in order."""
+    return [
+        cond
+        for cond in results.get("conditions") or []
+        if isinstance(cond, dict) and selector_matches(selector, str(cond.get("id", "")), probe=bool(cond.get("probe")))
+    ]
 
 
 def condition_ids(results: dict[str, Any]) -> list[str]:

@@ -17,9 +17,14 @@ What a rule may name:
   severity within 5 % of one the run has (``pgd@0.0078`` against
   ``pgd@0.007843``) is always an error: a near miss, not a condition that
   did not run.
-- ``stressor`` (+ ``severity``): the same rules.
+- ``stressor`` (+ ``severity``): the same rules, and the same outcome: the
+  spelling is turned into the condition selector ``<stressor>@<severity>``
+  (``<stressor>@*`` without a severity; :attr:`~policies.schema.MetricRule.selector`)
+  and matched exactly as a ``condition`` is (:func:`policies.targets.selector_matches`).
 - ``attribute`` / ``value``: an attribute or intersection of the run (or a glob
-  matching one) and one of its values.
+  matching one) and one of its values. A glob in a run with no attributes at
+  all is allowed only with ``required: false`` (not applicable); a named
+  attribute the run lacks is always an error.
 - ``metric``: a key the target carries: a condition's or group's metric
   (:class:`~audit.contract.results.Metrics`), a gap or ratio of the fairness
   entries (``aggregate: gap|ratio``), a fairness entry key (``attribute``
@@ -30,6 +35,12 @@ What a rule may name:
   of a metric that is not a proportion needs the groups' intervals of it.
 - ``kind: finding`` rules: a check the policy's governance section runs or the
   run produces (the adversarial sanity checks when an attack runs).
+
+A policy that is not ``report_only`` must have something that can fail its
+verdict (:func:`check_gate`: a blocking rule or a blocking governance check),
+and, without a blocking governance check, at least one blocking rule that
+applies to the run: when every blocking rule is not applicable, the gate would
+pass on nothing, and :func:`validate_policy` refuses it.
 """
 
 from __future__ import annotations
@@ -39,15 +50,16 @@ from typing import get_args
 
 from pydantic import BaseModel
 
-from audit.contract.conditions import canonical_condition, format_severity, is_glob, parse_severity, split_condition
+from audit.contract.conditions import format_severity, is_glob, parse_severity, split_condition
 from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
 from audit.contract.plan import RunPlan
 from audit.contract.results import FairnessEntry, GroupMetrics, Metrics, Results
 from policies.errors import PolicyError
 from policies.governance import CHECK_SECTIONS, check_is_configured
 from policies.schema import FindingRule, MetricRule, Policy
+from policies.targets import selector_matches
 
-__all__ = ["validate_policy"]
+__all__ = ["check_gate", "validate_policy"]
 
 _CONDITION_METRICS = tuple(k for k in Metrics.model_fields if not k.endswith("_ci"))
 _GROUP_METRICS = tuple(k for k in GroupMetrics.model_fields if not k.endswith("_ci"))
@@ -76,108 +88,137 @@ def _choices(values: list[str], limit: int = 12) -> str:
     return f"{shown}, … ({len(values)} in all)" if len(values) > limit else (shown or "none")
 
 
-def _optional(rule: MetricRule | FindingRule) -> bool:
-    """The rule says explicitly that its target may be absent from the run."""
-    return "required" in rule.model_fields_set and not rule.required
-
-
-def validate_policy(policy: Policy, plan: RunPlan) -> None:
-    """Raise on the first rule of ``policy`` that can never match ``plan`` (see the module docstring).
+def check_gate(policy: Policy) -> None:
+    """Fail closed: a policy that is not ``report_only`` has something that can fail its verdict (a
+    blocking rule or a blocking governance check), or its gate would pass on nothing.
 
     Raises:
-        PolicyError: one line: policy file, rule id, key, problem and the valid choices.
+        PolicyError: one line naming the policy file and key ``rules``.
     """
+    if policy.report_only or any(rule.blocking for rule in policy.rules) or policy.blocking_governance:
+        return
+    if not policy.rules:
+        problem = "the policy has no rules (and no blocking governance check)"
+    else:
+        problem = f"no rule is blocking (all {len(policy.rules)} say 'blocking: false'; no governance check blocks)"
+    raise PolicyError(
+        f"{problem}, so its gate would pass on nothing; add a blocking rule, "
+        "or set 'report_only: true' to report without a pass/fail gate",
+        file=policy.source,
+        key="rules",
+    )
+
+
+def validate_policy(policy: Policy, plan: RunPlan) -> dict[str, str]:
+    """Raise on the first rule of ``policy`` that can never match ``plan`` (see the module docstring).
+
+    Returns:
+        rule id -> why the rule does not apply to this run, for each rule whose target is absent
+        and that says ``required: false`` (it is judged ``not_applicable``).
+
+    Raises:
+        PolicyError: one line: policy file, rule id, key, problem and the valid choices; or, for a
+            policy that is not ``report_only``, that it has no blocking rule (:func:`check_gate`) or
+            that none of its blocking rules applies to the run (its gate would pass on nothing).
+    """
+    check_gate(policy)
+    inapplicable: dict[str, str] = {}
     for rule in policy.rules:
 
         def error(key: str, problem: str, rule_id: str = rule.id) -> PolicyError:
             return PolicyError(f"{problem} (in {plan.source})", file=policy.source, rule_id=rule_id, key=key)
 
         if isinstance(rule, MetricRule):
-            _validate_metric_rule(rule, plan, error)
+            reason = _validate_metric_rule(rule, plan, error)
         else:
-            _validate_finding_rule(rule, policy, plan, error)
+            reason = _validate_finding_rule(rule, policy, plan, error)
+        if reason is not None:
+            inapplicable[rule.id] = reason
+    blocking = [rule.id for rule in policy.rules if rule.blocking]
+    if blocking and all(rule_id in inapplicable for rule_id in blocking) and not policy.blocking_governance:
+        why = "; ".join(f"{rule_id}: {inapplicable[rule_id]}" for rule_id in blocking)
+        raise PolicyError(
+            f"no blocking rule applies to {plan.source}, so the gate would pass on nothing ({why})",
+            file=policy.source,
+            key="rules",
+        )
+    return inapplicable
 
 
-def _validate_metric_rule(rule: MetricRule, plan: RunPlan, error) -> None:
+def _validate_metric_rule(rule: MetricRule, plan: RunPlan, error) -> str | None:
     if rule.section is not None:
-        _validate_section(rule, plan, error)
-        return
-    if rule.condition is not None:
-        _validate_condition(rule, plan, error)
-    else:
-        _validate_stressor(rule, plan, error)
+        return _validate_section(rule, plan, error)
+    reason = _validate_target(rule, plan, error)
+    if reason is not None:
+        return reason
     if rule.attribute is not None:
-        _validate_attribute(rule, plan, error)
+        reason = _validate_attribute(rule, plan, error)
+        if reason is not None:
+            return reason
     _validate_metric(rule, plan, error)
+    return None
 
 
-def _validate_condition(rule: MetricRule, plan: RunPlan, error) -> None:
-    selector = canonical_condition(str(rule.condition))
-    if selector == "clean":
-        return
-    ids = plan.condition_ids
+def _validate_target(rule: MetricRule, plan: RunPlan, error) -> str | None:
+    """The conditions of a rule, however spelled (``condition`` or ``stressor`` + ``severity``: one
+    selector, :attr:`~policies.schema.MetricRule.selector`), matched as the engine matches them."""
+    selector = rule.selector
+    if selector == "clean" or any(selector_matches(selector, c.id, probe=c.probe) for c in plan.conditions):
+        return None
     name, severity = split_condition(selector)
-    if not is_glob(selector):
-        if selector in ids:
-            return
-        if name in plan.stressors and (not _optional(rule) or _near_miss(severity, plan, name)):
-            raise error(
-                "condition", f"no condition {rule.condition!r} in the run; {name} runs {_choices(plan.ids_of(name))}"
-            )
-        if not _optional(rule):
-            raise error(
-                "condition",
-                f"no stressor {name!r} in the run (stressors: {_choices(plan.stressors)}); "
-                "set 'required: false' if the rule may not apply",
-            )
-        return
-    if not any(fnmatchcase(cid, selector) for cid in ids) and not _optional(rule):
-        raise error("condition", f"{rule.condition!r} matches no condition of the run (conditions: {_choices(ids)})")
+    stressors = [s for s in plan.stressors if fnmatchcase(s, name)]
+    exact = severity is not None and not is_glob(severity)
+    near = bool(stressors) and exact and _near_miss(str(severity), plan, stressors)
+    if rule.optional and not near:
+        return f"{_spelled(rule)} is not in this run (required: false)"
+    hint = "" if near else "; set 'required: false' if the rule may not apply"
+    if stressors and exact:
+        key = "condition" if rule.condition is not None else "severity"
+        runs = _choices([cid for s in stressors for cid in plan.ids_of(s)])
+        raise error(key, f"no condition {selector!r} in the run; {', '.join(stressors)} runs {runs}{hint}")
+    if stressors or (rule.condition is not None and is_glob(selector)):
+        key = "condition" if rule.condition is not None else "stressor"
+        raise error(
+            key, f"{_spelled(rule)} matches no condition of the run (conditions: {_choices(plan.condition_ids)}){hint}"
+        )
+    key = "condition" if rule.condition is not None else "stressor"
+    raise error(key, f"no stressor {name!r} in the run (stressors: {_choices(plan.stressors)}){hint}")
 
 
-def _near_miss(severity: str | None, plan: RunPlan, stressor: str) -> bool:
-    """A severity within 5 % of one the stressor runs, written differently: a typo, never "not run"."""
+def _spelled(rule: MetricRule) -> str:
+    """The rule's conditions as the policy writes them."""
+    if rule.condition is not None:
+        return repr(rule.condition)
+    severity = "" if rule.severity is None else f", severity {format_severity(rule.severity)}"
+    return f"stressor {rule.stressor!r}{severity} ({rule.selector!r})"
+
+
+def _near_miss(severity: str, plan: RunPlan, stressors: list[str]) -> bool:
+    """A severity within 5 % of one the stressors run, written differently: a typo, never "not run"."""
     try:
-        wanted = parse_severity(str(severity))
+        wanted = parse_severity(severity)
     except ValueError:
         return False
     return any(
-        condition.stressor == stressor
+        condition.stressor in stressors
         and condition.severity
         and abs(wanted - condition.severity) <= 0.05 * abs(condition.severity)
         for condition in plan.conditions
     )
 
 
-def _validate_stressor(rule: MetricRule, plan: RunPlan, error) -> None:
-    stressors = [s for s in plan.stressors if fnmatchcase(s, str(rule.stressor))]
-    if not stressors:
-        if _optional(rule):
-            return
-        raise error(
-            "stressor",
-            f"no stressor {rule.stressor!r} in the run (stressors: {_choices(plan.stressors)}); "
-            "set 'required: false' if the rule may not apply",
-        )
-    if rule.severity is None:
-        return
-    wanted = format_severity(rule.severity)
-    ids = [cid for s in stressors for cid in plan.ids_of(s)]
-    if not any(split_condition(cid)[1] == wanted for cid in ids):
-        raise error(
-            "severity", f"severity {rule.severity:g} is not run by {rule.stressor!r} (conditions: {_choices(ids)})"
-        )
-
-
-def _validate_attribute(rule: MetricRule, plan: RunPlan, error) -> None:
+def _validate_attribute(rule: MetricRule, plan: RunPlan, error) -> str | None:
     attributes = list(plan.attributes)
     attribute = str(rule.attribute)
     if is_glob(attribute):
-        if not any(fnmatchcase(a, attribute) for a in attributes):
-            raise error(
-                "attribute", f"{attribute!r} matches no attribute of the run (attributes: {_choices(attributes)})"
-            )
-        return
+        if any(fnmatchcase(a, attribute) for a in attributes):
+            return None
+        if not attributes and rule.optional:  # a run without subgroup attributes: nothing to compare
+            return f"the run has no subgroup attributes (attribute {attribute!r} matches none; required: false)"
+        hint = "; set 'required: false' if the run may have no attributes" if not attributes else ""
+        raise error(
+            "attribute", f"{attribute!r} matches no attribute of the run (attributes: {_choices(attributes)}){hint}"
+        )
     if attribute not in plan.attributes:
         raise error("attribute", f"no attribute {attribute!r} in the run (attributes: {_choices(attributes)})")
     if rule.value is not None and rule.value not in plan.attributes[attribute]:
@@ -185,6 +226,7 @@ def _validate_attribute(rule: MetricRule, plan: RunPlan, error) -> None:
             "value",
             f"no group {attribute}={rule.value} in the data ({attribute}: {_choices(list(plan.attributes[attribute]))})",
         )
+    return None
 
 
 def _validate_test(rule: MetricRule, plan: RunPlan, error) -> None:
@@ -241,11 +283,11 @@ def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
         raise error("judge", f"judge {rule.judge!r} needs an interval of {metric!r}: {reason}")
 
 
-def _validate_section(rule: MetricRule, plan: RunPlan, error) -> None:
+def _validate_section(rule: MetricRule, plan: RunPlan, error) -> str | None:
     section = str(rule.section)
     if section not in plan.sections:
-        if section in Results.model_fields and _optional(rule):
-            return
+        if section in Results.model_fields and rule.optional:
+            return f"section {section!r} is not written by this run (required: false)"
         have = sorted(plan.sections | {"conditions"})
         raise error("section", f"section {section!r} is not written by this run (sections: {_choices(have)})")
     model = Results.model_fields[section].annotation if section in Results.model_fields else None
@@ -255,6 +297,7 @@ def _validate_section(rule: MetricRule, plan: RunPlan, error) -> None:
         raise error(
             "metric", f"unknown metric {rule.metric!r} in section {section!r} (keys: {_choices(sorted(fields))})"
         )
+    return None
 
 
 def _model_fields(annotation) -> set[str]:
@@ -268,7 +311,7 @@ def _model_fields(annotation) -> set[str]:
     return set()
 
 
-def _validate_finding_rule(rule: FindingRule, policy: Policy, plan: RunPlan, error) -> None:
+def _validate_finding_rule(rule: FindingRule, policy: Policy, plan: RunPlan, error) -> str | None:
     governance = [c for c in CHECK_SECTIONS if check_is_configured(policy.governance, c)]
     if rule.section == "adversarial_checks":
         names = sorted(plan.checks)
@@ -276,6 +319,8 @@ def _validate_finding_rule(rule: FindingRule, policy: Policy, plan: RunPlan, err
         names = sorted(set(governance) | (set(plan.checks) if rule.section is None else set()))
     else:
         raise error("section", f"finding rules read 'governance' or 'adversarial_checks', not {rule.section!r}")
-    if any(fnmatchcase(n, rule.check) for n in names) or _optional(rule):
-        return
+    if any(fnmatchcase(n, rule.check) for n in names):
+        return None
+    if rule.optional:
+        return f"no check {rule.check!r} in this run (required: false)"
     raise error("check", f"no check {rule.check!r} in the run (checks: {_choices(names)})")

@@ -4,7 +4,8 @@ Mapping: ``fail`` -> ``<failure>`` (message names the observed value and the
 threshold); ``warn`` -> a passing case with ``<system-out>WARNING: ...``;
 ``insufficient_data`` and ``not_applicable`` -> ``<skipped>``; ``pass`` -> a passing case.
 The ``<failure>`` elements are exactly the verdict's ``policy.failures`` (blocking
-rules that failed and blocking governance checks that failed).
+rules that failed and blocking governance checks that failed). A report-only policy
+(which gates nothing) says so in the property ``policy.report_only`` = ``True``.
 
 The file validates against the Jenkins JUnit schema ``junit-10.xsd`` (so
 ``<testsuites>`` carries ``tests``, ``failures`` and ``errors`` but no
@@ -43,7 +44,7 @@ def write_junit(
     root = ET.Element("testsuites", name=_clean(f"cvaudit policy {name}"))
     policy_properties = {
         f"policy.{key}": policy_section[key]
-        for key in ("verdict", "sha256", "version")
+        for key in ("verdict", "report_only", "sha256", "version")
         if policy_section.get(key) is not None
     }
     suites = [

@@ -30,8 +30,11 @@ def render_markdown_summary(results: dict[str, Any]) -> str:
     policy = results.get("policy") or {}
     verdict = str(policy.get("verdict", "unknown"))
     icon = {"pass": "✅", "fail": "❌"}.get(verdict, "❔")
+    word = verdict.upper()
+    if policy.get("report_only"):  # a policy that gates nothing: never shown as a gate's PASS
+        icon, word = "ℹ️", "REPORT ONLY (no blocking rule: nothing gated)"
     lines = [
-        f"## {icon} cvaudit: {_cell(verdict.upper())} (policy {_cell(policy.get('name', '?'))})",
+        f"## {icon} cvaudit: {_cell(word)} (policy {_cell(policy.get('name', '?'))})",
         "",
     ]
     lines += _provenance(results, policy)

@@ -98,6 +98,7 @@ class SignedResults:
         policy: The policy it was judged against.
         verdict: ``"pass"`` or ``"fail"``.
         blocking_failures: The ids that failed the verdict.
+        report_only: The policy gates nothing (``report_only``): its ``pass`` is no gate's.
     """
 
     source: str
@@ -105,14 +106,16 @@ class SignedResults:
     policy: str
     verdict: str
     blocking_failures: tuple[str, ...]
+    report_only: bool = False
 
     def to_text(self) -> str:
         """One line: the signed verdict, its policy and its blocking failures."""
         failures = (
             f"{len(self.blocking_failures)} blocking failure(s)" if self.blocking_failures else "no blocking failure"
         )
+        verdict = "REPORT ONLY (the policy gates nothing)" if self.report_only else self.verdict.upper()
         return (
-            f"signed results: verdict {self.verdict.upper()} under policy {echo(self.policy)} "
+            f"signed results: verdict {verdict} under policy {echo(self.policy)} "
             f"({failures}; schema {self.schema_version}; {self.source})"
         )
 
@@ -235,6 +238,7 @@ class VerifyReport:
                 "schema_version": self.results.schema_version,
                 "policy": self.results.policy,
                 "verdict": self.results.verdict,
+                "report_only": self.results.report_only,
                 "blocking_failures": list(self.results.blocking_failures),
             },
         }
@@ -581,6 +585,7 @@ def _read_signed_results(target: Path, pdf: Path | None, acc: _Acc) -> SignedRes
         policy=results.policy.name,
         verdict=results.policy.verdict,
         blocking_failures=tuple(results.policy.blocking_failures),
+        report_only=bool(results.policy.report_only),
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cvaudit_fixtures import write_config
+from cvaudit_fixtures import ColourNet, make_dataset, save_model, write_config
 
 from audit.cli import main
 
@@ -220,7 +220,7 @@ def test_policy_check_does_not_reuse_counts_made_under_other_settings(failed_run
 
 def test_skipped_images_are_reported_on_stderr(workspace):
     (workspace / "img" / "3.png").write_bytes(b"not a png")
-    cfg = configure(workspace, "version: 1\nname: p\nrules: []\n", stressors="", extra="")
+    cfg = configure(workspace, "version: 1\nname: p\nreport_only: true\n", stressors="", extra="")
     cfg.write_text(cfg.read_text().replace("  num_workers: 0\n", "  num_workers: 0\n  on_bad_image: skip\n"))
     result = run(cfg, workspace / "out")
     assert result.exit_code == 0, result.output
@@ -228,7 +228,53 @@ def test_skipped_images_are_reported_on_stderr(workspace):
 
 
 def test_worst_group_is_blank_when_no_group_differs(workspace):
-    cfg = configure(workspace, "version: 1\nname: p\nrules: []\n", stressors="")
+    cfg = configure(workspace, "version: 1\nname: p\nreport_only: true\n", stressors="")
     result = run(cfg, workspace / "out")
     clean_row = next(line for line in result.stdout.splitlines() if line.startswith("│ clean"))
     assert clean_row.rstrip().endswith("│") and "camera=" not in clean_row  # both cameras at 100 %
+
+
+# issue 30: a gate never passes on nothing
+
+
+def test_a_policy_with_nothing_that_can_fail_is_refused_before_anything_runs(workspace):
+    cfg = configure(workspace, "version: 1\nname: p\nrules: []\n", stressors="", model="missing.pt")
+    result = run(cfg, workspace / "out")
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"cvaudit: error: {workspace / 'policy.yaml'}: key 'rules': the policy has no rules")
+    assert not (workspace / "out").exists()
+
+
+def test_a_report_only_run_says_so_in_every_output(workspace):
+    cfg = configure(workspace, "version: 1\nname: look\nreport_only: true\n", stressors="")
+    result = run(cfg, workspace / "out")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().splitlines()[-1].startswith("verdict: REPORT ONLY (policy look gates nothing")
+    stored = json.loads((workspace / "out" / "results.json").read_text())
+    assert stored["policy"]["report_only"] is True and stored["policy"]["verdict"] == "pass"
+    html = (workspace / "out" / "report.html").read_text()
+    banner = html[html.index('id="verdict"') : html.index('id="summary"')]
+    assert "REPORT ONLY" in banner and ">PASS<" not in banner
+    properties = {p.get("name"): p.get("value") for p in ET.parse(workspace / "out" / "junit.xml").iter("property")}
+    assert properties["policy.report_only"] == "True"
+    from reports.verify import Check, _Acc, _read_signed_results  # what `cvaudit verify` says of these results
+
+    signed = _read_signed_results(workspace / "out", None, _Acc(checks=[Check("results.json", True, "intact")]))
+    assert signed is not None and signed.to_text().startswith("signed results: verdict REPORT ONLY")
+
+
+def test_ci_gate_audits_a_model_without_subgroup_attributes(tmp_path):
+    make_dataset(tmp_path, n=120)  # clean-accuracy judges from 100 images
+    save_model(tmp_path / "model.pt", ColourNet())
+    cfg = write_config(tmp_path, stressors="")
+    cfg.write_text(cfg.read_text().replace("  attributes: [camera]\n", "").replace("policy.yaml", "ci-gate"))
+    result = run(cfg, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert (
+        "NOT APPLICABLE clean-subgroup-gap: the run has no subgroup attributes (attribute '*' matches none; "
+        "required: false)"
+    ) in " ".join(result.stdout.split())  # the terminal may wrap it
+    rules = {r["id"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["policy"]["rules"]}
+    assert rules["clean-accuracy"]["status"] == "pass" and rules["clean-accuracy"]["n"] == 120
+    assert rules["clean-subgroup-gap"]["status"] == "not_applicable"

@@ -59,8 +59,9 @@ def list_command(fmt: str) -> None:
 def show_command(name: str) -> None:
     """Print a policy file (a built-in NAME or a path), after validating it."""
     from policies.loader import available_policies, builtin_policy_text, load_policy
+    from policies.validate import check_gate
 
-    load_policy(name)
+    check_gate(load_policy(name))  # a policy that could pass on nothing is refused here as in a run
     text = builtin_policy_text(name).decode("utf-8") if name in available_policies() else Path(name).read_text("utf-8")
     click.echo(text, nl=not text.endswith("\n"))
 
@@ -147,7 +148,12 @@ def check_command(
 
 
 def _print_text(section: dict[str, Any], findings: list[dict[str, Any]]) -> None:
-    say(f"policy {section['name']} (sha256 {section['sha256'][:12]}): verdict {section['verdict'].upper()}", err=False)
+    from audit.cli.summary import verdict_word
+
+    gates = " (report_only: gates nothing)" if section.get("report_only") else ""
+    say(
+        f"policy {section['name']} (sha256 {section['sha256'][:12]}): verdict {verdict_word(section)}{gates}", err=False
+    )
     for rule in section["rules"]:
         status = str(rule["status"]).upper().replace("INSUFFICIENT_DATA", "NODATA")
         say(f"  {status:<6} {rule['id']:<28} {rule['message']}", err=False)

@@ -19,7 +19,7 @@ import click
 from audit.cli.fmt import interval, observed, pp, rate, threshold
 from audit.contract.text import neutralise
 
-__all__ = ["print_summary", "summary_json", "verdict_line"]
+__all__ = ["print_summary", "summary_json", "verdict_line", "verdict_word"]
 
 _STATUS_ORDER = ("fail", "warn", "insufficient_data", "pass", "not_applicable")
 
@@ -29,10 +29,21 @@ def _counts(counts: Mapping[str, int]) -> str:
     return ", ".join(parts) or "none"
 
 
+def verdict_word(policy: Mapping[str, Any]) -> str:
+    """``PASS``, ``FAIL``, or ``REPORT ONLY`` for a policy that gates nothing (``report_only``)."""
+    return "REPORT ONLY" if policy.get("report_only") else str(policy["verdict"]).upper()
+
+
 def verdict_line(results: Mapping[str, Any]) -> str:
-    """``verdict: FAIL (policy ci-gate: 2 blocking failures; rules: …; governance: …)``."""
+    """``verdict: FAIL (policy ci-gate: 2 blocking failures; rules: …; governance: …)``; a report-only
+    policy: ``verdict: REPORT ONLY (policy p gates nothing: no blocking rule; rules: …; governance: …)``."""
     policy = results["policy"]
     failures = policy.get("failures") or []
+    if policy.get("report_only"):
+        return (
+            f"verdict: REPORT ONLY (policy {policy['name']} gates nothing: report_only, no blocking rule; "
+            f"rules: {_counts(policy.get('counts') or {})}; governance: {_counts(policy.get('governance_counts') or {})})"
+        )
     return (
         f"verdict: {policy['verdict'].upper()} (policy {policy['name']}: {len(failures)} blocking "
         f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.get('counts') or {})}; "
@@ -53,6 +64,7 @@ def summary_json(results: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
     policy = results["policy"]
     return {
         "verdict": policy["verdict"],
+        "report_only": bool(policy.get("report_only")),
         "policy": policy["name"],
         "out": str(out_dir),
         "counts": policy.get("counts") or {},
@@ -112,5 +124,10 @@ def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text
         console.print(plain(line))
     report = out_dir / "report.html"
     console.print(plain(f"report: {report if report.exists() else out_dir}"))
+    for rule in results["policy"].get("rules") or []:  # a rule the run gave nothing to judge, said once
+        if rule.get("status") == "not_applicable":
+            why = str(rule.get("message", "")).removeprefix("not applicable: ")
+            console.print(plain(f"  NOT APPLICABLE {rule['id']}: {why}"))
     colour = "green" if results["policy"]["verdict"] == "pass" else "red"
+    colour = "yellow" if results["policy"].get("report_only") else colour
     console.print(Text(neutralise(verdict_line(results)), style=f"bold {colour}"))

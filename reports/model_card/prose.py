@@ -46,6 +46,7 @@ def _date(iso: str) -> str:
 def overview(f: CardFacts, esc: Esc) -> str:
     """One line: what the model is, the verdict, the clean accuracy."""
     verdict = f.policy["verdict"].upper() if f.policy else "not judged"
+    verdict = "REPORT ONLY (the policy gates nothing)" if f.policy and f.policy.get("report_only") else verdict
     return (
         f"Image classifier ({f.model['num_classes']} classes) audited by cvaudit {esc(f.tool_version)}: "
         f"clean accuracy {share(f.clean.overall.accuracy)}{interval(f.clean.overall.accuracy_ci)} on "
@@ -70,7 +71,11 @@ def intended_use(f: CardFacts, esc: Esc) -> list[str]:
     if policy is None:
         return out
     where = f"policy {esc(str(policy['name']))} (version {policy['version']})"
-    if policy["verdict"] == "pass":
+    if policy.get("report_only"):
+        out.append(
+            f"{where[0].upper()}{where[1:]} is report-only: it has no blocking rule, so the audit gates nothing."
+        )
+    elif policy["verdict"] == "pass":
         out.append(f"Under {where} the model met every blocking rule: verdict PASS.")
     else:
         failures = ", ".join(esc(str(x)) for x in policy["blocking_failures"]) or "a blocking rule"

@@ -14,6 +14,10 @@ import pytest
 from policies import PolicyError, check_policy, load_policy
 from policies.loader import policy_from_dict
 
+#: A blocking rule that applies to the fixture and passes, so a policy built around one rule under test
+#: (non-blocking, or not applicable) is still a gate (policies.validate.check_gate).
+ANCHOR = {"id": "anchor", "condition": "clean", "metric": "accuracy", "min": 0.0}
+
 
 def _policy(*rules: dict[str, Any], **top: Any):
     return policy_from_dict({"version": 1, "name": "t", "rules": list(rules), **top}, source="t.yaml")
@@ -21,7 +25,7 @@ def _policy(*rules: dict[str, Any], **top: Any):
 
 def _rule(results: dict[str, Any], rule: dict[str, Any], **top: Any) -> dict[str, Any]:
     rule = {"id": "r", **rule}
-    section = check_policy(results, _policy(rule, **top))
+    section = check_policy(results, _policy(rule, ANCHOR, **top))
     return section["rules"][0]
 
 
@@ -236,7 +240,7 @@ def test_on_insufficient_data(results, mode, blocking, status, verdict):
         "min_samples": 5000,
         "blocking": blocking,
     }
-    section = check_policy(results, _policy(rule, on_insufficient_data=mode))
+    section = check_policy(results, _policy(rule, ANCHOR, on_insufficient_data=mode))
     assert section["rules"][0]["status"] == status
     assert section["verdict"] == verdict
 

@@ -67,9 +67,11 @@ def test_stored_findings_are_judged_by_the_current_policy(stored_results, write_
     # not configured now: informational, never blocking
     assert by_check["pii_values"]["blocking"] is False and by_check["pii_values"]["informational"]
 
+    # a policy with nothing that can fail (no rule, no blocking check) is no gate: refused, not PASS
     bare = write_policy("version: 1\nname: bare\n", name="bare.yaml")
     out = runner.invoke(policy_group, ["check", str(stored_results), "--policy", str(bare)])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith(f"cvaudit: error: {bare}: key 'rules': the policy has no rules"), out.output
 
 
 def test_findings_from_the_same_policy_are_unchanged():
@@ -193,7 +195,8 @@ def test_typos_in_selectors_are_errors(results, rule):
         with pytest.raises(PolicyError, match="robustnes"):
             check_policy(results, _policy({"id": "r", "required": False, **rule}))
         return
-    relaxed = check_policy(results, _policy({"id": "r", "required": False, **rule}))
+    anchor = {"id": "anchor", "condition": "clean", "metric": "accuracy", "min": 0.0}  # the gate's applicable rule
+    relaxed = check_policy(results, _policy({"id": "r", "required": False, **rule}, anchor))
     assert relaxed["rules"][0]["status"] == "not_applicable"
 
 

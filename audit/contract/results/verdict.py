@@ -153,6 +153,11 @@ class PolicyOutcome(Node):
     verdict: Literal["pass", "fail"] = Field(
         description="fail iff a blocking rule or a blocking governance check failed"
     )
+    report_only: bool | None = Field(
+        default=None,
+        description="true when the policy says report_only: it has no blocking rule or check, so it gates "
+        "nothing and its verdict is always pass (absent for a gate)",
+    )
     on_insufficient_data: Literal["fail", "warn", "pass"] = Field(
         description="what an unjudgeable rule does by default: fail, warn or pass"
     )
