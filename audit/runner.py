@@ -149,6 +149,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     baseline_results = _load_baseline(baseline) if baseline else None
 
     cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
+    cfg = cfg.model_copy(update={"data": cfg.data.decoding_for(cfg.model)})  # data.exif, data.alpha decided
     source = str(config_path or "config")
     conditions = build_conditions(cfg.stressors, source=source)
     check_refinement(cfg.breaking_points, conditions, source=source)
@@ -215,7 +216,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         state = evaluate(
             model=model,
             table=table,
-            dataset=AuditDataset(table, cfg.model, order, max_pixels=cfg.data.max_image_pixels),
+            dataset=AuditDataset(table, cfg.model, order, **_decoding(cfg)),
             conditions=conditions,
             slots=slots,
             keys=keys_all,
@@ -254,19 +255,32 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         started=started,
         device=str(device),
     )
-    results["provenance"].update(threads=threads.threads, num_workers=threads.num_workers, allocator=allocator)
+    results["provenance"].update(
+        threads=threads.threads,
+        num_workers=threads.num_workers,
+        allocator=allocator,
+        exif=cfg.data.exif,
+        alpha=cfg.data.alpha,
+    )
     results["governance"] = {
         "findings": findings,
         "policy": policy.name,
         "audit_date": started.date().isoformat(),
     }
-    refine = RefineContext(model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions)
+    refine = RefineContext(
+        model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions, decoding=_decoding(cfg)
+    )
     results.update(run_breaking_points(work, cfg, conditions, layout, table, refine))
     results["policy"] = policies.check_policy(results, policy, findings=findings)
     results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
     files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
     track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
     return AuditOutcome(results, out_dir, files)
+
+
+def _decoding(cfg: AuditConfig) -> dict[str, Any]:
+    """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``)."""
+    return {"max_pixels": cfg.data.max_image_pixels, "exif": cfg.data.exif, "alpha": cfg.data.alpha}
 
 
 def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mode) -> RunPlan:

@@ -91,6 +91,7 @@ class DataConfig(_Strict):
     must lie inside it (default: the manifest's folder, or the image folder)
     unless ``allow_outside_root`` is true. ``max_image_pixels`` is the largest
     width x height decoded; a larger image is a bad image (``on_bad_image``).
+    ``exif`` and ``alpha`` say how orientation and transparency are decoded (:meth:`decoding_for`).
     """
 
     manifest: Path | None = None
@@ -106,6 +107,16 @@ class DataConfig(_Strict):
     root: Path | None = None
     allow_outside_root: bool = False
     max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
+    exif: Literal["apply", "ignore"] | None = Field(
+        default=None,
+        description="apply: turn each image upright by its EXIF Orientation tag; ignore: the pixels as stored; "
+        "null: apply for Hugging Face models (as transformers does), ignore otherwise",
+    )
+    alpha: Literal["drop", "composite_white"] | None = Field(
+        default=None,
+        description="transparent images: drop the alpha channel, or composite them over white; "
+        "null: drop for Hugging Face models (as transformers does), composite_white otherwise",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -131,6 +142,19 @@ class DataConfig(_Strict):
             if missing:
                 raise ValueError(f"data.intersections: {missing} not listed in data.attributes")
         return self
+
+    def decoding_for(self, model: ModelConfig) -> DataConfig:
+        """This section with ``exif`` and ``alpha`` decided: each one left out as ``model``'s own pipeline decodes.
+
+        A Hugging Face model's pipeline (``transformers.image_utils.load_image``, which its pipelines and an image
+        processor given a file path use) applies the EXIF orientation and drops the alpha channel; for other
+        models cvaudit decodes as it always has: orientation ignored (as ``Image.open(path).convert("RGB")`` in
+        torchvision's and timm's loaders), transparency composited over white.
+        """
+        hf = model.format == "huggingface"
+        exif = self.exif or ("apply" if hf else "ignore")
+        alpha = self.alpha or ("drop" if hf else "composite_white")
+        return self.model_copy(update={"exif": exif, "alpha": alpha})
 
 
 def _levels(value: Any) -> Any:

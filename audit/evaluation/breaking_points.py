@@ -214,6 +214,7 @@ class RefineContext:
     batch_size: int
     device: torch.device
     conditions: list[Condition] = field(default_factory=list)
+    decoding: dict[str, Any] = field(default_factory=dict)  # AuditDataset's keywords: data.exif, data.alpha...
 
     def stressor(self, label: str) -> Any:
         return next(c.stressor for c in self.conditions if c.stressor is not None and c.label == label)
@@ -277,7 +278,8 @@ def _chunks(jobs: list[_Job], size: int) -> Iterator[list[_Job]]:
 
 def _load(ctx: RefineContext, indices: list[int]) -> tuple[Tensor, list[int]]:
     """Decoded images of ``indices`` (in that order) and the positions that decoded."""
-    loader = make_loader(AuditDataset(ctx.table, ctx.model_cfg, indices), batch_size=len(indices), num_workers=0)
+    dataset = AuditDataset(ctx.table, ctx.model_cfg, indices, **ctx.decoding)  # decoded as in the evaluation
+    loader = make_loader(dataset, batch_size=len(indices), num_workers=0)
     batch = next(iter(loader))
     good = batch["index"].tolist()
     return batch["images"], good

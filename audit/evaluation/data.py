@@ -9,7 +9,9 @@ Conversions (documented in the README):
 - grayscale images are replicated to three channels (or kept as one channel
   for a one-channel model); colour images for a one-channel model use the
   ITU-R BT.601 luma;
-- RGBA / LA images are composited over a white background;
+- the EXIF orientation is applied or ignored (``data.exif``), before anything else;
+- RGBA / LA images are composited over a white background, or their alpha channel is
+  dropped (``data.alpha``; :func:`drop_alpha`);
 - 16-bit images (``I;16``, ``I``) are scaled by 1/65535;
 - images are resized (and center-cropped) to ``model.input_size`` as
   :mod:`audit.evaluation.preprocess` describes; by default straight to
@@ -25,11 +27,11 @@ import struct
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from audit.contract.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig, ModelConfig
@@ -479,6 +481,22 @@ def pil_to_tensor(img: Image.Image, *, channels: int, geometry: Geometry) -> tor
     return _channels(t, channels).contiguous()
 
 
+def drop_alpha(img: Image.Image) -> Image.Image:
+    """The image without its transparency, every pixel keeping its colour (``data.alpha: drop``).
+
+    ``RGBA`` / ``PA`` / transparent-palette images become ``RGB`` and ``LA`` becomes ``L`` by Pillow's
+    ``convert``, which discards the alpha channel (as ``transformers.image_utils.load_image``'s
+    ``convert("RGB")`` does); a transparent colour (``info["transparency"]``) is forgotten. Other images,
+    and 16-bit and float ones (whose transparency is never read), are returned as they are.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return img
+    if "A" in img.getbands() or "transparency" in img.info:
+        img = img.convert("L" if img.mode in ("1", "L", "LA", "La") else "RGB")
+        img.info.pop("transparency", None)
+    return img
+
+
 class _ImageTooLarge(ValueError):
     """An image whose header announces more pixels than ``data.max_image_pixels``."""
 
@@ -509,7 +527,10 @@ class AuditDataset(Dataset):
     collate step can apply ``on_bad_image`` with the sample named. This holds in
     DataLoader workers too. An image whose header announces more than
     ``max_pixels`` pixels (``data.max_image_pixels``) is a bad image, refused
-    before it is decoded, as is one Pillow itself refuses as a decompression bomb.
+    before it is decoded (an EXIF rotation changes no pixel count), as is one
+    Pillow itself refuses as a decompression bomb. ``exif`` and ``alpha`` are the
+    decided ``data.exif`` and ``data.alpha`` (:meth:`DataConfig.decoding_for`);
+    an npz array has neither an orientation tag nor an alpha channel.
     """
 
     def __init__(
@@ -519,6 +540,8 @@ class AuditDataset(Dataset):
         indices: Sequence[int] | None = None,
         *,
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        exif: Literal["apply", "ignore"] = "ignore",
+        alpha: Literal["drop", "composite_white"] = "composite_white",
     ):
         # Only what decoding needs: DataLoader workers receive (or inherit) nothing else of the table.
         self.paths = table.paths
@@ -530,6 +553,7 @@ class AuditDataset(Dataset):
             indices = range(len(table))
         self.indices = indices if isinstance(indices, range) else np.asarray(indices, dtype=np.int64)
         self.max_pixels = max_pixels
+        self.exif, self.alpha = exif, alpha
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -560,6 +584,10 @@ class AuditDataset(Dataset):
                     f"({self.max_pixels}); refused before decoding"
                 )
             img.load()
+            if self.exif == "apply":
+                ImageOps.exif_transpose(img, in_place=True)  # as transformers' load_image, without a copy
+            if self.alpha == "drop":
+                img = drop_alpha(img)  # composite_white: to_float_array / _eight_bit composite
             return pil_to_tensor(img, channels=self.channels, geometry=self.geometry)
 
     def __getitem__(self, pos: int) -> dict[str, Any]:

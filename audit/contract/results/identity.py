@@ -125,6 +125,16 @@ class Provenance(Node):
         description="retain: glibc kept the memory a batch freed for the next (config allocator); system: the "
         "allocator as it was",
     )
+    exif: Literal["apply", "ignore"] | None = Field(
+        default=None,
+        description="apply: images were turned upright by their EXIF Orientation tag before preprocessing; ignore: "
+        "decoded as stored (config data.exif; by default apply for Hugging Face models, as transformers does)",
+    )
+    alpha: Literal["drop", "composite_white"] | None = Field(
+        default=None,
+        description="drop: the alpha channel of transparent images was discarded; composite_white: they were "
+        "composited over white (config data.alpha; by default drop for Hugging Face models, as transformers does)",
+    )
 
 
 class ReportSettings(Node):

@@ -97,7 +97,7 @@ def test_preprocessing_equals_the_library_processor(tmp_path, name):
 
 
 def test_grey_and_transparent_images_match_a_converting_processor(tmp_path):
-    """CLIP converts to RGB (transparency over white), as cvaudit does for every model."""
+    """CLIP given PIL images converts them to RGB (transparency over white), as cvaudit's data.alpha: composite_white."""
     folder = save_tiny_vit(tmp_path / "model", processor=PROCESSORS["clip-shortest-edge"]())
     (tmp_path / "img").mkdir()
     rng = np.random.default_rng(2)
