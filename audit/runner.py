@@ -428,6 +428,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
         sign_key=cfg.report.sign_key if keys else None,
         passphrase=passphrase,
         extra_subjects=extra,
+        predictions=stage / "predictions.csv",
     )
     before = len(outputs.notes)
     files = outputs.commit()  # the whole set at once; files of an earlier run are not carried over

@@ -15,7 +15,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES, TargetTest, decide_targets, estimates
+from audit.contract.gaptests import (
+    PROPORTION_METRICS,
+    RATE_DIFFERENCES,
+    TargetTest,
+    decide_targets,
+    estimates,
+    too_few_to_tell,
+)
 from policies.evaluate import Evaluation
 from policies.schema import MetricRule
 
@@ -93,7 +100,7 @@ def describe(rule: MetricRule, e: Evaluation) -> str:
             text = f"shown to keep {bound} at {percent} (p = {p}, {pairs})"
         else:
             text = f"not shown to keep {bound} at {percent} (p = {p}, {pairs})"
-    if outcome.testable is False and outcome.decision in ("no_evidence", "not_shown"):
+    if too_few_to_tell(outcome.decision, outcome.testable):
         smallest = min((x.n for pair in outcome.all_pairs for x in (pair.low, pair.high)), default=None)
         if outcome.samples_needed is not None:
             text += f"; {kind} {bound} cannot be tested below about {outcome.samples_needed} samples per group" + (

@@ -42,6 +42,7 @@ def write_reports(
     passphrase: bytes | None = None,
     extra_subjects: Mapping[str, str | os.PathLike[str]] | None = None,
     attest_files: Sequence[str] | None = None,
+    predictions: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Render, sign and attest the reports of one run; every write is atomic.
 
@@ -65,6 +66,8 @@ def write_reports(
             every file of :data:`ATTESTED_FILES` present (right for a fresh run
             folder). A caller re-rendering into a folder that may hold files of
             another run passes only the files it wrote or checked.
+        predictions: The run's predictions.csv, when it is known to belong to ``results``: the
+            report names misclassified samples from it (:mod:`reports.error_examples`).
 
     Returns:
         The files written, in writing order.
@@ -91,7 +94,7 @@ def write_reports(
     results_path = folder / "results.json"
     if not results_path.exists():
         written.append(atomic_write_text(results_path, json.dumps(results, indent=2, sort_keys=True) + "\n"))
-    html = render_html(results, signature=signature_view(keys, pdf="pdf" in formats))
+    html = render_html(results, signature=signature_view(keys, pdf="pdf" in formats), predictions=predictions)
     if "html" in formats:
         written.append(atomic_write_text(folder / "report.html", html))
     if "pdf" in formats:

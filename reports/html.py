@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,12 +49,15 @@ import jinja2.ext
 from jinja2.lexer import Token
 from markupsafe import Markup, escape
 
+from audit.contract.gaptests import rule_too_few_to_tell
 from audit.contract.load import parse_results
 from audit.contract.results import Results
 from audit.contract.text import bidi_isolate, has_rtl, neutralise
 from reports import plots
 from reports.breaking_points_view import breaking_point_view
+from reports.error_examples import EXAMPLES_PER_TARGET, error_examples
 from reports.group_view import group_tables, name_some, pick_chart_groups
+from reports.rule_words import rule_in_words
 
 __all__ = ["ChartView", "DataTable", "as_results_dict", "render_html"]
 
@@ -143,7 +147,12 @@ def as_results_dict(results: Results | Mapping[str, Any]) -> dict[str, Any]:
     return parse_results(dict(results), source="results").to_dict()
 
 
-def render_html(results: Results | Mapping[str, Any], *, signature: Mapping[str, Any] | None = None) -> str:
+def render_html(
+    results: Results | Mapping[str, Any],
+    *,
+    signature: Mapping[str, Any] | None = None,
+    predictions: str | os.PathLike[str] | None = None,
+) -> str:
     """Render the report as one self-contained HTML string.
 
     Args:
@@ -151,6 +160,9 @@ def render_html(results: Results | Mapping[str, Any], *, signature: Mapping[str,
             missing and unknown keys are ignored.
         signature: Who signs the report (:func:`reports.signature_view.signature_view`);
             ``None``: the report says it is unsigned.
+        predictions: The run's predictions.csv, from which the misclassified samples of each
+            failing condition and group are named (:mod:`reports.error_examples`); None when
+            no predictions.csv is known to belong to these results (the report says so).
 
     Returns:
         The HTML document.
@@ -159,7 +171,8 @@ def render_html(results: Results | Mapping[str, Any], *, signature: Mapping[str,
         ResultsError: the results are not valid (see :func:`as_results_dict`).
     """
     results = as_results_dict(results)
-    return _environment().get_template("report.html.j2").render(**build_view(results), signature=signature)
+    view = build_view(results, predictions=predictions)
+    return _environment().get_template("report.html.j2").render(**view, signature=signature)
 
 
 @functools.lru_cache(maxsize=1)
@@ -407,11 +420,12 @@ def _acc(condition: Mapping[str, Any]) -> float | None:
     return _number(_dict(condition.get("metrics")).get("accuracy"))
 
 
-def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
+def build_view(results: Mapping[str, Any], *, predictions: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The template's context: selected and formatted, never computed, data.
 
     Args:
         results: The results dict.
+        predictions: The run's predictions.csv or None (see :func:`render_html`).
 
     Returns:
         A dict of plain values and :class:`markupsafe.Markup` charts; every
@@ -433,7 +447,9 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
     ]
     gallery, dropped = _gallery(results)
     groups = [g for g in _list(clean.get("groups")) if isinstance(g, dict)]
-    rules = [r for r in _list(policy.get("rules")) if isinstance(r, dict)]
+    probe_ids = {str(c.get("id")) for c in conditions if c.get("probe")}
+    rules = [_rule_view(r, probe_ids) for r in _list(policy.get("rules")) if isinstance(r, dict)]
+    findings = [f for f in _list(_dict(results.get("governance")).get("findings")) if isinstance(f, dict)]
     verdict = policy.get("verdict") if policy.get("verdict") in ("pass", "fail") else None
     view = {
         "results": results,
@@ -454,7 +470,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
             s: sum(1 for r in rules if r.get("status") == s) for s in ("pass", "fail", "warn", "insufficient_data")
         },
         "blocking_failures": _blocking_failures(policy, rules),
-        "failures": [f for f in _list(policy.get("failures")) if isinstance(f, dict)],
+        "failures": [_failure_view(f, rules, probe_ids) for f in _list(policy.get("failures")) if isinstance(f, dict)],
         "governance_counts": _dict(policy.get("governance_counts")),
         "governance": _dict(results.get("governance")),
         "blocking_rule_failures": [r for r in rules if r.get("status") == "fail" and r.get("blocking")],
@@ -469,6 +485,7 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
             default=None,
         ),
         "probes": [c.get("id") for c in conditions if c.get("probe")],
+        "probe_ids": probe_ids,
         "drops": {
             r.get("condition"): r.get("drop", r.get("accuracy_drop"))
             for r in _list(results.get("robustness"))
@@ -485,7 +502,13 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
         "error_types": _dict(clean.get("error_types")),
         "fairness": [f for f in _list(results.get("fairness")) if isinstance(f, dict)],
         "disparity": [_disparity_row(d) for d in _list(results.get("robustness_disparity")) if isinstance(d, dict)],
-        "findings": [f for f in _list(_dict(results.get("governance")).get("findings")) if isinstance(f, dict)],
+        "findings": findings,
+        # a check that could not be judged (a column absent, other settings) is not a finding
+        "governance_flagged": [f for f in findings if f.get("status") in ("fail", "warn") and not _unjudged(f)],
+        "governance_unjudged": [f for f in findings if _unjudged(f)],
+        "error_examples": _clean_tree(error_examples(results, predictions)),  # sample ids are users' strings
+        "examples_known": predictions is not None and Path(predictions).is_file(),
+        "examples_per_target": EXAMPLES_PER_TARGET,
         "sample_id_limit": SAMPLE_ID_LIMIT,
         "gallery": gallery,
         "group_count": len(groups),
@@ -498,9 +521,34 @@ def build_view(results: Mapping[str, Any]) -> dict[str, Any]:
             str(_dict(results.get("evaluation")).get("interval")), INTERVAL_METHODS["bootstrap"]
         ),
     }
+    view["still_read"] = _still_read(view)
     view["summary"] = _summary(view)
     view["limitations"] = _limitations(view, dropped_images=dropped)
     return view
+
+
+def _unjudged(finding: Mapping[str, Any]) -> bool:
+    """A governance check that could not be judged: insufficient data, not a finding (whatever its status)."""
+    return finding.get("judgeable") is False or finding.get("status") == "insufficient_data"
+
+
+def _rule_view(rule: dict, probe_ids: set[str]) -> dict:
+    """A rule result with its requirement in words, whether it could be tested, and whether it judges a probe."""
+    out = dict(rule)
+    out["words"] = rule_in_words(rule, fmt_rule_value)
+    out["too_few_to_tell"] = rule_too_few_to_tell(rule)
+    out["probe"] = str(rule.get("condition")) in probe_ids
+    return out
+
+
+def _failure_view(failure: dict, rules: list[dict], probe_ids: set[str]) -> dict:
+    """A blocking failure with the words of its rule and its condition marked when that is a probe."""
+    rule = next((r for r in rules if r.get("id") == failure.get("id")), None)
+    out = dict(failure)
+    out["words"] = rule["words"] if rule else None
+    out["condition"] = rule.get("condition") if rule else None
+    out["probe"] = bool(rule and rule["probe"])
+    return out
 
 
 def _attack_reference(results: Mapping[str, Any], clean: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -825,7 +873,7 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
             " average (expected calibration error; 0% is perfect)."
         )
     out.extend(_early_stop_summary(v["conditions"]))
-    untestable = [str(r.get("id")) for r in v["rules"] if r.get("testable") is False]
+    untestable = [str(r.get("id")) for r in v["rules"] if rule_too_few_to_tell(r)]
     if untestable:
         out.append(
             f"{_count(len(untestable), 'rule')} cannot be tested with these data (too few images per group to tell"
@@ -838,14 +886,49 @@ def _summary(v: Mapping[str, Any]) -> list[str]:
             f" ({len(v['blocking_rule_failures'])} of them blocking), {_count(n['warn'], 'warning')},"
             f" {n['insufficient_data']} with too little data."
         )
-    flagged = [f for f in v["findings"] if f.get("status") in ("fail", "warn")]
+    flagged, unjudged = v["governance_flagged"], v["governance_unjudged"]
     if flagged:
         out.append(
             f"{_count(len(flagged), 'data-governance check')} raised a finding: "
             + ", ".join(user(f.get("check")) for f in flagged)
             + "."
         )
+    if unjudged:
+        failing = [f for f in unjudged if f.get("status") == "fail"]
+        out.append(
+            f"{_count(len(unjudged), 'data-governance check')} could not be judged (insufficient data, such as a"
+            " manifest column that is absent; this is not a finding): "
+            + ", ".join(user(f.get("check")) for f in unjudged)
+            + (
+                f"; {len(failing)} of them {'fails' if len(failing) == 1 else 'fail'} the verdict because the policy"
+                " treats what cannot be judged as a failure (on_insufficient_data: fail)."
+                if failing
+                else "."
+            )
+        )
     return out
+
+
+def _still_read(v: Mapping[str, Any]) -> str:
+    """What a passing verdict still asks the reader to look at: rule warnings, governance findings, checks not judged."""
+    warned = v["rule_counts"]["warn"] + v["rule_counts"]["insufficient_data"]
+    unjudged = len(v["governance_unjudged"])
+    parts = [
+        _count(n, noun) + tail
+        for n, noun, tail in (
+            (warned, "rule warning", ""),
+            (len(v["governance_flagged"]), "governance finding", ""),
+            (
+                unjudged,
+                "governance check",
+                f" that could not be judged (insufficient data, not {'a finding' if unjudged == 1 else 'findings'})",
+            ),
+        )
+        if n
+    ]
+    if not parts:
+        return ""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _early_stop_summary(conditions: list[dict]) -> list[str]:

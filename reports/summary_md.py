@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from reports.rule_words import rule_in_words
+
 _ESCAPE = re.compile(r"([\\|<>`*_\[\]])")
 _STATUS = {
     "fail": "❌ fail",
@@ -12,6 +14,8 @@ _STATUS = {
     "insufficient_data": "❔ insufficient data",
     "pass": "✅ pass",
 }
+#: A governance check that could not be judged (a column absent, other settings): not a finding.
+_UNJUDGED = "❔ cannot be judged"
 _TOP_GAPS = 5
 
 
@@ -51,7 +55,8 @@ def render_markdown_summary(results: dict[str, Any]) -> str:
             "**Blocking failures:** " + ", ".join(_cell(x) for x in policy["blocking_failures"]),
             "",
         ]
-    lines += _rules_table(rules)
+    probes = {str(c.get("id")) for c in results.get("conditions") or [] if isinstance(c, dict) and c.get("probe")}
+    lines += _rules_table(rules, probes)
     lines += _findings_table(((results.get("governance") or {}).get("findings")) or [])
     lines += _fairness_table(results.get("fairness") or [])
     return "\n".join(lines).rstrip() + "\n"
@@ -85,7 +90,7 @@ def _provenance(results: dict[str, Any], policy: dict[str, Any]) -> list[str]:
     return [" · ".join(bits), ""] if bits else []
 
 
-def _rules_table(rules: list[dict[str, Any]]) -> list[str]:
+def _rules_table(rules: list[dict[str, Any]], probes: set[str]) -> list[str]:
     shown = [r for r in rules if r.get("status") in ("fail", "warn")]
     shown.sort(key=lambda r: (r.get("status") != "fail", str(r.get("id"))))
     lines: list[str] = []
@@ -93,16 +98,19 @@ def _rules_table(rules: list[dict[str, Any]]) -> list[str]:
         lines += [
             "### Failed and warned rules",
             "",
-            "| rule | status | target | observed | threshold | clause | message |",
-            "|---|---|---|---:|---:|---|---|",
+            "| rule | status | requirement | target | observed | threshold | clause | message |",
+            "|---|---|---|---|---:|---:|---|---|",
         ]
         for rule in shown:
-            target = " / ".join(str(x) for x in (rule.get("condition"), rule.get("group")) if x)
+            condition = rule.get("condition")
+            if condition is not None and str(condition) in probes:
+                condition = f"{condition} (probe)"
+            target = " / ".join(str(x) for x in (condition, rule.get("group")) if x)
             op = rule.get("op")
             sign = {"min": "≥ ", "max": "≤ "}.get(str(op), "")
-            threshold = f"{sign}{_num(rule.get('threshold'))}"
+            threshold = "—" if rule.get("kind") == "finding" else f"{sign}{_num(rule.get('threshold'))}"
             lines.append(
-                f"| {_cell(rule.get('id'))} | {_STATUS[str(rule.get('status'))]} "
+                f"| {_cell(rule.get('id'))} | {_STATUS[str(rule.get('status'))]} | {_cell(rule_in_words(rule))} "
                 f"| {_cell(target) or '—'} | {_num(rule.get('observed'))} | {threshold} "
                 f"| {_cell(rule.get('clause') or '—')} "
                 f"| {_cell(rule.get('message', ''))} |"
@@ -116,21 +124,36 @@ def _rules_table(rules: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _unjudged(finding: dict[str, Any]) -> bool:
+    return finding.get("judgeable") is False or finding.get("status") == "insufficient_data"
+
+
 def _findings_table(findings: list[dict[str, Any]]) -> list[str]:
     if not findings:
         return []
+    flagged = [f for f in findings if f.get("status") in ("fail", "warn") and not _unjudged(f)]
+    unjudged = [f for f in findings if _unjudged(f)]
+    passed = len(findings) - len(flagged) - len(unjudged)
     lines = [
         "### Data governance",
+        "",
+        f"{len(flagged)} raised a finding, {len(unjudged)} could not be judged (insufficient data, not a finding),"
+        f" {passed} found nothing.",
         "",
         "| check | status | samples | blocking | message |",
         "|---|---|---:|---|---|",
     ]
     order = {"fail": 0, "warn": 1, "pass": 2}
-    for finding in sorted(findings, key=lambda f: (order.get(str(f.get("status")), 3), str(f.get("check")))):
+    for finding in sorted(
+        findings, key=lambda f: (_unjudged(f), order.get(str(f.get("status")), 3), str(f.get("check")))
+    ):
         status = _STATUS.get(str(finding.get("status")), _cell(finding.get("status")))
+        if _unjudged(finding):
+            status = f"{_UNJUDGED} ({status})" if finding.get("status") != "insufficient_data" else _UNJUDGED
         blocking = "yes" if finding.get("blocking") else "no"
+        count = finding.get("count", 0)
         lines.append(
-            f"| {_cell(finding.get('check'))} | {status} | {_num(finding.get('count', 0))} "
+            f"| {_cell(finding.get('check'))} | {status} | {'—' if count is None else _num(count)} "
             f"| {blocking} | {_cell(finding.get('message', ''))} |"
         )
     return [*lines, ""]

@@ -164,6 +164,8 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
             passphrase=passphrase_from_env(),
             extra_subjects=extra,
             attest_files=attest,
+            # named samples come only from the predictions of these results (their own folder)
+            predictions=out_dir / "predictions.csv" if "predictions.csv" in attest else None,
         )
         before = len(outputs.notes)
         outputs.commit()

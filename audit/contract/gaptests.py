@@ -64,6 +64,9 @@ __all__ = [
     "estimates",
     "holm",
     "pair_tests",
+    "rule_too_few_to_tell",
+    "stored_decision",
+    "too_few_to_tell",
 ]
 
 Mode = Literal["detect", "demonstrate"]
@@ -140,6 +143,44 @@ class TargetTest:
     decisive: PairTest | None = None
     note: str = ""
     all_pairs: list[PairTest] = field(default_factory=list)
+
+
+def too_few_to_tell(decision: str | None, testable: bool | None) -> bool:
+    """Whether a test's outcome is "these data are too few to tell": the one definition of "cannot be tested".
+
+    True when the target is not testable (see the module docstring) and the test showed nothing
+    (``no_evidence`` or ``not_shown``). A test that showed something (a ``violation``, or the rule
+    kept ``within`` its tolerance) was decided by the data, whatever its power. The policy's rule
+    message and the report's summary both say "cannot be tested" from this function only.
+
+    >>> too_few_to_tell("violation", False), too_few_to_tell("no_evidence", False)
+    (False, True)
+    """
+    return testable is False and decision in ("no_evidence", "not_shown")
+
+
+def stored_decision(rule: Mapping[str, Any]) -> str | None:
+    """The decision of a tested rule as stored in results.json (``policy.rules[]``), or None.
+
+    The decision follows from the rule's ``test`` and its judged outcome: a tested rule with a
+    p-value fails (``fail``, or ``warn`` when not blocking) exactly when the test showed a
+    violation (detect) or did not show the rule kept (demonstrate).
+    """
+    if rule.get("p_value") is None:
+        return None
+    failed = {"fail": True, "warn": True, "pass": False}.get(str(rule.get("status")))
+    if failed is None:
+        return None
+    if rule.get("test") == "detect":
+        return "violation" if failed else "no_evidence"
+    if rule.get("test") == "demonstrate":
+        return "not_shown" if failed else "within"
+    return None
+
+
+def rule_too_few_to_tell(rule: Mapping[str, Any]) -> bool:
+    """:func:`too_few_to_tell` of a rule result as stored in results.json."""
+    return too_few_to_tell(stored_decision(rule), rule.get("testable"))
 
 
 def _number(value: Any) -> float | None:

@@ -34,9 +34,15 @@ def test_fairness_table_shows_the_gap_test_and_demographic_parity_tracks_base_ra
     assert "tracks base rates" in text and "even under a perfect model" in text
 
 
+def _tested_gap_rule(results: dict, *, status: str, p_value: float) -> dict:
+    """The fixture's gap rule as a detect-tested rule that the data cannot test (testable: false)."""
+    rule = next(r for r in results["policy"]["rules"] if r["id"] == "worst_group_gap")
+    rule.update(status=status, test="detect", confidence=0.95, p_value=p_value, testable=False, samples_needed=900)
+    return rule
+
+
 def test_untestable_rules_and_early_stop_are_in_the_summary(results):
-    rule = results["policy"]["rules"][0]
-    rule["testable"] = False
+    rule = _tested_gap_rule(results, status="pass", p_value=0.4)
     results["conditions"][1]["early_stop"] = {
         "samples_used": 512,
         "samples_available": 10000,
@@ -59,3 +65,33 @@ def test_untestable_rules_and_early_stop_are_in_the_summary(results):
     cid = results["conditions"][1]["id"]
     assert "Early stopping was on: 1 of 2 conditions stopped" in text and f"{cid} after 512 of 10000 images" in text
     assert "clean ran on every image" in text
+
+
+def test_a_rule_shown_to_break_is_not_called_untestable(results):
+    """One source for "cannot be tested": a test that showed a violation was decided, whatever its power."""
+    rule = _tested_gap_rule(results, status="fail", p_value=5.16e-69)
+    rule["message"] = "gap of accuracy on clean / skin_tone = 0.11: shown to break max 0.05 at 95% (p = 5.16e-69)"
+    text = _text(results)
+    assert "cannot be tested" not in text[: text.index('id="method"')]  # the method notes explain the term
+    _tested_gap_rule(results, status="pass", p_value=0.4)
+    text = _text(results)
+    summary = text[text.index('id="summary"') : text.index('id="identity"')]
+    assert "1 rule cannot be tested with these data" in summary and "worst_group_gap" in summary
+    rules = text[text.index('id="policy"') : text.index('id="robustness"')]
+    assert "cannot be tested with these data" in rules  # the rules table says it of the same rule
+
+
+def test_the_policy_message_and_the_report_use_the_one_definition():
+    from audit.contract.gaptests import rule_too_few_to_tell, too_few_to_tell
+
+    for test, status, decision in (
+        ("detect", "fail", "violation"),
+        ("detect", "warn", "violation"),
+        ("detect", "pass", "no_evidence"),
+        ("demonstrate", "pass", "within"),
+        ("demonstrate", "fail", "not_shown"),
+    ):
+        rule = {"test": test, "status": status, "p_value": 0.5, "testable": False}
+        assert rule_too_few_to_tell(rule) == too_few_to_tell(decision, False), (test, status)
+    assert not rule_too_few_to_tell({"test": "detect", "status": "pass", "p_value": None, "testable": False})
+    assert not rule_too_few_to_tell({"test": "point", "status": "pass", "p_value": None, "testable": False})

@@ -18,6 +18,8 @@ def _results(**policy):
             "rules": [
                 {
                     "id": "clean-accuracy",
+                    "kind": "metric",
+                    "metric": "accuracy",
                     "status": "fail",
                     "observed": 0.71,
                     "threshold": 0.8,
@@ -109,8 +111,9 @@ def test_verdict_counts_and_tables():
     assert "| 4 | 1 | 1 | 1 | 1 |" in md
     assert "**Blocking failures:** clean-accuracy" in md
     rules = _table_rows(md, "| rule |")
-    assert len(rules) == 2 and all(len(_cells(r)) == 7 for r in rules)
+    assert len(rules) == 2 and all(len(_cells(r)) == 8 for r in rules)
     assert _cells(rules[0])[0] == "clean-accuracy" and "≥ 0.8" in rules[0]
+    assert _cells(rules[0])[2] == "Accuracy on clean must be at least 0.8"
     assert "Insufficient data (1 rules)" in md
     findings = _table_rows(md, "| check |")
     assert _cells(findings[0])[:3] == ["consent\\_missing", "❌ fail", "3"]
@@ -129,3 +132,30 @@ def test_pass_and_minimal_results():
     md = render_markdown_summary({"policy": {"name": "p", "verdict": "pass", "rules": []}})
     assert md.startswith("## ✅ cvaudit: PASS") and md.endswith("\n")
     assert "### Data governance" not in md and "fairness" not in md.lower()
+
+
+def test_checks_that_cannot_be_judged_are_not_findings():
+    results = _results()
+    results["governance"]["findings"] = [
+        {
+            "check": check,
+            "status": "fail",
+            "blocking": True,
+            "count": None,
+            "judgeable": False,
+            "message": f"cannot be judged: column for {check} is absent from the manifest",
+        }
+        for check in ("consent_missing", "consent_withdrawn", "purpose_missing", "region_not_allowed", "pii_values")
+    ]
+    md = render_markdown_summary(results)
+    assert "0 raised a finding, 5 could not be judged (insufficient data, not a finding), 0 found nothing." in md
+    rows = _table_rows(md, "| check |")
+    assert all(_cells(r)[1] == "❔ cannot be judged (❌ fail)" and _cells(r)[2] == "—" for r in rows)
+
+
+def test_probe_conditions_are_marked():
+    results = _results()
+    results["conditions"].append({"id": "pgd@0", "probe": True})
+    results["policy"]["rules"][1]["condition"] = "pgd@0"
+    md = render_markdown_summary(results)
+    assert "pgd@0 (probe) / camera" in md

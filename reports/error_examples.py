@@ -1,0 +1,145 @@
+"""Named examples of the model's mistakes: for each failing condition and subgroup, a few misclassified samples.
+
+The examples are selected from the run's ``predictions.csv`` (the evaluator's per-sample record,
+:mod:`audit.contract.predictions`), never computed: a *failing target* is the condition (and the
+group) of a rule that failed or warned: its decisive target and every target of it whose own
+status is ``fail``; for a gap, ratio or fairness rule over an attribute, the group is the lowest
+group stored in ``fairness[]`` for that condition and attribute. Per target, up to
+:data:`EXAMPLES_PER_TARGET` misclassified samples (``prediction != label``) are named: those the
+model gave the lowest probability to the true class (``p_true``), ties broken by sample id, so the
+choice is deterministic and shows the clearest mistakes first.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXAMPLES_PER_TARGET", "error_examples", "failing_targets"]
+
+#: Misclassified samples named per failing condition or subgroup.
+EXAMPLES_PER_TARGET = 5
+
+
+def _fairness_worst(results: Mapping[str, Any], condition: str, attribute: str) -> str | None:
+    for f in results.get("fairness") or []:
+        if isinstance(f, Mapping) and f.get("condition") == condition and f.get("attribute") == attribute:
+            worst = f.get("worst_group")
+            return None if worst is None else str(worst)
+    return None
+
+
+def _target(results: Mapping[str, Any], condition: Any, group: Any) -> tuple[str, str | None, str | None] | None:
+    """(condition, attribute, value) of one judged target; None when it names no condition of the run."""
+    ids = {str(c.get("id")) for c in results.get("conditions") or [] if isinstance(c, Mapping)}
+    if condition is None or str(condition) not in ids:
+        return None
+    if group is None or group == "":
+        return str(condition), None, None
+    attribute, sep, value = str(group).partition("=")
+    if sep:
+        return str(condition), attribute, value
+    worst = _fairness_worst(results, str(condition), attribute)  # a gap or ratio across the attribute's groups
+    if worst is not None and "×" not in attribute:
+        return str(condition), attribute, worst
+    return str(condition), None, None
+
+
+def failing_targets(results: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    """The (condition, attribute, value) targets of the failed and warned rules, in rule order, each once."""
+    out: list[tuple[str, str | None, str | None]] = []
+    for rule in (results.get("policy") or {}).get("rules") or []:
+        if not isinstance(rule, Mapping) or rule.get("kind") == "finding" or rule.get("status") not in ("fail", "warn"):
+            continue
+        found = [_target(results, rule.get("condition"), rule.get("group"))]
+        for e in rule.get("evaluations") or []:
+            if isinstance(e, Mapping) and e.get("status") == "fail":
+                found.append(_target(results, e.get("condition"), e.get("group")))
+        for t in found:
+            if t is not None and t not in out:
+                out.append(t)
+    return out
+
+
+def _float(text: str | None) -> float:
+    try:
+        value = float(text or "nan")
+    except ValueError:
+        return math.inf
+    return value if math.isfinite(value) else math.inf
+
+
+def error_examples(
+    results: Mapping[str, Any],
+    predictions: str | os.PathLike[str] | None,
+    *,
+    limit: int = EXAMPLES_PER_TARGET,
+) -> list[dict[str, Any]]:
+    """Per failing target, its misclassified samples with the lowest ``p_true`` (see the module docstring).
+
+    Args:
+        results: The results dict (results.json).
+        predictions: The run's predictions.csv; None (or a missing file) gives no examples.
+        limit: Samples named per target.
+
+    Returns:
+        One dict per failing target: ``condition``, ``attribute``, ``value`` (None for a whole
+        condition), ``errors`` (misclassified samples of the target in predictions.csv) and
+        ``samples``: up to ``limit`` dicts with ``sample_id``, ``label``, ``prediction`` (class
+        names where results.json names them) and ``p_true`` (a float).
+    """
+    targets = failing_targets(results)
+    if not targets or predictions is None or not Path(predictions).is_file():
+        return []
+    names = [str(n) for n in (results.get("model") or {}).get("class_names") or []]
+    kept: dict[tuple, list] = {t: [] for t in targets}
+    errors = dict.fromkeys(targets, 0)
+    by_condition: dict[str, list[tuple]] = {}
+    for t in targets:
+        by_condition.setdefault(t[0], []).append(t)
+    with open(predictions, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            wanted = by_condition.get(row.get("condition") or "")
+            if not wanted or row.get("label") == row.get("prediction"):
+                continue
+            key = (_float(row.get("p_true")), str(row.get("sample_id")))
+            for t in wanted:
+                if t[1] is not None and row.get(t[1]) != t[2]:
+                    continue
+                errors[t] += 1
+                kept[t].append((key, row))
+                if len(kept[t]) > 8 * limit:  # bounded memory: keep only the best ``limit`` so far
+                    kept[t] = sorted(kept[t], key=lambda item: item[0])[:limit]
+    out = []
+    for t in targets:
+        rows = [row for _, row in sorted(kept[t], key=lambda item: item[0])[:limit]]
+        out.append(
+            {
+                "condition": t[0],
+                "attribute": t[1],
+                "value": t[2],
+                "errors": errors[t],
+                "samples": [
+                    {
+                        "sample_id": row.get("sample_id"),
+                        "label": _class(row.get("label"), names),
+                        "prediction": _class(row.get("prediction"), names),
+                        "p_true": _float(row.get("p_true")),
+                    }
+                    for row in rows
+                ],
+            }
+        )
+    return out
+
+
+def _class(index: str | None, names: list[str]) -> str:
+    try:
+        i = int(index or "")
+    except ValueError:
+        return str(index)
+    return names[i] if 0 <= i < len(names) else str(i)
