@@ -109,7 +109,7 @@ __all__ = [
 ]
 
 #: The version this cvaudit writes; see the module docstring for the rules.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class Results(Node):

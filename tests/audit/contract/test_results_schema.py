@@ -14,6 +14,8 @@ from audit.contract.schema import schema_text, shipped_schema
 
 DATA = Path(__file__).parent / "data"
 PREVIOUS_MINOR = DATA / "results-1.0.json"  # written by cvaudit 0.1.0 (schema 1.0), trimmed
+# written by the demo of schema 1.1 (before policy.report_only, provenance.exif/alpha), trimmed to three conditions
+PREVIOUS_MINORS = {"1.0": PREVIOUS_MINOR, "1.1": DATA / "results-1.1.json"}
 
 
 def test_shipped_schema_is_generated_from_the_models():
@@ -42,12 +44,13 @@ def test_every_key_is_described():
     assert not missing, f"keys without a description (add Field(description=...)): {missing}"
 
 
-def test_a_results_file_of_the_previous_minor_version_still_loads():
-    results = load_results(PREVIOUS_MINOR)
-    assert results.schema_version == "1.0"
+@pytest.mark.parametrize("version", sorted(PREVIOUS_MINORS))
+def test_a_results_file_of_a_previous_minor_version_still_loads(version):
+    results = load_results(PREVIOUS_MINORS[version])
+    assert results.schema_version == version
     assert results.conditions[0].id == "clean" and results.verdict == "pass"
     assert results.notes == []
-    jsonschema.validate(json.loads(PREVIOUS_MINOR.read_text()), shipped_schema())
+    jsonschema.validate(json.loads(PREVIOUS_MINORS[version].read_text()), shipped_schema())
 
 
 def test_a_newer_minor_version_loads_without_the_keys_it_adds():
