@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from audit.contract.conditions import parse_severity
 from audit.contract.errors import AuditError, echo
+from audit.contract.keys import unknown_key_message
 from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.yaml_loader import load_yaml
 
@@ -286,11 +287,13 @@ class AuditConfig(_Strict):
 
 
 def _format_validation_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
+    errors = err.errors()
+    # an unknown key first: a misspelt key also makes its correct spelling "missing"
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = unknown_key_message(AuditConfig, first["loc"])
     elif first["type"] == "missing":
         msg = "required key is missing"
     return f"{path}: {key}: {msg}"
