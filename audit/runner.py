@@ -40,7 +40,7 @@ from audit.evaluation import distributed
 from audit.evaluation.allocator import apply_allocator
 from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
 from audit.evaluation.conditions import build_conditions
-from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
+from audit.evaluation.data import AuditDataset, check_label_range, read_samples, sample_keys_of
 from audit.evaluation.evaluate import EvalSettings, evaluate
 from audit.evaluation.groups import build_layout, slot_matrix
 from audit.evaluation.model import load_model, resolve_device, resolve_model_config
@@ -173,6 +173,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     dataset_all = AuditDataset(table, cfg.model)
     width = _probe_width(model, dataset_all, device)
     class_names = _class_names(cfg, table.class_names, width, source)
+    check_label_range(table, width)  # before any image is decoded, naming the manifest line
     if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
         gradient = [c.stressor.name for c in conditions if c.model_aware and c.stressor.name != "hopskipjump"]
         if gradient:

@@ -92,6 +92,9 @@ class DataConfig(_Strict):
     must lie inside it (default: the manifest's folder, or the image folder)
     unless ``allow_outside_root`` is true. ``max_image_pixels`` is the largest
     width x height decoded; a larger image is a bad image (``on_bad_image``).
+    A manifest's image paths and labels are in ``path_column`` and ``label_column``;
+    two rows naming the same image (after ``.``, ``..`` and repeated separators are
+    removed) are an error unless ``allow_duplicate_paths`` is true.
     """
 
     manifest: Path | None = None
@@ -101,6 +104,9 @@ class DataConfig(_Strict):
     intersections: list[list[str]] = Field(default_factory=list)
     on_bad_image: Literal["error", "skip"] = "error"
     id_column: str = "sample_id"
+    path_column: str = Field(default="path", min_length=1, description="the manifest column of image paths")
+    label_column: str = Field(default="label", min_length=1, description="the manifest column of labels")
+    allow_duplicate_paths: bool = False
     num_workers: int | None = Field(
         default=None, ge=0, description="DataLoader workers; null: from the cores and the image size"
     )
@@ -113,6 +119,8 @@ class DataConfig(_Strict):
         given = [k for k in ("manifest", "images", "npz") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of data.manifest, data.images or data.npz")
+        if self.path_column == self.label_column:
+            raise ValueError(f"data.path_column and data.label_column are both {self.path_column!r}")
         if len(set(self.attributes)) != len(self.attributes):
             raise ValueError("data.attributes names an attribute twice")
         reserved = set(PREDICTIONS_COLUMNS)
