@@ -113,8 +113,11 @@ def run_audit(
     baseline: Path | None = None,
     progress: ProgressFactory | None = None,
     now: dt.datetime | None = None,
+    policy: Any = None,
 ) -> AuditOutcome:
     """Run the whole audit and write the outputs into ``out_dir`` (rank 0 only).
+
+    ``policy`` is ``cfg.policy`` already loaded (:func:`policies.load_policy`), or None to load it here.
 
     Raises:
         AuditError: anything that prevents a valid audit (exit code 2). Nothing
@@ -128,13 +131,13 @@ def run_audit(
         for note in outputs.notes:
             warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
     try:
-        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs)
+        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy)
     finally:
         if outputs is not None:
             outputs.close()
 
 
-def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs) -> AuditOutcome:
+def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy) -> AuditOutcome:
     """The body of :func:`run_audit`; ``outputs`` is the output transaction on rank 0, else None."""
     import policies
     from policies.findings import judge_findings
@@ -142,7 +145,8 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     from policies.validate import validate_policy
     from reports.keys import load_signing_keys, passphrase_from_env
 
-    policy = policies.load_policy(cfg.policy)
+    if policy is None:
+        policy = policies.load_policy(cfg.policy)
     passphrase_bytes = passphrase_from_env()
     keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
     baseline_results = _load_baseline(baseline) if baseline else None

@@ -181,16 +181,27 @@ def run_config(
 
     ``mlflow`` names an MLflow experiment to log the run to (``--mlflow``).
     """
+    import policies
     from audit.contract.config import load_config
-    from audit.runner import run_audit
     from audit.tracking import require_tracking, with_experiment
 
+    # The config and the policy are read and validated before torch is imported (seconds): a typo is
+    # reported at once. tests/test_cli_imports.py checks that torch is not loaded after such an error.
     cfg = load_config(config, seed=seed, device=device, batch_size=batch_size, attack_samples=attack_samples)
     if mlflow:
         cfg = with_experiment(cfg, mlflow)
     require_tracking(cfg)
+    policy = policies.load_policy(cfg.policy)
+
+    from audit.runner import run_audit
+
     outcome = run_audit(
-        cfg, config_path=config, out_dir=out_dir, baseline=baseline, progress=_progress_factory(not quiet)
+        cfg,
+        config_path=config,
+        out_dir=out_dir,
+        baseline=baseline,
+        progress=_progress_factory(not quiet),
+        policy=policy,
     )
     return outcome if outcome.results else None
 
