@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from audit.contract.config import AuditConfig
-from audit.contract.errors import AuditError, ExitCode
+from audit.contract.errors import AuditError, ExitCode, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Results
@@ -65,6 +65,7 @@ class AuditOutcome:
     results: dict[str, Any]
     out_dir: Path
     files: list[Path]
+    class_names_from_folders: bool = False
 
     @property
     def verdict(self) -> str:
@@ -162,6 +163,9 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         else None
     )
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
+    from_folders = cfg.model.class_names is None and table.class_names is not None
+    if from_folders and rank == 0:
+        _say_folder_classes(table.source, table.class_names)
     findings = judge_findings(scan.findings() if scan else [], policy)
     gallery_mode = report_image_mode(policy, findings, cfg.report.images)
     layout = build_layout(table, cfg.data.intersections)
@@ -270,7 +274,16 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
     files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
     track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
-    return AuditOutcome(results, out_dir, files)
+    return AuditOutcome(results, out_dir, files, class_names_from_folders=from_folders)
+
+
+def _say_folder_classes(root: Path, names: list[str], *, shown: int = 20) -> None:
+    """The class mapping of an image folder without ``model.class_names``, on stderr at the start of the run."""
+    from audit.cli.boundary import say
+
+    pairs = ", ".join(f"{k} = {echo(name)}" for k, name in enumerate(names[:shown]))
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    say(f"cvaudit: labels from the folder names of {root} (sorted; model.class_names not set): {pairs}{more}")
 
 
 def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mode) -> RunPlan:

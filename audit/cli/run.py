@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from audit.cli.boundary import boundary, say
-from audit.cli.summary import print_summary
+from audit.cli.summary import label_mapping_hint, print_summary
 from audit.contract.text import neutralise
 
 
@@ -162,6 +162,9 @@ def run_command(
         return
     report_skipped(outcome.results)
     print_summary(outcome.results, out_dir, fmt=fmt)
+    hint = label_mapping_hint(outcome.results, from_folders=outcome.class_names_from_folders)
+    if hint is not None:
+        say(hint)
     sys.exit(outcome.exit_code)
 
 
