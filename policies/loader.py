@@ -118,9 +118,7 @@ def policy_from_dict(document: dict[str, Any], *, source: str = "<policy>") -> P
 
 
 def _to_policy_error(exc: ValidationError, document: dict[str, Any], source: str) -> PolicyError:
-    errors = exc.errors()
-    # an unknown key first: a misspelt key also makes its correct spelling "missing"
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    error = exc.errors()[0]
     loc = list(error["loc"])
     ctx = error.get("ctx") or {}
     rule_id = None
