@@ -279,10 +279,12 @@ def init_command(
         width, size = _model_width(staged)
     finally:
         staged.unlink()
-    if width != classes.count:
+    # integer labels may leave out the last classes (a validation set without them); names must all be there
+    if width < classes.count or (classes.names is not None and width != classes.count):
         source = images if images is not None else manifest
+        what = "classes" if classes.names is not None else f"classes (labels up to {classes.count - 1})"
         raise AuditError(
-            f"{model}: the model outputs {width} classes but {source} has {classes.count}; nothing was written"
+            f"{model}: the model outputs {width} classes but {source} has {classes.count} {what}; nothing was written"
         )
     config.write_text(text, encoding="utf-8")
     policy.write_text(STARTER_POLICY, encoding="utf-8")

@@ -307,6 +307,9 @@ def first_repeat(keys: np.ndarray, same: Callable[[int, int], bool]) -> tuple[in
     n = len(keys)
     if n < 2:
         return None
+    plain = np.sort(keys)  # the usual case, no equal keys, costs one unstable sort and no more
+    if not (plain[1:] == plain[:-1]).any():
+        return None
     order = np.argsort(keys, kind="stable")  # stable: equal keys keep file order
     ordered = keys[order]
     new = np.ones(n, dtype=bool)

@@ -117,6 +117,29 @@ def test_init_on_a_manifest_with_other_column_names(folder):
     assert '# attributes: ["camera"]' in text
 
 
+def test_init_on_integer_labels_accepts_a_model_with_more_outputs(folder):
+    rows = ["path,label"] + [
+        f"data/val/{name}/{i}.png,{k}" for k, name in enumerate(["a-red", "b-green"]) for i in range(3)
+    ]
+    (folder / "m.csv").write_text("\n".join(rows) + "\n")
+    args = [
+        "init",
+        "--manifest",
+        str(folder / "m.csv"),
+        "--model",
+        str(folder / "model.pt"),
+        "--out",
+        str(folder / "a"),
+    ]
+    result = _cli(*args, "--input-size", "16", "16")
+    assert result.exit_code == 0, result.output  # labels 0..1, three outputs: class 2 is absent from the data
+    assert "integer labels 0..1" in result.output and "class_names" not in (folder / "a" / "config.yaml").read_text()
+    save_model(folder / "one.pt", ConstantNet(0.0, 1))
+    args[4] = str(folder / "one.pt")
+    fewer = _cli(*args, "--input-size", "16", "16", "--force")
+    assert fewer.exit_code == 2 and "outputs 1 classes but" in fewer.output and "labels up to 1" in fewer.output
+
+
 # ------------------------------------------------------------------ the label-mapping hint
 
 
