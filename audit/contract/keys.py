@@ -35,13 +35,11 @@ def model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel
     """The model that parses the mapping at ``loc`` (keys and list positions) under ``model``; None if unclear.
 
     Example:
-        >>> from pydantic import BaseModel
-        >>> class Inner(BaseModel):
-        ...     a: int = 0
-        >>> class Outer(BaseModel):
-        ...     inner: list[Inner] = []
-        >>> model_at(Outer, ["inner", 0]).__name__
-        'Inner'
+        >>> from audit.contract.config import AuditConfig
+        >>> model_at(AuditConfig, ["tracking", "mlflow"]).__name__
+        'MlflowConfig'
+        >>> valid_keys(AuditConfig, ["tracking", "mlflow"])
+        ['experiment', 'run_name', 'tracking_uri']
     """
     current: type[BaseModel] = model
     pending: list[type[BaseModel]] | None = None
