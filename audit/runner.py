@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from audit.contract.config import AuditConfig
-from audit.contract.errors import AuditError, ExitCode
+from audit.contract.errors import AuditError, ExitCode, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Results
@@ -40,7 +40,7 @@ from audit.evaluation import distributed
 from audit.evaluation.allocator import apply_allocator
 from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
 from audit.evaluation.conditions import build_conditions
-from audit.evaluation.data import AuditDataset, read_samples, sample_keys_of
+from audit.evaluation.data import AuditDataset, check_label_range, read_samples, sample_keys_of
 from audit.evaluation.evaluate import EvalSettings, evaluate
 from audit.evaluation.groups import build_layout, slot_matrix
 from audit.evaluation.model import load_model, resolve_device, resolve_model_config
@@ -65,6 +65,7 @@ class AuditOutcome:
     results: dict[str, Any]
     out_dir: Path
     files: list[Path]
+    class_names_from_folders: bool = False
 
     @property
     def verdict(self) -> str:
@@ -113,8 +114,11 @@ def run_audit(
     baseline: Path | None = None,
     progress: ProgressFactory | None = None,
     now: dt.datetime | None = None,
+    policy: Any = None,
 ) -> AuditOutcome:
     """Run the whole audit and write the outputs into ``out_dir`` (rank 0 only).
+
+    ``policy`` is ``cfg.policy`` already loaded (:func:`policies.load_policy`), or None to load it here.
 
     Raises:
         AuditError: anything that prevents a valid audit (exit code 2). Nothing
@@ -128,13 +132,13 @@ def run_audit(
         for note in outputs.notes:
             warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
     try:
-        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs)
+        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy)
     finally:
         if outputs is not None:
             outputs.close()
 
 
-def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs) -> AuditOutcome:
+def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy) -> AuditOutcome:
     """The body of :func:`run_audit`; ``outputs`` is the output transaction on rank 0, else None."""
     import policies
     from policies.findings import judge_findings
@@ -142,7 +146,8 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     from policies.validate import check_gate, validate_policy
     from reports.keys import load_signing_keys, passphrase_from_env
 
-    policy = policies.load_policy(cfg.policy)
+    if policy is None:
+        policy = policies.load_policy(cfg.policy)
     check_gate(policy)  # a policy with nothing that can fail is refused before the data are read
     passphrase_bytes = passphrase_from_env()
     keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
@@ -160,6 +165,9 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         else None
     )
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
+    from_folders = cfg.model.class_names is None and table.class_names is not None
+    if from_folders and rank == 0:
+        _say_folder_classes(table.source, table.class_names)
     findings = judge_findings(scan.findings() if scan else [], policy)
     gallery_mode = report_image_mode(policy, findings, cfg.report.images)
     layout = build_layout(table, cfg.data.intersections)
@@ -175,6 +183,7 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     dataset_all = AuditDataset(table, cfg.model)
     width = _probe_width(model, dataset_all, device)
     class_names = _class_names(cfg, table.class_names, width, source)
+    check_label_range(table, width)  # before any image is decoded, naming the manifest line
     if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
         gradient = [c.stressor.name for c in conditions if c.model_aware and c.stressor.name != "hopskipjump"]
         if gradient:
@@ -275,7 +284,16 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
     files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
     track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
-    return AuditOutcome(results, out_dir, files)
+    return AuditOutcome(results, out_dir, files, class_names_from_folders=from_folders)
+
+
+def _say_folder_classes(root: Path, names: list[str], *, shown: int = 20) -> None:
+    """The class mapping of an image folder without ``model.class_names``, on stderr at the start of the run."""
+    from audit.cli.boundary import say
+
+    pairs = ", ".join(f"{k} = {echo(name)}" for k, name in enumerate(names[:shown]))
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    say(f"cvaudit: labels from the folder names of {root} (sorted; model.class_names not set): {pairs}{more}")
 
 
 def _decoding(cfg: AuditConfig) -> dict[str, Any]:

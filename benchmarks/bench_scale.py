@@ -77,6 +77,7 @@ data:
   manifest: manifest-{n}.csv
   attributes: [camera, ink]
   intersections: [[camera, ink]]
+  allow_duplicate_paths: true  # the rows reuse a few thousand rendered images
 stressors:
   - {{name: night, severities: [3]}}
   - {{name: occlusion, fill: black, severities: [3]}}

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from audit.contract.errors import echo
+from audit.contract.keys import unknown_key_message
 from audit.contract.yaml_loader import load_yaml
 from policies.errors import PolicyError
 from policies.schema import FindingRule, MetricRule, Policy
@@ -137,9 +138,7 @@ def _to_policy_error(exc: ValidationError, document: dict[str, Any], source: str
         loc.append(ctx["key"])
         problem = ctx["message"]
     elif error["type"] == "extra_forbidden":
-        problem = "unknown key"
-        if len(loc) == 1:
-            problem += f" (allowed: {', '.join(model.model_fields)})"
+        problem = unknown_key_message(model, loc)
     elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc.append("kind")
         problem = "expected 'metric' or 'finding'"

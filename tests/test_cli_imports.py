@@ -82,6 +82,24 @@ def test_commands_on_stored_results_import_no_torch(command, signed_folder):
     assert not set(ran["modules"]) & set(HEAVY), sorted(set(ran["modules"]) & set(HEAVY))
 
 
+@pytest.mark.parametrize(
+    "config, policy, expected",
+    [
+        ("model: {path: model.pt}\ndata: {images: val, pth_column: x}\n", None, "data.pth_column: unknown key"),
+        ("model: {path: model.pt}\ndata: {images: val}\npolicy: p.yaml\n", "version: 1\nname: p\nrulez: []\n", "rulez"),
+        # a gate that could pass on nothing (issue 30): refused before torch, too
+        ("model: {path: model.pt}\ndata: {images: val}\npolicy: p.yaml\n", "version: 1\nname: p\nrules: []\n", "no rules"),
+    ],
+)
+def test_run_reports_a_bad_config_or_policy_before_importing_torch(tmp_path, config, policy, expected):
+    (tmp_path / "bad.yaml").write_text(config)
+    if policy is not None:
+        (tmp_path / "p.yaml").write_text(policy)
+    ran = _command("run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out"))
+    assert ran["code"] == 2 and expected in ran["output"], ran["output"]
+    assert not set(ran["modules"]) & set(HEAVY), sorted(set(ran["modules"]) & set(HEAVY))
+
+
 def test_a_spawned_worker_receives_only_what_it_decodes(tmp_path):
     from PIL import Image
 
@@ -93,7 +111,8 @@ def test_a_spawned_worker_receives_only_what_it_decodes(tmp_path):
     rows = ["sample_id,path,label,site,capture_date,consent"]
     rows += [f"sample-{i},{i % 2}.png,0,site-{i % 7},2025-01-01,granted" for i in range(200)]
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    table = read_samples(DataConfig(manifest=tmp_path / "m.csv", attributes=["site"]), class_names=None)
+    data = DataConfig(manifest=tmp_path / "m.csv", attributes=["site"], allow_duplicate_paths=True)
+    table = read_samples(data, class_names=None)
     blob = pickle.dumps(AuditDataset(table, ModelConfig(path="m.pt", input_size=(4, 4)), range(0, 200, 2)))
     assert (
         b"capture_date" not in blob and b"site-3" not in blob and b"sample-17" not in blob

@@ -128,7 +128,19 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
     if case == "label-out-of-range":
         text = (workspace / "manifest.csv").read_text().replace("s001,img/1.png,1", "s001,img/1.png,7")
         (workspace / "manifest.csv").write_text(text)
-        return write_config(workspace), "label 7 is outside"
+        return write_config(workspace), "manifest.csv: line 3 (sample s001): label '7' (column 'label') is not a class"
+    if case == "label-beyond-the-model":  # integer labels without class names: checked against the model's outputs
+        text = (workspace / "manifest.csv").read_text().replace("s001,img/1.png,1", "s001,img/1.png,7")
+        (workspace / "manifest.csv").write_text(text)
+        cfg = write_config(workspace)
+        cfg.write_text(cfg.read_text().replace("  class_names: [red, green, blue]\n", ""))
+        return cfg, "manifest.csv: line 3 (sample s001): label 7 is outside the model's 3 classes (0..2)"
+    if case == "same-image-twice":
+        text = (workspace / "manifest.csv").read_text().replace("s002,img/2.png", "s002,./img/1.png")
+        (workspace / "manifest.csv").write_text(text)
+        return write_config(
+            workspace
+        ), "line 4 (sample s002): image 'img/1.png' is already listed at line 3 (sample s001)"
     if case == "empty-dataset":
         (workspace / "manifest.csv").write_text("sample_id,path,label,camera\n")
         return write_config(workspace), "empty"
@@ -174,6 +186,8 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
     [
         "missing-image",
         "label-out-of-range",
+        "label-beyond-the-model",
+        "same-image-twice",
         "empty-dataset",
         "width-mismatch",
         "nan-output",

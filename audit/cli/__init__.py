@@ -22,6 +22,7 @@ __all__ = ["main"]
 
 #: subcommand -> "module:attribute" of its click command.
 COMMANDS = {
+    "init": "audit.cli.init:init_command",
     "run": "audit.cli.run:run_command",
     "demo": "audit.cli.run:demo_command",
     "policy": "audit.cli.policy:policy_group",

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from audit.cli.boundary import boundary, say
-from audit.cli.summary import print_summary
+from audit.cli.summary import label_mapping_hint, print_summary
 from audit.contract.text import neutralise
 
 
@@ -162,6 +162,9 @@ def run_command(
         return
     report_skipped(outcome.results)
     print_summary(outcome.results, out_dir, fmt=fmt)
+    hint = label_mapping_hint(outcome.results, from_folders=outcome.class_names_from_folders)
+    if hint is not None:
+        say(hint)
     sys.exit(outcome.exit_code)
 
 
@@ -181,16 +184,29 @@ def run_config(
 
     ``mlflow`` names an MLflow experiment to log the run to (``--mlflow``).
     """
+    import policies
     from audit.contract.config import load_config
-    from audit.runner import run_audit
     from audit.tracking import require_tracking, with_experiment
+    from policies.validate import check_gate
 
+    # The config and the policy are read and validated before torch is imported (seconds): a typo is
+    # reported at once. tests/test_cli_imports.py checks that torch is not loaded after such an error.
     cfg = load_config(config, seed=seed, device=device, batch_size=batch_size, attack_samples=attack_samples)
     if mlflow:
         cfg = with_experiment(cfg, mlflow)
     require_tracking(cfg)
+    policy = policies.load_policy(cfg.policy)
+    check_gate(policy)  # a policy with nothing that can fail: refused here too, before torch is imported
+
+    from audit.runner import run_audit
+
     outcome = run_audit(
-        cfg, config_path=config, out_dir=out_dir, baseline=baseline, progress=_progress_factory(not quiet)
+        cfg,
+        config_path=config,
+        out_dir=out_dir,
+        baseline=baseline,
+        progress=_progress_factory(not quiet),
+        policy=policy,
     )
     return outcome if outcome.results else None
 

@@ -9,6 +9,7 @@ output, the JUnit file, the pytest plugin and the report tell the same story.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ import click
 from audit.cli.fmt import interval, observed, pp, rate, threshold
 from audit.contract.text import neutralise
 
-__all__ = ["print_summary", "summary_json", "verdict_line", "verdict_word"]
+__all__ = ["chance_bound", "label_mapping_hint", "print_summary", "summary_json", "verdict_line", "verdict_word"]
 
 _STATUS_ORDER = ("fail", "warn", "insufficient_data", "pass", "not_applicable")
 
@@ -87,6 +88,53 @@ def _largest_gaps(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         if f["condition"] not in gaps or gap > gaps[f["condition"]]["accuracy_gap"]:
             gaps[f["condition"]] = f
     return gaps
+
+
+#: Clean accuracy within this many binomial standard errors of chance (or below it) gets the label-mapping hint.
+CHANCE_SE = 3.0
+
+
+def chance_bound(num_classes: int, n: int) -> float:
+    """The highest clean accuracy that still looks like guessing: 1/K + 3 binomial SE of 1/K at n samples.
+
+    A model whose outputs do not line up with the labels (class folders in another order than
+    the model was trained with) scores about 1/K on class-balanced data, or less. Under that
+    null, accuracy above 1/K + 3·√(p(1−p)/n), p = 1/K, has probability about 0.1 % (normal
+    approximation), so a hint below the bound is rarely wrong about "near chance"; a real but
+    weak model can fall under it too, which is why it is a hint and not an error.
+
+    Example:
+        >>> round(chance_bound(10, 100), 3)
+        0.19
+    """
+    p = 1.0 / num_classes
+    return p + CHANCE_SE * math.sqrt(p * (1.0 - p) / n)
+
+
+def label_mapping_hint(results: Mapping[str, Any], *, from_folders: bool) -> str | None:
+    """A hint when the clean accuracy is near chance (:func:`chance_bound`): the label mapping may be wrong.
+
+    Args:
+        from_folders: the labels came from the sorted folder names of an image folder
+            (``model.class_names`` was not given).
+    """
+    clean = next((c for c in results.get("conditions", []) if c.get("id") == "clean"), None)
+    num_classes = (results.get("model") or {}).get("num_classes") or 0
+    if clean is None or num_classes < 2:
+        return None
+    n, accuracy = clean["metrics"].get("n") or 0, clean["metrics"].get("accuracy")
+    if not n or accuracy is None or accuracy > chance_bound(num_classes, n):
+        return None
+    where = (
+        "labels come from the class folder names in sorted order; if the model was trained with another "
+        "order, list its classes in model.class_names in the order of its outputs"
+        if from_folders
+        else "check that label k means the model's output k (model.class_names in the order of the outputs)"
+    )
+    return (
+        f"hint: clean accuracy {accuracy:.3f} is near chance for {num_classes} classes (1/{num_classes} = "
+        f"{1 / num_classes:.3f}, n = {n}): the label mapping may be wrong; {where}"
+    )
 
 
 def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text") -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from audit.contract.conditions import parse_severity
 from audit.contract.errors import AuditError, echo
+from audit.contract.keys import unknown_key_message
 from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.yaml_loader import load_yaml
 
@@ -92,6 +93,9 @@ class DataConfig(_Strict):
     unless ``allow_outside_root`` is true. ``max_image_pixels`` is the largest
     width x height decoded; a larger image is a bad image (``on_bad_image``).
     ``exif`` and ``alpha`` say how orientation and transparency are decoded (:meth:`decoding_for`).
+    A manifest's image paths and labels are in ``path_column`` and ``label_column``;
+    two rows naming the same image (after ``.``, ``..`` and repeated separators are
+    removed) are an error unless ``allow_duplicate_paths`` is true.
     """
 
     manifest: Path | None = None
@@ -101,6 +105,9 @@ class DataConfig(_Strict):
     intersections: list[list[str]] = Field(default_factory=list)
     on_bad_image: Literal["error", "skip"] = "error"
     id_column: str = "sample_id"
+    path_column: str = Field(default="path", min_length=1, description="the manifest column of image paths")
+    label_column: str = Field(default="label", min_length=1, description="the manifest column of labels")
+    allow_duplicate_paths: bool = False
     num_workers: int | None = Field(
         default=None, ge=0, description="DataLoader workers; null: from the cores and the image size"
     )
@@ -123,6 +130,8 @@ class DataConfig(_Strict):
         given = [k for k in ("manifest", "images", "npz") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of data.manifest, data.images or data.npz")
+        if self.path_column == self.label_column:
+            raise ValueError(f"data.path_column and data.label_column are both {self.path_column!r}")
         if len(set(self.attributes)) != len(self.attributes):
             raise ValueError("data.attributes names an attribute twice")
         reserved = set(PREDICTIONS_COLUMNS)
@@ -310,11 +319,13 @@ class AuditConfig(_Strict):
 
 
 def _format_validation_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
+    errors = err.errors()
+    # an unknown key first: a misspelt key also makes its correct spelling "missing"
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = unknown_key_message(AuditConfig, first["loc"])
     elif first["type"] == "missing":
         msg = "required key is missing"
     return f"{path}: {key}: {msg}"

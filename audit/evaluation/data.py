@@ -46,12 +46,14 @@ from audit.evaluation.table import (
     StringColumn,
     TextBuilder,
     check_unique_ids,
+    first_repeat,
 )
 
 __all__ = [
     "MISSING",
     "AuditDataset",
     "SampleTable",
+    "check_label_range",
     "collate",
     "make_loader",
     "read_samples",
@@ -67,23 +69,50 @@ ChunkHook = Callable[[ManifestChunk], None]
 # ----------------------------------------------------------------------- reading
 
 
-def _label_values(raw_labels: Sequence[str], *, class_names: Sequence[str] | None) -> list[int | None]:
-    """The integer label of every distinct raw label, or None where it is neither an integer nor a class name.
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _label_values(
+    raw_labels: Sequence[str], *, class_names: Sequence[str] | None
+) -> tuple[list[int | None], list[str | None]]:
+    """The integer label of every distinct raw label, and why it has none (None where it has one).
 
     Whether labels are class names or integer indices is decided once per manifest: mixing the
     two readings would silently mislabel samples when class names look like integers, so the
-    whole column must be of one kind.
+    whole column must be of one kind. With ``class_names``, a column that holds any class name
+    that is not an integer holds class names: every other value (an integer included) is the
+    error, not the class names around it. Integer labels must be class indices (0 or more, below
+    the number of class names when they are given).
     """
     names = list(class_names) if class_names is not None else None
-    if names is not None and all(r in names for r in raw_labels):
-        return [names.index(r) for r in raw_labels]
+    index = {n: i for i, n in enumerate(names)} if names is not None else {}
+    if names is not None and all(r in index for r in raw_labels):
+        return [index[r] for r in raw_labels], [None] * len(raw_labels)
+    if names is not None and any(r in index and not _is_integer(r) for r in raw_labels):
+        example = next(r for r in raw_labels if r in index and not _is_integer(r))
+        problem = f"is not one of model.class_names {names} (other rows give class names, such as {example!r})"
+        values = [index.get(r) for r in raw_labels]
+        return values, [None if v is not None else problem for v in values]
     out: list[int | None] = []
+    problems: list[str | None] = []
     for raw in raw_labels:
-        try:
-            out.append(int(raw))
-        except ValueError:
-            out.append(None)
-    return out
+        value = int(raw) if _is_integer(raw) else None
+        if value is None:
+            known = f" or a class name (model.class_names: {names})" if names else ""
+            problems.append("is empty" if raw == "" else f"is not an integer{known}")
+        elif value < 0:
+            problems.append("is negative (integer labels are class indices 0, 1, ...)")
+        elif names is not None and value >= len(names):
+            problems.append(f"is not a class index of model.class_names (0..{len(names) - 1})")
+        else:
+            problems.append(None)
+        out.append(value if problems[-1] is None else None)
+    return out, problems
 
 
 def _data_root(cfg: DataConfig, default: Path) -> Path | None:
@@ -204,20 +233,23 @@ def manifest_table(
         AuditError: an empty manifest, a missing column, an empty path, a label that is neither an
             integer nor a class name, a repeated sample id (one line naming the file and line).
     """
-    required = ("path", "label", *cfg.attributes)
+    path_column, label_column = cfg.path_column, cfg.label_column
+    required = (path_column, label_column, *cfg.attributes)
     ids, paths = TextBuilder(keys=True), TextBuilder()
     attributes = {a: CodeBuilder(_attribute_value) for a in cfg.attributes}
     labels = CodeBuilder(_label_text)
     label_first: dict[str, tuple[int, int]] = {}  # label text -> (position, line) of its first row
     first_keys: list[str] | None = None
     empty_path: tuple[int, int] | None = None
+    lines: list[np.ndarray] = []
+    path_keys: list[np.ndarray] = []  # hashes of the normalised paths (the duplicate check)
     root = _data_root(cfg, path.parent)
     guard = _RootGuard(path.parent, root) if root is not None else None
     for chunk in read_manifest_chunks(path):
         if first_keys is None:
             first_keys = chunk.keys_of(0)
-        _check_columns(chunk, required, cfg.attributes, path)
-        raw_paths = chunk.column("path")
+        _check_columns(chunk, required, cfg, path)
+        raw_paths = chunk.column(path_column)
         stripped = list(map(str.strip, raw_paths))
         chunk_ids = _sample_ids(chunk.column(cfg.id_column), stripped) if cfg.id_column in first_keys else stripped
         ids.extend(chunk_ids)
@@ -227,7 +259,11 @@ def manifest_table(
             j = stripped.index("")
             empty_path = (chunk.start + j, chunk.lines[j])
         paths.extend(stripped)
-        raw_labels = chunk.column("label")
+        lines.append(np.asarray(chunk.lines, dtype=np.int64))
+        if not cfg.allow_duplicate_paths:
+            normalised = _normalised_paths(stripped, path.parent)
+            path_keys.append(np.fromiter(map(hash, normalised), dtype=np.int64, count=len(normalised)))
+        raw_labels = chunk.column(label_column)
         for j, text in _first_positions(raw_labels, label_first):
             label_first[text] = (chunk.start + j, chunk.lines[j])
         labels.extend(raw_labels)
@@ -240,30 +276,77 @@ def manifest_table(
     if cfg.id_column not in first_keys and "id_column" in cfg.model_fields_set:
         raise AuditError(f"{path}: data.id_column {cfg.id_column!r} is not a column (columns: {sorted(first_keys)})")
     id_column, keys = ids.build(), ids.build_keys()
-    label_column = labels.build()
-    values = _label_values(label_column.values, class_names=class_names)
-    bad = [label_first[label_column.values[k]] + (k,) for k, v in enumerate(values) if v is None]
+    label_column_values = labels.build()
+    values, problems = _label_values(label_column_values.values, class_names=class_names)
+    bad = [label_first[label_column_values.values[k]] + (k,) for k, v in enumerate(values) if v is None]
     bad_label = min(bad) if bad else None
     if empty_path is not None and (bad_label is None or empty_path[0] <= bad_label[0]):
         pos, line = empty_path
-        raise AuditError(f"{path}: line {line} (sample {id_column[pos]}): empty path")
+        raise AuditError(f"{path}: line {line} (sample {id_column[pos]}): empty path (column {path_column!r})")
     if bad_label is not None:
         pos, line, k = bad_label
-        known = f"; known class names: {list(class_names)}" if class_names else ""
         raise AuditError(
-            f"{path}: line {line} (sample {id_column[pos]}): label {label_column.values[k]!r} is not an integer or "
-            f"a class name{known}"
+            f"{path}: line {line} (sample {id_column[pos]}): label {label_column_values.values[k]!r} "
+            f"(column {label_column!r}) {problems[k]}"
         )
     table = SampleTable(
         path,
         id_column,
-        np.asarray(values, dtype=np.int64)[label_column.codes],
+        np.asarray(values, dtype=np.int64)[label_column_values.codes],
         {a: b.build() for a, b in attributes.items()},
         paths=PathColumn(paths.build(), path.parent),
         keys=keys,
+        lines=np.concatenate(lines),
     )
     check_unique_ids(table.ids, table.keys, path)
+    if not cfg.allow_duplicate_paths:
+        _check_unique_paths(table, np.concatenate(path_keys), path)
     return table
+
+
+def _normalised_paths(texts: list[str], base: Path) -> list[str]:
+    """Image paths with ``.``, ``..`` and repeated separators removed, relative to ``base`` when inside it.
+
+    Only string operations (no file system access), and only where a path can need them: a chunk
+    of plain relative paths (``img/0.png``) is returned as it is.
+    """
+    joined = "\n".join(texts)
+    sep = os.sep
+    if not (
+        f".{sep}" in joined
+        or f"{sep}.\n" in joined
+        or joined.endswith(f"{sep}.")
+        or sep * 2 in joined
+        or joined.startswith(sep)
+        or f"\n{sep}" in joined
+        or (os.altsep is not None and os.altsep in joined)
+        or ":" in joined  # a drive letter
+    ):
+        return texts
+    prefix = str(base) + sep
+    out = []
+    for text in texts:
+        full = os.path.normpath(text if os.path.isabs(text) else prefix + text)
+        out.append(full[len(prefix) :] if full.startswith(prefix) else full)
+    return out
+
+
+def _check_unique_paths(table: SampleTable, path_keys: np.ndarray, source: Path) -> None:
+    """Two rows naming the same image are an error naming both (``data.allow_duplicate_paths`` allows them)."""
+    texts, base = table.paths.texts, source.parent
+
+    def normalised(i: int) -> str:
+        return _normalised_paths([texts[i]], base)[0]
+
+    repeat = first_repeat(path_keys, lambda i, j: normalised(i) == normalised(j))
+    if repeat is None:
+        return
+    first, later = repeat
+    again = "" if texts[first] == texts[later] else f" as {echo(texts[later])}"
+    raise AuditError(
+        f"{source}: {table.where(later)}: image {echo(texts[first])} is already listed at {table.where(first)}{again}; "
+        "each image may appear once (data.allow_duplicate_paths: true to allow it)"
+    )
 
 
 def _attribute_value(raw: str) -> str:
@@ -294,15 +377,18 @@ def _first_positions(raw_labels: Sequence[str], known: dict[str, tuple[int, int]
     return sorted(out)
 
 
-def _check_columns(chunk: ManifestChunk, required: Sequence[str], attributes: Sequence[str], path: Path) -> None:
-    """The first row that lacks a required column (path, label, the attributes) is an error."""
+def _check_columns(chunk: ManifestChunk, required: Sequence[str], cfg: DataConfig, path: Path) -> None:
+    """The first row that lacks a required column (the path and label columns, the attributes) is an error."""
     rows: Sequence[Mapping[str, Any]] = chunk.rows if chunk.rows is not None else [dict.fromkeys(chunk.columns)]
+    keys = {cfg.path_column: ("data.path_column", "image paths"), cfg.label_column: ("data.label_column", "labels")}
     for j, row in enumerate(rows):
         for name in required:
             if name not in row:
-                what = "attribute " if name in attributes else ""
+                what = "attribute " if name in cfg.attributes else ""
+                hint = f"; set {keys[name][0]} to the column of the {keys[name][1]}" if name in keys else ""
                 raise AuditError(
-                    f"{path}: line {chunk.lines[j]}: {what}column {name!r} is missing (columns: {sorted(row)})"
+                    f"{path}: line {chunk.lines[j]}: {what}column {name!r} is missing "
+                    f"(columns: {', '.join(map(repr, row))}){hint}"
                 )
 
 
@@ -391,6 +477,23 @@ def read_npz(path: Path, cfg: DataConfig, *, on_chunk: ChunkHook | None = None) 
     check_unique_ids(table.ids, table.keys, path)
     _emit(on_chunk, {"sample_id": ids, "label": [str(y) for y in int_labels], **attributes})
     return table
+
+
+def check_label_range(table: SampleTable, num_classes: int) -> None:
+    """Every label must be a class of the model: the first that is not is an error naming its line.
+
+    Checked once the model's width is known, before any image is decoded.
+
+    Raises:
+        AuditError: ``<source>: line <n> (sample <id>): label <k> is outside the model's <K> classes``.
+    """
+    bad = np.flatnonzero((table.labels < 0) | (table.labels >= num_classes))
+    if len(bad):
+        i = int(bad[0])
+        raise AuditError(
+            f"{table.source}: {table.where(i)}: label {int(table.labels[i])} is outside the model's "
+            f"{num_classes} classes (0..{num_classes - 1})"
+        )
 
 
 def read_samples(

@@ -241,6 +241,7 @@ class SampleTable:
         class_names: class names known from the data (ImageFolder), else None.
         npz_images: the image array of an ``.npz`` source, else None.
         keys: the sample keys (int64), computed from the ids when not given.
+        lines: the manifest line of every sample (int64), for messages; None for other sources.
     """
 
     source: Path
@@ -251,6 +252,7 @@ class SampleTable:
     class_names: list[str] | None = None
     npz_images: Any = None
     keys: np.ndarray = field(default=None)  # type: ignore[assignment]
+    lines: np.ndarray | None = None
     _order: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -267,6 +269,12 @@ class SampleTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def where(self, i: int) -> str:
+        """Sample ``i`` for a message: ``line <n> (sample <id>)`` for a manifest, else ``sample <id>``."""
+        if self.lines is not None:
+            return f"line {int(self.lines[i])} (sample {self.ids[i]})"
+        return f"sample {self.ids[i]}"
 
     def indices_of(self, sample_ids: Sequence[str]) -> np.ndarray:
         """The positions of ``sample_ids`` (each must be an id of the table), found through the keys.
@@ -287,6 +295,37 @@ class SampleTable:
                 raise KeyError(sid)
             out[j] = hits[0]
         return out
+
+
+def first_repeat(keys: np.ndarray, same: Callable[[int, int], bool]) -> tuple[int, int] | None:
+    """The earliest repeat among values given by their 64-bit ``keys``: (first position, repeat position).
+
+    Equal keys are confirmed with ``same(i, j)`` (keys may collide). Of all repeats, the one whose
+    repeat comes first is returned, with the earliest position holding the same value. One sort of
+    integers, so a million values cost a fraction of a second.
+    """
+    n = len(keys)
+    if n < 2:
+        return None
+    plain = np.sort(keys)  # the usual case, no equal keys, costs one unstable sort and no more
+    if not (plain[1:] == plain[:-1]).any():
+        return None
+    order = np.argsort(keys, kind="stable")  # stable: equal keys keep file order
+    ordered = keys[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    group_start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    best: tuple[int, int] | None = None
+    for k in np.flatnonzero(~new).tolist():
+        later = int(order[k])
+        if best is not None and later >= best[1]:
+            continue
+        for h in range(int(group_start[k]), k):  # file order: the first match is the earliest
+            earlier = int(order[h])
+            if same(earlier, later):
+                best = (earlier, later)
+                break
+    return best
 
 
 def check_unique_ids(ids: StringColumn, keys: np.ndarray, source: Path) -> None:

@@ -89,7 +89,7 @@ def test_unknown_key_in_rule_names_rule_and_key(write_policy):
     error = _error(write_policy, _GOOD + "    minimum: 0.9\n")
     assert (error.rule_id, error.key) == ("clean-accuracy", "minimum")
     assert "rule 'clean-accuracy'" in str(error) and "key 'minimum'" in str(error)
-    assert "unknown key" in str(error) and "allowed:" in str(error)
+    assert "unknown key" in str(error) and "valid:" in str(error)
 
 
 def test_unknown_top_level_key(write_policy):
@@ -100,6 +100,12 @@ def test_unknown_top_level_key(write_policy):
 def test_unknown_nested_governance_key(write_policy):
     error = _error(write_policy, _GOOD + "governance:\n  retention: {period_days: 10, period: 3}\n")
     assert error.key == "governance.retention.period"
+    assert "unknown key (valid: " in str(error) and "period_days" in str(error)
+
+
+def test_unknown_top_level_key_lists_the_valid_keys(write_policy):
+    error = _error(write_policy, _GOOD + "colour: blue\n")
+    assert "(valid: " in str(error) and "rules" in str(error)
 
 
 def test_threshold_of_the_wrong_type(write_policy):

@@ -40,6 +40,46 @@ def test_stressor_options_pass_through(tmp_path):
     assert cfg.stressors[1].options == {"epsilons": [0.01], "steps": 20}
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            BASE + "colour: red\n",
+            "config.yaml: colour: unknown key (valid: seed, device, batch_size, threads, allocator, model, data,",
+        ),
+        (
+            BASE.replace("  attributes: [camera]", "  attributes: [camera]\n  pth_column: file"),
+            "config.yaml: data.pth_column: unknown key (valid: manifest, images, npz, attributes, intersections,",
+        ),
+        (
+            BASE + "tracking:\n  mlflow: {experiment: e, uri: x}\n",
+            "config.yaml: tracking.mlflow.uri: unknown key (valid: experiment, run_name, tracking_uri)",
+        ),
+        (
+            BASE + "report: {formts: [html]}\n",
+            "config.yaml: report.formts: unknown key (valid: formats, images, sign_key, language)",
+        ),
+        # a misspelt required section is reported as the unknown key, not as the missing one
+        (BASE.replace("model:", "modle:"), "config.yaml: modle: unknown key (valid: "),
+    ],
+)
+def test_unknown_key_lists_the_valid_keys_of_its_level(tmp_path, text, expected):
+    with pytest.raises(AuditError) as info:
+        load_config(write(tmp_path, text))
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_valid_keys_follow_the_models():
+    from audit.contract.config import AuditConfig, DataConfig, EvaluationConfig
+    from audit.contract.keys import valid_keys
+
+    assert valid_keys(AuditConfig, ["data"]) == list(DataConfig.model_fields)
+    assert valid_keys(AuditConfig, ["evaluation"]) == list(EvaluationConfig.model_fields)
+    assert valid_keys(AuditConfig, ["stressors", 0]) is None  # a stressor's options are open
+    assert valid_keys(AuditConfig, ["nothing"]) is None
+
+
 def test_overrides_win(tmp_path):
     cfg = load_config(write(tmp_path, BASE), seed=9, batch_size=8, device="cpu")
     assert (cfg.seed, cfg.batch_size, cfg.device) == (9, 8, "cpu")
