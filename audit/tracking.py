@@ -3,34 +3,39 @@
 The runner calls :func:`track_run` once, after every output file is in place,
 so tracking can neither change the verdict or the exit code nor lose a local
 output: any failure (MLflow missing at that point, a server that cannot be
-reached, a store that refuses the run) is one warning line on stderr. Needs the
-``cvaudit[mlflow]`` extra; MLflow is imported only when a run is tracked.
+reached or stops answering, a store that refuses the run) is one
+:class:`TrackingWarning` naming the run id (when one was created) and the
+tracking URI; the command boundary prints it as one ``cvaudit: warning:`` line.
+Needs the ``cvaudit[mlflow]`` extra; MLflow is imported only when a run is tracked.
 
 What a run logs (names are stable; README, "MLflow"):
 
 - **params**: the config (as the run used it, Hugging Face values filled in),
   flattened with dots: ``model.path``, ``data.attributes``, ``stressors.0.name``,
   ``evaluation.n_bootstrap``... (defaults included; ``tracking`` itself and null
-  values are left out; lists of plain values are JSON text);
-- **metrics**: per condition ``<condition>/<metric>`` where ``<condition>`` is
-  ``clean`` or ``<stressor>/<severity>`` (``night@3`` -> ``night/3``) and
-  ``<metric>`` one of :data:`CONDITION_METRICS`; per group
-  ``<condition>/group/<attribute>/<value>/accuracy`` (and ``/n``); per attribute
-  ``<condition>/fairness/<attribute>/accuracy_gap``; ``summary/mce`` and
-  ``summary/relative_mce``; ``policy/pass`` (1 pass, 0 fail);
-- **tags**: ``cvaudit.verdict``, ``cvaudit.policy``, ``cvaudit.policy_sha256``,
-  ``cvaudit.blocking_failures``, ``cvaudit.version``, ``cvaudit.schema_version``,
-  ``cvaudit.results_sha256``, ``cvaudit.model_sha256``, ``cvaudit.dataset_sha256``,
-  ``cvaudit.config_sha256``, ``cvaudit.attestation_sha256`` (signed runs),
-  ``cvaudit.out`` (the local output folder);
+  values are left out; lists of plain values are JSON text); and per stressor
+  ``cvaudit.steps.<stressor>``: the JSON list of ``[step, severity]`` pairs;
+- **metrics**: one metric per stressor and quantity, with the severity as the
+  MLflow *step* (:func:`severity_steps`), so MLflow draws each stressor's curve:
+  ``<stressor>/<metric>`` (``night/accuracy`` at steps 1..5), the clean
+  condition at step 0 of every curve and, alone, as ``clean/<metric>``;
+  ``<metric>`` is one of :data:`CONDITION_METRICS`; per group
+  ``<stressor>/group/<attribute>/<value>/accuracy`` (and ``/n``); per attribute
+  ``<stressor>/fairness/<attribute>/accuracy_gap``; ``summary/mce``,
+  ``summary/relative_mce`` and ``policy/pass`` (1 pass, 0 fail) at step 0;
+- **tags**: every name of :data:`TAGS`, on every run (an empty value when it does
+  not apply: ``cvaudit.blocking_failures`` of a passing run,
+  ``cvaudit.attestation_sha256`` of an unsigned one);
 - **artifacts**: :data:`ARTIFACTS` that the run wrote (predictions.csv stays
   local: it holds one row per sample with its attributes).
 
-A name part (stressor, severity, attribute, group value) keeps letters, digits,
-``_ - .`` and spaces; any other character becomes ``_``, and a part that was
-changed (or is longer than 64 characters) gets ``_`` and the first 8 hex digits
-of its SHA-256 appended, so names never collide and do not depend on the other
-groups of the run.
+A name part (stressor, attribute, group value) is kept readable: ``×`` (the
+intersection of attributes) becomes ``_x_`` and any other character MLflow
+refuses becomes ``_`` (``camera×ink`` -> ``camera_x_ink``). Only when two
+different parts of the same kind would get the same name (or a part is empty,
+only dots, longer than 64 characters, or a stressor is called ``clean``,
+``summary`` or ``policy``) does a changed part get ``_`` and the first 8 hex
+digits of the original's SHA-256 appended.
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from audit.contract.config import AuditConfig, MlflowConfig, TrackingConfig
 from audit.contract.digest import sha256_file
@@ -53,10 +62,17 @@ from audit.contract.errors import AuditError
 __all__ = [
     "ARTIFACTS",
     "CONDITION_METRICS",
+    "HTTP_DEFAULTS",
+    "STEP_SCALE",
+    "TAGS",
+    "TrackedRun",
+    "TrackingWarning",
     "config_params",
     "log_to_mlflow",
     "metric_values",
     "require_tracking",
+    "severity_steps",
+    "step_params",
     "track_audit",
     "track_run",
     "with_experiment",
@@ -88,19 +104,61 @@ ARTIFACTS = (
     "attestation.dsse.json",
     "attestation.pub.pem",
 )
-#: MLflow's HTTP client settings cvaudit lowers unless the user set them (MLflow's defaults
-#: retry for minutes; an audit should not wait that long for an unreachable server).
+#: Tags set on every run (empty when they do not apply).
+TAGS = (
+    "cvaudit.verdict",
+    "cvaudit.policy",
+    "cvaudit.policy_sha256",
+    "cvaudit.blocking_failures",
+    "cvaudit.version",
+    "cvaudit.schema_version",
+    "cvaudit.results_sha256",
+    "cvaudit.model_sha256",
+    "cvaudit.dataset_sha256",
+    "cvaudit.config_sha256",
+    "cvaudit.attestation_sha256",
+    "cvaudit.out",
+)
+#: MLflow's HTTP client settings while cvaudit logs, unless the config (``timeout_s``,
+#: ``max_retries``) or the environment sets them: MLflow's own defaults (120 s, 7 retries)
+#: make a server that accepts connections but never answers cost minutes per call.
 HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+#: A severity that is not a whole number (an attack's ε, a fractional severity) is logged at
+#: step round(severity × STEP_SCALE): MLflow steps are integers, and this keeps 6 decimals and
+#: the spacing of the sweep (the curve's shape), which a step = index mapping would not.
+STEP_SCALE = 1_000_000
 _PARAM_LIMIT = 6000  # MLflow's limit on a parameter value
-_KEEP = re.compile(r"[^\w.\- ]")
+_REFUSED = re.compile(r"[^\w.\- ]")
+_RESERVED = frozenset({"clean", "summary", "policy"})
+
+
+class TrackingWarning(UserWarning):
+    """MLflow tracking did not complete; the audit's outputs and verdict are unaffected."""
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """A run logged to MLflow: its id, experiment and tracking URI (credentials removed)."""
+
+    run_id: str
+    experiment: str
+    tracking_uri: str
+
+
+class _TrackingFailed(Exception):
+    """A failure after the run was created: which run, and whether it could be marked FAILED."""
+
+    def __init__(self, run_id: str, marked: bool, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.run_id, self.marked, self.cause = run_id, marked, cause
 
 
 def with_experiment(cfg: AuditConfig, experiment: str) -> AuditConfig:
-    """``cfg`` logging to ``experiment`` (``--mlflow``), keeping the config's run name and URI."""
+    """``cfg`` logging to ``experiment`` (``--mlflow``), keeping the config's other tracking settings."""
     current = cfg.tracking.mlflow
     mlflow_cfg = (
         current.model_copy(update={"experiment": experiment})
@@ -120,20 +178,51 @@ def require_tracking(cfg: AuditConfig) -> None:
         raise AuditError("tracking.mlflow needs MLflow: pip install 'cvaudit[mlflow]'")
 
 
-def _part(text: Any) -> str:
-    raw = str(text)
-    safe = _KEEP.sub("_", raw)
-    if safe != raw or len(safe) > 64 or not safe.strip(". "):
-        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:8]
-        safe = f"{safe[:48]}_{digest}" if safe.strip(". ") else digest
-    return safe
+def _readable(text: Any) -> str:
+    """``text`` with ``×`` as ``_x_`` and every other character MLflow refuses as ``_``."""
+    return _REFUSED.sub("_", str(text).replace("×", "_x_"))
 
 
-def _condition_key(condition_id: str) -> str:
-    if condition_id == "clean" or "@" not in condition_id:
-        return _part(condition_id)
-    stressor, _, severity = condition_id.rpartition("@")
-    return f"{_part(stressor)}/{_part(severity)}"
+def _hashed(raw: str, safe: str) -> str:
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:8]
+    return f"{safe[:48]}_{digest}" if safe.strip(". ") else digest
+
+
+def _names(raws: Iterable[Any], reserved: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Readable, distinct names for one kind of part (see the module docstring)."""
+    raws = sorted({str(r) for r in raws})
+    safe = {r: _readable(r) for r in raws}
+    count: dict[str, int] = defaultdict(int)
+    for name in safe.values():
+        count[name] += 1
+    out = {}
+    for raw, name in safe.items():
+        odd = len(name) > 64 or not name.strip(". ") or name in reserved
+        out[raw] = _hashed(raw, name) if odd or (count[name] > 1 and name != raw) else name
+    return out
+
+
+def severity_steps(severities: Iterable[float]) -> dict[float, int]:
+    """The MLflow step of each severity of one stressor.
+
+    Whole-number severities (the usual 1..5) are their own step; when any is not a whole
+    number (an attack's ε, fractional severities) every one is logged at
+    ``round(severity × STEP_SCALE)`` (ε = 0.007843 -> 7843); should two severities meet at
+    the same step, the step is the severity's rank in the sweep (1, 2, ...). Step 0 is the
+    clean condition unless the stressor itself has a severity at step 0.
+
+    >>> severity_steps([1.0, 3.0])
+    {1.0: 1, 3.0: 3}
+    >>> severity_steps([0.031373, 0.007843])
+    {0.007843: 7843, 0.031373: 31373}
+    """
+    values = sorted({float(v) for v in severities})
+    if all(v.is_integer() for v in values):
+        return {v: int(v) for v in values}
+    scaled = {v: round(v * STEP_SCALE) for v in values}
+    if len(set(scaled.values())) == len(values):
+        return scaled
+    return {v: i for i, v in enumerate(values, start=1)}
 
 
 def _metrics(prefix: str, metrics: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, float]:
@@ -150,34 +239,83 @@ def _metrics(prefix: str, metrics: Mapping[str, Any], names: tuple[str, ...]) ->
     return out
 
 
-def metric_values(results: Mapping[str, Any]) -> dict[str, float]:
-    """Every metric a run logs, by its MLflow name (see the module docstring).
+def _condition_values(
+    condition: Mapping[str, Any], fairness: list[Mapping[str, Any]], prefix: str, attrs: dict, values: dict
+) -> dict[str, float]:
+    out = _metrics(prefix, condition["metrics"], CONDITION_METRICS)
+    for g in condition["groups"]:
+        group = f"{prefix}/group/{attrs[str(g['attribute'])]}/{values[str(g['attribute'])][str(g['value'])]}"
+        out.update(_metrics(group, g["metrics"], ("n", "accuracy")))
+    for f in fairness:
+        if f["condition"] == condition["id"] and f.get("accuracy_gap") is not None:
+            out[f"{prefix}/fairness/{attrs[str(f['attribute'])]}/accuracy_gap"] = float(f["accuracy_gap"])
+    return out
+
+
+def _layout(results: Mapping[str, Any]) -> tuple[dict, dict, dict, dict]:
+    """Names of stressors, attributes and values, and each stressor's steps."""
+    conditions = results["conditions"]
+    fairness = results.get("fairness") or []
+    stressed = [c for c in conditions if c["id"] != "clean"]
+    stressors = _names((c.get("stressor") or c["id"].partition("@")[0] for c in stressed), _RESERVED)
+    attrs = _names([g["attribute"] for c in conditions for g in c["groups"]] + [f["attribute"] for f in fairness])
+    by_attr: dict[str, set[str]] = defaultdict(set)
+    for c in conditions:
+        for g in c["groups"]:
+            by_attr[str(g["attribute"])].add(str(g["value"]))
+    values = {a: _names(v) for a, v in by_attr.items()}
+    sweeps: dict[str, list[float]] = defaultdict(list)
+    for c in stressed:
+        sweeps[str(c.get("stressor") or c["id"].partition("@")[0])].append(float(c["severity"]))
+    steps = {s: severity_steps(v) for s, v in sweeps.items()}
+    return stressors, attrs, values, steps
+
+
+def metric_values(results: Mapping[str, Any]) -> dict[tuple[str, int], float]:
+    """Every metric a run logs, by its MLflow name and step (see the module docstring).
 
     Args:
         results: A results.json dict with a ``policy`` section.
 
     Returns:
-        MLflow metric name -> value; undefined values (null in results.json) are left out.
+        (MLflow metric name, step) -> value; undefined values (null in results.json) are left out.
     """
-    out: dict[str, float] = {}
+    stressors, attrs, values, steps = _layout(results)
+    fairness = results.get("fairness") or []
+    out: dict[tuple[str, int], float] = {}
+    clean = next((c for c in results["conditions"] if c["id"] == "clean"), None)
+    if clean is not None:
+        for name, value in _condition_values(clean, fairness, "clean", attrs, values).items():
+            out[(name, 0)] = value
+    for raw, name in stressors.items():
+        if clean is not None and 0 not in steps[raw].values():  # the clean image starts every curve
+            for metric, value in _condition_values(clean, fairness, name, attrs, values).items():
+                out[(metric, 0)] = value
     for c in results["conditions"]:
-        key = _condition_key(c["id"])
-        out.update(_metrics(key, c["metrics"], CONDITION_METRICS))
-        for g in c["groups"]:
-            group = f"{key}/group/{_part(g['attribute'])}/{_part(g['value'])}"
-            out.update(_metrics(group, g["metrics"], ("n", "accuracy")))
-    for f in results.get("fairness") or []:
-        if f.get("accuracy_gap") is not None:
-            out[f"{_condition_key(f['condition'])}/fairness/{_part(f['attribute'])}/accuracy_gap"] = float(
-                f["accuracy_gap"]
-            )
+        if c["id"] == "clean":
+            continue
+        raw = str(c.get("stressor") or c["id"].partition("@")[0])
+        step = steps[raw][float(c["severity"])]
+        for metric, value in _condition_values(c, fairness, stressors[raw], attrs, values).items():
+            out[(metric, step)] = value
     summary = results.get("robustness_summary") or {}
     for name in ("mce", "relative_mce"):
         if summary.get(name) is not None:
-            out[f"summary/{name}"] = float(summary[name])
+            out[(f"summary/{name}", 0)] = float(summary[name])
     policy = results.get("policy") or {}
     if policy.get("verdict") is not None:
-        out["policy/pass"] = 1.0 if policy["verdict"] == "pass" else 0.0
+        out[("policy/pass", 0)] = 1.0 if policy["verdict"] == "pass" else 0.0
+    return out
+
+
+def step_params(results: Mapping[str, Any]) -> dict[str, str]:
+    """``cvaudit.steps.<stressor>``: JSON ``[[step, severity], ...]``, so each step's severity (ε) is recoverable."""
+    stressors, _, _, steps = _layout(results)
+    out = {}
+    for raw, name in stressors.items():
+        pairs = [[0, 0.0] if 0 not in steps[raw].values() else None] + [[s, v] for v, s in steps[raw].items()]
+        text = json.dumps([p for p in pairs if p is not None])
+        out[f"cvaudit.steps.{name}"] = text if len(text) <= _PARAM_LIMIT else text[: _PARAM_LIMIT - 1] + "…"
     return out
 
 
@@ -186,7 +324,8 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
         return
     if isinstance(value, Mapping):
         for k, v in value.items():
-            _flatten(f"{prefix}.{_part(k)}" if prefix else _part(k), v, out)
+            key = _readable(k)
+            _flatten(f"{prefix}.{key}" if prefix else key, v, out)
     elif isinstance(value, list) and any(isinstance(v, (Mapping, list)) for v in value):
         for i, v in enumerate(value):
             _flatten(f"{prefix}.{i}", v, out)
@@ -209,7 +348,7 @@ def _tags(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
         "cvaudit.verdict": policy.get("verdict"),
         "cvaudit.policy": policy.get("name"),
         "cvaudit.policy_sha256": policy.get("sha256"),
-        "cvaudit.blocking_failures": ", ".join(policy.get("blocking_failures") or []) or None,
+        "cvaudit.blocking_failures": ", ".join(policy.get("blocking_failures") or []),
         "cvaudit.version": (results.get("tool") or {}).get("version"),
         "cvaudit.schema_version": results.get("schema_version"),
         "cvaudit.model_sha256": (results.get("model") or {}).get("sha256"),
@@ -221,9 +360,8 @@ def _tags(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
         ("results.json", "cvaudit.results_sha256"),
         ("attestation.dsse.json", "cvaudit.attestation_sha256"),
     ):
-        if (out_dir / name).is_file():
-            tags[key] = sha256_file(out_dir / name)
-    return {k: str(v) for k, v in tags.items() if v is not None}
+        tags[key] = sha256_file(out_dir / name) if (out_dir / name).is_file() else None
+    return {k: "" if tags.get(k) is None else str(tags[k]) for k in TAGS}
 
 
 def _resolve_uri(uri: str | None, base_dir: Path | None) -> str | None:
@@ -239,16 +377,38 @@ def _resolve_uri(uri: str | None, base_dir: Path | None) -> str | None:
     return path.resolve().as_uri()
 
 
+def _shown_uri(uri: str) -> str:
+    """``uri`` without a user name or password, for messages."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _http_settings(mlflow_cfg: MlflowConfig) -> dict[str, str]:
+    """MLflow's HTTP settings for cvaudit's calls: the config's, else the environment's, else :data:`HTTP_DEFAULTS`."""
+    settings = {k: os.environ.get(k, v) for k, v in HTTP_DEFAULTS.items()}
+    settings["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout is the results' (--format json)
+    if mlflow_cfg.timeout_s is not None:
+        settings["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(mlflow_cfg.timeout_s)
+    if mlflow_cfg.max_retries is not None:
+        settings["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(mlflow_cfg.max_retries)
+    return settings
+
+
 @contextlib.contextmanager
-def _http_defaults() -> Iterator[None]:
-    added = [k for k in HTTP_DEFAULTS if k not in os.environ]
-    for k in added:
-        os.environ[k] = HTTP_DEFAULTS[k]
+def _scoped_env(settings: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore the previous values (or absence) after it."""
+    before = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        for k in added:
-            os.environ.pop(k, None)
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def log_to_mlflow(
@@ -258,28 +418,28 @@ def log_to_mlflow(
     out_dir: Path,
     params: Mapping[str, str],
     base_dir: Path | None = None,
-) -> str:
+) -> TrackedRun:
     """Create one MLflow run and log params, metrics, tags and artifacts to it.
 
     Args:
-        mlflow_cfg: Experiment, run name and tracking URI (None: MLflow's own default,
-            ``MLFLOW_TRACKING_URI`` or its local store).
+        mlflow_cfg: Experiment, run name, tracking URI (None: MLflow's own default,
+            ``MLFLOW_TRACKING_URI`` or its local store) and HTTP timeout and retries.
         results: The run's results (results.json content).
         out_dir: The folder holding the run's outputs (artifacts are taken from it).
-        params: Parameters to log (see :func:`config_params`).
+        params: Parameters to log (see :func:`config_params`); :func:`step_params` are added.
         base_dir: Folder a relative tracking path is resolved against (the config's).
 
     Returns:
-        The MLflow run id.
+        The run logged.
 
     Raises:
-        Exception: whatever MLflow raises (the caller turns it into a warning). The run is
-            marked FAILED when it was created before the failure.
+        Exception: whatever MLflow raises before the run exists; after that, the failure wrapped
+            with the run id and whether the run could be marked FAILED (the caller warns).
     """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
-    with _http_defaults():
+    with _scoped_env(_http_settings(mlflow_cfg)):
         client = MlflowClient(tracking_uri=_resolve_uri(mlflow_cfg.tracking_uri, base_dir))
         experiment = client.get_experiment_by_name(mlflow_cfg.experiment)
         if experiment is not None and experiment.lifecycle_stage == "deleted":
@@ -293,30 +453,70 @@ def log_to_mlflow(
             now = int(time.time() * 1000)
             client.log_batch(
                 run_id,
-                metrics=[Metric(k, v, now, 0) for k, v in sorted(metric_values(results).items())],
-                params=[Param(k, v) for k, v in sorted(params.items())],
+                metrics=[Metric(k, v, now, step) for (k, step), v in sorted(metric_values(results).items())],
+                params=[Param(k, v) for k, v in sorted({**params, **step_params(results)}.items())],
                 tags=[RunTag(k, v) for k, v in sorted(_tags(results, out_dir).items())],
             )
             for name in ARTIFACTS:
                 if (out_dir / name).is_file():
                     client.log_artifact(run_id, str(out_dir / name))
-        except BaseException:
-            with contextlib.suppress(Exception):
+        except BaseException as err:
+            marked = True
+            try:
                 client.set_terminated(run_id, "FAILED")
+            except Exception:
+                marked = False
+            if isinstance(err, Exception):
+                raise _TrackingFailed(run_id, marked, err) from err
             raise
         client.set_terminated(run_id, "FINISHED")
-    return run_id
-
-
-def _warn(message: str) -> None:
-    from audit.cli.boundary import say
-
-    say(f"cvaudit: warning: {message}")
+        return TrackedRun(run_id, mlflow_cfg.experiment, _shown_uri(client.tracking_uri))
 
 
 def _first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0][:240] if lines else type(err).__name__
+
+
+def _timed_out(err: BaseException) -> bool:
+    seen = 0
+    while err is not None and seen < 10:  # bounded walk of the cause chain
+        if "timed out" in str(err).lower() or "timeout" in type(err).__name__.lower():
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def _failure_message(err: BaseException, mlflow_cfg: MlflowConfig, uri: str, out_dir: Path) -> str:
+    settings = _http_settings(mlflow_cfg)
+    cause = err.cause if isinstance(err, _TrackingFailed) else err
+    if _timed_out(cause):
+        why = (
+            f"no answer from the tracking server within {settings['MLFLOW_HTTP_REQUEST_TIMEOUT']} s "
+            f"({settings['MLFLOW_HTTP_REQUEST_MAX_RETRIES']} retries)"
+        )
+    else:
+        why = f"{type(cause).__name__}: {_first_line(cause)[:160]}"
+    where = f"tracking URI {uri}"
+    if isinstance(err, _TrackingFailed):
+        state = "marked FAILED" if err.marked else "left RUNNING (the server could not be reached to mark it FAILED)"
+        where = f"run {err.run_id} at {where} {state}"
+    # what a reader needs first: the run, the URI, that the audit stands (the boundary keeps one line of 300 chars)
+    return f"MLflow tracking failed: {where}; the audit's outputs are in {out_dir} and its verdict stands ({why})"
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, TrackingWarning, stacklevel=3)
+
+
+def _default_uri(mlflow_cfg: MlflowConfig, base_dir: Path | None) -> str:
+    uri = _resolve_uri(mlflow_cfg.tracking_uri, base_dir)
+    if uri is None:
+        with contextlib.suppress(Exception):
+            import mlflow
+
+            uri = mlflow.get_tracking_uri()
+    return _shown_uri(uri or "(MLflow's default)")
 
 
 def track_run(
@@ -326,12 +526,13 @@ def track_run(
     out_dir: Path,
     params: Mapping[str, str],
     base_dir: Path | None = None,
-) -> str | None:
+) -> TrackedRun | None:
     """Log a finished run to MLflow when configured; never raises.
 
     Returns:
-        The MLflow run id, or None when tracking is off or failed (then one warning line on
-        stderr says why; the outputs in ``out_dir`` and the verdict are unaffected).
+        The run logged, or None when tracking is off or failed (then a :class:`TrackingWarning`
+        says why, with the run id and tracking URI; the outputs in ``out_dir`` and the verdict are
+        unaffected).
     """
     if mlflow_cfg is None:
         return None
@@ -339,27 +540,17 @@ def track_run(
         _warn("MLflow tracking skipped: MLflow is not installed (pip install 'cvaudit[mlflow]')")
         return None
     try:
-        run_id = log_to_mlflow(mlflow_cfg, results=results, out_dir=out_dir, params=params, base_dir=base_dir)
+        return log_to_mlflow(mlflow_cfg, results=results, out_dir=out_dir, params=params, base_dir=base_dir)
     except KeyboardInterrupt:  # the outputs are complete: only the tracking stops
         _warn(f"MLflow tracking interrupted; the audit's outputs are in {out_dir} and its verdict stands")
-        return None
     except Exception as err:  # any tracking failure is a warning: the audit's outcome stands
-        _warn(
-            f"MLflow tracking failed ({type(err).__name__}: {_first_line(err)}); "
-            f"the audit's outputs are in {out_dir} and its verdict stands"
-        )
-        return None
-    _note(f"mlflow: logged run {run_id} to experiment {mlflow_cfg.experiment!r}")
-    return run_id
+        _warn(_failure_message(err, mlflow_cfg, _default_uri(mlflow_cfg, base_dir), out_dir))
+    return None
 
 
-def _note(message: str) -> None:
-    from audit.cli.boundary import say
-
-    say(message)
-
-
-def track_audit(cfg: AuditConfig, results: Mapping[str, Any], out_dir: Path, *, config_path: Path | None) -> str | None:
+def track_audit(
+    cfg: AuditConfig, results: Mapping[str, Any], out_dir: Path, *, config_path: Path | None
+) -> TrackedRun | None:
     """The runner's hook: log the finished run when ``cfg.tracking.mlflow`` is set (see :func:`track_run`)."""
     if cfg.tracking.mlflow is None:
         return None
