@@ -294,3 +294,15 @@ def test_server_that_never_answers_gives_up_after_the_configured_timeout(tmp_pat
         assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "120"  # the user's value is back
     finally:
         server.close()
+
+
+def test_a_stressor_named_like_a_section_is_hashed():
+    """A stressor called 'summary' would mix its curve with the run's summary: it gets the hash suffix."""
+    results = _results()
+    results["conditions"].append(
+        {"id": "summary@2", "stressor": "summary", "severity": 2, "metrics": _metrics(24, 0.4), "groups": []}
+    )
+    values = metric_values(results)
+    name = "summary_" + hashlib.sha256(b"summary").hexdigest()[:8]
+    assert values[(f"{name}/accuracy", 2)] == 0.4 and values[(f"{name}/accuracy", 0)] == 0.625
+    assert {n for n, _ in values if n.startswith("summary/")} == {"summary/mce"}
