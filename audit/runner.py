@@ -47,7 +47,7 @@ from audit.evaluation.model import load_model, resolve_device, resolve_model_con
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
 from audit.evaluation.threads import plan_threads, using_threads
-from audit.tracking import track_audit
+from audit.tracking import TrackedRun, track_audit
 from reports.outputs import OutputTransaction
 
 
@@ -66,6 +66,7 @@ class AuditOutcome:
     out_dir: Path
     files: list[Path]
     class_names_from_folders: bool = False
+    tracked: TrackedRun | None = None  # the MLflow run, when tracking is on and logging succeeded
 
     @property
     def verdict(self) -> str:
@@ -283,8 +284,8 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     results["policy"] = policies.check_policy(results, policy, findings=findings)
     results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
     files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
-    track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
-    return AuditOutcome(results, out_dir, files, class_names_from_folders=from_folders)
+    tracked = track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
+    return AuditOutcome(results, out_dir, files, class_names_from_folders=from_folders, tracked=tracked)
 
 
 def _say_folder_classes(root: Path, names: list[str], *, shown: int = 20) -> None:

@@ -1,8 +1,20 @@
 """JUnit XML for CI systems: one test case per policy rule and per governance check.
 
 Mapping: ``fail`` -> ``<failure>`` (message names the observed value and the
-threshold); ``warn`` -> a passing case with ``<system-out>WARNING: ...``;
-``insufficient_data`` and ``not_applicable`` -> ``<skipped>``; ``pass`` -> a passing case.
+threshold); ``warn`` -> a passing case (a warning does not block) whose
+``<system-err>`` holds ``WARNING: ...``, and whose name is listed in its suite's
+``<property name="cvaudit.warn" value="<case>"/>`` (one per warned case, with
+``cvaudit.warnings``, their count, on every suite); ``insufficient_data`` and
+``not_applicable`` -> ``<skipped>``; ``pass`` -> a passing case. Every case
+keeps its text in ``<system-out>``.
+
+What CI systems show (README, "Use it as a CI gate"): Jenkins' JUnit plugin
+shows a case's standard output and standard error on its page, passing cases
+included, and keeps suite properties with ``keepProperties``; GitLab's test
+report shows output only for failed, errored and skipped cases, so a warning
+reaches GitLab users through the job log and the report, not the test tab.
+junit-10.xsd allows ``<properties>`` on ``<testsuite>`` only, hence the
+suite-level properties rather than one per case.
 The ``<failure>`` elements are exactly the verdict's ``policy.failures`` (blocking
 rules that failed and blocking governance checks that failed). A report-only policy
 (which gates nothing) says so in the property ``policy.report_only`` = ``True``.
@@ -120,10 +132,12 @@ def _suite(
     properties: dict[str, Any],
 ) -> ET.Element:
     suite = ET.SubElement(root, "testsuite", name=_clean(name))
-    if properties:
-        holder = ET.SubElement(suite, "properties")
-        for key, value in properties.items():
-            ET.SubElement(holder, "property", name=key, value=_clean(value))
+    warned = [case_name for case_name, status, _, _ in cases if status == "warn"]
+    holder = ET.SubElement(suite, "properties")
+    for key, value in [*properties.items(), ("cvaudit.warnings", len(warned))]:
+        ET.SubElement(holder, "property", name=key, value=_clean(value))
+    for case_name in warned:
+        ET.SubElement(holder, "property", name="cvaudit.warn", value=_clean(case_name))
     failures = skipped = 0
     for case_name, status, message, body in cases:
         case = ET.SubElement(suite, "testcase", name=_clean(case_name), classname=_clean(classname), time="0")
@@ -134,10 +148,10 @@ def _suite(
         elif status in ("insufficient_data", "not_applicable"):
             skipped += 1
             ET.SubElement(case, "skipped", message=_clean(f"{status.replace('_', ' ')}: {message}"))
-        elif status == "warn":
-            ET.SubElement(case, "system-out").text = _clean(f"WARNING: {body}")
         else:
             ET.SubElement(case, "system-out").text = _clean(body)
+            if status == "warn":
+                ET.SubElement(case, "system-err").text = _clean(f"WARNING: {body}")
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(failures))
     suite.set("errors", "0")

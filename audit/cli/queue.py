@@ -8,6 +8,9 @@ import click
 
 from audit.cli.boundary import boundary, say
 
+#: Label Studio's Local Files URL with the document root at QUEUE_DIR (README, "A labelling queue").
+DEFAULT_IMAGE_PREFIX = "/data/local-files/?d="
+
 
 @click.command("queue")
 @click.argument("run_dir", type=click.Path(path_type=Path))
@@ -23,7 +26,10 @@ from audit.cli.boundary import boundary, say
     "--variants", is_flag=True, help="Also write the stressed image at each breaking point, with its parameters."
 )
 @click.option(
-    "--image-prefix", default="/data/local-files/?d=", show_default=True, help="URL prefix of images/ in tasks.json."
+    "--image-prefix",
+    default=DEFAULT_IMAGE_PREFIX,
+    show_default=True,
+    help="URL prefix of images/ in tasks.json (Label Studio's Local Files, document root QUEUE_DIR).",
 )
 @click.option(
     "--config",
@@ -60,3 +66,11 @@ def queue_command(run_dir, out_dir, budget, fmt, stratify, variants, image_prefi
         f"written to {out_dir}",
         err=False,
     )
+    if fmt == "label-studio" and image_prefix == DEFAULT_IMAGE_PREFIX:
+        root = out_dir.resolve()
+        say(
+            "label studio: start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}; in the project, add a Local files source storage with "
+            f"the absolute path {root / 'images'} (without it every image is a 404), then import tasks.json "
+            "(README, 'A labelling queue')"
+        )

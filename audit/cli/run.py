@@ -161,6 +161,9 @@ def run_command(
     if outcome is None:  # a non-zero rank of a distributed run
         return
     report_skipped(outcome.results)
+    if outcome.tracked is not None:
+        t = outcome.tracked
+        say(f"mlflow: logged run {t.run_id} to experiment {t.experiment!r} at {t.tracking_uri}")
     print_summary(outcome.results, out_dir, fmt=fmt)
     hint = label_mapping_hint(outcome.results, from_folders=outcome.class_names_from_folders)
     if hint is not None:

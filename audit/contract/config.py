@@ -262,6 +262,11 @@ class MlflowConfig(_Strict):
     experiment: str = Field(min_length=1)
     run_name: str | None = None
     tracking_uri: str | None = None
+    #: Whole seconds MLflow's HTTP client waits to connect or for an answer, per attempt (None: the
+    #: environment's ``MLFLOW_HTTP_REQUEST_TIMEOUT``, else 5).
+    timeout_s: int | None = Field(default=None, ge=1, le=600)
+    #: Further attempts after a failed HTTP request (None: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, else 1).
+    max_retries: int | None = Field(default=None, ge=0, le=10)
 
 
 class TrackingConfig(_Strict):

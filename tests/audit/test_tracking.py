@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import socket
+import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,20 @@ from results_builder import complete_results
 
 from audit.contract.config import MlflowConfig, parse_config
 from audit.contract.errors import AuditError
-from audit.tracking import ARTIFACTS, config_params, metric_values, require_tracking, track_run, with_experiment
+from audit.tracking import (
+    ARTIFACTS,
+    STEP_SCALE,
+    TAGS,
+    TrackingWarning,
+    _tags,
+    config_params,
+    metric_values,
+    require_tracking,
+    severity_steps,
+    step_params,
+    track_run,
+    with_experiment,
+)
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.utils.validation import _validate_metric_name, _validate_param_name  # noqa: E402
@@ -50,29 +66,69 @@ def _results() -> dict:
 
 def test_metric_names_are_stable_valid_and_documented():
     values = metric_values(_results())
-    assert values["clean/accuracy"] == 0.625
-    assert values["clean/accuracy_ci_low"] == 0.1 and values["clean/accuracy_ci_high"] == 0.9
-    assert values["night/3/ece_ci_high"] == 0.08
-    assert values["pgd/0.007843/accuracy"] == 0.25
-    assert values["clean/group/camera/A/accuracy"] == 0.75 and values["clean/group/camera/A/n"] == 12
-    assert values["clean/group/site/Zürich/accuracy"] == 0.9  # MLflow allows Unicode letters
-    assert values["night/3/fairness/camera/accuracy_gap"] == 0.25
-    assert values["summary/mce"] == 0.4 and values["policy/pass"] == 0.0
-    assert "clean/nll" not in values  # null in results.json: not logged
+    assert values[("clean/accuracy", 0)] == 0.625
+    assert values[("clean/accuracy_ci_low", 0)] == 0.1 and values[("clean/accuracy_ci_high", 0)] == 0.9
+    assert values[("night/ece_ci_high", 3)] == 0.08
+    assert values[("clean/group/camera/A/accuracy", 0)] == 0.75 and values[("clean/group/camera/A/n", 0)] == 12
+    assert values[("night/group/site/Zürich/accuracy", 3)] == 0.9  # MLflow allows Unicode letters
+    assert values[("night/fairness/camera/accuracy_gap", 3)] == 0.25
+    assert values[("summary/mce", 0)] == 0.4 and values[("policy/pass", 0)] == 0.0
+    assert ("clean/nll", 0) not in values  # null in results.json: not logged
     dots = "clean/group/camera/" + hashlib.sha256(b"..").hexdigest()[:8] + "/accuracy"
-    slash = "clean/group/camera/B_.._x_" + hashlib.sha256(b"B/../x").hexdigest()[:8] + "/accuracy"
-    assert values[dots] == 0.0 and values[slash] == 0.5  # no path tricks: '/' replaced, '..' alone hashed
-    for name in values:
+    assert values[(dots, 0)] == 0.0  # '..' alone would be a path step: hashed
+    assert values[("clean/group/camera/B_.._x/accuracy", 0)] == 0.5  # '/' replaced, no hash (no collision)
+    for name, _ in values:
         _validate_metric_name(name)  # MLflow's own check (raises on a bad name)
     assert metric_values(_results()) == values  # deterministic
 
 
-def test_hashed_parts_follow_the_documented_rule():
-    """Characters MLflow refuses become '_', plus '_' and 8 hex digits of the original's SHA-256."""
+def test_severity_is_the_step_of_one_metric_per_stressor():
+    """One curve per stressor and quantity: severity as the step, the clean image at step 0."""
     values = metric_values(_results())
-    attr = "camera_ink_" + hashlib.sha256("camera×ink".encode()).hexdigest()[:8]
-    value = "B_thick_" + hashlib.sha256("B×thick".encode()).hexdigest()[:8]
-    assert f"clean/group/{attr}/{value}/accuracy" in values
+    names = {name for name, _ in values}
+    assert not any({"3", "0.007843"} & set(name.split("/")) for name in names)  # no severity inside a name
+    night = {step: v for (name, step), v in values.items() if name == "night/accuracy"}
+    assert night == {0: 0.625, 3: 0.5}
+    pgd = {step: v for (name, step), v in values.items() if name == "pgd/accuracy"}
+    assert pgd == {0: 0.625, round(0.007843 * STEP_SCALE): 0.25}
+    assert {name.split("/")[0] for name in names} == {"clean", "night", "pgd", "summary", "policy"}
+    params = step_params(_results())
+    assert json.loads(params["cvaudit.steps.pgd"]) == [[0, 0.0], [7843, 0.007843]]  # ε recoverable
+    assert json.loads(params["cvaudit.steps.night"]) == [[0, 0.0], [3, 3.0]]
+
+
+def test_severity_steps_mapping():
+    assert severity_steps([5, 1, 3]) == {1.0: 1, 3.0: 3, 5.0: 5}
+    assert severity_steps([2 / 255, 8 / 255]) == {2 / 255: 7843, 8 / 255: 31373}
+    assert severity_steps([0.5, 1.0]) == {0.5: 500000, 1.0: 1000000}  # one rule per stressor
+    assert severity_steps([1e-7, 2e-7, 1.0]) == {1e-7: 1, 2e-7: 2, 1.0: 3}  # would meet at one step: ranks
+
+
+def test_intersections_are_readable_and_hashed_only_on_collision():
+    values = metric_values(_results())
+    assert ("clean/group/camera_x_ink/B_x_thick/accuracy", 0) in values
+    results = _results()
+    groups = results["conditions"][0]["groups"]
+    groups.append({"attribute": "camera_x_ink", "value": "B_x_thick", "metrics": _metrics(5, 0.2)})
+    groups.append({"attribute": "camera", "value": "A:1", "metrics": _metrics(5, 0.3)})
+    groups.append({"attribute": "camera", "value": "A/1", "metrics": _metrics(5, 0.4)})
+    values = metric_values(results)
+    h = {t: hashlib.sha256(t.encode()).hexdigest()[:8] for t in ("camera×ink", "B×thick", "A:1", "A/1")}
+    assert values[("clean/group/camera_x_ink/B_x_thick/accuracy", 0)] == 0.2  # the unchanged name keeps it
+    assert values[(f"clean/group/camera_x_ink_{h['camera×ink']}/B_x_thick/accuracy", 0)] == 1.0
+    assert values[(f"clean/group/camera/A_1_{h['A:1']}/accuracy", 0)] == 0.3
+    assert values[(f"clean/group/camera/A_1_{h['A/1']}/accuracy", 0)] == 0.4
+
+
+def test_tags_are_always_present():
+    out_pass = _results()
+    out_pass["policy"] = {**out_pass["policy"], "verdict": "pass", "blocking_failures": []}
+    out_fail = _results()
+    out_fail["policy"] = {**out_fail["policy"], "blocking_failures": ["clean-accuracy", "night-gap"]}
+    passing, failing = _tags(out_pass, Path(".")), _tags(out_fail, Path("."))
+    assert set(passing) == set(failing) == set(TAGS)
+    assert passing["cvaudit.blocking_failures"] == "" and passing["cvaudit.attestation_sha256"] == ""
+    assert failing["cvaudit.blocking_failures"] == "clean-accuracy, night-gap"
 
 
 def _config(tmp_path: Path, tracking: dict | None = None):
@@ -113,15 +169,15 @@ def test_tracking_config_errors(tmp_path):
         _config(tmp_path, {"wandb": {}})
 
 
-def test_missing_mlflow_is_an_error_before_the_audit(tmp_path, monkeypatch, capsys):
+def test_missing_mlflow_is_an_error_before_the_audit(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     with pytest.raises(AuditError, match=r"pip install 'cvaudit\[mlflow\]'"):
         require_tracking(_config(tmp_path, {"mlflow": {"experiment": "e"}}))
     require_tracking(_config(tmp_path))  # no tracking: nothing needed
     out, results = _run_folder(tmp_path)  # at the end of a run (the API without the CLI's check): a warning
-    assert track_run(MlflowConfig(experiment="e"), results=results, out_dir=out, params={}) is None
-    assert "MLflow tracking skipped: MLflow is not installed" in capsys.readouterr().err
+    with pytest.warns(TrackingWarning, match="MLflow tracking skipped: MLflow is not installed"):
+        assert track_run(MlflowConfig(experiment="e"), results=results, out_dir=out, params={}) is None
 
 
 def _run_folder(tmp_path: Path) -> tuple[Path, dict]:
@@ -135,27 +191,32 @@ def _run_folder(tmp_path: Path) -> tuple[Path, dict]:
     return out, results
 
 
-def test_file_store_read_back_with_mlflow(tmp_path, monkeypatch, capsys):
+def _history(client, run_id: str, name: str) -> dict[int, float]:
+    return {m.step: m.value for m in client.get_metric_history(run_id, name)}
+
+
+def test_file_store_read_back_with_mlflow(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses file stores unless allowed
     uri = (tmp_path / "mlruns").as_uri()
     out, results = _run_folder(tmp_path)
     cfg = MlflowConfig(experiment="unit", run_name="r1", tracking_uri=uri)
-    run_id = track_run(cfg, results=results, out_dir=out, params={"model.path": "m.pt"})
-    assert run_id is not None
-    assert f"mlflow: logged run {run_id}" in capsys.readouterr().err
-    mlflow.set_tracking_uri(uri)
-    try:
-        runs = mlflow.search_runs(experiment_names=["unit"], output_format="list")
-    finally:
-        mlflow.set_tracking_uri(None)
-    assert [r.info.run_id for r in runs] == [run_id]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrackingWarning)  # success: no warning
+        tracked = track_run(cfg, results=results, out_dir=out, params={"model.path": "m.pt"})
+    assert tracked is not None and tracked.experiment == "unit" and tracked.tracking_uri == uri
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
+    assert [r.info.run_id for r in runs] == [tracked.run_id]
     run = runs[0]
     assert run.info.status == "FINISHED" and run.info.run_name == "r1"
-    assert run.data.metrics == metric_values(results)
-    assert run.data.params == {"model.path": "m.pt"}
+    logged = {
+        (name, step): v for name in run.data.metrics for step, v in _history(client, run.info.run_id, name).items()
+    }
+    assert logged == metric_values(results)
+    assert run.data.params == {"model.path": "m.pt", **step_params(results)}
+    assert set(run.data.tags) >= set(TAGS)
     assert run.data.tags["cvaudit.verdict"] == "fail" and run.data.tags["cvaudit.policy_sha256"] == "ef" * 32
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    names = {a.path for a in client.list_artifacts(run_id)}
+    names = {a.path for a in client.list_artifacts(tracked.run_id)}
     assert names == {"results.json", "junit.xml", "attestation.dsse.json"}  # predictions.csv stays local
     assert names <= set(ARTIFACTS)
     attestation = hashlib.sha256((out / "attestation.dsse.json").read_bytes()).hexdigest()
@@ -164,16 +225,84 @@ def test_file_store_read_back_with_mlflow(tmp_path, monkeypatch, capsys):
     assert run.data.tags["cvaudit.results_sha256"] == results_digest
 
 
-def test_unreachable_server_only_warns(tmp_path, capsys):
+def _free_port() -> int:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
+    return port
+
+
+def test_unreachable_server_only_warns(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     out, results = _run_folder(tmp_path)
     before = sorted(p.name for p in out.iterdir())
-    cfg = MlflowConfig(experiment="e", tracking_uri=f"http://127.0.0.1:{port}")
-    assert track_run(cfg, results=results, out_dir=out, params={}) is None
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("cvaudit: warning: MLflow tracking failed")
-    assert "verdict stands" in err[0]
+    uri = f"http://127.0.0.1:{_free_port()}"
+    cfg = MlflowConfig(experiment="e", tracking_uri=uri, max_retries=0)
+    with pytest.warns(TrackingWarning) as caught:
+        assert track_run(cfg, results=results, out_dir=out, params={}) is None
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("MLflow tracking failed: tracking URI") and "verdict stands" in message
+    assert f"tracking URI {uri}" in message
     assert sorted(p.name for p in out.iterdir()) == before
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ  # the scoped settings are gone again
+
+
+class _SilentServer:
+    """A socket that accepts connections and never answers; counts the connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        for _ in range(3000):  # bounded: at most 10 minutes
+            if self.stop.is_set():
+                return
+            try:
+                self.accepted.append(self.sock.accept()[0])
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+def test_server_that_never_answers_gives_up_after_the_configured_timeout(tmp_path, monkeypatch):
+    """The config's timeout and retries reach MLflow's client: 1 + max_retries connections, then a warning."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # the config's value wins over the environment
+    server = _SilentServer()
+    try:
+        out, results = _run_folder(tmp_path)
+        uri = f"http://user:secret@127.0.0.1:{server.port}"
+        cfg = MlflowConfig(experiment="e", tracking_uri=uri, timeout_s=1, max_retries=2)
+        with pytest.warns(TrackingWarning) as caught:
+            assert track_run(cfg, results=results, out_dir=out, params={}) is None
+        (message,) = [str(w.message) for w in caught]
+        assert "no answer from the tracking server within 1 s (2 retries)" in message
+        assert f"tracking URI http://127.0.0.1:{server.port};" in message and "secret" not in message
+        assert len(server.accepted) == 3  # the first try and 2 retries, each given up after 1 s
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "120"  # the user's value is back
+    finally:
+        server.close()
+
+
+def test_a_stressor_named_like_a_section_is_hashed():
+    """A stressor called 'summary' would mix its curve with the run's summary: it gets the hash suffix."""
+    results = _results()
+    results["conditions"].append(
+        {"id": "summary@2", "stressor": "summary", "severity": 2, "metrics": _metrics(24, 0.4), "groups": []}
+    )
+    values = metric_values(results)
+    name = "summary_" + hashlib.sha256(b"summary").hexdigest()[:8]
+    assert values[(f"{name}/accuracy", 2)] == 0.4 and values[(f"{name}/accuracy", 0)] == 0.625
+    assert {n for n, _ in values if n.startswith("summary/")} == {"summary/mce"}

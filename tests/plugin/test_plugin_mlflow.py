@@ -54,7 +54,7 @@ def test_session_audit_is_logged(pytester, workspace, store):
     results = json.loads((out / "results.json").read_text())
     (run,) = _runs(store, "plugin-e2e")
     assert run.data.tags["cvaudit.verdict"] == results["policy"]["verdict"]
-    assert run.data.metrics["night/2/accuracy"] == results["conditions"][1]["metrics"]["accuracy"]
+    assert run.data.metrics["night/accuracy"] == results["conditions"][1]["metrics"]["accuracy"]
     assert run.data.params["model.path"] == str(workspace / "model.pt")
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
 
 from reports.junit import write_junit
 
@@ -109,8 +112,8 @@ def test_one_case_per_rule_and_check(tmp_path):
     assert "observed 0.71" in failure.get("message") and "threshold min 0.8" in failure.get("message")
     assert "EU AI Act Art. 15" in failure.text
     warn = cases[("cvaudit.policy.demo", "night-gap")]
-    assert warn.find("failure") is None and warn.find("system-out").text.startswith("WARNING:")
-    assert "<too> big & \\x07bell" in warn.find("system-out").text  # a visible escape
+    assert warn.find("failure") is None and warn.find("skipped") is None  # a warning does not block
+    assert "<too> big & \\x07bell" in warn.find("system-err").text  # a visible escape
     assert cases[("cvaudit.policy.demo", "pgd")].find("skipped") is not None
     gov = cases[("cvaudit.governance", "consent_withdrawn")].find("failure")
     assert "s1, s2" in gov.text
@@ -124,3 +127,26 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     write_junit({"name": "p", "rules": []}, [], path)
     assert ET.parse(path).getroot().get("tests") == "0"
     assert os.listdir(tmp_path) == ["junit.xml"]
+
+
+def test_warned_cases_are_visible_to_ci_and_the_file_stays_valid(tmp_path):
+    """A warned rule or check: WARNING text in <system-err> (Jenkins shows it on the case's page) and its name
+    in its suite's cvaudit.warn properties; passing cases have no <system-err>; junit-10.xsd still holds."""
+    xmlschema = pytest.importorskip("xmlschema")
+    path = write_junit(SECTION, FINDINGS, tmp_path / "junit.xml")
+    xmlschema.XMLSchema(str(Path(__file__).parent / "schemas" / "junit-10.xsd")).validate(str(path))
+    root = ET.parse(path).getroot()
+    cases = _cases(root)
+    for key in (("cvaudit.policy.demo", "night-gap"), ("cvaudit.governance", "purpose_missing")):
+        err = cases[key].find("system-err")
+        assert err is not None and err.text.startswith("WARNING: "), key
+        assert cases[key].find("system-out") is not None  # the case's text, as for a pass
+    for key in (("cvaudit.policy.demo", "ece"), ("cvaudit.governance", "pii_values")):
+        assert cases[key].find("system-err") is None, key
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    for suite, warned in (("policy.demo", ["night-gap"]), ("governance", ["purpose_missing"])):
+        props = [(p.get("name"), p.get("value")) for p in suites[suite].iter("property")]
+        assert [v for n, v in props if n == "cvaudit.warn"] == warned
+        assert ("cvaudit.warnings", "1") in props
+    empty = write_junit({"name": "p", "rules": []}, [], tmp_path / "empty.xml")
+    assert [p.get("value") for p in ET.parse(empty).getroot().iter("property")] == ["0", "0"]

@@ -1,0 +1,179 @@
+"""MLflow names and steps of a run's metrics (README, "MLflow"): one metric per stressor and quantity, the
+severity as the step; readable name parts, hashed only on a collision."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["CONDITION_METRICS", "STEP_SCALE", "metric_values", "readable", "severity_steps", "step_params"]
+
+#: Per-condition metrics logged (interval bounds as ``<metric>_ci_low`` / ``_ci_high``).
+CONDITION_METRICS = (
+    "n",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "balanced_accuracy",
+    "macro_f1",
+    "top_k_accuracy",
+    "ece",
+    "ece_ci_low",
+    "ece_ci_high",
+    "mce",
+    "adaptive_ece",
+    "brier",
+    "nll",
+)
+#: A severity that is not a whole number (an attack's ε, a fractional severity) is logged at
+#: step round(severity × STEP_SCALE): MLflow steps are integers, and this keeps 6 decimals and
+#: the spacing of the sweep (the curve's shape), which a step = index mapping would not.
+STEP_SCALE = 1_000_000
+_PARAM_LIMIT = 6000  # MLflow's limit on a parameter value
+_REFUSED = re.compile(r"[^\w.\- ]")
+_RESERVED = frozenset({"clean", "summary", "policy"})
+
+
+def readable(text: Any) -> str:
+    """``text`` with ``×`` as ``_x_`` and every other character MLflow refuses as ``_``."""
+    return _REFUSED.sub("_", str(text).replace("×", "_x_"))
+
+
+def _hashed(raw: str, safe: str) -> str:
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:8]
+    return f"{safe[:48]}_{digest}" if safe.strip(". ") else digest
+
+
+def _names(raws: Iterable[Any], reserved: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Readable, distinct names for one kind of part (see the module docstring)."""
+    raws = sorted({str(r) for r in raws})
+    safe = {r: readable(r) for r in raws}
+    count: dict[str, int] = defaultdict(int)
+    for name in safe.values():
+        count[name] += 1
+    out = {}
+    for raw, name in safe.items():
+        odd = len(name) > 64 or not name.strip(". ") or name in reserved
+        out[raw] = _hashed(raw, name) if odd or (count[name] > 1 and name != raw) else name
+    return out
+
+
+def severity_steps(severities: Iterable[float]) -> dict[float, int]:
+    """The MLflow step of each severity of one stressor.
+
+    Whole-number severities (the usual 1..5) are their own step; when any is not a whole
+    number (an attack's ε, fractional severities) every one is logged at
+    ``round(severity × STEP_SCALE)`` (ε = 0.007843 -> 7843); should two severities meet at
+    the same step, the step is the severity's rank in the sweep (1, 2, ...). Step 0 is the
+    clean condition unless the stressor itself has a severity at step 0.
+
+    >>> severity_steps([1.0, 3.0])
+    {1.0: 1, 3.0: 3}
+    >>> severity_steps([0.031373, 0.007843])
+    {0.007843: 7843, 0.031373: 31373}
+    """
+    values = sorted({float(v) for v in severities})
+    if all(v.is_integer() for v in values):
+        return {v: int(v) for v in values}
+    scaled = {v: round(v * STEP_SCALE) for v in values}
+    if len(set(scaled.values())) == len(values):
+        return scaled
+    return {v: i for i, v in enumerate(values, start=1)}
+
+
+def _metrics(prefix: str, metrics: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for name in names:
+        if name.endswith(("_ci_low", "_ci_high")):
+            base, _, end = name.rpartition("_ci_")
+            ci = metrics.get(f"{base}_ci")
+            value = None if not ci else ci[0 if end == "low" else 1]
+        else:
+            value = metrics.get(name)
+        if value is not None and not isinstance(value, bool):
+            out[f"{prefix}/{name}"] = float(value)
+    return out
+
+
+def _condition_values(
+    condition: Mapping[str, Any], fairness: list[Mapping[str, Any]], prefix: str, attrs: dict, values: dict
+) -> dict[str, float]:
+    out = _metrics(prefix, condition["metrics"], CONDITION_METRICS)
+    for g in condition["groups"]:
+        group = f"{prefix}/group/{attrs[str(g['attribute'])]}/{values[str(g['attribute'])][str(g['value'])]}"
+        out.update(_metrics(group, g["metrics"], ("n", "accuracy")))
+    for f in fairness:
+        if f["condition"] == condition["id"] and f.get("accuracy_gap") is not None:
+            out[f"{prefix}/fairness/{attrs[str(f['attribute'])]}/accuracy_gap"] = float(f["accuracy_gap"])
+    return out
+
+
+def _layout(results: Mapping[str, Any]) -> tuple[dict, dict, dict, dict]:
+    """Names of stressors, attributes and values, and each stressor's steps."""
+    conditions = results["conditions"]
+    fairness = results.get("fairness") or []
+    stressed = [c for c in conditions if c["id"] != "clean"]
+    stressors = _names((c.get("stressor") or c["id"].partition("@")[0] for c in stressed), _RESERVED)
+    attrs = _names([g["attribute"] for c in conditions for g in c["groups"]] + [f["attribute"] for f in fairness])
+    by_attr: dict[str, set[str]] = defaultdict(set)
+    for c in conditions:
+        for g in c["groups"]:
+            by_attr[str(g["attribute"])].add(str(g["value"]))
+    values = {a: _names(v) for a, v in by_attr.items()}
+    sweeps: dict[str, list[float]] = defaultdict(list)
+    for c in stressed:
+        sweeps[str(c.get("stressor") or c["id"].partition("@")[0])].append(float(c["severity"]))
+    steps = {s: severity_steps(v) for s, v in sweeps.items()}
+    return stressors, attrs, values, steps
+
+
+def metric_values(results: Mapping[str, Any]) -> dict[tuple[str, int], float]:
+    """Every metric a run logs, by its MLflow name and step (see the module docstring).
+
+    Args:
+        results: A results.json dict with a ``policy`` section.
+
+    Returns:
+        (MLflow metric name, step) -> value; undefined values (null in results.json) are left out.
+    """
+    stressors, attrs, values, steps = _layout(results)
+    fairness = results.get("fairness") or []
+    out: dict[tuple[str, int], float] = {}
+    clean = next((c for c in results["conditions"] if c["id"] == "clean"), None)
+    if clean is not None:
+        for name, value in _condition_values(clean, fairness, "clean", attrs, values).items():
+            out[(name, 0)] = value
+    for raw, name in stressors.items():
+        if clean is not None and 0 not in steps[raw].values():  # the clean image starts every curve
+            for metric, value in _condition_values(clean, fairness, name, attrs, values).items():
+                out[(metric, 0)] = value
+    for c in results["conditions"]:
+        if c["id"] == "clean":
+            continue
+        raw = str(c.get("stressor") or c["id"].partition("@")[0])
+        step = steps[raw][float(c["severity"])]
+        for metric, value in _condition_values(c, fairness, stressors[raw], attrs, values).items():
+            out[(metric, step)] = value
+    summary = results.get("robustness_summary") or {}
+    for name in ("mce", "relative_mce"):
+        if summary.get(name) is not None:
+            out[(f"summary/{name}", 0)] = float(summary[name])
+    policy = results.get("policy") or {}
+    if policy.get("verdict") is not None:
+        out[("policy/pass", 0)] = 1.0 if policy["verdict"] == "pass" else 0.0
+    return out
+
+
+def step_params(results: Mapping[str, Any]) -> dict[str, str]:
+    """``cvaudit.steps.<stressor>``: JSON ``[[step, severity], ...]``, so each step's severity (ε) is recoverable."""
+    stressors, _, _, steps = _layout(results)
+    out = {}
+    for raw, name in stressors.items():
+        pairs = [[0, 0.0] if 0 not in steps[raw].values() else None] + [[s, v] for v, s in steps[raw].items()]
+        text = json.dumps([p for p in pairs if p is not None])
+        out[f"cvaudit.steps.{name}"] = text if len(text) <= _PARAM_LIMIT else text[: _PARAM_LIMIT - 1] + "…"
+    return out
