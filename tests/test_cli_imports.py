@@ -88,7 +88,11 @@ def test_commands_on_stored_results_import_no_torch(command, signed_folder):
         ("model: {path: model.pt}\ndata: {images: val, pth_column: x}\n", None, "data.pth_column: unknown key"),
         ("model: {path: model.pt}\ndata: {images: val}\npolicy: p.yaml\n", "version: 1\nname: p\nrulez: []\n", "rulez"),
         # a gate that could pass on nothing (issue 30): refused before torch, too
-        ("model: {path: model.pt}\ndata: {images: val}\npolicy: p.yaml\n", "version: 1\nname: p\nrules: []\n", "no rules"),
+        (
+            "model: {path: model.pt}\ndata: {images: val}\npolicy: p.yaml\n",
+            "version: 1\nname: p\nrules: []\n",
+            "no rules",
+        ),
     ],
 )
 def test_run_reports_a_bad_config_or_policy_before_importing_torch(tmp_path, config, policy, expected):
