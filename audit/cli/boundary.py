@@ -11,7 +11,12 @@ decorated with :func:`boundary`):
   ``CVAUDIT_DEBUG=1`` prints the traceback;
 - a warning (``warnings.warn``: a loosely protected encrypted key, the
   leftovers of an interrupted run cleaned up) is one line
-  ``cvaudit: warning: <message>`` on stderr.
+  ``cvaudit: warning: <message>`` on stderr; a deprecation notice that a
+  dependency raises about its own code (``DeprecationWarning``,
+  ``PendingDeprecationWarning``, ``FutureWarning`` or a category named like
+  ``CryptographyDeprecationWarning``, from a file outside cvaudit's packages)
+  says nothing a user of cvaudit can act on and is not printed
+  (``CVAUDIT_DEBUG=1`` prints it).
 
 Every line printed here is neutralised (:func:`audit.contract.text.neutralise`),
 so users' strings cannot carry terminal escape sequences to the terminal.
@@ -26,6 +31,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -54,7 +60,26 @@ def _first_line(err: BaseException) -> str:
     return lines[0][:300] if lines else ""
 
 
+_OWN_PACKAGES = tuple(
+    str(Path(__file__).resolve().parents[2] / name) + os.sep for name in ("audit", "stressors", "policies", "reports")
+)
+
+
+def _dependency_deprecation(category: type[Warning], filename: str) -> bool:
+    """A deprecation notice raised outside cvaudit's own packages (a dependency talking about its own API)."""
+    deprecation = issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)) or (
+        "Deprecat" in category.__name__
+    )
+    try:
+        ours = str(Path(filename).resolve()).startswith(_OWN_PACKAGES)
+    except (OSError, ValueError):
+        ours = False
+    return deprecation and not ours
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if _dependency_deprecation(category, filename) and not os.environ.get("CVAUDIT_DEBUG"):
+        return
     say(f"cvaudit: warning: {_first_line(message) if isinstance(message, Warning) else message}")
 
 

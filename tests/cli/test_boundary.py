@@ -78,3 +78,54 @@ def test_help_lists_every_subcommand():
     assert result.exit_code == 0
     for name in COMMANDS:
         assert name in result.output
+
+
+class CryptographyDeprecationWarning(UserWarning):
+    """Named like cryptography's: a UserWarning subclass, so Python's default filters show it."""
+
+
+def _warnings_printed(emit, capsys, monkeypatch, debug: bool = False) -> str:
+    from audit.cli.boundary import command_boundary
+
+    monkeypatch.delenv("CVAUDIT_DEBUG", raising=False)
+    if debug:
+        monkeypatch.setenv("CVAUDIT_DEBUG", "1")
+    with command_boundary():
+        emit()
+    return capsys.readouterr().err
+
+
+def test_a_dependency_deprecation_notice_is_not_printed(capsys, monkeypatch, tmp_path):
+    """Issue 30: `cvaudit: warning: DSA is deprecated...` from a dependency on every first run."""
+    import warnings
+
+    elsewhere = str(tmp_path / "site-packages" / "somecrypto" / "dsa.py")
+
+    def dependency():
+        for category in (CryptographyDeprecationWarning, DeprecationWarning, FutureWarning):
+            warnings.warn_explicit("DSA is deprecated", category, elsewhere, 1, module="somecrypto.dsa")
+
+    assert "DSA" not in _warnings_printed(dependency, capsys, monkeypatch)
+    assert _warnings_printed(dependency, capsys, monkeypatch, debug=True).count("DSA is deprecated") == 3
+
+
+def test_cvaudits_own_warnings_are_printed(capsys, monkeypatch):
+    import warnings
+
+    import audit.cli.boundary as boundary
+
+    def own():
+        warnings.warn_explicit("a key file is readable by others", UserWarning, boundary.__file__, 1)
+        warnings.warn_explicit("a renamed option", DeprecationWarning, boundary.__file__, 2)
+
+    err = _warnings_printed(own, capsys, monkeypatch)
+    assert "cvaudit: warning: a key file is readable by others" in err and "cvaudit: warning: a renamed option" in err
+
+
+def test_a_dependency_user_warning_is_still_printed(capsys, monkeypatch, tmp_path):
+    import warnings
+
+    def dependency():
+        warnings.warn_explicit("Corrupt EXIF data", UserWarning, str(tmp_path / "PIL" / "TiffImagePlugin.py"), 1)
+
+    assert "cvaudit: warning: Corrupt EXIF data" in _warnings_printed(dependency, capsys, monkeypatch)
