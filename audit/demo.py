@@ -24,7 +24,7 @@ weights. So the demo ships the weights :func:`train_demo_model` produced for see
 (``audit/demo_weights/digits_cnn_seed0.pt``, recorded by
 ``scripts/train_demo_weights.py``, checked against :data:`DEMO_WEIGHTS_SHA256`) and
 trains only when asked (``cvaudit demo --train``) or for another seed. The audit set
-is built so that its PNG files are byte-identical everywhere: exact dyadic
+is built so that its PNG files hold the same pixels everywhere: exact dyadic
 arithmetic for the upsampling and the blur, numpy's float64 generator for the
 camera-B noise (torch's vectorised ``randn`` differs between CPU kernels).
 """

@@ -49,6 +49,12 @@ def _target(results: Mapping[str, Any], condition: Any, group: Any) -> tuple[str
     return str(condition), None, None
 
 
+def _in_group(row: Mapping[str, Any], attribute: str, value: str | None) -> bool:
+    """Whether a predictions.csv row belongs to the group; an intersection ``a×b = x×y`` is matched column by column."""
+    attributes, values = attribute.split("×"), str(value).split("×")
+    return len(attributes) == len(values) and all(row.get(a) == v for a, v in zip(attributes, values))
+
+
 def failing_targets(results: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
     """The (condition, attribute, value) targets of the failed and warned rules, in rule order, each once."""
     out: list[tuple[str, str | None, str | None]] = []
@@ -108,7 +114,7 @@ def error_examples(
                 continue
             key = (_float(row.get("p_true")), str(row.get("sample_id")))
             for t in wanted:
-                if t[1] is not None and row.get(t[1]) != t[2]:
+                if t[1] is not None and not _in_group(row, t[1], t[2]):
                     continue
                 errors[t] += 1
                 kept[t].append((key, row))

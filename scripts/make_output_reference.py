@@ -43,7 +43,7 @@ CSV_FILES = ("predictions.csv", "governance.csv", "breaking_points.csv")
 FLOAT_TOLERANCE = 1e-4  # absolute, on a float of a non-attack CSV row or results.json value (5x the measured)
 RELATIVE_TOLERANCE = 1e-4  # and relative, for values far from 1 (p-values, NLL)
 ATTACK_COUNT_TOLERANCE = 3  # samples of an attacked condition whose outcome may differ (integers: counts)
-ATTACK_TOLERANCE = 0.05  # absolute, on a float of an attacked condition, or 3/n for a mean over n samples
+ATTACK_TOLERANCE = 0.05  # absolute, on a float of an attacked condition not averaged over a count n (gaps, p-values)
 MAX_CHANGED_ATTACK_ROWS = 0.02  # share of attacked CSV rows whose non-float fields may differ
 
 
@@ -132,35 +132,49 @@ def compare_csv(name: str, ref_text: str, new_text: str, attacked: set[str] = fr
 
 
 def compare_json(
-    ref: Any, new: Any, path: str = "$", attacked: set[str] = frozenset(), tolerance: float | None = None
+    ref: Any,
+    new: Any,
+    path: str = "$",
+    attacked: set[str] = frozenset(),
+    *,
+    _attack: bool = False,
+    _n: int | None = None,
+    _bins: bool = False,
 ) -> list[str]:
     """Differences between two JSON values: every key of ``ref`` present in ``new``, numbers within tolerance.
 
-    An object whose ``id`` or ``condition`` names an attacked condition is compared loosely, and so
-    is everything inside it: integers (counts) within ``ATTACK_COUNT_TOLERANCE``, floats within
-    ``ATTACK_TOLERANCE`` or, in an object with a count ``n`` (a group, a reliability bin), within
-    ``ATTACK_COUNT_TOLERANCE / n``, as far as a mean moves when that many of its n samples change.
+    Outside attacked conditions: floats within ``FLOAT_TOLERANCE`` / ``RELATIVE_TOLERANCE``, everything
+    else equal. An object whose ``id`` or ``condition`` names an attacked condition is compared as far
+    as ``ATTACK_COUNT_TOLERANCE`` samples changing their outcome can move it, and so is everything inside:
+    sample counts ``n`` exactly (except in reliability bins, which samples move between), other integers
+    (confusion cells, bin counts) within ``ATTACK_COUNT_TOLERANCE``; a float of an object with a count
+    ``n`` (a condition's or a group's metrics, a bin) within ``ATTACK_COUNT_TOLERANCE / n`` (twice that for
+    the Brier score, whose per-sample value spans 2), other floats (gaps, p-values of their tests) within
+    ``ATTACK_TOLERANCE``; a value may turn into null or back only in a reliability bin (it emptied).
     """
     if isinstance(ref, dict):
         if not isinstance(new, dict):
             return [f"{path}: {type(new).__name__} instead of an object"]
-        if tolerance is None and (ref.get("id") in attacked or ref.get("condition") in attacked):
-            tolerance = ATTACK_TOLERANCE
-        if tolerance is not None and isinstance(ref.get("n"), int) and ref["n"] > 0:
-            tolerance = max(tolerance, ATTACK_COUNT_TOLERANCE / ref["n"])
+        _attack = _attack or ref.get("id") in attacked or ref.get("condition") in attacked
+        if isinstance(ref.get("n"), int) and ref["n"] > 0:
+            _n = ref["n"]
         out = []
         for key, value in ref.items():
             if key not in new:
                 out.append(f"{path}.{key}: missing")
             else:
-                out += compare_json(value, new[key], f"{path}.{key}", attacked, tolerance)
+                bins = _bins or key == "reliability"
+                out += compare_json(value, new[key], f"{path}.{key}", attacked, _attack=_attack, _n=_n, _bins=bins)
         return out
     if isinstance(ref, list):
         if not isinstance(new, list) or len(new) != len(ref):
             return [f"{path}: {len(ref)} items before, {len(new) if isinstance(new, list) else new!r} now"]
         return [
-            d for k, (a, b) in enumerate(zip(ref, new)) for d in compare_json(a, b, f"{path}[{k}]", attacked, tolerance)
+            d
+            for k, (a, b) in enumerate(zip(ref, new))
+            for d in compare_json(a, b, f"{path}[{k}]", attacked, _attack=_attack, _n=_n, _bins=_bins)
         ]
+    key = path.rsplit(".", 1)[-1].split("[", 1)[0]
     numbers = (int, float)
     if (
         isinstance(ref, numbers)
@@ -169,12 +183,16 @@ def compare_json(
         and not isinstance(new, bool)
     ):
         if isinstance(ref, int) and isinstance(new, int):
-            same = abs(ref - new) <= (ATTACK_COUNT_TOLERANCE if tolerance is not None else 0)
+            allowed = ATTACK_COUNT_TOLERANCE if _attack and (key != "n" or _bins) else 0
+            same = abs(ref - new) <= allowed
+        elif not _attack:
+            same = _close(float(ref), float(new))
         else:
-            same = _close(float(ref), float(new), tolerance)
+            spread = 2.0 if key.startswith("brier") else 1.0
+            same = _close(float(ref), float(new), ATTACK_COUNT_TOLERANCE * spread / _n if _n else ATTACK_TOLERANCE)
         return [] if same else [f"{path}: {ref!r} before, {new!r} now"]
-    if tolerance is not None and (ref is None) != (new is None):
-        return []  # an empty reliability bin on one side (a sample moved to the next bin)
+    if _attack and _bins and (ref is None) != (new is None):
+        return []  # a reliability bin that emptied or filled (a sample moved to the next bin)
     return [] if ref == new and type(ref) is type(new) else [f"{path}: {ref!r} before, {new!r} now"]
 
 

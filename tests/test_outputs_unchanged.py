@@ -73,8 +73,14 @@ def test_the_comparison_fails_on_a_changed_prediction_and_a_moved_number():
     flipped = ref.replace("s4,pgd@0.1,1,", "s4,pgd@0.1,2,").replace("s7,pgd@0.1,1,", "s7,pgd@0.1,0,")
     assert compare_csv("p.csv", ref, flipped, attacked)  # 2 of 50 attacked rows: more than 2 %
     assert compare_json({"accuracy": 0.945}, {"accuracy": 0.9433}) and not compare_json({"a": 0.5}, {"a": 0.5 + 1e-9})
-    attack = {"id": "pgd@0.1", "metrics": {"accuracy": 0.145, "n": 200}, "bins": [{"n": 2, "accuracy": 0.5}]}
-    moved = {"id": "pgd@0.1", "metrics": {"accuracy": 0.15, "n": 200}, "bins": [{"n": 3, "accuracy": 1.0}]}
+    bins = {"bins": [{"n": 2, "accuracy": 0.5}, {"n": 1, "accuracy": 1.0}]}
+    attack = {"id": "pgd@0.1", "metrics": {"accuracy": 0.145, "ece": 0.8, "n": 200}, "reliability": bins}
+    moved_bins = {"bins": [{"n": 3, "accuracy": 1.0}, {"n": 0, "accuracy": None}]}
+    moved = {"id": "pgd@0.1", "metrics": {"accuracy": 0.15, "ece": 0.81, "n": 200}, "reliability": moved_bins}
     assert compare_json(attack, moved, attacked=attacked) == [] and compare_json(attack, moved)
-    assert compare_json(attack, {**moved, "metrics": {"accuracy": 0.3, "n": 200}}, attacked=attacked)
-    assert compare_json(attack, {**moved, "metrics": {"accuracy": 0.145, "n": 210}}, attacked=attacked)
+    for metrics in (
+        {"accuracy": 0.19, "ece": 0.8, "n": 200},  # 9 samples of 200 changed their outcome: more than 3
+        {"accuracy": 0.145, "ece": 0.8, "n": 203},  # the condition's sample count is exact
+        {"accuracy": 0.145, "ece": None, "n": 200},  # a metric that disappeared
+    ):
+        assert compare_json(attack, {**moved, "metrics": metrics}, attacked=attacked), metrics

@@ -38,7 +38,7 @@ def model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel
         >>> from audit.contract.config import AuditConfig
         >>> model_at(AuditConfig, ["tracking", "mlflow"]).__name__
         'MlflowConfig'
-        >>> valid_keys(AuditConfig, ["tracking", "mlflow"])
+        >>> valid_keys(AuditConfig, ["tracking", "mlflow"])[:3]
         ['experiment', 'run_name', 'tracking_uri']
     """
     current: type[BaseModel] = model

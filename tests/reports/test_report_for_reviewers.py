@@ -229,6 +229,16 @@ def test_failing_groups_and_conditions_name_their_misclassified_samples(failing)
     assert "clean · skin_tone = V-VI" in page and "img_0013 (nevus → basal cell carcinoma, p = 0.05)" in page
 
 
+def test_an_intersection_group_names_its_misclassified_samples(failing):
+    """A rule on an intersection group (``skin_tone×camera = V-VI×phone``) is matched column by column."""
+    results, path = failing
+    gap = next(r for r in results["policy"]["rules"] if r["id"] == "worst_group_gap")
+    gap.update(condition="clean", group="skin_tone×camera=V-VI×phone")
+    target = next(e for e in error_examples(results, path) if e["condition"] == "clean")
+    assert (target["attribute"], target["value"]) == ("skin_tone×camera", "V-VI×phone")
+    assert target["errors"] == 7 and target["samples"][0]["sample_id"] == "img_0013"
+
+
 def test_without_predictions_the_report_says_why_no_samples_are_named(results):
     page = _section(render_html(results), 'id="error-examples"', 'id="fairness"')
     assert "Sample ids are not named: no predictions.csv known to belong to these results" in page
