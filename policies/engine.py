@@ -105,7 +105,7 @@ def check_policy(
             rules.append(_metric_rule(results, policy, rule))
         else:
             rules.append(evaluate_finding_rule(results, policy, rule, findings))
-    _refuse_a_gate_on_nothing(policy, rules)
+    _refuse_a_gate_on_nothing(policy, rules, findings)
     failures = [
         {
             "id": r["id"],
@@ -145,19 +145,38 @@ def check_policy(
     }
 
 
-def _refuse_a_gate_on_nothing(policy: Policy, rules: list[dict[str, Any]]) -> None:
-    """Fail closed after judging too: a target found absent only in the results (a section entry)
-    may leave every blocking rule not applicable, which :func:`validate_policy` could not see."""
+def _judged(rule: dict[str, Any]) -> bool:
+    """Whether a rule result rests on at least one target actually measured (pass or fail), not only on
+    targets without enough data (which ``on_insufficient_data: warn`` or ``pass`` may let through)."""
+    evaluations = [e for e in rule.get("evaluations") or [] if isinstance(e, dict)]
+    if evaluations:
+        return any(e.get("status") in ("pass", "fail") for e in evaluations)
+    # one target: its own status, unless _rule_result turned "insufficient data" into a pass
+    return rule.get("status") in ("pass", "fail") and not str(rule.get("message", "")).startswith("insufficient data")
+
+
+def _refuse_a_gate_on_nothing(policy: Policy, rules: list[dict[str, Any]], findings: list[dict[str, Any]]) -> None:
+    """Fail closed after judging too: a gate none of whose blocking rules and checks judged anything passes on
+    nothing. A target found absent only in the results (a section entry) may leave every blocking rule not
+    applicable, which :func:`validate_policy` could not see; and every blocking rule and check may lack the
+    data to be judged while ``on_insufficient_data`` lets that pass (``warn``, ``pass``)."""
     blocking = [r for r in rules if r["blocking"]]
-    if policy.report_only or policy.blocking_governance or not blocking:
+    checks = [f for f in findings if finding_is_blocking(f, policy)]
+    if policy.report_only or any(x.get("status") == "fail" for x in blocking + checks):
+        return  # a report-only policy gates nothing; a failed blocking rule or check fails the verdict anyway
+    if any(_judged(r) for r in blocking):
         return
-    if all(r["status"] == "not_applicable" for r in blocking):
-        why = "; ".join(f"{r['id']}: {r['message']}" for r in blocking)
-        raise PolicyError(
-            f"no blocking rule applies to these results, so the gate would pass on nothing ({why})",
-            file=policy.source,
-            key="rules",
-        )
+    if any(f.get("judgeable") is not False and f.get("status") in ("pass", "fail") for f in checks):
+        return
+    why = "; ".join(
+        [f"{r['id']}: {r['message']}" for r in blocking]
+        + [f"governance.{f.get('check')}: {f.get('message', '')}" for f in checks]
+    )
+    raise PolicyError(
+        f"no blocking rule or check could be judged on these results, so the gate would pass on nothing ({why})",
+        file=policy.source,
+        key="rules",
+    )
 
 
 def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> dict[str, Any]:

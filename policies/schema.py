@@ -277,6 +277,16 @@ class MetricRule(_Strict):
                 f"a ratio of {statistic} (smallest group over largest) is at most 1, so {self.op} "
                 f"{self.threshold:g} {outcome}; expected a bound between 0 and 1",
             )
+        # a blocking rule that can never fail gates nothing (a gate of such rules would pass on nothing)
+        always = (self.op == "min" and self.threshold == 0) or (
+            kind == "ratio" and self.op == "max" and self.threshold == 1
+        )
+        if always and self.blocking:
+            raise _key_error(
+                self.op,
+                f"a {kind} of {statistic} is always {'>= 0' if self.op == 'min' else '<= 1'}, so {self.op} "
+                f"{self.threshold:g} {_bound_outcome(never=False)}; a blocking rule needs a bound it can fail",
+            )
         return self
 
     @property

@@ -102,8 +102,14 @@ def test_a_blocking_rule_that_cannot_be_judged_fails_unless_the_policy_says_warn
     failed = run(cfg, workspace / "a")
     assert failed.exit_code == 1, failed.output
     assert "FAIL big:" in failed.output and "n=24 < min_samples 1000" in failed.output
-    (workspace / "policy.yaml").write_text(f"version: 1\nname: p\non_insufficient_data: warn\nrules:\n{rule}")
+    # with warn, a gate that judged something else still passes...
+    judged = "  - {id: some, metric: accuracy, condition: clean, min: 0.01}\n"
+    (workspace / "policy.yaml").write_text(f"version: 1\nname: p\non_insufficient_data: warn\nrules:\n{rule}{judged}")
     assert run(cfg, workspace / "b").exit_code == 0
+    # ... but a gate that could judge nothing at all does not say PASS (issue 30: fail closed)
+    (workspace / "policy.yaml").write_text(f"version: 1\nname: p\non_insufficient_data: warn\nrules:\n{rule}")
+    nothing = run(cfg, workspace / "c")
+    assert nothing.exit_code == 2 and "no blocking rule or check could be judged" in nothing.output, nothing.output
 
 
 GOVERNED = """\

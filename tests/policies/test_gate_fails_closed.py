@@ -175,7 +175,7 @@ def test_an_absent_section_entry_with_required_false_is_not_applicable_too(resul
         assert judged["status"] == "not_applicable", judged
     assert judged["message"] == "not applicable: 'fog@*' is not in this run (required: false)"
     # found absent only while judging: the verdict still refuses a gate left with nothing to judge
-    with pytest.raises(PolicyError, match=r"^t\.yaml: key 'rules': no blocking rule applies to these results"):
+    with pytest.raises(PolicyError, match=r"^t\.yaml: key 'rules': no blocking rule or check could be judged on these results"):
         check_policy(results, _policy(by_entry, {**CLEAN, "blocking": False}))
 
 
@@ -294,6 +294,18 @@ IMPOSSIBLE = {
         {"condition": "clean", "attribute": "camera", "metric": "equalized_odds_difference", "max": -0.1},
         "max",
         "a gap of equalized_odds_difference is never negative",
+    ),
+    "blocking gap with min 0": (
+        {"condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "accuracy", "min": 0.0}
+        | {"test": "point"},
+        "min",
+        "a gap of accuracy is always >= 0, so min 0 is met whatever the data",
+    ),
+    "blocking ratio with max 1": (
+        {"condition": "clean", "attribute": "camera", "aggregate": "ratio", "metric": "accuracy", "max": 1.0}
+        | {"test": "point"},
+        "max",
+        "a ratio of accuracy is always <= 1, so max 1 is met whatever the data",
     ),
     "named gap below 0": (
         {"condition": "clean", "attribute": "camera", "metric": "accuracy_gap", "max": -0.1},
