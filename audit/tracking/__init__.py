@@ -22,7 +22,7 @@ What a run logs (names are stable; README, "MLflow"):
   ``<metric>`` is one of :data:`CONDITION_METRICS`; per group
   ``<stressor>/group/<attribute>/<value>/accuracy`` (and ``/n``); per attribute
   ``<stressor>/fairness/<attribute>/accuracy_gap``; ``summary/mce``,
-  ``summary/relative_mce`` and ``policy/pass`` (1 pass, 0 fail) at step 0;
+  ``summary/relative_mce`` and ``policy/pass`` (1 pass, 0 fail; none for a report-only policy) at step 0;
 - **tags**: every name of :data:`TAGS`, on every run (an empty value when it does
   not apply: ``cvaudit.blocking_failures`` of a passing run,
   ``cvaudit.attestation_sha256`` of an unsigned one);
@@ -89,6 +89,7 @@ ARTIFACTS = (
 #: Tags set on every run (empty when they do not apply).
 TAGS = (
     "cvaudit.verdict",
+    "cvaudit.report_only",
     "cvaudit.policy",
     "cvaudit.policy_sha256",
     "cvaudit.blocking_failures",
@@ -180,7 +181,9 @@ def _tags(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
     policy = results.get("policy") or {}
     provenance = results.get("provenance") or {}
     tags = {
-        "cvaudit.verdict": policy.get("verdict"),
+        # a report-only policy gates nothing: its verdict is "report_only", never a "pass" a dashboard counts
+        "cvaudit.verdict": "report_only" if policy.get("report_only") else policy.get("verdict"),
+        "cvaudit.report_only": "true" if policy.get("report_only") else "false",
         "cvaudit.policy": policy.get("name"),
         "cvaudit.policy_sha256": policy.get("sha256"),
         "cvaudit.blocking_failures": ", ".join(policy.get("blocking_failures") or []),

@@ -163,7 +163,7 @@ def metric_values(results: Mapping[str, Any]) -> dict[tuple[str, int], float]:
         if summary.get(name) is not None:
             out[(f"summary/{name}", 0)] = float(summary[name])
     policy = results.get("policy") or {}
-    if policy.get("verdict") is not None:
+    if policy.get("verdict") is not None and not policy.get("report_only"):  # a report-only run gates nothing
         out[("policy/pass", 0)] = 1.0 if policy["verdict"] == "pass" else 0.0
     return out
 

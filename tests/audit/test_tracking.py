@@ -129,6 +129,18 @@ def test_tags_are_always_present():
     assert set(passing) == set(failing) == set(TAGS)
     assert passing["cvaudit.blocking_failures"] == "" and passing["cvaudit.attestation_sha256"] == ""
     assert failing["cvaudit.blocking_failures"] == "clean-accuracy, night-gap"
+    assert passing["cvaudit.report_only"] == failing["cvaudit.report_only"] == "false"
+
+
+def test_a_report_only_run_is_not_logged_as_a_passed_gate():
+    """A dashboard filtering on cvaudit.verdict = 'pass' or policy/pass = 1 must not count a run that gated nothing."""
+    results = _results()
+    results["policy"] = {**results["policy"], "verdict": "pass", "report_only": True, "blocking_failures": []}
+    tags = _tags(results, Path("."))
+    assert tags["cvaudit.verdict"] == "report_only" and tags["cvaudit.report_only"] == "true"
+    assert ("policy/pass", 0) not in metric_values(results)
+    results["policy"]["report_only"] = False
+    assert metric_values(results)[("policy/pass", 0)] == 1.0 and _tags(results, Path("."))["cvaudit.verdict"] == "pass"
 
 
 def _config(tmp_path: Path, tracking: dict | None = None):
