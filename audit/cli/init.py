@@ -98,6 +98,11 @@ def _manifest_classes(path: Path, path_column: str, label_column: str) -> _Class
         if min(values) < 0:  # type: ignore[type-var]
             raise AuditError(f"{path}: label {min(values)} is negative (integer labels are class indices 0, 1, ...)")
         k = max(values) + 1  # type: ignore[operator]
+        if k > MAX_CLASSES:
+            raise AuditError(
+                f"{path}: label {k - 1} in {label_column!r} is not a class index (at most {MAX_CLASSES - 1}); "
+                f"if the column holds ids, name the label column with --label-column"
+            )
         per = [0] * k
         for t, n in counts.items():
             per[int(t)] += n
@@ -106,6 +111,11 @@ def _manifest_classes(path: Path, path_column: str, label_column: str) -> _Class
         raise AuditError(f"{path}: {counts['']} row(s) have an empty {label_column!r}")
     names = sorted(labels)
     return _Classes(names, len(names), [counts[n] for n in names], sorted_guess=True, extra_columns=extra)
+
+
+#: Integer labels are class indices 0 .. K-1; above this many classes (ImageNet-21k has 21,841) a label is
+#: taken for an id in the wrong column rather than a class.
+MAX_CLASSES = 100_000
 
 
 def _integer(text: str) -> int | None:

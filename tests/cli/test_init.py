@@ -140,6 +140,17 @@ def test_init_on_integer_labels_accepts_a_model_with_more_outputs(folder):
     assert fewer.exit_code == 2 and "outputs 1 classes but" in fewer.output and "labels up to 1" in fewer.output
 
 
+def test_init_refuses_an_id_column_taken_for_integer_labels(folder):
+    """A label column holding ids (99999999999) is one line, not an allocation of a list that long."""
+    rows = ["path,label"] + [f"data/val/a-red/{i}.png,{99999999999 + i}" for i in range(3)]
+    (folder / "m.csv").write_text("\n".join(rows) + "\n")
+    result = _cli("init", "--manifest", str(folder / "m.csv"), "--model", str(folder / "model.pt"),
+                  "--out", str(folder / "a"), "--input-size", "16", "16")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "label 100000000001 in 'label' is not a class index (at most 99999)" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 # ------------------------------------------------------------------ the label-mapping hint
 
 
