@@ -282,6 +282,11 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     )
     results.update(run_breaking_points(work, cfg, conditions, layout, table, refine))
     results["policy"] = policies.check_policy(results, policy, findings=findings)
+    predictions = outputs.stage / "predictions.csv"
+    merge_predictions(work, predictions, attributes=list(table.attributes))  # the named samples come from it
+    thumbnails = _error_thumbnails(results, predictions, gallery_mode, model, table, cfg, conditions, keys_all, device)
+    if thumbnails:
+        results["error_thumbnails"] = thumbnails
     results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
     files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
     tracked = track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
@@ -302,12 +307,60 @@ def _decoding(cfg: AuditConfig) -> dict[str, Any]:
     return {"max_pixels": cfg.data.max_image_pixels, "exif": cfg.data.exif, "alpha": cfg.data.alpha}
 
 
+def _error_thumbnails(results, predictions, mode, model, table, cfg, conditions, keys, device) -> list[dict]:
+    """``results["error_thumbnails"]``: the samples the report names per failing target, as the model saw them.
+
+    The samples are selected as the report selects them (:func:`reports.error_examples.error_examples`,
+    from the merged predictions.csv) and stressed again (:mod:`audit.evaluation.error_thumbnails`);
+    nothing when the report may show no images (``mode`` ``none``) or no rule failed or warned.
+    """
+    if mode == "none":
+        return []
+    from audit.evaluation.error_thumbnails import stressed_thumbnails
+    from reports.error_examples import error_examples
+
+    examples = [e for e in error_examples(results, predictions) if e["samples"]]
+    wanted: dict[str, list[str]] = {}
+    for e in examples:
+        wanted.setdefault(e["condition"], []).extend(str(s["sample_id"]) for s in e["samples"])
+    images = stressed_thumbnails(
+        model=model,
+        table=table,
+        model_cfg=cfg.model,
+        conditions=conditions,
+        wanted=wanted,
+        keys=keys,
+        seed=cfg.seed,
+        device=device,
+        mode=mode,
+        decoding=_decoding(cfg),
+    )
+    out = []
+    for e in examples:
+        samples = [
+            {"sample_id": sid, "image": images[(e["condition"], sid)]}
+            for sid in (str(s["sample_id"]) for s in e["samples"])
+            if (e["condition"], sid) in images
+        ]
+        if samples:
+            out.append(
+                {"condition": e["condition"], "attribute": e["attribute"], "value": e["value"], "samples": samples}
+            )
+    return out
+
+
 def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mode) -> RunPlan:
     """What this run will write: the targets policy rules are validated against."""
     from audit.evaluation.adversarial_checks import CHECKS
 
     attacks = any(c.model_aware for c in conditions)
-    sections = set(Results.model_fields) - {"attack_reference", "baseline_comparison", "gallery", "policy"}
+    sections = set(Results.model_fields) - {
+        "attack_reference",
+        "baseline_comparison",
+        "gallery",
+        "error_thumbnails",  # made after the policy has judged
+        "policy",
+    }
     if attacks and attack_indices is not None:
         sections.add("attack_reference")
     if baseline is not None:
@@ -426,8 +479,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
     from reports.junit import write_junit
     from reports.skipped_csv import write_skipped_csv
 
-    stage = outputs.stage
-    merge_predictions(work, stage / "predictions.csv", attributes=list(table.attributes))
+    stage = outputs.stage  # predictions.csv is merged into it already (see _run)
     if (work / BREAKING_POINTS_CSV).exists():
         os.replace(work / BREAKING_POINTS_CSV, stage / BREAKING_POINTS_CSV)
     atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")

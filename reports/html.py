@@ -506,7 +506,8 @@ def build_view(results: Mapping[str, Any], *, predictions: str | os.PathLike[str
         # a check that could not be judged (a column absent, other settings) is not a finding
         "governance_flagged": [f for f in findings if f.get("status") in ("fail", "warn") and not _unjudged(f)],
         "governance_unjudged": [f for f in findings if _unjudged(f)],
-        "error_examples": _clean_tree(error_examples(results, predictions)),  # sample ids are users' strings
+        # sample ids are users' strings; their thumbnails come from results.json (error_thumbnails)
+        "error_examples": _named_samples(results, predictions),
         "examples_known": predictions is not None and Path(predictions).is_file(),
         "examples_per_target": EXAMPLES_PER_TARGET,
         "sample_id_limit": SAMPLE_ID_LIMIT,
@@ -820,6 +821,45 @@ def _gallery(results) -> tuple[list[dict], int]:
         else:
             dropped += 1
     return items, dropped
+
+
+def _named_samples(results: Mapping[str, Any], predictions: str | os.PathLike[str] | None) -> list[dict]:
+    """The misclassified samples named per failing target, with their thumbnails.
+
+    From predictions.csv when it belongs to the results (:func:`reports.error_examples.error_examples`);
+    without it, the samples results.json holds thumbnails of (``error_thumbnails``, selected by the run
+    from its own predictions), without their classes and probabilities (``from_results``).
+    """
+    if predictions is not None and Path(predictions).is_file():
+        return _with_thumbnails(_clean_tree(error_examples(results, predictions)), results)
+    stored = [
+        {
+            "condition": t.get("condition"),
+            "attribute": t.get("attribute"),
+            "value": t.get("value"),
+            "errors": None,
+            "from_results": True,
+            "samples": [{"sample_id": s.get("sample_id")} for s in _list(t.get("samples")) if isinstance(s, dict)],
+        }
+        for t in _list(results.get("error_thumbnails"))
+        if isinstance(t, dict)
+    ]
+    return _with_thumbnails(stored, results)
+
+
+def _with_thumbnails(examples: list[dict], results: Mapping[str, Any]) -> list[dict]:
+    """The named samples, each with its thumbnail (``image``) where ``error_thumbnails`` holds one for its target."""
+    images = {}
+    for t in _list(results.get("error_thumbnails")):
+        target = (t.get("condition"), t.get("attribute"), t.get("value")) if isinstance(t, dict) else None
+        for s in _list(t.get("samples")) if target else []:
+            if isinstance(s, dict) and isinstance(s.get("image"), str) and _DATA_IMAGE.match(s["image"]):
+                images[(*target, s.get("sample_id"))] = s["image"]
+    for e in examples:
+        for s in e["samples"]:
+            s["image"] = images.get((e["condition"], e["attribute"], e["value"], s["sample_id"]))
+        e["thumbnails"] = any(s["image"] for s in e["samples"])
+    return examples
 
 
 def _summary(v: Mapping[str, Any]) -> list[str]:

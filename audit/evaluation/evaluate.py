@@ -73,7 +73,12 @@ class EvalState:
 SUBSET_CLEAN = "clean@attack-subset"
 
 
-def _png_data_uri(image: Tensor, mode: str) -> str:
+def png_data_uri(image: Tensor, mode: str) -> str:
+    """One image as a gallery thumbnail: a PNG data URI, pixelated for ``anonymized``, a small image enlarged by a whole factor towards 128 px.
+
+    Shape:
+        image: (C, H, W) in [0, 1].
+    """
     arr = (image.detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8)
     arr = arr.permute(1, 2, 0).numpy()
     img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
@@ -90,7 +95,12 @@ def _png_data_uri(image: Tensor, mode: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _stress(cond: Condition, model: AuditModel, images: Tensor, labels: Tensor, keys: Tensor, seed: int) -> Tensor:
+def stress(cond: Condition, model: AuditModel, images: Tensor, labels: Tensor, keys: Tensor, seed: int) -> Tensor:
+    """The batch as the model sees it under ``cond``: clean, stressed or attacked (per-sample keyed randomness).
+
+    Shape:
+        images: (N, C, H, W) on the model's device; labels, keys: (N,). Returns (N, C, H, W).
+    """
     if cond.stressor is None:
         return images
     if cond.model_aware:
@@ -174,7 +184,7 @@ def evaluate(
                         continue
                     if progress:
                         progress(0, cond.id)
-                    x = _stress(cond, model, part.images, part.labels_dev, part.keys, settings.seed)
+                    x = stress(cond, model, part.images, part.labels_dev, part.keys, settings.seed)
                     probs = _probabilities(model, x, num_classes=settings.num_classes).cpu()
                     pending.append(
                         _Update(state.stats[cond.id], probs, part.labels, part.slots, part.keys, part.subset)
@@ -188,7 +198,7 @@ def evaluate(
                     if failed is not None:
                         state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
                     if settings.gallery_mode != "none" and cond.id not in state.gallery:
-                        state.gallery[cond.id] = _png_data_uri(x[0], settings.gallery_mode)
+                        state.gallery[cond.id] = png_data_uri(x[0], settings.gallery_mode)
                     rows.append(_Rows(order, cond, part.index, part.labels, probs))
                 jobs.submit(
                     partial(_bookkeeping, pending, rows, batch.keys, settings, writer, table=table, attrs=attr_names)

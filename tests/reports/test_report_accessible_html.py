@@ -231,3 +231,23 @@ def test_minimal_results_are_accessible_too():
     assert all(
         [e for e in elements if e["tag"] == "caption" and e["ancestors"][-1] is t] for t in _by_tag(elements, "table")
     )
+
+
+def test_every_image_has_a_text_alternative_thumbnails_included(results, tmp_path):
+    """The gallery and the thumbnails of the named misclassified samples (results.json ``error_thumbnails``)."""
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+    predictions = tmp_path / "predictions.csv"
+    header = (
+        "sample_id,condition,stressor,severity,label,prediction,confidence,p_true,prob_sq_sum,skin_tone,camera,site"
+    )
+    rows = [f"img_{i},clean,,,1,2,0.9,0.{i},0.8,I-II,phone,A" for i in range(3)]
+    predictions.write_text("\n".join([header, *rows]) + "\n")
+    samples = [{"sample_id": f"img_{i}", "image": png} for i in range(3)]
+    results["error_thumbnails"] = [{"condition": "clean", "attribute": None, "value": None, "samples": samples}]
+    images = _by_tag(_parse(render_html(results, predictions=predictions)), "img")
+    thumbnails = [e for e in images if "figure" in e["parents"] and "td" in e["parents"]]
+    assert len(thumbnails) == 3 and len(images) == 3 + len(results["gallery"])
+    assert all(e["attrs"].get("alt") for e in images)
+    assert [e["attrs"]["alt"] for e in thumbnails] == [
+        f"sample img_{i} as the model saw it under condition clean" for i in range(3)
+    ]

@@ -242,3 +242,55 @@ def test_an_intersection_group_names_its_misclassified_samples(failing):
 def test_without_predictions_the_report_says_why_no_samples_are_named(results):
     page = _section(render_html(results), 'id="error-examples"', 'id="fairness"')
     assert "Sample ids are not named: no predictions.csv known to belong to these results" in page
+
+
+#: A 1 x 1 PNG (a stand-in thumbnail).
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+)
+
+
+def _raw_section(page: str, start: str, end: str) -> str:
+    """The HTML between two markers (the first ``start`` after ``<main``), tags kept."""
+    begin = page.index(start, page.index("<main"))
+    return page[begin : page.index(end, begin)]
+
+
+def test_named_samples_show_their_thumbnails_from_results_json(failing):
+    results, path = failing
+    named = [s["sample_id"] for s in error_examples(results, path)[0]["samples"]]
+    results["error_thumbnails"] = [
+        {"condition": "clean", "attribute": "skin_tone", "value": "V-VI", "samples": [{"sample_id": named[0], "image": PNG}]},
+        # another target's thumbnail is not shown for this one, nor one of a sample the report does not name
+        {"condition": "night@3", "attribute": None, "value": None, "samples": [{"sample_id": "img_0019", "image": PNG}]},
+    ]  # fmt: skip
+    page = _raw_section(render_html(results, predictions=path), 'id="error-examples"', 'id="fairness"')
+    imgs = re.findall(r'<img src="([^"]+)" alt="([^"]*)"><figcaption>([^<]*)</figcaption>', page)
+    caption = f"{named[0]} (nevus → basal cell carcinoma, p = 0.05)"
+    assert imgs == [(PNG, f"sample {named[0]} as the model saw it under condition clean", caption)]
+    assert page.count("<img") == 1
+    assert "Each sample with a thumbnail is shown as the model saw it under the condition" in page
+    # the other samples of that target keep their caption, without an image
+    assert all(f"<figcaption>{sid} (" in page for sid in named)
+
+
+def test_without_thumbnails_the_report_says_why(failing):
+    results, path = failing
+    page = _section(render_html(results, predictions=path), 'id="error-examples"', 'id="fairness"')
+    assert "No thumbnails: these results hold none for the named samples." in page  # images allowed (a gallery)
+    del results["gallery"]
+    page = _section(render_html(results, predictions=path), 'id="error-examples"', 'id="fairness"')
+    assert "No thumbnails: the report may show no images (config report.images, capped by the policy)." in page
+
+
+def test_without_predictions_the_samples_with_thumbnails_in_results_json_are_shown(results):
+    samples = [{"sample_id": "img_0007", "image": PNG}, {"sample_id": "img_0002", "image": PNG}]
+    results["error_thumbnails"] = [{"condition": "clean", "attribute": "camera", "value": "phone", "samples": samples}]
+    page = _raw_section(render_html(results), 'id="error-examples"', 'id="fairness"')
+    assert re.findall(r'<img src="[^"]+" alt="([^"]+)"><figcaption>([^<]*)</figcaption>', page) == [
+        ("sample img_0007 as the model saw it under condition clean", "img_0007"),
+        ("sample img_0002 as the model saw it under condition clean", "img_0002"),
+    ]
+    text = _text(page)
+    assert '<td class="num">—</td>' in page  # the number misclassified is in predictions.csv
+    assert "stored them with their thumbnails in results.json" in text and "Sample ids are not named" not in text

@@ -37,6 +37,8 @@ from audit.contract.results.conditions import (
 )
 from audit.contract.results.identity import (
     DatasetInfo,
+    ErrorThumbnail,
+    ErrorThumbnails,
     EvaluationSettings,
     GalleryItem,
     ModelInfo,
@@ -79,6 +81,8 @@ __all__ = [
     "EarlyStop",
     "ErrorShift",
     "ErrorShiftPair",
+    "ErrorThumbnail",
+    "ErrorThumbnails",
     "ErrorTypes",
     "Evaluation",
     "EvaluationSettings",
@@ -140,6 +144,11 @@ class Results(Node):
     )
     governance: Governance
     gallery: list[GalleryItem] | None = Field(default=None, description="present when the policy allows images")
+    error_thumbnails: list[ErrorThumbnails] | None = Field(
+        default=None,
+        description="present when the policy allows images and a rule failed or warned: per failing condition and "
+        "group, thumbnails of the misclassified samples the report names (up to 5, selected from predictions.csv)",
+    )
     provenance: Provenance
     report: ReportSettings | None = Field(
         default=None, description="how the reports are rendered (config report.*); absent: English ('en')"

@@ -10,6 +10,8 @@ from audit.contract.results.base import Node
 
 __all__ = [
     "DatasetInfo",
+    "ErrorThumbnail",
+    "ErrorThumbnails",
     "EvaluationSettings",
     "GalleryItem",
     "ModelInfo",
@@ -103,6 +105,23 @@ class StressorInfo(Node):
 class GalleryItem(Node):
     condition: str = Field(description="condition id the image shows")
     image: str = Field(description="a data:image/png;base64 URI (anonymized or raw, as the policy allows)")
+
+
+class ErrorThumbnail(Node):
+    sample_id: str = Field(description="a misclassified sample the report names (the sample_id of predictions.csv)")
+    image: str = Field(
+        description="a data:image/png;base64 URI of the sample as the model saw it under the condition (the "
+        "stressed or attacked image), encoded as a gallery image (anonymized or raw, as the policy allows)"
+    )
+
+
+class ErrorThumbnails(Node):
+    condition: str = Field(description="the condition id of a failed or warned rule's target")
+    attribute: str | None = Field(description="the attribute of the target's group; null for the whole condition")
+    value: str | None = Field(description="the group's value of the attribute; null for the whole condition")
+    samples: list[ErrorThumbnail] = Field(
+        description="the named misclassified samples, lowest probability of the true class first (ties by sample id)"
+    )
 
 
 class Provenance(Node):
