@@ -175,7 +175,9 @@ def test_an_absent_section_entry_with_required_false_is_not_applicable_too(resul
         assert judged["status"] == "not_applicable", judged
     assert judged["message"] == "not applicable: 'fog@*' is not in this run (required: false)"
     # found absent only while judging: the verdict still refuses a gate left with nothing to judge
-    with pytest.raises(PolicyError, match=r"^t\.yaml: key 'rules': no blocking rule or check could be judged on these results"):
+    with pytest.raises(
+        PolicyError, match=r"^t\.yaml: key 'rules': no blocking rule or check could be judged on these results"
+    ):
         check_policy(results, _policy(by_entry, {**CLEAN, "blocking": False}))
 
 
