@@ -35,11 +35,13 @@ CSV_FILES = ("predictions.csv", "governance.csv", "breaking_points.csv")
 # How far a run on another CPU may differ from the reference. Measured with `--compare` between a run on
 # the native kernels (AVX-512), one with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 # MKL_ENABLE_INSTRUCTIONS=AVX2 and one with ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
-# MKL_ENABLE_INSTRUCTIONS=SSE4_2: byte-identical images, no prediction changed, probabilities of stressed
+# MKL_ENABLE_INSTRUCTIONS=SSE4_2: identical images, no prediction changed, probabilities of stressed
 # (not attacked) images within 2.7e-6 and results.json values of those conditions within 1.9e-5 (a
 # p-value of a calibration gap: the debiased error subtracts nearly equal sums). Images attacked with
 # iterated gradient steps follow another path on other kernels: one sample's confidence moved by 0.074,
-# a group's calibration error by 0.003, and samples moved between two-sample reliability bins.
+# a group's calibration error by 0.003, samples moved between two-sample reliability bins, and the
+# thumbnails of attacked samples differ in their pixels. (AVX2 measured on the weights before the
+# shipped ones, both others on the shipped ones too: 2.5e-6 and 0.064.)
 FLOAT_TOLERANCE = 1e-4  # absolute, on a float of a non-attack CSV row or results.json value (5x the measured)
 RELATIVE_TOLERANCE = 1e-4  # and relative, for values far from 1 (p-values, NLL)
 ATTACK_COUNT_TOLERANCE = 3  # samples of an attacked condition whose outcome may differ (integers: counts)
@@ -150,7 +152,8 @@ def compare_json(
     (confusion cells, bin counts) within ``ATTACK_COUNT_TOLERANCE``; a float of an object with a count
     ``n`` (a condition's or a group's metrics, a bin) within ``ATTACK_COUNT_TOLERANCE / n`` (twice that for
     the Brier score, whose per-sample value spans 2), other floats (gaps, p-values of their tests) within
-    ``ATTACK_TOLERANCE``; a value may turn into null or back only in a reliability bin (it emptied).
+    ``ATTACK_TOLERANCE``; a value may turn into null or back only in a reliability bin (it emptied); an
+    image (a data URI: a thumbnail of an attacked sample) may differ in its pixels.
     """
     if isinstance(ref, dict):
         if not isinstance(new, dict):
@@ -193,6 +196,8 @@ def compare_json(
         return [] if same else [f"{path}: {ref!r} before, {new!r} now"]
     if _attack and _bins and (ref is None) != (new is None):
         return []  # a reliability bin that emptied or filled (a sample moved to the next bin)
+    if _attack and isinstance(ref, str) and isinstance(new, str) and ref.startswith("data:image/"):
+        return [] if new.startswith("data:image/") else [f"{path}: an image before, {new[:40]!r} now"]
     return [] if ref == new and type(ref) is type(new) else [f"{path}: {ref!r} before, {new!r} now"]
 
 
