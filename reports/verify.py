@@ -478,11 +478,29 @@ def _trusted_ca(sig, trust: TrustAnchors) -> str | None:
         if not root.ca:
             continue
         context = ValidationContext(trust_roots=[root], allow_fetching=False, revocation_mode="soft-fail")
-        status = validate_pdf_signature(sig, context)
+        status = validate_pdf_signature(sig, context, key_usage_settings=_document_signer())
         if status.intact and status.valid and status.trusted:
             subject = x509.load_der_x509_certificate(root.dump()).subject.rfc4514_string()
             return f"issued under the trusted CA {subject} ({fingerprint}, in {trust.fingerprints[fingerprint]})"
     return None
+
+
+def _document_signer():
+    """What a certificate issued under a trusted CA must be to vouch for a report: a document signer, not any
+    certificate of that CA (an organisation's root also issues e-mail and TLS certificates). Key usage
+    nonRepudiation (pyHanko's default) and an extended key usage for signing documents: RFC 9336's
+    id-kp-documentSigning (what ``cvaudit keygen`` issues), Microsoft's or Adobe's."""
+    from pyhanko.sign.validation.settings import KeyUsageConstraints
+
+    return KeyUsageConstraints(
+        key_usage={"non_repudiation"},
+        extd_key_usage=set(DOCUMENT_SIGNING_USAGES),
+        explicit_extd_key_usage_required=True,
+    )
+
+
+#: Extended key usages that make a certificate under a trusted CA a document signer (dotted or asn1crypto's names).
+DOCUMENT_SIGNING_USAGES = ("1.3.6.1.5.5.7.3.36", "microsoft_document_signing", "adobe_authentic_documents_trust")
 
 
 def _judge_pdf_status(name, field_name, signer, status, coverage_levels, acc: _Acc) -> bool:

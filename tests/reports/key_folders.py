@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from reports.certificates import ATTESTATION_KEY_OID
+from reports.certificates import ATTESTATION_KEY_OID, DOCUMENT_SIGNING_OID
 from reports.keys import CA_CERT, PDF_CERT, PDF_KEY, PUBLIC_DIR, TRUST_FILE, key_id, load_signing_keys, trust_file_text
 
 SIGNING_USAGE = x509.KeyUsage(True, True, False, False, False, False, False, False, False)
@@ -71,8 +71,9 @@ def legacy_folder(keygen_folder: Path) -> Path:
     return keygen_folder
 
 
-def org_folder(keygen_folder: Path, out: Path) -> Path:
-    """A copy of an unencrypted keygen folder whose certificate an organisation's PKI issued."""
+def org_folder(keygen_folder: Path, out: Path, *, usages=None) -> Path:
+    """A copy of an unencrypted keygen folder whose certificate an organisation's PKI issued (extended key
+    usages ``usages``; default: e-mail protection and document signing)."""
     shutil.copytree(keygen_folder, out)
     key = _signing_key(out)
     root_key, mid_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
@@ -93,7 +94,10 @@ def org_folder(keygen_folder: Path, out: Path) -> Path:
         _builder(_name("Jane Doe"), mid_name, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(SIGNING_USAGE, critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(usages or [ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING_OID]),
+            critical=False,
+        )
         .sign(mid_key, hashes.SHA256())
     )
     for where in (out, out / PUBLIC_DIR):

@@ -449,6 +449,19 @@ def test_an_organisations_certificate_needs_its_attestation_key_trusted_too(key_
     assert verify(out, anchors=both).outcome == "VALID"
 
 
+def test_a_certificate_of_the_trusted_root_that_is_no_document_signer_does_not_vouch(key_dir, tmp_path, small_results):
+    """Trusting an organisation's root trusts its document signers, not its e-mail (S/MIME) certificates."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from key_folders import org_folder
+
+    org = org_folder(key_dir, tmp_path / "org", usages=[ExtendedKeyUsageOID.EMAIL_PROTECTION])
+    out = _signed(tmp_path / "out", small_results, org)
+    report = verify(out, anchors=load_anchors(trust_files=[_root_pem(org, tmp_path / "root.pem")]))
+    assert report.outcome == "UNTRUSTED" and report.intact, report.to_text()
+    pdf, _ = report.signers
+    assert not pdf.trusted, pdf.why  # with a document-signing usage the same root vouches (the test above)
+
+
 def _root_pem(folder, path):
     blocks = (folder / "public" / "ca.cert.pem").read_text().split("-----END CERTIFICATE-----")
     path.write_text(blocks[1].strip() + "\n-----END CERTIFICATE-----\n")
