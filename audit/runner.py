@@ -51,6 +51,10 @@ from audit.tracking import TrackedRun, track_audit
 from reports.outputs import OutputTransaction
 
 
+class SlotMemoryWarning(UserWarning):
+    """The run's statistics will take a lot of memory (many group slots): a warning, the run goes on."""
+
+
 class OutputRecoveryWarning(UserWarning):
     """What the output transaction found and cleaned up (leftovers of interrupted runs)."""
 
@@ -116,10 +120,14 @@ def run_audit(
     progress: ProgressFactory | None = None,
     now: dt.datetime | None = None,
     policy: Any = None,
+    notify: Callable[[str], None] | None = None,
 ) -> AuditOutcome:
     """Run the whole audit and write the outputs into ``out_dir`` (rank 0 only).
 
     ``policy`` is ``cfg.policy`` already loaded (:func:`policies.load_policy`), or None to load it here.
+    ``notify`` receives the lines a person running the audit should see as it starts (the class mapping
+    of an image folder without ``model.class_names``); the CLI prints them, the library prints nothing.
+    Conditions worth a warning (the statistics' memory, an interrupted run cleaned up) are ``warnings``.
 
     Raises:
         AuditError: anything that prevents a valid audit (exit code 2). Nothing
@@ -133,13 +141,13 @@ def run_audit(
         for note in outputs.notes:
             warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
     try:
-        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy)
+        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy, notify)
     finally:
         if outputs is not None:
             outputs.close()
 
 
-def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy) -> AuditOutcome:
+def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy, notify) -> AuditOutcome:
     """The body of :func:`run_audit`; ``outputs`` is the output transaction on rank 0, else None."""
     import policies
     from policies.findings import judge_findings
@@ -167,8 +175,8 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     )
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
     from_folders = cfg.model.class_names is None and table.class_names is not None
-    if from_folders and rank == 0:
-        _say_folder_classes(table.source, table.class_names)
+    if from_folders and rank == 0 and notify is not None:
+        notify(folder_classes_line(table.source, table.class_names))
     findings = judge_findings(scan.findings() if scan else [], policy)
     gallery_mode = report_image_mode(policy, findings, cfg.report.images)
     layout = build_layout(table, cfg.data.intersections)
@@ -293,13 +301,11 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     return AuditOutcome(results, out_dir, files, class_names_from_folders=from_folders, tracked=tracked)
 
 
-def _say_folder_classes(root: Path, names: list[str], *, shown: int = 20) -> None:
-    """The class mapping of an image folder without ``model.class_names``, on stderr at the start of the run."""
-    from audit.cli.boundary import say
-
+def folder_classes_line(root: Path, names: list[str], *, shown: int = 20) -> str:
+    """The class mapping of an image folder without ``model.class_names``, as one line for the person running it."""
     pairs = ", ".join(f"{k} = {echo(name)}" for k, name in enumerate(names[:shown]))
     more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
-    say(f"cvaudit: labels from the folder names of {root} (sorted; model.class_names not set): {pairs}{more}")
+    return f"cvaudit: labels from the folder names of {root} (sorted; model.class_names not set): {pairs}{more}"
 
 
 def _decoding(cfg: AuditConfig) -> dict[str, Any]:
@@ -396,7 +402,6 @@ SLOT_WARNING = 256
 def _warn_slot_memory(cfg: AuditConfig, num_slots: int, num_conditions: int, num_classes: int) -> None:
     if num_slots <= SLOT_WARNING:
         return
-    from audit.cli.boundary import say
     from audit.evaluation.metrics import state_bytes
 
     per = state_bytes(
@@ -406,11 +411,13 @@ def _warn_slot_memory(cfg: AuditConfig, num_slots: int, num_conditions: int, num
         top_k=cfg.evaluation.top_k,
         interval=cfg.evaluation.interval,
     )
-    say(
-        f"cvaudit: warning: {num_slots} group slots (more than {SLOT_WARNING}): the statistics take "
+    warnings.warn(
+        f"{num_slots} group slots (more than {SLOT_WARNING}): the statistics take "
         f"{per / 2**20:.0f} MiB per condition, {per * num_conditions / 2**20:.0f} MiB for the {num_conditions} "
         f"conditions (evaluation.n_bootstrap {cfg.evaluation.n_bootstrap} replicates; fewer intersections or "
-        "replicates take less)"
+        "replicates take less)",
+        SlotMemoryWarning,
+        stacklevel=2,
     )
 
 

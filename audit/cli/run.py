@@ -210,6 +210,7 @@ def run_config(
         baseline=baseline,
         progress=_progress_factory(not quiet),
         policy=policy,
+        notify=say,
     )
     return outcome if outcome.results else None
 

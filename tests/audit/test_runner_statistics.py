@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 from audit.contract.config import AuditConfig
-from audit.runner import SLOT_WARNING, _intervals, _warn_slot_memory
+from audit.runner import SLOT_WARNING, SlotMemoryWarning, _intervals, _warn_slot_memory
 
 
 def _cfg(**evaluation) -> AuditConfig:
@@ -13,12 +15,23 @@ def _cfg(**evaluation) -> AuditConfig:
 
 
 def test_many_slots_warn_with_the_memory_they_take(capsys):
-    _warn_slot_memory(_cfg(), SLOT_WARNING, 3, 10)
+    """A warning (the library prints nothing; the CLI's boundary shows it as one `cvaudit: warning:` line)."""
+    from audit.cli.boundary import command_boundary
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_slot_memory(_cfg(), SLOT_WARNING, 3, 10)
+        assert caught == []
+        _warn_slot_memory(_cfg(), 359, 3, 10)
     assert capsys.readouterr().err == ""
-    _warn_slot_memory(_cfg(), 359, 3, 10)
-    err = capsys.readouterr().err
-    assert "cvaudit: warning: 359 group slots (more than 256)" in err and "MiB per condition" in err
-    assert "for the 3 conditions" in err and "1000 replicates" in err
+    (warning,) = caught
+    assert issubclass(warning.category, SlotMemoryWarning)
+    message = str(warning.message)
+    assert "359 group slots (more than 256)" in message and "MiB per condition" in message
+    assert "for the 3 conditions" in message and "1000 replicates" in message
+    with command_boundary():
+        _warn_slot_memory(_cfg(), 359, 3, 10)
+    assert "cvaudit: warning: 359 group slots (more than 256)" in capsys.readouterr().err
 
 
 def test_planned_intervals_follow_the_settings():
