@@ -53,7 +53,7 @@ def test_stressor_options_pass_through(tmp_path):
         ),
         (
             BASE + "tracking:\n  mlflow: {experiment: e, uri: x}\n",
-            "config.yaml: tracking.mlflow.uri: unknown key (valid: experiment, run_name, tracking_uri)",
+            "config.yaml: tracking.mlflow.uri: unknown key (valid: experiment, run_name, tracking_uri, timeout_s, max_retries)",
         ),
         (
             BASE + "report: {formts: [html]}\n",
