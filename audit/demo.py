@@ -1,9 +1,11 @@
 """``cvaudit demo``: a complete audit with nothing downloaded.
 
-It trains (seconds, cached) a small CNN on scikit-learn's bundled handwritten
-digits (``load_digits``, 8x8, upsampled to 32x32 RGB), writes a held-out audit
-set as real PNG files with a manifest, and returns a ``config.yaml`` that the
-caller runs through exactly the code path of ``cvaudit run``.
+It takes a small CNN trained on scikit-learn's bundled handwritten digits
+(``load_digits``, 8x8, upsampled to 32x32 RGB; the weights ship with cvaudit, see
+below, and :func:`train_demo_model` trains them again in seconds), writes a
+held-out audit set as real PNG files with a manifest, and returns a
+``config.yaml`` that the caller runs through exactly the code path of
+``cvaudit run``.
 
 The manifest has subgroup attributes that genuinely differ:
 
