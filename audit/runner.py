@@ -81,6 +81,18 @@ class AuditOutcome:
         return ExitCode.PASS if self.verdict == "pass" else ExitCode.FAIL
 
 
+def _gradient_free_attacks() -> list[str]:
+    """Registered attacks whose class says ``needs_gradients = False`` (they run on models without gradients)."""
+    import stressors
+
+    names = []
+    for name in stressors.available():
+        factory = stressors.factory(name)
+        if getattr(factory, "model_aware", False) and not getattr(factory, "needs_gradients", True):
+            names.append(name)
+    return names
+
+
 def _class_names(cfg: AuditConfig, table_names: list[str] | None, width: int, source: str) -> list[str]:
     if cfg.model.class_names is not None:
         if len(cfg.model.class_names) != width:
@@ -194,11 +206,14 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
     class_names = _class_names(cfg, table.class_names, width, source)
     check_label_range(table, width)  # before any image is decoded, naming the manifest line
     if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
-        gradient = [c.stressor.name for c in conditions if c.model_aware and c.stressor.name != "hopskipjump"]
+        gradient = [
+            c.stressor.name for c in conditions if c.model_aware and getattr(c.stressor, "needs_gradients", True)
+        ]
         if gradient:
+            free = " or ".join(repr(name) for name in _gradient_free_attacks()) or "a gradient-free"
             raise AuditError(
                 f"stressor {gradient[0]!r} needs gradients, but the model ({model_info['format']}) has none; "
-                "use the gradient-free 'hopskipjump' attack instead"
+                f"use the gradient-free {free} attack instead"
             )
 
     shard = distributed.shard_indices(len(table), rank, world)

@@ -72,7 +72,6 @@ ATTRIBUTE_VALUES_LIMIT = 30
 SMALL_GROUPS_LIMIT = 20
 #: Groups drawn as their own lines in the attack chart (beyond: the lowest and highest three).
 ATTACK_GROUP_LINES = 6
-ADVERSARIAL = frozenset({"fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump", "apgd", "cw", "square"})
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
 # Metrics stored as shares in [0, 1] (shown in %) and differences of shares (shown in percentage points).
 SHARE_METRICS = frozenset(
@@ -562,8 +561,9 @@ def _attack_reference(results: Mapping[str, Any], clean: Mapping[str, Any]) -> M
 
 
 def _adversarial_names(results: Mapping[str, Any]) -> set[str]:
-    names = set(ADVERSARIAL)
-    names |= {
+    """The attack labels, as the evaluator recorded them (``model_aware`` conditions, the checks'
+    ``attack``); no attack is recognised by its name."""
+    names = {
         str(c.get("stressor")) for c in _list(results.get("conditions")) if isinstance(c, dict) and c.get("model_aware")
     }
     names |= {str(a.get("attack")) for a in _list(results.get("adversarial_checks")) if isinstance(a, dict)}

@@ -4,6 +4,6 @@ Public surface: :func:`available`, :func:`get`, and the contract in :mod:`stress
 """
 
 from stressors.base import ModelAwareStressor, Params, Stressor, StressorError
-from stressors.registry import available, get
+from stressors.registry import available, factory, get
 
-__all__ = ["ModelAwareStressor", "Params", "Stressor", "StressorError", "available", "get"]
+__all__ = ["ModelAwareStressor", "Params", "Stressor", "StressorError", "available", "factory", "get"]

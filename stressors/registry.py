@@ -204,6 +204,11 @@ def broken() -> dict[str, str]:
     return _DEFAULT.broken()
 
 
+def factory(name: str) -> Callable[..., Any]:
+    """The class registered under ``name`` (read its traits without building it); see :meth:`Registry.factory`."""
+    return _DEFAULT.factory(name)
+
+
 def get(name: str, **options: Any) -> Any:
     """Build a stressor by name; see :meth:`Registry.get`."""
     return _DEFAULT.get(name, **options)

@@ -12,12 +12,15 @@ with status ``pass | fail | warn | insufficient_data``. The check ids are stable
   ``observed`` = the largest rise.
 - ``adversarial.large_epsilon_zero_accuracy``: at a very large ε the attack
   drives accuracy to about 0; otherwise gradient masking is suspected.
-  Convention: the probe is the attack's LARGEST ε, and it counts only if it is
-  at least ``large_epsilons[kind]`` (0.3 for L∞ attacks, 10 for ``pgd_l2``);
-  otherwise the finding is ``insufficient_data`` (add e.g. ``pgd@0.5``).
+  Run for attacks whose class sets ``iterative = True``. Convention: the probe
+  is the attack's LARGEST ε, and it counts only if it is at least the class's
+  ``zero_accuracy_epsilon`` (0.3 for the L∞ attacks, 10 for the L2 PGD);
+  otherwise the finding is ``insufficient_data`` (add a condition at that ε).
   ``observed`` = the accuracy there.
-- ``adversarial.iterative_stronger_than_single_step``: PGD's accuracy is not
-  above FGSM's at any ε both ran. ``observed`` = the largest excess.
+- ``adversarial.iterative_stronger_than_single_step``: an attack whose class sets
+  ``stronger_than_single_step`` (PGD) has an accuracy not above that of any
+  non-iterative attack of the same ``norm`` (FGSM) at any ε both ran.
+  ``observed`` = the largest excess.
 - ``adversarial.zero_epsilon_matches_clean``: accuracy at ε = 0 equals clean
   accuracy. ``observed`` = the absolute difference.
 
@@ -26,6 +29,9 @@ Tolerance: ``tolerance`` (accuracy units) if given, else sampling noise:
 ``--attack-samples`` the attack conditions cover a subset, so their ``n``
 differs from clean's; comparisons with clean then use the noise tolerance and
 a violation is a ``warn``, not a ``fail``.
+
+The traits are class attributes of the attacks (:class:`stressors.attacks.common.Attack`);
+no attack is recognised by its name here.
 """
 
 from __future__ import annotations
@@ -34,18 +40,32 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-#: Built-in attacks: condition ``stressor`` name -> attack kind.
-DEFAULT_ATTACKS: Mapping[str, str] = {a: a for a in ("fgsm", "pgd", "pgd_l2", "deepfool", "hopskipjump")}
-#: Smallest ε that counts as "very large" per attack kind (L∞ pixel units, L2 for pgd_l2).
-DEFAULT_LARGE_EPSILONS: Mapping[str, float] = {
-    "fgsm": 0.3,
-    "pgd": 0.3,
-    "deepfool": 0.3,
-    "hopskipjump": 0.3,
-    "pgd_l2": 10.0,
-}
-#: Attack kinds expected to reach ~0% at a very large ε (FGSM is single-step: not expected).
-ITERATIVE = ("pgd", "pgd_l2", "deepfool", "hopskipjump")
+#: The traits read from an attack's class, with the defaults of an attack that declares none.
+_TRAITS = {"iterative": False, "zero_accuracy_epsilon": 0.3, "stronger_than_single_step": False, "norm": "linf"}
+
+
+def attack_traits(attack: Any) -> dict[str, Any]:
+    """The traits the checks read from an attack class or instance (missing ones take the defaults)."""
+    return {key: getattr(attack, key, default) for key, default in _TRAITS.items()}
+
+
+def _registered(conditions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Condition ``stressor`` label -> its registered class, for the model-aware ones."""
+    import stressors
+
+    out: dict[str, Any] = {}
+    for cond in conditions:
+        label = cond.get("stressor")
+        if label is None or label in out:
+            continue
+        try:
+            factory = stressors.factory(str(label))
+        except stressors.StressorError:
+            continue
+        if getattr(factory, "model_aware", False):
+            out[str(label)] = factory
+    return out
+
 
 MONOTONE = "adversarial.monotone_in_epsilon"
 LARGE_EPSILON = "adversarial.large_epsilon_zero_accuracy"
@@ -74,7 +94,7 @@ def noise_tolerance(p1: float, n1: int, p2: float, n2: int, *, z: float = 1.96) 
 
 
 def _curves(
-    conditions: Sequence[Mapping[str, Any]], attacks: Mapping[str, str]
+    conditions: Sequence[Mapping[str, Any]], attacks: Mapping[str, Any]
 ) -> dict[str, list[tuple[float, int, float]]]:
     """Per attack label, its (ε, n, accuracy) points sorted by ε (conditions with n = 0 dropped)."""
     curves: dict[str, list[tuple[float, int, float]]] = {}
@@ -122,7 +142,7 @@ def check_monotone(label: str, points, clean, tolerance: float | None) -> dict[s
     )
 
 
-def check_large_epsilon(label: str, kind: str, points, threshold: float, max_accuracy: float) -> dict[str, Any]:
+def check_large_epsilon(label: str, points, threshold: float, max_accuracy: float) -> dict[str, Any]:
     """At the largest ε (if very large) accuracy must be about 0."""
     eps, _n, acc = points[-1]
     if eps < threshold:
@@ -146,17 +166,19 @@ def check_large_epsilon(label: str, kind: str, points, threshold: float, max_acc
     )
 
 
-def check_iterative_stronger(pgd_label: str, pgd, fgsm_label: str, fgsm, tolerance: float | None) -> dict[str, Any]:
-    """PGD must not be weaker than FGSM at a shared ε."""
-    by_eps = {p[0]: p for p in fgsm}
-    shared = [(p, by_eps[p[0]]) for p in pgd if p[0] in by_eps and p[0] > 0]
+def check_iterative_stronger(
+    label: str, points, other_label: str, other_points, tolerance: float | None
+) -> dict[str, Any]:
+    """An iterative attack (PGD) must not be weaker than a single-step one of its norm (FGSM) at a shared ε."""
+    by_eps = {p[0]: p for p in other_points}
+    shared = [(p, by_eps[p[0]]) for p in points if p[0] in by_eps and p[0] > 0]
     if not shared:
         return _finding(
             ITERATIVE_STRONGER,
             "insufficient_data",
-            pgd_label,
+            label,
             None,
-            f"{pgd_label} and {fgsm_label} share no epsilon > 0",
+            f"{label} and {other_label} share no epsilon > 0",
         )
     excess = [(p[2] - f[2], p, f) for p, f in shared if p[2] - f[2] > _tol(tolerance, p, f)]
     if not excess:
@@ -164,17 +186,17 @@ def check_iterative_stronger(pgd_label: str, pgd, fgsm_label: str, fgsm, toleran
         return _finding(
             ITERATIVE_STRONGER,
             "pass",
-            pgd_label,
+            label,
             max(worst, 0.0),
-            f"{pgd_label} is at least as strong as {fgsm_label} at every shared epsilon",
+            f"{label} is at least as strong as {other_label} at every shared epsilon",
         )
     gap, p, f = max(excess)
     return _finding(
         ITERATIVE_STRONGER,
         "fail",
-        pgd_label,
+        label,
         gap,
-        f"{pgd_label} accuracy {p[2]:.3f} exceeds {fgsm_label} accuracy {f[2]:.3f} at eps={p[0]:.4g}; "
+        f"{label} accuracy {p[2]:.3f} exceeds {other_label} accuracy {f[2]:.3f} at eps={p[0]:.4g}; "
         "the iterative attack is broken (step size, steps) or gradients are masked",
     )
 
@@ -208,7 +230,7 @@ def sanity_checks(
     conditions: Sequence[Mapping[str, Any]],
     *,
     tolerance: float | None = None,
-    attacks: Mapping[str, str] | None = None,
+    attacks: Mapping[str, Any] | None = None,
     large_epsilons: Mapping[str, float] | None = None,
     max_large_epsilon_accuracy: float = 0.05,
 ) -> list[dict[str, Any]]:
@@ -217,10 +239,12 @@ def sanity_checks(
     Args:
         conditions: results.json ``conditions`` (the clean one included).
         tolerance: allowed accuracy difference; None = sampling noise (module docstring).
-        attacks: condition ``stressor`` label -> attack kind (``fgsm``, ``pgd``,
-            ``pgd_l2``, ``deepfool``, ``hopskipjump``); default: the built-in
-            names map to themselves. Pass it when config entries carry a ``label``.
-        large_epsilons: attack kind -> smallest ε that counts as a large-ε probe.
+        attacks: condition ``stressor`` label -> the attack (its class or instance), whose
+            traits (``iterative``, ``zero_accuracy_epsilon``, ``stronger_than_single_step``,
+            ``norm``) choose the checks; default: the labels that name a registered
+            model-aware stressor. Pass it when config entries carry a ``label``.
+        large_epsilons: attack label -> smallest ε that counts as a large-ε probe
+            (overrides the attack's ``zero_accuracy_epsilon``).
         max_large_epsilon_accuracy: "about 0%" at the probe; default 0.05.
 
     Returns:
@@ -230,20 +254,20 @@ def sanity_checks(
     Raises:
         KeyError: a condition lacks ``metrics.n`` or ``metrics.accuracy``.
     """
-    attacks = DEFAULT_ATTACKS if attacks is None else attacks
-    thresholds = {**DEFAULT_LARGE_EPSILONS, **(large_epsilons or {})}
+    attacks = _registered(conditions) if attacks is None else attacks
+    traits = {label: attack_traits(attack) for label, attack in attacks.items()}
     curves, clean = _curves(conditions, attacks), _clean(conditions)
-    fgsm = [(label, pts) for label, pts in curves.items() if attacks[label] == "fgsm"]
+    single_step = [(label, pts) for label, pts in curves.items() if not traits[label]["iterative"]]
     findings: list[dict[str, Any]] = []
     for label, points in curves.items():
-        kind = attacks[label]
+        trait = traits[label]
         findings.append(check_monotone(label, points, clean, tolerance))
-        if kind in ITERATIVE:
-            findings.append(
-                check_large_epsilon(label, kind, points, thresholds.get(kind, 0.3), max_large_epsilon_accuracy)
-            )
-        if kind == "pgd":  # FGSM is L-inf: compare with L-inf PGD only
-            for fgsm_label, fgsm_points in fgsm:
-                findings.append(check_iterative_stronger(label, points, fgsm_label, fgsm_points, tolerance))
+        if trait["iterative"]:
+            threshold = (large_epsilons or {}).get(label, trait["zero_accuracy_epsilon"])
+            findings.append(check_large_epsilon(label, points, threshold, max_large_epsilon_accuracy))
+        if trait["iterative"] and trait["stronger_than_single_step"]:
+            for other_label, other_points in single_step:
+                if traits[other_label]["norm"] == trait["norm"]:
+                    findings.append(check_iterative_stronger(label, points, other_label, other_points, tolerance))
         findings.append(check_zero_epsilon(label, points, clean, tolerance))
     return findings

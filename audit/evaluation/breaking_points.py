@@ -16,12 +16,12 @@ runs extra forward passes only for the samples that need them:
   ``resolution`` wide (at most ``max_steps`` evaluations); the result is the
   upper end, the lowest severity found wrong, and ``survived`` the lower end;
   below the stressor's lowest level nothing is evaluated;
-- ``pgd``, ``pgd_l2``, ``fgsm``: the same bisection over ε in (a, b] down to
-  ``epsilon_resolution``, one attack run per step (cost: at most ``max_steps``
-  attacks of a breaking sample);
-- ``deepfool``: the L∞ size of DeepFool's minimal perturbation (one run per
-  batch of samples right on clean), capped by the grid value; an upper bound
-  on the true minimal ε.
+- an attack whose class sets ``bisectable`` (PGD, FGSM): the same bisection
+  over ε in (a, b] down to ``epsilon_resolution``, one attack run per step
+  (cost: at most ``max_steps`` attacks of a breaking sample);
+- an attack whose class sets ``minimal_perturbation_method`` (DeepFool): the
+  L∞ size of its minimal perturbation (one run per batch of samples right on
+  clean), capped by the grid value; an upper bound on the true minimal ε.
 
 A bisection finds *a* crossing inside the bracket: a sample whose prediction
 flips back and forth between the two levels may break lower still.
@@ -75,9 +75,25 @@ __all__ = [
 BREAKING_POINTS_CSV = "breaking_points.csv"
 #: Its columns, then one column per attribute.
 CSV_COLUMNS = ("sample_id", "stressor", "measure", "breaking_point", "survived", "state", "method", "flips")
-#: Attacks whose breaking ε can be refined by bisection, and by DeepFool's minimal perturbation.
-BISECTED_ATTACKS = ("pgd", "pgd_l2", "fgsm")
-MINIMAL_ATTACKS = ("deepfool",)
+
+
+def _minimal_method(stressor: Any) -> str | None:
+    """The results ``method`` of an attack whose breaking ε is its own minimal perturbation, else None."""
+    return getattr(stressor, "minimal_perturbation_method", None)
+
+
+def _refinable_attack(stressor: Any) -> bool:
+    return bool(getattr(stressor, "bisectable", False) or _minimal_method(stressor))
+
+
+def _refinable_attacks() -> list[str]:
+    """Registered attacks whose breaking ε can be refined (their class traits say so)."""
+    import stressors
+
+    classes = {name: stressors.factory(name) for name in stressors.available()}
+    return [name for name, cls in classes.items() if getattr(cls, "model_aware", False) and _refinable_attack(cls)]
+
+
 _SEP = "×"
 
 Rows = Callable[[], Iterator[list[str]]]
@@ -225,7 +241,8 @@ def check_refinement(cfg: BreakingPointsConfig, conditions: list[Condition], *, 
 
     Raises:
         AuditError: an unknown entry, one with fewer than two levels, or a stressor
-            without fractional severities (or an attack other than pgd, pgd_l2, fgsm, deepfool).
+            without fractional severities (or an attack that is neither ``bisectable`` nor
+            has a ``minimal_perturbation_method``).
     """
     labels = {c.label: c for c in conditions if c.stressor is not None}
     runnable = {t.label for t in tracks_of(_condition_dicts(conditions))}
@@ -237,8 +254,8 @@ def check_refinement(cfg: BreakingPointsConfig, conditions: list[Condition], *, 
             raise AuditError(f"{where} needs two or more severities (attacks: two or more epsilons > 0)")
         stressor = labels[name].stressor
         if labels[name].model_aware:
-            if stressor.name not in BISECTED_ATTACKS + MINIMAL_ATTACKS:
-                supported = ", ".join(BISECTED_ATTACKS + MINIMAL_ATTACKS)
+            if not _refinable_attack(stressor):
+                supported = ", ".join(_refinable_attacks())
                 raise AuditError(f"{where}: attack {stressor.name!r} cannot be refined (supported: {supported})")
         elif not getattr(stressor, "fractional_severities", False):
             raise AuditError(f"{where}: stressor {stressor.name!r} does not support fractional severities")
@@ -346,7 +363,7 @@ class _Chunk:
         return _predict(ctx.model, x).cpu() == labels
 
     def refine(self, cfg: BreakingPointsConfig, out: dict[int, tuple[str, float | None, float | None]]) -> None:
-        if self.stressor.name in MINIMAL_ATTACKS:
+        if _minimal_method(self.stressor):
             self._minimal(out)
             return
         jobs = self.jobs
@@ -403,13 +420,13 @@ def _refine(
         return {}
     index_of = {sid: i for i, sid in enumerate(ctx.table.ids)}
     jobs: dict[str, list[_Job]] = {t.label: [] for t in chosen}
-    deepfool = {t.label for t in chosen if ctx.stressor(t.label).name in MINIMAL_ATTACKS}
+    minimal = {t.label for t in chosen if _minimal_method(ctx.stressor(t.label))}
     for sample_id, by_condition in _sample_groups(rows()):
         for track in chosen:
             b = derive(sample_id, by_condition, track, attributes)
             if b is None or b.state == "wrong_on_clean":
                 continue
-            if track.label in deepfool:
+            if track.label in minimal:
                 hi = b.breaking if b.breaking is not None else math.inf
                 jobs[track.label].append(_Job(index_of[sample_id], _below(track, hi), hi))
             elif b.state == "broken":
@@ -615,8 +632,8 @@ def compute_breaking_points(
     for t in tracks:
         if t.label not in cfg.stressors or refine is None:
             methods[t.label] = ("grid", None)
-        elif t.stressor in MINIMAL_ATTACKS:
-            methods[t.label] = ("deepfool", None)
+        elif _minimal_method(refine.stressor(t.label)):
+            methods[t.label] = (_minimal_method(refine.stressor(t.label)), None)
         else:
             methods[t.label] = ("bisection", cfg.epsilon_resolution if t.measure == "epsilon" else cfg.resolution)
     tallies: dict[tuple[str, str | None, str | None], _Tally] = {}

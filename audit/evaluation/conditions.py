@@ -9,7 +9,6 @@ import stressors
 from audit.contract.conditions import format_severity
 from audit.contract.config import StressorConfig
 from audit.contract.errors import AuditError
-from audit.evaluation.adversarial_checks import DEFAULT_LARGE_EPSILONS, ITERATIVE
 from stressors.base import StressorError
 
 
@@ -46,8 +45,8 @@ class Condition:
         :mod:`audit.evaluation.adversarial_checks`."""
         if not self.model_aware:
             return False
-        kind = getattr(self.stressor, "name", "")
-        large = DEFAULT_LARGE_EPSILONS.get(kind) if kind in ITERATIVE else None
+        iterative = getattr(self.stressor, "iterative", False)
+        large = getattr(self.stressor, "zero_accuracy_epsilon", None) if iterative else None
         return self.severity == 0 or (large is not None and self.severity >= large)
 
 

@@ -205,8 +205,8 @@ def assemble_results(
         }
     if baseline is not None:
         results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline, min_group_size=min_size)
-    attack_kinds = {c.label: c.stressor.name for c in conditions if c.model_aware}
-    results["adversarial_checks"] = sanity_checks(adversarial, attacks=attack_kinds) if attacks else []
+    attack_of = {c.label: c.stressor for c in conditions if c.model_aware}
+    results["adversarial_checks"] = sanity_checks(adversarial, attacks=attack_of) if attacks else []
     if state.gallery:
         results["gallery"] = [{"condition": cid, "image": uri} for cid, uri in state.gallery.items()]
     results["provenance"] = {

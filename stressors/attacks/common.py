@@ -288,6 +288,21 @@ class Attack:
     #: A minimisation attack (DeepFool, HopSkipJump) runs once for all ε of a batch,
     #: so its randomness must not depend on ε: its per-sample seeds use severity -1.
     minimisation: ClassVar[bool] = False
+    # Traits: every caller (runner, evaluator, report) reads these, never the attack's name.
+    #: A multi-step attack: at a very large ε it is expected to drive accuracy to about 0
+    #: (the gradient-masking probe of ``adversarial.large_epsilon_zero_accuracy``).
+    iterative: ClassVar[bool] = False
+    #: The smallest ε (in the attack's own norm) that counts as "very large" for that probe.
+    zero_accuracy_epsilon: ClassVar[float] = 0.3
+    #: The iterative form of a single-step attack of the same norm (PGD of FGSM): it must be
+    #: at least as strong as every non-iterative attack of that norm at a shared ε
+    #: (``adversarial.iterative_stronger_than_single_step``).
+    stronger_than_single_step: ClassVar[bool] = False
+    #: A sample's breaking ε can be refined by bisection between grid points (``breaking_points``).
+    bisectable: ClassVar[bool] = False
+    #: When set, the breaking ε is the size of the attack's own minimal perturbation, and this is
+    #: the ``method`` recorded for it in results.json (``breaking_points[].method``).
+    minimal_perturbation_method: ClassVar[str | None] = None
     default_epsilons: ClassVar[tuple[float, ...]] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
     severities: tuple[float, ...]

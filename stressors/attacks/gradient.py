@@ -92,6 +92,7 @@ class FGSM(Attack):
     """
 
     name: ClassVar[str] = "fgsm"
+    bisectable: ClassVar[bool] = True
 
     def __init__(
         self, *, epsilons: Sequence[float] | None = None, severities: Sequence[float] | None = None, **unknown: Any
@@ -127,6 +128,9 @@ class PGD(Attack):
 
     name: ClassVar[str] = "pgd"
     norm: ClassVar[str] = "linf"
+    iterative: ClassVar[bool] = True
+    stronger_than_single_step: ClassVar[bool] = True
+    bisectable: ClassVar[bool] = True
     _foolbox_attack: ClassVar[type] = _StartedLinfPGD
     _epsilon_upper: ClassVar[float | None] = 1.0
 
@@ -230,6 +234,7 @@ class PGDL2(PGD):
 
     name: ClassVar[str] = "pgd_l2"
     norm: ClassVar[str] = "l2"
+    zero_accuracy_epsilon: ClassVar[float] = 10.0
     default_epsilons: ClassVar[tuple[float, ...]] = (0.0, 0.25, 0.5, 1.0)
     _foolbox_attack: ClassVar[type] = _StartedL2PGD
     _epsilon_upper: ClassVar[float | None] = None
@@ -257,6 +262,8 @@ class DeepFool(Attack):
 
     name: ClassVar[str] = "deepfool"
     minimisation: ClassVar[bool] = True
+    iterative: ClassVar[bool] = True
+    minimal_perturbation_method: ClassVar[str | None] = "deepfool"
 
     def __init__(
         self,

@@ -146,6 +146,7 @@ class HopSkipJump(Attack):
     name: ClassVar[str] = "hopskipjump"
     needs_gradients: ClassVar[bool] = False
     minimisation: ClassVar[bool] = True
+    iterative: ClassVar[bool] = True
 
     def __init__(
         self,

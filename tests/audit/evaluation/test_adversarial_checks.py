@@ -13,6 +13,7 @@ from audit.evaluation.adversarial_checks import (
     noise_tolerance,
     sanity_checks,
 )
+from stressors.adversarial import PGD
 
 
 def cond(stressor, severity, accuracy, n=1000):
@@ -103,7 +104,7 @@ def test_attack_subset_compares_with_clean_by_sampling_noise_and_warns():
 
 def test_missing_data_and_labels():
     assert sanity_checks([cond(None, 0, 0.9), cond("night", 1, 0.8)]) == []
-    findings = sanity_checks([cond("pgd_strong", 0.01, 0.5)], attacks={"pgd_strong": "pgd"})
+    findings = sanity_checks([cond("pgd_strong", 0.01, 0.5)], attacks={"pgd_strong": PGD})
     statuses = {f["check"]: f["status"] for f in findings}
     assert statuses == {
         MONOTONE: "insufficient_data",
