@@ -21,8 +21,6 @@ rank 0 writes the outputs.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -487,47 +485,38 @@ def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
 
 
 def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, model_info, table) -> list[Path]:
-    """Write every output into the staging folder, the attestation last, then swap it in for ``--out``.
+    """Write every output of the run with :func:`reports.write_outputs` (the one writer, shared with ``cvaudit report``).
 
-    An output file is listed in :data:`reports.outputs.OUTPUT_FILES` and
-    written here before :func:`reports.write_reports`, which signs the PDF and
-    writes the attestation over every output present.
+    What only a run has is passed to it: predictions.csv (merged into the
+    staging folder already, see ``_run``), breaking_points.csv from the work
+    folder, the governance scan's affected rows, and the model and data
+    manifest files as attestation subjects. Notes of the swap become
+    :class:`OutputRecoveryWarning`.
     """
     from policies.governance import CHECK_SECTIONS
-    from reports import write_reports
-    from reports.atomic import atomic_write_text
-    from reports.governance_csv import write_governance_csv
-    from reports.groups_csv import write_groups_csv
-    from reports.junit import write_junit
-    from reports.skipped_csv import write_skipped_csv
+    from reports import results_json_bytes, write_outputs
 
-    stage = outputs.stage  # predictions.csv is merged into it already (see _run)
-    if (work / BREAKING_POINTS_CSV).exists():
-        os.replace(work / BREAKING_POINTS_CSV, stage / BREAKING_POINTS_CSV)
-    atomic_write_text(stage / "results.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    write_junit(results["policy"], results["governance"]["findings"], stage / "junit.xml")
-    write_governance_csv(affected, stage / "governance.csv", check_order=list(CHECK_SECTIONS))
-    write_groups_csv(results, stage / "groups.csv")
-    write_skipped_csv(results, stage / "skipped.csv")
     extra = {}
     if model_info.get("sha256") and model_info.get("path"):
         extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
     if table.source.is_file():
         extra["dataset:" + table.source.name] = table.source
-    write_reports(
-        stage,
+    written = write_outputs(
+        outputs,
         results,
+        results_json=results_json_bytes(results),
         formats=tuple(cfg.report.formats),
         sign_key=cfg.report.sign_key if keys else None,
         passphrase=passphrase,
         extra_subjects=extra,
-        predictions=stage / "predictions.csv",
-    )
-    before = len(outputs.notes)
-    files = outputs.commit()  # the whole set at once; files of an earlier run are not carried over
-    for note in outputs.notes[before:]:
+        predictions=outputs.stage / "predictions.csv",
+        governance=affected,
+        check_order=list(CHECK_SECTIONS),
+        breaking_points=work / BREAKING_POINTS_CSV if (work / BREAKING_POINTS_CSV).exists() else None,
+    )  # the whole set at once; files of an earlier run are not carried over
+    for note in written.notes:
         warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
-    return files
+    return list(written.files)
 
 
 __all__ = ["AuditOutcome", "run_audit"]

@@ -1,15 +1,18 @@
 """Reports: render results as HTML/PDF, sign them, and verify signatures.
 
-The orchestrator calls :func:`write_reports` once, after it has written
-``results.json`` (and ``predictions.csv``, ``junit.xml``) into the output
-folder. Heavy dependencies (WeasyPrint, pyHanko) are imported lazily.
+:func:`write_outputs` writes the whole output set of one results into the
+staging folder of an :class:`reports.outputs.OutputTransaction` and swaps it in;
+``cvaudit run`` and ``cvaudit report`` both call it. :func:`write_reports` (the
+reports, their signature and the attestation) is its last step. Heavy
+dependencies (WeasyPrint, pyHanko) are imported lazily.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +20,155 @@ from audit.contract.version import tool_version
 from reports.atomic import atomic_write_bytes, atomic_write_text
 from reports.html import as_results_dict, render_html
 from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
-from reports.outputs import ATTESTED_FILES
+from reports.outputs import ATTESTED_FILES, OUTPUT_FILES, OutputTransaction
 from reports.signature_view import signature_view
 
 __all__ = [
     "ATTESTED_FILES",
+    "OutputSet",
     "SigningError",
     "SigningKeys",
     "keygen",
     "load_signing_keys",
     "render_html",
+    "results_json_bytes",
+    "write_outputs",
     "write_reports",
 ]
 
 FORMATS = ("html", "pdf")
+
+
+@dataclass(frozen=True)
+class OutputSet:
+    """What :func:`write_outputs` did.
+
+    Attributes:
+        written: The files this call wrote, in writing order (paths in the
+            staging folder; after the swap each is ``--out / path.name``).
+        files: The output files in ``--out`` after the swap, sorted by name.
+        notes: One line each for the person running it: an output kept from
+            ``--out`` that the attestation does not cover, a leftover of an
+            interrupted run cleaned up during the swap.
+    """
+
+    written: tuple[Path, ...]
+    files: tuple[Path, ...]
+    notes: tuple[str, ...]
+
+
+def results_json_bytes(results: Mapping[str, Any]) -> bytes:
+    """The bytes of a run's ``results.json``: two-space indented UTF-8 JSON, keys in model order, no NaN."""
+    return (json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def write_outputs(
+    outputs: OutputTransaction,
+    results: Mapping[str, Any],
+    *,
+    results_json: bytes | None,
+    formats: Sequence[str] = FORMATS,
+    sign_key: str | os.PathLike[str] | None = None,
+    passphrase: bytes | None = None,
+    extra_subjects: Mapping[str, str | os.PathLike[str]] | None = None,
+    predictions: str | os.PathLike[str] | None = None,
+    governance: Iterable[Mapping[str, Any]] | None = None,
+    check_order: Sequence[str] = (),
+    breaking_points: str | os.PathLike[str] | None = None,
+    keep_previous: bool = False,
+) -> OutputSet:
+    """Write the output set of one results into ``outputs.stage``, the attestation last, and swap it in.
+
+    The one writer of ``cvaudit run`` and ``cvaudit report``; what differs
+    between them is given here. In order: ``breaking_points.csv`` is moved in,
+    ``results.json``, ``junit.xml`` (when the results have a policy section),
+    ``governance.csv`` (when ``governance`` is given), ``groups.csv`` and
+    ``skipped.csv`` are written, outputs of ``--out`` are kept when
+    ``keep_previous``, then :func:`write_reports` renders, signs and attests, and
+    :meth:`OutputTransaction.commit` swaps the set in. The attestation covers
+    the files written here, ``results.json`` and, when ``predictions`` is given,
+    ``predictions.csv``; an output only kept from ``--out`` is not covered.
+
+    Args:
+        outputs: The open transaction on ``--out``; a ``predictions.csv`` of
+            these results is already in ``outputs.stage`` or kept from ``--out``.
+        results: The results, as in results.json (validated).
+        results_json: The bytes of ``results.json`` (:func:`results_json_bytes`
+            for a run; the stored file's bytes for a copy); ``None`` when
+            ``--out`` already holds this very file, which is then kept as it is
+            (needs ``keep_previous``).
+        formats: Report formats, any of ``"html"`` and ``"pdf"``.
+        sign_key: A key folder from ``cvaudit keygen``; ``None``: unsigned, no attestation.
+        passphrase: Passphrase of the key folder's private keys.
+        extra_subjects: Name -> file outside the folder to attest (model, manifest).
+        predictions: The predictions.csv known to belong to ``results``: the
+            report names samples from it and the attestation covers it.
+        governance: The rows of ``governance.csv`` (the governance scan's
+            affected samples); ``None`` writes no governance.csv.
+        check_order: The order of the governance checks in governance.csv.
+        breaking_points: A ``breaking_points.csv`` written outside the staging
+            folder; it is moved in.
+        keep_previous: Carry the outputs of ``--out`` this call does not write
+            into the new set unchanged (``cvaudit report`` updates part of a
+            folder); ``False`` replaces the whole set (a run).
+
+    Returns:
+        The files written, the files in ``--out`` and the notes.
+
+    Raises:
+        ValueError: ``results_json`` is ``None`` without ``keep_previous``, or an unknown format.
+        ResultsError: The results are not valid results.json content.
+        SigningError: The key folder cannot be used.
+        OSError: A file cannot be read or written (``--out`` is left as it was).
+    """
+    from reports.attestation import ATTESTATION_FILE
+    from reports.governance_csv import write_governance_csv
+    from reports.groups_csv import write_groups_csv
+    from reports.junit import write_junit
+    from reports.keys import ATTESTATION_PUB
+    from reports.skipped_csv import write_skipped_csv
+
+    if results_json is None and not keep_previous:
+        raise ValueError("write_outputs: results_json is None, but --out is not kept (keep_previous=False)")
+    stage, out_dir = outputs.stage, outputs.out_dir
+    notes: list[str] = []
+    written: list[Path] = []
+    if breaking_points is not None:
+        os.replace(breaking_points, stage / "breaking_points.csv")
+        written.append(stage / "breaking_points.csv")
+    if results_json is not None:
+        written.append(atomic_write_bytes(stage / "results.json", results_json))
+    policy = results.get("policy")
+    if isinstance(policy, Mapping):
+        findings = list((results.get("governance") or {}).get("findings") or [])
+        written.append(write_junit(policy, findings, stage / "junit.xml"))
+    elif keep_previous and (out_dir / "junit.xml").exists():
+        notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
+    if governance is not None:
+        written.append(write_governance_csv(governance, stage / "governance.csv", check_order=list(check_order)))
+    written.append(write_groups_csv(results, stage / "groups.csv"))
+    written.append(write_skipped_csv(results, stage / "skipped.csv"))
+    attest = ["results.json", *(p.name for p in written if p.name != "results.json")]
+    attest += [f"report.{fmt}" for fmt in formats]
+    if predictions is not None:
+        attest.append("predictions.csv")
+    if keep_previous:  # outputs this call does not write stay as they are; an old attestation never does
+        rewritten = {ATTESTATION_FILE, ATTESTATION_PUB} | {f"report.{fmt}" for fmt in formats}
+        outputs.keep(name for name in OUTPUT_FILES if name not in rewritten)
+    written += write_reports(
+        stage,
+        results,
+        formats=formats,
+        sign_key=sign_key,
+        passphrase=passphrase,
+        extra_subjects=extra_subjects,
+        attest_files=attest,
+        predictions=predictions,
+    )
+    before = len(outputs.notes)
+    files = outputs.commit()
+    notes += outputs.notes[before:]
+    return OutputSet(written=tuple(written), files=tuple(files), notes=tuple(notes))
 
 
 def write_reports(

@@ -21,7 +21,8 @@ A run (or ``cvaudit report``) never writes into ``--out`` file by file. It
    the new one, and removes the old folder with the work folder.
 
 Only names in :data:`OUTPUT_FILES` (and atomic-write temporaries) are cvaudit's:
-adding an output file means adding its name there.
+adding an output file means adding its name there and writing it in
+:func:`reports.write_outputs`, the one writer of ``cvaudit run`` and ``cvaudit report``.
 """
 
 from __future__ import annotations

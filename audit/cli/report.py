@@ -99,14 +99,9 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     digests recorded in the results. Exit 0 when written, 2 on bad input or key.
     """
     from audit.contract.load import parse_results
-    from reports import FORMATS, write_reports
-    from reports.atomic import atomic_write_bytes
-    from reports.attestation import ATTESTATION_FILE
-    from reports.groups_csv import write_groups_csv
-    from reports.junit import write_junit
-    from reports.keys import ATTESTATION_PUB, load_signing_keys, passphrase_from_env
-    from reports.outputs import OUTPUT_FILES, OutputTransaction
-    from reports.skipped_csv import write_skipped_csv
+    from reports import FORMATS, write_outputs
+    from reports.keys import load_signing_keys, passphrase_from_env
+    from reports.outputs import OutputTransaction
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not wanted:
@@ -124,55 +119,33 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     with OutputTransaction(out_dir) as outputs:  # all or nothing, under a lock on --out
         for note in outputs.notes:
             say(f"note: {note}")
-        stage = outputs.stage
-        written: list[Path] = []
-        if not same_folder:
-            written.append(atomic_write_bytes(stage / "results.json", raw))
-        attest = ["results.json"]
-        policy = results.get("policy")
-        if isinstance(policy, dict):
-            findings = list((results.get("governance") or {}).get("findings") or [])
-            written.append(write_junit(policy, findings, stage / "junit.xml"))
-            attest.append("junit.xml")
-        elif (out_dir / "junit.xml").exists():
-            notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
-        written.append(write_groups_csv(results, stage / "groups.csv"))
-        written.append(write_skipped_csv(results, stage / "skipped.csv"))
-        attest += ["groups.csv", "skipped.csv"]
-        attest += [f"report.{fmt}" for fmt in wanted]
-        if same_folder and (out_dir / "predictions.csv").is_file():
-            attest.append("predictions.csv")
-        elif (out_dir / "predictions.csv").exists():
+        # named samples and the attestation take predictions.csv only from the folder of these results
+        predictions = out_dir / "predictions.csv" if same_folder and (out_dir / "predictions.csv").is_file() else None
+        if predictions is None and (out_dir / "predictions.csv").exists():
             notes.append(
                 f"{out_dir / 'predictions.csv'} is left out of the reports and the attestation: it is not "
                 "known to belong to these results (render into the folder the results came from)"
             )
-        elif (results_path.parent / "predictions.csv").is_file():
+        elif predictions is None and (results_path.parent / "predictions.csv").is_file():
             notes.append(
                 f"{results_path.parent / 'predictions.csv'} was not copied: only results.json is "
                 "re-rendered (render into that folder to attest it)"
             )
-        # outputs this call does not write stay as they are; an old attestation never does
-        rewritten = {ATTESTATION_FILE, ATTESTATION_PUB} | {f"report.{fmt}" for fmt in wanted}
-        outputs.keep(name for name in OUTPUT_FILES if name not in rewritten)
         extra = _external_subjects(results, results_path, notes) if sign_key is not None else {}
-        written += write_reports(
-            stage,
+        written = write_outputs(
+            outputs,
             results,
+            results_json=None if same_folder else raw,  # the same folder: results.json is kept as it is
             formats=wanted,
             sign_key=sign_key,
             passphrase=passphrase_from_env(),
             extra_subjects=extra,
-            attest_files=attest,
-            # named samples come only from the predictions of these results (their own folder)
-            predictions=out_dir / "predictions.csv" if "predictions.csv" in attest else None,
+            predictions=predictions,
+            keep_previous=True,
         )
-        before = len(outputs.notes)
-        outputs.commit()
-        notes += outputs.notes[before:]
-    for path in written:
+    for path in written.written:
         click.echo(str(out_dir / path.name))
-    for note in notes:
+    for note in [*notes, *written.notes]:
         say(f"note: {note}")
 
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Literal
 
-from audit.contract.groupstats import takes_part
+from audit.contract.participation import takes_part
 
 __all__ = [
     "PROPORTION_METRICS",
@@ -227,7 +227,7 @@ def estimates(
         statistic: a group metric (the gap or ratio of it is tested), or
             ``equalized_odds_difference`` / ``demographic_parity_difference``.
         min_group_size: groups with fewer samples take no part
-            (:func:`audit.contract.groupstats.takes_part`).
+            (:func:`audit.contract.participation.takes_part`).
         min_positives: per-class rates with a smaller denominator (positives of the class
             for a TPR, negatives for an FPR) are left out; an undefined rate (denominator 0)
             has no estimate and is always left out of a test.

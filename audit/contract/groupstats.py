@@ -49,6 +49,9 @@ from typing import Any
 
 import numpy as np
 
+from audit.contract.gaptests import RATE_DIFFERENCES, entry_tests
+from audit.contract.participation import takes_part
+
 __all__ = [
     "GAP_METRICS",
     "RATIO_METRICS",
@@ -73,11 +76,6 @@ GAP_METRICS = (
 )
 #: Higher-is-better group metrics whose ``min / max`` every fairness entry carries as ``<metric>_ratio``.
 RATIO_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy")
-
-
-def takes_part(n: Any, min_group_size: int) -> bool:
-    """Whether a group of ``n`` samples is large enough to judge (the one definition)."""
-    return isinstance(n, int) and n > 0 and n >= min_group_size
 
 
 def _number(value: Any) -> float | None:
@@ -279,8 +277,6 @@ def fairness_summary(
         if metric in RATIO_METRICS:
             summary[f"{metric}_ratio"] = ratio
     if level is not None:
-        from audit.contract.gaptests import RATE_DIFFERENCES, entry_tests  # gaptests builds on takes_part
-
         summary["tests"] = entry_tests(
             taking_part, statistics=(*GAP_METRICS, *RATE_DIFFERENCES), min_group_size=min_group_size, level=level
         )
