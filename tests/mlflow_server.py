@@ -18,6 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def stop_session(proc: subprocess.Popen) -> None:
+    """Stop a server started with ``start_new_session=True`` and every process of its session (SIGTERM, then SIGKILL)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
 def free_port() -> int:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -63,12 +73,7 @@ def mlflow_server(root: Path, *, start_timeout_s: float = 180) -> Iterator[str]:
             time.sleep(0.5)
         yield uri
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers (its own session)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        stop_session(proc)  # the server and its workers
         log.close()
 
 

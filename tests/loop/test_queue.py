@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 from loop_helpers import one_line_error
+from mlflow_server import stop_session
 
 from audit.cli import main
 from audit.loop.queue import allocate
@@ -288,10 +288,5 @@ def test_label_studio_shows_every_image_after_the_documented_steps(built, tmp_pa
             assert answer.status_code == 200, url
             assert answer.content == (root / url.split("?d=")[1]).read_bytes()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        stop_session(proc)
         log.close()

@@ -9,6 +9,7 @@ insufficient_data (n=12).
 from __future__ import annotations
 
 import copy
+import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -226,3 +227,11 @@ def write_policy(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def results_file(tmp_path, results):
+    """The ``results`` fixture stored as results.json (what ``cvaudit policy check`` reads)."""
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(stored_results(results)), encoding="utf-8")
+    return path

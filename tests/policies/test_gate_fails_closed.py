@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import stored_results as as_stored
 
 from audit.cli.policy import policy_group
 from audit.cli.summary import summary_json, verdict_line
@@ -45,13 +44,6 @@ def _one_line(out) -> str:
 @pytest.fixture
 def runner_cli() -> CliRunner:
     return CliRunner()
-
-
-@pytest.fixture
-def results_file(tmp_path, results):
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(as_stored(results)), encoding="utf-8")
-    return path
 
 
 # 1. no blocking rule ----------------------------------------------------------------------------------

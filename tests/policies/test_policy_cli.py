@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-from conftest import stored_results as as_stored
 
 from audit.cli.policy import policy_group
 
@@ -15,13 +14,6 @@ from audit.cli.policy import policy_group
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-
-
-@pytest.fixture
-def results_file(tmp_path, results):
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(as_stored(results)), encoding="utf-8")
-    return path
 
 
 def test_list(runner):
