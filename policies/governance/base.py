@@ -156,9 +156,11 @@ class GovernanceCheck:
     extra_counts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GovernanceConfig, now: datetime) -> None:
-        """Args:
-        config: the governance settings (the check is counted: :meth:`is_counted`).
-        now: the reference time, timezone-aware.
+        """One check for one scan.
+
+        Args:
+            config: the governance settings (under which the check is counted: :meth:`is_counted`).
+            now: the reference time, timezone-aware.
         """
         self.config = config
         self.now = now
