@@ -493,7 +493,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
     manifest files as attestation subjects. Notes of the swap become
     :class:`OutputRecoveryWarning`.
     """
-    from policies.governance import CHECK_SECTIONS
+    from policies.governance import check_names
     from reports import results_json_bytes, write_outputs
 
     extra = {}
@@ -511,7 +511,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
         extra_subjects=extra,
         predictions=outputs.stage / "predictions.csv",
         governance=affected,
-        check_order=list(CHECK_SECTIONS),
+        check_order=check_names(),
         breaking_points=work / BREAKING_POINTS_CSV if (work / BREAKING_POINTS_CSV).exists() else None,
     )  # the whole set at once; files of an earlier run are not carried over
     for note in written.notes:

@@ -55,7 +55,7 @@ from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
 from audit.contract.plan import RunPlan
 from audit.contract.results import FairnessEntry, GroupMetrics, Metrics, Results
 from policies.errors import PolicyError
-from policies.governance import CHECK_SECTIONS, check_is_configured
+from policies.governance import governance_checks
 from policies.schema import FindingRule, MetricRule, Policy
 from policies.targets import selector_matches
 
@@ -312,7 +312,8 @@ def _model_fields(annotation) -> set[str]:
 
 
 def _validate_finding_rule(rule: FindingRule, policy: Policy, plan: RunPlan, error) -> str | None:
-    governance = [c for c in CHECK_SECTIONS if check_is_configured(policy.governance, c)]
+    config = policy.governance
+    governance = [c.name for c in governance_checks() if config is not None and c.is_configured(config)]
     if rule.section == "adversarial_checks":
         names = sorted(plan.checks)
     elif rule.section in (None, "governance"):
