@@ -1,9 +1,9 @@
 """``groups.csv``: every group's numbers under every condition, whatever the report shows.
 
 One row per (condition, group), in the order of results.json: ``condition, attribute, value,
-insufficient_data`` and every group metric (``n``, ``accuracy`` with ``accuracy_ci_low`` and
-``accuracy_ci_high``, ``balanced_accuracy``, ``macro_f1``, ``top_k_accuracy``, ``ece`` with its
-interval, ``mce``, ``adaptive_ece``, ``brier``, ``nll``) and the group's ``confusion`` matrix as
+insufficient_data``, every group metric the metric registry exports to groups.csv
+(:func:`audit.contract.metric_specs.exported`; ``n``, ``accuracy`` with ``accuracy_ci_low`` and
+``accuracy_ci_high``, ``balanced_accuracy``, ... in the registry's order) and the group's ``confusion`` matrix as
 compact JSON (rows are true classes, columns predicted classes). Shares are in [0, 1], written
 as the shortest text that reads back as the stored float; an empty cell is a missing value.
 The report shows the lowest and highest groups of long lists and points here for the rest; the
@@ -20,32 +20,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from audit.contract.metric_specs import exported
 from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 
 __all__ = ["GROUPS_COLUMNS", "GROUPS_CSV", "groups_csv_text", "write_groups_csv"]
 
 GROUPS_CSV = "groups.csv"
-_METRICS = (
-    "n",
-    "accuracy",
-    "accuracy_ci",
-    "balanced_accuracy",
-    "macro_f1",
-    "top_k_accuracy",
-    "ece",
-    "ece_ci",
-    "mce",
-    "adaptive_ece",
-    "brier",
-    "nll",
-)
+#: The group metrics written, from the metric registry (those exported to groups.csv), in its order.
+_METRICS = exported("groups.csv")
 GROUPS_COLUMNS = (
     "condition",
     "attribute",
     "value",
     "insufficient_data",
-    *(c for m in _METRICS for c in ((f"{m}_low", f"{m}_high") if m.endswith("_ci") else (m,))),
+    *(
+        c
+        for spec in _METRICS
+        for c in (
+            (spec.name, f"{spec.name}_ci_low", f"{spec.name}_ci_high") if spec.interval_exported else (spec.name,)
+        )
+    ),
     "confusion",
 )
 
@@ -68,13 +63,12 @@ def _row(condition: str, group: Mapping[str, Any]) -> list[str]:
         spreadsheet_safe(group.get("value")),
     ]
     cells.append(_number(bool(group.get("insufficient_data"))))
-    for m in _METRICS:
-        value = metrics.get(m)
-        if m.endswith("_ci"):
-            pair = value if isinstance(value, (list, tuple)) and len(value) == 2 else (None, None)
+    for spec in _METRICS:
+        cells.append(_number(metrics.get(spec.name)))
+        if spec.interval_exported:
+            ci = metrics.get(f"{spec.name}_ci")
+            pair = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
             cells += [_number(pair[0]), _number(pair[1])]
-        else:
-            cells.append(_number(value))
     confusion = metrics.get("confusion")
     cells.append(json.dumps(confusion, separators=(",", ":")) if isinstance(confusion, list) else "")
     return cells

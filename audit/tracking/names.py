@@ -10,25 +10,37 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CONDITION_METRICS", "STEP_SCALE", "metric_values", "readable", "severity_steps", "step_params"]
+from audit.contract.metric_specs import Export, exported
 
-#: Per-condition metrics logged (interval bounds as ``<metric>_ci_low`` / ``_ci_high``).
-CONDITION_METRICS = (
-    "n",
-    "accuracy",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "balanced_accuracy",
-    "macro_f1",
-    "top_k_accuracy",
-    "ece",
-    "ece_ci_low",
-    "ece_ci_high",
-    "mce",
-    "adaptive_ece",
-    "brier",
-    "nll",
-)
+__all__ = [
+    "CONDITION_METRICS",
+    "FAIRNESS_GAPS",
+    "GROUP_METRICS",
+    "STEP_SCALE",
+    "metric_values",
+    "readable",
+    "severity_steps",
+    "step_params",
+]
+
+
+def _logged(to: Export) -> tuple[str, ...]:
+    """The names logged for the metrics exported to ``to``: each, then its interval's bounds where exported."""
+    return tuple(
+        name
+        for spec in exported(to)
+        for name in (
+            (spec.name, f"{spec.name}_ci_low", f"{spec.name}_ci_high") if spec.interval_exported else (spec.name,)
+        )
+    )
+
+
+#: Per-condition metrics logged (interval bounds as ``<metric>_ci_low`` / ``_ci_high``), from the metric registry.
+CONDITION_METRICS = _logged("mlflow")
+#: Per-group metrics logged (``<prefix>/group/<attribute>/<value>/<metric>``).
+GROUP_METRICS = tuple(spec.name for spec in exported("mlflow.group"))
+#: Fairness gaps logged (``<prefix>/fairness/<attribute>/<metric>_gap``).
+FAIRNESS_GAPS = tuple(f"{spec.name}_gap" for spec in exported("mlflow.fairness"))
 #: A severity that is not a whole number (an attack's ε, a fractional severity) is logged at
 #: step round(severity × STEP_SCALE): MLflow steps are integers, and this keeps 6 decimals and
 #: the spacing of the sweep (the curve's shape), which a step = index mapping would not.
@@ -105,10 +117,13 @@ def _condition_values(
     out = _metrics(prefix, condition["metrics"], CONDITION_METRICS)
     for g in condition["groups"]:
         group = f"{prefix}/group/{attrs[str(g['attribute'])]}/{values[str(g['attribute'])][str(g['value'])]}"
-        out.update(_metrics(group, g["metrics"], ("n", "accuracy")))
+        out.update(_metrics(group, g["metrics"], GROUP_METRICS))
     for f in fairness:
-        if f["condition"] == condition["id"] and f.get("accuracy_gap") is not None:
-            out[f"{prefix}/fairness/{attrs[str(f['attribute'])]}/accuracy_gap"] = float(f["accuracy_gap"])
+        if f["condition"] != condition["id"]:
+            continue
+        for gap in FAIRNESS_GAPS:
+            if f.get(gap) is not None:
+                out[f"{prefix}/fairness/{attrs[str(f['attribute'])]}/{gap}"] = float(f[gap])
     return out
 
 
