@@ -20,29 +20,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from audit.contract.metric_specs import exported
+from audit.contract.metric_specs import MetricSpec, exported
 from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 
-__all__ = ["GROUPS_COLUMNS", "GROUPS_CSV", "groups_csv_text", "write_groups_csv"]
+__all__ = ["GROUPS_COLUMNS", "GROUPS_CSV", "groups_columns", "groups_csv_text", "write_groups_csv"]
 
 GROUPS_CSV = "groups.csv"
-#: The group metrics written, from the metric registry (those exported to groups.csv), in its order.
-_METRICS = exported("groups.csv")
-GROUPS_COLUMNS = (
-    "condition",
-    "attribute",
-    "value",
-    "insufficient_data",
-    *(
-        c
-        for spec in _METRICS
-        for c in (
-            (spec.name, f"{spec.name}_ci_low", f"{spec.name}_ci_high") if spec.interval_exported else (spec.name,)
-        )
-    ),
-    "confusion",
-)
+
+
+def _columns(spec: MetricSpec) -> tuple[str, ...]:
+    """A metric's columns: its value, then its interval's bounds where the registry exports them."""
+    return (spec.name, f"{spec.name}_ci_low", f"{spec.name}_ci_high") if spec.interval_exported else (spec.name,)
+
+
+def groups_columns() -> tuple[str, ...]:
+    """The header: the group's identity, every metric the registry exports to groups.csv (in its order), the confusion."""
+    metrics = (c for spec in exported("groups.csv") for c in _columns(spec))
+    return ("condition", "attribute", "value", "insufficient_data", *metrics, "confusion")
+
+
+GROUPS_COLUMNS = groups_columns()
 
 
 def _number(value: Any) -> str:
@@ -55,7 +53,7 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _row(condition: str, group: Mapping[str, Any]) -> list[str]:
+def _row(condition: str, group: Mapping[str, Any], specs: tuple[MetricSpec, ...]) -> list[str]:
     metrics = group.get("metrics") if isinstance(group.get("metrics"), Mapping) else {}
     cells = [
         spreadsheet_safe(condition),
@@ -63,7 +61,7 @@ def _row(condition: str, group: Mapping[str, Any]) -> list[str]:
         spreadsheet_safe(group.get("value")),
     ]
     cells.append(_number(bool(group.get("insufficient_data"))))
-    for spec in _METRICS:
+    for spec in specs:
         cells.append(_number(metrics.get(spec.name)))
         if spec.interval_exported:
             ci = metrics.get(f"{spec.name}_ci")
@@ -78,13 +76,14 @@ def groups_csv_text(results: Mapping[str, Any]) -> str:
     """The file's text for ``results`` (a results.json dict)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(GROUPS_COLUMNS)
+    writer.writerow(groups_columns())
+    specs = exported("groups.csv")
     for condition in results.get("conditions") or []:
         if not isinstance(condition, Mapping):
             continue
         for group in condition.get("groups") or []:
             if isinstance(group, Mapping):
-                writer.writerow(_row(str(condition.get("id")), group))
+                writer.writerow(_row(str(condition.get("id")), group, specs))
     return buffer.getvalue()
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "INTERVAL_METHODS",
     "INTERVAL_METHOD_LABELS",
     "INTERVAL_METHOD_SPECS",
+    "IntervalMethod",
     "IntervalMethodSpec",
     "clopper_pearson",
     "normal_quantile",

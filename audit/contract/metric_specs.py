@@ -101,6 +101,7 @@ class MetricSpec:
         exports: where its value is written besides results.json (:data:`Export`).
         interval_exported: its interval's bounds go wherever the value does (``<name>_ci_low``, ``_high``).
         requires: the ``evaluation`` setting without which it is null (``top_k``), or None.
+        driver: for a difference between groups, the fairness-entry key saying what drove its value.
 
     Raises:
         ValueError: on an unknown kind, scope, interval or export, or flags that contradict each other.
@@ -119,6 +120,7 @@ class MetricSpec:
     exports: frozenset[Export] = frozenset()
     interval_exported: bool = False
     requires: str | None = None
+    driver: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -137,6 +139,10 @@ class MetricSpec:
             problems.append("a ratio min / max is tested only for a higher-is-better metric")
         if self.interval_exported and self.interval == "none":
             problems.append("a metric without an interval cannot export one")
+        if "mlflow.fairness" in self.exports and not self.gap_tested:
+            problems.append("only a metric with group gaps can export its gap to MLflow")
+        if (self.driver is not None) != (self.scope == "fairness"):
+            problems.append("a difference between groups (scope 'fairness'), and only one, names its driver")
         if problems:
             raise ValueError(f"metric {self.name!r}: " + "; ".join(problems))
 
@@ -365,6 +371,7 @@ EQUALIZED_ODDS_DIFFERENCE = _register(
         scope="fairness",
         higher_is_better=False,
         exports=frozenset({"report"}),
+        driver="equalized_odds_driver",
     )
 )
 DEMOGRAPHIC_PARITY_DIFFERENCE = _register(
@@ -377,6 +384,7 @@ DEMOGRAPHIC_PARITY_DIFFERENCE = _register(
         scope="fairness",
         higher_is_better=False,
         exports=frozenset({"report"}),
+        driver="demographic_parity_driver",
     )
 )
 
@@ -496,7 +504,23 @@ def markdown_table() -> str:
             f"| {s.label}{requires} | `{s.name}` | {s.unit} | {s.kind} | {_direction(s)} | {s.scope} "
             f"| {s.interval} | {'yes' if s.gap_tested else 'no'} | {'yes' if s.ratio_tested else 'no'} | {exports} |"
         )
+    lines += [
+        "",
+        "## Definitions",
+        "",
+        "As the results schema states them (the descriptions in `audit/contract/schema/results.schema.json`):",
+        "",
+    ]
+    lines += [f"- `{s.name}`: {_definition(s)}" for s in specs()]
     return "\n".join(lines) + "\n"
+
+
+def _definition(spec: MetricSpec) -> str:
+    """The description of ``spec``'s field in the results models (its one written definition)."""
+    from audit.contract.results import ErrorTypes, FairnessEntry, Metrics  # the models' module needs no registry
+
+    model = {"slot": Metrics, "condition": ErrorTypes, "fairness": FairnessEntry}[spec.scope]
+    return model.model_fields[spec.name].description or ""
 
 
 def main(argv: list[str] | None = None) -> int:
