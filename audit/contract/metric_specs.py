@@ -33,7 +33,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "ACCURACY",
@@ -41,6 +41,7 @@ __all__ = [
     "EQUALIZED_ODDS_DIFFERENCE",
     "EXPORTS",
     "METRICS",
+    "REQUIREMENTS",
     "TOP_K_ACCURACY",
     "Export",
     "IntervalKind",
@@ -77,10 +78,12 @@ IntervalKind = Literal["proportion", "bootstrap", "bias-corrected bootstrap", "n
 #: ``mlflow.fairness`` (its ``<metric>_gap`` per fairness entry), ``report`` (the HTML report).
 Export = Literal["groups.csv", "mlflow", "mlflow.group", "mlflow.fairness", "report"]
 #: Every export, in the order of :data:`Export`.
-EXPORTS: tuple[Export, ...] = ("groups.csv", "mlflow", "mlflow.group", "mlflow.fairness", "report")
-_KINDS: tuple[MetricKind, ...] = ("share", "rate", "count", "score")
-_SCOPES: tuple[Scope, ...] = ("slot", "condition", "fairness")
-_INTERVAL_KINDS: tuple[IntervalKind, ...] = ("proportion", "bootstrap", "bias-corrected bootstrap", "none")
+EXPORTS: tuple[Export, ...] = get_args(Export)
+#: The ``evaluation`` settings a metric may require (:attr:`MetricSpec.requires`).
+REQUIREMENTS = ("top_k",)
+_KINDS: tuple[MetricKind, ...] = get_args(MetricKind)
+_SCOPES: tuple[Scope, ...] = get_args(Scope)
+_INTERVAL_KINDS: tuple[IntervalKind, ...] = get_args(IntervalKind)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class MetricSpec:
             problems.append("a ratio min / max is tested only for a higher-is-better metric")
         if self.interval_exported and self.interval == "none":
             problems.append("a metric without an interval cannot export one")
+        if self.exports - {"report"} and self.scope != "slot":
+            problems.append("only a metric of every group (scope 'slot') goes to groups.csv or MLflow")
+        if self.requires is not None and self.requires not in REQUIREMENTS:
+            problems.append(f"requires {self.requires!r} is not one of {REQUIREMENTS}")
         if "mlflow.fairness" in self.exports and not self.gap_tested:
             problems.append("only a metric with group gaps can export its gap to MLflow")
         if (self.driver is not None) != (self.scope == "fairness"):

@@ -305,6 +305,8 @@ def test_report_exports_are_shown_by_the_report():
         ({"exports": frozenset({"csv"})}, "exports"),
         ({"exports": frozenset({"mlflow.fairness"})}, "gap"),
         ({"driver": "x_driver"}, "driver"),
+        ({"scope": "condition", "exports": frozenset({"groups.csv"})}, "groups.csv or MLflow"),
+        ({"requires": "n_bins"}, "requires"),
     ],
 )
 def test_contradictory_specs_are_refused(change, message):
