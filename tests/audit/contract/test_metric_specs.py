@@ -138,6 +138,18 @@ def test_every_metric_the_evaluator_computes_has_a_spec_and_no_more():
     assert computed == {s.name for s in specs(lambda s: s.scope in ("slot", "condition"))}
 
 
+def test_an_empty_slot_has_every_key_of_a_full_one_undefined():
+    from audit.evaluation.metrics import AuditStats
+
+    stats = AuditStats(num_classes=3, num_slots=2, n_bootstrap=10, top_k=2)
+    probs = torch.softmax(torch.randn(12, 3, generator=torch.Generator().manual_seed(2)), dim=1)
+    stats.update(probs, torch.arange(12) % 3, torch.zeros(12, 1, dtype=torch.long), torch.arange(12))
+    full, empty = stats.compute()
+    assert set(empty) == set(full)
+    for spec in specs(lambda s: s.scope in ("slot", "condition")):
+        assert empty[spec.name] == (0 if spec.kind == "count" else [None] * 3 if spec.kind == "rate" else None)
+
+
 @pytest.mark.parametrize("top_k", [None, 2])
 @pytest.mark.parametrize("n_bootstrap", [0, 20])
 def test_interval_metrics_are_those_the_evaluator_gives_an_interval(top_k, n_bootstrap):
