@@ -400,11 +400,10 @@ def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mod
 
 
 def _intervals(cfg: AuditConfig) -> frozenset[str]:
-    """The metrics the run gives an interval (``<metric>_ci``)."""
-    closed = {"accuracy"} | ({"top_k_accuracy"} if cfg.evaluation.top_k is not None else set())
-    if cfg.evaluation.n_bootstrap == 0:
-        return frozenset(closed)
-    return frozenset(closed | {"ece", "debiased_l2_ce", "brier", "nll", "macro_f1", "balanced_accuracy"})
+    """The metrics the run gives an interval (``<metric>_ci``), from the metric registry."""
+    from audit.contract.metric_specs import interval_metric_names
+
+    return interval_metric_names(top_k=cfg.evaluation.top_k is not None, bootstrap=cfg.evaluation.n_bootstrap > 0)
 
 
 #: Above this many slots (the whole dataset, plus one per group and intersection value) the run warns

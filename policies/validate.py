@@ -52,6 +52,7 @@ from pydantic import BaseModel
 
 from audit.contract.conditions import format_severity, is_glob, parse_severity, split_condition
 from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
+from audit.contract.metric_specs import METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import FairnessEntry, GroupMetrics, Metrics, Results
 from policies.errors import PolicyError
@@ -271,8 +272,9 @@ def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
         known, where = _FAIRNESS_KEYS, "fairness entries"
     if metric not in known:
         raise error("metric", f"unknown metric {metric!r} for {where} (metrics: {_choices(list(known))})")
-    if metric == "top_k_accuracy" and not plan.top_k:
-        raise error("metric", "top_k_accuracy is not computed in this run; set evaluation.top_k")
+    spec = METRICS.get(metric)
+    if spec is not None and spec.requires == "top_k" and not plan.top_k:
+        raise error("metric", f"{metric} is not computed in this run; set evaluation.{spec.requires}")
     if rule.judge != "point" and metric not in plan.intervals:
         have = sorted(plan.intervals)
         reason = (
