@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from audit.contract.results import ConditionResult
+from audit.contract.results import AttackReference, ConditionResult
 from reports import plots
 from reports.group_view import pick_chart_groups
 from reports.html.formatting import finite, fmt_ci, fmt_num, fmt_pct
 
-__all__ = ["ChartView", "DataTable", "confusion_chart", "group_chart", "reliability"]
+__all__ = ["ChartView", "DataTable", "accuracy", "confusion_chart", "group_chart", "reliability"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ class ChartView:
     svg: Markup
     caption: str
     table: DataTable
+
+
+def accuracy(condition: ConditionResult | AttackReference | None) -> float | None:
+    """The accuracy of a condition (or of the attacked subset's clean images); None when missing."""
+    return None if condition is None else finite(condition.metrics.accuracy)
 
 
 def reliability(clean: ConditionResult | None, worst: ConditionResult | None) -> list[ChartView]:

@@ -22,16 +22,13 @@ from audit.contract.results import (
     RuleResult,
 )
 from audit.contract.results.verdict import Failure
+from reports.html.charts import ChartView, accuracy
+from reports.html.curves import adversarial_chart
 from reports.html.escaping import is_data_image
-from reports.html.formatting import finite, fmt_rule_value
+from reports.html.formatting import fmt_rule_value
 from reports.rule_words import rule_in_words
 
-__all__ = ["FailureView", "ReportContext", "RuleView", "accuracy"]
-
-
-def accuracy(condition: ConditionResult | AttackReference | None) -> float | None:
-    """The accuracy of a condition (or of the attacked subset's clean images); None when missing."""
-    return None if condition is None else finite(condition.metrics.accuracy)
+__all__ = ["FailureView", "ReportContext", "RuleView"]
 
 
 @dataclass(frozen=True)
@@ -143,10 +140,8 @@ class ReportContext:
         return self.results.attack_reference or self.clean
 
     @functools.cached_property
-    def adversarial_chart(self):
+    def adversarial_chart(self) -> ChartView | None:
         """The attack curves (:func:`reports.html.curves.adversarial_chart`); None without attacks."""
-        from reports.html.curves import adversarial_chart
-
         return adversarial_chart(self.conditions, self.attack_base, self.adversarial)
 
     @functools.cached_property

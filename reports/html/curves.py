@@ -6,8 +6,7 @@ from collections.abc import Callable, Sequence
 
 from audit.contract.results import AttackReference, ConditionResult
 from reports import plots
-from reports.html.charts import ChartView, DataTable
-from reports.html.context import accuracy
+from reports.html.charts import ChartView, DataTable, accuracy
 from reports.html.formatting import finite, fmt_pct
 
 __all__ = ["ATTACK_GROUP_LINES", "adversarial_chart", "severity_chart"]

@@ -37,6 +37,7 @@ _RAW_TEXT_ELEMENTS = ("title", "style", "script", "textarea")
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+$")
 
 T = TypeVar("T")
+_SCALARS = (int, float, bool, type(None))
 
 
 def is_data_image(value: Any) -> bool:
@@ -83,17 +84,28 @@ def clean(value: T) -> T:
     """``value`` with every string in it (dict keys and model fields too) neutralised for HTML.
 
     Results models come back as models of the same type (built without validating
-    again: only their strings change), so the report reads the same attributes.
+    again: only their strings change), so the report reads the same attributes. A
+    part with nothing to neutralise is returned as it is (the same object).
     """
-    if isinstance(value, str):
-        return neutralise(value, keep_newlines=True)  # type: ignore[return-value]
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is str:
+        text = neutralise(value, keep_newlines=True)  # type: ignore[arg-type]
+        return value if text == value else text  # type: ignore[return-value]
+    if kind is list:
+        items = [clean(v) for v in value]  # type: ignore[attr-defined]
+        return value if all(a is b for a, b in zip(items, value)) else items  # type: ignore[return-value,arg-type]
+    if kind is dict:
+        pairs = [(clean(k), clean(v)) for k, v in value.items()]  # type: ignore[attr-defined]
+        same = all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items()))  # type: ignore[attr-defined]
+        return value if same else dict(pairs)  # type: ignore[return-value]
     if isinstance(value, BaseModel):
-        fields = {name: clean(getattr(value, name)) for name in type(value).model_fields}
-        return type(value).model_construct(_fields_set=set(value.model_fields_set), **fields)
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}  # type: ignore[return-value]
-    if isinstance(value, list):
-        return [clean(v) for v in value]  # type: ignore[return-value]
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        cleaned = {name: clean(v) for name, v in fields.items()}
+        if all(cleaned[name] is v for name, v in fields.items()):
+            return value
+        return type(value).model_construct(_fields_set=set(value.model_fields_set), **cleaned)
     return value
 
 

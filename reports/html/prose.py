@@ -11,7 +11,8 @@ from pathlib import Path
 
 from audit.contract.results import ConditionResult
 from reports.group_view import name_some
-from reports.html.context import ReportContext, accuracy
+from reports.html.charts import accuracy
+from reports.html.context import ReportContext
 from reports.html.escaping import user
 from reports.html.formatting import finite, fmt_ci, fmt_pct
 
