@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audit.contract.load import parse_results
+from audit.contract.results import Results
 from audit.contract.version import tool_version
 from reports.atomic import atomic_write_bytes, atomic_write_text
-from reports.html import as_results_dict, render_html
+from reports.html import render_html
 from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
 from reports.outputs import ATTESTED_FILES, OUTPUT_FILES, OutputTransaction
 from reports.signature_view import signature_view
@@ -173,7 +175,7 @@ def write_outputs(
 
 def write_reports(
     out_dir: str | os.PathLike[str],
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     *,
     formats: Sequence[str] = FORMATS,
     sign_key: str | os.PathLike[str] | None = None,
@@ -216,7 +218,7 @@ def write_reports(
         ValueError: An unknown format.
         OSError: The folder or an extra subject cannot be read or written.
     """
-    results = as_results_dict(results)
+    model = results if isinstance(results, Results) else parse_results(dict(results), source="results")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(unknown)}; expected html and/or pdf")
@@ -231,15 +233,17 @@ def write_reports(
         _remove_stale_attestation(folder)
     results_path = folder / "results.json"
     if not results_path.exists():
-        written.append(atomic_write_text(results_path, json.dumps(results, indent=2, sort_keys=True) + "\n"))
-    html = render_html(results, signature=signature_view(keys, pdf="pdf" in formats), predictions=predictions)
+        # the edge where the results become bytes: the caller's mapping as given, or the model's JSON keys
+        document = model.to_dict() if isinstance(results, Results) else dict(results)
+        written.append(atomic_write_text(results_path, json.dumps(document, indent=2, sort_keys=True) + "\n"))
+    html = render_html(model, signature=signature_view(keys, pdf="pdf" in formats), predictions=predictions)
     if "html" in formats:
         written.append(atomic_write_text(folder / "report.html", html))
     if "pdf" in formats:
         written.append(_write_pdf(folder / "report.pdf", html, [results_path], keys))
     if keys is not None:
         names = ATTESTED_FILES if attest_files is None else tuple(attest_files)
-        written.extend(_write_attestation(folder, results, keys, extra_subjects or {}, names))
+        written.extend(_write_attestation(folder, model, keys, extra_subjects or {}, names))
     return written
 
 
@@ -254,20 +258,17 @@ def _write_pdf(path: Path, html: str, attachments: list[Path], keys: SigningKeys
     return atomic_write_bytes(path, data)
 
 
-def _write_attestation(
-    folder: Path, results: Mapping[str, Any], keys: SigningKeys, extra, names: Sequence[str]
-) -> list[Path]:
+def _write_attestation(folder: Path, results: Results, keys: SigningKeys, extra, names: Sequence[str]) -> list[Path]:
     from reports.attestation import write_attestation
     from reports.keys import ATTESTATION_PUB
 
-    policy = results.get("policy") if isinstance(results.get("policy"), Mapping) else {}
-    audit_tool = results.get("tool") if isinstance(results.get("tool"), Mapping) else {}
+    policy = results.policy
     predicate = {
-        "verdict": policy.get("verdict"),
-        "policy": {"name": policy.get("name"), "sha256": policy.get("sha256")},
+        "verdict": policy.verdict if policy else None,
+        "policy": {"name": policy.name if policy else None, "sha256": policy.sha256 if policy else None},
         "tool": {"name": "cvaudit", "version": tool_version()},
-        "audit_tool_version": audit_tool.get("version"),
-        "schema_version": results.get("schema_version"),
+        "audit_tool_version": results.tool.version,
+        "schema_version": results.schema_version,
         # binds this attestation to the PDF signature: the verifier requires report.pdf to be
         # signed by exactly this certificate (and the DSSE keyid is the attestation key's fingerprint)
         "signer": {

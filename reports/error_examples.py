@@ -19,34 +19,36 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from audit.contract.load import parse_results
+from audit.contract.results import Results
+
 __all__ = ["EXAMPLES_PER_TARGET", "error_examples", "failing_targets"]
 
 #: Misclassified samples named per failing condition or subgroup.
 EXAMPLES_PER_TARGET = 5
 
 
-def _fairness_worst(results: Mapping[str, Any], condition: str, attribute: str) -> str | None:
-    for f in results.get("fairness") or []:
-        if isinstance(f, Mapping) and f.get("condition") == condition and f.get("attribute") == attribute:
-            worst = f.get("worst_group")
-            return None if worst is None else str(worst)
+def _fairness_worst(results: Results, condition: str, attribute: str) -> str | None:
+    for f in results.fairness:
+        if f.condition == condition and f.attribute == attribute:
+            return f.worst_group
     return None
 
 
-def _target(results: Mapping[str, Any], condition: Any, group: Any) -> tuple[str, str | None, str | None] | None:
+def _target(results: Results, condition: str | None, group: str | None) -> tuple[str, str | None, str | None] | None:
     """(condition, attribute, value) of one judged target; None when it names no condition of the run."""
-    ids = {str(c.get("id")) for c in results.get("conditions") or [] if isinstance(c, Mapping)}
-    if condition is None or str(condition) not in ids:
+    ids = {c.id for c in results.conditions}
+    if condition is None or condition not in ids:
         return None
     if group is None or group == "":
-        return str(condition), None, None
-    attribute, sep, value = str(group).partition("=")
+        return condition, None, None
+    attribute, sep, value = group.partition("=")
     if sep:
-        return str(condition), attribute, value
-    worst = _fairness_worst(results, str(condition), attribute)  # a gap or ratio across the attribute's groups
+        return condition, attribute, value
+    worst = _fairness_worst(results, condition, attribute)  # a gap or ratio across the attribute's groups
     if worst is not None and "×" not in attribute:
-        return str(condition), attribute, worst
-    return str(condition), None, None
+        return condition, attribute, worst
+    return condition, None, None
 
 
 def _in_group(row: Mapping[str, Any], attribute: str, value: str | None) -> bool:
@@ -55,16 +57,16 @@ def _in_group(row: Mapping[str, Any], attribute: str, value: str | None) -> bool
     return len(attributes) == len(values) and all(row.get(a) == v for a, v in zip(attributes, values))
 
 
-def failing_targets(results: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+def failing_targets(results: Results) -> list[tuple[str, str | None, str | None]]:
     """The (condition, attribute, value) targets of the failed and warned rules, in rule order, each once."""
     out: list[tuple[str, str | None, str | None]] = []
-    for rule in (results.get("policy") or {}).get("rules") or []:
-        if not isinstance(rule, Mapping) or rule.get("kind") == "finding" or rule.get("status") not in ("fail", "warn"):
+    for rule in results.policy.rules if results.policy else []:
+        if rule.kind == "finding" or rule.status not in ("fail", "warn"):
             continue
-        found = [_target(results, rule.get("condition"), rule.get("group"))]
-        for e in rule.get("evaluations") or []:
-            if isinstance(e, Mapping) and e.get("status") == "fail":
-                found.append(_target(results, e.get("condition"), e.get("group")))
+        found = [_target(results, rule.condition, rule.group)]
+        for e in rule.evaluations or []:
+            if e.status == "fail":
+                found.append(_target(results, e.condition, e.group))
         for t in found:
             if t is not None and t not in out:
                 out.append(t)
@@ -80,7 +82,7 @@ def _float(text: str | None) -> float:
 
 
 def error_examples(
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     predictions: str | os.PathLike[str] | None,
     *,
     limit: int = EXAMPLES_PER_TARGET,
@@ -88,7 +90,7 @@ def error_examples(
     """Per failing target, its misclassified samples with the lowest ``p_true`` (see the module docstring).
 
     Args:
-        results: The results dict (results.json).
+        results: The results (a mapping as in results.json is validated once).
         predictions: The run's predictions.csv; None (or a missing file) gives no examples.
         limit: Samples named per target.
 
@@ -97,11 +99,18 @@ def error_examples(
         condition), ``errors`` (misclassified samples of the target in predictions.csv) and
         ``samples``: up to ``limit`` dicts with ``sample_id``, ``label``, ``prediction`` (class
         names where results.json names them) and ``p_true`` (a float).
+
+    Raises:
+        ResultsError: ``results`` is a mapping that is not valid results.
     """
-    targets = failing_targets(results)
-    if not targets or predictions is None or not Path(predictions).is_file():
+    if predictions is None or not Path(predictions).is_file():
         return []
-    names = [str(n) for n in (results.get("model") or {}).get("class_names") or []]
+    if not isinstance(results, Results):
+        results = parse_results(dict(results), source="results")
+    targets = failing_targets(results)
+    if not targets:
+        return []
+    names = list(results.model.class_names)
     kept: dict[tuple, list] = {t: [] for t in targets}
     errors = dict.fromkeys(targets, 0)
     by_condition: dict[str, list[tuple]] = {}

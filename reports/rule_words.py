@@ -5,7 +5,7 @@
 night@3 must be at most 2.00 pp, failing only when the data show it larger (95% confidence)",
 "check consent_withdrawn must not fail". It reads only the stored rule result, so an old
 results.json renders the same way; values are in the unit of the rule's metric
-(:func:`reports.html.fmt_rule_value`).
+(:func:`reports.html.formatting.fmt_rule_value`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from audit.contract.metric_specs import ACCURACY, metric_phrases
+from audit.contract.results import RuleResult
 
 __all__ = ["METRIC_WORDS", "rule_in_words"]
 
@@ -32,6 +33,14 @@ METRIC_WORDS = {
 _STATUS_SET = re.compile(r"\{([^}]*)\}")
 
 
+Rule = RuleResult | Mapping[str, Any]
+
+
+def _get(rule: Rule, key: str) -> Any:
+    """A key of a rule result, typed or as stored in results.json (absent: None)."""
+    return getattr(rule, key) if isinstance(rule, RuleResult) else rule.get(key)
+
+
 def _metric(name: Any) -> str:
     return METRIC_WORDS.get(str(name), str(name))
 
@@ -43,10 +52,10 @@ def _fail_on(threshold: Any) -> list[str]:
     return [s for s in statuses if s] or ["fail"]
 
 
-def _finding_words(rule: Mapping[str, Any]) -> str:
-    check = rule.get("check")
+def _finding_words(rule: Rule) -> str:
+    check = _get(rule, "check")
     subject = "no matching check" if check in (None, "", "*") else f"Check {check}"
-    statuses = _fail_on(rule.get("threshold"))
+    statuses = _fail_on(_get(rule, "threshold"))
     if check in (None, "", "*"):
         return f"No matching check may {' or '.join(statuses)}"
     if set(statuses) >= {"fail", "warn"}:
@@ -54,10 +63,10 @@ def _finding_words(rule: Mapping[str, Any]) -> str:
     return f"{subject} must not {'warn' if statuses == ['warn'] else 'fail'}"
 
 
-def _target(rule: Mapping[str, Any]) -> tuple[str, str]:
+def _target(rule: Rule) -> tuple[str, str]:
     """(what is judged, where): e.g. ("the accuracy gap between the camera groups", "on night@3")."""
-    metric, aggregate = str(rule.get("metric") or "value"), rule.get("aggregate")
-    group, condition = rule.get("group"), rule.get("condition")
+    metric, aggregate = str(_get(rule, "metric") or "value"), _get(rule, "aggregate")
+    group, condition = _get(rule, "group"), _get(rule, "condition")
     attribute = str(group).split("=", 1)[0] if group else None
     # a condition id is "clean" or "<stressor>@<severity>"; any other target is a section of results.json
     where = (
@@ -80,11 +89,11 @@ def _target(rule: Mapping[str, Any]) -> tuple[str, str]:
     return _metric(metric), where
 
 
-def rule_in_words(rule: Mapping[str, Any], value: Callable[[Any, Mapping[str, Any]], str] | None = None) -> str:
+def rule_in_words(rule: Rule, value: Callable[[Any, Rule], str] | None = None) -> str:
     """What a rule requires, in one plain sentence (no trailing full stop).
 
     Args:
-        rule: One rule result as stored in results.json (``policy.rules[]``): kind ``metric``
+        rule: One rule result (:class:`RuleResult`, or a mapping as stored in results.json's ``policy.rules[]``): kind ``metric``
             (any target: a condition, a group, a gap, ratio or worst group across groups, a
             fairness statistic, a section) or kind ``finding``.
         value: Formats the threshold in the unit of the metric; default :func:`str`.
@@ -93,24 +102,24 @@ def rule_in_words(rule: Mapping[str, Any], value: Callable[[Any, Mapping[str, An
         E.g. ``"accuracy on clean must be at least 80.00%"``, ``"check consent_missing must not
         fail"``; a rule over several targets says that each must meet it.
     """
-    if rule.get("kind") == "finding":
+    if _get(rule, "kind") == "finding":
         return _finding_words(rule)
     fmt = value or (lambda v, _r: str(v))
     what, where = _target(rule)
-    judge = rule.get("judge")
+    judge = _get(rule, "judge")
     if judge == "ci_lower":
         what = f"the lower end of the 95% interval of {what}"
     elif judge == "ci_upper":
         what = f"the upper end of the 95% interval of {what}"
-    bound = "at least" if rule.get("op") == "min" else "at most"
-    targets = rule.get("evaluations")
+    bound = "at least" if _get(rule, "op") == "min" else "at most"
+    targets = _get(rule, "evaluations")
     if isinstance(targets, list) and len(targets) > 1:
-        where = f" on each of the {len(targets)} matching targets (the worst: {rule.get('condition')})"
-    text = f"{what}{where} must be {bound} {fmt(rule.get('threshold'), rule)}"
-    test, confidence = rule.get("test"), rule.get("confidence")
+        where = f" on each of the {len(targets)} matching targets (the worst: {_get(rule, 'condition')})"
+    text = f"{what}{where} must be {bound} {fmt(_get(rule, 'threshold'), rule)}"
+    test, confidence = _get(rule, "test"), _get(rule, "confidence")
     level = f"{100 * confidence:g}% confidence" if isinstance(confidence, (int, float)) else "the rule's confidence"
     if test == "detect":
-        larger = "larger" if rule.get("op") == "max" else "smaller"
+        larger = "larger" if _get(rule, "op") == "max" else "smaller"
         text += f"; it fails only when the data show it {larger} ({level})"
     elif test == "demonstrate":
         text += f"; it passes only when the data show it within the bound ({level})"
