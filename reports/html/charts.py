@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
+from audit.contract.metric_specs import ACCURACY
 from audit.contract.results import AttackReference, ConditionResult
 from reports import plots
 from reports.group_view import pick_chart_groups
 from reports.html.formatting import finite, fmt_ci, fmt_num, fmt_pct
 
-__all__ = ["ChartView", "DataTable", "accuracy", "confusion_chart", "group_chart", "reliability"]
+__all__ = ["ChartView", "DataTable", "accuracy_of", "confusion_chart", "group_chart", "reliability"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ChartView:
     table: DataTable
 
 
-def accuracy(condition: ConditionResult | AttackReference | None) -> float | None:
+def accuracy_of(condition: ConditionResult | AttackReference | None) -> float | None:
     """The accuracy of a condition (or of the attacked subset's clean images); None when missing."""
     return None if condition is None else finite(condition.metrics.accuracy)
 
@@ -72,7 +73,7 @@ def reliability(clean: ConditionResult | None, worst: ConditionResult | None) ->
             f"Reliability bins of {c.id}: number of images, accuracy and mean confidence in % per"
             " bin of top-class confidence (empty bins left out).",
             "confidence bin",
-            ["images", "accuracy", "mean confidence"],
+            ["images", ACCURACY.phrase, "mean confidence"],
             [
                 (f"{fmt_pct(b.lo)} to {fmt_pct(b.hi)}", [str(b.n), fmt_pct(b.accuracy), fmt_pct(b.confidence)])
                 for b in shown
@@ -108,7 +109,7 @@ def group_chart(condition: ConditionResult) -> ChartView:
     table = DataTable(
         f"Accuracy and its 95% interval in % and number of images {what}, condition {condition.id}.",
         "group",
-        ["accuracy", "95% interval", "images", "compared?"],
+        [ACCURACY.phrase, "95% interval", "images", "compared?"],
         [
             (
                 b.label,

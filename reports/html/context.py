@@ -22,7 +22,7 @@ from audit.contract.results import (
     RuleResult,
 )
 from audit.contract.results.verdict import Failure
-from reports.html.charts import ChartView, accuracy
+from reports.html.charts import ChartView, accuracy_of
 from reports.html.curves import adversarial_chart
 from reports.html.escaping import is_data_image
 from reports.html.formatting import fmt_rule_value
@@ -111,13 +111,13 @@ class ReportContext:
     @functools.cached_property
     def stressed(self) -> list[ConditionResult]:
         """The conditions other than clean that have an accuracy."""
-        return [c for c in self.conditions if c is not self.clean and accuracy(c) is not None]
+        return [c for c in self.conditions if c is not self.clean and accuracy_of(c) is not None]
 
     @functools.cached_property
     def worst_natural(self) -> ConditionResult | None:
         """The hardest condition that is not an attack."""
         natural = [c for c in self.stressed if str(c.stressor) not in self.adversarial]
-        return min(natural, key=accuracy, default=None)  # type: ignore[arg-type]
+        return min(natural, key=accuracy_of, default=None)  # type: ignore[arg-type]
 
     @functools.cached_property
     def worst(self) -> ConditionResult | None:
@@ -125,13 +125,13 @@ class ReportContext:
 
         A large-epsilon attack probe (accuracy about 0 by design) would say nothing.
         """
-        return self.worst_natural or min(self.stressed, key=accuracy, default=None)  # type: ignore[arg-type]
+        return self.worst_natural or min(self.stressed, key=accuracy_of, default=None)  # type: ignore[arg-type]
 
     @functools.cached_property
     def worst_attack(self) -> ConditionResult | None:
         """The hardest attack condition; a sanity probe is not a robustness measurement."""
         attacks = [c for c in self.stressed if str(c.stressor) in self.adversarial and not c.probe]
-        return min(attacks, key=accuracy, default=None)  # type: ignore[arg-type]
+        return min(attacks, key=accuracy_of, default=None)  # type: ignore[arg-type]
 
     @functools.cached_property
     def attack_base(self) -> ConditionResult | AttackReference | None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from audit.contract.results import AttackReference, ConditionResult
 from reports import plots
-from reports.html.charts import ChartView, DataTable, accuracy
+from reports.html.charts import ChartView, DataTable, accuracy_of
 from reports.html.formatting import finite, fmt_pct
 
 __all__ = ["ATTACK_GROUP_LINES", "adversarial_chart", "severity_chart"]
@@ -21,12 +21,12 @@ def _curves(conditions: Sequence[ConditionResult], base: Base, names: set[str]) 
     """Per stressor in ``names``: (severity, accuracy) of its conditions, after (0, the base's accuracy)."""
     curves: dict[str, list[tuple[float, float]]] = {}
     for c in conditions:
-        sev, acc = finite(c.severity), accuracy(c)
+        sev, acc = finite(c.severity), accuracy_of(c)
         if c is base or c.stressor is None or sev is None or acc is None:
             continue
         if str(c.stressor) in names:
             curves.setdefault(str(c.stressor), []).append((sev, acc))
-    start = accuracy(base)
+    start = accuracy_of(base)
     if start is not None:
         for points in curves.values():
             points.insert(0, (0.0, start))

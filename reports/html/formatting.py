@@ -4,8 +4,8 @@ Every formatter shows "—" for a value that is missing or not a finite number,
 so a template never has to test for one.
 
 The metric-unit tables (:data:`SHARE_METRICS`, :data:`GAP_METRICS`,
-:data:`COUNT_METRICS`, :data:`INTERVAL_METHODS`) are kept here and only here,
-so that they can be derived from the contract's metric registry in one place.
+:data:`COUNT_METRICS`, :data:`INTERVAL_METHODS`) are derived from the contract's
+metric registry (:mod:`audit.contract.metric_specs`) and interval methods.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from audit.contract.intervals import INTERVAL_METHOD_LABELS
+from audit.contract.metric_specs import count_metric_names, difference_names, share_metric_names
 from audit.contract.results import RuleResult
 
 __all__ = [
@@ -34,32 +36,16 @@ __all__ = [
 ]
 
 DASH = "\u2014"
-# Metrics stored as shares in [0, 1] (shown in %) and differences of shares (shown in percentage points).
-SHARE_METRICS = frozenset(
-    {
-        "accuracy",
-        "balanced_accuracy",
-        "macro_f1",
-        "top_k_accuracy",
-        "ece",
-        "mce",
-        "adaptive_ece",
-        "fnr",
-        "fpr",
-        "skipped_share",
-    }
-)
-GAP_METRICS = frozenset(
-    {"accuracy_gap", "equalized_odds_difference", "demographic_parity_difference", "drop", "accuracy_drop"}
-)
-#: How each evaluation.interval is described (results written before it existed used the bootstrap).
-INTERVAL_METHODS = {
-    "wilson": "the Wilson score interval from the counts (exact for any split of the run, no seed)",
-    "clopper-pearson": "the Clopper-Pearson (exact) interval from the counts",
-    "bootstrap": "the percentile interval of a seeded Poisson bootstrap over images",
-}
-# Metrics that count images.
-COUNT_METRICS = frozenset({"n", "num_samples", "num_skipped", "count"})
+# The units come from the contract's metric registry (audit.contract.metric_specs); the few names added
+# here are run quantities a policy rule can judge that are not per-slot metrics (policies/targets.py).
+#: Shown in % (shares in [0, 1] and per-class rates).
+SHARE_METRICS = share_metric_names() | {"fnr", "fpr", "skipped_share"}
+#: Shown in percentage points (differences of shares between groups, and accuracy drops).
+GAP_METRICS = difference_names() | {"drop", "accuracy_drop"}
+#: How each evaluation.interval is described.
+INTERVAL_METHODS = INTERVAL_METHOD_LABELS
+#: Shown as a number of images.
+COUNT_METRICS = count_metric_names() | {"num_samples", "num_skipped", "count"}
 
 
 def finite(value: Any) -> float | None:

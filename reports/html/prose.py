@@ -11,7 +11,7 @@ from pathlib import Path
 
 from audit.contract.results import ConditionResult
 from reports.group_view import name_some
-from reports.html.charts import accuracy
+from reports.html.charts import accuracy_of
 from reports.html.context import ReportContext
 from reports.html.escaping import user
 from reports.html.formatting import finite, fmt_ci, fmt_pct
@@ -57,7 +57,7 @@ def summary(ctx: ReportContext) -> list[str]:
             drop = finite(ctx.drops.get(worst.id))
             out.append(
                 f"The hardest {kind} condition was {user(worst.id)}, where accuracy fell to"
-                f" {fmt_pct(accuracy(worst))}"
+                f" {fmt_pct(accuracy_of(worst))}"
                 + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else ".")
             )
     clean_id = ctx.clean.id if ctx.clean is not None else None
