@@ -117,7 +117,7 @@ class RuleOutcome:
     def check(self) -> None:
         __tracebackhide__ = True
         r = self.rule
-        from audit.cli.fmt import observed, threshold
+        from audit.contract.fmt import observed, threshold
 
         detail = (
             f"policy {self.policy}, rule {r['id']}: {r.get('message', '')}\n"
@@ -170,8 +170,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     results = config.stash.get(_RESULTS_KEY, None)
     if not results or not results.get("policy"):
         return
-    from audit.cli.fmt import pp
-    from audit.cli.summary import failure_lines, verdict_line
+    from audit.contract.fmt import failure_lines, pp, verdict_line
     from audit.contract.text import neutralise
 
     tr = terminalreporter

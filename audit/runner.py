@@ -34,19 +34,32 @@ from audit.contract.errors import AuditError, ExitCode, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Results
-from audit.evaluation import distributed
-from audit.evaluation.allocator import apply_allocator
-from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
-from audit.evaluation.conditions import build_conditions
-from audit.evaluation.data import AuditDataset, check_label_range, read_samples, sample_keys_of
-from audit.evaluation.evaluate import EvalSettings, evaluate
-from audit.evaluation.groups import build_layout, slot_matrix
-from audit.evaluation.model import load_model, resolve_device, resolve_model_config
-from audit.evaluation.predictions import merge_predictions
-from audit.evaluation.results import assemble_results
-from audit.evaluation.threads import plan_threads, using_threads
+from audit.evaluation import (
+    BREAKING_POINTS_CSV,
+    AuditDataset,
+    EvalSettings,
+    RefineContext,
+    apply_allocator,
+    assemble_results,
+    build_conditions,
+    build_layout,
+    check_label_range,
+    check_refinement,
+    distributed,
+    load_model,
+    merge_predictions,
+    plan_threads,
+    read_samples,
+    resolve_device,
+    resolve_model_config,
+    run_breaking_points,
+    sample_keys_of,
+    slot_matrix,
+    using_threads,
+)
+from audit.evaluation import evaluate_conditions as evaluate
 from audit.tracking import TrackedRun, track_audit
-from reports.outputs import OutputTransaction
+from reports import OutputTransaction
 
 
 class SlotMemoryWarning(UserWarning):
@@ -160,10 +173,8 @@ def run_audit(
 def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy, notify) -> AuditOutcome:
     """The body of :func:`run_audit`; ``outputs`` is the output transaction on rank 0, else None."""
     import policies
-    from policies.findings import judge_findings
-    from policies.governance import GovernanceScan, report_image_mode
-    from policies.validate import check_gate, validate_policy
-    from reports.keys import load_signing_keys, passphrase_from_env
+    from policies import GovernanceScan, check_gate, judge_findings, report_image_mode, validate_policy
+    from reports import load_signing_keys, passphrase_from_env
 
     if policy is None:
         policy = policies.load_policy(cfg.policy)
@@ -335,8 +346,8 @@ def _error_thumbnails(results, predictions, mode, model, table, cfg, conditions,
     """
     if mode == "none":
         return []
-    from audit.evaluation.error_thumbnails import stressed_thumbnails
-    from reports.error_examples import error_examples
+    from audit.evaluation import stressed_thumbnails
+    from reports import find_error_examples as error_examples
 
     examples = [e for e in error_examples(results, predictions) if e["samples"]]
     wanted: dict[str, list[str]] = {}
@@ -370,7 +381,7 @@ def _error_thumbnails(results, predictions, mode, model, table, cfg, conditions,
 
 def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mode) -> RunPlan:
     """What this run will write: the targets policy rules are validated against."""
-    from audit.evaluation.adversarial_checks import CHECKS
+    from audit.evaluation import ADVERSARIAL_CHECKS as CHECKS
 
     attacks = any(c.model_aware for c in conditions)
     sections = set(Results.model_fields) - {
@@ -414,7 +425,7 @@ SLOT_WARNING = 256
 def _warn_slot_memory(cfg: AuditConfig, num_slots: int, num_conditions: int, num_classes: int) -> None:
     if num_slots <= SLOT_WARNING:
         return
-    from audit.evaluation.metrics import state_bytes
+    from audit.evaluation import state_bytes
 
     per = state_bytes(
         num_classes=num_classes,
@@ -436,8 +447,8 @@ def _warn_slot_memory(cfg: AuditConfig, num_slots: int, num_conditions: int, num
 def _early_stop(cfg, policy, plan, table, slots, keys_all, layout, shard, attack_indices, world):
     """The stratified evaluation order and the stop monitor of ``evaluation.early_stop``."""
     from audit.contract.intervals import CONFIDENCE_LEVEL
-    from audit.evaluation.early_stop import StopMonitor, stratified_order
-    from policies.early_stop import stop_targets
+    from audit.evaluation import StopMonitor, stratified_order
+    from policies import stop_targets
 
     if world > 1:
         raise AuditError(
@@ -476,7 +487,7 @@ def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
     n = cfg.evaluation.attack_samples
     if n is None or n >= len(table):
         return None
-    from audit.evaluation.subset import stratified_subset
+    from audit.evaluation import stratified_subset
 
     groups = slots[:, 1 : 1 + len(table.attributes)].tolist()
     strata = [(*g, y) for g, y in zip(groups, table.labels.tolist())]
@@ -492,7 +503,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
     manifest files as attestation subjects. Notes of the swap become
     :class:`OutputRecoveryWarning`.
     """
-    from policies.governance import check_names
+    from policies import check_names
     from reports import results_json_bytes, write_outputs
 
     extra = {}

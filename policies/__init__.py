@@ -10,6 +10,13 @@ Public surface::
     parse_date(text, *, date_format="iso") -> datetime
     PolicyError
 
+and what a run needs from a policy: :func:`check_gate` and :func:`validate_policy`
+(before it runs), :func:`stop_targets` (early stopping), :class:`GovernanceScan`
+(the governance checks while the manifest is read), :func:`judge_findings`
+and the governance check registry (:class:`GovernanceCheck`, :func:`governance_checks`,
+:func:`check_names`, :func:`register_check`). Callers outside ``policies`` import from here,
+never from a submodule (an import-linter contract in pyproject.toml).
+
 Manifests are read by :func:`audit.contract.manifest.read_manifest` (one reader for
 the evaluator and the governance checks).
 
@@ -17,21 +24,44 @@ Policies never run a model: they judge the results dict as stored.
 """
 
 from policies.dates import parse_date
+from policies.early_stop import stop_targets
 from policies.engine import check_policy
 from policies.errors import PolicyError
-from policies.governance import check_governance
-from policies.loader import available_policies, load_policy, parse_policy
+from policies.findings import judge_findings
+from policies.governance import (
+    GovernanceCheck,
+    GovernanceScan,
+    check_governance,
+    check_names,
+    governance_checks,
+    register_check,
+    unregister_check,
+)
+from policies.loader import available_policies, builtin_policy_text, load_policy, parse_policy
 from policies.privacy import report_image_mode
-from policies.schema import Policy
+from policies.schema import GovernanceConfig, Policy
+from policies.validate import check_gate, validate_policy
 
 __all__ = [
+    "GovernanceCheck",
+    "GovernanceConfig",
+    "GovernanceScan",
     "Policy",
     "PolicyError",
     "available_policies",
+    "builtin_policy_text",
+    "check_gate",
     "check_governance",
+    "check_names",
     "check_policy",
+    "governance_checks",
+    "judge_findings",
     "load_policy",
     "parse_date",
     "parse_policy",
+    "register_check",
     "report_image_mode",
+    "stop_targets",
+    "unregister_check",
+    "validate_policy",
 ]

@@ -5,6 +5,9 @@ staging folder of an :class:`reports.outputs.OutputTransaction` and swaps it in;
 ``cvaudit run`` and ``cvaudit report`` both call it. :func:`write_reports` (the
 reports, their signature and the attestation) is its last step. Heavy
 dependencies (WeasyPrint, pyHanko) are imported lazily.
+
+Callers outside ``reports`` import from here, never from a submodule (an
+import-linter contract in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -20,20 +23,49 @@ from audit.contract.load import parse_results
 from audit.contract.results import Results
 from audit.contract.version import tool_version
 from reports.atomic import atomic_write_bytes, atomic_write_text
+from reports.error_examples import error_examples as find_error_examples
 from reports.html import render_html
-from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
+from reports.junit import write_junit
+from reports.keys import (
+    CA_CERT,
+    PASSPHRASE_ENV,
+    PUBLIC_DIR,
+    TRUST_FILE,
+    SigningError,
+    SigningKeys,
+    keygen,
+    load_signing_keys,
+    passphrase_from_env,
+)
+from reports.model_card import write_model_card
 from reports.outputs import ATTESTED_FILES, OUTPUT_FILES, OutputTransaction
 from reports.signature_view import signature_view
+from reports.summary_md import render_markdown_summary
+from reports.trust import TRUST_ENV, load_anchors
+from reports.verify import verify as verify_report
 
 __all__ = [
     "ATTESTED_FILES",
+    "CA_CERT",
+    "PASSPHRASE_ENV",
+    "PUBLIC_DIR",
+    "TRUST_ENV",
+    "TRUST_FILE",
     "OutputSet",
+    "OutputTransaction",
     "SigningError",
     "SigningKeys",
+    "find_error_examples",
     "keygen",
+    "load_anchors",
     "load_signing_keys",
+    "passphrase_from_env",
     "render_html",
+    "render_markdown_summary",
     "results_json_bytes",
+    "verify_report",
+    "write_junit",
+    "write_model_card",
     "write_outputs",
     "write_reports",
 ]

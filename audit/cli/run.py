@@ -190,7 +190,7 @@ def run_config(
     import policies
     from audit.contract.config import load_config
     from audit.tracking import require_tracking, with_experiment
-    from policies.validate import check_gate
+    from policies import check_gate
 
     # The config and the policy are read and validated before torch is imported (seconds): a typo is
     # reported at once. tests/test_cli_imports.py checks that torch is not loaded after such an error.

@@ -238,7 +238,7 @@ def allocate(budget: int, weights: dict[Any, float], available: dict[Any, int]) 
 
 def _governance_scan(cfg: Any, policy: Any) -> tuple[Any, list[dict[str, Any]]]:
     """The policy's governance checks as a scan fed by the manifest reader (checked now), and its affected rows."""
-    from policies.governance import GovernanceScan
+    from policies import GovernanceScan
 
     gov = getattr(policy, "governance", None)
     if gov is None:
@@ -250,8 +250,8 @@ def _governance_scan(cfg: Any, policy: Any) -> tuple[Any, list[dict[str, Any]]]:
 
 def held_back_checks() -> tuple[str, ...]:
     """The governance checks that keep a sample out of every export (those registered with
-    ``holds_back_images``, :class:`policies.governance.GovernanceCheck`), in report order."""
-    from policies.governance import governance_checks
+    ``holds_back_images``, :class:`policies.GovernanceCheck`), in report order."""
+    from policies import governance_checks
 
     return tuple(check.name for check in governance_checks() if check.holds_back_images)
 
@@ -280,7 +280,7 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
     Raises:
         AuditError: bad settings, an unknown stratification attribute, unreadable images.
     """
-    from audit.evaluation.data import read_samples
+    from audit.evaluation import read_samples
 
     if settings.budget < 1:
         raise AuditError(f"--budget {settings.budget}: must be at least 1 sample")
@@ -351,7 +351,7 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
 
 def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]) -> Path | None:
     """breaking_points.csv of a run that has none (an older run), derived from its predictions."""
-    from audit.evaluation.breaking_points import compute_breaking_points
+    from audit.evaluation import compute_breaking_points
 
     def rows() -> Iterator[list[str]]:
         with open(run.predictions, newline="", encoding="utf-8") as fh:
@@ -457,7 +457,7 @@ def _write_image(table, cfg, i: int, stem: Path) -> Path:
 
 
 def _decoded(table, cfg, i: int):
-    from audit.evaluation.data import AuditDataset
+    from audit.evaluation import AuditDataset
 
     item = AuditDataset(table, cfg.model, [i])[0]
     if "error" in item:
@@ -478,7 +478,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
     evaluated severity), with the parameters that reproduce it (``variants/params.jsonl``)."""
     import stressors
     from audit.contract.seeds import sample_key
-    from stressors.base import sample_keys
+    from stressors import sample_keys
 
     folder = out_dir / "variants"
     if folder.exists():

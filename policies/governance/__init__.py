@@ -27,8 +27,6 @@ listed (``affected=``; the runner writes them to ``governance.csv``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from policies.governance.base import ChunkView, GovernanceCheck, Hit
 from policies.governance.registry import (
     BUILTIN_CHECKS,
@@ -61,15 +59,5 @@ __all__ = [
     "get_check",
     "governance_checks",
     "register_check",
-    "report_image_mode",
     "unregister_check",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """``report_image_mode`` (of :mod:`policies.privacy`, which reads this registry) is imported on first use."""
-    if name == "report_image_mode":
-        from policies.privacy import report_image_mode
-
-        return report_image_mode
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,102 @@
+"""How numbers, rules and the verdict read on the terminal and in test messages.
+
+Full precision stays in results.json. Rates (accuracies, calibration errors)
+have three significant digits; gaps between groups are percentage points;
+counts are integers. The command line (:mod:`audit.cli.summary`), the pytest
+plugin and :mod:`audit.testing` print with these, so they say the same thing;
+nothing here prints or imports click.
+
+>>> rate(0.94666), rate(0.0012345), pp(0.1234), observed({"metric": "accuracy", "aggregate": "gap", "observed": 0.08})
+('0.947', '0.00123', '12.3 pp', '8.0 pp')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["failure_lines", "interval", "observed", "pp", "rate", "threshold", "verdict_line"]
+
+_GAPS = ("_gap", "_difference", "disparity", "drop", "delta")
+
+
+def rate(value: Any) -> str:
+    """A rate with three significant digits; '-' when missing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    if abs(value) >= 1 or abs(value) < 0.1:
+        return f"{value:.3g}"
+    return f"{value:.3f}"
+
+
+def pp(value: Any) -> str:
+    """A difference of two rates in percentage points; '-' when missing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "-"
+    return f"{100 * value:.1f} pp"
+
+
+def interval(value: Any) -> str:
+    """``[lo, hi]`` with three significant digits each."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"[{rate(value[0])}, {rate(value[1])}]"
+    return "-"
+
+
+def _is_gap(rule: Mapping[str, Any]) -> bool:
+    metric = str(rule.get("metric") or "")
+    return rule.get("aggregate") == "gap" or metric.endswith(_GAPS)
+
+
+def observed(rule: Mapping[str, Any]) -> str:
+    """A rule's or failure's observed value: pp for gaps, 3 significant digits for rates."""
+    value = rule.get("observed")
+    if isinstance(value, str):
+        return value
+    return pp(value) if _is_gap(rule) else rate(value)
+
+
+def threshold(rule: Mapping[str, Any]) -> str:
+    """``>= 0.8``, ``<= 5.0 pp`` or ``0`` (governance) for a rule or failure."""
+    value = rule.get("threshold")
+    if isinstance(value, str):
+        return value
+    shown = pp(value) if _is_gap(rule) else rate(value)
+    op = {"min": ">= ", "max": "<= "}.get(str(rule.get("op")), "")
+    return f"{op}{shown}"
+
+
+_STATUS_ORDER = ("fail", "warn", "insufficient_data", "pass", "not_applicable")
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in _STATUS_ORDER if counts.get(s)]
+    return ", ".join(parts) or "none"
+
+
+def verdict_line(results: Mapping[str, Any]) -> str:
+    """``verdict: FAIL (policy ci-gate: 2 blocking failures; rules: …; governance: …)``; a report-only
+    policy: ``verdict: REPORT ONLY (policy p gates nothing: no blocking rule; rules: …; governance: …)``."""
+    policy = results["policy"]
+    failures = policy.get("failures") or []
+    if policy.get("report_only"):
+        return (
+            f"verdict: REPORT ONLY (policy {policy['name']} gates nothing: report_only, no blocking rule; "
+            f"rules: {_counts(policy.get('counts') or {})}; governance: {_counts(policy.get('governance_counts') or {})})"
+        )
+    return (
+        f"verdict: {policy['verdict'].upper()} (policy {policy['name']}: {len(failures)} blocking "
+        f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.get('counts') or {})}; "
+        f"governance: {_counts(policy.get('governance_counts') or {})})"
+    )
+
+
+def failure_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per blocking failure: id, observed value and threshold, message."""
+    return [
+        f"  FAIL {f['id']}: observed {observed(f)}, required {threshold(f)} - {f.get('message', '')}"
+        for f in results["policy"].get("failures") or []
+    ]
