@@ -352,7 +352,11 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=None, help="datasets per cell (default per section)")
     parser.add_argument("--replicates", type=int, default=1000)
     parser.add_argument(
-        "--write-docs", "--write-readme", dest="write_docs", action="store_true", help="replace the blocks of docs/statistics.md"
+        "--write-docs",
+        "--write-readme",
+        dest="write_docs",
+        action="store_true",
+        help="replace the blocks of docs/statistics.md",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
