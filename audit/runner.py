@@ -400,11 +400,10 @@ def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mod
 
 
 def _intervals(cfg: AuditConfig) -> frozenset[str]:
-    """The metrics the run gives an interval (``<metric>_ci``)."""
-    closed = {"accuracy"} | ({"top_k_accuracy"} if cfg.evaluation.top_k is not None else set())
-    if cfg.evaluation.n_bootstrap == 0:
-        return frozenset(closed)
-    return frozenset(closed | {"ece", "debiased_l2_ce", "brier", "nll", "macro_f1", "balanced_accuracy"})
+    """The metrics the run gives an interval (``<metric>_ci``), from the metric registry."""
+    from audit.contract.metric_specs import interval_metric_names
+
+    return interval_metric_names(top_k=cfg.evaluation.top_k is not None, bootstrap=cfg.evaluation.n_bootstrap > 0)
 
 
 #: Above this many slots (the whole dataset, plus one per group and intersection value) the run warns
@@ -493,7 +492,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
     manifest files as attestation subjects. Notes of the swap become
     :class:`OutputRecoveryWarning`.
     """
-    from policies.governance import CHECK_SECTIONS
+    from policies.governance import check_names
     from reports import results_json_bytes, write_outputs
 
     extra = {}
@@ -511,7 +510,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
         extra_subjects=extra,
         predictions=outputs.stage / "predictions.csv",
         governance=affected,
-        check_order=list(CHECK_SECTIONS),
+        check_order=check_names(),
         breaking_points=work / BREAKING_POINTS_CSV if (work / BREAKING_POINTS_CSV).exists() else None,
     )  # the whole set at once; files of an earlier run are not carried over
     for note in written.notes:

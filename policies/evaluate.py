@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from audit.contract.groupstats import fairness_summary, takes_part
+from audit.contract.metric_specs import METRICS
 from audit.contract.results import FairnessEntry, GroupMetrics, Metrics
 from policies import targets as t
 from policies.errors import PolicyError
@@ -291,10 +292,8 @@ def _fairness_evaluation(results: dict[str, Any], cond: dict[str, Any], attr: st
     summary, min_n = _group_summary(results, cid, attr, groups, rule, rule.metric)
     n = _smallest(groups, min_n)
     note = f"groups with >= {min_n} samples"
-    driver_key = {
-        "equalized_odds_difference": "equalized_odds_driver",
-        "demographic_parity_difference": "demographic_parity_driver",
-    }.get(rule.metric)
+    spec = METRICS.get(rule.metric)
+    driver_key = None if spec is None else spec.driver
     driver = summary.get(driver_key) if driver_key else None
     if isinstance(driver, dict) and isinstance(driver.get("n"), list) and driver["n"]:
         n = min(int(x) for x in driver["n"])

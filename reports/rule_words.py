@@ -14,29 +14,20 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from audit.contract.metric_specs import ACCURACY, metric_phrases
+
 __all__ = ["METRIC_WORDS", "rule_in_words"]
 
-#: How a metric is named in a sentence (other metrics keep their results.json name).
+#: How a metric is named in a sentence (other metrics keep their results.json name): the registry's
+#: phrases, and the statistics derived from the metrics.
 METRIC_WORDS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_f1": "macro F1",
-    "top_k_accuracy": "top-k accuracy",
-    "ece": "the expected calibration error (ECE)",
-    "mce": "the maximum calibration error",
-    "adaptive_ece": "the adaptive calibration error",
-    "debiased_l2_ce": "the debiased calibration error",
-    "brier": "the Brier score",
-    "nll": "the negative log-likelihood",
+    **metric_phrases(),
     "skipped_share": "the share of skipped images",
     "num_skipped": "the number of skipped images",
-    "n": "the number of images",
-    "accuracy_gap": "the accuracy gap",
-    "accuracy_ratio": "the accuracy ratio (lowest group ÷ highest)",
-    "equalized_odds_difference": "the equalized odds difference",
-    "demographic_parity_difference": "the demographic parity difference",
+    f"{ACCURACY.name}_gap": "the accuracy gap",
+    f"{ACCURACY.name}_ratio": "the accuracy ratio (lowest group ÷ highest)",
     "drop": "the accuracy drop",
-    "accuracy_drop": "the accuracy drop",
+    f"{ACCURACY.name}_drop": "the accuracy drop",
 }
 _STATUS_SET = re.compile(r"\{([^}]*)\}")
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from audit.contract.conditions import parse_severity
 from audit.contract.errors import AuditError, echo
+from audit.contract.intervals import IntervalMethod
 from audit.contract.keys import unknown_key_message
 from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.yaml_loader import load_yaml
@@ -242,7 +243,7 @@ class EvaluationConfig(_Strict):
     """
 
     n_bootstrap: int = Field(default=1000, ge=0)
-    interval: Literal["wilson", "clopper-pearson", "bootstrap"] = "wilson"
+    interval: IntervalMethod = "wilson"
     min_group_size: int = Field(default=30, ge=1)
     top_k: int | None = Field(default=None, ge=1)
     attack_samples: int | None = Field(default=None, ge=1)

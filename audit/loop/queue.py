@@ -45,19 +45,8 @@ from typing import Any
 from audit.contract.errors import AuditError
 from audit.loop.run_folder import RunFolder
 
-__all__ = ["HELD_BACK_CHECKS", "Candidate", "QueueSettings", "allocate", "build_queue"]
+__all__ = ["Candidate", "QueueSettings", "allocate", "build_queue", "held_back_checks"]
 
-#: Governance checks that keep a sample out of every export.
-HELD_BACK_CHECKS = (
-    "consent_missing",
-    "consent_withdrawn",
-    "retention_expired",
-    "date_unparseable",
-    "region_not_allowed",
-    "purpose_missing",
-    "lawful_basis_missing",
-    "biometric_without_basis",
-)
 LABEL_NOISE_CONFIDENCE = 0.9
 ERROR_CONFIDENCE = 0.8
 FORMATS = ("label-studio", "csv")
@@ -259,12 +248,21 @@ def _governance_scan(cfg: Any, policy: Any) -> tuple[Any, list[dict[str, Any]]]:
     return GovernanceScan(gov, id_column=cfg.data.id_column, now=now, affected=affected), affected
 
 
+def held_back_checks() -> tuple[str, ...]:
+    """The governance checks that keep a sample out of every export (those registered with
+    ``holds_back_images``, :class:`policies.governance.GovernanceCheck`), in report order."""
+    from policies.governance import governance_checks
+
+    return tuple(check.name for check in governance_checks() if check.holds_back_images)
+
+
 def _held_back(affected: list[dict[str, Any]], wanted: set[str]) -> dict[str, list[str]]:
     """sample id -> the held-back checks that find it (in the checks' order), for the ``wanted`` samples."""
+    held_back = set(held_back_checks())
     out: dict[str, list[str]] = {}
     for hit in affected:
         sid, check = str(hit["sample_id"]), hit["check"]
-        if check in HELD_BACK_CHECKS and sid in wanted and check not in out.get(sid, []):
+        if check in held_back and sid in wanted and check not in out.get(sid, []):
             out.setdefault(sid, []).append(check)
     return out
 
