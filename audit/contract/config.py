@@ -1,6 +1,6 @@
 """The audit configuration (``cvaudit run config.yaml``), parsed by pydantic.
 
-The keys are part of cvaudit's contract (README, "Running an audit"); unknown keys are an error. Paths in the file
+The keys are part of cvaudit's contract (docs/running.md); unknown keys are an error. Paths in the file
 are relative to the config file and are resolved by :func:`load_config`.
 """
 
@@ -32,7 +32,7 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 class ModelConfig(_Strict):
     """How to load the model and prepare its input.
 
-    Preprocessing (README, "Preprocessing"): an image is resized, then center-cropped to
+    Preprocessing (docs/running.md, "Preprocessing"): an image is resized, then center-cropped to
     ``input_size`` (H, W). Without ``resize`` it is resized straight to ``input_size``; an int
     ``resize`` sets the shorter edge (aspect ratio kept), ``[H, W]`` an exact size. ``resize_backend``
     ``torch`` resizes the float image with antialiasing; ``pil`` resizes 8-bit images in 8 bits with
@@ -235,9 +235,9 @@ class ReportConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    """Evaluator settings (the README's "Running an audit" lists them with their defaults).
+    """Evaluator settings (docs/running.md shows them with their defaults).
 
-    ``interval`` is the method of the intervals of proportions (README, "Statistics");
+    ``interval`` is the method of the intervals of proportions (docs/statistics.md);
     ``early_stop`` evaluates samples in a seeded stratified order and stops each condition as
     soon as every blocking rule on it is decided by an anytime-valid test.
     """
