@@ -52,14 +52,14 @@ from audit.contract.results import Results
 from audit.evaluation import distributed
 from audit.evaluation.allocator import allocator_setting
 from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
-from audit.evaluation.conditions import build_conditions
-from audit.evaluation.data import AuditDataset, check_label_range, read_samples, sample_keys_of
-from audit.evaluation.evaluate import EvalSettings, evaluate
-from audit.evaluation.groups import build_layout, slot_matrix
+from audit.evaluation.conditions import Condition, build_conditions
+from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
+from audit.evaluation.evaluate import EvalSettings, EvalState, evaluate
+from audit.evaluation.groups import SlotLayout, build_layout, slot_matrix
 from audit.evaluation.model import load_model, resolve_device, resolve_model_config
 from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
-from audit.evaluation.threads import plan_threads, using_threads
+from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
 from audit.tracking import TrackedRun, track_audit
 from policies import PolicyGate
 from reports.outputs import OutputTransaction
@@ -197,12 +197,12 @@ class RunContext:
 class Reading:
     """What reading the sample table gave: the data, their groups and the governance findings."""
 
-    conditions: list[Any]
-    table: Any
+    conditions: list[Condition]
+    table: SampleTable
     findings: list[dict[str, Any]]
     affected: list[dict[str, Any]]  # governance.csv rows
     gallery_mode: str
-    layout: Any
+    layout: SlotLayout
     slots: torch.Tensor
     keys: torch.Tensor
     attack_indices: set[int] | None
@@ -224,9 +224,9 @@ class LoadedModel:
 class Evaluation:
     """The streaming pass's outcome: merged statistics, the settings it ran with, its work folder."""
 
-    state: Any
+    state: EvalState
     computed: dict[str, Any]
-    threads: Any
+    threads: ThreadPlan
     allocator: str
     work: Path
 
@@ -382,6 +382,7 @@ def _read(ctx: RunContext) -> Reading:
     if from_folders and ctx.writes and ctx.notify is not None:
         ctx.notify(folder_classes_line(table.source, table.class_names))
     findings = governance.findings()
+    gallery_mode = governance.image_mode(findings, cfg.report.images)
     layout = build_layout(table, cfg.data.intersections)
     slots = slot_matrix(table, layout)
     keys = sample_keys_of(table)
@@ -390,11 +391,11 @@ def _read(ctx: RunContext) -> Reading:
         table=table,
         findings=findings,
         affected=governance.affected,
-        gallery_mode=governance.image_mode(findings, cfg.report.images),
+        gallery_mode=gallery_mode,
         layout=layout,
         slots=slots,
         keys=keys,
-        attack_indices=_attack_subset(cfg, table, keys, layout, slots),
+        attack_indices=_attack_subset(cfg, table, keys, slots),
         from_folders=from_folders,
     )
 
@@ -702,7 +703,8 @@ def _load_baseline(path: Path) -> dict[str, Any]:
         raise AuditError(f"--baseline: {err}") from None
 
 
-def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
+def _attack_subset(cfg: AuditConfig, table: SampleTable, keys: torch.Tensor, slots: torch.Tensor) -> set[int] | None:
+    """The samples attacks run on (``evaluation.attack_samples``): stratified by group and class; None: all."""
     n = cfg.evaluation.attack_samples
     if n is None or n >= len(table):
         return None
@@ -710,7 +712,7 @@ def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
 
     groups = slots[:, 1 : 1 + len(table.attributes)].tolist()
     strata = [(*g, y) for g, y in zip(groups, table.labels.tolist())]
-    return set(int(i) for i in stratified_subset(keys_all, strata, n, seed=cfg.seed))
+    return set(int(i) for i in stratified_subset(keys, strata, n, seed=cfg.seed))
 
 
 def _write_outputs(
