@@ -61,7 +61,7 @@ from audit.evaluation.predictions import merge_predictions
 from audit.evaluation.results import assemble_results
 from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
 from audit.tracking import TrackedRun, track_audit
-from policies import PolicyGate
+from policies import Policy, PolicyGate
 from reports.outputs import OutputTransaction
 
 
@@ -237,7 +237,7 @@ def run(
     out_dir: str | Path,
     config_path: str | Path | None = None,
     baseline: str | Path | None = None,
-    policy: Any = None,
+    policy: PolicyGate | Policy | None = None,
     progress: ProgressFactory | None = None,
     notify: Callable[[str], None] | None = None,
     now: dt.datetime | None = None,
@@ -294,7 +294,7 @@ def run_audit(
     baseline: Path | None = None,
     progress: ProgressFactory | None = None,
     now: dt.datetime | None = None,
-    policy: Any = None,
+    policy: PolicyGate | Policy | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> AuditOutcome:
     """Run the whole audit and write the outputs into ``out_dir`` (rank 0 only).

@@ -54,7 +54,7 @@ class GovernanceReading:
 
     policy: Policy
     affected: list[dict[str, Any]] = field(default_factory=list)
-    _scan: GovernanceScan | None = None
+    _scan: GovernanceScan | None = field(default=None, repr=False)  # None: the policy has no governance
 
     @property
     def on_chunk(self) -> Callable[[Any], None] | None:
