@@ -25,8 +25,8 @@ stages before it returned, so that nothing is written over invalid input:
 
 A library: nothing is printed (``notify`` receives the lines a person should see;
 conditions worth a warning are ``warnings``), and the C allocator is changed only
-when the config's ``allocator`` asks, for evaluate and judge, and restored after
-(:func:`audit.evaluation.allocator.allocator_setting`).
+when the config's ``allocator`` asks, from the evaluation to the written outputs,
+and restored after (:func:`audit.evaluation.allocator.allocator_setting`).
 
 Single process, or one rank of ``torchrun`` (see :mod:`audit.evaluation.distributed`):
 every rank evaluates its shard; statistics are all-reduced when computed;
@@ -246,8 +246,8 @@ def run(
 
     A library call: nothing is printed (``notify`` receives the lines the CLI would print;
     conditions worth a warning are ``warnings``), and the C allocator is left as it is unless
-    the config's ``allocator`` says ``retain`` (then it is set for the evaluation and restored
-    after, :func:`audit.evaluation.allocator.allocator_setting`).
+    the config's ``allocator`` says ``retain`` (then it is set from the evaluation to the written
+    outputs and restored after, :func:`audit.evaluation.allocator.allocator_setting`).
 
     Args:
         config: a ``config.yaml`` path, or a validated config.
@@ -361,12 +361,12 @@ def _run(ctx: RunContext) -> AuditOutcome:
     plan = _plan(ctx, reading)
     ctx.gate.plan(plan)  # a rule that can never match fails here, before any image is evaluated
     loaded = _load(ctx, reading)
-    with allocator_setting(ctx.cfg.allocator) as allocator:  # unset: mallopt is not touched
+    with allocator_setting(ctx.cfg.allocator) as allocator:  # unset: mallopt is not touched; restored at the end
         evaluation = _evaluate(ctx, reading, plan, loaded, allocator)
         if not ctx.writes:
             return AuditOutcome({}, ctx.out_dir, [])
         results = _judge(ctx, reading, loaded, evaluation)
-    files = _write_outputs(ctx, results, reading, loaded, evaluation)
+        files = _write_outputs(ctx, results, reading, loaded, evaluation)
     tracked = track_audit(ctx.cfg, results, ctx.out_dir, config_path=ctx.config_path)  # MLflow; a failure only warns
     return AuditOutcome(results, ctx.out_dir, files, class_names_from_folders=reading.from_folders, tracked=tracked)
 

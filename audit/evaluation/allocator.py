@@ -11,9 +11,9 @@ one of them: on the 2-core machine of ``benchmarks/README.md`` that was 5 s of s
 slowed the run by a sixth (the bare loop of the benchmark gains about as much when given the
 same settings; both are measured there).
 
-``allocator: retain`` fixes the two thresholds while the evaluation runs: blocks up to
-:data:`MMAP_THRESHOLD` come from the heap, and up to :data:`TRIM_THRESHOLD` of free heap is
-kept for reuse instead of being returned. What is kept was in use at a peak of the run, so the
+``allocator: retain`` fixes the two thresholds while the audit evaluates, judges and writes
+its outputs: blocks up to :data:`MMAP_THRESHOLD` come from the heap, and up to
+:data:`TRIM_THRESHOLD` of free heap is kept for reuse instead of being returned. What is kept was in use at a peak of the run, so the
 peak memory does not grow; the process just does not shrink between batches. DataLoader workers
 forked meanwhile inherit the settings. ``allocator: system`` leaves the allocator as it is.
 

@@ -82,7 +82,7 @@ def test_a_run_that_asks_for_retain_applies_it_while_evaluating_and_restores_it(
     monkeypatch.setattr(runner, "evaluate", spying)
     outcome = runner.run(_with_allocator(config, "retain"), out_dir=tmp_path / "out")
     assert during == [APPLIED]  # in force while the images are evaluated
-    assert mallopt == APPLIED + RESTORED  # and set back once the run is judged
+    assert mallopt == APPLIED + RESTORED  # and set back once the outputs are written
     assert outcome.results["provenance"]["allocator"] == "retain"
 
 
