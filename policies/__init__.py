@@ -2,6 +2,9 @@
 
 Public surface::
 
+    PolicyGate(policy) / PolicyGate.load(name_or_path)          # what a run asks its policy
+        .scan(id_column=, now=) -> GovernanceReading            # governance while reading
+        .plan(run_plan) / .stop_targets(run_plan) / .judge(results, findings=)
     load_policy(name_or_path) -> Policy
     available_policies() -> list[str]
     check_policy(results, policy, *, findings=None) -> dict      # results.json "policy"
@@ -10,15 +13,17 @@ Public surface::
     parse_date(text, *, date_format="iso") -> datetime
     PolicyError
 
-and what a run needs from a policy: :func:`check_gate` and :func:`validate_policy`
-(before it runs), :func:`stop_targets` (early stopping), :class:`GovernanceScan`
-(the governance checks while the manifest is read), :func:`judge_findings`
-and the governance check registry (:class:`GovernanceCheck`, :func:`governance_checks`,
+A run asks its policy only through :class:`PolicyGate`; the pieces it is built from
+(:func:`check_gate`, :func:`validate_policy`, :func:`stop_targets`, :class:`GovernanceScan`,
+:func:`judge_findings`) stay public for the commands that judge stored results, and so does
+the governance check registry (:class:`GovernanceCheck`, :func:`governance_checks`,
 :func:`check_names`, :func:`register_check`). Callers outside ``policies`` import from here,
 never from a submodule (an import-linter contract in pyproject.toml).
 
 Manifests are read by :func:`audit.contract.manifest.read_manifest` (one reader for
 the evaluator and the governance checks).
+
+The runner and ``cvaudit run`` ask the policy only through :class:`PolicyGate`.
 
 Policies never run a model: they judge the results dict as stored.
 """
@@ -28,6 +33,7 @@ from policies.early_stop import stop_targets
 from policies.engine import check_policy
 from policies.errors import PolicyError
 from policies.findings import judge_findings
+from policies.gate import GovernanceReading, PolicyGate
 from policies.governance import (
     GovernanceCheck,
     GovernanceScan,
@@ -45,9 +51,11 @@ from policies.validate import check_gate, validate_policy
 __all__ = [
     "GovernanceCheck",
     "GovernanceConfig",
+    "GovernanceReading",
     "GovernanceScan",
     "Policy",
     "PolicyError",
+    "PolicyGate",
     "available_policies",
     "builtin_policy_text",
     "check_gate",

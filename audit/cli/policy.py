@@ -101,7 +101,7 @@ def check_command(
     markdown_path: Path | None,
     now_text: str | None,
     fmt: str,
-) -> None:
+) -> ExitCode:
     """Judge RESULTS.json against a policy again, without running a model."""
     from audit.contract.load import load_results
     from audit.contract.manifest import read_manifest
@@ -136,8 +136,7 @@ def check_command(
         click.echo(json.dumps({"policy": section, "governance": {"findings": findings}}, indent=2))
     else:
         _print_text(section, findings)
-    if section["verdict"] != "pass":
-        raise click.exceptions.Exit(ExitCode.FAIL)
+    return ExitCode.FAIL if section["verdict"] != "pass" else ExitCode.PASS  # the boundary exits with it
 
 
 def _print_text(section: dict[str, Any], findings: list[dict[str, Any]]) -> None:

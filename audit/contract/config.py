@@ -302,9 +302,14 @@ class AuditConfig(_Strict):
     threads: int | None = Field(
         default=None, ge=1, description="torch intra-op threads on the CPU; null: the cores the workers leave"
     )
-    allocator: Literal["retain", "system"] = Field(
-        default="retain",
-        description="retain: the C allocator keeps memory freed by a batch for the next (glibc); system: as it is",
+    allocator: Literal["retain", "system"] | None = Field(
+        default=None,
+        description=(
+            "retain: while the audit evaluates, glibc's allocator keeps memory freed by a batch for the next "
+            "(mallopt; set back on exit, see audit.evaluation.allocator); system: the allocator as it is; "
+            "unset (null): cvaudit run and cvaudit demo use retain, and the Python API (audit.runner.run) "
+            "and the pytest plugin leave the allocator as it is"
+        ),
     )
     model: ModelConfig
     data: DataConfig

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from audit.evaluation.adversarial_checks import CHECKS as ADVERSARIAL_CHECKS
-    from audit.evaluation.allocator import apply_allocator
+    from audit.evaluation.allocator import allocator_setting, apply_allocator
     from audit.evaluation.breaking_points import (
         BREAKING_POINTS_CSV,
         RefineContext,
@@ -26,33 +26,36 @@ if TYPE_CHECKING:
         compute_breaking_points,
         run_breaking_points,
     )
-    from audit.evaluation.conditions import build_conditions
-    from audit.evaluation.data import AuditDataset, check_label_range, read_samples, sample_keys_of
+    from audit.evaluation.conditions import Condition, build_conditions
+    from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
     from audit.evaluation.early_stop import StopMonitor, stratified_order
     from audit.evaluation.error_thumbnails import stressed_thumbnails
-    from audit.evaluation.evaluate import EvalSettings
+    from audit.evaluation.evaluate import EvalSettings, EvalState
     from audit.evaluation.evaluate import evaluate as evaluate_conditions
-    from audit.evaluation.groups import build_layout, slot_matrix
+    from audit.evaluation.groups import SlotLayout, build_layout, slot_matrix
     from audit.evaluation.metrics import state_bytes
     from audit.evaluation.model import load_model, resolve_device, resolve_model_config
     from audit.evaluation.predictions import merge_predictions
     from audit.evaluation.results import assemble_results
     from audit.evaluation.robustness import compare_to_baseline
     from audit.evaluation.subset import stratified_subset
-    from audit.evaluation.threads import plan_threads, using_threads
+    from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
 
 #: Public name -> (submodule, its name there). A public name never equals a submodule's name:
 #: importing the submodule would replace the package attribute.
 _PUBLIC: dict[str, tuple[str, str]] = {
     "ADVERSARIAL_CHECKS": ("adversarial_checks", "CHECKS"),
     "apply_allocator": ("allocator", "apply_allocator"),
+    "allocator_setting": ("allocator", "allocator_setting"),
     "BREAKING_POINTS_CSV": ("breaking_points", "BREAKING_POINTS_CSV"),
     "RefineContext": ("breaking_points", "RefineContext"),
     "check_refinement": ("breaking_points", "check_refinement"),
     "compute_breaking_points": ("breaking_points", "compute_breaking_points"),
     "run_breaking_points": ("breaking_points", "run_breaking_points"),
+    "Condition": ("conditions", "Condition"),
     "build_conditions": ("conditions", "build_conditions"),
     "AuditDataset": ("data", "AuditDataset"),
+    "SampleTable": ("data", "SampleTable"),
     "check_label_range": ("data", "check_label_range"),
     "read_samples": ("data", "read_samples"),
     "sample_keys_of": ("data", "sample_keys_of"),
@@ -60,7 +63,9 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "stratified_order": ("early_stop", "stratified_order"),
     "stressed_thumbnails": ("error_thumbnails", "stressed_thumbnails"),
     "EvalSettings": ("evaluate", "EvalSettings"),
+    "EvalState": ("evaluate", "EvalState"),
     "evaluate_conditions": ("evaluate", "evaluate"),
+    "SlotLayout": ("groups", "SlotLayout"),
     "build_layout": ("groups", "build_layout"),
     "slot_matrix": ("groups", "slot_matrix"),
     "state_bytes": ("metrics", "state_bytes"),
@@ -71,6 +76,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "assemble_results": ("results", "assemble_results"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
     "stratified_subset": ("subset", "stratified_subset"),
+    "ThreadPlan": ("threads", "ThreadPlan"),
     "plan_threads": ("threads", "plan_threads"),
     "using_threads": ("threads", "using_threads"),
 }
@@ -79,9 +85,15 @@ __all__ = [
     "ADVERSARIAL_CHECKS",
     "BREAKING_POINTS_CSV",
     "AuditDataset",
+    "Condition",
     "EvalSettings",
+    "EvalState",
     "RefineContext",
+    "SampleTable",
+    "SlotLayout",
     "StopMonitor",
+    "ThreadPlan",
+    "allocator_setting",
     "apply_allocator",
     "assemble_results",
     "build_conditions",
