@@ -33,11 +33,9 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 class ModelConfig(_Strict):
     """How to load the model and prepare its input.
 
-    Preprocessing (docs/running.md, "Preprocessing"): an image is resized, then center-cropped to
-    ``input_size`` (H, W). Without ``resize`` it is resized straight to ``input_size``; an int
-    ``resize`` sets the shorter edge (aspect ratio kept), ``[H, W]`` an exact size. ``resize_backend``
-    ``torch`` resizes the float image with antialiasing; ``pil`` resizes 8-bit images in 8 bits with
-    Pillow, as PIL-based pipelines (Hugging Face image processors) do. With ``format: huggingface``
+    Give exactly one of ``path`` and ``factory``. Preprocessing (docs/running.md, "Preprocessing"): an
+    image is resized (``resize``), then center-cropped to ``input_size``; the ``mean``/``std``
+    normalisation happens inside the model wrapper, after the stressors. With ``format: huggingface``
     every preprocessing key left out is taken from the folder's image-processor config.
     """
 
