@@ -69,11 +69,12 @@ def test_every_block_is_run_or_says_why_not():
     assert not problems, "\n".join(problems)
 
 
-def _config_keys(model, prefix: str = "") -> set[str]:
-    """Every dotted key of the config model (lists of sections as ``key[]``), walked independently of the hook."""
+def _config_fields(model, prefix: str = "") -> dict[str, typing.Any]:
+    """Every dotted key of the config model (lists of sections as ``key[]``) and its pydantic field,
+    walked independently of the hook."""
     from pydantic import BaseModel
 
-    keys = set()
+    fields = {}
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         sections, is_list = [], typing.get_origin(field.annotation) is list
@@ -83,10 +84,14 @@ def _config_keys(model, prefix: str = "") -> set[str]:
                     sections.append(sub)
         if sections and is_list:
             key += "[]"
-        keys.add(key)
+        fields[key] = field
         for sub in sections:
-            keys |= _config_keys(sub, f"{key}.")
-    return keys
+            fields |= _config_fields(sub, f"{key}.")
+    return fields
+
+
+def _config_keys(model) -> set[str]:
+    return set(_config_fields(model))
 
 
 def test_the_configuration_reference_lists_every_key_of_the_config_model():
@@ -102,10 +107,25 @@ def test_the_configuration_reference_lists_every_key_of_the_config_model():
 def test_the_configuration_reference_states_types_and_defaults():
     page = _hook().render()
     row = re.search(r"^\| `evaluation.n_bootstrap` \| (.+?) \| (.+?) \| (.+?) \|$", page, re.M)
-    assert row and row.groups() == ("int", "`1000`", ">= 0"), row and row.groups()
+    assert row and row.groups()[:2] == ("int", "`1000`"), row and row.groups()
+    assert row.group(3).startswith("Poisson-bootstrap replicates") and row.group(3).endswith(" Allowed: >= 0."), row
     row = re.search(r"^\| `data.on_bad_image` \| (.+?) \| (.+?) \|", page, re.M)
     assert row and row.groups() == ('"error" \\| "skip"', "`error`"), row and row.groups()
     assert re.search(r"^\| `model` \| section \| required \|", page, re.M)
+
+
+def test_every_config_key_has_a_description_and_the_reference_shows_it():
+    """A new config field without a description (the docstring under it) fails here, not on an empty page cell."""
+    from audit.contract.config import AuditConfig
+
+    fields = _config_fields(AuditConfig)
+    missing = sorted(key for key, field in fields.items() if not (field.description or "").strip())
+    assert not missing, f"config fields without a description (write a docstring under each): {missing}"
+    page = _hook().render()
+    cells = dict(re.findall(r"^\| `([^`]+)` \| .+? \| .+? \| (.*) \|$", page, re.M))
+    for key, field in fields.items():
+        words = re.sub(r"`+", "", field.description).split()[:4]  # its opening words, as the page writes them
+        assert re.sub(r"`+", "", cells[key]).startswith(" ".join(words)), (key, cells[key])
 
 
 def test_the_statistics_tables_have_their_blocks():

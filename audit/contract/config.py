@@ -22,7 +22,8 @@ from audit.contract.yaml_loader import load_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # use_attribute_docstrings: the string under each field is its description (the configuration reference)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 #: Resampling filters of ``model.interpolation``; the torch backend has the first three.
@@ -32,27 +33,48 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 class ModelConfig(_Strict):
     """How to load the model and prepare its input.
 
-    Preprocessing (docs/running.md, "Preprocessing"): an image is resized, then center-cropped to
-    ``input_size`` (H, W). Without ``resize`` it is resized straight to ``input_size``; an int
-    ``resize`` sets the shorter edge (aspect ratio kept), ``[H, W]`` an exact size. ``resize_backend``
-    ``torch`` resizes the float image with antialiasing; ``pil`` resizes 8-bit images in 8 bits with
-    Pillow, as PIL-based pipelines (Hugging Face image processors) do. With ``format: huggingface``
+    Give exactly one of ``path`` and ``factory``. Preprocessing (docs/running.md, "Preprocessing"): an
+    image is resized (``resize``), then center-cropped to ``input_size``; the ``mean``/``std``
+    normalisation happens inside the model wrapper, after the stressors. With ``format: huggingface``
     every preprocessing key left out is taken from the folder's image-processor config.
     """
 
     path: Path | None = None
+    """The model file (TorchScript, a ``torch.export`` program ``.pt2`` or ONNX ``.onnx``), or with
+    ``format: huggingface`` a ``save_pretrained`` folder; give this or ``factory``."""
     format: Literal["huggingface"] | None = None
+    """``huggingface``: ``path`` is a Hugging Face ``save_pretrained`` folder (extra ``cvaudit[hf]``);
+    null: ``path`` is a model file."""
     factory: str | None = None
+    """A ``package.module:function`` returning the ``torch.nn.Module`` to audit, looked up in the config's
+    folder first, then the working directory and the installed packages; give this or ``path``."""
     weights: Path | None = None
+    """A ``state_dict`` file loaded into the module that ``factory`` returns (needs ``factory``); null: the
+    module as the factory returns it."""
     outputs: Literal["logits", "probabilities"] = "logits"
+    """What the model emits: ``logits``, or ``probabilities`` (each row checked to be finite, non-negative
+    and to sum to 1 within 1e-3)."""
     input_size: tuple[PositiveInt, PositiveInt] = (224, 224)
+    """``[H, W]`` in pixels: the size the model sees, after the resize and the center crop."""
     resize: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
+    """The resize before the center crop: an int sets the shorter edge in pixels (aspect ratio kept),
+    ``[H, W]`` an exact size; null: straight to ``input_size`` (aspect ratio not kept)."""
     interpolation: Literal["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"] = "bilinear"
+    """The resampling filter of the resize; ``lanczos``, ``box`` and ``hamming`` need ``resize_backend: pil``."""
     resize_backend: Literal["torch", "pil"] = "torch"
+    """``torch``: the float image is resized with antialiasing (``torch.nn.functional.interpolate``);
+    ``pil``: 8-bit images are resized in 8 bits by Pillow, as PIL-based pipelines do."""
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    """The mean subtracted from pixels in [0, 1] inside the model wrapper, after the stressors: one value
+    or one per channel (default: ImageNet's)."""
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    """The standard deviation pixels are divided by after ``mean`` is subtracted: one value or one per
+    channel (default: ImageNet's)."""
     channels: Literal[1, 3] = 3
+    """The channels the model takes: 3 (RGB) or 1 (grayscale; colour images become BT.601 luma)."""
     class_names: list[str] | None = None
+    """The names of the model's classes in output order, which labels may use instead of indices; null:
+    a Hugging Face folder's ``id2label``, an image folder's sorted folder names, else ``0`` to ``K-1``."""
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
@@ -88,43 +110,55 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 class DataConfig(_Strict):
     """Where the images, labels and subgroup attributes come from.
 
-    ``root`` bounds where images may be read from: every image path of a
-    manifest or an image folder, once ``..`` and symbolic links are resolved,
-    must lie inside it (default: the manifest's folder, or the image folder)
-    unless ``allow_outside_root`` is true. ``max_image_pixels`` is the largest
-    width x height decoded; a larger image is a bad image (``on_bad_image``).
-    ``exif`` and ``alpha`` say how orientation and transparency are decoded (:meth:`decoding_for`).
-    A manifest's image paths and labels are in ``path_column`` and ``label_column``;
-    two rows naming the same image (after ``.``, ``..`` and repeated separators are
-    removed) are an error unless ``allow_duplicate_paths`` is true.
+    Give exactly one of ``manifest``, ``images`` and ``npz``. Every image path of a manifest or an
+    image folder, once ``..`` and symbolic links are resolved, must lie inside ``root`` unless
+    ``allow_outside_root`` is true. ``exif`` and ``alpha`` say how orientation and transparency are
+    decoded (:meth:`decoding_for`).
     """
 
     manifest: Path | None = None
+    """A CSV or JSONL file with one row per image: its path (relative to the manifest), its label and
+    the attribute columns."""
     images: Path | None = None
+    """An ImageFolder tree (one sub-folder of images per class), read instead of a manifest."""
     npz: Path | None = None
+    """An ``.npz`` file with the arrays ``images``, ``labels``, optionally ``sample_ids``, and one array per
+    attribute, read instead of a manifest."""
     attributes: list[str] = Field(default_factory=list)
+    """The subgroup attributes (manifest columns or npz arrays) whose groups are measured and compared; a
+    missing value becomes the group ``<missing>``."""
     intersections: list[list[str]] = Field(default_factory=list)
+    """Combinations of two or more ``attributes`` whose joint groups are measured too, e.g.
+    ``[[camera, ink]]``."""
     on_bad_image: Literal["error", "skip"] = "error"
+    """A missing or corrupt image: ``error`` stops the run (exit 2); ``skip`` leaves it out, counted in
+    results.json and listed in ``skipped.csv``."""
     id_column: str = "sample_id"
-    path_column: str = Field(default="path", min_length=1, description="the manifest column of image paths")
-    label_column: str = Field(default="label", min_length=1, description="the manifest column of labels")
+    """The manifest column of sample ids; a manifest without it uses the image path as the id (an error
+    when this key is set)."""
+    path_column: str = Field(default="path", min_length=1)
+    """The manifest column of image paths."""
+    label_column: str = Field(default="label", min_length=1)
+    """The manifest column of labels (class indices or class names)."""
     allow_duplicate_paths: bool = False
-    num_workers: int | None = Field(
-        default=None, ge=0, description="DataLoader workers; null: from the cores and the image size"
-    )
+    """true: several manifest rows may name the same image; false: two rows naming one image (after
+    ``.``, ``..`` and repeated separators are removed) stop the run, as it would be counted twice."""
+    num_workers: int | None = Field(default=None, ge=0)
+    """DataLoader worker processes that decode the images; null: chosen from the CPU cores and the image
+    size."""
     root: Path | None = None
+    """The folder every image must lie inside; null: the manifest's folder, or the image folder."""
     allow_outside_root: bool = False
+    """true: images are read anywhere (symbolic links and ``../`` included), not only inside ``root``."""
     max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
-    exif: Literal["apply", "ignore"] | None = Field(
-        default=None,
-        description="apply: turn each image upright by its EXIF Orientation tag; ignore: the pixels as stored; "
-        "null: apply for Hugging Face models (as transformers does), ignore otherwise",
-    )
-    alpha: Literal["drop", "composite_white"] | None = Field(
-        default=None,
-        description="transparent images: drop the alpha channel, or composite them over white; "
-        "null: drop for Hugging Face models (as transformers does), composite_white otherwise",
-    )
+    """The largest width x height, in pixels, that is decoded (default 64 megapixels); a larger image is a
+    bad image (``on_bad_image``), refused before decoding."""
+    exif: Literal["apply", "ignore"] | None = None
+    """``apply``: each image is turned upright by its EXIF Orientation tag; ``ignore``: the pixels as stored;
+    null: ``apply`` for Hugging Face models (as transformers does), ``ignore`` otherwise."""
+    alpha: Literal["drop", "composite_white"] | None = None
+    """Transparent images: ``drop`` the alpha channel, or ``composite_white`` over white; null: ``drop``
+    for Hugging Face models (as transformers does), ``composite_white`` otherwise."""
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -188,11 +222,15 @@ class StressorConfig(BaseModel):
     ``severities`` and ``epsilons`` take numbers or fractions (``8/255``).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
     name: str
+    """The stressor: a registered name (``cvaudit stressors list``) or ``albumentations:<Transform>``."""
     severities: list[float] | None = None
+    """The severities to run, as numbers or fractions such as ``8/255``; null: the stressor's own levels."""
     label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """The name condition ids use (``label@severity``) in place of ``name``, so that one stressor can run
+    twice (e.g. two blur kinds); null: ``name``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -216,10 +254,19 @@ ENGLISH_TAG = re.compile(r"en(-[A-Za-z0-9]{1,8})*")
 
 
 class ReportConfig(_Strict):
+    """The report files a run writes and what they may show."""
+
     formats: list[Literal["html", "pdf"]] = Field(default_factory=lambda: ["html", "pdf"])
+    """The report files written: ``html`` for report.html, ``pdf`` for report.pdf."""
     images: Literal["none", "anonymized", "raw"] = "none"
+    """The sample images the report may show: ``none``, ``anonymized`` (pixelated) or ``raw``; the policy
+    may lower it."""
     sign_key: Path | None = None
+    """A key folder made by ``cvaudit keygen``: the PDF is signed and an attestation written; null:
+    unsigned."""
     language: str = "en"
+    """The BCP 47 language tag declared in report.html and report.pdf for screen readers; English tags
+    only (``en``, ``en-GB``, ``en-US``...), as the report text is English."""
 
     @field_validator("language")
     @classmethod
@@ -243,12 +290,24 @@ class EvaluationConfig(_Strict):
     """
 
     n_bootstrap: int = Field(default=1000, ge=0)
+    """Poisson-bootstrap replicates for the intervals of ECE, Brier, NLL, macro F1 and balanced accuracy
+    (and of proportions with ``interval: bootstrap``); 0: no bootstrap."""
     interval: IntervalMethod = "wilson"
+    """The interval of proportions (accuracies, top-k accuracy, per-class FNR and FPR): ``wilson``,
+    ``clopper-pearson`` or ``bootstrap``."""
     min_group_size: int = Field(default=30, ge=1)
+    """The "too small to judge" size in samples: smaller groups are shown but not compared."""
     top_k: int | None = Field(default=None, ge=1)
+    """The k of a top-k accuracy reported besides accuracy; null: none."""
     attack_samples: int | None = Field(default=None, ge=1)
+    """Attacks run on a seeded subset of this many samples, stratified by group values and class (also
+    ``--attack-samples``); null: on every sample."""
     early_stop: bool = False
+    """true: each condition stops as soon as every blocking rule on it is decided (one process only);
+    false: every sample is evaluated."""
     early_stop_min_samples: int = Field(default=200, ge=1)
+    """With ``early_stop``: the samples every condition evaluates before it may stop (a condition no
+    blocking rule reads stops there)."""
 
     @model_validator(mode="after")
     def _bootstrap_interval(self) -> EvaluationConfig:
@@ -261,65 +320,82 @@ class MlflowConfig(_Strict):
     """``tracking.mlflow``: log each run to MLflow (the ``cvaudit[mlflow]`` extra)."""
 
     experiment: str = Field(min_length=1)
+    """The MLflow experiment the run is logged to, created when it does not exist (``--mlflow`` overrides
+    it)."""
     run_name: str | None = None
+    """The name of the MLflow run; null: MLflow names it."""
     tracking_uri: str | None = None
-    #: Whole seconds MLflow's HTTP client waits to connect or for an answer, per attempt (None: the
-    #: environment's ``MLFLOW_HTTP_REQUEST_TIMEOUT``, else 5).
+    """The MLflow tracking URI (a plain path is relative to the config file); null:
+    ``MLFLOW_TRACKING_URI``, else MLflow's default."""
     timeout_s: int | None = Field(default=None, ge=1, le=600)
-    #: Further attempts after a failed HTTP request (None: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, else 1).
+    """Whole seconds MLflow's HTTP client waits to connect or for an answer, per attempt; null: the
+    environment's ``MLFLOW_HTTP_REQUEST_TIMEOUT``, else 5."""
     max_retries: int | None = Field(default=None, ge=0, le=10)
+    """Further attempts after a failed HTTP request; null: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, else 1."""
 
 
 class TrackingConfig(_Strict):
     """Where runs are also recorded besides the output folder."""
 
     mlflow: MlflowConfig | None = None
+    """Log each run to MLflow (section ``tracking.mlflow``); null: not logged."""
 
 
 class BreakingPointsConfig(_Strict):
     """Refine per-sample breaking points beyond the evaluated levels (``breaking_points:``).
 
-    ``stressors`` names stressor entries (their label when given): image
-    stressors with fractional severities are bisected between the evaluated
-    levels down to ``resolution``; ``deepfool`` reports the size of its minimal
-    perturbation; ``pgd``, ``pgd_l2`` and ``fgsm`` are bisected over ε down to
-    ``epsilon_resolution``. Each bisection takes at most ``max_steps`` extra
-    evaluations of a sample (the cost bound).
+    Image stressors with fractional severities are bisected between the evaluated levels down to
+    ``resolution``; ``deepfool`` reports the size of its minimal perturbation; ``pgd``, ``pgd_l2``
+    and ``fgsm`` are bisected over ε down to ``epsilon_resolution``.
     """
 
     stressors: list[str] = Field(default_factory=list)
+    """The stressor entries (their label when given) whose breaking points are refined; empty: none."""
     resolution: float = Field(default=0.25, gt=0, le=1)
+    """The bisection resolution of image stressors, in severity units (2.75 rather than level 3)."""
     epsilon_resolution: float = Field(default=0.001, gt=0, le=1)
+    """The bisection resolution of ``pgd``, ``pgd_l2`` and ``fgsm``, in ε (pixel units of [0, 1])."""
     max_steps: int = Field(default=8, ge=1, le=20)
+    """The cost bound: the most extra evaluations (attack runs) of a sample per bisection."""
 
 
 class AuditConfig(_Strict):
     """The whole ``config.yaml``."""
 
     seed: int = 0
+    """The seed of every random draw (stressor and attack randomness per condition and sample id, bootstrap
+    replicates, the attack subset, the early-stop order); also ``--seed``."""
     device: str = "auto"
+    """Where the model runs: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``;
+    also ``--device``."""
     batch_size: int = Field(default=64, ge=1)
-    threads: int | None = Field(
-        default=None, ge=1, description="torch intra-op threads on the CPU; null: the cores the workers leave"
-    )
-    allocator: Literal["retain", "system"] | None = Field(
-        default=None,
-        description=(
-            "retain: while the audit evaluates, glibc's allocator keeps memory freed by a batch for the next "
-            "(mallopt; set back on exit, see audit.evaluation.allocator); system: the allocator as it is; "
-            "unset (null): cvaudit run and cvaudit demo use retain, and the Python API (audit.runner.run) "
-            "and the pytest plugin leave the allocator as it is"
-        ),
-    )
+    """Images per forward pass of the model (also ``--batch-size``); a sample is stressed the same whatever
+    the batch size."""
+    threads: int | None = Field(default=None, ge=1)
+    """torch intra-op threads on the CPU; null: the cores the DataLoader workers leave."""
+    allocator: Literal["retain", "system"] | None = None
+    """``retain``: while the audit evaluates, glibc's allocator keeps memory freed by a batch for the next
+    (``mallopt``; set back on exit, see ``audit.evaluation.allocator``); ``system``: the allocator as it is;
+    null: ``cvaudit run`` and ``cvaudit demo`` use retain, and the Python API (``audit.runner.run``) and the
+    pytest plugin leave the allocator as it is."""
     model: ModelConfig
+    """How the model is loaded and its input prepared (section ``model``)."""
     data: DataConfig
+    """Where the images, labels and subgroup attributes come from (section ``data``)."""
     stressors: list[StressorConfig] = Field(default_factory=list)
+    """The stressors applied, one entry each (section ``stressors[]``); empty: only the clean condition."""
     policy: str = "ci-gate"
+    """The policy that judges the run: a built-in name (``cvaudit policy list``) or the path of a policy
+    YAML (``.yaml`` or ``.yml``, relative to the config file)."""
     report: ReportConfig = Field(default_factory=ReportConfig)
+    """The report files written and what they may show (section ``report``)."""
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    """How metrics and intervals are computed and which samples are evaluated (section ``evaluation``)."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-
+    """Where runs are also recorded besides the output folder (section ``tracking``)."""
     breaking_points: BreakingPointsConfig = Field(default_factory=BreakingPointsConfig)
+    """The refinement of per-sample breaking points between the evaluated levels (section
+    ``breaking_points``); by default none is refined."""
 
     @field_validator("device")
     @classmethod

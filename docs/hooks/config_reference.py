@@ -2,8 +2,9 @@
 
 ``reference/configuration.md`` is not a file in ``docs/``: :func:`on_files` adds it, rendered by
 :func:`render` from :class:`audit.contract.config.AuditConfig` (pydantic). Every key, its type, its
-default and its description come from the model, so the page cannot drift from what ``cvaudit run``
-accepts. ``tests/test_docs.py`` checks that every field of every section appears.
+default and its description come from the model (a field's description is the docstring under it,
+``use_attribute_docstrings``), so the page cannot drift from what ``cvaudit run`` accepts.
+``tests/test_docs.py`` checks that every field of every section appears, with a description.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def _default(field: Any) -> str:
         return "`null`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, list):  # as YAML writes it: [html, pdf], not Python's ['html', 'pdf']
+        return f"`[{', '.join(str(v) for v in value)}]`"
     return f"`{value}`"
 
 
@@ -99,9 +102,22 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _markdown(text: str) -> str:
+    """reST literals (````x````) and roles (``:meth:`x```) of a docstring as Markdown code."""
+    text = re.sub(r":(?:meth|func|class|mod|attr):`~?([^`]+)`", r"`\1`", text)
+    return re.sub(r"``([^`]+)``", r"`\1`", text)
+
+
+def _description(field: Any) -> str:
+    """The field's description, then its constraints (``Allowed: >= 1.``)."""
+    text = _markdown(field.description or "").strip()
+    constraints = _constraints(field)
+    return " ".join(p for p in (text, f"Allowed: {constraints}." if constraints else "") if p)
+
+
 def _doc(model: type) -> str:
     doc = inspect.getdoc(model) if model.__doc__ else ""
-    return re.sub(r":(?:meth|func|class|mod|attr):`~?([^`]+)`", r"`\1`", doc or "")
+    return _markdown(doc or "")
 
 
 def _section(key: str, model: type, out: list[str], seen: set[type]) -> None:
@@ -117,7 +133,7 @@ def _section(key: str, model: type, out: list[str], seen: set[type]) -> None:
     if model.model_config.get("extra") == "allow":
         out.append("Keys other than those below are passed to the stressor as its options.")
         out.append("")
-    out.append("| key | type | default | constraints and description |")
+    out.append("| key | type | default | description |")
     out.append("|---|---|---|---|")
     for name, field in model.model_fields.items():
         annotation = field.annotation
@@ -133,8 +149,8 @@ def _section(key: str, model: type, out: list[str], seen: set[type]) -> None:
             inspect.isclass(a) and issubclass(a, BaseModel) for a in typing.get_args(annotation)
         ):
             full = f"{full}[]"
-        notes = "; ".join(p for p in (_constraints(field), field.description or "") if p)
-        out.append(f"| `{full}` | {_cell(_type_name(annotation))} | {_cell(_default(field))} | {_cell(notes)} |")
+        cells = (_type_name(annotation), _default(field), _description(field))
+        out.append(f"| `{full}` | " + " | ".join(_cell(c) for c in cells) + " |")
     out.append("")
     for sub_key, sub_model in nested:
         _section(sub_key + ("[]" if _is_list_of(model, sub_key, sub_model) else ""), sub_model, out, seen)
