@@ -165,8 +165,8 @@ def _load_file(path: Path) -> tuple[nn.Module, str]:
             raise AuditError(f"{path}: unreadable torch.export program ({type(err).__name__})") from None
     try:
         return torch.jit.load(str(path), map_location="cpu"), "torchscript"
-    except RuntimeError:  # not a TorchScript archive (PytorchStreamReader / the TorchScript importer)
-        pass
+    except Exception:  # not TorchScript, or a damaged archive: its reader raises whatever it hits
+        pass  # (RuntimeError from the archive reader, UnicodeDecodeError from a damaged entry name, ...)
     try:
         return torch.export.load(str(path)).module(), "torch.export"
     except Exception:  # neither format: the torch.export reader raises whatever it hits (see 'Damaged model files')

@@ -168,6 +168,18 @@ def test_damaged_model_files_are_unreadable_not_a_traceback(tmp_path, net, seed)
             assert re.search(expected, str(err)), (name, str(err))
 
 
+def test_a_torchscript_file_with_a_damaged_class_name_is_unreadable(tmp_path, net):
+    """A non-UTF-8 byte in a class name of the pickled module: torch.jit.load raises UnicodeDecodeError."""
+    torch.jit.save(torch.jit.script(net), tmp_path / "ts.pt")
+    data = bytearray((tmp_path / "ts.pt").read_bytes())
+    data[data.index(b"c__torch__.") + 3] = 0xFF  # the pickle's GLOBAL opcode names the scripted class
+    (tmp_path / "ts.pt").write_bytes(bytes(data))
+    with pytest.raises(UnicodeDecodeError):
+        torch.jit.load(str(tmp_path / "ts.pt"))
+    with pytest.raises(AuditError, match=r"ts.pt: unreadable model file \(neither TorchScript nor torch.export\)$"):
+        load_model(_cfg(path=tmp_path / "ts.pt"), CPU)
+
+
 def test_a_damaged_onnx_file_is_unreadable(tmp_path):
     pytest.importorskip("onnxruntime")
     (tmp_path / "m.onnx").write_bytes(b"\x08\x07garbage, not a protobuf")
