@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from audit.contract.results import RuleResult
+
 __all__ = ["METRIC_WORDS", "rule_in_words"]
 
 #: How a metric is named in a sentence (other metrics keep their results.json name).
@@ -41,6 +43,11 @@ METRIC_WORDS = {
 _STATUS_SET = re.compile(r"\{([^}]*)\}")
 
 
+def _field(rule: RuleResult | Mapping[str, Any], key: str) -> Any:
+    """One key of a rule result: an attribute of the model, or a key of a mapping (the HTML report's view)."""
+    return rule.get(key) if isinstance(rule, Mapping) else getattr(rule, key)
+
+
 def _metric(name: Any) -> str:
     return METRIC_WORDS.get(str(name), str(name))
 
@@ -52,10 +59,10 @@ def _fail_on(threshold: Any) -> list[str]:
     return [s for s in statuses if s] or ["fail"]
 
 
-def _finding_words(rule: Mapping[str, Any]) -> str:
-    check = rule.get("check")
+def _finding_words(rule: RuleResult | Mapping[str, Any]) -> str:
+    check = _field(rule, "check")
     subject = "no matching check" if check in (None, "", "*") else f"Check {check}"
-    statuses = _fail_on(rule.get("threshold"))
+    statuses = _fail_on(_field(rule, "threshold"))
     if check in (None, "", "*"):
         return f"No matching check may {' or '.join(statuses)}"
     if set(statuses) >= {"fail", "warn"}:
@@ -63,10 +70,10 @@ def _finding_words(rule: Mapping[str, Any]) -> str:
     return f"{subject} must not {'warn' if statuses == ['warn'] else 'fail'}"
 
 
-def _target(rule: Mapping[str, Any]) -> tuple[str, str]:
+def _target(rule: RuleResult | Mapping[str, Any]) -> tuple[str, str]:
     """(what is judged, where): e.g. ("the accuracy gap between the camera groups", "on night@3")."""
-    metric, aggregate = str(rule.get("metric") or "value"), rule.get("aggregate")
-    group, condition = rule.get("group"), rule.get("condition")
+    metric, aggregate = str(_field(rule, "metric") or "value"), _field(rule, "aggregate")
+    group, condition = _field(rule, "group"), _field(rule, "condition")
     attribute = str(group).split("=", 1)[0] if group else None
     # a condition id is "clean" or "<stressor>@<severity>"; any other target is a section of results.json
     where = (
@@ -89,7 +96,9 @@ def _target(rule: Mapping[str, Any]) -> tuple[str, str]:
     return _metric(metric), where
 
 
-def rule_in_words(rule: Mapping[str, Any], value: Callable[[Any, Mapping[str, Any]], str] | None = None) -> str:
+def rule_in_words(
+    rule: RuleResult | Mapping[str, Any], value: Callable[[Any, Mapping[str, Any]], str] | None = None
+) -> str:
     """What a rule requires, in one plain sentence (no trailing full stop).
 
     Args:
@@ -102,24 +111,24 @@ def rule_in_words(rule: Mapping[str, Any], value: Callable[[Any, Mapping[str, An
         E.g. ``"accuracy on clean must be at least 80.00%"``, ``"check consent_missing must not
         fail"``; a rule over several targets says that each must meet it.
     """
-    if rule.get("kind") == "finding":
+    if _field(rule, "kind") == "finding":
         return _finding_words(rule)
     fmt = value or (lambda v, _r: str(v))
     what, where = _target(rule)
-    judge = rule.get("judge")
+    judge = _field(rule, "judge")
     if judge == "ci_lower":
         what = f"the lower end of the 95% interval of {what}"
     elif judge == "ci_upper":
         what = f"the upper end of the 95% interval of {what}"
-    bound = "at least" if rule.get("op") == "min" else "at most"
-    targets = rule.get("evaluations")
+    bound = "at least" if _field(rule, "op") == "min" else "at most"
+    targets = _field(rule, "evaluations")
     if isinstance(targets, list) and len(targets) > 1:
-        where = f" on each of the {len(targets)} matching targets (the worst: {rule.get('condition')})"
-    text = f"{what}{where} must be {bound} {fmt(rule.get('threshold'), rule)}"
-    test, confidence = rule.get("test"), rule.get("confidence")
+        where = f" on each of the {len(targets)} matching targets (the worst: {_field(rule, 'condition')})"
+    text = f"{what}{where} must be {bound} {fmt(_field(rule, 'threshold'), rule)}"
+    test, confidence = _field(rule, "test"), _field(rule, "confidence")
     level = f"{100 * confidence:g}% confidence" if isinstance(confidence, (int, float)) else "the rule's confidence"
     if test == "detect":
-        larger = "larger" if rule.get("op") == "max" else "smaller"
+        larger = "larger" if _field(rule, "op") == "max" else "smaller"
         text += f"; it fails only when the data show it {larger} ({level})"
     elif test == "demonstrate":
         text += f"; it passes only when the data show it within the bound ({level})"
