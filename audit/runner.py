@@ -33,7 +33,7 @@ from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, ExitCode, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
-from audit.contract.results import Results
+from audit.contract.results import ErrorThumbnails, Governance, PolicyOutcome, Results
 from audit.evaluation import distributed
 from audit.evaluation.allocator import apply_allocator
 from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
@@ -43,7 +43,7 @@ from audit.evaluation.evaluate import EvalSettings, evaluate
 from audit.evaluation.groups import build_layout, slot_matrix
 from audit.evaluation.model import load_model, resolve_device, resolve_model_config
 from audit.evaluation.predictions import merge_predictions
-from audit.evaluation.results import assemble_results
+from audit.evaluation.results import ResultsInputs, assemble_results
 from audit.evaluation.threads import plan_threads, using_threads
 from audit.tracking import TrackedRun, track_audit
 from reports.outputs import OutputTransaction
@@ -64,7 +64,7 @@ ProgressFactory = Callable[[int, str], Callable[..., None]]
 class AuditOutcome:
     """What a run produced. ``exit_code`` is 0 (pass) or 1 (a blocking rule failed)."""
 
-    results: dict[str, Any]
+    results: Results | None  # None on the ranks other than 0 of a distributed run
     out_dir: Path
     files: list[Path]
     class_names_from_folders: bool = False
@@ -72,7 +72,9 @@ class AuditOutcome:
 
     @property
     def verdict(self) -> str:
-        return self.results["policy"]["verdict"]
+        if self.results is None or self.results.verdict is None:
+            raise ValueError("no verdict: these results were not judged (a non-zero rank of a distributed run)")
+        return self.results.verdict
 
     @property
     def exit_code(self) -> ExitCode:
@@ -267,48 +269,46 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks
     distributed.barrier()  # every part file is complete
     if rank != 0:
-        return AuditOutcome({}, out_dir, [])
+        return AuditOutcome(None, out_dir, [])
     if computed["clean"][0]["n"] == 0:
         raise AuditError(f"{table.source}: no image could be decoded; nothing to audit")
 
-    results = assemble_results(
-        cfg=cfg,
-        config_path=config_path,
-        model_info=model_info,
-        class_names=class_names,
-        table=table,
-        conditions=conditions,
-        layout=layout,
-        computed=computed,
-        state=state,
-        attack_indices=attack_indices,
-        baseline=baseline_results,
-        started=started,
-        device=str(device),
-    )
-    results["provenance"].update(
-        threads=threads.threads,
-        num_workers=threads.num_workers,
-        allocator=allocator,
-        exif=cfg.data.exif,
-        alpha=cfg.data.alpha,
-    )
-    results["governance"] = {
-        "findings": findings,
-        "policy": policy.name,
-        "audit_date": started.date().isoformat(),
-    }
     refine = RefineContext(
         model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions, decoding=_decoding(cfg)
     )
-    results.update(run_breaking_points(work, cfg, conditions, layout, table, refine))
-    results["policy"] = policies.check_policy(results, policy, findings=findings)
+    results = assemble_results(
+        ResultsInputs(
+            cfg=cfg,
+            config_path=config_path,
+            model_info=model_info,
+            class_names=class_names,
+            table=table,
+            conditions=conditions,
+            layout=layout,
+            computed=computed,
+            state=state,
+            attack_indices=attack_indices,
+            baseline=baseline_results,
+            governance=Governance.model_validate(
+                {"findings": findings, "policy": policy.name, "audit_date": started.date().isoformat()}
+            ),
+            breaking_points=run_breaking_points(work, cfg, conditions, layout, table, refine),
+            started=started,
+            device=str(device),
+            threads=threads.threads,
+            num_workers=threads.num_workers,
+            allocator=allocator,
+        )
+    )
+    verdict = PolicyOutcome.model_validate(policies.check_policy(results, policy, findings=findings))
+    results = results.model_copy(update={"policy": verdict})
     predictions = outputs.stage / "predictions.csv"
     merge_predictions(work, predictions, attributes=list(table.attributes))  # the named samples come from it
     thumbnails = _error_thumbnails(results, predictions, gallery_mode, model, table, cfg, conditions, keys_all, device)
     if thumbnails:
-        results["error_thumbnails"] = thumbnails
-    results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
+        results = results.model_copy(
+            update={"error_thumbnails": [ErrorThumbnails.model_validate(t) for t in thumbnails]}
+        )
     files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
     tracked = track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
     return AuditOutcome(results, out_dir, files, class_names_from_folders=from_folders, tracked=tracked)
@@ -465,10 +465,10 @@ def _early_stop(cfg, policy, plan, table, slots, keys_all, layout, shard, attack
     return order, monitor
 
 
-def _load_baseline(path: Path) -> dict[str, Any]:
+def _load_baseline(path: Path) -> Results:
     """The deployed model's results, through the one reader."""
     try:
-        return load_results(path).to_dict()
+        return load_results(path)
     except ResultsError as err:
         raise AuditError(f"--baseline: {err}") from None
 

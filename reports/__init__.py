@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audit.contract.load import parse_results
+from audit.contract.results import Results
 from audit.contract.version import tool_version
 from reports.atomic import atomic_write_bytes, atomic_write_text
-from reports.html import as_results_dict, render_html
+from reports.html import render_html
 from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
 from reports.outputs import ATTESTED_FILES, OUTPUT_FILES, OutputTransaction
 from reports.signature_view import signature_view
@@ -57,14 +59,22 @@ class OutputSet:
     notes: tuple[str, ...]
 
 
-def results_json_bytes(results: Mapping[str, Any]) -> bytes:
-    """The bytes of a run's ``results.json``: two-space indented UTF-8 JSON, keys in model order, no NaN."""
-    return (json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+def results_json_bytes(results: Results, *, legacy: bool = False) -> bytes:
+    """The bytes of a run's ``results.json``: two-space indented UTF-8 JSON, keys in model order, no NaN.
+
+    The one place results are serialised: the keys the results carry (:meth:`Node.to_dict
+    <audit.contract.results.base.Node.to_dict>`), written by :func:`json.dumps`. ``legacy``: keys
+    sorted and non-ASCII escaped, as :func:`write_reports` writes a missing results.json.
+    """
+    data = results.to_dict()
+    if legacy:
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return (json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def write_outputs(
     outputs: OutputTransaction,
-    results: Mapping[str, Any],
+    results: Results,
     *,
     results_json: bytes | None,
     formats: Sequence[str] = FORMATS,
@@ -92,7 +102,7 @@ def write_outputs(
     Args:
         outputs: The open transaction on ``--out``; a ``predictions.csv`` of
             these results is already in ``outputs.stage`` or kept from ``--out``.
-        results: The results, as in results.json (validated).
+        results: The results (:func:`audit.contract.load_results`, or as a run built them).
         results_json: The bytes of ``results.json`` (:func:`results_json_bytes`
             for a run; the stored file's bytes for a copy); ``None`` when
             ``--out`` already holds this very file, which is then kept as it is
@@ -138,10 +148,8 @@ def write_outputs(
         written.append(stage / "breaking_points.csv")
     if results_json is not None:
         written.append(atomic_write_bytes(stage / "results.json", results_json))
-    policy = results.get("policy")
-    if isinstance(policy, Mapping):
-        findings = list((results.get("governance") or {}).get("findings") or [])
-        written.append(write_junit(policy, findings, stage / "junit.xml"))
+    if results.policy is not None:
+        written.append(write_junit(results.policy, results.governance.findings, stage / "junit.xml"))
     elif keep_previous and (out_dir / "junit.xml").exists():
         notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
     if governance is not None:
@@ -173,7 +181,7 @@ def write_outputs(
 
 def write_reports(
     out_dir: str | os.PathLike[str],
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     *,
     formats: Sequence[str] = FORMATS,
     sign_key: str | os.PathLike[str] | None = None,
@@ -193,7 +201,7 @@ def write_reports(
     Args:
         out_dir: The run's output folder; ``results.json`` should already be
             there (it is written from ``results`` if missing).
-        results: The results (typed, or a dict as in results.json: validated first).
+        results: The results (typed, or a dict as in results.json: read by the one reader first).
         formats: Any of ``"html"`` and ``"pdf"``.
         sign_key: A key folder from ``cvaudit keygen``; ``None`` writes
             unsigned reports and no attestation.
@@ -216,7 +224,8 @@ def write_reports(
         ValueError: An unknown format.
         OSError: The folder or an extra subject cannot be read or written.
     """
-    results = as_results_dict(results)
+    if not isinstance(results, Results):
+        results = parse_results(dict(results), source="results")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(unknown)}; expected html and/or pdf")
@@ -231,7 +240,7 @@ def write_reports(
         _remove_stale_attestation(folder)
     results_path = folder / "results.json"
     if not results_path.exists():
-        written.append(atomic_write_text(results_path, json.dumps(results, indent=2, sort_keys=True) + "\n"))
+        written.append(atomic_write_bytes(results_path, results_json_bytes(results, legacy=True)))
     html = render_html(results, signature=signature_view(keys, pdf="pdf" in formats), predictions=predictions)
     if "html" in formats:
         written.append(atomic_write_text(folder / "report.html", html))
@@ -254,20 +263,20 @@ def _write_pdf(path: Path, html: str, attachments: list[Path], keys: SigningKeys
     return atomic_write_bytes(path, data)
 
 
-def _write_attestation(
-    folder: Path, results: Mapping[str, Any], keys: SigningKeys, extra, names: Sequence[str]
-) -> list[Path]:
+def _write_attestation(folder: Path, results: Results, keys: SigningKeys, extra, names: Sequence[str]) -> list[Path]:
     from reports.attestation import write_attestation
     from reports.keys import ATTESTATION_PUB
 
-    policy = results.get("policy") if isinstance(results.get("policy"), Mapping) else {}
-    audit_tool = results.get("tool") if isinstance(results.get("tool"), Mapping) else {}
+    policy = results.policy
     predicate = {
-        "verdict": policy.get("verdict"),
-        "policy": {"name": policy.get("name"), "sha256": policy.get("sha256")},
+        "verdict": policy.verdict if policy is not None else None,
+        "policy": {
+            "name": policy.name if policy is not None else None,
+            "sha256": policy.sha256 if policy is not None else None,
+        },
         "tool": {"name": "cvaudit", "version": tool_version()},
-        "audit_tool_version": audit_tool.get("version"),
-        "schema_version": results.get("schema_version"),
+        "audit_tool_version": results.tool.version,
+        "schema_version": results.schema_version,
         # binds this attestation to the PDF signature: the verifier requires report.pdf to be
         # signed by exactly this certificate (and the DSSE keyid is the attestation key's fingerprint)
         "signer": {

@@ -19,23 +19,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from audit.contract.load import parse_results
+from audit.contract.results import Results
+
 __all__ = ["EXAMPLES_PER_TARGET", "error_examples", "failing_targets"]
 
 #: Misclassified samples named per failing condition or subgroup.
 EXAMPLES_PER_TARGET = 5
 
 
-def _fairness_worst(results: Mapping[str, Any], condition: str, attribute: str) -> str | None:
-    for f in results.get("fairness") or []:
-        if isinstance(f, Mapping) and f.get("condition") == condition and f.get("attribute") == attribute:
-            worst = f.get("worst_group")
-            return None if worst is None else str(worst)
+def _fairness_worst(results: Results, condition: str, attribute: str) -> str | None:
+    for f in results.fairness:
+        if f.condition == condition and f.attribute == attribute:
+            return None if f.worst_group is None else str(f.worst_group)
     return None
 
 
-def _target(results: Mapping[str, Any], condition: Any, group: Any) -> tuple[str, str | None, str | None] | None:
+def _target(results: Results, condition: Any, group: Any) -> tuple[str, str | None, str | None] | None:
     """(condition, attribute, value) of one judged target; None when it names no condition of the run."""
-    ids = {str(c.get("id")) for c in results.get("conditions") or [] if isinstance(c, Mapping)}
+    ids = {c.id for c in results.conditions}
     if condition is None or str(condition) not in ids:
         return None
     if group is None or group == "":
@@ -55,20 +57,29 @@ def _in_group(row: Mapping[str, Any], attribute: str, value: str | None) -> bool
     return len(attributes) == len(values) and all(row.get(a) == v for a, v in zip(attributes, values))
 
 
-def failing_targets(results: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
-    """The (condition, attribute, value) targets of the failed and warned rules, in rule order, each once."""
+def failing_targets(results: Results | Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    """The (condition, attribute, value) targets of the failed and warned rules, in rule order, each once.
+
+    Args:
+        results: The results; a mapping is read through the one reader (:func:`audit.contract.parse_results`).
+    """
+    results = _typed(results)
     out: list[tuple[str, str | None, str | None]] = []
-    for rule in (results.get("policy") or {}).get("rules") or []:
-        if not isinstance(rule, Mapping) or rule.get("kind") == "finding" or rule.get("status") not in ("fail", "warn"):
+    for rule in results.policy.rules if results.policy is not None else []:
+        if rule.kind == "finding" or rule.status not in ("fail", "warn"):
             continue
-        found = [_target(results, rule.get("condition"), rule.get("group"))]
-        for e in rule.get("evaluations") or []:
-            if isinstance(e, Mapping) and e.get("status") == "fail":
-                found.append(_target(results, e.get("condition"), e.get("group")))
+        found = [_target(results, rule.condition, rule.group)]
+        for e in rule.evaluations or []:
+            if e.status == "fail":
+                found.append(_target(results, e.condition, e.group))
         for t in found:
             if t is not None and t not in out:
                 out.append(t)
     return out
+
+
+def _typed(results: Results | Mapping[str, Any]) -> Results:
+    return results if isinstance(results, Results) else parse_results(dict(results), source="results")
 
 
 def _float(text: str | None) -> float:
@@ -80,7 +91,7 @@ def _float(text: str | None) -> float:
 
 
 def error_examples(
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     predictions: str | os.PathLike[str] | None,
     *,
     limit: int = EXAMPLES_PER_TARGET,
@@ -88,7 +99,7 @@ def error_examples(
     """Per failing target, its misclassified samples with the lowest ``p_true`` (see the module docstring).
 
     Args:
-        results: The results dict (results.json).
+        results: The results; a mapping is read through the one reader (:func:`audit.contract.parse_results`).
         predictions: The run's predictions.csv; None (or a missing file) gives no examples.
         limit: Samples named per target.
 
@@ -98,10 +109,11 @@ def error_examples(
         ``samples``: up to ``limit`` dicts with ``sample_id``, ``label``, ``prediction`` (class
         names where results.json names them) and ``p_true`` (a float).
     """
+    results = _typed(results)
     targets = failing_targets(results)
     if not targets or predictions is None or not Path(predictions).is_file():
         return []
-    names = [str(n) for n in (results.get("model") or {}).get("class_names") or []]
+    names = [str(n) for n in results.model.class_names]
     kept: dict[tuple, list] = {t: [] for t in targets}
     errors = dict.fromkeys(targets, 0)
     by_condition: dict[str, list[tuple]] = {}

@@ -92,3 +92,8 @@ def typed_results(partial: dict[str, Any]) -> Results:
     from audit.contract.load import parse_results
 
     return parse_results(complete_results(partial), source="results")
+
+
+def typed_part(model: type[BaseModel], partial: dict[str, Any]) -> Any:
+    """One part of the results (a ``policy``, a finding ...) with its missing required keys filled, validated."""
+    return model.model_validate(_complete(partial, model))

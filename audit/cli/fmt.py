@@ -43,24 +43,29 @@ def interval(value: Any) -> str:
     return "-"
 
 
-def _is_gap(rule: Mapping[str, Any]) -> bool:
-    metric = str(rule.get("metric") or "")
-    return rule.get("aggregate") == "gap" or metric.endswith(_GAPS)
+def _get(rule: Any, key: str) -> Any:
+    """A key of a rule or failure: an attribute of the results model (absent on a failure: None), or a mapping's key."""
+    return rule.get(key) if isinstance(rule, Mapping) else getattr(rule, key, None)
 
 
-def observed(rule: Mapping[str, Any]) -> str:
+def _is_gap(rule: Any) -> bool:
+    metric = str(_get(rule, "metric") or "")
+    return _get(rule, "aggregate") == "gap" or metric.endswith(_GAPS)
+
+
+def observed(rule: Any) -> str:
     """A rule's or failure's observed value: pp for gaps, 3 significant digits for rates."""
-    value = rule.get("observed")
+    value = _get(rule, "observed")
     if isinstance(value, str):
         return value
     return pp(value) if _is_gap(rule) else rate(value)
 
 
-def threshold(rule: Mapping[str, Any]) -> str:
+def threshold(rule: Any) -> str:
     """``>= 0.8``, ``<= 5.0 pp`` or ``0`` (governance) for a rule or failure."""
-    value = rule.get("threshold")
+    value = _get(rule, "threshold")
     if isinstance(value, str):
         return value
     shown = pp(value) if _is_gap(rule) else rate(value)
-    op = {"min": ">= ", "max": "<= "}.get(str(rule.get("op")), "")
+    op = {"min": ">= ", "max": "<= "}.get(str(_get(rule, "op")), "")
     return f"{op}{shown}"

@@ -139,7 +139,7 @@ def check_command(
         update={"policy": PolicyOutcome.model_validate(section), "governance": Governance(findings=findings)}
     )
     if junit_path is not None:
-        write_junit(section, findings, junit_path)
+        write_junit(judged.policy, judged.governance.findings, junit_path)
     if markdown_path is not None:
         markdown_path.write_text(render_markdown_summary(judged), encoding="utf-8")
     if fmt == "json":

@@ -100,7 +100,7 @@ def test_report_only_runs_and_says_so_everywhere(results, tmp_path):
         "verdict: REPORT ONLY (policy t gates nothing: report_only, no blocking rule; rules: 1 warn;"
     )
     assert summary_json({"policy": section, "conditions": []}, tmp_path)["report_only"] is True
-    junit = ET.parse(write_junit(section, [], tmp_path / "junit.xml")).getroot()
+    junit = ET.parse(write_junit(PolicyOutcome.model_validate(section), [], tmp_path / "junit.xml")).getroot()
     properties = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert properties["policy.report_only"] == "True" and properties["policy.verdict"] == "pass"
     assert render_markdown_summary(typed({"policy": section})).startswith("## ℹ️ cvaudit: REPORT ONLY")
