@@ -140,7 +140,10 @@ def test_a_report_only_run_is_not_logged_as_a_passed_gate():
     assert tags["cvaudit.verdict"] == "report_only" and tags["cvaudit.report_only"] == "true"
     assert ("policy/pass", 0) not in metric_values(typed_results(results))
     results["policy"]["report_only"] = False
-    assert metric_values(typed_results(results))[("policy/pass", 0)] == 1.0 and _tags(typed_results(results), Path("."))["cvaudit.verdict"] == "pass"
+    assert (
+        metric_values(typed_results(results))[("policy/pass", 0)] == 1.0
+        and _tags(typed_results(results), Path("."))["cvaudit.verdict"] == "pass"
+    )
 
 
 def _config(tmp_path: Path, tracking: dict | None = None):
