@@ -514,7 +514,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
                     "file": f"variants/{path.name}",
                     "sample_id": c.sample_id,
                     "sample_key": sample_key(c.sample_id),
-                    "stressor": info["stressor"],
+                    "stressor": info.stressor,
                     "entry": name,
                     "options": options,
                     "severity": level,

@@ -96,16 +96,16 @@ def test_report_only_runs_and_says_so_everywhere(results, tmp_path):
     assert section["verdict"] == "pass" and section["report_only"] is True
     assert section["rules"][0]["status"] == "warn"
     assert PolicyOutcome.model_validate(section).report_only is True  # a typed field of the contract
-    assert verdict_line({"policy": section}).startswith(
+    assert verdict_line(typed({"policy": section})).startswith(
         "verdict: REPORT ONLY (policy t gates nothing: report_only, no blocking rule; rules: 1 warn;"
     )
-    assert summary_json({"policy": section, "conditions": []}, tmp_path)["report_only"] is True
+    assert summary_json(typed({"policy": section, "conditions": []}), tmp_path)["report_only"] is True
     junit = ET.parse(write_junit(PolicyOutcome.model_validate(section), [], tmp_path / "junit.xml")).getroot()
     properties = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert properties["policy.report_only"] == "True" and properties["policy.verdict"] == "pass"
     assert render_markdown_summary(typed({"policy": section})).startswith("## ℹ️ cvaudit: REPORT ONLY")
     gate = check_policy(typed(results), _policy(CLEAN))
-    assert "report_only" not in gate and not verdict_line({"policy": gate}).startswith("verdict: REPORT ONLY")
+    assert "report_only" not in gate and not verdict_line(typed({"policy": gate})).startswith("verdict: REPORT ONLY")
 
 
 def test_report_only_on_the_command_line(runner_cli, results_file, write_policy):
