@@ -327,7 +327,7 @@ def _decoding(cfg: AuditConfig) -> dict[str, Any]:
 
 
 def _error_thumbnails(results, predictions, mode, model, table, cfg, conditions, keys, device) -> list[dict]:
-    """``results["error_thumbnails"]``: the samples the report names per failing target, as the model saw them.
+    """The results' ``error_thumbnails``: the samples the report names per failing target, as the model saw them.
 
     The samples are selected as the report selects them (:func:`reports.error_examples.error_examples`,
     from the merged predictions.csv) and stressed again (:mod:`audit.evaluation.error_thumbnails`);

@@ -127,7 +127,6 @@ def write_outputs(
 
     Raises:
         ValueError: ``results_json`` is ``None`` without ``keep_previous``, or an unknown format.
-        ResultsError: The results are not valid results.json content.
         SigningError: The key folder cannot be used.
         OSError: A file cannot be read or written (``--out`` is left as it was).
     """
@@ -219,7 +218,7 @@ def write_reports(
         The files written, in writing order.
 
     Raises:
-        ResultsError: The results are not valid results.json content.
+        ResultsError: The results are a mapping that is not valid results.json content.
         SigningError: The key folder cannot be used (nothing is written).
         ValueError: An unknown format.
         OSError: The folder or an extra subject cannot be read or written.
