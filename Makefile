@@ -9,8 +9,9 @@
 #
 # Every later install runs with a constraint file pinning the installed torch (torch==2.13.0
 # after a CPU install), so no dependency can replace it (e.g. with a CUDA build).
-# `make test` also installs the optional extras the tests exercise: hf (transformers) and
-# mlflow.
+# `make test` also installs the optional extras the tests exercise, hf (transformers) and
+# mlflow, and docs (MkDocs), and builds the documentation site with `mkdocs build --strict`
+# into $(SITE) before the tests run (`make docs` builds it alone).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,8 +21,9 @@ STAMP  := $(VENV)/.cvaudit-installed
 EXTRAS_STAMP := $(VENV)/.cvaudit-extras-installed
 CONSTRAINTS  := $(VENV)/torch-constraint.txt
 PYTEST_ARGS ?=
+SITE         := build/site
 
-.PHONY: demo test test-fast lint install bench fuzz clean
+.PHONY: demo test test-fast lint docs install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +34,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(EXTRAS_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,hf,mlflow]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,hf,mlflow,docs]'
 	touch $(EXTRAS_STAMP)
 
 install: $(STAMP)
@@ -40,7 +42,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cvaudit demo --out cvaudit-demo
 
-test: lint $(EXTRAS_STAMP)
+test: lint $(EXTRAS_STAMP) docs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: lint $(EXTRAS_STAMP)
@@ -57,6 +59,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m audit.contract.schema --check
+
+# The documentation site, offline: broken links, anchors and API references fail the build.
+docs: $(EXTRAS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SITE)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_import.py

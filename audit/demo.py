@@ -338,7 +338,7 @@ def prepare_demo(
     if sign:
         keys = workspace / "keys"
         if not (keys / "pdf-signing.cert.pem").exists():
-            from reports.keys import keygen
+            from reports import keygen
 
             keygen(keys, passphrase=None)
         sign_key = "keys"

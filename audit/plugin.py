@@ -8,6 +8,8 @@ and the audit machinery are imported only when a test asks for results.
   ``--cvaudit-out DIR``: where the run writes its outputs (default: a temp dir);
   ``--cvaudit-mlflow EXPERIMENT``: log the session's audit to MLflow (the run's
   config, or the stored results' folder), as ``cvaudit run --mlflow`` does.
+  The run is :func:`audit.runner.run`, the library's: it prints nothing and leaves the
+  C allocator alone unless the config sets ``allocator`` (``cvaudit run`` uses ``retain``).
 - fixture ``cvaudit_results`` (session): an :class:`audit.testing.AuditResults`.
 - marker ``@pytest.mark.cvaudit(policy="ci-gate")`` on a test that takes the
   ``cvaudit_rule`` argument expands into one test per policy rule; call
@@ -73,11 +75,17 @@ def _load_results(config: pytest.Config, tmp_factory: pytest.TempPathFactory) ->
         return results
     if not config_path:
         return None
-    from audit.cli.run import run_config
+    from audit.contract.config import load_config
+    from audit.runner import run
+    from audit.tracking import require_tracking, with_experiment
 
     out = Path(config.getoption("--cvaudit-out") or tmp_factory.mktemp("cvaudit"))
-    try:
-        outcome = run_config(Path(config_path), out_dir=out, quiet=True, mlflow=experiment)
+    try:  # the library's run: the C allocator is left alone unless the config sets ``allocator``
+        cfg = load_config(Path(config_path))
+        if experiment:
+            cfg = with_experiment(cfg, experiment)
+        require_tracking(cfg)
+        outcome = run(cfg, config_path=Path(config_path), out_dir=out)
     except CvauditError as err:
         pytest.fail(f"cvaudit could not run: {err}", pytrace=False)
     return AuditResults(outcome.results, source=str(out / "results.json"))
@@ -120,7 +128,7 @@ class RuleOutcome:
     def check(self) -> None:
         __tracebackhide__ = True
         r = self.rule
-        from audit.cli.fmt import observed, threshold
+        from audit.contract.fmt import observed, threshold
 
         detail = (
             f"policy {self.policy}, rule {r['id']}: {r.get('message', '')}\n"
@@ -173,8 +181,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if stored is None or stored.results.policy is None:
         return
     results = stored.results
-    from audit.cli.fmt import pp
-    from audit.cli.summary import failure_lines, verdict_line
+    from audit.contract.fmt import failure_lines, pp, verdict_line
     from audit.contract.text import neutralise
 
     tr = terminalreporter

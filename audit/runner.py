@@ -1,17 +1,32 @@
 """``cvaudit run``: from a config to a verdict and every output file.
 
-Order of work (so that nothing is written over invalid input):
+The run reads top-down as its stages (:func:`_run`); each takes the
+:class:`RunContext` (config, policy gate, paths, rank, callbacks) and what the
+stages before it returned, so that nothing is written over invalid input:
 
-1. load and validate everything that can fail cheaply: config, policy, signing
-   keys, model, sample table, stressors;
-2. governance checks over the manifest (they decide whether images may appear
-   in the report);
-3. one streaming pass over the data (:mod:`audit.evaluation.evaluate`);
-4. results assembly (:mod:`audit.evaluation.results`), policy verdict;
-5. outputs, written into a staging folder (the attestation last) that is then
-   swapped in for ``--out`` as a whole, under an advisory lock on ``--out``
-   (:mod:`reports.outputs`);
-6. tracking (MLflow, when configured: :mod:`audit.tracking`), which only warns on failure.
+1. **context** (:func:`run_audit`): everything that can fail cheaply, before any
+   data are read: the policy (:class:`policies.PolicyGate`, which refuses a gate
+   on nothing), signing keys, the baseline, the model's config;
+2. **read** (:func:`_read`): conditions, the sample table, its groups; the
+   policy's governance checks see the manifest as it is read and decide whether
+   images may appear in the report;
+3. **plan** (:func:`_plan`): what the run will produce; the policy validates
+   every rule against it before the model is loaded (``PolicyGate.plan``);
+4. **load** (:func:`_load`): the model, checked against the data and stressors;
+5. **evaluate** (:func:`_evaluate`): one streaming pass over the data
+   (:mod:`audit.evaluation.evaluate`), stopped early at the policy's stop
+   targets when ``evaluation.early_stop`` asks;
+6. **judge** (:func:`_judge`): results assembly (:mod:`audit.evaluation.results`),
+   breaking points, the policy's verdict (``PolicyGate.judge``), error thumbnails;
+7. the edge, side effects only: outputs, written into a staging folder (the
+   attestation last) that is then swapped in for ``--out`` as a whole, under an
+   advisory lock on ``--out`` (:mod:`reports.outputs`); tracking (MLflow, when
+   configured: :mod:`audit.tracking`), which only warns on failure.
+
+A library: nothing is printed (``notify`` receives the lines a person should see;
+conditions worth a warning are ``warnings``), and the C allocator is changed only
+when the config's ``allocator`` asks, from the evaluation to the written outputs,
+and restored after (:func:`audit.evaluation.allocator.allocator_setting`).
 
 Single process, or one rank of ``torchrun`` (see :mod:`audit.evaluation.distributed`):
 every rank evaluates its shard; statistics are all-reduced when computed;
@@ -23,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +49,39 @@ from audit.contract.errors import AuditError, ExitCode, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import ErrorThumbnails, Governance, PolicyOutcome, Results
-from audit.evaluation import distributed
-from audit.evaluation.allocator import apply_allocator
-from audit.evaluation.breaking_points import BREAKING_POINTS_CSV, RefineContext, check_refinement, run_breaking_points
-from audit.evaluation.conditions import build_conditions
-from audit.evaluation.data import AuditDataset, check_label_range, read_samples, sample_keys_of
-from audit.evaluation.evaluate import EvalSettings, evaluate
-from audit.evaluation.groups import build_layout, slot_matrix
-from audit.evaluation.model import load_model, resolve_device, resolve_model_config
-from audit.evaluation.predictions import merge_predictions
-from audit.evaluation.results import ResultsInputs, assemble_results
-from audit.evaluation.threads import plan_threads, using_threads
+from audit.evaluation import (
+    BREAKING_POINTS_CSV,
+    AuditDataset,
+    Condition,
+    EvalSettings,
+    EvalState,
+    RefineContext,
+    ResultsInputs,
+    SampleTable,
+    SlotLayout,
+    ThreadPlan,
+    allocator_setting,
+    assemble_results,
+    build_conditions,
+    build_layout,
+    check_label_range,
+    check_refinement,
+    distributed,
+    load_model,
+    merge_predictions,
+    plan_threads,
+    read_samples,
+    resolve_device,
+    resolve_model_config,
+    run_breaking_points,
+    sample_keys_of,
+    slot_matrix,
+    using_threads,
+)
+from audit.evaluation import evaluate_conditions as evaluate
 from audit.tracking import TrackedRun, track_audit
-from reports.outputs import OutputTransaction
+from policies import Policy, PolicyGate
+from reports import OutputTransaction
 
 
 class SlotMemoryWarning(UserWarning):
@@ -123,6 +158,155 @@ def _probe_width(model: Any, dataset: AuditDataset, device: torch.device) -> int
     return int(out.shape[1])
 
 
+@dataclass(frozen=True)
+class Signing:
+    """The report's signing key, loaded before any data are read (None: ``report.sign_key`` not set)."""
+
+    keys: Any = None
+    passphrase: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage of one run reads; built once by :func:`run_audit`, never changed.
+
+    Attributes:
+        cfg: the config, with a Hugging Face folder's own model values and the image decoding decided.
+        config_path: the config file (relative model and data paths are resolved from its folder).
+        out_dir: where the outputs go.
+        gate: the policy, asked through its façade only (:class:`policies.PolicyGate`).
+        started: the run's start (UTC), the reference time of governance checks.
+        rank: this process's rank (0 writes the outputs).
+        world: the number of processes.
+        outputs: the output transaction on rank 0, else None.
+        baseline: the deployed model's results (``--baseline``), or None.
+        signing: the report's signing key.
+        progress: makes the progress callback of a stage (the CLI's bars), or None.
+        notify: receives the lines a person running the audit should see (the CLI prints them).
+    """
+
+    cfg: AuditConfig
+    config_path: Path | None
+    out_dir: Path
+    gate: PolicyGate
+    started: dt.datetime
+    rank: int
+    world: int
+    outputs: OutputTransaction | None
+    baseline: Results | None = None
+    signing: Signing = field(default_factory=Signing)
+    progress: ProgressFactory | None = None
+    notify: Callable[[str], None] | None = None
+
+    @property
+    def source(self) -> str:
+        """The config as messages name it."""
+        return str(self.config_path or "config")
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the outputs (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``)."""
+        return _decoding(self.cfg)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What reading the sample table gave: the data, their groups and the governance findings."""
+
+    conditions: list[Condition]
+    table: SampleTable
+    findings: list[dict[str, Any]]
+    affected: list[dict[str, Any]]  # governance.csv rows
+    gallery_mode: str
+    layout: SlotLayout
+    slots: torch.Tensor
+    keys: torch.Tensor
+    attack_indices: set[int] | None
+    from_folders: bool  # class names taken from an image folder's subfolders
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model on its device, with what its first forward pass told."""
+
+    model: Any
+    info: dict[str, Any]
+    device: torch.device
+    width: int
+    class_names: list[str]
+
+
+@dataclass
+class Evaluation:
+    """The streaming pass's outcome: merged statistics, the settings it ran with, its work folder."""
+
+    state: EvalState
+    computed: dict[str, Any]
+    threads: ThreadPlan
+    allocator: str
+    work: Path
+
+
+def run(
+    config: AuditConfig | str | Path,
+    *,
+    out_dir: str | Path,
+    config_path: str | Path | None = None,
+    baseline: str | Path | None = None,
+    policy: PolicyGate | Policy | None = None,
+    progress: ProgressFactory | None = None,
+    notify: Callable[[str], None] | None = None,
+    now: dt.datetime | None = None,
+) -> AuditOutcome:
+    """Run an audit from Python: a config file or an :class:`AuditConfig`, outputs into ``out_dir``.
+
+    A library call: nothing is printed (``notify`` receives the lines the CLI would print;
+    conditions worth a warning are ``warnings``), and the C allocator is left as it is unless
+    the config's ``allocator`` says ``retain`` (then it is set from the evaluation to the written
+    outputs and restored after, :func:`audit.evaluation.allocator.allocator_setting`).
+
+    Args:
+        config: a ``config.yaml`` path, or a validated config.
+        out_dir: the output folder.
+        config_path: the file ``config`` came from, when ``config`` is an :class:`AuditConfig`
+            (relative paths in it are resolved from its folder); ignored for a path.
+        baseline: a results.json of the deployed model to compare against.
+        policy: a :class:`policies.PolicyGate` or a parsed policy; default: ``config.policy``.
+        progress: makes a progress callback, ``progress(total, label)(n, condition=None)``.
+        notify: receives lines for the person running the audit.
+        now: the run's start (default: now, UTC).
+
+    Returns:
+        The outcome: results, written files, the verdict and its exit code.
+
+    Raises:
+        AuditError: anything that prevents a valid audit; nothing is written to ``out_dir``.
+        PolicyError: the policy cannot judge this run.
+    """
+    if isinstance(config, AuditConfig):
+        cfg, path = config, Path(config_path) if config_path is not None else None
+    else:
+        from audit.contract.config import load_config
+
+        path = Path(config)
+        cfg = load_config(path)
+    return run_audit(
+        cfg,
+        config_path=path,
+        out_dir=Path(out_dir),
+        baseline=Path(baseline) if baseline is not None else None,
+        progress=progress,
+        now=now,
+        policy=policy,
+        notify=notify,
+    )
+
+
 def run_audit(
     cfg: AuditConfig,
     *,
@@ -131,15 +315,17 @@ def run_audit(
     baseline: Path | None = None,
     progress: ProgressFactory | None = None,
     now: dt.datetime | None = None,
-    policy: Any = None,
+    policy: PolicyGate | Policy | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> AuditOutcome:
     """Run the whole audit and write the outputs into ``out_dir`` (rank 0 only).
 
-    ``policy`` is ``cfg.policy`` already loaded (:func:`policies.load_policy`), or None to load it here.
+    ``policy`` is a :class:`policies.PolicyGate`, a parsed policy (:func:`policies.load_policy`),
+    or None to load ``cfg.policy`` here.
     ``notify`` receives the lines a person running the audit should see as it starts (the class mapping
     of an image folder without ``model.class_names``); the CLI prints them, the library prints nothing.
     Conditions worth a warning (the statistics' memory, an interrupted run cleaned up) are ``warnings``.
+    ``cfg.allocator`` unset leaves the C allocator alone (see :func:`run`).
 
     Raises:
         AuditError: anything that prevents a valid audit (exit code 2). Nothing
@@ -153,57 +339,96 @@ def run_audit(
         for note in outputs.notes:
             warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
     try:
-        return _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy, notify)
+        if isinstance(policy, PolicyGate):
+            gate = policy
+        else:  # a policy with nothing that can fail is refused before the data are read
+            gate = PolicyGate.load(cfg.policy) if policy is None else PolicyGate(policy)
+        signing = _signing(cfg)
+        baseline_results = _load_baseline(baseline) if baseline else None
+        cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
+        cfg = cfg.model_copy(update={"data": cfg.data.decoding_for(cfg.model)})  # data.exif, data.alpha decided
+        ctx = RunContext(
+            cfg=cfg,
+            config_path=config_path,
+            out_dir=out_dir,
+            gate=gate,
+            started=started,
+            rank=rank,
+            world=world,
+            outputs=outputs,
+            baseline=baseline_results,
+            signing=signing,
+            progress=progress,
+            notify=notify,
+        )
+        return _run(ctx)
     finally:
         if outputs is not None:
             outputs.close()
 
 
-def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, outputs, policy, notify) -> AuditOutcome:
-    """The body of :func:`run_audit`; ``outputs`` is the output transaction on rank 0, else None."""
-    import policies
-    from policies.findings import judge_findings
-    from policies.governance import GovernanceScan, report_image_mode
-    from policies.validate import check_gate, validate_policy
-    from reports.keys import load_signing_keys, passphrase_from_env
+def _signing(cfg: AuditConfig) -> Signing:
+    """The report's signing key (``report.sign_key``), loaded and unlocked before any data are read."""
+    from reports import load_signing_keys, passphrase_from_env
 
-    if policy is None:
-        policy = policies.load_policy(cfg.policy)
-    check_gate(policy)  # a policy with nothing that can fail is refused before the data are read
-    passphrase_bytes = passphrase_from_env()
-    keys = load_signing_keys(cfg.report.sign_key, passphrase_bytes) if cfg.report.sign_key is not None else None
-    baseline_results = _load_baseline(baseline) if baseline else None
+    passphrase = passphrase_from_env()
+    keys = load_signing_keys(cfg.report.sign_key, passphrase) if cfg.report.sign_key is not None else None
+    return Signing(keys, passphrase)
 
-    cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
-    cfg = cfg.model_copy(update={"data": cfg.data.decoding_for(cfg.model)})  # data.exif, data.alpha decided
-    source = str(config_path or "config")
-    conditions = build_conditions(cfg.stressors, source=source)
-    check_refinement(cfg.breaking_points, conditions, source=source)
-    affected: list[dict[str, Any]] = []
-    scan = (  # the governance checks see the manifest rows chunk by chunk as they are read; no row is kept
-        GovernanceScan(policy.governance, id_column=cfg.data.id_column, now=started, affected=affected)
-        if policy.governance is not None
-        else None
-    )
-    table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
+
+def _run(ctx: RunContext) -> AuditOutcome:
+    """The run, top-down: read (with the governance scan), plan, load the model, evaluate, judge, write."""
+    reading = _read(ctx)
+    plan = _plan(ctx, reading)
+    ctx.gate.plan(plan)  # a rule that can never match fails here, before any image is evaluated
+    loaded = _load(ctx, reading)
+    with allocator_setting(ctx.cfg.allocator) as allocator:  # unset: mallopt is not touched; restored at the end
+        evaluation = _evaluate(ctx, reading, plan, loaded, allocator)
+        if not ctx.writes:
+            return AuditOutcome(None, ctx.out_dir, [])
+        results = _judge(ctx, reading, loaded, evaluation)
+        files = _write_outputs(ctx, results, reading, loaded, evaluation)
+    tracked = track_audit(ctx.cfg, results, ctx.out_dir, config_path=ctx.config_path)  # MLflow; a failure only warns
+    return AuditOutcome(results, ctx.out_dir, files, class_names_from_folders=reading.from_folders, tracked=tracked)
+
+
+def _read(ctx: RunContext) -> Reading:
+    """Build the conditions, read the sample table (the governance checks see it as it is read), group it."""
+    cfg = ctx.cfg
+    conditions = build_conditions(cfg.stressors, source=ctx.source)
+    check_refinement(cfg.breaking_points, conditions, source=ctx.source)
+    governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)  # no manifest row is kept
+    table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=governance.on_chunk)
     from_folders = cfg.model.class_names is None and table.class_names is not None
-    if from_folders and rank == 0 and notify is not None:
-        notify(folder_classes_line(table.source, table.class_names))
-    findings = judge_findings(scan.findings() if scan else [], policy)
-    gallery_mode = report_image_mode(policy, findings, cfg.report.images)
+    if from_folders and ctx.writes and ctx.notify is not None:
+        ctx.notify(folder_classes_line(table.source, table.class_names))
+    findings = governance.findings()
+    gallery_mode = governance.image_mode(findings, cfg.report.images)
     layout = build_layout(table, cfg.data.intersections)
     slots = slot_matrix(table, layout)
-    keys_all = sample_keys_of(table)
-    attack_indices = _attack_subset(cfg, table, keys_all, layout, slots)
-    plan = _plan(source, cfg, conditions, layout, attack_indices, baseline_results, gallery_mode)
-    validate_policy(policy, plan)  # a rule that can never match fails here, before any image is evaluated
+    keys = sample_keys_of(table)
+    return Reading(
+        conditions=conditions,
+        table=table,
+        findings=findings,
+        affected=governance.affected,
+        gallery_mode=gallery_mode,
+        layout=layout,
+        slots=slots,
+        keys=keys,
+        attack_indices=_attack_subset(cfg, table, keys, slots),
+        from_folders=from_folders,
+    )
 
-    device = resolve_device(cfg.device if world == 1 else distributed.local_device(cfg.device))
-    base_dir = Path(config_path).resolve().parent if config_path else None
+
+def _load(ctx: RunContext, reading: Reading) -> LoadedModel:
+    """Load the model on its device and check it against the data and the stressors."""
+    cfg, table, conditions = ctx.cfg, reading.table, reading.conditions
+    device = resolve_device(cfg.device if ctx.world == 1 else distributed.local_device(cfg.device))
+    base_dir = Path(ctx.config_path).resolve().parent if ctx.config_path else None
     model, model_info = load_model(cfg.model, device, base_dir=base_dir)
-    dataset_all = AuditDataset(table, cfg.model)
-    width = _probe_width(model, dataset_all, device)
-    class_names = _class_names(cfg, table.class_names, width, source)
+    width = _probe_width(model, AuditDataset(table, cfg.model), device)
+    class_names = _class_names(cfg, table.class_names, width, ctx.source)
     check_label_range(table, width)  # before any image is decoded, naming the manifest line
     if any(c.model_aware for c in conditions) and not getattr(model, "has_gradients", True):
         gradient = [
@@ -215,48 +440,52 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
                 f"stressor {gradient[0]!r} needs gradients, but the model ({model_info['format']}) has none; "
                 f"use the gradient-free {free} attack instead"
             )
+    return LoadedModel(model, model_info, device, width, class_names)
 
-    shard = distributed.shard_indices(len(table), rank, world)
+
+def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedModel, allocator: str) -> Evaluation:
+    """The streaming pass over this rank's shard; statistics merged across ranks (every rank returns)."""
+    cfg, table = ctx.cfg, reading.table
+    shard = distributed.shard_indices(len(table), ctx.rank, ctx.world)
     threads = plan_threads(
         threads=cfg.threads,
         num_workers=cfg.data.num_workers,
-        device=device,
+        device=loaded.device,
         input_size=tuple(cfg.model.input_size),
         first_image=table.paths[0] if table.paths is not None else None,
     )
-    if rank == 0:
-        _warn_slot_memory(cfg, layout.num_slots, len(conditions), width)
+    if ctx.writes:
+        _warn_slot_memory(cfg, reading.layout.num_slots, len(reading.conditions), loaded.width)
     order, monitor = shard, None
     if cfg.evaluation.early_stop:
-        order, monitor = _early_stop(cfg, policy, plan, table, slots, keys_all, layout, shard, attack_indices, world)
+        order, monitor = _early_stop(ctx, reading, plan, shard)
     settings = EvalSettings(
         seed=cfg.seed,
         batch_size=cfg.batch_size,
         num_workers=threads.num_workers,
-        num_classes=width,
+        num_classes=loaded.width,
         n_bootstrap=cfg.evaluation.n_bootstrap,
         top_k=cfg.evaluation.top_k,
         on_bad_image=cfg.data.on_bad_image,
-        gallery_mode=gallery_mode if rank == 0 else "none",
-        attack_indices=attack_indices,
+        gallery_mode=reading.gallery_mode if ctx.writes else "none",
+        attack_indices=reading.attack_indices,
         interval=cfg.evaluation.interval,
         monitor=monitor,
     )
-    work = distributed.shared_work_dir(outputs.work if outputs is not None else Path())
-    tick = progress(len(shard), "evaluating") if progress and rank == 0 else None
-    allocator = apply_allocator(cfg.allocator)
+    work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
+    tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
     with using_threads(threads):
         state = evaluate(
-            model=model,
+            model=loaded.model,
             table=table,
-            dataset=AuditDataset(table, cfg.model, order, **_decoding(cfg)),
-            conditions=conditions,
-            slots=slots,
-            keys=keys_all,
-            num_slots=layout.num_slots,
+            dataset=AuditDataset(table, cfg.model, order, **ctx.decoding),
+            conditions=reading.conditions,
+            slots=reading.slots,
+            keys=reading.keys,
+            num_slots=reading.layout.num_slots,
             settings=settings,
-            device=device,
-            predictions_path=distributed.part_path(work, rank),
+            device=loaded.device,
+            predictions_path=distributed.part_path(work, ctx.rank),
             progress=tick,
         )
     state.skipped = distributed.gather_lists(state.skipped)
@@ -268,50 +497,62 @@ def _run(cfg, config_path, out_dir, baseline, progress, started, rank, world, ou
         warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
         computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks
     distributed.barrier()  # every part file is complete
-    if rank != 0:
-        return AuditOutcome(None, out_dir, [])
+    return Evaluation(state, computed, threads, allocator, work)
+
+
+def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: Evaluation) -> Results:
+    """Rank 0: the results (breaking points, the policy's verdict, error thumbnails), each part built as its model."""
+    cfg, table, state, computed = ctx.cfg, reading.table, evaluation.state, evaluation.computed
     if computed["clean"][0]["n"] == 0:
         raise AuditError(f"{table.source}: no image could be decoded; nothing to audit")
 
     refine = RefineContext(
-        model, table, cfg.model, keys_all, cfg.seed, cfg.batch_size, device, conditions, decoding=_decoding(cfg)
+        loaded.model,
+        table,
+        cfg.model,
+        reading.keys,
+        cfg.seed,
+        cfg.batch_size,
+        loaded.device,
+        reading.conditions,
+        decoding=ctx.decoding,
     )
     results = assemble_results(
         ResultsInputs(
             cfg=cfg,
-            config_path=config_path,
-            model_info=model_info,
-            class_names=class_names,
+            config_path=ctx.config_path,
+            model_info=loaded.info,
+            class_names=loaded.class_names,
             table=table,
-            conditions=conditions,
-            layout=layout,
+            conditions=reading.conditions,
+            layout=reading.layout,
             computed=computed,
             state=state,
-            attack_indices=attack_indices,
-            baseline=baseline_results,
+            attack_indices=reading.attack_indices,
+            baseline=ctx.baseline,
             governance=Governance.model_validate(
-                {"findings": findings, "policy": policy.name, "audit_date": started.date().isoformat()}
+                {"findings": reading.findings, "policy": ctx.gate.name, "audit_date": ctx.started.date().isoformat()}
             ),
-            breaking_points=run_breaking_points(work, cfg, conditions, layout, table, refine),
-            started=started,
-            device=str(device),
-            threads=threads.threads,
-            num_workers=threads.num_workers,
-            allocator=allocator,
+            breaking_points=run_breaking_points(
+                evaluation.work, cfg, reading.conditions, reading.layout, table, refine
+            ),
+            started=ctx.started,
+            device=str(loaded.device),
+            threads=evaluation.threads.threads,
+            num_workers=evaluation.threads.num_workers,
+            allocator=evaluation.allocator,
         )
     )
-    verdict = PolicyOutcome.model_validate(policies.check_policy(results, policy, findings=findings))
+    verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=reading.findings))
     results = results.model_copy(update={"policy": verdict})
-    predictions = outputs.stage / "predictions.csv"
-    merge_predictions(work, predictions, attributes=list(table.attributes))  # the named samples come from it
-    thumbnails = _error_thumbnails(results, predictions, gallery_mode, model, table, cfg, conditions, keys_all, device)
+    predictions = ctx.outputs.stage / "predictions.csv"
+    merge_predictions(evaluation.work, predictions, attributes=list(table.attributes))  # the named samples come from it
+    thumbnails = _error_thumbnails(ctx, results, predictions, reading, loaded)
     if thumbnails:
         results = results.model_copy(
             update={"error_thumbnails": [ErrorThumbnails.model_validate(t) for t in thumbnails]}
         )
-    files = _write_outputs(cfg, results, work, outputs, affected, keys, passphrase_bytes, model_info, table)
-    tracked = track_audit(cfg, results, out_dir, config_path=config_path)  # MLflow; a failure only warns
-    return AuditOutcome(results, out_dir, files, class_names_from_folders=from_folders, tracked=tracked)
+    return results
 
 
 def folder_classes_line(root: Path, names: list[str], *, shown: int = 20) -> str:
@@ -326,33 +567,36 @@ def _decoding(cfg: AuditConfig) -> dict[str, Any]:
     return {"max_pixels": cfg.data.max_image_pixels, "exif": cfg.data.exif, "alpha": cfg.data.alpha}
 
 
-def _error_thumbnails(results, predictions, mode, model, table, cfg, conditions, keys, device) -> list[dict]:
+def _error_thumbnails(
+    ctx: RunContext, results: Results, predictions: Path, reading: Reading, loaded: LoadedModel
+) -> list[dict]:
     """The results' ``error_thumbnails``: the samples the report names per failing target, as the model saw them.
 
     The samples are selected as the report selects them (:func:`reports.error_examples.error_examples`,
     from the merged predictions.csv) and stressed again (:mod:`audit.evaluation.error_thumbnails`);
-    nothing when the report may show no images (``mode`` ``none``) or no rule failed or warned.
+    nothing when the report may show no images (gallery mode ``none``) or no rule failed or warned.
     """
+    mode = reading.gallery_mode
     if mode == "none":
         return []
-    from audit.evaluation.error_thumbnails import stressed_thumbnails
-    from reports.error_examples import error_examples
+    from audit.evaluation import stressed_thumbnails
+    from reports import find_error_examples as error_examples
 
     examples = [e for e in error_examples(results, predictions) if e["samples"]]
     wanted: dict[str, list[str]] = {}
     for e in examples:
         wanted.setdefault(e["condition"], []).extend(str(s["sample_id"]) for s in e["samples"])
     images = stressed_thumbnails(
-        model=model,
-        table=table,
-        model_cfg=cfg.model,
-        conditions=conditions,
+        model=loaded.model,
+        table=reading.table,
+        model_cfg=ctx.cfg.model,
+        conditions=reading.conditions,
         wanted=wanted,
-        keys=keys,
-        seed=cfg.seed,
-        device=device,
+        keys=reading.keys,
+        seed=ctx.cfg.seed,
+        device=loaded.device,
         mode=mode,
-        decoding=_decoding(cfg),
+        decoding=ctx.decoding,
     )
     out = []
     for e in examples:
@@ -368,10 +612,11 @@ def _error_thumbnails(results, predictions, mode, model, table, cfg, conditions,
     return out
 
 
-def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mode) -> RunPlan:
+def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
     """What this run will write: the targets policy rules are validated against."""
-    from audit.evaluation.adversarial_checks import CHECKS
+    from audit.evaluation import ADVERSARIAL_CHECKS as CHECKS
 
+    cfg, conditions = ctx.cfg, reading.conditions
     attacks = any(c.model_aware for c in conditions)
     sections = set(Results.model_fields) - {
         "attack_reference",
@@ -380,18 +625,18 @@ def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mod
         "error_thumbnails",  # made after the policy has judged
         "policy",
     }
-    if attacks and attack_indices is not None:
+    if attacks and reading.attack_indices is not None:
         sections.add("attack_reference")
-    if baseline is not None:
+    if ctx.baseline is not None:
         sections.add("baseline_comparison")
-    if gallery_mode != "none":
+    if reading.gallery_mode != "none":
         sections.add("gallery")
     return RunPlan(
-        source=source,
+        source=ctx.source,
         conditions=tuple(
             PlannedCondition(c.id, c.stressor_name, float(c.severity), c.model_aware, c.probe) for c in conditions
         ),
-        attributes={g.name: tuple(g.values) for g in layout.groupings},
+        attributes={g.name: tuple(g.values) for g in reading.layout.groupings},
         intervals=_intervals(cfg),
         top_k=cfg.evaluation.top_k is not None,
         sections=frozenset(sections),
@@ -400,11 +645,10 @@ def _plan(source, cfg, conditions, layout, attack_indices, baseline, gallery_mod
 
 
 def _intervals(cfg: AuditConfig) -> frozenset[str]:
-    """The metrics the run gives an interval (``<metric>_ci``)."""
-    closed = {"accuracy"} | ({"top_k_accuracy"} if cfg.evaluation.top_k is not None else set())
-    if cfg.evaluation.n_bootstrap == 0:
-        return frozenset(closed)
-    return frozenset(closed | {"ece", "debiased_l2_ce", "brier", "nll", "macro_f1", "balanced_accuracy"})
+    """The metrics the run gives an interval (``<metric>_ci``), from the metric registry."""
+    from audit.contract.metric_specs import interval_metric_names
+
+    return interval_metric_names(top_k=cfg.evaluation.top_k is not None, bootstrap=cfg.evaluation.n_bootstrap > 0)
 
 
 #: Above this many slots (the whole dataset, plus one per group and intersection value) the run warns
@@ -415,7 +659,7 @@ SLOT_WARNING = 256
 def _warn_slot_memory(cfg: AuditConfig, num_slots: int, num_conditions: int, num_classes: int) -> None:
     if num_slots <= SLOT_WARNING:
         return
-    from audit.evaluation.metrics import state_bytes
+    from audit.evaluation import state_bytes
 
     per = state_bytes(
         num_classes=num_classes,
@@ -434,23 +678,29 @@ def _warn_slot_memory(cfg: AuditConfig, num_slots: int, num_conditions: int, num
     )
 
 
-def _early_stop(cfg, policy, plan, table, slots, keys_all, layout, shard, attack_indices, world):
+def _early_stop(ctx: RunContext, reading: Reading, plan: RunPlan, shard: list[int]) -> tuple[list[int], Any]:
     """The stratified evaluation order and the stop monitor of ``evaluation.early_stop``."""
     from audit.contract.intervals import CONFIDENCE_LEVEL
-    from audit.evaluation.early_stop import StopMonitor, stratified_order
-    from policies.early_stop import stop_targets
+    from audit.evaluation import StopMonitor, stratified_order
 
-    if world > 1:
+    if ctx.world > 1:
         raise AuditError(
-            f"evaluation.early_stop needs a single process (this run has {world}): turn it off under torchrun"
+            f"evaluation.early_stop needs a single process (this run has {ctx.world}): turn it off under torchrun"
         )
+    cfg, table, slots, layout, attack_indices = (
+        ctx.cfg,
+        reading.table,
+        reading.slots,
+        reading.layout,
+        reading.attack_indices,
+    )
     n_attrs = len(table.attributes)
     strata = [tuple(slots[i, 1 : 1 + n_attrs].tolist()) + (table.labels[i],) for i in shard]
-    positions = stratified_order(keys_all[shard], strata, seed=cfg.seed)
+    positions = stratified_order(reading.keys[shard], strata, seed=cfg.seed)
     order = [shard[p] for p in positions]
     attacked = len(shard) if attack_indices is None else len(set(shard) & attack_indices)
     monitor = StopMonitor(
-        stop_targets(policy, plan),
+        ctx.gate.stop_targets(plan),
         conditions=[(c.id, c.model_aware) for c in plan.conditions],
         available={c.id: attacked if c.model_aware else len(shard) for c in plan.conditions},
         layout=layout,
@@ -473,29 +723,34 @@ def _load_baseline(path: Path) -> Results:
         raise AuditError(f"--baseline: {err}") from None
 
 
-def _attack_subset(cfg, table, keys_all, layout, slots) -> set[int] | None:
+def _attack_subset(cfg: AuditConfig, table: SampleTable, keys: torch.Tensor, slots: torch.Tensor) -> set[int] | None:
+    """The samples attacks run on (``evaluation.attack_samples``): stratified by group and class; None: all."""
     n = cfg.evaluation.attack_samples
     if n is None or n >= len(table):
         return None
-    from audit.evaluation.subset import stratified_subset
+    from audit.evaluation import stratified_subset
 
     groups = slots[:, 1 : 1 + len(table.attributes)].tolist()
     strata = [(*g, y) for g, y in zip(groups, table.labels.tolist())]
-    return set(int(i) for i in stratified_subset(keys_all, strata, n, seed=cfg.seed))
+    return set(int(i) for i in stratified_subset(keys, strata, n, seed=cfg.seed))
 
 
-def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, model_info, table) -> list[Path]:
+def _write_outputs(
+    ctx: RunContext, results: Results, reading: Reading, loaded: LoadedModel, evaluation: Evaluation
+) -> list[Path]:
     """Write every output of the run with :func:`reports.write_outputs` (the one writer, shared with ``cvaudit report``).
 
     What only a run has is passed to it: predictions.csv (merged into the
-    staging folder already, see ``_run``), breaking_points.csv from the work
+    staging folder already, see ``_judge``), breaking_points.csv from the work
     folder, the governance scan's affected rows, and the model and data
     manifest files as attestation subjects. Notes of the swap become
     :class:`OutputRecoveryWarning`.
     """
-    from policies.governance import CHECK_SECTIONS
+    from policies import check_names
     from reports import results_json_bytes, write_outputs
 
+    cfg, work, outputs, model_info, table = ctx.cfg, evaluation.work, ctx.outputs, loaded.info, reading.table
+    keys, passphrase, affected = ctx.signing.keys, ctx.signing.passphrase, reading.affected
     extra = {}
     if model_info.get("sha256") and model_info.get("path"):
         extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
@@ -511,7 +766,7 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
         extra_subjects=extra,
         predictions=outputs.stage / "predictions.csv",
         governance=affected,
-        check_order=list(CHECK_SECTIONS),
+        check_order=check_names(),
         breaking_points=work / BREAKING_POINTS_CSV if (work / BREAKING_POINTS_CSV).exists() else None,
     )  # the whole set at once; files of an earlier run are not carried over
     for note in written.notes:
@@ -519,4 +774,4 @@ def _write_outputs(cfg, results, work, outputs, affected, keys, passphrase, mode
     return list(written.files)
 
 
-__all__ = ["AuditOutcome", "run_audit"]
+__all__ = ["AuditOutcome", "RunContext", "run", "run_audit"]

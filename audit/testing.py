@@ -114,7 +114,7 @@ def _as_results(results: Any) -> AuditResults:
 
 def _fmt(value: Any) -> str:
     """Rates with three significant digits, intervals likewise (full precision stays in results.json)."""
-    from audit.cli.fmt import interval, rate
+    from audit.contract.fmt import interval, rate
 
     if isinstance(value, float):
         return rate(value)
@@ -175,7 +175,7 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
     res = _as_results(results)
     outcome = policies.check_policy(res.results, policies.load_policy(policy))
     if outcome["verdict"] != "pass":
-        from audit.cli.summary import failure_lines
+        from audit.contract.fmt import failure_lines
         from audit.contract.results import PolicyOutcome
 
         failures = outcome.get("failures") or []
@@ -196,7 +196,7 @@ def assert_no_regression(
     """Assert that no condition, and no group large enough to judge, lost more than ``tolerance``
     of accuracy against ``baseline`` (see :func:`audit.evaluation.robustness.compare_to_baseline`)."""
     __tracebackhide__ = True
-    from audit.evaluation.robustness import compare_to_baseline
+    from audit.evaluation import compare_to_baseline
 
     res, base = _as_results(results), _as_results(baseline)
     min_size = res.results.evaluation.min_group_size

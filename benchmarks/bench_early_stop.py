@@ -9,9 +9,9 @@ process (start-up included) with one torch thread (``OMP_NUM_THREADS=1``: two th
 2-core machine made the same runs 2-4x slower and noisy), HTML report only, the best of
 ``--repeat`` runs.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_early_stop.py [--images 10000] [--repeat 2] [--write-readme]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_early_stop.py [--images 10000] [--repeat 2] [--write-docs]
 
-``--write-readme`` replaces the README block between ``<!-- statistics:early-stop:start -->`` and
+``--write-docs`` replaces the block of ``docs/statistics.md`` between ``<!-- statistics:early-stop:start -->`` and
 ``<!-- statistics:early-stop:end -->`` with the table.
 """
 
@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument("--write-docs", "--write-readme", dest="write_docs", action="store_true")
     args = parser.parse_args()
     lines = [
         f"{args.images:,} images, clean + night@1, night@3, blur@3; `recipe`: blocking `judge: ci_lower, min: 0.80` "
@@ -93,10 +93,10 @@ def main() -> None:
                         f"{clean:,} ({clean / args.images:.1%}) | {used:,} ({share:.1%}) | {wall:.1f} |"
                     )
                     print(lines[-1], flush=True)
-    if args.write_readme:
-        from bench_statistics import ROOT, _write
+    if args.write_docs:
+        from bench_statistics import STATISTICS_PAGE, _write
 
-        _write(ROOT / "README.md", "early-stop", "\n".join(lines))
+        _write(STATISTICS_PAGE, "early-stop", "\n".join(lines))
 
 
 if __name__ == "__main__":

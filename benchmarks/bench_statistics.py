@@ -1,9 +1,9 @@
-"""The simulations behind the README's "Statistics" section, through cvaudit's own code.
+"""The simulations behind the documentation's Statistics page (``docs/statistics.md``), through cvaudit's own code.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_statistics.py all --write-readme
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_statistics.py all --write-docs
     PYTHONPATH=. .venv/bin/python benchmarks/bench_statistics.py intervals --datasets 1000
 
-Sections (each prints a Markdown table; ``--write-readme`` also replaces the README block
+Sections (each prints a Markdown table; ``--write-docs`` also replaces the block of ``docs/statistics.md``
 between ``<!-- statistics:<name>:start -->`` and ``<!-- statistics:<name>:end -->``):
 
 - ``intervals``: coverage and mean width of the accuracy intervals (Wilson, Clopper-Pearson,
@@ -335,14 +335,18 @@ def sequential(datasets: int, threshold: float = 0.8, n_max: int = 10_000, batch
     return "\n".join(lines)
 
 
-def _write(readme: Path, name: str, text: str) -> None:
+#: The page whose ``<!-- statistics:<name>:start/end -->`` blocks hold the tables.
+STATISTICS_PAGE = ROOT / "docs" / "statistics.md"
+
+
+def _write(page: Path, name: str, text: str) -> None:
     start, end = f"<!-- statistics:{name}:start -->", f"<!-- statistics:{name}:end -->"
-    content = readme.read_text(encoding="utf-8")
+    content = page.read_text(encoding="utf-8")
     if start not in content or end not in content:
-        raise SystemExit(f"{readme}: no block {start} ... {end}")
+        raise SystemExit(f"{page}: no block {start} ... {end}")
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+    page.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
 
 
 def main() -> None:
@@ -350,7 +354,13 @@ def main() -> None:
     parser.add_argument("section", choices=["intervals", "bootstrap", "gaps", "sizes", "sequential", "all"])
     parser.add_argument("--datasets", type=int, default=None, help="datasets per cell (default per section)")
     parser.add_argument("--replicates", type=int, default=1000)
-    parser.add_argument("--write-readme", action="store_true", help="replace the README's blocks")
+    parser.add_argument(
+        "--write-docs",
+        "--write-readme",
+        dest="write_docs",
+        action="store_true",
+        help="replace the blocks of docs/statistics.md",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     chosen = ["intervals", "bootstrap", "gaps", "sizes", "sequential"] if args.section == "all" else [args.section]
@@ -369,8 +379,8 @@ def main() -> None:
             blocks = {"sequential": sequential(args.datasets or 2000)}
         for name, text in blocks.items():
             print(f"### {name}\n\n{text}\n", flush=True)
-            if args.write_readme:
-                _write(ROOT / "README.md", name, text)
+            if args.write_docs:
+                _write(STATISTICS_PAGE, name, text)
         print(f"({section}: {time.perf_counter() - started:.0f} s)\n", flush=True)
 
 

@@ -1,6 +1,6 @@
 """Simulated data with known ground truth, run through cvaudit's own statistics code.
 
-Shared by ``benchmarks/bench_statistics.py`` (the README's "Statistics" tables) and the slow
+Shared by ``benchmarks/bench_statistics.py`` (the tables of ``docs/statistics.md``) and the slow
 tests that assert the stated bounds (``tests/audit/evaluation/test_statistics_simulation.py``).
 
 - :func:`proportion_intervals`: many datasets of ``n`` Bernoulli(p) outcomes, one

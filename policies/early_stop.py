@@ -17,14 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.contract.metric_specs import proportion_metric_names
 from audit.contract.plan import PlannedCondition, RunPlan
 from policies.schema import FindingRule, MetricRule, Policy
 from policies.targets import selector_matches
 
 __all__ = ["DECIDABLE_METRICS", "stop_targets"]
 
-#: Metrics a blocking rule may judge for its condition to stop early (proportions of one slot).
-DECIDABLE_METRICS = ("accuracy", "top_k_accuracy")
+#: Metrics a blocking rule may judge for its condition to stop early (proportions of one slot; from the registry).
+DECIDABLE_METRICS = proportion_metric_names()
 #: Sections that describe the run, not any condition's predictions.
 _RUN_SECTIONS = {"dataset", "evaluation", "model", "tool", "provenance", "governance", "report", "stressors", "seed"}
 

@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from audit.contract.groupstats import fairness_summary, takes_part
+from audit.contract.metric_specs import METRICS
 from audit.contract.results import ConditionResult, FairnessEntry, GroupMetrics, GroupResult, Metrics, Results
 from policies import targets as t
 from policies.errors import PolicyError
@@ -284,10 +285,8 @@ def _fairness_evaluation(results: Results, cond: ConditionResult, attr: str, rul
     summary, min_n = _group_summary(results, cid, attr, groups, rule, rule.metric)
     n = _smallest(groups, min_n)
     note = f"groups with >= {min_n} samples"
-    driver_key = {
-        "equalized_odds_difference": "equalized_odds_driver",
-        "demographic_parity_difference": "demographic_parity_driver",
-    }.get(rule.metric)
+    spec = METRICS.get(rule.metric)
+    driver_key = None if spec is None else spec.driver
     driver = t.get(summary, driver_key) if driver_key else None
     sizes = t.get(driver, "n")
     if isinstance(sizes, list) and sizes:

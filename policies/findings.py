@@ -8,7 +8,7 @@ from typing import Any
 
 from audit.contract.results import GovernanceFinding, Results
 from policies.errors import PolicyError
-from policies.governance import CHECK_SECTIONS, check_blocking, check_is_configured, check_settings
+from policies.governance import check_blocking, check_is_configured, get_check, governance_checks
 from policies.schema import FindingRule, Policy
 from policies.targets import MISSING, entry_name, field, get, is_node, keys
 
@@ -61,10 +61,11 @@ def judge_findings(
             finding = finding.model_dump(mode="json", exclude_unset=True)
         if not isinstance(finding, dict):
             continue
-        check = str(finding.get("check"))
+        name = str(finding.get("check"))
         count = finding.get("count")
         count = count if isinstance(count, int) and not isinstance(count, bool) else None
-        if not check_is_configured(config, check):
+        check = get_check(name)
+        if config is None or check is None or not check.is_configured(config):
             judged.append(
                 {
                     **finding,
@@ -74,11 +75,11 @@ def judge_findings(
                 }
             )
             continue
-        seen.add(check)
-        blocking = check_blocking(config, check)  # type: ignore[arg-type]
+        seen.add(name)
+        blocking = check.is_blocking(config)
         entry = {**finding, "blocking": blocking}
         entry.pop("informational", None)
-        now_settings = check_settings(config, check)  # type: ignore[arg-type]
+        now_settings = check.settings(config)
         stored_settings = finding.get("settings")
         if stored_settings is not None and stored_settings != now_settings:
             differ = sorted(
@@ -107,19 +108,19 @@ def judge_findings(
             if computed_by and stored_settings is not None:
                 entry["message"] = f"{finding.get('message', '')} ({origin})"
         judged.append(entry)
-    for check in CHECK_SECTIONS:
-        if check in seen or not check_is_configured(config, check):
+    for check in governance_checks():
+        if check.name in seen or config is None or not check.is_configured(config):
             continue
-        blocking = check_blocking(config, check)  # type: ignore[arg-type]
+        blocking = check.is_blocking(config)
         judged.append(
             {
-                "check": check,
+                "check": check.name,
                 "status": _unjudged_status(policy, blocking),
                 "blocking": blocking,
                 "count": None,
                 "total": None,
                 "sample_ids": [],
-                "settings": check_settings(config, check),  # type: ignore[arg-type]
+                "settings": check.settings(config),
                 "judgeable": False,
                 "message": (
                     "not among the stored findings: pass --manifest to run this check; "

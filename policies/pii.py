@@ -24,9 +24,6 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 }
 _MAX_SCANNED_CHARS = 2000
 
-PERSONAL_DATA_CHECKS = frozenset({"pii_columns", "pii_values", "biometric_without_basis"})
-"""Governance findings that mean the manifest holds personal or biometric data."""
-
 
 def pii_kinds(value: object, patterns: list[str] | tuple[str, ...] = tuple(PATTERNS)) -> list[str]:
     """Which of ``patterns`` occur in ``value`` (only strings are scanned).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from policies.pii import PERSONAL_DATA_CHECKS
+from policies.governance import PERSONAL_DATA_CHECKS
 from policies.schema import Policy, ReportConfig
 
 IMAGE_MODES = ("none", "anonymized", "raw")
@@ -16,10 +16,10 @@ def report_image_mode(policy: Policy | None, findings: Iterable[dict[str, Any]],
 
     1. ``requested`` (the run's ``report.images``);
     2. the policy's ``report.images`` (default ``anonymized``);
-    3. whenever personal data is found -- a ``pii_columns``, ``pii_values``
-       or ``biometric_without_basis`` finding that counts samples (whatever
-       its status), or any sample marked biometric, even with a recorded
-       basis -- the policy's ``report.images_with_personal_data``: ``none``
+    3. whenever personal data is found -- a finding of a personal-data check
+       (:data:`policies.governance.PERSONAL_DATA_CHECKS`) that counts samples
+       (whatever its status), or any sample marked biometric, even with a
+       recorded basis -- the policy's ``report.images_with_personal_data``: ``none``
        by default, ``anonymized`` only when the policy says so explicitly;
        raw images of personal data are never allowed.
 
@@ -53,7 +53,7 @@ def _count(value: Any) -> float:
 
 
 def _personal(finding: dict[str, Any]) -> bool:
-    """A PII or biometric finding that found samples, or biometric samples at all
+    """A personal-data finding that found samples, or biometric samples at all
     (not a mere "cannot tell" warning with a zero count)."""
     if _count(finding.get("biometric_rows")) > 0:
         return True

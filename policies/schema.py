@@ -37,8 +37,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from audit.contract.conditions import canonical_condition, format_severity
-from audit.contract.gaptests import RATE_DIFFERENCES
-from audit.contract.groupstats import GAP_METRICS, RATIO_METRICS
+from audit.contract.metric_specs import (
+    EQUALIZED_ODDS_DIFFERENCE,
+    gap_metric_names,
+    rate_difference_names,
+    ratio_metric_names,
+)
 
 SUPPORTED_VERSIONS = (1,)
 
@@ -187,7 +191,7 @@ class MetricRule(_Strict):
                 raise _key_error("test", f"a tested {difference[1]} rule sets '{want}' (or use test: point)")
             if self.judge != "point":
                 raise _key_error("judge", "a tested rule judges its test, not an interval bound: use judge: point")
-        if self.min_positives is not None and self.metric != "equalized_odds_difference":
+        if self.min_positives is not None and self.metric != EQUALIZED_ODDS_DIFFERENCE.name:
             raise _key_error("min_positives", "'min_positives' applies to equalized_odds_difference rules")
         if "confidence" in self.model_fields_set and self.test_mode == "point":
             raise _key_error("confidence", "'confidence' applies to tested rules (test: detect or demonstrate)")
@@ -202,11 +206,11 @@ class MetricRule(_Strict):
             return self.metric, self.aggregate  # type: ignore[return-value]
         if self.aggregate is not None:
             return None
-        if self.metric in RATE_DIFFERENCES:
+        if self.metric in rate_difference_names():
             return self.metric, "gap"
         for kind in ("gap", "ratio"):
             base = self.metric.removesuffix(f"_{kind}")
-            if base != self.metric and base in (GAP_METRICS if kind == "gap" else RATIO_METRICS):
+            if base != self.metric and base in (gap_metric_names() if kind == "gap" else ratio_metric_names()):
                 return base, kind  # type: ignore[return-value]
         return None
 

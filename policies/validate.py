@@ -52,10 +52,11 @@ from pydantic import BaseModel
 
 from audit.contract.conditions import format_severity, is_glob, parse_severity, split_condition
 from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
+from audit.contract.metric_specs import METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import FairnessEntry, GroupMetrics, Metrics, Results
 from policies.errors import PolicyError
-from policies.governance import CHECK_SECTIONS, check_is_configured
+from policies.governance import governance_checks
 from policies.schema import FindingRule, MetricRule, Policy
 from policies.targets import selector_matches
 
@@ -271,8 +272,9 @@ def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
         known, where = _FAIRNESS_KEYS, "fairness entries"
     if metric not in known:
         raise error("metric", f"unknown metric {metric!r} for {where} (metrics: {_choices(list(known))})")
-    if metric == "top_k_accuracy" and not plan.top_k:
-        raise error("metric", "top_k_accuracy is not computed in this run; set evaluation.top_k")
+    spec = METRICS.get(metric)
+    if spec is not None and spec.requires == "top_k" and not plan.top_k:
+        raise error("metric", f"{metric} is not computed in this run; set evaluation.{spec.requires}")
     if rule.judge != "point" and metric not in plan.intervals:
         have = sorted(plan.intervals)
         reason = (
@@ -312,7 +314,8 @@ def _model_fields(annotation) -> set[str]:
 
 
 def _validate_finding_rule(rule: FindingRule, policy: Policy, plan: RunPlan, error) -> str | None:
-    governance = [c for c in CHECK_SECTIONS if check_is_configured(policy.governance, c)]
+    config = policy.governance
+    governance = [c.name for c in governance_checks() if config is not None and c.is_configured(config)]
     if rule.section == "adversarial_checks":
         names = sorted(plan.checks)
     elif rule.section in (None, "governance"):

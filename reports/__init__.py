@@ -5,6 +5,9 @@ staging folder of an :class:`reports.outputs.OutputTransaction` and swaps it in;
 ``cvaudit run`` and ``cvaudit report`` both call it. :func:`write_reports` (the
 reports, their signature and the attestation) is its last step. Heavy
 dependencies (WeasyPrint, pyHanko) are imported lazily.
+
+Callers outside ``reports`` import from here, never from a submodule (an
+import-linter contract in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -20,20 +23,49 @@ from audit.contract.load import parse_results
 from audit.contract.results import Results
 from audit.contract.version import tool_version
 from reports.atomic import atomic_write_bytes, atomic_write_text
+from reports.error_examples import error_examples as find_error_examples
 from reports.html import render_html
-from reports.keys import SigningError, SigningKeys, keygen, load_signing_keys
+from reports.junit import write_junit
+from reports.keys import (
+    CA_CERT,
+    PASSPHRASE_ENV,
+    PUBLIC_DIR,
+    TRUST_FILE,
+    SigningError,
+    SigningKeys,
+    keygen,
+    load_signing_keys,
+    passphrase_from_env,
+)
+from reports.model_card import write_model_card
 from reports.outputs import ATTESTED_FILES, OUTPUT_FILES, OutputTransaction
 from reports.signature_view import signature_view
+from reports.summary_md import render_markdown_summary
+from reports.trust import TRUST_ENV, load_anchors
+from reports.verify import verify as verify_report
 
 __all__ = [
     "ATTESTED_FILES",
+    "CA_CERT",
+    "PASSPHRASE_ENV",
+    "PUBLIC_DIR",
+    "TRUST_ENV",
+    "TRUST_FILE",
     "OutputSet",
+    "OutputTransaction",
     "SigningError",
     "SigningKeys",
+    "find_error_examples",
     "keygen",
+    "load_anchors",
     "load_signing_keys",
+    "passphrase_from_env",
     "render_html",
+    "render_markdown_summary",
     "results_json_bytes",
+    "verify_report",
+    "write_junit",
+    "write_model_card",
     "write_outputs",
     "write_reports",
 ]
@@ -223,8 +255,7 @@ def write_reports(
         ValueError: An unknown format.
         OSError: The folder or an extra subject cannot be read or written.
     """
-    if not isinstance(results, Results):
-        results = parse_results(dict(results), source="results")
+    model = results if isinstance(results, Results) else parse_results(dict(results), source="results")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(unknown)}; expected html and/or pdf")
@@ -239,15 +270,20 @@ def write_reports(
         _remove_stale_attestation(folder)
     results_path = folder / "results.json"
     if not results_path.exists():
-        written.append(atomic_write_bytes(results_path, results_json_bytes(results, legacy=True)))
-    html = render_html(results, signature=signature_view(keys, pdf="pdf" in formats), predictions=predictions)
+        # the edge where the results become bytes: the caller's mapping as given, or the model's JSON keys
+        if isinstance(results, Results):
+            written.append(atomic_write_bytes(results_path, results_json_bytes(model, legacy=True)))
+        else:
+            text = json.dumps(dict(results), indent=2, sort_keys=True) + "\n"
+            written.append(atomic_write_text(results_path, text))
+    html = render_html(model, signature=signature_view(keys, pdf="pdf" in formats), predictions=predictions)
     if "html" in formats:
         written.append(atomic_write_text(folder / "report.html", html))
     if "pdf" in formats:
         written.append(_write_pdf(folder / "report.pdf", html, [results_path], keys))
     if keys is not None:
         names = ATTESTED_FILES if attest_files is None else tuple(attest_files)
-        written.extend(_write_attestation(folder, results, keys, extra_subjects or {}, names))
+        written.extend(_write_attestation(folder, model, keys, extra_subjects or {}, names))
     return written
 
 
@@ -268,11 +304,8 @@ def _write_attestation(folder: Path, results: Results, keys: SigningKeys, extra,
 
     policy = results.policy
     predicate = {
-        "verdict": policy.verdict if policy is not None else None,
-        "policy": {
-            "name": policy.name if policy is not None else None,
-            "sha256": policy.sha256 if policy is not None else None,
-        },
+        "verdict": policy.verdict if policy else None,
+        "policy": {"name": policy.name if policy else None, "sha256": policy.sha256 if policy else None},
         "tool": {"name": "cvaudit", "version": tool_version()},
         "audit_tool_version": results.tool.version,
         "schema_version": results.schema_version,

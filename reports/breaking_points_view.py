@@ -9,70 +9,64 @@ holding the same numbers (its text alternative).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
+from audit.contract.results import BreakingPointDisparity, BreakingPointSummary, Results
 from reports import plots
 
 __all__ = ["breaking_point_view"]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _fmt(value: Any, measure: str) -> str:
-    number = _number(value)
-    if number is None:
+def _fmt(value: float | None, measure: str) -> str:
+    if value is None or not math.isfinite(value):
         return "\u2014"
-    return f"{number:.4g}" if measure == "epsilon" else f"{number:g}"
+    return f"{value:.4g}" if measure == "epsilon" else f"{value:g}"
 
 
-def _median_text(entry: Mapping[str, Any]) -> str:
-    measure = str(entry.get("measure"))
-    text = _fmt(entry.get("median"), measure)
-    if entry.get("median_censored"):
+def _median_text(entry: BreakingPointSummary) -> str:
+    measure = entry.measure
+    text = _fmt(entry.median, measure)
+    if entry.median_censored:
         text = f"> {text}"
-    ci = entry.get("median_ci")
-    if isinstance(ci, list) and len(ci) == 2:
+    ci = entry.median_ci
+    if ci is not None:
         lo = _fmt(ci[0], measure)
         hi = "above the highest level" if ci[1] is None else _fmt(ci[1], measure)
         text += f" (95% {lo}\u2013{hi})"
     return text
 
 
-def _row(entry: Mapping[str, Any], label: str) -> dict[str, Any]:
+def _row(entry: BreakingPointSummary, label: str) -> dict[str, Any]:
     return {
         "label": label,
-        "n": entry.get("n"),
-        "wrong_on_clean": entry.get("wrong_on_clean"),
-        "never": entry.get("never"),
+        "n": entry.n,
+        "wrong_on_clean": entry.wrong_on_clean,
+        "never": entry.never,
         "median": _median_text(entry),
-        "small": bool(entry.get("insufficient_data")),
-        "surviving": [p.get("surviving") for p in entry.get("survival") or [] if isinstance(p, Mapping)],
+        "small": entry.insufficient_data,
+        "surviving": [p.surviving for p in entry.survival],
     }
 
 
-def _panel(stressor: str, attribute: str | None, entries: list[Mapping[str, Any]], disparity: Mapping | None):
-    overall = next((e for e in entries if e.get("attribute") is None), None)
-    groups = [e for e in entries if attribute is not None and e.get("attribute") == attribute]
+def _panel(
+    stressor: str,
+    attribute: str | None,
+    entries: list[BreakingPointSummary],
+    disparity: BreakingPointDisparity | None,
+) -> dict[str, Any]:
+    overall = next((e for e in entries if e.attribute is None), None)
+    groups = [e for e in entries if attribute is not None and e.attribute == attribute]
     shown = ([overall] if overall else []) + groups
     first = shown[0]
-    measure = str(first.get("measure"))
-    levels = [_number(p.get("severity")) for p in first.get("survival") or []]
+    measure = first.measure
+    levels = [p.severity for p in first.survival]
     series, rows = [], []
     for e in shown:
-        label = "all samples" if e.get("attribute") is None else f"{attribute} = {e.get('value')}"
+        label = "all samples" if e.attribute is None else f"{attribute} = {e.value}"
         rows.append(_row(e, label))
-        points = [(0.0, 1.0)] + [
-            (lv, s)
-            for lv, p in zip(levels, e.get("survival") or [])
-            if lv is not None and (s := _number(p.get("surviving"))) is not None
-        ]
-        if len(points) > 1 and not e.get("insufficient_data"):
-            series.append(plots.Series(f"{label} (n={e.get('n')})", points))
+        points = [(0.0, 1.0)] + [(lv, p.surviving) for lv, p in zip(levels, e.survival) if p.surviving is not None]
+        if len(points) > 1 and not e.insufficient_data:
+            series.append(plots.Series(f"{label} (n={e.n})", points))
     unit = "\u03b5 (pixel units of [0, 1])" if measure == "epsilon" else "severity"
     chart = (
         plots.line_chart(
@@ -86,19 +80,19 @@ def _panel(stressor: str, attribute: str | None, entries: list[Mapping[str, Any]
         else None
     )
     sentence = ""
-    if disparity and _number(disparity.get("disparity")) is not None:
+    if disparity is not None and disparity.disparity is not None:
         sentence = (
             f"Under {stressor}, the survival curves of the {attribute} groups lie furthest apart at "
-            f"{'ε' if measure == 'epsilon' else 'severity'} {_fmt(disparity.get('at_severity'), measure)}: "
-            f"{100 * float(disparity['disparity']):.1f} percentage points between {attribute} = "
-            f"{disparity.get('best_group')} and {attribute} = {disparity.get('worst_group')}."
+            f"{'ε' if measure == 'epsilon' else 'severity'} {_fmt(disparity.at_severity, measure)}: "
+            f"{100 * disparity.disparity:.1f} percentage points between {attribute} = "
+            f"{disparity.best_group} and {attribute} = {disparity.worst_group}."
         )
     return {
         "stressor": stressor,
         "attribute": attribute,
         "measure": measure,
-        "method": first.get("method"),
-        "resolution": first.get("resolution"),
+        "method": first.method,
+        "resolution": first.resolution,
         "levels": [_fmt(lv, measure) for lv in levels],
         "chart": chart,
         "rows": rows,
@@ -106,31 +100,27 @@ def _panel(stressor: str, attribute: str | None, entries: list[Mapping[str, Any]
     }
 
 
-def breaking_point_view(results: Mapping[str, Any], *, limit: int = 3) -> list[dict[str, Any]]:
+def breaking_point_view(results: Results, *, limit: int = 3) -> list[dict[str, Any]]:
     """Panels (chart, table, sentence) for the ``limit`` stressors with the largest stored disparity,
     each with the attribute whose groups lie furthest apart.
 
     Without any comparable groups, one panel per stressor with its overall curve.
     """
-    entries = [e for e in results.get("breaking_points") or [] if isinstance(e, Mapping) and e.get("survival")]
+    entries = [e for e in results.breaking_points or [] if e.survival]
     if not entries:
         return []
-    by_stressor: dict[str, list[Mapping[str, Any]]] = {}
+    by_stressor: dict[str, list[BreakingPointSummary]] = {}
     for e in entries:
-        by_stressor.setdefault(str(e.get("stressor")), []).append(e)
+        by_stressor.setdefault(e.stressor, []).append(e)
     ranked = sorted(
-        (
-            d
-            for d in results.get("breaking_point_disparity") or []
-            if isinstance(d, Mapping) and _number(d.get("disparity")) is not None
-        ),
-        key=lambda d: -float(d["disparity"]),
+        (d for d in results.breaking_point_disparity or [] if d.disparity is not None),
+        key=lambda d: -d.disparity,  # type: ignore[operator]
     )
-    best: dict[str, Mapping[str, Any]] = {}  # one panel per stressor: its attribute with the largest disparity
+    best: dict[str, BreakingPointDisparity] = {}  # one panel per stressor: its attribute with the largest disparity
     for d in ranked:
-        if str(d.get("stressor")) in by_stressor:
-            best.setdefault(str(d["stressor"]), d)
-    panels = [_panel(name, str(d["attribute"]), by_stressor[name], d) for name, d in list(best.items())[:limit]]
+        if d.stressor in by_stressor:
+            best.setdefault(d.stressor, d)
+    panels = [_panel(name, d.attribute, by_stressor[name], d) for name, d in list(best.items())[:limit]]
     if panels:
         return panels
     return [_panel(name, None, group, None) for name, group in list(by_stressor.items())[:limit]]

@@ -31,24 +31,24 @@ EXAMPLES_PER_TARGET = 5
 def _fairness_worst(results: Results, condition: str, attribute: str) -> str | None:
     for f in results.fairness:
         if f.condition == condition and f.attribute == attribute:
-            return None if f.worst_group is None else str(f.worst_group)
+            return f.worst_group
     return None
 
 
-def _target(results: Results, condition: Any, group: Any) -> tuple[str, str | None, str | None] | None:
+def _target(results: Results, condition: str | None, group: str | None) -> tuple[str, str | None, str | None] | None:
     """(condition, attribute, value) of one judged target; None when it names no condition of the run."""
     ids = {c.id for c in results.conditions}
-    if condition is None or str(condition) not in ids:
+    if condition is None or condition not in ids:
         return None
     if group is None or group == "":
-        return str(condition), None, None
-    attribute, sep, value = str(group).partition("=")
+        return condition, None, None
+    attribute, sep, value = group.partition("=")
     if sep:
-        return str(condition), attribute, value
-    worst = _fairness_worst(results, str(condition), attribute)  # a gap or ratio across the attribute's groups
+        return condition, attribute, value
+    worst = _fairness_worst(results, condition, attribute)  # a gap or ratio across the attribute's groups
     if worst is not None and "×" not in attribute:
-        return str(condition), attribute, worst
-    return str(condition), None, None
+        return condition, attribute, worst
+    return condition, None, None
 
 
 def _in_group(row: Mapping[str, Any], attribute: str, value: str | None) -> bool:
@@ -57,15 +57,10 @@ def _in_group(row: Mapping[str, Any], attribute: str, value: str | None) -> bool
     return len(attributes) == len(values) and all(row.get(a) == v for a, v in zip(attributes, values))
 
 
-def failing_targets(results: Results | Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
-    """The (condition, attribute, value) targets of the failed and warned rules, in rule order, each once.
-
-    Args:
-        results: The results; a mapping is read through the one reader (:func:`audit.contract.parse_results`).
-    """
-    results = _typed(results)
+def failing_targets(results: Results) -> list[tuple[str, str | None, str | None]]:
+    """The (condition, attribute, value) targets of the failed and warned rules, in rule order, each once."""
     out: list[tuple[str, str | None, str | None]] = []
-    for rule in results.policy.rules if results.policy is not None else []:
+    for rule in results.policy.rules if results.policy else []:
         if rule.kind == "finding" or rule.status not in ("fail", "warn"):
             continue
         found = [_target(results, rule.condition, rule.group)]
@@ -99,7 +94,7 @@ def error_examples(
     """Per failing target, its misclassified samples with the lowest ``p_true`` (see the module docstring).
 
     Args:
-        results: The results; a mapping is read through the one reader (:func:`audit.contract.parse_results`).
+        results: The results (a mapping as in results.json is validated once).
         predictions: The run's predictions.csv; None (or a missing file) gives no examples.
         limit: Samples named per target.
 
@@ -108,12 +103,18 @@ def error_examples(
         condition), ``errors`` (misclassified samples of the target in predictions.csv) and
         ``samples``: up to ``limit`` dicts with ``sample_id``, ``label``, ``prediction`` (class
         names where results.json names them) and ``p_true`` (a float).
+
+    Raises:
+        ResultsError: ``results`` is a mapping that is not valid results.
     """
-    results = _typed(results)
-    targets = failing_targets(results)
-    if not targets or predictions is None or not Path(predictions).is_file():
+    if predictions is None or not Path(predictions).is_file():
         return []
-    names = [str(n) for n in results.model.class_names]
+    if not isinstance(results, Results):
+        results = parse_results(dict(results), source="results")
+    targets = failing_targets(results)
+    if not targets:
+        return []
+    names = list(results.model.class_names)
     kept: dict[tuple, list] = {t: [] for t in targets}
     errors = dict.fromkeys(targets, 0)
     by_condition: dict[str, list[tuple]] = {}

@@ -3,7 +3,8 @@
 One row per (sample, check): ``sample_id, check, reason`` and the manifest
 values the check read (a capture date, a consent value, a region; for
 personal data only the column names, never the values). Rows are grouped by
-check in a fixed order and keep the manifest's order within a check. It is a
+check in the order given (the governance registry's, :func:`policies.governance.check_names`,
+passed by the caller) and keep the manifest's order within a check. It is a
 file for people (opened in spreadsheets), so every cell is neutralised against
 formula injection (:func:`audit.contract.text.spreadsheet_safe`). The attestation
 covers it when the run is signed.

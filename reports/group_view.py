@@ -16,9 +16,10 @@ number is in the tables and in ``groups.csv``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from audit.contract.results import ConditionResult, GroupResult
 
 __all__ = [
     "CHART_ALL",
@@ -40,15 +41,9 @@ CHART_EACH_END = 15
 TABLE_CONDITIONS = 8
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _accuracy(group: Mapping[str, Any]) -> float | None:
-    metrics = group.get("metrics")
-    return _number(metrics.get("accuracy")) if isinstance(metrics, Mapping) else None
+def _accuracy(group: GroupResult) -> float | None:
+    value = group.metrics.accuracy
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -62,28 +57,29 @@ class ChartPick:
             the highest), or None when every group is drawn.
     """
 
-    shown: list[Mapping[str, Any]]
+    shown: list[GroupResult]
     omitted: int
     split: int | None
 
 
 def pick_chart_groups(
-    groups: Sequence[Mapping[str, Any]], *, limit: int = CHART_ALL, each_end: int = CHART_EACH_END
+    groups: Sequence[GroupResult], *, limit: int = CHART_ALL, each_end: int = CHART_EACH_END
 ) -> ChartPick:
     """Every group when there are at most ``limit``; else the ``each_end`` lowest and highest accuracies.
 
     Only comparable groups (an accuracy, not ``insufficient_data``) are ranked; ties keep the
     results' order. The lowest come first (lowest at the top), then the highest (ascending).
 
-    >>> g = [{"value": str(i), "metrics": {"accuracy": i / 10}} for i in range(10)]
+    >>> from types import SimpleNamespace as G
+    >>> g = [G(value=str(i), insufficient_data=False, metrics=G(accuracy=i / 10)) for i in range(10)]
     >>> pick = pick_chart_groups(g, limit=4, each_end=2)
-    >>> [x["value"] for x in pick.shown], pick.omitted, pick.split
+    >>> [x.value for x in pick.shown], pick.omitted, pick.split
     (['0', '1', '8', '9'], 6, 2)
     """
     if len(groups) <= limit:
         return ChartPick(list(groups), 0, None)
     ranked = sorted(
-        (g for g in groups if _accuracy(g) is not None and not g.get("insufficient_data")),
+        (g for g in groups if _accuracy(g) is not None and not g.insufficient_data),
         key=lambda g: _accuracy(g),  # type: ignore[arg-type,return-value]
     )
     lowest = ranked[:each_end]
@@ -117,11 +113,11 @@ class GroupTable:
     rows: list[tuple[str, str, list[GroupCell]]]
 
 
-def _cell(group: Mapping[str, Any] | None) -> GroupCell:
+def _cell(group: GroupResult | None) -> GroupCell:
     if group is None:
         return GroupCell("\u2014", "num")
     accuracy = _accuracy(group)
-    flagged = bool(group.get("insufficient_data"))
+    flagged = group.insufficient_data
     css = "num"
     if accuracy is not None and accuracy < 0.5:
         css += " cell-low"
@@ -134,7 +130,7 @@ def _cell(group: Mapping[str, Any] | None) -> GroupCell:
 
 
 def group_tables(
-    conditions: Sequence[Mapping[str, Any]], *, per_table: int = TABLE_CONDITIONS
+    conditions: Sequence[ConditionResult], *, per_table: int = TABLE_CONDITIONS
 ) -> list[tuple[str, list[GroupTable]]]:
     """One or more tables per grouping: ``[(grouping, [table, ...]), ...]`` in the results' order.
 
@@ -142,19 +138,17 @@ def group_tables(
     other conditions have); conditions are the columns, ``per_table`` at a time.
     """
     order: dict[str, list[str]] = {}
-    found: list[dict[tuple[str, str], Mapping[str, Any]]] = []
+    found: list[dict[tuple[str, str], GroupResult]] = []
     for condition in conditions:
-        by_key: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for g in condition.get("groups") or []:
-            if not isinstance(g, Mapping):
-                continue
-            attribute, value = str(g.get("attribute")), str(g.get("value"))
+        by_key: dict[tuple[str, str], GroupResult] = {}
+        for g in condition.groups:
+            attribute, value = g.attribute, g.value
             by_key[(attribute, value)] = g
             values = order.setdefault(attribute, [])
             if value not in values:
                 values.append(value)
         found.append(by_key)
-    ids = [str(c.get("id")) for c in conditions]
+    ids = [c.id for c in conditions]
     first = found[0] if found else {}
     out = []
     for attribute, values in order.items():
@@ -164,7 +158,8 @@ def group_tables(
             span = f"conditions {start + 1} to {stop} of {len(ids)}" if len(parts) > 1 else "every condition"
             rows = []
             for value in values:
-                n = ((first.get((attribute, value)) or {}).get("metrics") or {}).get("n")
+                group = first.get((attribute, value))
+                n = group.metrics.n if group is not None else None
                 cells = [_cell(found[k].get((attribute, value))) for k in range(start, stop)]
                 rows.append((value, "\u2014" if n is None else str(n), cells))
             caption = (

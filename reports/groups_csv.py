@@ -1,9 +1,9 @@
 """``groups.csv``: every group's numbers under every condition, whatever the report shows.
 
 One row per (condition, group), in the order of results.json: ``condition, attribute, value,
-insufficient_data`` and every group metric (``n``, ``accuracy`` with ``accuracy_ci_low`` and
-``accuracy_ci_high``, ``balanced_accuracy``, ``macro_f1``, ``top_k_accuracy``, ``ece`` with its
-interval, ``mce``, ``adaptive_ece``, ``brier``, ``nll``) and the group's ``confusion`` matrix as
+insufficient_data``, every group metric the metric registry exports to groups.csv
+(:func:`audit.contract.metric_specs.exported`; ``n``, ``accuracy`` with ``accuracy_ci_low`` and
+``accuracy_ci_high``, ``balanced_accuracy``, ... in the registry's order) and the group's ``confusion`` matrix as
 compact JSON (rows are true classes, columns predicted classes). Shares are in [0, 1], written
 as the shortest text that reads back as the stored float; an empty cell is a missing value.
 The report shows the lowest and highest groups of long lists and points here for the rest; the
@@ -18,35 +18,28 @@ import io
 import json
 from pathlib import Path
 
+from audit.contract.metric_specs import MetricSpec, exported
 from audit.contract.results import GroupResult, Results
 from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 
-__all__ = ["GROUPS_COLUMNS", "GROUPS_CSV", "groups_csv_text", "write_groups_csv"]
+__all__ = ["GROUPS_COLUMNS", "GROUPS_CSV", "groups_columns", "groups_csv_text", "write_groups_csv"]
 
 GROUPS_CSV = "groups.csv"
-_METRICS = (
-    "n",
-    "accuracy",
-    "accuracy_ci",
-    "balanced_accuracy",
-    "macro_f1",
-    "top_k_accuracy",
-    "ece",
-    "ece_ci",
-    "mce",
-    "adaptive_ece",
-    "brier",
-    "nll",
-)
-GROUPS_COLUMNS = (
-    "condition",
-    "attribute",
-    "value",
-    "insufficient_data",
-    *(c for m in _METRICS for c in ((f"{m}_low", f"{m}_high") if m.endswith("_ci") else (m,))),
-    "confusion",
-)
+
+
+def _columns(spec: MetricSpec) -> tuple[str, ...]:
+    """A metric's columns: its value, then its interval's bounds where the registry exports them."""
+    return (spec.name, f"{spec.name}_ci_low", f"{spec.name}_ci_high") if spec.interval_exported else (spec.name,)
+
+
+def groups_columns() -> tuple[str, ...]:
+    """The header: the group's identity, every metric the registry exports to groups.csv (in its order), the confusion."""
+    metrics = (c for spec in exported("groups.csv") for c in _columns(spec))
+    return ("condition", "attribute", "value", "insufficient_data", *metrics, "confusion")
+
+
+GROUPS_COLUMNS = groups_columns()
 
 
 def _cell(value: float | int | bool | None) -> str:
@@ -60,7 +53,7 @@ def _cell(value: float | int | bool | None) -> str:
     return str(value)
 
 
-def _row(condition: str, group: GroupResult) -> list[str]:
+def _row(condition: str, group: GroupResult, specs: tuple[MetricSpec, ...]) -> list[str]:
     metrics = group.metrics
     cells = [
         spreadsheet_safe(condition),
@@ -68,13 +61,11 @@ def _row(condition: str, group: GroupResult) -> list[str]:
         spreadsheet_safe(group.value),
     ]
     cells.append(_cell(group.insufficient_data))
-    for m in _METRICS:
-        value = getattr(metrics, m)
-        if m.endswith("_ci"):
-            pair = value if value is not None else (None, None)
+    for spec in specs:
+        cells.append(_cell(getattr(metrics, spec.name)))
+        if spec.interval_exported:
+            pair = getattr(metrics, f"{spec.name}_ci") or (None, None)
             cells += [_cell(pair[0]), _cell(pair[1])]
-        else:
-            cells.append(_cell(value))
     cells.append(json.dumps(metrics.confusion, separators=(",", ":")))
     return cells
 
@@ -83,10 +74,11 @@ def groups_csv_text(results: Results) -> str:
     """The file's text for ``results``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(GROUPS_COLUMNS)
+    writer.writerow(groups_columns())
+    specs = exported("groups.csv")
     for condition in results.conditions:
         for group in condition.groups:
-            writer.writerow(_row(condition.id, group))
+            writer.writerow(_row(condition.id, group, specs))
     return buffer.getvalue()
 
 

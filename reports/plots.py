@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from audit.contract.results import ReliabilityBin
 from audit.contract.text import bidi_isolate
 
 __all__ = ["Bar", "Series", "bar_chart_ci", "contrast_ratio", "heatmap", "line_chart", "reliability_diagram"]
@@ -233,11 +234,13 @@ def _marker(i: int, x: float, y: float, colour: str) -> str:
     return f'<path d="M{x:.1f},{y - 4:.1f} L{x + 4:.1f},{y + 3:.1f} L{x - 4:.1f},{y + 3:.1f} Z" fill="{colour}"/>'
 
 
-def reliability_diagram(bins: Sequence[dict], *, title: str, colour: str = PALETTE[0], size: int = 300) -> Markup:
+def reliability_diagram(
+    bins: Sequence[ReliabilityBin], *, title: str, colour: str = PALETTE[0], size: int = 300
+) -> Markup:
     """A reliability diagram: accuracy per confidence bin against the diagonal.
 
     Args:
-        bins: ``{lo, hi, n, accuracy, confidence}`` dicts as in results.json;
+        bins: The condition's reliability bins (``reliability.bins`` in results.json);
             empty bins (``n == 0``) are skipped.
         title: Accessible title, drawn above the frame.
         colour: Bar colour.
@@ -266,12 +269,13 @@ def reliability_diagram(bins: Sequence[dict], *, title: str, colour: str = PALET
         body.append(_text(left - 5, py(v) + 3.5, _pct(v), size=8, anchor="end"))
         body.append(_text(px(v), top + plot + 12, _pct(v), size=8, anchor="middle"))
     for b in bins:
-        if not b.get("n") or b.get("accuracy") is None:
+        if not b.n or b.accuracy is None:
             continue
-        x0, x1 = px(float(b["lo"])), px(float(b["hi"]))
-        acc, conf = float(b["accuracy"]), float(b.get("confidence", b["accuracy"]))
+        x0, x1 = px(b.lo), px(b.hi)
+        acc = b.accuracy
+        conf = acc if b.confidence is None else b.confidence
         described.append(
-            f"confidence {_pct1(float(b['lo']))} to {_pct1(float(b['hi']))}, {b['n']} images: "
+            f"confidence {_pct1(b.lo)} to {_pct1(b.hi)}, {b.n} images: "
             f"accuracy {_pct1(acc)}, mean confidence {_pct1(conf)}"
         )
         body.append(

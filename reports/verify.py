@@ -450,7 +450,9 @@ def _verify_pdf(pdf: Path, acc: _Acc, trust: TrustAnchors) -> None:
                         if chained is not None:
                             acc.pdf_chains[fingerprint] = chained
             acc.attached_results = _attached_file(reader, RESULTS_FILE)
-    except Exception as exc:
+    except Exception as exc:  # fail closed: a damaged or forged PDF makes pyHanko's and asn1crypto's parsers
+        # raise whatever they hit (PdfReadError, PdfStreamError, zlib.error, ValueError, KeyError, ...);
+        # each is this file failing verification, never a crash of the verifier
         acc.add(name, False, f"cannot be validated as a signed PDF (damaged or tampered): {_one_line(exc)}")
 
 

@@ -1,14 +1,14 @@
-"""Regenerate the README's demo numbers from an actual ``make demo`` run.
+"""Regenerate the demo numbers of the documentation (``docs/getting-started.md``) from a ``make demo`` run.
 
 Usage (after ``make demo``)::
 
     .venv/bin/python scripts/update_readme_demo.py [cvaudit-demo] [--check]
 
-Rewrites the block of README.md between ``<!-- demo-numbers:start -->`` and
+Rewrites the block of ``docs/getting-started.md`` between ``<!-- demo-numbers:start -->`` and
 ``<!-- demo-numbers:end -->`` from ``cvaudit-demo/results.json``; with
-``--check`` it only reports whether the README still says what the run says
-(exit 1 when not). ``tests/test_readme.py`` compares the README's numbers with a
-fresh demo run.
+``--check`` it only reports whether the page still says what the run says
+(exit 1 when not). ``tests/test_docs.py`` compares the page's numbers with a
+fresh demo run. (The script keeps its name from when the numbers were in the README.)
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- demo-numbers:start -->", "<!-- demo-numbers:end -->"
+#: The page that holds the demo numbers, relative to the repository root.
+PAGE = "docs/getting-started.md"
 
 
 def _acc(node: dict[str, Any]) -> float:
@@ -31,7 +33,7 @@ def _group(cond: dict[str, Any], attribute: str, value: str) -> float:
 
 
 def render(results: dict[str, Any]) -> str:
-    """The README block for these demo results."""
+    """The demo-numbers block of ``docs/getting-started.md`` for these demo results."""
     conditions = {c["id"]: c for c in results["conditions"]}
     clean = conditions["clean"]
     by_stressor: dict[str, dict[float, float]] = defaultdict(dict)
@@ -82,9 +84,9 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replace_block(readme: str, block: str) -> str:
-    """``readme`` with the text between the markers replaced by ``block``."""
-    head, rest = readme.split(START, 1)
+def replace_block(page: str, block: str) -> str:
+    """``page`` with the text between the markers replaced by ``block``."""
+    head, rest = page.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{block}\n{END}{tail}"
 
@@ -94,15 +96,15 @@ def main(argv: list[str]) -> int:
 
     folder = Path(next((a for a in argv if not a.startswith("--")), "cvaudit-demo"))
     results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    readme_path = ROOT / "README.md"
-    readme = readme_path.read_text(encoding="utf-8")
-    updated = replace_block(readme, render(results))
+    page_path = ROOT / PAGE
+    page = page_path.read_text(encoding="utf-8")
+    updated = replace_block(page, render(results))
     if "--check" in argv:
-        ok = updated == readme
-        print("README demo numbers are " + ("up to date" if ok else f"stale; run {Path(__file__).name}"))
+        ok = updated == page
+        print(f"{PAGE}: demo numbers are " + ("up to date" if ok else f"stale; run {Path(__file__).name}"))
         return 0 if ok else 1
-    readme_path.write_text(updated, encoding="utf-8")
-    print(f"README.md: demo numbers from {folder / 'results.json'}")
+    page_path.write_text(updated, encoding="utf-8")
+    print(f"{PAGE}: demo numbers from {folder / 'results.json'}")
     return 0
 
 

@@ -77,7 +77,7 @@ class AlbumentationsStressor(ImageStressor):
             transform.set_random_seed(seed)
             try:
                 out = transform(image=np.ascontiguousarray(array))["image"]
-            except Exception as exc:
+            except Exception as exc:  # the user's chosen transform (OpenCV's cv2.error, numpy's errors, ...)
                 raise StressorError(f"{self.name}: the transform failed on a {array.shape} image: {exc}") from exc
             out = np.asarray(out)
             if out.ndim == 2:
@@ -130,5 +130,5 @@ def _build(name: str, cls: type, level: int, kwargs: dict[str, Any]) -> Any:
             )
     try:
         return cls(**{**kwargs, "p": 1.0})
-    except Exception as exc:
+    except (ValueError, TypeError) as exc:  # albumentations validates its arguments (pydantic) into a ValueError
         raise StressorError(f"{name}: option 'params' at severity {level}: {exc}") from exc

@@ -74,7 +74,7 @@ class Registry:
                 return None
             try:
                 factory = eps[0].load()
-            except Exception:
+            except Exception:  # a plugin's import runs its code, which may raise anything; _load reports it
                 return None
             if not _is_stressor(factory):
                 return None
@@ -96,7 +96,7 @@ class Registry:
             origins[ep.name] = ep.value
             try:
                 factory = ep.load()
-            except Exception as exc:
+            except Exception as exc:  # a plugin's import runs its code: whatever it raises, that plugin is broken
                 broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
             else:
                 if _is_stressor(factory):

@@ -1,7 +1,10 @@
 """The one command boundary: where exceptions become exit codes and one line on stderr.
 
 Every ``cvaudit`` subcommand runs inside :func:`command_boundary` (or is
-decorated with :func:`boundary`):
+decorated with :func:`boundary`), and this module is the one place that ends
+the process (:func:`exit_with`): a command decorated with :func:`boundary`
+*returns* its exit code (an :class:`~audit.contract.errors.ExitCode` or an int;
+None is 0), it never calls ``sys.exit`` itself.
 
 - a :class:`~audit.contract.errors.CvauditError` (bad input the user can fix)
   and an :class:`OSError` (a file that cannot be read or written) become
@@ -39,7 +42,7 @@ import click
 from audit.contract.errors import CvauditError, ExitCode
 from audit.contract.text import neutralise
 
-__all__ = ["boundary", "command_boundary", "fail", "say"]
+__all__ = ["boundary", "command_boundary", "exit_with", "fail", "say"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,10 +52,15 @@ def say(message: str, *, err: bool = True) -> None:
     click.echo(neutralise(message), err=err)
 
 
+def exit_with(code: int) -> NoReturn:
+    """End the command with exit code ``code`` (the only ``sys.exit`` of the command line)."""
+    sys.exit(int(code))
+
+
 def fail(message: str, code: int = ExitCode.ERROR) -> NoReturn:
     """Print ``cvaudit: error: <message>`` on stderr and exit with ``code`` (2 by default)."""
     say(f"cvaudit: error: {message}")
-    sys.exit(int(code))
+    exit_with(code)
 
 
 def _first_line(err: BaseException) -> str:
@@ -108,11 +116,19 @@ def command_boundary() -> Iterator[None]:
 
 
 def boundary(fn: F) -> F:
-    """Decorate a click command's function so that it runs inside :func:`command_boundary`."""
+    """Decorate a click command's function so that it runs inside :func:`command_boundary`.
+
+    The function's return value, when an int (an :class:`~audit.contract.errors.ExitCode`), is the
+    command's exit code; stdout is flushed before the process exits with it.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with command_boundary():
-            return fn(*args, **kwargs)
+            code = fn(*args, **kwargs)
+        if isinstance(code, int) and not isinstance(code, bool):
+            sys.stdout.flush()
+            exit_with(code)
+        return code
 
     return wrapper  # type: ignore[return-value]

@@ -205,7 +205,7 @@ def _model_width(config: Path) -> tuple[int, str]:
     import torch
 
     from audit.contract.config import load_config
-    from audit.evaluation.model import load_model, resolve_device, resolve_model_config
+    from audit.evaluation import load_model, resolve_device, resolve_model_config
 
     cfg = load_config(config)
     model_cfg = resolve_model_config(cfg.model)

@@ -35,6 +35,6 @@ def model_card_command(run_dir: Path, fmt: str, out: Path, name: str | None) -> 
     Every number comes from RUN_DIR/results.json. When the run was signed, the card states
     the attestation's digest and key, and the attestation must attest that very results.json.
     """
-    from reports.model_card import write_model_card
+    from reports import write_model_card
 
     click.echo(str(write_model_card(run_dir, fmt, out, name=name)))

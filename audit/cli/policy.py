@@ -40,7 +40,7 @@ def policy_group() -> None:
 @boundary
 def list_command(fmt: str) -> None:
     """List the built-in policies."""
-    from policies.loader import available_policies, load_policy
+    from policies import available_policies, load_policy
 
     rows = []
     for name in available_policies():
@@ -58,8 +58,7 @@ def list_command(fmt: str) -> None:
 @boundary
 def show_command(name: str) -> None:
     """Print a policy file (a built-in NAME or a path), after validating it."""
-    from policies.loader import available_policies, builtin_policy_text, load_policy
-    from policies.validate import check_gate
+    from policies import available_policies, builtin_policy_text, check_gate, load_policy
 
     check_gate(load_policy(name))  # a policy that could pass on nothing is refused here as in a run
     text = builtin_policy_text(name).decode("utf-8") if name in available_policies() else Path(name).read_text("utf-8")
@@ -102,20 +101,14 @@ def check_command(
     markdown_path: Path | None,
     now_text: str | None,
     fmt: str,
-) -> None:
+) -> ExitCode:
     """Judge RESULTS.json against a policy again, without running a model."""
     from audit.contract.load import load_results
     from audit.contract.manifest import read_manifest
     from audit.contract.plan import RunPlan
     from audit.contract.results import Governance, PolicyOutcome
-    from policies.dates import parse_date
-    from policies.engine import check_policy
-    from policies.findings import judge_findings
-    from policies.governance import check_governance
-    from policies.loader import load_policy
-    from policies.schema import GovernanceConfig
-    from reports.junit import write_junit
-    from reports.summary_md import render_markdown_summary
+    from policies import GovernanceConfig, check_governance, check_policy, judge_findings, load_policy, parse_date
+    from reports import render_markdown_summary, write_junit
 
     results = load_results(results_path)
     policy = load_policy(policy_name)
@@ -146,8 +139,7 @@ def check_command(
         click.echo(json.dumps({"policy": section, "governance": {"findings": findings}}, indent=2))
     else:
         _print_text(section, findings)
-    if section["verdict"] != "pass":
-        raise click.exceptions.Exit(ExitCode.FAIL)
+    return ExitCode.FAIL if section["verdict"] != "pass" else ExitCode.PASS  # the boundary exits with it
 
 
 def _print_text(section: dict[str, Any], findings: list[dict[str, Any]]) -> None:

@@ -8,7 +8,6 @@ Exit codes: 0 success (``verify``: valid), 1 invalid or tampered
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +49,7 @@ def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
     --key OUT/public` or `--trust trust.txt`, after checking the fingerprints
     with you, and may import ca.cert.pem into an NSS database for pdfsig.
     """
-    from reports.keys import CA_CERT, PASSPHRASE_ENV, PUBLIC_DIR, TRUST_FILE, keygen, passphrase_from_env
+    from reports import CA_CERT, PASSPHRASE_ENV, PUBLIC_DIR, TRUST_FILE, keygen, passphrase_from_env
 
     passphrase = passphrase_from_env()
     files = keygen(out_dir, passphrase=passphrase, subject=subject, overwrite=force)
@@ -103,9 +102,7 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     digests recorded in the results. Exit 0 when written, 2 on bad input or key.
     """
     from audit.contract.load import parse_results
-    from reports import FORMATS, write_outputs
-    from reports.keys import load_signing_keys, passphrase_from_env
-    from reports.outputs import OutputTransaction
+    from reports import FORMATS, OutputTransaction, load_signing_keys, passphrase_from_env, write_outputs
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not wanted:
@@ -215,7 +212,7 @@ def verify_command(
     allow_untrusted: bool,
     subjects: tuple[str, ...],
     output_format: str,
-) -> None:
+) -> int:
     """Verify a report folder, report.pdf or attestation.dsse.json, and who signed it.
 
     Checks the PDF's PAdES signature (intact, whole file covered), the DSSE
@@ -229,8 +226,8 @@ def verify_command(
     """
     import os
 
-    from reports.trust import TRUST_ENV, load_anchors
-    from reports.verify import verify
+    from reports import TRUST_ENV, load_anchors
+    from reports import verify_report as verify
 
     if allow_untrusted and (key_dirs or trust_files):
         fail("--allow-untrusted contradicts --key/--trust: with trust anchors, the signer must be among them")
@@ -253,5 +250,4 @@ def verify_command(
     else:
         for line in report.to_text().splitlines():
             say(line, err=report.exit_code == 2)
-    sys.stdout.flush()
-    raise SystemExit(report.exit_code)
+    return report.exit_code  # the boundary exits with it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,9 @@ from audit.cli.boundary import boundary, say
 from audit.cli.summary import label_mapping_hint, print_summary
 from audit.contract.results import Results
 from audit.contract.text import neutralise
+
+#: The allocator of ``cvaudit run`` and ``cvaudit demo`` when the config leaves ``allocator`` unset.
+CLI_ALLOCATOR = "retain"
 
 
 def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[..., None]] | None:
@@ -129,8 +131,12 @@ def run_command(
     mlflow_experiment,
     quiet,
     nproc_per_node,
-) -> None:
-    """Run the audit described by CONFIG (a config.yaml) and write every output into --out."""
+) -> int | None:
+    """Run the audit described by CONFIG (a config.yaml) and write every output into --out.
+
+    Returns the exit code (the boundary exits with it): 0 pass, 1 a blocking rule failed;
+    None on a non-zero rank of a distributed run.
+    """
     if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
         from audit.cli.launch import launch
 
@@ -145,7 +151,7 @@ def run_command(
         ):
             if value is not None:
                 argv += [flag, str(value)]
-        sys.exit(launch(nproc_per_node, [*argv, *(["--quiet"] if quiet else [])]))
+        return launch(nproc_per_node, [*argv, *(["--quiet"] if quiet else [])])
     outcome = run_config(
         config,
         out_dir=out_dir,
@@ -158,7 +164,7 @@ def run_command(
         mlflow=mlflow_experiment,
     )
     if outcome is None:  # a non-zero rank of a distributed run
-        return
+        return None
     report_skipped(outcome.results)
     if outcome.tracked is not None:
         t = outcome.tracked
@@ -167,7 +173,7 @@ def run_command(
     hint = label_mapping_hint(outcome.results, from_folders=outcome.class_names_from_folders)
     if hint is not None:
         say(hint)
-    sys.exit(outcome.exit_code)
+    return outcome.exit_code
 
 
 def run_config(
@@ -184,12 +190,13 @@ def run_config(
 ):
     """Load a config file (with CLI overrides) and run it; None on non-zero ranks.
 
-    ``mlflow`` names an MLflow experiment to log the run to (``--mlflow``).
+    ``mlflow`` names an MLflow experiment to log the run to (``--mlflow``). The command owns its
+    process, so a config that leaves ``allocator`` unset runs with ``retain`` here (the Python API
+    and the pytest plugin leave the allocator alone; :mod:`audit.evaluation.allocator`).
     """
-    import policies
     from audit.contract.config import load_config
     from audit.tracking import require_tracking, with_experiment
-    from policies.validate import check_gate
+    from policies import PolicyGate
 
     # The config and the policy are read and validated before torch is imported (seconds): a typo is
     # reported at once. tests/test_cli_imports.py checks that torch is not loaded after such an error.
@@ -197,8 +204,9 @@ def run_config(
     if mlflow:
         cfg = with_experiment(cfg, mlflow)
     require_tracking(cfg)
-    policy = policies.load_policy(cfg.policy)
-    check_gate(policy)  # a policy with nothing that can fail: refused here too, before torch is imported
+    if cfg.allocator is None:
+        cfg = cfg.model_copy(update={"allocator": CLI_ALLOCATOR})
+    gate = PolicyGate.load(cfg.policy)  # a policy with nothing that can fail: refused before torch is imported
 
     from audit.runner import run_audit
 
@@ -208,7 +216,7 @@ def run_config(
         out_dir=out_dir,
         baseline=baseline,
         progress=_progress_factory(not quiet),
-        policy=policy,
+        policy=gate,
         notify=say,
     )
     return outcome if outcome.results else None
@@ -226,7 +234,7 @@ def run_config(
     help="Train the demo CNN here instead of using the shipped weights (numbers then depend on the CPU).",
 )
 @boundary
-def demo_command(out_dir: Path, quiet: bool, sign: bool, train: bool) -> None:
+def demo_command(out_dir: Path, quiet: bool, sign: bool, train: bool) -> int:
     """Audit a small CNN trained on scikit-learn's digits (nothing is downloaded)."""
     from audit.demo import prepare_demo
 
@@ -234,4 +242,4 @@ def demo_command(out_dir: Path, quiet: bool, sign: bool, train: bool) -> None:
     outcome = run_config(config, out_dir=out_dir, quiet=quiet)
     report_skipped(outcome.results)
     print_summary(outcome.results, out_dir)
-    sys.exit(outcome.exit_code)
+    return outcome.exit_code

@@ -22,7 +22,7 @@ def describe(name: str) -> dict[str, Any]:
     Works for any registered stressor: plugins need not subclass
     :class:`~stressors.base.ImageStressor`, so missing attributes get defaults.
     """
-    from stressors.registry import get
+    from stressors import get
 
     stressor = get(name)
     meaning = getattr(stressor, "severity_meaning", {}) or {}
@@ -48,8 +48,7 @@ def stressors_group() -> None:
 @boundary
 def list_command(fmt: str) -> None:
     """Every stressor: its severities, what each means physically, its devices."""
-    from stressors.base import StressorError
-    from stressors.registry import available, broken
+    from stressors import StressorError, available, broken
 
     entries, failures = [], dict(broken())
     for name in available():
@@ -92,7 +91,7 @@ def preview_command(image: str, out: Path, seed: int, size: int, names: tuple[st
 
     IMAGE is a file path or sample:china / sample:flower (scikit-learn's photographs).
     """
-    from stressors.preview import render_preview
+    from stressors import render_preview
 
     grid = render_preview(image, names=list(names) or None, seed=seed, size=size)
     grid.save(out)

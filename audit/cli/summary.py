@@ -4,6 +4,8 @@ It only selects and formats what results.json holds: the counts printed are
 ``policy.counts`` (rules) and ``policy.governance_counts`` (governance
 checks), and the failures are ``policy.failures``, so the terminal, the JSON
 output, the JUnit file, the pytest plugin and the report tell the same story.
+The verdict line and the failure lines are :mod:`audit.contract.fmt`'s (the
+pytest plugin prints them too, without click).
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from typing import Any
 
 import click
 
-from audit.cli.fmt import interval, observed, pp, rate, threshold
+from audit.contract.fmt import failure_lines, interval, pp, rate, verdict_line
 from audit.contract.results import FairnessEntry, PolicyOutcome, Results
 from audit.contract.text import neutralise
 
-__all__ = ["chance_bound", "label_mapping_hint", "print_summary", "summary_json", "verdict_line", "verdict_word"]
-
-_STATUS_ORDER = ("fail", "warn", "insufficient_data", "pass", "not_applicable")
-
-
-def _counts(counts: Mapping[str, int]) -> str:
-    parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in _STATUS_ORDER if counts.get(s)]
-    return ", ".join(parts) or "none"
+__all__ = [
+    "chance_bound",
+    "failure_lines",
+    "label_mapping_hint",
+    "print_summary",
+    "summary_json",
+    "verdict_line",
+    "verdict_word",
+]
 
 
 def verdict_word(policy: PolicyOutcome | Mapping[str, Any]) -> str:
@@ -42,31 +45,6 @@ def _policy(results: Results) -> PolicyOutcome:
     if results.policy is None:
         raise ValueError("these results were not judged by a policy (no 'policy' section)")
     return results.policy
-
-
-def verdict_line(results: Results) -> str:
-    """``verdict: FAIL (policy ci-gate: 2 blocking failures; rules: …; governance: …)``; a report-only
-    policy: ``verdict: REPORT ONLY (policy p gates nothing: no blocking rule; rules: …; governance: …)``."""
-    policy = _policy(results)
-    failures = policy.failures or []
-    if policy.report_only:
-        return (
-            f"verdict: REPORT ONLY (policy {policy.name} gates nothing: report_only, no blocking rule; "
-            f"rules: {_counts(policy.counts)}; governance: {_counts(policy.governance_counts or {})})"
-        )
-    return (
-        f"verdict: {policy.verdict.upper()} (policy {policy.name}: {len(failures)} blocking "
-        f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.counts)}; "
-        f"governance: {_counts(policy.governance_counts or {})})"
-    )
-
-
-def failure_lines(results: Results) -> list[str]:
-    """One line per blocking failure: id, observed value and threshold, message."""
-    return [
-        f"  FAIL {f.id}: observed {observed(f)}, required {threshold(f)} - {f.message}"
-        for f in _policy(results).failures or []
-    ]
 
 
 def summary_json(results: Results, out_dir: Path) -> dict[str, Any]:

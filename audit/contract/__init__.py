@@ -5,7 +5,9 @@
 - the config file's schema (:mod:`audit.contract.config`);
 - errors and exit codes (:class:`CvauditError`, :class:`ExitCode`);
 - shared primitives: seeds (:mod:`~audit.contract.seeds`), file digests, the
-  tool version, the manifest reader, the YAML loader and group statistics.
+  tool version, the manifest reader, the YAML loader and group statistics;
+- the registries: metrics (:mod:`~audit.contract.metric_specs`) and interval
+  methods (:mod:`~audit.contract.intervals`).
 
 Nothing here imports torch, the evaluator, the policies, the reports or the
 stressors (an import-linter contract checks it).

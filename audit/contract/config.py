@@ -1,6 +1,6 @@
 """The audit configuration (``cvaudit run config.yaml``), parsed by pydantic.
 
-The keys are part of cvaudit's contract (README, "Running an audit"); unknown keys are an error. Paths in the file
+The keys are part of cvaudit's contract (docs/running.md); unknown keys are an error. Paths in the file
 are relative to the config file and are resolved by :func:`load_config`.
 """
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from audit.contract.conditions import parse_severity
 from audit.contract.errors import AuditError, echo
+from audit.contract.intervals import IntervalMethod
 from audit.contract.keys import unknown_key_message
 from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.yaml_loader import load_yaml
@@ -31,7 +32,7 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 class ModelConfig(_Strict):
     """How to load the model and prepare its input.
 
-    Preprocessing (README, "Preprocessing"): an image is resized, then center-cropped to
+    Preprocessing (docs/running.md, "Preprocessing"): an image is resized, then center-cropped to
     ``input_size`` (H, W). Without ``resize`` it is resized straight to ``input_size``; an int
     ``resize`` sets the shorter edge (aspect ratio kept), ``[H, W]`` an exact size. ``resize_backend``
     ``torch`` resizes the float image with antialiasing; ``pil`` resizes 8-bit images in 8 bits with
@@ -234,15 +235,15 @@ class ReportConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    """Evaluator settings (the README's "Running an audit" lists them with their defaults).
+    """Evaluator settings (docs/running.md shows them with their defaults).
 
-    ``interval`` is the method of the intervals of proportions (README, "Statistics");
+    ``interval`` is the method of the intervals of proportions (docs/statistics.md);
     ``early_stop`` evaluates samples in a seeded stratified order and stops each condition as
     soon as every blocking rule on it is decided by an anytime-valid test.
     """
 
     n_bootstrap: int = Field(default=1000, ge=0)
-    interval: Literal["wilson", "clopper-pearson", "bootstrap"] = "wilson"
+    interval: IntervalMethod = "wilson"
     min_group_size: int = Field(default=30, ge=1)
     top_k: int | None = Field(default=None, ge=1)
     attack_samples: int | None = Field(default=None, ge=1)
@@ -301,9 +302,14 @@ class AuditConfig(_Strict):
     threads: int | None = Field(
         default=None, ge=1, description="torch intra-op threads on the CPU; null: the cores the workers leave"
     )
-    allocator: Literal["retain", "system"] = Field(
-        default="retain",
-        description="retain: the C allocator keeps memory freed by a batch for the next (glibc); system: as it is",
+    allocator: Literal["retain", "system"] | None = Field(
+        default=None,
+        description=(
+            "retain: while the audit evaluates, glibc's allocator keeps memory freed by a batch for the next "
+            "(mallopt; set back on exit, see audit.evaluation.allocator); system: the allocator as it is; "
+            "unset (null): cvaudit run and cvaudit demo use retain, and the Python API (audit.runner.run) "
+            "and the pytest plugin leave the allocator as it is"
+        ),
     )
     model: ModelConfig
     data: DataConfig

@@ -51,6 +51,12 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Literal
 
+from audit.contract.metric_specs import (
+    ACCURACY,
+    DEMOGRAPHIC_PARITY_DIFFERENCE,
+    proportion_metric_names,
+    rate_difference_names,
+)
 from audit.contract.participation import takes_part
 
 __all__ = [
@@ -72,10 +78,10 @@ __all__ = [
 Mode = Literal["detect", "demonstrate"]
 Kind = Literal["gap", "ratio"]
 
-#: Group metrics that are proportions of counts stored in the group (tested with Agresti-Caffo).
-PROPORTION_METRICS = ("accuracy", "top_k_accuracy")
+#: Group metrics that are proportions of counts stored in the group (tested with Agresti-Caffo; from the registry).
+PROPORTION_METRICS = proportion_metric_names()
 #: Fairness-entry statistics that are the largest per-class difference of a rate across groups.
-RATE_DIFFERENCES = ("equalized_odds_difference", "demographic_parity_difference")
+RATE_DIFFERENCES = rate_difference_names()
 POWER = 0.8
 _NORMAL = NormalDist()
 
@@ -242,19 +248,19 @@ def estimates(
     z = _z(0.5 + level / 2)
     for g in taking_part:
         name, n = str(g.get("value")), int(g["n"])
-        if statistic in RATE_DIFFERENCES or statistic == "accuracy":
+        if statistic in RATE_DIFFERENCES or statistic == ACCURACY.name:
             cm = _confusion(g)
             if cm is None:
                 return None
             k = len(cm)
             diag = [cm[c][c] for c in range(k)]
-            if statistic == "accuracy":
-                out.append(_proportion("accuracy", name, sum(diag), n))
+            if statistic == ACCURACY.name:
+                out.append(_proportion(ACCURACY.name, name, sum(diag), n))
                 continue
             positives = [sum(cm[c]) for c in range(k)]
             predicted = [sum(cm[r][c] for r in range(k)) for c in range(k)]
             for c in range(k):
-                if statistic == "demographic_parity_difference":
+                if statistic == DEMOGRAPHIC_PARITY_DIFFERENCE.name:
                     out.append(_proportion(f"selection[{c}]", name, predicted[c], n))
                     continue
                 negatives, false_pos = n - positives[c], predicted[c] - diag[c]

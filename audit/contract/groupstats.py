@@ -50,6 +50,13 @@ from typing import Any
 import numpy as np
 
 from audit.contract.gaptests import RATE_DIFFERENCES, entry_tests
+from audit.contract.metric_specs import (
+    ACCURACY,
+    DEMOGRAPHIC_PARITY_DIFFERENCE,
+    EQUALIZED_ODDS_DIFFERENCE,
+    gap_metric_names,
+    ratio_metric_names,
+)
 from audit.contract.participation import takes_part
 
 __all__ = [
@@ -63,19 +70,11 @@ __all__ = [
     "takes_part",
 ]
 
-#: Group metrics whose spread (max - min) every fairness entry carries as ``<metric>_gap``.
-GAP_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "top_k_accuracy",
-    "ece",
-    "debiased_l2_ce",
-    "brier",
-    "nll",
-)
+#: Group metrics whose spread (max - min) every fairness entry carries as ``<metric>_gap`` (from the registry).
+GAP_METRICS = gap_metric_names()
 #: Higher-is-better group metrics whose ``min / max`` every fairness entry carries as ``<metric>_ratio``.
-RATIO_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy")
+RATIO_METRICS = ratio_metric_names()
+_EQUALIZED_ODDS, _DEMOGRAPHIC_PARITY = EQUALIZED_ODDS_DIFFERENCE.name, DEMOGRAPHIC_PARITY_DIFFERENCE.name
 
 
 def _number(value: Any) -> float | None:
@@ -243,9 +242,9 @@ def fairness_summary(
         "groups_compared": len(taking_part),
         "worst_group": None,
         "best_group": None,
-        "equalized_odds_difference": None,
+        _EQUALIZED_ODDS: None,
         "equalized_odds_driver": None,
-        "demographic_parity_difference": None,
+        _DEMOGRAPHIC_PARITY: None,
         "demographic_parity_driver": None,
         "excluded": [e["value"] for e in exclusions],
         "exclusions": exclusions,
@@ -258,7 +257,7 @@ def fairness_summary(
         summary["tests"] = {}
     if len(taking_part) < 2:
         return summary
-    scored = [(a, i) for i, g in enumerate(taking_part) if (a := _number(g.get("accuracy"))) is not None]
+    scored = [(a, i) for i, g in enumerate(taking_part) if (a := _number(g.get(ACCURACY.name))) is not None]
     if scored:
         summary["worst_group"] = taking_part[min(scored, key=lambda s: (s[0], s[1]))[1]].get("value")
         summary["best_group"] = taking_part[max(scored, key=lambda s: (s[0], -s[1]))[1]].get("value")
@@ -267,9 +266,9 @@ def fairness_summary(
         names = [str(g.get("value")) for g in taking_part]
         eo = equalized_odds_driver(confusions, names, min_positives=min_positives)
         dp = demographic_parity_driver(confusions, names)
-        summary["equalized_odds_difference"] = None if eo is None else eo.pop("value")
+        summary[_EQUALIZED_ODDS] = None if eo is None else eo.pop("value")
         summary["equalized_odds_driver"] = eo
-        summary["demographic_parity_difference"] = None if dp is None else dp.pop("value")
+        summary[_DEMOGRAPHIC_PARITY] = None if dp is None else dp.pop("value")
         summary["demographic_parity_driver"] = dp
     for metric in GAP_METRICS:
         gap, ratio = _spread(taking_part, metric)

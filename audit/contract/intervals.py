@@ -26,6 +26,7 @@ statsmodels' ``proportion_confint(method="wilson" | "beta")`` gives the same num
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
 
@@ -33,6 +34,10 @@ __all__ = [
     "CLOSED_FORM",
     "CONFIDENCE_LEVEL",
     "INTERVAL_METHODS",
+    "INTERVAL_METHOD_LABELS",
+    "INTERVAL_METHOD_SPECS",
+    "IntervalMethod",
+    "IntervalMethodSpec",
     "clopper_pearson",
     "normal_quantile",
     "proportion_interval",
@@ -40,12 +45,42 @@ __all__ = [
 ]
 
 IntervalMethod = Literal["wilson", "clopper-pearson", "bootstrap"]
+
+
+@dataclass(frozen=True)
+class IntervalMethodSpec:
+    """One value of ``evaluation.interval``.
+
+    Attributes:
+        name: the config value.
+        label: how the report describes it.
+        closed_form: computed from the counts (else from the bootstrap replicates).
+    """
+
+    name: IntervalMethod
+    label: str
+    closed_form: bool
+
+
+#: The methods of ``evaluation.interval`` by name: the one registry of interval methods.
+INTERVAL_METHOD_SPECS: dict[str, IntervalMethodSpec] = {
+    s.name: s
+    for s in (
+        IntervalMethodSpec(
+            "wilson", "the Wilson score interval from the counts (exact for any split of the run, no seed)", True
+        ),
+        IntervalMethodSpec("clopper-pearson", "the Clopper-Pearson (exact) interval from the counts", True),
+        IntervalMethodSpec("bootstrap", "the percentile interval of a seeded Poisson bootstrap over images", False),
+    )
+}
 #: The values of ``evaluation.interval``.
-INTERVAL_METHODS: tuple[str, ...] = ("wilson", "clopper-pearson", "bootstrap")
+INTERVAL_METHODS: tuple[str, ...] = tuple(INTERVAL_METHOD_SPECS)
+#: How the report describes each method.
+INTERVAL_METHOD_LABELS: dict[str, str] = {name: s.label for name, s in INTERVAL_METHOD_SPECS.items()}
 #: The coverage of every interval results.json holds (``evaluation.confidence_level``).
 CONFIDENCE_LEVEL = 0.95
 #: The methods computed from counts (the others come from bootstrap replicates).
-CLOSED_FORM: tuple[str, ...] = ("wilson", "clopper-pearson")
+CLOSED_FORM: tuple[str, ...] = tuple(name for name, s in INTERVAL_METHOD_SPECS.items() if s.closed_form)
 
 
 def normal_quantile(q: float) -> float:

@@ -2,5 +2,139 @@
 
 A peer of :mod:`policies` and :mod:`reports` (none of the three imports
 another); it uses :mod:`stressors` and the contract (:mod:`audit.contract`)
-below it. Heavy modules (torch) are imported by the submodules that need them.
+below it.
+
+Callers outside the evaluator import the names below from here, never from a
+submodule (an import-linter contract in pyproject.toml). Each name is loaded
+from its submodule on first use (PEP 562), so ``from audit.evaluation import
+compare_to_baseline`` does not import torch, and a DataLoader worker
+unpickling an :class:`AuditDataset` imports only what it decodes.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audit.evaluation.adversarial_checks import CHECKS as ADVERSARIAL_CHECKS
+    from audit.evaluation.allocator import allocator_setting, apply_allocator
+    from audit.evaluation.breaking_points import (
+        BREAKING_POINTS_CSV,
+        RefineContext,
+        check_refinement,
+        compute_breaking_points,
+        run_breaking_points,
+    )
+    from audit.evaluation.conditions import Condition, build_conditions
+    from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
+    from audit.evaluation.early_stop import StopMonitor, stratified_order
+    from audit.evaluation.error_thumbnails import stressed_thumbnails
+    from audit.evaluation.evaluate import EvalSettings, EvalState
+    from audit.evaluation.evaluate import evaluate as evaluate_conditions
+    from audit.evaluation.groups import SlotLayout, build_layout, slot_matrix
+    from audit.evaluation.metrics import state_bytes
+    from audit.evaluation.model import load_model, resolve_device, resolve_model_config
+    from audit.evaluation.predictions import merge_predictions
+    from audit.evaluation.results import ResultsInputs, assemble_results
+    from audit.evaluation.robustness import compare_to_baseline
+    from audit.evaluation.subset import stratified_subset
+    from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
+
+#: Public name -> (submodule, its name there). A public name never equals a submodule's name:
+#: importing the submodule would replace the package attribute.
+_PUBLIC: dict[str, tuple[str, str]] = {
+    "ADVERSARIAL_CHECKS": ("adversarial_checks", "CHECKS"),
+    "apply_allocator": ("allocator", "apply_allocator"),
+    "allocator_setting": ("allocator", "allocator_setting"),
+    "BREAKING_POINTS_CSV": ("breaking_points", "BREAKING_POINTS_CSV"),
+    "RefineContext": ("breaking_points", "RefineContext"),
+    "check_refinement": ("breaking_points", "check_refinement"),
+    "compute_breaking_points": ("breaking_points", "compute_breaking_points"),
+    "run_breaking_points": ("breaking_points", "run_breaking_points"),
+    "Condition": ("conditions", "Condition"),
+    "build_conditions": ("conditions", "build_conditions"),
+    "AuditDataset": ("data", "AuditDataset"),
+    "SampleTable": ("data", "SampleTable"),
+    "check_label_range": ("data", "check_label_range"),
+    "read_samples": ("data", "read_samples"),
+    "sample_keys_of": ("data", "sample_keys_of"),
+    "StopMonitor": ("early_stop", "StopMonitor"),
+    "stratified_order": ("early_stop", "stratified_order"),
+    "stressed_thumbnails": ("error_thumbnails", "stressed_thumbnails"),
+    "EvalSettings": ("evaluate", "EvalSettings"),
+    "EvalState": ("evaluate", "EvalState"),
+    "evaluate_conditions": ("evaluate", "evaluate"),
+    "SlotLayout": ("groups", "SlotLayout"),
+    "build_layout": ("groups", "build_layout"),
+    "slot_matrix": ("groups", "slot_matrix"),
+    "state_bytes": ("metrics", "state_bytes"),
+    "load_model": ("model", "load_model"),
+    "resolve_device": ("model", "resolve_device"),
+    "resolve_model_config": ("model", "resolve_model_config"),
+    "merge_predictions": ("predictions", "merge_predictions"),
+    "assemble_results": ("results", "assemble_results"),
+    "ResultsInputs": ("results", "ResultsInputs"),
+    "compare_to_baseline": ("robustness", "compare_to_baseline"),
+    "stratified_subset": ("subset", "stratified_subset"),
+    "ThreadPlan": ("threads", "ThreadPlan"),
+    "plan_threads": ("threads", "plan_threads"),
+    "using_threads": ("threads", "using_threads"),
+}
+
+__all__ = [
+    "ADVERSARIAL_CHECKS",
+    "BREAKING_POINTS_CSV",
+    "AuditDataset",
+    "Condition",
+    "EvalSettings",
+    "EvalState",
+    "RefineContext",
+    "ResultsInputs",
+    "SampleTable",
+    "SlotLayout",
+    "StopMonitor",
+    "ThreadPlan",
+    "allocator_setting",
+    "apply_allocator",
+    "assemble_results",
+    "build_conditions",
+    "build_layout",
+    "check_label_range",
+    "check_refinement",
+    "compare_to_baseline",
+    "compute_breaking_points",
+    "evaluate_conditions",
+    "load_model",
+    "merge_predictions",
+    "plan_threads",
+    "read_samples",
+    "resolve_device",
+    "resolve_model_config",
+    "run_breaking_points",
+    "sample_keys_of",
+    "slot_matrix",
+    "state_bytes",
+    "stratified_order",
+    "stratified_subset",
+    "stressed_thumbnails",
+    "using_threads",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its submodule on first use.
+
+    Raises:
+        AttributeError: ``name`` is not public here (nor a submodule already imported).
+    """
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

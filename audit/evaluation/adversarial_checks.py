@@ -40,6 +40,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from audit.contract.metric_specs import ACCURACY
+
 #: The traits read from an attack's class, with the defaults of an attack that declares none.
 _TRAITS = {"iterative": False, "zero_accuracy_epsilon": 0.3, "stronger_than_single_step": False, "norm": "linf"}
 
@@ -81,7 +83,7 @@ def _finding(check: str, status: str, attack: str | None, observed: float | None
 def _point(cond: Mapping[str, Any]) -> tuple[float, int, float]:
     """(ε, n, accuracy) of a condition."""
     metrics = cond["metrics"]
-    return float(cond.get("severity") or 0.0), int(metrics["n"]), float(metrics["accuracy"])
+    return float(cond.get("severity") or 0.0), int(metrics["n"]), float(metrics[ACCURACY.name])
 
 
 def noise_tolerance(p1: float, n1: int, p2: float, n2: int, *, z: float = 1.96) -> float:

@@ -35,6 +35,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from audit.contract.metric_specs import ACCURACY
+
 FINE_BINS = 1000
 
 
@@ -189,7 +191,7 @@ def reliability(count: Tensor, conf_sum: Tensor, correct_sum: Tensor) -> list[di
                 "lo": b / n_bins,
                 "hi": (b + 1) / n_bins,
                 "n": n_b,
-                "accuracy": float(correct_sum[b]) / n_b if n_b else None,
+                ACCURACY.name: float(correct_sum[b]) / n_b if n_b else None,
                 "confidence": float(conf_sum[b]) / n_b if n_b else None,
             }
         )

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from audit.contract.intervals import proportion_interval
+from audit.contract.metric_specs import TOP_K_ACCURACY
 from audit.contract.seeds import MASK63, derive_seed
 from audit.contract.sequential import confidence_bound, decide
 from audit.evaluation.groups import SlotLayout
@@ -192,7 +193,7 @@ class StopMonitor:
         n = int(stats.confusion[target.slot].sum())
         if n < target.min_n:
             return
-        if target.metric == "top_k_accuracy":
+        if target.metric == TOP_K_ACCURACY.name:
             k = int(stats.topk_correct[target.slot])
         else:
             k = int(torch.diagonal(stats.confusion[target.slot]).sum())

@@ -113,13 +113,20 @@ def _check_image_classifier(transformers: Any, folder: Path, raw: dict[str, Any]
         )
 
 
+# _TRANSFORMERS_ERRORS: the three calls into transformers below keep a broad ``except Exception``. What
+# they raise depends on what is wrong with the folder: OSError, ValueError, a huggingface_hub validation
+# error, AttributeError (id2label not a mapping), safetensors' SafetensorError (a damaged weights file),
+# ...; each is "this folder cannot be loaded" and becomes one AuditError line
+# (tests/audit/evaluation/test_hf_model.py::test_what_transformers_cannot_read_becomes_one_line).
+
+
 def _load_config(transformers: Any, folder: Path) -> Any:
     raw = _read_config(folder)
     _check_image_classifier(transformers, folder, raw)
     try:
         with _quiet(transformers):
             return transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    except Exception as err:  # transformers' own exception types vary with the problem
+    except Exception as err:  # transformers raises what the problem gives (see _TRANSFORMERS_ERRORS)
         raise AuditError(f"{folder / 'config.json'}: unreadable model config ({_first_line(err)})") from None
 
 
@@ -140,7 +147,7 @@ def _load_processor(transformers: Any, folder: Path) -> Any | None:
     try:
         with _quiet(transformers):
             return transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, backend="pil")
-    except Exception as err:  # transformers' own exception types vary with the problem
+    except Exception as err:  # transformers raises what the problem gives (see _TRANSFORMERS_ERRORS)
         raise AuditError(
             f"{folder / 'preprocessor_config.json'}: unreadable image processor ({_first_line(err)})"
         ) from None
@@ -343,7 +350,7 @@ def load_hf_model(cfg: ModelConfig) -> tuple[nn.Module, Path, dict[str, str]]:
                 dtype=torch.float32,
                 output_loading_info=True,
             )
-    except Exception as err:  # transformers' own exception types vary with the problem
+    except Exception as err:  # transformers raises what the problem gives (see _TRANSFORMERS_ERRORS)
         raise AuditError(f"{folder}: cannot load the model ({type(err).__name__}: {_first_line(err)})") from None
     missing = sorted(info.get("missing_keys") or []) + sorted(str(k) for k in info.get("mismatched_keys") or [])
     if missing:

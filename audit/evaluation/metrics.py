@@ -54,6 +54,7 @@ from torchmetrics import Metric
 
 from audit.contract.intervals import INTERVAL_METHODS, wilson
 from audit.contract.intervals import proportion_interval as closed_form_interval
+from audit.contract.metric_specs import specs
 from audit.evaluation import calibration
 from audit.evaluation.bootstrap import bias_corrected_interval, percentile_intervals, poisson_weights
 
@@ -345,35 +346,15 @@ def _replicate_intervals(st: dict[str, Tensor], lo: int, hi: int, *, level: floa
 
 
 def _empty_slot(k: int, reliability: list[dict]) -> dict:
-    return {
-        "n": 0,
-        "accuracy": None,
-        "accuracy_ci": None,
-        "balanced_accuracy": None,
-        "balanced_accuracy_ci": None,
-        "macro_f1": None,
-        "macro_f1_ci": None,
-        "top_k_accuracy": None,
-        "top_k_accuracy_ci": None,
-        "ece": None,
-        "ece_ci": None,
-        "debiased_l2_ce": None,
-        "debiased_l2_ce_ci": None,
-        "mce": None,
-        "adaptive_ece": None,
-        "brier": None,
-        "brier_ci": None,
-        "nll": None,
-        "nll_ci": None,
-        "confusion": [[0] * k for _ in range(k)],
-        "per_class_fnr": [None] * k,
-        "per_class_fnr_ci": [None] * k,
-        "per_class_fpr": [None] * k,
-        "per_class_fpr_ci": [None] * k,
-        "top_confusions": [],
-        "overconfident_errors": 0,
-        "reliability": reliability,
-    }
+    """A slot without samples: every registered metric of a slot or condition undefined (counts 0)."""
+    out: dict = {}
+    for spec in specs(lambda s: s.scope in ("slot", "condition")):
+        undefined = [None] * k if spec.kind == "rate" else None
+        out[spec.name] = 0 if spec.kind == "count" else undefined
+        if spec.interval != "none":
+            out[f"{spec.name}_ci"] = undefined
+    out.update(confusion=[[0] * k for _ in range(k)], top_confusions=[], reliability=reliability)
+    return out
 
 
 def _compute_slot(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class OnnxModule(nn.Module):
             raise AuditError(f"{path}: ONNX models need onnxruntime: pip install 'cvaudit[onnx]'") from None
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types
+        except _onnxruntime_errors(ort) as err:
             raise AuditError(f"{path}: unreadable ONNX model ({type(err).__name__})") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -87,6 +88,26 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
 
 
+def _onnxruntime_errors(ort: Any) -> tuple[type[BaseException], ...]:
+    """What ``onnxruntime.InferenceSession`` raises for a file it cannot load.
+
+    onnxruntime has one exception class per status code (``InvalidProtobuf``,
+    ``NoSuchFile``, ``InvalidGraph``, ...), sharing no base but ``Exception``;
+    its Python wrapper adds ``ValueError``/``TypeError`` and the file system ``OSError``.
+    """
+    state = ort.capi.onnxruntime_pybind11_state
+    own = tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+    return (*own, OSError, RuntimeError, ValueError, TypeError)
+
+
+# Damaged model files: torch.load and torch.export.load keep a broad ``except Exception``. Reading
+# a damaged or foreign file, torch's unpickler and archive readers raise whatever their parser
+# hits. Mutating saved files at random (torch 2.13) gave RuntimeError, UnicodeDecodeError, EOFError,
+# IndexError, struct.error, UnpicklingError, KeyError, TypeError, NotImplementedError,
+# zipfile.BadZipFile and JSONDecodeError; each means "unreadable", and a narrower list would turn
+# the next one into a traceback.
+
+
 def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
     """Import ``package.module:function`` (the config's folder and the working directory are
     searched first, so a module beside the config is found) and call it."""
@@ -103,7 +124,7 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
         sys.path[:] = saved
     try:
         net = factory()
-    except Exception as err:
+    except Exception as err:  # the user's code: any exception it raises becomes the one-line message
         raise AuditError(
             f"model.factory: {cfg.factory!r} raised {type(err).__name__}: {str(err).strip()[:200]}"
         ) from None
@@ -114,7 +135,7 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
             state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise AuditError(f"{cfg.weights}: weights file not found") from None
-        except Exception as err:
+        except Exception as err:  # a damaged file: the unpickler raises whatever it hits (see 'Damaged model files')
             raise AuditError(f"{cfg.weights}: unreadable state_dict ({type(err).__name__})") from None
         try:
             net.load_state_dict(state)
@@ -140,15 +161,15 @@ def _load_file(path: Path) -> tuple[nn.Module, str]:
     if suffix == ".pt2":
         try:
             return torch.export.load(str(path)).module(), "torch.export"
-        except Exception as err:
+        except Exception as err:  # a damaged archive: the reader raises whatever it hits (see 'Damaged model files')
             raise AuditError(f"{path}: unreadable torch.export program ({type(err).__name__})") from None
     try:
         return torch.jit.load(str(path), map_location="cpu"), "torchscript"
-    except Exception:
+    except RuntimeError:  # not a TorchScript archive (PytorchStreamReader / the TorchScript importer)
         pass
     try:
         return torch.export.load(str(path)).module(), "torch.export"
-    except Exception:
+    except Exception:  # neither format: the torch.export reader raises whatever it hits (see 'Damaged model files')
         raise AuditError(f"{path}: unreadable model file (neither TorchScript nor torch.export)") from None
 
 

@@ -23,6 +23,7 @@ from audit.contract.config import AuditConfig
 from audit.contract.digest import sha256_file
 from audit.contract.groupstats import fairness_summary
 from audit.contract.intervals import CONFIDENCE_LEVEL
+from audit.contract.metric_specs import specs
 from audit.contract.results import (
     SCHEMA_VERSION,
     AdversarialCheck,
@@ -74,19 +75,21 @@ def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: d[k] for k in keys if k in d}
 
 
+#: The metrics of a condition's ``error_types`` (from the metric registry): per-class rates, then counts.
+_CONDITION_SPECS = specs(lambda s: s.scope == "condition")
+
+
 def _error_types(overall: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
     """Per-class error rates (and their intervals) keyed by class name; confusions named by class."""
-    return {
-        "per_class_fnr": dict(zip(class_names, overall["per_class_fnr"])),
-        "per_class_fpr": dict(zip(class_names, overall["per_class_fpr"])),
-        "per_class_fnr_ci": dict(zip(class_names, overall["per_class_fnr_ci"])),
-        "per_class_fpr_ci": dict(zip(class_names, overall["per_class_fpr_ci"])),
-        "top_confusions": [
-            {"true": class_names[t["true"]], "predicted": class_names[t["predicted"]], "count": t["count"]}
-            for t in overall["top_confusions"]
-        ],
-        "overconfident_errors": overall["overconfident_errors"],
-    }
+    per_class = [s.name for s in _CONDITION_SPECS if s.kind == "rate"]
+    out: dict[str, Any] = {name: dict(zip(class_names, overall[name])) for name in per_class}
+    out.update({f"{name}_ci": dict(zip(class_names, overall[f"{name}_ci"])) for name in per_class})
+    out["top_confusions"] = [
+        {"true": class_names[t["true"]], "predicted": class_names[t["predicted"]], "count": t["count"]}
+        for t in overall["top_confusions"]
+    ]
+    out.update({s.name: overall[s.name] for s in _CONDITION_SPECS if s.kind != "rate"})
+    return out
 
 
 def _condition_entry(

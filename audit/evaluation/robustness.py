@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from audit.contract.metric_specs import ACCURACY
 from audit.contract.results import ConditionResult, Metrics
 
 Conditions = Sequence[Mapping]
@@ -44,9 +45,9 @@ def _clean(conditions: Conditions) -> Mapping:
 
 
 def _accuracy(metrics: Mapping, min_n: int = 0) -> float | None:
-    if metrics.get("accuracy") is None or metrics.get("n", 0) < max(min_n, 1):
+    if metrics.get(ACCURACY.name) is None or metrics.get("n", 0) < max(min_n, 1):
         return None
-    return float(metrics["accuracy"])
+    return float(metrics[ACCURACY.name])
 
 
 def _typed_accuracy(metrics: Metrics, min_n: int = 0) -> float | None:
@@ -88,7 +89,7 @@ def accuracy_drops(conditions: Conditions) -> list[dict]:
                 "condition": cond["id"],
                 "stressor": cond["stressor"],
                 "severity": cond.get("severity"),
-                "accuracy": acc,
+                ACCURACY.name: acc,
                 "clean_accuracy": clean_acc,
                 "drop": _sub(clean_acc, acc),
             }
@@ -217,7 +218,7 @@ def compare_to_baseline(
                 "value": key[2],
                 "n": None if c is None else c.n,
                 "baseline_n": None if b is None else b.n,
-                "accuracy": acc_c,
+                ACCURACY.name: acc_c,
                 "baseline_accuracy": acc_b,
                 "delta": delta,
                 "regressed": status == "regressed",

@@ -45,19 +45,8 @@ from typing import Any
 from audit.contract.errors import AuditError
 from audit.loop.run_folder import RunFolder
 
-__all__ = ["HELD_BACK_CHECKS", "Candidate", "QueueSettings", "allocate", "build_queue"]
+__all__ = ["Candidate", "QueueSettings", "allocate", "build_queue", "held_back_checks"]
 
-#: Governance checks that keep a sample out of every export.
-HELD_BACK_CHECKS = (
-    "consent_missing",
-    "consent_withdrawn",
-    "retention_expired",
-    "date_unparseable",
-    "region_not_allowed",
-    "purpose_missing",
-    "lawful_basis_missing",
-    "biometric_without_basis",
-)
 LABEL_NOISE_CONFIDENCE = 0.9
 ERROR_CONFIDENCE = 0.8
 FORMATS = ("label-studio", "csv")
@@ -249,7 +238,7 @@ def allocate(budget: int, weights: dict[Any, float], available: dict[Any, int]) 
 
 def _governance_scan(cfg: Any, policy: Any) -> tuple[Any, list[dict[str, Any]]]:
     """The policy's governance checks as a scan fed by the manifest reader (checked now), and its affected rows."""
-    from policies.governance import GovernanceScan
+    from policies import GovernanceScan
 
     gov = getattr(policy, "governance", None)
     if gov is None:
@@ -259,12 +248,21 @@ def _governance_scan(cfg: Any, policy: Any) -> tuple[Any, list[dict[str, Any]]]:
     return GovernanceScan(gov, id_column=cfg.data.id_column, now=now, affected=affected), affected
 
 
+def held_back_checks() -> tuple[str, ...]:
+    """The governance checks that keep a sample out of every export (those registered with
+    ``holds_back_images``, :class:`policies.GovernanceCheck`), in report order."""
+    from policies import governance_checks
+
+    return tuple(check.name for check in governance_checks() if check.holds_back_images)
+
+
 def _held_back(affected: list[dict[str, Any]], wanted: set[str]) -> dict[str, list[str]]:
     """sample id -> the held-back checks that find it (in the checks' order), for the ``wanted`` samples."""
+    held_back = set(held_back_checks())
     out: dict[str, list[str]] = {}
     for hit in affected:
         sid, check = str(hit["sample_id"]), hit["check"]
-        if check in HELD_BACK_CHECKS and sid in wanted and check not in out.get(sid, []):
+        if check in held_back and sid in wanted and check not in out.get(sid, []):
             out.setdefault(sid, []).append(check)
     return out
 
@@ -282,7 +280,7 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
     Raises:
         AuditError: bad settings, an unknown stratification attribute, unreadable images.
     """
-    from audit.evaluation.data import read_samples
+    from audit.evaluation import read_samples
 
     if settings.budget < 1:
         raise AuditError(f"--budget {settings.budget}: must be at least 1 sample")
@@ -353,7 +351,7 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
 
 def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]) -> Path | None:
     """breaking_points.csv of a run that has none (an older run), derived from its predictions."""
-    from audit.evaluation.breaking_points import compute_breaking_points
+    from audit.evaluation import compute_breaking_points
 
     def rows() -> Iterator[list[str]]:
         with open(run.predictions, newline="", encoding="utf-8") as fh:
@@ -461,7 +459,7 @@ def _write_image(table, cfg, i: int, stem: Path) -> Path:
 
 
 def _decoded(table, cfg, i: int):
-    from audit.evaluation.data import AuditDataset
+    from audit.evaluation import AuditDataset
 
     item = AuditDataset(table, cfg.model, [i])[0]
     if "error" in item:
@@ -482,7 +480,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
     evaluated severity), with the parameters that reproduce it (``variants/params.jsonl``)."""
     import stressors
     from audit.contract.seeds import sample_key
-    from stressors.base import sample_keys
+    from stressors import sample_keys
 
     folder = out_dir / "variants"
     if folder.exists():

@@ -277,6 +277,7 @@ def log_to_mlflow(
     """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
 
     with _scoped_env(_http_settings(mlflow_cfg)):
         client = MlflowClient(tracking_uri=_resolve_uri(mlflow_cfg.tracking_uri, base_dir))
@@ -299,11 +300,11 @@ def log_to_mlflow(
             for name in ARTIFACTS:
                 if (out_dir / name).is_file():
                     client.log_artifact(run_id, str(out_dir / name))
-        except BaseException as err:
+        except BaseException as err:  # cleanup on any exit, Ctrl-C included: mark the run FAILED, re-raise
             marked = True
             try:
                 client.set_terminated(run_id, "FAILED")
-            except Exception:
+            except (MlflowException, OSError):  # the store or server cannot be reached (requests' errors are OSError)
                 marked = False
             if isinstance(err, Exception):
                 raise _TrackingFailed(run_id, marked, err) from err

@@ -10,27 +10,48 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from audit.contract.metric_specs import exported
 from audit.contract.results import ConditionResult, FairnessEntry, Metrics, Results
 
-__all__ = ["CONDITION_METRICS", "STEP_SCALE", "metric_values", "readable", "severity_steps", "step_params"]
+__all__ = [
+    "CONDITION_METRICS",
+    "STEP_SCALE",
+    "condition_metric_names",
+    "fairness_gap_names",
+    "group_metric_names",
+    "metric_values",
+    "readable",
+    "severity_steps",
+    "step_params",
+]
 
-#: Per-condition metrics logged (interval bounds as ``<metric>_ci_low`` / ``_ci_high``).
-CONDITION_METRICS = (
-    "n",
-    "accuracy",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "balanced_accuracy",
-    "macro_f1",
-    "top_k_accuracy",
-    "ece",
-    "ece_ci_low",
-    "ece_ci_high",
-    "mce",
-    "adaptive_ece",
-    "brier",
-    "nll",
-)
+
+def condition_metric_names() -> tuple[str, ...]:
+    """The per-condition metrics logged, from the metric registry (``mlflow`` exports), with interval bounds
+    as ``<metric>_ci_low`` / ``_ci_high`` where the registry exports them."""
+    return tuple(
+        name
+        for spec in exported("mlflow")
+        for name in (
+            (spec.name, f"{spec.name}_ci_low", f"{spec.name}_ci_high") if spec.interval_exported else (spec.name,)
+        )
+    )
+
+
+def group_metric_names() -> tuple[str, ...]:
+    """The per-group metrics logged (``<prefix>/group/<attribute>/<value>/<metric>``; ``mlflow.group`` exports)."""
+    return tuple(spec.name for spec in exported("mlflow.group"))
+
+
+def fairness_gap_names() -> tuple[str, ...]:
+    """The fairness gaps logged (``<prefix>/fairness/<attribute>/<metric>_gap``; ``mlflow.fairness`` exports)."""
+    return tuple(f"{spec.name}_gap" for spec in exported("mlflow.fairness"))
+
+
+#: Per-condition metrics logged (:func:`condition_metric_names` when this module was imported).
+CONDITION_METRICS = condition_metric_names()
+
+
 #: A severity that is not a whole number (an attack's ε, a fractional severity) is logged at
 #: step round(severity × STEP_SCALE): MLflow steps are integers, and this keeps 6 decimals and
 #: the spacing of the sweep (the curve's shape), which a step = index mapping would not.
@@ -104,13 +125,17 @@ def _metrics(prefix: str, metrics: Metrics, names: tuple[str, ...]) -> dict[str,
 def _condition_values(
     condition: ConditionResult, fairness: list[FairnessEntry], prefix: str, attrs: dict, values: dict
 ) -> dict[str, float]:
-    out = _metrics(prefix, condition.metrics, CONDITION_METRICS)
+    out = _metrics(prefix, condition.metrics, condition_metric_names())
     for g in condition.groups:
         group = f"{prefix}/group/{attrs[str(g.attribute)]}/{values[str(g.attribute)][str(g.value)]}"
-        out.update(_metrics(group, g.metrics, ("n", "accuracy")))
+        out.update(_metrics(group, g.metrics, group_metric_names()))
     for f in fairness:
-        if f.condition == condition.id and f.accuracy_gap is not None:
-            out[f"{prefix}/fairness/{attrs[str(f.attribute)]}/accuracy_gap"] = float(f.accuracy_gap)
+        if f.condition != condition.id:
+            continue
+        for gap in fairness_gap_names():
+            value = getattr(f, gap)
+            if value is not None:
+                out[f"{prefix}/fairness/{attrs[str(f.attribute)]}/{gap}"] = float(value)
     return out
 
 

@@ -321,3 +321,65 @@ def test_a_stressor_named_like_a_section_is_hashed():
     name = "summary_" + hashlib.sha256(b"summary").hexdigest()[:8]
     assert values[(f"{name}/accuracy", 2)] == 0.4 and values[(f"{name}/accuracy", 0)] == 0.625
     assert {n for n, _ in values if n.startswith("summary/")} == {"summary/mce"}
+
+
+@pytest.mark.parametrize(
+    ("terminate_error", "state"),
+    [(None, "marked FAILED"), (OSError("connection refused"), "left RUNNING")],
+)
+def test_a_failure_while_logging_marks_the_run_or_names_it_left_running(tmp_path, monkeypatch, terminate_error, state):
+    """log_batch fails after the run exists: the run is marked FAILED, or, when the store cannot be reached
+    to mark it either (MlflowException or OSError), the warning says it was left RUNNING."""
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    out, results = _run_folder(tmp_path)
+
+    def log_batch(self, *args, **kwargs):
+        raise MlflowException("the store refused the batch")
+
+    real_terminate = mlflow.MlflowClient.set_terminated
+
+    def set_terminated(self, run_id, status=None, *args, **kwargs):
+        if status == "FAILED" and terminate_error is not None:
+            raise terminate_error
+        return real_terminate(self, run_id, status, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", log_batch)
+    monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", set_terminated)
+    with pytest.warns(TrackingWarning) as caught:
+        assert (
+            track_run(
+                MlflowConfig(experiment="e", tracking_uri=uri), results=typed_results(results), out_dir=out, params={}
+            )
+            is None
+        )
+    (message,) = [str(w.message) for w in caught]
+    assert f"at tracking URI {uri} {state}" in message and "MlflowException: the store refused the batch" in message
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("e").experiment_id])
+    assert run.info.status == ("FAILED" if terminate_error is None else "RUNNING")
+
+
+def test_an_unexpected_error_while_marking_the_run_is_not_swallowed(tmp_path, monkeypatch):
+    """Only an unreachable store is expected while marking a run FAILED; any other error is named in the
+    warning, not passed off as "the server could not be reached"."""
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    out, results = _run_folder(tmp_path)
+
+    def log_batch(self, *args, **kwargs):
+        raise MlflowException("the store refused the batch")
+
+    def set_terminated(self, run_id, status=None, *args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'info'")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", log_batch)
+    monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", set_terminated)
+    cfg = MlflowConfig(experiment="e", tracking_uri=(tmp_path / "mlruns").as_uri())
+    with pytest.warns(TrackingWarning) as caught:
+        assert track_run(cfg, results=typed_results(results), out_dir=out, params={}) is None
+    (message,) = [str(w.message) for w in caught]
+    assert "AttributeError: 'NoneType' object has no attribute 'info'" in message and "left RUNNING" not in message

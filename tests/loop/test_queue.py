@@ -220,7 +220,7 @@ def _label_studio() -> str:
 
 @pytest.mark.slow
 def test_label_studio_shows_every_image_after_the_documented_steps(built, tmp_path):
-    """The README's steps against a real Label Studio: the two variables, a project with labeling_config.xml,
+    """The documented steps (docs/integrations/label-studio.md) against a real Label Studio: the two variables, a project with labeling_config.xml,
     a Local files storage at QUEUE_DIR/images, tasks.json imported; every task's image is then served (and
     without the storage it is a 404, the step users missed)."""
     requests = pytest.importorskip("requests")

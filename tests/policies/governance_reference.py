@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from policies.dates import parse_date
-from policies.governance import CHECK_SECTIONS, _findings
+from policies.governance import CHECK_SECTIONS
+from policies.governance.scan import _findings
 from policies.pii import normalise_column, pii_column_kind, pii_kinds
 from policies.schema import GovernanceConfig
 

@@ -268,9 +268,3 @@ def test_policy_instead_of_config_and_no_governance():
     ]
     assert check_governance([_row(1)], policy=_policy()) == []
     assert check_governance([_row(1)]) == []
-
-
-def test_report_image_mode_importable_from_governance():
-    from policies.governance import report_image_mode as from_governance
-
-    assert from_governance is report_image_mode

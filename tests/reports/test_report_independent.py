@@ -179,7 +179,7 @@ def test_report_names_the_signer_and_the_anchor_as_openssl_sees_them(signed_repo
 
 
 def test_pdfsig_trusts_the_certificate_once_the_ca_is_in_the_nss_database(signed_report, key_dir_pw, tmp_path):
-    """The README's steps: import ca.cert.pem with certutil, then pdfsig shows the chain as trusted."""
+    """The documented steps (docs/reports.md): import ca.cert.pem with certutil, then pdfsig shows the chain as trusted."""
     pdf = signed_report / "report.pdf"
     certutil = _tool("certutil")
 

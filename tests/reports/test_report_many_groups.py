@@ -77,10 +77,10 @@ def many_groups_results(conditions: int = 3, skipped: int = 120) -> dict:
 
 def test_chart_picks_the_lowest_and_highest_and_counts_the_rest():
     results = many_groups_results()
-    groups = results["conditions"][0]["groups"]
+    groups = parse_results(results).conditions[0].groups
     pick = pick_chart_groups(groups)
     comparable = sorted(
-        (g for g in groups if not g["insufficient_data"]), key=lambda g: g["metrics"]["accuracy"]
+        (g for g in groups if not g.insufficient_data), key=lambda g: g.metrics.accuracy
     )  # an independent ranking
     assert pick.shown == comparable[:CHART_EACH_END] + comparable[-CHART_EACH_END:]
     assert pick.omitted == len(groups) - 2 * CHART_EACH_END and pick.split == CHART_EACH_END
@@ -88,14 +88,14 @@ def test_chart_picks_the_lowest_and_highest_and_counts_the_rest():
     (alt,) = [t for t in re.findall(r"<title>([^<]*)</title>", html) if t.startswith("Accuracy per group, clean.")]
     assert f"and {pick.omitted} more groups" in alt
     for g in pick.shown:
-        assert f"{g['attribute']} = {g['value']}: accuracy" in alt
+        assert f"{g.attribute} = {g.value}: accuracy" in alt
     svg = next(s for s in re.findall(r"<svg[^>]*>", html) if 'role="img"' in s)
     assert int(re.search(r'height="(\d+)"', svg).group(1)) < 1000  # fits an A4 page
 
 
 def test_every_group_is_a_row_of_its_groupings_tables():
     results = many_groups_results(conditions=TABLE_CONDITIONS + 3)
-    tables = dict(group_tables(results["conditions"]))
+    tables = dict(group_tables(parse_results(results).conditions))
     assert list(tables) == ["site", "camera"]
     for grouping, count in (("site", SITES), ("camera", CAMERAS)):
         parts = tables[grouping]

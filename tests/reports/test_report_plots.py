@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from audit.contract.results import ReliabilityBin
 from reports import plots
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -38,8 +39,8 @@ def test_values_outside_range_are_clipped():
 
 def test_reliability_diagram_skips_empty_bins():
     bins = [
-        {"lo": 0.0, "hi": 0.5, "n": 0, "accuracy": None, "confidence": None},
-        {"lo": 0.5, "hi": 1.0, "n": 10, "accuracy": 0.6, "confidence": 0.8},
+        ReliabilityBin(lo=0.0, hi=0.5, n=0, accuracy=None, confidence=None),
+        ReliabilityBin(lo=0.5, hi=1.0, n=10, accuracy=0.6, confidence=0.8),
     ]
     root = _parse(plots.reliability_diagram(bins, title="clean"))
     assert root.get("width") == "300"
@@ -127,8 +128,8 @@ def test_bar_chart_text_alternative_gives_values_intervals_and_counts():
 
 def test_reliability_text_alternative_lists_non_empty_bins():
     bins = [
-        {"lo": 0.0, "hi": 0.5, "n": 0, "accuracy": None, "confidence": None},
-        {"lo": 0.5, "hi": 1.0, "n": 10, "accuracy": 0.6, "confidence": 0.8},
+        ReliabilityBin(lo=0.0, hi=0.5, n=0, accuracy=None, confidence=None),
+        ReliabilityBin(lo=0.5, hi=1.0, n=10, accuracy=0.6, confidence=0.8),
     ]
     assert _alt(plots.reliability_diagram(bins, title="clean")) == (
         "clean. Accuracy per confidence bin, confidence 50.0% to 100.0%, 10 images: accuracy 60.0%,"

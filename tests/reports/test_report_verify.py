@@ -476,3 +476,22 @@ def test_a_folder_holding_only_the_ca_certificate_is_an_anchor(signed_report, ke
     report = verify(signed_report, key_dir=folder)
     assert report.outcome == "VALID", report.to_text()
     assert report.signers[0].why.startswith("issued under the trusted CA")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_damaged_pdf_fails_verification_and_never_crashes(signed_report, trusted, seed):
+    """Truncated or overwritten at random (seeded): report.pdf fails closed, whatever pyHanko's parser raised."""
+    import random
+
+    rng = random.Random(seed)
+    pdf = signed_report / "report.pdf"
+    data = bytearray(pdf.read_bytes())
+    if seed % 2 == 0:
+        data = data[: rng.randrange(len(data) // 4, len(data) - 64)]
+    else:
+        for _ in range(40):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    pdf.write_bytes(bytes(data))
+    report = trusted(pdf)
+    assert report.exit_code == 1, report.to_text()
+    assert report.failures and report.failures[0].file == "report.pdf"

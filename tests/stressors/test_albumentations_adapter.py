@@ -82,3 +82,18 @@ def test_a_transform_that_resizes_is_rejected():
     s = stressors.get("albumentations:RandomCrop", params={1: {"height": 8, "width": 8}})
     with pytest.raises(StressorError, match="changed the image shape"):
         s.apply(images(1), s.sample_params(sample_keys(IDS[:1]), 1, seed=0))
+
+
+def test_a_transform_that_fails_on_the_image_names_it():
+    s = stressors.get("albumentations:RandomCrop", params={1: {"height": 64, "width": 64}})
+    with pytest.raises(
+        StressorError, match=r"albumentations:RandomCrop: the transform failed on a \(16, 16, 3\) image"
+    ):
+        s.apply(images(1, size=16), s.sample_params(sample_keys(IDS[:1]), 1, seed=0))
+
+
+def test_a_parameter_of_the_wrong_type_names_the_severity():
+    with pytest.raises(
+        StressorError, match=r"albumentations:RandomSunFlare: option 'params' at severity 2: .*src_radius"
+    ):
+        stressors.get("albumentations:RandomSunFlare", params={1: {}, 2: {"src_radius": "big"}})

@@ -190,3 +190,18 @@ def test_a_run_without_attacks_does_not_import_foolbox():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_plugin_whose_import_raises_its_own_error_is_skipped(monkeypatch, tmp_path):
+    """A plugin module's code may raise anything on import (not only ImportError): it is reported, not fatal."""
+    (tmp_path / "cvaudit_raising_plugin.py").write_text(
+        "class PluginSetupError(Exception):\n    pass\n\nraise PluginSetupError('no GPU kernel for snow')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cvaudit_raising_plugin", raising=False)
+    fake_entry_points(monkeypatch, [("night", "stressors.night:Night"), ("snow", "cvaudit_raising_plugin:Snow")])
+    registry = Registry()
+    warned = pytest.warns(PluginWarning, match=r"'snow' is broken.*PluginSetupError: no GPU kernel for snow")
+    with warned, pytest.raises(StressorError, match="snow.*broken"):
+        registry.get("snow")  # the single entry point fails to load: everything is loaded and reported
+    assert registry.available() == ["night"] and set(registry.broken()) == {"snow"}

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from audit.contract.intervals import IntervalMethod
 from audit.contract.results.base import Node
 
 __all__ = [
@@ -72,7 +73,7 @@ class EvaluationSettings(Node):
         ge=0, description="Poisson-bootstrap replicates behind the intervals of ece, brier, nll, macro_f1 ..."
     )
     confidence_level: float = Field(gt=0.0, lt=1.0, description="coverage of every interval (0.95)")
-    interval: Literal["wilson", "clopper-pearson", "bootstrap"] | None = Field(
+    interval: IntervalMethod | None = Field(
         default=None,
         description="method of the intervals of proportions (accuracy, top-k accuracy, per-class rates): wilson "
         "(score interval from the counts), clopper-pearson (exact) or bootstrap (percentile); absent in results "

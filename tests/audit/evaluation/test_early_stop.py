@@ -216,11 +216,13 @@ def test_a_blocking_gap_rule_keeps_its_condition_running_and_a_clear_failure_sto
 
 
 def test_early_stop_is_refused_under_torchrun():
+    from types import SimpleNamespace
+
     from audit.contract.errors import AuditError
     from audit.runner import _early_stop
 
     with pytest.raises(AuditError, match="evaluation.early_stop needs a single process"):
-        _early_stop(None, None, None, None, None, None, None, [], None, 2)
+        _early_stop(SimpleNamespace(world=2), None, None, [])
 
 
 def test_sort_rows_puts_rows_back_in_dataset_order_in_chunks(tmp_path):

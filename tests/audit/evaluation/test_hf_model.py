@@ -275,3 +275,35 @@ def test_a_folder_without_format_names_the_key(tmp_path):
     folder = save_tiny_vit(tmp_path / "m")
     with pytest.raises(AuditError, match="set model.format: huggingface"):
         load_model(ModelConfig(path=folder), CPU)
+
+
+def _edit_json(path, **changes):
+    raw = json.loads(path.read_text())
+    raw.update(changes)
+    path.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        # transformers raises a validation error here and an AttributeError there: any of them is one line
+        (lambda f: _edit_json(f / "config.json", hidden_size="big"), r"config\.json: unreadable model config \(.+\)$"),
+        (lambda f: _edit_json(f / "config.json", id2label="x"), r"config\.json: unreadable model config \(.+\)$"),
+        (
+            lambda f: (f / "preprocessor_config.json").write_text("{not json"),
+            r"preprocessor_config\.json: unreadable image processor \(.+\)$",
+        ),
+        (
+            lambda f: _edit_json(f / "preprocessor_config.json", image_processor_type="NoSuchProcessor"),
+            r"preprocessor_config\.json: unreadable image processor \(.+\)$",
+        ),
+        (
+            lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:300]),
+            r"cannot load the model \(SafetensorError: .+\)$",
+        ),
+    ],
+)
+def test_what_transformers_cannot_read_becomes_one_line(tmp_path, damage, match):
+    folder = save_tiny_vit(tmp_path / "m")
+    damage(folder)
+    _fails(ModelConfig(path=folder, format="huggingface"), match, load=True)

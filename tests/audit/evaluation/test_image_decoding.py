@@ -220,7 +220,7 @@ def test_ignore_and_composite_white_decode_as_before(vit_and_images):
     pipe = transformers.pipeline("image-classification", model=str(cfg.path), device="cpu")
     pipeline_top1 = [cfg.class_names.index(pipe(str(p), top_k=1)[0]["label"]) for p in paths]
     old_top1 = _top1(cfg, ours)
-    assert sum(a == b for a, b in zip(old_top1[:10], pipeline_top1[:10])) == 6  # the README's numbers
+    assert sum(a == b for a, b in zip(old_top1[:10], pipeline_top1[:10])) == 6  # the numbers in docs/running.md
     assert sum(a == b for a, b in zip(old_top1[10:], pipeline_top1[10:])) == 6
 
 

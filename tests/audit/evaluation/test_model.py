@@ -1,5 +1,8 @@
 """Model loading: TorchScript, torch.export, factory + weights, ONNX; output checks."""
 
+import random
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -111,3 +114,62 @@ def test_bad_models(tmp_path, kwargs, expected):
     kwargs = {k: (tmp_path / v if k in ("path", "weights") else v) for k, v in kwargs.items()}
     with pytest.raises(AuditError, match=expected):
         load_model(_cfg(**kwargs), CPU)
+
+
+class FactoryFailure(Exception):
+    """A user's own exception type, unknown to cvaudit."""
+
+
+def failing_factory():
+    raise FactoryFailure("no weights for this backbone")
+
+
+def _damaged(data: bytes, seed: int) -> bytes:
+    """``data`` truncated (even seeds) or with a few bytes overwritten (odd seeds), reproducibly."""
+    rng = random.Random(seed)
+    if seed % 2 == 0:
+        return data[: rng.randrange(len(data))]
+    out = bytearray(data)
+    for _ in range(rng.randrange(1, 20)):
+        out[rng.randrange(len(out))] = rng.randrange(256)
+    return bytes(out)
+
+
+def test_a_factory_raising_its_own_exception_becomes_one_line(tmp_path):
+    cfg = _cfg(factory="tests.audit.evaluation.test_model:failing_factory")
+    with pytest.raises(AuditError, match=r"raised FactoryFailure: no weights for this backbone$"):
+        load_model(cfg, CPU)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_damaged_model_files_are_unreadable_not_a_traceback(tmp_path, net, seed):
+    """TorchScript, torch.export and state_dict files, truncated or overwritten: loaded, or one AuditError."""
+    torch.jit.save(torch.jit.script(net), tmp_path / "ts.pt")
+    torch.export.save(torch.export.export(net, (torch.rand(1, 3, 8, 8),)), tmp_path / "ep.pt2")
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    cases = [
+        ({"path": "ts.pt"}, "unreadable model file"),
+        ({"path": "ep.pt2"}, "unreadable torch.export program"),
+        ({"path": "ep.pt"}, "unreadable model file"),  # a torch.export program without its suffix
+        (
+            {"factory": "tests.audit.evaluation.test_model:tiny_factory", "weights": "w.pt"},
+            "unreadable state_dict|does not match",
+        ),
+    ]
+    (tmp_path / "ep.pt").write_bytes((tmp_path / "ep.pt2").read_bytes())
+    for kwargs, expected in cases:
+        name = kwargs.get("weights") or kwargs["path"]
+        (tmp_path / name).write_bytes(_damaged((tmp_path / name).read_bytes(), seed))
+        kwargs = {k: (tmp_path / v if k in ("path", "weights") else v) for k, v in kwargs.items()}
+        try:
+            load_model(_cfg(**kwargs), CPU)
+        except AuditError as err:
+            assert "\n" not in str(err)
+            assert re.search(expected, str(err)), (name, str(err))
+
+
+def test_a_damaged_onnx_file_is_unreadable(tmp_path):
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07garbage, not a protobuf")
+    with pytest.raises(AuditError, match=r"m.onnx: unreadable ONNX model \(\w+\)$"):
+        load_model(_cfg(path=tmp_path / "m.onnx"), CPU)

@@ -1,4 +1,4 @@
-"""The statistical claims of the README's "Statistics" section, asserted on simulations with known truth.
+"""The statistical claims of the Statistics page (docs/statistics.md), asserted on simulations with known truth.
 
 The tables themselves come from ``benchmarks/bench_statistics.py`` (more datasets); these tests
 use the same code with fewer datasets and fixed seeds, and assert the stated bounds.
@@ -51,7 +51,7 @@ def test_bootstrap_intervals_cover_at_least_90_percent_at_500(datasets):
         truth = sim.true_values(delta, n=400_000)
         for metric in ("debiased_l2_ce", "brier", "nll", "macro_f1", "balanced_accuracy"):
             assert _coverage(rows, metric, truth[metric]) >= 0.90, (delta, metric)
-    # the plug-in ECE's interval covers a true ECE of 0.05; it cannot cover 0 (README: judge the debiased error)
+    # the plug-in ECE's interval covers a true ECE of 0.05; it cannot cover 0 (docs/statistics.md: judge the debiased error)
     assert _coverage(datasets[0.05], "ece", 0.05) >= 0.90
     assert _coverage(datasets[0.0], "ece", 0.0) < 0.2
 

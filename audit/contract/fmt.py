@@ -1,7 +1,10 @@
-"""How numbers read on the terminal and in test messages (full precision stays in results.json).
+"""How numbers, rules and the verdict read on the terminal and in test messages.
 
-Rates (accuracies, calibration errors) have three significant digits; gaps
-between groups are percentage points; counts are integers.
+Full precision stays in results.json. Rates (accuracies, calibration errors)
+have three significant digits; gaps between groups are percentage points;
+counts are integers. The command line (:mod:`audit.cli.summary`), the pytest
+plugin and :mod:`audit.testing` print with these, so they say the same thing;
+nothing here prints or imports click.
 
 >>> rate(0.94666), rate(0.0012345), pp(0.1234), observed({"metric": "accuracy", "aggregate": "gap", "observed": 0.08})
 ('0.947', '0.00123', '12.3 pp', '8.0 pp')
@@ -13,7 +16,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["interval", "observed", "pp", "rate", "threshold"]
+from audit.contract.results import PolicyOutcome, Results
+
+__all__ = ["failure_lines", "interval", "observed", "pp", "rate", "threshold", "verdict_line"]
 
 _GAPS = ("_gap", "_difference", "disparity", "drop", "delta")
 
@@ -69,3 +74,42 @@ def threshold(rule: Any) -> str:
     shown = pp(value) if _is_gap(rule) else rate(value)
     op = {"min": ">= ", "max": "<= "}.get(str(_get(rule, "op")), "")
     return f"{op}{shown}"
+
+
+_STATUS_ORDER = ("fail", "warn", "insufficient_data", "pass", "not_applicable")
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    parts = [f"{counts[s]} {s.replace('_', ' ')}" for s in _STATUS_ORDER if counts.get(s)]
+    return ", ".join(parts) or "none"
+
+
+def _policy(results: Results) -> PolicyOutcome:
+    if results.policy is None:
+        raise ValueError("these results were not judged by a policy (no 'policy' section)")
+    return results.policy
+
+
+def verdict_line(results: Results) -> str:
+    """``verdict: FAIL (policy ci-gate: 2 blocking failures; rules: …; governance: …)``; a report-only
+    policy: ``verdict: REPORT ONLY (policy p gates nothing: no blocking rule; rules: …; governance: …)``."""
+    policy = _policy(results)
+    failures = policy.failures or []
+    if policy.report_only:
+        return (
+            f"verdict: REPORT ONLY (policy {policy.name} gates nothing: report_only, no blocking rule; "
+            f"rules: {_counts(policy.counts)}; governance: {_counts(policy.governance_counts or {})})"
+        )
+    return (
+        f"verdict: {policy.verdict.upper()} (policy {policy.name}: {len(failures)} blocking "
+        f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.counts)}; "
+        f"governance: {_counts(policy.governance_counts or {})})"
+    )
+
+
+def failure_lines(results: Results) -> list[str]:
+    """One line per blocking failure: id, observed value and threshold, message."""
+    return [
+        f"  FAIL {f.id}: observed {observed(f)}, required {threshold(f)} - {f.message}"
+        for f in _policy(results).failures or []
+    ]

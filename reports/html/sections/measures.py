@@ -1,0 +1,63 @@
+"""The report's measurement sections: robustness, breaking points, adversarial robustness, calibration, subgroups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit.contract.results import StressorInfo
+from reports.breaking_points_view import breaking_point_view
+from reports.group_view import group_tables
+from reports.html.charts import group_chart, reliability
+from reports.html.context import ReportContext
+from reports.html.curves import severity_chart
+
+__all__ = ["adversarial", "breaking_points", "calibration", "groups", "robustness"]
+
+
+def robustness(ctx: ReportContext) -> dict[str, Any]:
+    """Accuracy against severity, the metrics of every condition, and what each severity means."""
+    return {
+        "severity_chart": severity_chart(ctx.conditions, ctx.clean, ctx.adversarial),
+        "conditions": ctx.conditions,
+        "drops": ctx.drops,
+        "stressors": [_run_levels_only(s) for s in ctx.results.stressors],
+    }
+
+
+def _run_levels_only(stressor: StressorInfo) -> StressorInfo:
+    """The stressor with ``severity_meaning`` cut to the severities that were run."""
+    wanted = {float(x) for x in stressor.severities}
+    meaning = {k: t for k, t in stressor.severity_meaning.items() if _as_float(k) in wanted}
+    return stressor.model_copy(update={"severity_meaning": meaning})
+
+
+def _as_float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def breaking_points(ctx: ReportContext) -> dict[str, Any] | None:
+    """Survival curves per group for the stressors with the largest disparity; None without breaking points."""
+    panels = breaking_point_view(ctx.results)
+    return {"breaking_points": panels} if panels else None
+
+
+def adversarial(ctx: ReportContext) -> dict[str, Any] | None:
+    """The attack curves and the sanity checks of the attacks; None when neither is in the results."""
+    checks = ctx.results.adversarial_checks
+    if ctx.adversarial_chart is None and not checks:
+        return None
+    return {"adversarial_chart": ctx.adversarial_chart, "adversarial_checks": checks}
+
+
+def calibration(ctx: ReportContext) -> dict[str, Any]:
+    """Reliability diagrams of the clean and the worst condition."""
+    return {"reliability": reliability(ctx.clean, ctx.worst)}
+
+
+def groups(ctx: ReportContext) -> dict[str, Any]:
+    """Accuracy per group (charts of the clean and the worst condition) and the tables of every group."""
+    charts = [group_chart(c) for c in (ctx.clean, ctx.worst) if c and c.groups]
+    return {"group_charts": charts, "group_tables": group_tables(ctx.conditions)}
