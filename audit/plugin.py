@@ -22,9 +22,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from audit.contract.results import Results
 
 _RESULTS_KEY = pytest.StashKey[Any]()
 
@@ -68,7 +71,7 @@ def _load_results(config: pytest.Config, tmp_factory: pytest.TempPathFactory) ->
         except CvauditError as err:
             raise pytest.UsageError(f"--cvaudit-results: {err}") from None
         if experiment:
-            _track_stored(dict(results), path, experiment)
+            _track_stored(results.results, path, experiment)
         return results
     if not config_path:
         return None
@@ -88,17 +91,17 @@ def _load_results(config: pytest.Config, tmp_factory: pytest.TempPathFactory) ->
     return AuditResults(outcome.results, source=str(out / "results.json"))
 
 
-def _track_stored(results: dict[str, Any], path: Path, experiment: str) -> None:
+def _track_stored(results: Results, path: Path, experiment: str) -> None:
     """Log stored results (and the outputs beside them) to MLflow; params record where they came from."""
     from audit.contract.config import MlflowConfig
     from audit.tracking import track_run
 
     params = {
         "results": str(path.resolve()),
-        "seed": str(results.get("seed")),
-        "model.path": str((results.get("model") or {}).get("path")),
-        "data.path": str((results.get("dataset") or {}).get("path")),
-        "policy": str((results.get("policy") or {}).get("name")),
+        "seed": str(results.seed),
+        "model.path": str(results.model.path),
+        "data.path": str(results.dataset.path),
+        "policy": str(results.policy.name if results.policy is not None else None),
     }
     track_run(MlflowConfig(experiment=experiment), results=results, out_dir=path.parent, params=params)
 
@@ -166,8 +169,7 @@ def cvaudit_rule(request: pytest.FixtureRequest, cvaudit_results: Any) -> RuleOu
     name = _policy_of(marker) if marker else "ci-gate"
     cache = request.config.stash.setdefault(_OUTCOMES, {})
     if name not in cache:
-        findings = cvaudit_results.get("governance", {}).get("findings", [])
-        cache[name] = policies.check_policy(dict(cvaudit_results), policies.load_policy(name), findings=findings)
+        cache[name] = policies.check_policy(cvaudit_results.results, policies.load_policy(name))
     rule_id = request.param
     rule = next(r for r in cache[name]["rules"] if r["id"] == rule_id)
     return RuleOutcome(rule, name)
@@ -175,9 +177,10 @@ def cvaudit_rule(request: pytest.FixtureRequest, cvaudit_results: Any) -> RuleOu
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """The verdict, every blocking failure (as ``cvaudit run`` prints them), then the largest gaps."""
-    results = config.stash.get(_RESULTS_KEY, None)
-    if not results or not results.get("policy"):
+    stored = config.stash.get(_RESULTS_KEY, None)
+    if stored is None or stored.results.policy is None:
         return
+    results = stored.results
     from audit.contract.fmt import failure_lines, pp, verdict_line
     from audit.contract.text import neutralise
 
@@ -186,12 +189,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.write_line(neutralise(verdict_line(results)))
     for line in failure_lines(results):
         tr.write_line(neutralise(line))
-    gaps = sorted((f for f in results.get("fairness", []) if f.get("accuracy_gap")), key=lambda f: -f["accuracy_gap"])[
-        :3
-    ]
+    gaps = sorted((f for f in results.fairness if f.accuracy_gap), key=lambda f: -(f.accuracy_gap or 0.0))[:3]
     for f in gaps:
         tr.write_line(
             neutralise(
-                f"  largest gap: {f['attribute']} under {f['condition']}: {pp(f['accuracy_gap'])} (worst {f['worst_group']})"
+                f"  largest gap: {f.attribute} under {f.condition}: {pp(f.accuracy_gap)} (worst {f.worst_group})"
             )
         )

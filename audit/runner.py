@@ -48,7 +48,7 @@ from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, ExitCode, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
-from audit.contract.results import Results
+from audit.contract.results import ErrorThumbnails, Governance, PolicyOutcome, Results
 from audit.evaluation import (
     BREAKING_POINTS_CSV,
     AuditDataset,
@@ -56,6 +56,7 @@ from audit.evaluation import (
     EvalSettings,
     EvalState,
     RefineContext,
+    ResultsInputs,
     SampleTable,
     SlotLayout,
     ThreadPlan,
@@ -98,7 +99,7 @@ ProgressFactory = Callable[[int, str], Callable[..., None]]
 class AuditOutcome:
     """What a run produced. ``exit_code`` is 0 (pass) or 1 (a blocking rule failed)."""
 
-    results: dict[str, Any]
+    results: Results | None  # None on the ranks other than 0 of a distributed run
     out_dir: Path
     files: list[Path]
     class_names_from_folders: bool = False
@@ -106,7 +107,9 @@ class AuditOutcome:
 
     @property
     def verdict(self) -> str:
-        return self.results["policy"]["verdict"]
+        if self.results is None or self.results.verdict is None:
+            raise ValueError("no verdict: these results were not judged (a non-zero rank of a distributed run)")
+        return self.results.verdict
 
     @property
     def exit_code(self) -> ExitCode:
@@ -190,7 +193,7 @@ class RunContext:
     rank: int
     world: int
     outputs: OutputTransaction | None
-    baseline: dict[str, Any] | None = None
+    baseline: Results | None = None
     signing: Signing = field(default_factory=Signing)
     progress: ProgressFactory | None = None
     notify: Callable[[str], None] | None = None
@@ -382,7 +385,7 @@ def _run(ctx: RunContext) -> AuditOutcome:
     with allocator_setting(ctx.cfg.allocator) as allocator:  # unset: mallopt is not touched; restored at the end
         evaluation = _evaluate(ctx, reading, plan, loaded, allocator)
         if not ctx.writes:
-            return AuditOutcome({}, ctx.out_dir, [])
+            return AuditOutcome(None, ctx.out_dir, [])
         results = _judge(ctx, reading, loaded, evaluation)
         files = _write_outputs(ctx, results, reading, loaded, evaluation)
     tracked = track_audit(ctx.cfg, results, ctx.out_dir, config_path=ctx.config_path)  # MLflow; a failure only warns
@@ -497,39 +500,12 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
     return Evaluation(state, computed, threads, allocator, work)
 
 
-def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: Evaluation) -> dict[str, Any]:
-    """Rank 0: the results (breaking points, the policy's verdict, error thumbnails), validated by the contract."""
+def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: Evaluation) -> Results:
+    """Rank 0: the results (breaking points, the policy's verdict, error thumbnails), each part built as its model."""
     cfg, table, state, computed = ctx.cfg, reading.table, evaluation.state, evaluation.computed
     if computed["clean"][0]["n"] == 0:
         raise AuditError(f"{table.source}: no image could be decoded; nothing to audit")
 
-    results = assemble_results(
-        cfg=cfg,
-        config_path=ctx.config_path,
-        model_info=loaded.info,
-        class_names=loaded.class_names,
-        table=table,
-        conditions=reading.conditions,
-        layout=reading.layout,
-        computed=computed,
-        state=state,
-        attack_indices=reading.attack_indices,
-        baseline=ctx.baseline,
-        started=ctx.started,
-        device=str(loaded.device),
-    )
-    results["provenance"].update(
-        threads=evaluation.threads.threads,
-        num_workers=evaluation.threads.num_workers,
-        allocator=evaluation.allocator,
-        exif=cfg.data.exif,
-        alpha=cfg.data.alpha,
-    )
-    results["governance"] = {
-        "findings": reading.findings,
-        "policy": ctx.gate.name,
-        "audit_date": ctx.started.date().isoformat(),
-    }
     refine = RefineContext(
         loaded.model,
         table,
@@ -541,14 +517,41 @@ def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: E
         reading.conditions,
         decoding=ctx.decoding,
     )
-    results.update(run_breaking_points(evaluation.work, cfg, reading.conditions, reading.layout, table, refine))
-    results["policy"] = ctx.gate.judge(results, findings=reading.findings)
+    results = assemble_results(
+        ResultsInputs(
+            cfg=cfg,
+            config_path=ctx.config_path,
+            model_info=loaded.info,
+            class_names=loaded.class_names,
+            table=table,
+            conditions=reading.conditions,
+            layout=reading.layout,
+            computed=computed,
+            state=state,
+            attack_indices=reading.attack_indices,
+            baseline=ctx.baseline,
+            governance=Governance.model_validate(
+                {"findings": reading.findings, "policy": ctx.gate.name, "audit_date": ctx.started.date().isoformat()}
+            ),
+            breaking_points=run_breaking_points(
+                evaluation.work, cfg, reading.conditions, reading.layout, table, refine
+            ),
+            started=ctx.started,
+            device=str(loaded.device),
+            threads=evaluation.threads.threads,
+            num_workers=evaluation.threads.num_workers,
+            allocator=evaluation.allocator,
+        )
+    )
+    verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=reading.findings))
+    results = results.model_copy(update={"policy": verdict})
     predictions = ctx.outputs.stage / "predictions.csv"
     merge_predictions(evaluation.work, predictions, attributes=list(table.attributes))  # the named samples come from it
     thumbnails = _error_thumbnails(ctx, results, predictions, reading, loaded)
     if thumbnails:
-        results["error_thumbnails"] = thumbnails
-    results = Results.model_validate(results).to_dict()  # the contract: a drift here is a bug, not bad input
+        results = results.model_copy(
+            update={"error_thumbnails": [ErrorThumbnails.model_validate(t) for t in thumbnails]}
+        )
     return results
 
 
@@ -565,9 +568,9 @@ def _decoding(cfg: AuditConfig) -> dict[str, Any]:
 
 
 def _error_thumbnails(
-    ctx: RunContext, results: dict[str, Any], predictions: Path, reading: Reading, loaded: LoadedModel
+    ctx: RunContext, results: Results, predictions: Path, reading: Reading, loaded: LoadedModel
 ) -> list[dict]:
-    """``results["error_thumbnails"]``: the samples the report names per failing target, as the model saw them.
+    """The results' ``error_thumbnails``: the samples the report names per failing target, as the model saw them.
 
     The samples are selected as the report selects them (:func:`reports.error_examples.error_examples`,
     from the merged predictions.csv) and stressed again (:mod:`audit.evaluation.error_thumbnails`);
@@ -712,10 +715,10 @@ def _early_stop(ctx: RunContext, reading: Reading, plan: RunPlan, shard: list[in
     return order, monitor
 
 
-def _load_baseline(path: Path) -> dict[str, Any]:
+def _load_baseline(path: Path) -> Results:
     """The deployed model's results, through the one reader."""
     try:
-        return load_results(path).to_dict()
+        return load_results(path)
     except ResultsError as err:
         raise AuditError(f"--baseline: {err}") from None
 
@@ -733,7 +736,7 @@ def _attack_subset(cfg: AuditConfig, table: SampleTable, keys: torch.Tensor, slo
 
 
 def _write_outputs(
-    ctx: RunContext, results: dict[str, Any], reading: Reading, loaded: LoadedModel, evaluation: Evaluation
+    ctx: RunContext, results: Results, reading: Reading, loaded: LoadedModel, evaluation: Evaluation
 ) -> list[Path]:
     """Write every output of the run with :func:`reports.write_outputs` (the one writer, shared with ``cvaudit report``).
 

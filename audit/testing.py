@@ -17,16 +17,33 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audit.contract.results import ConditionResult, FairnessEntry, GroupResult, Metrics, Results
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
 
-class AuditResults(Mapping[str, Any]):
-    """A read-only view of ``results.json`` with a small query API."""
+class AuditResults:
+    """Typed results (:class:`~audit.contract.results.Results`) with a small query API.
 
-    def __init__(self, data: Mapping[str, Any], *, source: str | None = None):
-        self._data = dict(data)
+    Args:
+        results: The results; a mapping (a parsed results.json) is read through the one
+            reader (:func:`audit.contract.parse_results`).
+        source: Where they came from (a results.json path), for messages.
+
+    Raises:
+        ResultsError: ``results`` is a mapping that is not valid results.
+    """
+
+    def __init__(self, results: Results | Mapping[str, Any], *, source: str | None = None):
+        from audit.contract.load import parse_results
+        from audit.contract.results import Results
+
+        if not isinstance(results, Results):
+            results = parse_results(dict(results), source=source or "results")
+        self.results = results
         self.source = source
 
     @classmethod
@@ -38,52 +55,49 @@ class AuditResults(Mapping[str, Any]):
         """
         from audit.contract.load import load_results
 
-        return cls(load_results(path).to_dict(), source=str(path))
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self):
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+        return cls(load_results(path), source=str(path))
 
     @property
     def verdict(self) -> str | None:
-        return self._data.get("policy", {}).get("verdict")
+        """``pass`` or ``fail``; None when no policy judged the results."""
+        return self.results.verdict
 
     @property
     def condition_ids(self) -> list[str]:
-        return [c["id"] for c in self._data["conditions"]]
+        return [c.id for c in self.results.conditions]
 
-    def condition(self, condition: str = "clean") -> dict[str, Any]:
-        for c in self._data["conditions"]:
-            if c["id"] == condition:
+    def condition(self, condition: str = "clean") -> ConditionResult:
+        for c in self.results.conditions:
+            if c.id == condition:
                 return c
         raise KeyError(f"no condition {condition!r}; conditions: {self.condition_ids}")
 
-    def group(self, condition: str, attribute: str, value: str) -> dict[str, Any]:
-        for g in self.condition(condition)["groups"]:
-            if g["attribute"] == attribute and g["value"] == value:
+    def group(self, condition: str, attribute: str, value: str) -> GroupResult:
+        groups = self.condition(condition).groups
+        for g in groups:
+            if g.attribute == attribute and g.value == value:
                 return g
-        values = sorted({g["value"] for g in self.condition(condition)["groups"] if g["attribute"] == attribute})
+        values = sorted({g.value for g in groups if g.attribute == attribute})
         raise KeyError(f"no group {attribute}={value!r} in {condition!r}; values: {values}")
 
-    def metrics(self, *, condition: str = "clean", group: tuple[str, str] | None = None) -> dict[str, Any]:
+    def metrics(self, *, condition: str = "clean", group: tuple[str, str] | None = None) -> Metrics:
         node = self.condition(condition) if group is None else self.group(condition, *group)
-        return node["metrics"]
+        return node.metrics
 
     def metric(self, name: str, *, condition: str = "clean", group: tuple[str, str] | None = None) -> Any:
-        """One metric, e.g. ``results.metric("accuracy", condition="night@3", group=("camera", "B"))``."""
-        m = self.metrics(condition=condition, group=group)
-        if name not in m:
-            raise KeyError(f"no metric {name!r}; metrics: {sorted(m)}")
-        return m[name]
+        """One metric, e.g. ``results.metric("accuracy", condition="night@3", group=("camera", "B"))``.
 
-    def fairness(self, *, condition: str = "clean", attribute: str) -> dict[str, Any]:
-        for f in self._data.get("fairness", []):
-            if f["condition"] == condition and f["attribute"] == attribute:
+        Raises:
+            KeyError: the results carry no metric ``name`` there.
+        """
+        m = self.metrics(condition=condition, group=group)
+        if name not in m.model_fields_set:
+            raise KeyError(f"no metric {name!r}; metrics: {sorted(m.model_fields_set)}")
+        return getattr(m, name)
+
+    def fairness(self, *, condition: str = "clean", attribute: str) -> FairnessEntry:
+        for f in self.results.fairness:
+            if f.condition == condition and f.attribute == attribute:
                 return f
         raise KeyError(f"no fairness entry for {attribute!r} under {condition!r}")
 
@@ -91,16 +105,11 @@ class AuditResults(Mapping[str, Any]):
 def _as_results(results: Any) -> AuditResults:
     """Results given as :class:`AuditResults`, a path, typed :class:`~audit.contract.Results` or a dict
     (validated by the one reader)."""
-    from audit.contract.load import parse_results
-    from audit.contract.results import Results
-
     if isinstance(results, AuditResults):
         return results
     if isinstance(results, (str, Path)):
         return AuditResults.load(results)
-    if isinstance(results, Results):
-        return AuditResults(results.to_dict())
-    return AuditResults(parse_results(dict(results), source="results").to_dict())
+    return AuditResults(results)
 
 
 def _fmt(value: Any) -> str:
@@ -117,14 +126,13 @@ def _fmt(value: Any) -> str:
 def group_table(results: AuditResults, metric: str, *, condition: str, attribute: str) -> str:
     """A plain-text table of ``metric`` for every value of ``attribute``."""
     lines = [f"  {attribute:<20} {'n':>6} {metric:>10} {'95% CI':>20}"]
-    for g in results.condition(condition)["groups"]:
-        if g["attribute"] != attribute:
+    for g in results.condition(condition).groups:
+        if g.attribute != attribute:
             continue
-        m = g["metrics"]
-        flag = "  (insufficient data)" if g.get("insufficient_data") else ""
-        lines.append(
-            f"  {g['value']:<20} {m.get('n', 0):>6} {_fmt(m.get(metric)):>10} {_fmt(m.get(metric + '_ci')):>20}{flag}"
-        )
+        m = g.metrics
+        flag = "  (insufficient data)" if g.insufficient_data else ""
+        value, ci = getattr(m, metric, None), getattr(m, f"{metric}_ci", None)
+        lines.append(f"  {g.value:<20} {m.n:>6} {_fmt(value):>10} {_fmt(ci):>20}{flag}")
     return "\n".join(lines)
 
 
@@ -143,17 +151,17 @@ def assert_metric(
         raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
     res = _as_results(results)
     m = res.metrics(condition=condition, group=group)
-    observed = m.get(metric)
+    observed = getattr(m, metric, None)
     where = condition + ("" if group is None else f", {group[0]}={group[1]}")
     if observed is None or not _OPS[op](observed, threshold):
         lines = [
             f"cvaudit: {metric} {op} {threshold} failed for {where}",
-            f"  observed: {_fmt(observed)}  95% CI: {_fmt(m.get(metric + '_ci'))}  n: {m.get('n')}",
+            f"  observed: {_fmt(observed)}  95% CI: {_fmt(getattr(m, f'{metric}_ci', None))}  n: {m.n}",
         ]
         if group is not None:
             lines.append(group_table(res, metric, condition=condition, attribute=group[0]))
         else:
-            attributes = list(res["dataset"].get("attributes", {}))
+            attributes = list(res.results.dataset.attributes)
             for attr in attributes[:3]:
                 lines.append(group_table(res, metric, condition=condition, attribute=attr))
         raise AssertionError("\n".join(lines))
@@ -165,17 +173,14 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
     import policies
 
     res = _as_results(results)
-    outcome = policies.check_policy(
-        dict(res),
-        policies.load_policy(policy),
-        findings=res.get("governance", {}).get("findings", []),
-    )
+    outcome = policies.check_policy(res.results, policies.load_policy(policy))
     if outcome["verdict"] != "pass":
         from audit.contract.fmt import failure_lines
+        from audit.contract.results import PolicyOutcome
 
         failures = outcome.get("failures") or []
         lines = [f"cvaudit: policy {outcome['name']} failed ({len(failures)} blocking failure(s))"]
-        lines += failure_lines({"policy": outcome})
+        lines += failure_lines(res.results.model_copy(update={"policy": PolicyOutcome.model_validate(outcome)}))
         raise AssertionError("\n".join(lines))
     return outcome
 
@@ -194,11 +199,13 @@ def assert_no_regression(
     from audit.evaluation import compare_to_baseline
 
     res, base = _as_results(results), _as_results(baseline)
-    min_size = res.get("evaluation", {}).get("min_group_size", 0)
+    min_size = res.results.evaluation.min_group_size
     wanted = set(conditions) if conditions is not None else None
     regressions = [
         f"  {_where(row)}: {_fmt(row['baseline_accuracy'])} -> {_fmt(row['accuracy'])} ({100 * row['delta']:+.1f} pp)"
-        for row in compare_to_baseline(dict(res), dict(base), tolerance=tolerance, min_group_size=min_size)
+        for row in compare_to_baseline(
+            res.results.conditions, base.results.conditions, tolerance=tolerance, min_group_size=min_size
+        )
         if row["regressed"] and (wanted is None or row["condition"] in wanted)
     ]
     if regressions:

@@ -93,6 +93,9 @@ def _judge(rule, metrics: dict) -> bool:
     from policies import check_policy
     from policies.loader import policy_from_dict
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from results_builder import typed_results  # the rest of a valid results.json, filled in
+
     policy = policy_from_dict(  # a non-blocking rule alone is no gate: judged in a report-only policy
         {"version": 1, "name": "p", "report_only": not rule.blocking, "rules": [rule.model_dump(exclude_unset=True)]},
         source="builtin",
@@ -102,7 +105,7 @@ def _judge(rule, metrics: dict) -> bool:
         "conditions": [{"id": "clean", "stressor": None, "metrics": metrics, "groups": []}],
         "fairness": [],
     }
-    return check_policy(results, policy)["rules"][0]["status"] == "pass"
+    return check_policy(typed_results(results), policy)["rules"][0]["status"] == "pass"
 
 
 def bootstrap(datasets: int, replicates: int) -> tuple[str, str]:

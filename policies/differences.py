@@ -13,7 +13,6 @@ value stays the point estimate; the p-value and the minimum detectable gap come 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from audit.contract.gaptests import (
     PROPORTION_METRICS,
@@ -23,13 +22,14 @@ from audit.contract.gaptests import (
     estimates,
     too_few_to_tell,
 )
+from audit.contract.results import Results
 from policies.evaluate import Evaluation
 from policies.schema import MetricRule
 
 __all__ = ["decide_differences", "describe"]
 
 
-def decide_differences(results: dict[str, Any], rule: MetricRule, evaluations: list[Evaluation]) -> list[Evaluation]:
+def decide_differences(results: Results, rule: MetricRule, evaluations: list[Evaluation]) -> list[Evaluation]:
     """Test every target of a difference rule (``rule.test_mode`` detect or demonstrate).
 
     Args:
@@ -42,7 +42,7 @@ def decide_differences(results: dict[str, Any], rule: MetricRule, evaluations: l
         a target whose groups lack what the test needs is insufficient data.
     """
     statistic, kind = rule.difference  # type: ignore[misc]
-    level = (results.get("evaluation") or {}).get("confidence_level") or 0.95
+    level = results.evaluation.confidence_level or 0.95
     tested = [i for i, e in enumerate(evaluations) if e.groups is not None and e.status in ("pass", "fail")]
     targets = [
         estimates(

@@ -1,6 +1,7 @@
 """Judge stored results against a policy: the ``policy`` section of results.json.
 
-The engine reads the results dict exactly as stored and never runs a model.
+The engine reads the typed results (:class:`~audit.contract.results.Results`, as the
+one reader returns them) and never runs a model.
 Decisions written here once:
 
 - Every rule is first validated against what the run produced
@@ -44,9 +45,12 @@ Decisions written here once:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
+from audit.contract.load import parse_results
 from audit.contract.plan import RunPlan
+from audit.contract.results import GovernanceFinding, Results
 from policies import targets as t
 from policies.differences import decide_differences, describe
 from policies.errors import PolicyError
@@ -64,19 +68,21 @@ _RANK = {"fail": 2, "insufficient_data": 1, "pass": 0, "not_applicable": -1}
 
 
 def check_policy(
-    results: dict[str, Any],
+    results: Results | Mapping[str, Any],
     policy: Policy,
     *,
-    findings: list[dict[str, Any]] | None = None,
+    findings: list[dict[str, Any]] | list[GovernanceFinding] | None = None,
     plan: RunPlan | None = None,
 ) -> dict[str, Any]:
     """Judge results against a policy.
 
     Args:
-        results: The results dict as stored in results.json.
+        results: The results (:func:`audit.contract.load_results`); a mapping is read
+            through the one reader first (:func:`audit.contract.parse_results`), so it must
+            be valid results (the ``policy`` key may be absent).
         policy: From :func:`policies.load_policy`.
         findings: Governance findings (:func:`policies.check_governance`);
-            default: ``results["governance"]["findings"]`` when present.
+            default: the results' ``governance.findings``.
             Either way they are judged again under ``policy``
             (:func:`policies.findings.judge_findings`).
         plan: what the run produced; default: read from ``results``
@@ -92,11 +98,12 @@ def check_policy(
     Raises:
         PolicyError: a rule can never match what the run produced (see
             :func:`policies.validate.validate_policy`).
+        ResultsError: ``results`` is a mapping that is not valid results.
     """
+    if not isinstance(results, Results):
+        results = parse_results(dict(results), source="results")
     inapplicable = validate_policy(policy, plan if plan is not None else RunPlan.from_results(results))
-    if findings is None:
-        findings = list(((results.get("governance") or {}).get("findings")) or [])
-    findings = judge_findings(findings, policy)
+    findings = judge_findings(results.governance.findings if findings is None else findings, policy)
     rules = []
     for rule in policy.rules:
         if rule.id in inapplicable and isinstance(rule, MetricRule):
@@ -179,7 +186,7 @@ def _refuse_a_gate_on_nothing(policy: Policy, rules: list[dict[str, Any]], findi
     )
 
 
-def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> dict[str, Any]:
+def _metric_rule(results: Results, policy: Policy, rule: MetricRule) -> dict[str, Any]:
     def error(key: str, problem: str) -> PolicyError:
         return PolicyError(problem, file=policy.source, rule_id=rule.id, key=key)
 
@@ -198,14 +205,13 @@ def _metric_rule(results: dict[str, Any], policy: Policy, rule: MetricRule) -> d
     return _rule_result(policy, rule, evaluations, _early_decisions(results, rule))
 
 
-def _early_decisions(results: dict[str, Any], rule: MetricRule) -> dict[tuple[str, str | None], int]:
+def _early_decisions(results: Results, rule: MetricRule) -> dict[tuple[str, str | None], int]:
     """(condition, group) -> samples after which an anytime-valid test decided this rule (early stop)."""
     out: dict[tuple[str, str | None], int] = {}
-    for cond in results.get("conditions") or []:
-        stop = cond.get("early_stop") if isinstance(cond, dict) else None
-        for d in (stop or {}).get("decisions") or []:
-            if d.get("rule") == rule.id:
-                out[(str(cond.get("id")), d.get("group"))] = int(d.get("n") or 0)
+    for cond in results.conditions:
+        for d in cond.early_stop.decisions if cond.early_stop is not None else []:
+            if d.rule == rule.id:
+                out[(cond.id, d.group)] = int(d.n or 0)
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from audit.contract.groupstats import fairness_summary, takes_part
 from audit.contract.metric_specs import METRICS
-from audit.contract.results import FairnessEntry, GroupMetrics, Metrics
+from audit.contract.results import ConditionResult, FairnessEntry, GroupMetrics, GroupResult, Metrics, Results
 from policies import targets as t
 from policies.errors import PolicyError
 from policies.schema import MetricRule
@@ -46,7 +46,7 @@ class Evaluation:
     group: str | None = None
     n: int | None = None
     note: str = ""
-    groups: tuple[dict[str, Any], ...] | None = None
+    groups: tuple[dict[str, Any], ...] | None = None  # as fairness_summary takes them (see _flat)
     min_n: int = 0
     min_positives: int = 0
     p_value: float | None = None
@@ -54,7 +54,7 @@ class Evaluation:
     test: Any = None
 
 
-def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) -> None:
+def check_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:
     """Raise on a metric, interval, attribute or value that exists nowhere."""
     if rule.attribute is not None and not any(ch in rule.attribute for ch in "*?["):
         known = t.known_attributes(results)
@@ -73,20 +73,17 @@ def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) 
     elif rule.aggregate is not None:
         key = f"{rule.metric}_{rule.aggregate}"
         stored = [
-            {rule.metric: e[key], f"{rule.metric}_ci": e.get(f"{key}_ci", t.MISSING)}
-            for e in results.get("fairness") or []
-            if isinstance(e, dict) and key in e
+            {rule.metric: t.field(e, key), f"{rule.metric}_ci": t.field(e, f"{key}_ci")}
+            for e in results.fairness
+            if t.field(e, key) is not t.MISSING
         ]
         if rule.judge == "point":
             nodes, where = t.group_metric_nodes(results) + stored, "group metrics or fairness"
         else:
             nodes, where = stored, f"fairness entries ('{key}_ci')"
     else:
-        nodes, where = (
-            [e for e in results.get("fairness") or [] if isinstance(e, dict)],
-            "fairness entries",
-        )
-    if not any(isinstance(node, dict) and node for node in nodes):
+        nodes, where = list(results.fairness), "fairness entries"
+    if not any(t.keys(node) for node in nodes):
         return  # nothing of that kind is stored at all: judged as insufficient data
     if rule.metric in _CONTRACT_KEYS.get(where, ()):
         return  # a key of the contract that results written before it existed lack: insufficient data
@@ -102,17 +99,17 @@ def check_names(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) 
         )
 
 
-def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorFactory) -> list[Evaluation]:
-    """Judge ``metric`` in ``results[section]`` (in each ``entry`` matching the glob for a list).
+def section_evaluations(results: Results, rule: MetricRule, error: ErrorFactory) -> list[Evaluation]:
+    """Judge ``metric`` in the results' ``section`` (in each ``entry`` matching the glob for a list).
 
     An entry flagged ``insufficient_data: true`` (a group too small to judge, e.g. in
     ``breaking_points``) is judged ``insufficient_data``. A section, entry or key that is absent
     is ``not_applicable`` when the rule says ``required: false`` (as an absent condition is).
     """
-    node = results.get(rule.section)  # type: ignore[arg-type]
+    node = t.get(results, rule.section)  # type: ignore[arg-type]
     if node is None:
         if not rule.optional:
-            have = ", ".join(sorted(str(k) for k in results)) or "none"
+            have = ", ".join(sorted(t.keys(results))) or "none"
             raise error(
                 "section",
                 f"section {rule.section!r} is not in the results (have: {have}); "
@@ -124,10 +121,10 @@ def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorF
     if isinstance(node, list):
         if rule.entry is None:
             raise error("entry", f"section {rule.section!r} is a list; name the entry to judge with 'entry'")
-        entries = [(t.entry_name(e), e) for e in node if isinstance(e, dict)]
+        entries = [(t.entry_name(e), e) for e in node if t.is_node(e)]
         chosen = [(name, e) for name, e in entries if name is not None and fnmatchcase(name, rule.entry)]
     elif rule.entry is not None:
-        chosen = [(str(k), v) for k, v in node.items() if fnmatchcase(str(k), rule.entry)]
+        chosen = [(k, t.field(node, k)) for k in t.keys(node) if fnmatchcase(k, rule.entry)]
     else:
         chosen = [(None, node)]
     if not chosen:
@@ -149,25 +146,25 @@ def section_evaluations(results: dict[str, Any], rule: MetricRule, error: ErrorF
     label = rule.section
     return [
         Evaluation("insufficient_data", None, f"{label}[{name}]", None, _n(e), "flagged insufficient_data")
-        if isinstance(e, dict) and e.get("insufficient_data") is True
+        if t.get(e, "insufficient_data") is True
         else _judge(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e))
         for name, e in chosen
     ]
 
 
-def condition_evaluations(results: dict[str, Any], cond: dict[str, Any], rule: MetricRule) -> list[Evaluation]:
+def condition_evaluations(results: Results, cond: ConditionResult, rule: MetricRule) -> list[Evaluation]:
     """Judge one condition: its metrics, one group, groups aggregated, or a fairness entry."""
-    cid = str(cond.get("id"))
+    cid = cond.id
     if rule.attribute is None:
-        metrics = cond.get("metrics") or {}
+        metrics = cond.metrics
         return [_judge(rule, metrics, rule.metric, condition=cid, n=_n(metrics))]
     if rule.value is not None:
         label = f"{rule.attribute}={rule.value}"
         group = t.find_group(cond, rule.attribute, rule.value)
         if group is None:
             return [Evaluation("insufficient_data", None, cid, label, note=f"no group {label} under {cid}")]
-        metrics = group.get("metrics") or {}
-        if group.get("insufficient_data"):
+        metrics = group.metrics
+        if group.insufficient_data:
             return [
                 Evaluation(
                     "insufficient_data",
@@ -189,27 +186,27 @@ def condition_evaluations(results: dict[str, Any], cond: dict[str, Any], rule: M
     return [_aggregate_evaluation(results, cond, attr, by_attr.get(attr, []), rule) for attr in attrs]
 
 
-def _min_group_size(results: dict[str, Any], rule: MetricRule) -> tuple[int, bool]:
+def _min_group_size(results: Results, rule: MetricRule) -> tuple[int, bool]:
     """The group size a rule judges with, and whether the rule raised it above the results' own.
 
     One definition of "too small to judge": ``evaluation.min_group_size`` of the
     results; a rule's ``min_samples`` can only raise it.
     """
-    stored = (results.get("evaluation") or {}).get("min_group_size")
-    base = stored if isinstance(stored, int) and not isinstance(stored, bool) else 0
+    base = results.evaluation.min_group_size
     if rule.min_samples is not None and rule.min_samples > base:
         return rule.min_samples, True
     return base, False
 
 
-def _flat(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stored groups as :func:`~audit.contract.groupstats.fairness_summary` takes them."""
-    return [{"value": str(g.get("value")), **(g.get("metrics") or {})} for g in groups]
+def _flat(groups: list[GroupResult]) -> list[dict[str, Any]]:
+    """Stored groups as :func:`~audit.contract.groupstats.fairness_summary` takes them: the group's value
+    and the metrics the group carries."""
+    return [{"value": str(g.value), **{k: t.field(g.metrics, k) for k in t.keys(g.metrics)}} for g in groups]
 
 
 def _group_summary(
-    results: dict[str, Any], cid: str, attr: str, groups: list[dict[str, Any]], rule: MetricRule, key: str
-) -> tuple[dict[str, Any], int]:
+    results: Results, cid: str, attr: str, groups: list[GroupResult], rule: MetricRule, key: str
+) -> tuple[Any, int]:
     """The fairness entry of (condition, attribute) as the evaluator stored it, or, when the rule
     raises the group size or sets ``min_positives`` (or the results predate ``key``), the same
     statistics from the one definition (:func:`~audit.contract.groupstats.fairness_summary`) over
@@ -217,35 +214,35 @@ def _group_summary(
     min_n, raised = _min_group_size(results, rule)
     entry = t.fairness_entry(results, cid, attr)
     positives = rule.min_positives or 0
-    stored_positives = (entry or {}).get("min_positives") or 0
-    if not raised and entry is not None and key in entry and positives == stored_positives:
+    stored_positives = t.get(entry, "min_positives") or 0
+    if not raised and entry is not None and t.field(entry, key) is not t.MISSING and positives == stored_positives:
         return entry, min_n
     return fairness_summary(_flat(groups), min_group_size=min_n, min_positives=positives), min_n
 
 
-def _smallest(groups: list[dict[str, Any]], min_n: int) -> int | None:
-    sizes = [n for g in groups if takes_part(n := _n(g.get("metrics") or {}), min_n)]
+def _smallest(groups: list[GroupResult], min_n: int) -> int | None:
+    sizes = [n for g in groups if takes_part(n := _n(g.metrics), min_n)]
     return min(sizes) if sizes else None
 
 
 def _aggregate_evaluation(
-    results: dict[str, Any],
-    cond: dict[str, Any],
+    results: Results,
+    cond: ConditionResult,
     attr: str,
-    groups: list[dict[str, Any]],
+    groups: list[GroupResult],
     rule: MetricRule,
 ) -> Evaluation:
-    cid = str(cond.get("id"))
+    cid = cond.id
     min_n, _ = _min_group_size(results, rule)
-    taking_part = [g for g in groups if takes_part(_n(g.get("metrics") or {}), min_n)]
+    taking_part = [g for g in groups if takes_part(_n(g.metrics), min_n)]
     left_out = len(groups) - len(taking_part)
     note_excluded = f"; {left_out} small group(s) left out (n < {min_n})" if left_out else ""
     if rule.aggregate == "worst":
         scored = []
         for group in taking_part:
-            value = t.as_number(t.judged_value(group.get("metrics") or {}, rule.metric, rule.judge))
+            value = t.as_number(t.judged_value(group.metrics, rule.metric, rule.judge))
             if value is not None:
-                scored.append((value, f"{attr}={group.get('value')}", _n(group.get("metrics") or {})))
+                scored.append((value, f"{attr}={group.value}", _n(group.metrics)))
         if not scored:
             return Evaluation(
                 "insufficient_data",
@@ -258,24 +255,20 @@ def _aggregate_evaluation(
         return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{note_excluded}")
     key = f"{rule.metric}_{rule.aggregate}"
     if rule.judge != "point":  # an interval of a gap is stored by the evaluator or not at all
-        entry = t.fairness_entry(results, cid, attr) or {}
+        entry = t.fairness_entry(results, cid, attr)
         return _judge(
             rule, entry, key, condition=cid, group=attr, n=_smallest(groups, min_n), note="from the fairness entry"
         )
     summary, min_n = _group_summary(results, cid, attr, groups, rule, key)
-    value = t.as_number(summary.get(key))
+    value = t.as_number(t.get(summary, key))
     if value is None:
         reason = (
             f"fewer than two {attr} groups under {cid} with at least {min_n} samples{note_excluded}"
-            if (summary.get("groups_compared") or len(taking_part)) < 2
+            if (t.get(summary, "groups_compared") or len(taking_part)) < 2
             else f"{key} is undefined for {attr} under {cid}"
         )
         return Evaluation("insufficient_data", None, cid, attr, _smallest(groups, min_n), reason)
-    points = [
-        (v, str(g.get("value")))
-        for g in taking_part
-        if (v := t.as_number((g.get("metrics") or {}).get(rule.metric))) is not None
-    ]
+    points = [(v, str(g.value)) for g in taking_part if (v := t.as_number(t.get(g.metrics, rule.metric))) is not None]
     note = note_excluded.lstrip("; ")
     if len(points) >= 2:  # which groups the spread runs between (selected, not computed)
         (lo, lo_name), (hi, hi_name) = min(points), max(points)
@@ -284,26 +277,27 @@ def _aggregate_evaluation(
     return replace(judged, groups=tuple(_flat(groups)), min_n=min_n) if rule.test_mode != "point" else judged
 
 
-def _fairness_evaluation(results: dict[str, Any], cond: dict[str, Any], attr: str, rule: MetricRule) -> Evaluation:
+def _fairness_evaluation(results: Results, cond: ConditionResult, attr: str, rule: MetricRule) -> Evaluation:
     """A fairness-entry metric (equalized odds, demographic parity ...) of one attribute, with the rule's
     group size and ``min_positives``; ``n`` is the smallest count behind the rates that drove the value."""
-    cid = str(cond.get("id"))
+    cid = cond.id
     groups = t.groups_by_attribute(cond, attr).get(attr, [])
     summary, min_n = _group_summary(results, cid, attr, groups, rule, rule.metric)
     n = _smallest(groups, min_n)
     note = f"groups with >= {min_n} samples"
     spec = METRICS.get(rule.metric)
     driver_key = None if spec is None else spec.driver
-    driver = summary.get(driver_key) if driver_key else None
-    if isinstance(driver, dict) and isinstance(driver.get("n"), list) and driver["n"]:
-        n = min(int(x) for x in driver["n"])
-        names = (results.get("model") or {}).get("class_names") or []
-        index = driver.get("class_index")
+    driver = t.get(summary, driver_key) if driver_key else None
+    sizes = t.get(driver, "n")
+    if isinstance(sizes, list) and sizes:
+        n = min(int(x) for x in sizes)
+        names = results.model.class_names
+        index = t.get(driver, "class_index")
         label = names[index] if isinstance(index, int) and 0 <= index < len(names) else index
-        lo, hi = (driver.get("groups") or [None, None])[:2]
+        lo, hi = (t.get(driver, "groups") or [None, None])[:2]
         note = (
-            f"class {label} {driver.get('rate')}: {attr}={lo} (n={driver['n'][0]}) vs {attr}={hi} "
-            f"(n={driver['n'][1]}); groups with >= {min_n} samples"
+            f"class {label} {t.get(driver, 'rate')}: {attr}={lo} (n={sizes[0]}) vs {attr}={hi} "
+            f"(n={sizes[1]}); groups with >= {min_n} samples"
         )
     judged = _judge(rule, summary, rule.metric, condition=cid, group=attr, n=n, note=note)
     if rule.test_mode == "point" or judged.status not in ("pass", "fail"):
@@ -353,5 +347,5 @@ def _compare(
 
 
 def _n(node: Any) -> int | None:
-    n = node.get("n") if isinstance(node, dict) else None
+    n = t.get(node, "n")
     return int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
+from audit.contract.results import GovernanceFinding, Results
 from policies.errors import PolicyError
 from policies.governance import check_blocking, check_is_configured, get_check, governance_checks
 from policies.schema import FindingRule, Policy
-from policies.targets import entry_name
+from policies.targets import MISSING, entry_name, field, get, is_node, keys
 
 
 def _unjudged_status(policy: Policy, blocking: bool) -> str:
@@ -18,7 +20,7 @@ def _unjudged_status(policy: Policy, blocking: bool) -> str:
 
 
 def judge_findings(
-    findings: list[dict[str, Any]], policy: Policy, *, computed_by: str | None = None
+    findings: Iterable[dict[str, Any] | GovernanceFinding], policy: Policy, *, computed_by: str | None = None
 ) -> list[dict[str, Any]]:
     """Judge governance findings under ``policy`` (the policy applied now).
 
@@ -44,7 +46,9 @@ def judge_findings(
     :func:`policies.check_governance` with the same policy are judged as counted.
 
     Args:
-        findings: stored (or freshly computed) findings.
+        findings: stored findings (``results.governance.findings``) or freshly computed ones
+            (:func:`policies.check_governance`); the judged findings are new entries of the
+            ``governance.findings`` shape.
         policy: the judging policy.
         computed_by: the policy that counted the stored findings, named in messages.
     """
@@ -53,6 +57,8 @@ def judge_findings(
     judged: list[dict[str, Any]] = []
     seen: set[str] = set()
     for finding in findings:
+        if isinstance(finding, GovernanceFinding):  # judged into a new entry: start from the keys it carries
+            finding = finding.model_dump(mode="json", exclude_unset=True)
         if not isinstance(finding, dict):
             continue
         name = str(finding.get("check"))
@@ -134,13 +140,13 @@ def finding_is_blocking(finding: dict[str, Any], policy: Policy) -> bool:
     return check_blocking(policy.governance, check)  # type: ignore[arg-type]
 
 
-def _entries(
-    results: dict[str, Any], policy: Policy, rule: FindingRule, findings: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def _entries(results: Results, policy: Policy, rule: FindingRule, findings: list[dict[str, Any]]) -> list[Any]:
+    """The checks a finding rule looks among: the entries of its section, else the governance findings and
+    the adversarial sanity checks."""
     if rule.section is not None:
-        node = results.get(rule.section)
-        if rule.section not in results and "required" not in rule.model_fields_set:
-            have = ", ".join(sorted(str(k) for k in results)) or "none"
+        node = get(results, rule.section)
+        if field(results, rule.section) is MISSING and "required" not in rule.model_fields_set:
+            have = ", ".join(sorted(keys(results))) or "none"
             raise PolicyError(
                 f"section {rule.section!r} is not in the results (have: {have}); "
                 "set 'required: false' if it may be absent",
@@ -148,15 +154,14 @@ def _entries(
                 rule_id=rule.id,
                 key="section",
             )
-        if isinstance(node, dict):
-            node = node.get("findings") or node.get("checks")
-        return [e for e in node or [] if isinstance(e, dict)]
-    stored = results.get("adversarial_checks") or []
-    return [e for e in list(findings) + list(stored) if isinstance(e, dict)]
+        if is_node(node):
+            node = get(node, "findings") or get(node, "checks")
+        return [e for e in node or [] if is_node(e)]
+    return [*findings, *results.adversarial_checks]
 
 
 def evaluate_finding_rule(
-    results: dict[str, Any], policy: Policy, rule: FindingRule, findings: list[dict[str, Any]]
+    results: Results, policy: Policy, rule: FindingRule, findings: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Judge a ``kind: finding`` rule.
 
@@ -178,9 +183,9 @@ def evaluate_finding_rule(
             rule_id=rule.id,
             key="check",
         )
-    bad = [e for e in matched if e.get("status") in rule.fail_on]
-    warned = [e for e in matched if e.get("status") == "warn"]
-    passed = [e for e in matched if e.get("status") == "pass"]
+    bad = [e for e in matched if get(e, "status") in rule.fail_on]
+    warned = [e for e in matched if get(e, "status") == "warn"]
+    passed = [e for e in matched if get(e, "status") == "pass"]
     if bad:
         status, pick = ("fail" if rule.blocking else "warn"), bad[0]
     elif warned:
@@ -202,20 +207,20 @@ def evaluate_finding_rule(
         message = f"insufficient data: {what}; on_insufficient_data={mode}"
     else:
         name = entry_name(pick) if pick else rule.check
-        detail = f": {pick.get('message')}" if pick and pick.get("message") else ""
+        detail = f": {get(pick, 'message')}" if pick and get(pick, "message") else ""
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        message = f"check {name} is {pick.get('status') if pick else '?'}{detail}{more}"
+        message = f"check {name} is {get(pick, 'status') if pick else '?'}{detail}{more}"
     return {
         "id": rule.id,
         "kind": "finding",
         "status": status,
         "blocking": rule.blocking,
-        "observed": pick.get("status") if pick else None,
+        "observed": get(pick, "status") if pick else None,
         "threshold": f"status not in {{{', '.join(rule.fail_on)}}}",
         "check": entry_name(pick) if pick else rule.check,
-        "condition": (pick.get("condition") or pick.get("attack")) if pick else None,
+        "condition": (get(pick, "condition") or get(pick, "attack")) if pick else None,
         "group": None,
-        "count": pick.get("count") if pick else None,
+        "count": get(pick, "count") if pick else None,
         "clause": rule.clause,
         "description": rule.description,
         "message": message,

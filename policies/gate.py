@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.contract.plan import RunPlan
+from audit.contract.results import Results
 from policies.early_stop import stop_targets
 from policies.engine import check_policy
 from policies.findings import judge_findings
@@ -125,6 +126,6 @@ class PolicyGate:
         """What early stopping must decide per condition (:func:`policies.early_stop.stop_targets`)."""
         return stop_targets(self.policy, plan)
 
-    def judge(self, results: dict[str, Any], *, findings: list[dict[str, Any]]) -> dict[str, Any]:
+    def judge(self, results: Results, *, findings: list[dict[str, Any]]) -> dict[str, Any]:
         """results.json's ``policy`` section for ``results`` (:func:`policies.check_policy`)."""
         return check_policy(results, self.policy, findings=findings)

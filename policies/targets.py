@@ -1,4 +1,9 @@
-"""Find what a rule points at inside a results dict (pure look-ups, no judging).
+"""Find what a rule points at inside typed results (pure look-ups, no judging).
+
+A path is resolved on the :class:`~audit.contract.results.Results` model: a key
+names a model field (one the results carry: a field left unset, as an absent
+key in results.json, is missing), or a key of a mapping the model holds
+(``per_class_fnr``, ``settings``, a statistic computed on the fly).
 
 Metric paths are dotted keys with optional list selectors:
 ``accuracy``, ``per_class.3.recall``, ``attacks[id=pgd].success_rate``,
@@ -9,11 +14,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
+from pydantic import BaseModel
+
 from audit.contract.conditions import is_glob
+from audit.contract.results import ConditionResult, FairnessEntry, GroupResult, Results
 
 MISSING: Any = object()
 """Returned by :func:`resolve_path` when the path does not exist."""
@@ -22,11 +30,46 @@ _SEGMENT = re.compile(r"([^.\[\]]+)|\[([^\]=]+)=([^\]]*)\]|\[(\d+)\]|(\.)")
 _ENTRY_NAME_KEYS = ("id", "check", "name", "condition")
 
 
+def field(node: Any, key: str) -> Any:
+    """One key of a results node: a field the model carries, or a mapping's key; else :data:`MISSING`.
+
+    A model field that was not set (an absent key in results.json) is missing, as the key would be.
+
+    >>> field({"a": 1}, "a"), field({"a": 1}, "b") is MISSING
+    (1, True)
+    """
+    if isinstance(node, BaseModel):
+        return getattr(node, key) if key in node.model_fields_set else MISSING
+    if isinstance(node, Mapping) and key in node:
+        return node[key]
+    return MISSING
+
+
+def get(node: Any, key: str, default: Any = None) -> Any:
+    """:func:`field`, with ``default`` for a missing key."""
+    value = field(node, key)
+    return default if value is MISSING else value
+
+
+def keys(node: Any) -> list[str]:
+    """The keys a results node carries, in order (a model's set fields, a mapping's keys)."""
+    if isinstance(node, BaseModel):
+        return [k for k in type(node).model_fields if k in node.model_fields_set]
+    if isinstance(node, Mapping):
+        return [str(k) for k in node]
+    return []
+
+
+def is_node(node: Any) -> bool:
+    """Whether ``node`` is an object of the results (a model or a mapping), not a value or a list."""
+    return isinstance(node, (BaseModel, Mapping))
+
+
 def resolve_path(node: Any, path: str) -> Any:
-    """Follow a dotted/keyed path into nested dicts and lists.
+    """Follow a dotted/keyed path into the results' models, mappings and lists.
 
     Args:
-        node: A dict or list from results.json.
+        node: A results model (or a mapping or list inside one).
         path: e.g. ``"accuracy"``, ``"a.b"``, ``"items[id=x].v"``, ``"items[0]"``.
 
     Returns:
@@ -40,8 +83,8 @@ def resolve_path(node: Any, path: str) -> Any:
         if dot:
             continue
         if key is not None:
-            if isinstance(node, dict) and key in node:
-                node = node[key]
+            if is_node(node) and field(node, key) is not MISSING:
+                node = field(node, key)
             elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
                 node = node[int(key)]
             else:
@@ -53,7 +96,7 @@ def resolve_path(node: Any, path: str) -> Any:
         else:
             if not isinstance(node, list):
                 return MISSING
-            match = [e for e in node if isinstance(e, dict) and str(e.get(sel_key)) == sel_value]
+            match = [e for e in node if is_node(e) and str(get(e, sel_key)) == sel_value]
             if not match:
                 return MISSING
             node = match[0]
@@ -84,11 +127,11 @@ def as_number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def entry_name(entry: dict[str, Any]) -> str | None:
+def entry_name(entry: Any) -> str | None:
     """The name of a list entry: its ``id``, ``check``, ``name`` or ``condition``."""
     for key in _ENTRY_NAME_KEYS:
-        if entry.get(key) is not None:
-            return str(entry[key])
+        if get(entry, key) is not None:
+            return str(get(entry, key))
     return None
 
 
@@ -109,96 +152,76 @@ def selector_matches(selector: str, condition_id: str, *, probe: bool = False) -
     return fnmatchcase(condition_id, selector) and not probe
 
 
-def select_conditions(results: dict[str, Any], selector: str) -> list[dict[str, Any]]:
+def select_conditions(results: Results, selector: str) -> list[ConditionResult]:
     """The stored conditions a rule's ``selector`` picks (:func:`selector_matches`), in order."""
-    return [
-        cond
-        for cond in results.get("conditions") or []
-        if isinstance(cond, dict) and selector_matches(selector, str(cond.get("id", "")), probe=bool(cond.get("probe")))
-    ]
+    return [cond for cond in results.conditions if selector_matches(selector, cond.id, probe=bool(cond.probe))]
 
 
-def condition_ids(results: dict[str, Any]) -> list[str]:
+def condition_ids(results: Results) -> list[str]:
     """Ids of all stored conditions, in order."""
-    return [str(c.get("id")) for c in results.get("conditions") or [] if isinstance(c, dict)]
+    return [c.id for c in results.conditions]
 
 
-def known_attributes(results: dict[str, Any]) -> dict[str, set[str]]:
+def known_attributes(results: Results) -> dict[str, set[str]]:
     """Attribute -> values, from ``dataset.attributes`` and every condition's groups."""
     known: dict[str, set[str]] = {}
-    dataset_attrs = (results.get("dataset") or {}).get("attributes") or {}
-    if isinstance(dataset_attrs, dict):
-        for attr, counts in dataset_attrs.items():
-            known.setdefault(str(attr), set()).update(str(v) for v in (counts if isinstance(counts, dict) else []))
-    for cond in results.get("conditions") or []:
-        for group in _groups(cond):
-            known.setdefault(str(group.get("attribute")), set()).add(str(group.get("value")))
+    for attr, counts in (results.dataset.attributes or {}).items():
+        known.setdefault(str(attr), set()).update(str(v) for v in counts)
+    for cond in results.conditions:
+        for group in cond.groups:
+            known.setdefault(str(group.attribute), set()).add(str(group.value))
     return known
 
 
-def _groups(cond: Any) -> list[dict[str, Any]]:
-    if not isinstance(cond, dict):
-        return []
-    return [g for g in cond.get("groups") or [] if isinstance(g, dict)]
-
-
-def groups_by_attribute(cond: dict[str, Any], attribute: str) -> dict[str, list[dict[str, Any]]]:
+def groups_by_attribute(cond: ConditionResult, attribute: str) -> dict[str, list[GroupResult]]:
     """The condition's groups whose attribute matches the glob ``attribute``."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for group in _groups(cond):
-        attr = str(group.get("attribute"))
-        if fnmatchcase(attr, attribute):
-            out.setdefault(attr, []).append(group)
+    out: dict[str, list[GroupResult]] = {}
+    for group in cond.groups:
+        if fnmatchcase(str(group.attribute), attribute):
+            out.setdefault(str(group.attribute), []).append(group)
     return out
 
 
-def find_group(cond: dict[str, Any], attribute: str, value: str) -> dict[str, Any] | None:
+def find_group(cond: ConditionResult, attribute: str, value: str) -> GroupResult | None:
     """The group ``attribute=value`` of a condition, or ``None``."""
-    for group in _groups(cond):
-        if str(group.get("attribute")) == attribute and str(group.get("value")) == value:
+    for group in cond.groups:
+        if str(group.attribute) == attribute and str(group.value) == value:
             return group
     return None
 
 
-def fairness_entry(results: dict[str, Any], condition_id: str, attribute: str) -> dict[str, Any] | None:
+def fairness_entry(results: Results, condition_id: str, attribute: str) -> FairnessEntry | None:
     """The ``fairness`` entry of one condition and attribute, or ``None``."""
-    for entry in results.get("fairness") or []:
-        if (
-            isinstance(entry, dict)
-            and str(entry.get("condition")) == condition_id
-            and str(entry.get("attribute")) == attribute
-        ):
+    for entry in results.fairness:
+        if str(entry.condition) == condition_id and str(entry.attribute) == attribute:
             return entry
     return None
 
 
-def fairness_attributes(results: dict[str, Any], condition_id: str, attribute: str) -> list[str]:
+def fairness_attributes(results: Results, condition_id: str, attribute: str) -> list[str]:
     """Attributes matching the glob that have a fairness entry for the condition."""
     return sorted(
         {
-            str(e.get("attribute"))
-            for e in results.get("fairness") or []
-            if isinstance(e, dict)
-            and str(e.get("condition")) == condition_id
-            and fnmatchcase(str(e.get("attribute")), attribute)
+            str(e.attribute)
+            for e in results.fairness
+            if str(e.condition) == condition_id and fnmatchcase(str(e.attribute), attribute)
         }
     )
 
 
 def metric_names(nodes: Iterable[Any]) -> list[str]:
-    """Sorted keys of metric dicts (for "unknown metric" messages)."""
+    """Sorted keys of metric nodes (for "unknown metric" messages)."""
     names: set[str] = set()
     for node in nodes:
-        if isinstance(node, dict):
-            names.update(str(k) for k in node)
+        names.update(keys(node))
     return sorted(names)
 
 
-def group_metric_nodes(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every stored group's ``metrics`` dict."""
-    return [g.get("metrics") or {} for cond in results.get("conditions") or [] for g in _groups(cond)]
+def group_metric_nodes(results: Results) -> list[Any]:
+    """Every stored group's ``metrics``."""
+    return [g.metrics for cond in results.conditions for g in cond.groups]
 
 
-def condition_metric_nodes(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every stored condition's ``metrics`` dict."""
-    return [c.get("metrics") or {} for c in results.get("conditions") or [] if isinstance(c, dict)]
+def condition_metric_nodes(results: Results) -> list[Any]:
+    """Every stored condition's ``metrics``."""
+    return [c.metrics for c in results.conditions]

@@ -91,14 +91,22 @@ class OutputSet:
     notes: tuple[str, ...]
 
 
-def results_json_bytes(results: Mapping[str, Any]) -> bytes:
-    """The bytes of a run's ``results.json``: two-space indented UTF-8 JSON, keys in model order, no NaN."""
-    return (json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+def results_json_bytes(results: Results, *, legacy: bool = False) -> bytes:
+    """The bytes of a run's ``results.json``: two-space indented UTF-8 JSON, keys in model order, no NaN.
+
+    The one place results are serialised: the keys the results carry (:meth:`Node.to_dict
+    <audit.contract.results.base.Node.to_dict>`), written by :func:`json.dumps`. ``legacy``: keys
+    sorted and non-ASCII escaped, as :func:`write_reports` writes a missing results.json.
+    """
+    data = results.to_dict()
+    if legacy:
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return (json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def write_outputs(
     outputs: OutputTransaction,
-    results: Mapping[str, Any],
+    results: Results,
     *,
     results_json: bytes | None,
     formats: Sequence[str] = FORMATS,
@@ -126,7 +134,7 @@ def write_outputs(
     Args:
         outputs: The open transaction on ``--out``; a ``predictions.csv`` of
             these results is already in ``outputs.stage`` or kept from ``--out``.
-        results: The results, as in results.json (validated).
+        results: The results (:func:`audit.contract.load_results`, or as a run built them).
         results_json: The bytes of ``results.json`` (:func:`results_json_bytes`
             for a run; the stored file's bytes for a copy); ``None`` when
             ``--out`` already holds this very file, which is then kept as it is
@@ -151,7 +159,6 @@ def write_outputs(
 
     Raises:
         ValueError: ``results_json`` is ``None`` without ``keep_previous``, or an unknown format.
-        ResultsError: The results are not valid results.json content.
         SigningError: The key folder cannot be used.
         OSError: A file cannot be read or written (``--out`` is left as it was).
     """
@@ -172,10 +179,8 @@ def write_outputs(
         written.append(stage / "breaking_points.csv")
     if results_json is not None:
         written.append(atomic_write_bytes(stage / "results.json", results_json))
-    policy = results.get("policy")
-    if isinstance(policy, Mapping):
-        findings = list((results.get("governance") or {}).get("findings") or [])
-        written.append(write_junit(policy, findings, stage / "junit.xml"))
+    if results.policy is not None:
+        written.append(write_junit(results.policy, results.governance.findings, stage / "junit.xml"))
     elif keep_previous and (out_dir / "junit.xml").exists():
         notes.append(f"{out_dir / 'junit.xml'} is not covered: these results have no policy section")
     if governance is not None:
@@ -227,7 +232,7 @@ def write_reports(
     Args:
         out_dir: The run's output folder; ``results.json`` should already be
             there (it is written from ``results`` if missing).
-        results: The results (typed, or a dict as in results.json: validated first).
+        results: The results (typed, or a dict as in results.json: read by the one reader first).
         formats: Any of ``"html"`` and ``"pdf"``.
         sign_key: A key folder from ``cvaudit keygen``; ``None`` writes
             unsigned reports and no attestation.
@@ -245,7 +250,7 @@ def write_reports(
         The files written, in writing order.
 
     Raises:
-        ResultsError: The results are not valid results.json content.
+        ResultsError: The results are a mapping that is not valid results.json content.
         SigningError: The key folder cannot be used (nothing is written).
         ValueError: An unknown format.
         OSError: The folder or an extra subject cannot be read or written.
@@ -266,8 +271,11 @@ def write_reports(
     results_path = folder / "results.json"
     if not results_path.exists():
         # the edge where the results become bytes: the caller's mapping as given, or the model's JSON keys
-        document = model.to_dict() if isinstance(results, Results) else dict(results)
-        written.append(atomic_write_text(results_path, json.dumps(document, indent=2, sort_keys=True) + "\n"))
+        if isinstance(results, Results):
+            written.append(atomic_write_bytes(results_path, results_json_bytes(model, legacy=True)))
+        else:
+            text = json.dumps(dict(results), indent=2, sort_keys=True) + "\n"
+            written.append(atomic_write_text(results_path, text))
     html = render_html(model, signature=signature_view(keys, pdf="pdf" in formats), predictions=predictions)
     if "html" in formats:
         written.append(atomic_write_text(folder / "report.html", html))

@@ -73,6 +73,10 @@ def failing_targets(results: Results) -> list[tuple[str, str | None, str | None]
     return out
 
 
+def _typed(results: Results | Mapping[str, Any]) -> Results:
+    return results if isinstance(results, Results) else parse_results(dict(results), source="results")
+
+
 def _float(text: str | None) -> float:
     try:
         value = float(text or "nan")

@@ -16,11 +16,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from audit.contract.metric_specs import MetricSpec, exported
+from audit.contract.results import GroupResult, Results
 from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 
@@ -43,7 +42,8 @@ def groups_columns() -> tuple[str, ...]:
 GROUPS_COLUMNS = groups_columns()
 
 
-def _number(value: Any) -> str:
+def _cell(value: float | int | bool | None) -> str:
+    """A number as the shortest text that reads back as the stored value; empty for a missing one."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -53,40 +53,35 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _row(condition: str, group: Mapping[str, Any], specs: tuple[MetricSpec, ...]) -> list[str]:
-    metrics = group.get("metrics") if isinstance(group.get("metrics"), Mapping) else {}
+def _row(condition: str, group: GroupResult, specs: tuple[MetricSpec, ...]) -> list[str]:
+    metrics = group.metrics
     cells = [
         spreadsheet_safe(condition),
-        spreadsheet_safe(group.get("attribute")),
-        spreadsheet_safe(group.get("value")),
+        spreadsheet_safe(group.attribute),
+        spreadsheet_safe(group.value),
     ]
-    cells.append(_number(bool(group.get("insufficient_data"))))
+    cells.append(_cell(group.insufficient_data))
     for spec in specs:
-        cells.append(_number(metrics.get(spec.name)))
+        cells.append(_cell(getattr(metrics, spec.name)))
         if spec.interval_exported:
-            ci = metrics.get(f"{spec.name}_ci")
-            pair = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
-            cells += [_number(pair[0]), _number(pair[1])]
-    confusion = metrics.get("confusion")
-    cells.append(json.dumps(confusion, separators=(",", ":")) if isinstance(confusion, list) else "")
+            pair = getattr(metrics, f"{spec.name}_ci") or (None, None)
+            cells += [_cell(pair[0]), _cell(pair[1])]
+    cells.append(json.dumps(metrics.confusion, separators=(",", ":")))
     return cells
 
 
-def groups_csv_text(results: Mapping[str, Any]) -> str:
-    """The file's text for ``results`` (a results.json dict)."""
+def groups_csv_text(results: Results) -> str:
+    """The file's text for ``results``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(groups_columns())
     specs = exported("groups.csv")
-    for condition in results.get("conditions") or []:
-        if not isinstance(condition, Mapping):
-            continue
-        for group in condition.get("groups") or []:
-            if isinstance(group, Mapping):
-                writer.writerow(_row(str(condition.get("id")), group, specs))
+    for condition in results.conditions:
+        for group in condition.groups:
+            writer.writerow(_row(condition.id, group, specs))
     return buffer.getvalue()
 
 
-def write_groups_csv(results: Mapping[str, Any], path: str | Path) -> Path:
+def write_groups_csv(results: Results, path: str | Path) -> Path:
     """Write ``groups.csv`` for ``results`` atomically; returns the path."""
     return atomic_write_text(Path(path), groups_csv_text(results))

@@ -34,37 +34,40 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from audit.contract.results import GovernanceFinding, PolicyOutcome, RuleResult
 from audit.contract.text import neutralise
 from reports.atomic import atomic_write_bytes
 
 
-def write_junit(
-    policy_section: dict[str, Any], governance_findings: Iterable[dict[str, Any]], path: str | Path
-) -> Path:
+def write_junit(policy: PolicyOutcome, governance_findings: Iterable[GovernanceFinding], path: str | Path) -> Path:
     """Write junit.xml atomically (:func:`reports.atomic.atomic_write_bytes`).
 
     Args:
-        policy_section: The results.json ``policy`` section (:func:`policies.check_policy`).
-        governance_findings: Findings from :func:`policies.check_governance`.
+        policy: The results' ``policy`` (:class:`~audit.contract.results.PolicyOutcome`).
+        governance_findings: The governance findings as judged by that policy.
         path: Where to write.
 
     Returns:
         The path written.
     """
     path = Path(path)
-    name = str(policy_section.get("name", "policy"))
-    root = ET.Element("testsuites", name=_clean(f"cvaudit policy {name}"))
+    root = ET.Element("testsuites", name=_clean(f"cvaudit policy {policy.name}"))
     policy_properties = {
-        f"policy.{key}": policy_section[key]
-        for key in ("verdict", "report_only", "sha256", "version")
-        if policy_section.get(key) is not None
+        f"policy.{key}": value
+        for key, value in (
+            ("verdict", policy.verdict),
+            ("report_only", policy.report_only),
+            ("sha256", policy.sha256),
+            ("version", policy.version),
+        )
+        if value is not None
     }
     suites = [
         _suite(
             root,
-            f"policy.{name}",
-            f"cvaudit.policy.{name}",
-            [_rule_case(r) for r in policy_section.get("rules") or []],
+            f"policy.{policy.name}",
+            f"cvaudit.policy.{policy.name}",
+            [_rule_case(r) for r in policy.rules],
             policy_properties,
         ),
         _suite(
@@ -87,41 +90,39 @@ def _clean(value: Any) -> str:
     return neutralise(str(value), keep_newlines=True)
 
 
-def _number(value: Any) -> str:
+def _shown(value: float | int | str | None) -> str:
+    """An observed value or threshold as the case text shows it: a float to 6 significant digits."""
     if isinstance(value, float):
         return f"{value:.6g}"
     return "n/a" if value is None else str(value)
 
 
-def _rule_case(rule: dict[str, Any]) -> tuple[str, str, str, str]:
-    status = str(rule.get("status"))
-    threshold = rule.get("threshold")
-    op = rule.get("op")
-    bound = f"{op} {_number(threshold)}" if op else _number(threshold)
-    detail = f"observed {_number(rule.get('observed'))}, threshold {bound}"
-    where = " / ".join(str(x) for x in (rule.get("condition"), rule.get("group")) if x)
+def _rule_case(rule: RuleResult) -> tuple[str, str, str, str]:
+    bound = f"{rule.op} {_shown(rule.threshold)}" if rule.op else _shown(rule.threshold)
+    detail = f"observed {_shown(rule.observed)}, threshold {bound}"
+    where = " / ".join(str(x) for x in (rule.condition, rule.group) if x)
     lines = [
         f"{k}: {v}"
         for k, v in (
             ("target", where),
-            ("clause", rule.get("clause")),
-            ("blocking", rule.get("blocking")),
+            ("clause", rule.clause),
+            ("blocking", rule.blocking),
         )
         if v not in (None, "")
     ]
-    text = f"{rule.get('message', '')} ({detail})"
-    return str(rule.get("id")), status, text, "\n".join([text, *lines])
+    text = f"{rule.message} ({detail})"
+    return str(rule.id), str(rule.status), text, "\n".join([text, *lines])
 
 
-def _finding_case(finding: dict[str, Any]) -> tuple[str, str, str, str]:
-    ids = ", ".join(str(i) for i in finding.get("sample_ids") or [])
-    text = f"{finding.get('message', '')} (count {finding.get('count', 0)})"
+def _finding_case(finding: GovernanceFinding) -> tuple[str, str, str, str]:
+    ids = ", ".join(str(i) for i in finding.sample_ids)
+    text = f"{finding.message} (count {finding.count})"
     lines = [text]
     if ids:
         lines.append(f"first samples: {ids}")
-    if finding.get("clause"):
-        lines.append(f"clause: {finding['clause']}")
-    return str(finding.get("check")), str(finding.get("status")), text, "\n".join(lines)
+    if finding.clause:
+        lines.append(f"clause: {finding.clause}")
+    return str(finding.check), str(finding.status), text, "\n".join(lines)
 
 
 def _suite(

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from audit.contract.results import Results
 from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 
@@ -23,18 +22,16 @@ __all__ = ["SKIPPED_CSV", "skipped_csv_text", "write_skipped_csv"]
 SKIPPED_CSV = "skipped.csv"
 
 
-def skipped_csv_text(results: Mapping[str, Any]) -> str:
-    """The file's text for ``results`` (a results.json dict)."""
-    dataset = results.get("dataset") if isinstance(results.get("dataset"), Mapping) else {}
+def skipped_csv_text(results: Results) -> str:
+    """The file's text for ``results``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["sample_id", "reason"])
-    for item in dataset.get("skipped") or []:
-        if isinstance(item, Mapping):
-            writer.writerow([spreadsheet_safe(item.get("sample")), spreadsheet_safe(item.get("reason"))])
+    for item in results.dataset.skipped:
+        writer.writerow([spreadsheet_safe(item.sample), spreadsheet_safe(item.reason)])
     return buffer.getvalue()
 
 
-def write_skipped_csv(results: Mapping[str, Any], path: str | Path) -> Path:
+def write_skipped_csv(results: Results, path: str | Path) -> Path:
     """Write ``skipped.csv`` for ``results`` atomically; returns the path."""
     return atomic_write_text(Path(path), skipped_csv_text(results))

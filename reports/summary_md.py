@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from audit.contract.results import FairnessEntry, GovernanceFinding, Results, RuleResult
 from reports.rule_words import rule_in_words
 
 _ESCAPE = re.compile(r"([\\|<>`*_\[\]])")
@@ -19,46 +20,46 @@ _UNJUDGED = "❔ cannot be judged"
 _TOP_GAPS = 5
 
 
-def render_markdown_summary(results: dict[str, Any]) -> str:
+def render_markdown_summary(results: Results) -> str:
     """Render the verdict, failed/warned rules, governance findings and worst fairness gaps.
 
     Every user-supplied string is escaped (pipes, angle brackets, Markdown
     markup) and flattened to one line, so it cannot break a table or inject HTML.
 
     Args:
-        results: A results dict with a ``policy`` section (results.json).
+        results: The results (:func:`audit.contract.load_results`), judged (with a ``policy``).
 
     Returns:
         Markdown text ending with a newline.
     """
-    policy = results.get("policy") or {}
-    verdict = str(policy.get("verdict", "unknown"))
+    policy = results.policy
+    verdict = policy.verdict if policy is not None else "unknown"
     icon = {"pass": "✅", "fail": "❌"}.get(verdict, "❔")
     word = verdict.upper()
-    if policy.get("report_only"):  # a policy that gates nothing: never shown as a gate's PASS
+    if policy is not None and policy.report_only:  # a policy that gates nothing: never shown as a gate's PASS
         icon, word = "ℹ️", "REPORT ONLY (no blocking rule: nothing gated)"
     lines = [
-        f"## {icon} cvaudit: {_cell(word)} (policy {_cell(policy.get('name', '?'))})",
+        f"## {icon} cvaudit: {_cell(word)} (policy {_cell(policy.name if policy is not None else '?')})",
         "",
     ]
-    lines += _provenance(results, policy)
-    rules = [r for r in policy.get("rules") or [] if isinstance(r, dict)]
-    counts = {s: sum(1 for r in rules if r.get("status") == s) for s in _STATUS}
+    lines += _provenance(results)
+    rules = policy.rules if policy is not None else []
+    counts = {s: sum(1 for r in rules if r.status == s) for s in _STATUS}
     lines += [
         "| rules | ❌ fail | ⚠️ warn | ❔ insufficient data | ✅ pass |",
         "|---:|---:|---:|---:|---:|",
         f"| {len(rules)} | {counts['fail']} | {counts['warn']} | {counts['insufficient_data']} | {counts['pass']} |",
         "",
     ]
-    if policy.get("blocking_failures"):
+    if policy is not None and policy.blocking_failures:
         lines += [
-            "**Blocking failures:** " + ", ".join(_cell(x) for x in policy["blocking_failures"]),
+            "**Blocking failures:** " + ", ".join(_cell(x) for x in policy.blocking_failures),
             "",
         ]
-    probes = {str(c.get("id")) for c in results.get("conditions") or [] if isinstance(c, dict) and c.get("probe")}
+    probes = {c.id for c in results.conditions if c.probe}
     lines += _rules_table(rules, probes)
-    lines += _findings_table(((results.get("governance") or {}).get("findings")) or [])
-    lines += _fairness_table(results.get("fairness") or [])
+    lines += _findings_table(results.governance.findings)
+    lines += _fairness_table(results.fairness)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -75,24 +76,22 @@ def _num(value: Any) -> str:
     return _cell(value)
 
 
-def _provenance(results: dict[str, Any], policy: dict[str, Any]) -> list[str]:
-    model = results.get("model") or {}
-    dataset = results.get("dataset") or {}
+def _provenance(results: Results) -> list[str]:
     bits = []
-    if model.get("sha256"):
-        bits.append(f"model sha256 {_cell(str(model['sha256'])[:12])}…")
-    if dataset.get("num_samples") is not None:
-        bits.append(f"{_num(dataset['num_samples'])} samples")
-    if results.get("conditions"):
-        bits.append(f"{len(results['conditions'])} conditions")
-    if policy.get("sha256"):
-        bits.append(f"policy sha256 {_cell(str(policy['sha256'])[:12])}…")
+    if results.model.sha256:
+        bits.append(f"model sha256 {_cell(str(results.model.sha256)[:12])}…")
+    if results.dataset.num_samples is not None:
+        bits.append(f"{_num(results.dataset.num_samples)} samples")
+    if results.conditions:
+        bits.append(f"{len(results.conditions)} conditions")
+    if results.policy is not None and results.policy.sha256:
+        bits.append(f"policy sha256 {_cell(str(results.policy.sha256)[:12])}…")
     return [" · ".join(bits), ""] if bits else []
 
 
-def _rules_table(rules: list[dict[str, Any]], probes: set[str]) -> list[str]:
-    shown = [r for r in rules if r.get("status") in ("fail", "warn")]
-    shown.sort(key=lambda r: (r.get("status") != "fail", str(r.get("id"))))
+def _rules_table(rules: list[RuleResult], probes: set[str]) -> list[str]:
+    shown = [r for r in rules if r.status in ("fail", "warn")]
+    shown.sort(key=lambda r: (r.status != "fail", str(r.id)))
     lines: list[str] = []
     if shown:
         lines += [
@@ -102,36 +101,35 @@ def _rules_table(rules: list[dict[str, Any]], probes: set[str]) -> list[str]:
             "|---|---|---|---|---:|---:|---|---|",
         ]
         for rule in shown:
-            condition = rule.get("condition")
+            condition = rule.condition
             if condition is not None and str(condition) in probes:
                 condition = f"{condition} (probe)"
-            target = " / ".join(str(x) for x in (condition, rule.get("group")) if x)
-            op = rule.get("op")
-            sign = {"min": "≥ ", "max": "≤ "}.get(str(op), "")
-            threshold = "—" if rule.get("kind") == "finding" else f"{sign}{_num(rule.get('threshold'))}"
+            target = " / ".join(str(x) for x in (condition, rule.group) if x)
+            sign = {"min": "≥ ", "max": "≤ "}.get(str(rule.op), "")
+            threshold = "—" if rule.kind == "finding" else f"{sign}{_num(rule.threshold)}"
             lines.append(
-                f"| {_cell(rule.get('id'))} | {_STATUS[str(rule.get('status'))]} | {_cell(rule_in_words(rule))} "
-                f"| {_cell(target) or '—'} | {_num(rule.get('observed'))} | {threshold} "
-                f"| {_cell(rule.get('clause') or '—')} "
-                f"| {_cell(rule.get('message', ''))} |"
+                f"| {_cell(rule.id)} | {_STATUS[str(rule.status)]} | {_cell(rule_in_words(rule))} "
+                f"| {_cell(target) or '—'} | {_num(rule.observed)} | {threshold} "
+                f"| {_cell(rule.clause or '—')} "
+                f"| {_cell(rule.message)} |"
             )
         lines.append("")
-    unknown = [r for r in rules if r.get("status") == "insufficient_data"]
+    unknown = [r for r in rules if r.status == "insufficient_data"]
     if unknown:
         lines += [f"<details><summary>Insufficient data ({len(unknown)} rules)</summary>", ""]
-        lines += [f"- **{_cell(r.get('id'))}**: {_cell(r.get('message', ''))}" for r in unknown]
+        lines += [f"- **{_cell(r.id)}**: {_cell(r.message)}" for r in unknown]
         lines += ["", "</details>", ""]
     return lines
 
 
-def _unjudged(finding: dict[str, Any]) -> bool:
-    return finding.get("judgeable") is False or finding.get("status") == "insufficient_data"
+def _unjudged(finding: GovernanceFinding) -> bool:
+    return finding.judgeable is False or finding.status == "insufficient_data"
 
 
-def _findings_table(findings: list[dict[str, Any]]) -> list[str]:
+def _findings_table(findings: list[GovernanceFinding]) -> list[str]:
     if not findings:
         return []
-    flagged = [f for f in findings if f.get("status") in ("fail", "warn") and not _unjudged(f)]
+    flagged = [f for f in findings if f.status in ("fail", "warn") and not _unjudged(f)]
     unjudged = [f for f in findings if _unjudged(f)]
     passed = len(findings) - len(flagged) - len(unjudged)
     lines = [
@@ -144,26 +142,24 @@ def _findings_table(findings: list[dict[str, Any]]) -> list[str]:
         "|---|---|---:|---|---|",
     ]
     order = {"fail": 0, "warn": 1, "pass": 2}
-    for finding in sorted(
-        findings, key=lambda f: (_unjudged(f), order.get(str(f.get("status")), 3), str(f.get("check")))
-    ):
-        status = _STATUS.get(str(finding.get("status")), _cell(finding.get("status")))
+    for finding in sorted(findings, key=lambda f: (_unjudged(f), order.get(str(f.status), 3), str(f.check))):
+        status = _STATUS.get(str(finding.status), _cell(finding.status))
         if _unjudged(finding):
-            status = f"{_UNJUDGED} ({status})" if finding.get("status") != "insufficient_data" else _UNJUDGED
-        blocking = "yes" if finding.get("blocking") else "no"
-        count = finding.get("count", 0)
+            status = f"{_UNJUDGED} ({status})" if finding.status != "insufficient_data" else _UNJUDGED
+        blocking = "yes" if finding.blocking else "no"
+        count = finding.count
         lines.append(
-            f"| {_cell(finding.get('check'))} | {status} | {'—' if count is None else _num(count)} "
-            f"| {blocking} | {_cell(finding.get('message', ''))} |"
+            f"| {_cell(finding.check)} | {status} | {'—' if count is None else _num(count)} "
+            f"| {blocking} | {_cell(finding.message)} |"
         )
     return [*lines, ""]
 
 
-def _fairness_table(fairness: list[dict[str, Any]]) -> list[str]:
-    entries = [f for f in fairness if isinstance(f, dict) and isinstance(f.get("accuracy_gap"), (int, float))]
+def _fairness_table(fairness: list[FairnessEntry]) -> list[str]:
+    entries = [f for f in fairness if isinstance(f.accuracy_gap, (int, float))]
     if not entries:
         return []
-    entries.sort(key=lambda f: -float(f["accuracy_gap"]))
+    entries.sort(key=lambda f: -float(f.accuracy_gap))  # type: ignore[arg-type]
     lines = [
         f"### Worst fairness gaps (top {min(_TOP_GAPS, len(entries))} of {len(entries)})",
         "",
@@ -172,9 +168,9 @@ def _fairness_table(fairness: list[dict[str, Any]]) -> list[str]:
     ]
     for entry in entries[:_TOP_GAPS]:
         lines.append(
-            f"| {_cell(entry.get('condition'))} | {_cell(entry.get('attribute'))} "
-            f"| {_cell(entry.get('worst_group'))} "
-            f"| {_num(entry.get('accuracy_gap'))} | {_num(entry.get('accuracy_ratio'))} "
-            f"| {_num(entry.get('equalized_odds_difference'))} |"
+            f"| {_cell(entry.condition)} | {_cell(entry.attribute)} "
+            f"| {_cell(entry.worst_group)} "
+            f"| {_num(entry.accuracy_gap)} | {_num(entry.accuracy_ratio)} "
+            f"| {_num(entry.equalized_odds_difference)} |"
         )
     return [*lines, ""]

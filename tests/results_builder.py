@@ -62,6 +62,8 @@ def _complete_value(value: Any, annotation: Any) -> Any:
         return _complete_value(value, inner[0]) if len(inner) == 1 else value
     if isinstance(value, list) and origin is list and args:
         return [_complete_value(v, args[0]) for v in value]
+    if isinstance(value, dict) and origin is dict and len(args) == 2:
+        return {k: _complete_value(v, args[1]) for k, v in value.items()}
     models = _models(annotation)
     if isinstance(value, dict) and len(models) == 1:
         return _complete(value, models[0])
@@ -83,3 +85,15 @@ def complete_results(partial: dict[str, Any]) -> dict[str, Any]:
     for section, defaults in _DEFAULTS.items():
         merged[section] = {**defaults, **(partial.get(section) or {})}
     return _complete(merged, Results)
+
+
+def typed_results(partial: dict[str, Any]) -> Results:
+    """``partial`` completed (:func:`complete_results`) and read by the one reader: what consumers take."""
+    from audit.contract.load import parse_results
+
+    return parse_results(complete_results(partial), source="results")
+
+
+def typed_part(model: type[BaseModel], partial: dict[str, Any]) -> Any:
+    """One part of the results (a ``policy``, a finding ...) with its missing required keys filled, validated."""
+    return model.model_validate(_complete(partial, model))

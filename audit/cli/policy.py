@@ -106,10 +106,11 @@ def check_command(
     from audit.contract.load import load_results
     from audit.contract.manifest import read_manifest
     from audit.contract.plan import RunPlan
+    from audit.contract.results import Governance, PolicyOutcome
     from policies import GovernanceConfig, check_governance, check_policy, judge_findings, load_policy, parse_date
     from reports import render_markdown_summary, write_junit
 
-    results = load_results(results_path).to_dict()
+    results = load_results(results_path)
     policy = load_policy(policy_name)
     try:
         now = parse_date(now_text) if now_text else None
@@ -121,15 +122,17 @@ def check_command(
         findings = check_governance(read_manifest(manifest), config=policy.governance or GovernanceConfig(), now=now)
         findings = judge_findings(findings, policy)
     else:
-        stored = results.get("governance") or {}
-        counted_by = stored.get("policy") or (results.get("policy") or {}).get("name")
-        findings = judge_findings(list(stored.get("findings") or []), policy, computed_by=counted_by)
+        stored = results.governance
+        counted_by = stored.policy or (results.policy.name if results.policy is not None else None)
+        findings = judge_findings(stored.findings, policy, computed_by=counted_by)
     section = check_policy(
         results, policy, findings=findings, plan=RunPlan.from_results(results, source=str(results_path))
     )
-    judged = {**results, "policy": section, "governance": {"findings": findings}}
+    judged = results.model_copy(
+        update={"policy": PolicyOutcome.model_validate(section), "governance": Governance(findings=findings)}
+    )
     if junit_path is not None:
-        write_junit(section, findings, junit_path)
+        write_junit(judged.policy, judged.governance.findings, junit_path)
     if markdown_path is not None:
         markdown_path.write_text(render_markdown_summary(judged), encoding="utf-8")
     if fmt == "json":

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from audit.cli.boundary import boundary, fail, say
+
+if TYPE_CHECKING:
+    from audit.contract.results import Results
 
 __all__ = ["keygen_command", "report_command", "verify_command"]
 
@@ -107,7 +111,7 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     if unknown:
         fail(f"--format {formats!r}: unknown format(s) {', '.join(unknown)}; expected {' and/or '.join(FORMATS)}")
     raw = results_path.read_bytes()
-    results = parse_results(raw, source=str(results_path)).to_dict()
+    results = parse_results(raw, source=str(results_path))
     if sign_key is not None:
         load_signing_keys(sign_key, passphrase_from_env())  # fail before writing anything
     notes: list[str] = []
@@ -146,14 +150,13 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
         say(f"note: {note}")
 
 
-def _external_subjects(results: dict, results_path: Path, notes: list[str]) -> dict[str, Path]:
+def _external_subjects(results: Results, results_path: Path, notes: list[str]) -> dict[str, Path]:
     """``model:<name>`` / ``dataset:<name>`` subjects whose files still match the recorded digests."""
     from audit.contract.digest import sha256_file
 
     extra: dict[str, Path] = {}
-    for kind in ("model", "dataset"):
-        section = results.get(kind) if isinstance(results.get(kind), dict) else {}
-        recorded, where = section.get("sha256"), section.get("path")
+    for kind, section in (("model", results.model), ("dataset", results.dataset)):
+        recorded, where = section.sha256, section.path
         if not where:
             continue
         candidates = [Path(str(where))]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from audit.cli.boundary import boundary, say
 from audit.cli.summary import label_mapping_hint, print_summary
+from audit.contract.results import Results
 from audit.contract.text import neutralise
 
 #: The allocator of ``cvaudit run`` and ``cvaudit demo`` when the config leaves ``allocator`` unset.
@@ -64,13 +64,12 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[..., None]
     return factory
 
 
-def report_skipped(results: dict[str, Any], *, shown: int = 5) -> None:
+def report_skipped(results: Results, *, shown: int = 5) -> None:
     """Skipped (undecodable) images on stderr: how many, and the first few names."""
-    dataset = results.get("dataset") or {}
-    skipped = dataset.get("skipped") or []
+    skipped = results.dataset.skipped
     if not skipped:
         return
-    names = ", ".join(str(s.get("sample")) for s in skipped[:shown])
+    names = ", ".join(s.sample for s in skipped[:shown])
     more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
     say(
         f"warning: {len(skipped)} image(s) could not be decoded and were skipped: {names}{more}"

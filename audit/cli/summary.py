@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from audit.contract.fmt import failure_lines, interval, pp, rate, verdict_line
+from audit.contract.results import FairnessEntry, PolicyOutcome, Results
 from audit.contract.text import neutralise
 
 __all__ = [
@@ -33,38 +34,47 @@ __all__ = [
 ]
 
 
-def verdict_word(policy: Mapping[str, Any]) -> str:
+def verdict_word(policy: PolicyOutcome | Mapping[str, Any]) -> str:
     """``PASS``, ``FAIL``, or ``REPORT ONLY`` for a policy that gates nothing (``report_only``)."""
-    return "REPORT ONLY" if policy.get("report_only") else str(policy["verdict"]).upper()
+    if isinstance(policy, Mapping):  # the section policies.check_policy returns
+        policy = PolicyOutcome.model_validate(policy)
+    return "REPORT ONLY" if policy.report_only else str(policy.verdict).upper()
 
 
-def summary_json(results: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
+def _policy(results: Results) -> PolicyOutcome:
+    if results.policy is None:
+        raise ValueError("these results were not judged by a policy (no 'policy' section)")
+    return results.policy
+
+
+def summary_json(results: Results, out_dir: Path) -> dict[str, Any]:
     """What ``--format json`` prints: the verdict, the counts, every failure and every rule."""
-    policy = results["policy"]
+    policy = _policy(results)
     return {
-        "verdict": policy["verdict"],
-        "report_only": bool(policy.get("report_only")),
-        "policy": policy["name"],
+        "verdict": policy.verdict,
+        "report_only": bool(policy.report_only),
+        "policy": policy.name,
         "out": str(out_dir),
-        "counts": policy.get("counts") or {},
-        "governance_counts": policy.get("governance_counts") or {},
-        "blocking_failures": policy.get("blocking_failures") or [],
-        "failures": policy.get("failures") or [],
+        "counts": policy.counts,
+        "governance_counts": policy.governance_counts or {},
+        "blocking_failures": policy.blocking_failures,
+        "failures": [f.model_dump(mode="json", exclude_unset=True) for f in policy.failures or []],
         "rules": [
-            {k: r.get(k) for k in ("id", "status", "blocking", "observed", "threshold", "op")} for r in policy["rules"]
+            {k: getattr(r, k) for k in ("id", "status", "blocking", "observed", "threshold", "op")}
+            for r in policy.rules
         ],
-        "skipped_images": (results.get("dataset") or {}).get("num_skipped", 0),
+        "skipped_images": results.dataset.num_skipped,
     }
 
 
-def _largest_gaps(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    gaps: dict[str, Mapping[str, Any]] = {}
-    for f in results.get("fairness") or []:
-        gap = f.get("accuracy_gap")
+def _largest_gaps(results: Results) -> dict[str, FairnessEntry]:
+    gaps: dict[str, FairnessEntry] = {}
+    for f in results.fairness:
+        gap = f.accuracy_gap
         if gap is None or gap <= 0:  # no group differs: nothing to name
             continue
-        if f["condition"] not in gaps or gap > gaps[f["condition"]]["accuracy_gap"]:
-            gaps[f["condition"]] = f
+        if f.condition not in gaps or gap > (gaps[f.condition].accuracy_gap or 0.0):
+            gaps[f.condition] = f
     return gaps
 
 
@@ -89,18 +99,18 @@ def chance_bound(num_classes: int, n: int) -> float:
     return p + CHANCE_SE * math.sqrt(p * (1.0 - p) / n)
 
 
-def label_mapping_hint(results: Mapping[str, Any], *, from_folders: bool) -> str | None:
+def label_mapping_hint(results: Results, *, from_folders: bool) -> str | None:
     """A hint when the clean accuracy is near chance (:func:`chance_bound`): the label mapping may be wrong.
 
     Args:
         from_folders: the labels came from the sorted folder names of an image folder
             (``model.class_names`` was not given).
     """
-    clean = next((c for c in results.get("conditions", []) if c.get("id") == "clean"), None)
-    num_classes = (results.get("model") or {}).get("num_classes") or 0
+    clean = next((c for c in results.conditions if c.id == "clean"), None)
+    num_classes = results.model.num_classes or 0
     if clean is None or num_classes < 2:
         return None
-    n, accuracy = clean["metrics"].get("n") or 0, clean["metrics"].get("accuracy")
+    n, accuracy = clean.metrics.n or 0, clean.metrics.accuracy
     if not n or accuracy is None or accuracy > chance_bound(num_classes, n):
         return None
     where = (
@@ -115,7 +125,7 @@ def label_mapping_hint(results: Mapping[str, Any], *, from_folders: bool) -> str
     )
 
 
-def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text") -> None:
+def print_summary(results: Results, out_dir: Path, *, fmt: str = "text") -> None:
     """The summary on stdout: a table, the failures, the report path, and the verdict as the last line."""
     if fmt == "json":
         click.echo(json.dumps(summary_json(results, out_dir), indent=2))
@@ -132,17 +142,17 @@ def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text
     for col in ("condition", "n", "accuracy", "95% CI", "ECE", "worst group (gap)"):
         table.add_column(col, justify="right" if col not in ("condition", "worst group (gap)") else "left")
     gaps = _largest_gaps(results)
-    for c in results["conditions"]:
-        m = c["metrics"]
-        g = gaps.get(c["id"])
-        label = c["id"] + (" (probe)" if c.get("probe") else "")
-        worst = "" if g is None else f"{g['attribute']}={g['worst_group']} ({pp(g['accuracy_gap'])})"
+    for c in results.conditions:
+        m = c.metrics
+        g = gaps.get(c.id)
+        label = c.id + (" (probe)" if c.probe else "")
+        worst = "" if g is None else f"{g.attribute}={g.worst_group} ({pp(g.accuracy_gap)})"
         table.add_row(
             plain(label),
-            str(m["n"]),
-            rate(m.get("accuracy")),
-            interval(m.get("accuracy_ci")),
-            rate(m.get("ece")),
+            str(m.n),
+            rate(m.accuracy),
+            interval(m.accuracy_ci),
+            rate(m.ece),
             plain(worst),
         )
     console.print(table)
@@ -150,10 +160,11 @@ def print_summary(results: Mapping[str, Any], out_dir: Path, *, fmt: str = "text
         console.print(plain(line))
     report = out_dir / "report.html"
     console.print(plain(f"report: {report if report.exists() else out_dir}"))
-    for rule in results["policy"].get("rules") or []:  # a rule the run gave nothing to judge, said once
-        if rule.get("status") == "not_applicable":
-            why = str(rule.get("message", "")).removeprefix("not applicable: ")
-            console.print(plain(f"  NOT APPLICABLE {rule['id']}: {why}"))
-    colour = "green" if results["policy"]["verdict"] == "pass" else "red"
-    colour = "yellow" if results["policy"].get("report_only") else colour
+    policy = _policy(results)
+    for rule in policy.rules:  # a rule the run gave nothing to judge, said once
+        if rule.status == "not_applicable":
+            why = rule.message.removeprefix("not applicable: ")
+            console.print(plain(f"  NOT APPLICABLE {rule.id}: {why}"))
+    colour = "green" if policy.verdict == "pass" else "red"
+    colour = "yellow" if policy.report_only else colour
     console.print(Text(neutralise(verdict_line(results)), style=f"bold {colour}"))

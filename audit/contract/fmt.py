@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from audit.contract.results import PolicyOutcome, Results
+
 __all__ = ["failure_lines", "interval", "observed", "pp", "rate", "threshold", "verdict_line"]
 
 _GAPS = ("_gap", "_difference", "disparity", "drop", "delta")
@@ -46,26 +48,31 @@ def interval(value: Any) -> str:
     return "-"
 
 
-def _is_gap(rule: Mapping[str, Any]) -> bool:
-    metric = str(rule.get("metric") or "")
-    return rule.get("aggregate") == "gap" or metric.endswith(_GAPS)
+def _get(rule: Any, key: str) -> Any:
+    """A key of a rule or failure: an attribute of the results model (absent on a failure: None), or a mapping's key."""
+    return rule.get(key) if isinstance(rule, Mapping) else getattr(rule, key, None)
 
 
-def observed(rule: Mapping[str, Any]) -> str:
+def _is_gap(rule: Any) -> bool:
+    metric = str(_get(rule, "metric") or "")
+    return _get(rule, "aggregate") == "gap" or metric.endswith(_GAPS)
+
+
+def observed(rule: Any) -> str:
     """A rule's or failure's observed value: pp for gaps, 3 significant digits for rates."""
-    value = rule.get("observed")
+    value = _get(rule, "observed")
     if isinstance(value, str):
         return value
     return pp(value) if _is_gap(rule) else rate(value)
 
 
-def threshold(rule: Mapping[str, Any]) -> str:
+def threshold(rule: Any) -> str:
     """``>= 0.8``, ``<= 5.0 pp`` or ``0`` (governance) for a rule or failure."""
-    value = rule.get("threshold")
+    value = _get(rule, "threshold")
     if isinstance(value, str):
         return value
     shown = pp(value) if _is_gap(rule) else rate(value)
-    op = {"min": ">= ", "max": "<= "}.get(str(rule.get("op")), "")
+    op = {"min": ">= ", "max": "<= "}.get(str(_get(rule, "op")), "")
     return f"{op}{shown}"
 
 
@@ -77,26 +84,32 @@ def _counts(counts: Mapping[str, int]) -> str:
     return ", ".join(parts) or "none"
 
 
-def verdict_line(results: Mapping[str, Any]) -> str:
+def _policy(results: Results) -> PolicyOutcome:
+    if results.policy is None:
+        raise ValueError("these results were not judged by a policy (no 'policy' section)")
+    return results.policy
+
+
+def verdict_line(results: Results) -> str:
     """``verdict: FAIL (policy ci-gate: 2 blocking failures; rules: …; governance: …)``; a report-only
     policy: ``verdict: REPORT ONLY (policy p gates nothing: no blocking rule; rules: …; governance: …)``."""
-    policy = results["policy"]
-    failures = policy.get("failures") or []
-    if policy.get("report_only"):
+    policy = _policy(results)
+    failures = policy.failures or []
+    if policy.report_only:
         return (
-            f"verdict: REPORT ONLY (policy {policy['name']} gates nothing: report_only, no blocking rule; "
-            f"rules: {_counts(policy.get('counts') or {})}; governance: {_counts(policy.get('governance_counts') or {})})"
+            f"verdict: REPORT ONLY (policy {policy.name} gates nothing: report_only, no blocking rule; "
+            f"rules: {_counts(policy.counts)}; governance: {_counts(policy.governance_counts or {})})"
         )
     return (
-        f"verdict: {policy['verdict'].upper()} (policy {policy['name']}: {len(failures)} blocking "
-        f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.get('counts') or {})}; "
-        f"governance: {_counts(policy.get('governance_counts') or {})})"
+        f"verdict: {policy.verdict.upper()} (policy {policy.name}: {len(failures)} blocking "
+        f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.counts)}; "
+        f"governance: {_counts(policy.governance_counts or {})})"
     )
 
 
-def failure_lines(results: Mapping[str, Any]) -> list[str]:
+def failure_lines(results: Results) -> list[str]:
     """One line per blocking failure: id, observed value and threshold, message."""
     return [
-        f"  FAIL {f['id']}: observed {observed(f)}, required {threshold(f)} - {f.get('message', '')}"
-        for f in results["policy"].get("failures") or []
+        f"  FAIL {f.id}: observed {observed(f)}, required {threshold(f)} - {f.message}"
+        for f in _policy(results).failures or []
     ]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from pydantic import BaseModel
 
 from audit.contract.conditions import format_severity
+from audit.contract.results import Results
 
 __all__ = ["PlannedCondition", "RunPlan"]
 
@@ -79,43 +81,46 @@ class RunPlan:
         return [c.id for c in self.conditions if c.stressor == stressor]
 
     @classmethod
-    def from_results(cls, results: Mapping[str, Any], *, source: str = "results.json") -> RunPlan:
-        """The plan a stored results.json was produced by (as far as it shows)."""
+    def from_results(cls, results: Results, *, source: str = "results.json") -> RunPlan:
+        """The plan stored results (:func:`audit.contract.load_results`) were produced by (as far as they show)."""
         conditions = tuple(
             PlannedCondition(
-                id=str(c.get("id")),
-                stressor=c.get("stressor"),
-                severity=float(c.get("severity") or 0.0),
-                model_aware=bool(c.get("model_aware")),
-                probe=bool(c.get("probe")),
+                id=c.id,
+                stressor=c.stressor,
+                severity=float(c.severity or 0.0),
+                model_aware=bool(c.model_aware),
+                probe=bool(c.probe),
             )
-            for c in results.get("conditions") or []
-            if isinstance(c, Mapping)
+            for c in results.conditions
         )
         attributes: dict[str, list[str]] = {}
-        for attr, counts in ((results.get("dataset") or {}).get("attributes") or {}).items():
+        for attr, counts in results.dataset.attributes.items():
             attributes.setdefault(str(attr), []).extend(str(v) for v in counts)
-        for c in results.get("conditions") or []:
-            for g in c.get("groups") or []:
-                values = attributes.setdefault(str(g.get("attribute")), [])
-                if str(g.get("value")) not in values:
-                    values.append(str(g.get("value")))
-        evaluation = results.get("evaluation") or {}
-        first = next(iter(results.get("conditions") or []), {}) or {}
-        metrics = first.get("metrics") or {}
-        intervals = frozenset(k[: -len("_ci")] for k, v in metrics.items() if k.endswith("_ci") and v is not None)
-        checks = frozenset(
-            str(a.get("check")) for a in results.get("adversarial_checks") or [] if isinstance(a, Mapping)
+        for c in results.conditions:
+            for g in c.groups:
+                values = attributes.setdefault(str(g.attribute), [])
+                if str(g.value) not in values:
+                    values.append(str(g.value))
+        first = results.conditions[0].metrics if results.conditions else None
+        intervals = frozenset(
+            k[: -len("_ci")] for k in _set_fields(first) if k.endswith("_ci") and getattr(first, k) is not None
         )
         return cls(
             source=source,
             conditions=conditions,
             attributes={k: tuple(v) for k, v in attributes.items()},
             intervals=intervals,
-            top_k=evaluation.get("top_k") is not None,
-            sections=frozenset(k for k, v in results.items() if v is not None),
-            checks=checks,
+            top_k=results.evaluation.top_k is not None,
+            sections=frozenset(k for k in _set_fields(results) if getattr(results, k) is not None),
+            checks=frozenset(str(a.check) for a in results.adversarial_checks),
         )
+
+
+def _set_fields(node: BaseModel | None) -> list[str]:
+    """The fields a results model carries (the keys its results.json has), in the model's order."""
+    if node is None:
+        return []
+    return [k for k in type(node).model_fields if k in node.model_fields_set]
 
 
 def condition_id(stressor: str | None, severity: float) -> str:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from audit.evaluation.metrics import state_bytes
     from audit.evaluation.model import load_model, resolve_device, resolve_model_config
     from audit.evaluation.predictions import merge_predictions
-    from audit.evaluation.results import assemble_results
+    from audit.evaluation.results import ResultsInputs, assemble_results
     from audit.evaluation.robustness import compare_to_baseline
     from audit.evaluation.subset import stratified_subset
     from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
@@ -74,6 +74,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "resolve_model_config": ("model", "resolve_model_config"),
     "merge_predictions": ("predictions", "merge_predictions"),
     "assemble_results": ("results", "assemble_results"),
+    "ResultsInputs": ("results", "ResultsInputs"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
     "stratified_subset": ("subset", "stratified_subset"),
     "ThreadPlan": ("threads", "ThreadPlan"),
@@ -89,6 +90,7 @@ __all__ = [
     "EvalSettings",
     "EvalState",
     "RefineContext",
+    "ResultsInputs",
     "SampleTable",
     "SlotLayout",
     "StopMonitor",

@@ -3,14 +3,15 @@
 Only arrangement happens here: every number comes from :mod:`audit.evaluation.metrics`,
 :mod:`audit.contract.groupstats` (every group statistic, computed once here for
 every condition and grouping), :mod:`audit.evaluation.robustness` or
-:mod:`audit.evaluation.adversarial_checks`. The assembled dict is validated by
-the :class:`~audit.contract.results.Results` model before anything is written.
+:mod:`audit.evaluation.adversarial_checks`. Every part is built as its model of
+:mod:`audit.contract.results`, so a part that drifts from the contract fails where it is made.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,32 @@ from audit.contract.digest import sha256_file
 from audit.contract.groupstats import fairness_summary
 from audit.contract.intervals import CONFIDENCE_LEVEL
 from audit.contract.metric_specs import specs
-from audit.contract.results import SCHEMA_VERSION, GroupMetrics, Metrics
+from audit.contract.results import (
+    SCHEMA_VERSION,
+    AdversarialCheck,
+    AttackReference,
+    BaselineRow,
+    BreakingPointDisparity,
+    BreakingPointSummary,
+    ConditionResult,
+    CorruptionSummary,
+    DatasetInfo,
+    DisparityRow,
+    ErrorShift,
+    EvaluationSettings,
+    FairnessEntry,
+    GalleryItem,
+    Governance,
+    GroupMetrics,
+    Metrics,
+    ModelInfo,
+    Provenance,
+    ReportSettings,
+    Results,
+    RobustnessRow,
+    StressorInfo,
+    Tool,
+)
 from audit.contract.version import tool_version
 from audit.evaluation.conditions import Condition, stressor_descriptions
 from audit.evaluation.data import SampleTable
@@ -114,26 +140,67 @@ def _fairness(conditions: list[dict[str, Any]], layout: SlotLayout, min_size: in
     return out
 
 
-def assemble_results(
-    *,
-    cfg: AuditConfig,
-    config_path: Path | None,
-    model_info: dict[str, Any],
-    class_names: list[str],
-    table: SampleTable,
-    conditions: list[Condition],
-    layout: SlotLayout,
-    computed: dict[str, list[dict[str, Any]]],
-    state: Any,
-    attack_indices: set[int] | None,
-    baseline: dict[str, Any] | None,
-    started: dt.datetime,
-    device: str,
-) -> dict[str, Any]:
-    """The results dict (everything but ``governance`` and ``policy``, which the runner adds)."""
+@dataclass(frozen=True)
+class ResultsInputs:
+    """What :func:`assemble_results` arranges into results: the run's settings, data and computed statistics.
+
+    Attributes:
+        cfg: The audit config.
+        config_path: The config file (None for a config built in Python).
+        model_info: ``{path, sha256, format[, files]}`` of the model loaded.
+        class_names: Class names in the order of the model's outputs.
+        table: The sample table evaluated.
+        conditions: Every condition, clean first.
+        layout: The slots (overall and every group) the statistics are indexed by.
+        computed: Condition id -> per-slot statistics (:meth:`AuditStats.compute`).
+        state: The evaluation state (skipped images, attack failures, early stops, gallery).
+        attack_indices: The attacked subset, or None when attacks ran on every sample.
+        baseline: The deployed model's results (``--baseline``), through the one reader.
+        governance: The governance findings as the run's policy counted them.
+        breaking_points: ``breaking_points`` and ``breaking_point_disparity`` when computed.
+        started: When the run started (UTC).
+        device: The device the model ran on.
+        threads: CPU threads the run used.
+        num_workers: Data-loading workers.
+        allocator: The memory allocator setting (``retain`` or ``system``).
+    """
+
+    cfg: AuditConfig
+    config_path: Path | None
+    model_info: dict[str, Any]
+    class_names: list[str]
+    table: SampleTable
+    conditions: list[Condition]
+    layout: SlotLayout
+    computed: dict[str, list[dict[str, Any]]]
+    state: Any
+    attack_indices: set[int] | None
+    baseline: Results | None
+    governance: Governance
+    breaking_points: dict[str, Any]
+    started: dt.datetime
+    device: str
+    threads: int
+    num_workers: int
+    allocator: str
+
+
+def assemble_results(inputs: ResultsInputs) -> Results:
+    """The results of a run, every part built as its model (so a drift fails where the part is made).
+
+    ``policy`` and ``error_thumbnails`` are absent: the policy judges these results
+    (:func:`policies.check_policy`), then the runner adds its verdict and the thumbnails
+    of the samples the report names.
+
+    Raises:
+        pydantic.ValidationError: a part does not match the contract (a bug, not bad input).
+    """
     from audit.evaluation import robustness
     from audit.evaluation.adversarial_checks import sanity_checks
 
+    cfg, table, layout, computed, state = inputs.cfg, inputs.table, inputs.layout, inputs.computed, inputs.state
+    class_names, conditions, attack_indices = inputs.class_names, inputs.conditions, inputs.attack_indices
+    model_info, config_path = inputs.model_info, inputs.config_path
     min_size = cfg.evaluation.min_group_size
     subset = len(attack_indices) if attack_indices is not None else None
     cond_entries = [_condition_entry(c, computed[c.id], layout, min_size, subset, class_names) for c in conditions]
@@ -142,6 +209,7 @@ def assemble_results(
             entry["failed_starts"] = state.attack_failures[entry["id"]]
         if entry["id"] in state.early_stop:
             entry["early_stop"] = state.early_stop[entry["id"]]
+    typed_conditions = [ConditionResult.model_validate(e) for e in cond_entries]
     natural = [e for e in cond_entries if not e["model_aware"]]
     attacks = [e for e in cond_entries if e["model_aware"]]
     # Attacks on a subset are compared with the clean images of the same subset.
@@ -155,72 +223,106 @@ def assemble_results(
     if skipped:
         evaluated[table.indices_of(sorted(skipped))] = False
     attrs = {a: column.counts(evaluated) for a, column in table.attributes.items()}
-    results: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "cvaudit", "version": tool_version()},
-        "seed": cfg.seed,
-        "model": {
-            "path": model_info["path"],
-            "sha256": model_info["sha256"],
-            "format": model_info["format"],
-            "num_classes": len(class_names),
-            "class_names": class_names,
-            **({"files": model_info["files"]} if model_info.get("files") else {}),
-        },
-        "dataset": {
-            "path": str(table.source),
-            "sha256": sha256_file(table.source) if table.source.is_file() else None,
-            "num_samples": len(table) - len(skipped),
-            "num_skipped": len(skipped),
-            "skipped_share": len(skipped) / len(table),
-            "skipped": state.skipped,
-            "attributes": attrs,
-            "intersections": [g.name for g in layout.groupings if len(g.attributes) > 1],
-        },
-        "evaluation": {
-            "min_group_size": min_size,
-            "n_bootstrap": cfg.evaluation.n_bootstrap,
-            "confidence_level": CONFIDENCE_LEVEL,
-            "interval": cfg.evaluation.interval,
-            "early_stop": cfg.evaluation.early_stop,
-            **({"early_stop_min_samples": cfg.evaluation.early_stop_min_samples} if cfg.evaluation.early_stop else {}),
-            "ece_bins": 15,
-            "attack_samples": subset,
-            "top_k": cfg.evaluation.top_k,
-        },
-        "stressors": stressor_descriptions(conditions),
-        "conditions": cond_entries,
-    }
-    results["fairness"] = _fairness(cond_entries, layout, min_size)
-    results["robustness"] = robustness.accuracy_drops(natural) + (
-        robustness.accuracy_drops(adversarial) if attacks else []
-    )
-    results["robustness_summary"] = robustness.corruption_errors(natural)
-    results["robustness_disparity"] = robustness.robustness_disparity(natural, min_group_size=min_size) + (
-        robustness.robustness_disparity(adversarial, min_group_size=min_size) if attacks else []
-    )
-    results["error_shift"] = robustness.error_shift(natural) + (robustness.error_shift(adversarial) if attacks else [])
+    optional: dict[str, Any] = {}  # keys results.json has only in some runs
     if SUBSET_CLEAN in computed:
-        results["attack_reference"] = {
-            "attack_subset": subset,
-            "metrics": reference["metrics"],
-            "groups": reference["groups"],
-        }
-    if baseline is not None:
-        results["baseline_comparison"] = robustness.compare_to_baseline(results, baseline, min_group_size=min_size)
-    attack_of = {c.label: c.stressor for c in conditions if c.model_aware}
-    results["adversarial_checks"] = sanity_checks(adversarial, attacks=attack_of) if attacks else []
+        optional["attack_reference"] = AttackReference.model_validate(
+            {"attack_subset": subset, "metrics": reference["metrics"], "groups": reference["groups"]}
+        )
+    if inputs.baseline is not None:
+        optional["baseline_comparison"] = [
+            BaselineRow.model_validate(row)
+            for row in robustness.compare_to_baseline(
+                typed_conditions, inputs.baseline.conditions, min_group_size=min_size
+            )
+        ]
     if state.gallery:
-        results["gallery"] = [{"condition": cid, "image": uri} for cid, uri in state.gallery.items()]
-    results["provenance"] = {
-        "seed": cfg.seed,
-        "config": str(config_path) if config_path else None,
-        "config_sha256": sha256_file(config_path) if config_path and Path(config_path).is_file() else None,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": device,
-        "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
-        "versions": _versions(),
-    }
-    results["report"] = {"language": cfg.report.language}
-    return results
+        optional["gallery"] = [GalleryItem(condition=cid, image=uri) for cid, uri in state.gallery.items()]
+    for key, value in inputs.breaking_points.items():
+        model = {"breaking_points": BreakingPointSummary, "breaking_point_disparity": BreakingPointDisparity}[key]
+        optional[key] = [model.model_validate(v) for v in value]
+    attack_of = {c.label: c.stressor for c in conditions if c.model_aware}
+    return Results(
+        schema_version=SCHEMA_VERSION,
+        tool=Tool(name="cvaudit", version=tool_version()),
+        seed=cfg.seed,
+        model=ModelInfo.model_validate(
+            {
+                "path": model_info["path"],
+                "sha256": model_info["sha256"],
+                "format": model_info["format"],
+                "num_classes": len(class_names),
+                "class_names": class_names,
+                **({"files": model_info["files"]} if model_info.get("files") else {}),
+            }
+        ),
+        dataset=DatasetInfo.model_validate(
+            {
+                "path": str(table.source),
+                "sha256": sha256_file(table.source) if table.source.is_file() else None,
+                "num_samples": len(table) - len(skipped),
+                "num_skipped": len(skipped),
+                "skipped_share": len(skipped) / len(table),
+                "skipped": state.skipped,
+                "attributes": attrs,
+                "intersections": [g.name for g in layout.groupings if len(g.attributes) > 1],
+            }
+        ),
+        evaluation=EvaluationSettings.model_validate(
+            {
+                "min_group_size": min_size,
+                "n_bootstrap": cfg.evaluation.n_bootstrap,
+                "confidence_level": CONFIDENCE_LEVEL,
+                "interval": cfg.evaluation.interval,
+                "early_stop": cfg.evaluation.early_stop,
+                **(
+                    {"early_stop_min_samples": cfg.evaluation.early_stop_min_samples}
+                    if cfg.evaluation.early_stop
+                    else {}
+                ),
+                "ece_bins": 15,
+                "attack_samples": subset,
+                "top_k": cfg.evaluation.top_k,
+            }
+        ),
+        stressors=[StressorInfo.model_validate(s) for s in stressor_descriptions(conditions)],
+        conditions=typed_conditions,
+        fairness=[FairnessEntry.model_validate(f) for f in _fairness(cond_entries, layout, min_size)],
+        robustness=[
+            RobustnessRow.model_validate(r)
+            for r in robustness.accuracy_drops(natural) + (robustness.accuracy_drops(adversarial) if attacks else [])
+        ],
+        robustness_summary=CorruptionSummary.model_validate(robustness.corruption_errors(natural)),
+        robustness_disparity=[
+            DisparityRow.model_validate(r)
+            for r in robustness.robustness_disparity(natural, min_group_size=min_size)
+            + (robustness.robustness_disparity(adversarial, min_group_size=min_size) if attacks else [])
+        ],
+        error_shift=[
+            ErrorShift.model_validate(r)
+            for r in robustness.error_shift(natural) + (robustness.error_shift(adversarial) if attacks else [])
+        ],
+        adversarial_checks=[
+            AdversarialCheck.model_validate(c)
+            for c in (sanity_checks(adversarial, attacks=attack_of) if attacks else [])
+        ],
+        governance=inputs.governance,
+        provenance=Provenance.model_validate(
+            {
+                "seed": cfg.seed,
+                "config": str(config_path) if config_path else None,
+                "config_sha256": sha256_file(config_path) if config_path and Path(config_path).is_file() else None,
+                "started": inputs.started.isoformat(timespec="seconds"),
+                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "device": inputs.device,
+                "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
+                "versions": _versions(),
+                "threads": inputs.threads,
+                "num_workers": inputs.num_workers,
+                "allocator": inputs.allocator,
+                "exif": cfg.data.exif,
+                "alpha": cfg.data.alpha,
+            }
+        ),
+        report=ReportSettings(language=cfg.report.language),
+        **optional,
+    )

@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from audit.contract.metric_specs import ACCURACY
+from audit.contract.results import ConditionResult, Metrics
 
 Conditions = Sequence[Mapping]
 
@@ -47,6 +48,12 @@ def _accuracy(metrics: Mapping, min_n: int = 0) -> float | None:
     if metrics.get(ACCURACY.name) is None or metrics.get("n", 0) < max(min_n, 1):
         return None
     return float(metrics[ACCURACY.name])
+
+
+def _typed_accuracy(metrics: Metrics, min_n: int = 0) -> float | None:
+    if metrics.accuracy is None or metrics.n < max(min_n, 1):
+        return None
+    return float(metrics.accuracy)
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -159,12 +166,18 @@ def _slices(cond: Mapping):
         yield group["attribute"], group["value"], group["metrics"]
 
 
-def compare_to_baseline(results, baseline, *, tolerance: float = 0.01, min_group_size: int = 0) -> list[dict]:
+def compare_to_baseline(
+    results: Sequence[ConditionResult],
+    baseline: Sequence[ConditionResult],
+    *,
+    tolerance: float = 0.01,
+    min_group_size: int = 0,
+) -> list[dict]:
     """Did we regress, and where? Candidate vs baseline accuracy per condition and group.
 
     Args:
-        results: the candidate's results dict (or its list of conditions).
-        baseline: the baseline's results dict (or list of conditions).
+        results: the candidate's conditions (``Results.conditions``).
+        baseline: the baseline's conditions.
         tolerance: an accuracy drop larger than this is a regression.
         min_group_size: rows where either side has fewer samples are
             ``insufficient_data`` rather than judged.
@@ -177,19 +190,20 @@ def compare_to_baseline(results, baseline, *, tolerance: float = 0.01, min_group
         ``insufficient_data``, ``missing_in_baseline`` or ``missing_in_candidate``.
     """
 
-    def index(conds):
-        table = {}
-        for cond in _conditions(conds):
-            for attribute, value, metrics in _slices(cond):
-                table[(cond["id"], attribute, value)] = metrics
+    def index(conds: Sequence[ConditionResult]) -> dict[tuple[str, str | None, str | None], Metrics]:
+        table: dict[tuple[str, str | None, str | None], Metrics] = {}
+        for cond in conds:
+            table[(cond.id, None, None)] = cond.metrics
+            for group in cond.groups:
+                table[(cond.id, group.attribute, group.value)] = group.metrics
         return table
 
     cand, base = index(results), index(baseline)
     rows = []
     for key in list(cand) + [k for k in base if k not in cand]:
         c, b = cand.get(key), base.get(key)
-        acc_c = None if c is None else _accuracy(c, min_group_size)
-        acc_b = None if b is None else _accuracy(b, min_group_size)
+        acc_c = None if c is None else _typed_accuracy(c, min_group_size)
+        acc_b = None if b is None else _typed_accuracy(b, min_group_size)
         delta = _sub(acc_c, acc_b)
         if b is None or c is None:
             status = "missing_in_baseline" if b is None else "missing_in_candidate"
@@ -202,8 +216,8 @@ def compare_to_baseline(results, baseline, *, tolerance: float = 0.01, min_group
                 "condition": key[0],
                 "attribute": key[1],
                 "value": key[2],
-                "n": None if c is None else c.get("n"),
-                "baseline_n": None if b is None else b.get("n"),
+                "n": None if c is None else c.n,
+                "baseline_n": None if b is None else b.n,
                 ACCURACY.name: acc_c,
                 "baseline_accuracy": acc_b,
                 "delta": delta,

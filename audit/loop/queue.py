@@ -148,17 +148,17 @@ def find_candidates(
 
 def _natural_conditions_by_stressor(run: RunFolder) -> dict[str, list[tuple[float, str]]]:
     out: dict[str, list[tuple[float, str]]] = {}
-    for c in run.results.get("conditions", []):
-        if c.get("stressor") and not c.get("model_aware"):
-            out.setdefault(str(c["stressor"]), []).append((float(c["severity"]), str(c["id"])))
+    for c in run.results.conditions:
+        if c.stressor and not c.model_aware:
+            out.setdefault(c.stressor, []).append((float(c.severity), c.id))
     return out
 
 
 def _natural_levels(run: RunFolder) -> dict[str, list[float]]:
     levels: dict[str, list[float]] = {}
-    for c in run.results.get("conditions", []):
-        if c.get("stressor") and not c.get("model_aware"):
-            levels.setdefault(str(c["stressor"]), []).append(float(c["severity"]))
+    for c in run.results.conditions:
+        if c.stressor and not c.model_aware:
+            levels.setdefault(c.stressor, []).append(float(c.severity))
     return {k: sorted(v) for k, v in levels.items()}
 
 
@@ -287,8 +287,8 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
     if settings.fmt not in FORMATS:
         raise AuditError(f"--format {settings.fmt!r}: unknown format (expected one of: {', '.join(FORMATS)})")
     results = run.results
-    class_names = list(results["model"]["class_names"])
-    attributes = list((results.get("dataset") or {}).get("attributes") or {})
+    class_names = list(results.model.class_names)
+    attributes = list(results.dataset.attributes)
     strat = list(settings.stratify) or attributes
     unknown = [a for a in strat if a not in attributes]
     if unknown:
@@ -363,7 +363,10 @@ def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]
     path = out_dir / ".breaking_points.csv"
     keys = compute_breaking_points(
         rows=rows,
-        conditions=run.results.get("conditions", []),
+        conditions=[  # the condition fields breaking points are tracked by
+            {"id": c.id, "stressor": c.stressor, "severity": c.severity, "model_aware": c.model_aware, "probe": c.probe}
+            for c in run.results.conditions
+        ],
         attributes=attributes,
         groupings=[],
         min_group_size=1,
@@ -381,8 +384,7 @@ def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir:
     images_dir.mkdir()
     files: list[str] = []
     rows, tasks = [], []
-    model = run.results.get("model") or {}
-    version = f"cvaudit:{(model.get('sha256') or 'model')[:12]}"
+    version = f"cvaudit:{(run.results.model.sha256 or 'model')[:12]}"
     for rank, (stratum, c) in enumerate(chosen, start=1):
         i = index_of.get(c.sample_id)
         if i is None:
@@ -484,8 +486,8 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir()
-    entries = {str(s["name"]): s for s in run.results.get("stressors", [])}
-    seed = int(run.results["seed"])
+    entries = {s.name: s for s in run.results.stressors}
+    seed = run.results.seed
     records = []
     levels = _natural_levels(run)
     for rank, (_, c) in enumerate(chosen, start=1):
@@ -496,8 +498,8 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
             if info is None:
                 continue
             severity = broken.get(name, evaluated[0])  # its breaking point, else the mildest level
-            options = {k: v for k, v in (info.get("options") or {}).items() if k != "severities"}
-            stressor = stressors.get(str(info["stressor"]), **options)
+            options = {k: v for k, v in info.options.items() if k != "severities"}
+            stressor = stressors.get(info.stressor, **options)
             fractional = not float(severity).is_integer() or int(severity) not in stressor.severities
             level = severity if fractional else int(severity)
             params = stressor.sample_params(sample_keys([c.sample_id]), level, seed=seed, fractional=fractional)
@@ -510,7 +512,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
                     "file": f"variants/{path.name}",
                     "sample_id": c.sample_id,
                     "sample_key": sample_key(c.sample_id),
-                    "stressor": info["stressor"],
+                    "stressor": info.stressor,
                     "entry": name,
                     "options": options,
                     "severity": level,

@@ -33,19 +33,19 @@ def build_recipe(run: RunFolder, *, probability: float = 0.5, min_drop: float = 
         AuditError: the run has no image stressor, or none cost ``min_drop`` accuracy.
     """
     results = run.results
-    entries = [s for s in results.get("stressors") or [] if not s.get("model_aware")]
+    entries = [s for s in results.stressors if not s.model_aware]
     if not entries:
         raise AuditError(
             f"{run.path}: the run has no image stressors (attacks are never used for augmentation); "
             "a recipe needs an audit with at least one"
         )
     drops: dict[str, dict[float, float]] = {}
-    for row in results.get("robustness") or []:
-        if row.get("drop") is not None:
-            drops.setdefault(str(row["stressor"]), {})[float(row["severity"])] = float(row["drop"])
+    for row in results.robustness:
+        if row.drop is not None:
+            drops.setdefault(row.stressor, {})[float(row.severity)] = float(row.drop)
     chosen = []
     for entry in entries:
-        by_level = drops.get(str(entry["name"]), {})
+        by_level = drops.get(entry.name, {})
         levels = sorted(by_level)
         start = next((lv for lv in levels if by_level[lv] >= min_drop), None)
         if start is None:
@@ -62,12 +62,12 @@ def build_recipe(run: RunFolder, *, probability: float = 0.5, min_drop: float = 
 
     out = []
     for entry, span, loss in sorted(chosen, key=lambda c: -c[2]):
-        options = {k: v for k, v in (entry.get("options") or {}).items() if k != "severities"}
-        kind = stressors.get(str(entry["stressor"]), **options)
+        options = {k: v for k, v in entry.options.items() if k != "severities"}
+        kind = stressors.get(entry.stressor, **options)
         out.append(
             {
-                "name": str(entry["name"]),
-                "stressor": str(entry["stressor"]),
+                "name": entry.name,
+                "stressor": entry.stressor,
                 "options": options,
                 "severity": [_plain(span[0]), _plain(span[1])],
                 "fractional": bool(getattr(kind, "fractional_severities", False)),
@@ -75,13 +75,12 @@ def build_recipe(run: RunFolder, *, probability: float = 0.5, min_drop: float = 
                 "weight": round(loss / total, 6),
             }
         )
-    model = results.get("model") or {}
     return {
         "version": 1,
         "source": {
             "run": str(run.path),
-            "model_sha256": model.get("sha256"),
-            "seed": results.get("seed"),
+            "model_sha256": results.model.sha256,
+            "seed": results.seed,
             "note": "derived by cvaudit recipe: stressors where the audited model lost accuracy; no attacks",
         },
         "probability": probability,

@@ -4,31 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from audit.contract.errors import AuditError
 from audit.contract.load import ResultsError, load_results
+from audit.contract.results import Results
 
 __all__ = ["RunFolder", "open_run"]
 
 
 @dataclass(frozen=True)
 class RunFolder:
-    """The parts of a run folder: its results (as stored) and its per-sample files."""
+    """The parts of a run folder: its results (through the one reader) and its per-sample files."""
 
     path: Path
-    results: dict[str, Any]
+    results: Results
     predictions: Path
     breaking_points: Path | None
 
     @property
     def natural_conditions(self) -> set[str]:
         """Ids of the clean and image-stressor conditions (not attacks)."""
-        return {str(c["id"]) for c in self.results.get("conditions", []) if not c.get("model_aware")}
+        return {c.id for c in self.results.conditions if not c.model_aware}
 
     @property
     def config_path(self) -> Path | None:
-        config = (self.results.get("provenance") or {}).get("config")
+        config = self.results.provenance.config
         return Path(config) if config else None
 
 
@@ -46,7 +46,7 @@ def open_run(run_dir: Path, *, need_predictions: bool = True) -> RunFolder:
     if not results_path.is_file():
         raise AuditError(f"{run_dir}: no results.json (not the --out folder of cvaudit run)")
     try:
-        results = load_results(results_path).to_dict()
+        results = load_results(results_path)
     except ResultsError:
         raise
     predictions = run_dir / "predictions.csv"

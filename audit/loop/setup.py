@@ -31,7 +31,7 @@ def run_config_and_policy(run: RunFolder, config: Path | None, policy_name: str 
         )
     cfg = load_config(path)
     policy = policies.load_policy(policy_name or cfg.policy)
-    recorded = (run.results.get("policy") or {}).get("sha256")
+    recorded = run.results.policy.sha256 if run.results.policy is not None else None
     if policy_name is None and recorded and recorded != policy.sha256:
         raise AuditError(
             f"{run.path}: policy {policy.source} has changed since the run (sha256 {policy.sha256[:12]} != "

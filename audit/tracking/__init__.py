@@ -56,6 +56,7 @@ from urllib.parse import urlsplit, urlunsplit
 from audit.contract.config import AuditConfig, MlflowConfig, TrackingConfig
 from audit.contract.digest import sha256_file
 from audit.contract.errors import AuditError
+from audit.contract.results import Results
 from audit.tracking.names import CONDITION_METRICS, STEP_SCALE, metric_values, readable, severity_steps, step_params
 
 __all__ = [
@@ -177,21 +178,21 @@ def config_params(cfg: AuditConfig) -> dict[str, str]:
     return out
 
 
-def _tags(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
-    policy = results.get("policy") or {}
-    provenance = results.get("provenance") or {}
+def _tags(results: Results, out_dir: Path) -> dict[str, str]:
+    policy = results.policy
+    report_only = policy is not None and bool(policy.report_only)
     tags = {
         # a report-only policy gates nothing: its verdict is "report_only", never a "pass" a dashboard counts
-        "cvaudit.verdict": "report_only" if policy.get("report_only") else policy.get("verdict"),
-        "cvaudit.report_only": "true" if policy.get("report_only") else "false",
-        "cvaudit.policy": policy.get("name"),
-        "cvaudit.policy_sha256": policy.get("sha256"),
-        "cvaudit.blocking_failures": ", ".join(policy.get("blocking_failures") or []),
-        "cvaudit.version": (results.get("tool") or {}).get("version"),
-        "cvaudit.schema_version": results.get("schema_version"),
-        "cvaudit.model_sha256": (results.get("model") or {}).get("sha256"),
-        "cvaudit.dataset_sha256": (results.get("dataset") or {}).get("sha256"),
-        "cvaudit.config_sha256": provenance.get("config_sha256"),
+        "cvaudit.verdict": "report_only" if report_only else results.verdict,
+        "cvaudit.report_only": "true" if report_only else "false",
+        "cvaudit.policy": policy.name if policy is not None else None,
+        "cvaudit.policy_sha256": policy.sha256 if policy is not None else None,
+        "cvaudit.blocking_failures": ", ".join(policy.blocking_failures if policy is not None else []),
+        "cvaudit.version": results.tool.version,
+        "cvaudit.schema_version": results.schema_version,
+        "cvaudit.model_sha256": results.model.sha256,
+        "cvaudit.dataset_sha256": results.dataset.sha256,
+        "cvaudit.config_sha256": results.provenance.config_sha256,
         "cvaudit.out": str(out_dir.resolve()),
     }
     for name, key in (
@@ -252,7 +253,7 @@ def _scoped_env(settings: Mapping[str, str]) -> Iterator[None]:
 def log_to_mlflow(
     mlflow_cfg: MlflowConfig,
     *,
-    results: Mapping[str, Any],
+    results: Results,
     out_dir: Path,
     params: Mapping[str, str],
     base_dir: Path | None = None,
@@ -262,7 +263,7 @@ def log_to_mlflow(
     Args:
         mlflow_cfg: Experiment, run name, tracking URI (None: MLflow's own default,
             ``MLFLOW_TRACKING_URI`` or its local store) and HTTP timeout and retries.
-        results: The run's results (results.json content).
+        results: The run's results (:class:`~audit.contract.results.Results`).
         out_dir: The folder holding the run's outputs (artifacts are taken from it).
         params: Parameters to log (see :func:`config_params`); :func:`step_params` are added.
         base_dir: Folder a relative tracking path is resolved against (the config's).
@@ -361,7 +362,7 @@ def _default_uri(mlflow_cfg: MlflowConfig, base_dir: Path | None) -> str:
 def track_run(
     mlflow_cfg: MlflowConfig | None,
     *,
-    results: Mapping[str, Any],
+    results: Results,
     out_dir: Path,
     params: Mapping[str, str],
     base_dir: Path | None = None,
@@ -387,9 +388,7 @@ def track_run(
     return None
 
 
-def track_audit(
-    cfg: AuditConfig, results: Mapping[str, Any], out_dir: Path, *, config_path: Path | None
-) -> TrackedRun | None:
+def track_audit(cfg: AuditConfig, results: Results, out_dir: Path, *, config_path: Path | None) -> TrackedRun | None:
     """The runner's hook: log the finished run when ``cfg.tracking.mlflow`` is set (see :func:`track_run`)."""
     if cfg.tracking.mlflow is None:
         return None

@@ -7,10 +7,11 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from audit.contract.metric_specs import exported
+from audit.contract.results import ConditionResult, FairnessEntry, Metrics, Results
 
 __all__ = [
     "CONDITION_METRICS",
@@ -107,68 +108,69 @@ def severity_steps(severities: Iterable[float]) -> dict[float, int]:
     return {v: i for i, v in enumerate(values, start=1)}
 
 
-def _metrics(prefix: str, metrics: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, float]:
+def _metrics(prefix: str, metrics: Metrics, names: tuple[str, ...]) -> dict[str, float]:
     out = {}
     for name in names:
         if name.endswith(("_ci_low", "_ci_high")):
             base, _, end = name.rpartition("_ci_")
-            ci = metrics.get(f"{base}_ci")
+            ci = getattr(metrics, f"{base}_ci")
             value = None if not ci else ci[0 if end == "low" else 1]
         else:
-            value = metrics.get(name)
+            value = getattr(metrics, name)
         if value is not None and not isinstance(value, bool):
             out[f"{prefix}/{name}"] = float(value)
     return out
 
 
 def _condition_values(
-    condition: Mapping[str, Any], fairness: list[Mapping[str, Any]], prefix: str, attrs: dict, values: dict
+    condition: ConditionResult, fairness: list[FairnessEntry], prefix: str, attrs: dict, values: dict
 ) -> dict[str, float]:
-    out = _metrics(prefix, condition["metrics"], condition_metric_names())
-    for g in condition["groups"]:
-        group = f"{prefix}/group/{attrs[str(g['attribute'])]}/{values[str(g['attribute'])][str(g['value'])]}"
-        out.update(_metrics(group, g["metrics"], group_metric_names()))
+    out = _metrics(prefix, condition.metrics, condition_metric_names())
+    for g in condition.groups:
+        group = f"{prefix}/group/{attrs[str(g.attribute)]}/{values[str(g.attribute)][str(g.value)]}"
+        out.update(_metrics(group, g.metrics, group_metric_names()))
     for f in fairness:
-        if f["condition"] != condition["id"]:
+        if f.condition != condition.id:
             continue
         for gap in fairness_gap_names():
-            if f.get(gap) is not None:
-                out[f"{prefix}/fairness/{attrs[str(f['attribute'])]}/{gap}"] = float(f[gap])
+            value = getattr(f, gap)
+            if value is not None:
+                out[f"{prefix}/fairness/{attrs[str(f.attribute)]}/{gap}"] = float(value)
     return out
 
 
-def _layout(results: Mapping[str, Any]) -> tuple[dict, dict, dict, dict]:
+def _layout(results: Results) -> tuple[dict, dict, dict, dict]:
     """Names of stressors, attributes and values, and each stressor's steps."""
-    conditions = results["conditions"]
-    fairness = results.get("fairness") or []
-    stressed = [c for c in conditions if c["id"] != "clean"]
-    stressors = _names((c.get("stressor") or c["id"].partition("@")[0] for c in stressed), _RESERVED)
-    attrs = _names([g["attribute"] for c in conditions for g in c["groups"]] + [f["attribute"] for f in fairness])
+    conditions = results.conditions
+    fairness = results.fairness
+    stressed = [c for c in conditions if c.id != "clean"]
+    stressors = _names((c.stressor or c.id.partition("@")[0] for c in stressed), _RESERVED)
+    attrs = _names([g.attribute for c in conditions for g in c.groups] + [f.attribute for f in fairness])
     by_attr: dict[str, set[str]] = defaultdict(set)
     for c in conditions:
-        for g in c["groups"]:
-            by_attr[str(g["attribute"])].add(str(g["value"]))
+        for g in c.groups:
+            by_attr[str(g.attribute)].add(str(g.value))
     values = {a: _names(v) for a, v in by_attr.items()}
     sweeps: dict[str, list[float]] = defaultdict(list)
     for c in stressed:
-        sweeps[str(c.get("stressor") or c["id"].partition("@")[0])].append(float(c["severity"]))
+        sweeps[str(c.stressor or c.id.partition("@")[0])].append(float(c.severity))
     steps = {s: severity_steps(v) for s, v in sweeps.items()}
     return stressors, attrs, values, steps
 
 
-def metric_values(results: Mapping[str, Any]) -> dict[tuple[str, int], float]:
+def metric_values(results: Results) -> dict[tuple[str, int], float]:
     """Every metric a run logs, by its MLflow name and step (see the module docstring).
 
     Args:
-        results: A results.json dict with a ``policy`` section.
+        results: The results (:func:`audit.contract.load_results`), with a ``policy`` section.
 
     Returns:
         (MLflow metric name, step) -> value; undefined values (null in results.json) are left out.
     """
     stressors, attrs, values, steps = _layout(results)
-    fairness = results.get("fairness") or []
+    fairness = results.fairness
     out: dict[tuple[str, int], float] = {}
-    clean = next((c for c in results["conditions"] if c["id"] == "clean"), None)
+    clean = next((c for c in results.conditions if c.id == "clean"), None)
     if clean is not None:
         for name, value in _condition_values(clean, fairness, "clean", attrs, values).items():
             out[(name, 0)] = value
@@ -176,24 +178,24 @@ def metric_values(results: Mapping[str, Any]) -> dict[tuple[str, int], float]:
         if clean is not None and 0 not in steps[raw].values():  # the clean image starts every curve
             for metric, value in _condition_values(clean, fairness, name, attrs, values).items():
                 out[(metric, 0)] = value
-    for c in results["conditions"]:
-        if c["id"] == "clean":
+    for c in results.conditions:
+        if c.id == "clean":
             continue
-        raw = str(c.get("stressor") or c["id"].partition("@")[0])
-        step = steps[raw][float(c["severity"])]
+        raw = str(c.stressor or c.id.partition("@")[0])
+        step = steps[raw][float(c.severity)]
         for metric, value in _condition_values(c, fairness, stressors[raw], attrs, values).items():
             out[(metric, step)] = value
-    summary = results.get("robustness_summary") or {}
-    for name in ("mce", "relative_mce"):
-        if summary.get(name) is not None:
-            out[(f"summary/{name}", 0)] = float(summary[name])
-    policy = results.get("policy") or {}
-    if policy.get("verdict") is not None and not policy.get("report_only"):  # a report-only run gates nothing
-        out[("policy/pass", 0)] = 1.0 if policy["verdict"] == "pass" else 0.0
+    summary = results.robustness_summary
+    for name, value in (("mce", summary.mce), ("relative_mce", summary.relative_mce)):
+        if value is not None:
+            out[(f"summary/{name}", 0)] = float(value)
+    policy = results.policy
+    if policy is not None and not policy.report_only:  # a report-only run gates nothing
+        out[("policy/pass", 0)] = 1.0 if policy.verdict == "pass" else 0.0
     return out
 
 
-def step_params(results: Mapping[str, Any]) -> dict[str, str]:
+def step_params(results: Results) -> dict[str, str]:
     """``cvaudit.steps.<stressor>``: JSON ``[[step, severity], ...]``, so each step's severity (ε) is recoverable."""
     stressors, _, _, steps = _layout(results)
     out = {}

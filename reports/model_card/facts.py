@@ -20,7 +20,16 @@ from typing import Any
 from audit.contract.digest import sha256_file
 from audit.contract.errors import CvauditError
 from audit.contract.load import load_results
-from audit.contract.results import Results
+from audit.contract.results import (
+    AdversarialCheck,
+    DatasetInfo,
+    EvaluationSettings,
+    FairnessEntry,
+    GovernanceFinding,
+    ModelInfo,
+    PolicyOutcome,
+    Results,
+)
 
 __all__ = [
     "AttestationFacts",
@@ -95,18 +104,18 @@ class CardFacts:
     """Everything a model card states, from one results.json (and its attestation)."""
 
     model_name: str
-    model: dict[str, Any]
-    dataset: dict[str, Any]
-    evaluation: dict[str, Any]
+    model: ModelInfo
+    dataset: DatasetInfo
+    evaluation: EvaluationSettings
     tool_version: str
     started: str
     finished: str
     seed: int
     conditions: list[ConditionFacts]
-    fairness: list[dict[str, Any]]
-    policy: dict[str, Any] | None
-    findings: list[dict[str, Any]]
-    adversarial_checks: list[dict[str, Any]]
+    fairness: list[FairnessEntry]
+    policy: PolicyOutcome | None
+    findings: list[GovernanceFinding]
+    adversarial_checks: list[AdversarialCheck]
     results_sha256: str
     attestation: AttestationFacts | None = None
     notes: list[str] = field(default_factory=list)
@@ -189,22 +198,20 @@ def card_facts(
                 drop=row.drop if row is not None else None,
             )
         )
-    policy = results.policy.to_dict() if results.policy is not None else None
-    data = results.to_dict()
     return CardFacts(
         model_name=name or _model_name(results),
-        model=data["model"],
-        dataset=data["dataset"],
-        evaluation=data["evaluation"],
+        model=results.model,
+        dataset=results.dataset,
+        evaluation=results.evaluation,
         tool_version=results.tool.version,
         started=results.provenance.started,
         finished=results.provenance.finished,
         seed=results.seed,
         conditions=conditions,
-        fairness=data["fairness"],
-        policy=policy,
-        findings=data["governance"]["findings"],
-        adversarial_checks=data["adversarial_checks"],
+        fairness=results.fairness,
+        policy=results.policy,
+        findings=results.governance.findings,
+        adversarial_checks=results.adversarial_checks,
         results_sha256=results_sha256,
         attestation=attestation,
         notes=list(results.notes),

@@ -38,7 +38,7 @@ def _ci_args(ci: tuple[float, float] | None, level: float) -> dict[str, Any]:
 
 def _result(f: CardFacts, c: ConditionFacts) -> dict[str, Any]:
     m = c.overall
-    level = f.evaluation["confidence_level"]
+    level = f.evaluation.confidence_level
     metrics = []
     if m.accuracy is not None:
         metrics.append(_metric("accuracy", f"Accuracy ({c.id})", m.accuracy, n=m.n, **_ci_args(m.accuracy_ci, level)))
@@ -57,10 +57,10 @@ def _result(f: CardFacts, c: ConditionFacts) -> dict[str, Any]:
                 **_ci_args(m.ece_ci, level),
             )
         )
-    dataset_file = str(f.dataset["path"]).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    args: dict[str, Any] = {"num_samples": f.dataset["num_samples"]}
-    if f.dataset.get("sha256"):
-        args["sha256"] = f.dataset["sha256"]
+    dataset_file = str(f.dataset.path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    args: dict[str, Any] = {"num_samples": f.dataset.num_samples}
+    if f.dataset.sha256:
+        args["sha256"] = f.dataset.sha256
     if c.stressor is not None:
         args.update({"stressor": c.stressor, "severity": c.severity})
         if c.meaning:
@@ -81,7 +81,7 @@ def model_index(f: CardFacts) -> list[dict[str, Any]]:
 def render_huggingface(f: CardFacts) -> str:
     """README.md text: ``---`` YAML front matter ``---`` then the Markdown card."""
     meta: dict[str, Any] = {}
-    if f.model.get("format") == "huggingface":
+    if f.model.format == "huggingface":
         meta["library_name"] = "transformers"
     meta["pipeline_tag"] = "image-classification"
     meta["tags"] = ["image-classification", "cvaudit", "model-audit"]

@@ -75,7 +75,7 @@ def _group_rows(c: ConditionFacts, min_size: int) -> list[str]:
 
 def _gap_rows(f: CardFacts) -> list[str]:
     judged = {c.id for c in f.conditions if not c.probe}
-    entries = [e for e in f.fairness if e["condition"] in judged and e.get("accuracy_gap") is not None]
+    entries = [e for e in f.fairness if e.condition in judged and e.accuracy_gap is not None]
     if not entries:
         return []
     rows = [
@@ -84,8 +84,8 @@ def _gap_rows(f: CardFacts) -> list[str]:
     ]
     for e in entries:
         rows.append(
-            f"| {escape(e['condition'])} | {escape(e['attribute'])} | {escape(str(e['worst_group']))} | "
-            f"{escape(str(e.get('best_group') or '—'))} | {100 * e['accuracy_gap']:.1f} pt |"
+            f"| {escape(e.condition)} | {escape(e.attribute)} | {escape(str(e.worst_group))} | "
+            f"{escape(str(e.best_group or '—'))} | {100 * e.accuracy_gap:.1f} pt |"
         )
     return rows + [""]
 
@@ -101,15 +101,15 @@ def render_body(f: CardFacts) -> str:
     lines += ["## Risks", ""] + _bullets(prose.risks(f, escape))
     lines += ["## Evaluation", ""]
     lines += [
-        f"Audit set: {escape(f.dataset['path'])}: {f.dataset['num_samples']} images evaluated, "
-        f"{f.dataset['num_skipped']} skipped. Intervals are two-sided 95 %: "
-        f"{_INTERVALS.get(str(f.evaluation.get('interval')), _INTERVALS['bootstrap'])} for accuracies, "
-        f"a Poisson bootstrap ({f.evaluation['n_bootstrap']} replicates) for the other metrics; groups with fewer "
-        f"than {f.evaluation['min_group_size']} samples take no part in gaps. Shares are in [0, 1]; drops and gaps "
+        f"Audit set: {escape(f.dataset.path)}: {f.dataset.num_samples} images evaluated, "
+        f"{f.dataset.num_skipped} skipped. Intervals are two-sided 95 %: "
+        f"{_INTERVALS.get(str(f.evaluation.interval), _INTERVALS['bootstrap'])} for accuracies, "
+        f"a Poisson bootstrap ({f.evaluation.n_bootstrap} replicates) for the other metrics; groups with fewer "
+        f"than {f.evaluation.min_group_size} samples take no part in gaps. Shares are in [0, 1]; drops and gaps "
         "in percentage points.",
         "",
     ]
-    attributes = f.dataset["attributes"]
+    attributes = f.dataset.attributes
     if attributes:
         parts = [
             f"{escape(a)} ({', '.join(f'{escape(v)}: {n}' for v, n in counts.items())})"
@@ -118,7 +118,7 @@ def render_body(f: CardFacts) -> str:
         lines += ["Groups in the audit set: " + "; ".join(parts) + ".", ""]
     lines += ["### Accuracy per condition", ""] + _condition_rows(f.conditions)
     if f.clean.groups:
-        lines += ["### Accuracy per group, clean images", ""] + _group_rows(f.clean, f.evaluation["min_group_size"])
+        lines += ["### Accuracy per group, clean images", ""] + _group_rows(f.clean, f.evaluation.min_group_size)
     gaps = _gap_rows(f)
     if gaps:
         lines += ["### Accuracy gaps between groups", ""] + gaps

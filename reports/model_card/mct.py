@@ -59,16 +59,16 @@ def mct_document(f: CardFacts) -> dict[str, Any]:
         for g in c.groups:
             metrics += _slice_metrics(g, overall=False)
     attributes = "; ".join(
-        f"{a}: " + ", ".join(f"{v} {n}" for v, n in counts.items()) for a, counts in f.dataset["attributes"].items()
+        f"{a}: " + ", ".join(f"{v} {n}" for v, n in counts.items()) for a, counts in f.dataset.attributes.items()
     )
     description = (
-        f"Audit set {f.dataset['path']}: {f.dataset['num_samples']} images evaluated, "
-        f"{f.dataset['num_skipped']} skipped"
-        + (f"; SHA-256 {f.dataset['sha256']}" if f.dataset.get("sha256") else "")
+        f"Audit set {f.dataset.path}: {f.dataset.num_samples} images evaluated, "
+        f"{f.dataset.num_skipped} skipped"
+        + (f"; SHA-256 {f.dataset.sha256}" if f.dataset.sha256 else "")
         + (f". Groups: {attributes}" if attributes else "")
         + "."
     )
-    names = list(f.model["class_names"])
+    names = list(f.model.class_names)
     ethical = [{"name": s} for s in prose.bias(f, _plain) + prose.risks(f, _plain)]
     return {
         "schema_version": SCHEMA_VERSION,
@@ -76,10 +76,10 @@ def mct_document(f: CardFacts) -> dict[str, Any]:
             "name": f.model_name,
             "overview": prose.overview(f, _plain),
             "documentation": " ".join(prose.intended_use(f, _plain) + prose.verification(f, _plain, _plain)),
-            "path": str(f.model.get("path") or ""),
+            "path": str(f.model.path or ""),
         },
         "model_parameters": {
-            "data": [{"name": str(f.dataset["path"]), "description": description}],
+            "data": [{"name": str(f.dataset.path), "description": description}],
             "output_format": f"scores over {len(names)} classes, in this order: " + ", ".join(names),
             "output_format_map": [{"key": str(i), "value": n} for i, n in enumerate(names)],
         },

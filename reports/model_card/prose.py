@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from audit.contract.results import RuleResult
 from reports.model_card.facts import CardFacts, ConditionFacts
 
 __all__ = ["bias", "intended_use", "limitations", "overview", "risks", "share", "verification"]
@@ -45,12 +46,12 @@ def _date(iso: str) -> str:
 
 def overview(f: CardFacts, esc: Esc) -> str:
     """One line: what the model is, the verdict, the clean accuracy."""
-    verdict = f.policy["verdict"].upper() if f.policy else "not judged"
-    verdict = "REPORT ONLY (the policy gates nothing)" if f.policy and f.policy.get("report_only") else verdict
+    verdict = f.policy.verdict.upper() if f.policy else "not judged"
+    verdict = "REPORT ONLY (the policy gates nothing)" if f.policy and f.policy.report_only else verdict
     return (
-        f"Image classifier ({f.model['num_classes']} classes) audited by cvaudit {esc(f.tool_version)}: "
+        f"Image classifier ({f.model.num_classes} classes) audited by cvaudit {esc(f.tool_version)}: "
         f"clean accuracy {share(f.clean.overall.accuracy)}{interval(f.clean.overall.accuracy_ci)} on "
-        f"{f.dataset['num_samples']} images; policy {esc(str(f.policy['name']))} verdict {verdict}."
+        f"{f.dataset.num_samples} images; policy {esc(str(f.policy.name))} verdict {verdict}."
         if f.policy
         else f"Image classifier audited by cvaudit {esc(f.tool_version)}."
     )
@@ -58,11 +59,11 @@ def overview(f: CardFacts, esc: Esc) -> str:
 
 def intended_use(f: CardFacts, esc: Esc) -> list[str]:
     """What the audit supports using the model for, and the policy's verdict."""
-    names = list(f.model["class_names"])
-    dataset = esc(_file_name(f.dataset["path"]))
+    names = list(f.model.class_names)
+    dataset = esc(_file_name(f.dataset.path))
     out = [
         f"{esc(f.model_name)} classifies images into {len(names)} classes: {_names(names, esc)}.",
-        f"The audit (cvaudit {esc(f.tool_version)}, {_date(f.finished)}) evaluated it on {f.dataset['num_samples']} "
+        f"The audit (cvaudit {esc(f.tool_version)}, {_date(f.finished)}) evaluated it on {f.dataset.num_samples} "
         f"images of {dataset} under {len(f.conditions)} conditions (clean and stressed, listed under Evaluation). "
         "It supports use on images like these and under these conditions only; other images, populations and "
         "conditions were not audited.",
@@ -70,15 +71,15 @@ def intended_use(f: CardFacts, esc: Esc) -> list[str]:
     policy = f.policy
     if policy is None:
         return out
-    where = f"policy {esc(str(policy['name']))} (version {policy['version']})"
-    if policy.get("report_only"):
+    where = f"policy {esc(str(policy.name))} (version {policy.version})"
+    if policy.report_only:
         out.append(
             f"{where[0].upper()}{where[1:]} is report-only: it has no blocking rule, so the audit gates nothing."
         )
-    elif policy["verdict"] == "pass":
+    elif policy.verdict == "pass":
         out.append(f"Under {where} the model met every blocking rule: verdict PASS.")
     else:
-        failures = ", ".join(esc(str(x)) for x in policy["blocking_failures"]) or "a blocking rule"
+        failures = ", ".join(esc(str(x)) for x in policy.blocking_failures) or "a blocking rule"
         out.append(
             f"Under {where} the verdict is FAIL (blocking: {failures}). The audit does not support deploying "
             "the model where this policy applies until these are resolved."
@@ -126,14 +127,14 @@ def limitations(f: CardFacts, esc: Esc) -> list[str]:
     small = [g for g in f.clean.groups if g.insufficient_data]
     if small:
         out.append(
-            f"{len(small)} group(s) had fewer than {f.evaluation['min_group_size']} samples and were not judged: "
+            f"{len(small)} group(s) had fewer than {f.evaluation.min_group_size} samples and were not judged: "
             + _names([f"{g.attribute}={g.value} (n = {g.n})" for g in small], esc)
             + "."
         )
-    if f.dataset["num_skipped"]:
-        out.append(f"{f.dataset['num_skipped']} image(s) could not be decoded and were left out.")
-    if f.evaluation.get("attack_samples"):
-        out.append(f"Attacks ran on a stratified subset of {f.evaluation['attack_samples']} samples.")
+    if f.dataset.num_skipped:
+        out.append(f"{f.dataset.num_skipped} image(s) could not be decoded and were left out.")
+    if f.evaluation.attack_samples:
+        out.append(f"Attacks ran on a stratified subset of {f.evaluation.attack_samples} samples.")
     out += [esc(n) for n in f.notes]
     if not out:
         out.append("No stressor was evaluated: robustness is unknown.")
@@ -142,37 +143,37 @@ def limitations(f: CardFacts, esc: Esc) -> list[str]:
 
 def bias(f: CardFacts, esc: Esc) -> list[str]:
     """Accuracy differences between the manifest's groups, on clean images and under stress."""
-    attributes = list(f.dataset["attributes"]) + list(f.dataset["intersections"])
+    attributes = list(f.dataset.attributes) + list(f.dataset.intersections)
     if not attributes:
         return ["The audit set names no subgroup attributes: differences between groups were not examined."]
     out = []
     by_group = {(g.attribute, g.value): g for g in f.clean.groups}
-    clean_entries = [e for e in f.fairness if e["condition"] == "clean"]
+    clean_entries = [e for e in f.fairness if e.condition == "clean"]
     for e in clean_entries:
-        attr = esc(e["attribute"])
-        if e.get("accuracy_gap") is None:
+        attr = esc(e.attribute)
+        if e.accuracy_gap is None:
             out.append(
-                f"{attr}: fewer than two groups with at least {f.evaluation['min_group_size']} samples; not compared."
+                f"{attr}: fewer than two groups with at least {f.evaluation.min_group_size} samples; not compared."
             )
             continue
         worst, best = (
-            by_group.get((e["attribute"], e["worst_group"])),
-            by_group.get((e["attribute"], e.get("best_group"))),
+            by_group.get((e.attribute, e.worst_group)),
+            by_group.get((e.attribute, e.best_group)),
         )
         span = (
-            f" from {share(worst.accuracy)} ({esc(str(e['worst_group']))}) to {share(best.accuracy)} "
-            f"({esc(str(e['best_group']))})"
+            f" from {share(worst.accuracy)} ({esc(str(e.worst_group))}) to {share(best.accuracy)} "
+            f"({esc(str(e.best_group))})"
             if worst is not None and best is not None
-            else f" (worst group {esc(str(e['worst_group']))})"
+            else f" (worst group {esc(str(e.worst_group))})"
         )
-        out.append(f"{attr}: clean accuracy ranges{span}, a gap of {points(e['accuracy_gap'])}.")
+        out.append(f"{attr}: clean accuracy ranges{span}, a gap of {points(e.accuracy_gap)}.")
     stressed_ids = {c.id for c in f.stressed}
-    stressed = [e for e in f.fairness if e["condition"] in stressed_ids and e.get("accuracy_gap") is not None]
+    stressed = [e for e in f.fairness if e.condition in stressed_ids and e.accuracy_gap is not None]
     if stressed:
-        e = max(stressed, key=lambda x: x["accuracy_gap"])
+        e = max(stressed, key=lambda x: x.accuracy_gap)
         out.append(
-            f"The largest gap under stress is {points(e['accuracy_gap'])} for {esc(e['attribute'])} under "
-            f"{esc(e['condition'])} (worst group {esc(str(e['worst_group']))})."
+            f"The largest gap under stress is {points(e.accuracy_gap)} for {esc(e.attribute)} under "
+            f"{esc(e.condition)} (worst group {esc(str(e.worst_group))})."
         )
     out.append(
         f"Groups are those of the attributes {_names(attributes, esc)}; characteristics not recorded in the "
@@ -181,20 +182,20 @@ def bias(f: CardFacts, esc: Esc) -> list[str]:
     return out
 
 
-def _rule_line(r: dict[str, Any], esc: Esc) -> str:
-    if r["status"] == "fail":
+def _rule_line(r: RuleResult, esc: Esc) -> str:
+    if r.status == "fail":
         kind = "failed (blocking)"
-    elif r["status"] == "warn":
+    elif r.status == "warn":
         kind = "failed (warning, not blocking)"
     else:
         kind = "could not be judged (insufficient data)"
-    observed = r.get("observed")
+    observed = r.observed
     numbers = (
-        f" observed {esc(_value(observed))} against {esc(r.get('op') or 'threshold')} {esc(_value(r.get('threshold')))};"
+        f" observed {esc(_value(observed))} against {esc(r.op or 'threshold')} {esc(_value(r.threshold))};"
         if observed is not None
         else ""
     )
-    return f"Rule {esc(str(r['id']))} {kind}:{numbers} {esc(str(r.get('message') or ''))}".rstrip()
+    return f"Rule {esc(str(r.id))} {kind}:{numbers} {esc(str(r.message or ''))}".rstrip()
 
 
 def _value(v: Any) -> str:
@@ -204,26 +205,26 @@ def _value(v: Any) -> str:
 def risks(f: CardFacts, esc: Esc) -> list[str]:
     """Policy rules that failed or warned, governance findings and adversarial sanity checks, stated plainly."""
     out = []
-    rules = [r for r in (f.policy or {}).get("rules", []) if r["status"] != "pass"]
+    rules = [r for r in (f.policy.rules if f.policy else []) if r.status != "pass"]
     out += [_rule_line(r, esc) for r in rules]
-    flagged = [x for x in f.findings if x["status"] != "pass"]
+    flagged = [x for x in f.findings if x.status != "pass"]
     for x in flagged:
-        if x["status"] == "fail":
+        if x.status == "fail":
             effect = "blocks the verdict"
-        elif x.get("informational"):
+        elif x.informational:
             effect = "informational: the policy does not configure this check"
         else:
             effect = "warning"
-        clause = f"; {esc(x['clause'])}" if x.get("clause") else ""
-        out.append(f"Data governance, {esc(x['check'])}: {esc(x['message'])} ({effect}{clause}).")
-    passed = [x["check"] for x in f.findings if x["status"] == "pass"]
+        clause = f"; {esc(x.clause)}" if x.clause else ""
+        out.append(f"Data governance, {esc(x.check)}: {esc(x.message)} ({effect}{clause}).")
+    passed = [x.check for x in f.findings if x.status == "pass"]
     if passed:
         out.append(f"Data governance checks passed: {_names(passed, esc)}.")
     if not f.findings:
         out.append("The policy configures no data-governance checks; the audit set's metadata was not checked.")
     for a in f.adversarial_checks:
-        if a["status"] != "pass":
-            out.append(f"Adversarial evaluation check {esc(a['check'])} ({a['status']}): {esc(a['message'])}")
+        if a.status != "pass":
+            out.append(f"Adversarial evaluation check {esc(a.check)} ({a.status}): {esc(a.message)}")
     if not rules and not flagged:
         out.append("No policy rule failed, warned or lacked data.")
     return out
@@ -233,11 +234,11 @@ def verification(f: CardFacts, esc: Esc, code: Esc) -> list[str]:
     """How a reader checks the numbers: digests, and the attestation when the run was signed."""
     out = [f"Every number in this card comes from results.json, SHA-256 {code(f.results_sha256)}."]
     if f.policy:
-        out.append(f"Policy {esc(str(f.policy['name']))} SHA-256 {code(f.policy['sha256'])}.")
-    if f.model.get("sha256"):
-        out.append(f"Model {esc(_file_name(str(f.model['path'])))} SHA-256 {code(f.model['sha256'])}.")
-    if f.dataset.get("sha256"):
-        out.append(f"Audit set {esc(_file_name(f.dataset['path']))} SHA-256 {code(f.dataset['sha256'])}.")
+        out.append(f"Policy {esc(str(f.policy.name))} SHA-256 {code(f.policy.sha256)}.")
+    if f.model.sha256:
+        out.append(f"Model {esc(_file_name(str(f.model.path)))} SHA-256 {code(f.model.sha256)}.")
+    if f.dataset.sha256:
+        out.append(f"Audit set {esc(_file_name(f.dataset.path))} SHA-256 {code(f.dataset.sha256)}.")
     a = f.attestation
     if a is None:
         out.append("The run was not signed: no attestation vouches for these numbers beyond the digests above.")

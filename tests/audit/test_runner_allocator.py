@@ -68,7 +68,7 @@ def test_the_python_api_does_not_call_mallopt_unless_asked(config, mallopt, tmp_
     outcome = runner.run(config, out_dir=tmp_path / "out")
     assert outcome.verdict == "pass"
     assert mallopt == []
-    assert outcome.results["provenance"]["allocator"] == "system"
+    assert outcome.results.provenance.allocator == "system"
 
 
 def test_a_run_that_asks_for_retain_applies_it_while_evaluating_and_restores_it(config, mallopt, tmp_path, monkeypatch):
@@ -83,7 +83,7 @@ def test_a_run_that_asks_for_retain_applies_it_while_evaluating_and_restores_it(
     outcome = runner.run(_with_allocator(config, "retain"), out_dir=tmp_path / "out")
     assert during == [APPLIED]  # in force while the images are evaluated
     assert mallopt == APPLIED + RESTORED  # and set back once the outputs are written
-    assert outcome.results["provenance"]["allocator"] == "retain"
+    assert outcome.results.provenance.allocator == "retain"
 
 
 def test_a_failed_run_restores_the_allocator_too(config, mallopt, tmp_path, monkeypatch):

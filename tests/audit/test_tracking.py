@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from results_builder import complete_results
+from results_builder import complete_results, typed_results
 
 from audit.contract.config import MlflowConfig, parse_config
 from audit.contract.errors import AuditError
@@ -65,7 +65,7 @@ def _results() -> dict:
 
 
 def test_metric_names_are_stable_valid_and_documented():
-    values = metric_values(_results())
+    values = metric_values(typed_results(_results()))
     assert values[("clean/accuracy", 0)] == 0.625
     assert values[("clean/accuracy_ci_low", 0)] == 0.1 and values[("clean/accuracy_ci_high", 0)] == 0.9
     assert values[("night/ece_ci_high", 3)] == 0.08
@@ -79,12 +79,12 @@ def test_metric_names_are_stable_valid_and_documented():
     assert values[("clean/group/camera/B_.._x/accuracy", 0)] == 0.5  # '/' replaced, no hash (no collision)
     for name, _ in values:
         _validate_metric_name(name)  # MLflow's own check (raises on a bad name)
-    assert metric_values(_results()) == values  # deterministic
+    assert metric_values(typed_results(_results())) == values  # deterministic
 
 
 def test_severity_is_the_step_of_one_metric_per_stressor():
     """One curve per stressor and quantity: severity as the step, the clean image at step 0."""
-    values = metric_values(_results())
+    values = metric_values(typed_results(_results()))
     names = {name for name, _ in values}
     assert not any({"3", "0.007843"} & set(name.split("/")) for name in names)  # no severity inside a name
     night = {step: v for (name, step), v in values.items() if name == "night/accuracy"}
@@ -92,7 +92,7 @@ def test_severity_is_the_step_of_one_metric_per_stressor():
     pgd = {step: v for (name, step), v in values.items() if name == "pgd/accuracy"}
     assert pgd == {0: 0.625, round(0.007843 * STEP_SCALE): 0.25}
     assert {name.split("/")[0] for name in names} == {"clean", "night", "pgd", "summary", "policy"}
-    params = step_params(_results())
+    params = step_params(typed_results(_results()))
     assert json.loads(params["cvaudit.steps.pgd"]) == [[0, 0.0], [7843, 0.007843]]  # ε recoverable
     assert json.loads(params["cvaudit.steps.night"]) == [[0, 0.0], [3, 3.0]]
 
@@ -105,14 +105,14 @@ def test_severity_steps_mapping():
 
 
 def test_intersections_are_readable_and_hashed_only_on_collision():
-    values = metric_values(_results())
+    values = metric_values(typed_results(_results()))
     assert ("clean/group/camera_x_ink/B_x_thick/accuracy", 0) in values
     results = _results()
     groups = results["conditions"][0]["groups"]
     groups.append({"attribute": "camera_x_ink", "value": "B_x_thick", "metrics": _metrics(5, 0.2)})
     groups.append({"attribute": "camera", "value": "A:1", "metrics": _metrics(5, 0.3)})
     groups.append({"attribute": "camera", "value": "A/1", "metrics": _metrics(5, 0.4)})
-    values = metric_values(results)
+    values = metric_values(typed_results(results))
     h = {t: hashlib.sha256(t.encode()).hexdigest()[:8] for t in ("camera×ink", "B×thick", "A:1", "A/1")}
     assert values[("clean/group/camera_x_ink/B_x_thick/accuracy", 0)] == 0.2  # the unchanged name keeps it
     assert values[(f"clean/group/camera_x_ink_{h['camera×ink']}/B_x_thick/accuracy", 0)] == 1.0
@@ -125,7 +125,7 @@ def test_tags_are_always_present():
     out_pass["policy"] = {**out_pass["policy"], "verdict": "pass", "blocking_failures": []}
     out_fail = _results()
     out_fail["policy"] = {**out_fail["policy"], "blocking_failures": ["clean-accuracy", "night-gap"]}
-    passing, failing = _tags(out_pass, Path(".")), _tags(out_fail, Path("."))
+    passing, failing = _tags(typed_results(out_pass), Path(".")), _tags(typed_results(out_fail), Path("."))
     assert set(passing) == set(failing) == set(TAGS)
     assert passing["cvaudit.blocking_failures"] == "" and passing["cvaudit.attestation_sha256"] == ""
     assert failing["cvaudit.blocking_failures"] == "clean-accuracy, night-gap"
@@ -136,11 +136,14 @@ def test_a_report_only_run_is_not_logged_as_a_passed_gate():
     """A dashboard filtering on cvaudit.verdict = 'pass' or policy/pass = 1 must not count a run that gated nothing."""
     results = _results()
     results["policy"] = {**results["policy"], "verdict": "pass", "report_only": True, "blocking_failures": []}
-    tags = _tags(results, Path("."))
+    tags = _tags(typed_results(results), Path("."))
     assert tags["cvaudit.verdict"] == "report_only" and tags["cvaudit.report_only"] == "true"
-    assert ("policy/pass", 0) not in metric_values(results)
+    assert ("policy/pass", 0) not in metric_values(typed_results(results))
     results["policy"]["report_only"] = False
-    assert metric_values(results)[("policy/pass", 0)] == 1.0 and _tags(results, Path("."))["cvaudit.verdict"] == "pass"
+    assert (
+        metric_values(typed_results(results))[("policy/pass", 0)] == 1.0
+        and _tags(typed_results(results), Path("."))["cvaudit.verdict"] == "pass"
+    )
 
 
 def _config(tmp_path: Path, tracking: dict | None = None):
@@ -189,7 +192,7 @@ def test_missing_mlflow_is_an_error_before_the_audit(tmp_path, monkeypatch):
     require_tracking(_config(tmp_path))  # no tracking: nothing needed
     out, results = _run_folder(tmp_path)  # at the end of a run (the API without the CLI's check): a warning
     with pytest.warns(TrackingWarning, match="MLflow tracking skipped: MLflow is not installed"):
-        assert track_run(MlflowConfig(experiment="e"), results=results, out_dir=out, params={}) is None
+        assert track_run(MlflowConfig(experiment="e"), results=typed_results(results), out_dir=out, params={}) is None
 
 
 def _run_folder(tmp_path: Path) -> tuple[Path, dict]:
@@ -214,7 +217,7 @@ def test_file_store_read_back_with_mlflow(tmp_path, monkeypatch):
     cfg = MlflowConfig(experiment="unit", run_name="r1", tracking_uri=uri)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrackingWarning)  # success: no warning
-        tracked = track_run(cfg, results=results, out_dir=out, params={"model.path": "m.pt"})
+        tracked = track_run(cfg, results=typed_results(results), out_dir=out, params={"model.path": "m.pt"})
     assert tracked is not None and tracked.experiment == "unit" and tracked.tracking_uri == uri
     client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
@@ -224,8 +227,8 @@ def test_file_store_read_back_with_mlflow(tmp_path, monkeypatch):
     logged = {
         (name, step): v for name in run.data.metrics for step, v in _history(client, run.info.run_id, name).items()
     }
-    assert logged == metric_values(results)
-    assert run.data.params == {"model.path": "m.pt", **step_params(results)}
+    assert logged == metric_values(typed_results(results))
+    assert run.data.params == {"model.path": "m.pt", **step_params(typed_results(results))}
     assert set(run.data.tags) >= set(TAGS)
     assert run.data.tags["cvaudit.verdict"] == "fail" and run.data.tags["cvaudit.policy_sha256"] == "ef" * 32
     names = {a.path for a in client.list_artifacts(tracked.run_id)}
@@ -252,7 +255,7 @@ def test_unreachable_server_only_warns(tmp_path, monkeypatch):
     uri = f"http://127.0.0.1:{_free_port()}"
     cfg = MlflowConfig(experiment="e", tracking_uri=uri, max_retries=0)
     with pytest.warns(TrackingWarning) as caught:
-        assert track_run(cfg, results=results, out_dir=out, params={}) is None
+        assert track_run(cfg, results=typed_results(results), out_dir=out, params={}) is None
     (message,) = [str(w.message) for w in caught]
     assert message.startswith("MLflow tracking failed: tracking URI") and "verdict stands" in message
     assert f"tracking URI {uri}" in message
@@ -298,7 +301,7 @@ def test_server_that_never_answers_gives_up_after_the_configured_timeout(tmp_pat
         uri = f"http://user:secret@127.0.0.1:{server.port}"
         cfg = MlflowConfig(experiment="e", tracking_uri=uri, timeout_s=1, max_retries=2)
         with pytest.warns(TrackingWarning) as caught:
-            assert track_run(cfg, results=results, out_dir=out, params={}) is None
+            assert track_run(cfg, results=typed_results(results), out_dir=out, params={}) is None
         (message,) = [str(w.message) for w in caught]
         assert "no answer from the tracking server within 1 s (2 retries)" in message
         assert f"tracking URI http://127.0.0.1:{server.port};" in message and "secret" not in message
@@ -314,7 +317,7 @@ def test_a_stressor_named_like_a_section_is_hashed():
     results["conditions"].append(
         {"id": "summary@2", "stressor": "summary", "severity": 2, "metrics": _metrics(24, 0.4), "groups": []}
     )
-    values = metric_values(results)
+    values = metric_values(typed_results(results))
     name = "summary_" + hashlib.sha256(b"summary").hexdigest()[:8]
     assert values[(f"{name}/accuracy", 2)] == 0.4 and values[(f"{name}/accuracy", 0)] == 0.625
     assert {n for n, _ in values if n.startswith("summary/")} == {"summary/mce"}
@@ -347,7 +350,10 @@ def test_a_failure_while_logging_marks_the_run_or_names_it_left_running(tmp_path
     monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", set_terminated)
     with pytest.warns(TrackingWarning) as caught:
         assert (
-            track_run(MlflowConfig(experiment="e", tracking_uri=uri), results=results, out_dir=out, params={}) is None
+            track_run(
+                MlflowConfig(experiment="e", tracking_uri=uri), results=typed_results(results), out_dir=out, params={}
+            )
+            is None
         )
     (message,) = [str(w.message) for w in caught]
     assert f"at tracking URI {uri} {state}" in message and "MlflowException: the store refused the batch" in message
@@ -374,6 +380,6 @@ def test_an_unexpected_error_while_marking_the_run_is_not_swallowed(tmp_path, mo
     monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", set_terminated)
     cfg = MlflowConfig(experiment="e", tracking_uri=(tmp_path / "mlruns").as_uri())
     with pytest.warns(TrackingWarning) as caught:
-        assert track_run(cfg, results=results, out_dir=out, params={}) is None
+        assert track_run(cfg, results=typed_results(results), out_dir=out, params={}) is None
     (message,) = [str(w.message) for w in caught]
     assert "AttributeError: 'NoneType' object has no attribute 'info'" in message and "left RUNNING" not in message

@@ -12,9 +12,11 @@ import yaml
 from click.testing import CliRunner
 from cvaudit_fixtures import COLOURS, ColourNet, ConstantNet, save_model
 from PIL import Image
+from results_builder import typed_results
 
 from audit.cli import main
 from audit.cli.summary import chance_bound, label_mapping_hint
+from audit.contract.results import Results
 
 
 def _image_folder(root: Path, names: list[str], per_class: int = 12) -> Path:
@@ -164,8 +166,10 @@ def test_chance_bound_is_three_standard_errors_above_one_over_k():
     assert (accuracies > chance_bound(k, n)).mean() < 0.01
 
 
-def _results(accuracy: float, n: int, k: int) -> dict:
-    return {"model": {"num_classes": k}, "conditions": [{"id": "clean", "metrics": {"n": n, "accuracy": accuracy}}]}
+def _results(accuracy: float, n: int, k: int) -> Results:
+    return typed_results(
+        {"model": {"num_classes": k}, "conditions": [{"id": "clean", "metrics": {"n": n, "accuracy": accuracy}}]}
+    )
 
 
 def test_the_hint_appears_near_or_below_chance_only():

@@ -19,7 +19,8 @@ import pytest
 from results_builder import complete_results
 
 from audit.contract.groupstats import fairness_summary
-from audit.contract.results import SCHEMA_VERSION
+from audit.contract.load import parse_results
+from audit.contract.results import SCHEMA_VERSION, Results
 
 # id, stressor, severity, accuracy, ece, {group: accuracy}
 _CONDITIONS: list[tuple[str, str | None, float | int | None, float, float | None, dict[str, float]]] = [
@@ -214,6 +215,13 @@ def stored_results(results: dict[str, Any] | None = None) -> dict[str, Any]:
         entry.pop("extra_key_from_a_future_version", None)
         entry.pop("accuracy_gap_ci", None)  # the evaluator stores no interval of a gap
     return complete_results(results)
+
+
+def typed(results: dict[str, Any] | Results) -> Results:
+    """``results`` as the policy engine takes them: :func:`stored_results`, through the one reader."""
+    if isinstance(results, Results):
+        return results
+    return parse_results(stored_results(results), source="results")
 
 
 @pytest.fixture

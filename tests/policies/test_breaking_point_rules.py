@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import typed
+
 from policies import check_policy, parse_policy
 
 
@@ -34,7 +36,7 @@ rules:
 
 def judge(threshold: float, judge: str = "point", entry: str = "night:camera=*", mode: str = "warn") -> dict:
     policy = parse_policy(POLICY.format(threshold=threshold, judge=judge, entry=entry, mode=mode))
-    return check_policy(RESULTS, policy)["rules"][0]
+    return check_policy(typed(RESULTS), policy)["rules"][0]
 
 
 def test_every_group_must_reach_the_median():

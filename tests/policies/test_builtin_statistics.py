@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import typed
 
 from audit.contract.groupstats import fairness_summary
+from audit.contract.results import GroupMetrics, Metrics
 from audit.evaluation.metrics import AuditStats
 from policies import check_policy, load_policy
 from policies.schema import MetricRule
@@ -50,15 +52,14 @@ def _condition(cid, stressor, severity, low, rng, keys):
         ("camera×ink", f"{c}×{i}") for c, i in GROUPS
     ]
 
-    def pick(m):
-        skip = ("reliability", "top_confusions")
-        return {k: v for k, v in m.items() if k not in skip and not k.startswith("per_class")}
+    def pick(m, model):  # the keys results.json stores (the evaluator's arrangement)
+        return {k: v for k, v in m.items() if k in model.model_fields}
 
     groups = [
-        {"attribute": a, "value": v, "insufficient_data": False, "metrics": pick(m)}
+        {"attribute": a, "value": v, "insufficient_data": False, "metrics": pick(m, GroupMetrics)}
         for (a, v), m in zip(names, out[1:])
     ]
-    metrics = {k: v for k, v in pick(out[0]).items() if k != "confusion"}
+    metrics = pick(out[0], Metrics)
     return {
         "id": cid,
         "stressor": stressor,
@@ -122,7 +123,7 @@ def results():
 @pytest.mark.parametrize("name", ["ci-gate", "high-risk", "demo"])
 def test_a_fair_calibrated_model_of_adequate_size_passes_every_metric_rule(results, name):
     policy = load_policy(name)
-    section = check_policy(results, policy, findings=[])
+    section = check_policy(typed(results), policy, findings=[])
     metric_rules = {r.id for r in policy.rules if isinstance(r, MetricRule)}
     outcome = {r["id"]: (r["status"], r["message"]) for r in section["rules"]}
     failed = {k: v for k, v in outcome.items() if k in metric_rules and v[0] not in ("pass", "not_applicable")}

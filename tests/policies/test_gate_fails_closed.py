@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import typed
 
 from audit.cli.policy import policy_group
 from audit.cli.summary import summary_json, verdict_line
@@ -73,38 +74,38 @@ def test_a_policy_with_nothing_that_can_fail_is_refused(runner_cli, results_file
 
 def test_a_blocking_governance_check_is_something_that_can_fail(results):
     findings = [{"check": "consent_missing", "status": "fail", "blocking": True, "count": 2}]
-    section = check_policy(results, _policy(governance={"consent": {"blocking": True}}), findings=findings)
+    section = check_policy(typed(results), _policy(governance={"consent": {"blocking": True}}), findings=findings)
     assert section["verdict"] == "fail" and "governance.consent_missing" in section["blocking_failures"]
 
 
 def test_a_gate_whose_blocking_rules_all_do_not_apply_is_refused(results):
     absent = {"id": "fog", "condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": False}
     with pytest.raises(PolicyError) as info:
-        check_policy(results, _policy(absent, {**CLEAN, "blocking": False}))
+        check_policy(typed(results), _policy(absent, {**CLEAN, "blocking": False}))
     assert str(info.value) == (
         "t.yaml: key 'rules': no blocking rule applies to results.json, so the gate would pass on nothing "
         "(fog: 'fog@*' is not in this run (required: false))"
     )
-    applies = check_policy(results, _policy(absent, CLEAN))  # one blocking rule that applies is enough
+    applies = check_policy(typed(results), _policy(absent, CLEAN))  # one blocking rule that applies is enough
     assert [r["status"] for r in applies["rules"]] == ["not_applicable", "pass"]
 
 
 def test_report_only_runs_and_says_so_everywhere(results, tmp_path):
     warned = {**CLEAN, "min": 0.99, "blocking": False}
-    section = check_policy(results, _policy(warned, report_only=True))
+    section = check_policy(typed(results), _policy(warned, report_only=True))
     assert section["verdict"] == "pass" and section["report_only"] is True
     assert section["rules"][0]["status"] == "warn"
     assert PolicyOutcome.model_validate(section).report_only is True  # a typed field of the contract
-    assert verdict_line({"policy": section}).startswith(
+    assert verdict_line(typed({"policy": section})).startswith(
         "verdict: REPORT ONLY (policy t gates nothing: report_only, no blocking rule; rules: 1 warn;"
     )
-    assert summary_json({"policy": section, "conditions": []}, tmp_path)["report_only"] is True
-    junit = ET.parse(write_junit(section, [], tmp_path / "junit.xml")).getroot()
+    assert summary_json(typed({"policy": section, "conditions": []}), tmp_path)["report_only"] is True
+    junit = ET.parse(write_junit(PolicyOutcome.model_validate(section), [], tmp_path / "junit.xml")).getroot()
     properties = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert properties["policy.report_only"] == "True" and properties["policy.verdict"] == "pass"
-    assert render_markdown_summary({"policy": section}).startswith("## ℹ️ cvaudit: REPORT ONLY")
-    gate = check_policy(results, _policy(CLEAN))
-    assert "report_only" not in gate and not verdict_line({"policy": gate}).startswith("verdict: REPORT ONLY")
+    assert render_markdown_summary(typed({"policy": section})).startswith("## ℹ️ cvaudit: REPORT ONLY")
+    gate = check_policy(typed(results), _policy(CLEAN))
+    assert "report_only" not in gate and not verdict_line(typed({"policy": gate})).startswith("verdict: REPORT ONLY")
 
 
 def test_report_only_on_the_command_line(runner_cli, results_file, write_policy):
@@ -151,11 +152,11 @@ def test_required_false_means_the_same_whatever_the_spelling(results, as_conditi
     outcomes = []
     for target in (as_condition, as_stressor):
         rule = {"id": "r", "metric": "accuracy", "min": 0.5, "required": False, **target}
-        section = check_policy(results, _policy(rule, CLEAN))
+        section = check_policy(typed(results), _policy(rule, CLEAN))
         assert section["verdict"] == "pass"
         outcomes.append(section["rules"][0]["status"])
         with pytest.raises(PolicyError, match="rule 'r'"):  # without required: false: never matches
-            check_policy(results, _policy({**rule, "required": True}, CLEAN))
+            check_policy(typed(results), _policy({**rule, "required": True}, CLEAN))
     assert outcomes == ["not_applicable", "not_applicable"]
 
 
@@ -163,21 +164,21 @@ def test_an_absent_section_entry_with_required_false_is_not_applicable_too(resul
     by_entry = {"id": "r", "section": "robustness", "entry": "fog@*", "metric": "drop", "max": 0.3, "required": False}
     by_condition = {"id": "r", "condition": "fog@*", "metric": "accuracy", "min": 0.5, "required": False}
     for rule in (by_entry, by_condition):
-        judged = check_policy(results, _policy(rule, CLEAN))["rules"][0]
+        judged = check_policy(typed(results), _policy(rule, CLEAN))["rules"][0]
         assert judged["status"] == "not_applicable", judged
     assert judged["message"] == "not applicable: 'fog@*' is not in this run (required: false)"
     # found absent only while judging: the verdict still refuses a gate left with nothing to judge
     with pytest.raises(
         PolicyError, match=r"^t\.yaml: key 'rules': no blocking rule or check could be judged on these results"
     ):
-        check_policy(results, _policy(by_entry, {**CLEAN, "blocking": False}))
+        check_policy(typed(results), _policy(by_entry, {**CLEAN, "blocking": False}))
 
 
 @pytest.mark.parametrize("target", [{"condition": "pgd@0.0077"}, {"stressor": "pgd", "severity": 0.0077}])
 def test_a_near_miss_is_an_error_whatever_the_spelling(results, target):
     rule = {"id": "r", "metric": "accuracy", "min": 0.5, "required": False, **target}
     with pytest.raises(PolicyError, match="no condition 'pgd@0.0077' in the run; pgd runs pgd@0.0078"):
-        check_policy(results, _policy(rule, CLEAN))
+        check_policy(typed(results), _policy(rule, CLEAN))
 
 
 @pytest.mark.parametrize("required, code", [(False, 0), (True, 2)])
@@ -218,7 +219,7 @@ def _with_probe(results: dict[str, Any]) -> dict[str, Any]:
 def test_probes_are_picked_the_same_whatever_the_spelling(results, as_condition, as_stressor, picked):
     results = _with_probe(results)
     judged = [
-        check_policy(results, _policy({"id": "r", "metric": "accuracy", "min": 0.0, **target}))["rules"][0]
+        check_policy(typed(results), _policy({"id": "r", "metric": "accuracy", "min": 0.0, **target}))["rules"][0]
         for target in (as_condition, as_stressor)
     ]
     assert [(r["condition"], r["observed"], "evaluations" in r) for r in judged] == [
@@ -231,9 +232,9 @@ def test_a_wildcard_that_only_finds_probes_matches_nothing(results):
     for cond in results["conditions"]:
         cond["probe"] = cond["id"].startswith("pgd@")
     with pytest.raises(PolicyError, match=r"key 'stressor': stressor 'pgd' \('pgd@\*'\) matches no condition"):
-        check_policy(results, _policy({"id": "r", "stressor": "pgd", "metric": "accuracy", "min": 0.0}))
+        check_policy(typed(results), _policy({"id": "r", "stressor": "pgd", "metric": "accuracy", "min": 0.0}))
     optional = {"id": "r", "condition": "pgd@*", "metric": "accuracy", "min": 0.0, "required": False}
-    assert check_policy(results, _policy(optional, CLEAN))["rules"][0]["status"] == "not_applicable"
+    assert check_policy(typed(results), _policy(optional, CLEAN))["rules"][0]["status"] == "not_applicable"
 
 
 def test_a_stressor_label_with_dots_is_one_spelling(results):
@@ -242,8 +243,8 @@ def test_a_stressor_label_with_dots_is_one_spelling(results):
         if cond["stressor"] == "blur":
             cond["stressor"], cond["id"] = "blur.v2", cond["id"].replace("blur", "blur.v2")
     rule = {"id": "r", "metric": "accuracy", "min": 0.5}
-    by_condition = check_policy(results, _policy({**rule, "condition": "blur.v2@3"}))["rules"][0]
-    by_stressor = check_policy(results, _policy({**rule, "stressor": "blur.v2", "severity": 3}))["rules"][0]
+    by_condition = check_policy(typed(results), _policy({**rule, "condition": "blur.v2@3"}))["rules"][0]
+    by_stressor = check_policy(typed(results), _policy({**rule, "stressor": "blur.v2", "severity": 3}))["rules"][0]
     assert by_condition["condition"] == by_stressor["condition"] == "blur.v2@3"
     assert by_condition["observed"] == by_stressor["observed"] == 0.81
 
@@ -329,7 +330,7 @@ def test_a_negative_gap_bound_is_one_line_exit_2_not_an_internal_error(runner_cl
 @pytest.mark.parametrize("rule", [{"aggregate": "gap", "max": 0.0}, {"aggregate": "ratio", "min": 1.0}])
 def test_the_edges_of_the_range_stay_allowed(results, rule):
     full = {"id": "g", "condition": "clean", "attribute": "camera", "metric": "accuracy", **rule}
-    assert check_policy(results, _policy(full, CLEAN))["rules"][0]["status"] in ("pass", "fail")
+    assert check_policy(typed(results), _policy(full, CLEAN))["rules"][0]["status"] in ("pass", "fail")
 
 
 # 4. a run without attributes ---------------------------------------------------------------------------
@@ -345,7 +346,7 @@ def _without_attributes(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_ci_gate_judges_a_run_without_attributes(results):
-    section = check_policy(_without_attributes(results), load_policy("ci-gate"))
+    section = check_policy(typed(_without_attributes(results)), load_policy("ci-gate"))
     by_id = {r["id"]: r for r in section["rules"]}
     assert by_id["clean-subgroup-gap"]["status"] == "not_applicable"
     assert by_id["clean-subgroup-gap"]["message"] == (
@@ -374,16 +375,16 @@ def test_ci_gate_judges_a_run_without_attributes(results):
 def test_a_group_rule_that_can_never_match_stays_an_error(results, rule, problem):
     full = {"id": "g", "condition": "clean", "metric": "accuracy", "max": 0.1, **rule}
     with pytest.raises(PolicyError, match=re.escape(f"t.yaml: rule 'g': {problem} (in results.json)")):
-        check_policy(_without_attributes(results), _policy(full, CLEAN))
+        check_policy(typed(_without_attributes(results)), _policy(full, CLEAN))
 
 
 @pytest.mark.parametrize("name", ["high-risk", "demo"])
 def test_other_builtins_still_need_their_attributes(results, name):
     with pytest.raises(PolicyError, match="key 'attribute'"):
-        check_policy(_without_attributes(results), load_policy(name))
+        check_policy(typed(_without_attributes(results)), load_policy(name))
 
 
 def test_a_glob_that_matches_no_attribute_of_a_run_with_attributes_stays_an_error(results):
     rule = {"id": "g", "condition": "clean", "attribute": "cam*ra?", "aggregate": "gap", "metric": "accuracy"}
     with pytest.raises(PolicyError, match=r"'cam\*ra\?' matches no attribute of the run \(attributes: camera"):
-        check_policy(results, _policy({**rule, "max": 0.1, "required": False}, CLEAN))
+        check_policy(typed(results), _policy({**rule, "max": 0.1, "required": False}, CLEAN))

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import typed
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import test_proportions_2indep as two_proportions_test
 
@@ -51,7 +52,7 @@ def _results(groups_by_condition: dict[str, list[dict[str, Any]]]) -> dict[str, 
 
 def _judge(results: dict[str, Any], **rule: Any) -> dict[str, Any]:
     policy = policy_from_dict({"version": 1, "name": "t", "rules": [{"id": "r", **rule}]}, source="t.yaml")
-    return check_policy(results, policy)["rules"][0]
+    return check_policy(typed(results), policy)["rules"][0]
 
 
 def _fair(groups: int, rng: np.random.Generator, p: float = 0.9) -> list[dict[str, Any]]:

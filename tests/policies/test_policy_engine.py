@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 import pytest
+from conftest import typed
 
 from policies import PolicyError, check_policy, load_policy
 from policies.loader import policy_from_dict
@@ -25,7 +26,7 @@ def _policy(*rules: dict[str, Any], **top: Any):
 
 def _rule(results: dict[str, Any], rule: dict[str, Any], **top: Any) -> dict[str, Any]:
     rule = {"id": "r", **rule}
-    section = check_policy(results, _policy(rule, ANCHOR, **top))
+    section = check_policy(typed(results), _policy(rule, ANCHOR, **top))
     return section["rules"][0]
 
 
@@ -240,7 +241,7 @@ def test_on_insufficient_data(results, mode, blocking, status, verdict):
         "min_samples": 5000,
         "blocking": blocking,
     }
-    section = check_policy(results, _policy(rule, ANCHOR, on_insufficient_data=mode))
+    section = check_policy(typed(results), _policy(rule, ANCHOR, on_insufficient_data=mode))
     assert section["rules"][0]["status"] == status
     assert section["verdict"] == verdict
 
@@ -343,7 +344,9 @@ def test_finding_rules_over_adversarial_checks(results):
     rule = _rule(results, {"kind": "finding", "check": "*zero_epsilon*", "fail_on": ["warn", "fail"]})
     assert rule["status"] == "fail"
     results["adversarial_checks"][0]["status"] = "fail"
-    section = check_policy(results, _policy({"id": "m", "kind": "finding", "check": "adversarial.monotone_in_epsilon"}))
+    section = check_policy(
+        typed(results), _policy({"id": "m", "kind": "finding", "check": "adversarial.monotone_in_epsilon"})
+    )
     assert section["rules"][0]["status"] == "fail" and section["verdict"] == "fail"
     assert section["blocking_failures"] == ["m"]
 
@@ -362,13 +365,13 @@ def test_governance_findings_drive_the_verdict(results):
         {"check": "purpose_missing", "status": "warn", "blocking": False, "count": 1},
     ]
     governance = {"consent": {"blocking": True}, "purpose": {}}
-    section = check_policy(results, _policy(governance=governance), findings=findings)
+    section = check_policy(typed(results), _policy(governance=governance), findings=findings)
     assert section["verdict"] == "fail" and section["blocking_failures"] == ["governance.consent_missing"]
     rule = {"id": "consent", "kind": "finding", "check": "consent_*"}
-    judged = check_policy(results, _policy(rule, governance=governance), findings=findings)
+    judged = check_policy(typed(results), _policy(rule, governance=governance), findings=findings)
     assert judged["rules"][0]["status"] == "fail"
     results["governance"]["findings"] = findings
-    assert check_policy(results, _policy(governance=governance))["verdict"] == "fail"
+    assert check_policy(typed(results), _policy(governance=governance))["verdict"] == "fail"
     assert section["failures"][0] == {
         "id": "governance.consent_missing",
         "kind": "governance",
@@ -381,10 +384,12 @@ def test_governance_findings_drive_the_verdict(results):
 
 def test_a_configured_governance_check_that_was_not_counted_fails_closed(results):
     findings = [{"check": "consent_missing", "status": "pass", "blocking": True, "count": 0}]
-    section = check_policy(results, _policy(governance={"consent": {"blocking": True}}), findings=findings)
+    section = check_policy(typed(results), _policy(governance={"consent": {"blocking": True}}), findings=findings)
     assert section["blocking_failures"] == ["governance.consent_withdrawn"]
     relaxed = check_policy(
-        results, _policy(governance={"consent": {"blocking": True}}, on_insufficient_data="warn"), findings=findings
+        typed(results),
+        _policy(governance={"consent": {"blocking": True}}, on_insufficient_data="warn"),
+        findings=findings,
     )
     assert relaxed["verdict"] == "pass" and relaxed["governance_counts"]["insufficient_data"] == 1
 
@@ -394,15 +399,15 @@ def test_verdict_is_fail_iff_a_blocking_rule_failed(results):
         {"id": "a", "condition": "clean", "metric": "accuracy", "min": 0.9},
         {"id": "b", "condition": "night@5", "metric": "accuracy", "min": 0.9, "blocking": False},
     ]
-    section = check_policy(results, _policy(*rules))
+    section = check_policy(typed(results), _policy(*rules))
     assert section["verdict"] == "pass" and section["counts"] == {"pass": 1, "warn": 1}
     rules[0]["min"] = 0.99
-    assert check_policy(results, _policy(*rules))["verdict"] == "fail"
+    assert check_policy(typed(results), _policy(*rules))["verdict"] == "fail"
 
 
 def test_section_shape_and_builtin_demo(results):
     policy = load_policy("demo")
-    section = check_policy(results, policy)
+    section = check_policy(typed(results), policy)
     assert set(section) >= {"name", "version", "sha256", "verdict", "rules"}
     assert section["sha256"] == policy.sha256
     assert section["verdict"] == "pass"
@@ -427,7 +432,7 @@ def test_demo_tolerates_missing_conditions(results):
     results["conditions"] = [c for c in results["conditions"] if c["id"] in ("clean", "night@1")]
     results["fairness"] = [f for f in results["fairness"] if f["condition"] in ("clean", "night@1")]
     del results["adversarial_checks"]
-    section = check_policy(results, load_policy("demo"))
+    section = check_policy(typed(results), load_policy("demo"))
     assert section["verdict"] == "pass"
     # four absent conditions, the absent adversarial checks, and dataset.skipped_share (older results lack it)
     assert section["counts"]["not_applicable"] == 6
@@ -436,7 +441,7 @@ def test_demo_tolerates_missing_conditions(results):
 def test_high_risk_fails_what_it_cannot_judge(results):
     results["adversarial_checks"][0]["status"] = "insufficient_data"  # e.g. no large-epsilon probe ran
     results["adversarial_checks"][1]["status"] = "insufficient_data"
-    section = check_policy(results, load_policy("high-risk"))
+    section = check_policy(typed(results), load_policy("high-risk"))
     by_id = {r["id"]: r for r in section["rules"]}
     assert by_id["adversarial-sanity"]["status"] == "fail"
     assert by_id["moderate-stress-accuracy"]["status"] == "fail"  # occlusion@2 ci_lower < 0.75
@@ -456,14 +461,20 @@ def test_a_contract_key_older_results_lack_is_insufficient_data_not_an_error(res
 @pytest.mark.parametrize(("policy", "status"), [("ci-gate", "fail"), ("demo", "warn")])
 def test_builtin_policies_bound_the_share_of_unreadable_images(results, policy, status):
     results["dataset"]["skipped_share"] = 0.02
-    rule = next(r for r in check_policy(results, load_policy(policy))["rules"] if r["id"] == "dataset-skipped-share")
+    rule = next(
+        r for r in check_policy(typed(results), load_policy(policy))["rules"] if r["id"] == "dataset-skipped-share"
+    )
     assert (rule["status"], rule["observed"], rule["threshold"]) == (status, 0.02, 0.01)
     results["dataset"]["skipped_share"] = 0.0
-    rule = next(r for r in check_policy(results, load_policy(policy))["rules"] if r["id"] == "dataset-skipped-share")
+    rule = next(
+        r for r in check_policy(typed(results), load_policy(policy))["rules"] if r["id"] == "dataset-skipped-share"
+    )
     assert rule["status"] == "pass"
 
 
 def test_high_risk_still_allows_no_unreadable_image(results):
     results["dataset"]["num_skipped"] = 1
-    rule = next(r for r in check_policy(results, load_policy("high-risk"))["rules"] if r["id"] == "dataset-complete")
+    rule = next(
+        r for r in check_policy(typed(results), load_policy("high-risk"))["rules"] if r["id"] == "dataset-complete"
+    )
     assert rule["status"] == "fail"

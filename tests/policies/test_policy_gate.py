@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from conftest import typed
 
 from audit.contract.manifest import chunks_of_rows
 from audit.contract.plan import PlannedCondition, RunPlan
@@ -75,5 +76,5 @@ def test_a_policy_without_governance_scans_nothing():
 
 def test_judge_is_check_policy(results):
     policy = load_policy("ci-gate")
-    section = PolicyGate(policy).judge(results, findings=[])
-    assert section == check_policy(results, policy, findings=[]) and section["verdict"] in ("pass", "fail")
+    section = PolicyGate(policy).judge(typed(results), findings=[])
+    assert section == check_policy(typed(results), policy, findings=[]) and section["verdict"] in ("pass", "fail")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from conftest import typed
 
 from audit.contract.yaml_loader import YamlError
 from policies import PolicyError, available_policies, check_policy, load_policy
@@ -184,4 +185,4 @@ def test_unknown_name_or_missing_file(tmp_path):
 
 def test_in_memory_policy_works(results):
     policy = load_policy("demo").model_copy()
-    assert check_policy(results, policy)["name"] == "demo"
+    assert check_policy(typed(results), policy)["name"] == "demo"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import stored_results as as_stored
+from conftest import typed
 
 from audit.cli.policy import policy_group
 from policies import PolicyError, check_governance, check_policy, parse_date, report_image_mode
@@ -99,7 +100,7 @@ def test_unparseable_dates_inherit_retention_blocking():
     findings = check_governance([{"sample_id": "a", "capture_date": "31/12/2010"}], policy=policy, now=NOW)
     bad = next(f for f in findings if f["check"] == "date_unparseable")
     assert bad["status"] == "fail" and bad["blocking"] is True
-    assert check_policy({"conditions": []}, policy, findings=findings)["verdict"] == "fail"
+    assert check_policy(typed({"conditions": []}), policy, findings=findings)["verdict"] == "fail"
     assert "not an ISO date" in bad["message"]
     explicit = _policy(
         governance={"retention": {"period_days": 1095, "blocking": True}, "unparseable_dates": {"blocking": False}}
@@ -190,20 +191,20 @@ def test_pii_allow_columns_and_token_switch():
 )
 def test_typos_in_selectors_are_errors(results, rule):
     with pytest.raises(PolicyError, match="nite|nigth|robustnes"):
-        check_policy(results, _policy({"id": "r", **rule}))
+        check_policy(typed(results), _policy({"id": "r", **rule}))
     if "section" in rule:  # section names are known to the schema: a typo stays an error
         with pytest.raises(PolicyError, match="robustnes"):
-            check_policy(results, _policy({"id": "r", "required": False, **rule}))
+            check_policy(typed(results), _policy({"id": "r", "required": False, **rule}))
         return
     anchor = {"id": "anchor", "condition": "clean", "metric": "accuracy", "min": 0.0}  # the gate's applicable rule
-    relaxed = check_policy(results, _policy({"id": "r", "required": False, **rule}, anchor))
+    relaxed = check_policy(typed(results), _policy({"id": "r", "required": False, **rule}, anchor))
     assert relaxed["rules"][0]["status"] == "not_applicable"
 
 
 def test_a_stressor_that_did_not_run_is_an_error_whatever_is_installed(results):
     # the verdict on stored results does not depend on which stressor plugins are installed
     with pytest.raises(PolicyError, match="no stressor 'defocus_blur' in the run"):
-        check_policy(results, _policy({"id": "r", "stressor": "defocus_blur", "metric": "accuracy", "min": 0.5}))
+        check_policy(typed(results), _policy({"id": "r", "stressor": "defocus_blur", "metric": "accuracy", "min": 0.5}))
 
 
 def test_typo_exits_2_with_one_cvaudit_error_line(tmp_path, results, write_policy):
@@ -222,14 +223,14 @@ def test_builtins_work_without_attacks(results, name):
     results["conditions"] = [c for c in results["conditions"] if c["id"] == "clean"]
     results.pop("adversarial_checks", None)
     results.pop("robustness", None)
-    check_policy(results, load_policy(name))
+    check_policy(typed(results), load_policy(name))
 
 
 def test_high_risk_refuses_a_run_without_stress_or_attacks(results):
     results["conditions"] = [c for c in results["conditions"] if c["id"] == "clean"]
     results.pop("adversarial_checks", None)
     with pytest.raises(PolicyError, match="builtin:high-risk: rule 'moderate-stress-accuracy': key 'condition'"):
-        check_policy(results, load_policy("high-risk"))
+        check_policy(typed(results), load_policy("high-risk"))
 
 
 # B10 --------------------------------------------------------------------------------------

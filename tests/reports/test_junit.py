@@ -7,7 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from results_builder import typed_part
 
+from audit.contract.results import GovernanceFinding, PolicyOutcome
 from reports.junit import write_junit
 
 SECTION = {
@@ -87,12 +89,20 @@ FINDINGS = [
 ]
 
 
+def _policy(section):
+    return typed_part(PolicyOutcome, {**section, "rules": [{"kind": "metric", **r} for r in section["rules"]]})
+
+
+def _findings(findings):
+    return [typed_part(GovernanceFinding, f) for f in findings]
+
+
 def _cases(root):
     return {(c.get("classname"), c.get("name")): c for c in root.iter("testcase")}
 
 
 def test_one_case_per_rule_and_check(tmp_path):
-    path = write_junit(SECTION, FINDINGS, tmp_path / "junit.xml")
+    path = write_junit(_policy(SECTION), _findings(FINDINGS), tmp_path / "junit.xml")
     root = ET.parse(path).getroot()
     assert root.tag == "testsuites"
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("7", "2", "0")
@@ -124,7 +134,7 @@ def test_one_case_per_rule_and_check(tmp_path):
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     path = tmp_path / "junit.xml"
     path.write_text("old", encoding="utf-8")
-    write_junit({"name": "p", "rules": []}, [], path)
+    write_junit(_policy({"name": "p", "rules": []}), [], path)
     assert ET.parse(path).getroot().get("tests") == "0"
     assert os.listdir(tmp_path) == ["junit.xml"]
 
@@ -133,7 +143,7 @@ def test_warned_cases_are_visible_to_ci_and_the_file_stays_valid(tmp_path):
     """A warned rule or check: WARNING text in <system-err> (Jenkins shows it on the case's page) and its name
     in its suite's cvaudit.warn properties; passing cases have no <system-err>; junit-10.xsd still holds."""
     xmlschema = pytest.importorskip("xmlschema")
-    path = write_junit(SECTION, FINDINGS, tmp_path / "junit.xml")
+    path = write_junit(_policy(SECTION), _findings(FINDINGS), tmp_path / "junit.xml")
     xmlschema.XMLSchema(str(Path(__file__).parent / "schemas" / "junit-10.xsd")).validate(str(path))
     root = ET.parse(path).getroot()
     cases = _cases(root)
@@ -148,5 +158,7 @@ def test_warned_cases_are_visible_to_ci_and_the_file_stays_valid(tmp_path):
         props = [(p.get("name"), p.get("value")) for p in suites[suite].iter("property")]
         assert [v for n, v in props if n == "cvaudit.warn"] == warned
         assert ("cvaudit.warnings", "1") in props
-    empty = write_junit({"name": "p", "rules": []}, [], tmp_path / "empty.xml")
-    assert [p.get("value") for p in ET.parse(empty).getroot().iter("property")] == ["0", "0"]
+    empty = write_junit(_policy({"name": "p", "rules": []}), [], tmp_path / "empty.xml")
+    properties = [(p.get("name"), p.get("value")) for p in ET.parse(empty).getroot().iter("property")]
+    assert [v for n, v in properties if n == "cvaudit.warnings"] == ["0", "0"]
+    assert not [n for n, _ in properties if n == "cvaudit.warn"]

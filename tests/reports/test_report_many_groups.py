@@ -118,14 +118,14 @@ def test_skipped_images_are_listed_up_to_a_limit_and_counted_by_reason():
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
     for reason, count in reasons.items():
         assert f'<th scope="row">{reason}</th><td class="num">{count}</td>' in html
-    rows = list(csv.reader(io.StringIO(skipped_csv_text(results))))
+    rows = list(csv.reader(io.StringIO(skipped_csv_text(parse_results(results)))))
     assert rows[0] == ["sample_id", "reason"] and len(rows) == 10_001
     assert rows[1:] == [[s["sample"], s["reason"]] for s in results["dataset"]["skipped"]]
 
 
 def test_groups_csv_holds_every_number():
     results = many_groups_results()
-    rows = list(csv.DictReader(io.StringIO(groups_csv_text(results))))
+    rows = list(csv.DictReader(io.StringIO(groups_csv_text(parse_results(results)))))
     assert tuple(rows[0]) == GROUPS_COLUMNS
     expected = [(c["id"], g) for c in results["conditions"] for g in c["groups"]]
     assert len(rows) == len(expected)
@@ -141,7 +141,7 @@ def test_groups_csv_holds_every_number():
 def test_groups_csv_neutralises_formulas():
     results = many_groups_results(conditions=1)
     results["conditions"][0]["groups"][0]["value"] = "=HYPERLINK(1)"
-    row = next(csv.DictReader(io.StringIO(groups_csv_text(results))))
+    row = next(csv.DictReader(io.StringIO(groups_csv_text(parse_results(results)))))
     assert row["value"] == "'=HYPERLINK(1)"
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from reports_fixture import make_results
+from results_builder import typed_part
 
+from audit.contract.results import GovernanceFinding, PolicyOutcome
 from audit.contract.text import spreadsheet_safe
 from reports.html import render_html
 from reports.junit import write_junit
@@ -116,7 +118,8 @@ def _junit(tmp_path, rule_id: str, message: str) -> Path:
         ],
     }
     findings = [{"check": "pii\u202evalues", "status": "warn", "count": 1, "sample_ids": ["s\x001"], "message": "x"}]
-    return write_junit(section, findings, tmp_path / "junit.xml")
+    policy = typed_part(PolicyOutcome, {**section, "rules": [{"kind": "metric", **r} for r in section["rules"]]})
+    return write_junit(policy, [typed_part(GovernanceFinding, f) for f in findings], tmp_path / "junit.xml")
 
 
 def test_junit_validates_against_the_jenkins_schema(tmp_path):

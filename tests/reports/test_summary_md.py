@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from results_builder import typed_results
+
 from reports.summary_md import render_markdown_summary
 
 
@@ -106,7 +108,7 @@ def _cells(row):
 
 
 def test_verdict_counts_and_tables():
-    md = render_markdown_summary(_results())
+    md = render_markdown_summary(typed_results(_results()))
     assert md.startswith("## ❌ cvaudit: FAIL (policy demo)")
     assert "| 4 | 1 | 1 | 1 | 1 |" in md
     assert "**Blocking failures:** clean-accuracy" in md
@@ -122,14 +124,14 @@ def test_verdict_counts_and_tables():
 
 
 def test_user_strings_are_escaped():
-    md = render_markdown_summary(_results())
+    md = render_markdown_summary(typed_results(_results()))
     assert "a \\| b next line" in md
     assert "<script>" not in md and "\\<script\\>" in md
     assert "B\\|C" in md
 
 
 def test_pass_and_minimal_results():
-    md = render_markdown_summary({"policy": {"name": "p", "verdict": "pass", "rules": []}})
+    md = render_markdown_summary(typed_results({"policy": {"name": "p", "verdict": "pass", "rules": []}}))
     assert md.startswith("## ✅ cvaudit: PASS") and md.endswith("\n")
     assert "### Data governance" not in md and "fairness" not in md.lower()
 
@@ -147,7 +149,7 @@ def test_checks_that_cannot_be_judged_are_not_findings():
         }
         for check in ("consent_missing", "consent_withdrawn", "purpose_missing", "region_not_allowed", "pii_values")
     ]
-    md = render_markdown_summary(results)
+    md = render_markdown_summary(typed_results(results))
     assert "0 raised a finding, 5 could not be judged (insufficient data, not a finding), 0 found nothing." in md
     rows = _table_rows(md, "| check |")
     assert all(_cells(r)[1] == "❔ cannot be judged (❌ fail)" and _cells(r)[2] == "—" for r in rows)
@@ -157,5 +159,5 @@ def test_probe_conditions_are_marked():
     results = _results()
     results["conditions"].append({"id": "pgd@0", "probe": True})
     results["policy"]["rules"][1]["condition"] = "pgd@0"
-    md = render_markdown_summary(results)
+    md = render_markdown_summary(typed_results(results))
     assert "pgd@0 (probe) / camera" in md

@@ -10,6 +10,7 @@ from cvaudit_fixtures import write_config
 
 import reports
 from audit.cli import main
+from audit.contract.load import parse_results
 from reports.outputs import OutputTransaction
 
 
@@ -54,5 +55,5 @@ def test_results_json_none_needs_the_previous_set(tmp_path, small_results):
 
 
 def test_results_json_bytes_is_the_runs_serialisation(small_results):
-    data = reports.results_json_bytes(small_results)
+    data = reports.results_json_bytes(parse_results(small_results))
     assert data.endswith(b"\n") and json.loads(data) == json.loads(json.dumps(small_results))

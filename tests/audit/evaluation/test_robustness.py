@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from results_builder import typed_part
 
+from audit.contract.results import ConditionResult
 from audit.evaluation.robustness import (
     accuracy_drops,
     compare_to_baseline,
@@ -99,11 +101,15 @@ def test_corruption_errors_and_reference_normalisation(conditions):
     assert result["normalized_mce"] == pytest.approx(night["normalized_ce"])  # blur absent from the reference
 
 
+def _typed(conditions):
+    return [typed_part(ConditionResult, {k: v for k, v in c.items() if v is not None}) for c in conditions]
+
+
 def test_compare_to_baseline_finds_where_we_regressed(conditions):
     baseline = [dict(c) for c in conditions]
     baseline[2] = _cond("night@3", "night", 3, 0.65, [("tone", "light", 60, 0.70), ("tone", "dark", 40, 0.60)])
     baseline = baseline[:3]  # blur@1 not in the baseline
-    rows = compare_to_baseline({"conditions": conditions}, {"conditions": baseline}, tolerance=0.02, min_group_size=10)
+    rows = compare_to_baseline(_typed(conditions), _typed(baseline), tolerance=0.02, min_group_size=10)
     by_key = {(r["condition"], r["attribute"], r["value"]): r for r in rows}
     overall = by_key[("night@3", None, None)]
     assert overall["delta"] == pytest.approx(-0.05) and overall["regressed"] and overall["status"] == "regressed"
