@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from audit.contract.results import ConditionResult, FairnessEntry, GroupResult, Metrics, Results
+    from audit.contract.results import BaselineRow, ConditionResult, FairnessEntry, GroupResult, Metrics, Results
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
@@ -185,9 +185,9 @@ def assert_policy(results: Any, policy: str | Path = "ci-gate") -> dict[str, Any
     return outcome
 
 
-def _where(row: Mapping[str, Any]) -> str:
-    group = "" if row["attribute"] is None else f" {row['attribute']}={row['value']}"
-    return f"{row['condition']}{group}"
+def _where(row: BaselineRow) -> str:
+    group = "" if row.attribute is None else f" {row.attribute}={row.value}"
+    return f"{row.condition}{group}"
 
 
 def assert_no_regression(
@@ -202,11 +202,11 @@ def assert_no_regression(
     min_size = res.results.evaluation.min_group_size
     wanted = set(conditions) if conditions is not None else None
     regressions = [
-        f"  {_where(row)}: {_fmt(row['baseline_accuracy'])} -> {_fmt(row['accuracy'])} ({100 * row['delta']:+.1f} pp)"
+        f"  {_where(row)}: {_fmt(row.baseline_accuracy)} -> {_fmt(row.accuracy)} ({100 * row.delta:+.1f} pp)"
         for row in compare_to_baseline(
             res.results.conditions, base.results.conditions, tolerance=tolerance, min_group_size=min_size
         )
-        if row["regressed"] and (wanted is None or row["condition"] in wanted)
+        if row.regressed and (wanted is None or row.condition in wanted)
     ]
     if regressions:
         raise AssertionError(

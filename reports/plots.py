@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from audit.contract.metric_specs import ACCURACY
 from audit.contract.results import ReliabilityBin
 from audit.contract.text import bidi_isolate
 
@@ -133,7 +134,7 @@ def line_chart(
     *,
     title: str,
     x_label: str,
-    y_label: str = "accuracy",
+    y_label: str = ACCURACY.phrase,
     y_range: tuple[float, float] = (0.0, 1.0),
     x_names: dict[float, str] | None = None,
     x_words: dict[float, str] | None = None,
@@ -294,7 +295,7 @@ def reliability_diagram(
         _text(
             12,
             top + plot / 2,
-            "accuracy",
+            ACCURACY.phrase,
             size=9,
             anchor="middle",
             extra=f' transform="rotate(-90 12 {top + plot / 2:.1f})"',

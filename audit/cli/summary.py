@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from audit.contract.fmt import failure_lines, interval, pp, rate, verdict_line
+from audit.contract.metric_specs import ACCURACY
 from audit.contract.results import FairnessEntry, PolicyOutcome, Results
 from audit.contract.text import neutralise
 
@@ -139,7 +140,7 @@ def print_summary(results: Results, out_dir: Path, *, fmt: str = "text") -> None
 
     console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
     table = Table(title="cvaudit: accuracy per condition")
-    for col in ("condition", "n", "accuracy", "95% CI", "ECE", "worst group (gap)"):
+    for col in ("condition", "n", ACCURACY.phrase, "95% CI", "ECE", "worst group (gap)"):
         table.add_column(col, justify="right" if col not in ("condition", "worst group (gap)") else "left")
     gaps = _largest_gaps(results)
     for c in results.conditions:

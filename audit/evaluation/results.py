@@ -28,7 +28,6 @@ from audit.contract.results import (
     SCHEMA_VERSION,
     AdversarialCheck,
     AttackReference,
-    BaselineRow,
     BreakingPointDisparity,
     BreakingPointSummary,
     ConditionResult,
@@ -229,12 +228,9 @@ def assemble_results(inputs: ResultsInputs) -> Results:
             {"attack_subset": subset, "metrics": reference["metrics"], "groups": reference["groups"]}
         )
     if inputs.baseline is not None:
-        optional["baseline_comparison"] = [
-            BaselineRow.model_validate(row)
-            for row in robustness.compare_to_baseline(
-                typed_conditions, inputs.baseline.conditions, min_group_size=min_size
-            )
-        ]
+        optional["baseline_comparison"] = robustness.compare_to_baseline(
+            typed_conditions, inputs.baseline.conditions, min_group_size=min_size
+        )
     if state.gallery:
         optional["gallery"] = [GalleryItem(condition=cid, image=uri) for cid, uri in state.gallery.items()]
     for key, value in inputs.breaking_points.items():

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from audit.contract.metric_specs import ACCURACY
-from audit.contract.results import ConditionResult, Metrics
+from audit.contract.results import BaselineRow, ConditionResult, Metrics
 
 Conditions = Sequence[Mapping]
 
@@ -172,7 +172,7 @@ def compare_to_baseline(
     *,
     tolerance: float = 0.01,
     min_group_size: int = 0,
-) -> list[dict]:
+) -> list[BaselineRow]:
     """Did we regress, and where? Candidate vs baseline accuracy per condition and group.
 
     Args:
@@ -183,9 +183,8 @@ def compare_to_baseline(
             ``insufficient_data`` rather than judged.
 
     Returns:
-        One row per (condition, attribute, value) in either input:
-        ``{condition, attribute, value, n, baseline_n, accuracy,
-        baseline_accuracy, delta, regressed, status}`` where delta = candidate
+        One :class:`BaselineRow` per (condition, attribute, value) in either input
+        (results.json ``baseline_comparison``), where delta = candidate
         - baseline, and status is ``regressed``, ``ok``,
         ``insufficient_data``, ``missing_in_baseline`` or ``missing_in_candidate``.
     """
@@ -212,18 +211,18 @@ def compare_to_baseline(
         else:
             status = "regressed" if delta < -tolerance else "ok"
         rows.append(
-            {
-                "condition": key[0],
-                "attribute": key[1],
-                "value": key[2],
-                "n": None if c is None else c.n,
-                "baseline_n": None if b is None else b.n,
-                ACCURACY.name: acc_c,
-                "baseline_accuracy": acc_b,
-                "delta": delta,
-                "regressed": status == "regressed",
-                "status": status,
-            }
+            BaselineRow(
+                condition=key[0],
+                attribute=key[1],
+                value=key[2],
+                n=None if c is None else c.n,
+                baseline_n=None if b is None else b.n,
+                accuracy=acc_c,
+                baseline_accuracy=acc_b,
+                delta=delta,
+                regressed=status == "regressed",
+                status=status,
+            )
         )
     return rows
 

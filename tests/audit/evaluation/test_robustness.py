@@ -110,15 +110,15 @@ def test_compare_to_baseline_finds_where_we_regressed(conditions):
     baseline[2] = _cond("night@3", "night", 3, 0.65, [("tone", "light", 60, 0.70), ("tone", "dark", 40, 0.60)])
     baseline = baseline[:3]  # blur@1 not in the baseline
     rows = compare_to_baseline(_typed(conditions), _typed(baseline), tolerance=0.02, min_group_size=10)
-    by_key = {(r["condition"], r["attribute"], r["value"]): r for r in rows}
+    by_key = {(r.condition, r.attribute, r.value): r for r in rows}
     overall = by_key[("night@3", None, None)]
-    assert overall["delta"] == pytest.approx(-0.05) and overall["regressed"] and overall["status"] == "regressed"
-    assert by_key[("night@3", "tone", "dark")]["delta"] == pytest.approx(-0.15)
-    assert by_key[("night@3", "tone", "light")]["status"] == "ok"
-    assert by_key[("night@1", "tone", "x")]["status"] == "insufficient_data"
-    assert by_key[("blur@1", None, None)]["status"] == "missing_in_baseline"
-    assert {r["status"] for r in rows if r["condition"] == "clean"} <= {"ok", "insufficient_data"}
-    regressed = [(r["condition"], r["value"]) for r in rows if r["regressed"]]
+    assert overall.delta == pytest.approx(-0.05) and overall.regressed and overall.status == "regressed"
+    assert by_key[("night@3", "tone", "dark")].delta == pytest.approx(-0.15)
+    assert by_key[("night@3", "tone", "light")].status == "ok"
+    assert by_key[("night@1", "tone", "x")].status == "insufficient_data"
+    assert by_key[("blur@1", None, None)].status == "missing_in_baseline"
+    assert {r.status for r in rows if r.condition == "clean"} <= {"ok", "insufficient_data"}
+    regressed = [(r.condition, r.value) for r in rows if r.regressed]
     assert regressed == [("night@3", None), ("night@3", "dark")]
 
 
