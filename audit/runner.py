@@ -652,7 +652,7 @@ def _intervals(cfg: AuditConfig) -> frozenset[str]:
 
 
 #: Above this many slots (the whole dataset, plus one per group and intersection value) the run warns
-#: with the memory its statistics will take (README, "Statistics").
+#: with the memory its statistics will take (docs/statistics.md).
 SLOT_WARNING = 256
 
 

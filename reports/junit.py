@@ -8,7 +8,7 @@ threshold); ``warn`` -> a passing case (a warning does not block) whose
 ``not_applicable`` -> ``<skipped>``; ``pass`` -> a passing case. Every case
 keeps its text in ``<system-out>``.
 
-What CI systems show (README, "Use it as a CI gate"): Jenkins' JUnit plugin
+What CI systems show (docs/integrations/ci.md): Jenkins' JUnit plugin
 shows a case's standard output and standard error on its page, passing cases
 included, and keeps suite properties with ``keepProperties``; GitLab's test
 report shows output only for failed, errored and skipped cases, so a warning

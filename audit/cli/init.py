@@ -28,7 +28,7 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".
 
 STARTER_POLICY = """\
 # Starter policy written by `cvaudit init`: set the thresholds your model must meet.
-# README, "Policies and data governance", lists every rule kind; `cvaudit policy show ci-gate`
+# docs/policies.md lists every rule kind; `cvaudit policy show ci-gate`
 # shows a fuller gate (it also compares subgroups, which needs data.attributes).
 version: 1
 name: starter
@@ -154,7 +154,7 @@ def config_text(
     huggingface = model.is_dir() and (model / "config.json").is_file()
     lines = [
         "# Written by `cvaudit init`: only the keys this audit needs. Paths are relative to this file.",
-        '# README, "Running an audit", lists every key with its default.',
+        "# docs/running.md lists every key with its default.",
         "model:",
         f"  path: {_yaml(_relative(model, folder))}",
     ]

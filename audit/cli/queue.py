@@ -8,7 +8,7 @@ import click
 
 from audit.cli.boundary import boundary, say
 
-#: Label Studio's Local Files URL with the document root at QUEUE_DIR (README, "A labelling queue").
+#: Label Studio's Local Files URL with the document root at QUEUE_DIR (docs/loop.md, "A labelling queue").
 DEFAULT_IMAGE_PREFIX = "/data/local-files/?d="
 
 
@@ -72,5 +72,5 @@ def queue_command(run_dir, out_dir, budget, fmt, stratify, variants, image_prefi
             "label studio: start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
             f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}; in the project, add a Local files source storage with "
             f"the absolute path {root / 'images'} (without it every image is a 404), then import tasks.json "
-            "(README, 'A labelling queue')"
+            "(docs/loop.md, 'A labelling queue')"
         )

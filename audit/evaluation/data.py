@@ -5,7 +5,7 @@ workers), never all held in memory. Every sample yields a float image in
 [0, 1] of shape (C, H, W) at the model's input size, its label, a stable
 sample id and its subgroup attribute values.
 
-Conversions (documented in the README):
+Conversions (documented in docs/running.md):
 - grayscale images are replicated to three channels (or kept as one channel
   for a one-channel model); colour images for a one-channel model use the
   ITU-R BT.601 luma;

@@ -1,7 +1,7 @@
 """Image geometry before the stressors: resize, then center-crop to the model's input size.
 
 :class:`Geometry` is built from the config's ``model`` section (``input_size``, ``resize``,
-``interpolation``, ``resize_backend``; README, "Preprocessing"):
+``interpolation``, ``resize_backend``; docs/running.md, "Preprocessing"):
 
 - the resize target: ``resize`` absent -> ``input_size``; an int -> the shorter edge becomes
   that many pixels and the longer one ``int(resize * long / short)`` (the rule of torchvision's

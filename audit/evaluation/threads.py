@@ -6,7 +6,7 @@ physical core, whatever else runs: with workers decoding beside it that asks for
 there are cores, and on a machine shared with other jobs every elementwise operation then waits for
 a descheduled thread (measured in ``benchmarks/README.md``, "Threads and workers").
 
-Defaults (each can be set in the config; README, "Running an audit"):
+Defaults (each can be set in the config; docs/running.md):
 
 - the **cores** are the CPUs this process may run on (``os.sched_getaffinity``), divided by the
   processes ``torchrun`` starts on this machine (``LOCAL_WORLD_SIZE``);

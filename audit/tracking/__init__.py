@@ -8,7 +8,7 @@ reached or stops answering, a store that refuses the run) is one
 tracking URI; the command boundary prints it as one ``cvaudit: warning:`` line.
 Needs the ``cvaudit[mlflow]`` extra; MLflow is imported only when a run is tracked.
 
-What a run logs (names are stable; README, "MLflow"):
+What a run logs (names are stable; docs/integrations/mlflow.md):
 
 - **params**: the config (as the run used it, Hugging Face values filled in),
   flattened with dots: ``model.path``, ``data.attributes``, ``stressors.0.name``,

@@ -1,4 +1,4 @@
-"""MLflow names and steps of a run's metrics (README, "MLflow"): one metric per stressor and quantity, the
+"""MLflow names and steps of a run's metrics (docs/integrations/mlflow.md): one metric per stressor and quantity, the
 severity as the step; readable name parts, hashed only on a collision."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class Metrics(Node):
     """The metrics of one slice of samples (a condition, or one group under a condition).
 
     Every rate is in [0, 1]; each is null when the slice has no sample (n = 0).
-    Definitions are in CONTRIBUTING.md ("Metric definitions") and the README.
+    Definitions are in docs/statistics.md ("Metric definitions").
     """
 
     n: int = Field(ge=0, description=_N)
