@@ -23,9 +23,7 @@ never from a submodule (an import-linter contract in pyproject.toml).
 Manifests are read by :func:`audit.contract.manifest.read_manifest` (one reader for
 the evaluator and the governance checks).
 
-The runner and ``cvaudit run`` ask the policy only through :class:`PolicyGate`.
-
-Policies never run a model: they judge the results dict as stored.
+Policies never run a model: they judge the results as stored.
 """
 
 from policies.dates import parse_date

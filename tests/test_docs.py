@@ -179,3 +179,17 @@ def test_the_pytest_example_names_a_config_that_exists(demo_run: Path):
     paths = re.findall(r"--cvaudit-config (\S+)", text)
     assert paths and all(p == "cvaudit-demo/workspace/config.yaml" for p in paths), paths
     assert (demo_run / "workspace" / "config.yaml").is_file()
+
+
+def test_api_pages_show_docstring_roles_as_their_code():
+    spec = importlib.util.spec_from_file_location("docstring_roles_hook", DOCS / "hooks" / "docstring_roles.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    html = (
+        "<p>Use :class:<code>PolicyGate</code> or :func:<code>check_gate</code>; ratio 1:2.</p><p>Public surface::</p>"
+    )
+    assert hook.on_page_content(html) == (
+        "<p>Use <code>PolicyGate</code> or <code>check_gate</code>; ratio 1:2.</p><p>Public surface:</p>"
+    )
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!!python", "python"))
+    assert "docs/hooks/docstring_roles.py" in config["hooks"]
