@@ -575,3 +575,19 @@ def test_join_manifest_works_for_yolo(tmp_path):
     joined = join_manifest(read_yolo(folder), manifest)
     assert isinstance(joined, GroundTruth)
     assert [i.attributes["camera"] for i in joined.images] == ["day", "night"]
+
+
+def test_unresolvable_file_name_is_one_line(tmp_path):
+    data = copy.deepcopy(SCENE)
+    data["images"][1]["file_name"] = "b\x00.png"
+    path = _coco(tmp_path, data)
+    with pytest.raises(AuditError) as excinfo:
+        read_coco(path, root=tmp_path)
+    _one_line_error(excinfo, str(path), "image 9: image path", "cannot be resolved")
+
+
+def test_yolo_two_images_with_one_label_name(tmp_path):
+    folder = _yolo(tmp_path, {})
+    _images(folder / "images", {"a.jpg": (10, 10)})
+    with pytest.raises(AuditError, match=r"'a.png': another image has the same name; labels/a.txt is ambiguous"):
+        read_yolo(folder)
