@@ -1,0 +1,1 @@
+"""Object detectors: ground truth, detections, COCO metrics and the operating point."""
