@@ -49,7 +49,7 @@ def random_scene(
         out_boxes, out_cats = [], []
         for box, cat in zip(boxes, cats):
             for _ in range(int(rng.choice([0, 1, 1, 1, 2]))):
-                jitter = rng.normal(0, 0.15, 4) * np.r_[box[2:], box[2:]]
+                jitter = rng.normal(0, rng.choice([0.04, 0.2]), 4) * np.r_[box[2:], box[2:]]
                 x1, y1 = box[:2] + jitter[:2]
                 x2, y2 = box[:2] + box[2:] + jitter[2:]
                 out_boxes.append([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)])
