@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections import Counter
 
 import numpy as np
 import pytest
 from detection_scenes import random_scene
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from audit.contract.errors import AuditError
-from audit.evaluation.detection.coco_metrics import ImageDetections, ImageTruth
+from audit.evaluation.detection.coco_metrics import (
+    ImageDetections,
+    ImageTruth,
+    coco_ground_truth,
+    write_detections_json,
+)
 from audit.evaluation.detection.operating_point import (
     OperatingPointMetrics,
     count_matches,
@@ -260,3 +269,40 @@ def test_object_subgroups_need_one_name_per_object():
         object_group_counts([m], {1: ["a", "b"]}, groups=["a"])
     with pytest.raises(AuditError, match="0 names for 2 objects"):
         object_group_counts([m], {})
+
+
+@pytest.mark.parametrize("iou_thr", [0.5, 0.75])
+def test_counts_at_score_zero_equal_cocos_own_matching(tmp_path, iou_thr):
+    """With every detection kept, TP/FP/FN and crowd absorption are those of pycocotools' evaluateImg.
+
+    COCO matches per image and category at each IoU threshold exactly as the operating point
+    does (same IoU, score order, crowd rule); its ``evalImgs`` at area ``all`` give the reference.
+    """
+    truths, dets = random_scene(13, n_images=40, crowd_rate=0.2, max_objects=25)
+    categories = {c: str(c) for c in CATS}
+    path = tmp_path / "detections.json"
+    write_detections_json(path, dets, image_ids=[t.image_id for t in truths], categories=categories)
+    gt = COCO()
+    gt.dataset = coco_ground_truth(truths, categories)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(str(path)), "bbox")
+        ev.params.iouThrs = np.array([iou_thr])
+        ev.evaluate()
+    n_img, n_area = len(ev.params.imgIds), len(ev.params.areaRng)
+    counts = count_matches(match_images(truths, dets, score_threshold=0.0, iou_threshold=iou_thr), CATS)
+    row = {image_id: k for k, image_id in enumerate(counts.image_ids)}
+    expected = np.zeros((3, len(truths), len(CATS)), dtype=np.int64)
+    for k, cat in enumerate(ev.params.catIds):
+        for j, image_id in enumerate(ev.params.imgIds):
+            e = ev.evalImgs[k * n_area * n_img + j]  # area range 0 is "all"
+            col = CATS.index(cat)
+            if e is None:
+                continue
+            matched, ignored = e["dtMatches"][0] > 0, e["dtIgnore"][0].astype(bool)
+            expected[0, row[image_id], col] = np.sum(matched & ~ignored)
+            expected[1, row[image_id], col] = np.sum(~matched & ~ignored)
+            expected[2, row[image_id], col] = np.sum((e["gtMatches"][0] == 0) & ~e["gtIgnore"].astype(bool))
+    assert expected[0].sum() > 0 and expected[1].sum() > 0 and expected[2].sum() > 0
+    assert max(len(d.scores) for d in dets) < 100  # COCO's 100-detection cap does not bind
+    np.testing.assert_array_equal(np.stack([counts.tp, counts.fp, counts.fn]), expected)
