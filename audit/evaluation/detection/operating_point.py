@@ -6,8 +6,8 @@ and lives by how many of them are right. Matching, per image (:func:`match_image
 - kept detections are taken by descending score (equal scores: the detector's
   order, a stable sort, as COCO does);
 - each one matches the unmatched non-crowd ground truth object of its own
-  category with the highest IoU ``>= iou_threshold`` (equal IoU: the first
-  object) and is a true positive;
+  category with the highest IoU ``>= iou_threshold`` (equal IoU: the last
+  object in ground-truth order, as COCO's loop picks) and is a true positive;
 - failing that, a detection whose IoU with a crowd region of its category is
   ``>= iou_threshold`` is absorbed by it: neither TP nor FP (COCO's rule; a crowd
   region absorbs any number of detections, and its IoU is the intersection over
@@ -137,7 +137,8 @@ def match_image(
             close = same & (iou[d] >= iou_threshold)
             free = close & ~crowd & (matched < 0)
             if free.any():
-                g = int(np.argmax(np.where(free, iou[d], -1.0)))
+                candidates = np.where(free, iou[d], -1.0)[::-1]
+                g = n_gt - 1 - int(np.argmax(candidates))  # equal IoU: the last object, as COCO's loop
                 matched[g] = d
                 outcome[d] = 1
             else:

@@ -59,7 +59,7 @@ def _brute_force(truth, dets, score_thr, iou_thr):
                 if truth.iscrowd[g] or g in taken or int(truth.category_ids[g]) != cat:
                     continue
                 v = _iou(dets.boxes[i], truth.boxes[g], False)
-                if v >= iou_thr and v > best_iou:
+                if v >= iou_thr and v >= best_iou:  # equal IoU: the later object, as COCO
                     best, best_iou = g, v
             if best is not None:
                 taken.add(best)
@@ -139,6 +139,15 @@ def test_a_detection_takes_the_object_it_overlaps_most():
     truth = _truth([[0, 0, 10, 10], [4, 0, 10, 10]], [1, 1])
     m = _outcome(truth, _dets([[4, 0, 14, 10], [0, 0, 10, 10]], [0.9, 0.8], [1, 1]), iou=0.3)
     assert m.matched_detection.tolist() == [1, 0]
+
+
+def test_equal_ious_go_to_the_later_object_as_in_coco():
+    truth = _truth([[0, 0, 10, 10], [10, 0, 10, 10]], [1, 1])
+    dets = _dets([[5, 0, 15, 10], [0, 0, 10, 10]], [0.9, 0.8], [1, 1])  # the first overlaps both by 1/3
+    m = _outcome(truth, dets, iou=0.3)
+    assert m.matched_detection.tolist() == [1, 0] and m.detection_outcome.tolist() == [1, 1]
+    tp, fp, fn, taken = _brute_force(truth, dets, 0.0, 0.3)
+    assert (tp[1], fp[1], fn[1], taken) == (2, 0, 0, {0, 1})
 
 
 def test_crowd_regions_absorb_detections_without_tp_or_fp():
@@ -271,14 +280,15 @@ def test_object_subgroups_need_one_name_per_object():
         object_group_counts([m], {})
 
 
+@pytest.mark.parametrize("grid", [False, True])  # on a grid: equal scores and equal IoUs
 @pytest.mark.parametrize("iou_thr", [0.5, 0.75])
-def test_counts_at_score_zero_equal_cocos_own_matching(tmp_path, iou_thr):
+def test_counts_at_score_zero_equal_cocos_own_matching(tmp_path, iou_thr, grid):
     """With every detection kept, TP/FP/FN and crowd absorption are those of pycocotools' evaluateImg.
 
     COCO matches per image and category at each IoU threshold exactly as the operating point
     does (same IoU, score order, crowd rule); its ``evalImgs`` at area ``all`` give the reference.
     """
-    truths, dets = random_scene(13, n_images=40, crowd_rate=0.2, max_objects=25)
+    truths, dets = random_scene(13, n_images=40, crowd_rate=0.2, max_objects=25, grid_boxes=grid)
     categories = {c: str(c) for c in CATS}
     path = tmp_path / "detections.json"
     write_detections_json(path, dets, image_ids=[t.image_id for t in truths], categories=categories)
@@ -306,3 +316,15 @@ def test_counts_at_score_zero_equal_cocos_own_matching(tmp_path, iou_thr):
     assert expected[0].sum() > 0 and expected[1].sum() > 0 and expected[2].sum() > 0
     assert max(len(d.scores) for d in dets) < 100  # COCO's 100-detection cap does not bind
     np.testing.assert_array_equal(np.stack([counts.tp, counts.fp, counts.fn]), expected)
+    matches = match_images(truths, dets, score_threshold=0.0, iou_threshold=iou_thr)
+    for k, cat in enumerate(ev.params.catIds):  # and the very same objects are matched
+        for j, image_id in enumerate(ev.params.imgIds):
+            e = ev.evalImgs[k * n_area * n_img + j]
+            if e is None:
+                continue
+            m = matches[row[image_id]]
+            ours = [gt.anns[a]["id"] for a in np.asarray(e["gtIds"])]
+            truth_ids = [ann["id"] for ann in gt.imgToAnns[image_id]]
+            mine = {truth_ids[g] for g in np.flatnonzero(m.matched_detection >= 0)}
+            theirs = {gt_id for gt_id, hit in zip(ours, e["gtMatches"][0]) if hit > 0 and not gt.anns[gt_id]["iscrowd"]}
+            assert theirs == {i for i in mine if gt.anns[i]["category_id"] == cat}
