@@ -16,7 +16,9 @@ and lives by how many of them are right. Matching, per image (:func:`match_image
   unmatched is a false negative (a missed object). Crowd regions are never missed.
 
 IoU is computed as COCO's ``bbIou`` does, on the ``[x, y, w, h]`` boxes that
-``detections.json`` holds (:attr:`ImageDetections.boxes_xywh`).
+``detections.json`` holds (:attr:`ImageDetections.boxes_xywh`). An
+``iou_threshold`` of 1 is taken as ``1 - 1e-10`` (COCO's cap, so that a box
+equal to the object up to rounding matches).
 
 The counts are kept per image and category (:class:`OperatingPointCounts`,
 arrays ``[image, category]`` that add up), and every rate is derived from them
@@ -134,7 +136,7 @@ def match_image(
         crowd = truth.iscrowd
         for d in order:
             same = truth.category_ids == detections.category_ids[d]
-            close = same & (iou[d] >= iou_threshold)
+            close = same & (iou[d] >= min(iou_threshold, 1 - 1e-10))  # COCO's cap: 1.0 accepts IoU 1 - 1e-10
             free = close & ~crowd & (matched < 0)
             if free.any():
                 candidates = np.where(free, iou[d], -1.0)[::-1]

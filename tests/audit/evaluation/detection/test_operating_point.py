@@ -202,6 +202,9 @@ def test_thresholds_are_inclusive_and_checked():
     assert _outcome(truth, dets, score=0.5, iou=0.5).detection_outcome.tolist() == [1]
     assert _outcome(truth, dets, score=0.51, iou=0.5).detection_outcome.tolist() == [-2]
     assert _outcome(truth, dets, score=0.5, iou=0.51).detection_outcome.tolist() == [0]
+    rounded = ImageTruth(1, 10, 10, [[6.4, 2.7, 0.5, 0.3]], [1])
+    same_box = _dets([[6.4, 2.7, 6.9, 3.0]], [0.5], [1])  # the same box, IoU 0.9999999999999992 by rounding
+    assert _outcome(rounded, same_box, iou=1.0).detection_outcome.tolist() == [1]  # COCO's 1 - 1e-10 cap
     for score, iou in [(float("nan"), 0.5), (0.5, 0.0), (0.5, 1.5)]:
         with pytest.raises(AuditError, match="detection\\.(score|iou)_threshold"):
             _outcome(truth, dets, score=score, iou=iou)
