@@ -16,6 +16,12 @@ Box conventions (one each, on purpose):
   ``detections.json`` holds and what the operating point
   (:mod:`audit.evaluation.detection.operating_point`) matches.
 
+Subgroups: an image-level subgroup is a subset of image ids
+(:meth:`CocoEvaluator.evaluate`); for objects, AP by size is COCO's own area
+ranges (``ap_small`` ...). AP per named object attribute (e.g. occluded) is not
+built yet; recall per object subgroup is in
+:mod:`audit.evaluation.detection.operating_point`.
+
 Performance: one :class:`CocoEvaluator` holds the indexed ground truth; each
 condition's file is read and indexed once (:meth:`CocoEvaluator.load`) and
 every image-level subgroup of it is one ``COCOeval_faster`` run over its
