@@ -1,4 +1,7 @@
-"""Object detectors: ground truth, detector models and detection metrics (issue 25).
+"""Object detectors: ground truth, detections, COCO metrics and the operating point (issue 25).
+
+Library modules that the detection task is being built from; the config, runner, policies and
+reports do not use them yet.
 
 - :mod:`audit.evaluation.detection.annotations` — the ground-truth readers: a COCO instances
   JSON (:func:`~audit.evaluation.detection.annotations.read_coco`), a YOLO-format folder
@@ -6,4 +9,8 @@
   manifest's image-level attributes and governance columns
   (:func:`~audit.evaluation.detection.annotations.join_manifest`), all into one typed model
   (:class:`~audit.evaluation.detection.annotations.GroundTruth`).
+- :mod:`audit.evaluation.detection.coco_metrics` — ``detections.json`` in the COCO results
+  format and the COCO metrics of it through faster-coco-eval, for all images or image subgroups.
+- :mod:`audit.evaluation.detection.operating_point` — precision, recall, F1, false positives and
+  missed objects per image at the user's score and IoU thresholds, from per-image counts.
 """
