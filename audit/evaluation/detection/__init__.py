@@ -1,0 +1,1 @@
+"""Object detectors: the output contract, decoders of raw heads, cvaudit's NMS and the letterbox it undoes."""
