@@ -6,7 +6,8 @@ Two modes (the detector's ``model.resize_mode``):
   ``W / w`` in x and ``H / h`` in y, no padding.
 - ``letterbox`` (Ultralytics' ``LetterBox`` with ``auto=False, scaleup=True, center=True``):
   ``r = min(H / h, W / w)``; the image is resized to ``new_w = round(w * r)``,
-  ``new_h = round(h * r)`` and placed with ``left = round(dw / 2 - 0.1)``,
+  ``new_h = round(h * r)`` (at least 1 pixel: a 1 x 32 image into 16 x 16 keeps one row,
+  where Ultralytics' arithmetic would give none) and placed with ``left = round(dw / 2 - 0.1)``,
   ``top = round(dh / 2 - 0.1)`` pixels of padding before it (``dw = W - new_w``,
   ``dh = H - new_h``; Python's ``round``, as Ultralytics), the rest after it; the padding is
   grey, 114/255 in every channel.
@@ -114,8 +115,8 @@ def plan_resize(
         pad_left = pad_top = torch.zeros_like(height, dtype=torch.float64)
     else:
         ratio = torch.minimum(in_h / height.double(), in_w / width.double())
-        content_w = _round_half_even(width.double() * ratio)
-        content_h = _round_half_even(height.double() * ratio)
+        content_w = _round_half_even(width.double() * ratio).clamp(min=1)
+        content_h = _round_half_even(height.double() * ratio).clamp(min=1)
         pad_left = _round_half_even((in_w - content_w).double() / 2 - 0.1).double()
         pad_top = _round_half_even((in_h - content_h).double() / 2 - 0.1).double()
     return ResizeParams(

@@ -229,3 +229,13 @@ def test_decode_yolo_bad_heads_are_one_line(make, problem: str) -> None:
     with pytest.raises(AuditError) as err:
         decode_yolo(make(head), image_ids=["a", "b"], num_classes=3, score_threshold=0.25, iou_threshold=0.5)
     assert problem in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_decode_yolo_on_cuda_equals_cpu() -> None:
+    gen = torch.Generator().manual_seed(11)
+    head = torch.cat((torch.rand(2, 4, 500, generator=gen) * 64, torch.rand(2, 6, 500, generator=gen)), dim=1)
+    kwargs = {"image_ids": ["a", "b"], "num_classes": 6, "score_threshold": 0.3, "iou_threshold": 0.5}
+    for cpu, gpu in zip(decode_yolo(head, **kwargs), decode_yolo(head.cuda(), **kwargs)):
+        assert gpu.boxes.is_cuda
+        assert torch.equal(cpu.labels, gpu.labels.cpu()) and torch.allclose(cpu.boxes, gpu.boxes.cpu())
