@@ -14,7 +14,8 @@ zero-area boxes) the IoU is defined as 0, so a zero-area box never suppresses an
 suppressed by another zero-area box.
 
 The computation is vectorised in torch and runs on the boxes' device: overlapping pairs of
-the same group are found in row blocks (memory bounded by ``block * N``, never ``N * N``),
+the same group are found in row blocks over the boxes sorted by group (memory bounded by
+``BLOCK * (BLOCK + largest group)``, never ``N * N`` over a batch),
 then the greedy result is reached as the fixed point of "a box is kept iff no kept box
 before it overlaps it" — iterated from "all kept", the first ``t`` boxes are final after
 ``t`` rounds, and the fixed point is unique, so the answer is exactly the greedy one
@@ -27,8 +28,8 @@ import torch
 
 __all__ = ["batched_nms", "box_iou", "top_k_per_group"]
 
-#: Rows of the pairwise IoU computed at once (memory: ``BLOCK * N`` values).
-BLOCK = 2048
+#: Rows of the pairwise IoU computed at once (memory: ``BLOCK * (BLOCK + largest group)`` values).
+BLOCK = 512
 
 
 def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
@@ -40,14 +41,13 @@ def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
     >>> box_iou(torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[1.0, 0, 3, 2], [0.0, 0, 0, 0]]))
     tensor([[0.3333, 0.0000]])
     """
-    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
-    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
-    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.where(union > 0, torch.ones_like(union)), torch.zeros_like(inter))
+    ax1, ay1, ax2, ay2 = (c[:, None] for c in boxes_a.unbind(1))  # columns as (N, 1)
+    bx1, by1, bx2, by2 = (c[None, :] for c in boxes_b.unbind(1))  # rows as (1, M)
+    width = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_(min=0)
+    height = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_(min=0)
+    inter = width.mul_(height)
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return torch.where(union > 0, inter / union, torch.zeros_like(inter))
 
 
 def batched_nms(
@@ -81,20 +81,24 @@ def batched_nms(
     device = boxes.device
     if n == 0:
         return torch.zeros(0, dtype=torch.int64, device=device)
-    order = torch.sort(scores, descending=True, stable=True).indices
+    by_score = torch.sort(scores, descending=True, stable=True).indices
+    # Group-major, by score inside a group (ties in input order): a group's boxes are contiguous.
+    order = by_score[torch.sort(groups[by_score], stable=True).indices]
     sorted_boxes, sorted_groups = boxes[order], groups[order]
-    # Overlapping pairs (i, j), i before j in the walk, same group, IoU > threshold.
+    group_end = torch.searchsorted(sorted_groups, sorted_groups, right=True)
+    # Overlapping pairs (i, j), i before j in the walk, same group, IoU > threshold. The columns
+    # a block of rows needs run from the block's first row to the end of its last row's group.
     earlier: list[torch.Tensor] = []
     later: list[torch.Tensor] = []
-    positions = torch.arange(n, device=device)
     for start in range(0, n, BLOCK):
-        rows = slice(start, min(start + BLOCK, n))
-        over = box_iou(sorted_boxes[rows], sorted_boxes) > iou_threshold
-        over &= sorted_groups[rows, None] == sorted_groups[None, :]
-        over &= positions[rows, None] < positions[None, :]
+        stop = min(start + BLOCK, n)
+        end = int(group_end[stop - 1])
+        over = box_iou(sorted_boxes[start:stop], sorted_boxes[start:end]) > iou_threshold
+        over &= sorted_groups[start:stop, None] == sorted_groups[None, start:end]
+        over.triu_(diagonal=1)  # column j (offset by start) after row i
         i, j = over.nonzero(as_tuple=True)
         earlier.append(i + start)
-        later.append(j)
+        later.append(j + start)
     first, second = torch.cat(earlier), torch.cat(later)
     keep = torch.ones(n, dtype=torch.bool, device=device)
     for _ in range(n):  # converges in at most n rounds (see the module docstring)
@@ -104,7 +108,11 @@ def batched_nms(
         if torch.equal(new_keep, keep):
             break
         keep = new_keep
-    return order[keep]
+    kept = order[keep]
+    # Back to the global walk order: score descending, ties in input order.
+    rank = torch.empty_like(by_score)
+    rank[by_score] = torch.arange(n, device=device)
+    return kept[torch.sort(rank[kept]).indices]
 
 
 def top_k_per_group(indices: torch.Tensor, groups: torch.Tensor, *, k: int) -> torch.Tensor:

@@ -64,7 +64,9 @@ def test_ties_identical_and_zero_area_boxes_match_reference(seed: int) -> None:
     check(boxes, scores, groups, 0.5)
 
 
-def test_many_classes_match_reference() -> None:
+@pytest.mark.parametrize("block", [7, 64, nms.BLOCK])
+def test_many_classes_match_reference(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nms, "BLOCK", block)
     gen = torch.Generator().manual_seed(7)
     n = 600
     boxes = random_boxes(gen, n, scale=50.0)
