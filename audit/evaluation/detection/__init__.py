@@ -13,4 +13,11 @@ reports do not use them yet.
   format and the COCO metrics of it through faster-coco-eval, for all images or image subgroups.
 - :mod:`audit.evaluation.detection.operating_point` — precision, recall, F1, false positives and
   missed objects per image at the user's score and IoU thresholds, from per-image counts.
+- :mod:`audit.evaluation.detection.outputs`, :mod:`~audit.evaluation.detection.nms` and
+  :mod:`~audit.evaluation.detection.letterbox` — the detector output contract and its validator,
+  the ``boxes`` and ``yolo`` decoders with cvaudit's batched NMS, and the resize / letterbox that
+  is undone exactly so boxes come back in the original image's pixels.
+- :mod:`audit.evaluation.detection.tide` — the TIDE error decomposition (equal to tidecv).
+- :mod:`audit.evaluation.detection.calibration` — the detection calibration error D-ECE and its
+  reliability diagram (equal to netcal), from per-image sums a bootstrap can resample.
 """
