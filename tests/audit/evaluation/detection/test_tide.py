@@ -104,8 +104,9 @@ def test_localisation_classification_and_their_fix():
 
 
 def test_localisation_at_exactly_the_foreground_threshold():
-    # detection 0 takes the object; detection 1 has IoU exactly 0.5 with it: TIDE says localisation
-    # (t_b <= IoU <= t_f is tested before duplicate), pointing at a matched object, so its fix removes it
+    # The half box (IoU exactly 0.5) ranked first matches (IoU >= t_f), and the exact box after it is a
+    # duplicate. Ranked second, the half box is localisation, not duplicate (t_b <= IoU <= t_f is
+    # tested first), pointing at a matched object, so fixing it only removes it.
     truth = _truth([[0, 0, 100, 100]], [1])
     dets = _dets([[0, 0, 100, 100], [0, 0, 100, 50]], [0.9, 0.95], [1, 1])
     ours = assert_equal_to_tidecv([truth], [dets])
