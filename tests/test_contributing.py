@@ -100,3 +100,14 @@ def test_every_cli_command_is_registered_wrapped_and_documented():
     docs = "\n".join(p.read_text() for p in (ROOT / "docs").rglob("*.md"))
     undocumented = sorted(name for name in COMMANDS if f"cvaudit {name}" not in docs)
     assert not undocumented, f"commands the docs never show: {undocumented}"
+
+
+def test_test_module_names_are_unique():
+    """Test folders are not packages (pytest's rootdir-relative import): two test files with one basename
+    break collection of the whole suite, so each name is used once."""
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("*.py"):
+        if path.name != "conftest.py" and "node_modules" not in path.parts:
+            names.setdefault(path.name, []).append(path.relative_to(ROOT).as_posix())
+    clashes = {name: paths for name, paths in names.items() if len(paths) > 1}
+    assert not clashes, f"test modules sharing a name: {clashes}"
