@@ -359,9 +359,74 @@ class BreakingPointsConfig(_Strict):
     """The cost bound: the most extra evaluations (attack runs) of a sample per bisection."""
 
 
+class DetectionConfig(_Strict):
+    """Object detection (``task: detection``): the ground truth, how the detector's output is read, and the
+    operating point (docs/detection.md).
+
+    Give exactly one of ``annotations`` (a COCO instances JSON) and ``yolo`` (a YOLO-format folder). The
+    annotations are joined to ``data.manifest`` by image path: the manifest gives the image-level attributes
+    (``data.attributes``) and the governance columns, as for classifiers. The detector's class ``k`` is the
+    ``k``-th class of the annotations (COCO: by ascending category id; YOLO: ``data.yaml``'s order).
+    """
+
+    annotations: Path | None = None
+    """A COCO instances JSON: ``images`` (``id``, ``file_name``, ``width``, ``height``), ``annotations``
+    (``bbox`` as ``[x, y, w, h]`` pixels, ``category_id``, ``iscrowd``, ``area``) and ``categories``."""
+    images_root: Path | None = None
+    """The folder the COCO ``file_name`` s are relative to; null: the annotation file's folder."""
+    yolo: Path | None = None
+    """A YOLO-format folder: ``images/``, ``labels/`` (one ``class cx cy w h`` line per object, normalised)
+    and ``data.yaml`` with the class ``names``."""
+    object_attributes: list[str] = Field(default_factory=list)
+    """Annotation keys kept as object-level subgroups (e.g. ``occluded``, ``truncated``; COCO only), besides
+    the size class (small / medium / large by area, as COCO) and the class, which every run has."""
+    on_bad_annotation: Literal["error", "skip"] = "error"
+    """A bad annotation (a box outside the image or of non-positive size, an unknown category, an image
+    missing from the manifest): ``error`` stops the run with one line naming it (exit 2); ``skip`` drops it,
+    lists it in skipped.csv and counts it in the report."""
+    output: Literal["boxes", "yolo"] = "boxes"
+    """What the detector returns: ``boxes`` (decoded detections per image: boxes xyxy in input pixels,
+    scores, labels) or ``yolo`` (the Ultralytics export layout ``(B, 4 + C, A)``, decoded with cvaudit's NMS)."""
+    resize: Literal["letterbox", "resize"] = "letterbox"
+    """How an image is brought to ``model.input_size``: ``letterbox`` (aspect ratio kept, padded with grey
+    114, as Ultralytics) or ``resize`` (stretched). Boxes are mapped back to the original pixels exactly."""
+    score_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    """The operating point: detections scoring at least this count for precision, recall, F1, false
+    positives and missed objects per image (COCO mAP uses every detection)."""
+    iou_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    """The IoU at which a detection matches an object, at the operating point and for the calibration error."""
+    nms_iou_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
+    """``output: yolo``: NMS suppresses a box overlapping a kept box of its class by more than this IoU."""
+    nms_score_threshold: float = Field(default=0.001, ge=0.0, lt=1.0)
+    """``output: yolo``: candidates scoring at most this are dropped before NMS (Ultralytics' validation
+    default)."""
+    max_detections: int = Field(default=100, ge=1, le=10_000)
+    """The most detections kept per image (the best scores); COCO's AP counts 100."""
+    calibration_bins: int = Field(default=10, ge=2, le=100)
+    """Equal-width confidence bins of the detection calibration error (D-ECE) and its reliability diagram."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DetectionConfig:
+        if (self.annotations is None) == (self.yolo is None):
+            raise ValueError("give exactly one of detection.annotations (COCO JSON) or detection.yolo (folder)")
+        if self.images_root is not None and self.annotations is None:
+            raise ValueError("detection.images_root needs detection.annotations (a YOLO folder holds its images)")
+        if self.yolo is not None and self.object_attributes:
+            raise ValueError("detection.object_attributes needs detection.annotations (YOLO labels have no keys)")
+        if len(set(self.object_attributes)) != len(self.object_attributes):
+            raise ValueError("detection.object_attributes names an attribute twice")
+        reserved = [a for a in self.object_attributes if a in ("size", "class")]
+        if reserved:
+            raise ValueError(f"detection.object_attributes: {reserved[0]!r} is built in (object.size, object.class)")
+        return self
+
+
 class AuditConfig(_Strict):
     """The whole ``config.yaml``."""
 
+    task: Literal["classification", "detection"] = "classification"
+    """What the model does: ``classification`` (one label per image) or ``detection`` (boxes; needs the
+    ``detection`` section and ``data.manifest``)."""
     seed: int = 0
     """The seed of every random draw (stressor and attack randomness per condition and sample id, bootstrap
     replicates, the attack subset, the early-stop order); also ``--seed``."""
@@ -396,6 +461,25 @@ class AuditConfig(_Strict):
     breaking_points: BreakingPointsConfig = Field(default_factory=BreakingPointsConfig)
     """The refinement of per-sample breaking points between the evaluated levels (section
     ``breaking_points``); by default none is refined."""
+    detection: DetectionConfig | None = None
+    """The ground truth and operating point of a detector (section ``detection``); only with ``task: detection``."""
+
+    @model_validator(mode="after")
+    def _task(self) -> AuditConfig:
+        if self.task == "detection":
+            if self.detection is None:
+                raise ValueError(
+                    "task: detection needs the detection section (detection.annotations or detection.yolo)"
+                )
+            if self.data.manifest is None:
+                raise ValueError(
+                    "task: detection needs data.manifest (image paths, image attributes and governance columns)"
+                )
+            if self.data.intersections:
+                raise ValueError("data.intersections are not supported with task: detection yet")
+        elif self.detection is not None:
+            raise ValueError("the detection section needs task: detection")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -459,7 +543,15 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
     policy = cfg.policy
     if policy.endswith((".yaml", ".yml")):
         policy = str(_resolve(base_dir, Path(policy), source=source, key="policy"))
-    return cfg.model_copy(update={"model": model, "data": data, "report": report, "policy": policy})
+    update: dict[str, Any] = {"model": model, "data": data, "report": report, "policy": policy}
+    if cfg.detection is not None:
+        update["detection"] = cfg.detection.model_copy(
+            update={
+                k: _resolve(base_dir, getattr(cfg.detection, k), source=source, key=f"detection.{k}")
+                for k in ("annotations", "images_root", "yolo")
+            }
+        )
+    return cfg.model_copy(update=update)
 
 
 def load_config(path: str | Path, **overrides: Any) -> AuditConfig:

@@ -698,17 +698,65 @@ class AuditDataset(Dataset):
         item: dict[str, Any] = {"index": i}
         try:
             item["image"] = self._decode(i)
-        except FileNotFoundError:
-            item["error"] = "image file not found"
-        except UnidentifiedImageError:
-            item["error"] = "not a readable image (corrupt or unknown format)"
-        except _ImageTooLarge as err:
-            item["error"] = str(err)
-        except Image.DecompressionBombError as err:
-            item["error"] = f"refused as a decompression bomb ({err})"
-        except (OSError, ValueError, SyntaxError, EOFError, struct.error) as err:
-            item["error"] = f"cannot decode image ({str(err)[:200]})"
+        except DECODE_ERRORS as err:
+            item["error"] = decode_error(err)
         return item
+
+
+#: What decoding a bad image file raises (:func:`decode_error` words each as one line).
+DECODE_ERRORS = (
+    FileNotFoundError,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+)
+
+
+def decode_error(err: BaseException) -> str:
+    """Why an image could not be decoded, in one line (``skipped.csv``'s reason)."""
+    if isinstance(err, FileNotFoundError):
+        return "image file not found"
+    if isinstance(err, UnidentifiedImageError):
+        return "not a readable image (corrupt or unknown format)"
+    if isinstance(err, _ImageTooLarge):
+        return str(err)
+    if isinstance(err, Image.DecompressionBombError):
+        return f"refused as a decompression bomb ({err})"
+    return f"cannot decode image ({str(err)[:200]})"
+
+
+def open_image(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int,
+    exif: Literal["apply", "ignore"],
+    alpha: Literal["drop", "composite_white"],
+) -> np.ndarray:
+    """Decode one image file at its own size to float32 HWC in [0, 1], as :class:`AuditDataset` decodes it.
+
+    The header's pixel count is checked against ``max_pixels`` before any pixel is decoded; the EXIF
+    orientation is applied when ``exif`` is ``apply``; ``alpha`` as ``data.alpha``.
+
+    Raises:
+        One of :data:`DECODE_ERRORS` (worded by :func:`decode_error`).
+    """
+    with _pillow_pixel_limit(max_pixels), Image.open(path) as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise _ImageTooLarge(
+                f"image is {width}x{height} = {width * height} pixels, more than data.max_image_pixels "
+                f"({max_pixels}); refused before decoding"
+            )
+        img.load()
+        if exif == "apply":
+            ImageOps.exif_transpose(img, in_place=True)
+        if alpha == "drop":
+            img = drop_alpha(img)
+        return to_float_array(img)
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -19,7 +19,9 @@ Versioning (semver, ``schema_version`` = ``MAJOR.MINOR``):
 
 from __future__ import annotations
 
-from pydantic import Field, PrivateAttr
+from typing import Literal
+
+from pydantic import Field, PrivateAttr, model_validator
 
 from audit.contract.results.base import Node
 from audit.contract.results.breaking_points import BreakingPointDisparity, BreakingPointSummary, SurvivalPoint
@@ -34,6 +36,23 @@ from audit.contract.results.conditions import (
     Reliability,
     ReliabilityBin,
     StopDecision,
+)
+from audit.contract.results.detection import (
+    DetectionBox,
+    DetectionCalibration,
+    DetectionCondition,
+    DetectionExample,
+    DetectionGapTest,
+    DetectionGroup,
+    DetectionMetrics,
+    DetectionReliabilityBin,
+    DetectionResults,
+    DetectionRobustness,
+    DetectionSettings,
+    GroundTruthInfo,
+    SkippedAnnotationRow,
+    StressorRobustness,
+    TideError,
 )
 from audit.contract.results.identity import (
     DatasetInfo,
@@ -77,6 +96,17 @@ __all__ = [
     "CorruptionError",
     "CorruptionSummary",
     "DatasetInfo",
+    "DetectionBox",
+    "DetectionCalibration",
+    "DetectionCondition",
+    "DetectionExample",
+    "DetectionGapTest",
+    "DetectionGroup",
+    "DetectionMetrics",
+    "DetectionReliabilityBin",
+    "DetectionResults",
+    "DetectionRobustness",
+    "DetectionSettings",
     "DisparityRow",
     "EarlyStop",
     "ErrorShift",
@@ -92,6 +122,7 @@ __all__ = [
     "GapTest",
     "Governance",
     "GovernanceFinding",
+    "GroundTruthInfo",
     "GroupMetrics",
     "GroupResult",
     "Metrics",
@@ -105,15 +136,29 @@ __all__ = [
     "Results",
     "RobustnessRow",
     "RuleResult",
+    "SkippedAnnotationRow",
     "SkippedImage",
     "StopDecision",
     "StressorInfo",
+    "StressorRobustness",
     "SurvivalPoint",
+    "TideError",
     "Tool",
 ]
 
+#: The keys of a classification audit (present exactly when ``task`` is classification).
+CLASSIFICATION_KEYS = (
+    "conditions",
+    "fairness",
+    "robustness",
+    "robustness_summary",
+    "robustness_disparity",
+    "error_shift",
+    "adversarial_checks",
+)
+
 #: The version this cvaudit writes; see the module docstring for the rules.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 class Results(Node):
@@ -126,15 +171,28 @@ class Results(Node):
     dataset: DatasetInfo
     evaluation: EvaluationSettings
     stressors: list[StressorInfo] = Field(description="what each stressor and severity means")
-    conditions: list[ConditionResult] = Field(description="'clean' first, then every stressor × severity")
-    fairness: list[FairnessEntry] = Field(description="one entry per condition and attribute or intersection")
-    robustness: list[RobustnessRow]
-    robustness_summary: CorruptionSummary
-    robustness_disparity: list[DisparityRow]
-    error_shift: list[ErrorShift]
+    task: Literal["classification", "detection"] = Field(
+        default="classification",
+        description="what the model does (config task); absent before 1.3: classification. The classification "
+        "keys (conditions ... adversarial_checks) are present exactly when the task is classification; a "
+        "detection audit's results are under 'detection'",
+    )
+    conditions: list[ConditionResult] | None = Field(
+        default=None, description="'clean' first, then every stressor × severity (classification)"
+    )
+    fairness: list[FairnessEntry] | None = Field(
+        default=None, description="one entry per condition and attribute or intersection (classification)"
+    )
+    robustness: list[RobustnessRow] | None = Field(default=None, description="classification")
+    robustness_summary: CorruptionSummary | None = Field(default=None, description="classification")
+    robustness_disparity: list[DisparityRow] | None = Field(default=None, description="classification")
+    error_shift: list[ErrorShift] | None = Field(default=None, description="classification")
+    detection: DetectionResults | None = Field(
+        default=None, description="an object detector's audit (task detection; schema 1.3)"
+    )
     attack_reference: AttackReference | None = Field(default=None, description="present when attacks ran on a subset")
     baseline_comparison: list[BaselineRow] | None = Field(default=None, description="present with --baseline")
-    adversarial_checks: list[AdversarialCheck]
+    adversarial_checks: list[AdversarialCheck] | None = Field(default=None, description="classification")
     breaking_points: list[BreakingPointSummary] | None = Field(
         default=None,
         description="per stressor with two or more severities, over all samples and per group: survival curve and median breaking point (per sample: breaking_points.csv)",
@@ -156,6 +214,31 @@ class Results(Node):
     policy: PolicyOutcome | None = Field(default=None, description="the verdict (absent only while results are built)")
 
     _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _task_sections(self) -> Results:
+        given = [k for k in CLASSIFICATION_KEYS if getattr(self, k) is not None]
+        if self.task == "classification":
+            missing = [k for k in CLASSIFICATION_KEYS if k not in given]
+            if missing:
+                raise ValueError(f"classification results need the key {missing[0]!r}")
+            if self.detection is not None:
+                raise ValueError("the key 'detection' needs task 'detection'")
+        else:
+            if self.detection is None:
+                raise ValueError("detection results need the key 'detection'")
+            if given:
+                raise ValueError(f"the key {given[0]!r} is a classification key; task is 'detection'")
+        return self
+
+    def require_classification(self, what: str) -> None:
+        """Refuse detection results where only classification results can be read (``what`` names the reader).
+
+        Raises:
+            ValueError: one line: ``what`` does not read detection results yet.
+        """
+        if self.task != "classification":
+            raise ValueError(f"{what} reads classification results; these are {self.task} results")
 
     @property
     def notes(self) -> list[str]:

@@ -389,15 +389,22 @@ class CocoEvaluator:
         coco = self._gt.loadRes(records)
         return LoadedDetections(path=path, n_records=len(records), coco=coco)
 
-    def evaluate(self, detections: Path | LoadedDetections, *, image_ids: Iterable[int] | None = None) -> CocoMetrics:
+    def evaluate(
+        self,
+        detections: Path | LoadedDetections,
+        *,
+        image_ids: Iterable[int] | None = None,
+        category_ids: Iterable[int] | None = None,
+    ) -> CocoMetrics:
         """COCO's box metrics of ``detections`` over ``image_ids`` (default: every image).
 
         An image-level subgroup is a subset of image ids: COCO's ``params.imgIds`` is
         restricted to it, so only its images' ground truth and detections count. Duplicate
         ids count once. An empty subset has every metric ``None`` and ``n_images`` 0.
+        ``category_ids`` restricts ``params.catIds`` the same way (one id: that class's AP).
 
         Raises:
-            AuditError: an id of an image without ground truth; see :meth:`load`.
+            AuditError: an id of an image without ground truth or an unknown category; see :meth:`load`.
         """
         loaded = detections if isinstance(detections, LoadedDetections) else self.load(detections)
         ids = self.image_ids if image_ids is None else tuple(sorted({int(i) for i in image_ids}))
@@ -408,6 +415,11 @@ class CocoEvaluator:
             return CocoMetrics.from_stats([-1.0] * len(COCO_METRIC_NAMES), n_images=0)
         ev = self._fce.COCOeval_faster(self._gt, loaded.coco, "bbox", print_function=_quiet)
         ev.params.imgIds = list(ids)
+        if category_ids is not None:
+            cats = sorted({int(c) for c in category_ids})
+            if set(cats) - set(self.categories):
+                raise AuditError(f"category subset: category id {min(set(cats) - set(self.categories))} is not known")
+            ev.params.catIds = cats
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

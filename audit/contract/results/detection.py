@@ -1,0 +1,233 @@
+"""The ``detection`` section of results.json: an object detector's audit (``task: detection``, schema 1.3).
+
+Per condition (clean first, then every stressor × severity) and per subgroup:
+
+- COCO metrics through faster-coco-eval (``map`` = AP@[.5:.95], ``map_50``, ``map_75``, ``map_small``,
+  ``map_medium``, ``map_large``, ``ar_1``, ``ar_10``, ``ar_100``);
+- the operating point at ``detection.score_threshold`` / ``detection.iou_threshold``: ``precision``,
+  ``recall``, ``f1``, ``fp_per_image``, ``missed_per_image`` with their TP / FP / FN counts;
+- per condition, the TIDE error decomposition and the detection calibration error (D-ECE);
+- over the stressor conditions, corruption robustness (mPC, rPC; Michaelis et al. 2019).
+
+Subgroups are **image-level** (a manifest attribute, e.g. ``camera``: every metric over that group's
+images) or **object-level** (``object.size``, ``object.class`` and the named annotation keys
+``object.<key>``: recall over that group's objects; for size and class also COCO AP).
+Intervals (``<metric>_ci``) come from a cluster bootstrap over images.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from audit.contract.results.base import Interval, Node, Rate
+
+__all__ = [
+    "DetectionBox",
+    "DetectionCalibration",
+    "DetectionCondition",
+    "DetectionExample",
+    "DetectionGapTest",
+    "DetectionGroup",
+    "DetectionMetrics",
+    "DetectionReliabilityBin",
+    "DetectionResults",
+    "DetectionRobustness",
+    "DetectionSettings",
+    "GroundTruthInfo",
+    "SkippedAnnotationRow",
+    "StressorRobustness",
+    "TideError",
+]
+
+
+class DetectionMetrics(Node):
+    """The metrics of one condition over one set of images (or, object-level, one set of objects)."""
+
+    n_images: int = Field(ge=0, description="images evaluated")
+    n_objects: int = Field(ge=0, description="ground-truth objects (crowd regions excluded)")
+    map: float | None = Field(default=None, description="COCO AP@[.5:.95]; null without ground truth")
+    map_50: float | None = Field(default=None, description="COCO AP at IoU 0.5")
+    map_75: float | None = Field(default=None, description="COCO AP at IoU 0.75")
+    map_small: float | None = Field(default=None, description="COCO AP of small objects (area < 32²)")
+    map_medium: float | None = Field(default=None, description="COCO AP of medium objects (32² ≤ area < 96²)")
+    map_large: float | None = Field(default=None, description="COCO AP of large objects (area ≥ 96²)")
+    ar_1: float | None = Field(default=None, description="COCO AR with 1 detection per image")
+    ar_10: float | None = Field(default=None, description="COCO AR with 10 detections per image")
+    ar_100: float | None = Field(default=None, description="COCO AR with 100 detections per image")
+    tp: int | None = Field(default=None, ge=0, description="operating point: matched detections")
+    fp: int | None = Field(default=None, ge=0, description="operating point: unmatched detections")
+    fn: int = Field(ge=0, description="operating point: missed objects")
+    precision: Rate = Field(default=None, description="tp / (tp + fp); null without detections")
+    recall: Rate = Field(default=None, description="tp / (tp + fn); null without objects")
+    f1: Rate = Field(default=None, description="2 tp / (2 tp + fp + fn)")
+    fp_per_image: float | None = Field(default=None, ge=0.0, description="false positives per image")
+    missed_per_image: float | None = Field(default=None, ge=0.0, description="missed objects per image")
+    precision_ci: Interval | None = None
+    recall_ci: Interval | None = None
+    f1_ci: Interval | None = None
+    fp_per_image_ci: Interval | None = None
+    missed_per_image_ci: Interval | None = None
+    map_ci: Interval | None = None
+
+
+class DetectionGroup(Node):
+    """One subgroup under one condition."""
+
+    attribute: str = Field(
+        description="an image attribute (e.g. 'camera') or 'object.size', 'object.class', 'object.<key>'"
+    )
+    level: Literal["image", "object"] = Field(description="image: the group's images; object: the group's objects")
+    value: str = Field(description="the group's value")
+    metrics: DetectionMetrics
+    insufficient_data: bool = Field(
+        description="true when the group has fewer than evaluation.min_group_size objects: shown, but left out "
+        "of every gap"
+    )
+
+
+class TideError(Node):
+    """One TIDE error type (Bolya et al. 2020): how often it occurs and the AP it costs."""
+
+    error: Literal["classification", "localisation", "both", "duplicate", "background", "missed"]
+    count: int = Field(ge=0, description="occurrences (detections, or missed objects)")
+    dap: float = Field(description="AP50 gained (a fraction, as map) if this error type alone were fixed")
+
+
+class DetectionReliabilityBin(Node):
+    """One confidence bin of the reliability diagram."""
+
+    low: float = Field(ge=0.0, le=1.0)
+    high: float = Field(ge=0.0, le=1.0)
+    count: int = Field(ge=0, description="detections in the bin")
+    confidence: float | None = Field(description="mean score; null when empty")
+    precision: float | None = Field(description="share matched (IoU ≥ detection.iou_threshold); null when empty")
+
+
+class DetectionCalibration(Node):
+    """Detection calibration error (D-ECE, Küppers et al. 2020) at the operating point's IoU."""
+
+    iou_threshold: float = Field(gt=0.0, le=1.0)
+    bins: int = Field(ge=1)
+    detections: int = Field(ge=0, description="detections scored (score ≥ detection.score_threshold)")
+    dece: float | None = Field(description="Σ_bins n_b / N · |precision_b - confidence_b|; null without detections")
+    dece_ci: Interval | None = None
+    reliability: list[DetectionReliabilityBin]
+
+
+class DetectionCondition(Node):
+    """One condition: all images, the subgroups, the error types and the calibration."""
+
+    id: str = Field(description="'clean' or '<stressor>@<severity>'")
+    stressor: str | None = Field(description="stressor name (its label); null for clean")
+    severity: int | float = Field(description="the severity level; 0 for clean")
+    metrics: DetectionMetrics
+    groups: list[DetectionGroup]
+    tide: list[TideError] | None = Field(default=None, description="the TIDE decomposition (all images)")
+    calibration: DetectionCalibration | None = None
+
+
+class StressorRobustness(Node):
+    """One stressor's mean mAP over its severities."""
+
+    stressor: str
+    mean_map: float | None
+    relative: float | None = Field(description="mean_map / clean mAP")
+
+
+class DetectionRobustness(Node):
+    """Corruption robustness over the stressor conditions (Michaelis et al. 2019, as mmdetection computes it)."""
+
+    clean_map: float | None = Field(description="P_clean: mAP on the clean images")
+    mpc: float | None = Field(description="mean over stressors of the mean mAP over severities")
+    rpc: float | None = Field(description="mpc / clean_map")
+    stressors: list[StressorRobustness]
+
+
+class DetectionGapTest(Node):
+    """The recall gap between the subgroups of one attribute under one condition, with a Holm-adjusted p-value."""
+
+    condition: str
+    attribute: str
+    level: Literal["image", "object"]
+    recalls: dict[str, float | None] = Field(description="eligible group -> its recall at the operating point")
+    objects: dict[str, int] = Field(description="eligible group -> its objects")
+    worst_group: str | None
+    best_group: str | None
+    gap: float | None = Field(description="best recall - worst recall; null with fewer than two eligible groups")
+    gap_ci: Interval | None = None
+    p_value: float | None = Field(description="H0: every group has the same recall (cluster bootstrap over images)")
+    p_holm: float | None = Field(description="p_value adjusted by Holm over every gap test of the run")
+    excluded: list[str] = Field(description="groups below evaluation.min_group_size objects")
+
+
+class GroundTruthInfo(Node):
+    """Where the ground truth came from."""
+
+    path: str = Field(description="the COCO instances JSON or the YOLO folder")
+    sha256: str | None = Field(description="SHA-256 of the COCO file; null for a YOLO folder")
+    format: Literal["coco", "yolo"]
+    num_images: int = Field(ge=0)
+    num_objects: int = Field(ge=0, description="annotations kept, crowd regions included")
+    num_crowd: int = Field(ge=0)
+    object_attributes: list[str]
+
+
+class SkippedAnnotationRow(Node):
+    """An annotation (or image) dropped under ``detection.on_bad_annotation: skip``."""
+
+    source: str
+    id: str
+    reason: str
+
+
+class DetectionSettings(Node):
+    """The operating point and decoding the run used (config ``detection``)."""
+
+    score_threshold: float
+    iou_threshold: float
+    output: Literal["boxes", "yolo"]
+    resize: Literal["letterbox", "resize"]
+    nms_iou_threshold: float | None = Field(description="output yolo: NMS IoU; null for boxes")
+    nms_score_threshold: float | None = Field(description="output yolo: the pre-NMS score floor; null for boxes")
+    max_detections: int
+
+
+class DetectionBox(Node):
+    """A box drawn on an example image, in the example image's pixels."""
+
+    box: list[float] = Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in the example's pixels")
+    label: str = Field(description="the class name")
+    score: float | None = Field(default=None, description="the detection's score; null for ground truth")
+    outcome: Literal["tp", "fp", "matched", "missed", "crowd"] = Field(
+        description="detection: tp (matched an object) or fp; ground truth: matched, missed, or crowd (a crowd region)"
+    )
+
+
+class DetectionExample(Node):
+    """An image the report shows with its ground truth and the detections at the operating point."""
+
+    condition: str = Field(description="the condition the image was seen under")
+    sample_id: str
+    reason: str = Field(description="why it is shown, e.g. 'most missed objects under night@3'")
+    image: str = Field(description="a data:image/png;base64 URI (anonymized or raw, as the policy allows)")
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    truth: list[DetectionBox]
+    detections: list[DetectionBox]
+
+
+class DetectionResults(Node):
+    """Everything a detection audit measured (results.json ``detection``)."""
+
+    settings: DetectionSettings
+    class_names: list[str] = Field(description="the detector's classes in index order (the annotations' order)")
+    ground_truth: GroundTruthInfo
+    skipped_annotations: list[SkippedAnnotationRow]
+    conditions: list[DetectionCondition] = Field(description="'clean' first, then every stressor × severity")
+    robustness: DetectionRobustness | None = Field(description="null without stressors")
+    gap_tests: list[DetectionGapTest]
+    examples: list[DetectionExample] | None = Field(
+        default=None, description="present when the policy allows images: the images the report draws"
+    )

@@ -1,0 +1,357 @@
+"""From a detection pass's spilled detections to results.json's ``detection`` section and its files.
+
+Per condition, one at a time (memory holds one condition's detections):
+
+1. the spilled detections are written as a COCO results file (:func:`write_detections_json`), which
+   faster-coco-eval scores (:class:`~audit.evaluation.detection.coco_metrics.CocoEvaluator`) over all
+   images and over each image-level subgroup; per class, COCO AP with ``catIds`` restricted; the very
+   same records go into the run's ``detections.json`` (each with its ``condition``);
+2. the operating point (:mod:`~audit.evaluation.detection.operating_point`) matches the same boxes at
+   ``detection.score_threshold`` / ``detection.iou_threshold``: precision, recall, F1, false positives
+   and missed objects per image, over all images, per image-level subgroup, and recall per object-level
+   subgroup (size, class, named annotation keys);
+3. TIDE's error decomposition (:mod:`~audit.evaluation.detection.tide`) and the calibration error D-ECE
+   (:mod:`~audit.evaluation.detection.calibration`) over all images;
+4. one row per image and condition in ``detections.csv``.
+
+Over the conditions: corruption robustness (mPC, rPC) and the recall gap tests with Holm's correction
+(:mod:`~audit.evaluation.detection.statistics`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.contract.config import AuditConfig
+from audit.contract.digest import sha256_file
+from audit.contract.results import (
+    DetectionCalibration,
+    DetectionCondition,
+    DetectionGroup,
+    DetectionMetrics,
+    DetectionReliabilityBin,
+    DetectionResults,
+    DetectionSettings,
+    GroundTruthInfo,
+    SkippedAnnotationRow,
+    TideError,
+)
+from audit.contract.text import spreadsheet_safe
+from audit.evaluation.conditions import Condition
+from audit.evaluation.detection.calibration import calibration_counts, calibration_samples
+from audit.evaluation.detection.calibration import summarize as calibration_summary
+from audit.evaluation.detection.coco_metrics import (
+    CocoEvaluator,
+    CocoMetrics,
+    ImageDetections,
+    detection_records,
+    write_detections_json,
+)
+from audit.evaluation.detection.evaluate import DetectionData, DetectionPass, read_spill
+from audit.evaluation.detection.operating_point import (
+    ObjectGroupCounts,
+    OperatingPointCounts,
+    count_matches,
+    match_images,
+    object_group_counts,
+)
+from audit.evaluation.detection.operating_point import summarize as op_summary
+from audit.evaluation.detection.tide import ERROR_TYPES, tide_errors
+
+__all__ = ["DETECTIONS_CSV", "DETECTIONS_JSON", "DetectionSummary", "summarize_detection"]
+
+#: The run's detections, every condition, in the COCO results format plus ``condition``.
+DETECTIONS_JSON = "detections.json"
+#: One row per image and condition: objects, detections kept at the operating point, TP / FP / FN.
+DETECTIONS_CSV = "detections.csv"
+
+
+@dataclass(frozen=True)
+class DetectionSummary:
+    """What :func:`summarize_detection` returns: the results section and the files it wrote into ``work``."""
+
+    results: DetectionResults
+    detections_json: Path
+    detections_csv: Path
+
+
+@dataclass(frozen=True)
+class _ConditionCounts:
+    """One condition's per-image sufficient statistics, kept for the statistics across conditions."""
+
+    op: OperatingPointCounts
+    objects: dict[str, ObjectGroupCounts]
+
+
+def _coco_fields(m: CocoMetrics) -> dict[str, Any]:
+    return {
+        "map": m.map,
+        "map_50": m.ap50,
+        "map_75": m.ap75,
+        "map_small": m.ap_small,
+        "map_medium": m.ap_medium,
+        "map_large": m.ap_large,
+        "ar_1": m.ar1,
+        "ar_10": m.ar10,
+        "ar_100": m.ar100,
+    }
+
+
+def _op_fields(counts: OperatingPointCounts, rows: np.ndarray) -> dict[str, Any]:
+    op = op_summary(counts, image_index=rows)
+    return {
+        "tp": op.tp,
+        "fp": op.fp,
+        "fn": op.fn,
+        "precision": op.precision,
+        "recall": op.recall,
+        "f1": op.f1,
+        "fp_per_image": op.fp_per_image,
+        "missed_per_image": op.missed_per_image,
+    }
+
+
+def _non_crowd_objects(data: DetectionData, rows: np.ndarray) -> int:
+    return int(sum(int((~data.truths[r].iscrowd).sum()) for r in rows))
+
+
+def _evaluated_positions(data: DetectionData, evaluated: Sequence[int]) -> np.ndarray:
+    return np.asarray(sorted(evaluated), dtype=np.int64)
+
+
+def summarize_detection(
+    *,
+    data: DetectionData,
+    conditions: Sequence[Condition],
+    passed: DetectionPass,
+    cfg: AuditConfig,
+    work: Path,
+) -> DetectionSummary:
+    """Score every condition (see the module docstring) and build results.json's ``detection`` section.
+
+    Only the images the pass evaluated count (skipped images are in no metric); the COCO evaluator's
+    ground truth is theirs.
+
+    Raises:
+        AuditError: a detections file the evaluator refuses (it names the record); no image evaluated.
+    """
+    det = cfg.detection
+    assert det is not None
+    positions = _evaluated_positions(data, passed.evaluated)
+    truths = [data.truths[int(r)] for r in positions]
+    evaluator = CocoEvaluator(truths=truths, categories=data.categories)
+    image_ids = [t.image_id for t in truths]
+    local = {int(r): k for k, r in enumerate(positions)}  # dataset row -> row among the evaluated
+    image_groups = _image_groups(data, positions)
+    out_json = work / DETECTIONS_JSON
+    out_csv = work / DETECTIONS_CSV
+    results: list[DetectionCondition] = []
+    kept: dict[str, _ConditionCounts] = {}
+    with out_json.open("w", encoding="utf-8") as all_json, out_csv.open("w", encoding="utf-8", newline="") as all_csv:
+        writer = csv.writer(all_csv, lineterminator="\n")
+        writer.writerow(
+            [
+                *("condition", "sample_id", "image_id", "file_name"),
+                *(spreadsheet_safe(a) for a in data.attributes),
+                *("objects", "detections", "tp", "fp", "fn"),
+            ]
+        )
+        all_json.write("[")
+        first = True
+        for k, cond in enumerate(conditions):
+            dets = list(read_spill(passed.spills[cond.id]))
+            coco_file = work / f"coco-{k}.json"
+            write_detections_json(coco_file, dets, image_ids=image_ids, categories=data.categories)
+            for d in dets:
+                for record in detection_records(d):
+                    all_json.write(("\n" if first else ",\n") + json.dumps({**record, "condition": cond.id}))
+                    first = False
+            result, counts = _condition(cond, dets, coco_file, evaluator, data, positions, local, image_groups, cfg)
+            results.append(result)
+            kept[cond.id] = counts
+            _csv_rows(writer, cond.id, data, positions, counts.op)
+            coco_file.unlink()
+        all_json.write("\n]\n")
+    section = DetectionResults(
+        settings=DetectionSettings(
+            score_threshold=det.score_threshold,
+            iou_threshold=det.iou_threshold,
+            output=det.output,
+            resize=det.resize,
+            nms_iou_threshold=det.nms_iou_threshold if det.output == "yolo" else None,
+            nms_score_threshold=det.nms_score_threshold if det.output == "yolo" else None,
+            max_detections=det.max_detections,
+        ),
+        class_names=list(data.truth.class_names),
+        ground_truth=_ground_truth_info(data, cfg),
+        skipped_annotations=[
+            SkippedAnnotationRow(source=s.source, id=s.id, reason=s.reason) for s in data.truth.skipped
+        ],
+        conditions=results,
+        robustness=None,
+        gap_tests=[],
+    )
+    return DetectionSummary(section, out_json, out_csv)
+
+
+def _ground_truth_info(data: DetectionData, cfg: AuditConfig) -> GroundTruthInfo:
+    det = cfg.detection
+    assert det is not None
+    coco = det.annotations is not None
+    source = det.annotations if coco else det.yolo
+    assert source is not None
+    objects = [o for image in data.truth.images for o in image.objects]
+    return GroundTruthInfo(
+        path=str(source),
+        sha256=sha256_file(source) if coco else None,
+        format="coco" if coco else "yolo",
+        num_images=len(data.truth.images),
+        num_objects=len(objects),
+        num_crowd=sum(1 for o in objects if o.iscrowd),
+        object_attributes=list(det.object_attributes),
+    )
+
+
+def _image_groups(data: DetectionData, positions: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """attribute -> value -> the rows (among the evaluated images) of that group, values sorted."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for attribute in data.attributes:
+        values = data.image_values(attribute)
+        by: dict[str, list[int]] = {}
+        for k, r in enumerate(positions):
+            by.setdefault(values[int(r)], []).append(k)
+        out[attribute] = {v: np.asarray(by[v], dtype=np.int64) for v in sorted(by)}
+    return out
+
+
+def _condition(
+    cond: Condition,
+    dets: list[ImageDetections],
+    coco_file: Path,
+    evaluator: CocoEvaluator,
+    data: DetectionData,
+    positions: np.ndarray,
+    local: Mapping[int, int],
+    image_groups: Mapping[str, Mapping[str, np.ndarray]],
+    cfg: AuditConfig,
+) -> tuple[DetectionCondition, _ConditionCounts]:
+    det = cfg.detection
+    assert det is not None
+    truths = [data.truths[int(r)] for r in positions]
+    all_rows = np.arange(len(positions))
+    loaded = evaluator.load(coco_file)
+    matches = match_images(truths, dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold)
+    op = count_matches(matches, data.categories)
+    objects = {
+        name: object_group_counts(matches, per_image, groups=sorted({v for vs in per_image.values() for v in vs}))
+        for name, per_image in data.object_groups.items()
+    }
+    overall = DetectionMetrics(
+        n_images=len(positions),
+        n_objects=_non_crowd_objects(data, positions),
+        **_coco_fields(evaluator.evaluate(loaded)),
+        **_op_fields(op, all_rows),
+    )
+    groups: list[DetectionGroup] = []
+    min_size = cfg.evaluation.min_group_size
+    ids = np.asarray([t.image_id for t in truths], dtype=np.int64)
+    for attribute, by_value in image_groups.items():
+        for value, rows in by_value.items():
+            n_objects = _non_crowd_objects(data, positions[rows])
+            metrics = DetectionMetrics(
+                n_images=len(rows),
+                n_objects=n_objects,
+                **_coco_fields(evaluator.evaluate(loaded, image_ids=ids[rows].tolist())),
+                **_op_fields(op, rows),
+            )
+            groups.append(
+                DetectionGroup(
+                    attribute=attribute,
+                    level="image",
+                    value=value,
+                    metrics=metrics,
+                    insufficient_data=n_objects < min_size,
+                )
+            )
+    class_of = {name: cat for cat, name in data.categories.items()}
+    for name, counts in objects.items():
+        for g, value in enumerate(counts.groups):
+            total, matched = int(counts.total[:, g].sum()), int(counts.matched[:, g].sum())
+            coco: dict[str, Any] = {}
+            if name == "object.size":
+                coco = {"map": getattr(overall, f"map_{value}")}
+            elif name == "object.class" and total:
+                per_class = evaluator.evaluate(loaded, category_ids=[class_of[value]])
+                coco = {"map": per_class.map, "map_50": per_class.ap50, "map_75": per_class.ap75}
+            metrics = DetectionMetrics(
+                n_images=int((counts.total[:, g] > 0).sum()),
+                n_objects=total,
+                tp=matched,
+                fn=total - matched,
+                recall=matched / total if total else None,
+                **coco,
+            )
+            groups.append(
+                DetectionGroup(
+                    attribute=name, level="object", value=value, metrics=metrics, insufficient_data=total < min_size
+                )
+            )
+    tide = tide_errors(truths=truths, detections=dets, pos_threshold=0.5, max_dets=det.max_detections)
+    samples = calibration_samples(truths, dets, score_floor=det.score_threshold, iou_threshold=det.iou_threshold)
+    diagram = calibration_summary(calibration_counts(samples, bins=det.calibration_bins))
+    edges = diagram.bin_edges
+    calibration = DetectionCalibration(
+        iou_threshold=det.iou_threshold,
+        bins=det.calibration_bins,
+        detections=diagram.n_detections,
+        dece=diagram.d_ece,
+        reliability=[
+            DetectionReliabilityBin(
+                low=float(edges[b]),
+                high=float(edges[b + 1]),
+                count=int(diagram.count[b]),
+                confidence=None if diagram.count[b] == 0 else float(diagram.mean_confidence[b]),
+                precision=None if diagram.count[b] == 0 else float(diagram.precision[b]),
+            )
+            for b in range(len(diagram.count))
+        ],
+    )
+    result = DetectionCondition(
+        id=cond.id,
+        stressor=cond.stressor_name,
+        severity=0 if cond.stressor is None else cond.severity,
+        metrics=overall,
+        groups=groups,
+        tide=[TideError(error=e, count=int(tide.counts[e]), dap=float(tide.dap[e] or 0.0)) for e in ERROR_TYPES]
+        if tide.ap is not None
+        else None,
+        calibration=calibration,
+    )
+    return result, _ConditionCounts(op, objects)
+
+
+def _csv_rows(writer: Any, cid: str, data: DetectionData, positions: np.ndarray, op: OperatingPointCounts) -> None:
+    tp, fp, fn = op.tp.sum(axis=1), op.fp.sum(axis=1), op.fn.sum(axis=1)
+    for k, r in enumerate(positions):
+        image = data.truth.images[int(r)]
+        writer.writerow(
+            [
+                spreadsheet_safe(cid),
+                spreadsheet_safe(data.sample_ids[int(r)]),
+                image.image_id,
+                spreadsheet_safe(image.file_name),
+                *(spreadsheet_safe(image.attributes[a]) for a in data.attributes),
+                int((~data.truths[int(r)].iscrowd).sum()),
+                int(tp[k] + fp[k]),
+                int(tp[k]),
+                int(fp[k]),
+                int(fn[k]),
+            ]
+        )
