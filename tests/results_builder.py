@@ -14,7 +14,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from audit.contract.results import SCHEMA_VERSION, Results
+from audit.contract.results import CLASSIFICATION_KEYS, SCHEMA_VERSION, Results
 
 
 def _placeholder(annotation: Any) -> Any:
@@ -84,6 +84,11 @@ def complete_results(partial: dict[str, Any]) -> dict[str, Any]:
     merged = {"schema_version": SCHEMA_VERSION, **partial}
     for section, defaults in _DEFAULTS.items():
         merged[section] = {**defaults, **(partial.get(section) or {})}
+    if merged.get("task", "classification") == "classification":  # the keys a classification audit always has
+        for key in CLASSIFICATION_KEYS:
+            if key not in merged:
+                inner = next(a for a in get_args(Results.model_fields[key].annotation) if a is not type(None))
+                merged[key] = _placeholder(inner)
     return _complete(merged, Results)
 
 

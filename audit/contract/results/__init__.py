@@ -85,6 +85,7 @@ from audit.contract.results.summaries import (
 from audit.contract.results.verdict import Evaluation, Governance, GovernanceFinding, PolicyOutcome, RuleResult
 
 __all__ = [
+    "CLASSIFICATION_KEYS",
     "SCHEMA_VERSION",
     "AdversarialCheck",
     "AttackReference",

@@ -64,12 +64,16 @@ class DetectionMetrics(Node):
     f1: Rate = Field(default=None, description="2 tp / (2 tp + fp + fn)")
     fp_per_image: float | None = Field(default=None, ge=0.0, description="false positives per image")
     missed_per_image: float | None = Field(default=None, ge=0.0, description="missed objects per image")
-    precision_ci: Interval | None = None
-    recall_ci: Interval | None = None
-    f1_ci: Interval | None = None
-    fp_per_image_ci: Interval | None = None
-    missed_per_image_ci: Interval | None = None
-    map_ci: Interval | None = None
+    precision_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of precision")
+    recall_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of recall")
+    f1_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of f1")
+    fp_per_image_ci: Interval | None = Field(
+        default=None, description="95 % cluster-bootstrap interval of fp_per_image"
+    )
+    missed_per_image_ci: Interval | None = Field(
+        default=None, description="95 % cluster-bootstrap interval of missed_per_image"
+    )
+    map_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of map")
 
 
 class DetectionGroup(Node):
@@ -90,7 +94,9 @@ class DetectionGroup(Node):
 class TideError(Node):
     """One TIDE error type (Bolya et al. 2020): how often it occurs and the AP it costs."""
 
-    error: Literal["classification", "localisation", "both", "duplicate", "background", "missed"]
+    error: Literal["classification", "localisation", "both", "duplicate", "background", "missed"] = Field(
+        description="the error type"
+    )
     count: int = Field(ge=0, description="occurrences (detections, or missed objects)")
     dap: float = Field(description="AP50 gained (a fraction, as map) if this error type alone were fixed")
 
@@ -98,8 +104,8 @@ class TideError(Node):
 class DetectionReliabilityBin(Node):
     """One confidence bin of the reliability diagram."""
 
-    low: float = Field(ge=0.0, le=1.0)
-    high: float = Field(ge=0.0, le=1.0)
+    low: float = Field(ge=0.0, le=1.0, description="the bin's lower edge")
+    high: float = Field(ge=0.0, le=1.0, description="the bin's upper edge")
     count: int = Field(ge=0, description="detections in the bin")
     confidence: float | None = Field(description="mean score; null when empty")
     precision: float | None = Field(description="share matched (IoU ≥ detection.iou_threshold); null when empty")
@@ -108,11 +114,11 @@ class DetectionReliabilityBin(Node):
 class DetectionCalibration(Node):
     """Detection calibration error (D-ECE, Küppers et al. 2020) at the operating point's IoU."""
 
-    iou_threshold: float = Field(gt=0.0, le=1.0)
-    bins: int = Field(ge=1)
+    iou_threshold: float = Field(gt=0.0, le=1.0, description="the IoU a detection needs to count as matched")
+    bins: int = Field(ge=1, description="equal-width confidence bins (detection.calibration_bins)")
     detections: int = Field(ge=0, description="detections scored (score ≥ detection.score_threshold)")
     dece: float | None = Field(description="Σ_bins n_b / N · |precision_b - confidence_b|; null without detections")
-    dece_ci: Interval | None = None
+    dece_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of dece")
     reliability: list[DetectionReliabilityBin]
 
 
@@ -131,8 +137,8 @@ class DetectionCondition(Node):
 class StressorRobustness(Node):
     """One stressor's mean mAP over its severities."""
 
-    stressor: str
-    mean_map: float | None
+    stressor: str = Field(description="stressor name (its label)")
+    mean_map: float | None = Field(description="mean mAP over the stressor's severities")
     relative: float | None = Field(description="mean_map / clean mAP")
 
 
@@ -148,15 +154,15 @@ class DetectionRobustness(Node):
 class DetectionGapTest(Node):
     """The recall gap between the subgroups of one attribute under one condition, with a Holm-adjusted p-value."""
 
-    condition: str
-    attribute: str
-    level: Literal["image", "object"]
+    condition: str = Field(description="condition id")
+    attribute: str = Field(description="an image attribute or an object grouping (object.size ...)")
+    level: Literal["image", "object"] = Field(description="image: groups of images; object: groups of objects")
     recalls: dict[str, float | None] = Field(description="eligible group -> its recall at the operating point")
     objects: dict[str, int] = Field(description="eligible group -> its objects")
-    worst_group: str | None
-    best_group: str | None
+    worst_group: str | None = Field(description="the eligible group of lowest recall")
+    best_group: str | None = Field(description="the eligible group of highest recall")
     gap: float | None = Field(description="best recall - worst recall; null with fewer than two eligible groups")
-    gap_ci: Interval | None = None
+    gap_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of gap")
     p_value: float | None = Field(description="H0: every group has the same recall (cluster bootstrap over images)")
     p_holm: float | None = Field(description="p_value adjusted by Holm over every gap test of the run")
     excluded: list[str] = Field(description="groups below evaluation.min_group_size objects")
@@ -167,31 +173,31 @@ class GroundTruthInfo(Node):
 
     path: str = Field(description="the COCO instances JSON or the YOLO folder")
     sha256: str | None = Field(description="SHA-256 of the COCO file; null for a YOLO folder")
-    format: Literal["coco", "yolo"]
-    num_images: int = Field(ge=0)
+    format: Literal["coco", "yolo"] = Field(description="coco (instances JSON) or yolo (folder)")
+    num_images: int = Field(ge=0, description="images joined to the manifest")
     num_objects: int = Field(ge=0, description="annotations kept, crowd regions included")
-    num_crowd: int = Field(ge=0)
-    object_attributes: list[str]
+    num_crowd: int = Field(ge=0, description="crowd regions (iscrowd 1)")
+    object_attributes: list[str] = Field(description="detection.object_attributes")
 
 
 class SkippedAnnotationRow(Node):
     """An annotation (or image) dropped under ``detection.on_bad_annotation: skip``."""
 
-    source: str
-    id: str
-    reason: str
+    source: str = Field(description="the annotation file, folder or manifest")
+    id: str = Field(description="which entry: annotation id, image id, line")
+    reason: str = Field(description="why it was dropped")
 
 
 class DetectionSettings(Node):
     """The operating point and decoding the run used (config ``detection``)."""
 
-    score_threshold: float
-    iou_threshold: float
-    output: Literal["boxes", "yolo"]
-    resize: Literal["letterbox", "resize"]
+    score_threshold: float = Field(description="detection.score_threshold: the operating point's score")
+    iou_threshold: float = Field(description="detection.iou_threshold: the IoU of a match")
+    output: Literal["boxes", "yolo"] = Field(description="detection.output: how the detector's output was decoded")
+    resize: Literal["letterbox", "resize"] = Field(description="detection.resize: how images reached the input size")
     nms_iou_threshold: float | None = Field(description="output yolo: NMS IoU; null for boxes")
     nms_score_threshold: float | None = Field(description="output yolo: the pre-NMS score floor; null for boxes")
-    max_detections: int
+    max_detections: int = Field(description="detection.max_detections: detections kept per image")
 
 
 class DetectionBox(Node):
@@ -209,11 +215,11 @@ class DetectionExample(Node):
     """An image the report shows with its ground truth and the detections at the operating point."""
 
     condition: str = Field(description="the condition the image was seen under")
-    sample_id: str
+    sample_id: str = Field(description="the image's sample id")
     reason: str = Field(description="why it is shown, e.g. 'most missed objects under night@3'")
     image: str = Field(description="a data:image/png;base64 URI (anonymized or raw, as the policy allows)")
-    width: int = Field(ge=1)
-    height: int = Field(ge=1)
+    width: int = Field(ge=1, description="the example image's width in pixels")
+    height: int = Field(ge=1, description="the example image's height in pixels")
     truth: list[DetectionBox]
     detections: list[DetectionBox]
 

@@ -45,7 +45,7 @@ def test_stressor_options_pass_through(tmp_path):
     [
         (
             BASE + "colour: red\n",
-            "config.yaml: colour: unknown key (valid: seed, device, batch_size, threads, allocator, model, data,",
+            "config.yaml: colour: unknown key (valid: task, seed, device, batch_size, threads, allocator, model, data,",
         ),
         (
             BASE.replace("  attributes: [camera]", "  attributes: [camera]\n  pth_column: file"),
