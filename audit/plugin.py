@@ -189,7 +189,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.write_line(neutralise(verdict_line(results)))
     for line in failure_lines(results):
         tr.write_line(neutralise(line))
-    gaps = sorted((f for f in results.fairness if f.accuracy_gap), key=lambda f: -(f.accuracy_gap or 0.0))[:3]
+    gaps = sorted((f for f in results.fairness or [] if f.accuracy_gap), key=lambda f: -(f.accuracy_gap or 0.0))[:3]
     for f in gaps:
         tr.write_line(
             neutralise(
