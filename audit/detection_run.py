@@ -16,8 +16,10 @@ and calls :func:`run_detection`):
 6. the outputs (results.json, detections.json, detections.csv, groups.csv, skipped.csv, junit.xml,
    the reports, the attestation), written into the staging folder and swapped in as a whole.
 
-Not yet for detectors, and refused with one line before any image is read: more than one process
-(torchrun), ``evaluation.early_stop``, ``breaking_points``, ``--baseline``, MLflow tracking and attacks.
+Under ``torchrun`` every rank evaluates its shard of the images and spills its detections into rank 0's
+work folder; once every rank is done, rank 0 reads them all in dataset order and scores them, so the
+results equal a single process's. Not yet for detectors, and refused with one line before any image is
+read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline``, MLflow tracking and attacks.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from audit.evaluation import (
     build_conditions,
     detection_examples,
     detection_results,
+    distributed,
     evaluate_detector,
     load_detector,
     plan_threads,
@@ -55,14 +58,12 @@ __all__ = ["DETECTION_INTERVALS", "check_detection_config", "run_detection"]
 DETECTION_INTERVALS = frozenset({"precision", "recall", "f1", "fp_per_image", "missed_per_image", "dece"})
 
 
-def check_detection_config(cfg: AuditConfig, *, world: int, baseline: bool) -> None:
+def check_detection_config(cfg: AuditConfig, *, baseline: bool) -> None:
     """Refuse, before anything is read, what a detection run does not do yet (one line each).
 
     Raises:
-        AuditError: torchrun with several processes, early stopping, breaking points, a baseline, MLflow.
+        AuditError: early stopping, breaking points, a baseline, MLflow tracking.
     """
-    if world > 1:
-        raise AuditError(f"task: detection runs in one process (this run has {world}); run it without torchrun")
     if cfg.evaluation.early_stop:
         raise AuditError("evaluation.early_stop is not available for task: detection; set it to false")
     if cfg.breaking_points.stressors:
@@ -117,7 +118,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
     gallery_mode = governance.image_mode(findings, cfg.report.images)
     ctx.gate.plan(_plan(ctx, conditions, data, gallery_mode))  # a rule that can never match fails here
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device if ctx.world == 1 else distributed.local_device(cfg.device))
     base_dir = Path(ctx.config_path).resolve().parent if ctx.config_path else None
     detector, model_info = load_detector(
         cfg.model,
@@ -136,10 +137,10 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         input_size=tuple(cfg.model.input_size),
         first_image=data.truth.images[0].path,
     )
-    assert ctx.outputs is not None
-    work = ctx.outputs.work
+    work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
+    shard = distributed.shard_indices(len(data), ctx.rank, ctx.world)
     with allocator_setting(cfg.allocator) as allocator:
-        tick = ctx.progress(len(data), "evaluating") if ctx.progress else None
+        tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
         with using_threads(threads):
             passed = evaluate_detector(
                 detector=detector,
@@ -151,7 +152,14 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
                 num_workers=threads.num_workers,
                 decoding=ctx.decoding,
                 progress=tick,
+                indices=shard,
+                rank=ctx.rank,
+                world=ctx.world,
             )
+            passed = passed.merged(distributed.gather_lists)
+            distributed.barrier()  # every rank's spill files are complete
+            if not ctx.writes:
+                return AuditOutcome(None, ctx.out_dir, [])
             if not passed.evaluated:
                 raise AuditError(f"{data.manifest}: no image could be decoded; nothing to audit")
             summary = summarize_detection(data=data, conditions=conditions, passed=passed, cfg=cfg, work=work)
@@ -185,6 +193,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
                 threads=threads.threads,
                 num_workers=threads.num_workers,
                 allocator=allocator,
+                world_size=ctx.world,
             ),
         )
         verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=findings))

@@ -265,7 +265,7 @@ def run_audit(
         if cfg.task == "detection":  # what a detection run does not do yet, refused before anything is read
             from audit.detection_run import check_detection_config
 
-            check_detection_config(cfg, world=world, baseline=baseline is not None)
+            check_detection_config(cfg, baseline=baseline is not None)
         if isinstance(policy, PolicyGate):
             gate = policy
         else:  # a policy with nothing that can fail is refused before the data are read

@@ -42,7 +42,7 @@ from audit.contract.version import tool_version
 from audit.evaluation.conditions import Condition, stressor_descriptions
 from audit.evaluation.data import open_image
 from audit.evaluation.detection.coco_metrics import ImageDetections
-from audit.evaluation.detection.evaluate import DetectionData, DetectionPass, read_spill
+from audit.evaluation.detection.evaluate import DetectionData, DetectionPass
 from audit.evaluation.detection.letterbox import apply_resize, plan_resize
 from audit.evaluation.detection.operating_point import match_image
 from audit.evaluation.evaluate import png_data_uri
@@ -68,6 +68,7 @@ class DetectionRunInfo:
     threads: int
     num_workers: int
     allocator: str
+    world_size: int = 1
 
 
 def detection_results(
@@ -139,7 +140,7 @@ def detection_results(
                 "started": info.started.isoformat(timespec="seconds"),
                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "device": info.device,
-                "world_size": 1,
+                "world_size": info.world_size,
                 "versions": package_versions(("faster-coco-eval",)),
                 "threads": info.threads,
                 "num_workers": info.num_workers,
@@ -152,13 +153,15 @@ def detection_results(
     )
 
 
-def _worst_images(path: Path, data: DetectionData, cfg: AuditConfig, k: int) -> list[tuple[int, ImageDetections]]:
+def _worst_images(
+    dets_of_images: list[ImageDetections], data: DetectionData, cfg: AuditConfig, k: int
+) -> list[tuple[int, ImageDetections]]:
     """The ``k`` images with the most errors (missed + false positives) at the operating point, ties by sample id."""
     det = cfg.detection
     assert det is not None
     row_of = {image.image_id: r for r, image in enumerate(data.truth.images)}
     scored = []
-    for dets in read_spill(path):
+    for dets in dets_of_images:
         r = row_of[int(dets.image_id)]
         m = match_image(data.truths[r], dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold)
         errors = int(m.missed.sum()) + int((m.detection_outcome == 0).sum())
@@ -195,7 +198,7 @@ def detection_examples(
     out: list[DetectionExample] = []
     for cid in chosen:
         cond = by_id[cid]
-        for r, dets in _worst_images(passed.spills[cid], data, cfg, EXAMPLES_PER_CONDITION):
+        for r, dets in _worst_images(passed.detections(cid, data), data, cfg, EXAMPLES_PER_CONDITION):
             image = data.truth.images[r]
             arr = open_image(image.path, **_open_args(decoding, cfg))
             t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()

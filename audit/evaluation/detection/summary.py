@@ -54,7 +54,7 @@ from audit.evaluation.detection.coco_metrics import (
     detection_records,
     write_detections_json,
 )
-from audit.evaluation.detection.evaluate import DetectionData, DetectionPass, read_spill
+from audit.evaluation.detection.evaluate import DetectionData, DetectionPass
 from audit.evaluation.detection.operating_point import (
     ObjectGroupCounts,
     OperatingPointCounts,
@@ -166,7 +166,7 @@ def summarize_detection(
         all_json.write("[")
         first = True
         for k, cond in enumerate(conditions):
-            dets = list(read_spill(passed.spills[cond.id]))
+            dets = passed.detections(cond.id, data)
             coco_file = work / f"coco-{k}.json"
             write_detections_json(coco_file, dets, image_ids=image_ids, categories=data.categories)
             for d in dets:
