@@ -31,6 +31,7 @@ from typing import Any
 
 from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError
+from audit.contract.metric_specs import detection_interval_names
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Governance, PolicyOutcome, Results
 from audit.evaluation import (
@@ -52,10 +53,7 @@ from audit.evaluation import (
 )
 from audit.run_context import AuditOutcome, OutputRecoveryWarning, RunContext
 
-__all__ = ["DETECTION_INTERVALS", "check_detection_config", "run_detection"]
-
-#: The metrics a detection run gives an interval (``<metric>_ci``) when ``evaluation.n_bootstrap`` > 0.
-DETECTION_INTERVALS = frozenset({"precision", "recall", "f1", "fp_per_image", "missed_per_image", "dece"})
+__all__ = ["check_detection_config", "run_detection"]
 
 
 def check_detection_config(cfg: AuditConfig, *, baseline: bool) -> None:
@@ -89,7 +87,7 @@ def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) 
             PlannedCondition(c.id, c.stressor_name, float(c.severity), c.model_aware, c.probe) for c in conditions
         ),
         attributes=attributes,
-        intervals=DETECTION_INTERVALS if ctx.cfg.evaluation.n_bootstrap > 0 else frozenset(),
+        intervals=detection_interval_names() if ctx.cfg.evaluation.n_bootstrap > 0 else frozenset(),
         sections=frozenset(sections),
         **_task_field(),
     )
