@@ -169,9 +169,9 @@ def _detection_table(results: Results, plain: Any) -> Any:
         "objects",
         "mAP",
         "AP50",
-        "recall",
+        "Recall",
         "95% CI",
-        "precision",
+        "Precision",
         "FP/image",
         "lowest recall",
     ):

@@ -38,6 +38,7 @@ from typing import Literal, get_args
 __all__ = [
     "ACCURACY",
     "DEMOGRAPHIC_PARITY_DIFFERENCE",
+    "DETECTION_COUNTS",
     "EQUALIZED_ODDS_DIFFERENCE",
     "EXPORTS",
     "METRICS",
@@ -452,9 +453,12 @@ _detection(
 _detection(
     "missed_per_image", "Missed / image", "missed objects per image", "objects per image", "score", False, "bootstrap"
 )
-_detection("tp", "TP", "matched detections", "detections", "count", None)
-_detection("fp", "FP", "unmatched detections", "detections", "count", None)
-_detection("fn", "FN", "missed objects", "objects", "count", None)
+#: The operating point's counts, also per image in detections.csv.
+DETECTION_COUNTS = (
+    _detection("tp", "TP", "matched detections", "detections", "count", None),
+    _detection("fp", "FP", "unmatched detections", "detections", "count", None),
+    _detection("fn", "FN", "missed objects", "objects", "count", None),
+)
 
 
 def specs(
