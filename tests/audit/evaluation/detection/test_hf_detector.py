@@ -246,3 +246,37 @@ def test_folders_that_cannot_be_used_are_one_line(tmp_path):
         with pytest.raises(AuditError, match=message) as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_boxes_in_original_pixels_equal_the_pipeline_on_the_original_images(tmp_path):
+    """Images of 64 x 96 through cvaudit's resize (to 32 x 48), the detector and ``boxes_to_original``
+    against the pipeline on the same 64 x 96 images with a nearest-neighbour processor.
+
+    Every 2 x 2 block of these images is one colour, so cvaudit's bilinear half-size resize and
+    Pillow's nearest one give the same pixels: the comparison isolates the box geometry. Boxes are
+    compared unclipped (the pipeline does not clip), within 1 pixel (it truncates to whole pixels).
+    """
+    from transformers.models.yolos.image_processing_pil_yolos import YolosImageProcessorPil
+
+    from audit.evaluation.detection.letterbox import apply_resize, boxes_to_original, plan_resize
+
+    folder = save_tiny_yolos(tmp_path / "m")
+    YolosImageProcessorPil(
+        size={"height": SIZE[0], "width": SIZE[1]}, resample=0, image_mean=PROCESSOR_MEAN, image_std=PROCESSOR_STD
+    ).save_pretrained(folder)
+    originals = [Image.fromarray(np.asarray(im).repeat(2, axis=0).repeat(2, axis=1)) for im in images_8bit()]
+    tensors = [torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 for im in originals]
+    params = plan_resize([(64, 96)] * 3, input_size=SIZE, mode="resize")
+    model, _ = load(folder, score_threshold=THRESHOLDS["yolos"])
+    dets = model(apply_resize(tensors, params), image_ids=["a", "b", "c"])
+    pipe = transformers.pipeline("object-detection", model=str(folder), threshold=THRESHOLDS["yolos"])
+    compared = 0
+    for i, (det, image) in enumerate(zip(dets, originals)):
+        found = pipe(image)
+        boxes = boxes_to_original(det.boxes, params[i], clip=False)
+        assert [model.class_names[k] for k in det.labels.tolist()] == [f["label"] for f in found]
+        np.testing.assert_allclose(det.scores.numpy(), [f["score"] for f in found], atol=1e-5, rtol=0)
+        theirs = np.array([[f["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for f in found]).reshape(-1, 4)
+        np.testing.assert_array_equal(np.trunc(boxes.numpy()).reshape(-1, 4), theirs)
+        compared += len(found)
+    assert compared > 0
