@@ -121,7 +121,8 @@ class DetectorModel(nn.Module):
             AuditError: One line naming the image (or the batch's first image) when the network's
                 output breaks the output contract.
             ValueError: ``images`` not a (B, C, H, W) float batch at :attr:`input_size` with
-                ``len(image_ids) == B`` (the caller's mistake, not the user's).
+                ``len(image_ids) == B`` and C channels for the mean/std (the caller's mistake, not
+                the user's).
 
         Shape:
             images: (B, C, H, W) with (H, W) = input_size -> B detections.
@@ -132,6 +133,8 @@ class DetectorModel(nn.Module):
             raise ValueError(f"{images.shape[0]} images but {len(image_ids)} image ids")
         if tuple(images.shape[2:]) != self.input_size:
             raise ValueError(f"images are {tuple(images.shape[2:])} but the model's input_size is {self.input_size}")
+        if self.mean.shape[1] not in (1, images.shape[1]):
+            raise ValueError(f"images have {images.shape[1]} channels but mean/std have {self.mean.shape[1]} values")
         with torch.no_grad():
             raw = self.net((images - self.mean) / self.std)
             return self.decode(raw, list(image_ids))

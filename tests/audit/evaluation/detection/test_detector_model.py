@@ -300,5 +300,7 @@ def test_a_batch_not_at_the_input_size_is_the_callers_mistake(tmp_path):
         model(torch.rand(1, 3, 16, 12), image_ids=["a"])
     with pytest.raises(ValueError, match="2 images but 1 image ids"):
         model(torch.rand(2, 3, *SIZE), image_ids=["a"])
+    with pytest.raises(ValueError, match="images have 1 channels but mean/std have 3 values"):
+        model(torch.rand(1, 1, *SIZE), image_ids=["a"])
     with pytest.raises(ValueError, match="expected a float batch"):
         model(torch.zeros(1, 3, *SIZE, dtype=torch.uint8), image_ids=["a"])
