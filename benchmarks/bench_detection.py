@@ -701,34 +701,79 @@ def _env() -> dict[str, str]:
     return env
 
 
+#: (module, attribute) of the functions whose traced peak ``_trace`` reports (the names the run calls).
+_TRACED = [
+    ("audit.detection_run", "read_detection_data"),
+    ("audit.detection_run", "evaluate_detector"),
+    ("audit.detection_run", "summarize_detection"),
+    ("audit.evaluation.detection.summary", "CocoEvaluator.__init__"),
+    ("audit.evaluation.detection.summary", "CocoEvaluator.load"),
+    ("audit.evaluation.detection.summary", "CocoEvaluator.evaluate"),
+    ("audit.evaluation.detection.summary", "DetectionPass.detections"),
+    ("audit.evaluation.detection.summary", "write_detections_json"),
+    ("audit.evaluation.detection.summary", "match_images"),
+    ("audit.evaluation.detection.summary", "object_group_counts"),
+    ("audit.evaluation.detection.summary", "tide_errors"),
+    ("audit.evaluation.detection.summary", "calibration_samples"),
+    ("audit.evaluation.detection.summary", "_csv_rows"),
+]
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
-    """One in-process ``run_config`` under tracemalloc: the traced peak, top lines after the pass and the summary."""
+    """One in-process ``run_config`` under tracemalloc: the traced peak of each step, top lines after the pass.
+
+    For each function of :data:`_TRACED`: the largest rise of traced memory above its value at the
+    call's entry, over all its calls (nested calls are folded into their callers' spans).
+    """
+    import importlib
     import tracemalloc
 
-    import audit.detection_run as run
-
+    stack: list[list[Any]] = []
+    rises: dict[str, list[int]] = {}
     snaps: dict[str, Any] = {}
 
-    def snapshot_after(name: str) -> None:
-        original = getattr(run, name)
+    def fold() -> None:
+        peak = tracemalloc.get_traced_memory()[1]
+        for frame in stack:
+            frame[1] = max(frame[1], peak)
+        tracemalloc.reset_peak()
+
+    def wrap(module: str, attr: str) -> None:
+        owner: Any = importlib.import_module(module)
+        *path, name = attr.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        original = getattr(owner, name)
 
         def wrapper(*a: Any, **k: Any) -> Any:
-            result = original(*a, **k)
-            snaps[name] = (tracemalloc.take_snapshot(), tracemalloc.get_traced_memory())
-            return result
+            fold()
+            entry = tracemalloc.get_traced_memory()[0]
+            frame = [entry, entry]
+            stack.append(frame)
+            try:
+                return original(*a, **k)
+            finally:
+                fold()
+                stack.pop()
+                rise = rises.setdefault(attr, [0, 0])
+                rise[0], rise[1] = max(rise[0], frame[1] - frame[0]), rise[1] + 1
+                if attr == "evaluate_detector":
+                    snaps[attr] = tracemalloc.take_snapshot()
 
-        setattr(run, name, wrapper)
+        setattr(owner, name, wrapper)
 
-    snapshot_after("evaluate_detector")
-    snapshot_after("summarize_detection")
+    for module, attr in _TRACED:
+        wrap(module, attr)
     tracemalloc.start(1)
     r = run_audit(Path(args.config), Path(args.out))
-    current, peak = tracemalloc.get_traced_memory()
-    print(
-        f"traced peak {peak / 2**20:.1f} MiB, at the end {current / 2**20:.1f} MiB, run {r['total']:.0f} s {r.get('error', '')}"
-    )
-    for name, (snap, (cur, pk)) in snaps.items():
-        print(f"\nafter {name}: traced {cur / 2**20:.1f} MiB (peak so far {pk / 2**20:.1f} MiB); top lines:")
+    current, _ = tracemalloc.get_traced_memory()
+    print(f"traced at the end {current / 2**20:.1f} MiB, run {r['total']:.0f} s {r.get('error', '')}")
+    print("\n| step | calls | largest traced rise during a call (MiB) |\n|---|---:|---:|")
+    for _, attr in _TRACED:
+        if attr in rises:
+            print(f"| `{attr}` | {rises[attr][1]} | {rises[attr][0] / 2**20:.1f} |")
+    for name, snap in snaps.items():
+        print(f"\nheld after {name}, top lines:")
         for stat in snap.statistics("lineno")[: args.top]:
             frame = stat.traceback[0]
             where = os.path.relpath(frame.filename, ROOT) if frame.filename.startswith(str(ROOT)) else frame.filename
