@@ -127,6 +127,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         score_threshold=det.nms_score_threshold,
         iou_threshold=det.nms_iou_threshold,
         max_detections=det.max_detections,
+        multi_label=det.multi_label,
     )
     threads = plan_threads(
         threads=cfg.threads,
