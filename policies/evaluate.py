@@ -37,7 +37,8 @@ class Evaluation:
     A difference between groups also carries ``groups`` (the stored groups, flat) and the
     sizes its test uses (``min_n``, ``min_positives``) until :func:`policies.engine` tests it;
     then ``p_value`` and ``min_detectable`` (and ``test``, the
-    :class:`~audit.contract.gaptests.TargetTest`).
+    :class:`~audit.contract.gaptests.TargetTest`). A detection gap decided by its stored interval
+    (:mod:`policies.detection`) says what the interval showed in ``decided_by``.
     """
 
     status: str  # pass | fail | insufficient_data | not_applicable
@@ -52,6 +53,7 @@ class Evaluation:
     p_value: float | None = None
     min_detectable: float | None = None
     test: Any = None
+    decided_by: str | None = None  # a test decided the status (not the point estimate): what it showed
 
 
 def check_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:
