@@ -10,7 +10,8 @@ groups carry :class:`~audit.contract.results.DetectionMetrics`:
   metric over the group's images. Object-level groupings (``object.size``, ``object.class``,
   ``object.<key>``) carry recall and its counts, and COCO AP for size (``map``) and class (``map``,
   ``map_50``, ``map_75``): :func:`group_metrics`;
-- ``attribute`` + ``aggregate``: across the groups of the attribute that are not flagged
+- ``attribute`` + ``aggregate``: ``attribute`` may be a glob (:func:`attribute_matches`: ``"*"`` picks
+  the image attributes, ``"object.*"`` the object groupings); across the groups of the attribute that are not flagged
   ``insufficient_data`` (and, with ``min_samples``, have at least that many: images for an
   image-level group, objects for an object-level one): ``worst`` (the lowest for ``min``, the highest
   for ``max``), ``gap`` (highest - lowest) or ``ratio`` (lowest / highest) of the point estimates.
@@ -47,6 +48,7 @@ from policies.schema import MetricRule
 __all__ = [
     "DETECTION_METRICS",
     "TESTED_GAP_METRICS",
+    "attribute_matches",
     "check_detection_names",
     "detection_evaluations",
     "group_metrics",
@@ -64,6 +66,20 @@ _OBJECT_AP = {"object.size": ("map",), "object.class": ("map", "map_50", "map_75
 def is_object_level(attribute: str) -> bool:
     """Whether ``attribute`` names an object-level grouping (``object.size``, ``object.class``, ``object.<key>``)."""
     return attribute.startswith("object.")
+
+
+def attribute_matches(pattern: str, attribute: str) -> bool:
+    """Whether a rule's ``attribute`` (a name or a glob) picks ``attribute`` of a detection run.
+
+    A glob picks object groupings only when it starts with ``object.`` itself: ``"*"`` means the
+    dataset's (image) attributes, as on a classification run, and ``"object.*"`` every object grouping.
+
+    >>> attribute_matches("*", "camera"), attribute_matches("*", "object.size"), attribute_matches("object.*", "object.size")
+    (True, False, True)
+    """
+    if is_object_level(attribute) and not pattern.startswith("object."):
+        return False
+    return fnmatchcase(attribute, pattern)
 
 
 def group_metrics(attribute: str) -> tuple[str, ...]:
@@ -120,7 +136,7 @@ def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> 
         return [_judge(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
     by_attribute: dict[str, list[DetectionGroup]] = {}
     for group in cond.groups:
-        if fnmatchcase(group.attribute, rule.attribute) and rule.metric in group_metrics(group.attribute):
+        if attribute_matches(rule.attribute, group.attribute) and rule.metric in group_metrics(group.attribute):
             by_attribute.setdefault(group.attribute, []).append(group)
     return [_across(results, cond, attr, groups, rule) for attr, groups in sorted(by_attribute.items())]
 

@@ -40,7 +40,8 @@ A detection run (``RunPlan.task == "detection"``; :mod:`policies.detection`) is 
 against its own targets: ``metric`` is a detection metric (``map``, ``recall``,
 ``fp_per_image`` ...; a classification metric such as ``accuracy`` is an error, as a detection
 metric is on a classification run); a group or gap names an image attribute or an object
-grouping (``object.size``, ``object.class``, ``object.<key>``) whose groups carry that metric;
+grouping (``object.size``, ``object.class``, ``object.<key>``) whose groups carry that metric
+(a glob picks object groupings only when it starts with ``object.``);
 ``attribute`` needs ``value`` or ``aggregate`` (a detection run has no fairness entries); a
 tested gap (the default for ``aggregate: gap``) or a gap judged by an interval end is a gap of
 ``recall`` in a run that computes intervals; a ratio is compared by its estimate only
@@ -66,7 +67,13 @@ from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
 from audit.contract.metric_specs import METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import CLASSIFICATION_KEYS, FairnessEntry, GroupMetrics, Metrics, Results
-from policies.detection import DETECTION_METRICS, TESTED_GAP_METRICS, group_metrics, is_object_level
+from policies.detection import (
+    DETECTION_METRICS,
+    TESTED_GAP_METRICS,
+    attribute_matches,
+    group_metrics,
+    is_object_level,
+)
 from policies.errors import PolicyError
 from policies.governance import governance_checks
 from policies.schema import FindingRule, MetricRule, Policy
@@ -224,6 +231,8 @@ def _validate_attribute(rule: MetricRule, plan: RunPlan, error) -> str | None:
     attributes = list(plan.attributes)
     attribute = str(rule.attribute)
     if is_glob(attribute):
+        if plan.task == "detection":  # a glob picks object groupings only when it says object.
+            attributes = [a for a in attributes if not is_object_level(a) or attribute.startswith("object.")]
         if any(fnmatchcase(a, attribute) for a in attributes):
             return None
         if not attributes and rule.optional:  # a run without subgroup attributes: nothing to compare
@@ -319,7 +328,7 @@ def _validate_detection_metric(rule: MetricRule, plan: RunPlan, error) -> None:
             "a detection run has no fairness entries: set 'value' to judge one group, or 'aggregate: gap', "
             "'ratio' or 'worst' to judge across the groups",
         )
-    attributes = [a for a in plan.attributes if fnmatchcase(a, str(rule.attribute))]
+    attributes = [a for a in plan.attributes if attribute_matches(str(rule.attribute), a)]
     if attributes and not any(metric in group_metrics(a) for a in attributes):
         carried = sorted({m for a in attributes for m in group_metrics(a)}, key=DETECTION_METRICS.index)
         what = "object-level" if all(is_object_level(a) for a in attributes) else ""
