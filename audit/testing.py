@@ -371,7 +371,10 @@ def _detection_assert(
             "  per condition: "
             + ", ".join(f"{c.id} {_fmt(getattr(c.metrics, metric))}" for c in res.detection_conditions)
         )
-        attributes = sorted({g.attribute for g in node.groups if metric in g.metrics.model_fields_set})  # type: ignore[union-attr]
+        carried = {g.attribute for g in node.groups if metric in g.metrics.model_fields_set}  # type: ignore[union-attr]
+        # the image attributes first, then object size and class, then the other object groupings
+        order = {"object.size": 1, "object.class": 2}
+        attributes = sorted(carried, key=lambda a: (order.get(a, 3) if a.startswith("object.") else 0, a))
         for attr in attributes[:3]:
             lines.append(_detection_table(res, metric, condition=condition, attribute=attr))
     raise AssertionError("\n".join(lines))
