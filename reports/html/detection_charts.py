@@ -52,6 +52,7 @@ class BoxStyle:
         name: What the box is, in the legend and the text alternative.
         tag: The short word in front of the box's label on the image ("GT", "TP", ...).
         colour: Stroke colour (Okabe-Ito hue, at least 3:1 against white).
+        colour_name: The colour in words.
         width: Stroke width in px.
         dash: SVG ``stroke-dasharray`` ("" for a solid line).
         line: The line style in words (the legend's text alternative).
@@ -60,6 +61,7 @@ class BoxStyle:
     name: str
     tag: str
     colour: str
+    colour_name: str
     width: float
     dash: str
     line: str
@@ -67,11 +69,11 @@ class BoxStyle:
 
 #: The style of each box outcome (``DetectionBox.outcome``).
 BOX_STYLES = {
-    "matched": BoxStyle("ground truth, found", "GT", PALETTE[0], 2.0, "", "thin solid line"),
-    "missed": BoxStyle("ground truth, missed", "MISSED", PALETTE[1], 4.0, "", "thick solid line"),
-    "crowd": BoxStyle("crowd region (ignored)", "CROWD", PALETTE[7], 1.5, "8 3 2 3", "dash-dot line"),
-    "tp": BoxStyle("detection, correct (true positive)", "TP", PALETTE[2], 2.0, "6 3", "dashed line"),
-    "fp": BoxStyle("detection, false positive", "FP", PALETTE[3], 2.2, "0.1 4", "dotted line"),
+    "matched": BoxStyle("ground truth, found", "GT", PALETTE[0], "blue", 2.0, "", "thin solid line"),
+    "missed": BoxStyle("ground truth, missed", "MISSED", PALETTE[1], "vermillion", 4.0, "", "thick solid line"),
+    "crowd": BoxStyle("crowd region (ignored)", "CROWD", PALETTE[7], "grey", 1.5, "8 3 2 3", "dash-dot line"),
+    "tp": BoxStyle("detection, correct (true positive)", "TP", PALETTE[2], "bluish green", 2.0, "6 3", "dashed line"),
+    "fp": BoxStyle("detection, false positive", "FP", PALETTE[3], "reddish purple", 2.2, "0.1 4", "dotted line"),
 }
 
 _FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
@@ -433,7 +435,7 @@ def example_view(example: DetectionExample, *, size: int = 320) -> ExampleView:
                         str(box.label),
                         DASH if box.score is None else f"{box.score:.2f}",
                         f"{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}",
-                        f"{style.colour} {style.line}",
+                        f"{style.colour_name} {style.line}",
                     ],
                 )
             )
@@ -467,7 +469,7 @@ def legend_svg() -> Markup:
         body.append(
             f'<text x="{x + 30:.1f}" y="{y + 11:.1f}" font-size="9" {_FONT} fill="#000000">{escape(text)}</text>'
         )
-        described.append(f"{style.name}: {style.colour}, {style.line}, labelled {style.tag}")
+        described.append(f"{style.name}: {style.colour_name} {style.line}, labelled {style.tag}")
         x += 42 + 5.6 * len(text)
     alt = "Legend of the boxes drawn on the example images. " + "; ".join(described) + "."
     return _svg(640, y + 22, body, alt)

@@ -46,7 +46,6 @@ def _metric_row(c: DetectionCondition) -> dict[str, Any]:
         "map": fmt_num(m.map),
         "map_ci": fmt_num_ci(m.map_ci),
         "map_50": fmt_num(m.map_50),
-        "map_75": fmt_num(m.map_75),
         "recall": fmt_pct(m.recall),
         "recall_ci": fmt_ci(m.recall_ci),
         "precision": fmt_pct(m.precision),
