@@ -297,3 +297,40 @@ def test_detection_report_has_no_axe_violation(media, html, tmp_path):
     undecided = [(v["id"], n["html"][:60]) for v in outcome["incomplete"] for n in v["nodes"]]
     assert all(rule == "color-contrast" and snippet.startswith("<text") for rule, snippet in undecided), undecided
     assert outcome["scriptsInReport"] == 0 and outcome["external"] == []
+
+
+def test_a_minimal_detection_audit_renders(tmp_path):
+    """No stressor, no ground-truth object, no TIDE, calibration, gap test or example: nothing to draw, no crash."""
+    from results_builder import typed_results
+
+    det = detection_results(tmp_path).detection.to_dict()
+    det["conditions"] = [
+        {
+            "id": "clean",
+            "stressor": None,
+            "severity": 0,
+            "metrics": {"n_images": 3, "n_objects": 0, "fn": 0},
+            "groups": [],
+        }
+    ]
+    det.update(robustness=None, gap_tests=[], examples=None, skipped_annotations=[])
+    results = typed_results({"task": "detection", "detection": det})
+    page = render_html(results)
+    section = page.split('id="detection"')[1].split("</section>")[0]
+    assert "No recall gap was tested" in section and "No calibration in these results" in section
+    assert "mPC" not in section and "<image " not in section and "TIDE" not in section
+    assert 'id="robustness"' not in page and 'id="groups"' not in page
+    assert groups_csv_text(results).count("\n") == 1  # the header only
+    assert "### Detection per condition" in render_markdown_summary(results)
+
+
+def test_the_whole_output_set_of_a_detection_audit(tmp_path, results):
+    from reports import OutputTransaction, results_json_bytes, write_outputs
+
+    out = tmp_path / "out"
+    with OutputTransaction(out) as outputs:
+        write_outputs(outputs, results, results_json=results_json_bytes(results), formats=["html"])
+    assert {"results.json", "groups.csv", "skipped.csv", "report.html"} <= {p.name for p in out.iterdir()}
+    assert (out / "groups.csv").read_text() == groups_csv_text(results)
+    assert (out / "skipped.csv").read_text().startswith("kind,sample_id,source,id,reason\n")
+    assert 'id="detection"' in (out / "report.html").read_text()
