@@ -89,13 +89,8 @@ def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) 
         attributes=attributes,
         intervals=detection_interval_names() if ctx.cfg.evaluation.n_bootstrap > 0 else frozenset(),
         sections=frozenset(sections),
-        **_task_field(),
+        task="detection",
     )
-
-
-def _task_field() -> dict[str, str]:
-    """``task="detection"`` when the plan knows tasks (the policy's view of a run)."""
-    return {"task": "detection"} if "task" in RunPlan.__dataclass_fields__ else {}
 
 
 def run_detection(ctx: RunContext) -> AuditOutcome:
