@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.contract.config import AuditConfig
-from audit.contract.errors import AuditError
+from audit.contract.errors import AuditError, echo
 from audit.contract.metric_specs import detection_interval_names
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Governance, PolicyOutcome, Results
@@ -107,6 +107,12 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         )
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)
     data = read_detection_data(cfg, on_chunk=governance.on_chunk)
+    names = list(data.truth.class_names)
+    if cfg.model.class_names is not None and list(cfg.model.class_names) != names:
+        raise AuditError(
+            f"{ctx.source}: model.class_names {echo(cfg.model.class_names)} differ from the annotation classes "
+            f"{echo(names)} (the detector's class k is the k-th annotation class); fix or remove model.class_names"
+        )
     findings = governance.findings()
     gallery_mode = governance.image_mode(findings, cfg.report.images)
     ctx.gate.plan(_plan(ctx, conditions, data, gallery_mode))  # a rule that can never match fails here
