@@ -29,9 +29,9 @@ Gap tests (:func:`recall_gap_tests`) compare recall at the operating point betwe
 of one attribute (image-level such as camera, through :func:`image_group_counts`; object-level
 such as size or occlusion, :func:`~audit.evaluation.detection.operating_point.object_group_counts`).
 Every pair of groups with at least ``min_group_size`` objects is tested; the variance of the
-difference of the two ratio estimators is cluster-robust (linearisation with images as clusters,
-so two groups sharing an image are correlated as they should be), the p-value is a normal
-(Wald) test, and Holm's step-down correction runs over all pairs of all attributes given.
+difference of the two ratio estimators is cluster-robust (a delete-one-image jackknife, so two
+groups sharing an image are correlated as they should be), the p-value is a normal (Wald) test,
+and Holm's step-down correction runs over all pairs of all attributes given.
 
 Robustness (:func:`corruption_robustness`): Michaelis et al. 2019's mPC, the mean over stressors
 of the mean over each stressor's severities of mAP, and rPC = mPC / mAP on clean images.
@@ -54,7 +54,6 @@ from audit.contract.gaptests import holm
 from audit.evaluation.bootstrap import poisson_weights
 from audit.evaluation.detection.calibration import CalibrationCounts
 from audit.evaluation.detection.coco_metrics import (
-    COCO_METRIC_NAMES,
     CocoEvaluator,
     LoadedDetections,
     _quiet,
@@ -62,6 +61,8 @@ from audit.evaluation.detection.coco_metrics import (
 from audit.evaluation.detection.operating_point import ObjectGroupCounts, OperatingPointCounts, summarize
 
 __all__ = [
+    "MAP_METRICS_ALL_SIZES",
+    "MAP_METRICS_BY_SIZE",
     "OPERATING_POINT_METRICS",
     "AttributeRecallGap",
     "CorruptionRobustness",
@@ -278,6 +279,11 @@ def calibration_interval(
     return percentile_interval(ece, level=level)
 
 
+#: The COCO metrics that need only the area range ``all``, and those by object size.
+MAP_METRICS_ALL_SIZES = ("map", "ap50", "ap75", "ar1", "ar10", "ar100")
+MAP_METRICS_BY_SIZE = ("ap_small", "ap_medium", "ap_large", "ar_small", "ar_medium", "ar_large")
+
+
 def map_bootstrap_replicates(
     evaluator: CocoEvaluator,
     detections: Path | LoadedDetections,
@@ -286,27 +292,31 @@ def map_bootstrap_replicates(
     n_bootstrap: int,
     seed: int,
     image_ids: Sequence[int] | None = None,
-) -> np.ndarray:
-    """COCO's twelve box metrics on every cluster-bootstrap replicate of the images.
+    sizes: bool = False,
+) -> dict[str, np.ndarray]:
+    """COCO's box metrics on every cluster-bootstrap replicate of the images.
 
     faster-coco-eval matches each image of ``image_ids`` once; replicate ``b`` accumulates the
     per-image results with image ``i`` taken ``w[i, b]`` times (the Poisson weights of
     :func:`image_bootstrap_weights`) by faster-coco-eval's own C++ accumulation, then COCO's
     ``summarize``. That is exactly the evaluation of a dataset holding ``w[i, b]`` copies of
     each image under new ids (detections of equal score in different images are ranked in
-    image order in both).
+    image order in both; a test compares the two).
 
     Args:
-        evaluator: holds the ground truth.
+        evaluator: holds the ground truth (COCO's default parameters: maxDets 1, 10, 100).
         detections: the condition's ``detections.json`` (or it loaded).
         image_keys: one unique key per image of ``evaluator.image_ids``, in that order.
         n_bootstrap: replicates.
         seed: the audit seed.
         image_ids: an image-level subgroup (default: every image).
+        sizes: also the metrics by object size (``MAP_METRICS_BY_SIZE``); accumulating the four
+            area ranges instead of one costs about six times as much.
 
     Returns:
-        ``(n_bootstrap, 12)`` float64, columns in the order of ``COCO_METRIC_NAMES``; NaN where
-        COCO reports -1 (undefined) or a replicate drew no image.
+        metric name -> ``(n_bootstrap,)`` float64 replicates, for ``MAP_METRICS_ALL_SIZES`` (and
+        ``MAP_METRICS_BY_SIZE`` with ``sizes``); NaN where COCO reports -1 (undefined) or a
+        replicate drew no image.
 
     Raises:
         AuditError: as :meth:`CocoEvaluator.evaluate`; keys as :func:`cluster_bootstrap_intervals`.
@@ -319,23 +329,42 @@ def map_bootstrap_replicates(
     unknown = set(ids) - set(key_of)
     if unknown:
         raise AuditError(f"image subset: image id {min(unknown)} has no ground truth")
-    out = np.full((n_bootstrap, len(COCO_METRIC_NAMES)), np.nan)
-    if not ids:
-        return out
-    fce = evaluator._fce  # the evaluator's faster-coco-eval and indexed ground truth, reused
+    # COCOeval_faster.summarize's order: AP (all, .50, .75), [AP by size], AR per maxDets, [AR by size]
+    names = ("map", "ap50", "ap75", *MAP_METRICS_BY_SIZE[:3], "ar1", "ar10", "ar100", *MAP_METRICS_BY_SIZE[3:])
+    names = names if sizes else MAP_METRICS_ALL_SIZES
+    out = np.full((n_bootstrap, len(names)), np.nan)
+    if ids:
+        _accumulate_replicates(evaluator, loaded, ids, [key_of[i] for i in ids], seed, sizes, out)
+    return {name: out[:, j] for j, name in enumerate(names)}
+
+
+def _accumulate_replicates(
+    evaluator: CocoEvaluator,
+    loaded: LoadedDetections,
+    ids: list[int],
+    keys: list[int],
+    seed: int,
+    sizes: bool,
+    out: np.ndarray,
+) -> None:
+    """Fill ``out[b]`` with replicate ``b``'s summary (first ``out.shape[1]`` stats of ``summarize``)."""
     from faster_coco_eval.faster_eval_api_cpp import COCOevalAccumulate
 
-    ev = fce.COCOeval_faster(evaluator._gt, loaded.coco, "bbox", print_function=_quiet, separate_eval=True)
+    # the evaluator's faster-coco-eval and indexed ground truth, reused rather than indexed again
+    ev = evaluator._fce.COCOeval_faster(evaluator._gt, loaded.coco, "bbox", print_function=_quiet, separate_eval=True)
     ev.params.imgIds = list(ids)
     ev.evaluate()
-    params = ev._paramsEval  # faster-coco-eval's frozen parameters of evaluate()
+    params = copy.copy(ev._paramsEval)  # faster-coco-eval's frozen parameters of evaluate()
     n_cats, n_areas = len(params.catIds) if params.useCats else 1, len(params.areaRng)
     per_image = np.empty(len(ev._evalImgs_cpp), dtype=object)
     per_image[:] = ev._evalImgs_cpp
     per_image = per_image.reshape(n_cats, n_areas, len(ids))  # the C++ layout: [category, area, image]
-    weights = image_bootstrap_weights(np.array([key_of[i] for i in ids], dtype=np.int64), n_bootstrap, seed=seed)
+    if not sizes:  # the first area range is COCO's "all"
+        per_image = per_image[:, :1]
+        params.areaRng, params.areaRngLbl = params.areaRng[:1], params.areaRngLbl[:1]
+    weights = image_bootstrap_weights(np.asarray(keys, dtype=np.int64), out.shape[0], seed=seed)
     rows = np.arange(len(ids))
-    for b in range(n_bootstrap):
+    for b in range(out.shape[0]):
         draw = np.repeat(rows, weights[:, b])
         if draw.size == 0:
             continue
@@ -344,9 +373,8 @@ def map_bootstrap_replicates(
         ev.params = p
         ev.eval = COCOevalAccumulate(p, per_image[:, :, draw].reshape(-1).tolist())
         ev.summarize()
-        stats = np.asarray(ev.stats[: len(COCO_METRIC_NAMES)], dtype=np.float64)
+        stats = np.asarray(ev.stats[: out.shape[1]], dtype=np.float64)
         out[b] = np.where(stats == -1.0, np.nan, stats)
-    return out
 
 
 def map_bootstrap_intervals(
@@ -358,21 +386,30 @@ def map_bootstrap_intervals(
     seed: int,
     level: float = 0.95,
     image_ids: Sequence[int] | None = None,
+    sizes: bool = False,
 ) -> dict[str, Interval | None]:
-    """Percentile intervals of COCO's twelve box metrics from :func:`map_bootstrap_replicates`.
+    """Percentile intervals of COCO's box metrics from :func:`map_bootstrap_replicates`.
 
     Returns:
-        metric name (``COCO_METRIC_NAMES``) -> ``(low, high)``; ``None`` where the metric is
-        undefined on the images themselves.
+        metric name -> ``(low, high)`` for the metrics of :func:`map_bootstrap_replicates`;
+        ``None`` where the metric is undefined on the images themselves
+        (:meth:`CocoEvaluator.evaluate` gives ``None``).
     """
     _check_replicates(n_bootstrap, level)
+    loaded = detections if isinstance(detections, LoadedDetections) else evaluator.load(detections)
     replicates = map_bootstrap_replicates(
-        evaluator, detections, image_keys=image_keys, n_bootstrap=n_bootstrap, seed=seed, image_ids=image_ids
+        evaluator,
+        loaded,
+        image_keys=image_keys,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        image_ids=image_ids,
+        sizes=sizes,
     )
-    estimate = evaluator.evaluate(detections, image_ids=image_ids).as_dict()
+    estimate = evaluator.evaluate(loaded, image_ids=image_ids).as_dict()
     return {
-        name: None if estimate[name] is None else percentile_interval(replicates[:, j], level=level)
-        for j, name in enumerate(COCO_METRIC_NAMES)
+        name: None if estimate[name] is None else percentile_interval(values, level=level)
+        for name, values in replicates.items()
     }
 
 
@@ -476,6 +513,25 @@ def _gap_p_value(gap: float, se: float, tolerance: float) -> float:
     return min(1.0, (1.0 - _NORMAL.cdf((t - tolerance) / se)) + _NORMAL.cdf((-t - tolerance) / se))
 
 
+def _gap_se(m_a: np.ndarray, t_a: np.ndarray, m_b: np.ndarray, t_b: np.ndarray) -> float:
+    """Standard error of ``M_a / T_a - M_b / T_b`` with images as clusters: delete-one-image jackknife.
+
+    Where leaving an image out empties a group (all its objects in that image) the jackknife is
+    undefined; the linearisation ``sqrt(n / (n - 1) * sum_i z_i²)`` is used instead.
+    """
+    n = len(m_a)
+    if n < 2:
+        return 0.0
+    big_m_a, big_t_a, big_m_b, big_t_b = m_a.sum(), t_a.sum(), m_b.sum(), t_b.sum()
+    rest_a, rest_b = big_t_a - t_a, big_t_b - t_b
+    if (rest_a > 0).all() and (rest_b > 0).all():
+        loo = (big_m_a - m_a) / rest_a - (big_m_b - m_b) / rest_b
+        return math.sqrt((n - 1) / n * float(((loo - loo.mean()) ** 2).sum()))
+    r_a, r_b = big_m_a / big_t_a, big_m_b / big_t_b
+    z = (m_a - r_a * t_a) / big_t_a - (m_b - r_b * t_b) / big_t_b
+    return math.sqrt(n / (n - 1) * float(z @ z))
+
+
 def recall_gap_tests(
     attributes: Mapping[str, ObjectGroupCounts],
     *,
@@ -485,12 +541,12 @@ def recall_gap_tests(
 ) -> RecallGapTests:
     """Test the recall gap between every pair of subgroups of each attribute, Holm-corrected over all.
 
-    Per pair ``(a, b)`` with recalls ``r = M / T`` (matched over total objects), the difference's
-    influence on image ``i`` is ``z_i = (m_ai - r_a t_ai) / T_a - (m_bi - r_b t_bi) / T_b`` and
-    its variance ``n / (n - 1) * sum_i z_i²`` over the ``n`` images of the rows (images are the
-    clusters). ``p = P(|D| >= |gap|)`` for ``D ~ N(tolerance, se²)`` (two-sided when ``tolerance``
-    is 0); Holm's correction (:func:`audit.contract.gaptests.holm`) runs over every pair of every
-    attribute.
+    Per pair ``(a, b)`` with recalls ``r = M / T`` (matched over total objects in the rows), the
+    gap ``d = r_a - r_b`` gets the delete-one-image jackknife standard error: with ``d_(i)`` the gap
+    without image ``i``, ``se² = (n - 1) / n * sum_i (d_(i) - mean d_(.))²`` over the ``n`` images of
+    the rows (images are the clusters, so two groups sharing images are correlated as they are).
+    ``p = P(|D| >= |d|)`` for ``D ~ N(tolerance, se²)`` (two-sided when ``tolerance`` is 0); Holm's
+    correction (:func:`audit.contract.gaptests.holm`) runs over every pair of every attribute.
 
     Args:
         attributes: attribute name -> its subgroups' counts (all over the same image rows); an
@@ -517,12 +573,10 @@ def recall_gap_tests(
         total = t.sum(axis=0)
         keep = [k for k in range(len(counts.groups)) if total[k] >= min_group_size]
         recall = {k: float(m[:, k].sum() / total[k]) for k in keep}
-        n = len(rows)
         for x, a in enumerate(keep):
             for b in keep[x + 1 :]:
                 hi, lo = (a, b) if recall[a] >= recall[b] else (b, a)
-                z = (m[:, hi] - recall[hi] * t[:, hi]) / total[hi] - (m[:, lo] - recall[lo] * t[:, lo]) / total[lo]
-                se = math.sqrt(n / (n - 1) * float(z @ z)) if n > 1 else 0.0
+                se = _gap_se(m[:, hi], t[:, hi], m[:, lo], t[:, lo])
                 gap = recall[hi] - recall[lo]
                 pending.append(
                     (

@@ -36,6 +36,8 @@ from audit.evaluation.detection.operating_point import (
     summarize,
 )
 from audit.evaluation.detection.statistics import (
+    MAP_METRICS_ALL_SIZES,
+    MAP_METRICS_BY_SIZE,
     OPERATING_POINT_METRICS,
     calibration_interval,
     cluster_bootstrap_intervals,
@@ -210,7 +212,7 @@ def test_the_d_ece_interval_equals_the_reference(scene):
     assert calibration_interval(counts, image_keys=keys, n_bootstrap=20, seed=4, image_index=[]) is None
 
 
-def _brute_force_stats(truths, dets, multiplicity: np.ndarray, tmp_path: Path) -> np.ndarray:
+def _brute_force_stats(truths, dets, multiplicity: np.ndarray, tmp_path: Path) -> dict[str, float]:
     """COCO metrics of a dataset holding ``multiplicity[i]`` copies of image ``i`` under new ids."""
     by_id = {d.image_id: d for d in dets}
     new_truths, new_dets = [], []
@@ -225,21 +227,23 @@ def _brute_force_stats(truths, dets, multiplicity: np.ndarray, tmp_path: Path) -
     path = tmp_path / "copies.json"
     write_detections_json(path, new_dets, image_ids=evaluator.image_ids, categories=CATS)
     stats = evaluator.evaluate(path).as_dict()
-    return np.array([np.nan if stats[n] is None else stats[n] for n in COCO_METRIC_NAMES])
+    return {n: np.nan if stats[n] is None else stats[n] for n in COCO_METRIC_NAMES}
 
 
-@pytest.mark.parametrize("crowd_rate", [0.0, 0.15])
-def test_map_replicates_equal_a_coco_evaluation_of_the_copied_images(tmp_path, crowd_rate):
+@pytest.mark.parametrize(("crowd_rate", "sizes"), [(0.0, True), (0.15, True), (0.15, False)])
+def test_map_replicates_equal_a_coco_evaluation_of_the_copied_images(tmp_path, crowd_rate, sizes):
     truths, dets = random_scene(8, n_images=25, crowd_rate=crowd_rate)
     evaluator = CocoEvaluator(truths=truths, categories=CATS)
     path = tmp_path / "detections.json"
     write_detections_json(path, dets, image_ids=evaluator.image_ids, categories=CATS)
     keys = _keys(len(truths))
-    reps = map_bootstrap_replicates(evaluator, path, image_keys=keys, n_bootstrap=4, seed=6)
+    reps = map_bootstrap_replicates(evaluator, path, image_keys=keys, n_bootstrap=4, seed=6, sizes=sizes)
+    assert set(reps) == set(MAP_METRICS_ALL_SIZES) | (set(MAP_METRICS_BY_SIZE) if sizes else set())
     weights = image_bootstrap_weights(keys, 4, seed=6)
     for b in range(4):
         expected = _brute_force_stats(truths, dets, weights[:, b], tmp_path)
-        np.testing.assert_allclose(reps[b], expected, rtol=0, atol=1e-12, equal_nan=True)
+        for name, values in reps.items():
+            np.testing.assert_allclose(values[b], expected[name], rtol=0, atol=1e-12, equal_nan=True, err_msg=name)
 
 
 def test_map_replicates_of_a_subgroup_use_the_whole_sets_weights(tmp_path):
@@ -249,11 +253,14 @@ def test_map_replicates_of_a_subgroup_use_the_whole_sets_weights(tmp_path):
     write_detections_json(path, dets, image_ids=evaluator.image_ids, categories=CATS)
     keys = _keys(len(truths))
     subset = [t.image_id for t in truths[::2]]
-    reps = map_bootstrap_replicates(evaluator, path, image_keys=keys, n_bootstrap=3, seed=1, image_ids=subset)
+    reps = map_bootstrap_replicates(
+        evaluator, path, image_keys=keys, n_bootstrap=3, seed=1, image_ids=subset, sizes=True
+    )
     weights = image_bootstrap_weights(keys, 3, seed=1)[::2]
     for b in range(3):
         expected = _brute_force_stats(truths[::2], dets, weights[:, b], tmp_path)
-        np.testing.assert_allclose(reps[b], expected, rtol=0, atol=1e-12, equal_nan=True)
+        for name, values in reps.items():
+            np.testing.assert_allclose(values[b], expected[name], rtol=0, atol=1e-12, equal_nan=True, err_msg=name)
 
 
 def test_map_intervals_contain_the_estimate(tmp_path):
@@ -261,13 +268,13 @@ def test_map_intervals_contain_the_estimate(tmp_path):
     evaluator = CocoEvaluator(truths=truths, categories=CATS)
     path = tmp_path / "detections.json"
     write_detections_json(path, dets, image_ids=evaluator.image_ids, categories=CATS)
-    got = map_bootstrap_intervals(evaluator, path, image_keys=_keys(80), n_bootstrap=200, seed=0)
+    got = map_bootstrap_intervals(evaluator, path, image_keys=_keys(80), n_bootstrap=200, seed=0, sizes=True)
     estimate = evaluator.evaluate(path)
-    for name in ("map", "ap50", "ap75", "ar100"):
+    assert set(got) == set(COCO_METRIC_NAMES)
+    for name in COCO_METRIC_NAMES:
         assert got[name][0] <= getattr(estimate, name) <= got[name][1], name
-    assert map_bootstrap_intervals(evaluator, path, image_keys=_keys(80), n_bootstrap=5, seed=0, image_ids=[]) == {
-        name: None for name in COCO_METRIC_NAMES
-    }
+    empty = map_bootstrap_intervals(evaluator, path, image_keys=_keys(80), n_bootstrap=5, seed=0, image_ids=[])
+    assert empty == {name: None for name in MAP_METRICS_ALL_SIZES}
 
 
 def _gap_counts() -> ObjectGroupCounts:
@@ -280,8 +287,9 @@ def _gap_counts() -> ObjectGroupCounts:
 def test_the_gap_test_by_hand():
     result = recall_gap_tests({"object.kind": _gap_counts()}, min_group_size=2)
     (test,) = result.tests
-    # r_x = 3/4, r_y = 2/4; z_i = (m_xi - r_x t_xi)/4 - (m_yi - r_y t_yi)/4 = 0.25, -0.25, 0
-    se = math.sqrt(3 / 2 * (0.25**2 + 0.25**2))
+    # r_x = 3/4, r_y = 2/4; without image 1, 2, 3: x 1/2, 2/2, 3/4 and y 2/3, 1/3, 2/4
+    loo = np.array([1 / 2 - 2 / 3, 1 - 1 / 3, 3 / 4 - 2 / 4])
+    se = math.sqrt(2 / 3 * ((loo - loo.mean()) ** 2).sum())
     p = 2 * (1 - NormalDist().cdf(0.25 / se))
     assert test.groups == ("x", "y") and test.recalls == (0.75, 0.5) and test.n_objects == (4, 4)
     assert test.gap == pytest.approx(0.25) and test.se == pytest.approx(se) and test.p_value == pytest.approx(p)
@@ -292,6 +300,17 @@ def test_the_gap_test_by_hand():
     tol = recall_gap_tests({"object.kind": _gap_counts()}, min_group_size=2, tolerance=0.1).tests[0]
     expected = (1 - NormalDist().cdf((0.25 - 0.1) / se)) + NormalDist().cdf((-0.25 - 0.1) / se)
     assert tol.p_value == pytest.approx(expected)
+
+
+def test_the_gap_test_falls_back_to_the_linearisation_where_the_jackknife_is_undefined():
+    # every object of x is in image 1: leaving it out empties x
+    counts = ObjectGroupCounts(
+        (1, 2, 3), ("x", "y"), np.array([[1, 1], [0, 0], [0, 2]]), np.array([[3, 1], [0, 1], [0, 2]])
+    )
+    (test,) = recall_gap_tests({"object.kind": counts}, min_group_size=1).tests
+    # r_x = 1/3, r_y = 3/4; z_i = (m_yi - r_y t_yi) / 4 - (m_xi - r_x t_xi) / 3 = 1/16, -3/16, 1/8
+    assert test.groups == ("y", "x") and test.gap == pytest.approx(3 / 4 - 1 / 3)
+    assert test.se == pytest.approx(math.sqrt(3 / 2 * ((1 / 16) ** 2 + (3 / 16) ** 2 + (1 / 8) ** 2)))
 
 
 def test_holm_runs_over_every_pair_of_every_attribute(scene):
