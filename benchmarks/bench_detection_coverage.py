@@ -16,7 +16,7 @@ Everything goes through cvaudit's own code (:mod:`audit.evaluation.detection.sta
   against the mAP of a 20,000-image dataset from the same scene model;
 - ``cost``: seconds for the mAP intervals of 500 images with 200 replicates, against one evaluation.
 
-The simulated detector (per image ``i``): ``N_i ~ Poisson(objects)`` objects, each found with the
+The simulated detector (per image ``i``; ``SCENES`` holds the parameters): ``N_i ~ Poisson(objects)`` objects, each found with the
 image's probability ``p_i ~ Beta`` of mean ``recall`` and ``a + b = concentration`` (images differ:
 a dark image loses many of its objects at once, so objects are clustered by image);
 ``FP_i ~ Poisson(m_i)`` false positives with ``m_i ~ Gamma`` of mean ``fp_mean`` and shape
@@ -47,6 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = (200, 1000)
 METRICS = ("recall", "precision", "f1", "fp_per_image", "missed_per_image")
 SCENE = {"objects": 6.0, "recall": 0.7, "concentration": 4.0, "fp_mean": 0.5, "fp_shape": 1.0}
+#: The scenes of the ``counts`` table: ``crowded`` (the default SCENE) and ``sparse`` (2 objects per image,
+#: recall 0.8 varying more between images, few false positives, very unevenly spread).
+SCENES = {
+    "crowded": SCENE,
+    "sparse": {"objects": 2.0, "recall": 0.8, "concentration": 1.5, "fp_mean": 0.3, "fp_shape": 0.3},
+}
 GROUPS = ("a", "b", "c")
 
 
@@ -110,25 +116,32 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def counts_table(datasets: int, replicates: int, seed: int = 0) -> str:
+def counts_table(datasets: int, replicates: int, seed: int = 0, scenes: tuple[str, ...] = tuple(SCENES)) -> str:
     """Coverage (and mean width) of the operating point's intervals, cluster and naive bootstrap."""
-    true = truth()
     lines = [
         f"Coverage of the true value by the 95 % intervals (mean width in brackets) over {datasets} simulated "
-        f"datasets per size, {replicates} replicates; images clustered (Beta concentration "
-        f"{SCENE['concentration']:g}, {SCENE['objects']:g} objects per image on average).",
+        f"datasets per scene and size, {replicates} replicates.",
         "",
-        _row(["images", "interval", *METRICS]),
-        _row(["---:", "---", *(["---:"] * len(METRICS))]),
+        _row(["scene", "images", "interval", *METRICS]),
+        _row(["---", "---:", "---", *(["---:"] * len(METRICS))]),
     ]
+    for name in scenes:
+        lines.extend(_counts_rows(name, datasets, replicates, seed))
+    return "\n".join(lines)
+
+
+def _counts_rows(scene_name: str, datasets: int, replicates: int, seed: int) -> list[str]:
+    scene = SCENES[scene_name]
+    true = truth(scene)
+    lines = []
     for n in SIZES:
-        rng = np.random.default_rng([seed, n])
+        rng = np.random.default_rng([seed, n] if scene_name == "crowded" else [seed, n, len(scene_name)])
         hits = {m: [] for m in METRICS}
         widths = {m: [] for m in METRICS}
         naive_hits = {m: [] for m in ("recall", "precision")}
         naive_widths = {m: [] for m in ("recall", "precision")}
         for d in range(datasets):
-            counts, _, _ = simulate_counts(rng, n)
+            counts, _, _ = simulate_counts(rng, n, scene=scene)
             keys = np.arange(n, dtype=np.int64)
             ci = cluster_bootstrap_intervals(counts, image_keys=keys, n_bootstrap=replicates, seed=d)
             for m in METRICS:
@@ -139,13 +152,13 @@ def counts_table(datasets: int, replicates: int, seed: int = 0) -> str:
                 naive_hits[m].append(naive[m][0] <= true[m] <= naive[m][1])
                 naive_widths[m].append(naive[m][1] - naive[m][0])
         cells = [f"{np.mean(hits[m]):.3f} ({np.mean(widths[m]):.3f})" for m in METRICS]
-        lines.append(_row([str(n), "cluster bootstrap (images)", *cells]))
+        lines.append(_row([scene_name, str(n), "cluster bootstrap (images)", *cells]))
         naive_cells = [
             f"{np.mean(naive_hits[m]):.3f} ({np.mean(naive_widths[m]):.3f})" if m in naive_hits else "—"
             for m in METRICS
         ]
-        lines.append(_row([str(n), "naive bootstrap (objects)", *naive_cells]))
-    return "\n".join(lines)
+        lines.append(_row([scene_name, str(n), "naive bootstrap (objects)", *naive_cells]))
+    return lines
 
 
 def gap_rates(n: int, datasets: int, *, camera_gap: float, size_gap: float, seed: int = 1, alpha: float = 0.05):
@@ -317,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=1000, help="simulated datasets per cell (counts, gaps)")
     parser.add_argument("--map-datasets", type=int, default=200, help="simulated datasets per size (map)")
     parser.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates (counts)")
+    parser.add_argument("--scenes", nargs="+", choices=tuple(SCENES), default=tuple(SCENES), help="scenes (counts)")
     parser.add_argument("--map-replicates", type=int, default=200, help="bootstrap replicates (map)")
     args = parser.parse_args(argv)
     for name in ("counts", "gaps", "map", "cost"):
@@ -324,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         if name == "counts":
-            table = counts_table(args.datasets, args.replicates)
+            table = counts_table(args.datasets, args.replicates, scenes=tuple(args.scenes))
         elif name == "gaps":
             table = gaps_table(args.datasets)
         elif name == "map":
