@@ -355,6 +355,11 @@ def test_groups_below_the_minimum_take_no_part():
     assert summary.p_holm is None
     with pytest.raises(AuditError, match="min_group_size"):
         recall_gap_tests({"object.kind": _gap_counts()}, min_group_size=0)
+    with pytest.raises(AuditError, match="tolerance"):
+        recall_gap_tests({"object.kind": _gap_counts()}, min_group_size=1, tolerance=-0.1)
+    other = ObjectGroupCounts((1, 2, 4), ("x",), np.ones((3, 1), np.int64), np.ones((3, 1), np.int64))
+    with pytest.raises(AuditError, match="different images"):
+        recall_gap_tests({"object.kind": _gap_counts(), "camera": other}, min_group_size=1)
 
 
 def test_mpc_and_rpc_by_hand():
