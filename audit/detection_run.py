@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.contract.config import AuditConfig
-from audit.contract.errors import AuditError
+from audit.contract.errors import AuditError, echo
 from audit.contract.metric_specs import detection_interval_names
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import Governance, PolicyOutcome, Results
@@ -89,13 +89,8 @@ def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) 
         attributes=attributes,
         intervals=detection_interval_names() if ctx.cfg.evaluation.n_bootstrap > 0 else frozenset(),
         sections=frozenset(sections),
-        **_task_field(),
+        task="detection",
     )
-
-
-def _task_field() -> dict[str, str]:
-    """``task="detection"`` when the plan knows tasks (the policy's view of a run)."""
-    return {"task": "detection"} if "task" in RunPlan.__dataclass_fields__ else {}
 
 
 def run_detection(ctx: RunContext) -> AuditOutcome:
@@ -112,6 +107,12 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         )
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)
     data = read_detection_data(cfg, on_chunk=governance.on_chunk)
+    names = list(data.truth.class_names)
+    if cfg.model.class_names is not None and list(cfg.model.class_names) != names:
+        raise AuditError(
+            f"{ctx.source}: model.class_names {echo(cfg.model.class_names)} differ from the annotation classes "
+            f"{echo(names)} (the detector's class k is the k-th annotation class); fix or remove model.class_names"
+        )
     findings = governance.findings()
     gallery_mode = governance.image_mode(findings, cfg.report.images)
     ctx.gate.plan(_plan(ctx, conditions, data, gallery_mode))  # a rule that can never match fails here
@@ -127,6 +128,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         score_threshold=det.nms_score_threshold,
         iou_threshold=det.nms_iou_threshold,
         max_detections=det.max_detections,
+        multi_label=det.multi_label,
     )
     threads = plan_threads(
         threads=cfg.threads,

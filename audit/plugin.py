@@ -189,7 +189,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.write_line(neutralise(verdict_line(results)))
     for line in failure_lines(results):
         tr.write_line(neutralise(line))
-    gaps = sorted((f for f in results.fairness or [] if f.accuracy_gap), key=lambda f: -(f.accuracy_gap or 0.0))[:3]
+    if results.detection is not None:  # a detector: the largest recall gaps at the operating point
+        tests = sorted((g for g in results.detection.gap_tests if g.gap), key=lambda g: -(g.gap or 0.0))[:3]
+        for g in tests:
+            tr.write_line(
+                neutralise(
+                    f"  largest recall gap: {g.attribute} under {g.condition}: {pp(g.gap)} (worst {g.worst_group})"
+                )
+            )
+    fairness = results.fairness or []
+    gaps = sorted((f for f in fairness if f.accuracy_gap), key=lambda f: -(f.accuracy_gap or 0.0))[:3]
     for f in gaps:
         tr.write_line(
             neutralise(

@@ -272,7 +272,10 @@ def run_audit(
             gate = PolicyGate.load(cfg.policy) if policy is None else PolicyGate(policy)
         signing = _signing(cfg)
         baseline_results = _load_baseline(baseline) if baseline else None
-        cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
+        if (
+            cfg.task == "classification"
+        ):  # a Hugging Face classifier's own values (a detector's folder is read by its loader)
+            cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})
         cfg = cfg.model_copy(update={"data": cfg.data.decoding_for(cfg.model)})  # data.exif, data.alpha decided
         ctx = RunContext(
             cfg=cfg,

@@ -58,9 +58,12 @@ def stop_targets(policy: Policy, plan: RunPlan) -> list[dict[str, Any]]:
         ``{condition, rule, metric, attribute, value, aggregate, op, threshold, judge,
         min_samples}`` (``attribute`` None for the whole condition; ``value`` None with
         ``aggregate: worst``), or ``{condition, full: reason}`` when the rule keeps the
-        condition running to the end. Conditions no blocking rule reads have no record.
+        condition running to the end. Conditions no blocking rule reads have no record; a
+        detection run (``plan.task``) has none at all.
     """
     out: list[dict[str, Any]] = []
+    if plan.task == "detection":
+        return out  # a detection run evaluates every image of every condition (no anytime-valid test of mAP)
     everything = [c.id for c in plan.conditions]
     attacks = [c.id for c in plan.conditions if c.model_aware]
     for rule in policy.rules:

@@ -35,6 +35,9 @@ Decisions written here once:
   detectable gap and whether the data can test it at all.
 - A target decided early by an anytime-valid test (``evaluation.early_stop``)
   says so in its message and ``decided_early``.
+- Detection results (``task: detection``) are judged by the same rules on their own targets
+  (:mod:`policies.detection`): conditions, image- and object-level groups, gaps decided by the
+  stored interval of the gap, and ``section: detection`` for robustness (mPC, rPC).
 - Governance findings are judged under *this* policy
   (:func:`policies.findings.judge_findings`).
 - The verdict is ``fail`` iff a blocking rule has status ``fail`` or a
@@ -52,6 +55,7 @@ from audit.contract.load import parse_results
 from audit.contract.plan import RunPlan
 from audit.contract.results import GovernanceFinding, Results
 from policies import targets as t
+from policies.detection import detection_evaluations
 from policies.differences import decide_differences, describe
 from policies.errors import PolicyError
 from policies.evaluate import (
@@ -192,6 +196,8 @@ def _metric_rule(results: Results, policy: Policy, rule: MetricRule) -> dict[str
 
     if rule.section is not None:
         evaluations = section_evaluations(results, rule, error)
+    elif results.task == "detection":
+        evaluations = detection_evaluations(results, rule, error)
     else:
         check_names(results, rule, error)
         conditions = t.select_conditions(results, rule.selector)
@@ -208,7 +214,7 @@ def _metric_rule(results: Results, policy: Policy, rule: MetricRule) -> dict[str
 def _early_decisions(results: Results, rule: MetricRule) -> dict[tuple[str, str | None], int]:
     """(condition, group) -> samples after which an anytime-valid test decided this rule (early stop)."""
     out: dict[tuple[str, str | None], int] = {}
-    for cond in results.conditions:
+    for cond in results.conditions or []:  # detection results have no classification conditions
         for d in cond.early_stop.decisions if cond.early_stop is not None else []:
             if d.rule == rule.id:
                 out[(cond.id, d.group)] = int(d.n or 0)
@@ -249,6 +255,9 @@ def _rule_result(
         mode = rule.on_insufficient_data or policy.on_insufficient_data
         status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if rule.blocking else "warn")
         message = f"insufficient data for {subject}: {pick.note}{multi}; on_insufficient_data={mode}"
+    elif pick.decided_by is not None:
+        status = ("fail" if rule.blocking else "warn") if pick.status == "fail" else "pass"
+        message = f"{subject} = {pick.observed:.4g}: {pick.decided_by}{note}{multi}"
     elif pick.test is not None:
         status = ("fail" if rule.blocking else "warn") if pick.status == "fail" else "pass"
         message = f"{subject} = {pick.observed:.4g}: {describe(rule, pick)}{note}{multi}"

@@ -37,7 +37,8 @@ class Evaluation:
     A difference between groups also carries ``groups`` (the stored groups, flat) and the
     sizes its test uses (``min_n``, ``min_positives``) until :func:`policies.engine` tests it;
     then ``p_value`` and ``min_detectable`` (and ``test``, the
-    :class:`~audit.contract.gaptests.TargetTest`).
+    :class:`~audit.contract.gaptests.TargetTest`). A detection gap decided by its stored interval
+    (:mod:`policies.detection`) says what the interval showed in ``decided_by``.
     """
 
     status: str  # pass | fail | insufficient_data | not_applicable
@@ -52,6 +53,7 @@ class Evaluation:
     p_value: float | None = None
     min_detectable: float | None = None
     test: Any = None
+    decided_by: str | None = None  # a test decided the status (not the point estimate): what it showed
 
 
 def check_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:
@@ -138,6 +140,9 @@ def section_evaluations(results: Results, rule: MetricRule, error: ErrorFactory)
             ]
         return [Evaluation("insufficient_data", None, note=f"no entry {rule.entry!r} in {rule.section!r}")]
     if not any(t.resolve_path(e, rule.metric) is not t.MISSING for _, e in chosen):
+        null = next((p for _, e in chosen for p in _prefixes(rule.metric) if t.resolve_path(e, p) is None), None)
+        if null is not None:  # a known key stored as null (e.g. detection.robustness without stressors)
+            return [Evaluation("insufficient_data", None, rule.section, note=f"{null} is null in {rule.section!r}")]
         if rule.optional:  # a key older results lack (a known key)
             return [
                 Evaluation("not_applicable", None, note=f"no {rule.metric!r} in {rule.section!r} (required: false)")
@@ -150,6 +155,12 @@ def section_evaluations(results: Results, rule: MetricRule, error: ErrorFactory)
         else _judge(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e))
         for name, e in chosen
     ]
+
+
+def _prefixes(path: str) -> list[str]:
+    """The proper dotted prefixes of a path: ``a.b.c`` -> ``a``, ``a.b``."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def condition_evaluations(results: Results, cond: ConditionResult, rule: MetricRule) -> list[Evaluation]:

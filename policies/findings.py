@@ -157,7 +157,7 @@ def _entries(results: Results, policy: Policy, rule: FindingRule, findings: list
         if is_node(node):
             node = get(node, "findings") or get(node, "checks")
         return [e for e in node or [] if is_node(e)]
-    return [*findings, *results.adversarial_checks]
+    return [*findings, *(results.adversarial_checks or [])]
 
 
 def evaluate_finding_rule(

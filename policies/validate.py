@@ -36,6 +36,18 @@ What a rule may name:
 - ``kind: finding`` rules: a check the policy's governance section runs or the
   run produces (the adversarial sanity checks when an attack runs).
 
+A detection run (``RunPlan.task == "detection"``; :mod:`policies.detection`) is validated
+against its own targets: ``metric`` is a detection metric (``map``, ``recall``,
+``fp_per_image`` ...; a classification metric such as ``accuracy`` is an error, as a detection
+metric is on a classification run); a group or gap names an image attribute or an object
+grouping (``object.size``, ``object.class``, ``object.<key>``) whose groups carry that metric
+(a glob picks object groupings only when it starts with ``object.``);
+``attribute`` needs ``value`` or ``aggregate`` (a detection run has no fairness entries); a
+tested gap (the default for ``aggregate: gap``) or a gap judged by an interval end is a gap of
+``recall`` in a run that computes intervals; a ratio is compared by its estimate only
+(``test: point``). ``section`` names a key the run writes (``detection``, not a classification
+key) and a path its model has (``robustness.rpc``).
+
 A policy that is not ``report_only`` must have something that can fail its
 verdict (:func:`check_gate`: a blocking rule or a blocking governance check),
 and, without a blocking governance check, at least one blocking rule that
@@ -46,7 +58,7 @@ pass on nothing, and :func:`validate_policy` refuses it.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import get_args
+from typing import get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -54,7 +66,14 @@ from audit.contract.conditions import format_severity, is_glob, parse_severity, 
 from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
 from audit.contract.metric_specs import METRICS
 from audit.contract.plan import RunPlan
-from audit.contract.results import FairnessEntry, GroupMetrics, Metrics, Results
+from audit.contract.results import CLASSIFICATION_KEYS, FairnessEntry, GroupMetrics, Metrics, Results
+from policies.detection import (
+    DETECTION_METRICS,
+    TESTED_GAP_METRICS,
+    attribute_matches,
+    group_metrics,
+    is_object_level,
+)
 from policies.errors import PolicyError
 from policies.governance import governance_checks
 from policies.schema import FindingRule, MetricRule, Policy
@@ -212,6 +231,8 @@ def _validate_attribute(rule: MetricRule, plan: RunPlan, error) -> str | None:
     attributes = list(plan.attributes)
     attribute = str(rule.attribute)
     if is_glob(attribute):
+        if plan.task == "detection":  # a glob picks object groupings only when it says object.
+            attributes = [a for a in attributes if not is_object_level(a) or attribute.startswith("object.")]
         if any(fnmatchcase(a, attribute) for a in attributes):
             return None
         if not attributes and rule.optional:  # a run without subgroup attributes: nothing to compare
@@ -246,6 +267,9 @@ def _validate_test(rule: MetricRule, plan: RunPlan, error) -> None:
 
 
 def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
+    if plan.task == "detection":
+        _validate_detection_metric(rule, plan, error)
+        return
     _validate_test(rule, plan, error)
     metric = rule.metric
     if rule.attribute is None:
@@ -271,7 +295,8 @@ def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
     else:
         known, where = _FAIRNESS_KEYS, "fairness entries"
     if metric not in known:
-        raise error("metric", f"unknown metric {metric!r} for {where} (metrics: {_choices(list(known))})")
+        hint = "; it is a detection metric and this is a classification run" if metric in DETECTION_METRICS else ""
+        raise error("metric", f"unknown metric {metric!r} for {where}{hint} (metrics: {_choices(list(known))})")
     spec = METRICS.get(metric)
     if spec is not None and spec.requires == "top_k" and not plan.top_k:
         raise error("metric", f"{metric} is not computed in this run; set evaluation.{spec.requires}")
@@ -285,32 +310,114 @@ def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
         raise error("judge", f"judge {rule.judge!r} needs an interval of {metric!r}: {reason}")
 
 
+def _validate_detection_metric(rule: MetricRule, plan: RunPlan, error) -> None:
+    """A metric rule on a detection run (see the module docstring)."""
+    metric = rule.metric
+    if metric not in DETECTION_METRICS:
+        classification = {*_CONDITION_METRICS, *_GROUP_METRICS, *_FAIRNESS_KEYS}
+        hint = "; it is a classification metric and this is a detection run" if metric in classification else ""
+        raise error(
+            "metric", f"unknown metric {metric!r}{hint} (detection metrics: {_choices(list(DETECTION_METRICS), 30)})"
+        )
+    if rule.attribute is None:
+        _validate_interval(rule, plan, error)
+        return
+    if rule.value is None and rule.aggregate is None:
+        raise error(
+            "aggregate",
+            "a detection run has no fairness entries: set 'value' to judge one group, or 'aggregate: gap', "
+            "'ratio' or 'worst' to judge across the groups",
+        )
+    attributes = [a for a in plan.attributes if attribute_matches(str(rule.attribute), a)]
+    if attributes and not any(metric in group_metrics(a) for a in attributes):
+        carried = sorted({m for a in attributes for m in group_metrics(a)}, key=DETECTION_METRICS.index)
+        what = "object-level" if all(is_object_level(a) for a in attributes) else ""
+        raise error(
+            "metric",
+            f"{metric!r} is not computed for the {what + ' ' if what else ''}groups of {', '.join(attributes)} "
+            f"(they carry: {_choices(carried, 30)})",
+        )
+    if rule.aggregate in ("gap", "ratio"):
+        tested = rule.test_mode != "point"
+        if rule.aggregate == "ratio" and (tested or rule.judge != "point"):
+            key = "test" if tested else "judge"
+            raise error(key, "a detection run neither tests nor gives an interval of a ratio; set test: point")
+        if not tested and rule.judge == "point":
+            return
+        how = f"test {rule.test_mode!r}" if tested else f"judge {rule.judge!r}"
+        if metric not in TESTED_GAP_METRICS:
+            raise error(
+                "test" if tested else "judge",
+                f"{how} of a gap of {metric!r} needs the run's gap test, which a detection run computes for "
+                f"{', '.join(TESTED_GAP_METRICS)} only; set test: point to compare the estimate",
+            )
+        if metric not in plan.intervals:
+            raise error(
+                "test" if tested else "judge",
+                f"{how} of a gap of {metric!r} needs the gap's interval, which the run does not compute "
+                "(evaluation.n_bootstrap is 0); set test: point to compare the estimate",
+            )
+        return
+    _validate_interval(rule, plan, error)
+
+
+def _validate_interval(rule: MetricRule, plan: RunPlan, error) -> None:
+    if rule.judge != "point" and rule.metric not in plan.intervals:
+        have = sorted(plan.intervals)
+        reason = (
+            "the run computes no intervals (evaluation.n_bootstrap is 0)"
+            if not have
+            else f"intervals exist for {_choices(have)}"
+        )
+        raise error("judge", f"judge {rule.judge!r} needs an interval of {rule.metric!r}: {reason}")
+
+
 def _validate_section(rule: MetricRule, plan: RunPlan, error) -> str | None:
     section = str(rule.section)
+    other = section in CLASSIFICATION_KEYS if plan.task == "detection" else section == "detection"
+    if other:
+        raise error(
+            "section",
+            f"section {section!r} is not written by a {plan.task} run "
+            f"({'a classification key' if plan.task == 'detection' else 'a detection run writes it'})",
+        )
     if section not in plan.sections:
         if section in Results.model_fields and rule.optional:
             return f"section {section!r} is not written by this run (required: false)"
         have = sorted(plan.sections | {"conditions"})
         raise error("section", f"section {section!r} is not written by this run (sections: {_choices(have)})")
-    model = Results.model_fields[section].annotation if section in Results.model_fields else None
-    fields = _model_fields(model)
-    first = rule.metric.split(".")[0].split("[")[0]
-    if fields and first not in fields:
-        raise error(
-            "metric", f"unknown metric {rule.metric!r} in section {section!r} (keys: {_choices(sorted(fields))})"
-        )
+    annotation = Results.model_fields[section].annotation if section in Results.model_fields else None
+    model = _model(annotation)
+    if rule.entry is not None and model is not None and not _holds_list(annotation):
+        # 'entry' names keys of the section's model: the metric's path starts at the entry's field
+        if is_glob(rule.entry) or rule.entry not in model.model_fields:
+            return None  # matched against the stored results when judging
+        annotation = model.model_fields[rule.entry].annotation
+    for key in (part.split("[")[0] for part in rule.metric.split(".")):
+        model = _model(annotation)
+        if model is None or not key or key.isdigit():
+            break  # a mapping, a list index or a value: the stored results decide
+        if key not in model.model_fields:
+            keys = _choices(sorted(model.model_fields), 30)
+            raise error("metric", f"unknown metric {rule.metric!r} in section {section!r} (keys: {keys})")
+        annotation = model.model_fields[key].annotation
     return None
 
 
-def _model_fields(annotation) -> set[str]:
-    """The field names of the model a section holds (or of its list entries)."""
+def _holds_list(annotation) -> bool:
+    """Whether a field holds a list (possibly optional)."""
+    return get_origin(annotation) is list or any(_holds_list(a) for a in get_args(annotation))
+
+
+def _model(annotation) -> type[BaseModel] | None:
+    """The model a field holds (or its list entries, or its optional value), or None for a plain value."""
     stack = [annotation]
     while stack:
         item = stack.pop()
         if isinstance(item, type) and issubclass(item, BaseModel):
-            return set(item.model_fields)
+            return item
         stack.extend(get_args(item))
-    return set()
+    return None
 
 
 def _validate_finding_rule(rule: FindingRule, policy: Policy, plan: RunPlan, error) -> str | None:

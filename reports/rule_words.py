@@ -17,7 +17,30 @@ from typing import Any
 from audit.contract.metric_specs import ACCURACY, metric_phrases
 from audit.contract.results import RuleResult
 
-__all__ = ["METRIC_WORDS", "rule_in_words"]
+__all__ = ["DETECTION_WORDS", "METRIC_WORDS", "rule_in_words"]
+
+#: How a detector's metrics (results.json ``detection``) are named in a sentence.
+DETECTION_WORDS = {
+    "map": "the mAP (COCO AP@[.5:.95])",
+    "map_50": "the AP50",
+    "map_75": "the AP75",
+    "map_small": "the AP of small objects",
+    "map_medium": "the AP of medium objects",
+    "map_large": "the AP of large objects",
+    "ar_1": "the AR@1",
+    "ar_10": "the AR@10",
+    "ar_100": "the AR@100",
+    "precision": "precision at the operating point",
+    "recall": "recall at the operating point",
+    "f1": "F1 at the operating point",
+    "fp_per_image": "false positives per image",
+    "missed_per_image": "missed objects per image",
+    "n_objects": "the number of objects",
+    "n_images": "the number of images",
+    "robustness.mpc": "the mPC (the mean mAP under the stressors)",
+    "robustness.rpc": "the rPC (mPC ÷ clean mAP)",
+    "robustness.clean_map": "the clean mAP",
+}
 
 #: How a metric is named in a sentence (other metrics keep their results.json name): the registry's
 #: phrases, and the statistics derived from the metrics.
@@ -29,6 +52,7 @@ METRIC_WORDS = {
     f"{ACCURACY.name}_ratio": "the accuracy ratio (lowest group ÷ highest)",
     "drop": "the accuracy drop",
     f"{ACCURACY.name}_drop": "the accuracy drop",
+    **{name: words for name, words in DETECTION_WORDS.items() if name not in metric_phrases()},
 }
 _STATUS_SET = re.compile(r"\{([^}]*)\}")
 

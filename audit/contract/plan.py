@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -53,6 +54,11 @@ class RunPlan:
         sections: the top-level results.json keys the run writes.
         checks: names of the checks a ``kind: finding`` rule can judge (adversarial sanity
             checks; governance checks come from the judging policy itself).
+        task: what the model does (config ``task``). A ``detection`` run writes its audit under
+            results.json ``detection``: its conditions' and groups' metrics are
+            :class:`~audit.contract.results.DetectionMetrics`, its ``attributes`` hold the image
+            attributes and the object groupings (``object.size``, ``object.class``,
+            ``object.<key>``), and ``intervals`` names the detection metrics with a ``<metric>_ci``.
     """
 
     source: str
@@ -62,6 +68,7 @@ class RunPlan:
     top_k: bool = False
     sections: frozenset[str] = frozenset()
     checks: frozenset[str] = frozenset()
+    task: Literal["classification", "detection"] = "classification"
 
     @property
     def condition_ids(self) -> list[str]:
@@ -83,6 +90,9 @@ class RunPlan:
     @classmethod
     def from_results(cls, results: Results, *, source: str = "results.json") -> RunPlan:
         """The plan stored results (:func:`audit.contract.load_results`) were produced by (as far as they show)."""
+        if results.task == "detection":
+            return cls._from_detection(results, source=source)
+        assert results.conditions is not None  # a classification audit always has them (Results checks it)
         conditions = tuple(
             PlannedCondition(
                 id=c.id,
@@ -112,7 +122,37 @@ class RunPlan:
             intervals=intervals,
             top_k=results.evaluation.top_k is not None,
             sections=frozenset(k for k in _set_fields(results) if getattr(results, k) is not None),
-            checks=frozenset(str(a.check) for a in results.adversarial_checks),
+            checks=frozenset(str(a.check) for a in results.adversarial_checks or []),
+        )
+
+    @classmethod
+    def _from_detection(cls, results: Results, *, source: str) -> RunPlan:
+        """The plan of stored detection results: the conditions, attributes and intervals of ``detection``."""
+        detection = results.detection
+        assert detection is not None  # detection results always have it (Results checks it)
+        conditions = tuple(
+            PlannedCondition(id=c.id, stressor=c.stressor, severity=float(c.severity or 0.0))
+            for c in detection.conditions
+        )
+        attributes: dict[str, list[str]] = {}
+        for attr, counts in results.dataset.attributes.items():
+            attributes.setdefault(str(attr), []).extend(str(v) for v in counts)
+        for c in detection.conditions:
+            for g in c.groups:
+                values = attributes.setdefault(str(g.attribute), [])
+                if str(g.value) not in values:
+                    values.append(str(g.value))
+        first = detection.conditions[0].metrics if detection.conditions else None
+        intervals = frozenset(
+            k[: -len("_ci")] for k in _set_fields(first) if k.endswith("_ci") and getattr(first, k) is not None
+        )
+        return cls(
+            source=source,
+            conditions=conditions,
+            attributes={k: tuple(v) for k, v in attributes.items()},
+            intervals=intervals,
+            sections=frozenset(k for k in _set_fields(results) if getattr(results, k) is not None),
+            task="detection",
         )
 
 

@@ -20,7 +20,7 @@ def test_list(runner):
     out = runner.invoke(policy_group, ["list"])
     assert out.exit_code == 0 and "ci-gate" in out.output and "high-risk" in out.output
     rows = json.loads(runner.invoke(policy_group, ["list", "--format", "json"]).output)
-    assert [r["name"] for r in rows] == ["ci-gate", "demo", "high-risk"]
+    assert [r["name"] for r in rows] == ["ci-gate", "demo", "detection-gate", "high-risk"]
 
 
 def test_show(runner, write_policy):

@@ -23,7 +23,7 @@ rules:
 
 
 def test_builtins_are_listed_and_load():
-    assert available_policies() == ["ci-gate", "demo", "high-risk"]
+    assert available_policies() == ["ci-gate", "demo", "detection-gate", "high-risk"]
     for name in available_policies():
         policy = load_policy(name)
         assert policy.name == name

@@ -1,0 +1,258 @@
+"""Judge ``kind: metric`` rules on a detector's results (``task: detection``; results.json ``detection``).
+
+The rule syntax is the classification one (:class:`~policies.schema.MetricRule`); only the targets
+differ. A detection condition (:class:`~audit.contract.results.DetectionCondition`) and each of its
+groups carry :class:`~audit.contract.results.DetectionMetrics`:
+
+- no ``attribute``: the condition's metric (``map``, ``recall``, ``fp_per_image`` ...), judged by the
+  point estimate or, with ``judge: ci_lower|ci_upper``, by an end of its ``<metric>_ci``;
+- ``attribute`` + ``value``: one group. Image-level attributes are the manifest's (``camera``): every
+  metric over the group's images. Object-level groupings (``object.size``, ``object.class``,
+  ``object.<key>``) carry recall and its counts, and COCO AP for size (``map``) and class (``map``,
+  ``map_50``, ``map_75``): :func:`group_metrics`;
+- ``attribute`` + ``aggregate``: ``attribute`` may be a glob (:func:`attribute_matches`: ``"*"`` picks
+  the image attributes, ``"object.*"`` the object groupings); across the groups of the attribute that are not flagged
+  ``insufficient_data`` (and, with ``min_samples``, have at least that many: images for an
+  image-level group, objects for an object-level one): ``worst`` (the lowest for ``min``, the highest
+  for ``max``), ``gap`` (highest - lowest) or ``ratio`` (lowest / highest) of the point estimates.
+
+A gap of ``recall`` is tested by default (``test: detect``), as a classification gap is. The run
+stores, per condition and attribute, a :class:`~audit.contract.results.DetectionGapTest` whose
+``p_value`` / ``p_holm`` test H0 "every group has the same recall", a null of tolerance 0 that cannot
+decide a rule's tolerance. The test of H0 "gap <= tolerance" used here is the stored 95 % cluster-
+bootstrap interval of the gap (``gap_ci``, at ``evaluation.confidence_level`` L):
+
+- ``detect`` fails a target only when ``gap_ci``'s lower end exceeds the tolerance: the one-sided
+  test of H0 gap <= tolerance at level (1 - L) / 2 (2.5 % for L = 0.95), by the duality of
+  intervals and tests. Over k targets of one rule (globs), the chance of failing a model whose
+  every gap keeps the tolerance is at most k (1 - L) / 2 (Bonferroni); there is no Holm step,
+  because the stored intervals are at one level;
+- ``demonstrate`` passes a target only when the upper end is at most the tolerance; the rule passes
+  only when every target does (an intersection-union test), so its error stays (1 - L) / 2
+  whatever k.
+
+A rule asking more confidence than the interval gives (``confidence`` > 1 - (1 - L) / 2), a stored
+test comparing other groups than the rule's (``min_samples`` left one out), or a missing interval
+makes the target insufficient data: fail-closed for a blocking rule.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, DetectionMetrics, Results
+from policies import targets as t
+from policies.evaluate import ErrorFactory, Evaluation, _compare, _judge
+from policies.schema import MetricRule
+
+__all__ = [
+    "DETECTION_METRICS",
+    "TESTED_GAP_METRICS",
+    "attribute_matches",
+    "check_detection_names",
+    "detection_evaluations",
+    "group_metrics",
+    "is_object_level",
+]
+
+#: The metrics of a detection condition or image-level group (their names in results.json).
+DETECTION_METRICS = tuple(k for k in DetectionMetrics.model_fields if not k.endswith("_ci"))
+#: The metrics whose gap across groups the run tests (DetectionGapTest).
+TESTED_GAP_METRICS = ("recall",)
+_OBJECT_METRICS = ("n_images", "n_objects", "tp", "fn", "recall")
+_OBJECT_AP = {"object.size": ("map",), "object.class": ("map", "map_50", "map_75")}
+
+
+def is_object_level(attribute: str) -> bool:
+    """Whether ``attribute`` names an object-level grouping (``object.size``, ``object.class``, ``object.<key>``)."""
+    return attribute.startswith("object.")
+
+
+def attribute_matches(pattern: str, attribute: str) -> bool:
+    """Whether a rule's ``attribute`` (a name or a glob) picks ``attribute`` of a detection run.
+
+    A glob picks object groupings only when it starts with ``object.`` itself: ``"*"`` means the
+    dataset's (image) attributes, as on a classification run, and ``"object.*"`` every object grouping.
+
+    >>> attribute_matches("*", "camera"), attribute_matches("*", "object.size"), attribute_matches("object.*", "object.size")
+    (True, False, True)
+    """
+    if is_object_level(attribute) and not pattern.startswith("object."):
+        return False
+    return fnmatchcase(attribute, pattern)
+
+
+def group_metrics(attribute: str) -> tuple[str, ...]:
+    """The metrics the groups of ``attribute`` carry: all of them for an image attribute; recall and
+    its counts for an object grouping, plus COCO AP for ``object.size`` and ``object.class``.
+
+    >>> group_metrics("object.size")
+    ('n_images', 'n_objects', 'tp', 'fn', 'recall', 'map')
+    """
+    if not is_object_level(attribute):
+        return DETECTION_METRICS
+    return _OBJECT_METRICS + _OBJECT_AP.get(attribute, ())
+
+
+def _n(group: DetectionGroup) -> int:
+    """The size a rule's ``min_samples`` counts: objects for an object-level group, images otherwise."""
+    return group.metrics.n_objects if group.level == "object" else group.metrics.n_images
+
+
+def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactory) -> list[Evaluation]:
+    """Judge a condition rule (no ``section``) on detection results, target by target.
+
+    Raises:
+        PolicyError: (through ``error``) the metric is not a detection metric, a named attribute or
+            value is not stored, or no stored condition matches.
+    """
+    detection = results.detection
+    if detection is None:
+        raise error("metric", "the results have no 'detection' section")
+    if rule.metric not in DETECTION_METRICS:
+        raise error(
+            "metric", f"unknown metric {rule.metric!r} for detection results (metrics: {', '.join(DETECTION_METRICS)})"
+        )
+    check_detection_names(results, rule, error)
+    conditions = [c for c in detection.conditions if t.selector_matches(rule.selector, c.id)]
+    if not conditions:
+        raise error("condition", f"{rule.selector!r} matches no condition stored in the results")
+    out = [e for cond in conditions for e in _condition(results, cond, rule)]
+    return out or [Evaluation("insufficient_data", None, note=f"no groups for attribute {rule.attribute!r}")]
+
+
+def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> list[Evaluation]:
+    cid = cond.id
+    if rule.attribute is None:
+        return [_judge(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
+    if rule.value is not None:
+        label = f"{rule.attribute}={rule.value}"
+        group = next((g for g in cond.groups if g.attribute == rule.attribute and g.value == rule.value), None)
+        if group is None:
+            return [Evaluation("insufficient_data", None, cid, label, note=f"no group {label} under {cid}")]
+        if group.insufficient_data:
+            note = f"group {label} under {cid} is flagged insufficient_data ({group.metrics.n_objects} objects)"
+            return [Evaluation("insufficient_data", None, cid, label, _n(group), note)]
+        return [_judge(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
+    by_attribute: dict[str, list[DetectionGroup]] = {}
+    for group in cond.groups:
+        if attribute_matches(rule.attribute, group.attribute) and rule.metric in group_metrics(group.attribute):
+            by_attribute.setdefault(group.attribute, []).append(group)
+    return [_across(results, cond, attr, groups, rule) for attr, groups in sorted(by_attribute.items())]
+
+
+def _across(
+    results: Results, cond: DetectionCondition, attr: str, groups: list[DetectionGroup], rule: MetricRule
+) -> Evaluation:
+    """``worst``, ``gap`` or ``ratio`` of one attribute's groups under one condition."""
+    cid = cond.id
+    eligible = [
+        g for g in groups if not g.insufficient_data and (rule.min_samples is None or _n(g) >= rule.min_samples)
+    ]
+    left_out = [g.value for g in groups if g not in eligible]
+    excluded = f"; left out (insufficient data or below min_samples): {', '.join(left_out)}" if left_out else ""
+    smallest = min((_n(g) for g in eligible), default=None)
+    if rule.aggregate == "worst":
+        scored = [
+            (value, f"{attr}={g.value}", _n(g))
+            for g in eligible
+            if (value := t.as_number(t.judged_value(g.metrics, rule.metric, rule.judge))) is not None
+        ]
+        if not scored:
+            return Evaluation(
+                "insufficient_data", None, cid, attr, note=f"no {attr} group under {cid} to judge{excluded}"
+            )
+        value, label, n = (min if rule.op == "min" else max)(scored, key=lambda s: s[0])
+        return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{excluded}")
+    points = sorted(
+        (value, g.value) for g in eligible if (value := t.as_number(t.get(g.metrics, rule.metric))) is not None
+    )
+    if len(points) < 2:
+        reason = f"fewer than two {attr} groups under {cid} with {rule.metric}{excluded}"
+        return Evaluation("insufficient_data", None, cid, attr, smallest, reason)
+    (low, low_name), (high, high_name) = points[0], points[-1]
+    between = f"{attr}={low_name} {low:.4g} vs {attr}={high_name} {high:.4g}{excluded}"
+    if rule.aggregate == "ratio":
+        if high <= 0:
+            return Evaluation("insufficient_data", None, cid, attr, smallest, f"ratio undefined: {between}")
+        return _compare(rule, low / high, cid, attr, smallest, between)
+    gap = high - low
+    if rule.judge == "point" and rule.test_mode == "point":
+        return _compare(rule, gap, cid, attr, smallest, between)
+    return _stored_gap(results, cid, attr, {v for _, v in points}, gap, rule, smallest, between)
+
+
+def _gap_test(results: Results, cid: str, attr: str) -> DetectionGapTest | None:
+    detection = results.detection
+    tests = detection.gap_tests if detection is not None else []
+    return next((g for g in tests if g.condition == cid and g.attribute == attr), None)
+
+
+def _stored_gap(
+    results: Results,
+    cid: str,
+    attr: str,
+    values: set[str],
+    gap: float,
+    rule: MetricRule,
+    n: int | None,
+    between: str,
+) -> Evaluation:
+    """A gap judged by an end of the stored ``gap_ci`` (``judge``) or decided by it (``test``; module docstring)."""
+
+    def insufficient(reason: str) -> Evaluation:
+        return Evaluation("insufficient_data", gap, cid, attr, n, reason)
+
+    test = _gap_test(results, cid, attr)
+    if test is None or test.gap_ci is None:
+        what = "no stored gap test" if test is None else "the stored gap test has no interval (gap_ci)"
+        return insufficient(f"{what} for {attr} under {cid}")
+    stored = {str(k) for k, v in test.recalls.items() if v is not None}
+    if stored != values:
+        return insufficient(
+            f"the stored gap test compares {', '.join(sorted(stored)) or 'no group'}, the rule "
+            f"{', '.join(sorted(values))}; use test: point to compare the estimates"
+        )
+    low, high = float(test.gap_ci[0]), float(test.gap_ci[1])
+    level = float(results.evaluation.confidence_level or 0.95)
+    interval = f"{100 * level:g}% interval [{low:.4g}, {high:.4g}]"
+    if rule.judge != "point":
+        value = low if rule.judge == "ci_lower" else high
+        return _compare(rule, value, cid, attr, n, f"{interval}; {between}")
+    one_sided = (1 - level) / 2
+    if one_sided > 1 - rule.confidence + 1e-12:
+        return insufficient(
+            f"the stored {interval} tests at {100 * (1 - one_sided):g}% confidence, less than the rule's "
+            f"{100 * rule.confidence:g}%"
+        )
+    percent = f"{100 * (1 - one_sided):g}%"
+    bound = f"max {rule.threshold:g}"
+    if rule.test_mode == "detect":
+        shown = low > rule.threshold
+        words = f"{'shown' if shown else 'not shown'} to break {bound} at {percent} (gap {interval})"
+        status = "fail" if shown else "pass"
+    else:
+        shown = high <= rule.threshold
+        words = f"{'shown' if shown else 'not shown'} to keep {bound} at {percent} (gap {interval})"
+        status = "pass" if shown else "fail"
+    p = f"; Holm-adjusted p = {test.p_holm:.3g} for any gap" if test.p_holm is not None else ""
+    return Evaluation(status, gap, cid, attr, n, f"{between}{p}", decided_by=words)
+
+
+def check_detection_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:
+    """Raise on a named attribute or value the detection results lack (a glob is matched when judging)."""
+    detection = results.detection
+    if rule.attribute is None or any(ch in rule.attribute for ch in "*?[") or detection is None:
+        return
+    known: dict[str, set[str]] = {}
+    for cond in detection.conditions:
+        for g in cond.groups:
+            known.setdefault(g.attribute, set()).add(g.value)
+    if rule.attribute not in known:
+        raise error(
+            "attribute",
+            f"attribute {rule.attribute!r} is not in the results (have: {', '.join(sorted(known)) or 'none'})",
+        )
+    if rule.value is not None and rule.value not in known[rule.attribute]:
+        have = ", ".join(sorted(known[rule.attribute]))
+        raise error("value", f"group {rule.attribute}={rule.value} is not in the results (have: {have})")
