@@ -289,13 +289,29 @@ def write_config(folder: Path, **settings: Any) -> Path:
         "detection": {"annotations": "instances.json", "object_attributes": ["occluded"], "output": "yolo"},
         "stressors": THREE,
         "evaluation": {"min_group_size": 5},
+        "policy": "policy.yaml",
         "report": {"formats": []},
     }
     for key, value in settings.items():
         cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    (folder / "policy.yaml").write_text(POLICY, encoding="utf-8")
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
+
+
+#: The benchmarks' policy: the built-in detection-gate's point rules (mAP, false positives per image,
+#: the object-size recall gap, mAP under stress), judged on the estimates; the untrained detectors fail it.
+POLICY = """\
+version: 1
+name: bench-detection
+rules:
+  - {id: clean-map, condition: clean, metric: map, min: 0.5, blocking: true}
+  - {id: clean-false-positives, condition: clean, metric: fp_per_image, max: 0.2, blocking: true}
+  - {id: clean-size-recall-gap, condition: clean, attribute: object.size, aggregate: gap, metric: recall,
+     max: 0.10, test: point, blocking: false}
+  - {id: stress-map, condition: "*", metric: map, min: 0.35, blocking: false}
+"""
 
 
 # ----------------------------------------------------------------------- timing hooks
@@ -606,7 +622,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         print(
             f"\nN = {args.n} images (96x64), {conditions} conditions, image attribute with {args.groups} values, "
             f"object attributes size / class / occluded, ~{3 + args.junk} detections per image, "
-            f"{torch.get_num_threads()} torch thread(s), median of {args.repeats} run(s)"
+            f"{args.threads} torch thread(s), median of {args.repeats} run(s)"
         )
         if any("error" in r for r in runs):
             print(
@@ -668,22 +684,23 @@ def cmd_memory(args: argparse.Namespace) -> int:
             tail = done.stderr.strip().splitlines()[-1:] if int(rc) else []
             rows.append((n, int(kib) / 1024, wall, int(rc), tail))
             print(f"{n}: peak RSS {int(kib) / 1024:.1f} MiB, {wall:.1f} s, exit {rc} {tail}", file=sys.stderr)
-            if args.tracemalloc:
-                traced = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "_trace",
-                        str(config),
-                        str(folder / "out-trace"),
-                        "--top",
-                        str(args.top),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    env=_env(),
-                )
-                print(f"\n### tracemalloc, {n} images\n\n{traced.stdout}{traced.stderr[-2000:]}")
+            for wanted, extra, title in (
+                (args.steps, ["--rss"], "RSS per step"),
+                (args.tracemalloc, [], "tracemalloc"),
+            ):
+                if not wanted:
+                    continue
+                trace = [
+                    sys.executable,
+                    __file__,
+                    "_trace",
+                    str(config),
+                    str(folder / "out-trace"),
+                    "--top",
+                    str(args.top),
+                ]
+                traced = subprocess.run(trace + extra, capture_output=True, text=True, env=_env())
+                print(f"\n### {title}, {n} images\n\n{traced.stdout}{traced.stderr[-2000:]}", flush=True)
     print("\n| images | peak RSS (MiB) | wall (s) | exit |\n|---:|---:|---:|---:|")
     for n, mib, wall, rc, tail in rows:
         print(f"| {n:,} | {mib:.1f} | {wall:.1f} | {rc}{' ' + tail[0] if tail else ''} |")
@@ -706,6 +723,9 @@ _TRACED = [
     ("audit.detection_run", "read_detection_data"),
     ("audit.detection_run", "evaluate_detector"),
     ("audit.detection_run", "summarize_detection"),
+    ("audit.detection_run", "detection_examples"),
+    ("audit.detection_run", "detection_results"),
+    ("audit.detection_run", "_write_outputs"),
     ("audit.evaluation.detection.summary", "CocoEvaluator.__init__"),
     ("audit.evaluation.detection.summary", "CocoEvaluator.load"),
     ("audit.evaluation.detection.summary", "CocoEvaluator.evaluate"),
@@ -719,24 +739,47 @@ _TRACED = [
 ]
 
 
-def cmd_trace(args: argparse.Namespace) -> int:
-    """One in-process ``run_config`` under tracemalloc: the traced peak of each step, top lines after the pass.
+def _proc_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
-    For each function of :data:`_TRACED`: the largest rise of traced memory above its value at the
-    call's entry, over all its calls (nested calls are folded into their callers' spans).
+
+def _reset_rss_peak() -> None:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    """One in-process ``run_config``: the memory rise of each step, and top lines after the pass.
+
+    For each function of :data:`_TRACED`: the largest rise of memory above its value at the call's
+    entry, over all its calls (nested calls are folded into their callers' spans). Memory is
+    tracemalloc's traced memory (Python and numpy allocations), or with ``--rss`` the process's
+    resident set (``VmRSS`` / ``VmHWM``, every allocation, C++ and torch included; Linux only).
     """
     import importlib
     import tracemalloc
 
+    if args.rss:
+        current = lambda: _proc_kib("VmRSS") * 1024  # noqa: E731
+        peak = lambda: _proc_kib("VmHWM") * 1024  # noqa: E731
+        reset = _reset_rss_peak
+    else:
+        current = lambda: tracemalloc.get_traced_memory()[0]  # noqa: E731
+        peak = lambda: tracemalloc.get_traced_memory()[1]  # noqa: E731
+        reset = tracemalloc.reset_peak
     stack: list[list[Any]] = []
     rises: dict[str, list[int]] = {}
     snaps: dict[str, Any] = {}
 
     def fold() -> None:
-        peak = tracemalloc.get_traced_memory()[1]
+        top = peak()
         for frame in stack:
-            frame[1] = max(frame[1], peak)
-        tracemalloc.reset_peak()
+            frame[1] = max(frame[1], top)
+        reset()
 
     def wrap(module: str, attr: str) -> None:
         owner: Any = importlib.import_module(module)
@@ -747,7 +790,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
         def wrapper(*a: Any, **k: Any) -> Any:
             fold()
-            entry = tracemalloc.get_traced_memory()[0]
+            entry = current()
             frame = [entry, entry]
             stack.append(frame)
             try:
@@ -757,18 +800,19 @@ def cmd_trace(args: argparse.Namespace) -> int:
                 stack.pop()
                 rise = rises.setdefault(attr, [0, 0])
                 rise[0], rise[1] = max(rise[0], frame[1] - frame[0]), rise[1] + 1
-                if attr == "evaluate_detector":
+                if attr == "evaluate_detector" and not args.rss:
                     snaps[attr] = tracemalloc.take_snapshot()
 
         setattr(owner, name, wrapper)
 
     for module, attr in _TRACED:
         wrap(module, attr)
-    tracemalloc.start(1)
+    if not args.rss:
+        tracemalloc.start(1)
     r = run_audit(Path(args.config), Path(args.out))
-    current, _ = tracemalloc.get_traced_memory()
-    print(f"traced at the end {current / 2**20:.1f} MiB, run {r['total']:.0f} s {r.get('error', '')}")
-    print("\n| step | calls | largest traced rise during a call (MiB) |\n|---|---:|---:|")
+    what = "RSS" if args.rss else "traced"
+    print(f"{what} at the end {current() / 2**20:.1f} MiB, run {r['total']:.0f} s {r.get('error', '')}")
+    print(f"\n| step | calls | largest {what} rise during a call (MiB) |\n|---|---:|---:|")
     for _, attr in _TRACED:
         if attr in rises:
             print(f"| `{attr}` | {rises[attr][1]} | {rises[attr][0] / 2**20:.1f} |")
@@ -811,13 +855,15 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--dir", type=Path, default=None)
     r = sub.add_parser("memory", help="peak RSS of cvaudit run against the number of images")
     r.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
-    r.add_argument("--tracemalloc", action="store_true")
+    r.add_argument("--tracemalloc", action="store_true", help="per size, the traced rise of each step (slow)")
+    r.add_argument("--steps", action="store_true", help="per size, the RSS rise of each step (one more run)")
     r.add_argument("--top", type=int, default=12)
     r.add_argument("--dir", type=Path, default=None, help="keep fixtures here (one folder per size) and reuse them")
     t = sub.add_parser("_trace", help=argparse.SUPPRESS)
     t.add_argument("config")
     t.add_argument("out")
     t.add_argument("--top", type=int, default=12)
+    t.add_argument("--rss", action="store_true")
     args = ap.parse_args(argv)
     return {"overhead": cmd_overhead, "metrics": cmd_metrics, "memory": cmd_memory, "_trace": cmd_trace}[args.cmd](args)
 
