@@ -658,6 +658,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             f"{'met' if s / med['total'] <= 0.10 else 'NOT met'} (fast)"
         )
         print(f"metric time per condition: {s / conditions:.2f} s, per image-condition {s / images * 1000:.2f} ms")
+        even = (10 * s - (med["total"] - med["detector"])) / images * 1000
+        print(
+            f"break-even: the metrics are <= 10 % of the run when a detector call costs >= {even:.0f} ms per "
+            f"image-condition (10 x {s:.1f} - ({med['total']:.1f} - {med['detector']:.1f})) / {images}"
+        )
         if profile is not None:
             buf = io.StringIO()
             stats = pstats.Stats(profile, stream=buf)
