@@ -704,8 +704,17 @@ def cmd_memory(args: argparse.Namespace) -> int:
             wall = time.perf_counter() - t
             rc, kib = done.stdout.split()[-2:]
             tail = done.stderr.strip().splitlines()[-1:] if int(rc) else []
-            rows.append((n, int(kib) / 1024, wall, int(rc), tail))
-            print(f"{n}: peak RSS {int(kib) / 1024:.1f} MiB, {wall:.1f} s, exit {rc} {tail}", file=sys.stderr)
+            fce = "-"
+            if int(rc) in (0, 1):
+                alone = subprocess.run(
+                    [sys.executable, __file__, "_fce", str(folder)], capture_output=True, text=True, env=_env()
+                )
+                gt_mib, eval_mib = (float(v) for v in alone.stdout.split()[-2:])
+                fce = f"{gt_mib:.1f} + {eval_mib:.1f}"
+            rows.append((n, int(kib) / 1024, wall, int(rc), tail, fce))
+            print(
+                f"{n}: peak RSS {int(kib) / 1024:.1f} MiB, {wall:.1f} s, exit {rc} {tail}, fce {fce}", file=sys.stderr
+            )
             for wanted, extra, title in (
                 (args.steps, ["--rss"], "RSS per step"),
                 (args.tracemalloc, [], "tracemalloc"),
@@ -723,14 +732,49 @@ def cmd_memory(args: argparse.Namespace) -> int:
                 ]
                 traced = subprocess.run(trace + extra, capture_output=True, text=True, env=_env())
                 print(f"\n### {title}, {n} images\n\n{traced.stdout}{traced.stderr[-2000:]}", flush=True)
-    print("\n| images | peak RSS (MiB) | wall (s) | exit |\n|---:|---:|---:|---:|")
-    for n, mib, wall, rc, tail in rows:
-        print(f"| {n:,} | {mib:.1f} | {wall:.1f} | {rc}{' ' + tail[0] if tail else ''} |")
+    print(
+        "\n| images | peak RSS of cvaudit run (MiB) | wall (s) | exit | faster-coco-eval alone, clean: "
+        "GT index + one evaluation (MiB) |\n|---:|---:|---:|---:|---:|"
+    )
+    for n, mib, wall, rc, tail, fce in rows:
+        print(f"| {n:,} | {mib:.1f} | {wall:.1f} | {rc}{' ' + tail[0] if tail else ''} | {fce} |")
     if len(rows) >= 2:
         delta = rows[-1][1] - rows[0][1]
         print(
             f"\npeak RSS {rows[-1][0]:,} minus {rows[0][0]:,}: {delta:.1f} MiB ({delta * 1.048576:.1f} MB); target <= 150 MB"
         )
+    return 0
+
+
+def cmd_fce(args: argparse.Namespace) -> int:
+    """faster-coco-eval alone on one condition of an audit's detections.json: its RSS rise, as a floor.
+
+    Prints ``<GT index rise MiB> <evaluation rise MiB>``: the ground truth indexed (``COCO``), then, the
+    detections already in a numpy array, the resident peak of ``loadRes`` + ``evaluate`` + ``accumulate``
+    + ``summarize`` above the RSS before it (Linux ``VmHWM``).
+    """
+    import gc
+
+    import faster_coco_eval
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    folder = Path(args.folder)
+    base = _proc_kib("VmRSS")
+    gt = faster_coco_eval.COCO(str(folder / "instances.json"), print_function=quiet)
+    indexed = _proc_kib("VmRSS")
+    records = json.loads((folder / "out" / "detections.json").read_text(encoding="utf-8"))
+    arr = np.array(
+        [[r["image_id"], *r["bbox"], r["score"], r["category_id"]] for r in records if r["condition"] == "clean"]
+    )
+    del records
+    gc.collect()
+    before = _proc_kib("VmRSS")
+    _reset_rss_peak()
+    ev = faster_coco_eval.COCOeval_faster(gt, gt.loadRes(arr), "bbox", print_function=quiet)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    print((indexed - base) / 1024, (_proc_kib("VmHWM") - before) / 1024)
     return 0
 
 
@@ -881,13 +925,21 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--steps", action="store_true", help="per size, the RSS rise of each step (one more run)")
     r.add_argument("--top", type=int, default=12)
     r.add_argument("--dir", type=Path, default=None, help="keep fixtures here (one folder per size) and reuse them")
+    f = sub.add_parser("_fce", help=argparse.SUPPRESS)
+    f.add_argument("folder")
     t = sub.add_parser("_trace", help=argparse.SUPPRESS)
     t.add_argument("config")
     t.add_argument("out")
     t.add_argument("--top", type=int, default=12)
     t.add_argument("--rss", action="store_true")
     args = ap.parse_args(argv)
-    return {"overhead": cmd_overhead, "metrics": cmd_metrics, "memory": cmd_memory, "_trace": cmd_trace}[args.cmd](args)
+    return {
+        "overhead": cmd_overhead,
+        "metrics": cmd_metrics,
+        "memory": cmd_memory,
+        "_trace": cmd_trace,
+        "_fce": cmd_fce,
+    }[args.cmd](args)
 
 
 if __name__ == "__main__":
