@@ -16,23 +16,22 @@ groups carry :class:`~audit.contract.results.DetectionMetrics`:
   image-level group, objects for an object-level one): ``worst`` (the lowest for ``min``, the highest
   for ``max``), ``gap`` (highest - lowest) or ``ratio`` (lowest / highest) of the point estimates.
 
-A gap of ``recall`` is tested by default (``test: detect``), as a classification gap is. The run
-stores, per condition and attribute, a :class:`~audit.contract.results.DetectionGapTest` whose
-``p_value`` / ``p_holm`` test H0 "every group has the same recall", a null of tolerance 0 that cannot
-decide a rule's tolerance. The test of H0 "gap <= tolerance" used here is the stored 95 % cluster-
-bootstrap interval of the gap (``gap_ci``, at ``evaluation.confidence_level`` L):
+A gap of ``recall`` is tested by default (``test: detect``), as a classification gap is, from the
+run's stored :class:`~audit.contract.results.DetectionGapTest` of that condition and attribute: every
+pair of eligible groups with its recall difference ``d`` and its cluster-robust (delete-one-image
+jackknife) standard error ``se`` (:mod:`audit.evaluation.detection.statistics`). The rule's tolerance
+τ and confidence ``1 - α`` decide with the classification formulas
+(:func:`audit.contract.gaptests.decide_pairs`):
 
-- ``detect`` fails a target only when ``gap_ci``'s lower end exceeds the tolerance: the one-sided
-  test of H0 gap <= tolerance at level (1 - L) / 2 (2.5 % for L = 0.95), by the duality of
-  intervals and tests. Over k targets of one rule (globs), the chance of failing a model whose
-  every gap keeps the tolerance is at most k (1 - L) / 2 (Bonferroni); there is no Holm step,
-  because the stored intervals are at one level;
-- ``demonstrate`` passes a target only when the upper end is at most the tolerance; the rule passes
-  only when every target does (an intersection-union test), so its error stays (1 - L) / 2
-  whatever k.
+- ``detect`` fails a target only when the data show a pair's gap above τ: the folded-normal p-value
+  of H0 ``|d| <= τ`` per pair, Holm-corrected over the target's pairs, smallest below α. Over k
+  targets of one rule (globs) the chance of failing a model whose every gap keeps the tolerance is
+  at most k α (Bonferroni);
+- ``demonstrate`` passes a target only when every pair is shown within τ (two one-sided tests per
+  pair, an intersection-union test, level α whatever the number of pairs).
 
-A rule asking more confidence than the interval gives (``confidence`` > 1 - (1 - L) / 2), a stored
-test comparing other groups than the rule's (``min_samples`` left one out), or a missing interval
+``judge: ci_lower|ci_upper`` judges an end of the stored ``gap_ci`` (the widest pair's Wald interval).
+A stored test comparing other groups than the rule's (``min_samples`` left one out) or a missing test
 makes the target insufficient data: fail-closed for a blocking rule.
 """
 
@@ -40,6 +39,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from audit.contract.gaptests import decide_pairs
 from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, DetectionMetrics, Results
 from policies import targets as t
 from policies.evaluate import ErrorFactory, Evaluation, _compare, _judge
@@ -204,39 +204,35 @@ def _stored_gap(
         return Evaluation("insufficient_data", gap, cid, attr, n, reason)
 
     test = _gap_test(results, cid, attr)
-    if test is None or test.gap_ci is None:
-        what = "no stored gap test" if test is None else "the stored gap test has no interval (gap_ci)"
-        return insufficient(f"{what} for {attr} under {cid}")
+    if test is None:
+        return insufficient(f"no stored gap test for {attr} under {cid}")
     stored = {str(k) for k, v in test.recalls.items() if v is not None}
     if stored != values:
         return insufficient(
             f"the stored gap test compares {', '.join(sorted(stored)) or 'no group'}, the rule "
             f"{', '.join(sorted(values))}; use test: point to compare the estimates"
         )
-    low, high = float(test.gap_ci[0]), float(test.gap_ci[1])
-    level = float(results.evaluation.confidence_level or 0.95)
-    interval = f"{100 * level:g}% interval [{low:.4g}, {high:.4g}]"
     if rule.judge != "point":
+        if test.gap_ci is None:
+            return insufficient(f"the stored gap test of {attr} under {cid} has no interval (gap_ci)")
+        low, high = float(test.gap_ci[0]), float(test.gap_ci[1])
         value = low if rule.judge == "ci_lower" else high
-        return _compare(rule, value, cid, attr, n, f"{interval}; {between}")
-    one_sided = (1 - level) / 2
-    if one_sided > 1 - rule.confidence + 1e-12:
-        return insufficient(
-            f"the stored {interval} tests at {100 * (1 - one_sided):g}% confidence, less than the rule's "
-            f"{100 * rule.confidence:g}%"
-        )
-    percent = f"{100 * (1 - one_sided):g}%"
+        return _compare(rule, value, cid, attr, n, f"95% interval [{low:.4g}, {high:.4g}]; {between}")
+    alpha = 1 - rule.confidence
+    shown, p = decide_pairs(
+        [(pair.gap, pair.se) for pair in test.pairs], tolerance=rule.threshold, mode=rule.test_mode, alpha=alpha
+    )
+    percent = f"{100 * rule.confidence:g}%"
     bound = f"max {rule.threshold:g}"
+    pairs = f"{len(test.pairs)} pair{'s' if len(test.pairs) != 1 else ''}"
+    decided = f"p = {p:.3g}" if p is not None else "no pair"
     if rule.test_mode == "detect":
-        shown = low > rule.threshold
-        words = f"{'shown' if shown else 'not shown'} to break {bound} at {percent} (gap {interval})"
+        words = f"{'shown' if shown else 'not shown'} to break {bound} at {percent} ({pairs}, Holm; {decided})"
         status = "fail" if shown else "pass"
     else:
-        shown = high <= rule.threshold
-        words = f"{'shown' if shown else 'not shown'} to keep {bound} at {percent} (gap {interval})"
+        words = f"{'shown' if shown else 'not shown'} to keep {bound} at {percent} ({pairs}; {decided})"
         status = "pass" if shown else "fail"
-    p = f"; Holm-adjusted p = {test.p_holm:.3g} for any gap" if test.p_holm is not None else ""
-    return Evaluation(status, gap, cid, attr, n, f"{between}{p}", decided_by=words)
+    return Evaluation(status, gap, cid, attr, n, between, decided_by=words)
 
 
 def check_detection_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:

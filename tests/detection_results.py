@@ -66,8 +66,16 @@ def _condition(cid: str, stressor: str | None, severity: int, m: float, recall: 
     }
 
 
-def _gap_test(cid: str, attribute: str, recalls: dict[str, float], ci: list[float], p_holm: float):
+def _gap_test(cid: str, attribute: str, recalls: dict[str, float], ci: list[float], p_holm: float, se: float):
+    """A stored gap test; every pair's standard error is ``se`` (the policy decides from the pairs)."""
+    ranked = sorted(recalls, key=recalls.__getitem__, reverse=True)
+    pairs = [
+        {"higher": a, "lower": b, "gap": recalls[a] - recalls[b], "se": se, "p_value": p_holm / 2, "p_holm": p_holm}
+        for i, a in enumerate(ranked)
+        for b in ranked[i + 1 :]
+    ]
     return {
+        "pairs": pairs,
         "condition": cid,
         "attribute": attribute,
         "level": "object" if attribute.startswith("object.") else "image",
@@ -103,9 +111,11 @@ def detection_dict() -> dict[str, Any]:
                 "stressors": [{"stressor": "night", "mean_map": 0.35, "relative": 0.35 / 0.62}],
             },
             "gap_tests": [
-                _gap_test("clean", "camera", {"A": 0.90, "B": 0.70}, [0.12, 0.28], 0.001),
-                _gap_test("clean", "object.size", {"small": 0.60, "medium": 0.80, "large": 0.95}, [0.05, 0.50], 0.04),
-                _gap_test("night@3", "camera", {"A": 0.60, "B": 0.50}, [-0.02, 0.22], 0.3),
+                _gap_test("clean", "camera", {"A": 0.90, "B": 0.70}, [0.12, 0.28], 0.001, se=0.04),
+                _gap_test(
+                    "clean", "object.size", {"small": 0.60, "medium": 0.80, "large": 0.95}, [0.05, 0.50], 0.04, se=0.16
+                ),
+                _gap_test("night@3", "camera", {"A": 0.60, "B": 0.50}, [0.0, 0.22], 0.3, se=0.06),
             ],
         },
     }

@@ -159,18 +159,31 @@ def test_point_gap_and_ratio_over_the_groups_with_enough_data():
 @pytest.mark.parametrize(
     ("test", "bound", "status", "words"),
     [
-        ("detect", 0.10, "fail", "shown to break max 0.1"),  # lower end 0.12 > 0.10
-        ("detect", 0.15, "pass", "not shown to break max 0.15"),  # point 0.20 > 0.15, lower end 0.12 is not
-        ("demonstrate", 0.30, "pass", "shown to keep max 0.3"),  # upper end 0.28 <= 0.30
-        ("demonstrate", 0.25, "fail", "not shown to keep max 0.25"),  # point 0.20 <= 0.25, upper end 0.28 is not
+        # camera: gap 0.20, se 0.04 (one pair); the folded-normal / TOST p-values of audit.contract.gaptests
+        ("detect", 0.10, "fail", "shown to break max 0.1"),  # p = Φ((0.10 - 0.20) / 0.04) = 0.006
+        ("detect", 0.15, "pass", "not shown to break max 0.15"),  # p = Φ(-1.25) = 0.11
+        ("demonstrate", 0.30, "pass", "shown to keep max 0.3"),  # p = Φ((0.20 - 0.30) / 0.04) = 0.006
+        ("demonstrate", 0.25, "fail", "not shown to keep max 0.25"),  # p = Φ(-1.25) = 0.11
     ],
 )
-def test_tested_gap_is_decided_by_the_stored_interval(test, bound, status, words):
+def test_tested_gap_is_decided_by_the_stored_pairs(test, bound, status, words):
     rule = {"condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "recall", "max": bound}
     got = _one({**rule, "test": test} if test != "detect" else rule)  # detect is the default for a gap
     assert got["test"] == test and got["status"] == status
     assert got["observed"] == pytest.approx(0.20)
-    assert words in got["message"] and "[0.12, 0.28]" in got["message"]
+    assert words in got["message"] and "1 pair" in got["message"]
+
+
+def test_tested_gap_p_value_equals_a_hand_computation():
+    from statistics import NormalDist
+
+    rule = {"condition": "clean", "attribute": "object.size", "aggregate": "gap", "metric": "recall", "max": 0.1}
+    got = _one(rule)
+    phi = NormalDist().cdf
+    # pairs large-small 0.35, medium-small 0.20, large-medium 0.15, se 0.16: folded normal at τ = 0.1, Holm
+    raw = sorted(phi((0.1 - d) / 0.16) + phi((-d - 0.1) / 0.16) for d in (0.35, 0.20, 0.15))
+    holm = min(1.0, 3 * raw[0])
+    assert got["status"] == "pass" and f"p = {holm:.3g}" in got["message"]
 
 
 def test_gap_judged_by_an_end_of_its_interval():
@@ -188,7 +201,7 @@ def test_a_glob_over_attributes_takes_the_worst_and_star_means_image_attributes(
     assert got["status"] == "fail" and got["condition"] == "clean"
     got = _one({**rule, "attribute": "object.*", "condition": "clean"})
     groups = {e["group"]: e["status"] for e in got["evaluations"]}
-    # object.size: lower end 0.05 <= 0.10 (not shown); object.occluded: one group with enough data;
+    # object.size: not shown (Holm p 0.36); object.occluded: one group with enough data;
     # object.class: no stored gap test to decide it
     assert groups == {
         "object.class": "insufficient_data",
@@ -202,7 +215,6 @@ def test_a_glob_over_attributes_takes_the_worst_and_star_means_image_attributes(
     ("change", "reason"),
     [
         ({"min_samples": 130}, "the stored gap test compares"),  # large (120 objects) left out, small and medium kept
-        ({"confidence": 0.99}, "less than the rule's 99%"),
     ],
 )
 def test_a_stored_test_that_cannot_decide_the_rule_fails_closed(change, reason):
@@ -216,7 +228,7 @@ def test_a_missing_gap_test_or_interval_fails_closed():
         d["detection"]["gap_tests"][0]["gap_ci"] = None
 
     rule = {"condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "recall", "max": 0.5}
-    got = _one(rule, results=detection_results(no_interval))
+    got = _one({**rule, "judge": "ci_lower", "test": "point"}, results=detection_results(no_interval))
     assert got["status"] == "fail" and "no interval" in got["message"]
 
     def no_tests(d):
@@ -281,13 +293,14 @@ def test_a_rule_that_cannot_match_a_detection_run_is_an_error_before_the_run(rul
     assert "\n" not in text and "rule 'bad-rule'" in text and f"key '{key}'" in text and words in text, text
 
 
-def test_a_tested_gap_needs_intervals():
+def test_a_tested_gap_needs_no_bootstrap_but_judging_its_interval_ends_does():
     rule = {"id": "gap", "condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "recall",
             "max": 0.1}  # fmt: skip
-    PolicyGate(_policy(rule)).plan(runner_plan())
-    with pytest.raises(PolicyError, match="n_bootstrap is 0"):
-        PolicyGate(_policy(rule)).plan(runner_plan(intervals=frozenset()))
-    PolicyGate(_policy({**rule, "test": "point"})).plan(runner_plan(intervals=frozenset()))
+    PolicyGate(_policy(rule)).plan(runner_plan(intervals=frozenset()))  # pairs' jackknife tests: always stored
+    with pytest.raises(PolicyError, match="needs an interval"):
+        PolicyGate(
+            _policy({"id": "m", "condition": "clean", "metric": "recall", "min": 0.5, "judge": "ci_lower"})
+        ).plan(runner_plan(intervals=frozenset()))
 
 
 def test_a_detection_metric_on_a_classification_run_is_an_error():
