@@ -283,16 +283,20 @@ def _condition(
         for name, per_image in data.object_groups.items()
     }
     coco_all = evaluator.evaluate(loaded)
-    map_ci = None
-    if bootstrap and coco_all.map is not None:
-        map_ci = map_bootstrap_intervals(evaluator, loaded, **boot).get("map")
+    coco_ci: dict[str, Any] = {}
+    if bootstrap and coco_all.map is not None:  # the COCO metrics that results.json gives an interval
+        coco_ci = {
+            name: value
+            for name, value in map_bootstrap_intervals(evaluator, loaded, **boot).items()
+            if f"{name}_ci" in DetectionMetrics.model_fields
+        }
     overall = DetectionMetrics(
         n_images=len(positions),
         n_objects=_non_crowd_objects(data, positions),
         **_coco_fields(coco_all),
         **_op_fields(op, all_rows),
         **_ci(cluster_bootstrap_intervals(op, **boot) if bootstrap else None),
-        **({"map_ci": list(map_ci)} if map_ci is not None else {}),
+        **_ci(coco_ci),
     )
     groups: list[DetectionGroup] = []
     min_size = cfg.evaluation.min_group_size
