@@ -42,7 +42,7 @@ from fnmatch import fnmatchcase
 
 from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, DetectionMetrics, Results
 from policies import targets as t
-from policies.evaluate import ErrorFactory, Evaluation, _compare, _judge
+from policies.evaluate import ErrorFactory, Evaluation, compare, judge_target
 from policies.schema import MetricRule
 
 __all__ = [
@@ -124,7 +124,7 @@ def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactor
 def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> list[Evaluation]:
     cid = cond.id
     if rule.attribute is None:
-        return [_judge(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
+        return [judge_target(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
     if rule.value is not None:
         label = f"{rule.attribute}={rule.value}"
         group = next((g for g in cond.groups if g.attribute == rule.attribute and g.value == rule.value), None)
@@ -133,7 +133,7 @@ def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> 
         if group.insufficient_data:
             note = f"group {label} under {cid} is flagged insufficient_data ({group.metrics.n_objects} objects)"
             return [Evaluation("insufficient_data", None, cid, label, _n(group), note)]
-        return [_judge(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
+        return [judge_target(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
     by_attribute: dict[str, list[DetectionGroup]] = {}
     for group in cond.groups:
         if attribute_matches(rule.attribute, group.attribute) and rule.metric in group_metrics(group.attribute):
@@ -163,7 +163,7 @@ def _across(
                 "insufficient_data", None, cid, attr, note=f"no {attr} group under {cid} to judge{excluded}"
             )
         value, label, n = (min if rule.op == "min" else max)(scored, key=lambda s: s[0])
-        return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{excluded}")
+        return compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{excluded}")
     points = sorted(
         (value, g.value) for g in eligible if (value := t.as_number(t.get(g.metrics, rule.metric))) is not None
     )
@@ -175,10 +175,10 @@ def _across(
     if rule.aggregate == "ratio":
         if high <= 0:
             return Evaluation("insufficient_data", None, cid, attr, smallest, f"ratio undefined: {between}")
-        return _compare(rule, low / high, cid, attr, smallest, between)
+        return compare(rule, low / high, cid, attr, smallest, between)
     gap = high - low
     if rule.judge == "point" and rule.test_mode == "point":
-        return _compare(rule, gap, cid, attr, smallest, between)
+        return compare(rule, gap, cid, attr, smallest, between)
     return _stored_gap(results, cid, attr, {v for _, v in points}, gap, rule, smallest, between)
 
 
@@ -218,7 +218,7 @@ def _stored_gap(
     interval = f"{100 * level:g}% interval [{low:.4g}, {high:.4g}]"
     if rule.judge != "point":
         value = low if rule.judge == "ci_lower" else high
-        return _compare(rule, value, cid, attr, n, f"{interval}; {between}")
+        return compare(rule, value, cid, attr, n, f"{interval}; {between}")
     one_sided = (1 - level) / 2
     if one_sided > 1 - rule.confidence + 1e-12:
         return insufficient(
