@@ -4,8 +4,9 @@ The rule syntax is the classification one (:class:`~policies.schema.MetricRule`)
 differ. A detection condition (:class:`~audit.contract.results.DetectionCondition`) and each of its
 groups carry :class:`~audit.contract.results.DetectionMetrics`:
 
-- no ``attribute``: the condition's metric (``map``, ``recall``, ``fp_per_image`` ...), judged by the
-  point estimate or, with ``judge: ci_lower|ci_upper``, by an end of its ``<metric>_ci``;
+- no ``attribute``: the condition's metric (``map``, ``recall``, ``fp_per_image`` ...; ``dece``, the
+  detection calibration error of the condition's ``calibration``, with ``n`` its scored detections),
+  judged by the point estimate or, with ``judge: ci_lower|ci_upper``, by an end of its ``<metric>_ci``;
 - ``attribute`` + ``value``: one group. Image-level attributes are the manifest's (``camera``): every
   metric over the group's images. Object-level groupings (``object.size``, ``object.class``,
   ``object.<key>``) carry recall and its counts, and COCO AP for size (``map``) and class (``map``,
@@ -46,6 +47,7 @@ from policies.evaluate import ErrorFactory, Evaluation, compare, judge_target
 from policies.schema import MetricRule
 
 __all__ = [
+    "CONDITION_ONLY_METRICS",
     "DETECTION_METRICS",
     "TESTED_GAP_METRICS",
     "attribute_matches",
@@ -57,6 +59,8 @@ __all__ = [
 
 #: The metrics of a detection condition or image-level group (their names in results.json).
 DETECTION_METRICS = tuple(k for k in DetectionMetrics.model_fields if not k.endswith("_ci"))
+#: Metrics of a whole condition only (not of a group): the detection calibration error of ``calibration``.
+CONDITION_ONLY_METRICS = ("dece",)
 #: The metrics whose gap across groups the run tests (DetectionGapTest).
 TESTED_GAP_METRICS = ("recall",)
 _OBJECT_METRICS = ("n_images", "n_objects", "tp", "fn", "recall")
@@ -109,10 +113,9 @@ def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactor
     detection = results.detection
     if detection is None:
         raise error("metric", "the results have no 'detection' section")
-    if rule.metric not in DETECTION_METRICS:
-        raise error(
-            "metric", f"unknown metric {rule.metric!r} for detection results (metrics: {', '.join(DETECTION_METRICS)})"
-        )
+    known = DETECTION_METRICS + (CONDITION_ONLY_METRICS if rule.attribute is None else ())
+    if rule.metric not in known:
+        raise error("metric", f"unknown metric {rule.metric!r} for detection results (metrics: {', '.join(known)})")
     check_detection_names(results, rule, error)
     conditions = [c for c in detection.conditions if t.selector_matches(rule.selector, c.id)]
     if not conditions:
@@ -123,6 +126,11 @@ def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactor
 
 def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> list[Evaluation]:
     cid = cond.id
+    if rule.attribute is None and rule.metric in CONDITION_ONLY_METRICS:
+        calibration = cond.calibration
+        if calibration is None:
+            return [Evaluation("insufficient_data", None, cid, note=f"no calibration stored for {cid}")]
+        return [judge_target(rule, calibration, rule.metric, condition=cid, n=calibration.detections)]
     if rule.attribute is None:
         return [judge_target(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
     if rule.value is not None:

@@ -75,6 +75,17 @@ def test_condition_metrics_point_and_interval_ends():
     assert got["recall-lower"]["status"] == "fail" and got["recall-lower"]["observed"] == pytest.approx(0.75)
 
 
+def test_detection_calibration_error_of_a_condition():
+    got = _judge(
+        {"id": "dece", "condition": "clean", "metric": "dece", "max": 0.05},
+        {"id": "dece-lower", "condition": "clean", "metric": "dece", "max": 0.05, "judge": "ci_lower"},
+        {"id": "night", "condition": "night@3", "metric": "dece", "max": 0.1},
+    )
+    assert (got["dece"]["status"], got["dece"]["observed"], got["dece"]["n"]) == ("fail", 0.06, 450)
+    assert (got["dece-lower"]["status"], got["dece-lower"]["observed"]) == ("pass", 0.04)
+    assert got["night"]["status"] == "fail" and "no calibration stored for night@3" in got["night"]["message"]
+
+
 def test_image_and_object_groups():
     got = _judge(
         {"id": "cam-b", "condition": "clean", "attribute": "camera", "value": "B", "metric": "recall", "min": 0.6},
@@ -269,6 +280,9 @@ def test_detection_section_robustness():
          "test", "recall only; set test: point"),
         ({"condition": "clean", "attribute": "camera", "aggregate": "ratio", "metric": "recall", "min": 0.8},
          "test", "set test: point"),
+        ({"condition": "clean", "attribute": "camera", "value": "A", "metric": "dece", "max": 0.1},
+         "metric", "per condition, not per group"),
+        ({"condition": "clean", "metric": "dece", "max": 0.1, "judge": "ci_upper"}, "judge", "interval of 'dece'"),
         ({"section": "robustness", "metric": "auc", "min": 0.5}, "section", "classification key"),
         ({"section": "detection", "metric": "robustness.rcp", "min": 0.5}, "metric", "keys: clean_map, mpc, rpc"),
     ],
@@ -315,7 +329,7 @@ def test_plan_from_stored_detection_results():
     assert plan.condition_ids == ["clean", "night@3"] and plan.stressors == ["night"]
     assert plan.attributes["camera"] == ("A", "B", "C")
     assert plan.attributes["object.size"] == ("small", "medium", "large")
-    assert plan.intervals == {"recall", "fp_per_image"}
+    assert plan.intervals == {"recall", "fp_per_image", "dece"}
     assert "detection" in plan.sections and "conditions" not in plan.sections
     assert stop_targets(_policy({"id": "m", "condition": "clean", "metric": "recall", "min": 0.5}), plan) == []
 
