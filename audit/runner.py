@@ -38,14 +38,14 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from audit.contract.config import AuditConfig
-from audit.contract.errors import AuditError, ExitCode, echo
+from audit.contract.errors import AuditError, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import ErrorThumbnails, Governance, PolicyOutcome, Results
@@ -79,41 +79,20 @@ from audit.evaluation import (
     using_threads,
 )
 from audit.evaluation import evaluate_conditions as evaluate
-from audit.tracking import TrackedRun, track_audit
+from audit.run_context import (
+    AuditOutcome,
+    OutputRecoveryWarning,
+    ProgressFactory,
+    RunContext,
+    Signing,
+)
+from audit.tracking import track_audit
 from policies import Policy, PolicyGate
 from reports import OutputTransaction
 
 
 class SlotMemoryWarning(UserWarning):
     """The run's statistics will take a lot of memory (many group slots): a warning, the run goes on."""
-
-
-class OutputRecoveryWarning(UserWarning):
-    """What the output transaction found and cleaned up (leftovers of interrupted runs)."""
-
-
-ProgressFactory = Callable[[int, str], Callable[..., None]]
-
-
-@dataclass(frozen=True)
-class AuditOutcome:
-    """What a run produced. ``exit_code`` is 0 (pass) or 1 (a blocking rule failed)."""
-
-    results: Results | None  # None on the ranks other than 0 of a distributed run
-    out_dir: Path
-    files: list[Path]
-    class_names_from_folders: bool = False
-    tracked: TrackedRun | None = None  # the MLflow run, when tracking is on and logging succeeded
-
-    @property
-    def verdict(self) -> str:
-        if self.results is None or self.results.verdict is None:
-            raise ValueError("no verdict: these results were not judged (a non-zero rank of a distributed run)")
-        return self.results.verdict
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.PASS if self.verdict == "pass" else ExitCode.FAIL
 
 
 def _gradient_free_attacks() -> list[str]:
@@ -156,62 +135,6 @@ def _probe_width(model: Any, dataset: AuditDataset, device: torch.device) -> int
             f"model: the forward pass failed on a (1, {c}, {h}, {w}) input (model.channels, model.input_size): {first}"
         ) from None
     return int(out.shape[1])
-
-
-@dataclass(frozen=True)
-class Signing:
-    """The report's signing key, loaded before any data are read (None: ``report.sign_key`` not set)."""
-
-    keys: Any = None
-    passphrase: bytes | None = None
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every stage of one run reads; built once by :func:`run_audit`, never changed.
-
-    Attributes:
-        cfg: the config, with a Hugging Face folder's own model values and the image decoding decided.
-        config_path: the config file (relative model and data paths are resolved from its folder).
-        out_dir: where the outputs go.
-        gate: the policy, asked through its façade only (:class:`policies.PolicyGate`).
-        started: the run's start (UTC), the reference time of governance checks.
-        rank: this process's rank (0 writes the outputs).
-        world: the number of processes.
-        outputs: the output transaction on rank 0, else None.
-        baseline: the deployed model's results (``--baseline``), or None.
-        signing: the report's signing key.
-        progress: makes the progress callback of a stage (the CLI's bars), or None.
-        notify: receives the lines a person running the audit should see (the CLI prints them).
-    """
-
-    cfg: AuditConfig
-    config_path: Path | None
-    out_dir: Path
-    gate: PolicyGate
-    started: dt.datetime
-    rank: int
-    world: int
-    outputs: OutputTransaction | None
-    baseline: Results | None = None
-    signing: Signing = field(default_factory=Signing)
-    progress: ProgressFactory | None = None
-    notify: Callable[[str], None] | None = None
-
-    @property
-    def source(self) -> str:
-        """The config as messages name it."""
-        return str(self.config_path or "config")
-
-    @property
-    def writes(self) -> bool:
-        """Whether this process writes the outputs (rank 0)."""
-        return self.rank == 0
-
-    @property
-    def decoding(self) -> dict[str, Any]:
-        """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``)."""
-        return _decoding(self.cfg)
 
 
 @dataclass(frozen=True)
@@ -339,13 +262,20 @@ def run_audit(
         for note in outputs.notes:
             warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
     try:
+        if cfg.task == "detection":  # what a detection run does not do yet, refused before anything is read
+            from audit.detection_run import check_detection_config
+
+            check_detection_config(cfg, baseline=baseline is not None)
         if isinstance(policy, PolicyGate):
             gate = policy
         else:  # a policy with nothing that can fail is refused before the data are read
             gate = PolicyGate.load(cfg.policy) if policy is None else PolicyGate(policy)
         signing = _signing(cfg)
         baseline_results = _load_baseline(baseline) if baseline else None
-        cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})  # a Hugging Face folder's own values
+        if (
+            cfg.task == "classification"
+        ):  # a Hugging Face classifier's own values (a detector's folder is read by its loader)
+            cfg = cfg.model_copy(update={"model": resolve_model_config(cfg.model)})
         cfg = cfg.model_copy(update={"data": cfg.data.decoding_for(cfg.model)})  # data.exif, data.alpha decided
         ctx = RunContext(
             cfg=cfg,
@@ -361,6 +291,10 @@ def run_audit(
             progress=progress,
             notify=notify,
         )
+        if cfg.task == "detection":
+            from audit.detection_run import run_detection
+
+            return run_detection(ctx)
         return _run(ctx)
     finally:
         if outputs is not None:
@@ -560,11 +494,6 @@ def folder_classes_line(root: Path, names: list[str], *, shown: int = 20) -> str
     pairs = ", ".join(f"{k} = {echo(name)}" for k, name in enumerate(names[:shown]))
     more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
     return f"cvaudit: labels from the folder names of {root} (sorted; model.class_names not set): {pairs}{more}"
-
-
-def _decoding(cfg: AuditConfig) -> dict[str, Any]:
-    """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``)."""
-    return {"max_pixels": cfg.data.max_image_pixels, "exif": cfg.data.exif, "alpha": cfg.data.alpha}
 
 
 def _error_thumbnails(

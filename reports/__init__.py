@@ -117,6 +117,7 @@ def write_outputs(
     governance: Iterable[Mapping[str, Any]] | None = None,
     check_order: Sequence[str] = (),
     breaking_points: str | os.PathLike[str] | None = None,
+    staged: Sequence[str | os.PathLike[str]] = (),
     keep_previous: bool = False,
 ) -> OutputSet:
     """Write the output set of one results into ``outputs.stage``, the attestation last, and swap it in.
@@ -150,6 +151,8 @@ def write_outputs(
         check_order: The order of the governance checks in governance.csv.
         breaking_points: A ``breaking_points.csv`` written outside the staging
             folder; it is moved in.
+        staged: Outputs the run already wrote into ``outputs.stage`` (a detection
+            run's ``detections.json`` and ``detections.csv``); attested with the rest.
         keep_previous: Carry the outputs of ``--out`` this call does not write
             into the new set unchanged (``cvaudit report`` updates part of a
             folder); ``False`` replaces the whole set (a run).
@@ -177,6 +180,7 @@ def write_outputs(
     if breaking_points is not None:
         os.replace(breaking_points, stage / "breaking_points.csv")
         written.append(stage / "breaking_points.csv")
+    written += [Path(p) for p in staged]
     if results_json is not None:
         written.append(atomic_write_bytes(stage / "results.json", results_json))
     if results.policy is not None:

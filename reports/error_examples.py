@@ -29,7 +29,7 @@ EXAMPLES_PER_TARGET = 5
 
 
 def _fairness_worst(results: Results, condition: str, attribute: str) -> str | None:
-    for f in results.fairness:
+    for f in results.fairness or []:
         if f.condition == condition and f.attribute == attribute:
             return f.worst_group
     return None
@@ -37,7 +37,7 @@ def _fairness_worst(results: Results, condition: str, attribute: str) -> str | N
 
 def _target(results: Results, condition: str | None, group: str | None) -> tuple[str, str | None, str | None] | None:
     """(condition, attribute, value) of one judged target; None when it names no condition of the run."""
-    ids = {c.id for c in results.conditions}
+    ids = {c.id for c in results.conditions or []}  # a detector's results name no misclassified sample
     if condition is None or condition not in ids:
         return None
     if group is None or group == "":

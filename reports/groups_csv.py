@@ -4,7 +4,8 @@ One row per (condition, group), in the order of results.json: ``condition, attri
 insufficient_data``, every group metric the metric registry exports to groups.csv
 (:func:`audit.contract.metric_specs.exported`; ``n``, ``accuracy`` with ``accuracy_ci_low`` and
 ``accuracy_ci_high``, ``balanced_accuracy``, ... in the registry's order) and the group's ``confusion`` matrix as
-compact JSON (rows are true classes, columns predicted classes). Shares are in [0, 1], written
+compact JSON (rows are true classes, columns predicted classes). A detector's results (``task: detection``)
+have their own columns (:mod:`reports.detection_csv`). Shares are in [0, 1], written
 as the shortest text that reads back as the stored float; an empty cell is a missing value.
 The report shows the lowest and highest groups of long lists and points here for the rest; the
 attestation covers this file when the run is signed. Text cells are neutralised against formula
@@ -22,6 +23,7 @@ from audit.contract.metric_specs import MetricSpec, exported
 from audit.contract.results import GroupResult, Results
 from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
+from reports.detection_csv import detection_groups_csv_text
 
 __all__ = ["GROUPS_COLUMNS", "GROUPS_CSV", "groups_columns", "groups_csv_text", "write_groups_csv"]
 
@@ -71,12 +73,14 @@ def _row(condition: str, group: GroupResult, specs: tuple[MetricSpec, ...]) -> l
 
 
 def groups_csv_text(results: Results) -> str:
-    """The file's text for ``results``."""
+    """The file's text for ``results`` (a detector's: :func:`reports.detection_csv.detection_groups_csv_text`)."""
+    if results.task == "detection":
+        return detection_groups_csv_text(results)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(groups_columns())
     specs = exported("groups.csv")
-    for condition in results.conditions:
+    for condition in results.conditions or []:
         for group in condition.groups:
             writer.writerow(_row(condition.id, group, specs))
     return buffer.getvalue()

@@ -56,6 +56,8 @@ __all__ = [
 ATTESTED_FILES = (
     "results.json",
     "predictions.csv",
+    "detections.json",
+    "detections.csv",
     "governance.csv",
     "breaking_points.csv",
     "groups.csv",

@@ -4,7 +4,8 @@ One row per skipped image, in dataset order: ``sample_id, reason``. The report n
 first 50 and counts them all by reason; results.json ``dataset.skipped`` holds the same list.
 The attestation covers this file when the run is signed. Cells are neutralised against formula
 injection (:func:`audit.contract.text.spreadsheet_safe`). Written for every run (a header only when no
-image was skipped), so a folder never holds a stale list.
+image was skipped), so a folder never holds a stale list. A detector's results (``task: detection``) have
+their own columns and also list the skipped annotations (:mod:`reports.detection_csv`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from audit.contract.results import Results
 from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
+from reports.detection_csv import detection_skipped_csv_text
 
 __all__ = ["SKIPPED_CSV", "skipped_csv_text", "write_skipped_csv"]
 
@@ -23,7 +25,9 @@ SKIPPED_CSV = "skipped.csv"
 
 
 def skipped_csv_text(results: Results) -> str:
-    """The file's text for ``results``."""
+    """The file's text for ``results`` (a detector's: :func:`reports.detection_csv.detection_skipped_csv_text`)."""
+    if results.task == "detection":
+        return detection_skipped_csv_text(results)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["sample_id", "reason"])

@@ -56,10 +56,11 @@ def render_markdown_summary(results: Results) -> str:
             "**Blocking failures:** " + ", ".join(_cell(x) for x in policy.blocking_failures),
             "",
         ]
-    probes = {c.id for c in results.conditions if c.probe}
+    probes = {c.id for c in results.conditions or [] if c.probe}
     lines += _rules_table(rules, probes)
     lines += _findings_table(results.governance.findings)
-    lines += _fairness_table(results.fairness)
+    lines += _fairness_table(results.fairness or [])
+    lines += _detection_table(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -82,8 +83,9 @@ def _provenance(results: Results) -> list[str]:
         bits.append(f"model sha256 {_cell(str(results.model.sha256)[:12])}…")
     if results.dataset.num_samples is not None:
         bits.append(f"{_num(results.dataset.num_samples)} samples")
-    if results.conditions:
-        bits.append(f"{len(results.conditions)} conditions")
+    conditions = results.detection.conditions if results.detection is not None else results.conditions
+    if conditions:
+        bits.append(f"{len(conditions)} conditions")
     if results.policy is not None and results.policy.sha256:
         bits.append(f"policy sha256 {_cell(str(results.policy.sha256)[:12])}…")
     return [" · ".join(bits), ""] if bits else []
@@ -172,5 +174,28 @@ def _fairness_table(fairness: list[FairnessEntry]) -> list[str]:
             f"| {_cell(entry.worst_group)} "
             f"| {_num(entry.accuracy_gap)} | {_num(entry.accuracy_ratio)} "
             f"| {_num(entry.equalized_odds_difference)} |"
+        )
+    return [*lines, ""]
+
+
+def _detection_table(results: Results) -> list[str]:
+    """A detector's numbers per condition: mAP, AP50, and recall, precision and FP per image at its operating point."""
+    det = results.detection
+    if det is None or not det.conditions:
+        return []
+    s = det.settings
+    lines = [
+        "### Detection per condition",
+        "",
+        f"Operating point: score ≥ {_num(s.score_threshold)}, IoU ≥ {_num(s.iou_threshold)}.",
+        "",
+        "| condition | mAP | AP50 | recall | precision | FP per image | missed per image |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in det.conditions:
+        m = c.metrics
+        lines.append(
+            f"| {_cell(c.id)} | {_num(m.map)} | {_num(m.map_50)} | {_num(m.recall)} | {_num(m.precision)} "
+            f"| {_num(m.fp_per_image)} | {_num(m.missed_per_image)} |"
         )
     return [*lines, ""]

@@ -70,7 +70,7 @@ def summary_json(results: Results, out_dir: Path) -> dict[str, Any]:
 
 def _largest_gaps(results: Results) -> dict[str, FairnessEntry]:
     gaps: dict[str, FairnessEntry] = {}
-    for f in results.fairness:
+    for f in results.fairness or []:
         gap = f.accuracy_gap
         if gap is None or gap <= 0:  # no group differs: nothing to name
             continue
@@ -107,6 +107,8 @@ def label_mapping_hint(results: Results, *, from_folders: bool) -> str | None:
         from_folders: the labels came from the sorted folder names of an image folder
             (``model.class_names`` was not given).
     """
+    if results.conditions is None:  # a detection audit: no accuracy to compare with chance
+        return None
     clean = next((c for c in results.conditions if c.id == "clean"), None)
     num_classes = results.model.num_classes or 0
     if clean is None or num_classes < 2:
@@ -132,13 +134,72 @@ def print_summary(results: Results, out_dir: Path, *, fmt: str = "text") -> None
         click.echo(json.dumps(summary_json(results, out_dir), indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     def plain(text: str) -> Text:  # users' strings: escapes visible, never read as rich markup
         return Text(neutralise(str(text)))
 
     console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
+    table = _detection_table(results, plain) if results.detection is not None else _accuracy_table(results, plain)
+    console.print(table)
+    for line in failure_lines(results):
+        console.print(plain(line))
+    report = out_dir / "report.html"
+    console.print(plain(f"report: {report if report.exists() else out_dir}"))
+    policy = _policy(results)
+    for rule in policy.rules:  # a rule the run gave nothing to judge, said once
+        if rule.status == "not_applicable":
+            why = rule.message.removeprefix("not applicable: ")
+            console.print(plain(f"  NOT APPLICABLE {rule.id}: {why}"))
+    colour = "green" if policy.verdict == "pass" else "red"
+    colour = "yellow" if policy.report_only else colour
+    console.print(Text(neutralise(verdict_line(results)), style=f"bold {colour}"))
+
+
+def _detection_table(results: Results, plain: Any) -> Any:
+    """A detection audit's table: mAP, AP50, the operating point and the group of lowest recall per condition."""
+    from rich.table import Table
+
+    section = results.detection
+    assert section is not None
+    table = Table(title="cvaudit: detection per condition")
+    for col in (
+        "condition",
+        "images",
+        "objects",
+        "mAP",
+        "AP50",
+        "Recall",
+        "95% CI",
+        "Precision",
+        "FP/image",
+        "lowest recall",
+    ):
+        table.add_column(col, justify="left" if col in ("condition", "lowest recall") else "right")
+    for c in section.conditions:
+        m = c.metrics
+        eligible = [g for g in c.groups if not g.insufficient_data and g.metrics.recall is not None]
+        worst = min(eligible, key=lambda g: (g.metrics.recall, g.attribute, g.value), default=None)
+        table.add_row(
+            plain(c.id),
+            str(m.n_images),
+            str(m.n_objects),
+            rate(m.map),
+            rate(m.map_50),
+            rate(m.recall),
+            interval(m.recall_ci),
+            rate(m.precision),
+            "—" if m.fp_per_image is None else f"{m.fp_per_image:.2f}",
+            plain("" if worst is None else f"{worst.attribute}={worst.value} ({rate(worst.metrics.recall)})"),
+        )
+    return table
+
+
+def _accuracy_table(results: Results, plain: Any) -> Any:
+    """A classification audit's table: accuracy with its interval, ECE and the largest gap per condition."""
+    from rich.table import Table
+
+    assert results.conditions is not None
     table = Table(title="cvaudit: accuracy per condition")
     for col in ("condition", "n", ACCURACY.phrase, "95% CI", "ECE", "worst group (gap)"):
         table.add_column(col, justify="right" if col not in ("condition", "worst group (gap)") else "left")
@@ -156,16 +217,4 @@ def print_summary(results: Results, out_dir: Path, *, fmt: str = "text") -> None
             rate(m.ece),
             plain(worst),
         )
-    console.print(table)
-    for line in failure_lines(results):
-        console.print(plain(line))
-    report = out_dir / "report.html"
-    console.print(plain(f"report: {report if report.exists() else out_dir}"))
-    policy = _policy(results)
-    for rule in policy.rules:  # a rule the run gave nothing to judge, said once
-        if rule.status == "not_applicable":
-            why = rule.message.removeprefix("not applicable: ")
-            console.print(plain(f"  NOT APPLICABLE {rule.id}: {why}"))
-    colour = "green" if policy.verdict == "pass" else "red"
-    colour = "yellow" if policy.report_only else colour
-    console.print(Text(neutralise(verdict_line(results)), style=f"bold {colour}"))
+    return table

@@ -400,6 +400,9 @@ class DetectionConfig(_Strict):
     nms_score_threshold: float = Field(default=0.001, ge=0.0, lt=1.0)
     """``output: yolo``: candidates scoring at most this are dropped before NMS (Ultralytics' validation
     default)."""
+    multi_label: bool = False
+    """``output: yolo``: an anchor becomes one candidate per class whose score passes (not only its best
+    class), as Ultralytics' validation does with ``multi_label``."""
     max_detections: int = Field(default=100, ge=1, le=10_000)
     """The most detections kept per image (the best scores); COCO's AP counts 100."""
     calibration_bins: int = Field(default=10, ge=2, le=100)

@@ -38,6 +38,7 @@ from typing import Literal, get_args
 __all__ = [
     "ACCURACY",
     "DEMOGRAPHIC_PARITY_DIFFERENCE",
+    "DETECTION_COUNTS",
     "EQUALIZED_ODDS_DIFFERENCE",
     "EXPORTS",
     "METRICS",
@@ -49,7 +50,10 @@ __all__ = [
     "MetricSpec",
     "N",
     "Scope",
+    "Task",
     "count_metric_names",
+    "detection_interval_names",
+    "detection_metric_names",
     "difference_names",
     "exported",
     "gap_metric_names",
@@ -79,6 +83,8 @@ IntervalKind = Literal["proportion", "bootstrap", "bias-corrected bootstrap", "n
 Export = Literal["groups.csv", "mlflow", "mlflow.group", "mlflow.fairness", "report"]
 #: Every export, in the order of :data:`Export`.
 EXPORTS: tuple[Export, ...] = get_args(Export)
+#: What a metric measures: a classifier (the default) or an object detector (``task: detection``).
+Task = Literal["classification", "detection"]
 #: The ``evaluation`` settings a metric may require (:attr:`MetricSpec.requires`).
 REQUIREMENTS = ("top_k",)
 _KINDS: tuple[MetricKind, ...] = get_args(MetricKind)
@@ -105,6 +111,8 @@ class MetricSpec:
         interval_exported: its interval's bounds go wherever the value does (``<name>_ci_low``, ``_high``).
         requires: the ``evaluation`` setting without which it is null (``top_k``), or None.
         driver: for a difference between groups, the fairness-entry key saying what drove its value.
+        task: the task whose results hold it (``detection``: in results.json's ``detection`` section, a
+            condition's and a group's ``metrics``; every derived list is of one task).
 
     Raises:
         ValueError: on an unknown kind, scope, interval or export, or flags that contradict each other.
@@ -124,6 +132,7 @@ class MetricSpec:
     interval_exported: bool = False
     requires: str | None = None
     driver: str | None = None
+    task: Task = "classification"
 
     def __post_init__(self) -> None:
         problems = []
@@ -396,9 +405,77 @@ DEMOGRAPHIC_PARITY_DIFFERENCE = _register(
 )
 
 
-def specs(where: Callable[[MetricSpec], bool] | None = None) -> tuple[MetricSpec, ...]:
-    """The registered specs (those ``where`` accepts), in registration order."""
-    return tuple(s for s in METRICS.values() if where is None or where(s))
+def _detection(
+    name: str,
+    label: str,
+    phrase: str,
+    unit: str,
+    kind: MetricKind,
+    better: bool | None,
+    interval: IntervalKind = "none",
+) -> MetricSpec:
+    """Register one metric of a detection audit (in every condition's and group's ``metrics``)."""
+    return _register(
+        MetricSpec(
+            name=name,
+            label=label,
+            phrase=phrase,
+            unit=unit,
+            kind=kind,
+            scope="slot",
+            higher_is_better=better,
+            interval=interval,
+            exports=frozenset({"groups.csv", "report"}),
+            task="detection",
+        )
+    )
+
+
+_detection("n_images", "Images", "the number of images", "images", "count", None)
+_detection("n_objects", "Objects", "the number of objects", "objects (crowd regions excluded)", "count", None)
+_detection("map", "mAP", "COCO mAP@[.5:.95]", "AP averaged over IoU 0.50:0.95", "share", True, "bootstrap")
+_detection("map_50", "AP50", "COCO AP at IoU 0.5", "average precision", "share", True)
+_detection("map_75", "AP75", "COCO AP at IoU 0.75", "average precision", "share", True)
+_detection("map_small", "AP small", "COCO AP of small objects", "average precision", "share", True)
+_detection("map_medium", "AP medium", "COCO AP of medium objects", "average precision", "share", True)
+_detection("map_large", "AP large", "COCO AP of large objects", "average precision", "share", True)
+_detection("ar_1", "AR@1", "COCO AR with 1 detection per image", "average recall", "share", True)
+_detection("ar_10", "AR@10", "COCO AR with 10 detections per image", "average recall", "share", True)
+_detection("ar_100", "AR@100", "COCO AR with 100 detections per image", "average recall", "share", True)
+_detection(
+    "precision", "Precision", "precision at the operating point", "share of kept detections", "share", True, "bootstrap"
+)
+_detection("recall", "Recall", "recall at the operating point", "share of objects", "share", True, "bootstrap")
+_detection("f1", "F1", "F1 at the operating point", "harmonic mean", "share", True, "bootstrap")
+_detection(
+    "fp_per_image", "FP / image", "false positives per image", "detections per image", "score", False, "bootstrap"
+)
+_detection(
+    "missed_per_image", "Missed / image", "missed objects per image", "objects per image", "score", False, "bootstrap"
+)
+#: The operating point's counts, also per image in detections.csv.
+DETECTION_COUNTS = (
+    _detection("tp", "TP", "matched detections", "detections", "count", None),
+    _detection("fp", "FP", "unmatched detections", "detections", "count", None),
+    _detection("fn", "FN", "missed objects", "objects", "count", None),
+)
+
+
+def specs(
+    where: Callable[[MetricSpec], bool] | None = None, *, task: Task = "classification"
+) -> tuple[MetricSpec, ...]:
+    """The registered specs of ``task`` (those ``where`` accepts), in registration order."""
+    return tuple(s for s in METRICS.values() if s.task == task and (where is None or where(s)))
+
+
+def detection_metric_names() -> tuple[str, ...]:
+    """The metrics of a detection audit's conditions and groups (results.json ``detection``)."""
+    return tuple(s.name for s in specs(task="detection"))
+
+
+def detection_interval_names() -> frozenset[str]:
+    """The detection metrics that carry a cluster-bootstrap interval (``<metric>_ci``) when ``n_bootstrap`` > 0."""
+    return frozenset(s.name for s in specs(lambda s: s.interval != "none", task="detection"))
 
 
 def _names(where: Callable[[MetricSpec], bool]) -> tuple[str, ...]:
@@ -477,7 +554,7 @@ def difference_names() -> frozenset[str]:
 
 def metric_phrases() -> dict[str, str]:
     """How a sentence names each metric (``the Brier score``), by name."""
-    return {s.name: s.phrase for s in specs()}
+    return {s.name: s.phrase for s in (*specs(), *specs(task="detection"))}
 
 
 def _direction(spec: MetricSpec) -> str:
@@ -519,13 +596,34 @@ def markdown_table() -> str:
         "",
     ]
     lines += [f"- `{s.name}`: {_definition(s)}" for s in specs()]
+    lines += [
+        "",
+        "## Detection metrics",
+        "",
+        "The metrics of a detection audit (`task: detection`), in every condition's and group's `metrics` of",
+        "results.json's `detection` section (see [Auditing an object detector](../detection.md)).",
+        "",
+        "| Metric | Name | Unit | Kind | Better | Interval | Definition |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in specs(task="detection"):
+        lines.append(
+            f"| {s.label} | `{s.name}` | {s.unit} | {s.kind} | {_direction(s)} | {s.interval} | {_definition(s)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _definition(spec: MetricSpec) -> str:
     """The description of ``spec``'s field in the results models (its one written definition)."""
-    from audit.contract.results import ErrorTypes, FairnessEntry, Metrics  # the models' module needs no registry
+    from audit.contract.results import (  # the models' module needs no registry
+        DetectionMetrics,
+        ErrorTypes,
+        FairnessEntry,
+        Metrics,
+    )
 
+    if spec.task == "detection":
+        return DetectionMetrics.model_fields[spec.name].description or ""
     model = {"slot": Metrics, "condition": ErrorTypes, "fairness": FairnessEntry}[spec.scope]
     return model.model_fields[spec.name].description or ""
 

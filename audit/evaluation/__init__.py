@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     )
     from audit.evaluation.conditions import Condition, build_conditions
     from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
+    from audit.evaluation.detection.evaluate import evaluate_detector, read_detection_data
+    from audit.evaluation.detection.model import load_detector
+    from audit.evaluation.detection.results import DetectionRunInfo, detection_examples, detection_results
+    from audit.evaluation.detection.summary import DETECTIONS_CSV, DETECTIONS_JSON, summarize_detection
     from audit.evaluation.early_stop import StopMonitor, stratified_order
     from audit.evaluation.error_thumbnails import stressed_thumbnails
     from audit.evaluation.evaluate import EvalSettings, EvalState
@@ -78,6 +82,15 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
     "stratified_subset": ("subset", "stratified_subset"),
     "ThreadPlan": ("threads", "ThreadPlan"),
+    "DETECTIONS_CSV": ("detection.summary", "DETECTIONS_CSV"),
+    "DETECTIONS_JSON": ("detection.summary", "DETECTIONS_JSON"),
+    "DetectionRunInfo": ("detection.results", "DetectionRunInfo"),
+    "detection_examples": ("detection.results", "detection_examples"),
+    "detection_results": ("detection.results", "detection_results"),
+    "evaluate_detector": ("detection.evaluate", "evaluate_detector"),
+    "load_detector": ("detection.model", "load_detector"),
+    "read_detection_data": ("detection.evaluate", "read_detection_data"),
+    "summarize_detection": ("detection.summary", "summarize_detection"),
     "plan_threads": ("threads", "plan_threads"),
     "using_threads": ("threads", "using_threads"),
 }
@@ -85,8 +98,11 @@ _PUBLIC: dict[str, tuple[str, str]] = {
 __all__ = [
     "ADVERSARIAL_CHECKS",
     "BREAKING_POINTS_CSV",
+    "DETECTIONS_CSV",
+    "DETECTIONS_JSON",
     "AuditDataset",
     "Condition",
+    "DetectionRunInfo",
     "EvalSettings",
     "EvalState",
     "RefineContext",
@@ -104,10 +120,15 @@ __all__ = [
     "check_refinement",
     "compare_to_baseline",
     "compute_breaking_points",
+    "detection_examples",
+    "detection_results",
     "evaluate_conditions",
+    "evaluate_detector",
+    "load_detector",
     "load_model",
     "merge_predictions",
     "plan_threads",
+    "read_detection_data",
     "read_samples",
     "resolve_device",
     "resolve_model_config",
@@ -118,6 +139,7 @@ __all__ = [
     "stratified_order",
     "stratified_subset",
     "stressed_thumbnails",
+    "summarize_detection",
     "using_threads",
 ]
 

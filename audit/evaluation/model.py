@@ -67,24 +67,33 @@ class OnnxModule(nn.Module):
             raise AuditError(f"{path}: unreadable ONNX model ({type(err).__name__})") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        self.output_name = self.session.get_outputs()[0].name
         dim0 = inp.shape[0]
         self.fixed_batch = dim0 if isinstance(dim0, int) and dim0 > 0 else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def run_arrays(self, x: Tensor, names: list[str] | None = None) -> list[np.ndarray]:
+        """The session's outputs ``names`` (default: all, in the graph's order) for the batch ``x``.
+
+        A fixed batch dimension is filled with zero images and the padded rows are dropped, so
+        each output has ``x.shape[0]`` rows (the outputs must be batch-first). Dtypes are the graph's.
+        """
         arr = x.detach().cpu().numpy().astype(np.float32)
         n = arr.shape[0]
         if self.fixed_batch is None:
-            out = self.session.run(None, {self.input_name: arr})[0]
-        else:
-            b = self.fixed_batch
-            parts = []
-            for start in range(0, n, b):
-                chunk = arr[start : start + b]
-                pad = b - chunk.shape[0]
-                if pad:
-                    chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
-                parts.append(self.session.run(None, {self.input_name: chunk})[0][: b - pad])
-            out = np.concatenate(parts)
+            return list(self.session.run(names, {self.input_name: arr}))
+        b = self.fixed_batch
+        parts = []
+        for start in range(0, n, b):
+            chunk = arr[start : start + b]
+            pad = b - chunk.shape[0]
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+            parts.append([out[: b - pad] for out in self.session.run(names, {self.input_name: chunk})])
+        return [np.concatenate(outs) for outs in zip(*parts)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The first output as float32 on ``x``'s device (a classifier's logits or probabilities)."""
+        out = self.run_arrays(x, [self.output_name])[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
 
 

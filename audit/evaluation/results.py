@@ -60,9 +60,10 @@ METRIC_KEYS = tuple(Metrics.model_fields)
 GROUP_KEYS = tuple(GroupMetrics.model_fields)
 
 
-def _versions() -> dict[str, str]:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python's and the installed versions of the packages that decide results (provenance ``versions``)."""
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchmetrics", "numpy", "foolbox", "albumentations", "weasyprint", "pyhanko"):
+    for pkg in ("torch", "torchmetrics", "numpy", "foolbox", "albumentations", "weasyprint", "pyhanko", *extra):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -311,7 +312,7 @@ def assemble_results(inputs: ResultsInputs) -> Results:
                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "device": inputs.device,
                 "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
-                "versions": _versions(),
+                "versions": package_versions(),
                 "threads": inputs.threads,
                 "num_workers": inputs.num_workers,
                 "allocator": inputs.allocator,

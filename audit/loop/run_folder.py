@@ -49,6 +49,11 @@ def open_run(run_dir: Path, *, need_predictions: bool = True) -> RunFolder:
         results = load_results(results_path)
     except ResultsError:
         raise
+    if results.task != "classification":
+        raise AuditError(
+            f"{run_dir}: a {results.task} run; the labelling queue and the augmentation recipe read "
+            "classification runs (detection runs have detections.csv per image)"
+        )
     predictions = run_dir / "predictions.csv"
     if need_predictions and not predictions.is_file():
         raise AuditError(f"{run_dir}: no predictions.csv; the queue needs the per-sample predictions of the run")

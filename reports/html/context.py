@@ -70,7 +70,9 @@ class ReportContext:
         results: The results.
         predictions: The run's predictions.csv when it exists, else None.
         conditions: Every condition, in the results' order.
-        clean: The clean condition (the first one when none is called ``clean``); None without conditions.
+        detection: The results' ``detection`` section (a detector's audit), else None.
+        clean: The clean condition (the first one when none is called ``clean``); None without conditions
+            (always for a detector: its conditions are in ``detection``).
         policy: The verdict's policy outcome, None before a policy judged the results.
         probe_ids: Ids of the probe conditions (sanity checks of an attack, not measurements).
         adversarial: The attack labels, as the evaluator recorded them (no attack is recognised by name).
@@ -81,7 +83,10 @@ class ReportContext:
     def __init__(self, results: Results, *, predictions: str | os.PathLike[str] | None = None) -> None:
         self.results = results
         self.predictions = Path(predictions) if predictions is not None and Path(predictions).is_file() else None
-        self.conditions: list[ConditionResult] = list(results.conditions)
+        # a detector's results (task detection) have no classification conditions: their numbers are in
+        # ``detection`` and only the detection section reads them
+        self.detection = results.detection
+        self.conditions: list[ConditionResult] = list(results.conditions or [])
         self.clean = next(
             (c for c in self.conditions if c.id == "clean"), self.conditions[0] if self.conditions else None
         )
@@ -89,7 +94,7 @@ class ReportContext:
         self.probe_ids = {c.id for c in self.conditions if c.probe}
         self.adversarial = (
             {str(c.stressor) for c in self.conditions if c.model_aware}
-            | {str(a.attack) for a in results.adversarial_checks}
+            | {str(a.attack) for a in results.adversarial_checks or []}
             | {s.name for s in results.stressors if s.model_aware}
         )
         self.rules = [
@@ -104,9 +109,10 @@ class ReportContext:
             s: sum(1 for r in self.rules if r.rule.status == s) for s in ("pass", "fail", "warn", "insufficient_data")
         }
         self.blocking_rule_failures = [r for r in self.rules if r.rule.status == "fail" and r.rule.blocking]
-        self.drops = {r.condition: r.drop for r in results.robustness}
+        self.drops = {r.condition: r.drop for r in results.robustness or []}
         confusion = self.clean.confusion if self.clean is not None else []
-        self.class_names = list(results.model.class_names) or [str(i) for i in range(len(confusion))]
+        detected = list(self.detection.class_names) if self.detection is not None else []
+        self.class_names = list(results.model.class_names) or detected or [str(i) for i in range(len(confusion))]
 
     @functools.cached_property
     def stressed(self) -> list[ConditionResult]:

@@ -13,6 +13,7 @@ from audit.contract.results import ConditionResult
 from reports.group_view import name_some
 from reports.html.charts import accuracy_of
 from reports.html.context import ReportContext
+from reports.html.detection_prose import detection_limitations, detection_summary
 from reports.html.escaping import user
 from reports.html.formatting import finite, fmt_ci, fmt_pct
 
@@ -35,6 +36,10 @@ def model_name(ctx: ReportContext) -> str:
 def summary(ctx: ReportContext) -> list[str]:
     """Plain-language sentences for a reader who is not an ML engineer."""
     ds, conditions = ctx.results.dataset, ctx.conditions
+    if ctx.detection is not None:
+        return detection_summary(ctx.detection, model=model_name(ctx), num_skipped=ds.num_skipped) + (
+            _verdict_sentences(ctx)
+        )
     clean_m = ctx.clean.metrics if ctx.clean is not None else None
     stressor_names = sorted({str(c.stressor) for c in conditions if c.stressor is not None})
     out = [
@@ -61,7 +66,9 @@ def summary(ctx: ReportContext) -> list[str]:
                 + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else ".")
             )
     clean_id = ctx.clean.id if ctx.clean is not None else None
-    clean_fair = [f for f in ctx.results.fairness if f.condition == clean_id and finite(f.accuracy_gap) is not None]
+    clean_fair = [
+        f for f in ctx.results.fairness or [] if f.condition == clean_id and finite(f.accuracy_gap) is not None
+    ]
     if clean_fair:
         top = max(clean_fair, key=lambda f: f.accuracy_gap)  # type: ignore[arg-type,return-value]
         out.append(
@@ -167,6 +174,8 @@ def _early_stop_summary(conditions: Sequence[ConditionResult]) -> list[str]:
 
 def limitations(ctx: ReportContext, *, dropped_images: int) -> list[str]:
     """What the numbers do not show, specific to these results where possible."""
+    if ctx.detection is not None:
+        return _detection_limitations(ctx, dropped_images=dropped_images)
     out = [
         "Stressors are synthetic approximations of night, glare, blur and occlusion; they do not replace data"
         " collected in the deployment setting.",
@@ -185,6 +194,27 @@ def limitations(ctx: ReportContext, *, dropped_images: int) -> list[str]:
     if small:
         names = name_some(small, limit=SMALL_GROUPS_LIMIT, rest="(marked * in the tables and in groups.csv)")
         out.append("Groups with too few samples are shown but left out of gaps and ratios: " + names + ".")
+    skipped = ctx.results.dataset.num_skipped
+    if skipped:
+        out.append(f"{skipped} images could not be read and were skipped; see the data section and skipped.csv.")
+    if dropped_images:
+        out.append(f"{dropped_images} gallery images were left out because they were not inline PNG/JPEG data.")
+    if not ctx.rules:
+        out.append("No policy rules were evaluated: there is no pass/fail verdict.")
+    return out
+
+
+def _detection_limitations(ctx: ReportContext, *, dropped_images: int) -> list[str]:
+    """A detector's limitations: the stressors' and the data's, then its own (:func:`detection_limitations`)."""
+    out = [
+        "Stressors are synthetic approximations of night, glare, blur and occlusion; they do not replace data"
+        " collected in the deployment setting.",
+        "All figures hold for this model file and this dataset only (see the SHA-256 digests); another model"
+        " version or another population may behave differently.",
+        "Subgroup attributes come from the data manifest and the annotations; this tool did not check that they"
+        " are correct or complete.",
+        *detection_limitations(ctx.detection),  # type: ignore[arg-type]
+    ]
     skipped = ctx.results.dataset.num_skipped
     if skipped:
         out.append(f"{skipped} images could not be read and were skipped; see the data section and skipped.csv.")

@@ -66,7 +66,9 @@ def test_every_registered_section_renders_its_own_region(results):
     ids = _ids(html)
     shown = [s.id for s in build_view(results)["sections"]]
     assert [i for i in ids if i in shown] == shown  # one <section id> per shown section, in registry order
-    assert set(shown) >= {s.id for s in registered() if s.id not in ("breaking-points", "adversarial", "gallery")}
+    assert set(shown) >= {
+        s.id for s in registered() if s.id not in ("breaking-points", "adversarial", "gallery", "detection")
+    }
 
 
 def test_sections_may_not_overwrite_each_others_values(results, tmp_path):

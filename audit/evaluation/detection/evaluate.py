@@ -47,6 +47,7 @@ __all__ = [
     "evaluate_detector",
     "read_detection_data",
     "read_spill",
+    "spill_path",
 ]
 
 
@@ -190,15 +191,18 @@ class DetectionImages(Dataset):
         max_pixels: int,
         exif: str,
         alpha: str,
+        indices: Sequence[int] | None = None,
     ) -> None:
         self.paths = [str(p) for p in paths]
         self.sizes = list(sizes)  # (width, height) the annotations give
         self.channels, self.max_pixels, self.exif, self.alpha = channels, max_pixels, exif, alpha
+        self.indices = list(range(len(self.paths))) if indices is None else list(indices)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.indices)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, pos: int) -> dict[str, Any]:
+        i = self.indices[pos]
         item: dict[str, Any] = {"index": i}
         try:
             arr = open_image(self.paths[i], max_pixels=self.max_pixels, exif=self.exif, alpha=self.alpha)  # type: ignore[arg-type]
@@ -227,14 +231,39 @@ class DetectionPass:
     """What the streaming pass produced.
 
     Attributes:
-        spills: condition id -> its spill file (:func:`read_spill`).
-        evaluated: the image rows evaluated (dataset order).
+        spills: condition id -> its spill files, one per rank (:func:`read_spill`, :meth:`detections`).
+        evaluated: the image rows evaluated (dataset order once merged across ranks).
         skipped: ``{"sample", "reason"}`` per image skipped under ``data.on_bad_image: skip``.
     """
 
-    spills: dict[str, Path]
+    spills: dict[str, list[Path]]
     evaluated: list[int] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped_rows: list[int] = field(default_factory=list)
+
+    def detections(self, condition: str, data: DetectionData) -> list[ImageDetections]:
+        """One condition's detections from every rank's spill, in dataset order (whatever the sharding)."""
+        row_of = {image.image_id: r for r, image in enumerate(data.truth.images)}
+        dets = [d for path in self.spills[condition] for d in read_spill(path)]
+        return sorted(dets, key=lambda d: row_of[int(d.image_id)])
+
+    def merged(self, gather: Callable[[list[Any]], list[Any]]) -> DetectionPass:
+        """This rank's pass with every rank's evaluated rows and skipped images (``gather`` concatenates across
+        ranks, e.g. :func:`audit.evaluation.distributed.gather_lists`), both in dataset order."""
+        evaluated = sorted(gather(self.evaluated))
+        skipped = gather([(row, s) for row, s in zip(self.skipped_rows, self.skipped)])
+        skipped.sort(key=lambda pair: pair[0])
+        return DetectionPass(
+            spills=self.spills,
+            evaluated=evaluated,
+            skipped=[s for _, s in skipped],
+            skipped_rows=[row for row, _ in skipped],
+        )
+
+
+def spill_path(work: Path, condition: int, rank: int) -> Path:
+    """The spill file of one condition (by position) and rank in the shared work folder."""
+    return work / f"detections-{condition:04d}.rank-{rank:05d}.pkl"
 
 
 def read_spill(path: Path) -> Iterator[ImageDetections]:
@@ -281,6 +310,9 @@ def evaluate_detector(
     num_workers: int = 0,
     decoding: dict[str, Any] | None = None,
     progress: Callable[..., None] | None = None,
+    indices: Sequence[int] | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> DetectionPass:
     """Run the detector on every image under every condition; detections spilled per condition into ``work``.
 
@@ -296,6 +328,9 @@ def evaluate_detector(
         num_workers: DataLoader workers decoding images.
         decoding: ``max_pixels``, ``exif``, ``alpha`` of the decoding (the runner's decided values).
         progress: called with the number of images done after each batch.
+        indices: the image rows this process evaluates (a rank's shard); default every image.
+        rank, world: this process's rank and the number of processes; every rank's spill files are
+            named in the result, so rank 0 can read them all once every rank is done.
 
     Raises:
         AuditError: an attack condition; an image that cannot be decoded under ``on_bad_image: error``
@@ -318,10 +353,13 @@ def evaluate_detector(
         max_pixels=int(decoding.get("max_pixels", cfg.data.max_image_pixels)),
         exif=str(decoding.get("exif") or "ignore"),
         alpha=str(decoding.get("alpha") or "composite_white"),
+        indices=indices,
     )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
-    spills = {c.id: _Spill(work / f"detections-{k}.pkl") for k, c in enumerate(conditions)}
-    outcome = DetectionPass(spills={cid: s.path for cid, s in spills.items()})
+    spills = {c.id: _Spill(spill_path(work, k, rank)) for k, c in enumerate(conditions)}
+    outcome = DetectionPass(
+        spills={c.id: [spill_path(work, k, r) for r in range(world)] for k, c in enumerate(conditions)}
+    )
     category_of = np.asarray(data.truth.category_ids, dtype=np.int64)
     keys_all = torch.from_numpy(data.keys)
     try:
@@ -339,6 +377,7 @@ def evaluate_detector(
                     if cfg.data.on_bad_image == "error":
                         raise AuditError(f"{images[i].path}: {item['error']} (data.on_bad_image: skip to skip it)")
                     outcome.skipped.append({"sample": data.sample_ids[i], "reason": item["error"]})
+                    outcome.skipped_rows.append(i)
                     continue
                 good.append(item)
             if good:

@@ -31,6 +31,7 @@ import numpy as np
 
 from audit.contract.config import AuditConfig
 from audit.contract.digest import sha256_file
+from audit.contract.metric_specs import DETECTION_COUNTS
 from audit.contract.results import (
     DetectionCalibration,
     DetectionCondition,
@@ -54,7 +55,7 @@ from audit.evaluation.detection.coco_metrics import (
     detection_records,
     write_detections_json,
 )
-from audit.evaluation.detection.evaluate import DetectionData, DetectionPass, read_spill
+from audit.evaluation.detection.evaluate import DetectionData, DetectionPass
 from audit.evaluation.detection.operating_point import (
     ObjectGroupCounts,
     OperatingPointCounts,
@@ -91,31 +92,33 @@ class _ConditionCounts:
 
 
 def _coco_fields(m: CocoMetrics) -> dict[str, Any]:
-    return {
-        "map": m.map,
-        "map_50": m.ap50,
-        "map_75": m.ap75,
-        "map_small": m.ap_small,
-        "map_medium": m.ap_medium,
-        "map_large": m.ap_large,
-        "ar_1": m.ar1,
-        "ar_10": m.ar10,
-        "ar_100": m.ar100,
-    }
+    """COCO's metrics under their results.json names (the metric registry's detection metrics)."""
+    return dict(
+        map=m.map,
+        map_50=m.ap50,
+        map_75=m.ap75,
+        map_small=m.ap_small,
+        map_medium=m.ap_medium,
+        map_large=m.ap_large,
+        ar_1=m.ar1,
+        ar_10=m.ar10,
+        ar_100=m.ar100,
+    )
 
 
 def _op_fields(counts: OperatingPointCounts, rows: np.ndarray) -> dict[str, Any]:
+    """The operating point's counts and rates over the image rows ``rows`` under their results.json names."""
     op = op_summary(counts, image_index=rows)
-    return {
-        "tp": op.tp,
-        "fp": op.fp,
-        "fn": op.fn,
-        "precision": op.precision,
-        "recall": op.recall,
-        "f1": op.f1,
-        "fp_per_image": op.fp_per_image,
-        "missed_per_image": op.missed_per_image,
-    }
+    return dict(
+        tp=op.tp,
+        fp=op.fp,
+        fn=op.fn,
+        precision=op.precision,
+        recall=op.recall,
+        f1=op.f1,
+        fp_per_image=op.fp_per_image,
+        missed_per_image=op.missed_per_image,
+    )
 
 
 def _non_crowd_objects(data: DetectionData, rows: np.ndarray) -> int:
@@ -160,13 +163,14 @@ def summarize_detection(
             [
                 *("condition", "sample_id", "image_id", "file_name"),
                 *(spreadsheet_safe(a) for a in data.attributes),
-                *("objects", "detections", "tp", "fp", "fn"),
+                *("objects", "detections"),
+                *(spec.name for spec in DETECTION_COUNTS),
             ]
         )
         all_json.write("[")
         first = True
         for k, cond in enumerate(conditions):
-            dets = list(read_spill(passed.spills[cond.id]))
+            dets = passed.detections(cond.id, data)
             coco_file = work / f"coco-{k}.json"
             write_detections_json(coco_file, dets, image_ids=image_ids, categories=data.categories)
             for d in dets:
@@ -286,10 +290,10 @@ def _condition(
             total, matched = int(counts.total[:, g].sum()), int(counts.matched[:, g].sum())
             coco: dict[str, Any] = {}
             if name == "object.size":
-                coco = {"map": getattr(overall, f"map_{value}")}
+                coco = dict(map=getattr(overall, f"map_{value}"))
             elif name == "object.class" and total:
                 per_class = evaluator.evaluate(loaded, category_ids=[class_of[value]])
-                coco = {"map": per_class.map, "map_50": per_class.ap50, "map_75": per_class.ap75}
+                coco = dict(map=per_class.map, map_50=per_class.ap50, map_75=per_class.ap75)
             metrics = DetectionMetrics(
                 n_images=int((counts.total[:, g] > 0).sum()),
                 n_objects=total,

@@ -17,8 +17,13 @@ __all__ = ["SAMPLE_ID_LIMIT", "errors", "fairness", "gallery", "governance"]
 SAMPLE_ID_LIMIT = 20
 
 
-def errors(ctx: ReportContext) -> dict[str, Any]:
-    """The confusion matrix, the frequent confusions and per-class rates, and the misclassified samples named."""
+def errors(ctx: ReportContext) -> dict[str, Any] | None:
+    """The confusion matrix, the frequent confusions and per-class rates, and the misclassified samples named.
+
+    None for a detector's results (its error types are the detection section's TIDE bars).
+    """
+    if ctx.detection is not None:
+        return None
     return {
         "confusion_chart": confusion_chart(ctx.clean, ctx.class_names),
         "error_types": ctx.clean.error_types if ctx.clean is not None else None,
@@ -69,8 +74,13 @@ def _with_thumbnails(examples: list[dict[str, Any]], stored: list[ErrorThumbnail
     return examples
 
 
-def fairness(ctx: ReportContext) -> dict[str, Any]:
-    """Differences between groups per condition, and who loses most under each stressor."""
+def fairness(ctx: ReportContext) -> dict[str, Any] | None:
+    """Differences between groups per condition, and who loses most under each stressor.
+
+    None for a detector's results (the detection section holds its recall gap tests).
+    """
+    if ctx.detection is not None:
+        return None
     disparity = [
         {
             "condition": d.condition,

@@ -14,8 +14,13 @@ from reports.html.curves import severity_chart
 __all__ = ["adversarial", "breaking_points", "calibration", "groups", "robustness"]
 
 
-def robustness(ctx: ReportContext) -> dict[str, Any]:
-    """Accuracy against severity, the metrics of every condition, and what each severity means."""
+def robustness(ctx: ReportContext) -> dict[str, Any] | None:
+    """Accuracy against severity, the metrics of every condition, and what each severity means.
+
+    None for a detector's results (the detection section shows its conditions).
+    """
+    if ctx.detection is not None:
+        return None
     return {
         "severity_chart": severity_chart(ctx.conditions, ctx.clean, ctx.adversarial),
         "conditions": ctx.conditions,
@@ -52,12 +57,19 @@ def adversarial(ctx: ReportContext) -> dict[str, Any] | None:
     return {"adversarial_chart": ctx.adversarial_chart, "adversarial_checks": checks}
 
 
-def calibration(ctx: ReportContext) -> dict[str, Any]:
-    """Reliability diagrams of the clean and the worst condition."""
+def calibration(ctx: ReportContext) -> dict[str, Any] | None:
+    """Reliability diagrams of the clean and the worst condition; None for a detector (see its section)."""
+    if ctx.detection is not None:
+        return None
     return {"reliability": reliability(ctx.clean, ctx.worst)}
 
 
-def groups(ctx: ReportContext) -> dict[str, Any]:
-    """Accuracy per group (charts of the clean and the worst condition) and the tables of every group."""
+def groups(ctx: ReportContext) -> dict[str, Any] | None:
+    """Accuracy per group (charts of the clean and the worst condition) and the tables of every group.
+
+    None for a detector's results (the detection section shows its subgroups).
+    """
+    if ctx.detection is not None:
+        return None
     charts = [group_chart(c) for c in (ctx.clean, ctx.worst) if c and c.groups]
     return {"group_charts": charts, "group_tables": group_tables(ctx.conditions)}

@@ -363,6 +363,7 @@ DEFINED_IN = {
     "audit/contract/metric_specs.py",  # the registry
     "audit/evaluation/metrics.py",  # the metrics of a slot and of a condition
     "audit/contract/groupstats.py",  # the differences between groups
+    "audit/contract/results/detection.py",  # the detection metrics' model (their definitions)
 }
 #: Files that still write metric names, each with its reason; an entry that no longer does fails.
 ALLOWED = {
@@ -372,9 +373,17 @@ ALLOWED = {
     "reports/model_card/huggingface.py": "model card metric ids",
     # the schema's descriptions ("max - min of the group accuracy ..."); its field names are checked above
     "audit/contract/results/summaries.py": "schema descriptions",
+    # COCOeval.stats positions under faster-coco-eval's own names (cvaudit's "map" is its "map" too)
+    "audit/evaluation/detection/coco_metrics.py": "COCOeval stats names",
 }
 #: Another quantity with the same key: the corruption summary's mean corruption error (``mce``).
-SAME_KEY_OTHER_QUANTITY = {("mce", "audit/evaluation/robustness.py"), ("mce", "audit/tracking/names.py")}
+SAME_KEY_OTHER_QUANTITY = {
+    ("mce", "audit/evaluation/robustness.py"),
+    ("mce", "audit/tracking/names.py"),
+    # an example box's outcome (a true or false positive), not the operating point's counts
+    ("tp", "audit/evaluation/detection/results.py"),
+    ("fp", "audit/evaluation/detection/results.py"),
+}
 
 
 def _string_constants(path: Path) -> set[str]:

@@ -1,0 +1,245 @@
+"""``cvaudit run`` for ``task: detection``: the stages of :mod:`audit.runner`, for an object detector.
+
+The same order and guarantees as a classifier's run (:func:`audit.runner.run_audit` builds the context
+and calls :func:`run_detection`):
+
+1. **read**: the conditions; the ground truth joined to the manifest, whose rows the policy's governance
+   checks see as it is read (:func:`audit.evaluation.read_detection_data`);
+2. **plan**: the targets of the run (conditions, image attributes and object groupings with their
+   values, the metrics with intervals); the policy validates every rule against it before the model
+   is loaded;
+3. **load**: the detector (:func:`audit.evaluation.load_detector`);
+4. **evaluate**: one streaming pass, detections spilled per condition
+   (:func:`audit.evaluation.evaluate_detector`), then the metrics condition by condition
+   (:func:`audit.evaluation.summarize_detection`);
+5. **judge**: the results, the policy's verdict, the example images the report may show;
+6. the outputs (results.json, detections.json, detections.csv, groups.csv, skipped.csv, junit.xml,
+   the reports, the attestation), written into the staging folder and swapped in as a whole.
+
+Under ``torchrun`` every rank evaluates its shard of the images and spills its detections into rank 0's
+work folder; once every rank is done, rank 0 reads them all in dataset order and scores them, so the
+results equal a single process's. Not yet for detectors, and refused with one line before any image is
+read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline``, MLflow tracking and attacks.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from audit.contract.config import AuditConfig
+from audit.contract.errors import AuditError, echo
+from audit.contract.metric_specs import detection_interval_names
+from audit.contract.plan import PlannedCondition, RunPlan
+from audit.contract.results import Governance, PolicyOutcome, Results
+from audit.evaluation import (
+    DETECTIONS_CSV,
+    DETECTIONS_JSON,
+    DetectionRunInfo,
+    allocator_setting,
+    build_conditions,
+    detection_examples,
+    detection_results,
+    distributed,
+    evaluate_detector,
+    load_detector,
+    plan_threads,
+    read_detection_data,
+    resolve_device,
+    summarize_detection,
+    using_threads,
+)
+from audit.run_context import AuditOutcome, OutputRecoveryWarning, RunContext
+
+__all__ = ["check_detection_config", "run_detection"]
+
+
+def check_detection_config(cfg: AuditConfig, *, baseline: bool) -> None:
+    """Refuse, before anything is read, what a detection run does not do yet (one line each).
+
+    Raises:
+        AuditError: early stopping, breaking points, a baseline, MLflow tracking.
+    """
+    if cfg.evaluation.early_stop:
+        raise AuditError("evaluation.early_stop is not available for task: detection; set it to false")
+    if cfg.breaking_points.stressors:
+        raise AuditError("breaking_points.stressors is not available for task: detection; leave it empty")
+    if baseline:
+        raise AuditError("--baseline compares classifier results; it is not available for task: detection")
+    if cfg.tracking.mlflow is not None:
+        raise AuditError("tracking.mlflow does not record detection audits yet; remove tracking.mlflow")
+
+
+def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) -> RunPlan:
+    attributes: dict[str, tuple[str, ...]] = {}
+    for attribute in data.attributes:
+        attributes[attribute] = tuple(sorted(set(data.image_values(attribute))))
+    for grouping, per_image in data.object_groups.items():
+        attributes[grouping] = tuple(sorted({v for values in per_image.values() for v in values}))
+    sections = {k for k, f in Results.model_fields.items() if f.is_required()} | {"task", "detection", "report"}
+    if gallery_mode != "none":
+        sections.add("gallery")
+    return RunPlan(
+        source=ctx.source,
+        conditions=tuple(
+            PlannedCondition(c.id, c.stressor_name, float(c.severity), c.model_aware, c.probe) for c in conditions
+        ),
+        attributes=attributes,
+        intervals=detection_interval_names() if ctx.cfg.evaluation.n_bootstrap > 0 else frozenset(),
+        sections=frozenset(sections),
+        task="detection",
+    )
+
+
+def run_detection(ctx: RunContext) -> AuditOutcome:
+    """The detection run, top-down (see the module docstring); outputs on rank 0 (the only rank)."""
+    cfg = ctx.cfg
+    det = cfg.detection
+    assert det is not None  # the config's validator: task detection has its section
+    conditions = build_conditions(cfg.stressors, source=ctx.source)
+    attacks = [c.id for c in conditions if c.model_aware]
+    if attacks:
+        raise AuditError(
+            f"{ctx.source}: stressor condition {attacks[0]!r} is an attack on classifiers; "
+            "a detection audit takes image stressors only"
+        )
+    governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)
+    data = read_detection_data(cfg, on_chunk=governance.on_chunk)
+    names = list(data.truth.class_names)
+    if cfg.model.class_names is not None and list(cfg.model.class_names) != names:
+        raise AuditError(
+            f"{ctx.source}: model.class_names {echo(cfg.model.class_names)} differ from the annotation classes "
+            f"{echo(names)} (the detector's class k is the k-th annotation class); fix or remove model.class_names"
+        )
+    findings = governance.findings()
+    gallery_mode = governance.image_mode(findings, cfg.report.images)
+    ctx.gate.plan(_plan(ctx, conditions, data, gallery_mode))  # a rule that can never match fails here
+
+    device = resolve_device(cfg.device if ctx.world == 1 else distributed.local_device(cfg.device))
+    base_dir = Path(ctx.config_path).resolve().parent if ctx.config_path else None
+    detector, model_info = load_detector(
+        cfg.model,
+        output=det.output,
+        num_classes=len(data.truth.class_names),
+        device=device,
+        base_dir=base_dir,
+        score_threshold=det.nms_score_threshold,
+        iou_threshold=det.nms_iou_threshold,
+        max_detections=det.max_detections,
+        multi_label=det.multi_label,
+    )
+    threads = plan_threads(
+        threads=cfg.threads,
+        num_workers=cfg.data.num_workers,
+        device=device,
+        input_size=tuple(cfg.model.input_size),
+        first_image=data.truth.images[0].path,
+    )
+    work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
+    shard = distributed.shard_indices(len(data), ctx.rank, ctx.world)
+    with allocator_setting(cfg.allocator) as allocator:
+        tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
+        with using_threads(threads):
+            passed = evaluate_detector(
+                detector=detector,
+                data=data,
+                conditions=conditions,
+                cfg=cfg,
+                device=device,
+                work=work,
+                num_workers=threads.num_workers,
+                decoding=ctx.decoding,
+                progress=tick,
+                indices=shard,
+                rank=ctx.rank,
+                world=ctx.world,
+            )
+            passed = passed.merged(distributed.gather_lists)
+            distributed.barrier()  # every rank's spill files are complete
+            if not ctx.writes:
+                return AuditOutcome(None, ctx.out_dir, [])
+            if not passed.evaluated:
+                raise AuditError(f"{data.manifest}: no image could be decoded; nothing to audit")
+            summary = summarize_detection(data=data, conditions=conditions, passed=passed, cfg=cfg, work=work)
+            section = summary.results
+            examples = detection_examples(
+                data=data,
+                conditions=conditions,
+                passed=passed,
+                section=section,
+                cfg=cfg,
+                device=device,
+                mode=gallery_mode,
+                decoding=ctx.decoding,
+            )
+        if examples:
+            section = section.model_copy(update={"examples": examples})
+        results = detection_results(
+            cfg=cfg,
+            data=data,
+            conditions=conditions,
+            passed=passed,
+            section=section,
+            info=DetectionRunInfo(
+                config_path=ctx.config_path,
+                model_info=model_info,
+                governance=Governance.model_validate(
+                    {"findings": findings, "policy": ctx.gate.name, "audit_date": ctx.started.date().isoformat()}
+                ),
+                started=ctx.started,
+                device=str(device),
+                threads=threads.threads,
+                num_workers=threads.num_workers,
+                allocator=allocator,
+                world_size=ctx.world,
+            ),
+        )
+        verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=findings))
+        results = results.model_copy(update={"policy": verdict})
+        files = _write_outputs(ctx, results, summary, model_info, governance.affected, data.manifest)
+    return AuditOutcome(results, ctx.out_dir, files)
+
+
+def _write_outputs(
+    ctx: RunContext,
+    results: Results,
+    summary: Any,
+    model_info: dict[str, Any],
+    affected: list[dict[str, Any]],
+    manifest: Path,
+) -> list[Path]:
+    """Every output through :func:`reports.write_outputs`, detections.json and detections.csv moved in first."""
+    from policies import check_names
+    from reports import results_json_bytes, write_outputs
+
+    cfg, outputs = ctx.cfg, ctx.outputs
+    assert outputs is not None
+    keys, passphrase = ctx.signing.keys, ctx.signing.passphrase
+    staged = []
+    for name, path in ((DETECTIONS_JSON, summary.detections_json), (DETECTIONS_CSV, summary.detections_csv)):
+        os.replace(path, outputs.stage / name)
+        staged.append(outputs.stage / name)
+    extra = {}
+    if model_info.get("sha256") and model_info.get("path"):
+        extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
+    extra["dataset:" + manifest.name] = manifest
+    det = cfg.detection
+    if det is not None and det.annotations is not None:
+        extra["annotations:" + det.annotations.name] = det.annotations
+    written = write_outputs(
+        outputs,
+        results,
+        results_json=results_json_bytes(results),
+        formats=tuple(cfg.report.formats),
+        sign_key=cfg.report.sign_key if keys else None,
+        passphrase=passphrase,
+        extra_subjects=extra,
+        governance=affected,
+        check_order=check_names(),
+        staged=tuple(staged),
+    )
+    for note in written.notes:
+        warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
+    return list(written.files)
