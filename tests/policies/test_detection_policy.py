@@ -431,3 +431,51 @@ def test_the_documented_detection_policy_validates_and_judges():
         "camera-gap",  # interval [0.12, 0.28] above 0.10
         "rpc",  # 0.35 / 0.62 < 0.6
     }
+
+
+# --- cvaudit run with task: detection --------------------------------------------------------------------
+
+RUN_POLICY = """\
+version: 1
+name: run-gate
+rules:
+  - {id: clean-map, condition: clean, metric: map, min: 0.3}
+  - {id: camera-gap, condition: clean, attribute: "*", aggregate: gap, metric: recall, max: 0.1, test: point}
+  - {id: camera-b, condition: clean, attribute: camera, value: B, metric: recall, min: 0.5}
+  - {id: occluded, condition: clean, attribute: object.occluded, value: "true", metric: recall, min: 0.2}
+  - {id: visible, condition: clean, attribute: object.occluded, value: false, metric: recall, min: 0.2}
+"""
+
+
+@pytest.mark.slow
+def test_cvaudit_run_validates_before_the_run_and_judges_a_detector(tmp_path):
+    import subprocess
+    import sys
+
+    from detection_fixtures import make_detection_dataset, save_detector, write_detection_config
+
+    make_detection_dataset(tmp_path, n=24)
+    cfg = write_detection_config(tmp_path, save_detector(tmp_path / "detector.pt"), policy="policy.yaml")
+
+    def run(policy: str, out: str) -> subprocess.CompletedProcess:
+        (tmp_path / "policy.yaml").write_text(policy)
+        argv = [sys.executable, "-m", "audit", "run", str(cfg), "--out", str(tmp_path / out), "--quiet"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+    typo = RUN_POLICY.replace('value: "true"', "value: maybe")
+    done = run(typo, "refused")
+    assert done.returncode == 2 and not (tmp_path / "refused").exists()
+    assert "rule 'occluded': key 'value': no group object.occluded=maybe" in done.stderr, done.stderr
+
+    done = run(RUN_POLICY, "out")
+    assert done.returncode == 1, done.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    clean = results["detection"]["conditions"][0]
+    recall = {(g["attribute"], g["value"]): g["metrics"]["recall"] for g in clean["groups"]}
+    rules = {r["id"]: r for r in results["policy"]["rules"]}
+    assert (rules["clean-map"]["status"], rules["clean-map"]["observed"]) == ("pass", clean["metrics"]["map"])
+    assert rules["camera-gap"]["status"] == "fail"
+    assert rules["camera-gap"]["observed"] == pytest.approx(recall[("camera", "A")] - recall[("camera", "B")])
+    assert (rules["camera-b"]["status"], rules["camera-b"]["observed"]) == ("fail", recall[("camera", "B")])
+    assert rules["visible"]["observed"] == recall[("object.occluded", "false")]  # value: false (a YAML boolean)
+    assert results["policy"]["verdict"] == "fail"
