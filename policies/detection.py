@@ -41,7 +41,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, DetectionMetrics, Results
+from audit.contract.metric_specs import detection_metric_names
+from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, Results
 from policies import targets as t
 from policies.evaluate import ErrorFactory, Evaluation, compare, judge_target
 from policies.schema import MetricRule
@@ -57,8 +58,8 @@ __all__ = [
     "is_object_level",
 ]
 
-#: The metrics of a detection condition or image-level group (their names in results.json).
-DETECTION_METRICS = tuple(k for k in DetectionMetrics.model_fields if not k.endswith("_ci"))
+#: The metrics of a detection condition or image-level group (their names in results.json; the registry's).
+DETECTION_METRICS = detection_metric_names()
 #: Metrics of a whole condition only (not of a group): the detection calibration error of ``calibration``.
 CONDITION_ONLY_METRICS = ("dece",)
 #: The metrics whose gap across groups the run tests (DetectionGapTest).

@@ -375,11 +375,12 @@ def test_detection_gate_is_listed_validated_and_judges():
     assert outcome["verdict"] == "fail" and rules_failed == ["clean-subgroup-recall-gap"]
 
 
-def test_detection_gate_refuses_classification_results(results):
-    from conftest import typed
+def test_detection_gate_refuses_classification_results():
+    from results_builder import typed_results
 
-    with pytest.raises(PolicyError, match="classification run"):
-        check_policy(typed(results), load_policy("detection-gate"), findings=[])
+    classification = typed_results({"conditions": []})
+    with pytest.raises(PolicyError, match="rule 'clean-map'.*detection metric and this is a classification run"):
+        check_policy(classification, load_policy("detection-gate"), findings=[])
 
 
 # --- a real pass of a detector ---------------------------------------------------------------------------
@@ -479,3 +480,22 @@ def test_cvaudit_run_validates_before_the_run_and_judges_a_detector(tmp_path):
     assert (rules["camera-b"]["status"], rules["camera-b"]["observed"]) == ("fail", recall[("camera", "B")])
     assert rules["visible"]["observed"] == recall[("object.occluded", "false")]  # value: false (a YAML boolean)
     assert results["policy"]["verdict"] == "fail"
+
+
+def test_rule_words_name_detection_metrics():
+    from reports.rule_words import rule_in_words
+
+    got = _judge(
+        {"id": "map", "condition": "clean", "metric": "map", "min": 0.5},
+        {"id": "fp", "condition": "clean", "metric": "fp_per_image", "max": 0.2},
+        {"id": "gap", "condition": "clean", "attribute": "object.size", "aggregate": "gap", "metric": "recall",
+         "max": 0.1},
+        {"id": "rpc", "section": "detection", "metric": "robustness.rpc", "min": 0.6},
+    )  # fmt: skip
+    assert rule_in_words(got["map"]) == "COCO mAP@[.5:.95] on clean must be at least 0.5"
+    assert rule_in_words(got["fp"]) == "False positives per image on clean must be at most 0.2"
+    assert rule_in_words(got["gap"]) == (
+        "The gap in recall at the operating point between the object.size groups on clean must be at most 0.1; "
+        "it fails only when the data show it larger (95% confidence)"
+    )
+    assert rule_in_words(got["rpc"]) == "The rPC (mPC ÷ clean mAP) in detection must be at least 0.6"
