@@ -343,8 +343,11 @@ def test_policy_check_cli_judges_stored_detection_results(tmp_path):
     path.write_text(json.dumps(complete_results(detection_dict())))
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nname: p\nrules:\n  - {id: m, condition: clean, metric: map, min: 0.7}\n")
-    out = CliRunner().invoke(policy_group, ["check", str(path), "--policy", str(policy)])
+    junit, markdown = tmp_path / "junit.xml", tmp_path / "summary.md"
+    argv = ["check", str(path), "--policy", str(policy), "--junit", str(junit), "--markdown", str(markdown)]
+    out = CliRunner().invoke(policy_group, argv)
     assert out.exit_code == 1 and "map on clean = 0.62 < min 0.7" in out.output, out.output
+    assert 'failures="1"' in junit.read_text() and "| m | ❌ fail |" in markdown.read_text()
     policy.write_text("version: 1\nname: p\nrules:\n  - {id: acc, condition: clean, metric: accuracy, min: 0.7}\n")
     out = CliRunner().invoke(policy_group, ["check", str(path), "--policy", str(policy)])
     assert out.exit_code == 2 and "rule 'acc'" in out.output and "classification metric" in out.output
