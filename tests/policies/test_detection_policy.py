@@ -502,3 +502,14 @@ def test_rule_words_name_detection_metrics():
         "it fails only when the data show it larger (95% confidence)"
     )
     assert rule_in_words(got["rpc"]) == "The rPC (mPC ÷ clean mAP) in detection must be at least 0.6"
+
+
+def test_a_section_path_reaches_the_tide_errors_of_a_condition():
+    def with_tide(d):
+        d["detection"]["conditions"][0]["tide"] = [{"error": "missed", "count": 12, "dap": 0.08}]
+
+    rule = {"section": "detection", "metric": "conditions[id=clean].tide[error=missed].dap", "max": 0.05}
+    got = _one(rule, results=detection_results(with_tide))
+    assert (got["status"], got["observed"]) == ("fail", 0.08)
+    with pytest.raises(PolicyError, match="unknown metric 'conditions\\[id=clean\\].tide\\[error=missed\\].dAP'"):
+        PolicyGate(_policy({"id": "t", **rule, "metric": rule["metric"].replace("dap", "dAP")})).plan(runner_plan())
