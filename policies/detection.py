@@ -4,8 +4,9 @@ The rule syntax is the classification one (:class:`~policies.schema.MetricRule`)
 differ. A detection condition (:class:`~audit.contract.results.DetectionCondition`) and each of its
 groups carry :class:`~audit.contract.results.DetectionMetrics`:
 
-- no ``attribute``: the condition's metric (``map``, ``recall``, ``fp_per_image`` ...), judged by the
-  point estimate or, with ``judge: ci_lower|ci_upper``, by an end of its ``<metric>_ci``;
+- no ``attribute``: the condition's metric (``map``, ``recall``, ``fp_per_image`` ...; ``dece``, the
+  detection calibration error of the condition's ``calibration``, with ``n`` its scored detections),
+  judged by the point estimate or, with ``judge: ci_lower|ci_upper``, by an end of its ``<metric>_ci``;
 - ``attribute`` + ``value``: one group. Image-level attributes are the manifest's (``camera``): every
   metric over the group's images. Object-level groupings (``object.size``, ``object.class``,
   ``object.<key>``) carry recall and its counts, and COCO AP for size (``map``) and class (``map``,
@@ -40,12 +41,14 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from audit.contract.gaptests import decide_pairs
-from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, DetectionMetrics, Results
+from audit.contract.metric_specs import detection_metric_names
+from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, Results
 from policies import targets as t
-from policies.evaluate import ErrorFactory, Evaluation, _compare, _judge
+from policies.evaluate import ErrorFactory, Evaluation, compare, judge_target
 from policies.schema import MetricRule
 
 __all__ = [
+    "CONDITION_ONLY_METRICS",
     "DETECTION_METRICS",
     "TESTED_GAP_METRICS",
     "attribute_matches",
@@ -55,8 +58,10 @@ __all__ = [
     "is_object_level",
 ]
 
-#: The metrics of a detection condition or image-level group (their names in results.json).
-DETECTION_METRICS = tuple(k for k in DetectionMetrics.model_fields if not k.endswith("_ci"))
+#: The metrics of a detection condition or image-level group (their names in results.json; the registry's).
+DETECTION_METRICS = detection_metric_names()
+#: Metrics of a whole condition only (not of a group): the detection calibration error of ``calibration``.
+CONDITION_ONLY_METRICS = ("dece",)
 #: The metrics whose gap across groups the run tests (DetectionGapTest).
 TESTED_GAP_METRICS = ("recall",)
 _OBJECT_METRICS = ("n_images", "n_objects", "tp", "fn", "recall")
@@ -109,10 +114,9 @@ def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactor
     detection = results.detection
     if detection is None:
         raise error("metric", "the results have no 'detection' section")
-    if rule.metric not in DETECTION_METRICS:
-        raise error(
-            "metric", f"unknown metric {rule.metric!r} for detection results (metrics: {', '.join(DETECTION_METRICS)})"
-        )
+    known = DETECTION_METRICS + (CONDITION_ONLY_METRICS if rule.attribute is None else ())
+    if rule.metric not in known:
+        raise error("metric", f"unknown metric {rule.metric!r} for detection results (metrics: {', '.join(known)})")
     check_detection_names(results, rule, error)
     conditions = [c for c in detection.conditions if t.selector_matches(rule.selector, c.id)]
     if not conditions:
@@ -123,8 +127,13 @@ def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactor
 
 def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> list[Evaluation]:
     cid = cond.id
+    if rule.attribute is None and rule.metric in CONDITION_ONLY_METRICS:
+        calibration = cond.calibration
+        if calibration is None:
+            return [Evaluation("insufficient_data", None, cid, note=f"no calibration stored for {cid}")]
+        return [judge_target(rule, calibration, rule.metric, condition=cid, n=calibration.detections)]
     if rule.attribute is None:
-        return [_judge(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
+        return [judge_target(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
     if rule.value is not None:
         label = f"{rule.attribute}={rule.value}"
         group = next((g for g in cond.groups if g.attribute == rule.attribute and g.value == rule.value), None)
@@ -133,7 +142,7 @@ def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> 
         if group.insufficient_data:
             note = f"group {label} under {cid} is flagged insufficient_data ({group.metrics.n_objects} objects)"
             return [Evaluation("insufficient_data", None, cid, label, _n(group), note)]
-        return [_judge(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
+        return [judge_target(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
     by_attribute: dict[str, list[DetectionGroup]] = {}
     for group in cond.groups:
         if attribute_matches(rule.attribute, group.attribute) and rule.metric in group_metrics(group.attribute):
@@ -163,7 +172,7 @@ def _across(
                 "insufficient_data", None, cid, attr, note=f"no {attr} group under {cid} to judge{excluded}"
             )
         value, label, n = (min if rule.op == "min" else max)(scored, key=lambda s: s[0])
-        return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{excluded}")
+        return compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{excluded}")
     points = sorted(
         (value, g.value) for g in eligible if (value := t.as_number(t.get(g.metrics, rule.metric))) is not None
     )
@@ -175,10 +184,10 @@ def _across(
     if rule.aggregate == "ratio":
         if high <= 0:
             return Evaluation("insufficient_data", None, cid, attr, smallest, f"ratio undefined: {between}")
-        return _compare(rule, low / high, cid, attr, smallest, between)
+        return compare(rule, low / high, cid, attr, smallest, between)
     gap = high - low
     if rule.judge == "point" and rule.test_mode == "point":
-        return _compare(rule, gap, cid, attr, smallest, between)
+        return compare(rule, gap, cid, attr, smallest, between)
     return _stored_gap(results, cid, attr, {v for _, v in points}, gap, rule, smallest, between)
 
 
@@ -217,7 +226,7 @@ def _stored_gap(
             return insufficient(f"the stored gap test of {attr} under {cid} has no interval (gap_ci)")
         low, high = float(test.gap_ci[0]), float(test.gap_ci[1])
         value = low if rule.judge == "ci_lower" else high
-        return _compare(rule, value, cid, attr, n, f"95% interval [{low:.4g}, {high:.4g}]; {between}")
+        return compare(rule, value, cid, attr, n, f"95% interval [{low:.4g}, {high:.4g}]; {between}")
     alpha = 1 - rule.confidence
     shown, p = decide_pairs(
         [(pair.gap, pair.se) for pair in test.pairs], tolerance=rule.threshold, mode=rule.test_mode, alpha=alpha

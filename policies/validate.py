@@ -68,6 +68,7 @@ from audit.contract.metric_specs import METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import CLASSIFICATION_KEYS, FairnessEntry, GroupMetrics, Metrics, Results
 from policies.detection import (
+    CONDITION_ONLY_METRICS,
     DETECTION_METRICS,
     TESTED_GAP_METRICS,
     attribute_matches,
@@ -313,11 +314,18 @@ def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
 def _validate_detection_metric(rule: MetricRule, plan: RunPlan, error) -> None:
     """A metric rule on a detection run (see the module docstring)."""
     metric = rule.metric
+    if metric in CONDITION_ONLY_METRICS:
+        if rule.attribute is not None:
+            raise error("metric", f"{metric!r} is computed per condition, not per group: remove 'attribute'")
+        _validate_interval(rule, plan, error)
+        return
     if metric not in DETECTION_METRICS:
         classification = {*_CONDITION_METRICS, *_GROUP_METRICS, *_FAIRNESS_KEYS}
         hint = "; it is a classification metric and this is a detection run" if metric in classification else ""
         raise error(
-            "metric", f"unknown metric {metric!r}{hint} (detection metrics: {_choices(list(DETECTION_METRICS), 30)})"
+            "metric",
+            f"unknown metric {metric!r}{hint} "
+            f"(detection metrics: {_choices([*DETECTION_METRICS, *CONDITION_ONLY_METRICS], 30)})",
         )
     if rule.attribute is None:
         _validate_interval(rule, plan, error)

@@ -19,10 +19,11 @@ from audit.contract.results import RuleResult
 
 __all__ = ["DETECTION_WORDS", "METRIC_WORDS", "rule_in_words"]
 
-#: How a detector's metrics (results.json ``detection``) are named in a sentence: the registry's phrases,
-#: and the corruption robustness of the ``detection`` section.
+#: How a detector's metrics (results.json ``detection``) are named in a sentence: the registry's phrases
+#: (task detection), the calibration error and the robustness paths of ``section: detection``.
 DETECTION_WORDS = {
-    **{spec.name: spec.phrase for spec in specs(task="detection")},
+    **{s.name: s.phrase for s in specs(task="detection")},
+    "dece": "the detection calibration error (D-ECE)",
     "robustness.mpc": "the mPC (the mean mAP under the stressors)",
     "robustness.rpc": "the rPC (mPC ÷ clean mAP)",
     "robustness.clean_map": "the clean mAP",
