@@ -19,7 +19,8 @@ and calls :func:`run_detection`):
 Under ``torchrun`` every rank evaluates its shard of the images and spills its detections into rank 0's
 work folder; once every rank is done, rank 0 reads them all in dataset order and scores them, so the
 results equal a single process's. Not yet for detectors, and refused with one line before any image is
-read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline``, MLflow tracking and attacks.
+read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline`` and attacks. With ``tracking.mlflow`` the
+finished run is logged to MLflow after its outputs are in place (:func:`audit.tracking.track_audit`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from audit.evaluation import (
     using_threads,
 )
 from audit.run_context import AuditOutcome, OutputRecoveryWarning, RunContext
+from audit.tracking import track_audit
 
 __all__ = ["check_detection_config", "run_detection"]
 
@@ -60,7 +62,7 @@ def check_detection_config(cfg: AuditConfig, *, baseline: bool) -> None:
     """Refuse, before anything is read, what a detection run does not do yet (one line each).
 
     Raises:
-        AuditError: early stopping, breaking points, a baseline, MLflow tracking.
+        AuditError: early stopping, breaking points, a baseline.
     """
     if cfg.evaluation.early_stop:
         raise AuditError("evaluation.early_stop is not available for task: detection; set it to false")
@@ -68,8 +70,6 @@ def check_detection_config(cfg: AuditConfig, *, baseline: bool) -> None:
         raise AuditError("breaking_points.stressors is not available for task: detection; leave it empty")
     if baseline:
         raise AuditError("--baseline compares classifier results; it is not available for task: detection")
-    if cfg.tracking.mlflow is not None:
-        raise AuditError("tracking.mlflow does not record detection audits yet; remove tracking.mlflow")
 
 
 def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) -> RunPlan:
@@ -199,7 +199,8 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=findings))
         results = results.model_copy(update={"policy": verdict})
         files = _write_outputs(ctx, results, summary, model_info, governance.affected, data.manifest)
-    return AuditOutcome(results, ctx.out_dir, files)
+    tracked = track_audit(cfg, results, ctx.out_dir, config_path=ctx.config_path)  # MLflow; a failure only warns
+    return AuditOutcome(results, ctx.out_dir, files, tracked=tracked)
 
 
 def _write_outputs(

@@ -4,8 +4,9 @@ The rule syntax is the classification one (:class:`~policies.schema.MetricRule`)
 differ. A detection condition (:class:`~audit.contract.results.DetectionCondition`) and each of its
 groups carry :class:`~audit.contract.results.DetectionMetrics`:
 
-- no ``attribute``: the condition's metric (``map``, ``recall``, ``fp_per_image`` ...), judged by the
-  point estimate or, with ``judge: ci_lower|ci_upper``, by an end of its ``<metric>_ci``;
+- no ``attribute``: the condition's metric (``map``, ``recall``, ``fp_per_image`` ...; ``dece``, the
+  detection calibration error of the condition's ``calibration``, with ``n`` its scored detections),
+  judged by the point estimate or, with ``judge: ci_lower|ci_upper``, by an end of its ``<metric>_ci``;
 - ``attribute`` + ``value``: one group. Image-level attributes are the manifest's (``camera``): every
   metric over the group's images. Object-level groupings (``object.size``, ``object.class``,
   ``object.<key>``) carry recall and its counts, and COCO AP for size (``map``) and class (``map``,
@@ -16,23 +17,22 @@ groups carry :class:`~audit.contract.results.DetectionMetrics`:
   image-level group, objects for an object-level one): ``worst`` (the lowest for ``min``, the highest
   for ``max``), ``gap`` (highest - lowest) or ``ratio`` (lowest / highest) of the point estimates.
 
-A gap of ``recall`` is tested by default (``test: detect``), as a classification gap is. The run
-stores, per condition and attribute, a :class:`~audit.contract.results.DetectionGapTest` whose
-``p_value`` / ``p_holm`` test H0 "every group has the same recall", a null of tolerance 0 that cannot
-decide a rule's tolerance. The test of H0 "gap <= tolerance" used here is the stored 95 % cluster-
-bootstrap interval of the gap (``gap_ci``, at ``evaluation.confidence_level`` L):
+A gap of ``recall`` is tested by default (``test: detect``), as a classification gap is, from the
+run's stored :class:`~audit.contract.results.DetectionGapTest` of that condition and attribute: every
+pair of eligible groups with its recall difference ``d`` and its cluster-robust (delete-one-image
+jackknife) standard error ``se`` (:mod:`audit.evaluation.detection.statistics`). The rule's tolerance
+τ and confidence ``1 - α`` decide with the classification formulas
+(:func:`audit.contract.gaptests.decide_pairs`):
 
-- ``detect`` fails a target only when ``gap_ci``'s lower end exceeds the tolerance: the one-sided
-  test of H0 gap <= tolerance at level (1 - L) / 2 (2.5 % for L = 0.95), by the duality of
-  intervals and tests. Over k targets of one rule (globs), the chance of failing a model whose
-  every gap keeps the tolerance is at most k (1 - L) / 2 (Bonferroni); there is no Holm step,
-  because the stored intervals are at one level;
-- ``demonstrate`` passes a target only when the upper end is at most the tolerance; the rule passes
-  only when every target does (an intersection-union test), so its error stays (1 - L) / 2
-  whatever k.
+- ``detect`` fails a target only when the data show a pair's gap above τ: the folded-normal p-value
+  of H0 ``|d| <= τ`` per pair, Holm-corrected over the target's pairs, smallest below α. Over k
+  targets of one rule (globs) the chance of failing a model whose every gap keeps the tolerance is
+  at most k α (Bonferroni);
+- ``demonstrate`` passes a target only when every pair is shown within τ (two one-sided tests per
+  pair, an intersection-union test, level α whatever the number of pairs).
 
-A rule asking more confidence than the interval gives (``confidence`` > 1 - (1 - L) / 2), a stored
-test comparing other groups than the rule's (``min_samples`` left one out), or a missing interval
+``judge: ci_lower|ci_upper`` judges an end of the stored ``gap_ci`` (the widest pair's Wald interval).
+A stored test comparing other groups than the rule's (``min_samples`` left one out) or a missing test
 makes the target insufficient data: fail-closed for a blocking rule.
 """
 
@@ -40,12 +40,15 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, DetectionMetrics, Results
+from audit.contract.gaptests import decide_pairs
+from audit.contract.metric_specs import detection_metric_names
+from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, Results
 from policies import targets as t
-from policies.evaluate import ErrorFactory, Evaluation, _compare, _judge
+from policies.evaluate import ErrorFactory, Evaluation, compare, judge_target
 from policies.schema import MetricRule
 
 __all__ = [
+    "CONDITION_ONLY_METRICS",
     "DETECTION_METRICS",
     "TESTED_GAP_METRICS",
     "attribute_matches",
@@ -55,8 +58,10 @@ __all__ = [
     "is_object_level",
 ]
 
-#: The metrics of a detection condition or image-level group (their names in results.json).
-DETECTION_METRICS = tuple(k for k in DetectionMetrics.model_fields if not k.endswith("_ci"))
+#: The metrics of a detection condition or image-level group (their names in results.json; the registry's).
+DETECTION_METRICS = detection_metric_names()
+#: Metrics of a whole condition only (not of a group): the detection calibration error of ``calibration``.
+CONDITION_ONLY_METRICS = ("dece",)
 #: The metrics whose gap across groups the run tests (DetectionGapTest).
 TESTED_GAP_METRICS = ("recall",)
 _OBJECT_METRICS = ("n_images", "n_objects", "tp", "fn", "recall")
@@ -109,10 +114,9 @@ def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactor
     detection = results.detection
     if detection is None:
         raise error("metric", "the results have no 'detection' section")
-    if rule.metric not in DETECTION_METRICS:
-        raise error(
-            "metric", f"unknown metric {rule.metric!r} for detection results (metrics: {', '.join(DETECTION_METRICS)})"
-        )
+    known = DETECTION_METRICS + (CONDITION_ONLY_METRICS if rule.attribute is None else ())
+    if rule.metric not in known:
+        raise error("metric", f"unknown metric {rule.metric!r} for detection results (metrics: {', '.join(known)})")
     check_detection_names(results, rule, error)
     conditions = [c for c in detection.conditions if t.selector_matches(rule.selector, c.id)]
     if not conditions:
@@ -123,8 +127,13 @@ def detection_evaluations(results: Results, rule: MetricRule, error: ErrorFactor
 
 def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> list[Evaluation]:
     cid = cond.id
+    if rule.attribute is None and rule.metric in CONDITION_ONLY_METRICS:
+        calibration = cond.calibration
+        if calibration is None:
+            return [Evaluation("insufficient_data", None, cid, note=f"no calibration stored for {cid}")]
+        return [judge_target(rule, calibration, rule.metric, condition=cid, n=calibration.detections)]
     if rule.attribute is None:
-        return [_judge(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
+        return [judge_target(rule, cond.metrics, rule.metric, condition=cid, n=cond.metrics.n_images)]
     if rule.value is not None:
         label = f"{rule.attribute}={rule.value}"
         group = next((g for g in cond.groups if g.attribute == rule.attribute and g.value == rule.value), None)
@@ -133,7 +142,7 @@ def _condition(results: Results, cond: DetectionCondition, rule: MetricRule) -> 
         if group.insufficient_data:
             note = f"group {label} under {cid} is flagged insufficient_data ({group.metrics.n_objects} objects)"
             return [Evaluation("insufficient_data", None, cid, label, _n(group), note)]
-        return [_judge(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
+        return [judge_target(rule, group.metrics, rule.metric, condition=cid, group=label, n=_n(group))]
     by_attribute: dict[str, list[DetectionGroup]] = {}
     for group in cond.groups:
         if attribute_matches(rule.attribute, group.attribute) and rule.metric in group_metrics(group.attribute):
@@ -163,7 +172,7 @@ def _across(
                 "insufficient_data", None, cid, attr, note=f"no {attr} group under {cid} to judge{excluded}"
             )
         value, label, n = (min if rule.op == "min" else max)(scored, key=lambda s: s[0])
-        return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{excluded}")
+        return compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{excluded}")
     points = sorted(
         (value, g.value) for g in eligible if (value := t.as_number(t.get(g.metrics, rule.metric))) is not None
     )
@@ -175,10 +184,10 @@ def _across(
     if rule.aggregate == "ratio":
         if high <= 0:
             return Evaluation("insufficient_data", None, cid, attr, smallest, f"ratio undefined: {between}")
-        return _compare(rule, low / high, cid, attr, smallest, between)
+        return compare(rule, low / high, cid, attr, smallest, between)
     gap = high - low
     if rule.judge == "point" and rule.test_mode == "point":
-        return _compare(rule, gap, cid, attr, smallest, between)
+        return compare(rule, gap, cid, attr, smallest, between)
     return _stored_gap(results, cid, attr, {v for _, v in points}, gap, rule, smallest, between)
 
 
@@ -204,39 +213,35 @@ def _stored_gap(
         return Evaluation("insufficient_data", gap, cid, attr, n, reason)
 
     test = _gap_test(results, cid, attr)
-    if test is None or test.gap_ci is None:
-        what = "no stored gap test" if test is None else "the stored gap test has no interval (gap_ci)"
-        return insufficient(f"{what} for {attr} under {cid}")
+    if test is None:
+        return insufficient(f"no stored gap test for {attr} under {cid}")
     stored = {str(k) for k, v in test.recalls.items() if v is not None}
     if stored != values:
         return insufficient(
             f"the stored gap test compares {', '.join(sorted(stored)) or 'no group'}, the rule "
             f"{', '.join(sorted(values))}; use test: point to compare the estimates"
         )
-    low, high = float(test.gap_ci[0]), float(test.gap_ci[1])
-    level = float(results.evaluation.confidence_level or 0.95)
-    interval = f"{100 * level:g}% interval [{low:.4g}, {high:.4g}]"
     if rule.judge != "point":
+        if test.gap_ci is None:
+            return insufficient(f"the stored gap test of {attr} under {cid} has no interval (gap_ci)")
+        low, high = float(test.gap_ci[0]), float(test.gap_ci[1])
         value = low if rule.judge == "ci_lower" else high
-        return _compare(rule, value, cid, attr, n, f"{interval}; {between}")
-    one_sided = (1 - level) / 2
-    if one_sided > 1 - rule.confidence + 1e-12:
-        return insufficient(
-            f"the stored {interval} tests at {100 * (1 - one_sided):g}% confidence, less than the rule's "
-            f"{100 * rule.confidence:g}%"
-        )
-    percent = f"{100 * (1 - one_sided):g}%"
+        return compare(rule, value, cid, attr, n, f"95% interval [{low:.4g}, {high:.4g}]; {between}")
+    alpha = 1 - rule.confidence
+    shown, p = decide_pairs(
+        [(pair.gap, pair.se) for pair in test.pairs], tolerance=rule.threshold, mode=rule.test_mode, alpha=alpha
+    )
+    percent = f"{100 * rule.confidence:g}%"
     bound = f"max {rule.threshold:g}"
+    pairs = f"{len(test.pairs)} pair{'s' if len(test.pairs) != 1 else ''}"
+    decided = f"p = {p:.3g}" if p is not None else "no pair"
     if rule.test_mode == "detect":
-        shown = low > rule.threshold
-        words = f"{'shown' if shown else 'not shown'} to break {bound} at {percent} (gap {interval})"
+        words = f"{'shown' if shown else 'not shown'} to break {bound} at {percent} ({pairs}, Holm; {decided})"
         status = "fail" if shown else "pass"
     else:
-        shown = high <= rule.threshold
-        words = f"{'shown' if shown else 'not shown'} to keep {bound} at {percent} (gap {interval})"
+        words = f"{'shown' if shown else 'not shown'} to keep {bound} at {percent} ({pairs}; {decided})"
         status = "pass" if shown else "fail"
-    p = f"; Holm-adjusted p = {test.p_holm:.3g} for any gap" if test.p_holm is not None else ""
-    return Evaluation(status, gap, cid, attr, n, f"{between}{p}", decided_by=words)
+    return Evaluation(status, gap, cid, attr, n, between, decided_by=words)
 
 
 def check_detection_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:

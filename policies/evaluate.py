@@ -76,7 +76,7 @@ def check_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None
         key = f"{rule.metric}_{rule.aggregate}"
         stored = [
             {rule.metric: t.field(e, key), f"{rule.metric}_ci": t.field(e, f"{key}_ci")}
-            for e in results.fairness
+            for e in results.fairness or []
             if t.field(e, key) is not t.MISSING
         ]
         if rule.judge == "point":
@@ -84,7 +84,7 @@ def check_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None
         else:
             nodes, where = stored, f"fairness entries ('{key}_ci')"
     else:
-        nodes, where = list(results.fairness), "fairness entries"
+        nodes, where = list(results.fairness or []), "fairness entries"
     if not any(t.keys(node) for node in nodes):
         return  # nothing of that kind is stored at all: judged as insufficient data
     if rule.metric in _CONTRACT_KEYS.get(where, ()):
@@ -152,7 +152,7 @@ def section_evaluations(results: Results, rule: MetricRule, error: ErrorFactory)
     return [
         Evaluation("insufficient_data", None, f"{label}[{name}]", None, _n(e), "flagged insufficient_data")
         if t.get(e, "insufficient_data") is True
-        else _judge(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e))
+        else judge_target(rule, e, rule.metric, condition=f"{label}[{name}]" if name else label, n=_n(e))
         for name, e in chosen
     ]
 
@@ -168,7 +168,7 @@ def condition_evaluations(results: Results, cond: ConditionResult, rule: MetricR
     cid = cond.id
     if rule.attribute is None:
         metrics = cond.metrics
-        return [_judge(rule, metrics, rule.metric, condition=cid, n=_n(metrics))]
+        return [judge_target(rule, metrics, rule.metric, condition=cid, n=_n(metrics))]
     if rule.value is not None:
         label = f"{rule.attribute}={rule.value}"
         group = t.find_group(cond, rule.attribute, rule.value)
@@ -186,7 +186,7 @@ def condition_evaluations(results: Results, cond: ConditionResult, rule: MetricR
                     f"group {label} under {cid} is flagged insufficient_data",
                 )
             ]
-        return [_judge(rule, metrics, rule.metric, condition=cid, group=label, n=_n(metrics))]
+        return [judge_target(rule, metrics, rule.metric, condition=cid, group=label, n=_n(metrics))]
     if rule.aggregate is None:
         return [
             _fairness_evaluation(results, cond, attr, rule)
@@ -263,11 +263,11 @@ def _aggregate_evaluation(
                 note=f"no group of {attr} under {cid} with enough data{note_excluded}",
             )
         value, label, n = (min if rule.op == "min" else max)(scored, key=lambda s: s[0])
-        return _compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{note_excluded}")
+        return compare(rule, value, cid, label, n, f"worst of {len(scored)} {attr} groups{note_excluded}")
     key = f"{rule.metric}_{rule.aggregate}"
     if rule.judge != "point":  # an interval of a gap is stored by the evaluator or not at all
         entry = t.fairness_entry(results, cid, attr)
-        return _judge(
+        return judge_target(
             rule, entry, key, condition=cid, group=attr, n=_smallest(groups, min_n), note="from the fairness entry"
         )
     summary, min_n = _group_summary(results, cid, attr, groups, rule, key)
@@ -284,7 +284,7 @@ def _aggregate_evaluation(
     if len(points) >= 2:  # which groups the spread runs between (selected, not computed)
         (lo, lo_name), (hi, hi_name) = min(points), max(points)
         note = f"{attr}={lo_name} {lo:.4g} vs {attr}={hi_name} {hi:.4g}{note_excluded}"
-    judged = _compare(rule, value, cid, attr, _smallest(groups, min_n), note)
+    judged = compare(rule, value, cid, attr, _smallest(groups, min_n), note)
     return replace(judged, groups=tuple(_flat(groups)), min_n=min_n) if rule.test_mode != "point" else judged
 
 
@@ -310,13 +310,13 @@ def _fairness_evaluation(results: Results, cond: ConditionResult, attr: str, rul
             f"class {label} {t.get(driver, 'rate')}: {attr}={lo} (n={sizes[0]}) vs {attr}={hi} "
             f"(n={sizes[1]}); groups with >= {min_n} samples"
         )
-    judged = _judge(rule, summary, rule.metric, condition=cid, group=attr, n=n, note=note)
+    judged = judge_target(rule, summary, rule.metric, condition=cid, group=attr, n=n, note=note)
     if rule.test_mode == "point" or judged.status not in ("pass", "fail"):
         return judged
     return replace(judged, groups=tuple(_flat(groups)), min_n=min_n, min_positives=rule.min_positives or 0)
 
 
-def _judge(
+def judge_target(
     rule: MetricRule,
     node: Any,
     path: str,
@@ -326,6 +326,8 @@ def _judge(
     n: int | None = None,
     note: str = "",
 ) -> Evaluation:
+    """Judge the value at ``path`` of ``node`` (its point estimate, or an end of ``<path>_ci`` as the rule's
+    ``judge`` says); missing, null or below ``min_samples`` is insufficient data."""
     raw = t.judged_value(node, path, rule.judge)
     if raw is t.MISSING:
         what = path if rule.judge == "point" else f"{path}_ci"
@@ -342,10 +344,10 @@ def _judge(
             n,
             f"n={n} < min_samples {rule.min_samples}",
         )
-    return _compare(rule, value, condition, group, n, note)
+    return compare(rule, value, condition, group, n, note)
 
 
-def _compare(
+def compare(
     rule: MetricRule,
     value: float,
     condition: str | None,
@@ -353,6 +355,7 @@ def _compare(
     n: int | None,
     note: str,
 ) -> Evaluation:
+    """``pass`` when ``value`` meets the rule's bound (``>= min`` or ``<= max``), else ``fail``."""
     ok = value >= rule.threshold if rule.op == "min" else value <= rule.threshold
     return Evaluation("pass" if ok else "fail", value, condition, group, n, note)
 

@@ -98,8 +98,12 @@ Number = Annotated[float, BeforeValidator(_number)]
 
 
 def _group_value(value: Any) -> Any:
-    """An unquoted numeric group value (``value: 1``) means the string ``"1"``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    """An unquoted numeric group value (``value: 1``) means the string ``"1"``; an unquoted YAML boolean
+    (``value: true``, e.g. a detection's ``object.occluded``) means ``"true"`` or ``"false"``, as a
+    detection audit writes an object attribute's boolean values."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
         return str(value)
     return value
 

@@ -154,12 +154,12 @@ def selector_matches(selector: str, condition_id: str, *, probe: bool = False) -
 
 def select_conditions(results: Results, selector: str) -> list[ConditionResult]:
     """The stored conditions a rule's ``selector`` picks (:func:`selector_matches`), in order."""
-    return [cond for cond in results.conditions if selector_matches(selector, cond.id, probe=bool(cond.probe))]
+    return [cond for cond in results.conditions or [] if selector_matches(selector, cond.id, probe=bool(cond.probe))]
 
 
 def condition_ids(results: Results) -> list[str]:
     """Ids of all stored conditions, in order."""
-    return [c.id for c in results.conditions]
+    return [c.id for c in results.conditions or []]
 
 
 def known_attributes(results: Results) -> dict[str, set[str]]:
@@ -167,7 +167,7 @@ def known_attributes(results: Results) -> dict[str, set[str]]:
     known: dict[str, set[str]] = {}
     for attr, counts in (results.dataset.attributes or {}).items():
         known.setdefault(str(attr), set()).update(str(v) for v in counts)
-    for cond in results.conditions:
+    for cond in results.conditions or []:
         for group in cond.groups:
             known.setdefault(str(group.attribute), set()).add(str(group.value))
     return known
@@ -192,7 +192,7 @@ def find_group(cond: ConditionResult, attribute: str, value: str) -> GroupResult
 
 def fairness_entry(results: Results, condition_id: str, attribute: str) -> FairnessEntry | None:
     """The ``fairness`` entry of one condition and attribute, or ``None``."""
-    for entry in results.fairness:
+    for entry in results.fairness or []:
         if str(entry.condition) == condition_id and str(entry.attribute) == attribute:
             return entry
     return None
@@ -203,7 +203,7 @@ def fairness_attributes(results: Results, condition_id: str, attribute: str) -> 
     return sorted(
         {
             str(e.attribute)
-            for e in results.fairness
+            for e in results.fairness or []
             if str(e.condition) == condition_id and fnmatchcase(str(e.attribute), attribute)
         }
     )
@@ -219,9 +219,9 @@ def metric_names(nodes: Iterable[Any]) -> list[str]:
 
 def group_metric_nodes(results: Results) -> list[Any]:
     """Every stored group's ``metrics``."""
-    return [g.metrics for cond in results.conditions for g in cond.groups]
+    return [g.metrics for cond in results.conditions or [] for g in cond.groups]
 
 
 def condition_metric_nodes(results: Results) -> list[Any]:
     """Every stored condition's ``metrics``."""
-    return [c.metrics for c in results.conditions]
+    return [c.metrics for c in results.conditions or []]

@@ -68,6 +68,7 @@ from audit.contract.metric_specs import METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import CLASSIFICATION_KEYS, FairnessEntry, GroupMetrics, Metrics, Results
 from policies.detection import (
+    CONDITION_ONLY_METRICS,
     DETECTION_METRICS,
     TESTED_GAP_METRICS,
     attribute_matches,
@@ -313,11 +314,18 @@ def _validate_metric(rule: MetricRule, plan: RunPlan, error) -> None:
 def _validate_detection_metric(rule: MetricRule, plan: RunPlan, error) -> None:
     """A metric rule on a detection run (see the module docstring)."""
     metric = rule.metric
+    if metric in CONDITION_ONLY_METRICS:
+        if rule.attribute is not None:
+            raise error("metric", f"{metric!r} is computed per condition, not per group: remove 'attribute'")
+        _validate_interval(rule, plan, error)
+        return
     if metric not in DETECTION_METRICS:
         classification = {*_CONDITION_METRICS, *_GROUP_METRICS, *_FAIRNESS_KEYS}
         hint = "; it is a classification metric and this is a detection run" if metric in classification else ""
         raise error(
-            "metric", f"unknown metric {metric!r}{hint} (detection metrics: {_choices(list(DETECTION_METRICS), 30)})"
+            "metric",
+            f"unknown metric {metric!r}{hint} "
+            f"(detection metrics: {_choices([*DETECTION_METRICS, *CONDITION_ONLY_METRICS], 30)})",
         )
     if rule.attribute is None:
         _validate_interval(rule, plan, error)
@@ -351,13 +359,7 @@ def _validate_detection_metric(rule: MetricRule, plan: RunPlan, error) -> None:
                 f"{how} of a gap of {metric!r} needs the run's gap test, which a detection run computes for "
                 f"{', '.join(TESTED_GAP_METRICS)} only; set test: point to compare the estimate",
             )
-        if metric not in plan.intervals:
-            raise error(
-                "test" if tested else "judge",
-                f"{how} of a gap of {metric!r} needs the gap's interval, which the run does not compute "
-                "(evaluation.n_bootstrap is 0); set test: point to compare the estimate",
-            )
-        return
+        return  # the run stores every pair's test of these gaps (jackknife: no bootstrap needed)
     _validate_interval(rule, plan, error)
 
 

@@ -14,29 +14,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from audit.contract.metric_specs import ACCURACY, metric_phrases
+from audit.contract.metric_specs import ACCURACY, metric_phrases, specs
 from audit.contract.results import RuleResult
 
 __all__ = ["DETECTION_WORDS", "METRIC_WORDS", "rule_in_words"]
 
-#: How a detector's metrics (results.json ``detection``) are named in a sentence.
+#: How a detector's metrics (results.json ``detection``) are named in a sentence: the registry's phrases
+#: (task detection), the calibration error and the robustness paths of ``section: detection``.
 DETECTION_WORDS = {
-    "map": "the mAP (COCO AP@[.5:.95])",
-    "map_50": "the AP50",
-    "map_75": "the AP75",
-    "map_small": "the AP of small objects",
-    "map_medium": "the AP of medium objects",
-    "map_large": "the AP of large objects",
-    "ar_1": "the AR@1",
-    "ar_10": "the AR@10",
-    "ar_100": "the AR@100",
-    "precision": "precision at the operating point",
-    "recall": "recall at the operating point",
-    "f1": "F1 at the operating point",
-    "fp_per_image": "false positives per image",
-    "missed_per_image": "missed objects per image",
-    "n_objects": "the number of objects",
-    "n_images": "the number of images",
+    **{s.name: s.phrase for s in specs(task="detection")},
+    "dece": "the detection calibration error (D-ECE)",
     "robustness.mpc": "the mPC (the mean mAP under the stressors)",
     "robustness.rpc": "the rPC (mPC ÷ clean mAP)",
     "robustness.clean_map": "the clean mAP",

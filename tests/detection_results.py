@@ -5,7 +5,8 @@ clean: mAP 0.62, recall 0.80 [0.75, 0.85], fp_per_image 0.10 [0.05, 0.15]; camer
 insufficient_data); object.size small / medium / large recall 0.60 / 0.80 / 0.95 on 150 / 200 / 120
 objects (gap 0.35, stored interval [0.05, 0.50]); object.class car / person recall 0.85 / 0.75 (no stored
 gap test); object.occluded true on 4 objects (insufficient_data).
-night@3: mAP 0.35, recall 0.55; camera A / B 0.60 / 0.50. Robustness: mPC 0.35, rPC 0.35 / 0.62.
+clean D-ECE 0.06 [0.04, 0.08] over 450 detections. night@3: mAP 0.35, recall 0.55; camera A / B 0.60 / 0.50
+(no calibration). Robustness: mPC 0.35, rPC 0.35 / 0.62.
 """
 
 from __future__ import annotations
@@ -66,8 +67,16 @@ def _condition(cid: str, stressor: str | None, severity: int, m: float, recall: 
     }
 
 
-def _gap_test(cid: str, attribute: str, recalls: dict[str, float], ci: list[float], p_holm: float):
+def _gap_test(cid: str, attribute: str, recalls: dict[str, float], ci: list[float], p_holm: float, se: float):
+    """A stored gap test; every pair's standard error is ``se`` (the policy decides from the pairs)."""
+    ranked = sorted(recalls, key=recalls.__getitem__, reverse=True)
+    pairs = [
+        {"higher": a, "lower": b, "gap": recalls[a] - recalls[b], "se": se, "p_value": p_holm / 2, "p_holm": p_holm}
+        for i, a in enumerate(ranked)
+        for b in ranked[i + 1 :]
+    ]
     return {
+        "pairs": pairs,
         "condition": cid,
         "attribute": attribute,
         "level": "object" if attribute.startswith("object.") else "image",
@@ -85,6 +94,15 @@ def _gap_test(cid: str, attribute: str, recalls: dict[str, float], ci: list[floa
 
 def detection_dict() -> dict[str, Any]:
     """results.json (a dict) of a detection audit with the numbers of the module docstring."""
+    clean = _condition("clean", None, 0, 0.62, 0.80, (0.90, 0.70))
+    clean["calibration"] = {
+        "iou_threshold": 0.5,
+        "bins": 10,
+        "detections": 450,
+        "dece": 0.06,
+        "dece_ci": [0.04, 0.08],
+        "reliability": [],
+    }
     return {
         "task": "detection",
         "dataset": {"attributes": {"camera": {"A": 96, "B": 99, "C": 5}}, "skipped_share": 0.0},
@@ -93,7 +111,7 @@ def detection_dict() -> dict[str, Any]:
             "settings": {"score_threshold": 0.5, "iou_threshold": 0.5, "output": "boxes", "max_detections": 100},
             "class_names": ["car", "person"],
             "conditions": [
-                _condition("clean", None, 0, 0.62, 0.80, (0.90, 0.70)),
+                clean,
                 _condition("night@3", "night", 3, 0.35, 0.55, (0.60, 0.50)),
             ],
             "robustness": {
@@ -103,9 +121,11 @@ def detection_dict() -> dict[str, Any]:
                 "stressors": [{"stressor": "night", "mean_map": 0.35, "relative": 0.35 / 0.62}],
             },
             "gap_tests": [
-                _gap_test("clean", "camera", {"A": 0.90, "B": 0.70}, [0.12, 0.28], 0.001),
-                _gap_test("clean", "object.size", {"small": 0.60, "medium": 0.80, "large": 0.95}, [0.05, 0.50], 0.04),
-                _gap_test("night@3", "camera", {"A": 0.60, "B": 0.50}, [-0.02, 0.22], 0.3),
+                _gap_test("clean", "camera", {"A": 0.90, "B": 0.70}, [0.12, 0.28], 0.001, se=0.04),
+                _gap_test(
+                    "clean", "object.size", {"small": 0.60, "medium": 0.80, "large": 0.95}, [0.05, 0.50], 0.04, se=0.16
+                ),
+                _gap_test("night@3", "camera", {"A": 0.60, "B": 0.50}, [0.0, 0.22], 0.3, se=0.06),
             ],
         },
     }

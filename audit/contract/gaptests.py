@@ -336,6 +336,35 @@ def pair_tests(items: Sequence[Estimate], *, kind: Kind, tolerance: float, mode:
     return out
 
 
+def decide_pairs(
+    pairs: Sequence[tuple[float, float]], *, tolerance: float, mode: Mode, alpha: float
+) -> tuple[bool, float | None]:
+    """Decide a gap rule from stored pair differences and standard errors (a detector's recall gaps).
+
+    Each pair is ``(d, se)``, ``d >= 0`` the difference of its two groups; the p-values are the module
+    docstring's for gaps. ``detect``: the gap is shown to exceed ``tolerance`` when the smallest
+    Holm-adjusted p-value is below ``alpha``; ``demonstrate``: every pair is shown within ``tolerance``
+    when the largest p-value is below ``alpha`` (an intersection-union test).
+
+    Returns:
+        ``(shown, p)``: whether the data show it, and the p-value that decided (None without a pair).
+    """
+    if not pairs:
+        return False, None
+    if mode == "detect":
+        adjusted = holm([_folded_p(d, se, tolerance) for d, se in pairs])
+        p = min(adjusted)
+        return p < alpha, p
+    ps = []
+    for d, se in pairs:
+        if se <= 0:
+            ps.append(0.0 if d < tolerance else 1.0)
+        else:
+            ps.append(max(_cdf((d - tolerance) / se), _cdf(-(d + tolerance) / se)))
+    p = max(ps)
+    return p < alpha, p
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values (monotone, capped at 1), in the input order.
 

@@ -58,7 +58,8 @@ class RunPlan:
             results.json ``detection``: its conditions' and groups' metrics are
             :class:`~audit.contract.results.DetectionMetrics`, its ``attributes`` hold the image
             attributes and the object groupings (``object.size``, ``object.class``,
-            ``object.<key>``), and ``intervals`` names the detection metrics with a ``<metric>_ci``.
+            ``object.<key>``), and ``intervals`` names the detection metrics with a ``<metric>_ci``
+            (``dece`` when the calibration has ``dece_ci``).
     """
 
     source: str
@@ -143,14 +144,17 @@ class RunPlan:
                 if str(g.value) not in values:
                     values.append(str(g.value))
         first = detection.conditions[0].metrics if detection.conditions else None
-        intervals = frozenset(
+        intervals = {
             k[: -len("_ci")] for k in _set_fields(first) if k.endswith("_ci") and getattr(first, k) is not None
-        )
+        }
+        calibration = detection.conditions[0].calibration if detection.conditions else None
+        if calibration is not None and calibration.dece_ci is not None:
+            intervals.add("dece")
         return cls(
             source=source,
             conditions=conditions,
             attributes={k: tuple(v) for k, v in attributes.items()},
-            intervals=intervals,
+            intervals=frozenset(intervals),
             sections=frozenset(k for k in _set_fields(results) if getattr(results, k) is not None),
             task="detection",
         )

@@ -27,7 +27,8 @@ What a run logs (names are stable; docs/integrations/mlflow.md):
   not apply: ``cvaudit.blocking_failures`` of a passing run,
   ``cvaudit.attestation_sha256`` of an unsigned one);
 - **artifacts**: :data:`ARTIFACTS` that the run wrote (predictions.csv stays
-  local: it holds one row per sample with its attributes).
+  local: it holds one row per sample with its attributes; so do a detection audit's detections.csv and
+  detections.json, one row or record per image or detection, whose digests the attestation lists).
 
 A name part (stressor, attribute, group value) is kept readable: ``×`` (the
 intersection of attributes) becomes ``_x_`` and any other character MLflow
@@ -57,11 +58,20 @@ from audit.contract.config import AuditConfig, MlflowConfig, TrackingConfig
 from audit.contract.digest import sha256_file
 from audit.contract.errors import AuditError
 from audit.contract.results import Results
-from audit.tracking.names import CONDITION_METRICS, STEP_SCALE, metric_values, readable, severity_steps, step_params
+from audit.tracking.names import (
+    CONDITION_METRICS,
+    DETECTION_METRICS,
+    STEP_SCALE,
+    metric_values,
+    readable,
+    severity_steps,
+    step_params,
+)
 
 __all__ = [
     "ARTIFACTS",
     "CONDITION_METRICS",
+    "DETECTION_METRICS",
     "HTTP_DEFAULTS",
     "STEP_SCALE",
     "TAGS",
@@ -89,6 +99,7 @@ ARTIFACTS = (
 )
 #: Tags set on every run (empty when they do not apply).
 TAGS = (
+    "cvaudit.task",
     "cvaudit.verdict",
     "cvaudit.report_only",
     "cvaudit.policy",
@@ -182,6 +193,7 @@ def _tags(results: Results, out_dir: Path) -> dict[str, str]:
     policy = results.policy
     report_only = policy is not None and bool(policy.report_only)
     tags = {
+        "cvaudit.task": results.task,
         # a report-only policy gates nothing: its verdict is "report_only", never a "pass" a dashboard counts
         "cvaudit.verdict": "report_only" if report_only else results.verdict,
         "cvaudit.report_only": "true" if report_only else "false",

@@ -1,5 +1,8 @@
 """MLflow names and steps of a run's metrics (docs/integrations/mlflow.md): one metric per stressor and quantity, the
-severity as the step; readable name parts, hashed only on a collision."""
+severity as the step; readable name parts, hashed only on a collision. A classifier's metrics come from
+results.json's ``conditions`` and ``fairness``, a detector's (``task: detection``) from its ``detection`` section,
+under the same names: ``<stressor>/<metric>``, ``<stressor>/group/<attribute>/<value>/<metric>``,
+``<stressor>/fairness/<attribute>/<gap>``, ``summary/...``, ``policy/pass``."""
 
 from __future__ import annotations
 
@@ -10,13 +13,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from audit.contract.metric_specs import exported
+from audit.contract.metric_specs import exported, specs
 from audit.contract.results import ConditionResult, FairnessEntry, Metrics, Results
+from audit.contract.results.detection import DetectionCondition, DetectionGapTest, DetectionMetrics
 
 __all__ = [
     "CONDITION_METRICS",
+    "DETECTION_METRICS",
     "STEP_SCALE",
     "condition_metric_names",
+    "detection_metric_names",
     "fairness_gap_names",
     "group_metric_names",
     "metric_values",
@@ -108,7 +114,7 @@ def severity_steps(severities: Iterable[float]) -> dict[float, int]:
     return {v: i for i, v in enumerate(values, start=1)}
 
 
-def _metrics(prefix: str, metrics: Metrics, names: tuple[str, ...]) -> dict[str, float]:
+def _metrics(prefix: str, metrics: Metrics | DetectionMetrics, names: tuple[str, ...]) -> dict[str, float]:
     out = {}
     for name in names:
         if name.endswith(("_ci_low", "_ci_high")):
@@ -139,13 +145,28 @@ def _condition_values(
     return out
 
 
+def _task_conditions(results: Results) -> list[Any]:
+    """The conditions of either task, clean first (each has ``id``, ``stressor``, ``severity``, ``groups``)."""
+    if results.task == "detection":
+        assert results.detection is not None  # the results model: task detection has its section
+        return list(results.detection.conditions)
+    return list(results.conditions or [])
+
+
+def _compared_attributes(results: Results) -> list[str]:
+    """Attributes whose groups are compared: fairness entries, or a detection audit's gap tests."""
+    if results.task == "detection":
+        assert results.detection is not None
+        return [t.attribute for t in results.detection.gap_tests]
+    return [f.attribute for f in results.fairness or []]
+
+
 def _layout(results: Results) -> tuple[dict, dict, dict, dict]:
     """Names of stressors, attributes and values, and each stressor's steps."""
-    conditions = results.conditions
-    fairness = results.fairness
+    conditions = _task_conditions(results)
     stressed = [c for c in conditions if c.id != "clean"]
     stressors = _names((c.stressor or c.id.partition("@")[0] for c in stressed), _RESERVED)
-    attrs = _names([g.attribute for c in conditions for g in c.groups] + [f.attribute for f in fairness])
+    attrs = _names([g.attribute for c in conditions for g in c.groups] + _compared_attributes(results))
     by_attr: dict[str, set[str]] = defaultdict(set)
     for c in conditions:
         for g in c.groups:
@@ -158,37 +179,124 @@ def _layout(results: Results) -> tuple[dict, dict, dict, dict]:
     return stressors, attrs, values, steps
 
 
+def detection_metric_names() -> tuple[str, ...]:
+    """The metrics logged per condition and per group of a detection audit: every detection metric of the
+    registry (:func:`audit.contract.metric_specs.specs` with ``task="detection"``), with ``<metric>_ci_low`` /
+    ``_ci_high`` after each metric that has an interval; a group logs those it has (object-level groups: the
+    objects' counts, recall and, for size and class, AP)."""
+    return tuple(
+        name
+        for spec in specs(task="detection")
+        for name in (
+            (spec.name, f"{spec.name}_ci_low", f"{spec.name}_ci_high") if spec.interval != "none" else (spec.name,)
+        )
+    )
+
+
+#: The detection metrics logged per condition and group (:func:`detection_metric_names` at import).
+DETECTION_METRICS = detection_metric_names()
+
+
+def _bounds(prefix: str, ci: Any) -> dict[str, float]:
+    if not ci or ci[0] is None or ci[1] is None:
+        return {}
+    return {f"{prefix}_ci_low": float(ci[0]), f"{prefix}_ci_high": float(ci[1])}
+
+
+def _detection_values(
+    condition: DetectionCondition, gap_tests: list[DetectionGapTest], prefix: str, attrs: dict, values: dict
+) -> dict[str, float]:
+    """One detection condition: its metrics, its groups', D-ECE, the TIDE dAPs and the recall gap tests."""
+    out = _metrics(prefix, condition.metrics, DETECTION_METRICS)
+    for g in condition.groups:
+        group = f"{prefix}/group/{attrs[str(g.attribute)]}/{values[str(g.attribute)][str(g.value)]}"
+        out.update(_metrics(group, g.metrics, DETECTION_METRICS))
+    calibration = condition.calibration
+    if calibration is not None and calibration.dece is not None:
+        out[f"{prefix}/dece"] = float(calibration.dece)
+        out.update(_bounds(f"{prefix}/dece", calibration.dece_ci))
+    for t in condition.tide or []:
+        out[f"{prefix}/tide/{t.error}/dap"] = float(t.dap)
+        out[f"{prefix}/tide/{t.error}/count"] = float(t.count)
+    for t in gap_tests:
+        if t.condition != condition.id:
+            continue
+        name = f"{prefix}/fairness/{attrs[str(t.attribute)]}/recall_gap"
+        if t.gap is not None:
+            out[name] = float(t.gap)
+            out.update(_bounds(name, t.gap_ci))
+        if t.p_holm is not None:
+            out[f"{name}_p_holm"] = float(t.p_holm)
+    return out
+
+
+def _summary_values(results: Results, stressors: dict[str, str]) -> dict[str, float]:
+    """``summary/...``: mCE of a classifier; mPC, rPC and each stressor's mean mAP of a detector."""
+    out: dict[str, float] = {}
+    if results.task == "detection":
+        assert results.detection is not None
+        robustness = results.detection.robustness
+        if robustness is None:
+            return out
+        for name, value in (("mpc", robustness.mpc), ("rpc", robustness.rpc)):
+            if value is not None:
+                out[f"summary/{name}"] = float(value)
+        for row in robustness.stressors:
+            name = stressors.get(row.stressor)
+            for key, value in (("mean_map", row.mean_map), ("relative_map", row.relative)):
+                if name is not None and value is not None:
+                    out[f"summary/{name}/{key}"] = float(value)
+        return out
+    summary = results.robustness_summary
+    if summary is not None:
+        for name, value in (("mce", summary.mce), ("relative_mce", summary.relative_mce)):
+            if value is not None:
+                out[f"summary/{name}"] = float(value)
+    return out
+
+
 def metric_values(results: Results) -> dict[tuple[str, int], float]:
     """Every metric a run logs, by its MLflow name and step (see the module docstring).
 
     Args:
-        results: The results (:func:`audit.contract.load_results`), with a ``policy`` section.
+        results: The results (:func:`audit.contract.load_results`), with a ``policy`` section; a
+            classifier's (``conditions``) or a detector's (``detection``).
 
     Returns:
         (MLflow metric name, step) -> value; undefined values (null in results.json) are left out.
     """
     stressors, attrs, values, steps = _layout(results)
-    fairness = results.fairness
+    if results.task == "detection":
+        assert results.detection is not None
+        gap_tests = list(results.detection.gap_tests)
+
+        def of(c: Any, prefix: str) -> dict[str, float]:
+            return _detection_values(c, gap_tests, prefix, attrs, values)
+    else:
+        fairness = list(results.fairness or [])
+
+        def of(c: Any, prefix: str) -> dict[str, float]:
+            return _condition_values(c, fairness, prefix, attrs, values)
+
+    conditions = _task_conditions(results)
     out: dict[tuple[str, int], float] = {}
-    clean = next((c for c in results.conditions if c.id == "clean"), None)
+    clean = next((c for c in conditions if c.id == "clean"), None)
     if clean is not None:
-        for name, value in _condition_values(clean, fairness, "clean", attrs, values).items():
+        for name, value in of(clean, "clean").items():
             out[(name, 0)] = value
     for raw, name in stressors.items():
         if clean is not None and 0 not in steps[raw].values():  # the clean image starts every curve
-            for metric, value in _condition_values(clean, fairness, name, attrs, values).items():
+            for metric, value in of(clean, name).items():
                 out[(metric, 0)] = value
-    for c in results.conditions:
+    for c in conditions:
         if c.id == "clean":
             continue
         raw = str(c.stressor or c.id.partition("@")[0])
         step = steps[raw][float(c.severity)]
-        for metric, value in _condition_values(c, fairness, stressors[raw], attrs, values).items():
+        for metric, value in of(c, stressors[raw]).items():
             out[(metric, step)] = value
-    summary = results.robustness_summary
-    for name, value in (("mce", summary.mce), ("relative_mce", summary.relative_mce)):
-        if value is not None:
-            out[(f"summary/{name}", 0)] = float(value)
+    for name, value in _summary_values(results, stressors).items():
+        out[(name, 0)] = value
     policy = results.policy
     if policy is not None and not policy.report_only:  # a report-only run gates nothing
         out[("policy/pass", 0)] = 1.0 if policy.verdict == "pass" else 0.0

@@ -5,7 +5,10 @@
 ``attestation.dsse.json`` when the run was signed; :func:`card_facts` turns the
 typed results into :class:`CardFacts`. The Hugging Face, Model Card Toolkit
 and Markdown renderers read nothing else, so the three cards cannot disagree
-with each other or with results.json.
+with each other or with results.json. An object detector's results
+(``task: detection``) fill :attr:`CardFacts.detection`
+(:func:`reports.model_card.detection_facts.detection_facts`) instead of the
+classifier's conditions and fairness entries, which stay empty.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from audit.contract.results import (
     PolicyOutcome,
     Results,
 )
+from reports.model_card.detection_facts import DetectionFacts, detection_facts
 
 __all__ = [
     "AttestationFacts",
@@ -119,9 +123,12 @@ class CardFacts:
     results_sha256: str
     attestation: AttestationFacts | None = None
     notes: list[str] = field(default_factory=list)
+    task: str = "classification"
+    detection: DetectionFacts | None = None
 
     @property
     def clean(self) -> ConditionFacts:
+        """The classifier's clean condition (a detector's is ``detection.clean``)."""
         return self.conditions[0]
 
     @property
@@ -172,14 +179,40 @@ def card_facts(
             file's name.
 
     Returns:
-        The card facts; conditions in results order (clean first).
+        The card facts; conditions in results order (clean first). For detection results
+        ``conditions``, ``fairness`` and ``adversarial_checks`` are empty and ``detection`` is set.
     """
+    detection = detection_facts(results) if results.task == "detection" else None
+    return CardFacts(
+        model_name=name or _model_name(results),
+        model=results.model,
+        dataset=results.dataset,
+        evaluation=results.evaluation,
+        tool_version=results.tool.version,
+        started=results.provenance.started,
+        finished=results.provenance.finished,
+        seed=results.seed,
+        conditions=_conditions(results) if detection is None else [],
+        fairness=list(results.fairness or []),
+        policy=results.policy,
+        findings=results.governance.findings,
+        adversarial_checks=list(results.adversarial_checks or []),
+        results_sha256=results_sha256,
+        attestation=attestation,
+        notes=list(results.notes),
+        task=results.task,
+        detection=detection,
+    )
+
+
+def _conditions(results: Results) -> list[ConditionFacts]:
+    """A classifier's conditions with their groups and accuracy drops."""
     meanings = {
         s.name: {str(k): v for k, v in s.severity_meaning.items()} for s in results.stressors if s.severity_meaning
     }
-    drops = {r.condition: r for r in results.robustness}
+    drops = {r.condition: r for r in results.robustness or []}
     conditions = []
-    for c in results.conditions:
+    for c in results.conditions or []:
         row = drops.get(c.id)
         conditions.append(
             ConditionFacts(
@@ -198,24 +231,7 @@ def card_facts(
                 drop=row.drop if row is not None else None,
             )
         )
-    return CardFacts(
-        model_name=name or _model_name(results),
-        model=results.model,
-        dataset=results.dataset,
-        evaluation=results.evaluation,
-        tool_version=results.tool.version,
-        started=results.provenance.started,
-        finished=results.provenance.finished,
-        seed=results.seed,
-        conditions=conditions,
-        fairness=results.fairness,
-        policy=results.policy,
-        findings=results.governance.findings,
-        adversarial_checks=results.adversarial_checks,
-        results_sha256=results_sha256,
-        attestation=attestation,
-        notes=list(results.notes),
-    )
+    return conditions
 
 
 def _attestation(folder: Path, results_sha256: str) -> AttestationFacts | None:

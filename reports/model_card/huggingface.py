@@ -8,6 +8,13 @@ The front matter follows the Hub's model card metadata
 ``dataset.config`` is the condition id, so the results stay distinct; each
 metric's ``args`` carries its 95 % interval and ``n``. The body is the Markdown
 card (:func:`reports.model_card.markdown.render_body`).
+
+An object detector's card (``task: detection``) has ``pipeline_tag: object-detection`` and one
+``object-detection`` result per condition with the COCO metrics (``map``: AP@[.5:.95], ``map_50``,
+``map_75``, AP per size and ``ar_100`` where defined) and the operating point's ``precision``,
+``recall``, ``f1``, ``fp_per_image`` and ``missed_per_image``, whose names state the score and IoU
+thresholds (also in ``args``), and ``d_ece`` with its IoU and bins; ``dataset.args`` holds the
+images, objects and the annotations' digest.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from reports.model_card.detection_facts import DetectionConditionFacts, DetectionFacts
 from reports.model_card.facts import CardFacts, ConditionFacts
 from reports.model_card.markdown import render_body
 
@@ -72,9 +80,87 @@ def _result(f: CardFacts, c: ConditionFacts) -> dict[str, Any]:
     }
 
 
+#: A detection condition's COCO metrics: results.json key -> the name's words.
+_COCO = {
+    "map": "mAP@[.5:.95]",
+    "map_50": "AP@0.5",
+    "map_75": "AP@0.75",
+    "map_small": "AP small",
+    "map_medium": "AP medium",
+    "map_large": "AP large",
+    "ar_100": "AR@100",
+}
+#: The operating point's metrics: results.json key -> the name's words.
+_OPERATING = {
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "fp_per_image": "False positives per image",
+    "missed_per_image": "Missed objects per image",
+}
+
+
+def _detection_result(f: CardFacts, d: DetectionFacts, c: DetectionConditionFacts) -> dict[str, Any]:
+    m = c.metrics
+    level = f.evaluation.confidence_level
+    counts = {"n_images": m.n_images, "n_objects": m.n_objects}
+    metrics = []
+    for key, words in _COCO.items():
+        value = getattr(m, key)
+        if value is not None:
+            ci = getattr(m, f"{key}_ci", None)
+            metrics.append(_metric(key, f"{words} ({c.id})", value, **counts, **_ci_args(ci, level)))
+    point = {"score_threshold": d.settings.score_threshold, "iou_threshold": d.settings.iou_threshold}
+    for key, words in _OPERATING.items():
+        value = getattr(m, key)
+        if value is not None:
+            ci = getattr(m, f"{key}_ci", None)
+            name = f"{words} at {d.operating_point} ({c.id})"
+            metrics.append(
+                _metric(key, name, value, **point, tp=m.tp, fp=m.fp, fn=m.fn, **counts, **_ci_args(ci, level))
+            )
+    cal = c.calibration
+    if cal is not None and cal.dece is not None:
+        metrics.append(
+            _metric(
+                "d_ece",
+                f"D-ECE at IoU ≥ {cal.iou_threshold:g} ({c.id})",
+                cal.dece,
+                iou_threshold=cal.iou_threshold,
+                bins=cal.bins,
+                detections=cal.detections,
+                **_ci_args(cal.dece_ci, level),
+            )
+        )
+    dataset_file = _file(f.dataset.path)
+    args: dict[str, Any] = {"num_images": f.dataset.num_samples, "num_objects": d.ground_truth.num_objects}
+    if f.dataset.sha256:
+        args["sha256"] = f.dataset.sha256
+    args["annotations"] = f"{_file(d.ground_truth.path)} ({d.ground_truth.format})"
+    if d.ground_truth.sha256:
+        args["annotations_sha256"] = d.ground_truth.sha256
+    if c.stressor is not None:
+        args.update({"stressor": c.stressor, "severity": c.severity})
+        if c.meaning:
+            args["severity_meaning"] = c.meaning
+    return {
+        "task": {"type": "object-detection", "name": "Object Detection"},
+        "dataset": {"type": dataset_file, "name": f"{dataset_file} (cvaudit audit set)", "config": c.id, "args": args},
+        "metrics": metrics,
+    }
+
+
+def _file(path: str) -> str:
+    return str(path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
 def model_index(f: CardFacts) -> list[dict[str, Any]]:
     """The ``model-index``: one result per non-probe condition that has metrics."""
-    results = [_result(f, c) for c in f.conditions if not c.probe]
+    if f.detection is not None:
+        d = f.detection
+        results = [_detection_result(f, d, c) for c in d.conditions]
+    else:
+        results = [_result(f, c) for c in f.conditions if not c.probe]
     return [{"name": f.model_name, "results": [r for r in results if r["metrics"]]}]
 
 
@@ -83,8 +169,9 @@ def render_huggingface(f: CardFacts) -> str:
     meta: dict[str, Any] = {}
     if f.model.format == "huggingface":
         meta["library_name"] = "transformers"
-    meta["pipeline_tag"] = "image-classification"
-    meta["tags"] = ["image-classification", "cvaudit", "model-audit"]
+    task = "object-detection" if f.task == "detection" else "image-classification"
+    meta["pipeline_tag"] = task
+    meta["tags"] = [task, "cvaudit", "model-audit"]
     meta["model-index"] = model_index(f)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{front}---\n\n{render_body(f)}"

@@ -15,7 +15,17 @@ from typing import Any
 from audit.contract.results import RuleResult
 from reports.model_card.facts import CardFacts, ConditionFacts
 
-__all__ = ["bias", "intended_use", "limitations", "overview", "risks", "share", "verification"]
+__all__ = [
+    "bias",
+    "intended_use",
+    "limitations",
+    "overview",
+    "points",
+    "policy_use",
+    "risks",
+    "share",
+    "verification",
+]
 
 Esc = Callable[[str], str]
 _LIST = 10  # names listed before "... (N in all)"
@@ -68,6 +78,12 @@ def intended_use(f: CardFacts, esc: Esc) -> list[str]:
         "It supports use on images like these and under these conditions only; other images, populations and "
         "conditions were not audited.",
     ]
+    return out + policy_use(f, esc)
+
+
+def policy_use(f: CardFacts, esc: Esc) -> list[str]:
+    """What the policy's verdict says about deploying the model (empty without a policy)."""
+    out: list[str] = []
     policy = f.policy
     if policy is None:
         return out
@@ -239,6 +255,9 @@ def verification(f: CardFacts, esc: Esc, code: Esc) -> list[str]:
         out.append(f"Model {esc(_file_name(str(f.model.path)))} SHA-256 {code(f.model.sha256)}.")
     if f.dataset.sha256:
         out.append(f"Audit set {esc(_file_name(f.dataset.path))} SHA-256 {code(f.dataset.sha256)}.")
+    truth = f.detection.ground_truth if f.detection is not None else None
+    if truth is not None and truth.sha256:
+        out.append(f"Annotations {esc(_file_name(truth.path))} SHA-256 {code(truth.sha256)}.")
     a = f.attestation
     if a is None:
         out.append("The run was not signed: no attestation vouches for these numbers beyond the digests above.")

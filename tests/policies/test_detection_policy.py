@@ -75,6 +75,17 @@ def test_condition_metrics_point_and_interval_ends():
     assert got["recall-lower"]["status"] == "fail" and got["recall-lower"]["observed"] == pytest.approx(0.75)
 
 
+def test_detection_calibration_error_of_a_condition():
+    got = _judge(
+        {"id": "dece", "condition": "clean", "metric": "dece", "max": 0.05},
+        {"id": "dece-lower", "condition": "clean", "metric": "dece", "max": 0.05, "judge": "ci_lower"},
+        {"id": "night", "condition": "night@3", "metric": "dece", "max": 0.1},
+    )
+    assert (got["dece"]["status"], got["dece"]["observed"], got["dece"]["n"]) == ("fail", 0.06, 450)
+    assert (got["dece-lower"]["status"], got["dece-lower"]["observed"]) == ("pass", 0.04)
+    assert got["night"]["status"] == "fail" and "no calibration stored for night@3" in got["night"]["message"]
+
+
 def test_image_and_object_groups():
     got = _judge(
         {"id": "cam-b", "condition": "clean", "attribute": "camera", "value": "B", "metric": "recall", "min": 0.6},
@@ -159,18 +170,31 @@ def test_point_gap_and_ratio_over_the_groups_with_enough_data():
 @pytest.mark.parametrize(
     ("test", "bound", "status", "words"),
     [
-        ("detect", 0.10, "fail", "shown to break max 0.1"),  # lower end 0.12 > 0.10
-        ("detect", 0.15, "pass", "not shown to break max 0.15"),  # point 0.20 > 0.15, lower end 0.12 is not
-        ("demonstrate", 0.30, "pass", "shown to keep max 0.3"),  # upper end 0.28 <= 0.30
-        ("demonstrate", 0.25, "fail", "not shown to keep max 0.25"),  # point 0.20 <= 0.25, upper end 0.28 is not
+        # camera: gap 0.20, se 0.04 (one pair); the folded-normal / TOST p-values of audit.contract.gaptests
+        ("detect", 0.10, "fail", "shown to break max 0.1"),  # p = Φ((0.10 - 0.20) / 0.04) = 0.006
+        ("detect", 0.15, "pass", "not shown to break max 0.15"),  # p = Φ(-1.25) = 0.11
+        ("demonstrate", 0.30, "pass", "shown to keep max 0.3"),  # p = Φ((0.20 - 0.30) / 0.04) = 0.006
+        ("demonstrate", 0.25, "fail", "not shown to keep max 0.25"),  # p = Φ(-1.25) = 0.11
     ],
 )
-def test_tested_gap_is_decided_by_the_stored_interval(test, bound, status, words):
+def test_tested_gap_is_decided_by_the_stored_pairs(test, bound, status, words):
     rule = {"condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "recall", "max": bound}
     got = _one({**rule, "test": test} if test != "detect" else rule)  # detect is the default for a gap
     assert got["test"] == test and got["status"] == status
     assert got["observed"] == pytest.approx(0.20)
-    assert words in got["message"] and "[0.12, 0.28]" in got["message"]
+    assert words in got["message"] and "1 pair" in got["message"]
+
+
+def test_tested_gap_p_value_equals_a_hand_computation():
+    from statistics import NormalDist
+
+    rule = {"condition": "clean", "attribute": "object.size", "aggregate": "gap", "metric": "recall", "max": 0.1}
+    got = _one(rule)
+    phi = NormalDist().cdf
+    # pairs large-small 0.35, medium-small 0.20, large-medium 0.15, se 0.16: folded normal at τ = 0.1, Holm
+    raw = sorted(phi((0.1 - d) / 0.16) + phi((-d - 0.1) / 0.16) for d in (0.35, 0.20, 0.15))
+    holm = min(1.0, 3 * raw[0])
+    assert got["status"] == "pass" and f"p = {holm:.3g}" in got["message"]
 
 
 def test_gap_judged_by_an_end_of_its_interval():
@@ -188,7 +212,7 @@ def test_a_glob_over_attributes_takes_the_worst_and_star_means_image_attributes(
     assert got["status"] == "fail" and got["condition"] == "clean"
     got = _one({**rule, "attribute": "object.*", "condition": "clean"})
     groups = {e["group"]: e["status"] for e in got["evaluations"]}
-    # object.size: lower end 0.05 <= 0.10 (not shown); object.occluded: one group with enough data;
+    # object.size: not shown (Holm p 0.36); object.occluded: one group with enough data;
     # object.class: no stored gap test to decide it
     assert groups == {
         "object.class": "insufficient_data",
@@ -202,7 +226,6 @@ def test_a_glob_over_attributes_takes_the_worst_and_star_means_image_attributes(
     ("change", "reason"),
     [
         ({"min_samples": 130}, "the stored gap test compares"),  # large (120 objects) left out, small and medium kept
-        ({"confidence": 0.99}, "less than the rule's 99%"),
     ],
 )
 def test_a_stored_test_that_cannot_decide_the_rule_fails_closed(change, reason):
@@ -216,7 +239,7 @@ def test_a_missing_gap_test_or_interval_fails_closed():
         d["detection"]["gap_tests"][0]["gap_ci"] = None
 
     rule = {"condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "recall", "max": 0.5}
-    got = _one(rule, results=detection_results(no_interval))
+    got = _one({**rule, "judge": "ci_lower", "test": "point"}, results=detection_results(no_interval))
     assert got["status"] == "fail" and "no interval" in got["message"]
 
     def no_tests(d):
@@ -269,6 +292,9 @@ def test_detection_section_robustness():
          "test", "recall only; set test: point"),
         ({"condition": "clean", "attribute": "camera", "aggregate": "ratio", "metric": "recall", "min": 0.8},
          "test", "set test: point"),
+        ({"condition": "clean", "attribute": "camera", "value": "A", "metric": "dece", "max": 0.1},
+         "metric", "per condition, not per group"),
+        ({"condition": "clean", "metric": "dece", "max": 0.1, "judge": "ci_upper"}, "judge", "interval of 'dece'"),
         ({"section": "robustness", "metric": "auc", "min": 0.5}, "section", "classification key"),
         ({"section": "detection", "metric": "robustness.rcp", "min": 0.5}, "metric", "keys: clean_map, mpc, rpc"),
     ],
@@ -281,13 +307,14 @@ def test_a_rule_that_cannot_match_a_detection_run_is_an_error_before_the_run(rul
     assert "\n" not in text and "rule 'bad-rule'" in text and f"key '{key}'" in text and words in text, text
 
 
-def test_a_tested_gap_needs_intervals():
+def test_a_tested_gap_needs_no_bootstrap_but_judging_its_interval_ends_does():
     rule = {"id": "gap", "condition": "clean", "attribute": "camera", "aggregate": "gap", "metric": "recall",
             "max": 0.1}  # fmt: skip
-    PolicyGate(_policy(rule)).plan(runner_plan())
-    with pytest.raises(PolicyError, match="n_bootstrap is 0"):
-        PolicyGate(_policy(rule)).plan(runner_plan(intervals=frozenset()))
-    PolicyGate(_policy({**rule, "test": "point"})).plan(runner_plan(intervals=frozenset()))
+    PolicyGate(_policy(rule)).plan(runner_plan(intervals=frozenset()))  # pairs' jackknife tests: always stored
+    with pytest.raises(PolicyError, match="needs an interval"):
+        PolicyGate(
+            _policy({"id": "m", "condition": "clean", "metric": "recall", "min": 0.5, "judge": "ci_lower"})
+        ).plan(runner_plan(intervals=frozenset()))
 
 
 def test_a_detection_metric_on_a_classification_run_is_an_error():
@@ -315,7 +342,7 @@ def test_plan_from_stored_detection_results():
     assert plan.condition_ids == ["clean", "night@3"] and plan.stressors == ["night"]
     assert plan.attributes["camera"] == ("A", "B", "C")
     assert plan.attributes["object.size"] == ("small", "medium", "large")
-    assert plan.intervals == {"recall", "fp_per_image"}
+    assert plan.intervals == {"recall", "fp_per_image", "dece"}
     assert "detection" in plan.sections and "conditions" not in plan.sections
     assert stop_targets(_policy({"id": "m", "condition": "clean", "metric": "recall", "min": 0.5}), plan) == []
 
@@ -329,8 +356,11 @@ def test_policy_check_cli_judges_stored_detection_results(tmp_path):
     path.write_text(json.dumps(complete_results(detection_dict())))
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nname: p\nrules:\n  - {id: m, condition: clean, metric: map, min: 0.7}\n")
-    out = CliRunner().invoke(policy_group, ["check", str(path), "--policy", str(policy)])
+    junit, markdown = tmp_path / "junit.xml", tmp_path / "summary.md"
+    argv = ["check", str(path), "--policy", str(policy), "--junit", str(junit), "--markdown", str(markdown)]
+    out = CliRunner().invoke(policy_group, argv)
     assert out.exit_code == 1 and "map on clean = 0.62 < min 0.7" in out.output, out.output
+    assert 'failures="1"' in junit.read_text() and "| m | ❌ fail |" in markdown.read_text()
     policy.write_text("version: 1\nname: p\nrules:\n  - {id: acc, condition: clean, metric: accuracy, min: 0.7}\n")
     out = CliRunner().invoke(policy_group, ["check", str(path), "--policy", str(policy)])
     assert out.exit_code == 2 and "rule 'acc'" in out.output and "classification metric" in out.output
@@ -361,11 +391,12 @@ def test_detection_gate_is_listed_validated_and_judges():
     assert outcome["verdict"] == "fail" and rules_failed == ["clean-subgroup-recall-gap"]
 
 
-def test_detection_gate_refuses_classification_results(results):
-    from conftest import typed
+def test_detection_gate_refuses_classification_results():
+    from results_builder import typed_results
 
-    with pytest.raises(PolicyError, match="classification run"):
-        check_policy(typed(results), load_policy("detection-gate"), findings=[])
+    classification = typed_results({"conditions": []})
+    with pytest.raises(PolicyError, match="rule 'clean-map'.*detection metric and this is a classification run"):
+        check_policy(classification, load_policy("detection-gate"), findings=[])
 
 
 # --- a real pass of a detector ---------------------------------------------------------------------------
@@ -417,3 +448,81 @@ def test_the_documented_detection_policy_validates_and_judges():
         "camera-gap",  # interval [0.12, 0.28] above 0.10
         "rpc",  # 0.35 / 0.62 < 0.6
     }
+
+
+# --- cvaudit run with task: detection --------------------------------------------------------------------
+
+RUN_POLICY = """\
+version: 1
+name: run-gate
+rules:
+  - {id: clean-map, condition: clean, metric: map, min: 0.3}
+  - {id: camera-gap, condition: clean, attribute: "*", aggregate: gap, metric: recall, max: 0.1, test: point}
+  - {id: camera-b, condition: clean, attribute: camera, value: B, metric: recall, min: 0.5}
+  - {id: occluded, condition: clean, attribute: object.occluded, value: "true", metric: recall, min: 0.2}
+  - {id: visible, condition: clean, attribute: object.occluded, value: false, metric: recall, min: 0.2}
+"""
+
+
+@pytest.mark.slow
+def test_cvaudit_run_validates_before_the_run_and_judges_a_detector(tmp_path):
+    import subprocess
+    import sys
+
+    from detection_fixtures import make_detection_dataset, save_detector, write_detection_config
+
+    make_detection_dataset(tmp_path, n=24)
+    cfg = write_detection_config(tmp_path, save_detector(tmp_path / "detector.pt"), policy="policy.yaml")
+
+    def run(policy: str, out: str) -> subprocess.CompletedProcess:
+        (tmp_path / "policy.yaml").write_text(policy)
+        argv = [sys.executable, "-m", "audit", "run", str(cfg), "--out", str(tmp_path / out), "--quiet"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+    typo = RUN_POLICY.replace('value: "true"', "value: maybe")
+    done = run(typo, "refused")
+    assert done.returncode == 2 and not (tmp_path / "refused").exists()
+    assert "rule 'occluded': key 'value': no group object.occluded=maybe" in done.stderr, done.stderr
+
+    done = run(RUN_POLICY, "out")
+    assert done.returncode == 1, done.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    clean = results["detection"]["conditions"][0]
+    recall = {(g["attribute"], g["value"]): g["metrics"]["recall"] for g in clean["groups"]}
+    rules = {r["id"]: r for r in results["policy"]["rules"]}
+    assert (rules["clean-map"]["status"], rules["clean-map"]["observed"]) == ("pass", clean["metrics"]["map"])
+    assert rules["camera-gap"]["status"] == "fail"
+    assert rules["camera-gap"]["observed"] == pytest.approx(recall[("camera", "A")] - recall[("camera", "B")])
+    assert (rules["camera-b"]["status"], rules["camera-b"]["observed"]) == ("fail", recall[("camera", "B")])
+    assert rules["visible"]["observed"] == recall[("object.occluded", "false")]  # value: false (a YAML boolean)
+    assert results["policy"]["verdict"] == "fail"
+
+
+def test_rule_words_name_detection_metrics():
+    from reports.rule_words import rule_in_words
+
+    got = _judge(
+        {"id": "map", "condition": "clean", "metric": "map", "min": 0.5},
+        {"id": "fp", "condition": "clean", "metric": "fp_per_image", "max": 0.2},
+        {"id": "gap", "condition": "clean", "attribute": "object.size", "aggregate": "gap", "metric": "recall",
+         "max": 0.1},
+        {"id": "rpc", "section": "detection", "metric": "robustness.rpc", "min": 0.6},
+    )  # fmt: skip
+    assert rule_in_words(got["map"]) == "The mAP (COCO AP@[.5:.95]) on clean must be at least 0.5"
+    assert rule_in_words(got["fp"]) == "False positives per image on clean must be at most 0.2"
+    assert rule_in_words(got["gap"]) == (
+        "The gap in recall at the operating point between the object.size groups on clean must be at most 0.1; "
+        "it fails only when the data show it larger (95% confidence)"
+    )
+    assert rule_in_words(got["rpc"]) == "The rPC (mPC ÷ clean mAP) in detection must be at least 0.6"
+
+
+def test_a_section_path_reaches_the_tide_errors_of_a_condition():
+    def with_tide(d):
+        d["detection"]["conditions"][0]["tide"] = [{"error": "missed", "count": 12, "dap": 0.08}]
+
+    rule = {"section": "detection", "metric": "conditions[id=clean].tide[error=missed].dap", "max": 0.05}
+    got = _one(rule, results=detection_results(with_tide))
+    assert (got["status"], got["observed"]) == ("fail", 0.08)
+    with pytest.raises(PolicyError, match="unknown metric 'conditions\\[id=clean\\].tide\\[error=missed\\].dAP'"):
+        PolicyGate(_policy({"id": "t", **rule, "metric": rule["metric"].replace("dap", "dAP")})).plan(runner_plan())

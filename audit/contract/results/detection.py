@@ -36,6 +36,7 @@ __all__ = [
     "DetectionRobustness",
     "DetectionSettings",
     "GroundTruthInfo",
+    "RecallGapPair",
     "SkippedAnnotationRow",
     "StressorRobustness",
     "TideError",
@@ -151,6 +152,21 @@ class DetectionRobustness(Node):
     stressors: list[StressorRobustness]
 
 
+class RecallGapPair(Node):
+    """One pair of groups of a gap test: the recall difference and its cluster-robust standard error."""
+
+    higher: str = Field(description="the group of higher recall")
+    lower: str = Field(description="the group of lower recall")
+    gap: float = Field(ge=0.0, description="recall(higher) - recall(lower)")
+    se: float = Field(ge=0.0, description="its standard error: delete-one-image jackknife (images are the clusters)")
+    p_value: float = Field(
+        ge=0.0, le=1.0, description="H0: the two groups have the same recall (two-sided normal test)"
+    )
+    p_holm: float = Field(
+        ge=0.0, le=1.0, description="p_value adjusted by Holm over every pair of the condition's gap tests"
+    )
+
+
 class DetectionGapTest(Node):
     """The recall gap between the subgroups of one attribute under one condition, with a Holm-adjusted p-value."""
 
@@ -162,10 +178,19 @@ class DetectionGapTest(Node):
     worst_group: str | None = Field(description="the eligible group of lowest recall")
     best_group: str | None = Field(description="the eligible group of highest recall")
     gap: float | None = Field(description="best recall - worst recall; null with fewer than two eligible groups")
-    gap_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of gap")
-    p_value: float | None = Field(description="H0: every group has the same recall (cluster bootstrap over images)")
-    p_holm: float | None = Field(description="p_value adjusted by Holm over every gap test of the run")
+    gap_ci: Interval | None = Field(
+        default=None,
+        description="the best - worst pair's 95 % Wald interval (gap ± 1.96 se); selected after looking, so "
+        "rules decide by the pairs' tests, not by it",
+    )
+    p_value: float | None = Field(description="the smallest pair p_value (H0: every group has the same recall)")
+    p_holm: float | None = Field(
+        description="the smallest pair p_holm: the attribute's gap shown at level α when below α"
+    )
     excluded: list[str] = Field(description="groups below evaluation.min_group_size objects")
+    pairs: list[RecallGapPair] = Field(
+        default_factory=list, description="every pair of eligible groups: what a policy's tested gap rule decides from"
+    )
 
 
 class GroundTruthInfo(Node):

@@ -25,23 +25,29 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from audit.contract.config import AuditConfig
 from audit.contract.digest import sha256_file
+from audit.contract.intervals import CONFIDENCE_LEVEL
 from audit.contract.metric_specs import DETECTION_COUNTS
 from audit.contract.results import (
     DetectionCalibration,
     DetectionCondition,
+    DetectionGapTest,
     DetectionGroup,
     DetectionMetrics,
     DetectionReliabilityBin,
     DetectionResults,
+    DetectionRobustness,
     DetectionSettings,
     GroundTruthInfo,
+    RecallGapPair,
     SkippedAnnotationRow,
+    StressorRobustness,
     TideError,
 )
 from audit.contract.text import spreadsheet_safe
@@ -64,6 +70,15 @@ from audit.evaluation.detection.operating_point import (
     object_group_counts,
 )
 from audit.evaluation.detection.operating_point import summarize as op_summary
+from audit.evaluation.detection.statistics import (
+    calibration_interval,
+    cluster_bootstrap_intervals,
+    corruption_robustness,
+    image_group_counts,
+    map_bootstrap_intervals,
+    object_group_recall_intervals,
+    recall_gap_tests,
+)
 from audit.evaluation.detection.tide import ERROR_TYPES, tide_errors
 
 __all__ = ["DETECTIONS_CSV", "DETECTIONS_JSON", "DetectionSummary", "summarize_detection"]
@@ -151,12 +166,11 @@ def summarize_detection(
     truths = [data.truths[int(r)] for r in positions]
     evaluator = CocoEvaluator(truths=truths, categories=data.categories)
     image_ids = [t.image_id for t in truths]
-    local = {int(r): k for k, r in enumerate(positions)}  # dataset row -> row among the evaluated
     image_groups = _image_groups(data, positions)
     out_json = work / DETECTIONS_JSON
     out_csv = work / DETECTIONS_CSV
     results: list[DetectionCondition] = []
-    kept: dict[str, _ConditionCounts] = {}
+    gap_tests: list[DetectionGapTest] = []
     with out_json.open("w", encoding="utf-8") as all_json, out_csv.open("w", encoding="utf-8", newline="") as all_csv:
         writer = csv.writer(all_csv, lineterminator="\n")
         writer.writerow(
@@ -177,9 +191,9 @@ def summarize_detection(
                 for record in detection_records(d):
                     all_json.write(("\n" if first else ",\n") + json.dumps({**record, "condition": cond.id}))
                     first = False
-            result, counts = _condition(cond, dets, coco_file, evaluator, data, positions, local, image_groups, cfg)
+            result, counts = _condition(cond, dets, coco_file, evaluator, data, positions, image_groups, cfg)
             results.append(result)
-            kept[cond.id] = counts
+            gap_tests += _gap_tests(cond.id, counts, data, positions, cfg.evaluation.min_group_size)
             _csv_rows(writer, cond.id, data, positions, counts.op)
             coco_file.unlink()
         all_json.write("\n]\n")
@@ -199,8 +213,8 @@ def summarize_detection(
             SkippedAnnotationRow(source=s.source, id=s.id, reason=s.reason) for s in data.truth.skipped
         ],
         conditions=results,
-        robustness=None,
-        gap_tests=[],
+        robustness=_robustness(conditions, results),
+        gap_tests=gap_tests,
     )
     return DetectionSummary(section, out_json, out_csv)
 
@@ -235,6 +249,13 @@ def _image_groups(data: DetectionData, positions: np.ndarray) -> dict[str, dict[
     return out
 
 
+def _ci(intervals: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``<metric>_ci`` keys from a statistics function's ``metric -> (low, high) | None``."""
+    if not intervals:
+        return {}
+    return {f"{name}_ci": list(value) for name, value in intervals.items() if value is not None}
+
+
 def _condition(
     cond: Condition,
     dets: list[ImageDetections],
@@ -242,14 +263,18 @@ def _condition(
     evaluator: CocoEvaluator,
     data: DetectionData,
     positions: np.ndarray,
-    local: Mapping[int, int],
     image_groups: Mapping[str, Mapping[str, np.ndarray]],
     cfg: AuditConfig,
 ) -> tuple[DetectionCondition, _ConditionCounts]:
+    """One condition's results (module docstring); intervals by the cluster bootstrap over images when
+    ``evaluation.n_bootstrap`` > 0 (mAP's only over all images: it costs tens of COCO evaluations)."""
     det = cfg.detection
     assert det is not None
     truths = [data.truths[int(r)] for r in positions]
     all_rows = np.arange(len(positions))
+    keys = data.keys[positions]
+    boot = {"image_keys": keys, "n_bootstrap": cfg.evaluation.n_bootstrap, "seed": cfg.seed}
+    bootstrap = cfg.evaluation.n_bootstrap > 0
     loaded = evaluator.load(coco_file)
     matches = match_images(truths, dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold)
     op = count_matches(matches, data.categories)
@@ -257,11 +282,21 @@ def _condition(
         name: object_group_counts(matches, per_image, groups=sorted({v for vs in per_image.values() for v in vs}))
         for name, per_image in data.object_groups.items()
     }
+    coco_all = evaluator.evaluate(loaded)
+    coco_ci: dict[str, Any] = {}
+    if bootstrap and coco_all.map is not None:  # the COCO metrics that results.json gives an interval
+        coco_ci = {
+            name: value
+            for name, value in map_bootstrap_intervals(evaluator, loaded, **boot).items()
+            if f"{name}_ci" in DetectionMetrics.model_fields
+        }
     overall = DetectionMetrics(
         n_images=len(positions),
         n_objects=_non_crowd_objects(data, positions),
-        **_coco_fields(evaluator.evaluate(loaded)),
+        **_coco_fields(coco_all),
         **_op_fields(op, all_rows),
+        **_ci(cluster_bootstrap_intervals(op, **boot) if bootstrap else None),
+        **_ci(coco_ci),
     )
     groups: list[DetectionGroup] = []
     min_size = cfg.evaluation.min_group_size
@@ -274,6 +309,7 @@ def _condition(
                 n_objects=n_objects,
                 **_coco_fields(evaluator.evaluate(loaded, image_ids=ids[rows].tolist())),
                 **_op_fields(op, rows),
+                **_ci(cluster_bootstrap_intervals(op, image_index=rows, **boot) if bootstrap else None),
             )
             groups.append(
                 DetectionGroup(
@@ -286,6 +322,7 @@ def _condition(
             )
     class_of = {name: cat for cat, name in data.categories.items()}
     for name, counts in objects.items():
+        recall_ci = object_group_recall_intervals(counts, **boot) if bootstrap else {}
         for g, value in enumerate(counts.groups):
             total, matched = int(counts.total[:, g].sum()), int(counts.matched[:, g].sum())
             coco: dict[str, Any] = {}
@@ -294,6 +331,7 @@ def _condition(
             elif name == "object.class" and total:
                 per_class = evaluator.evaluate(loaded, category_ids=[class_of[value]])
                 coco = dict(map=per_class.map, map_50=per_class.ap50, map_75=per_class.ap75)
+            interval = recall_ci.get(value)
             metrics = DetectionMetrics(
                 n_images=int((counts.total[:, g] > 0).sum()),
                 n_objects=total,
@@ -301,6 +339,7 @@ def _condition(
                 fn=total - matched,
                 recall=matched / total if total else None,
                 **coco,
+                **({"recall_ci": list(interval)} if interval is not None else {}),
             )
             groups.append(
                 DetectionGroup(
@@ -309,13 +348,16 @@ def _condition(
             )
     tide = tide_errors(truths=truths, detections=dets, pos_threshold=0.5, max_dets=det.max_detections)
     samples = calibration_samples(truths, dets, score_floor=det.score_threshold, iou_threshold=det.iou_threshold)
-    diagram = calibration_summary(calibration_counts(samples, bins=det.calibration_bins))
+    cal_counts = calibration_counts(samples, bins=det.calibration_bins)
+    diagram = calibration_summary(cal_counts)
+    dece_ci = calibration_interval(cal_counts, **boot) if bootstrap else None
     edges = diagram.bin_edges
     calibration = DetectionCalibration(
         iou_threshold=det.iou_threshold,
         bins=det.calibration_bins,
         detections=diagram.n_detections,
         dece=diagram.d_ece,
+        **({"dece_ci": list(dece_ci)} if dece_ci is not None else {}),
         reliability=[
             DetectionReliabilityBin(
                 low=float(edges[b]),
@@ -339,6 +381,79 @@ def _condition(
         calibration=calibration,
     )
     return result, _ConditionCounts(op, objects)
+
+
+def _gap_tests(
+    cid: str, counts: _ConditionCounts, data: DetectionData, positions: np.ndarray, min_group_size: int
+) -> list[DetectionGapTest]:
+    """The recall gap tests of one condition: every pair of eligible groups of every attribute (image-level and
+    object-level), Holm over all of them (:func:`~audit.evaluation.detection.statistics.recall_gap_tests`)."""
+    attributes: dict[str, ObjectGroupCounts] = {}
+    for attribute in data.attributes:
+        values = data.image_values(attribute)
+        attributes[attribute] = image_group_counts(counts.op, [values[int(r)] for r in positions])
+    attributes.update(counts.objects)
+    tested = recall_gap_tests(attributes, min_group_size=min_group_size)
+    z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE_LEVEL) / 2)
+    out = []
+    for summary in tested.attributes:
+        pairs = [t for t in tested.tests if t.attribute == summary.attribute]
+        ranked = sorted(zip(summary.recalls, summary.groups))
+        widest = max(pairs, key=lambda t: t.gap, default=None)
+        out.append(
+            DetectionGapTest(
+                condition=cid,
+                attribute=summary.attribute,
+                level="object" if summary.attribute.startswith("object.") else "image",
+                recalls=dict(zip(summary.groups, summary.recalls)),
+                objects=dict(zip(summary.groups, summary.n_objects)),
+                worst_group=ranked[0][1] if len(ranked) >= 2 else None,
+                best_group=ranked[-1][1] if len(ranked) >= 2 else None,
+                gap=summary.gap,
+                gap_ci=None
+                if widest is None
+                else [max(0.0, widest.gap - z * widest.se), min(1.0, widest.gap + z * widest.se)],
+                p_value=min((t.p_value for t in pairs), default=None),
+                p_holm=summary.p_holm,
+                excluded=list(summary.excluded),
+                pairs=[
+                    RecallGapPair(
+                        higher=t.groups[0],
+                        lower=t.groups[1],
+                        gap=t.gap,
+                        se=t.se,
+                        p_value=t.p_value,
+                        p_holm=t.p_holm,
+                    )
+                    for t in pairs
+                ],
+            )
+        )
+    return out
+
+
+def _robustness(conditions: Sequence[Condition], results: Sequence[DetectionCondition]) -> DetectionRobustness | None:
+    """mPC and rPC over the stressor conditions (None without one)."""
+    stressed = [(c, r) for c, r in zip(conditions, results) if c.stressor is not None]
+    if not stressed:
+        return None
+    robust = corruption_robustness(
+        {c.id: r.metrics.map for c, r in stressed}, results[0].metrics.map, {c.id: c.label for c, _ in stressed}
+    )
+    clean = robust.clean
+    return DetectionRobustness(
+        clean_map=clean,
+        mpc=robust.mpc,
+        rpc=robust.rpc,
+        stressors=[
+            StressorRobustness(
+                stressor=name,
+                mean_map=mean,
+                relative=None if mean is None or not clean else mean / clean,
+            )
+            for name, mean in robust.per_stressor.items()
+        ],
+    )
 
 
 def _csv_rows(writer: Any, cid: str, data: DetectionData, positions: np.ndarray, op: OperatingPointCounts) -> None:

@@ -364,6 +364,8 @@ DEFINED_IN = {
     "audit/evaluation/metrics.py",  # the metrics of a slot and of a condition
     "audit/contract/groupstats.py",  # the differences between groups
     "audit/contract/results/detection.py",  # the detection metrics' model (their definitions)
+    "audit/evaluation/detection/summary.py",  # the detection metrics of a condition and a group
+    "audit/evaluation/detection/statistics.py",  # their intervals and tests
 }
 #: Files that still write metric names, each with its reason; an entry that no longer does fails.
 ALLOWED = {
@@ -375,6 +377,13 @@ ALLOWED = {
     "audit/contract/results/summaries.py": "schema descriptions",
     # COCOeval.stats positions under faster-coco-eval's own names (cvaudit's "map" is its "map" too)
     "audit/evaluation/detection/coco_metrics.py": "COCOeval stats names",
+    # the pytest helpers named after their metric (assert_map, assert_recall)
+    "audit/testing.py": "assert_map / assert_recall",
+    # which metrics an object-level group carries (recall and its counts; COCO AP for size and class)
+    "policies/detection.py": "object-level group metrics",
+    # the detection section's table columns and chart series
+    "reports/html/sections/detection.py": "detection report columns",
+    "reports/html/detection_charts.py": "detection report chart series",
 }
 #: Another quantity with the same key: the corruption summary's mean corruption error (``mce``).
 SAME_KEY_OTHER_QUANTITY = {
