@@ -198,7 +198,7 @@ class SyntheticDetector(nn.Module):
 
 
 def save_script(module: nn.Module, path: Path) -> Path:
-    torch.manual_seed(0)
+    """``module`` (built after ``torch.manual_seed(0)`` by the callers) as TorchScript at ``path``."""
     torch.jit.save(torch.jit.script(module.eval()), str(path))
     return path
 
@@ -497,6 +497,7 @@ def cmd_overhead(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         if not (folder / "instances.json").exists():
             make_scenes(folder, args.n, width=args.size, height=args.size, values=4, background="photo")
+        torch.manual_seed(0)
         save_script(YoloNet(args.width, len(CLASSES)), folder / "model.pt")
         config = write_config(
             folder,
@@ -604,6 +605,7 @@ def heavy_ms_per_image(*, width: int, size: int, batch: int = 8, repeats: int = 
     from audit.evaluation.detection.model import load_detector
 
     with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
         path = save_script(YoloNet(width, len(CLASSES)), Path(tmp) / "yolo.pt")
         model_cfg = ModelConfig(path=path, input_size=[size, size], mean=MEAN, std=STD)
         detector, _ = load_detector(
