@@ -2,8 +2,8 @@
 
 Run from the repository root (``PYTHONPATH=.``), one subcommand per target of the issue::
 
-    python benchmarks/bench_detection.py overhead [--n 64] [--size 640] [--input 320] [--width 32] [--repeats 3]
-    python benchmarks/bench_detection.py metrics  [--n 300] [--groups 20] [--heavy-ms MS] [--profile]
+    python benchmarks/bench_detection.py overhead [--n 32] [--size 640] [--input 320] [--width 32] [--repeats 3]
+    python benchmarks/bench_detection.py metrics  [--n 40] [--groups 20] [--heavy-ms MS] [--profile]
     python benchmarks/bench_detection.py memory   [--sizes 5000 50000] [--tracemalloc] [--dir DIR]
 
 The defaults finish in a few minutes on two CPU cores; the flags give the bigger runs.
@@ -920,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     o = sub.add_parser("overhead", help="the whole audit against a bare loop")
-    o.add_argument("--n", type=int, default=64, help="images")
+    o.add_argument("--n", type=int, default=32, help="images")
     o.add_argument("--size", type=int, default=640, help="image side (pixels)")
     o.add_argument("--input", type=int, default=320, help="model input side (letterboxed)")
     o.add_argument("--width", type=int, default=32, help="YoloNet's first-stage channels (64: ResNet-18)")
@@ -930,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--repeats", type=int, default=3, help="timed runs of each variant, after a warm-up of each")
     o.add_argument("--dir", type=Path, default=None, help="use (and keep) this folder; fixtures reused if present")
     m = sub.add_parser("metrics", help="metric computation (30 conditions x 20 subgroups) as a share of the run")
-    m.add_argument("--n", type=int, default=300, help="images")
+    m.add_argument("--n", type=int, default=40, help="images")
     m.add_argument("--groups", type=int, default=20, help="values of the image attribute")
     m.add_argument("--junk", type=int, default=97, help="low-scoring detections per image besides the 3 colour boxes")
     m.add_argument("--threads", type=int, default=1)
