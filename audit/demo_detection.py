@@ -278,7 +278,8 @@ class ShapesDetector(nn.Module):
     predicting per cell a class heatmap, the centre's offset within the cell and the box's
     log size. :meth:`raw` gives the head's logits (for training); :meth:`forward` decodes
     them to one candidate box per cell: a cell's class scores are its heatmap where it is a
-    3x3 local maximum, else 0 (CenterNet's peak extraction), so cvaudit's NMS has little left to do.
+    3x3 local maximum among the image's 100 best, else 0 (CenterNet's peak extraction), so
+    cvaudit's NMS has little left to do.
 
     Shape:
         input: (B, 3, H, W) in [0, 1], H and W multiples of 32 (the demo: 128x128).
@@ -287,6 +288,7 @@ class ShapesDetector(nn.Module):
     """
 
     stride = 4
+    max_peaks = 100
 
     def __init__(self, num_classes: int = len(CLASS_NAMES), width: int = 16) -> None:
         super().__init__()
@@ -321,6 +323,9 @@ class ShapesDetector(nn.Module):
         heat = torch.sigmoid(out[:, :c])
         peak = F.max_pool2d(heat, 3, stride=1, padding=1)
         scores = heat * (heat == peak).to(heat.dtype)
+        flat = scores.flatten(1)  # CenterNet keeps the top 100 peaks of an image (COCO counts 100 per image)
+        kth = flat.topk(min(self.max_peaks, flat.shape[1]), dim=1).values[:, -1:]
+        scores = torch.where(flat >= kth, flat, torch.zeros_like(flat)).view_as(scores)
         h, w = out.shape[2], out.shape[3]
         gy = torch.arange(h, dtype=out.dtype, device=out.device).view(1, h, 1)
         gx = torch.arange(w, dtype=out.dtype, device=out.device).view(1, 1, w)
