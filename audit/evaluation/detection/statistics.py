@@ -102,8 +102,8 @@ def _check_keys(image_keys: np.ndarray, n_rows: int) -> np.ndarray:
     keys = np.asarray(image_keys)
     if keys.ndim != 1 or keys.shape[0] != n_rows:
         raise AuditError(f"image bootstrap: expected {n_rows} image keys (one per image row), got shape {keys.shape}")
-    if keys.size and (not np.issubdtype(keys.dtype, np.integer) or keys.min() < 0):
-        raise AuditError("image bootstrap: image keys must be non-negative integers (e.g. seeds.sample_key)")
+    if keys.size and (not np.issubdtype(keys.dtype, np.integer) or keys.min() < 0 or keys.max() > 2**63 - 1):
+        raise AuditError("image bootstrap: image keys must be integers in [0, 2**63) (e.g. seeds.sample_key)")
     keys = keys.astype(np.int64)
     if np.unique(keys).size != keys.size:
         raise AuditError("image bootstrap: two image rows have the same key; each image needs its own")
