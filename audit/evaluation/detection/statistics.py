@@ -35,8 +35,9 @@ evaluations' worth for 200 replicates of 500 images (``benchmarks/README.md``), 
 ``sizes=True``.
 
 Coverage: the operating point's intervals cover at least 0.93 from 200 images in the simulations;
-the mAP percentile intervals do not (0.87 at 200 images, 0.89 at 1000: mAP is biased upwards at
-finite size and its bootstrap spread is too small), so results carry mAP without an interval.
+the mAP percentile intervals do not (0.87 at 200 images, 0.90 at 1000: mAP is biased upwards at
+finite size, and at 200 images its bootstrap spread is too small), so results carry mAP without an
+interval.
 
 Gap tests (:func:`recall_gap_tests`) compare recall at the operating point between the subgroups
 of one attribute (image-level such as camera, through :func:`image_group_counts`; object-level
