@@ -23,7 +23,7 @@ CONSTRAINTS  := $(VENV)/torch-constraint.txt
 PYTEST_ARGS ?=
 SITE         := build/site
 
-.PHONY: demo test test-fast lint docs install bench fuzz clean
+.PHONY: demo demo-detection test test-fast lint docs install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/cvaudit demo --out cvaudit-demo
+
+demo-detection: $(STAMP)
+	$(VENV)/bin/cvaudit demo --task detection --out cvaudit-demo-detection
 
 test: lint $(EXTRAS_STAMP) docs
 	$(PY) -m pytest -q $(PYTEST_ARGS)

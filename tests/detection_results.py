@@ -100,7 +100,6 @@ def detection_dict() -> dict[str, Any]:
         "bins": 10,
         "detections": 450,
         "dece": 0.06,
-        "dece_ci": [0.04, 0.08],
         "reliability": [],
     }
     return {

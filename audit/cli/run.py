@@ -231,14 +231,34 @@ def run_config(
 @click.option(
     "--train",
     is_flag=True,
-    help="Train the demo CNN here instead of using the shipped weights (numbers then depend on the CPU).",
+    help="Train the demo model here instead of using the shipped weights (numbers then depend on the CPU).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "detection"]),
+    default="classification",
+    show_default=True,
+    help="classification: a CNN on scikit-learn's digits; detection: a small detector on generated shape scenes.",
 )
 @boundary
-def demo_command(out_dir: Path, quiet: bool, sign: bool, train: bool) -> int:
-    """Audit a small CNN trained on scikit-learn's digits (nothing is downloaded)."""
-    from audit.demo import prepare_demo
+def demo_command(out_dir: Path, quiet: bool, sign: bool, train: bool, task: str) -> int:
+    """Audit a small model trained here on bundled or generated data (nothing is downloaded).
 
-    config = prepare_demo(out_dir / "workspace", sign=sign, train=train, log=lambda m: click.echo(m, err=True))
+    ``--task classification`` (the default) audits a CNN trained on scikit-learn's digits;
+    ``--task detection`` a small detector trained on generated scenes of shapes (docs/detection.md).
+    """
+
+    def log(message: str) -> None:
+        click.echo(message, err=True)
+
+    if task == "detection":
+        from audit.demo_detection import write_detection_demo
+
+        config = write_detection_demo(out_dir / "workspace", sign=sign, train=train, log=log)
+    else:
+        from audit.demo import prepare_demo
+
+        config = prepare_demo(out_dir / "workspace", sign=sign, train=train, log=log)
     outcome = run_config(config, out_dir=out_dir, quiet=quiet)
     report_skipped(outcome.results)
     print_summary(outcome.results, out_dir)

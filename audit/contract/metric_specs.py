@@ -433,7 +433,7 @@ def _detection(
 
 _detection("n_images", "Images", "the number of images", "images", "count", None)
 _detection("n_objects", "Objects", "the number of objects", "objects (crowd regions excluded)", "count", None)
-_detection("map", "mAP", "the mAP (COCO AP@[.5:.95])", "AP averaged over IoU 0.50:0.95", "share", True, "bootstrap")
+_detection("map", "mAP", "the mAP (COCO AP@[.5:.95])", "AP averaged over IoU 0.50:0.95", "share", True)
 _detection("map_50", "AP50", "the AP50", "average precision", "share", True)
 _detection("map_75", "AP75", "the AP75", "average precision", "share", True)
 _detection("map_small", "AP small", "the AP of small objects", "average precision", "share", True)

@@ -59,7 +59,7 @@ class RunPlan:
             :class:`~audit.contract.results.DetectionMetrics`, its ``attributes`` hold the image
             attributes and the object groupings (``object.size``, ``object.class``,
             ``object.<key>``), and ``intervals`` names the detection metrics with a ``<metric>_ci``
-            (``dece`` when the calibration has ``dece_ci``).
+            .
     """
 
     source: str
@@ -147,9 +147,6 @@ class RunPlan:
         intervals = {
             k[: -len("_ci")] for k in _set_fields(first) if k.endswith("_ci") and getattr(first, k) is not None
         }
-        calibration = detection.conditions[0].calibration if detection.conditions else None
-        if calibration is not None and calibration.dece_ci is not None:
-            intervals.add("dece")
         return cls(
             source=source,
             conditions=conditions,

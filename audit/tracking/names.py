@@ -214,7 +214,6 @@ def _detection_values(
     calibration = condition.calibration
     if calibration is not None and calibration.dece is not None:
         out[f"{prefix}/dece"] = float(calibration.dece)
-        out.update(_bounds(f"{prefix}/dece", calibration.dece_ci))
     for t in condition.tide or []:
         out[f"{prefix}/tide/{t.error}/dap"] = float(t.dap)
         out[f"{prefix}/tide/{t.error}/count"] = float(t.count)

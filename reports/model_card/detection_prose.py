@@ -51,7 +51,7 @@ def overview(f: CardFacts, esc: Esc) -> str:
     verdict = f.policy.verdict.upper()
     verdict = "REPORT ONLY (the policy gates nothing)" if f.policy.report_only else verdict
     return (
-        f"{head}: clean mAP@[.5:.95] {share(m.map)}{interval(m.map_ci)} and AP50 {share(m.map_50)} on "
+        f"{head}: clean mAP@[.5:.95] {share(m.map)} and AP50 {share(m.map_50)} on "
         f"{m.n_images} images with {m.n_objects} objects; at the operating point ({d.operating_point}) recall "
         f"{share(m.recall)}{interval(m.recall_ci)}, precision {share(m.precision)}; policy "
         f"{esc(str(f.policy.name))} verdict {verdict}."
@@ -109,7 +109,7 @@ def limitations(f: CardFacts, esc: Esc) -> list[str]:
     if calibration is not None and calibration.dece is not None:
         out.append(
             f"Calibration on clean images: detection calibration error (D-ECE, IoU ≥ {calibration.iou_threshold:g}, "
-            f"{calibration.bins} bins) {share(calibration.dece)}{interval(calibration.dece_ci)} over "
+            f"{calibration.bins} bins) {share(calibration.dece)} over "
             f"{calibration.detections} detections."
         )
     costly = max(d.clean.tide or [], key=lambda t: t.dap, default=None)

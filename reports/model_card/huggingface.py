@@ -129,7 +129,6 @@ def _detection_result(f: CardFacts, d: DetectionFacts, c: DetectionConditionFact
                 iou_threshold=cal.iou_threshold,
                 bins=cal.bins,
                 detections=cal.detections,
-                **_ci_args(cal.dece_ci, level),
             )
         )
     dataset_file = _file(f.dataset.path)

@@ -81,11 +81,6 @@ def _detection_metrics(d: DetectionFacts) -> list[dict[str, Any]]:
         cal = c.calibration
         if cal is not None and cal.dece is not None:
             metric: dict[str, Any] = {"type": "d_ece", "value": _text(cal.dece), "slice": c.id}
-            if cal.dece_ci is not None:
-                metric["confidence_interval"] = {
-                    "lower_bound": _text(cal.dece_ci[0]),
-                    "upper_bound": _text(cal.dece_ci[1]),
-                }
             out.append(metric)
         for g in c.groups:
             out += _detection_slice(f"{c.id} | {g.attribute}={g.value}", g.metrics)

@@ -239,8 +239,7 @@ def test_intervals_gap_tests_and_robustness_are_shown_when_present(signed_run, t
     meta = _front_matter(_made(run, "huggingface", tmp_path))
     first = {m["type"]: m for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert first["recall"]["args"]["confidence_interval"] == clean["recall_ci"]
-    assert first["map"]["args"]["confidence_interval"] == clean["map_ci"]
-    assert first["d_ece"]["args"]["confidence_interval"] == det["conditions"][0]["calibration"]["dece_ci"]
+    assert "confidence_interval" not in first["map"]["args"] and "confidence_interval" not in first["d_ece"]["args"]
 
     text = _made(run, "markdown", tmp_path).replace("\\", "")
     r = det["robustness"]

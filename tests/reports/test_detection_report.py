@@ -107,7 +107,7 @@ def test_numbers_per_condition_are_formatted(results, html):
     clean = det.conditions[0].metrics
     section = html.split('id="detection"')[1]
     assert f"{clean.map:.3f}" in section
-    assert f"{clean.map_ci[0]:.3f}\u2013{clean.map_ci[1]:.3f}" in section
+    assert clean.model_dump().get("map_ci") is None  # no mAP interval: its bootstrap under-covers
     assert f"{100 * clean.recall:.1f}%" in section
     assert f"{100 * clean.recall_ci[0]:.1f}\u2013{100 * clean.recall_ci[1]:.1f}%" in section
     assert f"{clean.missed_per_image:.2f}" in section

@@ -74,7 +74,6 @@ class DetectionMetrics(Node):
     missed_per_image_ci: Interval | None = Field(
         default=None, description="95 % cluster-bootstrap interval of missed_per_image"
     )
-    map_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of map")
 
 
 class DetectionGroup(Node):
@@ -119,7 +118,6 @@ class DetectionCalibration(Node):
     bins: int = Field(ge=1, description="equal-width confidence bins (detection.calibration_bins)")
     detections: int = Field(ge=0, description="detections scored (score ≥ detection.score_threshold)")
     dece: float | None = Field(description="Σ_bins n_b / N · |precision_b - confidence_b|; null without detections")
-    dece_ci: Interval | None = Field(default=None, description="95 % cluster-bootstrap interval of dece")
     reliability: list[DetectionReliabilityBin]
 
 

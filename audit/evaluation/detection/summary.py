@@ -71,11 +71,9 @@ from audit.evaluation.detection.operating_point import (
 )
 from audit.evaluation.detection.operating_point import summarize as op_summary
 from audit.evaluation.detection.statistics import (
-    calibration_interval,
     cluster_bootstrap_intervals,
     corruption_robustness,
     image_group_counts,
-    map_bootstrap_intervals,
     object_group_recall_intervals,
     recall_gap_tests,
 )
@@ -267,7 +265,9 @@ def _condition(
     cfg: AuditConfig,
 ) -> tuple[DetectionCondition, _ConditionCounts]:
     """One condition's results (module docstring); intervals by the cluster bootstrap over images when
-    ``evaluation.n_bootstrap`` > 0 (mAP's only over all images: it costs tens of COCO evaluations)."""
+    ``evaluation.n_bootstrap`` > 0, for the operating point's metrics and object-group recall only: the
+    bootstrap intervals of mAP and of D-ECE do not reach their coverage in the simulation
+    (docs/statistics.md, "Detectors"), so results.json gives none."""
     det = cfg.detection
     assert det is not None
     truths = [data.truths[int(r)] for r in positions]
@@ -283,20 +283,12 @@ def _condition(
         for name, per_image in data.object_groups.items()
     }
     coco_all = evaluator.evaluate(loaded)
-    coco_ci: dict[str, Any] = {}
-    if bootstrap and coco_all.map is not None:  # the COCO metrics that results.json gives an interval
-        coco_ci = {
-            name: value
-            for name, value in map_bootstrap_intervals(evaluator, loaded, **boot).items()
-            if f"{name}_ci" in DetectionMetrics.model_fields
-        }
     overall = DetectionMetrics(
         n_images=len(positions),
         n_objects=_non_crowd_objects(data, positions),
         **_coco_fields(coco_all),
         **_op_fields(op, all_rows),
         **_ci(cluster_bootstrap_intervals(op, **boot) if bootstrap else None),
-        **_ci(coco_ci),
     )
     groups: list[DetectionGroup] = []
     min_size = cfg.evaluation.min_group_size
@@ -350,14 +342,12 @@ def _condition(
     samples = calibration_samples(truths, dets, score_floor=det.score_threshold, iou_threshold=det.iou_threshold)
     cal_counts = calibration_counts(samples, bins=det.calibration_bins)
     diagram = calibration_summary(cal_counts)
-    dece_ci = calibration_interval(cal_counts, **boot) if bootstrap else None
     edges = diagram.bin_edges
     calibration = DetectionCalibration(
         iou_threshold=det.iou_threshold,
         bins=det.calibration_bins,
         detections=diagram.n_detections,
         dece=diagram.d_ece,
-        **({"dece_ci": list(dece_ci)} if dece_ci is not None else {}),
         reliability=[
             DetectionReliabilityBin(
                 low=float(edges[b]),

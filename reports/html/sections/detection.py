@@ -44,7 +44,6 @@ def _metric_row(c: DetectionCondition) -> dict[str, Any]:
         "images": m.n_images,
         "objects": m.n_objects,
         "map": fmt_num(m.map),
-        "map_ci": fmt_num_ci(m.map_ci),
         "map_50": fmt_num(m.map_50),
         "recall": fmt_pct(m.recall),
         "recall_ci": fmt_ci(m.recall_ci),
@@ -58,7 +57,6 @@ def _metric_row(c: DetectionCondition) -> dict[str, Any]:
         "missed_per_image_ci": fmt_num_ci(m.missed_per_image_ci, 2),
         "counts": f"{DASH if m.tp is None else m.tp} / {DASH if m.fp is None else m.fp} / {m.fn}",
         "dece": fmt_num(cal.dece) if cal is not None else DASH,
-        "dece_ci": fmt_num_ci(cal.dece_ci) if cal is not None else DASH,
         "scored": cal.detections if cal is not None else None,
     }
 

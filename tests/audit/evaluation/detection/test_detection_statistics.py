@@ -172,7 +172,7 @@ def test_none_where_there_is_no_denominator():
     [
         ({"image_keys": np.array([1, 1, 2, 3])}, "same key"),
         ({"image_keys": np.array([1, 2, 3])}, "expected 4 image keys"),
-        ({"image_keys": np.array([-1, 2, 3, 4])}, "non-negative"),
+        ({"image_keys": np.array([-1, 2, 3, 4])}, r"integers in \[0, 2\*\*63\)"),
         ({"image_index": [0, 0]}, "twice"),
         ({"image_index": [4]}, r"\[0, 4\)"),
         ({"n_bootstrap": 0}, "positive integer"),
