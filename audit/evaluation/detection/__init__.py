@@ -1,7 +1,11 @@
-"""Object detectors: ground truth, detections, COCO metrics and the operating point (issue 25).
+"""Object detectors (``task: detection``): ground truth, the detector, its pass and its metrics.
 
-Library modules that the detection task is being built from; the config, runner, policies and
-reports do not use them yet.
+The runner (:mod:`audit.detection_run`) uses them through :mod:`audit.evaluation`'s public names:
+:mod:`~audit.evaluation.detection.evaluate` (the data and the streaming pass, detections spilled per
+condition), :mod:`~audit.evaluation.detection.model` (loading a detector in any format),
+:mod:`~audit.evaluation.detection.summary` (the metrics of each condition and group, the gap tests,
+mPC / rPC, ``detections.json`` and ``detections.csv``) and :mod:`~audit.evaluation.detection.results`
+(the whole results and the report's example images). They are built from:
 
 - :mod:`audit.evaluation.detection.annotations` — the ground-truth readers: a COCO instances
   JSON (:func:`~audit.evaluation.detection.annotations.read_coco`), a YOLO-format folder
@@ -20,4 +24,7 @@ reports do not use them yet.
 - :mod:`audit.evaluation.detection.tide` — the TIDE error decomposition (equal to tidecv).
 - :mod:`audit.evaluation.detection.calibration` — the detection calibration error D-ECE and its
   reliability diagram (equal to netcal), from per-image sums a bootstrap can resample.
+- :mod:`audit.evaluation.detection.statistics` — cluster-bootstrap intervals over images, the recall
+  gap tests (every pair, jackknife standard errors, Holm) and mPC / rPC.
+- :mod:`audit.evaluation.detection.hf_detector` — Hugging Face ``AutoModelForObjectDetection`` folders.
 """

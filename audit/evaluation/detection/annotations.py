@@ -288,15 +288,17 @@ def _load_json(path: Path, max_bytes: int) -> Any:
         if size > max_bytes:
             raise AuditError(f"{path}: annotation file is {size} bytes; at most {max_bytes} are read")
         with path.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)  # the file may have grown since stat
+            # the file may have grown since stat: read one byte past its size to tell (read(n) would
+            # allocate n bytes up front, so n is the file's size, not the limit)
+            raw = handle.read(min(size, max_bytes) + 1)
     except FileNotFoundError:
         raise AuditError(f"{path}: annotation file not found") from None
     except IsADirectoryError:
         raise AuditError(f"{path}: is a folder, not a COCO annotation file") from None
     except OSError as err:
         raise AuditError(f"{path}: cannot read the annotation file ({err.strerror or err})") from None
-    if len(raw) > max_bytes:
-        raise AuditError(f"{path}: annotation file is more than {max_bytes} bytes; at most {max_bytes} are read")
+    if len(raw) > size:
+        raise AuditError(f"{path}: the annotation file grew while it was read (past {size} bytes); run again")
     try:
         return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:

@@ -377,6 +377,8 @@ ALLOWED = {
     "audit/contract/results/summaries.py": "schema descriptions",
     # COCOeval.stats positions under faster-coco-eval's own names (cvaudit's "map" is its "map" too)
     "audit/evaluation/detection/coco_metrics.py": "COCOeval stats names",
+    # the detection demo's policy rules, written by the demo (the classifier demo's is a built-in YAML)
+    "audit/demo_detection.py": "the detection demo's policy rules",
     # the pytest helpers named after their metric (assert_map, assert_recall)
     "audit/testing.py": "assert_map / assert_recall",
     # which metrics an object-level group carries (recall and its counts; COCO AP for size and class)
