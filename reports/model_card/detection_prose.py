@@ -165,7 +165,7 @@ def bias(f: CardFacts, esc: Esc) -> list[str]:
         worst, best = span
         gap = best.metrics.recall - worst.metrics.recall
         test = tests.get(("clean", attribute))
-        p = f" (Holm-adjusted p = {test.p_holm:.3g})" if test is not None and test.p_holm is not None else ""
+        p = f" (Holm-adjusted p {_p(test.p_holm)})" if test is not None and test.p_holm is not None else ""
         out.append(
             f"{esc(attribute)}: clean recall at the operating point ranges from {share(worst.metrics.recall)} "
             f"({esc(worst.value)}) to {share(best.metrics.recall)} ({esc(best.value)}), a gap of {points(gap)}{p}."
@@ -191,3 +191,8 @@ def bias(f: CardFacts, esc: Esc) -> list[str]:
         kinds.append(f"the object groupings {_names(objects, esc)}")
     out.append(f"Groups are those of {' and '.join(kinds)}; characteristics not recorded were not examined.")
     return out
+
+
+def _p(value: float) -> str:
+    """A p-value as a sentence gives it: ``< 0.001`` (a p of exactly 0 is a rounding, not a certainty) or ``= 0.04``."""
+    return "< 0.001" if value < 0.001 else f"= {value:.3g}"

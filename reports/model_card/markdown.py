@@ -189,7 +189,7 @@ def _detection_evaluation(f: CardFacts, d: DetectionFacts) -> list[str]:
             "|---|---|---|---|---:|---:|---:|",
         ]
         for t in tests:
-            p = "—" if t.p_holm is None else f"{t.p_holm:.3g}"
+            p = "—" if t.p_holm is None else ("< 0.001" if t.p_holm < 0.001 else f"{t.p_holm:.3g}")
             lines.append(
                 _cells(
                     [
