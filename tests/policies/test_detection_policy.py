@@ -78,12 +78,15 @@ def test_condition_metrics_point_and_interval_ends():
 def test_detection_calibration_error_of_a_condition():
     got = _judge(
         {"id": "dece", "condition": "clean", "metric": "dece", "max": 0.05},
-        {"id": "dece-lower", "condition": "clean", "metric": "dece", "max": 0.05, "judge": "ci_lower"},
         {"id": "night", "condition": "night@3", "metric": "dece", "max": 0.1},
     )
     assert (got["dece"]["status"], got["dece"]["observed"], got["dece"]["n"]) == ("fail", 0.06, 450)
-    assert (got["dece-lower"]["status"], got["dece-lower"]["observed"]) == ("pass", 0.04)
     assert got["night"]["status"] == "fail" and "no calibration stored for night@3" in got["night"]["message"]
+
+
+def test_an_interval_of_the_calibration_error_is_refused_before_judging():
+    with pytest.raises(PolicyError, match="needs an interval of 'dece'"):
+        _judge({"id": "dece-lower", "condition": "clean", "metric": "dece", "max": 0.05, "judge": "ci_lower"})
 
 
 def test_image_and_object_groups():
@@ -342,7 +345,7 @@ def test_plan_from_stored_detection_results():
     assert plan.condition_ids == ["clean", "night@3"] and plan.stressors == ["night"]
     assert plan.attributes["camera"] == ("A", "B", "C")
     assert plan.attributes["object.size"] == ("small", "medium", "large")
-    assert plan.intervals == {"recall", "fp_per_image", "dece"}
+    assert plan.intervals == {"recall", "fp_per_image"}  # D-ECE carries no interval (coverage unmeasured)
     assert "detection" in plan.sections and "conditions" not in plan.sections
     assert stop_targets(_policy({"id": "m", "condition": "clean", "metric": "recall", "min": 0.5}), plan) == []
 
