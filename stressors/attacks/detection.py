@@ -37,6 +37,7 @@ convolutions). At ε = 0 the ball is a point: the clean images come back exactly
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -243,6 +244,40 @@ class DetectionPGD:
                 "returns only its detections' scores (output: boxes); use objective: vanishing or output: yolo"
             )
 
+    def _probe(self, target: DetectionTarget, images: Tensor) -> None:
+        """Refuse a detector whose scores carry no usable input gradient (probed once per target).
+
+        One forward and backward pass on the first 8 images with a fixed linear functional of all
+        candidate scores: a detached output, or a None, non-finite or all-zero gradient, is one
+        :class:`StressorError` line (as the classifier attacks' probe).
+        """
+        probed = self.__dict__.setdefault("_probed", weakref.WeakSet())
+        try:
+            if target in probed:
+                return
+        except TypeError:  # an unhashable target is probed every call
+            probed = None
+        if images.shape[0] == 0:
+            return
+        x = images[:8].detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            _, scores = self._candidates(target, x)
+            if not scores.requires_grad:
+                raise StressorError(
+                    f"{self.name}: the detector's scores are detached from the input (no_grad, .detach(), numpy); "
+                    "gradient attacks cannot run on it"
+                )
+            weights = torch.linspace(0.5, 1.5, scores.shape[-1], device=scores.device, dtype=scores.dtype)
+            (grad,) = torch.autograd.grad((scores * weights).sum(), x, allow_unused=True)
+        if grad is None or not bool(torch.isfinite(grad).all()) or not bool(grad.abs().amax() > 0):
+            what = "None" if grad is None else ("not finite" if not bool(torch.isfinite(grad).all()) else "all zero")
+            raise StressorError(
+                f"{self.name}: the input gradient of the detector's scores is {what} on a probe batch "
+                "(rounding, quantisation or argmax in its preprocessing); a gradient attack would overstate robustness"
+            )
+        if probed is not None:
+            probed.add(target)
+
     # ------------------------------------------------------------------ the attack
 
     def attack_boxes(
@@ -281,6 +316,7 @@ class DetectionPGD:
             raise StressorError(f"{self.name}: sample_ids must be an int64 tensor of shape ({n},)")
         _check_truth(self.name, boxes, labels, n, tuple(images.shape[2:]))
         self.check_target(target)
+        self._probe(target, images)
         eps = float(severity)
         seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=eps)
         x0 = images.detach()

@@ -45,7 +45,7 @@ class DetectorTarget:
         output: ``yolo`` or ``boxes``.
     """
 
-    def __init__(self, model: torch.nn.Module, *, output: str | None = None, fmt: str | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, *, output: str | None = None) -> None:
         self.model = model
         self.output = output or _output_kind(model)
         self.num_classes = int(getattr(model, "num_classes", 0))
@@ -53,10 +53,12 @@ class DetectorTarget:
         self.class_scores = self.output == "yolo"
         if self.has_gradients:
             self.no_gradient_reason = None
-        elif fmt == "huggingface":
+        elif type(getattr(model, "net", None)).__name__ == "HFDetector":
             self.no_gradient_reason = "a Hugging Face detector decodes through the library's post-processing"
-        else:
+        elif type(getattr(model, "net", None)).__name__ == "_OnnxOutputs":
             self.no_gradient_reason = "an ONNX model runs in onnxruntime, which gives no gradient"
+        else:
+            self.no_gradient_reason = "has_gradients=False"
 
     def candidates(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, H, W) in [0, 1] -> boxes (B, A, 4) xyxy input pixels, scores (B, A, K); differentiable."""
@@ -67,9 +69,10 @@ class DetectorTarget:
         return _box_candidates(raw, images.shape[0], self.num_classes, images)
 
 
-def attack_target(model: torch.nn.Module, *, output: str | None = None, fmt: str | None = None) -> DetectorTarget:
-    """Wrap a loaded detector for the detection attacks (see the module docstring)."""
-    return DetectorTarget(model, output=output, fmt=fmt)
+def attack_target(model: torch.nn.Module, *, output: str | None = None) -> DetectorTarget:
+    """Wrap a loaded detector for the detection attacks (see the module docstring); ``output`` defaults
+    to the decoder the model was loaded with."""
+    return DetectorTarget(model, output=output)
 
 
 def _yolo_candidates(raw: object, num_classes: int) -> tuple[Tensor, Tensor]:
