@@ -1,4 +1,5 @@
-"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump.
+"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump; and the
+attacks on object detectors, detection_pgd and detection_pgd_l2 (:mod:`stressors.attacks.detection`).
 
 Each class has ``name``, ``severities`` (the epsilons, pixel units of [0, 1]),
 ``model_aware = True`` and
@@ -13,5 +14,16 @@ Defaults and their sources are in :mod:`stressors.attacks.gradient` and
 """
 
 from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump
+from stressors.attacks.detection import DetectionPGD, DetectionPGDL2
 
-__all__ = ["FGSM", "PGD", "PGDL2", "Attack", "AttackResult", "DeepFool", "HopSkipJump"]
+__all__ = [
+    "FGSM",
+    "PGD",
+    "PGDL2",
+    "Attack",
+    "AttackResult",
+    "DeepFool",
+    "DetectionPGD",
+    "DetectionPGDL2",
+    "HopSkipJump",
+]
