@@ -16,15 +16,22 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from audit.contract.results import DetectionCalibration, DetectionCondition, DetectionExample, TideError
+from audit.contract.results import (
+    DetectionAttack,
+    DetectionCalibration,
+    DetectionCondition,
+    DetectionExample,
+    TideError,
+)
 from reports.html.charts import ChartView, DataTable
 from reports.html.formatting import DASH, finite, fmt_num, fmt_pct
-from reports.plots import PALETTE, _svg, _text
+from reports.plots import PALETTE, Series, _svg, _text, line_chart
 
 __all__ = [
     "BOX_STYLES",
     "BoxStyle",
     "ExampleView",
+    "attack_charts",
     "example_view",
     "fmt_num_ci",
     "legend_svg",
@@ -467,3 +474,53 @@ def legend_svg() -> Markup:
         x += 42 + 5.6 * len(text)
     alt = "Legend of the boxes drawn on the example images. " + "; ".join(described) + "."
     return _svg(640, y + 22, body, alt)
+
+
+#: How the attack charts name each norm's budget.
+NORM_WORDS = {"linf": "L\u221e", "l2": "L2"}
+
+
+def _eps_tick(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
+def attack_charts(attacks: Sequence[DetectionAttack]) -> list[ChartView]:
+    """Robust mAP against ε, one chart per norm: per attack (label, objective) a line under the attack and a
+    line under random noise of the same norm and ε; an empty list without attacks."""
+    views = []
+    for norm in ("linf", "l2"):
+        mine = [a for a in attacks if a.norm == norm and a.points]
+        if not mine:
+            continue
+        series = []
+        for a in mine:
+            name = f"{a.attack} ({a.objective})"
+            series.append(Series(name, [(p.epsilon, p.map) for p in a.points]))
+            series.append(Series(f"{name}: random noise", [(p.epsilon, p.map_noise) for p in a.points]))
+        words = NORM_WORDS[norm]
+        title = f"Robust mAP against the {words} attack budget epsilon"
+        svg = line_chart(
+            series,
+            title=title,
+            x_label=f"\u03b5 ({words} budget in pixel units of [0, 1] at the model input)",
+            x_prefix="at \u03b5 =",
+            y_label="mAP (%)",
+        )
+        xs = sorted({p.epsilon for a in mine for p in a.points})
+        rows = []
+        for s in series:
+            by_x = dict(s.points)
+            rows.append((s.label, [fmt_num(by_x.get(x)) if x in by_x else DASH for x in xs]))
+        table = DataTable(
+            f"COCO mAP (0 to 1) per attack and its random-noise baseline (rows) and {words} budget \u03b5 (columns);"
+            " \u03b5 = 0 is the unaltered images through the attack path.",
+            "attack",
+            [f"\u03b5 = {_eps_tick(x)}" for x in xs],
+            rows,
+        )
+        caption = (
+            f"mAP under each {words} gradient attack and under uniform random noise of the same norm and \u03b5;"
+            " an attack line at or above its noise line means the attack is broken or its gradients are masked."
+        )
+        views.append(ChartView(title, svg, caption, table))
+    return views

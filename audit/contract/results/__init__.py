@@ -38,6 +38,9 @@ from audit.contract.results.conditions import (
     StopDecision,
 )
 from audit.contract.results.detection import (
+    AttackCheckFinding,
+    AttackCurvePoint,
+    DetectionAttack,
     DetectionBox,
     DetectionCalibration,
     DetectionCondition,
@@ -89,6 +92,8 @@ __all__ = [
     "CLASSIFICATION_KEYS",
     "SCHEMA_VERSION",
     "AdversarialCheck",
+    "AttackCheckFinding",
+    "AttackCurvePoint",
     "AttackReference",
     "BaselineRow",
     "BreakingPointDisparity",
@@ -98,6 +103,7 @@ __all__ = [
     "CorruptionError",
     "CorruptionSummary",
     "DatasetInfo",
+    "DetectionAttack",
     "DetectionBox",
     "DetectionCalibration",
     "DetectionCondition",

@@ -24,6 +24,9 @@ from pydantic import Field
 from audit.contract.results.base import Interval, Node, Rate
 
 __all__ = [
+    "AttackCheckFinding",
+    "AttackCurvePoint",
+    "DetectionAttack",
     "DetectionBox",
     "DetectionCalibration",
     "DetectionCondition",
@@ -247,6 +250,44 @@ class DetectionExample(Node):
     detections: list[DetectionBox]
 
 
+class AttackCurvePoint(Node):
+    """One ε of a detection attack's robust-mAP curve (:mod:`audit.evaluation.detection.attack_checks`)."""
+
+    epsilon: float = Field(
+        ge=0.0, description="the budget in the attack's norm, pixel units of [0, 1] at the model input"
+    )
+    map: float = Field(description="COCO AP@[.5:.95] under the attack")
+    recall: float | None = Field(description="recall at the operating point under the attack; null without objects")
+    map_noise: float = Field(description="COCO AP@[.5:.95] under random noise of the same norm and epsilon")
+    recall_noise: float | None = Field(description="recall at the operating point under that noise")
+    loss_clean: float = Field(description="mean per-image attack objective on the clean images")
+    loss_final: float = Field(description="mean per-image attack objective on the attacked images")
+    loss_decrease_share: float | None = Field(
+        description="share of images with a clean objective > 0 whose objective the attack lowered"
+    )
+
+
+class AttackCheckFinding(Node):
+    """One sanity check of a detection attack (ids in :mod:`audit.evaluation.detection.attack_checks`)."""
+
+    check: str = Field(description="the check's stable id, e.g. 'detection_attack.stronger_than_noise'")
+    status: Literal["pass", "fail", "warn", "insufficient_data"]
+    observed: float | None = Field(description="the number the check compared (see the check's definition)")
+    message: str
+
+
+class DetectionAttack(Node):
+    """A gradient attack on the detector: its robust-mAP curve and sanity checks."""
+
+    attack: str = Field(description="the attack's label (its stressor name unless the config gives a label)")
+    norm: Literal["linf", "l2"]
+    objective: Literal["vanishing", "mislabel"]
+    clean_map: float = Field(description="COCO AP@[.5:.95] on the clean images the attack ran on")
+    clean_recall: float | None = Field(description="recall at the operating point on those clean images")
+    points: list[AttackCurvePoint] = Field(description="one per epsilon, ascending")
+    checks: list[AttackCheckFinding]
+
+
 class DetectionResults(Node):
     """Everything a detection audit measured (results.json ``detection``)."""
 
@@ -259,4 +300,7 @@ class DetectionResults(Node):
     gap_tests: list[DetectionGapTest]
     examples: list[DetectionExample] | None = Field(
         default=None, description="present when the policy allows images: the images the report draws"
+    )
+    attacks: list[DetectionAttack] | None = Field(
+        default=None, description="present when gradient attacks ran: robust mAP against epsilon and the checks"
     )

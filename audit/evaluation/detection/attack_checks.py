@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from audit.contract.results import DetectionAttack
 from audit.evaluation.detection.coco_metrics import CocoEvaluator, ImageDetections, ImageTruth, write_detections_json
 from audit.evaluation.detection.operating_point import count_matches, match_images, summarize
 
@@ -216,6 +217,24 @@ def attack_sanity_checks(
             )
         )
     return out
+
+
+def attack_result(
+    curve: AttackCurve, findings: Sequence[dict[str, Any]], *, label: str | None = None
+) -> DetectionAttack:
+    """The results.json entry (``detection.attacks[]``) of a curve and its findings."""
+    checks = [{k: f[k] for k in ("check", "status", "observed", "message")} for f in findings]
+    return DetectionAttack.model_validate(
+        {
+            "attack": label or curve.attack,
+            "norm": curve.norm,
+            "objective": curve.objective,
+            "clean_map": curve.clean_map,
+            "clean_recall": curve.clean_recall,
+            "points": [asdict(p) for p in sorted(curve.points, key=lambda p: p.epsilon)],
+            "checks": checks,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- API-level curve

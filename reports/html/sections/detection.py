@@ -16,6 +16,7 @@ from reports.html.context import ReportContext
 from reports.html.detection_charts import (
     BOX_STYLES,
     TIDE_WORDS,
+    attack_charts,
     example_view,
     fmt_num_ci,
     legend_svg,
@@ -193,5 +194,17 @@ def detection(ctx: ReportContext) -> dict[str, Any] | None:
             "examples_dropped": len(det.examples or []) - len(examples),
             "legend": legend_svg() if examples else None,
             "box_styles": BOX_STYLES,
+            "attack_charts": attack_charts(det.attacks or []),
+            "attack_checks": [
+                {
+                    "attack": a.attack,
+                    "objective": a.objective,
+                    "check": f.check,
+                    "status": f.status,
+                    "message": f.message,
+                }
+                for a in det.attacks or []
+                for f in a.checks
+            ],
         }
     }
