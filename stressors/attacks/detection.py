@@ -168,6 +168,12 @@ class DetectionPGD:
     #: The smallest ε counted as "very large" by the gradient-masking probe
     #: (:mod:`audit.evaluation.detection.attack_checks`): there recall should be about 0.
     zero_recall_epsilon: ClassVar[float] = 0.3
+    # The classifier traits every registered attack declares (tests/stressors/test_traits.py); the
+    # classifier's checks and breaking points do not apply to a detection attack.
+    zero_accuracy_epsilon: ClassVar[float] = 0.3
+    stronger_than_single_step: ClassVar[bool] = False
+    bisectable: ClassVar[bool] = False
+    minimisation: ClassVar[bool] = False
     default_epsilons: ClassVar[tuple[float, ...]] = Attack.default_epsilons
     _epsilon_upper: ClassVar[float | None] = 1.0
 
@@ -438,6 +444,7 @@ class DetectionPGDL2(DetectionPGD):
     name: ClassVar[str] = "detection_pgd_l2"
     norm: ClassVar[str] = "l2"
     zero_recall_epsilon: ClassVar[float] = 10.0
+    zero_accuracy_epsilon: ClassVar[float] = 10.0
     default_epsilons: ClassVar[tuple[float, ...]] = (0.0, 0.25, 0.5, 1.0)
     _epsilon_upper: ClassVar[float | None] = None
 

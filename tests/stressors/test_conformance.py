@@ -24,7 +24,9 @@ from stressors.testing import (
     tiny_classifier,
 )
 
-REGISTERED = stressors.available()
+#: Attacks on detectors (trait ``attacks_detector``) take boxes, not a classifier's labels: their
+#: conformance (bound, determinism, batch invariance) is in tests/audit/evaluation/detection/test_detection_attacks.py.
+REGISTERED = [n for n in stressors.available() if not getattr(stressors.factory(n), "attacks_detector", False)]
 ATTACKS = {name for name in REGISTERED if getattr(stressors.get(name), "model_aware", False)}
 
 #: Option modes of the built-ins beyond their defaults.
