@@ -12,8 +12,13 @@ with gradients, the model's normalisation applied.
   :func:`~audit.evaluation.detection.outputs.decode_boxes`), padded to the batch's largest count;
   a detection's score sits in the column of its label, the other columns are 0
   (``class_scores = False``: vanishing only).
-- ONNX and Hugging Face models have ``has_gradients = False`` (onnxruntime gives no gradient;
-  the Hugging Face path decodes through the library's post-processing): a gradient attack is
+- Hugging Face (``model.format: huggingface``): the model's own output before its processor's
+  post-processing, every query a candidate: ``pred_boxes`` (normalised ``cx, cy, w, h``) scaled to
+  input pixels, and the class scores as the processor computes them from ``logits`` — a softmax
+  without the last ("no object") column for the DETR-style heads (:data:`HF_SOFTMAX`), a sigmoid for
+  the focal-loss heads (:data:`HF_SIGMOID`; the processor's top-k is not applied, so the candidates
+  are a superset of what it keeps). Both objectives. Any other ``model_type`` is refused with one line.
+- ONNX models have ``has_gradients = False`` (onnxruntime gives no gradient): a gradient attack is
   refused with one line naming the reason.
 """
 
@@ -26,7 +31,13 @@ from torch import Tensor
 
 from audit.contract.errors import AuditError
 
-__all__ = ["DetectorTarget", "attack_target"]
+__all__ = ["HF_SIGMOID", "HF_SOFTMAX", "DetectorTarget", "attack_target"]
+
+#: Hugging Face ``model_type`` values whose processor scores a query by a softmax over its logits
+#: minus the last ("no object") class.
+HF_SOFTMAX = ("detr", "yolos", "table-transformer")
+#: ``model_type`` values whose processor scores by a sigmoid of every logit (focal-loss heads).
+HF_SIGMOID = ("conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2")
 
 
 def _output_kind(model: object) -> str:
@@ -51,10 +62,20 @@ class DetectorTarget:
         self.num_classes = int(getattr(model, "num_classes", 0))
         self.has_gradients = bool(getattr(model, "has_gradients", False))
         self.class_scores = self.output == "yolo"
+        self.hf_scores: str | None = None
+        if type(getattr(model, "net", None)).__name__ == "HFDetector":
+            model_type = str(getattr(model.net.model.config, "model_type", ""))
+            self.hf_scores = "softmax" if model_type in HF_SOFTMAX else "sigmoid" if model_type in HF_SIGMOID else None
+            self.has_gradients = self.hf_scores is not None
+            self.class_scores = self.has_gradients
+            self.output = "huggingface"
         if self.has_gradients:
             self.no_gradient_reason = None
-        elif type(getattr(model, "net", None)).__name__ == "HFDetector":
-            self.no_gradient_reason = "a Hugging Face detector decodes through the library's post-processing"
+        elif self.output == "huggingface":
+            self.no_gradient_reason = (
+                f"a Hugging Face {model_type!r} detector, whose class scores cvaudit does not know how its processor "
+                f"computes; supported: {', '.join(HF_SOFTMAX + HF_SIGMOID)}"
+            )
         elif type(getattr(model, "net", None)).__name__ == "_OnnxOutputs":
             self.no_gradient_reason = "an ONNX model runs in onnxruntime, which gives no gradient"
         else:
@@ -63,7 +84,10 @@ class DetectorTarget:
     def candidates(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, H, W) in [0, 1] -> boxes (B, A, 4) xyxy input pixels, scores (B, A, K); differentiable."""
         model = self.model
-        raw = model.net((images - model.mean) / model.std)
+        x = (images - model.mean) / model.std
+        if self.hf_scores is not None:
+            return _hf_candidates(model.net.model, x, self.hf_scores)
+        raw = model.net(x)
         if self.output == "yolo":
             return _yolo_candidates(raw, self.num_classes)
         return _box_candidates(raw, images.shape[0], self.num_classes, images)
@@ -86,6 +110,16 @@ def _yolo_candidates(raw: object, num_classes: int) -> tuple[Tensor, Tensor]:
     cx, cy, w, h = per_anchor[..., 0], per_anchor[..., 1], per_anchor[..., 2], per_anchor[..., 3]
     boxes = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
     return boxes, per_anchor[..., 4:]
+
+
+def _hf_candidates(net: torch.nn.Module, x: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+    out = net(pixel_values=x, return_dict=True)
+    logits, boxes = out.logits, out.pred_boxes  # (B, Q, K [+ 1]), (B, Q, 4) normalised cx, cy, w, h
+    scores = torch.softmax(logits, dim=-1)[..., :-1] if kind == "softmax" else torch.sigmoid(logits)
+    h, w = x.shape[2:]
+    cx, cy, bw, bh = boxes.unbind(-1)
+    xyxy = torch.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), dim=-1)
+    return xyxy * torch.tensor([w, h, w, h], dtype=xyxy.dtype, device=xyxy.device), scores
 
 
 def _box_candidates(raw: object, batch: int, num_classes: int, like: Tensor) -> tuple[Tensor, Tensor]:

@@ -280,3 +280,45 @@ def test_box_iou_against_hand_values():
     b = torch.tensor([[0.0, 0, 4, 4], [4, 4, 8, 8]])
     expected = np.array([[1, 0], [4 / 28, 4 / 28], [0, 0]])
     assert np.allclose(box_iou(a, b).numpy(), expected)
+
+
+def test_hugging_face_detr_candidates_are_its_processors_scores_before_thresholding_and_attackable(tmp_path):
+    """The candidates equal post_process_object_detection at threshold -1 (every query, best class), and the
+    vanishing attack lowers its objective (both objectives run: every class's score is there)."""
+    pytest.importorskip("transformers")
+    from test_hf_detector import SIZE as HF_SIZE
+    from test_hf_detector import save_tiny_detr
+
+    folder = save_tiny_detr(tmp_path / "detr")
+    cfg = ModelConfig(path=folder, format="huggingface", input_size=HF_SIZE)
+    model, _ = load_detector(cfg, output="boxes", num_classes=3, device=CPU, base_dir=None, score_threshold=0.0)
+    target = attack_target(model)
+    assert target.has_gradients and target.class_scores
+    x = torch.rand(2, 3, *HF_SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        cand, scores = target.candidates(x)
+        net = model.net
+        outputs = net.model(pixel_values=(x - model.mean) / model.std, return_dict=True)
+        ref = net.processor.post_process_object_detection(
+            outputs, threshold=-1.0, target_sizes=torch.tensor([list(HF_SIZE)] * 2)
+        )
+    for b in range(2):
+        assert torch.allclose(cand[b], ref[b]["boxes"], atol=1e-4)
+        best, label = scores[b].max(dim=-1)
+        assert torch.allclose(best, ref[b]["scores"], atol=1e-6) and torch.equal(label, ref[b]["labels"])
+    # attack the best query's box as a ground-truth object of its class
+    top = scores.max(dim=-1).values.argmax(dim=1)
+    boxes = [cand[b, top[b]].unsqueeze(0) for b in range(2)]
+    labels = [scores[b, top[b]].argmax().view(1) for b in range(2)]
+    for objective in ("vanishing", "mislabel"):
+        attack = DetectionPGD(epsilons=[8 / 255], steps=5, objective=objective)
+        res = attack.attack_boxes(target, x, boxes, labels, severity=8 / 255, sample_ids=torch.tensor([1, 2]), seed=0)
+        assert bool((res.loss_final < res.loss_clean).all())
+    # a model type whose scoring cvaudit does not know is refused with one line
+    model.net.model.config.model_type = "owlv2"
+    with pytest.raises(StressorError) as err:
+        DetectionPGD().attack_boxes(
+            attack_target(model), x, boxes, labels, severity=0.0, sample_ids=IDS1.repeat(2), seed=0
+        )
+    assert str(err.value).startswith("detection_pgd: the detector has no gradients (a Hugging Face 'owlv2' detector")
+    assert "\n" not in str(err.value)
