@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from audit.contract.seeds import derive_seed
 from stressors.base import ImageStressor, Params, StressorError, generator, interpolate_level, noise_like, uniform
+from stressors.boxes import check_boxes
 
 #: Fraction of the image area hidden, per severity.
 COVERAGE = (0.05, 0.10, 0.20, 0.30, 0.45)
@@ -131,9 +131,8 @@ class Occlusion(ImageStressor):
         checked = boxes
         if isinstance(sample_ids, Tensor) and sample_ids.ndim == 1:  # else the base class names the fault
             checked = check_box_list(boxes, int(sample_ids.shape[0]), self.name)
-        params = super().sample_params(sample_ids, severity, seed=seed, fractional=fractional, **_boxes_kw(checked))
-        values = params.values or self._sample_with_boxes(list(params.seeds), params.severity, checked)
-        return ObjectParams(severity=params.severity, values=values, seeds=params.seeds)
+        params = super().sample_params(sample_ids, severity, seed=seed, fractional=fractional, boxes=checked)
+        return ObjectParams(severity=params.severity, values=params.values, seeds=params.seeds)
 
     def object_measures(
         self, boxes: Sequence[Tensor], params: Params, size: tuple[int, int]
@@ -161,7 +160,7 @@ class Occlusion(ImageStressor):
         if not self.needs_boxes:
             return {}
         h, w = int(size[0]), int(size[1])
-        checked = check_box_list(boxes, len(params.seeds), self.name)
+        checked = check_boxes(boxes, len(params.seeds), (h, w), self.name)
         valid = _object_values(params, self.name)[1]
         for i, b in enumerate(checked):
             if b.shape[0] != int(valid[i].sum()):
@@ -176,8 +175,6 @@ class Occlusion(ImageStressor):
         return _sample_objects(seeds, severity, check_box_list(boxes, len(seeds), self.name))
 
     def _sample(self, seeds: list[int], severity: float) -> dict[str, Tensor]:
-        if self.needs_boxes:  # drawn per object by _sample_with_boxes
-            return {}
         coverage = interpolate_level(COVERAGE, severity)
         u = uniform(seeds, 4, stream=1)
         ellipse = u[:, 0] < 0.5
@@ -242,11 +239,6 @@ class ObjectParams(Params):
             if key != "valid":
                 out[key] = value[index][valid].tolist()
         return out
-
-
-def _boxes_kw(boxes: Any) -> dict[str, Any]:
-    """``boxes=`` for :meth:`ImageStressor.sample_params` where it takes them (the box API), else nothing."""
-    return {"boxes": boxes} if "boxes" in inspect.signature(ImageStressor.sample_params).parameters else {}
 
 
 def check_box_list(boxes: Any, n: int, name: str) -> list[Tensor]:
