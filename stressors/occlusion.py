@@ -12,7 +12,7 @@ from torch import Tensor
 
 from audit.contract.seeds import derive_seed
 from stressors.base import ImageStressor, Params, StressorError, generator, interpolate_level, noise_like, uniform
-from stressors.boxes import check_boxes
+from stressors.boxes import FRAME_TOLERANCE, check_boxes
 
 #: Fraction of the image area hidden, per severity.
 COVERAGE = (0.05, 0.10, 0.20, 0.30, 0.45)
@@ -313,39 +313,40 @@ def object_occluder_mask(
         returns (N, 1, H, W).
     """
     occ, valid = _object_values(params, name)
-    bad = valid & ((occ[..., 2] > width) | (occ[..., 3] > height))
+    bad = valid & ((occ[..., 2] > width + FRAME_TOLERANCE) | (occ[..., 3] > height + FRAME_TOLERANCE))
     if bad.any():
         i, k = (int(v) for v in bad.nonzero()[0])
         raise StressorError(
             f"{name}: box {k} of sample {i} lies outside the {height}x{width} image "
             "(boxes are xyxy pixels in [0, W] x [0, H])"
         )
-    xs = torch.arange(width, dtype=torch.float64) + 0.5
-    ys = torch.arange(height, dtype=torch.float64) + 0.5
-    inside_x = (xs >= occ[..., 0:1]) & (xs < occ[..., 2:3]) & valid[..., None]  # (N, K, W)
-    inside_y = (ys >= occ[..., 1:2]) & (ys < occ[..., 3:4]) & valid[..., None]  # (N, K, H)
-    fx = inside_x.to(device=device, dtype=torch.float32)
-    fy = inside_y.to(device=device, dtype=torch.float32)
-    return (fy.transpose(1, 2) @ fx > 0)[:, None]
+    # pixel column c is hidden when x0 <= c + 0.5 < x1, i.e. ceil(x0 - 0.5) <= c < ceil(x1 - 0.5)
+    cols = torch.ceil(occ[..., 0::2] - 0.5).clamp(0, width).long()
+    rows = torch.ceil(occ[..., 1::2] - 0.5).clamp(0, height).long()
+    mask = torch.zeros(occ.shape[0], 1, height, width, dtype=torch.bool)
+    for i, k in valid.nonzero().tolist():
+        mask[i, 0, rows[i, k, 0] : rows[i, k, 1], cols[i, k, 0] : cols[i, k, 1]] = True
+    return mask.to(device)
 
 
-def _pixel_weights(lo: Tensor, hi: Tensor, size: int) -> Tensor:
-    """(K, size): the length of [lo, hi) inside each pixel [j, j + 1); a zero-length extent weighs its pixel 1."""
-    j = torch.arange(size, dtype=torch.float64)
-    weights = (torch.minimum(hi[:, None], j + 1) - torch.maximum(lo[:, None], j)).clamp(min=0)
-    point = hi <= lo
-    if point.any():
-        at = lo[point].floor().clamp(0, size - 1).long()
-        weights[point] = (j[None, :] == at[:, None]).to(torch.float64)
-    return weights
+def _extent(lo: float, hi: float, size: int) -> tuple[int, Tensor]:
+    """First pixel and per-pixel lengths of [lo, hi) along one axis; a zero-length extent weighs its pixel 1."""
+    if hi <= lo:
+        return min(max(math.floor(lo), 0), size - 1), torch.ones(1, dtype=torch.float64)
+    first = min(max(math.floor(lo), 0), size - 1)
+    last = max(min(math.ceil(hi), size), first + 1)
+    j = torch.arange(first, last, dtype=torch.float64)
+    return first, (torch.minimum(j + 1, torch.tensor(hi)) - torch.maximum(j, torch.tensor(lo))).clamp(min=0)
 
 
 def _hidden_fraction(boxes: Tensor, mask: Tensor) -> Tensor:
-    """(K,) float64: area of each box hidden by ``mask`` (H, W float64) / the box's area."""
-    if not boxes.shape[0]:
-        return torch.zeros(0, dtype=torch.float64)
+    """(K,) float64: area of each box hidden by ``mask`` (H, W float64) / the box's area (in the frame)."""
     h, w = mask.shape
-    wx = _pixel_weights(boxes[:, 0], boxes[:, 2], w)
-    wy = _pixel_weights(boxes[:, 1], boxes[:, 3], h)
-    hidden = torch.einsum("kh,hw,kw->k", wy, mask, wx)
-    return (hidden / (wx.sum(1) * wy.sum(1))).clamp(0.0, 1.0)
+    out = torch.zeros(boxes.shape[0], dtype=torch.float64)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        c0, wx = _extent(x1, x2, w)
+        r0, wy = _extent(y1, y2, h)
+        window = mask[r0 : r0 + wy.shape[0], c0 : c0 + wx.shape[0]]
+        total = float(wy.sum()) * float(wx.sum())
+        out[k] = float(wy @ window @ wx) / total if total > 0 else 0.0
+    return out.clamp(0.0, 1.0)

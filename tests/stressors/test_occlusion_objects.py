@@ -244,6 +244,17 @@ def test_tiny_boxes():
     assert seen == {0.0, 1.0}
 
 
+def test_boxes_on_the_frame_edge():
+    """Boxes touching the right and bottom edges (zero width on the edge, a sliver within check_boxes' tolerance)."""
+    s = objects()
+    edge = [torch.tensor([[128.0, 10.0, 128.0, 30.0], [100.0, 90.0, 128.0, 96.0], [127.9995, 0.0, 128.0005, 5.0]])]
+    p = s.sample_params(IDS[:1], 5, seed=3, boxes=edge)
+    (m,) = s.object_measures(edge, p, SIZE)["occluded_fraction"]
+    hidden = s.apply(torch.ones(1, 1, *SIZE), p)[0, 0] == 0
+    assert float(m[1]) == pytest.approx(float(hidden[90:96, 100:128].double().mean()), abs=1e-12)
+    assert ((m >= 0) & (m <= 1)).all()
+
+
 def test_monotone_in_severity():
     """Every isolated box of at least 20 px loses strictly more of its area at each half-level."""
     s = objects()
