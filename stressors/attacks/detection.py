@@ -162,6 +162,8 @@ class DetectionPGD:
     model_aware: ClassVar[bool] = True
     #: Trait read by the detection pass: the attack takes the ground-truth boxes (``attack_boxes``).
     attacks_detector: ClassVar[bool] = True
+    #: Box trait (stressors/base.py): an attack changes pixel values only, the objects stay where they are.
+    moves_pixels: ClassVar[bool] = False
     needs_gradients: ClassVar[bool] = True
     iterative: ClassVar[bool] = True
     devices: ClassVar[str] = "cpu, cuda"
