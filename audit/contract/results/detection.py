@@ -292,8 +292,8 @@ class ObjectBreakingEntry(Node):
     median_ci: list[int | float | None] | None = Field(
         min_length=2,
         max_length=2,
-        description="95 % interval of the median from the survival band: [lowest level whose upper end is <= 0.5, "
-        "lowest level whose lower end is <= 0.5]; an end is null when beyond the highest level",
+        description="95 % interval of the median from the survival band: [lowest level whose lower end is <= 0.5, "
+        "lowest level whose upper end is <= 0.5]; an end is null when beyond the highest level",
     )
     median_censored: bool = Field(description="more than half survive the highest level: the median is above it")
     insufficient_data: bool = Field(description="a subgroup with fewer than evaluation.min_group_size objects")

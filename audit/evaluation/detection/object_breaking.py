@@ -37,7 +37,7 @@ object at risk at the first level is dropped). Coverage, simulated with known tr
 
 Median breaking level: the lowest level with S <= 0.5 (when none, the highest level with
 ``median_censored: true``); its interval inverts the pointwise band: from the lowest level whose
-interval's upper end is <= 0.5 to the lowest level whose lower end is <= 0.5 (an end beyond the
+interval's lower end is <= 0.5 to the lowest level whose upper end is <= 0.5 (an end beyond the
 highest level is null). Disparity per entry and attribute: the largest gap between the eligible
 groups' S at one level, with the bootstrap interval of that pair's gap at that level (not adjusted
 for having chosen the largest), and the gap between their medians.
@@ -49,7 +49,7 @@ are drawn in blocks of 4096 images.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ __all__ = [
     "derive_object",
     "kaplan_meier",
     "object_breaks",
+    "summarize_object_breaking",
     "survival_entries",
 ]
 
@@ -98,6 +99,7 @@ CSV_COLUMNS = (
 #: The states of an object under one stressor entry (module docstring).
 STATES = ("broken", "never", "dropped", "missed_on_clean")
 _IMAGE_BLOCK = 4096
+_OUTCOME_COLUMNS = ("condition", "image_row", "object_index", "present", "found")
 
 
 @dataclass(frozen=True)
@@ -161,32 +163,38 @@ def derive_object(
 
 
 def object_breaks(
-    rows: Iterable[Any], objects: Mapping[tuple[int, int], ObjectInfo], tracks: Sequence[Track]
+    outcomes: Any, objects: Mapping[tuple[int, int], ObjectInfo], tracks: Sequence[Track]
 ) -> list[ObjectBreak]:
-    """Every object's state under every track, in the order of ``objects``.
+    """Every object's state under every track, track by track, objects in the order of ``objects``.
 
     Args:
-        rows: per-object outcome rows with attributes ``condition``, ``image_row``, ``object_index``,
-            ``present``, ``found`` (:class:`~audit.evaluation.detection.objects.ObjectOutcomes` rows).
-            Rows of objects not in ``objects`` (crowd regions) are ignored.
+        outcomes: the per-object outcomes as columns of equal length (an
+            :class:`~audit.evaluation.detection.objects.ObjectOutcomes`): ``condition``, ``image_row``,
+            ``object_index``, ``present``, ``found``. Rows of objects not in ``objects`` (crowd regions)
+            and of conditions outside the tracks are ignored; an object lacking a condition of a track
+            (an image not evaluated) has no state under it.
         objects: (image row, object index) -> the object.
         tracks: the stressor entries.
 
     Raises:
-        AuditError: the same (condition, image row, object index) twice.
+        AuditError: the same (condition, image row, object index) twice; columns of different lengths.
     """
+    columns = [np.asarray(getattr(outcomes, name)).reshape(-1) for name in _OUTCOME_COLUMNS]
+    if len({len(c) for c in columns}) > 1:
+        raise AuditError(f"object outcomes: columns of different lengths {sorted({len(c) for c in columns})}")
+    wanted = {"clean", *(cid for track in tracks for cid in track.conditions)}
     outcome: dict[tuple[int, int], dict[str, tuple[bool, bool]]] = {}
-    for row in rows:
-        key = (int(row.image_row), int(row.object_index))
-        if key not in objects:
+    for cid, row, index, present, found in zip(*(c.tolist() for c in columns)):
+        cid = str(cid)
+        key = (int(row), int(index))
+        if cid not in wanted or key not in objects:
             continue
         per = outcome.setdefault(key, {})
-        cid = str(row.condition)
         if cid in per:
             raise AuditError(
                 f"object outcomes: object {key[1]} of image row {key[0]} appears twice under condition {cid!r}"
             )
-        per[cid] = (bool(row.present), bool(row.found))
+        per[cid] = (bool(present), bool(found))
     out = []
     for track in tracks:
         for key, obj in objects.items():
@@ -378,7 +386,8 @@ def _entry(
         if all(b is not None for b in bands):
             upper = [b[1] for b in bands]  # type: ignore[index]
             lower = [b[0] for b in bands]  # type: ignore[index]
-            median_ci = [_number(_median(track, np.asarray(upper))), _number(_median(track, np.asarray(lower)))]
+            # a curve lower than the estimate reaches 0.5 sooner: the lower band gives the median's lower end
+            median_ci = [_number(_median(track, np.asarray(lower))), _number(_median(track, np.asarray(upper)))]
     label = track.label if group.attribute is None else f"{track.label}:{group.attribute}={group.value}"
     return ObjectBreakingEntry(
         id=label,
@@ -520,7 +529,7 @@ def _condition_dicts(conditions: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def breaking_points_section(
-    rows: Iterable[Any],
+    outcomes: Any,
     *,
     data: Any,
     conditions: Sequence[Any],
@@ -530,7 +539,7 @@ def breaking_points_section(
     """The run's step: states, curves and disparities of every track, and ``object_breaking_points.csv``.
 
     Args:
-        rows: the per-object outcome rows (:func:`object_breaks`).
+        outcomes: the per-object outcomes (:func:`object_breaks`).
         data: the run's :class:`~audit.evaluation.detection.evaluate.DetectionData`.
         conditions: the run's conditions (``id``, ``stressor_name``, ``severity``, ``model_aware``).
         cfg: the audit config (``seed``, ``evaluation.n_bootstrap``, ``evaluation.min_group_size``,
@@ -545,7 +554,7 @@ def breaking_points_section(
     if not tracks:
         return None
     objects = objects_of(data)
-    breaks = object_breaks(rows, objects, tracks)
+    breaks = object_breaks(outcomes, objects, tracks)
     object_keys = [a for a in data.object_attributes if a not in ("object.size", "object.class")]
     write_csv(out_csv, breaks, object_keys, data.attributes)
     groupings = [(a, "object") for a in data.object_attributes] + [(a, "image") for a in data.attributes]
@@ -569,3 +578,32 @@ def breaking_points_section(
         entries=entries,
         disparity=disparity,
     )
+
+
+def summarize_object_breaking(
+    read: Callable[[Sequence[str]], Any],
+    *,
+    data: Any,
+    conditions: Sequence[Any],
+    cfg: Any,
+    work: Path,
+) -> tuple[DetectionBreakingPoints | None, Path | None]:
+    """The run's call: ``detection.breaking_points`` and ``work/object_breaking_points.csv``.
+
+    Args:
+        read: condition ids -> the per-object outcomes of those conditions (e.g.
+            ``lambda ids: read_objects(work / "objects.csv", conditions=ids)``); called once, with
+            ``clean`` and the conditions of every track, and only when there is a track.
+        data, conditions, cfg: as :func:`breaking_points_section`.
+        work: the run's work folder.
+
+    Returns:
+        The section and the file to attest, or ``(None, None)`` without a stressor entry of two or more levels.
+    """
+    tracks = tracks_of(_condition_dicts(conditions))
+    if not tracks:
+        return None, None
+    ids = ["clean", *(cid for track in tracks for cid in track.conditions)]
+    out = work / OBJECT_BREAKING_CSV
+    section = breaking_points_section(read(ids), data=data, conditions=conditions, cfg=cfg, out_csv=out)
+    return section, out

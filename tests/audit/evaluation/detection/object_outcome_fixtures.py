@@ -1,8 +1,9 @@
-"""Small real :class:`DetectionData` and per-object outcome rows for the object breaking-point tests.
+"""Small real :class:`DetectionData` and per-object outcomes for the object breaking-point tests.
 
-The rows follow the documented row structure of ``audit.evaluation.detection.objects.ObjectOutcomes``
-(``condition``, ``image_row``, ``object_index``, ``present``, ``found``, ``visibility``,
-``occluded_fraction``); they are built here so the tests do not depend on how a run produces them.
+The outcomes follow the documented structure of ``audit.evaluation.detection.objects.ObjectOutcomes``
+(columns ``condition``, ``image_row``, ``object_index``, ``present``, ``found``, ``visibility``,
+``occluded_fraction`` as arrays; :func:`columns`); they are built here so the tests do not depend on how
+a run produces them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ class Obj:
     side: float = 20.0
     occluded: str = "no"
     crowd: bool = False
+
+
+def columns(rows: Sequence[Row]) -> SimpleNamespace:
+    """The rows as ObjectOutcomes' columns (numpy arrays of equal length)."""
+    return SimpleNamespace(
+        condition=np.array([r.condition for r in rows], dtype=object),
+        image_row=np.array([r.image_row for r in rows], dtype=np.int64),
+        object_index=np.array([r.object_index for r in rows], dtype=np.int64),
+        present=np.array([r.present for r in rows], dtype=bool),
+        found=np.array([r.found for r in rows], dtype=bool),
+        visibility=np.array([r.visibility for r in rows], dtype=np.float64),
+        occluded_fraction=np.array([r.occluded_fraction for r in rows], dtype=np.float64),
+    )
 
 
 def make_data(images: Sequence[tuple[dict[str, str], Sequence[Obj]]]) -> DetectionData:
