@@ -192,7 +192,8 @@ def object_breaks(
         per = outcome.setdefault(key, {})
         if cid in per:
             raise AuditError(
-                f"object outcomes: object {key[1]} of image row {key[0]} appears twice under condition {cid!r}"
+                f"object outcomes: object {key[1]} of sample {objects[key].sample_id!r} (image row {key[0]}) "
+                f"appears twice under condition {cid!r}"
             )
         per[cid] = (bool(present), bool(found))
     out = []

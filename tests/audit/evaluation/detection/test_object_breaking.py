@@ -83,7 +83,9 @@ def test_repeated_row_is_an_error():
         [Row(cid, r, i, bool(p), bool(f)) for (r, i), outs in HAND.items() for cid, (p, f) in zip(IDS, outs)]
         + [Row("zoom@2", 1, 0, True, True)]
     )
-    with pytest.raises(AuditError, match="object 0 of image row 1 appears twice under condition 'zoom@2'"):
+    with pytest.raises(
+        AuditError, match=r"object 0 of sample 's1' \(image row 1\) appears twice under condition 'zoom@2'"
+    ):
         object_breaks(rows, objects_of(hand_data()), [ZOOM])
 
 
