@@ -219,15 +219,15 @@ class CameraShift(ImageStressor):
         m = rows.to(device=device, dtype=torch.float32)
         xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5)[None, None, :]
         ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5)[None, :, None]
-
-        def row(k: int) -> Tensor:
-            return m[:, k, 0, None, None] * xs + (m[:, k, 1, None, None] * ys + m[:, k, 2, None, None])
-
-        gx, gy = row(0), row(1)
+        grid = torch.empty((m.shape[0], h, w, 2), device=device, dtype=torch.float32)
+        for k in (0, 1):  # written in place: no (N, H, W) temporaries to stack
+            torch.add(
+                m[:, k, 0, None, None] * xs, m[:, k, 1, None, None] * ys + m[:, k, 2, None, None], out=grid[..., k]
+            )
         if bool((m[:, 2, :2] != 0).any()) or bool((m[:, 2, 2] != 1).any()):  # a true homography
-            den = row(2)
-            gx, gy = gx / den, gy / den
-        return torch.stack([gx, gy], dim=-1)
+            den = m[:, 2, 0, None, None] * xs + (m[:, 2, 1, None, None] * ys + m[:, 2, 2, None, None])
+            grid.div_(den[..., None])
+        return grid
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         n, _, h, w = images.shape
