@@ -217,15 +217,16 @@ class CameraShift(ImageStressor):
         # normalise the source position: rows 0 and 1 scaled, minus the (homogeneous) row 2
         rows = torch.stack([inv[:, 0] * (2.0 / w) - inv[:, 2], inv[:, 1] * (2.0 / h) - inv[:, 2], inv[:, 2]], dim=1)
         m = rows.to(device=device, dtype=torch.float32)
-        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5)[None, None, :]
-        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5)[None, :, None]
-        grid = torch.empty((m.shape[0], h, w, 2), device=device, dtype=torch.float32)
-        for k in (0, 1):  # written in place: no (N, H, W) temporaries to stack
-            torch.add(
-                m[:, k, 0, None, None] * xs, m[:, k, 1, None, None] * ys + m[:, k, 2, None, None], out=grid[..., k]
-            )
+        xs = torch.arange(w, device=device, dtype=torch.float32) + 0.5  # output pixel centres
+        ys = torch.arange(h, device=device, dtype=torch.float32) + 0.5
+        # one broadcast add writes the grid: m_k0 x (over columns) + (m_k1 y + m_k2) (over rows), k = 0, 1
+        across = xs[None, :, None] * m[:, None, :2, 0]  # (N, W, 2)
+        down = ys[None, :, None] * m[:, None, :2, 1] + m[:, None, :2, 2]  # (N, H, 2)
+        grid = across[:, None] + down[:, :, None]  # (N, H, W, 2)
         if bool((m[:, 2, :2] != 0).any()) or bool((m[:, 2, 2] != 1).any()):  # a true homography
-            den = m[:, 2, 0, None, None] * xs + (m[:, 2, 1, None, None] * ys + m[:, 2, 2, None, None])
+            den = xs[None, None, :] * m[:, 2, 0, None, None] + (
+                ys[None, :, None] * m[:, 2, 1, None, None] + m[:, 2, 2, None, None]
+            )
             grid.div_(den[..., None])
         return grid
 
