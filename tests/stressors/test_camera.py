@@ -11,6 +11,7 @@ import torch
 from scipy.spatial.transform import Rotation as R3
 
 from stressors.base import Params, StressorError, sample_keys
+from stressors.boxes import stress_with_boxes
 from stressors.camera import (
     PERSPECTIVE_DEG,
     ROTATION_DEG,
@@ -34,12 +35,8 @@ def params(stressor, severity, n=8, seed=0):
 
 
 def hull(stressor, boxes, p, size):
-    """The axis-aligned hull of each box's 4 mapped corners (the default transform_boxes)."""
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    corners = torch.stack([torch.stack(c, dim=-1) for c in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], dim=-2)
-    n, k = boxes.shape[:2]
-    mapped = stressor.map_points(corners.reshape(n, 4 * k, 2), p, size).reshape(n, k, 4, 2)
-    return torch.cat([mapped.amin(dim=2), mapped.amax(dim=2)], dim=-1)
+    """Where the boxes go: ``transform_boxes`` (the hull of each box's 4 mapped corners), stacked (N, K, 4)."""
+    return torch.stack(stressor.transform_boxes(list(boxes), p, size))
 
 
 # ----------------------------------------------------------------------- the maps by hand
@@ -348,3 +345,25 @@ def test_params_record_the_physical_quantities_and_severity_meanings_state_them(
     assert record["severity"] == 5 and set(record) > {"severity"}
     assert set(s.severity_meaning) == {1, 2, 3, 4, 5}
     assert s.moves_pixels and s.fractional_severities
+
+
+def test_stress_with_boxes_moves_clips_and_drops_the_boxes():
+    """Translation by 30 % of the frame: a box at the edge it moves towards leaves the frame and is dropped."""
+    s = Translation()
+    keys = sample_keys(["edge"])
+    p = s.sample_params(keys, 5, seed=0)
+    heading = math.atan2(float(p["shift_y"][0]), float(p["shift_x"][0]))
+    x = photo_like(1, 100)
+    edges = [[1.0, 40.0, 12.0, 60.0], [88.0, 40.0, 99.0, 60.0], [40.0, 1.0, 60.0, 12.0], [40.0, 88.0, 60.0, 99.0]]
+    boxes = [torch.tensor([[30.0, 30.0, 70.0, 70.0], *edges], dtype=torch.float64)]
+    batch = stress_with_boxes(s, x, boxes, sample_ids=keys, severity=5, seed=0, min_visibility=0.3)
+    assert torch.equal(batch.images, s.apply(x, p))
+    dx, dy = 30 * math.cos(heading), 30 * math.sin(heading)
+    moved = boxes[0] + torch.tensor([dx, dy, dx, dy], dtype=torch.float64)
+    visible = moved.clamp(0, 100)
+    area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
+    expected_visibility = area(visible) / area(moved)
+    assert torch.allclose(batch.visibility[0], expected_visibility, atol=1e-9)
+    kept = expected_visibility >= 0.3
+    assert torch.equal(batch.kept[0], kept) and kept[0] and not kept.all()
+    assert torch.allclose(batch.boxes[0], visible[kept], atol=1e-9)
