@@ -21,7 +21,9 @@ or out, a perspective tilt), black constant border on both sides. Each number is
 images per second from the fastest of ``--repeats`` timed runs after one
 warm-up (the fastest, because on a shared machine other work only adds time).
 A diagnostic column gives the rate of the stressor's ``grid_sample`` call alone
-(its grid built beforehand): the floor of the torch path.
+(its grid built beforehand): the floor of the torch path; another the rate of
+the same homographies run by OpenCV per image on the float32 batch (not
+cvaudit's path: what an OpenCV CPU path would cost).
 """
 
 from __future__ import annotations
@@ -130,6 +132,32 @@ def theirs(transform: Any, images: list[np.ndarray], boxes: np.ndarray) -> Calla
     return run
 
 
+def opencv_path(stressor: Any, x: torch.Tensor, keys: torch.Tensor) -> Callable[[], Any]:
+    """Diagnostic, not cvaudit's path: the same homographies run by OpenCV per image on the float32 batch.
+
+    What an OpenCV CPU path would cost (HWC copy, ``cv2.warpPerspective`` per image, back to NCHW).
+    OpenCV rounds source positions to 1/32 pixel, so its pixels differ from ``grid_sample``'s
+    (tests/stressors/test_camera.py bounds the difference: mean < 2e-3, worst < 0.05).
+    """
+    import cv2
+
+    size = (x.shape[-2], x.shape[-1])
+    to_index = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])  # pixel index -> continuous frame
+
+    def run() -> Any:
+        params = stressor.sample_params(keys, SEVERITY, seed=0)
+        maps = np.linalg.inv(to_index) @ stressor.homography(params, size).numpy() @ to_index
+        hwc = x.permute(0, 2, 3, 1).contiguous().numpy()
+        out = np.empty_like(hwc)
+        for i in range(hwc.shape[0]):
+            out[i] = cv2.warpPerspective(
+                hwc[i], maps[i], (size[1], size[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+    return run
+
+
 def best_rate(fn: Callable[[], Any], n: int, repeats: int) -> float:
     """Images per second of the fastest of ``repeats`` timed calls after one warm-up."""
     fn()
@@ -160,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     stressors = [Rotation(), Translation(), Zoom(), Perspective()]
     keys = sample_keys([f"bench-{i}" for i in range(args.batch)])
     print(
-        "| stressor | size | cvaudit float32 batch (img/s) | its grid_sample alone (img/s) | Albumentations "
+        "| stressor | size | cvaudit float32 batch (img/s) | its grid_sample alone (img/s) "
+        "| OpenCV per image on the batch (img/s) | Albumentations "
         "| A. uint8 (img/s) | A. float32 (img/s) | cvaudit / A. uint8 | cvaudit / A. float32 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         images, boxes = make_batch(args.batch, size, args.boxes)
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous()
@@ -175,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             a = best_rate(ours(stressor, x, tboxes, keys), args.batch, args.repeats)
             grid = stressor.sampling_grid(stressor.sample_params(keys, SEVERITY, seed=0), (size, size), x.device)
             g = best_rate(lambda x=x, grid=grid: F.grid_sample(x, grid, align_corners=False), args.batch, args.repeats)
+            o = best_rate(opencv_path(stressor, x, keys), args.batch, args.repeats)
             b = best_rate(theirs(transform, uint8, boxes), args.batch, args.repeats)
             c = best_rate(theirs(transform, floats, boxes), args.batch, args.repeats)
             print(
-                f"| {stressor.name} | {size}² | {a:,.0f} | {g:,.0f} | {label} | {b:,.0f} | {c:,.0f} | {a / b:.2f}× | {a / c:.2f}× |",
+                f"| {stressor.name} | {size}² | {a:,.0f} | {g:,.0f} | {o:,.0f} | {label} | {b:,.0f} | {c:,.0f} | {a / b:.2f}× | {a / c:.2f}× |",
                 flush=True,
             )
     return 0
