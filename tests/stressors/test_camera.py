@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.spatial.transform import Rotation as R3
 
 from stressors.base import Params, StressorError, sample_keys
@@ -367,3 +368,47 @@ def test_stress_with_boxes_moves_clips_and_drops_the_boxes():
     kept = expected_visibility >= 0.3
     assert torch.equal(batch.kept[0], kept) and kept[0] and not kept.all()
     assert torch.allclose(batch.boxes[0], visible[kept], atol=1e-9)
+
+
+# ------------------------------------------------------------------ the registry, the CLI, an audit
+
+
+def test_the_cli_preview_shows_the_camera_shifts(tmp_path):
+    from click.testing import CliRunner
+
+    from audit.cli.stressors import stressors_group
+
+    out = tmp_path / "grid.png"
+    names = [c.name for c in CLASSES]
+    args = ["preview", "sample:china", "--out", str(out), "--size", "24", *[a for n in names for a in ("--name", n)]]
+    result = CliRunner().invoke(stressors_group, args)
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert grid.shape[0] == 22 + 4 * 24
+    tile = 36  # 24 px high, 36 px wide (the photograph is 427 x 640)
+    for row in range(4):
+        top = 22 + row * 24
+        clean = grid[top : top + 24, 120 : 120 + tile]
+        worst = grid[top : top + 24, 120 + 5 * tile : 120 + 6 * tile]
+        assert np.abs(worst - clean).mean() > 10, names[row]
+
+
+def test_a_classifier_audit_runs_the_camera_shifts_the_same_at_any_batch_size(workspace):
+    import json
+
+    from click.testing import CliRunner
+    from cvaudit_fixtures import write_config
+
+    from audit.cli import main
+
+    stressors_yaml = "".join(f"  - {{name: {c.name}, severities: [1, 5]}}\n" for c in CLASSES)
+    cfg = write_config(workspace, stressors=stressors_yaml)
+    results = []
+    for out, args in (("a", []), ("b", ["--batch-size", "7"])):
+        run = CliRunner().invoke(main, ["run", str(cfg), "--out", str(workspace / out), "--quiet", *args])
+        assert run.exit_code in (0, 1), run.output
+        results.append(json.loads((workspace / out / "results.json").read_text()))
+    ids = [c["id"] for c in results[0]["conditions"]]
+    assert {f"{c.name}@{k}" for c in CLASSES for k in (1, 5)} <= set(ids)
+    metrics = [{c["id"]: c["metrics"]["accuracy"] for c in r["conditions"]} for r in results]
+    assert metrics[0] == metrics[1]
