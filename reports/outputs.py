@@ -60,6 +60,7 @@ ATTESTED_FILES = (
     "detections.csv",
     "governance.csv",
     "breaking_points.csv",
+    "object_breaking_points.csv",
     "groups.csv",
     "skipped.csv",
     "junit.xml",

@@ -94,6 +94,8 @@ class DetectionSummary:
     results: DetectionResults
     detections_json: Path
     detections_csv: Path
+    #: ``object_breaking_points.csv`` (:func:`~audit.evaluation.detection.object_breaking.summarize_object_breaking`).
+    object_breaking_csv: Path | None = None
 
 
 @dataclass(frozen=True)
