@@ -12,7 +12,7 @@ from reports.group_view import name_some
 from reports.html.escaping import user
 from reports.html.formatting import finite, fmt_num, fmt_p, fmt_pct, fmt_pp
 
-__all__ = ["detection_limitations", "detection_summary", "worst_condition"]
+__all__ = ["attack_sentences", "detection_limitations", "detection_summary", "worst_condition"]
 
 #: Too-small groups named in the limitations (all of them are marked in the tables and groups.csv).
 SMALL_GROUPS_LIMIT = 20
@@ -29,9 +29,34 @@ def _p_words(p: object) -> str:
 
 
 def worst_condition(det: DetectionResults) -> DetectionCondition | None:
-    """The condition other than the first (clean) with the lowest mAP; None when none has an mAP."""
-    stressed = [c for c in det.conditions[1:] if finite(c.metrics.map) is not None]
+    """The condition other than the first (clean) with the lowest mAP; None when none has an mAP.
+
+    Attack conditions (``detection.attacks``) are left out: their large-ε probe drives mAP to about 0 by design,
+    and the attacks have their own sentence (:func:`attack_sentences`)."""
+    attacked = {a.attack for a in det.attacks or []}
+    stressed = [c for c in det.conditions[1:] if finite(c.metrics.map) is not None and c.stressor not in attacked]
     return min(stressed, key=lambda c: finite(c.metrics.map), default=None)  # type: ignore[arg-type,return-value]
+
+
+def attack_sentences(det: DetectionResults) -> list[str]:
+    """One sentence per gradient attack: mAP at its smallest ε > 0 against random noise of that size, and its checks."""
+    out = []
+    for a in det.attacks or []:
+        first = next((p for p in a.points if p.epsilon > 0), None)
+        if first is None:
+            continue
+        failed = [f.check for f in a.checks if f.status == "fail"]
+        checks = (
+            f"{len(failed)} of its {len(a.checks)} sanity checks failed ({', '.join(user(c) for c in failed)})"
+            if failed
+            else f"no sanity check failed ({sum(f.status == 'pass' for f in a.checks)} of {len(a.checks)} passed)"
+        )
+        norm = "L\u221e" if a.norm == "linf" else "L2"
+        out.append(
+            f"Under the gradient attack {user(a.attack)} ({a.objective}, {norm}) mAP fell to {fmt_num(first.map)} at"
+            f" \u03b5 = {first.epsilon:.4g} (random noise of that size: {fmt_num(first.map_noise)}); {checks}."
+        )
+    return out
 
 
 def detection_summary(det: DetectionResults, *, model: str, num_skipped: int) -> list[str]:
@@ -61,6 +86,7 @@ def detection_summary(det: DetectionResults, *, model: str, num_skipped: int) ->
             f"The hardest altered-image condition was {user(worst.id)}, where mAP fell to {fmt_num(worst.metrics.map)}"
             f" (unaltered: {fmt_num(clean.metrics.map)}) and recall to {fmt_pct(worst.metrics.recall)}."
         )
+    out += attack_sentences(det)
     if det.robustness is not None and finite(det.robustness.rpc) is not None:
         out.append(
             f"Over all stressors it keeps {fmt_pct(det.robustness.rpc)} of its unaltered mAP"

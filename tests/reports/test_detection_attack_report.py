@@ -43,3 +43,23 @@ def test_the_report_shows_the_attacks_and_their_checks_and_nothing_without_them(
     assert html.count("detection_attack.stronger_than_noise") == 2
     assert "detection_pgd_l2: largest epsilon 1.0 &lt; 10" in html  # the L2 probe is missing: insufficient data
     assert "Gradient attacks on the detector" not in render_html(detection_results())
+
+
+def test_the_summary_names_each_attack_and_the_worst_condition_is_not_an_attack_probe():
+    from reports.html.detection_prose import attack_sentences, worst_condition
+
+    def edit(d):
+        _with_attacks(d)
+        probe = {**d["detection"]["conditions"][1], "id": "detection_pgd@0.3", "stressor": "detection_pgd"}
+        probe["metrics"] = {**probe["metrics"], "map": 0.0}
+        d["detection"]["conditions"].append(probe)
+
+    det = detection_results(edit).detection
+    assert worst_condition(det).id == "night@3"
+    plain = [t.replace("\ue000", "").replace("\ue001", "") for t in attack_sentences(det)]  # user-text marks
+    assert plain == [
+        "Under the gradient attack detection_pgd (vanishing, L\u221e) mAP fell to 0.310 at \u03b5 = 0.007843"
+        " (random noise of that size: 0.610); no sanity check failed (5 of 5 passed).",
+        "Under the gradient attack detection_pgd_l2 (vanishing, L2) mAP fell to 0.400 at \u03b5 = 1"
+        " (random noise of that size: 0.450); no sanity check failed (4 of 5 passed).",
+    ]
