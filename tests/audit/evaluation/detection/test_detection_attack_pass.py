@@ -78,3 +78,27 @@ def test_curves_from_the_pass_numbers():
         ZERO_EPSILON: "pass", MONOTONE: "pass", STRONGER_THAN_NOISE: "pass",
         "detection_attack.large_epsilon_zero_recall": "pass", "detection_attack.loss_decreases": "pass",
     }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_classification_audit_naming_a_detection_attack_exits_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from cvaudit_fixtures import ColourNet, make_dataset, save_model, write_config
+
+    make_dataset(tmp_path)
+    save_model(tmp_path / "model.pt", ColourNet())
+    cfg = write_config(tmp_path, stressors="  - {name: detection_pgd, epsilons: [0]}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "audit", "run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "cvaudit: error: detection_pgd: attacks object detectors (task: detection); a classification audit "
+        "takes the classifier attacks (e.g. pgd, pgd_l2)"
+    )
+    assert not (tmp_path / "out").exists()
