@@ -322,3 +322,46 @@ def test_hugging_face_detr_candidates_are_its_processors_scores_before_threshold
         )
     assert str(err.value).startswith("detection_pgd: the detector has no gradients (a Hugging Face 'owlv2' detector")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("cls", [DetectionPGD, DetectionPGDL2])
+def test_demo_detector_batch_invariance_within_the_classifier_attacks_tolerance(cls):
+    """A scene attacked alone, in a reordered sub-batch and in the whole batch: within 1e-5 (stressors.testing)."""
+    from audit.demo_detection import CLASS_NAMES, build_scenes, load_detection_demo_weights
+
+    torch.set_num_threads(1)
+    scenes = build_scenes(0, 5)
+    x = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
+    boxes = [torch.tensor(np.c_[s.boxes[:, :2], s.boxes[:, :2] + s.boxes[:, 2:]], dtype=torch.float32) for s in scenes]
+    labels = [torch.from_numpy(s.labels) for s in scenes]
+    ids = torch.arange(40, 45, dtype=torch.int64)
+    decode = partial(
+        _decode_yolo, num_classes=3, score_threshold=0.001, iou_threshold=0.5, max_detections=100, multi_label=False
+    )
+    model = DetectorModel(
+        load_detection_demo_weights(),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        input_size=(128, 128),
+        num_classes=len(CLASS_NAMES),
+        decode=decode,
+        has_gradients=True,
+    ).eval()
+    target = attack_target(model)
+    eps = cls.default_epsilons[2]
+    attack = cls(steps=3)
+    full = attack.attack_boxes(target, x, boxes, labels, severity=eps, sample_ids=ids, seed=1).images
+    order = [4, 1, 0]
+    sub = attack.attack_boxes(
+        target,
+        x[order],
+        [boxes[i] for i in order],
+        [labels[i] for i in order],
+        severity=eps,
+        sample_ids=ids[order],
+        seed=1,
+    ).images
+    assert torch.allclose(sub, full[order], rtol=0, atol=1e-5)
+    alone = attack.attack_boxes(target, x[2:3], boxes[2:3], labels[2:3], severity=eps, sample_ids=ids[2:3], seed=1)
+    assert torch.allclose(alone.images[0], full[2], rtol=0, atol=1e-5)
+    assert float((full - x).abs().amax()) > 0  # the attack did move the pixels
