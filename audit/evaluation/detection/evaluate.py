@@ -556,15 +556,17 @@ def evaluate_detector(
     rank: int = 0,
     world: int = 1,
 ) -> DetectionPass:
-    """Run the detector on every image under every condition; detections spilled per condition into ``work``.
+    """Run the detector on every image under every condition; detections spilled per condition into ``work``,
+    and, for a condition whose stressor reads, measures or moves the boxes (:func:`box_mode`), its objects
+    (:class:`ConditionObjects`, :meth:`DetectionPass.condition_objects`).
 
     Args:
         detector: ``detector(images (B, C, H, W) in [0, 1] at model.input_size, image_ids=[...])`` ->
             one :class:`~audit.evaluation.detection.outputs.Detections` per image, boxes in input pixels.
         data: :func:`read_detection_data`'s result.
         conditions: clean first, then the stressor conditions (model-aware attacks are refused).
-        cfg: the run's config (``model.input_size``, ``detection.resize``, ``batch_size``, ``seed``,
-            ``data.on_bad_image``).
+        cfg: the run's config (``model.input_size``, ``detection.resize``, ``detection.min_visibility``,
+            ``batch_size``, ``seed``, ``data.on_bad_image``).
         device: where the detector runs.
         work: a private folder for the spill files.
         num_workers: DataLoader workers decoding images.
@@ -575,7 +577,8 @@ def evaluate_detector(
             named in the result, so rank 0 can read them all once every rank is done.
 
     Raises:
-        AuditError: an attack condition; an image that cannot be decoded under ``on_bad_image: error``
+        AuditError: an attack condition; a stressor that does not declare ``moves_pixels``
+            (:func:`check_box_support`, before any image is read); an image that cannot be decoded under ``on_bad_image: error``
             or whose decoded size differs from its annotation (named by file); a detector output that
             breaks the output contract (named by image).
     """
