@@ -224,11 +224,14 @@ def _write_outputs(
     assert outputs is not None
     keys, passphrase = ctx.signing.keys, ctx.signing.passphrase
     staged = []
-    for name, path in (
+    files = [
         (DETECTIONS_JSON, summary.detections_json),
         (DETECTIONS_CSV, summary.detections_csv),
         (OBJECTS_CSV, summary.objects_csv),
-    ):
+    ]
+    if summary.object_breaking_csv is not None:  # per-object breaking points (issue 26), attested as the others
+        files.append((summary.object_breaking_csv.name, summary.object_breaking_csv))
+    for name, path in files:
         os.replace(path, outputs.stage / name)
         staged.append(outputs.stage / name)
     extra = {}

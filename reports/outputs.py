@@ -61,6 +61,7 @@ ATTESTED_FILES = (
     "objects.csv",
     "governance.csv",
     "breaking_points.csv",
+    "object_breaking_points.csv",
     "groups.csv",
     "skipped.csv",
     "junit.xml",

@@ -195,6 +195,12 @@ def test_objects_csv_is_attested(scenes):
     out = scenes / "out"
     html = (out / "report.html").read_text()
     assert "dropped" in html
+    # the per-object breaking points are derived from objects.csv (two shift levels: one track)
+    section = json.loads((out / "results.json").read_text())["detection"]
+    entry = next(e for e in section["breaking_points"]["entries"] if e["id"] == "test_shift")
+    n = len(json.loads((scenes / "instances.json").read_text())["annotations"])
+    assert entry["n"] + entry["missed_on_clean"] == n and entry["dropped"] > 0
+    assert (out / "object_breaking_points.csv").is_file()
     (out / "objects.csv").write_text((out / "objects.csv").read_text().replace("true", "false", 1))
     verify = subprocess.run(
         [sys.executable, "-m", "audit", "verify", str(out), "--key", str(scenes / "keys")],

@@ -278,10 +278,10 @@ def box_mode(stressor: Any) -> str:
     """
     if stressor is None:
         return "none"
-    from stressors.boxes import box_support
+    import stressors
 
     try:
-        support = box_support(stressor)
+        support = stressors.box_support(stressor)
     except CvauditError as err:
         raise AuditError(str(err)) from None
     if support == "geometric":
@@ -498,11 +498,11 @@ def stress_detection_batch(
         with torch.no_grad():
             stressed = cond.stressor.apply(images, cond.stressor.sample_params(keys, cond.severity, seed=seed))
         return stressed, None
-    from stressors.boxes import stress_with_boxes
+    import stressors
 
     boxes = _input_boxes(data, rows, params)
     with torch.no_grad():
-        boxed = stress_with_boxes(
+        boxed = stressors.stress_with_boxes(
             cond.stressor,
             images,
             boxes,

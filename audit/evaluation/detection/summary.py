@@ -21,7 +21,8 @@ or, under a stressor that moves pixels, the moved boxes of the objects still in 
 areas; ``dropped_objects`` counts the objects left out.
 
 Over the conditions: corruption robustness (mPC, rPC) and the recall gap tests with Holm's correction
-(:mod:`~audit.evaluation.detection.statistics`).
+(:mod:`~audit.evaluation.detection.statistics`); from objects.csv, the per-object breaking points of every
+stressor entry with two or more levels (:mod:`~audit.evaluation.detection.object_breaking`).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ from audit.evaluation.detection.coco_metrics import (
     write_detections_json,
 )
 from audit.evaluation.detection.evaluate import ConditionObjects, DetectionData, DetectionPass, condition_truth
-from audit.evaluation.detection.objects import OBJECTS_CSV, ObjectsCsvWriter, condition_outcomes
+from audit.evaluation.detection.object_breaking import summarize_object_breaking
+from audit.evaluation.detection.objects import OBJECTS_CSV, ObjectsCsvWriter, condition_outcomes, read_objects
 from audit.evaluation.detection.operating_point import (
     ImageMatch,
     ObjectGroupCounts,
@@ -109,6 +111,8 @@ class DetectionSummary:
     detections_json: Path
     detections_csv: Path
     objects_csv: Path
+    #: ``object_breaking_points.csv`` (:func:`~audit.evaluation.detection.object_breaking.summarize_object_breaking`).
+    object_breaking_csv: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,9 @@ def summarize_detection(
             objects_writer.write(condition_outcomes(cond.id, data, positions, counts.matches, objects))
             coco_file.unlink()
         all_json.write("\n]\n")
+    breaking, breaking_csv = summarize_object_breaking(
+        lambda ids: read_objects(out_objects, conditions=ids), data=data, conditions=conditions, cfg=cfg, work=work
+    )
     section = DetectionResults(
         settings=DetectionSettings(
             score_threshold=det.score_threshold,
@@ -282,8 +289,9 @@ def summarize_detection(
         conditions=results,
         robustness=_robustness(conditions, results),
         gap_tests=gap_tests,
+        **({"breaking_points": breaking} if breaking is not None else {}),
     )
-    return DetectionSummary(section, out_json, out_csv, out_objects)
+    return DetectionSummary(section, out_json, out_csv, out_objects, breaking_csv)
 
 
 def _ground_truth_info(data: DetectionData, cfg: AuditConfig) -> GroundTruthInfo:
