@@ -58,6 +58,7 @@ ATTESTED_FILES = (
     "predictions.csv",
     "detections.json",
     "detections.csv",
+    "objects.csv",
     "governance.csv",
     "breaking_points.csv",
     "object_breaking_points.csv",

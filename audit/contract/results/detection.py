@@ -138,6 +138,13 @@ class DetectionCondition(Node):
     groups: list[DetectionGroup]
     tide: list[TideError] | None = Field(default=None, description="the TIDE decomposition (all images)")
     calibration: DetectionCalibration | None = None
+    dropped_objects: int | None = Field(
+        default=None,
+        ge=0,
+        description="ground-truth objects (crowd regions excluded) a geometric stressor moved out of view "
+        "(visible share below detection.min_visibility), left out of this condition's truth; absent when the "
+        "stressor moves no pixels (the condition is scored against the clean truth)",
+    )
 
 
 class StressorRobustness(Node):
@@ -228,6 +235,13 @@ class DetectionSettings(Node):
     nms_iou_threshold: float | None = Field(description="output yolo: NMS IoU; null for boxes")
     nms_score_threshold: float | None = Field(description="output yolo: the pre-NMS score floor; null for boxes")
     max_detections: int = Field(description="detection.max_detections: detections kept per image")
+    min_visibility: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="detection.min_visibility: the visible share below which a geometric stressor's moved object is "
+        "dropped from its condition's truth; absent when no stressor moves pixels",
+    )
 
 
 class DetectionBox(Node):
