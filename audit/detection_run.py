@@ -19,7 +19,9 @@ and calls :func:`run_detection`):
 Under ``torchrun`` every rank evaluates its shard of the images and spills its detections into rank 0's
 work folder; once every rank is done, rank 0 reads them all in dataset order and scores them, so the
 results equal a single process's. Not yet for detectors, and refused with one line before any image is
-read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline`` and attacks; so is a stressor that does not declare
+read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline`` and classifier attacks (the attacks on
+detectors run: :mod:`audit.evaluation.detection.attack_pass`; one the detector cannot take, e.g. on an ONNX
+model, is refused once the detector is loaded); so is a stressor that does not declare
 whether it moves pixels (its boxes could be anywhere). With ``tracking.mlflow`` the
 finished run is logged to MLflow after its outputs are in place (:func:`audit.tracking.track_audit`).
 """
@@ -42,8 +44,11 @@ from audit.evaluation import (
     OBJECTS_CSV,
     DetectionRunInfo,
     allocator_setting,
+    attacks_section,
     build_conditions,
+    check_attacks,
     check_box_support,
+    check_classifier_attacks,
     detection_examples,
     detection_results,
     distributed,
@@ -102,12 +107,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
     det = cfg.detection
     assert det is not None  # the config's validator: task detection has its section
     conditions = build_conditions(cfg.stressors, source=ctx.source)
-    attacks = [c.id for c in conditions if c.model_aware]
-    if attacks:
-        raise AuditError(
-            f"{ctx.source}: stressor condition {attacks[0]!r} is an attack on classifiers; "
-            "a detection audit takes image stressors only"
-        )
+    check_classifier_attacks(conditions, source=ctx.source)
     check_box_support(conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)
     data = read_detection_data(cfg, on_chunk=governance.on_chunk)
@@ -134,6 +134,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         max_detections=det.max_detections,
         multi_label=det.multi_label,
     )
+    check_attacks(conditions, detector, source=ctx.source)  # a detection attack the detector cannot take
     threads = plan_threads(
         threads=cfg.threads,
         num_workers=cfg.data.num_workers,
@@ -168,6 +169,9 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
                 raise AuditError(f"{data.manifest}: no image could be decoded; nothing to audit")
             summary = summarize_detection(data=data, conditions=conditions, passed=passed, cfg=cfg, work=work)
             section = summary.results
+            attacks = attacks_section(conditions=conditions, passed=passed, data=data, section=section, cfg=cfg)
+            if attacks is not None:
+                section = section.model_copy(update={"attacks": attacks})
             examples = detection_examples(
                 data=data,
                 conditions=conditions,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
     from audit.evaluation.conditions import Condition, build_conditions
     from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
+    from audit.evaluation.detection.attack_pass import attacks_section, check_attacks, check_classifier_attacks
     from audit.evaluation.detection.evaluate import check_box_support, evaluate_detector, read_detection_data
     from audit.evaluation.detection.model import load_detector
     from audit.evaluation.detection.results import DetectionRunInfo, detection_examples, detection_results
@@ -86,6 +87,9 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "DETECTIONS_JSON": ("detection.summary", "DETECTIONS_JSON"),
     "OBJECTS_CSV": ("detection.summary", "OBJECTS_CSV"),
     "check_box_support": ("detection.evaluate", "check_box_support"),
+    "attacks_section": ("detection.attack_pass", "attacks_section"),
+    "check_attacks": ("detection.attack_pass", "check_attacks"),
+    "check_classifier_attacks": ("detection.attack_pass", "check_classifier_attacks"),
     "DetectionRunInfo": ("detection.results", "DetectionRunInfo"),
     "detection_examples": ("detection.results", "detection_examples"),
     "detection_results": ("detection.results", "detection_results"),
@@ -117,9 +121,12 @@ __all__ = [
     "allocator_setting",
     "apply_allocator",
     "assemble_results",
+    "attacks_section",
     "build_conditions",
     "build_layout",
+    "check_attacks",
     "check_box_support",
+    "check_classifier_attacks",
     "check_label_range",
     "check_refinement",
     "compare_to_baseline",

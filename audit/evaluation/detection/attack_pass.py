@@ -36,7 +36,16 @@ from audit.evaluation.detection.attack_target import DetectorTarget, attack_targ
 from audit.evaluation.detection.coco_metrics import ImageDetections, ImageTruth
 from audit.evaluation.detection.letterbox import ResizeParams, boxes_to_input
 
-__all__ = ["AttackBatch", "attack_batch", "attack_curves", "check_attacks", "detector_attacks", "is_detection_attack"]
+__all__ = [
+    "AttackBatch",
+    "attack_batch",
+    "attack_curves",
+    "attacks_section",
+    "check_attacks",
+    "check_classifier_attacks",
+    "detector_attacks",
+    "is_detection_attack",
+]
 
 
 def is_detection_attack(cond: Condition) -> bool:
@@ -49,6 +58,16 @@ def detector_attacks() -> list[str]:
     import stressors
 
     return sorted(n for n in stressors.available() if getattr(stressors.factory(n), "attacks_detector", False))
+
+
+def check_classifier_attacks(conditions: Sequence[Condition], *, source: str = "config") -> None:
+    """Refuse a classifier attack in a detection audit (one line), before the data or the detector is read."""
+    for cond in conditions:
+        if cond.model_aware and not is_detection_attack(cond):
+            raise AuditError(
+                f"{source}: stressor condition {cond.id!r} is an attack on classifiers; a detection audit takes "
+                f"image stressors and the attacks on detectors ({', '.join(detector_attacks()) or 'none installed'})"
+            )
 
 
 def check_attacks(
@@ -66,10 +85,7 @@ def check_attacks(
         if not cond.model_aware:
             continue
         if not is_detection_attack(cond):
-            raise AuditError(
-                f"{source}: stressor condition {cond.id!r} is an attack on classifiers; a detection audit takes "
-                f"image stressors and the attacks on detectors ({', '.join(detector_attacks()) or 'none installed'})"
-            )
+            check_classifier_attacks([cond], source=source)
         target = target or attack_target(detector)
         try:
             cond.stressor.check_target(target)
@@ -194,3 +210,37 @@ def attack_curves(
         )
         out.append(attack_result(curve, attack_sanity_checks(curve), label=label))
     return out
+
+
+def attacks_section(
+    *, conditions: Sequence[Condition], passed: Any, data: Any, section: Any, cfg: Any
+) -> list[DetectionAttack] | None:
+    """``detection.attacks`` of a finished pass (None without attack conditions).
+
+    Args:
+        conditions: every condition; passed: the merged :class:`~audit.evaluation.detection.evaluate.DetectionPass`;
+        data: the :class:`~audit.evaluation.detection.evaluate.DetectionData`; section: the detection results
+            with every condition's metrics (``summarize_detection``); cfg: the run's config (operating point).
+    """
+    if not any(is_detection_attack(c) for c in conditions):
+        return None
+    metrics = {c.id: (c.metrics.map, c.metrics.recall) for c in section.conditions}
+    row_of = {image.image_id: r for r, image in enumerate(data.truth.images)}
+    evaluated = sorted(int(r) for r in passed.evaluated)
+    truths = [data.truths[r] for r in evaluated]
+    noise, losses = {}, {}
+    for cond in conditions:
+        if is_detection_attack(cond):
+            noise[cond.id] = passed.noise_detections(cond.id, data)
+            losses[cond.id] = passed.attack_losses(cond.id)
+    assert all(int(d.image_id) in row_of for dets in noise.values() for d in dets)
+    return attack_curves(
+        conditions,
+        metrics,
+        noise,
+        losses,
+        truths=truths,
+        categories=data.categories,
+        score_threshold=cfg.detection.score_threshold,
+        iou_threshold=cfg.detection.iou_threshold,
+    )

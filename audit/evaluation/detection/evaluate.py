@@ -303,7 +303,10 @@ def check_box_support(conditions: Sequence[Condition], *, source: str = "config"
     modes: dict[str, str] = {}
     for cond in conditions:
         if cond.model_aware:
-            continue  # refused by the caller, with its own message
+            # an attack on detectors moves no object (its boxes are the clean truth); a classifier attack is
+            # refused by the caller, with its own message
+            modes[cond.id] = "none"
+            continue
         try:
             modes[cond.id] = box_mode(cond.stressor)
         except AuditError as err:
@@ -378,6 +381,10 @@ class DetectionPass:
         skipped: ``{"sample", "reason"}`` per image skipped under ``data.on_bad_image: skip``.
         objects: condition id -> its object spill files, one per rank (:func:`read_objects_spill`), for the
             conditions whose :func:`box_mode` is not ``"none"``.
+        noise: attack condition id -> the spill files of the detections on its random-noise baseline
+            (:mod:`audit.evaluation.detection.attack_pass`), one per rank.
+        losses: attack condition id -> the spill files of ``(image id, objective on the clean image, on the
+            attacked one)`` rows, one per rank.
     """
 
     spills: dict[str, list[Path]]
@@ -385,6 +392,27 @@ class DetectionPass:
     skipped: list[dict[str, str]] = field(default_factory=list)
     skipped_rows: list[int] = field(default_factory=list)
     objects: dict[str, list[Path]] = field(default_factory=dict)
+    noise: dict[str, list[Path]] = field(default_factory=dict)
+    losses: dict[str, list[Path]] = field(default_factory=dict)
+
+    def noise_detections(self, condition: str, data: DetectionData) -> list[ImageDetections]:
+        """An attack condition's noise-baseline detections from every rank's spill, in dataset order."""
+        row_of = {image.image_id: r for r, image in enumerate(data.truth.images)}
+        dets = [d for path in self.noise[condition] for d in read_spill(path)]
+        return sorted(dets, key=lambda d: row_of[int(d.image_id)])
+
+    def attack_losses(self, condition: str) -> tuple[np.ndarray, np.ndarray]:
+        """An attack condition's per-image objective (clean, attacked) over every rank, by image id."""
+        rows: list[tuple[int, float, float]] = []
+        for path in self.losses[condition]:
+            with path.open("rb") as f:
+                while True:
+                    try:
+                        rows.extend(pickle.load(f))  # written by this process's own pass (_Spill)
+                    except EOFError:
+                        break
+        rows.sort(key=lambda r: r[0])
+        return np.array([r[1] for r in rows], dtype=np.float64), np.array([r[2] for r in rows], dtype=np.float64)
 
     def detections(self, condition: str, data: DetectionData) -> list[ImageDetections]:
         """One condition's detections from every rank's spill, in dataset order (whatever the sharding)."""
@@ -411,12 +439,14 @@ class DetectionPass:
             skipped=[s for _, s in skipped],
             skipped_rows=[row for row, _ in skipped],
             objects=self.objects,
+            noise=self.noise,
+            losses=self.losses,
         )
 
 
 def spill_path(work: Path, condition: int, rank: int, kind: str = "detections") -> Path:
     """The spill file of one condition (by position) and rank in the shared work folder (``kind``:
-    ``detections`` or ``objects``)."""
+    ``detections``, ``objects``, or for an attack ``noise`` and ``losses``)."""
     return work / f"{kind}-{condition:04d}.rank-{rank:05d}.pkl"
 
 
@@ -541,6 +571,25 @@ def stress_detection_batch(
     return boxed.images, objects
 
 
+def _spill_rows(
+    out: Sequence[Any], image_ids: Sequence[int], params: ResizeParams, category_of: np.ndarray
+) -> list[tuple[Any, ...]]:
+    """One batch's detections as spill rows: boxes mapped back to the original pixels, labels as category ids."""
+    rows = []
+    for k, (image_id, dets) in enumerate(zip(image_ids, out)):
+        boxes = boxes_to_original(dets.boxes.detach().to("cpu", torch.float64), params[k])
+        labels = dets.labels.detach().cpu().numpy()
+        rows.append(
+            (
+                image_id,
+                boxes.numpy(),
+                dets.scores.detach().to("cpu", torch.float64).numpy(),
+                category_of[labels] if labels.size else labels.astype(np.int64),
+            )
+        )
+    return rows
+
+
 def evaluate_detector(
     *,
     detector: Callable[..., list[Any]],
@@ -564,7 +613,8 @@ def evaluate_detector(
         detector: ``detector(images (B, C, H, W) in [0, 1] at model.input_size, image_ids=[...])`` ->
             one :class:`~audit.evaluation.detection.outputs.Detections` per image, boxes in input pixels.
         data: :func:`read_detection_data`'s result.
-        conditions: clean first, then the stressor conditions (model-aware attacks are refused).
+        conditions: clean first, then the stressor conditions; a model-aware one must be an attack on
+            detectors (:mod:`audit.evaluation.detection.attack_pass`), which also runs its noise baseline.
         cfg: the run's config (``model.input_size``, ``detection.resize``, ``detection.min_visibility``,
             ``batch_size``, ``seed``, ``data.on_bad_image``).
         device: where the detector runs.
@@ -577,18 +627,16 @@ def evaluate_detector(
             named in the result, so rank 0 can read them all once every rank is done.
 
     Raises:
-        AuditError: an attack condition; a stressor that does not declare ``moves_pixels``
-            (:func:`check_box_support`, before any image is read); an image that cannot be decoded under ``on_bad_image: error``
+        AuditError: a classifier attack or a detection attack the detector cannot take; a stressor that does
+            not declare ``moves_pixels`` (:func:`check_box_support`, before any image is read); an image that cannot be decoded under ``on_bad_image: error``
             or whose decoded size differs from its annotation (named by file); a detector output that
             breaks the output contract (named by image).
     """
     det = cfg.detection
     assert det is not None
-    attacks = [c.id for c in conditions if c.model_aware]
-    if attacks:
-        raise AuditError(
-            f"stressor condition {attacks[0]!r} is an attack on classifiers; a detection audit takes image stressors only"
-        )
+    from audit.evaluation.detection.attack_pass import attack_batch, check_attacks, is_detection_attack
+
+    targets = check_attacks(conditions, detector)
     modes = check_box_support(conditions)
     decoding = decoding or {}
     images = data.truth.images
@@ -605,9 +653,14 @@ def evaluate_detector(
     spills = {c.id: _Spill(spill_path(work, k, rank)) for k, c in enumerate(conditions)}
     boxed = [(k, c) for k, c in enumerate(conditions) if modes[c.id] != "none"]
     object_spills = {c.id: _Spill(spill_path(work, k, rank, "objects")) for k, c in boxed}
+    attacked = [(k, c) for k, c in enumerate(conditions) if c.id in targets]
+    noise_spills = {c.id: _Spill(spill_path(work, k, rank, "noise")) for k, c in attacked}
+    loss_spills = {c.id: _Spill(spill_path(work, k, rank, "losses")) for k, c in attacked}
     outcome = DetectionPass(
         spills={c.id: [spill_path(work, k, r) for r in range(world)] for k, c in enumerate(conditions)},
         objects={c.id: [spill_path(work, k, r, "objects") for r in range(world)] for k, c in boxed},
+        noise={c.id: [spill_path(work, k, r, "noise") for r in range(world)] for k, c in attacked},
+        losses={c.id: [spill_path(work, k, r, "losses") for r in range(world)] for k, c in attacked},
     )
     category_of = np.asarray(data.truth.category_ids, dtype=np.int64)
     keys_all = torch.from_numpy(data.keys)
@@ -636,40 +689,51 @@ def evaluate_detector(
                 x = apply_resize([it["image"] for it in good], params).to(device)
                 keys = keys_all[rows].to(device)
                 ids = [data.sample_ids[i] for i in rows]
+                image_ids = [images[i].image_id for i in rows]
                 for cond in conditions:
-                    stressed, objects = stress_detection_batch(
-                        cond,
-                        modes[cond.id],
-                        x,
-                        keys,
-                        data=data,
-                        rows=rows,
-                        params=params,
-                        seed=cfg.seed,
-                        min_visibility=det.min_visibility,
-                    )
-                    if objects is not None:
-                        object_spills[cond.id].write(
-                            [(o.image_id, o.kept, o.visibility, o.occluded_fraction, o.boxes) for o in objects]
+                    if is_detection_attack(cond):
+                        hit = attack_batch(
+                            cond,
+                            targets[cond.id],
+                            x,
+                            keys,
+                            objects=[images[i].objects for i in rows],
+                            params=params,
+                            seed=cfg.seed,
                         )
-                    out = detector(stressed, image_ids=ids)
-                    spill_rows = []
-                    for k, (i, dets) in enumerate(zip(rows, out)):
-                        boxes = boxes_to_original(dets.boxes.detach().to("cpu", torch.float64), params[k])
-                        labels = dets.labels.detach().cpu().numpy()
-                        spill_rows.append(
-                            (
-                                images[i].image_id,
-                                boxes.numpy(),
-                                dets.scores.detach().to("cpu", torch.float64).numpy(),
-                                category_of[labels] if labels.size else labels.astype(np.int64),
+                        stressed = hit.images
+                        noise_spills[cond.id].write(
+                            _spill_rows(detector(hit.noise, image_ids=ids), image_ids, params, category_of)
+                        )
+                        loss_spills[cond.id].write(
+                            [
+                                (images[i].image_id, float(a), float(b))
+                                for i, a, b in zip(rows, hit.loss_clean, hit.loss_final)
+                            ]
+                        )
+                    else:
+                        stressed, objects = stress_detection_batch(
+                            cond,
+                            modes[cond.id],
+                            x,
+                            keys,
+                            data=data,
+                            rows=rows,
+                            params=params,
+                            seed=cfg.seed,
+                            min_visibility=det.min_visibility,
+                        )
+                        if objects is not None:
+                            object_spills[cond.id].write(
+                                [(o.image_id, o.kept, o.visibility, o.occluded_fraction, o.boxes) for o in objects]
                             )
-                        )
-                    spills[cond.id].write(spill_rows)
+                    spills[cond.id].write(
+                        _spill_rows(detector(stressed, image_ids=ids), image_ids, params, category_of)
+                    )
                 outcome.evaluated.extend(rows)
             if progress is not None:
                 progress(len(batch))
     finally:
-        for spill in [*spills.values(), *object_spills.values()]:
+        for spill in [*spills.values(), *object_spills.values(), *noise_spills.values(), *loss_spills.values()]:
             spill.close()
     return outcome

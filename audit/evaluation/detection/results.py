@@ -205,7 +205,12 @@ def detection_examples(
     if mode == "none" or det is None:
         return []
     by_id = {c.id: c for c in conditions}
-    recalls = [(c.metrics.recall if c.metrics.recall is not None else 2.0, c.id) for c in section.conditions[1:]]
+    # the worst image-stressor condition: an attack's images would need the attack rerun (not drawn here)
+    recalls = [
+        (c.metrics.recall if c.metrics.recall is not None else 2.0, c.id)
+        for c in section.conditions[1:]
+        if not by_id[c.id].model_aware
+    ]
     chosen = ["clean"] + ([min(recalls)[1]] if recalls else [])
     names = dict(zip(data.truth.category_ids, data.truth.class_names))
     out: list[DetectionExample] = []

@@ -502,7 +502,8 @@ def _gap_tests(
 
 def _robustness(conditions: Sequence[Condition], results: Sequence[DetectionCondition]) -> DetectionRobustness | None:
     """mPC and rPC over the stressor conditions (None without one)."""
-    stressed = [(c, r) for c, r in zip(conditions, results) if c.stressor is not None]
+    # corruption robustness: the image stressors only (attacks have their own curve, detection.attacks)
+    stressed = [(c, r) for c, r in zip(conditions, results) if c.stressor is not None and not c.model_aware]
     if not stressed:
         return None
     robust = corruption_robustness(
