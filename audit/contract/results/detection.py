@@ -289,17 +289,21 @@ class AttackCheckFinding(Node):
     """One sanity check of a detection attack (ids in :mod:`audit.evaluation.detection.attack_checks`)."""
 
     check: str = Field(description="the check's stable id, e.g. 'detection_attack.stronger_than_noise'")
-    status: Literal["pass", "fail", "warn", "insufficient_data"]
+    status: Literal["pass", "fail", "warn", "insufficient_data"] = Field(
+        description="insufficient_data: a condition the check needs is missing (an eps = 0 or a large-eps probe)"
+    )
     observed: float | None = Field(description="the number the check compared (see the check's definition)")
-    message: str
+    message: str = Field(description="what was compared, in words")
 
 
 class DetectionAttack(Node):
     """A gradient attack on the detector: its robust-mAP curve and sanity checks."""
 
     attack: str = Field(description="the attack's label (its stressor name unless the config gives a label)")
-    norm: Literal["linf", "l2"]
-    objective: Literal["vanishing", "mislabel"]
+    norm: Literal["linf", "l2"] = Field(description="the norm that bounds the perturbation (the attack class's trait)")
+    objective: Literal["vanishing", "mislabel"] = Field(
+        description="vanishing: lower the true class's scores; mislabel: also raise a wrong class's"
+    )
     clean_map: float = Field(description="COCO AP@[.5:.95] on the clean images the attack ran on")
     clean_recall: float | None = Field(description="recall at the operating point on those clean images")
     points: list[AttackCurvePoint] = Field(description="one per epsilon, ascending")
