@@ -665,6 +665,8 @@ stressors:
   - {{name: night, severities: [1, 3]}}
   - {{name: occlusion, severities: [1, 3]}}
   - {{name: blur, kind: defocus, severities: [1, 3]}}
+  - {{name: rotation, severities: [1, 3, 5]}}
+  - {{name: occlusion, label: occluded_objects, target: objects, severities: [1, 3, 5]}}
 policy: policy.yaml
 report:
   formats: [html, pdf]

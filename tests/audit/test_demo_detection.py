@@ -13,6 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
+import stressors
 from audit.contract.errors import CvauditError
 from audit.demo_detection import (
     AUDIT_IMAGES,
@@ -137,7 +138,12 @@ def test_written_config_names_the_demo_files(demo_folder):
         "score_threshold": 0.5,
         "iou_threshold": 0.5,
     }
-    assert {s["name"] for s in cfg["stressors"]} == {"night", "occlusion", "blur"}
+    assert {s["name"] for s in cfg["stressors"]} == {"night", "occlusion", "blur", "rotation"}
+    moving = [s for s in cfg["stressors"] if stressors.box_support(stressors.factory(s["name"])) == "geometric"]
+    assert [s["severities"] for s in moving] == [[1, 3, 5]]  # a camera shift, with breaking points
+    assert {"name": "occlusion", "label": "occluded_objects", "target": "objects", "severities": [1, 3, 5]} in cfg[
+        "stressors"
+    ]
     policy = yaml.safe_load((folder / cfg["policy"]).read_text())
     assert policy["rules"] == DETECTION_POLICY_RULES
     assert policy["governance"]["region"]["allowed"] == ["eu-west", "eu-central"]

@@ -175,7 +175,7 @@ CLASSIFICATION_KEYS = (
 )
 
 #: The version this cvaudit writes; see the module docstring for the rules.
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 
 class Results(Node):
