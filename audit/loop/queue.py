@@ -26,6 +26,9 @@ Governance: every candidate's manifest row is checked with the run's policy
 missing or withdrawn consent, expired or unverifiable retention, a region not
 allowed, a missing purpose or lawful basis, or a biometric image without a
 basis is never exported; ``summary.json`` counts the samples held back per check.
+
+A detection run's queue (images with missed objects and false positives) is built by
+:mod:`audit.loop.detection_queue` with the same priority, allocation and governance.
 """
 
 from __future__ import annotations
@@ -282,6 +285,10 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
     """
     from audit.evaluation import read_samples
 
+    if run.task == "detection":
+        from audit.loop.detection_queue import build_detection_queue
+
+        return build_detection_queue(run, cfg=cfg, policy=policy, out_dir=out_dir, settings=settings)
     if settings.budget < 1:
         raise AuditError(f"--budget {settings.budget}: must be at least 1 sample")
     if settings.fmt not in FORMATS:
