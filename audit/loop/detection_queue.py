@@ -115,7 +115,7 @@ def _detections_by_condition(path: Path, known: set[str]) -> dict[str, dict[int,
 
 
 def _image_detections(image_id: int, items: list[tuple]):
-    from audit.evaluation.detection.coco_metrics import ImageDetections
+    from audit.evaluation import ImageDetections
 
     arr = np.asarray(items, dtype=np.float64).reshape(-1, 6)
     boxes = np.column_stack([arr[:, 0], arr[:, 1], arr[:, 0] + arr[:, 2], arr[:, 1] + arr[:, 3]])
@@ -124,7 +124,7 @@ def _image_detections(image_id: int, items: list[tuple]):
 
 def match_condition(data: Any, dets: dict[int, list[tuple]], settings: Any) -> tuple[list[Any], list[Any]]:
     """The operating point's matching of one condition's detections: (per image detections, per image matches)."""
-    from audit.evaluation.detection.operating_point import match_images
+    from audit.evaluation import match_images
 
     detections = [_image_detections(t.image_id, dets.get(int(t.image_id), [])) for t in data.truths]
     matches = match_images(
@@ -144,7 +144,7 @@ def build_detection_queue(
     Raises:
         AuditError: bad settings, an unknown stratification attribute, unreadable detections or images.
     """
-    from audit.evaluation.detection.evaluate import read_detection_data
+    from audit.evaluation import read_detection_data
 
     if settings.budget < 1:
         raise AuditError(f"--budget {settings.budget}: must be at least 1 sample")

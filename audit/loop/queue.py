@@ -285,10 +285,6 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
     """
     from audit.evaluation import read_samples
 
-    if run.task == "detection":
-        from audit.loop.detection_queue import build_detection_queue
-
-        return build_detection_queue(run, cfg=cfg, policy=policy, out_dir=out_dir, settings=settings)
     if settings.budget < 1:
         raise AuditError(f"--budget {settings.budget}: must be at least 1 sample")
     if settings.fmt not in FORMATS:
