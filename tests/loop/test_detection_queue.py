@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from loop_helpers import DETECTION_HELD, check_in_label_studio, finish_detection_run, one_line_error
+from loop_helpers import DETECTION_HELD, check_in_label_studio, one_line_error
 
 from audit.cli import main
 
@@ -77,11 +77,6 @@ RECT_TASKS_SCHEMA = {
 
 def queue(run_dir, out, *args):
     return CliRunner().invoke(main, ["queue", str(run_dir), "--out", str(out), *map(str, args)])
-
-
-@pytest.fixture(scope="module")
-def det_run(tmp_path_factory):
-    return finish_detection_run(tmp_path_factory.mktemp("detrun"))
 
 
 @pytest.fixture(scope="module")
