@@ -14,6 +14,17 @@ steps, as in kornia and albumentations:
 Model-aware stressors (adversarial attacks) set ``model_aware = True`` and
 implement :meth:`ModelAwareStressor.perturb` instead of ``apply``.
 
+Boxes (object detection, :mod:`stressors.boxes`): a stressor declares what it does to
+the boxes of the objects in an image. ``moves_pixels = False`` (the default of
+:class:`ImageStressor`): a photometric stressor, boxes unchanged. ``moves_pixels = True``:
+a geometric stressor, which implements :meth:`ImageStressor.map_points` (where a point
+of the input lands in the output) or overrides :meth:`ImageStressor.transform_boxes`.
+A stressor with ``needs_boxes`` true (per instance: occlusion with ``target: objects``)
+receives the batch's boxes in ``sample_params(..., boxes=...)``, and
+:meth:`ImageStressor.object_measures` reports per-box quantities (the fraction hidden).
+Boxes are ``(K, 4)`` float xyxy in the continuous pixel frame of their image (x in
+[0, W], y in [0, H]; pixel column i covers [i, i + 1)).
+
 Fractional severities (opt-in): a stressor whose severity is a continuous
 physical quantity sets ``fractional_severities = True``; asked with
 ``sample_params(..., fractional=True)`` it then accepts any severity in
@@ -263,6 +274,10 @@ class ImageStressor:
     severity_meaning: ClassVar[dict[int, str]] = {}
     #: True when any severity in :attr:`severity_range` (e.g. 2.75) is accepted (opt-in).
     fractional_severities: ClassVar[bool] = False
+    #: True for a geometric stressor: pixels move, and boxes follow :meth:`map_points`.
+    moves_pixels: ClassVar[bool] = False
+    #: True when ``sample_params`` needs the batch's boxes (may be set per instance).
+    needs_boxes: bool = False
 
     def __init__(self, *, severities: Sequence[int] | None = None) -> None:
         levels = tuple(self.severity_meaning) or (1, 2, 3, 4, 5)
@@ -304,7 +319,15 @@ class ImageStressor:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({opts})"
 
-    def sample_params(self, sample_ids: Tensor, severity: float, *, seed: int, fractional: bool = False) -> Params:
+    def sample_params(
+        self,
+        sample_ids: Tensor,
+        severity: float,
+        *,
+        seed: int,
+        fractional: bool = False,
+        boxes: Sequence[Tensor] | None = None,
+    ) -> Params:
         """Draw every random quantity for these samples at this severity.
 
         Args:
@@ -313,13 +336,16 @@ class ImageStressor:
                 stressor with ``fractional_severities``) any number in :attr:`severity_range`.
             seed: the audit's seed.
             fractional: accept a fractional severity (see the module docstring).
+            boxes: per sample, its boxes ``(K_i, 4)`` xyxy in pixels; required when
+                :attr:`needs_boxes` (then passed to :meth:`_sample_with_boxes`), ignored otherwise.
 
         Returns:
             a :class:`Params` whose tensors have first dimension N.
 
         Raises:
             StressorError: severity out of range, fractional severities asked of a
-                stressor without them, or sample ids not a 1-D integer tensor.
+                stressor without them, sample ids not a 1-D integer tensor, or
+                boxes missing (or not one list per sample) for a stressor that needs them.
         """
         if fractional and not self.fractional_severities:
             raise StressorError(f"{self.name}: does not support fractional severities (levels {list(self.severities)})")
@@ -332,11 +358,26 @@ class ImageStressor:
             raise StressorError(
                 f"{self.name}: sample_ids must be a 1-D integer tensor (see stressors.base.sample_keys)"
             )
-        if self.fractional_severities:  # an integer level gives the same seeds on both paths
-            seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=seed_level(severity))
-            return Params(severity=severity, values=self._sample(seeds, severity), seeds=tuple(seeds))
-        seeds = per_sample_seeds(sample_ids, seed=seed, name=self.name, severity=severity)
-        return Params(severity=severity, values=self._sample(seeds, int(severity)), seeds=tuple(seeds))
+        if self.needs_boxes and (boxes is None or isinstance(boxes, Tensor) or len(boxes) != sample_ids.shape[0]):
+            got = "none" if boxes is None else f"{len(boxes)} box lists"
+            raise StressorError(
+                f"{self.name}: needs the boxes of every sample (one (K, 4) tensor per sample); "
+                f"got {got} for {sample_ids.shape[0]} samples"
+            )
+        level: float = severity if self.fractional_severities else int(severity)
+        # a fractional stressor keys its draws by ceil(severity): an integer level gives the same seeds on both paths
+        seeds = per_sample_seeds(
+            sample_ids,
+            seed=seed,
+            name=self.name,
+            severity=seed_level(severity) if self.fractional_severities else severity,
+        )
+        if self.needs_boxes:
+            assert boxes is not None
+            values = self._sample_with_boxes(seeds, level, list(boxes))
+        else:
+            values = self._sample(seeds, level)
+        return Params(severity=severity, values=values, seeds=tuple(seeds))
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
         """Stress ``images`` with ``params`` (pure: same input, same output).
@@ -363,8 +404,72 @@ class ImageStressor:
         out = self._apply(images.float(), params)
         return out.clamp_(0.0, 1.0).to(dtype)
 
+    def transform_boxes(self, boxes: Sequence[Tensor], params: Params, size: tuple[int, int]) -> list[Tensor]:
+        """Where each box lands in the output, unclipped (clipping and dropping: :mod:`stressors.boxes`).
+
+        The default: a photometric stressor (``moves_pixels`` false) returns the boxes
+        unchanged; a geometric one maps each box's 4 corners with :meth:`map_points`
+        and returns their axis-aligned hull (the exact bounding box of the moved box
+        when the map takes lines to lines: affine maps and homographies).
+
+        Args:
+            boxes: per sample, ``(K_i, 4)`` float64 xyxy in the input's pixel frame.
+            params: drawn by :meth:`sample_params` for the same samples.
+            size: the images' ``(H, W)``.
+
+        Returns:
+            per sample, ``(K_i, 4)`` float64 xyxy in the output's pixel frame.
+        """
+        if not self.moves_pixels:
+            return [b.to(torch.float64) for b in boxes]
+        counts = [int(b.shape[0]) for b in boxes]
+        k_max = max(counts, default=0)
+        if k_max == 0:
+            return [b.to(torch.float64) for b in boxes]
+        corners = torch.zeros((len(boxes), 4 * k_max, 2), dtype=torch.float64)
+        for i, b in enumerate(boxes):
+            if counts[i]:
+                b = b.to(torch.float64)
+                x1, y1, x2, y2 = b.unbind(1)
+                pts = torch.stack(
+                    [torch.stack(p, dim=1) for p in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], dim=1
+                )  # (K, 4, 2)
+                corners[i, : 4 * counts[i]] = pts.reshape(-1, 2)
+        mapped = self.map_points(corners, params, size).to(torch.float64)
+        out = []
+        for i, k in enumerate(counts):
+            pts = mapped[i, : 4 * k].reshape(k, 4, 2)
+            lo, hi = pts.amin(dim=1), pts.amax(dim=1)
+            out.append(torch.cat([lo, hi], dim=1))
+        return out
+
+    def map_points(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
+        """Where points of the input images land in the output (geometric stressors implement it).
+
+        Args:
+            points: ``(N, P, 2)`` float64 ``(x, y)`` in the input's continuous pixel frame.
+            params: drawn by :meth:`sample_params` for the same samples.
+            size: the images' ``(H, W)``.
+
+        Returns:
+            ``(N, P, 2)`` float64 positions in the output's pixel frame (possibly outside it).
+        """
+        if not self.moves_pixels:
+            return points
+        raise NotImplementedError(f"{self.name}: moves pixels but implements neither map_points nor transform_boxes")
+
+    def object_measures(
+        self, boxes: Sequence[Tensor], params: Params, size: tuple[int, int]
+    ) -> dict[str, list[Tensor]]:
+        """Per-box quantities of this stress, e.g. ``{"occluded_fraction": [(K_i,) float64, ...]}`` (default none)."""
+        return {}
+
     def _sample(self, seeds: list[int], severity: int) -> dict[str, Tensor]:
         return {}
+
+    def _sample_with_boxes(self, seeds: list[int], severity: float, boxes: list[Tensor]) -> dict[str, Tensor]:
+        """``_sample`` of a stressor that :attr:`needs_boxes` (per sample, its ``(K_i, 4)`` boxes in pixels)."""
+        raise NotImplementedError(f"{self.name}: needs_boxes is set but _sample_with_boxes is not implemented")
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -35,7 +35,16 @@ built-in and a plugin are held to the same contract:
   half-levels on images of at least 96 px (unless ``monotone_severity = False``) and refuses a severity
   outside its range; without ``fractional=True`` (and for a stressor that does
   not declare it) a fractional severity is refused with a ``StressorError``;
-- attacks: the perturbation stays inside the ε ball of the attack's norm.
+- attacks: the perturbation stays inside the ε ball of the attack's norm;
+- boxes (image stressors that declare ``moves_pixels``, :mod:`stressors.boxes`):
+  :func:`~stressors.boxes.stress_with_boxes` gives the images of ``apply``; a
+  photometric stressor keeps every box where it was; a geometric one is the
+  identity at severity 0 (when its ``severity_range`` starts at 0), moves boxes
+  with the pixels (a filled box drawn on a black frame, stressed: the bounding box
+  of its connected component in the output is the moved box, within
+  :data:`BOX_TOLERANCE` pixels, at every severity), deterministically and
+  identically in a reordered sub-batch. A stressor that needs boxes
+  (``needs_boxes``) gets, in every check, a few boxes derived from each sample id.
 """
 
 from __future__ import annotations
@@ -51,9 +60,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stressors.base import StressorError, sample_keys
+from stressors.boxes import box_support, stress_with_boxes
 
 __all__ = [
+    "BOX_TOLERANCE",
     "check_batch_invariance",
+    "check_box_conformance",
     "check_determinism",
     "check_fractional_severity",
     "check_interface",
@@ -64,10 +76,38 @@ __all__ = [
     "check_perturbation_bound",
     "check_stressor",
     "photo_like",
+    "sample_boxes",
     "tiny_classifier",
 ]
 
 _IDS = [f"conformance-{i}" for i in range(6)]
+#: How far (pixels) a moved box may be from the bounding box of the moved pixels it describes:
+#: bilinear resampling thresholded at half intensity moves an edge by up to half a pixel, the
+#: pixel grid rounds it by up to one, and a rotated corner's tip loses up to about half a pixel more.
+BOX_TOLERANCE = 2.0
+
+
+def sample_boxes(ids: list[str], size: tuple[int, int]) -> list[Tensor]:
+    """One to three boxes per sample, drawn from its id alone (so they follow the sample in any batch).
+
+    Shape:
+        returns one ``(K_i, 4)`` float64 xyxy tensor per id, inside the ``(H, W)`` frame.
+    """
+    height, width = size
+    out = []
+    for sid in ids:
+        g = torch.Generator().manual_seed(int(sample_keys([sid])[0]) & 0x7FFFFFFF)
+        k = int(torch.randint(1, 4, (1,), generator=g))
+        wh = torch.rand(k, 2, generator=g, dtype=torch.float64) * 0.3 + 0.15  # 15..45 % of the frame
+        xy = torch.rand(k, 2, generator=g, dtype=torch.float64) * (1 - wh)
+        scale = torch.tensor([width, height], dtype=torch.float64)
+        out.append(torch.cat([xy * scale, (xy + wh) * scale], dim=1))
+    return out
+
+
+def _box_kwargs(stressor: Any, ids: list[str], size: tuple[int, int]) -> dict[str, Any]:
+    """``boxes=`` for a stressor that needs them (:func:`sample_boxes`), else nothing."""
+    return {"boxes": sample_boxes(ids, size)} if getattr(stressor, "needs_boxes", False) else {}
 
 
 def photo_like(n: int = 6, size: int = 32, *, channels: int = 3, seed: int = 0) -> Tensor:
@@ -125,13 +165,15 @@ def _run(
 ) -> Tensor:
     keys = sample_keys(ids)
     if fractional:
-        return stressor.apply(images, stressor.sample_params(keys, severity, seed=seed, fractional=True))
+        boxes = _box_kwargs(stressor, ids, tuple(images.shape[-2:]))
+        return stressor.apply(images, stressor.sample_params(keys, severity, seed=seed, fractional=True, **boxes))
     if getattr(stressor, "model_aware", False):
         with torch.no_grad():
             labels = model(images.float()).argmax(dim=1)
         with torch.enable_grad():
             return stressor.perturb(model, images, labels, severity=severity, sample_ids=keys, seed=seed)
-    return stressor.apply(images, stressor.sample_params(keys, severity, seed=seed))
+    boxes = _box_kwargs(stressor, ids, tuple(images.shape[-2:]))
+    return stressor.apply(images, stressor.sample_params(keys, severity, seed=seed, **boxes))
 
 
 def check_interface(stressor: Any) -> None:
@@ -226,7 +268,8 @@ def check_params_recordable(stressor: Any, *, seed: int = 0) -> None:
     """``sample_params(...).record(i)``, where present, is JSON-serialisable (image stressors)."""
     if getattr(stressor, "model_aware", False):
         return
-    params = stressor.sample_params(sample_keys(_IDS[:2]), stressor.severities[0], seed=seed)
+    boxes = _box_kwargs(stressor, _IDS[:2], (32, 32))
+    params = stressor.sample_params(sample_keys(_IDS[:2]), stressor.severities[0], seed=seed, **boxes)
     record = getattr(params, "record", None)
     if record is None:
         return
@@ -269,8 +312,9 @@ def check_fractional_severity(stressor: Any, images: Tensor, *, seed: int = 0) -
     ids = _IDS[: images.shape[0]]
     keys = sample_keys(ids)
     probe = sorted(stressor.severities)[0] + 0.5
+    boxes = _box_kwargs(stressor, ids, tuple(images.shape[-2:]))
     try:
-        stressor.sample_params(keys, probe, seed=seed)
+        stressor.sample_params(keys, probe, seed=seed, **boxes)
     except StressorError:
         pass
     else:
@@ -281,7 +325,7 @@ def check_fractional_severity(stressor: Any, images: Tensor, *, seed: int = 0) -
     lo, hi = grid[0], grid[-1]
     for bad in (lo - 0.5, hi + 0.5, float("nan")):
         try:
-            stressor.sample_params(keys, bad, seed=seed, fractional=True)
+            stressor.sample_params(keys, bad, seed=seed, fractional=True, **boxes)
         except StressorError:
             continue
         raise _fail(stressor, "fractional severity", f"severity {bad} outside [{lo:g}, {hi:g}] was accepted")
@@ -331,6 +375,99 @@ def check_perturbation_bound(stressor: Any, images: Tensor, *, seed: int = 0, mo
             raise _fail(stressor, "perturbation bound", f"eps {eps}: {norm} perturbation {float(size.max()):.4g} > eps")
 
 
+def _drawn_boxes(ids: list[str], n: int, size: int) -> tuple[Tensor, list[Tensor]]:
+    """One filled white box per sample on a black frame, placed from its id in the central 30-70 % region."""
+    images = torch.zeros(n, 3, size, size)
+    boxes = []
+    for i, sid in enumerate(ids[:n]):
+        g = torch.Generator().manual_seed(int(sample_keys([sid])[0]) & 0x7FFFFFFF)
+        w, h = (int(v) for v in torch.randint(size // 6, size // 3, (2,), generator=g))
+        x0 = int(torch.randint(int(0.3 * size), int(0.7 * size) - w + 1, (1,), generator=g))
+        y0 = int(torch.randint(int(0.3 * size), int(0.7 * size) - h + 1, (1,), generator=g))
+        images[i, :, y0 : y0 + h, x0 : x0 + w] = 1.0
+        boxes.append(torch.tensor([[x0, y0, x0 + w, y0 + h]], dtype=torch.float64))
+    return images, boxes
+
+
+def _mask_box(mask: Tensor, centre: tuple[float, float]) -> list[float] | None:
+    """The bounding box (continuous pixel frame) of the connected component of ``mask`` at ``centre``."""
+    from scipy import ndimage  # scikit-learn's dependency; only the box check needs it
+
+    labels, _count = ndimage.label(mask.numpy())
+    cy = min(max(int(centre[1]), 0), mask.shape[0] - 1)
+    cx = min(max(int(centre[0]), 0), mask.shape[1] - 1)
+    label = labels[cy, cx]
+    if label == 0:
+        return None
+    ys, xs = (labels == label).nonzero()
+    return [float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1]
+
+
+def check_box_conformance(stressor: Any, images: Tensor, *, seed: int = 0) -> None:
+    """Boxes go through the stressor as the pixels do (see the module docstring).
+
+    Skipped for attacks and for a stressor that does not declare ``moves_pixels`` (a
+    classifier-only plugin, which a detection audit refuses).
+    """
+    if getattr(stressor, "model_aware", False) or not isinstance(getattr(stressor, "moves_pixels", None), bool):
+        return
+    kind = box_support(stressor)
+    ids = _IDS[: images.shape[0]]
+    keys = sample_keys(ids)
+    size = tuple(images.shape[-2:])
+    boxes = sample_boxes(ids, size)
+    order = [i for i in (4, 1, 5, 0) if i < images.shape[0]]
+    for severity in stressor.severities:
+        where = f"severity {severity}"
+        batch = stress_with_boxes(stressor, images, boxes, sample_ids=keys, severity=severity, seed=seed)
+        if not torch.equal(batch.images, _run(stressor, images, ids, severity, seed=seed, model=None)):
+            raise _fail(stressor, "boxes", f"{where}: stress_with_boxes gives other images than apply")
+        if kind == "invariant":
+            for i, (b, out) in enumerate(zip(boxes, batch.boxes)):
+                if not torch.equal(b, out) or not bool(batch.kept[i].all()):
+                    raise _fail(
+                        stressor, "boxes", f"{where}: a photometric stressor moved or dropped the boxes of image {i}"
+                    )
+            continue
+        again = stress_with_boxes(stressor, images, boxes, sample_ids=keys, severity=severity, seed=seed)
+        if any(not torch.equal(a, b) for a, b in zip(batch.boxes, again.boxes)):
+            raise _fail(stressor, "boxes", f"{where}: two calls with seed {seed} move the boxes differently")
+        sub = stress_with_boxes(
+            stressor, images[order], [boxes[i] for i in order], sample_ids=keys[order], severity=severity, seed=seed
+        )
+        for pos, i in enumerate(order):
+            if not torch.equal(sub.boxes[pos], batch.boxes[i]):
+                raise _fail(stressor, "boxes", f"{where}: image {i}'s boxes differ in a reordered sub-batch")
+    if kind == "invariant":
+        return
+    lo = getattr(stressor, "severity_range", (1, 1))[0]
+    if getattr(stressor, "fractional_severities", False) and lo <= 0:
+        batch = stress_with_boxes(stressor, images, boxes, sample_ids=keys, severity=0, seed=seed, fractional=True)
+        if float((batch.images.float() - images.float()).abs().max()) > 1e-5:
+            raise _fail(stressor, "boxes", "severity 0 changes the images")
+        if any(float((a - b).abs().max(initial=0.0)) > 1e-6 for a, b in zip(boxes, batch.boxes)):
+            raise _fail(stressor, "boxes", "severity 0 moves the boxes")
+    frame = 96
+    drawn, truth = _drawn_boxes(ids, images.shape[0], frame)
+    drawn_keys = sample_keys(ids[: drawn.shape[0]])
+    for severity in stressor.severities:
+        params = stressor.sample_params(drawn_keys, severity, seed=seed, **_box_kwargs(stressor, ids, (frame, frame)))
+        out = stressor.apply(drawn, params)
+        moved = stressor.transform_boxes(truth, params, (frame, frame))
+        for i, box in enumerate(moved):
+            b = box[0].tolist()
+            if b[0] < 0 or b[1] < 0 or b[2] > frame or b[3] > frame or min(b[2] - b[0], b[3] - b[1]) < 4:
+                continue  # partly out of view or tiny: the clipped mask says nothing exact about the box
+            found = _mask_box(out[i].float().mean(0) > 0.5, ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2))
+            if found is None or max(abs(x - y) for x, y in zip(found, b)) > BOX_TOLERANCE:
+                raise _fail(
+                    stressor,
+                    "boxes follow the pixels",
+                    f"severity {severity}, image {i}: the moved box is {[round(v, 1) for v in b]} but the moved "
+                    f"pixels span {found} (tolerance {BOX_TOLERANCE} px)",
+                )
+
+
 def check_stressor(
     stressor: Any,
     *,
@@ -370,10 +507,11 @@ def check_stressor(
         check_low_precision,
         check_perturbation_bound,
     )
-    for check in checks or every + (check_params_recordable, check_monotone_severity, check_fractional_severity):
+    rest = (check_params_recordable, check_monotone_severity, check_fractional_severity, check_box_conformance)
+    for check in checks or every + rest:
         if check is check_params_recordable:
             check(stressor, seed=seed)
-        elif check in (check_monotone_severity, check_fractional_severity):
+        elif check in (check_monotone_severity, check_fractional_severity, check_box_conformance):
             check(stressor, x, seed=seed)
         else:
             check(stressor, x, seed=seed, model=model)
