@@ -12,27 +12,23 @@ import yaml
 from click.testing import CliRunner
 
 from audit.cli import main
-from stressors.base import Params
+from stressors.base import ImageStressor
 from stressors.recipe import Recipe, _Detection, _Entry, load
 
 
-class Shift:
+class Shift(ImageStressor):
     """A tiny geometric test stressor: moves the image ``8 x severity`` pixels to the right (zeros enter on the left).
 
-    Pixel i lands on i + dx, so a continuous x lands on x + dx (the box API's frame)."""
+    Pixel i lands on i + dx, so a continuous x lands on x + dx; only ``map_points`` is given, the boxes follow
+    through the base class's ``transform_boxes`` (the hull of the moved corners)."""
 
     name = "test_shift"
-    severities = (1, 2, 3, 4, 5)
-    fractional_severities = False
-    model_aware = False
     moves_pixels = True
-    needs_boxes = False
 
-    def sample_params(self, sample_ids, severity, *, seed, fractional=False):
-        n = len(sample_ids)
-        return Params(float(severity), {"dx": torch.full((n,), 8 * int(severity), dtype=torch.int64)})
+    def _sample(self, seeds, severity):
+        return {"dx": torch.full((len(seeds),), 8 * int(severity), dtype=torch.int64)}
 
-    def apply(self, images, params):
+    def _apply(self, images, params):
         out = torch.zeros_like(images)
         for i, dx in enumerate(params["dx"].tolist()):
             out[i, ..., dx:] = images[i, ..., : images.shape[-1] - dx]
@@ -42,14 +38,6 @@ class Shift:
         moved = points.clone()
         moved[..., 0] += params["dx"].to(points.dtype)[:, None]
         return moved
-
-    def transform_boxes(self, boxes, params, size):
-        out = []
-        for i, b in enumerate(boxes):
-            corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], dim=1).double()
-            p = self.map_points(corners, Params(params.severity, {"dx": params["dx"][i : i + 1]}), size)
-            out.append(torch.cat([p.amin(dim=1), p.amax(dim=1)], dim=1))
-        return out
 
 
 def _shift_recipe(min_visibility=0.3, severity=(3, 3)) -> Recipe:
