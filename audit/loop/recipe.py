@@ -66,7 +66,6 @@ def build_recipe(run: RunFolder, *, probability: float = 0.5, min_drop: float = 
             "a recipe needs an audit with at least one"
         )
     drops = stressor_drops(run)
-    measure = "mAP" if results.task == "detection" else "accuracy"
     chosen = []
     for entry in entries:
         by_level = drops.get(entry.name, {})
@@ -79,7 +78,9 @@ def build_recipe(run: RunFolder, *, probability: float = 0.5, min_drop: float = 
         chosen.append((entry, [start, levels[-1]], loss))
     if not chosen:
         raise AuditError(
-            f"{run.path}: no image stressor cost the model {min_drop} {measure} or more; nothing to augment"
+            f"{run.path}: no image stressor cost the model {min_drop} mAP or more; nothing to augment"
+            if results.task == "detection"
+            else f"{run.path}: no image stressor cost the model {min_drop} accuracy or more; nothing to augment"
         )
     total = sum(loss for _, _, loss in chosen)
     import stressors
@@ -106,7 +107,8 @@ def build_recipe(run: RunFolder, *, probability: float = 0.5, min_drop: float = 
             "model_sha256": results.model.sha256,
             "seed": results.seed,
             "task": results.task,
-            "note": f"derived by cvaudit recipe: stressors where the audited model lost {measure}; no attacks",
+            "note": "derived by cvaudit recipe: stressors where the audited model lost "
+            + ("mAP; no attacks" if results.task == "detection" else "accuracy; no attacks"),
         },
         "probability": probability,
         "stressors": out,
