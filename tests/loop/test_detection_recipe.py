@@ -143,3 +143,35 @@ def test_the_albumentations_transform_moves_boxes_with_the_pixels_and_applies_mi
     strict = _shift_recipe(min_visibility=0.5).albumentations_pipeline(seed=0)
     out = strict(image=image, bboxes=[[30.0, 20.0, 60.0, 40.0]], labels=[1])
     assert list(out["labels"]) == []  # 1/3 visible < 0.5
+
+
+def test_bad_boxes_and_a_bad_detection_section_are_one_line_errors(tmp_path):
+    from stressors.base import StressorError
+
+    augment = _shift_recipe()
+    with pytest.raises(StressorError, match=r"^recipe: 1 box lists for a batch of 2 images$"):
+        augment.with_boxes(torch.rand(2, 3, 16, 16), [torch.zeros(0, 4)])
+    with pytest.raises(StressorError, match=r"box 0 of image 0 lies outside the 16x16 frame"):
+        augment.with_boxes(torch.rand(1, 3, 16, 16), [torch.tensor([[0.0, 0.0, 20.0, 8.0]])])
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "version: 1\nstressors: [{name: n, stressor: night, severity: [1, 2], weight: 1}]\n"
+        "detection: {min_visibility: 1.5}\n"
+    )
+    with pytest.raises(StressorError, match=r"r.yaml: detection.min_visibility: .*less than or equal to 1"):
+        load(path)
+
+
+def test_a_plugin_that_does_not_say_whether_it_moves_pixels_is_refused_for_boxes():
+    from stressors.base import StressorError
+
+    class Undeclared:
+        name = "undeclared"
+        severities = (1,)
+
+    entry = _Entry(name="u", stressor="undeclared", severity=(1, 1), weight=1.0)
+    augment = Recipe([entry], 1.0, _Detection(min_visibility=0.3), resolve=lambda name, **o: Undeclared())
+    with pytest.raises(StressorError, match="undeclared: does not declare moves_pixels"):
+        augment.albumentations()
+    with pytest.raises(StressorError, match="undeclared: does not declare moves_pixels"):
+        augment.with_boxes(torch.rand(1, 3, 8, 8), [torch.zeros(0, 4)], generator=torch.Generator().manual_seed(0))
