@@ -177,7 +177,8 @@ class Recipe(nn.Module):
         min_visibility: float | None = None,
     ) -> Any:
         """Augment a (N, C, H, W) batch and its boxes (N tensors (K_i, 4), xyxy pixels): a
-        :class:`stressors.boxes.BoxedBatch` whose ``kept[i]`` says which input boxes of image ``i`` survived.
+        :class:`stressors.boxes.BoxedBatch` whose ``kept[i]`` says which input boxes of image ``i`` survived
+        (its ``measures`` are empty: the images of a batch draw different stressors).
 
         Each image draws as :meth:`forward` does (four uniforms from ``generator`` per image, the same
         sequence) and is stressed by :func:`stressors.boxes.stress_with_boxes` with ``min_visibility``
