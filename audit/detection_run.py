@@ -13,13 +13,14 @@ and calls :func:`run_detection`):
    (:func:`audit.evaluation.evaluate_detector`), then the metrics condition by condition
    (:func:`audit.evaluation.summarize_detection`);
 5. **judge**: the results, the policy's verdict, the example images the report may show;
-6. the outputs (results.json, detections.json, detections.csv, groups.csv, skipped.csv, junit.xml,
+6. the outputs (results.json, detections.json, detections.csv, objects.csv, groups.csv, skipped.csv, junit.xml,
    the reports, the attestation), written into the staging folder and swapped in as a whole.
 
 Under ``torchrun`` every rank evaluates its shard of the images and spills its detections into rank 0's
 work folder; once every rank is done, rank 0 reads them all in dataset order and scores them, so the
 results equal a single process's. Not yet for detectors, and refused with one line before any image is
-read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline`` and attacks. With ``tracking.mlflow`` the
+read: ``evaluation.early_stop``, ``breaking_points``, ``--baseline`` and attacks; so is a stressor that does not declare
+whether it moves pixels (its boxes could be anywhere). With ``tracking.mlflow`` the
 finished run is logged to MLflow after its outputs are in place (:func:`audit.tracking.track_audit`).
 """
 
@@ -38,9 +39,11 @@ from audit.contract.results import Governance, PolicyOutcome, Results
 from audit.evaluation import (
     DETECTIONS_CSV,
     DETECTIONS_JSON,
+    OBJECTS_CSV,
     DetectionRunInfo,
     allocator_setting,
     build_conditions,
+    check_box_support,
     detection_examples,
     detection_results,
     distributed,
@@ -105,6 +108,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
             f"{ctx.source}: stressor condition {attacks[0]!r} is an attack on classifiers; "
             "a detection audit takes image stressors only"
         )
+    check_box_support(conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)
     data = read_detection_data(cfg, on_chunk=governance.on_chunk)
     names = list(data.truth.class_names)
@@ -211,7 +215,8 @@ def _write_outputs(
     affected: list[dict[str, Any]],
     manifest: Path,
 ) -> list[Path]:
-    """Every output through :func:`reports.write_outputs`, detections.json and detections.csv moved in first."""
+    """Every output through :func:`reports.write_outputs`, detections.json, detections.csv and objects.csv moved in
+    first."""
     from policies import check_names
     from reports import results_json_bytes, write_outputs
 
@@ -219,7 +224,14 @@ def _write_outputs(
     assert outputs is not None
     keys, passphrase = ctx.signing.keys, ctx.signing.passphrase
     staged = []
-    for name, path in ((DETECTIONS_JSON, summary.detections_json), (DETECTIONS_CSV, summary.detections_csv)):
+    files = [
+        (DETECTIONS_JSON, summary.detections_json),
+        (DETECTIONS_CSV, summary.detections_csv),
+        (OBJECTS_CSV, summary.objects_csv),
+    ]
+    if summary.object_breaking_csv is not None:  # per-object breaking points (issue 26), attested as the others
+        files.append((summary.object_breaking_csv.name, summary.object_breaking_csv))
+    for name, path in files:
         os.replace(path, outputs.stage / name)
         staged.append(outputs.stage / name)
     extra = {}

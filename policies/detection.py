@@ -34,24 +34,51 @@ jackknife) standard error ``se`` (:mod:`audit.evaluation.detection.statistics`).
 ``judge: ci_lower|ci_upper`` judges an end of the stored ``gap_ci`` (the widest pair's Wald interval).
 A stored test comparing other groups than the rule's (``min_samples`` left one out) or a missing test
 makes the target insufficient data: fail-closed for a blocking rule.
+
+Per-object breaking points (results.json ``detection.breaking_points``,
+:mod:`audit.evaluation.detection.object_breaking`) are judged as a classifier's ``breaking_points``
+are, by a ``section`` rule: ``section: detection.breaking_points``, ``entry`` a glob over the entry
+ids (``occlusion``, ``occlusion:object.size=small``, ``occlusion:camera=*``; ``occlusion:object.size``
+for the disparity between the size groups) and ``metric`` a key of the entry: ``median`` (the median
+breaking severity), ``survival[severity=3].surviving`` (the share of objects still found at every
+level up to 3), ``disparity`` (the largest gap in survival between the groups), ``median_gap`` ...;
+``judge: ci_lower|ci_upper`` reads ``<metric>_ci`` (the cluster-bootstrap intervals). A subgroup
+flagged ``insufficient_data`` is judged insufficient data. :func:`check_breaking_rule` refuses,
+before any image is evaluated, a rule that can never match: no stressor entry with two or more
+levels, an entry id or a severity the run does not have, a key the entries lack, an interval the run
+does not compute.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from audit.contract.gaptests import decide_pairs
 from audit.contract.metric_specs import detection_metric_names
-from audit.contract.results import DetectionCondition, DetectionGapTest, DetectionGroup, Results
+from audit.contract.plan import RunPlan
+from audit.contract.results import (
+    DetectionCondition,
+    DetectionGapTest,
+    DetectionGroup,
+    ObjectBreakingDisparity,
+    ObjectBreakingEntry,
+    ObjectSurvivalPoint,
+    Results,
+)
 from policies import targets as t
-from policies.evaluate import ErrorFactory, Evaluation, compare, judge_target
+from policies.evaluate import ErrorFactory, Evaluation, compare, judge_target, section_evaluations
 from policies.schema import MetricRule
 
 __all__ = [
+    "BREAKING_SECTION",
     "CONDITION_ONLY_METRICS",
     "DETECTION_METRICS",
     "TESTED_GAP_METRICS",
     "attribute_matches",
+    "breaking_point_evaluations",
+    "check_breaking_rule",
     "check_detection_names",
     "detection_evaluations",
     "group_metrics",
@@ -261,3 +288,135 @@ def check_detection_names(results: Results, rule: MetricRule, error: ErrorFactor
     if rule.value is not None and rule.value not in known[rule.attribute]:
         have = ", ".join(sorted(known[rule.attribute]))
         raise error("value", f"group {rule.attribute}={rule.value} is not in the results (have: {have})")
+
+
+# ------------------------------------------------------------------- per-object breaking points
+
+#: The ``section`` of a rule over the per-object breaking points.
+BREAKING_SECTION = "detection.breaking_points"
+_SURVIVAL = re.compile(r"^survival\[(severity|condition)=([^\]]*)\]\.([A-Za-z_]+)$")
+
+
+def breaking_point_evaluations(results: Results, rule: MetricRule, error: ErrorFactory) -> list[Evaluation]:
+    """Judge a ``section: detection.breaking_points`` rule exactly as a classifier's section rule.
+
+    The entries and disparities of ``detection.breaking_points`` are one list of named entries (ids
+    ``<stressor>``, ``<stressor>:<attribute>=<value>``, ``<stressor>:<attribute>``), judged by
+    :func:`policies.evaluate.section_evaluations`: absent section (``required: false``: not
+    applicable), glob over entries, flagged groups insufficient data, ``judge`` over ``<metric>_ci``.
+    """
+    detection = results.detection
+    section = detection.breaking_points if detection is not None else None
+    view = {} if section is None else {BREAKING_SECTION: [*section.entries, *section.disparity]}
+    return section_evaluations(view, rule, error)  # type: ignore[arg-type]  # a mapping with the one section
+
+
+@dataclass(frozen=True)
+class _Track:
+    """A stressor entry with two or more levels, as the run derives it (``breaking_points.tracks_of``)."""
+
+    label: str
+    levels: tuple[float, ...]
+    conditions: tuple[str, ...]
+
+
+def _planned_tracks(plan: RunPlan) -> list[_Track]:
+    found: dict[str, list[tuple[float, str]]] = {}
+    for c in plan.conditions:
+        if c.stressor is None or c.probe or (c.model_aware and c.severity <= 0):
+            continue
+        found.setdefault(c.stressor, []).append((float(c.severity), c.id))
+    return [
+        _Track(label, tuple(p[0] for p in sorted(points)), tuple(p[1] for p in sorted(points)))
+        for label, points in found.items()
+        if len(points) >= 2
+    ]
+
+
+def _level_text(level: float) -> str:
+    """A level as a rule's ``survival[severity=...]`` matches it (a whole number without ``.0``)."""
+    return str(int(level)) if float(level).is_integer() else str(float(level))
+
+
+def check_breaking_rule(rule: MetricRule, plan: RunPlan, error: ErrorFactory) -> str | None:
+    """Refuse a ``section: detection.breaking_points`` rule that can never match (module docstring).
+
+    Returns:
+        A note when the rule is not applicable (``required: false`` and nothing to judge), else None.
+
+    Raises:
+        PolicyError: (through ``error``) one line naming the key and the valid choices.
+    """
+    if plan.task != "detection":
+        raise error("section", f"section {BREAKING_SECTION!r} is written by a detection run, not a {plan.task} run")
+    tracks = _planned_tracks(plan)
+    if not tracks:
+        if rule.optional:
+            return "no stressor entry with two or more severities in this run (required: false)"
+        raise error(
+            "section",
+            f"section {BREAKING_SECTION!r} needs a stressor entry with two or more severities (this run has none)",
+        )
+    if rule.entry is None:
+        raise error("entry", f"section {BREAKING_SECTION!r} is a list; name the entry to judge with 'entry'")
+    entries: dict[str, _Track] = {}
+    disparities: dict[str, _Track] = {}
+    for track in tracks:
+        entries[track.label] = track
+        for attribute, values in plan.attributes.items():
+            disparities[f"{track.label}:{attribute}"] = track
+            for value in values:
+                entries[f"{track.label}:{attribute}={value}"] = track
+    chosen = {k: v for k, v in entries.items() if fnmatchcase(k, rule.entry)}
+    chosen_disparity = {k: v for k, v in disparities.items() if fnmatchcase(k, rule.entry)}
+    if not chosen and not chosen_disparity:
+        if rule.optional:
+            return f"no entry {rule.entry!r} in {BREAKING_SECTION!r} of this run (required: false)"
+        have = sorted([*entries, *disparities])
+        shown = ", ".join(have[:12]) + (f", … ({len(have)} in all)" if len(have) > 12 else "")
+        raise error("entry", f"entry {rule.entry!r} matches nothing in {BREAKING_SECTION!r} (entries: {shown})")
+    if chosen and chosen_disparity:
+        raise error(
+            "entry",
+            f"entry {rule.entry!r} matches both subgroups and disparities of {BREAKING_SECTION!r}; "
+            "use '<stressor>:<attribute>=*' for the groups or '<stressor>:<attribute>' for the disparity",
+        )
+    model = ObjectBreakingEntry if chosen else ObjectBreakingDisparity
+    metric = rule.metric
+    survival = _SURVIVAL.match(metric)
+    if survival is not None and chosen:
+        key, wanted, leaf = survival.groups()
+        levels = sorted({lv for track in chosen.values() for lv in track.levels})
+        if key == "severity":
+            valid = [_level_text(lv) for lv in levels]
+        else:
+            valid = sorted({cid for track in chosen.values() for cid in track.conditions})
+        if wanted not in valid:
+            raise error(
+                "metric", f"metric {metric!r}: no {key} {wanted!r} in the matched entries (have: {', '.join(valid)})"
+            )
+        if leaf not in ObjectSurvivalPoint.model_fields or leaf.endswith("_ci"):
+            keys = ", ".join(k for k in ObjectSurvivalPoint.model_fields if not k.endswith("_ci"))
+            raise error("metric", f"metric {metric!r}: unknown key {leaf!r} of a survival point (keys: {keys})")
+        interval = leaf + "_ci" in ObjectSurvivalPoint.model_fields
+    else:
+        if metric not in model.model_fields or metric.endswith("_ci"):
+            keys = [k for k in model.model_fields if not k.endswith("_ci")]
+            if chosen:
+                keys.append("survival[severity=<level>].surviving")
+            raise error(
+                "metric", f"unknown metric {metric!r} in {BREAKING_SECTION!r} entries (keys: {', '.join(keys)})"
+            )
+        interval = metric + "_ci" in model.model_fields
+    if rule.judge != "point":
+        if not interval:
+            raise error(
+                "judge", f"judge {rule.judge!r} needs an interval '{metric}_ci', which {BREAKING_SECTION!r} lacks"
+            )
+        if not plan.intervals:
+            raise error(
+                "judge",
+                f"judge {rule.judge!r} needs the intervals of {BREAKING_SECTION!r}: "
+                "the run computes no intervals (evaluation.n_bootstrap is 0)",
+            )
+    return None

@@ -37,7 +37,8 @@ Decisions written here once:
   says so in its message and ``decided_early``.
 - Detection results (``task: detection``) are judged by the same rules on their own targets
   (:mod:`policies.detection`): conditions, image- and object-level groups, gaps decided by the
-  stored interval of the gap, and ``section: detection`` for robustness (mPC, rPC).
+  stored interval of the gap, ``section: detection`` for robustness (mPC, rPC), and
+  ``section: detection.breaking_points`` for the per-object breaking points.
 - Governance findings are judged under *this* policy
   (:func:`policies.findings.judge_findings`).
 - The verdict is ``fail`` iff a blocking rule has status ``fail`` or a
@@ -55,7 +56,7 @@ from audit.contract.load import parse_results
 from audit.contract.plan import RunPlan
 from audit.contract.results import GovernanceFinding, Results
 from policies import targets as t
-from policies.detection import detection_evaluations
+from policies.detection import BREAKING_SECTION, breaking_point_evaluations, detection_evaluations
 from policies.differences import decide_differences, describe
 from policies.errors import PolicyError
 from policies.evaluate import (
@@ -194,7 +195,9 @@ def _metric_rule(results: Results, policy: Policy, rule: MetricRule) -> dict[str
     def error(key: str, problem: str) -> PolicyError:
         return PolicyError(problem, file=policy.source, rule_id=rule.id, key=key)
 
-    if rule.section is not None:
+    if rule.section == BREAKING_SECTION:  # per-object breaking points of a detector
+        evaluations = breaking_point_evaluations(results, rule, error)
+    elif rule.section is not None:
         evaluations = section_evaluations(results, rule, error)
     elif results.task == "detection":
         evaluations = detection_evaluations(results, rule, error)

@@ -46,7 +46,9 @@ grouping (``object.size``, ``object.class``, ``object.<key>``) whose groups carr
 tested gap (the default for ``aggregate: gap``) or a gap judged by an interval end is a gap of
 ``recall`` in a run that computes intervals; a ratio is compared by its estimate only
 (``test: point``). ``section`` names a key the run writes (``detection``, not a classification
-key) and a path its model has (``robustness.rpc``).
+key) and a path its model has (``robustness.rpc``); ``section: detection.breaking_points`` an
+entry, severity and key the run's per-object breaking points will have
+(:func:`policies.detection.check_breaking_rule`).
 
 A policy that is not ``report_only`` must have something that can fail its
 verdict (:func:`check_gate`: a blocking rule or a blocking governance check),
@@ -68,10 +70,12 @@ from audit.contract.metric_specs import METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import CLASSIFICATION_KEYS, FairnessEntry, GroupMetrics, Metrics, Results
 from policies.detection import (
+    BREAKING_SECTION,
     CONDITION_ONLY_METRICS,
     DETECTION_METRICS,
     TESTED_GAP_METRICS,
     attribute_matches,
+    check_breaking_rule,
     group_metrics,
     is_object_level,
 )
@@ -376,6 +380,8 @@ def _validate_interval(rule: MetricRule, plan: RunPlan, error) -> None:
 
 def _validate_section(rule: MetricRule, plan: RunPlan, error) -> str | None:
     section = str(rule.section)
+    if section == BREAKING_SECTION:
+        return check_breaking_rule(rule, plan, error)
     other = section in CLASSIFICATION_KEYS if plan.task == "detection" else section == "detection"
     if other:
         raise error(

@@ -52,7 +52,22 @@ def _get(rule: Rule, key: str) -> Any:
     return getattr(rule, key) if isinstance(rule, RuleResult) else rule.get(key)
 
 
-def _metric(name: Any) -> str:
+#: The keys of a detector's per-object breaking points (``section: detection.breaking_points``).
+BREAKING_WORDS = {
+    "median": "the median breaking severity of the objects",
+    "disparity": "the largest gap in object survival between the groups",
+    "median_gap": "the gap between the groups' median breaking severities",
+}
+_SURVIVAL = re.compile(r"^survival\[(severity|condition)=([^\]]*)\]\.surviving$")
+
+
+def _metric(name: Any, condition: Any = None) -> str:
+    if str(condition).startswith("detection.breaking_points"):  # the target of a section rule names its section
+        survival = _SURVIVAL.match(str(name))
+        if survival is not None:
+            return f"the share of objects still found at {survival.group(1)} {survival.group(2)}"
+        if str(name) in BREAKING_WORDS:
+            return BREAKING_WORDS[str(name)]
     return METRIC_WORDS.get(str(name), str(name))
 
 
@@ -97,7 +112,7 @@ def _target(rule: Rule) -> tuple[str, str]:
         return f"{_metric(metric)} of the group {group}", where
     if group:
         return f"{_metric(metric)} across the {group} groups", where
-    return _metric(metric), where
+    return _metric(metric, condition), where
 
 
 def rule_in_words(rule: Rule, value: Callable[[Any, Rule], str] | None = None) -> str:

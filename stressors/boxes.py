@@ -140,6 +140,9 @@ def box_support(stressor: Any) -> str:
     if getattr(stressor, "model_aware", False):
         raise StressorError(f"{name}: an attack needs the model; it is not an image stressor with boxes")
     moves = getattr(stressor, "moves_pixels", None)
+    refusal = getattr(stressor, "box_refusal", None)
+    if refusal:
+        raise StressorError(f"{name}: refused for detection: {refusal}")
     if not isinstance(moves, bool):
         raise StressorError(
             f"{name}: does not declare moves_pixels, so what it does to boxes is unknown; a detection audit "

@@ -93,7 +93,9 @@ class Occlusion(ImageStressor):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"fill": self.fill, "target": self.target, **super().options}
+        # target: image (the default) is left out, so an image-mode audit records the options it always did
+        target = {"target": self.target} if self.target != "image" else {}
+        return {"fill": self.fill, **target, **super().options}
 
     def sample_params(
         self,

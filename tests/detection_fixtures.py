@@ -50,11 +50,12 @@ class ColourBoxNet(nn.Module):
         return torch.stack(boxes, dim=1), torch.stack(scores, dim=1), labels
 
 
-def make_detection_dataset(root: Path, n: int = 24, *, seed: int = 0) -> tuple[Path, Path]:
+def make_detection_dataset(root: Path, n: int = 24, *, seed: int = 0, dim_camera_b: bool = True) -> tuple[Path, Path]:
     """``n`` scenes as PNG files under ``root/images``, ``root/instances.json`` and ``root/manifest.csv``.
 
-    Camera ``A`` (even images) is bright, camera ``B`` (odd) dims every pixel to 70 %. Returns the
-    annotation file and the manifest.
+    Camera ``A`` (even images) is bright, camera ``B`` (odd) dims every pixel to 70 % (unless
+    ``dim_camera_b`` is false: then :class:`ColourBoxNet` finds every object). Returns the annotation file
+    and the manifest.
     """
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,7 @@ def make_detection_dataset(root: Path, n: int = 24, *, seed: int = 0) -> tuple[P
                     "occluded": bool(rng.random() < 0.3),
                 }
             )
-        if camera == "B":
+        if camera == "B" and dim_camera_b:
             pixels = pixels * 0.7
         name = f"scene_{i:03d}.png"
         Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(root / "images" / name)

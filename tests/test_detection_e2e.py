@@ -73,7 +73,7 @@ def test_detection_run_matches_pycocotools_on_its_own_detections(scenes):
     assert done.returncode in (0, 1), done.stderr
     out = scenes / "out"
     results = json.loads((out / "results.json").read_text())
-    assert results["task"] == "detection" and results["schema_version"] == "1.3"
+    assert results["task"] == "detection" and results["schema_version"] == "1.4"
     assert "conditions" not in results  # the classification keys are absent
     section = results["detection"]
     assert [c["id"] for c in section["conditions"]] == ["clean", "night@3"]

@@ -407,6 +407,11 @@ class DetectionConfig(_Strict):
     """The most detections kept per image (the best scores); COCO's AP counts 100."""
     calibration_bins: int = Field(default=10, ge=2, le=100)
     """Equal-width confidence bins of the detection calibration error (D-ECE) and its reliability diagram."""
+    min_visibility: float = Field(default=0.3, ge=0.0, le=1.0)
+    """A geometric stressor (one that moves pixels: rotation, translation, zoom ...) moves the ground-truth
+    boxes with the image; an object whose visible share of its moved box (inside the image) falls below this
+    is dropped from that condition's ground truth and counted (``dropped_objects``). 0 keeps every sliver as
+    an object to find (Albumentations' default); 1 keeps only objects wholly inside."""
 
     @model_validator(mode="after")
     def _one_source(self) -> DetectionConfig:

@@ -29,11 +29,11 @@ if TYPE_CHECKING:
     from audit.evaluation.conditions import Condition, build_conditions
     from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
     from audit.evaluation.detection.coco_metrics import ImageDetections
-    from audit.evaluation.detection.evaluate import evaluate_detector, read_detection_data
+    from audit.evaluation.detection.evaluate import check_box_support, evaluate_detector, read_detection_data
     from audit.evaluation.detection.model import load_detector
     from audit.evaluation.detection.operating_point import match_images
     from audit.evaluation.detection.results import DetectionRunInfo, detection_examples, detection_results
-    from audit.evaluation.detection.summary import DETECTIONS_CSV, DETECTIONS_JSON, summarize_detection
+    from audit.evaluation.detection.summary import DETECTIONS_CSV, DETECTIONS_JSON, OBJECTS_CSV, summarize_detection
     from audit.evaluation.early_stop import StopMonitor, stratified_order
     from audit.evaluation.error_thumbnails import stressed_thumbnails
     from audit.evaluation.evaluate import EvalSettings, EvalState
@@ -86,6 +86,8 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ThreadPlan": ("threads", "ThreadPlan"),
     "DETECTIONS_CSV": ("detection.summary", "DETECTIONS_CSV"),
     "DETECTIONS_JSON": ("detection.summary", "DETECTIONS_JSON"),
+    "OBJECTS_CSV": ("detection.summary", "OBJECTS_CSV"),
+    "check_box_support": ("detection.evaluate", "check_box_support"),
     "DetectionRunInfo": ("detection.results", "DetectionRunInfo"),
     "detection_examples": ("detection.results", "detection_examples"),
     "detection_results": ("detection.results", "detection_results"),
@@ -104,6 +106,7 @@ __all__ = [
     "BREAKING_POINTS_CSV",
     "DETECTIONS_CSV",
     "DETECTIONS_JSON",
+    "OBJECTS_CSV",
     "AuditDataset",
     "Condition",
     "DetectionRunInfo",
@@ -121,6 +124,7 @@ __all__ = [
     "assemble_results",
     "build_conditions",
     "build_layout",
+    "check_box_support",
     "check_label_range",
     "check_refinement",
     "compare_to_baseline",

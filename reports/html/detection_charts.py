@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from audit.contract.results import DetectionCalibration, DetectionCondition, DetectionExample, TideError
+from audit.contract.results import (
+    DetectionCalibration,
+    DetectionCondition,
+    DetectionExample,
+    ObjectBreakingDisparity,
+    ObjectBreakingEntry,
+    TideError,
+)
+from reports import plots
 from reports.html.charts import ChartView, DataTable
 from reports.html.formatting import DASH, finite, fmt_num, fmt_pct
 from reports.plots import PALETTE, _svg, _text
@@ -30,6 +38,7 @@ __all__ = [
     "legend_svg",
     "map_chart",
     "reliability_chart",
+    "survival_chart",
     "tide_chart",
 ]
 
@@ -348,6 +357,105 @@ def reliability_chart(condition: DetectionCondition, label: str, colour: str = P
         " diagonal is perfect calibration, red outlines the gap."
     )
     return ChartView(f"Reliability diagram, {title}", svg, caption, table)
+
+
+# ----------------------------------------------------------------------------------- per-object survival
+
+
+def _level(value: float | None) -> str:
+    return DASH if value is None else f"{float(value):g}"
+
+
+def _share_ci(value: object) -> str:
+    lo, hi = _interval(value)
+    return DASH if lo is None or hi is None else f"{100 * lo:.1f}\u2013{100 * hi:.1f}%"
+
+
+def median_text(entry: ObjectBreakingEntry) -> str:
+    """The median breaking level with its interval: ``"2 (95% 1–3)"``, ``"> 3"`` when censored."""
+    if entry.median is None:
+        return DASH
+    text = ("> " if entry.median_censored else "") + _level(entry.median)
+    ci = entry.median_ci
+    if ci is not None and ci[0] is None:
+        text += " (95%: above the highest level)"
+    elif ci is not None:
+        hi = "above the highest level" if ci[1] is None else _level(ci[1])
+        text += f" (95% {_level(ci[0])}\u2013{hi})"
+    return text
+
+
+def survival_chart(
+    stressor: str,
+    attribute: str | None,
+    entries: Sequence[ObjectBreakingEntry],
+    disparity: ObjectBreakingDisparity | None = None,
+) -> ChartView | None:
+    """Share of objects still found at each level of one stressor: all objects and the groups of ``attribute``.
+
+    ``entries`` holds the stressor's overall entry first, then the groups to draw; groups flagged
+    ``insufficient_data`` are in the table, not on the chart. None when no curve has a point.
+    """
+    if not entries:
+        return None
+    levels = [p.severity for p in entries[0].survival]
+    series, described, rows = [], [], []
+    for e in entries:
+        label = "all objects" if e.attribute is None else f"{e.attribute} = {e.value}"
+        points = [(0.0, 1.0)] + [(float(p.severity), float(p.surviving)) for p in e.survival if p.surviving is not None]
+        if len(points) > 1 and not e.insufficient_data:
+            series.append(plots.Series(f"{label} (n={e.n})", points))
+        cells = [
+            f"{fmt_pct(p.surviving)} ({_share_ci(p.surviving_ci)})" if p.surviving_ci else fmt_pct(p.surviving)
+            for p in e.survival
+        ]
+        flag = " (too few to judge)" if e.insufficient_data else ""
+        rows.append(
+            (
+                f"{label}{flag}",
+                [str(e.n), *cells, median_text(e), str(e.never), str(e.dropped), str(e.missed_on_clean)],
+            )
+        )
+        described.append(f"{label}: median breaking severity {median_text(e)}")
+    if not series:
+        return None
+    unit = "\u03b5" if entries[0].measure == "epsilon" else "severity"
+    title = f"Share of objects still found under {stressor}" + (f", per {attribute}" if attribute else "")
+    svg = plots.line_chart(
+        series,
+        title=title,
+        x_label=f"{unit} (0 = unaltered; objects missed on unaltered images are left out)",
+        x_names={0.0: "0 clean"},
+        x_words={0.0: "unaltered"},
+        x_prefix=f"at {unit}",
+        y_label="share still found",
+    )
+    table = DataTable(
+        f"Objects still found under {stressor} at every level up to each {unit}, with the 95% cluster-bootstrap"
+        " interval (images resampled), the median breaking severity with its interval, and the counts: objects"
+        " never lost, censored (dropped by min_visibility before being lost), and missed on unaltered images.",
+        "objects",
+        ["n", *(f"{unit} {_level(lv)}" for lv in levels), "median breaking", "never lost", "censored", "missed clean"],
+        rows,
+    )
+    caption = (
+        f"Per-object survival under {stressor}: the share of the objects found on the unaltered image that are"
+        " still found at every level up to each one (Kaplan-Meier: objects that a geometric stressor moved out of"
+        " view are censored there)."
+    )
+    if disparity is not None and disparity.disparity is not None:
+        caption += (
+            f" The {attribute} groups lie furthest apart at {unit} {_level(disparity.at_severity)}:"
+            f" {100 * disparity.disparity:.1f} percentage points between {disparity.best_group} and"
+            f" {disparity.worst_group}"
+            + (f" (95% interval {_pp(disparity.disparity_ci)})." if disparity.disparity_ci else ".")
+        )
+    return ChartView(title, svg, caption, table)
+
+
+def _pp(value: object) -> str:
+    lo, hi = _interval(value)
+    return DASH if lo is None or hi is None else f"{100 * lo:.1f} to {100 * hi:.1f} pp"
 
 
 # --------------------------------------------------------------------------------------------- the examples

@@ -36,6 +36,7 @@ MODES = [
     ("occlusion", {"fill": "black"}),
     ("occlusion", {"fill": "noise"}),
     ("occlusion", {"fill": "mean"}),
+    ("occlusion", {"target": "objects"}),
     ("albumentations:GaussianBlur", {"params": {1: {"blur_limit": (3, 3)}, 3: {"blur_limit": (7, 7)}}}),
 ]
 

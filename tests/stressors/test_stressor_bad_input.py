@@ -19,6 +19,10 @@ NAMES = [
     "motion_blur",
     "contrast",
     "brightness",
+    "rotation",
+    "translation",
+    "zoom",
+    "perspective",
 ]
 
 

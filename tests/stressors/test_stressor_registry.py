@@ -24,6 +24,10 @@ BUILTINS = [
     "motion_blur",
     "night",
     "occlusion",
+    "perspective",
+    "rotation",
+    "translation",
+    "zoom",
 ]
 
 

@@ -39,6 +39,7 @@ from audit.contract.results.conditions import (
 )
 from audit.contract.results.detection import (
     DetectionBox,
+    DetectionBreakingPoints,
     DetectionCalibration,
     DetectionCondition,
     DetectionExample,
@@ -50,6 +51,9 @@ from audit.contract.results.detection import (
     DetectionRobustness,
     DetectionSettings,
     GroundTruthInfo,
+    ObjectBreakingDisparity,
+    ObjectBreakingEntry,
+    ObjectSurvivalPoint,
     RecallGapPair,
     SkippedAnnotationRow,
     StressorRobustness,
@@ -99,6 +103,7 @@ __all__ = [
     "CorruptionSummary",
     "DatasetInfo",
     "DetectionBox",
+    "DetectionBreakingPoints",
     "DetectionCalibration",
     "DetectionCondition",
     "DetectionExample",
@@ -129,6 +134,9 @@ __all__ = [
     "GroupResult",
     "Metrics",
     "ModelInfo",
+    "ObjectBreakingDisparity",
+    "ObjectBreakingEntry",
+    "ObjectSurvivalPoint",
     "PolicyOutcome",
     "Provenance",
     "RateDriver",
@@ -161,7 +169,7 @@ CLASSIFICATION_KEYS = (
 )
 
 #: The version this cvaudit writes; see the module docstring for the rules.
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 
 class Results(Node):

@@ -25,6 +25,7 @@ from audit.contract.results.base import Interval, Node, Rate
 
 __all__ = [
     "DetectionBox",
+    "DetectionBreakingPoints",
     "DetectionCalibration",
     "DetectionCondition",
     "DetectionExample",
@@ -36,6 +37,9 @@ __all__ = [
     "DetectionRobustness",
     "DetectionSettings",
     "GroundTruthInfo",
+    "ObjectBreakingDisparity",
+    "ObjectBreakingEntry",
+    "ObjectSurvivalPoint",
     "RecallGapPair",
     "SkippedAnnotationRow",
     "StressorRobustness",
@@ -131,6 +135,13 @@ class DetectionCondition(Node):
     groups: list[DetectionGroup]
     tide: list[TideError] | None = Field(default=None, description="the TIDE decomposition (all images)")
     calibration: DetectionCalibration | None = None
+    dropped_objects: int | None = Field(
+        default=None,
+        ge=0,
+        description="ground-truth objects (crowd regions excluded) a geometric stressor moved out of view "
+        "(visible share below detection.min_visibility), left out of this condition's truth; absent when the "
+        "stressor moves no pixels (the condition is scored against the clean truth)",
+    )
 
 
 class StressorRobustness(Node):
@@ -221,6 +232,13 @@ class DetectionSettings(Node):
     nms_iou_threshold: float | None = Field(description="output yolo: NMS IoU; null for boxes")
     nms_score_threshold: float | None = Field(description="output yolo: the pre-NMS score floor; null for boxes")
     max_detections: int = Field(description="detection.max_detections: detections kept per image")
+    min_visibility: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="detection.min_visibility: the visible share below which a geometric stressor's moved object is "
+        "dropped from its condition's truth; absent when no stressor moves pixels",
+    )
 
 
 class DetectionBox(Node):
@@ -247,6 +265,86 @@ class DetectionExample(Node):
     detections: list[DetectionBox]
 
 
+class ObjectSurvivalPoint(Node):
+    """One severity of an object survival curve (:mod:`audit.evaluation.detection.object_breaking`)."""
+
+    severity: int | float = Field(description="the severity (or ε) of the level")
+    condition: str = Field(description="its condition id")
+    surviving: Rate = Field(
+        description="S(severity): Kaplan-Meier share of the objects found on clean still found at every "
+        "level up to this one (objects dropped by min_visibility censored); null with no object at risk"
+    )
+    surviving_ci: Interval | None = Field(
+        default=None, description="95 % cluster-bootstrap (images) percentile interval of surviving"
+    )
+    at_risk: int = Field(ge=0, description="objects found at every lower level and present at this one")
+    broken: int = Field(ge=0, description="objects first lost at this level")
+    dropped: int = Field(ge=0, description="objects censored here: first removed by min_visibility at this level")
+
+
+class ObjectBreakingEntry(Node):
+    """The per-object breaking points of one stressor, over all objects or one subgroup."""
+
+    id: str = Field(description="'<stressor>', or '<stressor>:<attribute>=<value>' for a subgroup")
+    stressor: str = Field(description="the stressor entry (its label)")
+    measure: Literal["severity", "epsilon"] = Field(description="what the levels are")
+    attribute: str | None = Field(
+        description="null for all objects; an image attribute, or an object grouping (object.size ...)"
+    )
+    level: Literal["all", "image", "object"] = Field(description="all objects, an image subgroup or an object subgroup")
+    value: str | None = Field(description="the subgroup's value; null for all objects")
+    n: int = Field(ge=0, description="eligible objects: found on clean and evaluated at every level")
+    n_images: int = Field(ge=0, description="images holding the eligible objects (the bootstrap's clusters)")
+    missed_on_clean: int = Field(ge=0, description="objects not found on clean: no breaking point, excluded")
+    broken: int = Field(ge=0, description="eligible objects lost at some level")
+    never: int = Field(ge=0, description="eligible objects found at every level")
+    dropped: int = Field(ge=0, description="eligible objects censored: removed by min_visibility before being lost")
+    median: int | float | None = Field(
+        description="lowest level with surviving <= 0.5; the highest level when none (median_censored); "
+        "null without eligible objects"
+    )
+    median_ci: list[int | float | None] | None = Field(
+        min_length=2,
+        max_length=2,
+        description="95 % interval of the median from the survival band: [lowest level whose lower end is <= 0.5, "
+        "lowest level whose upper end is <= 0.5]; an end is null when beyond the highest level",
+    )
+    median_censored: bool = Field(description="more than half survive the highest level: the median is above it")
+    insufficient_data: bool = Field(description="a subgroup with fewer than evaluation.min_group_size objects")
+    survival: list[ObjectSurvivalPoint]
+
+
+class ObjectBreakingDisparity(Node):
+    """The largest gap in object survival between the subgroups of one attribute, for one stressor."""
+
+    id: str = Field(description="'<stressor>:<attribute>'")
+    stressor: str = Field(description="the stressor entry (its label)")
+    attribute: str = Field(description="an image attribute or an object grouping")
+    level: Literal["image", "object"] = Field(description="image or object subgroups")
+    groups_compared: int = Field(ge=0, description="subgroups not flagged insufficient_data")
+    disparity: float | None = Field(
+        description="max over levels of (highest - lowest surviving); null with fewer than two groups"
+    )
+    disparity_ci: Interval | None = Field(
+        description="95 % cluster-bootstrap interval of that pair's gap at that level (not adjusted for the choice)"
+    )
+    at_severity: int | float | None = Field(description="the level of the largest gap")
+    worst_group: str | None = Field(description="the group of lowest survival there")
+    best_group: str | None = Field(description="the group of highest survival there")
+    median_gap: float | None = Field(description="highest - lowest median breaking level of the groups")
+    excluded: list[str] = Field(description="groups flagged insufficient_data")
+
+
+class DetectionBreakingPoints(Node):
+    """Per-object breaking points (results.json ``detection.breaking_points``)."""
+
+    score_threshold: float = Field(description="the operating point's score at which an object counts as found")
+    iou_threshold: float = Field(description="the IoU at which an object counts as found")
+    n_bootstrap: int = Field(ge=0, description="cluster-bootstrap replicates of the intervals (0: none)")
+    entries: list[ObjectBreakingEntry] = Field(description="per stressor: all objects, then every subgroup")
+    disparity: list[ObjectBreakingDisparity] = Field(description="per stressor and attribute")
+
+
 class DetectionResults(Node):
     """Everything a detection audit measured (results.json ``detection``)."""
 
@@ -259,4 +357,7 @@ class DetectionResults(Node):
     gap_tests: list[DetectionGapTest]
     examples: list[DetectionExample] | None = Field(
         default=None, description="present when the policy allows images: the images the report draws"
+    )
+    breaking_points: DetectionBreakingPoints | None = Field(
+        default=None, description="per-object breaking points; present with a stressor of two or more levels"
     )

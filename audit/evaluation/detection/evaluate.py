@@ -16,6 +16,20 @@ letterbox padding is stressed with the image, as a camera's frame would be), and
 (:mod:`audit.evaluation.detection.model`). Its boxes are mapped back to the original pixels exactly and
 spilled to disk per condition (memory stays flat in the number of images). A bad image follows
 ``data.on_bad_image``: an error naming the file, or skipped and listed.
+
+**Each condition's own truth.** A stressor that moves pixels (``moves_pixels``: rotation, translation,
+zoom ...) moves the objects: the ground-truth boxes are brought to the model input's frame with the image
+(:func:`~audit.evaluation.detection.letterbox.boxes_to_input`), stressed with it
+(:func:`stressors.boxes.stress_with_boxes`, ``detection.min_visibility``), and the boxes kept are mapped back
+to the original pixels and spilled with the detections, so every metric of that condition is computed
+against that condition's truth (:meth:`DetectionPass.truths`). The original image's frame is the frame of
+record: with ``letterbox``, what a stressor moves into the padding band has left the image, so an object's
+visibility is the share of its moved box inside the image's own area, and an object below
+``detection.min_visibility`` is dropped from the condition's truth (counted, and listed as not ``present``
+in objects.csv). A photometric stressor leaves the boxes where they are: its condition is scored against
+the clean truth itself (no copy, no spill), and so are stressors that only read the boxes (occlusion of
+``target: objects``), whose per-object measures (``occluded_fraction``) are spilled. A stressor that does not
+declare ``moves_pixels`` is refused before any image is read (:func:`check_box_support`).
 """
 
 from __future__ import annotations
@@ -31,23 +45,34 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from audit.contract.config import AuditConfig
-from audit.contract.errors import AuditError, echo
+from audit.contract.errors import AuditError, CvauditError, echo
 from audit.contract.manifest import ManifestChunk
 from audit.contract.seeds import sample_key
 from audit.evaluation.conditions import Condition
 from audit.evaluation.data import DECODE_ERRORS, decode_error, open_image
 from audit.evaluation.detection.annotations import GroundTruth, join_manifest, read_coco, read_yolo, size_class
 from audit.evaluation.detection.coco_metrics import ImageDetections, ImageTruth
-from audit.evaluation.detection.letterbox import apply_resize, boxes_to_original, plan_resize
+from audit.evaluation.detection.letterbox import (
+    ResizeParams,
+    apply_resize,
+    boxes_to_input,
+    boxes_to_original,
+    plan_resize,
+)
 
 __all__ = [
+    "ConditionObjects",
     "DetectionData",
     "DetectionImages",
     "DetectionPass",
+    "box_mode",
+    "check_box_support",
     "evaluate_detector",
     "read_detection_data",
+    "read_objects_spill",
     "read_spill",
     "spill_path",
+    "stress_detection_batch",
 ]
 
 
@@ -226,6 +251,123 @@ def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+#: How a condition treats the ground truth (:func:`box_mode`).
+BOX_MODES = ("none", "measured", "geometric")
+
+
+def _overrides_object_measures(stressor: Any) -> bool:
+    from stressors.base import ImageStressor
+
+    own = getattr(type(stressor), "object_measures", None)
+    return own is not None and own is not getattr(ImageStressor, "object_measures", None)
+
+
+def box_mode(stressor: Any) -> str:
+    """How a condition's stressor treats the ground truth.
+
+    - ``"none"``: clean, or a photometric stressor that neither reads nor measures the boxes: the condition is
+      scored against the clean truth and nothing is spilled besides the detections (the cheap path);
+    - ``"measured"``: the boxes stay where they are but the stressor reads them (``needs_boxes``, e.g.
+      occlusion of ``target: objects``) or measures them (``object_measures``): clean truth, per-object measures
+      spilled;
+    - ``"geometric"``: the stressor moves pixels (``moves_pixels``): the condition's own truth is spilled.
+
+    Raises:
+        AuditError: a stressor that does not declare ``moves_pixels`` (:func:`stressors.boxes.box_support`
+            fails closed: its boxes could be anywhere).
+    """
+    if stressor is None:
+        return "none"
+    import stressors
+
+    try:
+        support = stressors.box_support(stressor)
+    except CvauditError as err:
+        raise AuditError(str(err)) from None
+    if support == "geometric":
+        return "geometric"
+    if getattr(stressor, "needs_boxes", False) or _overrides_object_measures(stressor):
+        return "measured"
+    return "none"
+
+
+def check_box_support(conditions: Sequence[Condition], *, source: str = "config") -> dict[str, str]:
+    """Every condition's :func:`box_mode`, checked before any image is read.
+
+    Returns:
+        condition id -> ``"none"``, ``"measured"`` or ``"geometric"``.
+
+    Raises:
+        AuditError: one line naming ``source``, the condition and why its stressor cannot be audited on boxes.
+    """
+    modes: dict[str, str] = {}
+    for cond in conditions:
+        if cond.model_aware:
+            continue  # refused by the caller, with its own message
+        try:
+            modes[cond.id] = box_mode(cond.stressor)
+        except AuditError as err:
+            raise AuditError(
+                f"{source}: stressor condition {cond.id!r} cannot be audited on a detector: {err}"
+            ) from None
+    return modes
+
+
+@dataclass(frozen=True)
+class ConditionObjects:
+    """One image's ground-truth objects under one condition (every object of the annotation, file order).
+
+    Attributes:
+        image_id: the image.
+        kept: ``(K,)`` bool, the object is in the condition's truth (its visible share is at least
+            ``detection.min_visibility``; always true unless the stressor moves pixels).
+        visibility: ``(K,)`` float64, the share of the object's moved box inside the image (1 when nothing
+            moves; for an object the stressor itself dropped, the share inside the model input it reported).
+        occluded_fraction: ``(K,)`` float64, the share of the object the stressor covers (its
+            ``object_measures``), NaN where the stressor reports none.
+        boxes: ``(kept.sum(), 4)`` float64 xyxy in the original image's pixels, the moved boxes of the kept
+            objects; None when the boxes did not move (the condition's truth is the clean truth).
+    """
+
+    image_id: int
+    kept: np.ndarray
+    visibility: np.ndarray
+    occluded_fraction: np.ndarray
+    boxes: np.ndarray | None = None
+
+    @classmethod
+    def unchanged(cls, image_id: int, n: int) -> ConditionObjects:
+        """``n`` objects left where they were: all kept, fully visible, no measure."""
+        return cls(image_id, np.ones(n, dtype=bool), np.ones(n), np.full(n, np.nan))
+
+
+def condition_truth(clean: ImageTruth, objects: ConditionObjects | None) -> ImageTruth:
+    """One image's truth under a condition: ``clean`` itself unless the stressor moved the boxes.
+
+    Moved boxes keep their category and crowd flag; their COCO ``area`` (which decides the size class) is the
+    clean area scaled by the change of the box's area (a segmentation area stays one; a box whose size did not
+    change keeps its area exactly).
+    """
+    if objects is None or objects.boxes is None:
+        return clean
+    keep = objects.kept
+    b = np.asarray(objects.boxes, dtype=np.float64).reshape(-1, 4)
+    xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+    before = clean.boxes[keep]
+    ratio = (xywh[:, 2] * xywh[:, 3]) / (before[:, 2] * before[:, 3])
+    ratio = np.where(np.abs(ratio - 1.0) < 1e-9, 1.0, ratio)
+    assert clean.area is not None  # ImageTruth fills it
+    return ImageTruth(
+        image_id=clean.image_id,
+        width=clean.width,
+        height=clean.height,
+        boxes=xywh,
+        category_ids=clean.category_ids[keep],
+        iscrowd=clean.iscrowd[keep],
+        area=clean.area[keep] * ratio,
+    )
+
+
 @dataclass
 class DetectionPass:
     """What the streaming pass produced.
@@ -234,18 +376,28 @@ class DetectionPass:
         spills: condition id -> its spill files, one per rank (:func:`read_spill`, :meth:`detections`).
         evaluated: the image rows evaluated (dataset order once merged across ranks).
         skipped: ``{"sample", "reason"}`` per image skipped under ``data.on_bad_image: skip``.
+        objects: condition id -> its object spill files, one per rank (:func:`read_objects_spill`), for the
+            conditions whose :func:`box_mode` is not ``"none"``.
     """
 
     spills: dict[str, list[Path]]
     evaluated: list[int] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     skipped_rows: list[int] = field(default_factory=list)
+    objects: dict[str, list[Path]] = field(default_factory=dict)
 
     def detections(self, condition: str, data: DetectionData) -> list[ImageDetections]:
         """One condition's detections from every rank's spill, in dataset order (whatever the sharding)."""
         row_of = {image.image_id: r for r, image in enumerate(data.truth.images)}
         dets = [d for path in self.spills[condition] for d in read_spill(path)]
         return sorted(dets, key=lambda d: row_of[int(d.image_id)])
+
+    def condition_objects(self, condition: str) -> dict[int, ConditionObjects] | None:
+        """image id -> its objects under ``condition`` (every rank's spill); None when the condition leaves the
+        objects as they are (:func:`box_mode` ``"none"``: every object kept, fully visible, no measure)."""
+        if condition not in self.objects:
+            return None
+        return {o.image_id: o for path in self.objects[condition] for o in read_objects_spill(path)}
 
     def merged(self, gather: Callable[[list[Any]], list[Any]]) -> DetectionPass:
         """This rank's pass with every rank's evaluated rows and skipped images (``gather`` concatenates across
@@ -258,12 +410,14 @@ class DetectionPass:
             evaluated=evaluated,
             skipped=[s for _, s in skipped],
             skipped_rows=[row for row, _ in skipped],
+            objects=self.objects,
         )
 
 
-def spill_path(work: Path, condition: int, rank: int) -> Path:
-    """The spill file of one condition (by position) and rank in the shared work folder."""
-    return work / f"detections-{condition:04d}.rank-{rank:05d}.pkl"
+def spill_path(work: Path, condition: int, rank: int, kind: str = "detections") -> Path:
+    """The spill file of one condition (by position) and rank in the shared work folder (``kind``:
+    ``detections`` or ``objects``)."""
+    return work / f"{kind}-{condition:04d}.rank-{rank:05d}.pkl"
 
 
 def read_spill(path: Path) -> Iterator[ImageDetections]:
@@ -278,25 +432,113 @@ def read_spill(path: Path) -> Iterator[ImageDetections]:
                 yield ImageDetections(image_id, boxes, scores, cats)
 
 
+def read_objects_spill(path: Path) -> Iterator[ConditionObjects]:
+    """The objects a pass spilled for one condition, image by image in this rank's order."""
+    with path.open("rb") as f:
+        while True:
+            try:
+                chunk = pickle.load(f)  # written by this process's own pass (_Spill), never by a user
+            except EOFError:
+                return
+            for image_id, kept, visibility, occluded, boxes in chunk:
+                yield ConditionObjects(image_id, kept, visibility, occluded, boxes)
+
+
 class _Spill:
-    """One condition's detections appended to disk batch by batch (float64 boxes in original pixels)."""
+    """One condition's rows appended to disk batch by batch (float64 boxes in original pixels)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: BinaryIO = path.open("wb")
 
-    def write(self, rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    def write(self, rows: list[tuple[Any, ...]]) -> None:
         pickle.dump(rows, self._file, protocol=pickle.HIGHEST_PROTOCOL)
 
     def close(self) -> None:
         self._file.close()
 
 
-def _stress(cond: Condition, images: torch.Tensor, keys: torch.Tensor, seed: int) -> torch.Tensor:
+def _input_boxes(data: DetectionData, rows: Sequence[int], params: ResizeParams) -> list[torch.Tensor]:
+    """The clean ground-truth boxes (xyxy, every object, file order) of ``rows`` in the model input's pixels."""
+    out = []
+    for k, r in enumerate(rows):
+        boxes = torch.tensor([o.box for o in data.truth.images[r].objects], dtype=torch.float64).reshape(-1, 4)
+        out.append(boxes_to_input(boxes, params[k]))
+    return out
+
+
+def stress_detection_batch(
+    cond: Condition,
+    mode: str,
+    images: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    data: DetectionData,
+    rows: Sequence[int],
+    params: ResizeParams,
+    seed: int,
+    min_visibility: float,
+) -> tuple[torch.Tensor, list[ConditionObjects] | None]:
+    """One batch (at the model input, ``plan_resize``'s ``params``) stressed under ``cond``, with its objects.
+
+    Args:
+        cond: the condition; ``mode``: its :func:`box_mode`.
+        images: ``(B, C, H, W)`` at the model input; ``keys``: their sample keys; ``rows``: their image rows.
+        data: the audit's data (the clean boxes of ``rows``).
+        seed, min_visibility: ``seed`` and ``detection.min_visibility`` of the run.
+
+    Returns:
+        The stressed images, and per image its :class:`ConditionObjects` (None for mode ``"none"``: the
+        objects are as annotated). Mode ``"none"`` stresses exactly as a classifier audit
+        (``sample_params`` + ``apply``), so a photometric condition's images are unchanged.
+    """
     if cond.stressor is None:
-        return images
-    params = cond.stressor.sample_params(keys, cond.severity, seed=seed)
-    return cond.stressor.apply(images, params)
+        return images, None
+    if mode == "none":
+        with torch.no_grad():
+            stressed = cond.stressor.apply(images, cond.stressor.sample_params(keys, cond.severity, seed=seed))
+        return stressed, None
+    import stressors
+
+    boxes = _input_boxes(data, rows, params)
+    with torch.no_grad():
+        boxed = stressors.stress_with_boxes(
+            cond.stressor,
+            images,
+            boxes,
+            sample_ids=keys,
+            severity=cond.severity,
+            seed=seed,
+            min_visibility=min_visibility,
+        )
+    occluded = boxed.measures.get("occluded_fraction")
+    objects = []
+    for k, r in enumerate(rows):
+        image = data.truth.images[r]
+        n = len(image.objects)
+        occ = np.full(n, np.nan) if occluded is None else occluded[k].detach().to("cpu", torch.float64).numpy()
+        if mode == "measured":
+            same = ConditionObjects.unchanged(image.image_id, n)
+            objects.append(ConditionObjects(image.image_id, same.kept, same.visibility, occ))
+            continue
+        kept = boxed.kept[k].detach().cpu().numpy().astype(bool)
+        visibility = boxed.visibility[k].detach().to("cpu", torch.float64).numpy().copy()
+        moved = boxed.boxes[k].detach().to("cpu", torch.float64).reshape(-1, 4)
+        # the original image's frame is the frame of record: clip to it, and count what the letterbox
+        # padding holds as outside (the share inside the image = the stressor's share x this clip's share)
+        inside = boxes_to_original(moved, params[k]).numpy()
+        raw = boxes_to_original(moved, params[k], clip=False).numpy()
+        area_inside = np.clip(inside[:, 2] - inside[:, 0], 0, None) * np.clip(inside[:, 3] - inside[:, 1], 0, None)
+        area_raw = (raw[:, 2] - raw[:, 0]) * (raw[:, 3] - raw[:, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(area_raw > 0, area_inside / area_raw, 0.0)
+        share = np.where(share > 1.0 - 1e-9, 1.0, share)
+        index = np.flatnonzero(kept)
+        visibility[index] = visibility[index] * share
+        stays = (visibility[index] >= min_visibility) & (inside[:, 2] > inside[:, 0]) & (inside[:, 3] > inside[:, 1])
+        kept[index[~stays]] = False
+        objects.append(ConditionObjects(image.image_id, kept, visibility, occ, inside[stays]))
+    return boxed.images, objects
 
 
 def evaluate_detector(
@@ -314,15 +556,17 @@ def evaluate_detector(
     rank: int = 0,
     world: int = 1,
 ) -> DetectionPass:
-    """Run the detector on every image under every condition; detections spilled per condition into ``work``.
+    """Run the detector on every image under every condition; detections spilled per condition into ``work``,
+    and, for a condition whose stressor reads, measures or moves the boxes (:func:`box_mode`), its objects
+    (:class:`ConditionObjects`, :meth:`DetectionPass.condition_objects`).
 
     Args:
         detector: ``detector(images (B, C, H, W) in [0, 1] at model.input_size, image_ids=[...])`` ->
             one :class:`~audit.evaluation.detection.outputs.Detections` per image, boxes in input pixels.
         data: :func:`read_detection_data`'s result.
         conditions: clean first, then the stressor conditions (model-aware attacks are refused).
-        cfg: the run's config (``model.input_size``, ``detection.resize``, ``batch_size``, ``seed``,
-            ``data.on_bad_image``).
+        cfg: the run's config (``model.input_size``, ``detection.resize``, ``detection.min_visibility``,
+            ``batch_size``, ``seed``, ``data.on_bad_image``).
         device: where the detector runs.
         work: a private folder for the spill files.
         num_workers: DataLoader workers decoding images.
@@ -333,7 +577,8 @@ def evaluate_detector(
             named in the result, so rank 0 can read them all once every rank is done.
 
     Raises:
-        AuditError: an attack condition; an image that cannot be decoded under ``on_bad_image: error``
+        AuditError: an attack condition; a stressor that does not declare ``moves_pixels``
+            (:func:`check_box_support`, before any image is read); an image that cannot be decoded under ``on_bad_image: error``
             or whose decoded size differs from its annotation (named by file); a detector output that
             breaks the output contract (named by image).
     """
@@ -344,6 +589,7 @@ def evaluate_detector(
         raise AuditError(
             f"stressor condition {attacks[0]!r} is an attack on classifiers; a detection audit takes image stressors only"
         )
+    modes = check_box_support(conditions)
     decoding = decoding or {}
     images = data.truth.images
     dataset = DetectionImages(
@@ -357,8 +603,11 @@ def evaluate_detector(
     )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
     spills = {c.id: _Spill(spill_path(work, k, rank)) for k, c in enumerate(conditions)}
+    boxed = [(k, c) for k, c in enumerate(conditions) if modes[c.id] != "none"]
+    object_spills = {c.id: _Spill(spill_path(work, k, rank, "objects")) for k, c in boxed}
     outcome = DetectionPass(
-        spills={c.id: [spill_path(work, k, r) for r in range(world)] for k, c in enumerate(conditions)}
+        spills={c.id: [spill_path(work, k, r) for r in range(world)] for k, c in enumerate(conditions)},
+        objects={c.id: [spill_path(work, k, r, "objects") for r in range(world)] for k, c in boxed},
     )
     category_of = np.asarray(data.truth.category_ids, dtype=np.int64)
     keys_all = torch.from_numpy(data.keys)
@@ -388,8 +637,21 @@ def evaluate_detector(
                 keys = keys_all[rows].to(device)
                 ids = [data.sample_ids[i] for i in rows]
                 for cond in conditions:
-                    with torch.no_grad():
-                        stressed = _stress(cond, x, keys, cfg.seed)
+                    stressed, objects = stress_detection_batch(
+                        cond,
+                        modes[cond.id],
+                        x,
+                        keys,
+                        data=data,
+                        rows=rows,
+                        params=params,
+                        seed=cfg.seed,
+                        min_visibility=det.min_visibility,
+                    )
+                    if objects is not None:
+                        object_spills[cond.id].write(
+                            [(o.image_id, o.kept, o.visibility, o.occluded_fraction, o.boxes) for o in objects]
+                        )
                     out = detector(stressed, image_ids=ids)
                     spill_rows = []
                     for k, (i, dets) in enumerate(zip(rows, out)):
@@ -408,6 +670,6 @@ def evaluate_detector(
             if progress is not None:
                 progress(len(batch))
     finally:
-        for spill in spills.values():
+        for spill in [*spills.values(), *object_spills.values()]:
             spill.close()
     return outcome

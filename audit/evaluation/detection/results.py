@@ -42,7 +42,14 @@ from audit.contract.version import tool_version
 from audit.evaluation.conditions import Condition, stressor_descriptions
 from audit.evaluation.data import open_image
 from audit.evaluation.detection.coco_metrics import ImageDetections
-from audit.evaluation.detection.evaluate import DetectionData, DetectionPass
+from audit.evaluation.detection.evaluate import (
+    ConditionObjects,
+    DetectionData,
+    DetectionPass,
+    check_box_support,
+    condition_truth,
+    stress_detection_batch,
+)
 from audit.evaluation.detection.letterbox import apply_resize, plan_resize
 from audit.evaluation.detection.operating_point import match_image
 from audit.evaluation.evaluate import png_data_uri
@@ -154,16 +161,22 @@ def detection_results(
 
 
 def _worst_images(
-    dets_of_images: list[ImageDetections], data: DetectionData, cfg: AuditConfig, k: int
+    dets_of_images: list[ImageDetections],
+    data: DetectionData,
+    cfg: AuditConfig,
+    k: int,
+    objects: dict[int, ConditionObjects] | None = None,
 ) -> list[tuple[int, ImageDetections]]:
-    """The ``k`` images with the most errors (missed + false positives) at the operating point, ties by sample id."""
+    """The ``k`` images with the most errors (missed + false positives) at the operating point, ties by sample id
+    (against the condition's own truth: ``objects``, :meth:`DetectionPass.condition_objects`)."""
     det = cfg.detection
     assert det is not None
     row_of = {image.image_id: r for r, image in enumerate(data.truth.images)}
     scored = []
     for dets in dets_of_images:
         r = row_of[int(dets.image_id)]
-        m = match_image(data.truths[r], dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold)
+        truth = condition_truth(data.truths[r], objects.get(int(dets.image_id)) if objects else None)
+        m = match_image(truth, dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold)
         errors = int(m.missed.sum()) + int((m.detection_outcome == 0).sum())
         if errors:
             scored.append((-errors, data.sample_ids[r], r, dets))
@@ -196,9 +209,12 @@ def detection_examples(
     chosen = ["clean"] + ([min(recalls)[1]] if recalls else [])
     names = dict(zip(data.truth.category_ids, data.truth.class_names))
     out: list[DetectionExample] = []
+    modes = check_box_support(conditions)
     for cid in chosen:
         cond = by_id[cid]
-        for r, dets in _worst_images(passed.detections(cid, data), data, cfg, EXAMPLES_PER_CONDITION):
+        objects = passed.condition_objects(cid)
+        worst = _worst_images(passed.detections(cid, data), data, cfg, EXAMPLES_PER_CONDITION, objects)
+        for r, dets in worst:
             image = data.truth.images[r]
             arr = open_image(image.path, **_open_args(decoding, cfg))
             t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
@@ -206,10 +222,18 @@ def detection_examples(
                 t = t.expand(3, -1, -1)
             params = plan_resize([(image.height, image.width)], input_size=tuple(cfg.model.input_size), mode=det.resize)
             x = apply_resize([t], params).to(device)
-            if cond.stressor is not None:
-                keys = torch.tensor([int(data.keys[r])], dtype=torch.int64, device=device)
-                with torch.no_grad():
-                    x = cond.stressor.apply(x, cond.stressor.sample_params(keys, cond.severity, seed=cfg.seed))
+            keys = torch.tensor([int(data.keys[r])], dtype=torch.int64, device=device)
+            x, _ = stress_detection_batch(
+                cond,
+                modes[cid],
+                x,
+                keys,
+                data=data,
+                rows=[r],
+                params=params,
+                seed=cfg.seed,
+                min_visibility=det.min_visibility,
+            )
             p = params[0]
             top, left = int(p.pad_top), int(p.pad_left)
             content = x[0, :, top : top + int(p.content_height), left : left + int(p.content_width)]
@@ -217,17 +241,24 @@ def detection_examples(
             size = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))
             shown = F.interpolate(content[None].float().cpu(), size=size, mode="bilinear", antialias=True)[0]
             sx, sy = size[1] / image.width, size[0] / image.height
-            match = match_image(
-                data.truths[r], dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold
-            )
-
+            own = condition_truth(data.truths[r], objects.get(image.image_id) if objects else None)
+            match = match_image(own, dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold)
+            if own is data.truths[r]:  # the annotated boxes, as written
+                drawn = [(list(o.box), o.category_id, o.iscrowd) for o in image.objects]
+            else:
+                drawn = [
+                    ([x0, y0, x0 + w, y0 + h], int(cat), bool(crowd))
+                    for (x0, y0, w, h), cat, crowd in zip(
+                        own.boxes.tolist(), own.category_ids.tolist(), own.iscrowd.tolist()
+                    )
+                ]
             truth = [
                 DetectionBox(
-                    box=_scaled(o.box, sx, sy),
-                    label=names[o.category_id],
-                    outcome="crowd" if o.iscrowd else ("matched" if match.matched_detection[k] >= 0 else "missed"),
+                    box=_scaled(box, sx, sy),
+                    label=names[cat],
+                    outcome="crowd" if crowd else ("matched" if match.matched_detection[k] >= 0 else "missed"),
                 )
-                for k, o in enumerate(image.objects)
+                for k, (box, cat, crowd) in enumerate(drawn)
             ]
             shown_dets = [
                 DetectionBox(

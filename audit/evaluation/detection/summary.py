@@ -12,10 +12,17 @@ Per condition, one at a time (memory holds one condition's detections):
    subgroup (size, class, named annotation keys);
 3. TIDE's error decomposition (:mod:`~audit.evaluation.detection.tide`) and the calibration error D-ECE
    (:mod:`~audit.evaluation.detection.calibration`) over all images;
-4. one row per image and condition in ``detections.csv``.
+4. one row per image and condition in ``detections.csv``, one row per object and condition in
+   ``objects.csv`` (:mod:`~audit.evaluation.detection.objects`).
+
+Each condition is scored against its own truth (:meth:`DetectionPass.condition_objects`): the clean truth,
+or, under a stressor that moves pixels, the moved boxes of the objects still in view
+(:func:`~audit.evaluation.detection.evaluate.condition_truth`), with ``object.size`` taken from their moved
+areas; ``dropped_objects`` counts the objects left out.
 
 Over the conditions: corruption robustness (mPC, rPC) and the recall gap tests with Holm's correction
-(:mod:`~audit.evaluation.detection.statistics`).
+(:mod:`~audit.evaluation.detection.statistics`); from objects.csv, the per-object breaking points of every
+stressor entry with two or more levels (:mod:`~audit.evaluation.detection.object_breaking`).
 """
 
 from __future__ import annotations
@@ -58,16 +65,21 @@ from audit.evaluation.detection.coco_metrics import (
     CocoEvaluator,
     CocoMetrics,
     ImageDetections,
+    ImageTruth,
     detection_records,
     write_detections_json,
 )
-from audit.evaluation.detection.evaluate import DetectionData, DetectionPass
+from audit.evaluation.detection.evaluate import ConditionObjects, DetectionData, DetectionPass, condition_truth
+from audit.evaluation.detection.object_breaking import summarize_object_breaking
+from audit.evaluation.detection.objects import OBJECTS_CSV, ObjectsCsvWriter, condition_outcomes, read_objects
 from audit.evaluation.detection.operating_point import (
+    ImageMatch,
     ObjectGroupCounts,
     OperatingPointCounts,
     count_matches,
     match_images,
     object_group_counts,
+    size_class,
 )
 from audit.evaluation.detection.operating_point import summarize as op_summary
 from audit.evaluation.detection.statistics import (
@@ -79,7 +91,7 @@ from audit.evaluation.detection.statistics import (
 )
 from audit.evaluation.detection.tide import ERROR_TYPES, tide_errors
 
-__all__ = ["DETECTIONS_CSV", "DETECTIONS_JSON", "DetectionSummary", "summarize_detection"]
+__all__ = ["DETECTIONS_CSV", "DETECTIONS_JSON", "OBJECTS_CSV", "DetectionSummary", "summarize_detection"]
 
 #: The run's detections, every condition, in the COCO results format plus ``condition``.
 DETECTIONS_JSON = "detections.json"
@@ -89,11 +101,18 @@ DETECTIONS_CSV = "detections.csv"
 
 @dataclass(frozen=True)
 class DetectionSummary:
-    """What :func:`summarize_detection` returns: the results section and the files it wrote into ``work``."""
+    """What :func:`summarize_detection` returns: the results section and the files it wrote into ``work``.
+
+    ``objects_csv``: the per-object outcomes (:func:`~audit.evaluation.detection.objects.read_objects` reads
+    them back as :class:`~audit.evaluation.detection.objects.ObjectOutcomes`).
+    """
 
     results: DetectionResults
     detections_json: Path
     detections_csv: Path
+    objects_csv: Path
+    #: ``object_breaking_points.csv`` (:func:`~audit.evaluation.detection.object_breaking.summarize_object_breaking`).
+    object_breaking_csv: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,7 @@ class _ConditionCounts:
 
     op: OperatingPointCounts
     objects: dict[str, ObjectGroupCounts]
+    matches: list[ImageMatch]
 
 
 def _coco_fields(m: CocoMetrics) -> dict[str, Any]:
@@ -134,8 +154,45 @@ def _op_fields(counts: OperatingPointCounts, rows: np.ndarray) -> dict[str, Any]
     )
 
 
-def _non_crowd_objects(data: DetectionData, rows: np.ndarray) -> int:
-    return int(sum(int((~data.truths[r].iscrowd).sum()) for r in rows))
+def _non_crowd_objects(truths: Sequence[ImageTruth], rows: np.ndarray) -> int:
+    """Non-crowd objects of ``truths[k]`` for ``k`` in ``rows`` (positions among the evaluated images)."""
+    return int(sum(int((~truths[int(k)].iscrowd).sum()) for k in rows))
+
+
+def _object_groups(
+    data: DetectionData, truths: Sequence[ImageTruth], objects: Mapping[int, ConditionObjects] | None
+) -> dict[str, dict[int, list[str]]]:
+    """grouping -> image id -> the group of each object of the condition's truth (the clean groups when every
+    object stayed where it was; else the kept objects' groups, ``object.size`` from their moved areas)."""
+    if objects is None or all(o.boxes is None for o in objects.values()):
+        return data.object_groups
+    out: dict[str, dict[int, list[str]]] = {}
+    for name, per_image in data.object_groups.items():
+        out[name] = {}
+        for truth in truths:
+            values = per_image.get(truth.image_id, [])
+            state = objects.get(truth.image_id)
+            if name == "object.size":
+                assert truth.area is not None
+                out[name][truth.image_id] = [str(v) for v in size_class(truth.area)]
+            elif state is None:
+                out[name][truth.image_id] = list(values)
+            else:
+                out[name][truth.image_id] = [v for v, keep in zip(values, state.kept) if keep]
+    return out
+
+
+def _dropped(data: DetectionData, positions: np.ndarray, objects: Mapping[int, ConditionObjects] | None) -> int | None:
+    """Non-crowd objects a geometric stressor left out of the condition's truth; None for other conditions."""
+    if objects is None or all(o.boxes is None for o in objects.values()):
+        return None
+    dropped = 0
+    for r in positions:
+        truth = data.truths[int(r)]
+        state = objects.get(truth.image_id)
+        if state is not None:
+            dropped += int((~state.kept & ~truth.iscrowd).sum())
+    return dropped
 
 
 def _evaluated_positions(data: DetectionData, evaluated: Sequence[int]) -> np.ndarray:
@@ -167,9 +224,15 @@ def summarize_detection(
     image_groups = _image_groups(data, positions)
     out_json = work / DETECTIONS_JSON
     out_csv = work / DETECTIONS_CSV
+    out_objects = work / OBJECTS_CSV
     results: list[DetectionCondition] = []
     gap_tests: list[DetectionGapTest] = []
-    with out_json.open("w", encoding="utf-8") as all_json, out_csv.open("w", encoding="utf-8", newline="") as all_csv:
+    with (
+        out_json.open("w", encoding="utf-8") as all_json,
+        out_csv.open("w", encoding="utf-8", newline="") as all_csv,
+        out_objects.open("w", encoding="utf-8", newline="") as objects_csv,
+    ):
+        objects_writer = ObjectsCsvWriter(objects_csv, data)
         writer = csv.writer(all_csv, lineterminator="\n")
         writer.writerow(
             [
@@ -189,12 +252,24 @@ def summarize_detection(
                 for record in detection_records(d):
                     all_json.write(("\n" if first else ",\n") + json.dumps({**record, "condition": cond.id}))
                     first = False
-            result, counts = _condition(cond, dets, coco_file, evaluator, data, positions, image_groups, cfg)
+            objects = passed.condition_objects(cond.id)
+            own = [condition_truth(t, objects.get(t.image_id) if objects else None) for t in truths]
+            moved = any(a is not b for a, b in zip(own, truths))
+            scorer = CocoEvaluator(truths=own, categories=data.categories) if moved else evaluator
+            groups = _object_groups(data, own, objects)
+            result, counts = _condition(cond, dets, coco_file, scorer, data, own, groups, positions, image_groups, cfg)
+            dropped = _dropped(data, positions, objects)
+            if dropped is not None:
+                result = result.model_copy(update={"dropped_objects": dropped})
             results.append(result)
             gap_tests += _gap_tests(cond.id, counts, data, positions, cfg.evaluation.min_group_size)
-            _csv_rows(writer, cond.id, data, positions, counts.op)
+            _csv_rows(writer, cond.id, data, own, positions, counts.op)
+            objects_writer.write(condition_outcomes(cond.id, data, positions, counts.matches, objects))
             coco_file.unlink()
         all_json.write("\n]\n")
+    breaking, breaking_csv = summarize_object_breaking(
+        lambda ids: read_objects(out_objects, conditions=ids), data=data, conditions=conditions, cfg=cfg, work=work
+    )
     section = DetectionResults(
         settings=DetectionSettings(
             score_threshold=det.score_threshold,
@@ -204,6 +279,7 @@ def summarize_detection(
             nms_iou_threshold=det.nms_iou_threshold if det.output == "yolo" else None,
             nms_score_threshold=det.nms_score_threshold if det.output == "yolo" else None,
             max_detections=det.max_detections,
+            **({"min_visibility": det.min_visibility} if any(r.dropped_objects is not None for r in results) else {}),
         ),
         class_names=list(data.truth.class_names),
         ground_truth=_ground_truth_info(data, cfg),
@@ -213,8 +289,9 @@ def summarize_detection(
         conditions=results,
         robustness=_robustness(conditions, results),
         gap_tests=gap_tests,
+        **({"breaking_points": breaking} if breaking is not None else {}),
     )
-    return DetectionSummary(section, out_json, out_csv)
+    return DetectionSummary(section, out_json, out_csv, out_objects, breaking_csv)
 
 
 def _ground_truth_info(data: DetectionData, cfg: AuditConfig) -> GroundTruthInfo:
@@ -260,6 +337,8 @@ def _condition(
     coco_file: Path,
     evaluator: CocoEvaluator,
     data: DetectionData,
+    truths: list[ImageTruth],
+    object_groups: Mapping[str, Mapping[int, Sequence[str]]],
     positions: np.ndarray,
     image_groups: Mapping[str, Mapping[str, np.ndarray]],
     cfg: AuditConfig,
@@ -270,7 +349,6 @@ def _condition(
     (docs/statistics.md, "Detectors"), so results.json gives none."""
     det = cfg.detection
     assert det is not None
-    truths = [data.truths[int(r)] for r in positions]
     all_rows = np.arange(len(positions))
     keys = data.keys[positions]
     boot = {"image_keys": keys, "n_bootstrap": cfg.evaluation.n_bootstrap, "seed": cfg.seed}
@@ -279,13 +357,13 @@ def _condition(
     matches = match_images(truths, dets, score_threshold=det.score_threshold, iou_threshold=det.iou_threshold)
     op = count_matches(matches, data.categories)
     objects = {
-        name: object_group_counts(matches, per_image, groups=sorted({v for vs in per_image.values() for v in vs}))
-        for name, per_image in data.object_groups.items()
+        name: object_group_counts(matches, per_image, groups=_group_values(data.object_groups[name], per_image))
+        for name, per_image in object_groups.items()
     }
     coco_all = evaluator.evaluate(loaded)
     overall = DetectionMetrics(
         n_images=len(positions),
-        n_objects=_non_crowd_objects(data, positions),
+        n_objects=_non_crowd_objects(truths, all_rows),
         **_coco_fields(coco_all),
         **_op_fields(op, all_rows),
         **_ci(cluster_bootstrap_intervals(op, **boot) if bootstrap else None),
@@ -295,7 +373,7 @@ def _condition(
     ids = np.asarray([t.image_id for t in truths], dtype=np.int64)
     for attribute, by_value in image_groups.items():
         for value, rows in by_value.items():
-            n_objects = _non_crowd_objects(data, positions[rows])
+            n_objects = _non_crowd_objects(truths, rows)
             metrics = DetectionMetrics(
                 n_images=len(rows),
                 n_objects=n_objects,
@@ -370,7 +448,7 @@ def _condition(
         else None,
         calibration=calibration,
     )
-    return result, _ConditionCounts(op, objects)
+    return result, _ConditionCounts(op, objects, matches)
 
 
 def _gap_tests(
@@ -446,7 +524,22 @@ def _robustness(conditions: Sequence[Condition], results: Sequence[DetectionCond
     )
 
 
-def _csv_rows(writer: Any, cid: str, data: DetectionData, positions: np.ndarray, op: OperatingPointCounts) -> None:
+def _group_values(clean: Mapping[int, Sequence[str]], own: Mapping[int, Sequence[str]]) -> list[str]:
+    """A grouping's values: the clean truth's, and any a moved truth adds (a zoomed object's size), sorted."""
+    values = {v for vs in clean.values() for v in vs}
+    if own is not clean:
+        values |= {v for vs in own.values() for v in vs}
+    return sorted(values)
+
+
+def _csv_rows(
+    writer: Any,
+    cid: str,
+    data: DetectionData,
+    truths: Sequence[ImageTruth],
+    positions: np.ndarray,
+    op: OperatingPointCounts,
+) -> None:
     tp, fp, fn = op.tp.sum(axis=1), op.fp.sum(axis=1), op.fn.sum(axis=1)
     for k, r in enumerate(positions):
         image = data.truth.images[int(r)]
@@ -457,7 +550,7 @@ def _csv_rows(writer: Any, cid: str, data: DetectionData, positions: np.ndarray,
                 image.image_id,
                 spreadsheet_safe(image.file_name),
                 *(spreadsheet_safe(image.attributes[a]) for a in data.attributes),
-                int((~data.truths[int(r)].iscrowd).sum()),
+                int((~truths[k].iscrowd).sum()),
                 int(tp[k] + fp[k]),
                 int(tp[k]),
                 int(fp[k]),

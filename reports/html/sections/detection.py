@@ -2,7 +2,8 @@
 
 Selected and formatted, never computed: mAP and the operating-point metrics per condition, corruption
 robustness (mPC, rPC), the TIDE error types of the clean and the worst condition, calibration (D-ECE and the
-reliability diagram), the lowest-recall subgroups (image- and object-level), the recall gap tests, the skipped
+reliability diagram), the lowest-recall subgroups (image- and object-level), the recall gap tests, the per-object
+breaking points (a survival chart per stressor with its table and intervals), the skipped
 annotations, and the example images with their boxes drawn (:mod:`reports.html.detection_charts`).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from audit.contract.results import DetectionCondition, DetectionGroup, DetectionResults
+from audit.contract.results import DetectionCondition, DetectionGroup, DetectionResults, ObjectBreakingEntry
 from reports.html.context import ReportContext
 from reports.html.detection_charts import (
     BOX_STYLES,
@@ -21,6 +22,7 @@ from reports.html.detection_charts import (
     legend_svg,
     map_chart,
     reliability_chart,
+    survival_chart,
     tide_chart,
 )
 from reports.html.detection_prose import worst_condition
@@ -28,7 +30,10 @@ from reports.html.escaping import is_data_image
 from reports.html.formatting import DASH, finite, fmt_ci, fmt_num, fmt_pct
 from reports.plots import PALETTE
 
-__all__ = ["SKIPPED_ANNOTATIONS_LIMIT", "WORST_GROUPS_LIMIT", "detection"]
+__all__ = ["BREAKING_PANELS_LIMIT", "SKIPPED_ANNOTATIONS_LIMIT", "WORST_GROUPS_LIMIT", "detection"]
+
+#: Stressors shown in "Per-object breaking points" (all of them are in results.json and object_breaking_points.csv).
+BREAKING_PANELS_LIMIT = 4
 
 #: Groups listed per level in "lowest recall" (all of them are in groups.csv).
 WORST_GROUPS_LIMIT = 8
@@ -43,6 +48,7 @@ def _metric_row(c: DetectionCondition) -> dict[str, Any]:
         "id": c.id,
         "images": m.n_images,
         "objects": m.n_objects,
+        "dropped": c.dropped_objects,
         "map": fmt_num(m.map),
         "map_50": fmt_num(m.map_50),
         "recall": fmt_pct(m.recall),
@@ -150,6 +156,28 @@ def _robustness(det: DetectionResults) -> dict[str, Any] | None:
     }
 
 
+def _breaking(det: DetectionResults) -> list[Any]:
+    """One survival chart per stressor (at most :data:`BREAKING_PANELS_LIMIT`): all objects and the groups of
+    the attribute whose curves lie furthest apart (its stored ``disparity``); all objects alone without one."""
+    bp = det.breaking_points
+    if bp is None:
+        return []
+    by_stressor: dict[str, list[ObjectBreakingEntry]] = {}
+    for e in bp.entries:
+        by_stressor.setdefault(e.stressor, []).append(e)
+    panels = []
+    for stressor, entries in list(by_stressor.items())[:BREAKING_PANELS_LIMIT]:
+        ranked = [d for d in bp.disparity if d.stressor == stressor and d.disparity is not None]
+        widest = max(ranked, key=lambda d: d.disparity or 0.0, default=None)
+        overall = [e for e in entries if e.attribute is None]
+        groups = [e for e in entries if widest is not None and e.attribute == widest.attribute]
+        attribute = widest.attribute if widest is not None else None
+        view = survival_chart(stressor, attribute, overall + groups, widest)
+        if view is not None:
+            panels.append(view)
+    return panels
+
+
 def _skipped(det: DetectionResults) -> dict[str, Any]:
     rows = det.skipped_annotations
     return {
@@ -174,6 +202,7 @@ def detection(ctx: ReportContext) -> dict[str, Any] | None:
             "ground_truth": det.ground_truth,
             "class_names": det.class_names,
             "rows": [_metric_row(c) for c in det.conditions],
+            "moved": any(c.dropped_objects is not None for c in det.conditions),
             "worst": worst.id if worst is not None else None,
             "map_chart": map_chart(det.conditions),
             "robustness": _robustness(det),
@@ -188,6 +217,9 @@ def detection(ctx: ReportContext) -> dict[str, Any] | None:
             "worst_groups": _worst_groups(det, worst),
             "worst_groups_limit": WORST_GROUPS_LIMIT,
             "gaps": _gap_rows(det),
+            "breaking": _breaking(det),
+            "breaking_stressors": len({e.stressor for e in det.breaking_points.entries}) if det.breaking_points else 0,
+            "breaking_limit": BREAKING_PANELS_LIMIT,
             "skipped": _skipped(det),
             "examples": [example_view(e) for e in examples],
             "examples_dropped": len(det.examples or []) - len(examples),
