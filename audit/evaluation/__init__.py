@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from audit.evaluation.detection.coco_metrics import ImageDetections
     from audit.evaluation.detection.evaluate import check_box_support, evaluate_detector, read_detection_data
     from audit.evaluation.detection.model import load_detector
+    from audit.evaluation.detection.objects import read_objects
     from audit.evaluation.detection.operating_point import match_images
     from audit.evaluation.detection.results import DetectionRunInfo, detection_examples, detection_results
     from audit.evaluation.detection.summary import DETECTIONS_CSV, DETECTIONS_JSON, OBJECTS_CSV, summarize_detection
@@ -96,6 +97,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "read_detection_data": ("detection.evaluate", "read_detection_data"),
     "ImageDetections": ("detection.coco_metrics", "ImageDetections"),
     "match_images": ("detection.operating_point", "match_images"),
+    "read_objects": ("detection.objects", "read_objects"),
     "summarize_detection": ("detection.summary", "summarize_detection"),
     "plan_threads": ("threads", "plan_threads"),
     "using_threads": ("threads", "using_threads"),
@@ -139,6 +141,7 @@ __all__ = [
     "merge_predictions",
     "plan_threads",
     "read_detection_data",
+    "read_objects",
     "read_samples",
     "resolve_device",
     "resolve_model_config",

@@ -1,19 +1,22 @@
 """``cvaudit queue`` on a detection run: the images most worth labelling or re-checking next.
 
-The run's detections (``detections.json``) are matched again to the ground truth at the run's
-operating point (``detection.score_threshold``, ``detection.iou_threshold``, the matching of
-:func:`~audit.evaluation.detection.operating_point.match_images`, the one the audit used), per
-condition. The **failing conditions** are, per image stressor, its lowest evaluated severity whose
-COCO mAP fell by at least :data:`audit.loop.recipe.MIN_DROP` (0.02) from clean (where the recipe's
+What each image lost comes from the run's own files: ``detections.csv`` (per condition and image: objects,
+false positives, missed objects, counted on that condition's truth) and ``objects.csv`` (per condition and
+object: present, found; a run without it, schema 1.3, is matched again here on the annotated boxes, which
+its stressors never moved). The clean image's detections (``detections.json``) are matched again at the
+run's operating point (``detection.score_threshold``, ``detection.iou_threshold``, the audit's matching,
+:func:`~audit.evaluation.detection.operating_point.match_images`) for the score of each false positive and
+for the exported boxes. The **failing conditions** are, per image stressor, its lowest evaluated severity
+whose COCO mAP fell by at least :data:`audit.loop.recipe.MIN_DROP` (0.02) from clean (where the recipe's
 severity range starts). An image gets these reasons:
 
 - ``confident_false_positive``: on the clean image a detection with score >= 0.9 matches no
   object: the annotation may lack an object (the detector's "label noise"); score = that score;
 - ``missed_on_clean``: objects no detection matched on the clean image; score = missed / objects;
-- ``missed_under_stress``: objects found on the clean image but missed under a failing condition;
-  score = the largest share of the clean-found objects lost under one failing condition;
-- ``false_positive_under_stress``: false positives under a failing condition beyond those on the
-  clean image; score = 0.5 x the highest such false positive's score (at most 0.5).
+- ``missed_under_stress``: objects found on the clean image, still in view (``present``) but missed
+  under a failing condition; score = the largest share of the clean-found objects lost under one;
+- ``false_positive_under_stress``: ``extra`` more false positives under a failing condition than on
+  the clean image; score = 0.5 x extra / (extra + the image's objects) (below 0.5).
 
 Priority, ranking and allocation are the classifier's (:mod:`audit.loop.queue`): an image's
 priority is its best score plus 0.1 per further reason; the budget is shared among the strata
@@ -136,6 +139,52 @@ def match_condition(data: Any, dets: dict[int, list[tuple]], settings: Any) -> t
     return detections, matches
 
 
+def _image_counts(path: Path) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(condition, sample id) -> (objects, false positives, missed objects) from the run's detections.csv
+    (the audit's own counts on each condition's truth: objects a geometric stressor moved out of view are not there)."""
+    out: dict[tuple[str, str], tuple[int, int, int]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for line, row in enumerate(csv.DictReader(fh), start=2):
+                try:
+                    out[(row["condition"], row["sample_id"])] = (int(row["objects"]), int(row["fp"]), int(row["fn"]))
+                except (KeyError, TypeError, ValueError):
+                    raise AuditError(f"{path}: line {line}: needs condition, sample_id, objects, fp, fn") from None
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot read the run's per-image counts ({exc.strerror or exc})") from None
+    return out
+
+
+def _object_outcomes(
+    run: RunFolder, data: Any, by_condition: dict[str, dict[int, list[tuple]]], wanted: set[str]
+) -> dict[str, dict[int, dict[int, tuple[bool, bool]]]]:
+    """condition -> image row -> object index -> (present, found), for the ``wanted`` conditions.
+
+    From the run's ``objects.csv`` (the audit's own per-object outcomes, on each condition's truth); a run
+    without one (results schema 1.3, whose stressors never moved boxes) is matched again here on the
+    annotated boxes."""
+    from audit.evaluation import read_objects
+
+    out: dict[str, dict[int, dict[int, tuple[bool, bool]]]] = {c: {} for c in wanted}
+    path = run.path / "objects.csv"
+    if path.is_file():
+        rows = read_objects(path, conditions=wanted)
+        for cid, row, k, present, found in zip(
+            rows.condition.tolist(),
+            rows.image_row.tolist(),
+            rows.object_index.tolist(),
+            rows.present.tolist(),
+            rows.found.tolist(),
+        ):
+            out[cid].setdefault(int(row), {})[int(k)] = (bool(present), bool(found))
+        return out
+    for cid in wanted:
+        _dets, matches = match_condition(data, by_condition.get(cid, {}), run.results.detection.settings)
+        for i, m in enumerate(matches):
+            out[cid][i] = {int(k): (True, not bool(m.missed[k])) for k in np.flatnonzero(~m.truth_iscrowd)}
+    return out
+
+
 def build_detection_queue(
     run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, settings: QueueSettings
 ) -> dict[str, Any]:
@@ -168,19 +217,20 @@ def build_detection_queue(
     conditions = [c.id for c in det.conditions]
     by_condition = _detections_by_condition(run.detections, set(conditions))
     failing = failing_conditions(run)
-    matched = {cid: match_condition(data, by_condition.get(cid, {}), det.settings) for cid in conditions}
+    clean_dets, clean_matches = match_condition(data, by_condition.get("clean", {}), det.settings)
+    counts = _image_counts(run.predictions)
+    outcomes = _object_outcomes(run, data, by_condition, set(failing.values()) | {"clean"})
     names = dict(data.categories)
     candidates: dict[str, DetectionCandidate] = {}
     objects_seen: Counter = Counter()
     missed_seen: Counter = Counter()
-    clean_dets, clean_matches = matched["clean"]
     for i, (image, sid) in enumerate(zip(data.truth.images, data.sample_ids)):
         attrs = {a: image.attributes.get(a, "") for a in attributes}
         stratum = strata_of(attrs)
         for cid in conditions:
-            m = matched[cid][1][i]
-            objects_seen[stratum] += int((~m.truth_iscrowd).sum())
-            missed_seen[stratum] += int(m.missed.sum())
+            n, _fp, fn = counts.get((cid, sid), (0, 0, 0))
+            objects_seen[stratum] += n
+            missed_seen[stratum] += fn
         m0, d0 = clean_matches[i], clean_dets[i]
         n_objects = int((~m0.truth_iscrowd).sum())
         fp0 = m0.detection_outcome == 0
@@ -198,26 +248,24 @@ def build_detection_queue(
                 cand.missed_clean / n_objects,
                 f"{cand.missed_clean} of {n_objects} objects missed on the clean image",
             )
-        found = ~m0.missed & ~m0.truth_iscrowd
+        found_clean = {k for k, (_present, found) in outcomes["clean"].get(i, {}).items() if found}
         best_lost: tuple[float, str] | None = None
         best_fp: tuple[float, str] | None = None
         for cid in failing.values():
-            dets, matches = matched[cid]
-            m, d = matches[i], dets[i]
-            if found.any():
-                lost = int((found & m.missed).sum())
-                share = lost / int(found.sum())
+            if found_clean:
+                there = outcomes[cid].get(i, {})
+                lost = sum(1 for k in found_clean if k in there and there[k][0] and not there[k][1])
+                share = lost / len(found_clean)
                 if lost and (best_lost is None or share > best_lost[0]):
                     best_lost = (
                         share,
-                        f"{lost} of the {int(found.sum())} objects found on the clean image missed under {cid}",
+                        f"{lost} of the {len(found_clean)} objects found on the clean image missed under {cid}",
                     )
-            fp = m.detection_outcome == 0
-            extra = int(fp.sum()) - cand.fp_clean
+            extra = counts.get((cid, sid), (0, 0, 0))[1] - counts.get(("clean", sid), (0, 0, 0))[1]
             if extra > 0:
-                top = float(d.scores[fp].max())
-                if best_fp is None or 0.5 * top > best_fp[0]:
-                    best_fp = (0.5 * top, f"{extra} more false positive(s) under {cid} (highest score {top:.2f})")
+                score = 0.5 * extra / (extra + n_objects)
+                if best_fp is None or score > best_fp[0]:
+                    best_fp = (score, f"{extra} more false positive(s) under {cid} than on the clean image")
         if best_lost is not None:
             cand.reasons["missed_under_stress"] = best_lost
         if best_fp is not None:

@@ -267,3 +267,16 @@ def test_label_studio_imports_the_rectangles_after_the_documented_steps(det_queu
             assert len(stored) == 2 and all(r["type"] == "rectanglelabels" for p in stored for r in p["result"])
 
     check_in_label_studio(det_queue[0], tmp_path, check)
+
+
+def test_a_run_without_objects_csv_is_matched_again_to_the_same_queue(det_queue, det_run, tmp_path):
+    """objects.csv (the audit's per-object outcomes) and the queue's own matching agree on a run whose stressors
+    move no pixel (the runs before objects.csv existed)."""
+    import shutil
+
+    assert (det_run / "objects.csv").is_file()
+    copy = tmp_path / "run"
+    shutil.copytree(det_run, copy)
+    (copy / "objects.csv").unlink()
+    assert queue(copy, tmp_path / "q", "--budget", 50).exit_code == 0
+    assert (tmp_path / "q" / "queue.csv").read_text() == (det_queue[0] / "queue.csv").read_text()

@@ -78,9 +78,27 @@ def test_the_detection_recipe_weighs_by_the_map_drop_and_states_min_visibility(d
         "bbox_format": "pascal_voc",
         "label_fields": ["labels"],
         "min_visibility": 0.3,
-        "min_visibility_from": "default",  # this run recorded none
+        "min_visibility_from": "default",  # no stressor of this run moves pixels: it records none
     }
+    assert results["detection"]["settings"].get("min_visibility") is None
     assert "albumentations_pipeline" in det_recipe.read_text()
+
+
+def test_min_visibility_comes_from_the_run_else_the_stated_default(det_run, tmp_path):
+    import shutil
+
+    for recorded, expected, source in ((0.6, 0.6, "run"), (None, 0.3, "default")):
+        copy = tmp_path / f"run-{source}"
+        shutil.copytree(det_run, copy)
+        results = json.loads((copy / "results.json").read_text())
+        results["detection"]["settings"]["min_visibility"] = recorded
+        (copy / "results.json").write_text(json.dumps(results))
+        out = tmp_path / f"{source}.yaml"
+        result = CliRunner().invoke(main, ["recipe", str(copy), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        section = yaml.safe_load(out.read_text())["detection"]
+        assert (section["min_visibility"], section["min_visibility_from"]) == (expected, source)
+        assert f"min_visibility {expected:g} ({source})" in result.output
 
 
 def test_the_exported_albumentations_pipeline_transforms_an_image_with_boxes(det_recipe):
