@@ -142,14 +142,17 @@ def match_condition(data: Any, dets: dict[int, list[tuple]], settings: Any) -> t
 def _image_counts(path: Path) -> dict[tuple[str, str], tuple[int, int, int]]:
     """(condition, sample id) -> (objects, false positives, missed objects) from the run's detections.csv
     (the audit's own counts on each condition's truth: objects a geometric stressor moved out of view are not there)."""
+    from audit.contract.metric_specs import DETECTION_COUNTS
+
+    _tp, fp, fn = (spec.name for spec in DETECTION_COUNTS)  # the count columns, as the audit writes them
     out: dict[tuple[str, str], tuple[int, int, int]] = {}
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             for line, row in enumerate(csv.DictReader(fh), start=2):
                 try:
-                    out[(row["condition"], row["sample_id"])] = (int(row["objects"]), int(row["fp"]), int(row["fn"]))
+                    out[(row["condition"], row["sample_id"])] = (int(row["objects"]), int(row[fp]), int(row[fn]))
                 except (KeyError, TypeError, ValueError):
-                    raise AuditError(f"{path}: line {line}: needs condition, sample_id, objects, fp, fn") from None
+                    raise AuditError(f"{path}: line {line}: needs condition, sample_id, objects, {fp}, {fn}") from None
     except OSError as exc:
         raise AuditError(f"{path}: cannot read the run's per-image counts ({exc.strerror or exc})") from None
     return out
