@@ -41,7 +41,9 @@ DEFAULT_IMAGE_PREFIX = "/data/local-files/?d="
 @click.option("--policy", "policy_name", default=None, help="Judge governance under this policy instead of the run's.")
 @boundary
 def queue_command(run_dir, out_dir, budget, fmt, stratify, variants, image_prefix, config, policy_name) -> None:
-    """Select from RUN_DIR (a cvaudit run folder) the samples most worth labelling or re-checking next."""
+    """Select from RUN_DIR (a cvaudit run folder) the samples most worth labelling or re-checking next.
+
+    A detection run's queue holds images with missed objects and false positives, as rectangles."""
     from audit.contract.errors import AuditError
     from audit.loop.queue import FORMATS, QueueSettings, build_queue
     from audit.loop.run_folder import open_run
@@ -58,7 +60,12 @@ def queue_command(run_dir, out_dir, budget, fmt, stratify, variants, image_prefi
     run = open_run(run_dir)
     cfg, policy = run_config_and_policy(run, config, policy_name)
     settings = QueueSettings(amount, fmt, tuple(stratify), variants, image_prefix)
-    summary = build_queue(run, cfg=cfg, policy=policy, out_dir=out_dir, settings=settings)
+    if run.task == "detection":
+        from audit.loop.detection_queue import build_detection_queue
+
+        summary = build_detection_queue(run, cfg=cfg, policy=policy, out_dir=out_dir, settings=settings)
+    else:
+        summary = build_queue(run, cfg=cfg, policy=policy, out_dir=out_dir, settings=settings)
     held = ", ".join(f"{k} {v}" for k, v in summary["held_back_by_check"].items()) or "none"
     say(
         f"queue: {summary['selected']} of {summary['candidates']} candidates selected (budget {amount}); "

@@ -15,7 +15,9 @@ from audit.cli.boundary import boundary, say
 @click.option("--probability", default="0.5", show_default=True, help="Share of training images augmented (0..1].")
 @boundary
 def recipe_command(run_dir: Path, out_path: Path, probability: str) -> None:
-    """Write a training augmentation recipe from RUN_DIR (a cvaudit run folder): stressors weighted by the loss."""
+    """Write a training augmentation recipe from RUN_DIR (a cvaudit run folder): stressors weighted by the loss.
+
+    A detection run's recipe weighs by the mAP drop and moves boxes with the pixels (docs/loop.md)."""
     from audit.contract.errors import AuditError
     from audit.loop.recipe import build_recipe, dump_recipe
     from audit.loop.run_folder import open_run
@@ -33,4 +35,7 @@ def recipe_command(run_dir: Path, out_path: Path, probability: str) -> None:
     mix = ", ".join(
         f"{s['name']} {s['severity'][0]}-{s['severity'][1]} ({s['weight']:.2f})" for s in recipe["stressors"]
     )
+    boxes = recipe.get("detection")
+    if boxes is not None:
+        mix += f"; boxes {boxes['bbox_format']}, min_visibility {boxes['min_visibility']:g} ({boxes['min_visibility_from']})"
     say(f"recipe: {mix}; written to {out_path}", err=False)

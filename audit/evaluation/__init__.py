@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from audit.evaluation.conditions import Condition, build_conditions
     from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
     from audit.evaluation.detection.attack_pass import attacks_section, check_attacks, check_classifier_attacks
+    from audit.evaluation.detection.coco_metrics import ImageDetections
     from audit.evaluation.detection.evaluate import check_box_support, evaluate_detector, read_detection_data
     from audit.evaluation.detection.model import load_detector
+    from audit.evaluation.detection.objects import read_objects
+    from audit.evaluation.detection.operating_point import match_images
     from audit.evaluation.detection.results import DetectionRunInfo, detection_examples, detection_results
     from audit.evaluation.detection.summary import DETECTIONS_CSV, DETECTIONS_JSON, OBJECTS_CSV, summarize_detection
     from audit.evaluation.early_stop import StopMonitor, stratified_order
@@ -96,6 +99,9 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "evaluate_detector": ("detection.evaluate", "evaluate_detector"),
     "load_detector": ("detection.model", "load_detector"),
     "read_detection_data": ("detection.evaluate", "read_detection_data"),
+    "ImageDetections": ("detection.coco_metrics", "ImageDetections"),
+    "match_images": ("detection.operating_point", "match_images"),
+    "read_objects": ("detection.objects", "read_objects"),
     "summarize_detection": ("detection.summary", "summarize_detection"),
     "plan_threads": ("threads", "plan_threads"),
     "using_threads": ("threads", "using_threads"),
@@ -112,6 +118,7 @@ __all__ = [
     "DetectionRunInfo",
     "EvalSettings",
     "EvalState",
+    "ImageDetections",
     "RefineContext",
     "ResultsInputs",
     "SampleTable",
@@ -137,9 +144,11 @@ __all__ = [
     "evaluate_detector",
     "load_detector",
     "load_model",
+    "match_images",
     "merge_predictions",
     "plan_threads",
     "read_detection_data",
+    "read_objects",
     "read_samples",
     "resolve_device",
     "resolve_model_config",

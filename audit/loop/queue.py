@@ -26,6 +26,9 @@ Governance: every candidate's manifest row is checked with the run's policy
 missing or withdrawn consent, expired or unverifiable retention, a region not
 allowed, a missing purpose or lawful basis, or a biometric image without a
 basis is never exported; ``summary.json`` counts the samples held back per check.
+
+A detection run's queue (images with missed objects and false positives) is built by
+:mod:`audit.loop.detection_queue` with the same priority, allocation and governance.
 """
 
 from __future__ import annotations

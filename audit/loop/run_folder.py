@@ -20,10 +20,17 @@ class RunFolder:
     results: Results
     predictions: Path
     breaking_points: Path | None
+    detections: Path | None = None
+
+    @property
+    def task(self) -> str:
+        return self.results.task
 
     @property
     def natural_conditions(self) -> set[str]:
         """Ids of the clean and image-stressor conditions (not attacks)."""
+        if self.results.task == "detection":
+            return {c.id for c in self.results.detection.conditions}  # a detection audit runs no attacks
         return {c.id for c in self.results.conditions if not c.model_aware}
 
     @property
@@ -35,8 +42,13 @@ class RunFolder:
 def open_run(run_dir: Path, *, need_predictions: bool = True) -> RunFolder:
     """Read ``results.json`` of a run folder (through the one reader) and find its per-sample files.
 
+    A classification run's per-sample file is ``predictions.csv``; a detection run's are
+    ``detections.json`` (every detection, COCO results format, per condition) and ``detections.csv``
+    (per condition and image: objects, detections, tp, fp, fn).
+
     Raises:
-        AuditError: not a folder, no results.json, or (``need_predictions``) no predictions.csv.
+        AuditError: not a folder, no results.json, or (``need_predictions``) no predictions.csv
+            (detection: no detections.json).
         ResultsError: a results.json the schema refuses.
     """
     run_dir = Path(run_dir)
@@ -49,11 +61,11 @@ def open_run(run_dir: Path, *, need_predictions: bool = True) -> RunFolder:
         results = load_results(results_path)
     except ResultsError:
         raise
-    if results.task != "classification":
-        raise AuditError(
-            f"{run_dir}: a {results.task} run; the labelling queue and the augmentation recipe read "
-            "classification runs (detection runs have detections.csv per image)"
-        )
+    if results.task == "detection":
+        detections = run_dir / "detections.json"
+        if need_predictions and not detections.is_file():
+            raise AuditError(f"{run_dir}: no detections.json; the queue needs the detections of the run")
+        return RunFolder(run_dir, results, run_dir / "detections.csv", None, detections)
     predictions = run_dir / "predictions.csv"
     if need_predictions and not predictions.is_file():
         raise AuditError(f"{run_dir}: no predictions.csv; the queue needs the per-sample predictions of the run")

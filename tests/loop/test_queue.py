@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import socket
-import subprocess
-import time
 import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from loop_helpers import one_line_error
-from mlflow_server import stop_session
+from loop_helpers import check_in_label_studio, one_line_error
 
 from audit.cli import main
 from audit.loop.queue import allocate
@@ -171,7 +166,6 @@ def test_an_unknown_format(run_dir, tmp_path):
 
 
 def test_a_run_folder_without_predictions(run_dir, tmp_path):
-    import shutil
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -184,7 +178,6 @@ def test_not_a_run_folder(tmp_path):
 
 
 def test_a_changed_policy_is_refused_unless_named(run_dir, tmp_path):
-    import shutil
 
     root = tmp_path / "copy"
     shutil.copytree(run_dir.parent, root)
@@ -203,90 +196,7 @@ def test_the_printed_label_studio_steps_name_the_folders(built):
     assert f"Local files source storage with the absolute path {root / 'images'}" in printed
 
 
-def _label_studio() -> str:
-    """The Label Studio executable for the live test: CVAUDIT_LABEL_STUDIO, else `label-studio` on PATH.
-
-    Label Studio is not a dependency of cvaudit (a Django application that pins other versions of shared
-    packages): ``.ci/run`` installs it into a virtual environment of its own, outside the checkout, and
-    points CVAUDIT_LABEL_STUDIO at it. Elsewhere the test is skipped unless that is set; in CI
-    (``CVAUDIT_CI``) a missing Label Studio fails it."""
-    exe = os.environ.get("CVAUDIT_LABEL_STUDIO") or shutil.which("label-studio")
-    if not exe:
-        if os.environ.get("CVAUDIT_CI"):
-            pytest.fail("Label Studio is not installed; .ci/run installs it and sets CVAUDIT_LABEL_STUDIO")
-        pytest.skip("Label Studio not installed: set CVAUDIT_LABEL_STUDIO to its label-studio executable")
-    return exe
-
-
 @pytest.mark.slow
 def test_label_studio_shows_every_image_after_the_documented_steps(built, tmp_path):
-    """The documented steps (docs/integrations/label-studio.md) against a real Label Studio: the two variables, a project with labeling_config.xml,
-    a Local files storage at QUEUE_DIR/images, tasks.json imported; every task's image is then served (and
-    without the storage it is a 404, the step users missed)."""
-    requests = pytest.importorskip("requests")
-    exe = _label_studio()
-    out, _ = built
-    root = out.resolve()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    env = {
-        **os.environ,
-        "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "ls-data"),
-        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root),
-    }
-    cmd = [exe, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--username", "audit@example.com", "--password", "cvaudit-test-1"]
-    log = (tmp_path / "ls.log").open("wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):  # bounded: at most about 5 minutes for migrations and start-up
-            try:
-                if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, (tmp_path / "ls.log").read_text()[-2000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail("Label Studio did not start")
-        s = requests.Session()
-        s.get(f"{base}/user/login/", timeout=30)
-        s.post(
-            f"{base}/user/login/",
-            data={
-                "email": "audit@example.com",
-                "password": "cvaudit-test-1",
-                "csrfmiddlewaretoken": s.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{base}/user/login/"},
-            timeout=30,
-        )
-        headers = {"X-CSRFToken": s.cookies["csrftoken"], "Referer": f"{base}/"}
-        config = (root / "labeling_config.xml").read_text()
-        project = s.post(f"{base}/api/projects", json={"title": "queue", "label_config": config}, headers=headers)
-        assert project.status_code == 201, project.text
-        pid = project.json()["id"]
-        tasks = json.loads((root / "tasks.json").read_text())
-        imported = s.post(f"{base}/api/projects/{pid}/import", json=tasks, headers=headers, timeout=60)
-        assert imported.status_code == 201 and imported.json()["task_count"] == len(tasks), imported.text
-        first = tasks[0]["data"]["image"]
-        assert s.get(f"{base}{first}", timeout=30).status_code == 404  # the two variables alone are not enough
-        storage = s.post(
-            f"{base}/api/storages/localfiles",
-            json={"project": pid, "title": "queue images", "path": str(root / "images"), "use_blob_urls": False},
-            headers=headers,
-            timeout=30,
-        )
-        assert storage.status_code == 201, storage.text
-        for t in tasks:
-            url = t["data"]["image"]
-            answer = s.get(f"{base}{url}", timeout=30)
-            assert answer.status_code == 200, url
-            assert answer.content == (root / url.split("?d=")[1]).read_bytes()
-    finally:
-        stop_session(proc)
-        log.close()
+    """The documented steps (docs/integrations/label-studio.md) against a real Label Studio (loop_helpers)."""
+    check_in_label_studio(built[0], tmp_path)
