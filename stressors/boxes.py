@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stressors.base import StressorError
+from stressors.base import ImageStressor, StressorError
 
 __all__ = [
     "BoxedBatch",
@@ -58,6 +58,12 @@ class BoxedBatch:
             (1 for a photometric stressor; 0 for a box moved out of view).
         measures: name -> per image, ``(K_i,)`` float64 per INPUT box (the stressor's
             :meth:`~stressors.base.ImageStressor.object_measures`, e.g. ``occluded_fraction``).
+        area_scale: per image, ``(K_i,)`` float64 per INPUT box: how much the stressor scaled the area of
+            what the box holds, before clipping (1 for a photometric stressor and for a rotation or a
+            translation; the square of the factor for a zoom). For a stressor with ``map_points`` it is
+            the area of the quadrilateral its four corners map to over the box's area (exact for affine
+            maps and homographies), not the growth of the axis-aligned hull; for one that overrides
+            ``transform_boxes`` only, the growth of the moved box.
     """
 
     images: Tensor
@@ -65,6 +71,7 @@ class BoxedBatch:
     kept: list[Tensor]
     visibility: list[Tensor]
     measures: dict[str, list[Tensor]] = field(default_factory=dict)
+    area_scale: list[Tensor] = field(default_factory=list)
 
     @property
     def dropped(self) -> int:
@@ -148,9 +155,21 @@ def box_support(stressor: Any) -> str:
             f"{name}: does not declare moves_pixels, so what it does to boxes is unknown; a detection audit "
             "needs moves_pixels = False (photometric) or True with map_points (geometric)"
         )
-    if moves and not callable(getattr(stressor, "transform_boxes", None)):
-        raise StressorError(f"{name}: moves pixels but has no transform_boxes to move the boxes with them")
+    if moves and not _moves_boxes(stressor):
+        raise StressorError(
+            f"{name}: moves pixels but implements neither map_points nor transform_boxes to move the boxes with them"
+        )
     return "geometric" if moves else "invariant"
+
+
+def _moves_boxes(stressor: Any) -> bool:
+    """The stressor has its own box map: ``transform_boxes`` or ``map_points`` beyond :class:`ImageStressor`'s."""
+    if not callable(getattr(stressor, "transform_boxes", None)):
+        return False
+    if not isinstance(stressor, ImageStressor):
+        return True
+    cls = type(stressor)
+    return cls.transform_boxes is not ImageStressor.transform_boxes or cls.map_points is not ImageStressor.map_points
 
 
 def _area(b: Tensor) -> Tensor:
@@ -245,6 +264,7 @@ def stress_with_boxes(
         moved = [m.detach().to("cpu", torch.float64) for m in moved]
     else:
         moved = checked
+    area_scale = _area_scale(stressor, support, checked, moved, params, frame)
     kept_boxes, kept, visibility = [], [], []
     for m in moved:
         clipped, vis, keep = clip_boxes(m, frame, threshold)
@@ -257,4 +277,44 @@ def stress_with_boxes(
         if len(values) != n or any(tuple(v.shape) != (int(b.shape[0]),) for v, b in zip(values, checked)):
             raise StressorError(f"{name}: object measure {key!r} must hold one (K_i,) tensor per image")
     measures = {k: [v.detach().to("cpu", torch.float64) for v in vals] for k, vals in measures.items()}
-    return BoxedBatch(images=out, boxes=kept_boxes, kept=kept, visibility=visibility, measures=measures)
+    return BoxedBatch(
+        images=out, boxes=kept_boxes, kept=kept, visibility=visibility, measures=measures, area_scale=area_scale
+    )
+
+
+def _shoelace(points: Tensor) -> Tensor:
+    """Areas of quadrilaterals ``(K, 4, 2)`` (corners in order)."""
+    x, y = points[..., 0], points[..., 1]
+    return 0.5 * (x * y.roll(-1, dims=-1) - x.roll(-1, dims=-1) * y).sum(dim=-1).abs()
+
+
+def _area_scale(
+    stressor: Any, support: str, boxes: list[Tensor], moved: list[Tensor], params: Any, frame: tuple[int, int]
+) -> list[Tensor]:
+    """Per input box, the factor by which the stressor scaled its area (see :class:`BoxedBatch`)."""
+    if support == "invariant":
+        return [torch.ones(int(b.shape[0]), dtype=torch.float64) for b in boxes]
+    before = [_area(b) for b in boxes]
+    cls = type(stressor)
+    own_points = (
+        isinstance(stressor, ImageStressor)
+        and cls.map_points is not ImageStressor.map_points
+        and cls.transform_boxes is ImageStressor.transform_boxes
+    )
+    if own_points:
+        counts = [int(b.shape[0]) for b in boxes]
+        k_max = max(counts, default=0)
+        corners = torch.zeros((len(boxes), 4 * k_max, 2), dtype=torch.float64)
+        for i, b in enumerate(boxes):
+            if counts[i]:
+                x1, y1, x2, y2 = b.unbind(1)
+                pts = torch.stack([torch.stack(p, dim=1) for p in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], dim=1)
+                corners[i, : 4 * counts[i]] = pts.reshape(-1, 2)
+        mapped = stressor.map_points(corners, params, frame).to(torch.float64)
+        after = [_shoelace(mapped[i, : 4 * k].reshape(k, 4, 2)) for i, k in enumerate(counts)]
+    else:
+        after = [_area(m) for m in moved]
+    return [
+        torch.where(a > 0, c / torch.where(a > 0, a, torch.ones_like(a)), torch.ones_like(a))
+        for a, c in zip(before, after)
+    ]

@@ -167,3 +167,34 @@ def test_a_stressor_that_needs_boxes_refuses_to_sample_without_them() -> None:
     with pytest.raises(stressors.StressorError, match="got 2 box lists for 6 samples"):
         NeedsBoxes().sample_params(KEYS, 1, seed=0, boxes=[torch.zeros(0, 4)] * 2)
     check_stressor(NeedsBoxes())
+
+
+def test_a_geometric_stressor_without_a_box_map_is_refused_before_any_image() -> None:
+    class NoMap(ImageStressor):
+        name = "test_no_map"
+        moves_pixels: ClassVar[bool] = True
+
+        def _apply(self, images: Tensor, params: Params) -> Tensor:
+            return images.flip(-1)
+
+    with pytest.raises(stressors.StressorError, match="implements neither map_points nor transform_boxes"):
+        stressors.box_support(NoMap())
+
+
+def test_area_scale_is_the_objects_change_of_area_not_the_hulls() -> None:
+    """A rotation leaves an object's area alone though its hull grows; a zoom scales it by the factor squared."""
+    images = photo_like(6, 64)
+    boxes = [torch.tensor([[20.0, 20.0, 40.0, 36.0]], dtype=torch.float64)] * 6
+    rot = stressors.stress_with_boxes(stressors.get("rotation"), images, boxes, sample_ids=KEYS, severity=5, seed=0)
+    for scale, box in zip(rot.area_scale, rot.boxes):
+        assert scale.tolist() == pytest.approx([1.0], abs=1e-9)
+        assert (box[0, 2] - box[0, 0]) * (box[0, 3] - box[0, 1]) > 1.5 * 20 * 16  # the hull grew
+    zoom = stressors.get("zoom")
+    out = stressors.stress_with_boxes(zoom, images, boxes, sample_ids=KEYS, severity=3, seed=0)
+    mapped = zoom.map_points(
+        torch.tensor([[[0.0, 0.0], [1.0, 0.0]]] * 6, dtype=torch.float64), zoom.sample_params(KEYS, 3, seed=0), (64, 64)
+    )
+    factor = (mapped[:, 1] - mapped[:, 0]).norm(dim=1)
+    assert torch.cat(out.area_scale).tolist() == pytest.approx((factor**2).tolist(), rel=1e-9)
+    night = stressors.stress_with_boxes(stressors.get("night"), images, boxes, sample_ids=KEYS, severity=1, seed=0)
+    assert torch.cat(night.area_scale).tolist() == [1.0] * 6

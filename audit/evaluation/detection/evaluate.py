@@ -330,6 +330,9 @@ class ConditionObjects:
             ``object_measures``), NaN where the stressor reports none.
         boxes: ``(kept.sum(), 4)`` float64 xyxy in the original image's pixels, the moved boxes of the kept
             objects; None when the boxes did not move (the condition's truth is the clean truth).
+        area_scale: ``(kept.sum(),)`` float64, how much the stressor scaled each kept object's area before
+            clipping (:attr:`stressors.BoxedBatch.area_scale`: 1 under a rotation, not the growth of its hull);
+            None with ``boxes`` None.
     """
 
     image_id: int
@@ -337,6 +340,7 @@ class ConditionObjects:
     visibility: np.ndarray
     occluded_fraction: np.ndarray
     boxes: np.ndarray | None = None
+    area_scale: np.ndarray | None = None
 
     @classmethod
     def unchanged(cls, image_id: int, n: int) -> ConditionObjects:
@@ -348,16 +352,20 @@ def condition_truth(clean: ImageTruth, objects: ConditionObjects | None) -> Imag
     """One image's truth under a condition: ``clean`` itself unless the stressor moved the boxes.
 
     Moved boxes keep their category and crowd flag; their COCO ``area`` (which decides the size class) is the
-    clean area scaled by the change of the box's area (a segmentation area stays one; a box whose size did not
-    change keeps its area exactly).
+    clean area times the stressor's scaling of areas (``area_scale``: 1 for a rotation, whose hull grows but
+    whose object does not; the zoom factor squared for a zoom) times the object's visible share (a
+    segmentation area stays one; an object neither scaled nor clipped keeps its area exactly).
     """
     if objects is None or objects.boxes is None:
         return clean
     keep = objects.kept
     b = np.asarray(objects.boxes, dtype=np.float64).reshape(-1, 4)
     xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
-    before = clean.boxes[keep]
-    ratio = (xywh[:, 2] * xywh[:, 3]) / (before[:, 2] * before[:, 3])
+    if objects.area_scale is not None:
+        ratio = np.asarray(objects.area_scale, dtype=np.float64) * np.asarray(objects.visibility)[keep]
+    else:
+        before = clean.boxes[keep]
+        ratio = (xywh[:, 2] * xywh[:, 3]) / (before[:, 2] * before[:, 3])
     ratio = np.where(np.abs(ratio - 1.0) < 1e-9, 1.0, ratio)
     assert clean.area is not None  # ImageTruth fills it
     return ImageTruth(
@@ -470,8 +478,8 @@ def read_objects_spill(path: Path) -> Iterator[ConditionObjects]:
                 chunk = pickle.load(f)  # written by this process's own pass (_Spill), never by a user
             except EOFError:
                 return
-            for image_id, kept, visibility, occluded, boxes in chunk:
-                yield ConditionObjects(image_id, kept, visibility, occluded, boxes)
+            for image_id, kept, visibility, occluded, boxes, area_scale in chunk:
+                yield ConditionObjects(image_id, kept, visibility, occluded, boxes, area_scale)
 
 
 class _Spill:
@@ -489,11 +497,17 @@ class _Spill:
 
 
 def _input_boxes(data: DetectionData, rows: Sequence[int], params: ResizeParams) -> list[torch.Tensor]:
-    """The clean ground-truth boxes (xyxy, every object, file order) of ``rows`` in the model input's pixels."""
+    """The clean ground-truth boxes (xyxy, every object, file order) of ``rows`` in the model input's pixels,
+    clipped to the input frame (the annotation reader accepts a box reaching up to
+    :data:`~audit.evaluation.detection.annotations.BOX_TOLERANCE` px past its image's edge)."""
     out = []
     for k, r in enumerate(rows):
         boxes = torch.tensor([o.box for o in data.truth.images[r].objects], dtype=torch.float64).reshape(-1, 4)
-        out.append(boxes_to_input(boxes, params[k]))
+        moved = boxes_to_input(boxes, params[k])
+        p = params[k]
+        moved[:, 0::2] = moved[:, 0::2].clamp(0.0, float(p.input_width))
+        moved[:, 1::2] = moved[:, 1::2].clamp(0.0, float(p.input_height))
+        out.append(moved)
     return out
 
 
@@ -567,7 +581,8 @@ def stress_detection_batch(
         visibility[index] = visibility[index] * share
         stays = (visibility[index] >= min_visibility) & (inside[:, 2] > inside[:, 0]) & (inside[:, 3] > inside[:, 1])
         kept[index[~stays]] = False
-        objects.append(ConditionObjects(image.image_id, kept, visibility, occ, inside[stays]))
+        scale = boxed.area_scale[k].detach().to("cpu", torch.float64).numpy()[index[stays]]
+        objects.append(ConditionObjects(image.image_id, kept, visibility, occ, inside[stays], scale))
     return boxed.images, objects
 
 
@@ -725,7 +740,10 @@ def evaluate_detector(
                         )
                         if objects is not None:
                             object_spills[cond.id].write(
-                                [(o.image_id, o.kept, o.visibility, o.occluded_fraction, o.boxes) for o in objects]
+                                [
+                                    (o.image_id, o.kept, o.visibility, o.occluded_fraction, o.boxes, o.area_scale)
+                                    for o in objects
+                                ]
                             )
                     spills[cond.id].write(
                         _spill_rows(detector(stressed, image_ids=ids), image_ids, params, category_of)

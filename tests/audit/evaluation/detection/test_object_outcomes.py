@@ -11,6 +11,7 @@ import torch
 from detection_fixtures import make_detection_dataset, write_detection_config
 from detection_shift_plugin import PLUGIN_SOURCE
 
+import stressors
 from audit.contract.config import load_config
 from audit.contract.errors import AuditError
 from audit.evaluation.conditions import Condition
@@ -144,3 +145,27 @@ def test_an_undeclared_stressor_is_refused_in_one_line(plugin):
         check_box_support([Condition("clean"), cond], source="config.yaml")
     line = str(err.value)
     assert "\n" not in line and line.startswith("config.yaml: stressor condition 'test_undeclared@1'")
+
+
+def test_truth_reaching_just_past_the_edge_is_clipped_to_the_input_frame() -> None:
+    """The annotation reader accepts a box up to 0.01 px past its image; the stressors' frame check must not refuse it."""
+    from types import SimpleNamespace
+
+    from audit.evaluation.detection.evaluate import _input_boxes
+    from audit.evaluation.detection.letterbox import plan_resize
+
+    image = SimpleNamespace(objects=[SimpleNamespace(box=(-0.004, 0.0, 100.005, 50.0))])
+    data = SimpleNamespace(truth=SimpleNamespace(images=[image]))
+    for mode in ("resize", "letterbox"):
+        params = plan_resize([(50, 100)], input_size=(64, 128), mode=mode)
+        (boxes,) = _input_boxes(data, [0], params)
+        assert boxes.tolist()[0][0] == 0.0 and boxes.tolist()[0][2] == 128.0
+        batch = stressors.stress_with_boxes(
+            stressors.get("occlusion", target="objects"),
+            torch.rand(1, 3, 64, 128),
+            [boxes],
+            sample_ids=stressors.sample_keys(["a"]),
+            severity=1,
+            seed=0,
+        )
+        assert batch.kept[0].tolist() == [True]
