@@ -64,6 +64,7 @@ from audit.evaluation import (
     assemble_results,
     build_conditions,
     build_layout,
+    check_classification_conditions,
     check_label_range,
     check_refinement,
     distributed,
@@ -330,6 +331,7 @@ def _read(ctx: RunContext) -> Reading:
     """Build the conditions, read the sample table (the governance checks see it as it is read), group it."""
     cfg = ctx.cfg
     conditions = build_conditions(cfg.stressors, source=ctx.source)
+    check_classification_conditions(conditions, source=ctx.source)
     check_refinement(cfg.breaking_points, conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)  # no manifest row is kept
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=governance.on_chunk)

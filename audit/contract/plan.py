@@ -131,8 +131,11 @@ class RunPlan:
         """The plan of stored detection results: the conditions, attributes and intervals of ``detection``."""
         detection = results.detection
         assert detection is not None  # detection results always have it (Results checks it)
+        attacks = {s.name for s in results.stressors if s.model_aware}
         conditions = tuple(
-            PlannedCondition(id=c.id, stressor=c.stressor, severity=float(c.severity or 0.0))
+            PlannedCondition(
+                id=c.id, stressor=c.stressor, severity=float(c.severity or 0.0), model_aware=c.stressor in attacks
+            )
             for c in detection.conditions
         )
         attributes: dict[str, list[str]] = {}

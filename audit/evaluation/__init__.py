@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         compute_breaking_points,
         run_breaking_points,
     )
-    from audit.evaluation.conditions import Condition, build_conditions
+    from audit.evaluation.conditions import Condition, build_conditions, check_classification_conditions
     from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
     from audit.evaluation.detection.attack_pass import attacks_section, check_attacks, check_classifier_attacks
     from audit.evaluation.detection.coco_metrics import ImageDetections
@@ -62,6 +62,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "run_breaking_points": ("breaking_points", "run_breaking_points"),
     "Condition": ("conditions", "Condition"),
     "build_conditions": ("conditions", "build_conditions"),
+    "check_classification_conditions": ("conditions", "check_classification_conditions"),
     "AuditDataset": ("data", "AuditDataset"),
     "SampleTable": ("data", "SampleTable"),
     "check_label_range": ("data", "check_label_range"),
@@ -133,6 +134,7 @@ __all__ = [
     "build_layout",
     "check_attacks",
     "check_box_support",
+    "check_classification_conditions",
     "check_classifier_attacks",
     "check_label_range",
     "check_refinement",

@@ -101,3 +101,20 @@ def stressor_descriptions(conditions: list[Condition]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def check_classification_conditions(conditions: list[Condition], *, source: str = "config") -> None:
+    """Refuse, before any image is read, a stressor that needs object boxes in a classification audit.
+
+    Occlusion with ``target: objects`` hides part of every annotated object: a classifier's images have
+    no boxes, so it cannot run (one line naming the condition).
+
+    Raises:
+        AuditError: a condition whose stressor ``needs_boxes``.
+    """
+    for cond in conditions:
+        if cond.stressor is not None and getattr(cond.stressor, "needs_boxes", False):
+            raise AuditError(
+                f"{source}: stressor condition {cond.id!r} needs object boxes (target: objects); "
+                "a classification audit has none (use task: detection, or target: image)"
+            )

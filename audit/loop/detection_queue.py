@@ -75,11 +75,13 @@ class DetectionCandidate:
 
 
 def failing_conditions(run: RunFolder, min_drop: float | None = None) -> dict[str, str]:
-    """stressor -> the id of its lowest evaluated condition whose mAP fell by ``min_drop`` or more from clean."""
+    """stressor -> the id of its lowest evaluated condition whose mAP fell by ``min_drop`` or more from clean
+    (image stressors only: an attack's images are not a condition to collect more data of)."""
     from audit.loop.recipe import MIN_DROP
 
     threshold = MIN_DROP if min_drop is None else min_drop
-    conds = run.results.detection.conditions
+    attacks = {s.name for s in run.results.stressors if s.model_aware}
+    conds = [c for c in run.results.detection.conditions if c.stressor not in attacks]
     clean = next((c.metrics.map for c in conds if c.id == "clean"), None)
     out: dict[str, tuple[float, str]] = {}
     if clean is None:

@@ -280,3 +280,29 @@ def test_a_run_without_objects_csv_is_matched_again_to_the_same_queue(det_queue,
     (copy / "objects.csv").unlink()
     assert queue(copy, tmp_path / "q", "--budget", 50).exit_code == 0
     assert (tmp_path / "q" / "queue.csv").read_text() == (det_queue[0] / "queue.csv").read_text()
+
+
+def test_an_attack_is_never_a_failing_condition_of_the_queue():
+    """An attack's mAP drop says nothing about which photographs to collect: only image stressors fail."""
+    from types import SimpleNamespace
+
+    from audit.loop.detection_queue import failing_conditions
+
+    def cond(cid, stressor, severity, value):
+        return SimpleNamespace(id=cid, stressor=stressor, severity=severity, metrics=SimpleNamespace(map=value))
+
+    results = SimpleNamespace(
+        stressors=[
+            SimpleNamespace(name="night", model_aware=False),
+            SimpleNamespace(name="detection_pgd", model_aware=True),
+        ],
+        detection=SimpleNamespace(
+            conditions=[
+                cond("clean", None, 0, 0.6),
+                cond("night@1", "night", 1, 0.59),
+                cond("night@3", "night", 3, 0.3),
+                cond("detection_pgd@0.0157", "detection_pgd", 0.0157, 0.01),
+            ]
+        ),
+    )
+    assert failing_conditions(SimpleNamespace(results=results)) == {"night": "night@3"}

@@ -221,3 +221,30 @@ def test_rule_words():
     assert got["d"] == (
         f"The largest gap in object survival between the groups in {SECTION}[night:camera] must be at most 0.2"
     )
+
+
+def test_the_plan_of_stored_results_leaves_out_an_attacks_epsilon_zero_as_the_run_does():
+    """An attack with ε [0, e] has one measured level, so no track: a stored plan must not count ε = 0."""
+    from audit.contract.plan import RunPlan
+    from policies.detection import _planned_tracks
+
+    def edit(d):
+        d["stressors"] = [
+            {
+                "name": "detection_pgd",
+                "stressor": "detection_pgd",
+                "model_aware": True,
+                "severities": [0, 0.0157],
+                "severity_meaning": {},
+                "description": "PGD on a detector",
+                "options": {},
+            }
+        ]
+        d["detection"]["conditions"][1:1] = [
+            _condition("detection_pgd@0", "detection_pgd", 0, 0.62, 0.80, (0.90, 0.70)),
+            _condition("detection_pgd@0.0157", "detection_pgd", 0.0157, 0.10, 0.20, (0.20, 0.20)),
+        ]
+
+    plan = RunPlan.from_results(detection_results(edit), source="results.json")
+    assert [c.model_aware for c in plan.conditions if c.stressor == "detection_pgd"] == [True, True]
+    assert _planned_tracks(plan) == []

@@ -342,3 +342,24 @@ def test_objects_mode_passes_the_conformance_checks():
     if not hasattr(testing, "check_box_conformance"):
         pytest.skip("stressors.testing has no box conformance yet")
     testing.check_stressor(objects())
+
+
+def test_a_classification_audit_with_occlusion_of_objects_exits_2_before_any_image(tmp_path):
+    import subprocess
+    import sys
+
+    from cvaudit_fixtures import ColourNet, make_dataset, save_model, write_config
+
+    make_dataset(tmp_path)
+    save_model(tmp_path / "model.pt", ColourNet())
+    cfg = write_config(tmp_path, stressors="  - {name: occlusion, target: objects, severities: [1]}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "audit", "run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line and "stressor condition 'occlusion@1' needs object boxes (target: objects)" in line
+    assert not (tmp_path / "out").exists()
