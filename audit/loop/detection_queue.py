@@ -44,10 +44,9 @@ from audit.loop.queue import (
     FORMATS,
     QueueSettings,
     _governance_scan,
-    _held_back,
     _neutral,
     _safe_name,
-    allocate,
+    select,
 )
 from audit.loop.run_folder import RunFolder
 
@@ -277,20 +276,8 @@ def build_detection_queue(
             cand.reasons["false_positive_under_stress"] = best_fp
         if cand.reasons:
             candidates[sid] = cand
-    held = _held_back(affected, set(candidates))
-    held_counts = Counter(check for checks in held.values() for check in checks)
-    by_stratum: dict[str, list[DetectionCandidate]] = {}
-    for c in candidates.values():
-        if c.sample_id not in held:
-            by_stratum.setdefault(strata_of(c.attributes), []).append(c)
-    strata = sorted(set(objects_seen) | set(by_stratum))
-    miss_rate = {s: missed_seen[s] / objects_seen[s] if objects_seen[s] else 0.0 for s in strata}
-    quota = allocate(settings.budget, miss_rate, {s: len(by_stratum.get(s, [])) for s in strata})
-    chosen: list[tuple[str, DetectionCandidate]] = []
-    for s in strata:
-        ranked = sorted(by_stratum.get(s, []), key=lambda c: (-c.priority, c.sample_id))
-        chosen.extend((s, c) for c in ranked[: quota[s]])
-    chosen.sort(key=lambda sc: (-sc[1].priority, sc[1].sample_id))
+    selection = select(candidates, affected, strata_of, objects_seen, missed_seen, settings.budget)
+    chosen = selection.chosen
     out_dir.mkdir(parents=True, exist_ok=True)
     exported = _export(run, data, clean_dets, chosen, class_names, names, attributes, out_dir, settings)
     summary = {
@@ -301,18 +288,7 @@ def build_detection_queue(
         "failing_conditions": dict(sorted(failing.items())),
         "candidates": len(candidates),
         "selected": len(chosen),
-        "held_back": len(held),
-        "held_back_by_check": dict(sorted(held_counts.items())),
-        "reasons": dict(sorted(Counter(r for _, c in chosen for r in c.reasons).items())),
-        "strata": [
-            {
-                "stratum": s,
-                "miss_rate": miss_rate[s],
-                "candidates": len(by_stratum.get(s, [])),
-                "selected": quota[s],
-            }
-            for s in strata
-        ],
+        **selection.summary("miss_rate"),
         "stratified_by": strat,
         "files": exported,
     }

@@ -273,6 +273,77 @@ def _held_back(affected: list[dict[str, Any]], wanted: set[str]) -> dict[str, li
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+@dataclass
+class Selection:
+    """The queue's choice: per stratum its failure rate, candidates and quota, and the chosen candidates.
+
+    Attributes:
+        held: sample id -> the governance checks that hold it back (never exported).
+        strata: every stratum seen in the run or among the candidates, sorted.
+        rate: stratum -> its share of failures in the run (errors, missed objects), the allocation's weight.
+        by_stratum: stratum -> its candidates not held back.
+        quota: stratum -> how many of them are chosen (:func:`allocate`).
+        chosen: ``(stratum, candidate)``, by priority (highest first), then sample id.
+    """
+
+    held: dict[str, list[str]]
+    strata: list[str]
+    rate: dict[str, float]
+    by_stratum: dict[str, list[Any]]
+    quota: dict[str, int]
+    chosen: list[tuple[str, Any]]
+
+    def summary(self, rate_key: str) -> dict[str, Any]:
+        """The summary.json keys of the selection (``rate_key``: the name of the stratum rate)."""
+        return {
+            "held_back": len(self.held),
+            "held_back_by_check": dict(sorted(Counter(c for checks in self.held.values() for c in checks).items())),
+            "reasons": dict(sorted(Counter(r for _, c in self.chosen for r in c.reasons).items())),
+            "strata": [
+                {
+                    "stratum": s,
+                    rate_key: self.rate[s],
+                    "candidates": len(self.by_stratum.get(s, [])),
+                    "selected": self.quota[s],
+                }
+                for s in self.strata
+            ],
+        }
+
+
+def select(
+    candidates: dict[str, Any],
+    affected: list[dict[str, Any]],
+    strata_of: Any,
+    seen: Counter,
+    failed: Counter,
+    budget: int,
+) -> Selection:
+    """Hold back what governance says, allocate ``budget`` over the strata by failure rate, rank by priority.
+
+    Args:
+        candidates: sample id -> a candidate with ``sample_id``, ``attributes``, ``reasons`` and ``priority``.
+        affected: the governance scan's affected rows (:func:`_governance_scan`).
+        strata_of: a candidate's attributes -> its stratum.
+        seen, failed: stratum -> units seen in the run (samples, objects) and those that failed.
+        budget: how many candidates to choose at most.
+    """
+    held = _held_back(affected, set(candidates))
+    by_stratum: dict[str, list[Any]] = {}
+    for c in candidates.values():
+        if c.sample_id not in held:
+            by_stratum.setdefault(strata_of(c.attributes), []).append(c)
+    strata = sorted(set(seen) | set(by_stratum))
+    rate = {s: failed[s] / seen[s] if seen[s] else 0.0 for s in strata}
+    quota = allocate(budget, rate, {s: len(by_stratum.get(s, [])) for s in strata})
+    chosen: list[tuple[str, Any]] = []
+    for s in strata:
+        ranked = sorted(by_stratum.get(s, []), key=lambda c: (-c.priority, c.sample_id))
+        chosen.extend((s, c) for c in ranked[: quota[s]])
+    chosen.sort(key=lambda sc: (-sc[1].priority, sc[1].sample_id))
+    return Selection(held, strata, rate, by_stratum, quota, chosen)
+
+
 def _safe_name(sample_id: str, index: int) -> str:
     return f"{index:05d}-{_SAFE.sub('_', sample_id)[:80]}"
 
@@ -304,20 +375,8 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
     candidates, rows_seen, errors_seen = find_candidates(run, class_names, attributes, strata_of, reasons)
     scan, affected = _governance_scan(cfg, policy)
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=scan.feed if scan else None)
-    held = _held_back(affected, set(candidates))
-    held_counts = Counter(check for checks in held.values() for check in checks)
-    eligible = {k: c for k, c in candidates.items() if k not in held}
-    by_stratum: dict[str, list[Candidate]] = {}
-    for c in eligible.values():
-        by_stratum.setdefault(strata_of(c.attributes), []).append(c)
-    strata = sorted(set(rows_seen) | set(by_stratum))
-    error_rate = {s: errors_seen[s] / rows_seen[s] if rows_seen[s] else 0.0 for s in strata}
-    quota = allocate(settings.budget, error_rate, {s: len(by_stratum.get(s, [])) for s in strata})
-    chosen: list[tuple[str, Candidate]] = []
-    for s in strata:
-        ranked = sorted(by_stratum.get(s, []), key=lambda c: (-c.priority, c.sample_id))
-        chosen.extend((s, c) for c in ranked[: quota[s]])
-    chosen.sort(key=lambda sc: (-sc[1].priority, sc[1].sample_id))
+    selection = select(candidates, affected, strata_of, rows_seen, errors_seen, settings.budget)
+    chosen = selection.chosen
     if settings.variants:
         breaks = breaking_of(run, bp_path, {c.sample_id for _, c in chosen}) if bp_path is not None else {}
         for _, c in chosen:
@@ -331,18 +390,7 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
         "budget": settings.budget,
         "candidates": len(candidates),
         "selected": len(chosen),
-        "held_back": len(held),
-        "held_back_by_check": dict(sorted(held_counts.items())),
-        "reasons": dict(sorted(Counter(r for _, c in chosen for r in c.reasons).items())),
-        "strata": [
-            {
-                "stratum": s,
-                "error_rate": error_rate[s],
-                "candidates": len(by_stratum.get(s, [])),
-                "selected": quota[s],
-            }
-            for s in strata
-        ],
+        **selection.summary("error_rate"),
         "stratified_by": strat,
         "files": exported,
     }
