@@ -29,7 +29,6 @@ finished run is logged to MLflow after its outputs are in place (:func:`audit.tr
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ from audit.evaluation import (
     summarize_detection,
     using_threads,
 )
-from audit.run_context import AuditOutcome, OutputRecoveryWarning, RunContext
+from audit.run_context import AuditOutcome, RunContext
 from audit.tracking import track_audit
 
 __all__ = ["check_detection_config", "run_detection"]
@@ -221,42 +220,23 @@ def _write_outputs(
 ) -> list[Path]:
     """Every output through :func:`reports.write_outputs`, detections.json, detections.csv and objects.csv moved in
     first."""
-    from policies import check_names
-    from reports import results_json_bytes, write_outputs
-
-    cfg, outputs = ctx.cfg, ctx.outputs
+    outputs = ctx.outputs
     assert outputs is not None
-    keys, passphrase = ctx.signing.keys, ctx.signing.passphrase
     staged = []
     files = [
         (DETECTIONS_JSON, summary.detections_json),
         (DETECTIONS_CSV, summary.detections_csv),
         (OBJECTS_CSV, summary.objects_csv),
     ]
-    if summary.object_breaking_csv is not None:  # per-object breaking points (issue 26), attested as the others
+    if summary.object_breaking_csv is not None:  # per-object breaking points, attested as the others
         files.append((summary.object_breaking_csv.name, summary.object_breaking_csv))
     for name, path in files:
         os.replace(path, outputs.stage / name)
         staged.append(outputs.stage / name)
-    extra = {}
-    if model_info.get("sha256") and model_info.get("path"):
-        extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
-    extra["dataset:" + manifest.name] = manifest
-    det = cfg.detection
+    subjects = {"dataset:" + manifest.name: manifest}
+    det = ctx.cfg.detection
     if det is not None and det.annotations is not None:
-        extra["annotations:" + det.annotations.name] = det.annotations
-    written = write_outputs(
-        outputs,
-        results,
-        results_json=results_json_bytes(results),
-        formats=tuple(cfg.report.formats),
-        sign_key=cfg.report.sign_key if keys else None,
-        passphrase=passphrase,
-        extra_subjects=extra,
-        governance=affected,
-        check_order=check_names(),
-        staged=tuple(staged),
+        subjects["annotations:" + det.annotations.name] = det.annotations
+    return ctx.write_outputs(
+        results, model_info=model_info, data_subjects=subjects, governance=affected, staged=tuple(staged)
     )
-    for note in written.notes:
-        warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
-    return list(written.files)

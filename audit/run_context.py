@@ -106,6 +106,47 @@ class RunContext:
         """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``)."""
         return decoding_of(self.cfg)
 
+    def write_outputs(
+        self,
+        results: Results,
+        *,
+        model_info: dict[str, Any],
+        data_subjects: dict[str, Path],
+        governance: list[dict[str, Any]],
+        **staged: Any,
+    ) -> list[Path]:
+        """Every output of the run through :func:`reports.write_outputs` (the one writer, shared with
+        ``cvaudit report``), signed with the run's key; the model file (when its digest was taken) and
+        ``data_subjects`` (``"dataset:<name>"`` -> path, ...) are attestation subjects. ``staged`` passes what only this kind of run has
+        (``predictions``, ``breaking_points``, ``staged``). Notes of the swap become
+        :class:`OutputRecoveryWarning`.
+        """
+        import warnings
+
+        from policies import check_names
+        from reports import results_json_bytes, write_outputs
+
+        assert self.outputs is not None  # rank 0 writes
+        subjects: dict[str, Path] = {}
+        if model_info.get("sha256") and model_info.get("path"):
+            subjects["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
+        subjects.update(data_subjects)
+        written = write_outputs(
+            self.outputs,
+            results,
+            results_json=results_json_bytes(results),
+            formats=tuple(self.cfg.report.formats),
+            sign_key=self.cfg.report.sign_key if self.signing.keys else None,
+            passphrase=self.signing.passphrase,
+            extra_subjects=subjects,
+            governance=governance,
+            check_order=check_names(),
+            **staged,
+        )  # the whole set at once; files of an earlier run are not carried over
+        for note in written.notes:
+            warnings.warn(note, OutputRecoveryWarning, stacklevel=3)
+        return list(written.files)
+
 
 def decoding_of(cfg: AuditConfig) -> dict[str, Any]:
     """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``)."""

@@ -669,40 +669,20 @@ def _attack_subset(cfg: AuditConfig, table: SampleTable, keys: torch.Tensor, slo
 def _write_outputs(
     ctx: RunContext, results: Results, reading: Reading, loaded: LoadedModel, evaluation: Evaluation
 ) -> list[Path]:
-    """Write every output of the run with :func:`reports.write_outputs` (the one writer, shared with ``cvaudit report``).
-
-    What only a run has is passed to it: predictions.csv (merged into the
-    staging folder already, see ``_judge``), breaking_points.csv from the work
-    folder, the governance scan's affected rows, and the model and data
-    manifest files as attestation subjects. Notes of the swap become
-    :class:`OutputRecoveryWarning`.
-    """
-    from policies import check_names
-    from reports import results_json_bytes, write_outputs
-
-    cfg, work, outputs, model_info, table = ctx.cfg, evaluation.work, ctx.outputs, loaded.info, reading.table
-    keys, passphrase, affected = ctx.signing.keys, ctx.signing.passphrase, reading.affected
-    extra = {}
-    if model_info.get("sha256") and model_info.get("path"):
-        extra["model:" + Path(model_info["path"]).name] = Path(model_info["path"])
-    if table.source.is_file():
-        extra["dataset:" + table.source.name] = table.source
-    written = write_outputs(
-        outputs,
+    """Write every output of the run (:meth:`RunContext.write_outputs`): what only a classification run has is
+    predictions.csv (merged into the staging folder already, see ``_judge``) and breaking_points.csv from the
+    work folder; the data manifest is an attestation subject."""
+    work, outputs, table = evaluation.work, ctx.outputs, reading.table
+    assert outputs is not None
+    bp = work / BREAKING_POINTS_CSV
+    return ctx.write_outputs(
         results,
-        results_json=results_json_bytes(results),
-        formats=tuple(cfg.report.formats),
-        sign_key=cfg.report.sign_key if keys else None,
-        passphrase=passphrase,
-        extra_subjects=extra,
+        model_info=loaded.info,
+        data_subjects={"dataset:" + table.source.name: table.source} if table.source.is_file() else {},
+        governance=reading.affected,
         predictions=outputs.stage / "predictions.csv",
-        governance=affected,
-        check_order=check_names(),
-        breaking_points=work / BREAKING_POINTS_CSV if (work / BREAKING_POINTS_CSV).exists() else None,
-    )  # the whole set at once; files of an earlier run are not carried over
-    for note in written.notes:
-        warnings.warn(note, OutputRecoveryWarning, stacklevel=2)
-    return list(written.files)
+        breaking_points=bp if bp.exists() else None,
+    )
 
 
 __all__ = ["AuditOutcome", "RunContext", "run", "run_audit"]
