@@ -1,0 +1,82 @@
+"""audit.contract.files: every user file is checked on its descriptor and read with a bound."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+
+import pytest
+
+from audit.contract.errors import CvauditError
+from audit.contract.files import open_bounded, read_bounded
+
+
+class _Err(CvauditError):
+    pass
+
+
+def _read(path, limit=100):
+    return read_bounded(path, limit=limit, what="config file", error=_Err)
+
+
+def test_reads_a_regular_file_within_the_limit(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"x" * 100)
+    assert _read(p) == b"x" * 100
+
+
+def test_refuses_a_file_over_the_limit_before_reading(tmp_path):
+    p = tmp_path / "big.yaml"
+    with open(p, "wb") as fh:  # a sparse 1 GiB file: reading it would cost 1 GiB
+        fh.truncate(1 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(_Err, match=r"big\.yaml: config file is 1024\.0 MiB; at most 100 bytes are read"):
+        _read(p)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing was read
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/dev/zero", "a character device"), ("/dev/null", "a character device")])
+def test_refuses_character_devices(path, kind):
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not on this system")
+    with pytest.raises(_Err, match=f"is {kind}; expected config file"):
+        _read(path)
+
+
+def test_refuses_a_fifo_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(_Err, match=r"is a FIFO \(named pipe\)"):
+        _read(fifo)
+
+
+def test_refuses_a_socket_and_a_folder(tmp_path):
+    sock_path = tmp_path / "s.yaml"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        with pytest.raises(_Err, match="is a socket"):
+            _read(sock_path)
+    with pytest.raises(_Err, match="is a folder"):
+        _read(tmp_path)
+
+
+def test_missing_and_unreadable_files_are_one_line(tmp_path):
+    with pytest.raises(_Err, match="config file not found"):
+        _read(tmp_path / "nope.yaml")
+    p = tmp_path / "secret.yaml"
+    p.write_text("a: 1")
+    p.chmod(0)
+    if os.access(p, os.R_OK):  # running as root
+        pytest.skip("root reads any file")
+    with pytest.raises(_Err, match="cannot read config file"):
+        _read(p)
+
+
+def test_open_bounded_streams_a_checked_file(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_bytes(b"a,b\n1,2\n")
+    with open_bounded(p, limit=100, what="manifest", error=_Err) as fh:
+        assert fh.readline(10) == b"a,b\n"
+    with pytest.raises(_Err, match="manifest is 8 bytes; at most 4 bytes"):
+        open_bounded(p, limit=4, what="manifest", error=_Err)
