@@ -85,14 +85,15 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from audit.contract.errors import CvauditError, echo
 from audit.contract.files import open_bounded, read_bounded
 from audit.contract.load import ResultsError, parse_results
 from reports.attestation import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE, pae
 from reports.keys import ATTESTATION_PUB, SigningError, attestation_key_of_certificate, key_id
-from reports.keys import load_attestation_public_key as _load_public_key
 from reports.outputs import OUTPUT_FILES
 from reports.trust import TrustAnchors, load_anchors
 
@@ -107,6 +108,8 @@ MAX_ATTESTATION_BYTES = 64 << 20
 MAX_RESULTS_BYTES = 256 << 20
 #: The largest report.pdf validated (pyHanko reads it whole).
 MAX_PDF_BYTES = 1 << 30
+#: The most bytes read of an attestation public key (a PEM of about 113 bytes).
+MAX_KEY_BYTES = 64 << 10
 #: The largest attested file hashed (read in chunks: a bound on time, not memory).
 MAX_SUBJECT_BYTES = 1 << 40
 
@@ -768,6 +771,19 @@ def _public_key_for(att: Path, key_folder: Path | None, keyids: list[str]):
         if key_id(key) in keyids:
             return path, key
     return loaded[0]
+
+
+def _load_public_key(path: Path) -> ed25519.Ed25519PublicKey:
+    """The Ed25519 public key in ``path``, read through the bounded reader (a FIFO, a device or a large
+    file in the report folder is one line naming it)."""
+    data = read_bounded(path, limit=MAX_KEY_BYTES, what="attestation public key", error=_Refused)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SigningError(f"{path}: not a PEM public key ({_one_line(exc)})") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise SigningError(f"{path}: unsupported key type {type(key).__name__}; expected Ed25519")
+    return key
 
 
 def _verify_attestation(att: Path, key_folder: Path | None, subjects, acc: _Acc) -> None:

@@ -160,3 +160,12 @@ def test_oversized_pdf_is_one_line(signed_report, key_dir_pw, monkeypatch):
     monkeypatch.setattr(verify_module, "MAX_PDF_BYTES", 100)
     report = verify(signed_report, key_dir=key_dir_pw)
     assert report.outcome == "UNUSABLE" and "report.pdf" in report.unusable
+
+
+def test_oversized_public_key_beside_the_report_is_one_line(signed_report, monkeypatch):
+    import reports.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "MAX_KEY_BYTES", 10)
+    report = verify(signed_report)
+    assert report.outcome == "UNUSABLE" and "attestation.pub.pem" in report.unusable
+    assert "at most 10 bytes" in report.unusable
