@@ -33,7 +33,6 @@ A detection run's queue (images with missed objects and false positives) is buil
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import math
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit.contract import csvfile
 from audit.contract.errors import AuditError
 from audit.loop.run_folder import RunFolder
 
@@ -84,7 +84,7 @@ class QueueSettings:
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
-        yield from csv.DictReader(fh)
+        yield from csvfile.DictReader(fh)
 
 
 def _by_sample(rows: Iterator[dict[str, str]]) -> Iterator[tuple[str, list[dict[str, str]]]]:
@@ -382,7 +382,7 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
         for _, c in chosen:
             c.breaking = breaks.get(c.sample_id, [])
     out_dir.mkdir(parents=True, exist_ok=True)
-    index_of = {sid: i for i, sid in enumerate(table.ids)}
+    index_of = {csvfile.read_back(sid): i for i, sid in enumerate(table.ids)}  # ids as predictions.csv gives them
     exported = _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir, settings)
     summary = {
         "run": str(run.path),
@@ -406,7 +406,7 @@ def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]
 
     def rows() -> Iterator[list[str]]:
         with open(run.predictions, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
+            reader = csvfile.reader(fh)
             next(reader, None)
             yield from reader
 
@@ -475,9 +475,9 @@ def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir:
             "image",
             *attributes,
         ]
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = csvfile.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(_neutral(r) for r in rows)
+        writer.writerows(rows)
     files.append("queue.csv")
     if settings.fmt == "label-studio":
         (out_dir / "tasks.json").write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -487,11 +487,6 @@ def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir:
     if settings.variants:
         files += _write_variants(run, cfg, table, index_of, chosen, out_dir)
     return files
-
-
-def _neutral(row: dict[str, Any]) -> dict[str, Any]:
-    """Cells a spreadsheet would run as a formula (=, +, -, @) are prefixed with a quote."""
-    return {k: ("'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v) for k, v in row.items()}
 
 
 def _write_image(table, cfg, i: int, stem: Path) -> Path:
