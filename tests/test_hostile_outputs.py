@@ -202,6 +202,7 @@ def _hostile_workspace(root: Path) -> Path:
     for i, row in enumerate(rows):
         row["sample_id"] = f"{HOSTILE[i % len(HOSTILE)]}#{i}"
         row["camera"] = CAMERAS[(i // 2) % 3]
+    rows[6]["consent"] = "withdrawn"  # "esc\x1b[31mred#6": the queue must hold it back
     with open(manifest, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -211,6 +212,8 @@ def _hostile_workspace(root: Path) -> Path:
     classes = json.dumps([HOSTILE[0], HOSTILE[6], HOSTILE[8] + HOSTILE[9] + HOSTILE[10]])
     text = cfg.read_text().replace("class_names: [red, green, blue]", f"class_names: {classes}")
     cfg.write_text(text)
+    policy = root / "policy.yaml"
+    policy.write_text(policy.read_text() + "governance:\n  consent: {blocking: false}\n")
     return cfg
 
 
@@ -242,6 +245,9 @@ def test_the_queue_of_a_hostile_run_opens_in_a_spreadsheet_and_in_label_studio(h
     assert result.exit_code == 0, result.output
     rows = check_csv_text((out / "queue.csv").read_text(encoding="utf-8"), "queue.csv")
     assert len(rows) > 1 and any(cell.startswith("'") for row in rows for cell in row)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["held_back_by_check"] == {"consent_withdrawn": 1}
+    assert not any(row[1].startswith("esc\\x1b[31mred#6") for row in rows)
     config = (out / "labeling_config.xml").read_text(encoding="utf-8")
     root = check_xml_text(config, "labeling_config.xml", tmp_path)
     choices = [e.get("value") for e in root.iter("Choice")]

@@ -262,10 +262,12 @@ def held_back_checks() -> tuple[str, ...]:
 def _held_back(affected: list[dict[str, Any]], wanted: set[str]) -> dict[str, list[str]]:
     """sample id -> the held-back checks that find it (in the checks' order), for the ``wanted`` samples."""
     held_back = set(held_back_checks())
+    # matched as the run's CSVs spell ids (control characters escaped): a finding's id is the manifest's own
+    spelled = {csvfile.read_back(w): w for w in wanted}
     out: dict[str, list[str]] = {}
     for hit in affected:
-        sid, check = str(hit["sample_id"]), hit["check"]
-        if check in held_back and sid in wanted and check not in out.get(sid, []):
+        sid, check = spelled.get(csvfile.read_back(str(hit["sample_id"]))), hit["check"]
+        if check in held_back and sid is not None and check not in out.get(sid, []):
             out.setdefault(sid, []).append(check)
     return out
 
@@ -538,6 +540,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
     levels = _natural_levels(run)
     for rank, (_, c) in enumerate(chosen, start=1):
         x = _decoded(table, cfg, index_of[c.sample_id])[None]
+        raw_id = str(table.ids[index_of[c.sample_id]])  # the dataset's own id: its key seeds the stressor
         broken = dict(c.breaking)
         for name, evaluated in levels.items():
             info = entries.get(name)
@@ -548,7 +551,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
             stressor = stressors.get(info.stressor, **options)
             fractional = not float(severity).is_integer() or int(severity) not in stressor.severities
             level = severity if fractional else int(severity)
-            params = stressor.sample_params(sample_keys([c.sample_id]), level, seed=seed, fractional=fractional)
+            params = stressor.sample_params(sample_keys([raw_id]), level, seed=seed, fractional=fractional)
             path = _save_png(
                 stressor.apply(x, params)[0],
                 folder / f"{_safe_name(c.sample_id, rank)}__{_SAFE.sub('_', name)}@{severity:g}.png",
@@ -557,7 +560,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
                 {
                     "file": f"variants/{path.name}",
                     "sample_id": c.sample_id,
-                    "sample_key": sample_key(c.sample_id),
+                    "sample_key": sample_key(raw_id),
                     "stressor": info.stressor,
                     "entry": name,
                     "options": options,
