@@ -21,13 +21,18 @@ import csv
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
-from audit.contract.text import FORMULA_GUARDED, neutralise, spreadsheet_safe
+from audit.contract.text import _CONTROL, FORMULA_GUARDED, neutralise, spreadsheet_safe
+
+#: First characters after which :func:`spreadsheet_safe` may change a cell (formula starts, apostrophes).
+_MAY_GUARD = frozenset("=+-@\t\r'")
 
 __all__ = ["DictReader", "DictWriter", "SafeWriter", "cell", "read_back", "reader", "unguard", "writer"]
 
 
 def cell(value: object) -> object:
     """One cell as the writer writes it: numbers (not bools) unchanged, anything else spreadsheet-safe text."""
+    if type(value) is str and value[:1] not in _MAY_GUARD and not _CONTROL.search(value):
+        return value  # the common case, unchanged by spreadsheet_safe (checked without a call to it)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     return spreadsheet_safe(value)
@@ -60,7 +65,7 @@ class SafeWriter:
         self._writer = csv.writer(fh, lineterminator=lineterminator)
 
     def writerow(self, row: Iterable[object]) -> Any:
-        return self._writer.writerow([cell(v) for v in row])
+        return self._writer.writerow(list(map(cell, row)))
 
     def writerows(self, rows: Iterable[Iterable[object]]) -> None:
         for row in rows:
