@@ -22,6 +22,7 @@ from audit.contract.files import read_bounded
 from audit.contract.results import SCHEMA_VERSION, Results
 
 __all__ = [
+    "MAX_DETECTIONS_BYTES",
     "MAX_RESULTS_BYTES",
     "ResultsError",
     "json_path",
@@ -37,6 +38,9 @@ _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 #: A run with 3 conditions and 500 groups writes about 1 MB, 30 conditions with 500 groups and 5000
 #: skipped images about 10 MB; 256 MiB leaves a wide margin while bounding the memory a file can cost.
 MAX_RESULTS_BYTES = 256 << 20
+#: Largest detections.json (COCO results format) read (bytes), refused before a byte is read: about
+#: 120 bytes a detection, so some 9 million detections; JSON parsing costs several times the file.
+MAX_DETECTIONS_BYTES = 1 << 30
 
 
 class ResultsError(CvauditError):
