@@ -106,3 +106,31 @@ def test_a_file_over_the_limit_is_refused_before_reading(reader, tmp_path, key_f
     code, out = _call(reader, big, key_folder)
     assert code == 2, out
     assert "big.bin" in out and f"at most {READERS[reader]}" in out, out
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_coco_annotations_refuse_devices_and_fifos(special, tmp_path):
+    """A FIFO passed the old stat-then-open check (size 0) and then waited forever in open()."""
+    target = tmp_path / "pipe.json"
+    if special == "fifo":
+        os.mkfifo(target)
+    elif os.path.exists(special):
+        target = Path(special)
+    else:
+        pytest.skip(f"{special} not on this system")
+    snippet = (
+        "import sys\nfrom pathlib import Path\nfrom audit.contract.errors import AuditError\n"
+        "from audit.evaluation.detection.annotations import read_coco\n"
+        "try:\n    read_coco(Path(sys.argv[1]), root=Path(sys.argv[2]))\n"
+        "except AuditError as exc:\n    print(exc)\n    raise SystemExit(2)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet, str(target), str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    out = (proc.stdout + proc.stderr).strip()
+    assert proc.returncode == 2 and len(out.splitlines()) == 1 and str(target) in out, out
+    assert ("is a FIFO" if special == "fifo" else "is a character device") in out, out
