@@ -44,7 +44,7 @@ __all__ = [
 
 ATTESTATION_FILE = "attestation.dsse.json"
 #: Largest attestation read (bytes): one subject per attested file, a few hundred bytes each.
-MAX_ATTESTATION_BYTES = 16 << 20
+MAX_ATTESTATION_BYTES = 64 << 20
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://cvaudit.dev/attestation/audit-report/v1"
