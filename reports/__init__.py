@@ -41,12 +41,13 @@ from reports.model_card import write_model_card
 from reports.outputs import ATTESTED_FILES, OUTPUT_FILES, OutputTransaction
 from reports.signature_view import signature_view
 from reports.summary_md import render_markdown_summary
-from reports.trust import TRUST_ENV, load_anchors
+from reports.trust import MAX_TRUST_FILE, TRUST_ENV, load_anchors
 from reports.verify import verify as verify_report
 
 __all__ = [
     "ATTESTED_FILES",
     "CA_CERT",
+    "MAX_TRUST_FILE",
     "PASSPHRASE_ENV",
     "PUBLIC_DIR",
     "TRUST_ENV",

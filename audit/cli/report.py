@@ -49,14 +49,25 @@ def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
     --key OUT/public` or `--trust trust.txt`, after checking the fingerprints
     with you, and may import ca.cert.pem into an NSS database for pdfsig.
     """
-    from reports import CA_CERT, PASSPHRASE_ENV, PUBLIC_DIR, TRUST_FILE, keygen, passphrase_from_env
+    from audit.contract.files import read_bounded
+    from reports import (
+        CA_CERT,
+        MAX_TRUST_FILE,
+        PASSPHRASE_ENV,
+        PUBLIC_DIR,
+        TRUST_FILE,
+        SigningError,
+        keygen,
+        passphrase_from_env,
+    )
 
     passphrase = passphrase_from_env()
     files = keygen(out_dir, passphrase=passphrase, subject=subject, overwrite=force)
     for path in files:
         click.echo(str(path))
     trust = out_dir / PUBLIC_DIR / TRUST_FILE
-    for line in trust.read_text("utf-8").splitlines():
+    text = read_bounded(trust, limit=MAX_TRUST_FILE, what="trust file", error=SigningError).decode("utf-8", "replace")
+    for line in text.splitlines():
         if line.startswith("sha256:"):
             say(f"fingerprint: {line}")
     say(f"give {out_dir / PUBLIC_DIR} to reviewers; tell them the fingerprints over another channel")
@@ -101,7 +112,7 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     came from, and the model and manifest only when their files still have the
     digests recorded in the results. Exit 0 when written, 2 on bad input or key.
     """
-    from audit.contract.load import parse_results
+    from audit.contract.load import parse_results, read_results_bytes
     from reports import FORMATS, OutputTransaction, load_signing_keys, passphrase_from_env, write_outputs
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
@@ -110,7 +121,7 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     unknown = sorted(set(wanted) - set(FORMATS))
     if unknown:
         fail(f"--format {formats!r}: unknown format(s) {', '.join(unknown)}; expected {' and/or '.join(FORMATS)}")
-    raw = results_path.read_bytes()
+    raw = read_results_bytes(results_path)  # bounded: a device, FIFO or huge file is refused before reading
     results = parse_results(raw, source=str(results_path))
     if sign_key is not None:
         load_signing_keys(sign_key, passphrase_from_env())  # fail before writing anything

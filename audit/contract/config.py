@@ -18,7 +18,7 @@ from audit.contract.errors import AuditError, echo
 from audit.contract.intervals import IntervalMethod
 from audit.contract.keys import unknown_key_message
 from audit.contract.predictions import PREDICTIONS_COLUMNS
-from audit.contract.yaml_loader import load_yaml
+from audit.contract.yaml_loader import load_yaml, read_yaml_file
 
 
 class _Strict(BaseModel):
@@ -565,18 +565,18 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
 def load_config(path: str | Path, **overrides: Any) -> AuditConfig:
     """Read and validate ``config.yaml``; ``overrides`` (seed, device, batch_size, attack_samples) win.
 
+    The file is opened once, checked on its descriptor and read with the bound
+    :data:`audit.contract.yaml_loader.MAX_BYTES` (:func:`~audit.contract.yaml_loader.read_yaml_file`):
+    a larger file, a folder, a device such as ``/dev/zero``, a FIFO or a socket is refused before a
+    byte is read.
+
     Raises:
-        AuditError: the file is missing or does not match the schema.
-        YamlError: the file is not acceptable YAML (size, alias expansion, syntax).
+        AuditError: the file is missing, unreadable, not a regular file, larger than
+            ``MAX_BYTES``, or does not match the schema.
+        YamlError: the file is not acceptable YAML (alias expansion, syntax).
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AuditError(f"{path}: config file not found") from None
-    except OSError as err:
-        raise AuditError(f"{path}: cannot read config: {err.strerror}") from None
-    raw = load_yaml(data, source=str(path))
+    raw = load_yaml(read_yaml_file(path, what="config file", error=AuditError), source=str(path))
     if isinstance(raw, dict):
         given = {k: v for k, v in overrides.items() if v is not None}
         nested = {"attack_samples": "evaluation"}  # command-line options that live in a section

@@ -40,6 +40,8 @@ import numpy as np
 
 from audit.contract import csvfile
 from audit.contract.errors import AuditError
+from audit.contract.files import read_bounded
+from audit.contract.load import MAX_DETECTIONS_BYTES
 from audit.loop.queue import (
     FORMATS,
     QueueSettings,
@@ -94,9 +96,10 @@ def failing_conditions(run: RunFolder, min_drop: float | None = None) -> dict[st
 
 def _detections_by_condition(path: Path, known: set[str]) -> dict[str, dict[int, list[tuple]]]:
     """condition -> image id -> [(x, y, w, h, score, category_id)] from detections.json."""
+    raw = read_bounded(path, limit=MAX_DETECTIONS_BYTES, what="detections file", error=AuditError)
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        entries = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
         raise AuditError(f"{path}: cannot read the run's detections ({exc})") from None
     if not isinstance(entries, list):
         raise AuditError(f"{path}: expected a list of detections (COCO results format)")

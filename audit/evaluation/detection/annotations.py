@@ -63,8 +63,9 @@ from PIL import Image, UnidentifiedImageError
 
 from audit.contract.config import DEFAULT_MAX_IMAGE_PIXELS
 from audit.contract.errors import AuditError, echo
+from audit.contract.files import read_bounded
 from audit.contract.manifest import ManifestChunk, as_text, read_manifest_chunks
-from audit.contract.yaml_loader import YamlError, load_yaml
+from audit.contract.yaml_loader import YamlError, load_yaml, read_yaml_file
 from audit.evaluation.data import IMAGE_SUFFIXES, _contained, _pillow_pixel_limit
 from audit.evaluation.table import MISSING
 
@@ -283,22 +284,8 @@ def _check_pixels(width: int, height: int, max_image_pixels: int, where: str) ->
 
 
 def _load_json(path: Path, max_bytes: int) -> Any:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise AuditError(f"{path}: annotation file is {size} bytes; at most {max_bytes} are read")
-        with path.open("rb") as handle:
-            # the file may have grown since stat: read one byte past its size to tell (read(n) would
-            # allocate n bytes up front, so n is the file's size, not the limit)
-            raw = handle.read(min(size, max_bytes) + 1)
-    except FileNotFoundError:
-        raise AuditError(f"{path}: annotation file not found") from None
-    except IsADirectoryError:
-        raise AuditError(f"{path}: is a folder, not a COCO annotation file") from None
-    except OSError as err:
-        raise AuditError(f"{path}: cannot read the annotation file ({err.strerror or err})") from None
-    if len(raw) > size:
-        raise AuditError(f"{path}: the annotation file grew while it was read (past {size} bytes); run again")
+    # opened once, checked on the descriptor: a device, FIFO, socket, folder or larger file is refused unread
+    raw = read_bounded(path, limit=max_bytes, what="annotation file", error=AuditError)
     try:
         return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -480,12 +467,9 @@ def read_coco(
 
 
 def _yolo_names(path: Path) -> tuple[str, ...]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise AuditError(f"{path}: data.yaml not found (a YOLO folder names its classes there)") from None
-    except OSError as err:
-        raise AuditError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not os.path.lexists(path):
+        raise AuditError(f"{path}: data.yaml not found (a YOLO folder names its classes there)")
+    raw = read_yaml_file(path, what="data.yaml", error=AuditError)  # bounded, regular files only
     try:
         data = load_yaml(raw, source=str(path))
     except YamlError as err:
@@ -561,19 +545,14 @@ def _yolo_line(text: str, line: int, width: int, height: int, num_classes: int, 
 
 
 def _read_label_file(path: Path, where: str) -> str:
+    try:  # opened once, checked on the descriptor: a device, FIFO or larger file is refused unread
+        raw = read_bounded(path, limit=MAX_LABEL_BYTES, what="label file", error=AuditError)
+    except AuditError as err:  # the message names the label file as the user knows it (`where`)
+        raise AuditError(f"{where}: {str(err).removeprefix(f'{path}: ')}") from None
     try:
-        size = path.stat().st_size
-        if size > MAX_LABEL_BYTES:
-            raise AuditError(f"{where}: label file is {size} bytes; at most {MAX_LABEL_BYTES} are read")
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_LABEL_BYTES + 1)
-        if len(raw) > MAX_LABEL_BYTES:
-            raise AuditError(f"{where}: label file is more than {MAX_LABEL_BYTES} bytes")
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise AuditError(f"{where}: label file is not UTF-8 text") from None
-    except OSError as err:
-        raise AuditError(f"{where}: cannot read the label file ({err.strerror or err})") from None
 
 
 def read_yolo(
