@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["BIDI_CONTROLS", "bidi_isolate", "has_rtl", "neutralise", "spreadsheet_safe"]
+__all__ = ["BIDI_CONTROLS", "bidi_isolate", "has_rtl", "neutralise", "spreadsheet_safe", "valid_text"]
 
 #: Unicode bidirectional embedding, override and isolate controls (and the marks).
 BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -23,6 +23,9 @@ _INVALID = "\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + BIDI_CONTROLS + _INVALID + "]")
 _CONTROL_WITH_NEWLINES = re.compile("[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + _INVALID + "]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: What UTF-8 cannot encode: the surrogate code points (a lone surrogate from a JSON ``"\\ud800"`` escape, or a
+#: byte of a non-UTF-8 file name that Python decoded with ``surrogateescape``).
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -42,6 +45,20 @@ def neutralise(text: str, *, keep_newlines: bool = False) -> str:
     """
     pattern = _CONTROL if keep_newlines else _CONTROL_WITH_NEWLINES
     return pattern.sub(_escape, text.replace("\t", " ") if not keep_newlines else text)
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode that every writer can encode as UTF-8: each surrogate code point becomes
+    its visible escape (``\\ud800`` as six characters); everything else is kept.
+
+    The one normalisation every reader of users' strings applies (manifest values, sample ids, file
+    names as text, class names), so no writer, terminal or hash fails on them later. Paths used to
+    open files are kept as they are; only their text in tables and outputs goes through this.
+
+    >>> valid_text("cam\\ud800era") == "cam\\\\ud800era", valid_text("caf\\u00e9")
+    (True, 'café')
+    """
+    return _UNENCODABLE.sub(_escape, text) if _UNENCODABLE.search(text) else text
 
 
 def spreadsheet_safe(value: object) -> str:
