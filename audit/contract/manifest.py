@@ -33,6 +33,7 @@ import csv
 import gc
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from audit.contract.errors import CvauditError, echo
-from audit.contract.files import open_bounded, read_bounded
+from audit.contract.files import open_bounded
 from audit.contract.text import valid_text
 
 __all__ = [
@@ -374,7 +375,11 @@ def _read_jsonl(path: Path) -> Iterator[ManifestRow]:
 
 
 def _read_json(path: Path) -> Iterator[ManifestRow]:
-    raw = read_bounded(path, limit=MAX_JSON_MANIFEST_BYTES, what="manifest", error=ManifestError)
+    with open_bounded(path, limit=MAX_JSON_MANIFEST_BYTES, what="manifest", error=ManifestError) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        raw = handle.read(size + 1)  # read(n) allocates n bytes up front: the file's size, not the limit
+    if len(raw) > size:
+        raise ManifestError(f"{path}: the manifest grew while it was read; run again")
     items = _json(raw.decode("utf-8-sig"), path, None)
     if not isinstance(items, list):
         raise ManifestError(f"{path}: expected a JSON list of objects")

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from audit.contract.config import DEFAULT_IMAGE_FORMATS, DEFAULT_MAX_IMAGE_PIXELS, DataConfig, ModelConfig
 from audit.contract.errors import AuditError, echo
 from audit.contract.manifest import CHUNK_ROWS, ManifestChunk, read_manifest_chunks
-from audit.contract.text import valid_text
+from audit.contract.text import neutralise, valid_text
 from audit.evaluation.preprocess import Geometry
 from audit.evaluation.table import (
     MISSING,
@@ -426,9 +426,7 @@ def read_image_folder(
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
                 sid = f.relative_to(root).as_posix()
                 if valid_text(sid) != sid:  # a file name that is not UTF-8 cannot be a sample id or a path text
-                    raise AuditError(
-                        f"{root}: {echo(valid_text(sid))}: the file name is not UTF-8 text; rename the file"
-                    )
+                    raise AuditError(f"{root}: '{neutralise(sid)}': the file name is not UTF-8 text; rename the file")
                 ids.append(sid)
                 labels.append(classes.index(names[cls]))
                 paths.append(str(_contained(f, bound, f"{root}: {sid}", sid)))
