@@ -48,7 +48,7 @@ from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
-from audit.contract.results import ErrorThumbnails, Governance, PolicyOutcome, Results
+from audit.contract.results import CodeExecuted, ErrorThumbnails, Governance, PolicyOutcome, Results
 from audit.evaluation import (
     BREAKING_POINTS_CSV,
     AuditDataset,
@@ -363,6 +363,7 @@ def _load(ctx: RunContext, reading: Reading) -> LoadedModel:
     device = resolve_device(cfg.device if ctx.world == 1 else distributed.local_device(cfg.device))
     base_dir = Path(ctx.config_path).resolve().parent if ctx.config_path else None
     model, model_info = load_model(cfg.model, device, base_dir=base_dir)
+    _tell_code_executed(ctx, model_info)
     width = _probe_width(model, AuditDataset(table, cfg.model), device)
     class_names = _class_names(cfg, table.class_names, width, ctx.source)
     check_label_range(table, width)  # before any image is decoded, naming the manifest line
@@ -377,6 +378,12 @@ def _load(ctx: RunContext, reading: Reading) -> LoadedModel:
                 f"use the gradient-free {free} attack instead"
             )
     return LoadedModel(model, model_info, device, width, class_names)
+
+
+def _tell_code_executed(ctx: RunContext, model_info: dict) -> None:
+    """Tell the person running the audit which code loading the model executed (models are code)."""
+    if model_info.get("code_executed") and ctx.writes and ctx.notify is not None:
+        ctx.notify(CodeExecuted.model_validate(model_info["code_executed"]).to_text())
 
 
 def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedModel, allocator: str) -> Evaluation:

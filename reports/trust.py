@@ -68,12 +68,16 @@ class TrustAnchors:
         sources: The anchors given, for messages.
         certificates: The trusted certificates given as files (fingerprint ->
             DER), for path validation when a signature does not embed them.
+        paths: Each anchor's file or folder as given, with the option that named it
+            (``--key``, ``--trust``, ``CVAUDIT_TRUST``), so that ``verify`` can tell an
+            anchor that lies inside the report folder it checks.
     """
 
     fingerprints: dict[str, str] = field(default_factory=dict)
     vouched: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     certificates: dict[str, bytes] = field(default_factory=dict)
+    paths: list[tuple[str, Path]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.fingerprints)
@@ -165,6 +169,7 @@ def _add_key_folder(anchors: TrustAnchors, folder: Path, what: str) -> None:
     if not found:
         raise SigningError(f"{what} {folder}: holds none of {CA_CERT}, {PDF_CERT}, {ATTESTATION_PUB}")
     anchors.sources.append(f"{what} {folder}")
+    anchors.paths.append((what, folder))
 
 
 def _add_trust_file(anchors: TrustAnchors, path: Path, what: str) -> None:
@@ -191,6 +196,7 @@ def _add_trust_file(anchors: TrustAnchors, path: Path, what: str) -> None:
         if count == 0:
             raise SigningError(f"{source}: no fingerprint in the file")
     anchors.sources.append(source)
+    anchors.paths.append((what, path))
 
 
 def _add_pem_bundle(anchors: TrustAnchors, data: bytes, path: Path, source: str) -> None:

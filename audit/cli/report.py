@@ -203,6 +203,12 @@ def _external_subjects(results: Results, results_path: Path, notes: list[str]) -
     metavar="NAME=PATH",
     help="Also check an attested file kept outside the report folder (model, manifest).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail when a trust anchor lies inside the report folder (UNTRUSTED) or a file there is not "
+    "covered by the attestation (INVALID); both exit 1. Without it, both are warnings.",
+)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @boundary
 def verify_command(
@@ -211,6 +217,7 @@ def verify_command(
     trust_files: tuple[Path, ...],
     allow_untrusted: bool,
     subjects: tuple[str, ...],
+    strict: bool,
     output_format: str,
 ) -> int:
     """Verify a report folder, report.pdf or attestation.dsse.json, and who signed it.
@@ -223,6 +230,11 @@ def verify_command(
     named) or UNTRUSTED (intact but the signer is not trusted, or no anchor
     was given), 2 unusable input. --allow-untrusted: with no anchor, an intact
     report exits 0 as INTACT, never VALID.
+
+    Warnings (errors under --strict, exit 1): an anchor that lies inside the
+    report folder (the report vouching for itself: UNTRUSTED under --strict)
+    and files in the folder that the attestation does not cover (INVALID under
+    --strict, naming them).
     """
     import os
 
@@ -244,6 +256,7 @@ def verify_command(
         anchors=anchors,
         allow_untrusted=allow_untrusted,
         subjects=given,
+        strict=strict,
     )
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -116,6 +116,7 @@ def detection_results(
                 "num_classes": len(section.class_names),
                 "class_names": section.class_names,
                 **({"files": model_info["files"]} if model_info.get("files") else {}),
+                "code_executed": model_info.get("code_executed"),
             }
         ),
         dataset=DatasetInfo(
