@@ -20,6 +20,7 @@ __all__ = [
     "markdown_text",
     "neutralise",
     "spreadsheet_safe",
+    "valid_text",
     "xml_text",
 ]
 
@@ -34,6 +35,9 @@ _CONTROL_WITH_NEWLINES = re.compile("[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + _INV
 #: Text a spreadsheet would run as a formula once its leading apostrophes are gone (:func:`spreadsheet_safe`).
 FORMULA_GUARDED = re.compile("'*[=+\\-@\t\r]")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+#: What UTF-8 cannot encode: the surrogate code points (a lone surrogate from a JSON ``"\\ud800"`` escape, or a
+#: byte of a non-UTF-8 file name that Python decoded with ``surrogateescape``).
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -53,6 +57,20 @@ def neutralise(text: str, *, keep_newlines: bool = False) -> str:
     """
     pattern = _CONTROL if keep_newlines else _CONTROL_WITH_NEWLINES
     return pattern.sub(_escape, text.replace("\t", " ") if not keep_newlines else text)
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode that every writer can encode as UTF-8: each surrogate code point becomes
+    its visible escape (``\\ud800`` as six characters); everything else is kept.
+
+    The one normalisation every reader of users' strings applies (manifest values, sample ids, file
+    names as text, class names), so no writer, terminal or hash fails on them later. Paths used to
+    open files are kept as they are; only their text in tables and outputs goes through this.
+
+    >>> valid_text("cam\\ud800era") == "cam\\\\ud800era", valid_text("caf\\u00e9")
+    (True, 'café')
+    """
+    return _UNENCODABLE.sub(_escape, text) if _UNENCODABLE.search(text) else text
 
 
 def spreadsheet_safe(value: object) -> str:

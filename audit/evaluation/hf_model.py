@@ -29,6 +29,7 @@ from audit.contract.config import ModelConfig
 from audit.contract.digest import sha256_file
 from audit.contract.errors import AuditError
 from audit.contract.files import read_bounded
+from audit.contract.text import valid_text
 
 __all__ = ["HFLogits", "hf_preprocessing", "load_hf_model", "resolve_hf_config"]
 
@@ -134,7 +135,7 @@ def _load_config(transformers: Any, folder: Path) -> Any:
 
 
 def _class_names(config: Any, folder: Path) -> list[str]:
-    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    id2label = {int(k): valid_text(str(v)) for k, v in (config.id2label or {}).items()}  # a lone surrogate escaped
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise AuditError(f"{folder / 'config.json'}: id2label must number the classes 0..K-1 (got {sorted(id2label)})")
     names = [id2label[k] for k in range(len(id2label))]

@@ -301,4 +301,5 @@ def _open_args(decoding: dict[str, Any], cfg: AuditConfig) -> dict[str, Any]:
         "max_pixels": int(decoding.get("max_pixels", cfg.data.max_image_pixels)),
         "exif": decoding.get("exif") or "ignore",
         "alpha": decoding.get("alpha") or "composite_white",
+        "formats": tuple(decoding.get("formats") or cfg.data.image_formats),
     }
