@@ -45,6 +45,7 @@ from reports.outputs import (
     OUTPUT_FILES,
     OutputError,
     OutputTransaction,
+    check_out_dir,
     claim_output_folder,
     parse_mode,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "OutputTransaction",
     "SigningError",
     "SigningKeys",
+    "check_out_dir",
     "claim_output_folder",
     "find_error_examples",
     "keygen",

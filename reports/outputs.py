@@ -686,6 +686,10 @@ def recover_leftovers(out_dir: Path) -> list[str]:
         ):  # killed between the two renames of the fallback swap
             os.rename(old, out)
             notes.append(f"{out}: put the previous outputs back from {work} (a run, {who}, was killed mid-swap)")
+        odd = [p.name for p in (work / "out", old) if _lstat(p) is not None and (p.is_symlink() or not p.is_dir())]
+        if odd:  # a swap undone half-way left something that is not cvaudit's folder here: never delete it
+            notes.append(f"{work}: left in place, {' and '.join(odd)} in it is not a folder cvaudit made; look at it")
+            continue
         stranded = []
         for folder in (work / "out", old):
             if folder.is_dir() and not folder.is_symlink() and out.is_dir() and not out.is_symlink():

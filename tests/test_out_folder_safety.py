@@ -425,3 +425,35 @@ def test_the_demo_claims_its_folder_and_a_pre_marker_demo_folder(tmp_path):
     with pytest.raises(OutputError, match="did not make"):
         claim_output_folder(foreign, own=("workspace",))
     assert sorted(p.name for p in foreign.iterdir()) == ["cv.pdf"]
+
+
+def test_recovery_never_deletes_a_file_left_in_a_work_folder(tmp_path):
+    """A swap that could not be undone leaves the swapped-in file in the work folder: kept, reported."""
+    out = tmp_path / "out"
+    out.mkdir()
+    work = tmp_path / ".out.cvaudit-4242-abc"
+    work.mkdir()
+    (work / "out").write_text("the user's file\n")
+    with OutputTransaction(out) as tx:
+        assert any("left in place" in note for note in tx.notes)
+    assert (work / "out").read_text() == "the user's file\n"
+
+
+@pytest.mark.parametrize("out", ["/", "/etc"])
+def test_a_system_out_is_refused_before_torch_loads(workspace, out):
+    """The real command: --out / costs the config check, not an audit (nor the import of torch)."""
+    code = (
+        "import sys\nfrom audit.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n    print('torch loaded:', 'torch' in sys.modules, 'exit:', exc.code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "run", str(write_config(workspace)), "--out", out, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.stdout.strip() == "torch loaded: False exit: 2", (result.stdout, result.stderr)
+    assert result.stderr.strip() == (
+        f"cvaudit: error: --out {out}: refusing to write into {out}, a system folder; choose a new folder for the outputs"
+    )

@@ -221,7 +221,7 @@ def run_config(
     from audit.contract.config import load_config
     from audit.tracking import require_tracking, with_experiment
     from policies import PolicyGate
-    from reports import parse_mode
+    from reports import check_out_dir, parse_mode
 
     mode = parse_mode(out_mode)
 
@@ -234,6 +234,8 @@ def run_config(
     if cfg.allocator is None:
         cfg = cfg.model_copy(update={"allocator": CLI_ALLOCATOR})
     gate = PolicyGate.load(cfg.policy)  # a policy with nothing that can fail: refused before torch is imported
+    if os.environ.get("RANK", "0") == "0":  # --out refused in a moment, not after torch loads (the runner checks again)
+        check_out_dir(out_dir, force=force)
 
     from audit.runner import run_audit
 
