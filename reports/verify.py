@@ -91,10 +91,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from audit.contract.errors import CvauditError, echo
 from audit.contract.files import open_bounded, read_bounded
-from audit.contract.load import ResultsError, parse_results
-from reports.attestation import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE, pae
+from audit.contract.load import MAX_RESULTS_BYTES, ResultsError, parse_results
+from reports.attestation import ATTESTATION_FILE, MAX_ATTESTATION_BYTES, PAYLOAD_TYPE, STATEMENT_TYPE, pae
 from reports.keys import ATTESTATION_PUB, SigningError, attestation_key_of_certificate, key_id
-from reports.outputs import OUTPUT_FILES
+from reports.outputs import MARKER_FILE, OUTPUT_FILES
+from reports.signing import MAX_PDF_BYTES
 from reports.trust import TrustAnchors, load_anchors
 
 __all__ = ["Check", "SignedResults", "Signer", "VerifyReport", "verify"]
@@ -102,21 +103,13 @@ __all__ = ["Check", "SignedResults", "Signer", "VerifyReport", "verify"]
 PDF_FILE = "report.pdf"
 RESULTS_FILE = "results.json"
 
-#: The most bytes read of an attestation envelope (a report's has a few KiB).
-MAX_ATTESTATION_BYTES = 64 << 20
-#: The most bytes read of a results.json (the folder's, compared and parsed whole).
-MAX_RESULTS_BYTES = 256 << 20
-#: The largest report.pdf validated (pyHanko reads it whole).
-MAX_PDF_BYTES = 1 << 30
 #: The most bytes read of an attestation public key (a PEM of about 113 bytes).
 MAX_KEY_BYTES = 64 << 10
 #: The largest attested file hashed (read in chunks: a bound on time, not memory).
 MAX_SUBJECT_BYTES = 1 << 40
 
-#: The output marker cvaudit writes into an output folder (never attested).
-OUTPUT_MARKER = ".cvaudit-output"
-#: Names cvaudit writes into a report folder that no attestation covers by design.
-UNATTESTED_OWN = (ATTESTATION_FILE, ATTESTATION_PUB, OUTPUT_MARKER)
+#: Names cvaudit writes into a report folder that no attestation covers by design (the output marker too).
+UNATTESTED_OWN = (ATTESTATION_FILE, ATTESTATION_PUB, MARKER_FILE)
 #: An atomic-write temporary (:func:`reports.atomic.atomic_write`): ``.<name>.<random>.tmp``.
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
 

@@ -99,8 +99,22 @@ def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
 @click.option(
     "--format", "formats", default="html,pdf", show_default=True, help="Comma-separated report formats: html, pdf."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out that cvaudit did not make (no .cvaudit-output marker); its files are kept.",
+)
+@click.option(
+    "--out-mode",
+    default="700",
+    show_default=True,
+    metavar="OCTAL",
+    help="Mode of the --out folder; its files get the same bits without execute (700: folder 0700, files 0600).",
+)
 @boundary
-def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, formats: str) -> None:
+def report_command(
+    results_path: Path, out_dir: Path, sign_key: Path | None, formats: str, force: bool, out_mode: str
+) -> None:
     """Render (and sign) the reports again from a stored results.json.
 
     The results are rendered as stored, never recomputed. results.json is
@@ -110,10 +124,21 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     The attestation covers only what belongs to these results: the files
     written now, predictions.csv only when --out is the folder the results
     came from, and the model and manifest only when their files still have the
-    digests recorded in the results. Exit 0 when written, 2 on bad input or key.
+    digests recorded in the results. Exit 0 when written, 2 on bad input or key, or an --out that
+    cvaudit must not replace (a symbolic link, a system folder, a non-empty folder it did not make
+    unless --force: docs/security.md#output-folders).
     """
     from audit.contract.load import parse_results, read_results_bytes
-    from reports import FORMATS, OutputTransaction, load_signing_keys, passphrase_from_env, write_outputs
+    from reports import (
+        FORMATS,
+        OutputTransaction,
+        load_signing_keys,
+        parse_mode,
+        passphrase_from_env,
+        write_outputs,
+    )
+
+    mode = parse_mode(out_mode)
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not wanted:
@@ -128,7 +153,7 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     notes: list[str] = []
     target = out_dir / "results.json"
     same_folder = target.is_file() and target.resolve() == results_path.resolve()
-    with OutputTransaction(out_dir) as outputs:  # all or nothing, under a lock on --out
+    with OutputTransaction(out_dir, force=force, mode=mode) as outputs:  # all or nothing, under a lock on --out
         for note in outputs.notes:
             say(f"note: {note}")
         # named samples and the attestation take predictions.csv only from the folder of these results
