@@ -1,0 +1,96 @@
+"""Hostile file NAMES given to every reader that takes a user's path.
+
+A path comes from the command line (``run CONFIG``, ``--policy``, ``--key``, ``--trust``,
+``verify``/``report`` arguments), from ``CVAUDIT_TRUST`` or from a config file. Whatever the
+name (a non-UTF-8 byte, which Python decodes to a lone surrogate; a NUL, which a YAML config can
+hold; a component or a whole path past the kernel's limits; the empty string; a folder; a
+character device), the reader loads or raises one well-formed :class:`CvauditError`; an
+``OSError`` or ``ValueError`` escaping a reader is a bug (the CLI turns an ``OSError`` into one
+line, but a library caller or another command path gets a raw exception).
+
+Each crash found here that is not fixed on this branch is listed in :data:`KNOWN` and its case is
+marked ``xfail(strict=True)``: it turns red (XPASS) the day the reader's fix merges; then delete
+its entry.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fuzz_kit import check
+
+from audit.contract.config import load_config
+from audit.contract.load import load_results
+from audit.contract.manifest import read_manifest_rows
+from audit.evaluation.detection.annotations import read_coco, read_yolo
+from policies.loader import load_policy
+from reports.keys import load_attestation_public_key, load_signing_keys
+from reports.trust import load_anchors
+
+READERS = {
+    "load_config": load_config,
+    "load_policy": load_policy,
+    "read_manifest_rows": read_manifest_rows,
+    "load_results": load_results,
+    "read_coco": lambda name: read_coco(name, root="."),
+    "read_yolo": read_yolo,
+    "load_signing_keys": load_signing_keys,
+    "load_attestation_public_key": load_attestation_public_key,
+    "load_anchors-key": lambda name: load_anchors(key_dirs=[name]),
+    "load_anchors-trust": lambda name: load_anchors(trust_files=[name]),
+    "load_anchors-env": lambda name: load_anchors(env=name),
+}
+NAMES = {
+    "non-utf8": "\udcff.yaml",  # what Python makes of the argv byte 0xFF
+    "lone-surrogate": "\ud800.yaml",  # from a JSON / YAML escape in a file that names another file
+    "nul": "a\x00b.yaml",
+    "long-component": "1" * 5000 + ".yaml",  # ENAMETOOLONG (> NAME_MAX)
+    "long-path": "d/" * 3000 + "x.yaml",  # ENAMETOOLONG (> PATH_MAX)
+    "empty": "",
+    "folder": ".",
+    "device": "/dev/null",
+    "home-of-nobody": "~nobody-here/x.yaml",
+}
+_NUL = "ValueError: embedded null byte"
+_LONG = "OSError: [Errno 36] File name too long (pathlib is_file/is_dir/stat outside a try)"
+_SURROGATE = "UnicodeEncodeError: surrogates not allowed (os.stat/open of a str path outside the try)"
+KNOWN = {
+    ("load_config", "lone-surrogate"): f"{_SURROGATE}: audit/contract/config.py load_config read_bytes",
+    ("load_policy", "lone-surrogate"): f"{_SURROGATE}: policies/loader.py load_policy read_bytes (config `policy:`)",
+    ("load_results", "lone-surrogate"): f"{_SURROGATE}: audit/contract/load.py load_results",
+    ("read_coco", "lone-surrogate"): f"{_SURROGATE}: annotations.py _load_json path.stat",
+    ("load_attestation_public_key", "lone-surrogate"): f"{_SURROGATE}: reports/keys.py _read",
+    ("load_anchors-trust", "lone-surrogate"): f"{_SURROGATE}: reports/trust.py _read path.stat",
+    ("load_anchors-env", "lone-surrogate"): f"{_SURROGATE}: reports/trust.py _read path.stat",
+    ("load_config", "nul"): f"{_NUL} at path.read_bytes (audit/contract/config.py load_config)",
+    ("load_policy", "nul"): f"{_NUL} at path.read_bytes (policies/loader.py load_policy)",
+    ("load_policy", "long-component"): f"{_LONG}: policies/loader.py load_policy path.is_file()",
+    ("load_policy", "long-path"): f"{_LONG}: policies/loader.py load_policy path.is_file()",
+    ("load_results", "nul"): f"{_NUL} (audit/contract/load.py load_results)",
+    ("read_coco", "nul"): f"{_NUL} at path.stat (annotations.py _load_json)",
+    ("read_yolo", "long-component"): f"{_LONG}: annotations.py read_yolo (folder / 'images').is_dir()",
+    ("read_yolo", "long-path"): f"{_LONG}: annotations.py read_yolo (folder / 'images').is_dir()",
+    ("load_signing_keys", "long-component"): f"{_LONG}: reports/keys.py load_signing_keys folder.is_dir()",
+    ("load_signing_keys", "long-path"): f"{_LONG}: reports/keys.py load_signing_keys folder.is_dir()",
+    ("load_attestation_public_key", "nul"): f"{_NUL} at path.read_bytes (reports/keys.py _read)",
+    ("load_anchors-key", "long-component"): f"{_LONG}: reports/trust.py _add_key_folder folder.is_dir()",
+    ("load_anchors-key", "long-path"): f"{_LONG}: reports/trust.py _add_key_folder folder.is_dir()",
+    ("load_anchors-trust", "nul"): f"{_NUL} at path.stat (reports/trust.py _read)",
+    ("load_anchors-env", "nul"): f"{_NUL} at path.stat (reports/trust.py _read)",
+    ("load_anchors-env", "long-component"): f"{_LONG}: reports/trust.py load_anchors path.is_dir()",
+    ("load_anchors-env", "long-path"): f"{_LONG}: reports/trust.py load_anchors path.is_dir()",
+}
+
+
+def _cases():
+    for reader in READERS:
+        for name in NAMES:
+            marks = ()
+            if (reader, name) in KNOWN:
+                marks = pytest.mark.xfail(strict=True, raises=(OSError, ValueError), reason=KNOWN[reader, name])
+            yield pytest.param(reader, name, id=f"{reader}-{name}", marks=marks)
+
+
+@pytest.mark.parametrize(("reader", "name"), list(_cases()))
+def test_hostile_file_names(tmp_path, monkeypatch, reader, name):
+    monkeypatch.chdir(tmp_path)
+    check(lambda: READERS[reader](NAMES[name]))
