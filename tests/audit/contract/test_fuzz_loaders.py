@@ -245,3 +245,33 @@ def test_config_regressions_found_by_fuzzing(tmp_path, text):
     path = tmp_path / "c.yaml"
     path.write_text(text)
     check(lambda: load_config(path))
+
+
+def test_time_bound_is_the_reading_threads_cpu_time(monkeypatch):
+    """Issue 31, point 8: the bound must not trip on a loaded machine, only on a reader's own work.
+
+    A reader that waits (wall-clock time passes, as when other processes or threads hold the CPU)
+    passes a tiny budget; one that computes past it fails.
+    """
+    import threading
+    import time
+
+    import fuzz_kit
+
+    monkeypatch.setattr(fuzz_kit, "CPU_SECONDS", 0.2)
+    stop = threading.Event()
+    busy = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)])  # another thread's CPU
+    busy.start()
+    try:
+        check(lambda: time.sleep(0.5))
+    finally:
+        stop.set()
+        busy.join()
+
+    def spin():
+        end = time.thread_time() + 0.4
+        while time.thread_time() < end:
+            pass
+
+    with pytest.raises(AssertionError, match="thread CPU seconds"):
+        check(spin)

@@ -29,7 +29,7 @@ from reports.trust import load_anchors
 READERS = {
     "load_config": load_config,
     "load_policy": load_policy,
-    "read_manifest_rows": read_manifest_rows,
+    "read_manifest_rows": lambda name: read_manifest_rows(name.replace(".yaml", ".csv")),
     "load_results": load_results,
     "read_coco": lambda name: read_coco(name, root="."),
     "read_yolo": read_yolo,
@@ -55,6 +55,8 @@ _LONG = "OSError: [Errno 36] File name too long (pathlib is_file/is_dir/stat out
 _SURROGATE = "UnicodeEncodeError: surrogates not allowed (os.stat/open of a str path outside the try)"
 KNOWN = {
     ("load_config", "lone-surrogate"): f"{_SURROGATE}: audit/contract/config.py load_config read_bytes",
+    ("read_manifest_rows", "lone-surrogate"): f"{_SURROGATE}: manifest.py _csv_chunks open (config data.manifest)",
+    ("read_manifest_rows", "nul"): f"{_NUL} at open (audit/contract/manifest.py _csv_chunks)",
     ("load_policy", "lone-surrogate"): f"{_SURROGATE}: policies/loader.py load_policy read_bytes (config `policy:`)",
     ("load_results", "lone-surrogate"): f"{_SURROGATE}: audit/contract/load.py load_results",
     ("read_coco", "lone-surrogate"): f"{_SURROGATE}: annotations.py _load_json path.stat",

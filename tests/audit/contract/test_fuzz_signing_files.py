@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fuzz_kit import HOSTILE_BYTES, HOSTILE_TEXT, KnownCrash, check, fuzz_settings, mutations
+from fuzz_kit import HOSTILE_BYTES, HOSTILE_TEXT, KnownCrash, check, check_message, fuzz_settings, mutations
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +31,7 @@ from reports.keys import (
     PDF_PUB,
     PUBLIC_DIR,
     TRUST_FILE,
+    SigningError,
     keygen,
     load_signing_keys,
     passphrase_from_env,
@@ -213,3 +214,27 @@ def test_environment_values(scratch, value):
 def test_passphrase_not_utf8_regression(monkeypatch):
     monkeypatch.setitem(os.environb, PASSPHRASE_ENV.encode(), b"\xff")
     check(passphrase_from_env)
+
+
+def _damaged_name(pem: bytes) -> bytes:
+    """``pem`` with the first byte of its signer's name set to 0xFF (not UTF-8 in a UTF8String)."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = bytearray(x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER))
+    der[der.index(b"cvaudit report signer")] = 0xFF
+    return b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der)) + b"-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(("name", "expected"), [(CA_CERT, "cannot be parsed"), (PDF_CERT, "is not issued by")])
+def test_certificate_with_a_damaged_name_regression(template, scratch, name, expected):
+    """Found by test_key_folder (long profile): a certificate loads (cryptography parses names on
+    first use), then its issuer or subject raised ValueError inside check_chain; fixed in
+    reports/certificates.py: the chain is broken, one SigningError line."""
+    folder = _fresh_copy(template, scratch)
+    (folder / name).write_bytes(_damaged_name((folder / name).read_bytes()))
+    with pytest.raises(SigningError, match=expected) as caught:
+        load_signing_keys(folder)
+    check_message(caught.value)
