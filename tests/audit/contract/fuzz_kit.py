@@ -8,7 +8,8 @@ inflates wall-clock time; the bound is wide, it catches a loader that works for 
 one) and a memory budget (peak Python allocations, :mod:`tracemalloc`).
 
 Profiles: ``CVAUDIT_FUZZ=smoke`` (a handful of examples a test), ``ci`` (the default, what
-``make test`` runs), ``long`` (``make fuzz``). No example database is written.
+``make test`` runs), ``long`` (``make fuzz``), or a number (``CVAUDIT_FUZZ=3000``: the examples of a
+test whose share is 1). No example database is written.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from audit.contract.errors import MAX_MESSAGE, CvauditError
 
 PROFILES = {"smoke": 30, "ci": 600, "long": 20_000}
 PROFILE = os.environ.get("CVAUDIT_FUZZ", "ci")
-EXAMPLES = PROFILES[PROFILE]
+EXAMPLES = PROFILES[PROFILE] if PROFILE in PROFILES else int(PROFILE)  # or a number of examples
 
 # Thread CPU seconds one call may use. Wide on purpose: tracemalloc slows pure-Python parsing
 # several times over, and a busy machine (shared caches, frequency scaling) slows CPU time a little

@@ -21,12 +21,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fuzz_kit import HOSTILE_TEXT, KnownCrash, check, documents, duplicate_keys, fuzz_settings, inputs, tolerate
+from fuzz_kit import (
+    HOSTILE_TEXT,
+    KnownCrash,
+    check,
+    check_message,
+    documents,
+    duplicate_keys,
+    fuzz_settings,
+    inputs,
+    tolerate,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from results_builder import complete_results
 
 from audit.contract.config import load_config
+from audit.contract.errors import CvauditError
 from audit.contract.load import load_results, parse_results
 from audit.contract.manifest import read_manifest_chunks, read_manifest_rows
 from policies.loader import load_policy, parse_policy
@@ -275,3 +286,12 @@ def test_time_bound_is_the_reading_threads_cpu_time(monkeypatch):
 
     with pytest.raises(AssertionError, match="thread CPU seconds"):
         check(spin)
+
+
+def test_policy_threshold_past_float_range_regression():
+    """Found by test_policy_loader (CVAUDIT_FUZZ=2400): ``min: 10**400`` raised OverflowError in
+    policies/schema.py ``_number``; now one PolicyError line."""
+    data = VALID_POLICY.replace(b"min: 0.9", b"min: 1" + b"0" * 400)
+    with pytest.raises(CvauditError, match="too large for a float") as caught:
+        parse_policy(data, source="policy.yaml")
+    check_message(caught.value)
