@@ -124,7 +124,7 @@ def folder(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-@fuzz_settings(0.5)
+@fuzz_settings(1.0)
 @given(data=inputs(CONFIG_VOCABULARY, VALID_CONFIG, yaml.safe_load(VALID_CONFIG)))
 def test_config_loader(folder, data):
     path = folder / "config.yaml"
@@ -132,7 +132,7 @@ def test_config_loader(folder, data):
     check(lambda: load_config(path))
 
 
-@fuzz_settings(0.5)
+@fuzz_settings(1.0)
 @given(data=inputs(POLICY_KEYS, VALID_POLICY, yaml.safe_load(VALID_POLICY)))
 def test_policy_loader(folder, data):
     check(lambda: parse_policy(data, source="policy.yaml"))
@@ -178,7 +178,7 @@ def _assert_text_encodes(rows) -> None:
                 value.encode("utf-8")
 
 
-@fuzz_settings(0.5)
+@fuzz_settings(1.0)
 @given(
     data=st.one_of(
         inputs(MANIFEST_VOCABULARY, VALID_MANIFEST),
@@ -197,7 +197,7 @@ def test_manifest_reader(folder, data, suffix):
     check(lambda: [len(chunk) for chunk in read_manifest_chunks(path, rows_per_chunk=2)])
 
 
-@fuzz_settings(0.5)
+@fuzz_settings(1.0)
 @given(
     data=st.one_of(
         inputs(RESULT_KEYS, _valid_results(), json.loads(_valid_results())),
@@ -211,7 +211,7 @@ def test_load_results(folder, data):
     check(lambda: parse_results(data, source="results.json"))
 
 
-@fuzz_settings(0.5)
+@fuzz_settings(1.0)
 @given(document=documents(RESULT_KEYS))
 def test_parse_results_of_parsed_documents(document):
     check(lambda: parse_results(document, source="results"))
