@@ -271,7 +271,12 @@ def test_time_bound_is_the_reading_threads_cpu_time(monkeypatch):
 
     monkeypatch.setattr(fuzz_kit, "CPU_SECONDS", 0.2)
     stop = threading.Event()
-    busy = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)])  # another thread's CPU
+
+    def burn():  # another thread's CPU time (allocating nothing: tracemalloc sees every thread)
+        while not stop.is_set():
+            pass
+
+    busy = threading.Thread(target=burn)
     busy.start()
     try:
         check(lambda: time.sleep(0.5))
