@@ -36,7 +36,7 @@ from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, echo
 from audit.contract.metric_specs import detection_interval_names
 from audit.contract.plan import PlannedCondition, RunPlan
-from audit.contract.results import Governance, PolicyOutcome, Results
+from audit.contract.results import CodeExecuted, Governance, PolicyOutcome, Results
 from audit.evaluation import (
     DETECTIONS_CSV,
     DETECTIONS_JSON,
@@ -133,6 +133,8 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         max_detections=det.max_detections,
         multi_label=det.multi_label,
     )
+    if model_info.get("code_executed") and ctx.writes and ctx.notify is not None:  # models are code: say which ran
+        ctx.notify(CodeExecuted.model_validate(model_info["code_executed"]).to_text())
     check_attacks(conditions, detector, source=ctx.source)  # a detection attack the detector cannot take
     threads = plan_threads(
         threads=cfg.threads,

@@ -149,5 +149,11 @@ class RunContext:
 
 
 def decoding_of(cfg: AuditConfig) -> dict[str, Any]:
-    """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``)."""
-    return {"max_pixels": cfg.data.max_image_pixels, "exif": cfg.data.exif, "alpha": cfg.data.alpha}
+    """How :class:`AuditDataset` decodes an image file (config ``data.max_image_pixels``, ``data.exif``, ``data.alpha``,
+    ``data.image_formats``)."""
+    return {
+        "max_pixels": cfg.data.max_image_pixels,
+        "exif": cfg.data.exif,
+        "alpha": cfg.data.alpha,
+        "formats": tuple(cfg.data.image_formats),
+    }

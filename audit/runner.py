@@ -48,7 +48,7 @@ from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
-from audit.contract.results import ErrorThumbnails, Governance, PolicyOutcome, Results
+from audit.contract.results import CodeExecuted, ErrorThumbnails, Governance, PolicyOutcome, Results
 from audit.evaluation import (
     BREAKING_POINTS_CSV,
     AuditDataset,
@@ -89,7 +89,7 @@ from audit.run_context import (
 )
 from audit.tracking import track_audit
 from policies import Policy, PolicyGate
-from reports import OutputTransaction
+from reports import DEFAULT_MODE, OutputTransaction
 
 
 class SlotMemoryWarning(UserWarning):
@@ -186,6 +186,8 @@ def run(
     progress: ProgressFactory | None = None,
     notify: Callable[[str], None] | None = None,
     now: dt.datetime | None = None,
+    force: bool = False,
+    out_mode: int = DEFAULT_MODE,
 ) -> AuditOutcome:
     """Run an audit from Python: a config file or an :class:`AuditConfig`, outputs into ``out_dir``.
 
@@ -204,12 +206,15 @@ def run(
         progress: makes a progress callback, ``progress(total, label)(n, condition=None)``.
         notify: receives lines for the person running the audit.
         now: the run's start (default: now, UTC).
+        force: write into a non-empty folder cvaudit did not make (``--force``; its files are kept).
+        out_mode: the mode of the output folder (``--out-mode``; its files get it without execute).
 
     Returns:
         The outcome: results, written files, the verdict and its exit code.
 
     Raises:
         AuditError: anything that prevents a valid audit; nothing is written to ``out_dir``.
+        OutputError: ``out_dir`` is refused (:func:`reports.outputs.check_out_dir`), before anything is read.
         PolicyError: the policy cannot judge this run.
     """
     if isinstance(config, AuditConfig):
@@ -228,6 +233,8 @@ def run(
         now=now,
         policy=policy,
         notify=notify,
+        force=force,
+        out_mode=out_mode,
     )
 
 
@@ -241,6 +248,8 @@ def run_audit(
     now: dt.datetime | None = None,
     policy: PolicyGate | Policy | None = None,
     notify: Callable[[str], None] | None = None,
+    force: bool = False,
+    out_mode: int = DEFAULT_MODE,
 ) -> AuditOutcome:
     """Run the whole audit and write the outputs into ``out_dir`` (rank 0 only).
 
@@ -250,6 +259,8 @@ def run_audit(
     of an image folder without ``model.class_names``); the CLI prints them, the library prints nothing.
     Conditions worth a warning (the statistics' memory, an interrupted run cleaned up) are ``warnings``.
     ``cfg.allocator`` unset leaves the C allocator alone (see :func:`run`).
+    ``force`` and ``out_mode`` go to :class:`reports.OutputTransaction`, which checks ``out_dir`` (and that
+    it holds neither the config nor the data) before anything is read.
 
     Raises:
         AuditError: anything that prevents a valid audit (exit code 2). Nothing
@@ -257,7 +268,14 @@ def run_audit(
     """
     started = now or dt.datetime.now(dt.timezone.utc)
     rank, world = distributed.rank_and_world(cfg.device)
-    outputs = OutputTransaction(out_dir) if rank == 0 else None
+    inputs = [config_path, cfg.data.manifest, cfg.data.images, cfg.data.npz, cfg.data.root, cfg.model.path]
+    if cfg.detection is not None:
+        inputs += [cfg.detection.annotations, cfg.detection.images_root, cfg.detection.yolo]
+    outputs = (
+        OutputTransaction(out_dir, force=force, mode=out_mode, protect=[p for p in inputs if p is not None])
+        if rank == 0
+        else None
+    )
     if outputs is not None:
         outputs.begin()  # lock --out (a second run exits 2), clean up after killed runs
         for note in outputs.notes:
@@ -363,6 +381,7 @@ def _load(ctx: RunContext, reading: Reading) -> LoadedModel:
     device = resolve_device(cfg.device if ctx.world == 1 else distributed.local_device(cfg.device))
     base_dir = Path(ctx.config_path).resolve().parent if ctx.config_path else None
     model, model_info = load_model(cfg.model, device, base_dir=base_dir)
+    _tell_code_executed(ctx, model_info)
     width = _probe_width(model, AuditDataset(table, cfg.model), device)
     class_names = _class_names(cfg, table.class_names, width, ctx.source)
     check_label_range(table, width)  # before any image is decoded, naming the manifest line
@@ -377,6 +396,12 @@ def _load(ctx: RunContext, reading: Reading) -> LoadedModel:
                 f"use the gradient-free {free} attack instead"
             )
     return LoadedModel(model, model_info, device, width, class_names)
+
+
+def _tell_code_executed(ctx: RunContext, model_info: dict) -> None:
+    """Tell the person running the audit which code loading the model executed (models are code)."""
+    if model_info.get("code_executed") and ctx.writes and ctx.notify is not None:
+        ctx.notify(CodeExecuted.model_validate(model_info["code_executed"]).to_text())
 
 
 def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedModel, allocator: str) -> Evaluation:

@@ -41,7 +41,7 @@ from policies.governance import (
     register_check,
     unregister_check,
 )
-from policies.loader import available_policies, builtin_policy_text, load_policy, parse_policy
+from policies.loader import available_policies, builtin_policy_text, load_policy, parse_policy, read_policy_file
 from policies.privacy import report_image_mode
 from policies.schema import GovernanceConfig, Policy
 from policies.validate import check_gate, validate_policy
@@ -65,6 +65,7 @@ __all__ = [
     "load_policy",
     "parse_date",
     "parse_policy",
+    "read_policy_file",
     "register_check",
     "report_image_mode",
     "stop_targets",

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from audit.contract.errors import echo
+from audit.contract.errors import CvauditError, echo
 from audit.contract.keys import unknown_key_message
-from audit.contract.yaml_loader import load_yaml
+from audit.contract.yaml_loader import load_yaml, read_yaml_file
 from policies.errors import PolicyError
 from policies.schema import FindingRule, MetricRule, Policy
 
@@ -47,11 +48,28 @@ def builtin_policy_text(name: str) -> bytes:
     return resources.files("policies").joinpath("builtin").joinpath(f"{name}.yaml").read_bytes()
 
 
+def read_policy_file(path: Path, *, source: str) -> bytes:
+    """The bytes of a policy file, read with the bound :data:`~audit.contract.yaml_loader.MAX_BYTES`.
+
+    Raises:
+        PolicyError: missing, unreadable, not a regular file (folder, device, FIFO, socket) or
+            over the limit; one line naming the file (``source``).
+    """
+    try:
+        return read_yaml_file(path, what="policy file", error=CvauditError)
+    except CvauditError as exc:  # read_bounded's line starts with the path; PolicyError puts `source` first
+        raise PolicyError(str(exc).removeprefix(f"{path}: "), file=source) from None
+
+
 def load_policy(name_or_path: str | Path) -> Policy:
     """Load a built-in policy by name, or a policy YAML file by path.
 
-    A string that names an existing file, or ends in ``.yaml``/``.yml``, is
-    a path; otherwise it must be a built-in name (see :func:`available_policies`).
+    A string that names an existing file (or anything else there that is not a
+    built-in name, which is then refused), or ends in ``.yaml``/``.yml``, is a path; otherwise it must be a
+    built-in name (see :func:`available_policies`). A file is opened once, checked
+    on its descriptor and read with the bound
+    :data:`audit.contract.yaml_loader.MAX_BYTES`: a larger file, a folder, a
+    device such as ``/dev/zero``, a FIFO or a socket is refused before a byte is read.
 
     Args:
         name_or_path: ``"ci-gate"``, ``"high-risk"``, ``"demo"`` or a path.
@@ -60,16 +78,14 @@ def load_policy(name_or_path: str | Path) -> Policy:
         The validated policy; ``policy.sha256`` is the digest of the file bytes.
 
     Raises:
-        PolicyError: unreadable file, malformed YAML or an invalid policy.
+        PolicyError: missing, unreadable, not a regular file, over ``MAX_BYTES``, malformed YAML
+            or an invalid policy.
     """
     text = str(name_or_path)
     path = Path(text)
-    if isinstance(name_or_path, Path) or path.is_file() or path.suffix in (".yaml", ".yml"):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise PolicyError(f"cannot read the policy file ({exc.strerror or exc})", file=text) from None
-        return parse_policy(data, source=text)
+    named = path.is_file() or (os.path.lexists(path) and text not in available_policies())
+    if isinstance(name_or_path, Path) or named or path.suffix in (".yaml", ".yml"):
+        return parse_policy(read_policy_file(path, source=text), source=text)
     if text in available_policies():
         return parse_policy(builtin_policy_text(text), source=f"builtin:{text}")
     raise PolicyError(

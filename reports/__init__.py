@@ -38,27 +38,44 @@ from reports.keys import (
     passphrase_from_env,
 )
 from reports.model_card import write_model_card
-from reports.outputs import ATTESTED_FILES, OUTPUT_FILES, OutputTransaction
+from reports.outputs import (
+    ATTESTED_FILES,
+    DEFAULT_MODE,
+    MARKER_FILE,
+    OUTPUT_FILES,
+    OutputError,
+    OutputTransaction,
+    check_out_dir,
+    claim_output_folder,
+    parse_mode,
+)
 from reports.signature_view import signature_view
 from reports.summary_md import render_markdown_summary
-from reports.trust import TRUST_ENV, load_anchors
+from reports.trust import MAX_TRUST_FILE, TRUST_ENV, load_anchors
 from reports.verify import verify as verify_report
 
 __all__ = [
     "ATTESTED_FILES",
     "CA_CERT",
+    "DEFAULT_MODE",
+    "MARKER_FILE",
+    "MAX_TRUST_FILE",
     "PASSPHRASE_ENV",
     "PUBLIC_DIR",
     "TRUST_ENV",
     "TRUST_FILE",
+    "OutputError",
     "OutputSet",
     "OutputTransaction",
     "SigningError",
     "SigningKeys",
+    "check_out_dir",
+    "claim_output_folder",
     "find_error_examples",
     "keygen",
     "load_anchors",
     "load_signing_keys",
+    "parse_mode",
     "passphrase_from_env",
     "render_html",
     "render_markdown_summary",

@@ -32,6 +32,7 @@ from reports.keys import SigningKeys, key_id, load_signing_keys
 
 __all__ = [
     "ATTESTATION_FILE",
+    "MAX_ATTESTATION_BYTES",
     "PAYLOAD_TYPE",
     "PREDICATE_TYPE",
     "STATEMENT_TYPE",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 ATTESTATION_FILE = "attestation.dsse.json"
+#: Largest attestation read (bytes): one subject per attested file, a few hundred bytes each.
+MAX_ATTESTATION_BYTES = 64 << 20
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://cvaudit.dev/attestation/audit-report/v1"

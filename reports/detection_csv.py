@@ -11,16 +11,15 @@ sample id), then one per annotation or image dropped from the ground truth under
 
 As for classifiers (:mod:`reports.groups_csv`, :mod:`reports.skipped_csv`): numbers as the shortest text that
 reads back as the stored float, an empty cell for a missing value, text cells neutralised against formula
-injection (:func:`audit.contract.text.spreadsheet_safe`).
+injection (:mod:`audit.contract.csvfile`, the one CSV writer).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 
+from audit.contract import csvfile
 from audit.contract.results import DetectionGroup, DetectionMetrics, Results
-from audit.contract.text import spreadsheet_safe
 
 __all__ = [
     "DETECTION_SKIPPED_COLUMNS",
@@ -61,10 +60,10 @@ def detection_groups_columns() -> tuple[str, ...]:
 def _row(condition: str, group: DetectionGroup) -> list[str]:
     m = group.metrics
     cells = [
-        spreadsheet_safe(condition),
-        spreadsheet_safe(group.attribute),
+        condition,
+        group.attribute,
         group.level,
-        spreadsheet_safe(group.value),
+        group.value,
         _cell(group.insufficient_data),
     ]
     for name in _metric_names():
@@ -78,7 +77,7 @@ def _row(condition: str, group: DetectionGroup) -> list[str]:
 def detection_groups_csv_text(results: Results) -> str:
     """groups.csv of a detector's results (a header only without ``detection``)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvfile.writer(buffer)
     writer.writerow(detection_groups_columns())
     for condition in results.detection.conditions if results.detection is not None else []:
         for group in condition.groups:
@@ -89,12 +88,10 @@ def detection_groups_csv_text(results: Results) -> str:
 def detection_skipped_csv_text(results: Results) -> str:
     """skipped.csv of a detector's results: the unreadable images, then the skipped annotations."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvfile.writer(buffer)
     writer.writerow(DETECTION_SKIPPED_COLUMNS)
     for item in results.dataset.skipped:
-        writer.writerow(["image", spreadsheet_safe(item.sample), "", "", spreadsheet_safe(item.reason)])
+        writer.writerow(["image", item.sample, "", "", item.reason])
     for row in results.detection.skipped_annotations if results.detection is not None else []:
-        writer.writerow(
-            ["annotation", "", spreadsheet_safe(row.source), spreadsheet_safe(row.id), spreadsheet_safe(row.reason)]
-        )
+        writer.writerow(["annotation", "", row.source, row.id, row.reason])
     return buffer.getvalue()

@@ -12,13 +12,13 @@ choice is deterministic and shows the clearest mistakes first.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from audit.contract import csvfile
 from audit.contract.load import parse_results
 from audit.contract.results import Results
 
@@ -54,7 +54,8 @@ def _target(results: Results, condition: str | None, group: str | None) -> tuple
 def _in_group(row: Mapping[str, Any], attribute: str, value: str | None) -> bool:
     """Whether a predictions.csv row belongs to the group; an intersection ``a×b = x×y`` is matched column by column."""
     attributes, values = attribute.split("×"), str(value).split("×")
-    return len(attributes) == len(values) and all(row.get(a) == v for a, v in zip(attributes, values))
+    back = csvfile.read_back  # the file holds names and values with control characters escaped
+    return len(attributes) == len(values) and all(row.get(back(a)) == back(v) for a, v in zip(attributes, values))
 
 
 def failing_targets(results: Results) -> list[tuple[str, str | None, str | None]]:
@@ -121,7 +122,7 @@ def error_examples(
     for t in targets:
         by_condition.setdefault(t[0], []).append(t)
     with open(predictions, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
+        for row in csvfile.DictReader(handle):
             wanted = by_condition.get(row.get("condition") or "")
             if not wanted or row.get("label") == row.get("prediction"):
                 continue

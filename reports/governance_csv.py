@@ -6,19 +6,18 @@ personal data only the column names, never the values). Rows are grouped by
 check in the order given (the governance registry's, :func:`policies.governance.check_names`,
 passed by the caller) and keep the manifest's order within a check. It is a
 file for people (opened in spreadsheets), so every cell is neutralised against
-formula injection (:func:`audit.contract.text.spreadsheet_safe`). The attestation
+formula injection (:mod:`audit.contract.csvfile`, the one CSV writer). The attestation
 covers it when the run is signed.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from audit.contract.text import spreadsheet_safe
+from audit.contract import csvfile
 from reports.atomic import atomic_write_text
 
 __all__ = ["GOVERNANCE_CSV", "write_governance_csv"]
@@ -48,8 +47,8 @@ def write_governance_csv(
     )
     extra = sorted({k for r in rows for k in r} - set(_FIRST))
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvfile.writer(buffer)
     writer.writerow([*_FIRST, *extra])
     for _, row in ordered:
-        writer.writerow([spreadsheet_safe(row.get(k, "")) for k in (*_FIRST, *extra)])
+        writer.writerow([row.get(k, "") for k in (*_FIRST, *extra)])
     return atomic_write_text(Path(path), buffer.getvalue())

@@ -9,19 +9,18 @@ have their own columns (:mod:`reports.detection_csv`). Shares are in [0, 1], wri
 as the shortest text that reads back as the stored float; an empty cell is a missing value.
 The report shows the lowest and highest groups of long lists and points here for the rest; the
 attestation covers this file when the run is signed. Text cells are neutralised against formula
-injection (:func:`audit.contract.text.spreadsheet_safe`); numbers are written as numbers.
+injection (:mod:`audit.contract.csvfile`, the one CSV writer); numbers are written as numbers.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from pathlib import Path
 
+from audit.contract import csvfile
 from audit.contract.metric_specs import MetricSpec, exported
 from audit.contract.results import GroupResult, Results
-from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 from reports.detection_csv import detection_groups_csv_text
 
@@ -58,9 +57,9 @@ def _cell(value: float | int | bool | None) -> str:
 def _row(condition: str, group: GroupResult, specs: tuple[MetricSpec, ...]) -> list[str]:
     metrics = group.metrics
     cells = [
-        spreadsheet_safe(condition),
-        spreadsheet_safe(group.attribute),
-        spreadsheet_safe(group.value),
+        condition,
+        group.attribute,
+        group.value,
     ]
     cells.append(_cell(group.insufficient_data))
     for spec in specs:
@@ -77,7 +76,7 @@ def groups_csv_text(results: Results) -> str:
     if results.task == "detection":
         return detection_groups_csv_text(results)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvfile.writer(buffer)
     writer.writerow(groups_columns())
     specs = exported("groups.csv")
     for condition in results.conditions or []:

@@ -24,7 +24,7 @@ The file validates against the Jenkins JUnit schema ``junit-10.xsd`` (so
 ``skipped``, which only ``<testsuite>`` may have). Users' strings are
 neutralised: control characters (tab and newline kept), bidirectional controls
 and code points XML cannot carry become visible escapes such as ``\x1b``
-(:func:`audit.contract.text.neutralise`).
+(:func:`audit.contract.text.xml_text`, cvaudit's one XML text escaper).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.contract.results import GovernanceFinding, PolicyOutcome, RuleResult
-from audit.contract.text import neutralise
+from audit.contract.text import xml_text
 from reports.atomic import atomic_write_bytes
 
 
@@ -87,7 +87,7 @@ def write_junit(policy: PolicyOutcome, governance_findings: Iterable[GovernanceF
 
 
 def _clean(value: Any) -> str:
-    return neutralise(str(value), keep_newlines=True)
+    return xml_text(value)
 
 
 def _shown(value: float | int | str | None) -> str:

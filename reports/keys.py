@@ -63,6 +63,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from audit.contract.errors import CvauditError, echo
+from audit.contract.files import read_bounded
 from reports.atomic import atomic_write_bytes
 from reports.certificates import ATTESTATION_KEY_OID, ca_name_for, check_chain, issue_signing_certificate, make_ca
 
@@ -71,6 +72,7 @@ __all__ = [
     "ATTESTATION_KEY_OID",
     "ATTESTATION_PUB",
     "CA_CERT",
+    "MAX_KEY_FILE",
     "PASSPHRASE_ENV",
     "PDF_CERT",
     "PDF_KEY",
@@ -98,6 +100,8 @@ ATTESTATION_PUB = "attestation.pub.pem"
 CA_CERT = "ca.cert.pem"
 PUBLIC_DIR = "public"
 TRUST_FILE = "trust.txt"
+#: Largest key or certificate file read (bytes); a PEM key is under 4 KiB, a long chain a few dozen KiB.
+MAX_KEY_FILE = 1 << 20
 
 _PEM_PUBLIC = dict(encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -363,6 +367,8 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
             others (also listed in :attr:`SigningKeys.warnings`).
     """
     folder = Path(key_dir)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise SigningError(f"{folder}: is not a folder; expected a key folder made by `cvaudit keygen`")
     if not folder.is_dir():
         raise SigningError(f"{folder}: key folder does not exist (create one with `cvaudit keygen --out {folder}`)")
     if isinstance(passphrase, str):
@@ -454,12 +460,15 @@ def key_id(public_key: ed25519.Ed25519PublicKey) -> str:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SigningError(f"{path}: missing (expected in a folder made by `cvaudit keygen`)") from None
-    except OSError as exc:
-        raise SigningError(f"{path}: cannot be read ({exc.strerror})") from None
+    """A key or certificate file, read with the bound :data:`MAX_KEY_FILE`.
+
+    Opened once and checked on the descriptor (:func:`audit.contract.files.read_bounded`): a
+    larger file, a folder, a character device such as ``/dev/zero``, a FIFO or a socket is
+    refused before a byte is read.
+    """
+    if not os.path.lexists(path):
+        raise SigningError(f"{path}: missing (expected in a folder made by `cvaudit keygen`)")
+    return read_bounded(path, limit=MAX_KEY_FILE, what="key file", error=SigningError)
 
 
 def _loose_mode(path: Path) -> int | None:

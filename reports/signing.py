@@ -39,12 +39,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from audit.contract.files import read_bounded
 from reports.atomic import atomic_write_bytes
 from reports.keys import SigningError, SigningKeys, load_signing_keys
 
-__all__ = ["SIGNATURE_DESCRIPTION", "SIGNATURE_FIELD", "sign_pdf", "sign_pdf_bytes"]
+__all__ = ["MAX_PDF_BYTES", "SIGNATURE_DESCRIPTION", "SIGNATURE_FIELD", "sign_pdf", "sign_pdf_bytes"]
 
 SIGNATURE_FIELD = "cvaudit-report"
+#: Largest PDF signed (bytes); it is signed in memory, so the bound is the memory a file can cost.
+MAX_PDF_BYTES = 1 << 30
 SIGNATURE_DESCRIPTION = "Digital signature of this audit report (PAdES)"
 
 
@@ -227,7 +230,8 @@ def sign_pdf(
 ) -> Path:
     """Sign a PDF in place, atomically; meant as the very last write of a report.
 
-    The file is read, signed in memory and replaced with
+    The file is read (a regular file of at most :data:`MAX_PDF_BYTES`, checked on its
+    descriptor before reading: :func:`audit.contract.files.read_bounded`), signed in memory and replaced with
     :func:`reports.atomic.atomic_write_bytes`, so an interrupted run leaves the
     unsigned file, never a half-written or wrongly signed one.
 
@@ -240,12 +244,10 @@ def sign_pdf(
         ``pdf_path``.
 
     Raises:
-        SigningError: The keys cannot be used or the file is not a PDF.
+        SigningError: The keys cannot be used, or the file is missing, not a regular file, over
+            :data:`MAX_PDF_BYTES` or not a PDF.
     """
     keys = key_dir if isinstance(key_dir, SigningKeys) else load_signing_keys(key_dir, passphrase)
     path = Path(pdf_path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SigningError(f"{path}: cannot be read ({exc.strerror})") from None
+    data = read_bounded(path, limit=MAX_PDF_BYTES, what="PDF", error=SigningError)
     return atomic_write_bytes(path, sign_pdf_bytes(data, keys))

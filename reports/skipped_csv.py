@@ -3,19 +3,18 @@
 One row per skipped image, in dataset order: ``sample_id, reason``. The report names the
 first 50 and counts them all by reason; results.json ``dataset.skipped`` holds the same list.
 The attestation covers this file when the run is signed. Cells are neutralised against formula
-injection (:func:`audit.contract.text.spreadsheet_safe`). Written for every run (a header only when no
+injection (:mod:`audit.contract.csvfile`, the one CSV writer). Written for every run (a header only when no
 image was skipped), so a folder never holds a stale list. A detector's results (``task: detection``) have
 their own columns and also list the skipped annotations (:mod:`reports.detection_csv`).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
+from audit.contract import csvfile
 from audit.contract.results import Results
-from audit.contract.text import spreadsheet_safe
 from reports.atomic import atomic_write_text
 from reports.detection_csv import detection_skipped_csv_text
 
@@ -29,10 +28,10 @@ def skipped_csv_text(results: Results) -> str:
     if results.task == "detection":
         return detection_skipped_csv_text(results)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvfile.writer(buffer)
     writer.writerow(["sample_id", "reason"])
     for item in results.dataset.skipped:
-        writer.writerow([spreadsheet_safe(item.sample), spreadsheet_safe(item.reason)])
+        writer.writerow([item.sample, item.reason])
     return buffer.getvalue()
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from audit.contract.results import FairnessEntry, GovernanceFinding, Results, RuleResult
+from audit.contract.text import markdown_text
 from reports.rule_words import rule_in_words
 
-_ESCAPE = re.compile(r"([\\|<>`*_\[\]])")
 _STATUS = {
     "fail": "❌ fail",
     "warn": "⚠️ warn",
@@ -23,8 +22,8 @@ _TOP_GAPS = 5
 def render_markdown_summary(results: Results) -> str:
     """Render the verdict, failed/warned rules, governance findings and worst fairness gaps.
 
-    Every user-supplied string is escaped (pipes, angle brackets, Markdown
-    markup) and flattened to one line, so it cannot break a table or inject HTML.
+    Every user-supplied string is escaped (:func:`audit.contract.text.markdown_text`: pipes, angle
+    brackets, Markdown markup, control and bidi characters) and flattened to one line, so it cannot break a table or inject HTML.
 
     Args:
         results: The results (:func:`audit.contract.load_results`), judged (with a ``policy``).
@@ -65,8 +64,7 @@ def render_markdown_summary(results: Results) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = " ".join(str(value).split())
-    return _ESCAPE.sub(r"\\\1", text)
+    return markdown_text(value)
 
 
 def _num(value: Any) -> str:

@@ -37,6 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from audit.contract.errors import echo
+from audit.contract.files import read_bounded
 from reports.keys import (
     ATTESTATION_PUB,
     CA_CERT,
@@ -46,14 +47,15 @@ from reports.keys import (
     certificate_fingerprint,
 )
 
-__all__ = ["TRUST_ENV", "TrustAnchors", "load_anchors", "normalise_fingerprint"]
+__all__ = ["MAX_TRUST_FILE", "TRUST_ENV", "TrustAnchors", "load_anchors", "normalise_fingerprint"]
 
 #: The environment variable naming trust files or key folders (os.pathsep-separated).
 TRUST_ENV = "CVAUDIT_TRUST"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _OPENSSL_LINE = re.compile(r"^\s*sha256\s+fingerprint=(\S+)", re.IGNORECASE)  # `openssl x509 -fingerprint -sha256`
-_MAX_TRUST_FILE = 1 << 20
+#: Largest trust file, or public file in a key folder, read (bytes); refused before a byte is read.
+MAX_TRUST_FILE = 1 << 20
 
 
 @dataclass
@@ -68,12 +70,16 @@ class TrustAnchors:
         sources: The anchors given, for messages.
         certificates: The trusted certificates given as files (fingerprint ->
             DER), for path validation when a signature does not embed them.
+        paths: Each anchor's file or folder as given, with the option that named it
+            (``--key``, ``--trust``, ``CVAUDIT_TRUST``), so that ``verify`` can tell an
+            anchor that lies inside the report folder it checks.
     """
 
     fingerprints: dict[str, str] = field(default_factory=dict)
     vouched: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     certificates: dict[str, bytes] = field(default_factory=dict)
+    paths: list[tuple[str, Path]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.fingerprints)
@@ -120,20 +126,24 @@ def _spki_fingerprint(public_key) -> str:
 
 
 def _read(path: Path, what: str) -> bytes:
+    """A trust file or a key folder's public file, read with the bound :data:`MAX_TRUST_FILE`.
+
+    Opened once and checked on the descriptor (:func:`audit.contract.files.read_bounded`): a
+    larger file, a folder, a character device such as ``/dev/zero``, a FIFO or a socket is
+    refused before a byte is read; one line starting with ``what`` (``--trust``, ``--key``).
+    """
+    if not os.path.lexists(path):
+        raise SigningError(f"{what} {path}: no such file")
     try:
-        size = path.stat().st_size
-        if size > _MAX_TRUST_FILE:
-            raise SigningError(f"{what} {path}: {size} bytes; a trust file has at most {_MAX_TRUST_FILE}")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SigningError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise SigningError(f"{what} {path}: is a folder (use --key for a key folder)") from None
-    except OSError as exc:
-        raise SigningError(f"{what} {path}: cannot be read ({exc.strerror})") from None
+        return read_bounded(path, limit=MAX_TRUST_FILE, what="trust file", error=SigningError)
+    except SigningError as exc:
+        hint = " (use --key for a key folder)" if path.is_dir() else ""
+        raise SigningError(f"{what} {exc}{hint}") from None
 
 
 def _add_key_folder(anchors: TrustAnchors, folder: Path, what: str) -> None:
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise SigningError(f"{what} {folder}: is not a folder; expected a key folder (use --trust for a file)")
     if not folder.is_dir():
         raise SigningError(f"{what} {folder}: key folder does not exist")
     found = False
@@ -165,6 +175,7 @@ def _add_key_folder(anchors: TrustAnchors, folder: Path, what: str) -> None:
     if not found:
         raise SigningError(f"{what} {folder}: holds none of {CA_CERT}, {PDF_CERT}, {ATTESTATION_PUB}")
     anchors.sources.append(f"{what} {folder}")
+    anchors.paths.append((what, folder))
 
 
 def _add_trust_file(anchors: TrustAnchors, path: Path, what: str) -> None:
@@ -191,6 +202,7 @@ def _add_trust_file(anchors: TrustAnchors, path: Path, what: str) -> None:
         if count == 0:
             raise SigningError(f"{source}: no fingerprint in the file")
     anchors.sources.append(source)
+    anchors.paths.append((what, path))
 
 
 def _add_pem_bundle(anchors: TrustAnchors, data: bytes, path: Path, source: str) -> None:

@@ -37,6 +37,33 @@ questions and keeps them apart:
    is trusted and names it (the attestation names the PDF certificate; the
    certificate names the attestation key).
 
+3. **What the signature does not say** — two warnings, each an error under
+   ``strict`` (``--strict``):
+
+   * **An anchor inside the report folder**: a ``--key`` folder, a ``--trust``
+     file or a ``CVAUDIT_TRUST`` entry that lies inside the folder verified
+     (its path as given, made absolute, or its resolved path; for a PDF or an
+     attestation given alone, the folder holding it) is the key shipped with
+     the report: the report vouches for itself, and anyone who can write the
+     folder can sign it. Under ``strict`` the report is ``UNTRUSTED`` (exit 1)
+     whatever the anchors say.
+   * **Unattested files**: every entry of the attestation's folder that no
+     attested subject names is listed (folders end with ``/``; nothing is
+     opened or read, so a FIFO or a device is only named). Not listed are the
+     names cvaudit writes unattested: ``attestation.dsse.json``,
+     ``attestation.pub.pem``, the output marker ``.cvaudit-output`` and
+     atomic-write temporaries of cvaudit's own outputs (``.<output>.<random>.tmp``).
+     An output name the attestation leaves out (``predictions.csv`` rendered
+     into another folder) is listed. Under ``strict`` each is a failed check:
+     ``INVALID`` (exit 1) naming the files.
+
+Every file verify reads is read through :func:`audit.contract.files.read_bounded`
+(or hashed through ``open_bounded``): a folder, a device such as ``/dev/zero``,
+a FIFO or a file over the limit (:data:`MAX_ATTESTATION_BYTES`,
+:data:`MAX_RESULTS_BYTES`, :data:`MAX_PDF_BYTES`) is one line naming it, never
+a hang or a memory error: ``UNUSABLE`` (exit 2) for the attestation, the PDF
+and results.json, a failed check for an attested file.
+
 Outcome (:attr:`VerifyReport.outcome`) and exit code: ``VALID`` 0 (intact and
 every signer trusted) · ``INVALID`` 1 (changed, damaged, mixed key sets;
 the file is named) · ``UNTRUSTED`` 1 (intact, but a signer is not among the
@@ -51,26 +78,44 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from audit.contract.digest import sha256_file
-from audit.contract.errors import echo
-from audit.contract.load import ResultsError, parse_results
-from reports.attestation import ATTESTATION_FILE, PAYLOAD_TYPE, STATEMENT_TYPE, pae
+from audit.contract.errors import CvauditError, echo
+from audit.contract.files import open_bounded, read_bounded
+from audit.contract.load import MAX_RESULTS_BYTES, ResultsError, parse_results
+from reports.attestation import ATTESTATION_FILE, MAX_ATTESTATION_BYTES, PAYLOAD_TYPE, STATEMENT_TYPE, pae
 from reports.keys import ATTESTATION_PUB, SigningError, attestation_key_of_certificate, key_id
-from reports.keys import load_attestation_public_key as _load_public_key
+from reports.outputs import MARKER_FILE, OUTPUT_FILES
+from reports.signing import MAX_PDF_BYTES
 from reports.trust import TrustAnchors, load_anchors
 
 __all__ = ["Check", "SignedResults", "Signer", "VerifyReport", "verify"]
 
 PDF_FILE = "report.pdf"
 RESULTS_FILE = "results.json"
+
+#: The most bytes read of an attestation public key (a PEM of about 113 bytes).
+MAX_KEY_BYTES = 64 << 10
+#: The largest attested file hashed (read in chunks: a bound on time, not memory).
+MAX_SUBJECT_BYTES = 1 << 40
+
+#: Names cvaudit writes into a report folder that no attestation covers by design (the output marker too).
+UNATTESTED_OWN = (ATTESTATION_FILE, ATTESTATION_PUB, MARKER_FILE)
+#: An atomic-write temporary (:func:`reports.atomic.atomic_write`): ``.<name>.<random>.tmp``.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+class _Refused(CvauditError):
+    """A file verify reads is not a regular file, too large or unreadable (one line naming it)."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +204,11 @@ class VerifyReport:
             exit 0 (outcome ``INTACT``).
         results: What the signed results.json says, when the report is
             intact and carries one; ``None`` otherwise.
+        self_anchors: One warning per trust anchor that lies inside the
+            report folder (the report vouching for itself).
+        unattested: Entries of the attestation's folder that no attested
+            subject covers (folders end with ``/``), sorted.
+        strict: Whether either of the two above makes the outcome fail.
     """
 
     path: Path
@@ -169,6 +219,9 @@ class VerifyReport:
     anchored: bool = False
     allow_untrusted: bool = False
     results: SignedResults | None = None
+    self_anchors: tuple[str, ...] = ()
+    unattested: tuple[str, ...] = ()
+    strict: bool = False
 
     @property
     def intact(self) -> bool:
@@ -177,7 +230,10 @@ class VerifyReport:
 
     @property
     def trusted(self) -> bool:
-        """True when intact, there is a signer, and every signer is trusted."""
+        """True when intact, there is a signer, and every signer is trusted (under ``strict``: and no
+        anchor lies inside the report folder)."""
+        if self.strict and self.self_anchors:
+            return False
         return self.intact and bool(self.signers) and all(s.trusted for s in self.signers)
 
     @property
@@ -231,6 +287,9 @@ class VerifyReport:
                 for s in self.signers
             ],
             "notes": list(self.notes),
+            "self_anchors": list(self.self_anchors),
+            "unattested": list(self.unattested),
+            "strict": self.strict,
             "results": None
             if self.results is None
             else {
@@ -254,13 +313,25 @@ class VerifyReport:
             for s in self.signers
         ]
         lines += [f"note: {n}" for n in self.notes]
+        lines += [f"warning: {w}" for w in self.self_anchors]
+        if self.unattested:
+            lines.append(
+                "warning: in the report folder but not covered by the attestation: "
+                + ", ".join(echo(n, 120) for n in self.unattested)
+                + ("" if self.strict else " (nothing vouches for them; --strict makes this an error)")
+            )
         if self.results is not None:
             lines.append(self.results.to_text())
         outcome = self.outcome
         if outcome == "INVALID":
             lines.append("INVALID: " + ", ".join(sorted({c.file for c in self.failures})))
         elif outcome == "UNTRUSTED":
-            if not self.signers:
+            if self.strict and self.self_anchors and self.intact:
+                lines.append(
+                    "UNTRUSTED: --strict: a trust anchor lies inside the report folder, so the report vouches "
+                    "for itself; give the signer's key from outside the report"
+                )
+            elif not self.signers:
                 lines.append("UNTRUSTED: no signature to tell who signed")
             elif self.anchored:
                 lines.append("UNTRUSTED: the signer is not among the trust anchors given")
@@ -285,6 +356,7 @@ class _Acc:
     att_signer: tuple[str, str | None, str | None] | None = None  # key fingerprint, named cert, named subject
     attached_results: bytes | None = None
     bound: bool = False  # the PDF certificate and the attestation key proved to be one key set
+    covered: set[str] | None = None  # the attested subjects' names, once the attestation verified
 
     def add(self, file: str, ok: bool, message: str) -> None:
         self.checks.append(Check(file, ok, message))
@@ -301,6 +373,7 @@ def verify(
     anchors: TrustAnchors | None = None,
     allow_untrusted: bool = False,
     subjects: Mapping[str, str | os.PathLike[str]] | None = None,
+    strict: bool = False,
 ) -> VerifyReport:
     """Verify a report folder, a signed PDF or an attestation, and who signed it.
 
@@ -313,6 +386,9 @@ def verify(
             ``INTACT`` instead of 1 as ``UNTRUSTED``.
         subjects: Name -> file for attested artefacts outside the report
             folder (model file, manifest) to check as well.
+        strict: An anchor inside the report folder makes the outcome
+            ``UNTRUSTED`` and each unattested file a failed check (``INVALID``);
+            without it both are warnings (see the module docstring).
 
     Returns:
         The report; see :attr:`VerifyReport.outcome` and :attr:`VerifyReport.exit_code`.
@@ -329,6 +405,8 @@ def verify(
             if not Path(file).is_file():
                 raise _Unusable(f"--subject {name}={file}: no such file")
         pdf, att = _targets(target)
+        folder = target if target.is_dir() else target.parent
+        self_anchors = _anchors_inside(folder, trust)
         if pdf is not None:
             _verify_pdf(pdf, acc, trust)
         if att is not None:
@@ -345,7 +423,11 @@ def verify(
         _check_binding(acc)
         signed = _read_signed_results(target, pdf, acc)
         signers = _judge_trust(acc, trust)
-    except SigningError as exc:
+        unattested = _unattested(att.parent, acc.covered) if att is not None and acc.covered is not None else []
+        if strict:
+            for name in unattested:
+                acc.add(name.rstrip("/"), False, "in the report folder but not covered by the attestation (--strict)")
+    except (SigningError, _Refused) as exc:
         return VerifyReport(path=target, unusable=str(exc))
     except _Unusable as exc:
         return VerifyReport(path=target, unusable=str(exc))
@@ -357,6 +439,9 @@ def verify(
         anchored=bool(trust),
         allow_untrusted=allow_untrusted,
         results=signed,
+        self_anchors=tuple(self_anchors),
+        unattested=tuple(unattested),
+        strict=strict,
     )
 
 
@@ -369,14 +454,64 @@ def _merge(a: TrustAnchors, b: TrustAnchors) -> TrustAnchors:
     for fingerprint, cert in b.vouched.items():
         out.vouched.setdefault(fingerprint, cert)
     out.sources += b.sources
+    out.paths += a.paths + b.paths
     return out
+
+
+def _inside_folder(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, by its absolute path as given or its resolved path."""
+    lexical_folder, lexical = Path(os.path.abspath(folder)), Path(os.path.abspath(path))
+    if lexical == lexical_folder or lexical_folder in lexical.parents:
+        return True
+    try:
+        real_folder, real = folder.resolve(), path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: judged by the path as given
+        return False
+    return real == real_folder or real_folder in real.parents
+
+
+def _anchors_inside(folder: Path, anchors: TrustAnchors) -> list[str]:
+    """One warning per anchor (``--key``, ``--trust``, ``CVAUDIT_TRUST``) inside the report folder."""
+    return [
+        f"{what} {path}: the trust anchor lies inside the report folder {folder}, so the report vouches for "
+        "itself (this is the key shipped with the report; anyone who can write the folder can sign it)"
+        for what, path in anchors.paths
+        if _inside_folder(folder, Path(path))
+    ]
+
+
+def _unattested(folder: Path, covered: set[str]) -> list[str]:
+    """Entries of ``folder`` no attested subject covers, minus cvaudit's own unattested names.
+
+    Only names and entry types are looked at (``lstat``): nothing is opened, so a FIFO,
+    a device or a symlink to one is named, never read. Folders end with ``/``.
+    """
+    tops = {name.split("/", 1)[0] for name in covered}
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise _Refused(f"{folder}: cannot list the report folder ({exc.strerror})") from None
+    for entry in entries:
+        name = entry.name
+        if name in covered or name in UNATTESTED_OWN:
+            continue
+        temporary = _TEMPORARY.match(name)
+        if temporary is not None and temporary.group("name") in OUTPUT_FILES:
+            continue
+        is_folder = entry.is_dir(follow_symlinks=False)
+        if is_folder and name in tops:
+            continue  # holds attested files; those are checked one by one
+        found.append(name + "/" if is_folder else name)
+    return sorted(found)
 
 
 def _targets(target: Path) -> tuple[Path | None, Path | None]:
     if target.is_dir():
         pdf, att = target / PDF_FILE, target / ATTESTATION_FILE
-        pdf_opt = pdf if pdf.is_file() else None
-        att_opt = att if att.is_file() else None
+        # present in any form: a FIFO or a device by that name is refused by the bounded reader, by name
+        pdf_opt = pdf if os.path.lexists(pdf) else None
+        att_opt = att if os.path.lexists(att) else None
         if pdf_opt is None and att_opt is None and not (target / ATTESTATION_PUB).is_file():
             raise _Unusable(f"no {PDF_FILE} or {ATTESTATION_FILE} in this folder: nothing to verify")
         return pdf_opt, att_opt
@@ -424,8 +559,9 @@ def _verify_pdf(pdf: Path, acc: _Acc, trust: TrustAnchors) -> None:
     from pyhanko_certvalidator import ValidationContext
 
     name = pdf.name
+    stream = open_bounded(pdf, limit=MAX_PDF_BYTES, what="signed PDF", error=_Refused)
     try:
-        with open(pdf, "rb") as handle:
+        with stream as handle:
             reader = PdfFileReader(handle, strict=False)
             signatures = reader.embedded_signatures
             if not signatures:
@@ -557,11 +693,7 @@ def _compare_attached_results(folder: Path, acc: _Acc) -> None:
     if not here.is_file():
         acc.notes.append(f"{PDF_FILE} carries {RESULTS_FILE} (sha256 {_sha(attached)[:16]}...); none in the folder")
         return
-    try:
-        data = here.read_bytes()
-    except OSError as exc:
-        acc.add(RESULTS_FILE, False, f"cannot be read ({exc.strerror})")
-        return
+    data = read_bounded(here, limit=MAX_RESULTS_BYTES, what=RESULTS_FILE, error=_Refused)
     if data == attached:
         acc.add(RESULTS_FILE, True, f"equals the {RESULTS_FILE} attached inside the signed {PDF_FILE}")
     else:
@@ -585,10 +717,7 @@ def _read_signed_results(target: Path, pdf: Path | None, acc: _Acc) -> SignedRes
         return None
     here = target / RESULTS_FILE if target.is_dir() else None
     if here is not None and here.is_file():
-        try:
-            data, source = here.read_bytes(), str(here)
-        except OSError as exc:
-            raise _Unusable(f"{here}: cannot be read ({exc.strerror})") from None
+        data, source = read_bounded(here, limit=MAX_RESULTS_BYTES, what=RESULTS_FILE, error=_Refused), str(here)
     elif acc.attached_results is not None and pdf is not None:
         data, source = acc.attached_results, f"{pdf} (attached {RESULTS_FILE})"
     else:
@@ -637,10 +766,24 @@ def _public_key_for(att: Path, key_folder: Path | None, keyids: list[str]):
     return loaded[0]
 
 
+def _load_public_key(path: Path) -> ed25519.Ed25519PublicKey:
+    """The Ed25519 public key in ``path``, read through the bounded reader (a FIFO, a device or a large
+    file in the report folder is one line naming it)."""
+    data = read_bounded(path, limit=MAX_KEY_BYTES, what="attestation public key", error=_Refused)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SigningError(f"{path}: not a PEM public key ({_one_line(exc)})") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise SigningError(f"{path}: unsupported key type {type(key).__name__}; expected Ed25519")
+    return key
+
+
 def _verify_attestation(att: Path, key_folder: Path | None, subjects, acc: _Acc) -> None:
     name = att.name
+    raw = read_bounded(att, limit=MAX_ATTESTATION_BYTES, what="attestation", error=_Refused)
     try:
-        envelope = json.loads(att.read_bytes())
+        envelope = json.loads(raw)
         payload = base64.b64decode(envelope["payload"], validate=True)
         signatures = envelope["signatures"]
         payload_type = envelope["payloadType"]
@@ -677,6 +820,7 @@ def _verify_attestation(att: Path, key_folder: Path | None, subjects, acc: _Acc)
         acc.add(name, False, f"signed payload is not an in-toto Statement v1: {_one_line(exc)}")
         return
     acc.add(name, True, f"DSSE signature intact (keyid {fingerprint}), {len(listed)} subjects")
+    acc.covered = {str(s.get("name")) for s in listed if isinstance(s, dict) and s.get("name")}
     named_cert = signer.get("pdf_certificate")
     acc.att_signer = (
         fingerprint,
@@ -736,7 +880,7 @@ def _verify_subjects(folder: Path, listed, report_files: set[str], given, acc: _
             if not _inside(folder, path):
                 acc.add(name, False, "subject name points outside the report folder")
                 continue
-            if not path.is_file():
+            if not os.path.lexists(path):
                 if name in report_files:
                     acc.add(name, False, "attested report file is missing")
                 else:
@@ -745,14 +889,26 @@ def _verify_subjects(folder: Path, listed, report_files: set[str], given, acc: _
                     )
                 continue
         try:
-            actual = sha256_file(path)
-        except OSError as exc:
-            acc.add(name, False, f"cannot be read ({exc.strerror})")
+            actual = _sha256_bounded(path)
+        except _Refused as exc:
+            acc.add(name, False, str(exc))
             continue
         if actual == expected:
             acc.add(name, True, f"sha256 matches the attestation ({actual[:16]}...)")
         else:
             acc.add(name, False, "sha256 differs from the attestation: file changed after signing")
+
+
+def _sha256_bounded(path: Path) -> str:
+    """Hex SHA-256 of a regular file, opened once and checked on the descriptor (a FIFO or a device is refused)."""
+    digest = hashlib.sha256()
+    with open_bounded(path, limit=MAX_SUBJECT_BYTES, what="attested file", error=_Refused) as handle:
+        try:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        except OSError as exc:
+            raise _Refused(f"{path}: cannot read attested file ({exc.strerror or exc})") from None
+    return digest.hexdigest()
 
 
 def _inside(folder: Path, path: Path) -> bool:

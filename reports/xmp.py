@@ -20,6 +20,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from audit.contract.text import xml_text
+
 __all__ = ["NS", "PdfMetadata", "build_packet", "pdf_date", "update_packet", "xmp_date"]
 
 NS = {
@@ -170,7 +172,7 @@ def _q(prefix: str, name: str) -> str:
 
 def _simple(parent: ET.Element, prefix: str, name: str, text: str) -> ET.Element:
     element = ET.SubElement(parent, _q(prefix, name))
-    element.text = text
+    element.text = xml_text(text)  # user strings (title, subject, keywords): characters XML forbids escaped
     return element
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from audit.contract.config import DEFAULT_IMAGE_FORMATS
 from stressors.base import StressorError, sample_keys
 from stressors.registry import available, get
 
@@ -42,10 +43,10 @@ def load_image(source: Any) -> np.ndarray:
         names = [Path(f).name for f in photos.filenames]
         return np.ascontiguousarray(photos.images[names.index(SAMPLES[key])])
     if isinstance(source, (str, Path)):
-        try:
-            with Image.open(source) as img:
+        try:  # cvaudit's image formats only: never a plugin that starts a program (EPS runs Ghostscript)
+            with Image.open(source, formats=list(DEFAULT_IMAGE_FORMATS)) as img:
                 return np.asarray(img.convert("RGB"))
-        except OSError as exc:
+        except Exception as exc:  # whatever a decoder raises
             raise StressorError(f"preview: cannot read image {str(source)!r}: {exc}") from exc
     if isinstance(source, Image.Image):
         return np.asarray(source.convert("RGB"))

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from detection_fixtures import CLASSES, make_detection_dataset, save_detector, write_detection_config
 
+from audit.contract.results import SCHEMA_VERSION
+
 pytestmark = pytest.mark.slow
 
 POLICY = """\
@@ -73,7 +75,7 @@ def test_detection_run_matches_pycocotools_on_its_own_detections(scenes):
     assert done.returncode in (0, 1), done.stderr
     out = scenes / "out"
     results = json.loads((out / "results.json").read_text())
-    assert results["task"] == "detection" and results["schema_version"] == "1.4"
+    assert results["task"] == "detection" and results["schema_version"] == SCHEMA_VERSION
     assert "conditions" not in results  # the classification keys are absent
     section = results["detection"]
     assert [c["id"] for c in section["conditions"]] == ["clean", "night@3"]

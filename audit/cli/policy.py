@@ -58,10 +58,14 @@ def list_command(fmt: str) -> None:
 @boundary
 def show_command(name: str) -> None:
     """Print a policy file (a built-in NAME or a path), after validating it."""
-    from policies import available_policies, builtin_policy_text, check_gate, load_policy
+    from policies import builtin_policy_text, check_gate, load_policy, read_policy_file
 
-    check_gate(load_policy(name))  # a policy that could pass on nothing is refused here as in a run
-    text = builtin_policy_text(name).decode("utf-8") if name in available_policies() else Path(name).read_text("utf-8")
+    policy = load_policy(name)
+    check_gate(policy)  # a policy that could pass on nothing is refused here as in a run
+    data = (
+        builtin_policy_text(name) if policy.source.startswith("builtin:") else read_policy_file(Path(name), source=name)
+    )
+    text = data.decode("utf-8", errors="replace")
     click.echo(text, nl=not text.endswith("\n"))
 
 

@@ -49,14 +49,25 @@ def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
     --key OUT/public` or `--trust trust.txt`, after checking the fingerprints
     with you, and may import ca.cert.pem into an NSS database for pdfsig.
     """
-    from reports import CA_CERT, PASSPHRASE_ENV, PUBLIC_DIR, TRUST_FILE, keygen, passphrase_from_env
+    from audit.contract.files import read_bounded
+    from reports import (
+        CA_CERT,
+        MAX_TRUST_FILE,
+        PASSPHRASE_ENV,
+        PUBLIC_DIR,
+        TRUST_FILE,
+        SigningError,
+        keygen,
+        passphrase_from_env,
+    )
 
     passphrase = passphrase_from_env()
     files = keygen(out_dir, passphrase=passphrase, subject=subject, overwrite=force)
     for path in files:
         click.echo(str(path))
     trust = out_dir / PUBLIC_DIR / TRUST_FILE
-    for line in trust.read_text("utf-8").splitlines():
+    text = read_bounded(trust, limit=MAX_TRUST_FILE, what="trust file", error=SigningError).decode("utf-8", "replace")
+    for line in text.splitlines():
         if line.startswith("sha256:"):
             say(f"fingerprint: {line}")
     say(f"give {out_dir / PUBLIC_DIR} to reviewers; tell them the fingerprints over another channel")
@@ -88,8 +99,22 @@ def keygen_command(out_dir: Path, force: bool, subject: str | None) -> None:
 @click.option(
     "--format", "formats", default="html,pdf", show_default=True, help="Comma-separated report formats: html, pdf."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out that cvaudit did not make (no .cvaudit-output marker); its files are kept.",
+)
+@click.option(
+    "--out-mode",
+    default="700",
+    show_default=True,
+    metavar="OCTAL",
+    help="Mode of the --out folder; its files get the same bits without execute (700: folder 0700, files 0600).",
+)
 @boundary
-def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, formats: str) -> None:
+def report_command(
+    results_path: Path, out_dir: Path, sign_key: Path | None, formats: str, force: bool, out_mode: str
+) -> None:
     """Render (and sign) the reports again from a stored results.json.
 
     The results are rendered as stored, never recomputed. results.json is
@@ -99,10 +124,21 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     The attestation covers only what belongs to these results: the files
     written now, predictions.csv only when --out is the folder the results
     came from, and the model and manifest only when their files still have the
-    digests recorded in the results. Exit 0 when written, 2 on bad input or key.
+    digests recorded in the results. Exit 0 when written, 2 on bad input or key, or an --out that
+    cvaudit must not replace (a symbolic link, a system folder, a non-empty folder it did not make
+    unless --force: docs/security.md#output-folders).
     """
-    from audit.contract.load import parse_results
-    from reports import FORMATS, OutputTransaction, load_signing_keys, passphrase_from_env, write_outputs
+    from audit.contract.load import parse_results, read_results_bytes
+    from reports import (
+        FORMATS,
+        OutputTransaction,
+        load_signing_keys,
+        parse_mode,
+        passphrase_from_env,
+        write_outputs,
+    )
+
+    mode = parse_mode(out_mode)
 
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not wanted:
@@ -110,14 +146,14 @@ def report_command(results_path: Path, out_dir: Path, sign_key: Path | None, for
     unknown = sorted(set(wanted) - set(FORMATS))
     if unknown:
         fail(f"--format {formats!r}: unknown format(s) {', '.join(unknown)}; expected {' and/or '.join(FORMATS)}")
-    raw = results_path.read_bytes()
+    raw = read_results_bytes(results_path)  # bounded: a device, FIFO or huge file is refused before reading
     results = parse_results(raw, source=str(results_path))
     if sign_key is not None:
         load_signing_keys(sign_key, passphrase_from_env())  # fail before writing anything
     notes: list[str] = []
     target = out_dir / "results.json"
     same_folder = target.is_file() and target.resolve() == results_path.resolve()
-    with OutputTransaction(out_dir) as outputs:  # all or nothing, under a lock on --out
+    with OutputTransaction(out_dir, force=force, mode=mode) as outputs:  # all or nothing, under a lock on --out
         for note in outputs.notes:
             say(f"note: {note}")
         # named samples and the attestation take predictions.csv only from the folder of these results
@@ -203,6 +239,12 @@ def _external_subjects(results: Results, results_path: Path, notes: list[str]) -
     metavar="NAME=PATH",
     help="Also check an attested file kept outside the report folder (model, manifest).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail when a trust anchor lies inside the report folder (UNTRUSTED) or a file there is not "
+    "covered by the attestation (INVALID); both exit 1. Without it, both are warnings.",
+)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @boundary
 def verify_command(
@@ -211,6 +253,7 @@ def verify_command(
     trust_files: tuple[Path, ...],
     allow_untrusted: bool,
     subjects: tuple[str, ...],
+    strict: bool,
     output_format: str,
 ) -> int:
     """Verify a report folder, report.pdf or attestation.dsse.json, and who signed it.
@@ -223,6 +266,11 @@ def verify_command(
     named) or UNTRUSTED (intact but the signer is not trusted, or no anchor
     was given), 2 unusable input. --allow-untrusted: with no anchor, an intact
     report exits 0 as INTACT, never VALID.
+
+    Warnings (errors under --strict, exit 1): an anchor that lies inside the
+    report folder (the report vouching for itself: UNTRUSTED under --strict)
+    and files in the folder that the attestation does not cover (INVALID under
+    --strict, naming them).
     """
     import os
 
@@ -244,6 +292,7 @@ def verify_command(
         anchors=anchors,
         allow_untrusted=allow_untrusted,
         subjects=given,
+        strict=strict,
     )
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))

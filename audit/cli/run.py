@@ -85,7 +85,21 @@ def report_skipped(results: Results, *, shown: int = 5) -> None:
     type=click.Path(path_type=Path),
     default=Path("cvaudit-out"),
     show_default=True,
-    help="Output folder.",
+    help="Output folder, replaced as a whole (an empty or new folder, or one cvaudit wrote).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out that cvaudit did not make (no .cvaudit-output marker); its files are kept. "
+    "Never a system folder, a symbolic link, or a folder holding the config or the data.",
+)
+@click.option(
+    "--out-mode",
+    default="700",
+    show_default=True,
+    metavar="OCTAL",
+    help="Mode of the --out folder; its files get the same bits without execute (700: folder 0700, files 0600). "
+    "750 shares the outputs with the group (docs/security.md#output-folders).",
 )
 @click.option("--seed", type=int, default=None, help="Override the config's seed.")
 @click.option("--device", type=str, default=None, help="auto | cpu | cuda | cuda:N (overrides the config).")
@@ -131,6 +145,8 @@ def run_command(
     mlflow_experiment,
     quiet,
     nproc_per_node,
+    force,
+    out_mode,
 ) -> int | None:
     """Run the audit described by CONFIG (a config.yaml) and write every output into --out.
 
@@ -151,6 +167,7 @@ def run_command(
         ):
             if value is not None:
                 argv += [flag, str(value)]
+        argv += ["--out-mode", str(out_mode), *(["--force"] if force else [])]
         return launch(nproc_per_node, [*argv, *(["--quiet"] if quiet else [])])
     outcome = run_config(
         config,
@@ -162,6 +179,8 @@ def run_command(
         baseline=baseline,
         quiet=quiet,
         mlflow=mlflow_experiment,
+        force=force,
+        out_mode=out_mode,
     )
     if outcome is None:  # a non-zero rank of a distributed run
         return None
@@ -187,8 +206,13 @@ def run_config(
     baseline=None,
     quiet=False,
     mlflow=None,
+    force=False,
+    out_mode="700",
 ):
     """Load a config file (with CLI overrides) and run it; None on non-zero ranks.
+
+    ``force`` and ``out_mode`` are ``--force`` and ``--out-mode`` (:mod:`reports.outputs`): --out is
+    checked before any image is read.
 
     ``mlflow`` names an MLflow experiment to log the run to (``--mlflow``). The command owns its
     process, so a config that leaves ``allocator`` unset runs with ``retain`` here (the Python API
@@ -197,6 +221,9 @@ def run_config(
     from audit.contract.config import load_config
     from audit.tracking import require_tracking, with_experiment
     from policies import PolicyGate
+    from reports import check_out_dir, parse_mode
+
+    mode = parse_mode(out_mode)
 
     # The config and the policy are read and validated before torch is imported (seconds): a typo is
     # reported at once. tests/test_cli_imports.py checks that torch is not loaded after such an error.
@@ -207,6 +234,8 @@ def run_config(
     if cfg.allocator is None:
         cfg = cfg.model_copy(update={"allocator": CLI_ALLOCATOR})
     gate = PolicyGate.load(cfg.policy)  # a policy with nothing that can fail: refused before torch is imported
+    if os.environ.get("RANK", "0") == "0":  # --out refused in a moment, not after torch loads (the runner checks again)
+        check_out_dir(out_dir, force=force)
 
     from audit.runner import run_audit
 
@@ -218,6 +247,8 @@ def run_config(
         progress=_progress_factory(not quiet),
         policy=gate,
         notify=say,
+        force=force,
+        out_mode=mode,
     )
     return outcome if outcome.results else None
 
@@ -251,6 +282,10 @@ def demo_command(out_dir: Path, quiet: bool, sign: bool, train: bool, task: str)
     def log(message: str) -> None:
         click.echo(message, err=True)
 
+    from reports import claim_output_folder
+
+    # the demo keeps its workspace/ inside --out: --out must be cvaudit's (or new) before anything is written
+    claim_output_folder(out_dir, own=("workspace",))
     if task == "detection":
         from audit.demo_detection import write_detection_demo
 

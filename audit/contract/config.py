@@ -18,7 +18,8 @@ from audit.contract.errors import AuditError, echo
 from audit.contract.intervals import IntervalMethod
 from audit.contract.keys import unknown_key_message
 from audit.contract.predictions import PREDICTIONS_COLUMNS
-from audit.contract.yaml_loader import load_yaml
+from audit.contract.text import valid_text
+from audit.contract.yaml_loader import load_yaml, read_yaml_file
 
 
 class _Strict(BaseModel):
@@ -100,11 +101,57 @@ class ModelConfig(_Strict):
             raise ValueError("model.class_names contains a name twice")
         return self
 
+    @field_validator("class_names")
+    @classmethod
+    def _valid_class_names(cls, value: list[str] | None) -> list[str] | None:
+        """Class names as valid UTF-8 text: a lone surrogate becomes its visible escape (:func:`valid_text`)."""
+        return None if value is None else [valid_text(name) for name in value]
+
 
 #: Default ``data.max_image_pixels``: 64 megapixels (e.g. 8000 x 8000, larger than most camera
 #: sensors). Decoding one RGB image this size peaks near 2 GB (benchmarks/bench_limits.py), once
 #: per DataLoader worker; the 12000 x 12000 RGB image of issue 13 took 4.1 GB.
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+
+#: Default ``data.image_formats``: the Pillow formats cvaudit decodes user images with. Any other
+#: file (whatever its name says) is "not a readable image": Pillow never tries its other plugins.
+DEFAULT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+
+#: Formats ``data.image_formats`` refuses, with why: their decoders start a program. Pillow's EPS
+#: plugin runs Ghostscript (``gs``, looked up on PATH) to render PostScript; PostScript and PDF are
+#: the same interpreter's input. (In Pillow 13 no other opener starts a program.)
+REFUSED_IMAGE_FORMATS = {
+    "EPS": "Pillow runs Ghostscript (gs) to decode it",
+    "PS": "PostScript is rendered by running Ghostscript (gs)",
+    "PDF": "PDF is rendered by running a program (Ghostscript)",
+}
+
+_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "POSTSCRIPT": "PS"}
+
+
+def check_image_formats(value: list[str]) -> list[str]:
+    """``data.image_formats`` as Pillow format names (upper case, ``JPG`` -> ``JPEG``, repeats dropped).
+
+    Raises:
+        ValueError: one line: no format, a format whose decoder starts a program
+            (:data:`REFUSED_IMAGE_FORMATS`), or one Pillow cannot open.
+    """
+    from PIL import Image
+
+    if not value:
+        raise ValueError("give at least one image format, e.g. [PNG, JPEG]")
+    Image.init()
+    names: list[str] = []
+    for given in value:
+        name = _FORMAT_ALIASES.get(str(given).strip().upper(), str(given).strip().upper())
+        if name in REFUSED_IMAGE_FORMATS:
+            raise ValueError(f"{echo(given)} is never decoded: {REFUSED_IMAGE_FORMATS[name]}")
+        if name not in Image.OPEN:
+            known = ", ".join(sorted(set(Image.OPEN) - set(REFUSED_IMAGE_FORMATS)))
+            raise ValueError(f"{echo(given)} is not an image format Pillow can open (one of {known})")
+        if name not in names:
+            names.append(name)
+    return names
 
 
 class DataConfig(_Strict):
@@ -159,6 +206,15 @@ class DataConfig(_Strict):
     alpha: Literal["drop", "composite_white"] | None = None
     """Transparent images: ``drop`` the alpha channel, or ``composite_white`` over white; null: ``drop``
     for Hugging Face models (as transformers does), ``composite_white`` otherwise."""
+    image_formats: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_FORMATS))
+    """The Pillow formats images are decoded with (default PNG, JPEG, WEBP, BMP, TIFF, GIF), whatever a
+    file's name says; a file of another format is a bad image (``on_bad_image``). EPS, PS and PDF are
+    refused: decoding them runs Ghostscript."""
+
+    @field_validator("image_formats")
+    @classmethod
+    def _image_formats(cls, value: list[str]) -> list[str]:
+        return check_image_formats(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -565,18 +621,18 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
 def load_config(path: str | Path, **overrides: Any) -> AuditConfig:
     """Read and validate ``config.yaml``; ``overrides`` (seed, device, batch_size, attack_samples) win.
 
+    The file is opened once, checked on its descriptor and read with the bound
+    :data:`audit.contract.yaml_loader.MAX_BYTES` (:func:`~audit.contract.yaml_loader.read_yaml_file`):
+    a larger file, a folder, a device such as ``/dev/zero``, a FIFO or a socket is refused before a
+    byte is read.
+
     Raises:
-        AuditError: the file is missing or does not match the schema.
-        YamlError: the file is not acceptable YAML (size, alias expansion, syntax).
+        AuditError: the file is missing, unreadable, not a regular file, larger than
+            ``MAX_BYTES``, or does not match the schema.
+        YamlError: the file is not acceptable YAML (alias expansion, syntax).
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AuditError(f"{path}: config file not found") from None
-    except OSError as err:
-        raise AuditError(f"{path}: cannot read config: {err.strerror}") from None
-    raw = load_yaml(data, source=str(path))
+    raw = load_yaml(read_yaml_file(path, what="config file", error=AuditError), source=str(path))
     if isinstance(raw, dict):
         given = {k: v for k, v in overrides.items() if v is not None}
         nested = {"attack_samples": "evaluation"}  # command-line options that live in a section

@@ -11,8 +11,10 @@ line). Both
    the read), and refuse anything but a regular file: a folder, a character
    device such as ``/dev/zero``, a FIFO, a socket;
 3. refuse a file whose size is over the limit before reading a byte;
-4. read at most ``limit + 1`` bytes, so a file that grows while it is read is
-   refused too; memory is bounded by the limit, never by the file.
+4. read at most ``min(size, limit) + 1`` bytes (``size`` from ``fstat``), so a
+   file that grows while it is read is refused too, and memory is bounded by
+   the file's size and the limit, never by the limit alone (``read(n)`` allocates
+   ``n`` bytes up front: a generous limit must not cost its size on every read).
 
 A limit is enforced by these checks, never by running out of memory. Every
 refusal is one line naming the file (the caller's error class, exit code 2).
@@ -101,10 +103,14 @@ def read_bounded(path: str | os.PathLike[str], *, limit: int, what: str, error: 
     b'abc'
     """
     path = Path(path)
-    fd, _ = _open_regular(path, what, limit, error)
+    fd, size = _open_regular(path, what, limit, error)
     with os.fdopen(fd, "rb") as handle:
         try:
-            data = handle.read(limit + 1)
+            # one byte past the size fstat gave tells a file that grew; read(n) allocates n bytes up front,
+            # so n is the file's size (at most the limit), never the limit itself
+            data = handle.read(min(size, limit) + 1)
+            if size < len(data) <= limit:  # it grew while we read: the rest, still bounded by the limit
+                data += handle.read(limit + 1 - len(data))
         except OSError as exc:
             raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     if len(data) > limit:

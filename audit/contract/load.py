@@ -18,11 +18,29 @@ from typing import Any
 from pydantic import ValidationError
 
 from audit.contract.errors import CvauditError, echo
+from audit.contract.files import read_bounded
 from audit.contract.results import SCHEMA_VERSION, Results
 
-__all__ = ["ResultsError", "json_path", "load_results", "parse_results", "schema_major_minor"]
+__all__ = [
+    "MAX_DETECTIONS_BYTES",
+    "MAX_RESULTS_BYTES",
+    "ResultsError",
+    "json_path",
+    "load_results",
+    "parse_results",
+    "read_results_bytes",
+    "schema_major_minor",
+]
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
+
+#: Largest results.json read (bytes), refused from the open descriptor's size before a byte is read.
+#: A run with 3 conditions and 500 groups writes about 1 MB, 30 conditions with 500 groups and 5000
+#: skipped images about 10 MB; 256 MiB leaves a wide margin while bounding the memory a file can cost.
+MAX_RESULTS_BYTES = 256 << 20
+#: Largest detections.json (COCO results format) read (bytes), refused before a byte is read: about
+#: 120 bytes a detection, so some 9 million detections; JSON parsing costs several times the file.
+MAX_DETECTIONS_BYTES = 1 << 30
 
 
 class ResultsError(CvauditError):
@@ -138,19 +156,25 @@ def _drop_unknown_keys(document: dict[str, Any]) -> tuple[dict[str, Any], list[s
     return document, dropped
 
 
-def load_results(path: str | Path) -> Results:
-    """Read and validate a results.json (see :func:`parse_results`).
+def read_results_bytes(path: str | Path) -> bytes:
+    """The bytes of a results.json, read with the bound :data:`MAX_RESULTS_BYTES`.
+
+    Opened once and checked on the descriptor (:func:`audit.contract.files.read_bounded`): a
+    larger file, a folder, a character device such as ``/dev/zero``, a FIFO or a socket is
+    refused before a byte is read.
 
     Raises:
-        ResultsError: the file is missing or unreadable, or not valid results.
+        ResultsError: missing, unreadable, not a regular file or over the limit; one line naming the file.
+    """
+    return read_bounded(path, limit=MAX_RESULTS_BYTES, what="results file", error=ResultsError)
+
+
+def load_results(path: str | Path) -> Results:
+    """Read (:func:`read_results_bytes`) and validate a results.json (see :func:`parse_results`).
+
+    Raises:
+        ResultsError: the file is missing, unreadable, not a regular file, over
+            :data:`MAX_RESULTS_BYTES`, or not valid results.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: results file not found") from None
-    except IsADirectoryError:
-        raise ResultsError(f"{path}: is a folder; expected a results.json file") from None
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return parse_results(data, source=str(path))
+    return parse_results(read_results_bytes(path), source=str(path))

@@ -13,7 +13,15 @@ A manifest lists one sample per row: ``path``, ``label`` and any other columns
 - JSON ``null`` becomes ``""`` (a missing value), ``true``/``false`` become
   ``"true"``/``"false"``, numbers their JSON text (``3``, ``0.5``), and nested
   objects or lists their compact JSON (sorted keys);
-- a missing key in a JSON row reads as ``""``, like an empty CSV cell.
+- a missing key in a JSON row reads as ``""``, like an empty CSV cell;
+- every key and value is valid text (:func:`audit.contract.text.valid_text`): a lone surrogate from a JSON
+  ``"\\ud800"`` escape becomes those six visible characters, so no writer fails on it later.
+
+Limits, checked before the text is held: the file is opened once by
+:func:`audit.contract.files.open_bounded` (a regular file, not a FIFO or a device) and may be at most
+:data:`MAX_MANIFEST_BYTES` (a ``.json`` list, parsed whole, :data:`MAX_JSON_MANIFEST_BYTES`); each
+line, with its line break, at most :data:`MAX_LINE_BYTES`, read with a bound before it is decoded,
+so a 1 GB line costs one line's bound of memory, not the line.
 
 Problems are one-line :class:`ManifestError`\\ s naming the file and line.
 """
@@ -34,10 +42,15 @@ from typing import Any
 import numpy as np
 
 from audit.contract.errors import CvauditError, echo
+from audit.contract.files import open_bounded, read_bounded
+from audit.contract.text import valid_text
 
 __all__ = [
     "CHUNK_ROWS",
     "MANIFEST_SUFFIXES",
+    "MAX_JSON_MANIFEST_BYTES",
+    "MAX_LINE_BYTES",
+    "MAX_MANIFEST_BYTES",
     "ManifestChunk",
     "ManifestError",
     "ManifestRow",
@@ -53,6 +66,20 @@ _LINE_BREAK = re.compile(r"\r\n?|\n")
 CHUNK_ROWS = 16384
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
+
+#: The largest CSV/TSV/JSONL manifest read (16 GiB: a hundred million rows of ~150 bytes); they are streamed.
+MAX_MANIFEST_BYTES = 16 << 30
+
+#: The largest ``.json`` manifest (a list parsed whole, so held in memory several times over): 256 MiB.
+MAX_JSON_MANIFEST_BYTES = 256 << 20
+
+#: The longest manifest line, its line break included (1 MiB); a longer line is refused before it is decoded.
+MAX_LINE_BYTES = 1 << 20
+
+_BOM = b"\xef\xbb\xbf"
+#: A decoded line split where a bare carriage return ends a line too (as text mode with ``newline=""`` splits).
+_PIECES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
 class ManifestError(CvauditError):
@@ -88,6 +115,54 @@ def _read_errors(path: Path) -> Iterator[None]:
         raise ManifestError(f"{path}: manifest is not UTF-8 text") from None
     except csv.Error as exc:
         raise ManifestError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _line_blocks(path: Path, *, max_line: int = MAX_LINE_BYTES) -> Iterator[list[str]]:
+    """The manifest's lines as text, a list per block read (line breaks kept: ``\\n``, ``\\r\\n`` or a bare ``\\r``), the UTF-8 BOM skipped.
+
+    The file goes through :func:`open_bounded` (a regular file of at most :data:`MAX_MANIFEST_BYTES`). It is
+    read in blocks of ``max_line`` bytes cut after their last line break, so no more than about two blocks
+    are held: a line longer than ``max_line`` bytes (its line break included) is refused, naming it, before
+    it is decoded, whatever its length in the file. Lines are decoded a block at a time (a line break is
+    never inside a UTF-8 sequence).
+
+    Raises:
+        ManifestError: the file is missing, not a regular file or too large; a line is too long or not UTF-8.
+    """
+    with open_bounded(path, limit=MAX_MANIFEST_BYTES, what="manifest", error=ManifestError) as handle:
+        number, rest, first = 0, b"", True  # number: lines yielded so far
+        while True:
+            block = handle.read(max_line)
+            if not block:
+                if rest:
+                    yield _decoded(rest, path, number)
+                return
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest += block
+                if len(rest) > max_line:
+                    raise ManifestError(f"{path}: line {number + 1} is longer than {max_line} bytes")
+                continue
+            if len(rest) + block.find(b"\n") + 1 > max_line:
+                raise ManifestError(f"{path}: line {number + 1} is longer than {max_line} bytes")
+            data, rest = rest + block[: cut + 1], block[cut + 1 :]
+            if first and data.startswith(_BOM):
+                data = data[len(_BOM) :]
+            first = False
+            pieces = _decoded(data, path, number)
+            number += len(pieces)
+            yield pieces
+
+
+def _decoded(data: bytes, path: Path, number: int) -> list[str]:
+    """Whole lines of bytes as text lines (line breaks kept), the first of them line ``number + 1``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = number + 1 + data.count(b"\n", 0, err.start)
+        raise ManifestError(f"{path}: line {line}: not UTF-8 text") from None
+    # str.splitlines (fast) also splits at the characters of _OTHER_BREAKS, which are no line break here
+    return _PIECES.findall(text) if _OTHER_BREAKS.search(text) else text.splitlines(keepends=True)
 
 
 def read_manifest(path: str | Path) -> Iterator[ManifestRow]:
@@ -210,8 +285,9 @@ def _csv_header(reader: Any, path: Path) -> list[str] | None:
 
 
 def _csv_chunks(path: Path, delimiter: str, rows_per_chunk: int) -> Iterator[ManifestChunk]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+    blocks = _line_blocks(path)
+    with contextlib.closing(blocks):  # closes the file when the caller stops early
+        reader = csv.reader(itertools.chain.from_iterable(blocks), delimiter=delimiter)
         columns = _csv_header(reader, path)
         if columns is None:
             return
@@ -257,6 +333,7 @@ def _csv_block(
             records = tuple(r for r, keep in zip(records, filled.tolist()) if keep)
             starts = starts[filled]
         values = dict(zip(columns, zip(*records))) if records else {c: () for c in columns}
+        # valid text by construction: a strict UTF-8 decoding yields no surrogate
         return ManifestChunk(start, values, starts.tolist()), end
     finally:
         if enabled:
@@ -269,8 +346,9 @@ def read_manifest_rows(path: str | Path) -> list[ManifestRow]:
 
 
 def _read_csv(path: Path, delimiter: str) -> Iterator[ManifestRow]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+    blocks = _line_blocks(path)
+    with contextlib.closing(blocks):  # closes the file when the caller stops early
+        reader = csv.reader(itertools.chain.from_iterable(blocks), delimiter=delimiter)
         columns = _csv_header(reader, path)
         if columns is None:
             return
@@ -286,8 +364,9 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[ManifestRow]:
 
 
 def _read_jsonl(path: Path) -> Iterator[ManifestRow]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
+    blocks = _line_blocks(path)
+    with contextlib.closing(blocks):
+        for number, line in enumerate(itertools.chain.from_iterable(blocks), start=1):
             if not line.strip():
                 continue
             item = _json(line, path, number)
@@ -295,7 +374,8 @@ def _read_jsonl(path: Path) -> Iterator[ManifestRow]:
 
 
 def _read_json(path: Path) -> Iterator[ManifestRow]:
-    items = _json(path.read_text(encoding="utf-8-sig"), path, None)
+    raw = read_bounded(path, limit=MAX_JSON_MANIFEST_BYTES, what="manifest", error=ManifestError)
+    items = _json(raw.decode("utf-8-sig"), path, None)
     if not isinstance(items, list):
         raise ManifestError(f"{path}: expected a JSON list of objects")
     for number, item in enumerate(items, start=1):
@@ -319,7 +399,7 @@ def _as_row(item: Any, path: Path, number: int, unit: str) -> ManifestRow:
     if not isinstance(item, dict):
         raise ManifestError(f"{path}: {unit} {number}: expected a JSON object, got {type(item).__name__}")
     try:
-        return ManifestRow({str(k).strip(): as_text(v) for k, v in item.items()}, number)
+        return ManifestRow({valid_text(str(k).strip()): valid_text(as_text(v)) for k, v in item.items()}, number)
     except RecursionError:
         raise ManifestError(f"{path}: {unit} {number}: a value is nested too deeply") from None
 

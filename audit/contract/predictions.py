@@ -14,8 +14,10 @@ balanced accuracy and macro F1 from ``label``/``prediction``; ECE/MCE from
 ``confidence`` and correctness; NLL = -mean log max(p_true, eps) with eps the
 float64 machine epsilon; Brier = mean(prob_sq_sum - 2 p_true + 1).
 
-The file is raw machine data: values are written as they are (no spreadsheet
-formula neutralisation).
+Written with cvaudit's one CSV writer (:mod:`audit.contract.csvfile`), like every CSV it writes: a text
+cell that a spreadsheet would run as a formula gets a leading apostrophe, control characters are
+escaped (``\\x1b``), numbers are written as they are, lines end in CRLF. Read it back with
+:func:`audit.contract.csvfile.reader` (or drop the apostrophe before ``= + - @`` and tab yourself).
 """
 
 from __future__ import annotations

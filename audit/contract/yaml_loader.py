@@ -5,7 +5,9 @@ few hundred bytes of nested aliases ("billion laughs") stand for billions of
 values, which later code (validation, error messages) then walks. This loader
 refuses, before anything is built:
 
-- files larger than :data:`MAX_BYTES`;
+- files larger than :data:`MAX_BYTES`: :func:`read_yaml_file` refuses them from the
+  open descriptor's size before reading a byte (and refuses folders, devices such
+  as ``/dev/zero``, FIFOs and sockets), through :func:`audit.contract.files.read_bounded`;
 - documents whose nodes, with every alias expanded, exceed :data:`MAX_NODES`,
   or whose text (scalar characters), with every alias expanded, exceeds
   :data:`MAX_CHARS` (a long string repeated through aliases);
@@ -15,13 +17,15 @@ refuses, before anything is built:
 
 from __future__ import annotations
 
+from os import PathLike
 from typing import Any
 
 import yaml
 
 from audit.contract.errors import CvauditError
+from audit.contract.files import read_bounded
 
-__all__ = ["MAX_BYTES", "MAX_CHARS", "MAX_DEPTH", "MAX_NODES", "YamlError", "load_yaml"]
+__all__ = ["MAX_BYTES", "MAX_CHARS", "MAX_DEPTH", "MAX_NODES", "YamlError", "load_yaml", "read_yaml_file"]
 
 #: Largest config or policy file read (bytes).
 MAX_BYTES = 1 << 20
@@ -80,6 +84,25 @@ def _expanded_size(root: yaml.Node, limit: int, char_limit: int = MAX_CHARS) -> 
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in sizes)
     return sizes[id(root)]
+
+
+def read_yaml_file(path: str | PathLike[str], *, what: str, error: type[CvauditError] | None = None) -> bytes:
+    """The bytes of a config or policy file, read with the bound :data:`MAX_BYTES`.
+
+    Opened once and checked on the descriptor (:func:`audit.contract.files.read_bounded`): a file
+    over ``MAX_BYTES``, a folder, a character device, a FIFO or a socket is refused before a byte is
+    read, so memory never depends on the file.
+
+    Args:
+        path: the file a user named.
+        what: what it is, for messages ("config file", "policy file").
+        error: the error class to raise (default :class:`YamlError`).
+
+    Raises:
+        error: missing, unreadable, not a regular file, or larger than ``MAX_BYTES``; one line
+            naming the file (and the limit).
+    """
+    return read_bounded(path, limit=MAX_BYTES, what=what, error=error or YamlError)
 
 
 def load_yaml(data: bytes | str, *, source: str) -> Any:

@@ -39,7 +39,6 @@ one severity, and the gap between their medians.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -51,6 +50,7 @@ import torch
 from scipy.stats import binom
 from torch import Tensor
 
+from audit.contract import csvfile
 from audit.contract.config import BreakingPointsConfig, ModelConfig
 from audit.contract.errors import AuditError
 from audit.contract.groupstats import takes_part
@@ -639,7 +639,8 @@ def compute_breaking_points(
     tallies: dict[tuple[str, str | None, str | None], _Tally] = {}
     tmp = out_csv.with_name(out_csv.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+        # the one CSV writer (formula starts guarded, control characters escaped); CRLF as it always was
+        writer = csvfile.writer(fh, lineterminator="\r\n")
         writer.writerow([*CSV_COLUMNS, *attributes])
         for sample_id, by_condition in _sample_groups(rows()):
             for track in tracks:

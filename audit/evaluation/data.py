@@ -34,9 +34,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from audit.contract.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig, ModelConfig
+from audit.contract.config import DEFAULT_IMAGE_FORMATS, DEFAULT_MAX_IMAGE_PIXELS, DataConfig, ModelConfig
 from audit.contract.errors import AuditError, echo
 from audit.contract.manifest import CHUNK_ROWS, ManifestChunk, read_manifest_chunks
+from audit.contract.text import neutralise, valid_text
 from audit.evaluation.preprocess import Geometry
 from audit.evaluation.table import (
     MISSING,
@@ -413,18 +414,21 @@ def read_image_folder(
     if cfg.attributes:
         raise AuditError(f"{root}: data.attributes needs a manifest; an ImageFolder has no attribute columns")
     folders = sorted(d.name for d in root.iterdir() if d.is_dir())
-    classes = list(class_names) if class_names is not None else folders
-    unknown = [f for f in folders if f not in classes]
+    names = {folder: valid_text(folder) for folder in folders}  # a non-UTF-8 name as its visible escapes
+    classes = list(class_names) if class_names is not None else [names[f] for f in folders]
+    unknown = [names[f] for f in folders if names[f] not in classes]
     if unknown:
-        raise AuditError(f"{root}: class folder {unknown[0]!r} is not in model.class_names {classes}")
+        raise AuditError(f"{root}: class folder {echo(unknown[0])} is not in model.class_names {echo(classes)}")
     bound = _data_root(cfg, root)
     ids, labels, paths = [], [], []
     for cls in folders:
         for f in sorted((root / cls).rglob("*")):
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
                 sid = f.relative_to(root).as_posix()
+                if valid_text(sid) != sid:  # a file name that is not UTF-8 cannot be a sample id or a path text
+                    raise AuditError(f"{root}: '{neutralise(sid)}': the file name is not UTF-8 text; rename the file")
                 ids.append(sid)
-                labels.append(classes.index(cls))
+                labels.append(classes.index(names[cls]))
                 paths.append(str(_contained(f, bound, f"{root}: {sid}", sid)))
     if not ids:
         raise AuditError(f"{root}: the dataset is empty (no images in class folders)")
@@ -633,7 +637,11 @@ class AuditDataset(Dataset):
     before it is decoded (an EXIF rotation changes no pixel count), as is one
     Pillow itself refuses as a decompression bomb. ``exif`` and ``alpha`` are the
     decided ``data.exif`` and ``data.alpha`` (:meth:`DataConfig.decoding_for`);
-    an npz array has neither an orientation tag nor an alpha channel.
+    an npz array has neither an orientation tag nor an alpha channel. Files are
+    opened only by the Pillow plugins of ``formats`` (``data.image_formats``):
+    a file of any other format, whatever its name, is a bad image, and no
+    plugin that starts a program (EPS's Ghostscript) is ever tried. Whatever a
+    decoder raises (any exception type) is a bad image with its reason.
     """
 
     def __init__(
@@ -645,6 +653,7 @@ class AuditDataset(Dataset):
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         exif: Literal["apply", "ignore"] = "ignore",
         alpha: Literal["drop", "composite_white"] = "composite_white",
+        formats: Sequence[str] = DEFAULT_IMAGE_FORMATS,
     ):
         # Only what decoding needs: DataLoader workers receive (or inherit) nothing else of the table.
         self.paths = table.paths
@@ -657,6 +666,7 @@ class AuditDataset(Dataset):
         self.indices = indices if isinstance(indices, range) else np.asarray(indices, dtype=np.int64)
         self.max_pixels = max_pixels
         self.exif, self.alpha = exif, alpha
+        self.formats = list(formats)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -679,7 +689,7 @@ class AuditDataset(Dataset):
                 arr = arr.astype(np.float32)
                 _check_unit_range(arr, f"{self.npz_images.dtype} pixels")
             return to_tensor(arr, channels=self.channels, geometry=self.geometry)
-        with _pillow_pixel_limit(self.max_pixels), Image.open(self.paths[i]) as img:
+        with _pillow_pixel_limit(self.max_pixels), Image.open(self.paths[i], formats=self.formats) as img:
             width, height = img.size
             if width * height > self.max_pixels:
                 raise _ImageTooLarge(
@@ -703,17 +713,14 @@ class AuditDataset(Dataset):
         return item
 
 
-#: What decoding a bad image file raises (:func:`decode_error` words each as one line).
-DECODE_ERRORS = (
-    FileNotFoundError,
-    UnidentifiedImageError,
-    Image.DecompressionBombError,
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    struct.error,
-)
+#: What decoding a bad image file raises (:func:`decode_error` words each as one line): anything. Pillow's
+#: plugins raise OSError, SyntaxError, ValueError, EOFError, struct.error, their own exception types and, for
+#: a plugin that starts a program, that program's errors; each is a bad image (``on_bad_image``), never an
+#: internal error that ends the run from inside a DataLoader worker.
+DECODE_ERRORS: tuple[type[Exception], ...] = (Exception,)
+
+#: The decoder errors :func:`decode_error` words by their message alone (others also by their type).
+_KNOWN_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
 
 
 def decode_error(err: BaseException) -> str:
@@ -725,8 +732,10 @@ def decode_error(err: BaseException) -> str:
     if isinstance(err, _ImageTooLarge):
         return str(err)
     if isinstance(err, Image.DecompressionBombError):
-        return f"refused as a decompression bomb ({err})"
-    return f"cannot decode image ({str(err)[:200]})"
+        return valid_text(f"refused as a decompression bomb ({err})")
+    if isinstance(err, _KNOWN_ERRORS):
+        return valid_text(f"cannot decode image ({str(err)[:200]})")
+    return valid_text(f"cannot decode image ({type(err).__name__}: {str(err)[:200]})")
 
 
 def open_image(
@@ -735,16 +744,18 @@ def open_image(
     max_pixels: int,
     exif: Literal["apply", "ignore"],
     alpha: Literal["drop", "composite_white"],
+    formats: Sequence[str] = DEFAULT_IMAGE_FORMATS,
 ) -> np.ndarray:
     """Decode one image file at its own size to float32 HWC in [0, 1], as :class:`AuditDataset` decodes it.
 
     The header's pixel count is checked against ``max_pixels`` before any pixel is decoded; the EXIF
-    orientation is applied when ``exif`` is ``apply``; ``alpha`` as ``data.alpha``.
+    orientation is applied when ``exif`` is ``apply``; ``alpha`` as ``data.alpha``; only the Pillow plugins of
+    ``formats`` (``data.image_formats``) are tried.
 
     Raises:
         One of :data:`DECODE_ERRORS` (worded by :func:`decode_error`).
     """
-    with _pillow_pixel_limit(max_pixels), Image.open(path) as img:
+    with _pillow_pixel_limit(max_pixels), Image.open(path, formats=list(formats)) as img:
         width, height = img.size
         if width * height > max_pixels:
             raise _ImageTooLarge(

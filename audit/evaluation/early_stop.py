@@ -19,7 +19,6 @@ it, as without early stopping.
 
 from __future__ import annotations
 
-import csv
 import heapq
 import tempfile
 from collections.abc import Callable, Hashable, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from audit.contract import csvfile
 from audit.contract.intervals import proportion_interval
 from audit.contract.metric_specs import TOP_K_ACCURACY
 from audit.contract.seeds import MASK63, derive_seed
@@ -266,15 +266,19 @@ class StopMonitor:
         }
 
 
-def sort_rows(path: Path, *, key: Callable[[list[str]], Any], chunk: int = 200_000) -> None:
+def sort_rows(
+    path: Path, *, key: Callable[[list[str]], Any], chunk: int = 200_000, lineterminator: str = "\r\n"
+) -> None:
     """Sort a headerless CSV file by ``key`` in chunks of ``chunk`` rows (then a merge), in place.
 
     The predictions rows of an early-stopped run come in evaluation order; this puts them back in
-    dataset order with memory bounded by ``chunk`` rows.
+    dataset order with memory bounded by ``chunk`` rows. The file is read and written with cvaudit's one CSV
+    writer (:mod:`audit.contract.csvfile`; ``key`` sees the values, formula guard undone), lines ending in
+    ``lineterminator`` (predictions.csv's CRLF by default).
     """
     parts: list[Path] = []
     with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
+        reader = csvfile.reader(fh)
         while True:
             rows = [row for _, row in zip(range(chunk), reader)]
             if not rows:
@@ -282,13 +286,14 @@ def sort_rows(path: Path, *, key: Callable[[list[str]], Any], chunk: int = 200_0
             rows.sort(key=key)
             handle, name = tempfile.mkstemp(prefix="rows-", suffix=".csv", dir=path.parent)
             with open(handle, "w", newline="", encoding="utf-8") as out:
-                csv.writer(out).writerows(rows)
+                csvfile.writer(out, lineterminator=lineterminator).writerows(rows)
             parts.append(Path(name))
     try:
         files = [open(p, newline="", encoding="utf-8") for p in parts]  # noqa: SIM115 (closed below)
         try:
             with open(path, "w", newline="", encoding="utf-8") as fh:
-                csv.writer(fh).writerows(heapq.merge(*(csv.reader(f) for f in files), key=key))
+                merged = heapq.merge(*(csvfile.reader(f) for f in files), key=key)
+                csvfile.writer(fh, lineterminator=lineterminator).writerows(merged)
         finally:
             for f in files:
                 f.close()

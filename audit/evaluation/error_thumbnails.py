@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from audit.contract import csvfile
 from audit.contract.config import ModelConfig
 from audit.evaluation.conditions import Condition
 from audit.evaluation.data import AuditDataset, SampleTable, make_loader
@@ -47,7 +48,8 @@ def stressed_thumbnails(
         table: The run's samples.
         model_cfg: The model settings (input size, channels, resizing), as in the evaluation.
         conditions: The run's conditions; ``wanted`` names some of them by id.
-        wanted: Condition id -> sample ids of ``table`` (each condition's samples stressed as one batch).
+        wanted: Condition id -> sample ids of ``table``, as the table holds them or as predictions.csv gives
+            them back (:func:`audit.contract.csvfile.read_back`); each condition's samples stressed as one batch.
         keys: (N_total,) the sample keys of ``table`` (:func:`audit.evaluation.data.sample_keys_of`).
         seed: The audit seed.
         device: Where the model runs.
@@ -56,7 +58,7 @@ def stressed_thumbnails(
             ``data.alpha``), as in the evaluation.
 
     Returns:
-        (condition id, sample id) -> a ``data:image/png;base64`` URI. A sample whose image no longer
+        (condition id, sample id as predictions.csv gives it back) -> a ``data:image/png;base64`` URI. A sample whose image no longer
         decodes is left out.
 
     Raises:
@@ -66,9 +68,11 @@ def stressed_thumbnails(
         return {}
     by_id = {c.id: c for c in conditions}
     out: dict[tuple[str, str], str] = {}
+    # ids as predictions.csv gives them back (control characters escaped) -> the table's ids
+    raw = {back: sid for sid in map(str, table.ids) if (back := csvfile.read_back(sid)) != sid}
     for cid, sample_ids in wanted.items():
         cond = by_id[cid]
-        ids = list(dict.fromkeys(str(s) for s in sample_ids))
+        ids = list(dict.fromkeys(raw.get(str(s), str(s)) for s in sample_ids))
         if not ids:
             continue
         indices = table.indices_of(ids).tolist()
@@ -80,5 +84,5 @@ def stressed_thumbnails(
         labels = torch.from_numpy(table.labels[index.numpy()]).to(device)
         x = stress(cond, model, batch["images"].to(device), labels, keys[index], seed)
         for row, i in enumerate(index.tolist()):
-            out[(cid, str(table.ids[i]))] = png_data_uri(x[row], mode)
+            out[(cid, csvfile.read_back(str(table.ids[i])))] = png_data_uri(x[row], mode)
     return out

@@ -19,7 +19,6 @@ and the predictions rows are put back in dataset order.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from audit.contract import csvfile
 from audit.contract.conditions import format_severity
 from audit.contract.errors import AuditError
 from audit.evaluation.bootstrap import poisson_weights
@@ -40,6 +40,7 @@ from audit.evaluation.early_stop import StopMonitor, sort_rows
 from audit.evaluation.metrics import AuditStats, BootstrapWeights
 from audit.evaluation.model import AuditModel
 from audit.evaluation.ordered_jobs import OrderedJobs
+from audit.evaluation.predictions import LINE_END
 
 #: progress(images_done, condition=None): advance by the images of a batch; name the condition being evaluated.
 Progress = Callable[..., None]
@@ -169,7 +170,7 @@ def evaluate(
     loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
     done = 0
     with open(predictions_path, "w", newline="", encoding="utf-8") as fh, OrderedJobs() as jobs:
-        writer = csv.writer(fh)
+        writer = csvfile.writer(fh, lineterminator=LINE_END)
         for raw in loader:
             _record_bad_images(raw["bad"], table, settings, state)
             if raw["images"] is not None:

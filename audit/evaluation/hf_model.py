@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from audit.contract.config import ModelConfig
 from audit.contract.digest import sha256_file
 from audit.contract.errors import AuditError
+from audit.contract.files import read_bounded
+from audit.contract.text import valid_text
 
 __all__ = ["HFLogits", "hf_preprocessing", "load_hf_model", "resolve_hf_config"]
 
@@ -43,6 +45,8 @@ GENERIC_PROCESSORS = {
     "ViTImageProcessor",
 }
 #: ``PILImageResampling`` values -> ``model.interpolation``.
+#: Largest config.json or model.safetensors.index.json of a model folder read (bytes), refused unread.
+MAX_HF_JSON_BYTES = 16 << 20
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 #: The config keys an image processor can supply.
 PREPROCESSING_KEYS = ("input_size", "resize", "interpolation", "resize_backend", "mean", "std")
@@ -86,7 +90,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AuditError(f"{folder}: no config.json (not a saved Hugging Face model folder)")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_bounded(path, limit=MAX_HF_JSON_BYTES, what="config.json", error=AuditError).decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise AuditError(f"{path}: not valid JSON ({_first_line(err)})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("model_type"), str):
@@ -131,7 +135,7 @@ def _load_config(transformers: Any, folder: Path) -> Any:
 
 
 def _class_names(config: Any, folder: Path) -> list[str]:
-    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    id2label = {int(k): valid_text(str(v)) for k, v in (config.id2label or {}).items()}  # a lone surrogate escaped
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise AuditError(f"{folder / 'config.json'}: id2label must number the classes 0..K-1 (got {sorted(id2label)})")
     names = [id2label[k] for k in range(len(id2label))]
@@ -293,7 +297,8 @@ def _weights(folder: Path) -> tuple[Path, list[Path]]:
         return single, [single]
     if index.is_file():
         try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            data = read_bounded(index, limit=MAX_HF_JSON_BYTES, what="safetensors index", error=AuditError)
+            shards = sorted(set(json.loads(data.decode())["weight_map"].values()))
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise AuditError(f"{index}: not a safetensors index (no weight_map)") from None
         missing = [s for s in shards if not (folder / s).is_file()]

@@ -13,6 +13,18 @@ Supported artifacts (teams audit what they deploy):
   see :mod:`audit.evaluation.hf_model`; :func:`resolve_model_config` fills the
   class names and preprocessing from the folder before anything else reads them.
 
+Models are code. :func:`load_model` names in the model identity (``code_executed``, written to
+results.json and the reports, and told on stderr by the CLI) the code a run executed: a factory's
+``module:function`` with the module's file and its SHA-256 (Python code, imported and called);
+a TorchScript or ``torch.export`` archive with its SHA-256 (the program that computes the outputs
+is in the file). ONNX files are not named: onnxruntime runs the graph's standard operators, and
+cvaudit registers no custom-operator library, so a graph that needs one fails to load. A
+Hugging Face folder loads safetensors only with ``trust_remote_code`` off (no code from the folder).
+
+A pickled model (``torch.save`` of a whole module, or any pickle) is never unpickled: unpickling
+runs whatever the file holds. :func:`load_model` refuses it with one line naming the file and
+what to save instead (a ``state_dict`` with a factory, TorchScript or ``.pt2``).
+
 :class:`AuditModel` maps images in [0, 1] (N, C, H, W) to logits: the mean/std
 normalisation happens inside it, after the stressors, so an attack's epsilon is
 in pixel units. A model that outputs probabilities is checked (finite,
@@ -22,8 +34,14 @@ non-negative, rows sum to 1) and its log-probabilities serve as logits
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import pickle
 import sys
+import warnings
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +54,15 @@ from audit.contract.digest import sha256_file
 from audit.contract.errors import AuditError
 
 PROB_TOLERANCE = 1e-3
+
+#: The formats whose file or module is code a run executes (recorded as ``code_executed``).
+CODE_FORMATS = ("factory", "torchscript", "torch.export")
+
+#: What to give instead of a pickled model (the end of the one-line refusal).
+SAVE_INSTEAD = (
+    "save a state_dict (torch.save(model.state_dict(), path)) and give model.factory 'module:function' "
+    "with model.weights, or save TorchScript (torch.jit.save) or a torch.export program (.pt2)"
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,9 +144,44 @@ def _onnxruntime_errors(ort: Any) -> tuple[type[BaseException], ...]:
 # the next one into a traceback.
 
 
-def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
+def _shown_path(path: Path, base_dir: Path | None) -> str:
+    """``path`` relative to the config's folder, else to the working directory, else absolute."""
+    real = path.resolve()
+    for root in (base_dir, Path.cwd()):
+        if root is None:
+            continue
+        with contextlib.suppress(ValueError):
+            return str(real.relative_to(Path(root).resolve()))
+    return str(real)
+
+
+def _module_record(module: Any, name: str, base_dir: Path | None) -> dict[str, Any]:
+    """``code_executed`` of a factory: its ``module:function``, the module's file and that file's SHA-256.
+
+    The digest is taken right after the import, of the file Python imported (``__file__``; a
+    package's ``__init__.py``); what that module imports in turn is not digested. A module
+    without a file (a namespace package) has ``path`` and ``sha256`` null.
+    """
+    file = getattr(module, "__file__", None)
+    if not file or not Path(file).is_file():
+        return {"kind": "factory", "name": name, "path": None, "sha256": None}
+    return {"kind": "factory", "name": name, "path": _shown_path(Path(file), base_dir), "sha256": sha256_file(file)}
+
+
+def code_record(fmt: str, path: Path, sha256: str | None) -> dict[str, Any] | None:
+    """``code_executed`` of a model file: the TorchScript or ``torch.export`` program it holds; None otherwise."""
+    if fmt not in ("torchscript", "torch.export"):
+        return None
+    return {"kind": fmt, "name": path.name, "path": str(path), "sha256": sha256}
+
+
+def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> tuple[nn.Module, dict[str, Any]]:
     """Import ``package.module:function`` (the config's folder and the working directory are
-    searched first, so a module beside the config is found) and call it."""
+    searched first, so a module beside the config is found) and call it.
+
+    Returns:
+        The module it built and its ``code_executed`` record (:func:`_module_record`).
+    """
     module_name, _, func_name = cfg.factory.partition(":")
     search = [str(p) for p in (base_dir, Path.cwd()) if p is not None]
     saved = list(sys.path)
@@ -131,6 +193,7 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
         raise AuditError(f"model.factory: cannot import {cfg.factory!r} ({err})") from None
     finally:
         sys.path[:] = saved
+    record = _module_record(module, cfg.factory, base_dir)
     try:
         net = factory()
     except Exception as err:  # the user's code: any exception it raises becomes the one-line message
@@ -144,6 +207,11 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
             state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise AuditError(f"{cfg.weights}: weights file not found") from None
+        except pickle.UnpicklingError:  # weights-only loading met a class it does not allow
+            raise AuditError(
+                f"{cfg.weights}: holds pickled objects that weights-only loading refuses (a whole module saved "
+                "with torch.save?); model.weights must be a state_dict: torch.save(model.state_dict(), path)"
+            ) from None
         except Exception as err:  # a damaged file: the unpickler raises whatever it hits (see 'Damaged model files')
             raise AuditError(f"{cfg.weights}: unreadable state_dict ({type(err).__name__})") from None
         try:
@@ -151,7 +219,57 @@ def _load_factory(cfg: ModelConfig, base_dir: Path | None) -> nn.Module:
         except (RuntimeError, TypeError) as err:
             detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])[:200]
             raise AuditError(f"{cfg.weights}: does not match the factory's model ({detail})") from None
-    return net
+    return net, record
+
+
+@contextlib.contextmanager
+def _quiet_torch_export() -> Iterator[None]:
+    """Silence torch.export's own logging while a file is tried: on a file that is not a ``.pt2`` it logs
+    a 20-line traceback as a warning before raising; the raise becomes cvaudit's one line."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _pickled(path: Path) -> bool:
+    """Whether ``path`` is a pickle rather than a program archive: ``torch.save`` (zip with ``data.pkl`` and
+    no TorchScript ``code/``), a legacy ``torch.save`` or a plain ``pickle.dump`` (protocol 2+)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if head[:1] == b"\x80":
+            return True
+        if head != b"PK\x03\x04":
+            return False
+        with zipfile.ZipFile(path) as archive:
+            inner = {name.split("/", 1)[1] for name in archive.namelist() if "/" in name}
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return "data.pkl" in inner and "constants.pkl" not in inner and not any(n.startswith("code/") for n in inner)
+
+
+def _refuse_pickle(path: Path) -> None:
+    """Raise the one-line refusal of a pickled model file (see the module docstring)."""
+    try:  # weights-only loading runs no code; it tells a state_dict from a pickled object
+        with warnings.catch_warnings():  # its notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a pickled object weights-only loading refuses, or damage (see 'Damaged model files')
+        state = None
+    if isinstance(state, dict) and any(isinstance(v, Tensor) for v in state.values()):
+        raise AuditError(
+            f"{path}: holds a state_dict (weights without the network); give model.factory 'module:function' "
+            "that builds the network and this file as model.weights, or save TorchScript (torch.jit.save) or a "
+            "torch.export program (.pt2)"
+        )
+    raise AuditError(
+        f"{path}: is a pickled model (torch.save of a whole module, or a pickle); cvaudit does not unpickle "
+        f"it (unpickling runs any code the file holds, and weights-only loading refuses it): {SAVE_INSTEAD}"
+    )
 
 
 def _load_file(path: Path) -> tuple[nn.Module, str]:
@@ -167,9 +285,12 @@ def _load_file(path: Path) -> tuple[nn.Module, str]:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return OnnxModule(path), "onnx"
+    if _pickled(path):
+        _refuse_pickle(path)
     if suffix == ".pt2":
         try:
-            return torch.export.load(str(path)).module(), "torch.export"
+            with _quiet_torch_export():
+                return torch.export.load(str(path)).module(), "torch.export"
         except Exception as err:  # a damaged archive: the reader raises whatever it hits (see 'Damaged model files')
             raise AuditError(f"{path}: unreadable torch.export program ({type(err).__name__})") from None
     try:
@@ -177,7 +298,8 @@ def _load_file(path: Path) -> tuple[nn.Module, str]:
     except Exception:  # not TorchScript, or a damaged archive: its reader raises whatever it hits
         pass  # (RuntimeError from the archive reader, UnicodeDecodeError from a damaged entry name, ...)
     try:
-        return torch.export.load(str(path)).module(), "torch.export"
+        with _quiet_torch_export():
+            return torch.export.load(str(path)).module(), "torch.export"
     except Exception:  # neither format: the torch.export reader raises whatever it hits (see 'Damaged model files')
         raise AuditError(f"{path}: unreadable model file (neither TorchScript nor torch.export)") from None
 
@@ -248,20 +370,21 @@ def load_model(cfg: ModelConfig, device: torch.device, *, base_dir: Path | None 
     """Load the configured model onto ``device``, in eval mode.
 
     Returns:
-        The wrapped model and its identity ``{path, sha256, format}`` for results.json
-        (plus ``files``, name -> sha256, for a Hugging Face folder).
+        The wrapped model and its identity ``{path, sha256, format, factory, code_executed}`` for
+        results.json (plus ``files``, name -> sha256, for a Hugging Face folder); ``code_executed``
+        names the code the run executed, or is None (see the module docstring).
 
     Raises:
-        AuditError: missing or unreadable file, bad factory or weights.
+        AuditError: missing or unreadable file, a pickled model, bad factory or weights.
     """
-    files = None
+    files, code = None, None
     if cfg.format == "huggingface":
         from audit.evaluation.hf_model import load_hf_model
 
         net, ident_path, files = load_hf_model(cfg)
         fmt = "huggingface"
     elif cfg.factory is not None:
-        net, fmt = _load_factory(cfg, base_dir), "factory"
+        (net, code), fmt = _load_factory(cfg, base_dir), "factory"
         ident_path = cfg.weights
     else:
         net, fmt = _load_file(cfg.path)
@@ -273,11 +396,13 @@ def load_model(cfg: ModelConfig, device: torch.device, *, base_dir: Path | None 
         model.mean, model.std = model.mean.to(device), model.std.to(device)
     if fmt != "torch.export":
         model.eval()
+    digest = sha256_file(ident_path) if ident_path is not None else None
     info = {
         "path": str(ident_path) if ident_path is not None else cfg.factory,
-        "sha256": sha256_file(ident_path) if ident_path is not None else None,
+        "sha256": digest,
         "format": fmt,
         "factory": cfg.factory,
+        "code_executed": code if code is not None else code_record(fmt, cfg.path, digest) if cfg.path else None,
     }
     if files is not None:
         info["files"] = files

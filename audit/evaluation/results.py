@@ -147,7 +147,7 @@ class ResultsInputs:
     Attributes:
         cfg: The audit config.
         config_path: The config file (None for a config built in Python).
-        model_info: ``{path, sha256, format[, files]}`` of the model loaded.
+        model_info: ``{path, sha256, format, code_executed[, files]}`` of the model loaded.
         class_names: Class names in the order of the model's outputs.
         table: The sample table evaluated.
         conditions: Every condition, clean first.
@@ -250,6 +250,7 @@ def assemble_results(inputs: ResultsInputs) -> Results:
                 "num_classes": len(class_names),
                 "class_names": class_names,
                 **({"files": model_info["files"]} if model_info.get("files") else {}),
+                "code_executed": model_info.get("code_executed"),
             }
         ),
         dataset=DatasetInfo.model_validate(

@@ -29,7 +29,6 @@ back image is never exported (not its file, not its boxes, not its id).
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from collections import Counter
@@ -39,12 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from audit.contract import csvfile
 from audit.contract.errors import AuditError
+from audit.contract.files import read_bounded
+from audit.contract.load import MAX_DETECTIONS_BYTES
 from audit.loop.queue import (
     FORMATS,
     QueueSettings,
     _governance_scan,
-    _neutral,
     _safe_name,
     select,
 )
@@ -95,9 +96,10 @@ def failing_conditions(run: RunFolder, min_drop: float | None = None) -> dict[st
 
 def _detections_by_condition(path: Path, known: set[str]) -> dict[str, dict[int, list[tuple]]]:
     """condition -> image id -> [(x, y, w, h, score, category_id)] from detections.json."""
+    raw = read_bounded(path, limit=MAX_DETECTIONS_BYTES, what="detections file", error=AuditError)
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        entries = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
         raise AuditError(f"{path}: cannot read the run's detections ({exc})") from None
     if not isinstance(entries, list):
         raise AuditError(f"{path}: expected a list of detections (COCO results format)")
@@ -149,7 +151,7 @@ def _image_counts(path: Path) -> dict[tuple[str, str], tuple[int, int, int]]:
     out: dict[tuple[str, str], tuple[int, int, int]] = {}
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            for line, row in enumerate(csv.DictReader(fh), start=2):
+            for line, row in enumerate(csvfile.DictReader(fh), start=2):
                 try:
                     out[(row["condition"], row["sample_id"])] = (int(row["objects"]), int(row[fp]), int(row[fn]))
                 except (KeyError, TypeError, ValueError):
@@ -232,7 +234,7 @@ def build_detection_queue(
         attrs = {a: image.attributes.get(a, "") for a in attributes}
         stratum = strata_of(attrs)
         for cid in conditions:
-            n, _fp, fn = counts.get((cid, sid), (0, 0, 0))
+            n, _fp, fn = counts.get((cid, csvfile.read_back(sid)), (0, 0, 0))
             objects_seen[stratum] += n
             missed_seen[stratum] += fn
         m0, d0 = clean_matches[i], clean_dets[i]
@@ -372,9 +374,9 @@ def _export(run, data, clean_dets, chosen, class_names, names, attributes, out_d
         *attributes,
     ]
     with open(out_dir / "queue.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = csvfile.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(_neutral(r) for r in rows)
+        writer.writerows(rows)
     files = ["queue.csv"]
     if settings.fmt == "label-studio":
         (out_dir / "tasks.json").write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

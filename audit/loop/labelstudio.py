@@ -4,7 +4,8 @@ The task format is Label Studio's "basic JSON format" for import with
 pre-annotations: a list of tasks, each ``{"data": {...}, "predictions":
 [{"model_version", "score", "result": [...]}]}``; an image-classification
 result is ``{"id", "type": "choices", "from_name": <Choices name>,
-"to_name": <Image name>, "value": {"choices": [<class name>]}}``. The
+"to_name": <Image name>, "value": {"choices": [<class name>]}}``. Class names are written as
+:func:`label_value` spells them (characters XML forbids escaped) in the interface and the results alike. The
 interface is one ``<Image name="image" value="$image"/>`` and a single-choice
 ``<Choices name="class" toName="image" choice="single">`` over the class names.
 
@@ -21,11 +22,14 @@ from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from audit.contract.text import xml_text
+
 __all__ = [
     "CHOICES_NAME",
     "IMAGE_NAME",
     "RECTANGLES_NAME",
     "detection_task",
+    "label_value",
     "labeling_config",
     "percent_box",
     "rectangle",
@@ -36,6 +40,17 @@ __all__ = [
 IMAGE_NAME = "image"
 CHOICES_NAME = "class"
 RECTANGLES_NAME = "label"
+
+
+def label_value(name: object) -> str:
+    """A class name as the labelling config and the tasks' results both spell it: characters XML 1.0 forbids
+    (and control or bidi characters) as visible escapes (:func:`audit.contract.text.xml_text`), so the config
+    is well-formed and a pre-selected answer names a choice of the config.
+
+    >>> label_value("cat\\x07")
+    'cat\\\\x07'
+    """
+    return xml_text(name)
 
 
 def labeling_config(class_names: Sequence[str]) -> str:
@@ -50,7 +65,7 @@ def labeling_config(class_names: Sequence[str]) -> str:
       </Choices>
     </View>
     """
-    choices = "\n".join(f"    <Choice value={quoteattr(str(name))}/>" for name in class_names)
+    choices = "\n".join(f"    <Choice value={quoteattr(label_value(name))}/>" for name in class_names)
     return (
         "<View>\n"
         f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}"/>\n'
@@ -86,7 +101,7 @@ def task(row: dict[str, Any], *, image_url: str, model_version: str, attributes:
                         "type": "choices",
                         "from_name": CHOICES_NAME,
                         "to_name": IMAGE_NAME,
-                        "value": {"choices": [str(row["prediction"])]},
+                        "value": {"choices": [label_value(row["prediction"])]},
                     }
                 ],
             }
@@ -106,7 +121,7 @@ def rectangle_labeling_config(class_names: Sequence[str]) -> str:
       </RectangleLabels>
     </View>
     """
-    labels = "\n".join(f"    <Label value={quoteattr(str(name))}/>" for name in class_names)
+    labels = "\n".join(f"    <Label value={quoteattr(label_value(name))}/>" for name in class_names)
     return (
         "<View>\n"
         f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}"/>\n'
@@ -146,7 +161,7 @@ def rectangle(
         "original_width": int(width),
         "original_height": int(height),
         "image_rotation": 0,
-        "value": {**percent_box(box, width, height), "rectanglelabels": [label]},
+        "value": {**percent_box(box, width, height), "rectanglelabels": [label_value(label)]},
     }
     if score is not None:
         out["score"] = float(score)

@@ -33,7 +33,6 @@ A detection run's queue (images with missed objects and false positives) is buil
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import math
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit.contract import csvfile
 from audit.contract.errors import AuditError
 from audit.loop.run_folder import RunFolder
 
@@ -84,7 +84,7 @@ class QueueSettings:
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
-        yield from csv.DictReader(fh)
+        yield from csvfile.DictReader(fh)
 
 
 def _by_sample(rows: Iterator[dict[str, str]]) -> Iterator[tuple[str, list[dict[str, str]]]]:
@@ -262,10 +262,12 @@ def held_back_checks() -> tuple[str, ...]:
 def _held_back(affected: list[dict[str, Any]], wanted: set[str]) -> dict[str, list[str]]:
     """sample id -> the held-back checks that find it (in the checks' order), for the ``wanted`` samples."""
     held_back = set(held_back_checks())
+    # matched as the run's CSVs spell ids (control characters escaped): a finding's id is the manifest's own
+    spelled = {csvfile.read_back(w): w for w in wanted}
     out: dict[str, list[str]] = {}
     for hit in affected:
-        sid, check = str(hit["sample_id"]), hit["check"]
-        if check in held_back and sid in wanted and check not in out.get(sid, []):
+        sid, check = spelled.get(csvfile.read_back(str(hit["sample_id"]))), hit["check"]
+        if check in held_back and sid is not None and check not in out.get(sid, []):
             out.setdefault(sid, []).append(check)
     return out
 
@@ -382,7 +384,7 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
         for _, c in chosen:
             c.breaking = breaks.get(c.sample_id, [])
     out_dir.mkdir(parents=True, exist_ok=True)
-    index_of = {sid: i for i, sid in enumerate(table.ids)}
+    index_of = {csvfile.read_back(sid): i for i, sid in enumerate(table.ids)}  # ids as predictions.csv gives them
     exported = _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir, settings)
     summary = {
         "run": str(run.path),
@@ -406,7 +408,7 @@ def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]
 
     def rows() -> Iterator[list[str]]:
         with open(run.predictions, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
+            reader = csvfile.reader(fh)
             next(reader, None)
             yield from reader
 
@@ -475,9 +477,9 @@ def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir:
             "image",
             *attributes,
         ]
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = csvfile.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(_neutral(r) for r in rows)
+        writer.writerows(rows)
     files.append("queue.csv")
     if settings.fmt == "label-studio":
         (out_dir / "tasks.json").write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -487,11 +489,6 @@ def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir:
     if settings.variants:
         files += _write_variants(run, cfg, table, index_of, chosen, out_dir)
     return files
-
-
-def _neutral(row: dict[str, Any]) -> dict[str, Any]:
-    """Cells a spreadsheet would run as a formula (=, +, -, @) are prefixed with a quote."""
-    return {k: ("'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v) for k, v in row.items()}
 
 
 def _write_image(table, cfg, i: int, stem: Path) -> Path:
@@ -543,6 +540,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
     levels = _natural_levels(run)
     for rank, (_, c) in enumerate(chosen, start=1):
         x = _decoded(table, cfg, index_of[c.sample_id])[None]
+        raw_id = str(table.ids[index_of[c.sample_id]])  # the dataset's own id: its key seeds the stressor
         broken = dict(c.breaking)
         for name, evaluated in levels.items():
             info = entries.get(name)
@@ -553,7 +551,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
             stressor = stressors.get(info.stressor, **options)
             fractional = not float(severity).is_integer() or int(severity) not in stressor.severities
             level = severity if fractional else int(severity)
-            params = stressor.sample_params(sample_keys([c.sample_id]), level, seed=seed, fractional=fractional)
+            params = stressor.sample_params(sample_keys([raw_id]), level, seed=seed, fractional=fractional)
             path = _save_png(
                 stressor.apply(x, params)[0],
                 folder / f"{_safe_name(c.sample_id, rank)}__{_SAFE.sub('_', name)}@{severity:g}.png",
@@ -562,7 +560,7 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
                 {
                     "file": f"variants/{path.name}",
                     "sample_id": c.sample_id,
-                    "sample_key": sample_key(c.sample_id),
+                    "sample_key": sample_key(raw_id),
                     "stressor": info.stressor,
                     "entry": name,
                     "options": options,

@@ -1,7 +1,8 @@
 """The one code path from a run folder to the numbers and statements every model card shows.
 
-:func:`read_run` reads ``results.json`` through the contract's one reader
-(:func:`audit.contract.load_results`), hashes it, and reads the run's
+:func:`read_run` reads ``results.json`` once through the contract's one bounded
+reader (:func:`audit.contract.load.read_results_bytes`, then
+:func:`audit.contract.parse_results`), hashes the bytes it parsed, and reads the run's
 ``attestation.dsse.json`` when the run was signed; :func:`card_facts` turns the
 typed results into :class:`CardFacts`. The Hugging Face, Model Card Toolkit
 and Markdown renderers read nothing else, so the three cards cannot disagree
@@ -15,14 +16,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit.contract.digest import sha256_file
 from audit.contract.errors import CvauditError
-from audit.contract.load import load_results
+from audit.contract.files import read_bounded
+from audit.contract.load import parse_results, read_results_bytes
 from audit.contract.results import (
     AdversarialCheck,
     DatasetInfo,
@@ -33,6 +36,7 @@ from audit.contract.results import (
     PolicyOutcome,
     Results,
 )
+from reports.attestation import MAX_ATTESTATION_BYTES
 from reports.model_card.detection_facts import DetectionFacts, detection_facts
 
 __all__ = [
@@ -237,10 +241,11 @@ def _conditions(results: Results) -> list[ConditionFacts]:
 def _attestation(folder: Path, results_sha256: str) -> AttestationFacts | None:
     """The run's attestation, which must list results.json with the digest of the file read."""
     path = folder / ATTESTATION_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
+    data = read_bounded(path, limit=MAX_ATTESTATION_BYTES, what="attestation", error=ModelCardError)
     try:
-        envelope = json.loads(path.read_bytes())
+        envelope = json.loads(data)
         statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
         subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
         key_ids = [str(s["keyid"]) for s in envelope["signatures"]]
@@ -254,7 +259,10 @@ def _attestation(folder: Path, results_sha256: str) -> AttestationFacts | None:
             f"{results_sha256[:12]}…); the results changed after signing: run `cvaudit verify` on the folder"
         )
     return AttestationFacts(
-        sha256=sha256_file(path), key_ids=key_ids, results_sha256=results_sha256, subjects=sorted(subjects)
+        sha256=hashlib.sha256(data).hexdigest(),
+        key_ids=key_ids,
+        results_sha256=results_sha256,
+        subjects=sorted(subjects),
     )
 
 
@@ -268,16 +276,23 @@ def read_run(run: str | Path, *, name: str | None = None) -> CardFacts:
     Returns:
         The facts; ``attestation`` is set when the folder holds ``attestation.dsse.json``.
 
+    results.json is read once with the bound :data:`audit.contract.load.MAX_RESULTS_BYTES` and
+    the attestation with :data:`reports.attestation.MAX_ATTESTATION_BYTES`, each checked on its
+    descriptor first (:func:`audit.contract.files.read_bounded`): a larger file, a device such as
+    ``/dev/zero``, a FIFO or a socket is refused before a byte is read.
+
     Raises:
-        ResultsError: results.json is missing or not valid results (through the one reader).
+        ResultsError: results.json is missing, not a regular file, over the limit or not valid
+            results (through the one reader).
         ModelCardError: the results have no policy verdict yet, or the attestation is malformed
             or attests another results.json.
     """
     path = Path(run)
     results_path = path / "results.json" if path.is_dir() else path
-    results = load_results(results_path)
+    data = read_results_bytes(results_path)  # bounded; the digest is of the very bytes parsed
+    results = parse_results(data, source=str(results_path))
     if results.policy is None:
         raise ModelCardError(f"{results_path}: the results have no policy verdict (not a finished run)")
-    digest = sha256_file(results_path)
+    digest = hashlib.sha256(data).hexdigest()
     attestation = _attestation(results_path.parent, digest)
     return card_facts(results, results_sha256=digest, attestation=attestation, name=name)

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from audit.contract.text import neutralise
 from reports.model_card.detection_facts import DetectionConditionFacts, DetectionFacts
 from reports.model_card.facts import CardFacts, ConditionFacts
 from reports.model_card.markdown import render_body
@@ -163,6 +164,18 @@ def model_index(f: CardFacts) -> list[dict[str, Any]]:
     return [{"name": f.model_name, "results": [r for r in results if r["metrics"]]}]
 
 
+def _inert(value: Any) -> Any:
+    """``value`` with every string's control and bidi characters as visible escapes (YAML would keep a bidi
+    override raw)."""
+    if isinstance(value, str):
+        return neutralise(value, keep_newlines=True)
+    if isinstance(value, dict):
+        return {_inert(k): _inert(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_inert(v) for v in value]
+    return value
+
+
 def render_huggingface(f: CardFacts) -> str:
     """README.md text: ``---`` YAML front matter ``---`` then the Markdown card."""
     meta: dict[str, Any] = {}
@@ -172,5 +185,5 @@ def render_huggingface(f: CardFacts) -> str:
     meta["pipeline_tag"] = task
     meta["tags"] = [task, "cvaudit", "model-audit"]
     meta["model-index"] = model_index(f)
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
+    front = yaml.safe_dump(_inert(meta), sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{front}---\n\n{render_body(f)}"

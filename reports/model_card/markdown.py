@@ -1,7 +1,7 @@
 """The model card's Markdown: the plain card, and the body of the Hugging Face card.
 
 Every string from the user's data is escaped (Markdown markup, pipes, angle
-brackets) and flattened to one line, so it cannot break a table or inject HTML
+brackets, control and bidi characters) and flattened to one line, so it cannot break a table or inject HTML
 into a rendered card. Numbers come from :class:`~reports.model_card.facts.CardFacts`.
 An object detector's card (``task: detection``) has the same sections; its Evaluation holds
 the detection tables (:func:`_detection_evaluation`): mAP, AP50, AP75 and the operating point per
@@ -10,15 +10,12 @@ condition, per group on clean images, the TIDE error types, the recall gap tests
 
 from __future__ import annotations
 
-import re
-
+from audit.contract.text import markdown_text
 from reports.model_card.detection_facts import DetectionFacts
 from reports.model_card.detection_prose import sentences_for
 from reports.model_card.facts import CardFacts, ConditionFacts, SliceFacts
 
 __all__ = ["escape", "render_body", "render_markdown"]
-
-_ESCAPE = re.compile(r"([\\`*_\[\]<>|#])")
 
 
 #: The words for results.json evaluation.interval (absent in results before 1.1: the percentile bootstrap).
@@ -30,8 +27,9 @@ _INTERVALS = {
 
 
 def escape(text: str) -> str:
-    """One line of user text, safe inside Markdown prose and table cells."""
-    return _ESCAPE.sub(r"\\\1", " ".join(str(text).split()))
+    """One line of user text, safe inside Markdown prose and table cells (:func:`audit.contract.text.markdown_text`:
+    control characters escaped visibly, Markdown markup backslash-escaped)."""
+    return markdown_text(text)
 
 
 def _code(text: str) -> str:

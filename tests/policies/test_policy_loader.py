@@ -179,7 +179,7 @@ def test_bad_date_format(write_policy):
 def test_unknown_name_or_missing_file(tmp_path):
     with pytest.raises(PolicyError, match="not a policy file and not a built-in"):
         load_policy("no-such-policy")
-    with pytest.raises(PolicyError, match="cannot read"):
+    with pytest.raises(PolicyError, match="missing.yaml: policy file not found"):
         load_policy(str(tmp_path / "missing.yaml"))
 
 

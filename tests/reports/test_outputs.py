@@ -9,7 +9,14 @@ import sys
 import pytest
 
 import reports.outputs as outputs
-from reports.outputs import OutputBusyError, OutputError, OutputTransaction, lock_path, recover_leftovers
+from reports.outputs import (
+    MARKER_FILE,
+    OutputBusyError,
+    OutputError,
+    OutputTransaction,
+    lock_path,
+    recover_leftovers,
+)
 
 
 def _write(folder, **files):
@@ -30,7 +37,7 @@ def test_commit_into_a_new_folder(tmp_path):
 def test_commit_replaces_the_whole_set_and_keeps_the_users_files(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    _write(out, **{"results.json": "old", "report.pdf": "old pdf", "notes.txt": "mine"})
+    _write(out, **{"results.json": "old", "report.pdf": "old pdf", "notes.txt": "mine", MARKER_FILE: ""})
     (out / "workspace").mkdir()
     with OutputTransaction(out) as tx:
         _write(tx.stage, **{"results.json": "new"})
@@ -70,10 +77,10 @@ def test_out_that_is_a_file(tmp_path):
 
 def test_fallback_without_atomic_exchange(tmp_path, monkeypatch):
     """Where renameat2 is missing: two renames, and a crash between them is repaired by the next run."""
-    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b, dir_fd: False)
     out = tmp_path / "out"
     out.mkdir()
-    _write(out, **{"results.json": "old", "notes.txt": "mine"})
+    _write(out, **{"results.json": "old", "notes.txt": "mine", MARKER_FILE: ""})
     with OutputTransaction(out) as tx:
         _write(tx.stage, **{"results.json": "new"})
         tx.commit()

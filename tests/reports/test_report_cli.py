@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from conftest import PASSPHRASE, flip_byte
 
 from audit.cli.report import keygen_command, report_command, verify_command
+from reports.outputs import MARKER_FILE
 
 
 @pytest.fixture
@@ -51,6 +52,7 @@ def test_report_then_verify(runner, tmp_path, results_file, key_dir_pw):
         "report.pdf",
         "attestation.pub.pem",
         "attestation.dsse.json",
+        MARKER_FILE,  # the folder is cvaudit's (docs/security.md#output-folders)
     }
     assert (out / "results.json").read_bytes() == results_file.read_bytes()
     ok = runner.invoke(verify_command, [str(out), "--key", str(key_dir_pw)])
@@ -96,7 +98,14 @@ def test_report_unsigned_html_only(runner, tmp_path, results_file):
     out = tmp_path / "out"
     result = runner.invoke(report_command, [str(results_file), "--out", str(out), "--format", "html"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"results.json", "junit.xml", "groups.csv", "skipped.csv", "report.html"}
+    assert {p.name for p in out.iterdir()} == {
+        "results.json",
+        "junit.xml",
+        "groups.csv",
+        "skipped.csv",
+        "report.html",
+        MARKER_FILE,
+    }
 
 
 def test_verify_bad_subject_syntax_and_missing_path(runner, tmp_path):

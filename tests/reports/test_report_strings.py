@@ -149,7 +149,11 @@ def test_junit_schema_rejects_what_the_old_writer_produced(tmp_path):
     [
         ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
         ("+1+1", "'+1+1"),
-        ("-2", "'-2"),
+        ("-2", "-2"),  # a plain number is a number to a spreadsheet, never a formula
+        ("-1e-05", "-1e-05"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("'=x", "''=x"),  # apostrophes before a formula start: one more, so the guard is invertible
+        ("\rx", "\\x0dx"),  # a carriage return is escaped: no cell starts with one
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\tx", "'\tx"),
         ("safe", "safe"),

@@ -63,6 +63,7 @@ from audit.contract.results.detection import (
     TideError,
 )
 from audit.contract.results.identity import (
+    CodeExecuted,
     DatasetInfo,
     ErrorThumbnail,
     ErrorThumbnails,
@@ -102,6 +103,7 @@ __all__ = [
     "BaselineRow",
     "BreakingPointDisparity",
     "BreakingPointSummary",
+    "CodeExecuted",
     "ConditionResult",
     "ConfusionPair",
     "CorruptionError",
@@ -175,7 +177,7 @@ CLASSIFICATION_KEYS = (
 )
 
 #: The version this cvaudit writes; see the module docstring for the rules.
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 
 class Results(Node):

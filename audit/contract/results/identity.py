@@ -10,6 +10,7 @@ from audit.contract.intervals import IntervalMethod
 from audit.contract.results.base import Node
 
 __all__ = [
+    "CodeExecuted",
     "DatasetInfo",
     "ErrorThumbnail",
     "ErrorThumbnails",
@@ -29,6 +30,33 @@ class Tool(Node):
     version: str = Field(description="the cvaudit version that wrote the results")
 
 
+class CodeExecuted(Node):
+    """The code a run executed to build and run the model (models are code)."""
+
+    kind: Literal["factory", "torchscript", "torch.export"] = Field(
+        description="factory: a Python module imported and its function called; torchscript / torch.export: "
+        "the program held in the model file"
+    )
+    name: str = Field(description="the factory's 'module:function', or the model file's name")
+    path: str | None = Field(
+        description="the factory module's file (relative to the config's folder, else to the working directory, "
+        "when it lies there), or the model file; null for a module without a file"
+    )
+    sha256: str | None = Field(
+        description="SHA-256 (hex) of that file, taken when it was loaded (a factory: the module's own file, "
+        "not what it imports); null for a module without a file"
+    )
+
+    def to_text(self) -> str:
+        """One line for the run log and the reports, e.g. ``code executed: net:make (net.py, sha256 ...)``."""
+        digest = f"sha256 {self.sha256}" if self.sha256 else "no file to digest"
+        if self.kind == "factory":
+            where = f"{self.path}, {digest}" if self.path else digest
+            return f"code executed: {self.name} ({where})"
+        program = "TorchScript" if self.kind == "torchscript" else "torch.export"
+        return f"code executed: {program} program {self.name} ({digest})"
+
+
 class ModelInfo(Node):
     path: str | None = Field(description="the model file (or the factory 'module:function' when no weights file)")
     sha256: str | None = Field(description="SHA-256 of the model file (hex); null for a factory without weights")
@@ -40,6 +68,12 @@ class ModelInfo(Node):
     files: dict[str, str] | None = Field(
         default=None,
         description="Hugging Face folder: every file that defines the model (config, image-processor config, safetensors weights), by name relative to the folder -> SHA-256 (hex); 'path' is then the weights file",
+    )
+    code_executed: CodeExecuted | None = Field(
+        default=None,
+        description="the code the run executed: a factory's module:function with the module file's digest, or "
+        "the TorchScript / torch.export program file with its digest; null for ONNX (standard operators, no "
+        "custom-operator library) and Hugging Face (safetensors, no remote code); absent before 1.5",
     )
 
 

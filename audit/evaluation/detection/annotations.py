@@ -61,10 +61,12 @@ from typing import Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 
-from audit.contract.config import DEFAULT_MAX_IMAGE_PIXELS
+from audit.contract.config import DEFAULT_IMAGE_FORMATS, DEFAULT_MAX_IMAGE_PIXELS
 from audit.contract.errors import AuditError, echo
+from audit.contract.files import read_bounded
 from audit.contract.manifest import ManifestChunk, as_text, read_manifest_chunks
-from audit.contract.yaml_loader import YamlError, load_yaml
+from audit.contract.text import valid_text
+from audit.contract.yaml_loader import YamlError, load_yaml, read_yaml_file
 from audit.evaluation.data import IMAGE_SUFFIXES, _contained, _pillow_pixel_limit
 from audit.evaluation.table import MISSING
 
@@ -266,7 +268,7 @@ def _fmt_box(box: tuple[float, ...]) -> str:
 def _object_attributes(entry: Mapping[str, Any], names: Sequence[str]) -> dict[str, str]:
     out = {}
     for name in names:
-        text = as_text(entry.get(name)).strip()
+        text = valid_text(as_text(entry.get(name))).strip()
         out[name] = text if text else MISSING
     return out
 
@@ -283,22 +285,8 @@ def _check_pixels(width: int, height: int, max_image_pixels: int, where: str) ->
 
 
 def _load_json(path: Path, max_bytes: int) -> Any:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise AuditError(f"{path}: annotation file is {size} bytes; at most {max_bytes} are read")
-        with path.open("rb") as handle:
-            # the file may have grown since stat: read one byte past its size to tell (read(n) would
-            # allocate n bytes up front, so n is the file's size, not the limit)
-            raw = handle.read(min(size, max_bytes) + 1)
-    except FileNotFoundError:
-        raise AuditError(f"{path}: annotation file not found") from None
-    except IsADirectoryError:
-        raise AuditError(f"{path}: is a folder, not a COCO annotation file") from None
-    except OSError as err:
-        raise AuditError(f"{path}: cannot read the annotation file ({err.strerror or err})") from None
-    if len(raw) > size:
-        raise AuditError(f"{path}: the annotation file grew while it was read (past {size} bytes); run again")
+    # opened once, checked on the descriptor: a device, FIFO, socket, folder or larger file is refused unread
+    raw = read_bounded(path, limit=max_bytes, what="annotation file", error=AuditError)
     try:
         return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -335,6 +323,7 @@ def _coco_categories(items: list[Any], path: Path) -> tuple[tuple[str, ...], tup
             name = _key(item, "name", where)
             if not isinstance(name, str) or not name.strip():
                 raise _Bad(where, f"'name' must be a non-empty string, got {echo(name)}")
+            name = valid_text(name)  # a lone surrogate (JSON "\\ud800") as its visible escape
         except _Bad as err:
             raise AuditError(f"{path}: {err.id_text}: {err.reason}") from None
         if cid in by_id:
@@ -472,7 +461,8 @@ def read_coco(
             continue
         seen.add(obj.annotation_id)
         objects[image_id].append(obj)
-    out = tuple(GroundTruthImage(i, f, p, w, h, tuple(objects[i])) for i, (f, p, w, h) in images.items())
+    # file names as text (reports, detections.json): valid UTF-8; the resolved path keeps the name as given
+    out = tuple(GroundTruthImage(i, valid_text(f), p, w, h, tuple(objects[i])) for i, (f, p, w, h) in images.items())
     return GroundTruth(path, names, ids, out, tuple(skips.items))
 
 
@@ -480,12 +470,9 @@ def read_coco(
 
 
 def _yolo_names(path: Path) -> tuple[str, ...]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise AuditError(f"{path}: data.yaml not found (a YOLO folder names its classes there)") from None
-    except OSError as err:
-        raise AuditError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not os.path.lexists(path):
+        raise AuditError(f"{path}: data.yaml not found (a YOLO folder names its classes there)")
+    raw = read_yaml_file(path, what="data.yaml", error=AuditError)  # bounded, regular files only
     try:
         data = load_yaml(raw, source=str(path))
     except YamlError as err:
@@ -503,17 +490,23 @@ def _yolo_names(path: Path) -> tuple[str, ...]:
     for k, name in enumerate(names):
         if not isinstance(name, (str, int)) or isinstance(name, bool) or not str(name).strip():
             raise AuditError(f"{path}: names[{k}] must be a non-empty string, got {echo(name)}")
-    texts = tuple(str(n) for n in names)
+    texts = tuple(valid_text(str(n)) for n in names)
     if len(set(texts)) != len(texts):
         repeat = next(t for t in texts if texts.count(t) > 1)
         raise AuditError(f"{path}: class name {echo(repeat)} appears twice in 'names'")
     return texts
 
 
-def _image_size(path: Path, where: str, max_image_pixels: int, exif: Literal["apply", "ignore"]) -> tuple[int, int]:
-    """The image's size from its header (no pixel decoded); swapped for EXIF orientations 5-8 under ``apply``."""
+def _image_size(
+    path: Path, where: str, max_image_pixels: int, exif: Literal["apply", "ignore"], formats: Sequence[str]
+) -> tuple[int, int]:
+    """The image's size from its header (no pixel decoded); swapped for EXIF orientations 5-8 under ``apply``.
+
+    Only the Pillow plugins of ``formats`` (``data.image_formats``) are tried; whatever a plugin raises is one
+    line naming the image.
+    """
     try:
-        with _pillow_pixel_limit(max_image_pixels), Image.open(path) as img:
+        with _pillow_pixel_limit(max_image_pixels), Image.open(path, formats=list(formats)) as img:
             width, height = img.size
             if exif == "apply" and img.getexif().get(0x0112) in (5, 6, 7, 8):
                 width, height = height, width
@@ -524,7 +517,11 @@ def _image_size(path: Path, where: str, max_image_pixels: int, exif: Literal["ap
     except Image.DecompressionBombError as err:
         raise AuditError(f"{where}: refused as a decompression bomb ({err})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
-        raise AuditError(f"{where}: cannot read the image header ({str(err)[:200]})") from None
+        raise AuditError(f"{where}: cannot read the image header ({valid_text(str(err)[:200])})") from None
+    except Exception as err:  # any plugin's own error type: a bad image, not a bug of cvaudit
+        raise AuditError(
+            f"{where}: cannot read the image header ({type(err).__name__}: {valid_text(str(err)[:200])})"
+        ) from None
     _check_pixels(width, height, max_image_pixels, where)
     return width, height
 
@@ -561,19 +558,14 @@ def _yolo_line(text: str, line: int, width: int, height: int, num_classes: int, 
 
 
 def _read_label_file(path: Path, where: str) -> str:
+    try:  # opened once, checked on the descriptor: a device, FIFO or larger file is refused unread
+        raw = read_bounded(path, limit=MAX_LABEL_BYTES, what="label file", error=AuditError)
+    except AuditError as err:  # the message names the label file as the user knows it (`where`)
+        raise AuditError(f"{where}: {str(err).removeprefix(f'{path}: ')}") from None
     try:
-        size = path.stat().st_size
-        if size > MAX_LABEL_BYTES:
-            raise AuditError(f"{where}: label file is {size} bytes; at most {MAX_LABEL_BYTES} are read")
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_LABEL_BYTES + 1)
-        if len(raw) > MAX_LABEL_BYTES:
-            raise AuditError(f"{where}: label file is more than {MAX_LABEL_BYTES} bytes")
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise AuditError(f"{where}: label file is not UTF-8 text") from None
-    except OSError as err:
-        raise AuditError(f"{where}: cannot read the label file ({err.strerror or err})") from None
 
 
 def read_yolo(
@@ -584,6 +576,7 @@ def read_yolo(
     exif: Literal["apply", "ignore"] = "ignore",
     data_root: str | Path | None = None,
     allow_outside_root: bool = False,
+    formats: Sequence[str] = DEFAULT_IMAGE_FORMATS,
 ) -> GroundTruth:
     """Read a YOLO-format folder (see the module docstring for the layout and rules).
 
@@ -598,6 +591,7 @@ def read_yolo(
         exif: ``"apply"`` or ``"ignore"`` the EXIF orientation when reading sizes.
         data_root: the folder every image and label file must resolve inside (default ``folder``).
         allow_outside_root: no containment check.
+        formats: the Pillow formats image headers are read with (``data.image_formats``).
 
     Returns:
         The :class:`GroundTruth`: images sorted by path, ``image_id`` their position.
@@ -628,7 +622,7 @@ def read_yolo(
         stems.add(stem)
         where = f"{image_dir}: {relative}"
         resolved = _contained(file, bound, where, f"images/{relative}")
-        width, height = _image_size(resolved, where, max_image_pixels, exif)
+        width, height = _image_size(resolved, where, max_image_pixels, exif, formats)
         label = label_dir / f"{stem}.txt"
         objects: list[GroundTruthObject] = []
         if label.is_file():
@@ -642,7 +636,7 @@ def read_yolo(
                     objects.append(_yolo_line(row, line, width, height, len(names), label_where))
                 except _Bad as err:
                     skips.bad(err)
-        images.append(GroundTruthImage(image_id, relative, resolved, width, height, tuple(objects)))
+        images.append(GroundTruthImage(image_id, valid_text(relative), resolved, width, height, tuple(objects)))
     if label_dir.is_dir():
         for label in sorted(label_dir.rglob("*.txt")):
             stem = label.relative_to(label_dir).as_posix()[: -len(".txt")]

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from audit.contract.errors import AuditError, echo
+from audit.contract.files import read_bounded
+from audit.contract.load import MAX_DETECTIONS_BYTES
 
 __all__ = [
     "COCO_METRIC_NAMES",
@@ -370,13 +372,17 @@ class CocoEvaluator:
     def load(self, path: Path) -> LoadedDetections:
         """Read and check a COCO results file once, for several :meth:`evaluate` calls.
 
+        The file is opened once, checked on its descriptor and read with the bound
+        :data:`audit.contract.load.MAX_DETECTIONS_BYTES` (:func:`audit.contract.files.read_bounded`).
+
         Raises:
-            AuditError: not a JSON list, or a record (named by its index) without an int
+            AuditError: missing, not a regular file, over the limit, not a JSON list, or a record (named by its index) without an int
                 ``image_id`` of a known image, a known ``category_id``, four finite
                 ``bbox`` numbers with non-negative width and height, or a finite ``score``.
         """
+        raw = read_bounded(path, limit=MAX_DETECTIONS_BYTES, what="detections file", error=AuditError)
         try:
-            records = json.loads(path.read_text(encoding="utf-8"))
+            records = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise AuditError(f"{path}: not a JSON detections file ({err})") from None
         if not isinstance(records, list):

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from audit.contract.config import AuditConfig
+from audit.contract.config import DEFAULT_IMAGE_FORMATS, AuditConfig
 from audit.contract.errors import AuditError, CvauditError, echo
 from audit.contract.manifest import ManifestChunk
 from audit.contract.seeds import sample_key
@@ -135,7 +135,7 @@ def read_detection_data(cfg: AuditConfig, *, on_chunk: Callable[[ManifestChunk],
         truth = read_coco(det.annotations, root=root, object_attributes=det.object_attributes, **limits)
     else:
         assert det.yolo is not None  # the config's validator: exactly one source
-        truth = read_yolo(det.yolo, exif=data.exif or "ignore", **limits)
+        truth = read_yolo(det.yolo, exif=data.exif or "ignore", formats=data.image_formats, **limits)
     truth = join_manifest(
         truth,
         data.manifest,
@@ -217,11 +217,13 @@ class DetectionImages(Dataset):
         exif: str,
         alpha: str,
         indices: Sequence[int] | None = None,
+        formats: Sequence[str] = DEFAULT_IMAGE_FORMATS,
     ) -> None:
         self.paths = [str(p) for p in paths]
         self.sizes = list(sizes)  # (width, height) the annotations give
         self.channels, self.max_pixels, self.exif, self.alpha = channels, max_pixels, exif, alpha
         self.indices = list(range(len(self.paths))) if indices is None else list(indices)
+        self.formats = tuple(formats)  # data.image_formats: the only Pillow plugins tried
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -230,7 +232,13 @@ class DetectionImages(Dataset):
         i = self.indices[pos]
         item: dict[str, Any] = {"index": i}
         try:
-            arr = open_image(self.paths[i], max_pixels=self.max_pixels, exif=self.exif, alpha=self.alpha)  # type: ignore[arg-type]
+            arr = open_image(
+                self.paths[i],
+                max_pixels=self.max_pixels,
+                exif=self.exif,  # type: ignore[arg-type]
+                alpha=self.alpha,  # type: ignore[arg-type]
+                formats=self.formats,
+            )
         except DECODE_ERRORS as err:
             item["error"] = decode_error(err)
             return item
@@ -663,6 +671,7 @@ def evaluate_detector(
         exif=str(decoding.get("exif") or "ignore"),
         alpha=str(decoding.get("alpha") or "composite_white"),
         indices=indices,
+        formats=tuple(decoding.get("formats") or cfg.data.image_formats),
     )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
     spills = {c.id: _Spill(spill_path(work, k, rank)) for k, c in enumerate(conditions)}

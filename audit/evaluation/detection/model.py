@@ -44,7 +44,7 @@ from audit.contract.config import ModelConfig
 from audit.contract.digest import sha256_file
 from audit.contract.errors import AuditError
 from audit.evaluation.detection.outputs import OUTPUT_KINDS, Detections, decode_boxes, decode_yolo
-from audit.evaluation.model import OnnxModule, _load_factory, _load_file
+from audit.evaluation.model import OnnxModule, _load_factory, _load_file, code_record
 
 __all__ = ["DetectorModel", "load_detector"]
 
@@ -176,13 +176,15 @@ def load_detector(
         multi_label: ``yolo``: one candidate per (anchor, class) above the threshold, not per anchor.
 
     Returns:
-        The wrapped model and its identity ``{path, sha256, format, factory}`` for results.json,
-        as :func:`audit.evaluation.model.load_model` gives it (plus ``files``, name -> sha256, for
-        a Hugging Face folder); ``format`` is ``torchscript``, ``torch.export``, ``onnx``,
-        ``factory`` or ``huggingface``.
+        The wrapped model and its identity ``{path, sha256, format, factory, code_executed}`` for
+        results.json, as :func:`audit.evaluation.model.load_model` gives it (plus ``files``, name ->
+        sha256, for a Hugging Face folder); ``format`` is ``torchscript``, ``torch.export``, ``onnx``,
+        ``factory`` or ``huggingface``; ``code_executed`` names the factory's module or the TorchScript /
+        ``torch.export`` program the run executes (None for ONNX and Hugging Face).
 
     Raises:
-        AuditError: One line: an unknown ``output``, a missing or unreadable file, a bad factory
+        AuditError: One line: an unknown ``output``, a missing or unreadable file, a pickled model
+            (never unpickled), a bad factory
             or weights, a Hugging Face folder that cannot be used (see
             :func:`~audit.evaluation.detection.hf_detector.load_hf_detector`).
     """
@@ -190,7 +192,7 @@ def load_detector(
         raise AuditError(f"model.output: {output!r} is not one of {', '.join(OUTPUT_KINDS)}")
     mean, std = tuple(model_cfg.mean), tuple(model_cfg.std)
     class_names = None
-    files = None
+    files, code = None, None
     if model_cfg.format == "huggingface":
         if output != "boxes":
             raise AuditError(
@@ -204,7 +206,7 @@ def load_detector(
         )
         fmt, has_gradients = "huggingface", False
     elif model_cfg.factory is not None:
-        net, fmt, has_gradients = _load_factory(model_cfg, base_dir), "factory", True
+        (net, code), fmt, has_gradients = _load_factory(model_cfg, base_dir), "factory", True
         ident_path = model_cfg.weights
     else:
         net, fmt = _load_file(model_cfg.path)
@@ -239,11 +241,13 @@ def load_detector(
         model.mean, model.std = model.mean.to(device), model.std.to(device)
     if fmt != "torch.export":  # a torch.export module cannot switch modes; it is exported in eval mode
         model.eval()
+    digest = sha256_file(ident_path) if ident_path is not None else None
     info: dict = {
         "path": str(ident_path) if ident_path is not None else model_cfg.factory,
-        "sha256": sha256_file(ident_path) if ident_path is not None else None,
+        "sha256": digest,
         "format": fmt,
         "factory": model_cfg.factory,
+        "code_executed": code if code is not None else code_record(fmt, model_cfg.path, digest),
     }
     if files is not None:
         info["files"] = files

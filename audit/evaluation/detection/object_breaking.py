@@ -48,7 +48,6 @@ are drawn in blocks of 4096 images.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from audit.contract import csvfile
 from audit.contract.errors import AuditError
 from audit.contract.groupstats import takes_part
 from audit.contract.results import (
@@ -65,7 +65,6 @@ from audit.contract.results import (
     ObjectBreakingEntry,
     ObjectSurvivalPoint,
 )
-from audit.contract.text import spreadsheet_safe
 from audit.evaluation.breaking_points import Track, tracks_of
 from audit.evaluation.detection.statistics import image_bootstrap_weights, percentile_interval
 
@@ -476,32 +475,32 @@ def write_csv(
     """``object_breaking_points.csv``: one row per object and track (every state), spreadsheet-safe text."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
+        writer = csvfile.writer(fh)
         writer.writerow(
             [
                 *CSV_COLUMNS,
                 "class",
                 "size",
-                *(spreadsheet_safe(k) for k in object_keys),
-                *(spreadsheet_safe(a) for a in image_attributes),
+                *object_keys,
+                *image_attributes,
             ]
         )
         for b in breaks:
             groups = b.obj.groups
             writer.writerow(
                 [
-                    spreadsheet_safe(b.obj.sample_id),
+                    b.obj.sample_id,
                     b.obj.object_index,
-                    spreadsheet_safe(b.track.label),
+                    b.track.label,
                     b.track.measure,
                     b.state,
                     _text(b.breaking),
                     _text(b.survived),
                     _text(b.censored_at),
-                    spreadsheet_safe(groups.get("object.class", "")),
+                    groups.get("object.class", ""),
                     groups.get("object.size", ""),
-                    *(spreadsheet_safe(groups.get(k, "")) for k in object_keys),
-                    *(spreadsheet_safe(groups.get(a, "")) for a in image_attributes),
+                    *(groups.get(k, "") for k in object_keys),
+                    *(groups.get(a, "") for a in image_attributes),
                 ]
             )
     tmp.replace(path)

@@ -22,13 +22,12 @@ occluded_fraction``. Rows in condition order, then dataset order (``image_row``)
 (``object_index``); only the images evaluated (a skipped image has no row). ``class``, ``size`` (COCO's
 size class of the annotation's area) and ``object.<key>`` are the object's own, as annotated, under every
 condition. Booleans are ``true``/``false``; numbers the shortest text that reads back as the stored float;
-NaN an empty cell; text cells neutralised against formula injection
-(:func:`audit.contract.text.spreadsheet_safe`).
+NaN an empty cell; written and read back with cvaudit's one CSV writer and reader
+(:mod:`audit.contract.csvfile`: formula starts guarded, control characters escaped).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,8 +36,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from audit.contract import csvfile
 from audit.contract.errors import AuditError
-from audit.contract.text import spreadsheet_safe
 from audit.evaluation.detection.evaluate import ConditionObjects, DetectionData
 from audit.evaluation.detection.operating_point import ImageMatch
 
@@ -57,7 +56,6 @@ OBJECTS_CSV = "objects.csv"
 #: The outcome columns, last in objects.csv.
 OUTCOME_COLUMNS = ("present", "found", "visibility", "occluded_fraction")
 _IDENTITY_COLUMNS = ("condition", "sample_id", "image_row", "object_index", "class", "size")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -212,10 +210,10 @@ class ObjectsCsvWriter:
     """
 
     def __init__(self, out: TextIO, data: DetectionData) -> None:
-        self._writer = csv.writer(out, lineterminator="\n")
+        self._writer = csvfile.writer(out)
         self._data = data
         self._named = [a for a in data.object_attributes if a not in ("object.size", "object.class")]
-        self._writer.writerow([spreadsheet_safe(c) for c in objects_columns(data)])
+        self._writer.writerow(objects_columns(data))
 
     def write(self, outcomes: ObjectOutcomes) -> None:
         """Append ``outcomes``' rows."""
@@ -233,25 +231,19 @@ class ObjectsCsvWriter:
             image_id = images[r].image_id
             self._writer.writerow(
                 [
-                    spreadsheet_safe(cond),
-                    spreadsheet_safe(data.sample_ids[r]),
+                    cond,
+                    data.sample_ids[r],
                     r,
                     k,
-                    spreadsheet_safe(groups["object.class"][image_id][k]),
+                    groups["object.class"][image_id][k],
                     groups["object.size"][image_id][k],
-                    *(spreadsheet_safe(groups[a][image_id][k]) for a in self._named),
+                    *(groups[a][image_id][k] for a in self._named),
                     "true" if present else "false",
                     "true" if found else "false",
                     _number(vis),
                     _number(occ),
                 ]
             )
-
-
-def _unquote(cell: str) -> str:
-    """A condition id as written by :func:`spreadsheet_safe` -> the id (its apostrophe before a formula
-    character removed)."""
-    return cell[1:] if cell[:1] == "'" and cell[1:2] in _FORMULA_START else cell
 
 
 def read_objects(path: Path, *, conditions: Iterable[str] | None = None) -> ObjectOutcomes:
@@ -269,7 +261,7 @@ def read_objects(path: Path, *, conditions: Iterable[str] | None = None) -> Obje
     booleans = {"true": True, "false": False}
     try:
         with Path(path).open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
+            reader = csvfile.DictReader(f)
             missing = [
                 c
                 for c in ("condition", "image_row", "object_index", *OUTCOME_COLUMNS)
@@ -278,7 +270,7 @@ def read_objects(path: Path, *, conditions: Iterable[str] | None = None) -> Obje
             if missing:
                 raise AuditError(f"{path}: not an objects.csv (missing column {missing[0]!r})")
             for line, row in enumerate(reader, start=2):
-                cond = _unquote(row["condition"])
+                cond = row["condition"]
                 if wanted is not None and cond not in wanted:
                     continue
                 try:

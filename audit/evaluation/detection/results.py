@@ -116,6 +116,7 @@ def detection_results(
                 "num_classes": len(section.class_names),
                 "class_names": section.class_names,
                 **({"files": model_info["files"]} if model_info.get("files") else {}),
+                "code_executed": model_info.get("code_executed"),
             }
         ),
         dataset=DatasetInfo(
@@ -300,4 +301,5 @@ def _open_args(decoding: dict[str, Any], cfg: AuditConfig) -> dict[str, Any]:
         "max_pixels": int(decoding.get("max_pixels", cfg.data.max_image_pixels)),
         "exif": decoding.get("exif") or "ignore",
         "alpha": decoding.get("alpha") or "composite_white",
+        "formats": tuple(decoding.get("formats") or cfg.data.image_formats),
     }

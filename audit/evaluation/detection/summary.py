@@ -27,7 +27,6 @@ stressor entry with two or more levels (:mod:`~audit.evaluation.detection.object
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from audit.contract import csvfile
 from audit.contract.config import AuditConfig
 from audit.contract.digest import sha256_file
 from audit.contract.intervals import CONFIDENCE_LEVEL
@@ -57,7 +57,6 @@ from audit.contract.results import (
     StressorRobustness,
     TideError,
 )
-from audit.contract.text import spreadsheet_safe
 from audit.evaluation.conditions import Condition
 from audit.evaluation.detection.calibration import calibration_counts, calibration_samples
 from audit.evaluation.detection.calibration import summarize as calibration_summary
@@ -233,11 +232,11 @@ def summarize_detection(
         out_objects.open("w", encoding="utf-8", newline="") as objects_csv,
     ):
         objects_writer = ObjectsCsvWriter(objects_csv, data)
-        writer = csv.writer(all_csv, lineterminator="\n")
+        writer = csvfile.writer(all_csv)
         writer.writerow(
             [
                 *("condition", "sample_id", "image_id", "file_name"),
-                *(spreadsheet_safe(a) for a in data.attributes),
+                *data.attributes,
                 *("objects", "detections"),
                 *(spec.name for spec in DETECTION_COUNTS),
             ]
@@ -546,11 +545,11 @@ def _csv_rows(
         image = data.truth.images[int(r)]
         writer.writerow(
             [
-                spreadsheet_safe(cid),
-                spreadsheet_safe(data.sample_ids[int(r)]),
+                cid,
+                data.sample_ids[int(r)],
                 image.image_id,
-                spreadsheet_safe(image.file_name),
-                *(spreadsheet_safe(image.attributes[a]) for a in data.attributes),
+                image.file_name,
+                *(image.attributes[a] for a in data.attributes),
                 int((~truths[k].iscrowd).sum()),
                 int(tp[k] + fp[k]),
                 int(tp[k]),

@@ -80,3 +80,35 @@ def test_open_bounded_streams_a_checked_file(tmp_path):
         assert fh.readline(10) == b"a,b\n"
     with pytest.raises(_Err, match="manifest is 8 bytes; at most 4 bytes"):
         open_bounded(p, limit=4, what="manifest", error=_Err)
+
+
+def test_a_generous_limit_costs_the_file_not_the_limit(tmp_path):
+    """read(n) allocates n bytes up front: reading a 3-byte file under a 1 GiB limit must not allocate 1 GiB."""
+    import tracemalloc
+
+    p = tmp_path / "small.json"
+    p.write_bytes(b"abc")
+    tracemalloc.start()
+    try:
+        assert read_bounded(p, limit=1 << 30, what="results file", error=_Err) == b"abc"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"reading 3 bytes allocated {peak} bytes"
+
+
+def test_a_file_that_grows_within_the_limit_is_read_whole(tmp_path, monkeypatch):
+    import audit.contract.files as files
+
+    p = tmp_path / "grows.yaml"
+    p.write_bytes(b"a" * 10)
+    real = files._open_regular
+
+    def stale_size(path, what, limit, error):  # fstat saw 4 bytes; the file holds 10 by the time it is read
+        fd, _ = real(path, what, 1 << 20, error)
+        return fd, 4
+
+    monkeypatch.setattr(files, "_open_regular", stale_size)
+    assert _read(p, limit=100) == b"a" * 10
+    with pytest.raises(_Err, match="grew past 8 bytes while it was read"):
+        _read(p, limit=8)

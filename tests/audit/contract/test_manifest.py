@@ -92,3 +92,65 @@ def test_not_utf8_and_a_folder(tmp_path):
     folder.mkdir()
     with pytest.raises(ManifestError, match="is a folder"):
         list(read_manifest(folder))
+
+
+def _long_line_file(path, size: int, *, first: bytes) -> None:
+    """``first`` then a line of ``size`` bytes, as a sparse file (no disk, no memory to write it)."""
+    with open(path, "wb") as fh:
+        fh.write(first)
+        fh.truncate(len(first) + size)  # zeros: one line with no line break
+    with open(path, "ab") as fh:
+        fh.write(b"\n")
+
+
+@pytest.mark.parametrize("name, first", [("m.csv", b"path,label\n"), ("m.jsonl", b'{"path": "a.png"}\n')])
+def test_a_1gb_line_is_refused_with_bounded_memory(tmp_path, name, first):
+    """Regression (issue 31): a 1 GB CSV line peaked at 2.4 GB before it was refused."""
+    import tracemalloc
+
+    from audit.contract.manifest import MAX_LINE_BYTES, read_manifest_chunks
+
+    path = tmp_path / name
+    _long_line_file(path, 1 << 30, first=first)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ManifestError) as err:
+            list(read_manifest_chunks(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(err.value) == f"{path}: line 2 is longer than {MAX_LINE_BYTES} bytes"
+    assert peak < 16 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_line_bound_counts_bytes_and_names_the_line(tmp_path):
+    from audit.contract.manifest import _line_blocks
+
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"ab\n" + b"x" * 9 + b"\n" + b"y" * 10 + b"\n")
+    blocks = _line_blocks(path, max_line=10)
+    with pytest.raises(ManifestError, match=r"m.csv: line 3 is longer than 10 bytes$"):
+        [line for block in blocks for line in block]
+    path.write_bytes(b"ab\r\n" + "é".encode() * 4 + b"\r\ncd")  # 10 bytes with CRLF; no final line break
+    assert [line for block in _line_blocks(path, max_line=10) for line in block] == ["ab\r\n", "éééé\r\n", "cd"]
+    path.write_bytes(b"ab\n\xff\n")
+    with pytest.raises(ManifestError, match="line 2: not UTF-8 text"):
+        [line for block in _line_blocks(path, max_line=10) for line in block]
+
+
+def test_lone_surrogates_become_visible_escapes(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"sample_id": "s\\ud800", "cam\\udfff": "B\\ud800x", "n": {"k": "\\ud800"}}\n', encoding="ascii")
+    (row,) = read_manifest(path)
+    assert row == {"sample_id": "s\\ud800", "cam\\udfff": "B\\ud800x", "n": '{"k":"\\ud800"}'}
+    for key, value in row.items():
+        (key + value).encode("utf-8")
+
+
+def test_a_fifo_manifest_is_refused_without_waiting(tmp_path):
+    import os
+
+    fifo = tmp_path / "m.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ManifestError, match="FIFO"):
+        list(read_manifest(fifo))

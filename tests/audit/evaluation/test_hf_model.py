@@ -201,6 +201,18 @@ def test_config_that_is_not_json(tmp_path):
     _fails(ModelConfig(path=tmp_path / "m", format="huggingface"), "not valid JSON")
 
 
+def test_config_over_the_limit_is_refused_before_reading(tmp_path):
+    """A 1 GiB config.json (sparse: no disk) is refused from its size, not read (issue 31, limits)."""
+    import resource
+
+    (tmp_path / "m").mkdir()
+    with open(tmp_path / "m" / "config.json", "wb") as fh:
+        fh.truncate(1 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _fails(ModelConfig(path=tmp_path / "m", format="huggingface"), r"config\.json is 1024\.0 MiB; at most 16\.0 MiB")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
 def test_model_that_is_not_an_image_classifier(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.evaluation.predictions import COLUMNS, merge_predictions, merged_rows
+from audit.contract import csvfile
+from audit.evaluation.predictions import COLUMNS, LINE_END, merge_predictions, merged_rows
 
 
 def _row(i: int, sample: str, attr: str) -> list:
@@ -16,14 +17,15 @@ def _row(i: int, sample: str, attr: str) -> list:
 
 
 def _write_part(path: Path, rows: list[list]) -> None:
+    """A part as the evaluator writes it (cvaudit's one CSV writer, CRLF lines)."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(rows)
+        csvfile.writer(fh, lineterminator=LINE_END).writerows(rows)
 
 
 def _round_trip(work: Path, attributes: list[str]) -> bytes:
-    """The general path, written independently: csv reader -> csv writer."""
+    """The general path, written independently: cvaudit's CSV reader -> its CSV writer."""
     buf = io.StringIO(newline="")
-    writer = csv.writer(buf)
+    writer = csvfile.writer(buf, lineterminator=LINE_END)
     writer.writerow(COLUMNS + attributes)
     writer.writerows(merged_rows(work))
     return buf.getvalue().encode("utf-8")
@@ -37,6 +39,7 @@ def _round_trip(work: Path, attributes: list[str]) -> bytes:
         ['say "hi"', "b", "c"],  # a quote
         ["multi\nline", "b", "c\r\nd"],  # newlines inside a field: one row spans lines
         ["é-ü", "日本", "c"],  # UTF-8 (no quotes: the line-copy path)
+        ["=HYPERLINK(x)", "-0.5", "a\x1bb\u202e"],  # guarded, a plain number, control characters escaped
     ],
 )
 def test_one_part_gives_the_round_trip_bytes(tmp_path, samples):
@@ -47,9 +50,9 @@ def test_one_part_gives_the_round_trip_bytes(tmp_path, samples):
     merge_predictions(tmp_path, dest, attributes=["camera"])
     assert dest.read_bytes() == _round_trip(tmp_path, ["camera"])
     with open(dest, newline="", encoding="utf-8") as fh:
-        back = list(csv.reader(fh))
+        back = list(csvfile.reader(fh))
     assert back[0] == COLUMNS + ["camera"]
-    assert [r[0] for r in back[1:]] == [str(r[1]) for r in rows]  # the sample ids, _index dropped
+    assert [r[0] for r in back[1:]] == [csvfile.read_back(str(r[1])) for r in rows]  # the sample ids, _index dropped
     assert len(back) == len(rows) + 1
 
 

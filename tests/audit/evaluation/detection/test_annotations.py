@@ -230,7 +230,7 @@ def test_oversized_file_is_refused_before_parsing(tmp_path):
     path = _coco(tmp_path, SCENE)
     with pytest.raises(AuditError) as excinfo:
         read_coco(path, root=tmp_path, max_bytes=100)
-    _one_line_error(excinfo, str(path), "bytes; at most 100 are read")
+    _one_line_error(excinfo, str(path), "bytes; at most 100 bytes are read")
 
 
 @pytest.mark.parametrize(
@@ -483,7 +483,7 @@ def test_yolo_oversized_label_file(tmp_path, monkeypatch):
 
     folder = _yolo(tmp_path, {"a.txt": "0 0.5 0.5 0.2 0.2\n" * 10})
     monkeypatch.setattr(annotations, "MAX_LABEL_BYTES", 50)
-    with pytest.raises(AuditError, match="labels/a.txt: label file is 180 bytes; at most 50 are read"):
+    with pytest.raises(AuditError, match="labels/a.txt: label file is 180 bytes; at most 50 bytes are read"):
         read_yolo(folder)
 
 

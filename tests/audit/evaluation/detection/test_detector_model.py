@@ -210,6 +210,12 @@ def test_factory_weights_are_loaded_and_identify_the_model(tmp_path):
         "sha256": sha256_file(tmp_path / "w.pt"),
         "format": "factory",
         "factory": source["factory"],
+        "code_executed": {
+            "kind": "factory",
+            "name": source["factory"],
+            "path": source["factory"].split(":")[0] + ".py",
+            "sha256": sha256_file(tmp_path / (source["factory"].split(":")[0] + ".py")),
+        },
     }
 
 
