@@ -112,15 +112,6 @@ def check(call: Callable[[], Any], known: Sequence[KnownCrash] = ()) -> Any:
     return result
 
 
-def tolerate(known: Sequence[KnownCrash], call: Callable[[], Any]) -> None:
-    """``call()``, with the exceptions of ``known`` crashes swallowed (see :class:`KnownCrash`)."""
-    try:
-        call()
-    except Exception as err:
-        if not any(k.matches(err) for k in known):
-            raise
-
-
 # --- hostile values ------------------------------------------------------------------------------
 
 HOSTILE_TEXT = [

@@ -17,13 +17,11 @@ import pytest
 from fuzz_kit import (
     HOSTILE_BYTES,
     HOSTILE_TEXT,
-    KnownCrash,
     check,
     duplicate_keys,
     fuzz_settings,
     inputs,
     mutations,
-    tolerate,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -63,18 +61,6 @@ VALID_DATA_YAML = b"names: [car, person]\n"
 VALID_LABELS = b"0 0.5 0.5 0.25 0.25\n1 0.1 0.2 0.1 0.2\n"
 
 
-# Found by these tests; pinned by test_fuzz_shapes.py[coco-coco-surrogate] (xfail strict) and by
-# test_read_coco_surrogate_name_regression below. Delete when the reader escapes lone surrogates.
-KNOWN = [
-    KnownCrash(
-        reader="annotations.read_coco",
-        minimal='{"images": [], "categories": [{"id": 1, "name": "\\ud800"}]} loads a class name that is not UTF-8',
-        exception=UnicodeEncodeError,
-        pattern="surrogates not allowed",
-    )
-]
-
-
 def assert_text_encodes(truth: GroundTruth) -> None:
     """Every string a loaded ground truth holds encodes as UTF-8 (no lone surrogates)."""
     for name in truth.class_names:
@@ -103,7 +89,7 @@ def test_read_coco(coco_folder, data, mode):
     path.write_bytes(data)
     truth = check(lambda: read_coco(path, root=coco_folder, object_attributes=["occluded"], on_bad_annotation=mode))
     if truth is not None:
-        tolerate(KNOWN, lambda: assert_text_encodes(truth))
+        assert_text_encodes(truth)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +145,11 @@ def test_read_coco_class_names(coco_folder, names):
     path.write_bytes(json.dumps(document).encode())
     truth = check(lambda: read_coco(path, root=coco_folder))
     if truth is not None:
-        tolerate(KNOWN, lambda: assert_text_encodes(truth))
+        assert_text_encodes(truth)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason="known crash: read_coco keeps a lone surrogate")
 def test_read_coco_surrogate_name_regression(coco_folder):
+    """Found by test_read_coco_class_names: a lone surrogate in a category name was kept (fixed on main)."""
     path = coco_folder / "surrogate.json"
     path.write_bytes(b'{"images": [], "annotations": [], "categories": [{"id": 1, "name": "\\ud800"}]}')
     assert_text_encodes(read_coco(path, root=coco_folder))

@@ -30,7 +30,6 @@ from fuzz_kit import (
     duplicate_keys,
     fuzz_settings,
     inputs,
-    tolerate,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -157,18 +156,6 @@ def test_policy_names(name, suffix):
     check(lambda: load_policy(name + suffix), known=KNOWN_POLICY_NAMES)
 
 
-# Found by these tests; pinned by test_fuzz_shapes.py[manifest.jsonl-json-surrogate] and
-# [manifest.json-json-surrogate-list] (xfail strict). Delete when the reader escapes lone surrogates.
-KNOWN_MANIFEST = [
-    KnownCrash(
-        reader="manifest.read_manifest_rows (JSON / JSONL)",
-        minimal='{"path": "a.png", "label": "\\udfff"} loads a value that is not UTF-8',
-        exception=UnicodeEncodeError,
-        pattern="surrogates not allowed",
-    )
-]
-
-
 def _assert_text_encodes(rows) -> None:
     """Every key and text value of the rows encodes as UTF-8 (issue 31, point 4)."""
     for row in rows:
@@ -193,7 +180,7 @@ def test_manifest_reader(folder, data, suffix):
     path = folder / f"manifest{suffix}"
     path.write_bytes(data)
     rows = check(lambda: read_manifest_rows(path))
-    tolerate(KNOWN_MANIFEST, lambda: _assert_text_encodes(rows or []))
+    _assert_text_encodes(rows or [])
     check(lambda: [len(chunk) for chunk in read_manifest_chunks(path, rows_per_chunk=2)])
 
 

@@ -114,11 +114,7 @@ SHAPES = {
 }
 _DIGITS = "ValueError: Exceeds the limit (4300 digits) for integer string conversion"
 _DEPTH = "RecursionError: maximum recursion depth exceeded while decoding JSON"
-_SURROGATE = "UnicodeEncodeError: a lone surrogate from a JSON escape is returned as text (issue 31 point 4)"
 KNOWN: dict[tuple[str, str], str] = {
-    ("manifest.jsonl", "json-surrogate"): f"{_SURROGATE}: manifest.read_manifest_rows JSONL values",
-    ("manifest.json", "json-surrogate-list"): f"{_SURROGATE}: manifest.read_manifest_rows JSON values",
-    ("coco", "coco-surrogate"): f"{_SURROGATE}: annotations.read_coco category names",
     ("hf-config.json", "huge-integer"): f"{_DIGITS}: hf_model._read_config catches only JSONDecodeError",
     ("hf-config.json", "huge-integer-in-object"): f"{_DIGITS}: hf_model._read_config",
     ("hf-config.json", "deep-list"): f"{_DEPTH}: hf_model._read_config",

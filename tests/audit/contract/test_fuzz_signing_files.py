@@ -181,7 +181,6 @@ def test_trust_file(scratch, data):
 # CVAUDIT_TRUST entries: pinned by test_fuzz_paths.py[load_anchors-env-*] (xfail strict).
 KNOWN_TRUST_ENV = [
     KnownCrash("reports.trust.load_anchors(env=)", "'1' * 5000", OSError, "File name too long"),
-    KnownCrash("reports.trust.load_anchors(env=)", "'\\ud800'", UnicodeEncodeError, "surrogates not allowed"),
 ]
 KNOWN_ENV = [
     KnownCrash(
