@@ -140,12 +140,10 @@ def test_policy_loader(folder, data):
     check(lambda: load_policy(path))
 
 
-# Found by test_policy_names; pinned by test_fuzz_paths.py[load_policy-nul], [load_policy-long-component],
-# [load_policy-long-path] and [load_policy-lone-surrogate] (xfail strict). Delete when load_policy reads through read_bounded.
+# Found by test_policy_names; pinned by test_fuzz_paths.py[load_policy-long-component] and
+# [load_policy-long-path] (xfail strict). Delete when load_policy checks the name inside its try.
 KNOWN_POLICY_NAMES = [
-    KnownCrash("policies.loader.load_policy", "load_policy('a\\x00b.yaml')", ValueError, "embedded null byte"),
     KnownCrash("policies.loader.load_policy", "load_policy('1' * 5000)", OSError, "File name too long"),
-    KnownCrash("policies.loader.load_policy", "load_policy('\\ud800.yaml')", UnicodeEncodeError, "surrogates"),
 ]
 
 
