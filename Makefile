@@ -51,9 +51,11 @@ test: lint $(EXTRAS_STAMP) docs
 test-fast: lint $(EXTRAS_STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-# The loaders' property-based fuzzing with many more examples than `make test` runs (CVAUDIT_FUZZ=ci).
+# Property-based fuzzing of every reader of users' files (tests/audit/contract/test_fuzz_*.py) with
+# many more examples than `make test` runs (CVAUDIT_FUZZ=ci); CVAUDIT_FUZZ=smoke for a quick pass.
+FUZZ ?= long
 fuzz: $(STAMP)
-	CVAUDIT_FUZZ=long $(PY) -m pytest -q tests/audit/contract/test_fuzz_loaders.py $(PYTEST_ARGS)
+	CVAUDIT_FUZZ=$(FUZZ) $(PY) -m pytest -q tests/audit/contract/test_fuzz_*.py $(PYTEST_ARGS)
 
 # Formatting, lint, the import layers (pyproject.toml [tool.importlinter]) and the
 # results.json schema generated from the models (python -m audit.contract.schema).

@@ -89,9 +89,15 @@ def _number(value: Any) -> Any:
     """Accept a finite int or float (not a bool, not a string, not NaN/inf) for a threshold."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PydanticCustomError("not_a_number", "expected a number, got {got}", {"got": repr(value)})
-    if not math.isfinite(float(value)):
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range (10**400): OverflowError is not a validation error
+        raise PydanticCustomError(
+            "not_a_number", "expected a finite number, got an integer too large for a float"
+        ) from None
+    if not math.isfinite(number):
         raise PydanticCustomError("not_a_number", "expected a finite number, got {got}", {"got": repr(value)})
-    return float(value)
+    return number
 
 
 Number = Annotated[float, BeforeValidator(_number)]

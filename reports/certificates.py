@@ -200,8 +200,18 @@ def check_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> str | 
         chain: Its issuers; empty means ``leaf`` must be self-signed.
 
     Returns:
-        ``None`` when they chain, else one line saying where it breaks.
+        ``None`` when they chain, else one line saying where it breaks; a certificate whose
+        names or extensions cannot be parsed (cryptography parses them on first use, so a file
+        that loaded may still hold a damaged name) breaks the chain too.
     """
+    try:
+        return _chain_break(leaf, chain)
+    except ValueError as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        return f"a certificate cannot be parsed ({reason})"
+
+
+def _chain_break(leaf: x509.Certificate, chain: list[x509.Certificate]) -> str | None:
     if not chain:
         if is_self_signed(leaf):
             return None

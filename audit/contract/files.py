@@ -27,7 +27,7 @@ import os
 import stat
 from pathlib import Path
 
-from audit.contract.errors import CvauditError
+from audit.contract.errors import CvauditError, echo
 
 __all__ = ["KIND_NAMES", "open_bounded", "read_bounded"]
 
@@ -63,6 +63,8 @@ def _open_regular(path: Path, what: str, limit: int, error: type[CvauditError]) 
         raise error(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise error(f"{path}: is a folder; expected {what}") from None
+    except ValueError:  # a NUL, or a lone surrogate (UnicodeEncodeError) that no file name can hold
+        raise error(f"{echo(str(path))}: cannot read {what}: the name holds a NUL byte or a lone surrogate") from None
     except OSError as exc:
         kind = _kind_of(path)
         if kind is not None:  # a socket cannot be opened at all (ENXIO): name what it is
