@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from audit.contract.errors import CvauditError, echo
+from audit.contract.files import check_path_name
 from audit.contract.keys import unknown_key_message
 from audit.contract.yaml_loader import load_yaml, read_yaml_file
 from policies.errors import PolicyError
@@ -82,7 +83,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
             or an invalid policy.
     """
     text = str(name_or_path)
-    path = Path(text)
+    path = check_path_name(text, what="policy file", error=PolicyError)
     named = path.is_file() or (os.path.lexists(path) and text not in available_policies())
     if isinstance(name_or_path, Path) or named or path.suffix in (".yaml", ".yml"):
         return parse_policy(read_policy_file(path, source=text), source=text)

@@ -63,7 +63,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from audit.contract.errors import CvauditError, echo
-from audit.contract.files import read_bounded
+from audit.contract.files import check_path_name, read_bounded
 from reports.atomic import atomic_write_bytes
 from reports.certificates import ATTESTATION_KEY_OID, ca_name_for, check_chain, issue_signing_certificate, make_ca
 
@@ -121,7 +121,11 @@ class KeyPermissionWarning(UserWarning):
 def passphrase_from_env() -> bytes | None:
     """The key passphrase from ``CVAUDIT_KEY_PASSPHRASE``, or ``None`` if unset or empty."""
     value = os.environ.get(PASSPHRASE_ENV)
-    return value.encode("utf-8") if value else None
+    if not value:
+        return None
+    # the variable's bytes as the system gave them: a passphrase that is not UTF-8 (os.environ holds its
+    # undecodable bytes as surrogates) is still the passphrase the key was encrypted with
+    return os.fsencode(value) if os.name == "posix" else value.encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -366,7 +370,7 @@ def load_signing_keys(key_dir: str | os.PathLike[str], passphrase: bytes | str |
         KeyPermissionWarning: An encrypted private key is readable by group or
             others (also listed in :attr:`SigningKeys.warnings`).
     """
-    folder = Path(key_dir)
+    folder = check_path_name(key_dir, what="key folder", error=SigningError)
     if os.path.lexists(folder) and not folder.is_dir():
         raise SigningError(f"{folder}: is not a folder; expected a key folder made by `cvaudit keygen`")
     if not folder.is_dir():

@@ -37,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from audit.contract.errors import echo
-from audit.contract.files import read_bounded
+from audit.contract.files import check_path_name, read_bounded
 from reports.keys import (
     ATTESTATION_PUB,
     CA_CERT,
@@ -142,6 +142,7 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _add_key_folder(anchors: TrustAnchors, folder: Path, what: str) -> None:
+    folder = check_path_name(folder, what=f"{what} key folder", error=SigningError)
     if os.path.lexists(folder) and not folder.is_dir():
         raise SigningError(f"{what} {folder}: is not a folder; expected a key folder (use --trust for a file)")
     if not folder.is_dir():
@@ -248,9 +249,9 @@ def load_anchors(
     for folder in key_dirs:
         _add_key_folder(anchors, Path(folder), "--key")
     for file in trust_files:
-        _add_trust_file(anchors, Path(file), "--trust")
+        _add_trust_file(anchors, check_path_name(file, what="--trust file", error=SigningError), "--trust")
     for entry in _env_entries(env):
-        path = Path(entry)
+        path = check_path_name(entry, what=f"{TRUST_ENV} entry", error=SigningError)
         if path.is_dir():
             _add_key_folder(anchors, path, TRUST_ENV)
         else:

@@ -29,7 +29,12 @@ from pathlib import Path
 
 from audit.contract.errors import CvauditError, echo
 
-__all__ = ["KIND_NAMES", "open_bounded", "read_bounded"]
+__all__ = ["KIND_NAMES", "MAX_NAME_BYTES", "MAX_PATH_BYTES", "check_path_name", "open_bounded", "read_bounded"]
+
+#: The longest file name component (bytes) and whole path (bytes) cvaudit passes to the system (Linux's
+#: NAME_MAX and PATH_MAX): a longer name is refused with one line before any call that would fail on it.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
 
 #: What a non-regular file is called in messages, by its ``stat.S_IFMT`` type.
 KIND_NAMES = {
@@ -43,6 +48,35 @@ KIND_NAMES = {
 
 def _size_text(n: int) -> str:
     return f"{n} bytes" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+def check_path_name(path: str | os.PathLike[str], *, what: str, error: type[CvauditError]) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if the system can take its name, else one line.
+
+    A name with a NUL byte or a lone surrogate (which no file name can hold), a component longer than
+    :data:`MAX_NAME_BYTES` or a path longer than :data:`MAX_PATH_BYTES` makes ``is_dir()``, ``exists()``
+    and ``stat()`` raise (``ValueError``, ``UnicodeEncodeError``, ``OSError`` ENAMETOOLONG) instead of
+    answering; readers call this first, so such a name is bad input, never an internal error.
+
+    Raises:
+        error: the name cannot name a file.
+
+    >>> check_path_name("a/b.yaml", what="policy file", error=CvauditError)
+    PosixPath('a/b.yaml')
+    """
+    text = os.fspath(path)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise error(f"{echo(str(text))}: not a usable {what} name (it holds a lone surrogate)") from None
+    if b"\0" in raw:
+        raise error(f"{echo(str(text))}: not a usable {what} name (it holds a NUL byte)")
+    if len(raw) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in raw.split(b"/")):
+        raise error(
+            f"{echo(str(text))}: {what} name too long ({len(raw)} bytes; at most {MAX_NAME_BYTES} per "
+            f"component and {MAX_PATH_BYTES} in all)"
+        )
+    return Path(text)
 
 
 def _kind_of(path: Path) -> str | None:

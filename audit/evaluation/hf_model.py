@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from audit.contract.config import ModelConfig
 from audit.contract.digest import sha256_file
-from audit.contract.errors import AuditError
-from audit.contract.files import read_bounded
+from audit.contract.errors import AuditError, echo
+from audit.contract.files import check_path_name, read_bounded
 from audit.contract.text import valid_text
 
 __all__ = ["HFLogits", "hf_preprocessing", "load_hf_model", "resolve_hf_config"]
@@ -93,6 +93,10 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raw = json.loads(read_bounded(path, limit=MAX_HF_JSON_BYTES, what="config.json", error=AuditError).decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise AuditError(f"{path}: not valid JSON ({_first_line(err)})") from None
+    except ValueError as err:  # Python's limit on the digits of an integer
+        raise AuditError(f"{path}: not valid JSON ({_first_line(err)[:120]})") from None
+    except RecursionError:
+        raise AuditError(f"{path}: JSON nested too deeply") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("model_type"), str):
         raise AuditError(f"{path}: no 'model_type' (not a transformers model config)")
     if raw.get("auto_map"):
@@ -110,6 +114,10 @@ def _check_image_classifier(transformers: Any, folder: Path, raw: dict[str, Any]
             "(AutoModelForImageClassification has no class for it)"
         )
     architectures = raw.get("architectures") or []
+    if not isinstance(architectures, list):
+        raise AuditError(
+            f"{folder / 'config.json'}: architectures must be a list of class names, got {echo(architectures)}"
+        )
     if architectures and not any("ForImageClassification" in str(a) for a in architectures):
         raise AuditError(
             f"{folder / 'config.json'}: architectures {architectures} has no image-classification head "
@@ -301,6 +309,14 @@ def _weights(folder: Path) -> tuple[Path, list[Path]]:
             shards = sorted(set(json.loads(data.decode())["weight_map"].values()))
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise AuditError(f"{index}: not a safetensors index (no weight_map)") from None
+        except ValueError as err:  # Python's limit on the digits of an integer
+            raise AuditError(f"{index}: not valid JSON ({str(err)[:120]})") from None
+        except RecursionError:
+            raise AuditError(f"{index}: JSON nested too deeply") from None
+        for shard in shards:  # a shard is a file beside the index: no folder, no way out of the model folder
+            if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard in ("", ".", ".."):
+                raise AuditError(f"{index}: shard {echo(shard)} is not a file name in the model folder")
+            check_path_name(shard, what="shard", error=AuditError)
         missing = [s for s in shards if not (folder / s).is_file()]
         if missing:
             raise AuditError(f"{index}: shard {missing[0]} is missing")

@@ -63,7 +63,7 @@ from PIL import Image, UnidentifiedImageError
 
 from audit.contract.config import DEFAULT_IMAGE_FORMATS, DEFAULT_MAX_IMAGE_PIXELS
 from audit.contract.errors import AuditError, echo
-from audit.contract.files import read_bounded
+from audit.contract.files import check_path_name, read_bounded
 from audit.contract.manifest import ManifestChunk, as_text, read_manifest_chunks
 from audit.contract.text import valid_text
 from audit.contract.yaml_loader import YamlError, load_yaml, read_yaml_file
@@ -599,7 +599,7 @@ def read_yolo(
     Raises:
         AuditError: one line naming the file (and line) and the problem.
     """
-    folder = Path(folder)
+    folder = check_path_name(folder, what="YOLO folder", error=AuditError)
     skips = _Skips(folder, on_bad_annotation)
     if not (folder / "images").is_dir():
         raise AuditError(f"{folder}: no 'images' folder (a YOLO folder holds images/, labels/ and data.yaml)")

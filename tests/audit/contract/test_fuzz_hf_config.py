@@ -17,10 +17,11 @@ import json
 from pathlib import Path
 
 import pytest
-from fuzz_kit import KnownCrash, check, duplicate_keys, fuzz_settings, inputs
+from fuzz_kit import check, duplicate_keys, fuzz_settings, inputs
 from hypothesis import given
 
 from audit.contract.config import ModelConfig
+from audit.contract.errors import CvauditError
 from audit.evaluation.hf_model import _read_config, _weights, resolve_hf_config
 
 CONFIG = {
@@ -37,15 +38,9 @@ VALID_INDEX = json.dumps(INDEX).encode()
 KEYS = ["model_type", "architectures", "id2label", "label2id", "auto_map", "num_channels", "weight_map", "metadata"]
 
 
-# Found by these tests; pinned by test_fuzz_shapes.py[hf-config.json-*] and [hf-index.json-*] (xfail
-# strict). Delete when _read_config and _weights turn every JSON failure into an AuditError.
-KNOWN = [
-    KnownCrash("hf_model._read_config / _weights", "b'1' * 4301", ValueError, "Exceeds the limit .* integer string"),
-    KnownCrash("hf_model._read_config / _weights", "b'[' * 100_000", RecursionError, "maximum recursion depth"),
-    # found by the long profile; pinned by the two xfail(strict) regressions at the end of this module
-    KnownCrash("hf_model._weights", "a shard name of 5000 characters", OSError, "File name too long"),
-    KnownCrash("hf_model._check_image_classifier", '"architectures": true', TypeError, "is not iterable"),
-]
+# Crashes these tests found (integer digits, nesting, long shard names, architectures: true) are fixed;
+# each has a regression below or in test_fuzz_shapes.py.
+KNOWN: list = []
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +82,18 @@ def test_templates_pass(folder):
         _weights(folder)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=OSError, reason="known crash: _weights calls is_file() on a shard name past NAME_MAX"
-)
 def test_long_shard_name_regression(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_bytes(b'{"weight_map": {"a": "' + b"1" * 5000 + b'"}}')
     check(lambda: _weights(tmp_path))
 
 
+def test_a_shard_outside_the_model_folder_is_refused(tmp_path):
+    (tmp_path / "model.safetensors.index.json").write_bytes(b'{"weight_map": {"a": "../../elsewhere.safetensors"}}')
+    with pytest.raises(CvauditError, match="is not a file name in the model folder"):
+        _weights(tmp_path)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs the hf extra (transformers)")
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="known crash: architectures that is not a list")
 def test_architectures_not_a_list_regression(tmp_path):
     (tmp_path / "config.json").write_bytes(b'{"model_type": "vit", "architectures": true}')
     cfg = ModelConfig.model_validate({"path": str(tmp_path), "format": "huggingface"})

@@ -23,7 +23,6 @@ import pytest
 import yaml
 from fuzz_kit import (
     HOSTILE_TEXT,
-    KnownCrash,
     check,
     check_message,
     documents,
@@ -140,11 +139,8 @@ def test_policy_loader(folder, data):
     check(lambda: load_policy(path))
 
 
-# Found by test_policy_names; pinned by test_fuzz_paths.py[load_policy-long-component] and
-# [load_policy-long-path] (xfail strict). Delete when load_policy checks the name inside its try.
-KNOWN_POLICY_NAMES = [
-    KnownCrash("policies.loader.load_policy", "load_policy('1' * 5000)", OSError, "File name too long"),
-]
+# A name too long for the system was an OSError (found by test_policy_names); now one PolicyError line.
+KNOWN_POLICY_NAMES: list = []
 
 
 @fuzz_settings(0.1)

@@ -50,19 +50,7 @@ NAMES = {
     "device": "/dev/null",
     "home-of-nobody": "~nobody-here/x.yaml",
 }
-_LONG = "OSError: [Errno 36] File name too long (pathlib is_file/is_dir/stat outside a try)"
-KNOWN = {
-    ("load_policy", "long-component"): f"{_LONG}: policies/loader.py load_policy path.is_file()",
-    ("load_policy", "long-path"): f"{_LONG}: policies/loader.py load_policy path.is_file()",
-    ("read_yolo", "long-component"): f"{_LONG}: annotations.py read_yolo (folder / 'images').is_dir()",
-    ("read_yolo", "long-path"): f"{_LONG}: annotations.py read_yolo (folder / 'images').is_dir()",
-    ("load_signing_keys", "long-component"): f"{_LONG}: reports/keys.py load_signing_keys folder.is_dir()",
-    ("load_signing_keys", "long-path"): f"{_LONG}: reports/keys.py load_signing_keys folder.is_dir()",
-    ("load_anchors-key", "long-component"): f"{_LONG}: reports/trust.py _add_key_folder folder.is_dir()",
-    ("load_anchors-key", "long-path"): f"{_LONG}: reports/trust.py _add_key_folder folder.is_dir()",
-    ("load_anchors-env", "long-component"): f"{_LONG}: reports/trust.py load_anchors path.is_dir()",
-    ("load_anchors-env", "long-path"): f"{_LONG}: reports/trust.py load_anchors path.is_dir()",
-}
+KNOWN: dict[tuple[str, str], str] = {}  # names too long for the system: fixed (check_path_name)
 
 
 def _cases():

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fuzz_kit import HOSTILE_BYTES, HOSTILE_TEXT, KnownCrash, check, check_message, fuzz_settings, mutations
+from fuzz_kit import HOSTILE_BYTES, HOSTILE_TEXT, check, check_message, fuzz_settings, mutations
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -178,18 +178,8 @@ def test_trust_file(scratch, data):
     check(lambda: load_anchors(trust_files=[path]))
 
 
-# CVAUDIT_TRUST entries: pinned by test_fuzz_paths.py[load_anchors-env-*] (xfail strict).
-KNOWN_TRUST_ENV = [
-    KnownCrash("reports.trust.load_anchors(env=)", "'1' * 5000", OSError, "File name too long"),
-]
-KNOWN_ENV = [
-    KnownCrash(
-        reader="reports.keys.passphrase_from_env",
-        minimal="CVAUDIT_KEY_PASSPHRASE=$'\\xff' (os.environ holds '\\udcff')",
-        exception=UnicodeEncodeError,
-        pattern="surrogates not allowed",
-    )
-]
+KNOWN_TRUST_ENV: list = []  # a name too long for the system was an OSError; now one SigningError line
+KNOWN_ENV: list = []  # a passphrase that is not UTF-8 was a UnicodeEncodeError; now its bytes
 
 
 @fuzz_settings(0.05)
@@ -209,10 +199,10 @@ def test_environment_values(scratch, value):
             os.environ[PASSPHRASE_ENV] = saved
 
 
-@pytest.mark.xfail(strict=True, reason="known crash: passphrase_from_env raises UnicodeEncodeError on non-UTF-8 bytes")
 def test_passphrase_not_utf8_regression(monkeypatch):
     monkeypatch.setitem(os.environb, PASSPHRASE_ENV.encode(), b"\xff")
     check(passphrase_from_env)
+    assert passphrase_from_env() == b"\xff"  # the bytes the key was encrypted with, not a crash
 
 
 def _damaged_name(pem: bytes) -> bytes:
