@@ -133,8 +133,6 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         max_detections=det.max_detections,
         multi_label=det.multi_label,
     )
-    if model_info.get("code_executed") and ctx.writes and ctx.notify is not None:  # models are code: say which ran
-        ctx.notify(CodeExecuted.model_validate(model_info["code_executed"]).to_text())
     check_attacks(conditions, detector, source=ctx.source)  # a detection attack the detector cannot take
     threads = plan_threads(
         threads=cfg.threads,
@@ -145,6 +143,9 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
     )
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
     shard = distributed.shard_indices(len(data), ctx.rank, ctx.world)
+    # models are code: say which ran, once every check before the first image has passed (a refusal stays one line)
+    if model_info.get("code_executed") and ctx.writes and ctx.notify is not None:
+        ctx.notify(CodeExecuted.model_validate(model_info["code_executed"]).to_text())
     with allocator_setting(cfg.allocator) as allocator:
         tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
         with using_threads(threads):

@@ -381,7 +381,6 @@ def _load(ctx: RunContext, reading: Reading) -> LoadedModel:
     device = resolve_device(cfg.device if ctx.world == 1 else distributed.local_device(cfg.device))
     base_dir = Path(ctx.config_path).resolve().parent if ctx.config_path else None
     model, model_info = load_model(cfg.model, device, base_dir=base_dir)
-    _tell_code_executed(ctx, model_info)
     width = _probe_width(model, AuditDataset(table, cfg.model), device)
     class_names = _class_names(cfg, table.class_names, width, ctx.source)
     check_label_range(table, width)  # before any image is decoded, naming the manifest line
@@ -434,6 +433,7 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
         monitor=monitor,
     )
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
+    _tell_code_executed(ctx, loaded.info)  # once every check before the first image has passed
     tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
     with using_threads(threads):
         state = evaluate(

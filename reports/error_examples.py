@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.contract import csvfile
-from audit.contract.load import parse_results
+from audit.contract.load import ResultsError, parse_results
 from audit.contract.results import Results
 
 __all__ = ["EXAMPLES_PER_TARGET", "error_examples", "failing_targets"]
@@ -121,19 +121,18 @@ def error_examples(
     by_condition: dict[str, list[tuple]] = {}
     for t in targets:
         by_condition.setdefault(t[0], []).append(t)
-    with open(predictions, newline="", encoding="utf-8") as handle:
-        for row in csvfile.DictReader(handle):
-            wanted = by_condition.get(row.get("condition") or "")
-            if not wanted or row.get("label") == row.get("prediction"):
+    for row in csvfile.DictReader(csvfile.lines(predictions, what="predictions.csv", error=ResultsError)):
+        wanted = by_condition.get(row.get("condition") or "")
+        if not wanted or row.get("label") == row.get("prediction"):
+            continue
+        key = (_float(row.get("p_true")), str(row.get("sample_id")))
+        for t in wanted:
+            if t[1] is not None and not _in_group(row, t[1], t[2]):
                 continue
-            key = (_float(row.get("p_true")), str(row.get("sample_id")))
-            for t in wanted:
-                if t[1] is not None and not _in_group(row, t[1], t[2]):
-                    continue
-                errors[t] += 1
-                kept[t].append((key, row))
-                if len(kept[t]) > 8 * limit:  # bounded memory: keep only the best ``limit`` so far
-                    kept[t] = sorted(kept[t], key=lambda item: item[0])[:limit]
+            errors[t] += 1
+            kept[t].append((key, row))
+            if len(kept[t]) > 8 * limit:  # bounded memory: keep only the best ``limit`` so far
+                kept[t] = sorted(kept[t], key=lambda item: item[0])[:limit]
     out = []
     for t in targets:
         rows = [row for _, row in sorted(kept[t], key=lambda item: item[0])[:limit]]

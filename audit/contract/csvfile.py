@@ -18,15 +18,36 @@ form (``\\x1b``), which no reader of ours needs raw.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
+from audit.contract.errors import CvauditError
+from audit.contract.files import open_bounded
 from audit.contract.text import _CONTROL, FORMULA_GUARDED, neutralise, spreadsheet_safe
 
 #: First characters after which :func:`spreadsheet_safe` may change a cell (formula starts, apostrophes).
 _MAY_GUARD = frozenset("=+-@\t\r'")
 
-__all__ = ["DictReader", "DictWriter", "SafeWriter", "cell", "read_back", "reader", "unguard", "writer"]
+__all__ = [
+    "MAX_CSV_BYTES",
+    "MAX_CSV_LINE",
+    "CsvError",
+    "DictReader",
+    "DictWriter",
+    "SafeWriter",
+    "cell",
+    "lines",
+    "read_back",
+    "reader",
+    "unguard",
+    "writer",
+]
+
+#: The largest CSV of a run folder read back (predictions.csv of a large audit is tens of GiB at most).
+MAX_CSV_BYTES = 1 << 40
+#: The longest line of a CSV read back: a row of cvaudit's own is a few hundred bytes.
+MAX_CSV_LINE = 1 << 20
 
 
 def cell(value: object) -> object:
@@ -101,9 +122,54 @@ class DictWriter:
             self.writerow(row)
 
 
+def lines(
+    path: str | os.PathLike[str], *, what: str, error: type[CvauditError], max_line: int = MAX_CSV_LINE
+) -> Iterator[str]:
+    """The text lines of a CSV in a run folder, for :func:`reader` / :class:`DictReader`, read with bounds.
+
+    The file is opened with :func:`audit.contract.files.open_bounded` (a regular file, not a FIFO
+    or a device) and read line by line with ``readline(max_line + 1)``: a line longer than
+    ``max_line`` bytes is one line of ``error`` before it is decoded, so a hostile run folder
+    cannot make a reader hold a gigabyte line. Lines are decoded as UTF-8 (undecodable bytes as
+    U+FFFD) and keep their line ends, as ``open(..., newline="")`` gives them to :mod:`csv`.
+
+    Raises:
+        error: not a regular file, unreadable, or a line over ``max_line`` bytes.
+    """
+    with open_bounded(path, limit=MAX_CSV_BYTES, what=what, error=error) as handle:
+        number = 0
+        while True:
+            try:
+                raw = handle.readline(max_line + 1)
+            except OSError as exc:
+                raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+            if not raw:
+                return
+            number += 1
+            if len(raw) > max_line:
+                raise error(f"{path}: line {number} of {what} is longer than {max_line} bytes")
+            yield raw.decode("utf-8", errors="replace")
+
+
+class CsvError(CvauditError):
+    """A CSV read back that the csv module cannot parse (a field over its size limit, a stray quote)."""
+
+
 def reader(fh: Iterable[str]) -> Iterator[list[str]]:
-    """:func:`csv.reader` over a file :func:`writer` wrote, each cell :func:`unguard`-ed."""
-    for row in csv.reader(fh):
+    """:func:`csv.reader` over a file :func:`writer` wrote, each cell :func:`unguard`-ed.
+
+    Raises:
+        CsvError: the csv module cannot parse a line (a field longer than :func:`csv.field_size_limit`,
+            a NUL byte): one line naming the line number, never an internal error.
+    """
+    rows = csv.reader(fh)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise CsvError(f"line {rows.line_num}: not a CSV that cvaudit wrote ({exc})") from None
         yield [unguard(c) for c in row]
 
 

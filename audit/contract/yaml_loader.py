@@ -24,6 +24,7 @@ import yaml
 
 from audit.contract.errors import CvauditError
 from audit.contract.files import read_bounded
+from audit.contract.text import valid_text
 
 __all__ = ["MAX_BYTES", "MAX_CHARS", "MAX_DEPTH", "MAX_NODES", "YamlError", "load_yaml", "read_yaml_file"]
 
@@ -105,6 +106,17 @@ def read_yaml_file(path: str | PathLike[str], *, what: str, error: type[CvauditE
     return read_bounded(path, limit=MAX_BYTES, what=what, error=error or YamlError)
 
 
+def _valid_strings(value: Any) -> Any:
+    """``value`` with every string (keys too) through :func:`audit.contract.text.valid_text`."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {_valid_strings(k): _valid_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_strings(v) for v in value]
+    return value
+
+
 def load_yaml(data: bytes | str, *, source: str) -> Any:
     """Parse one YAML document with the limits of the module docstring.
 
@@ -141,11 +153,14 @@ def load_yaml(data: bytes | str, *, source: str) -> Any:
                 f"{source}: more than {MAX_CHARS} characters of text once YAML aliases are expanded (an alias bomb?)"
             )
         try:
-            return loader.construct_document(node)
+            document = loader.construct_document(node)
         except ValueError as exc:  # int() of a scalar: Python's limit on the digits of an integer
             mark = getattr(node, "start_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
             raise YamlError(f"{source}: a value cannot be read{where}: {str(exc)[:120]}") from None
+        # a "\ud800" escape is the only way a YAML file holds a lone surrogate: made a visible escape here,
+        # once, so that no writer of a class name, attribute or rule name can fail on it later
+        return _valid_strings(document) if "\\" in text else document
     except RecursionError:  # a safety net behind _check_depth
         raise YamlError(f"{source}: collections nested too deeply") from None
     except yaml.YAMLError as exc:

@@ -104,15 +104,21 @@ def stressor_descriptions(conditions: list[Condition]) -> list[dict[str, Any]]:
 
 
 def check_classification_conditions(conditions: list[Condition], *, source: str = "config") -> None:
-    """Refuse, before any image is read, a stressor that needs object boxes in a classification audit.
+    """Refuse, before any image is read, a stressor that needs object boxes or attacks a detector in a
+    classification audit.
 
     Occlusion with ``target: objects`` hides part of every annotated object: a classifier's images have
     no boxes, so it cannot run (one line naming the condition).
 
     Raises:
-        AuditError: a condition whose stressor ``needs_boxes``.
+        AuditError: a condition whose stressor ``needs_boxes`` or ``attacks_detector``.
     """
     for cond in conditions:
+        if cond.stressor is not None and getattr(cond.stressor, "attacks_detector", False):
+            raise AuditError(
+                f"{source}: stressor condition {cond.id!r}: {cond.stressor.name} attacks object detectors "
+                "(task: detection); a classification audit takes the classifier attacks (e.g. pgd, pgd_l2)"
+            )
         if cond.stressor is not None and getattr(cond.stressor, "needs_boxes", False):
             raise AuditError(
                 f"{source}: stressor condition {cond.id!r} needs object boxes (target: objects); "

@@ -150,12 +150,13 @@ def _image_counts(path: Path) -> dict[tuple[str, str], tuple[int, int, int]]:
     _tp, fp, fn = (spec.name for spec in DETECTION_COUNTS)  # the count columns, as the audit writes them
     out: dict[tuple[str, str], tuple[int, int, int]] = {}
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            for line, row in enumerate(csvfile.DictReader(fh), start=2):
-                try:
-                    out[(row["condition"], row["sample_id"])] = (int(row["objects"]), int(row[fp]), int(row[fn]))
-                except (KeyError, TypeError, ValueError):
-                    raise AuditError(f"{path}: line {line}: needs condition, sample_id, objects, {fp}, {fn}") from None
+        for line, row in enumerate(
+            csvfile.DictReader(csvfile.lines(path, what="the run's per-image counts", error=AuditError)), start=2
+        ):
+            try:
+                out[(row["condition"], row["sample_id"])] = (int(row["objects"]), int(row[fp]), int(row[fn]))
+            except (KeyError, TypeError, ValueError):
+                raise AuditError(f"{path}: line {line}: needs condition, sample_id, objects, {fp}, {fn}") from None
     except OSError as exc:
         raise AuditError(f"{path}: cannot read the run's per-image counts ({exc.strerror or exc})") from None
     return out

@@ -83,8 +83,7 @@ class QueueSettings:
 
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        yield from csvfile.DictReader(fh)
+    yield from csvfile.DictReader(csvfile.lines(path, what=f"the run's {path.name}", error=AuditError))
 
 
 def _by_sample(rows: Iterator[dict[str, str]]) -> Iterator[tuple[str, list[dict[str, str]]]]:
@@ -407,10 +406,9 @@ def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]
     from audit.evaluation import compute_breaking_points
 
     def rows() -> Iterator[list[str]]:
-        with open(run.predictions, newline="", encoding="utf-8") as fh:
-            reader = csvfile.reader(fh)
-            next(reader, None)
-            yield from reader
+        reader = csvfile.reader(csvfile.lines(run.predictions, what="the run's predictions.csv", error=AuditError))
+        next(reader, None)
+        yield from reader
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ".breaking_points.csv"

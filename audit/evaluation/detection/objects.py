@@ -260,30 +260,29 @@ def read_objects(path: Path, *, conditions: Iterable[str] | None = None) -> Obje
     cols: dict[str, list[Any]] = {name: [] for name in ObjectOutcomes.__dataclass_fields__}
     booleans = {"true": True, "false": False}
     try:
-        with Path(path).open(encoding="utf-8", newline="") as f:
-            reader = csvfile.DictReader(f)
-            missing = [
-                c
-                for c in ("condition", "image_row", "object_index", *OUTCOME_COLUMNS)
-                if c not in (reader.fieldnames or ())
-            ]
-            if missing:
-                raise AuditError(f"{path}: not an objects.csv (missing column {missing[0]!r})")
-            for line, row in enumerate(reader, start=2):
-                cond = row["condition"]
-                if wanted is not None and cond not in wanted:
-                    continue
-                try:
-                    cols["condition"].append(cond)
-                    cols["image_row"].append(int(row["image_row"]))
-                    cols["object_index"].append(int(row["object_index"]))
-                    cols["present"].append(booleans[row["present"]])
-                    cols["found"].append(booleans[row["found"]])
-                    cols["visibility"].append(float(row["visibility"]))
-                    occ = row["occluded_fraction"]
-                    cols["occluded_fraction"].append(float(occ) if occ else math.nan)
-                except (KeyError, TypeError, ValueError) as err:
-                    raise AuditError(f"{path}, line {line}: bad value ({type(err).__name__}: {err})") from None
+        reader = csvfile.DictReader(csvfile.lines(path, what="objects.csv", error=AuditError))
+        missing = [
+            c
+            for c in ("condition", "image_row", "object_index", *OUTCOME_COLUMNS)
+            if c not in (reader.fieldnames or ())
+        ]
+        if missing:
+            raise AuditError(f"{path}: not an objects.csv (missing column {missing[0]!r})")
+        for line, row in enumerate(reader, start=2):
+            cond = row["condition"]
+            if wanted is not None and cond not in wanted:
+                continue
+            try:
+                cols["condition"].append(cond)
+                cols["image_row"].append(int(row["image_row"]))
+                cols["object_index"].append(int(row["object_index"]))
+                cols["present"].append(booleans[row["present"]])
+                cols["found"].append(booleans[row["found"]])
+                cols["visibility"].append(float(row["visibility"]))
+                occ = row["occluded_fraction"]
+                cols["occluded_fraction"].append(float(occ) if occ else math.nan)
+            except (KeyError, TypeError, ValueError) as err:
+                raise AuditError(f"{path}, line {line}: bad value ({type(err).__name__}: {err})") from None
     except OSError as err:
         raise AuditError(f"{path}: cannot read ({err.strerror or err})") from None
     if not cols["condition"]:

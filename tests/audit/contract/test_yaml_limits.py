@@ -110,3 +110,11 @@ def test_echo_and_one_line_bound_their_output():
         nested = [nested, "z" * 10_000]
     assert len(echo(nested)) <= 200 and len(echo("q" * 10_000)) <= 230
     assert len(one_line("w " * 100_000)) == MAX_MESSAGE
+
+
+def test_a_lone_surrogate_escape_becomes_visible_text():
+    """YAML's "\\ud800" escape is the one way a config or policy holds a lone surrogate: every string
+    (keys too) comes out with it as visible text, so no writer fails on a class or attribute name."""
+    data = load_yaml(b'data:\n  attributes: ["cam\\ud800"]\n"\\udcff": 1\n', source="c.yaml")
+    assert data == {"data": {"attributes": ["cam\\ud800"]}, "\\udcff": 1}
+    assert json.dumps(data, ensure_ascii=False).encode("utf-8")  # encodable

@@ -97,8 +97,8 @@ def test_a_classification_audit_naming_a_detection_attack_exits_2_with_one_line(
         timeout=600,
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "cvaudit: error: detection_pgd: attacks object detectors (task: detection); a classification audit "
-        "takes the classifier attacks (e.g. pgd, pgd_l2)"
+    assert done.stderr.strip() == (  # refused before any image (and before the model is loaded)
+        f"cvaudit: error: {cfg}: stressor condition 'detection_pgd@0': detection_pgd attacks object detectors "
+        "(task: detection); a classification audit takes the classifier attacks (e.g. pgd, pgd_l2)"
     )
     assert not (tmp_path / "out").exists()
