@@ -14,7 +14,28 @@ DEFAULT_IMAGE_PREFIX = "/data/local-files/?d="
 
 @click.command("queue")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the queue.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the queue (a new or empty folder, or one cvaudit wrote: it holds the .cvaudit-output marker).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out that cvaudit did not make (no .cvaudit-output marker); its files are kept, "
+    "and it is refused if one is named like the queue's (queue.csv, tasks.json, labeling_config.xml, summary.json, "
+    "images/, variants/). Never a system folder or a symbolic link.",
+)
+@click.option(
+    "--out-mode",
+    default="700",
+    show_default=True,
+    metavar="OCTAL",
+    help="Mode of the --out folder; its files get the same bits without execute (700: folder 0700, files 0600). "
+    "The queue holds sample images and attribute values (docs/security.md#output-folders).",
+)
 @click.option("--budget", default="100", show_default=True, help="How many samples to select (at least 1).")
 @click.option(
     "--format", "fmt", default="label-studio", show_default=True, help="label-studio (tasks JSON + XML + CSV) or csv."
@@ -40,14 +61,21 @@ DEFAULT_IMAGE_PREFIX = "/data/local-files/?d="
 )
 @click.option("--policy", "policy_name", default=None, help="Judge governance under this policy instead of the run's.")
 @boundary
-def queue_command(run_dir, out_dir, budget, fmt, stratify, variants, image_prefix, config, policy_name) -> None:
+def queue_command(
+    run_dir, out_dir, force, out_mode, budget, fmt, stratify, variants, image_prefix, config, policy_name
+) -> None:
     """Select from RUN_DIR (a cvaudit run folder) the samples most worth labelling or re-checking next.
 
-    A detection run's queue holds images with missed objects and false positives, as rectangles."""
+    A detection run's queue holds images with missed objects and false positives, as rectangles.
+    --out is checked like `cvaudit run --out` before anything is written: a symbolic link, a system
+    folder, or a non-empty folder cvaudit did not make (unless --force) is refused (exit 2)."""
     from audit.contract.errors import AuditError
     from audit.loop.queue import FORMATS, QueueSettings, build_queue
     from audit.loop.run_folder import open_run
     from audit.loop.setup import run_config_and_policy
+    from reports import parse_mode
+
+    mode = parse_mode(out_mode)
 
     try:
         amount = int(budget)
@@ -59,7 +87,7 @@ def queue_command(run_dir, out_dir, budget, fmt, stratify, variants, image_prefi
         raise AuditError(f"--format {fmt!r}: unknown format (expected one of: {', '.join(FORMATS)})")
     run = open_run(run_dir)
     cfg, policy = run_config_and_policy(run, config, policy_name)
-    settings = QueueSettings(amount, fmt, tuple(stratify), variants, image_prefix)
+    settings = QueueSettings(amount, fmt, tuple(stratify), variants, image_prefix, force=force, out_mode=mode)
     if run.task == "detection":
         from audit.loop.detection_queue import build_detection_queue
 

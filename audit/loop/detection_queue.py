@@ -44,9 +44,13 @@ from audit.contract.files import read_bounded
 from audit.contract.load import MAX_DETECTIONS_BYTES
 from audit.loop.queue import (
     FORMATS,
+    QueueFolder,
     QueueSettings,
     _governance_scan,
     _safe_name,
+    claim_queue_folder,
+    csv_text,
+    queue_inputs,
     select,
 )
 from audit.loop.run_folder import RunFolder
@@ -199,6 +203,8 @@ def build_detection_queue(
 
     Raises:
         AuditError: bad settings, an unknown stratification attribute, unreadable detections or images.
+        reports.OutputError: ``out_dir`` refused (:func:`audit.loop.queue.claim_queue_folder`), before anything is
+            read or written.
     """
     from audit.evaluation import read_detection_data
 
@@ -219,6 +225,7 @@ def build_detection_queue(
             f"--stratify {unknown[0]!r}: not an attribute of the run (have: {', '.join(attributes) or 'none'})"
         )
     strata_of = lambda attrs: "×".join(attrs.get(a, "") for a in strat) if strat else "all"  # noqa: E731
+    folder = claim_queue_folder(out_dir, force=settings.force, mode=settings.out_mode, protect=queue_inputs(run, cfg))
     scan, affected = _governance_scan(cfg, policy)
     data = read_detection_data(cfg, on_chunk=scan.feed if scan else None)
     conditions = [c.id for c in det.conditions]
@@ -281,8 +288,11 @@ def build_detection_queue(
             candidates[sid] = cand
     selection = select(candidates, affected, strata_of, objects_seen, missed_seen, settings.budget)
     chosen = selection.chosen
-    out_dir.mkdir(parents=True, exist_ok=True)
-    exported = _export(run, data, clean_dets, chosen, class_names, names, attributes, out_dir, settings)
+    scratch = folder.scratch()  # the staged images/, removed at the end
+    try:
+        exported = _export(run, data, clean_dets, chosen, class_names, names, attributes, folder, scratch, settings)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     summary = {
         "run": str(run.path),
         "task": "detection",
@@ -295,17 +305,17 @@ def build_detection_queue(
         "stratified_by": strat,
         "files": exported,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _export(run, data, clean_dets, chosen, class_names, names, attributes, out_dir: Path, settings) -> list[str]:
+def _export(
+    run, data, clean_dets, chosen, class_names, names, attributes, folder: QueueFolder, scratch: Path, settings
+) -> list[str]:
     from audit.loop.labelstudio import detection_task, rectangle, rectangle_labeling_config
 
-    images_dir = out_dir / "images"
-    if images_dir.exists():
-        shutil.rmtree(images_dir)
-    images_dir.mkdir()
+    images_dir = scratch / "images"  # swapped in as images/ once complete
+    images_dir.mkdir(mode=0o700)
     results = run.results
     threshold = results.detection.settings.score_threshold
     version = f"cvaudit:{(results.model.sha256 or 'model')[:12]}"
@@ -374,14 +384,12 @@ def _export(run, data, clean_dets, chosen, class_names, names, attributes, out_d
         "image",
         *attributes,
     ]
-    with open(out_dir / "queue.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csvfile.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    folder.put_folder(images_dir, "images")
+    folder.write_text("queue.csv", csv_text(columns, rows))
     files = ["queue.csv"]
     if settings.fmt == "label-studio":
-        (out_dir / "tasks.json").write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (out_dir / "labeling_config.xml").write_text(rectangle_labeling_config(class_names), encoding="utf-8")
+        folder.write_text("tasks.json", json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
+        folder.write_text("labeling_config.xml", rectangle_labeling_config(class_names))
         files += ["tasks.json", "labeling_config.xml"]
     files.append("images/")
     return files

@@ -27,17 +27,31 @@ missing or withdrawn consent, expired or unverifiable retention, a region not
 allowed, a missing purpose or lawful basis, or a biometric image without a
 basis is never exported; ``summary.json`` counts the samples held back per check.
 
+The queue's folder (``--out``) gets the checks of ``cvaudit run --out`` (:func:`claim_queue_folder`,
+before anything is read or written): a symbolic link, a system folder, or a non-empty folder without
+cvaudit's marker is refused unless ``--force``, which is still refused when an entry of the user's
+bears one of the queue's names (:data:`QUEUE_NAMES`: nothing of the user's is replaced or deleted).
+The folder gets the marker and ``--out-mode`` (0700, files 0600 by default); every file is written
+atomically (a temporary file in the folder, then :func:`os.replace`, so a symbolic link planted at
+``queue.csv`` is replaced, never followed), and ``images/`` and ``variants/`` are built in a private
+temporary folder and swapped in, the previous queue's folder removed only in a folder bearing the marker.
+
 A detection run's queue (images with missed objects and false positives) is built by
 :mod:`audit.loop.detection_queue` with the same priority, allocation and governance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import math
+import os
 import re
 import shutil
+import stat
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +62,16 @@ from audit.contract import csvfile
 from audit.contract.errors import AuditError
 from audit.loop.run_folder import RunFolder
 
-__all__ = ["Candidate", "QueueSettings", "allocate", "build_queue", "held_back_checks"]
+__all__ = [
+    "QUEUE_NAMES",
+    "Candidate",
+    "QueueFolder",
+    "QueueSettings",
+    "allocate",
+    "build_queue",
+    "claim_queue_folder",
+    "held_back_checks",
+]
 
 LABEL_NOISE_CONFIDENCE = 0.9
 ERROR_CONFIDENCE = 0.8
@@ -80,6 +103,183 @@ class QueueSettings:
     stratify: tuple[str, ...] = ()
     variants: bool = False
     image_prefix: str = "/data/local-files/?d="
+    force: bool = False  # --force: write into a non-empty folder cvaudit did not make (its files are kept)
+    out_mode: int | str | None = None  # --out-mode (None: reports.DEFAULT_MODE, 0700)
+
+
+#: What the queue writes into ``--out`` (files and folders). In a folder cvaudit did not make (``--force``)
+#: an entry of the user's with one of these names is never replaced: the queue is refused.
+QUEUE_NAMES = ("queue.csv", "tasks.json", "labeling_config.xml", "summary.json", "images", "variants")
+
+#: The queue's temporary files and folders in ``--out`` (atomic writes, staged image folders).
+_SCRATCH = re.compile(r"^\.cvaudit-queue-.*\.tmp$")
+
+_QUEUE_MARKER_TEXT = (
+    "This folder is a cvaudit output folder: `cvaudit queue` replaces its queue.csv, tasks.json,\n"
+    "labeling_config.xml, summary.json, images/ and variants/ here. Delete this file to make cvaudit refuse the folder.\n"
+)
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _marked(folder: Path) -> bool:
+    """Whether ``folder`` holds cvaudit's marker as a plain file (a link or folder of that name is not it)."""
+    from reports import MARKER_FILE
+
+    st = _lstat(folder / MARKER_FILE)
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+@dataclass(frozen=True)
+class QueueFolder:
+    """A queue folder claimed by :func:`claim_queue_folder`: writes into it never follow a symbolic link.
+
+    Attributes:
+        path: ``--out`` (its parent's links resolved).
+        mode: The folder's mode (``--out-mode``); its files get the same bits without execute.
+    """
+
+    path: Path
+    mode: int
+
+    @property
+    def file_mode(self) -> int:
+        return self.mode & 0o666
+
+    def write_text(self, name: str, text: str) -> None:
+        """Write ``name`` atomically: a temporary file here (0600 until done), then :func:`os.replace`."""
+        fd, tmp = tempfile.mkstemp(prefix=f".cvaudit-queue-{name}-", suffix=".tmp", dir=self.path)
+        try:
+            os.fchmod(fd, self.file_mode)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path / name)  # replaces a link at ``name`` itself, never its target
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def scratch(self) -> Path:
+        """A new private (0700) temporary folder here (same file system), for one queue's staging folders."""
+        return Path(tempfile.mkdtemp(prefix=".cvaudit-queue-", suffix=".tmp", dir=self.path))
+
+    def put_folder(self, staged: Path, name: str) -> None:
+        """Give ``staged`` (a folder in :meth:`scratch`) and its files the folder's modes and make it ``name``;
+        the previous ``name`` is moved into the scratch folder (removed with it).
+
+        Raises:
+            OutputError: ``name`` exists and the folder bears no marker (it is not known to be cvaudit's).
+        """
+        from reports import MARKER_FILE, OutputError
+
+        for entry in os.scandir(staged):
+            if entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, self.file_mode)
+        os.chmod(staged, self.mode)
+        dest = self.path / name
+        if _lstat(dest) is not None:
+            if not _marked(self.path):
+                raise OutputError(f"--out {self.path}: {name} exists and the folder has no {MARKER_FILE}; not replaced")
+            grave = staged.parent / f"old-{name}"
+            grave.mkdir(mode=0o700)
+            os.rename(dest, grave / name)  # a link is moved as a link: its target is never touched
+            os.rename(staged, dest)
+        else:
+            os.rename(staged, dest)
+
+
+def claim_queue_folder(
+    out_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    mode: int | str | None = None,
+    protect: Sequence[str | os.PathLike[str] | None] = (),
+) -> QueueFolder:
+    """Check ``--out`` as ``cvaudit run`` does, then create it (or take it over) as a queue folder.
+
+    Refused (:class:`reports.OutputError`, one line, exit 2), with nothing written: what
+    :func:`reports.check_out_dir` refuses (a symbolic link, a system folder, a folder of another
+    user, a non-empty folder without the marker unless ``force``, and under ``force`` one holding a
+    file named like a run output); under ``force``, a folder without the marker holding an entry
+    named like one of :data:`QUEUE_NAMES`, the marker (not a plain file) or a queue temporary; and
+    a folder whose ``images/`` or ``variants/`` (replaced by
+    the queue) holds one of ``protect`` (the run's inputs). Then the folder is created with
+    ``mode`` (0700 by default) or set to it, gets the marker, and loses the temporaries an
+    interrupted queue left.
+
+    Returns:
+        The claimed folder.
+    """
+    from reports import DEFAULT_MODE, MARKER_FILE, OutputError, check_out_dir, parse_mode
+
+    mode = parse_mode(DEFAULT_MODE if mode is None else mode)
+    out = Path(out_dir)
+    # the structural checks, the marker, and under --force the names of the run's outputs (kept as refusals:
+    # conservative, and the same in a folder that run and queue share); the queue's own names are checked below
+    target = check_out_dir(out, force=force)
+    st = _lstat(target)
+    entries = sorted(os.listdir(target)) if st is not None and stat.S_ISDIR(st.st_mode) else []
+    if entries and not _marked(target):
+        clash = [n for n in entries if n in QUEUE_NAMES or n == MARKER_FILE or _SCRATCH.match(n)]
+        if clash:
+            raise OutputError(
+                f"--out {out}: --force, but {', '.join(clash[:3])} in it would be replaced by the queue's file(s) "
+                f"of the same name and the folder is not known to be cvaudit's (no {MARKER_FILE}); move it away first"
+            )
+    for path in protect:
+        if path is None:
+            continue
+        inside = Path(os.path.abspath(path)).resolve()
+        for name in ("images", "variants"):
+            sub = target / name
+            if inside == sub or sub in inside.parents:
+                raise OutputError(
+                    f"--out {out}: {sub} holds {path}, an input of the queue, and the queue replaces it; "
+                    "choose another --out"
+                )
+    try:
+        if _lstat(target) is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(target, mode)
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        if not _marked(target):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            marker = os.open(target / MARKER_FILE, flags, 0o600)
+            os.fchmod(marker, mode & 0o666)
+            with os.fdopen(marker, "w", encoding="utf-8") as handle:
+                handle.write(_QUEUE_MARKER_TEXT)
+        for name in os.listdir(target):  # left by an interrupted queue
+            if _SCRATCH.match(name):
+                left = target / name
+                info = _lstat(left)
+                if info is not None and stat.S_ISDIR(info.st_mode):
+                    shutil.rmtree(left, ignore_errors=True)
+                elif info is not None:
+                    os.unlink(left)
+    except OSError as exc:
+        raise OutputError(f"--out {out}: cannot create it or write into it ({exc.strerror or exc})") from None
+    return QueueFolder(target, mode)
+
+
+def queue_inputs(run: RunFolder, cfg: Any) -> list[Any]:
+    """The files and folders a queue reads (its run folder, the data): ``--out``'s replaced folders may not hold them."""
+    data = cfg.data
+    inputs = [run.path, data.manifest, data.images, data.npz, data.root]
+    detection = getattr(cfg, "detection", None)
+    if detection is not None:
+        inputs += [detection.annotations, detection.images_root, detection.yolo]
+    return inputs
 
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
@@ -354,9 +554,8 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
 
     Raises:
         AuditError: bad settings, an unknown stratification attribute, unreadable images.
+        reports.OutputError: ``out_dir`` refused (:func:`claim_queue_folder`), before anything is read or written.
     """
-    from audit.evaluation import read_samples
-
     if settings.budget < 1:
         raise AuditError(f"--budget {settings.budget}: must be at least 1 sample")
     if settings.fmt not in FORMATS:
@@ -371,7 +570,18 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
             f"--stratify {unknown[0]!r}: not an attribute of the run (have: {', '.join(attributes) or 'none'})"
         )
     strata_of = lambda attrs: "×".join(attrs.get(a, "") for a in strat) if strat else "all"  # noqa: E731
-    bp_path = run.breaking_points or _derive_breaking_points(run, out_dir, attributes)
+    folder = claim_queue_folder(out_dir, force=settings.force, mode=settings.out_mode, protect=queue_inputs(run, cfg))
+    scratch = folder.scratch()  # staged images/, variants/, a derived breaking_points.csv; removed at the end
+    try:
+        return _build(run, cfg, policy, folder, scratch, settings, class_names, attributes, strat, strata_of)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build(run, cfg, policy, folder, scratch, settings, class_names, attributes, strat, strata_of) -> dict[str, Any]:
+    from audit.evaluation import read_samples
+
+    bp_path = run.breaking_points or _derive_breaking_points(run, scratch, attributes)
     reasons = breaking_reasons(run, bp_path) if bp_path is not None else {}
     candidates, rows_seen, errors_seen = find_candidates(run, class_names, attributes, strata_of, reasons)
     scan, affected = _governance_scan(cfg, policy)
@@ -382,9 +592,8 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
         breaks = breaking_of(run, bp_path, {c.sample_id for _, c in chosen}) if bp_path is not None else {}
         for _, c in chosen:
             c.breaking = breaks.get(c.sample_id, [])
-    out_dir.mkdir(parents=True, exist_ok=True)
     index_of = {csvfile.read_back(sid): i for i, sid in enumerate(table.ids)}  # ids as predictions.csv gives them
-    exported = _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir, settings)
+    exported = _export(run, cfg, table, index_of, chosen, class_names, attributes, folder, scratch, settings)
     summary = {
         "run": str(run.path),
         "policy": getattr(policy, "name", None),
@@ -395,14 +604,13 @@ def build_queue(run: RunFolder, *, cfg: Any, policy: Any, out_dir: Path, setting
         "stratified_by": strat,
         "files": exported,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if bp_path is not None and bp_path.name.startswith("."):
-        bp_path.unlink()
+    folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]) -> Path | None:
-    """breaking_points.csv of a run that has none (an older run), derived from its predictions."""
+def _derive_breaking_points(run: RunFolder, scratch: Path, attributes: list[str]) -> Path | None:
+    """breaking_points.csv of a run that has none (an older run), derived from its predictions into
+    ``scratch`` (a private temporary folder)."""
     from audit.evaluation import compute_breaking_points
 
     def rows() -> Iterator[list[str]]:
@@ -410,8 +618,7 @@ def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]
         next(reader, None)
         yield from reader
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / ".breaking_points.csv"
+    path = scratch / "breaking_points.csv"
     keys = compute_breaking_points(
         rows=rows,
         conditions=[  # the condition fields breaking points are tracked by
@@ -426,13 +633,13 @@ def _derive_breaking_points(run: RunFolder, out_dir: Path, attributes: list[str]
     return path if keys else None
 
 
-def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir: Path, settings) -> list[str]:
+def _export(
+    run, cfg, table, index_of, chosen, class_names, attributes, folder: QueueFolder, scratch: Path, settings
+) -> list[str]:
     from audit.loop.labelstudio import labeling_config, task
 
-    images_dir = out_dir / "images"
-    if images_dir.exists():
-        shutil.rmtree(images_dir)
-    images_dir.mkdir()
+    images_dir = scratch / "images"  # swapped in as images/ once complete
+    images_dir.mkdir(mode=0o700)
     files: list[str] = []
     rows, tasks = [], []
     version = f"cvaudit:{(run.results.model.sha256 or 'model')[:12]}"
@@ -461,32 +668,41 @@ def _export(run, cfg, table, index_of, chosen, class_names, attributes, out_dir:
         }
         rows.append(row)
         tasks.append(task(row, image_url=settings.image_prefix + rel, model_version=version, attributes=attributes))
-    with open(out_dir / "queue.csv", "w", newline="", encoding="utf-8") as fh:
-        columns = [
-            "rank",
-            "sample_id",
-            "stratum",
-            "priority",
-            "reasons",
-            "rationale",
-            "label",
-            "prediction",
-            "confidence",
-            "image",
-            *attributes,
-        ]
-        writer = csvfile.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    columns = [
+        "rank",
+        "sample_id",
+        "stratum",
+        "priority",
+        "reasons",
+        "rationale",
+        "label",
+        "prediction",
+        "confidence",
+        "image",
+        *attributes,
+    ]
+    variants = _write_variants(run, cfg, table, index_of, chosen, scratch) if settings.variants else None
+    folder.put_folder(images_dir, "images")
+    folder.write_text("queue.csv", csv_text(columns, rows))
     files.append("queue.csv")
     if settings.fmt == "label-studio":
-        (out_dir / "tasks.json").write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (out_dir / "labeling_config.xml").write_text(labeling_config(class_names), encoding="utf-8")
+        folder.write_text("tasks.json", json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
+        folder.write_text("labeling_config.xml", labeling_config(class_names))
         files += ["tasks.json", "labeling_config.xml"]
     files.append("images/")
-    if settings.variants:
-        files += _write_variants(run, cfg, table, index_of, chosen, out_dir)
+    if variants is not None:
+        folder.put_folder(variants, "variants")
+        files.append("variants/")
     return files
+
+
+def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    """The queue's CSV (header and rows) through cvaudit's one CSV writer, as text."""
+    buffer = io.StringIO(newline="")
+    writer = csvfile.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _write_image(table, cfg, i: int, stem: Path) -> Path:
@@ -521,17 +737,16 @@ def _save_png(image, path: Path) -> Path:
     return path
 
 
-def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[str]:
+def _write_variants(run, cfg, table, index_of, chosen, scratch: Path) -> Path:
     """Per queued sample and image stressor, the stressed image at its breaking point (else at the mildest
-    evaluated severity), with the parameters that reproduce it (``variants/params.jsonl``)."""
+    evaluated severity), with the parameters that reproduce it (``variants/params.jsonl``), in a staging
+    folder the caller swaps in as ``variants/``."""
     import stressors
     from audit.contract.seeds import sample_key
     from stressors import sample_keys
 
-    folder = out_dir / "variants"
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir()
+    folder = scratch / "variants"
+    folder.mkdir(mode=0o700)
     entries = {s.name: s for s in run.results.stressors}
     seed = run.results.seed
     records = []
@@ -569,7 +784,8 @@ def _write_variants(run, cfg, table, index_of, chosen, out_dir: Path) -> list[st
                     "input_size": list(cfg.model.input_size),
                 }
             )
-    with open(folder / "params.jsonl", "w", encoding="utf-8") as fh:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(folder / "params.jsonl", flags, 0o600), "w", encoding="utf-8") as fh:
         for rec in records:
             fh.write(json.dumps(rec) + "\n")
-    return ["variants/"]
+    return folder
