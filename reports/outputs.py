@@ -156,7 +156,9 @@ SYSTEM_FOLDERS = (
     "/var/tmp",
 )
 
-_TEMPORARY = re.compile(r"^\..+\.tmp$|^.+\.tmp$")
+#: An atomic-write temporary of one of cvaudit's outputs (:func:`reports.atomic.atomic_write`):
+#: ``.<output>.<random>.tmp``; any other ``*.tmp`` is a user's file.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 class OutputError(CvauditError):
@@ -169,7 +171,10 @@ class OutputBusyError(OutputError):
 
 def is_output_name(name: str) -> bool:
     """Whether a file name in an output folder is cvaudit's own (an output, the marker, an atomic-write temporary)."""
-    return name in OUTPUT_FILES or name == MARKER_FILE or bool(_TEMPORARY.match(name))
+    if name in OUTPUT_FILES or name == MARKER_FILE:
+        return True
+    match = _TEMPORARY.match(name)
+    return match is not None and match.group("name") in (*OUTPUT_FILES, MARKER_FILE)
 
 
 def parse_mode(text: str | int) -> int:
@@ -272,13 +277,21 @@ def _entries(folder: Path) -> list[str]:
 
 
 def _is_cvaudit_folder(folder: Path, entries: list[str], own: Sequence[str] = ()) -> bool:
-    """Whether a folder is cvaudit's: empty, holding the marker, or (from before the marker) only outputs."""
+    """Whether a folder is cvaudit's: empty, holding the marker, or (from before the marker) a complete set
+    of outputs: ``results.json`` with predictions, an attestation or a report, and nothing but outputs.
+
+    Names alone are weak evidence (``junit.xml`` or ``report.html`` may be anyone's): a folder holding
+    a few generic names and no results is a user's, refused without ``--force``.
+    """
     if not entries:
         return True
     marker = _lstat(folder / MARKER_FILE)
     if marker is not None and stat.S_ISREG(marker.st_mode):
         return True
-    return all(is_output_name(name) or name in own for name in entries)
+    names = set(entries)
+    evidence = {"predictions.csv", "detections.json", ATTESTATION_FILE, "report.html", "report.pdf"}
+    complete = "results.json" in names and bool(names & evidence)
+    return complete and all(is_output_name(name) or name in own for name in entries)
 
 
 def check_out_dir(
@@ -678,6 +691,11 @@ def recover_leftovers(out_dir: Path) -> list[str]:
     for work in sorted(out.parent.glob(prefix + "*")):
         if not work.is_dir() or work.is_symlink():
             continue
+        if not _made_by_us(work):  # someone else's folder beside --out (a shared parent): never take from it
+            notes.append(
+                f"{work}: left in place, not a staging folder of yours (owned by another user or writable by others)"
+            )
+            continue
         owner = pid.match(work.name)
         who = f"pid {owner.group(1)}" if owner else "unknown pid"
         old = work / "old"
@@ -700,6 +718,21 @@ def recover_leftovers(out_dir: Path) -> list[str]:
         shutil.rmtree(work, ignore_errors=True)
         notes.append(f"removed {work}, the staging folder of an interrupted run ({who}); {out} was not changed by it")
     return notes
+
+
+def _made_by_us(work: Path) -> bool:
+    """Whether a staging folder (and its ``out``/``old``) is ours: owned by this user, writable by nobody else.
+
+    ``tempfile.mkdtemp`` makes it 0700; a folder of that name that another user planted beside
+    ``--out`` in a shared parent must not be renamed into ``--out`` or have its files carried there.
+    """
+    for path in (work, work / "out", work / "old"):
+        info = _lstat(path)
+        if info is None:
+            continue
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            return False
+    return True
 
 
 def _carry_foreign(old: Path, out: Path) -> list[str]:

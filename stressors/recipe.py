@@ -47,7 +47,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import Tensor, nn
 
-from audit.contract.yaml_loader import load_yaml
+from audit.contract.yaml_loader import load_yaml, read_yaml_file
 from stressors.base import StressorError
 from stressors.registry import get
 
@@ -352,10 +352,7 @@ def load(path: str | Path) -> Recipe:
         StressorError: the file is missing, not a recipe, or names an unknown stressor or option.
     """
     path = Path(path)
-    try:
-        raw = load_yaml(path.read_bytes(), source=str(path))
-    except FileNotFoundError:
-        raise StressorError(f"{path}: recipe file not found") from None
+    raw = load_yaml(read_yaml_file(path, what="recipe file", error=StressorError), source=str(path))
     try:
         parsed = _RecipeFile.model_validate(raw)
     except ValidationError as err:

@@ -334,6 +334,7 @@ def test_out_replaced_between_the_check_and_the_swap_is_put_back(tmp_path, monke
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.json").write_text("old")
+    (out / MARKER_FILE).write_text("")
     real_exchange = outputs._exchange
     calls = []
 
@@ -418,6 +419,7 @@ def test_the_demo_claims_its_folder_and_a_pre_marker_demo_folder(tmp_path):
     legacy = tmp_path / "old-demo"
     (legacy / "workspace").mkdir(parents=True)
     (legacy / "results.json").write_text("{}")
+    (legacy / "predictions.csv").write_text("")
     claim_output_folder(legacy, own=("workspace",))
     assert (legacy / MARKER_FILE).is_file()
     foreign = tmp_path / "docs"
@@ -458,3 +460,49 @@ def test_a_system_out_is_refused_before_torch_loads(workspace, out):
     assert result.stderr.strip() == (
         f"cvaudit: error: --out {out}: refusing to write into {out}, a system folder; choose a new folder for the outputs"
     )
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["junit.xml"],  # pytest's report in a CI folder: a generic name is not cvaudit's
+        ["report.html", "groups.csv"],  # outputs' names without results
+        ["thesis-draft.tmp"],  # any *.tmp is a user's; only .<output>.<random>.tmp is cvaudit's
+        ["results.json", ".results.json.tmp"],
+    ],
+)
+def test_a_folder_is_not_cvaudits_by_a_few_names(tmp_path, names):
+    out = tmp_path / "test-results"
+    out.mkdir()
+    for name in names:
+        (out / name).write_text(f"the user's {name}\n")
+    with pytest.raises(OutputError, match="did not make"):
+        OutputTransaction(out).begin()
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert all((out / name).read_text() == f"the user's {name}\n" for name in names)
+
+
+def test_an_atomic_write_temporary_of_an_output_is_cvaudits(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("results.json", "predictions.csv", ".report.pdf.k3x_9a.tmp"):
+        (out / name).write_text("old")
+    with OutputTransaction(out) as tx:
+        (tx.stage / "results.json").write_text("new")
+        tx.commit()
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_FILE, "results.json"]
+
+
+def test_recovery_ignores_a_staging_folder_someone_else_could_write(tmp_path):
+    """A folder named like a staging folder, planted in a shared parent, is never moved into --out."""
+    out = tmp_path / "audit"
+    planted = tmp_path / ".audit.cvaudit-1-evil"
+    (planted / "old").mkdir(parents=True)
+    (planted / "old" / "planted.txt").write_text("from someone else\n")
+    planted.chmod(0o777)  # writable by others: not a folder mkdtemp made for this user
+    with OutputTransaction(out) as tx:
+        assert any("not a staging folder of yours" in note for note in tx.notes)
+        (tx.stage / "results.json").write_text("{}")
+        tx.commit()
+    assert not (out / "planted.txt").exists()
+    assert (planted / "old" / "planted.txt").is_file()

@@ -29,7 +29,15 @@ from pathlib import Path
 
 from audit.contract.errors import CvauditError, echo
 
-__all__ = ["KIND_NAMES", "MAX_NAME_BYTES", "MAX_PATH_BYTES", "check_path_name", "open_bounded", "read_bounded"]
+__all__ = [
+    "KIND_NAMES",
+    "MAX_NAME_BYTES",
+    "MAX_PATH_BYTES",
+    "check_path_name",
+    "open_bounded",
+    "read_bounded",
+    "require_regular",
+]
 
 #: The longest file name component (bytes) and whole path (bytes) cvaudit passes to the system (Linux's
 #: NAME_MAX and PATH_MAX): a longer name is refused with one line before any call that would fail on it.
@@ -77,6 +85,28 @@ def check_path_name(path: str | os.PathLike[str], *, what: str, error: type[Cvau
             f"component and {MAX_PATH_BYTES} in all)"
         )
     return Path(text)
+
+
+def require_regular(path: str | os.PathLike[str], *, what: str, error: type[CvauditError]) -> Path:
+    """``path`` if it names a regular file (after symbolic links), else one line saying what it is.
+
+    For files a library opens itself (a model file for torch or onnxruntime): a FIFO would make it
+    wait forever for a writer and ``/dev/zero`` read forever, so they are refused by name first.
+
+    Raises:
+        error: missing, or a folder, device, FIFO or socket.
+    """
+    path = check_path_name(path, what=what, error=error)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    kind = stat.S_IFMT(info.st_mode)
+    if kind != stat.S_IFREG:
+        raise error(f"{path}: is {KIND_NAMES.get(kind, 'not a regular file')}; expected {what} (a regular file)")
+    return path
 
 
 def _kind_of(path: Path) -> str | None:

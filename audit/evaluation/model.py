@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from audit.contract.config import ModelConfig
 from audit.contract.digest import sha256_file
 from audit.contract.errors import AuditError
+from audit.contract.files import require_regular
 
 PROB_TOLERANCE = 1e-3
 
@@ -282,6 +283,7 @@ def _load_file(path: Path) -> tuple[nn.Module, str]:
             else ""
         )
         raise AuditError(f"{path}: is a folder, not a model file{hint}")
+    require_regular(path, what="model file", error=AuditError)  # a FIFO or a device would hang the loaders
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return OnnxModule(path), "onnx"

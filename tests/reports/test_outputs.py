@@ -61,7 +61,7 @@ def test_keep_carries_unchanged_outputs(tmp_path):
 def test_an_error_before_commit_changes_nothing(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    _write(out, **{"results.json": "old"})
+    _write(out, **{"results.json": "old", MARKER_FILE: ""})
     with pytest.raises(RuntimeError), OutputTransaction(out) as tx:
         _write(tx.stage, **{"results.json": "new"})
         raise RuntimeError("boom")

@@ -112,3 +112,27 @@ def test_a_file_that_grows_within_the_limit_is_read_whole(tmp_path, monkeypatch)
     assert _read(p, limit=100) == b"a" * 10
     with pytest.raises(_Err, match="grew past 8 bytes while it was read"):
         _read(p, limit=8)
+
+
+def test_require_regular_refuses_what_a_library_would_hang_on(tmp_path):
+    from audit.contract.files import require_regular
+
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(_Err, match=r"model\.pt: is a FIFO \(named pipe\); expected model file"):
+        require_regular(fifo, what="model file", error=_Err)
+    with pytest.raises(_Err, match="is a character device"):
+        require_regular("/dev/zero", what="model file", error=_Err)
+    with pytest.raises(_Err, match="model file not found"):
+        require_regular(tmp_path / "nope.pt", what="model file", error=_Err)
+    real = tmp_path / "real.pt"
+    real.write_bytes(b"x")
+    assert require_regular(real, what="model file", error=_Err) == real
+
+
+def test_a_recipe_that_is_a_device_is_one_line():
+    from stressors import StressorError
+    from stressors.recipe import load
+
+    with pytest.raises(StressorError, match="/dev/zero: is a character device; expected recipe file"):
+        load("/dev/zero")
