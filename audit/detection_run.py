@@ -143,9 +143,6 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
     )
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
     shard = distributed.shard_indices(len(data), ctx.rank, ctx.world)
-    # models are code: say which ran, once every check before the first image has passed (a refusal stays one line)
-    if model_info.get("code_executed") and ctx.writes and ctx.notify is not None:
-        ctx.notify(CodeExecuted.model_validate(model_info["code_executed"]).to_text())
     with allocator_setting(cfg.allocator) as allocator:
         tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
         with using_threads(threads):
@@ -165,6 +162,9 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
             )
             passed = passed.merged(distributed.gather_lists)
             distributed.barrier()  # every rank's spill files are complete
+            # models are code: say which ran, after the pass (an error on the way stays one line)
+            if model_info.get("code_executed") and ctx.writes and ctx.notify is not None:
+                ctx.notify(CodeExecuted.model_validate(model_info["code_executed"]).to_text())
             if not ctx.writes:
                 return AuditOutcome(None, ctx.out_dir, [])
             if not passed.evaluated:

@@ -337,6 +337,7 @@ def _run(ctx: RunContext) -> AuditOutcome:
     loaded = _load(ctx, reading)
     with allocator_setting(ctx.cfg.allocator) as allocator:  # unset: mallopt is not touched; restored at the end
         evaluation = _evaluate(ctx, reading, plan, loaded, allocator)
+        _tell_code_executed(ctx, loaded.info)  # after the pass: an error on the way stays one line
         if not ctx.writes:
             return AuditOutcome(None, ctx.out_dir, [])
         results = _judge(ctx, reading, loaded, evaluation)
@@ -433,7 +434,6 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
         monitor=monitor,
     )
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
-    _tell_code_executed(ctx, loaded.info)  # once every check before the first image has passed
     tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
     with using_threads(threads):
         state = evaluate(
