@@ -2,7 +2,8 @@
 
 Every CSV cvaudit writes (``predictions.csv``, ``breaking_points.csv``, ``groups.csv``,
 ``skipped.csv``, ``governance.csv``, the queue's ``queue.csv``, a detector's
-``objects.csv`` / ``detections.csv`` / ``object_breaking_points.csv``, the demos' manifests)
+``objects.csv`` / ``detections.csv`` / ``object_breaking_points.csv``; not the demos' manifests,
+which are inputs of fixed ASCII written with the plain csv module)
 goes through :func:`writer` or :class:`DictWriter`: every text cell passes
 :func:`audit.contract.text.spreadsheet_safe` (control characters and bidi controls
 escaped, a formula start ``= + - @``/tab behind one apostrophe), numbers are written as
