@@ -69,6 +69,7 @@ __all__ = [
     "OutputTransaction",
     "SigningError",
     "SigningKeys",
+    "atomic_write_text",
     "check_out_dir",
     "claim_output_folder",
     "find_error_examples",

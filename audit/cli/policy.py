@@ -112,7 +112,7 @@ def check_command(
     from audit.contract.plan import RunPlan
     from audit.contract.results import Governance, PolicyOutcome
     from policies import GovernanceConfig, check_governance, check_policy, judge_findings, load_policy, parse_date
-    from reports import render_markdown_summary, write_junit
+    from reports import atomic_write_text, render_markdown_summary, write_junit
 
     results = load_results(results_path)
     policy = load_policy(policy_name)
@@ -138,7 +138,7 @@ def check_command(
     if junit_path is not None:
         write_junit(judged.policy, judged.governance.findings, junit_path)
     if markdown_path is not None:
-        markdown_path.write_text(render_markdown_summary(judged), encoding="utf-8")
+        atomic_write_text(markdown_path, render_markdown_summary(judged))  # never through a planted link
     if fmt == "json":
         click.echo(json.dumps({"policy": section, "governance": {"findings": findings}}, indent=2))
     else:

@@ -21,6 +21,7 @@ def recipe_command(run_dir: Path, out_path: Path, probability: str) -> None:
     from audit.contract.errors import AuditError
     from audit.loop.recipe import build_recipe, dump_recipe
     from audit.loop.run_folder import open_run
+    from reports import atomic_write_text
 
     try:
         p = float(probability)
@@ -31,7 +32,7 @@ def recipe_command(run_dir: Path, out_path: Path, probability: str) -> None:
     run = open_run(run_dir, need_predictions=False)
     recipe = build_recipe(run, probability=p)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(dump_recipe(recipe), encoding="utf-8")
+    atomic_write_text(out_path, dump_recipe(recipe))  # a link at out_path is replaced, never written through
     mix = ", ".join(
         f"{s['name']} {s['severity'][0]}-{s['severity'][1]} ({s['weight']:.2f})" for s in recipe["stressors"]
     )
