@@ -69,6 +69,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from audit.contract.errors import CvauditError
+from audit.contract.files import check_path_name
 from reports.attestation import ATTESTATION_FILE
 from reports.keys import ATTESTATION_PUB
 
@@ -317,7 +318,7 @@ def check_out_dir(
     Raises:
         OutputError: One line naming ``--out`` and the reason.
     """
-    out = Path(out_dir)
+    out = check_path_name(out_dir, what="--out folder", error=OutputError)  # a NUL or an overlong name: one line
     target = _resolve_out(out)
     why = _is_system_folder(target)
     if why:

@@ -506,3 +506,9 @@ def test_recovery_ignores_a_staging_folder_someone_else_could_write(tmp_path):
         tx.commit()
     assert not (out / "planted.txt").exists()
     assert (planted / "old" / "planted.txt").is_file()
+
+
+@pytest.mark.parametrize("name", ["out\x00x", "x" * 300, "bad\ud800"])
+def test_an_out_name_the_system_cannot_take_is_one_line(tmp_path, name):
+    with pytest.raises(OutputError, match="--out folder name|not a usable --out folder name"):
+        OutputTransaction(tmp_path / name).begin()
