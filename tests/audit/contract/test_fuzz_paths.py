@@ -71,8 +71,9 @@ def test_hostile_file_names(tmp_path, monkeypatch, reader, name):
 @pytest.mark.parametrize("key", ["policy", "manifest"])
 def test_a_config_naming_a_lone_surrogate_file_is_one_line_through_the_cli(tmp_path, key):
     """Found by test_hostile_file_names: a config whose ``policy:`` or ``data.manifest:`` holds a JSON-style
-    escape of a lone surrogate ended in ``internal error: UnicodeEncodeError``; read_bounded (audit/contract/
-    files.py) now refuses the name in one line, exit 2, before any image."""
+    escape of a lone surrogate ended in ``internal error: UnicodeEncodeError``. The YAML loader now makes the
+    escape visible text (``\\ud800``, audit.contract.text.valid_text), so the name is one line, exit 2, naming
+    the file as written, before any image (read_bounded also refuses a name with a real surrogate)."""
     import subprocess
     import sys
 
@@ -90,4 +91,5 @@ def test_a_config_naming_a_lone_surrogate_file_is_one_line_through_the_cli(tmp_p
     )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr
-    assert len(lines) == 1 and "lone surrogate" in lines[0] and "internal error" not in lines[0], lines
+    assert len(lines) == 1 and "\\ud800" in lines[0] and "internal error" not in lines[0], lines
+    assert " not found" in lines[0], lines
