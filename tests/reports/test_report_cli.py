@@ -124,6 +124,7 @@ def test_report_does_not_attest_stale_files_of_another_run(runner, tmp_path, res
     """B6: old junit.xml/predictions.csv in --out must not be signed next to new results."""
     out = tmp_path / "out"
     out.mkdir()
+    (out / MARKER_FILE).write_text("")  # the output folder of another cvaudit run
     (out / "junit.xml").write_text('<?xml version="1.0"?><testsuite name="old run" tests="0"/>\n')
     (out / "predictions.csv").write_text("sample_id,condition\nold,clean\n")
     env = {"CVAUDIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
