@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         run_breaking_points,
     )
     from audit.evaluation.conditions import Condition, build_conditions, check_classification_conditions
+    from audit.evaluation.corruption_benchmark import check_benchmark, imagenet_c_summary, suite_condition_ids
     from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
     from audit.evaluation.detection.attack_pass import attacks_section, check_attacks, check_classifier_attacks
     from audit.evaluation.detection.coco_metrics import ImageDetections
@@ -63,6 +64,9 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "Condition": ("conditions", "Condition"),
     "build_conditions": ("conditions", "build_conditions"),
     "check_classification_conditions": ("conditions", "check_classification_conditions"),
+    "check_benchmark": ("corruption_benchmark", "check_benchmark"),
+    "imagenet_c_summary": ("corruption_benchmark", "imagenet_c_summary"),
+    "suite_condition_ids": ("corruption_benchmark", "suite_condition_ids"),
     "AuditDataset": ("data", "AuditDataset"),
     "SampleTable": ("data", "SampleTable"),
     "check_label_range": ("data", "check_label_range"),
@@ -133,6 +137,7 @@ __all__ = [
     "build_conditions",
     "build_layout",
     "check_attacks",
+    "check_benchmark",
     "check_box_support",
     "check_classification_conditions",
     "check_classifier_attacks",
@@ -144,6 +149,7 @@ __all__ = [
     "detection_results",
     "evaluate_conditions",
     "evaluate_detector",
+    "imagenet_c_summary",
     "load_detector",
     "load_model",
     "match_images",
@@ -161,6 +167,7 @@ __all__ = [
     "stratified_order",
     "stratified_subset",
     "stressed_thumbnails",
+    "suite_condition_ids",
     "summarize_detection",
     "using_threads",
 ]
