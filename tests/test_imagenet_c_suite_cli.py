@@ -198,3 +198,24 @@ def test_the_real_command_line_refuses_an_unknown_corruption(workspace):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "benchmark.corruptions" in lines[0] and "fog_of_war" in lines[0], proc.stderr
+
+
+def test_a_detection_metric_rule_on_a_classification_suite_is_refused(workspace):
+    rule = "  - id: rpc\n    section: imagenet_c\n    metric: rpc\n    min: 0.5\n"
+    cfg = _config(workspace, "  corruptions: [contrast]\n", rules=rule)
+    _break_images(workspace)
+    _one_line_error(_run(cfg, workspace / "out"), "'rpc' is a detection metric", "imagenet_c.mce")
+
+
+def test_the_benchmark_metrics_are_registered_keys_of_the_section():
+    from audit.contract.metric_specs import BENCHMARK_METRICS, benchmark_metric_names
+    from audit.contract.results import ImageNetCResults
+
+    assert set(benchmark_metric_names()) == {"mce", "relative_mce", "held_out_mce", "held_out_relative_mce"} | {
+        "mpc",
+        "rpc",
+        "held_out_mpc",
+    }
+    for name, spec in BENCHMARK_METRICS.items():
+        key = name.split(".", 1)[1]
+        assert ImageNetCResults.model_fields[key].description.startswith(spec.task), name

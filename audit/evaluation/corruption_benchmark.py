@@ -110,8 +110,7 @@ def check_benchmark(cfg: AuditConfig, *, source: str, available: Sequence[str]) 
         if cid not in ids:
             raise AuditError(f"{path}: conditions: no condition {cid!r} (the baseline must have run the same suite)")
         if ids[cid] is None:
-            metric = "accuracy" if cfg.task == "classification" else "map"
-            raise AuditError(f"{path}: conditions: {cid!r} has no {metric} to normalise by")
+            raise AuditError(f"{path}: conditions: {cid!r} has no value to normalise by (its accuracy is null)")
     return baseline
 
 
