@@ -108,3 +108,17 @@ def test_a_benchmark_rule_is_worded_and_formatted_as_a_ratio(metric, words):
     assert rule_in_words(rule, fmt_rule_value) == f"{words[0].upper()}{words[1:]} in imagenet_c must be at most 1.000"
     slot = {"kind": "metric", "metric": "mce", "condition": "clean", "op": "max", "threshold": 0.1}
     assert fmt_rule_value(0.1, slot) == "10.00%"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("media", ["screen", "print"])
+def test_the_section_has_no_axe_violation(results, tmp_path, media):
+    from test_report_accessibility import _axe
+
+    results["imagenet_c"] = _section(previews=True)
+    outcome = _axe(render_html(results), tmp_path, media)
+    assert outcome["violations"] == [], [
+        (v["id"], v["help"], [n["target"] for n in v["nodes"][:5]]) for v in outcome["violations"]
+    ]
+    undecided = [(v["id"], n["html"][:60]) for v in outcome["incomplete"] for n in v["nodes"]]
+    assert all(rule == "color-contrast" and html.startswith("<text") for rule, html in undecided), undecided
