@@ -219,3 +219,27 @@ def test_the_benchmark_metrics_are_registered_keys_of_the_section():
     for name, spec in BENCHMARK_METRICS.items():
         key = name.split(".", 1)[1]
         assert ImageNetCResults.model_fields[key].description.startswith(spec.task), name
+
+
+def _refused_level() -> tuple[str, float] | None:
+    """A registered suite corruption and a severity in 0-5 that its stressor does not take, if any."""
+    from audit.contract.corruption_suite import CORRUPTIONS
+
+    for name in (n for n in CORRUPTIONS if n in stressors.available()):
+        for level in (0, 2.5, 0.5):
+            try:
+                stressors.get(name, severities=[level])
+            except stressors.StressorError:
+                return name, level
+    return None
+
+
+def test_a_severity_the_corruption_does_not_take_names_the_benchmark_key(workspace):
+    refused = _refused_level()
+    if refused is None:
+        pytest.skip("every registered corruption takes severities 0, 0.5 and 2.5")
+    name, level = refused
+    baseline = "" if float(level).is_integer() and level >= 1 else "  baseline: b.json\n"
+    _break_images(workspace)
+    cfg = _config(workspace, f"  corruptions: [{name}]\n  severities: [{level:g}]\n{baseline}")
+    _one_line_error(_run(cfg, workspace / "out"), "benchmark.severities", name)

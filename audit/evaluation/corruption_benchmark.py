@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import stressors
 from audit.contract.conditions import format_severity
 from audit.contract.config import AuditConfig, BenchmarkConfig
 from audit.contract.corruption_suite import ALEXNET_SOURCE, BENCHMARK, HELD_OUT, SEVERITIES
@@ -31,6 +32,7 @@ from audit.contract.errors import AuditError, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.results import Results
 from audit.contract.results.benchmark import BenchmarkBaseline, BenchmarkCorruption, ImageNetCResults
+from stressors import StressorError
 
 __all__ = ["check_benchmark", "corruption_error", "imagenet_c_summary", "mean_or_none", "suite_condition_ids"]
 
@@ -60,7 +62,8 @@ def check_benchmark(cfg: AuditConfig, *, source: str, available: Sequence[str]) 
         The baseline run's results (``benchmark.baseline`` a results.json), or None for ``alexnet``.
 
     Raises:
-        AuditError: one line: an unregistered corruption; a ``stressors[]`` entry named like a suite
+        AuditError: one line: an unregistered corruption; a severity its stressor does not take; a
+            ``stressors[]`` entry named like a suite
             corruption; a baseline results.json that cannot be read, is of another task, of another
             dataset (manifest SHA-256, or image folder path), or lacks a suite condition or its metric.
     """
@@ -74,6 +77,13 @@ def check_benchmark(cfg: AuditConfig, *, source: str, available: Sequence[str]) 
             f"{source}: {where}: corruption {missing[0]!r} is not a registered stressor in this installation"
             f" ({len(missing)} of {len(bench.names)} missing; registered: {', '.join(have) or 'none'})"
         )
+    for (
+        name
+    ) in bench.names:  # a severity the corruption's stressor does not take (e.g. 0, or 2.5 where no formula allows)
+        try:
+            stressors.get(name, severities=bench.levels)
+        except StressorError as err:
+            raise AuditError(f"{source}: benchmark.severities: {err}") from None
     for k, entry in enumerate(cfg.stressors):
         label = entry.label or entry.name
         if label in bench.names:
