@@ -24,10 +24,26 @@ CASES = [
     ("motion_blur", {}),
     ("contrast", {}),
     ("brightness", {}),
+    ("shot_noise", {}),
+    ("impulse_noise", {}),
+    ("speckle_noise", {}),
+    ("gaussian_blur", {}),
+    ("saturate", {}),
+    ("pixelate", {}),
+    ("jpeg_compression", {}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" if o else n for n, o in CASES]
 #: Stressors whose output depends on per-sample random draws.
-RANDOM = {"night", "glare", "occlusion", "gaussian_noise", "motion_blur"}
+RANDOM = {
+    "night",
+    "glare",
+    "occlusion",
+    "gaussian_noise",
+    "motion_blur",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+}
 
 
 def images(n: int = 6, h: int = 24, w: int = 32) -> torch.Tensor:
