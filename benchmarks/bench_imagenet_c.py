@@ -43,8 +43,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import stressors  # noqa: E402
-from stressors.base import sample_keys  # noqa: E402
+import stressors
+from stressors.base import sample_keys
 
 
 def photo_batch(batch: int, size: int) -> torch.Tensor:
