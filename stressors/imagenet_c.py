@@ -18,7 +18,7 @@ the codec's 8x8 pixels: neither is scaled (see their classes).
 
 Random draws: every noise field is drawn per sample on the CPU with numpy's
 PCG64 from the sample's seed (:func:`stressors.base.noise_like`,
-:func:`uniform_like`, :func:`poisson_like`), identical on every device, so a
+:func:`uniform_like`, :func:`per_sample_numpy`), identical on every device, so a
 sample is corrupted identically whatever its batch. They follow the
 reference's distributions, not its draws (it uses the global numpy RNG).
 
@@ -34,7 +34,7 @@ correlation elsewhere, see :func:`stressors.filters.correlate`).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -106,8 +106,19 @@ class GaussianNoise(_ImageNetC):
         sigma = interpolate_level(GAUSSIAN_NOISE_SIGMA, severity)
         return {"sigma": torch.full((len(seeds),), sigma, dtype=torch.float64)}
 
+    output_in_range = True
+
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        return images + interpolate_level(GAUSSIAN_NOISE_SIGMA, params.severity) * noise_like(images, params.seeds)
+        sigma = float(interpolate_level(GAUSSIAN_NOISE_SIGMA, params.severity))
+
+        def add_noise(rng: np.random.Generator, x: np.ndarray, out: np.ndarray) -> None:
+            rng.standard_normal(out=out, dtype=np.float32)  # noise_like's draw
+            out *= sigma
+            out += x
+
+        if images.device.type == "cpu":
+            return per_sample_numpy(images, params.seeds, add_noise)
+        return (images + sigma * noise_like(images, params.seeds)).clamp_(0.0, 1.0)
 
 
 class DefocusBlur(_ImageNetC):
@@ -201,28 +212,28 @@ class Brightness(_ImageNetC):
     fractional_severities = True
     severity_meaning = {i + 1: f"HSV value + {c} (hue and saturation kept)" for i, c in enumerate(BRIGHTNESS_SHIFT)}
 
+    output_in_range = True
+
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        shift = interpolate_level(BRIGHTNESS_SHIFT, params.severity)
+        shift = float(interpolate_level(BRIGHTNESS_SHIFT, params.severity))
         n, c = images.shape[:2]
         out = torch.empty_like(images)
-        # A few images at a time, so that the planes stay in the CPU cache between passes.
+        # A few images at a time, so that the planes stay in the CPU cache between passes
+        # (and the clamp happens there too, not in a separate pass over the batch in memory).
         chunk = n if images.device.type != "cpu" else max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
         for start in range(0, n, chunk):
             x, o = images[start : start + chunk], out[start : start + chunk]
-            value = x[:, 0].clone()
-            for ch in range(1, c):
+            value = x[:, 0] if c == 1 else torch.maximum(x[:, 0], x[:, 1])
+            for ch in range(2, c):
                 torch.maximum(value, x[:, ch], out=value)
-            new_value = (value + shift).clamp_(max=1.0)
-            # Float arithmetic instead of boolean masks (several times faster on the CPU):
-            # lit = 1 where V > 0, else 0; there ratio = V'/V and offset = 0, elsewhere
-            # (black pixels) ratio = 0 and offset = V', so out = x * ratio + offset is exactly
-            # x * V'/V for lit pixels and grey V' for black ones.
-            lit = torch.sign(value).clamp_(min=0.0)
-            scaled = new_value * lit
-            ratio = scaled.div(value.clamp_(min=1e-12))
-            offset = new_value.sub_(scaled)
-            for ch in range(c):
-                torch.addcmul(offset, x[:, ch], ratio, out=o[:, ch])
+            new_value = torch.add(value, shift).clamp_(max=1.0)
+            # out = x * V'/V for lit pixels, grey V' for black ones, with float arithmetic only
+            # (boolean masks are several times slower on the CPU): ratio = V'/max(V, 1e-12) and
+            # offset = V' - V * ratio, which is 0 (to rounding) where V > 0 and V' where V = 0.
+            ratio = new_value / value.clamp(min=1e-12)
+            offset = torch.addcmul(new_value, value, ratio, value=-1.0)
+            torch.addcmul(offset[:, None], x, ratio[:, None], out=o)
+            o.clamp_(0.0, 1.0)
         return out
 
 
@@ -234,8 +245,9 @@ class ShotNoise(_ImageNetC):
     sqrt(x / c), 0.09 to 0.41 at mid-grey). Size-independent. Fractional
     severities interpolate c linearly (the Poisson draws are those of the next
     level's seed). The counts are drawn per sample on the CPU with numpy's
-    PCG64 Poisson sampler (:func:`poisson_like`), the same algorithm family as
-    the reference's ``np.random.poisson``.
+    PCG64 Poisson sampler (:func:`per_sample_numpy`), the same algorithms as
+    the reference's ``np.random.poisson``; on another device the images make a
+    round trip to the CPU.
     """
 
     name = "shot_noise"
@@ -245,9 +257,18 @@ class ShotNoise(_ImageNetC):
         for i, c in enumerate(SHOT_NOISE_PHOTONS)
     }
 
+    output_in_range = True
+
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         c = float(interpolate_level(SHOT_NOISE_PHOTONS, params.severity))
-        return poisson_like(images.clamp(0.0, 1.0) * c, params.seeds).div_(c)
+
+        def shot(rng: np.random.Generator, x: np.ndarray, out: np.ndarray) -> None:
+            rate = np.multiply(x, c, dtype=np.float64)
+            np.maximum(rate, 0.0, out=rate)  # check_images lets -1e-6 through
+            np.divide(rng.poisson(rate), c, out=out, casting="unsafe")
+
+        # Poisson counts are drawn on the CPU on every device (no batched, seedable torch sampler).
+        return per_sample_numpy(images.cpu(), params.seeds, shot).to(images.device)
 
 
 class ImpulseNoise(_ImageNetC):
@@ -267,13 +288,22 @@ class ImpulseNoise(_ImageNetC):
         i + 1: f"salt-and-pepper noise on {a:.0%} of the channel values" for i, a in enumerate(IMPULSE_NOISE_AMOUNT)
     }
 
+    output_in_range = True
+
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         amount = float(interpolate_level(IMPULSE_NOISE_AMOUNT, params.severity))
-        u = uniform_like(images, params.seeds)
-        salt = (u < amount).to(images.dtype)
-        pepper = (u < 0.5 * amount).to(images.dtype)
+        half = 0.5 * amount
+
         # Untouched values keep x; salt (a / 2 <= u < a) becomes 1; pepper (u < a / 2) becomes 0.
-        return images * (1.0 - salt) + (salt - pepper)
+        def salt_and_pepper(rng: np.random.Generator, x: np.ndarray, out: np.ndarray) -> None:
+            u = rng.random(dtype=np.float32, size=x.shape)  # uniform_like's draw
+            np.copyto(out, x)
+            np.copyto(out, (u >= half).astype(np.float32), where=u < amount)
+
+        if images.device.type == "cpu":
+            return per_sample_numpy(images, params.seeds, salt_and_pepper)
+        u = uniform_like(images, params.seeds)
+        return torch.where(u < amount, (u >= half).to(images.dtype), images).clamp_(0.0, 1.0)
 
 
 class SpeckleNoise(_ImageNetC):
@@ -290,9 +320,20 @@ class SpeckleNoise(_ImageNetC):
         i + 1: f"multiplicative Gaussian noise, x * (1 + n), std(n) = {c}" for i, c in enumerate(SPECKLE_NOISE_SIGMA)
     }
 
+    output_in_range = True
+
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         c = float(interpolate_level(SPECKLE_NOISE_SIGMA, params.severity))
-        return images + images * (c * noise_like(images, params.seeds))
+
+        def speckle(rng: np.random.Generator, x: np.ndarray, out: np.ndarray) -> None:
+            rng.standard_normal(out=out, dtype=np.float32)  # noise_like's draw
+            out *= c
+            out *= x
+            out += x
+
+        if images.device.type == "cpu":
+            return per_sample_numpy(images, params.seeds, speckle)
+        return (images + images * (c * noise_like(images, params.seeds))).clamp_(0.0, 1.0)
 
 
 class GaussianBlur(_ImageNetC):
@@ -352,6 +393,8 @@ class Saturate(_ImageNetC):
         for i, (a, b) in enumerate(SATURATE_SCALE_SHIFT)
     }
 
+    output_in_range = True
+
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         a, b = (float(v) for v in SATURATE_SCALE_SHIFT[int(params.severity) - 1])
         n, c = images.shape[:2]
@@ -359,20 +402,23 @@ class Saturate(_ImageNetC):
         chunk = n if images.device.type != "cpu" else max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
         for start in range(0, n, chunk):
             x, o = images[start : start + chunk], out[start : start + chunk]
-            value, low = x.amax(dim=1), x.amin(dim=1)
-            delta = value - low
-            # ratio = V / delta = 1 / S (0 for grey pixels, where V - x = 0 anyway);
-            # gain = S' / S = min(a + b * ratio, ratio) is S' = min(S * a + b, 1) divided by S = 1 / ratio.
-            ratio = torch.where(delta > 0, value / delta.clamp(min=1e-30), 0.0)
+            value, low = x[:, 0].clone(), x[:, 0].clone()
+            for ch in range(1, c):
+                torch.maximum(value, x[:, ch], out=value)
+                torch.minimum(low, x[:, ch], out=low)
+            delta = torch.sub(value, low, out=low)
+            # ratio = V / delta = 1 / S, finite (V / 1e-30) for grey pixels, where x - V = 0 anyway;
+            # gain = S' / S = min(a + b * ratio, ratio) is S' = min(S * a + b, 1) divided by S.
+            ratio = value / delta.clamp(min=1e-30)
             gain = torch.minimum(ratio.mul(b).add_(a), ratio)
-            # out = V - gain * (V - x) = x * gain + V * (1 - gain), per channel.
-            offset = value * (1.0 - gain)
-            for ch in range(c):
-                torch.addcmul(offset, x[:, ch], gain, out=o[:, ch])
+            # out = V + gain * (x - V): exact for the max channel and for grey pixels (x - V = 0).
+            torch.sub(x, value[:, None], out=o)
+            o.mul_(gain[:, None]).add_(value[:, None])
             if b > 0 and c > 1:
                 # grey pixels: hue 0 -> (V, V (1 - b), V (1 - b))
                 grey = (delta == 0).to(images.dtype).mul_(value).mul_(b)
                 o[:, 1:].sub_(grey[:, None])
+            o.clamp_(0.0, 1.0)
         return out
 
 
@@ -407,11 +453,12 @@ class Pixelate(_ImageNetC):
         c = PIXELATE_FACTOR[int(params.severity) - 1]
         h, w = images.shape[-2:]
         small_w, small_h = max(1, int(w * c)), max(1, int(h * c))
-        x = _box_downscale(images, small_w, dim=-1)
-        x = _box_downscale(x, small_h, dim=-2)
-        rows = _nearest_index(small_h, h).to(images.device)
-        cols = _nearest_index(small_w, w).to(images.device)
-        return x.index_select(-2, rows).index_select(-1, cols)
+        # 2-D and 3-D views: index_select along the last axis of a 4-D tensor is several times slower.
+        x = _box_downscale(images.reshape(-1, w), small_w)  # (N C H, w'): width first, as Pillow
+        x = _box_downscale(x.view(-1, h, small_w), small_h)  # (N C, h', w')
+        x = x.index_select(1, _nearest_index(small_h, h).to(images.device))  # (N C, H, w')
+        x = x.view(-1, small_w).index_select(1, _nearest_index(small_w, w).to(images.device))
+        return x.view(images.shape)
 
 
 class JpegCompression(_ImageNetC):
@@ -445,11 +492,7 @@ class JpegCompression(_ImageNetC):
         def one(i: int) -> None:
             out[i] = _jpeg_round_trip(pixels[i], quality)
 
-        if len(pixels) > 1:
-            with ThreadPoolExecutor(max_workers=min(len(pixels), torch.get_num_threads())) as pool:
-                list(pool.map(one, range(len(pixels))))
-        else:
-            one(0)
+        _map_samples(one, len(pixels))
         return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, torch.float32).div_(255.0)
 
 
@@ -530,19 +573,49 @@ def uniform_like(images: Tensor, seeds: Sequence[int], *, stream: int = 1) -> Te
     return torch.from_numpy(out).to(images.device)
 
 
-def poisson_like(rates: Tensor, seeds: Sequence[int], *, stream: int = 1) -> Tensor:
-    """Poisson counts of the given rates, drawn per sample on the CPU (numpy PCG64), as float32.
+def per_sample_numpy(
+    images: Tensor,
+    seeds: Sequence[int],
+    kernel: Callable[[np.random.Generator, np.ndarray, np.ndarray], None],
+    *,
+    stream: int = 1,
+) -> Tensor:
+    """Corrupt each CPU image with numpy, one sample at a time, drawing from that sample's own generator.
+
+    ``kernel(rng, x, out)`` receives the sample's generator (numpy PCG64 seeded with
+    ``stream_seed(seed, stream)``, the stream of :func:`stressors.base.noise_like`), its
+    float32 (C, H, W) image and the float32 output slot; the result is clipped to [0, 1].
+    One sample's whole computation stays in the CPU cache (a batched torch version runs
+    several passes over the batch in memory), and samples run on up to
+    ``torch.get_num_threads()`` threads: numpy releases the GIL while it draws and
+    computes, and each sample has its own generator and output, so the result does not
+    depend on the threads or the batch.
 
     Shape:
-        rates: (N, ...) non-negative; returns the same shape, float32, on ``rates.device``.
+        images: (N, C, H, W) float32 on the CPU; returns (N, C, H, W) float32.
     """
-    if len(seeds) != rates.shape[0]:
-        raise StressorError(f"poisson_like: {len(seeds)} seeds for a batch of {rates.shape[0]}")
-    lam = rates.detach().to("cpu", torch.float64).numpy()
-    out = np.empty(lam.shape, dtype=np.float32)
-    for i, s in enumerate(seeds):
-        out[i] = np.random.Generator(np.random.PCG64(stream_seed(s, stream))).poisson(lam[i])
-    return torch.from_numpy(out).to(rates.device)
+    if len(seeds) != images.shape[0]:
+        raise StressorError(f"per_sample_numpy: {len(seeds)} seeds for a batch of {images.shape[0]}")
+    x = images.detach().contiguous().numpy()
+    out = np.empty_like(x)
+
+    def one(i: int) -> None:
+        kernel(np.random.Generator(np.random.PCG64(stream_seed(seeds[i], stream))), x[i], out[i])
+        np.clip(out[i], 0.0, 1.0, out=out[i])
+
+    _map_samples(one, len(seeds))
+    return torch.from_numpy(out)
+
+
+def _map_samples(fn: Callable[[int], None], n: int) -> None:
+    """``fn(i)`` for every sample, on up to ``torch.get_num_threads()`` threads."""
+    workers = min(n, torch.get_num_threads())
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(fn, range(n)))
+    else:
+        for i in range(n):
+            fn(i)
 
 
 def scipy_gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> Tensor:
@@ -580,27 +653,30 @@ def pillow_box_bounds(in_size: int, out_size: int) -> tuple[Tensor, Tensor]:
     return torch.tensor(lo), torch.tensor(hi)
 
 
-def _box_downscale(images: Tensor, size: int, *, dim: int) -> Tensor:
-    """Pillow's 8-bit ``BOX`` resize of one axis (``dim`` -1: width, -2: height) to ``size``.
+def _box_downscale(images: Tensor, size: int) -> Tensor:
+    """Pillow's 8-bit ``BOX`` resize of axis 1 of a 2-D or 3-D tensor to ``size``.
 
     Each output is the mean of its cell's inputs, rounded half up to a multiple of 1/255 as
     Pillow's fixed-point arithmetic does (a tolerance of 1e-3 grey levels absorbs float32
     rounding, so that 8-bit inputs round as in Pillow).
     """
-    n_in = images.shape[dim]
+    n_in = images.shape[1]
     if size == n_in:
-        return images
+        return images.clone()
     lo, hi = pillow_box_bounds(n_in, size)
     count = hi - lo
-    total = torch.zeros(())
+    shape = (-1,) + (1,) * (images.ndim - 2)
+    total = None
     for j in range(int(count.max())):
-        index = torch.minimum(lo + j, hi - 1).to(images.device)
-        weight = (j < count).to(images.dtype).to(images.device)
-        tap = images.index_select(dim, index)
-        total = total + tap * (weight if dim == -1 else weight[:, None])
-    scale = (255.0 / count.to(images.dtype)).to(images.device)
-    levels = total * (scale if dim == -1 else scale[:, None])
-    return levels.add_(0.5 + 1e-3).floor_().div_(255.0)
+        tap = images.index_select(1, torch.minimum(lo + j, hi - 1).to(images.device))
+        if j:
+            weight = (j < count).to(images.dtype).to(images.device).view(shape)
+            total = total.addcmul_(tap, weight)
+        else:
+            total = tap
+    assert total is not None
+    scale = (255.0 / count.to(images.dtype)).to(images.device).view(shape)
+    return total.mul_(scale).add_(0.5 + 1e-3).floor_().div_(255.0)
 
 
 def _nearest_index(in_size: int, out_size: int) -> Tensor:
