@@ -243,3 +243,28 @@ def test_a_severity_the_corruption_does_not_take_names_the_benchmark_key(workspa
     _break_images(workspace)
     cfg = _config(workspace, f"  corruptions: [{name}]\n  severities: [{level:g}]\n{baseline}")
     _one_line_error(_run(cfg, workspace / "out"), "benchmark.severities", name)
+
+
+def test_the_benchmark_metrics_go_to_mlflow_under_summary():
+    pytest.importorskip("mlflow")
+    from results_builder import typed_results
+
+    from audit.tracking import metric_values
+
+    results = typed_results(
+        {
+            "conditions": [{"id": "clean", "stressor": None, "severity": 0, "metrics": {"n": 4, "accuracy": 0.5}}],
+            "imagenet_c": {
+                "suite": "imagenet-c",
+                "task": "classification",
+                "severities": [1],
+                "complete": False,
+                "corruptions": [],
+                "mce": 0.8,
+                "relative_mce": None,
+            },
+        }
+    )
+    values = metric_values(results)
+    assert values[("summary/imagenet_c/mce", 0)] == 0.8
+    assert ("summary/imagenet_c/relative_mce", 0) not in values  # null: not logged
