@@ -184,13 +184,18 @@ def gaps(datasets: int) -> str:
         lines.append(f"| {g} | {outcomes[:, 0].mean():.1%} | {outcomes[:, 1].mean():.1%} |")
     edge = [_fails([_fair_groups(rng, 2, 500, 500, unfair=0.05)], 0.05)[1] for _ in range(datasets)]
     exact_edge = exact_claims.gap_fail_rate(500, 500, 0.85, 0.90, tolerance=0.05)
-    worst, at = exact_claims.boundary_worst(50)
+    worst, at, size = exact_claims.boundary_scan(range(30, 301))
+    at50 = exact_claims.boundary_worst(50)
+    small, at_small, size_small = exact_claims.boundary_scan(range(10, 30))
     lines += [
         "",
         f"At the boundary (two groups of 500 at 0.85 and 0.90: the true gap is exactly the tolerance 0.05) the "
         f"detect test fails {np.mean(edge):.1%} of {datasets} datasets (exact: {exact_edge:.2%}). Its level is "
-        f"near, not at most, the nominal 5 %: the exact worst case over the accuracies is {worst:.2%} for two "
-        f"groups of 50 at {at:.2f}/{at + 0.05:.2f} (`benchmarks/exact_claims.py boundary`).",
+        f"near, not at most, the nominal 5 %: exactly, over the accuracies p/p + 0.05 (step 0.01) and two equal "
+        f"groups of 30 (the default `min_group_size`) to 300, the worst case is {worst:.2%} (2 × {size} at "
+        f"{at:.2f}/{at + 0.05:.2f}); {at50[0]:.2%} at 2 × 50 ({at50[1]:.2f}/{at50[1] + 0.05:.2f}); {small:.2%} at "
+        f"2 × {size_small} ({at_small:.2f}/{at_small + 0.05:.2f}) when smaller groups take part "
+        "(`benchmarks/exact_claims.py boundary`).",
     ]
     targets = []
     for _ in range(datasets):

@@ -75,6 +75,11 @@ def boundary_worst(n: int, tolerance: float = 0.05, step: float = 0.01) -> tuple
     return best
 
 
+def boundary_scan(sizes, tolerance: float = 0.05, step: float = 0.01) -> tuple[float, float, int]:
+    """(worst false-fail rate, lower accuracy, group size) over equal group sizes and the accuracy grid."""
+    return max((*boundary_worst(n, tolerance, step), n) for n in sizes)
+
+
 def stays_above(power_at, start: int, horizon: int, target: float = POWER) -> tuple[int, int]:
     """(first n in [start, horizon] with power >= target, first n from which it stays there up to horizon)."""
     values = {n: power_at(n) for n in range(start, horizon + 1)}
@@ -227,6 +232,9 @@ def main() -> None:
             rate, p = boundary_worst(n)
             print(f"  n = {n}: {rate:.4f} at {p:.2f}/{p + 0.05:.2f}")
         print(f"  n = 500 at 0.85/0.90: {gap_fail_rate(500, 500, 0.85, 0.90, tolerance=0.05):.4f}")
+        for sizes in (range(10, 30), range(30, 301), range(100, 301)):
+            rate, p, n = boundary_scan(sizes)
+            print(f"  worst over n in {sizes.start}..{sizes.stop - 1}: {rate:.4f} at 2 x {n}, {p:.2f}/{p + 0.05:.2f}")
     if "power" in chosen:
         print("Exact power of the two-group detect test (95 %), equal groups: (first n at 80 %, n from which it stays)")
         for tol, p1, p2, start, horizon in (
