@@ -242,6 +242,8 @@ class SearchResult:
     discovered: int
     confirmed_family: int
     findings: list[Finding] = field(default_factory=list)
+    #: every slice tested on the confirmation half: (definition, unadjusted p-value, Holm-adjusted p-value)
+    tested: list[tuple[SliceDefinition, float, float]] = field(default_factory=list)
 
 
 def _interval(metric: SearchMetric, bad: float, sq: float, n: int) -> tuple[float, list[float] | None]:
@@ -384,7 +386,7 @@ def search(
         )
         return float(z[0]), float(p[0])
 
-    lifted: dict[tuple[tuple[int, int], ...], list] = {}  # parts -> [z, definition, mask, merged]
+    unique: dict[tuple[tuple[int, int], ...], list] = {}  # parts -> [z, definition, mask, merged]
     for j in order:
         combo, digits = keys[owner[j]]
         code = int(digits[offsets[j]])
@@ -397,20 +399,30 @@ def search(
         mask = mask_of(parts)
         z = float(zs[j])
         score = float(scores[j])
-        if parts in lifted:
-            lifted[parts][3] += 1
+        if parts in unique:
+            unique[parts][3] += 1
             continue
         definition = SliceDefinition(all=[usable[i].predicates[d] for i, d in parts])
-        lifted[parts] = [z, definition, mask, 0, score]
-    pool = sorted(lifted.values(), key=lambda item: (-item[4], item[1].depth, item[1].text()))
+        unique[parts] = [z, definition, mask, 0, score, frozenset(parts)]
+    pool = sorted(unique.values(), key=lambda item: (-item[4], item[1].depth, item[1].text()))
 
-    kept: list[list] = []  # [z, definition, mask, size, merged]
-    for z, definition, mask, merged, _ in pool:
+    kept: list[list] = []  # [z, definition, mask, size, merged, parts]
+    for z, definition, mask, merged, _, parts in pool:
         size = int(mask.sum())
         merged_into = None
         for slot in kept:
             inter = int(np.count_nonzero(mask & slot[2]))
-            if inter / max(1, size + slot[3] - inter) >= settings.overlap:
+            if inter == size == slot[3]:  # the same samples under another description
+                same = True
+            elif inter == size:  # inside a kept slice: merged unless worse than the rest of that slice
+                _, p_refine = test_d(mask, slot[2] & ~mask, 0.0)
+                same = p_refine >= settings.discovery_alpha
+            elif inter == slot[3]:  # around a kept slice: merged unless worse than the rest without it
+                _, p_wider = test_d(mask & ~slot[2], ~mask, settings.tolerance)
+                same = p_wider >= settings.discovery_alpha
+            else:  # overlapping: merged when the Jaccard index is at least `overlap`
+                same = inter / max(1, size + slot[3] - inter) >= settings.overlap
+            if same:
                 merged_into = slot
                 break
         if merged_into is not None:
@@ -418,11 +430,11 @@ def search(
             continue
         if len(kept) == settings.max_confirm:
             continue
-        kept.append([z, definition, mask, size, merged])
+        kept.append([z, definition, mask, size, merged, parts])
 
     result.confirmed_family = len(kept)
     rows = []
-    for z, definition, mask, size, _merged in kept:
+    for z, definition, mask, size, _merged, _ in kept:
         in_s = mask & confirm
         in_r = ~mask & confirm
         n_s, n_r = int(in_s.sum()), int(in_r.sum())
@@ -443,7 +455,8 @@ def search(
         effect = (b_s / n_s if n_s else math.nan) - (b_r / n_r if n_r else math.nan)
         rows.append((definition, size, n_s, value, interval, n_r, rest_value, rest_interval, effect, float(p[0]), z))
     adjusted = holm([r[9] for r in rows])
-    for row, p_adj, (_, _, _, _, merged) in zip(rows, adjusted, kept, strict=True):
+    result.tested = [(r[0], r[9], p_adj) for r, p_adj in zip(rows, adjusted, strict=True)]
+    for row, p_adj, (_, _, _, _, merged, _) in zip(rows, adjusted, kept, strict=True):
         if p_adj <= settings.alpha:
             definition, size, n_s, value, interval, n_r, rest_value, rest_interval, effect, p_raw, z = row
             result.findings.append(
