@@ -166,6 +166,8 @@ def numeric_column(name: str, values: Sequence[float] | np.ndarray, *, bins: int
         return Column(name, codes, (), True)
     inner = np.unique(np.quantile(array[finite], np.linspace(0.0, 1.0, bins + 1)[1:-1]))
     inner = inner[inner > array[finite].min()]  # a cut at the minimum would leave an empty lowest bin
+    if len(inner) == 0:  # one value: nothing to cut
+        return Column(name, codes, (), True)
     edges = [None, *[float(e) for e in inner], None]
     predicates = tuple(Predicate(attribute=name, min=lo, max=hi) for lo, hi in itertools.pairwise(edges))
     codes[finite] = np.searchsorted(inner, array[finite], side="right")
