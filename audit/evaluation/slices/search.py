@@ -17,10 +17,15 @@ The procedure (:func:`search`), with ``settings`` a :class:`SearchSettings`:
 3. **Split.** The samples are split at random (``seed``) into two halves of equal size (the first
    half one larger when the count is odd): discovery and confirmation.
 4. **Discovery.** On the discovery half each candidate gets the one-sided statistic ``z`` of the test
-   below; candidates with discovery p-value below ``discovery_alpha`` are ranked by ``z`` (ties:
-   fewer predicates first, then the text). Going down the ranking, a candidate that overlaps a slice
-   already kept (overlap coefficient ``|A ∩ B| / min(|A|, |B|)`` over all samples at least
-   ``overlap``) is merged into it; otherwise it is kept, until ``max_confirm`` slices are kept.
+   below; candidates with discovery p-value below ``discovery_alpha`` (at most ``pool`` of them) are
+   ranked by ``z - sqrt(2 ln m_d)``, ``m_d`` the number of candidates of their depth (the size of the
+   largest of ``m_d`` null statistics: a refinement must beat its simpler parent by more than noise
+   would); ties: fewer predicates first, then the text. Going down the ranking, a candidate is merged
+   into a slice already kept when it selects the same samples; when it lies inside the kept slice and
+   the discovery half does not show it worse than the rest of that slice (one-sided, level
+   ``discovery_alpha``); when it contains the kept slice and the discovery half does not show its other
+   samples worse than the rest; or, otherwise, when the two overlap with a Jaccard index of at least
+   ``overlap``. A candidate not merged is kept, until ``max_confirm`` slices are kept.
 5. **Confirmation.** Each kept slice is tested once on the confirmation half, which discovery never
    looked at; the p-values are adjusted with Holm's step-down method over the kept slices, and a
    slice is reported when its adjusted p-value is at most ``alpha``.
