@@ -2,7 +2,7 @@
 
 ``cvaudit slices RUN_DIR`` reads the run's results.json, predictions.csv and, when present,
 image_properties.csv (never the images), writes slices.csv (``--out``, default
-``RUN_DIR/slices.csv``, written atomically) and prints the confirmed slices.
+``RUN_DIR/slices.csv``, written atomically; a signed run folder needs ``--out`` elsewhere) and prints the confirmed slices.
 ``cvaudit slices RUN_DIR --promote N`` prints the policy rule and the config snippet for slice N of
 that slices.csv instead. See docs/slices.md.
 
@@ -20,6 +20,9 @@ import click
 from audit.cli.boundary import boundary, say
 
 __all__ = ["slices_command"]
+
+#: The attestation of a signed run folder (reports.attestation.ATTESTATION_FILE, not part of the reports API).
+_ATTESTATION = "attestation.dsse.json"
 
 
 @click.command("slices")
@@ -90,6 +93,11 @@ def slices_command(
     if metric not in SEARCH_METRICS:
         raise SliceError(f"--metric {metric!r} cannot be searched; use one of {', '.join(SEARCH_METRICS)}")
     settings = SearchSettings(depth=depth, tolerance=tolerance, min_size=min_size, bins=bins, alpha=alpha, seed=seed)
+    if out is None and (run_dir / _ATTESTATION).exists():
+        raise SliceError(
+            f"{run_dir} is a signed run folder: a slices.csv written into it now is not covered by its attestation "
+            "(and would replace an attested one); name the file to write with --out"
+        )
     if target.is_dir():
         raise SliceError(f"--out {target}: is a folder; name the slices.csv file to write")
     found = search_run(

@@ -174,3 +174,12 @@ def test_promote_out_of_range_and_malformed_properties(tmp_path: Path) -> None:
     (run / "image_properties.csv").write_text(text, encoding="utf-8")
     bad = _invoke(str(run))
     assert bad.exit_code == 2 and "image_properties.csv: line 7: brightness" in bad.output
+
+
+def test_signed_run_folder_needs_out(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "run", n=300)
+    (run / "attestation.dsse.json").write_text("{}", encoding="utf-8")
+    result = _invoke(str(run))
+    assert result.exit_code == 2 and "is a signed run folder" in result.output
+    assert not (run / "slices.csv").exists()
+    assert _invoke(str(run), "--out", str(tmp_path / "elsewhere.csv")).exit_code == 0

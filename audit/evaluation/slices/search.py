@@ -75,7 +75,6 @@ __all__ = [
 ]
 
 _NORMAL = NormalDist()
-PENALTY = 1.0
 
 
 @dataclass(frozen=True)
@@ -366,7 +365,7 @@ def search(
 
     # rank the discovered candidates by z less the depth's penalty (the expected largest z of that many null
     # candidates, sqrt(2 ln m_d)): a refinement must beat its simpler parent by more than noise would
-    penalty = {d: PENALTY * math.sqrt(2.0 * math.log(max(m, 2))) for d, m in per_depth.items()}
+    penalty = {d: math.sqrt(2.0 * math.log(max(m, 2))) for d, m in per_depth.items()}
     zs = np.concatenate(z_parts)
     scores = np.concatenate([z - penalty[len(keys[i][0])] for i, z in enumerate(z_parts)])
     owner = np.concatenate([np.full(len(z), i) for i, z in enumerate(z_parts)])
@@ -393,7 +392,7 @@ def search(
         )
         return float(z[0]), float(p[0])
 
-    unique: dict[tuple[tuple[int, int], ...], list] = {}  # parts -> [z, definition, mask, merged]
+    unique: dict[tuple[tuple[int, int], ...], list] = {}  # parts -> [z, definition, mask, merged, score, parts]
     for j in order:
         combo, digits = keys[owner[j]]
         code = int(digits[offsets[j]])
