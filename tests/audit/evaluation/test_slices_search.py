@@ -189,3 +189,12 @@ def test_brier_uses_a_welch_test() -> None:
 def test_settings_out_of_range(kwargs: dict, message: str) -> None:
     with pytest.raises(SliceError, match=message):
         SearchSettings(**kwargs)
+
+
+def test_manifest_attribute_kinds() -> None:
+    from audit.evaluation.slices.run_folder import _is_numeric
+
+    assert _is_numeric(np.array([str(v) for v in range(20)] + [""]), 10)  # numbers with a missing value
+    assert not _is_numeric(np.array([str(v) for v in range(5)]), 10)  # too few values: categorical
+    assert not _is_numeric(np.array(["1", "2", "x"] * 10), 2)  # text
+    assert not _is_numeric(np.array(["nan", "inf"] + [str(v) for v in range(20)]), 10)  # not finite
