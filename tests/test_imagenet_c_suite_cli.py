@@ -62,7 +62,6 @@ def _one_line_error(result, *needles: str) -> str:
         ("  corruptions: [contrast]\n  severities: [1, 6]\n", ("benchmark.severities", "severity 6 is outside 0-5")),
         ("  corruptions: [contrast]\n  severities: [-1]\n", ("benchmark.severities", "severity -1 is outside 0-5")),
         ("  corruptions: [contrast, contrast]\n", ("benchmark.corruptions", "named twice")),
-        ("  corruptions: [contrast]\n  severities: [2.5]\n", ("benchmark", "alexnet has published errors at")),
         ("  suite: imagenet-p\n", ("benchmark.suite",)),
         ("  corruptions: [contrast]\n  baseline: missing.json\n", ("benchmark.baseline", "missing.json")),
     ],
@@ -139,6 +138,27 @@ def test_a_baseline_without_the_suite_conditions_is_refused(workspace, benchmark
     _break_images(workspace)
     cfg = _config(workspace, f"{benchmark}  baseline: baseline/results.json\n")
     _one_line_error(_run(cfg, workspace / "out"), str(baseline), f"no condition {missing!r}")
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"stressor": "brightness"}, "conditions ran the stressor 'brightness', not the contrast corruption"),
+        ({"options": {"severities": [1, 3], "reference_size": 32}}, "the baseline ran contrast with options"),
+    ],
+)
+def test_a_baseline_whose_conditions_ran_another_corruption_is_refused(workspace, change, needle):
+    """A condition id names a label: ``{name: brightness, label: contrast}`` makes contrast@1 conditions."""
+    baseline = _baseline(workspace)
+    doc = json.loads(baseline.read_text())
+    entry = next(s for s in doc["stressors"] if s["name"] == "contrast")
+    entry.update(change)
+    baseline.write_text(json.dumps(doc))
+    _break_images(workspace)
+    cfg = _config(
+        workspace, "  corruptions: [brightness, contrast]\n  severities: [1, 3]\n  baseline: baseline/results.json\n"
+    )
+    _one_line_error(_run(cfg, workspace / "out"), str(baseline), needle)
 
 
 def test_a_baseline_that_is_not_results_is_refused(workspace):
@@ -221,28 +241,21 @@ def test_the_benchmark_metrics_are_registered_keys_of_the_section():
         assert ImageNetCResults.model_fields[key].description.startswith(spec.task), name
 
 
-def _refused_level() -> tuple[str, float] | None:
-    """A registered suite corruption and a severity in 0-5 that its stressor does not take, if any."""
-    from audit.contract.corruption_suite import CORRUPTIONS
-
-    for name in (n for n in CORRUPTIONS if n in stressors.available()):
-        for level in (0, 2.5, 0.5):
-            try:
-                stressors.get(name, severities=[level])
-            except stressors.StressorError:
-                return name, level
-    return None
-
-
-def test_a_severity_the_corruption_does_not_take_names_the_benchmark_key(workspace):
-    refused = _refused_level()
-    if refused is None:
-        pytest.skip("every registered corruption takes severities 0, 0.5 and 2.5")
-    name, level = refused
-    baseline = "" if float(level).is_integer() and level >= 1 else "  baseline: b.json\n"
+@pytest.mark.parametrize(
+    ("levels", "message"),
+    [
+        ("[0]", "severity 0 is the clean condition"),
+        ("[2.5]", "severity 2.5 is not a whole level"),
+        ("[1/2]", "severity 0.5 is not a whole level"),
+        ("[true]", "severity 'True' is not a number"),
+        ("[[1]]", "severity '[1]' is not a number"),
+        ("[{a: 1}]", "is not a number"),
+    ],
+)
+def test_a_severity_that_is_not_a_level_names_the_benchmark_key(workspace, levels, message):
     _break_images(workspace)
-    cfg = _config(workspace, f"  corruptions: [{name}]\n  severities: [{level:g}]\n{baseline}")
-    _one_line_error(_run(cfg, workspace / "out"), "benchmark.severities", name)
+    cfg = _config(workspace, f"  corruptions: [contrast]\n  severities: {levels}\n  baseline: b.json\n")
+    _one_line_error(_run(cfg, workspace / "out"), "benchmark.severities", message)
 
 
 def test_the_benchmark_metrics_go_to_mlflow_under_summary():

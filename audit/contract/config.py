@@ -429,7 +429,8 @@ class BenchmarkConfig(_Strict):
     """The corruptions run, by stressor name; null: all 19 (the 15 of mCE, then speckle_noise,
     gaussian_blur, spatter and saturate). Each must be a registered stressor of this installation."""
     severities: list[float] = Field(default_factory=lambda: [float(s) for s in SEVERITIES], min_length=1)
-    """The severities run for every corruption, within 0-5 (numbers or fractions); default 1-5."""
+    """The severities run for every corruption: ImageNet-C's levels, whole numbers 1-5 (the clean
+    condition, 0, is always run); default 1-5."""
     baseline: str = "alexnet"
     """What CE divides by: ``alexnet`` (the published AlexNet errors; severities 1-5 only, no relative
     CE) or the path of a baseline run's results.json (same dataset, same suite conditions), relative to
@@ -453,11 +454,19 @@ class BenchmarkConfig(_Strict):
     @field_validator("severities", mode="before")
     @classmethod
     def _severities(cls, value: Any) -> Any:
+        # ImageNet-C defines five levels; the suite's CE sums over them, so only whole levels 1-5 are
+        # runs of the benchmark (every corruption's stressor refuses fractions and 0 as suite levels).
         value = _levels(value)
         if isinstance(value, list):
             for item in value:
-                if isinstance(item, (int, float)) and not isinstance(item, bool) and not 0 <= item <= 5:
+                if isinstance(item, bool) or not isinstance(item, (int, float)):
+                    raise ValueError(f"severity {echo(repr(item))} is not a number (severities are whole levels 1-5)")
+                if not 0 <= item <= 5:
                     raise ValueError(f"severity {item:g} is outside 0-5")
+                if item == 0:
+                    raise ValueError("severity 0 is the clean condition, which the suite always runs; name levels 1-5")
+                if not float(item).is_integer():
+                    raise ValueError(f"severity {item:g} is not a whole level (ImageNet-C's levels are 1-5)")
             if len(set(value)) != len(value):
                 raise ValueError("a severity is named twice")
         return value

@@ -121,7 +121,34 @@ def check_benchmark(cfg: AuditConfig, *, source: str, available: Sequence[str]) 
             raise AuditError(f"{path}: conditions: no condition {cid!r} (the baseline must have run the same suite)")
         if ids[cid] is None:
             raise AuditError(f"{path}: conditions: {cid!r} has no value to normalise by (its accuracy is null)")
+    _check_baseline_stressors(path, baseline, bench)
     return baseline
+
+
+def _check_baseline_stressors(path: Path, baseline: Results, bench: BenchmarkConfig) -> None:
+    """Refuse a baseline whose conditions named like a suite corruption ran another stressor or options.
+
+    A condition id names a label, not what ran: a baseline with ``{name: brightness, label: contrast}`` has
+    ``contrast@1`` conditions that are not the contrast corruption. Severities aside, the baseline's stressor
+    and options must be those the suite builds.
+    """
+    recorded = {s.name: s for s in baseline.stressors}
+    for name in bench.names:
+        entry = recorded.get(name)
+        if entry is None:
+            raise AuditError(f"{path}: stressors: no stressor {name!r} (the baseline must have run the same suite)")
+        if entry.stressor != name:
+            raise AuditError(
+                f"{path}: stressors: the baseline's {name!r} conditions ran the stressor {echo(entry.stressor)}, "
+                f"not the {name} corruption"
+            )
+        ours = {k: v for k, v in stressors.get(name, severities=bench.levels).options.items() if k != "severities"}
+        theirs = {k: v for k, v in entry.options.items() if k != "severities"}
+        if theirs != ours:
+            raise AuditError(
+                f"{path}: stressors: the baseline ran {name} with options {echo(repr(theirs))}, the suite runs "
+                f"{echo(repr(ours))}; a benchmark baseline must run the same corruption"
+            )
 
 
 def _condition_values(results: Results) -> dict[str, float | None]:
@@ -149,14 +176,17 @@ def corruption_error(
     """``(CE, relative CE)`` of one corruption from its errors and the baseline's at the same severities.
 
     ``CE = sum(errors) / sum(baseline)``; ``relative CE = sum(errors - clean) / sum(baseline - baseline_clean)``,
-    None without both clean errors. Either is None where its denominator is 0.
+    None without both clean errors. CE is None where the baseline made no error; relative CE is None where
+    the baseline's corrupted errors do not exceed its clean error in sum (its degradation is not positive:
+    the ratio would be negative or unbounded, and a rule ``relative_mce <= 1`` on it could pass a worse
+    model), so a rule on it cannot be judged and fails closed.
     """
     den = sum(baseline)
-    ce = sum(errors) / den if den != 0 else None
+    ce = sum(errors) / den if den > 0 else None
     if clean is None or baseline_clean is None:
         return ce, None
     rel_den = sum(b - baseline_clean for b in baseline)
-    rel = sum(e - clean for e in errors) / rel_den if rel_den != 0 else None
+    rel = sum(e - clean for e in errors) / rel_den if rel_den > 0 else None
     return ce, rel
 
 

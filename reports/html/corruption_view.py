@@ -12,6 +12,7 @@ from typing import Any
 from audit.contract.conditions import format_severity
 from audit.contract.results import ImageNetCResults
 from reports.html.charts import ChartView, DataTable
+from reports.html.escaping import is_data_image
 from reports.html.formatting import fmt_num, fmt_pct
 from reports.plots import PALETTE, _blend, _ink, _svg, _text
 
@@ -123,6 +124,8 @@ def corruption_view(section: ImageNetCResults) -> dict[str, Any]:
     levels = [format_severity(s) for s in section.severities]
     previews: dict[str, dict[str, str]] = {}
     for p in section.previews or []:
+        if not is_data_image(p.image):  # only inline image data, as the gallery (no remote or script URLs)
+            continue
         name, _, level = p.condition.partition("@")
         previews.setdefault(name, {})[level] = p.image
     baseline = section.baseline

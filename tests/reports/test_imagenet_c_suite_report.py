@@ -98,6 +98,17 @@ def test_previews_have_text_alternatives(results):
     assert all(re.fullmatch(r"\w+ at severity \d on an audit image", alt) for alt in alts)
 
 
+def test_a_preview_that_is_not_inline_image_data_is_not_shown(results):
+    """As the gallery: a results.json naming a remote or script URL as a preview shows nothing of it."""
+    section = _section(previews=True)
+    section["previews"][0]["image"] = "https://tracker.example/pixel.png?id=secret"
+    section["previews"][1]["image"] = "javascript:alert(1)"
+    results["imagenet_c"] = section
+    html = _corruptions(render_html(results))
+    assert "tracker.example" not in html and "javascript:" not in html
+    assert html.count("<img") == 13
+
+
 @pytest.mark.parametrize(
     ("metric", "words"),
     [("mce", "the mean corruption error (mCE)"), ("relative_mce", "the relative mean corruption error")],

@@ -9,7 +9,7 @@ import pytest
 
 from audit.contract.config import BenchmarkConfig
 from audit.contract.corruption_suite import ALEXNET_ERRORS, BENCHMARK, CORRUPTIONS, HELD_OUT
-from audit.evaluation.corruption_benchmark import imagenet_c_summary
+from audit.evaluation.corruption_benchmark import corruption_error, imagenet_c_summary
 from tests.results_builder import typed_results
 
 # The "Average" column of the README table (hendrycks/robustness, commit 76d93933): each row's mean over
@@ -166,3 +166,18 @@ def test_detection_mpc_and_rpc_equal_the_reference():
     assert out.rpc == pytest.approx(mpc / clean_map, rel=1e-12)
     assert out.held_out_mpc == pytest.approx(sum(1.0 - m for n in HELD_OUT for m in maps[n]) / 20, rel=1e-12)
     assert out.mce is None and math.isclose(out.clean_map, clean_map)
+
+
+@pytest.mark.parametrize(
+    ("errors", "baseline", "clean", "baseline_clean"),
+    [
+        ([0.30, 0.30], [0.45, 0.45], 0.10, 0.50),  # the baseline's corrupted errors fall below its clean error
+        ([0.30, 0.30], [0.50, 0.50], 0.10, 0.50),  # no degradation at all
+    ],
+)
+def test_relative_ce_is_null_where_the_baseline_does_not_degrade(errors, baseline, clean, baseline_clean):
+    """A negative or zero denominator would let ``relative_mce <= 1`` pass a model whose error tripled."""
+    ce, rel = corruption_error(errors, baseline, clean=clean, baseline_clean=baseline_clean)
+    assert ce == pytest.approx(sum(errors) / sum(baseline))
+    assert rel is None
+    assert corruption_error([0.2], [0.0])[0] is None
