@@ -497,9 +497,10 @@ class JpegCompression(_ImageNetC):
 
         def one(i: int) -> None:
             # per image, so that the 8-bit copies stay small and in the cache
-            pixels = np.ascontiguousarray(np.rint(x[i] * 255.0).astype(np.uint8).transpose(1, 2, 0))
-            decoded = _jpeg_round_trip(pixels, quality).transpose(2, 0, 1)
-            np.divide(decoded.astype(np.float32), np.float32(255.0), out=out[i])
+            levels = np.multiply(x[i], np.float32(255.0), out=out[i])
+            np.rint(levels, out=levels)
+            decoded = _jpeg_round_trip(levels.astype(np.uint8), quality).transpose(2, 0, 1)
+            np.divide(decoded, np.float32(255.0), out=out[i], dtype=np.float32)
 
         _map_samples(one, len(x))
         return torch.from_numpy(out).to(images.device)
@@ -720,18 +721,19 @@ def _nearest_index(in_size: int, out_size: int) -> Tensor:
     return torch.tensor(index)
 
 
-def _jpeg_round_trip(pixels: np.ndarray, quality: int) -> np.ndarray:
-    """One (H, W, C) uint8 image (C = 1 or 3) encoded by Pillow at ``quality`` and decoded."""
+def _jpeg_round_trip(planes: np.ndarray, quality: int) -> np.ndarray:
+    """One (C, H, W) uint8 image (C = 1 or 3) encoded by Pillow at ``quality`` and decoded, as (H, W, C)."""
     from PIL import Image  # only here: the other corruptions do not need Pillow
 
-    grey = pixels.shape[-1] == 1
-    image = Image.fromarray(np.repeat(pixels, 3, axis=-1) if grey else pixels)
+    grey = planes.shape[0] == 1
+    # Pillow interleaves the planes itself (faster than a transposing copy in numpy).
+    image = Image.merge("RGB", [Image.fromarray(planes[0 if grey else c]) for c in range(3)])
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
     decoded = Image.open(buffer)
     if grey:
         return np.asarray(decoded.convert("L"))[..., None]
-    return np.asarray(decoded.convert("RGB"))
+    return np.asarray(decoded if decoded.mode == "RGB" else decoded.convert("RGB"))
 
 
 __all__ = [
