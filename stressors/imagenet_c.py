@@ -146,7 +146,7 @@ class DefocusBlur(_ImageNetC):
             kernel = imagenet_c_disk(radius, alias)
         else:
             kernel = _blur_kernel_reflect(disk_kernel(radius * scale), alias * scale, 3)
-        return fft_filter(images, kernel, border="reflect")
+        return _in_chunks(images, lambda sl: fft_filter(images[sl], kernel, border="reflect"))
 
 
 class MotionBlur(_ImageNetC):
@@ -175,7 +175,7 @@ class MotionBlur(_ImageNetC):
         kernels = imagenet_c_motion_kernels(
             max(0, round(radius * scale)), max(sigma * scale, 1e-3), params["angle_deg"], images.shape[-2:]
         )
-        return correlate(images, kernels, border="replicate")
+        return _in_chunks(images, lambda sl: correlate(images[sl], kernels[sl], border="replicate"))
 
 
 class Contrast(_ImageNetC):
@@ -361,7 +361,8 @@ class GaussianBlur(_ImageNetC):
         sigma = float(interpolate_level(GAUSSIAN_BLUR_SIGMA, params.severity))
         scale = self._scale(images)
         k = scipy_gaussian_kernel1d(sigma) if scale == 1.0 else gaussian_kernel1d(sigma * scale)
-        return fft_filter(images, torch.outer(k, k), border="replicate")
+        kernel = torch.outer(k, k)
+        return _in_chunks(images, lambda sl: fft_filter(images[sl], kernel, border="replicate"))
 
 
 class Saturate(_ImageNetC):
@@ -433,7 +434,7 @@ class Pixelate(_ImageNetC):
     under each output pixel's centre, ``int((i + 0.5) * in / out)``. Like
     Pillow's 8-bit arithmetic it rounds each pass to a multiple of 1/255 (half
     up), so 8-bit inputs give the reference's output up to rare half-way cases
-    of Pillow's fixed-point weights (measured at 224 px: max 1/255).
+    of Pillow's fixed-point weights (the tests find none: identical at 224 x 224 and 67 x 45).
     Size: c is a ratio of resolutions, used as is at every size (``reference_size``
     is not used): scaling the cells with the image would make every level a
     no-op below 224 * c pixels, where the image is already coarser than the
@@ -453,12 +454,18 @@ class Pixelate(_ImageNetC):
         c = PIXELATE_FACTOR[int(params.severity) - 1]
         h, w = images.shape[-2:]
         small_w, small_h = max(1, int(w * c)), max(1, int(h * c))
-        # 2-D and 3-D views: index_select along the last axis of a 4-D tensor is several times slower.
-        x = _box_downscale(images.reshape(-1, w), small_w)  # (N C H, w'): width first, as Pillow
-        x = _box_downscale(x.view(-1, h, small_w), small_h)  # (N C, h', w')
-        x = x.index_select(1, _nearest_index(small_h, h).to(images.device))  # (N C, H, w')
-        x = x.view(-1, small_w).index_select(1, _nearest_index(small_w, w).to(images.device))
-        return x.view(images.shape)
+        rows = _nearest_index(small_h, h).to(images.device)
+        cols = _nearest_index(small_w, w).to(images.device)
+
+        def pixelate(sl: slice) -> Tensor:
+            # 2-D and 3-D views: index_select along the last axis of a 4-D tensor is several times slower.
+            x = images[sl]
+            y = _box_downscale(x.reshape(-1, w), small_w)  # (N C H, w'): width first, as Pillow
+            y = _box_downscale(y.view(-1, h, small_w), small_h)  # (N C, h', w')
+            y = y.index_select(1, rows)  # (N C, H, w')
+            return y.view(-1, small_w).index_select(1, cols).view(x.shape)
+
+        return _in_chunks(images, pixelate)
 
 
 class JpegCompression(_ImageNetC):
@@ -485,15 +492,18 @@ class JpegCompression(_ImageNetC):
         if c not in (1, 3):
             raise StressorError(f"{self.name}: needs 1- or 3-channel images, got {c} channels")
         quality = JPEG_QUALITY[int(params.severity) - 1]
-        pixels = images.mul(255.0).round_().to(device="cpu", dtype=torch.uint8)
-        pixels = pixels.permute(0, 2, 3, 1).contiguous().numpy()
-        out = np.empty_like(pixels)
+        x = images.detach().to("cpu").contiguous().numpy()
+        out = np.empty_like(x)
 
         def one(i: int) -> None:
-            out[i] = _jpeg_round_trip(pixels[i], quality)
+            # per image, so that the 8-bit copies stay small and in the cache
+            levels = np.multiply(x[i], np.float32(255.0), out=out[i])
+            np.rint(levels, out=levels)
+            decoded = _jpeg_round_trip(levels.astype(np.uint8), quality).transpose(2, 0, 1)
+            np.divide(decoded, np.float32(255.0), out=out[i], dtype=np.float32)
 
-        _map_samples(one, len(pixels))
-        return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, torch.float32).div_(255.0)
+        _map_samples(one, len(x))
+        return torch.from_numpy(out).to(images.device)
 
 
 # ------------------------------------------------------------------ kernels
@@ -607,6 +617,25 @@ def per_sample_numpy(
     return torch.from_numpy(out)
 
 
+def _in_chunks(images: Tensor, fn: Callable[[slice], Tensor], elements: int = _CACHE_ELEMENTS) -> Tensor:
+    """``fn(batch slice)`` a few images at a time on the CPU, written into one output.
+
+    Keeps every temporary of ``fn`` cache-sized: batch-sized temporaries are fresh memory
+    (pages the kernel must fault in and zero), which on a busy machine costs more than the
+    arithmetic. ``fn`` must treat every sample independently (all the stressors here do).
+    Off the CPU, or when the batch fits in one chunk, ``fn`` runs once on the whole batch.
+    """
+    n = images.shape[0]
+    chunk = max(1, elements // max(1, images[0].numel()))
+    if images.device.type != "cpu" or chunk >= n:
+        return fn(slice(0, n))
+    out = torch.empty_like(images)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(n, start + chunk))
+        out[sl] = fn(sl)
+    return out
+
+
 def _map_samples(fn: Callable[[int], None], n: int) -> None:
     """``fn(i)`` for every sample, on up to ``torch.get_num_threads()`` threads."""
     workers = min(n, torch.get_num_threads())
@@ -692,18 +721,19 @@ def _nearest_index(in_size: int, out_size: int) -> Tensor:
     return torch.tensor(index)
 
 
-def _jpeg_round_trip(pixels: np.ndarray, quality: int) -> np.ndarray:
-    """One (H, W, C) uint8 image (C = 1 or 3) encoded by Pillow at ``quality`` and decoded."""
+def _jpeg_round_trip(planes: np.ndarray, quality: int) -> np.ndarray:
+    """One (C, H, W) uint8 image (C = 1 or 3) encoded by Pillow at ``quality`` and decoded, as (H, W, C)."""
     from PIL import Image  # only here: the other corruptions do not need Pillow
 
-    grey = pixels.shape[-1] == 1
-    image = Image.fromarray(np.repeat(pixels, 3, axis=-1) if grey else pixels, mode="RGB")
+    grey = planes.shape[0] == 1
+    # Pillow interleaves the planes itself (faster than a transposing copy in numpy).
+    image = Image.merge("RGB", [Image.fromarray(planes[0 if grey else c]) for c in range(3)])
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
     decoded = Image.open(buffer)
     if grey:
         return np.asarray(decoded.convert("L"))[..., None]
-    return np.asarray(decoded.convert("RGB"))
+    return np.asarray(decoded if decoded.mode == "RGB" else decoded.convert("RGB"))
 
 
 __all__ = [

@@ -72,3 +72,20 @@ def test_single_channel_images_work():
         s = stressors.get(name, **options)
         out = s.apply(x, s.sample_params(sample_keys(IDS6[:2]), 3, seed=0))
         assert out.shape == x.shape, name
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "jpeg_compression"])
+def test_per_sample_threads_do_not_change_the_result(name):
+    """These run one sample per thread (up to torch's thread count): one thread gives the same bits."""
+    s = stressors.get(name)
+    x = images(6)
+    p = s.sample_params(sample_keys(IDS6), 3, seed=0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = s.apply(x, p)
+        torch.set_num_threads(1)
+        one = s.apply(x, p)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
