@@ -26,6 +26,8 @@ from pydantic import Field, PrivateAttr, model_validator
 from audit.contract.results.base import Node
 from audit.contract.results.breaking_points import BreakingPointDisparity, BreakingPointSummary, SurvivalPoint
 from audit.contract.results.conditions import (
+    AttackDetails,
+    AttackMember,
     ConditionResult,
     ConfusionPair,
     EarlyStop,
@@ -99,6 +101,8 @@ __all__ = [
     "AdversarialCheck",
     "AttackCheckFinding",
     "AttackCurvePoint",
+    "AttackDetails",
+    "AttackMember",
     "AttackReference",
     "BaselineRow",
     "BreakingPointDisparity",
