@@ -427,7 +427,8 @@ class APGD(Attack):
         bseed = batch_seed(seeds)
         randomised, eot_samples = self.eot_for(model, images, bseed)
         with _forked_rng(images.device, bseed):
-            self.check_classes(int(model(images[:1]).shape[1]) if images.shape[0] else 0)
+            with torch.no_grad():
+                self.check_classes(int(model(images[:1]).shape[1]))
             adv, _, zero = self.run_member(model, images, labels, epsilon, seeds, eot_samples)
             final = predict(model, adv) != labels
         self.last_details = {

@@ -80,3 +80,6 @@ def test_a_run_records_members_time_and_flags(workspace):  # noqa: F811
     assert checks[("adversarial.ensemble_at_least_as_strong", "autoattack")] == "pass"
     assert checks[("adversarial.randomised_model", "autoattack")] == "pass"
     assert ("adversarial.zero_gradients", "apgd") in checks
+    html = next((workspace / "out").glob("*.html")).read_text(encoding="utf-8")
+    assert "Attack members" in html and "autoattack@0.05" in html
+    assert "autoattack did not run apgd-t, fab-t, square" in html
