@@ -22,7 +22,8 @@ ensemble of diverse parameter-free attacks", ICML 2020, and its code (``autoatta
 Randomised models (the reference's ``rand`` version): with ``eot: auto`` (default) every batch
 is first passed twice through the model; if the outputs differ, the model is treated as
 randomised and every gradient is the mean over ``eot_samples`` = 20 forward/backward passes
-(expectation over transformation, Athalye et al. 2018). ``eot: always`` / ``never`` force it.
+(expectation over transformation, Athalye et al. 2018). ``eot: always`` / ``never`` force it on / off
+(the check runs in every mode, so a randomised model attacked without EoT is still reported).
 The model's own randomness then comes from torch's global generator, forked and seeded per
 batch from the samples' keys (deterministic for a given batch, but not batch-size invariant:
 a randomised model's draws depend on its batch). Which mode ran is in ``last_details``.
@@ -369,7 +370,7 @@ class APGD(Attack):
 
     def eot_for(self, model: torch.nn.Module, images: Tensor, seed: int) -> tuple[bool, int]:
         """``(randomised, gradient samples per step)`` for this model and batch."""
-        randomised = self.eot != "never" and is_randomised(model, images, seed)
+        randomised = is_randomised(model, images, seed)  # also under eot: never (the flag then fails)
         use = self.eot == "always" or (self.eot == "auto" and randomised)
         return randomised, self.eot_samples if use else 1
 
