@@ -69,6 +69,7 @@ from audit.evaluation import (
     check_refinement,
     distributed,
     load_model,
+    merge_attack_details,
     merge_predictions,
     plan_threads,
     read_samples,
@@ -467,6 +468,11 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
         positions = table.indices_of([s["sample"] for s in state.skipped]).tolist()
         state.skipped = [s for _, s in sorted(zip(positions, state.skipped), key=lambda p: p[0])]
     state.attack_failures = distributed.sum_counts(state.attack_failures)
+    if distributed.is_distributed():
+        merged: dict[str, dict] = {}
+        for cid, part in distributed.gather_lists(sorted(state.attack_details.items())):
+            merged[cid] = merge_attack_details(merged.get(cid), part, part["n"])
+        state.attack_details = merged
     with warnings.catch_warnings():  # a condition with no sample (all skipped) is reported with n = 0
         warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
         computed = {cid: stats.compute() for cid, stats in state.stats.items()}  # all-reduces across ranks

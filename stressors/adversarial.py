@@ -1,4 +1,5 @@
-"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump; and the
+"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, apgd, apgd_l2,
+apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`); and the
 attacks on object detectors, detection_pgd and detection_pgd_l2 (:mod:`stressors.attacks.detection`).
 
 Each class has ``name``, ``severities`` (the epsilons, pixel units of [0, 1]),
@@ -10,18 +11,26 @@ starts); ``perturb`` keeps it in ``last_result`` and HopSkipJump's samples
 without a starting point are in ``last_failed_starts``.
 
 Defaults and their sources are in :mod:`stressors.attacks.gradient` and
-:mod:`stressors.attacks.hopskipjump`.
+:mod:`stressors.attacks.hopskipjump` and
+:mod:`stressors.attacks.apgd`.
 """
 
 from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump
+from stressors.attacks.apgd import APGD, APGDL2, APGDT, APGDTL2, AutoAttack, AutoAttackL2
 from stressors.attacks.detection import DetectionPGD, DetectionPGDL2
 
 __all__ = [
+    "APGD",
+    "APGDL2",
+    "APGDT",
+    "APGDTL2",
     "FGSM",
     "PGD",
     "PGDL2",
     "Attack",
     "AttackResult",
+    "AutoAttack",
+    "AutoAttackL2",
     "DeepFool",
     "DetectionPGD",
     "DetectionPGDL2",

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from audit.evaluation.detection.summary import DETECTIONS_CSV, DETECTIONS_JSON, OBJECTS_CSV, summarize_detection
     from audit.evaluation.early_stop import StopMonitor, stratified_order
     from audit.evaluation.error_thumbnails import stressed_thumbnails
-    from audit.evaluation.evaluate import EvalSettings, EvalState
+    from audit.evaluation.evaluate import EvalSettings, EvalState, merge_attack_details
     from audit.evaluation.evaluate import evaluate as evaluate_conditions
     from audit.evaluation.groups import SlotLayout, build_layout, slot_matrix
     from audit.evaluation.metrics import state_bytes
@@ -81,6 +81,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "EvalSettings": ("evaluate", "EvalSettings"),
     "EvalState": ("evaluate", "EvalState"),
     "evaluate_conditions": ("evaluate", "evaluate"),
+    "merge_attack_details": ("evaluate", "merge_attack_details"),
     "SlotLayout": ("groups", "SlotLayout"),
     "build_layout": ("groups", "build_layout"),
     "slot_matrix": ("groups", "slot_matrix"),
@@ -165,6 +166,7 @@ __all__ = [
     "load_detector",
     "load_model",
     "match_images",
+    "merge_attack_details",
     "merge_predictions",
     "plan_threads",
     "promote_slice",

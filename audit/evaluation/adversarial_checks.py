@@ -24,6 +24,30 @@ with status ``pass | fail | warn | insufficient_data``. The check ids are stable
 - ``adversarial.zero_epsilon_matches_clean``: accuracy at ε = 0 equals clean
   accuracy. ``observed`` = the absolute difference.
 
+AutoAttack's flags (Croce & Hein 2020, the reference's ``checks.py`` / ``flags_doc.md``):
+
+- ``adversarial.ensemble_at_least_as_strong``: an attack whose class sets ``ensemble`` (autoattack)
+  has an accuracy not above that of any other attack of the same ``norm`` at a shared ε.
+  A failure means a member is broken, the model is randomised (use EoT) or its output
+  depends on the batch; the ensemble's number is then not a valid upper bound on robustness.
+  ``observed`` = the largest excess.
+- ``adversarial.white_box_stronger_than_black_box``: a gradient-free attack (class with
+  ``needs_gradients = False``, e.g. HopSkipJump) does not reach a lower accuracy than an
+  iterative gradient attack of the same norm at a shared ε. ``warn`` when it does: the
+  gradients mislead the white-box attack (gradient masking), so every gradient attack's
+  robust accuracy is overstated; the verdict should rest on the lowest accuracy found.
+  ``observed`` = the largest gap.
+- ``adversarial.zero_gradients``: from an attack's ``attack_details`` (APGD, autoattack): the share
+  of attacked samples whose input gradient was all zero or not finite at the start. ``warn`` when
+  above 0: on those samples a gradient attack cannot move, their "robustness" is masking, not
+  robustness (use a gradient-free attack on them). ``observed`` = that share.
+- ``adversarial.randomised_model``: from ``attack_details``: two identical forward passes of the
+  model differed. ``fail`` when no EoT was used (the gradient of one random draw is noise: robust
+  accuracy overstated); ``warn`` when EoT was used (robust accuracy is itself random: rerun with
+  another seed to see its spread). ``observed`` = null.
+
+:data:`MEANING` says, per check id, what a failing finding means for the verdict.
+
 Tolerance: ``tolerance`` (accuracy units) if given, else sampling noise:
 ``z * sqrt(p1 (1 - p1) / n1 + p2 (1 - p2) / n2) + 1 / min(n1, n2)``. With
 ``--attack-samples`` the attack conditions cover a subset, so their ``n``
@@ -43,7 +67,14 @@ from typing import Any
 from audit.contract.metric_specs import ACCURACY
 
 #: The traits read from an attack's class, with the defaults of an attack that declares none.
-_TRAITS = {"iterative": False, "zero_accuracy_epsilon": 0.3, "stronger_than_single_step": False, "norm": "linf"}
+_TRAITS = {
+    "iterative": False,
+    "zero_accuracy_epsilon": 0.3,
+    "stronger_than_single_step": False,
+    "norm": "linf",
+    "needs_gradients": True,
+    "ensemble": False,
+}
 
 
 def attack_traits(attack: Any) -> dict[str, Any]:
@@ -73,7 +104,32 @@ MONOTONE = "adversarial.monotone_in_epsilon"
 LARGE_EPSILON = "adversarial.large_epsilon_zero_accuracy"
 ITERATIVE_STRONGER = "adversarial.iterative_stronger_than_single_step"
 ZERO_EPSILON = "adversarial.zero_epsilon_matches_clean"
-CHECKS = (MONOTONE, LARGE_EPSILON, ITERATIVE_STRONGER, ZERO_EPSILON)
+ENSEMBLE_STRONGEST = "adversarial.ensemble_at_least_as_strong"
+WHITE_BOX_STRONGER = "adversarial.white_box_stronger_than_black_box"
+ZERO_GRADIENTS = "adversarial.zero_gradients"
+RANDOMISED = "adversarial.randomised_model"
+CHECKS = (
+    MONOTONE,
+    LARGE_EPSILON,
+    ITERATIVE_STRONGER,
+    ZERO_EPSILON,
+    ENSEMBLE_STRONGEST,
+    WHITE_BOX_STRONGER,
+    ZERO_GRADIENTS,
+    RANDOMISED,
+)
+
+#: Check id -> what a failing (or warning) finding means for the verdict (shown with the finding).
+MEANING = {
+    MONOTONE: "the attack did not converge; its robust accuracy at the larger ε is an overestimate",
+    LARGE_EPSILON: "gradient masking or a broken attack; every robust accuracy of this attack is suspect",
+    ITERATIVE_STRONGER: "the iterative attack is misconfigured or gradients are masked; do not trust its numbers",
+    ZERO_EPSILON: "the attack path changes clean images; all its numbers are off by that difference",
+    ENSEMBLE_STRONGEST: "the ensemble is not the worst case; report the lowest accuracy of any attack instead",
+    WHITE_BOX_STRONGER: "gradient masking: gradient attacks overstate robustness; judge on the lowest accuracy found",
+    ZERO_GRADIENTS: "samples with zero gradients look robust to gradient attacks without being robust",
+    RANDOMISED: "a randomised model: without EoT robust accuracy is overstated; with EoT it varies between runs",
+}
 
 
 def _finding(check: str, status: str, attack: str | None, observed: float | None, message: str) -> dict[str, Any]:
@@ -228,6 +284,105 @@ def check_zero_epsilon(label: str, points, clean, tolerance: float | None) -> di
     )
 
 
+def check_ensemble(label: str, points, other_label: str, other_points, tolerance: float | None) -> dict[str, Any]:
+    """An ensemble must not be weaker than another attack of its norm at a shared ε."""
+    by_eps = {p[0]: p for p in other_points}
+    shared = [(p, by_eps[p[0]]) for p in points if p[0] in by_eps and p[0] > 0]
+    if not shared:
+        return _finding(
+            ENSEMBLE_STRONGEST, "insufficient_data", label, None, f"{label} and {other_label} share no epsilon > 0"
+        )
+    excess = [(p[2] - o[2], p, o) for p, o in shared if p[2] - o[2] > _tol(tolerance, p, o)]
+    if not excess:
+        worst = max(p[2] - o[2] for p, o in shared)
+        return _finding(
+            ENSEMBLE_STRONGEST,
+            "pass",
+            label,
+            max(worst, 0.0),
+            f"{label} is at least as strong as {other_label} at every shared epsilon",
+        )
+    gap, p, o = max(excess)
+    return _finding(
+        ENSEMBLE_STRONGEST,
+        "fail",
+        label,
+        gap,
+        f"ensemble {label} accuracy {p[2]:.3f} exceeds {other_label} accuracy {o[2]:.3f} at eps={p[0]:.4g}; "
+        + MEANING[ENSEMBLE_STRONGEST],
+    )
+
+
+def check_white_box(label: str, points, black_label: str, black_points, tolerance: float | None) -> dict[str, Any]:
+    """A gradient-free attack must not be clearly stronger than an iterative gradient attack (AutoAttack's flag)."""
+    by_eps = {p[0]: p for p in black_points}
+    shared = [(p, by_eps[p[0]]) for p in points if p[0] in by_eps and p[0] > 0]
+    if not shared:
+        return _finding(
+            WHITE_BOX_STRONGER, "insufficient_data", label, None, f"{label} and {black_label} share no epsilon > 0"
+        )
+    gaps = [(p[2] - b[2], p, b) for p, b in shared if p[2] - b[2] > _tol(tolerance, p, b)]
+    if not gaps:
+        return _finding(
+            WHITE_BOX_STRONGER,
+            "pass",
+            label,
+            max(max(p[2] - b[2] for p, b in shared), 0.0),
+            f"{label} (white-box) is at least as strong as {black_label} (black-box) at every shared epsilon",
+        )
+    gap, p, b = max(gaps)
+    return _finding(
+        WHITE_BOX_STRONGER,
+        "warn",
+        label,
+        gap,
+        f"black-box {black_label} accuracy {b[2]:.3f} is below white-box {label} accuracy {p[2]:.3f} "
+        f"at eps={p[0]:.4g}; " + MEANING[WHITE_BOX_STRONGER],
+    )
+
+
+def detail_checks(conditions: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[dict[str, Any]]:
+    """AutoAttack's per-run flags from the conditions' ``attack_details`` (zero gradients, randomised model)."""
+    findings: list[dict[str, Any]] = []
+    for label in labels:
+        details = [c["attack_details"] for c in conditions if c.get("stressor") == label and c.get("attack_details")]
+        if not details:
+            continue
+        attacked = sum(d["members"][0]["attacked"] for d in details if d["members"])
+        zero = sum(d["zero_gradient_samples"] for d in details)
+        share = zero / attacked if attacked else 0.0
+        if zero:
+            findings.append(
+                _finding(
+                    ZERO_GRADIENTS,
+                    "warn",
+                    label,
+                    share,
+                    f"{label}: {zero} of {attacked} attacked samples had an all-zero or non-finite input gradient; "
+                    + MEANING[ZERO_GRADIENTS],
+                )
+            )
+        else:
+            findings.append(
+                _finding(ZERO_GRADIENTS, "pass", label, 0.0, f"{label}: no attacked sample had a zero gradient")
+            )
+        if not any(d["randomised_model"] for d in details):
+            findings.append(
+                _finding(
+                    RANDOMISED, "pass", label, None, f"{label}: two identical forward passes gave the same outputs"
+                )
+            )
+            continue
+        eot = max(d["eot_samples"] for d in details)
+        if eot > 1:
+            message = f"{label}: the model is randomised; EoT with {eot} gradient samples per step was used; "
+            findings.append(_finding(RANDOMISED, "warn", label, None, message + MEANING[RANDOMISED]))
+        else:
+            message = f"{label}: the model is randomised but no EoT was used (eot: never); "
+            findings.append(_finding(RANDOMISED, "fail", label, None, message + MEANING[RANDOMISED]))
+    return findings
+
+
 def sanity_checks(
     conditions: Sequence[Mapping[str, Any]],
     *,
@@ -272,4 +427,13 @@ def sanity_checks(
                 if traits[other_label]["norm"] == trait["norm"]:
                     findings.append(check_iterative_stronger(label, points, other_label, other_points, tolerance))
         findings.append(check_zero_epsilon(label, points, clean, tolerance))
+        if trait["ensemble"]:
+            for other_label, other_points in curves.items():
+                if other_label != label and traits[other_label]["norm"] == trait["norm"]:
+                    findings.append(check_ensemble(label, points, other_label, other_points, tolerance))
+        if trait["iterative"] and trait["needs_gradients"]:
+            for other_label, other_points in curves.items():
+                if not traits[other_label]["needs_gradients"] and traits[other_label]["norm"] == trait["norm"]:
+                    findings.append(check_white_box(label, points, other_label, other_points, tolerance))
+    findings += detail_checks(conditions, list(curves))
     return findings

@@ -67,6 +67,7 @@ class EvalState:
     skipped: list[dict[str, str]] = field(default_factory=list)
     gallery: dict[str, str] = field(default_factory=dict)
     attack_failures: dict[str, int] = field(default_factory=dict)
+    attack_details: dict[str, dict] = field(default_factory=dict)
     early_stop: dict[str, dict] = field(default_factory=dict)
 
 
@@ -94,6 +95,41 @@ def png_data_uri(image: Tensor, mode: str) -> str:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def merge_attack_details(total: dict | None, batch: dict, n: int) -> dict:
+    """Add one batch's ``last_details`` of an attack (samples ``n``) to the condition's running total.
+
+    Counts and seconds add up (members matched by position and name), ``randomised_model`` is
+    true if any batch was, ``eot_samples`` is the largest used. Pure: neither input is changed.
+    """
+    members = [{**m} for m in batch["members"]]
+    if total is None:
+        return {
+            "n": n,
+            "randomised_model": bool(batch["randomised_model"]),
+            "eot_samples": int(batch["eot_samples"]),
+            "zero_gradient_samples": int(batch["zero_gradient_samples"]),
+            "members": members,
+        }
+    if [m["member"] for m in total["members"]] != [m["member"] for m in members]:
+        raise AuditError("attack details: the members of one condition changed between batches (a bug)")
+    merged = [
+        {
+            **a,
+            "attacked": a["attacked"] + b["attacked"],
+            "robust": a["robust"] + b["robust"],
+            "seconds": a["seconds"] + b["seconds"],
+        }
+        for a, b in zip(total["members"], members)
+    ]
+    return {
+        "n": total["n"] + n,
+        "randomised_model": total["randomised_model"] or bool(batch["randomised_model"]),
+        "eot_samples": max(total["eot_samples"], int(batch["eot_samples"])),
+        "zero_gradient_samples": total["zero_gradient_samples"] + int(batch["zero_gradient_samples"]),
+        "members": merged,
+    }
 
 
 def stress(cond: Condition, model: AuditModel, images: Tensor, labels: Tensor, keys: Tensor, seed: int) -> Tensor:
@@ -198,6 +234,11 @@ def evaluate(
                     failed = getattr(cond.stressor, "last_failed_starts", None) if cond.model_aware else None
                     if failed is not None:
                         state.attack_failures[cond.id] = state.attack_failures.get(cond.id, 0) + int(failed.sum())
+                    details = getattr(cond.stressor, "last_details", None) if cond.model_aware else None
+                    if details is not None:
+                        state.attack_details[cond.id] = merge_attack_details(
+                            state.attack_details.get(cond.id), details, len(part.keys)
+                        )
                     if settings.gallery_mode != "none" and cond.id not in state.gallery:
                         state.gallery[cond.id] = png_data_uri(x[0], settings.gallery_mode)
                     rows.append(_Rows(order, cond, part.index, part.labels, probs))

@@ -128,6 +128,16 @@ def _condition_entry(
     return entry
 
 
+def _attack_details(details: dict[str, Any]) -> dict[str, Any]:
+    """An attack's merged details as results.json's ``attack_details`` (robust accuracy per member)."""
+    n = details["n"]
+    members = [
+        {**m, "robust_accuracy": m["robust"] / n if n else None, "seconds": round(m["seconds"], 4)}
+        for m in details["members"]
+    ]
+    return {**details, "members": members}
+
+
 def _fairness(conditions: list[dict[str, Any]], layout: SlotLayout, min_size: int) -> list[dict[str, Any]]:
     """Every group statistic of every condition and grouping (the one definition, computed once here),
     with the test of each difference at the run's confidence level."""
@@ -207,6 +217,8 @@ def assemble_results(inputs: ResultsInputs) -> Results:
     for entry in cond_entries:
         if entry["id"] in state.attack_failures:
             entry["failed_starts"] = state.attack_failures[entry["id"]]
+        if entry["id"] in state.attack_details:
+            entry["attack_details"] = _attack_details(state.attack_details[entry["id"]])
         if entry["id"] in state.early_stop:
             entry["early_stop"] = state.early_stop[entry["id"]]
     typed_conditions = [ConditionResult.model_validate(e) for e in cond_entries]

@@ -27,6 +27,8 @@ from audit.contract.results.base import Node
 from audit.contract.results.benchmark import BenchmarkBaseline, BenchmarkCorruption, BenchmarkPreview, ImageNetCResults
 from audit.contract.results.breaking_points import BreakingPointDisparity, BreakingPointSummary, SurvivalPoint
 from audit.contract.results.conditions import (
+    AttackDetails,
+    AttackMember,
     ConditionResult,
     ConfusionPair,
     EarlyStop,
@@ -100,6 +102,8 @@ __all__ = [
     "AdversarialCheck",
     "AttackCheckFinding",
     "AttackCurvePoint",
+    "AttackDetails",
+    "AttackMember",
     "AttackReference",
     "BaselineRow",
     "BenchmarkBaseline",

@@ -9,6 +9,8 @@ from pydantic import Field
 from audit.contract.results.base import Interval, Node, Rate
 
 __all__ = [
+    "AttackDetails",
+    "AttackMember",
     "ConditionResult",
     "ConfusionPair",
     "EarlyStop",
@@ -172,6 +174,38 @@ class EarlyStop(Node):
     decisions: list[StopDecision] = Field(description="the rule targets decided by the anytime-valid test")
 
 
+class AttackMember(Node):
+    """One member of an attack (of an ensemble such as autoattack: each member, in the order it ran)."""
+
+    member: str = Field(description="the member's name, e.g. 'apgd-ce', 'apgd-t' (absent before 1.6)")
+    attacked: int = Field(ge=0, description="samples this member attacked (those still robust when it started)")
+    robust: int = Field(ge=0, description="samples still robust after this member (cumulative over the members so far)")
+    robust_accuracy: Rate = Field(
+        description="robust / n: the ensemble's robust accuracy after this member; null when n = 0"
+    )
+    seconds: float = Field(ge=0.0, description="wall-clock time this member took, summed over batches and ranks")
+
+
+class AttackDetails(Node):
+    """What an attack that reports details (APGD, APGD-T, autoattack) did on this condition (absent before 1.6)."""
+
+    n: int = Field(ge=0, description="samples the attack was given (clean errors included; they count as not robust)")
+    randomised_model: bool = Field(
+        description="true when two identical forward passes of the model gave different outputs on some batch "
+        "(a randomised model or defence): robust accuracy is then itself random"
+    )
+    eot_samples: int = Field(
+        ge=1,
+        description="gradient samples per step (expectation over transformation); 1 = no EoT. The largest used on any batch",
+    )
+    zero_gradient_samples: int = Field(
+        ge=0,
+        description="attacked samples whose input gradient at the start was all zero or not finite "
+        "(AutoAttack's check_zero_gradients flag: gradient masking, the attack cannot progress there)",
+    )
+    members: list[AttackMember] = Field(description="each member in the order it ran, with its time")
+
+
 class ConditionResult(Node):
     """One evaluated condition: the clean images, or one stressor at one severity (or attack at one ε)."""
 
@@ -195,6 +229,11 @@ class ConditionResult(Node):
     )
     failed_starts: int | None = Field(
         default=None, ge=0, description="hopskipjump: samples without a starting point (counted as not fooled)"
+    )
+    attack_details: AttackDetails | None = Field(
+        default=None,
+        description="attacks that report details (apgd, apgd_t, autoattack, their L2 forms): members run, "
+        "robust accuracy and time per member, EoT samples, randomised model, zero gradients (absent before 1.6)",
     )
     early_stop: EarlyStop | None = Field(
         default=None, description="with evaluation.early_stop: how many samples this condition used and why it stopped"

@@ -220,7 +220,7 @@ class AdversarialCheck(Node):
 
     check: str = Field(description="e.g. 'adversarial.large_epsilon_zero_accuracy'")
     status: Literal["pass", "fail", "warn", "insufficient_data"] = Field(
-        description="pass, fail (the check failed), warn (failed on a subset), insufficient_data (the run lacks what the check needs)"
+        description="pass, fail (the check failed), warn (failed on a subset, or an AutoAttack flag that weakens the verdict without voiding it), insufficient_data (the run lacks what the check needs)"
     )
     attack: str | None = Field(description="the attack's stressor name (its label when given)")
     observed: float | None = Field(

@@ -54,7 +54,35 @@ def adversarial(ctx: ReportContext) -> dict[str, Any] | None:
     checks = ctx.results.adversarial_checks
     if ctx.adversarial_chart is None and not checks:
         return None
-    return {"adversarial_chart": ctx.adversarial_chart, "adversarial_checks": checks}
+    return {"adversarial_chart": ctx.adversarial_chart, "adversarial_checks": checks, **attack_members(ctx.results)}
+
+
+def attack_members(results: Any) -> dict[str, Any]:
+    """Per attack condition that reports details (APGD, ensembles): each member's robust accuracy and time,
+    and per attack the reference members it did not run (``options.members_not_run``)."""
+    rows = []
+    for cond in results.conditions:
+        details = cond.attack_details
+        if details is None:
+            continue
+        for m in details.members:
+            rows.append(
+                {
+                    "condition": cond.id,
+                    "member": m.member,
+                    "attacked": m.attacked,
+                    "robust_accuracy": m.robust_accuracy,
+                    "seconds": m.seconds,
+                    "eot_samples": details.eot_samples,
+                    "randomised": details.randomised_model,
+                }
+            )
+    missing = {
+        s.name: list(s.options.get("members_not_run") or [])
+        for s in results.stressors
+        if s.model_aware and s.options.get("members_not_run")
+    }
+    return {"attack_members": rows, "members_not_run": missing}
 
 
 def calibration(ctx: ReportContext) -> dict[str, Any] | None:

@@ -6,10 +6,15 @@ import pytest
 
 from audit.evaluation.adversarial_checks import (
     CHECKS,
+    ENSEMBLE_STRONGEST,
     ITERATIVE_STRONGER,
     LARGE_EPSILON,
+    MEANING,
     MONOTONE,
+    RANDOMISED,
+    WHITE_BOX_STRONGER,
     ZERO_EPSILON,
+    ZERO_GRADIENTS,
     noise_tolerance,
     sanity_checks,
 )
@@ -41,7 +46,8 @@ def find(findings, check, attack):
 
 def test_healthy_evaluation_passes():
     findings = sanity_checks(healthy())
-    assert {f["check"] for f in findings} == set(CHECKS)
+    autoattack_flags = {ENSEMBLE_STRONGEST, WHITE_BOX_STRONGER, ZERO_GRADIENTS, RANDOMISED}
+    assert {f["check"] for f in findings} == set(CHECKS) - autoattack_flags  # no ensemble, black-box or details
     pgd = [f for f in findings if f["attack"] == "pgd"]
     assert [f["status"] for f in pgd] == ["pass"] * 4
     assert all(set(f) == {"check", "status", "attack", "observed", "message"} for f in findings)
@@ -115,3 +121,53 @@ def test_missing_data_and_labels():
 
 def test_noise_tolerance_matches_hand_computation():
     assert noise_tolerance(0.5, 100, 0.5, 100) == pytest.approx(1.96 * (0.005**0.5) + 0.01)
+
+
+# ------------------------------------------------------------------- AutoAttack's flags
+
+
+def details(attacked, zero=0, randomised=False, eot=1):
+    return {
+        "n": attacked,
+        "randomised_model": randomised,
+        "eot_samples": eot,
+        "zero_gradient_samples": zero,
+        "members": [{"member": "apgd-ce", "attacked": attacked, "robust": 0, "seconds": 1.0}],
+    }
+
+
+def test_every_check_says_what_it_means_for_the_verdict():
+    assert set(MEANING) == set(CHECKS)
+
+
+def test_an_ensemble_weaker_than_a_single_attack_fails():
+    conditions = [cond(None, 0, 0.95), cond("autoattack", 0.03, 0.40), cond("pgd", 0.03, 0.20)]
+    hit = find(sanity_checks(conditions), ENSEMBLE_STRONGEST, "autoattack")
+    assert hit["status"] == "fail" and hit["observed"] == pytest.approx(0.20)
+    assert MEANING[ENSEMBLE_STRONGEST] in hit["message"]
+    ok = [cond(None, 0, 0.95), cond("autoattack", 0.03, 0.18), cond("pgd", 0.03, 0.20)]
+    assert find(sanity_checks(ok), ENSEMBLE_STRONGEST, "autoattack")["status"] == "pass"
+
+
+def test_a_black_box_attack_stronger_than_a_white_box_one_warns():
+    conditions = [cond(None, 0, 0.95), cond("pgd", 0.03, 0.60), cond("hopskipjump", 0.03, 0.30)]
+    hit = find(sanity_checks(conditions), WHITE_BOX_STRONGER, "pgd")
+    assert hit["status"] == "warn" and hit["observed"] == pytest.approx(0.30)
+    assert "gradient masking" in hit["message"]
+    ok = [cond(None, 0, 0.95), cond("pgd", 0.03, 0.30), cond("hopskipjump", 0.03, 0.60)]
+    assert find(sanity_checks(ok), WHITE_BOX_STRONGER, "pgd")["status"] == "pass"
+
+
+def test_zero_gradients_and_randomised_models_are_flagged_from_attack_details():
+    zero = cond("apgd", 0.03, 0.5) | {"attack_details": details(100, zero=7)}
+    hit = find(sanity_checks([cond(None, 0, 0.9), zero]), ZERO_GRADIENTS, "apgd")
+    assert hit["status"] == "warn" and hit["observed"] == pytest.approx(0.07)
+    no_eot = cond("apgd", 0.03, 0.5) | {"attack_details": details(100, randomised=True)}
+    assert find(sanity_checks([cond(None, 0, 0.9), no_eot]), RANDOMISED, "apgd")["status"] == "fail"
+    eot = cond("apgd", 0.03, 0.5) | {"attack_details": details(100, randomised=True, eot=20)}
+    hit = find(sanity_checks([cond(None, 0, 0.9), eot]), RANDOMISED, "apgd")
+    assert hit["status"] == "warn" and "20 gradient samples" in hit["message"]
+    plain = cond("apgd", 0.03, 0.5) | {"attack_details": details(100)}
+    findings = sanity_checks([cond(None, 0, 0.9), plain])
+    assert find(findings, RANDOMISED, "apgd")["status"] == "pass"
+    assert find(findings, ZERO_GRADIENTS, "apgd")["status"] == "pass"
