@@ -186,7 +186,7 @@ CLASSIFICATION_KEYS = (
 )
 
 #: The version this cvaudit writes; see the module docstring for the rules.
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 
 class Results(Node):
