@@ -46,6 +46,7 @@ import torch
 
 from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, echo
+from audit.contract.image_properties import IMAGE_PROPERTIES_CSV
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import CodeExecuted, ErrorThumbnails, Governance, PolicyOutcome, Results
@@ -80,6 +81,7 @@ from audit.evaluation import (
     using_threads,
 )
 from audit.evaluation import evaluate_conditions as evaluate
+from audit.evaluation.image_properties import merge_properties, properties_part_path
 from audit.run_context import (
     AuditOutcome,
     OutputRecoveryWarning,
@@ -448,6 +450,7 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
             device=loaded.device,
             predictions_path=distributed.part_path(work, ctx.rank),
             progress=tick,
+            properties_path=properties_part_path(work, ctx.rank),
         )
     state.skipped = distributed.gather_lists(state.skipped)
     if state.skipped:  # dataset order, whatever the ranks
@@ -508,6 +511,7 @@ def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: E
     results = results.model_copy(update={"policy": verdict})
     predictions = ctx.outputs.stage / "predictions.csv"
     merge_predictions(evaluation.work, predictions, attributes=list(table.attributes))  # the named samples come from it
+    merge_properties(evaluation.work, ctx.outputs.stage / IMAGE_PROPERTIES_CSV)
     thumbnails = _error_thumbnails(ctx, results, predictions, reading, loaded)
     if thumbnails:
         results = results.model_copy(
@@ -707,6 +711,7 @@ def _write_outputs(
         governance=reading.affected,
         predictions=outputs.stage / "predictions.csv",
         breaking_points=bp if bp.exists() else None,
+        staged=[outputs.stage / IMAGE_PROPERTIES_CSV],
     )
 
 
