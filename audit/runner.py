@@ -71,7 +71,9 @@ from audit.evaluation import (
     distributed,
     load_model,
     merge_predictions,
+    merge_properties,
     plan_threads,
+    properties_part_path,
     read_samples,
     resolve_device,
     resolve_model_config,
@@ -81,7 +83,6 @@ from audit.evaluation import (
     using_threads,
 )
 from audit.evaluation import evaluate_conditions as evaluate
-from audit.evaluation.image_properties import merge_properties, properties_part_path
 from audit.run_context import (
     AuditOutcome,
     OutputRecoveryWarning,
@@ -292,6 +293,10 @@ def run_audit(
         else:  # a policy with nothing that can fail is refused before the data are read
             gate = PolicyGate.load(cfg.policy) if policy is None else PolicyGate(policy)
         signing = _signing(cfg)
+        if cfg.slices.search:  # the search must be installed before any image is read
+            from audit.slice_run import check_search_available
+
+            check_search_available()
         baseline_results = _load_baseline(baseline) if baseline else None
         if (
             cfg.task == "classification"
@@ -507,17 +512,44 @@ def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: E
             allocator=evaluation.allocator,
         )
     )
-    verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=reading.findings))
-    results = results.model_copy(update={"policy": verdict})
     predictions = ctx.outputs.stage / "predictions.csv"
     merge_predictions(evaluation.work, predictions, attributes=list(table.attributes))  # the named samples come from it
     merge_properties(evaluation.work, ctx.outputs.stage / IMAGE_PROPERTIES_CSV)
+    results = _slices(ctx, results, reading, loaded)  # watched slices (judged below) and the slice search
+    verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=reading.findings))
+    results = results.model_copy(update={"policy": verdict})
     thumbnails = _error_thumbnails(ctx, results, predictions, reading, loaded)
     if thumbnails:
         results = results.model_copy(
             update={"error_thumbnails": [ErrorThumbnails.model_validate(t) for t in thumbnails]}
         )
     return results
+
+
+def _slices(ctx: RunContext, results: Results, reading: Reading, loaded: LoadedModel) -> Results:
+    """results.json ``slices`` (config ``slices.watch``) and ``slice_search`` (``slices.search``, which also writes
+    slices.csv into the staging folder), from the staged predictions.csv and image_properties.csv."""
+    cfg = ctx.cfg.slices
+    if not cfg.watch and not cfg.search:
+        return results
+    from audit.contract.results import SliceSearchResult, WatchedSliceResult
+    from audit.evaluation import measure_watched, read_slice_table
+
+    assert ctx.outputs is not None
+    stage = ctx.outputs.stage
+    table = read_slice_table(
+        stage / "predictions.csv", stage / IMAGE_PROPERTIES_CSV, attributes=list(reading.table.attributes)
+    )
+    update: dict[str, Any] = {}
+    if cfg.watch:
+        measured = measure_watched(cfg.watch, table, min_group_size=ctx.cfg.evaluation.min_group_size)
+        update["slices"] = [WatchedSliceResult.model_validate(m) for m in measured]
+    if cfg.search:
+        from audit.slice_run import run_search
+
+        found = run_search(ctx, table, stage, reading=reading, loaded=loaded)
+        update["slice_search"] = SliceSearchResult.model_validate(found)
+    return results.model_copy(update=update)
 
 
 def folder_classes_line(root: Path, names: list[str], *, shown: int = 20) -> str:
@@ -579,6 +611,8 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
     cfg, conditions = ctx.cfg, reading.conditions
     attacks = any(c.model_aware for c in conditions)
     sections = set(Results.model_fields) - {
+        "slices",  # only with config slices.watch
+        "slice_search",  # only with config slices.search
         "attack_reference",
         "baseline_comparison",
         "gallery",
@@ -591,6 +625,10 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
         sections.add("baseline_comparison")
     if reading.gallery_mode != "none":
         sections.add("gallery")
+    if cfg.slices.watch:
+        sections.add("slices")
+    if cfg.slices.search:
+        sections.add("slice_search")
     return RunPlan(
         source=ctx.source,
         conditions=tuple(
@@ -601,6 +639,7 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
         top_k=cfg.evaluation.top_k is not None,
         sections=frozenset(sections),
         checks=frozenset(CHECKS) if attacks else frozenset(),
+        slices=frozenset(w.id for w in cfg.slices.watch),
     )
 
 

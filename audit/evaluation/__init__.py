@@ -41,11 +41,13 @@ if TYPE_CHECKING:
     from audit.evaluation.evaluate import EvalSettings, EvalState
     from audit.evaluation.evaluate import evaluate as evaluate_conditions
     from audit.evaluation.groups import SlotLayout, build_layout, slot_matrix
+    from audit.evaluation.image_properties import merge_properties, properties_part_path
     from audit.evaluation.metrics import state_bytes
     from audit.evaluation.model import load_model, resolve_device, resolve_model_config
     from audit.evaluation.predictions import merge_predictions
     from audit.evaluation.results import ResultsInputs, assemble_results
     from audit.evaluation.robustness import compare_to_baseline
+    from audit.evaluation.slice_watch import measure_watched, read_slice_table, search_inputs
     from audit.evaluation.subset import stratified_subset
     from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
 
@@ -82,6 +84,11 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "resolve_device": ("model", "resolve_device"),
     "resolve_model_config": ("model", "resolve_model_config"),
     "merge_predictions": ("predictions", "merge_predictions"),
+    "merge_properties": ("image_properties", "merge_properties"),
+    "properties_part_path": ("image_properties", "properties_part_path"),
+    "measure_watched": ("slice_watch", "measure_watched"),
+    "read_slice_table": ("slice_watch", "read_slice_table"),
+    "search_inputs": ("slice_watch", "search_inputs"),
     "assemble_results": ("results", "assemble_results"),
     "ResultsInputs": ("results", "ResultsInputs"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
@@ -147,15 +154,20 @@ __all__ = [
     "load_detector",
     "load_model",
     "match_images",
+    "measure_watched",
     "merge_predictions",
+    "merge_properties",
     "plan_threads",
+    "properties_part_path",
     "read_detection_data",
     "read_objects",
     "read_samples",
+    "read_slice_table",
     "resolve_device",
     "resolve_model_config",
     "run_breaking_points",
     "sample_keys_of",
+    "search_inputs",
     "slot_matrix",
     "state_bytes",
     "stratified_order",
