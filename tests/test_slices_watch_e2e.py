@@ -143,3 +143,14 @@ def test_a_watched_slice_is_measured_and_judged(ws: Path):
     assert entry["insufficient_data"] is (n < 5)
     rules = {r["id"]: r for r in results["policy"]["rules"]}
     assert rules["dark-b"]["status"] == "fail", rules["dark-b"]
+
+    html = (out / "report.html").read_text()
+    assert (
+        'id="slices"' in html and "Watched slices" in html and "cam-b-dark: camera = B AND brightness &lt; 0.3" in html
+    )
+    assert "dark-b: " in html and "s-fail" in html.split('id="slices"')[1].split("</section>")[0]
+    # cvaudit report draws the section again from the run folder; image_properties.csv stays attested-kind output
+    again = _cli("report", str(out / "results.json"), "--out", str(out), "--format", "html", cwd=ws)
+    assert again.returncode == 0, again.stderr
+    assert "Watched slices" in (out / "report.html").read_text()
+    assert (out / "image_properties.csv").is_file()
