@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from audit.contract import csvfile
@@ -23,11 +22,13 @@ from audit.contract.image_properties import PIXEL_PROPERTIES, PROPERTY_COLUMNS
 __all__ = ["PropertyRecorder", "merge_properties", "pixel_properties", "properties_part_path"]
 
 _LUMA = (0.299, 0.587, 0.114)
-_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 
 def pixel_properties(images: Tensor) -> Tensor:
     """The pixel properties of a batch, in :data:`PIXEL_PROPERTIES` order.
+
+    Written for few passes over the pixels (one ``var_mean`` per quantity, the Laplacian as four shifted views):
+    a 3x3 ``conv2d`` of one channel is ten times slower on the CPU.
 
     Shape:
         images: (B, C, H, W), C of 1 (luma) or 3 (RGB), values in [0, 1], on any device.
@@ -35,31 +36,34 @@ def pixel_properties(images: Tensor) -> Tensor:
     """
     x = images.detach().to(torch.float32)
     b, c = x.shape[0], x.shape[1]
-    if c == 1:
-        rgb = x.expand(b, 3, *x.shape[2:])
-    elif c == 3:
-        rgb = x
-    else:
+    if c not in (1, 3):
         raise ValueError(f"pixel_properties: {c} channels; expected 1 or 3")
-    r, g, bl = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    luma = _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * bl  # (B, H, W)
-    flat = luma.reshape(b, -1)
-    brightness = flat.mean(dim=1)
-    contrast = flat.std(dim=1, unbiased=False)
+    if c == 1:
+        luma = x[:, 0]
+    else:
+        r, g, bl = x[:, 0], x[:, 1], x[:, 2]
+        luma = (_LUMA[2] * bl).add_(g, alpha=_LUMA[1]).add_(r, alpha=_LUMA[0])
+    var, brightness = torch.var_mean(luma.reshape(b, -1), dim=1, correction=0)
+    contrast = var.sqrt()
     if luma.shape[-1] >= 3 and luma.shape[-2] >= 3:
-        lap = F.conv2d(luma.unsqueeze(1), _LAPLACIAN.to(luma.device).view(1, 1, 3, 3))
-        sharpness = lap.reshape(b, -1).var(dim=1, unbiased=False)
+        centre = luma[:, 1:-1, 1:-1]
+        lap = luma[:, :-2, 1:-1] + luma[:, 2:, 1:-1] + luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:] - 4 * centre
+        sharpness = torch.var(lap.reshape(b, -1), dim=1, correction=0)
     else:  # no interior pixel
         sharpness = torch.zeros(b, device=x.device)
-    rg = (r - g).reshape(b, -1)
-    yb = (0.5 * (r + g) - bl).reshape(b, -1)
-    colourfulness = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False)) + 0.3 * torch.sqrt(
-        rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2
-    )
-    high = rgb.amax(dim=1)
-    low = rgb.amin(dim=1)
-    sat = torch.where(high > 0, (high - low) / high.clamp_min(1e-12), torch.zeros_like(high))
-    saturation = sat.reshape(b, -1).mean(dim=1)
+    if c == 1:  # grey: no colour
+        colourfulness = torch.zeros(b, device=x.device)
+        saturation = torch.zeros(b, device=x.device)
+    else:
+        rg = (r - g).reshape(b, -1)
+        yb = (0.5 * (r + g) - bl).reshape(b, -1)
+        rg_var, rg_mean = torch.var_mean(rg, dim=1, correction=0)
+        yb_var, yb_mean = torch.var_mean(yb, dim=1, correction=0)
+        colourfulness = torch.sqrt(rg_var + yb_var) + 0.3 * torch.sqrt(rg_mean**2 + yb_mean**2)
+        high = x.amax(dim=1)
+        low = x.amin(dim=1)
+        sat = (high - low) / high.clamp_min(1e-12)  # 0 where high is 0 (then low is 0 too)
+        saturation = sat.reshape(b, -1).mean(dim=1)
     out = torch.stack([brightness, contrast, sharpness, colourfulness, saturation], dim=1)
     assert out.shape[1] == len(PIXEL_PROPERTIES)
     return out.to(torch.float64).cpu()

@@ -154,8 +154,10 @@ def measure_watched(watch: Sequence[WatchedSlice], table: SliceTable, *, min_gro
 
 
 def search_inputs(table: SliceTable, metric: str) -> tuple[dict[str, np.ndarray], dict[str, bool], np.ndarray]:
-    """What the slice search reads: the columns, which of them are numeric, and the per-sample badness of ``metric``
-    (an error for accuracy, the loss for Brier and NLL)."""
-    numeric = {name: name in PROPERTY_COLUMNS for name in table.columns}
+    """What the slice search reads: the columns that hold more than one value (a constant one, such as the aspect
+    ratio of a data set of square images, describes no slice), which of them are numeric (the image properties), and
+    the per-sample badness of ``metric`` (an error for accuracy, the loss for Brier and NLL)."""
+    columns = {name: values for name, values in table.columns.items() if len(np.unique(values)) > 1}
+    numeric = {name: name in PROPERTY_COLUMNS for name in columns}
     bad = {"accuracy": 1.0 - table.correct.astype(float), "brier": table.brier, "nll": table.nll}[metric]
-    return dict(table.columns), numeric, bad
+    return columns, numeric, bad
