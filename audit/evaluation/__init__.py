@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from audit.evaluation.results import ResultsInputs, assemble_results
     from audit.evaluation.robustness import compare_to_baseline
     from audit.evaluation.slice_watch import measure_watched, read_slice_table, search_inputs
+    from audit.evaluation.slices.run_folder import SLICES_CSV, search_run, slices_csv_text
+    from audit.evaluation.slices.run_folder import promote as promote_slice
+    from audit.evaluation.slices.search import SEARCH_METRICS, SearchSettings
     from audit.evaluation.subset import stratified_subset
     from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
 
@@ -93,6 +96,12 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ResultsInputs": ("results", "ResultsInputs"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
     "stratified_subset": ("subset", "stratified_subset"),
+    "SEARCH_METRICS": ("slices.search", "SEARCH_METRICS"),
+    "SearchSettings": ("slices.search", "SearchSettings"),
+    "SLICES_CSV": ("slices.run_folder", "SLICES_CSV"),
+    "promote_slice": ("slices.run_folder", "promote"),
+    "search_run": ("slices.run_folder", "search_run"),
+    "slices_csv_text": ("slices.run_folder", "slices_csv_text"),
     "ThreadPlan": ("threads", "ThreadPlan"),
     "DETECTIONS_CSV": ("detection.summary", "DETECTIONS_CSV"),
     "DETECTIONS_JSON": ("detection.summary", "DETECTIONS_JSON"),
@@ -121,6 +130,8 @@ __all__ = [
     "DETECTIONS_CSV",
     "DETECTIONS_JSON",
     "OBJECTS_CSV",
+    "SEARCH_METRICS",
+    "SLICES_CSV",
     "AuditDataset",
     "Condition",
     "DetectionRunInfo",
@@ -130,6 +141,7 @@ __all__ = [
     "RefineContext",
     "ResultsInputs",
     "SampleTable",
+    "SearchSettings",
     "SlotLayout",
     "StopMonitor",
     "ThreadPlan",
@@ -158,6 +170,7 @@ __all__ = [
     "merge_predictions",
     "merge_properties",
     "plan_threads",
+    "promote_slice",
     "properties_part_path",
     "read_detection_data",
     "read_objects",
@@ -168,6 +181,8 @@ __all__ = [
     "run_breaking_points",
     "sample_keys_of",
     "search_inputs",
+    "search_run",
+    "slices_csv_text",
     "slot_matrix",
     "state_bytes",
     "stratified_order",
