@@ -293,10 +293,6 @@ def run_audit(
         else:  # a policy with nothing that can fail is refused before the data are read
             gate = PolicyGate.load(cfg.policy) if policy is None else PolicyGate(policy)
         signing = _signing(cfg)
-        if cfg.slices.search:  # the search must be installed before any image is read
-            from audit.slice_run import check_search_available
-
-            check_search_available()
         baseline_results = _load_baseline(baseline) if baseline else None
         if (
             cfg.task == "classification"

@@ -1,81 +1,59 @@
 """``slices.search: on`` inside a run: the slice search over the run's own per-sample files, its examples and
 slices.csv.
 
-The search itself is :mod:`audit.evaluation.slices` (``search``, ``columns_from_table``, ``SEARCH_METRICS``,
-``SearchSettings``, ``write_slices_csv``; docs/slices.md). This module only feeds it the clean predictions joined with
-the image properties (:func:`audit.evaluation.slice_watch.search_inputs`), marks the findings that name a protected
-attribute (config ``slices.protected``) as fairness findings, adds up to :data:`EXAMPLES` misclassified samples
-of each found slice as thumbnails of the clean image when ``report.images`` allows, and writes ``slices.csv``.
-:func:`check_search_available` refuses ``search: on`` before any data are read when the search is not installed.
+The search is the one of ``cvaudit slices`` (:mod:`audit.evaluation.slices`; docs/slices.md), fed by
+:func:`audit.evaluation.search_table` with the staged clean predictions and image properties (no image is read
+again). This module turns its result into results.json ``slice_search``, marks the findings that name a protected
+attribute (config ``slices.protected``; default every ``data.attributes`` column, as ``cvaudit slices``) as
+fairness findings, adds up to :data:`EXAMPLES` misclassified samples of each found slice as thumbnails of the clean
+image when ``report.images`` allows, and writes ``slices.csv`` (the same file ``cvaudit slices`` writes).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audit.contract.errors import AuditError
 from audit.contract.slices import SliceDefinition, slice_id
 
-__all__ = ["EXAMPLES", "SLICES_CSV", "check_search_available", "run_search"]
+__all__ = ["EXAMPLES", "run_search"]
 
 #: Misclassified samples shown per found slice.
 EXAMPLES = 3
-#: The run folder's file of found slices.
-SLICES_CSV = "slices.csv"
-
-_NEEDED = ("search", "columns_from_table", "SEARCH_METRICS", "SearchSettings", "write_slices_csv")
-
-
-def _search_module() -> Any:
-    try:
-        module = importlib.import_module("audit.evaluation.slices")
-    except ImportError:
-        module = None
-    missing = [name for name in _NEEDED if module is None or not hasattr(module, name)]
-    if missing:
-        raise AuditError(
-            "slices.search: on needs the slice search (audit.evaluation.slices), which this installation lacks "
-            f"({missing[0]}); set slices.search: off"
-        )
-    return module
-
-
-def check_search_available() -> None:
-    """Raise :class:`AuditError` (exit 2, before any image) when ``slices.search: on`` cannot run here."""
-    _search_module()
 
 
 def run_search(ctx: Any, table: Any, stage: Path, *, reading: Any, loaded: Any) -> dict[str, Any]:
-    """Search the run's clean predictions and image properties; write ``stage/slices.csv``.
+    """Search the run's clean predictions and image properties; write ``stage/slices.csv`` atomically.
 
     Returns:
         results.json ``slice_search`` (:class:`audit.contract.results.SliceSearchResult`) as plain data.
     """
-    from audit.evaluation import search_inputs
+    from audit.evaluation import SLICES_CSV, SearchSettings, search_table, slices_csv_text
+    from reports.atomic import atomic_write_bytes
 
-    module = _search_module()
     cfg = ctx.cfg.slices
-    settings = module.SearchSettings(
+    settings = SearchSettings(
         depth=cfg.depth, tolerance=cfg.tolerance, min_size=cfg.min_size, alpha=cfg.alpha, seed=ctx.cfg.seed
     )
-    columns, numeric, bad = search_inputs(table, cfg.metric)
-    result = module.search(
-        module.columns_from_table(columns, numeric, settings), bad, module.SEARCH_METRICS[cfg.metric], settings
+    found = search_table(
+        table,
+        metric=cfg.metric,
+        settings=settings,
+        attributes=list(reading.table.attributes),
+        protected=cfg.protected,
     )
-    module.write_slices_csv(result, stage / SLICES_CSV)
-    protected = set(cfg.protected)
+    atomic_write_bytes(stage / SLICES_CSV, slices_csv_text(found).encode("utf-8"))
+    protected = set(found.protected)
     findings = []
-    for f in result.findings:
-        definition = SliceDefinition.model_validate(f.definition.model_dump(exclude_none=True))
+    for f in found.result.findings:
+        definition: SliceDefinition = f.definition
         findings.append(
             {
                 "id": slice_id(definition),
                 "text": definition.text(),
-                "definition": definition.canonical(),
+                "definition": {"all": [p.model_dump(exclude_none=True) for p in definition.all]},
                 "n": int(f.n),
                 "value": float(f.value),
                 "interval": f.interval,
@@ -87,20 +65,22 @@ def run_search(ctx: Any, table: Any, stage: Path, *, reading: Any, loaded: Any) 
                 "examples": [],
             }
         )
-    _add_examples(ctx, findings, table, reading=reading, loaded=loaded)
+    _add_examples(ctx, findings, found.result.findings, table, reading=reading, loaded=loaded)
     return {
         "metric": cfg.metric,
         "depth": cfg.depth,
         "tolerance": cfg.tolerance,
         "min_size": cfg.min_size,
         "alpha": cfg.alpha,
-        "attributes": list(columns),
-        "candidates": int(result.candidates),
+        "attributes": list(found.table.attributes),
+        "candidates": int(found.result.candidates),
         "findings": findings,
     }
 
 
-def _add_examples(ctx: Any, findings: list[dict[str, Any]], table: Any, *, reading: Any, loaded: Any) -> None:
+def _add_examples(
+    ctx: Any, findings: list[dict[str, Any]], found: list[Any], table: Any, *, reading: Any, loaded: Any
+) -> None:
     """Up to :data:`EXAMPLES` misclassified samples of each finding (first in dataset order), as the gallery shows
     images (``report.images``: none adds nothing)."""
     mode = reading.gallery_mode
@@ -111,17 +91,18 @@ def _add_examples(ctx: Any, findings: list[dict[str, Any]], table: Any, *, readi
 
     wanted: list[str] = []
     chosen: list[list[str]] = []
-    for f in findings:
-        mask = select(SliceDefinition.model_validate(f["definition"]), table.columns) & ~table.correct
+    for f in found:
+        mask = select(f.definition, table.columns) & ~table.correct
         ids = [table.ids[k] for k in np.flatnonzero(mask)[:EXAMPLES]]
         chosen.append(ids)
         wanted += [i for i in ids if i not in wanted]
-    clean = [c for c in reading.conditions if c.stressor is None]
+    if not wanted:
+        return
     images = stressed_thumbnails(
         model=loaded.model,
         table=reading.table,
         model_cfg=ctx.cfg.model,
-        conditions=clean,
+        conditions=[c for c in reading.conditions if c.stressor is None],
         wanted={"clean": wanted},
         keys=reading.keys,
         seed=ctx.cfg.seed,

@@ -76,21 +76,6 @@ def test_a_rule_on_a_slice_the_config_does_not_watch_fails_before_any_image(ws: 
     )
 
 
-def test_search_on_without_the_search_installed_is_refused_before_any_image(ws: Path, monkeypatch):
-    import audit.slice_run as slice_run
-
-    monkeypatch.setattr(slice_run, "_NEEDED", (*slice_run._NEEDED, "no_such_function"))
-    from click.testing import CliRunner
-
-    from audit.cli import main
-
-    cfg = write_config(ws, stressors="", extra="slices:\n  search: on\n")
-    (ws / "img" / "0.png").unlink()
-    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(ws / "out")])
-    assert result.exit_code == 2
-    assert "slices.search: on needs the slice search (audit.evaluation.slices)" in result.output
-
-
 def _reference(out: Path) -> dict:
     """The watched slice from the run's CSV files, independently of cvaudit's reader."""
     with open(out / "predictions.csv", newline="") as fh:

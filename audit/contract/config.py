@@ -508,8 +508,9 @@ class SlicesConfig(_Strict):
     """The metric slices are searched and measured with (a mean of a per-sample value of predictions.csv)."""
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     """The family-wise error rate of the search's reported slices."""
-    protected: list[str] = Field(default_factory=list)
-    """Protected attributes (of ``data.attributes``): a found slice that names one is marked a fairness finding."""
+    protected: list[str] | None = None
+    """Protected attributes (of ``data.attributes``): a found slice that names one is marked a fairness finding;
+    null: every ``data.attributes`` column (each is measured as a fairness attribute), as ``cvaudit slices``."""
     watch: list[WatchedSlice] = Field(default_factory=list)
     """Slices every run measures on the clean images (``cvaudit slices RUN_DIR --promote N`` prints one): each an
     ``id`` and ``all``, a list of predicates ``{attribute, equals}`` or ``{attribute, min, max}`` (half-open,
@@ -593,7 +594,7 @@ class AuditConfig(_Strict):
 
     @model_validator(mode="after")
     def _watched_attributes(self) -> AuditConfig:
-        for name in self.slices.protected:
+        for name in self.slices.protected or []:
             if name not in self.data.attributes:
                 raise ValueError(
                     f"slices.protected: {name!r} is not in data.attributes ({', '.join(self.data.attributes) or 'none'})"

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from audit.evaluation.predictions import merge_predictions
     from audit.evaluation.results import ResultsInputs, assemble_results
     from audit.evaluation.robustness import compare_to_baseline
-    from audit.evaluation.slice_watch import measure_watched, read_slice_table, search_inputs
+    from audit.evaluation.slice_watch import measure_watched, read_slice_table, search_table
     from audit.evaluation.slices.run_folder import SLICES_CSV, search_run, slices_csv_text
     from audit.evaluation.slices.run_folder import promote as promote_slice
     from audit.evaluation.slices.search import SEARCH_METRICS, SearchSettings
@@ -91,7 +91,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "properties_part_path": ("image_properties", "properties_part_path"),
     "measure_watched": ("slice_watch", "measure_watched"),
     "read_slice_table": ("slice_watch", "read_slice_table"),
-    "search_inputs": ("slice_watch", "search_inputs"),
+    "search_table": ("slice_watch", "search_table"),
     "assemble_results": ("results", "assemble_results"),
     "ResultsInputs": ("results", "ResultsInputs"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
@@ -180,8 +180,8 @@ __all__ = [
     "resolve_model_config",
     "run_breaking_points",
     "sample_keys_of",
-    "search_inputs",
     "search_run",
+    "search_table",
     "slices_csv_text",
     "slot_matrix",
     "state_bytes",

@@ -23,7 +23,7 @@ from audit.contract.image_properties import PROPERTY_COLUMNS
 from audit.contract.intervals import CONFIDENCE_LEVEL, wilson
 from audit.contract.slices import SliceError, WatchedSlice, select
 
-__all__ = ["SliceTable", "measure_watched", "read_slice_table", "side_metrics"]
+__all__ = ["SliceTable", "measure_watched", "read_slice_table", "search_table", "side_metrics"]
 
 _EPS = float(np.finfo(np.float64).eps)
 _Z = 1.959963984540054  # the two-sided 95 % normal quantile
@@ -153,11 +153,55 @@ def measure_watched(watch: Sequence[WatchedSlice], table: SliceTable, *, min_gro
     return out
 
 
-def search_inputs(table: SliceTable, metric: str) -> tuple[dict[str, np.ndarray], dict[str, bool], np.ndarray]:
-    """What the slice search reads: the columns that hold more than one value (a constant one, such as the aspect
-    ratio of a data set of square images, describes no slice), which of them are numeric (the image properties), and
-    the per-sample badness of ``metric`` (an error for accuracy, the loss for Brier and NLL)."""
-    columns = {name: values for name, values in table.columns.items() if len(np.unique(values)) > 1}
-    numeric = {name: name in PROPERTY_COLUMNS for name in columns}
-    bad = {"accuracy": 1.0 - table.correct.astype(float), "brier": table.brier, "nll": table.nll}[metric]
-    return columns, numeric, bad
+def _numeric(values: np.ndarray, bins: int) -> bool:
+    """A manifest attribute is numeric when every non-empty value is a finite number with more distinct values than
+    ``bins`` (the rule of ``cvaudit slices``, :mod:`audit.evaluation.slices.run_folder`); a property always is."""
+    if values.dtype.kind == "f":
+        return True
+    present = values[values != ""]
+    try:
+        numbers = present.astype(float)
+    except ValueError:
+        return False
+    return len(present) > 0 and bool(np.isfinite(numbers).all()) and len(np.unique(numbers)) > bins
+
+
+def search_table(
+    table: SliceTable, *, metric: str, settings: Any, attributes: Sequence[str], protected: Sequence[str] | None
+) -> Any:
+    """The slice search (:func:`audit.evaluation.slices.search.search`) over the clean rows of a run being written,
+    as ``cvaudit slices`` searches a finished run folder: the same columns (manifest attributes categorical unless
+    numeric, image properties numeric) and badness.
+
+    Args:
+        attributes: the run's ``data.attributes`` (the image properties in ``table`` are searched too).
+        protected: the attributes whose slices are fairness findings; None: every manifest attribute.
+
+    Returns:
+        :class:`audit.evaluation.slices.run_folder.RunSlices` (``slices_csv_text`` writes slices.csv from it).
+    """
+    from audit.evaluation.slices.run_folder import RunSlices, RunTable
+    from audit.evaluation.slices.search import SEARCH_METRICS, categorical_column, numeric_column, search
+
+    properties = [c for c in PROPERTY_COLUMNS[1:] if c in table.columns]
+    columns, numeric = [], []
+    for name in [*attributes, *properties]:
+        values = np.asarray(table.columns[name])
+        if name in properties or _numeric(values, settings.bins):
+            numeric.append(name)
+            as_float = values if values.dtype.kind == "f" else np.where(values == "", "nan", values).astype(float)
+            columns.append(numeric_column(name, as_float, bins=settings.bins))
+        else:
+            columns.append(categorical_column(name, values, min_size=settings.min_size))
+    badness = {"accuracy": 1.0 - table.correct.astype(float), "brier": table.brier, "nll": table.nll}
+    result = search(columns, badness[metric], SEARCH_METRICS[metric], settings)
+    run_table = RunTable(
+        ids=list(table.ids),
+        badness=badness,
+        attributes={name: np.asarray(table.columns[name]) for name in [*attributes, *properties]},
+        manifest_attributes=list(attributes),
+        properties=properties,
+        properties_file=bool(properties),
+    )
+    chosen = list(attributes) if protected is None else list(protected)
+    return RunSlices(run_table, result, chosen, numeric=numeric)
