@@ -543,7 +543,15 @@ def _slices(ctx: RunContext, results: Results, reading: Reading, loaded: LoadedM
     if cfg.search:
         from audit.slice_run import run_search
 
-        found = run_search(ctx, table, stage, reading=reading, loaded=loaded)
+        searched = table
+        if cfg.condition != "clean":
+            searched = read_slice_table(
+                stage / "predictions.csv",
+                stage / IMAGE_PROPERTIES_CSV,
+                attributes=list(reading.table.attributes),
+                condition=cfg.condition,
+            )
+        found = run_search(ctx, searched, stage, reading=reading, loaded=loaded)
         update["slice_search"] = SliceSearchResult.model_validate(found)
     return results.model_copy(update=update)
 
@@ -605,6 +613,11 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
     from audit.evaluation import ADVERSARIAL_CHECKS as CHECKS
 
     cfg, conditions = ctx.cfg, reading.conditions
+    if cfg.slices.search and cfg.slices.condition not in [c.id for c in conditions]:
+        raise AuditError(
+            f"{ctx.source}: slices.condition: {cfg.slices.condition!r} is not a condition of this run "
+            f"(conditions: {', '.join(c.id for c in conditions[:12])}{', ...' if len(conditions) > 12 else ''})"
+        )
     attacks = any(c.model_aware for c in conditions)
     sections = set(Results.model_fields) - {
         "slices",  # only with config slices.watch
@@ -746,7 +759,7 @@ def _write_outputs(
         governance=reading.affected,
         predictions=outputs.stage / "predictions.csv",
         breaking_points=bp if bp.exists() else None,
-        staged=[outputs.stage / IMAGE_PROPERTIES_CSV],
+        staged=[p for p in (outputs.stage / IMAGE_PROPERTIES_CSV, outputs.stage / "slices.csv") if p.is_file()],
     )
 
 

@@ -68,6 +68,7 @@ def run_search(ctx: Any, table: Any, stage: Path, *, reading: Any, loaded: Any) 
     _add_examples(ctx, findings, found.result.findings, table, reading=reading, loaded=loaded)
     return {
         "metric": cfg.metric,
+        "condition": cfg.condition,
         "depth": cfg.depth,
         "tolerance": cfg.tolerance,
         "min_size": cfg.min_size,
@@ -102,13 +103,14 @@ def _add_examples(
         model=loaded.model,
         table=reading.table,
         model_cfg=ctx.cfg.model,
-        conditions=[c for c in reading.conditions if c.stressor is None],
-        wanted={"clean": wanted},
+        conditions=[c for c in reading.conditions if c.id == ctx.cfg.slices.condition],
+        wanted={ctx.cfg.slices.condition: wanted},
         keys=reading.keys,
         seed=ctx.cfg.seed,
         device=loaded.device,
         mode=mode,
         decoding=ctx.decoding,
     )
+    cond = ctx.cfg.slices.condition
     for f, ids in zip(findings, chosen):
-        f["examples"] = [{"sample_id": i, "image": images[("clean", i)]} for i in ids if ("clean", i) in images]
+        f["examples"] = [{"sample_id": i, "image": images[(cond, i)]} for i in ids if (cond, i) in images]

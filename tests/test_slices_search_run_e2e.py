@@ -3,6 +3,7 @@ example images, written to slices.csv; on a fair variant (errors at random) noth
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 from pathlib import Path
@@ -43,15 +44,18 @@ def _dataset(root: Path, *, planted: bool) -> set[str]:
     return {f"s{i:03d}" for i in noisy}
 
 
-def _run(root: Path) -> Path:
+def _run(root: Path, *, sign: bool = False) -> Path:
     from audit.cli import main
 
-    cfg = write_config(root, stressors="", extra="  images: raw\nslices:\n  search: on\n  min_size: 30\n  depth: 2\n")
-    text = (
-        cfg.read_text()
-        .replace("attributes: [camera]", "attributes: [camera]")
-        .replace("n_bootstrap: 50", "n_bootstrap: 0")
-    )
+    key = ""
+    if sign:
+        from reports import keygen
+
+        keygen(root / "keys", passphrase=None)
+        key = "  sign_key: keys\n"
+    extra = f"  images: raw\n{key}slices:\n  search: on\n  min_size: 30\n  depth: 2\n"
+    cfg = write_config(root, stressors="", extra=extra)
+    text = cfg.read_text().replace("n_bootstrap: 50", "n_bootstrap: 0")
     cfg.write_text(text)
     (root / "policy.yaml").write_text(
         "version: 1\nname: s\nrules:\n  - {id: c, condition: clean, metric: accuracy, min: 0.1, blocking: true}\n"
@@ -65,7 +69,7 @@ def _run(root: Path) -> Path:
 @pytest.mark.slow
 def test_a_planted_dark_slice_is_found_by_its_property_and_reported(tmp_path: Path):
     planted = _dataset(tmp_path, planted=True)
-    out = _run(tmp_path)
+    out = _run(tmp_path, sign=True)
     search = json.loads((out / "results.json").read_text())["slice_search"]
     assert search["findings"], search
     top = search["findings"][0]
@@ -88,8 +92,10 @@ def test_a_planted_dark_slice_is_found_by_its_property_and_reported(tmp_path: Pa
     html = (out / "report.html").read_text()
     section = html.split('<section id="slices"')[1].split("</section>")[0]
     assert top["text"].replace("<", "&lt;") in section and 'alt="sample ' in section
-    attestation_subjects = (out / "slices.csv").is_file() and (out / "image_properties.csv").is_file()
-    assert attestation_subjects
+    # both files are outputs of the run, covered by its attestation
+    envelope = json.loads((out / "attestation.dsse.json").read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert {"slices.csv", "image_properties.csv"} <= {s["name"] for s in statement["subject"]}
 
 
 @pytest.mark.slow

@@ -76,6 +76,17 @@ def test_a_rule_on_a_slice_the_config_does_not_watch_fails_before_any_image(ws: 
     )
 
 
+def test_a_search_of_a_condition_the_run_lacks_fails_before_any_image(ws: Path):
+    cfg = write_config(ws, stressors="", extra="slices:\n  search: on\n  condition: night@3\n")
+    (ws / "img" / "0.png").unlink()  # an image is never read: the run would fail on it otherwise
+    proc = _cli("run", str(cfg), "--out", str(ws / "out"), cwd=ws)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert (
+        len(lines) == 1 and "slices.condition: 'night@3' is not a condition of this run (conditions: clean)" in lines[0]
+    )
+
+
 def _reference(out: Path) -> dict:
     """The watched slice from the run's CSV files, independently of cvaudit's reader."""
     with open(out / "predictions.csv", newline="") as fh:

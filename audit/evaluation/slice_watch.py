@@ -39,8 +39,10 @@ class SliceTable:
         return len(self.ids)
 
 
-def read_slice_table(predictions: Path, properties: Path | None, *, attributes: Sequence[str]) -> SliceTable:
-    """The clean rows of ``predictions`` with their attributes and (when given) image properties, by sample id.
+def read_slice_table(
+    predictions: Path, properties: Path | None, *, attributes: Sequence[str], condition: str = "clean"
+) -> SliceTable:
+    """The rows of ``condition`` (default ``clean``) of ``predictions`` with their attributes and (when given) image properties, by sample id.
 
     Raises:
         AuditError: a file is not the run's (a missing column), or a property row names an unknown sample.
@@ -58,7 +60,7 @@ def read_slice_table(predictions: Path, properties: Path | None, *, attributes: 
         if need not in pos:
             raise AuditError(f"{predictions}: no column {need!r}")
     for row in reader:
-        if row[pos["condition"]] != "clean":
+        if row[pos["condition"]] != condition:
             continue
         ids.append(row[pos["sample_id"]])
         labels.append(int(row[pos["label"]]))
@@ -78,6 +80,8 @@ def read_slice_table(predictions: Path, properties: Path | None, *, attributes: 
         for row in reader:
             k = where.get(row[0])
             if k is None:
+                if condition != "clean":  # a condition run on a subset (attacks): the other samples have no row
+                    continue
                 raise AuditError(f"{properties}: sample {row[0]!r} has no clean row in {predictions.name}")
             for c, text in zip(PROPERTY_COLUMNS[1:], row[1:]):
                 values[c][k] = float(text) if text else math.nan

@@ -37,6 +37,7 @@ def test_found_slices_with_examples_and_fairness_findings(results):
     image = _png()
     results["slice_search"] = {
         "metric": "accuracy",
+        "condition": "clean",
         "depth": 3,
         "tolerance": 0.05,
         "min_size": 50,
@@ -59,6 +60,7 @@ def test_found_slices_with_examples_and_fairness_findings(results):
 def test_a_search_that_found_nothing_says_so(results):
     results["slice_search"] = {
         "metric": "accuracy",
+        "condition": "clean",
         "depth": 2,
         "tolerance": 0.0,
         "min_size": 50,
@@ -75,6 +77,7 @@ def test_a_non_image_example_is_not_shown(results):
     bad = "javascript:alert(1)"
     results["slice_search"] = {
         "metric": "accuracy",
+        "condition": "night@3",
         "depth": 1,
         "tolerance": 0.0,
         "min_size": 50,

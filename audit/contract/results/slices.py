@@ -66,7 +66,10 @@ class WatchedSliceResult(Node):
 
 class SliceExample(Node):
     sample_id: str = Field(description="a misclassified sample of the slice (the sample_id of predictions.csv)")
-    image: str = Field(description="a data:image/png;base64 URI of the clean image, anonymized or raw as report.images")
+    image: str = Field(
+        description="a data:image/png;base64 URI of the image as the model saw it under the searched condition, "
+        "anonymized or raw as report.images"
+    )
 
 
 class SliceFinding(Node):
@@ -88,6 +91,7 @@ class SliceFinding(Node):
 
 class SliceSearchResult(Node):
     metric: str = Field(description="the metric searched (config slices.metric)")
+    condition: str = Field(description="the condition whose predictions were searched (config slices.condition)")
     depth: int = Field(ge=1, le=4, description="the most predicates of a searched slice")
     tolerance: float = Field(ge=0.0, le=1.0, description="how much worse than the rest a reported slice is at least")
     min_size: int = Field(ge=2, description="the fewest samples of a searched slice")
