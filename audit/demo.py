@@ -277,6 +277,10 @@ report:
   formats: [html, pdf]
   images: anonymized
   sign_key: {sign_key}
+slices:
+  search: on                 # weak slices of the night@3 predictions (clean has none worse than the rest)
+  condition: night@3
+  protected: []              # camera and ink are no protected characteristics
 """
 
 

@@ -46,6 +46,7 @@ import torch
 
 from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, echo
+from audit.contract.image_properties import IMAGE_PROPERTIES_CSV
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import BenchmarkPreview, CodeExecuted, ErrorThumbnails, Governance, PolicyOutcome, Results
@@ -71,7 +72,9 @@ from audit.evaluation import (
     load_model,
     merge_attack_details,
     merge_predictions,
+    merge_properties,
     plan_threads,
+    properties_part_path,
     read_samples,
     resolve_device,
     resolve_model_config,
@@ -462,6 +465,7 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
             device=loaded.device,
             predictions_path=distributed.part_path(work, ctx.rank),
             progress=tick,
+            properties_path=properties_part_path(work, ctx.rank),
         )
     state.skipped = distributed.gather_lists(state.skipped)
     if state.skipped:  # dataset order, whatever the ranks
@@ -525,10 +529,12 @@ def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: E
     )
     if cfg.benchmark is not None:
         results = _with_benchmark(ctx, results, reading, loaded)
-    verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=reading.findings))
-    results = results.model_copy(update={"policy": verdict})
     predictions = ctx.outputs.stage / "predictions.csv"
     merge_predictions(evaluation.work, predictions, attributes=list(table.attributes))  # the named samples come from it
+    merge_properties(evaluation.work, ctx.outputs.stage / IMAGE_PROPERTIES_CSV)
+    results = _slices(ctx, results, reading, loaded)  # watched slices (judged below) and the slice search
+    verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=reading.findings))
+    results = results.model_copy(update={"policy": verdict})
     thumbnails = _error_thumbnails(ctx, results, predictions, reading, loaded)
     if thumbnails:
         results = results.model_copy(
@@ -565,6 +571,40 @@ def _with_benchmark(ctx: RunContext, results: Results, reading: Reading, loaded:
         ]
         section = section.model_copy(update={"previews": previews})
     return results.model_copy(update={"imagenet_c": section})
+
+
+def _slices(ctx: RunContext, results: Results, reading: Reading, loaded: LoadedModel) -> Results:
+    """results.json ``slices`` (config ``slices.watch``) and ``slice_search`` (``slices.search``, which also writes
+    slices.csv into the staging folder), from the staged predictions.csv and image_properties.csv."""
+    cfg = ctx.cfg.slices
+    if not cfg.watch and not cfg.search:
+        return results
+    from audit.contract.results import SliceSearchResult, WatchedSliceResult
+    from audit.evaluation import measure_watched, read_slice_table
+
+    assert ctx.outputs is not None
+    stage = ctx.outputs.stage
+    table = read_slice_table(
+        stage / "predictions.csv", stage / IMAGE_PROPERTIES_CSV, attributes=list(reading.table.attributes)
+    )
+    update: dict[str, Any] = {}
+    if cfg.watch:
+        measured = measure_watched(cfg.watch, table, min_group_size=ctx.cfg.evaluation.min_group_size)
+        update["slices"] = [WatchedSliceResult.model_validate(m) for m in measured]
+    if cfg.search:
+        from audit.slice_run import run_search
+
+        searched = table
+        if cfg.condition != "clean":
+            searched = read_slice_table(
+                stage / "predictions.csv",
+                stage / IMAGE_PROPERTIES_CSV,
+                attributes=list(reading.table.attributes),
+                condition=cfg.condition,
+            )
+        found = run_search(ctx, searched, stage, reading=reading, loaded=loaded)
+        update["slice_search"] = SliceSearchResult.model_validate(found)
+    return results.model_copy(update=update)
 
 
 def folder_classes_line(root: Path, names: list[str], *, shown: int = 20) -> str:
@@ -624,8 +664,15 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
     from audit.evaluation import ADVERSARIAL_CHECKS as CHECKS
 
     cfg, conditions = ctx.cfg, reading.conditions
+    if cfg.slices.search and cfg.slices.condition not in [c.id for c in conditions]:
+        raise AuditError(
+            f"{ctx.source}: slices.condition: {cfg.slices.condition!r} is not a condition of this run "
+            f"(conditions: {', '.join(c.id for c in conditions[:12])}{', ...' if len(conditions) > 12 else ''})"
+        )
     attacks = any(c.model_aware for c in conditions)
     sections = set(Results.model_fields) - {
+        "slices",  # only with config slices.watch
+        "slice_search",  # only with config slices.search
         "attack_reference",
         "baseline_comparison",
         "gallery",
@@ -640,6 +687,10 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
         sections.add("gallery")
     if cfg.benchmark is None:
         sections.discard("imagenet_c")
+    if cfg.slices.watch:
+        sections.add("slices")
+    if cfg.slices.search:
+        sections.add("slice_search")
     return RunPlan(
         source=ctx.source,
         conditions=tuple(
@@ -650,6 +701,7 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
         top_k=cfg.evaluation.top_k is not None,
         sections=frozenset(sections),
         checks=frozenset(CHECKS) if attacks else frozenset(),
+        slices=frozenset(w.id for w in cfg.slices.watch),
     )
 
 
@@ -760,6 +812,7 @@ def _write_outputs(
         governance=reading.affected,
         predictions=outputs.stage / "predictions.csv",
         breaking_points=bp if bp.exists() else None,
+        staged=[p for p in (outputs.stage / IMAGE_PROPERTIES_CSV, outputs.stage / "slices.csv") if p.is_file()],
     )
 
 

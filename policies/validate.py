@@ -402,6 +402,8 @@ def _validate_section(rule: MetricRule, plan: RunPlan, error) -> str | None:
         raise error(
             "metric", f"{rule.metric!r} is a {benchmark.task} metric; a {plan.task} run's {section} has {other}"
         )
+    if section == "slices":
+        _check_watched_slice(rule, plan, error)
     annotation = Results.model_fields[section].annotation if section in Results.model_fields else None
     model = _model(annotation)
     if rule.entry is not None and model is not None and not _holds_list(annotation):
@@ -418,6 +420,23 @@ def _validate_section(rule: MetricRule, plan: RunPlan, error) -> str | None:
             raise error("metric", f"unknown metric {rule.metric!r} in section {section!r} (keys: {keys})")
         annotation = model.model_fields[key].annotation
     return None
+
+
+def _check_watched_slice(rule: MetricRule, plan: RunPlan, error) -> None:
+    """A ``section: slices`` rule names a watched slice of the config (``entry``: its id, or a glob matching one)."""
+    have = sorted(plan.slices)
+    if rule.entry is None:
+        raise error(
+            "entry", f"section 'slices' is a list; name the watched slice with 'entry' (watched: {_choices(have)})"
+        )
+    matched = (
+        [s for s in have if fnmatchcase(s, rule.entry)] if is_glob(rule.entry) else [rule.entry] * (rule.entry in have)
+    )
+    if not matched:
+        raise error(
+            "entry",
+            f"slice {rule.entry!r} is not watched by this run (config slices.watch ids: {_choices(have)})",
+        )
 
 
 def _holds_list(annotation) -> bool:

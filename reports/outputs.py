@@ -94,6 +94,8 @@ __all__ = [
 ATTESTED_FILES = (
     "results.json",
     "predictions.csv",
+    "image_properties.csv",
+    "slices.csv",
     "detections.json",
     "detections.csv",
     "objects.csv",

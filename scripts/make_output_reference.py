@@ -60,6 +60,8 @@ def normalise(results: dict[str, Any]) -> dict[str, Any]:
     ):
         for key in keys:
             (out.get(section) or {}).pop(key, None)
+    for key in ("path", "sha256"):  # the TorchScript file as the run found it (its zip bytes vary)
+        ((out.get("model") or {}).get("code_executed") or {}).pop(key, None)
     return out
 
 

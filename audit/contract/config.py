@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from audit.contract.conditions import parse_severity
 from audit.contract.corruption_suite import ALEXNET_ERRORS, CORRUPTIONS, SEVERITIES
 from audit.contract.errors import AuditError, echo
+from audit.contract.image_properties import PROPERTY_COLUMNS
 from audit.contract.intervals import IntervalMethod
 from audit.contract.keys import unknown_key_message
 from audit.contract.predictions import PREDICTIONS_COLUMNS
+from audit.contract.slices import WatchedSlice
 from audit.contract.text import valid_text
 from audit.contract.yaml_loader import load_yaml, read_yaml_file
 
@@ -572,6 +574,50 @@ class DetectionConfig(_Strict):
         return self
 
 
+#: The metrics a slice is measured (and searched) with: the means of a per-sample value of predictions.csv.
+SLICE_METRICS = ("accuracy", "brier", "nll")
+
+
+class SlicesConfig(_Strict):
+    """Slices of the data the run searches for (``search``) and measures (``watch``): docs/slices.md."""
+
+    search: bool = False
+    """``on``: at the end of the run, search the clean predictions and the image properties for slices worse than
+    the rest of the data (held-out confirmation, family-wise error controlled; docs/slices.md); writes slices.csv
+    and the results' ``slice_search``. ``off`` (the default): no search (``cvaudit slices RUN_DIR`` can run it later)."""
+    depth: int = Field(default=3, ge=1, le=4)
+    """The most predicates (attributes) of one searched slice, 1 to 4."""
+    tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    """How much worse than the rest a slice must be to be reported (in the metric's units), 0 to 1."""
+    min_size: int = Field(default=50, ge=2)
+    """The fewest samples of a searched slice."""
+    metric: Literal["accuracy", "brier", "nll"] = "accuracy"
+    condition: str = Field(default="clean", min_length=1)
+    """The condition whose predictions the search reads (a condition id of the run, e.g. ``night@3``); the image
+    properties are the clean image's. Watched slices are always measured on ``clean``."""
+    """The metric slices are searched and measured with (a mean of a per-sample value of predictions.csv)."""
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    """The family-wise error rate of the search's reported slices."""
+    protected: list[str] | None = None
+    """Protected attributes (of ``data.attributes``): a found slice that names one is marked a fairness finding;
+    null: every ``data.attributes`` column (each is measured as a fairness attribute), as ``cvaudit slices``."""
+    watch: list[WatchedSlice] = Field(default_factory=list)
+    """Slices every run measures on the clean images (``cvaudit slices RUN_DIR --promote N`` prints one): each an
+    ``id`` and ``all``, a list of predicates ``{attribute, equals}`` or ``{attribute, min, max}`` (half-open,
+    ``min <= x < max``) on ``data.attributes`` or image properties (image_properties.csv); results.json
+    ``slices`` holds one entry per id, which a policy rule ``section: slices, entry: <id>`` judges."""
+
+    @field_validator("watch")
+    @classmethod
+    def _unique_ids(cls, value: list[WatchedSlice]) -> list[WatchedSlice]:
+        seen: set[str] = set()
+        for k, entry in enumerate(value):
+            if entry.id in seen:
+                raise ValueError(f"watch[{k}]: id {entry.id!r} is given twice")
+            seen.add(entry.id)
+        return value
+
+
 class AuditConfig(_Strict):
     """The whole ``config.yaml``."""
 
@@ -617,6 +663,8 @@ class AuditConfig(_Strict):
     benchmark: BenchmarkConfig | None = None
     """A built-in corruption benchmark run beside ``stressors[]`` (section ``benchmark``, docs/imagenet-c.md);
     null: none."""
+    slices: SlicesConfig = Field(default_factory=SlicesConfig)
+    """The slice search and the watched slices (section ``slices``; classification only)."""
 
     @property
     def condition_stressors(self) -> list[StressorConfig]:
@@ -638,6 +686,26 @@ class AuditConfig(_Strict):
                 raise ValueError("data.intersections are not supported with task: detection yet")
         elif self.detection is not None:
             raise ValueError("the detection section needs task: detection")
+        if self.task == "detection" and (self.slices.search or self.slices.watch):
+            raise ValueError("slices (search, watch) are not supported with task: detection yet")
+        return self
+
+    @model_validator(mode="after")
+    def _watched_attributes(self) -> AuditConfig:
+        for name in self.slices.protected or []:
+            if name not in self.data.attributes:
+                raise ValueError(
+                    f"slices.protected: {name!r} is not in data.attributes ({', '.join(self.data.attributes) or 'none'})"
+                )
+        known = list(self.data.attributes) + [c for c in PROPERTY_COLUMNS if c != "id"]
+        for k, entry in enumerate(self.slices.watch):
+            for j, predicate in enumerate(entry.all):
+                if predicate.attribute not in known:
+                    raise ValueError(
+                        f"slices.watch[{k}].all[{j}].attribute: {predicate.attribute!r} (slice {entry.id!r}) is "
+                        f"neither in data.attributes ({', '.join(self.data.attributes) or 'none'}) nor an image "
+                        f"property ({', '.join(c for c in PROPERTY_COLUMNS if c != 'id')})"
+                    )
         return self
 
     @field_validator("device")
@@ -658,6 +726,8 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
         msg = unknown_key_message(AuditConfig, first["loc"])
     elif first["type"] == "missing":
         msg = "required key is missing"
+    elif first["type"] == "value_error" and not first["loc"] and msg.startswith("Value error, slices."):
+        return f"{path}: {msg.removeprefix('Value error, ')}"  # the message names its key
     return f"{path}: {key}: {msg}"
 
 

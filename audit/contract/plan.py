@@ -60,6 +60,7 @@ class RunPlan:
             attributes and the object groupings (``object.size``, ``object.class``,
             ``object.<key>``), and ``intervals`` names the detection metrics with a ``<metric>_ci``
             .
+        slices: the ids of the watched slices (config ``slices.watch``), the entries of results.json ``slices``.
     """
 
     source: str
@@ -70,6 +71,7 @@ class RunPlan:
     sections: frozenset[str] = frozenset()
     checks: frozenset[str] = frozenset()
     task: Literal["classification", "detection"] = "classification"
+    slices: frozenset[str] = frozenset()
 
     @property
     def condition_ids(self) -> list[str]:
@@ -124,6 +126,7 @@ class RunPlan:
             top_k=results.evaluation.top_k is not None,
             sections=frozenset(k for k in _set_fields(results) if getattr(results, k) is not None),
             checks=frozenset(str(a.check) for a in results.adversarial_checks or []),
+            slices=frozenset(s.id for s in results.slices or []),
         )
 
     @classmethod

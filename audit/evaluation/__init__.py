@@ -42,11 +42,13 @@ if TYPE_CHECKING:
     from audit.evaluation.evaluate import EvalSettings, EvalState, merge_attack_details
     from audit.evaluation.evaluate import evaluate as evaluate_conditions
     from audit.evaluation.groups import SlotLayout, build_layout, slot_matrix
+    from audit.evaluation.image_properties import merge_properties, properties_part_path
     from audit.evaluation.metrics import state_bytes
     from audit.evaluation.model import load_model, resolve_device, resolve_model_config
     from audit.evaluation.predictions import merge_predictions
     from audit.evaluation.results import ResultsInputs, assemble_results
     from audit.evaluation.robustness import compare_to_baseline
+    from audit.evaluation.slice_watch import measure_watched, read_slice_table, search_table
     from audit.evaluation.slices.run_folder import SLICES_CSV, search_run, slices_csv_text
     from audit.evaluation.slices.run_folder import promote as promote_slice
     from audit.evaluation.slices.search import SEARCH_METRICS, SearchSettings
@@ -90,6 +92,11 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "resolve_device": ("model", "resolve_device"),
     "resolve_model_config": ("model", "resolve_model_config"),
     "merge_predictions": ("predictions", "merge_predictions"),
+    "merge_properties": ("image_properties", "merge_properties"),
+    "properties_part_path": ("image_properties", "properties_part_path"),
+    "measure_watched": ("slice_watch", "measure_watched"),
+    "read_slice_table": ("slice_watch", "read_slice_table"),
+    "search_table": ("slice_watch", "search_table"),
     "assemble_results": ("results", "assemble_results"),
     "ResultsInputs": ("results", "ResultsInputs"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
@@ -166,18 +173,23 @@ __all__ = [
     "load_detector",
     "load_model",
     "match_images",
+    "measure_watched",
     "merge_attack_details",
     "merge_predictions",
+    "merge_properties",
     "plan_threads",
     "promote_slice",
+    "properties_part_path",
     "read_detection_data",
     "read_objects",
     "read_samples",
+    "read_slice_table",
     "resolve_device",
     "resolve_model_config",
     "run_breaking_points",
     "sample_keys_of",
     "search_run",
+    "search_table",
     "slices_csv_text",
     "slot_matrix",
     "state_bytes",

@@ -671,16 +671,18 @@ class AuditDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _decode(self, i: int) -> torch.Tensor:
+    def _decode(self, i: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The image at the model's input size and its decoded size (width, height) before resizing."""
         if self.npz_images is not None:
             arr = np.asarray(self.npz_images[i])
             if arr.ndim == 2:
                 arr = arr[..., None]
             elif arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
                 arr = arr.transpose(1, 2, 0)
+            size = (int(arr.shape[1]), int(arr.shape[0]))
             if arr.dtype == np.uint8 and self.geometry.backend == "pil":
                 img = Image.fromarray(np.ascontiguousarray(arr[..., 0] if arr.shape[-1] == 1 else arr))
-                return pil_to_tensor(img, channels=self.channels, geometry=self.geometry)
+                return pil_to_tensor(img, channels=self.channels, geometry=self.geometry), size
             if arr.dtype == np.uint8:
                 arr = arr.astype(np.float32) / 255.0
             elif arr.dtype == np.uint16:
@@ -688,7 +690,7 @@ class AuditDataset(Dataset):
             else:
                 arr = arr.astype(np.float32)
                 _check_unit_range(arr, f"{self.npz_images.dtype} pixels")
-            return to_tensor(arr, channels=self.channels, geometry=self.geometry)
+            return to_tensor(arr, channels=self.channels, geometry=self.geometry), size
         with _pillow_pixel_limit(self.max_pixels), Image.open(self.paths[i], formats=self.formats) as img:
             width, height = img.size
             if width * height > self.max_pixels:
@@ -701,13 +703,13 @@ class AuditDataset(Dataset):
                 ImageOps.exif_transpose(img, in_place=True)  # as transformers' load_image, without a copy
             if self.alpha == "drop":
                 img = drop_alpha(img)  # composite_white: to_float_array / _eight_bit composite
-            return pil_to_tensor(img, channels=self.channels, geometry=self.geometry)
+            return pil_to_tensor(img, channels=self.channels, geometry=self.geometry), img.size
 
     def __getitem__(self, pos: int) -> dict[str, Any]:
         i = int(self.indices[pos])
         item: dict[str, Any] = {"index": i}
         try:
-            item["image"] = self._decode(i)
+            item["image"], item["size"] = self._decode(i)
         except DECODE_ERRORS as err:
             item["error"] = decode_error(err)
         return item
@@ -771,11 +773,12 @@ def open_image(
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the good images; pass the failures on as (index, reason)."""
+    """Stack the good images (and their decoded sizes, (B, 2) as width, height); pass the failures on as (index, reason)."""
     good = [it for it in items if "image" in it]
     return {
         "index": torch.tensor([it["index"] for it in good], dtype=torch.int64),
         "images": torch.stack([it["image"] for it in good]) if good else None,
+        "sizes": torch.tensor([it["size"] for it in good], dtype=torch.int64).reshape(-1, 2),
         "bad": [(it["index"], it["error"]) for it in items if "error" in it],
     }
 

@@ -37,6 +37,7 @@ from audit.evaluation.bootstrap import poisson_weights
 from audit.evaluation.conditions import Condition
 from audit.evaluation.data import AuditDataset, SampleTable, make_loader
 from audit.evaluation.early_stop import StopMonitor, sort_rows
+from audit.evaluation.image_properties import PropertyRecorder
 from audit.evaluation.metrics import AuditStats, BootstrapWeights
 from audit.evaluation.model import AuditModel
 from audit.evaluation.ordered_jobs import OrderedJobs
@@ -174,6 +175,7 @@ def evaluate(
     device: torch.device,
     predictions_path: Path,
     progress: Progress | None = None,
+    properties_path: Path | None = None,
 ) -> EvalState:
     """Run every condition over the dataset once, streaming.
 
@@ -182,6 +184,9 @@ def evaluate(
         keys: (N_total,) stable per-sample keys.
         predictions_path: where this process writes its predictions rows (CSV with
             a leading ``_index`` column so shards can be merged in dataset order).
+        properties_path: where this process writes the image properties of its decoded samples
+            (:mod:`audit.evaluation.image_properties`, computed on the clean batch as it is read;
+            ``_index`` first, sorted by it); None: none are computed.
 
     Raises:
         AuditError: bad image (unless skipping), label out of range, bad model output.
@@ -205,12 +210,15 @@ def evaluate(
     monitor = settings.monitor
     loader = make_loader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers)
     done = 0
+    recorder = PropertyRecorder() if properties_path is not None else None
     with open(predictions_path, "w", newline="", encoding="utf-8") as fh, OrderedJobs() as jobs:
         writer = csvfile.writer(fh, lineterminator=LINE_END)
         for raw in loader:
             _record_bad_images(raw["bad"], table, settings, state)
             if raw["images"] is not None:
                 batch = _Batch.build(raw, table, keys, slots, settings, device)
+                if recorder is not None:
+                    recorder.add(batch.index, batch.images, raw["sizes"])
                 pending: list[_Update] = []
                 rows: list[_Rows] = []
                 for order, cond in enumerate(conditions):
@@ -254,6 +262,8 @@ def evaluate(
                 if monitor.all_stopped():
                     break
         jobs.drain()
+    if recorder is not None and properties_path is not None:
+        recorder.write(properties_path, table.ids)
     if monitor is not None:
         if progress and done < len(dataset):
             progress(len(dataset) - done, "stopped early")

@@ -79,6 +79,13 @@ from audit.contract.results.identity import (
     StressorInfo,
     Tool,
 )
+from audit.contract.results.slices import (
+    SliceExample,
+    SliceFinding,
+    SliceSearchResult,
+    SliceSide,
+    WatchedSliceResult,
+)
 from audit.contract.results.summaries import (
     AdversarialCheck,
     AttackReference,
@@ -166,12 +173,17 @@ __all__ = [
     "RuleResult",
     "SkippedAnnotationRow",
     "SkippedImage",
+    "SliceExample",
+    "SliceFinding",
+    "SliceSearchResult",
+    "SliceSide",
     "StopDecision",
     "StressorInfo",
     "StressorRobustness",
     "SurvivalPoint",
     "TideError",
     "Tool",
+    "WatchedSliceResult",
 ]
 
 #: The keys of a classification audit (present exactly when ``task`` is classification).
@@ -232,6 +244,16 @@ class Results(Node):
         default=None,
         description="present when the config names a benchmark (benchmark.suite imagenet-c): CE, mCE and relative "
         "mCE (classification) or mPC and rPC (detection) over the suite's conditions; absent before 1.6",
+    )
+    slices: list[WatchedSliceResult] | None = Field(
+        default=None,
+        description="present when config slices.watch names slices: one entry per watched slice, measured on the "
+        "clean images (absent before 1.6)",
+    )
+    slice_search: SliceSearchResult | None = Field(
+        default=None,
+        description="present when config slices.search is on: the weak slices the search confirmed (as slices.csv; "
+        "absent before 1.6)",
     )
     governance: Governance
     gallery: list[GalleryItem] | None = Field(default=None, description="present when the policy allows images")

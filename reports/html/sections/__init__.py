@@ -6,7 +6,7 @@ To add a section, write its view (``(ctx) -> dict | None``) and its template and
 
 from __future__ import annotations
 
-from reports.html.sections import closing, corruptions, detection, findings, measures, overview
+from reports.html.sections import closing, corruptions, detection, findings, measures, overview, slices
 from reports.html.sections.registry import Section, register, registered, temporarily, unregister
 
 __all__ = ["Section", "register", "registered", "temporarily", "unregister"]
@@ -23,6 +23,7 @@ for _section in (
     Section("adversarial", "Adversarial robustness", measures.adversarial, "adversarial.html.j2"),
     Section("calibration", "Calibration", measures.calibration, "calibration.html.j2"),
     Section("groups", "Subgroups", measures.groups, "groups.html.j2"),
+    Section("slices", "Weak slices", slices.slices, "slices.html.j2"),
     Section("errors", "Mistakes", findings.errors, "errors.html.j2"),
     Section("fairness", "Fairness", findings.fairness, "fairness.html.j2"),
     Section("governance", "Data governance", findings.governance, "governance.html.j2"),

@@ -386,6 +386,9 @@ ALLOWED = {
     # the detection section's table columns and chart series
     "reports/html/sections/detection.py": "detection report columns",
     "reports/html/detection_charts.py": "detection report chart series",
+    # the metrics a slice is measured with: the means of a per-sample value of predictions.csv (config slices.metric)
+    "audit/contract/config.py": "slices.metric's choices",
+    "audit/evaluation/slice_watch.py": "a slice's per-sample metrics",
 }
 #: Another quantity with the same key: the corruption summary's mean corruption error (``mce``).
 SAME_KEY_OTHER_QUANTITY = {

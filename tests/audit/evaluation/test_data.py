@@ -106,8 +106,9 @@ def test_missing_manifest(tmp_path):
 
 
 def test_collate_keeps_good_images():
-    out = collate([{"index": 0, "image": torch.zeros(3, 2, 2)}, {"index": 1, "error": "boom"}])
+    out = collate([{"index": 0, "image": torch.zeros(3, 2, 2), "size": (5, 4)}, {"index": 1, "error": "boom"}])
     assert out["index"].tolist() == [0] and out["bad"] == [(1, "boom")]
+    assert out["sizes"].tolist() == [[5, 4]]  # the decoded size (width, height) of each good image
 
 
 def test_image_folder_follows_class_names(tmp_path):
