@@ -31,7 +31,7 @@ from torch import Tensor
 
 from audit.contract.seeds import stream_seed
 from stressors.base import Params, interpolate_level
-from stressors.imagenet_c import _ImageNetC
+from stressors.imagenet_c import _CACHE_ELEMENTS, _ImageNetC
 
 # Constants of imagecorruptions 1.1.2, corruptions.py (severity 1..5).
 #: glass_blur: (Gaussian sigma, largest displacement in px, passes of the pixel shuffle).
@@ -95,8 +95,17 @@ def gaussian_filter(
             (half-sample symmetric, scipy's ``reflect``).
     """
     sy, sx = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
-    x = _filter_axis(x, scipy_gaussian_kernel(sy, truncate), x.ndim - 2, mode)
-    return _filter_axis(x, scipy_gaussian_kernel(sx, truncate), x.ndim - 1, mode)
+    ky, kx = scipy_gaussian_kernel(sy, truncate), scipy_gaussian_kernel(sx, truncate)
+    if x.device.type != "cpu" or x.ndim < 3 or x.numel() <= _CACHE_ELEMENTS:
+        return _filter_axis(_filter_axis(x, ky, x.ndim - 2, mode), kx, x.ndim - 1, mode)
+    # On the CPU, a few planes at a time: the shifted sums then stay in the cache.
+    planes = x.reshape(-1, *x.shape[-2:])
+    out = torch.empty_like(planes)
+    chunk = max(1, _CACHE_ELEMENTS // max(1, planes[0].numel()))
+    for start in range(0, planes.shape[0], chunk):
+        part = planes[start : start + chunk]
+        out[start : start + chunk] = _filter_axis(_filter_axis(part, ky, 1, mode), kx, 2, mode)
+    return out.reshape(x.shape)
 
 
 # ------------------------------------------------------------------ glass blur
@@ -174,6 +183,10 @@ class GlassBlur(_ImageNetC):
     """
 
     name = "glass_blur"
+    #: The reference's levels are not ordered by damage: mean |stressed - clean| at 224 px,
+    #: 4 photos, imagecorruptions itself: 0.0492, 0.0489, 0.0544, 0.0527, 0.0534 (level 2 has
+    #: one pass, level 1 two; level 3 three passes, level 4 two).
+    monotone_severity = False
     severity_meaning = {
         i + 1: f"glass: blur sigma {s} px, pixels shuffled up to {d} px, {k} pass(es) at 224 px"
         for i, (s, d, k) in enumerate(GLASS_SIGMA_DELTA_ITERATIONS)
@@ -213,7 +226,7 @@ def clipped_zoom(x: Tensor, zoom: float, *, crop: bool = True) -> Tensor:
     ch0, ch1 = math.ceil(h / zoom), math.ceil(w / zoom)
     top0, top1 = (h - ch0) // 2, (w - ch1) // 2
     region = x[..., top0 : top0 + ch0, top1 : top1 + ch1]
-    size = (int(round(ch0 * zoom)), int(round(ch1 * zoom)))
+    size = (round(ch0 * zoom), round(ch1 * zoom))
     out = F.interpolate(region, size=size, mode="bilinear", align_corners=True)
     return out[..., :h, :w] if crop else out
 
@@ -245,8 +258,8 @@ class ZoomBlur(_ImageNetC):
 
 
 def elastic_fields(seed: int, height: int, width: int) -> np.ndarray:
-    """One image's two unit-uniform fields (float64, (2, H, W)): the reference's dx, then dy draw."""
-    return _rng(seed, 1).random((2, height, width))
+    """One image's two unit-uniform fields (float32, (2, H, W)): the reference's dx, then dy draw."""
+    return _rng(seed, 1).random((2, height, width), dtype=np.float32)
 
 
 class ElasticTransform(_ImageNetC):
@@ -265,22 +278,25 @@ class ElasticTransform(_ImageNetC):
     name = "elastic_transform"
     fractional_severities = True
     severity_meaning = {
-        i + 1: f"elastic warp, gain alpha {a:g} on a field smoothed over 1% of the side" for i, a in enumerate(ELASTIC_ALPHA)
+        i + 1: f"elastic warp, gain alpha {a:g} on a field smoothed over 1% of the side"
+        for i, a in enumerate(ELASTIC_ALPHA)
     }
 
     def displacement(self, images: Tensor, params: Params) -> tuple[Tensor, Tensor]:
         """The (dx, dy) fields in pixels, float32 (N, H, W), on the images' device."""
         n, _, h, w = images.shape
-        fields = np.stack([elastic_fields(s, h, w) for s in params.seeds]) if n else np.zeros((0, 2, h, w))
+        fields = (
+            np.stack([elastic_fields(s, h, w) for s in params.seeds]) if n else np.zeros((0, 2, h, w), dtype=np.float32)
+        )
         u = torch.from_numpy(fields).to(images.device)
         amplitude = h * 0.005
         alpha = interpolate_level(ELASTIC_ALPHA, params.severity) * self._scale(images)
         smooth = gaussian_filter(u * (2 * amplitude) - amplitude, (h * 0.01, w * 0.01), truncate=3.0, mode="reflect")
-        d = (smooth * alpha).to(torch.float32)
+        d = smooth * alpha
         return d[:, 0], d[:, 1]
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        n, c, h, w = images.shape
+        h, w = images.shape[-2:]
         dx, dy = self.displacement(images, params)
         ys = torch.arange(h, device=images.device, dtype=torch.float32)[None, :, None]
         xs = torch.arange(w, device=images.device, dtype=torch.float32)[None, None, :]

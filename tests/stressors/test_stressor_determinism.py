@@ -24,10 +24,29 @@ CASES = [
     ("motion_blur", {}),
     ("contrast", {}),
     ("brightness", {}),
+    ("glass_blur", {}),
+    ("zoom_blur", {}),
+    ("elastic_transform", {}),
+    ("snow", {}),
+    ("frost", {}),
+    ("fog", {}),
+    ("spatter", {}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" if o else n for n, o in CASES]
 #: Stressors whose output depends on per-sample random draws.
-RANDOM = {"night", "glare", "occlusion", "gaussian_noise", "motion_blur"}
+RANDOM = {
+    "night",
+    "glare",
+    "occlusion",
+    "gaussian_noise",
+    "motion_blur",
+    "glass_blur",
+    "elastic_transform",
+    "snow",
+    "frost",
+    "fog",
+    "spatter",
+}
 
 
 def images(n: int = 6, h: int = 24, w: int = 32) -> torch.Tensor:
