@@ -156,3 +156,17 @@ def test_elastic_displacement_scales_with_the_image():
 
     assert spread(s, 448) / spread(s, 224) == pytest.approx(2.0, rel=0.1)
     assert spread(verbatim, 448) / spread(verbatim, 224) == pytest.approx(1.0, rel=0.1)
+
+
+def test_elastic_perturbation_moments_match_the_reference_over_many_draws():
+    """The reference with its own global RNG and the stressor with its keyed draws, over 8 photos."""
+    images = [photo(224, seed=i) for i in range(8)]
+    np.random.seed(0)
+    ref = np.stack([ic.elastic_transform(Image.fromarray(x), 5) for x in images]) / 255
+    s = stressors.get("elastic_transform")
+    t = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+    out = s.apply(t, s.sample_params(sample_keys([f"m{i}" for i in range(8)]), 5, seed=0))
+    clean = np.stack(images) / 255
+    d_ref, d_ours = ref - clean, out.permute(0, 2, 3, 1).double().numpy() - clean
+    assert abs(d_ours.mean() - d_ref.mean()) < 0.05 * d_ref.std()
+    assert d_ours.std() == pytest.approx(d_ref.std(), rel=0.05)
