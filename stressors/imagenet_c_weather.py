@@ -30,7 +30,7 @@ from torch import Tensor
 from audit.contract.seeds import stream_seed
 from stressors.base import Params, interpolate_level, uniform
 from stressors.filters import correlate
-from stressors.imagenet_c import _ImageNetC, imagenet_c_motion_kernels
+from stressors.imagenet_c import _CACHE_ELEMENTS, _ImageNetC, imagenet_c_motion_kernels
 from stressors.imagenet_c_warp import gaussian_filter
 
 # Constants of imagecorruptions 1.1.2, corruptions.py (severity 1..5).
@@ -67,6 +67,15 @@ MUD = (63 / 255, 42 / 255, 20 / 255)
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(stream_seed(seed, stream)))
+
+
+def _cache_chunks(images: Tensor) -> list[slice]:
+    """Batch slices of about 2 MB on the CPU (elementwise passes then stay in the cache), one slice elsewhere."""
+    n = images.shape[0]
+    if images.device.type != "cpu":
+        return [slice(0, n)]
+    step = max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
+    return [slice(start, start + step) for start in range(0, n, step)]
 
 
 def _gray(images: Tensor, weights: tuple[float, float, float]) -> Tensor:
@@ -144,10 +153,12 @@ class Snow(_ImageNetC):
         weight = SNOW[int(params.severity) - 1][6]
         layer = self.layer(images, params)
         layer = layer + layer.flip(-2, -1)
-        whitened = _gray(images, _CV_GRAY).mul_(1.5).add_(0.5)
-        # w x + (1 - w) max(x, whitened) + layer, in place
-        out = torch.maximum(images, whitened).mul_(1 - weight).add_(images, alpha=weight)
-        return out.add_(layer)
+        out = torch.empty_like(images)
+        for sl in _cache_chunks(images):  # w x + (1 - w) max(x, 1.5 grey + 0.5) + layer
+            x = images[sl]
+            whitened = _gray(x, _CV_GRAY).mul_(1.5).add_(0.5)
+            torch.maximum(x, whitened, out=out[sl]).mul_(1 - weight).add_(x, alpha=weight).add_(layer[sl])
+        return out
 
 
 # ------------------------------------------------------------------ frost
@@ -238,7 +249,9 @@ class Frost(_ImageNetC):
         frost = self.crops(images, params)
         if images.shape[1] != 3:
             frost = _gray(frost, _REF_GRAY)
-        return frost.mul_(b).add_(images, alpha=a)
+        for sl in _cache_chunks(images):  # a x + b frost, in place on the crops
+            frost[sl].mul_(b).add_(images[sl], alpha=a)
+        return frost
 
 
 # ------------------------------------------------------------------ fog
@@ -285,7 +298,9 @@ def plasma_fractal(draws: Tensor, mapsize: int, decay: float) -> Tensor:
         k = total.shape[-2] * total.shape[-1]
         u = draws[:, used : used + k].reshape(total.shape)
         used += k
-        return total / 4 + wibble * (wibble * (2 * u - 1))
+        # total / 4 + wibble * uniform(-wibble, wibble), in place on the fresh `total`
+        w2 = wibble * wibble
+        return total.mul_(0.25).add_(u, alpha=2 * w2).sub_(w2)
 
     while step >= 2:
         k = grid.shape[-1]
@@ -340,8 +355,13 @@ class Fog(_ImageNetC):
         draws = (
             np.stack([plasma_draws(s, mapsize) for s in params.seeds]) if n else np.zeros((0, count), dtype=np.float32)
         )
-        plasma = plasma_fractal(torch.from_numpy(draws).to(images.device, torch.float32), mapsize, decay)
-        layer = plasma[:, None, :rh, :rw].to(torch.float32)
+        draws_t = torch.from_numpy(draws).to(images.device, torch.float32)
+        # On the CPU a few maps at a time (about 2 MB): the fractal's passes then stay in the cache.
+        chunk = n if images.device.type != "cpu" else max(1, _CACHE_ELEMENTS // (mapsize * mapsize))
+        layer = torch.empty(n, 1, rh, rw, device=images.device)
+        for start in range(0, n, chunk):
+            plasma = plasma_fractal(draws_t[start : start + chunk], mapsize, decay)
+            layer[start : start + chunk, 0] = plasma[:, :rh, :rw]
         if (rh, rw) != (h, w):
             layer = F.interpolate(layer, size=(h, w), mode="bilinear", align_corners=False)
         return layer
@@ -350,8 +370,11 @@ class Fog(_ImageNetC):
         strength, _ = interpolate_level(FOG, params.severity)
         top = images.amax(dim=(1, 2, 3), keepdim=True)
         gain = top / (top + strength)
-        # (x + c P) max / (max + c), as x * gain + P * (c * gain) in one pass
-        return torch.addcmul(images * gain, self.fractal(images, params), gain * strength)
+        fractal = self.fractal(images, params)
+        out = torch.empty_like(images)
+        for sl in _cache_chunks(images):  # (x + c P) max / (max + c) = x * gain + P * (c * gain)
+            torch.mul(images[sl], gain[sl], out=out[sl]).addcmul_(fractal[sl], gain[sl] * strength)
+        return out
 
 
 # ------------------------------------------------------------------ spatter
