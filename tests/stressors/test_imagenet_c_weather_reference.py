@@ -195,3 +195,22 @@ def test_perturbation_moments_match_the_reference_over_many_draws(name, severity
     assert abs(d_ours.mean() - d_ref.mean()) < 0.08 * scale
     assert d_ours.std() == pytest.approx(d_ref.std(), rel=0.08)
     assert np.abs(d_ours).mean() == pytest.approx(np.abs(d_ref).mean(), rel=0.08)
+
+
+def test_size_rules_keep_the_224_px_look():
+    """frost: the texture grows with the image (verbatim: the reference's pixel scale); fog: the 224-px map, resized."""
+    from stressors.imagenet_c_weather import frost_scale
+
+    assert frost_scale((600, 900), (224, 224), 1.0) == pytest.approx(1.1)  # the reference at 224 px
+    assert frost_scale((600, 900), (448, 448), 2.0) == pytest.approx(2.2)
+    assert frost_scale((315, 560), (448, 448), 1.0) == pytest.approx(1.1 * 448 / 315)  # reference_size=None
+    fog = stressors.get("fog")
+    params = fog.sample_params(sample_keys(["a", "b"]), 4, seed=0)
+    small = fog.fractal(torch.zeros(2, 3, 224, 224), params)
+    large = fog.fractal(torch.zeros(2, 3, 448, 448), params)
+    resized = torch.nn.functional.interpolate(small, size=(448, 448), mode="bilinear", align_corners=False)
+    assert torch.allclose(large, resized, atol=1e-6)
+    # at 300 px the reference cuts 300 of a 512-px map (blobs 224 / 256 : 300 / 512 smaller than at 224 px)
+    verbatim = stressors.get("fog", reference_size=None).fractal(torch.zeros(2, 3, 300, 300), params)
+    scaled = fog.fractal(torch.zeros(2, 3, 300, 300), params)
+    assert not torch.allclose(verbatim, scaled, atol=0.05)
