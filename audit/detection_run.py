@@ -46,12 +46,14 @@ from audit.evaluation import (
     attacks_section,
     build_conditions,
     check_attacks,
+    check_benchmark,
     check_box_support,
     check_classifier_attacks,
     detection_examples,
     detection_results,
     distributed,
     evaluate_detector,
+    imagenet_c_summary,
     load_detector,
     plan_threads,
     read_detection_data,
@@ -88,6 +90,8 @@ def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) 
     sections = {k for k, f in Results.model_fields.items() if f.is_required()} | {"task", "detection", "report"}
     if gallery_mode != "none":
         sections.add("gallery")
+    if ctx.cfg.benchmark is not None:
+        sections.add("imagenet_c")
     return RunPlan(
         source=ctx.source,
         conditions=tuple(
@@ -105,7 +109,11 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
     cfg = ctx.cfg
     det = cfg.detection
     assert det is not None  # the config's validator: task detection has its section
-    conditions = build_conditions(cfg.stressors, source=ctx.source)
+    if cfg.benchmark is not None:  # before the conditions: an unregistered corruption is named as such
+        import stressors
+
+        check_benchmark(cfg, source=ctx.source, available=stressors.available())
+    conditions = build_conditions(cfg.condition_stressors, source=ctx.source)
     check_classifier_attacks(conditions, source=ctx.source)
     check_box_support(conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)
@@ -206,6 +214,8 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
                 world_size=ctx.world,
             ),
         )
+        if cfg.benchmark is not None:
+            results = results.model_copy(update={"imagenet_c": imagenet_c_summary(results, cfg.benchmark, None)})
         verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=findings))
         results = results.model_copy(update={"policy": verdict})
         files = _write_outputs(ctx, results, summary, model_info, governance.affected, data.manifest)

@@ -48,7 +48,7 @@ from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, echo
 from audit.contract.load import ResultsError, load_results
 from audit.contract.plan import PlannedCondition, RunPlan
-from audit.contract.results import CodeExecuted, ErrorThumbnails, Governance, PolicyOutcome, Results
+from audit.contract.results import BenchmarkPreview, CodeExecuted, ErrorThumbnails, Governance, PolicyOutcome, Results
 from audit.evaluation import (
     BREAKING_POINTS_CSV,
     AuditDataset,
@@ -152,6 +152,7 @@ class Reading:
     keys: torch.Tensor
     attack_indices: set[int] | None
     from_folders: bool  # class names taken from an image folder's subfolders
+    benchmark_baseline: Results | None = None  # benchmark.baseline's results.json (None: AlexNet, or no benchmark)
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,8 @@ def _run(ctx: RunContext) -> AuditOutcome:
 def _read(ctx: RunContext) -> Reading:
     """Build the conditions, read the sample table (the governance checks see it as it is read), group it."""
     cfg = ctx.cfg
-    conditions = build_conditions(cfg.stressors, source=ctx.source)
+    bench_baseline = _check_benchmark(ctx)  # before the conditions: an unregistered corruption is named as such
+    conditions = build_conditions(cfg.condition_stressors, source=ctx.source)
     check_classification_conditions(conditions, source=ctx.source)
     check_refinement(cfg.breaking_points, conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)  # no manifest row is kept
@@ -373,7 +375,18 @@ def _read(ctx: RunContext) -> Reading:
         keys=keys,
         attack_indices=_attack_subset(cfg, table, keys, slots),
         from_folders=from_folders,
+        benchmark_baseline=bench_baseline,
     )
+
+
+def _check_benchmark(ctx: RunContext) -> Results | None:
+    """The benchmark's checks before any image (:func:`audit.evaluation.check_benchmark`); its baseline's results."""
+    if ctx.cfg.benchmark is None:
+        return None
+    import stressors
+    from audit.evaluation import check_benchmark
+
+    return check_benchmark(ctx.cfg, source=ctx.source, available=stressors.available())
 
 
 def _load(ctx: RunContext, reading: Reading) -> LoadedModel:
@@ -504,6 +517,8 @@ def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: E
             allocator=evaluation.allocator,
         )
     )
+    if cfg.benchmark is not None:
+        results = _with_benchmark(ctx, results, reading, loaded)
     verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=reading.findings))
     results = results.model_copy(update={"policy": verdict})
     predictions = ctx.outputs.stage / "predictions.csv"
@@ -514,6 +529,36 @@ def _judge(ctx: RunContext, reading: Reading, loaded: LoadedModel, evaluation: E
             update={"error_thumbnails": [ErrorThumbnails.model_validate(t) for t in thumbnails]}
         )
     return results
+
+
+def _with_benchmark(ctx: RunContext, results: Results, reading: Reading, loaded: LoadedModel) -> Results:
+    """The results with ``imagenet_c``: the benchmark's summary and, where the report may show images, each
+    suite condition on the audit's first sample (stressed as in the evaluation, encoded as a gallery image)."""
+    from audit.evaluation import imagenet_c_summary, stressed_thumbnails, suite_condition_ids
+
+    bench = ctx.cfg.benchmark
+    assert bench is not None
+    section = imagenet_c_summary(results, bench, reading.benchmark_baseline)
+    if reading.gallery_mode != "none":
+        first = str(reading.table.ids[0])
+        ids = suite_condition_ids(bench)
+        images = stressed_thumbnails(
+            model=loaded.model,
+            table=reading.table,
+            model_cfg=ctx.cfg.model,
+            conditions=reading.conditions,
+            wanted={cid: [first] for cid in ids},
+            keys=reading.keys,
+            seed=ctx.cfg.seed,
+            device=loaded.device,
+            mode=reading.gallery_mode,
+            decoding=ctx.decoding,
+        )
+        previews = [
+            BenchmarkPreview(condition=cid, image=images[(cid, first)]) for cid in ids if (cid, first) in images
+        ]
+        section = section.model_copy(update={"previews": previews})
+    return results.model_copy(update={"imagenet_c": section})
 
 
 def folder_classes_line(root: Path, names: list[str], *, shown: int = 20) -> str:
@@ -587,6 +632,8 @@ def _plan(ctx: RunContext, reading: Reading) -> RunPlan:
         sections.add("baseline_comparison")
     if reading.gallery_mode != "none":
         sections.add("gallery")
+    if cfg.benchmark is None:
+        sections.discard("imagenet_c")
     return RunPlan(
         source=ctx.source,
         conditions=tuple(

@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import exact_claims
 import sim
 
 from audit.contract import gaptests
@@ -182,10 +183,19 @@ def gaps(datasets: int) -> str:
         outcomes = np.array([_fails([_fair_groups(rng, g, 30, 300)], 0.05) for _ in range(datasets)])
         lines.append(f"| {g} | {outcomes[:, 0].mean():.1%} | {outcomes[:, 1].mean():.1%} |")
     edge = [_fails([_fair_groups(rng, 2, 500, 500, unfair=0.05)], 0.05)[1] for _ in range(datasets)]
+    exact_edge = exact_claims.gap_fail_rate(500, 500, 0.85, 0.90, tolerance=0.05)
+    worst, at, size = exact_claims.boundary_scan(range(30, 301))
+    at50 = exact_claims.boundary_worst(50)
+    small, at_small, size_small = exact_claims.boundary_scan(range(10, 30))
     lines += [
         "",
-        f"At the boundary (two groups of 500 whose true gap is exactly the tolerance 0.05) the detect test fails "
-        f"{np.mean(edge):.1%} of {datasets} datasets: its level, at most the nominal 5 %.",
+        f"At the boundary (two groups of 500 at 0.85 and 0.90: the true gap is exactly the tolerance 0.05) the "
+        f"detect test fails {np.mean(edge):.1%} of {datasets} datasets (exact: {exact_edge:.2%}). Its level is "
+        f"near, not at most, the nominal 5 %: exactly, over the accuracies p/p + 0.05 (step 0.01) and two equal "
+        f"groups of 30 (the default `min_group_size`) to 300, the worst case is {worst:.2%} (2 × {size} at "
+        f"{at:.2f}/{at + 0.05:.2f}); {at50[0]:.2%} at 2 × 50 ({at50[1]:.2f}/{at50[1] + 0.05:.2f}); {small:.2%} at "
+        f"2 × {size_small} ({at_small:.2f}/{at_small + 0.05:.2f}) when smaller groups take part "
+        "(`benchmarks/exact_claims.py boundary`).",
     ]
     targets = []
     for _ in range(datasets):
@@ -259,36 +269,29 @@ def sizes() -> str:
             lines.append(f"| {tol} | {mode} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Images for an accuracy bound `judge: ci_lower, min: t` (Wilson) to pass a model whose accuracy is t + 0.05 "
-        "with 80 % probability (exact, over the binomial distribution):",
+        "These are the rule's own normal approximation at a pooled accuracy of 0.90 (what `samples_needed` "
+        "reports). Exactly, for two groups at 0.85 and 0.95 and `max: 0.05`, the power is at least 80 % from "
+        f"{_gap_stays(0.85, 0.95, 0.05, 380, 700):,} per group on (checked to 700; at 446: {exact_claims.gap_power(446, 0.85, 0.95, 0.05):.1%}); "
+        f"at 0.80 and 0.90 (pooled 0.85) only from {_gap_stays(0.80, 0.90, 0.05, 500, 800):,} "
+        f"(checked to 800; at 446: {exact_claims.gap_power(446, 0.80, 0.90, 0.05):.1%}).",
         "",
-        "| t | images |",
-        "|---:|---:|",
+        "Images for an accuracy bound `judge: ci_lower, min: t` (Wilson) to pass a model whose accuracy is t + 0.05 "
+        "with at least 80 % probability at every size from there on (checked up to 2,000; exact, over the binomial "
+        "distribution). The power of a discrete test zigzags: the first size that reaches 80 % is smaller, and "
+        "some sizes above it fall below again.",
+        "",
+        "| t | images (80 % from here on) | first size at 80 % |",
+        "|---:|---:|---:|",
     ]
     for t in (0.70, 0.80, 0.90, 0.94):
-        lines.append(f"| {t:.2f} | {_bound_size(t, t + 0.05):,} |")
+        first, stay = exact_claims.stays_above(lambda n, t=t: exact_claims.bound_power(n, t, t + 0.05), 20, 2000)
+        lines.append(f"| {t:.2f} | {stay:,} | {first:,} |")
     return "\n".join(lines)
 
 
-def _bound_size(threshold: float, true: float, power: float = 0.8) -> int:
-    """The smallest n with P(Wilson lower bound >= threshold) >= power when the accuracy is ``true``."""
-    from scipy.stats import binom
-
-    def smallest_passing_k(n: int) -> int | None:
-        if wilson(n, n)[0] < threshold:
-            return None
-        lo, hi = 0, n
-        while lo < hi:  # the Wilson lower bound grows with k
-            mid = (lo + hi) // 2
-            lo, hi = (mid + 1, hi) if wilson(mid, n)[0] < threshold else (lo, mid)
-        return lo
-
-    n = 1
-    while True:
-        k = smallest_passing_k(n)
-        if k is not None and binom.sf(k - 1, n, true) >= power:
-            return n
-        n += 1
+def _gap_stays(p1: float, p2: float, tolerance: float, start: int, horizon: int) -> int:
+    """The group size from which the exact two-group detect power stays at 80 % or more (up to ``horizon``)."""
+    return exact_claims.stays_above(lambda n: exact_claims.gap_power(n, p1, p2, tolerance), start, horizon)[1]
 
 
 def sequential(datasets: int, threshold: float = 0.8, n_max: int = 10_000, batch: int = 128) -> str:
@@ -308,11 +311,15 @@ def sequential(datasets: int, threshold: float = 0.8, n_max: int = 10_000, batch
         else:
             passed = wilson(int(k[-1]), n_max)[0] >= threshold  # undecided: judged on all the data
         anytime += passed
+    early, fixed = exact_claims.sequential_false_pass(threshold, n_max=n_max, batch=batch)
     lines = [
         f"Accuracy exactly at the threshold {threshold} (a `judge: ci_lower` rule, {datasets} runs of up to "
         f"{n_max:,} samples): false passes when the 95 % Wilson lower bound is re-checked every 50 samples: "
         f"{wilson_every_50 / datasets:.1%}; cvaudit's early stop (anytime-valid test after every batch of {batch}, "
-        f"α = 0.025 per side, then the fixed-n rule on all the data when undecided): {anytime / datasets:.1%}.",
+        f"α = 0.025 per side, then the fixed-n rule on all the data when undecided): {anytime / datasets:.1%}. "
+        f"Exact (dynamic programming over the count, `benchmarks/exact_claims.py sequential`): early stop "
+        f"{early:.2%} against {fixed:.2%} for the fixed-n rule on all {n_max:,} samples — early stopping adds "
+        f"about {100 * (early - fixed):.1f} points of false passes at the threshold; the nominal one-sided level is 2.5 %.",
         "",
         "| true accuracy | decided | median samples | 90th percentile | share of 10,000 (median) |",
         "|---:|---:|---:|---:|---:|",

@@ -101,7 +101,7 @@ def describe(rule: MetricRule, e: Evaluation) -> str:
         else:
             text = f"not shown to keep {bound} at {percent} (p = {p}, {pairs})"
     if too_few_to_tell(outcome.decision, outcome.testable):
-        smallest = min((x.n for pair in outcome.all_pairs for x in (pair.low, pair.high)), default=None)
+        smallest = outcome.smallest_n
         if outcome.samples_needed is not None:
             text += f"; {kind} {bound} cannot be tested below about {outcome.samples_needed} samples per group" + (
                 f" (smallest here: {smallest})" if smallest is not None else ""

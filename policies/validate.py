@@ -66,7 +66,7 @@ from pydantic import BaseModel
 
 from audit.contract.conditions import format_severity, is_glob, parse_severity, split_condition
 from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
-from audit.contract.metric_specs import METRICS
+from audit.contract.metric_specs import BENCHMARK_METRICS, METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import CLASSIFICATION_KEYS, FairnessEntry, GroupMetrics, Metrics, Results
 from policies.detection import (
@@ -394,6 +394,14 @@ def _validate_section(rule: MetricRule, plan: RunPlan, error) -> str | None:
             return f"section {section!r} is not written by this run (required: false)"
         have = sorted(plan.sections | {"conditions"})
         raise error("section", f"section {section!r} is not written by this run (sections: {_choices(have)})")
+    benchmark = BENCHMARK_METRICS.get(f"{section}.{rule.metric}")
+    if benchmark is not None and benchmark.task != plan.task:
+        other = ", ".join(
+            n for n, s in BENCHMARK_METRICS.items() if s.task == plan.task and n.startswith(f"{section}.")
+        )
+        raise error(
+            "metric", f"{rule.metric!r} is a {benchmark.task} metric; a {plan.task} run's {section} has {other}"
+        )
     annotation = Results.model_fields[section].annotation if section in Results.model_fields else None
     model = _model(annotation)
     if rule.entry is not None and model is not None and not _holds_list(annotation):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from audit.contract.metric_specs import ACCURACY, metric_phrases, specs
+from audit.contract.metric_specs import ACCURACY, BENCHMARK_METRICS, metric_phrases, specs
 from audit.contract.results import RuleResult
 
 __all__ = ["DETECTION_WORDS", "METRIC_WORDS", "rule_in_words"]
@@ -68,6 +68,9 @@ def _metric(name: Any, condition: Any = None) -> str:
             return f"the share of objects still found at {survival.group(1)} {survival.group(2)}"
         if str(name) in BREAKING_WORDS:
             return BREAKING_WORDS[str(name)]
+    benchmark = BENCHMARK_METRICS.get(f"{condition}.{name}")  # section: imagenet_c, metric: mce
+    if benchmark is not None:
+        return benchmark.phrase
     return METRIC_WORDS.get(str(name), str(name))
 
 

@@ -278,6 +278,10 @@ class ImageStressor:
     moves_pixels: ClassVar[bool] = False
     #: True when ``sample_params`` needs the batch's boxes (may be set per instance).
     needs_boxes: bool = False
+    #: True when ``_apply`` already returns float32 values in [0, 1] (clamped where they are
+    #: computed, e.g. chunk by chunk in the CPU cache): :meth:`apply` then skips its own clamp,
+    #: a full extra pass over the batch in memory.
+    output_in_range: ClassVar[bool] = False
 
     def __init__(self, *, severities: Sequence[int] | None = None) -> None:
         levels = tuple(self.severity_meaning) or (1, 2, 3, 4, 5)
@@ -402,7 +406,9 @@ class ImageStressor:
             )
         dtype = images.dtype
         out = self._apply(images.float(), params)
-        return out.clamp_(0.0, 1.0).to(dtype)
+        if not self.output_in_range:
+            out = out.clamp_(0.0, 1.0)
+        return out.to(dtype)
 
     def transform_boxes(self, boxes: Sequence[Tensor], params: Params, size: tuple[int, int]) -> list[Tensor]:
         """Where each box lands in the output, unclipped (clipping and dropping: :mod:`stressors.boxes`).

@@ -33,6 +33,7 @@ COMMANDS = {
     "model-card": "audit.cli.model_card:model_card_command",
     "queue": "audit.cli.queue:queue_command",
     "recipe": "audit.cli.recipe:recipe_command",
+    "slices": "audit.cli.slices:slices_command",
 }
 
 

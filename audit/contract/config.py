@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from audit.contract.conditions import parse_severity
+from audit.contract.corruption_suite import ALEXNET_ERRORS, CORRUPTIONS, SEVERITIES
 from audit.contract.errors import AuditError, echo
 from audit.contract.intervals import IntervalMethod
 from audit.contract.keys import unknown_key_message
@@ -415,6 +416,83 @@ class BreakingPointsConfig(_Strict):
     """The cost bound: the most extra evaluations (attack runs) of a sample per bisection."""
 
 
+class BenchmarkConfig(_Strict):
+    """A built-in corruption benchmark (``benchmark:``, docs/imagenet-c.md): the suite expands to one
+    stressor entry per corruption, ``<corruption>@<severity>`` conditions beside those of ``stressors[]``,
+    and results.json gets the benchmark's summary (``imagenet_c``: CE, mCE, relative mCE; mPC, rPC for
+    a detector).
+    """
+
+    suite: Literal["imagenet-c"] = "imagenet-c"
+    """The suite: ``imagenet-c`` (Hendrycks & Dietterich 2019: 15 corruptions plus 4 held-out ones)."""
+    corruptions: list[str] | None = None
+    """The corruptions run, by stressor name; null: all 19 (the 15 of mCE, then speckle_noise,
+    gaussian_blur, spatter and saturate). Each must be a registered stressor of this installation."""
+    severities: list[float] = Field(default_factory=lambda: [float(s) for s in SEVERITIES], min_length=1)
+    """The severities run for every corruption, within 0-5 (numbers or fractions); default 1-5."""
+    baseline: str = "alexnet"
+    """What CE divides by: ``alexnet`` (the published AlexNet errors; severities 1-5 only, no relative
+    CE) or the path of a baseline run's results.json (same dataset, same suite conditions), relative to
+    the config file."""
+
+    @field_validator("corruptions")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("name at least one corruption, or leave the key out for all 19")
+        for name in value:
+            if name not in CORRUPTIONS:
+                raise ValueError(f"unknown corruption {echo(name)} (the suite has: {', '.join(CORRUPTIONS)})")
+        if len(set(value)) != len(value):
+            twice = next(n for n in value if value.count(n) > 1)
+            raise ValueError(f"corruption {twice!r} is named twice")
+        return value
+
+    @field_validator("severities", mode="before")
+    @classmethod
+    def _severities(cls, value: Any) -> Any:
+        value = _levels(value)
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, (int, float)) and not isinstance(item, bool) and not 0 <= item <= 5:
+                    raise ValueError(f"severity {item:g} is outside 0-5")
+            if len(set(value)) != len(value):
+                raise ValueError("a severity is named twice")
+        return value
+
+    @model_validator(mode="after")
+    def _alexnet_levels(self) -> BenchmarkConfig:
+        if self.baseline == "alexnet":
+            other = [s for s in self.severities if s not in SEVERITIES]
+            if other:
+                raise ValueError(
+                    f"baseline alexnet has published errors at severities 1-5 only, not {other[0]:g} "
+                    "(use a baseline run's results.json)"
+                )
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """The corruptions run, in the suite's order."""
+        return list(self.corruptions) if self.corruptions is not None else list(CORRUPTIONS)
+
+    @property
+    def levels(self) -> list[int | float]:
+        """The severities as the stressors take them (integers as integers), ascending."""
+        return sorted(int(s) if float(s).is_integer() else s for s in self.severities)
+
+    def stressor_entries(self) -> list[StressorConfig]:
+        """One stressor entry per corruption, at :attr:`levels` (its condition ids: ``name@severity``)."""
+        return [StressorConfig(name=name, severities=self.levels) for name in self.names]
+
+    @property
+    def alexnet(self) -> dict[str, tuple[float, ...]]:
+        """The published AlexNet errors of the suite's corruptions (severities 1-5)."""
+        return {name: ALEXNET_ERRORS[name] for name in self.names}
+
+
 class DetectionConfig(_Strict):
     """Object detection (``task: detection``): the ground truth, how the detector's output is read, and the
     operating point (docs/detection.md).
@@ -527,6 +605,14 @@ class AuditConfig(_Strict):
     ``breaking_points``); by default none is refined."""
     detection: DetectionConfig | None = None
     """The ground truth and operating point of a detector (section ``detection``); only with ``task: detection``."""
+    benchmark: BenchmarkConfig | None = None
+    """A built-in corruption benchmark run beside ``stressors[]`` (section ``benchmark``, docs/imagenet-c.md);
+    null: none."""
+
+    @property
+    def condition_stressors(self) -> list[StressorConfig]:
+        """The stressor entries the run evaluates: ``stressors[]``, then the benchmark's corruptions."""
+        return list(self.stressors) + (self.benchmark.stressor_entries() if self.benchmark is not None else [])
 
     @model_validator(mode="after")
     def _task(self) -> AuditConfig:
@@ -608,6 +694,9 @@ def parse_config(raw: dict[str, Any], *, source: Path, base_dir: Path) -> AuditC
     if policy.endswith((".yaml", ".yml")):
         policy = str(_resolve(base_dir, Path(policy), source=source, key="policy"))
     update: dict[str, Any] = {"model": model, "data": data, "report": report, "policy": policy}
+    if cfg.benchmark is not None and cfg.benchmark.baseline != "alexnet":
+        baseline = _resolve(base_dir, Path(cfg.benchmark.baseline), source=source, key="benchmark.baseline")
+        update["benchmark"] = cfg.benchmark.model_copy(update={"baseline": str(baseline)})
     if cfg.detection is not None:
         update["detection"] = cfg.detection.model_copy(
             update={

@@ -37,6 +37,7 @@ from typing import Literal, get_args
 
 __all__ = [
     "ACCURACY",
+    "BENCHMARK_METRICS",
     "DEMOGRAPHIC_PARITY_DIFFERENCE",
     "DETECTION_COUNTS",
     "EQUALIZED_ODDS_DIFFERENCE",
@@ -51,6 +52,7 @@ __all__ = [
     "N",
     "Scope",
     "Task",
+    "benchmark_metric_names",
     "count_metric_names",
     "detection_interval_names",
     "detection_metric_names",
@@ -71,8 +73,9 @@ __all__ = [
 #: class; count: a number of samples; score: a number in its own unit (Brier, nats).
 MetricKind = Literal["share", "rate", "count", "score"]
 #: slot: in every condition's and every group's ``metrics``; condition: in a condition's
-#: ``error_types`` only; fairness: in every fairness entry (a difference between groups).
-Scope = Literal["slot", "condition", "fairness"]
+#: ``error_types`` only; fairness: in every fairness entry (a difference between groups); benchmark: in
+#: results.json ``imagenet_c`` (config ``benchmark``), once per run (:data:`BENCHMARK_METRICS`).
+Scope = Literal["slot", "condition", "fairness", "benchmark"]
 #: proportion: from the counts, by ``evaluation.interval`` (Wilson, Clopper-Pearson or the
 #: bootstrap); bootstrap: the percentile Poisson-bootstrap interval; bias-corrected bootstrap: the
 #: bootstrap interval moved by the bootstrap estimate of the bias; none: no interval.
@@ -157,6 +160,8 @@ class MetricSpec:
             problems.append(f"requires {self.requires!r} is not one of {REQUIREMENTS}")
         if "mlflow.fairness" in self.exports and not self.gap_tested:
             problems.append("only a metric with group gaps can export its gap to MLflow")
+        if self.scope == "benchmark" and (self.gap_tested or self.interval != "none" or "." not in self.name):
+            problems.append("a benchmark metric is named '<section>.<key>' and has no interval or group gap")
         if (self.driver is not None) != (self.scope == "fairness"):
             problems.append("a difference between groups (scope 'fairness'), and only one, names its driver")
         if problems:
@@ -461,6 +466,75 @@ DETECTION_COUNTS = (
 )
 
 
+#: The corruption benchmark's metrics (config ``benchmark``), by ``<section>.<key>`` of results.json: a policy
+#: judges them with ``section: imagenet_c, metric: <key>``. Kept apart from :data:`METRICS` (whose names are
+#: the per-slot keys: ``mce`` there is the maximum calibration error), so no per-slot list includes them.
+BENCHMARK_METRICS: dict[str, MetricSpec] = {}
+
+
+def _benchmark(spec: MetricSpec) -> MetricSpec:
+    if spec.name in BENCHMARK_METRICS:
+        raise ValueError(f"metric {spec.name!r} is registered twice")
+    BENCHMARK_METRICS[spec.name] = spec
+    return spec
+
+
+for _name, _label, _phrase, _unit, _better, _task in (
+    ("mce", "mCE", "the mean corruption error (mCE)", "ratio to the baseline's errors", False, "classification"),
+    (
+        "relative_mce",
+        "Relative mCE",
+        "the relative mean corruption error",
+        "ratio to the baseline's error increase",
+        False,
+        "classification",
+    ),
+    (
+        "held_out_mce",
+        "Held-out mCE",
+        "the mean corruption error of the held-out corruptions",
+        "ratio",
+        False,
+        "classification",
+    ),
+    (
+        "held_out_relative_mce",
+        "Held-out relative mCE",
+        "the relative mean corruption error of the held-out corruptions",
+        "ratio",
+        False,
+        "classification",
+    ),
+    ("mpc", "mPC", "the mean performance under corruption (mPC)", "mAP", True, "detection"),
+    (
+        "rpc",
+        "rPC",
+        "the relative performance under corruption (rPC = mPC ÷ clean mAP)",
+        "ratio to clean mAP",
+        True,
+        "detection",
+    ),
+    ("held_out_mpc", "Held-out mPC", "the mPC of the held-out corruptions", "mAP", True, "detection"),
+):
+    _benchmark(
+        MetricSpec(
+            name=f"imagenet_c.{_name}",
+            label=_label,
+            phrase=_phrase,
+            unit=_unit,
+            kind="score",
+            scope="benchmark",
+            higher_is_better=_better,
+            task=_task,  # type: ignore[arg-type]
+        )
+    )
+
+
+def benchmark_metric_names(section: str = "imagenet_c") -> tuple[str, ...]:
+    """The keys of results.json ``section`` a benchmark rule judges (``mce``, ``relative_mce``, ``mpc`` ...)."""
+    return tuple(n.split(".", 1)[1] for n in BENCHMARK_METRICS if n.split(".", 1)[0] == section)
+
+
 def specs(
     where: Callable[[MetricSpec], bool] | None = None, *, task: Task = "classification"
 ) -> tuple[MetricSpec, ...]:
@@ -610,6 +684,18 @@ def markdown_table() -> str:
         lines.append(
             f"| {s.label} | `{s.name}` | {s.unit} | {s.kind} | {_direction(s)} | {s.interval} | {_definition(s)} |"
         )
+    lines += [
+        "",
+        "## Corruption benchmark metrics",
+        "",
+        "Once per run in results.json's `imagenet_c` (config `benchmark`, see [ImageNet-C](../imagenet-c.md)); a",
+        "policy judges them with `section: imagenet_c, metric: <key>`.",
+        "",
+        "| Metric | Key | Task | Unit | Better | Definition |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in BENCHMARK_METRICS.values():
+        lines.append(f"| {s.label} | `{s.name}` | {s.task} | {s.unit} | {_direction(s)} | {_definition(s)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -622,6 +708,10 @@ def _definition(spec: MetricSpec) -> str:
         Metrics,
     )
 
+    if spec.scope == "benchmark":
+        from audit.contract.results import ImageNetCResults
+
+        return ImageNetCResults.model_fields[spec.name.split(".", 1)[1]].description or ""
     if spec.task == "detection":
         return DetectionMetrics.model_fields[spec.name].description or ""
     model = {"slot": Metrics, "condition": ErrorTypes, "fairness": FairnessEntry}[spec.scope]

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         run_breaking_points,
     )
     from audit.evaluation.conditions import Condition, build_conditions, check_classification_conditions
+    from audit.evaluation.corruption_benchmark import check_benchmark, imagenet_c_summary, suite_condition_ids
     from audit.evaluation.data import AuditDataset, SampleTable, check_label_range, read_samples, sample_keys_of
     from audit.evaluation.detection.attack_pass import attacks_section, check_attacks, check_classifier_attacks
     from audit.evaluation.detection.coco_metrics import ImageDetections
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from audit.evaluation.predictions import merge_predictions
     from audit.evaluation.results import ResultsInputs, assemble_results
     from audit.evaluation.robustness import compare_to_baseline
+    from audit.evaluation.slices.run_folder import SLICES_CSV, search_run, slices_csv_text
+    from audit.evaluation.slices.run_folder import promote as promote_slice
+    from audit.evaluation.slices.search import SEARCH_METRICS, SearchSettings
     from audit.evaluation.subset import stratified_subset
     from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
 
@@ -63,6 +67,9 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "Condition": ("conditions", "Condition"),
     "build_conditions": ("conditions", "build_conditions"),
     "check_classification_conditions": ("conditions", "check_classification_conditions"),
+    "check_benchmark": ("corruption_benchmark", "check_benchmark"),
+    "imagenet_c_summary": ("corruption_benchmark", "imagenet_c_summary"),
+    "suite_condition_ids": ("corruption_benchmark", "suite_condition_ids"),
     "AuditDataset": ("data", "AuditDataset"),
     "SampleTable": ("data", "SampleTable"),
     "check_label_range": ("data", "check_label_range"),
@@ -86,6 +93,12 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ResultsInputs": ("results", "ResultsInputs"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
     "stratified_subset": ("subset", "stratified_subset"),
+    "SEARCH_METRICS": ("slices.search", "SEARCH_METRICS"),
+    "SearchSettings": ("slices.search", "SearchSettings"),
+    "SLICES_CSV": ("slices.run_folder", "SLICES_CSV"),
+    "promote_slice": ("slices.run_folder", "promote"),
+    "search_run": ("slices.run_folder", "search_run"),
+    "slices_csv_text": ("slices.run_folder", "slices_csv_text"),
     "ThreadPlan": ("threads", "ThreadPlan"),
     "DETECTIONS_CSV": ("detection.summary", "DETECTIONS_CSV"),
     "DETECTIONS_JSON": ("detection.summary", "DETECTIONS_JSON"),
@@ -114,6 +127,8 @@ __all__ = [
     "DETECTIONS_CSV",
     "DETECTIONS_JSON",
     "OBJECTS_CSV",
+    "SEARCH_METRICS",
+    "SLICES_CSV",
     "AuditDataset",
     "Condition",
     "DetectionRunInfo",
@@ -123,6 +138,7 @@ __all__ = [
     "RefineContext",
     "ResultsInputs",
     "SampleTable",
+    "SearchSettings",
     "SlotLayout",
     "StopMonitor",
     "ThreadPlan",
@@ -133,6 +149,7 @@ __all__ = [
     "build_conditions",
     "build_layout",
     "check_attacks",
+    "check_benchmark",
     "check_box_support",
     "check_classification_conditions",
     "check_classifier_attacks",
@@ -144,11 +161,13 @@ __all__ = [
     "detection_results",
     "evaluate_conditions",
     "evaluate_detector",
+    "imagenet_c_summary",
     "load_detector",
     "load_model",
     "match_images",
     "merge_predictions",
     "plan_threads",
+    "promote_slice",
     "read_detection_data",
     "read_objects",
     "read_samples",
@@ -156,11 +175,14 @@ __all__ = [
     "resolve_model_config",
     "run_breaking_points",
     "sample_keys_of",
+    "search_run",
+    "slices_csv_text",
     "slot_matrix",
     "state_bytes",
     "stratified_order",
     "stratified_subset",
     "stressed_thumbnails",
+    "suite_condition_ids",
     "summarize_detection",
     "using_threads",
 ]

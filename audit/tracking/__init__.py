@@ -22,7 +22,9 @@ What a run logs (names are stable; docs/integrations/mlflow.md):
   ``<metric>`` is one of :data:`CONDITION_METRICS`; per group
   ``<stressor>/group/<attribute>/<value>/accuracy`` (and ``/n``); per attribute
   ``<stressor>/fairness/<attribute>/accuracy_gap``; ``summary/mce``,
-  ``summary/relative_mce`` and ``policy/pass`` (1 pass, 0 fail; none for a report-only policy) at step 0;
+  ``summary/relative_mce``, with a corruption benchmark ``summary/imagenet_c/<key>`` (``mce``,
+  ``relative_mce``, ``mpc``, ``rpc`` ...) and ``policy/pass`` (1 pass, 0 fail; none for a report-only policy) at
+  step 0;
 - **tags**: every name of :data:`TAGS`, on every run (an empty value when it does
   not apply: ``cvaudit.blocking_failures`` of a passing run,
   ``cvaudit.attestation_sha256`` of an unsigned one);

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from audit.contract.metric_specs import exported, specs
+from audit.contract.metric_specs import BENCHMARK_METRICS, exported, specs
 from audit.contract.results import ConditionResult, FairnessEntry, Metrics, Results
 from audit.contract.results.detection import DetectionCondition, DetectionGapTest, DetectionMetrics
 
@@ -230,8 +230,15 @@ def _detection_values(
 
 
 def _summary_values(results: Results, stressors: dict[str, str]) -> dict[str, float]:
-    """``summary/...``: mCE of a classifier; mPC, rPC and each stressor's mean mAP of a detector."""
+    """``summary/...``: mCE of a classifier; mPC, rPC and each stressor's mean mAP of a detector; and with a
+    corruption benchmark (config ``benchmark``) its metrics as ``summary/imagenet_c/<key>`` (``.../mce``)."""
     out: dict[str, float] = {}
+    if results.imagenet_c is not None:
+        for name in BENCHMARK_METRICS:
+            section, key = name.split(".", 1)
+            value = getattr(results.imagenet_c, key)
+            if section == "imagenet_c" and value is not None:
+                out[f"summary/imagenet_c/{key}"] = float(value)
     if results.task == "detection":
         assert results.detection is not None
         robustness = results.detection.robustness

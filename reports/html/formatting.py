@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from audit.contract.intervals import INTERVAL_METHOD_LABELS
-from audit.contract.metric_specs import count_metric_names, difference_names, share_metric_names
+from audit.contract.metric_specs import BENCHMARK_METRICS, count_metric_names, difference_names, share_metric_names
 from audit.contract.results import RuleResult
 
 __all__ = [
@@ -117,13 +117,16 @@ def fmt_rule_value(value: Any, rule: RuleResult | Mapping[str, Any]) -> str:
         rule: The rule result (a :class:`RuleResult`, or a mapping of its keys as in results.json).
     """
     if isinstance(rule, RuleResult):
-        metric_name, aggregate, kind = rule.metric, rule.aggregate, rule.kind
+        metric_name, aggregate, kind, target = rule.metric, rule.aggregate, rule.kind, rule.condition
     else:
         metric_name, aggregate, kind = rule.get("metric"), rule.get("aggregate"), rule.get("kind")
+        target = rule.get("condition")
     number = finite(value)
     metric = str(metric_name or "")
     if number is None or kind == "finding":
         return fmt_value(value)
+    if f"{target}.{metric}" in BENCHMARK_METRICS:  # mCE, rPC ...: ratios, not shares (the 'mce' of a slot is one)
+        return f"{number:.3f}"
     if aggregate == "gap" or metric in GAP_METRICS:
         return fmt_pp(number, 2)
     if aggregate == "ratio" or metric.endswith("ratio"):

@@ -3,7 +3,12 @@
 The references transcribe ``imagecorruptions`` 1.1.2 (``corruptions.py``):
 ``disk`` + ``cv2.filter2D`` for defocus, ``_motion_blur`` (shifted copies
 with half-Gaussian weights) for motion blur, the mean formula for contrast
-and OpenCV's HSV round trip for brightness.
+and OpenCV's HSV round trip for brightness. The corruptions added later
+(shot, impulse and speckle noise, gaussian blur, saturate, pixelate, JPEG)
+are compared with ``imagecorruptions`` itself: its corruption functions, whose
+float output (0..255) is compared before the ``corrupt()`` wrapper's
+``np.uint8`` (which truncates: cvaudit returns floats and does not). The
+random ones are compared in distribution over many draws.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ import torch
 
 import stressors
 from stressors.base import Params, sample_keys
-from stressors.imagenet_c import DEFOCUS_RADIUS_ALIAS, GAUSSIAN_NOISE_SIGMA, MOTION_RADIUS_SIGMA
+from stressors.imagenet_c import (
+    DEFOCUS_RADIUS_ALIAS,
+    GAUSSIAN_NOISE_SIGMA,
+    IMPULSE_NOISE_AMOUNT,
+    MOTION_RADIUS_SIGMA,
+    SHOT_NOISE_PHOTONS,
+    SPECKLE_NOISE_SIGMA,
+)
 
 
 def photo(size: int = 48) -> np.ndarray:
@@ -126,3 +138,169 @@ def test_gaussian_noise_has_the_published_sigma(severity):
     reference = np.clip(0.5 + np.random.default_rng(0).normal(scale=sigma, size=x.shape), 0, 1) - 0.5
     assert abs(float(noise.mean())) < 0.01
     assert float(noise.std()) == pytest.approx(float(reference.std()), rel=0.05)
+
+
+# ------------------------------------------------------- against imagecorruptions 1.1.2 itself
+
+
+@pytest.fixture
+def icc(monkeypatch):
+    """``imagecorruptions.corruptions``, shimmed for today's scikit-image and seeded.
+
+    imagecorruptions 1.1.2 calls ``skimage.filters.gaussian(..., multichannel=True)``, an
+    argument that scikit-image removed in 0.19 (it is ``channel_axis=-1`` now): the wrapper
+    maps it. Its impulse noise calls ``skimage.util.random_noise`` without an ``rng`` (a fresh
+    unseeded generator each call): the test seeds it so that the comparison is reproducible.
+    """
+    corruptions = pytest.importorskip("imagecorruptions.corruptions")
+    import skimage.util
+
+    gaussian = corruptions.gaussian
+
+    def shim(image, *args, multichannel=None, **kwargs):
+        if multichannel:
+            kwargs["channel_axis"] = -1
+        return gaussian(image, *args, **kwargs)
+
+    random_noise = skimage.util.random_noise
+    rng = np.random.default_rng(7)
+    monkeypatch.setattr(corruptions, "gaussian", shim)
+    monkeypatch.setattr(skimage.util, "random_noise", lambda *a, **k: random_noise(*a, rng=rng, **k))
+    np.random.seed(7)  # shot and speckle noise draw from numpy's global generator
+    return corruptions
+
+
+def photo_u8(size: int = 224, width: int | None = None) -> np.ndarray:
+    """An 8-bit photo-like image (the reference's input type) with grey and black patches."""
+    rng = np.random.default_rng(1)
+    coarse = rng.random((6, 6, 3)).astype(np.float32)
+    x = cv2.resize(coarse, (width or size, size), interpolation=cv2.INTER_CUBIC)
+    x = np.clip(x + 0.2 * rng.random(x.shape), 0, 1)
+    u8 = np.round(x * 255).astype(np.uint8)
+    u8[:6, :6] = 128  # grey: saturate's hue-0 quirk
+    u8[6:12, :6] = 0  # black
+    u8[12:18, :6] = 255  # white
+    return u8
+
+
+def run_u8(name: str, u8: np.ndarray, severity: int, seeds=(0,)) -> np.ndarray:
+    """The stressor on ``u8 / 255`` (one or several copies, one per seed), as (N, H, W, C) floats in [0, 1]."""
+    s = stressors.get(name)
+    t = torch.from_numpy(u8).permute(2, 0, 1)[None].float().div(255).repeat(len(seeds), 1, 1, 1)
+    return s.apply(t, Params(severity=severity, seeds=tuple(seeds))).permute(0, 2, 3, 1).numpy()
+
+
+def reference(icc, name: str, u8: np.ndarray, severity: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(getattr(icc, name)(Image.fromarray(u8), severity), dtype=np.float64) / 255
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("name", ["gaussian_blur", "saturate", "pixelate", "jpeg_compression"])
+def test_deterministic_corruptions_match_imagecorruptions_at_224(icc, name, severity):
+    u8 = photo_u8(224)
+    diff = np.abs(run_u8(name, u8, severity)[0] - reference(icc, name, u8, severity)).max()
+    assert diff <= 1 / 255, f"{name} {severity}: max |diff| = {diff * 255:.3f}/255"
+    if name in ("pixelate", "jpeg_compression"):
+        assert diff < 1e-6  # Pillow's 8-bit path reproduced (pixelate) or called (JPEG): identical
+
+
+@pytest.mark.parametrize("severity", [1, 5])
+@pytest.mark.parametrize("name", ["pixelate", "jpeg_compression", "saturate"])
+def test_size_free_corruptions_match_imagecorruptions_at_odd_sizes(icc, name, severity):
+    u8 = photo_u8(45, width=67)
+    diff = np.abs(run_u8(name, u8, severity)[0] - reference(icc, name, u8, severity)).max()
+    assert diff < 1e-4 if name != "saturate" else diff < 1e-5, diff
+
+
+def test_gaussian_blur_verbatim_sigma_at_another_size(icc):
+    u8 = photo_u8(64)
+    s = stressors.get("gaussian_blur", reference_size=None)
+    t = torch.from_numpy(u8).permute(2, 0, 1)[None].float().div(255)
+    out = s.apply(t, Params(severity=4, seeds=(0,)))[0].permute(1, 2, 0).numpy()
+    assert np.abs(out - reference(icc, "gaussian_blur", u8, 4)).max() < 1e-5
+
+
+def test_jpeg_of_a_grey_image_goes_through_rgb_as_the_reference(icc):
+    from PIL import Image
+
+    u8 = photo_u8(40)[..., 1]
+    ref = np.asarray(icc.jpeg_compression(Image.fromarray(u8), 3), dtype=np.float64) / 255
+    s = stressors.get("jpeg_compression")
+    out = s.apply(torch.from_numpy(u8)[None, None].float().div(255), Params(severity=3, seeds=(0,)))[0, 0].numpy()
+    assert np.abs(out - ref).max() < 1e-6
+
+
+def test_saturate_levels_are_not_monotone_in_the_reference_either(icc):
+    """Why saturate sets monotone_severity = False: the published table itself is not (level 2 > level 3)."""
+    u8 = photo_u8(64)
+    clean = u8 / 255
+    ours = [float(np.abs(run_u8("saturate", u8, k)[0] - clean).mean()) for k in (1, 2, 3, 4, 5)]
+    ref = [float(np.abs(reference(icc, "saturate", u8, k) - clean).mean()) for k in (1, 2, 3, 4, 5)]
+    assert ours == pytest.approx(ref, abs=1e-5)
+    assert ref[1] > ref[2]  # level 3 changes less than level 2
+
+
+GREYS = np.array([0, 10, 40, 90, 128, 200, 250, 255], dtype=np.uint8)
+#: Each grey level repeated over 64 x 48 x 3 channel values.
+GREY_ROWS = np.repeat(np.repeat(GREYS[:, None, None], 64, axis=1), 48 * 3, axis=2).reshape(len(GREYS) * 64, 48, 3)
+
+
+def draws(icc, name: str, severity: int, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(ours, reference): ``count`` corrupted copies of GREY_ROWS each, as (count, rows, 48, 3) floats."""
+    u8 = np.ascontiguousarray(GREY_ROWS)
+    ours = run_u8(name, u8, severity, seeds=tuple(range(count)))
+    ref = np.stack([reference(icc, name, u8, severity) for _ in range(count)])
+    return ours, ref
+
+
+def per_grey(a: np.ndarray) -> np.ndarray:
+    """(count, rows, 48, 3) -> (grey level, values): every value drawn at that grey level."""
+    return a.transpose(1, 0, 2, 3).reshape(len(GREYS), -1)
+
+
+@pytest.mark.parametrize("severity", [1, 3, 5])
+@pytest.mark.parametrize("name", ["shot_noise", "speckle_noise"])
+def test_random_noise_has_the_reference_distribution(icc, name, severity):
+    ours, ref = draws(icc, name, severity)
+    a, b = per_grey(ours), per_grey(ref)  # 36 864 values per grey level each
+    for level, x, y in zip(GREYS, a, b):
+        dx, dy = x - level / 255, y - level / 255
+        assert dx.mean() == pytest.approx(dy.mean(), abs=0.006), (level, "mean")
+        assert dx.std() == pytest.approx(dy.std(), abs=0.006, rel=0.03), (level, "std")
+        assert (x >= 1).mean() == pytest.approx((y >= 1).mean(), abs=0.01), (level, "clipped at 1")
+        assert (x <= 0).mean() == pytest.approx((y <= 0).mean(), abs=0.01), (level, "clipped at 0")
+    if name == "shot_noise":
+        # The values are counts / c: the same histogram of counts (total variation distance).
+        c = SHOT_NOISE_PHOTONS[severity - 1]
+        for x, y in zip(a, b):
+            hx = np.bincount(np.round(x * c).astype(int), minlength=c + 1)[: c + 1] / x.size
+            hy = np.bincount(np.round(y * c).astype(int), minlength=c + 1)[: c + 1] / y.size
+            assert 0.5 * np.abs(hx - hy).sum() < 0.02
+        theory = np.sqrt(GREYS[4] / 255 / c)  # mid grey: std sqrt(x / c) where clipping is negligible (level 1)
+        if severity == 1:
+            assert a[4].std() == pytest.approx(theory, rel=0.03)
+    else:
+        sigma = SPECKLE_NOISE_SIGMA[severity - 1]
+        if severity == 1:  # little clipping at 40/255: the std is x * sigma
+            assert a[2].std() == pytest.approx(40 / 255 * sigma, rel=0.03)
+
+
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_impulse_noise_has_the_reference_salt_and_pepper_shares(icc, severity):
+    ours, ref = draws(icc, "impulse_noise", severity)
+    amount = IMPULSE_NOISE_AMOUNT[severity - 1]
+    a, b = per_grey(ours), per_grey(ref)
+    # 5 binomial standard errors of the difference of two shares of 36 864 draws each.
+    tol = 5 * math.sqrt(2 * (amount / 2) * (1 - amount / 2) / a.shape[1])
+    for level, x, y in zip(GREYS[1:-1], a[1:-1], b[1:-1]):  # neither black nor white: salt and pepper are visible
+        for share, what in (((x == 1).mean(), (y == 1).mean()), "salt"), (((x == 0).mean(), (y == 0).mean()), "pepper"):
+            assert share[0] == pytest.approx(share[1], abs=tol), (level, what)
+            assert share[0] == pytest.approx(amount / 2, abs=tol), (level, what)
+        untouched = np.isclose(x, level / 255, atol=1e-6).mean()
+        assert untouched == pytest.approx(np.isclose(y, level / 255, atol=1e-6).mean(), abs=2 * tol), level
+    # Channels are hit independently (as scikit-image's per-value draws): not all three at once.
+    hit = ~np.isclose(ours[:, 64:-64], GREY_ROWS[None, 64:-64] / 255, atol=1e-6).reshape(-1, 3)
+    assert hit.all(axis=1).mean() == pytest.approx(amount**3, abs=0.003)
+    assert hit.mean() == pytest.approx(amount, abs=tol)

@@ -128,3 +128,24 @@ def test_line_kernel_has_the_requested_length():
     horizontal = (k[0] > 1e-6).nonzero()
     assert horizontal[:, 1].max() - horizontal[:, 1].min() in (10, 11)
     assert math.isclose(float(k[1].sum(dim=1).max()), float(k[0].sum(dim=0).max()), rel_tol=1e-6)
+
+
+def test_imagenet_c_gaussian_blur_means_the_same_at_every_size():
+    """Its sigma scales with min(H, W) / 224: blurred then downscaled equals downscaled then blurred."""
+    s = stressors.get("gaussian_blur")
+    big = photo_like(2, 256)
+    small = F.avg_pool2d(big, 4)
+    for severity in (2, 5):
+        p = s.sample_params(sample_keys(IDS[:2]), severity, seed=0)
+        a = F.avg_pool2d(s.apply(big, p), 4)
+        b = s.apply(small, p)
+        assert float((a - b).abs().mean()) < 0.25 * float((b - small).abs().mean()), severity
+
+
+def test_imagenet_c_pixelate_keeps_the_same_share_of_the_resolution_at_every_size():
+    s = stressors.get("pixelate")
+    for size in (40, 224, 500):
+        x = photo_like(1, size)
+        y = s.apply(x, s.sample_params(sample_keys(IDS[:1]), 5, seed=0))
+        # factor 0.25: int(size / 4) distinct columns survive (at most)
+        assert len(torch.unique(y[0, 0, size // 2])) <= int(size * 0.25), size

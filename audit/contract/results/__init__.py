@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from audit.contract.results.base import Node
+from audit.contract.results.benchmark import BenchmarkBaseline, BenchmarkCorruption, BenchmarkPreview, ImageNetCResults
 from audit.contract.results.breaking_points import BreakingPointDisparity, BreakingPointSummary, SurvivalPoint
 from audit.contract.results.conditions import (
     ConditionResult,
@@ -101,6 +102,9 @@ __all__ = [
     "AttackCurvePoint",
     "AttackReference",
     "BaselineRow",
+    "BenchmarkBaseline",
+    "BenchmarkCorruption",
+    "BenchmarkPreview",
     "BreakingPointDisparity",
     "BreakingPointSummary",
     "CodeExecuted",
@@ -140,6 +144,7 @@ __all__ = [
     "GroundTruthInfo",
     "GroupMetrics",
     "GroupResult",
+    "ImageNetCResults",
     "Metrics",
     "ModelInfo",
     "ObjectBreakingDisparity",
@@ -218,6 +223,11 @@ class Results(Node):
     )
     breaking_point_disparity: list[BreakingPointDisparity] | None = Field(
         default=None, description="per stressor and attribute: how far the groups' survival curves lie apart"
+    )
+    imagenet_c: ImageNetCResults | None = Field(
+        default=None,
+        description="present when the config names a benchmark (benchmark.suite imagenet-c): CE, mCE and relative "
+        "mCE (classification) or mPC and rPC (detection) over the suite's conditions; absent before 1.6",
     )
     governance: Governance
     gallery: list[GalleryItem] | None = Field(default=None, description="present when the policy allows images")

@@ -6,7 +6,7 @@ To add a section, write its view (``(ctx) -> dict | None``) and its template and
 
 from __future__ import annotations
 
-from reports.html.sections import closing, detection, findings, measures, overview
+from reports.html.sections import closing, corruptions, detection, findings, measures, overview
 from reports.html.sections.registry import Section, register, registered, temporarily, unregister
 
 __all__ = ["Section", "register", "registered", "temporarily", "unregister"]
@@ -18,6 +18,7 @@ for _section in (
     Section("policy", "Policy rules", overview.policy, "policy.html.j2"),
     Section("robustness", "Robustness", measures.robustness, "robustness.html.j2"),
     Section("detection", "Detection", detection.detection, "detection.html.j2"),
+    Section("corruptions", "Corruption benchmark", corruptions.corruption_benchmark, "corruptions.html.j2"),
     Section("breaking-points", "Breaking points", measures.breaking_points, "breaking_points.html.j2", in_toc=False),
     Section("adversarial", "Adversarial robustness", measures.adversarial, "adversarial.html.j2"),
     Section("calibration", "Calibration", measures.calibration, "calibration.html.j2"),

@@ -1,0 +1,414 @@
+"""The slice search over a finished run folder: what it reads, slices.csv and the promoted rule.
+
+Reads, never the images:
+
+- ``results.json`` (validated; a classification run): ``dataset.attributes`` names the manifest
+  attributes the run recorded (config ``data.attributes``);
+- ``predictions.csv`` (:mod:`audit.contract.predictions`), the rows of one condition (``clean`` by
+  default): the per-sample value of the metric and the manifest attributes (its columns after the
+  fixed ones);
+- ``image_properties.csv`` when present (written by the run; header
+  ``id,brightness,contrast,sharpness,colourfulness,saturation,aspect_ratio,width,height``, ``id`` as
+  predictions.csv's ``sample_id``, an empty cell a property not computed): numeric attributes. When
+  it is absent the search runs over the manifest attributes only and says so.
+
+A manifest attribute is numeric when every non-empty value is a finite number and it has more
+distinct values than ``bins``; otherwise categorical. An image property is always numeric.
+
+Protected attributes: cvaudit has no separate declaration; every manifest attribute of
+``data.attributes`` is measured as a fairness attribute (results.json ``fairness``), so by default a
+slice with a predicate on one of them is a fairness finding; ``protected`` names them instead.
+
+Problems are one :class:`audit.contract.slices.SliceError` line naming the file (and line) and the
+problem, raised before anything is searched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audit.contract import csvfile
+from audit.contract.errors import CvauditError, echo
+from audit.contract.files import require_regular
+from audit.contract.load import load_results
+from audit.contract.predictions import PREDICTIONS_COLUMNS
+from audit.contract.slices import SliceDefinition, SliceError, slice_id
+from audit.evaluation.slices.search import (
+    SEARCH_METRICS,
+    Column,
+    SearchResult,
+    SearchSettings,
+    categorical_column,
+    numeric_column,
+    search,
+)
+
+__all__ = [
+    "IMAGE_PROPERTIES_CSV",
+    "PROPERTY_COLUMNS",
+    "SLICES_COLUMNS",
+    "SLICES_CSV",
+    "RunSlices",
+    "RunTable",
+    "promote",
+    "read_run_table",
+    "read_slices_csv",
+    "search_run",
+    "slices_csv_text",
+]
+
+SLICES_CSV = "slices.csv"
+IMAGE_PROPERTIES_CSV = "image_properties.csv"
+#: The properties image_properties.csv holds (its header after ``id``).
+PROPERTY_COLUMNS = (
+    "brightness",
+    "contrast",
+    "sharpness",
+    "colourfulness",
+    "saturation",
+    "aspect_ratio",
+    "width",
+    "height",
+)
+#: slices.csv's columns. Numbers of the slice and the rest are on the confirmation half (discovery never saw
+#: it); ``n`` is the slice's size in the whole run; ``effect`` = how much worse the slice is (rest - slice for a
+#: metric where higher is better, slice - rest otherwise); ``p_value`` is Holm-adjusted over the slices
+#: confirmed together; ``fairness`` is true when the slice has a predicate on a protected attribute.
+SLICES_COLUMNS = (
+    "rank",
+    "id",
+    "definition",
+    "depth",
+    "n",
+    "metric",
+    "n_confirm",
+    "value",
+    "value_low",
+    "value_high",
+    "rest_n_confirm",
+    "rest_value",
+    "rest_low",
+    "rest_high",
+    "effect",
+    "tolerance",
+    "p_value",
+    "p_raw",
+    "merged",
+    "fairness",
+    "protected_attributes",
+    "definition_json",
+)
+
+#: float64 machine epsilon: NLL's floor on p_true, as results.json's NLL (audit.contract.predictions).
+_EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass
+class RunTable:
+    """The samples of one condition of a run: per-sample badness of each metric and the attribute columns."""
+
+    ids: list[str]
+    badness: dict[str, np.ndarray]
+    attributes: dict[str, np.ndarray]
+    manifest_attributes: list[str]
+    properties: list[str]
+    properties_file: bool
+
+
+def _float(text: str | None, path: Path, line: int, column: str) -> float:
+    try:
+        value = float(text or "")
+    except ValueError:
+        raise SliceError(f"{path}: line {line}: {column} {echo(text)} is not a number") from None
+    if not math.isfinite(value):
+        raise SliceError(f"{path}: line {line}: {column} {echo(text)} is not a finite number")
+    return value
+
+
+def _rows(path: Path, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    try:
+        rows = csvfile.reader(csvfile.lines(path, what=what, error=SliceError))
+        header = next(rows, None)
+        if header is None:
+            raise SliceError(f"{path}: {what} is empty")
+        body = [(number, row) for number, row in enumerate(rows, start=2) if row]
+    except csvfile.CsvError as exc:
+        raise SliceError(f"{path}: {exc}") from None
+    return header, body
+
+
+def read_run_table(run_dir: str | Path, *, condition: str = "clean") -> RunTable:
+    """Read a run folder (module docstring) into a :class:`RunTable` of the rows of ``condition``.
+
+    Raises:
+        SliceError: no results.json / predictions.csv, detection results, a malformed row or property file.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise SliceError(f"{run}: not a run folder (no such folder)")
+    try:
+        results = load_results(run / "results.json")
+    except CvauditError as exc:
+        raise SliceError(str(exc)) from None
+    if results.task != "classification":
+        raise SliceError(f"{run / 'results.json'}: the slice search reads classification runs; this is {results.task}")
+    predictions = run / "predictions.csv"
+    if not predictions.is_file():
+        raise SliceError(f"{predictions}: no predictions.csv in the run folder (the search reads the per-sample rows)")
+    require_regular(predictions, what="predictions file", error=SliceError)
+    header, body = _rows(predictions, "predictions file")
+    fixed = list(PREDICTIONS_COLUMNS)
+    if header[: len(fixed)] != fixed:
+        raise SliceError(f"{predictions}: header does not start with {','.join(fixed)}")
+    manifest = header[len(fixed) :]
+    at = {name: i for i, name in enumerate(header)}
+    ids: list[str] = []
+    correct: list[float] = []
+    brier: list[float] = []
+    nll: list[float] = []
+    values: dict[str, list[str]] = {a: [] for a in manifest}
+    for number, row in body:
+        if len(row) != len(header):
+            raise SliceError(f"{predictions}: line {number}: {len(row)} fields, the header has {len(header)}")
+        if row[at["condition"]] != condition:
+            continue
+        ids.append(row[at["sample_id"]])
+        correct.append(float(row[at["label"]] == row[at["prediction"]]))
+        p_true = _float(row[at["p_true"]], predictions, number, "p_true")
+        sq = _float(row[at["prob_sq_sum"]], predictions, number, "prob_sq_sum")
+        brier.append(sq - 2.0 * p_true + 1.0)
+        nll.append(-math.log(max(p_true, _EPS)))
+        for a in manifest:
+            values[a].append(row[at[a]])
+    if not ids:
+        raise SliceError(f"{predictions}: no rows of condition {echo(condition)}")
+    if len(set(ids)) != len(ids):
+        raise SliceError(f"{predictions}: a sample_id appears twice in condition {echo(condition)}")
+    attributes: dict[str, np.ndarray] = {a: np.array(v, dtype=str) for a, v in values.items()}
+    properties: list[str] = []
+    prop_path = run / IMAGE_PROPERTIES_CSV
+    has_props = prop_path.exists()
+    if has_props:
+        require_regular(prop_path, what="image properties file", error=SliceError)
+        p_header, p_body = _rows(prop_path, "image properties file")
+        if not p_header or p_header[0] != "id":
+            raise SliceError(f"{prop_path}: the header must start with 'id'")
+        properties = p_header[1:]
+        clash = [p for p in properties if p in attributes]
+        if clash:
+            raise SliceError(f"{prop_path}: property {echo(clash[0])} is also a manifest attribute")
+        if len(set(properties)) != len(properties):
+            raise SliceError(f"{prop_path}: the header names a property twice")
+        index = {sample: i for i, sample in enumerate(ids)}
+        table = np.full((len(ids), len(properties)), np.nan)
+        seen: set[str] = set()
+        for number, row in p_body:
+            if len(row) != len(p_header):
+                raise SliceError(f"{prop_path}: line {number}: {len(row)} fields, the header has {len(p_header)}")
+            if row[0] in seen:
+                raise SliceError(f"{prop_path}: line {number}: id {echo(row[0])} appears twice")
+            seen.add(row[0])
+            i = index.get(row[0])
+            for j, text in enumerate(row[1:]):
+                value = math.nan if text == "" else _float(text, prop_path, number, properties[j])
+                if i is not None:
+                    table[i, j] = value
+        for j, name in enumerate(properties):
+            attributes[name] = table[:, j]
+    return RunTable(
+        ids=ids,
+        badness={"accuracy": 1.0 - np.array(correct), "brier": np.array(brier), "nll": np.array(nll)},
+        attributes=attributes,
+        manifest_attributes=manifest,
+        properties=properties,
+        properties_file=has_props,
+    )
+
+
+def _is_numeric(values: np.ndarray, bins: int) -> bool:
+    if values.dtype.kind == "f":
+        return True
+    present = values[values != ""]
+    if len(present) == 0:
+        return False
+    try:
+        numbers = present.astype(float)
+    except ValueError:
+        return False
+    return bool(np.isfinite(numbers).all()) and len(np.unique(numbers)) > bins
+
+
+@dataclass
+class RunSlices:
+    """A search over a run: the table it read, the result, and the protected attributes."""
+
+    table: RunTable
+    result: SearchResult
+    protected: list[str]
+    numeric: list[str] = field(default_factory=list)
+
+
+def search_run(
+    run_dir: str | Path,
+    *,
+    metric: str = "accuracy",
+    settings: SearchSettings | None = None,
+    attributes: list[str] | None = None,
+    protected: list[str] | None = None,
+    condition: str = "clean",
+) -> RunSlices:
+    """Search the run in ``run_dir`` for weak slices (:func:`audit.evaluation.slices.search.search`).
+
+    ``attributes`` restricts the search to those attributes (manifest attributes or image properties);
+    ``protected`` names the protected attributes (default: every manifest attribute).
+
+    Raises:
+        SliceError: an unknown metric or attribute, or any problem of :func:`read_run_table` (one line).
+    """
+    settings = settings or SearchSettings()
+    if metric not in SEARCH_METRICS:
+        raise SliceError(f"metric {echo(metric)} cannot be searched; use one of {', '.join(SEARCH_METRICS)}")
+    table = read_run_table(run_dir, condition=condition)
+    known = list(table.attributes)
+    for name in (attributes or []) + (protected or []):
+        if name not in table.attributes:
+            props = ", ".join(table.properties) if table.properties_file else f"no {IMAGE_PROPERTIES_CSV}"
+            raise SliceError(
+                f"attribute {echo(name)} is not in the manifest attributes of this run "
+                f"({', '.join(table.manifest_attributes) or 'none'}) nor its image properties ({props})"
+            )
+    chosen = attributes or known
+    if not chosen:
+        raise SliceError(
+            f"{run_dir}: the run recorded no manifest attributes (data.attributes) and has no {IMAGE_PROPERTIES_CSV}"
+        )
+    columns: list[Column] = []
+    numeric: list[str] = []
+    for name in chosen:
+        values = table.attributes[name]
+        if _is_numeric(values, settings.bins):
+            numeric.append(name)
+            as_float = values if values.dtype.kind == "f" else np.where(values == "", "nan", values).astype(float)
+            columns.append(numeric_column(name, as_float, bins=settings.bins))
+        else:
+            columns.append(categorical_column(name, values, min_size=settings.min_size))
+    result = search(columns, table.badness[metric], SEARCH_METRICS[metric], settings)
+    default_protected = [a for a in table.manifest_attributes]
+    return RunSlices(table, result, list(protected) if protected is not None else default_protected, numeric=numeric)
+
+
+def _num(value: float | None) -> object:
+    return "" if value is None or not math.isfinite(value) else value
+
+
+def slices_csv_text(found: RunSlices) -> str:
+    """slices.csv (:data:`SLICES_COLUMNS`), one row per confirmed slice in rank order, via the one CSV writer."""
+    out = io.StringIO()
+    writer = csvfile.DictWriter(out, SLICES_COLUMNS)
+    writer.writeheader()
+    result = found.result
+    for rank, f in enumerate(result.findings, start=1):
+        hit = [a for a in f.definition.attributes if a in found.protected]
+        writer.writerow(
+            {
+                "rank": rank,
+                "id": slice_id(f.definition),
+                "definition": f.definition.text(),
+                "depth": f.definition.depth,
+                "n": f.n,
+                "metric": result.metric,
+                "n_confirm": f.n_confirm,
+                "value": _num(f.value),
+                "value_low": _num(f.interval[0]) if f.interval else "",
+                "value_high": _num(f.interval[1]) if f.interval else "",
+                "rest_n_confirm": f.rest_n_confirm,
+                "rest_value": _num(f.rest_value),
+                "rest_low": _num(f.rest_interval[0]) if f.rest_interval else "",
+                "rest_high": _num(f.rest_interval[1]) if f.rest_interval else "",
+                "effect": _num(f.effect),
+                "tolerance": result.settings.tolerance,
+                "p_value": f.p_value,
+                "p_raw": f.p_raw,
+                "merged": f.merged,
+                "fairness": "true" if hit else "false",
+                "protected_attributes": ";".join(hit),
+                "definition_json": json.dumps(f.definition.canonical(), sort_keys=True, separators=(",", ":")),
+            }
+        )
+    return out.getvalue()
+
+
+def read_slices_csv(path: str | Path) -> list[dict[str, str | None]]:
+    """The rows of a slices.csv written by :func:`slices_csv_text` (one line on a file that is not one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SliceError(f"{path}: no slices.csv (run 'cvaudit slices RUN_DIR' first, with the same --out)")
+    header, body = _rows(path, "slices file")
+    if header != list(SLICES_COLUMNS):
+        raise SliceError(f"{path}: not a slices.csv of this cvaudit (header differs)")
+    return [dict(zip(header, row, strict=False)) for _, row in body]
+
+
+def _yaml_text(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+
+
+def promote(path: str | Path, rank: int) -> str:
+    """The YAML that makes slice ``rank`` of the slices.csv at ``path`` a regression test: a policy rule
+    (``section: slices, entry: <id>, metric: gap.<metric>, max: <tolerance>``) and the config snippet
+    (``slices.watch``) that makes the next run measure the slice.
+
+    Raises:
+        SliceError: no such rank, or a row whose definition does not read back.
+    """
+    rows = read_slices_csv(path)
+    if not 1 <= rank <= len(rows):
+        raise SliceError(f"{path}: no slice {rank} (the file has {len(rows)} slice(s))")
+    row = rows[rank - 1]
+    try:
+        definition = SliceDefinition.model_validate(json.loads(row["definition_json"] or ""))
+    except ValueError as exc:
+        raise SliceError(
+            f"{path}: slice {rank}: definition_json does not read back ({str(exc).splitlines()[0]})"
+        ) from None
+    ident = slice_id(definition)
+    if ident != row["id"]:
+        raise SliceError(f"{path}: slice {rank}: id {echo(row['id'])} is not the id of its definition ({ident})")
+    metric = row["metric"] or "accuracy"
+    tolerance = float(row["tolerance"] or 0.0)
+    n_confirm = int(row["n_confirm"] or 0)
+    lines = [
+        f"# slice {rank}: {definition.text()}",
+        f"# found by cvaudit slices: {metric} {row['value']} in the slice vs {row['rest_value']} outside",
+        f"# (confirmation half, n={n_confirm}; Holm-adjusted p={row['p_value']})",
+        "# policy rule (add under 'rules:'): fails while the slice is worse than the rest by more than the tolerance",
+        "rules:",
+        "  - kind: metric",
+        f"    id: {ident}",
+        f"    description: {_yaml_text('known weak slice: ' + definition.text())}",
+        "    section: slices",
+        f"    entry: {ident}",
+        f"    metric: gap.{metric}",
+        f"    max: {tolerance!r}",
+        f"    min_samples: {max(2, n_confirm)}",
+        "# config (add under the run config): the next run measures this slice on the clean images",
+        "slices:",
+        "  watch:",
+        f"    - id: {ident}",
+        "      all:",
+    ]
+    for p in definition.all:
+        if p.equals is not None:
+            lines.append(f"        - {{attribute: {_yaml_text(p.attribute)}, equals: {_yaml_text(p.equals)}}}")
+        else:
+            bounds = "".join(
+                f", {key}: {value!r}" for key, value in (("min", p.min), ("max", p.max)) if value is not None
+            )
+            lines.append(f"        - {{attribute: {_yaml_text(p.attribute)}{bounds}}}")
+    return "\n".join(lines) + "\n"
