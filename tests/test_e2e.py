@@ -173,7 +173,7 @@ def _bad(workspace: Path, case: str) -> tuple[Path, str]:
         (workspace / "junk.pt").write_bytes(b"junk")
         return write_config(workspace, model="junk.pt"), "unreadable model file"
     if case == "unknown-stressor":
-        return write_config(workspace, stressors="  - {name: fog}\n"), "fog"
+        return write_config(workspace, stressors="  - {name: hailstorm}\n"), "hailstorm"
     if case == "out-is-a-file":
         return write_config(workspace), "exists and is not a folder"
     if case == "missing-config":

@@ -50,6 +50,13 @@ MODES = [
     ("occlusion", {"fill": "noise"}),
     ("occlusion", {"fill": "mean"}),
     ("occlusion", {"target": "objects"}),
+    # the ImageNet-C reference's pixel values verbatim at any size
+    ("glass_blur", {"reference_size": None}),
+    ("elastic_transform", {"reference_size": None}),
+    ("snow", {"reference_size": None}),
+    ("frost", {"reference_size": None}),
+    ("fog", {"reference_size": None}),
+    ("spatter", {"reference_size": None}),
     ("albumentations:GaussianBlur", {"params": {1: {"blur_limit": (3, 3)}, 3: {"blur_limit": (7, 7)}}}),
 ]
 

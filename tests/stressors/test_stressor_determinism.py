@@ -31,6 +31,13 @@ CASES = [
     ("saturate", {}),
     ("pixelate", {}),
     ("jpeg_compression", {}),
+    ("glass_blur", {}),
+    ("zoom_blur", {}),
+    ("elastic_transform", {}),
+    ("snow", {}),
+    ("frost", {}),
+    ("fog", {}),
+    ("spatter", {}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" if o else n for n, o in CASES]
 #: Stressors whose output depends on per-sample random draws.
@@ -43,6 +50,12 @@ RANDOM = {
     "shot_noise",
     "impulse_noise",
     "speckle_noise",
+    "glass_blur",
+    "elastic_transform",
+    "snow",
+    "frost",
+    "fog",
+    "spatter",
 }
 
 

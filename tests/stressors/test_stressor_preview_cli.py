@@ -82,5 +82,5 @@ def test_cli_preview_bad_image_exits_2(tmp_path):
 
 
 def test_cli_preview_unknown_stressor_exits_2(tmp_path):
-    result = CliRunner().invoke(stressors_group, ["preview", "sample:china", "--name", "snow", "--size", "16"])
-    assert result.exit_code == 2 and "unknown stressor 'snow'" in result.output
+    result = CliRunner().invoke(stressors_group, ["preview", "sample:china", "--name", "hailstorm", "--size", "16"])
+    assert result.exit_code == 2 and "unknown stressor 'hailstorm'" in result.output

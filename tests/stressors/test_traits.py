@@ -37,6 +37,11 @@ ALLOWED = {
     ("reports/templates/breaking_points.html.j2", "deepfool"),
     # The statistical contrast of a pair test, not the stressor.
     ("audit/contract/gaptests.py", "contrast"),
+    # The ImageNet-C protocol: its published list of corruptions and AlexNet's published errors per corruption.
+    ("audit/contract/corruption_suite.py", "*"),
+    # image_properties.csv's columns: measured brightness and contrast of each image, not the stressors.
+    ("audit/evaluation/slices/run_folder.py", "brightness"),
+    ("audit/evaluation/slices/run_folder.py", "contrast"),
 }
 
 
