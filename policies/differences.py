@@ -22,11 +22,12 @@ from audit.contract.gaptests import (
     estimates,
     too_few_to_tell,
 )
+from audit.contract.power import TARGET_POWER, candidate_pairs, target_power, target_samples
 from audit.contract.results import Results
 from policies.evaluate import Evaluation
 from policies.schema import MetricRule
 
-__all__ = ["decide_differences", "describe"]
+__all__ = ["decide_differences", "describe", "power_words", "with_samples_needed"]
 
 
 def decide_differences(results: Results, rule: MetricRule, evaluations: list[Evaluation]) -> list[Evaluation]:
@@ -64,14 +65,50 @@ def decide_differences(results: Results, rule: MetricRule, evaluations: list[Eva
         proportions=proportions,
     )
     out = list(evaluations)
-    for i, outcome in zip(tested, outcomes):
+    for i, items, outcome in zip(tested, targets, outcomes):
         e = evaluations[i]
         if outcome.decision is None:
             out[i] = replace(e, status="insufficient_data", note=f"cannot test: {outcome.note}", test=outcome)
             continue
+        power = None
+        if rule.test_mode == "detect":
+            power = target_power(
+                items or [],
+                candidate_pairs(items or [], kind=kind, tolerance=rule.threshold),
+                kind=kind,
+                tolerance=rule.threshold,
+                alpha=1.0 - rule.confidence,
+                family_size=outcome.family_size,
+                proportions=proportions,
+                per_group_families=PROPORTION_METRICS,
+            )
+            if power is not None:  # testable: 80 % power against the alternative (audit.contract.power)
+                outcome = replace(outcome, testable=power.power >= TARGET_POWER, samples_needed=None)
         status = "fail" if outcome.decision in ("violation", "not_shown") else "pass"
-        out[i] = replace(e, status=status, p_value=outcome.p_value, min_detectable=outcome.min_detectable, test=outcome)
+        if too_few_to_tell(outcome.decision, outcome.testable) and power is not None:
+            status = "insufficient_data"  # no violation shown, but the test could not have shown one
+        out[i] = replace(
+            e,
+            status=status,
+            p_value=outcome.p_value,
+            min_detectable=outcome.min_detectable,
+            test=outcome,
+            power=power,
+            note=e.note,
+        )
     return out
+
+
+def with_samples_needed(rule: MetricRule, e: Evaluation) -> Evaluation:
+    """The evaluation with its test's ``samples_needed``: from which size the power stays at 80 %.
+
+    Computed for one target only (the rule's decisive one), as the exact scan takes longer than the test
+    (:func:`audit.contract.power.samples_for_power`).
+    """
+    if e.power is None or e.test is None or rule.difference is None:
+        return e
+    needed = target_samples(rule.difference[1], rule.threshold, e.power)  # type: ignore[arg-type]
+    return replace(e, test=replace(e.test, samples_needed=needed))
 
 
 def describe(rule: MetricRule, e: Evaluation) -> str:
@@ -95,12 +132,14 @@ def describe(rule: MetricRule, e: Evaluation) -> str:
             if outcome.min_detectable is not None:
                 what = "a true gap below" if kind == "gap" else "a true ratio above"
                 text += f"; {what} {outcome.min_detectable:.3g} would likely go unnoticed (80% power)"
+            if e.power is not None:
+                text += f"; {power_words(kind, e)}"
     else:
         if outcome.decision == "within":
             text = f"shown to keep {bound} at {percent} (p = {p}, {pairs})"
         else:
             text = f"not shown to keep {bound} at {percent} (p = {p}, {pairs})"
-    if too_few_to_tell(outcome.decision, outcome.testable):
+    if too_few_to_tell(outcome.decision, outcome.testable) and e.power is None:
         smallest = outcome.smallest_n
         if outcome.samples_needed is not None:
             text += f"; {kind} {bound} cannot be tested below about {outcome.samples_needed} samples per group" + (
@@ -108,4 +147,26 @@ def describe(rule: MetricRule, e: Evaluation) -> str:
             )
         else:
             text += f"; {kind} {bound} cannot be tested with these data"
+    return text
+
+
+def power_words(kind: str, e: Evaluation) -> str:
+    """``power 58.6% against a true gap of 0.2 (groups of 110 and 110); cannot be tested below ...``."""
+    power = e.power
+    if power is None:
+        return ""
+    what = "a true gap of" if kind == "gap" else "a true ratio of"
+    small, large = power.sizes
+    sizes = f"groups of {small} and {large}" if power.per_group else f"rates over {small} and {large} samples"
+    text = f"power {100 * power.power:.1f}% against {what} {power.against:g} ({sizes})"
+    needed = e.test.samples_needed if e.test is not None else None
+    untestable = e.test is not None and e.test.testable is False
+    if needed is not None:
+        text += (
+            f"; cannot be tested below {needed} samples per group (80% power from there on)"
+            if untestable
+            else f"; 80% power from {needed} per group on"
+        )
+    elif untestable:
+        text += "; cannot be tested with these data (below 80% power)"
     return text

@@ -22,6 +22,13 @@ Decisions written here once:
   default: fail closed) reports ``fail`` for a blocking rule and ``warn`` for a
   non-blocking one; ``warn`` reports ``insufficient_data``; ``pass`` reports
   ``pass`` with a note.
+- A ``detect`` difference rule whose test showed no violation but had less than
+  80 % power against its alternative (a true gap of 2τ, a true ratio of 2ρ - 1;
+  :mod:`audit.contract.power`) is *insufficient evidence*: untestable, it follows
+  ``on_insufficient_data`` as insufficient data does, and its message starts with
+  "insufficient evidence" (a measured failure never does). Every detect result
+  records ``power``, ``power_against`` and ``samples_needed`` (the samples per
+  group from which the power stays at 80 %).
 - A glob selector (``night@*``, ``attribute: "*"``) fails if any target fails
   and reports the worst one; it never selects an attack sanity probe
   (``probe: true``), which a rule must name explicitly.
@@ -57,7 +64,7 @@ from audit.contract.plan import RunPlan
 from audit.contract.results import GovernanceFinding, Results
 from policies import targets as t
 from policies.detection import BREAKING_SECTION, breaking_point_evaluations, detection_evaluations
-from policies.differences import decide_differences, describe
+from policies.differences import decide_differences, describe, with_samples_needed
 from policies.errors import PolicyError
 from policies.evaluate import (
     Evaluation,
@@ -164,7 +171,10 @@ def _judged(rule: dict[str, Any]) -> bool:
     if evaluations:
         return any(e.get("status") in ("pass", "fail") for e in evaluations)
     # one target: its own status, unless _rule_result turned "insufficient data" into a pass
-    return rule.get("status") in ("pass", "fail") and not str(rule.get("message", "")).startswith("insufficient data")
+    message = str(rule.get("message", ""))
+    return rule.get("status") in ("pass", "fail") and not message.startswith(
+        ("insufficient data", "insufficient evidence")
+    )
 
 
 def _refuse_a_gate_on_nothing(policy: Policy, rules: list[dict[str, Any]], findings: list[dict[str, Any]]) -> None:
@@ -243,7 +253,8 @@ def _rule_result(
     evaluations: list[Evaluation],
     early: dict[tuple[str, str | None], int] | None = None,
 ) -> dict[str, Any]:
-    pick = _decisive(rule, evaluations)
+    pick = with_samples_needed(rule, _decisive(rule, evaluations))
+    evidence = pick.power is not None and pick.status == "insufficient_data"  # untestable: no power to tell
     judge = "" if rule.judge == "point" else f" ({rule.judge})"
     where = " / ".join(x for x in (pick.condition, pick.group) if x)
     what = f"{rule.aggregate} of " if rule.aggregate in ("gap", "ratio") else ""
@@ -257,7 +268,13 @@ def _rule_result(
     elif pick.status == "insufficient_data":
         mode = rule.on_insufficient_data or policy.on_insufficient_data
         status = {"warn": "insufficient_data", "pass": "pass"}.get(mode, "fail" if rule.blocking else "warn")
-        message = f"insufficient data for {subject}: {pick.note}{multi}; on_insufficient_data={mode}"
+        if evidence:  # the test ran and showed nothing, with too little power to have shown a violation
+            message = (
+                f"insufficient evidence for {subject} = {pick.observed:.4g}: {describe(rule, pick)}{note}{multi}; "
+                f"on_insufficient_data={mode}"
+            )
+        else:
+            message = f"insufficient data for {subject}: {pick.note}{multi}; on_insufficient_data={mode}"
     elif pick.decided_by is not None:
         status = ("fail" if rule.blocking else "warn") if pick.status == "fail" else "pass"
         message = f"{subject} = {pick.observed:.4g}: {pick.decided_by}{note}{multi}"
@@ -290,6 +307,9 @@ def _rule_result(
         "min_detectable": pick.min_detectable,
         "testable": pick.test.testable if pick.test is not None else None,
         "samples_needed": pick.test.samples_needed if pick.test is not None else None,
+        "power": pick.power.power if pick.power is not None else None,
+        "power_against": pick.power.against if pick.power is not None else None,
+        "insufficient_evidence": evidence if pick.power is not None else None,
         "decided_early": decided_early,
         "condition": pick.condition,
         "group": pick.group,
@@ -308,6 +328,7 @@ def _rule_result(
                 "status": e.status,
                 **({"p_value": e.p_value} if e.p_value is not None else {}),
                 **({"min_detectable": e.min_detectable} if e.min_detectable is not None else {}),
+                **({"power": e.power.power} if e.power is not None else {}),
             }
             for e in evaluations
         ]

@@ -37,7 +37,8 @@ class Evaluation:
     A difference between groups also carries ``groups`` (the stored groups, flat) and the
     sizes its test uses (``min_n``, ``min_positives``) until :func:`policies.engine` tests it;
     then ``p_value`` and ``min_detectable`` (and ``test``, the
-    :class:`~audit.contract.gaptests.TargetTest`). A detection gap decided by its stored interval
+    :class:`~audit.contract.gaptests.TargetTest`; a ``detect`` test also its ``power``, the
+    :class:`~audit.contract.power.TargetPower`). A detection gap decided by its stored interval
     (:mod:`policies.detection`) says what the interval showed in ``decided_by``.
     """
 
@@ -54,6 +55,7 @@ class Evaluation:
     min_detectable: float | None = None
     test: Any = None
     decided_by: str | None = None  # a test decided the status (not the point estimate): what it showed
+    power: Any = None  # a detect test: its audit.contract.power.TargetPower (None: no alternative stated)
 
 
 def check_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:

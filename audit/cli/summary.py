@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from audit.contract.fmt import failure_lines, interval, pp, rate, verdict_line
+from audit.contract.fmt import failure_lines, interval, power_lines, pp, rate, verdict_line
 from audit.contract.metric_specs import ACCURACY
 from audit.contract.results import FairnessEntry, PolicyOutcome, Results
 from audit.contract.text import neutralise
@@ -143,6 +143,8 @@ def print_summary(results: Results, out_dir: Path, *, fmt: str = "text") -> None
     table = _detection_table(results, plain) if results.detection is not None else _accuracy_table(results, plain)
     console.print(table)
     for line in failure_lines(results):
+        console.print(plain(line))
+    for line in power_lines(results):
         console.print(plain(line))
     report = out_dir / "report.html"
     console.print(plain(f"report: {report if report.exists() else out_dir}"))

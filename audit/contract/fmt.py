@@ -18,7 +18,7 @@ from typing import Any
 
 from audit.contract.results import PolicyOutcome, Results
 
-__all__ = ["failure_lines", "interval", "observed", "pp", "rate", "threshold", "verdict_line"]
+__all__ = ["failure_lines", "interval", "observed", "power_lines", "pp", "rate", "threshold", "verdict_line"]
 
 _GAPS = ("_gap", "_difference", "disparity", "drop", "delta")
 
@@ -100,11 +100,31 @@ def verdict_line(results: Results) -> str:
             f"verdict: REPORT ONLY (policy {policy.name} gates nothing: report_only, no blocking rule; "
             f"rules: {_counts(policy.counts)}; governance: {_counts(policy.governance_counts or {})})"
         )
+    unproven = {r.id for r in policy.rules if r.insufficient_evidence and r.status == "fail"}
+    evidence = sum(1 for f in failures if f.id in unproven)
+    of_them = f", {evidence} of them insufficient evidence" if evidence else ""
     return (
         f"verdict: {policy.verdict.upper()} (policy {policy.name}: {len(failures)} blocking "
-        f"failure{'s' if len(failures) != 1 else ''}; rules: {_counts(policy.counts)}; "
+        f"failure{'s' if len(failures) != 1 else ''}{of_them}; rules: {_counts(policy.counts)}; "
         f"governance: {_counts(policy.governance_counts or {})})"
     )
+
+
+def power_lines(results: Results) -> list[str]:
+    """One line per ``detect`` rule that passed: the power it had against its alternative, and the
+    samples per group from which that power stays at 80 % (``policy.rules[].power``)."""
+    out = []
+    for r in _policy(results).rules:
+        if r.status != "pass" or r.test != "detect" or r.power is None or r.power_against is None:
+            continue
+        what = "a true gap of" if r.aggregate != "ratio" else "a true ratio of"
+        line = f"  PASS {r.id}: power {100 * r.power:.1f}% against {what} {r.power_against:g}"
+        if r.insufficient_evidence:
+            line += " (insufficient evidence, passed by on_insufficient_data: pass)"
+        if r.samples_needed is not None:
+            line += f"; 80% power from {r.samples_needed} per group"
+        out.append(line)
+    return out
 
 
 def failure_lines(results: Results) -> list[str]:

@@ -75,7 +75,9 @@ __all__ = [
     "decide_targets",
     "entry_tests",
     "estimates",
+    "family_members",
     "holm",
+    "pair_arrays",
     "pair_tests",
     "rule_too_few_to_tell",
     "stored_decision",
@@ -394,6 +396,27 @@ def _families(items: Sequence[Estimate], *, kind: Kind, tolerance: float, mode: 
         for name, members in grouped.items()
         if len(members) > 1
     ]
+
+
+def family_members(items: Sequence[Estimate]) -> dict[str, list[Estimate]]:
+    """The families of one target's estimates with at least two members, in the order of their first estimate."""
+    grouped: dict[str, list[Estimate]] = {}
+    for e in items:
+        grouped.setdefault(e.family, []).append(e)
+    return {name: members for name, members in grouped.items() if len(members) > 1}
+
+
+def pair_arrays(
+    members: Sequence[Estimate], *, kind: Kind, tolerance: float, mode: Mode
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(lo, hi, contrast, se, p)`` of every pair of one family, as arrays in :func:`pair_tests`' order.
+
+    For callers that need one or two pairs of a large family (the hardest pair of a power calculation)
+    without building one object per pair.
+    """
+    lo, hi = _order(members)
+    contrast, se, p = _statistics(members, lo, hi, kind=kind, tolerance=tolerance, mode=mode)
+    return lo, hi, contrast, se, p
 
 
 def pair_tests(items: Sequence[Estimate], *, kind: Kind, tolerance: float, mode: Mode) -> list[PairTest]:

@@ -67,10 +67,29 @@ def test_a_fair_model_with_many_groups_passes_the_detect_test_but_fails_the_poin
     point = _judge(results, **rule, test="point")
     tested = _judge(results, **rule)
     assert point["status"] == "fail" and point["observed"] > 0.05
-    assert tested["status"] == "pass" and tested["test"] == "detect" and tested["confidence"] == 0.95
+    # no violation shown, but groups of 30-300 cannot test a tolerance of 0.05 (issue 32): insufficient
+    # evidence, which fails closed under the default on_insufficient_data
+    assert tested["status"] == "fail" and tested["test"] == "detect" and tested["confidence"] == 0.95
+    assert tested["insufficient_evidence"] is True and tested["message"].startswith("insufficient evidence")
     assert "not shown to break max 0.05 at 95%" in tested["message"] and "190 pairs" in tested["message"]
     assert tested["p_value"] > 0.05 and tested["min_detectable"] > 0.05 and tested["testable"] is False
-    assert "cannot be tested below about" in tested["message"] and tested["samples_needed"] > 300
+    assert tested["power"] < 0.8 and tested["power_against"] == 0.1
+    assert "cannot be tested below" in tested["message"] and tested["samples_needed"] > 300
+    policy = policy_from_dict(
+        {
+            "version": 1,
+            "name": "t",
+            "rules": [
+                {"id": "r", **rule, "on_insufficient_data": "warn"},
+                {"id": "size", "condition": "clean", "metric": "n", "min": 1},  # a judged blocking rule
+            ],
+        },
+        source="t.yaml",
+    )
+    section = check_policy(typed(results), policy)
+    warned = section["rules"][0]
+    assert warned["status"] == "insufficient_data" and warned["insufficient_evidence"] is True
+    assert section["verdict"] == "pass"  # the policy stated warn for this rule
 
 
 def test_a_clear_gap_fails_with_the_holm_adjusted_p_value_of_statsmodels():
@@ -135,7 +154,8 @@ def test_equalized_odds_rule_reports_the_n_that_drove_it_and_min_positives():
     rule = _judge(results, condition="clean", attribute="g", metric="equalized_odds_difference", max=0.1)
     # class 0's FPR in b (2 of its 3 negatives) and class 1's TPR tie at 0.567: the lower class is named
     assert rule["n"] == 3 and "class zero fpr" in rule["message"] and "(n=3)" in rule["message"]
-    assert rule["test"] == "detect" and rule["status"] == "pass"  # 1/3 vs 90/100 on 3 samples shows nothing
+    # 1/3 vs 90/100 on 3 samples shows nothing, and could not have: insufficient evidence (fails closed)
+    assert rule["test"] == "detect" and rule["status"] == "fail" and rule["insufficient_evidence"] is True
     point = _judge(results, condition="clean", attribute="g", metric="equalized_odds_difference", max=0.1, test="point")
     assert point["status"] == "fail"
     filtered = _judge(

@@ -95,3 +95,17 @@ def test_the_policy_message_and_the_report_use_the_one_definition():
         assert rule_too_few_to_tell(rule) == too_few_to_tell(decision, False), (test, status)
     assert not rule_too_few_to_tell({"test": "detect", "status": "pass", "p_value": None, "testable": False})
     assert not rule_too_few_to_tell({"test": "point", "status": "pass", "p_value": None, "testable": False})
+
+
+def test_insufficient_evidence_and_the_power_of_a_pass_are_in_the_rules_table(results):
+    """Issue 32: an untestable detect rule says "insufficient evidence"; a detect pass states its power."""
+    rule = _tested_gap_rule(results, status="fail", p_value=0.4)
+    rule.update(insufficient_evidence=True, power=0.312, power_against=0.1)
+    rules = _text(results)
+    rules = rules[rules.index('id="policy"') : rules.index('id="robustness"')]
+    assert "insufficient evidence: cannot be tested with these data" in rules
+    assert "power 31% against a true gap of 0.1" in rules
+    rule.update(status="pass", insufficient_evidence=False, testable=True, power=0.934)
+    rules = _text(results)
+    rules = rules[rules.index('id="policy"') : rules.index('id="robustness"')]
+    assert "power 93% against a true gap of 0.1" in rules and "insufficient evidence" not in rules

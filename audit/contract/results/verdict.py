@@ -66,6 +66,12 @@ class Evaluation(Node):
         le=1.0,
         description="tested rules: this target's p-value (detect: smallest Holm-adjusted over all the rule's pairs; demonstrate: largest per-pair)",
     )
+    power: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="detect: this target's power against the rule's power_against; absent before 1.6",
+    )
     min_detectable: float | None = Field(
         default=None,
         description="tested detect rules: the smallest true gap (ratio rules: the largest true ratio) found with 80 % probability here",
@@ -108,12 +114,26 @@ class RuleResult(Node):
     )
     testable: bool | None = Field(
         default=None,
-        description="false when the data are too few for the rule to tell (detect: the minimum detectable gap exceeds twice the tolerance; demonstrate: a true gap of 0 would not be shown within tolerance with 80 % probability)",
+        description="false when the data are too few for the rule to tell (detect: power below 80 % against the alternative power_against, from 1.6 on; before 1.6 the minimum detectable gap exceeded twice the tolerance; demonstrate: a true gap of 0 would not be shown within tolerance with 80 % probability)",
     )
     samples_needed: int | None = Field(
         default=None,
         ge=1,
-        description="samples per group at which the rule becomes testable (proportion gaps and ratios)",
+        description="samples per group at which the rule becomes testable (proportion gaps and ratios); detect, from 1.6 on: the equal group size from which the exact power against power_against stays at or above 80 %",
+    )
+    power: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="detect: the probability that the test fails the rule when the decisive target's hardest pair differs by power_against (exact over the binomials for proportions; Holm's first-step level); null when the rule states no alternative (tolerance 0); absent before 1.6",
+    )
+    power_against: float | None = Field(
+        default=None,
+        description="detect: the alternative the power is against: a true gap of twice the tolerance, or a true ratio of 2·ρ - 1; absent before 1.6",
+    )
+    insufficient_evidence: bool | None = Field(
+        default=None,
+        description="detect: true when the test showed no violation with power below 80 % (untestable): the status follows on_insufficient_data and the message starts with 'insufficient evidence'; absent before 1.6",
     )
     decided_early: int | None = Field(
         default=None,

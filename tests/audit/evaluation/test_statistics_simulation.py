@@ -60,6 +60,9 @@ def test_a_calibrated_model_passes_the_builtin_calibration_rules_at_500(datasets
     rules = bench._policy_rules(("ece", "debiased_l2_ce"))
     assert {name for name, _ in rules} == {"ci-gate", "high-risk", "demo"}
     for name, rule in rules:
+        if name == "high-risk":  # it demonstrates calibration from 1000 images (docs/policies.md, bench_power.py)
+            assert rule.judge == "ci_upper" and rule.min_samples == 1000
+            continue
         rate = np.mean([bench._judge(rule, bench._scalar_metrics(r)) for r in datasets[0.0]])
         assert rate >= 0.95, (name, rule.id, rate)
 
