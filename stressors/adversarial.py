@@ -1,4 +1,4 @@
-"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump; and the
+"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, square; and the
 attacks on object detectors, detection_pgd and detection_pgd_l2 (:mod:`stressors.attacks.detection`).
 
 Each class has ``name``, ``severities`` (the epsilons, pixel units of [0, 1]),
@@ -10,10 +10,10 @@ starts); ``perturb`` keeps it in ``last_result`` and HopSkipJump's samples
 without a starting point are in ``last_failed_starts``.
 
 Defaults and their sources are in :mod:`stressors.attacks.gradient` and
-:mod:`stressors.attacks.hopskipjump`.
+:mod:`stressors.attacks.hopskipjump` and :mod:`stressors.attacks.square`.
 """
 
-from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump
+from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump, Square
 from stressors.attacks.detection import DetectionPGD, DetectionPGDL2
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "DetectionPGD",
     "DetectionPGDL2",
     "HopSkipJump",
+    "Square",
 ]
