@@ -139,7 +139,11 @@ def test_at_least_as_strong_as_arts_square_attack_at_equal_budget(demo):
     """Robust accuracy <= ART's + 0.5 pp on 64 correctly classified demo images, 100 iterations each.
 
     ART is a random search too; its result depends on numpy's global seed. It runs with two seeds
-    and the bound is against their mean (the spread between ART's two runs is printed on failure).
+    and the bound is against their mean (both printed on failure). Measured spread on this case
+    (64 samples, so one sample is 1.6 pp): ART 0.906 / 0.859 / 0.797 with numpy seeds 0 / 1 / 2,
+    cvaudit 0.813 / 0.844 / 0.828 with audit seeds 0 / 1 / 2. Seed noise is thus several pp, far
+    above the 0.5 pp margin: the test pins cvaudit's seed 0 against ART's seeds 0 and 1 (mean 0.883);
+    benchmarks/bench_square.py compares on more samples.
     """
     from art.attacks.evasion import SquareAttack
     from art.estimators.classification import PyTorchClassifier
