@@ -1,4 +1,4 @@
-"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, apgd, apgd_l2,
+"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, square, apgd, apgd_l2,
 apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`); and the
 attacks on object detectors, detection_pgd and detection_pgd_l2 (:mod:`stressors.attacks.detection`).
 
@@ -11,11 +11,11 @@ starts); ``perturb`` keeps it in ``last_result`` and HopSkipJump's samples
 without a starting point are in ``last_failed_starts``.
 
 Defaults and their sources are in :mod:`stressors.attacks.gradient` and
-:mod:`stressors.attacks.hopskipjump` and
+:mod:`stressors.attacks.hopskipjump`, :mod:`stressors.attacks.square` and
 :mod:`stressors.attacks.apgd`.
 """
 
-from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump
+from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump, Square
 from stressors.attacks.apgd import APGD, APGDL2, APGDT, APGDTL2, AutoAttack, AutoAttackL2
 from stressors.attacks.detection import DetectionPGD, DetectionPGDL2
 
@@ -35,4 +35,5 @@ __all__ = [
     "DetectionPGD",
     "DetectionPGDL2",
     "HopSkipJump",
+    "Square",
 ]

@@ -61,6 +61,12 @@ MODES = [
 ]
 
 
+#: Query-based attacks whose default budget (thousands of model calls per sample) would take minutes
+#: here run the contract at a small budget: the contract (range, determinism, batch invariance, the
+#: ε-bound) does not depend on the budget.
+SMALL_BUDGET = {"square": {"n_queries": 50}}
+
+
 @pytest.mark.parametrize(
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if n in ATTACKS else n for n in REGISTERED],
