@@ -42,6 +42,12 @@ ALLOWED = {
     # image_properties.csv's columns: measured brightness and contrast of each image, not the stressors.
     ("audit/evaluation/slices/run_folder.py", "brightness"),
     ("audit/evaluation/slices/run_folder.py", "contrast"),
+    ("audit/contract/image_properties.py", "brightness"),
+    ("audit/contract/image_properties.py", "contrast"),
+    ("audit/evaluation/image_properties.py", "brightness"),
+    ("audit/evaluation/image_properties.py", "contrast"),
+    # The statistical contrast of a pair test (power at the hardest pair), not the stressor.
+    ("audit/contract/power.py", "contrast"),
 }
 
 
