@@ -93,10 +93,11 @@ def slices_command(
     if metric not in SEARCH_METRICS:
         raise SliceError(f"--metric {metric!r} cannot be searched; use one of {', '.join(SEARCH_METRICS)}")
     settings = SearchSettings(depth=depth, tolerance=tolerance, min_size=min_size, bins=bins, alpha=alpha, seed=seed)
-    if out is None and (run_dir / _ATTESTATION).exists():
+    if (run_dir / _ATTESTATION).exists() and target.resolve().is_relative_to(run_dir.resolve()):
+        # through --out too (a path into the folder, or a link to it): the signed folder stays as signed
         raise SliceError(
             f"{run_dir} is a signed run folder: a slices.csv written into it now is not covered by its attestation "
-            "(and would replace an attested one); name the file to write with --out"
+            "(and would replace an attested one); name a file outside it with --out"
         )
     if target.is_dir():
         raise SliceError(f"--out {target}: is a folder; name the slices.csv file to write")

@@ -371,7 +371,12 @@ def target_power(
     if alt is None:
         return None
     small, large = sorted((hardest.low.n, hardest.high.n))
-    power = exact_power(kind, tolerance, level, small, large, alt.low, alt.high)  # the smaller group lower
+    # Either group may be the worse one: the power is the lower of the two placements (the smaller group at the
+    # rate nearer 0.5 has the larger variance; for a pooled rate below 0.5 that is the higher rate).
+    power = min(
+        exact_power(kind, tolerance, level, small, large, alt.low, alt.high),
+        exact_power(kind, tolerance, level, large, small, alt.low, alt.high),
+    )
     return TargetPower(power, alt.against, level, alt, True, (small, large), hardest.family in per_group_families)
 
 

@@ -30,7 +30,7 @@ Agreed shapes around it (written down here, built by the run side):
   ``slice - rest``);
 - the promoted policy rule (``cvaudit slices RUN_DIR --promote N``):
   ``{kind: metric, id: <id>, section: slices, entry: <id>, metric: gap.<metric>, max: <tolerance>,
-  min_samples: <min size>}``.
+  min_samples: <the slice's size on the confirmation half, at least 2>}``.
 """
 
 from __future__ import annotations

@@ -183,3 +183,44 @@ def test_signed_run_folder_needs_out(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "is a signed run folder" in result.output
     assert not (run / "slices.csv").exists()
     assert _invoke(str(run), "--out", str(tmp_path / "elsewhere.csv")).exit_code == 0
+
+
+def test_signed_run_folder_refuses_an_out_into_it(tmp_path: Path) -> None:
+    """--out naming a file in the signed folder, directly or through a link, is refused as the default is."""
+    run = _write_run(tmp_path / "run", n=300)
+    (run / "attestation.dsse.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "link").symlink_to(run)
+    for out in (run / "slices.csv", tmp_path / "link" / "." / "slices.csv", run / "sub" / "x.csv"):
+        result = _invoke(str(run), "--out", str(out))
+        assert result.exit_code == 2 and "is a signed run folder" in result.output, out
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (run / "slices.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "message"),
+    [
+        ("metric", "accuracy\n    blocking: false\n    on_insufficient_data: pass", "is not a search metric"),
+        ("value", "0.5\nrules: []", "value"),
+        ("tolerance", "abc", "tolerance 'abc' is not a finite number"),
+        ("n_confirm", "12.5", "n_confirm '12.5' is not a whole number"),
+        ("p_value", "nan", "p_value 'nan' is not a finite number"),
+    ],
+)
+def test_promote_refuses_a_cell_that_is_not_what_slices_wrote(tmp_path: Path, column, text, message) -> None:
+    """A slices.csv is a user file: a newline in a cell must not add keys to the printed rule (one line, exit 2)."""
+    import csv
+
+    run = _write_run(tmp_path / "run")
+    assert _invoke(str(run)).exit_code == 0
+    with open(run / "slices.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows, "the planted run must give a slice"
+    rows[0][column] = text
+    with open(run / "slices.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = _invoke(str(run), "--promote", "1")
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output

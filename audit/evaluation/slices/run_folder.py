@@ -197,8 +197,12 @@ def read_run_table(run_dir: str | Path, *, condition: str = "clean") -> RunTable
     if has_props:
         require_regular(prop_path, what="image properties file", error=SliceError)
         p_header, p_body = _rows(prop_path, "image properties file")
-        if not p_header or p_header[0] != "id":
-            raise SliceError(f"{prop_path}: the header must start with 'id'")
+        if tuple(p_header) != ("id", *PROPERTY_COLUMNS):
+            # the run writes exactly these columns; any other file is not one of its image_properties.csv (and
+            # an unbounded number of columns would grow the search with the cube of their number)
+            raise SliceError(
+                f"{prop_path}: the header must be id,{','.join(PROPERTY_COLUMNS)} (cvaudit's image properties)"
+            )
         properties = p_header[1:]
         clash = [p for p in properties if p in attributes]
         if clash:
@@ -359,6 +363,29 @@ def _yaml_text(value: str) -> str:
     return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
 
 
+def _number(
+    path: str | Path,
+    rank: int,
+    row: dict[str, str | None],
+    key: str,
+    *,
+    default: float | None = None,
+    whole: bool = False,
+) -> float:
+    """A finite number from a slices.csv cell (``default`` when empty), or one line naming the file and cell."""
+    text = row.get(key)
+    if not text and default is not None:
+        return default
+    try:
+        value = float(text or "")
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or (whole and (value < 0 or not value.is_integer())):
+        what = "a whole number" if whole else "a finite number"
+        raise SliceError(f"{path}: slice {rank}: {key} {echo(str(text))} is not {what}")
+    return value
+
+
 def promote(path: str | Path, rank: int) -> str:
     """The YAML that makes slice ``rank`` of the slices.csv at ``path`` a regression test: a policy rule
     (``section: slices, entry: <id>, metric: gap.<metric>, max: <tolerance>``) and the config snippet
@@ -380,13 +407,21 @@ def promote(path: str | Path, rank: int) -> str:
     ident = slice_id(definition)
     if ident != row["id"]:
         raise SliceError(f"{path}: slice {rank}: id {echo(row['id'])} is not the id of its definition ({ident})")
+    # Every cell printed into the YAML is checked: a slices.csv is a file like any other, and a newline in a
+    # cell would add keys to the rule (e.g. blocking: false); only registered metrics and finite numbers pass.
     metric = row["metric"] or "accuracy"
-    tolerance = float(row["tolerance"] or 0.0)
-    n_confirm = int(row["n_confirm"] or 0)
+    if metric not in SEARCH_METRICS:
+        raise SliceError(
+            f"{path}: slice {rank}: metric {echo(metric)} is not a search metric ({', '.join(SEARCH_METRICS)})"
+        )
+    tolerance = _number(path, rank, row, "tolerance", default=0.0)
+    n_confirm = int(_number(path, rank, row, "n_confirm", default=0.0, whole=True))
+    value, rest = _number(path, rank, row, "value"), _number(path, rank, row, "rest_value")
+    p_value = _number(path, rank, row, "p_value")
     lines = [
         f"# slice {rank}: {definition.text()}",
-        f"# found by cvaudit slices: {metric} {row['value']} in the slice vs {row['rest_value']} outside",
-        f"# (confirmation half, n={n_confirm}; Holm-adjusted p={row['p_value']})",
+        f"# found by cvaudit slices: {metric} {value!r} in the slice vs {rest!r} outside",
+        f"# (confirmation half, n={n_confirm}; Holm-adjusted p={p_value!r})",
         "# policy rule (add under 'rules:'): fails while the slice is worse than the rest by more than the tolerance",
         "rules:",
         "  - kind: metric",

@@ -118,3 +118,22 @@ def test_candidate_pairs_give_the_power_of_every_pair(seed, kind):
     for proportions in (True, False):
         how = dict(kind=kind, tolerance=tolerance, alpha=0.05, family_size=len(every), proportions=proportions)
         assert target_power(items, fewer, **how) == target_power(items, every, **how)
+
+
+def test_the_power_of_unequal_groups_is_the_lower_of_both_placements():
+    """Below a pooled rate of 0.5 the smaller group at the higher rate has less power (review, issue 32)."""
+    from audit.contract.power import target_power
+
+    items = []
+    for group, n, rate in (("small", 100, 0.2), ("large", 2000, 0.2)):
+        items.append(
+            Estimate(group=group, family="fpr[1]", value=rate, se=math.sqrt(rate * (1 - rate) / n), n=n, rate=rate)
+        )
+    pairs = pair_tests(items, kind="gap", tolerance=0.1, mode="detect")
+    got = target_power(items, pairs, kind="gap", tolerance=0.1, alpha=0.05, family_size=1, proportions=True)
+    placements = [
+        exact_power("gap", 0.1, 0.05, 100, 2000, 0.1, 0.3),
+        exact_power("gap", 0.1, 0.05, 2000, 100, 0.1, 0.3),
+    ]
+    assert placements[1] < placements[0]
+    assert got.power == pytest.approx(min(placements), abs=1e-12)
