@@ -33,6 +33,7 @@ correlation elsewhere, see :func:`stressors.filters.correlate`).
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -445,6 +446,7 @@ class Pixelate(_ImageNetC):
     """
 
     name = "pixelate"
+    output_in_range = True  # averages of [0, 1] values, rounded to multiples of 1/255
     severity_meaning = {
         i + 1: f"resolution x {c} (cells of {1 / c:.1f} px), box average then nearest upscale"
         for i, c in enumerate(PIXELATE_FACTOR)
@@ -452,20 +454,24 @@ class Pixelate(_ImageNetC):
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         c = PIXELATE_FACTOR[int(params.severity) - 1]
-        h, w = images.shape[-2:]
+        n, h, w = images.shape[0], *images.shape[-2:]
         small_w, small_h = max(1, int(w * c)), max(1, int(h * c))
-        rows = _nearest_index(small_h, h).to(images.device)
-        cols = _nearest_index(small_w, w).to(images.device)
-
-        def pixelate(sl: slice) -> Tensor:
+        device = images.device
+        plan_w = [t.to(device) for t in _box_plan(w, small_w)]
+        plan_h = [t.to(device) for t in _box_plan(h, small_h)]
+        rows = _nearest_index(small_h, h).to(device)
+        cols = _nearest_index(small_w, w).to(device)
+        out = torch.empty_like(images)
+        # A few images at a time on the CPU, so that every temporary stays in the cache (as _in_chunks).
+        chunk = n if device.type != "cpu" else max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
+        for start in range(0, n, chunk):
+            sl = slice(start, min(n, start + chunk))
             # 2-D and 3-D views: index_select along the last axis of a 4-D tensor is several times slower.
-            x = images[sl]
-            y = _box_downscale(x.reshape(-1, w), small_w)  # (N C H, w'): width first, as Pillow
-            y = _box_downscale(y.view(-1, h, small_w), small_h)  # (N C, h', w')
+            y = _box_downscale(images[sl].reshape(-1, w), plan_w)  # (N C H, w'): width first, as Pillow
+            y = _box_downscale(y.view(-1, h, small_w), plan_h)  # (N C, h', w')
             y = y.index_select(1, rows)  # (N C, H, w')
-            return y.view(-1, small_w).index_select(1, cols).view(x.shape)
-
-        return _in_chunks(images, pixelate)
+            torch.index_select(y.view(-1, small_w), 1, cols, out=out[sl].view(-1, w))  # straight into the output
+        return out
 
 
 class JpegCompression(_ImageNetC):
@@ -682,32 +688,43 @@ def pillow_box_bounds(in_size: int, out_size: int) -> tuple[Tensor, Tensor]:
     return torch.tensor(lo), torch.tensor(hi)
 
 
-def _box_downscale(images: Tensor, size: int) -> Tensor:
-    """Pillow's 8-bit ``BOX`` resize of axis 1 of a 2-D or 3-D tensor to ``size``.
+@functools.lru_cache(maxsize=64)
+def _box_plan(in_size: int, size: int) -> tuple[Tensor, ...]:
+    """Pillow's ``BOX`` resize from ``in_size`` to ``size`` as taps: ``(scale, index_0, index_1, weight_1, ...)``.
+
+    Output ``j`` is ``scale[j] * sum_k weight_k[j] * x[index_k[j]]`` (``weight_0`` is 1,
+    ``scale`` is ``255 / count``); empty when ``size == in_size``. Cached: the same sizes
+    come back batch after batch. CPU tensors; treat as read-only.
+    """
+    if size == in_size:
+        return ()
+    lo, hi = pillow_box_bounds(in_size, size)
+    count = hi - lo
+    plan = [255.0 / count.to(torch.float32)]
+    for j in range(int(count.max())):
+        plan.append(torch.minimum(lo + j, hi - 1))
+        if j:
+            plan.append((j < count).to(torch.float32))
+    return tuple(plan)
+
+
+def _box_downscale(images: Tensor, plan: Sequence[Tensor]) -> Tensor:
+    """Pillow's 8-bit ``BOX`` resize of axis 1 of a 2-D or 3-D float32 tensor, as :func:`_box_plan` plans it.
 
     Each output is the mean of its cell's inputs, rounded half up to a multiple of 1/255 as
     Pillow's fixed-point arithmetic does (a tolerance of 1e-3 grey levels absorbs float32
     rounding, so that 8-bit inputs round as in Pillow).
     """
-    n_in = images.shape[1]
-    if size == n_in:
+    if not plan:
         return images.clone()
-    lo, hi = pillow_box_bounds(n_in, size)
-    count = hi - lo
     shape = (-1,) + (1,) * (images.ndim - 2)
-    total = None
-    for j in range(int(count.max())):
-        tap = images.index_select(1, torch.minimum(lo + j, hi - 1).to(images.device))
-        if j:
-            weight = (j < count).to(images.dtype).to(images.device).view(shape)
-            total = total.addcmul_(tap, weight)
-        else:
-            total = tap
-    assert total is not None
-    scale = (255.0 / count.to(images.dtype)).to(images.device).view(shape)
-    return total.mul_(scale).add_(0.5 + 1e-3).floor_().div_(255.0)
+    total = images.index_select(1, plan[1])
+    for k in range(2, len(plan), 2):
+        total = total.addcmul_(images.index_select(1, plan[k]), plan[k + 1].view(shape))
+    return total.mul_(plan[0].view(shape)).add_(0.5 + 1e-3).floor_().div_(255.0)
 
 
+@functools.lru_cache(maxsize=64)
 def _nearest_index(in_size: int, out_size: int) -> Tensor:
     """The input index Pillow's ``NEAREST`` resize reads for each output pixel: ``int((j + 0.5) * in / out)``.
 
