@@ -9,7 +9,7 @@ Two models on the demo's 32x32 digits:
 For every L∞ ε of the sweep, robust accuracy on the first ``--n`` audit images of:
 
 - cvaudit ``apgd`` (APGD-CE), ``apgd`` with ``loss: dlr`` (APGD-DLR), ``apgd_t`` and the
-  ``autoattack`` ensemble (members apgd-ce, apgd-t; FAB-T and Square are not built);
+  ``autoattack`` ensemble (its default members apgd-ce, apgd-t; FAB-T is not built, Square is not a default member);
 - ART 1.20 ``AutoProjectedGradientDescent`` with the same budget (``max_iter`` = n_iter,
   ``nb_random_init`` 1, ``eps_step`` 2ε = APGD's initial step), cross-entropy and DLR loss,
   and their ensemble (a sample is robust only if it survives both).

@@ -55,6 +55,7 @@ from stressors.attacks.common import (
     reject_unknown,
     resolve_epsilons,
 )
+from stressors.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, Square
 from stressors.base import StressorError, generator, per_sample_seeds
 
 DEFAULT_N_ITER = 100
@@ -70,9 +71,13 @@ DEFAULT_EOT_SAMPLES = 20
 EOT_MODES = ("auto", "always", "never")
 #: The members of the reference's standard ensemble, in its order; only those in MEMBERS exist here.
 REFERENCE_MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square")
-#: Members that exist here (``apgd-dlr`` is the second member of the reference's ``rand`` version).
-MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t")
-NOT_BUILT = ("fab-t", "square")
+#: Members that exist here (L∞), in the order they run: the reference's order, with ``apgd-dlr``
+#: (the second member of the reference's ``rand`` version) after ``apgd-ce``.
+MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
+NOT_BUILT = ("fab-t",)
+#: Under L2 Square is not built (``square`` is L∞ only).
+MEMBERS_L2 = ("apgd-ce", "apgd-dlr", "apgd-t")
+NOT_BUILT_L2 = ("fab-t", "square")
 #: Two forward passes differ by more than this (on L2-normalised logits): a randomised model (reference).
 RANDOMISED_TOLERANCE = 1e-6
 
@@ -518,21 +523,29 @@ class AutoAttack(Attack):
     """The AutoAttack ensemble (Croce & Hein 2020), L∞: a sample is robust only if it survives
     every member; members run in the reference's order, each on the samples still robust.
 
-    Members that exist here: ``apgd-ce`` (APGD, CE loss), ``apgd-t`` (APGD-T, 9 target classes)
-    and ``apgd-dlr`` (untargeted DLR, the second member of the reference's ``rand`` version).
-    **FAB-T and Square are not built**: the default ``members: [apgd-ce, apgd-t]`` is the
-    reference's standard ensemble without them, which can only overstate robust accuracy
-    relative to the full standard version (it is never reported as "AutoAttack standard";
-    ``options.members_not_run`` names the missing ones). Budgets per member (reference
-    standard): ``n_iter`` 100, ``restarts`` 1, ``n_target_classes`` 9; under EoT every member
-    uses ``eot_samples`` = 20 gradient samples per step.
+    Members that exist here: ``apgd-ce`` (APGD, CE loss), ``apgd-t`` (APGD-T, 9 target classes),
+    ``square`` (:class:`stressors.attacks.square.Square`, gradient-free; L∞ only) and ``apgd-dlr``
+    (untargeted DLR, the second member of the reference's ``rand`` version). They run in the
+    order apgd-ce, apgd-dlr, apgd-t, square (the reference's, FAB-T being absent). Each member
+    keys its random draws by its own stressor name (``apgd``, ``apgd_t``, ``square``), so on the
+    samples it attacks it gives exactly the stand-alone stressor's result. **FAB-T is not
+    built**, and the default ``members: [apgd-ce, apgd-t]`` leaves Square out (its reference
+    budget, 5000 queries per robust sample, dominates the run time): the default can only
+    overstate robust accuracy relative to the full standard version (it is never reported as
+    "AutoAttack standard"; ``options.members_not_run`` names the missing ones). Budgets per
+    member (reference standard): ``n_iter`` 100, ``restarts`` 1, ``n_target_classes`` 9; Square
+    ``n_queries`` 5000, ``p_init`` 0.8, ``restarts`` 1; under EoT every APGD member uses
+    ``eot_samples`` = 20 gradient samples per step (Square uses none).
 
     Args:
         epsilons: radii (alias ``severities``), as :class:`APGD` / :class:`APGDL2`.
         members: the members to run, in any order given (they run in the reference's order);
             default ``[apgd-ce, apgd-t]``.
-        n_iter, restarts, rho, eot, eot_samples: as :class:`APGD`, for every member.
+        n_iter, rho, eot, eot_samples: as :class:`APGD`, for every APGD member.
+        restarts: as :class:`APGD`, for every member (Square included).
         n_target_classes: APGD-T's target classes; default 9.
+        n_queries, p_init: Square's budget (as :class:`stressors.attacks.square.Square`);
+            default 5000 and 0.8. Allowed only where Square is built (L∞).
 
     Raises:
         StressorError: a bad or unknown option, an unknown member or one not built here.
@@ -549,6 +562,8 @@ class AutoAttack(Attack):
     _epsilon_upper: ClassVar[float | None] = 1.0
     _single: ClassVar[type] = APGD
     _targeted: ClassVar[type] = APGDT
+    _members: ClassVar[tuple[str, ...]] = MEMBERS
+    _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT
 
     def __init__(
         self,
@@ -565,23 +580,26 @@ class AutoAttack(Attack):
         **unknown: Any,
     ):
         names = ["epsilons", "severities", "members", "n_iter", "restarts", "rho", "n_target_classes", "eot"]
-        reject_unknown(self.name, unknown, [*names, "eot_samples"])
+        names += ["eot_samples"] + (["n_queries", "p_init"] if "square" in self._members else [])
+        square_budget = {k: unknown.pop(k) for k in ("n_queries", "p_init") if k in unknown and k in names}
+        reject_unknown(self.name, unknown, names)
         self.severities = resolve_epsilons(
             self.name, epsilons, severities, self.default_epsilons, upper=self._epsilon_upper
         )
         if isinstance(members, (str, bytes)) or not isinstance(members, Sequence) or not members:
             raise StressorError(f"{self.name}: option 'members' must be a non-empty list, got {members!r}")
+        available = list(self._members)
         for m in members:
-            if m in NOT_BUILT:
+            if m in self._not_built:
+                where = " under L2 (square is L-inf only)" if m in MEMBERS else ""
                 raise StressorError(
-                    f"{self.name}: member {m!r} is not built in this cvaudit version; available {list(MEMBERS)}"
+                    f"{self.name}: member {m!r} is not built{where} in this cvaudit version; available {available}"
                 )
-            if m not in MEMBERS:
-                raise StressorError(f"{self.name}: unknown member {m!r}; expected some of {list(MEMBERS)}")
+            if m not in self._members:
+                raise StressorError(f"{self.name}: unknown member {m!r}; expected some of {available}")
         if len(set(members)) != len(members):
             raise StressorError(f"{self.name}: option 'members' lists a member twice: {list(members)}")
-        order = ("apgd-ce", "apgd-dlr", "apgd-t")
-        self.members = tuple(m for m in order if m in members)
+        self.members = tuple(m for m in self._members if m in members)
         common = {"epsilons": self.severities, "n_iter": n_iter, "restarts": restarts, "rho": rho}
         common |= {"eot": eot, "eot_samples": eot_samples}
         try:
@@ -590,8 +608,13 @@ class AutoAttack(Attack):
                 "apgd-dlr": self._single(loss="dlr", **common),
                 "apgd-t": self._targeted(n_target_classes=n_target_classes, **common),
             }
+            if "square" in self._members:
+                self._attacks["square"] = Square(epsilons=self.severities, restarts=restarts, **square_budget)
         except StressorError as err:
             raise StressorError(f"{self.name}: {str(err).split(': ', 1)[1]}") from None
+        square = self._attacks.get("square")
+        self.n_queries = square.n_queries if square else DEFAULT_QUERIES
+        self.p_init = square.p_init if square else DEFAULT_P_INIT
         self._attacks = {m: a for m, a in self._attacks.items() if m in self.members}
         self.n_iter, self.restarts, self.rho = n_iter, restarts, float(rho)
         self.n_target_classes, self.eot, self.eot_samples = n_target_classes, eot, eot_samples
@@ -599,7 +622,12 @@ class AutoAttack(Attack):
 
     @property
     def options(self) -> dict[str, Any]:
-        budgets = {m: {"n_iter": self.n_iter, "restarts": self.restarts} for m in self.members}
+        budgets: dict[str, dict[str, Any]] = {}
+        for m in self.members:
+            if m == "square":
+                budgets[m] = {"n_queries": self.n_queries, "p_init": self.p_init, "restarts": self.restarts}
+            else:
+                budgets[m] = {"n_iter": self.n_iter, "restarts": self.restarts}
         if "apgd-t" in budgets:
             budgets["apgd-t"]["n_target_classes"] = self.n_target_classes
         return {
@@ -615,9 +643,10 @@ class AutoAttack(Attack):
 
     def _run(self, model, images, labels, epsilon, seeds, sample_ids, seed):
         n = images.shape[0]
-        first = self._attacks[self.members[0]]
         bseed = batch_seed(seeds)
-        randomised, eot_samples = first.eot_for(model, images, bseed)
+        randomised = is_randomised(model, images, bseed)  # also under eot: never (the flag then fails)
+        use_eot = self.eot == "always" or (self.eot == "auto" and randomised)
+        eot_samples = self.eot_samples if use_eot else 1
         adv = images.clone()
         with _forked_rng(images.device, bseed), torch.no_grad():
             num_classes = int(model(images[:1]).shape[1])
@@ -667,6 +696,8 @@ class AutoAttackL2(AutoAttack):
     _epsilon_upper: ClassVar[float | None] = None
     _single: ClassVar[type] = APGDL2
     _targeted: ClassVar[type] = APGDTL2
+    _members: ClassVar[tuple[str, ...]] = MEMBERS_L2
+    _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT_L2
 
 
 __all__ = [
@@ -675,7 +706,9 @@ __all__ = [
     "APGDT",
     "APGDTL2",
     "MEMBERS",
+    "MEMBERS_L2",
     "NOT_BUILT",
+    "NOT_BUILT_L2",
     "REFERENCE_MEMBERS",
     "AutoAttack",
     "AutoAttackL2",

@@ -152,6 +152,23 @@ class Square(Attack):
             fooled[todo] |= success
         return best, predict(model, best) != labels, failed
 
+    # ---- the autoattack ensemble's member interface (as :meth:`stressors.attacks.apgd.APGD.run_member`)
+
+    def run_member(
+        self, model, images: Tensor, labels: Tensor, epsilon: float, seeds: list[int], eot_samples: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """This attack on a batch, for the ensemble: ``(adversarial, fooled, zero_gradient)`` per sample.
+
+        Exactly :meth:`_run` with the given per-sample ``seeds`` (so the ensemble's member equals
+        the stand-alone ``square`` on the samples it attacks). ``eot_samples`` is ignored (no
+        gradients); ``zero_gradient`` is all False.
+        """
+        adv, fooled, _ = self._run(model, images, labels, epsilon, seeds, None, None)
+        return adv, fooled.to(images.device), torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+
+    def check_classes(self, num_classes: int) -> None:
+        """Square works with any number of classes (>= 2): nothing to check."""
+
     @torch.no_grad()
     def _single_run(
         self, model, x: Tensor, y: Tensor, eps: float, seeds: list[int], restart: int

@@ -9,11 +9,14 @@ import pytest
 import torch
 from torch import nn
 
+from audit.evaluation.adversarial_checks import WHITE_BOX_STRONGER, attack_traits, sanity_checks
 from stressors.attacks.apgd import (
     APGD,
     APGDL2,
     APGDT,
     APGDTL2,
+    MEMBERS,
+    NOT_BUILT,
     AutoAttack,
     AutoAttackL2,
     checkpoints,
@@ -21,6 +24,7 @@ from stressors.attacks.apgd import (
     dlr_targeted_loss,
     is_randomised,
 )
+from stressors.attacks.square import Square
 from stressors.base import StressorError
 
 EPS = 0.1  # the 8x8 digits CNN has an intermediate robust accuracy here
@@ -106,7 +110,7 @@ def test_defaults_are_the_references_standard_version():
     assert t.n_target_classes == 9 and t.options["momentum"] == 0.75
     aa = AutoAttack()
     assert aa.options["members"] == ["apgd-ce", "apgd-t"]
-    assert aa.options["members_not_run"] == ["fab-t", "square"]
+    assert aa.options["members_not_run"] == ["fab-t", "square"]  # Square is built but not a default member
     assert aa.options["budgets"]["apgd-t"] == {"n_iter": 100, "restarts": 1, "n_target_classes": 9}
 
 
@@ -302,7 +306,8 @@ def test_eot_averages_the_gradient_over_samples(digits):
         (APGDT, {"loss": "ce"}, "unknown option 'loss'"),
         (APGDT, {"n_target_classes": 0}, "option 'n_target_classes'"),
         (AutoAttack, {"members": ["apgd-ce", "pgd"]}, "unknown member 'pgd'"),
-        (AutoAttack, {"members": ["square"]}, "member 'square' is not built"),
+        (AutoAttack, {"members": ["fab-t"]}, "member 'fab-t' is not built"),
+        (AutoAttackL2, {"members": ["square"]}, "member 'square' is not built under L2"),
         (AutoAttack, {"members": ["apgd-ce", "apgd-ce"]}, "twice"),
         (AutoAttack, {"members": "apgd-ce"}, "non-empty list"),
         (AutoAttack, {"restarts": 0}, "option 'restarts'"),
@@ -321,3 +326,111 @@ def test_targeted_dlr_needs_four_classes():
         APGDT(epsilons=[0.1]).attack(
             three, x, torch.zeros(4, dtype=torch.int64), severity=0.1, sample_ids=torch.arange(4), seed=0
         )
+
+
+# ------------------------------------------------------- Square as an ensemble member
+
+SMALL = {"n_iter": 2, "n_target_classes": 2}
+QUERIES = 30
+
+
+class Saturate(nn.Module):
+    """Logits x 1e4: the softmax saturates, so the CE gradient is exactly 0 on confident samples
+    (gradient masking) while the margin, which Square minimises, keeps its sign."""
+
+    def forward(self, z):
+        return z * 1e4
+
+
+def test_square_fools_what_masked_gradients_left_and_equals_the_stand_alone_square(digits):
+    model, x, y, ids = digits
+    masked = nn.Sequential(model, Saturate()).eval()
+    ce = robust(APGD(epsilons=[EPS], n_iter=2), masked, x, y, ids)
+    sq = robust(Square(epsilons=[EPS], n_queries=QUERIES), masked, x, y, ids)
+    assert (ce & ~sq).any(), "Square must fool samples APGD-CE left, or this test cannot fail"
+    attack = AutoAttack(epsilons=[EPS], members=["square", "apgd-ce"], n_iter=2, n_queries=QUERIES)
+    got = robust(attack, masked, x, y, ids)
+    assert torch.equal(got, ce & sq)
+    first, second = attack.last_details["members"]
+    assert (first["member"], second["member"]) == ("apgd-ce", "square")
+    assert second["attacked"] == first["robust"] == int(ce.sum()), "square runs only on the samples still robust"
+    assert second["robust"] == int(got.sum()) < first["robust"] and second["seconds"] > 0
+    assert attack.last_details["zero_gradient_samples"] > 0
+
+
+def test_the_ensemble_with_square_is_the_union_of_the_stand_alone_members(digits):
+    model, x, y, ids = digits
+    ce = robust(APGD(epsilons=[EPS], n_iter=2), model, x, y, ids)
+    t = robust(APGDT(epsilons=[EPS], **SMALL), model, x, y, ids)
+    sq = robust(Square(epsilons=[EPS], n_queries=QUERIES), model, x, y, ids)
+    attack = AutoAttack(epsilons=[EPS], members=["square", "apgd-t", "apgd-ce"], n_queries=QUERIES, **SMALL)
+    got = robust(attack, model, x, y, ids)
+    assert torch.equal(got, ce & t & sq)
+    rows = attack.last_details["members"]
+    assert [r["member"] for r in rows] == ["apgd-ce", "apgd-t", "square"]
+    assert rows[0]["robust"] == int(ce.sum()) and rows[1]["robust"] == int((ce & t).sum())
+    assert rows[2]["attacked"] == rows[1]["robust"] and rows[2]["robust"] == int(got.sum())
+
+
+def test_square_alone_in_the_ensemble_equals_the_stand_alone_square(digits):
+    model, x, y, ids = digits
+    alone = Square(epsilons=[EPS], n_queries=QUERIES).attack(model, x, y, severity=EPS, sample_ids=ids, seed=3)
+    member = AutoAttack(epsilons=[EPS], members=["square"], n_queries=QUERIES)
+    got = member.attack(model, x, y, severity=EPS, sample_ids=ids, seed=3)
+    assert torch.equal(got.fooled, alone.fooled)
+    assert torch.equal(got.images[got.fooled], alone.images[alone.fooled])
+    assert member.last_details["zero_gradient_samples"] == 0
+
+
+def test_apgd_dlr_runs_before_apgd_t_and_square_last():
+    attack = AutoAttack(members=["square", "apgd-t", "apgd-dlr", "apgd-ce"])
+    assert attack.members == ("apgd-ce", "apgd-dlr", "apgd-t", "square") == MEMBERS
+    assert NOT_BUILT == ("fab-t",)
+
+
+def test_options_record_squares_budget_and_the_members_not_run():
+    default = AutoAttack()
+    assert default.options["members"] == ["apgd-ce", "apgd-t"], "Square is not in the default members"
+    assert default.options["members_not_run"] == ["fab-t", "square"]
+    full = AutoAttack(members=["apgd-ce", "apgd-t", "square"], n_queries=QUERIES, p_init=0.4)
+    assert full.options["members_not_run"] == ["fab-t"]
+    assert full.options["budgets"]["square"] == {"n_queries": QUERIES, "p_init": 0.4, "restarts": 1}
+    assert AutoAttack(members=["square"]).options["budgets"]["square"] == {
+        "n_queries": 5000,
+        "p_init": 0.8,
+        "restarts": 1,
+    }
+    assert AutoAttackL2().options["members_not_run"] == ["fab-t", "square"]
+
+
+@pytest.mark.parametrize(
+    "cls, options, message",
+    [
+        (
+            AutoAttackL2,
+            {"members": ["apgd-ce", "square"]},
+            "autoattack_l2: member 'square' is not built under L2 (square is L-inf only) in this cvaudit "
+            "version; available ['apgd-ce', 'apgd-dlr', 'apgd-t']",
+        ),
+        (AutoAttackL2, {"n_queries": 30}, "autoattack_l2: unknown option 'n_queries'"),
+        (AutoAttack, {"members": ["fab-t"]}, "autoattack: member 'fab-t' is not built in this cvaudit version"),
+        (AutoAttack, {"n_queries": 0}, "autoattack: option 'n_queries' must be an integer >= 1, got 0"),
+        (AutoAttack, {"p_init": 1.5}, "autoattack: option 'p_init'"),
+    ],
+)
+def test_bad_square_options_are_one_line(cls, options, message):
+    with pytest.raises(StressorError) as err:
+        cls(**options)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_the_black_box_check_sees_stand_alone_square():
+    assert not attack_traits(Square)["needs_gradients"] and attack_traits(Square)["norm"] == "linf"
+
+    def cond(stressor, eps, acc):
+        cid = "clean" if stressor is None else f"{stressor}@{eps:.4g}"
+        return {"id": cid, "stressor": stressor, "severity": eps, "metrics": {"n": 1000, "accuracy": acc}}
+
+    conditions = [cond(None, 0, 0.95), cond("apgd", 0.03, 0.60), cond("square", 0.03, 0.30)]
+    found = [f for f in sanity_checks(conditions) if f["check"] == WHITE_BOX_STRONGER and f["attack"] == "apgd"]
+    assert len(found) == 1 and found[0]["status"] == "warn" and "square" in found[0]["message"]

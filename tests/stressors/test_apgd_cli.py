@@ -34,7 +34,9 @@ def _spoil_images(root):
         ("{name: autoattack, eot_samples: 0}", "autoattack: option 'eot_samples' must be an integer >= 1, got 0"),
         ("{name: apgd_t, eot_samples: 0}", "apgd_t: option 'eot_samples' must be an integer >= 1, got 0"),
         ("{name: autoattack, members: [apgd-ce, fab]}", "autoattack: unknown member 'fab'"),
-        ("{name: autoattack, members: [apgd-ce, square]}", "autoattack: member 'square' is not built"),
+        ("{name: autoattack, members: [apgd-ce, fab-t]}", "autoattack: member 'fab-t' is not built"),
+        ("{name: autoattack_l2, members: [square]}", "autoattack_l2: member 'square' is not built under L2"),
+        ("{name: autoattack, members: [square], n_queries: 0}", "autoattack: option 'n_queries' must be"),
     ],
 )
 def test_bad_attack_options_exit_2_in_one_line_before_any_image(workspace, entry, words):  # noqa: F811
