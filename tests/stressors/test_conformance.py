@@ -29,8 +29,9 @@ from stressors.testing import (
 REGISTERED = [n for n in stressors.available() if not getattr(stressors.factory(n), "attacks_detector", False)]
 ATTACKS = {name for name in REGISTERED if getattr(stressors.get(name), "model_aware", False)}
 
-#: Attacks whose default budget (AutoAttack's: 100 iterations, 9 target classes) would make this
-#: contract check take minutes: the same code runs with a smaller budget.
+#: Attacks whose default budget (AutoAttack's: 100 iterations, 9 target classes; Square's 5000 queries) would
+#: make this contract check take minutes: the same code runs with a smaller budget (the contract: range,
+#: determinism, batch invariance, the ε-bound, does not depend on the budget).
 SMALL_BUDGET = {
     "apgd": {"n_iter": 10},
     "apgd_l2": {"n_iter": 10},
@@ -38,6 +39,7 @@ SMALL_BUDGET = {
     "apgd_t_l2": {"n_iter": 10, "n_target_classes": 2},
     "autoattack": {"n_iter": 10, "n_target_classes": 2},
     "autoattack_l2": {"n_iter": 10, "n_target_classes": 2},
+    "square": {"n_queries": 50},
 }
 
 #: Option modes of the built-ins beyond their defaults.
@@ -59,12 +61,6 @@ MODES = [
     ("spatter", {"reference_size": None}),
     ("albumentations:GaussianBlur", {"params": {1: {"blur_limit": (3, 3)}, 3: {"blur_limit": (7, 7)}}}),
 ]
-
-
-#: Query-based attacks whose default budget (thousands of model calls per sample) would take minutes
-#: here run the contract at a small budget: the contract (range, determinism, batch invariance, the
-#: ε-bound) does not depend on the budget.
-SMALL_BUDGET = {"square": {"n_queries": 50}}
 
 
 @pytest.mark.parametrize(
