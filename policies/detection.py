@@ -31,6 +31,11 @@ jackknife) standard error ``se`` (:mod:`audit.evaluation.detection.statistics`).
 - ``demonstrate`` passes a target only when every pair is shown within τ (two one-sided tests per
   pair, an intersection-union test, level α whatever the number of pairs).
 
+A ``detect`` target that shows no gap records its power against a true gap of 2τ at its hardest pair
+(the largest stored standard error, Holm's first-step level α / m; :func:`_recall_gap_power`); below
+80 % power it is "insufficient evidence" (``insufficient_data``), which follows ``on_insufficient_data``
+(fail closed by default), as a classifier's gap rule does (docs/policies.md).
+
 ``judge: ci_lower|ci_upper`` judges an end of the stored ``gap_ci`` (the widest pair's Wald interval).
 A stored test comparing other groups than the rule's (``min_samples`` left one out) or a missing test
 makes the target insufficient data: fail-closed for a blocking rule.
@@ -58,6 +63,7 @@ from fnmatch import fnmatchcase
 from audit.contract.gaptests import decide_pairs
 from audit.contract.metric_specs import detection_metric_names
 from audit.contract.plan import RunPlan
+from audit.contract.power import TARGET_POWER, TargetPower, alternative, normal_power
 from audit.contract.results import (
     DetectionCondition,
     DetectionGapTest,
@@ -262,13 +268,37 @@ def _stored_gap(
     bound = f"max {rule.threshold:g}"
     pairs = f"{len(test.pairs)} pair{'s' if len(test.pairs) != 1 else ''}"
     decided = f"p = {p:.3g}" if p is not None else "no pair"
+    power = None
     if rule.test_mode == "detect":
         words = f"{'shown' if shown else 'not shown'} to break {bound} at {percent} ({pairs}, Holm; {decided})"
         status = "fail" if shown else "pass"
+        power = _recall_gap_power(test, rule.threshold, alpha)
+        if not shown and power is not None and power.power < TARGET_POWER:
+            status = "insufficient_data"  # no gap shown, but the test could not have shown one (issue 32)
     else:
         words = f"{'shown' if shown else 'not shown'} to keep {bound} at {percent} ({pairs}; {decided})"
         status = "pass" if shown else "fail"
-    return Evaluation(status, gap, cid, attr, n, between, decided_by=words)
+    return Evaluation(status, gap, cid, attr, n, between, decided_by=words, power=power)
+
+
+def _recall_gap_power(test: DetectionGapTest, tolerance: float, alpha: float) -> TargetPower | None:
+    """The power of a recall-gap detect test against a true gap of 2τ, at its hardest pair.
+
+    As a classifier's gap rule with bootstrap errors (:func:`audit.contract.power.target_power`): the pair
+    of the largest stored (jackknife) standard error, the folded-normal test at Holm's first-step level
+    α / m over the stored pairs; None where the rule states no alternative (τ = 0 or 2τ >= 1) or there is
+    no pair.
+    """
+    if not test.pairs:
+        return None
+    against = alternative("gap", tolerance, 0.5)
+    if against is None:
+        return None
+    hardest = max(test.pairs, key=lambda pair: pair.se)
+    level = alpha / len(test.pairs)
+    sizes = (test.objects.get(hardest.lower, 0), test.objects.get(hardest.higher, 0))
+    power = normal_power("gap", tolerance, level, hardest.se)
+    return TargetPower(power, against.against, level, None, False, sizes, False)
 
 
 def check_detection_names(results: Results, rule: MetricRule, error: ErrorFactory) -> None:

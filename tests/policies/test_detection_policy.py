@@ -191,13 +191,25 @@ def test_tested_gap_is_decided_by_the_stored_pairs(test, bound, status, words):
 def test_tested_gap_p_value_equals_a_hand_computation():
     from statistics import NormalDist
 
+    from scipy.optimize import brentq
+
+    from audit.contract.gaptests import decide_pairs
+
     rule = {"condition": "clean", "attribute": "object.size", "aggregate": "gap", "metric": "recall", "max": 0.1}
     got = _one(rule)
     phi = NormalDist().cdf
     # pairs large-small 0.35, medium-small 0.20, large-medium 0.15, se 0.16: folded normal at τ = 0.1, Holm
     raw = sorted(phi((0.1 - d) / 0.16) + phi((-d - 0.1) / 0.16) for d in (0.35, 0.20, 0.15))
     holm = min(1.0, 3 * raw[0])
-    assert got["status"] == "pass" and f"p = {holm:.3g}" in got["message"]
+    shown, p = decide_pairs([(d, 0.16) for d in (0.35, 0.20, 0.15)], tolerance=0.1, mode="detect", alpha=0.05)
+    assert not shown and p == pytest.approx(holm, rel=1e-12)
+    # A standard error of 0.16 leaves the test no power against a true gap of 2τ = 0.2 (issue 32): not a PASS
+    # but insufficient evidence, failing closed; the power is the folded normal's at Holm's first step α/3.
+    level, se = 0.05 / 3, 0.16
+    c = brentq(lambda c: phi((0.1 - c) / se) + phi((-c - 0.1) / se) - level, 0.1, 5.0)
+    power = phi((0.2 - c) / se) + phi((-c - 0.2) / se)
+    assert got["status"] == "fail" and got["insufficient_evidence"] is True
+    assert got["power"] == pytest.approx(power, rel=1e-9) and got["power_against"] == pytest.approx(0.2)
 
 
 def test_gap_judged_by_an_end_of_its_interval():
@@ -211,16 +223,17 @@ def test_a_glob_over_attributes_takes_the_worst_and_star_means_image_attributes(
     rule = {"condition": "*", "attribute": "*", "aggregate": "gap", "metric": "recall", "max": 0.10}
     got = _one(rule)
     targets = {(e["condition"], e["group"]): e["status"] for e in got["evaluations"]}
-    assert targets == {("clean", "camera"): "fail", ("night@3", "camera"): "pass"}  # no object grouping
+    # night@3: not shown above 0.10, without the power to show it (insufficient evidence); no object grouping
+    assert targets == {("clean", "camera"): "fail", ("night@3", "camera"): "insufficient_data"}
     assert got["status"] == "fail" and got["condition"] == "clean"
     got = _one({**rule, "attribute": "object.*", "condition": "clean"})
     groups = {e["group"]: e["status"] for e in got["evaluations"]}
-    # object.size: not shown (Holm p 0.36); object.occluded: one group with enough data;
-    # object.class: no stored gap test to decide it
+    # object.size: not shown (Holm p 0.36) with se 0.16, no power against 0.20: insufficient evidence;
+    # object.occluded: one group with enough data; object.class: no stored gap test to decide it
     assert groups == {
         "object.class": "insufficient_data",
         "object.occluded": "insufficient_data",
-        "object.size": "pass",
+        "object.size": "insufficient_data",
     }
     assert got["status"] == "fail" and "no stored gap test for object.class" in got["message"]
 
@@ -386,7 +399,7 @@ def test_detection_gate_is_listed_validated_and_judges():
         "clean-map": "pass",  # 0.62 >= 0.50
         "clean-false-positives": "pass",  # 0.10 <= 0.20
         "clean-subgroup-recall-gap": "fail",  # camera gap interval [0.12, 0.28] lies above 0.10
-        "clean-object-size-recall-gap": "pass",  # [0.05, 0.50]: not shown above 0.10
+        "clean-object-size-recall-gap": "warn",  # not shown above 0.10, no power to show it; non-blocking
         "mild-stress-map": "not_applicable",
         "dataset-skipped-share": "pass",
     }
@@ -450,6 +463,7 @@ def test_the_documented_detection_policy_validates_and_judges():
     assert {r["id"] for r in outcome["rules"] if r["status"] == "fail"} == {
         "camera-gap",  # interval [0.12, 0.28] above 0.10
         "rpc",  # 0.35 / 0.62 < 0.6
+        "size-gap",  # not shown above its tolerance, without the power to show it: insufficient evidence
     }
 
 
