@@ -592,10 +592,10 @@ class SlicesConfig(_Strict):
     min_size: int = Field(default=50, ge=2)
     """The fewest samples of a searched slice."""
     metric: Literal["accuracy", "brier", "nll"] = "accuracy"
+    """The metric slices are searched and measured with (a mean of a per-sample value of predictions.csv)."""
     condition: str = Field(default="clean", min_length=1)
     """The condition whose predictions the search reads (a condition id of the run, e.g. ``night@3``); the image
     properties are the clean image's. Watched slices are always measured on ``clean``."""
-    """The metric slices are searched and measured with (a mean of a per-sample value of predictions.csv)."""
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     """The family-wise error rate of the search's reported slices."""
     protected: list[str] | None = None

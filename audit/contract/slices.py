@@ -66,7 +66,7 @@ class SliceError(CvauditError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def format_number(value: float) -> str:
@@ -84,9 +84,13 @@ class Predicate(_Strict):
     """One condition on one attribute: ``equals`` (categorical) or ``min``/``max`` (numeric, half-open)."""
 
     attribute: str = Field(min_length=1)
+    """A manifest attribute (``data.attributes``) or an image property (``brightness``, ``contrast`` ...)."""
     equals: str | None = None
+    """The value a categorical attribute must have; null with ``min``/``max``."""
     min: float | None = None
+    """The lowest value of a numeric attribute in the slice (inclusive); null: no lower bound."""
     max: float | None = None
+    """The bound a numeric attribute stays below (exclusive); null: no upper bound."""
 
     @field_validator("min", "max")
     @classmethod
@@ -150,6 +154,7 @@ class SliceDefinition(_Strict):
     """A slice: the conjunction of its predicates (``all``), on distinct attributes."""
 
     all: list[Predicate] = Field(min_length=1, max_length=MAX_DEPTH)
+    """The predicates every sample of the slice meets (1 to 4, on distinct attributes)."""
 
     @model_validator(mode="after")
     def _distinct(self) -> SliceDefinition:
@@ -181,6 +186,7 @@ class WatchedSlice(SliceDefinition):
     """One entry of config ``slices.watch``: a slice the run measures, under its ``id``."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    """The name policy rules give as ``entry`` (``section: slices``); ``cvaudit slices --promote`` writes it."""
 
 
 def slice_id(definition: SliceDefinition) -> str:
