@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_slices.py all --runs 200
     PYTHONPATH=. python benchmarks/bench_slices.py time
+    PYTHONPATH=. python benchmarks/bench_slices.py detection --runs 100
 
 An oracle model whose errors are planted: every sample is classified correctly with a probability set by
 the scenario, independently. Attributes: 8 categorical manifest attributes with 2, 3, 4, 5, 5, 6, 8 and
@@ -12,6 +13,10 @@ the scenario, independently. Attributes: 8 categorical manifest attributes with 
   runs whose report has that exact definition;
 - ``property``: the darkest 5 % (lowest ``brightness``) have accuracy ``base - 0.10``: the share of runs whose
   first slice has a predicate on ``brightness``;
+- ``detection``: a detector's objects, clustered in images whose misses are correlated (module
+  :func:`make_detection`): the share of runs that report any slice on null data, with cvaudit's cluster-robust
+  test and, for contrast, with the same search treating the objects as independent (the classification test);
+  and the share of runs that report the planted slice (small objects centred in the left fifth of the frame);
 - ``time``: ``cvaudit slices`` on a run folder of 100 000 clean predictions (read + search + slices.csv),
   8 manifest attributes, with and without image_properties.csv.
 """
@@ -28,7 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.evaluation.slices.search import SEARCH_METRICS, SearchSettings, columns_from_table, search
+from audit.evaluation.slices.search import (
+    DETECTION_METRICS,
+    SEARCH_METRICS,
+    SearchSettings,
+    columns_from_table,
+    search,
+)
 
 ACC = SEARCH_METRICS["accuracy"]
 PLANTED = "a4 = 0 AND a7 = 0"
@@ -92,6 +103,102 @@ def error_table(runs: int) -> str:
         lines.append(
             f"| property: first slice on brightness | 10,000 | {base} | darkest 5 % (500 images, -0.10) | {runs} "
             f"| {share:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+#: detection simulation: images, the image effect's standard deviation on the logit of a miss, the base logit
+DET_IMAGES, DET_SIGMA, DET_BASE, DET_PLANT = 1_000, 1.0, -1.6, 1.5
+
+
+def make_detection(
+    rng: np.random.Generator,
+    *,
+    planted: bool,
+    images: int = DET_IMAGES,
+    sigma: float = DET_SIGMA,
+    plant: float = DET_PLANT,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, bool], np.ndarray]:
+    """One simulated detection run: ``images`` images with 1 + Poisson(4) objects each; per object ``class`` (4
+    values), ``size`` (small / medium / large: 40 / 35 / 25 %), ``object.occluded``, ``area_share``, ``center_x``,
+    ``center_y``, ``center_distance``; per image ``camera`` (3) and ``site`` (4). An object is missed with
+    probability ``logistic(DET_BASE + sigma u)``, ``u ~ N(0, 1)`` one per image (misses correlated within an
+    image; about 21 % missed at sigma 1), plus ``plant`` on the logit for small objects with ``center_x < 0.2``
+    when ``planted`` (about 8 % of the objects; at plant 1.5 missed about 50 %). Returns the columns, the misses, which columns are
+    numeric, and each object's image."""
+    counts = 1 + rng.poisson(4.0, images)
+    image = np.repeat(np.arange(images), counts)
+    n = len(image)
+    u = rng.normal(0.0, 1.0, images)[image]
+    table: dict[str, np.ndarray] = {
+        "class": rng.integers(0, 4, n).astype(str),
+        "size": rng.choice(np.array(["small", "medium", "large"]), n, p=[0.4, 0.35, 0.25]),
+        "object.occluded": rng.choice(np.array(["true", "false"]), n),
+        "area_share": rng.uniform(0.001, 0.3, n),
+        "center_x": rng.random(n),
+        "center_y": rng.random(n),
+        "camera": rng.integers(0, 3, images).astype(str)[image],
+        "site": rng.integers(0, 4, images).astype(str)[image],
+    }
+    table["center_distance"] = np.hypot(table["center_x"] - 0.5, table["center_y"] - 0.5) / np.sqrt(0.5)
+    logit = DET_BASE + sigma * u
+    if planted:
+        logit = logit + plant * ((table["size"] == "small") & (table["center_x"] < 0.2))
+    missed = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(float)
+    numeric = {name: name in ("area_share", "center_x", "center_y", "center_distance") for name in table}
+    return table, missed, numeric, image
+
+
+def _planted_found(findings: list) -> bool:
+    """A reported slice is the planted one: ``size = small`` and a ``center_x`` bound of at most 0.3."""
+    for f in findings:
+        preds = {p.attribute: p for p in f.definition.all}
+        x = preds.get("center_x")
+        size = preds.get("size")
+        if size is not None and size.equals == "small" and x is not None and x.max is not None and x.max <= 0.3:
+            return True
+    return False
+
+
+def detection_rate(
+    scenario: str,
+    *,
+    runs: int,
+    seed: int,
+    independent: bool = False,
+    sigma: float = DET_SIGMA,
+    plant: float = DET_PLANT,
+) -> float:
+    """The share of ``runs`` simulated detection runs where the scenario's event happens (module docstring)."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for r in range(runs):
+        table, missed, numeric, image = make_detection(rng, planted=scenario == "planted", sigma=sigma, plant=plant)
+        config = SearchSettings(seed=r)
+        columns = columns_from_table(table, numeric, config)
+        if independent:  # the objects as independent samples: the classification test on the miss indicator
+            found = search(columns, missed, SEARCH_METRICS["accuracy"], config).findings
+        else:
+            found = search(columns, missed, DETECTION_METRICS["recall"], config, clusters=image).findings
+        hits += bool(found) if scenario == "null" else _planted_found(found)
+    return hits / runs
+
+
+def detection_table(runs: int) -> str:
+    lines = [
+        "| scenario | image effect σ | test | planted slice | runs | share |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    for sigma in (1.0, 2.0):
+        for independent in (False, True):
+            test = "objects as independent (classification test)" if independent else "cluster-robust (cvaudit)"
+            share = detection_rate("null", runs=runs, seed=11, independent=independent, sigma=sigma)
+            lines.append(f"| null: any slice reported | {sigma} | {test} | none | {runs} | {share:.3f} |")
+    for plant, what in ((1.5, "miss ~0.5 vs ~0.2"), (0.75, "miss ~0.34 vs ~0.2")):
+        share = detection_rate("planted", runs=runs, seed=12, plant=plant)
+        lines.append(
+            f"| planted: size = small AND center_x < bound <= 0.3 reported | 1.0 | cluster-robust (cvaudit) "
+            f"| small AND center_x < 0.2 (~8 % of objects, {what}) | {runs} | {share:.3f} |"
         )
     return "\n".join(lines)
 
@@ -161,13 +268,33 @@ def time_table(n: int = 100_000) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["all", "errors", "time"])
+    parser.add_argument("what", choices=["all", "errors", "time", "detection"])
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="detection: replace the table of docs/slices.md between <!-- slices:detection:start/end -->",
+    )
     args = parser.parse_args()
     if args.what in ("all", "errors"):
         print(error_table(args.runs), flush=True)
     if args.what in ("all", "time"):
         print(time_table(), flush=True)
+    if args.what in ("all", "detection"):
+        table = detection_table(args.runs)
+        print(table, flush=True)
+        if args.write_docs:
+            _write_docs("detection", table)
+
+
+def _write_docs(name: str, table: str) -> None:
+    """Replace the block of docs/slices.md between ``<!-- slices:<name>:start -->`` and ``...:end -->``."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "slices.md"
+    text = path.read_text(encoding="utf-8")
+    start, end = f"<!-- slices:{name}:start -->", f"<!-- slices:{name}:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

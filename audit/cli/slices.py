@@ -4,11 +4,15 @@
 image_properties.csv (never the images), writes slices.csv (``--out``, default
 ``RUN_DIR/slices.csv``, written atomically; a signed run folder needs ``--out`` elsewhere) and prints the confirmed slices.
 ``cvaudit slices RUN_DIR --promote N`` prints the policy rule and the config snippet for slice N of
-that slices.csv instead. See docs/slices.md.
+that slices.csv instead. A detection run (``task: detection``) is searched on its ground-truth objects
+(objects.csv, with the images' manifest attributes from detections.csv): metric ``recall``, objects
+clustered in images; its slices cannot be promoted yet (watched slices are classification-only). See
+docs/slices.md.
 
 Exit codes: 0 the search ran (whether or not it found a slice) or the rule was printed; 2 unusable
 input (a setting out of range, an attribute the run does not have, a run folder without
-predictions.csv), with one line on stderr, before anything is read or written.
+predictions.csv or objects.csv, a metric of the other task, ``--promote`` of a detection slice), with
+one line on stderr, before anything is written.
 """
 
 from __future__ import annotations
@@ -25,13 +29,22 @@ __all__ = ["slices_command"]
 _ATTESTATION = "attestation.dsse.json"
 
 
+def _task(run_dir: Path) -> str | None:
+    """The task of RUN_DIR's results.json (None when it has none: --promote then reads only slices.csv)."""
+    from audit.contract.load import load_results
+
+    if not (run_dir / "results.json").is_file():
+        return None
+    return load_results(run_dir / "results.json").task
+
+
 @click.command("slices")
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
 @click.option(
     "--metric",
-    default="accuracy",
-    show_default=True,
-    help="The metric compared: accuracy, brier or nll (the per-sample metrics of the registry).",
+    default=None,
+    help="The metric compared: accuracy (default), brier or nll on a classification run (the per-sample metrics of "
+    "the registry); recall (default, objects found) on a detection run.",
 )
 @click.option("--depth", type=int, default=3, show_default=True, help="Most predicates per slice (1 to 4).")
 @click.option(
@@ -67,7 +80,7 @@ _ATTESTATION = "attestation.dsse.json"
 @boundary
 def slices_command(
     run_dir: Path,
-    metric: str,
+    metric: str | None,
     depth: int,
     tolerance: float,
     min_size: int,
@@ -82,16 +95,30 @@ def slices_command(
 ) -> None:
     """Find the slices of RUN_DIR whose metric is worse than the rest, with the family-wise error controlled."""
     from audit.contract.slices import SliceError
-    from audit.evaluation import SEARCH_METRICS, SLICES_CSV, SearchSettings, promote_slice, search_run, slices_csv_text
+    from audit.evaluation import (
+        DETECTION_METRICS,
+        SEARCH_METRICS,
+        SLICES_CSV,
+        SearchSettings,
+        promote_slice,
+        search_run,
+        slices_csv_text,
+    )
     from reports import atomic_write_text
 
     target = out if out is not None else run_dir / SLICES_CSV
     if promote is not None:
+        if _task(run_dir) == "detection":
+            raise SliceError(
+                f"{run_dir}: a detection run's slices cannot be promoted: watched slices (slices.watch) are "
+                "classification-only for now"
+            )
         for line in promote_slice(target, promote).splitlines():
             say(line, err=False)
         return
-    if metric not in SEARCH_METRICS:
-        raise SliceError(f"--metric {metric!r} cannot be searched; use one of {', '.join(SEARCH_METRICS)}")
+    if metric is not None and metric not in SEARCH_METRICS and metric not in DETECTION_METRICS:
+        known = ", ".join([*SEARCH_METRICS, *DETECTION_METRICS])
+        raise SliceError(f"--metric {metric!r} cannot be searched; use one of {known}")
     settings = SearchSettings(depth=depth, tolerance=tolerance, min_size=min_size, bins=bins, alpha=alpha, seed=seed)
     if (run_dir / _ATTESTATION).exists() and target.resolve().is_relative_to(run_dir.resolve()):
         # through --out too (a path into the folder, or a link to it): the signed folder stays as signed
@@ -110,11 +137,19 @@ def slices_command(
         condition=condition,
     )
     table, result = found.table, found.result
-    if not table.properties_file:
+    metric = result.metric
+    units = "objects" if table.task == "detection" else "samples"
+    if table.task == "detection":
+        if not table.geometry:
+            say(f"cvaudit: objects.csv in {run_dir} has no box geometry (an older run): searched without it")
+        say(
+            "cvaudit: a detection run writes no image properties: searched the objects' columns and manifest attributes"
+        )
+    elif not table.properties_file:
         say(f"cvaudit: no image_properties.csv in {run_dir}: searched the manifest attributes only")
     path = atomic_write_text(target, slices_csv_text(found))
     say(
-        f"cvaudit: {result.n} samples of {condition}, {len(result.attributes)} attributes, {result.candidates} "
+        f"cvaudit: {result.n} {units} of {condition}, {len(result.attributes)} attributes, {result.candidates} "
         f"candidate slices; {result.discovered} worse on the discovery half, {result.confirmed_family} tested on the "
         f"confirmation half (Holm, alpha {settings.alpha})"
     )

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from audit.evaluation.slice_watch import measure_watched, read_slice_table, search_table
     from audit.evaluation.slices.run_folder import SLICES_CSV, search_run, slices_csv_text
     from audit.evaluation.slices.run_folder import promote as promote_slice
-    from audit.evaluation.slices.search import SEARCH_METRICS, SearchSettings
+    from audit.evaluation.slices.search import DETECTION_METRICS, SEARCH_METRICS, SearchSettings
     from audit.evaluation.subset import stratified_subset
     from audit.evaluation.threads import ThreadPlan, plan_threads, using_threads
 
@@ -101,6 +101,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ResultsInputs": ("results", "ResultsInputs"),
     "compare_to_baseline": ("robustness", "compare_to_baseline"),
     "stratified_subset": ("subset", "stratified_subset"),
+    "DETECTION_METRICS": ("slices.search", "DETECTION_METRICS"),
     "SEARCH_METRICS": ("slices.search", "SEARCH_METRICS"),
     "SearchSettings": ("slices.search", "SearchSettings"),
     "SLICES_CSV": ("slices.run_folder", "SLICES_CSV"),
@@ -134,6 +135,7 @@ __all__ = [
     "BREAKING_POINTS_CSV",
     "DETECTIONS_CSV",
     "DETECTIONS_JSON",
+    "DETECTION_METRICS",
     "OBJECTS_CSV",
     "SEARCH_METRICS",
     "SLICES_CSV",

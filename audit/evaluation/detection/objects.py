@@ -17,11 +17,13 @@ them into the run's ``objects.csv`` one condition at a time (memory: one conditi
 :func:`read_objects` reads the file back.
 
 ``objects.csv`` columns: ``condition, sample_id, image_row, object_index, class, size``, one
-``object.<key>`` per ``detection.object_attributes``, then ``present, found, visibility,
-occluded_fraction``. Rows in condition order, then dataset order (``image_row``), then file order
+``object.<key>`` per ``detection.object_attributes``, then the box geometry ``area_share, center_x,
+center_y``, then ``present, found, visibility, occluded_fraction``. Rows in condition order, then dataset order (``image_row``), then file order
 (``object_index``); only the images evaluated (a skipped image has no row). ``class``, ``size`` (COCO's
 size class of the annotation's area) and ``object.<key>`` are the object's own, as annotated, under every
-condition. Booleans are ``true``/``false``; numbers the shortest text that reads back as the stored float;
+condition; so is its geometry, from the annotated box ``[x, y, w, h]`` in an image of ``W x H`` pixels:
+``area_share = w h / (W H)`` (the box's share of the image; the box, not COCO's ``area``), ``center_x = (x + w/2) / W``
+and ``center_y = (y + h/2) / H`` (the box centre as fractions of the width and height, 0 at the left / top edge). Booleans are ``true``/``false``; numbers the shortest text that reads back as the stored float;
 NaN an empty cell; written and read back with cvaudit's one CSV writer and reader
 (:mod:`audit.contract.csvfile`: formula starts guarded, control characters escaped).
 """
@@ -42,10 +44,12 @@ from audit.evaluation.detection.evaluate import ConditionObjects, DetectionData
 from audit.evaluation.detection.operating_point import ImageMatch
 
 __all__ = [
+    "GEOMETRY_COLUMNS",
     "OBJECTS_CSV",
     "OUTCOME_COLUMNS",
     "ObjectOutcomes",
     "ObjectsCsvWriter",
+    "box_geometry",
     "condition_outcomes",
     "objects_columns",
     "read_objects",
@@ -53,6 +57,8 @@ __all__ = [
 
 #: The run's per-object outcomes, every condition.
 OBJECTS_CSV = "objects.csv"
+#: The box geometry columns (the annotated box, as a share of the image), after the ``object.<key>`` columns.
+GEOMETRY_COLUMNS = ("area_share", "center_x", "center_y")
 #: The outcome columns, last in objects.csv.
 OUTCOME_COLUMNS = ("present", "found", "visibility", "occluded_fraction")
 _IDENTITY_COLUMNS = ("condition", "sample_id", "image_row", "object_index", "class", "size")
@@ -194,11 +200,18 @@ def condition_outcomes(
 def objects_columns(data: DetectionData) -> tuple[str, ...]:
     """objects.csv's header for ``data`` (the module docstring)."""
     named = tuple(a for a in data.object_attributes if a not in ("object.size", "object.class"))
-    return (*_IDENTITY_COLUMNS, *named, *OUTCOME_COLUMNS)
+    return (*_IDENTITY_COLUMNS, *named, *GEOMETRY_COLUMNS, *OUTCOME_COLUMNS)
 
 
 def _number(value: float) -> str:
     return "" if math.isnan(value) else repr(float(value))
+
+
+def box_geometry(box: Sequence[float], width: float, height: float) -> tuple[float, float, float]:
+    """``(area_share, center_x, center_y)`` of a COCO box ``[x, y, w, h]`` in a ``width x height`` image (module
+    docstring)."""
+    x, y, w, h = (float(v) for v in box)
+    return w * h / (float(width) * float(height)), (x + w / 2.0) / float(width), (y + h / 2.0) / float(height)
 
 
 class ObjectsCsvWriter:
@@ -229,6 +242,8 @@ class ObjectsCsvWriter:
             outcomes.occluded_fraction.tolist(),
         ):
             image_id = images[r].image_id
+            truth = data.truths[r]
+            geometry = box_geometry(truth.boxes[k], truth.width, truth.height)
             self._writer.writerow(
                 [
                     cond,
@@ -238,6 +253,7 @@ class ObjectsCsvWriter:
                     groups["object.class"][image_id][k],
                     groups["object.size"][image_id][k],
                     *(groups[a][image_id][k] for a in self._named),
+                    *(_number(v) for v in geometry),
                     "true" if present else "false",
                     "true" if found else "false",
                     _number(vis),

@@ -1,8 +1,8 @@
 """The slice search over a finished run folder: what it reads, slices.csv and the promoted rule.
 
-Reads, never the images:
+Reads, never the images. A classification run:
 
-- ``results.json`` (validated; a classification run): ``dataset.attributes`` names the manifest
+- ``results.json`` (validated): ``dataset.attributes`` names the manifest
   attributes the run recorded (config ``data.attributes``);
 - ``predictions.csv`` (:mod:`audit.contract.predictions`), the rows of one condition (``clean`` by
   default): the per-sample value of the metric and the manifest attributes (its columns after the
@@ -14,6 +14,19 @@ Reads, never the images:
 
 A manifest attribute is numeric when every non-empty value is a finite number and it has more
 distinct values than ``bins``; otherwise categorical. An image property is always numeric.
+
+A detection run (``task: detection``): the units are the ground-truth objects present under the condition,
+clustered in their images (:func:`read_detection_table`):
+
+- ``objects.csv`` (:mod:`audit.evaluation.detection.objects`): per object its image (``image_row``), whether it
+  was found, and the searched columns ``class``, ``size``, each ``object.<key>`` (categorical unless numeric
+  as above), ``area_share``, ``center_x``, ``center_y`` and ``center_distance`` (derived: the distance of the box
+  centre from the image centre, ``sqrt((cx - 1/2)^2 + (cy - 1/2)^2) / sqrt(1/2)``, 0 at the centre, 1 in a
+  corner), always numeric. A run written before objects.csv had the geometry columns is searched without them;
+- ``detections.csv``: the manifest attributes of each image (its columns between ``file_name`` and
+  ``objects``), joined to the objects by ``sample_id`` on the condition's rows.
+
+A detection run writes no ``image_properties.csv``, so image properties are not searched there.
 
 Protected attributes: cvaudit has no separate declaration; every manifest attribute of
 ``data.attributes`` is measured as a fairness attribute (results.json ``fairness``), so by default a
@@ -37,9 +50,11 @@ from audit.contract import csvfile
 from audit.contract.errors import CvauditError, echo
 from audit.contract.files import require_regular
 from audit.contract.load import load_results
+from audit.contract.metric_specs import DETECTION_COUNTS
 from audit.contract.predictions import PREDICTIONS_COLUMNS
 from audit.contract.slices import SliceDefinition, SliceError, slice_id
 from audit.evaluation.slices.search import (
+    DETECTION_METRICS,
     SEARCH_METRICS,
     Column,
     SearchResult,
@@ -57,6 +72,7 @@ __all__ = [
     "RunSlices",
     "RunTable",
     "promote",
+    "read_detection_table",
     "read_run_table",
     "read_slices_csv",
     "search_run",
@@ -119,6 +135,12 @@ class RunTable:
     manifest_attributes: list[str]
     properties: list[str]
     properties_file: bool
+    #: "classification" or "detection"
+    task: str = "classification"
+    #: detection: each unit's image (the clusters of the cluster-robust test); None for classification
+    clusters: np.ndarray | None = None
+    #: detection: objects.csv had the box geometry columns
+    geometry: bool = False
 
 
 def _float(text: str | None, path: Path, line: int, column: str) -> float:
@@ -156,8 +178,10 @@ def read_run_table(run_dir: str | Path, *, condition: str = "clean") -> RunTable
         results = load_results(run / "results.json")
     except CvauditError as exc:
         raise SliceError(str(exc)) from None
+    if results.task == "detection":
+        return read_detection_table(run, condition=condition)
     if results.task != "classification":
-        raise SliceError(f"{run / 'results.json'}: the slice search reads classification runs; this is {results.task}")
+        raise SliceError(f"{run / 'results.json'}: the slice search reads classification and detection runs")
     predictions = run / "predictions.csv"
     if not predictions.is_file():
         raise SliceError(f"{predictions}: no predictions.csv in the run folder (the search reads the per-sample rows)")
@@ -235,6 +259,126 @@ def read_run_table(run_dir: str | Path, *, condition: str = "clean") -> RunTable
     )
 
 
+#: objects.csv's columns the detection search needs (the others: object.<key>, the geometry, are optional).
+_OBJECT_FIELDS = ("condition", "sample_id", "image_row", "class", "size", "present", "found")
+_GEOMETRY = ("area_share", "center_x", "center_y")
+#: detections.csv's fixed columns before the manifest attributes, and after them.
+_DETECTIONS_HEAD = ("condition", "sample_id", "image_id", "file_name")
+_DETECTIONS_TAIL = ("objects", "detections", *(spec.name for spec in DETECTION_COUNTS))
+
+
+def _image_attributes(run: Path, condition: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The manifest attributes of detections.csv and, per sample id of ``condition``, their values."""
+    path = run / "detections.csv"
+    if not path.is_file():
+        raise SliceError(f"{path}: no detections.csv in the detection run folder (the images' manifest attributes)")
+    require_regular(path, what="detections file", error=SliceError)
+    header, body = _rows(path, "detections file")
+    head, tail = len(_DETECTIONS_HEAD), len(_DETECTIONS_TAIL)
+    if (
+        tuple(header[:head]) != _DETECTIONS_HEAD
+        or tuple(header[-tail:]) != _DETECTIONS_TAIL
+        or len(header) < head + tail
+    ):
+        raise SliceError(f"{path}: not a detections.csv of this cvaudit (header differs)")
+    names = header[head : len(header) - tail]
+    values: dict[str, list[str]] = {}
+    for number, row in body:
+        if len(row) != len(header):
+            raise SliceError(f"{path}: line {number}: {len(row)} fields, the header has {len(header)}")
+        if row[0] != condition:
+            continue
+        if row[1] in values:
+            raise SliceError(
+                f"{path}: line {number}: sample_id {echo(row[1])} appears twice in condition {echo(condition)}"
+            )
+        values[row[1]] = row[head : len(header) - tail]
+    return names, values
+
+
+def read_detection_table(run_dir: str | Path, *, condition: str = "clean") -> RunTable:
+    """A detection run folder (module docstring) as a :class:`RunTable` of the objects present under ``condition``:
+    badness ``recall`` = 1 for a missed object, ``clusters`` the objects' images.
+
+    Raises:
+        SliceError: no objects.csv / detections.csv, a malformed row, an object whose image detections.csv lacks,
+            a manifest attribute named like an object column, no object present under ``condition`` (one line).
+    """
+    run = Path(run_dir)
+    path = run / "objects.csv"
+    if not path.is_file():
+        raise SliceError(f"{path}: no objects.csv in the detection run folder (the search reads the per-object rows)")
+    require_regular(path, what="objects file", error=SliceError)
+    header, body = _rows(path, "objects file")
+    missing = [c for c in _OBJECT_FIELDS if c not in header]
+    if missing:
+        raise SliceError(f"{path}: not an objects.csv (no column {missing[0]!r})")
+    if len(set(header)) != len(header):
+        raise SliceError(f"{path}: the header names a column twice")
+    geometry = all(c in header for c in _GEOMETRY)
+    keys = [c for c in header if c.startswith("object.")]
+    at = {name: i for i, name in enumerate(header)}
+    names, images = _image_attributes(run, condition)
+    clash = [a for a in names if a in ("class", "size", *keys, *_GEOMETRY, "center_distance")]
+    if clash:
+        raise SliceError(f"{run / 'detections.csv'}: manifest attribute {echo(clash[0])} is also an object column")
+    booleans = {"true": True, "false": False}
+    missed: list[float] = []
+    clusters: list[int] = []
+    text: dict[str, list[str]] = {c: [] for c in ("class", "size", *keys, *names)}
+    numbers: dict[str, list[float]] = {c: [] for c in _GEOMETRY} if geometry else {}
+    for number, row in body:
+        if len(row) != len(header):
+            raise SliceError(f"{path}: line {number}: {len(row)} fields, the header has {len(header)}")
+        if row[at["condition"]] != condition:
+            continue
+        present, found = booleans.get(row[at["present"]]), booleans.get(row[at["found"]])
+        if present is None or found is None:
+            raise SliceError(f"{path}: line {number}: present/found must be true or false")
+        if not present:
+            continue  # moved out of view: neither found nor missed
+        sample = row[at["sample_id"]]
+        image = images.get(sample)
+        if image is None:
+            raise SliceError(
+                f"{path}: line {number}: sample_id {echo(sample)} has no row of condition {echo(condition)} "
+                "in detections.csv"
+            )
+        try:
+            clusters.append(int(row[at["image_row"]]))
+        except ValueError:
+            raise SliceError(
+                f"{path}: line {number}: image_row {echo(row[at['image_row']])} is not a whole number"
+            ) from None
+        missed.append(0.0 if found else 1.0)
+        for c in ("class", "size", *keys):
+            text[c].append(row[at[c]])
+        for j, a in enumerate(names):
+            text[a].append(image[j])
+        for c in numbers:
+            cell = row[at[c]]
+            numbers[c].append(math.nan if cell == "" else _float(cell, path, number, c))
+    if not missed:
+        raise SliceError(f"{path}: no object present under condition {echo(condition)}")
+    attributes: dict[str, np.ndarray] = {c: np.array(v, dtype=str) for c, v in text.items()}
+    for c, v in numbers.items():
+        attributes[c] = np.array(v, dtype=float)
+    if geometry:
+        cx, cy = attributes["center_x"], attributes["center_y"]
+        attributes["center_distance"] = np.sqrt((cx - 0.5) ** 2 + (cy - 0.5) ** 2) / math.sqrt(0.5)
+    return RunTable(
+        ids=[str(i) for i in range(len(missed))],
+        badness={"recall": np.array(missed)},
+        attributes=attributes,
+        manifest_attributes=names,
+        properties=[],
+        properties_file=False,
+        task="detection",
+        clusters=np.array(clusters, dtype=np.int64),
+        geometry=geometry,
+    )
+
+
 def _is_numeric(values: np.ndarray, bins: int) -> bool:
     if values.dtype.kind == "f":
         return True
@@ -261,7 +405,7 @@ class RunSlices:
 def search_run(
     run_dir: str | Path,
     *,
-    metric: str = "accuracy",
+    metric: str | None = None,
     settings: SearchSettings | None = None,
     attributes: list[str] | None = None,
     protected: list[str] | None = None,
@@ -269,19 +413,35 @@ def search_run(
 ) -> RunSlices:
     """Search the run in ``run_dir`` for weak slices (:func:`audit.evaluation.slices.search.search`).
 
-    ``attributes`` restricts the search to those attributes (manifest attributes or image properties);
-    ``protected`` names the protected attributes (default: every manifest attribute).
+    ``metric``: default ``accuracy`` for a classification run, ``recall`` for a detection run (the only ones of
+    :data:`DETECTION_METRICS`; a detection run's units are objects clustered in images, see
+    :func:`read_detection_table`). ``attributes`` restricts the search to those attributes (manifest
+    attributes, image properties, or a detection run's object columns); ``protected`` names the protected
+    attributes (default: every manifest attribute).
 
     Raises:
-        SliceError: an unknown metric or attribute, or any problem of :func:`read_run_table` (one line).
+        SliceError: an unknown metric or attribute, a metric of the other task, or any problem of
+            :func:`read_run_table` (one line).
     """
     settings = settings or SearchSettings()
-    if metric not in SEARCH_METRICS:
-        raise SliceError(f"metric {echo(metric)} cannot be searched; use one of {', '.join(SEARCH_METRICS)}")
+    if metric is not None and metric not in SEARCH_METRICS and metric not in DETECTION_METRICS:
+        known_metrics = ", ".join([*SEARCH_METRICS, *DETECTION_METRICS])
+        raise SliceError(f"metric {echo(metric)} cannot be searched; use one of {known_metrics}")
     table = read_run_table(run_dir, condition=condition)
+    metrics = DETECTION_METRICS if table.task == "detection" else SEARCH_METRICS
+    metric = metric or next(iter(metrics))
+    if metric not in metrics:
+        raise SliceError(
+            f"metric {echo(metric)} is not searched on a {table.task} run; use {' or '.join(metrics)} "
+            f"({'objects found' if table.task == 'detection' else 'per-image predictions'})"
+        )
     known = list(table.attributes)
     for name in (attributes or []) + (protected or []):
         if name not in table.attributes:
+            if table.task == "detection":
+                raise SliceError(
+                    f"attribute {echo(name)} is not searched in this detection run (it has: {', '.join(known)})"
+                )
             props = ", ".join(table.properties) if table.properties_file else f"no {IMAGE_PROPERTIES_CSV}"
             raise SliceError(
                 f"attribute {echo(name)} is not in the manifest attributes of this run "
@@ -302,7 +462,7 @@ def search_run(
             columns.append(numeric_column(name, as_float, bins=settings.bins))
         else:
             columns.append(categorical_column(name, values, min_size=settings.min_size))
-    result = search(columns, table.badness[metric], SEARCH_METRICS[metric], settings)
+    result = search(columns, table.badness[metric], metrics[metric], settings, clusters=table.clusters)
     default_protected = [a for a in table.manifest_attributes]
     return RunSlices(table, result, list(protected) if protected is not None else default_protected, numeric=numeric)
 
@@ -410,6 +570,11 @@ def promote(path: str | Path, rank: int) -> str:
     # Every cell printed into the YAML is checked: a slices.csv is a file like any other, and a newline in a
     # cell would add keys to the rule (e.g. blocking: false); only registered metrics and finite numbers pass.
     metric = row["metric"] or "accuracy"
+    if metric in DETECTION_METRICS:
+        raise SliceError(
+            f"{path}: slice {rank}: a detection run's slice ({metric}) cannot be promoted: watched slices "
+            "(slices.watch) are classification-only for now"
+        )
     if metric not in SEARCH_METRICS:
         raise SliceError(
             f"{path}: slice {rank}: metric {echo(metric)} is not a search metric ({', '.join(SEARCH_METRICS)})"

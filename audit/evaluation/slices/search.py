@@ -61,6 +61,7 @@ from audit.contract.intervals import wilson
 from audit.contract.slices import MAX_DEPTH, Predicate, SliceDefinition, SliceError
 
 __all__ = [
+    "DETECTION_METRICS",
     "SEARCH_METRICS",
     "Column",
     "Finding",
@@ -68,6 +69,8 @@ __all__ = [
     "SearchResult",
     "SearchSettings",
     "categorical_column",
+    "cluster_test",
+    "cluster_value",
     "columns_from_table",
     "numeric_column",
     "one_sided_p",
@@ -98,6 +101,13 @@ SEARCH_METRICS: dict[str, SearchMetric] = {
     "accuracy": SearchMetric("accuracy", True, True),
     "brier": SearchMetric("brier", False, False),
     "nll": SearchMetric("nll", False, False),
+}
+
+
+#: The detection metric: the recall of the ground-truth objects (badness: an object present and not found). Its
+#: units are objects clustered in images (:func:`search` with ``clusters``), tested with :func:`cluster_test`.
+DETECTION_METRICS: dict[str, SearchMetric] = {
+    "recall": SearchMetric("recall", True, True),
 }
 
 
@@ -215,6 +225,126 @@ def one_sided_p(
     return z, p.reshape(z.shape)
 
 
+def _cluster_variance(d: np.ndarray, groups: int) -> float:
+    """The sandwich variance of a sum of per-cluster influences ``d`` over ``groups`` clusters (G/(G-1) corrected)."""
+    return float((d * d).sum()) * groups / (groups - 1) if groups > 1 else math.inf
+
+
+def _ac_variance(bad_s: np.ndarray, n_s: np.ndarray, bad_r: np.ndarray, n_r: np.ndarray) -> np.ndarray:
+    """The Agresti-Caffo variance of the difference of two proportions (objects counted as independent)."""
+    p_s = (bad_s + 1.0) / (n_s + 2.0)
+    p_r = (bad_r + 1.0) / (n_r + 2.0)
+    return p_s * (1 - p_s) / (n_s + 2.0) + p_r * (1 - p_r) / (n_r + 2.0)
+
+
+def _z_to_p(z: np.ndarray) -> np.ndarray:
+    z = np.nan_to_num(np.asarray(z, dtype=float), nan=-np.inf)
+    p = np.array([1.0 - _NORMAL.cdf(v) if math.isfinite(v) else (0.0 if v > 0 else 1.0) for v in z.ravel()])
+    return p.reshape(z.shape)
+
+
+def cluster_test(
+    bad: np.ndarray, cluster: np.ndarray, in_s: np.ndarray, in_r: np.ndarray, *, groups: int, tolerance: float
+) -> tuple[float, float]:
+    """``(z, p)`` of H0 ``P_S - P_R <= tolerance`` for the ratio estimators ``P = sum(bad) / count`` of two disjoint
+    sets of units ``S`` and ``R`` that are clustered (``cluster``: each unit's cluster id, a whole number from 0; the
+    clusters independent, the units of one cluster not; ``groups``: the number of clusters of the half tested).
+
+    The variance of ``P̂_S - P̂_R`` is the delta-method (sandwich) variance over clusters: with ``m_Si, n_Si`` the
+    bad units and the units of ``S`` in cluster ``i`` (likewise ``R``), ``d_i = (m_Si - P̂_S n_Si) / N_S -
+    (m_Ri - P̂_R n_Ri) / N_R`` and ``V = G / (G - 1) * sum_i d_i^2`` (``G = groups``, the clusters of the half,
+    those without a unit of S or R included). It is floored at the Agresti-Caffo variance of independent units
+    (the sandwich underestimates with few clusters or no bad unit). ``z = (P̂_S - P̂_R - tolerance) / sqrt(V)``,
+    ``p = 1 - Φ(z)``; an empty S or R gives p = 1.
+    """
+    bad = np.asarray(bad, dtype=float)
+    n_s, n_r = float(np.count_nonzero(in_s)), float(np.count_nonzero(in_r))
+    if n_s == 0 or n_r == 0:
+        return -math.inf, 1.0
+    size = int(cluster.max()) + 1
+    m_s = np.bincount(cluster[in_s], weights=bad[in_s], minlength=size)
+    c_s = np.bincount(cluster[in_s], minlength=size).astype(float)
+    m_r = np.bincount(cluster[in_r], weights=bad[in_r], minlength=size)
+    c_r = np.bincount(cluster[in_r], minlength=size).astype(float)
+    p_s, p_r = m_s.sum() / n_s, m_r.sum() / n_r
+    d = (m_s - p_s * c_s) / n_s - (m_r - p_r * c_r) / n_r
+    floor = float(_ac_variance(np.array(m_s.sum()), np.array(n_s), np.array(m_r.sum()), np.array(n_r)))
+    se = math.sqrt(max(_cluster_variance(d, groups), floor))
+    z = (p_s - p_r - tolerance) / se
+    return float(z), float(_z_to_p(np.array([z]))[0])
+
+
+def cluster_value(
+    bad: np.ndarray, cluster: np.ndarray, in_s: np.ndarray, *, groups: int
+) -> tuple[float, list[float] | None]:
+    """Recall ``1 - P̂`` of the units ``in_s`` and its 95% normal interval from the cluster (sandwich) variance of the
+    ratio ``P̂ = sum(bad) / count`` (:func:`cluster_test`), clipped to [0, 1]."""
+    n = float(np.count_nonzero(in_s))
+    if n == 0:
+        return math.nan, None
+    size = int(cluster.max()) + 1
+    m = np.bincount(cluster[in_s], weights=np.asarray(bad, dtype=float)[in_s], minlength=size)
+    c = np.bincount(cluster[in_s], minlength=size).astype(float)
+    p = m.sum() / n
+    se = math.sqrt(_cluster_variance((m - p * c) / n, groups))
+    half = 1.959963984540054 * se
+    return 1.0 - p, [max(0.0, 1.0 - p - half), min(1.0, 1.0 - p + half)]
+
+
+def _cluster_discovery(
+    cell: np.ndarray,
+    ok: np.ndarray,
+    count: int,
+    bad_d: np.ndarray,
+    in_d: np.ndarray,
+    cluster: np.ndarray,
+    totals: tuple[np.ndarray, np.ndarray, int],
+    tolerance: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cluster_test` of every cell ``ok`` against the rest of the discovery half at once: ``d_i`` is linear in
+    the cell's and the cluster's counts, so ``sum_i d_i^2`` comes from per-cell sums of their products."""
+    big_m, big_n, groups = totals  # per cluster of the half: bad units, units; the number of clusters
+    c_total = len(big_m)
+    key = cell[in_d] * c_total + cluster[in_d]
+    pairs, inverse = np.unique(key, return_inverse=True)
+    m = np.bincount(inverse, weights=bad_d[in_d])
+    n = np.bincount(inverse).astype(float)
+    pc, pk = pairs // c_total, pairs % c_total
+    mm, nn = big_m[pk], big_n[pk]
+
+    def per_cell(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(pc, weights=weights, minlength=count + 1)[:count][ok]
+
+    s_m, s_n = per_cell(m), per_cell(n)
+    s_mm, s_nn, s_mn = per_cell(m * m), per_cell(n * n), per_cell(m * n)
+    s_mM, s_mN, s_nM, s_nN = per_cell(m * mm), per_cell(m * nn), per_cell(n * mm), per_cell(n * nn)
+    t_m, t_n = float(big_m.sum()), float(big_n.sum())
+    t_MM, t_MN, t_NN = float((big_m * big_m).sum()), float((big_m * big_n).sum()), float((big_n * big_n).sum())
+    r_m, r_n = t_m - s_m, t_n - s_n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_s, p_r = s_m / s_n, r_m / r_n
+        a = 1.0 / s_n + 1.0 / r_n
+        b = -(p_s / s_n + p_r / r_n)
+        c = -1.0 / r_n
+        e = p_r / r_n
+        total = (
+            a * a * s_mm
+            + b * b * s_nn
+            + 2 * a * b * s_mn
+            + 2 * a * (c * s_mM + e * s_mN)
+            + 2 * b * (c * s_nM + e * s_nN)
+            + c * c * t_MM
+            + 2 * c * e * t_MN
+            + e * e * t_NN
+        )
+        variance = np.maximum(total, 0.0) * groups / (groups - 1) if groups > 1 else np.full(len(s_m), np.inf)
+        se = np.sqrt(np.maximum(variance, _ac_variance(s_m, s_n, r_m, r_n)))
+        z = (p_s - p_r - tolerance) / se
+    z = np.where((s_n < 1) | (r_n < 1), -np.inf, z)
+    z = np.nan_to_num(np.asarray(z, dtype=float), nan=-np.inf)
+    return z, _z_to_p(z)
+
+
 @dataclass
 class Finding:
     """One confirmed slice, with its numbers on the confirmation half (``value`` in the metric's own
@@ -291,12 +421,18 @@ def search(
     bad: np.ndarray,
     metric: SearchMetric,
     settings: SearchSettings,
+    *,
+    clusters: np.ndarray | None = None,
 ) -> SearchResult:
     """Search the conjunctions of ``columns`` for slices whose ``bad`` (per-sample badness) is higher than the
     rest's by more than ``settings.tolerance``, controlling the family-wise error (module docstring).
 
+    ``clusters`` (detection: each object's image): the samples are units clustered in independent clusters; the
+    split puts all units of a cluster in the same half and every test is :func:`cluster_test` (values and
+    intervals :func:`cluster_value`). Without it (classification) the samples are independent.
+
     Raises:
-        SliceError: fewer than 4 samples, no attribute, or columns whose length is not the samples'.
+        SliceError: fewer than 4 samples (or clusters), no attribute, or columns whose length is not the samples'.
     """
     bad = np.asarray(bad, dtype=float)
     n = len(bad)
@@ -309,7 +445,19 @@ def search(
             raise SliceError(f"attribute {c.name!r} has {len(c.codes)} values for {n} samples")
     rng = np.random.default_rng(settings.seed)
     discovery = np.zeros(n, dtype=bool)
-    discovery[rng.permutation(n)[: (n + 1) // 2]] = True
+    cluster: np.ndarray | None = None
+    if clusters is None:
+        discovery[rng.permutation(n)[: (n + 1) // 2]] = True
+    else:
+        if len(clusters) != n:
+            raise SliceError(f"{len(clusters)} cluster ids for {n} samples")
+        cluster = np.unique(np.asarray(clusters), return_inverse=True)[1].reshape(-1)
+        g = int(cluster.max()) + 1
+        if g < 4:
+            raise SliceError(f"the slice search needs at least 4 images; got {g}")
+        first = np.zeros(g, dtype=bool)
+        first[rng.permutation(g)[: (g + 1) // 2]] = True
+        discovery = first[cluster]
     confirm = ~discovery
     weights_d = discovery.astype(float)
     bad_d = bad * weights_d
@@ -317,6 +465,11 @@ def search(
     total_n_d = float(weights_d.sum())
     total_bad_d = float(bad_d.sum())
     total_sq_d = float(sq_d.sum())
+    if cluster is not None:
+        g_d = int(np.unique(cluster[discovery]).size)
+        g_c = int(np.unique(cluster[confirm]).size)
+        big_n = np.bincount(cluster[discovery], minlength=g).astype(float)
+        big_m = np.bincount(cluster[discovery], weights=bad[discovery], minlength=g)
 
     usable = [c for c in columns if c.predicates]
     z_parts: list[np.ndarray] = []
@@ -336,16 +489,21 @@ def search(
             n_s = np.bincount(cell, weights=weights_d, minlength=count + 1)[:count][ok]
             b_s = np.bincount(cell, weights=bad_d, minlength=count + 1)[:count][ok]
             s_s = None if metric.proportion else np.bincount(cell, weights=sq_d, minlength=count + 1)[:count][ok]
-            z, p = one_sided_p(
-                b_s,
-                n_s,
-                total_bad_d - b_s,
-                total_n_d - n_s,
-                tolerance=settings.tolerance,
-                proportion=metric.proportion,
-                sq_s=s_s,
-                sq_r=None if s_s is None else total_sq_d - s_s,
-            )
+            if cluster is not None:
+                z, p = _cluster_discovery(
+                    cell, ok, count, bad, discovery, cluster, (big_m, big_n, g_d), settings.tolerance
+                )
+            else:
+                z, p = one_sided_p(
+                    b_s,
+                    n_s,
+                    total_bad_d - b_s,
+                    total_n_d - n_s,
+                    tolerance=settings.tolerance,
+                    proportion=metric.proportion,
+                    sq_s=s_s,
+                    sq_r=None if s_s is None else total_sq_d - s_s,
+                )
             hit = p < settings.discovery_alpha
             if hit.any():
                 z_parts.append(z[hit])
@@ -380,6 +538,8 @@ def search(
 
     def test_d(in_s: np.ndarray, in_r: np.ndarray, tolerance: float) -> tuple[float, float]:
         s, r = in_s & discovery, in_r & discovery
+        if cluster is not None:
+            return cluster_test(bad, cluster, s, r, groups=g_d, tolerance=tolerance)
         z, p = one_sided_p(
             np.array([bad[s].sum()]),
             np.array([s.sum()]),
@@ -446,18 +606,23 @@ def search(
         n_s, n_r = int(in_s.sum()), int(in_r.sum())
         b_s, b_r = float(bad[in_s].sum()), float(bad[in_r].sum())
         q_s, q_r = float((bad[in_s] ** 2).sum()), float((bad[in_r] ** 2).sum())
-        _, p = one_sided_p(
-            np.array([b_s]),
-            np.array([n_s]),
-            np.array([b_r]),
-            np.array([n_r]),
-            tolerance=settings.tolerance,
-            proportion=metric.proportion,
-            sq_s=np.array([q_s]),
-            sq_r=np.array([q_r]),
-        )
-        value, interval = _interval(metric, b_s, q_s, n_s)
-        rest_value, rest_interval = _interval(metric, b_r, q_r, n_r)
+        if cluster is not None:
+            p = np.array([cluster_test(bad, cluster, in_s, in_r, groups=g_c, tolerance=settings.tolerance)[1]])
+            value, interval = cluster_value(bad, cluster, in_s, groups=g_c)
+            rest_value, rest_interval = cluster_value(bad, cluster, in_r, groups=g_c)
+        else:
+            _, p = one_sided_p(
+                np.array([b_s]),
+                np.array([n_s]),
+                np.array([b_r]),
+                np.array([n_r]),
+                tolerance=settings.tolerance,
+                proportion=metric.proportion,
+                sq_s=np.array([q_s]),
+                sq_r=np.array([q_r]),
+            )
+            value, interval = _interval(metric, b_s, q_s, n_s)
+            rest_value, rest_interval = _interval(metric, b_r, q_r, n_r)
         effect = (b_s / n_s if n_s else math.nan) - (b_r / n_r if n_r else math.nan)
         rows.append((definition, size, n_s, value, interval, n_r, rest_value, rest_interval, effect, float(p[0]), z))
     adjusted = holm([r[9] for r in rows])

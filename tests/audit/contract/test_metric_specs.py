@@ -389,11 +389,10 @@ ALLOWED = {
     # the metrics a slice is measured with: the means of a per-sample value of predictions.csv (config slices.metric)
     "audit/contract/config.py": "slices.metric's choices",
     "audit/evaluation/slice_watch.py": "a slice's per-sample metrics",
-    # the slice search's metrics (SEARCH_METRICS: the per-sample value and its test), the per-sample values
-    # read from predictions.csv, and `cvaudit slices --metric`'s default
+    # the slice search's metrics (SEARCH_METRICS, DETECTION_METRICS: the per-sample value and its test) and the
+    # per-sample values read from predictions.csv / objects.csv
     "audit/evaluation/slices/search.py": "the slice search's per-sample metrics",
     "audit/evaluation/slices/run_folder.py": "a slice's per-sample metrics",
-    "audit/cli/slices.py": "--metric's default",
 }
 #: Another quantity with the same key: the corruption summary's mean corruption error (``mce``).
 SAME_KEY_OTHER_QUANTITY = {

@@ -3,6 +3,8 @@ letterbox batch (hand-computed visibilities through the padding band), the refus
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 
 import numpy as np
@@ -35,14 +37,19 @@ def plugin():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("scenes")
     make_detection_dataset(root, n=6)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(root):
     cfg = load_config(write_detection_config(root, root / "detector.pt"))
     return read_detection_data(cfg)
 
 
-def test_objects_csv_round_trip(data, tmp_path):
+def test_objects_csv_round_trip(data, root, tmp_path):
     n = [len(image.objects) for image in data.truth.images]
     rows = [(r, k) for r, count in enumerate(n) for k in range(count)]
     outcomes = ObjectOutcomes(
@@ -60,9 +67,25 @@ def test_objects_csv_round_trip(data, tmp_path):
     text = path.read_text()
     assert text.splitlines()[0] == (
         "condition,sample_id,image_row,object_index,class,size,object.occluded,"
-        "present,found,visibility,occluded_fraction"
+        "area_share,center_x,center_y,present,found,visibility,occluded_fraction"
     )
     assert text.splitlines()[1].startswith("'-odd@1,s000,0,0,")
+    # the box geometry against the annotation file by hand: share of the image, centre as fractions of the frame
+    instances = json.loads((root / "instances.json").read_text())
+    size = {image["id"]: (image["width"], image["height"]) for image in instances["images"]}
+    expected = [
+        (
+            a["bbox"][2] * a["bbox"][3] / (size[a["image_id"]][0] * size[a["image_id"]][1]),
+            (a["bbox"][0] + a["bbox"][2] / 2) / size[a["image_id"]][0],
+            (a["bbox"][1] + a["bbox"][3] / 2) / size[a["image_id"]][1],
+        )
+        for a in instances["annotations"]
+    ]
+    with path.open(newline="") as f:
+        written = [(float(r["area_share"]), float(r["center_x"]), float(r["center_y"])) for r in csv.DictReader(f)]
+    assert len(written) == len(expected) > 0
+    np.testing.assert_allclose(written, expected, rtol=1e-12)
+    assert all(0 < a <= 1 and 0 < x < 1 and 0 < y < 1 for a, x, y in written)
     back = read_objects(path)
     for name in ObjectOutcomes.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(back, name), getattr(outcomes, name))
