@@ -17,6 +17,10 @@ the scenario, independently. Attributes: 8 categorical manifest attributes with 
   :func:`make_detection`): the share of runs that report any slice on null data, with cvaudit's cluster-robust
   test and, for contrast, with the same search treating the objects as independent (the classification test);
   and the share of runs that report the planted slice (small objects centred in the left fifth of the frame);
+- ``oracle``: what a test that already knows the planted slice reaches, for the targets' context: its power on
+  the confirmation half alone (at ``alpha``, and at ``alpha / max_confirm``, Holm's first step when the search
+  keeps ``max_confirm`` slices) and on the whole run at Bonferroni's ``alpha / m`` over the ``m`` slices the
+  search tests (``candidates``, counted on one simulated run);
 - ``time``: ``cvaudit slices`` on a run folder of 100 000 clean predictions (read + search + slices.csv),
   8 manifest attributes, with and without image_properties.csv.
 """
@@ -38,6 +42,7 @@ from audit.evaluation.slices.search import (
     SEARCH_METRICS,
     SearchSettings,
     columns_from_table,
+    one_sided_p,
     search,
 )
 
@@ -104,6 +109,37 @@ def error_table(runs: int) -> str:
             f"| property: first slice on brightness | 10,000 | {base} | darkest 5 % (500 images, -0.10) | {runs} "
             f"| {share:.3f} |"
         )
+    return "\n".join(lines)
+
+
+def oracle_table(runs: int) -> str:
+    """The oracle rows (module docstring): the share of ``runs`` binomial draws in which the one-sided test of the
+    search (:func:`~audit.evaluation.slices.search.one_sided_p`, tolerance 0) rejects for the planted slice."""
+    settings = SearchSettings()
+    rng = np.random.default_rng(4)
+    lines = [
+        "| rest accuracy | planted slice | confirmation half, alpha | confirmation half, alpha / 5 "
+        "| whole run, alpha / m | m (slices tested) |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for base in (0.9, 0.97):
+        for k7, size in ((10, 200), (5, 400)):
+            table, bad, numeric = make(10_000, rng, base=base, planted="slice", k7=k7)
+            m = search(columns_from_table(table, numeric, settings), bad, ACC, settings).candidates
+            shares = []
+            for n_s, n_r, level in (
+                (size // 2, (10_000 - size) // 2, settings.alpha),
+                (size // 2, (10_000 - size) // 2, settings.alpha / settings.max_confirm),
+                (size, 10_000 - size, settings.alpha / m),
+            ):
+                k_s = rng.binomial(n_s, 1.0 - (base - 0.10), runs).astype(float)
+                k_r = rng.binomial(n_r, 1.0 - base, runs).astype(float)
+                _, p = one_sided_p(k_s, np.full(runs, n_s), k_r, np.full(runs, n_r), tolerance=0.0, proportion=True)
+                shares.append(float((p <= level).mean()))
+            lines.append(
+                f"| {base} | {PLANTED} (~{size} images, -0.10) | {shares[0]:.3f} | {shares[1]:.3f} | {shares[2]:.3f} "
+                f"| {m:,} |"
+            )
     return "\n".join(lines)
 
 
@@ -268,16 +304,21 @@ def time_table(n: int = 100_000) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["all", "errors", "time", "detection"])
+    parser.add_argument("what", choices=["all", "errors", "oracle", "time", "detection"])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument(
         "--write-docs",
         action="store_true",
-        help="detection: replace the table of docs/slices.md between <!-- slices:detection:start/end -->",
+        help="detection, oracle: replace that table of docs/slices.md (between <!-- slices:NAME:start/end -->)",
     )
     args = parser.parse_args()
     if args.what in ("all", "errors"):
         print(error_table(args.runs), flush=True)
+    if args.what in ("all", "oracle"):
+        table = oracle_table(20_000)
+        print(table, flush=True)
+        if args.write_docs:
+            _write_docs("oracle", table)
     if args.what in ("all", "time"):
         print(time_table(), flush=True)
     if args.what in ("all", "detection"):
