@@ -40,6 +40,7 @@ SMALL_BUDGET = {
     "autoattack": {"n_iter": 10, "n_target_classes": 2},
     "autoattack_l2": {"n_iter": 10, "n_target_classes": 2},
     "square": {"n_queries": 50},
+    "square_l2": {"n_queries": 50},
 }
 
 #: Option modes of the built-ins beyond their defaults.
