@@ -40,7 +40,16 @@ each iteration the windows' positions, the pattern's orientation (L2) and the
 signs, come from a CPU generator seeded with the sample's own seed (keyed by
 (seed, name, ε, sample id)) and the restart, drawn in fixed chunks of
 iterations. A sample's result therefore does not depend on the batch it is in
-(batch size, order, shard), up to float rounding of the model's batched logits.
+(batch size, order, shard), up to float rounding of the model's batched logits
+(at a near-tie between a candidate's margin and the best one, that rounding can
+flip an accept and so change the sample's later path: rare, but seen on a
+near-flat tiny model whose margins move by ~1e-5 per query).
+
+The L2 version differs from the reference in two edge cases only: a window's
+corner is uniform over every place it fits (the reference's ``random_int`` never
+picks the last one), and start tiles that would cross the border, or windows
+larger than the image, are left out or shrunk to fit (the reference assumes
+images of side >= 5 whose tiles fit).
 
 Samples the model already misclassifies are returned unchanged (fooled, no
 query). Clean errors count as fooled, as in robust accuracy.
