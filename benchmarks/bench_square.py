@@ -1,15 +1,20 @@
-"""Strength of cvaudit's ``square`` against ART's SquareAttack on the demo CNN, at equal query budget.
+"""Strength of cvaudit's ``square`` (or ``square_l2``) against ART's SquareAttack on the demo CNN, at equal budget.
 
 Robust accuracy (clean errors count as fooled) on the first ``--n`` audit images of the demo,
 for each ε, cvaudit (seed 0, per-sample draws) against ART (numpy seeds 0 .. ``--art-seeds``-1;
 ART draws one window per iteration for the whole batch). Prints a markdown table.
 
     python benchmarks/bench_square.py --n 200 --queries 300 --eps 0.03 0.06 --art-seeds 2
+    python benchmarks/bench_square.py --norm l2 --n 200 --queries 100 --eps 2 3 --art-seeds 2
+
+With ``--norm l2`` it runs ``square_l2`` against ``SquareAttack(norm=2)``; ART's L2 search also draws
+from Python's ``random``, seeded with the numpy seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import time
 
 import numpy as np
@@ -22,13 +27,14 @@ def main() -> None:
     from art.estimators.classification import PyTorchClassifier
 
     from audit.demo import build_demo_data, load_demo_weights
-    from stressors.adversarial import Square
+    from stressors.adversarial import Square, SquareL2
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--eps", type=float, nargs="+", default=[0.03, 0.06])
     ap.add_argument("--art-seeds", type=int, default=2)
+    ap.add_argument("--norm", choices=["linf", "l2"], default="linf")
     args = ap.parse_args()
     data = build_demo_data(0)
     model = load_demo_weights()
@@ -42,18 +48,20 @@ def main() -> None:
     clf = PyTorchClassifier(
         model, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0, 1)
     )
-    print(f"n={args.n} clean accuracy={clean:.3f} queries={args.queries}", flush=True)
-    print("| ε | cvaudit square | ART SquareAttack (per seed) | ART mean | cvaudit s | ART s/seed |")
+    cls, art_norm = (Square, np.inf) if args.norm == "linf" else (SquareL2, 2)
+    print(f"n={args.n} clean accuracy={clean:.3f} queries={args.queries} norm={args.norm}", flush=True)
+    print(f"| ε | cvaudit {cls.name} | ART SquareAttack (per seed) | ART mean | cvaudit s | ART s/seed |")
     print("|---|---|---|---|---|---|", flush=True)
     for eps in args.eps:
         t = time.perf_counter()
-        res = Square(epsilons=[eps], n_queries=args.queries).attack(model, x, y, severity=eps, sample_ids=ids, seed=0)
+        res = cls(epsilons=[eps], n_queries=args.queries).attack(model, x, y, severity=eps, sample_ids=ids, seed=0)
         ours, t_ours = 1 - res.fooled.float().mean().item(), time.perf_counter() - t
         theirs, t_art = [], 0.0
         for seed in range(args.art_seeds):
             np.random.seed(seed)
+            random.seed(seed)
             t = time.perf_counter()
-            adv = SquareAttack(clf, eps=eps, max_iter=args.queries, verbose=False).generate(
+            adv = SquareAttack(clf, norm=art_norm, eps=eps, max_iter=args.queries, verbose=False).generate(
                 x.numpy(), y=np.eye(10, dtype=np.float32)[y.numpy()]
             )
             t_art += time.perf_counter() - t

@@ -1,5 +1,5 @@
-"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, square, apgd, apgd_l2,
-apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`); and the
+"""Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, square, square_l2,
+apgd, apgd_l2, apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`); and the
 attacks on object detectors, detection_pgd and detection_pgd_l2 (:mod:`stressors.attacks.detection`).
 
 Each class has ``name``, ``severities`` (the epsilons, pixel units of [0, 1]),
@@ -15,7 +15,7 @@ Defaults and their sources are in :mod:`stressors.attacks.gradient` and
 :mod:`stressors.attacks.apgd`.
 """
 
-from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump, Square
+from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump, Square, SquareL2
 from stressors.attacks.apgd import APGD, APGDL2, APGDT, APGDTL2, AutoAttack, AutoAttackL2
 from stressors.attacks.detection import DetectionPGD, DetectionPGDL2
 
@@ -36,4 +36,5 @@ __all__ = [
     "DetectionPGDL2",
     "HopSkipJump",
     "Square",
+    "SquareL2",
 ]

@@ -55,7 +55,7 @@ from stressors.attacks.common import (
     reject_unknown,
     resolve_epsilons,
 )
-from stressors.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, Square
+from stressors.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, Square, SquareL2
 from stressors.base import StressorError, generator, per_sample_seeds
 
 DEFAULT_N_ITER = 100
@@ -75,9 +75,9 @@ REFERENCE_MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square")
 #: (the second member of the reference's ``rand`` version) after ``apgd-ce``.
 MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
 NOT_BUILT = ("fab-t",)
-#: Under L2 Square is not built (``square`` is L∞ only).
-MEMBERS_L2 = ("apgd-ce", "apgd-dlr", "apgd-t")
-NOT_BUILT_L2 = ("fab-t", "square")
+#: Under L2 the same members; ``square`` is then :class:`stressors.attacks.square.SquareL2`.
+MEMBERS_L2 = MEMBERS
+NOT_BUILT_L2 = NOT_BUILT
 #: Two forward passes differ by more than this (on L2-normalised logits): a randomised model (reference).
 RANDOMISED_TOLERANCE = 1e-6
 
@@ -524,10 +524,12 @@ class AutoAttack(Attack):
     every member; members run in the reference's order, each on the samples still robust.
 
     Members that exist here: ``apgd-ce`` (APGD, CE loss), ``apgd-t`` (APGD-T, 9 target classes),
-    ``square`` (:class:`stressors.attacks.square.Square`, gradient-free; L∞ only) and ``apgd-dlr``
+    ``square`` (:class:`stressors.attacks.square.Square`, gradient-free; under L2
+    :class:`stressors.attacks.square.SquareL2`) and ``apgd-dlr``
     (untargeted DLR, the second member of the reference's ``rand`` version). They run in the
     order apgd-ce, apgd-dlr, apgd-t, square (the reference's, FAB-T being absent). Each member
-    keys its random draws by its own stressor name (``apgd``, ``apgd_t``, ``square``), so on the
+    keys its random draws by its own stressor name (``apgd``, ``apgd_t``, ``square``; under L2
+    ``apgd_l2``, ``apgd_t_l2``, ``square_l2``), so on the
     samples it attacks it gives exactly the stand-alone stressor's result. **FAB-T is not
     built**, and the default ``members: [apgd-ce, apgd-t]`` leaves Square out (its reference
     budget, 5000 queries per robust sample, dominates the run time): the default can only
@@ -545,7 +547,7 @@ class AutoAttack(Attack):
         restarts: as :class:`APGD`, for every member (Square included).
         n_target_classes: APGD-T's target classes; default 9.
         n_queries, p_init: Square's budget (as :class:`stressors.attacks.square.Square`);
-            default 5000 and 0.8. Allowed only where Square is built (L∞).
+            default 5000 and 0.8 (AutoAttack's standard budget under both norms).
 
     Raises:
         StressorError: a bad or unknown option, an unknown member or one not built here.
@@ -564,6 +566,7 @@ class AutoAttack(Attack):
     _targeted: ClassVar[type] = APGDT
     _members: ClassVar[tuple[str, ...]] = MEMBERS
     _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT
+    _square: ClassVar[type] = Square
 
     def __init__(
         self,
@@ -591,9 +594,8 @@ class AutoAttack(Attack):
         available = list(self._members)
         for m in members:
             if m in self._not_built:
-                where = " under L2 (square is L-inf only)" if m in MEMBERS else ""
                 raise StressorError(
-                    f"{self.name}: member {m!r} is not built{where} in this cvaudit version; available {available}"
+                    f"{self.name}: member {m!r} is not built in this cvaudit version; available {available}"
                 )
             if m not in self._members:
                 raise StressorError(f"{self.name}: unknown member {m!r}; expected some of {available}")
@@ -609,7 +611,7 @@ class AutoAttack(Attack):
                 "apgd-t": self._targeted(n_target_classes=n_target_classes, **common),
             }
             if "square" in self._members:
-                self._attacks["square"] = Square(epsilons=self.severities, restarts=restarts, **square_budget)
+                self._attacks["square"] = self._square(epsilons=self.severities, restarts=restarts, **square_budget)
         except StressorError as err:
             raise StressorError(f"{self.name}: {str(err).split(': ', 1)[1]}") from None
         square = self._attacks.get("square")
@@ -698,6 +700,7 @@ class AutoAttackL2(AutoAttack):
     _targeted: ClassVar[type] = APGDTL2
     _members: ClassVar[tuple[str, ...]] = MEMBERS_L2
     _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT_L2
+    _square: ClassVar[type] = SquareL2
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from stressors.attacks.apgd import (
     dlr_targeted_loss,
     is_randomised,
 )
-from stressors.attacks.square import Square
+from stressors.attacks.square import Square, SquareL2
 from stressors.base import StressorError
 
 EPS = 0.1  # the 8x8 digits CNN has an intermediate robust accuracy here
@@ -307,7 +307,8 @@ def test_eot_averages_the_gradient_over_samples(digits):
         (APGDT, {"n_target_classes": 0}, "option 'n_target_classes'"),
         (AutoAttack, {"members": ["apgd-ce", "pgd"]}, "unknown member 'pgd'"),
         (AutoAttack, {"members": ["fab-t"]}, "member 'fab-t' is not built"),
-        (AutoAttackL2, {"members": ["square"]}, "member 'square' is not built under L2"),
+        (AutoAttackL2, {"members": ["fab-t"]}, "member 'fab-t' is not built"),
+        (AutoAttackL2, {"members": ["square"], "p_init": 0}, r"option 'p_init' must be a number \(0, 1\]"),
         (AutoAttack, {"members": ["apgd-ce", "apgd-ce"]}, "twice"),
         (AutoAttack, {"members": "apgd-ce"}, "non-empty list"),
         (AutoAttack, {"restarts": 0}, "option 'restarts'"),
@@ -382,6 +383,30 @@ def test_square_alone_in_the_ensemble_equals_the_stand_alone_square(digits):
     assert member.last_details["zero_gradient_samples"] == 0
 
 
+EPS_L2 = 1.0  # L2 on the 8x8 digits with saturated logits: APGD-CE (2 iterations) fools few, Square about half
+
+
+def test_l2_ensemble_with_square_is_the_union_of_the_stand_alone_l2_members(digits):
+    """Under L2 the member ``square`` is ``square_l2``: keyed by that name, it equals the stand-alone stressor."""
+    model, x, y, ids = digits
+    model = nn.Sequential(model, Saturate()).eval()  # masked gradients: APGD-CE leaves samples Square fools
+    ce = robust(APGDL2(epsilons=[EPS_L2], n_iter=2), model, x, y, ids, eps=EPS_L2)
+    sq = robust(SquareL2(epsilons=[EPS_L2], n_queries=QUERIES), model, x, y, ids, eps=EPS_L2)
+    attack = AutoAttackL2(epsilons=[EPS_L2], members=["square", "apgd-ce"], n_iter=2, n_queries=QUERIES)
+    got = robust(attack, model, x, y, ids, eps=EPS_L2)
+    assert torch.equal(got, ce & sq)
+    first, second = attack.last_details["members"]
+    assert (first["member"], second["member"]) == ("apgd-ce", "square")
+    assert second["attacked"] == first["robust"] == int(ce.sum()) and second["robust"] == int(got.sum())
+    assert second["robust"] < first["robust"], "square_l2 must fool samples APGD-CE left, or this test cannot fail"
+    alone = SquareL2(epsilons=[EPS_L2], n_queries=QUERIES).attack(model, x, y, severity=EPS_L2, sample_ids=ids, seed=3)
+    member = AutoAttackL2(epsilons=[EPS_L2], members=["square"], n_queries=QUERIES)
+    only = member.attack(model, x, y, severity=EPS_L2, sample_ids=ids, seed=3)
+    assert torch.equal(only.fooled, alone.fooled)
+    assert torch.equal(only.images[only.fooled], alone.images[alone.fooled])
+    assert float((only.images - x).flatten(1).norm(dim=1).max()) <= EPS_L2 + 1e-5
+
+
 def test_apgd_dlr_runs_before_apgd_t_and_square_last():
     attack = AutoAttack(members=["square", "apgd-t", "apgd-dlr", "apgd-ce"])
     assert attack.members == ("apgd-ce", "apgd-dlr", "apgd-t", "square") == MEMBERS
@@ -401,6 +426,10 @@ def test_options_record_squares_budget_and_the_members_not_run():
         "restarts": 1,
     }
     assert AutoAttackL2().options["members_not_run"] == ["fab-t", "square"]
+    l2 = AutoAttackL2(members=["apgd-ce", "apgd-t", "square"], n_queries=QUERIES)
+    assert l2.options["members_not_run"] == ["fab-t"] and l2.members == ("apgd-ce", "apgd-t", "square")
+    assert l2.options["budgets"]["square"] == {"n_queries": QUERIES, "p_init": 0.8, "restarts": 1}
+    assert isinstance(l2._attacks["square"], SquareL2), "under L2 the member 'square' is the L2 Square Attack"
 
 
 @pytest.mark.parametrize(
@@ -408,11 +437,12 @@ def test_options_record_squares_budget_and_the_members_not_run():
     [
         (
             AutoAttackL2,
-            {"members": ["apgd-ce", "square"]},
-            "autoattack_l2: member 'square' is not built under L2 (square is L-inf only) in this cvaudit "
-            "version; available ['apgd-ce', 'apgd-dlr', 'apgd-t']",
+            {"members": ["apgd-ce", "fab-t"]},
+            "autoattack_l2: member 'fab-t' is not built in this cvaudit version; available "
+            "['apgd-ce', 'apgd-dlr', 'apgd-t', 'square']",
         ),
-        (AutoAttackL2, {"n_queries": 30}, "autoattack_l2: unknown option 'n_queries'"),
+        (AutoAttackL2, {"n_queries": 0}, "autoattack_l2: option 'n_queries' must be an integer >= 1, got 0"),
+        (AutoAttackL2, {"epsilons": [-1.0]}, "autoattack_l2: option 'epsilons': epsilon -1.0 outside [0, inf)"),
         (AutoAttack, {"members": ["fab-t"]}, "autoattack: member 'fab-t' is not built in this cvaudit version"),
         (AutoAttack, {"n_queries": 0}, "autoattack: option 'n_queries' must be an integer >= 1, got 0"),
         (AutoAttack, {"p_init": 1.5}, "autoattack: option 'p_init'"),

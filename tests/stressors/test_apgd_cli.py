@@ -35,7 +35,8 @@ def _spoil_images(root):
         ("{name: apgd_t, eot_samples: 0}", "apgd_t: option 'eot_samples' must be an integer >= 1, got 0"),
         ("{name: autoattack, members: [apgd-ce, fab]}", "autoattack: unknown member 'fab'"),
         ("{name: autoattack, members: [apgd-ce, fab-t]}", "autoattack: member 'fab-t' is not built"),
-        ("{name: autoattack_l2, members: [square]}", "autoattack_l2: member 'square' is not built under L2"),
+        ("{name: autoattack_l2, members: [fab-t]}", "autoattack_l2: member 'fab-t' is not built"),
+        ("{name: autoattack_l2, members: [square], p_init: 0}", "autoattack_l2: option 'p_init' must be a number"),
         ("{name: autoattack, members: [square], n_queries: 0}", "autoattack: option 'n_queries' must be"),
     ],
 )

@@ -40,6 +40,12 @@ SMALL_BUDGET = {
     "autoattack": {"n_iter": 10, "n_target_classes": 2},
     "autoattack_l2": {"n_iter": 10, "n_target_classes": 2},
     "square": {"n_queries": 50},
+    # Without ε = 0.25: on this near-flat tiny model a window changes the margin by ~1e-5 and the batched logits
+    # round differently by ~3e-8 (batch of 1 vs 6), so an accept can flip at a near-tie and a sample alone then
+    # differs (measured at ε 0.25, audit seed 0; `square` fails the same way at audit seed 1). Batch invariance
+    # holds up to float rounding of the model's batched logits (stressors/attacks/square.py); the demo CNN's
+    # check is in tests/stressors/test_attack_square.py.
+    "square_l2": {"n_queries": 50, "epsilons": [0.0, 0.5, 1.0]},
 }
 
 #: Option modes of the built-ins beyond their defaults.
