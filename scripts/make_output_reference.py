@@ -6,8 +6,8 @@
 
 writes ``tests/data/demo_outputs_reference.json.gz``: the text and SHA-256 of ``predictions.csv``,
 ``governance.csv`` and ``breaking_points.csv``, and results.json without what differs between two
-runs of the same inputs (:func:`normalise`: run times and dates, absolute paths, the TorchScript
-file's digest, whose zip bytes vary although its weights do not, and the library versions).
+runs of the same inputs (:func:`normalise`: run times and dates, an attack member's seconds, absolute
+paths, the TorchScript file's digest, whose zip bytes vary although its weights do not, and the library versions).
 
 The demo's model is shipped (``audit/demo_weights``) and its images are built with exact or float64
 arithmetic, so a run on another CPU differs from the reference only where torch's CPU kernels round
@@ -62,6 +62,9 @@ def normalise(results: dict[str, Any]) -> dict[str, Any]:
             (out.get(section) or {}).pop(key, None)
     for key in ("path", "sha256"):  # the TorchScript file as the run found it (its zip bytes vary)
         ((out.get("model") or {}).get("code_executed") or {}).pop(key, None)
+    for cond in out.get("conditions") or []:  # an attack member's run time (attack_details.members[].seconds)
+        for member in (cond.get("attack_details") or {}).get("members") or []:
+            member.pop("seconds", None)
     return out
 
 

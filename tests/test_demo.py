@@ -64,6 +64,28 @@ def test_demo_groups_genuinely_differ_and_governance_fires(demo):
     assert checks[("adversarial.iterative_stronger_than_single_step", "pgd")] == "pass"
 
 
+def test_demo_policy_judges_the_ensemble(demo):
+    """The demo runs the AutoAttack ensemble; its policy judges its robust accuracy and its flags, and the
+    report's adversarial headline is the ensemble's number."""
+    results = json.loads((demo / "results.json").read_text())
+    acc = {c["id"]: c["metrics"]["accuracy"] for c in results["conditions"]}
+    rules = {r["id"]: r for r in results["policy"]["rules"]}
+    judged = rules["autoattack-accuracy"]
+    assert judged["condition"] == min(("autoattack@0.01", "autoattack@0.03"), key=acc.__getitem__)
+    assert judged["observed"] == acc[judged["condition"]] and judged["blocking"] is False
+    assert judged["status"] == ("warn" if judged["observed"] < 0.55 else "pass")
+    checks = {(c["check"], c["attack"]): c for c in results["adversarial_checks"]}
+    ensemble = [c for (check, _), c in checks.items() if check == "adversarial.ensemble_at_least_as_strong"]
+    assert ensemble and all(c["status"] == "pass" for c in ensemble)  # against pgd and fgsm at 0.01, 0.03
+    assert rules["autoattack-strongest"]["status"] == "pass"
+    for check in ("large_epsilon_zero_accuracy", "zero_epsilon_matches_clean", "zero_gradients", "randomised_model"):
+        assert checks[(f"adversarial.{check}", "autoattack")]["status"] == "pass", check
+    for eps in ("0.01", "0.03"):  # the ensemble is at least as strong as PGD on the same samples
+        assert acc[f"autoattack@{eps}"] <= acc[f"pgd@{eps}"]
+    html = (demo / "report.html").read_text(encoding="utf-8")
+    assert "Headline: robust accuracy under the ensemble autoattack (apgd-ce, apgd-t)" in html
+
+
 @pytest.mark.skipif(shutil.which("pdfsig") is None, reason="pdfsig (poppler-utils) is not installed")
 def test_demo_pdf_signature_is_valid_for_pdfsig(demo):
     out = subprocess.run(["pdfsig", str(demo / "report.pdf")], capture_output=True, text=True).stdout

@@ -46,7 +46,7 @@ AutoAttack's flags (Croce & Hein 2020, the reference's ``checks.py`` / ``flags_d
   accuracy overstated); ``warn`` when EoT was used (robust accuracy is itself random: rerun with
   another seed to see its spread). ``observed`` = null.
 
-:data:`MEANING` says, per check id, what a failing finding means for the verdict.
+:data:`MEANING` (:mod:`audit.contract.adversarial_meaning`) says, per check id, what a failing finding means for the verdict.
 
 Tolerance: ``tolerance`` (accuracy units) if given, else sampling noise:
 ``z * sqrt(p1 (1 - p1) / n1 + p2 (1 - p2) / n2) + 1 / min(n1, n2)``. With
@@ -64,6 +64,18 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from audit.contract.adversarial_meaning import (
+    CHECKS,  # noqa: F401  (re-exported: audit.evaluation.ADVERSARIAL_CHECKS)
+    ENSEMBLE_STRONGEST,
+    ITERATIVE_STRONGER,
+    LARGE_EPSILON,
+    MEANING,
+    MONOTONE,
+    RANDOMISED,
+    WHITE_BOX_STRONGER,
+    ZERO_EPSILON,
+    ZERO_GRADIENTS,
+)
 from audit.contract.metric_specs import ACCURACY
 
 #: The traits read from an attack's class, with the defaults of an attack that declares none.
@@ -98,38 +110,6 @@ def _registered(conditions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if getattr(factory, "model_aware", False):
             out[str(label)] = factory
     return out
-
-
-MONOTONE = "adversarial.monotone_in_epsilon"
-LARGE_EPSILON = "adversarial.large_epsilon_zero_accuracy"
-ITERATIVE_STRONGER = "adversarial.iterative_stronger_than_single_step"
-ZERO_EPSILON = "adversarial.zero_epsilon_matches_clean"
-ENSEMBLE_STRONGEST = "adversarial.ensemble_at_least_as_strong"
-WHITE_BOX_STRONGER = "adversarial.white_box_stronger_than_black_box"
-ZERO_GRADIENTS = "adversarial.zero_gradients"
-RANDOMISED = "adversarial.randomised_model"
-CHECKS = (
-    MONOTONE,
-    LARGE_EPSILON,
-    ITERATIVE_STRONGER,
-    ZERO_EPSILON,
-    ENSEMBLE_STRONGEST,
-    WHITE_BOX_STRONGER,
-    ZERO_GRADIENTS,
-    RANDOMISED,
-)
-
-#: Check id -> what a failing (or warning) finding means for the verdict (shown with the finding).
-MEANING = {
-    MONOTONE: "the attack did not converge; its robust accuracy at the larger ε is an overestimate",
-    LARGE_EPSILON: "gradient masking or a broken attack; every robust accuracy of this attack is suspect",
-    ITERATIVE_STRONGER: "the iterative attack is misconfigured or gradients are masked; do not trust its numbers",
-    ZERO_EPSILON: "the attack path changes clean images; all its numbers are off by that difference",
-    ENSEMBLE_STRONGEST: "the ensemble is not the worst case; report the lowest accuracy of any attack instead",
-    WHITE_BOX_STRONGER: "gradient masking: gradient attacks overstate robustness; judge on the lowest accuracy found",
-    ZERO_GRADIENTS: "samples with zero gradients look robust to gradient attacks without being robust",
-    RANDOMISED: "a randomised model: without EoT robust accuracy is overstated; with EoT it varies between runs",
-}
 
 
 def _finding(check: str, status: str, attack: str | None, observed: float | None, message: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from reports import plots
 from reports.html.charts import ChartView, DataTable, accuracy_of
 from reports.html.formatting import finite, fmt_pct
 
-__all__ = ["ATTACK_GROUP_LINES", "adversarial_chart", "severity_chart"]
+__all__ = ["ATTACK_GROUP_LINES", "adversarial_chart", "severity_chart", "strongest"]
 
 #: Groups drawn as their own lines in the attack chart (beyond: the lowest and highest three).
 ATTACK_GROUP_LINES = 6
@@ -102,6 +102,23 @@ def _group_lines(
     return {v: pts for v, pts in by_group.items() if v in kept}, extra
 
 
+def strongest(curves: dict[str, list[tuple[float, float]]]) -> str:
+    """The attack drawn per group: the lowest mean robust accuracy over the ε that every attack ran
+    (when they share one above 0), else over each attack's own points; ties go to the first name.
+
+    Comparing at shared budgets keeps an attack run to a larger ε (PGD to 0.1) from looking stronger
+    than an ensemble run only to small ones.
+    """
+    shared = set.intersection(*({x for x, _ in pts} for pts in curves.values()))
+    use = shared if any(x > 0 for x in shared) else None
+
+    def mean(name: str) -> float:
+        points = [a for x, a in curves[name] if use is None or x in use]
+        return sum(points) / len(points)
+
+    return min(sorted(curves), key=mean)
+
+
 def adversarial_chart(conditions: Sequence[ConditionResult], base: Base, adversarial: set[str]) -> ChartView | None:
     """Robust accuracy against ε for every attack, and per group of the first attribute for the strongest.
 
@@ -114,8 +131,7 @@ def adversarial_chart(conditions: Sequence[ConditionResult], base: Base, adversa
     if not curves:
         return None
     series = [plots.Series(f"{name} (all)", pts) for name, pts in sorted(curves.items())]
-    # per-group lines for the strongest attack (lowest mean robust accuracy)
-    attack = min(sorted(curves), key=lambda name: sum(a for _, a in curves[name]) / len(curves[name]))
+    attack = strongest(curves)
     attribute = next((g.attribute for g in base.groups), None) if base is not None else None
     extra = ""
     if attribute is not None:
@@ -140,6 +156,7 @@ def adversarial_chart(conditions: Sequence[ConditionResult], base: Base, adversa
     )
     caption = (
         "Robust accuracy against \u03b5 for every attack, and per group of the first attribute for the strongest"
-        f" attack{extra}; \u03b5 = 0 is the attacked images unaltered."
+        f" attack ({attack}: lowest mean robust accuracy at the budgets every attack ran){extra}; \u03b5 = 0 is"
+        " the attacked images unaltered."
     )
     return ChartView(title, svg, caption, table)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from audit.contract.results import ConditionResult
+from reports.ensemble_view import ensemble_headline
 from reports.group_view import name_some
 from reports.html.charts import accuracy_of
 from reports.html.context import ReportContext
@@ -65,6 +66,13 @@ def summary(ctx: ReportContext) -> list[str]:
                 f" {fmt_pct(accuracy_of(worst))}"
                 + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else ".")
             )
+    for h in ensemble_headline(ctx.results, ctx.adversarial):
+        points = [f"{fmt_pct(r['accuracy'])} at \u03b5 = {r['epsilon']:g}" for r in h["rows"] if not r["probe"]]
+        if points:
+            out.append(
+                f"Under the ensemble attack {user(h['attack'])} (the headline adversarial number: an image counts"
+                f" only if it survives every member), robust accuracy was {_and(points)}."
+            )
     clean_id = ctx.clean.id if ctx.clean is not None else None
     clean_fair = [
         f for f in ctx.results.fairness or [] if f.condition == clean_id and finite(f.accuracy_gap) is not None
@@ -90,6 +98,11 @@ def summary(ctx: ReportContext) -> list[str]:
     out.extend(_early_stop_summary(conditions))
     out.extend(_verdict_sentences(ctx))
     return out
+
+
+def _and(items: Sequence[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _verdict_sentences(ctx: ReportContext) -> list[str]:

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import typed
+from conftest import _condition, make_results, typed
 
 from policies import PolicyError, check_policy, load_policy
 from policies.loader import policy_from_dict
@@ -435,8 +435,58 @@ def test_demo_tolerates_missing_conditions(results):
     del results["adversarial_checks"]
     section = check_policy(typed(results), load_policy("demo"))
     assert section["verdict"] == "pass"
-    # four absent conditions, the absent adversarial checks, and dataset.skipped_share (older results lack it)
-    assert section["counts"]["not_applicable"] == 6
+    # four absent conditions, the absent autoattack conditions, the absent adversarial checks (adversarial-sanity,
+    # autoattack-strongest), and dataset.skipped_share (older results lack it)
+    assert section["counts"]["not_applicable"] == 8
+    by_id = {r["id"]: r for r in section["rules"]}
+    assert by_id["autoattack-accuracy"]["status"] == by_id["autoattack-strongest"]["status"] == "not_applicable"
+
+
+def _with_ensemble(results: dict[str, Any], accuracy: float, strongest: str) -> dict[str, Any]:
+    """``results`` plus an autoattack condition at pgd's ε and its ensemble-versus-pgd finding."""
+    groups = {"A": accuracy, "B": accuracy, "thin": accuracy, "thick": accuracy}
+    cond = _condition("autoattack@0.0078", "autoattack", 0.0078, accuracy, None, groups)
+    probe = _condition("autoattack@0.5", "autoattack", 0.5, 0.01, None, {k: 0.01 for k in groups})
+    for c in (cond, probe):
+        c["model_aware"] = True
+    probe["probe"] = True
+    results["conditions"] += [cond, probe]
+    results["adversarial_checks"].append(
+        {
+            "check": "adversarial.ensemble_at_least_as_strong",
+            "status": strongest,
+            "attack": "autoattack",
+            "observed": None if strongest == "insufficient_data" else 0.0,
+            "message": "autoattack versus pgd",
+        }
+    )
+    return results
+
+
+def test_demo_judges_the_ensemble(results):
+    """The demo policy judges the ensemble's robust accuracy (min 0.55, not blocking; the large-ε probe is
+    left out of the wildcard) and warns when the ensemble is weaker than another attack."""
+    policy = load_policy("demo")
+    section = check_policy(typed(_with_ensemble(results, 0.41, "pass")), policy)
+    by_id = {r["id"]: r for r in section["rules"]}
+    accuracy, strongest = by_id["autoattack-accuracy"], by_id["autoattack-strongest"]
+    assert (
+        accuracy["status"] == "warn" and accuracy["observed"] == 0.41 and accuracy["condition"] == "autoattack@0.0078"
+    )
+    assert accuracy["blocking"] is False and strongest["status"] == "pass"
+    assert section["verdict"] == "pass"
+    ok = check_policy(typed(_with_ensemble(make_results(), 0.60, "fail")), policy)
+    by_id = {r["id"]: r for r in ok["rules"]}
+    assert by_id["autoattack-accuracy"]["status"] == "pass"  # 0.60 >= 0.55; the probe's 0.01 is not judged
+    assert by_id["autoattack-strongest"]["status"] == "warn"  # a failed flag warns (the rule is not blocking)
+    assert ok["verdict"] == "pass"
+
+
+def test_demo_ensemble_flag_that_could_not_be_evaluated_does_not_pass(results):
+    section = check_policy(typed(_with_ensemble(results, 0.60, "insufficient_data")), load_policy("demo"))
+    by_id = {r["id"]: r for r in section["rules"]}
+    assert by_id["autoattack-strongest"]["status"] == "insufficient_data"  # on_insufficient_data: warn
+    assert by_id["adversarial-sanity"]["status"] != "pass"
 
 
 def test_high_risk_fails_what_it_cannot_judge(results):

@@ -86,3 +86,7 @@ def test_a_run_records_members_time_and_flags(workspace):  # noqa: F811
     html = next((workspace / "out").glob("*.html")).read_text(encoding="utf-8")
     assert "Attack members" in html and "autoattack@0.05" in html
     assert "autoattack did not run apgd-t, fab-t, square" in html
+    # the headline is the ensemble's robust accuracy, with apgd beside it; the flags are listed with their meaning
+    assert "Headline: robust accuracy under the ensemble autoattack (apgd-ce, apgd-dlr)" in html
+    assert "when raised</th>" in html
+    assert "the ensemble is not the worst case" in html

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.contract.adversarial_meaning import CHECKS, MEANING
 from audit.contract.results import StressorInfo
 from reports.breaking_points_view import breaking_point_view
+from reports.ensemble_view import ensemble_headline
 from reports.group_view import group_tables
 from reports.html.charts import group_chart, reliability
 from reports.html.context import ReportContext
@@ -50,11 +52,25 @@ def breaking_points(ctx: ReportContext) -> dict[str, Any] | None:
 
 
 def adversarial(ctx: ReportContext) -> dict[str, Any] | None:
-    """The attack curves and the sanity checks of the attacks; None when neither is in the results."""
+    """The attack curves, the ensemble's headline, the attack members and the sanity checks with what each
+    means for the verdict; None when neither attacks nor checks are in the results."""
     checks = ctx.results.adversarial_checks
     if ctx.adversarial_chart is None and not checks:
         return None
-    return {"adversarial_chart": ctx.adversarial_chart, "adversarial_checks": checks, **attack_members(ctx.results)}
+    return {
+        "adversarial_chart": ctx.adversarial_chart,
+        "adversarial_checks": checks,
+        "check_meanings": check_meanings(checks or []),
+        "ensemble_headline": ensemble_headline(ctx.results, ctx.adversarial),
+        **attack_members(ctx.results),
+    }
+
+
+def check_meanings(checks: list[Any]) -> list[dict[str, str]]:
+    """What each sanity check in the results means for the verdict when it is raised (fail or warn),
+    once per check id, in the checks' order (:data:`audit.contract.adversarial_meaning.MEANING`)."""
+    present = {str(a.check) for a in checks}
+    return [{"check": c, "meaning": MEANING[c]} for c in CHECKS if c in present]
 
 
 def attack_members(results: Any) -> dict[str, Any]:
