@@ -22,12 +22,29 @@ def _cond(stressor: str, eps: float, acc: float, probe: bool = False) -> NS:
     )
 
 
+def _linf(*eps: float) -> dict[str, str]:
+    """severity_meaning as results.json records it for an L∞ attack."""
+    return {f"{e:g}": f"L-inf perturbation <= {e:.4g} per pixel ({e * 255:.3g}/255 grey levels)" for e in eps}
+
+
 def _results() -> NS:
     stressors = [
-        NS(name="pgd", model_aware=True, options={"epsilons": [0.0, 0.01, 0.03, 0.1], "steps": 20}),
-        NS(name="apgd", model_aware=True, options={"epsilons": [0.01], "n_iter": 100}),  # one attack: no members
-        NS(name="aa", model_aware=True, options={"members": ["apgd-ce", "apgd-t"]}),  # an ensemble, by its record
-        NS(name="night", model_aware=False, options={}),
+        NS(
+            name="pgd",
+            model_aware=True,
+            options={"epsilons": [0.0, 0.01, 0.03, 0.1], "steps": 20},
+            severity_meaning=_linf(0.0, 0.01, 0.03, 0.1),
+        ),
+        # one attack: no members
+        NS(name="apgd", model_aware=True, options={"epsilons": [0.01], "n_iter": 100}, severity_meaning=_linf(0.01)),
+        # an ensemble, by its record
+        NS(
+            name="aa",
+            model_aware=True,
+            options={"members": ["apgd-ce", "apgd-t"]},
+            severity_meaning=_linf(0.01, 0.03, 0.5),
+        ),
+        NS(name="night", model_aware=False, options={}, severity_meaning={"3": "night level 3"}),
     ]
     conditions = [
         NS(id="clean", stressor=None, severity=0, probe=None, metrics=NS(accuracy=0.95, accuracy_ci=None)),
@@ -87,3 +104,18 @@ def test_check_meanings_once_per_check_in_the_checks_order():
     assert set(MEANING) == set(CHECKS)
     # the evaluator's findings and the report read the same words
     assert evaluation_checks.MEANING is MEANING and evaluation_checks.CHECKS is CHECKS
+
+
+def test_attacks_of_another_norm_are_not_set_beside_the_ensemble():
+    """An L2 ensemble at ε 0.5 next to L∞ PGD at ε 0.5 would read as the ensemble being the weaker attack."""
+    l2 = {"0.5": "L2 norm of the perturbation <= 0.5 (pixel units of [0, 1])"}
+    results = NS(
+        stressors=[
+            NS(name="aa_l2", model_aware=True, options={"members": ["apgd-ce"]}, severity_meaning=l2),
+            NS(name="pgd", model_aware=True, options={}, severity_meaning=_linf(0.5)),
+            NS(name="pgd_l2", model_aware=True, options={}, severity_meaning=l2),
+        ],
+        conditions=[_cond("aa_l2", 0.5, 0.60), _cond("pgd", 0.5, 0.0), _cond("pgd_l2", 0.5, 0.62)],
+    )
+    [h] = ensemble_headline(results, {"aa_l2", "pgd", "pgd_l2"})
+    assert h["rows"][0]["others"] == {"pgd": None, "pgd_l2": 0.62}
