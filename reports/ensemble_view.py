@@ -29,7 +29,7 @@ def ensemble_headline(results: Results, adversarial: set[str]) -> list[dict[str,
 
     Each entry: ``attack`` (the ensemble's label), ``members`` (recorded), ``others`` (the other attack
     labels, sorted) and ``rows``: per ensemble condition in ε order, ``condition``, ``epsilon``, ``probe``
-    (a sanity probe, not a measurement), ``accuracy``, ``ci`` and ``others`` (label -> accuracy at that ε,
+    (a sanity probe, not a measurement), ``robust_accuracy``, ``ci`` and ``others`` (label -> accuracy at that ε,
     None where that attack did not run it or its recorded ``severity_meaning`` at that ε is not the ensemble's:
     an L2 budget of 0.5 is not an L∞ budget of 0.5, so attacks of another norm are never set side by side).
     """
@@ -44,7 +44,7 @@ def ensemble_headline(results: Results, adversarial: set[str]) -> list[dict[str,
                 "condition": c.id,
                 "epsilon": c.severity,
                 "probe": bool(c.probe),
-                "accuracy": c.metrics.accuracy,
+                "robust_accuracy": c.metrics.accuracy,
                 "ci": c.metrics.accuracy_ci,
                 "others": {
                     a: _accuracy_at(conditions, a, float(c.severity))

@@ -67,7 +67,7 @@ def summary(ctx: ReportContext) -> list[str]:
                 + (f", {100 * drop:.1f} percentage points below {reference}." if drop is not None else ".")
             )
     for h in ensemble_headline(ctx.results, ctx.adversarial):
-        points = [f"{fmt_pct(r['accuracy'])} at \u03b5 = {r['epsilon']:g}" for r in h["rows"] if not r["probe"]]
+        points = [f"{fmt_pct(r['robust_accuracy'])} at \u03b5 = {r['epsilon']:g}" for r in h["rows"] if not r["probe"]]
         if points:
             out.append(
                 f"Under the ensemble attack {user(h['attack'])} (the headline adversarial number: an image counts"

@@ -68,7 +68,7 @@ def test_the_ensemble_is_recognised_by_its_recorded_members_not_its_name():
 def test_headline_rows_in_epsilon_order_with_probes_marked_and_the_other_attacks_beside():
     [h] = ensemble_headline(_results(), {"pgd", "apgd", "aa"})
     assert h["attack"] == "aa" and h["members"] == ["apgd-ce", "apgd-t"] and h["others"] == ["apgd", "pgd"]
-    assert [(r["condition"], r["probe"], r["accuracy"]) for r in h["rows"]] == [
+    assert [(r["condition"], r["probe"], r["robust_accuracy"]) for r in h["rows"]] == [
         ("aa@0.01", False, 0.84),
         ("aa@0.03", False, 0.53),
         ("aa@0.5", True, 0.0),
