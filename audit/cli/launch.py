@@ -14,19 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Sequence
 
 from audit.contract.errors import ExitCode
 
 __all__ = ["launch"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rank_main(argv: Sequence[str]) -> None:
@@ -73,7 +66,7 @@ def launch(nproc: int, argv: Sequence[str]) -> ExitCode:
         nproc_per_node=nproc,
         run_id=uuid.uuid4().hex,
         rdzv_backend="c10d",
-        rdzv_endpoint=f"127.0.0.1:{_free_port()}",
+        rdzv_endpoint="127.0.0.1:0",  # as torchrun --standalone: the store binds a free port itself (no race)
         max_restarts=0,
         monitor_interval=0.1,
         start_method="spawn",
