@@ -34,6 +34,7 @@ from typing import Any
 
 from audit.contract.config import AuditConfig
 from audit.contract.errors import AuditError, echo
+from audit.contract.image_properties import IMAGE_PROPERTIES_CSV
 from audit.contract.metric_specs import detection_interval_names
 from audit.contract.plan import PlannedCondition, RunPlan
 from audit.contract.results import CodeExecuted, Governance, PolicyOutcome, Results
@@ -55,7 +56,9 @@ from audit.evaluation import (
     evaluate_detector,
     imagenet_c_summary,
     load_detector,
+    merge_properties,
     plan_threads,
+    properties_part_path,
     read_detection_data,
     resolve_device,
     summarize_detection,
@@ -167,6 +170,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
                 indices=shard,
                 rank=ctx.rank,
                 world=ctx.world,
+                properties_path=properties_part_path(work, ctx.rank),
             )
             passed = passed.merged(distributed.gather_lists)
             distributed.barrier()  # every rank's spill files are complete
@@ -218,7 +222,7 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
             results = results.model_copy(update={"imagenet_c": imagenet_c_summary(results, cfg.benchmark, None)})
         verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=findings))
         results = results.model_copy(update={"policy": verdict})
-        files = _write_outputs(ctx, results, summary, model_info, governance.affected, data.manifest)
+        files = _write_outputs(ctx, results, summary, model_info, governance.affected, data.manifest, work)
     tracked = track_audit(cfg, results, ctx.out_dir, config_path=ctx.config_path)  # MLflow; a failure only warns
     return AuditOutcome(results, ctx.out_dir, files, tracked=tracked)
 
@@ -230,9 +234,10 @@ def _write_outputs(
     model_info: dict[str, Any],
     affected: list[dict[str, Any]],
     manifest: Path,
+    work: Path,
 ) -> list[Path]:
-    """Every output through :func:`reports.write_outputs`, detections.json, detections.csv and objects.csv moved in
-    first."""
+    """Every output through :func:`reports.write_outputs`, detections.json, detections.csv, objects.csv and
+    image_properties.csv (merged from the ranks' part files in ``work``) moved in first."""
     outputs = ctx.outputs
     assert outputs is not None
     staged = []
@@ -246,6 +251,9 @@ def _write_outputs(
     for name, path in files:
         os.replace(path, outputs.stage / name)
         staged.append(outputs.stage / name)
+    # every rank's part file is complete (the barrier after the pass); merged in dataset order
+    merge_properties(work, outputs.stage / IMAGE_PROPERTIES_CSV)
+    staged.append(outputs.stage / IMAGE_PROPERTIES_CSV)
     subjects = {"dataset:" + manifest.name: manifest}
     det = ctx.cfg.detection
     if det is not None and det.annotations is not None:

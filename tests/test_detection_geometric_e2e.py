@@ -249,5 +249,5 @@ def test_two_ranks_equal_one_process_under_a_shift(scenes):
     one = json.loads((scenes / "one" / "results.json").read_text())
     two = json.loads((scenes / "two" / "results.json").read_text())
     assert one["detection"] == two["detection"] and two["provenance"]["world_size"] == 2
-    for name in ("detections.json", "detections.csv", "objects.csv"):
+    for name in ("detections.json", "detections.csv", "objects.csv", "image_properties.csv"):
         assert (scenes / "one" / name).read_bytes() == (scenes / "two" / name).read_bytes(), name

@@ -1,6 +1,7 @@
 """``cvaudit run`` of a real detection audit (PNG scenes, a COCO file, a TorchScript detector), then ``cvaudit slices``
-on its run folder: objects.csv carries the annotated boxes' geometry, and the search finds the camera the
-detector is blind to (:class:`detection_fixtures.ColourBoxNet` misses every object of camera ``B``)."""
+on its run folder: objects.csv carries the annotated boxes' geometry, image_properties.csv the decoded images'
+properties, and the search finds the camera the detector is blind to (:class:`detection_fixtures.ColourBoxNet` misses
+every object of camera ``B``, whose images are dimmed to 70 %) — by name, and by brightness alone."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from detection_fixtures import make_detection_dataset, save_detector, write_detection_config
+from PIL import Image
+
+from audit.contract.image_properties import PROPERTY_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +30,18 @@ rules:
     metric: map
     min: 0.2
 """
+
+
+def _reference(img: np.ndarray) -> list[float]:
+    """Brightness, contrast, sharpness, colourfulness, saturation of one HWC RGB float64 image (numpy only)."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    lap = y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4 * y[1:-1, 1:-1]
+    rg, yb = r - g, 0.5 * (r + g) - b
+    m = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    mx, mn = img.max(axis=2), img.min(axis=2)
+    s = np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1), 0.0)
+    return [y.mean(), y.std(), lap.var(), m, s.mean()]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -51,6 +68,44 @@ def test_a_real_detection_run_is_searched_on_its_objects(tmp_path: Path):
         assert float(row["area_share"]) == pytest.approx(w * h / (96 * 64), rel=1e-12)
         assert float(row["center_x"]) == pytest.approx((x + w / 2) / 96, rel=1e-12)
         assert float(row["center_y"]) == pytest.approx((y + h / 2) / 64, rel=1e-12)
+
+    # image properties of each decoded image (at its own size, no letterbox band), against numpy on the PNG files
+    manifest = {r["sample_id"]: r["path"] for r in csv.DictReader((tmp_path / "manifest.csv").open(newline=""))}
+    with (out / "image_properties.csv").open(newline="") as f:
+        props = list(csv.DictReader(f))
+    assert tuple(props[0]) == PROPERTY_COLUMNS and [r["id"] for r in props] == list(manifest)
+    for row in props:
+        img = np.asarray(Image.open(tmp_path / manifest[row["id"]]).convert("RGB"), dtype=np.float64) / 255
+        got = [float(row[c]) for c in PROPERTY_COLUMNS[1:6]]
+        assert got == pytest.approx(_reference(img), rel=1e-5, abs=1e-7), row["id"]
+        assert (float(row["width"]), float(row["height"]), float(row["aspect_ratio"])) == (96, 64, 1.5)
+
+    # the blind camera is found by the images' brightness alone (the camera attribute left out of the search;
+    # two bins: a decile of 80 images has fewer than the 10 images per half the cluster-robust test needs)
+    by_light = tmp_path / "slices_brightness.csv"
+    done = _cli(
+        "slices",
+        str(out),
+        "--out",
+        str(by_light),
+        "--min-size",
+        "10",
+        "--depth",
+        "1",
+        "--attribute",
+        "brightness",
+        "--bins",
+        "2",
+    )
+    assert done.returncode == 0, done.stderr
+    with by_light.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    dark = max(float(r["brightness"]) for r in props if int(r["id"][1:]) % 2 == 1)  # camera B: odd images
+    assert rows and rows[0]["definition"].startswith("brightness"), rows
+    definition = json.loads(rows[0]["definition_json"])["all"][0]
+    assert definition.get("min") is None and definition["max"] > dark  # the slice holds every dimmed image
+    assert float(rows[0]["value"]) == 0.0 and rows[0]["fairness"] == "false"  # a property is not protected
+    assert int(rows[0]["n"]) == sum(1 for r in clean if int(r["sample_id"][1:]) % 2 == 1)  # every object of B
 
     slices = tmp_path / "slices.csv"
     done = _cli("slices", str(out), "--out", str(slices), "--min-size", "10", "--depth", "2")

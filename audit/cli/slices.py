@@ -142,9 +142,11 @@ def slices_command(
     if table.task == "detection":
         if not table.geometry:
             say(f"cvaudit: objects.csv in {run_dir} has no box geometry (an older run): searched without it")
-        say(
-            "cvaudit: a detection run writes no image properties: searched the objects' columns and manifest attributes"
-        )
+        if not table.properties_file:
+            say(
+                f"cvaudit: no image_properties.csv in {run_dir} (a run before 1.6): searched the objects' columns "
+                "and manifest attributes"
+            )
     elif not table.properties_file:
         say(f"cvaudit: no image_properties.csv in {run_dir}: searched the manifest attributes only")
     path = atomic_write_text(target, slices_csv_text(found))

@@ -1,4 +1,4 @@
-"""The ``image_properties.csv`` contract: one row per decoded sample of a classification run, in dataset order.
+"""The ``image_properties.csv`` contract: one row per decoded sample of a run, in dataset order.
 
 The columns (:data:`PROPERTY_COLUMNS`) after ``id`` (the sample id as ``predictions.csv`` writes it):
 
@@ -20,6 +20,10 @@ images: every image of a batch has the same size there, so they are computed bat
 decoded twice, and they describe the pixels the model's predictions are about. A one-channel model's input
 is luma only: its colourfulness and saturation are 0. ``aspect_ratio``, ``width`` and ``height`` are of the image as
 decoded (the model's input has one size for every sample).
+
+A detection run (``task: detection``, from results schema 1.6) writes the same file, with the pixel properties
+computed on each image **as decoded, at its own size** (one image at a time: detection images differ in size, and
+a letterbox's padding band is not part of the image); the sample id is as ``detections.csv`` writes it.
 """
 
 from __future__ import annotations

@@ -22,9 +22,10 @@ from results_builder import complete_results
 
 from audit.cli import main
 from audit.contract import csvfile
+from audit.contract.image_properties import PROPERTY_COLUMNS
 from audit.contract.metric_specs import DETECTION_COUNTS
 from audit.evaluation.detection.objects import GEOMETRY_COLUMNS
-from audit.evaluation.slices.run_folder import SLICES_COLUMNS, read_slices_csv
+from audit.evaluation.slices.run_folder import SLICES_COLUMNS, read_detection_table, read_slices_csv
 
 OBJECT_HEADER = (
     "condition",
@@ -115,7 +116,7 @@ def test_a_detection_run_is_searched_on_its_objects(run, tmp_path):
     result = _invoke(str(folder), "--out", str(out), "--depth", "2")
     assert result.exit_code == 0, result.output
     assert f"{len(truth['missed'])} objects of clean" in result.output
-    assert "no image properties" in result.output
+    assert "no image_properties.csv" in result.output  # a synthetic folder without the file: said, not hidden
     rows = read_slices_csv(out)
     assert rows and list(rows[0]) == list(SLICES_COLUMNS)
     top = rows[0]
@@ -222,9 +223,35 @@ def _copy(run, tmp_path: Path) -> Path:
     return copy
 
 
+def _write_properties(folder: Path, images: int, *, bad: bool = False) -> dict[str, float]:
+    """image_properties.csv for the images s0000..: brightness 0.2 for every fourth image, else 0.6 (width r + 1)."""
+    rows, brightness = [",".join(PROPERTY_COLUMNS)], {}
+    for r in range(images):
+        brightness[f"s{r:04d}"] = 0.2 if r % 4 == 0 else 0.6
+        cell = "dark" if bad and r == 3 else repr(brightness[f"s{r:04d}"])
+        rows.append(f"s{r:04d},{cell},0.1,0.01,0.2,0.3,1.5,{r + 1},64")
+    (folder / "image_properties.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return brightness
+
+
+def test_objects_carry_their_images_properties(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    _, truth = run
+    brightness = _write_properties(copy, 400)
+    table = read_detection_table(copy)
+    assert table.properties == list(PROPERTY_COLUMNS[1:]) and table.properties_file
+    images = truth["image"]  # each object's image row r (sample s{r:04d})
+    assert table.attributes["brightness"].tolist() == [brightness[f"s{r:04d}"] for r in images]
+    assert table.attributes["width"].tolist() == [float(r + 1) for r in images]
+    result = _invoke(str(copy), "--out", str(tmp_path / "s.csv"), "--depth", "1", "--attribute", "brightness")
+    assert result.exit_code == 0 and "no image_properties.csv" not in result.output, result.output
+    assert "1 attributes" in result.output
+
+
 @pytest.mark.parametrize(
     ("case", "needle"),
     [
+        ("bad property", "image_properties.csv: line 5: brightness 'dark' is not a number"),
         ("no objects.csv", "objects.csv"),
         ("no detections.csv", "detections.csv"),
         ("bad found", "line 2: present/found"),
@@ -252,6 +279,8 @@ def test_bad_detection_input_is_one_line(run, tmp_path, case, needle):
         objects.write_text(lines[0] + lines[1].replace("s0000", "s9999") + "".join(lines[2:]))
     elif case == "unknown attribute":
         extra = ["--attribute", "colour"]
+    elif case == "bad property":
+        _write_properties(copy, 400, bad=True)
     else:
         detections.write_text(detections.read_text().replace(",camera,", ",size,", 1))
     result = _invoke(str(copy), "--out", str(tmp_path / "s.csv"), *extra)

@@ -59,6 +59,7 @@ from audit.evaluation.detection.letterbox import (
     boxes_to_original,
     plan_resize,
 )
+from audit.evaluation.image_properties import PropertyRecorder
 
 __all__ = [
     "ConditionObjects",
@@ -627,6 +628,7 @@ def evaluate_detector(
     indices: Sequence[int] | None = None,
     rank: int = 0,
     world: int = 1,
+    properties_path: Path | None = None,
 ) -> DetectionPass:
     """Run the detector on every image under every condition; detections spilled per condition into ``work``,
     and, for a condition whose stressor reads, measures or moves the boxes (:func:`box_mode`), its objects
@@ -648,6 +650,10 @@ def evaluate_detector(
         indices: the image rows this process evaluates (a rank's shard); default every image.
         rank, world: this process's rank and the number of processes; every rank's spill files are
             named in the result, so rank 0 can read them all once every rank is done.
+        properties_path: where this process writes the image properties of its decoded images
+            (:mod:`audit.contract.image_properties`): computed on each clean image as decoded, at its own size,
+            before the resize to ``model.input_size`` (a letterbox's padding band is not the image), one image
+            at a time as it is read; none when None.
 
     Raises:
         AuditError: a classifier attack or a detection attack the detector cannot take; a stressor that does
@@ -688,6 +694,7 @@ def evaluate_detector(
     )
     category_of = np.asarray(data.truth.category_ids, dtype=np.int64)
     keys_all = torch.from_numpy(data.keys)
+    recorder = PropertyRecorder() if properties_path is not None else None
     try:
         for batch in loader:
             good = []
@@ -708,6 +715,14 @@ def evaluate_detector(
                 good.append(item)
             if good:
                 rows = [it["index"] for it in good]
+                if recorder is not None:  # each image at its own size: detection inputs differ in size
+                    for it in good:
+                        image = it["image"]
+                        recorder.add(
+                            torch.tensor([it["index"]]),
+                            image.unsqueeze(0).to(device),
+                            torch.tensor([[image.shape[-1], image.shape[-2]]]),
+                        )
                 sizes = [(images[i].height, images[i].width) for i in rows]
                 params = plan_resize(sizes, input_size=tuple(cfg.model.input_size), mode=det.resize)
                 x = apply_resize([it["image"] for it in good], params).to(device)
@@ -763,4 +778,6 @@ def evaluate_detector(
     finally:
         for spill in [*spills.values(), *object_spills.values(), *noise_spills.values(), *loss_spills.values()]:
             spill.close()
+    if recorder is not None and properties_path is not None:
+        recorder.write(properties_path, list(data.sample_ids))
     return outcome

@@ -26,7 +26,9 @@ clustered in their images (:func:`read_detection_table`):
 - ``detections.csv``: the manifest attributes of each image (its columns between ``file_name`` and
   ``objects``), joined to the objects by ``sample_id`` on the condition's rows.
 
-A detection run writes no ``image_properties.csv``, so image properties are not searched there.
+- ``image_properties.csv`` when present (a detection run writes it from 1.6 on; computed on each image as
+  decoded, at its own size): each object carries its image's properties (numeric attributes, searched like the
+  classification run's; the objects of one image stay one cluster).
 
 Protected attributes: cvaudit has no separate declaration; every manifest attribute of
 ``data.attributes`` is measured as a fairness attribute (results.json ``fairness``), so by default a
@@ -215,40 +217,9 @@ def read_run_table(run_dir: str | Path, *, condition: str = "clean") -> RunTable
     if len(set(ids)) != len(ids):
         raise SliceError(f"{predictions}: a sample_id appears twice in condition {echo(condition)}")
     attributes: dict[str, np.ndarray] = {a: np.array(v, dtype=str) for a, v in values.items()}
-    properties: list[str] = []
-    prop_path = run / IMAGE_PROPERTIES_CSV
-    has_props = prop_path.exists()
-    if has_props:
-        require_regular(prop_path, what="image properties file", error=SliceError)
-        p_header, p_body = _rows(prop_path, "image properties file")
-        if tuple(p_header) != ("id", *PROPERTY_COLUMNS):
-            # the run writes exactly these columns; any other file is not one of its image_properties.csv (and
-            # an unbounded number of columns would grow the search with the cube of their number)
-            raise SliceError(
-                f"{prop_path}: the header must be id,{','.join(PROPERTY_COLUMNS)} (cvaudit's image properties)"
-            )
-        properties = p_header[1:]
-        clash = [p for p in properties if p in attributes]
-        if clash:
-            raise SliceError(f"{prop_path}: property {echo(clash[0])} is also a manifest attribute")
-        if len(set(properties)) != len(properties):
-            raise SliceError(f"{prop_path}: the header names a property twice")
-        index = {sample: i for i, sample in enumerate(ids)}
-        table = np.full((len(ids), len(properties)), np.nan)
-        seen: set[str] = set()
-        for number, row in p_body:
-            if len(row) != len(p_header):
-                raise SliceError(f"{prop_path}: line {number}: {len(row)} fields, the header has {len(p_header)}")
-            if row[0] in seen:
-                raise SliceError(f"{prop_path}: line {number}: id {echo(row[0])} appears twice")
-            seen.add(row[0])
-            i = index.get(row[0])
-            for j, text in enumerate(row[1:]):
-                value = math.nan if text == "" else _float(text, prop_path, number, properties[j])
-                if i is not None:
-                    table[i, j] = value
-        for j, name in enumerate(properties):
-            attributes[name] = table[:, j]
+    properties, table, has_props = _read_properties(run, ids, taken=set(attributes))
+    for j, name in enumerate(properties):
+        attributes[name] = table[:, j]
     return RunTable(
         ids=ids,
         badness={"accuracy": 1.0 - np.array(correct), "brier": np.array(brier), "nll": np.array(nll)},
@@ -257,6 +228,46 @@ def read_run_table(run_dir: str | Path, *, condition: str = "clean") -> RunTable
         properties=properties,
         properties_file=has_props,
     )
+
+
+def _read_properties(run: Path, ids: list[str], *, taken: set[str]) -> tuple[list[str], np.ndarray, bool]:
+    """The run's image_properties.csv, if any: its property names, a (len(ids), properties) table in the order
+    of ``ids`` (NaN where a sample has no row or an empty cell), and whether the file exists.
+
+    Raises:
+        SliceError: a header other than cvaudit's, a property named like one of ``taken``, a malformed row or a
+            sample id twice (one line naming the file and line).
+    """
+    prop_path = run / IMAGE_PROPERTIES_CSV
+    if not prop_path.exists():
+        return [], np.empty((len(ids), 0)), False
+    require_regular(prop_path, what="image properties file", error=SliceError)
+    p_header, p_body = _rows(prop_path, "image properties file")
+    if tuple(p_header) != ("id", *PROPERTY_COLUMNS):
+        # the run writes exactly these columns; any other file is not one of its image_properties.csv (and
+        # an unbounded number of columns would grow the search with the cube of their number)
+        raise SliceError(
+            f"{prop_path}: the header must be id,{','.join(PROPERTY_COLUMNS)} (cvaudit's image properties)"
+        )
+    properties = p_header[1:]
+    clash = [p for p in properties if p in taken]
+    if clash:
+        raise SliceError(f"{prop_path}: property {echo(clash[0])} is also a manifest attribute or object column")
+    index = {sample: i for i, sample in enumerate(ids)}
+    table = np.full((len(ids), len(properties)), np.nan)
+    seen: set[str] = set()
+    for number, row in p_body:
+        if len(row) != len(p_header):
+            raise SliceError(f"{prop_path}: line {number}: {len(row)} fields, the header has {len(p_header)}")
+        if row[0] in seen:
+            raise SliceError(f"{prop_path}: line {number}: id {echo(row[0])} appears twice")
+        seen.add(row[0])
+        i = index.get(row[0])
+        for j, text in enumerate(row[1:]):
+            value = math.nan if text == "" else _float(text, prop_path, number, properties[j])
+            if i is not None:
+                table[i, j] = value
+    return properties, table, True
 
 
 #: objects.csv's columns the detection search needs (the others: object.<key>, the geometry, are optional).
@@ -323,6 +334,7 @@ def read_detection_table(run_dir: str | Path, *, condition: str = "clean") -> Ru
     if clash:
         raise SliceError(f"{run / 'detections.csv'}: manifest attribute {echo(clash[0])} is also an object column")
     booleans = {"true": True, "false": False}
+    samples: list[str] = []
     missed: list[float] = []
     clusters: list[int] = []
     text: dict[str, list[str]] = {c: [] for c in ("class", "size", *keys, *names)}
@@ -351,6 +363,7 @@ def read_detection_table(run_dir: str | Path, *, condition: str = "clean") -> Ru
                 f"{path}: line {number}: image_row {echo(row[at['image_row']])} is not a whole number"
             ) from None
         missed.append(0.0 if found else 1.0)
+        samples.append(sample)
         for c in ("class", "size", *keys):
             text[c].append(row[at[c]])
         for j, a in enumerate(names):
@@ -366,13 +379,20 @@ def read_detection_table(run_dir: str | Path, *, condition: str = "clean") -> Ru
     if geometry:
         cx, cy = attributes["center_x"], attributes["center_y"]
         attributes["center_distance"] = np.sqrt((cx - 0.5) ** 2 + (cy - 0.5) ** 2) / math.sqrt(0.5)
+    images_in_order = list(dict.fromkeys(samples))
+    properties, table, has_props = _read_properties(run, images_in_order, taken=set(attributes))
+    if properties:  # each object carries its image's properties
+        row_of = {sample: i for i, sample in enumerate(images_in_order)}
+        at_row = np.array([row_of[s] for s in samples], dtype=np.int64)
+        for j, name in enumerate(properties):
+            attributes[name] = table[at_row, j]
     return RunTable(
         ids=[str(i) for i in range(len(missed))],
         badness={"recall": np.array(missed)},
         attributes=attributes,
         manifest_attributes=names,
-        properties=[],
-        properties_file=False,
+        properties=properties,
+        properties_file=has_props,
         task="detection",
         clusters=np.array(clusters, dtype=np.int64),
         geometry=geometry,
