@@ -323,6 +323,7 @@ def run_audit(
     finally:
         if outputs is not None:
             outputs.close()
+        distributed.shutdown()  # this rank's part is done (every collective is behind it)
 
 
 def _signing(cfg: AuditConfig) -> Signing:

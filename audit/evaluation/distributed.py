@@ -19,6 +19,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+#: cvaudit initialised the default process group (and so destroys it in :func:`shutdown`); a group the caller
+#: initialised is the caller's to destroy.
+_owned = False
+
 
 def _env_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -26,12 +30,29 @@ def _env_world() -> int:
 
 def rank_and_world(requested_device: str = "auto") -> tuple[int, int]:
     """Initialise the process group when launched by torchrun; return (rank, world size)."""
+    global _owned
     world = _env_world()
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
         dist.init_process_group(backend=backend_for(requested_device))
+        _owned = True
     return dist.get_rank(), dist.get_world_size()
+
+
+def shutdown() -> None:
+    """Destroy the process group :func:`rank_and_world` initialised, on this rank, while Python is fully alive.
+
+    Left to the interpreter's exit, gloo's worker threads may still hold work objects whose tensors reference
+    Python objects; destroying them during finalization aborts the process (SIGABRT, exit -6; pytorch/pytorch
+    PR 179291 describes it). A rank that finishes first (every rank but 0 returns once its shard is evaluated)
+    then killed the run: torchrun stopped rank 0 before it wrote the outputs. Idempotent; a group the caller
+    initialised is left alone.
+    """
+    global _owned
+    if _owned and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _owned = False
 
 
 def backend_for(requested_device: str) -> str:

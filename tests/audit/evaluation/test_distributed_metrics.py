@@ -83,3 +83,28 @@ def test_two_process_gloo_equals_single_process(tmp_path):
     for rank in range(2):
         _compare(pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()), expected)
     assert expected[0]["accuracy_ci"] is not None
+
+
+def test_shutdown_destroys_only_the_group_cvaudit_initialised(monkeypatch, tmp_path):
+    """A group rank_and_world initialised is destroyed by shutdown() (before the interpreter's exit, where gloo's
+    threads may abort the process); a group the caller initialised is the caller's."""
+    from audit.evaluation import distributed
+
+    real_init = dist.init_process_group
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'caller'}", rank=0, world_size=1)
+    try:
+        distributed.shutdown()
+        assert dist.is_initialized()  # the caller's group stays
+    finally:
+        dist.destroy_process_group()
+
+    def one_process_group(backend: str) -> None:  # torchrun's env:// rendezvous, here of one process
+        real_init(backend, init_method=f"file://{tmp_path / 'ours'}", rank=0, world_size=1)
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "init_process_group", one_process_group)
+    assert distributed.rank_and_world("cpu") == (0, 1)
+    assert dist.is_initialized()
+    distributed.shutdown()
+    assert not dist.is_initialized()
+    distributed.shutdown()  # idempotent
