@@ -66,9 +66,11 @@ from audit.evaluation import (
     build_conditions,
     build_layout,
     check_classification_conditions,
+    check_fitted_attacks,
     check_label_range,
     check_refinement,
     distributed,
+    fit_attacks,
     load_model,
     merge_attack_details,
     merge_predictions,
@@ -357,6 +359,7 @@ def _read(ctx: RunContext) -> Reading:
     bench_baseline = _check_benchmark(ctx)  # before the conditions: an unregistered corruption is named as such
     conditions = build_conditions(cfg.condition_stressors, source=ctx.source)
     check_classification_conditions(conditions, source=ctx.source)
+    check_fitted_attacks(conditions, world=ctx.world, source=ctx.source)
     check_refinement(cfg.breaking_points, conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)  # no manifest row is kept
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=governance.on_chunk)
@@ -453,6 +456,19 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
     tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
     with using_threads(threads):
+        fit_attacks(  # the universal perturbation and the patch: cross-fitted before the pass (one process only)
+            model=loaded.model,
+            table=table,
+            model_cfg=cfg.model,
+            conditions=reading.conditions,
+            keys=reading.keys,
+            indices=reading.attack_indices,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+            num_workers=threads.num_workers,
+            device=loaded.device,
+            decoding=ctx.decoding,
+        )
         state = evaluate(
             model=loaded.model,
             table=table,
