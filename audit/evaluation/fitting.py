@@ -28,9 +28,9 @@ def fitted_stressors(conditions: Sequence[Condition]) -> list[tuple[str, Any]]:
     """(label, stressor) of every distinct fitted attack among ``conditions``, in config order."""
     out: list[tuple[str, Any]] = []
     for cond in conditions:
-        if cond.stressor is not None and getattr(cond.stressor, "needs_fit", False):
-            if all(s is not cond.stressor for _, s in out):
-                out.append((str(cond.label), cond.stressor))
+        fitted = cond.stressor is not None and getattr(cond.stressor, "needs_fit", False)
+        if fitted and all(s is not cond.stressor for _, s in out):
+            out.append((str(cond.label), cond.stressor))
     return out
 
 

@@ -139,21 +139,14 @@ def _attack_details(details: dict[str, Any]) -> dict[str, Any]:
 
 
 def _physical(stressor: Any, severity: float, counts: dict[str, Any]) -> dict[str, Any]:
-    """A fitted attack's ``physical`` entry: threat model, budget, fit, fold sizes and fooling rate."""
+    """A fitted attack's ``physical`` entry: what it records of its fit, and the fooling rate counted in the pass."""
     n, changed = counts["n"], counts["changed"]
-    fitted = stressor.fitted[severity][0]
     out: dict[str, Any] = {
-        "threat_model": stressor.threat_model,
-        "budget": float(severity),
-        "budget_meaning": stressor.describe_budget(severity),
-        "fit": stressor.fit_budget(severity),
-        "fold_sizes": list(stressor.fold_sizes),
+        **stressor.record(severity),
         "n": n,
         "changed": changed,
         "fooling_rate": changed / n if n else None,
     }
-    if stressor.norm == "patch":
-        out["patch_side"] = int(fitted.shape[-1])
     if counts.get("images"):
         out["images"] = counts["images"]
     return out

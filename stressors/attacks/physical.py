@@ -27,12 +27,12 @@ The fit's contract:
 Threat models, defaults and sources:
 
 - ``universal`` (L∞, Moosavi-Dezfooli et al. 2017, optimised by stochastic signed-gradient ascent
-  on the mean cross-entropy as in Shafahi et al. 2020 "Universal adversarial training"):
-  δ starts at 0; each fit batch takes one step ``δ ← clip_ε(δ + α·sign(∇δ Σ CE(x + δ)))``
-  (images clipped to [0, 1]); default 5 epochs, α = ε/8, fit batches of 32, at most 2000 samples
-  per fold. Severities are the ε (pixel units of [0, 1]); default (4/255, 8/255, 16/255).
+  as in Shafahi et al. 2020 "Universal adversarial training", on the clipped margin loss
+  :func:`margin_loss` so that samples already fooled stop pulling δ): δ starts at 0; each fit
+  batch takes one step ``δ ← clip_ε(δ + α·sign(∇δ Σ margin(x + δ)))`` (images clipped to
+  [0, 1]); default 10 epochs, α = ε/8, fit batches of 32, at most 2000 samples per fold. Severities are the ε (pixel units of [0, 1]); default (4/255, 8/255, 16/255).
 - ``patch`` (Brown et al. 2017 "Adversarial Patch", untargeted): a square of side
-  ``round(sqrt(share·H·W))`` pixels; Adam (lr 0.05) maximises the cross-entropy of the
+  ``round(sqrt(share·H·W))`` pixels; Adam (lr 0.1) maximises the cross-entropy of the
   patched images under expectation over transformation: each image of a fit batch gets
   ``eot_samples`` random placements (centre uniform where the patch lies fully inside the
   image, scale uniform in [0.8, 1.2], rotation uniform in ±22.5°); default 10 epochs,
@@ -93,6 +93,19 @@ def png_bytes(image: Tensor) -> bytes:
     return buf.getvalue()
 
 
+def margin_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per sample ``min(0, max_{j != y} z_j - z_y)``: grows towards 0 as the sample nears misclassification, and is
+    0 (no gradient) once it is misclassified, so every step serves the samples not yet fooled (Carlini & Wagner's
+    margin with κ = 0).
+
+    Shape: logits (N, K), labels (N,) -> (N,) float32.
+    """
+    z = logits.float()
+    true = z.gather(1, labels.view(-1, 1)).squeeze(1)
+    other = z.masked_fill(F.one_hot(labels, z.shape[1]).bool(), float("-inf")).amax(dim=1)
+    return (other - true).clamp(max=0.0)
+
+
 class FittedAttack:
     """Base class of the cross-fitted physical attacks (see the module docstring).
 
@@ -113,6 +126,8 @@ class FittedAttack:
     #: A fitted attack: :meth:`fit` must run over the audit data before :meth:`perturb`.
     needs_fit: ClassVar[bool] = True
     iterative: ClassVar[bool] = False
+    #: unused (not iterative: no large-ε probe), declared as every attack does.
+    zero_accuracy_epsilon: ClassVar[float] = 0.3
     stronger_than_single_step: ClassVar[bool] = False
     bisectable: ClassVar[bool] = False
     minimal_perturbation_method: ClassVar[str | None] = None
@@ -144,6 +159,16 @@ class FittedAttack:
 
     def describe_budget(self, severity: float) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def record(self, severity: float) -> dict[str, Any]:
+        """What results.json records of the fit at ``severity`` (``conditions[].physical`` without the counts)."""
+        return {
+            "threat_model": self.threat_model,
+            "budget": float(severity),
+            "budget_meaning": self.describe_budget(severity),
+            "fit": self.fit_budget(severity),
+            "fold_sizes": list(self.fold_sizes),
+        }
 
     # ---------------------------------------------------------------------- fit
 
@@ -293,7 +318,7 @@ class UniversalPerturbation(FittedAttack):
 
     Args:
         epsilons: L∞ radii in pixel units of [0, 1] (alias ``severities``); default (4/255, 8/255, 16/255).
-        epochs: passes over each fold; default 5.
+        epochs: passes over each fold; default 10.
         step_size: absolute signed-gradient step; default None, i.e. ``step_size_factor · ε``.
         step_size_factor: default 1/8.
         fit_batch_size: samples per optimisation step; default 32.
@@ -306,7 +331,6 @@ class UniversalPerturbation(FittedAttack):
     name: ClassVar[str] = "universal"
     norm: ClassVar[str] = "linf"
     threat_model: ClassVar[str] = "universal_linf"
-    zero_accuracy_epsilon: ClassVar[float] = 0.3
     default_epsilons: ClassVar[tuple[float, ...]] = (4 / 255, 8 / 255, 16 / 255)
 
     def __init__(
@@ -314,7 +338,7 @@ class UniversalPerturbation(FittedAttack):
         *,
         epsilons: Sequence[float] | None = None,
         severities: Sequence[float] | None = None,
-        epochs: int = 5,
+        epochs: int = 10,
         step_size: float | None = None,
         step_size_factor: float | None = None,
         fit_batch_size: int = 32,
@@ -365,8 +389,7 @@ class UniversalPerturbation(FittedAttack):
 
     def _step(self, model, x, y, state, aux, severity, seed):
         delta = state.detach().clone().requires_grad_(True)
-        logits = model((x.float() + delta).clamp(0, 1))
-        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        loss = margin_loss(model((x.float() + delta).clamp(0, 1)), y).sum()
         (grad,) = torch.autograd.grad(loss, delta)
         return (delta.detach() + self.step_for(severity) * grad.sign()).clamp_(-severity, severity)
 
@@ -390,7 +413,7 @@ class AdversarialPatch(FittedAttack):
         shares: the patch's share of the image area, each in (0, 1) (alias ``severities``);
             default (0.01, 0.02, 0.05, 0.1).
         epochs: passes over each fold; default 10.
-        learning_rate: Adam's learning rate on the patch's pixel values in [0, 1]; default 0.05.
+        learning_rate: Adam's learning rate on the patch's pixel values in [0, 1]; default 0.1.
         eot_samples: random placements per image per step; default 1.
         scale_range: [min, max] scale of the patch during the fit (EoT); default [0.8, 1.2].
         max_rotation: largest rotation in degrees, fit and evaluation; default 22.5.
@@ -403,7 +426,7 @@ class AdversarialPatch(FittedAttack):
 
     name: ClassVar[str] = "patch"
     norm: ClassVar[str] = "patch"
-    threat_model: ClassVar[str] = "patch"
+    threat_model: ClassVar[str] = "adversarial_patch"
     default_shares: ClassVar[tuple[float, ...]] = (0.01, 0.02, 0.05, 0.1)
 
     def __init__(
@@ -412,7 +435,7 @@ class AdversarialPatch(FittedAttack):
         shares: Sequence[float] | None = None,
         severities: Sequence[float] | None = None,
         epochs: int = 10,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         eot_samples: int = 1,
         scale_range: Sequence[float] = (0.8, 1.2),
         max_rotation: float = 22.5,
@@ -486,6 +509,9 @@ class AdversarialPatch(FittedAttack):
 
     def describe_budget(self, severity: float) -> str:
         return f"patch of {severity:.4g} of the image area"
+
+    def record(self, severity: float) -> dict[str, Any]:
+        return {**super().record(severity), "patch_side": int(self.fitted[severity][0].shape[-1])}
 
     @staticmethod
     def side(share: float, height: int, width: int) -> int:

@@ -234,15 +234,17 @@ class PhysicalAttack(Node):
     other, so every sample is attacked by a perturbation that never saw it.
     """
 
-    threat_model: Literal["universal_linf", "patch"] = Field(
-        description="'universal_linf': one perturbation within an L-inf epsilon for every image; 'patch': one square "
-        "patch pasted at a per-sample position and rotation"
+    threat_model: Literal["universal_linf", "adversarial_patch"] = Field(
+        description="'universal_linf': one perturbation within an L-inf epsilon for every image; 'adversarial_patch': "
+        "one square patch pasted at a per-sample position and rotation"
     )
     budget: float = Field(
-        gt=0, description="universal_linf: epsilon in pixel units of [0, 1]; patch: share of the image area"
+        gt=0, description="universal_linf: epsilon in pixel units of [0, 1]; adversarial_patch: share of the image area"
     )
     budget_meaning: str = Field(description="the budget in words")
-    patch_side: int | None = Field(default=None, ge=1, description="patch: its side in pixels (fitted image size)")
+    patch_side: int | None = Field(
+        default=None, ge=1, description="adversarial_patch: its side in pixels (fitted image size)"
+    )
     fit: FitBudget
     fold_sizes: list[int] = Field(description="samples fitted on in fold 0 and fold 1 (at most fit_samples each)")
     n: int = Field(ge=0, description="samples evaluated under the attack")
