@@ -821,6 +821,7 @@ def _write_outputs(
     work, outputs, table = evaluation.work, ctx.outputs, reading.table
     assert outputs is not None
     bp = work / BREAKING_POINTS_CSV
+    physical = _physical_images(results, outputs.stage)
     return ctx.write_outputs(
         results,
         model_info=loaded.info,
@@ -828,8 +829,25 @@ def _write_outputs(
         governance=reading.affected,
         predictions=outputs.stage / "predictions.csv",
         breaking_points=bp if bp.exists() else None,
-        staged=[p for p in (outputs.stage / IMAGE_PROPERTIES_CSV, outputs.stage / "slices.csv") if p.is_file()],
+        staged=[p for p in (outputs.stage / IMAGE_PROPERTIES_CSV, outputs.stage / "slices.csv") if p.is_file()]
+        + physical,
     )
+
+
+def _physical_images(results: Results, stage: Path) -> list[Path]:
+    """The fitted perturbations of the cross-fitted physical attacks (``conditions[].physical.images``, present when
+    the policy allows images) as ``physical-<condition>-fold<k>.png`` files beside the report."""
+    import base64
+
+    written = []
+    for cond in results.conditions:
+        if cond.physical is None or not cond.physical.images:
+            continue
+        for fold, uri in enumerate(cond.physical.images):
+            path = stage / f"physical-{cond.id}-fold{fold}.png"
+            path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+            written.append(path)
+    return written
 
 
 __all__ = ["AuditOutcome", "RunContext", "run", "run_audit"]
