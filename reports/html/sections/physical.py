@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.contract.metric_specs import ACCURACY
 from reports.html.context import ReportContext
 from reports.html.escaping import is_data_image
 
@@ -17,12 +18,21 @@ def _worst_group(cond: Any) -> dict[str, Any] | None:
     groups = [
         g
         for g in cond.groups
-        if not g.insufficient_data and "×" not in g.attribute and g.metrics.accuracy is not None and g.metrics.n
+        if not g.insufficient_data and "×" not in g.attribute and _robust(g.metrics) is not None and g.metrics.n
     ]
     if not groups:
         return None
-    g = min(groups, key=lambda g: (g.metrics.accuracy, g.attribute, g.value))
-    return {"attribute": g.attribute, "value": g.value, "accuracy": g.metrics.accuracy, "n": g.metrics.n}
+    g = min(groups, key=lambda g: (_robust(g.metrics), g.attribute, g.value))
+    return {"attribute": g.attribute, "value": g.value, "robust": _robust(g.metrics), "n": g.metrics.n}
+
+
+def _robust(metrics: Any) -> float | None:
+    """Accuracy under the attack (robust accuracy)."""
+    return getattr(metrics, ACCURACY.name)
+
+
+def _robust_ci(metrics: Any) -> Any:
+    return getattr(metrics, f"{ACCURACY.name}_ci")
 
 
 def physical(ctx: ReportContext) -> dict[str, Any] | None:
@@ -39,8 +49,8 @@ def physical(ctx: ReportContext) -> dict[str, Any] | None:
                 "budget": p.budget_meaning,
                 "patch_side": p.patch_side,
                 "n": cond.metrics.n,
-                "accuracy": cond.metrics.accuracy,
-                "accuracy_ci": cond.metrics.accuracy_ci,
+                "robust": _robust(cond.metrics),
+                "robust_ci": _robust_ci(cond.metrics),
                 "fooling_rate": p.fooling_rate,
                 "changed": p.changed,
                 "fold_sizes": p.fold_sizes,
