@@ -257,3 +257,15 @@ def test_fitted_attacks_are_refused_in_a_distributed_run():
     check_fitted_attacks(conditions, world=1)
     with pytest.raises(AuditError, match="fitted attack .* does not run in a distributed run \\(2 processes\\)"):
         check_fitted_attacks(conditions, world=2)
+
+
+def test_fit_samples_caps_each_fold_at_the_first_samples_in_order(tiny):
+    model, x, y, ids = tiny
+    capped = UniversalPerturbation(epsilons=[0.1], epochs=2, fit_batch_size=2, fit_samples=3)
+    capped.fit(model, batches(x, y, ids, 5), seed=0)
+    assert capped.fold_sizes == [3, 3] and capped.record(0.1)["fit"]["steps"] == [4, 4]
+    folds = folds_of(ids, 0)
+    first = torch.cat([(folds == f).nonzero().squeeze(1)[:3] for f in (0, 1)]).sort().values
+    same = UniversalPerturbation(epsilons=[0.1], epochs=2, fit_batch_size=2, fit_samples=3)
+    same.fit(model, batches(x[first], y[first], ids[first], 4), seed=0)  # only those samples: the same fit
+    assert all(torch.equal(a, b) for a, b in zip(capped.fitted[0.1], same.fitted[0.1]))

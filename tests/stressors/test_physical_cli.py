@@ -127,3 +127,14 @@ def test_a_run_cross_fits_records_gates_and_shows_them(workspace):  # noqa: F811
     result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(again), "--quiet", "--batch-size", "7"])
     assert result.exit_code == 1, result.output
     assert _physical_rows(out / "predictions.csv") == _physical_rows(again / "predictions.csv")
+
+
+@pytest.mark.slow
+def test_with_an_attack_subset_the_fit_and_the_evaluation_use_it(workspace):  # noqa: F811
+    cfg = write_config(workspace, stressors="  - {name: universal, epsilons: [0.2], epochs: 1, fit_batch_size: 4}\n")
+    out = workspace / "out"
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(out), "--quiet", "--attack-samples", "12"])
+    assert result.exit_code in (0, 1), result.output
+    cond = next(c for c in json.loads((out / "results.json").read_text())["conditions"] if c["id"] == "universal@0.2")
+    assert cond["metrics"]["n"] == cond["physical"]["n"] == sum(cond["physical"]["fold_sizes"]) == 12
+    assert "images" not in cond["physical"] and not list(out.glob("physical-*.png"))  # report.images: none
