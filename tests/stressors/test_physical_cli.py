@@ -138,3 +138,14 @@ def test_with_an_attack_subset_the_fit_and_the_evaluation_use_it(workspace):  # 
     cond = next(c for c in json.loads((out / "results.json").read_text())["conditions"] if c["id"] == "universal@0.2")
     assert cond["metrics"]["n"] == cond["physical"]["n"] == sum(cond["physical"]["fold_sizes"]) == 12
     assert "images" not in cond["physical"] and not list(out.glob("physical-*.png"))  # report.images: none
+
+
+def test_several_processes_are_refused_in_one_line_before_any_process_starts(workspace):  # noqa: F811
+    _spoil_images(workspace)
+    cfg = write_config(workspace, stressors="  - {name: night, severities: [1]}\n  - {name: patch}\n")
+    result = CliRunner().invoke(
+        main, ["run", str(cfg), "--out", str(workspace / "out"), "--quiet", "--nproc-per-node", "2"]
+    )
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "stressor 'patch' is a fitted attack" in lines[0] and "(2 processes)" in lines[0]
