@@ -468,6 +468,7 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
             num_workers=threads.num_workers,
             device=loaded.device,
             decoding=ctx.decoding,
+            progress=ctx.progress if ctx.writes else None,
         )
         state = evaluate(
             model=loaded.model,

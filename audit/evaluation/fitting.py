@@ -11,7 +11,7 @@ evaluation pass reports them as usual). Fitted attacks are refused in a distribu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -61,8 +61,12 @@ def fit_attacks(
     num_workers: int,
     device: torch.device,
     decoding: Mapping[str, Any] | None = None,
+    progress: Callable[[int, str], Callable[..., None]] | None = None,
 ) -> None:
     """Fit every fitted attack of ``conditions`` on the samples ``indices`` (None: all), in dataset order.
+
+    ``progress(total, label)`` (the run's progress factory) makes a bar advanced by the images of every batch
+    of every epoch; None: none.
 
     Raises:
         AuditError: the fit is refused (e.g. a cross-fitting fold without samples), naming the stressor.
@@ -72,9 +76,13 @@ def fit_attacks(
         return
     order = sorted(range(len(table)) if indices is None else set(indices))
     dataset = AuditDataset(table, model_cfg, order, **dict(decoding or {}))
+    total = sum(int(getattr(s, "epochs", 1)) for _, s in fitted) * len(order)
+    tick = progress(total, "fitting " + ", ".join(label for label, _ in fitted)) if progress else None
 
     def batches() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         for raw in make_loader(dataset, batch_size=batch_size, num_workers=num_workers):
+            if tick is not None:
+                tick(len(raw["index"]) + len(raw["bad"]))
             if raw["images"] is None:
                 continue
             idx = raw["index"]
