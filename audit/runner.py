@@ -66,9 +66,11 @@ from audit.evaluation import (
     build_conditions,
     build_layout,
     check_classification_conditions,
+    check_fitted_attacks,
     check_label_range,
     check_refinement,
     distributed,
+    fit_attacks,
     load_model,
     merge_attack_details,
     merge_predictions,
@@ -358,6 +360,7 @@ def _read(ctx: RunContext) -> Reading:
     bench_baseline = _check_benchmark(ctx)  # before the conditions: an unregistered corruption is named as such
     conditions = build_conditions(cfg.condition_stressors, source=ctx.source)
     check_classification_conditions(conditions, source=ctx.source)
+    check_fitted_attacks(conditions, world=ctx.world, source=ctx.source)
     check_refinement(cfg.breaking_points, conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)  # no manifest row is kept
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=governance.on_chunk)
@@ -454,6 +457,20 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
     tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
     with using_threads(threads):
+        fit_attacks(  # the universal perturbation and the patch: cross-fitted before the pass (one process only)
+            model=loaded.model,
+            table=table,
+            model_cfg=cfg.model,
+            conditions=reading.conditions,
+            keys=reading.keys,
+            indices=reading.attack_indices,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+            num_workers=threads.num_workers,
+            device=loaded.device,
+            decoding=ctx.decoding,
+            progress=ctx.progress if ctx.writes else None,
+        )
         state = evaluate(
             model=loaded.model,
             table=table,
@@ -806,6 +823,7 @@ def _write_outputs(
     work, outputs, table = evaluation.work, ctx.outputs, reading.table
     assert outputs is not None
     bp = work / BREAKING_POINTS_CSV
+    physical = _physical_images(results, outputs.stage)
     return ctx.write_outputs(
         results,
         model_info=loaded.info,
@@ -813,8 +831,25 @@ def _write_outputs(
         governance=reading.affected,
         predictions=outputs.stage / "predictions.csv",
         breaking_points=bp if bp.exists() else None,
-        staged=[p for p in (outputs.stage / IMAGE_PROPERTIES_CSV, outputs.stage / "slices.csv") if p.is_file()],
+        staged=[p for p in (outputs.stage / IMAGE_PROPERTIES_CSV, outputs.stage / "slices.csv") if p.is_file()]
+        + physical,
     )
+
+
+def _physical_images(results: Results, stage: Path) -> list[Path]:
+    """The fitted perturbations of the cross-fitted physical attacks (``conditions[].physical.images``, present when
+    the policy allows images) as ``physical-<condition>-fold<k>.png`` files beside the report."""
+    import base64
+
+    written = []
+    for cond in results.conditions:
+        if cond.physical is None or not cond.physical.images:
+            continue
+        for fold, uri in enumerate(cond.physical.images):
+            path = stage / f"physical-{cond.id}-fold{fold}.png"
+            path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+            written.append(path)
+    return written
 
 
 __all__ = ["AuditOutcome", "RunContext", "run", "run_audit"]

@@ -1,5 +1,6 @@
 """Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, square, square_l2,
-apgd, apgd_l2, apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`); and the
+apgd, apgd_l2, apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`); the cross-fitted physical attacks universal and
+patch (:mod:`stressors.attacks.physical`); and the
 attacks on object detectors, detection_pgd and detection_pgd_l2 (:mod:`stressors.attacks.detection`).
 
 Each class has ``name``, ``severities`` (the epsilons, pixel units of [0, 1]),
@@ -18,6 +19,7 @@ Defaults and their sources are in :mod:`stressors.attacks.gradient` and
 from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump, Square, SquareL2
 from stressors.attacks.apgd import APGD, APGDL2, APGDT, APGDTL2, AutoAttack, AutoAttackL2
 from stressors.attacks.detection import DetectionPGD, DetectionPGDL2
+from stressors.attacks.physical import AdversarialPatch, UniversalPerturbation
 
 __all__ = [
     "APGD",
@@ -27,6 +29,7 @@ __all__ = [
     "FGSM",
     "PGD",
     "PGDL2",
+    "AdversarialPatch",
     "Attack",
     "AttackResult",
     "AutoAttack",
@@ -37,4 +40,5 @@ __all__ = [
     "HopSkipJump",
     "Square",
     "SquareL2",
+    "UniversalPerturbation",
 ]

@@ -176,6 +176,14 @@ def _run(
     return stressor.apply(images, stressor.sample_params(keys, severity, seed=seed, **boxes))
 
 
+def _fit(stressor: Any, images: Tensor, model: nn.Module, *, seed: int) -> None:
+    """Fit a fitted attack (trait ``needs_fit``) on ``images`` with the model's own predictions as labels."""
+    keys = sample_keys(_IDS[: images.shape[0]])
+    with torch.no_grad():
+        labels = model(images.float()).argmax(dim=1)
+    stressor.fit(model, lambda: iter([(images.float(), labels, keys)]), seed=seed)
+
+
 def check_interface(stressor: Any) -> None:
     """``name``, non-empty ``severities``, ``model_aware`` and the methods of its kind."""
     name = getattr(stressor, "name", None)
@@ -500,6 +508,8 @@ def check_stressor(
         model = tiny_classifier(channels=x.shape[1])
     if model is not None:
         model = model.to(device)
+    if getattr(stressor, "needs_fit", False):  # a fitted attack (universal, patch): fitted on this batch first
+        _fit(stressor, x, model, seed=seed)
     every = (
         check_output_contract,
         check_determinism,

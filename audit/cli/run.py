@@ -77,6 +77,29 @@ def report_skipped(results: Results, *, shown: int = 5) -> None:
     )
 
 
+def _refuse_fitted_attacks(config: Path, nproc: int) -> None:
+    """Refuse, before any process starts, a config with a fitted attack (trait ``needs_fit``: cross-fitted
+    over the whole audit set) in a run of several processes; each rank refuses it too (``torchrun`` directly).
+
+    Raises:
+        AuditError: one line naming the config and the stressor.
+    """
+    import stressors
+    from audit.contract.config import load_config
+    from audit.contract.errors import AuditError
+
+    for entry in load_config(config).condition_stressors:
+        try:
+            factory = stressors.factory(entry.name)
+        except stressors.StressorError:
+            continue  # an unknown stressor is named by the run itself
+        if getattr(factory, "needs_fit", False):
+            raise AuditError(
+                f"{config}: stressor {entry.name!r} is a fitted attack (cross-fitted over the whole audit set); "
+                f"it does not run in a distributed run ({nproc} processes): run it with one process"
+            )
+
+
 @click.command("run")
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option(
@@ -155,6 +178,8 @@ def run_command(
     """
     if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
         from audit.cli.launch import launch
+
+        _refuse_fitted_attacks(config, nproc_per_node)  # one line here, not one per process
 
         argv = ["run", str(config), "--out", str(out_dir), "--format", fmt]
         for flag, value in (

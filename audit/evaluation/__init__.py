@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from audit.evaluation.error_thumbnails import stressed_thumbnails
     from audit.evaluation.evaluate import EvalSettings, EvalState, merge_attack_details
     from audit.evaluation.evaluate import evaluate as evaluate_conditions
+    from audit.evaluation.fitting import check_fitted_attacks, fit_attacks
     from audit.evaluation.groups import SlotLayout, build_layout, slot_matrix
     from audit.evaluation.image_properties import merge_properties, properties_part_path
     from audit.evaluation.metrics import state_bytes
@@ -84,6 +85,8 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "EvalState": ("evaluate", "EvalState"),
     "evaluate_conditions": ("evaluate", "evaluate"),
     "merge_attack_details": ("evaluate", "merge_attack_details"),
+    "check_fitted_attacks": ("fitting", "check_fitted_attacks"),
+    "fit_attacks": ("fitting", "fit_attacks"),
     "SlotLayout": ("groups", "SlotLayout"),
     "build_layout": ("groups", "build_layout"),
     "slot_matrix": ("groups", "slot_matrix"),
@@ -163,6 +166,7 @@ __all__ = [
     "check_box_support",
     "check_classification_conditions",
     "check_classifier_attacks",
+    "check_fitted_attacks",
     "check_label_range",
     "check_refinement",
     "compare_to_baseline",
@@ -171,6 +175,7 @@ __all__ = [
     "detection_results",
     "evaluate_conditions",
     "evaluate_detector",
+    "fit_attacks",
     "imagenet_c_summary",
     "load_detector",
     "load_model",

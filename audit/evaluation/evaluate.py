@@ -69,6 +69,7 @@ class EvalState:
     gallery: dict[str, str] = field(default_factory=dict)
     attack_failures: dict[str, int] = field(default_factory=dict)
     attack_details: dict[str, dict] = field(default_factory=dict)
+    physical: dict[str, dict] = field(default_factory=dict)  # fitted attacks: samples, changed predictions, images
     early_stop: dict[str, dict] = field(default_factory=dict)
 
 
@@ -247,6 +248,9 @@ def evaluate(
                         state.attack_details[cond.id] = merge_attack_details(
                             state.attack_details.get(cond.id), details, len(part.keys)
                         )
+                    changed = getattr(cond.stressor, "last_changed", None) if cond.model_aware else None
+                    if changed is not None:
+                        _count_changed(state, cond, changed, settings.gallery_mode)
                     if settings.gallery_mode != "none" and cond.id not in state.gallery:
                         state.gallery[cond.id] = png_data_uri(x[0], settings.gallery_mode)
                     rows.append(_Rows(order, cond, part.index, part.labels, probs))
@@ -272,6 +276,19 @@ def evaluate(
         order = {c.id: i for i, c in enumerate(conditions)}
         sort_rows(predictions_path, key=lambda row: (int(row[0]), order[row[2]]))
     return state
+
+
+def _count_changed(state: EvalState, cond: Condition, changed: Tensor, gallery_mode: str) -> None:
+    """A fitted attack's batch: add its samples and changed predictions (the fooling rate); on its first batch,
+    its fitted perturbations as PNG data URIs when the policy allows images."""
+    entry = state.physical.get(cond.id)
+    if entry is None:
+        images = None
+        if gallery_mode != "none" and hasattr(cond.stressor, "artefacts"):
+            images = [png_data_uri(t, "raw") for t in cond.stressor.artefacts(cond.severity)]
+        entry = state.physical[cond.id] = {"n": 0, "changed": 0, "images": images}
+    entry["n"] += int(changed.numel())
+    entry["changed"] += int(changed.sum())
 
 
 def _record_bad_images(

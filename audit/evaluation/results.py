@@ -138,6 +138,20 @@ def _attack_details(details: dict[str, Any]) -> dict[str, Any]:
     return {**details, "members": members}
 
 
+def _physical(stressor: Any, severity: float, counts: dict[str, Any]) -> dict[str, Any]:
+    """A fitted attack's ``physical`` entry: what it records of its fit, and the fooling rate counted in the pass."""
+    n, changed = counts["n"], counts["changed"]
+    out: dict[str, Any] = {
+        **stressor.record(severity),
+        "n": n,
+        "changed": changed,
+        "fooling_rate": changed / n if n else None,
+    }
+    if counts.get("images"):
+        out["images"] = counts["images"]
+    return out
+
+
 def _fairness(conditions: list[dict[str, Any]], layout: SlotLayout, min_size: int) -> list[dict[str, Any]]:
     """Every group statistic of every condition and grouping (the one definition, computed once here),
     with the test of each difference at the run's confidence level."""
@@ -219,6 +233,9 @@ def assemble_results(inputs: ResultsInputs) -> Results:
             entry["failed_starts"] = state.attack_failures[entry["id"]]
         if entry["id"] in state.attack_details:
             entry["attack_details"] = _attack_details(state.attack_details[entry["id"]])
+        if entry["id"] in getattr(state, "physical", {}):
+            cond = next(c for c in conditions if c.id == entry["id"])
+            entry["physical"] = _physical(cond.stressor, cond.severity, state.physical[entry["id"]])
         if entry["id"] in state.early_stop:
             entry["early_stop"] = state.early_stop[entry["id"]]
     typed_conditions = [ConditionResult.model_validate(e) for e in cond_entries]

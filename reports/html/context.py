@@ -149,8 +149,10 @@ class ReportContext:
 
     @functools.cached_property
     def adversarial_chart(self) -> ChartView | None:
-        """The attack curves (:func:`reports.html.curves.adversarial_chart`); None without attacks."""
-        return adversarial_chart(self.conditions, self.attack_base, self.adversarial)
+        """The attack curves (:func:`reports.html.curves.adversarial_chart`); None without attacks. A physical
+        attack whose budget is not an L-inf ε (a patch's share of the image) has its own section, not a curve here."""
+        on_epsilon = [c for c in self.conditions if c.physical is None or c.physical.threat_model == "universal_linf"]
+        return adversarial_chart(on_epsilon, self.attack_base, self.adversarial)
 
     @functools.cached_property
     def gallery(self) -> list[GalleryItem]:

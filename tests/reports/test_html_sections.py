@@ -69,7 +69,7 @@ def test_every_registered_section_renders_its_own_region(results):
     assert set(shown) >= {
         s.id
         for s in registered()
-        if s.id not in ("breaking-points", "adversarial", "gallery", "detection", "corruptions", "slices")
+        if s.id not in ("breaking-points", "adversarial", "gallery", "detection", "corruptions", "slices", "physical")
     }
 
 

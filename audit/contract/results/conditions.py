@@ -15,9 +15,11 @@ __all__ = [
     "ConfusionPair",
     "EarlyStop",
     "ErrorTypes",
+    "FitBudget",
     "GroupMetrics",
     "GroupResult",
     "Metrics",
+    "PhysicalAttack",
     "ReliabilityBin",
     "StopDecision",
 ]
@@ -206,6 +208,55 @@ class AttackDetails(Node):
     members: list[AttackMember] = Field(description="each member in the order it ran, with its time")
 
 
+class FitBudget(Node):
+    """What fitting a physical attack spent, per fold (absent before 1.6)."""
+
+    epochs: int = Field(ge=1, description="passes over each fold's fit samples")
+    steps: list[int] = Field(description="optimisation steps per fold (fold 0, fold 1): epochs x fit batches")
+    fit_batch_size: int = Field(ge=1, description="samples per optimisation step (independent of the run's batch size)")
+    step_size: float | None = Field(
+        default=None, description="universal: absolute signed-gradient step in pixel units of [0, 1]"
+    )
+    learning_rate: float | None = Field(
+        default=None, description="patch: Adam's learning rate on pixel values in [0, 1]"
+    )
+    eot_samples: int = Field(ge=1, description="random placements per image per step (expectation over transformation)")
+    scale_range: list[float] | None = Field(default=None, description="patch: [min, max] scale during the fit (EoT)")
+    max_rotation: float | None = Field(
+        default=None, description="patch: largest rotation in degrees, during the fit and the evaluation"
+    )
+
+
+class PhysicalAttack(Node):
+    """A cross-fitted physical attack (universal perturbation, adversarial patch) on this condition (absent before 1.6).
+
+    Samples fall in two folds by a hash of (seed, sample id); the perturbation fitted on one fold is applied to the
+    other, so every sample is attacked by a perturbation that never saw it.
+    """
+
+    threat_model: Literal["universal_linf", "adversarial_patch"] = Field(
+        description="'universal_linf': one perturbation within an L-inf epsilon for every image; 'adversarial_patch': "
+        "one square patch pasted at a per-sample position and rotation"
+    )
+    budget: float = Field(
+        gt=0, description="universal_linf: epsilon in pixel units of [0, 1]; adversarial_patch: share of the image area"
+    )
+    budget_meaning: str = Field(description="the budget in words")
+    patch_side: int | None = Field(
+        default=None, ge=1, description="adversarial_patch: its side in pixels (fitted image size)"
+    )
+    fit: FitBudget
+    fold_sizes: list[int] = Field(description="samples fitted on in fold 0 and fold 1 (at most fit_samples each)")
+    n: int = Field(ge=0, description="samples evaluated under the attack")
+    changed: int = Field(ge=0, description="evaluated samples whose top-1 prediction differs from the clean prediction")
+    fooling_rate: Rate = Field(description="changed / n (Moosavi-Dezfooli et al. 2017); null when n = 0")
+    images: list[str] | None = Field(
+        default=None,
+        description="the perturbation fitted on fold 0 and on fold 1 as data:image/png;base64 URIs (a universal "
+        "perturbation scaled for visibility: grey 0, black/white +-epsilon); absent when the policy allows no images",
+    )
+
+
 class ConditionResult(Node):
     """One evaluated condition: the clean images, or one stressor at one severity (or attack at one ε)."""
 
@@ -234,6 +285,11 @@ class ConditionResult(Node):
         default=None,
         description="attacks that report details (apgd, apgd_t, autoattack, their L2 forms): members run, "
         "robust accuracy and time per member, EoT samples, randomised model, zero gradients (absent before 1.6)",
+    )
+    physical: PhysicalAttack | None = Field(
+        default=None,
+        description="cross-fitted physical attacks (universal, patch): threat model, budget, fit, folds and fooling "
+        "rate (absent before 1.6)",
     )
     early_stop: EarlyStop | None = Field(
         default=None, description="with evaluation.early_stop: how many samples this condition used and why it stopped"

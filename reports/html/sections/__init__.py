@@ -6,7 +6,7 @@ To add a section, write its view (``(ctx) -> dict | None``) and its template and
 
 from __future__ import annotations
 
-from reports.html.sections import closing, corruptions, detection, findings, measures, overview, slices
+from reports.html.sections import closing, corruptions, detection, findings, measures, overview, physical, slices
 from reports.html.sections.registry import Section, register, registered, temporarily, unregister
 
 __all__ = ["Section", "register", "registered", "temporarily", "unregister"]
@@ -21,6 +21,7 @@ for _section in (
     Section("corruptions", "Corruption benchmark", corruptions.corruption_benchmark, "corruptions.html.j2"),
     Section("breaking-points", "Breaking points", measures.breaking_points, "breaking_points.html.j2", in_toc=False),
     Section("adversarial", "Adversarial robustness", measures.adversarial, "adversarial.html.j2"),
+    Section("physical", "Physical threats", physical.physical, "physical.html.j2"),
     Section("calibration", "Calibration", measures.calibration, "calibration.html.j2"),
     Section("groups", "Subgroups", measures.groups, "groups.html.j2"),
     Section("slices", "Weak slices", slices.slices, "slices.html.j2"),

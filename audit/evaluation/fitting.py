@@ -1,0 +1,99 @@
+"""Fitted attacks (trait ``needs_fit``: the universal perturbation, the adversarial patch) are fitted here,
+once, before the streaming evaluation pass.
+
+The fit streams the samples that attack conditions evaluate (the attack subset when
+``evaluation.attack_samples`` is set, else every sample) from a fresh loader once per epoch,
+in dataset order; the stressor splits them into its two cross-fitting folds
+(:mod:`stressors.attacks.physical`). Images that do not decode are left out of the fit (the
+evaluation pass reports them as usual). Fitted attacks are refused in a distributed run
+(:func:`check_fitted_attacks`): each rank would fit on its own shard only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from audit.contract.config import ModelConfig
+from audit.contract.errors import AuditError
+from audit.evaluation.conditions import Condition
+from audit.evaluation.data import AuditDataset, SampleTable, make_loader
+from stressors.base import StressorError
+
+
+def fitted_stressors(conditions: Sequence[Condition]) -> list[tuple[str, Any]]:
+    """(label, stressor) of every distinct fitted attack among ``conditions``, in config order."""
+    out: list[tuple[str, Any]] = []
+    for cond in conditions:
+        fitted = cond.stressor is not None and getattr(cond.stressor, "needs_fit", False)
+        if fitted and all(s is not cond.stressor for _, s in out):
+            out.append((str(cond.label), cond.stressor))
+    return out
+
+
+def check_fitted_attacks(conditions: Sequence[Condition], *, world: int, source: str = "config") -> None:
+    """Refuse fitted attacks in a distributed run (``torchrun`` / ``--nproc-per-node``), before any image.
+
+    Raises:
+        AuditError: one line naming the first fitted attack.
+    """
+    fitted = fitted_stressors(conditions)
+    if fitted and world > 1:
+        raise AuditError(
+            f"{source}: stressor {fitted[0][0]!r} is a fitted attack (cross-fitted over the whole audit set); "
+            f"it does not run in a distributed run ({world} processes): run it with one process"
+        )
+
+
+def fit_attacks(
+    *,
+    model: Any,
+    table: SampleTable,
+    model_cfg: ModelConfig,
+    conditions: Sequence[Condition],
+    keys: Tensor,
+    indices: Sequence[int] | None,
+    seed: int,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    decoding: Mapping[str, Any] | None = None,
+    progress: Callable[[int, str], Callable[..., None]] | None = None,
+) -> None:
+    """Fit every fitted attack of ``conditions`` on the samples ``indices`` (None: all), in dataset order.
+
+    ``progress(total, label)`` (the run's progress factory) makes a bar advanced by the images of every batch
+    of every epoch; None: none.
+
+    Raises:
+        AuditError: the fit is refused (e.g. a cross-fitting fold without samples), naming the stressor.
+    """
+    fitted = fitted_stressors(conditions)
+    if not fitted:
+        return
+    order = sorted(range(len(table)) if indices is None else set(indices))
+    dataset = AuditDataset(table, model_cfg, order, **dict(decoding or {}))
+    total = sum(int(getattr(s, "epochs", 1)) for _, s in fitted) * len(order)
+    tick = progress(total, "fitting " + ", ".join(label for label, _ in fitted)) if progress else None
+
+    def batches() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        for raw in make_loader(dataset, batch_size=batch_size, num_workers=num_workers):
+            if tick is not None:
+                tick(len(raw["index"]) + len(raw["bad"]))
+            if raw["images"] is None:
+                continue
+            idx = raw["index"]
+            labels = torch.from_numpy(table.labels[idx.numpy()]).to(device)
+            yield raw["images"].to(device), labels, keys[idx]
+
+    for label, stressor in fitted:
+        try:
+            stressor.fit(model, batches, seed=seed)
+        except StressorError as err:
+            raise AuditError(f"stressor {label!r}: {err}") from None
+
+
+__all__ = ["check_fitted_attacks", "fit_attacks", "fitted_stressors"]

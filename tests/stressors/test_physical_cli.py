@@ -1,0 +1,151 @@
+"""universal / patch through the real CLI: bad input is one line, exit 2, before any image is decoded; a run
+cross-fits them, records the fit and the fooling rate, gates them with policy rules, writes the fitted
+perturbations beside the report, and gives the same predictions whatever the batch size."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from audit.cli import main
+from audit.contract.schema import shipped_schema
+from tests.cvaudit_fixtures import save_model, workspace, write_config  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("workspace")
+
+STRESSORS = (
+    "  - {name: universal, epsilons: [0.05, 0.4], epochs: 2, fit_batch_size: 4}\n"
+    "  - {name: patch, shares: [0.05, 0.2], epochs: 2, fit_batch_size: 4}\n"
+)
+RULES = """\
+  - id: universal-large
+    condition: universal@0.4
+    metric: accuracy
+    min: 0.9
+    blocking: true
+  - id: patch-small
+    condition: patch@0.05
+    metric: accuracy
+    min: 0.9
+    blocking: true
+"""
+
+
+def _spoil_images(root):
+    """Every PNG becomes garbage: an error about an image means images were read first."""
+    for png in (root / "img").glob("*.png"):
+        png.write_bytes(b"not a png")
+
+
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ("{name: patch, shares: [0.05, 1.0]}", "patch: option 'shares': patch share 1.0 must be a number in (0, 1)"),
+        ("{name: patch, shares: [0]}", "patch: option 'shares': patch share 0 must be a number in (0, 1)"),
+        ("{name: patch, eot_samples: 0}", "patch: option 'eot_samples' must be an integer >= 1, got 0"),
+        ("{name: patch, scale_range: [0, 1]}", "patch: option 'scale_range' must be [min, max]"),
+        ("{name: universal, epsilons: [1.5]}", "universal: option 'epsilons': epsilon 1.5 outside [0, 1]"),
+        ("{name: universal, epsilons: [-0.01]}", "universal: option 'epsilons': epsilon -0.01 outside [0, 1]"),
+        ("{name: universal, epochs: 0}", "universal: option 'epochs' must be an integer >= 1, got 0"),
+        ("{name: universal, fit_samples: 0}", "universal: option 'fit_samples' must be an integer >= 1, got 0"),
+        ("{name: universal, restarts: 2}", "universal: unknown option 'restarts'"),
+    ],
+)
+def test_bad_options_exit_2_in_one_line_before_any_image(workspace, entry, words):  # noqa: F811
+    _spoil_images(workspace)
+    cfg = write_config(workspace, stressors=f"  - {entry}\n")
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(workspace / "out"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0], result.output
+    assert "png" not in result.output.lower()
+
+
+def test_fitted_attack_on_a_model_without_gradients_exit_2(workspace):  # noqa: F811
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import torch
+
+    from tests.cvaudit_fixtures import ColourNet
+
+    torch.onnx.export(ColourNet().eval(), (torch.rand(2, 3, 16, 16),), str(workspace / "model.onnx"), dynamo=True)
+    _spoil_images(workspace)
+    cfg = write_config(workspace, model="model.onnx", stressors="  - {name: patch}\n")
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(workspace / "out"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "'patch' needs gradients" in lines[0]
+
+
+def _physical_rows(path):
+    with open(path, newline="") as fh:
+        return sorted(
+            (r["sample_id"], r["condition"], r["prediction"], r["p_true"])
+            for r in csv.DictReader(fh)
+            if r["condition"] != "clean"
+        )
+
+
+@pytest.mark.slow
+def test_a_run_cross_fits_records_gates_and_shows_them(workspace):  # noqa: F811
+    cfg = write_config(workspace, stressors=STRESSORS, extra="  images: raw\n")
+    with open(workspace / "policy.yaml", "a") as fh:
+        fh.write(RULES)
+    out = workspace / "out"
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(out), "--quiet"])
+    assert result.exit_code == 1, result.output  # universal@0.4 fails its rule
+    res = json.loads((out / "results.json").read_text())
+    jsonschema.validate(res, shipped_schema())
+    rules = {r["id"]: r["status"] for r in res["policy"]["rules"]}
+    assert rules["universal-large"] == "fail" and rules["patch-small"] == "pass"
+    conds = {c["id"]: c for c in res["conditions"]}
+    clean_n = conds["clean"]["metrics"]["n"]
+    for cid, threat in (
+        ("universal@0.05", "universal_linf"),
+        ("universal@0.4", "universal_linf"),
+        ("patch@0.05", "adversarial_patch"),
+        ("patch@0.2", "adversarial_patch"),
+    ):
+        c, p = conds[cid], conds[cid]["physical"]
+        assert c["metrics"]["n"] == p["n"] == clean_n == 24  # cross-fitting: every sample is evaluated
+        assert sum(p["fold_sizes"]) == 24 and min(p["fold_sizes"]) > 0 and p["threat_model"] == threat
+        assert p["fooling_rate"] == pytest.approx(p["changed"] / p["n"])
+        assert {g["attribute"] for g in c["groups"]} == {"camera"}  # per subgroup, like any condition
+        assert len(p["images"]) == 2 and all(u.startswith("data:image/png;base64,") for u in p["images"])
+        assert all((out / f"physical-{cid}-fold{k}.png").is_file() for k in (0, 1))
+    assert conds["universal@0.4"]["physical"]["fooling_rate"] > 0
+    assert conds["patch@0.2"]["physical"]["patch_side"] == 7  # round(sqrt(0.2 * 16 * 16))
+    assert conds["universal@0.4"]["physical"]["fit"]["step_size"] == pytest.approx(0.05)
+    html = (out / "report.html").read_text()
+    assert "Physical threats" in html and "universal@0.4, fold 1" in html
+    # the evaluation does not depend on the batch size
+    again = workspace / "again"
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(again), "--quiet", "--batch-size", "7"])
+    assert result.exit_code == 1, result.output
+    assert _physical_rows(out / "predictions.csv") == _physical_rows(again / "predictions.csv")
+
+
+@pytest.mark.slow
+def test_with_an_attack_subset_the_fit_and_the_evaluation_use_it(workspace):  # noqa: F811
+    cfg = write_config(workspace, stressors="  - {name: universal, epsilons: [0.2], epochs: 1, fit_batch_size: 4}\n")
+    out = workspace / "out"
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(out), "--quiet", "--attack-samples", "12"])
+    assert result.exit_code in (0, 1), result.output
+    cond = next(c for c in json.loads((out / "results.json").read_text())["conditions"] if c["id"] == "universal@0.2")
+    assert cond["metrics"]["n"] == cond["physical"]["n"] == sum(cond["physical"]["fold_sizes"]) == 12
+    assert "images" not in cond["physical"] and not list(out.glob("physical-*.png"))  # report.images: none
+
+
+def test_several_processes_are_refused_in_one_line_before_any_process_starts(workspace):  # noqa: F811
+    _spoil_images(workspace)
+    cfg = write_config(workspace, stressors="  - {name: night, severities: [1]}\n  - {name: patch}\n")
+    result = CliRunner().invoke(
+        main, ["run", str(cfg), "--out", str(workspace / "out"), "--quiet", "--nproc-per-node", "2"]
+    )
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "stressor 'patch' is a fitted attack" in lines[0] and "(2 processes)" in lines[0]
