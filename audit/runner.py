@@ -455,7 +455,6 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
         monitor=monitor,
     )
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
-    tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
     with using_threads(threads):
         fit_attacks(  # the universal perturbation and the patch: cross-fitted before the pass (one process only)
             model=loaded.model,
@@ -469,8 +468,10 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
             num_workers=threads.num_workers,
             device=loaded.device,
             decoding=ctx.decoding,
+            on_bad_image=cfg.data.on_bad_image,
             progress=ctx.progress if ctx.writes else None,
         )
+        tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None  # after the fit's bar
         state = evaluate(
             model=loaded.model,
             table=table,

@@ -20,9 +20,10 @@ The fit's contract:
   ``batches()`` yields them (the dataset order), ``fit_batch_size`` at a time, whatever the
   run's batch size; every random draw (the patch's start, EoT placements) comes from a
   generator keyed by (seed, stressor, severity, fold, epoch, step); CPU results are bit-identical.
-- **bounded memory**: the fold is streamed from ``batches()`` once per epoch; one fit batch per
-  fold is held, never the dataset. At most ``fit_samples`` samples per fold are used (the first
-  ones in dataset order).
+- **bounded memory and time**: ``batches()`` is read once per epoch, and only until both folds hold
+  ``fit_samples`` samples (the first ones in dataset order; the loader is then left), so the fit
+  reads about epochs x 2 x ``fit_samples`` images whatever the size of the audit set; one fit batch
+  per fold is held, never the dataset. A fold without samples is refused after the first read.
 
 Threat models, defaults and sources:
 
@@ -236,16 +237,19 @@ class FittedAttack:
                         counts[fold] += part.numel()
                         if held + part.numel() == self.fit_batch_size:
                             flush(fold)
+                if min(counts) >= self.fit_samples:
+                    break  # both folds are full: the rest of the data is not read (cost: epochs x fitted images)
+            if epoch == 0:  # checked on the first read, not after every epoch
+                empty = [f for f in range(FOLDS) if counts[f] == 0]
+                if empty:
+                    raise StressorError(
+                        f"{self.name}: cross-fitting needs samples in both folds; fold {empty[0]} has none "
+                        f"(fold sizes {counts}); audit more samples"
+                    )
             for fold in range(FOLDS):
                 if buffers[fold]:
                     flush(fold)
             sizes = counts
-        empty = [f for f in range(FOLDS) if sizes[f] == 0]
-        if empty:
-            raise StressorError(
-                f"{self.name}: cross-fitting needs samples in both folds; fold {empty[0]} has none "
-                f"(fold sizes {sizes}); audit more samples"
-            )
         self.fold_sizes = sizes
         self.fitted = {s: [t.detach() for t in states[s]] for s in self.severities}  # type: ignore[union-attr]
 
@@ -257,6 +261,16 @@ class FittedAttack:
 
     def _paste(self, images: Tensor, state: Tensor, severity: float, sample_ids: Tensor, seed: int) -> Tensor:
         raise NotImplementedError  # pragma: no cover
+
+    def fit_reads(self, sample_ids: Tensor, seed: int) -> int:
+        """How many of ``sample_ids`` (in the order ``batches()`` yields them) one epoch reads: up to the sample
+        with which both folds hold ``fit_samples`` (all, if they never do). Loader batches and images that do not
+        decode can add to it."""
+        folds = folds_of(sample_ids, seed)
+        ends = [(folds == f).nonzero().squeeze(1) for f in range(FOLDS)]
+        if any(e.numel() < self.fit_samples for e in ends):
+            return int(sample_ids.numel())
+        return max(int(e[self.fit_samples - 1]) for e in ends) + 1
 
     # ------------------------------------------------------------------ perturb
 

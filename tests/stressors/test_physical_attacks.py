@@ -269,3 +269,36 @@ def test_fit_samples_caps_each_fold_at_the_first_samples_in_order(tiny):
     same = UniversalPerturbation(epsilons=[0.1], epochs=2, fit_batch_size=2, fit_samples=3)
     same.fit(model, batches(x[first], y[first], ids[first], 4), seed=0)  # only those samples: the same fit
     assert all(torch.equal(a, b) for a, b in zip(capped.fitted[0.1], same.fitted[0.1]))
+
+
+def counting(x, y, ids, size, seen):
+    """batches() that counts the images it yields (per call, i.e. per epoch) in ``seen``."""
+
+    def gen():
+        seen.append(0)
+        for i in range(0, len(x), size):
+            seen[-1] += len(x[i : i + size])
+            yield x[i : i + size], y[i : i + size], ids[i : i + size]
+
+    return gen
+
+
+def test_the_fit_stops_reading_once_both_folds_hold_fit_samples(tiny):
+    model, x, y, ids = tiny
+    folds = folds_of(ids, 0)
+    full = max(int((folds == f).nonzero()[1]) for f in (0, 1)) + 1  # images until both folds hold 2
+    seen: list[int] = []
+    capped = UniversalPerturbation(epsilons=[0.1], epochs=3, fit_batch_size=4, fit_samples=2)
+    capped.fit(model, counting(x, y, ids, 1, seen), seed=0)
+    assert capped.fold_sizes == [2, 2] and seen == [full] * 3 and full < len(x)
+    seen.clear()  # loader batches of 5: the batch holding the last needed image is the last read
+    UniversalPerturbation(epsilons=[0.1], epochs=2, fit_samples=2).fit(model, counting(x, y, ids, 5, seen), seed=0)
+    assert seen == [5 * -(-full // 5)] * 2
+
+
+def test_an_empty_fold_is_refused_after_the_first_read(tiny):
+    model, x, y, ids = tiny
+    seen: list[int] = []
+    with pytest.raises(StressorError, match="both folds; fold . has none"):
+        UniversalPerturbation(epsilons=[EPS], epochs=5).fit(model, counting(x[:1], y[:1], ids[:1], 1, seen), seed=0)
+    assert seen == [1]
