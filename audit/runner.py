@@ -360,7 +360,7 @@ def _read(ctx: RunContext) -> Reading:
     bench_baseline = _check_benchmark(ctx)  # before the conditions: an unregistered corruption is named as such
     conditions = build_conditions(cfg.condition_stressors, source=ctx.source)
     check_classification_conditions(conditions, source=ctx.source)
-    check_fitted_attacks(conditions, world=ctx.world, source=ctx.source)
+    check_fitted_attacks(conditions, world=ctx.world, source=ctx.source, input_size=cfg.model.input_size)
     check_refinement(cfg.breaking_points, conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)  # no manifest row is kept
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=governance.on_chunk)

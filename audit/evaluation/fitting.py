@@ -36,13 +36,23 @@ def fitted_stressors(conditions: Sequence[Condition]) -> list[tuple[str, Any]]:
     return out
 
 
-def check_fitted_attacks(conditions: Sequence[Condition], *, world: int, source: str = "config") -> None:
-    """Refuse fitted attacks in a distributed run (``torchrun`` / ``--nproc-per-node``), before any image.
+def check_fitted_attacks(
+    conditions: Sequence[Condition], *, world: int, source: str = "config", input_size: Sequence[int] | None = None
+) -> None:
+    """Refuse fitted attacks in a distributed run (``torchrun`` / ``--nproc-per-node``), and a patch that does not
+    fit inside the model's ``input_size`` ([H, W]) at its largest scale and rotation, before any image.
 
     Raises:
         AuditError: one line naming the first fitted attack.
     """
     fitted = fitted_stressors(conditions)
+    if input_size is not None:
+        for label, stressor in fitted:
+            if hasattr(stressor, "check_image_size"):
+                try:
+                    stressor.check_image_size(int(input_size[0]), int(input_size[1]))
+                except StressorError as err:
+                    raise AuditError(f"{source}: stressor {label!r}: {err} (model.input_size)") from None
     if fitted and world > 1:
         raise AuditError(
             f"{source}: stressor {fitted[0][0]!r} is a fitted attack (cross-fitted over the whole audit set); "

@@ -194,7 +194,10 @@ def test_patch_robust_accuracy_falls_with_its_share_and_beats_random_noise(demo,
         changed = (out != x).any(dim=1).flatten(1).float().mean(dim=1)  # pixels the patch touches, per image
         side = patch.fitted[share][0].shape[-1]
         assert side == round((share * 32 * 32) ** 0.5)
-        assert float(changed.max()) <= 2.1 * share  # a rotated square's bilinear edge, never more
+        area = patch.record(share)["area_share"]
+        assert area == side**2 / 1024 and f"{area:.4g} of the 32 x 32 image area" in patch.describe_budget(share)
+        # pixels touched: at least the square's own area, at most a one-pixel bilinear rim around it
+        assert area - 0.5 * side / 1024 <= float(changed.min()) and float(changed.max()) <= (side + 2) ** 2 / 1024
         robust[share] = float((predict(model, out) == y).float().mean())
     shares = sorted(robust)
     assert all(robust[b] <= robust[a] + 0.02 for a, b in zip(shares, shares[1:])), robust
@@ -302,3 +305,33 @@ def test_an_empty_fold_is_refused_after_the_first_read(tiny):
     with pytest.raises(StressorError, match="both folds; fold . has none"):
         UniversalPerturbation(epsilons=[EPS], epochs=5).fit(model, counting(x[:1], y[:1], ids[:1], 1, seen), seed=0)
     assert seen == [1]
+
+
+@pytest.mark.parametrize("background", [0.0, 0.5])
+def test_the_patch_composite_mixes_its_edge_pixels_once(background):
+    """A white 3x3 patch, no rotation, at a sub-pixel position on a flat 32x32 image: bilinear sampling spreads
+    the patch's 9 pixels of mass over its neighbours, so the image gains exactly 9 x (1 - background) (hand
+    computation: x (1 - m) + 1 x m summed is background x (1024 - 9) + 9); the edge pixels are mixed once."""
+    attack = AdversarialPatch(shares=[9 / 1024], epochs=1, max_rotation=0)
+    state = torch.ones(3, 3, 3)
+    attack.fitted, attack.fold_sizes, attack._fit_key = {9 / 1024: [state, state]}, [1, 1], (0,)
+    x = torch.full((16, 3, 32, 32), background)
+    ids = torch.arange(16, dtype=torch.int64)
+    out = attack._paste(x, state, 9 / 1024, ids, 0)
+    assert not torch.equal(out[0].round(), out[0])  # sub-pixel: edge pixels are neither 0 nor 1
+    expected = background * (1024 - 9) + 9
+    assert torch.allclose(out.sum(dim=(2, 3)), torch.full((16, 3), expected), atol=1e-3)
+    assert float(out.max()) <= 1 + 1e-6
+
+
+def test_a_share_whose_patch_cannot_fit_the_image_is_refused():
+    # scale 1.2, rotation 22.5 degrees: the bounding box is 1.2 x (cos + sin)(22.5°) = 1.568 x the side
+    AdversarialPatch(shares=[0.39]).check_image_size(32, 32)  # side 20 <= 32 / 1.568 = 20.4
+    with pytest.raises(StressorError) as err:
+        AdversarialPatch(shares=[0.05, 0.42]).check_image_size(32, 32)  # side 21
+    line = str(err.value)
+    assert "share 0.42 gives a 21 px patch" in line and "32 x 32" in line and "largest side that fits is 20 px" in line
+    assert "\n" not in line
+    AdversarialPatch(shares=[0.6], scale_range=[1, 1], max_rotation=0).check_image_size(32, 32)  # side 25 fits
+    with pytest.raises(StressorError, match="does not fit"):
+        AdversarialPatch(shares=[0.6], max_rotation=45, scale_range=[1, 1]).check_image_size(32, 32)  # 25 x 1.414

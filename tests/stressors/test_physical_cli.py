@@ -48,6 +48,7 @@ def _spoil_images(root):
         ("{name: patch, shares: [0]}", "patch: option 'shares': patch share 0 must be a number in (0, 1)"),
         ("{name: patch, eot_samples: 0}", "patch: option 'eot_samples' must be an integer >= 1, got 0"),
         ("{name: patch, scale_range: [0, 1]}", "patch: option 'scale_range' must be [min, max]"),
+        ("{name: patch, shares: [0.05, 0.5]}", "'patch': patch: share 0.5 gives a 11 px patch, which at scale 1.2"),
         ("{name: universal, epsilons: [1.5]}", "universal: option 'epsilons': epsilon 1.5 outside [0, 1]"),
         ("{name: universal, epsilons: [-0.01]}", "universal: option 'epsilons': epsilon -0.01 outside [0, 1]"),
         ("{name: universal, epochs: 0}", "universal: option 'epochs' must be an integer >= 1, got 0"),
@@ -119,6 +120,8 @@ def test_a_run_cross_fits_records_gates_and_shows_them(workspace):  # noqa: F811
         assert all((out / f"physical-{cid}-fold{k}.png").is_file() for k in (0, 1))
     assert conds["universal@0.4"]["physical"]["fooling_rate"] > 0
     assert conds["patch@0.2"]["physical"]["patch_side"] == 7  # round(sqrt(0.2 * 16 * 16))
+    assert conds["patch@0.2"]["physical"]["area_share"] == pytest.approx(49 / 256)  # the actual area, not 0.2
+    assert "0.1914 of the 16 x 16 image area" in conds["patch@0.2"]["physical"]["budget_meaning"]
     assert conds["universal@0.4"]["physical"]["fit"]["step_size"] == pytest.approx(0.05)
     html = (out / "report.html").read_text()
     assert "Physical threats" in html and "universal@0.4, fold 1" in html
