@@ -443,6 +443,8 @@ class AdversarialPatch(FittedAttack):
     norm: ClassVar[str] = "patch"
     threat_model: ClassVar[str] = "adversarial_patch"
     default_shares: ClassVar[tuple[float, ...]] = (0.01, 0.02, 0.05, 0.1)
+    #: what the severities are, in breaking points and the adversarial checks (not an L-inf epsilon).
+    breaking_measure: ClassVar[str] = "area_share"
     _image_size: tuple[int, int] = (0, 0)  # (H, W) of the images fitted on, set by the fit
 
     def __init__(

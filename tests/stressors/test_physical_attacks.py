@@ -335,3 +335,59 @@ def test_a_share_whose_patch_cannot_fit_the_image_is_refused():
     AdversarialPatch(shares=[0.6], scale_range=[1, 1], max_rotation=0).check_image_size(32, 32)  # side 25 fits
     with pytest.raises(StressorError, match="does not fit"):
         AdversarialPatch(shares=[0.6], max_rotation=45, scale_range=[1, 1]).check_image_size(32, 32)  # 25 x 1.414
+
+
+def test_patch_breaking_points_and_checks_are_in_area_share_not_epsilon(tmp_path):
+    from audit.contract.results.breaking_points import BreakingPointDisparity, BreakingPointSummary
+    from audit.evaluation.adversarial_checks import check_monotone, sanity_checks
+    from audit.evaluation.breaking_points import _condition_dicts, compute_breaking_points, tracks_of
+    from reports.breaking_points_view import _panel
+
+    attack = AdversarialPatch(shares=[0.05, 0.1])
+    conds = [Condition("clean")] + [Condition(f"patch@{s:g}", attack, s, "patch") for s in (0.05, 0.1)]
+    dicts = _condition_dicts(conds)
+    assert [t.measure for t in tracks_of(dicts)] == ["area_share"]
+    rows = []  # 8 samples: correct on clean, 4 broken at 5 %, 2 at 10 %, 2 never
+    for i, (p5, p10) in enumerate([(1, 1)] * 4 + [(0, 1)] * 2 + [(0, 0)] * 2):
+        for cid, sev, pred in (("clean", "", 0), ("patch@0.05", "0.05", p5), ("patch@0.1", "0.1", p10)):
+            rows.append([f"s{i}", cid, "" if cid == "clean" else "patch", sev, "0", str(pred), "0.9", "0.5", "0.5"])
+    keys = compute_breaking_points(
+        rows=lambda: iter(rows), conditions=dicts, attributes=[], groupings=[], min_group_size=1,
+        out_csv=tmp_path / "bp.csv", names={"patch": "patch"},
+    )  # fmt: skip
+    entry = BreakingPointSummary.model_validate(keys["breaking_points"][0])
+    assert entry.measure == "area_share" and entry.median == pytest.approx(0.05)
+    disparity = BreakingPointDisparity.model_validate(
+        {
+            "id": "patch:camera",
+            "stressor": "patch",
+            "attribute": "camera",
+            "groups_compared": 2,
+            "disparity": 0.5,
+            "at_severity": 0.05,
+            "worst_group": "B",
+            "best_group": "A",
+            "median_gap": 0.05,
+            "excluded": [],
+        }
+    )
+    panel = _panel("patch", "camera", [entry], disparity)
+    assert (
+        panel["measure_name"] == "patch share of the image area" and "patch share of the image area" in panel["chart"]
+    )
+    assert "ε" not in panel["chart"] + panel["sentence"] and "share of the image area 0.05" in panel["sentence"]
+    failing = check_monotone("patch", [(0.05, 100, 0.5), (0.1, 100, 0.9)], None, 0.0, "area_share")
+    assert "share=0.05" in failing["message"] and "eps=" not in failing["message"]
+    results = [
+        {"id": "clean", "stressor": None, "severity": 0, "model_aware": False, "metrics": {"n": 100, "accuracy": 1.0}},
+        {"id": "patch@0.05", "stressor": "patch", "severity": 0.05, "model_aware": True,
+         "metrics": {"n": 100, "accuracy": 0.8}},
+        {"id": "patch@0.1", "stressor": "patch", "severity": 0.1, "model_aware": True,
+         "metrics": {"n": 100, "accuracy": 0.6}},
+    ]  # fmt: skip
+    monotone = [f for f in sanity_checks(results) if f["attack"] == "patch" and "monotone" in f["check"]]
+    assert (
+        monotone
+        and "patch share of the image area" in monotone[0]["message"]
+        and "epsilon" not in monotone[0]["message"]
+    )
