@@ -201,7 +201,7 @@ def test_patch_robust_accuracy_falls_with_its_share_and_beats_random_noise(demo,
         robust[share] = float((predict(model, out) == y).float().mean())
     shares = sorted(robust)
     assert all(robust[b] <= robust[a] + 0.02 for a, b in zip(shares, shares[1:])), robust
-    assert robust[0.1] < clean - 0.25, (robust, clean)  # measured: 1 -> 0.64 (0.94 at 2 %, 0.77 at 5 %)
+    assert robust[0.1] < clean - 0.25, (robust, clean)  # measured: 1 -> 0.64 (0.95 at 2 %, 0.74 at 5 %)
     # a random-noise patch of the same size, pasted at the same per-sample places: much weaker
     g = torch.Generator().manual_seed(0)
     for share in (0.05, 0.1):
@@ -209,7 +209,7 @@ def test_patch_robust_accuracy_falls_with_its_share_and_beats_random_noise(demo,
         noise.fitted = {share: [torch.rand(patch.fitted[share][0].shape, generator=g) for _ in range(2)]}
         noise.fold_sizes, noise._fit_key = patch.fold_sizes, (0,)
         out = noise.perturb(model, x, y, severity=share, sample_ids=ids, seed=0)
-        noisy = float((predict(model, out) == y).float().mean())  # measured: 0.92 at 5 %, 0.81 at 10 %
+        noisy = float((predict(model, out) == y).float().mean())  # measured: 0.91 at 5 %, 0.79 at 10 %
         assert clean - robust[share] > 1.5 * (clean - noisy) and robust[share] < noisy - 0.1, (share, noisy, robust)
 
 
@@ -391,3 +391,16 @@ def test_patch_breaking_points_and_checks_are_in_area_share_not_epsilon(tmp_path
         and "patch share of the image area" in monotone[0]["message"]
         and "epsilon" not in monotone[0]["message"]
     )
+
+
+@pytest.mark.parametrize("mode", ["anonymized", "raw"])
+def test_fitted_perturbation_images_follow_the_gallery_mode(tiny_universal, mode):
+    from audit.evaluation.evaluate import EvalState, _count_changed, png_data_uri
+
+    state = EvalState(stats={})
+    cond = Condition("universal@0.1", tiny_universal, 0.1, "universal")
+    _count_changed(state, cond, torch.tensor([True, False]), mode)
+    expected = [png_data_uri(t, mode) for t in tiny_universal.artefacts(0.1)]
+    assert state.physical[cond.id]["images"] == expected and state.physical[cond.id]["changed"] == 1
+    if mode == "anonymized":
+        assert expected != [png_data_uri(t, "raw") for t in tiny_universal.artefacts(0.1)]

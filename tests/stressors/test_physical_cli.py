@@ -230,3 +230,23 @@ def test_the_fit_and_the_evaluation_agree_on_the_folds(workspace):  # noqa: F811
     other = 1 - folds_of(keys, seed)
     expected = torch.stack([(x[i] + attack.fitted[0.2][int(other[i])]).clamp(0, 1) for i in range(len(x))])
     assert torch.equal(out, expected)
+
+
+def test_the_evaluating_bar_is_created_after_the_fit(workspace, monkeypatch):  # noqa: F811
+    import audit.cli.run
+
+    made = []
+
+    def factory(enabled):
+        def make(total, label):
+            made.append(label)
+            return lambda *a, **k: None
+
+        return make if enabled else None
+
+    monkeypatch.setattr(audit.cli.run, "_progress_factory", factory)
+    cfg = write_config(workspace, stressors="  - {name: universal, epsilons: [0.1], epochs: 1, fit_samples: 2}\n")
+    result = CliRunner().invoke(main, ["run", str(cfg), "--out", str(workspace / "out")])
+    assert result.exit_code in (0, 1), result.output
+    fit, evaluating = made.index("fitting universal"), made.index("evaluating")
+    assert fit < evaluating, made
