@@ -360,7 +360,7 @@ def _read(ctx: RunContext) -> Reading:
     bench_baseline = _check_benchmark(ctx)  # before the conditions: an unregistered corruption is named as such
     conditions = build_conditions(cfg.condition_stressors, source=ctx.source)
     check_classification_conditions(conditions, source=ctx.source)
-    check_fitted_attacks(conditions, world=ctx.world, source=ctx.source)
+    check_fitted_attacks(conditions, world=ctx.world, source=ctx.source, input_size=cfg.model.input_size)
     check_refinement(cfg.breaking_points, conditions, source=ctx.source)
     governance = ctx.gate.scan(id_column=cfg.data.id_column, now=ctx.started)  # no manifest row is kept
     table = read_samples(cfg.data, class_names=cfg.model.class_names, on_chunk=governance.on_chunk)
@@ -455,7 +455,6 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
         monitor=monitor,
     )
     work = distributed.shared_work_dir(ctx.outputs.work if ctx.outputs is not None else Path())
-    tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None
     with using_threads(threads):
         fit_attacks(  # the universal perturbation and the patch: cross-fitted before the pass (one process only)
             model=loaded.model,
@@ -469,8 +468,10 @@ def _evaluate(ctx: RunContext, reading: Reading, plan: RunPlan, loaded: LoadedMo
             num_workers=threads.num_workers,
             device=loaded.device,
             decoding=ctx.decoding,
+            on_bad_image=cfg.data.on_bad_image,
             progress=ctx.progress if ctx.writes else None,
         )
+        tick = ctx.progress(len(shard), "evaluating") if ctx.progress and ctx.writes else None  # after the fit's bar
         state = evaluate(
             model=loaded.model,
             table=table,

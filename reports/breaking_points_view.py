@@ -16,11 +16,15 @@ from reports import plots
 
 __all__ = ["breaking_point_view"]
 
+#: A breaking-point measure -> its axis label and its name in sentences.
+UNITS = {"epsilon": "\u03b5 (pixel units of [0, 1])", "area_share": "patch share of the image area"}
+SYMBOLS = {"epsilon": "\u03b5", "area_share": "patch share of the image area"}
+
 
 def _fmt(value: float | None, measure: str) -> str:
     if value is None or not math.isfinite(value):
         return "\u2014"
-    return f"{value:.4g}" if measure == "epsilon" else f"{value:g}"
+    return f"{value:.4g}" if measure in ("epsilon", "area_share") else f"{value:g}"
 
 
 def _median_text(entry: BreakingPointSummary) -> str:
@@ -67,7 +71,7 @@ def _panel(
         points = [(0.0, 1.0)] + [(lv, p.surviving) for lv, p in zip(levels, e.survival) if p.surviving is not None]
         if len(points) > 1 and not e.insufficient_data:
             series.append(plots.Series(f"{label} (n={e.n})", points))
-    unit = "\u03b5 (pixel units of [0, 1])" if measure == "epsilon" else "severity"
+    unit = UNITS.get(measure, "severity")
     chart = (
         plots.line_chart(
             series,
@@ -83,7 +87,7 @@ def _panel(
     if disparity is not None and disparity.disparity is not None:
         sentence = (
             f"Under {stressor}, the survival curves of the {attribute} groups lie furthest apart at "
-            f"{'ε' if measure == 'epsilon' else 'severity'} {_fmt(disparity.at_severity, measure)}: "
+            f"{SYMBOLS.get(measure, 'severity')} {_fmt(disparity.at_severity, measure)}: "
             f"{100 * disparity.disparity:.1f} percentage points between {attribute} = "
             f"{disparity.best_group} and {attribute} = {disparity.worst_group}."
         )
@@ -91,6 +95,7 @@ def _panel(
         "stressor": stressor,
         "attribute": attribute,
         "measure": measure,
+        "measure_name": SYMBOLS.get(measure, "severity"),
         "method": first.method,
         "resolution": first.resolution,
         "levels": [_fmt(lv, measure) for lv in levels],

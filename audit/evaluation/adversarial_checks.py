@@ -86,6 +86,7 @@ _TRAITS = {
     "norm": "linf",
     "needs_gradients": True,
     "ensemble": False,
+    "breaking_measure": "epsilon",
 }
 
 
@@ -154,13 +155,19 @@ def _tol(tolerance: float | None, a: tuple[float, int, float], b: tuple[float, i
     return tolerance if tolerance is not None else noise_tolerance(a[2], a[1], b[2], b[1])
 
 
-def check_monotone(label: str, points, clean, tolerance: float | None) -> dict[str, Any]:
-    """Robust accuracy must not rise with ε (beyond tolerance)."""
+#: An attack's ``breaking_measure`` -> (its levels in words, the symbol in messages).
+MEASURE_WORDS = {"epsilon": ("epsilon", "eps"), "area_share": ("patch share of the image area", "share")}
+
+
+def check_monotone(label: str, points, clean, tolerance: float | None, measure: str = "epsilon") -> dict[str, Any]:
+    """Robust accuracy must not rise with ε (or the attack's ``measure``, e.g. a patch's area share) beyond
+    tolerance."""
+    noun, symbol = MEASURE_WORDS.get(measure, MEASURE_WORDS["epsilon"])
     series = list(points)
     if clean is not None and series[0][0] > 0:
         series.insert(0, (0.0, clean[1], clean[2]))
     if len(series) < 2:
-        return _finding(MONOTONE, "insufficient_data", label, None, f"{label}: fewer than two epsilons to compare")
+        return _finding(MONOTONE, "insufficient_data", label, None, f"{label}: fewer than two {noun} levels to compare")
     worst, where = 0.0, None
     for i, low in enumerate(series):
         for high in series[i + 1 :]:
@@ -168,14 +175,14 @@ def check_monotone(label: str, points, clean, tolerance: float | None) -> dict[s
             if rise > _tol(tolerance, low, high) and rise > worst:
                 worst, where = rise, (low, high)
     if where is None:
-        return _finding(MONOTONE, "pass", label, 0.0, f"{label}: robust accuracy does not rise with epsilon")
+        return _finding(MONOTONE, "pass", label, 0.0, f"{label}: robust accuracy does not rise with {noun}")
     (e1, _, a1), (e2, _, a2) = where
     return _finding(
         MONOTONE,
         "fail",
         label,
         worst,
-        f"{label}: accuracy rises from {a1:.3f} at eps={e1:.4g} to {a2:.3f} at eps={e2:.4g}; "
+        f"{label}: accuracy rises from {a1:.3f} at {symbol}={e1:.4g} to {a2:.3f} at {symbol}={e2:.4g}; "
         "the attack is not converging (too few steps, bad step size or gradient masking)",
     )
 
@@ -398,7 +405,7 @@ def sanity_checks(
     findings: list[dict[str, Any]] = []
     for label, points in curves.items():
         trait = traits[label]
-        findings.append(check_monotone(label, points, clean, tolerance))
+        findings.append(check_monotone(label, points, clean, tolerance, trait["breaking_measure"]))
         if trait["iterative"]:
             threshold = (large_epsilons or {}).get(label, trait["zero_accuracy_epsilon"])
             findings.append(check_large_epsilon(label, points, threshold, max_large_epsilon_accuracy))

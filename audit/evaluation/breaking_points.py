@@ -106,7 +106,8 @@ class Track:
     Attributes:
         label: the entry's name in condition ids (its label when given).
         stressor: the registered stressor name (``night``, ``pgd``).
-        measure: ``severity`` or ``epsilon``.
+        measure: ``severity``, ``epsilon``, or the stressor's own ``breaking_measure`` (``area_share``: a
+            patch's share of the image area).
         levels: the evaluated severities (or ε > 0), increasing.
         conditions: the condition id of each level.
     """
@@ -132,6 +133,7 @@ def tracks_of(conditions: Iterable[Mapping[str, Any]], names: Mapping[str, str] 
     """
     found: dict[str, list[tuple[float, str]]] = {}
     aware: dict[str, bool] = {}
+    measures: dict[str, str | None] = {}
     for cond in conditions:
         label = cond.get("stressor")
         if label is None or cond.get("probe"):
@@ -141,6 +143,7 @@ def tracks_of(conditions: Iterable[Mapping[str, Any]], names: Mapping[str, str] 
             continue
         found.setdefault(str(label), []).append((severity, str(cond["id"])))
         aware[str(label)] = bool(cond.get("model_aware"))
+        measures[str(label)] = cond.get("measure")
     out = []
     for label, points in found.items():
         points.sort()
@@ -149,7 +152,7 @@ def tracks_of(conditions: Iterable[Mapping[str, Any]], names: Mapping[str, str] 
                 Track(
                     label,
                     (names or {}).get(label, label),
-                    "epsilon" if aware[label] else "severity",
+                    measures.get(label) or ("epsilon" if aware[label] else "severity"),
                     tuple(p[0] for p in points),
                     tuple(p[1] for p in points),
                 )
@@ -269,6 +272,7 @@ def _condition_dicts(conditions: Iterable[Condition]) -> list[dict[str, Any]]:
             "severity": c.severity,
             "model_aware": c.model_aware,
             "probe": getattr(c, "probe", False),
+            "measure": getattr(c.stressor, "breaking_measure", None),
         }
         for c in conditions
     ]

@@ -285,10 +285,16 @@ def _count_changed(state: EvalState, cond: Condition, changed: Tensor, gallery_m
     if entry is None:
         images = None
         if gallery_mode != "none" and hasattr(cond.stressor, "artefacts"):
-            images = [png_data_uri(t, "raw") for t in cond.stressor.artefacts(cond.severity)]
+            images = [png_data_uri(t, gallery_mode) for t in cond.stressor.artefacts(cond.severity)]
         entry = state.physical[cond.id] = {"n": 0, "changed": 0, "images": images}
     entry["n"] += int(changed.numel())
     entry["changed"] += int(changed.sum())
+
+
+def bad_image_error(table: SampleTable, index: int, reason: str) -> AuditError:
+    """The one line of an image that does not decode under ``on_bad_image: error``: file, sample, reason."""
+    where = table.paths[index] if table.paths is not None else f"{table.source}[{index}]"
+    return AuditError(f"{where}: sample {table.ids[index]}: {reason}")
 
 
 def _record_bad_images(
@@ -296,9 +302,8 @@ def _record_bad_images(
 ) -> None:
     """Fail on the first undecodable image, or count it as skipped (``on_bad_image``)."""
     for index, reason in bad:
-        where = table.paths[index] if table.paths is not None else f"{table.source}[{index}]"
         if settings.on_bad_image == "error":
-            raise AuditError(f"{where}: sample {table.ids[index]}: {reason}")
+            raise bad_image_error(table, index, reason)
         state.skipped.append({"sample": table.ids[index], "reason": reason})
 
 

@@ -3,9 +3,10 @@ once, before the streaming evaluation pass.
 
 The fit streams the samples that attack conditions evaluate (the attack subset when
 ``evaluation.attack_samples`` is set, else every sample) from a fresh loader once per epoch,
-in dataset order; the stressor splits them into its two cross-fitting folds
-(:mod:`stressors.attacks.physical`). Images that do not decode are left out of the fit (the
-evaluation pass reports them as usual). Fitted attacks are refused in a distributed run
+in dataset order, until both of the stressor's two cross-fitting folds hold ``fit_samples``
+(:mod:`stressors.attacks.physical`). An image that does not decode stops the run with the evaluation's
+line under ``data.on_bad_image: error``; under ``skip`` it is left out of the fit (the evaluation pass
+reports it as usual). Fitted attacks are refused in a distributed run
 (:func:`check_fitted_attacks`): each rank would fit on its own shard only.
 """
 
@@ -21,6 +22,7 @@ from audit.contract.config import ModelConfig
 from audit.contract.errors import AuditError
 from audit.evaluation.conditions import Condition
 from audit.evaluation.data import AuditDataset, SampleTable, make_loader
+from audit.evaluation.evaluate import bad_image_error
 from stressors.base import StressorError
 
 
@@ -34,13 +36,23 @@ def fitted_stressors(conditions: Sequence[Condition]) -> list[tuple[str, Any]]:
     return out
 
 
-def check_fitted_attacks(conditions: Sequence[Condition], *, world: int, source: str = "config") -> None:
-    """Refuse fitted attacks in a distributed run (``torchrun`` / ``--nproc-per-node``), before any image.
+def check_fitted_attacks(
+    conditions: Sequence[Condition], *, world: int, source: str = "config", input_size: Sequence[int] | None = None
+) -> None:
+    """Refuse fitted attacks in a distributed run (``torchrun`` / ``--nproc-per-node``), and a patch that does not
+    fit inside the model's ``input_size`` ([H, W]) at its largest scale and rotation, before any image.
 
     Raises:
         AuditError: one line naming the first fitted attack.
     """
     fitted = fitted_stressors(conditions)
+    if input_size is not None:
+        for label, stressor in fitted:
+            if hasattr(stressor, "check_image_size"):
+                try:
+                    stressor.check_image_size(int(input_size[0]), int(input_size[1]))
+                except StressorError as err:
+                    raise AuditError(f"{source}: stressor {label!r}: {err} (model.input_size)") from None
     if fitted and world > 1:
         raise AuditError(
             f"{source}: stressor {fitted[0][0]!r} is a fitted attack (cross-fitted over the whole audit set); "
@@ -61,28 +73,37 @@ def fit_attacks(
     num_workers: int,
     device: torch.device,
     decoding: Mapping[str, Any] | None = None,
+    on_bad_image: str = "error",
     progress: Callable[[int, str], Callable[..., None]] | None = None,
 ) -> None:
     """Fit every fitted attack of ``conditions`` on the samples ``indices`` (None: all), in dataset order.
 
     ``progress(total, label)`` (the run's progress factory) makes a bar advanced by the images of every batch
-    of every epoch; None: none.
+    of every epoch; None: none. ``on_bad_image`` (``data.on_bad_image``): ``error`` raises on the first image
+    that does not decode, with the line the evaluation pass would give; ``skip`` leaves it out of the fit.
 
     Raises:
-        AuditError: the fit is refused (e.g. a cross-fitting fold without samples), naming the stressor.
+        AuditError: a bad image under ``on_bad_image: error`` (naming the file and sample), or the fit is
+            refused (e.g. a cross-fitting fold without samples), naming the stressor.
     """
     fitted = fitted_stressors(conditions)
     if not fitted:
         return
     order = sorted(range(len(table)) if indices is None else set(indices))
     dataset = AuditDataset(table, model_cfg, order, **dict(decoding or {}))
-    total = sum(int(getattr(s, "epochs", 1)) for _, s in fitted) * len(order)
+    order_keys = keys[torch.as_tensor(order, dtype=torch.int64)]
+    total = 0
+    for _, s in fitted:  # each epoch reads up to the loader batch that fills both folds
+        reads = s.fit_reads(order_keys, seed) if hasattr(s, "fit_reads") else len(order)
+        total += int(getattr(s, "epochs", 1)) * min(len(order), -(-reads // batch_size) * batch_size)
     tick = progress(total, "fitting " + ", ".join(label for label, _ in fitted)) if progress else None
 
     def batches() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         for raw in make_loader(dataset, batch_size=batch_size, num_workers=num_workers):
             if tick is not None:
                 tick(len(raw["index"]) + len(raw["bad"]))
+            if on_bad_image == "error" and raw["bad"]:
+                raise bad_image_error(table, *raw["bad"][0])
             if raw["images"] is None:
                 continue
             idx = raw["index"]

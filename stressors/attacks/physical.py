@@ -20,9 +20,10 @@ The fit's contract:
   ``batches()`` yields them (the dataset order), ``fit_batch_size`` at a time, whatever the
   run's batch size; every random draw (the patch's start, EoT placements) comes from a
   generator keyed by (seed, stressor, severity, fold, epoch, step); CPU results are bit-identical.
-- **bounded memory**: the fold is streamed from ``batches()`` once per epoch; one fit batch per
-  fold is held, never the dataset. At most ``fit_samples`` samples per fold are used (the first
-  ones in dataset order).
+- **bounded memory and time**: ``batches()`` is read once per epoch, and only until both folds hold
+  ``fit_samples`` samples (the first ones in dataset order; the loader is then left), so the fit
+  reads about epochs x 2 x ``fit_samples`` images whatever the size of the audit set; one fit batch
+  per fold is held, never the dataset. A fold without samples is refused after the first read.
 
 Threat models, defaults and sources:
 
@@ -32,7 +33,8 @@ Threat models, defaults and sources:
   batch takes one step ``δ ← clip_ε(δ + α·sign(∇δ Σ margin(x + δ)))`` (images clipped to
   [0, 1]); default 10 epochs, α = ε/8, fit batches of 32, at most 2000 samples per fold. Severities are the ε (pixel units of [0, 1]); default (4/255, 8/255, 16/255).
 - ``patch`` (Brown et al. 2017 "Adversarial Patch", untargeted): a square of side
-  ``round(sqrt(share·H·W))`` pixels; Adam (lr 0.1) maximises the cross-entropy of the
+  ``round(sqrt(share·H·W))`` pixels (its actual area share, side²/(H·W), is recorded; a share whose
+  patch does not fit inside the image at the largest scale and rotation is refused); Adam (lr 0.1) maximises the cross-entropy of the
   patched images under expectation over transformation: each image of a fit batch gets
   ``eot_samples`` random placements (centre uniform where the patch lies fully inside the
   image, scale uniform in [0.8, 1.2], rotation uniform in ±22.5°); default 10 epochs,
@@ -236,16 +238,19 @@ class FittedAttack:
                         counts[fold] += part.numel()
                         if held + part.numel() == self.fit_batch_size:
                             flush(fold)
+                if min(counts) >= self.fit_samples:
+                    break  # both folds are full: the rest of the data is not read (cost: epochs x fitted images)
+            if epoch == 0:  # checked on the first read, not after every epoch
+                empty = [f for f in range(FOLDS) if counts[f] == 0]
+                if empty:
+                    raise StressorError(
+                        f"{self.name}: cross-fitting needs samples in both folds; fold {empty[0]} has none "
+                        f"(fold sizes {counts}); audit more samples"
+                    )
             for fold in range(FOLDS):
                 if buffers[fold]:
                     flush(fold)
             sizes = counts
-        empty = [f for f in range(FOLDS) if sizes[f] == 0]
-        if empty:
-            raise StressorError(
-                f"{self.name}: cross-fitting needs samples in both folds; fold {empty[0]} has none "
-                f"(fold sizes {sizes}); audit more samples"
-            )
         self.fold_sizes = sizes
         self.fitted = {s: [t.detach() for t in states[s]] for s in self.severities}  # type: ignore[union-attr]
 
@@ -257,6 +262,16 @@ class FittedAttack:
 
     def _paste(self, images: Tensor, state: Tensor, severity: float, sample_ids: Tensor, seed: int) -> Tensor:
         raise NotImplementedError  # pragma: no cover
+
+    def fit_reads(self, sample_ids: Tensor, seed: int) -> int:
+        """How many of ``sample_ids`` (in the order ``batches()`` yields them) one epoch reads: up to the sample
+        with which both folds hold ``fit_samples`` (all, if they never do). Loader batches and images that do not
+        decode can add to it."""
+        folds = folds_of(sample_ids, seed)
+        ends = [(folds == f).nonzero().squeeze(1) for f in range(FOLDS)]
+        if any(e.numel() < self.fit_samples for e in ends):
+            return int(sample_ids.numel())
+        return max(int(e[self.fit_samples - 1]) for e in ends) + 1
 
     # ------------------------------------------------------------------ perturb
 
@@ -428,6 +443,9 @@ class AdversarialPatch(FittedAttack):
     norm: ClassVar[str] = "patch"
     threat_model: ClassVar[str] = "adversarial_patch"
     default_shares: ClassVar[tuple[float, ...]] = (0.01, 0.02, 0.05, 0.1)
+    #: what the severities are, in breaking points and the adversarial checks (not an L-inf epsilon).
+    breaking_measure: ClassVar[str] = "area_share"
+    _image_size: tuple[int, int] = (0, 0)  # (H, W) of the images fitted on, set by the fit
 
     def __init__(
         self,
@@ -507,18 +525,63 @@ class AdversarialPatch(FittedAttack):
             "max_rotation": self.max_rotation,
         }
 
+    def area_share(self, severity: float) -> float:
+        """The fitted patch's actual share of the image area, side² / (H·W) (the side is a whole number of
+        pixels, so it differs from the stated share), after :meth:`fit`."""
+        h, w = self._image_size
+        return self.fitted[severity][0].shape[-1] ** 2 / (h * w)
+
     def describe_budget(self, severity: float) -> str:
-        return f"patch of {severity:.4g} of the image area"
+        side, (h, w) = int(self.fitted[severity][0].shape[-1]), self._image_size
+        return (
+            f"patch of {side} x {side} px, {self.area_share(severity):.4g} of the {h} x {w} image area "
+            f"(stated share {severity:.4g})"
+        )
 
     def record(self, severity: float) -> dict[str, Any]:
-        return {**super().record(severity), "patch_side": int(self.fitted[severity][0].shape[-1])}
+        return {
+            **super().record(severity),
+            "patch_side": int(self.fitted[severity][0].shape[-1]),
+            "area_share": self.area_share(severity),
+        }
 
     @staticmethod
     def side(share: float, height: int, width: int) -> int:
         """The patch's side in pixels at ``share`` of an H x W image (at least 1)."""
         return max(1, round(math.sqrt(share * height * width)))
 
+    def footprint(self) -> float:
+        """The width of the square's bounding box per pixel of side at the largest scale and rotation:
+        ``max scale x max(|cos a| + |sin a|)`` over the rotations ``|a| <= max_rotation``."""
+        turn = math.radians(min(self.max_rotation, 45.0))
+        return self.scale_range[1] * (math.cos(turn) + math.sin(turn))
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Refuse a share whose patch, at the largest scale and any rotation, does not fit inside an H x W image
+        (it would be pushed inside and cropped, so it would not cover its share).
+
+        Raises:
+            StressorError: one line naming the share, the side, the image size and the largest side that fits.
+        """
+        room = min(height, width) / self.footprint()
+        for share in self.severities:
+            side = self.side(share, height, width)
+            if side > room + 1e-9:
+                largest = math.floor(room + 1e-9)
+                hint = (
+                    f"the largest side that fits is {largest} px ({largest**2 / (height * width):.3g} of the area)"
+                    if largest >= 1
+                    else "no patch fits"
+                )
+                raise StressorError(
+                    f"{self.name}: share {share:g} gives a {side} px patch, which at scale {self.scale_range[1]:g} "
+                    f"and rotation up to {self.max_rotation:g} degrees does not fit in the {height} x {width} "
+                    f"image; {hint}"
+                )
+
     def _init_state(self, x: Tensor, severity: float, seed: int) -> tuple[Tensor, Any]:
+        self.check_image_size(x.shape[2], x.shape[3])
+        self._image_size = (int(x.shape[2]), int(x.shape[3]))
         s = self.side(severity, x.shape[2], x.shape[3])
         patch = torch.rand((x.shape[1], s, s), generator=generator(seed)).to(x.device)
         param = patch.clone().requires_grad_(True)
@@ -538,6 +601,9 @@ class AdversarialPatch(FittedAttack):
     @staticmethod
     def place(patch: Tensor, angle: Tensor, cx: Tensor, cy: Tensor, scale: Tensor, height: int, width: int):
         """The patch and its mask rendered into N images of H x W (bilinear; differentiable in ``patch``).
+
+        The patch image is already weighted by the mask (the patch and a channel of ones are sampled with the
+        same bilinear weights), so the patched image is ``x * (1 - mask) + patch_image``.
 
         Shape:
             patch (C, s, s); angle, cx, cy, scale (N,) -> (N, C, H, W) patch image and (N, 1, H, W) mask.
@@ -569,7 +635,7 @@ class AdversarialPatch(FittedAttack):
         ys = y.repeat(self.eot_samples)
         optimiser = aux
         img, mask = self.place(state, angle, cx, cy, scales, h, w)
-        logits = model(xs * (1 - mask) + img * mask)
+        logits = model(xs * (1 - mask) + img)  # img is already patch x mask
         loss = -F.cross_entropy(logits.float(), ys)  # Adam minimises: ascend the cross-entropy
         (state.grad,) = torch.autograd.grad(loss, state)  # the model's own .grad is never touched
         optimiser.step()
@@ -591,7 +657,7 @@ class AdversarialPatch(FittedAttack):
         angle, cx, cy = self._draw(rand, state.shape[-1], h, w, ones)
         with torch.no_grad():
             img, mask = self.place(state, angle, cx, cy, ones, h, w)
-        return images * (1 - mask) + img * mask
+        return images * (1 - mask) + img  # img is already patch x mask (edge pixels mixed once)
 
     def _viewable(self, state: Tensor, severity: float) -> Tensor:
         return state.clamp(0, 1)

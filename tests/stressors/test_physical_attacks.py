@@ -194,11 +194,14 @@ def test_patch_robust_accuracy_falls_with_its_share_and_beats_random_noise(demo,
         changed = (out != x).any(dim=1).flatten(1).float().mean(dim=1)  # pixels the patch touches, per image
         side = patch.fitted[share][0].shape[-1]
         assert side == round((share * 32 * 32) ** 0.5)
-        assert float(changed.max()) <= 2.1 * share  # a rotated square's bilinear edge, never more
+        area = patch.record(share)["area_share"]
+        assert area == side**2 / 1024 and f"{area:.4g} of the 32 x 32 image area" in patch.describe_budget(share)
+        # pixels touched: at least the square's own area, at most a one-pixel bilinear rim around it
+        assert area - 0.5 * side / 1024 <= float(changed.min()) and float(changed.max()) <= (side + 2) ** 2 / 1024
         robust[share] = float((predict(model, out) == y).float().mean())
     shares = sorted(robust)
     assert all(robust[b] <= robust[a] + 0.02 for a, b in zip(shares, shares[1:])), robust
-    assert robust[0.1] < clean - 0.25, (robust, clean)  # measured: 1 -> 0.64 (0.94 at 2 %, 0.77 at 5 %)
+    assert robust[0.1] < clean - 0.25, (robust, clean)  # measured: 1 -> 0.64 (0.95 at 2 %, 0.74 at 5 %)
     # a random-noise patch of the same size, pasted at the same per-sample places: much weaker
     g = torch.Generator().manual_seed(0)
     for share in (0.05, 0.1):
@@ -206,7 +209,7 @@ def test_patch_robust_accuracy_falls_with_its_share_and_beats_random_noise(demo,
         noise.fitted = {share: [torch.rand(patch.fitted[share][0].shape, generator=g) for _ in range(2)]}
         noise.fold_sizes, noise._fit_key = patch.fold_sizes, (0,)
         out = noise.perturb(model, x, y, severity=share, sample_ids=ids, seed=0)
-        noisy = float((predict(model, out) == y).float().mean())  # measured: 0.92 at 5 %, 0.81 at 10 %
+        noisy = float((predict(model, out) == y).float().mean())  # measured: 0.91 at 5 %, 0.79 at 10 %
         assert clean - robust[share] > 1.5 * (clean - noisy) and robust[share] < noisy - 0.1, (share, noisy, robust)
 
 
@@ -269,3 +272,135 @@ def test_fit_samples_caps_each_fold_at_the_first_samples_in_order(tiny):
     same = UniversalPerturbation(epsilons=[0.1], epochs=2, fit_batch_size=2, fit_samples=3)
     same.fit(model, batches(x[first], y[first], ids[first], 4), seed=0)  # only those samples: the same fit
     assert all(torch.equal(a, b) for a, b in zip(capped.fitted[0.1], same.fitted[0.1]))
+
+
+def counting(x, y, ids, size, seen):
+    """batches() that counts the images it yields (per call, i.e. per epoch) in ``seen``."""
+
+    def gen():
+        seen.append(0)
+        for i in range(0, len(x), size):
+            seen[-1] += len(x[i : i + size])
+            yield x[i : i + size], y[i : i + size], ids[i : i + size]
+
+    return gen
+
+
+def test_the_fit_stops_reading_once_both_folds_hold_fit_samples(tiny):
+    model, x, y, ids = tiny
+    folds = folds_of(ids, 0)
+    full = max(int((folds == f).nonzero()[1]) for f in (0, 1)) + 1  # images until both folds hold 2
+    seen: list[int] = []
+    capped = UniversalPerturbation(epsilons=[0.1], epochs=3, fit_batch_size=4, fit_samples=2)
+    capped.fit(model, counting(x, y, ids, 1, seen), seed=0)
+    assert capped.fold_sizes == [2, 2] and seen == [full] * 3 and full < len(x)
+    seen.clear()  # loader batches of 5: the batch holding the last needed image is the last read
+    UniversalPerturbation(epsilons=[0.1], epochs=2, fit_samples=2).fit(model, counting(x, y, ids, 5, seen), seed=0)
+    assert seen == [5 * -(-full // 5)] * 2
+
+
+def test_an_empty_fold_is_refused_after_the_first_read(tiny):
+    model, x, y, ids = tiny
+    seen: list[int] = []
+    with pytest.raises(StressorError, match="both folds; fold . has none"):
+        UniversalPerturbation(epsilons=[EPS], epochs=5).fit(model, counting(x[:1], y[:1], ids[:1], 1, seen), seed=0)
+    assert seen == [1]
+
+
+@pytest.mark.parametrize("background", [0.0, 0.5])
+def test_the_patch_composite_mixes_its_edge_pixels_once(background):
+    """A white 3x3 patch, no rotation, at a sub-pixel position on a flat 32x32 image: bilinear sampling spreads
+    the patch's 9 pixels of mass over its neighbours, so the image gains exactly 9 x (1 - background) (hand
+    computation: x (1 - m) + 1 x m summed is background x (1024 - 9) + 9); the edge pixels are mixed once."""
+    attack = AdversarialPatch(shares=[9 / 1024], epochs=1, max_rotation=0)
+    state = torch.ones(3, 3, 3)
+    attack.fitted, attack.fold_sizes, attack._fit_key = {9 / 1024: [state, state]}, [1, 1], (0,)
+    x = torch.full((16, 3, 32, 32), background)
+    ids = torch.arange(16, dtype=torch.int64)
+    out = attack._paste(x, state, 9 / 1024, ids, 0)
+    assert not torch.equal(out[0].round(), out[0])  # sub-pixel: edge pixels are neither 0 nor 1
+    expected = background * (1024 - 9) + 9
+    assert torch.allclose(out.sum(dim=(2, 3)), torch.full((16, 3), expected), atol=1e-3)
+    assert float(out.max()) <= 1 + 1e-6
+
+
+def test_a_share_whose_patch_cannot_fit_the_image_is_refused():
+    # scale 1.2, rotation 22.5 degrees: the bounding box is 1.2 x (cos + sin)(22.5°) = 1.568 x the side
+    AdversarialPatch(shares=[0.39]).check_image_size(32, 32)  # side 20 <= 32 / 1.568 = 20.4
+    with pytest.raises(StressorError) as err:
+        AdversarialPatch(shares=[0.05, 0.42]).check_image_size(32, 32)  # side 21
+    line = str(err.value)
+    assert "share 0.42 gives a 21 px patch" in line and "32 x 32" in line and "largest side that fits is 20 px" in line
+    assert "\n" not in line
+    AdversarialPatch(shares=[0.6], scale_range=[1, 1], max_rotation=0).check_image_size(32, 32)  # side 25 fits
+    with pytest.raises(StressorError, match="does not fit"):
+        AdversarialPatch(shares=[0.6], max_rotation=45, scale_range=[1, 1]).check_image_size(32, 32)  # 25 x 1.414
+
+
+def test_patch_breaking_points_and_checks_are_in_area_share_not_epsilon(tmp_path):
+    from audit.contract.results.breaking_points import BreakingPointDisparity, BreakingPointSummary
+    from audit.evaluation.adversarial_checks import check_monotone, sanity_checks
+    from audit.evaluation.breaking_points import _condition_dicts, compute_breaking_points, tracks_of
+    from reports.breaking_points_view import _panel
+
+    attack = AdversarialPatch(shares=[0.05, 0.1])
+    conds = [Condition("clean")] + [Condition(f"patch@{s:g}", attack, s, "patch") for s in (0.05, 0.1)]
+    dicts = _condition_dicts(conds)
+    assert [t.measure for t in tracks_of(dicts)] == ["area_share"]
+    rows = []  # 8 samples: correct on clean, 4 broken at 5 %, 2 at 10 %, 2 never
+    for i, (p5, p10) in enumerate([(1, 1)] * 4 + [(0, 1)] * 2 + [(0, 0)] * 2):
+        for cid, sev, pred in (("clean", "", 0), ("patch@0.05", "0.05", p5), ("patch@0.1", "0.1", p10)):
+            rows.append([f"s{i}", cid, "" if cid == "clean" else "patch", sev, "0", str(pred), "0.9", "0.5", "0.5"])
+    keys = compute_breaking_points(
+        rows=lambda: iter(rows), conditions=dicts, attributes=[], groupings=[], min_group_size=1,
+        out_csv=tmp_path / "bp.csv", names={"patch": "patch"},
+    )  # fmt: skip
+    entry = BreakingPointSummary.model_validate(keys["breaking_points"][0])
+    assert entry.measure == "area_share" and entry.median == pytest.approx(0.05)
+    disparity = BreakingPointDisparity.model_validate(
+        {
+            "id": "patch:camera",
+            "stressor": "patch",
+            "attribute": "camera",
+            "groups_compared": 2,
+            "disparity": 0.5,
+            "at_severity": 0.05,
+            "worst_group": "B",
+            "best_group": "A",
+            "median_gap": 0.05,
+            "excluded": [],
+        }
+    )
+    panel = _panel("patch", "camera", [entry], disparity)
+    assert (
+        panel["measure_name"] == "patch share of the image area" and "patch share of the image area" in panel["chart"]
+    )
+    assert "ε" not in panel["chart"] + panel["sentence"] and "share of the image area 0.05" in panel["sentence"]
+    failing = check_monotone("patch", [(0.05, 100, 0.5), (0.1, 100, 0.9)], None, 0.0, "area_share")
+    assert "share=0.05" in failing["message"] and "eps=" not in failing["message"]
+    results = [
+        {"id": "clean", "stressor": None, "severity": 0, "model_aware": False, "metrics": {"n": 100, "accuracy": 1.0}},
+        {"id": "patch@0.05", "stressor": "patch", "severity": 0.05, "model_aware": True,
+         "metrics": {"n": 100, "accuracy": 0.8}},
+        {"id": "patch@0.1", "stressor": "patch", "severity": 0.1, "model_aware": True,
+         "metrics": {"n": 100, "accuracy": 0.6}},
+    ]  # fmt: skip
+    monotone = [f for f in sanity_checks(results) if f["attack"] == "patch" and "monotone" in f["check"]]
+    assert (
+        monotone
+        and "patch share of the image area" in monotone[0]["message"]
+        and "epsilon" not in monotone[0]["message"]
+    )
+
+
+@pytest.mark.parametrize("mode", ["anonymized", "raw"])
+def test_fitted_perturbation_images_follow_the_gallery_mode(tiny_universal, mode):
+    from audit.evaluation.evaluate import EvalState, _count_changed, png_data_uri
+
+    state = EvalState(stats={})
+    cond = Condition("universal@0.1", tiny_universal, 0.1, "universal")
+    _count_changed(state, cond, torch.tensor([True, False]), mode)
+    expected = [png_data_uri(t, mode) for t in tiny_universal.artefacts(0.1)]
+    assert state.physical[cond.id]["images"] == expected and state.physical[cond.id]["changed"] == 1
+    if mode == "anonymized":
+        assert expected != [png_data_uri(t, "raw") for t in tiny_universal.artefacts(0.1)]

@@ -18,7 +18,7 @@ from audit.contract.results.base import Node, Rate
 
 __all__ = ["BreakingPointDisparity", "BreakingPointSummary", "SurvivalPoint"]
 
-_UNIT = "in the stressor's severity units (attacks: ε in pixel units of [0, 1])"
+_UNIT = "in the stressor's severity units (attacks: ε in pixel units of [0, 1]; the patch: its share of the image area)"
 
 
 class SurvivalPoint(Node):
@@ -37,7 +37,10 @@ class BreakingPointSummary(Node):
 
     id: str = Field(description="'<stressor>' for all samples, '<stressor>:<attribute>=<value>' for one group")
     stressor: str = Field(description="the stressor entry's name (its label when given)")
-    measure: Literal["severity", "epsilon"] = Field(description="severity (image stressors) or epsilon (attacks)")
+    measure: Literal["severity", "epsilon", "area_share"] = Field(
+        description="severity (image stressors), epsilon (attacks) or area_share (the adversarial patch: its share "
+        "of the image area; area_share absent before 1.6)"
+    )
     attribute: str | None = Field(description="attribute or intersection; null for all samples")
     value: str | None = Field(description="the group's value; null for all samples")
     method: Literal["grid", "bisection", "deepfool"] = Field(

@@ -239,11 +239,20 @@ class PhysicalAttack(Node):
         "one square patch pasted at a per-sample position and rotation"
     )
     budget: float = Field(
-        gt=0, description="universal_linf: epsilon in pixel units of [0, 1]; adversarial_patch: share of the image area"
+        gt=0,
+        description="universal_linf: epsilon in pixel units of [0, 1]; adversarial_patch: the stated share of the image "
+        "area (the actual share is area_share)",
     )
     budget_meaning: str = Field(description="the budget in words")
     patch_side: int | None = Field(
         default=None, ge=1, description="adversarial_patch: its side in pixels (fitted image size)"
+    )
+    area_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="adversarial_patch: the patch's actual share of the image area, side^2 / (H * W) (the side is "
+        "rounded to whole pixels, so it differs from the stated budget) (absent before 1.6)",
     )
     fit: FitBudget
     fold_sizes: list[int] = Field(description="samples fitted on in fold 0 and fold 1 (at most fit_samples each)")
