@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_apgd_autoattack import EPS, digits, robust  # noqa: F401  (digits: a fixture)
+from test_apgd_autoattack import EPS, Saturate, digits, robust  # noqa: F401  (digits: a fixture)
 from torch import nn
 
 from stressors.attacks.apgd import APGD, APGDT, AutoAttack, AutoAttackL2
@@ -18,6 +18,15 @@ from stressors.base import StressorError
 from tests.reference_tools import torchattacks
 
 pct = lambda m: 100 * m.float().mean().item()  # noqa: E731
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a loaded 2-core machine, thread contention made these tests 10-30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------- the projections
@@ -122,7 +131,6 @@ def test_fab_t_at_least_as_strong_as_torchattacks_fab(digits, norm, epsilons):  
         assert pct(ours) <= pct(theirs) + 0.5, (eps, pct(ours), pct(theirs))
 
 
-@pytest.mark.slow
 def test_autoattack_standard_at_least_as_strong_as_torchattacks_autoattack(digits):  # noqa: F811
     """The four members of the standard version at torchattacks' AutoAttack(version='standard') budget
     (its members' defaults: APGD and APGD-T 10 steps, FAB 10 steps, 9 target classes, Square 5000 queries)."""
@@ -214,7 +222,8 @@ def test_more_target_classes_fool_more(digits):  # noqa: F811
 
 def test_the_ensemble_with_fab_t_is_the_union_of_the_stand_alone_members(digits):  # noqa: F811
     model, x, y, ids = digits
-    small = {"n_iter": 3, "n_target_classes": 2}
+    model = nn.Sequential(model, Saturate()).eval()  # APGD-CE's gradient vanishes; with 2 steps APGD-T leaves some
+    small = {"n_iter": 2, "n_target_classes": 1}
     ce = robust(APGD(epsilons=[EPS], n_iter=3), model, x, y, ids)
     t = robust(APGDT(epsilons=[EPS], **small), model, x, y, ids)
     fab = robust(FABT(epsilons=[EPS], **small), model, x, y, ids)
