@@ -45,18 +45,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from audit.contract.seeds import derive_seed, stream_seed
+from audit.contract.seeds import derive_seed
 from stressors.attacks.common import (
     Attack,
+    _forked_rng,
+    apgd_starts,
     batch_seed,
+    is_randomised,
     positive_float,
     positive_int,
     predict,
     reject_unknown,
     resolve_epsilons,
 )
+from stressors.attacks.fab import FABT, FABTL2
 from stressors.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, Square, SquareL2
-from stressors.base import StressorError, generator, per_sample_seeds
+from stressors.base import StressorError, per_sample_seeds
 
 DEFAULT_N_ITER = 100
 DEFAULT_RESTARTS = 1
@@ -82,8 +86,6 @@ NOT_BUILT_L2 = NOT_BUILT
 #: The default members of ``autoattack``: the two APGD members (FAB-T's 9 target classes and Square's
 #: 5000 queries per robust sample dominate a run's time); ``members_not_run`` then names fab-t and square.
 DEFAULT_MEMBERS = ("apgd-ce", "apgd-t")
-#: Two forward passes differ by more than this (on L2-normalised logits): a randomised model (reference).
-RANDOMISED_TOLERANCE = 1e-6
 
 
 # ------------------------------------------------------------------------------- losses
@@ -143,26 +145,6 @@ def _project(x: Tensor, candidate: Tensor, eps: float, norm: str) -> Tensor:
     d = candidate - x
     length = _flat_norm(d)
     return (x + d / (length + 1e-12) * torch.clamp(length, max=eps)).clamp(0.0, 1.0)
-
-
-def apgd_starts(images: Tensor, seeds: Sequence[int], eps: float, norm: str, *, stream: int) -> Tensor:
-    """APGD's random start, one generator per sample (the reference's draw, keyed per sample).
-
-    L∞: ``x + ε · t / max|t|`` with t uniform in [-1, 1]^d; L2: ``x + ε · g / ||g||`` with g
-    standard normal. Both clipped to [0, 1]. Shape: (N, C, H, W) -> (N, C, H, W) on images.device.
-    """
-    shape = images.shape[1:]
-    rows = []
-    for s in seeds:
-        g = generator(stream_seed(s, stream))
-        if norm == "linf":
-            t = torch.rand(shape, generator=g) * 2 - 1
-            rows.append(t / (t.abs().max() + 1e-12))
-        else:
-            t = torch.randn(shape, generator=g)
-            rows.append(t / (t.norm() + 1e-12))
-    delta = torch.stack(rows).to(images.device, images.dtype) * eps
-    return (images + delta).clamp(0.0, 1.0)
 
 
 GradFn = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor, Tensor]]
@@ -260,40 +242,6 @@ def apgd_run(
 
 
 # ------------------------------------------------------------------------ randomness
-
-
-def is_randomised(model: torch.nn.Module, images: Tensor, seed: int) -> bool:
-    """True when two identical forward passes (no grad) give different outputs (reference check).
-
-    The outputs are compared after L2 normalisation per row; a different predicted class or a
-    difference above :data:`RANDOMISED_TOLERANCE` counts. The global RNG is left as it was.
-    """
-    with _forked_rng(images.device, seed), torch.no_grad():
-        a, b = model(images), model(images)
-    if not torch.equal(a.argmax(1), b.argmax(1)):
-        return True
-    a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
-    b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
-    return bool((a - b).abs().amax() > RANDOMISED_TOLERANCE)
-
-
-class _forked_rng:
-    """Fork torch's global RNG (CPU and the images' CUDA device) and seed it; restore on exit."""
-
-    def __init__(self, device: torch.device, seed: int):
-        self._device = device
-        self._fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-        self._seed = seed % (1 << 63)
-
-    def __enter__(self) -> None:
-        self._fork.__enter__()
-        torch.default_generator.manual_seed(self._seed)
-        if self._device.type == "cuda":
-            with torch.cuda.device(self._device):
-                torch.cuda.manual_seed(self._seed)
-
-    def __exit__(self, *exc: object) -> None:
-        self._fork.__exit__(*exc)
 
 
 # ---------------------------------------------------------------------------- attacks
@@ -575,12 +523,7 @@ class AutoAttack(Attack):
     _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT
     _square: ClassVar[type] = Square
 
-    @staticmethod
-    def _fab() -> type:
-        """FAB-T's class for this norm (imported here: :mod:`stressors.attacks.fab` imports this module)."""
-        from stressors.attacks.fab import FABT
-
-        return FABT
+    _fab: ClassVar[type] = FABT
 
     def __init__(
         self,
@@ -625,7 +568,7 @@ class AutoAttack(Attack):
                 "apgd-t": self._targeted(n_target_classes=n_target_classes, **common),
             }
             if "fab-t" in self.members:
-                self._attacks["fab-t"] = self._fab()(
+                self._attacks["fab-t"] = self._fab(
                     epsilons=self.severities, n_iter=n_iter, restarts=restarts, n_target_classes=n_target_classes
                 )
             if "square" in self._members:
@@ -724,11 +667,7 @@ class AutoAttackL2(AutoAttack):
     _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT_L2
     _square: ClassVar[type] = SquareL2
 
-    @staticmethod
-    def _fab() -> type:
-        from stressors.attacks.fab import FABTL2
-
-        return FABTL2
+    _fab: ClassVar[type] = FABTL2
 
 
 __all__ = [

@@ -49,10 +49,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from stressors.attacks.apgd import _forked_rng, apgd_starts, is_randomised
 from stressors.attacks.common import (
     Attack,
+    _forked_rng,
+    apgd_starts,
     batch_seed,
+    is_randomised,
     positive_float,
     positive_int,
     predict,
