@@ -96,3 +96,24 @@ def test_a_run_records_members_time_and_flags(workspace):  # noqa: F811
     assert "Headline: robust accuracy under the ensemble autoattack (apgd-ce, apgd-dlr)" in html
     assert "when raised</th>" in html
     assert "the ensemble is not the worst case" in html
+
+
+def test_fab_t_runs_record_their_details_and_run_in_the_ensemble(workspace):  # noqa: F811
+    # the workspace model has 3 classes: APGD-T (>= 4) cannot run, FAB-T can
+    result = _run(
+        workspace,
+        "  - {name: fab_t, n_iter: 5, n_target_classes: 2, epsilons: [0.0, 0.05]}\n"
+        "  - {name: autoattack, label: aa_std, members: [apgd-ce, fab-t, square], n_iter: 3,\n"
+        "     n_target_classes: 2, n_queries: 10, epsilons: [0.0, 0.05]}\n",
+    )
+    assert result.exit_code in (0, 1), result.output
+    res = json.loads((workspace / "out" / "results.json").read_text())
+    fab = next(c for c in res["conditions"] if c["id"] == "fab_t@0.05")
+    assert [m["member"] for m in fab["attack_details"]["members"]] == ["fab-t"]
+    assert fab["attack_details"]["members"][0]["robust_accuracy"] == pytest.approx(fab["metrics"]["accuracy"])
+    std = next(c for c in res["conditions"] if c["id"] == "aa_std@0.05")
+    assert [m["member"] for m in std["attack_details"]["members"]] == ["apgd-ce", "fab-t", "square"]
+    assert std["attack_details"]["members"][-1]["robust_accuracy"] == pytest.approx(std["metrics"]["accuracy"])
+    html = next((workspace / "out").glob("*.html")).read_text(encoding="utf-8")
+    assert "aa_std did not run apgd-t</strong>" in html, "fab-t and square ran: only apgd-t is missing"
+    assert "left out of its <code>members</code>" in html
