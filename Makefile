@@ -20,6 +20,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.cvaudit-installed
 EXTRAS_STAMP := $(VENV)/.cvaudit-extras-installed
 CONSTRAINTS  := $(VENV)/torch-constraint.txt
+TORCHATTACKS_SIDE := $(VENV)/side/torchattacks-3.5.1
 PYTEST_ARGS ?=
 SITE         := build/site
 
@@ -35,6 +36,11 @@ $(STAMP): pyproject.toml
 
 $(EXTRAS_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,hf,mlflow,docs]'
+	# torchattacks, the reference the attack tests and benchmarks/bench_autoattack.py compare against: in a
+	# side folder, without its dependencies (it needs only torch, numpy and scipy, which the venv has). Its
+	# declared requirements (torchvision, requests~=2.25) would replace cvaudit's pinned torch and requests,
+	# so it is never installed into the venv; tests put $(TORCHATTACKS_SIDE) on sys.path (tests/reference_tools.py).
+	$(PY) -m pip install --quiet --no-deps --target $(TORCHATTACKS_SIDE) torchattacks==3.5.1
 	touch $(EXTRAS_STAMP)
 
 install: $(STAMP)

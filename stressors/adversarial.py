@@ -1,6 +1,7 @@
 """Adversarial attacks as model-aware stressors: fgsm, pgd, pgd_l2, deepfool, hopskipjump, square, square_l2,
-apgd, apgd_l2, apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`); the cross-fitted physical attacks universal and
-patch (:mod:`stressors.attacks.physical`); and the
+apgd, apgd_l2, apgd_t, apgd_t_l2, autoattack, autoattack_l2 (:mod:`stressors.attacks.apgd`), fab_t, fab_t_l2
+(:mod:`stressors.attacks.fab`); the cross-fitted physical attacks universal and patch
+(:mod:`stressors.attacks.physical`); and the
 attacks on object detectors, detection_pgd and detection_pgd_l2 (:mod:`stressors.attacks.detection`).
 
 Each class has ``name``, ``severities`` (the epsilons, pixel units of [0, 1]),
@@ -12,13 +13,14 @@ starts); ``perturb`` keeps it in ``last_result`` and HopSkipJump's samples
 without a starting point are in ``last_failed_starts``.
 
 Defaults and their sources are in :mod:`stressors.attacks.gradient` and
-:mod:`stressors.attacks.hopskipjump`, :mod:`stressors.attacks.square` and
-:mod:`stressors.attacks.apgd`.
+:mod:`stressors.attacks.hopskipjump`, :mod:`stressors.attacks.square`,
+:mod:`stressors.attacks.apgd` and :mod:`stressors.attacks.fab`.
 """
 
 from stressors.attacks import FGSM, PGD, PGDL2, Attack, AttackResult, DeepFool, HopSkipJump, Square, SquareL2
 from stressors.attacks.apgd import APGD, APGDL2, APGDT, APGDTL2, AutoAttack, AutoAttackL2
 from stressors.attacks.detection import DetectionPGD, DetectionPGDL2
+from stressors.attacks.fab import FABT, FABTL2
 from stressors.attacks.physical import AdversarialPatch, UniversalPerturbation
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "APGDL2",
     "APGDT",
     "APGDTL2",
+    "FABT",
+    "FABTL2",
     "FGSM",
     "PGD",
     "PGDL2",

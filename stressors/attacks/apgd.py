@@ -45,18 +45,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from audit.contract.seeds import derive_seed, stream_seed
+from audit.contract.seeds import derive_seed
 from stressors.attacks.common import (
     Attack,
+    _forked_rng,
+    apgd_starts,
     batch_seed,
+    is_randomised,
     positive_float,
     positive_int,
     predict,
     reject_unknown,
     resolve_epsilons,
 )
+from stressors.attacks.fab import FABT, FABTL2
 from stressors.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, Square, SquareL2
-from stressors.base import StressorError, generator, per_sample_seeds
+from stressors.base import StressorError, per_sample_seeds
 
 DEFAULT_N_ITER = 100
 DEFAULT_RESTARTS = 1
@@ -69,17 +73,19 @@ INTERVAL_DECREASE_SHARE = 0.03
 DEFAULT_TARGET_CLASSES = 9
 DEFAULT_EOT_SAMPLES = 20
 EOT_MODES = ("auto", "always", "never")
-#: The members of the reference's standard ensemble, in its order; only those in MEMBERS exist here.
+#: The members of the reference's standard ensemble, in its order.
 REFERENCE_MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square")
 #: Members that exist here (L∞), in the order they run: the reference's order, with ``apgd-dlr``
 #: (the second member of the reference's ``rand`` version) after ``apgd-ce``.
-MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
-NOT_BUILT = ("fab-t",)
-#: Under L2 the same members; ``square`` is then :class:`stressors.attacks.square.SquareL2`.
+MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square")
+#: Reference members not built here (none since FAB-T, :mod:`stressors.attacks.fab`).
+NOT_BUILT: tuple[str, ...] = ()
+#: Under L2 the same members; ``fab-t`` and ``square`` are then their L2 versions.
 MEMBERS_L2 = MEMBERS
 NOT_BUILT_L2 = NOT_BUILT
-#: Two forward passes differ by more than this (on L2-normalised logits): a randomised model (reference).
-RANDOMISED_TOLERANCE = 1e-6
+#: The default members of ``autoattack``: the two APGD members (FAB-T's 9 target classes and Square's
+#: 5000 queries per robust sample dominate a run's time); ``members_not_run`` then names fab-t and square.
+DEFAULT_MEMBERS = ("apgd-ce", "apgd-t")
 
 
 # ------------------------------------------------------------------------------- losses
@@ -139,26 +145,6 @@ def _project(x: Tensor, candidate: Tensor, eps: float, norm: str) -> Tensor:
     d = candidate - x
     length = _flat_norm(d)
     return (x + d / (length + 1e-12) * torch.clamp(length, max=eps)).clamp(0.0, 1.0)
-
-
-def apgd_starts(images: Tensor, seeds: Sequence[int], eps: float, norm: str, *, stream: int) -> Tensor:
-    """APGD's random start, one generator per sample (the reference's draw, keyed per sample).
-
-    L∞: ``x + ε · t / max|t|`` with t uniform in [-1, 1]^d; L2: ``x + ε · g / ||g||`` with g
-    standard normal. Both clipped to [0, 1]. Shape: (N, C, H, W) -> (N, C, H, W) on images.device.
-    """
-    shape = images.shape[1:]
-    rows = []
-    for s in seeds:
-        g = generator(stream_seed(s, stream))
-        if norm == "linf":
-            t = torch.rand(shape, generator=g) * 2 - 1
-            rows.append(t / (t.abs().max() + 1e-12))
-        else:
-            t = torch.randn(shape, generator=g)
-            rows.append(t / (t.norm() + 1e-12))
-    delta = torch.stack(rows).to(images.device, images.dtype) * eps
-    return (images + delta).clamp(0.0, 1.0)
 
 
 GradFn = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor, Tensor]]
@@ -256,40 +242,6 @@ def apgd_run(
 
 
 # ------------------------------------------------------------------------ randomness
-
-
-def is_randomised(model: torch.nn.Module, images: Tensor, seed: int) -> bool:
-    """True when two identical forward passes (no grad) give different outputs (reference check).
-
-    The outputs are compared after L2 normalisation per row; a different predicted class or a
-    difference above :data:`RANDOMISED_TOLERANCE` counts. The global RNG is left as it was.
-    """
-    with _forked_rng(images.device, seed), torch.no_grad():
-        a, b = model(images), model(images)
-    if not torch.equal(a.argmax(1), b.argmax(1)):
-        return True
-    a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
-    b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
-    return bool((a - b).abs().amax() > RANDOMISED_TOLERANCE)
-
-
-class _forked_rng:
-    """Fork torch's global RNG (CPU and the images' CUDA device) and seed it; restore on exit."""
-
-    def __init__(self, device: torch.device, seed: int):
-        self._device = device
-        self._fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-        self._seed = seed % (1 << 63)
-
-    def __enter__(self) -> None:
-        self._fork.__enter__()
-        torch.default_generator.manual_seed(self._seed)
-        if self._device.type == "cuda":
-            with torch.cuda.device(self._device):
-                torch.cuda.manual_seed(self._seed)
-
-    def __exit__(self, *exc: object) -> None:
-        self._fork.__exit__(*exc)
 
 
 # ---------------------------------------------------------------------------- attacks
@@ -524,28 +476,31 @@ class AutoAttack(Attack):
     every member; members run in the reference's order, each on the samples still robust.
 
     Members that exist here: ``apgd-ce`` (APGD, CE loss), ``apgd-t`` (APGD-T, 9 target classes),
-    ``square`` (:class:`stressors.attacks.square.Square`, gradient-free; under L2
-    :class:`stressors.attacks.square.SquareL2`) and ``apgd-dlr``
+    ``fab-t`` (:class:`stressors.attacks.fab.FABT`, 9 target classes; under L2
+    :class:`stressors.attacks.fab.FABTL2`), ``square`` (:class:`stressors.attacks.square.Square`,
+    gradient-free; under L2 :class:`stressors.attacks.square.SquareL2`) and ``apgd-dlr``
     (untargeted DLR, the second member of the reference's ``rand`` version). They run in the
-    order apgd-ce, apgd-dlr, apgd-t, square (the reference's, FAB-T being absent). Each member
-    keys its random draws by its own stressor name (``apgd``, ``apgd_t``, ``square``; under L2
-    ``apgd_l2``, ``apgd_t_l2``, ``square_l2``), so on the
-    samples it attacks it gives exactly the stand-alone stressor's result. **FAB-T is not
-    built**, and the default ``members: [apgd-ce, apgd-t]`` leaves Square out (its reference
-    budget, 5000 queries per robust sample, dominates the run time): the default can only
-    overstate robust accuracy relative to the full standard version (it is never reported as
-    "AutoAttack standard"; ``options.members_not_run`` names the missing ones). Budgets per
-    member (reference standard): ``n_iter`` 100, ``restarts`` 1, ``n_target_classes`` 9; Square
-    ``n_queries`` 5000, ``p_init`` 0.8, ``restarts`` 1; under EoT every APGD member uses
-    ``eot_samples`` = 20 gradient samples per step (Square uses none).
+    order apgd-ce, apgd-dlr, apgd-t, fab-t, square (the reference's). Each member keys its
+    random draws by its own stressor name (``apgd``, ``apgd_t``, ``fab_t``, ``square``; under L2
+    ``apgd_l2``, ``apgd_t_l2``, ``fab_t_l2``, ``square_l2``), so on the samples it attacks it
+    gives exactly the stand-alone stressor's result. ``members: [apgd-ce, apgd-t, fab-t, square]``
+    is the reference's standard version. The default ``members: [apgd-ce, apgd-t]`` leaves FAB-T
+    and Square out (FAB-T's 9 targeted runs and Square's 5000 queries per robust sample dominate
+    the run time): the default can only overstate robust accuracy relative to the full standard
+    version (it is never reported as "AutoAttack standard"; ``options.members_not_run`` names the
+    missing ones). Budgets per member (reference standard): APGD ``n_iter`` 100, ``restarts`` 1,
+    ``n_target_classes`` 9; FAB-T ``n_iter`` 100, ``restarts`` 1, ``n_target_classes`` 9,
+    ``alpha_max`` 0.1, ``eta`` 1.05, ``beta`` 0.9; Square ``n_queries`` 5000, ``p_init`` 0.8,
+    ``restarts`` 1; under EoT every APGD member uses ``eot_samples`` = 20 gradient samples per step
+    (FAB-T and Square use none).
 
     Args:
         epsilons: radii (alias ``severities``), as :class:`APGD` / :class:`APGDL2`.
         members: the members to run, in any order given (they run in the reference's order);
             default ``[apgd-ce, apgd-t]``.
-        n_iter, rho, eot, eot_samples: as :class:`APGD`, for every APGD member.
-        restarts: as :class:`APGD`, for every member (Square included).
-        n_target_classes: APGD-T's target classes; default 9.
+        n_iter, rho, eot, eot_samples: as :class:`APGD`, for every APGD member (``n_iter`` also FAB-T's).
+        restarts: as :class:`APGD`, for every member (FAB-T and Square included).
+        n_target_classes: APGD-T's and FAB-T's target classes; default 9.
         n_queries, p_init: Square's budget (as :class:`stressors.attacks.square.Square`);
             default 5000 and 0.8 (AutoAttack's standard budget under both norms).
 
@@ -568,12 +523,14 @@ class AutoAttack(Attack):
     _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT
     _square: ClassVar[type] = Square
 
+    _fab: ClassVar[type] = FABT
+
     def __init__(
         self,
         *,
         epsilons: Sequence[float] | None = None,
         severities: Sequence[float] | None = None,
-        members: Sequence[str] = ("apgd-ce", "apgd-t"),
+        members: Sequence[str] = DEFAULT_MEMBERS,
         n_iter: int = DEFAULT_N_ITER,
         restarts: int = DEFAULT_RESTARTS,
         rho: float = DEFAULT_RHO,
@@ -610,6 +567,10 @@ class AutoAttack(Attack):
                 "apgd-dlr": self._single(loss="dlr", **common),
                 "apgd-t": self._targeted(n_target_classes=n_target_classes, **common),
             }
+            if "fab-t" in self.members:
+                self._attacks["fab-t"] = self._fab(
+                    epsilons=self.severities, n_iter=n_iter, restarts=restarts, n_target_classes=n_target_classes
+                )
             if "square" in self._members:
                 self._attacks["square"] = self._square(epsilons=self.severities, restarts=restarts, **square_budget)
         except StressorError as err:
@@ -630,8 +591,12 @@ class AutoAttack(Attack):
                 budgets[m] = {"n_queries": self.n_queries, "p_init": self.p_init, "restarts": self.restarts}
             else:
                 budgets[m] = {"n_iter": self.n_iter, "restarts": self.restarts}
-        if "apgd-t" in budgets:
-            budgets["apgd-t"]["n_target_classes"] = self.n_target_classes
+        for m in ("apgd-t", "fab-t"):
+            if m in budgets:
+                budgets[m]["n_target_classes"] = self.n_target_classes
+        if "fab-t" in budgets:
+            fab = self._attacks["fab-t"]
+            budgets["fab-t"] |= {"alpha_max": fab.alpha_max, "eta": fab.eta, "beta": fab.beta}
         return {
             "epsilons": list(self.severities),
             "members": list(self.members),
@@ -702,12 +667,15 @@ class AutoAttackL2(AutoAttack):
     _not_built: ClassVar[tuple[str, ...]] = NOT_BUILT_L2
     _square: ClassVar[type] = SquareL2
 
+    _fab: ClassVar[type] = FABTL2
+
 
 __all__ = [
     "APGD",
     "APGDL2",
     "APGDT",
     "APGDTL2",
+    "DEFAULT_MEMBERS",
     "MEMBERS",
     "MEMBERS_L2",
     "NOT_BUILT",

@@ -266,6 +266,66 @@ class LastBatchCache:
         self._images, self._labels, self._value = images.detach().clone(), labels.clone(), value
 
 
+# ----------------------------------------------------- shared by APGD and FAB-T
+
+#: Two forward passes differ by more than this (on L2-normalised logits): a randomised model (reference).
+RANDOMISED_TOLERANCE = 1e-6
+
+
+def apgd_starts(images: Tensor, seeds: Sequence[int], eps: float, norm: str, *, stream: int) -> Tensor:
+    """APGD's random start, one generator per sample (the reference's draw, keyed per sample).
+
+    L∞: ``x + ε · t / max|t|`` with t uniform in [-1, 1]^d; L2: ``x + ε · g / ||g||`` with g
+    standard normal. Both clipped to [0, 1]. Shape: (N, C, H, W) -> (N, C, H, W) on images.device.
+    """
+    shape = images.shape[1:]
+    rows = []
+    for s in seeds:
+        g = generator(stream_seed(s, stream))
+        if norm == "linf":
+            t = torch.rand(shape, generator=g) * 2 - 1
+            rows.append(t / (t.abs().max() + 1e-12))
+        else:
+            t = torch.randn(shape, generator=g)
+            rows.append(t / (t.norm() + 1e-12))
+    delta = torch.stack(rows).to(images.device, images.dtype) * eps
+    return (images + delta).clamp(0.0, 1.0)
+
+
+def is_randomised(model: torch.nn.Module, images: Tensor, seed: int) -> bool:
+    """True when two identical forward passes (no grad) give different outputs (reference check).
+
+    The outputs are compared after L2 normalisation per row; a different predicted class or a
+    difference above :data:`RANDOMISED_TOLERANCE` counts. The global RNG is left as it was.
+    """
+    with _forked_rng(images.device, seed), torch.no_grad():
+        a, b = model(images), model(images)
+    if not torch.equal(a.argmax(1), b.argmax(1)):
+        return True
+    a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
+    b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
+    return bool((a - b).abs().amax() > RANDOMISED_TOLERANCE)
+
+
+class _forked_rng:
+    """Fork torch's global RNG (CPU and the images' CUDA device) and seed it; restore on exit."""
+
+    def __init__(self, device: torch.device, seed: int):
+        self._device = device
+        self._fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+        self._seed = seed % (1 << 63)
+
+    def __enter__(self) -> None:
+        self._fork.__enter__()
+        torch.default_generator.manual_seed(self._seed)
+        if self._device.type == "cuda":
+            with torch.cuda.device(self._device):
+                torch.cuda.manual_seed(self._seed)
+
+    def __exit__(self, *exc: object) -> None:
+        self._fork.__exit__(*exc)
+
+
 # ------------------------------------------------------------------------ base class
 
 

@@ -306,8 +306,7 @@ def test_eot_averages_the_gradient_over_samples(digits):
         (APGDT, {"loss": "ce"}, "unknown option 'loss'"),
         (APGDT, {"n_target_classes": 0}, "option 'n_target_classes'"),
         (AutoAttack, {"members": ["apgd-ce", "pgd"]}, "unknown member 'pgd'"),
-        (AutoAttack, {"members": ["fab-t"]}, "member 'fab-t' is not built"),
-        (AutoAttackL2, {"members": ["fab-t"]}, "member 'fab-t' is not built"),
+        (AutoAttack, {"members": ["fab"]}, "unknown member 'fab'"),
         (AutoAttackL2, {"members": ["square"], "p_init": 0}, r"option 'p_init' must be a number \(0, 1\]"),
         (AutoAttack, {"members": ["apgd-ce", "apgd-ce"]}, "twice"),
         (AutoAttack, {"members": "apgd-ce"}, "non-empty list"),
@@ -408,9 +407,9 @@ def test_l2_ensemble_with_square_is_the_union_of_the_stand_alone_l2_members(digi
 
 
 def test_apgd_dlr_runs_before_apgd_t_and_square_last():
-    attack = AutoAttack(members=["square", "apgd-t", "apgd-dlr", "apgd-ce"])
-    assert attack.members == ("apgd-ce", "apgd-dlr", "apgd-t", "square") == MEMBERS
-    assert NOT_BUILT == ("fab-t",)
+    attack = AutoAttack(members=["square", "fab-t", "apgd-t", "apgd-dlr", "apgd-ce"])
+    assert attack.members == ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square") == MEMBERS
+    assert NOT_BUILT == ()
 
 
 def test_options_record_squares_budget_and_the_members_not_run():
@@ -419,6 +418,16 @@ def test_options_record_squares_budget_and_the_members_not_run():
     assert default.options["members_not_run"] == ["fab-t", "square"]
     full = AutoAttack(members=["apgd-ce", "apgd-t", "square"], n_queries=QUERIES, p_init=0.4)
     assert full.options["members_not_run"] == ["fab-t"]
+    standard = AutoAttack(members=["apgd-ce", "apgd-t", "fab-t", "square"])
+    assert standard.options["members_not_run"] == []
+    assert standard.options["budgets"]["fab-t"] == {
+        "n_iter": 100,
+        "restarts": 1,
+        "n_target_classes": 9,
+        "alpha_max": 0.1,
+        "eta": 1.05,
+        "beta": 0.9,
+    }
     assert full.options["budgets"]["square"] == {"n_queries": QUERIES, "p_init": 0.4, "restarts": 1}
     assert AutoAttack(members=["square"]).options["budgets"]["square"] == {
         "n_queries": 5000,
@@ -428,6 +437,7 @@ def test_options_record_squares_budget_and_the_members_not_run():
     assert AutoAttackL2().options["members_not_run"] == ["fab-t", "square"]
     l2 = AutoAttackL2(members=["apgd-ce", "apgd-t", "square"], n_queries=QUERIES)
     assert l2.options["members_not_run"] == ["fab-t"] and l2.members == ("apgd-ce", "apgd-t", "square")
+    assert type(AutoAttackL2(members=["fab-t"])._attacks["fab-t"]).__name__ == "FABTL2"
     assert l2.options["budgets"]["square"] == {"n_queries": QUERIES, "p_init": 0.8, "restarts": 1}
     assert isinstance(l2._attacks["square"], SquareL2), "under L2 the member 'square' is the L2 Square Attack"
 
@@ -437,13 +447,12 @@ def test_options_record_squares_budget_and_the_members_not_run():
     [
         (
             AutoAttackL2,
-            {"members": ["apgd-ce", "fab-t"]},
-            "autoattack_l2: member 'fab-t' is not built in this cvaudit version; available "
-            "['apgd-ce', 'apgd-dlr', 'apgd-t', 'square']",
+            {"members": ["apgd-ce", "fab"]},
+            "autoattack_l2: unknown member 'fab'; expected some of ['apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square']",
         ),
         (AutoAttackL2, {"n_queries": 0}, "autoattack_l2: option 'n_queries' must be an integer >= 1, got 0"),
         (AutoAttackL2, {"epsilons": [-1.0]}, "autoattack_l2: option 'epsilons': epsilon -1.0 outside [0, inf)"),
-        (AutoAttack, {"members": ["fab-t"]}, "autoattack: member 'fab-t' is not built in this cvaudit version"),
+        (AutoAttack, {"members": ["fab-t"], "n_target_classes": 0}, "autoattack: option 'n_target_classes' must be"),
         (AutoAttack, {"n_queries": 0}, "autoattack: option 'n_queries' must be an integer >= 1, got 0"),
         (AutoAttack, {"p_init": 1.5}, "autoattack: option 'p_init'"),
     ],

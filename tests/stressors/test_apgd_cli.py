@@ -34,8 +34,14 @@ def _spoil_images(root):
         ("{name: autoattack, eot_samples: 0}", "autoattack: option 'eot_samples' must be an integer >= 1, got 0"),
         ("{name: apgd_t, eot_samples: 0}", "apgd_t: option 'eot_samples' must be an integer >= 1, got 0"),
         ("{name: autoattack, members: [apgd-ce, fab]}", "autoattack: unknown member 'fab'"),
-        ("{name: autoattack, members: [apgd-ce, fab-t]}", "autoattack: member 'fab-t' is not built"),
-        ("{name: autoattack_l2, members: [fab-t]}", "autoattack_l2: member 'fab-t' is not built"),
+        ("{name: fab_t, epsilons: [0.5, 1.5]}", "fab_t: option 'epsilons': epsilon 1.5 outside [0, 1]"),
+        ("{name: fab_t_l2, epsilons: [-1.0]}", "fab_t_l2: option 'epsilons': epsilon -1.0 outside [0, inf)"),
+        ("{name: fab_t, eta: 0.5}", "fab_t: option 'eta' must be a number >= 1, got 0.5"),
+        ("{name: fab_t_l2, alpha_max: 0}", "fab_t_l2: option 'alpha_max' must be a number (0, 1], got 0"),
+        ("{name: fab_t, n_target_classes: 0}", "fab_t: option 'n_target_classes' must be an integer >= 1, got 0"),
+        ("{name: fab_t, steps: 10}", "fab_t: unknown option 'steps'"),
+        ("{name: autoattack, members: [apgd-ce, fab-t], n_iter: 0}", "autoattack: option 'n_iter' must be"),
+        ("{name: autoattack_l2, members: [fab-t], restarts: 0}", "autoattack_l2: option 'restarts' must be"),
         ("{name: autoattack_l2, members: [square], p_init: 0}", "autoattack_l2: option 'p_init' must be a number"),
         ("{name: autoattack, members: [square], n_queries: 0}", "autoattack: option 'n_queries' must be"),
     ],
@@ -90,3 +96,24 @@ def test_a_run_records_members_time_and_flags(workspace):  # noqa: F811
     assert "Headline: robust accuracy under the ensemble autoattack (apgd-ce, apgd-dlr)" in html
     assert "when raised</th>" in html
     assert "the ensemble is not the worst case" in html
+
+
+def test_fab_t_runs_record_their_details_and_run_in_the_ensemble(workspace):  # noqa: F811
+    # the workspace model has 3 classes: APGD-T (>= 4) cannot run, FAB-T can
+    result = _run(
+        workspace,
+        "  - {name: fab_t, n_iter: 5, n_target_classes: 2, epsilons: [0.0, 0.05]}\n"
+        "  - {name: autoattack, label: aa_std, members: [apgd-ce, fab-t, square], n_iter: 3,\n"
+        "     n_target_classes: 2, n_queries: 10, epsilons: [0.0, 0.05]}\n",
+    )
+    assert result.exit_code in (0, 1), result.output
+    res = json.loads((workspace / "out" / "results.json").read_text())
+    fab = next(c for c in res["conditions"] if c["id"] == "fab_t@0.05")
+    assert [m["member"] for m in fab["attack_details"]["members"]] == ["fab-t"]
+    assert fab["attack_details"]["members"][0]["robust_accuracy"] == pytest.approx(fab["metrics"]["accuracy"])
+    std = next(c for c in res["conditions"] if c["id"] == "aa_std@0.05")
+    assert [m["member"] for m in std["attack_details"]["members"]] == ["apgd-ce", "fab-t", "square"]
+    assert std["attack_details"]["members"][-1]["robust_accuracy"] == pytest.approx(std["metrics"]["accuracy"])
+    html = next((workspace / "out").glob("*.html")).read_text(encoding="utf-8")
+    assert "aa_std did not run apgd-t</strong>" in html, "fab-t and square ran: only apgd-t is missing"
+    assert "left out of its <code>members</code>" in html

@@ -40,6 +40,8 @@ SMALL_BUDGET = {
     "autoattack": {"n_iter": 10, "n_target_classes": 2},
     "autoattack_l2": {"n_iter": 10, "n_target_classes": 2},
     "square": {"n_queries": 50},
+    "fab_t": {"n_iter": 10, "n_target_classes": 2},
+    "fab_t_l2": {"n_iter": 10, "n_target_classes": 2},
     # Without ε = 0.25: on this near-flat tiny model a window changes the margin by ~1e-5 and the batched logits
     # round differently by ~3e-8 (batch of 1 vs 6), so an accept can flip at a near-tie and a sample alone then
     # differs (measured at ε 0.25, audit seed 0; `square` fails the same way at audit seed 1). Batch invariance
