@@ -28,11 +28,12 @@ whole batch (same batch, same budget, same thread count).
 
 ``--timing R`` measures only APGD-CE against torchattacks' APGD and ART's, R times each, interleaved,
 and prints the medians (the issue's target: APGD-CE <= 1.2x torchattacks' APGD time on the CPU).
-``--square-seeds K`` compares only Square with torchattacks' Square over K seeds (``--queries``).
+``--square-seeds K`` compares only Square with torchattacks' Square over K seeds (``--queries``);
+``--apgdt-seeds K`` only APGD-T with torchattacks' APGDT over K seeds.
 
 Usage:
     python benchmarks/bench_autoattack.py [--n 100] [--n-iter 100] [--targets 9] [--queries 0]
-        [--threads 1] [--models demo,adv] [--epsilons 2,4,8,16] [--timing 0] [--square-seeds 0]
+        [--threads 1] [--models demo,adv] [--epsilons 2,4,8,16] [--timing 0] [--square-seeds 0] [--apgdt-seeds 0]
 """
 
 from __future__ import annotations
@@ -225,6 +226,28 @@ def square_seeds(name: str, model: nn.Module, x, y, args) -> None:
         )
 
 
+def apgdt_seeds(name: str, model: nn.Module, x, y, args) -> None:
+    """APGD-T vs torchattacks' APGDT: robust accuracy (%) per seed and the means, ``args.apgdt_seeds`` seeds (their
+    random starts differ: cvaudit draws per sample from the audit seed, torchattacks from its ``seed``)."""
+    ta = load_torchattacks()
+    if ta is None:
+        raise SystemExit("torchattacks 3.5.1 is not in its side folder: run `make test` once (Makefile extras step)")
+    ids = torch.arange(len(x), dtype=torch.int64)
+    for eps in [float(e) / 255 for e in args.epsilons.split(",")]:
+        ours, theirs = [], []
+        for seed in range(args.apgdt_seeds):
+            attack = APGDT(n_target_classes=args.targets, epsilons=[eps], n_iter=args.n_iter)
+            res = attack.attack(model, x, y, severity=eps, sample_ids=ids, seed=seed)
+            ours.append(100 * (~res.fooled).float().mean().item())
+            reference = ta.APGDT(model, eps=eps, steps=args.n_iter, n_classes=args.targets + 1, seed=seed)
+            theirs.append(100 * ta_robust(reference, model, x, y)[0].float().mean().item())
+        print(
+            f"| {name} | {eps * 255:.0f}/255 | {args.n_iter} | {np.mean(ours):.1f} | {np.mean(theirs):.1f} "
+            f"| {', '.join(f'{v:.1f}' for v in ours)} | {', '.join(f'{v:.1f}' for v in theirs)} |",
+            flush=True,
+        )
+
+
 def timing(name: str, model: nn.Module, x, y, args) -> None:
     """APGD-CE against torchattacks' APGD and ART's, ``args.timing`` runs each, interleaved; medians."""
     ta = load_torchattacks()
@@ -255,6 +278,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=0, help="Square's n_queries (0: no Square columns)")
     parser.add_argument("--timing", type=int, default=0, help="only time APGD-CE vs torchattacks / ART, R runs each")
     parser.add_argument("--square-seeds", type=int, default=0, help="only Square vs torchattacks' Square, K seeds")
+    parser.add_argument("--apgdt-seeds", type=int, default=0, help="only APGD-T vs torchattacks' APGDT, K seeds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = build_demo_data(0)
@@ -270,6 +294,13 @@ def main() -> None:
         for name in args.models.split(","):
             model = frozen(Normalised(load_demo_weights())) if name == "demo" else adversarially_trained(data)
             square_seeds(name, model, x, y, args)
+        return
+    if args.apgdt_seeds:
+        print("| model | ε | n_iter | APGD-T % (mean) | ta APGDT % (mean) | APGD-T per seed | ta per seed |")
+        print("|---|---|---|---|---|---|---|")
+        for name in args.models.split(","):
+            model = frozen(Normalised(load_demo_weights())) if name == "demo" else adversarially_trained(data)
+            apgdt_seeds(name, model, x, y, args)
         return
     if args.timing:
         print("| model | ε | n_iter | runs | APGD-CE s | torchattacks APGD s | ART CE s | ratio | runs (ours/ta) |")
