@@ -82,3 +82,16 @@ def test_sections_may_not_overwrite_each_others_values(results, tmp_path):
 def test_the_view_reads_the_typed_results_and_a_mapping_alike(results):
     typed = parse_results(results)
     assert render_html(typed) == render_html(results)
+
+
+def test_every_registered_section_survives_a_detection_run():
+    """Each section's view runs on detection results (no classification conditions): it shows its part or none,
+    never an internal error (the physical-threats section iterated `conditions`, which a detection run lacks)."""
+    from detection_results import detection_dict
+    from results_builder import complete_results
+
+    results = complete_results(detection_dict())
+    html = render_html(results)
+    shown = [s.id for s in build_view(results)["sections"]]
+    assert "detection" in shown and "physical" not in shown
+    assert [i for i in _ids(html) if i in shown] == shown

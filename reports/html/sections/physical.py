@@ -38,7 +38,7 @@ def _robust_ci(metrics: Any) -> Any:
 def physical(ctx: ReportContext) -> dict[str, Any] | None:
     """One row per cross-fitted physical attack condition, in run order; None when no such attack ran."""
     rows = []
-    for cond in ctx.results.conditions:
+    for cond in ctx.results.conditions or []:  # a detection run has no classification conditions
         p = cond.physical
         if p is None:
             continue
