@@ -95,6 +95,8 @@ def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) 
         sections.add("gallery")
     if ctx.cfg.benchmark is not None:
         sections.add("imagenet_c")
+    if ctx.cfg.slices.watch:
+        sections.add("slices")
     return RunPlan(
         source=ctx.source,
         conditions=tuple(
@@ -104,6 +106,7 @@ def _plan(ctx: RunContext, conditions: list[Any], data: Any, gallery_mode: str) 
         intervals=detection_interval_names() if ctx.cfg.evaluation.n_bootstrap > 0 else frozenset(),
         sections=frozenset(sections),
         task="detection",
+        slices=frozenset(w.id for w in ctx.cfg.slices.watch),
     )
 
 
@@ -220,24 +223,18 @@ def run_detection(ctx: RunContext) -> AuditOutcome:
         )
         if cfg.benchmark is not None:
             results = results.model_copy(update={"imagenet_c": imagenet_c_summary(results, cfg.benchmark, None)})
+        staged = _stage_files(ctx, summary, work)
+        results = _watched_slices(ctx, results)  # from the staged objects.csv, detections.csv, image properties
         verdict = PolicyOutcome.model_validate(ctx.gate.judge(results, findings=findings))
         results = results.model_copy(update={"policy": verdict})
-        files = _write_outputs(ctx, results, summary, model_info, governance.affected, data.manifest, work)
+        files = _write_outputs(ctx, results, staged, model_info, governance.affected, data.manifest)
     tracked = track_audit(cfg, results, ctx.out_dir, config_path=ctx.config_path)  # MLflow; a failure only warns
     return AuditOutcome(results, ctx.out_dir, files, tracked=tracked)
 
 
-def _write_outputs(
-    ctx: RunContext,
-    results: Results,
-    summary: Any,
-    model_info: dict[str, Any],
-    affected: list[dict[str, Any]],
-    manifest: Path,
-    work: Path,
-) -> list[Path]:
-    """Every output through :func:`reports.write_outputs`, detections.json, detections.csv, objects.csv and
-    image_properties.csv (merged from the ranks' part files in ``work``) moved in first."""
+def _stage_files(ctx: RunContext, summary: Any, work: Path) -> list[Path]:
+    """detections.csv, objects.csv, detections.json (and the per-object breaking points) moved into the staging
+    folder, and image_properties.csv merged there from the ranks' part files in ``work``: the staged files."""
     outputs = ctx.outputs
     assert outputs is not None
     staged = []
@@ -254,6 +251,37 @@ def _write_outputs(
     # every rank's part file is complete (the barrier after the pass); merged in dataset order
     merge_properties(work, outputs.stage / IMAGE_PROPERTIES_CSV)
     staged.append(outputs.stage / IMAGE_PROPERTIES_CSV)
+    return staged
+
+
+def _watched_slices(ctx: RunContext, results: Results) -> Results:
+    """results.json ``slices`` (config ``slices.watch``): each watched slice's objects measured from the staged
+    files through the table ``cvaudit slices`` searches (:func:`audit.evaluation.measure_watched_detection`)."""
+    if not ctx.cfg.slices.watch:
+        return results
+    from audit.contract.results import WatchedSliceResult
+    from audit.contract.slices import SliceError
+    from audit.evaluation import measure_watched_detection
+    from audit.evaluation.slices.run_folder import read_detection_table
+
+    assert ctx.outputs is not None
+    try:
+        table = read_detection_table(ctx.outputs.stage, condition="clean")
+    except SliceError as exc:
+        raise AuditError(f"slices.watch: {exc}") from None
+    measured = measure_watched_detection(ctx.cfg.slices.watch, table, min_group_size=ctx.cfg.evaluation.min_group_size)
+    return results.model_copy(update={"slices": [WatchedSliceResult.model_validate(m) for m in measured]})
+
+
+def _write_outputs(
+    ctx: RunContext,
+    results: Results,
+    staged: list[Path],
+    model_info: dict[str, Any],
+    affected: list[dict[str, Any]],
+    manifest: Path,
+) -> list[Path]:
+    """Every output through :func:`reports.write_outputs`, with the files :func:`_stage_files` moved in first."""
     subjects = {"dataset:" + manifest.name: manifest}
     det = ctx.cfg.detection
     if det is not None and det.annotations is not None:

@@ -404,6 +404,7 @@ def _validate_section(rule: MetricRule, plan: RunPlan, error) -> str | None:
         )
     if section == "slices":
         _check_watched_slice(rule, plan, error)
+        _check_slice_metric(rule, plan, error)
     annotation = Results.model_fields[section].annotation if section in Results.model_fields else None
     model = _model(annotation)
     if rule.entry is not None and model is not None and not _holds_list(annotation):
@@ -437,6 +438,28 @@ def _check_watched_slice(rule: MetricRule, plan: RunPlan, error) -> None:
             "entry",
             f"slice {rule.entry!r} is not watched by this run (config slices.watch ids: {_choices(have)})",
         )
+
+
+#: The metrics of a watched slice (results.json ``slices[].metrics``, ``rest.metrics``, ``gap``) per task.
+_SLICE_METRICS = {
+    "classification": ("accuracy", "brier", "nll"),
+    "detection": ("recall",),
+}
+
+
+def _check_slice_metric(rule: MetricRule, plan: RunPlan, error) -> None:
+    """A ``section: slices`` rule's ``gap.<m>`` / ``metrics.<m>`` / ``rest.metrics.<m>`` names a metric the run's
+    task measures on a watched slice (recall on a detection run; accuracy, brier, nll on a classifier)."""
+    parts = rule.metric.split(".")
+    if parts[0] == "rest":
+        parts = parts[1:]
+    if len(parts) != 2 or parts[0] not in ("gap", "metrics"):
+        return
+    known = _SLICE_METRICS.get(plan.task, ())
+    name = parts[1].removesuffix("_ci")
+    if name not in known:
+        names = ", ".join(f"{parts[0]}.{m}" for m in known)
+        raise error("metric", f"a {plan.task} run's watched slice has no {rule.metric!r} (it measures {names})")
 
 
 def _holds_list(annotation) -> bool:

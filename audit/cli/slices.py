@@ -6,12 +6,12 @@ image_properties.csv (never the images), writes slices.csv (``--out``, default
 ``cvaudit slices RUN_DIR --promote N`` prints the policy rule and the config snippet for slice N of
 that slices.csv instead. A detection run (``task: detection``) is searched on its ground-truth objects
 (objects.csv, with the images' manifest attributes from detections.csv): metric ``recall``, objects
-clustered in images; its slices cannot be promoted yet (watched slices are classification-only). See
-docs/slices.md.
+clustered in images; ``--promote N`` prints its rule on ``gap.recall`` and the ``slices.watch`` entry a
+detection run measures (by recall, over the objects). See docs/slices.md.
 
 Exit codes: 0 the search ran (whether or not it found a slice) or the rule was printed; 2 unusable
 input (a setting out of range, an attribute the run does not have, a run folder without
-predictions.csv or objects.csv, a metric of the other task, ``--promote`` of a detection slice), with
+predictions.csv or objects.csv, a metric of the other task, ``--promote`` of a row that does not read back), with
 one line on stderr, before anything is written.
 """
 
@@ -27,15 +27,6 @@ __all__ = ["slices_command"]
 
 #: The attestation of a signed run folder (reports.attestation.ATTESTATION_FILE, not part of the reports API).
 _ATTESTATION = "attestation.dsse.json"
-
-
-def _task(run_dir: Path) -> str | None:
-    """The task of RUN_DIR's results.json (None when it has none: --promote then reads only slices.csv)."""
-    from audit.contract.load import load_results
-
-    if not (run_dir / "results.json").is_file():
-        return None
-    return load_results(run_dir / "results.json").task
 
 
 @click.command("slices")
@@ -108,11 +99,6 @@ def slices_command(
 
     target = out if out is not None else run_dir / SLICES_CSV
     if promote is not None:
-        if _task(run_dir) == "detection":
-            raise SliceError(
-                f"{run_dir}: a detection run's slices cannot be promoted: watched slices (slices.watch) are "
-                "classification-only for now"
-            )
         for line in promote_slice(target, promote).splitlines():
             say(line, err=False)
         return

@@ -578,6 +578,12 @@ class DetectionConfig(_Strict):
 SLICE_METRICS = ("accuracy", "brier", "nll")
 
 
+#: The object columns a watched slice of a detection run can name besides ``object.<key>`` (per
+#: ``detection.object_attributes``), ``data.attributes`` and the image properties: objects.csv's class, size class and
+#: box geometry, and the derived centre distance (:mod:`audit.evaluation.slices.run_folder`).
+DETECTION_OBJECT_COLUMNS = ("class", "size", "area_share", "center_x", "center_y", "center_distance")
+
+
 class SlicesConfig(_Strict):
     """Slices of the data the run searches for (``search``) and measures (``watch``): docs/slices.md."""
 
@@ -605,7 +611,9 @@ class SlicesConfig(_Strict):
     """Slices every run measures on the clean images (``cvaudit slices RUN_DIR --promote N`` prints one): each an
     ``id`` and ``all``, a list of predicates ``{attribute, equals}`` or ``{attribute, min, max}`` (half-open,
     ``min <= x < max``) on ``data.attributes`` or image properties (image_properties.csv); results.json
-    ``slices`` holds one entry per id, which a policy rule ``section: slices, entry: <id>`` judges."""
+    ``slices`` holds one entry per id, which a policy rule ``section: slices, entry: <id>`` judges. With ``task:
+    detection`` a slice is a set of ground-truth objects (present on the clean images) and may also name the object
+    columns (:data:`DETECTION_OBJECT_COLUMNS`, ``object.<key>``); it is measured by recall."""
 
     @field_validator("watch")
     @classmethod
@@ -664,7 +672,8 @@ class AuditConfig(_Strict):
     """A built-in corruption benchmark run beside ``stressors[]`` (section ``benchmark``, docs/imagenet-c.md);
     null: none."""
     slices: SlicesConfig = Field(default_factory=SlicesConfig)
-    """The slice search and the watched slices (section ``slices``; classification only)."""
+    """The slice search and the watched slices (section ``slices``; with ``task: detection`` only ``watch``, over
+    the ground-truth objects)."""
 
     @property
     def condition_stressors(self) -> list[StressorConfig]:
@@ -686,8 +695,11 @@ class AuditConfig(_Strict):
                 raise ValueError("data.intersections are not supported with task: detection yet")
         elif self.detection is not None:
             raise ValueError("the detection section needs task: detection")
-        if self.task == "detection" and (self.slices.search or self.slices.watch):
-            raise ValueError("slices (search, watch) are not supported with task: detection yet")
+        if self.task == "detection" and self.slices.search:
+            raise ValueError(
+                "slices.search is not supported with task: detection yet (slices.watch is); search the finished "
+                "run folder with 'cvaudit slices RUN_DIR'"
+            )
         return self
 
     @model_validator(mode="after")
@@ -698,6 +710,19 @@ class AuditConfig(_Strict):
                     f"slices.protected: {name!r} is not in data.attributes ({', '.join(self.data.attributes) or 'none'})"
                 )
         known = list(self.data.attributes) + [c for c in PROPERTY_COLUMNS if c != "id"]
+        if self.task == "detection" and self.detection is not None:
+            objects = [*DETECTION_OBJECT_COLUMNS, *(f"object.{key}" for key in self.detection.object_attributes)]
+            known += objects
+            for k, entry in enumerate(self.slices.watch):
+                for j, predicate in enumerate(entry.all):
+                    if predicate.attribute not in known:
+                        raise ValueError(
+                            f"slices.watch[{k}].all[{j}].attribute: {predicate.attribute!r} (slice {entry.id!r}) is "
+                            f"not a column of this detection run's objects: an object column ({', '.join(objects)}), "
+                            f"data.attributes ({', '.join(self.data.attributes) or 'none'}) or an image property "
+                            f"({', '.join(c for c in PROPERTY_COLUMNS if c != 'id')})"
+                        )
+            return self
         for k, entry in enumerate(self.slices.watch):
             for j, predicate in enumerate(entry.all):
                 if predicate.attribute not in known:

@@ -160,6 +160,7 @@ class RunPlan:
             intervals=frozenset(intervals),
             sections=frozenset(k for k in _set_fields(results) if getattr(results, k) is not None),
             task="detection",
+            slices=frozenset(s.id for s in results.slices or []),
         )
 
 

@@ -49,7 +49,12 @@ if TYPE_CHECKING:
     from audit.evaluation.predictions import merge_predictions
     from audit.evaluation.results import ResultsInputs, assemble_results
     from audit.evaluation.robustness import compare_to_baseline
-    from audit.evaluation.slice_watch import measure_watched, read_slice_table, search_table
+    from audit.evaluation.slice_watch import (
+        measure_watched,
+        measure_watched_detection,
+        read_slice_table,
+        search_table,
+    )
     from audit.evaluation.slices.run_folder import SLICES_CSV, search_run, slices_csv_text
     from audit.evaluation.slices.run_folder import promote as promote_slice
     from audit.evaluation.slices.search import DETECTION_METRICS, SEARCH_METRICS, SearchSettings
@@ -98,6 +103,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "merge_properties": ("image_properties", "merge_properties"),
     "properties_part_path": ("image_properties", "properties_part_path"),
     "measure_watched": ("slice_watch", "measure_watched"),
+    "measure_watched_detection": ("slice_watch", "measure_watched_detection"),
     "read_slice_table": ("slice_watch", "read_slice_table"),
     "search_table": ("slice_watch", "search_table"),
     "assemble_results": ("results", "assemble_results"),
@@ -181,6 +187,7 @@ __all__ = [
     "load_model",
     "match_images",
     "measure_watched",
+    "measure_watched_detection",
     "merge_attack_details",
     "merge_predictions",
     "merge_properties",

@@ -6,6 +6,11 @@ Per sample: correct (prediction == label), Brier (``prob_sq_sum - 2 p_true + 1``
 (``-log max(p_true, eps)``, eps the float64 machine epsilon as scikit-learn's ``log_loss``). A slice's metric is
 their mean over its samples; the interval of accuracy is Wilson's, of Brier and NLL the normal interval of the
 mean (95 %). ``gap``: rest - slice for accuracy, slice - rest for Brier and NLL (positive: the slice is worse).
+
+A detection run (:func:`measure_watched_detection`): the units are the ground-truth objects present on the clean
+images, read by :func:`audit.evaluation.slices.run_folder.read_detection_table` (the table ``cvaudit slices``
+searches); the metric is recall, its interval the cluster-robust (by image) interval of the search's slices.csv
+(:func:`audit.evaluation.slices.search.cluster_value`); ``gap.recall`` = rest - slice.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from audit.contract.image_properties import PROPERTY_COLUMNS
 from audit.contract.intervals import CONFIDENCE_LEVEL, wilson
 from audit.contract.slices import SliceError, WatchedSlice, select
 
-__all__ = ["SliceTable", "measure_watched", "read_slice_table", "search_table", "side_metrics"]
+__all__ = [
+    "SliceTable",
+    "measure_watched",
+    "measure_watched_detection",
+    "read_slice_table",
+    "search_table",
+    "side_metrics",
+]
 
 _EPS = float(np.finfo(np.float64).eps)
 _Z = 1.959963984540054  # the two-sided 95 % normal quantile
@@ -152,6 +164,62 @@ def measure_watched(watch: Sequence[WatchedSlice], table: SliceTable, *, min_gro
                 "rest": rest,
                 "gap": gap,
                 "insufficient_data": inside["n"] < min_group_size,
+            }
+        )
+    return out
+
+
+def measure_watched_detection(
+    watch: Sequence[WatchedSlice], table: Any, *, min_group_size: int
+) -> list[dict[str, Any]]:
+    """results.json ``slices`` of a detection run: one entry per watched slice over the objects of ``table``
+    (:class:`audit.evaluation.slices.run_folder.RunTable` of :func:`~audit.evaluation.slices.run_folder.read_detection_table`,
+    condition ``clean``).
+
+    Per side (the slice, the rest): ``n`` objects, ``recall`` = found / n and ``recall_ci`` the 95 % interval of
+    :func:`audit.evaluation.slices.search.cluster_value` with the images holding an object of the run as clusters
+    (``groups``: their number), as slices.csv's ``value_low``/``value_high`` with the confirmation half's images.
+    ``gap.recall`` = rest - slice (positive: the slice is worse); null when a side is empty. ``insufficient_data``:
+    fewer objects than ``min_group_size`` in the slice, or objects in fewer images than the search's
+    :data:`~audit.evaluation.slices.search.MIN_SLICE_CLUSTERS` (its cluster test does not count such a slice).
+
+    Raises:
+        AuditError: a slice names a column the run does not have.
+    """
+    from audit.evaluation.slices.search import MIN_SLICE_CLUSTERS, cluster_value
+
+    assert table.task == "detection" and table.clusters is not None
+    bad = np.asarray(table.badness["recall"], dtype=float)
+    cluster = np.unique(np.asarray(table.clusters), return_inverse=True)[1].reshape(-1)
+    groups = int(cluster.max()) + 1 if len(cluster) else 0
+
+    def side(mask: np.ndarray) -> dict[str, Any]:
+        n = int(mask.sum())
+        if n == 0:
+            return {"n": 0, "metrics": {"recall": None, "recall_ci": None}}
+        value, interval = cluster_value(bad, cluster, mask, groups=groups)
+        return {"n": n, "metrics": {"recall": float(value), "recall_ci": interval}}
+
+    out = []
+    for entry in watch:
+        try:
+            mask = select(entry, table.attributes)
+        except SliceError as err:
+            raise AuditError(f"slices.watch {entry.id!r}: {err}") from None
+        inside, rest = side(mask), side(~mask)
+        a, b = inside["metrics"]["recall"], rest["metrics"]["recall"]
+        images = int(np.unique(cluster[mask]).size)
+        out.append(
+            {
+                "id": entry.id,
+                "text": entry.text(),
+                "definition": {"all": [p.model_dump(exclude_none=True) for p in entry.all]},
+                "condition": "clean",
+                "n": inside["n"],
+                "metrics": inside["metrics"],
+                "rest": rest,
+                "gap": {"recall": None if a is None or b is None else b - a},
+                "insufficient_data": inside["n"] < min_group_size or images < MIN_SLICE_CLUSTERS,
             }
         )
     return out

@@ -1,6 +1,7 @@
 """results.json ``slices`` (the watched slices, measured every run) and ``slice_search`` (what a search found).
 
-Both absent before 1.6. A slice's definition is :class:`audit.contract.slices.SliceDefinition`; its id is the one
+Both absent before 1.6; on a detection run ``slices`` (watched slices of ground-truth objects, by recall) is
+absent before 1.7. A slice's definition is :class:`audit.contract.slices.SliceDefinition`; its id is the one
 of config ``slices.watch`` (watched) or :func:`audit.contract.slices.slice_id` (found by the search).
 """
 
@@ -27,7 +28,10 @@ MetricValue = float | Interval | None
 
 
 class SlicePredicateResult(Node):
-    attribute: str = Field(description="a data.attributes column or an image property (image_properties.csv)")
+    attribute: str = Field(
+        description="a data.attributes column or an image property (image_properties.csv); on a detection run also "
+        "an object column (class, size, area_share, center_x, center_y, center_distance, object.<key>; absent before 1.7)"
+    )
     equals: str | None = Field(default=None, description="categorical: the attribute's text is exactly this")
     min: float | None = Field(default=None, description="numeric: the value is at least this (absent: no lower end)")
     max: float | None = Field(default=None, description="numeric: the value is below this (absent: no upper end)")
@@ -40,10 +44,14 @@ class SliceDefinitionResult(Node):
 
 
 class SliceSide(Node):
-    n: int = Field(ge=0, description="samples (decoded, clean condition)")
+    n: int = Field(
+        ge=0, description="samples (decoded, clean condition); on a detection run the ground-truth objects present"
+    )
     metrics: dict[str, MetricValue] = Field(
         description="accuracy, brier and nll (means of the per-sample values of predictions.csv) and the interval "
-        "of each ('<metric>_ci': Wilson for accuracy, the normal interval of the mean for brier and nll); null: no sample"
+        "of each ('<metric>_ci': Wilson for accuracy, the normal interval of the mean for brier and nll); null: no "
+        "sample. On a detection run (absent before 1.7) recall (objects found / objects, objects.csv) and recall_ci, "
+        "the 95 % cluster-robust interval by image of cvaudit slices' slices.csv"
     )
 
 
@@ -52,15 +60,17 @@ class WatchedSliceResult(Node):
     text: str = Field(description="the definition as text ('camera = B AND brightness < 0.21')")
     definition: SliceDefinitionResult = Field(description="the predicates (all of them hold: AND)")
     condition: Literal["clean"] = Field(default="clean", description="the condition it is measured on")
-    n: int = Field(ge=0, description="samples in the slice")
+    n: int = Field(ge=0, description="samples in the slice (a detection run: ground-truth objects)")
     metrics: dict[str, MetricValue] = Field(description="the slice's metrics (as SliceSide.metrics)")
     rest: SliceSide = Field(description="every other decoded sample of the clean condition")
     gap: dict[str, float | None] = Field(
         description="per metric, how much worse the slice is than the rest: rest - slice for accuracy, slice - rest "
-        "for brier and nll (positive: the slice is worse); null when either side is empty"
+        "for brier and nll (positive: the slice is worse); null when either side is empty. A detection run "
+        "(absent before 1.7): recall, rest - slice"
     )
     insufficient_data: bool = Field(
-        description="fewer samples than evaluation.min_group_size in the slice: a rule judges it insufficient_data"
+        description="fewer samples than evaluation.min_group_size in the slice (a detection run: objects, or objects "
+        "in fewer than 10 images, the slice search's least): a rule judges it insufficient_data"
     )
 
 

@@ -569,7 +569,8 @@ def _number(
 def promote(path: str | Path, rank: int) -> str:
     """The YAML that makes slice ``rank`` of the slices.csv at ``path`` a regression test: a policy rule
     (``section: slices, entry: <id>, metric: gap.<metric>, max: <tolerance>``) and the config snippet
-    (``slices.watch``) that makes the next run measure the slice.
+    (``slices.watch``) that makes the next run measure the slice. A detection run's slice (metric ``recall``) is
+    promoted alike: ``gap.recall``, ``min_samples`` its objects on the confirmation half.
 
     Raises:
         SliceError: no such rank, or a row whose definition does not read back.
@@ -590,15 +591,10 @@ def promote(path: str | Path, rank: int) -> str:
     # Every cell printed into the YAML is checked: a slices.csv is a file like any other, and a newline in a
     # cell would add keys to the rule (e.g. blocking: false); only registered metrics and finite numbers pass.
     metric = row["metric"] or "accuracy"
-    if metric in DETECTION_METRICS:
-        raise SliceError(
-            f"{path}: slice {rank}: a detection run's slice ({metric}) cannot be promoted: watched slices "
-            "(slices.watch) are classification-only for now"
-        )
-    if metric not in SEARCH_METRICS:
-        raise SliceError(
-            f"{path}: slice {rank}: metric {echo(metric)} is not a search metric ({', '.join(SEARCH_METRICS)})"
-        )
+    detection = metric in DETECTION_METRICS  # a detection run's slice: objects, measured by recall
+    if metric not in SEARCH_METRICS and not detection:
+        known = ", ".join([*SEARCH_METRICS, *DETECTION_METRICS])
+        raise SliceError(f"{path}: slice {rank}: metric {echo(metric)} is not a search metric ({known})")
     tolerance = _number(path, rank, row, "tolerance", default=0.0)
     n_confirm = int(_number(path, rank, row, "n_confirm", default=0.0, whole=True))
     value, rest = _number(path, rank, row, "value"), _number(path, rank, row, "rest_value")
@@ -617,7 +613,8 @@ def promote(path: str | Path, rank: int) -> str:
         f"    metric: gap.{metric}",
         f"    max: {tolerance!r}",
         f"    min_samples: {max(2, n_confirm)}",
-        "# config (add under the run config): the next run measures this slice on the clean images",
+        "# config (add under the run config): the next run measures this slice on the clean images"
+        + (" (its ground-truth objects, by recall)" if detection else ""),
         "slices:",
         "  watch:",
         f"    - id: {ident}",
