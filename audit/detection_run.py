@@ -261,8 +261,7 @@ def _watched_slices(ctx: RunContext, results: Results) -> Results:
         return results
     from audit.contract.results import WatchedSliceResult
     from audit.contract.slices import SliceError
-    from audit.evaluation import measure_watched_detection
-    from audit.evaluation.slices.run_folder import read_detection_table
+    from audit.evaluation import measure_watched_detection, read_detection_table
 
     assert ctx.outputs is not None
     try:

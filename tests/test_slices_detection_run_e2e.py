@@ -116,5 +116,6 @@ def test_a_real_detection_run_is_searched_on_its_objects(tmp_path: Path):
     assert rows and rows[0]["metric"] == "recall"
     assert "camera = B" in rows[0]["definition"] and float(rows[0]["value"]) == 0.0
     assert rows[0]["fairness"] == "true"  # camera is a manifest attribute of data.attributes
-    refused = _cli("slices", str(out), "--out", str(slices), "--promote", "1")
-    assert refused.returncode == 2 and "classification-only" in refused.stderr
+    promoted = _cli("slices", str(out), "--out", str(slices), "--promote", "1")
+    assert promoted.returncode == 0, promoted.stderr
+    assert "    metric: gap.recall\n" in promoted.stdout and f"    entry: {rows[0]['id']}\n" in promoted.stdout

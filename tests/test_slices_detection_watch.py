@@ -75,7 +75,10 @@ def test_watched_detection_slice_equals_a_hand_written_reference():
     table = _table()
     watch = [
         WatchedSlice.model_validate(
-            {"id": "small-left", "all": [{"attribute": "size", "equals": "small"}, {"attribute": "center_x", "max": 0.4}]}
+            {
+                "id": "small-left",
+                "all": [{"attribute": "size", "equals": "small"}, {"attribute": "center_x", "max": 0.4}],
+            }
         ),
         WatchedSlice.model_validate({"id": "cam-b", "all": [{"attribute": "camera", "equals": "B"}]}),
     ]
@@ -221,7 +224,9 @@ def test_promoted_detection_slice_is_measured_and_gated(tmp_path):
     first = tmp_path / "first"
     done = _cli("run", str(cfg), "--out", str(first), "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    found = _cli("slices", str(first), "--out", str(tmp_path / "s.csv"), "--min-size", "10", "--depth", "1", cwd=tmp_path)
+    found = _cli(
+        "slices", str(first), "--out", str(tmp_path / "s.csv"), "--min-size", "10", "--depth", "1", cwd=tmp_path
+    )
     assert found.returncode == 0, found.stderr
     with (tmp_path / "s.csv").open(newline="") as f:
         row = next(csv.DictReader(f))
@@ -264,6 +269,9 @@ def test_promoted_detection_slice_is_measured_and_gated(tmp_path):
         assert watched["insufficient_data"] is False
         judged = {r["id"]: r for r in results["policy"]["rules"]}[rule["id"]]
         assert judged["status"] == ("fail" if code else "pass"), judged
+        html = (out / "report.html").read_text()
+        assert "recall (slice)" in html and "accuracy (slice)" not in html
+        assert f"{row['id']}: camera = B" in html
 
 
 def test_a_watched_attribute_a_detection_run_cannot_have_is_exit_2(tmp_path):

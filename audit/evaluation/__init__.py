@@ -55,7 +55,7 @@ if TYPE_CHECKING:
         read_slice_table,
         search_table,
     )
-    from audit.evaluation.slices.run_folder import SLICES_CSV, search_run, slices_csv_text
+    from audit.evaluation.slices.run_folder import SLICES_CSV, read_detection_table, search_run, slices_csv_text
     from audit.evaluation.slices.run_folder import promote as promote_slice
     from audit.evaluation.slices.search import DETECTION_METRICS, SEARCH_METRICS, SearchSettings
     from audit.evaluation.subset import stratified_subset
@@ -115,6 +115,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "SearchSettings": ("slices.search", "SearchSettings"),
     "SLICES_CSV": ("slices.run_folder", "SLICES_CSV"),
     "promote_slice": ("slices.run_folder", "promote"),
+    "read_detection_table": ("slices.run_folder", "read_detection_table"),
     "search_run": ("slices.run_folder", "search_run"),
     "slices_csv_text": ("slices.run_folder", "slices_csv_text"),
     "ThreadPlan": ("threads", "ThreadPlan"),
@@ -195,6 +196,7 @@ __all__ = [
     "promote_slice",
     "properties_part_path",
     "read_detection_data",
+    "read_detection_table",
     "read_objects",
     "read_samples",
     "read_slice_table",

@@ -205,13 +205,26 @@ def test_recall_on_a_classification_run_is_refused(tmp_path):
     _one_line_exit_2(_invoke(str(folder), "--metric", "recall", "--out", str(tmp_path / "s.csv")), "classification")
 
 
-def test_promote_on_a_detection_run_is_refused(run, tmp_path):
+def test_promote_on_a_detection_run_prints_a_recall_rule(run, tmp_path):
+    import yaml
+
+    from audit.contract.slices import WatchedSlice
+
     folder, _ = run
     out = tmp_path / "slices.csv"
     assert _invoke(str(folder), "--out", str(out), "--depth", "1").exit_code == 0
-    _one_line_exit_2(_invoke(str(folder), "--out", str(out), "--promote", "1"), "classification-only")
-    # the slices.csv alone (no run folder beside it) is refused on its metric
-    _one_line_exit_2(_invoke(str(tmp_path / "nowhere"), "--out", str(out), "--promote", "1"), "classification-only")
+    row = read_slices_csv(out)[0]
+    # the slices.csv alone (no run folder beside it) is promoted alike: the rule reads only slices.csv
+    for where in (folder, tmp_path / "nowhere"):
+        result = _invoke(str(where), "--out", str(out), "--promote", "1")
+        assert result.exit_code == 0, result.output
+        snippet = yaml.safe_load(result.stdout)
+        (rule,) = snippet["rules"]
+        assert (rule["section"], rule["entry"], rule["metric"]) == ("slices", row["id"], "gap.recall")
+        assert rule["max"] == float(row["tolerance"] or 0) and rule["min_samples"] == max(2, int(row["n_confirm"] or 0))
+        (watch,) = snippet["slices"]["watch"]
+        assert WatchedSlice.model_validate(watch).canonical() == json.loads(row["definition_json"] or "")
+    _one_line_exit_2(_invoke(str(folder), "--out", str(out), "--promote", "99"), "no slice 99")
 
 
 def _copy(run, tmp_path: Path) -> Path:
@@ -288,8 +301,9 @@ def test_bad_detection_input_is_one_line(run, tmp_path, case, needle):
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_slices_in_a_detection_config_are_refused_at_validation(tmp_path):
-    """``slices: search on`` / ``watch`` stay refused for task: detection (fail closed, one line)."""
+def test_slices_search_in_a_detection_config_is_refused_at_validation(tmp_path):
+    """``slices: search on`` stays refused for task: detection (fail closed, one line); ``watch`` is accepted
+    (tests/test_slices_detection_watch.py)."""
     from detection_fixtures import make_detection_dataset, write_detection_config
 
     from audit.contract.config import load_config
@@ -297,6 +311,6 @@ def test_slices_in_a_detection_config_are_refused_at_validation(tmp_path):
 
     make_detection_dataset(tmp_path, n=2)
     path = write_detection_config(tmp_path, tmp_path / "detector.pt", slices={"search": "on"})
-    with pytest.raises(CvauditError, match="not supported with task: detection") as err:
+    with pytest.raises(CvauditError, match="slices.search is not supported with task: detection") as err:
         load_config(path)
     assert "\n" not in str(err.value)

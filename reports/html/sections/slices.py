@@ -52,4 +52,6 @@ def slices(ctx: ReportContext) -> dict[str, Any] | None:
         "slices_more": max(0, len(search.findings) - TOP_SLICES) if search is not None else 0,
         "slices_images_allowed": bool(ctx.gallery),
         "slices_watched": [{"slice": w, "rules": _rules_of(ctx, w.id)} for w in watched or []],
+        # a detection run's watched slices are objects measured by recall (task: detection), a classifier's by accuracy
+        "slices_watched_metric": "recall" if ctx.results.task == "detection" else "accuracy",
     }
