@@ -1,4 +1,4 @@
-# cvaudit: `make demo` runs the embedded demo audit, `make test` runs the tests.
+# cvaudit: `make demo` runs the embedded demo audit, `make test` runs the tests (`make test-slow` the slow ones).
 # Both create (or reuse) the virtual environment .venv and install what they need.
 #
 # torch: on a machine without a GPU we install the CPU wheel torch==2.13.0 first, so
@@ -24,7 +24,7 @@ TORCHATTACKS_SIDE := $(VENV)/side/torchattacks-3.5.1
 PYTEST_ARGS ?=
 SITE         := build/site
 
-.PHONY: demo demo-detection test test-fast lint docs install bench fuzz clean
+.PHONY: demo demo-detection test test-slow test-all test-fast lint docs install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,9 +51,17 @@ demo: $(STAMP)
 demo-detection: $(STAMP)
 	$(VENV)/bin/cvaudit demo --task detection --out cvaudit-demo-detection
 
+# `make test` is the suite without the tests marked slow (the end-to-end runs, simulations, browsers and
+# torchrun: about half the time); `make test-slow` runs those; CI (.ci/run) runs both, `make test-all` too.
 test: lint $(EXTRAS_STAMP) docs
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+test-slow: $(EXTRAS_STAMP)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
+
+# The suite without the slow tests and without building the documentation site.
 test-fast: lint $(EXTRAS_STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
