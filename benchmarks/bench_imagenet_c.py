@@ -24,7 +24,9 @@ round (a round runs cvaudit and each reference once, in turn, so that the
 load of a shared machine drifting over minutes falls on all alike), in
 images per second, summed over the ``--severities`` asked for. Ratios are
 cvaudit / reference; the issue's targets are >= 1.2x imagecorruptions and
->= 1.0x corrupt-tta for every corruption.
+>= 1.0x corrupt-tta for every corruption. ``--device cuda`` (or ``--alone``)
+times cvaudit's corruptions alone, against the issue's GPU target of 50,000
+images/s for the elementwise ones.
 """
 
 from __future__ import annotations
@@ -107,6 +109,58 @@ def imagecorruptions_shimmed() -> Any:
     return imagecorruptions
 
 
+#: The issue's target on a GPU: every elementwise corruption at least this many 224x224 images per second.
+GPU_TARGET = 50_000
+#: The corruptions computed pixel by pixel (the noises draw their fields per sample with numpy on the CPU,
+#: identical on every device, and move them to the device: stressors/imagenet_c.py), contrast per image mean.
+ELEMENTWISE = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "brightness",
+    "contrast",
+    "saturate",
+)
+
+
+def gpu_table(args: argparse.Namespace) -> None:
+    """cvaudit's corruptions alone on ``args.device``, synchronised around every timed call."""
+    device = torch.device(args.device)
+    names = args.names or [n for n in stressors.available() if n in _imagenet_c_names()]
+    images = photo_batch(args.batch, args.size).to(device)
+    ids = sample_keys([f"bench{i}" for i in range(args.batch)])
+    count = args.batch * len(args.severities)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(
+        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, torch {torch.__version__}; "
+        f"batch {args.batch} x 3 x {args.size} x {args.size}, severities {args.severities}, median of {args.repeats}\n"
+    )
+    print(f"| corruption | cvaudit img/s on {device.type} | elementwise | >= {GPU_TARGET:,} img/s |")
+    print("|---|---|---|---|")
+    for name in names:
+        stressor = stressors.get(name)
+
+        def ours(stressor: Any = stressor) -> None:
+            for severity in args.severities:
+                stressor.apply(images, stressor.sample_params(ids, severity, seed=0))
+            sync()
+
+        rate = count / timed(ours, args.repeats)
+        elementwise = name in ELEMENTWISE
+        verdict = ("met" if rate >= GPU_TARGET else "not met") if elementwise else "-"
+        print(f"| {name} | {rate:.0f} | {'yes' if elementwise else 'no'} | {verdict} |")
+
+
+def _imagenet_c_names() -> set[str]:
+    """The 19 names of ``imagecorruptions.get_corruption_names('all')`` (without importing it on a GPU machine)."""
+    return {
+        "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+        "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+        "speckle_noise", "gaussian_blur", "spatter", "saturate",
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -115,9 +169,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--names", nargs="+", help="only these corruptions (default: all 19)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="run cvaudit's corruptions on this device (e.g. cuda): then alone, against the issue's GPU target "
+        f"of {GPU_TARGET:,} img/s for the elementwise ones, without the CPU references",
+    )
+    parser.add_argument("--alone", action="store_true", help="cvaudit's corruptions only (implied off the CPU)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device != "cpu" or args.alone:
+        gpu_table(args)
+        return
 
     icc = imagecorruptions_shimmed()
     try:
