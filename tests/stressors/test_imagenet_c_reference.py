@@ -308,7 +308,16 @@ def test_impulse_noise_has_the_reference_salt_and_pepper_shares(icc, severity):
 
 @pytest.mark.parametrize(
     "name",
-    ["brightness", "saturate", "contrast", "pixelate", "defocus_blur", "gaussian_blur", "motion_blur", "jpeg_compression"],
+    [
+        "brightness",
+        "saturate",
+        "contrast",
+        "pixelate",
+        "defocus_blur",
+        "gaussian_blur",
+        "motion_blur",
+        "jpeg_compression",
+    ],
 )
 def test_chunked_corruptions_do_not_depend_on_torch_threads_and_restore_them(name):
     """The CPU chunks run on torch.get_num_threads() Python threads with one torch thread each
