@@ -1,4 +1,4 @@
-# cvaudit: `make demo` runs the embedded demo audit, `make test` runs the tests.
+# cvaudit: `make demo` runs the embedded demo audit, `make test` runs the tests (`make test-slow` the slow ones).
 # Both create (or reuse) the virtual environment .venv and install what they need.
 #
 # torch: on a machine without a GPU we install the CPU wheel torch==2.13.0 first, so
@@ -21,10 +21,11 @@ STAMP  := $(VENV)/.cvaudit-installed
 EXTRAS_STAMP := $(VENV)/.cvaudit-extras-installed
 CONSTRAINTS  := $(VENV)/torch-constraint.txt
 TORCHATTACKS_SIDE := $(VENV)/side/torchattacks-3.5.1
+TORCHATTACKS := $(TORCHATTACKS_SIDE)/torchattacks/__init__.py
 PYTEST_ARGS ?=
 SITE         := build/site
 
-.PHONY: demo demo-detection test test-fast lint docs install bench fuzz clean
+.PHONY: demo demo-detection test test-slow test-all test-fast lint docs install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,12 +37,17 @@ $(STAMP): pyproject.toml
 
 $(EXTRAS_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,hf,mlflow,docs]'
-	# torchattacks, the reference the attack tests and benchmarks/bench_autoattack.py compare against: in a
-	# side folder, without its dependencies (it needs only torch, numpy and scipy, which the venv has). Its
-	# declared requirements (torchvision, requests~=2.25) would replace cvaudit's pinned torch and requests,
-	# so it is never installed into the venv; tests put $(TORCHATTACKS_SIDE) on sys.path (tests/reference_tools.py).
-	$(PY) -m pip install --quiet --no-deps --target $(TORCHATTACKS_SIDE) torchattacks==3.5.1
 	touch $(EXTRAS_STAMP)
+
+# torchattacks, the reference the attack tests and benchmarks/bench_autoattack.py compare against: in a
+# side folder, without its dependencies (it needs only torch, numpy and scipy, which the venv has). Its
+# declared requirements (torchvision, requests~=2.25) would replace cvaudit's pinned torch and requests,
+# so it is never installed into the venv; tests put $(TORCHATTACKS_SIDE) on sys.path (tests/reference_tools.py).
+# A target of its own (built when missing), so that a deleted side folder is installed again.
+$(TORCHATTACKS): | $(STAMP)
+	rm -rf $(TORCHATTACKS_SIDE)
+	$(PY) -m pip install --quiet --no-deps --target $(TORCHATTACKS_SIDE) torchattacks==3.5.1
+	test -f $@
 
 install: $(STAMP)
 
@@ -51,10 +57,18 @@ demo: $(STAMP)
 demo-detection: $(STAMP)
 	$(VENV)/bin/cvaudit demo --task detection --out cvaudit-demo-detection
 
-test: lint $(EXTRAS_STAMP) docs
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+# `make test` is the suite without the tests marked slow (the end-to-end runs, simulations, browsers and
+# torchrun: about half the time); `make test-slow` runs those; CI (.ci/run) runs both, `make test-all` too.
+test: lint $(EXTRAS_STAMP) $(TORCHATTACKS) docs
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-fast: lint $(EXTRAS_STAMP)
+test-slow: $(EXTRAS_STAMP) $(TORCHATTACKS)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
+
+# The suite without the slow tests and without building the documentation site.
+test-fast: lint $(EXTRAS_STAMP) $(TORCHATTACKS)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Property-based fuzzing of every reader of users' files (tests/audit/contract/test_fuzz_*.py) with

@@ -154,9 +154,7 @@ def sweep(name: str, model: nn.Module, x, y, args) -> list[str]:
     rows = []
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).float().mean().item()
-    ta = load_torchattacks()
-    if ta is None:
-        raise SystemExit("torchattacks 3.5.1 is not in its side folder: run `make test` once (Makefile extras step)")
+    ta = _torchattacks()
     for eps in [float(e) / 255 for e in args.epsilons.split(",")]:
         kw = {"epsilons": [eps], "n_iter": args.n_iter}
         n_classes = args.targets + 1
@@ -204,55 +202,57 @@ def sweep(name: str, model: nn.Module, x, y, args) -> list[str]:
     return rows
 
 
-def square_seeds(name: str, model: nn.Module, x, y, args) -> None:
-    """Square vs torchattacks' Square: robust accuracy (%) per seed and the means, ``args.square_seeds`` seeds."""
+def _torchattacks():
+    """torchattacks 3.5.1 from its side folder, or exit with the command that installs it."""
     ta = load_torchattacks()
     if ta is None:
         raise SystemExit("torchattacks 3.5.1 is not in its side folder: run `make test` once (Makefile extras step)")
+    return ta
+
+
+def per_seed(name: str, model: nn.Module, x, y, args, *, seeds: int, budget: int, ours, theirs) -> None:
+    """Robust accuracy (%) of cvaudit's attack and torchattacks' over ``seeds`` seeds, per ε: the means and each seed.
+
+    ``ours(eps, seed)`` is a cvaudit attack, ``theirs(eps, seed)`` the torchattacks attack (their random draws
+    differ: cvaudit draws per sample from the audit seed, torchattacks from its ``seed``); ``budget`` is printed.
+    """
     ids = torch.arange(len(x), dtype=torch.int64)
     for eps in [float(e) / 255 for e in args.epsilons.split(",")]:
-        ours, theirs = [], []
-        for seed in range(args.square_seeds):
-            res = Square(epsilons=[eps], n_queries=args.queries).attack(
-                model, x, y, severity=eps, sample_ids=ids, seed=seed
-            )
-            ours.append(100 * (~res.fooled).float().mean().item())
-            attack = ta.Square(model, eps=eps, n_queries=args.queries, seed=seed)
-            theirs.append(100 * ta_robust(attack, model, x, y)[0].float().mean().item())
+        mine, reference = [], []
+        for seed in range(seeds):
+            res = ours(eps, seed).attack(model, x, y, severity=eps, sample_ids=ids, seed=seed)
+            mine.append(100 * (~res.fooled).float().mean().item())
+            reference.append(100 * ta_robust(theirs(eps, seed), model, x, y)[0].float().mean().item())
         print(
-            f"| {name} | {eps * 255:.0f}/255 | {args.queries} | {np.mean(ours):.1f} | {np.mean(theirs):.1f} "
-            f"| {', '.join(f'{v:.1f}' for v in ours)} | {', '.join(f'{v:.1f}' for v in theirs)} |",
+            f"| {name} | {eps * 255:.0f}/255 | {budget} | {np.mean(mine):.1f} | {np.mean(reference):.1f} "
+            f"| {', '.join(f'{v:.1f}' for v in mine)} | {', '.join(f'{v:.1f}' for v in reference)} |",
             flush=True,
         )
+
+
+def square_seeds(name: str, model: nn.Module, x, y, args) -> None:
+    """Square vs torchattacks' Square: robust accuracy (%) per seed and the means, ``args.square_seeds`` seeds."""
+    ta = _torchattacks()
+    per_seed(
+        name, model, x, y, args, seeds=args.square_seeds, budget=args.queries,
+        ours=lambda eps, seed: Square(epsilons=[eps], n_queries=args.queries),
+        theirs=lambda eps, seed: ta.Square(model, eps=eps, n_queries=args.queries, seed=seed),
+    )  # fmt: skip
 
 
 def apgdt_seeds(name: str, model: nn.Module, x, y, args) -> None:
-    """APGD-T vs torchattacks' APGDT: robust accuracy (%) per seed and the means, ``args.apgdt_seeds`` seeds (their
-    random starts differ: cvaudit draws per sample from the audit seed, torchattacks from its ``seed``)."""
-    ta = load_torchattacks()
-    if ta is None:
-        raise SystemExit("torchattacks 3.5.1 is not in its side folder: run `make test` once (Makefile extras step)")
-    ids = torch.arange(len(x), dtype=torch.int64)
-    for eps in [float(e) / 255 for e in args.epsilons.split(",")]:
-        ours, theirs = [], []
-        for seed in range(args.apgdt_seeds):
-            attack = APGDT(n_target_classes=args.targets, epsilons=[eps], n_iter=args.n_iter)
-            res = attack.attack(model, x, y, severity=eps, sample_ids=ids, seed=seed)
-            ours.append(100 * (~res.fooled).float().mean().item())
-            reference = ta.APGDT(model, eps=eps, steps=args.n_iter, n_classes=args.targets + 1, seed=seed)
-            theirs.append(100 * ta_robust(reference, model, x, y)[0].float().mean().item())
-        print(
-            f"| {name} | {eps * 255:.0f}/255 | {args.n_iter} | {np.mean(ours):.1f} | {np.mean(theirs):.1f} "
-            f"| {', '.join(f'{v:.1f}' for v in ours)} | {', '.join(f'{v:.1f}' for v in theirs)} |",
-            flush=True,
-        )
+    """APGD-T vs torchattacks' APGDT: robust accuracy (%) per seed and the means, ``args.apgdt_seeds`` seeds."""
+    ta = _torchattacks()
+    per_seed(
+        name, model, x, y, args, seeds=args.apgdt_seeds, budget=args.n_iter,
+        ours=lambda eps, seed: APGDT(n_target_classes=args.targets, epsilons=[eps], n_iter=args.n_iter),
+        theirs=lambda eps, seed: ta.APGDT(model, eps=eps, steps=args.n_iter, n_classes=args.targets + 1, seed=seed),
+    )  # fmt: skip
 
 
 def timing(name: str, model: nn.Module, x, y, args) -> None:
     """APGD-CE against torchattacks' APGD and ART's, ``args.timing`` runs each, interleaved; medians."""
-    ta = load_torchattacks()
-    if ta is None:
-        raise SystemExit("torchattacks 3.5.1 is not in its side folder: run `make test` once (Makefile extras step)")
+    ta = _torchattacks()
     for eps in [float(e) / 255 for e in args.epsilons.split(",")]:
         ours, theirs, art = [], [], []
         for _ in range(args.timing):

@@ -194,9 +194,14 @@ class Contrast(_ImageNetC):
     }
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
-        c = interpolate_level(CONTRAST_FACTOR, params.severity)
-        mean = images.mean(dim=(-2, -1), keepdim=True)
-        return (images - mean) * c + mean
+        c = float(interpolate_level(CONTRAST_FACTOR, params.severity))
+
+        def chunk(sl: slice) -> Tensor:
+            x = images[sl]
+            mean = x.mean(dim=(-2, -1), keepdim=True)
+            return torch.sub(x, mean).mul_(c).add_(mean)
+
+        return _in_chunks(images, chunk)
 
 
 class Brightness(_ImageNetC):
@@ -217,13 +222,13 @@ class Brightness(_ImageNetC):
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         shift = float(interpolate_level(BRIGHTNESS_SHIFT, params.severity))
-        n, c = images.shape[:2]
+        c = images.shape[1]
         out = torch.empty_like(images)
-        # A few images at a time, so that the planes stay in the CPU cache between passes
+
+        # A few images at a time (_each_chunk), so that the planes stay in the CPU cache between passes
         # (and the clamp happens there too, not in a separate pass over the batch in memory).
-        chunk = n if images.device.type != "cpu" else max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
-        for start in range(0, n, chunk):
-            x, o = images[start : start + chunk], out[start : start + chunk]
+        def chunk(sl: slice) -> None:
+            x, o = images[sl], out[sl]
             value = x[:, 0] if c == 1 else torch.maximum(x[:, 0], x[:, 1])
             for ch in range(2, c):
                 torch.maximum(value, x[:, ch], out=value)
@@ -235,6 +240,8 @@ class Brightness(_ImageNetC):
             offset = torch.addcmul(new_value, value, ratio, value=-1.0)
             torch.addcmul(offset[:, None], x, ratio[:, None], out=o)
             o.clamp_(0.0, 1.0)
+
+        _each_chunk(images, chunk)
         return out
 
 
@@ -399,11 +406,11 @@ class Saturate(_ImageNetC):
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         a, b = (float(v) for v in SATURATE_SCALE_SHIFT[int(params.severity) - 1])
-        n, c = images.shape[:2]
+        c = images.shape[1]
         out = torch.empty_like(images)
-        chunk = n if images.device.type != "cpu" else max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
-        for start in range(0, n, chunk):
-            x, o = images[start : start + chunk], out[start : start + chunk]
+
+        def chunk(sl: slice) -> None:
+            x, o = images[sl], out[sl]
             value, low = x[:, 0].clone(), x[:, 0].clone()
             for ch in range(1, c):
                 torch.maximum(value, x[:, ch], out=value)
@@ -421,6 +428,8 @@ class Saturate(_ImageNetC):
                 grey = (delta == 0).to(images.dtype).mul_(value).mul_(b)
                 o[:, 1:].sub_(grey[:, None])
             o.clamp_(0.0, 1.0)
+
+        _each_chunk(images, chunk)
         return out
 
 
@@ -454,7 +463,7 @@ class Pixelate(_ImageNetC):
 
     def _apply(self, images: Tensor, params: Params) -> Tensor:
         c = PIXELATE_FACTOR[int(params.severity) - 1]
-        n, h, w = images.shape[0], *images.shape[-2:]
+        h, w = images.shape[-2:]
         small_w, small_h = max(1, int(w * c)), max(1, int(h * c))
         device = images.device
         plan_w = [t.to(device) for t in _box_plan(w, small_w)]
@@ -462,15 +471,15 @@ class Pixelate(_ImageNetC):
         rows = _nearest_index(small_h, h).to(device)
         cols = _nearest_index(small_w, w).to(device)
         out = torch.empty_like(images)
-        # A few images at a time on the CPU, so that every temporary stays in the cache (as _in_chunks).
-        chunk = n if device.type != "cpu" else max(1, _CACHE_ELEMENTS // max(1, images[0].numel()))
-        for start in range(0, n, chunk):
-            sl = slice(start, min(n, start + chunk))
+
+        def chunk(sl: slice) -> None:  # a few images at a time (_each_chunk): every temporary stays in the cache
             # 2-D and 3-D views: index_select along the last axis of a 4-D tensor is several times slower.
             y = _box_downscale(images[sl].reshape(-1, w), plan_w)  # (N C H, w'): width first, as Pillow
             y = _box_downscale(y.view(-1, h, small_w), plan_h)  # (N C, h', w')
             y = y.index_select(1, rows)  # (N C, H, w')
             torch.index_select(y.view(-1, small_w), 1, cols, out=out[sl].view(-1, w))  # straight into the output
+
+        _each_chunk(images, chunk, on_threads=True)
         return out
 
 
@@ -508,7 +517,7 @@ class JpegCompression(_ImageNetC):
             decoded = _jpeg_round_trip(levels.astype(np.uint8), quality).transpose(2, 0, 1)
             np.divide(decoded, np.float32(255.0), out=out[i], dtype=np.float32)
 
-        _map_samples(one, len(x))
+        _on_threads(one, range(len(x)))
         return torch.from_numpy(out).to(images.device)
 
 
@@ -619,38 +628,74 @@ def per_sample_numpy(
         kernel(np.random.Generator(np.random.PCG64(stream_seed(seeds[i], stream))), x[i], out[i])
         np.clip(out[i], 0.0, 1.0, out=out[i])
 
-    _map_samples(one, len(seeds))
+    _on_threads(one, range(len(seeds)))
     return torch.from_numpy(out)
 
 
 def _in_chunks(images: Tensor, fn: Callable[[slice], Tensor], elements: int = _CACHE_ELEMENTS) -> Tensor:
-    """``fn(batch slice)`` a few images at a time on the CPU, written into one output.
+    """``fn(batch slice)`` a few images at a time on the CPU (:func:`_each_chunk`), written into one output.
 
-    Keeps every temporary of ``fn`` cache-sized: batch-sized temporaries are fresh memory
-    (pages the kernel must fault in and zero), which on a busy machine costs more than the
-    arithmetic. ``fn`` must treat every sample independently (all the stressors here do).
     Off the CPU, or when the batch fits in one chunk, ``fn`` runs once on the whole batch.
     """
     n = images.shape[0]
-    chunk = max(1, elements // max(1, images[0].numel()))
-    if images.device.type != "cpu" or chunk >= n:
+    if images.device.type != "cpu" or max(1, elements // max(1, images[0].numel())) >= n:
         return fn(slice(0, n))
     out = torch.empty_like(images)
-    for start in range(0, n, chunk):
-        sl = slice(start, min(n, start + chunk))
+
+    def chunk(sl: slice) -> None:
         out[sl] = fn(sl)
+
+    _each_chunk(images, chunk, elements)
     return out
 
 
-def _map_samples(fn: Callable[[int], None], n: int) -> None:
-    """``fn(i)`` for every sample, on up to ``torch.get_num_threads()`` threads."""
-    workers = min(n, torch.get_num_threads())
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(fn, range(n)))
-    else:
-        for i in range(n):
-            fn(i)
+def _each_chunk(
+    images: Tensor, fn: Callable[[slice], None], elements: int = _CACHE_ELEMENTS, *, on_threads: bool = False
+) -> None:
+    """``fn(sl)`` for consecutive slices ``sl`` of the batch that together cover it, each a few images on the CPU.
+
+    Keeps every temporary of ``fn`` cache-sized: batch-sized temporaries are fresh memory
+    (pages the kernel must fault in and zero), which on a busy machine costs more than the
+    arithmetic. A slice holds about ``elements`` values (at least one image). The slices run one
+    after the other on torch's threads, or with ``on_threads`` on ``torch.get_num_threads()``
+    Python threads with one torch thread each (:func:`_on_threads`): faster for gathers
+    (pixelate, 1.5x at two threads), which torch splits poorly between its threads, and slower
+    for elementwise passes and FFTs (0.8-0.9x; ``benchmarks/README.md``). ``fn`` must treat every
+    sample independently and write only its own slice of the output (all the stressors here
+    do), so the result does not depend on the threads or the batch. Off the CPU ``fn`` runs once
+    on the whole batch.
+    """
+    n = images.shape[0]
+    if images.device.type != "cpu":
+        fn(slice(0, n))
+        return
+    step = max(1, elements // max(1, images[0].numel()))
+    slices = [slice(start, min(n, start + step)) for start in range(0, n, step)]
+    if not on_threads:
+        for sl in slices:
+            fn(sl)
+        return
+    _on_threads(fn, slices)
+
+
+def _on_threads(fn: Callable[[Any], None], items: Sequence[Any]) -> None:
+    """``fn(item)`` for every item, on up to ``torch.get_num_threads()`` threads with one torch thread each.
+
+    torch's thread count is process-wide state (``torch.set_num_threads`` sets it for the threads
+    started later, and MKL's for everyone), so the calling thread's count is set back when the
+    items are done; meanwhile the caller only waits.
+    """
+    workers = min(len(items), torch.get_num_threads())
+    if workers <= 1:
+        for item in items:
+            fn(item)
+        return
+    before = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            list(pool.map(fn, items))
+    finally:
+        torch.set_num_threads(before)
 
 
 def scipy_gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> Tensor:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from detection_fixtures import make_detection_dataset, save_detector, write_detection_config
 from PIL import Image
+from property_reference import image_properties_reference
 
 from audit.contract.image_properties import PROPERTY_COLUMNS
 
@@ -30,18 +31,6 @@ rules:
     metric: map
     min: 0.2
 """
-
-
-def _reference(img: np.ndarray) -> list[float]:
-    """Brightness, contrast, sharpness, colourfulness, saturation of one HWC RGB float64 image (numpy only)."""
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    lap = y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4 * y[1:-1, 1:-1]
-    rg, yb = r - g, 0.5 * (r + g) - b
-    m = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
-    mx, mn = img.max(axis=2), img.min(axis=2)
-    s = np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1), 0.0)
-    return [y.mean(), y.std(), lap.var(), m, s.mean()]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -77,7 +66,7 @@ def test_a_real_detection_run_is_searched_on_its_objects(tmp_path: Path):
     for row in props:
         img = np.asarray(Image.open(tmp_path / manifest[row["id"]]).convert("RGB"), dtype=np.float64) / 255
         got = [float(row[c]) for c in PROPERTY_COLUMNS[1:6]]
-        assert got == pytest.approx(_reference(img), rel=1e-5, abs=1e-7), row["id"]
+        assert got == pytest.approx(image_properties_reference(img), rel=1e-5, abs=1e-7), row["id"]
         assert (float(row["width"]), float(row["height"]), float(row["aspect_ratio"])) == (96, 64, 1.5)
 
     # the blind camera is found by the images' brightness alone (the camera attribute left out of the search;

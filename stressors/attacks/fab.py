@@ -343,7 +343,13 @@ class FABT(Attack):
         Only samples the model classifies correctly are attacked; each run (target class, then restart)
         attacks only the samples still robust. Unfooled samples are returned unchanged. ``eot_samples``
         is ignored (FAB has no EoT).
+
+        Raises:
+            StressorError: images that are not float32 or float64 (the projections' bisection needs the
+                precision: in float16 it does not converge).
         """
+        if images.dtype not in (torch.float32, torch.float64):
+            raise StressorError(f"{self.name}: needs float32 or float64 images, got {str(images.dtype).split('.')[-1]}")
         n = images.shape[0]
         with torch.no_grad():
             clean_logits = model(images)

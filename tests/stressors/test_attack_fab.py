@@ -280,3 +280,16 @@ def test_a_single_class_model_is_refused():
         FABT(epsilons=[0.1]).attack(
             one, x, torch.zeros(4, dtype=torch.int64), severity=0.1, sample_ids=torch.arange(4), seed=0
         )
+
+
+@pytest.mark.parametrize("cls", [FABT, FABTL2])
+def test_half_precision_images_are_refused_in_one_line(cls):
+    """FAB's projections bisect in the images' precision; in float16 they do not converge, so half images
+    get a named refusal instead of a crash deep in the bisection."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).half()
+    x = torch.rand(4, 1, 8, 8).half()
+    with pytest.raises(StressorError) as err:
+        cls(epsilons=[0.1]).attack(
+            model, x, torch.zeros(4, dtype=torch.int64), severity=0.1, sample_ids=torch.arange(4), seed=0
+        )
+    assert str(err.value) == f"{cls.name}: needs float32 or float64 images, got float16"

@@ -304,3 +304,42 @@ def test_impulse_noise_has_the_reference_salt_and_pepper_shares(icc, severity):
     hit = ~np.isclose(ours[:, 64:-64], GREY_ROWS[None, 64:-64] / 255, atol=1e-6).reshape(-1, 3)
     assert hit.all(axis=1).mean() == pytest.approx(amount**3, abs=0.003)
     assert hit.mean() == pytest.approx(amount, abs=tol)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "brightness",
+        "saturate",
+        "contrast",
+        "pixelate",
+        "defocus_blur",
+        "gaussian_blur",
+        "motion_blur",
+        "jpeg_compression",
+    ],
+)
+def test_chunked_corruptions_do_not_depend_on_torch_threads_and_restore_them(name):
+    """The CPU chunks run on torch.get_num_threads() Python threads with one torch thread each
+    (stressors.imagenet_c._each_chunk): the output is the same bits at 1 and 3 threads, for a batch
+    of several chunks, and the caller's thread count, and the one later threads start with, are restored."""
+    import threading
+
+    images = torch.rand(13, 3, 96, 80, generator=torch.Generator().manual_seed(7))
+    stressor = stressors.get(name)
+    params = stressor.sample_params(sample_keys([f"t{i}" for i in range(13)]), 3, seed=0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = stressor.apply(images, params)
+        torch.set_num_threads(3)
+        three = stressor.apply(images, params)
+        assert torch.get_num_threads() == 3
+        seen: list[int] = []
+        worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        worker.start()
+        worker.join()
+        assert seen == [3]
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, three)

@@ -10,24 +10,13 @@ import pytest
 import torch
 from cvaudit_fixtures import save_model, write_config
 from PIL import Image
+from property_reference import image_properties_reference
 
 from audit.contract.image_properties import PROPERTY_COLUMNS
 from audit.evaluation.image_properties import pixel_properties
 
 
-def _reference(img: np.ndarray) -> list[float]:
-    """Brightness, contrast, sharpness, colourfulness, saturation of one HWC RGB float64 image (numpy only)."""
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    lap = y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4 * y[1:-1, 1:-1]
-    rg, yb = r - g, 0.5 * (r + g) - b
-    m = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
-    mx, mn = img.max(axis=2), img.min(axis=2)
-    s = np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1), 0.0)
-    return [y.mean(), y.std(), lap.var(), m, s.mean()]
-
-
-def test_pixel_properties_match_the_numpy_reference():
+def test_pixel_properties_match_the_numpyimage_properties_reference():
     rng = np.random.default_rng(1)
     imgs = rng.random((4, 23, 17, 3))
     imgs[1] = 0.0  # black: saturation 0 (max = 0), no contrast
@@ -35,7 +24,9 @@ def test_pixel_properties_match_the_numpy_reference():
     got = pixel_properties(torch.from_numpy(imgs).permute(0, 3, 1, 2).float())
     assert got.shape == (4, 5) and got.dtype == torch.float64
     for k in range(4):
-        np.testing.assert_allclose(got[k].numpy(), _reference(imgs[k].astype(np.float32).astype(np.float64)), atol=2e-6)
+        np.testing.assert_allclose(
+            got[k].numpy(), image_properties_reference(imgs[k].astype(np.float32).astype(np.float64)), atol=2e-6
+        )
     assert got[1].abs().max() == 0
     assert got[2, 3] < 1e-6 and got[2, 4] < 1e-6
 
@@ -56,7 +47,7 @@ def test_one_channel_input_is_luma_without_colour():
     y = rng.random((2, 1, 8, 8))
     got = pixel_properties(torch.from_numpy(y).float())
     ref = [
-        _reference(np.repeat(y[k].transpose(1, 2, 0), 3, axis=2).astype(np.float32).astype(np.float64))
+        image_properties_reference(np.repeat(y[k].transpose(1, 2, 0), 3, axis=2).astype(np.float32).astype(np.float64))
         for k in range(2)
     ]
     np.testing.assert_allclose(got.numpy(), np.array(ref), atol=2e-6)
@@ -89,7 +80,7 @@ def test_a_run_writes_image_properties_of_the_clean_model_input(tmp_path: Path):
         assert (int(row["width"]), int(row["height"])) == (w, 16)
         assert float(row["aspect_ratio"]) == w / 16
         src = np.asarray(Image.open(tmp_path / "img" / f"{i}.png").convert("RGB").resize((16, 16), Image.BILINEAR))
-        ref = _reference(src.astype(np.float64) / 255)
+        ref = image_properties_reference(src.astype(np.float64) / 255)
         # the model input is resized in 8 bits as Pillow does: brightness within a rounding step
         assert float(row["brightness"]) == pytest.approx(ref[0], abs=2 / 255)
         assert float(row["saturation"]) == pytest.approx(ref[4], abs=0.02)
