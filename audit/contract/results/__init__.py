@@ -202,7 +202,7 @@ CLASSIFICATION_KEYS = (
 )
 
 #: The version this cvaudit writes; see the module docstring for the rules.
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 
 
 class Results(Node):
