@@ -69,6 +69,7 @@ from audit.contract.gaptests import PROPORTION_METRICS, RATE_DIFFERENCES
 from audit.contract.metric_specs import BENCHMARK_METRICS, METRICS
 from audit.contract.plan import RunPlan
 from audit.contract.results import CLASSIFICATION_KEYS, FairnessEntry, GroupMetrics, Metrics, Results
+from audit.contract.slices import WATCHED_METRICS
 from policies.detection import (
     BREAKING_SECTION,
     CONDITION_ONLY_METRICS,
@@ -440,22 +441,15 @@ def _check_watched_slice(rule: MetricRule, plan: RunPlan, error) -> None:
         )
 
 
-#: The metrics of a watched slice (results.json ``slices[].metrics``, ``rest.metrics``, ``gap``) per task.
-_SLICE_METRICS = {
-    "classification": ("accuracy", "brier", "nll"),
-    "detection": ("recall",),
-}
-
-
 def _check_slice_metric(rule: MetricRule, plan: RunPlan, error) -> None:
     """A ``section: slices`` rule's ``gap.<m>`` / ``metrics.<m>`` / ``rest.metrics.<m>`` names a metric the run's
-    task measures on a watched slice (recall on a detection run; accuracy, brier, nll on a classifier)."""
+    task measures on a watched slice (:data:`audit.contract.slices.WATCHED_METRICS`)."""
     parts = rule.metric.split(".")
     if parts[0] == "rest":
         parts = parts[1:]
     if len(parts) != 2 or parts[0] not in ("gap", "metrics"):
         return
-    known = _SLICE_METRICS.get(plan.task, ())
+    known = WATCHED_METRICS.get(plan.task, ())
     name = parts[1].removesuffix("_ci")
     if name not in known:
         names = ", ".join(f"{parts[0]}.{m}" for m in known)

@@ -121,6 +121,12 @@ def test_insufficient_data_by_objects_and_by_images():
     (entry,) = measure_watched_detection([empty], table, min_group_size=2)
     assert entry["n"] == 0 and entry["metrics"] == {"recall": None, "recall_ci": None}
     assert entry["gap"] == {"recall": None} and entry["insufficient_data"] is True
+    # the rest is the other side of the comparison: a slice of all but 9 images is judged on those 9 alone
+    all_but_nine = WatchedSlice.model_validate({"id": "most", "all": [{"attribute": "row", "min": cut + 0.5}]})
+    (entry,) = measure_watched_detection([all_but_nine], table, min_group_size=2)
+    assert entry["rest"]["n"] >= 9 and entry["gap"]["recall"] is not None and entry["insufficient_data"] is True
+    (entry,) = measure_watched_detection([few_objects], table, min_group_size=2)
+    assert entry["insufficient_data"] is False  # both sides large: judged
 
 
 # ---- config and policy checks -----------------------------------------------------------------------------------
@@ -156,6 +162,20 @@ def test_detection_watch_accepts_object_columns_and_refuses_others(tmp_path):
     with pytest.raises(CvauditError, match=r"slices\.watch\[0\]\.all\[1\]\.attribute: 'object\.truncated'") as err:
         load_config(_detection_config(tmp_path, slices=bad))
     assert "\n" not in str(err.value) and "detection run" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["size", "center_x", "brightness", "object.occluded"])
+def test_a_manifest_attribute_named_like_an_object_column_is_refused_before_any_image(tmp_path, name):
+    """The watched slices are measured on one table of columns (cvaudit slices's): a manifest attribute with the name
+    of an object column or an image property cannot be told apart, so the config is refused, not the run's end."""
+    from audit.contract.config import load_config
+    from audit.contract.errors import CvauditError
+
+    watch = {"watch": [{"id": "s", "all": [{"attribute": "class", "equals": "red"}]}]}
+    path = _detection_config(tmp_path, slices=watch, data={"attributes": [name]})
+    with pytest.raises(CvauditError, match=rf"data\.attributes: '{name}' is also the name of an object column") as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
 
 
 def _detection_plan(watched: frozenset[str]):

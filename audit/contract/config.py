@@ -712,6 +712,14 @@ class AuditConfig(_Strict):
         known = list(self.data.attributes) + [c for c in PROPERTY_COLUMNS if c != "id"]
         if self.task == "detection" and self.detection is not None:
             objects = [*DETECTION_OBJECT_COLUMNS, *(f"object.{key}" for key in self.detection.object_attributes)]
+            properties = [c for c in PROPERTY_COLUMNS if c != "id"]
+            for name in self.data.attributes if self.slices.watch else ():
+                if name in objects or name in properties or name.startswith("object."):
+                    # the table the watched slices are measured on (cvaudit slices's) holds one column per name
+                    raise ValueError(
+                        f"data.attributes: {name!r} is also the name of an object column or image property of a "
+                        "detection run, so slices.watch could not tell them apart; rename the manifest column"
+                    )
             known += objects
             for k, entry in enumerate(self.slices.watch):
                 for j, predicate in enumerate(entry.all):

@@ -48,6 +48,7 @@ from audit.contract.errors import CvauditError, echo
 
 __all__ = [
     "MAX_DEPTH",
+    "WATCHED_METRICS",
     "Predicate",
     "SliceDefinition",
     "SliceError",
@@ -59,6 +60,14 @@ __all__ = [
 
 #: The most predicates of one slice.
 MAX_DEPTH = 4
+
+#: The metrics a watched slice is measured with (results.json ``slices[].metrics``, ``rest.metrics``, ``gap``), per
+#: task; the first is its headline: means of a per-sample value of predictions.csv for a classifier, the recall of
+#: the ground-truth objects (objects.csv) for a detector.
+WATCHED_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "brier", "nll"),
+    "detection": ("recall",),
+}
 
 
 class SliceError(CvauditError):

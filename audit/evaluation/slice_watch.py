@@ -163,7 +163,7 @@ def measure_watched(watch: Sequence[WatchedSlice], table: SliceTable, *, min_gro
                 "metrics": inside["metrics"],
                 "rest": rest,
                 "gap": gap,
-                "insufficient_data": inside["n"] < min_group_size,
+                "insufficient_data": min(inside["n"], rest["n"]) < min_group_size,
             }
         )
     return out
@@ -180,8 +180,9 @@ def measure_watched_detection(
     :func:`audit.evaluation.slices.search.cluster_value` with the images holding an object of the run as clusters
     (``groups``: their number), as slices.csv's ``value_low``/``value_high`` with the confirmation half's images.
     ``gap.recall`` = rest - slice (positive: the slice is worse); null when a side is empty. ``insufficient_data``:
-    fewer objects than ``min_group_size`` in the slice, or objects in fewer images than the search's
-    :data:`~audit.evaluation.slices.search.MIN_SLICE_CLUSTERS` (its cluster test does not count such a slice).
+    fewer objects than ``min_group_size`` in the slice or in the rest, or either side's objects in fewer images
+    than the search's :data:`~audit.evaluation.slices.search.MIN_SLICE_CLUSTERS` (its cluster test does not count
+    such a comparison).
 
     Raises:
         AuditError: a slice names a column the run does not have.
@@ -208,7 +209,7 @@ def measure_watched_detection(
             raise AuditError(f"slices.watch {entry.id!r}: {err}") from None
         inside, rest = side(mask), side(~mask)
         a, b = inside["metrics"]["recall"], rest["metrics"]["recall"]
-        images = int(np.unique(cluster[mask]).size)
+        images, rest_images = int(np.unique(cluster[mask]).size), int(np.unique(cluster[~mask]).size)
         out.append(
             {
                 "id": entry.id,
@@ -219,7 +220,8 @@ def measure_watched_detection(
                 "metrics": inside["metrics"],
                 "rest": rest,
                 "gap": {"recall": None if a is None or b is None else b - a},
-                "insufficient_data": inside["n"] < min_group_size or images < MIN_SLICE_CLUSTERS,
+                "insufficient_data": min(inside["n"], rest["n"]) < min_group_size
+                or min(images, rest_images) < MIN_SLICE_CLUSTERS,
             }
         )
     return out

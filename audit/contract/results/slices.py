@@ -69,8 +69,9 @@ class WatchedSliceResult(Node):
         "(absent before 1.7): recall, rest - slice"
     )
     insufficient_data: bool = Field(
-        description="fewer samples than evaluation.min_group_size in the slice (a detection run: objects, or objects "
-        "in fewer than 10 images, the slice search's least): a rule judges it insufficient_data"
+        description="fewer samples than evaluation.min_group_size in the slice or in the rest (a detection run: "
+        "objects, or either side's objects in fewer than 10 images, the slice search's least): a rule judges it "
+        "insufficient_data"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.contract.slices import WATCHED_METRICS
 from reports.html.context import ReportContext
 from reports.html.escaping import is_data_image
 
@@ -53,5 +54,5 @@ def slices(ctx: ReportContext) -> dict[str, Any] | None:
         "slices_images_allowed": bool(ctx.gallery),
         "slices_watched": [{"slice": w, "rules": _rules_of(ctx, w.id)} for w in watched or []],
         # a detection run's watched slices are objects measured by recall (task: detection), a classifier's by accuracy
-        "slices_watched_metric": "recall" if ctx.results.task == "detection" else "accuracy",
+        "slices_watched_metric": WATCHED_METRICS[ctx.results.task][0],
     }

@@ -389,6 +389,8 @@ ALLOWED = {
     # the metrics a slice is measured with: the means of a per-sample value of predictions.csv (config slices.metric)
     "audit/contract/config.py": "slices.metric's choices",
     "audit/evaluation/slice_watch.py": "a slice's per-sample metrics",
+    # which metrics a watched slice is measured with, per task (WATCHED_METRICS: policy validation, the report)
+    "audit/contract/slices.py": "a watched slice's metrics per task",
     # the slice search's metrics (SEARCH_METRICS, DETECTION_METRICS: the per-sample value and its test) and the
     # per-sample values read from predictions.csv / objects.csv
     "audit/evaluation/slices/search.py": "the slice search's per-sample metrics",
