@@ -709,10 +709,10 @@ class AuditConfig(_Strict):
                 raise ValueError(
                     f"slices.protected: {name!r} is not in data.attributes ({', '.join(self.data.attributes) or 'none'})"
                 )
-        known = list(self.data.attributes) + [c for c in PROPERTY_COLUMNS if c != "id"]
+        properties = [c for c in PROPERTY_COLUMNS if c != "id"]
+        known = [*self.data.attributes, *properties]
         if self.task == "detection" and self.detection is not None:
             objects = [*DETECTION_OBJECT_COLUMNS, *(f"object.{key}" for key in self.detection.object_attributes)]
-            properties = [c for c in PROPERTY_COLUMNS if c != "id"]
             for name in self.data.attributes if self.slices.watch else ():
                 if name in objects or name in properties or name.startswith("object."):
                     # the table the watched slices are measured on (cvaudit slices's) holds one column per name
@@ -721,24 +721,22 @@ class AuditConfig(_Strict):
                         "detection run, so slices.watch could not tell them apart; rename the manifest column"
                     )
             known += objects
-            for k, entry in enumerate(self.slices.watch):
-                for j, predicate in enumerate(entry.all):
-                    if predicate.attribute not in known:
-                        raise ValueError(
-                            f"slices.watch[{k}].all[{j}].attribute: {predicate.attribute!r} (slice {entry.id!r}) is "
-                            f"not a column of this detection run's objects: an object column ({', '.join(objects)}), "
-                            f"data.attributes ({', '.join(self.data.attributes) or 'none'}) or an image property "
-                            f"({', '.join(c for c in PROPERTY_COLUMNS if c != 'id')})"
-                        )
-            return self
+        attributes = ", ".join(self.data.attributes) or "none"
+        properties_text = ", ".join(properties)
         for k, entry in enumerate(self.slices.watch):
             for j, predicate in enumerate(entry.all):
-                if predicate.attribute not in known:
+                if predicate.attribute in known:
+                    continue
+                where = f"slices.watch[{k}].all[{j}].attribute: {predicate.attribute!r} (slice {entry.id!r}) is "
+                if self.task == "detection" and self.detection is not None:
                     raise ValueError(
-                        f"slices.watch[{k}].all[{j}].attribute: {predicate.attribute!r} (slice {entry.id!r}) is "
-                        f"neither in data.attributes ({', '.join(self.data.attributes) or 'none'}) nor an image "
-                        f"property ({', '.join(c for c in PROPERTY_COLUMNS if c != 'id')})"
+                        where
+                        + f"not a column of this detection run's objects: an object column ({', '.join(objects)}), "
+                        f"data.attributes ({attributes}) or an image property ({properties_text})"
                     )
+                raise ValueError(
+                    where + f"neither in data.attributes ({attributes}) nor an image property ({properties_text})"
+                )
         return self
 
     @field_validator("device")

@@ -153,20 +153,25 @@ def measure_watched(watch: Sequence[WatchedSlice], table: SliceTable, *, min_gro
         for metric, sign in (("accuracy", -1.0), ("brier", 1.0), ("nll", 1.0)):
             a, b = inside["metrics"][metric], rest["metrics"][metric]
             gap[metric] = None if a is None or b is None else sign * (a - b)
-        out.append(
-            {
-                "id": entry.id,
-                "text": entry.text(),
-                "definition": {"all": [p.model_dump(exclude_none=True) for p in entry.all]},
-                "condition": "clean",
-                "n": inside["n"],
-                "metrics": inside["metrics"],
-                "rest": rest,
-                "gap": gap,
-                "insufficient_data": min(inside["n"], rest["n"]) < min_group_size,
-            }
-        )
+        out.append(_entry(entry, inside, rest, gap, min(inside["n"], rest["n"]) < min_group_size))
     return out
+
+
+def _entry(
+    entry: WatchedSlice, inside: dict[str, Any], rest: dict[str, Any], gap: dict[str, float | None], insufficient: bool
+) -> dict[str, Any]:
+    """One results.json ``slices`` entry (:class:`audit.contract.results.WatchedSliceResult`) of a watched slice."""
+    return {
+        "id": entry.id,
+        "text": entry.text(),
+        "definition": {"all": [p.model_dump(exclude_none=True) for p in entry.all]},
+        "condition": "clean",
+        "n": inside["n"],
+        "metrics": inside["metrics"],
+        "rest": rest,
+        "gap": gap,
+        "insufficient_data": insufficient,
+    }
 
 
 def measure_watched_detection(
@@ -210,20 +215,8 @@ def measure_watched_detection(
         inside, rest = side(mask), side(~mask)
         a, b = inside["metrics"]["recall"], rest["metrics"]["recall"]
         images, rest_images = int(np.unique(cluster[mask]).size), int(np.unique(cluster[~mask]).size)
-        out.append(
-            {
-                "id": entry.id,
-                "text": entry.text(),
-                "definition": {"all": [p.model_dump(exclude_none=True) for p in entry.all]},
-                "condition": "clean",
-                "n": inside["n"],
-                "metrics": inside["metrics"],
-                "rest": rest,
-                "gap": {"recall": None if a is None or b is None else b - a},
-                "insufficient_data": min(inside["n"], rest["n"]) < min_group_size
-                or min(images, rest_images) < MIN_SLICE_CLUSTERS,
-            }
-        )
+        insufficient = min(inside["n"], rest["n"]) < min_group_size or min(images, rest_images) < MIN_SLICE_CLUSTERS
+        out.append(_entry(entry, inside, rest, {"recall": None if a is None or b is None else b - a}, insufficient))
     return out
 
 
